@@ -1,0 +1,1 @@
+"""Kafka record batches (magic 2): the header, CRC-32C, records, compression."""

@@ -1,0 +1,212 @@
+"""The 61-byte record batch header (magic 2), read and patched with ``struct``.
+
+Batches stay opaque bytes on the hot path: only this header is touched. Layout
+(big-endian), offsets in bytes::
+
+    0  base_offset int64          27 base_timestamp int64
+    8  batch_length int32         35 max_timestamp int64
+    12 partition_leader_epoch     43 producer_id int64
+    16 magic int8                 51 producer_epoch int16
+    17 crc uint32                 53 base_sequence int32
+    21 attributes int16           57 record_count int32
+    23 last_offset_delta int32    61 records...
+
+The CRC-32C covers everything from ``attributes`` to the end of the batch, so the
+base offset, length and partition leader epoch can be patched without recomputing it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from kbroker.records.crc import crc32c
+
+HEADER_SIZE = 61
+#: Bytes before ``batch_length`` counts: base offset + the length field itself.
+LOG_OVERHEAD = 12
+MAGIC_V2 = 2
+CRC_START = 21
+NO_PRODUCER_ID = -1
+NO_SEQUENCE = -1
+
+COMPRESSION_MASK = 0x07
+TIMESTAMP_TYPE_BIT = 0x08  # 1 = LogAppendTime
+TRANSACTIONAL_BIT = 0x10
+CONTROL_BIT = 0x20
+DELETE_HORIZON_BIT = 0x40
+
+COMPRESSION_NONE, COMPRESSION_GZIP, COMPRESSION_SNAPPY, COMPRESSION_LZ4, COMPRESSION_ZSTD = range(5)
+
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+_BASE_OFFSET = struct.Struct(">q")
+_LENGTH = struct.Struct(">i")
+_EPOCH = struct.Struct(">i")
+_CRC = struct.Struct(">I")
+_ATTRS = struct.Struct(">h")
+_MAX_TS = struct.Struct(">q")
+_PEEK = struct.Struct(">qib")  # base offset, length, (epoch skipped below)
+
+
+class BatchError(ValueError):
+    """A batch that cannot be accepted; ``error_code`` is the Kafka error to answer with."""
+
+    def __init__(self, message: str, error_code: int) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+CORRUPT_MESSAGE = 2
+INVALID_RECORD = 87
+UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
+
+
+class BatchHeader(NamedTuple):
+    """The decoded fixed header of one record batch."""
+
+    base_offset: int
+    batch_length: int
+    partition_leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    record_count: int
+
+    @property
+    def size(self) -> int:
+        """Total bytes of the batch including the offset and length fields."""
+        return LOG_OVERHEAD + self.batch_length
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def next_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta + 1
+
+    @property
+    def compression(self) -> int:
+        return self.attributes & COMPRESSION_MASK
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & TRANSACTIONAL_BIT)
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & CONTROL_BIT)
+
+    @property
+    def log_append_time(self) -> bool:
+        return bool(self.attributes & TIMESTAMP_TYPE_BIT)
+
+    @property
+    def last_sequence(self) -> int:
+        if self.base_sequence == NO_SEQUENCE:
+            return NO_SEQUENCE
+        return (self.base_sequence + self.last_offset_delta) & 0x7FFFFFFF
+
+
+def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
+    """Decode the header of the batch starting at ``pos``; raises BatchError if short."""
+    if len(buf) - pos < HEADER_SIZE:
+        raise BatchError("record batch shorter than its 61-byte header", CORRUPT_MESSAGE)
+    return BatchHeader._make(_HEADER.unpack_from(buf, pos))
+
+
+def peek_size(buf: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
+    """Total size of the batch at ``pos`` from its length field, or None if fewer than 12 bytes remain."""
+    if len(buf) - pos < LOG_OVERHEAD:
+        return None
+    return LOG_OVERHEAD + _LENGTH.unpack_from(buf, pos + 8)[0]
+
+
+def compute_crc(buf: bytes | bytearray | memoryview, pos: int, size: int) -> int:
+    """CRC-32C of the covered range (attributes to end) of the batch at ``pos``."""
+    mv = memoryview(buf)
+    return crc32c(mv[pos + CRC_START : pos + size])
+
+
+def verify_crc(buf: bytes | bytearray | memoryview, pos: int = 0, header: BatchHeader | None = None) -> bool:
+    """True if the stored CRC matches the batch's bytes."""
+    h = header or parse_header(buf, pos)
+    return compute_crc(buf, pos, h.size) == h.crc
+
+
+def iter_headers(buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, BatchHeader]]:
+    """Yield ``(position, header)`` for each whole batch in ``buf``; stops at a partial tail."""
+    pos = 0
+    end = len(buf)
+    while end - pos >= HEADER_SIZE:
+        h = parse_header(buf, pos)
+        if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + h.size > end:
+            return
+        yield pos, h
+        pos += h.size
+
+
+def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | None = None) -> list[BatchHeader]:
+    """Check every batch in a produce payload and return their headers.
+
+    Raises :class:`BatchError` with CORRUPT_MESSAGE for framing or CRC errors and
+    INVALID_RECORD for semantically wrong batches; the payload must be whole batches.
+    """
+    headers: list[BatchHeader] = []
+    mv = memoryview(buf)
+    pos = 0
+    end = len(mv)
+    if end == 0:
+        raise BatchError("empty record set", CORRUPT_MESSAGE)
+    while pos < end:
+        if end - pos < HEADER_SIZE:
+            raise BatchError("truncated record batch", CORRUPT_MESSAGE)
+        h = parse_header(mv, pos)
+        if h.magic != MAGIC_V2:
+            raise BatchError(f"unsupported record batch magic {h.magic}", UNSUPPORTED_FOR_MESSAGE_FORMAT)
+        if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + h.size > end:
+            raise BatchError("record batch length does not match the payload", CORRUPT_MESSAGE)
+        if max_batch_size is not None and h.size > max_batch_size:
+            raise BatchError(f"record batch of {h.size} bytes exceeds the limit {max_batch_size}", 10)
+        if compute_crc(mv, pos, h.size) != h.crc:
+            raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
+        if h.record_count <= 0 and not h.is_control:
+            raise BatchError("record batch holds no records", INVALID_RECORD)
+        if h.last_offset_delta != h.record_count - 1:
+            # Compacted batches may have gaps, but a producer's batch never does.
+            raise BatchError("record batch offsets are not contiguous", INVALID_RECORD)
+        if h.compression > COMPRESSION_ZSTD:
+            raise BatchError(f"unknown compression codec {h.compression}", CORRUPT_MESSAGE)
+        headers.append(h)
+        pos += h.size
+    return headers
+
+
+def set_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -> None:
+    """Patch the base offset (not covered by the CRC)."""
+    _BASE_OFFSET.pack_into(buf, pos, base_offset)
+
+
+def set_partition_leader_epoch(buf: bytearray | memoryview, pos: int, epoch: int) -> None:
+    """Patch the partition leader epoch (not covered by the CRC)."""
+    _EPOCH.pack_into(buf, pos + 12, epoch)
+
+
+def set_log_append_time(buf: bytearray | memoryview, pos: int, size: int, timestamp_ms: int) -> None:
+    """Mark the batch as LogAppendTime with ``timestamp_ms`` as its max timestamp; rewrites the CRC."""
+    attrs = _ATTRS.unpack_from(buf, pos + 21)[0] | TIMESTAMP_TYPE_BIT
+    _ATTRS.pack_into(buf, pos + 21, attrs)
+    _MAX_TS.pack_into(buf, pos + 35, timestamp_ms)
+    _CRC.pack_into(buf, pos + 17, compute_crc(buf, pos, size))
+
+
+def pack_header(h: BatchHeader) -> bytes:
+    """Encode a header (its ``crc`` field is written as given)."""
+    return _HEADER.pack(*h)
