@@ -1,0 +1,189 @@
+"""Whole request and response frames: header plus body, as bytes and back.
+
+Sans-I/O: these functions take and return bytes and objects only. A frame here is
+the message without its 4-byte size prefix unless a name says ``framed``.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from construct import ConstructError, Container
+
+from kbroker.codec.apis import Api, api_table
+from kbroker.codec.errors import (
+    CodecError,
+    EncodeError,
+    InvalidFrame,
+    TruncatedFrame,
+    UnknownApiKey,
+    UnsupportedVersion,
+)
+from kbroker.codec.primitives import ValueError_
+from kbroker.codec.schema import load_message
+from kbroker.codec.structs import KStruct, build_struct, message_struct
+
+_PREFIX = struct.Struct(">hhi")
+_SIZE = struct.Struct(">i")
+_CTX = Container()
+
+
+@dataclass(frozen=True)
+class RequestHeader:
+    """The request header (v1/v2)."""
+
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class Request:
+    """A decoded request: its header, its API and its body."""
+
+    header: RequestHeader
+    api: Api = field(repr=False)
+    body: Container = field(default_factory=Container)
+
+    @property
+    def api_key(self) -> int:
+        return self.header.api_key
+
+    @property
+    def api_version(self) -> int:
+        return self.header.api_version
+
+    @property
+    def correlation_id(self) -> int:
+        return self.header.correlation_id
+
+
+_header_structs: dict[tuple[str, int], KStruct] = {}
+
+
+def _header_struct(kind: str, version: int) -> KStruct:
+    key = (kind, version)
+    s = _header_structs.get(key)
+    if s is None:
+        spec = load_message(kind)
+        s = build_struct(spec.fields, version, version in spec.flexible)
+        _header_structs[key] = s
+    return s
+
+
+def _parse(con: KStruct, stream: io.BytesIO, what: str, **ids: Any) -> Any:
+    try:
+        return con._parse(stream, _CTX, what)
+    except ValueError_ as e:
+        raise InvalidFrame(f"{what}: {e}", **ids) from e
+    except ConstructError as e:
+        raise TruncatedFrame(f"{what}: frame ended early", **ids) from e
+    except (ValueError, OverflowError, MemoryError) as e:
+        raise InvalidFrame(f"{what}: {e}", **ids) from e
+
+
+def peek_request_header(frame: bytes | bytearray | memoryview) -> tuple[int, int, int]:
+    """``(api_key, api_version, correlation_id)`` of a frame; TruncatedFrame if shorter than 8 bytes."""
+    if len(frame) < 8:
+        raise TruncatedFrame("request frame shorter than its header")
+    key, version, correlation_id = _PREFIX.unpack_from(frame)
+    return key, version, correlation_id
+
+
+def decode_request(frame: bytes | bytearray | memoryview) -> Request:
+    """Decode a request frame (without its size prefix).
+
+    Raises a :class:`CodecError` subclass carrying whatever ids were readable.
+    """
+    key, version, correlation_id = peek_request_header(frame)
+    ids = {"api_key": key, "api_version": version, "correlation_id": correlation_id}
+    api = api_table().get(key)
+    if api is None:
+        raise UnknownApiKey(f"unknown API key {key}", **ids)
+    if version not in api.versions:
+        raise UnsupportedVersion(f"{api.name} v{version} is not supported ({api.versions})", **ids)
+    stream = io.BytesIO(frame)
+    h = _parse(_header_struct("RequestHeader", api.request_header_version(version)), stream,
+               "request header", **ids)
+    body = _parse(message_struct(api.request, version), stream, f"{api.name}Request v{version}", **ids)
+    if stream.tell() != len(frame):
+        raise InvalidFrame(f"{api.name}Request v{version}: {len(frame) - stream.tell()} trailing bytes", **ids)
+    return Request(RequestHeader(key, version, correlation_id, h.get("client_id")), api, body)
+
+
+def _encode(con: KStruct, obj: Any, out: io.BytesIO, what: str) -> None:
+    try:
+        con._build(obj, out, _CTX, what)
+    except (ConstructError, ValueError, TypeError, OverflowError, AttributeError) as e:
+        raise EncodeError(f"{what}: {e}") from e
+
+
+def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
+    """Encode a response (header and body) with its 4-byte size prefix."""
+    api = api_table()[api_key]
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    hv = api.response_header_version(api_version)
+    _encode(_header_struct("ResponseHeader", hv), {"correlation_id": correlation_id}, out, "response header")
+    _encode(message_struct(api.response, api_version), body, out, f"{api.name}Response v{api_version}")
+    buf = out.getbuffer()
+    _SIZE.pack_into(buf, 0, len(buf) - 4)
+    del buf
+    return out.getvalue()
+
+
+def encode_request(api_key: int, api_version: int, correlation_id: int, body: Any,
+                   client_id: str | None = "kbroker") -> bytes:
+    """Encode a request with its size prefix (for the CLI client and tests)."""
+    api = api_table()[api_key]
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    header = {"request_api_key": api_key, "request_api_version": api_version,
+              "correlation_id": correlation_id, "client_id": client_id}
+    _encode(_header_struct("RequestHeader", api.request_header_version(api_version)), header, out,
+            "request header")
+    _encode(message_struct(api.request, api_version), body, out, f"{api.name}Request v{api_version}")
+    buf = out.getbuffer()
+    _SIZE.pack_into(buf, 0, len(buf) - 4)
+    del buf
+    return out.getvalue()
+
+
+def decode_response(api_key: int, api_version: int, frame: bytes | bytearray | memoryview) -> tuple[int, Container]:
+    """Decode a response frame (without size prefix) to ``(correlation_id, body)``."""
+    api = api_table()[api_key]
+    stream = io.BytesIO(frame)
+    h = _parse(_header_struct("ResponseHeader", api.response_header_version(api_version)), stream,
+               "response header")
+    body = _parse(message_struct(api.response, api_version), stream, f"{api.name}Response v{api_version}")
+    if stream.tell() != len(frame):
+        raise InvalidFrame(f"{api.name}Response v{api_version}: trailing bytes")
+    return h.correlation_id, body
+
+
+def encode_body(api: Api, kind: str, version: int, body: Any) -> bytes:
+    """Encode just a request or response body (no header)."""
+    spec = api.request if kind == "request" else api.response
+    out = io.BytesIO()
+    _encode(message_struct(spec, version), body, out, f"{spec.name} v{version}")
+    return out.getvalue()
+
+
+def decode_body(api: Api, kind: str, version: int, data: bytes | bytearray | memoryview) -> Container:
+    """Decode just a request or response body (no header); the whole input must be used."""
+    spec = api.request if kind == "request" else api.response
+    stream = io.BytesIO(data)
+    body = _parse(message_struct(spec, version), stream, f"{spec.name} v{version}")
+    if stream.tell() != len(data):
+        raise InvalidFrame(f"{spec.name} v{version}: trailing bytes")
+    return body
+
+
+__all__ = [
+    "CodecError", "Request", "RequestHeader", "decode_request", "encode_response", "encode_request",
+    "decode_response", "encode_body", "decode_body", "peek_request_header",
+]

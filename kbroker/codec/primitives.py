@@ -1,0 +1,240 @@
+"""Kafka's primitive types as ``construct`` classes.
+
+Fixed-width integers use construct's own compiled-friendly fields; the variable
+length and nullable types are small ``Construct`` subclasses that read with one
+``struct`` call where they can. Every failure raises a construct error that the
+codec turns into :class:`kbroker.codec.errors.CodecError`.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from typing import Any
+
+from construct import (
+    Construct,
+    Flag,
+    Float64b,
+    Int8sb,
+    Int16sb,
+    Int16ub,
+    Int32sb,
+    Int32ub,
+    Int64sb,
+    StreamError,
+    stream_read,
+    stream_write,
+)
+
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+ZERO_UUID = uuid.UUID(int=0)
+
+
+class ValueError_(StreamError):
+    """A decoded value that is structurally impossible (negative length, bad UTF-8)."""
+
+
+def read_uvarint(stream: Any, path: str) -> int:
+    """Read an unsigned LEB128 varint (at most 5 bytes for int32, 10 for int64)."""
+    result = 0
+    shift = 0
+    while True:
+        b = stream_read(stream, 1, path)[0]
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result
+        shift += 7
+        if shift > 63:
+            raise ValueError_("varint is too long", path=path)
+
+
+def write_uvarint(value: int, stream: Any, path: str) -> None:
+    if value < 0:
+        raise ValueError_(f"unsigned varint cannot hold {value}", path=path)
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    stream_write(stream, bytes(out), len(out), path)
+
+
+def uvarint_bytes(value: int) -> bytes:
+    """Encode ``value`` as an unsigned varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+class UVarInt(Construct):
+    """Unsigned varint (used for compact lengths and tags)."""
+
+    def _parse(self, stream: Any, context: Any, path: str) -> int:
+        return read_uvarint(stream, path)
+
+    def _build(self, obj: int, stream: Any, context: Any, path: str) -> int:
+        write_uvarint(obj, stream, path)
+        return obj
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        raise NotImplementedError
+
+
+class ZigZagVarInt(Construct):
+    """Signed zig-zag varint (varint for 32 bits, varlong for 64)."""
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self.bits = bits
+
+    def _parse(self, stream: Any, context: Any, path: str) -> int:
+        v = read_uvarint(stream, path)
+        return (v >> 1) ^ -(v & 1)
+
+    def _build(self, obj: int, stream: Any, context: Any, path: str) -> int:
+        write_uvarint((obj << 1) ^ (obj >> (self.bits - 1)), stream, path)
+        return obj
+
+
+class KString(Construct):
+    """A UTF-8 string: int16 length (-1 null) or, compact, uvarint length+1 (0 null)."""
+
+    def __init__(self, nullable: bool, compact: bool) -> None:
+        super().__init__()
+        self.nullable = nullable
+        self.compact = compact
+
+    def _parse(self, stream: Any, context: Any, path: str) -> str | None:
+        n = read_uvarint(stream, path) - 1 if self.compact else _I16.unpack(stream_read(stream, 2, path))[0]
+        if n < 0:
+            if n == -1 and self.nullable:
+                return None
+            raise ValueError_(f"invalid string length {n}", path=path)
+        try:
+            return stream_read(stream, n, path).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError_(f"string is not UTF-8: {e}", path=path) from e
+
+    def _build(self, obj: str | None, stream: Any, context: Any, path: str) -> str | None:
+        if obj is None:
+            if not self.nullable:
+                raise ValueError_("null given for a non-nullable string", path=path)
+            stream_write(stream, b"\x00" if self.compact else b"\xff\xff", 1 if self.compact else 2, path)
+            return obj
+        data = obj.encode("utf-8")
+        if self.compact:
+            write_uvarint(len(data) + 1, stream, path)
+        else:
+            if len(data) > 0x7FFF:
+                raise ValueError_("string longer than 32767 bytes", path=path)
+            stream_write(stream, _I16.pack(len(data)), 2, path)
+        stream_write(stream, data, len(data), path)
+        return obj
+
+
+class KBytes(Construct):
+    """Bytes (also ``records``): int32 length (-1 null) or compact uvarint length+1."""
+
+    def __init__(self, nullable: bool, compact: bool) -> None:
+        super().__init__()
+        self.nullable = nullable
+        self.compact = compact
+
+    def _parse(self, stream: Any, context: Any, path: str) -> bytes | None:
+        n = read_uvarint(stream, path) - 1 if self.compact else _I32.unpack(stream_read(stream, 4, path))[0]
+        if n < 0:
+            if n == -1 and self.nullable:
+                return None
+            raise ValueError_(f"invalid bytes length {n}", path=path)
+        return stream_read(stream, n, path)
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        if obj is None:
+            if not self.nullable:
+                raise ValueError_("null given for non-nullable bytes", path=path)
+            stream_write(stream, b"\x00" if self.compact else b"\xff\xff\xff\xff", 1 if self.compact else 4, path)
+            return obj
+        n = len(obj)
+        if self.compact:
+            write_uvarint(n + 1, stream, path)
+        else:
+            stream_write(stream, _I32.pack(n), 4, path)
+        stream.write(obj)  # bytes, bytearray or memoryview: written without a copy
+        return obj
+
+
+class KArray(Construct):
+    """An array: int32 count (-1 null) or compact uvarint count+1 (0 null)."""
+
+    def __init__(self, subcon: Construct, nullable: bool, compact: bool) -> None:
+        super().__init__()
+        self.subcon = subcon
+        self.nullable = nullable
+        self.compact = compact
+
+    def _parse(self, stream: Any, context: Any, path: str) -> list[Any] | None:
+        n = read_uvarint(stream, path) - 1 if self.compact else _I32.unpack(stream_read(stream, 4, path))[0]
+        if n < 0:
+            if n == -1 and self.nullable:
+                return None
+            raise ValueError_(f"invalid array length {n}", path=path)
+        # Every element takes at least one byte: a huge count in a short frame is an error,
+        # not an allocation.
+        remaining = _remaining(stream)
+        if remaining is not None and n > remaining:
+            raise ValueError_(f"array of {n} elements in {remaining} bytes", path=path)
+        parse = self.subcon._parsereport
+        return [parse(stream, context, path) for _ in range(n)]
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        if obj is None:
+            if not self.nullable:
+                raise ValueError_("null given for a non-nullable array", path=path)
+            stream_write(stream, b"\x00" if self.compact else b"\xff\xff\xff\xff", 1 if self.compact else 4, path)
+            return obj
+        if self.compact:
+            write_uvarint(len(obj) + 1, stream, path)
+        else:
+            stream_write(stream, _I32.pack(len(obj)), 4, path)
+        build = self.subcon._build
+        for item in obj:
+            build(item, stream, context, path)
+        return obj
+
+
+def _remaining(stream: Any) -> int | None:
+    try:
+        buf = stream.getbuffer()
+        return len(buf) - stream.tell()
+    except AttributeError:
+        return None
+
+
+class Uuid(Construct):
+    """A 16-byte UUID as :class:`uuid.UUID`."""
+
+    def _parse(self, stream: Any, context: Any, path: str) -> uuid.UUID:
+        return uuid.UUID(bytes=stream_read(stream, 16, path))
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        if not isinstance(obj, uuid.UUID):
+            obj = uuid.UUID(str(obj)) if obj else ZERO_UUID
+        stream_write(stream, obj.bytes, 16, path)
+        return obj
+
+
+FIXED: dict[str, Construct] = {
+    "int8": Int8sb,
+    "int16": Int16sb,
+    "uint16": Int16ub,
+    "int32": Int32sb,
+    "uint32": Int32ub,
+    "int64": Int64sb,
+    "float64": Float64b,
+    "bool": Flag,
+}
