@@ -46,7 +46,6 @@ _EPOCH = struct.Struct(">i")
 _CRC = struct.Struct(">I")
 _ATTRS = struct.Struct(">h")
 _MAX_TS = struct.Struct(">q")
-_PEEK = struct.Struct(">qib")  # base offset, length, (epoch skipped below)
 
 
 class BatchError(ValueError):
@@ -58,6 +57,7 @@ class BatchError(ValueError):
 
 
 CORRUPT_MESSAGE = 2
+MESSAGE_TOO_LARGE = 10
 INVALID_RECORD = 87
 UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
 
@@ -156,8 +156,10 @@ def iter_headers(buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, Bat
 def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | None = None) -> list[BatchHeader]:
     """Check every batch in a produce payload and return their headers.
 
-    Raises :class:`BatchError` with CORRUPT_MESSAGE for framing or CRC errors and
-    INVALID_RECORD for semantically wrong batches; the payload must be whole batches.
+    Raises :class:`BatchError` with the code Kafka answers with: CORRUPT_MESSAGE for
+    framing or CRC errors and unknown magic, INVALID_RECORD for old (v0/v1) magic and
+    semantically wrong batches, MESSAGE_TOO_LARGE over ``max_batch_size``. The payload
+    must be whole batches.
     """
     headers: list[BatchHeader] = []
     mv = memoryview(buf)
@@ -166,18 +168,25 @@ def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | 
     if end == 0:
         raise BatchError("empty record set", CORRUPT_MESSAGE)
     while pos < end:
+        # Magic sits at byte 16 in every message format, so judge it before the length.
+        magic = mv[pos + 16] if end - pos > 16 else MAGIC_V2
+        if magic != MAGIC_V2:
+            # Kafka: v0/v1 message sets are refused from v3+ produce requests; any other
+            # magic means the bytes are not a batch at all.
+            code = INVALID_RECORD if magic in (0, 1) else CORRUPT_MESSAGE
+            raise BatchError(f"unsupported record batch magic {magic}", code)
         if end - pos < HEADER_SIZE:
             raise BatchError("truncated record batch", CORRUPT_MESSAGE)
         h = parse_header(mv, pos)
-        if h.magic != MAGIC_V2:
-            raise BatchError(f"unsupported record batch magic {h.magic}", UNSUPPORTED_FOR_MESSAGE_FORMAT)
         if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + h.size > end:
             raise BatchError("record batch length does not match the payload", CORRUPT_MESSAGE)
         if max_batch_size is not None and h.size > max_batch_size:
-            raise BatchError(f"record batch of {h.size} bytes exceeds the limit {max_batch_size}", 10)
+            raise BatchError(
+                f"record batch of {h.size} bytes exceeds the limit {max_batch_size}", MESSAGE_TOO_LARGE
+            )
         if compute_crc(mv, pos, h.size) != h.crc:
             raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
-        if h.record_count <= 0 and not h.is_control:
+        if h.record_count <= 0:  # control batches hold exactly one record too
             raise BatchError("record batch holds no records", INVALID_RECORD)
         if h.last_offset_delta != h.record_count - 1:
             # Compacted batches may have gaps, but a producer's batch never does.

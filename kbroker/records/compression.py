@@ -1,0 +1,188 @@
+"""Record batch compression codecs, by Kafka attribute id (0-4).
+
+Output matches what the Java client writes: gzip members, xerial-framed snappy
+(32 KiB blocks), LZ4 frames with independent 64 KiB blocks, zstd frames.
+Decompression is lenient the way Kafka's readers are: snappy may be raw, xerial
+or framed; gzip/LZ4/zstd may be several concatenated frames; zstd frames need
+not carry their content size.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import cramjam
+import lz4.frame
+import zstandard
+
+from kbroker.records.batch import (
+    COMPRESSION_GZIP,
+    COMPRESSION_LZ4,
+    COMPRESSION_NONE,
+    COMPRESSION_SNAPPY,
+    COMPRESSION_ZSTD,
+)
+
+Buffer = bytes | bytearray | memoryview
+
+CODEC_NAMES = {
+    COMPRESSION_NONE: "none",
+    COMPRESSION_GZIP: "gzip",
+    COMPRESSION_SNAPPY: "snappy",
+    COMPRESSION_LZ4: "lz4",
+    COMPRESSION_ZSTD: "zstd",
+}
+
+# xerial snappy-java stream: magic, then version and compat ints (both 1).
+XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = XERIAL_MAGIC + struct.pack(">ii", 1, 1)
+_XERIAL_BLOCK = 32 * 1024
+# The snappy framing format's stream identifier chunk (not used by Kafka, but cheap to accept).
+_SNAPPY_FRAMED_MAGIC = b"\xff\x06\x00\x00sNaPpY"
+_BLOCK_LEN = struct.Struct(">i")
+
+
+class CompressionError(ValueError):
+    """Data that a codec cannot decompress, or an unknown codec id."""
+
+
+def gzip_compress(data: Buffer, level: int = 6) -> bytes:
+    """One gzip member (``wbits=31``) at zlib ``level``; Kafka's default level is 6."""
+    c = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return c.compress(data) + c.flush()
+
+
+def gzip_decompress(data: Buffer) -> bytes:
+    """Decompress one or more gzip members (zlib streams are accepted too)."""
+    out = []
+    rest = bytes(data)
+    try:
+        while rest:
+            d = zlib.decompressobj(47)  # 32+15: auto-detect gzip or zlib header
+            out.append(d.decompress(rest))
+            if not d.eof:
+                raise CompressionError("truncated gzip data")
+            rest = d.unused_data
+    except zlib.error as e:
+        raise CompressionError(f"bad gzip data: {e}") from None
+    if not out:
+        raise CompressionError("empty gzip data")
+    return b"".join(out)
+
+
+def snappy_compress(data: Buffer, xerial: bool = True) -> bytes:
+    """Snappy, xerial-framed in 32 KiB blocks as Java's producer writes it, or raw."""
+    if not xerial:
+        return bytes(cramjam.snappy.compress_raw(data))
+    mv = memoryview(data)
+    parts = [_XERIAL_HEADER]
+    for i in range(0, len(mv), _XERIAL_BLOCK):
+        block = bytes(cramjam.snappy.compress_raw(mv[i : i + _XERIAL_BLOCK]))
+        parts.append(_BLOCK_LEN.pack(len(block)))
+        parts.append(block)
+    return b"".join(parts)
+
+
+def snappy_decompress(data: Buffer) -> bytes:
+    """Decompress raw, xerial-framed or framing-format snappy."""
+    mv = memoryview(data)
+    try:
+        if mv[:8] == XERIAL_MAGIC and len(mv) >= 16:
+            # Version/compat ints are ignored: some producers write them little-endian.
+            out = []
+            pos, end = 16, len(mv)
+            while pos < end:
+                if end - pos < 4:
+                    raise CompressionError("truncated xerial snappy block header")
+                (n,) = _BLOCK_LEN.unpack_from(mv, pos)
+                pos += 4
+                if n < 0 or pos + n > end:
+                    raise CompressionError("truncated xerial snappy block")
+                out.append(bytes(cramjam.snappy.decompress_raw(mv[pos : pos + n])))
+                pos += n
+            return b"".join(out)
+        if mv[:10] == _SNAPPY_FRAMED_MAGIC:
+            return bytes(cramjam.snappy.decompress(mv))
+        return bytes(cramjam.snappy.decompress_raw(mv))
+    except cramjam.DecompressionError as e:
+        raise CompressionError(f"bad snappy data: {e}") from None
+
+
+def lz4_compress(data: Buffer) -> bytes:
+    """An LZ4 frame with independent 64 KiB blocks (Kafka's reader rejects linked blocks)."""
+    return lz4.frame.compress(
+        data, block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False, store_size=False
+    )
+
+
+def lz4_decompress(data: Buffer) -> bytes:
+    """Decompress one or more LZ4 frames."""
+    out = []
+    rest = bytes(data)
+    try:
+        while rest:
+            d = lz4.frame.LZ4FrameDecompressor()
+            out.append(d.decompress(rest))
+            if not d.eof:
+                raise CompressionError("truncated lz4 frame")
+            rest = d.unused_data
+    except RuntimeError as e:  # lz4 reports corrupt frames as RuntimeError
+        raise CompressionError(f"bad lz4 data: {e}") from None
+    if not out:
+        raise CompressionError("empty lz4 data")
+    return b"".join(out)
+
+
+def zstd_compress(data: Buffer, level: int = 3) -> bytes:
+    """One zstd frame at ``level`` (Kafka's default is 3)."""
+    return zstandard.ZstdCompressor(level=level).compress(data)
+
+
+def zstd_decompress(data: Buffer) -> bytes:
+    """Decompress one or more zstd frames, with or without a content size in the header."""
+    out = []
+    rest = bytes(data)
+    dctx = zstandard.ZstdDecompressor()
+    try:
+        while rest:
+            d = dctx.decompressobj()
+            out.append(d.decompress(rest))
+            if not d.eof:
+                raise CompressionError("truncated zstd frame")
+            rest = d.unused_data
+    except zstandard.ZstdError as e:
+        raise CompressionError(f"bad zstd data: {e}") from None
+    if not out:
+        raise CompressionError("empty zstd data")
+    return b"".join(out)
+
+
+def compress(codec: int, data: Buffer) -> bytes:
+    """Compress ``data`` with the codec whose attribute id is ``codec`` (0 returns a copy)."""
+    if codec == COMPRESSION_NONE:
+        return bytes(data)
+    if codec == COMPRESSION_GZIP:
+        return gzip_compress(data)
+    if codec == COMPRESSION_SNAPPY:
+        return snappy_compress(data)
+    if codec == COMPRESSION_LZ4:
+        return lz4_compress(data)
+    if codec == COMPRESSION_ZSTD:
+        return zstd_compress(data)
+    raise CompressionError(f"unknown compression codec {codec}")
+
+
+def decompress(codec: int, data: Buffer) -> bytes:
+    """Decompress ``data`` compressed with codec ``codec``; raises CompressionError."""
+    if codec == COMPRESSION_NONE:
+        return bytes(data)
+    if codec == COMPRESSION_GZIP:
+        return gzip_decompress(data)
+    if codec == COMPRESSION_SNAPPY:
+        return snappy_decompress(data)
+    if codec == COMPRESSION_LZ4:
+        return lz4_decompress(data)
+    if codec == COMPRESSION_ZSTD:
+        return zstd_decompress(data)
+    raise CompressionError(f"unknown compression codec {codec}")
