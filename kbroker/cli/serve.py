@@ -1,0 +1,59 @@
+"""``kbroker serve``: build the broker config and run the broker."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+from typing import Any
+
+from kbroker.config import BrokerConfig
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` subcommand to ``subparsers``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the broker",
+        description=(
+            "Run the broker. Configuration: defaults < --config file < KBROKER_<KEY> "
+            "environment variables < --override key=value."
+        ),
+    )
+    parser.add_argument("--config", metavar="FILE", help="server.properties file to read")
+    parser.add_argument(
+        "--override",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="set a config key, overriding file and environment (repeatable)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="logging level (default: INFO)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def build_config(args: argparse.Namespace) -> BrokerConfig:
+    """The :class:`BrokerConfig` that ``args`` describe (raises ``ConfigError``)."""
+    return BrokerConfig.load(args.config, overrides=args.override)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Configure logging, build the config, and hand over to ``kbroker.broker.run``."""
+    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
+    logging.getLogger().setLevel(args.log_level)  # also when logging was configured before us
+    config = build_config(args)
+    broker = importlib.import_module("kbroker.broker")  # late: the server is heavy
+
+    try:
+        return int(broker.run(config))
+    except KeyboardInterrupt:
+        return 130

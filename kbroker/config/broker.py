@@ -1,0 +1,490 @@
+"""``BrokerConfig``: the broker's configuration, layered and typed.
+
+Layers, lowest to highest precedence: built-in defaults, a ``server.properties``
+file, ``KBROKER_<KEY>`` environment variables (dots become underscores, upper
+case: ``log.dirs`` -> ``KBROKER_LOG_DIRS``), ``--override key=value`` pairs, and
+finally dynamic updates made at runtime (:meth:`BrokerConfig.with_dynamic`).
+File, environment and overrides all count as ``STATIC_BROKER_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kbroker.config.broker_keys import BROKER_CONFIGS
+from kbroker.config.errors import ConfigError
+from kbroker.config.listeners import (
+    Listener,
+    check_distinct_ports,
+    parse_listener_list,
+    parse_protocol_map,
+)
+from kbroker.config.properties import load_properties
+from kbroker.config.types import ConfigDef, ConfigSource, ConfigType
+
+log = logging.getLogger("kbroker.config")
+
+ENV_PREFIX = "KBROKER_"
+_MS_PER_MINUTE = 60_000
+_MS_PER_HOUR = 3_600_000
+_ALL_INTERFACES_V4 = "0.0.0.0"
+
+
+def env_var_name(key: str) -> str:
+    """The environment variable that sets ``key``: ``log.dirs`` -> ``KBROKER_LOG_DIRS``."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+_ENV_TO_KEY = {env_var_name(key): key for key in BROKER_CONFIGS}
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """Split one ``key=value`` override; raise :class:`ConfigError` if it has no ``=``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--override expects key=value, got {text!r}")
+    return key.strip(), value
+
+
+def generate_cluster_id() -> str:
+    """A new Kafka-style cluster id: a random UUID, base64url without padding (22 chars)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class ConfigSynonym:
+    """One layer's value of a config, for DescribeConfigs' synonyms."""
+
+    name: str
+    value: str | None
+    source: ConfigSource
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One config as DescribeConfigs reports it."""
+
+    name: str
+    value: str | None
+    source: ConfigSource
+    read_only: bool
+    sensitive: bool
+    type: ConfigType
+    doc: str
+    synonyms: tuple[ConfigSynonym, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Setting:
+    raw: str
+    value: Any
+    origin: str
+
+
+class BrokerConfig:
+    """The broker's configuration. Immutable; build with :meth:`load` or the constructor.
+
+    ``BrokerConfig({"log.dirs": "/tmp/x"})`` treats the mapping as static broker
+    config (as if read from ``server.properties``) and ignores the environment.
+    """
+
+    def __init__(self, props: Mapping[str, str] | None = None) -> None:
+        self._static: dict[str, _Setting] = {}
+        self._dynamic: dict[str, _Setting] = {}
+        self._unknown: dict[str, str] = {}
+        if props:
+            self._add_layer(props.items(), lambda key: "config")
+        self._finish()
+
+    # ----------------------------------------------------------------- building
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | Path | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        overrides: Iterable[str] | Mapping[str, str] | None = None,
+    ) -> BrokerConfig:
+        """Build from defaults < ``config_file`` < environment < ``overrides``.
+
+        ``env`` defaults to ``os.environ``; ``overrides`` is ``key=value`` strings or a mapping.
+        """
+        self = cls.__new__(cls)
+        self._static, self._dynamic, self._unknown = {}, {}, {}
+        if config_file is not None:
+            path = str(config_file)
+            self._add_layer(load_properties(config_file).items(), lambda key: path)
+        environ = os.environ if env is None else env
+        env_pairs: list[tuple[str, str]] = []
+        for name in sorted(environ):
+            if not name.startswith(ENV_PREFIX):
+                continue
+            key = _ENV_TO_KEY.get(name)
+            if key is None:
+                log.warning("Unknown broker config environment variable %s is ignored", name)
+                continue
+            env_pairs.append((key, environ[name]))
+        self._add_layer(env_pairs, _env_origin)
+        if overrides is not None:
+            pairs = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
+            self._add_layer(pairs, lambda key: f"--override {key}")
+        self._finish()
+        return self
+
+    @classmethod
+    def from_sources(
+        cls,
+        config_file: str | Path | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        overrides: Iterable[str] | Mapping[str, str] | None = None,
+    ) -> BrokerConfig:
+        """Same as :meth:`load`, with the environment passed as ``environ``."""
+        return cls.load(config_file, env=environ, overrides=overrides)
+
+    def with_dynamic(self, updates: Mapping[str, str | None]) -> BrokerConfig:
+        """A copy with dynamic broker configs set (``None`` removes one).
+
+        Raises :class:`ConfigError` for unknown or read-only keys and bad values.
+        """
+        new = type(self).__new__(type(self))
+        new._static, new._dynamic, new._unknown = dict(self._static), dict(self._dynamic), dict(self._unknown)
+        for key, raw in updates.items():
+            definition = BROKER_CONFIGS.get(key)
+            if definition is None:
+                raise ConfigError(f"Unknown broker config: {key}", key)
+            if definition.read_only:
+                raise ConfigError(f"Cannot update these configs dynamically: {key}", key)
+            if raw is None:
+                new._dynamic.pop(key, None)
+            else:
+                origin = "dynamic broker config"
+                new._dynamic[key] = _Setting(raw, definition.parse(raw, origin), origin)
+        new._finish()
+        return new
+
+    def _add_layer(self, pairs: Iterable[tuple[str, str]], origin_of: Callable[[str], str]) -> None:
+        for key, raw in pairs:
+            origin = origin_of(key)
+            definition = BROKER_CONFIGS.get(key)
+            if definition is None:
+                log.warning("Unknown broker config %r (from %s) is ignored", key, origin)
+                self._unknown[key] = raw
+                continue
+            self._static[key] = _Setting(raw, definition.parse(raw, origin), origin)
+
+    def _finish(self) -> None:
+        """Cross-key checks and derived values."""
+        node_id, broker_id = self._setting("node.id"), self._setting("broker.id")
+        if node_id is not None and broker_id is not None and node_id.value != broker_id.value:
+            raise ConfigError(
+                f"broker.id ({broker_id.value}) and node.id ({node_id.value}) must be equal when both are set",
+                "broker.id",
+            )
+        chosen = node_id if node_id is not None else broker_id
+        self._node_id: int = chosen.value if chosen is not None else BROKER_CONFIGS["node.id"].default
+        self._retention_ms = self._compute_retention_ms()
+        self._listeners, self._advertised = self._compute_listeners()
+
+    def _compute_retention_ms(self) -> int:
+        for key, factor in (("log.retention.ms", 1), ("log.retention.minutes", _MS_PER_MINUTE)):
+            setting = self._setting(key)
+            if setting is not None:
+                millis = int(setting.value) * factor
+                break
+        else:
+            key, millis = "log.retention.hours", int(self.get("log.retention.hours")) * _MS_PER_HOUR
+        if millis == 0:
+            raise ConfigError(f"{key} must be unlimited (-1) or greater than 0", key)
+        return -1 if millis < 0 else millis
+
+    def _compute_listeners(self) -> tuple[list[Listener], list[Listener]]:
+        listeners = parse_listener_list("listeners", self.get("listeners"))
+        check_distinct_ports("listeners", listeners)
+        protocols = parse_protocol_map(
+            "listener.security.protocol.map", self.get("listener.security.protocol.map")
+        )
+        for listener in listeners:
+            protocol = protocols.get(listener.name)
+            if protocol is None:
+                raise ConfigError(
+                    f"Invalid value for configuration listeners: listener {listener.name} has no entry "
+                    "in listener.security.protocol.map",
+                    "listeners",
+                )
+            if protocol != "PLAINTEXT":
+                raise ConfigError(
+                    f"Invalid value for configuration listeners: listener {listener.name} uses security "
+                    f"protocol {protocol}; only PLAINTEXT is supported",
+                    "listeners",
+                )
+        raw_advertised = self.get("advertised.listeners")
+        if raw_advertised is None:
+            return listeners, list(listeners)
+        advertised = parse_listener_list("advertised.listeners", raw_advertised)
+        names = {listener.name for listener in listeners}
+        for listener in advertised:
+            if listener.name not in names:
+                raise ConfigError(
+                    f"Invalid value for configuration advertised.listeners: {listener.name} is not "
+                    "a listener name in listeners",
+                    "advertised.listeners",
+                )
+            if listener.host == _ALL_INTERFACES_V4:
+                raise ConfigError(
+                    "Invalid value for configuration advertised.listeners: cannot advertise the "
+                    "non-routable address 0.0.0.0",
+                    "advertised.listeners",
+                )
+        return listeners, advertised
+
+    # ----------------------------------------------------------------- generic access
+
+    def _setting(self, key: str) -> _Setting | None:
+        return self._dynamic.get(key) or self._static.get(key)
+
+    def get(self, key: str) -> Any:
+        """The effective parsed value of a recognised key (its default when unset)."""
+        setting = self._setting(key)
+        if setting is not None:
+            value = setting.value
+        elif key in BROKER_CONFIGS:
+            value = BROKER_CONFIGS[key].default
+        else:
+            raise ConfigError(f"Unknown broker config: {key}", key)
+        return list(value) if isinstance(value, list) else value  # callers may not mutate ours
+
+    def is_set(self, key: str) -> bool:
+        """True when ``key`` was given explicitly (in any layer), not defaulted."""
+        return self._setting(key) is not None
+
+    def source(self, key: str) -> ConfigSource:
+        """Where the effective value of ``key`` comes from."""
+        if key in self._dynamic:
+            return ConfigSource.DYNAMIC_BROKER_CONFIG
+        if key in self._static:
+            return ConfigSource.STATIC_BROKER_CONFIG
+        return ConfigSource.DEFAULT_CONFIG
+
+    def originals(self) -> dict[str, str]:
+        """The raw strings of every explicitly set recognised key, dynamic over static."""
+        merged = {key: s.raw for key, s in self._static.items()}
+        merged.update((key, s.raw) for key, s in self._dynamic.items())
+        return merged
+
+    @property
+    def unknown(self) -> dict[str, str]:
+        """Unrecognised keys that were given (and ignored), with their raw values."""
+        return dict(self._unknown)
+
+    def describe(self) -> list[ConfigEntry]:
+        """Every recognised key as DescribeConfigs reports it, with its synonyms."""
+        return [self._entry(definition) for definition in BROKER_CONFIGS.values()]
+
+    def _entry(self, definition: ConfigDef) -> ConfigEntry:
+        key = definition.name
+        synonyms: list[ConfigSynonym] = []
+        for layer, source in (
+            (self._dynamic, ConfigSource.DYNAMIC_BROKER_CONFIG),
+            (self._static, ConfigSource.STATIC_BROKER_CONFIG),
+        ):
+            if key in layer:
+                synonyms.append(ConfigSynonym(key, definition.render(layer[key].value), source))
+        if definition.default is not None:
+            synonyms.append(ConfigSynonym(key, definition.default_str, ConfigSource.DEFAULT_CONFIG))
+        return ConfigEntry(
+            name=key,
+            value=definition.render(self.get(key)),
+            source=self.source(key),
+            read_only=definition.read_only,
+            sensitive=definition.sensitive,
+            type=definition.type,
+            doc=definition.doc,
+            synonyms=tuple(synonyms),
+        )
+
+    def __repr__(self) -> str:
+        return f"BrokerConfig({self.originals()!r})"
+
+    # ----------------------------------------------------------------- typed accessors
+
+    @property
+    def node_id(self) -> int:
+        """``node.id`` (or ``broker.id`` when only that is set)."""
+        return self._node_id
+
+    @property
+    def cluster_id(self) -> str | None:
+        """``cluster.id`` if configured; otherwise None (the storage layer generates one)."""
+        value: str | None = self.get("cluster.id")
+        return value
+
+    @property
+    def listeners(self) -> list[Listener]:
+        """Parsed ``listeners``: (name, host, port) tuples; port 0 is ephemeral."""
+        return list(self._listeners)
+
+    @property
+    def advertised_listeners(self) -> list[Listener]:
+        """Parsed ``advertised.listeners``, defaulting to :attr:`listeners`.
+
+        Port 0 means "the port the listener of this name actually bound"; an empty
+        host means the broker should advertise its own host name.
+        """
+        return list(self._advertised)
+
+    @property
+    def log_dirs(self) -> list[Path]:
+        """Data directories: ``log.dirs`` if set, else ``log.dir``."""
+        dirs = self.get("log.dirs")
+        return [Path(d) for d in dirs] if dirs is not None else [Path(self.get("log.dir"))]
+
+    @property
+    def num_partitions(self) -> int:
+        """``num.partitions``: partitions of an auto-created topic."""
+        return int(self.get("num.partitions"))
+
+    @property
+    def default_replication_factor(self) -> int:
+        """``default.replication.factor``."""
+        return int(self.get("default.replication.factor"))
+
+    @property
+    def auto_create_topics_enable(self) -> bool:
+        """``auto.create.topics.enable``."""
+        return bool(self.get("auto.create.topics.enable"))
+
+    @property
+    def delete_topic_enable(self) -> bool:
+        """``delete.topic.enable``."""
+        return bool(self.get("delete.topic.enable"))
+
+    @property
+    def log_segment_bytes(self) -> int:
+        """``log.segment.bytes``."""
+        return int(self.get("log.segment.bytes"))
+
+    @property
+    def log_roll_ms(self) -> int:
+        """Segment roll time: ``log.roll.ms`` if set, else ``log.roll.hours`` in ms."""
+        millis = self.get("log.roll.ms")
+        return int(millis) if millis is not None else int(self.get("log.roll.hours")) * _MS_PER_HOUR
+
+    @property
+    def log_index_interval_bytes(self) -> int:
+        """``log.index.interval.bytes``."""
+        return int(self.get("log.index.interval.bytes"))
+
+    @property
+    def log_index_size_max_bytes(self) -> int:
+        """``log.index.size.max.bytes``."""
+        return int(self.get("log.index.size.max.bytes"))
+
+    @property
+    def log_flush_interval_messages(self) -> int:
+        """``log.flush.interval.messages`` (Long.MAX_VALUE = never force a flush)."""
+        return int(self.get("log.flush.interval.messages"))
+
+    @property
+    def log_flush_interval_ms(self) -> int | None:
+        """``log.flush.interval.ms``; None = never force a flush by time."""
+        value = self.get("log.flush.interval.ms")
+        return None if value is None else int(value)
+
+    @property
+    def message_max_bytes(self) -> int:
+        """``message.max.bytes``."""
+        return int(self.get("message.max.bytes"))
+
+    @property
+    def socket_request_max_bytes(self) -> int:
+        """``socket.request.max.bytes``."""
+        return int(self.get("socket.request.max.bytes"))
+
+    @property
+    def log_retention_ms(self) -> int:
+        """Retention time: ``log.retention.ms`` > ``.minutes`` > ``.hours``; -1 = forever."""
+        return self._retention_ms
+
+    @property
+    def log_retention_bytes(self) -> int:
+        """``log.retention.bytes``; -1 = unlimited."""
+        return int(self.get("log.retention.bytes"))
+
+    @property
+    def log_retention_check_interval_ms(self) -> int:
+        """``log.retention.check.interval.ms``."""
+        return int(self.get("log.retention.check.interval.ms"))
+
+    @property
+    def log_cleanup_policy(self) -> list[str]:
+        """``log.cleanup.policy`` as a list (``delete``, ``compact``)."""
+        return list(self.get("log.cleanup.policy"))
+
+    @property
+    def log_message_timestamp_type(self) -> str:
+        """``log.message.timestamp.type``: ``CreateTime`` or ``LogAppendTime``."""
+        return str(self.get("log.message.timestamp.type"))
+
+    @property
+    def compression_type(self) -> str:
+        """``compression.type``."""
+        return str(self.get("compression.type"))
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """``min.insync.replicas``."""
+        return int(self.get("min.insync.replicas"))
+
+    @property
+    def offsets_topic_num_partitions(self) -> int:
+        """``offsets.topic.num.partitions``."""
+        return int(self.get("offsets.topic.num.partitions"))
+
+    @property
+    def offsets_topic_replication_factor(self) -> int:
+        """``offsets.topic.replication.factor``."""
+        return int(self.get("offsets.topic.replication.factor"))
+
+    @property
+    def offsets_retention_ms(self) -> int:
+        """``offsets.retention.minutes`` in milliseconds."""
+        return int(self.get("offsets.retention.minutes")) * _MS_PER_MINUTE
+
+    @property
+    def group_initial_rebalance_delay_ms(self) -> int:
+        """``group.initial.rebalance.delay.ms``."""
+        return int(self.get("group.initial.rebalance.delay.ms"))
+
+    @property
+    def group_min_session_timeout_ms(self) -> int:
+        """``group.min.session.timeout.ms``."""
+        return int(self.get("group.min.session.timeout.ms"))
+
+    @property
+    def group_max_session_timeout_ms(self) -> int:
+        """``group.max.session.timeout.ms``."""
+        return int(self.get("group.max.session.timeout.ms"))
+
+    @property
+    def transaction_state_log_num_partitions(self) -> int:
+        """``transaction.state.log.num.partitions``."""
+        return int(self.get("transaction.state.log.num.partitions"))
+
+    @property
+    def transaction_state_log_replication_factor(self) -> int:
+        """``transaction.state.log.replication.factor``."""
+        return int(self.get("transaction.state.log.replication.factor"))
+
+
+def _env_origin(key: str) -> str:
+    """Where an environment-provided ``key`` came from, for messages."""
+    return f"environment variable {env_var_name(key)}"

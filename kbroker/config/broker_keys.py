@@ -1,0 +1,118 @@
+"""The broker config keys kbroker recognises, with Kafka's names, types and defaults.
+
+Deliberate differences from Kafka's defaults, for a single-node local broker:
+``listeners`` binds 127.0.0.1, ``log.dirs`` is ``./kbroker-data``, ``node.id`` is 1,
+and the internal topics' replication factors are 1.
+"""
+
+from __future__ import annotations
+
+from kbroker.config.types import (
+    INT_MAX,
+    LONG_MAX,
+    ConfigDef,
+    ConfigType,
+    UpdateMode,
+    at_least,
+    between,
+    each_of,
+    non_empty,
+    one_of,
+)
+
+BOOL = ConfigType.BOOLEAN
+STR = ConfigType.STRING
+INT = ConfigType.INT
+SHORT = ConfigType.SHORT
+LONG = ConfigType.LONG
+DOUBLE = ConfigType.DOUBLE
+LIST = ConfigType.LIST
+RO = UpdateMode.READ_ONLY
+PB = UpdateMode.PER_BROKER
+CW = UpdateMode.CLUSTER_WIDE
+
+COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
+CLEANUP_POLICIES = ("compact", "delete")
+TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+#: Minimum segment size: the overhead of one v0 record, as in Kafka.
+MIN_SEGMENT_BYTES = 14
+
+# fmt: off
+_DEFS: tuple[ConfigDef, ...] = (
+    # --- node, cluster, network
+    ConfigDef("node.id", INT, 1, "The id of this node.", (at_least(0),), RO),
+    ConfigDef("broker.id", INT, None, "Alias of node.id; if both are set they must agree.", (at_least(0),), RO),
+    ConfigDef("cluster.id", STR, None, "Cluster id; generated on first start and stored in the data directory when unset.", (non_empty,), RO),
+    ConfigDef("listeners", LIST, ["PLAINTEXT://127.0.0.1:9092"], "Comma-separated NAME://host:port to listen on; an empty host binds all interfaces, port 0 picks a free port.", (non_empty,), PB),
+    ConfigDef("advertised.listeners", LIST, None, "Listeners given to clients in metadata; defaults to listeners.", (), PB),
+    ConfigDef("listener.security.protocol.map", LIST, ["PLAINTEXT:PLAINTEXT"], "Maps listener names to security protocols; only PLAINTEXT is supported.", (), PB),
+    ConfigDef("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts, in bytes.", (at_least(1),), RO),
+    ConfigDef("message.max.bytes", INT, 1048588, "Largest record batch size allowed (topic: max.message.bytes).", (at_least(0),), CW),
+    # --- log storage
+    ConfigDef("log.dirs", LIST, None, "Comma-separated data directories; overrides log.dir.", (non_empty,), RO),
+    ConfigDef("log.dir", STR, "./kbroker-data", "Data directory, used when log.dirs is unset.", (non_empty,), RO),
+    ConfigDef("num.partitions", INT, 1, "Partitions of an auto-created topic.", (at_least(1),), RO),
+    ConfigDef("default.replication.factor", INT, 1, "Replication factor of an auto-created topic.", (at_least(1),), RO),
+    ConfigDef("auto.create.topics.enable", BOOL, True, "Create a topic when a client asks for metadata of or produces to an unknown one.", (), RO),
+    ConfigDef("delete.topic.enable", BOOL, True, "Allow DeleteTopics.", (), RO),
+    ConfigDef("log.segment.bytes", INT, 1073741824, "Size at which a segment file is rolled (topic: segment.bytes).", (at_least(MIN_SEGMENT_BYTES),), CW),
+    ConfigDef("log.roll.ms", LONG, None, "Time after which a segment is rolled; overrides log.roll.hours (topic: segment.ms).", (at_least(1),), CW),
+    ConfigDef("log.roll.hours", INT, 168, "Time after which a segment is rolled, in hours.", (at_least(1),), RO),
+    ConfigDef("log.roll.jitter.ms", LONG, None, "Maximum random jitter subtracted from the roll time; overrides log.roll.jitter.hours (topic: segment.jitter.ms).", (at_least(0),), CW),
+    ConfigDef("log.roll.jitter.hours", INT, 0, "Maximum random roll jitter, in hours.", (at_least(0),), RO),
+    ConfigDef("log.index.interval.bytes", INT, 4096, "Bytes of records between offset-index entries (topic: index.interval.bytes).", (at_least(0),), CW),
+    ConfigDef("log.index.size.max.bytes", INT, 10485760, "Maximum size of an offset index file (topic: segment.index.bytes).", (at_least(4),), CW),
+    ConfigDef("log.flush.interval.messages", LONG, LONG_MAX, "Records appended before a forced fsync; the default never forces one (topic: flush.messages).", (at_least(1),), CW),
+    ConfigDef("log.flush.interval.ms", LONG, None, "Milliseconds a record may stay unflushed; unset means never force (topic: flush.ms).", (at_least(0),), CW),
+    ConfigDef("log.preallocate", BOOL, False, "Preallocate segment files (topic: preallocate).", (), CW),
+    ConfigDef("log.segment.delete.delay.ms", LONG, 60000, "Delay before a deleted segment's files are removed (topic: file.delete.delay.ms).", (at_least(0),), CW),
+    # --- retention and cleaning
+    ConfigDef("log.retention.ms", LONG, None, "Time to keep a segment; -1 keeps forever; overrides minutes and hours (topic: retention.ms).", (), CW),
+    ConfigDef("log.retention.minutes", INT, None, "Time to keep a segment, in minutes; overrides hours.", (), RO),
+    ConfigDef("log.retention.hours", INT, 168, "Time to keep a segment, in hours.", (), RO),
+    ConfigDef("log.retention.bytes", LONG, -1, "Partition size above which old segments are deleted; -1 is unlimited (topic: retention.bytes).", (), CW),
+    ConfigDef("log.retention.check.interval.ms", LONG, 300000, "How often retention is checked.", (at_least(1),), RO),
+    ConfigDef("log.local.retention.ms", LONG, -2, "Local retention time for tiered topics; -2 follows retention.ms (topic: local.retention.ms).", (at_least(-2),), CW),
+    ConfigDef("log.local.retention.bytes", LONG, -2, "Local retention size for tiered topics; -2 follows retention.bytes (topic: local.retention.bytes).", (at_least(-2),), CW),
+    ConfigDef("log.cleanup.policy", LIST, ["delete"], "delete and/or compact (topic: cleanup.policy).", (each_of(*CLEANUP_POLICIES),), CW),
+    ConfigDef("log.cleaner.delete.retention.ms", LONG, 86400000, "How long delete tombstones are kept in compacted topics (topic: delete.retention.ms).", (at_least(0),), CW),
+    ConfigDef("log.cleaner.min.compaction.lag.ms", LONG, 0, "Minimum age of a record before compaction (topic: min.compaction.lag.ms).", (at_least(0),), CW),
+    ConfigDef("log.cleaner.max.compaction.lag.ms", LONG, LONG_MAX, "Maximum age of a record before it is eligible for compaction (topic: max.compaction.lag.ms).", (at_least(1),), CW),
+    ConfigDef("log.cleaner.min.cleanable.ratio", DOUBLE, 0.5, "Dirty ratio at which a log is compacted (topic: min.cleanable.dirty.ratio).", (between(0, 1),), CW),
+    # --- record format
+    ConfigDef("log.message.timestamp.type", STR, "CreateTime", "CreateTime or LogAppendTime (topic: message.timestamp.type).", (one_of(*TIMESTAMP_TYPES),), CW),
+    ConfigDef("log.message.timestamp.difference.max.ms", LONG, LONG_MAX, "Deprecated: allowed distance of a CreateTime timestamp from broker time (topic: message.timestamp.difference.max.ms).", (at_least(0),), CW),
+    ConfigDef("log.message.timestamp.before.max.ms", LONG, LONG_MAX, "How far a CreateTime timestamp may lie in the past (topic: message.timestamp.before.max.ms).", (at_least(0),), CW),
+    ConfigDef("log.message.timestamp.after.max.ms", LONG, LONG_MAX, "How far a CreateTime timestamp may lie in the future (topic: message.timestamp.after.max.ms).", (at_least(0),), CW),
+    ConfigDef("compression.type", STR, "producer", "Compression of stored batches; producer keeps the producer's (topic: compression.type).", (one_of(*COMPRESSION_TYPES),), CW),
+    ConfigDef("compression.gzip.level", INT, -1, "gzip level when compression.type is gzip; -1 is the codec default.", (between(1, 9, -1),), CW),
+    ConfigDef("compression.lz4.level", INT, 9, "lz4 level when compression.type is lz4.", (between(1, 17),), CW),
+    ConfigDef("compression.zstd.level", INT, 3, "zstd level when compression.type is zstd.", (between(-131072, 22),), CW),
+    # --- replication (single node: reported, and validated, for clients)
+    ConfigDef("min.insync.replicas", INT, 1, "Minimum in-sync replicas for acks=all (topic: min.insync.replicas).", (at_least(1),), CW),
+    ConfigDef("unclean.leader.election.enable", BOOL, False, "Allow an out-of-sync replica to become leader (topic: unclean.leader.election.enable).", (), CW),
+    # --- groups and offsets
+    ConfigDef("offsets.topic.num.partitions", INT, 50, "Partitions of __consumer_offsets.", (at_least(1),), RO),
+    ConfigDef("offsets.topic.replication.factor", SHORT, 1, "Replication factor of __consumer_offsets (Kafka's default is 3).", (at_least(1),), RO),
+    ConfigDef("offsets.retention.minutes", INT, 10080, "How long committed offsets of an empty group are kept.", (at_least(1),), RO),
+    ConfigDef("group.initial.rebalance.delay.ms", INT, 3000, "Delay before the first rebalance of a new group.", (at_least(0),), RO),
+    ConfigDef("group.min.session.timeout.ms", INT, 6000, "Smallest session timeout a consumer may ask for.", (), RO),
+    ConfigDef("group.max.session.timeout.ms", INT, 1800000, "Largest session timeout a consumer may ask for.", (), RO),
+    # --- transactions
+    ConfigDef("transaction.state.log.num.partitions", INT, 50, "Partitions of __transaction_state.", (at_least(1),), RO),
+    ConfigDef("transaction.state.log.replication.factor", SHORT, 1, "Replication factor of __transaction_state (Kafka's default is 3).", (at_least(1),), RO),
+)
+# fmt: on
+
+#: Every recognised broker config key, by name, in documentation order.
+BROKER_CONFIGS: dict[str, ConfigDef] = {d.name: d for d in _DEFS}
+
+__all__ = [
+    "BROKER_CONFIGS",
+    "CLEANUP_POLICIES",
+    "COMPRESSION_TYPES",
+    "INT_MAX",
+    "LONG_MAX",
+    "MIN_SEGMENT_BYTES",
+    "TIMESTAMP_TYPES",
+]

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian/Ubuntu machine:
+# kcat (apt) and this package with its [test] extras (pip, editable).
+# Idempotent, and quick when everything is already installed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python3}"
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+else
+    SUDO=(sudo)
+fi
+
+if ! command -v kcat >/dev/null 2>&1; then
+    echo "setup: installing kcat" >&2
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+fi
+
+# Skip pip when kbroker is installed editable from this checkout and every
+# requirement (base + [test]) in pyproject.toml is already satisfied.
+if "$PYTHON" - <<'PY'
+import json
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    sys.exit(1)
+
+# look only at installed packages, not at a kbroker.egg-info left in the checkout
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path.cwd().resolve()]
+
+root = Path.cwd().resolve()
+project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+try:
+    dist = metadata.distribution(project["name"])
+    direct = json.loads(dist.read_text("direct_url.json") or "{}")
+except metadata.PackageNotFoundError:
+    sys.exit(1)
+if dist.version != project["version"] or direct.get("url") != root.as_uri():
+    sys.exit(1)
+if not direct.get("dir_info", {}).get("editable"):
+    sys.exit(1)
+wanted = list(project.get("dependencies", [])) + list(project.get("optional-dependencies", {}).get("test", []))
+for line in wanted:
+    req = Requirement(line)
+    if req.marker is not None and not req.marker.evaluate():
+        continue
+    try:
+        installed = metadata.version(req.name)
+    except metadata.PackageNotFoundError:
+        sys.exit(1)
+    if not req.specifier.contains(installed, prereleases=True):
+        sys.exit(1)
+# the installed metadata must still declare the same scripts and entry points
+declared = {(ep.group, ep.name, ep.value) for ep in dist.entry_points}
+expected = {("console_scripts", k, v) for k, v in project.get("scripts", {}).items()}
+for group, entries in project.get("entry-points", {}).items():
+    expected |= {(group, k, v) for k, v in entries.items()}
+sys.exit(0 if expected <= declared else 1)
+PY
+then
+    echo "setup: python test dependencies already installed" >&2
+else
+    echo "setup: pip install -e '.[test]'" >&2
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+fi
