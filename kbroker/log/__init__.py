@@ -1,0 +1,50 @@
+"""On-disk log storage in Kafka's layout: segments, indexes, partition logs, the log manager."""
+
+from kbroker.log.checkpoint import (
+    OffsetCheckpointFile,
+    PartitionMetadataFile,
+    decode_topic_id,
+    encode_topic_id,
+)
+from kbroker.log.config import LogConfig
+from kbroker.log.errors import CorruptIndexError, KafkaStorageError, LogError, OffsetOutOfRange
+from kbroker.log.index import OffsetIndex, OffsetPosition, TimeIndex, TimestampOffset
+from kbroker.log.manager import LogManager
+from kbroker.log.partition_log import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    MAX_TIMESTAMP,
+    AppendInfo,
+    PartitionLog,
+    UnifiedLog,
+)
+from kbroker.log.segment import LogSegment
+from kbroker.log.segments import LogSegments
+from kbroker.log.topic_store import TopicRecord, TopicStore
+
+__all__ = [
+    "EARLIEST_TIMESTAMP",
+    "LATEST_TIMESTAMP",
+    "MAX_TIMESTAMP",
+    "AppendInfo",
+    "CorruptIndexError",
+    "KafkaStorageError",
+    "LogConfig",
+    "LogError",
+    "LogManager",
+    "LogSegment",
+    "LogSegments",
+    "OffsetCheckpointFile",
+    "OffsetIndex",
+    "OffsetOutOfRange",
+    "OffsetPosition",
+    "PartitionLog",
+    "PartitionMetadataFile",
+    "TimeIndex",
+    "TimestampOffset",
+    "TopicRecord",
+    "TopicStore",
+    "UnifiedLog",
+    "decode_topic_id",
+    "encode_topic_id",
+]

@@ -1,0 +1,135 @@
+"""Kafka's checkpoint and marker files, written atomically (tmp + fsync + rename).
+
+* ``OffsetCheckpointFile``: ``recovery-point-offset-checkpoint`` and
+  ``log-start-offset-checkpoint`` at the log dir root, as text::
+
+      0                 <- version
+      2                 <- entry count
+      my-topic 0 42     <- topic partition offset
+      my-topic 1 17
+
+* ``PartitionMetadataFile``: ``partition.metadata`` in each partition dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+RECOVERY_POINT_CHECKPOINT_FILE = "recovery-point-offset-checkpoint"
+LOG_START_OFFSET_CHECKPOINT_FILE = "log-start-offset-checkpoint"
+CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
+PARTITION_METADATA_FILE = "partition.metadata"
+
+TopicPartition = tuple[str, int]
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename/create inside it is durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` via ``<path>.tmp``, fsync and rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class CheckpointError(ValueError):
+    """A malformed checkpoint file."""
+
+
+class OffsetCheckpointFile:
+    """A ``topic partition offset`` checkpoint (Kafka's ``OffsetCheckpointFile``, version 0)."""
+
+    VERSION = 0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, offsets: Mapping[TopicPartition, int]) -> None:
+        lines = [str(self.VERSION), str(len(offsets))]
+        lines += [f"{topic} {partition} {offset}" for (topic, partition), offset in sorted(offsets.items())]
+        atomic_write(self.path, ("\n".join(lines) + "\n").encode())
+
+    def read(self) -> dict[TopicPartition, int]:
+        """The checkpointed offsets; empty if the file does not exist."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}
+        lines = text.splitlines()
+        try:
+            version = int(lines[0])
+            count = int(lines[1])
+        except (IndexError, ValueError) as e:
+            raise CheckpointError(f"malformed checkpoint header in {self.path}") from e
+        if version != self.VERSION:
+            raise CheckpointError(f"unsupported checkpoint version {version} in {self.path}")
+        entries = [line for line in lines[2:] if line.strip()]
+        if len(entries) != count:
+            raise CheckpointError(f"{self.path} declares {count} entries but holds {len(entries)}")
+        out: dict[TopicPartition, int] = {}
+        for line in entries:
+            parts = line.split()
+            if len(parts) != 3:
+                raise CheckpointError(f"malformed checkpoint line {line!r} in {self.path}")
+            out[(parts[0], int(parts[1]))] = int(parts[2])
+        return out
+
+
+def encode_topic_id(topic_id: uuid.UUID) -> str:
+    """Kafka's ``Uuid.toString()``: URL-safe base64 of the 16 bytes, without padding."""
+    return base64.urlsafe_b64encode(topic_id.bytes).rstrip(b"=").decode()
+
+
+def decode_topic_id(text: str) -> uuid.UUID:
+    """Inverse of :func:`encode_topic_id`."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if len(raw) != 16:
+        raise ValueError(f"not a topic id: {text!r}")
+    return uuid.UUID(bytes=raw)
+
+
+class PartitionMetadataFile:
+    """``partition.metadata``: ``version: 0`` and ``topic_id: <base64url uuid>``."""
+
+    def __init__(self, partition_dir: Path) -> None:
+        self.path = partition_dir / PARTITION_METADATA_FILE
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def write(self, topic_id: uuid.UUID) -> None:
+        atomic_write(self.path, f"version: 0\ntopic_id: {encode_topic_id(topic_id)}\n".encode())
+
+    def read(self) -> uuid.UUID | None:
+        """The stored topic id, or None if the file is absent."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return None
+        fields: dict[str, str] = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                fields[key.strip()] = value.strip()
+        if fields.get("version") != "0" or "topic_id" not in fields:
+            raise CheckpointError(f"malformed {self.path}")
+        return decode_topic_id(fields["topic_id"])

@@ -1,0 +1,539 @@
+"""``PartitionLog`` (Kafka's ``UnifiedLog``/``LocalLog``): one ``<topic>-<partition>/`` directory.
+
+Appends assign offsets by patching batch headers in one copy of the produce payload and
+write it to the active segment in one call; reads return whole batches. Offsets only
+ever move forward except through :meth:`PartitionLog.truncate_to` (replication).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kbroker.clock import Clock
+from kbroker.log.checkpoint import PartitionMetadataFile, fsync_dir
+from kbroker.log.config import LogConfig
+from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, OffsetOutOfRange
+from kbroker.log.segment import (
+    INDEX_FILE_SUFFIX,
+    LOG_FILE_SUFFIX,
+    TIME_INDEX_FILE_SUFFIX,
+    LogSegment,
+    offset_from_filename,
+)
+from kbroker.log.segments import LogSegments
+from kbroker.records.batch import (
+    BatchError,
+    BatchHeader,
+    parse_header,
+    set_base_offset,
+    set_log_append_time,
+    set_partition_leader_epoch,
+    validate_batches,
+)
+
+log = logging.getLogger(__name__)
+
+#: ListOffsets special timestamps.
+LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
+MAX_TIMESTAMP = -3
+
+_DIR_RE = re.compile(r"^(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)$")
+_SEGMENT_FILE_RE = re.compile(r"^\d{20}\.(log|index|timeindex|txnindex)$")
+# Leftovers of interrupted operations that are safe to drop on load.
+_STALE_SUFFIXES = (".deleted", ".cleaned", ".tmp")
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    """Kafka's partition directory name, ``<topic>-<partition>``."""
+    return f"{topic}-{partition}"
+
+
+def parse_partition_dir_name(name: str) -> tuple[str, int] | None:
+    """``(topic, partition)`` from a directory name, or None if it is not a partition dir."""
+    m = _DIR_RE.match(name)
+    if m is None:
+        return None
+    return m.group("topic"), int(m.group("partition"))
+
+
+@dataclass(frozen=True)
+class AppendInfo:
+    """The outcome of :meth:`PartitionLog.append` (what a ProduceResponse reports)."""
+
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int  # -1 for CreateTime
+    log_start_offset: int
+    record_count: int
+    batch_count: int
+
+
+class PartitionLog:
+    """The log of one partition: segments, offsets and the append/read/recover logic."""
+
+    def __init__(
+        self,
+        directory: Path,
+        config: LogConfig,
+        clock: Clock,
+        *,
+        recovery_point: int = 0,
+        log_start_offset: int | None = None,
+        had_clean_shutdown: bool = False,
+        topic_id: uuid.UUID | None = None,
+    ) -> None:
+        parsed = parse_partition_dir_name(directory.name)
+        if parsed is None:
+            raise KafkaStorageError(f"{directory} is not named <topic>-<partition>")
+        self.topic, self.partition = parsed
+        self.dir = directory
+        self.config = config
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._segments = LogSegments()
+        self._closed = False
+        self._dir_dirty = False
+        directory.mkdir(parents=True, exist_ok=True)
+        self._metadata = PartitionMetadataFile(directory)
+        self.topic_id = self._init_topic_id(topic_id)
+
+        self._load_segments(had_clean_shutdown, recovery_point, log_start_offset)
+        active = self._segments.active
+        self._log_end_offset = active.next_offset
+        lso = self._segments.first.base_offset if log_start_offset is None else log_start_offset
+        self._log_start_offset = min(max(lso, self._segments.first.base_offset), self._log_end_offset)
+        self._recovery_point = self._log_end_offset if had_clean_shutdown else min(recovery_point, self._log_end_offset)
+        #: Equal to the LEO on a single broker; replication will move it independently.
+        self._high_watermark = self._log_end_offset
+        self.high_watermark_follows_leo = True
+        now = clock.time_ms()
+        first_ts = active.first_batch_timestamp()
+        if first_ts is not None:
+            # After a restart the roll timer restarts from the first batch's timestamp (as Kafka).
+            active.first_append_ms = now if first_ts < 0 else min(first_ts, now)
+        self._last_flush_ms = now
+        self._unflushed_messages = 0
+
+    # -- loading -------------------------------------------------------------------------
+    def assign_topic_id(self, topic_id: uuid.UUID) -> None:
+        """Record the topic id in ``partition.metadata`` (must match an existing one)."""
+        with self._lock:
+            self.topic_id = self._init_topic_id(topic_id)
+
+    def _init_topic_id(self, topic_id: uuid.UUID | None) -> uuid.UUID | None:
+        stored = self._metadata.read()
+        if topic_id is None:
+            return stored
+        if stored is not None and stored != topic_id:
+            raise KafkaStorageError(f"{self.dir} belongs to topic id {stored}, not {topic_id}")
+        if stored is None:
+            self._metadata.write(topic_id)
+        return topic_id
+
+    def _segment_kwargs(self) -> dict[str, int]:
+        return {
+            "index_interval_bytes": self.config.index_interval_bytes,
+            "segment_index_bytes": self.config.segment_index_bytes,
+        }
+
+    def _load_segments(self, clean: bool, recovery_point: int, log_start_offset: int | None) -> None:
+        names = set(os.listdir(self.dir))
+        for name in list(names):
+            if name.endswith(_STALE_SUFFIXES):
+                (self.dir / name).unlink(missing_ok=True)
+                names.discard(name)
+        bases = sorted(offset_from_filename(n) for n in names if n.endswith(LOG_FILE_SUFFIX) and _SEGMENT_FILE_RE.match(n))
+        base_set = set(bases)
+        for name in names:  # indexes without a log file (Kafka deletes these too)
+            if _SEGMENT_FILE_RE.match(name) and not name.endswith(LOG_FILE_SUFFIX) and offset_from_filename(name) not in base_set:
+                (self.dir / name).unlink(missing_ok=True)
+        kw = self._segment_kwargs()
+        missing_index: list[LogSegment] = []
+        for base in bases:
+            seg = LogSegment.open(self.dir, base, **kw)
+            stem = seg.log_path.stem
+            if stem + INDEX_FILE_SUFFIX not in names or stem + TIME_INDEX_FILE_SUFFIX not in names:
+                missing_index.append(seg)
+            self._segments.add(seg)
+        if not self._segments:
+            start = log_start_offset or 0
+            self._segments.add(LogSegment.create(self.dir, start, **kw))
+            self._dir_dirty = True
+            return
+        if clean:
+            for seg in missing_index:
+                log.info("rebuilding missing indexes of %s", seg.log_path)
+                seg.rebuild_indexes()
+            return
+        # Unclean shutdown: rescan everything from the segment holding the recovery point.
+        start_index = max(self._segments.floor_index(recovery_point), 0)
+        to_recover = self._segments.from_index(start_index)
+        for seg in missing_index:
+            if seg not in to_recover:
+                seg.rebuild_indexes()
+        for i, seg in enumerate(to_recover):
+            if seg.recover():
+                # Nothing after a torn batch can be trusted (Kafka drops the later segments).
+                for later in to_recover[i + 1 :]:
+                    log.warning("deleting %s after corruption in an earlier segment", later.log_path)
+                    self._segments.remove(later)
+                    later.delete()
+                break
+
+    # -- properties ----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return partition_dir_name(self.topic, self.partition)
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._log_end_offset
+
+    @property
+    def high_watermark(self) -> int:
+        return self._high_watermark
+
+    def update_high_watermark(self, offset: int) -> int:
+        """Set the high watermark (clamped to ``[log_start_offset, log_end_offset]``)."""
+        with self._lock:
+            self._high_watermark = min(max(offset, self._log_start_offset), self._log_end_offset)
+            return self._high_watermark
+
+    @property
+    def recovery_point(self) -> int:
+        """Offsets below this are fsynced; recovery after a crash starts here."""
+        return self._recovery_point
+
+    @property
+    def segments(self) -> list[LogSegment]:
+        """The segments, oldest first (a copy; for retention and the cleaner)."""
+        return self._segments.to_list()
+
+    @property
+    def active_segment(self) -> LogSegment:
+        return self._segments.active
+
+    @property
+    def size_in_bytes(self) -> int:
+        return self._segments.size_in_bytes
+
+    def update_config(self, config: LogConfig) -> None:
+        """Apply new topic configs (segment-shape settings take effect at the next roll)."""
+        with self._lock:
+            self.config = config
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise KafkaStorageError(f"log {self.name} is closed")
+
+    # -- appending -----------------------------------------------------------------------
+    def append(self, records: bytes | bytearray | memoryview, *, leader_epoch: int, log_append_time: bool = False) -> AppendInfo:
+        """Validate, assign offsets to and append a produce payload of whole batches.
+
+        Raises BatchError (and writes nothing) if any batch is invalid; the error code
+        is MESSAGE_TOO_LARGE (10) for a batch above ``max_message_bytes``.
+        """
+        config = self.config
+        headers = validate_batches(records, config.max_message_bytes)
+        size = len(records)
+        if size > config.segment_bytes:
+            raise BatchError(f"record set of {size} bytes exceeds segment.bytes {config.segment_bytes}", RECORD_LIST_TOO_LARGE)
+        stamp = log_append_time or config.log_append_time
+        with self._lock:
+            self._check_open()
+            now = self._clock.time_ms()
+            buf = bytearray(records)  # the one copy; headers are patched in place
+            next_offset = self._log_end_offset
+            positioned: list[tuple[int, BatchHeader]] = []
+            pos = 0
+            record_count = 0
+            for h in headers:
+                set_base_offset(buf, pos, next_offset)
+                set_partition_leader_epoch(buf, pos, leader_epoch)
+                if stamp:
+                    set_log_append_time(buf, pos, h.size, now)
+                positioned.append((pos, parse_header(buf, pos)))
+                next_offset += h.last_offset_delta + 1
+                record_count += h.record_count
+                pos += h.size
+            base_offset = self._log_end_offset
+            segment = self._maybe_roll(size, next_offset - 1, now)
+            segment.append(buf, positioned, now)
+            self._log_end_offset = next_offset
+            if self.high_watermark_follows_leo:
+                self._high_watermark = next_offset
+            self._unflushed_messages += record_count
+            self._maybe_flush(now)
+            return AppendInfo(
+                base_offset=base_offset,
+                last_offset=next_offset - 1,
+                log_append_time_ms=now if stamp else -1,
+                log_start_offset=self._log_start_offset,
+                record_count=record_count,
+                batch_count=len(headers),
+            )
+
+    def _should_roll(self, segment: LogSegment, size: int, last_offset: int, now: int) -> bool:
+        if segment.size == 0:
+            # An empty segment is reused unless the offsets cannot be expressed relative to it.
+            return segment.base_offset != self._log_end_offset
+        if segment.size + size > self.config.segment_bytes:
+            return True
+        # Kafka rolls once the segment is *older* than segment.ms (strictly greater).
+        if segment.first_append_ms is not None and now - segment.first_append_ms > self.config.segment_ms:
+            return True
+        return segment.indexes_full or not segment.can_convert_to_relative_offset(last_offset)
+
+    def _maybe_roll(self, size: int, last_offset: int, now: int) -> LogSegment:
+        segment = self._segments.active
+        if self._should_roll(segment, size, last_offset, now):
+            segment = self.roll()
+        return segment
+
+    def roll(self) -> LogSegment:
+        """Start a new active segment at the log end offset and return it."""
+        with self._lock:
+            self._check_open()
+            active = self._segments.active
+            new_base = self._log_end_offset
+            if active.size == 0:
+                if active.base_offset == new_base:
+                    return active
+                self._segments.remove(active)
+                active.delete()
+            else:
+                active.on_become_inactive()
+            for suffix in (LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX):
+                # A leftover file from an earlier truncation must not block the new segment.
+                (self.dir / f"{new_base:020d}{suffix}").unlink(missing_ok=True)
+            segment = LogSegment.create(self.dir, new_base, **self._segment_kwargs())
+            self._segments.add(segment)
+            self._dir_dirty = True
+            log.debug("rolled %s to new segment %d", self.name, new_base)
+            return segment
+
+    # -- flushing ------------------------------------------------------------------------
+    def _maybe_flush(self, now: int) -> None:
+        c = self.config
+        if (c.flush_interval_messages is not None and self._unflushed_messages >= c.flush_interval_messages) or (
+            c.flush_interval_ms is not None and now - self._last_flush_ms >= c.flush_interval_ms
+        ):
+            self.flush()
+
+    def flush_if_due(self) -> bool:
+        """Flush if ``flush_interval_ms`` has passed with unflushed data (for a periodic task)."""
+        with self._lock:
+            if self._closed or self.config.flush_interval_ms is None or self._recovery_point >= self._log_end_offset:
+                return False
+            if self._clock.time_ms() - self._last_flush_ms < self.config.flush_interval_ms:
+                return False
+            self.flush()
+            return True
+
+    def flush(self) -> None:
+        """fsync everything up to the log end offset and advance the recovery point."""
+        with self._lock:
+            if self._closed:
+                return
+            start = max(self._segments.floor_index(self._recovery_point), 0)
+            for seg in self._segments.from_index(start):
+                seg.flush()
+            if self._dir_dirty:
+                fsync_dir(self.dir)
+                self._dir_dirty = False
+            self._recovery_point = self._log_end_offset
+            self._unflushed_messages = 0
+            self._last_flush_ms = self._clock.time_ms()
+
+    # -- reading -------------------------------------------------------------------------
+    def read(self, offset: int, max_bytes: int, *, min_one_message: bool = True, upper_bound: int | None = None) -> bytes:
+        """Whole batches from the one containing ``offset``, at most ``max_bytes`` (except a
+        first batch with ``min_one_message``), none starting at or after ``upper_bound``.
+
+        Raises OffsetOutOfRange outside ``[log_start_offset, log_end_offset]``.
+        """
+        with self._lock:
+            self._check_open()
+            leo = self._log_end_offset
+            if offset < self._log_start_offset or offset > leo:
+                raise OffsetOutOfRange(
+                    f"offset {offset} is out of range [{self._log_start_offset}, {leo}] for {self.name}"
+                )
+            bound = leo if upper_bound is None else min(upper_bound, leo)
+            if offset >= bound:
+                return b""
+            segs = self._segments.from_index(self._segments.floor_index(offset))
+            for i, seg in enumerate(segs):
+                nxt = segs[i + 1] if i + 1 < len(segs) else None
+                if nxt is None:
+                    # Everything in the active segment starts below the LEO.
+                    max_position = None if bound == leo else seg.position_bound(bound)
+                else:
+                    max_position = seg.position_bound(bound) if bound < nxt.base_offset else None
+                data = seg.read(offset, max_bytes, max_position, min_one_message)
+                if data is not None:
+                    return data
+                if nxt is None or bound <= nxt.base_offset:
+                    break
+            return b""
+
+    # -- timestamps ----------------------------------------------------------------------
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """``(offset, timestamp)`` of the first record with timestamp >= ``timestamp``.
+
+        Also answers ListOffsets' special values: -2 earliest, -1 latest (timestamp -1),
+        -3 the record with the largest timestamp. None if no record qualifies.
+        """
+        with self._lock:
+            self._check_open()
+            if timestamp == EARLIEST_TIMESTAMP:
+                return self._log_start_offset, -1
+            if timestamp == LATEST_TIMESTAMP:
+                return self._log_end_offset, -1
+            if timestamp == MAX_TIMESTAMP:
+                ts, off = self.max_timestamp()
+                return None if off < 0 else (off, ts)
+            lso = self._log_start_offset
+            for seg in self._segments:
+                if seg.max_timestamp < timestamp or seg.next_offset <= lso:
+                    continue
+                found = seg.find_offset_by_timestamp(timestamp, lso)
+                if found is not None:
+                    return found
+            return None
+
+    def max_timestamp(self) -> tuple[int, int]:
+        """``(timestamp, offset)`` of the first record with the largest timestamp; (-1, -1) if empty."""
+        with self._lock:
+            self._check_open()
+            best: LogSegment | None = None
+            for seg in self._segments:
+                if seg.next_offset <= self._log_start_offset or seg.max_timestamp < 0:
+                    continue
+                if best is None or seg.max_timestamp > best.max_timestamp:
+                    best = seg
+            if best is None:
+                return -1, -1
+            found = best.find_offset_by_timestamp(best.max_timestamp, self._log_start_offset)
+            if found is None:
+                return -1, -1
+            offset, ts = found
+            return ts, offset
+
+    # -- deleting and truncating ---------------------------------------------------------
+    def delete_records_before(self, offset: int) -> int:
+        """Advance the log start offset to ``offset`` (DeleteRecords) and delete whole
+        segments below it. Returns the new log start offset."""
+        with self._lock:
+            self._check_open()
+            if offset > self._high_watermark or offset < 0:
+                raise OffsetOutOfRange(f"cannot delete records before {offset}: high watermark is {self._high_watermark}")
+            if offset > self._log_start_offset:
+                self._log_start_offset = offset
+            self.delete_oldest_segments(lambda seg, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset)
+            return self._log_start_offset
+
+    def delete_oldest_segments(self, predicate: Callable[[LogSegment, LogSegment | None], bool]) -> int:
+        """Delete segments from the oldest while ``predicate(segment, next_segment)`` holds
+        and the segment lies below the high watermark (the retention/cleaner seam).
+
+        If every segment goes, a new empty active segment is rolled first. Returns the
+        number of segments deleted.
+        """
+        with self._lock:
+            self._check_open()
+            segs = self._segments.to_list()
+            doomed: list[LogSegment] = []
+            for i, seg in enumerate(segs):
+                nxt = segs[i + 1] if i + 1 < len(segs) else None
+                below_hw = nxt.base_offset <= self._high_watermark if nxt else (seg.size > 0 and self._high_watermark >= self._log_end_offset)
+                if not below_hw or not predicate(seg, nxt):
+                    break
+                doomed.append(seg)
+            if not doomed:
+                return 0
+            if len(doomed) == len(segs):
+                self.roll()
+            for seg in doomed:
+                self._segments.remove(seg)
+                seg.delete()
+            self._log_start_offset = max(self._log_start_offset, self._segments.first.base_offset)
+            self._recovery_point = max(self._recovery_point, self._log_start_offset)
+            return len(doomed)
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch starting at or after ``offset`` (replica truncation)."""
+        with self._lock:
+            self._check_open()
+            if offset >= self._log_end_offset:
+                return
+            if offset <= self._segments.first.base_offset:
+                self.truncate_fully_and_start_at(offset)
+                return
+            for seg in reversed(self._segments.to_list()):
+                if seg.base_offset >= offset:
+                    self._segments.remove(seg)
+                    seg.delete()
+            active = self._segments.active
+            active.truncate_to(offset)
+            self._log_end_offset = active.next_offset
+            self._after_truncation()
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Drop all data and restart the log empty at ``offset``."""
+        with self._lock:
+            self._check_open()
+            for seg in self._segments.to_list():
+                self._segments.remove(seg)
+                seg.delete()
+            self._segments.add(LogSegment.create(self.dir, offset, **self._segment_kwargs()))
+            self._dir_dirty = True
+            self._log_end_offset = offset
+            self._log_start_offset = offset
+            self._after_truncation()
+
+    def _after_truncation(self) -> None:
+        leo = self._log_end_offset
+        self._log_start_offset = min(self._log_start_offset, leo)
+        self._recovery_point = min(self._recovery_point, leo)
+        self._high_watermark = min(self._high_watermark, leo)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Persist indexes and release file descriptors (does not fsync; see flush)."""
+        with self._lock:
+            if self._closed:
+                return
+            for seg in self._segments:
+                seg.close()
+            self._closed = True
+
+    def delete(self) -> None:
+        """Close the log and remove its directory."""
+        with self._lock:
+            self.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"PartitionLog({self.name}, start={self._log_start_offset}, end={self._log_end_offset})"
+
+
+#: Kafka's name for the same thing.
+UnifiedLog = PartitionLog

@@ -1,0 +1,499 @@
+"""``LogSegment``: one ``<20-digit base offset>.log`` file plus its two indexes.
+
+The ``.log`` file holds record batches byte for byte as Kafka writes them. Reads and
+writes go through ``os.pread``/``os.pwrite`` on a lazily opened descriptor, so segments
+that are never touched after startup hold no file descriptor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from kbroker.log.errors import CorruptIndexError
+from kbroker.log.index import OffsetIndex, TimeIndex, TimestampOffset
+from kbroker.records.batch import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    MAGIC_V2,
+    BatchError,
+    BatchHeader,
+    compute_crc,
+    parse_header,
+    peek_size,
+)
+
+log = logging.getLogger(__name__)
+
+LOG_FILE_SUFFIX = ".log"
+INDEX_FILE_SUFFIX = ".index"
+TIME_INDEX_FILE_SUFFIX = ".timeindex"
+TXN_INDEX_FILE_SUFFIX = ".txnindex"
+
+_MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD
+_INT32_MAX = 2**31 - 1
+_SCAN_CHUNK = 64 * 1024
+_RECOVER_CHUNK = 1024 * 1024
+NO_TIMESTAMP = -1
+
+
+def filename_prefix_from_offset(offset: int) -> str:
+    """Kafka's file name stem: the base offset zero-padded to 20 digits."""
+    return f"{offset:020d}"
+
+
+def offset_from_filename(name: str) -> int:
+    """The base offset encoded in a segment file name such as ``00000000000000000042.log``."""
+    return int(name.split(".", 1)[0])
+
+
+def _pread(fd: int, n: int, pos: int) -> bytes:
+    """Read up to ``n`` bytes at ``pos`` (fewer only at end of file)."""
+    data = os.pread(fd, n, pos)
+    if len(data) == n or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = os.pread(fd, n - got, pos + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+class LogSegment:
+    """A segment of a partition log: the ``.log`` file, ``.index`` and ``.timeindex``.
+
+    Create new segments with :meth:`create` and existing ones with :meth:`open`.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        base_offset: int,
+        *,
+        index_interval_bytes: int,
+        segment_index_bytes: int,
+        create: bool,
+    ) -> None:
+        self.dir = directory
+        self.base_offset = base_offset
+        self.index_interval_bytes = index_interval_bytes
+        stem = filename_prefix_from_offset(base_offset)
+        self.log_path = directory / (stem + LOG_FILE_SUFFIX)
+        self.offset_index = OffsetIndex(directory / (stem + INDEX_FILE_SUFFIX), base_offset, segment_index_bytes, create=create)
+        self.time_index = TimeIndex(directory / (stem + TIME_INDEX_FILE_SUFFIX), base_offset, segment_index_bytes, create=create)
+        self._fd: int | None = None
+        if create:
+            self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            self._size = 0
+        else:
+            self._size = self.log_path.stat().st_size
+        self._dirty = False  # written since the last fsync
+        # Tail state (next offset, max timestamp, index cursor), computed lazily on open.
+        self._tail_loaded = create
+        self._next_offset = base_offset
+        self._max_timestamp = NO_TIMESTAMP
+        self._offset_of_max_timestamp = base_offset
+        self._last_index_position = 0
+        self._final_entry_done = False
+        #: Clock time of the first append (drives segment.ms rolls); None while empty.
+        self.first_append_ms: int | None = None
+
+    @classmethod
+    def create(cls, directory: Path, base_offset: int, *, index_interval_bytes: int, segment_index_bytes: int) -> LogSegment:
+        """Create the three (empty) files of a new segment."""
+        return cls(directory, base_offset, index_interval_bytes=index_interval_bytes,
+                   segment_index_bytes=segment_index_bytes, create=True)
+
+    @classmethod
+    def open(cls, directory: Path, base_offset: int, *, index_interval_bytes: int, segment_index_bytes: int) -> LogSegment:
+        """Open an existing segment without reading it (indexes load lazily)."""
+        return cls(directory, base_offset, index_interval_bytes=index_interval_bytes,
+                   segment_index_bytes=segment_index_bytes, create=False)
+
+    def __repr__(self) -> str:
+        return f"LogSegment(base_offset={self.base_offset}, size={self._size})"
+
+    # -- basic state ---------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Bytes in the ``.log`` file."""
+        return self._size
+
+    @property
+    def next_offset(self) -> int:
+        """One past the last offset in this segment (the base offset if empty)."""
+        self._load_tail()
+        return self._next_offset
+
+    @property
+    def max_timestamp(self) -> int:
+        """Largest batch max-timestamp in the segment, -1 if empty."""
+        self._load_tail()
+        return self._max_timestamp
+
+    @property
+    def offset_of_max_timestamp(self) -> int:
+        """Base offset of the first batch that reached :attr:`max_timestamp`."""
+        self._load_tail()
+        return self._offset_of_max_timestamp
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.log_path, os.O_RDWR)
+        return self._fd
+
+    def _ensure_indexes(self) -> None:
+        """Load the indexes, rebuilding them from the log if they fail the sanity check."""
+        try:
+            self.offset_index.load()
+            self.time_index.load()
+            self.offset_index.check_positions(self._size)
+            if self.time_index.entries and self.time_index.last_entry().offset >= self._next_offset_bound():
+                raise CorruptIndexError(f"time index {self.time_index.path} points past the log end")
+        except CorruptIndexError as e:
+            log.warning("rebuilding indexes of %s: %s", self.log_path, e)
+            self.rebuild_indexes()
+
+    def _next_offset_bound(self) -> int:
+        # Cheap upper bound used by the sanity check before the tail is known.
+        return self._next_offset if self._tail_loaded else 2**63 - 1
+
+    def _load_tail(self) -> None:
+        """Find next offset, max timestamp and the index cursor from the last index entries."""
+        if self._tail_loaded:
+            return
+        was_loaded = self.offset_index.loaded and self.time_index.loaded
+        self._compute_tail()
+        if not was_loaded:
+            # Keep idle segments cheap: the entries reload lazily when needed.
+            self.offset_index.close()
+            self.time_index.close()
+
+    def _compute_tail(self) -> None:
+        self._ensure_indexes()
+        if self._tail_loaded:  # rebuild_indexes scanned everything
+            return
+        start = self.offset_index.last_entry()
+        ts_entry = self.time_index.last_entry()
+        max_ts, max_off = ts_entry.timestamp, ts_entry.offset
+        next_offset = self.base_offset
+        end = start.position
+        for pos, h in self.iter_batches(start.position):
+            if h.max_timestamp > max_ts:
+                max_ts, max_off = h.max_timestamp, h.base_offset
+            next_offset = h.next_offset
+            end = pos + h.size
+        if end != self._size:
+            # A clean segment ends on a batch boundary; trailing bytes mean it needs recovery.
+            log.warning("%s has %d trailing bytes after its last whole batch", self.log_path, self._size - end)
+            self.recover()
+            return
+        self._next_offset = next_offset
+        self._max_timestamp = max_ts
+        self._offset_of_max_timestamp = max_off if max_ts != NO_TIMESTAMP else self.base_offset
+        self._last_index_position = start.position
+        self._tail_loaded = True
+
+    def first_batch_timestamp(self) -> int | None:
+        """Max timestamp of the first batch (Kafka's rolling-based timestamp), None if empty."""
+        if self._size < HEADER_SIZE:
+            return None
+        return parse_header(_pread(self._file(), HEADER_SIZE, 0)).max_timestamp
+
+    # -- scanning ------------------------------------------------------------------------
+    def iter_batches(self, start_position: int = 0, end_position: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
+        """Yield ``(position, header)`` of each whole batch from ``start_position``, headers only."""
+        fd = self._file()
+        end = self._size if end_position is None else min(end_position, self._size)
+        pos = start_position
+        buf = b""
+        buf_start = pos
+        while end - pos >= HEADER_SIZE:
+            off = pos - buf_start
+            if off < 0 or off + HEADER_SIZE > len(buf):
+                buf = _pread(fd, min(_SCAN_CHUNK, end - pos), pos)
+                buf_start, off = pos, 0
+                if len(buf) < HEADER_SIZE:
+                    return
+            h = parse_header(buf, off)
+            if h.batch_length < _MIN_BATCH_LENGTH or pos + h.size > end:
+                return
+            yield pos, h
+            pos += h.size
+
+    def translate_offset(self, offset: int, start_position: int = 0) -> tuple[int, BatchHeader] | None:
+        """Position and header of the first batch whose last offset is >= ``offset``."""
+        self._ensure_indexes()
+        start = max(start_position, self.offset_index.lookup(offset).position)
+        for pos, h in self.iter_batches(start):
+            if h.last_offset >= offset:
+                return pos, h
+        return None
+
+    def position_bound(self, offset: int) -> int:
+        """Position of the first batch whose base offset is >= ``offset`` (size if none)."""
+        found = self.translate_offset(offset)
+        if found is None:
+            return self._size
+        pos, h = found
+        return pos if h.base_offset >= offset else pos + h.size
+
+    # -- reading -------------------------------------------------------------------------
+    def read(self, start_offset: int, max_bytes: int, max_position: int | None = None,
+             min_one_message: bool = True) -> bytes | None:
+        """Whole batches starting with the one that contains ``start_offset``.
+
+        Returns None if no batch in this segment reaches ``start_offset``; b"" if one does
+        but it lies at/after ``max_position`` or is larger than ``max_bytes`` while
+        ``min_one_message`` is False. With ``min_one_message`` the first batch is returned
+        whole even when it is larger than ``max_bytes`` (so consumers always progress).
+        """
+        found = self.translate_offset(start_offset)
+        if found is None:
+            return None
+        pos, first = found
+        limit = self._size if max_position is None else min(max_position, self._size)
+        if pos >= limit:
+            return b""
+        want = min(max_bytes, limit - pos)
+        if first.size > want:
+            if min_one_message and pos + first.size <= limit:
+                return _pread(self._file(), first.size, pos)
+            return b""
+        data = _pread(self._file(), want, pos)
+        cut = 0
+        while True:
+            size = peek_size(data, cut)
+            if size is None or size < LOG_OVERHEAD + _MIN_BATCH_LENGTH or cut + size > len(data):
+                break
+            cut += size
+        return data[:cut] if cut != len(data) else data
+
+    def read_batch(self, position: int, header: BatchHeader) -> bytes:
+        """The raw bytes of one batch."""
+        return _pread(self._file(), header.size, position)
+
+    # -- appending -----------------------------------------------------------------------
+    def append(self, data: bytes | bytearray | memoryview, batches: Sequence[tuple[int, BatchHeader]], now_ms: int) -> None:
+        """Append ``data`` (whole batches, offsets already assigned) in one write.
+
+        ``batches`` gives each batch's position within ``data`` and its final header.
+        """
+        self._load_tail()
+        if not batches:
+            return
+        last = batches[-1][1]
+        if last.last_offset - self.base_offset > _INT32_MAX:
+            raise ValueError(f"offset {last.last_offset} does not fit segment {self.base_offset}")
+        fd = self._file()
+        base_pos = self._size
+        view = memoryview(data)
+        written = os.pwrite(fd, view, base_pos)
+        while written < len(view):  # regular files only write short on e.g. a full disk
+            n = os.pwrite(fd, view[written:], base_pos + written)
+            if n <= 0:
+                raise OSError(f"short write to {self.log_path}")
+            written += n
+        if self.first_append_ms is None:
+            self.first_append_ms = now_ms
+        for rel, h in batches:
+            self._index_batch(base_pos + rel, h)
+        self._size = base_pos + len(view)
+        self._next_offset = last.next_offset
+        self._dirty = True
+        self._final_entry_done = False
+
+    def _index_batch(self, position: int, h: BatchHeader) -> None:
+        # Shared by append and recover so rebuilt indexes match the appended ones exactly.
+        if h.max_timestamp > self._max_timestamp:
+            self._max_timestamp = h.max_timestamp
+            self._offset_of_max_timestamp = h.base_offset
+        if position - self._last_index_position > self.index_interval_bytes and not self.indexes_full:
+            self.offset_index.append(h.base_offset, position)
+            self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp)
+            self._last_index_position = position
+
+    def can_convert_to_relative_offset(self, offset: int) -> bool:
+        return 0 <= offset - self.base_offset <= _INT32_MAX
+
+    @property
+    def indexes_full(self) -> bool:
+        """True if either index has no room left (the log must roll)."""
+        return self.offset_index.is_full or self.time_index.is_full
+
+    # -- timestamps ----------------------------------------------------------------------
+    def find_batch_by_timestamp(self, timestamp: int, start_offset: int) -> tuple[int, BatchHeader] | None:
+        """First batch with max timestamp >= ``timestamp`` and last offset >= ``start_offset``."""
+        self._ensure_indexes()
+        ts_entry = self.time_index.lookup(timestamp)
+        from_offset = max(ts_entry.offset, start_offset)
+        start_pos = self.offset_index.lookup(from_offset).position
+        for pos, h in self.iter_batches(start_pos):
+            if h.last_offset >= start_offset and h.max_timestamp >= timestamp:
+                return pos, h
+        return None
+
+    def find_offset_by_timestamp(self, timestamp: int, start_offset: int = 0) -> tuple[int, int] | None:
+        """``(offset, timestamp)`` of the first record at/after ``start_offset`` whose timestamp
+        is >= ``timestamp`` (Kafka's ``findOffsetByTimestamp``); None if the segment has none.
+
+        The time index narrows the scan; only the one matching batch is decoded.
+        """
+        found = self.find_batch_by_timestamp(timestamp, start_offset)
+        if found is None:
+            return None
+        pos, h = found
+        fallback = (max(h.base_offset, start_offset), h.max_timestamp)
+        if h.log_append_time:
+            return fallback  # every record carries the batch's append time
+        try:
+            from kbroker.records.record import iter_records  # lazy: decoding is off the hot path
+        except ImportError:
+            return fallback
+        try:
+            for rec in iter_records(self.read_batch(pos, h)):
+                if rec.offset >= start_offset and rec.timestamp >= timestamp:
+                    return rec.offset, rec.timestamp
+        except BatchError:  # a damaged batch must not fail ListOffsets; the batch answer is close
+            log.warning("cannot decode records of %s at position %d", self.log_path, pos)
+        return fallback
+
+    # -- recovery ------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Rescan the log validating framing and CRC, truncate at the first bad batch and
+        rebuild both indexes. Returns the number of bytes truncated."""
+        fd = self._file()
+        self.offset_index.reset()
+        self.time_index.reset()
+        self._max_timestamp = NO_TIMESTAMP
+        self._offset_of_max_timestamp = self.base_offset
+        self._last_index_position = 0
+        next_offset = self.base_offset
+        pos = 0
+        end = self._size
+        buf = b""
+        buf_start = 0
+        reason = ""
+        while pos < end:
+            if end - pos < HEADER_SIZE:
+                reason = "partial batch header"
+                break
+            off = pos - buf_start
+            if off + HEADER_SIZE > len(buf):
+                buf = _pread(fd, min(_RECOVER_CHUNK, end - pos), pos)
+                buf_start, off = pos, 0
+            h = parse_header(buf, off)
+            if h.magic != MAGIC_V2 or h.batch_length < _MIN_BATCH_LENGTH:
+                reason = f"bad batch framing (magic {h.magic}, length {h.batch_length})"
+                break
+            if pos + h.size > end:
+                reason = "partial batch"
+                break
+            if off + h.size > len(buf):
+                buf = _pread(fd, max(min(_RECOVER_CHUNK, end - pos), h.size), pos)
+                buf_start, off = pos, 0
+            if compute_crc(buf, off, h.size) != h.crc:
+                reason = "CRC mismatch"
+                break
+            if h.base_offset < next_offset or h.last_offset < h.base_offset or not self.can_convert_to_relative_offset(h.last_offset):
+                reason = f"batch offset {h.base_offset} out of order"
+                break
+            self._index_batch(pos, h)
+            next_offset = h.next_offset
+            pos += h.size
+        truncated = end - pos
+        if truncated:
+            log.warning("truncating %s at position %d (%d bytes): %s", self.log_path, pos, truncated, reason)
+            os.ftruncate(fd, pos)
+            self._size = pos
+            self._dirty = True
+        self._next_offset = next_offset
+        if self._max_timestamp != NO_TIMESTAMP:
+            self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp, skip_full_check=True)
+        self._final_entry_done = True
+        self._tail_loaded = True
+        return truncated
+
+    def rebuild_indexes(self) -> None:
+        """Rebuild the indexes from the log (same as :meth:`recover`)."""
+        self.recover()
+
+    # -- truncation ----------------------------------------------------------------------
+    def truncate_to(self, offset: int) -> int:
+        """Remove every batch whose base offset is >= ``offset``; returns bytes removed.
+
+        A batch containing ``offset`` but starting before it is kept (Kafka truncates at
+        batch boundaries too).
+        """
+        self._load_tail()
+        bound = self.position_bound(offset)
+        removed = self._size - bound
+        if removed <= 0:
+            return 0
+        self.offset_index.truncate_to(offset)
+        self.time_index.truncate_to(offset)
+        os.ftruncate(self._file(), bound)
+        self._size = bound
+        self._dirty = True
+        if bound == 0:
+            self.first_append_ms = None
+        # Recompute the tail state from the remaining index entries.
+        self._tail_loaded = False
+        self._final_entry_done = False
+        self._load_tail()
+        return removed
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def on_become_inactive(self) -> None:
+        """Called when the log rolls past this segment: final time-index entry, persist indexes."""
+        self._append_final_time_entry()
+        # Persist and drop the entries from memory; they reload lazily if the segment is read.
+        self.offset_index.close()
+        self.time_index.close()
+
+    def _append_final_time_entry(self) -> None:
+        if self._final_entry_done or not self._tail_loaded:
+            return
+        if self._max_timestamp != NO_TIMESTAMP:
+            self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp, skip_full_check=True)
+        self._final_entry_done = True
+
+    def flush(self) -> None:
+        """fsync the log (if written) and persist + fsync the indexes."""
+        if self._dirty and self._fd is not None:
+            os.fsync(self._fd)
+        self._dirty = False
+        self.offset_index.flush(fsync=True)
+        self.time_index.flush(fsync=True)
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def close(self) -> None:
+        """Persist the indexes (with the final time-index entry) and release the descriptor."""
+        self._append_final_time_entry()
+        self.offset_index.close()
+        self.time_index.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def delete(self) -> None:
+        """Close and remove all of this segment's files."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.offset_index.delete()
+        self.time_index.delete()
+        self.log_path.unlink(missing_ok=True)
+        self.log_path.with_suffix(TXN_INDEX_FILE_SUFFIX).unlink(missing_ok=True)
+
+    def time_index_entries(self) -> list[TimestampOffset]:
+        return self.time_index.entry_list()

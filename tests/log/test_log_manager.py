@@ -1,0 +1,165 @@
+"""LogManager: loading, placement, checkpoints, clean shutdown, metadata."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from log_helpers import batch_of_size, batch_offsets, build_batch
+
+from kbroker.log import (
+    LogConfig,
+    LogManager,
+    OffsetCheckpointFile,
+    PartitionMetadataFile,
+    decode_topic_id,
+    encode_topic_id,
+)
+from kbroker.log.checkpoint import CLEAN_SHUTDOWN_FILE
+
+
+def test_create_append_shutdown_restart(tmp_path, clock):
+    cfg = LogConfig(segment_bytes=300)
+    mgr = LogManager([tmp_path], clock, cfg)
+    plog = mgr.get_or_create_log("orders", 0)
+    assert mgr.get_or_create_log("orders", 0) is plog
+    assert mgr.get_log("orders", 1) is None
+    for _ in range(5):
+        plog.append(batch_of_size(120), leader_epoch=0)
+    plog.delete_records_before(3)
+    mgr.shutdown()
+    assert (tmp_path / CLEAN_SHUTDOWN_FILE).exists()
+    rp = (tmp_path / "recovery-point-offset-checkpoint").read_text()
+    assert rp == "0\n1\norders 0 5\n"
+    assert (tmp_path / "log-start-offset-checkpoint").read_text() == "0\n1\norders 0 3\n"
+
+    mgr2 = LogManager([tmp_path], clock, cfg)
+    assert not (tmp_path / CLEAN_SHUTDOWN_FILE).exists()  # a crash from now on means recovery
+    plog2 = mgr2.get_log("orders", 0)
+    assert plog2 is not None
+    assert (plog2.log_start_offset, plog2.log_end_offset) == (3, 5)
+    assert batch_offsets(plog2.read(3, 1 << 20)) == [(3, 3)]
+    mgr2.shutdown()
+
+
+def test_unclean_restart_recovers(tmp_path, clock):
+    mgr = LogManager([tmp_path], clock, LogConfig())
+    plog = mgr.get_or_create_log("t", 0)
+    plog.append(build_batch([b"a"]), leader_epoch=0)
+    plog.append(build_batch([b"b"]), leader_epoch=0)
+    mgr.checkpoint()  # recovery point 0: nothing flushed yet
+    plog.close()  # "crash": no flush, no marker
+    path = plog.active_segment.log_path
+    with open(path, "ab") as f:
+        f.write(b"\x01\x02\x03")
+    mgr2 = LogManager([tmp_path], clock, LogConfig())
+    plog2 = mgr2.get_log("t", 0)
+    assert plog2 is not None and plog2.log_end_offset == 2
+    assert plog2.recovery_point == 0
+    mgr2.shutdown()
+
+
+def test_checkpoint_file_roundtrip_and_format(tmp_path):
+    cp = OffsetCheckpointFile(tmp_path / "recovery-point-offset-checkpoint")
+    assert cp.read() == {}
+    cp.write({("b", 1): 10, ("a", 0): 7})
+    assert cp.path.read_text() == "0\n2\na 0 7\nb 1 10\n"
+    assert cp.read() == {("a", 0): 7, ("b", 1): 10}
+    assert not (tmp_path / "recovery-point-offset-checkpoint.tmp").exists()
+
+
+def test_partition_metadata(tmp_path, clock):
+    tid = uuid.uuid4()
+    mgr = LogManager([tmp_path], clock, LogConfig())
+    plog = mgr.get_or_create_log("t", 0, topic_id=tid)
+    text = (plog.dir / "partition.metadata").read_text()
+    assert text == f"version: 0\ntopic_id: {encode_topic_id(tid)}\n"
+    assert len(encode_topic_id(tid)) == 22 and "=" not in encode_topic_id(tid)
+    assert decode_topic_id(encode_topic_id(tid)) == tid
+    assert PartitionMetadataFile(plog.dir).read() == tid
+    with pytest.raises(Exception, match="topic id"):
+        mgr.get_or_create_log("t", 0, topic_id=uuid.uuid4())
+    mgr.shutdown()
+    mgr2 = LogManager([tmp_path], clock, LogConfig())
+    loaded = mgr2.get_log("t", 0)
+    assert loaded is not None and loaded.topic_id == tid
+    mgr2.shutdown()
+
+
+def test_placement_uses_least_loaded_dir(tmp_path, clock):
+    dirs = [tmp_path / "d1", tmp_path / "d2", tmp_path / "d3"]
+    mgr = LogManager(dirs, clock, LogConfig())
+    for p in range(6):
+        mgr.get_or_create_log("t", p)
+    counts = {d: sum(1 for c in d.iterdir() if c.is_dir()) for d in dirs}
+    assert set(counts.values()) == {2}
+    mgr.delete_partition("t", 0)
+    d0 = mgr.log_dir_of("t", 0)
+    assert d0 is None
+    new = mgr.get_or_create_log("u", 0)
+    assert new.dir.parent == dirs[0]  # d1 lost a partition
+    mgr.shutdown()
+    mgr2 = LogManager(dirs, clock, LogConfig())
+    assert len(mgr2.all_logs()) == 6
+    for d in dirs:
+        assert (d / "recovery-point-offset-checkpoint").exists()
+    mgr2.shutdown()
+
+
+def test_delete_partition(tmp_path, clock):
+    mgr = LogManager([tmp_path], clock, LogConfig())
+    plog = mgr.get_or_create_log("gone", 3)
+    plog.append(build_batch([b"x"]), leader_epoch=0)
+    assert mgr.delete_partition("gone", 3)
+    assert not mgr.delete_partition("gone", 3)
+    assert not plog.dir.exists()
+    assert mgr.get_log("gone", 3) is None
+    # A half-finished delete from a crash is completed on start.
+    (tmp_path / "gone-4.abc-delete").mkdir()
+    mgr.shutdown()
+    mgr2 = LogManager([tmp_path], clock, LogConfig())
+    assert mgr2.all_logs() == {}
+    assert not (tmp_path / "gone-4.abc-delete").exists()
+    mgr2.shutdown()
+
+
+def test_config_for_and_update(tmp_path, clock):
+    mgr = LogManager([tmp_path], clock, LogConfig())
+    plog = mgr.get_or_create_log("t", 0, LogConfig(segment_bytes=500))
+    assert plog.config.segment_bytes == 500
+    mgr.get_or_create_log("t", 0, LogConfig(segment_bytes=600))
+    assert plog.config.segment_bytes == 600
+    mgr.shutdown()
+    mgr2 = LogManager([tmp_path], clock, LogConfig(), config_for=lambda topic: LogConfig(segment_bytes=700))
+    assert mgr2.get_log("t", 0).config.segment_bytes == 700  # type: ignore[union-attr]
+    mgr2.shutdown()
+
+
+def test_flush_all_and_dirty_logs(tmp_path, clock):
+    mgr = LogManager([tmp_path], clock, LogConfig(flush_interval_ms=1000))
+    a = mgr.get_or_create_log("a", 0)
+    a.append(build_batch([b"x"]), leader_epoch=0)
+    assert mgr.flush_dirty_logs() == 0
+    clock.advance(1000)
+    assert mgr.flush_dirty_logs() == 1
+    assert a.recovery_point == 1
+    a.append(build_batch([b"y"]), leader_epoch=0)
+    mgr.flush_all()
+    assert a.recovery_point == 2
+    mgr.shutdown()
+
+
+def test_thousand_partitions_open_and_close_quickly(tmp_path, clock):
+    start = time.perf_counter()
+    mgr = LogManager([tmp_path / "a", tmp_path / "b"], clock, LogConfig())
+    for p in range(1000):
+        mgr.get_or_create_log("many", p).append(build_batch([b"v"]), leader_epoch=0)
+    mgr.shutdown()
+    mgr2 = LogManager([tmp_path / "a", tmp_path / "b"], clock, LogConfig())
+    logs = mgr2.all_logs()
+    assert len(logs) == 1000
+    assert all(plog.log_end_offset == 1 for plog in logs.values())
+    mgr2.shutdown()
+    elapsed = time.perf_counter() - start
+    assert elapsed < 20, elapsed
