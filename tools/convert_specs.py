@@ -101,8 +101,12 @@ def write_error_table() -> int:
     import kafka.errors as kerr
 
     rows = []
+    seen: set[int] = set()
     for _, cls in inspect.getmembers(kerr, inspect.isclass):
-        if issubclass(cls, kerr.BrokerResponseError) and cls is not kerr.BrokerResponseError and cls.errno is not None:
+        # Some classes are exported under two names: keep one row per code.
+        if issubclass(cls, kerr.BrokerResponseError) and cls is not kerr.BrokerResponseError \
+                and cls.errno is not None and cls.errno not in seen:
+            seen.add(cls.errno)
             rows.append({"code": cls.errno, "name": cls.message, "retriable": bool(cls.retriable),
                          "message": cls.description})
     rows.sort(key=lambda r: r["code"])

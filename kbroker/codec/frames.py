@@ -115,7 +115,35 @@ def decode_request(frame: bytes | bytearray | memoryview) -> Request:
     return Request(RequestHeader(key, version, correlation_id, h.get("client_id")), api, body)
 
 
-def _encode(con: KStruct, obj: Any, out: io.BytesIO, what: str) -> None:
+class _Chunks:
+    """A write-only stream that keeps the written pieces and joins them once at the end.
+
+    Growing a ``BytesIO`` by large writes (record batches) between small ones reallocates
+    and copies the buffer again and again; joining the pieces copies each byte once.
+    """
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        self.parts.append(data)
+        n = len(data)
+        self.size += n
+        return n
+
+    def tell(self) -> int:
+        return self.size
+
+    def framed(self) -> bytes:
+        """The pieces joined behind a 4-byte size prefix (the first piece is its placeholder)."""
+        self.parts[0] = _SIZE.pack(self.size - 4)
+        return b"".join(self.parts)
+
+
+def _encode(con: KStruct, obj: Any, out: Any, what: str) -> None:
     try:
         con._build(obj, out, _CTX, what)
     except (ConstructError, ValueError, TypeError, OverflowError, AttributeError) as e:
@@ -125,32 +153,26 @@ def _encode(con: KStruct, obj: Any, out: io.BytesIO, what: str) -> None:
 def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
     """Encode a response (header and body) with its 4-byte size prefix."""
     api = api_table()[api_key]
-    out = io.BytesIO()
+    out = _Chunks()
     out.write(b"\0\0\0\0")
     hv = api.response_header_version(api_version)
     _encode(_header_struct("ResponseHeader", hv), {"correlation_id": correlation_id}, out, "response header")
     _encode(message_struct(api.response, api_version), body, out, f"{api.name}Response v{api_version}")
-    buf = out.getbuffer()
-    _SIZE.pack_into(buf, 0, len(buf) - 4)
-    del buf
-    return out.getvalue()
+    return out.framed()
 
 
 def encode_request(api_key: int, api_version: int, correlation_id: int, body: Any,
                    client_id: str | None = "kbroker") -> bytes:
     """Encode a request with its size prefix (for the CLI client and tests)."""
     api = api_table()[api_key]
-    out = io.BytesIO()
+    out = _Chunks()
     out.write(b"\0\0\0\0")
     header = {"request_api_key": api_key, "request_api_version": api_version,
               "correlation_id": correlation_id, "client_id": client_id}
     _encode(_header_struct("RequestHeader", api.request_header_version(api_version)), header, out,
             "request header")
     _encode(message_struct(api.request, api_version), body, out, f"{api.name}Request v{api_version}")
-    buf = out.getbuffer()
-    _SIZE.pack_into(buf, 0, len(buf) - 4)
-    del buf
-    return out.getvalue()
+    return out.framed()
 
 
 def decode_response(api_key: int, api_version: int, frame: bytes | bytearray | memoryview) -> tuple[int, Container]:
@@ -168,9 +190,9 @@ def decode_response(api_key: int, api_version: int, frame: bytes | bytearray | m
 def encode_body(api: Api, kind: str, version: int, body: Any) -> bytes:
     """Encode just a request or response body (no header)."""
     spec = api.request if kind == "request" else api.response
-    out = io.BytesIO()
+    out = _Chunks()
     _encode(message_struct(spec, version), body, out, f"{spec.name} v{version}")
-    return out.getvalue()
+    return b"".join(out.parts)
 
 
 def decode_body(api: Api, kind: str, version: int, data: bytes | bytearray | memoryview) -> Container:

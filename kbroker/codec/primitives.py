@@ -208,10 +208,14 @@ class KArray(Construct):
 
 
 def _remaining(stream: Any) -> int | None:
+    # seek/tell rather than getbuffer(): exporting the buffer of a BytesIO built on a
+    # bytes object makes it copy the whole frame (and slows later reads), per array.
     try:
-        buf = stream.getbuffer()
-        return len(buf) - stream.tell()
-    except AttributeError:
+        pos = stream.tell()
+        end = stream.seek(0, 2)
+        stream.seek(pos)
+        return int(end - pos)
+    except (AttributeError, OSError, ValueError):
         return None
 
 
