@@ -94,6 +94,17 @@ def default_spec_dir() -> Path:
     return Path(schemas.__file__).parent / "resources"
 
 
+#: Where the client library's error names differ from Kafka's own (Errors.java), Kafka's win.
+KAFKA_ERROR_NAMES = {
+    -1: "UNKNOWN_SERVER_ERROR",
+    0: "NONE",
+    6: "NOT_LEADER_OR_FOLLOWER",
+    10: "MESSAGE_TOO_LARGE",
+    17: "INVALID_TOPIC_EXCEPTION",
+    39: "INVALID_REPLICA_ASSIGNMENT",
+}
+
+
 def write_error_table() -> int:
     """Write protocol/errors.json (code, name, retriable, message) from the installed client's error classes."""
     import inspect
@@ -107,11 +118,28 @@ def write_error_table() -> int:
         if issubclass(cls, kerr.BrokerResponseError) and cls is not kerr.BrokerResponseError \
                 and cls.errno is not None and cls.errno not in seen:
             seen.add(cls.errno)
-            rows.append({"code": cls.errno, "name": cls.message, "retriable": bool(cls.retriable),
+            rows.append({"code": cls.errno, "name": KAFKA_ERROR_NAMES.get(cls.errno, cls.message), "retriable": bool(cls.retriable),
                          "message": cls.description})
     rows.sort(key=lambda r: r["code"])
     (ROOT / "protocol" / "errors.json").write_text(json.dumps(rows, indent=1) + "\n")
+    write_error_enum(rows)
     return len(rows)
+
+
+def write_error_enum(rows: list[dict[str, Any]]) -> None:
+    """Mirror errors.json as a static IntEnum so handlers get names a type checker sees."""
+    lines = [
+        '"""Kafka error codes by name; generated from protocol/errors.json by tools/convert_specs.py."""',
+        "",
+        "from enum import IntEnum",
+        "",
+        "",
+        "class ErrorCode(IntEnum):",
+        '    """Every Kafka error code as on the wire."""',
+        "",
+    ]
+    lines += [f"    {r['name']} = {r['code']}" for r in rows]
+    (ROOT / "kbroker" / "codec" / "error_codes.py").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str]) -> int:

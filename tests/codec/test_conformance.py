@@ -135,6 +135,8 @@ def test_errors_json_matches_kafka_errors() -> None:
 
     import kafka.errors as kerr
 
+    from tools.convert_specs import KAFKA_ERROR_NAMES
+
     rows = json.loads((SCHEMA_DIR / "errors.json").read_text())
     ours = {r["code"]: (r["name"], r["retriable"]) for r in rows}
     for r in rows:  # a repeated code must at least repeat the same row
@@ -142,7 +144,7 @@ def test_errors_json_matches_kafka_errors() -> None:
     theirs: dict[int, tuple[str, bool]] = {}
     for _, cls in inspect.getmembers(kerr, inspect.isclass):
         if issubclass(cls, kerr.BrokerResponseError) and cls.errno is not None:
-            theirs[cls.errno] = (cls.message, bool(cls.retriable))
+            theirs[cls.errno] = (KAFKA_ERROR_NAMES.get(cls.errno, cls.message), bool(cls.retriable))
     diff = {c: (ours.get(c), theirs.get(c)) for c in set(ours) | set(theirs) if ours.get(c) != theirs.get(c)}
     assert not diff, f"errors.json vs kafka.errors (code: ours, theirs): {diff}"
     for r in rows:
@@ -154,3 +156,10 @@ def test_errors_json_matches_kafka_errors() -> None:
 def test_errors_json_codes_are_unique() -> None:
     codes = [r["code"] for r in json.loads((SCHEMA_DIR / "errors.json").read_text())]
     assert len(codes) == len(set(codes)), sorted(c for c in set(codes) if codes.count(c) > 1)
+
+
+def test_error_code_enum_matches_errors_json() -> None:
+    from kbroker.codec.error_codes import ErrorCode
+
+    rows = json.loads((SCHEMA_DIR / "errors.json").read_text())
+    assert {r["name"]: r["code"] for r in rows} == {e.name: e.value for e in ErrorCode}
