@@ -110,8 +110,8 @@ def decode_request(frame: bytes | bytearray | memoryview) -> Request:
     h = _parse(_header_struct("RequestHeader", api.request_header_version(version)), stream,
                "request header", **ids)
     body = _parse(message_struct(api.request, version), stream, f"{api.name}Request v{version}", **ids)
-    if stream.tell() != len(frame):
-        raise InvalidFrame(f"{api.name}Request v{version}: {len(frame) - stream.tell()} trailing bytes", **ids)
+    # Bytes after the body are ignored, as Kafka does: some clients (librdkafka's
+    # Metadata v13) send fields of other versions that Kafka never reads.
     return Request(RequestHeader(key, version, correlation_id, h.get("client_id")), api, body)
 
 

@@ -247,10 +247,9 @@ def test_negative_and_huge_lengths() -> None:
 
 
 def test_trailing_bytes() -> None:
+    # Requests tolerate trailing bytes as Kafka does (librdkafka sends some); responses do not.
     for frame in valid_frames()[:40]:
-        with pytest.raises(InvalidFrame) as e:
-            decode_request(frame + b"\x00")
-        assert e.value.correlation_id == 1234
+        assert decode_request(frame + b"\x00\x01\x02").body == decode_request(frame).body
     api = api_by_name("Metadata")
     body = encode_body(api, "response", 12, {})
     with pytest.raises(InvalidFrame):

@@ -1,0 +1,779 @@
+"""GroupCoordinator: the classic group membership protocol and committed offsets.
+
+Follows Apache Kafka's GroupCoordinator. A rebalance is two barriers: JoinGroup
+calls wait until every member has rejoined (or the rebalance timeout passes), then
+the leader's SyncGroup hands each member its assignment. Everything runs on the
+broker's event loop; waits are :class:`Waiter` events and :class:`Scheduler` timers,
+and the only suspension points inside the protocol are writes to
+``__consumer_offsets``, after which the group's state is checked again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from anyio.abc import TaskGroup
+
+from kbroker.clock import Clock
+from kbroker.groups.consumer_protocol import EMPTY_ASSIGNMENT
+from kbroker.groups.errors import Errors, GroupError
+from kbroker.groups.group import GroupMetadata, TopicPartition
+from kbroker.groups.manager import GroupMetadataManager
+from kbroker.groups.member import JoinGroupResult, MemberMetadata, Protocols, SyncGroupResult, Waiter
+from kbroker.groups.records import OffsetAndMetadata
+from kbroker.groups.state import CAN_REBALANCE, GroupState
+from kbroker.groups.storage import OffsetsLog, TopicOffsetsLog
+from kbroker.groups.timers import Scheduler
+
+if TYPE_CHECKING:
+    from kbroker.broker import Broker
+
+log = logging.getLogger(__name__)
+
+#: A new member's JoinGroup is dropped after this long without the barrier completing.
+NEW_MEMBER_JOIN_TIMEOUT_MS = 5 * 60 * 1000
+UNKNOWN_MEMBER_ID = ""
+NO_GENERATION = -1
+
+S = GroupState
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """The broker settings the coordinator uses."""
+
+    min_session_timeout_ms: int = 6000
+    max_session_timeout_ms: int = 1_800_000
+    initial_rebalance_delay_ms: int = 3000
+    offsets_retention_ms: int = 7 * 24 * 60 * 60 * 1000
+    #: Kafka's ``offsets.retention.check.interval.ms`` default.
+    retention_check_interval_ms: int = 600_000
+    #: Kafka's ``offset.metadata.max.bytes`` default.
+    offset_metadata_max_bytes: int = 4096
+
+    @classmethod
+    def from_broker_config(cls, config: Any) -> GroupConfig:
+        """Read the group settings from a BrokerConfig."""
+        def optional(key: str, default: int) -> int:
+            try:
+                return int(config.get(key))
+            except (KeyError, TypeError, ValueError):
+                return default
+
+        return cls(
+            min_session_timeout_ms=config.group_min_session_timeout_ms,
+            max_session_timeout_ms=config.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
+            offsets_retention_ms=config.offsets_retention_ms,
+            retention_check_interval_ms=optional("offsets.retention.check.interval.ms", 600_000),
+            offset_metadata_max_bytes=optional("offset.metadata.max.bytes", 4096),
+        )
+
+
+@dataclass
+class JoinRequest:
+    """A JoinGroup call, version differences already resolved."""
+
+    group_id: str
+    member_id: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocol_type: str
+    protocols: Protocols
+    group_instance_id: str | None = None
+    client_id: str = ""
+    client_host: str = ""
+    #: v4+: a first join must come back with the member id it is handed (KIP-394).
+    require_known_member_id: bool = True
+    #: v9+: the client understands ``skip_assignment`` (KIP-814).
+    supports_skip_assignment: bool = False
+    reason: str | None = None
+
+
+@dataclass
+class MemberSummary:
+    """One member as DescribeGroups shows it."""
+
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    metadata: bytes
+    assignment: bytes
+
+
+@dataclass
+class GroupSummary:
+    """A group as DescribeGroups shows it."""
+
+    group_id: str
+    state: str
+    protocol_type: str
+    protocol: str
+    members: list[MemberSummary] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GroupListing:
+    """A group as ListGroups shows it."""
+
+    group_id: str
+    protocol_type: str
+    state: str
+
+
+class GroupCoordinator:
+    """Serves every group (this broker coordinates all of them)."""
+
+    def __init__(self, config: GroupConfig, clock: Clock, offsets_log: OffsetsLog) -> None:
+        self.config = config
+        self.clock = clock
+        self.manager = GroupMetadataManager(offsets_log, clock)
+        self.timers = Scheduler(clock)
+        self._tg: TaskGroup | None = None
+        self._loaded = False
+        self._stopped = False
+
+    @classmethod
+    def for_broker(cls, broker: Broker) -> GroupCoordinator:
+        """A coordinator over the broker's ``__consumer_offsets`` topic."""
+        return cls(GroupConfig.from_broker_config(broker.config), broker.clock, TopicOffsetsLog(broker))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, tg: TaskGroup) -> None:
+        """Load the groups from ``__consumer_offsets`` and start the timers."""
+        self._tg = tg
+        count = self.manager.load()
+        for group in self.manager.groups.values():
+            for member in group.members.values():
+                self._schedule_session(group, member)
+        if count:
+            log.info("loaded %d groups from __consumer_offsets", count)
+        tg.start_soon(self.timers.run)
+        self._schedule_retention_check()
+        self._loaded = True
+
+    async def shutdown(self) -> None:
+        """Answer every blocked JoinGroup/SyncGroup with NOT_COORDINATOR and stop serving."""
+        self._stopped = True
+        for group in self.manager.groups.values():
+            for member in group.members.values():
+                group.complete_join(member, JoinGroupResult(Errors.NOT_COORDINATOR, member.member_id))
+                member.complete_sync(SyncGroupResult(Errors.NOT_COORDINATOR))
+                if member.session_timer is not None:
+                    member.session_timer.cancel()
+            for timer in (group.join_timer, group.sync_timer):
+                if timer is not None:
+                    timer.cancel()
+
+    @property
+    def active(self) -> bool:
+        return self._loaded and not self._stopped
+
+    def check_active(self) -> None:
+        """Raise the error a request gets while the coordinator is not serving."""
+        if self._stopped:
+            raise GroupError(Errors.NOT_COORDINATOR)
+        if not self._loaded:
+            raise GroupError(Errors.COORDINATOR_LOAD_IN_PROGRESS)
+
+    def ensure_offsets_topic(self) -> bool:
+        """Create ``__consumer_offsets`` if missing (FindCoordinator does, as Kafka's does)."""
+        return self.manager.log.ensure()
+
+    def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        assert self._tg is not None, "coordinator not started"
+        self._tg.start_soon(fn, *args)
+
+    def _now(self) -> int:
+        return self.clock.time_ms()
+
+    # ------------------------------------------------------------------ JoinGroup
+
+    async def join_group(self, req: JoinRequest) -> JoinGroupResult:
+        """Join (or rejoin) a group; returns once the join barrier completes."""
+        try:
+            self.check_active()
+        except GroupError as e:
+            return JoinGroupResult(e.code, req.member_id)
+        if not req.group_id:
+            return JoinGroupResult(Errors.INVALID_GROUP_ID, req.member_id)
+        if not (self.config.min_session_timeout_ms <= req.session_timeout_ms <= self.config.max_session_timeout_ms):
+            return JoinGroupResult(Errors.INVALID_SESSION_TIMEOUT, req.member_id)
+        is_unknown = req.member_id == UNKNOWN_MEMBER_ID
+        group = self.manager.get(req.group_id)
+        if group is None:
+            if not is_unknown:
+                return JoinGroupResult(Errors.UNKNOWN_MEMBER_ID, req.member_id)
+            group = self.manager.get_or_create(req.group_id)
+        waiter: Waiter[JoinGroupResult] = Waiter()
+        if is_unknown:
+            self._join_new_member(group, req, waiter)
+        else:
+            self._join_current_member(group, req, waiter)
+        self._try_complete_join(group)
+        return await waiter.wait()
+
+    def _join_new_member(self, group: GroupMetadata, req: JoinRequest, waiter: Waiter[JoinGroupResult]) -> None:
+        if group.is_in(S.DEAD):
+            waiter.set(JoinGroupResult(Errors.COORDINATOR_NOT_AVAILABLE, req.member_id))
+            return
+        if not group.supports_protocols(req.protocol_type, (n for n, _ in req.protocols)):
+            waiter.set(JoinGroupResult(Errors.INCONSISTENT_GROUP_PROTOCOL, req.member_id))
+            return
+        new_id = f"{req.group_instance_id or req.client_id}-{uuid.uuid4()}"
+        if req.group_instance_id is not None:
+            old_id = group.static_member_id(req.group_instance_id)
+            if old_id is None:
+                self._add_member_and_rebalance(group, req, new_id, waiter)
+            else:
+                self._replace_static_member(group, req, old_id, new_id, waiter)
+        elif req.require_known_member_id:
+            # KIP-394: hand out the id first, so a client that times out and retries
+            # does not leave a trail of members the barrier waits for.
+            group.pending_members.add(new_id)
+            self.timers.call_later(req.session_timeout_ms, lambda: self._expire_pending_member(group, new_id))
+            waiter.set(JoinGroupResult(Errors.MEMBER_ID_REQUIRED, new_id))
+        else:
+            self._add_member_and_rebalance(group, req, new_id, waiter)
+
+    def _join_current_member(self, group: GroupMetadata, req: JoinRequest,
+                             waiter: Waiter[JoinGroupResult]) -> None:
+        member_id = req.member_id
+        if group.is_in(S.DEAD):
+            waiter.set(JoinGroupResult(Errors.COORDINATOR_NOT_AVAILABLE, member_id))
+        elif not group.supports_protocols(req.protocol_type, (n for n, _ in req.protocols)):
+            waiter.set(JoinGroupResult(Errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
+        elif member_id in group.pending_members:
+            self._add_member_and_rebalance(group, req, member_id, waiter)
+        elif group.is_static_member_fenced(req.group_instance_id, member_id):
+            waiter.set(JoinGroupResult(Errors.FENCED_INSTANCE_ID, member_id))
+        elif not group.has(member_id) or (
+                req.group_instance_id is not None and group.static_member_id(req.group_instance_id) is None):
+            waiter.set(JoinGroupResult(Errors.UNKNOWN_MEMBER_ID, member_id))
+        else:
+            member = group.get(member_id)
+            self._schedule_session(group, member)
+            if group.is_in(S.PREPARING_REBALANCE):
+                self._update_member_and_rebalance(group, member, req, waiter)
+            elif group.is_in(S.COMPLETING_REBALANCE):
+                if member.matches(req.protocols):
+                    # A retry of a join whose answer was lost: answer it again.
+                    waiter.set(self._join_result(group, member))
+                else:
+                    self._update_member_and_rebalance(group, member, req, waiter)
+            elif group.is_in(S.STABLE):
+                if group.is_leader(member_id) or not member.matches(req.protocols):
+                    # The leader rejoins to have changes that the metadata does not show
+                    # (e.g. new partitions) reassigned.
+                    self._update_member_and_rebalance(group, member, req, waiter)
+                else:
+                    waiter.set(self._join_result(group, member, with_members=False))
+            else:
+                waiter.set(JoinGroupResult(Errors.UNKNOWN_MEMBER_ID, member_id))
+
+    def _join_result(self, group: GroupMetadata, member: MemberMetadata, with_members: bool = True) -> JoinGroupResult:
+        leader = group.is_leader(member.member_id)
+        return JoinGroupResult(
+            Errors.NONE, member.member_id, group.generation_id, group.protocol_type, group.protocol_name,
+            group.leader_id or "", members=group.current_member_metadata() if leader and with_members else [])
+
+    def _add_member_and_rebalance(self, group: GroupMetadata, req: JoinRequest, member_id: str,
+                                  waiter: Waiter[JoinGroupResult]) -> None:
+        member = MemberMetadata(
+            member_id, req.group_instance_id, req.client_id, req.client_host, req.rebalance_timeout_ms,
+            req.session_timeout_ms, req.protocol_type, [(n, bytes(m)) for n, m in req.protocols],
+            awaiting_join=waiter, is_new=True)
+        if group.is_in(S.PREPARING_REBALANCE) and group.generation_id == 0:
+            group.new_member_added = True
+        group.add(member)
+        # A new member cannot heartbeat before the barrier completes; bound its wait instead.
+        self._schedule_session(group, member, NEW_MEMBER_JOIN_TIMEOUT_MS)
+        self._maybe_prepare_rebalance(group, f"member {member_id} joined")
+
+    def _update_member_and_rebalance(self, group: GroupMetadata, member: MemberMetadata, req: JoinRequest,
+                                     waiter: Waiter[JoinGroupResult]) -> None:
+        group.update_member(member, req.protocols, req.rebalance_timeout_ms, req.session_timeout_ms, waiter)
+        self._maybe_prepare_rebalance(group, f"member {member.member_id} rejoined")
+
+    def _replace_static_member(self, group: GroupMetadata, req: JoinRequest, old_id: str, new_id: str,
+                               waiter: Waiter[JoinGroupResult]) -> None:
+        """KIP-345: a static member came back with a new member id; the old one is fenced."""
+        assert req.group_instance_id is not None
+        current_leader = group.leader_id or ""
+        old_subscription = self._member_subscription(group, group.get(old_id))
+        member = group.replace_static_member(req.group_instance_id, old_id, new_id)
+        group.update_member(member, req.protocols, req.rebalance_timeout_ms, req.session_timeout_ms, waiter)
+        self._schedule_session(group, member)
+        log.info("static member %s of group %s rejoined as %s", req.group_instance_id, group.group_id, new_id)
+        if group.is_in(S.STABLE):
+            if (group.protocol_name == group.select_protocol()
+                    and self._member_subscription(group, member) == old_subscription):
+                # Same protocol, same subscription: keep the assignment, no rebalance.
+                self._spawn(self._complete_static_rejoin, group, member, current_leader,
+                            req.supports_skip_assignment)
+            else:
+                self._prepare_rebalance(group, f"static member {req.group_instance_id} changed its metadata")
+        elif group.is_in(S.COMPLETING_REBALANCE):
+            self._prepare_rebalance(group, f"static member {req.group_instance_id} rejoined during sync")
+        # PreparingRebalance: it joins the barrier under its new id.
+
+    @staticmethod
+    def _member_subscription(group: GroupMetadata, member: MemberMetadata) -> object:
+        """What must be unchanged for a static rejoin to skip the rebalance.
+
+        Consumer groups compare the subscribed topics: a restarted consumer's metadata
+        differs in owned partitions and user data, which the leader's assignment
+        does not depend on for a returning member.
+        """
+        from kbroker.groups.consumer_protocol import subscribed_topics
+
+        data = member.metadata(group.protocol_name) if group.protocol_name else b""
+        if group.is_consumer_group:
+            topics = subscribed_topics(data)
+            if topics is not None:
+                return topics
+        return data
+
+    async def _complete_static_rejoin(self, group: GroupMetadata, member: MemberMetadata, current_leader: str,
+                                      supports_skip: bool) -> None:
+        error = await self.manager.store_group(group, {m.member_id: m.assignment for m in group.members.values()})
+        if group.members.get(member.member_id) is not member:
+            return  # fenced again or removed meanwhile; its join was answered then
+        if error != Errors.NONE:
+            group.complete_join(member, JoinGroupResult(error, member.member_id))
+            return
+        if group.is_leader(member.member_id) and supports_skip:
+            # KIP-814: it learns it leads, but must not reassign a Stable group.
+            result = JoinGroupResult(Errors.NONE, member.member_id, group.generation_id, group.protocol_type,
+                                     group.protocol_name, member.member_id, True, group.current_member_metadata())
+        else:
+            # The old leader id (not this member's new id) keeps a returning leader from
+            # computing an assignment a Stable group would not deliver.
+            result = JoinGroupResult(Errors.NONE, member.member_id, group.generation_id, group.protocol_type,
+                                     group.protocol_name, current_leader)
+        group.complete_join(member, result)
+
+    def _expire_pending_member(self, group: GroupMetadata, member_id: str) -> None:
+        if member_id in group.pending_members:
+            group.pending_members.discard(member_id)
+            self._try_complete_join(group)
+
+    # ------------------------------------------------------------------ rebalance
+
+    def _maybe_prepare_rebalance(self, group: GroupMetadata, reason: str) -> None:
+        if group.state in CAN_REBALANCE:
+            self._prepare_rebalance(group, reason)
+
+    def _prepare_rebalance(self, group: GroupMetadata, reason: str) -> None:
+        if group.is_in(S.COMPLETING_REBALANCE):
+            self._propagate_assignment_error(group, Errors.REBALANCE_IN_PROGRESS)
+        if group.sync_timer is not None:
+            group.sync_timer.cancel()
+            group.sync_timer = None
+        was = group.state
+        was_empty = was is S.EMPTY
+        group.transition_to(S.PREPARING_REBALANCE, self._now())
+        log.info("preparing to rebalance group %s (was %s) with old generation %d (reason: %s)",
+                 group.group_id, was.value, group.generation_id, reason)
+        delay = self.config.initial_rebalance_delay_ms
+        if was_empty and delay > 0:
+            # Give the rest of a starting fleet a moment to join the first generation.
+            group.initial_delay = True
+            group.new_member_added = False
+            self._initial_join_timer(group, delay, max(group.rebalance_timeout_ms - delay, 0))
+        else:
+            self._set_join_timer(group, group.rebalance_timeout_ms, lambda: self._complete_join(group))
+        self._try_complete_join(group)
+
+    def _set_join_timer(self, group: GroupMetadata, delay_ms: int, fn: Callable[[], None]) -> None:
+        if group.join_timer is not None:
+            group.join_timer.cancel()
+        group.join_timer = self.timers.call_later(delay_ms, fn)
+
+    def _initial_join_timer(self, group: GroupMetadata, delay_ms: int, remaining_ms: int) -> None:
+        def fire() -> None:
+            if not group.is_in(S.PREPARING_REBALANCE):
+                return
+            if group.new_member_added and remaining_ms > 0:
+                group.new_member_added = False
+                self._initial_join_timer(group, min(self.config.initial_rebalance_delay_ms, remaining_ms),
+                                         max(remaining_ms - delay_ms, 0))
+            else:
+                self._complete_join(group)
+
+        self._set_join_timer(group, delay_ms, fire)
+
+    def _try_complete_join(self, group: GroupMetadata) -> None:
+        if group.is_in(S.PREPARING_REBALANCE) and not group.initial_delay and group.has_all_members_joined():
+            self._complete_join(group)
+
+    def _complete_join(self, group: GroupMetadata) -> None:
+        """The join barrier closes: drop absent dynamic members and start the next generation."""
+        if not group.is_in(S.PREPARING_REBALANCE):
+            return
+        if group.join_timer is not None:
+            group.join_timer.cancel()
+            group.join_timer = None
+        group.initial_delay = False
+        for member in group.not_yet_rejoined():
+            if not member.is_static:  # static members keep their slot until their session expires
+                log.info("member %s of group %s did not rejoin in time", member.member_id, group.group_id)
+                group.remove(member.member_id)
+        if group.members and not group.maybe_elect_new_joined_leader():
+            # Only absent static members are left: wait for them (or their session expiry).
+            self._set_join_timer(group, group.rebalance_timeout_ms, lambda: self._complete_join(group))
+            return
+        group.init_next_generation(self._now())
+        if group.is_in(S.EMPTY):
+            log.info("group %s with generation %d is now empty", group.group_id, group.generation_id)
+            self._spawn(self.manager.store_group, group, {})
+            return
+        log.info("stabilized group %s generation %d (protocol %s) with %d members", group.group_id,
+                 group.generation_id, group.protocol_name, len(group.members))
+        for member in list(group.members.values()):
+            group.complete_join(member, self._join_result(group, member))
+            self._schedule_session(group, member)
+            member.is_new = False
+        generation = group.generation_id
+        group.sync_timer = self.timers.call_later(group.rebalance_timeout_ms,
+                                                  lambda: self._expire_pending_sync(group, generation))
+
+    def _expire_pending_sync(self, group: GroupMetadata, generation: int) -> None:
+        """Members that never sent SyncGroup within the rebalance timeout are dropped."""
+        group.sync_timer = None
+        if group.generation_id != generation or not group.is_in(S.COMPLETING_REBALANCE, S.STABLE):
+            return
+        if not group.pending_sync:
+            return
+        for member_id in list(group.pending_sync):
+            member = group.members.get(member_id)
+            if member is not None:
+                member.complete_sync(SyncGroupResult(Errors.UNKNOWN_MEMBER_ID))
+                group.remove(member_id)
+        self._prepare_rebalance(group, "members did not send SyncGroup in time")
+
+    def _remove_pending_sync(self, group: GroupMetadata, member_id: str) -> None:
+        group.pending_sync.discard(member_id)
+        if not group.pending_sync and group.sync_timer is not None:
+            group.sync_timer.cancel()
+            group.sync_timer = None
+
+    def _propagate_assignment_error(self, group: GroupMetadata, error: Errors) -> None:
+        for member in group.members.values():
+            member.assignment = b""
+            member.complete_sync(SyncGroupResult(error))
+
+    def _assignment_out(self, group: GroupMetadata, assignment: bytes) -> bytes:
+        # Consumers always get a decodable assignment, even when the leader left them out.
+        if not assignment and group.is_consumer_group:
+            return EMPTY_ASSIGNMENT
+        return assignment
+
+    def _sync_result(self, group: GroupMetadata, member: MemberMetadata) -> SyncGroupResult:
+        return SyncGroupResult(Errors.NONE, self._assignment_out(group, member.assignment), group.protocol_type,
+                               group.protocol_name)
+
+    # ------------------------------------------------------------------ sessions
+
+    def _schedule_session(self, group: GroupMetadata, member: MemberMetadata, timeout_ms: int | None = None) -> None:
+        if member.session_timer is not None:
+            member.session_timer.cancel()
+        member.session_timer = self.timers.call_later(
+            member.session_timeout_ms if timeout_ms is None else timeout_ms,
+            lambda: self._expire_session(group, member))
+
+    def _expire_session(self, group: GroupMetadata, member: MemberMetadata) -> None:
+        if group.members.get(member.member_id) is not member:
+            return
+        if not member.is_new and (member.awaiting_join is not None or member.awaiting_sync is not None):
+            # Blocked inside a rebalance counts as alive.
+            self._schedule_session(group, member)
+            return
+        log.info("member %s of group %s expired after its session timeout", member.member_id, group.group_id)
+        self._remove_member_and_update_group(group, member, "session timeout")
+
+    def _remove_member_and_update_group(self, group: GroupMetadata, member: MemberMetadata, reason: str) -> None:
+        group.complete_join(member, JoinGroupResult(Errors.UNKNOWN_MEMBER_ID, member.member_id))
+        member.complete_sync(SyncGroupResult(Errors.UNKNOWN_MEMBER_ID))
+        group.remove(member.member_id)
+        if group.is_in(S.STABLE, S.COMPLETING_REBALANCE):
+            self._prepare_rebalance(group, f"removing member {member.member_id} ({reason})")
+        elif group.is_in(S.PREPARING_REBALANCE):
+            self._try_complete_join(group)
+
+    # ------------------------------------------------------------------ SyncGroup
+
+    async def sync_group(self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None,
+                         protocol_type: str | None, protocol_name: str | None,
+                         assignments: Mapping[str, bytes]) -> SyncGroupResult:
+        """Deliver the leader's assignment (or fetch one's own); returns once it is known."""
+        try:
+            self.check_active()
+        except GroupError as e:
+            return SyncGroupResult(e.code)
+        if not group_id:
+            return SyncGroupResult(Errors.INVALID_GROUP_ID)
+        group = self.manager.get(group_id)
+        if group is None:
+            return SyncGroupResult(Errors.UNKNOWN_MEMBER_ID)
+        if group.is_in(S.DEAD):
+            return SyncGroupResult(Errors.COORDINATOR_NOT_AVAILABLE)
+        if group.is_static_member_fenced(group_instance_id, member_id):
+            return SyncGroupResult(Errors.FENCED_INSTANCE_ID)
+        if not group.has(member_id):
+            return SyncGroupResult(Errors.UNKNOWN_MEMBER_ID)
+        if generation_id != group.generation_id:
+            return SyncGroupResult(Errors.ILLEGAL_GENERATION)
+        if (protocol_type is not None and protocol_type != group.protocol_type) or (
+                protocol_name is not None and protocol_name != group.protocol_name):
+            return SyncGroupResult(Errors.INCONSISTENT_GROUP_PROTOCOL)
+        if group.is_in(S.EMPTY):
+            return SyncGroupResult(Errors.UNKNOWN_MEMBER_ID)
+        if group.is_in(S.PREPARING_REBALANCE):
+            return SyncGroupResult(Errors.REBALANCE_IN_PROGRESS)
+        member = group.get(member_id)
+        self._schedule_session(group, member)
+        self._remove_pending_sync(group, member_id)
+        if group.is_in(S.STABLE):
+            return self._sync_result(group, member)
+        # CompletingRebalance: wait for the leader's assignment.
+        waiter: Waiter[SyncGroupResult] = Waiter()
+        if member.awaiting_sync is not None:
+            member.awaiting_sync.set(SyncGroupResult(Errors.REBALANCE_IN_PROGRESS))
+        member.awaiting_sync = waiter
+        if group.is_leader(member_id):
+            full = {mid: bytes(assignments.get(mid, b"")) for mid in group.members}
+            missing = [mid for mid in group.members if mid not in assignments]
+            if missing:
+                log.warning("leader of group %s gave no assignment to %s", group_id, missing)
+            generation = group.generation_id
+            error = await self.manager.store_group(group, full)
+            # A member may have joined while the write was under way; act only if nothing moved.
+            if group.is_in(S.COMPLETING_REBALANCE) and group.generation_id == generation:
+                if error != Errors.NONE:
+                    self._propagate_assignment_error(group, error)
+                    self._maybe_prepare_rebalance(group, "storing the group assignment failed")
+                else:
+                    for m in group.members.values():
+                        m.assignment = full.get(m.member_id, b"")
+                    group.transition_to(S.STABLE, self._now())
+                    for m in group.members.values():
+                        if m.complete_sync(self._sync_result(group, m)):
+                            self._schedule_session(group, m)
+        return await waiter.wait()
+
+    # ------------------------------------------------------------------ Heartbeat, LeaveGroup
+
+    def heartbeat(self, group_id: str, member_id: str, group_instance_id: str | None, generation_id: int) -> Errors:
+        """Keep a member's session alive; tells it when to rejoin."""
+        try:
+            self.check_active()
+        except GroupError as e:
+            return e.code
+        if not group_id:
+            return Errors.INVALID_GROUP_ID
+        group = self.manager.get(group_id)
+        if group is None:
+            return Errors.UNKNOWN_MEMBER_ID
+        if group.is_in(S.DEAD):
+            return Errors.COORDINATOR_NOT_AVAILABLE
+        if group.is_static_member_fenced(group_instance_id, member_id):
+            return Errors.FENCED_INSTANCE_ID
+        if not group.has(member_id):
+            return Errors.UNKNOWN_MEMBER_ID
+        if generation_id != group.generation_id:
+            return Errors.ILLEGAL_GENERATION
+        if group.is_in(S.EMPTY):
+            return Errors.UNKNOWN_MEMBER_ID
+        self._schedule_session(group, group.get(member_id))
+        if group.is_in(S.PREPARING_REBALANCE):
+            return Errors.REBALANCE_IN_PROGRESS
+        return Errors.NONE
+
+    def leave_group(self, group_id: str, members: Sequence[tuple[str, str | None]]
+                    ) -> tuple[Errors, list[tuple[str, str | None, Errors]]]:
+        """Remove members by member id or group instance id (batched, KIP-345)."""
+        try:
+            self.check_active()
+        except GroupError as e:
+            return e.code, []
+        if not group_id:
+            return Errors.INVALID_GROUP_ID, []
+        group = self.manager.get(group_id)
+        if group is None:
+            return Errors.NONE, [(m, i, Errors.UNKNOWN_MEMBER_ID) for m, i in members]
+        if group.is_in(S.DEAD):
+            return Errors.COORDINATOR_NOT_AVAILABLE, []
+        out = []
+        for member_id, instance_id in members:
+            out.append((member_id, instance_id, self._leave_one(group, member_id, instance_id)))
+        return Errors.NONE, out
+
+    def _leave_one(self, group: GroupMetadata, member_id: str, instance_id: str | None) -> Errors:
+        if member_id == UNKNOWN_MEMBER_ID and instance_id is not None:
+            current = group.static_member_id(instance_id)
+            if current is None:
+                return Errors.UNKNOWN_MEMBER_ID
+            member_id = current
+        elif member_id in group.pending_members:
+            group.pending_members.discard(member_id)
+            self._try_complete_join(group)
+            return Errors.NONE
+        elif group.is_static_member_fenced(instance_id, member_id):
+            return Errors.FENCED_INSTANCE_ID
+        member = group.members.get(member_id)
+        if member is None:
+            return Errors.UNKNOWN_MEMBER_ID
+        log.info("member %s is leaving group %s", member_id, group.group_id)
+        self._remove_member_and_update_group(group, member, "member left")
+        return Errors.NONE
+
+    # ------------------------------------------------------------------ admin
+
+    def describe_group(self, group_id: str) -> GroupSummary | None:
+        """The group's state and members; None when there is no such group."""
+        self.check_active()
+        group = self.manager.get(group_id)
+        if group is None or group.is_in(S.DEAD):
+            return None
+        summary = GroupSummary(group.group_id, group.state.value, group.protocol_type or "", "")
+        stable = group.is_in(S.STABLE) and group.protocol_name is not None
+        if stable:
+            summary.protocol = group.protocol_name or ""
+        for m in group.members.values():
+            metadata = m.metadata(summary.protocol) if stable else b""
+            assignment = self._assignment_out(group, m.assignment) if stable else b""
+            summary.members.append(MemberSummary(m.member_id, m.group_instance_id, m.client_id, m.client_host,
+                                                 metadata, assignment))
+        return summary
+
+    def list_groups(self) -> list[GroupListing]:
+        """Every live group."""
+        self.check_active()
+        return [GroupListing(g.group_id, g.protocol_type or "", g.state.value)
+                for g in self.manager.groups.values() if not g.is_in(S.DEAD)]
+
+    async def delete_groups(self, group_ids: Sequence[str]) -> dict[str, Errors]:
+        """Delete Empty groups with their offsets."""
+        self.check_active()
+        out: dict[str, Errors] = {}
+        for group_id in group_ids:
+            group = self.manager.get(group_id)
+            if group is None or group.is_in(S.DEAD):
+                out[group_id] = Errors.GROUP_ID_NOT_FOUND
+            elif not group.is_in(S.EMPTY):
+                out[group_id] = Errors.NON_EMPTY_GROUP
+            else:
+                group.transition_to(S.DEAD, self._now())
+                out[group_id] = await self.manager.delete_group(group)
+                log.info("deleted group %s", group_id)
+        return out
+
+    # ------------------------------------------------------------------ offsets
+
+    async def commit_offsets(self, group_id: str, generation_id: int, member_id: str,
+                             group_instance_id: str | None,
+                             offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, Errors]:
+        """Commit offsets for a member of the current generation, or for a group without members."""
+        try:
+            self.check_active()
+            group = self.manager.get(group_id)
+            if group is None:
+                if generation_id >= 0:
+                    raise GroupError(Errors.ILLEGAL_GENERATION)
+                # Simple commits (no group management) create an Empty group.
+                group = self.manager.get_or_create(group_id)
+            self._validate_commit(group, generation_id, member_id, group_instance_id)
+        except GroupError as e:
+            return dict.fromkeys(offsets, e.code)
+        if member_id in group.members:
+            self._schedule_session(group, group.get(member_id))
+        out: dict[TopicPartition, Errors] = {}
+        valid: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, om in offsets.items():
+            if len(om.metadata.encode()) > self.config.offset_metadata_max_bytes:
+                out[tp] = Errors.OFFSET_METADATA_TOO_LARGE
+            else:
+                valid[tp] = om
+        error = await self.manager.store_offsets(group, valid) if valid else Errors.NONE
+        for tp in valid:
+            out[tp] = error
+        return out
+
+    def _validate_commit(self, group: GroupMetadata, generation_id: int, member_id: str,
+                         instance_id: str | None) -> None:
+        """Kafka's ClassicGroup.validateOffsetCommit."""
+        if group.is_in(S.DEAD):
+            raise GroupError(Errors.COORDINATOR_NOT_AVAILABLE)
+        if generation_id < 0 and group.is_in(S.EMPTY):
+            return  # admin client or a consumer without group management
+        if generation_id >= 0 or member_id or instance_id is not None:
+            if group.is_static_member_fenced(instance_id, member_id):
+                raise GroupError(Errors.FENCED_INSTANCE_ID)
+            if not group.has(member_id):
+                raise GroupError(Errors.UNKNOWN_MEMBER_ID)
+            if generation_id != group.generation_id:
+                raise GroupError(Errors.ILLEGAL_GENERATION)
+        elif not group.is_in(S.EMPTY):
+            raise GroupError(Errors.UNKNOWN_MEMBER_ID)
+        if group.is_in(S.COMPLETING_REBALANCE):
+            # A valid member that has not synced yet: let it retry after the rebalance.
+            raise GroupError(Errors.REBALANCE_IN_PROGRESS)
+
+    def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None,
+                      ) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """Committed offsets of ``partitions`` (all of the group's when None); None where unknown."""
+        self.check_active()
+        group = self.manager.get(group_id)
+        committed = group.offsets if group is not None and not group.is_in(S.DEAD) else {}
+        if partitions is None:
+            return dict(sorted(committed.items()))
+        return {tp: committed.get(tp) for tp in partitions}
+
+    async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]
+                             ) -> tuple[Errors, dict[TopicPartition, Errors]]:
+        """OffsetDelete: drop committed offsets of topics the group no longer consumes."""
+        self.check_active()
+        group = self.manager.get(group_id)
+        if group is None or group.is_in(S.DEAD):
+            return Errors.GROUP_ID_NOT_FOUND, {}
+        out: dict[TopicPartition, Errors] = {}
+        if group.is_in(S.EMPTY):
+            deletable = list(partitions)
+        elif group.is_consumer_group:
+            deletable = []
+            for tp in partitions:
+                if group.is_subscribed_to(tp[0]):
+                    out[tp] = Errors.GROUP_SUBSCRIBED_TO_TOPIC
+                else:
+                    deletable.append(tp)
+        else:
+            return Errors.NON_EMPTY_GROUP, {}
+        error = await self.manager.delete_offsets(group, deletable) if deletable else Errors.NONE
+        for tp in deletable:
+            out[tp] = error
+        return Errors.NONE, out
+
+    # ------------------------------------------------------------------ retention
+
+    def _schedule_retention_check(self) -> None:
+        self.timers.call_later(self.config.retention_check_interval_ms, self._on_retention_check)
+
+    def _on_retention_check(self) -> None:
+        if self._stopped:
+            return
+        self._spawn(self.expire_offsets)
+        self._schedule_retention_check()
+
+    async def expire_offsets(self) -> int:
+        """Remove offsets past ``offsets.retention.minutes`` now; returns how many."""
+        removed = await self.manager.expire_offsets(self.config.offsets_retention_ms)
+        if removed:
+            log.info("removed %d expired offsets", removed)
+        return removed

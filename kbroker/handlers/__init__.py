@@ -1,0 +1,73 @@
+"""One module per API key; this registry maps keys to the handlers implemented end to end.
+
+A handler module defines ``API_KEY``, ``VERSIONS`` (the versions it serves, which
+ApiVersions advertises) and ``async def handle(ctx) -> Mapping | None`` returning the
+response body (``None`` means no response, as for acks=0 produce).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.server.context import RequestContext
+
+HandlerFn = Callable[[RequestContext], Awaitable[Mapping[str, Any] | None]]
+
+#: Handler modules, one per API; each is imported once at start-up.
+MODULES = [
+    "produce",
+    "fetch",
+    "list_offsets",
+    "metadata",
+    "api_versions",
+    "create_topics",
+    "delete_topics",
+    "create_partitions",
+    "describe_cluster",
+    "describe_configs",
+    "find_coordinator",
+    "join_group",
+    "sync_group",
+    "heartbeat",
+    "leave_group",
+    "describe_groups",
+    "list_groups",
+    "delete_groups",
+    "offset_commit",
+    "offset_fetch",
+    "offset_delete",
+]
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A registered handler and the versions it serves."""
+
+    api_key: int
+    versions: VersionRange
+    handle: HandlerFn
+    #: The lowest version advertised in ApiVersions; may be below ``versions.low``
+    #: (Produce advertises v0 for a librdkafka quirk while serving v3+).
+    advertised_min: int
+
+
+@cache
+def registry() -> dict[int, Handler]:
+    """Every implemented API by key."""
+    out: dict[int, Handler] = {}
+    for name in MODULES:
+        try:
+            mod = importlib.import_module(f"kbroker.handlers.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"kbroker.handlers.{name}":
+                continue  # not written yet
+            raise
+        versions: VersionRange = mod.VERSIONS
+        out[mod.API_KEY] = Handler(mod.API_KEY, versions, mod.handle,
+                                   getattr(mod, "ADVERTISED_MIN_VERSION", versions.low))
+    return dict(sorted(out.items()))

@@ -1,0 +1,42 @@
+"""ApiVersions (key 18): the versions of every API this broker serves end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.server.context import RequestContext
+
+API_KEY = 18
+VERSIONS = VersionRange(0, 4)
+FINALIZED_FEATURES_EPOCH = -1
+
+
+def api_keys() -> list[dict[str, int]]:
+    """The advertised (key, min, max) list."""
+    from kbroker.handlers import registry
+
+    return [{"api_key": h.api_key, "min_version": h.advertised_min, "max_version": h.versions.high}
+            for h in registry().values()]
+
+
+def unsupported_version_response() -> dict[str, Any]:
+    """The v0 answer to an ApiVersions request at a version we do not know (KIP-511)."""
+    return {"error_code": 35, "api_keys": api_keys()}
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    if ctx.version >= 3:
+        ctx.session.client_software_name = body.client_software_name
+        ctx.session.client_software_version = body.client_software_version
+    return {
+        "error_code": 0,
+        "api_keys": api_keys(),
+        "throttle_time_ms": 0,
+        "supported_features": [],
+        "finalized_features_epoch": FINALIZED_FEATURES_EPOCH,
+        "finalized_features": [],
+        "zk_migration_ready": False,
+    }

@@ -1,0 +1,35 @@
+"""CreatePartitions (key 37): grow topics; every requested topic gets a result."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.metadata import errors as E
+from kbroker.server.context import RequestContext
+
+API_KEY = 37
+VERSIONS = VersionRange(0, 3)
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    md = ctx.broker.metadata
+    counts = Counter(t.name for t in body.topics)
+    results: list[dict[str, Any]] = []
+    reported: set[str] = set()
+    for req in body.topics:
+        name = req.name
+        if name in reported:
+            continue
+        reported.add(name)
+        message: str | None
+        if counts[name] > 1:
+            code, message = E.INVALID_REQUEST, "Duplicate topic in request."
+        else:
+            assignments = None if req.assignments is None else [list(a.broker_ids) for a in req.assignments]
+            code, message = md.create_partitions(name, req.count, assignments, bool(body.validate_only))
+        results.append({"name": name, "error_code": code, "error_message": message})
+    return {"throttle_time_ms": 0, "results": results}

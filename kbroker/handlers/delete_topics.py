@@ -1,0 +1,39 @@
+"""DeleteTopics (key 20): delete topics by name (v0+) or by topic id (v6+)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.metadata import errors as E
+from kbroker.server.context import RequestContext
+
+API_KEY = 20
+VERSIONS = VersionRange(0, 6)
+_ZERO_UUID = uuid.UUID(int=0)
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    if ctx.version >= 6:
+        wanted = [(t.name, t.topic_id) for t in body.topics]
+    else:
+        wanted = [(name, _ZERO_UUID) for name in body.topic_names]
+    results = [_delete_one(ctx, name, topic_id) for name, topic_id in wanted]
+    return {"throttle_time_ms": 0, "responses": results}
+
+
+def _delete_one(ctx: RequestContext, name: str | None, topic_id: uuid.UUID) -> dict[str, Any]:
+    md = ctx.broker.metadata
+    message: str | None
+    if name is not None and topic_id != _ZERO_UUID:
+        code, message = E.INVALID_REQUEST, "You may not specify both topic name and topic id."
+    elif name is None:
+        (code, message), name = md.delete_topic_by_id(topic_id)
+    else:
+        topic = md.topic(name)
+        topic_id = topic.topic_id if topic is not None else _ZERO_UUID
+        code, message = md.delete_topic(name)
+    return {"name": name, "topic_id": topic_id, "error_code": code, "error_message": message}

@@ -1,0 +1,41 @@
+"""DescribeGroups (key 15): state, protocol and members of groups."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.groups.errors import Errors, GroupError
+from kbroker.server.context import RequestContext
+
+API_KEY = 15
+VERSIONS = VersionRange(0, 6)
+
+
+def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
+    empty: dict[str, Any] = {"group_id": group_id, "group_state": "", "protocol_type": "", "protocol_data": "",
+                             "members": []}
+    try:
+        summary = ctx.broker.groups.describe_group(group_id)
+    except GroupError as e:
+        return {**empty, "error_code": e.code}
+    if summary is None:
+        if ctx.version >= 6:  # KIP-1043: say so instead of describing a Dead group
+            return {**empty, "error_code": Errors.GROUP_ID_NOT_FOUND,
+                    "error_message": f"Group {group_id} not found."}
+        return {**empty, "error_code": 0, "group_state": "Dead"}
+    return {
+        "error_code": 0,
+        "group_id": summary.group_id,
+        "group_state": summary.state,
+        "protocol_type": summary.protocol_type,
+        "protocol_data": summary.protocol,
+        "members": [{"member_id": m.member_id, "group_instance_id": m.group_instance_id, "client_id": m.client_id,
+                     "client_host": m.client_host, "member_metadata": m.metadata,
+                     "member_assignment": m.assignment} for m in summary.members],
+    }
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    return {"throttle_time_ms": 0, "groups": [_describe(ctx, g) for g in ctx.request.body.groups]}

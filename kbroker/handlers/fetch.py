@@ -1,0 +1,116 @@
+"""Fetch (key 1): read record batches, long-polling for ``min_bytes``; KIP-227 sessions.
+
+The request's partitions (or, for an incremental fetch, the session's) are read by the
+replica manager in order under the request's ``max_bytes``; the fetch session then
+picks which partitions the response lists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.replica import errors as E
+from kbroker.replica.fetch_session import PartitionKey
+from kbroker.replica.types import FetchParams, FetchResult, PartitionFetch, TopicPartition
+from kbroker.server.context import RequestContext
+
+API_KEY = 1
+VERSIONS = VersionRange(4, 18)
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    version = ctx.version
+    broker = ctx.broker
+    uses_ids = version >= 13
+    # Fields a version lacks are absent from the decoded body, hence the .get defaults.
+    replica_id = body.replica_state.replica_id if version >= 15 else body.get("replica_id", -1)
+
+    requested: list[tuple[PartitionKey, PartitionFetch]] = []
+    for t in body.topics:
+        topic_key: str | uuid.UUID = t.topic_id if uses_ids else t.topic
+        for p in t.partitions:
+            requested.append(((topic_key, p.partition), PartitionFetch(
+                fetch_offset=p.fetch_offset,
+                max_bytes=p.partition_max_bytes,
+                current_leader_epoch=p.get("current_leader_epoch", -1),
+                last_fetched_epoch=p.get("last_fetched_epoch", -1),
+                log_start_offset=p.get("log_start_offset", -1),
+            )))
+    forgotten: list[PartitionKey] = []
+    if version >= 7:
+        for f in body.forgotten_topics_data:
+            fkey: str | uuid.UUID = f.topic_id if uses_ids else f.topic
+            forgotten.extend((fkey, index) for index in f.partitions)
+
+    session_id = body.get("session_id", 0)
+    # Before v7 there are no sessions: every fetch is a sessionless full fetch.
+    session_epoch = body.get("session_epoch", -1)
+    context = broker.replica_manager.fetch_sessions.new_context(
+        session_id, session_epoch, requested, forgotten, uses_ids)
+    if context.error_code != E.NONE:
+        return {"throttle_time_ms": 0, "error_code": context.error_code, "session_id": 0, "responses": []}
+
+    # Resolve names; topic ids this broker does not know answer UNKNOWN_TOPIC_ID unread.
+    metadata = broker.metadata
+    to_read: list[tuple[TopicPartition, PartitionFetch]] = []
+    tp_of: dict[PartitionKey, TopicPartition] = {}
+    for key, fetch in context.partitions:
+        topic_key, index = key
+        if isinstance(topic_key, uuid.UUID):
+            info = metadata.topic_by_id(topic_key)
+            if info is None:
+                continue
+            name = info.name
+        else:
+            name = topic_key
+        tp = TopicPartition(name, index)
+        tp_of[key] = tp
+        to_read.append((tp, fetch))
+
+    params = FetchParams(
+        max_wait_ms=body.max_wait_ms,
+        min_bytes=body.min_bytes,
+        max_bytes=body.max_bytes,
+        isolation_level=body.isolation_level,
+        replica_id=replica_id,
+    )
+    read = dict(await broker.replica_manager.fetch(to_read, params)) if to_read else {}
+    unknown_id = FetchResult(E.UNKNOWN_TOPIC_ID)
+    results: list[tuple[PartitionKey, FetchResult]] = []
+    for key, _ in context.partitions:
+        resolved = tp_of.get(key)
+        results.append((key, read[resolved] if resolved is not None and resolved in read else unknown_id))
+    out_session_id, selected = context.respond(results)
+    return {
+        "throttle_time_ms": 0,
+        "error_code": E.NONE,
+        "session_id": out_session_id,
+        "responses": _group(selected, uses_ids),
+    }
+
+
+def _group(selected: list[tuple[PartitionKey, FetchResult]], uses_ids: bool) -> list[dict[str, Any]]:
+    """Responses grouped by topic, consecutive partitions of a topic sharing one entry."""
+    out: list[dict[str, Any]] = []
+    last: str | uuid.UUID | None = None
+    for (topic_key, index), r in selected:
+        if not out or topic_key != last:
+            entry: dict[str, Any] = {"partitions": []}
+            entry["topic_id" if uses_ids else "topic"] = topic_key
+            out.append(entry)
+            last = topic_key
+        out[-1]["partitions"].append({
+            "partition_index": index,
+            "error_code": r.error_code,
+            "high_watermark": r.high_watermark,
+            "last_stable_offset": r.last_stable_offset,
+            "log_start_offset": r.log_start_offset,
+            "aborted_transactions": r.aborted_transactions,
+            "preferred_read_replica": -1,
+            "records": r.records,
+        })
+    return out

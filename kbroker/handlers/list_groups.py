@@ -1,0 +1,34 @@
+"""ListGroups (key 16): every group, optionally filtered by state (v4+) and type (v5+)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.groups.errors import GroupError
+from kbroker.server.context import RequestContext
+
+API_KEY = 16
+VERSIONS = VersionRange(0, 5)
+#: Every group here speaks the classic (JoinGroup/SyncGroup) protocol.
+GROUP_TYPE = "classic"
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    try:
+        listings = ctx.broker.groups.list_groups()
+    except GroupError as e:
+        return {"throttle_time_ms": 0, "error_code": e.code, "groups": []}
+    states = {s.lower() for s in body.get("states_filter") or ()}
+    types = {t.lower() for t in body.get("types_filter") or ()}
+    if types and GROUP_TYPE not in types:
+        listings = []
+    return {
+        "throttle_time_ms": 0,
+        "error_code": 0,
+        "groups": [{"group_id": g.group_id, "protocol_type": g.protocol_type, "group_state": g.state,
+                    "group_type": GROUP_TYPE}
+                   for g in listings if not states or g.state.lower() in states],
+    }

@@ -1,0 +1,58 @@
+"""ListOffsets (key 2): offsets by timestamp, plus the special earliest/latest/max lookups.
+
+Timestamps: -1 latest (high watermark, or last stable offset for read_committed), -2
+earliest, -3 the record with the largest timestamp, -4 earliest local (= earliest
+without tiered storage), -5 latest tiered and -6 earliest pending upload (offset -1:
+nothing is tiered); any other value finds the first record at or after it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.replica import errors as E
+from kbroker.replica.types import CONSUMER_REPLICA_ID, READ_UNCOMMITTED, OffsetResult, TopicPartition
+from kbroker.server.context import RequestContext
+
+API_KEY = 2
+VERSIONS = VersionRange(0, 11)
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    version = ctx.version
+    rm = ctx.broker.replica_manager
+    # Replicas (and debugging tools) read up to the log end offset; consumers by isolation level.
+    isolation: int | None = body.get("isolation_level", READ_UNCOMMITTED)
+    if body.replica_id != CONSUMER_REPLICA_ID:
+        isolation = None
+    # As Kafka: a partition asked for twice is answered INVALID_REQUEST both times.
+    counts = Counter(TopicPartition(t.name, p.partition_index) for t in body.topics for p in t.partitions)
+    duplicates = {tp for tp, n in counts.items() if n > 1}
+    topics = []
+    for t in body.topics:
+        partitions = []
+        for p in t.partitions:
+            tp = TopicPartition(t.name, p.partition_index)
+            if tp in duplicates:
+                r = OffsetResult(E.INVALID_REQUEST)
+            else:
+                r = rm.fetch_offset_for_timestamp(tp, p.timestamp, isolation_level=isolation,
+                                                  current_leader_epoch=p.get("current_leader_epoch", -1))
+            partitions.append(_partition(version, p, r))
+        topics.append({"name": t.name, "partitions": partitions})
+    return {"throttle_time_ms": 0, "topics": topics}
+
+
+def _partition(version: int, p: Any, r: OffsetResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"partition_index": p.partition_index, "error_code": r.error_code}
+    if version == 0:
+        # v0 answers a list of up to max_num_offsets offsets; one lookup gives at most one.
+        wanted = p.get("max_num_offsets", 1)
+        out["old_style_offsets"] = [r.offset] if r.error_code == E.NONE and r.offset >= 0 and wanted > 0 else []
+    else:
+        out.update(timestamp=r.timestamp, offset=r.offset, leader_epoch=r.leader_epoch)
+    return out

@@ -1,0 +1,111 @@
+"""Metadata (key 3): brokers, cluster id, controller, and topics with their partitions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.metadata import errors as E
+from kbroker.metadata.model import TopicInfo
+from kbroker.metadata.topic_names import invalid_reason
+from kbroker.server.context import RequestContext
+
+API_KEY = 3
+VERSIONS = VersionRange(0, 13)
+
+#: "Not requested" marker for authorized-operations fields (Integer.MIN_VALUE).
+AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+# AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
+# CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+#: Everything a topic supports; with no authorizer every principal may do all of it.
+TOPIC_OPERATIONS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
+#: Everything the cluster resource supports.
+CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
+_ZERO_UUID = uuid.UUID(int=0)
+
+
+def topic_entry(topic: TopicInfo, include_ops: bool) -> dict[str, Any]:
+    """A MetadataResponseTopic for an existing topic."""
+    return {
+        "error_code": E.NONE,
+        "name": topic.name,
+        "topic_id": topic.topic_id,
+        "is_internal": topic.internal,
+        "partitions": [
+            {
+                "error_code": E.NONE,
+                "partition_index": p.index,
+                "leader_id": p.leader,
+                "leader_epoch": p.leader_epoch,
+                "replica_nodes": list(p.replicas),
+                "isr_nodes": list(p.isr),
+                "offline_replicas": list(p.offline_replicas),
+            }
+            for p in sorted(topic.partitions.values(), key=lambda p: p.index)
+        ],
+        "topic_authorized_operations": TOPIC_OPERATIONS if include_ops else AUTHORIZED_OPERATIONS_OMITTED,
+    }
+
+
+def _error_entry(code: int, name: str | None, topic_id: uuid.UUID = _ZERO_UUID) -> dict[str, Any]:
+    return {"error_code": code, "name": name, "topic_id": topic_id, "is_internal": False, "partitions": []}
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    version = ctx.version
+    md = ctx.broker.metadata
+    requested = body.topics
+    include_ops = bool(body.get("include_topic_authorized_operations", False))
+    # allow_auto_topic_creation only exists from v4; older clients always implied true.
+    allow_auto = bool(body.get("allow_auto_topic_creation", True))
+
+    topics: list[dict[str, Any]] = []
+    if requested is None or (version == 0 and not requested):
+        topics = [topic_entry(t, include_ops) for _, t in sorted(md.topics.items())]
+    else:
+        seen: set[str] = set()
+        for req in requested:
+            name = req.name
+            topic_id = req.get("topic_id", _ZERO_UUID)
+            if name is None:
+                topic = md.topic_by_id(topic_id)
+                if topic is None:
+                    # The response name only becomes nullable in v12.
+                    topics.append(_error_entry(E.UNKNOWN_TOPIC_ID, None if version >= 12 else "", topic_id))
+                else:
+                    topics.append(topic_entry(topic, include_ops))
+                continue
+            if name in seen:
+                continue  # Kafka answers each requested name once
+            seen.add(name)
+            topics.append(_by_name(ctx, name, allow_auto, include_ops))
+
+    response: dict[str, Any] = {
+        "throttle_time_ms": 0,
+        "brokers": [{"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
+                    for b in md.brokers(ctx.session.listener)],
+        "cluster_id": md.cluster_id,
+        "controller_id": md.controller_id,
+        "topics": topics,
+        "error_code": E.NONE,
+    }
+    if body.get("include_cluster_authorized_operations", False):
+        response["cluster_authorized_operations"] = CLUSTER_OPERATIONS
+    return response
+
+
+def _by_name(ctx: RequestContext, name: str, allow_auto: bool, include_ops: bool) -> dict[str, Any]:
+    md = ctx.broker.metadata
+    topic = md.topic(name)
+    if topic is None and allow_auto and ctx.broker.config.auto_create_topics_enable:
+        code, _ = md.auto_create(name)
+        if code != E.NONE:
+            return _error_entry(code, name)
+        topic = md.topic(name)
+    if topic is None:
+        code = E.INVALID_TOPIC_EXCEPTION if invalid_reason(name) else E.UNKNOWN_TOPIC_OR_PARTITION
+        return _error_entry(code, name)
+    return topic_entry(topic, include_ops)

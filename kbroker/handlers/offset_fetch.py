@@ -1,0 +1,52 @@
+"""OffsetFetch (key 9): a group's committed offsets; one group (v0-7) or several (v8+)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.groups.errors import Errors, GroupError
+from kbroker.groups.records import OffsetAndMetadata
+from kbroker.server.context import RequestContext
+
+API_KEY = 9
+#: v10 names topics by id (KIP-848 consumers only); classic clients stop at v9.
+VERSIONS = VersionRange(0, 9)
+
+
+def _partition(index: int, om: OffsetAndMetadata | None, error: int = 0) -> dict[str, Any]:
+    if om is None:
+        return {"partition_index": index, "committed_offset": -1, "committed_leader_epoch": -1, "metadata": "",
+                "error_code": error}
+    return {"partition_index": index, "committed_offset": om.offset, "committed_leader_epoch": om.leader_epoch,
+            "metadata": om.metadata, "error_code": 0}
+
+
+def _fetch(ctx: RequestContext, group_id: str, topics: Sequence[Any] | None) -> tuple[int, list[dict[str, Any]]]:
+    """``(group error, topics)``; with no coordinator, per-partition errors as v0/v1 need."""
+    requested = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
+    try:
+        # require_stable has nothing to wait for: no transactional offset commits are pending here.
+        offsets = ctx.broker.groups.fetch_offsets(group_id, requested)
+    except GroupError as e:
+        return e.code, [{"name": t.name, "partitions": [_partition(p, None, e.code) for p in t.partition_indexes]}
+                        for t in topics or ()]
+    by_topic: dict[str, list[dict[str, Any]]] = {}
+    for (topic, p), om in offsets.items():
+        by_topic.setdefault(topic, []).append(_partition(p, om))
+    return Errors.NONE, [{"name": name, "partitions": parts} for name, parts in by_topic.items()]
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    if ctx.version >= 8:
+        groups = []
+        for g in body.groups:
+            error, topics = _fetch(ctx, g.group_id, g.topics)
+            groups.append({"group_id": g.group_id, "topics": topics if error == 0 else [], "error_code": error})
+        return {"throttle_time_ms": 0, "groups": groups}
+    error, topics = _fetch(ctx, body.group_id, body.topics)
+    if ctx.version >= 2 and error != 0:
+        topics = []
+    return {"throttle_time_ms": 0, "topics": topics, "error_code": error}

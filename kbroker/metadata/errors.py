@@ -1,0 +1,22 @@
+"""The Kafka error codes the metadata layer answers with."""
+
+from __future__ import annotations
+
+NONE = 0
+UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_TOPIC_EXCEPTION = 17
+TOPIC_AUTHORIZATION_FAILED = 29
+TOPIC_ALREADY_EXISTS = 36
+INVALID_PARTITIONS = 37
+INVALID_REPLICATION_FACTOR = 38
+INVALID_REPLICA_ASSIGNMENT = 39
+INVALID_CONFIG = 40
+INVALID_REQUEST = 42
+POLICY_VIOLATION = 44
+TOPIC_DELETION_DISABLED = 73
+UNKNOWN_TOPIC_ID = 100
+UNSUPPORTED_ENDPOINT_TYPE = 115
+
+#: (error_code, error_message); the message is None on success.
+Result = tuple[int, str | None]
+OK: Result = (NONE, None)

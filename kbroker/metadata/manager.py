@@ -1,0 +1,416 @@
+"""``MetadataManager``: the cluster's topics, partitions, leaders and identity.
+
+Single node today: this broker is the controller and leads every partition. Every
+change is persisted through the log layer's topic store before it becomes visible,
+and every partition's log is opened when its topic is created or loaded. The
+operations are synchronous on purpose: they run on the event loop and touch only a
+few small files, so there is no interleaving to reason about.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kbroker.config import ConfigError, validate_topic_configs
+from kbroker.log.errors import KafkaStorageError
+from kbroker.metadata import errors as E
+from kbroker.metadata.cluster_id import load_or_create_cluster_id
+from kbroker.metadata.log_config import log_config_for
+from kbroker.metadata.model import BrokerNode, PartitionInfo, TopicInfo
+from kbroker.metadata.store import TopicStoreAdapter
+from kbroker.metadata.topic_names import (
+    CONSUMER_OFFSETS,
+    TRANSACTION_STATE,
+    collision_key,
+    invalid_reason,
+    is_internal,
+)
+
+if TYPE_CHECKING:
+    from kbroker.broker import Broker
+    from kbroker.log.config import LogConfig
+
+log = logging.getLogger(__name__)
+
+#: Kafka refuses single operations this large ("excessively large batch operation").
+MAX_PARTITIONS_PER_OPERATION = 10_000
+
+Assignments = Mapping[int, Sequence[int]]
+TopicListener = Callable[[TopicInfo], None]
+
+
+class MetadataManager:
+    """Topics and partitions of the cluster, and how clients reach its brokers."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.node_id: int = broker.node_id
+        self.cluster_id: str = load_or_create_cluster_id(broker.log_dirs, self.node_id, broker.config.cluster_id)
+        self.topics: dict[str, TopicInfo] = {}
+        self._by_id: dict[uuid.UUID, str] = {}
+        self._by_collision_key: dict[str, str] = {}
+        #: Called with the TopicInfo after a topic is deleted (caches keyed by topic drop it).
+        self.on_topic_deleted: list[TopicListener] = []
+        #: Called with the TopicInfo after a topic is created or grows partitions.
+        self.on_topic_changed: list[TopicListener] = []
+        self._store = TopicStoreAdapter(broker.log_dirs)
+        self._load()
+
+    # ------------------------------------------------------------------ lookups
+
+    @property
+    def controller_id(self) -> int:
+        """The active controller: always this node."""
+        return self.node_id
+
+    def live_broker_ids(self) -> list[int]:
+        """Ids of the brokers that can host replicas."""
+        return [self.node_id]
+
+    def brokers(self, listener: str | None = None) -> list[BrokerNode]:
+        """Every broker as reachable on ``listener`` (the one the client connected on)."""
+        endpoints = self.broker.endpoints
+        if not endpoints:
+            return []
+        host, port = endpoints.get(listener or "", next(iter(endpoints.values())))
+        return [BrokerNode(self.node_id, host, port, None)]
+
+    def topic(self, name: str) -> TopicInfo | None:
+        """The topic called ``name``, if it exists."""
+        return self.topics.get(name)
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        """The topic with ``topic_id``, if it exists."""
+        name = self._by_id.get(topic_id)
+        return None if name is None else self.topics.get(name)
+
+    def partition(self, topic: str, index: int) -> PartitionInfo | None:
+        """One partition's placement, or None if the topic or partition does not exist."""
+        info = self.topics.get(topic)
+        return None if info is None else info.partitions.get(index)
+
+    def log_config(self, name: str) -> LogConfig:
+        """The effective LogConfig of a topic (broker defaults when it does not exist)."""
+        info = self.topics.get(name)
+        return log_config_for(self.broker.config, info.configs if info else {})
+
+    # ------------------------------------------------------------------ create
+
+    def resolve_shape(self, num_partitions: int, replication_factor: int,
+                      assignments: Assignments | None = None) -> tuple[int, int]:
+        """(partitions, replication factor) after applying -1 defaults and assignments."""
+        if assignments:
+            first = next(iter(assignments.values()))
+            return len(assignments), len(first)
+        cfg = self.broker.config
+        n = cfg.num_partitions if num_partitions == -1 else num_partitions
+        rf = cfg.default_replication_factor if replication_factor == -1 else replication_factor
+        return n, rf
+
+    def check_create(self, name: str, num_partitions: int, replication_factor: int,
+                     configs: Mapping[str, str | None], assignments: Assignments | None = None) -> E.Result:
+        """Kafka's CreateTopics validation, without creating anything."""
+        reason = invalid_reason(name)
+        if reason is not None:
+            return E.INVALID_TOPIC_EXCEPTION, reason
+        if name in self.topics:
+            return E.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists."
+        other = self._by_collision_key.get(collision_key(name))
+        if other is not None:
+            return E.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' collides with existing topic: {other}"
+        if assignments:
+            if num_partitions != -1 or replication_factor != -1:
+                return (E.INVALID_REQUEST, "Both numPartitions or replicationFactor and replicasAssignments "
+                        "were set. Both cannot be used at the same time.")
+            if sorted(assignments) != list(range(len(assignments))):
+                return (E.INVALID_REPLICA_ASSIGNMENT,
+                        "Partitions should be a consecutive 0-based integer sequence")
+            sizes = {len(b) for b in assignments.values()}
+            if len(sizes) != 1:
+                return E.INVALID_REPLICA_ASSIGNMENT, "All partitions should have the same number of replicas"
+            for index, brokers in assignments.items():
+                result = self._check_replicas(index, brokers)
+                if result != E.OK:
+                    return result
+        else:
+            n, rf = self.resolve_shape(num_partitions, replication_factor)
+            if n <= 0:
+                return E.INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value."
+            if rf <= 0:
+                return (E.INVALID_REPLICATION_FACTOR,
+                        "Replication factor must be larger than 0, or -1 to use the default value.")
+            live = len(self.live_broker_ids())
+            if rf > live:
+                return (E.INVALID_REPLICATION_FACTOR,
+                        f"Unable to replicate the partition {rf} time(s): The target replication factor of "
+                        f"{rf} cannot be reached because only {live} broker(s) are registered.")
+        n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
+        if n > MAX_PARTITIONS_PER_OPERATION:
+            return E.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
+        return self._check_configs(configs)
+
+    def _check_replicas(self, index: int, brokers: Sequence[int]) -> E.Result:
+        if not brokers:
+            return E.INVALID_REPLICA_ASSIGNMENT, f"The manual partition assignment for partition {index} is empty."
+        if len(set(brokers)) != len(brokers):
+            return (E.INVALID_REPLICA_ASSIGNMENT,
+                    f"The manual partition assignment for partition {index} includes a duplicate broker id.")
+        unknown = [b for b in brokers if b not in self.live_broker_ids()]
+        if unknown:
+            return (E.INVALID_REPLICA_ASSIGNMENT,
+                    f"The manual partition assignment includes broker {unknown[0]}, but no such broker is registered.")
+        return E.OK
+
+    def _check_configs(self, configs: Mapping[str, str | None]) -> E.Result:
+        try:
+            validate_topic_configs(configs)
+            log_config_for(self.broker.config, configs)
+        except (ConfigError, ValueError) as e:
+            return E.INVALID_CONFIG, str(e)
+        return E.OK
+
+    def create_topic(self, name: str, num_partitions: int, replication_factor: int,
+                     configs: Mapping[str, str | None] | None = None, assignments: Assignments | None = None,
+                     validate_only: bool = False) -> E.Result:
+        """Create a topic with Kafka's validation; returns (error_code, error_message).
+
+        ``-1`` partitions / replication factor mean the broker defaults (``num.partitions``,
+        ``default.replication.factor``); ``assignments`` maps partition index to broker ids.
+        """
+        configs = dict(configs or {})
+        result = self.check_create(name, num_partitions, replication_factor, configs, assignments)
+        if result != E.OK or validate_only:
+            return result
+        n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
+        self._create(name, n, {k: v for k, v in configs.items() if v is not None}, assignments)
+        return E.OK
+
+    def _create(self, name: str, num_partitions: int, configs: dict[str, str],
+                assignments: Assignments | None = None) -> TopicInfo:
+        topic_id = uuid.uuid4()
+        while topic_id in self._by_id or topic_id.int == 0:
+            topic_id = uuid.uuid4()
+        topic = TopicInfo(name, topic_id, {}, configs, is_internal(name))
+        topic.partitions = {i: self._new_partition(name, i, assignments) for i in range(num_partitions)}
+        self._store.save(topic)
+        self._register(topic)
+        self._open_logs(topic, topic.partitions)
+        log.info("created topic %s (%s) with %d partitions", name, topic_id, num_partitions)
+        self._notify(self.on_topic_changed, topic)
+        return topic
+
+    def _new_partition(self, topic: str, index: int, assignments: Assignments | None) -> PartitionInfo:
+        replicas = list(assignments[index]) if assignments and index in assignments else [self.node_id]
+        # The first live replica leads, as Kafka's preferred-leader rule has it.
+        leader = next((b for b in replicas if b in self.live_broker_ids()), -1)
+        return PartitionInfo(topic, index, leader, 0, replicas, [b for b in replicas if b == leader])
+
+    def auto_create(self, name: str) -> E.Result:
+        """Create ``name`` as auto-creation would (Metadata/Produce), if the broker allows it.
+
+        Internal topics get their own partition counts and compaction; others get
+        ``num.partitions`` and ``default.replication.factor``.
+        """
+        if name in self.topics:
+            return E.OK
+        reason = invalid_reason(name)
+        if reason is not None:
+            return E.INVALID_TOPIC_EXCEPTION, reason
+        if not self.broker.config.auto_create_topics_enable:
+            return E.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist and auto-creation is disabled."
+        if name in (CONSUMER_OFFSETS, TRANSACTION_STATE):
+            return self.ensure_internal_topic(name)
+        return self.create_topic(name, -1, -1, {})
+
+    def ensure_topic(self, name: str) -> TopicInfo | None:
+        """The topic ``name``, auto-creating it when ``auto.create.topics.enable`` allows."""
+        self.auto_create(name)
+        return self.topics.get(name)
+
+    def ensure_internal_topic(self, name: str, num_partitions: int | None = None,
+                              configs: Mapping[str, str] | None = None) -> E.Result:
+        """Create an internal topic (``__consumer_offsets``, ``__transaction_state``) if missing.
+
+        Not gated by ``auto.create.topics.enable``: coordinators need their topics.
+        """
+        if name in self.topics:
+            return E.OK
+        cfg = self.broker.config
+        if name == CONSUMER_OFFSETS:
+            n = cfg.offsets_topic_num_partitions
+            defaults = {"cleanup.policy": "compact", "compression.type": "producer", "segment.bytes": "104857600"}
+        elif name == TRANSACTION_STATE:
+            n = int(cfg.get("transaction.state.log.num.partitions"))
+            defaults = {"cleanup.policy": "compact", "compression.type": "uncompressed",
+                        "segment.bytes": "104857600", "unclean.leader.election.enable": "false"}
+        else:
+            n, defaults = cfg.num_partitions, {}
+        defaults.update(configs or {})
+        return self.create_topic(name, num_partitions or n, 1, defaults)
+
+    # ------------------------------------------------------------------ delete
+
+    def delete_topic(self, name: str) -> E.Result:
+        """Delete a topic by name: its metadata, logs and directories."""
+        if not self.broker.config.delete_topic_enable:
+            return E.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."
+        topic = self.topics.get(name)
+        if topic is None:
+            return E.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."
+        self._delete(topic)
+        return E.OK
+
+    def delete_topic_by_id(self, topic_id: uuid.UUID) -> tuple[E.Result, str | None]:
+        """Delete a topic by id; returns the result and the topic's name (None if unknown)."""
+        if not self.broker.config.delete_topic_enable:
+            return (E.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."), self._by_id.get(topic_id)
+        topic = self.topic_by_id(topic_id)
+        if topic is None:
+            return (E.UNKNOWN_TOPIC_ID, "This server does not host this topic ID."), None
+        self._delete(topic)
+        return E.OK, topic.name
+
+    def _delete(self, topic: TopicInfo) -> None:
+        # Forget first so concurrent readers see UNKNOWN rather than a half-deleted topic.
+        self._unregister(topic)
+        self._store.delete(topic)
+        lm = self.broker.log_manager
+        for index in topic.partitions:
+            lm.delete_partition(topic.name, index)
+        log.info("deleted topic %s (%s)", topic.name, topic.topic_id)
+        self._notify(self.on_topic_deleted, topic)
+
+    # ------------------------------------------------------------------ partitions
+
+    def create_partitions(self, name: str, new_total: int, assignments: Sequence[Sequence[int]] | None = None,
+                          validate_only: bool = False) -> E.Result:
+        """Grow a topic to ``new_total`` partitions (``assignments``: broker ids per new partition)."""
+        topic = self.topics.get(name)
+        if topic is None:
+            return E.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+        current = len(topic.partitions)
+        if new_total < current:
+            return (E.INVALID_PARTITIONS,
+                    f"The topic {name} currently has {current} partition(s); {new_total} would not be an increase.")
+        if new_total == current:
+            return E.INVALID_PARTITIONS, f"Topic already has {current} partition(s)."
+        if new_total - current > MAX_PARTITIONS_PER_OPERATION:
+            return E.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
+        new_assign: dict[int, Sequence[int]] | None = None
+        if assignments is not None:
+            if len(assignments) != new_total - current:
+                return (E.INVALID_REPLICA_ASSIGNMENT,
+                        f"Attempted to add {new_total - current} additional partition(s), but only "
+                        f"{len(assignments)} assignment(s) were specified.")
+            new_assign = {}
+            for offset, brokers in enumerate(assignments):
+                result = self._check_replicas(current + offset, brokers)
+                if result != E.OK:
+                    return result
+                new_assign[current + offset] = brokers
+        if validate_only:
+            return E.OK
+        added = {i: self._new_partition(name, i, new_assign) for i in range(current, new_total)}
+        topic.partitions.update(added)
+        self._store.save(topic)
+        self._open_logs(topic, added)
+        log.info("topic %s now has %d partitions", name, new_total)
+        self._notify(self.on_topic_changed, topic)
+        return E.OK
+
+    # ------------------------------------------------------------------ configs
+
+    def alter_topic_configs(self, name: str, updates: Mapping[str, str | None], *, incremental: bool = True,
+                            validate_only: bool = False) -> E.Result:
+        """Change a topic's config overrides and apply them to its open logs.
+
+        ``incremental`` merges ``updates`` into the overrides (None removes a key);
+        otherwise they replace the overrides wholesale, as AlterConfigs does.
+        """
+        topic = self.topics.get(name)
+        if topic is None:
+            return E.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+        merged: dict[str, str | None] = dict(topic.configs) if incremental else {}
+        for key, value in updates.items():
+            if value is None and incremental:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        result = self._check_configs(merged)
+        if result != E.OK or validate_only:
+            return result
+        topic.configs = {k: v for k, v in merged.items() if v is not None}
+        self._store.save(topic)
+        config = log_config_for(self.broker.config, topic.configs)
+        for index in topic.partitions:
+            plog = self.broker.log_manager.get_log(topic.name, index)
+            if plog is not None:
+                plog.update_config(config)
+        return E.OK
+
+    def reapply_broker_config(self) -> None:
+        """Push the current broker defaults into every open log (after a dynamic broker change)."""
+        for topic in self.topics.values():
+            config = log_config_for(self.broker.config, topic.configs)
+            for index in topic.partitions:
+                plog = self.broker.log_manager.get_log(topic.name, index)
+                if plog is not None:
+                    plog.update_config(config)
+
+    # ------------------------------------------------------------------ internals
+
+    def _load(self) -> None:
+        for rec in self._store.records():
+            topic = TopicInfo(rec.name, rec.topic_id, {}, dict(rec.configs), is_internal(rec.name))
+            topic.partitions = {i: self._new_partition(rec.name, i, None) for i in range(rec.partitions)}
+            self._register(topic)
+            self._open_logs(topic, topic.partitions)
+        # Logs of topics the store does not know (a delete interrupted by a crash) are
+        # strays, as in KRaft; keeping them would resurrect data under a reused name.
+        lm = self.broker.log_manager
+        for name, index in list(lm.all_logs()):
+            if self.partition(name, index) is None:
+                log.warning("deleting stray log %s-%d: its topic does not exist", name, index)
+                lm.delete_partition(name, index)
+        if self.topics:
+            log.info("loaded %d topics", len(self.topics))
+
+    def _register(self, topic: TopicInfo) -> None:
+        topic.internal = is_internal(topic.name)
+        self.topics[topic.name] = topic
+        self._by_id[topic.topic_id] = topic.name
+        self._by_collision_key[collision_key(topic.name)] = topic.name
+
+    def _unregister(self, topic: TopicInfo) -> None:
+        self.topics.pop(topic.name, None)
+        self._by_id.pop(topic.topic_id, None)
+        if self._by_collision_key.get(collision_key(topic.name)) == topic.name:
+            del self._by_collision_key[collision_key(topic.name)]
+
+    def _open_logs(self, topic: TopicInfo, partitions: Mapping[int, PartitionInfo]) -> None:
+        config = log_config_for(self.broker.config, topic.configs)
+        lm = self.broker.log_manager
+        for index in partitions:
+            try:
+                lm.get_or_create_log(topic.name, index, config, topic_id=topic.topic_id)
+            except KafkaStorageError:
+                # The directory belongs to an earlier topic of the same name: a stray.
+                log.warning("replacing stray log %s-%d of another topic id", topic.name, index)
+                lm.delete_partition(topic.name, index)
+                lm.get_or_create_log(topic.name, index, config, topic_id=topic.topic_id)
+
+    @staticmethod
+    def _notify(listeners: list[TopicListener], topic: TopicInfo) -> None:
+        for fn in listeners:
+            try:
+                fn(topic)
+            except Exception:  # one bad listener must not undo a committed change
+                log.exception("topic listener %r failed for %s", fn, topic.name)
+
+    def describe(self) -> dict[str, Any]:
+        """A plain summary for logs and debugging."""
+        return {"cluster_id": self.cluster_id, "controller": self.controller_id,
+                "topics": {n: len(t.partitions) for n, t in sorted(self.topics.items())}}

@@ -1,0 +1,87 @@
+"""The values that cross the replica manager's API: partitions, fetch/append/offset results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kbroker.replica import errors as E
+
+READ_UNCOMMITTED = 0
+READ_COMMITTED = 1
+#: ListOffsets' special timestamps.
+LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL_TIMESTAMP = -4
+LATEST_TIERED_TIMESTAMP = -5
+EARLIEST_PENDING_UPLOAD_TIMESTAMP = -6
+CONSUMER_REPLICA_ID = -1
+
+
+class TopicPartition(NamedTuple):
+    """A partition by topic name."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """One partition's outcome of a produce (what ProduceResponse reports)."""
+
+    error_code: int = E.NONE
+    base_offset: int = -1
+    log_append_time_ms: int = -1
+    log_start_offset: int = -1
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFetch:
+    """What a fetcher asks of one partition."""
+
+    fetch_offset: int
+    max_bytes: int
+    current_leader_epoch: int = -1
+    last_fetched_epoch: int = -1
+    #: Followers report their log start offset; consumers send -1.
+    log_start_offset: int = -1
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """One partition's part of a fetch response."""
+
+    error_code: int = E.NONE
+    high_watermark: int = -1
+    last_stable_offset: int = -1
+    log_start_offset: int = -1
+    records: bytes | memoryview = b""
+    #: ``(producer_id, first_offset)`` pairs; None unless read_committed.
+    aborted_transactions: list[tuple[int, int]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchParams:
+    """The request-wide fetch settings."""
+
+    max_wait_ms: int = 0
+    min_bytes: int = 1
+    max_bytes: int = 0x7FFFFFFF
+    isolation_level: int = READ_UNCOMMITTED
+    replica_id: int = CONSUMER_REPLICA_ID
+
+    @property
+    def is_follower(self) -> bool:
+        return self.replica_id >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetResult:
+    """One partition's ListOffsets answer."""
+
+    error_code: int = E.NONE
+    timestamp: int = -1
+    offset: int = -1
+    leader_epoch: int = -1

@@ -1,0 +1,1 @@
+"""The network side: listener, per-connection loop, sessions and request dispatch."""

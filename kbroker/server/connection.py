@@ -1,0 +1,85 @@
+"""One client connection: read frames, serve them in order, write responses.
+
+Kafka serves one request per connection at a time and answers in request order;
+clients pipeline by sending ahead, which the frame reader buffers. Serving in
+order also keeps a producer's pipelined batches in sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import SocketStream
+
+from kbroker.codec import FrameReader, FrameTooLarge
+from kbroker.server.dispatch import CloseConnection, dispatch
+from kbroker.server.session import Session
+
+if TYPE_CHECKING:
+    from kbroker.broker import Broker
+
+log = logging.getLogger(__name__)
+_READ_SIZE = 256 * 1024
+
+
+class Connection:
+    """The loop serving one socket."""
+
+    def __init__(self, broker: Broker, stream: SocketStream, listener: str) -> None:
+        self.broker = broker
+        self.stream = stream
+        host, port = _peer(stream)
+        self.session = Session(listener=listener, client_host=host, client_port=port)
+        self.busy = False
+        self._idle_scope: anyio.CancelScope | None = None
+
+    def close_when_idle(self) -> None:
+        """Shutdown: end the loop now if idle, else after the request in flight."""
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    async def run(self) -> None:
+        reader = FrameReader(self.broker.config.socket_request_max_bytes)
+        stream = self.stream
+        try:
+            while not self.broker.stopping:
+                frame = reader.next_frame()
+                if frame is None:
+                    with anyio.CancelScope() as scope:
+                        self._idle_scope = scope
+                        data = await stream.receive(_READ_SIZE)
+                    self._idle_scope = None
+                    if scope.cancelled_caught:
+                        return
+                    reader.feed(data)
+                    continue
+                self.busy = True
+                try:
+                    response = await dispatch(self.broker, self.session, frame)
+                    if response is not None:
+                        await stream.send(response)
+                finally:
+                    self.busy = False
+        except FrameTooLarge as e:
+            log.warning("closing connection from %s:%d: %s", self.session.client_host,
+                        self.session.client_port, e)
+        except CloseConnection as e:
+            log.warning("closing connection from %s:%d: %s", self.session.client_host,
+                        self.session.client_port, e)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+            pass
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+
+def _peer(stream: SocketStream) -> tuple[str, int]:
+    try:
+        addr = stream.extra(anyio.abc.SocketAttribute.remote_address)
+        if isinstance(addr, tuple):
+            return str(addr[0]), int(addr[1])
+    except Exception:  # pragma: no cover - unix sockets and exotic transports
+        pass
+    return "unknown", -1

@@ -1,0 +1,78 @@
+"""Turn one request frame into one response frame (or none), by API key."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from kbroker.codec import (
+    CodecError,
+    EncodeError,
+    UnsupportedVersion,
+    decode_request,
+    encode_response,
+)
+from kbroker.codec.apis import API_VERSIONS_KEY, api_table
+from kbroker.handlers import registry
+from kbroker.handlers.api_versions import unsupported_version_response
+from kbroker.server.context import RequestContext
+from kbroker.server.session import Session
+
+if TYPE_CHECKING:
+    from kbroker.broker import Broker
+
+log = logging.getLogger(__name__)
+
+
+class CloseConnection(Exception):
+    """The request cannot be answered; Kafka closes the connection in this case."""
+
+
+async def dispatch(broker: Broker, session: Session, frame: bytes) -> bytes | None:
+    """Serve one request frame; returns the framed response, or None when none is due."""
+    try:
+        request = decode_request(frame)
+    except UnsupportedVersion as e:
+        if e.api_key == API_VERSIONS_KEY and e.correlation_id is not None:
+            # KIP-511: answer in v0 so the client can retry with a version we know.
+            return encode_response(API_VERSIONS_KEY, 0, e.correlation_id, unsupported_version_response())
+        raise CloseConnection(str(e)) from e
+    except CodecError as e:
+        raise CloseConnection(f"malformed request: {e}") from e
+
+    handler = registry().get(request.api_key)
+    if handler is None or request.api_version not in handler.versions:
+        if request.api_key == API_VERSIONS_KEY:
+            return encode_response(API_VERSIONS_KEY, 0, request.correlation_id, unsupported_version_response())
+        raise CloseConnection(f"{request.api.name} v{request.api_version} is not implemented")
+
+    session.last_client_id = request.header.client_id
+    ctx = RequestContext(broker, session, request)
+    try:
+        body = await handler.handle(ctx)
+    except CloseConnection:
+        raise
+    except Exception as e:
+        log.exception("%s v%d from %s failed", request.api.name, request.api_version, session.client_host)
+        body = _error_body(request.api_key, request.api_version)
+        if body is None:
+            raise CloseConnection(f"{request.api.name} handler failed: {e}") from e
+    if body is None:
+        return None
+    try:
+        return encode_response(request.api_key, request.api_version, request.correlation_id, body)
+    except EncodeError:
+        log.exception("cannot encode %s v%d response", request.api.name, request.api_version)
+        fallback = _error_body(request.api_key, request.api_version)
+        if fallback is None:
+            raise CloseConnection("response encoding failed") from None
+        return encode_response(request.api_key, request.api_version, request.correlation_id, fallback)
+
+
+def _error_body(api_key: int, version: int) -> dict[str, int] | None:
+    """A body with only a top-level UNKNOWN_SERVER_ERROR, for APIs that have that field."""
+    spec = api_table()[api_key].response
+    for f in spec.fields:
+        if f.attr == "error_code" and version in f.versions:
+            return {"error_code": -1}
+    return None
