@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from kbroker.groups.consumer_protocol import CONSUMER_PROTOCOL_TYPE, subscribed_topics
 from kbroker.groups.errors import Errors
-from kbroker.groups.member import JoinGroupResult, MemberMetadata, Protocols, SyncGroupResult
+from kbroker.groups.member import JoinGroupResult, MemberMetadata, Protocols, SyncGroupResult, Waiter
 from kbroker.groups.records import OffsetAndMetadata
 from kbroker.groups.state import GroupState, check_transition
 from kbroker.groups.timers import Timer
@@ -122,7 +122,7 @@ class GroupMetadata:
         return member
 
     def update_member(self, member: MemberMetadata, protocols: Protocols, rebalance_timeout_ms: int,
-                      session_timeout_ms: int, join_waiter: object | None) -> None:
+                      session_timeout_ms: int, join_waiter: Waiter[JoinGroupResult] | None) -> None:
         """Replace a member's protocols and timeouts; ``join_waiter`` becomes its pending join."""
         self._votes.subtract(member.protocol_names)
         member.protocols = [(n, bytes(m)) for n, m in protocols]
@@ -137,7 +137,7 @@ class GroupMetadata:
         if member.awaiting_join is not None and join_waiter is not member.awaiting_join:
             # A retried join on another connection supersedes the first one.
             member.awaiting_join.set(JoinGroupResult(Errors.REBALANCE_IN_PROGRESS, member.member_id))
-        member.awaiting_join = join_waiter  # type: ignore[assignment]
+        member.awaiting_join = join_waiter
 
     def replace_static_member(self, instance_id: str, old_member_id: str, new_member_id: str) -> MemberMetadata:
         """Give a static member's slot a new member id, fencing whatever waits under the old one."""
