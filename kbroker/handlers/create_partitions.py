@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.metadata import errors as E
 from kbroker.server.context import RequestContext
 
 API_KEY = 37
@@ -25,9 +25,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         if name in reported:
             continue
         reported.add(name)
+        code: int
         message: str | None
         if counts[name] > 1:
-            code, message = E.INVALID_REQUEST, "Duplicate topic in request."
+            code, message = ErrorCode.INVALID_REQUEST, "Duplicate topic in request."
         else:
             assignments = None if req.assignments is None else [list(a.broker_ids) for a in req.assignments]
             code, message = md.create_partitions(name, req.count, assignments, bool(body.validate_only))

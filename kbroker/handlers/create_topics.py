@@ -7,9 +7,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.config import describe_topic_configs
-from kbroker.metadata import errors as E
 from kbroker.server.context import RequestContext
 
 API_KEY = 19
@@ -34,7 +34,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             continue
         reported.add(name)
         if counts[name] > 1:
-            results.append(_result(name, E.INVALID_REQUEST, f"Found multiple entries for topic {name}."))
+            results.append(_result(name, ErrorCode.INVALID_REQUEST, f"Found multiple entries for topic {name}."))
             continue
         results.append(_create_one(ctx, req, validate_only))
     if ctx.version < 1:
@@ -48,13 +48,13 @@ def _create_one(ctx: RequestContext, req: Any, validate_only: bool) -> dict[str,
     name = req.name
     assignments = {a.partition_index: list(a.broker_ids) for a in req.assignments}
     if len(assignments) != len(req.assignments):
-        return _result(name, E.INVALID_REPLICA_ASSIGNMENT, "Duplicate partition index in the replica assignment.")
+        return _result(name, ErrorCode.INVALID_REPLICA_ASSIGNMENT, "Duplicate partition index in the replica assignment.")
     configs = {c.name: c.value for c in req.configs}
     code, message = md.create_topic(name, req.num_partitions, req.replication_factor, configs,
                                     assignments or None, validate_only=validate_only)
-    if code != E.NONE:
+    if code != ErrorCode.NONE:
         return _result(name, code, message)
-    result = _result(name, E.NONE, None)
+    result = _result(name, ErrorCode.NONE, None)
     if validate_only:
         n, rf = md.resolve_shape(req.num_partitions, req.replication_factor, assignments or None)
         overrides: Mapping[str, str | None] = configs

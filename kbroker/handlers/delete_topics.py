@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.metadata import errors as E
 from kbroker.server.context import RequestContext
 
 API_KEY = 20
@@ -27,9 +27,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
 
 def _delete_one(ctx: RequestContext, name: str | None, topic_id: uuid.UUID) -> dict[str, Any]:
     md = ctx.broker.metadata
+    code: int
     message: str | None
     if name is not None and topic_id != _ZERO_UUID:
-        code, message = E.INVALID_REQUEST, "You may not specify both topic name and topic id."
+        code, message = ErrorCode.INVALID_REQUEST, "You may not specify both topic name and topic id."
     elif name is None:
         (code, message), name = md.delete_topic_by_id(topic_id)
     else:

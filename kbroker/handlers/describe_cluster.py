@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPERATIONS
-from kbroker.metadata import errors as E
 from kbroker.server.context import RequestContext
 
 API_KEY = 60
@@ -21,13 +21,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     endpoint_type = int(body.get("endpoint_type", ENDPOINT_BROKER))
     if endpoint_type != ENDPOINT_BROKER:
         # Brokers describe broker endpoints only; controller endpoints come from controllers.
-        return {"throttle_time_ms": 0, "error_code": E.UNSUPPORTED_ENDPOINT_TYPE,
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
                 "error_message": "The broker does not support the requested endpoint type.",
                 "endpoint_type": endpoint_type, "cluster_id": md.cluster_id, "controller_id": -1, "brokers": []}
     include_ops = bool(body.include_cluster_authorized_operations)
     return {
         "throttle_time_ms": 0,
-        "error_code": E.NONE,
+        "error_code": ErrorCode.NONE,
         "error_message": None,
         "endpoint_type": ENDPOINT_BROKER,
         "cluster_id": md.cluster_id,

@@ -10,9 +10,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.config import ConfigEntry, ConfigSource, ConfigType, describe_topic_configs
-from kbroker.metadata import errors as E
 from kbroker.metadata.topic_names import invalid_reason
 from kbroker.server.context import RequestContext
 
@@ -50,26 +50,26 @@ def _describe(ctx: RequestContext, rtype: int, name: str) -> tuple[int, str | No
     if rtype == TOPIC:
         reason = invalid_reason(name)
         if reason is not None:
-            return E.INVALID_TOPIC_EXCEPTION, reason, []
+            return ErrorCode.INVALID_TOPIC_EXCEPTION, reason, []
         topic = broker.metadata.topic(name)
         if topic is None:
-            return E.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist.", []
-        return E.NONE, None, describe_topic_configs(broker.config, topic.configs)
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist.", []
+        return ErrorCode.NONE, None, describe_topic_configs(broker.config, topic.configs)
     if rtype in (BROKER, BROKER_LOGGER):
         if name == "" and rtype == BROKER:
             # The cluster-wide dynamic defaults; kbroker has none set.
-            return E.NONE, None, []
+            return ErrorCode.NONE, None, []
         try:
             node = int(name)
         except ValueError:
-            return E.INVALID_REQUEST, f"Broker id must be an integer, but it is: {name}", []
+            return ErrorCode.INVALID_REQUEST, f"Broker id must be an integer, but it is: {name}", []
         if node != broker.node_id:
-            return (E.INVALID_REQUEST,
+            return (ErrorCode.INVALID_REQUEST,
                     f"Unexpected broker id, expected {broker.node_id} or empty string, but received {name}", [])
         if rtype == BROKER_LOGGER:
-            return E.NONE, None, _loggers()
-        return E.NONE, None, broker.config.describe()
-    return E.INVALID_REQUEST, f"Unsupported resource type {rtype}", []
+            return ErrorCode.NONE, None, _loggers()
+        return ErrorCode.NONE, None, broker.config.describe()
+    return ErrorCode.INVALID_REQUEST, f"Unsupported resource type {rtype}", []
 
 
 def _loggers() -> list[ConfigEntry]:

@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.metadata import errors as E
 from kbroker.metadata.model import TopicInfo
 from kbroker.metadata.topic_names import invalid_reason
 from kbroker.server.context import RequestContext
@@ -29,13 +29,13 @@ _ZERO_UUID = uuid.UUID(int=0)
 def topic_entry(topic: TopicInfo, include_ops: bool) -> dict[str, Any]:
     """A MetadataResponseTopic for an existing topic."""
     return {
-        "error_code": E.NONE,
+        "error_code": ErrorCode.NONE,
         "name": topic.name,
         "topic_id": topic.topic_id,
         "is_internal": topic.internal,
         "partitions": [
             {
-                "error_code": E.NONE,
+                "error_code": ErrorCode.NONE,
                 "partition_index": p.index,
                 "leader_id": p.leader,
                 "leader_epoch": p.leader_epoch,
@@ -74,7 +74,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
                 topic = md.topic_by_id(topic_id)
                 if topic is None:
                     # The response name only becomes nullable in v12.
-                    topics.append(_error_entry(E.UNKNOWN_TOPIC_ID, None if version >= 12 else "", topic_id))
+                    topics.append(_error_entry(ErrorCode.UNKNOWN_TOPIC_ID, None if version >= 12 else "", topic_id))
                 else:
                     topics.append(topic_entry(topic, include_ops))
                 continue
@@ -90,7 +90,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         "cluster_id": md.cluster_id,
         "controller_id": md.controller_id,
         "topics": topics,
-        "error_code": E.NONE,
+        "error_code": ErrorCode.NONE,
     }
     if body.get("include_cluster_authorized_operations", False):
         response["cluster_authorized_operations"] = CLUSTER_OPERATIONS
@@ -102,10 +102,10 @@ def _by_name(ctx: RequestContext, name: str, allow_auto: bool, include_ops: bool
     topic = md.topic(name)
     if topic is None and allow_auto and ctx.broker.config.auto_create_topics_enable:
         code, _ = md.auto_create(name)
-        if code != E.NONE:
+        if code != ErrorCode.NONE:
             return _error_entry(code, name)
         topic = md.topic(name)
     if topic is None:
-        code = E.INVALID_TOPIC_EXCEPTION if invalid_reason(name) else E.UNKNOWN_TOPIC_OR_PARTITION
+        code = ErrorCode.INVALID_TOPIC_EXCEPTION if invalid_reason(name) else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return _error_entry(code, name)
     return topic_entry(topic, include_ops)

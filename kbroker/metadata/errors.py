@@ -1,22 +1,9 @@
-"""The Kafka error codes the metadata layer answers with."""
+"""The result type of metadata operations (error codes live in kbroker.codec.error_codes)."""
 
 from __future__ import annotations
 
-NONE = 0
-UNKNOWN_TOPIC_OR_PARTITION = 3
-INVALID_TOPIC_EXCEPTION = 17
-TOPIC_AUTHORIZATION_FAILED = 29
-TOPIC_ALREADY_EXISTS = 36
-INVALID_PARTITIONS = 37
-INVALID_REPLICATION_FACTOR = 38
-INVALID_REPLICA_ASSIGNMENT = 39
-INVALID_CONFIG = 40
-INVALID_REQUEST = 42
-POLICY_VIOLATION = 44
-TOPIC_DELETION_DISABLED = 73
-UNKNOWN_TOPIC_ID = 100
-UNSUPPORTED_ENDPOINT_TYPE = 115
+from kbroker.codec.error_codes import ErrorCode
 
 #: (error_code, error_message); the message is None on success.
 Result = tuple[int, str | None]
-OK: Result = (NONE, None)
+OK: Result = (ErrorCode.NONE, None)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.config import ConfigError, validate_topic_configs
 from kbroker.log.errors import KafkaStorageError
 from kbroker.metadata import errors as E
@@ -115,22 +116,22 @@ class MetadataManager:
         """Kafka's CreateTopics validation, without creating anything."""
         reason = invalid_reason(name)
         if reason is not None:
-            return E.INVALID_TOPIC_EXCEPTION, reason
+            return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
         if name in self.topics:
-            return E.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists."
+            return ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists."
         other = self._by_collision_key.get(collision_key(name))
         if other is not None:
-            return E.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' collides with existing topic: {other}"
+            return ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' collides with existing topic: {other}"
         if assignments:
             if num_partitions != -1 or replication_factor != -1:
-                return (E.INVALID_REQUEST, "Both numPartitions or replicationFactor and replicasAssignments "
+                return (ErrorCode.INVALID_REQUEST, "Both numPartitions or replicationFactor and replicasAssignments "
                         "were set. Both cannot be used at the same time.")
             if sorted(assignments) != list(range(len(assignments))):
-                return (E.INVALID_REPLICA_ASSIGNMENT,
+                return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                         "Partitions should be a consecutive 0-based integer sequence")
             sizes = {len(b) for b in assignments.values()}
             if len(sizes) != 1:
-                return E.INVALID_REPLICA_ASSIGNMENT, "All partitions should have the same number of replicas"
+                return ErrorCode.INVALID_REPLICA_ASSIGNMENT, "All partitions should have the same number of replicas"
             for index, brokers in assignments.items():
                 result = self._check_replicas(index, brokers)
                 if result != E.OK:
@@ -138,29 +139,29 @@ class MetadataManager:
         else:
             n, rf = self.resolve_shape(num_partitions, replication_factor)
             if n <= 0:
-                return E.INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value."
+                return ErrorCode.INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value."
             if rf <= 0:
-                return (E.INVALID_REPLICATION_FACTOR,
+                return (ErrorCode.INVALID_REPLICATION_FACTOR,
                         "Replication factor must be larger than 0, or -1 to use the default value.")
             live = len(self.live_broker_ids())
             if rf > live:
-                return (E.INVALID_REPLICATION_FACTOR,
+                return (ErrorCode.INVALID_REPLICATION_FACTOR,
                         f"Unable to replicate the partition {rf} time(s): The target replication factor of "
                         f"{rf} cannot be reached because only {live} broker(s) are registered.")
         n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
         if n > MAX_PARTITIONS_PER_OPERATION:
-            return E.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
+            return ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
         return self._check_configs(configs)
 
     def _check_replicas(self, index: int, brokers: Sequence[int]) -> E.Result:
         if not brokers:
-            return E.INVALID_REPLICA_ASSIGNMENT, f"The manual partition assignment for partition {index} is empty."
+            return ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"The manual partition assignment for partition {index} is empty."
         if len(set(brokers)) != len(brokers):
-            return (E.INVALID_REPLICA_ASSIGNMENT,
+            return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                     f"The manual partition assignment for partition {index} includes a duplicate broker id.")
         unknown = [b for b in brokers if b not in self.live_broker_ids()]
         if unknown:
-            return (E.INVALID_REPLICA_ASSIGNMENT,
+            return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                     f"The manual partition assignment includes broker {unknown[0]}, but no such broker is registered.")
         return E.OK
 
@@ -169,7 +170,7 @@ class MetadataManager:
             validate_topic_configs(configs)
             log_config_for(self.broker.config, configs)
         except (ConfigError, ValueError) as e:
-            return E.INVALID_CONFIG, str(e)
+            return ErrorCode.INVALID_CONFIG, str(e)
         return E.OK
 
     def create_topic(self, name: str, num_partitions: int, replication_factor: int,
@@ -218,9 +219,9 @@ class MetadataManager:
             return E.OK
         reason = invalid_reason(name)
         if reason is not None:
-            return E.INVALID_TOPIC_EXCEPTION, reason
+            return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
         if not self.broker.config.auto_create_topics_enable:
-            return E.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist and auto-creation is disabled."
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist and auto-creation is disabled."
         if name in (CONSUMER_OFFSETS, TRANSACTION_STATE):
             return self.ensure_internal_topic(name)
         return self.create_topic(name, -1, -1, {})
@@ -256,20 +257,20 @@ class MetadataManager:
     def delete_topic(self, name: str) -> E.Result:
         """Delete a topic by name: its metadata, logs and directories."""
         if not self.broker.config.delete_topic_enable:
-            return E.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."
+            return ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."
         topic = self.topics.get(name)
         if topic is None:
-            return E.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."
         self._delete(topic)
         return E.OK
 
     def delete_topic_by_id(self, topic_id: uuid.UUID) -> tuple[E.Result, str | None]:
         """Delete a topic by id; returns the result and the topic's name (None if unknown)."""
         if not self.broker.config.delete_topic_enable:
-            return (E.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."), self._by_id.get(topic_id)
+            return (ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."), self._by_id.get(topic_id)
         topic = self.topic_by_id(topic_id)
         if topic is None:
-            return (E.UNKNOWN_TOPIC_ID, "This server does not host this topic ID."), None
+            return (ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID."), None
         self._delete(topic)
         return E.OK, topic.name
 
@@ -290,19 +291,19 @@ class MetadataManager:
         """Grow a topic to ``new_total`` partitions (``assignments``: broker ids per new partition)."""
         topic = self.topics.get(name)
         if topic is None:
-            return E.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
         current = len(topic.partitions)
         if new_total < current:
-            return (E.INVALID_PARTITIONS,
+            return (ErrorCode.INVALID_PARTITIONS,
                     f"The topic {name} currently has {current} partition(s); {new_total} would not be an increase.")
         if new_total == current:
-            return E.INVALID_PARTITIONS, f"Topic already has {current} partition(s)."
+            return ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partition(s)."
         if new_total - current > MAX_PARTITIONS_PER_OPERATION:
-            return E.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
+            return ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
         new_assign: dict[int, Sequence[int]] | None = None
         if assignments is not None:
             if len(assignments) != new_total - current:
-                return (E.INVALID_REPLICA_ASSIGNMENT,
+                return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                         f"Attempted to add {new_total - current} additional partition(s), but only "
                         f"{len(assignments)} assignment(s) were specified.")
             new_assign = {}
@@ -332,7 +333,7 @@ class MetadataManager:
         """
         topic = self.topics.get(name)
         if topic is None:
-            return E.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
         merged: dict[str, str | None] = dict(topic.configs) if incremental else {}
         for key, value in updates.items():
             if value is None and incremental:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kbroker.broker import Broker
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.config import BrokerConfig
 from kbroker.metadata import errors as E
 from kbroker.metadata.log_config import log_config_for
@@ -42,14 +43,14 @@ def test_log_config_follows_broker_and_topic_keys() -> None:
 def test_create_rules(broker: Broker) -> None:
     md = broker.metadata
     assert md.create_topic("ok", 2, 1, {}) == E.OK
-    assert md.create_topic("ok", 2, 1, {})[0] == E.TOPIC_ALREADY_EXISTS
+    assert md.create_topic("ok", 2, 1, {})[0] == ErrorCode.TOPIC_ALREADY_EXISTS
     assert md.create_topic("o_k", 1, 1, {}) == E.OK
-    assert md.create_topic("o.k", 1, 1, {})[0] == E.INVALID_TOPIC_EXCEPTION
+    assert md.create_topic("o.k", 1, 1, {})[0] == ErrorCode.INVALID_TOPIC_EXCEPTION
     assert md.create_topic("x" * 249, 1, 1, {}) == E.OK
-    assert md.create_topic("y" * 250, 1, 1, {})[0] == E.INVALID_TOPIC_EXCEPTION
-    assert md.create_topic("cfg", 1, 1, {"retention.ms": None})[0] == E.INVALID_CONFIG
+    assert md.create_topic("y" * 250, 1, 1, {})[0] == ErrorCode.INVALID_TOPIC_EXCEPTION
+    assert md.create_topic("cfg", 1, 1, {"retention.ms": None})[0] == ErrorCode.INVALID_CONFIG
     assert md.create_topic("cfg", 1, 1, {"min.compaction.lag.ms": "10", "max.compaction.lag.ms": "5"})[0] == \
-        E.INVALID_CONFIG
+        ErrorCode.INVALID_CONFIG
     assert md.create_topic("dry", 1, 1, {}, validate_only=True) == E.OK and md.topic("dry") is None
     topic = md.topic("ok")
     assert topic is not None and md.topic_by_id(topic.topic_id) is topic
@@ -66,13 +67,13 @@ def test_delete_frees_name_and_collision(broker: Broker) -> None:
     assert broker.log_manager.get_log("a.b", 0) is None
     assert not list((broker.log_dirs[0]).glob("a.b-*"))
     assert md.create_topic("a_b", 1, 1, {}) == E.OK
-    assert md.delete_topic("a.b")[0] == E.UNKNOWN_TOPIC_OR_PARTITION
+    assert md.delete_topic("a.b")[0] == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
 
 
 def test_alter_configs_reach_open_logs(broker: Broker) -> None:
     md = broker.metadata
     md.create_topic("t", 2, 1, {"retention.ms": "1000"})
-    assert md.alter_topic_configs("t", {"segment.bytes": "nope"})[0] == E.INVALID_CONFIG
+    assert md.alter_topic_configs("t", {"segment.bytes": "nope"})[0] == ErrorCode.INVALID_CONFIG
     assert md.alter_topic_configs("t", {"segment.bytes": "65536"}) == E.OK
     plog: Any = broker.log_manager.get_log("t", 1)
     assert plog.config.segment_bytes == 65536 and plog.config.retention_ms == 1000
@@ -89,7 +90,7 @@ def test_internal_and_auto_created_topics(tmp_path: Path) -> None:
     try:
         md = b.metadata
         assert md.ensure_topic("user") is None
-        assert md.auto_create("user")[0] == E.UNKNOWN_TOPIC_OR_PARTITION
+        assert md.auto_create("user")[0] == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         assert md.ensure_internal_topic("__consumer_offsets") == E.OK
         offsets = md.topic("__consumer_offsets")
         assert offsets is not None and offsets.internal and len(offsets.partitions) == 5
@@ -115,10 +116,10 @@ def test_stray_logs_are_removed_on_start(tmp_path: Path) -> None:
 def test_create_partitions_rules(broker: Broker) -> None:
     md = broker.metadata
     md.create_topic("g", 2, 1, {})
-    assert md.create_partitions("g", 2)[0] == E.INVALID_PARTITIONS
-    assert md.create_partitions("g", 1)[0] == E.INVALID_PARTITIONS
-    assert md.create_partitions("g", 4, [[1]])[0] == E.INVALID_REPLICA_ASSIGNMENT
-    assert md.create_partitions("g", 4, [[1], [2]])[0] == E.INVALID_REPLICA_ASSIGNMENT
+    assert md.create_partitions("g", 2)[0] == ErrorCode.INVALID_PARTITIONS
+    assert md.create_partitions("g", 1)[0] == ErrorCode.INVALID_PARTITIONS
+    assert md.create_partitions("g", 4, [[1]])[0] == ErrorCode.INVALID_REPLICA_ASSIGNMENT
+    assert md.create_partitions("g", 4, [[1], [2]])[0] == ErrorCode.INVALID_REPLICA_ASSIGNMENT
     assert md.create_partitions("g", 4, [[1], [1]]) == E.OK
     assert sorted(md.topic("g").partitions) == [0, 1, 2, 3]  # type: ignore[union-attr]
     assert broker.log_manager.get_log("g", 3) is not None
