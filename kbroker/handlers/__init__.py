@@ -41,6 +41,7 @@ MODULES = [
     "offset_commit",
     "offset_fetch",
     "offset_delete",
+    "init_producer_id",
 ]
 
 

@@ -38,6 +38,7 @@ from kbroker.records.batch import (
     set_partition_leader_epoch,
     validate_batches,
 )
+from kbroker.txn.producer_state import ProducerStateManager
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +106,15 @@ class PartitionLog:
         directory.mkdir(parents=True, exist_ok=True)
         self._metadata = PartitionMetadataFile(directory)
         self.topic_id = self._init_topic_id(topic_id)
+        #: Idempotent producers' epochs and recent batches (duplicate and sequence checks).
+        self.producer_state = ProducerStateManager(directory, self.name)
 
         self._load_segments(had_clean_shutdown, recovery_point, log_start_offset)
         active = self._segments.active
         self._log_end_offset = active.next_offset
         lso = self._segments.first.base_offset if log_start_offset is None else log_start_offset
         self._log_start_offset = min(max(lso, self._segments.first.base_offset), self._log_end_offset)
+        self._load_producer_state()
         self._recovery_point = self._log_end_offset if had_clean_shutdown else min(recovery_point, self._log_end_offset)
         #: Equal to the LEO on a single broker; replication will move it independently.
         self._high_watermark = self._log_end_offset
@@ -189,6 +193,24 @@ class PartitionLog:
                     later.delete()
                 break
 
+    def _load_producer_state(self) -> None:
+        """Latest snapshot at or below the log end, then the batch headers after it."""
+        start = self.producer_state.load(self._segments.first.base_offset, self._log_end_offset)
+        segs = self._segments.from_index(max(self._segments.floor_index(start), 0))
+        for seg in segs:
+            if seg.next_offset <= start:
+                continue
+            found = seg.translate_offset(start) if seg.base_offset < start else None
+            for _, h in seg.iter_batches(found[0] if found else 0):
+                if h.base_offset >= start:
+                    self.producer_state.replay(h)
+        self.producer_state.map_end_offset = self._log_end_offset
+
+    def maybe_expire_producers(self, expiration_ms: int, check_interval_ms: int) -> int:
+        """Forget producers idle for ``expiration_ms``, checking at most once per interval."""
+        with self._lock:
+            return self.producer_state.maybe_remove_expired(self._clock.time_ms(), expiration_ms, check_interval_ms)
+
     # -- properties ----------------------------------------------------------------------
     @property
     def name(self) -> str:
@@ -244,7 +266,9 @@ class PartitionLog:
         """Validate, assign offsets to and append a produce payload of whole batches.
 
         Raises BatchError (and writes nothing) if any batch is invalid; the error code
-        is MESSAGE_TOO_LARGE (10) for a batch above ``max_message_bytes``.
+        is MESSAGE_TOO_LARGE (10) for a batch above ``max_message_bytes``, or a producer
+        state error (ProducerStateError). A retried duplicate of a recent idempotent batch
+        writes nothing and reports the original offsets.
         """
         config = self.config
         headers = validate_batches(records, config.max_message_bytes)
@@ -255,6 +279,12 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             now = self._clock.time_ms()
+            plan = self.producer_state.prepare_append(headers, self._log_end_offset, now if stamp else None)
+            if plan.duplicate is not None:
+                dup = plan.duplicate
+                return AppendInfo(base_offset=dup.first_offset, last_offset=dup.last_offset,
+                                  log_append_time_ms=dup.timestamp if stamp else -1,
+                                  log_start_offset=self._log_start_offset, record_count=0, batch_count=0)
             buf = bytearray(records)  # the one copy; headers are patched in place
             next_offset = self._log_end_offset
             positioned: list[tuple[int, BatchHeader]] = []
@@ -273,6 +303,7 @@ class PartitionLog:
             segment = self._maybe_roll(size, next_offset - 1, now)
             segment.append(buf, positioned, now)
             self._log_end_offset = next_offset
+            self.producer_state.commit(plan, next_offset)
             if self.high_watermark_follows_leo:
                 self._high_watermark = next_offset
             self._unflushed_messages += record_count
@@ -316,6 +347,8 @@ class PartitionLog:
                 active.delete()
             else:
                 active.on_become_inactive()
+                # As Kafka: a snapshot per segment boundary bounds replay after a crash.
+                self.producer_state.take_snapshot()
             for suffix in (LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX):
                 # A leftover file from an earlier truncation must not block the new segment.
                 (self.dir / f"{new_base:020d}{suffix}").unlink(missing_ok=True)
@@ -491,6 +524,7 @@ class PartitionLog:
             active.truncate_to(offset)
             self._log_end_offset = active.next_offset
             self._after_truncation()
+            self._load_producer_state()
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Drop all data and restart the log empty at ``offset``."""
@@ -504,6 +538,7 @@ class PartitionLog:
             self._log_end_offset = offset
             self._log_start_offset = offset
             self._after_truncation()
+            self.producer_state.truncate_fully(offset)
 
     def _after_truncation(self) -> None:
         leo = self._log_end_offset
@@ -512,11 +547,17 @@ class PartitionLog:
         self._high_watermark = min(self._high_watermark, leo)
 
     # -- lifecycle -----------------------------------------------------------------------
-    def close(self) -> None:
-        """Persist indexes and release file descriptors (does not fsync; see flush)."""
+    def close(self, *, snapshot: bool = True) -> None:
+        """Persist indexes (and a producer state snapshot at the log end, so the next
+        load replays nothing) and release file descriptors (does not fsync; see flush)."""
         with self._lock:
             if self._closed:
                 return
+            if snapshot:
+                try:
+                    self.producer_state.take_snapshot()
+                except OSError as e:  # only costs replay time at the next load
+                    log.warning("cannot write producer snapshot of %s: %s", self.name, e)
             for seg in self._segments:
                 seg.close()
             self._closed = True
@@ -524,7 +565,7 @@ class PartitionLog:
     def delete(self) -> None:
         """Close the log and remove its directory."""
         with self._lock:
-            self.close()
+            self.close(snapshot=False)
             shutil.rmtree(self.dir, ignore_errors=True)
 
     @property

@@ -44,6 +44,11 @@ from kbroker.replica.types import (
     PartitionFetch,
     TopicPartition,
 )
+from kbroker.txn.config import (
+    PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS,
+    PRODUCER_ID_EXPIRATION_MS,
+    int_setting,
+)
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker
@@ -79,6 +84,8 @@ class ReplicaManager:
         self._task_group: TaskGroup | None = None
         #: KIP-227 incremental fetch sessions, shared by every connection.
         self.fetch_sessions = FetchSessionCache(broker.clock)
+        self._producer_expiration_ms = int_setting(broker.config, PRODUCER_ID_EXPIRATION_MS)
+        self._producer_expiration_check_ms = int_setting(broker.config, PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, task_group: TaskGroup) -> None:
@@ -188,6 +195,8 @@ class ReplicaManager:
                                  f"the min.isr requirement of {self._min_insync_replicas(tp.topic)}")
         _check_single_batch(records)
         assert records is not None
+        # Idle producer ids expire lazily here rather than from a timer task.
+        plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
         result = plog.append(records, leader_epoch=info.leader_epoch)
         return AppendResult(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
                             log_start_offset=result.log_start_offset)
