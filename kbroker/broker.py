@@ -30,6 +30,7 @@ class Broker:
         from kbroker.log import LogManager
         from kbroker.metadata.manager import MetadataManager
         from kbroker.replica.manager import ReplicaManager
+        from kbroker.txn.producer_ids import ProducerIdManager
 
         self.config = config
         self.clock = clock
@@ -42,6 +43,7 @@ class Broker:
         self.metadata = MetadataManager(self)
         self.replica_manager = ReplicaManager(self)
         self.groups = GroupCoordinator.for_broker(self)
+        self.producer_ids = ProducerIdManager(self.log_dirs[0])
         self._connections: set[Connection] = set()
 
     def default_log_config(self):  # type: ignore[no-untyped-def]

@@ -101,6 +101,9 @@ _DEFS: tuple[ConfigDef, ...] = (
     # --- transactions
     ConfigDef("transaction.state.log.num.partitions", INT, 50, "Partitions of __transaction_state.", (at_least(1),), RO),
     ConfigDef("transaction.state.log.replication.factor", SHORT, 1, "Replication factor of __transaction_state (Kafka's default is 3).", (at_least(1),), RO),
+    ConfigDef("transaction.max.timeout.ms", INT, 900000, "Largest transaction timeout a producer may ask for.", (at_least(1),), RO),
+    ConfigDef("producer.id.expiration.ms", INT, 86400000, "How long a producer id's state is kept after its last write.", (at_least(1),), RO),
+    ConfigDef("producer.id.expiration.check.interval.ms", INT, 600000, "How often expired producer ids are removed.", (at_least(1),), RO),
 )
 # fmt: on
 

@@ -23,7 +23,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.server.context import RequestContext
 from kbroker.txn.config import TRANSACTION_MAX_TIMEOUT_MS, int_setting
-from kbroker.txn.producer_ids import ProducerIdError, ProducerIdManager
+from kbroker.txn.producer_ids import ProducerIdError
 
 API_KEY = 22
 #: v6 adds two-phase commit (KIP-939), which needs transactions.
@@ -43,7 +43,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     transactional_id = body.transactional_id
     if transactional_id is not None:
         return _transactional(ctx, transactional_id, body.transaction_timeout_ms)
-    manager = ProducerIdManager.for_broker(ctx.broker)
+    manager = ctx.broker.producer_ids
     try:
         pid, epoch = manager.init_idempotent_producer(int(body.get("producer_id", -1)),
                                                       int(body.get("producer_epoch", -1)))

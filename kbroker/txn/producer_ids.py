@@ -9,7 +9,6 @@ block is skipped, as in Kafka).
 from __future__ import annotations
 
 import logging
-import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from kbroker.log.checkpoint import atomic_write
 from kbroker.records.crc import crc32c
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,6 @@ class ProducerIdError(Exception):
 class ProducerIdManager:
     """Allocates producer ids and bumps epochs of idempotent producers (KIP-360)."""
 
-    _by_broker: weakref.WeakKeyDictionary[Broker, ProducerIdManager] = weakref.WeakKeyDictionary()
-
     def __init__(self, directory: Path, block_size: int = BLOCK_SIZE) -> None:
         self.path = Path(directory) / PRODUCER_IDS_FILE
         self.block_size = block_size
@@ -49,14 +46,6 @@ class ProducerIdManager:
         self._persisted_end = self._read()
         #: producer id -> the latest epoch handed out for it.
         self._epochs: OrderedDict[int, int] = OrderedDict()
-
-    @classmethod
-    def for_broker(cls, broker: Broker) -> ProducerIdManager:
-        """The broker's manager, created on first use over its first log dir."""
-        manager = cls._by_broker.get(broker)
-        if manager is None:
-            manager = cls._by_broker[broker] = cls(broker.log_dirs[0])
-        return manager
 
     # -- persistence ---------------------------------------------------------------------
     def _read(self) -> int:

@@ -17,7 +17,6 @@ from kbroker.testing import BrokerThread
 
 
 def _producer(bootstrap: str, **kw: Any) -> KafkaProducer:
-    kw.setdefault("enable_idempotence", False)  # InitProducerId is another handler's job
     return KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, **kw)
 
 

@@ -26,7 +26,7 @@ HEARTBEAT_MS = 300
 
 def produce(bootstrap: str, topic: str, start: int, stop: int) -> list[bytes]:
     """Write ``m-<i>`` for i in [start, stop), spread round-robin over the partitions."""
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "linger.ms": 0})
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     values = [f"m-{i}".encode() for i in range(start, stop)]
     for i, v in zip(range(start, stop), values, strict=True):
         p.produce(topic, v, partition=i % TOPIC_PARTITIONS)
@@ -34,11 +34,19 @@ def produce(bootstrap: str, topic: str, start: int, stop: int) -> list[bytes]:
     return values
 
 
+#: Workers started by the current scenario, so a wait can report a crashed one at once.
+_live_workers: list[Any] = []
+
+
 def wait_until(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not cond():
+        for w in _live_workers:
+            if getattr(w, "error", None) is not None:
+                raise AssertionError(f"{w.name} failed while waiting for {what}") from w.error
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            states = {w.name: (len(w.consumed), sorted(w.assignment)) for w in _live_workers}
+            raise AssertionError(f"timed out waiting for {what}; workers (consumed, assignment): {states}")
         time.sleep(0.05)
 
 
@@ -233,15 +241,19 @@ def join_leave_scenario(bootstrap: str, topic: str, make: Callable[[str], Thread
     move a partition.
     """
     expected = produce(bootstrap, topic, 0, 60)
+    _live_workers.clear()
     a = make("member-a")
+    _live_workers.append(a)
     a.start()
     wait_until(lambda: len(a.consumed) >= 60, what="a to consume")
     b = make("member-b")
+    _live_workers.append(b)
     b.start()
     wait_until(lambda: bool(b.assignment) and len(a.assignment) + len(b.assignment) == TOPIC_PARTITIONS,
                what="b to get partitions")
     expected += produce(bootstrap, topic, 60, 120)
     c = make("member-c")
+    _live_workers.append(c)
     c.start()
     members = [a, b, c]
     wait_until(lambda: all(m.assignment for m in members)
