@@ -28,10 +28,13 @@ def client(kafka_bootstrap: str) -> Iterator[KafkaClient]:
 def _group_consumer(bootstrap: str, topic: str) -> KafkaConsumer:
     return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=GROUP, auto_offset_reset="earliest",
                          enable_auto_commit=False, client_id="reader-1", heartbeat_interval_ms=200,
-                         session_timeout_ms=6000)
+                         session_timeout_ms=6000,
+                         # kafka-python's leader assigns from its own metadata cache; a short max
+                         # age makes it rejoin quickly if that cache lagged behind topic creation.
+                         metadata_max_age_ms=1000)
 
 
-def _read(consumer: KafkaConsumer, n: int, timeout: float = 10.0) -> list[bytes]:
+def _read(consumer: KafkaConsumer, n: int, timeout: float = 20.0) -> list[bytes]:
     out: list[bytes] = []
     deadline = time.monotonic() + timeout
     while len(out) < n and time.monotonic() < deadline:
