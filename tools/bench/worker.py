@@ -1,0 +1,627 @@
+"""Client side of the benchmark: ``python -m tools.bench.worker SPEC_JSON``.
+
+Runs in its own process, never in the broker's. ``SPEC_JSON`` is
+``{"bootstrap": "host:port", "steps": [{"kind": ..., ...}, ...]}``; each step's result is
+printed as one JSON line on stdout as soon as it is known (so a later hang or crash
+loses nothing already measured). A step that fails is reported with ``"error"``: a
+failure is a result, never replaced by a number.
+
+Step kinds: ``produce``, ``consume``, ``e2e``, ``rtt``, ``idle``, ``many``, ``fill``.
+Each names a ``client`` (``confluent`` or ``kafka-python``) where it uses one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import resource
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Any
+
+from tools.bench.wire import HOST_DEFAULT, api_versions_frame, metadata_frame, read_response, round_trip
+
+logging.basicConfig(level=logging.CRITICAL)  # kafka-python is chatty on failures we report anyway
+
+Result = dict[str, Any]
+
+
+def emit(result: Result) -> None:
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    k = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
+    return sorted_values[k]
+
+
+def short_error(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}"
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+# -- topic administration (always through confluent-kafka's admin client) -------------------
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 120.0,
+                 config: dict[str, str] | None = None) -> float:
+    """Create ``topic``; return seconds until the broker confirmed it."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000)})
+    started = time.perf_counter()
+    futures = admin.create_topics(
+        [NewTopic(topic, partitions, 1, config=config or {})], operation_timeout=timeout, request_timeout=timeout
+    )
+    futures[topic].result(timeout)
+    return time.perf_counter() - started
+
+
+def wait_partitions(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0) -> None:
+    """Wait until metadata shows every partition of ``topic`` with a leader."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        md = admin.list_topics(topic, timeout=10)
+        t = md.topics.get(topic)
+        if t is not None and t.error is None and len(t.partitions) == partitions and all(
+            p.leader >= 0 for p in t.partitions.values()
+        ):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{topic}: {partitions} partitions not all led after {timeout}s")
+
+
+# -- produce ----------------------------------------------------------------------------------
+
+
+def confluent_producer_config(bootstrap: str, acks: str) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 5,
+        "log_level": 0,
+        "queue.buffering.max.messages": 200_000,
+    }
+    if acks == "all-idem":
+        cfg.update({"acks": "all", "enable.idempotence": True})
+    else:
+        cfg.update({"acks": int(acks) if acks.lstrip("-").isdigit() else acks, "enable.idempotence": False})
+    return cfg
+
+
+def produce_confluent(bootstrap: str, topic: str, size: int, acks: str, count: int, seconds: float) -> Result:
+    from confluent_kafka import KafkaException, Producer
+
+    fatal: list[str] = []
+    errors: list[str] = []
+    delivered = [0]
+
+    def on_error(err: Any) -> None:
+        if err.fatal():
+            fatal.append(str(err))
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            delivered[0] += 1
+
+    cfg = confluent_producer_config(bootstrap, acks)
+    cfg["error_cb"] = on_error
+    producer = Producer(cfg)
+    payload = os.urandom(size)
+    sent = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    try:
+        while sent < count and not fatal:
+            if (sent & 1023) == 0 and time.perf_counter() > deadline:
+                break
+            try:
+                producer.produce(topic, payload, on_delivery=on_delivery)
+                sent += 1
+            except BufferError:
+                producer.poll(0.001)
+        remaining = producer.flush(max(10.0, seconds * 2))
+    except (KafkaException, SystemError, RuntimeError) as e:
+        fatal.append(short_error(e))
+        remaining = -1
+    elapsed = time.perf_counter() - started
+    return {
+        "sent": sent, "msgs": delivered[0], "bytes": delivered[0] * size, "seconds": elapsed,
+        "failed": len(errors), "undelivered": remaining,
+        "error": (fatal[0] if fatal else (errors[0] if errors and not delivered[0] else None)),
+    }
+
+
+def produce_kafka_python(bootstrap: str, topic: str, size: int, acks: str, count: int, seconds: float) -> Result:
+    from kafka import KafkaProducer
+
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": bootstrap, "linger_ms": 5, "batch_size": 256 * 1024,
+        "max_block_ms": 10_000, "request_timeout_ms": 15_000,
+    }
+    if acks == "all-idem":
+        kwargs.update(acks="all", enable_idempotence=True)
+    else:
+        kwargs.update(acks=int(acks) if acks.isdigit() else acks, enable_idempotence=False)
+    errors: list[str] = []
+    delivered = [0]
+
+    def ok(_md: Any) -> None:
+        delivered[0] += 1
+
+    def bad(e: BaseException) -> None:
+        errors.append(short_error(e))
+
+    payload = os.urandom(size)
+    started = time.perf_counter()
+    try:
+        producer = KafkaProducer(**kwargs)
+    except Exception as e:
+        return {"sent": 0, "msgs": 0, "bytes": 0, "seconds": time.perf_counter() - started, "error": short_error(e)}
+    sent = 0
+    deadline = started + seconds
+    fatal: str | None = None
+    try:
+        while sent < count:
+            if (sent & 1023) == 0 and time.perf_counter() > deadline:
+                break
+            producer.send(topic, payload).add_callback(ok).add_errback(bad)
+            sent += 1
+            if errors and not delivered[0] and len(errors) > 100:
+                break
+        producer.flush(timeout=max(10.0, seconds * 2))
+    except Exception as e:
+        fatal = short_error(e)
+    elapsed = time.perf_counter() - started
+    with contextlib.suppress(Exception):
+        producer.close(timeout=5)
+    return {
+        "sent": sent, "msgs": delivered[0], "bytes": delivered[0] * size, "seconds": elapsed,
+        "failed": len(errors),
+        "error": fatal or (errors[0] if errors and not delivered[0] else None),
+    }
+
+
+# -- consume ----------------------------------------------------------------------------------
+
+
+def consume_timing(started: float, first: tuple[float, int, int] | None, last: float, n: int, nbytes: int) -> Result:
+    """Throughput counts from the first batch received to the last, so the consumer's
+    set-up (connect, metadata, offset lookup) is left out; it is ``first_batch_s``.
+    ``first`` is (time, msgs, bytes) of the first batch, whose messages are not in the rate."""
+    if not n or first is None:
+        return {"msgs": n, "bytes": nbytes, "seconds": 0.0, "first_batch_s": None}
+    t0, n0, b0 = first
+    if n > n0 and last > t0:
+        return {"msgs": n, "bytes": nbytes, "rate_msgs": n - n0, "rate_bytes": nbytes - b0, "seconds": last - t0,
+                "first_batch_s": t0 - started}
+    return {"msgs": n, "bytes": nbytes, "seconds": last - started, "first_batch_s": t0 - started}
+
+
+def consume_confluent(bootstrap: str, topic: str, partitions: int, expect: int, seconds: float) -> Result:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"bench-{topic}", "enable.auto.commit": False,
+        "log_level": 0, "enable.partition.eof": False,
+    })
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    n = nbytes = 0
+    errors: list[str] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+    first: tuple[float, int, int] | None = None
+    last = 0.0
+    try:
+        while n < expect and time.perf_counter() < deadline:
+            # A short timeout: consume(n, t) waits for n messages or t, and while it waits
+            # librdkafka prefetches, which would start the clock with data already here.
+            batch = consumer.consume(10_000, 0.01)
+            for m in batch:
+                err = m.error()
+                if err is not None:
+                    errors.append(str(err))
+                    continue
+                n += 1
+                nbytes += len(m.value() or b"")
+            if batch:
+                last = time.perf_counter()
+                first = first or (last, n, nbytes)
+    finally:
+        consumer.close()
+    return {
+        **consume_timing(started, first, last, n, nbytes), "expected": expect,
+        "error": None if n >= expect else (errors[0] if errors else f"got {n} of {expect} within {seconds:.0f}s"),
+    }
+
+
+def consume_kafka_python(bootstrap: str, topic: str, partitions: int, expect: int, seconds: float) -> Result:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        auto_offset_reset="earliest", max_poll_records=10_000, fetch_max_bytes=50 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    n = nbytes = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    first: tuple[float, int, int] | None = None
+    last = 0.0
+    try:
+        while n < expect and time.perf_counter() < deadline:
+            polled = consumer.poll(timeout_ms=200, max_records=10_000)
+            for records in polled.values():
+                for r in records:
+                    n += 1
+                    nbytes += len(r.value)
+            if polled:
+                last = time.perf_counter()
+                first = first or (last, n, nbytes)
+    finally:
+        consumer.close()
+    return {
+        **consume_timing(started, first, last, n, nbytes), "expected": expect,
+        "error": None if n >= expect else f"got {n} of {expect} within {seconds:.0f}s",
+    }
+
+
+# -- latency ----------------------------------------------------------------------------------
+
+
+def e2e(bootstrap: str, client: str, topic: str, rate: int, seconds: float, size: int) -> Result:
+    """Produce at ``rate`` msgs/s for ``seconds``, consume concurrently; latency per message.
+
+    The send time (monotonic ns) is the first 8 bytes of the value; producer and consumer
+    live in this one process so the clocks agree. The first 10% of messages are warm-up.
+    """
+    total = max(1, int(rate * seconds))
+    pad = b"\0" * max(0, size - 8)
+    latencies: list[float] = []
+    done = threading.Event()
+    consumer_error: list[str] = []
+
+    def consume_loop() -> None:
+        try:
+            if client == "confluent":
+                from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+                c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{topic}",
+                              "enable.auto.commit": False, "log_level": 0, "fetch.wait.max.ms": 500})
+                c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+                while not done.is_set() and len(latencies) < total:
+                    # poll(), not consume(n, t): consume waits for n messages or the timeout.
+                    m = c.poll(0.05)
+                    if m is not None and m.error() is None:
+                        latencies.append((time.monotonic_ns() - struct.unpack(">Q", (m.value() or b"")[:8])[0]) / 1e6)
+                c.close()
+            else:
+                from kafka import KafkaConsumer
+                from kafka import TopicPartition as KTopicPartition
+
+                kc = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                   auto_offset_reset="earliest", fetch_max_wait_ms=500)
+                tp = KTopicPartition(topic, 0)
+                kc.assign([tp])
+                kc.seek_to_beginning(tp)
+                while not done.is_set() and len(latencies) < total:
+                    for records in kc.poll(timeout_ms=50).values():
+                        for r in records:
+                            latencies.append((time.monotonic_ns() - struct.unpack(">Q", r.value[:8])[0]) / 1e6)
+                kc.close()
+        except Exception as e:
+            consumer_error.append(short_error(e))
+
+    thread = threading.Thread(target=consume_loop, daemon=True)
+    thread.start()
+    time.sleep(1.0)  # let the consumer connect and start fetching
+    interval = 1.0 / rate
+    started = time.perf_counter()
+    if client == "confluent":
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 0, "log_level": 0})
+        for i in range(total):
+            target = started + i * interval
+            while (now := time.perf_counter()) < target:
+                time.sleep(min(target - now, 0.001))
+                p.poll(0)
+            p.produce(topic, struct.pack(">Q", time.monotonic_ns()) + pad, partition=0)
+            p.poll(0)
+        p.flush(10)
+    else:
+        from kafka import KafkaProducer
+
+        kp = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=0, enable_idempotence=False)
+        for i in range(total):
+            target = started + i * interval
+            while (now := time.perf_counter()) < target:
+                time.sleep(min(target - now, 0.001))
+            kp.send(topic, struct.pack(">Q", time.monotonic_ns()) + pad, partition=0)
+        kp.flush(10)
+        kp.close(5)
+    thread.join(timeout=10)
+    done.set()
+    thread.join(timeout=5)
+    received = len(latencies)
+    steady = sorted(latencies[total // 10:])
+    return {
+        "rate": rate, "sent": total, "received": received,
+        "p50_ms": percentile(steady, 0.50), "p99_ms": percentile(steady, 0.99),
+        "p999_ms": percentile(steady, 0.999), "max_ms": steady[-1] if steady else None,
+        "error": consumer_error[0] if consumer_error else (None if received >= total else f"received {received} of {total}"),
+    }
+
+
+def rtt(bootstrap: str, client: str, topic: str, count: int, size: int) -> Result:
+    """Single-message acks=all produce round trips, one at a time."""
+    payload = os.urandom(size)
+    times: list[float] = []
+    error: str | None = None
+    if client == "confluent":
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, "log_level": 0})
+        p.produce(topic, payload, partition=0)  # warm-up: connection and metadata
+        p.flush(10)
+        failures: list[str] = []
+
+        def cb(err: Any, _m: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for _ in range(count):
+            t0 = time.perf_counter()
+            p.produce(topic, payload, partition=0, on_delivery=cb)
+            if p.flush(10) != 0:
+                error = "flush timed out"
+                break
+            times.append((time.perf_counter() - t0) * 1000)
+        if failures:
+            error = failures[0]
+    else:
+        from kafka import KafkaProducer
+
+        # kafka-python 3 turns idempotence on by default; this is plain acks=all.
+        kp = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, enable_idempotence=False)
+        kp.send(topic, payload, partition=0).get(10)
+        try:
+            for _ in range(count):
+                t0 = time.perf_counter()
+                kp.send(topic, payload, partition=0).get(10)
+                times.append((time.perf_counter() - t0) * 1000)
+        except Exception as e:
+            error = short_error(e)
+        kp.close(5)
+    times.sort()
+    return {"count": len(times), "p50_ms": percentile(times, 0.5), "p99_ms": percentile(times, 0.99),
+            "error": error}
+
+
+# -- idle connections -------------------------------------------------------------------------
+
+
+def idle_connections(host: str, port: int, count: int, hold: float) -> Result:
+    """Open ``count`` connections, each completing an ApiVersions exchange, hold them idle;
+    meanwhile time Metadata round trips on one more connection; then check all still answer."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = count + 256
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    socks: list[socket.socket] = []
+    failures = 0
+    first_error: str | None = None
+    started = time.perf_counter()
+    for i in range(count):
+        try:
+            s = socket.create_connection((host, port), timeout=10)
+            s.settimeout(10)
+            round_trip(s, api_versions_frame(i))
+            socks.append(s)
+        except OSError as e:
+            failures += 1
+            first_error = first_error or short_error(e)
+            if failures > 50:
+                break
+    open_s = time.perf_counter() - started
+    probe_times: list[float] = []
+    try:
+        with socket.create_connection((host, port), timeout=10) as probe:
+            probe.settimeout(10)
+            hold_until = time.perf_counter() + hold
+            i = 0
+            while time.perf_counter() < hold_until or i < 5:
+                taken, _ = round_trip(probe, metadata_frame(i))
+                probe_times.append(taken * 1000)
+                i += 1
+                time.sleep(0.05)
+    except OSError as e:
+        first_error = first_error or short_error(e)
+    # Every held connection must still answer.
+    alive = 0
+    for i, s in enumerate(socks):
+        with contextlib.suppress(OSError):
+            s.sendall(api_versions_frame(100_000 + i))
+    for s in socks:
+        try:
+            read_response(s)
+            alive += 1
+        except OSError:
+            pass
+        finally:
+            s.close()
+    probe_times.sort()
+    return {
+        "requested": count, "opened": len(socks), "alive_after_hold": alive, "open_seconds": open_s,
+        "metadata_p50_ms": percentile(probe_times, 0.5), "metadata_p99_ms": percentile(probe_times, 0.99),
+        "error": first_error if alive < count else None,
+    }
+
+
+# -- many partitions --------------------------------------------------------------------------
+
+
+def many_partitions(bootstrap: str, topic: str, partitions: int, timeout: float) -> Result:
+    """Create one topic with ``partitions`` partitions, time metadata for it and one
+    produce of a message to every partition (acks=1, flushed)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    out: Result = {"partitions": partitions}
+    try:
+        out["create_s"] = create_topic(bootstrap, topic, partitions, timeout=timeout)
+    except Exception as e:
+        out["error"] = "create: " + short_error(e)
+        return out
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        t0 = time.perf_counter()
+        deadline = t0 + timeout
+        while True:
+            md = admin.list_topics(topic, timeout=timeout)
+            seen = len(md.topics[topic].partitions) if topic in md.topics else 0
+            if seen == partitions or time.perf_counter() > deadline:
+                break
+            time.sleep(0.1)
+        out["metadata_ready_s"] = time.perf_counter() - t0
+        times = []
+        for _ in range(3):
+            t1 = time.perf_counter()
+            md = admin.list_topics(topic, timeout=timeout)
+            times.append(time.perf_counter() - t1)
+        out["metadata_s"] = min(times)
+        out["metadata_partitions"] = len(md.topics[topic].partitions)
+    except Exception as e:
+        out["error"] = "metadata: " + short_error(e)
+        return out
+    failures: list[str] = []
+
+    def cb(err: Any, _m: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 5, "log_level": 0,
+                  "queue.buffering.max.messages": partitions + 1000})
+    t0 = time.perf_counter()
+    for part in range(partitions):
+        p.produce(topic, b"x" * 100, partition=part, on_delivery=cb)
+    left = p.flush(timeout)
+    out["produce_all_s"] = time.perf_counter() - t0
+    out["produce_failed"] = len(failures) + left
+    if failures or left:
+        out["error"] = f"produce: {len(failures)} failed, {left} undelivered" + (f" ({failures[0]})" if failures else "")
+    # One more single-message produce to a random partition: does produce still answer fast?
+    t0 = time.perf_counter()
+    p.produce(topic, b"y" * 100, partition=random.randrange(partitions))
+    p.flush(timeout)
+    out["produce_one_s"] = time.perf_counter() - t0
+    return out
+
+
+# -- fill (data for the start-up test) ---------------------------------------------------------
+
+
+def fill(bootstrap: str, topic: str, partitions: int, total_bytes: int, size: int, timeout: float) -> Result:
+    from confluent_kafka import Producer
+
+    failures: list[str] = []
+
+    def cb(err: Any, _m: Any) -> None:
+        if err is not None and len(failures) < 10:
+            failures.append(str(err))
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 20, "batch.size": 1_000_000,
+                  "log_level": 0, "queue.buffering.max.kbytes": 512 * 1024, "compression.type": "none"})
+    payload = os.urandom(size)
+    count = max(1, total_bytes // size)
+    started = time.perf_counter()
+    deadline = started + timeout
+    sent = 0
+    while sent < count and not failures and time.perf_counter() < deadline:
+        try:
+            p.produce(topic, payload, on_delivery=cb)
+            sent += 1
+        except BufferError:
+            p.poll(0.01)
+    left = p.flush(max(30.0, deadline - time.perf_counter()))
+    elapsed = time.perf_counter() - started
+    return {"msgs": sent - left - len(failures), "bytes": (sent - left) * size, "seconds": elapsed,
+            "error": failures[0] if failures else (f"{left} undelivered" if left else None)}
+
+
+# -- driver -----------------------------------------------------------------------------------
+
+
+def run_step(bootstrap: str, step: dict[str, Any]) -> Result:
+    kind = step["kind"]
+    client = step.get("client", "confluent")
+    if kind == "produce":
+        if step.get("create", True):
+            create_topic(bootstrap, step["topic"], step["partitions"])
+            wait_partitions(bootstrap, step["topic"], step["partitions"])
+        fn = produce_confluent if client == "confluent" else produce_kafka_python
+        return fn(bootstrap, step["topic"], step["size"], step["acks"], step["count"], step["seconds"])
+    if kind == "consume":
+        fn2 = consume_confluent if client == "confluent" else consume_kafka_python
+        return fn2(bootstrap, step["topic"], step["partitions"], step["expect"], step["seconds"])
+    if kind == "e2e":
+        create_topic(bootstrap, step["topic"], 1)
+        wait_partitions(bootstrap, step["topic"], 1)
+        return e2e(bootstrap, client, step["topic"], step["rate"], step["seconds"], step["size"])
+    if kind == "rtt":
+        create_topic(bootstrap, step["topic"], 1)
+        wait_partitions(bootstrap, step["topic"], 1)
+        return rtt(bootstrap, client, step["topic"], step["count"], step["size"])
+    if kind == "idle":
+        host, _, port = bootstrap.rpartition(":")
+        return idle_connections(host or HOST_DEFAULT, int(port), step["count"], step["hold"])
+    if kind == "many":
+        return many_partitions(bootstrap, step["topic"], step["partitions"], step["timeout"])
+    if kind == "fill":
+        create_topic(bootstrap, step["topic"], step["partitions"])
+        wait_partitions(bootstrap, step["topic"], step["partitions"])
+        return fill(bootstrap, step["topic"], step["partitions"], step["bytes"], step["size"], step["timeout"])
+    raise ValueError(f"unknown step kind {kind!r}")
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    bootstrap = spec["bootstrap"]
+    done: dict[str, Result] = {}
+    for step in spec["steps"]:
+        started = time.perf_counter()
+        source = step.get("expect_from")
+        if source is not None:
+            step = dict(step, expect=done.get(source, {}).get("msgs") or 0)
+        try:
+            if source is not None and not step["expect"]:
+                result: Result = {"msgs": 0, "error": f"skipped: nothing was produced by {source}"}
+            else:
+                result = run_step(bootstrap, step)
+        except Exception as e:
+            result = {"error": short_error(e)}
+        result["id"] = step["id"]
+        result["wall_s"] = time.perf_counter() - started
+        done[step["id"]] = result
+        emit(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
