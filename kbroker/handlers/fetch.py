@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.replica import errors as E
 from kbroker.replica.fetch_session import PartitionKey
 from kbroker.replica.types import FetchParams, FetchResult, PartitionFetch, TopicPartition
 from kbroker.server.context import RequestContext
@@ -51,7 +51,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     session_epoch = body.get("session_epoch", -1)
     context = broker.replica_manager.fetch_sessions.new_context(
         session_id, session_epoch, requested, forgotten, uses_ids)
-    if context.error_code != E.NONE:
+    if context.error_code != ErrorCode.NONE:
         return {"throttle_time_ms": 0, "error_code": context.error_code, "session_id": 0, "responses": []}
 
     # Resolve names; topic ids this broker does not know answer UNKNOWN_TOPIC_ID unread.
@@ -79,7 +79,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         replica_id=replica_id,
     )
     read = dict(await broker.replica_manager.fetch(to_read, params)) if to_read else {}
-    unknown_id = FetchResult(E.UNKNOWN_TOPIC_ID)
+    unknown_id = FetchResult(ErrorCode.UNKNOWN_TOPIC_ID)
     results: list[tuple[PartitionKey, FetchResult]] = []
     for key, _ in context.partitions:
         resolved = tp_of.get(key)
@@ -87,7 +87,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     out_session_id, selected = context.respond(results)
     return {
         "throttle_time_ms": 0,
-        "error_code": E.NONE,
+        "error_code": ErrorCode.NONE,
         "session_id": out_session_id,
         "responses": _group(selected, uses_ids),
     }

@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.replica import errors as E
 from kbroker.replica.types import CONSUMER_REPLICA_ID, READ_UNCOMMITTED, OffsetResult, TopicPartition
 from kbroker.server.context import RequestContext
 
@@ -38,7 +38,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         for p in t.partitions:
             tp = TopicPartition(t.name, p.partition_index)
             if tp in duplicates:
-                r = OffsetResult(E.INVALID_REQUEST)
+                r = OffsetResult(ErrorCode.INVALID_REQUEST)
             else:
                 r = rm.fetch_offset_for_timestamp(tp, p.timestamp, isolation_level=isolation,
                                                   current_leader_epoch=p.get("current_leader_epoch", -1))
@@ -52,7 +52,7 @@ def _partition(version: int, p: Any, r: OffsetResult) -> dict[str, Any]:
     if version == 0:
         # v0 answers a list of up to max_num_offsets offsets; one lookup gives at most one.
         wanted = p.get("max_num_offsets", 1)
-        out["old_style_offsets"] = [r.offset] if r.error_code == E.NONE and r.offset >= 0 and wanted > 0 else []
+        out["old_style_offsets"] = [r.offset] if r.error_code == ErrorCode.NONE and r.offset >= 0 and wanted > 0 else []
     else:
         out.update(timestamp=r.timestamp, offset=r.offset, leader_epoch=r.leader_epoch)
     return out

@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.replica import errors as E
 from kbroker.replica.types import AppendResult, TopicPartition
 from kbroker.server.context import RequestContext
 from kbroker.server.dispatch import CloseConnection
@@ -48,7 +48,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
     results = await ctx.broker.replica_manager.append_records(
         entries, acks=body.acks, timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
 
-    unresolved = AppendResult(E.UNKNOWN_TOPIC_ID)
+    unresolved = AppendResult(ErrorCode.UNKNOWN_TOPIC_ID)
     if body.acks == 0:
         failed = any(r.error_code for r in results.values()) or any(
             tp is None for _, parts in layout for _, tp in parts)

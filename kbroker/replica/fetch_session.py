@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from kbroker.clock import Clock
-from kbroker.replica import errors as E
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.replica.types import FetchResult, PartitionFetch
 
 INVALID_SESSION_ID = 0
@@ -51,7 +51,7 @@ class CachedPartition:
     def must_respond(self, result: FetchResult) -> bool:
         """Whether an incremental response lists this partition; remembers what it sends."""
         respond = len(result.records) > 0
-        if result.error_code != E.NONE:
+        if result.error_code != ErrorCode.NONE:
             # Forget the watermark so the partition is sent again once the error clears.
             self.high_watermark = -1
             return True
@@ -92,7 +92,7 @@ class FetchContext:
     kind: ContextKind
     cache: FetchSessionCache
     partitions: list[tuple[PartitionKey, PartitionFetch]]
-    error_code: int = E.NONE
+    error_code: int = ErrorCode.NONE
     session: FetchSession | None = None
     uses_topic_ids: bool = False
 
@@ -186,14 +186,14 @@ class FetchSessionCache:
             kind = ContextKind.FULL if epoch == INITIAL_EPOCH else ContextKind.SESSIONLESS
             return FetchContext(kind, self, list(requested), uses_topic_ids=uses_topic_ids)
         if epoch < 0:
-            return FetchContext(ContextKind.ERROR, self, [], E.INVALID_FETCH_SESSION_EPOCH)
+            return FetchContext(ContextKind.ERROR, self, [], ErrorCode.INVALID_FETCH_SESSION_EPOCH)
         session = self.get(session_id)
         if session is None:
-            return FetchContext(ContextKind.ERROR, self, [], E.FETCH_SESSION_ID_NOT_FOUND)
+            return FetchContext(ContextKind.ERROR, self, [], ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
         if session.epoch != epoch:
-            return FetchContext(ContextKind.ERROR, self, [], E.INVALID_FETCH_SESSION_EPOCH)
+            return FetchContext(ContextKind.ERROR, self, [], ErrorCode.INVALID_FETCH_SESSION_EPOCH)
         if session.uses_topic_ids != uses_topic_ids:
-            return FetchContext(ContextKind.ERROR, self, [], E.FETCH_SESSION_TOPIC_ID_ERROR)
+            return FetchContext(ContextKind.ERROR, self, [], ErrorCode.FETCH_SESSION_TOPIC_ID_ERROR)
         for key, fetch in requested:
             cached = session.partitions.get(key)
             if cached is None:

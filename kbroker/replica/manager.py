@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskGroup
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.log.errors import LogError
 from kbroker.records.batch import HEADER_SIZE, BatchError, peek_size
-from kbroker.replica import errors as E
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
 from kbroker.replica.notifier import PartitionNotifier
@@ -114,13 +114,13 @@ class ReplicaManager:
         """The partition and its local log, if this broker leads it; else PartitionError."""
         info = self.broker.metadata.partition(tp.topic, tp.partition)
         if info is None:
-            raise PartitionError(E.UNKNOWN_TOPIC_OR_PARTITION)
+            raise PartitionError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         if info.leader != self.broker.node_id:
-            raise PartitionError(E.NOT_LEADER_OR_FOLLOWER)
+            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         plog = self.broker.log_manager.get_log(tp.topic, tp.partition)
         if plog is None or plog.closed:
             # Metadata says we lead it but the log is gone (deleted under us or offline dir).
-            raise PartitionError(E.NOT_LEADER_OR_FOLLOWER)
+            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return info, plog
 
     @staticmethod
@@ -129,8 +129,8 @@ class ReplicaManager:
         if requested < 0 or requested == current:
             return
         if requested < current:
-            raise PartitionError(E.FENCED_LEADER_EPOCH)
-        raise PartitionError(E.UNKNOWN_LEADER_EPOCH)
+            raise PartitionError(ErrorCode.FENCED_LEADER_EPOCH)
+        raise PartitionError(ErrorCode.UNKNOWN_LEADER_EPOCH)
 
     def last_stable_offset(self, tp: TopicPartition, plog: PartitionLog) -> int:
         """The offset below which no transaction is open.
@@ -166,7 +166,7 @@ class ReplicaManager:
         would wait here (up to ``timeout_ms``) for the ISR to catch up.
         """
         if acks not in _VALID_ACKS:
-            return {tp: AppendResult(E.INVALID_REQUIRED_ACKS) for tp in entries}
+            return {tp: AppendResult(ErrorCode.INVALID_REQUIRED_ACKS) for tp in entries}
         out: dict[TopicPartition, AppendResult] = {}
         for tp, records in entries.items():
             try:
@@ -188,9 +188,9 @@ class ReplicaManager:
         if not internal:
             topic = self.broker.metadata.topic(tp.topic)
             if topic is not None and topic.internal:
-                raise PartitionError(E.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {tp.topic}")
+                raise PartitionError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {tp.topic}")
         if acks == -1 and len(info.isr) < self._min_insync_replicas(tp.topic):
-            raise PartitionError(E.NOT_ENOUGH_REPLICAS,
+            raise PartitionError(ErrorCode.NOT_ENOUGH_REPLICAS,
                                  f"The size of the current ISR {info.isr} is insufficient to satisfy "
                                  f"the min.isr requirement of {self._min_insync_replicas(tp.topic)}")
         _check_single_batch(records)
@@ -248,10 +248,10 @@ class ReplicaManager:
         for tp, req in partitions:
             result = self._read_partition(tp, req, params, min(req.max_bytes, limit), min_one)
             read.results.append((tp, result))
-            if result.error_code == E.UNKNOWN_TOPIC_OR_PARTITION:
+            if result.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
                 continue  # as Kafka: unknown partitions alone do not end a long poll
             known += 1
-            if result.error_code != E.NONE:
+            if result.error_code != ErrorCode.NONE:
                 read.errored = True
             size = len(result.records)
             if size:
@@ -335,11 +335,11 @@ def _check_single_batch(records: bytes | bytearray | memoryview | None) -> None:
     Only framing is looked at; the log validates the batch itself (CRC, magic, size).
     """
     if not records:
-        raise PartitionError(E.INVALID_RECORD, "Produce requests must have at least one record batch per partition")
+        raise PartitionError(ErrorCode.INVALID_RECORD, "Produce requests must have at least one record batch per partition")
     first = peek_size(records)
     if first is None or first >= len(records):
         return
     second = peek_size(records, first)
     if second is not None and second >= HEADER_SIZE and first + second <= len(records):
-        raise PartitionError(E.INVALID_RECORD,
+        raise PartitionError(ErrorCode.INVALID_RECORD,
                              "Produce requests are only allowed to contain exactly one record batch per partition")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from kbroker.replica import errors as E
+from kbroker.codec.error_codes import ErrorCode
 
 READ_UNCOMMITTED = 0
 READ_COMMITTED = 1
@@ -30,7 +30,7 @@ class TopicPartition(NamedTuple):
 class AppendResult:
     """One partition's outcome of a produce (what ProduceResponse reports)."""
 
-    error_code: int = E.NONE
+    error_code: int = ErrorCode.NONE
     base_offset: int = -1
     log_append_time_ms: int = -1
     log_start_offset: int = -1
@@ -53,7 +53,7 @@ class PartitionFetch:
 class FetchResult:
     """One partition's part of a fetch response."""
 
-    error_code: int = E.NONE
+    error_code: int = ErrorCode.NONE
     high_watermark: int = -1
     last_stable_offset: int = -1
     log_start_offset: int = -1
@@ -81,7 +81,7 @@ class FetchParams:
 class OffsetResult:
     """One partition's ListOffsets answer."""
 
-    error_code: int = E.NONE
+    error_code: int = ErrorCode.NONE
     timestamp: int = -1
     offset: int = -1
     leader_epoch: int = -1
