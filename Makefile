@@ -5,15 +5,16 @@ export PYTHON
 
 .PHONY: test setup lint typecheck pytest config-docs
 
-## Install test dependencies, then lint, type-check and run the whole suite.
-test:
-	bash tools/setup-test-env.sh
+## Install test dependencies, then lint, type-check and run the whole suite
+## (including the compatibility matrix and librdkafka's own test suite).
+test: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
-	@$(MAKE) --no-print-directory pytest
+	@KBROKER_LIBRDKAFKA=1 $(MAKE) --no-print-directory pytest
 
 setup:
 	bash tools/setup-test-env.sh
+	bash tools/setup-compat-env.sh --librdkafka
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -1,0 +1,1 @@
+"""Compatibility matrix: real Kafka clients × Kafka features against kbroker (``python -m compat``)."""

@@ -1,0 +1,5 @@
+import sys
+
+from compat.runner import main
+
+sys.exit(main())

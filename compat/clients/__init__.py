@@ -1,0 +1,1 @@
+"""One module (or script) per client; each implements the scenarios of compat.scenarios."""

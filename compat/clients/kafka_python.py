@@ -1,0 +1,478 @@
+"""The scenarios with kafka-python (``s_<scenario>(bootstrap)``; see compat.scenarios)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
+from kafka.errors import KafkaError
+
+from compat.clients.common import (
+    LARGE_SIZE,
+    OVERSIZE,
+    NotSupported,
+    check,
+    group_name,
+    large_value,
+    payloads,
+    topic_name,
+    wait_until,
+)
+
+CLIENT = "kafka-python"
+COMMON: dict[str, Any] = {"request_timeout_ms": 15000}
+
+
+def admin(bootstrap: str) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap, **COMMON)
+
+
+def new_topic(bootstrap: str, scenario: str, partitions: int = 1, configs: dict[str, str] | None = None) -> str:
+    name = topic_name(CLIENT, scenario)
+    a = admin(bootstrap)
+    try:
+        a.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
+    finally:
+        a.close()
+    return name
+
+
+def producer(bootstrap: str, **kw: Any) -> KafkaProducer:
+    # kafka-python 3.x turns idempotence on by default (with acks=all); only the
+    # idempotence and transaction scenarios exercise it, the others test their own feature.
+    if "transactional_id" not in kw:
+        kw.setdefault("enable_idempotence", False)
+    return KafkaProducer(bootstrap_servers=bootstrap, **COMMON, **kw)
+
+
+def consumer(bootstrap: str, **kw: Any) -> KafkaConsumer:
+    kw.setdefault("auto_offset_reset", "earliest")
+    kw.setdefault("enable_auto_commit", False)
+    return KafkaConsumer(bootstrap_servers=bootstrap, **COMMON, **kw)
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes | None], partition: int | None = None,
+            keys: list[bytes] | None = None, **kw: Any) -> list[Any]:
+    p = producer(bootstrap, **kw)
+    try:
+        futs = [p.send(topic, value=v, key=keys[i] if keys else None, partition=partition)
+                for i, v in enumerate(values)]
+        p.flush(30)
+        return [f.get(30) for f in futs]
+    finally:
+        p.close(10)
+
+
+def read_all(bootstrap: str, topic: str, n: int, partitions: list[int] | None = None,
+             timeout: float = 20.0, **kw: Any) -> list[Any]:
+    """The first ``n`` records of ``partitions`` (all of the topic's by default) from offset 0."""
+    c = consumer(bootstrap, **kw)
+    try:
+        if partitions is None:
+            parts = wait_until(lambda: c.partitions_for_topic(topic), 10, "topic metadata")
+            partitions = sorted(parts)
+        tps = [TopicPartition(topic, p) for p in partitions]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            for recs in c.poll(500).values():
+                out.extend(recs)
+        check(len(out) >= n, f"consumed {len(out)} of {n} records")
+        return out
+    finally:
+        c.close()
+
+
+# ---------------------------------------------------------------- scenarios
+
+def s_metadata(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "metadata", 3)
+    c = consumer(bootstrap)
+    try:
+        parts = wait_until(lambda: c.partitions_for_topic(topic), 10, "topic in metadata")
+        check(parts == {0, 1, 2}, f"partitions {sorted(parts)}")
+        brokers = c._client.cluster.brokers()
+        host, port = bootstrap.rsplit(":", 1)
+        check(any(b.host == host and b.port == int(port) for b in brokers), f"brokers {brokers}")
+        for p in parts:
+            leader = c._client.cluster.leader_for_partition(TopicPartition(topic, p))
+            check(leader is not None and leader >= 0, f"partition {p} has no leader")
+    finally:
+        c.close()
+
+
+def _acks(bootstrap: str, acks: Any, scenario: str) -> None:
+    topic = new_topic(bootstrap, scenario)
+    vals = payloads(20)
+    produce(bootstrap, topic, list(vals), acks=acks)
+    got = read_all(bootstrap, topic, 20)
+    check([r.value for r in got] == vals, "records differ from what was produced")
+
+
+def s_produce_acks0(bootstrap: str) -> None:
+    _acks(bootstrap, 0, "produce_acks0")
+
+
+def s_produce_acks1(bootstrap: str) -> None:
+    _acks(bootstrap, 1, "produce_acks1")
+
+
+def s_produce_acksall(bootstrap: str) -> None:
+    _acks(bootstrap, "all", "produce_acksall")
+
+
+def s_keys_partitioner(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "keys", 6)
+    keys = [f"key-{i % 12}".encode() for i in range(60)]
+    vals = payloads(60)
+    md = produce(bootstrap, topic, list(vals), keys=keys)
+    where: dict[bytes, set[int]] = {}
+    for k, m in zip(keys, md, strict=True):
+        where.setdefault(k, set()).add(m.partition)
+    check(all(len(s) == 1 for s in where.values()), "a key went to several partitions")
+    check(len({p for s in where.values() for p in s}) > 1, "all keys in one partition")
+    got = read_all(bootstrap, topic, 60)
+    sent = {(k, v, m.partition) for k, v, m in zip(keys, vals, md, strict=True)}
+    check({(r.key, r.value, r.partition) for r in got} == sent, "consumed key/partition differs")
+
+
+HEADERS = [("h1", b"v1"), ("h2", b""), ("h1", b"dup")]
+
+
+def s_headers(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "headers")
+    p = producer(bootstrap)
+    try:
+        p.send(topic, value=b"with-headers", headers=HEADERS).get(30)
+    finally:
+        p.close(10)
+    got = read_all(bootstrap, topic, 1)
+    check(list(got[0].headers) == HEADERS, f"headers {got[0].headers}")
+
+
+def s_null_values(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "null")
+    produce(bootstrap, topic, [None, b""], keys=[b"k1", b"k2"])
+    got = read_all(bootstrap, topic, 2)
+    check(got[0].value is None and got[0].key == b"k1", f"tombstone read as {got[0].value!r}")
+    check(got[1].value == b"" and got[1].key == b"k2", f"empty value read as {got[1].value!r}")
+
+
+def _compression(bootstrap: str, codec: str) -> None:
+    topic = new_topic(bootstrap, "compression-" + codec)
+    vals = [v * 20 for v in payloads(50)]
+    produce(bootstrap, topic, list(vals), compression_type=codec, linger_ms=50)
+    got = read_all(bootstrap, topic, 50)
+    check([r.value for r in got] == vals, "records differ")
+
+
+def s_compression_gzip(bootstrap: str) -> None:
+    _compression(bootstrap, "gzip")
+
+
+def s_compression_snappy(bootstrap: str) -> None:
+    _compression(bootstrap, "snappy")
+
+
+def s_compression_lz4(bootstrap: str) -> None:
+    _compression(bootstrap, "lz4")
+
+
+def s_compression_zstd(bootstrap: str) -> None:
+    _compression(bootstrap, "zstd")
+
+
+def s_consume_assign(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "assign", 3)
+    vals = payloads(10)
+    produce(bootstrap, topic, list(vals), partition=1)
+    c = consumer(bootstrap)
+    try:
+        tp = TopicPartition(topic, 1)
+        c.assign([tp])
+        c.seek(tp, 5)
+        out: list[Any] = []
+        deadline = time.monotonic() + 20
+        while len(out) < 5 and time.monotonic() < deadline:
+            for recs in c.poll(500).values():
+                out.extend(recs)
+        check([(r.offset, r.value) for r in out] == list(zip(range(5, 10), vals[5:], strict=True)),
+              f"got offsets {[r.offset for r in out]}")
+    finally:
+        c.close()
+
+
+def s_consume_timestamp(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "timestamp")
+    t0 = int(time.time() * 1000) - 60_000
+    p = producer(bootstrap)
+    try:
+        for i in range(5):
+            p.send(topic, value=f"t{i}".encode(), timestamp_ms=t0 + i * 1000).get(30)
+    finally:
+        p.close(10)
+    c = consumer(bootstrap)
+    try:
+        tp = TopicPartition(topic, 0)
+        found = c.offsets_for_times({tp: t0 + 1500})[tp]
+        check(found is not None and found.offset == 2, f"offsets_for_times gave {found}")
+        check(found.timestamp == t0 + 2000, f"timestamp {found.timestamp}")
+        c.assign([tp])
+        c.seek(tp, found.offset)
+        out: list[Any] = []
+        deadline = time.monotonic() + 20
+        while not out and time.monotonic() < deadline:
+            for recs in c.poll(500).values():
+                out.extend(recs)
+        check(out and out[0].value == b"t2" and out[0].timestamp == t0 + 2000, "wrong first record")
+    finally:
+        c.close()
+
+
+def _group(bootstrap: str, scenario: str, assignor: Any) -> str:
+    topic = new_topic(bootstrap, scenario, 4)
+    vals = payloads(40)
+    produce(bootstrap, topic, list(vals), keys=[str(i).encode() for i in range(40)])
+    group = group_name(CLIENT, scenario)
+    seen: list[set[bytes]] = [set(), set()]
+    assigned: list[set[int]] = [set(), set()]
+    consumers = [consumer(bootstrap, group_id=group, partition_assignment_strategy=[assignor],
+                          session_timeout_ms=10000, heartbeat_interval_ms=500) for _ in range(2)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def loop(i: int) -> None:
+        c = consumers[i]
+        try:
+            c.subscribe([topic])
+            while not stop.is_set():
+                for recs in c.poll(200).values():
+                    seen[i].update(r.value for r in recs)
+                assigned[i] = {tp.partition for tp in c.assignment()}
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+            time.sleep(0.5)
+
+        def done() -> bool:
+            if errors:
+                raise errors[0]
+            both = assigned[0] and assigned[1] and not (assigned[0] & assigned[1])
+            return bool(both and assigned[0] | assigned[1] == {0, 1, 2, 3}
+                        and len(seen[0] | seen[1]) == 40)
+
+        wait_until(done, 45, f"a balanced 2-member group (assigned {assigned}, "
+                             f"consumed {len(seen[0] | seen[1])}/40)")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        for c in consumers:
+            c.close()
+    return f"assignment {sorted(assigned[0])} / {sorted(assigned[1])}"
+
+
+def s_group_range(bootstrap: str) -> str:
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    return _group(bootstrap, "group_range", RangePartitionAssignor)
+
+
+def s_group_roundrobin(bootstrap: str) -> str:
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    return _group(bootstrap, "group_roundrobin", RoundRobinPartitionAssignor)
+
+
+def s_group_sticky(bootstrap: str) -> str:
+    from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+    return _group(bootstrap, "group_sticky", StickyPartitionAssignor)
+
+
+def s_group_cooperative_sticky(bootstrap: str) -> str:
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    return _group(bootstrap, "group_cooperative_sticky", CooperativeStickyAssignor)
+
+
+def s_commit_resume(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "commit")
+    vals = payloads(10)
+    produce(bootstrap, topic, list(vals))
+    group = group_name(CLIENT, "commit")
+    tp = TopicPartition(topic, 0)
+    c = consumer(bootstrap, group_id=group)
+    try:
+        c.subscribe([topic])
+        got: list[Any] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 4 and time.monotonic() < deadline:
+            for recs in c.poll(500, max_records=4 - len(got)).values():
+                got.extend(recs)
+        check(len(got) == 4, f"first consumer read {len(got)} records")
+        from kafka.structs import OffsetAndMetadata
+        c.commit({tp: OffsetAndMetadata(4, "", -1)})
+        check(c.committed(tp) == 4, f"committed() = {c.committed(tp)}")
+    finally:
+        c.close()
+    c = consumer(bootstrap, group_id=group)
+    try:
+        c.subscribe([topic])
+        got = []
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            for recs in c.poll(500).values():
+                got.extend(recs)
+        check(got and got[0].offset == 4 and got[0].value == vals[4],
+              f"resumed at offset {got[0].offset if got else None}")
+    finally:
+        c.close()
+
+
+def s_idempotent_producer(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "idempotent")
+    vals = payloads(10)
+    produce(bootstrap, topic, list(vals), enable_idempotence=True, acks="all")
+    got = read_all(bootstrap, topic, 10)
+    check([r.value for r in got] == vals, "records differ")
+
+
+def s_transactions(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "txn")
+    p = producer(bootstrap, transactional_id=topic + "-tx")
+    try:
+        p.init_transactions()
+        p.begin_transaction()
+        for v in (b"c1", b"c2", b"c3"):
+            p.send(topic, v)
+        p.commit_transaction()
+        p.begin_transaction()
+        for v in (b"a1", b"a2"):
+            p.send(topic, v)
+        p.flush()
+        p.abort_transaction()
+        p.begin_transaction()
+        p.send(topic, b"c4")
+        p.commit_transaction()
+    finally:
+        p.close(10)
+    got = read_all(bootstrap, topic, 4, isolation_level="read_committed")
+    check([r.value for r in got] == [b"c1", b"c2", b"c3", b"c4"], f"read {[r.value for r in got]}")
+
+
+def s_admin_topics(bootstrap: str) -> None:
+    a = admin(bootstrap)
+    try:
+        name = topic_name(CLIENT, "admin-topics")
+        a.create_topics([NewTopic(name, 2, 1)])
+        check(name in a.list_topics(), "created topic not listed")
+        a.delete_topics([name])
+        wait_until(lambda: name not in a.list_topics(), 10, "deleted topic to disappear")
+    finally:
+        a.close()
+
+
+def s_admin_partitions(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "admin-partitions", 1)
+    a = admin(bootstrap)
+    try:
+        a.create_partitions({topic: NewPartitions(3)})
+    finally:
+        a.close()
+    def three() -> bool:
+        a = admin(bootstrap)
+        try:
+            return len(a.describe_topics([topic])[0]["partitions"]) == 3
+        finally:
+            a.close()
+    wait_until(three, 10, "3 partitions in metadata")
+    produce(bootstrap, topic, [b"p2"], partition=2)
+
+
+def _config_value(a: KafkaAdminClient, res: ConfigResource, key: str) -> str | None:
+    resp = a.describe_configs([res], config_filter="all")
+    entries = next(iter(next(iter(resp.values())).values()))
+    check(key in entries, f"{key} not in describe_configs response")
+    return str(entries[key]["value"])
+
+
+def s_admin_configs(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "admin-configs", configs={"retention.ms": "3600000"})
+    a = admin(bootstrap)
+    try:
+        res = ConfigResource(ConfigResourceType.TOPIC, topic)
+        got = _config_value(a, res, "retention.ms")
+        check(got == "3600000", f"retention.ms = {got}")
+        a.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": "12345"})])
+        got = _config_value(a, res, "retention.ms")
+        check(got == "12345", f"after alter retention.ms = {got}")
+        got = _config_value(a, ConfigResource(ConfigResourceType.BROKER, "1"), "num.partitions")
+        check(got is not None, "broker config not described")
+    finally:
+        a.close()
+
+
+def _group_ids(a: KafkaAdminClient) -> list[str]:
+    return [g["group_id"] if isinstance(g, dict) else g[0] for g in a.list_groups()]
+
+
+def s_admin_groups(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "admin-groups")
+    produce(bootstrap, topic, [b"x"])
+    group = group_name(CLIENT, "admin-groups")
+    c = consumer(bootstrap, group_id=group)
+    try:
+        c.subscribe([topic])
+        wait_until(lambda: c.poll(300), 20, "a record in the group consumer")
+        c.commit()
+    finally:
+        c.close()
+    a = admin(bootstrap)
+    try:
+        ids = _group_ids(a)
+        check(group in ids, f"group not listed among {len(ids)}")
+        desc = a.describe_groups([group])[group]
+        check(desc["group_state"] == "Empty", f"described state {desc['group_state']}")
+        a.delete_groups([group])
+        wait_until(lambda: group not in _group_ids(a), 10, "deleted group to disappear")
+    finally:
+        a.close()
+
+
+def s_large_messages(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "large")
+    big = large_value(LARGE_SIZE)
+    produce(bootstrap, topic, [big], max_request_size=4 * 1024 * 1024)
+    got = read_all(bootstrap, topic, 1, fetch_max_bytes=4 * 1024 * 1024,
+                   max_partition_fetch_bytes=4 * 1024 * 1024)
+    check(got[0].value == big, "large value differs")
+    try:
+        produce(bootstrap, topic, [large_value(OVERSIZE)], max_request_size=4 * 1024 * 1024, retries=0)
+    except KafkaError as e:
+        check("TooLarge" in type(e).__name__ or "TOO_LARGE" in str(e).upper(), f"rejected with {e!r}")
+    else:
+        raise AssertionError("broker accepted a record over max.message.bytes")
+
+
+def s_many_partitions(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "many", 64)
+    p = producer(bootstrap, linger_ms=20)
+    try:
+        futs = [p.send(topic, value=f"p{i}".encode(), partition=i) for i in range(64)]
+        p.flush(30)
+        for f in futs:
+            f.get(30)
+    finally:
+        p.close(10)
+    got = read_all(bootstrap, topic, 64, partitions=list(range(64)), timeout=30)
+    check(sorted((r.partition, r.value) for r in got) == [(i, f"p{i}".encode()) for i in range(64)],
+          "records differ")
+
+
+_ = NotSupported  # every kafka-python scenario is implemented

@@ -1,0 +1,353 @@
+// The scenarios with kafkajs: `node kafkajs.js SCENARIO BOOTSTRAP` prints one line
+// `COMPAT-RESULT {"status": "pass"|"fail"|"na", "detail": "..."}`.
+// kafkajs comes from compat/work/node_modules (tools/setup-compat-env.sh), found via NODE_PATH.
+'use strict';
+
+const crypto = require('crypto');
+const { Kafka, logLevel, CompressionTypes, CompressionCodecs, PartitionAssigners } = require('kafkajs');
+
+let codecs = {};
+try { CompressionCodecs[CompressionTypes.Snappy] = require('kafkajs-snappy'); codecs.snappy = true; } catch (e) { /* optional */ }
+try {
+  const LZ4 = require('kafkajs-lz4');
+  CompressionCodecs[CompressionTypes.LZ4] = new LZ4().codec;
+  codecs.lz4 = true;
+} catch (e) { /* optional */ }
+
+class NotSupported extends Error {}
+class CheckFailed extends Error {}
+
+const CLIENT = 'kafkajs';
+const [, , SCENARIO, BOOTSTRAP] = process.argv;
+const kafka = new Kafka({ clientId: 'kbroker-compat', brokers: [BOOTSTRAP], logLevel: logLevel.NOTHING,
+  retry: { retries: 3, initialRetryTime: 100 }, requestTimeout: 15000, connectionTimeout: 5000 });
+
+const rnd = () => crypto.randomBytes(4).toString('hex');
+const topicName = (s) => `compat-${CLIENT}-${s}-${rnd()}`.replace(/_/g, '-');
+const groupName = (s) => `compat-g-${CLIENT}-${s}-${rnd()}`;
+const payloads = (n, p = 'm') => Array.from({ length: n }, (_, i) => `${p}-${String(i).padStart(5, '0')}`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+function check(cond, msg) { if (!cond) throw new CheckFailed(msg); }
+
+async function waitUntil(fn, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new CheckFailed(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+async function withAdmin(fn) {
+  const admin = kafka.admin();
+  await admin.connect();
+  try { return await fn(admin); } finally { await admin.disconnect(); }
+}
+
+async function newTopic(scenario, partitions = 1, configEntries = []) {
+  const topic = topicName(scenario);
+  await withAdmin(async (a) => {
+    const ok = await a.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1, configEntries }], waitForLeaders: true });
+    check(ok, 'createTopics returned false');
+  });
+  return topic;
+}
+
+async function produce(topic, messages, opts = {}) {
+  const producer = kafka.producer(opts.producer || {});
+  await producer.connect();
+  try {
+    return await producer.send({ topic, messages, acks: opts.acks === undefined ? -1 : opts.acks, compression: opts.compression });
+  } finally { await producer.disconnect(); }
+}
+
+// Read `n` messages from the start of `partitions` (all of them by default) without a group.
+async function readAll(topic, n, opts = {}) {
+  const consumer = kafka.consumer({ maxWaitTimeInMs: 500, groupId: groupName('read'), readUncommitted: !opts.readCommitted,
+    maxBytes: opts.maxBytes, maxBytesPerPartition: opts.maxBytes });
+  const out = [];
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({ autoCommit: false, eachMessage: async ({ partition, message }) => { out.push({ partition, ...message }); } });
+    await waitUntil(() => out.length >= n, opts.timeout || 20000, `${n} records (have ${out.length})`);
+    return out;
+  } finally { await consumer.disconnect(); }
+}
+const str = (b) => (b === null ? null : b.toString());
+
+const scenarios = {
+  async metadata() {
+    const topic = await newTopic('metadata', 3);
+    await withAdmin(async (a) => {
+      const md = await a.fetchTopicMetadata({ topics: [topic] });
+      const parts = md.topics[0].partitions.map((p) => p.partitionId).sort();
+      check(JSON.stringify(parts) === '[0,1,2]', `partitions ${parts}`);
+      const cluster = await a.describeCluster();
+      const [host, port] = BOOTSTRAP.split(':');
+      check(cluster.brokers.some((b) => b.host === host && b.port === Number(port)), `brokers ${JSON.stringify(cluster.brokers)}`);
+      check(md.topics[0].partitions.every((p) => cluster.brokers.some((b) => b.nodeId === p.leader)), 'partition without a known leader');
+    });
+  },
+  async produce_acks0() { await acks(0, 'acks0'); },
+  async produce_acks1() { await acks(1, 'acks1'); },
+  async produce_acksall() { await acks(-1, 'acksall'); },
+  async keys_partitioner() {
+    const topic = await newTopic('keys', 6);
+    const msgs = Array.from({ length: 60 }, (_, i) => ({ key: `key-${i % 12}`, value: `v${i}` }));
+    const res = await produce(topic, msgs);
+    check(res.length > 1, 'all keys in one partition');
+    const got = await readAll(topic, 60);
+    const where = {};
+    for (const m of got) (where[str(m.key)] = where[str(m.key)] || new Set()).add(m.partition);
+    check(Object.keys(where).length === 12 && Object.values(where).every((s) => s.size === 1), 'a key is in several partitions');
+    check(new Set(got.map((m) => m.partition)).size > 1, 'all keys in one partition');
+  },
+  async headers() {
+    const topic = await newTopic('headers');
+    // kafkajs headers are an object: a repeated key is given as an array of values.
+    await produce(topic, [{ value: 'with-headers', headers: { h1: ['v1', 'dup'], h2: '' } }]);
+    const [m] = await readAll(topic, 1);
+    const h = m.headers;
+    const h1 = Array.isArray(h.h1) ? h.h1.map(str) : [str(h.h1)];
+    check(JSON.stringify(h1) === '["v1","dup"]' && str(h.h2) === '', `headers ${JSON.stringify(h)}`);
+  },
+  async null_values() {
+    const topic = await newTopic('null');
+    await produce(topic, [{ key: 'k1', value: null }, { key: 'k2', value: '' }]);
+    const got = await readAll(topic, 2);
+    check(got[0].value === null && str(got[0].key) === 'k1', `tombstone read as ${got[0].value}`);
+    check(got[1].value !== null && str(got[1].value) === '' && str(got[1].key) === 'k2', `empty value read as ${got[1].value}`);
+  },
+  async compression_gzip() { await compression(CompressionTypes.GZIP, 'gzip'); },
+  async compression_snappy() {
+    if (!codecs.snappy) throw new NotSupported('kafkajs-snappy codec not installed');
+    await compression(CompressionTypes.Snappy, 'snappy');
+  },
+  async compression_lz4() {
+    if (!codecs.lz4) throw new NotSupported('kafkajs-lz4 codec not installed');
+    await compression(CompressionTypes.LZ4, 'lz4');
+  },
+  async compression_zstd() {
+    throw new NotSupported('kafkajs ships no zstd codec (@kafkajs/zstd needs a native build)');
+  },
+  async consume_assign() {
+    // kafkajs has no manual assignment (consumer.assign); closest is a group consumer + seek.
+    throw new NotSupported('kafkajs has no manual partition assignment (group subscription only)');
+  },
+  async consume_timestamp() {
+    const topic = await newTopic('timestamp');
+    const t0 = Date.now() - 60000;
+    await produce(topic, Array.from({ length: 5 }, (_, i) => ({ value: `t${i}`, timestamp: String(t0 + i * 1000) })));
+    const offs = await withAdmin((a) => a.fetchTopicOffsetsByTimestamp(topic, t0 + 1500));
+    check(offs.length === 1 && offs[0].offset === '2', `offsets for timestamp ${JSON.stringify(offs)}`);
+    const consumer = kafka.consumer({ maxWaitTimeInMs: 500, groupId: groupName('ts') });
+    const out = [];
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topics: [topic] });
+      await consumer.run({ autoCommit: false, eachMessage: async ({ message }) => { out.push(message); } });
+      consumer.seek({ topic, partition: 0, offset: offs[0].offset });
+      await waitUntil(() => out.length >= 1, 20000, 'a record');
+    } finally { await consumer.disconnect(); }
+    check(str(out[0].value) === 't2' && out[0].timestamp === String(t0 + 2000), `first record ${str(out[0].value)} @${out[0].timestamp}`);
+  },
+  async group_range() { throw new NotSupported('kafkajs ships only the round-robin assignor'); },
+  async group_roundrobin() { return group([PartitionAssigners.roundRobin], 'roundrobin'); },
+  async group_sticky() { throw new NotSupported('kafkajs ships only the round-robin assignor'); },
+  async group_cooperative_sticky() { throw new NotSupported('kafkajs ships only the round-robin assignor (no cooperative rebalancing)'); },
+  async commit_resume() {
+    const topic = await newTopic('commit');
+    const vals = payloads(10);
+    await produce(topic, vals.map((value) => ({ value })));
+    const groupId = groupName('commit');
+    let c = kafka.consumer({ maxWaitTimeInMs: 500, groupId });
+    const first = [];
+    await c.connect();
+    try {
+      await c.subscribe({ topics: [topic], fromBeginning: true });
+      await c.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) if (first.length < 4) first.push(m);
+      } });
+      await waitUntil(() => first.length >= 4, 20000, '4 records');
+      await c.commitOffsets([{ topic, partition: 0, offset: '4' }]);
+    } finally { await c.disconnect(); }
+    const committed = await withAdmin((a) => a.fetchOffsets({ groupId, topics: [topic] }));
+    check(committed[0].partitions[0].offset === '4', `committed ${JSON.stringify(committed)}`);
+    c = kafka.consumer({ maxWaitTimeInMs: 500, groupId });
+    const second = [];
+    await c.connect();
+    try {
+      await c.subscribe({ topics: [topic], fromBeginning: true });
+      await c.run({ autoCommit: false, eachMessage: async ({ message }) => { second.push(message); } });
+      await waitUntil(() => second.length >= 1, 20000, 'a record after resume');
+    } finally { await c.disconnect(); }
+    check(second[0].offset === '4' && str(second[0].value) === vals[4], `resumed at offset ${second[0].offset}`);
+  },
+  async idempotent_producer() {
+    const topic = await newTopic('idempotent');
+    const vals = payloads(10);
+    await produce(topic, vals.map((value) => ({ value })), { producer: { idempotent: true, maxInFlightRequests: 1 } });
+    const got = await readAll(topic, 10);
+    check(JSON.stringify(got.map((m) => str(m.value))) === JSON.stringify(vals), 'records differ');
+  },
+  async transactions() {
+    const topic = await newTopic('txn');
+    const producer = kafka.producer({ transactionalId: `${topic}-tx`, idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    try {
+      let tx = await producer.transaction();
+      await tx.send({ topic, messages: ['c1', 'c2', 'c3'].map((value) => ({ value })) });
+      await tx.commit();
+      tx = await producer.transaction();
+      await tx.send({ topic, messages: ['a1', 'a2'].map((value) => ({ value })) });
+      await tx.abort();
+      tx = await producer.transaction();
+      await tx.send({ topic, messages: [{ value: 'c4' }] });
+      await tx.commit();
+    } finally { await producer.disconnect(); }
+    const got = await readAll(topic, 4, { readCommitted: true });
+    await sleep(500);
+    check(JSON.stringify(got.map((m) => str(m.value))) === '["c1","c2","c3","c4"]', `read ${got.map((m) => str(m.value))}`);
+  },
+  async admin_topics() {
+    await withAdmin(async (a) => {
+      const topic = topicName('admin-topics');
+      await a.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+      check((await a.listTopics()).includes(topic), 'created topic not listed');
+      await a.deleteTopics({ topics: [topic], timeout: 10000 });
+      await waitUntil(async () => !(await a.listTopics()).includes(topic), 10000, 'deleted topic to disappear');
+    });
+  },
+  async admin_partitions() {
+    const topic = await newTopic('admin-partitions', 1);
+    await withAdmin(async (a) => {
+      await a.createPartitions({ topicPartitions: [{ topic, count: 3 }] });
+      const md = await a.fetchTopicMetadata({ topics: [topic] });
+      check(md.topics[0].partitions.length === 3, `${md.topics[0].partitions.length} partitions after create`);
+    });
+    await produce(topic, [{ value: 'p2', partition: 2 }]);
+  },
+  async admin_configs() {
+    const topic = await newTopic('admin-configs', 1, [{ name: 'retention.ms', value: '3600000' }]);
+    const { ConfigResourceTypes } = require('kafkajs');
+    await withAdmin(async (a) => {
+      const get = async (type, name, key) => {
+        const r = await a.describeConfigs({ resources: [{ type, name, configNames: [key] }], includeSynonyms: false });
+        const e = r.resources[0].configEntries.find((c) => c.configName === key);
+        check(e, `${key} not described`);
+        return e.configValue;
+      };
+      let v = await get(ConfigResourceTypes.TOPIC, topic, 'retention.ms');
+      check(v === '3600000', `retention.ms = ${v}`);
+      await a.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'retention.ms', value: '12345' }] }] });
+      v = await get(ConfigResourceTypes.TOPIC, topic, 'retention.ms');
+      check(v === '12345', `after alter retention.ms = ${v}`);
+      await get(ConfigResourceTypes.BROKER, '1', 'num.partitions');
+    });
+  },
+  async admin_groups() {
+    const topic = await newTopic('admin-groups');
+    await produce(topic, [{ value: 'x' }]);
+    const groupId = groupName('admin-groups');
+    const c = kafka.consumer({ maxWaitTimeInMs: 500, groupId });
+    let n = 0;
+    await c.connect();
+    try {
+      await c.subscribe({ topics: [topic], fromBeginning: true });
+      await c.run({ eachMessage: async () => { n += 1; } });
+      await waitUntil(() => n >= 1, 20000, 'a record in the group consumer');
+    } finally { await c.disconnect(); }
+    await withAdmin(async (a) => {
+      const ids = async () => (await a.listGroups()).groups.map((g) => g.groupId);
+      check((await ids()).includes(groupId), 'group not listed');
+      const d = await a.describeGroups([groupId]);
+      check(d.groups[0].state === 'Empty', `described state ${d.groups[0].state}`);
+      await a.deleteGroups([groupId]);
+      await waitUntil(async () => !(await ids()).includes(groupId), 10000, 'deleted group to disappear');
+    });
+  },
+  async large_messages() {
+    const topic = await newTopic('large');
+    const big = crypto.randomBytes(1000000);
+    await produce(topic, [{ value: big }]);
+    const [m] = await readAll(topic, 1, { maxBytes: 4 * 1024 * 1024 });
+    check(Buffer.compare(m.value, big) === 0, 'large value differs');
+    try {
+      await produce(topic, [{ value: crypto.randomBytes(1100000) }], { producer: { retry: { retries: 0 } } });
+    } catch (e) {
+      const t = `${e.type || ''} ${e.message} ${(e.originalError && e.originalError.type) || ''}`;
+      check(/TOO_LARGE|too large/i.test(t), `rejected with ${t}`);
+      return;
+    }
+    throw new CheckFailed('broker accepted a record over max.message.bytes');
+  },
+  async many_partitions() {
+    const topic = await newTopic('many', 64);
+    await produce(topic, Array.from({ length: 64 }, (_, i) => ({ value: `p${i}`, partition: i })));
+    const got = await readAll(topic, 64, { timeout: 30000 });
+    const pairs = got.map((m) => `${m.partition}:${str(m.value)}`).sort();
+    const want = Array.from({ length: 64 }, (_, i) => `${i}:p${i}`).sort();
+    check(JSON.stringify(pairs) === JSON.stringify(want), 'records differ');
+  },
+};
+
+async function acks(a, s) {
+  const topic = await newTopic(s);
+  const vals = payloads(20);
+  await produce(topic, vals.map((value) => ({ value })), { acks: a });
+  const got = await readAll(topic, 20);
+  check(JSON.stringify(got.map((m) => str(m.value))) === JSON.stringify(vals), 'records differ from what was produced');
+}
+
+async function compression(type, name) {
+  const topic = await newTopic(`compression-${name}`);
+  const vals = payloads(50).map((v) => v.repeat(20));
+  await produce(topic, vals.map((value) => ({ value })), { compression: type });
+  const got = await readAll(topic, 50);
+  check(JSON.stringify(got.map((m) => str(m.value))) === JSON.stringify(vals), 'records differ');
+}
+
+async function group(assigners, s) {
+  const topic = await newTopic(s, 4);
+  await produce(topic, payloads(40).map((value, i) => ({ key: String(i), value })));
+  const groupId = groupName(s);
+  const seen = new Set();
+  const assigned = [new Set(), new Set()];
+  const cs = [0, 1].map(() => kafka.consumer({ maxWaitTimeInMs: 500, groupId, partitionAssigners: assigners, sessionTimeout: 10000, heartbeatInterval: 500, rebalanceTimeout: 10000 }));
+  try {
+    for (const [i, c] of cs.entries()) {
+      c.on(c.events.GROUP_JOIN, (e) => { assigned[i] = new Set((e.payload.memberAssignment[topic] || [])); });
+      await c.connect();
+      await c.subscribe({ topics: [topic], fromBeginning: true });
+      await c.run({ autoCommit: false, eachMessage: async ({ message }) => { seen.add(str(message.value)); } });
+      await sleep(300);
+    }
+    await waitUntil(() => {
+      const [a, b] = assigned;
+      const union = new Set([...a, ...b]);
+      return a.size && b.size && [...a].every((p) => !b.has(p)) && union.size === 4 && seen.size === 40;
+    }, 45000, 'a balanced 2-member group that consumed all 40 records');
+    return `assignment [${[...assigned[0]].sort()}] / [${[...assigned[1]].sort()}]`;
+  } finally {
+    for (const c of cs) await c.disconnect();
+  }
+}
+
+function report(status, detail) {
+  process.stdout.write(`COMPAT-RESULT ${JSON.stringify({ status, detail: String(detail || '').split('\n')[0].slice(0, 300) })}\n`);
+}
+
+(async () => {
+  const fn = scenarios[SCENARIO];
+  if (!fn) { report('na', `kafkajs has no implementation of ${SCENARIO}`); return; }
+  try {
+    const note = await fn();
+    report('pass', note || '');
+  } catch (e) {
+    if (e instanceof NotSupported) report('na', e.message);
+    else { console.error(e && e.stack); report('fail', `${e.name}: ${e.message}`); }
+  }
+  process.exit(0);
+})();

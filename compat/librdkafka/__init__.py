@@ -1,0 +1,1 @@
+"""Run librdkafka's own integration test suite against kbroker (``python -m compat.librdkafka``)."""

@@ -1,0 +1,242 @@
+"""Run librdkafka's test suite (tests/test-runner) against kbroker, one test number at a time.
+
+Each run of ``test-runner`` gets a fresh kbroker subprocess (ephemeral port, temporary data
+dir) and its own ``test.conf``, so one test's leftovers or a broker crash never affect the
+next. A test counts as passed only when its summary row says PASSED; a row that says
+SKIPPED (e.g. a broker-version gate) has not passed.
+
+    python -m compat.librdkafka                 # the tests in tests.allow; fails if one fails
+    python -m compat.librdkafka --all           # every broker test not in tests.exclude
+    python -m compat.librdkafka --tests 0001_multiobj,0012_produce_consume
+
+Build librdkafka first: ``bash tools/setup-compat-env.sh --librdkafka``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from compat.broker import REPO, Broker, BrokerError
+
+HERE = Path(__file__).resolve().parent
+WORK = REPO / "compat" / "work"
+LIBRDKAFKA_VERSION = "2.12.0"
+DEFAULT_BUILD = WORK / f"librdkafka-{LIBRDKAFKA_VERSION}"
+ALLOW = HERE / "tests.allow"
+EXCLUDE = HERE / "tests.exclude"
+#: The Kafka version test-runner is told it talks to (else it assumes 2.4 and skips much).
+KAFKA_VERSION = "4.1.0"
+
+#: Broker settings for the suite: librdkafka's own test clusters (tests/scenarios/*.json)
+#: auto-create topics with 4 partitions, and many tests produce to partitions 1..3. They run
+#: Kafka's default group.initial.rebalance.delay.ms (3 s), which tests such as
+#: 0118_commit_rebalance rely on to get both members into the first generation.
+BROKER_OVERRIDES = {"num.partitions": "4", "group.initial.rebalance.delay.ms": "3000"}
+#: test.timeout.multiplier in test.conf.
+TIMEOUT_MULTIPLIER = 3
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ROW = re.compile(r"^\|\s*(\S+)\s*\|\s*([A-Z ]+?)\s*\|\s*([0-9.]+)s\s*\|\s*(.*)$")
+
+
+@dataclass(frozen=True)
+class TestDef:
+    name: str
+    flags: str
+    scenario: str  # "default" unless the test asks for another
+
+    @property
+    def num(self) -> str:
+        return self.name[:4]
+
+
+def parse_tests(test_c: Path) -> list[TestDef]:
+    """The entries of ``struct test tests[]`` in tests/test.c."""
+    src = test_c.read_text(errors="replace")
+    body = src[src.index("struct test tests[] = {"):]
+    body = body[: body.index("{NULL}")]
+    out = []
+    for m in re.finditer(r"_TEST\(\s*(\w+)\s*,\s*([^,)]*)(.*?)\)\s*,\s*(?=_TEST|#|/\*|\{NULL|$)", body, re.S):
+        name, flags, rest = m.group(1), m.group(2).strip(), m.group(3)
+        sm = re.search(r'\.scenario\s*=\s*"([^"]+)"', rest)
+        scenario = sm.group(1).split(",")[0] if sm else "default"
+        out.append(TestDef(name, flags, scenario))
+    return out
+
+
+def read_list(path: Path) -> dict[str, str]:
+    """``name [reason]`` per line; ``#`` starts a comment."""
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        if not line:
+            continue
+        name, _, reason = line.partition(" ")
+        out[name] = reason.strip()
+    return out
+
+
+def read_exclude(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, _, reason = line.strip().partition(" ")
+        out[name] = reason.strip()
+    return out
+
+
+def parse_summary(output: str) -> dict[str, tuple[str, str]]:
+    """``{test name: (state, reason)}`` from test-runner's summary table."""
+    rows: dict[str, tuple[str, str]] = {}
+    for line in _ANSI.sub("", output).splitlines():
+        m = _ROW.match(line.strip())
+        if m and m.group(1) != "<MAIN>":
+            rows[m.group(1)] = (m.group(2).strip(), m.group(4).strip().rstrip("|").strip())
+    return rows
+
+
+def first_failure(output: str) -> str:
+    """The reason under the first ``### Test "..." failed at ...: ###`` banner."""
+    lines = _ANSI.sub("", output).splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("### Test") and "failed" in line:
+            reason = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            where = line.split(" failed at ", 1)[-1].split(" at ")[0]
+            return f"{where}: {reason}"[:300]
+    return ""
+
+
+def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Path,
+              broker_overrides: dict[str, str]) -> tuple[dict[str, tuple[str, str]], str, float]:
+    """Run ``TESTS=num`` under ``scenario`` against a fresh broker: (rows, note, seconds)."""
+    tests_dir = build / "tests"
+    overrides = dict(broker_overrides)
+    if scenario == "noautocreate":
+        overrides["auto.create.topics.enable"] = "false"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    broker = Broker(overrides, log_path=log_dir / f"{num}-{scenario}.broker.log")
+    t0 = time.monotonic()
+    try:
+        broker.start()
+    except BrokerError as e:
+        return {}, f"broker did not start: {e}", 0.0
+    try:
+        conf = broker.data_dir / "test.conf"
+        # A Python broker on 2 cores is slower than Kafka; upstream CI also raises the
+        # multiplier (test.c adds 2 when CI is set).
+        conf.write_text(f"metadata.broker.list={broker.bootstrap}\n"
+                        f"test.timeout.multiplier={TIMEOUT_MULTIPLIER}\n")
+        env = dict(os.environ)
+        env.update({
+            "TESTS": num,
+            "TEST_KAFKA_VERSION": KAFKA_VERSION,
+            "RDKAFKA_TEST_CONF": str(conf),
+            "LD_LIBRARY_PATH": f"{build / 'src'}:{build / 'src-cpp'}",
+        })
+        args = ["./test-runner", "-p1", "-Q", "-E", "-s", scenario]
+        note = ""
+        try:
+            proc = subprocess.run(args, cwd=tests_dir, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, timeout=timeout, start_new_session=True)
+            output = proc.stdout.decode("utf-8", "replace")
+        except subprocess.TimeoutExpired as e:
+            output = (e.stdout or b"").decode("utf-8", "replace")
+            note = f"timed out after {timeout:.0f}s"
+        if not broker.alive():
+            note = (note + "; " if note else "") + "broker died: " + " | ".join(broker.tail(3))
+        (log_dir / f"{num}-{scenario}.log").write_text(output)
+        rows = parse_summary(output)
+        if not rows or note:
+            note = note or first_failure(output) or "no summary"
+        reason = first_failure(output)
+        rows = {k: (st, reason if st == "FAILED" and reason else why) for k, (st, why) in rows.items()}
+        return rows, note, time.monotonic() - t0
+    finally:
+        broker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m compat.librdkafka", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", type=Path, default=DEFAULT_BUILD)
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--all", action="store_true", help="every broker test not in tests.exclude")
+    g.add_argument("--tests", help="comma-separated test names (or 4-digit numbers)")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per test-runner run")
+    ap.add_argument("--results", type=Path, default=WORK / "librdkafka-results.json")
+    ap.add_argument("--logs", type=Path, default=WORK / "librdkafka-logs")
+    args = ap.parse_args(argv)
+
+    runner = args.build_dir / "tests" / "test-runner"
+    if not runner.exists():
+        print(f"librdkafka test-runner not built at {runner}; run: bash tools/setup-compat-env.sh "
+              "--librdkafka", file=sys.stderr)
+        return 2
+    defs = {t.name: t for t in parse_tests(args.build_dir / "tests" / "test.c")}
+    allow = list(read_list(ALLOW))
+    exclude = read_exclude(EXCLUDE)
+    for name in allow:
+        if name not in defs:
+            print(f"tests.allow names an unknown test: {name}", file=sys.stderr)
+            return 2
+        if name in exclude:
+            print(f"{name} is both allowed and excluded", file=sys.stderr)
+            return 2
+    if args.all:
+        selected = [n for n in defs if n not in exclude]
+    elif args.tests:
+        want = [w.strip() for w in args.tests.split(",") if w.strip()]
+        selected = [n for n in defs if n in want or (n not in exclude and any(
+            n.startswith(w + "_") or n[:4] == w for w in want))]
+    else:
+        selected = allow
+    unlisted = [n for n in defs if n not in exclude and n not in allow]
+
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for name in selected:
+        groups[(defs[name].num, defs[name].scenario)].append(name)
+
+    results: dict[str, dict[str, object]] = {}
+    for (num, scenario), names in sorted(groups.items()):
+        rows, note, secs = run_group(args.build_dir, num, scenario, args.timeout, args.logs, BROKER_OVERRIDES)
+        for name in names:
+            state, reason = rows.get(name, ("MISSING", ""))
+            if state == "PASSED" and note:
+                state = "FAILED"
+            detail = note if note else reason
+            results[name] = {"state": state, "detail": detail, "seconds": round(secs, 1)}
+            mark = {"PASSED": "pass", "SKIPPED": "skip"}.get(state, "FAIL")
+            print(f"{mark:4} {name:45} {secs:6.1f}s {detail[:150]}", flush=True)
+
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=1, sort_keys=True))
+    passed = sorted(n for n, r in results.items() if r["state"] == "PASSED")
+    failed_allowed = sorted(n for n in allow if n in results and results[n]["state"] != "PASSED")
+    print(f"\nlibrdkafka {LIBRDKAFKA_VERSION} vs kbroker: {len(passed)}/{len(results)} passed; "
+          f"allow list {len(allow)}, exclude list {len(exclude)}, unlisted {len(unlisted)}")
+    if args.all or args.tests:
+        newly = [n for n in passed if n not in allow]
+        if newly:
+            print("passing but not in tests.allow: " + " ".join(newly))
+    if failed_allowed:
+        print("allowed tests that did not pass: " + " ".join(failed_allowed))
+    print(f"{len(passed)} passed, {len(results) - len(passed)} failed")
+    return 1 if failed_allowed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The scenarios of the matrix, in report order. ``fast`` ones make up ``--fast`` (CI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: str
+    fast: bool = False
+    timeout: float = 60.0
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario("metadata", "metadata: broker and a 3-partition topic are listed", fast=True),
+    Scenario("produce_acks0", "produce acks=0, read back"),
+    Scenario("produce_acks1", "produce acks=1, read back", fast=True),
+    Scenario("produce_acksall", "produce acks=all, read back"),
+    Scenario("keys_partitioner", "keys + default partitioner: key→partition stable, read back", fast=True),
+    Scenario("headers", "record headers (repeated keys, empty value) round-trip", fast=True),
+    Scenario("null_values", "null value (tombstone) vs empty value round-trip", fast=True),
+    Scenario("compression_gzip", "gzip-compressed batches round-trip", fast=True),
+    Scenario("compression_snappy", "snappy-compressed batches round-trip", fast=True),
+    Scenario("compression_lz4", "lz4-compressed batches round-trip", fast=True),
+    Scenario("compression_zstd", "zstd-compressed batches round-trip", fast=True),
+    Scenario("consume_assign", "consume by assignment from an explicit offset", fast=True),
+    Scenario("consume_timestamp", "offsets for a timestamp, consume from there", fast=True),
+    Scenario("group_range", "2-member group, range assignor", fast=True, timeout=90),
+    Scenario("group_roundrobin", "2-member group, round-robin assignor", fast=True, timeout=90),
+    Scenario("group_sticky", "2-member group, (eager) sticky assignor", timeout=90),
+    Scenario("group_cooperative_sticky", "2-member group, cooperative-sticky assignor", timeout=90),
+    Scenario("commit_resume", "commit offsets, close, resume in a new consumer", fast=True),
+    Scenario("idempotent_producer", "idempotent producer (InitProducerId, sequence numbers)", fast=True),
+    Scenario("transactions", "transactions: commit + abort, read_committed sees only committed"),
+    Scenario("admin_topics", "admin: create and delete topics", fast=True),
+    Scenario("admin_partitions", "admin: create partitions", fast=True),
+    Scenario("admin_configs", "admin: describe and alter topic configs"),
+    Scenario("admin_groups", "admin: list, describe and delete groups", fast=True),
+    Scenario("large_messages", "~1 MB message near max.message.bytes accepted, over it rejected", fast=True),
+    Scenario("many_partitions", "64-partition topic: produce to and consume from each", fast=True),
+]
+
+BY_ID = {s.id: s for s in SCENARIOS}

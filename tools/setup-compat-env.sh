@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Install what the compatibility matrix (python -m compat) needs, idempotently:
+#   - kcat (Debian package)
+#   - kafkajs 2.2.4 + its snappy/lz4 codecs (npm) into compat/work/node_modules
+#   - build dependencies for librdkafka's test suite (gcc, make, zlib, ...)
+# With --librdkafka it also fetches librdkafka 2.12.0's source (the copy vendored in the
+# npm package node-rdkafka@3.6.1) into compat/work/ and builds librdkafka + tests/test-runner
+# (about 2 minutes on 2 cores) for python -m compat.librdkafka.
+# Python clients (kafka-python, confluent-kafka, aiokafka) come from tools/setup-test-env.sh.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+WORK=$ROOT/compat/work
+LIBRDKAFKA_VERSION=2.12.0
+NODE_RDKAFKA=node-rdkafka@3.6.1
+KAFKAJS_PKGS=(kafkajs@2.2.4 kafkajs-snappy@1.1.0 kafkajs-lz4@1.2.1)
+
+WITH_LIBRDKAFKA=0
+for arg in "$@"; do
+    case $arg in
+        --librdkafka) WITH_LIBRDKAFKA=1 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        *) echo "setup-compat-env: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+APT_UPDATED=0
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "setup-compat-env: apt-get install ${missing[*]}" >&2
+    if [ $APT_UPDATED -eq 0 ]; then
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# kcat, node/npm for kafkajs, and librdkafka's build dependencies.
+apt_install kcat
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+apt_install build-essential pkg-config python3 zlib1g-dev liblz4-dev
+
+mkdir -p "$WORK"
+want_kafkajs() {
+    [ -f "$WORK/node_modules/kafkajs/package.json" ] || return 0
+    node -e 'process.exit(require(process.argv[1]).version === "2.2.4" ? 1 : 0)' \
+        "$WORK/node_modules/kafkajs/package.json" || return 1
+    return 0
+}
+lz4_loads() { node -e 'require(process.argv[1])' "$WORK/node_modules/kafkajs-lz4" >/dev/null 2>&1; }
+if want_kafkajs || [ ! -d "$WORK/node_modules/kafkajs-snappy" ] || ! lz4_loads; then
+    echo "setup-compat-env: npm install ${KAFKAJS_PKGS[*]} into compat/work" >&2
+    [ -f "$WORK/package.json" ] || echo '{"name":"kbroker-compat-work","private":true,"version":"0.0.0"}' > "$WORK/package.json"
+    # kafkajs-lz4 depends on lz4, whose install script compiles a native addon with
+    # node-gyp (g++ and node's headers; Debian's nodejs ships them, so no download).
+    (cd "$WORK" && npm install --no-audit --no-fund --loglevel=error "${KAFKAJS_PKGS[@]}" >/dev/null)
+    node -e 'require(process.argv[1])' "$WORK/node_modules/kafkajs-lz4" || {
+        echo "setup-compat-env: kafkajs-lz4 does not load (lz4 native build failed?)" >&2; exit 1; }
+else
+    echo "setup-compat-env: kafkajs already installed" >&2
+fi
+
+if [ $WITH_LIBRDKAFKA -eq 1 ]; then
+    SRC=$WORK/librdkafka-$LIBRDKAFKA_VERSION
+    if [ ! -x "$SRC/tests/test-runner" ]; then
+        if [ ! -f "$SRC/configure" ]; then
+            echo "setup-compat-env: fetching librdkafka $LIBRDKAFKA_VERSION source ($NODE_RDKAFKA from npm)" >&2
+            tmp=$(mktemp -d)
+            (cd "$tmp" && npm pack --silent "$NODE_RDKAFKA" >/dev/null && tar xzf node-rdkafka-*.tgz)
+            grep -q "RD_KAFKA_VERSION  *0x020c00ff" "$tmp/package/deps/librdkafka/src/rdkafka.h" || {
+                echo "setup-compat-env: $NODE_RDKAFKA does not vendor librdkafka $LIBRDKAFKA_VERSION" >&2; exit 1; }
+            rm -rf "$SRC"
+            mv "$tmp/package/deps/librdkafka" "$SRC"
+            rm -rf "$tmp"
+        fi
+        echo "setup-compat-env: building librdkafka and tests/test-runner (log: compat/work/build.log)" >&2
+        (cd "$SRC" && ./configure --disable-ssl --disable-gssapi --disable-zstd --disable-curl \
+            && make -j"$(nproc)" libs && make -j"$(nproc)" -C tests test-runner) > "$WORK/build.log" 2>&1 || {
+            tail -20 "$WORK/build.log" >&2; exit 1; }
+    else
+        echo "setup-compat-env: librdkafka test-runner already built" >&2
+    fi
+fi
+echo "setup-compat-env: done" >&2
