@@ -30,6 +30,8 @@ MODULES = [
     "create_partitions",
     "describe_cluster",
     "describe_configs",
+    "alter_configs",
+    "incremental_alter_configs",
     "find_coordinator",
     "join_group",
     "sync_group",

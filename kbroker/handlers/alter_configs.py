@@ -1,0 +1,25 @@
+"""AlterConfigs (key 33): replace a topic's overrides or the broker's dynamic configs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.metadata.config_resources import SET, ConfigOp, alter_resource
+from kbroker.server.context import RequestContext
+
+API_KEY = 33
+VERSIONS = VersionRange(0, 2)
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    responses = []
+    for res in body.resources:
+        ops = [ConfigOp(c.name, SET, c.value) for c in res.configs]
+        code, message = alter_resource(ctx.broker, res.resource_type, res.resource_name, ops,
+                                       incremental=False, validate_only=bool(body.validate_only))
+        responses.append({"error_code": code, "error_message": message, "resource_type": res.resource_type,
+                          "resource_name": res.resource_name})
+    return {"throttle_time_ms": 0, "responses": responses}

@@ -1,0 +1,25 @@
+"""IncrementalAlterConfigs (key 44): SET, DELETE, APPEND and SUBTRACT per config key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.metadata.config_resources import ConfigOp, alter_resource
+from kbroker.server.context import RequestContext
+
+API_KEY = 44
+VERSIONS = VersionRange(0, 1)
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    responses = []
+    for res in body.resources:
+        ops = [ConfigOp(c.name, c.config_operation, c.value) for c in res.configs]
+        code, message = alter_resource(ctx.broker, res.resource_type, res.resource_name, ops,
+                                       incremental=True, validate_only=bool(body.validate_only))
+        responses.append({"error_code": code, "error_message": message, "resource_type": res.resource_type,
+                          "resource_name": res.resource_name})
+    return {"throttle_time_ms": 0, "responses": responses}

@@ -1,0 +1,155 @@
+"""Config resources as DescribeConfigs, AlterConfigs and IncrementalAlterConfigs name them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from kbroker.codec.error_codes import ErrorCode
+from kbroker.config import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigError, ConfigSource, ConfigType
+from kbroker.config.topic import effective_topic_config
+from kbroker.metadata.errors import OK, Result
+
+if TYPE_CHECKING:
+    from kbroker.broker import Broker
+
+TOPIC = 2
+BROKER = 4
+BROKER_LOGGER = 8
+
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+
+#: log4j level names clients send, as Python logging levels.
+_LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
+           "WARNING": logging.WARNING, "ERROR": logging.ERROR, "FATAL": logging.CRITICAL,
+           "OFF": logging.CRITICAL + 10}
+
+
+class ConfigOp(NamedTuple):
+    """One requested change: AlterConfigs sends only SETs (a null value removes the key)."""
+
+    name: str
+    op: int
+    value: str | None
+
+
+def check_broker_name(broker: Broker, name: str, *, allow_default: bool) -> Result:
+    """A broker resource names this node's id (or, where allowed, "" for the cluster default)."""
+    if name == "" and allow_default:
+        return OK
+    try:
+        node = int(name)
+    except ValueError:
+        return ErrorCode.INVALID_REQUEST, f"Broker id must be an integer, but it is: {name}"
+    if node != broker.node_id:
+        return (ErrorCode.INVALID_REQUEST,
+                f"Unexpected broker id, expected {broker.node_id} or empty string, but received {name}")
+    return OK
+
+
+def alter_resource(broker: Broker, rtype: int, name: str, ops: Sequence[ConfigOp], *, incremental: bool,
+                   validate_only: bool) -> Result:
+    """Apply config changes to one resource; nothing changes unless all of them are valid."""
+    names = [o.name for o in ops]
+    if len(names) != len(set(names)):
+        return ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys"
+    if rtype == TOPIC:
+        return _alter_topic(broker, name, ops, incremental, validate_only)
+    if rtype == BROKER:
+        return _alter_broker(broker, name, ops, incremental, validate_only)
+    if rtype == BROKER_LOGGER and incremental:
+        return _alter_loggers(broker, name, ops, validate_only)
+    return ErrorCode.INVALID_REQUEST, f"Unsupported resource type {rtype}"
+
+
+def _list_op(current: str | None, op: ConfigOp) -> str:
+    items = [i for i in (current or "").split(",") if i]
+    values = [v for v in (op.value or "").split(",") if v]
+    if op.op == APPEND:
+        items += [v for v in values if v not in items]
+    else:
+        items = [i for i in items if i not in values]
+    return ",".join(items)
+
+
+def _alter_topic(broker: Broker, name: str, ops: Sequence[ConfigOp], incremental: bool,
+                 validate_only: bool) -> Result:
+    topic = broker.metadata.topic(name)
+    if topic is None:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist."
+    effective = effective_topic_config(broker.config, topic.configs)
+    updates: dict[str, str | None] = {}
+    for o in ops:
+        if o.op in (APPEND, SUBTRACT):
+            definition = TOPIC_CONFIGS.get(o.name)
+            if definition is None or definition.type != ConfigType.LIST:
+                return ErrorCode.INVALID_CONFIG, f"Config value append is not allowed for config key: {o.name}"
+            updates[o.name] = _list_op(effective[o.name].value, o)
+        elif o.op == DELETE:
+            updates[o.name] = None
+        elif o.op == SET:
+            if o.value is None and incremental:
+                return ErrorCode.INVALID_REQUEST, f"Null value not supported for: {o.name}"
+            updates[o.name] = o.value
+        else:
+            return ErrorCode.INVALID_REQUEST, f"Unknown config operation {o.op}"
+    if not incremental:
+        updates = {k: v for k, v in updates.items() if v is not None}
+    return broker.metadata.alter_topic_configs(name, updates, incremental=incremental,
+                                               validate_only=validate_only)
+
+
+def _alter_broker(broker: Broker, name: str, ops: Sequence[ConfigOp], incremental: bool,
+                  validate_only: bool) -> Result:
+    checked = check_broker_name(broker, name, allow_default=True)
+    if checked != OK:
+        return checked
+    config = broker.config
+    updates: dict[str, str | None] = {}
+    if not incremental:
+        # AlterConfigs replaces the whole dynamic set: what it does not name is removed.
+        updates = {e.name: None for e in config.describe() if e.source == ConfigSource.DYNAMIC_BROKER_CONFIG}
+    for o in ops:
+        if o.op in (APPEND, SUBTRACT):
+            definition = BROKER_CONFIGS.get(o.name)
+            if definition is None or definition.type != ConfigType.LIST:
+                return ErrorCode.INVALID_CONFIG, f"Config value append is not allowed for config key: {o.name}"
+            current = config.get(o.name)
+            updates[o.name] = _list_op(",".join(current) if isinstance(current, list) else current, o)
+        elif o.op == DELETE:
+            updates[o.name] = None
+        else:
+            updates[o.name] = o.value
+    try:
+        new = config.with_dynamic(updates)
+    except ConfigError as e:
+        return ErrorCode.INVALID_CONFIG, str(e)
+    if not validate_only:
+        broker.config = new
+        broker.metadata.reapply_broker_config()
+    return OK
+
+
+def _alter_loggers(broker: Broker, name: str, ops: Sequence[ConfigOp], validate_only: bool) -> Result:
+    checked = check_broker_name(broker, name, allow_default=False)
+    if checked != OK:
+        return checked
+    changes: list[tuple[logging.Logger, int]] = []
+    for o in ops:
+        logger = logging.root if o.name == "root" else logging.getLogger(o.name)
+        if o.op == SET:
+            level = _LEVELS.get((o.value or "").upper())
+            if level is None:
+                return ErrorCode.INVALID_CONFIG, f"Cannot set the log level of {o.name} to {o.value}"
+            changes.append((logger, level))
+        elif o.op == DELETE:
+            if o.name == "root":
+                return ErrorCode.INVALID_REQUEST, "Removing the log level of the root logger is not allowed"
+            changes.append((logger, logging.NOTSET))
+        else:
+            return ErrorCode.INVALID_REQUEST, f"{o.name}: APPEND and SUBTRACT do not apply to log levels"
+    if not validate_only:
+        for logger, level in changes:
+            logger.setLevel(level)
+    return OK

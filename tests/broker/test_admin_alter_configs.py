@@ -1,0 +1,138 @@
+"""AlterConfigs and IncrementalAlterConfigs through real admin clients."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+from kbroker.testing import BrokerThread
+
+
+def _admin(b: BrokerThread) -> AdminClient:
+    return AdminClient({"bootstrap.servers": b.bootstrap})
+
+
+def _topic_configs(admin: AdminClient, topic: str) -> dict[str, ConfigEntry]:
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    return admin.describe_configs([res])[res].result(10)
+
+
+def _create(admin: AdminClient, topic: str) -> None:
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+
+
+def test_incremental_set_delete_append_subtract(kafka_broker: BrokerThread) -> None:
+    admin = _admin(kafka_broker)
+    _create(admin, "t")
+    res = ConfigResource(ResourceType.TOPIC, "t", incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+    ])
+    admin.incremental_alter_configs([res])[res].result(10)
+    got = _topic_configs(admin, "t")
+    assert got["retention.ms"].value == "3600000" and not got["retention.ms"].is_default
+    assert got["cleanup.policy"].value == "delete,compact"
+
+    res = ConfigResource(ResourceType.TOPIC, "t", incremental_configs=[
+        ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+        ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SUBTRACT),
+    ])
+    admin.incremental_alter_configs([res])[res].result(10)
+    got = _topic_configs(admin, "t")
+    assert got["retention.ms"].is_default
+    assert got["cleanup.policy"].value == "compact"
+
+
+def test_incremental_errors(kafka_broker: BrokerThread) -> None:
+    admin = _admin(kafka_broker)
+    _create(admin, "t")
+    cases = [
+        ("t", "retention.ms", "not-a-number", AlterConfigOpType.SET, "INVALID_CONFIG"),
+        ("t", "no.such.config", "1", AlterConfigOpType.SET, "INVALID_CONFIG"),
+        ("t", "retention.ms", "1", AlterConfigOpType.APPEND, "INVALID_CONFIG"),
+        ("missing", "retention.ms", "1", AlterConfigOpType.SET, "UNKNOWN_TOPIC_OR_PART"),
+    ]
+    for topic, key, value, op, expected in cases:
+        res = ConfigResource(ResourceType.TOPIC, topic,
+                             incremental_configs=[ConfigEntry(key, value, incremental_operation=op)])
+        with pytest.raises(KafkaException) as e:
+            admin.incremental_alter_configs([res])[res].result(10)
+        assert expected in e.value.args[0].name(), (key, e.value)
+    assert _topic_configs(admin, "t")["retention.ms"].is_default  # nothing was applied
+
+
+def test_validate_only_changes_nothing(kafka_broker: BrokerThread) -> None:
+    admin = _admin(kafka_broker)
+    _create(admin, "t")
+    res = ConfigResource(ResourceType.TOPIC, "t", incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res], validate_only=True)[res].result(10)
+    assert _topic_configs(admin, "t")["retention.ms"].is_default
+
+
+def test_alter_configs_replaces_overrides_and_survives_restart(tmp_path: Path) -> None:
+    from kafka.admin import ConfigResource as KPResource
+    from kafka.admin import ConfigResourceType, KafkaAdminClient
+
+    data = tmp_path / "d"
+    with BrokerThread(data) as b:
+        admin = _admin(b)
+        admin.create_topics([NewTopic("t", 1, 1, config={"retention.ms": "5000"})])["t"].result(10)
+        # confluent-kafka's alter_configs is the classic AlterConfigs: the given set replaces the overrides.
+        res = ConfigResource(ResourceType.TOPIC, "t", set_config={"segment.bytes": "1048576"})
+        admin.alter_configs([res])[res].result(10)
+        got = _topic_configs(admin, "t")
+        assert got["segment.bytes"].value == "1048576"
+        assert got["retention.ms"].is_default
+        # kafka-python's alter_configs sets keys and keeps the rest.
+        kp = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+        assert kp.alter_configs([KPResource(ConfigResourceType.TOPIC, "t", configs={"retention.ms": "9000"})])
+        kp.close()
+        got = _topic_configs(admin, "t")
+        assert (got["segment.bytes"].value, got["retention.ms"].value) == ("1048576", "9000")
+        assert b.broker.log_manager.get_log("t", 0).config.segment_bytes == 1048576
+    with BrokerThread(data) as b2:
+        assert _topic_configs(_admin(b2), "t")["segment.bytes"].value == "1048576"
+
+
+def test_broker_dynamic_config_and_logger_level(kafka_broker: BrokerThread) -> None:
+    admin = _admin(kafka_broker)
+    node = str(kafka_broker.broker.node_id)
+    res = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+        ConfigEntry("log.retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(10)
+    desc = ConfigResource(ResourceType.BROKER, node)
+    entry = admin.describe_configs([desc])[desc].result(10)["log.retention.ms"]
+    assert entry.value == "7200000" and entry.source == 2  # DYNAMIC_BROKER_CONFIG
+
+    ro = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+        ConfigEntry("node.id", "7", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException):
+        admin.incremental_alter_configs([ro])[ro].result(10)
+
+    # BROKER_LOGGER (8) sets a logger's level; the confluent client has no enum for it: raw wire.
+    from replica_wire import WireClient
+
+    wire = WireClient(kafka_broker.bootstrap)
+    try:
+        body = {"resources": [{"resource_type": 8, "resource_name": node, "configs": [
+            {"name": "kbroker.groups", "config_operation": 0, "value": "DEBUG"}]}]}
+        resp = wire.call(44, 1, body)
+        assert resp.responses[0].error_code == 0
+        assert logging.getLogger("kbroker.groups").level == logging.DEBUG
+        body["resources"][0]["configs"][0]["value"] = "LOUD"
+        assert wire.call(44, 1, body).responses[0].error_code == 40  # INVALID_CONFIG
+    finally:
+        wire.close()
+        logging.getLogger("kbroker.groups").setLevel(logging.NOTSET)
