@@ -13,15 +13,13 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.config import ConfigEntry, ConfigSource, ConfigType, describe_topic_configs
+from kbroker.metadata.config_resources import BROKER, BROKER_LOGGER, TOPIC, check_broker_name
 from kbroker.metadata.topic_names import invalid_reason
 from kbroker.server.context import RequestContext
 
 API_KEY = 32
 VERSIONS = VersionRange(0, 4)
 
-TOPIC = 2
-BROKER = 4
-BROKER_LOGGER = 8
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
@@ -59,13 +57,9 @@ def _describe(ctx: RequestContext, rtype: int, name: str) -> tuple[int, str | No
         if name == "" and rtype == BROKER:
             # The cluster-wide dynamic defaults; kbroker has none set.
             return ErrorCode.NONE, None, []
-        try:
-            node = int(name)
-        except ValueError:
-            return ErrorCode.INVALID_REQUEST, f"Broker id must be an integer, but it is: {name}", []
-        if node != broker.node_id:
-            return (ErrorCode.INVALID_REQUEST,
-                    f"Unexpected broker id, expected {broker.node_id} or empty string, but received {name}", [])
+        code, message = check_broker_name(broker, name, allow_default=False)
+        if code != ErrorCode.NONE:
+            return code, message, []
         if rtype == BROKER_LOGGER:
             return ErrorCode.NONE, None, _loggers()
         return ErrorCode.NONE, None, broker.config.describe()
