@@ -10,7 +10,7 @@ export PYTHON
 test: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
-	@KBROKER_LIBRDKAFKA=1 $(MAKE) --no-print-directory pytest
+	@LIBRDKAFKA_SUITE=1 $(MAKE) --no-print-directory pytest
 
 setup:
 	bash tools/setup-test-env.sh

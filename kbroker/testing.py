@@ -28,7 +28,9 @@ def make_config(data_dir: Path, overrides: Mapping[str, str] | None = None) -> A
     values = {
         "listeners": "PLAINTEXT://127.0.0.1:0",
         "log.dirs": str(data_dir),
-        "group.initial.rebalance.delay.ms": "0",
+        # Short, not zero: kafka-python's first JoinGroup can race its own metadata fetch, and a
+        # leader that assigns before the metadata arrives hands out nothing until it rejoins.
+        "group.initial.rebalance.delay.ms": "200",
     }
     values.update(overrides or {})
     return BrokerConfig.from_sources(overrides=values, environ={})

@@ -123,6 +123,8 @@ def test_python_dash_m_reports_config_error() -> None:
         text=True,
         timeout=60,
         cwd=Path(__file__).resolve().parent.parent,
+        # KBROKER_* variables in the caller's environment are config too (and warn when unknown).
+        env={k: v for k, v in os.environ.items() if not k.startswith("KBROKER_")},
     )
     assert result.returncode == 2
     assert result.stderr.startswith("kbroker: error: ")
