@@ -80,6 +80,6 @@ def _partition_response(index: int, r: AppendResult) -> dict[str, Any]:
         "base_offset": r.base_offset,
         "log_append_time_ms": r.log_append_time_ms,
         "log_start_offset": r.log_start_offset,
-        "record_errors": [],
+        "record_errors": [{"batch_index": i, "batch_index_error_message": m} for i, m in r.record_errors],
         "error_message": r.error_message,
     }

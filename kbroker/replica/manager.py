@@ -27,6 +27,7 @@ from kbroker.records.batch import HEADER_SIZE, BatchError, peek_size
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
 from kbroker.replica.notifier import PartitionNotifier
+from kbroker.replica.record_validation import check_compacted_keys
 from kbroker.replica.types import (
     CONSUMER_REPLICA_ID,
     EARLIEST_LOCAL_TIMESTAMP,
@@ -172,7 +173,8 @@ class ReplicaManager:
             try:
                 out[tp] = self._append_partition(tp, records, acks=acks, internal=internal)
             except PartitionError as e:
-                out[tp] = AppendResult(e.error_code, error_message=e.message)
+                out[tp] = AppendResult(e.error_code, error_message=e.message,
+                                       record_errors=tuple(e.record_errors))
             except BatchError as e:
                 out[tp] = AppendResult(e.error_code, error_message=str(e))
             except LogError as e:
@@ -195,11 +197,21 @@ class ReplicaManager:
                                  f"the min.isr requirement of {self._min_insync_replicas(tp.topic)}")
         _check_single_batch(records)
         assert records is not None
+        if not internal and "compact" in self._cleanup_policy(tp.topic):
+            check_compacted_keys(tp.topic, tp.partition, records)
         # Idle producer ids expire lazily here rather than from a timer task.
         plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
         result = plog.append(records, leader_epoch=info.leader_epoch)
         return AppendResult(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
                             log_start_offset=result.log_start_offset)
+
+    def _cleanup_policy(self, topic: str) -> str:
+        info = self.broker.metadata.topic(topic)
+        value = info.configs.get("cleanup.policy") if info is not None else None
+        if value is None:
+            policy = self.broker.config.get("log.cleanup.policy")
+            value = ",".join(policy) if isinstance(policy, list) else str(policy)
+        return value
 
     def _min_insync_replicas(self, topic: str) -> int:
         info = self.broker.metadata.topic(topic)
