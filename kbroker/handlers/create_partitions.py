@@ -31,6 +31,6 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             code, message = ErrorCode.INVALID_REQUEST, "Duplicate topic in request."
         else:
             assignments = None if req.assignments is None else [list(a.broker_ids) for a in req.assignments]
-            code, message = md.create_partitions(name, req.count, assignments, bool(body.validate_only))
+            code, message = await md.create_partitions_async(name, req.count, assignments, bool(body.validate_only))
         results.append({"name": name, "error_code": code, "error_message": message})
     return {"throttle_time_ms": 0, "results": results}

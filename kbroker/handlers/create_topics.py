@@ -36,22 +36,23 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         if counts[name] > 1:
             results.append(_result(name, ErrorCode.INVALID_REQUEST, f"Found multiple entries for topic {name}."))
             continue
-        results.append(_create_one(ctx, req, validate_only))
+        results.append(await _create_one(ctx, req, validate_only))
     if ctx.version < 1:
         for r in results:
             r["error_message"] = None  # v0 has no error messages
     return {"throttle_time_ms": 0, "topics": results}
 
 
-def _create_one(ctx: RequestContext, req: Any, validate_only: bool) -> dict[str, Any]:
+async def _create_one(ctx: RequestContext, req: Any, validate_only: bool) -> dict[str, Any]:
     md = ctx.broker.metadata
     name = req.name
     assignments = {a.partition_index: list(a.broker_ids) for a in req.assignments}
     if len(assignments) != len(req.assignments):
         return _result(name, ErrorCode.INVALID_REPLICA_ASSIGNMENT, "Duplicate partition index in the replica assignment.")
     configs = {c.name: c.value for c in req.configs}
-    code, message = md.create_topic(name, req.num_partitions, req.replication_factor, configs,
-                                    assignments or None, validate_only=validate_only)
+    # Many partitions are prepared off the event loop; other connections keep being served.
+    code, message = await md.create_topic_async(name, req.num_partitions, req.replication_factor, configs,
+                                                assignments or None, validate_only=validate_only)
     if code != ErrorCode.NONE:
         return _result(name, code, message)
     result = _result(name, ErrorCode.NONE, None)

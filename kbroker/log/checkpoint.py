@@ -14,6 +14,9 @@
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
+import logging
 import os
 import uuid
 from collections.abc import Mapping
@@ -25,6 +28,41 @@ CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 PARTITION_METADATA_FILE = "partition.metadata"
 
 TopicPartition = tuple[str, int]
+
+log = logging.getLogger(__name__)
+
+
+def _load_syncfs():  # type: ignore[no-untyped-def]
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_syncfs = _load_syncfs()
+
+
+def sync_filesystem(path: Path) -> None:
+    """Make everything written to the file system holding ``path`` durable in one call.
+
+    Linux ``syncfs(2)``: one call instead of an fsync per file and directory when many
+    small files were just written (creating or closing thousands of partitions).
+    Falls back to ``os.sync()`` where ``syncfs`` is unavailable.
+    """
+    if _syncfs is not None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _syncfs(fd) == 0:
+                return
+            err = ctypes.get_errno()
+        finally:
+            os.close(fd)
+        log.warning("syncfs(%s) failed (errno %d); falling back to sync()", path, err)
+    os.sync()
 
 
 def fsync_dir(path: Path) -> None:
@@ -116,14 +154,31 @@ class PartitionMetadataFile:
     def exists(self) -> bool:
         return self.path.exists()
 
+    @staticmethod
+    def content(topic_id: uuid.UUID) -> bytes:
+        return f"version: 0\ntopic_id: {encode_topic_id(topic_id)}\n".encode()
+
     def write(self, topic_id: uuid.UUID) -> None:
-        atomic_write(self.path, f"version: 0\ntopic_id: {encode_topic_id(topic_id)}\n".encode())
+        atomic_write(self.path, self.content(topic_id))
+
+    def write_new(self, topic_id: uuid.UUID) -> None:
+        """Create the file in a new partition directory without fsync (the caller makes
+        many of them durable at once with :func:`sync_filesystem`). A crash before that
+        leaves at worst an empty file, which :meth:`read` treats as absent."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, self.content(topic_id))
+        finally:
+            os.close(fd)
 
     def read(self) -> uuid.UUID | None:
-        """The stored topic id, or None if the file is absent."""
+        """The stored topic id, or None if the file is absent (or empty: torn by a crash
+        before it was ever synced)."""
         try:
             text = self.path.read_text()
         except FileNotFoundError:
+            return None
+        if not text:
             return None
         fields: dict[str, str] = {}
         for line in text.splitlines():

@@ -57,7 +57,8 @@ class _Index:
 
     ENTRY_SIZE = 0
 
-    def __init__(self, path: Path, base_offset: int, max_index_size: int, *, create: bool = False) -> None:
+    def __init__(self, path: Path, base_offset: int, max_index_size: int, *, create: bool = False,
+                 touch: bool = True) -> None:
         self.path = path
         self.base_offset = base_offset
         # Kafka rounds maxIndexSize down to a whole number of entries.
@@ -70,7 +71,10 @@ class _Index:
         # A new file is empty; its creation is made durable by the directory fsync.
         self._unsynced = False
         if create:
-            path.touch()
+            # ``touch=False``: a new empty index whose file is written when it first has
+            # entries (a missing file reads as empty).
+            if touch:
+                path.touch()
             self._loaded = True
 
     # -- subclass hooks --------------------------------------------------------------
@@ -155,7 +159,8 @@ class _Index:
                 n = len(self._vals)
                 if n > self._file_entries:
                     os.pwrite(fd, self._pack(self._file_entries, n), self._file_entries * self.ENTRY_SIZE)
-                os.ftruncate(fd, n * self.ENTRY_SIZE)
+                if self._file_dirty:  # entries were dropped; otherwise the file only grew
+                    os.ftruncate(fd, n * self.ENTRY_SIZE)
                 self._file_entries = n
                 self._file_dirty = False
                 self._unsynced = True
@@ -164,6 +169,16 @@ class _Index:
                 self._unsynced = False
         finally:
             os.close(fd)
+
+    @property
+    def needs_sync(self) -> bool:
+        """True if entries are pending or were written without fsync."""
+        return self._unsynced or (self._loaded and (len(self._vals) != self._file_entries or self._file_dirty))
+
+    def mark_synced(self) -> None:
+        """The file was made durable by the caller (after :meth:`flush`)."""
+        if not (self._loaded and (len(self._vals) != self._file_entries or self._file_dirty)):
+            self._unsynced = False
 
     def close(self) -> None:
         """Persist and release the in-memory entries (reloaded lazily if used again)."""

@@ -3,37 +3,73 @@
 On start it loads (and, after an unclean shutdown, recovers) each ``<topic>-<partition>``
 directory; on shutdown it flushes, writes the checkpoints and leaves Kafka's clean
 shutdown marker so the next start skips rescanning segments.
+
+While running, a background thread (Kafka's ``kafka-scheduler``) fsyncs the segments a
+log rolled past and moves its recovery point up to the new segment, then rewrites the
+recovery point checkpoint, so a restart after a crash rescans only the active segments;
+recovery points moved by other flushes are checkpointed every
+``checkpoint_interval_ms`` (``log.flush.offset.checkpoint.interval.ms``, 60 s).
+
+Many partitions are created in two steps so the file system work can run off the event
+loop: :meth:`LogManager.prepare_logs` (thread-safe: directories, ``partition.metadata``,
+empty ``.log``, one file system sync) and :meth:`LogManager.register_prepared` (cheap,
+no I/O).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kbroker.clock import Clock
 from kbroker.log.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
     LOG_START_OFFSET_CHECKPOINT_FILE,
+    PARTITION_METADATA_FILE,
     RECOVERY_POINT_CHECKPOINT_FILE,
     CheckpointError,
     OffsetCheckpointFile,
+    PartitionMetadataFile,
     TopicPartition,
     atomic_write,
+    sync_filesystem,
 )
 from kbroker.log.config import LogConfig
 from kbroker.log.errors import KafkaStorageError
 from kbroker.log.partition_log import PartitionLog, parse_partition_dir_name, partition_dir_name
+from kbroker.log.segment import LOG_FILE_SUFFIX, filename_prefix_from_offset
 
 log = logging.getLogger(__name__)
 
 DELETE_DIR_SUFFIX = "-delete"
 FUTURE_DIR_SUFFIX = "-future"
 STRAY_DIR_SUFFIX = "-stray"
+#: Kafka's ``log.flush.offset.checkpoint.interval.ms`` default.
+DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000
+#: Shutdown makes this many or more flushes durable with one file system sync per dir.
+_BATCH_SYNC_THRESHOLD = 32
+_FIRST_SEGMENT_LOG = filename_prefix_from_offset(0) + LOG_FILE_SUFFIX
+
+
+@dataclass
+class PreparedLogs:
+    """Partition directories made by :meth:`LogManager.prepare_logs`, not yet registered."""
+
+    topic: str
+    topic_id: uuid.UUID
+    #: partition -> log dir, for directories created new and empty.
+    created: dict[int, Path] = field(default_factory=dict)
+    #: Partitions already hosted or with a leftover directory: open them the usual way.
+    others: list[int] = field(default_factory=list)
+    #: The logs of ``created``, built off the loop too (no I/O, no shared state).
+    logs: dict[int, PartitionLog] = field(default_factory=dict)
 
 
 class LogManager:
@@ -51,6 +87,7 @@ class LogManager:
         default_config: LogConfig,
         *,
         config_for: Callable[[str], LogConfig] | None = None,
+        checkpoint_interval_ms: int = DEFAULT_CHECKPOINT_INTERVAL_MS,
     ) -> None:
         if not log_dirs:
             raise ValueError("at least one log dir is required")
@@ -61,7 +98,17 @@ class LogManager:
         self._lock = threading.RLock()
         self._logs: dict[TopicPartition, PartitionLog] = {}
         self._log_dir_of: dict[TopicPartition, Path] = {}
+        #: Partitions per log dir (including ones being prepared), for placement.
+        self._dir_counts: dict[Path, int] = dict.fromkeys(self.log_dirs, 0)
         self._closed = False
+        self.checkpoint_interval_ms = checkpoint_interval_ms
+        self._checkpoint_lock = threading.Lock()
+        # Background flusher/checkpointer, started on first need.
+        self._bg_cond = threading.Condition()
+        self._bg_rolled: dict[int, PartitionLog] = {}
+        self._bg_checkpoint_due = False
+        self._bg_stop = False
+        self._bg_thread: threading.Thread | None = None
         started = time.monotonic()
         for d in self.log_dirs:
             d.mkdir(parents=True, exist_ok=True)
@@ -107,8 +154,7 @@ class LogManager:
                 log_start_offset=start_offsets.get(tp),
                 had_clean_shutdown=clean,
             )
-            self._logs[tp] = plog
-            self._log_dir_of[tp] = log_dir
+            self._add(tp, plog, log_dir)
         # From here on a crash must trigger recovery again.
         marker.unlink(missing_ok=True)
 
@@ -157,32 +203,153 @@ class LogManager:
                 self.clock,
                 topic_id=topic_id,
             )
-            self._logs[tp] = plog
-            self._log_dir_of[tp] = log_dir
+            self._add(tp, plog, log_dir)
             return plog
+
+    def _add(self, tp: TopicPartition, plog: PartitionLog, log_dir: Path, *, counted: bool = False) -> None:
+        self._logs[tp] = plog
+        self._log_dir_of[tp] = log_dir
+        if not counted:
+            self._dir_counts[log_dir] = self._dir_counts.get(log_dir, 0) + 1
+        plog.on_roll = self._log_rolled
+        plog.on_recovery_point = self._recovery_point_moved
 
     def _next_log_dir(self) -> Path:
         # Kafka places a new partition in the dir hosting the fewest partitions.
-        counts = dict.fromkeys(self.log_dirs, 0)
-        for d in self._log_dir_of.values():
-            counts[d] += 1
-        return min(self.log_dirs, key=lambda d: counts[d])
+        counts = self._dir_counts
+        return min(self.log_dirs, key=lambda d: counts.get(d, 0))
+
+    # -- bulk creation -------------------------------------------------------------------
+    def prepare_logs(self, topic: str, partitions: Iterable[int], topic_id: uuid.UUID,
+                     config: LogConfig | None = None) -> PreparedLogs:
+        """Create the directories of new partitions (safe to call from a worker thread).
+
+        Each gets ``partition.metadata`` and an empty first ``.log`` file, written without
+        per-file fsyncs; one file system sync per log dir then makes them all durable.
+        The index files are created once they have entries.
+        Follow with :meth:`register_prepared` (or :meth:`discard_prepared`).
+        """
+        prepared = PreparedLogs(topic, topic_id)
+        with self._lock:
+            if self._closed:
+                raise KafkaStorageError("log manager is shut down")
+            for partition in partitions:
+                if partition < 0:
+                    raise ValueError(f"invalid partition {partition}")
+                if (topic, partition) in self._logs:
+                    prepared.others.append(partition)
+                    continue
+                log_dir = self._next_log_dir()
+                self._dir_counts[log_dir] = self._dir_counts.get(log_dir, 0) + 1  # reserved
+                prepared.created[partition] = log_dir
+        content = PartitionMetadataFile.content(topic_id)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        done: list[int] = []
+        dir_fds: dict[Path, int] = {}
+        try:
+            for partition, log_dir in list(prepared.created.items()):
+                dfd = dir_fds.get(log_dir)
+                if dfd is None:
+                    dfd = dir_fds[log_dir] = os.open(log_dir, os.O_RDONLY | os.O_DIRECTORY)
+                name = partition_dir_name(topic, partition)
+                try:
+                    os.mkdir(name, dir_fd=dfd)
+                except FileExistsError:
+                    # A leftover directory: the usual path checks its topic id and contents.
+                    del prepared.created[partition]
+                    self._unreserve(log_dir)
+                    prepared.others.append(partition)
+                    continue
+                done.append(partition)
+                fd = os.open(f"{name}/{PARTITION_METADATA_FILE}", flags, 0o644, dir_fd=dfd)
+                try:
+                    os.write(fd, content)
+                finally:
+                    os.close(fd)
+                # The first segment's .log now (off the loop); its indexes once they have entries.
+                os.close(os.open(f"{name}/{_FIRST_SEGMENT_LOG}", flags, 0o644, dir_fd=dfd))
+            for log_dir in dir_fds:
+                sync_filesystem(log_dir)
+            config = config or self.default_config
+            for partition, log_dir in prepared.created.items():
+                prepared.logs[partition] = PartitionLog(log_dir / partition_dir_name(topic, partition), config,
+                                                        self.clock, topic_id=topic_id, prepared=True)
+        except BaseException:
+            for partition in done:
+                shutil.rmtree(prepared.created[partition] / partition_dir_name(topic, partition), ignore_errors=True)
+            for log_dir in prepared.created.values():
+                self._unreserve(log_dir)
+            raise
+        finally:
+            for dfd in dir_fds.values():
+                os.close(dfd)
+        return prepared
+
+    def _unreserve(self, log_dir: Path) -> None:
+        with self._lock:
+            self._dir_counts[log_dir] = self._dir_counts.get(log_dir, 1) - 1
+
+    def register_prepared(self, prepared: PreparedLogs, config: LogConfig | None = None) -> list[int]:
+        """Open the logs of :meth:`prepare_logs` (no I/O). Returns ``prepared.others``,
+        the partitions the caller still opens with :meth:`get_or_create_log`."""
+        topic = prepared.topic
+        with self._lock:
+            if self._closed:
+                raise KafkaStorageError("log manager is shut down")
+            for partition, log_dir in prepared.created.items():
+                plog = prepared.logs[partition]
+                if config is not None and config != plog.config:
+                    plog.update_config(config)
+                self._add((topic, partition), plog, log_dir, counted=True)
+        return prepared.others
+
+    def discard_prepared(self, prepared: PreparedLogs) -> None:
+        """Remove the directories of :meth:`prepare_logs` that will not be registered."""
+        for partition, log_dir in prepared.created.items():
+            shutil.rmtree(log_dir / partition_dir_name(prepared.topic, partition), ignore_errors=True)
+            self._unreserve(log_dir)
+        prepared.created.clear()
+        prepared.logs.clear()
+
+    def create_logs(self, topic: str, partitions: Iterable[int], config: LogConfig | None = None, *,
+                    topic_id: uuid.UUID) -> list[int]:
+        """:meth:`prepare_logs` then :meth:`register_prepared`, on the calling thread."""
+        return self.register_prepared(self.prepare_logs(topic, partitions, topic_id, config))
 
     def delete_partition(self, topic: str, partition: int) -> bool:
         """Remove a partition's log and its directory; False if it was not hosted."""
         tp = (topic, partition)
+        log_dir = self._remove(tp)
+        if log_dir is None:
+            return False
+        self.checkpoint_dir(log_dir)
+        return True
+
+    def delete_partitions(self, topic: str, partitions: Iterable[int]) -> int:
+        """:meth:`delete_partition` for many partitions, checkpointing each log dir once."""
+        dirs: set[Path] = set()
+        for partition in partitions:
+            log_dir = self._remove((topic, partition))
+            if log_dir is not None:
+                dirs.add(log_dir)
+        for d in dirs:
+            self.checkpoint_dir(d)
+        return len(dirs)
+
+    def _remove(self, tp: TopicPartition) -> Path | None:
         with self._lock:
             plog = self._logs.pop(tp, None)
             log_dir = self._log_dir_of.pop(tp, None)
+            if log_dir is not None:
+                self._dir_counts[log_dir] = self._dir_counts.get(log_dir, 1) - 1
         if plog is None or log_dir is None:
-            return False
-        plog.close()
+            return None
+        plog.close(snapshot=False)
         # Rename first so a crash mid-delete never leaves a half log that would be loaded.
         doomed = log_dir / f"{plog.dir.name}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}"
         plog.dir.rename(doomed)
         shutil.rmtree(doomed, ignore_errors=True)
-        self.checkpoint_dir(log_dir)
-        return True
+        return log_dir
 
     # -- flushing and checkpoints --------------------------------------------------------
     def flush_all(self) -> None:
@@ -202,26 +369,106 @@ class LogManager:
     def checkpoint_dir(self, log_dir: Path) -> None:
         with self._lock:
             logs = {tp: plog for tp, plog in self._logs.items() if self._log_dir_of[tp] == log_dir}
-        OffsetCheckpointFile(log_dir / RECOVERY_POINT_CHECKPOINT_FILE).write(
-            {tp: plog.recovery_point for tp, plog in logs.items()}
-        )
-        # As in Kafka, only logs whose start has moved past their first segment are listed.
-        OffsetCheckpointFile(log_dir / LOG_START_OFFSET_CHECKPOINT_FILE).write(
-            {tp: plog.log_start_offset for tp, plog in logs.items()
-             if plog.log_start_offset > plog.segments[0].base_offset}
-        )
+        with self._checkpoint_lock:  # the background thread checkpoints too
+            OffsetCheckpointFile(log_dir / RECOVERY_POINT_CHECKPOINT_FILE).write(
+                {tp: plog.recovery_point for tp, plog in logs.items()}
+            )
+            # As in Kafka, only logs whose start has moved past their first segment are listed.
+            OffsetCheckpointFile(log_dir / LOG_START_OFFSET_CHECKPOINT_FILE).write(
+                {tp: plog.log_start_offset for tp, plog in logs.items()
+                 if plog.log_start_offset > plog.first_segment_base_offset}
+            )
+
+    # -- background flushing and checkpointing --------------------------------------------
+    def _log_rolled(self, plog: PartitionLog) -> None:
+        # Called under the log's lock (often on the event loop): only queue the work.
+        with self._bg_cond:
+            self._bg_rolled[id(plog)] = plog
+            self._ensure_background()
+            self._bg_cond.notify()
+
+    def _recovery_point_moved(self, plog: PartitionLog) -> None:
+        with self._bg_cond:
+            self._bg_checkpoint_due = True
+            self._ensure_background()
+
+    def _ensure_background(self) -> None:
+        if self._bg_thread is None and not self._bg_stop:
+            self._bg_thread = threading.Thread(target=self._background, name="kbroker-log-flusher", daemon=True)
+            self._bg_thread.start()
+
+    def _background(self) -> None:
+        interval = self.checkpoint_interval_ms / 1000
+        next_checkpoint = time.monotonic() + interval
+        while True:
+            with self._bg_cond:
+                while not self._bg_rolled and not self._bg_stop:
+                    timeout = next_checkpoint - time.monotonic()
+                    if timeout <= 0:
+                        break
+                    self._bg_cond.wait(timeout)
+                if self._bg_stop:
+                    return
+                rolled = list(self._bg_rolled.values())
+                self._bg_rolled.clear()
+            try:
+                dirs: set[Path] = set()
+                for plog in rolled:
+                    if plog.flush_rolled():
+                        d = self._log_dir_of.get((plog.topic, plog.partition))
+                        if d is not None:
+                            dirs.add(d)
+                now = time.monotonic()
+                periodic = now >= next_checkpoint
+                with self._bg_cond:
+                    due = self._bg_checkpoint_due
+                    if periodic:
+                        self._bg_checkpoint_due = False
+                if periodic:
+                    next_checkpoint = now + interval
+                    if due:
+                        dirs = set(self.log_dirs)
+                for d in dirs:
+                    if self._closed:
+                        break
+                    self.checkpoint_dir(d)
+            except Exception:
+                log.exception("background log flush/checkpoint failed")
+
+    def _stop_background(self) -> None:
+        with self._bg_cond:
+            self._bg_stop = True
+            self._bg_cond.notify_all()
+            thread = self._bg_thread
+        if thread is not None:
+            thread.join()
 
     def shutdown(self) -> None:
-        """Flush and close every log, write checkpoints and the clean shutdown markers."""
+        """Flush and close every log, write checkpoints and the clean shutdown markers.
+
+        With many logs to flush, their writes are made durable with one file system sync
+        per log dir instead of an fsync per file.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             logs = list(self._logs.values())
-        for plog in logs:
-            plog.flush()
+        self._stop_background()
+        dirty = [plog for plog in logs if plog.needs_flush]
+        if len(dirty) < _BATCH_SYNC_THRESHOLD:
+            for plog in dirty:
+                plog.flush()
+            for plog in logs:
+                plog.close()
+        else:
+            ends = [(plog, plog.log_end_offset) for plog in dirty]
+            for plog in logs:
+                plog.close()  # persists indexes (and snapshots) without fsync
+            for d in self.log_dirs:
+                sync_filesystem(d)
+            for plog, end in ends:
+                plog.mark_durable(end)
         self.checkpoint()
-        for plog in logs:
-            plog.close()
         for d in self.log_dirs:
             atomic_write(d / CLEAN_SHUTDOWN_FILE, b"")

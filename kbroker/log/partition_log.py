@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import threading
 import uuid
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from kbroker.records.batch import (
     validate_batches,
 )
 from kbroker.txn.producer_state import ProducerStateManager
+from kbroker.txn.snapshot import SNAPSHOT_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,12 @@ MAX_TIMESTAMP = -3
 
 _DIR_RE = re.compile(r"^(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)$")
 _SEGMENT_FILE_RE = re.compile(r"^\d{20}\.(log|index|timeindex|txnindex)$")
+#: Base offset, batch length and partition leader epoch: the batch bytes before the magic.
+_PREFIX = struct.Struct(">qii")
+#: pwritev takes at most IOV_MAX (1024) buffers, two per batch.
+_MAX_IOV_BATCHES = 256
+#: Below this much data (one segment, no producers) close writes no producer snapshot.
+_SNAPSHOT_MIN_REPLAY_BYTES = 1024 * 1024
 # Leftovers of interrupted operations that are safe to drop on load.
 _STALE_SUFFIXES = (".deleted", ".cleaned", ".tmp")
 
@@ -91,7 +99,11 @@ class PartitionLog:
         log_start_offset: int | None = None,
         had_clean_shutdown: bool = False,
         topic_id: uuid.UUID | None = None,
+        prepared: bool = False,
     ) -> None:
+        """``prepared``: the directory was just created by :meth:`LogManager.prepare_logs`
+        (``partition.metadata`` with ``topic_id`` and an empty first ``.log`` at offset 0,
+        already durable), so nothing needs to be read from disk."""
         parsed = parse_partition_dir_name(directory.name)
         if parsed is None:
             raise KafkaStorageError(f"{directory} is not named <topic>-<partition>")
@@ -103,18 +115,34 @@ class PartitionLog:
         self._segments = LogSegments()
         self._closed = False
         self._dir_dirty = False
-        directory.mkdir(parents=True, exist_ok=True)
+        #: Bumped by truncations, so a flush done outside the lock can tell it raced one.
+        self._truncations = 0
+        #: False only for a log created empty by this process (no snapshot files yet).
+        self._may_have_snapshots = not prepared
+        #: Called (under this log's lock) after a roll, and after the recovery point moved;
+        #: the LogManager flushes rolled segments and checkpoints in the background.
+        self.on_roll: Callable[[PartitionLog], None] | None = None
+        self.on_recovery_point: Callable[[PartitionLog], None] | None = None
         self._metadata = PartitionMetadataFile(directory)
-        self.topic_id = self._init_topic_id(topic_id)
+        if prepared:
+            self.topic_id = topic_id
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.topic_id = self._init_topic_id(topic_id)
         #: Idempotent producers' epochs and recent batches (duplicate and sequence checks).
         self.producer_state = ProducerStateManager(directory, self.name)
 
-        self._load_segments(had_clean_shutdown, recovery_point, log_start_offset)
+        if prepared:
+            self._segments.add(LogSegment.open_empty(self.dir, 0, **self._segment_kwargs()))
+            recovery_point = log_start_offset = 0
+        else:
+            self._load_segments(had_clean_shutdown, recovery_point, log_start_offset)
         active = self._segments.active
         self._log_end_offset = active.next_offset
         lso = self._segments.first.base_offset if log_start_offset is None else log_start_offset
         self._log_start_offset = min(max(lso, self._segments.first.base_offset), self._log_end_offset)
-        self._load_producer_state()
+        if not prepared:
+            self._load_producer_state()
         self._recovery_point = self._log_end_offset if had_clean_shutdown else min(recovery_point, self._log_end_offset)
         #: Equal to the LEO on a single broker; replication will move it independently.
         self._high_watermark = self._log_end_offset
@@ -151,6 +179,7 @@ class PartitionLog:
 
     def _load_segments(self, clean: bool, recovery_point: int, log_start_offset: int | None) -> None:
         names = set(os.listdir(self.dir))
+        self._may_have_snapshots = any(n.endswith(SNAPSHOT_SUFFIX) for n in names)
         for name in list(names):
             if name.endswith(_STALE_SUFFIXES):
                 (self.dir / name).unlink(missing_ok=True)
@@ -165,7 +194,11 @@ class PartitionLog:
         for base in bases:
             seg = LogSegment.open(self.dir, base, **kw)
             stem = seg.log_path.stem
-            if stem + INDEX_FILE_SUFFIX not in names or stem + TIME_INDEX_FILE_SUFFIX not in names:
+            if (stem + INDEX_FILE_SUFFIX not in names or stem + TIME_INDEX_FILE_SUFFIX not in names) \
+                    and seg.size > self.config.index_interval_bytes:
+                # Index files are written once they have entries; a segment no larger than
+                # one index interval has no offset-index entry, and its tail scan from
+                # position 0 recomputes the max timestamp, so only larger ones need a rebuild.
                 missing_index.append(seg)
             self._segments.add(seg)
         if not self._segments:
@@ -245,6 +278,10 @@ class PartitionLog:
         return self._segments.to_list()
 
     @property
+    def first_segment_base_offset(self) -> int:
+        return self._segments.first.base_offset
+
+    @property
     def active_segment(self) -> LogSegment:
         return self._segments.active
 
@@ -285,23 +322,39 @@ class PartitionLog:
                 return AppendInfo(base_offset=dup.first_offset, last_offset=dup.last_offset,
                                   log_append_time_ms=dup.timestamp if stamp else -1,
                                   log_start_offset=self._log_start_offset, record_count=0, batch_count=0)
-            buf = bytearray(records)  # the one copy; headers are patched in place
             next_offset = self._log_end_offset
             positioned: list[tuple[int, BatchHeader]] = []
             pos = 0
             record_count = 0
-            for h in headers:
-                set_base_offset(buf, pos, next_offset)
-                set_partition_leader_epoch(buf, pos, leader_epoch)
-                if stamp:
-                    set_log_append_time(buf, pos, h.size, now)
-                positioned.append((pos, parse_header(buf, pos)))
-                next_offset += h.last_offset_delta + 1
-                record_count += h.record_count
-                pos += h.size
+            data: bytearray | list[bytes | memoryview]
+            if stamp or isinstance(records, bytearray) or len(headers) > _MAX_IOV_BATCHES:
+                # Patch the headers in place: in the caller's mutable buffer, else in one copy.
+                buf = records if isinstance(records, bytearray) else bytearray(records)
+                for h in headers:
+                    set_base_offset(buf, pos, next_offset)
+                    set_partition_leader_epoch(buf, pos, leader_epoch)
+                    if stamp:
+                        set_log_append_time(buf, pos, h.size, now)
+                    positioned.append((pos, parse_header(buf, pos)))
+                    next_offset += h.last_offset_delta + 1
+                    record_count += h.record_count
+                    pos += h.size
+                data = buf
+            else:
+                # No copy: each batch is written as a patched 16-byte prefix (base offset,
+                # length, leader epoch; outside the CRC) followed by the rest of the payload.
+                view = memoryview(records)
+                data = []
+                for h in headers:
+                    data.append(_PREFIX.pack(next_offset, h.batch_length, leader_epoch))
+                    data.append(view[pos + _PREFIX.size : pos + h.size])
+                    positioned.append((pos, h._replace(base_offset=next_offset, partition_leader_epoch=leader_epoch)))
+                    next_offset += h.last_offset_delta + 1
+                    record_count += h.record_count
+                    pos += h.size
             base_offset = self._log_end_offset
             segment = self._maybe_roll(size, next_offset - 1, now)
-            segment.append(buf, positioned, now)
+            segment.append(data, positioned, now)
             self._log_end_offset = next_offset
             self.producer_state.commit(plan, next_offset)
             if self.high_watermark_follows_leo:
@@ -349,6 +402,7 @@ class PartitionLog:
                 active.on_become_inactive()
                 # As Kafka: a snapshot per segment boundary bounds replay after a crash.
                 self.producer_state.take_snapshot()
+                self._may_have_snapshots = True
             for suffix in (LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX):
                 # A leftover file from an earlier truncation must not block the new segment.
                 (self.dir / f"{new_base:020d}{suffix}").unlink(missing_ok=True)
@@ -356,6 +410,8 @@ class PartitionLog:
             self._segments.add(segment)
             self._dir_dirty = True
             log.debug("rolled %s to new segment %d", self.name, new_base)
+            if self.on_roll is not None and new_base > self._recovery_point:
+                self.on_roll(self)
             return segment
 
     # -- flushing ------------------------------------------------------------------------
@@ -387,9 +443,75 @@ class PartitionLog:
             if self._dir_dirty:
                 fsync_dir(self.dir)
                 self._dir_dirty = False
-            self._recovery_point = self._log_end_offset
+            self._advance_recovery_point(self._log_end_offset)
             self._unflushed_messages = 0
             self._last_flush_ms = self._clock.time_ms()
+
+    def _advance_recovery_point(self, offset: int) -> None:
+        if offset > self._recovery_point:
+            self._recovery_point = offset
+            if self.on_recovery_point is not None:
+                self.on_recovery_point(self)
+
+    @property
+    def needs_flush(self) -> bool:
+        """True if a :meth:`flush` would have anything to make durable."""
+        return (self._recovery_point < self._log_end_offset or self._dir_dirty
+                or self._segments.active.needs_sync)
+
+    def flush_rolled(self) -> bool:
+        """fsync the segments below the active one and move the recovery point up to the
+        active segment (Kafka flushes up to the new segment after a roll, in the background).
+
+        For a background thread: the fsyncs run on duplicated descriptors outside the
+        log's lock, so appends are never blocked behind them. Returns True if the
+        recovery point moved.
+        """
+        with self._lock:
+            if self._closed:
+                return False
+            active = self._segments.active
+            target = active.base_offset
+            if target <= self._recovery_point:
+                return False
+            start = max(self._segments.floor_index(self._recovery_point), 0)
+            segs = [seg for seg in self._segments.from_index(start) if seg is not active]
+            jobs = [seg.sync_handles() for seg in segs]
+            sync_dir = self._dir_dirty
+            truncations = self._truncations
+        try:
+            for fd, paths in jobs:
+                if fd is not None:
+                    os.fsync(fd)
+                for path in paths:
+                    try:
+                        fd2 = os.open(path, os.O_RDONLY)
+                    except FileNotFoundError:  # deleted meanwhile (retention)
+                        continue
+                    try:
+                        os.fsync(fd2)
+                    finally:
+                        os.close(fd2)
+            if sync_dir:
+                fsync_dir(self.dir)
+        finally:
+            for fd, _ in jobs:
+                if fd is not None:
+                    os.close(fd)
+        with self._lock:
+            if self._closed or self._truncations != truncations:
+                return False
+            for seg in segs:
+                seg.mark_synced()  # inactive segments are never appended to
+            self._advance_recovery_point(target)
+            return True
+
+    def mark_durable(self, offset: int) -> None:
+        """Everything up to ``offset`` was made durable by the caller (a file system sync
+        after :meth:`close`, at shutdown): move the recovery point."""
+        with self._lock:
+            if offset <= self._log_end_offset:
+                self._recovery_point = max(self._recovery_point, offset)
 
     # -- reading -------------------------------------------------------------------------
     def read(self, offset: int, max_bytes: int, *, min_one_message: bool = True, upper_bound: int | None = None) -> bytes:
@@ -520,6 +642,7 @@ class PartitionLog:
                 if seg.base_offset >= offset:
                     self._segments.remove(seg)
                     seg.delete()
+            self._truncations += 1
             active = self._segments.active
             active.truncate_to(offset)
             self._log_end_offset = active.next_offset
@@ -530,6 +653,7 @@ class PartitionLog:
         """Drop all data and restart the log empty at ``offset``."""
         with self._lock:
             self._check_open()
+            self._truncations += 1
             for seg in self._segments.to_list():
                 self._segments.remove(seg)
                 seg.delete()
@@ -553,7 +677,7 @@ class PartitionLog:
         with self._lock:
             if self._closed:
                 return
-            if snapshot:
+            if snapshot and self._snapshot_worthwhile():
                 try:
                     self.producer_state.take_snapshot()
                 except OSError as e:  # only costs replay time at the next load
@@ -561,6 +685,16 @@ class PartitionLog:
             for seg in self._segments:
                 seg.close()
             self._closed = True
+
+    def _snapshot_worthwhile(self) -> bool:
+        """A snapshot at close spares the next load a replay of batch headers. Without
+        producers and with one small segment that replay costs less than writing the
+        file (the tail scan at load reads the same bytes), so none is written then."""
+        if (self.producer_state.producers or len(self._segments) > 1
+                or self._segments.active.size > _SNAPSHOT_MIN_REPLAY_BYTES):
+            return True
+        # An older snapshot would be loaded instead and bring back producers since gone.
+        return self._may_have_snapshots and self.producer_state.latest_snapshot_offset() is not None
 
     def delete(self) -> None:
         """Close the log and remove its directory."""

@@ -15,15 +15,16 @@ from pathlib import Path
 from kbroker.log.errors import CorruptIndexError
 from kbroker.log.index import OffsetIndex, TimeIndex, TimestampOffset
 from kbroker.records.batch import (
+    CRC_START,
     HEADER_SIZE,
     LOG_OVERHEAD,
     MAGIC_V2,
     BatchError,
     BatchHeader,
-    compute_crc,
     parse_header,
     peek_size,
 )
+from kbroker.records.crc import crc32c
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ TXN_INDEX_FILE_SUFFIX = ".txnindex"
 _MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD
 _INT32_MAX = 2**31 - 1
 _SCAN_CHUNK = 64 * 1024
-_RECOVER_CHUNK = 1024 * 1024
+_RECOVER_CHUNK = 4 * 1024 * 1024
 NO_TIMESTAMP = -1
 
 
@@ -65,6 +66,17 @@ def _pread(fd: int, n: int, pos: int) -> bytes:
     return b"".join(parts)
 
 
+def _pread_into(fd: int, mv: memoryview, n: int, pos: int) -> int:
+    """Fill ``mv[:n]`` from ``pos``; returns the bytes read (fewer only at end of file)."""
+    got = 0
+    while got < n:
+        k = os.preadv(fd, [mv[got:n]], pos + got)
+        if k <= 0:
+            break
+        got += k
+    return got
+
+
 class LogSegment:
     """A segment of a partition log: the ``.log`` file, ``.index`` and ``.timeindex``.
 
@@ -79,23 +91,30 @@ class LogSegment:
         index_interval_bytes: int,
         segment_index_bytes: int,
         create: bool,
+        empty: bool = False,
     ) -> None:
         self.dir = directory
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
         stem = filename_prefix_from_offset(base_offset)
         self.log_path = directory / (stem + LOG_FILE_SUFFIX)
-        self.offset_index = OffsetIndex(directory / (stem + INDEX_FILE_SUFFIX), base_offset, segment_index_bytes, create=create)
-        self.time_index = TimeIndex(directory / (stem + TIME_INDEX_FILE_SUFFIX), base_offset, segment_index_bytes, create=create)
+        new = create or empty
+        self.offset_index = OffsetIndex(directory / (stem + INDEX_FILE_SUFFIX), base_offset, segment_index_bytes,
+                                        create=new, touch=create)
+        self.time_index = TimeIndex(directory / (stem + TIME_INDEX_FILE_SUFFIX), base_offset, segment_index_bytes,
+                                    create=new, touch=create)
         self._fd: int | None = None
+        self._open_flags = os.O_RDWR | os.O_CREAT if empty else os.O_RDWR
         if create:
             self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             self._size = 0
+        elif empty:
+            self._size = 0  # opened (or created) on first use
         else:
             self._size = self.log_path.stat().st_size
         self._dirty = False  # written since the last fsync
         # Tail state (next offset, max timestamp, index cursor), computed lazily on open.
-        self._tail_loaded = create
+        self._tail_loaded = new
         self._next_offset = base_offset
         self._max_timestamp = NO_TIMESTAMP
         self._offset_of_max_timestamp = base_offset
@@ -109,6 +128,15 @@ class LogSegment:
         """Create the three (empty) files of a new segment."""
         return cls(directory, base_offset, index_interval_bytes=index_interval_bytes,
                    segment_index_bytes=segment_index_bytes, create=True)
+
+    @classmethod
+    def open_empty(cls, directory: Path, base_offset: int, *, index_interval_bytes: int,
+                   segment_index_bytes: int) -> LogSegment:
+        """A new empty segment (bulk partition creation): nothing is read, the ``.log``
+        file is opened on first use (and created then if missing), and the index files
+        are only written once they have entries."""
+        return cls(directory, base_offset, index_interval_bytes=index_interval_bytes,
+                   segment_index_bytes=segment_index_bytes, create=False, empty=True)
 
     @classmethod
     def open(cls, directory: Path, base_offset: int, *, index_interval_bytes: int, segment_index_bytes: int) -> LogSegment:
@@ -145,7 +173,7 @@ class LogSegment:
 
     def _file(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.log_path, os.O_RDWR)
+            self._fd = os.open(self.log_path, self._open_flags, 0o644)
         return self._fd
 
     def _ensure_indexes(self) -> None:
@@ -214,10 +242,11 @@ class LogSegment:
         pos = start_position
         buf = b""
         buf_start = pos
+        big = False  # the last batch was large: read just the next header, not a chunk
         while end - pos >= HEADER_SIZE:
             off = pos - buf_start
             if off < 0 or off + HEADER_SIZE > len(buf):
-                buf = _pread(fd, min(_SCAN_CHUNK, end - pos), pos)
+                buf = _pread(fd, HEADER_SIZE if big else min(_SCAN_CHUNK, end - pos), pos)
                 buf_start, off = pos, 0
                 if len(buf) < HEADER_SIZE:
                     return
@@ -225,6 +254,7 @@ class LogSegment:
             if h.batch_length < _MIN_BATCH_LENGTH or pos + h.size > end:
                 return
             yield pos, h
+            big = h.size >= _SCAN_CHUNK // 4
             pos += h.size
 
     def translate_offset(self, offset: int, start_position: int = 0) -> tuple[int, BatchHeader] | None:
@@ -280,10 +310,13 @@ class LogSegment:
         return _pread(self._file(), header.size, position)
 
     # -- appending -----------------------------------------------------------------------
-    def append(self, data: bytes | bytearray | memoryview, batches: Sequence[tuple[int, BatchHeader]], now_ms: int) -> None:
+    def append(self, data: bytes | bytearray | memoryview | list[bytes | memoryview],
+               batches: Sequence[tuple[int, BatchHeader]], now_ms: int) -> None:
         """Append ``data`` (whole batches, offsets already assigned) in one write.
 
-        ``batches`` gives each batch's position within ``data`` and its final header.
+        ``data`` may be a list of buffers, written in order with one ``pwritev`` (no
+        joining copy). ``batches`` gives each batch's position within ``data`` and its
+        final header.
         """
         self._load_tail()
         if not batches:
@@ -293,18 +326,26 @@ class LogSegment:
             raise ValueError(f"offset {last.last_offset} does not fit segment {self.base_offset}")
         fd = self._file()
         base_pos = self._size
-        view = memoryview(data)
-        written = os.pwrite(fd, view, base_pos)
-        while written < len(view):  # regular files only write short on e.g. a full disk
-            n = os.pwrite(fd, view[written:], base_pos + written)
+        if isinstance(data, list):
+            total = sum(len(part) for part in data)
+            written = os.pwritev(fd, data, base_pos)
+            view = memoryview(b"".join(data))[written:] if written < total else memoryview(b"")
+        else:
+            view = memoryview(data)
+            total = len(view)
+            written = os.pwrite(fd, view, base_pos)
+            view = view[written:]
+        while view:  # regular files only write short on e.g. a full disk
+            n = os.pwrite(fd, view, base_pos + written)
             if n <= 0:
                 raise OSError(f"short write to {self.log_path}")
             written += n
+            view = view[n:]
         if self.first_append_ms is None:
             self.first_append_ms = now_ms
         for rel, h in batches:
             self._index_batch(base_pos + rel, h)
-        self._size = base_pos + len(view)
+        self._size = base_pos + total
         self._next_offset = last.next_offset
         self._dirty = True
         self._final_entry_done = False
@@ -377,36 +418,46 @@ class LogSegment:
         next_offset = self.base_offset
         pos = 0
         end = self._size
-        buf = b""
+        # One reused buffer filled by large sequential reads; CRCs run on views of it.
+        buf = bytearray(min(_RECOVER_CHUNK, max(end, HEADER_SIZE)))
+        mv = memoryview(buf)
         buf_start = 0
+        buf_len = 0
         reason = ""
+        index_batch = self._index_batch
         while pos < end:
             if end - pos < HEADER_SIZE:
                 reason = "partial batch header"
                 break
             off = pos - buf_start
-            if off + HEADER_SIZE > len(buf):
-                buf = _pread(fd, min(_RECOVER_CHUNK, end - pos), pos)
+            if off + HEADER_SIZE > buf_len:
+                buf_len = _pread_into(fd, mv, min(len(buf), end - pos), pos)
                 buf_start, off = pos, 0
-            h = parse_header(buf, off)
+            h = parse_header(mv, off)
+            size = h.batch_length + LOG_OVERHEAD
             if h.magic != MAGIC_V2 or h.batch_length < _MIN_BATCH_LENGTH:
                 reason = f"bad batch framing (magic {h.magic}, length {h.batch_length})"
                 break
-            if pos + h.size > end:
+            if pos + size > end:
                 reason = "partial batch"
                 break
-            if off + h.size > len(buf):
-                buf = _pread(fd, max(min(_RECOVER_CHUNK, end - pos), h.size), pos)
+            if off + size > buf_len:
+                if size > len(buf):
+                    mv.release()
+                    buf = bytearray(size)
+                    mv = memoryview(buf)
+                buf_len = _pread_into(fd, mv, min(len(buf), end - pos), pos)
                 buf_start, off = pos, 0
-            if compute_crc(buf, off, h.size) != h.crc:
+            if crc32c(mv[off + CRC_START : off + size]) != h.crc:
                 reason = "CRC mismatch"
                 break
             if h.base_offset < next_offset or h.last_offset < h.base_offset or not self.can_convert_to_relative_offset(h.last_offset):
                 reason = f"batch offset {h.base_offset} out of order"
                 break
-            self._index_batch(pos, h)
+            index_batch(pos, h)
             next_offset = h.next_offset
-            pos += h.size
+            pos += size
+        mv.release()
         truncated = end - pos
         if truncated:
             log.warning("truncating %s at position %d (%d bytes): %s", self.log_path, pos, truncated, reason)
@@ -414,7 +465,7 @@ class LogSegment:
             self._size = pos
             self._dirty = True
         self._next_offset = next_offset
-        if self._max_timestamp != NO_TIMESTAMP:
+        if self._wants_final_time_entry():
             self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp, skip_full_check=True)
         self._final_entry_done = True
         self._tail_loaded = True
@@ -460,9 +511,17 @@ class LogSegment:
     def _append_final_time_entry(self) -> None:
         if self._final_entry_done or not self._tail_loaded:
             return
-        if self._max_timestamp != NO_TIMESTAMP:
+        if self._wants_final_time_entry():
             self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp, skip_full_check=True)
         self._final_entry_done = True
+
+    def _wants_final_time_entry(self) -> bool:
+        # A segment within one index interval is scanned whole by every lookup and by the
+        # tail scan at load, so an (otherwise empty) time index would add nothing but a
+        # file to create: closing thousands of small partitions stays cheap.
+        if self._max_timestamp == NO_TIMESTAMP:
+            return False
+        return self._size > self.index_interval_bytes or self.time_index.entries > 0
 
     def flush(self) -> None:
         """fsync the log (if written) and persist + fsync the indexes."""
@@ -471,6 +530,30 @@ class LogSegment:
         self._dirty = False
         self.offset_index.flush(fsync=True)
         self.time_index.flush(fsync=True)
+
+    @property
+    def needs_sync(self) -> bool:
+        """True if the log or an index holds writes that were not fsynced."""
+        return self._dirty or self.offset_index.needs_sync or self.time_index.needs_sync
+
+    def sync_handles(self) -> tuple[int | None, list[Path]]:
+        """For an fsync outside the log's lock: a duplicate descriptor of the log file if it
+        has unsynced writes (the caller closes it) and the index files to fsync. The
+        indexes' pending entries are written first."""
+        self.offset_index.flush()
+        self.time_index.flush()
+        fd: int | None = None
+        if self._dirty:
+            fd = os.dup(self._fd) if self._fd is not None else os.open(self.log_path, os.O_RDONLY)
+        paths = [idx.path for idx in (self.offset_index, self.time_index) if idx.needs_sync]
+        return fd, paths
+
+    def mark_synced(self) -> None:
+        """Everything written so far was made durable by the caller (fsync of the
+        :meth:`sync_handles`, or a file system sync); only for segments not written since."""
+        self._dirty = False
+        self.offset_index.mark_synced()
+        self.time_index.mark_synced()
 
     @property
     def dirty(self) -> bool:

@@ -5,14 +5,23 @@ change is persisted through the log layer's topic store before it becomes visibl
 and every partition's log is opened when its topic is created or loaded. The
 operations are synchronous on purpose: they run on the event loop and touch only a
 few small files, so there is no interleaving to reason about.
+
+The exception is creating many partitions (CreateTopics / CreatePartitions through
+:meth:`MetadataManager.create_topic_async` / :meth:`MetadataManager.create_partitions_async`):
+their directories are prepared in a worker thread while the loop keeps serving other
+connections. Meanwhile the topic name is reserved (a second create answers
+TOPIC_ALREADY_EXISTS) and nothing about the new partitions is visible; the topic or its
+new partitions are registered on the loop once the directories exist, in one step.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.config import ConfigError, validate_topic_configs
@@ -33,11 +42,14 @@ from kbroker.metadata.topic_names import (
 if TYPE_CHECKING:
     from kbroker.broker import Broker
     from kbroker.log.config import LogConfig
+    from kbroker.log.manager import PreparedLogs
 
 log = logging.getLogger(__name__)
 
 #: Kafka refuses single operations this large ("excessively large batch operation").
 MAX_PARTITIONS_PER_OPERATION = 10_000
+#: From this many new partitions on, the async operations prepare logs off the event loop.
+OFF_LOOP_PARTITIONS = 64
 
 Assignments = Mapping[int, Sequence[int]]
 TopicListener = Callable[[TopicInfo], None]
@@ -53,6 +65,9 @@ class MetadataManager:
         self.topics: dict[str, TopicInfo] = {}
         self._by_id: dict[uuid.UUID, str] = {}
         self._by_collision_key: dict[str, str] = {}
+        #: Names of topics being created off the loop (reserved, not yet visible).
+        self._pending: set[str] = set()
+        self._grow_lock: anyio.Lock | None = None
         #: Called with the TopicInfo after a topic is deleted (caches keyed by topic drop it).
         self.on_topic_deleted: list[TopicListener] = []
         #: Called with the TopicInfo after a topic is created or grows partitions.
@@ -117,9 +132,12 @@ class MetadataManager:
         reason = invalid_reason(name)
         if reason is not None:
             return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
-        if name in self.topics:
+        if name in self.topics or name in self._pending:
             return ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists."
         other = self._by_collision_key.get(collision_key(name))
+        if other is None:
+            key = collision_key(name)
+            other = next((p for p in self._pending if collision_key(p) == key), None)
         if other is not None:
             return ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' collides with existing topic: {other}"
         if assignments:
@@ -189,17 +207,54 @@ class MetadataManager:
         self._create(name, n, {k: v for k, v in configs.items() if v is not None}, assignments)
         return E.OK
 
-    def _create(self, name: str, num_partitions: int, configs: dict[str, str],
-                assignments: Assignments | None = None) -> TopicInfo:
+    async def create_topic_async(self, name: str, num_partitions: int, replication_factor: int,
+                                 configs: Mapping[str, str | None] | None = None,
+                                 assignments: Assignments | None = None,
+                                 validate_only: bool = False) -> E.Result:
+        """:meth:`create_topic` for request handlers: a topic with many partitions has its
+        log directories prepared in a worker thread, so the event loop keeps serving."""
+        configs = dict(configs or {})
+        result = self.check_create(name, num_partitions, replication_factor, configs, assignments)
+        if result != E.OK or validate_only:
+            return result
+        n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
+        clean = {k: v for k, v in configs.items() if v is not None}
+        if n < OFF_LOOP_PARTITIONS:
+            self._create(name, n, clean, assignments)
+            return E.OK
+        topic = self._new_topic(name, n, clean, assignments)
+        self._pending.add(name)
+        try:
+            # Shielded: once started, the creation completes (or fails) as one step.
+            with anyio.CancelScope(shield=True):
+                prepared = await anyio.to_thread.run_sync(
+                    self.broker.log_manager.prepare_logs, name, range(n), topic.topic_id,
+                    log_config_for(self.broker.config, topic.configs))
+                self._store.save(topic)
+                self._register(topic)
+                self._open_prepared(topic, prepared)
+        finally:
+            self._pending.discard(name)
+        log.info("created topic %s (%s) with %d partitions", name, topic.topic_id, n)
+        self._notify(self.on_topic_changed, topic)
+        return E.OK
+
+    def _new_topic(self, name: str, num_partitions: int, configs: dict[str, str],
+                   assignments: Assignments | None) -> TopicInfo:
         topic_id = uuid.uuid4()
         while topic_id in self._by_id or topic_id.int == 0:
             topic_id = uuid.uuid4()
         topic = TopicInfo(name, topic_id, {}, configs, is_internal(name))
         topic.partitions = {i: self._new_partition(name, i, assignments) for i in range(num_partitions)}
+        return topic
+
+    def _create(self, name: str, num_partitions: int, configs: dict[str, str],
+                assignments: Assignments | None = None) -> TopicInfo:
+        topic = self._new_topic(name, num_partitions, configs, assignments)
         self._store.save(topic)
         self._register(topic)
         self._open_logs(topic, topic.partitions)
-        log.info("created topic %s (%s) with %d partitions", name, topic_id, num_partitions)
+        log.info("created topic %s (%s) with %d partitions", name, topic.topic_id, num_partitions)
         self._notify(self.on_topic_changed, topic)
         return topic
 
@@ -217,6 +272,8 @@ class MetadataManager:
         """
         if name in self.topics:
             return E.OK
+        if name in self._pending:
+            return ErrorCode.LEADER_NOT_AVAILABLE, f"Topic {name} is being created."
         reason = invalid_reason(name)
         if reason is not None:
             return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
@@ -278,9 +335,7 @@ class MetadataManager:
         # Forget first so concurrent readers see UNKNOWN rather than a half-deleted topic.
         self._unregister(topic)
         self._store.delete(topic)
-        lm = self.broker.log_manager
-        for index in topic.partitions:
-            lm.delete_partition(topic.name, index)
+        self.broker.log_manager.delete_partitions(topic.name, topic.partitions)
         log.info("deleted topic %s (%s)", topic.name, topic.topic_id)
         self._notify(self.on_topic_deleted, topic)
 
@@ -289,38 +344,75 @@ class MetadataManager:
     def create_partitions(self, name: str, new_total: int, assignments: Sequence[Sequence[int]] | None = None,
                           validate_only: bool = False) -> E.Result:
         """Grow a topic to ``new_total`` partitions (``assignments``: broker ids per new partition)."""
-        topic = self.topics.get(name)
-        if topic is None:
-            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-        current = len(topic.partitions)
-        if new_total < current:
-            return (ErrorCode.INVALID_PARTITIONS,
-                    f"The topic {name} currently has {current} partition(s); {new_total} would not be an increase.")
-        if new_total == current:
-            return ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partition(s)."
-        if new_total - current > MAX_PARTITIONS_PER_OPERATION:
-            return ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
-        new_assign: dict[int, Sequence[int]] | None = None
-        if assignments is not None:
-            if len(assignments) != new_total - current:
-                return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                        f"Attempted to add {new_total - current} additional partition(s), but only "
-                        f"{len(assignments)} assignment(s) were specified.")
-            new_assign = {}
-            for offset, brokers in enumerate(assignments):
-                result = self._check_replicas(current + offset, brokers)
-                if result != E.OK:
-                    return result
-                new_assign[current + offset] = brokers
-        if validate_only:
-            return E.OK
-        added = {i: self._new_partition(name, i, new_assign) for i in range(current, new_total)}
+        result, new_assign = self._check_grow(name, new_total, assignments)
+        if result != E.OK or validate_only:
+            return result
+        topic = self.topics[name]
+        added = {i: self._new_partition(name, i, new_assign) for i in range(len(topic.partitions), new_total)}
         topic.partitions.update(added)
         self._store.save(topic)
         self._open_logs(topic, added)
         log.info("topic %s now has %d partitions", name, new_total)
         self._notify(self.on_topic_changed, topic)
         return E.OK
+
+    async def create_partitions_async(self, name: str, new_total: int,
+                                      assignments: Sequence[Sequence[int]] | None = None,
+                                      validate_only: bool = False) -> E.Result:
+        """:meth:`create_partitions` for request handlers: many new partitions have their
+        log directories prepared in a worker thread. Grows are serialized; the new
+        partitions become visible together once their logs exist."""
+        if self._grow_lock is None:
+            self._grow_lock = anyio.Lock()
+        async with self._grow_lock:
+            result, new_assign = self._check_grow(name, new_total, assignments)
+            if result != E.OK or validate_only:
+                return result
+            topic = self.topics[name]
+            current = len(topic.partitions)
+            if new_total - current < OFF_LOOP_PARTITIONS:
+                return self.create_partitions(name, new_total, assignments)
+            added = {i: self._new_partition(name, i, new_assign) for i in range(current, new_total)}
+            with anyio.CancelScope(shield=True):
+                lm = self.broker.log_manager
+                prepared = await anyio.to_thread.run_sync(lm.prepare_logs, name, list(added), topic.topic_id,
+                                                          log_config_for(self.broker.config, topic.configs))
+                if self.topics.get(name) is not topic or len(topic.partitions) != current:
+                    lm.discard_prepared(prepared)  # deleted (or changed) meanwhile
+                    return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+                topic.partitions.update(added)
+                self._store.save(topic)
+                self._open_prepared(topic, prepared)
+        log.info("topic %s now has %d partitions", name, new_total)
+        self._notify(self.on_topic_changed, topic)
+        return E.OK
+
+    def _check_grow(self, name: str, new_total: int, assignments: Sequence[Sequence[int]] | None
+                    ) -> tuple[E.Result, dict[int, Sequence[int]] | None]:
+        topic = self.topics.get(name)
+        if topic is None:
+            return (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."), None
+        current = len(topic.partitions)
+        if new_total < current:
+            return (ErrorCode.INVALID_PARTITIONS,
+                    f"The topic {name} currently has {current} partition(s); {new_total} would not be an increase."), None
+        if new_total == current:
+            return (ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partition(s)."), None
+        if new_total - current > MAX_PARTITIONS_PER_OPERATION:
+            return (ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."), None
+        new_assign: dict[int, Sequence[int]] | None = None
+        if assignments is not None:
+            if len(assignments) != new_total - current:
+                return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                        f"Attempted to add {new_total - current} additional partition(s), but only "
+                        f"{len(assignments)} assignment(s) were specified."), None
+            new_assign = {}
+            for offset, brokers in enumerate(assignments):
+                result = self._check_replicas(current + offset, brokers)
+                if result != E.OK:
+                    return result, None
+                new_assign[current + offset] = brokers
+        return E.OK, new_assign
 
     # ------------------------------------------------------------------ configs
 
@@ -392,6 +484,25 @@ class MetadataManager:
             del self._by_collision_key[collision_key(topic.name)]
 
     def _open_logs(self, topic: TopicInfo, partitions: Mapping[int, PartitionInfo]) -> None:
+        lm = self.broker.log_manager
+        missing = [i for i in partitions if lm.get_log(topic.name, i) is None]
+        if len(missing) >= OFF_LOOP_PARTITIONS:
+            # New partitions in bulk (creation, or a restart after a crash mid-creation).
+            prepared = lm.prepare_logs(topic.name, missing, topic.topic_id,
+                                       log_config_for(self.broker.config, topic.configs))
+            self._open_prepared(topic, prepared, partitions)
+        else:
+            self._open_each(topic, partitions)
+
+    def _open_prepared(self, topic: TopicInfo, prepared: PreparedLogs,
+                       partitions: Iterable[int] = ()) -> None:
+        """Register prepared logs, then open the rest of ``partitions`` and the leftovers."""
+        lm = self.broker.log_manager
+        others = lm.register_prepared(prepared, log_config_for(self.broker.config, topic.configs))
+        rest = [i for i in partitions if i not in prepared.created]
+        self._open_each(topic, sorted(set(rest) | set(others)))
+
+    def _open_each(self, topic: TopicInfo, partitions: Iterable[int]) -> None:
         config = log_config_for(self.broker.config, topic.configs)
         lm = self.broker.log_manager
         for index in partitions:

@@ -58,8 +58,13 @@ class Connection:
                 self.busy = True
                 try:
                     response = await dispatch(self.broker, self.session, frame)
+                    # Drop the request before sending: nothing of it is needed any more.
+                    frame = None
                     if response is not None:
                         await stream.send(response)
+                    # And the response (a fetch answer can be tens of MB) before waiting
+                    # for the next request, so two never coexist.
+                    response = None
                 finally:
                     self.busy = False
         except FrameTooLarge as e:
