@@ -67,10 +67,7 @@ class Connection:
                     response = None
                 finally:
                     self.busy = False
-        except FrameTooLarge as e:
-            log.warning("closing connection from %s:%d: %s", self.session.client_host,
-                        self.session.client_port, e)
-        except CloseConnection as e:
+        except (FrameTooLarge, CloseConnection) as e:
             log.warning("closing connection from %s:%d: %s", self.session.client_host,
                         self.session.client_port, e)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
