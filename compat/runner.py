@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compat.broker import REPO, Broker, BrokerError
+from compat.reference import ReferenceKafka, comparison, unavailable_reason
 from compat.report import Cell, parse_report, write_html, write_markdown
 from compat.scenarios import BY_ID, SCENARIOS, Scenario
 
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="directory for REPORT.md and report.html")
     ap.add_argument("--jobs", type=int, default=2, help="cells run at once (default 2)")
     ap.add_argument("--list", action="store_true", help="list clients (and whether usable) and scenarios")
+    ap.add_argument("--reference", action="store_true",
+                    help="run against Apache Kafka in Docker (testcontainers) instead, and compare with REPORT.md")
     args = ap.parse_args(argv)
 
     clients = CLIENTS
@@ -169,8 +172,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"scenario {s.id:26} {'fast ' if s.fast else '     '}{s.title}")
         return 0
 
+    if args.reference:
+        why = unavailable_reason()
+        if why is not None:
+            print(f"compat: reference mode skipped: {why}")
+            return 0
     partial = bool(args.fast or args.clients or args.scenarios)
-    out_dir = args.out or (WORK if (partial or args.check) else HERE)
+    out_dir = args.out or (WORK / "reference" if args.reference else
+                           WORK if (partial or args.check) else HERE)
     missing = {c.name: c.missing() for c in clients if c.missing()}
     for name, why in missing.items():
         print(f"compat: client {name} unavailable: {why}", file=sys.stderr)
@@ -187,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             if b is None or not b.alive():
                 if b is not None:
                     b.stop()
-                b = Broker(log_path=log_dir / f"broker-{int(time.time())}.log").start()
+                if args.reference:
+                    b = ReferenceKafka().start()  # type: ignore[assignment]
+                else:
+                    b = Broker(log_path=log_dir / f"broker-{int(time.time())}.log").start()
                 broker_box["b"] = b
                 print(f"compat: kbroker at {b.bootstrap} (log {b.log_path})", file=sys.stderr)
             return b
@@ -251,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compat: report in {out_dir / 'REPORT.md'}", file=sys.stderr)
 
     rc = 0
+    if args.reference:
+        ours = parse_report(HERE / "REPORT.md")
+        rows = comparison(ours, results)
+        (out_dir / "COMPARISON.md").write_text(
+            "# kbroker (compat/REPORT.md) vs Apache Kafka, cells that differ\n\n" + "\n".join(rows) + "\n")
+        print(f"compat: {len(rows) - 2} cells differ from Apache Kafka; see {out_dir / 'COMPARISON.md'}",
+              file=sys.stderr)
     if args.check:
         baseline = parse_report(HERE / "REPORT.md")
         regressions = [(c, s, baseline[(c, s)], r) for (c, s), r in sorted(results.items())
