@@ -38,6 +38,12 @@ def first_line(e: BaseException) -> str:
 def run(client: str, scenario: str, bootstrap: str) -> dict[str, str]:
     mod = importlib.import_module(PY_CLIENTS[client])
     fn = getattr(mod, "s_" + scenario, None)
+    if fn is None and scenario.startswith("compression_") and hasattr(mod, "_compression"):
+        # One implementation per client covers every codec: compression_<codec> -> _compression(b, codec).
+        codec = scenario.removeprefix("compression_")
+
+        def fn(bootstrap: str) -> object:
+            return mod._compression(bootstrap, codec)
     if fn is None:
         return {"status": "na", "detail": f"{client} has no implementation of this feature"}
     try:

@@ -184,7 +184,11 @@ async def s_null_values(bootstrap: str) -> None:
     check(got[1].value == b"" and got[1].key == b"k2", f"empty value read as {got[1].value!r}")
 
 
-async def _compression(bootstrap: str, codec: str) -> None:
+def _compression(bootstrap: str, codec: str) -> None:
+    asyncio.run(_compression_async(bootstrap, codec))
+
+
+async def _compression_async(bootstrap: str, codec: str) -> None:
     topic = await new_topic(bootstrap, "compression-" + codec)
     vals = [v * 20 for v in payloads(50)]
     await produce(bootstrap, topic, list(vals), compression_type=codec, linger_ms=50)
@@ -192,24 +196,8 @@ async def _compression(bootstrap: str, codec: str) -> None:
     check([r.value for r in got] == vals, "records differ")
 
 
-@sync
-async def s_compression_gzip(bootstrap: str) -> None:
-    await _compression(bootstrap, "gzip")
 
 
-@sync
-async def s_compression_snappy(bootstrap: str) -> None:
-    await _compression(bootstrap, "snappy")
-
-
-@sync
-async def s_compression_lz4(bootstrap: str) -> None:
-    await _compression(bootstrap, "lz4")
-
-
-@sync
-async def s_compression_zstd(bootstrap: str) -> None:
-    await _compression(bootstrap, "zstd")
 
 
 @sync

@@ -201,20 +201,8 @@ def _compression(bootstrap: str, codec: str) -> None:
     check([m.value() for m in got] == vals, "records differ")
 
 
-def s_compression_gzip(bootstrap: str) -> None:
-    _compression(bootstrap, "gzip")
 
 
-def s_compression_snappy(bootstrap: str) -> None:
-    _compression(bootstrap, "snappy")
-
-
-def s_compression_lz4(bootstrap: str) -> None:
-    _compression(bootstrap, "lz4")
-
-
-def s_compression_zstd(bootstrap: str) -> None:
-    _compression(bootstrap, "zstd")
 
 
 def s_consume_assign(bootstrap: str) -> None:
