@@ -27,6 +27,8 @@ from construct import (
     stream_write,
 )
 
+from kbroker.records.varint import encode_uvarint
+
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 ZERO_UUID = uuid.UUID(int=0)
@@ -51,24 +53,14 @@ def read_uvarint(stream: Any, path: str) -> int:
 
 
 def write_uvarint(value: int, stream: Any, path: str) -> None:
-    if value < 0:
+    if not 0 <= value <= 0xFFFFFFFF:
         raise ValueError_(f"unsigned varint cannot hold {value}", path=path)
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    stream_write(stream, bytes(out), len(out), path)
+    data = encode_uvarint(value)
+    stream_write(stream, data, len(data), path)
 
 
-def uvarint_bytes(value: int) -> bytes:
-    """Encode ``value`` as an unsigned varint."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+#: Encode ``value`` as an unsigned varint (compact lengths, tags).
+uvarint_bytes = encode_uvarint
 
 
 class UVarInt(Construct):
