@@ -18,6 +18,7 @@ from kbroker.codec.frames import (
     encode_body,
     encode_request,
     encode_response,
+    encode_response_parts,
     peek_request_header,
 )
 from kbroker.codec.framing import FrameReader, FrameTooLarge
@@ -25,6 +26,7 @@ from kbroker.codec.framing import FrameReader, FrameTooLarge
 __all__ = [
     "Api", "api_by_name", "api_table", "CodecError", "EncodeError", "InvalidFrame", "TruncatedFrame",
     "UnknownApiKey", "UnsupportedVersion", "Request", "RequestHeader", "decode_body", "decode_request",
-    "decode_response", "encode_body", "encode_request", "encode_response", "peek_request_header",
+    "decode_response", "encode_body", "encode_request", "encode_response", "encode_response_parts",
+    "peek_request_header",
     "FrameReader", "FrameTooLarge",
 ]

@@ -27,6 +27,9 @@ from kbroker.codec.schema import load_message
 from kbroker.codec.structs import KStruct, build_struct, message_struct
 
 _PREFIX = struct.Struct(">hhi")
+#: Pieces of a response at least this large (record data) are sent as they are; smaller
+#: ones are joined: a copy is cheaper than another buffer in the write below this size.
+LARGE_PART = 16 * 1024
 _SIZE = struct.Struct(">i")
 _CTX = Container()
 
@@ -139,8 +142,27 @@ class _Chunks:
 
     def framed(self) -> bytes:
         """The pieces joined behind a 4-byte size prefix (the first piece is its placeholder)."""
+        return b"".join(self.framed_parts(0))
+
+    def framed_parts(self, min_part: int = LARGE_PART) -> list[Any]:
+        """The frame as a few buffers: runs of small pieces joined, pieces of ``min_part``
+        bytes or more (record data) kept as they are, uncopied, for a vectored write."""
         self.parts[0] = _SIZE.pack(self.size - 4)
-        return b"".join(self.parts)
+        if not min_part:
+            return self.parts
+        out: list[Any] = []
+        run: list[Any] = []
+        for part in self.parts:
+            if len(part) >= min_part:
+                if run:
+                    out.append(b"".join(run))
+                    run = []
+                out.append(part)
+            else:
+                run.append(part)
+        if run:
+            out.append(b"".join(run))
+        return out
 
 
 def _encode(con: KStruct, obj: Any, out: Any, what: str) -> None:
@@ -152,13 +174,23 @@ def _encode(con: KStruct, obj: Any, out: Any, what: str) -> None:
 
 def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
     """Encode a response (header and body) with its 4-byte size prefix."""
+    return _encode_response(api_key, api_version, correlation_id, body).framed()
+
+
+def _encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> _Chunks:
     api = api_table()[api_key]
     out = _Chunks()
     out.write(b"\0\0\0\0")
     hv = api.response_header_version(api_version)
     _encode(_header_struct("ResponseHeader", hv), {"correlation_id": correlation_id}, out, "response header")
     _encode(message_struct(api.response, api_version), body, out, f"{api.name}Response v{api_version}")
-    return out.framed()
+    return out
+
+
+def encode_response_parts(api_key: int, api_version: int, correlation_id: int, body: Any) -> list[Any]:
+    """Like :func:`encode_response`, as buffers for a vectored write: record data is not
+    copied into one frame (a fetch response can be tens of MB)."""
+    return _encode_response(api_key, api_version, correlation_id, body).framed_parts()
 
 
 def encode_request(api_key: int, api_version: int, correlation_id: int, body: Any,
@@ -206,6 +238,7 @@ def decode_body(api: Api, kind: str, version: int, data: bytes | bytearray | mem
 
 
 __all__ = [
-    "CodecError", "Request", "RequestHeader", "decode_request", "encode_response", "encode_request",
+    "CodecError", "Request", "RequestHeader", "decode_request", "encode_response", "encode_response_parts",
+    "encode_request",
     "decode_response", "encode_body", "decode_body", "peek_request_header",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -27,7 +28,11 @@ CLIENTS = ("confluent", "kafka-python")
 SIZES = (100, 1024)
 ACKS = ("1", "all-idem")
 PARTITIONS = (1, 8)
-PHASES = ("throughput", "latency", "idle", "many", "startup")
+PHASES = ("throughput", "latency", "idle", "many", "scale", "startup")
+#: Key prefixes of the scale phase's paired figures: measured on a broker without the
+#: many-partition topic and on one with it, alternately, so drift hits both alike.
+FEW_KEY = "few+"
+MANY_KEY = "many+"
 
 
 @dataclass
@@ -37,6 +42,7 @@ class Profile:
     produce_count: int
     produce_seconds: float
     consume_seconds: float
+    consume_repeat: int
     e2e_rate: int
     e2e_seconds: float
     rtt_count: int
@@ -46,15 +52,24 @@ class Profile:
     many_timeout: float
     startup_gb: float
     fill_size: int = 16 * 1024
+    #: Only the throughput cells whose name contains one of these (all when empty).
+    cells: tuple[str, ...] = ()
+    #: The throughput cells of the scale phase (paired with and without many partitions):
+    #: librdkafka's, where the broker's share of the work is largest.
+    scale_cells: tuple[str, ...] = ("confluent.",)
+    #: Rounds of the scale phase; each figure is the best of its rounds, on each side.
+    scale_rounds: int = 2
+    #: Whether the scale phase pairs the end-to-end latency runs too (the round trips always).
+    scale_e2e: bool = True
 
 
 QUICK = Profile(
-    produce_count=100_000, produce_seconds=1.0, consume_seconds=10, e2e_rate=500, e2e_seconds=2.5,
+    produce_count=100_000, produce_seconds=1.0, consume_seconds=10, consume_repeat=1, e2e_rate=500, e2e_seconds=2.5,
     rtt_count=200, idle_count=1000, idle_hold=1.0, many_partitions=2_000, many_timeout=60,
-    startup_gb=0.05,
+    startup_gb=0.05, scale_cells=("confluent.1024B.acks=1.p8",), scale_e2e=False, scale_rounds=1,
 )
 FULL = Profile(
-    produce_count=1_000_000, produce_seconds=10.0, consume_seconds=60, e2e_rate=1000, e2e_seconds=20,
+    produce_count=1_000_000, produce_seconds=10.0, consume_seconds=60, consume_repeat=3, e2e_rate=1000, e2e_seconds=20,
     rtt_count=2000, idle_count=1000, idle_hold=10.0, many_partitions=10_000, many_timeout=300,
     startup_gb=10.0,
 )
@@ -78,11 +93,17 @@ class Results:
         self.raw: dict[str, dict[str, Any]] = {}
 
     def put(self, broker: str, key: str, label: str, unit: str, higher: bool, value: float | None,
-            note: str | None = None) -> None:
+            note: str | None = None, best: bool = False) -> None:
+        """Record a value; with ``best``, keep the better of it and one already recorded."""
         m = self.metrics.setdefault(key, Metric(key, label, unit, higher))
+        old = m.values.get(broker)
+        if best and old is not None and (value is None or (value <= old if higher else value >= old)):
+            return
         m.values[broker] = value
         if note:
             m.notes[broker] = note
+        elif best:
+            m.notes.pop(broker, None)
 
 
 # -- running workers ---------------------------------------------------------------------------
@@ -147,32 +168,111 @@ def mb(nbytes: float) -> float:
 # -- the plan ----------------------------------------------------------------------------------
 
 
-def throughput_steps(p: Profile, clients: tuple[str, ...], run_tag: str) -> list[dict[str, Any]]:
+def throughput_steps(p: Profile, clients: tuple[str, ...], run_tag: str,
+                     cells: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Produce then consume steps for every cell, or for those whose name contains one of ``cells``."""
     steps: list[dict[str, Any]] = []
     for client in clients:
         for size in SIZES:
             for acks in ACKS:
                 for parts in PARTITIONS:
                     cell = f"{client}.{size}B.acks={acks}.p{parts}"
+                    if cells and not any(c in cell for c in cells):
+                        continue
                     topic = f"bench-{run_tag}-{client}-{size}-{acks}-{parts}".replace("=", "")
-                    count = p.produce_count if client == "confluent" else max(1, p.produce_count // 2)
+                    # 100-byte cells get three times the messages so each lasts long enough to time.
+                    count = p.produce_count * (3 if size < 1024 else 1)
+                    count = count if client == "confluent" else max(1, count // 2)
                     steps.append({"id": "produce." + cell, "kind": "produce", "client": client, "topic": topic,
                                   "partitions": parts, "size": size, "acks": acks, "count": count,
                                   "seconds": p.produce_seconds})
                     steps.append({"id": "consume." + cell, "kind": "consume", "client": client, "topic": topic,
                                   "partitions": parts, "size": size, "acks": acks, "expect_from": "produce." + cell,
-                                  "seconds": p.consume_seconds})
+                                  "seconds": p.consume_seconds, "repeat": p.consume_repeat})
     return steps
 
 
-def latency_steps(p: Profile, clients: tuple[str, ...], run_tag: str) -> list[dict[str, Any]]:
+def latency_steps(p: Profile, clients: tuple[str, ...], run_tag: str, e2e: bool = True) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = []
     for client in clients:
-        steps.append({"id": f"e2e.{client}", "kind": "e2e", "client": client, "topic": f"bench-{run_tag}-e2e-{client}",
-                      "rate": p.e2e_rate, "seconds": p.e2e_seconds, "size": 100})
+        if e2e:
+            steps.append({"id": f"e2e.{client}", "kind": "e2e", "client": client, "topic": f"bench-{run_tag}-e2e-{client}",
+                          "rate": p.e2e_rate, "seconds": p.e2e_seconds, "size": 100})
         steps.append({"id": f"rtt.{client}", "kind": "rtt", "client": client, "topic": f"bench-{run_tag}-rtt-{client}",
                       "count": p.rtt_count, "size": 100})
     return steps
+
+
+def run_throughput(broker: BrokerProcess, steps: list[dict[str, Any]], p: Profile, results: Results, log: Any,
+                   key: str = "", label: str = "", best: bool = False) -> dict[str, float]:
+    """Run produce/consume ``steps`` and record each cell; returns bytes moved and broker CPU.
+
+    ``key``/``label`` prefix and suffix the metrics (the scale phase's pairs); with ``best``
+    a repeat keeps the better of its figure and the one already recorded.
+    The broker's CPU is sampled at each step boundary and attributed to the step just ended.
+    """
+    name = broker.name
+    step_by_id = {s["id"]: s for s in steps}
+    cpu_mark = [broker.stats()]
+    moved = {"bytes": 0.0, "cpu": 0.0}
+
+    def on_result(r: dict[str, Any]) -> None:
+        now = broker.stats()
+        before = cpu_mark[0]
+        if now and before:
+            r["broker_cpu_s"] = now.cpu_s - before.cpu_s
+            if r.get("bytes"):
+                # A consume step reads its data once per repeat; the CPU covers them all.
+                moved["bytes"] += r["bytes"] * len(r.get("runs_msgs_per_s") or [0])
+                moved["cpu"] += r["broker_cpu_s"]
+        cpu_mark[0] = now
+        rate = r.get("rate_msgs", r.get("msgs", 0)) / r["seconds"] if r.get("msgs") and r.get("seconds") else 0
+        log(f"    {key}{r['id']:<44} {rate:>10,.0f} msg/s" + (f"  ERROR {r['error']}" if r.get("error") else ""))
+
+    budget = len(steps) * (p.produce_seconds * 3 + p.consume_seconds * p.consume_repeat + 30)
+    res = run_worker(broker, steps, budget, on_result)
+    results.raw.setdefault(name, {}).setdefault(key + "throughput", {}).update(res)
+    for sid, r in res.items():
+        step = step_by_id[sid]
+        kind, cell = sid.split(".", 1)
+        client, size, acks, parts = step["client"], step["size"], step["acks"], step["partitions"]
+        acks_label = "acks=1" if acks == "1" else "acks=all+idempotence"
+        text = f"{kind} {size}B {acks_label} {parts}p ({client}){label}"
+        ok = bool(r.get("msgs")) and not (r.get("error") and kind == "produce" and not r.get("msgs"))
+        note = f"FAILED: {r['error']}" if r.get("error") else None
+        if r.get("error") and r.get("msgs"):
+            note = f"partial: {r['error']}"
+        msgs_s = r.get("rate_msgs", r.get("msgs", 0)) / r["seconds"] if ok and r.get("seconds") else None
+        mb_s = mb(r.get("rate_bytes", r.get("bytes", 0))) / r["seconds"] if ok and r.get("seconds") else None
+        results.put(name, f"{key}{kind}.{cell}.msgs", text, "msg/s", True, msgs_s, note, best)
+        results.put(name, f"{key}{kind}.{cell}.mbs", text, "MB/s", True, mb_s, None, best)
+    return moved
+
+
+def run_latency(broker: BrokerProcess, steps: list[dict[str, Any]], p: Profile, clients: tuple[str, ...],
+                results: Results, log: Any, key: str = "", label: str = "", best: bool = False) -> None:
+    """Run the end-to-end latency and round-trip ``steps`` and record their percentiles."""
+    name = broker.name
+    e2e_s = sum(s.get("seconds", 0) for s in steps)
+    res = run_worker(broker, steps, 60 + 4 * (e2e_s + p.rtt_count * 0.1 * len(clients)))
+    results.raw.setdefault(name, {}).setdefault(key + "latency", {}).update(res)
+    for client in clients:
+        r = res.get(f"e2e.{client}")
+        if r is not None:
+            note = f"FAILED: {r['error']}" if r.get("error") else None
+            log(f"    {key}e2e.{client}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} p999 {r.get('p999_ms')} ms"
+                + (f"  ERROR {r['error']}" if r.get("error") else ""))
+            for q in ("p50", "p99", "p999"):
+                results.put(name, f"{key}e2e.{client}.{q}",
+                            f"end-to-end latency {q} at {p.e2e_rate} msg/s ({client}){label}", "ms",
+                            False, r.get(f"{q}_ms"), note if q == "p50" else None, best)
+        r = res[f"rtt.{client}"]
+        note = f"FAILED: {r['error']}" if r.get("error") else None
+        log(f"    {key}rtt.{client}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} ms"
+            + (f"  ERROR {r['error']}" if r.get("error") else ""))
+        for q in ("p50", "p99"):
+            results.put(name, f"{key}rtt.{client}.{q}", f"single-message acks=all round trip {q} ({client}){label}",
+                        "ms", False, r.get(f"{q}_ms"), note if q == "p50" else None, best)
 
 
 def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], results: Results,
@@ -191,45 +291,11 @@ def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], re
     raw = results.raw.setdefault(name, {})
 
     if "throughput" in phases:
-        # Throughput: CPU sampled at each step boundary, attributed to the step just ended.
-        steps = throughput_steps(p, clients, run_tag)
-        step_by_id = {s["id"]: s for s in steps}
-        cpu_mark = [broker.stats()]
-        moved = {"bytes": 0, "cpu": 0.0}
-
-        def on_result(r: dict[str, Any]) -> None:
-            now = broker.stats()
-            before = cpu_mark[0]
-            if now and before:
-                r["broker_cpu_s"] = now.cpu_s - before.cpu_s
-                if r.get("bytes"):
-                    moved["bytes"] += r["bytes"]
-                    moved["cpu"] += r["broker_cpu_s"]
-            cpu_mark[0] = now
-            rate = r.get("rate_msgs", r.get("msgs", 0)) / r["seconds"] if r.get("msgs") and r.get("seconds") else 0
-            log(f"    {r['id']:<44} {rate:>10,.0f} msg/s" + (f"  ERROR {r['error']}" if r.get("error") else ""))
-
         if profiler is not None and profiler.phase == "throughput":
             profiler.start(broker)
-        budget = len(steps) * (p.produce_seconds * 3 + p.consume_seconds + 30)
-        res = run_worker(broker, steps, budget, on_result)
+        moved = run_throughput(broker, throughput_steps(p, clients, run_tag, p.cells), p, results, log)
         if profiler is not None and profiler.phase == "throughput":
             profiler.stop()
-        raw["throughput"] = res
-        for sid, r in res.items():
-            step = step_by_id[sid]
-            kind, cell = sid.split(".", 1)
-            client, size, acks, parts = step["client"], step["size"], step["acks"], step["partitions"]
-            acks_label = "acks=1" if acks == "1" else "acks=all+idempotence"
-            label = f"{kind} {size}B {acks_label} {parts}p ({client})"
-            ok = bool(r.get("msgs")) and not (r.get("error") and kind == "produce" and not r.get("msgs"))
-            note = f"FAILED: {r['error']}" if r.get("error") else None
-            if r.get("error") and r.get("msgs"):
-                note = f"partial: {r['error']}"
-            msgs_s = r.get("rate_msgs", r.get("msgs", 0)) / r["seconds"] if ok and r.get("seconds") else None
-            mb_s = mb(r.get("rate_bytes", r.get("bytes", 0))) / r["seconds"] if ok and r.get("seconds") else None
-            results.put(name, f"{kind}.{cell}.msgs", label, "msg/s", True, msgs_s, note)
-            results.put(name, f"{kind}.{cell}.mbs", label, "MB/s", True, mb_s, None)
         gb = moved["bytes"] / 1e9
         results.put(name, "cpu_per_gb", "broker CPU seconds per GB moved (produce+consume)", "s/GB", False,
                     moved["cpu"] / gb if gb else None)
@@ -238,25 +304,9 @@ def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], re
     if "latency" in phases:
         if profiler is not None and profiler.phase == "latency":
             profiler.start(broker)
-        res = run_worker(broker, latency_steps(p, clients, run_tag), 60 + 4 * (p.e2e_seconds + p.rtt_count * 0.1))
+        run_latency(broker, latency_steps(p, clients, run_tag), p, clients, results, log)
         if profiler is not None and profiler.phase == "latency":
             profiler.stop()
-        raw["latency"] = res
-        for client in clients:
-            r = res[f"e2e.{client}"]
-            note = f"FAILED: {r['error']}" if r.get("error") else None
-            log(f"    e2e.{client}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} p999 {r.get('p999_ms')} ms"
-                + (f"  ERROR {r['error']}" if r.get("error") else ""))
-            for q in ("p50", "p99", "p999"):
-                results.put(name, f"e2e.{client}.{q}", f"end-to-end latency {q} at {p.e2e_rate} msg/s ({client})", "ms",
-                            False, r.get(f"{q}_ms"), note if q == "p50" else None)
-            r = res[f"rtt.{client}"]
-            note = f"FAILED: {r['error']}" if r.get("error") else None
-            log(f"    rtt.{client}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} ms"
-                + (f"  ERROR {r['error']}" if r.get("error") else ""))
-            for q in ("p50", "p99"):
-                results.put(name, f"rtt.{client}.{q}", f"single-message acks=all round trip {q} ({client})", "ms",
-                            False, r.get(f"{q}_ms"), note if q == "p50" else None)
 
     stats = broker.stats()
     results.put(name, "rss_peak_load", "broker peak RSS after throughput+latency (VmHWM)", "MB", False,
@@ -304,11 +354,68 @@ def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], re
         results.put(name, "many.produce_one", "then one produce round trip to that topic", "s", False,
                     r.get("produce_one_s"))
 
+    if "scale" in phases and isinstance(broker, Kbroker):
+        bench_scale(broker, p, clients, results, log, run_tag)
+
     stats = broker.stats()
     results.put(name, "rss_peak", "broker peak RSS over the whole run (VmHWM)", "MB", False,
                 stats.hwm_kb / 1024 if stats else None)
     stop_s = broker.stop()
     results.put(name, "shutdown", "clean shutdown (SIGTERM to exit)", "s", False, stop_s)
+
+
+def bench_scale(few: Kbroker, p: Profile, clients: tuple[str, ...], results: Results, log: Any,
+                run_tag: str) -> None:
+    """Does anything degrade with many partitions present? A second kbroker gets the
+    many-partition topic; then every scale cell and latency run goes to both, in
+    alternating order (few-many, many-few, ...), each side keeping its best of
+    ``p.scale_rounds``, so the machine's drift over the minutes of the run, which is
+    larger than the effect sought, falls on both sides alike."""
+    n = p.many_partitions
+    many = Kbroker(few.workdir.parent / "kbroker-scale")
+    try:
+        many.start()
+    except RuntimeError as e:
+        log(f"  scale: second kbroker failed to start: {e}")
+        return
+    try:
+        r = run_worker(many, [{"id": "many", "kind": "many", "topic": f"bench-{run_tag}-scale", "partitions": n,
+                               "timeout": p.many_timeout}], p.many_timeout * 4 + 60)["many"]
+        results.raw.setdefault("kbroker", {})["scale.many"] = r
+        if r.get("error"):
+            log(f"  scale: {n:,}-partition topic failed: {r['error']}")
+            return
+        log(f"  scale: second kbroker holds a {n:,}-partition topic; paired runs follow")
+        label = f", {n:,} partitions present"
+        sides = [(few, FEW_KEY, ""), (many, MANY_KEY, label)]
+        moved = {FEW_KEY: {"bytes": 0.0, "cpu": 0.0}, MANY_KEY: {"bytes": 0.0, "cpu": 0.0}}
+        turn = 0
+        for rnd in range(p.scale_rounds):
+            steps = throughput_steps(p, clients, f"{run_tag}s{rnd}", p.scale_cells)
+            for cell in (steps[i:i + 2] for i in range(0, len(steps), 2)):  # produce + consume
+                for broker, key, text in sides[::-1] if turn % 2 else sides:
+                    m = run_throughput(broker, cell, p, results, log, key, text, best=True)
+                    moved[key]["bytes"] += m["bytes"]
+                    moved[key]["cpu"] += m["cpu"]
+                turn += 1
+            for client in clients:
+                lat = latency_steps(p, (client,), f"{run_tag}s{rnd}", p.scale_e2e)
+                for broker, key, text in sides[::-1] if turn % 2 else sides:
+                    run_latency(broker, lat, p, (client,), results, log, key, text, best=True)
+                turn += 1
+        # Two steadier figures than any one cell: the broker's CPU per GB over all the
+        # paired cells, and the geometric mean of their message rates.
+        for _, key, text in sides:
+            gb = moved[key]["bytes"] / 1e9
+            results.put("kbroker", key + "cpu_per_gb", f"broker CPU seconds per GB moved, paired cells{text}",
+                        "s/GB", False, moved[key]["cpu"] / gb if gb else None)
+            rates = [m.values.get("kbroker") for k, m in results.metrics.items()
+                     if k.startswith(key) and k.endswith(".msgs") and ("produce." in k or "consume." in k)]
+            ok = [v for v in rates if v]
+            results.put("kbroker", key + "geomean", f"paired produce+consume cells, geometric mean{text}", "msg/s",
+                        True, math.exp(sum(math.log(v) for v in ok) / len(ok)) if ok else None)
+    finally:
+        many.stop()
 
 
 def bench_startup(workdir: Path, p: Profile, results: Results, log: Any) -> None:
@@ -419,25 +526,9 @@ def ratio(m: Metric) -> float | None:
     return a / b
 
 
-def table(results: Results, brokers: list[str]) -> str:
-    cols = ["metric", "unit", *brokers]
-    if "kbroker" in brokers and "tansu" in brokers:
-        cols.append("kbroker/tansu")
-    rows = [cols]
-    notes: list[str] = []
-    for m in results.metrics.values():
-        row = [m.label, m.unit + (" ↑" if m.higher_is_better else " ↓")]
-        for b in brokers:
-            cell = fmt(m.values.get(b), m.unit)
-            if b in m.notes:
-                notes.append(f"[{len(notes) + 1}] {b}, {m.label}: {m.notes[b]}")
-                cell += f" [{len(notes)}]"
-            row.append(cell)
-        if len(cols) > len(brokers) + 2:
-            q = ratio(m)
-            row.append("—" if q is None else f"{q:.2f}×")
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
+def render(rows: list[list[str]], notes: list[str]) -> str:
+    """A Markdown table: the first two columns left-aligned, the rest right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for i, row in enumerate(rows):
         lines.append("| " + " | ".join(c.ljust(widths[j]) if j < 2 else c.rjust(widths[j]) for j, c in enumerate(row))
@@ -449,6 +540,69 @@ def table(results: Results, brokers: list[str]) -> str:
     if notes:
         out += "\n\n" + "\n".join(notes)
     return out
+
+
+def change(m: Metric, base: Metric, broker: str) -> float | None:
+    """How much worse ``m`` is than ``base`` for ``broker``, in percent (negative: better)."""
+    a, b = m.values.get(broker), base.values.get(broker)
+    if a is None or b is None or b == 0:
+        return None
+    return (1 - a / b) * 100 if m.higher_is_better else (a / b - 1) * 100
+
+
+def scaling_changes(results: Results, brokers: list[str]) -> list[tuple[Metric, Metric, dict[str, float | None]]]:
+    """Each figure of the scale phase with the many-partition topic present, its pair
+    without, and the change per broker."""
+    out = []
+    for key, m in results.metrics.items():
+        if key.startswith(MANY_KEY):
+            base = results.metrics.get(FEW_KEY + key[len(MANY_KEY):])
+            if base is not None:
+                out.append((m, base, {b: change(m, base, b) for b in brokers}))
+    return out
+
+
+def scaling_table(results: Results, brokers: list[str]) -> str:
+    """Without/with/change per broker for every figure of the scale phase."""
+    rows = [["metric", "unit"]]
+    for b in brokers:
+        rows[0] += [f"{b}, without", f"{b}, with", "worse by"]
+    worst: dict[str, float] = {}
+    for m, base, changes in scaling_changes(results, brokers):
+        row = [base.label, m.unit + (" ↑" if m.higher_is_better else " ↓")]
+        for b in brokers:
+            c = changes[b]
+            row += [fmt(base.values.get(b), m.unit), fmt(m.values.get(b), m.unit), "—" if c is None else f"{c:+.1f}%"]
+            if c is not None:
+                worst[b] = max(worst.get(b, c), c)
+        rows.append(row)
+    if len(rows) == 1:
+        return ""
+    notes = [f"largest degradation, {b}: {worst[b]:+.1f}%" for b in brokers if b in worst]
+    return render(rows, notes)
+
+
+def table(results: Results, brokers: list[str]) -> str:
+    cols = ["metric", "unit", *brokers]
+    if "kbroker" in brokers and "tansu" in brokers:
+        cols.append("kbroker/tansu")
+    rows = [cols]
+    notes: list[str] = []
+    for m in results.metrics.values():
+        if m.key.startswith((FEW_KEY, MANY_KEY)):
+            continue  # the scale phase's pairs have their own table
+        row = [m.label, m.unit + (" ↑" if m.higher_is_better else " ↓")]
+        for b in brokers:
+            cell = fmt(m.values.get(b), m.unit)
+            if b in m.notes:
+                notes.append(f"[{len(notes) + 1}] {b}, {m.label}: {m.notes[b]}")
+                cell += f" [{len(notes)}]"
+            row.append(cell)
+        if len(cols) > len(brokers) + 2:
+            q = ratio(m)
+            row.append("—" if q is None else f"{q:.2f}×")
+        rows.append(row)
+    return render(rows, notes)
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -469,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(quick 2000, full 10000)")
     ap.add_argument("--produce-seconds", type=float, help="time bound of each produce cell")
     ap.add_argument("--produce-count", type=int, help="message bound of each produce cell (kafka-python: half)")
+    ap.add_argument("--cells", default="", help="comma-separated substrings; only the throughput cells whose "
+                    "name (e.g. confluent.100B.acks=all-idem.p8) contains one of them")
     ap.add_argument("--py-spy", metavar="FILE", help="record kbroker with py-spy during the throughput phase "
                     "(collapsed stacks to FILE; summarize with python -m tools.bench.profile FILE)")
     ap.add_argument("--py-spy-phase", default="throughput", choices=("throughput", "latency", "many"),
@@ -497,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         p.produce_seconds = args.produce_seconds
     if args.produce_count is not None:
         p.produce_count = args.produce_count
+    p.cells = tuple(c for c in args.cells.split(",") if c)
     clients = tuple(c for c in args.clients.split(",") if c)
     for c in clients:
         if c not in CLIENTS:
@@ -568,12 +725,19 @@ def main(argv: list[str] | None = None) -> int:
                                                      and meta['tansu'].get('version') else "") + ")")
     print("↑ higher is better, ↓ lower is better; ratio = kbroker / Tansu (kbroker on disk, Tansu in memory)\n")
     print(text)
+    scaling = scaling_table(results, shown)
+    if scaling:
+        print(f"\nkbroker without and with a {p.many_partitions:,}-partition topic present (two brokers, "
+              "runs alternated; worse by: + is a degradation)\n")
+        print(scaling)
     if args.json:
         doc = {
             "meta": meta,
             "metrics": {k: {"label": m.label, "unit": m.unit, "higher_is_better": m.higher_is_better,
                             "values": m.values, "notes": m.notes, "ratio_kbroker_tansu": ratio(m)}
                         for k, m in results.metrics.items()},
+            "many_partitions_present": {m.key: {"label": base.label, "changes_percent": ch}
+                                        for m, base, ch in scaling_changes(results, shown)},
             "raw": results.raw,
         }
         Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
