@@ -389,20 +389,19 @@ def bench_scale(few: Kbroker, p: Profile, clients: tuple[str, ...], results: Res
         label = f", {n:,} partitions present"
         sides = [(few, FEW_KEY, ""), (many, MANY_KEY, label)]
         moved = {FEW_KEY: {"bytes": 0.0, "cpu": 0.0}, MANY_KEY: {"bytes": 0.0, "cpu": 0.0}}
-        turn = 0
         for rnd in range(p.scale_rounds):
+            # Who goes first alternates from figure to figure and, for each figure, from
+            # round to round, so neither side is always first (or always second).
             steps = throughput_steps(p, clients, f"{run_tag}s{rnd}", p.scale_cells)
-            for cell in (steps[i:i + 2] for i in range(0, len(steps), 2)):  # produce + consume
-                for broker, key, text in sides[::-1] if turn % 2 else sides:
+            for i, cell in enumerate(steps[j:j + 2] for j in range(0, len(steps), 2)):  # produce + consume
+                for broker, key, text in sides[::-1] if (i + rnd) % 2 else sides:
                     m = run_throughput(broker, cell, p, results, log, key, text, best=True)
                     moved[key]["bytes"] += m["bytes"]
                     moved[key]["cpu"] += m["cpu"]
-                turn += 1
-            for client in clients:
+            for i, client in enumerate(clients):
                 lat = latency_steps(p, (client,), f"{run_tag}s{rnd}", p.scale_e2e)
-                for broker, key, text in sides[::-1] if turn % 2 else sides:
+                for broker, key, text in sides[::-1] if (i + rnd) % 2 else sides:
                     run_latency(broker, lat, p, (client,), results, log, key, text, best=True)
-                turn += 1
         # Two steadier figures than any one cell: the broker's CPU per GB over all the
         # paired cells, and the geometric mean of their message rates.
         for _, key, text in sides:
