@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import SocketStream, TaskGroup
 
+from kbroker import heap
 from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.server.connection import Connection
 
@@ -36,6 +37,9 @@ class Broker:
         self.clock = clock
         self.node_id: int = config.node_id
         self.stopping = False
+        #: Whether this broker is its process's only tenant (``kbroker serve``): it may then
+        #: tune process-wide state such as the garbage collector (see :mod:`kbroker.heap`).
+        self.owns_process = False
         self.log_dirs = [Path(d) for d in config.log_dirs]
         #: Advertised (host, port) per listener name, known once the listeners are bound.
         self.endpoints: dict[str, tuple[str, int]] = {}
@@ -122,6 +126,9 @@ def run(config: BrokerConfig) -> int:
 
     async def main() -> None:
         broker = Broker(config)
+        broker.owns_process = True
+        # Logs, indexes and metadata are loaded: keep them out of full collections.
+        heap.settle("start-up", collect=True)
         async with broker.running():
             listeners = ", ".join(f"{n}://{h}:{p}" for n, (h, p) in broker.endpoints.items())
             print(f"kbroker {broker.node_id} listening on {listeners}, data in "

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from kbroker import heap
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.config import ConfigError, validate_topic_configs
 from kbroker.log.errors import KafkaStorageError
@@ -236,8 +237,14 @@ class MetadataManager:
         finally:
             self._pending.discard(name)
         log.info("created topic %s (%s) with %d partitions", name, topic.topic_id, n)
+        self._settle_heap(n)
         self._notify(self.on_topic_changed, topic)
         return E.OK
+
+    def _settle_heap(self, added: int) -> None:
+        """After a bulk creation, keep its state out of the collector's full passes."""
+        if added >= heap.BULK_PARTITIONS and self.broker.owns_process:
+            heap.settle(f"{added} partitions created")
 
     def _new_topic(self, name: str, num_partitions: int, configs: dict[str, str],
                    assignments: Assignments | None) -> TopicInfo:
@@ -353,6 +360,7 @@ class MetadataManager:
         self._store.save(topic)
         self._open_logs(topic, added)
         log.info("topic %s now has %d partitions", name, new_total)
+        self._settle_heap(len(added))
         self._notify(self.on_topic_changed, topic)
         return E.OK
 
@@ -384,6 +392,7 @@ class MetadataManager:
                 self._store.save(topic)
                 self._open_prepared(topic, prepared)
         log.info("topic %s now has %d partitions", name, new_total)
+        self._settle_heap(new_total - current)
         self._notify(self.on_topic_changed, topic)
         return E.OK
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import struct
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 from test_metadata_wire import WireClient
 
 from kbroker.codec import decode_response, encode_request
@@ -43,3 +46,32 @@ def test_big_create_keeps_serving_other_connections(kafka_broker: BrokerThread) 
         creator.close()
         other.close()
     assert len(kafka_broker.broker.log_manager.all_logs()) >= N
+
+
+@pytest.mark.parametrize("owns_process", [True, False])
+def test_bulk_create_freezes_its_state_only_in_a_broker_of_its_own(tmp_path: Path, owns_process: bool) -> None:
+    """``kbroker serve`` keeps a big topic's objects out of full collections (kbroker.heap);
+    an embedded broker leaves its host process's collector alone."""
+    from kbroker import heap
+
+    gc.unfreeze()
+    try:
+        with BrokerThread(tmp_path) as b:
+            b.broker.owns_process = owns_process
+            wire = WireClient(b.bootstrap)
+            try:
+                for name, n in (("small", 10), ("bulk", heap.BULK_PARTITIONS)):
+                    body = {"topics": [{"name": name, "num_partitions": n, "replication_factor": 1,
+                                        "assignments": [], "configs": []}], "timeout_ms": 60_000}
+                    frozen = gc.get_freeze_count()
+                    resp = wire.call(19, 7, body)
+                    assert resp.topics[0].error_code == 0
+                    if name == "small" or not owns_process:
+                        assert gc.get_freeze_count() == frozen
+                    else:
+                        # Every partition's log, segment and index objects, at least.
+                        assert gc.get_freeze_count() > frozen + 3 * n
+            finally:
+                wire.close()
+    finally:
+        gc.unfreeze()

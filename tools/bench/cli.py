@@ -563,11 +563,13 @@ def scaling_changes(results: Results, brokers: list[str]) -> list[tuple[Metric, 
 
 def scaling_table(results: Results, brokers: list[str]) -> str:
     """Without/with/change per broker for every figure of the scale phase."""
+    pairs = scaling_changes(results, brokers)
+    brokers = [b for b in brokers if any(m.values.get(b) is not None for m, _, _ in pairs)]
     rows = [["metric", "unit"]]
     for b in brokers:
         rows[0] += [f"{b}, without", f"{b}, with", "worse by"]
     worst: dict[str, float] = {}
-    for m, base, changes in scaling_changes(results, brokers):
+    for m, base, changes in pairs:
         row = [base.label, m.unit + (" ↑" if m.higher_is_better else " ↓")]
         for b in brokers:
             c = changes[b]
@@ -677,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         import confluent_kafka
         import kafka
 
-        meta["confluent_kafka"] = confluent_kafka.version()[0]
+        meta["confluent_kafka"] = confluent_kafka.__version__
         meta["librdkafka"] = confluent_kafka.libversion()[0]
         meta["kafka_python"] = kafka.__version__
     except ImportError as e:
