@@ -140,20 +140,22 @@ class _Chunks:
     def tell(self) -> int:
         return self.size
 
-    def framed(self) -> bytes:
-        """The pieces joined behind a 4-byte size prefix (the first piece is its placeholder)."""
-        return b"".join(self.framed_parts(0))
+    def _prefix(self) -> None:
+        self.parts[0] = _SIZE.pack(self.size - 4)  # the first piece is its placeholder
 
-    def framed_parts(self, min_part: int = LARGE_PART) -> list[Any]:
-        """The frame as a few buffers: runs of small pieces joined, pieces of ``min_part``
+    def framed(self) -> bytes:
+        """The pieces joined behind a 4-byte size prefix."""
+        self._prefix()
+        return b"".join(self.parts)
+
+    def framed_parts(self) -> list[Any]:
+        """The frame as a few buffers: runs of small pieces joined, pieces of ``LARGE_PART``
         bytes or more (record data) kept as they are, uncopied, for a vectored write."""
-        self.parts[0] = _SIZE.pack(self.size - 4)
-        if not min_part:
-            return self.parts
+        self._prefix()
         out: list[Any] = []
         run: list[Any] = []
         for part in self.parts:
-            if len(part) >= min_part:
+            if len(part) >= LARGE_PART:
                 if run:
                     out.append(b"".join(run))
                     run = []

@@ -10,7 +10,6 @@ from kbroker.codec import (
     EncodeError,
     UnsupportedVersion,
     decode_request,
-    encode_response,
     encode_response_parts,
 )
 from kbroker.codec.apis import API_VERSIONS_KEY, api_table
@@ -40,7 +39,7 @@ async def dispatch(broker: Broker, session: Session, frame: bytes) -> ResponsePa
     except UnsupportedVersion as e:
         if e.api_key == API_VERSIONS_KEY and e.correlation_id is not None:
             # KIP-511: answer in v0 so the client can retry with a version we know.
-            return [encode_response(API_VERSIONS_KEY, 0, e.correlation_id, unsupported_version_response())]
+            return encode_response_parts(API_VERSIONS_KEY, 0, e.correlation_id, unsupported_version_response())
         raise CloseConnection(str(e)) from e
     except CodecError as e:
         raise CloseConnection(f"malformed request: {e}") from e
@@ -48,7 +47,7 @@ async def dispatch(broker: Broker, session: Session, frame: bytes) -> ResponsePa
     handler = registry().get(request.api_key)
     if handler is None or request.api_version not in handler.versions:
         if request.api_key == API_VERSIONS_KEY:
-            return [encode_response(API_VERSIONS_KEY, 0, request.correlation_id, unsupported_version_response())]
+            return encode_response_parts(API_VERSIONS_KEY, 0, request.correlation_id, unsupported_version_response())
         raise CloseConnection(f"{request.api.name} v{request.api_version} is not implemented")
 
     session.last_client_id = request.header.client_id
@@ -71,7 +70,7 @@ async def dispatch(broker: Broker, session: Session, frame: bytes) -> ResponsePa
         fallback = _error_body(request.api_key, request.api_version)
         if fallback is None:
             raise CloseConnection("response encoding failed") from None
-        return [encode_response(request.api_key, request.api_version, request.correlation_id, fallback)]
+        return encode_response_parts(request.api_key, request.api_version, request.correlation_id, fallback)
 
 
 def _error_body(api_key: int, version: int) -> dict[str, int] | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench.brokers import LIVE, REPO, BrokerProcess, Kbroker, Tansu, find_tansu, tansu_version
+from tools.bench.worker import rate_of
 
 CLIENTS = ("confluent", "kafka-python")
 SIZES = (100, 1024)
@@ -226,8 +227,7 @@ def run_throughput(broker: BrokerProcess, steps: list[dict[str, Any]], p: Profil
                 moved["bytes"] += r["bytes"] * len(r.get("runs_msgs_per_s") or [0])
                 moved["cpu"] += r["broker_cpu_s"]
         cpu_mark[0] = now
-        rate = r.get("rate_msgs", r.get("msgs", 0)) / r["seconds"] if r.get("msgs") and r.get("seconds") else 0
-        log(f"    {key}{r['id']:<44} {rate:>10,.0f} msg/s" + (f"  ERROR {r['error']}" if r.get("error") else ""))
+        log(f"    {key}{r['id']:<44} {rate_of(r):>10,.0f} msg/s" + (f"  ERROR {r['error']}" if r.get("error") else ""))
 
     budget = len(steps) * (p.produce_seconds * 3 + p.consume_seconds * p.consume_repeat + 30)
     res = run_worker(broker, steps, budget, on_result)
@@ -242,7 +242,7 @@ def run_throughput(broker: BrokerProcess, steps: list[dict[str, Any]], p: Profil
         note = f"FAILED: {r['error']}" if r.get("error") else None
         if r.get("error") and r.get("msgs"):
             note = f"partial: {r['error']}"
-        msgs_s = r.get("rate_msgs", r.get("msgs", 0)) / r["seconds"] if ok and r.get("seconds") else None
+        msgs_s = (rate_of(r) or None) if ok else None
         mb_s = mb(r.get("rate_bytes", r.get("bytes", 0))) / r["seconds"] if ok and r.get("seconds") else None
         results.put(name, f"{key}{kind}.{cell}.msgs", text, "msg/s", True, msgs_s, note, best)
         results.put(name, f"{key}{kind}.{cell}.mbs", text, "MB/s", True, mb_s, None, best)
@@ -409,7 +409,7 @@ def bench_scale(few: Kbroker, p: Profile, clients: tuple[str, ...], results: Res
             results.put("kbroker", key + "cpu_per_gb", f"broker CPU seconds per GB moved, paired cells{text}",
                         "s/GB", False, moved[key]["cpu"] / gb if gb else None)
             rates = [m.values.get("kbroker") for k, m in results.metrics.items()
-                     if k.startswith(key) and k.endswith(".msgs") and ("produce." in k or "consume." in k)]
+                     if k.startswith(key) and k.endswith(".msgs")]  # the produce and consume cells
             ok = [v for v in rates if v]
             results.put("kbroker", key + "geomean", f"paired produce+consume cells, geometric mean{text}", "msg/s",
                         True, math.exp(sum(math.log(v) for v in ok) / len(ok)) if ok else None)
