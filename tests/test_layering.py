@@ -1,0 +1,208 @@
+"""The layering contract: kbroker's packages sit on floors, and no import runs upward.
+
+Every import is read from the source (module level, inside functions and under
+``TYPE_CHECKING`` alike), so an upward dependency cannot hide from the interpreter.
+docs/ARCHITECTURE.md describes the floors; :data:`FLOORS` is their single source of truth.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "kbroker"
+
+#: Floors from the ground up; a module may import its own floor's modules and those below.
+FLOORS: list[set[str]] = [
+    {"kbroker.clock", "kbroker.config", "kbroker.fs", "kbroker.heap"},
+    {"kbroker.records"},
+    {"kbroker.codec"},
+    {"kbroker.log", "kbroker.client"},
+    {"kbroker.metadata", "kbroker.txn"},
+    {"kbroker.replica", "kbroker.groups"},
+    {"kbroker.handlers"},
+    {"kbroker.server"},
+    {"kbroker.broker"},
+    {"kbroker.cli", "kbroker.testing", "kbroker.__main__", "kbroker"},
+]
+
+#: Upward imports that exist today, as (importer unit, imported unit). The test fails
+#: both when a new one appears and when one listed here is gone: the list only shrinks.
+KNOWN_UPWARD: set[tuple[str, str]] = {
+    ("kbroker.groups", "kbroker.broker"),
+    ("kbroker.handlers", "kbroker.server"),
+    ("kbroker.log", "kbroker.txn"),
+    ("kbroker.metadata", "kbroker.broker"),
+    ("kbroker.replica", "kbroker.broker"),
+    ("kbroker.server", "kbroker.broker"),
+}
+
+#: Modules inside an import circle today; like KNOWN_UPWARD, this list only shrinks.
+KNOWN_IN_CIRCLES: set[str] = {
+    "kbroker.broker", "kbroker.groups", "kbroker.groups.coordinator", "kbroker.groups.manager",
+    "kbroker.groups.storage", "kbroker.handlers", "kbroker.handlers.api_versions", "kbroker.metadata.manager",
+    "kbroker.replica.manager", "kbroker.server.connection", "kbroker.server.context", "kbroker.server.dispatch",
+    # package level
+    "kbroker.log", "kbroker.txn", "kbroker.metadata", "kbroker.replica", "kbroker.server",
+}
+
+
+def unit_of(module: str) -> str:
+    """The floor member (package or top-level module) that ``module`` belongs to."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return module
+    return ".".join(parts[:2])
+
+
+def floor_of(unit: str) -> int:
+    for i, members in enumerate(FLOORS):
+        if unit in members:
+            return i
+    raise AssertionError(f"{unit} is on no floor: add it to FLOORS and docs/ARCHITECTURE.md")
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every kbroker module that ``path`` imports, wherever the import statement is."""
+    name = module_name(path)
+    is_package = path.name == "__init__.py"
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "kbroker")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "kbroker":
+                continue
+            out.add(target)
+            # ``from kbroker import broker`` imports the module kbroker.broker
+            out.update(f"{target}.{a.name}" for a in node.names
+                       if (PACKAGE.parent / f"{target}.{a.name}".replace(".", "/")).with_suffix(".py").exists())
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(p): imports_of(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def upward_imports() -> set[tuple[str, str]]:
+    found = set()
+    for importer, targets in graph().items():
+        src = unit_of(importer)
+        for target in targets:
+            dst = unit_of(target)
+            if dst != src and dst != "kbroker" and floor_of(dst) > floor_of(src):
+                found.add((src, dst))
+    return found
+
+
+def test_every_unit_has_a_floor() -> None:
+    for module in graph():
+        floor_of(unit_of(module))
+
+
+def test_no_import_runs_upward() -> None:
+    found = upward_imports()
+    new = sorted(found - KNOWN_UPWARD)
+    gone = sorted(KNOWN_UPWARD - found)
+    assert not new, f"imports running upward (importer, imported): {new}"
+    assert not gone, f"fixed, remove from KNOWN_UPWARD: {gone}"
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = 0
+
+    def visit(v: str) -> None:
+        nonlocal counter
+        index[v] = low[v] = counter
+        counter += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle_between_packages() -> None:
+    edges: dict[str, set[str]] = {}
+    for importer, targets in graph().items():
+        src = unit_of(importer)
+        edges.setdefault(src, set()).update(
+            unit_of(t) for t in targets if unit_of(t) not in (src, "kbroker"))
+    _check_circles(_cycles(edges))
+
+
+def _check_circles(circles: list[list[str]]) -> None:
+    members = {m for c in circles for m in c}
+    new = sorted(members - KNOWN_IN_CIRCLES)
+    assert not new, f"modules newly inside an import circle: {new} (circles: {circles})"
+
+
+def test_known_circles_still_exist() -> None:
+    """A circle that has been broken must leave KNOWN_IN_CIRCLES, so it cannot come back."""
+    modules = graph()
+    edges = {m: {t for t in ts if t in modules and not m.startswith(t + ".")} for m, ts in modules.items()}
+    packages: dict[str, set[str]] = {}
+    for importer, targets in modules.items():
+        src = unit_of(importer)
+        packages.setdefault(src, set()).update(
+            unit_of(t) for t in targets if unit_of(t) not in (src, "kbroker"))
+    members = {m for c in _cycles(edges) + _cycles(packages) for m in c}
+    gone = sorted(KNOWN_IN_CIRCLES - members)
+    assert not gone, f"no longer in a circle, remove from KNOWN_IN_CIRCLES: {gone}"
+
+
+def test_no_import_circle_between_modules() -> None:
+    modules = graph()
+    # A package's __init__ re-exporting its submodules is not a circle of dependencies.
+    edges = {m: {t for t in ts if t in modules and not m.startswith(t + ".")} for m, ts in modules.items()}
+    _check_circles(_cycles(edges))
+
+
+@pytest.mark.parametrize("importer, expected", [
+    ("kbroker.log.segment", "kbroker.log"),
+    ("kbroker", "kbroker"),
+    ("kbroker.broker", "kbroker.broker"),
+])
+def test_unit_of(importer: str, expected: str) -> None:
+    assert unit_of(importer) == expected
