@@ -17,7 +17,7 @@ PACKAGE = ROOT / "kbroker"
 
 #: Floors from the ground up; a module may import its own floor's modules and those below.
 FLOORS: list[set[str]] = [
-    {"kbroker.clock", "kbroker.config", "kbroker.fs", "kbroker.heap"},
+    {"kbroker.clock", "kbroker.common", "kbroker.config", "kbroker.fs", "kbroker.heap"},
     {"kbroker.records"},
     {"kbroker.codec"},
     {"kbroker.log", "kbroker.client"},
@@ -34,7 +34,6 @@ FLOORS: list[set[str]] = [
 KNOWN_UPWARD: set[tuple[str, str]] = {
     ("kbroker.groups", "kbroker.broker"),
     ("kbroker.handlers", "kbroker.server"),
-    ("kbroker.log", "kbroker.txn"),
     ("kbroker.metadata", "kbroker.broker"),
     ("kbroker.replica", "kbroker.broker"),
     ("kbroker.server", "kbroker.broker"),
@@ -46,7 +45,7 @@ KNOWN_IN_CIRCLES: set[str] = {
     "kbroker.groups.storage", "kbroker.handlers", "kbroker.handlers.api_versions", "kbroker.metadata.manager",
     "kbroker.replica.manager", "kbroker.server.connection", "kbroker.server.context", "kbroker.server.dispatch",
     # package level
-    "kbroker.log", "kbroker.txn", "kbroker.metadata", "kbroker.replica", "kbroker.server",
+    "kbroker.metadata", "kbroker.replica", "kbroker.server",
 }
 
 

@@ -98,9 +98,9 @@ def _positions(client: KafkaClient, args: argparse.Namespace) -> dict[TopicParti
         partitions = [args.partition]
     spec = _start_spec(args)
     if spec >= 0:
-        return {(args.topic, p): spec for p in partitions}
+        return {TopicPartition(args.topic, p): spec for p in partitions}
     offsets = list_offsets(client, args.topic, {p: spec for p in partitions})
-    return {(args.topic, p): offsets[p] for p in partitions}
+    return {TopicPartition(args.topic, p): offsets[p] for p in partitions}
 
 
 def _consume(client: KafkaClient, args: argparse.Namespace, fmt: Formatter) -> int:

@@ -104,7 +104,7 @@ def _log_end_offsets(client: KafkaClient, partitions: set[TopicPartition]) -> di
             offsets = list_offsets(client, topic, {p: LATEST for p in ps})
         except KafkaError:
             continue  # a deleted topic: leave the end offset unknown
-        out.update({(topic, p): o for p, o in offsets.items()})
+        out.update({TopicPartition(topic, p): o for p, o in offsets.items()})
     return out
 
 
@@ -189,7 +189,7 @@ def _target_partitions(client: KafkaClient, args: argparse.Namespace,
                 info.partition(p)
         else:
             wanted = [p.partition for p in info.partitions]
-        out.extend((name, p) for p in wanted)
+        out.extend(TopicPartition(name, p) for p in wanted)
     return sorted(set(out))
 
 
@@ -202,8 +202,8 @@ def plan_reset(client: KafkaClient, args: argparse.Namespace, spec: str,
     latest: dict[TopicPartition, int] = {}
     for topic in topics:
         ps = [p for t, p in partitions if t == topic]
-        earliest.update({(topic, p): o for p, o in list_offsets(client, topic, {p: EARLIEST for p in ps}).items()})
-        latest.update({(topic, p): o for p, o in list_offsets(client, topic, {p: LATEST for p in ps}).items()})
+        earliest.update({TopicPartition(topic, p): o for p, o in list_offsets(client, topic, {p: EARLIEST for p in ps}).items()})
+        latest.update({TopicPartition(topic, p): o for p, o in list_offsets(client, topic, {p: LATEST for p in ps}).items()})
 
     def clamp(tp: TopicPartition, offset: int) -> int:
         return max(earliest[tp], min(latest[tp], offset))
@@ -228,7 +228,7 @@ def plan_reset(client: KafkaClient, args: argparse.Namespace, spec: str,
         ps = [p for t, p in partitions if t == topic]
         found = list_offsets(client, topic, {p: when for p in ps})
         for p in ps:
-            out[(topic, p)] = found[p] if found.get(p, -1) >= 0 else latest[(topic, p)]
+            out[TopicPartition(topic, p)] = found[p] if found.get(p, -1) >= 0 else latest[TopicPartition(topic, p)]
     return out
 
 
@@ -251,7 +251,7 @@ def _reset_offsets(client: KafkaClient, args: argparse.Namespace) -> int:
         g.commit_offsets(client, group_id, plan)
     print()
     print(format_table(("GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"),
-                       [[group_id, t, p, plan[(t, p)]] for t, p in sorted(plan)]))
+                       [[group_id, t, p, plan[TopicPartition(t, p)]] for t, p in sorted(plan)]))
     if not args.execute and not args.dry_run:
         print("WARN: No action will be performed as the --execute option is missing. "
               "Add --execute to reset the offsets.", file=sys.stderr)

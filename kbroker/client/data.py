@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from kbroker.client.cluster import KafkaClient
 from kbroker.client.errors import KafkaError, check
+from kbroker.common import TopicPartition
 from kbroker.records.batch import BatchError, iter_headers
 from kbroker.records.builder import build_batch
 from kbroker.records.record import Record, iter_records
@@ -21,7 +22,6 @@ LATEST = -1
 #: Compression codec ids by the names Kafka's tools accept.
 COMPRESSION = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
-TopicPartition = tuple[str, int]
 
 
 def murmur2(data: bytes) -> int:
@@ -154,7 +154,7 @@ def fetch(client: KafkaClient, node_id: int, positions: Mapping[TopicPartition, 
     out: dict[TopicPartition, FetchedPartition] = {}
     for t in resp.responses:
         for p in t.partitions:
-            tp = (t.topic, p.partition_index)
+            tp = TopicPartition(t.topic, p.partition_index)
             if tp not in positions:
                 continue
             fp = FetchedPartition(p.error_code, p.high_watermark, p.get("log_start_offset", -1))

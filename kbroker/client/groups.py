@@ -12,6 +12,7 @@ from kbroker.client.cluster import KafkaClient
 from kbroker.client.errors import GROUP_ID_NOT_FOUND, KafkaError, check
 from kbroker.codec.schema import load_message
 from kbroker.codec.structs import message_struct
+from kbroker.common import TopicPartition
 
 OFFSET_COMMIT = 8
 OFFSET_FETCH = 9
@@ -24,7 +25,6 @@ COORDINATOR_GROUP = 0
 #: Group states in which no member holds partitions (offsets may be changed).
 INACTIVE_STATES = frozenset({"Empty", "Dead"})
 
-TopicPartition = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def decode_assignment(data: bytes | None) -> tuple[TopicPartition, ...]:
         body = message_struct(spec, version)._parse(io.BytesIO(data[2:]), Container(), "assignment")
     except Exception:  # foreign bytes from any client: best effort
         return ()
-    return tuple(sorted((t.topic, p) for t in body.assigned_partitions for p in t.partitions))
+    return tuple(sorted(TopicPartition(t.topic, p) for t in body.assigned_partitions for p in t.partitions))
 
 
 def find_coordinator(client: KafkaClient, group_id: str) -> int:
@@ -180,7 +180,7 @@ def fetch_offsets(client: KafkaClient, group_id: str,
             for p in t.partitions:
                 check(p.error_code)
                 if p.committed_offset >= 0:
-                    out[(t.name, p.partition_index)] = CommittedOffset(
+                    out[TopicPartition(t.name, p.partition_index)] = CommittedOffset(
                         p.committed_offset, p.metadata, p.get("committed_leader_epoch", -1))
         return out
 

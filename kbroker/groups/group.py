@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from kbroker.common import TopicPartition
 from kbroker.groups.consumer_protocol import CONSUMER_PROTOCOL_TYPE, subscribed_topics
 from kbroker.groups.errors import Errors
 from kbroker.groups.member import JoinGroupResult, MemberMetadata, Protocols, SyncGroupResult, Waiter
 from kbroker.groups.records import OffsetAndMetadata
 from kbroker.groups.state import GroupState, check_transition
 from kbroker.groups.timers import Timer
-
-TopicPartition = tuple[str, int]
 
 
 class GroupMetadata:

@@ -160,7 +160,7 @@ class GroupMetadataManager:
                 try:
                     key = decode_key(key_bytes)
                     if isinstance(key, OffsetKey):
-                        tp = (key.topic, key.partition)
+                        tp = TopicPartition(key.topic, key.partition)
                         if value is None:
                             offsets.get(key.group, {}).pop(tp, None)
                         else:

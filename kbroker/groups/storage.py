@@ -110,8 +110,8 @@ class TopicOffsetsLog:
         return self.exists()
 
     async def append(self, partition: int, records: Sequence[KeyValue]) -> Errors:
+        from kbroker.common import TopicPartition
         from kbroker.records.builder import build_batch
-        from kbroker.replica.manager import TopicPartition
 
         if not self.ensure():
             return Errors.COORDINATOR_NOT_AVAILABLE

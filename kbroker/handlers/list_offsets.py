@@ -14,7 +14,8 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.replica.types import CONSUMER_REPLICA_ID, READ_UNCOMMITTED, OffsetResult, TopicPartition
+from kbroker.common import TopicPartition
+from kbroker.replica.types import CONSUMER_REPLICA_ID, READ_UNCOMMITTED, OffsetResult
 from kbroker.server.context import RequestContext
 
 API_KEY = 2

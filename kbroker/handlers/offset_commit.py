@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kbroker.codec.versions import VersionRange
+from kbroker.common import TopicPartition
 from kbroker.groups.errors import Errors
 from kbroker.groups.records import OffsetAndMetadata
 from kbroker.server.context import RequestContext
@@ -21,12 +22,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     now = ctx.broker.clock.time_ms()
     retention = body.get("retention_time_ms", -1)
     metadata = ctx.broker.metadata
-    offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
-    errors: dict[tuple[str, int], Errors] = {}
+    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    errors: dict[TopicPartition, Errors] = {}
     for t in body.topics:
         topic = metadata.topic(t.name)
         for p in t.partitions:
-            tp = (t.name, p.partition_index)
+            tp = TopicPartition(t.name, p.partition_index)
             if topic is None or p.partition_index not in topic.partitions:
                 errors[tp] = Errors.UNKNOWN_TOPIC_OR_PARTITION
                 continue
@@ -49,6 +50,6 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         "throttle_time_ms": 0,
         "topics": [{"name": t.name,
                     "partitions": [{"partition_index": p.partition_index,
-                                    "error_code": errors[(t.name, p.partition_index)]} for p in t.partitions]}
+                                    "error_code": errors[TopicPartition(t.name, p.partition_index)]} for p in t.partitions]}
                    for t in body.topics],
     }

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kbroker.codec.versions import VersionRange
+from kbroker.common import TopicPartition
 from kbroker.groups.errors import GroupError
 from kbroker.server.context import RequestContext
 
@@ -15,7 +16,7 @@ VERSIONS = VersionRange(0, 0)
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
-    partitions = [(t.name, p.partition_index) for t in body.topics for p in t.partitions]
+    partitions = [TopicPartition(t.name, p.partition_index) for t in body.topics for p in t.partitions]
     try:
         error, results = await ctx.broker.groups.delete_offsets(body.group_id, partitions)
     except GroupError as e:
@@ -27,7 +28,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         "throttle_time_ms": 0,
         "topics": [{"name": t.name,
                     "partitions": [{"partition_index": p.partition_index,
-                                    "error_code": results.get((t.name, p.partition_index), 0)}
+                                    "error_code": results.get(TopicPartition(t.name, p.partition_index), 0)}
                                    for p in t.partitions]}
                    for t in body.topics],
     }

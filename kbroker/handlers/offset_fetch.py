@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kbroker.codec.versions import VersionRange
+from kbroker.common import TopicPartition
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.groups.records import OffsetAndMetadata
 from kbroker.server.context import RequestContext
@@ -25,7 +26,7 @@ def _partition(index: int, om: OffsetAndMetadata | None, error: int = 0) -> dict
 
 def _fetch(ctx: RequestContext, group_id: str, topics: Sequence[Any] | None) -> tuple[int, list[dict[str, Any]]]:
     """``(group error, topics)``; with no coordinator, per-partition errors as v0/v1 need."""
-    requested = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
+    requested = None if topics is None else [TopicPartition(t.name, p) for t in topics for p in t.partition_indexes]
     try:
         # require_stable has nothing to wait for: no transactional offset commits are pending here.
         offsets = ctx.broker.groups.fetch_offsets(group_id, requested)

@@ -13,7 +13,8 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.replica.types import AppendResult, TopicPartition
+from kbroker.common import TopicPartition
+from kbroker.replica.types import AppendResult
 from kbroker.server.context import RequestContext
 from kbroker.server.dispatch import CloseConnection
 

@@ -16,7 +16,6 @@ from kbroker.log.partition_log import (
     MAX_TIMESTAMP,
     AppendInfo,
     PartitionLog,
-    UnifiedLog,
 )
 from kbroker.log.segment import LogSegment
 from kbroker.log.segments import LogSegments
@@ -44,7 +43,6 @@ __all__ = [
     "TimestampOffset",
     "TopicRecord",
     "TopicStore",
-    "UnifiedLog",
     "decode_topic_id",
     "encode_topic_id",
 ]

@@ -14,79 +14,22 @@
 from __future__ import annotations
 
 import base64
-import ctypes
-import ctypes.util
 import logging
 import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from kbroker.common import TopicPartition
+from kbroker.fs import atomic_write
+
 RECOVERY_POINT_CHECKPOINT_FILE = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT_FILE = "log-start-offset-checkpoint"
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 PARTITION_METADATA_FILE = "partition.metadata"
 
-TopicPartition = tuple[str, int]
 
 log = logging.getLogger(__name__)
-
-
-def _load_syncfs():  # type: ignore[no-untyped-def]
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_syncfs = _load_syncfs()
-
-
-def sync_filesystem(path: Path) -> None:
-    """Make everything written to the file system holding ``path`` durable in one call.
-
-    Linux ``syncfs(2)``: one call instead of an fsync per file and directory when many
-    small files were just written (creating or closing thousands of partitions).
-    Falls back to ``os.sync()`` where ``syncfs`` is unavailable.
-    """
-    if _syncfs is not None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if _syncfs(fd) == 0:
-                return
-            err = ctypes.get_errno()
-        finally:
-            os.close(fd)
-        log.warning("syncfs(%s) failed (errno %d); falling back to sync()", path, err)
-    os.sync()
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename/create inside it is durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` via ``<path>.tmp``, fsync and rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 class CheckpointError(ValueError):
@@ -128,7 +71,7 @@ class OffsetCheckpointFile:
             parts = line.split()
             if len(parts) != 3:
                 raise CheckpointError(f"malformed checkpoint line {line!r} in {self.path}")
-            out[(parts[0], int(parts[1]))] = int(parts[2])
+            out[TopicPartition(parts[0], int(parts[1]))] = int(parts[2])
         return out
 
 

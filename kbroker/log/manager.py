@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kbroker.clock import Clock
+from kbroker.fs import atomic_write, sync_filesystem
 from kbroker.log.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
     LOG_START_OFFSET_CHECKPOINT_FILE,
@@ -38,8 +39,6 @@ from kbroker.log.checkpoint import (
     OffsetCheckpointFile,
     PartitionMetadataFile,
     TopicPartition,
-    atomic_write,
-    sync_filesystem,
 )
 from kbroker.log.config import LogConfig
 from kbroker.log.errors import KafkaStorageError
@@ -160,7 +159,7 @@ class LogManager:
 
     # -- lookup and creation -------------------------------------------------------------
     def get_log(self, topic: str, partition: int) -> PartitionLog | None:
-        return self._logs.get((topic, partition))
+        return self._logs.get(TopicPartition(topic, partition))
 
     def all_logs(self) -> dict[TopicPartition, PartitionLog]:
         """A snapshot of every hosted log."""
@@ -168,7 +167,7 @@ class LogManager:
             return dict(self._logs)
 
     def log_dir_of(self, topic: str, partition: int) -> Path | None:
-        return self._log_dir_of.get((topic, partition))
+        return self._log_dir_of.get(TopicPartition(topic, partition))
 
     def get_or_create_log(
         self,
@@ -183,7 +182,7 @@ class LogManager:
         A given ``config`` replaces the log's current one; a given ``topic_id`` is
         written to ``partition.metadata`` (and must match an existing one).
         """
-        tp = (topic, partition)
+        tp = TopicPartition(topic, partition)
         with self._lock:
             if self._closed:
                 raise KafkaStorageError("log manager is shut down")
@@ -300,7 +299,7 @@ class LogManager:
                 plog = prepared.logs[partition]
                 if config is not None and config != plog.config:
                     plog.update_config(config)
-                self._add((topic, partition), plog, log_dir, counted=True)
+                self._add(TopicPartition(topic, partition), plog, log_dir, counted=True)
         return prepared.others
 
     def discard_prepared(self, prepared: PreparedLogs) -> None:
@@ -318,7 +317,7 @@ class LogManager:
 
     def delete_partition(self, topic: str, partition: int) -> bool:
         """Remove a partition's log and its directory; False if it was not hosted."""
-        tp = (topic, partition)
+        tp = TopicPartition(topic, partition)
         log_dir = self._remove(tp)
         if log_dir is None:
             return False
@@ -329,7 +328,7 @@ class LogManager:
         """:meth:`delete_partition` for many partitions, checkpointing each log dir once."""
         dirs: set[Path] = set()
         for partition in partitions:
-            log_dir = self._remove((topic, partition))
+            log_dir = self._remove(TopicPartition(topic, partition))
             if log_dir is not None:
                 dirs.add(log_dir)
         for d in dirs:
@@ -415,7 +414,7 @@ class LogManager:
                 dirs: set[Path] = set()
                 for plog in rolled:
                     if plog.flush_rolled():
-                        d = self._log_dir_of.get((plog.topic, plog.partition))
+                        d = self._log_dir_of.get(TopicPartition(plog.topic, plog.partition))
                         if d is not None:
                             dirs.add(d)
                 now = time.monotonic()

@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kbroker.clock import Clock
-from kbroker.log.checkpoint import PartitionMetadataFile, fsync_dir
+from kbroker.common import TopicPartition
+from kbroker.fs import fsync_dir
+from kbroker.log.checkpoint import PartitionMetadataFile
 from kbroker.log.config import LogConfig
 from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, OffsetOutOfRange
+from kbroker.log.producer_snapshot import SNAPSHOT_SUFFIX
+from kbroker.log.producer_state import ProducerStateManager
 from kbroker.log.segment import (
     INDEX_FILE_SUFFIX,
     LOG_FILE_SUFFIX,
@@ -39,8 +43,6 @@ from kbroker.records.batch import (
     set_partition_leader_epoch,
     validate_batches,
 )
-from kbroker.txn.producer_state import ProducerStateManager
-from kbroker.txn.snapshot import SNAPSHOT_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +68,12 @@ def partition_dir_name(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
 
 
-def parse_partition_dir_name(name: str) -> tuple[str, int] | None:
+def parse_partition_dir_name(name: str) -> TopicPartition | None:
     """``(topic, partition)`` from a directory name, or None if it is not a partition dir."""
     m = _DIR_RE.match(name)
     if m is None:
         return None
-    return m.group("topic"), int(m.group("partition"))
+    return TopicPartition(m.group("topic"), int(m.group("partition")))
 
 
 @dataclass(frozen=True)
@@ -708,7 +710,3 @@ class PartitionLog:
 
     def __repr__(self) -> str:
         return f"PartitionLog({self.name}, start={self._log_start_offset}, end={self._log_end_offset})"
-
-
-#: Kafka's name for the same thing.
-UnifiedLog = PartitionLog

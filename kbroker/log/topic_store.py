@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbroker.log.checkpoint import atomic_write
+from kbroker.fs import atomic_write
 
 TOPIC_STORE_FILE = "kbroker-topics.json"
 _FORMAT_VERSION = 1

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kbroker.config import generate_cluster_id, load_properties
-from kbroker.log.checkpoint import atomic_write
+from kbroker.fs import atomic_write
 
 META_PROPERTIES = "meta.properties"
 

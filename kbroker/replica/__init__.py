@@ -6,6 +6,7 @@ plug in here later: the high watermark is the log's own attribute and the last s
 offset has a single seam (:meth:`ReplicaManager.last_stable_offset`).
 """
 
+from kbroker.common import TopicPartition
 from kbroker.replica.manager import ReplicaManager
 from kbroker.replica.types import (
     AppendResult,
@@ -13,7 +14,6 @@ from kbroker.replica.types import (
     FetchResult,
     OffsetResult,
     PartitionFetch,
-    TopicPartition,
 )
 
 __all__ = [

@@ -22,6 +22,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from kbroker.codec.error_codes import ErrorCode
+from kbroker.common import TopicPartition
 from kbroker.log.errors import LogError
 from kbroker.records.batch import HEADER_SIZE, BatchError, peek_size
 from kbroker.replica.errors import PartitionError
@@ -43,7 +44,6 @@ from kbroker.replica.types import (
     FetchResult,
     OffsetResult,
     PartitionFetch,
-    TopicPartition,
 )
 from kbroker.txn.config import (
     PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from kbroker.codec.error_codes import ErrorCode
 
@@ -17,13 +16,6 @@ EARLIEST_LOCAL_TIMESTAMP = -4
 LATEST_TIERED_TIMESTAMP = -5
 EARLIEST_PENDING_UPLOAD_TIMESTAMP = -6
 CONSUMER_REPLICA_ID = -1
-
-
-class TopicPartition(NamedTuple):
-    """A partition by topic name."""
-
-    topic: str
-    partition: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,1 +1,1 @@
-"""The network side: listener, per-connection loop, sessions and request dispatch."""
+"""The network side: the per-connection loop and request dispatch (the listeners are bound in broker.py)."""

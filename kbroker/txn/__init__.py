@@ -1,20 +1,9 @@
-"""Idempotent producers: producer ids, per-partition producer state and its snapshots.
+"""Producer ids: the block of ids this broker hands to InitProducerId, kept across restarts.
 
-Transactions (coordinator, markers, LSO) will build on the same pieces.
+Per-partition producer state (sequence numbers, snapshots) belongs to the partition's log
+and lives in :mod:`kbroker.log.producer_state`; the transaction coordinator will live here.
 """
 
 from kbroker.txn.producer_ids import ProducerIdManager
-from kbroker.txn.producer_state import (
-    BatchMetadata,
-    ProducerStateEntry,
-    ProducerStateError,
-    ProducerStateManager,
-)
 
-__all__ = [
-    "BatchMetadata",
-    "ProducerIdManager",
-    "ProducerStateEntry",
-    "ProducerStateError",
-    "ProducerStateManager",
-]
+__all__ = ["ProducerIdManager"]

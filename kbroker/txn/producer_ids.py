@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kbroker.log.checkpoint import atomic_write
+from kbroker.fs import atomic_write
 from kbroker.records.crc import crc32c
 
 if TYPE_CHECKING:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from kbroker.codec.error_codes import ErrorCode
+from kbroker.log import producer_snapshot as snap
 from kbroker.log.checkpoint import CLEAN_SHUTDOWN_FILE
 from kbroker.testing import BrokerThread
-from kbroker.txn import snapshot as snap
 from tests.broker.replica_wire import WireClient, create_topic, fetch, partitions_of, produce_one, records_of
 
 from .helpers import pbatch

@@ -8,10 +8,10 @@ import pytest
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.log import PartitionLog
+from kbroker.log.producer_state import ProducerStateError
+from kbroker.log.producer_state_entry import INT32_MAX, decrement_sequence, in_sequence
 from kbroker.records.batch import BatchError, iter_headers
 from kbroker.records.builder import build_batch
-from kbroker.txn import ProducerStateError
-from kbroker.txn.entry import INT32_MAX, decrement_sequence, in_sequence
 
 from .helpers import pbatch
 

@@ -10,10 +10,9 @@ import pytest
 from kbroker.clock import ManualClock
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.log import PartitionLog
-from kbroker.txn import ProducerStateError
-from kbroker.txn import snapshot as snap
-from kbroker.txn.entry import ProducerStateEntry
-from kbroker.txn.producer_state import SNAPSHOTS_TO_KEEP
+from kbroker.log import producer_snapshot as snap
+from kbroker.log.producer_state import SNAPSHOTS_TO_KEEP, ProducerStateError
+from kbroker.log.producer_state_entry import ProducerStateEntry
 
 from .helpers import pbatch
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kbroker.codec.error_codes import ErrorCode
+from kbroker.log import producer_snapshot as snapshot
+from kbroker.log.producer_state_entry import NO_PRODUCER_EPOCH, BatchMetadata, ProducerStateEntry, in_sequence
 from kbroker.records.batch import BatchError, BatchHeader
-from kbroker.txn import snapshot
-from kbroker.txn.entry import NO_PRODUCER_EPOCH, BatchMetadata, ProducerStateEntry, in_sequence
 
 log = logging.getLogger(__name__)
 

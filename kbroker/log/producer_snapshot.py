@@ -20,8 +20,8 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
+from kbroker.log.producer_state_entry import BatchMetadata, ProducerStateEntry
 from kbroker.records.crc import crc32c
-from kbroker.txn.entry import BatchMetadata, ProducerStateEntry
 
 SNAPSHOT_SUFFIX = ".snapshot"
 _MAGIC = b"KBPS"
