@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from kbroker.codec.versions import VersionRange
-from kbroker.server.context import RequestContext
+from kbroker.handlers.api import RequestContext
 
 HandlerFn = Callable[[RequestContext], Awaitable[Mapping[str, Any] | None]]
 

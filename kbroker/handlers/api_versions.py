@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kbroker.codec.versions import VersionRange
-from kbroker.server.context import RequestContext
+from kbroker.handlers.api import RequestContext
 
 API_KEY = 18
 VERSIONS = VersionRange(0, 4)

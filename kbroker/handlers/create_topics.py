@@ -10,7 +10,7 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.config import describe_topic_configs
-from kbroker.server.context import RequestContext
+from kbroker.handlers.api import RequestContext
 
 API_KEY = 19
 VERSIONS = VersionRange(0, 7)

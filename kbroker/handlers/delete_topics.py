@@ -8,7 +8,7 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.server.context import RequestContext
+from kbroker.handlers.api import RequestContext
 
 API_KEY = 20
 VERSIONS = VersionRange(0, 6)

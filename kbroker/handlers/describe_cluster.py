@@ -7,8 +7,8 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
+from kbroker.handlers.api import RequestContext
 from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPERATIONS
-from kbroker.server.context import RequestContext
 
 API_KEY = 60
 VERSIONS = VersionRange(0, 2)

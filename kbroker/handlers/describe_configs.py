@@ -13,9 +13,9 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.config import ConfigEntry, ConfigSource, ConfigType, describe_topic_configs
+from kbroker.handlers.api import RequestContext
 from kbroker.metadata.config_resources import BROKER, BROKER_LOGGER, TOPIC, check_broker_name
 from kbroker.metadata.topic_names import invalid_reason
-from kbroker.server.context import RequestContext
 
 API_KEY = 32
 VERSIONS = VersionRange(0, 4)

@@ -14,9 +14,9 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers.api import RequestContext
 from kbroker.replica.fetch_session import PartitionKey
 from kbroker.replica.types import FetchParams, FetchResult, PartitionFetch
-from kbroker.server.context import RequestContext
 
 API_KEY = 1
 VERSIONS = VersionRange(4, 18)

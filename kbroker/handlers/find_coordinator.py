@@ -7,7 +7,7 @@ from typing import Any
 
 from kbroker.codec.versions import VersionRange
 from kbroker.groups.errors import Errors
-from kbroker.server.context import RequestContext
+from kbroker.handlers.api import RequestContext
 
 API_KEY = 10
 VERSIONS = VersionRange(0, 6)

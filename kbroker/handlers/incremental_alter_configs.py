@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kbroker.codec.versions import VersionRange
+from kbroker.handlers.api import RequestContext
 from kbroker.metadata.config_resources import ConfigOp, alter_resource
-from kbroker.server.context import RequestContext
 
 API_KEY = 44
 VERSIONS = VersionRange(0, 1)

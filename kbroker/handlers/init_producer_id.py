@@ -21,7 +21,7 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.server.context import RequestContext
+from kbroker.handlers.api import RequestContext
 from kbroker.txn.config import TRANSACTION_MAX_TIMEOUT_MS, int_setting
 from kbroker.txn.producer_ids import ProducerIdError
 

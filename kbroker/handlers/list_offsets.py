@@ -15,8 +15,8 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers.api import RequestContext
 from kbroker.replica.types import CONSUMER_REPLICA_ID, READ_UNCOMMITTED, OffsetResult
-from kbroker.server.context import RequestContext
 
 API_KEY = 2
 VERSIONS = VersionRange(0, 11)

@@ -8,9 +8,9 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
+from kbroker.handlers.api import RequestContext
 from kbroker.metadata.model import TopicInfo
 from kbroker.metadata.topic_names import invalid_reason
-from kbroker.server.context import RequestContext
 
 API_KEY = 3
 VERSIONS = VersionRange(0, 13)

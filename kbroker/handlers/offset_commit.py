@@ -9,7 +9,7 @@ from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.groups.errors import Errors
 from kbroker.groups.records import OffsetAndMetadata
-from kbroker.server.context import RequestContext
+from kbroker.handlers.api import RequestContext
 
 API_KEY = 8
 #: v10 names topics by id (KIP-848 consumers only); classic clients stop at v9.

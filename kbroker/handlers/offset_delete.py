@@ -8,7 +8,7 @@ from typing import Any
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.groups.errors import GroupError
-from kbroker.server.context import RequestContext
+from kbroker.handlers.api import RequestContext
 
 API_KEY = 47
 VERSIONS = VersionRange(0, 0)

@@ -14,9 +14,8 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers.api import CloseConnection, RequestContext
 from kbroker.replica.types import AppendResult
-from kbroker.server.context import RequestContext
-from kbroker.server.dispatch import CloseConnection
 
 API_KEY = 0
 VERSIONS = VersionRange(3, 13)

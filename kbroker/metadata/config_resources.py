@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.config import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigError, ConfigSource, ConfigType
+from kbroker.config import BROKER_CONFIGS, TOPIC_CONFIGS, BrokerConfig, ConfigError, ConfigSource, ConfigType
 from kbroker.config.topic import effective_topic_config
 from kbroker.metadata.errors import OK, Result
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.metadata.manager import MetadataManager
+
+
+class Broker(Protocol):
+    """What altering a config needs: the node id, the broker config it replaces, the topics."""
+
+    config: BrokerConfig
+
+    @property
+    def node_id(self) -> int: ...
+
+    @property
+    def metadata(self) -> MetadataManager: ...
 
 TOPIC = 2
 BROKER = 4

@@ -14,8 +14,8 @@ import anyio
 from anyio.abc import SocketStream
 
 from kbroker.codec import FrameReader, FrameTooLarge
+from kbroker.handlers.api import Session
 from kbroker.server.dispatch import CloseConnection, ResponseParts, dispatch
-from kbroker.server.session import Session
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from kbroker.codec import (
     CodecError,
@@ -14,25 +13,17 @@ from kbroker.codec import (
 )
 from kbroker.codec.apis import API_VERSIONS_KEY, api_table
 from kbroker.handlers import registry
+from kbroker.handlers.api import BrokerServices, CloseConnection, RequestContext, Session
 from kbroker.handlers.api_versions import unsupported_version_response
-from kbroker.server.context import RequestContext
-from kbroker.server.session import Session
-
-if TYPE_CHECKING:
-    from kbroker.broker import Broker
 
 log = logging.getLogger(__name__)
-
-
-class CloseConnection(Exception):
-    """The request cannot be answered; Kafka closes the connection in this case."""
 
 
 #: A framed response as buffers to write in order (record data among them uncopied).
 ResponseParts = list[bytes | bytearray | memoryview]
 
 
-async def dispatch(broker: Broker, session: Session, frame: bytes) -> ResponseParts | None:
+async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> ResponseParts | None:
     """Serve one request frame; returns the framed response, or None when none is due."""
     try:
         request = decode_request(frame)

@@ -1,0 +1,87 @@
+"""What handlers and the server share: the request context, the connection's session,
+the services a handler may use, and the exception that closes a connection.
+
+The server builds a :class:`RequestContext` per request and hands it to a handler; neither
+side imports the other's modules for it, and nothing here knows the Broker class: any
+object with the attributes of :class:`BrokerServices` will do (the Broker is one; a test
+can build a smaller one).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kbroker.clock import Clock
+from kbroker.codec import Request
+from kbroker.config import BrokerConfig
+from kbroker.groups import GroupCoordinator
+from kbroker.metadata.manager import MetadataManager
+from kbroker.replica.manager import ReplicaManager
+from kbroker.txn.producer_ids import ProducerIdManager
+
+_ids = itertools.count(1)
+
+
+class CloseConnection(Exception):
+    """The request cannot be answered; Kafka closes the connection in this case."""
+
+
+class BrokerServices(Protocol):
+    """The parts of a broker that handlers use."""
+
+    @property
+    def node_id(self) -> int: ...
+    #: Replaced as a whole when a dynamic broker config changes.
+    config: BrokerConfig
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def endpoints(self) -> Mapping[str, tuple[str, int]]: ...
+    @property
+    def metadata(self) -> MetadataManager: ...
+    @property
+    def replica_manager(self) -> ReplicaManager: ...
+    @property
+    def groups(self) -> GroupCoordinator: ...
+    @property
+    def producer_ids(self) -> ProducerIdManager: ...
+
+
+@dataclass
+class Session:
+    """What the broker knows about one client connection, across its requests.
+
+    ``principal`` stays ``User:ANONYMOUS`` on PLAINTEXT listeners; SASL will set it
+    (and ACL checks will read it) once authentication is added.
+    """
+
+    listener: str
+    client_host: str
+    client_port: int
+    connection_id: int = field(default_factory=lambda: next(_ids))
+    principal: str = "User:ANONYMOUS"
+    authenticated: bool = True
+    client_software_name: str | None = None
+    client_software_version: str | None = None
+    last_client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """The broker's services, the connection's session and the request being served."""
+
+    broker: BrokerServices
+    session: Session
+    request: Request
+
+    @property
+    def version(self) -> int:
+        return self.request.api_version
+
+    @property
+    def client_id(self) -> str | None:
+        return self.request.header.client_id
