@@ -71,10 +71,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         tp_of[key] = tp
         to_read.append((tp, fetch))
 
+    # As Kafka: the broker caps every response, whatever the client asks for.
+    cap_key = "replica.fetch.response.max.bytes" if replica_id >= 0 else "fetch.max.bytes"
     params = FetchParams(
         max_wait_ms=body.max_wait_ms,
         min_bytes=body.min_bytes,
-        max_bytes=body.max_bytes,
+        max_bytes=min(body.max_bytes, int(broker.config.get(cap_key))),
         isolation_level=body.isolation_level,
         replica_id=replica_id,
     )

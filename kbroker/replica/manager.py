@@ -84,7 +84,8 @@ class ReplicaManager:
         self._stopped = False
         self._task_group: TaskGroup | None = None
         #: KIP-227 incremental fetch sessions, shared by every connection.
-        self.fetch_sessions = FetchSessionCache(broker.clock)
+        self.fetch_sessions = FetchSessionCache(
+            broker.clock, max_sessions=int(broker.config.get("max.incremental.fetch.session.cache.slots")))
         self._producer_expiration_ms = int_setting(broker.config, PRODUCER_ID_EXPIRATION_MS)
         self._producer_expiration_check_ms = int_setting(broker.config, PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS)
 

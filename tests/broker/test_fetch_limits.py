@@ -1,0 +1,112 @@
+"""Broker-side bounds on fetches: response size caps and the cost of long polling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from replica_wire import (
+    FETCH,
+    WireClient,
+    batch,
+    create_topic,
+    fetch,
+    fetch_body,
+    partitions_of,
+    produce_one,
+    records_of,
+)
+
+from kbroker.records.batch import iter_headers
+from kbroker.testing import BrokerThread
+
+INT_MAX = 2**31 - 1
+CAP = 4096
+
+
+@pytest.fixture
+def capped(tmp_path: Path) -> Iterator[BrokerThread]:
+    """A broker whose fetch responses are capped at CAP bytes (consumers) and 2*CAP (followers)."""
+    overrides = {"fetch.max.bytes": str(CAP), "replica.fetch.response.max.bytes": str(2 * CAP)}
+    with BrokerThread(tmp_path / "data", overrides) as b:
+        yield b
+
+
+@pytest.fixture
+def capped_wire(capped: BrokerThread) -> Iterator[WireClient]:
+    c = WireClient(capped.bootstrap)
+    yield c
+    c.close()
+
+
+def _fill(wire: WireClient, topic: str, partition: int, count: int, size: int) -> int:
+    """Append ``count`` one-record batches of ``size``-byte values; the bytes written."""
+    total = 0
+    for i in range(count):
+        data = batch([bytes([65 + i % 26]) * size])
+        assert produce_one(wire, topic, partition, data).error_code == 0
+        total += len(data)
+    return total
+
+
+def _sizes(records: bytes | None) -> list[int]:
+    return [h.size for _, h in iter_headers(records or b"")]
+
+
+def test_fetch_max_bytes_caps_a_consumer_response(capped: BrokerThread, capped_wire: WireClient) -> None:
+    create_topic(capped, "t", partitions=2)
+    written = _fill(capped_wire, "t", 0, 20, 500) + _fill(capped_wire, "t", 1, 20, 500)
+    assert written > 4 * CAP
+    resp = fetch(capped_wire, {"t": {0: 0, 1: 0}}, max_bytes=INT_MAX, partition_max_bytes=INT_MAX)
+    parts = partitions_of(resp)
+    total = sum(len(parts[("t", i)].records or b"") for i in range(2))
+    assert 0 < total <= CAP
+    # Whole batches only, from the start of the first partition.
+    assert [r.offset for r in records_of(parts[("t", 0)].records)] == list(range(len(_sizes(parts[("t", 0)].records))))
+    assert not parts[("t", 1)].records  # the cap was used up by partition 0
+
+
+def test_first_batch_is_returned_whole_above_the_cap(capped: BrokerThread, capped_wire: WireClient) -> None:
+    create_topic(capped, "t", partitions=2)
+    _fill(capped_wire, "t", 0, 2, 3 * CAP)
+    _fill(capped_wire, "t", 1, 2, 100)
+    resp = fetch(capped_wire, {"t": {0: 0, 1: 0}}, max_bytes=INT_MAX, partition_max_bytes=INT_MAX)
+    parts = partitions_of(resp)
+    sizes = _sizes(parts[("t", 0)].records)
+    assert len(sizes) == 1 and sizes[0] > CAP  # one batch, so the consumer progresses
+    assert not parts[("t", 1)].records
+
+
+def test_partition_max_bytes_still_applies_under_the_cap(capped: BrokerThread, capped_wire: WireClient) -> None:
+    create_topic(capped, "t", partitions=2)
+    _fill(capped_wire, "t", 0, 10, 100)
+    _fill(capped_wire, "t", 1, 10, 100)
+    resp = fetch(capped_wire, {"t": {0: 0, 1: 0}}, max_bytes=INT_MAX, partition_max_bytes=1000)
+    parts = partitions_of(resp)
+    for i in range(2):
+        sizes = _sizes(parts[("t", i)].records)
+        assert sizes and sum(sizes) <= 1000
+
+
+def test_follower_fetches_use_the_replica_cap(capped: BrokerThread, capped_wire: WireClient) -> None:
+    create_topic(capped, "t")
+    _fill(capped_wire, "t", 0, 40, 500)
+    body = fetch_body({"t": {0: 0}}, max_bytes=INT_MAX, partition_max_bytes=INT_MAX)
+    body["replica_id"] = 7
+    follower = partitions_of(capped_wire.call(FETCH, 11, body))[("t", 0)]
+    consumer = partitions_of(fetch(capped_wire, {"t": {0: 0}}, max_bytes=INT_MAX, partition_max_bytes=INT_MAX))[("t", 0)]
+    assert CAP < len(follower.records) <= 2 * CAP
+    assert 0 < len(consumer.records) <= CAP
+
+
+def test_fetch_session_slots_bound_the_session_cache(tmp_path: Path) -> None:
+    with BrokerThread(tmp_path / "data", {"max.incremental.fetch.session.cache.slots": "2"}) as b:
+        wire = WireClient(b.bootstrap)
+        try:
+            create_topic(b, "t")
+            ids = [fetch(wire, {"t": {0: 0}}, session_id=0, session_epoch=0).session_id for _ in range(4)]
+            assert all(ids[:2]) and ids[2:] == [0, 0]  # full: later consumers fetch sessionless
+            assert len(b.broker.replica_manager.fetch_sessions) == 2
+        finally:
+            wire.close()
