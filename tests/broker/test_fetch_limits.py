@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from replica_wire import (
@@ -18,6 +21,7 @@ from replica_wire import (
     records_of,
 )
 
+from kbroker.log import segment
 from kbroker.records.batch import iter_headers
 from kbroker.testing import BrokerThread
 
@@ -110,3 +114,53 @@ def test_fetch_session_slots_bound_the_session_cache(tmp_path: Path) -> None:
             assert len(b.broker.replica_manager.fetch_sessions) == 2
         finally:
             wire.close()
+
+
+# -- long polling reads once -------------------------------------------------------------------------
+
+def _wait_for(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def test_long_poll_reads_the_log_once(kafka_broker: BrokerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long poll satisfied by many small appends reads about the response's bytes, not
+    everything available again at every wake-up."""
+    create_topic(kafka_broker, "t")
+    wire = WireClient(kafka_broker.bootstrap)
+    one = batch([b"v" * 1000])
+    appends = 200
+    read_bytes = [0]
+    real_pread = segment._pread
+
+    def counting_pread(fd: int, n: int, pos: int) -> bytes:
+        data = real_pread(fd, n, pos)
+        read_bytes[0] += len(data)
+        return data
+
+    monkeypatch.setattr(segment, "_pread", counting_pread)
+    out: dict[str, Any] = {}
+
+    def poll() -> None:
+        c = WireClient(kafka_broker.bootstrap)
+        try:
+            out["resp"] = fetch(c, {"t": {0: 0}}, max_wait_ms=30_000, min_bytes=len(one) * appends,
+                                partition_max_bytes=INT_MAX)
+        finally:
+            c.close()
+
+    t = threading.Thread(target=poll)
+    t.start()
+    try:
+        # The fetch is parked on the partition's notifier before the first append.
+        _wait_for(lambda: len(kafka_broker.broker.replica_manager._notifier) == 1)
+        for _ in range(appends):
+            assert produce_one(wire, "t", 0, one).error_code == 0
+    finally:
+        t.join(30)
+        wire.close()
+    records = partitions_of(out["resp"])[("t", 0)].records
+    assert len(records_of(records)) == appends
+    assert read_bytes[0] < 3 * len(records), f"read {read_bytes[0]} bytes for a {len(records)}-byte response"
