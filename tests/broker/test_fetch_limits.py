@@ -116,6 +116,37 @@ def test_fetch_session_slots_bound_the_session_cache(tmp_path: Path) -> None:
             wire.close()
 
 
+def test_a_partition_named_twice_is_fetched_once(kafka_broker: BrokerThread) -> None:
+    create_topic(kafka_broker, "t")
+    wire = WireClient(kafka_broker.bootstrap)
+    try:
+        _fill(wire, "t", 0, 3, 100)
+        body = fetch_body({"t": {0: 0}})
+        body["topics"].append({"topic": "t", "partitions": [
+            {"partition": 0, "fetch_offset": 2, "partition_max_bytes": 1 << 20}]})
+        resp = wire.call(FETCH, 11, body)
+        listed = [(t.topic, p.partition_index) for t in resp.responses for p in t.partitions]
+        assert listed == [("t", 0)]
+        # The last parameters named win, as in Kafka's request map.
+        assert [r.offset for r in records_of(resp.responses[0].partitions[0].records)] == [2]
+    finally:
+        wire.close()
+
+
+def test_sessions_hold_a_bounded_number_of_partitions(kafka_broker: BrokerThread) -> None:
+    create_topic(kafka_broker, "t")
+    kafka_broker.broker.replica_manager.fetch_sessions.max_partitions = 3
+    wire = WireClient(kafka_broker.bootstrap)
+    try:
+        # Unknown partitions still cost a session slot each; past the budget: no session.
+        small = fetch(wire, {"t": {0: 0}, "nope": {0: 0, 1: 0}}, session_id=0, session_epoch=0)
+        big = fetch(wire, {"t": {0: 0}, "nope": {i: 0 for i in range(10)}}, session_id=0, session_epoch=0)
+        assert small.session_id != 0 and big.session_id == 0
+        assert len(partitions_of(big)) == 11
+    finally:
+        wire.close()
+
+
 # -- long polling reads once -------------------------------------------------------------------------
 
 def _wait_for(condition: Any, timeout: float = 10.0) -> None:
