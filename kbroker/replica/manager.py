@@ -218,13 +218,14 @@ class ReplicaManager:
         are there, or a partition failed; otherwise sleeps until appends to the watched
         partitions bring ``min_bytes`` or the deadline passes. While waiting, the bytes
         available are measured from log positions (as Kafka's DelayedFetch does): the
-        records are read once, when answering.
+        records are read again only when answering.
         """
-        if params.max_wait_ms <= 0 or not partitions or self._stopped:
-            return self._read_all(partitions, params)
+        # As Kafka: read first; a consumer that is behind is answered from this one read.
+        results = self._read_all(partitions, params)
+        if (params.max_wait_ms <= 0 or not partitions or self._stopped
+                or _answer_now(results, params.min_bytes)):
+            return results
         positions: dict[int, tuple[PartitionLog, LogPosition]] = {}
-        if self._fetch_ready(partitions, params, positions):
-            return self._read_all(partitions, params)
         clock = self.broker.clock
         deadline = clock.monotonic() + params.max_wait_ms / 1000.0
         keys = [tp for tp, _ in partitions]
@@ -365,6 +366,21 @@ class ReplicaManager:
             return OffsetResult()  # no record at or after the timestamp (yet visible)
         offset, ts = found
         return OffsetResult(timestamp=ts, offset=offset, leader_epoch=epoch)
+
+
+def _answer_now(results: Sequence[tuple[TopicPartition, FetchResult]], min_bytes: int) -> bool:
+    """Whether a first read ends a fetch: ``min_bytes`` read, a partition failed, or no
+    partition is known (unknown partitions alone do not end a long poll, as in Kafka)."""
+    size = 0
+    known = 0
+    for _, result in results:
+        if result.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+            continue
+        if result.error_code != ErrorCode.NONE:
+            return True
+        known += 1
+        size += len(result.records)
+    return not known or size >= min_bytes
 
 
 def _check_single_batch(records: bytes | bytearray | memoryview | None) -> None:

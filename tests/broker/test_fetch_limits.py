@@ -195,3 +195,35 @@ def test_long_poll_reads_the_log_once(kafka_broker: BrokerThread, monkeypatch: p
     records = partitions_of(out["resp"])[("t", 0)].records
     assert len(records_of(records)) == appends
     assert read_bytes[0] < 3 * len(records), f"read {read_bytes[0]} bytes for a {len(records)}-byte response"
+
+
+def test_long_poll_reads_across_segment_rolls(kafka_broker: BrokerThread) -> None:
+    """Bytes available are measured within a segment; appends that roll segments still
+    bring a waiting fetch its records, whole and in order."""
+    create_topic(kafka_broker, "t", configs={"segment.bytes": "3000"})
+    wire = WireClient(kafka_broker.bootstrap)
+    one = batch([b"r" * 1000])
+    _fill(wire, "t", 0, 2, 1000)
+    out: dict[str, Any] = {}
+
+    def poll() -> None:
+        c = WireClient(kafka_broker.bootstrap)
+        try:
+            # From offset 1 (inside the existing data), wanting more than is there.
+            out["resp"] = fetch(c, {"t": {0: 1}}, max_wait_ms=30_000, min_bytes=len(one) * 6,
+                                partition_max_bytes=INT_MAX)
+        finally:
+            c.close()
+
+    t = threading.Thread(target=poll)
+    t.start()
+    try:
+        _wait_for(lambda: len(kafka_broker.broker.replica_manager._notifier) == 1)
+        for _ in range(8):
+            assert produce_one(wire, "t", 0, one).error_code == 0
+    finally:
+        t.join(30)
+        wire.close()
+    assert not t.is_alive()
+    offsets = [r.offset for r in records_of(partitions_of(out["resp"])[("t", 0)].records)]
+    assert offsets and offsets == list(range(1, 1 + len(offsets)))
