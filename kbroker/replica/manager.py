@@ -276,7 +276,7 @@ class ReplicaManager:
                 return True
             if start.segment_base_offset != end.segment_base_offset:
                 return True  # as Kafka: a fetch behind a segment roll (or truncation) answers now
-            available += min(max(end.position - start.position, 0), req.max_bytes)
+            available += min(max(end.position - start.position, 0), max(req.max_bytes, 0))
             if available >= params.min_bytes:
                 return True
         return not known or available >= params.min_bytes
