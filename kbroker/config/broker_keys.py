@@ -91,6 +91,10 @@ _DEFS: tuple[ConfigDef, ...] = (
     # --- replication (single node: reported, and validated, for clients)
     ConfigDef("min.insync.replicas", INT, 1, "Minimum in-sync replicas for acks=all (topic: min.insync.replicas).", (at_least(1),), CW),
     ConfigDef("unclean.leader.election.enable", BOOL, False, "Allow an out-of-sync replica to become leader (topic: unclean.leader.election.enable).", (), CW),
+    # --- fetch
+    ConfigDef("fetch.max.bytes", INT, 57671680, "Largest fetch response returned to a consumer, in bytes (the first batch is returned whole even when larger).", (at_least(1024),), RO),
+    ConfigDef("replica.fetch.response.max.bytes", INT, 10485760, "Largest fetch response returned to a follower replica, in bytes.", (at_least(0),), RO),
+    ConfigDef("max.incremental.fetch.session.cache.slots", INT, 1000, "Most incremental fetch sessions (KIP-227) kept at once.", (at_least(0),), RO),
     # --- groups and offsets
     ConfigDef("offsets.topic.num.partitions", INT, 50, "Partitions of __consumer_offsets.", (at_least(1),), RO),
     ConfigDef("offsets.topic.replication.factor", SHORT, 1, "Replication factor of __consumer_offsets (Kafka's default is 3).", (at_least(1),), RO),

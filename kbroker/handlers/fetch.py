@@ -30,17 +30,18 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     # Fields a version lacks are absent from the decoded body, hence the .get defaults.
     replica_id = body.replica_state.replica_id if version >= 15 else body.get("replica_id", -1)
 
-    requested: list[tuple[PartitionKey, PartitionFetch]] = []
+    # As Kafka: a partition named twice is fetched once, in its first place, with its last parameters.
+    requested: dict[PartitionKey, PartitionFetch] = {}
     for t in body.topics:
         topic_key: str | uuid.UUID = t.topic_id if uses_ids else t.topic
         for p in t.partitions:
-            requested.append(((topic_key, p.partition), PartitionFetch(
+            requested[(topic_key, p.partition)] = PartitionFetch(
                 fetch_offset=p.fetch_offset,
                 max_bytes=p.partition_max_bytes,
                 current_leader_epoch=p.get("current_leader_epoch", -1),
                 last_fetched_epoch=p.get("last_fetched_epoch", -1),
                 log_start_offset=p.get("log_start_offset", -1),
-            )))
+            )
     forgotten: list[PartitionKey] = []
     if version >= 7:
         for f in body.forgotten_topics_data:
@@ -51,7 +52,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     # Before v7 there are no sessions: every fetch is a sessionless full fetch.
     session_epoch = body.get("session_epoch", -1)
     context = broker.replica_manager.fetch_sessions.new_context(
-        session_id, session_epoch, requested, forgotten, uses_ids)
+        session_id, session_epoch, list(requested.items()), forgotten, uses_ids)
     if context.error_code != ErrorCode.NONE:
         return {"throttle_time_ms": 0, "error_code": context.error_code, "session_id": 0, "responses": []}
 
@@ -72,10 +73,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         tp_of[key] = tp
         to_read.append((tp, fetch))
 
+    # As Kafka: the broker caps every response, whatever the client asks for.
+    cap_key = "replica.fetch.response.max.bytes" if replica_id >= 0 else "fetch.max.bytes"
     params = FetchParams(
         max_wait_ms=body.max_wait_ms,
         min_bytes=body.min_bytes,
-        max_bytes=body.max_bytes,
+        max_bytes=min(body.max_bytes, int(broker.config.get(cap_key))),
         isolation_level=body.isolation_level,
         replica_id=replica_id,
     )

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from kbroker.clock import Clock
 from kbroker.common import TopicPartition
@@ -74,6 +75,13 @@ def parse_partition_dir_name(name: str) -> TopicPartition | None:
     if m is None:
         return None
     return TopicPartition(m.group("topic"), int(m.group("partition")))
+
+
+class LogPosition(NamedTuple):
+    """A byte position in the log: a segment (by base offset) and a position in its file."""
+
+    segment_base_offset: int
+    position: int
 
 
 @dataclass(frozen=True)
@@ -516,7 +524,43 @@ class PartitionLog:
                 self._recovery_point = max(self._recovery_point, offset)
 
     # -- reading -------------------------------------------------------------------------
-    def read(self, offset: int, max_bytes: int, *, min_one_message: bool = True, upper_bound: int | None = None) -> bytes:
+    def fetch_position(self, offset: int) -> LogPosition:
+        """Where the data from ``offset`` on starts (Kafka's fetch offset metadata).
+
+        Reads batch headers only. Raises OffsetOutOfRange outside ``[log_start_offset,
+        log_end_offset]``.
+        """
+        with self._lock:
+            self._check_open()
+            leo = self._log_end_offset
+            if offset < self._log_start_offset or offset > leo:
+                raise OffsetOutOfRange(
+                    f"offset {offset} is out of range [{self._log_start_offset}, {leo}] for {self.name}"
+                )
+            active = self._segments.active
+            if offset >= leo:
+                return LogPosition(active.base_offset, active.size)
+            for seg in self._segments.from_index(self._segments.floor_index(offset)):
+                pos = seg.fetch_position(offset)
+                if pos is not None:
+                    return LogPosition(seg.base_offset, pos)
+            return LogPosition(active.base_offset, active.size)
+
+    def end_position(self, upper_bound: int) -> LogPosition:
+        """Where the data below ``upper_bound`` (capped at the log end) ends.
+
+        At the log end (the usual high watermark) this reads nothing.
+        """
+        with self._lock:
+            self._check_open()
+            active = self._segments.active
+            if upper_bound >= self._log_end_offset:
+                return LogPosition(active.base_offset, active.size)
+            seg = self._segments.floor(upper_bound) or self._segments.first
+            return LogPosition(seg.base_offset, seg.position_bound(upper_bound))
+
+    def read(self, offset: int, max_bytes: int, *, min_one_message: bool = True,
+             upper_bound: int | None = None) -> bytes | memoryview:
         """Whole batches from the one containing ``offset``, at most ``max_bytes`` (except a
         first batch with ``min_one_message``), none starting at or after ``upper_bound``.
 

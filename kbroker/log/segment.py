@@ -275,8 +275,16 @@ class LogSegment:
         return pos if h.base_offset >= offset else pos + h.size
 
     # -- reading -------------------------------------------------------------------------
+    def fetch_position(self, offset: int) -> int | None:
+        """Position of the batch that holds ``offset``; None if no batch here reaches it.
+
+        Only headers are read; a waiting fetch measures new data against this position.
+        """
+        found = self.translate_offset(offset)
+        return None if found is None else found[0]
+
     def read(self, start_offset: int, max_bytes: int, max_position: int | None = None,
-             min_one_message: bool = True) -> bytes | None:
+             min_one_message: bool = True) -> bytes | memoryview | None:
         """Whole batches starting with the one that contains ``start_offset``.
 
         Returns None if no batch in this segment reaches ``start_offset``; b"" if one does
@@ -303,7 +311,8 @@ class LogSegment:
             if size is None or size < LOG_OVERHEAD + _MIN_BATCH_LENGTH or cut + size > len(data):
                 break
             cut += size
-        return data[:cut] if cut != len(data) else data
+        # A view, not a copy, of the whole batches (responses can be tens of MB).
+        return memoryview(data)[:cut] if cut != len(data) else data
 
     def read_batch(self, position: int, header: BatchHeader) -> bytes:
         """The raw bytes of one batch."""

@@ -29,6 +29,9 @@ FINAL_EPOCH = -1
 #: Kafka's max.incremental.fetch.session.cache.slots and min...eviction.ms defaults.
 MAX_SESSIONS = 1000
 EVICTION_AFTER_S = 120.0
+#: Partitions all sessions may hold together. A request can name millions of partitions
+#: (of topics that need not exist); past this budget clients fetch sessionless instead.
+MAX_CACHED_PARTITIONS = 200_000
 
 TopicKey = str | uuid.UUID
 PartitionKey = tuple[TopicKey, int]
@@ -125,11 +128,15 @@ class FetchSessionCache:
     """Every live fetch session, least recently used first."""
 
     def __init__(self, clock: Clock, max_sessions: int = MAX_SESSIONS,
-                 eviction_after_s: float = EVICTION_AFTER_S) -> None:
+                 eviction_after_s: float = EVICTION_AFTER_S,
+                 max_partitions: int = MAX_CACHED_PARTITIONS) -> None:
         self.clock = clock
         self.max_sessions = max_sessions
         self.eviction_after_s = eviction_after_s
+        self.max_partitions = max_partitions
         self._sessions: OrderedDict[int, FetchSession] = OrderedDict()
+        #: Partitions held by all sessions together.
+        self.partition_count = 0
         self._rng = random.Random()
 
     def __len__(self) -> int:
@@ -139,7 +146,10 @@ class FetchSessionCache:
         return self._sessions.get(session_id)
 
     def remove(self, session_id: int) -> FetchSession | None:
-        return self._sessions.pop(session_id, None)
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            self.partition_count -= len(session.partitions)
+        return session
 
     def _touch(self, session: FetchSession) -> None:
         session.last_used = self.clock.monotonic()
@@ -148,6 +158,8 @@ class FetchSessionCache:
     def create(self, uses_topic_ids: bool, partitions: Sequence[tuple[PartitionKey, PartitionFetch]],
                results: Iterable[tuple[PartitionKey, FetchResult]]) -> int:
         """A new session holding ``partitions`` as just answered; 0 when the cache is full."""
+        if self.partition_count + len(partitions) > self.max_partitions:
+            return INVALID_SESSION_ID
         if len(self._sessions) >= self.max_sessions and not self._evict_one():
             return INVALID_SESSION_ID
         session_id = self._new_id()
@@ -159,6 +171,7 @@ class FetchSessionCache:
             if cached is not None:
                 cached.must_respond(result)
         self._sessions[session_id] = session
+        self.partition_count += len(session.partitions)
         self._touch(session)
         return session_id
 
@@ -194,6 +207,7 @@ class FetchSessionCache:
             return FetchContext(ContextKind.ERROR, self, [], ErrorCode.INVALID_FETCH_SESSION_EPOCH)
         if session.uses_topic_ids != uses_topic_ids:
             return FetchContext(ContextKind.ERROR, self, [], ErrorCode.FETCH_SESSION_TOPIC_ID_ERROR)
+        before = len(session.partitions)
         for key, fetch in requested:
             cached = session.partitions.get(key)
             if cached is None:
@@ -202,6 +216,11 @@ class FetchSessionCache:
                 cached.fetch = fetch
         for key in forgotten:
             session.partitions.pop(key, None)
+        self.partition_count += len(session.partitions) - before
+        if self.partition_count > self.max_partitions:
+            # Over budget: drop the session; the client's next full fetch goes sessionless.
+            self.remove(session.id)
+            return FetchContext(ContextKind.ERROR, self, [], ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
         if not session.partitions:
             # As Kafka: an emptied session is closed and the fetch answered sessionless.
             self.remove(session.id)

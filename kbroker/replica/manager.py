@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
@@ -54,6 +53,7 @@ from kbroker.txn.config import (
 if TYPE_CHECKING:
     from kbroker.broker import Broker
     from kbroker.log import PartitionLog
+    from kbroker.log.partition_log import LogPosition
     from kbroker.metadata.model import PartitionInfo, TopicInfo
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,6 @@ __all__ = [
 ]
 
 
-@dataclass
-class _Read:
-    """The results of one pass over a fetch's partitions."""
-
-    results: list[tuple[TopicPartition, FetchResult]] = field(default_factory=list)
-    bytes_readable: int = 0
-    #: An error that should end the long poll at once (unknown partitions do not).
-    errored: bool = False
-
-
 class ReplicaManager:
     """The data path of every partition this broker hosts."""
 
@@ -84,7 +74,8 @@ class ReplicaManager:
         self._stopped = False
         self._task_group: TaskGroup | None = None
         #: KIP-227 incremental fetch sessions, shared by every connection.
-        self.fetch_sessions = FetchSessionCache(broker.clock)
+        self.fetch_sessions = FetchSessionCache(
+            broker.clock, max_sessions=int(broker.config.get("max.incremental.fetch.session.cache.slots")))
         self._producer_expiration_ms = int_setting(broker.config, PRODUCER_ID_EXPIRATION_MS)
         self._producer_expiration_check_ms = int_setting(broker.config, PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS)
 
@@ -225,12 +216,16 @@ class ReplicaManager:
 
         Answers at once when ``max_wait_ms`` <= 0, there is nothing to read, enough bytes
         are there, or a partition failed; otherwise sleeps until appends to the watched
-        partitions bring ``min_bytes`` or the deadline passes, then reads again.
+        partitions bring ``min_bytes`` or the deadline passes. While waiting, the bytes
+        available are measured from log positions (as Kafka's DelayedFetch does): the
+        records are read again only when answering.
         """
-        read = self._read_all(partitions, params)
-        if (params.max_wait_ms <= 0 or read.bytes_readable >= params.min_bytes or read.errored
-                or not partitions or self._stopped):
-            return read.results
+        # As Kafka: read first; a consumer that is behind is answered from this one read.
+        results = self._read_all(partitions, params)
+        if (params.max_wait_ms <= 0 or not partitions or self._stopped
+                or _answer_now(results, params.min_bytes)):
+            return results
+        positions: dict[int, tuple[PartitionLog, LogPosition]] = {}
         clock = self.broker.clock
         deadline = clock.monotonic() + params.max_wait_ms / 1000.0
         keys = [tp for tp, _ in partitions]
@@ -238,41 +233,78 @@ class ReplicaManager:
             remaining = deadline - clock.monotonic()
             if remaining <= 0 or self._stopped:
                 break
-            # No await between the last read and registering: an append cannot slip between.
+            # No await between the last check and registering: an append cannot slip between.
             with self._notifier.watch(keys) as event:
                 with anyio.move_on_after(remaining) as scope:
                     await event.wait()
             if scope.cancelled_caught:
                 break  # timed out (checked apart from the clock so a manual clock cannot spin)
-            read = self._read_all(partitions, params)
-            if read.bytes_readable >= params.min_bytes or read.errored or self._stopped:
-                return read.results
-        return self._read_all(partitions, params).results
+            if self._stopped or self._fetch_ready(partitions, params, positions):
+                break
+        return self._read_all(partitions, params)
+
+    def _fetch_ready(self, partitions: Sequence[tuple[TopicPartition, PartitionFetch]], params: FetchParams,
+                     positions: dict[int, tuple[PartitionLog, LogPosition]]) -> bool:
+        """Whether a waiting fetch should answer now: ``min_bytes`` available, a partition
+        failed, the data spans segments, or nothing is readable at all.
+
+        Bytes available are the distance from each partition's fetch position (found once,
+        kept in ``positions``) to the position of its upper bound; no records are read.
+        """
+        available = 0
+        known = 0
+        for i, (tp, req) in enumerate(partitions):
+            try:
+                info, plog = self._leader_log(tp)
+                self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
+                if not plog.log_start_offset <= req.fetch_offset <= plog.log_end_offset:
+                    return True  # out of range: the read reports it
+                known += 1
+                upper = self._upper_bound(tp, plog, params)
+                if req.fetch_offset >= upper:
+                    continue
+                cached = positions.get(i)
+                if cached is None or cached[0] is not plog:
+                    cached = positions[i] = (plog, plog.fetch_position(req.fetch_offset))
+                start = cached[1]
+                end = plog.end_position(upper)
+            except PartitionError as e:
+                if e.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                    continue  # as Kafka: unknown partitions alone do not end a long poll
+                return True
+            except LogError:
+                return True
+            if start.segment_base_offset != end.segment_base_offset:
+                return True  # as Kafka: a fetch behind a segment roll (or truncation) answers now
+            available += min(max(end.position - start.position, 0), max(req.max_bytes, 0))
+            if available >= params.min_bytes:
+                return True
+        return not known or available >= params.min_bytes
+
+    def _upper_bound(self, tp: TopicPartition, plog: PartitionLog, params: FetchParams) -> int:
+        """The offset a fetch may read up to: log end for followers, else the high
+        watermark (read_uncommitted) or last stable offset (read_committed)."""
+        if params.is_follower:
+            return plog.log_end_offset
+        if params.isolation_level == READ_COMMITTED:
+            return self.last_stable_offset(tp, plog)
+        return plog.high_watermark
 
     def _read_all(self, partitions: Sequence[tuple[TopicPartition, PartitionFetch]],
-                  params: FetchParams) -> _Read:
+                  params: FetchParams) -> list[tuple[TopicPartition, FetchResult]]:
         """One pass in request order, sharing ``max_bytes`` as Kafka does: the first batch
         returned is whole even when larger than the limits, later partitions get what is left."""
-        read = _Read()
+        results: list[tuple[TopicPartition, FetchResult]] = []
         limit = max(params.max_bytes, 0)
         min_one = True
-        known = 0
         for tp, req in partitions:
             result = self._read_partition(tp, req, params, min(req.max_bytes, limit), min_one)
-            read.results.append((tp, result))
-            if result.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
-                continue  # as Kafka: unknown partitions alone do not end a long poll
-            known += 1
-            if result.error_code != ErrorCode.NONE:
-                read.errored = True
+            results.append((tp, result))
             size = len(result.records)
             if size:
                 min_one = False
                 limit = max(0, limit - size)
-                read.bytes_readable += size
-        if partitions and not known:
-            read.errored = True  # nothing readable at all: answer now
-        return read
+        return results
 
     def _read_partition(self, tp: TopicPartition, req: PartitionFetch, params: FetchParams,
                         max_bytes: int, min_one_message: bool) -> FetchResult:
@@ -281,12 +313,7 @@ class ReplicaManager:
             self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
             hw = plog.high_watermark
             lso = self.last_stable_offset(tp, plog)
-            if params.is_follower:
-                upper = plog.log_end_offset
-            elif params.isolation_level == READ_COMMITTED:
-                upper = lso
-            else:
-                upper = hw
+            upper = self._upper_bound(tp, plog, params)
             records = plog.read(req.fetch_offset, max_bytes, min_one_message=min_one_message,
                                 upper_bound=upper)
         except PartitionError as e:
@@ -339,6 +366,21 @@ class ReplicaManager:
             return OffsetResult()  # no record at or after the timestamp (yet visible)
         offset, ts = found
         return OffsetResult(timestamp=ts, offset=offset, leader_epoch=epoch)
+
+
+def _answer_now(results: Sequence[tuple[TopicPartition, FetchResult]], min_bytes: int) -> bool:
+    """Whether a first read ends a fetch: ``min_bytes`` read, a partition failed, or no
+    partition is known (unknown partitions alone do not end a long poll, as in Kafka)."""
+    size = 0
+    known = 0
+    for _, result in results:
+        if result.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+            continue
+        if result.error_code != ErrorCode.NONE:
+            return True
+        known += 1
+        size += len(result.records)
+    return not known or size >= min_bytes
 
 
 def _check_single_batch(records: bytes | bytearray | memoryview | None) -> None:

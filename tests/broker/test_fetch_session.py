@@ -67,3 +67,22 @@ def test_full_cache_evicts_only_stale_sessions() -> None:
     clock.advance(11_000)
     third = _session(cache)
     assert third != 0 and cache.get(first) is None and len(cache) == 2
+
+
+def test_partitions_held_by_sessions_are_bounded() -> None:
+    cache = FetchSessionCache(ManualClock(), max_partitions=3)
+    sid = _session(cache)
+    assert cache.partition_count == 2
+    # A full fetch that would exceed the budget is answered without a session.
+    ctx = cache.new_context(0, 0, [(P0, PartitionFetch(0, 100)), (P1, PartitionFetch(0, 100))], [], False)
+    assert ctx.respond([(P0, _result(5)), (P1, _result(5))])[0] == 0
+    # Growing a session past the budget drops it; the client starts over with a full fetch.
+    ctx = cache.new_context(sid, 1, [(("t", 2), PartitionFetch(0, 100)), (("t", 3), PartitionFetch(0, 100))], [], False)
+    assert ctx.error_code == 70  # FETCH_SESSION_ID_NOT_FOUND
+    assert cache.get(sid) is None and cache.partition_count == 0
+    # Forgetting partitions returns them to the budget.
+    sid = _session(cache)
+    cache.new_context(sid, 1, [], [P1], False)
+    assert cache.partition_count == 1
+    cache.new_context(sid, 2, [], [P0], False)  # emptied: closed
+    assert cache.partition_count == 0 and len(cache) == 0
