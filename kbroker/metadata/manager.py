@@ -128,11 +128,18 @@ class MetadataManager:
         return n, rf
 
     def check_create(self, name: str, num_partitions: int, replication_factor: int,
-                     configs: Mapping[str, str | None], assignments: Assignments | None = None) -> E.Result:
-        """Kafka's CreateTopics validation, without creating anything."""
+                     configs: Mapping[str, str | None], assignments: Assignments | None = None,
+                     *, internal: bool = False) -> E.Result:
+        """Kafka's CreateTopics validation, without creating anything.
+
+        Only the broker itself (``internal``) creates internal topics: a client-made
+        ``__consumer_offsets`` with another partition count would move every group.
+        """
         reason = invalid_reason(name)
         if reason is not None:
             return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
+        if is_internal(name) and not internal:
+            return ErrorCode.INVALID_REQUEST, f"Creation of internal topic {name} is prohibited."
         if name in self.topics or name in self._pending:
             return ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists."
         other = self._by_collision_key.get(collision_key(name))
@@ -194,14 +201,16 @@ class MetadataManager:
 
     def create_topic(self, name: str, num_partitions: int, replication_factor: int,
                      configs: Mapping[str, str | None] | None = None, assignments: Assignments | None = None,
-                     validate_only: bool = False) -> E.Result:
+                     validate_only: bool = False, *, internal: bool = False) -> E.Result:
         """Create a topic with Kafka's validation; returns (error_code, error_message).
 
         ``-1`` partitions / replication factor mean the broker defaults (``num.partitions``,
         ``default.replication.factor``); ``assignments`` maps partition index to broker ids.
+        ``internal`` allows an internal topic's name (the broker's own creations).
         """
         configs = dict(configs or {})
-        result = self.check_create(name, num_partitions, replication_factor, configs, assignments)
+        result = self.check_create(name, num_partitions, replication_factor, configs, assignments,
+                                   internal=internal)
         if result != E.OK or validate_only:
             return result
         n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
@@ -314,7 +323,7 @@ class MetadataManager:
         else:
             n, defaults = cfg.num_partitions, {}
         defaults.update(configs or {})
-        return self.create_topic(name, num_partitions or n, 1, defaults)
+        return self.create_topic(name, num_partitions or n, 1, defaults, internal=True)
 
     # ------------------------------------------------------------------ delete
 
@@ -401,6 +410,9 @@ class MetadataManager:
         topic = self.topics.get(name)
         if topic is None:
             return (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."), None
+        if topic.internal:
+            # Coordinators hash keys over the partition count: growing it would move them.
+            return (ErrorCode.INVALID_REQUEST, f"Adding partitions to internal topic {name} is prohibited."), None
         current = len(topic.partitions)
         if new_total < current:
             return (ErrorCode.INVALID_PARTITIONS,
@@ -479,6 +491,21 @@ class MetadataManager:
                 lm.delete_partition(name, index)
         if self.topics:
             log.info("loaded %d topics", len(self.topics))
+        self._check_internal_topics()
+
+    def _check_internal_topics(self) -> None:
+        """Warn when an internal topic's partition count differs from its setting.
+
+        The topic's own count is the one used (coordinators hash over the partitions
+        that exist), so records written before the setting changed stay findable.
+        """
+        cfg = self.broker.config
+        for name, key in ((CONSUMER_OFFSETS, "offsets.topic.num.partitions"),
+                          (TRANSACTION_STATE, "transaction.state.log.num.partitions")):
+            topic = self.topics.get(name)
+            if topic is not None and len(topic.partitions) != int(cfg.get(key)):
+                log.warning("%s has %d partitions but %s is %s; using the %d partitions that exist",
+                            name, len(topic.partitions), key, cfg.get(key), len(topic.partitions))
 
     def _register(self, topic: TopicInfo) -> None:
         topic.internal = is_internal(topic.name)
