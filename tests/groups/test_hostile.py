@@ -1,0 +1,114 @@
+"""Malformed or hostile group requests are answered, and never wedge a group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kbroker.groups import GroupState
+from kbroker.testing import BrokerThread
+from tests.broker.replica_wire import WireClient
+
+from .helpers import coordinator, subscription
+
+NONE, INCONSISTENT, UNKNOWN_SERVER_ERROR = 0, 23, -1
+JOIN, SYNC = 11, 14
+
+
+@pytest.mark.anyio
+async def test_duplicate_protocol_names_collapse() -> None:
+    async with coordinator() as h:
+        first = await h.join("g")
+        dup = [("range", subscription("t")), ("range", b"ignored")]
+        r = await h.join("g", first.member_id, protocols=dup)
+        assert r.error == NONE and r.protocol_name == "range"
+        assert r.members[0][2] == subscription("t")  # the first occurrence's metadata
+        # A second member with one of the names joins the same generation's successor.
+        second = await h.join("g")
+        box = h.start_join("g", second.member_id, protocols=[("range", subscription("t"))])
+        again = h.start_join("g", first.member_id, protocols=dup)
+        await h.settle()
+        assert box["result"].error == NONE and again["result"].error == NONE
+        assert h.group("g").state is GroupState.COMPLETING_REBALANCE
+
+
+@pytest.mark.anyio
+async def test_failed_transition_answers_and_resets_only_that_group() -> None:
+    async with coordinator() as h:
+        other = await h.join("other")
+        assert (await h.join("other", other.member_id)).error == NONE
+        first = await h.join("g")
+        group = h.group("g")
+
+        def broken() -> str:
+            raise RuntimeError("boom")
+
+        group.select_protocol = broken  # type: ignore[method-assign]
+        r = await h.join("g", first.member_id)
+        assert r.error == UNKNOWN_SERVER_ERROR
+        assert group.state is GroupState.EMPTY and not group.members
+        del group.select_protocol  # the group works again
+        again = await h.join("g")
+        ok = await h.join("g", again.member_id)
+        assert ok.error == NONE and ok.leader_id == again.member_id
+        assert h.group("other").state is GroupState.COMPLETING_REBALANCE
+
+
+@pytest.mark.anyio
+async def test_failed_timer_transition_answers_the_waiting_join() -> None:
+    async with coordinator() as h:
+        first = await h.join("g")
+        await h.join("g", first.member_id)
+        ids = [first.member_id]
+        # A second member forces a rebalance completed by the join timer.
+        second = await h.join("g")
+        box = h.start_join("g", second.member_id)
+        await h.settle()
+        group = h.group("g")
+
+        def broken() -> str:
+            raise RuntimeError("boom")
+
+        group.select_protocol = broken  # type: ignore[method-assign]
+        await h.advance(30_000)  # the rebalance timeout: the timer completes the join
+        assert box["result"].error == UNKNOWN_SERVER_ERROR
+        assert group.state is GroupState.EMPTY and ids[0] not in group.members
+        del group.select_protocol
+        again = await h.join("g")
+        assert (await h.join("g", again.member_id)).error == NONE
+
+
+def _join(c: WireClient, member_id: str, protocols: list[tuple[str, bytes]], protocol_type: str = "consumer") -> Any:
+    return c.call(JOIN, 9, {
+        "group_id": "dup", "session_timeout_ms": 10_000, "rebalance_timeout_ms": 10_000, "member_id": member_id,
+        "group_instance_id": None, "protocol_type": protocol_type,
+        "protocols": [{"name": n, "metadata": m} for n, m in protocols]})
+
+
+def test_wire_duplicate_protocols_and_hostile_sync(kafka_broker: BrokerThread) -> None:
+    c = WireClient(kafka_broker.bootstrap)
+    dup = [("range", subscription("t")), ("range", subscription("t"))]
+    first = _join(c, "", dup)
+    assert first.error_code == 79
+    r = _join(c, first.member_id, dup)
+    assert r.error_code == NONE and r.protocol_name == "range" and len(r.members) == 1
+    me, gen = r.member_id, r.generation_id
+    # Assignments naming strangers (and the member twice) are answered; the member gets its own.
+    assignments = [{"member_id": f"stranger-{i}", "assignment": b"x"} for i in range(1000)]
+    assignments += [{"member_id": me, "assignment": b"A"}, {"member_id": me, "assignment": b"B"}]
+    r = c.call(SYNC, 5, {"group_id": "dup", "generation_id": gen, "member_id": me, "protocol_type": "consumer",
+                         "protocol_name": "range", "assignments": assignments})
+    assert r.error_code == NONE and r.assignment in (b"A", b"B")
+    group = kafka_broker.broker.groups.manager.get("dup")
+    assert set(group.members) == {me} and group.state is GroupState.STABLE
+    # Another protocol type, or no common protocol, is refused; the group stays as it was.
+    other = WireClient(kafka_broker.bootstrap)
+    assert _join(other, "", dup, protocol_type="connect").error_code == INCONSISTENT
+    assert _join(other, "", [("roundrobin", b"")]).error_code == INCONSISTENT
+    r = c.call(SYNC, 5, {"group_id": "dup", "generation_id": gen, "member_id": me, "protocol_type": "connect",
+                         "protocol_name": "range", "assignments": []})
+    assert r.error_code == INCONSISTENT
+    assert group.state is GroupState.STABLE
+    c.close()
+    other.close()
