@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -47,13 +48,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Kafka refuses single operations this large ("excessively large batch operation").
-MAX_PARTITIONS_PER_OPERATION = 10_000
 #: From this many new partitions on, the async operations prepare logs off the event loop.
 OFF_LOOP_PARTITIONS = 64
 
 Assignments = Mapping[int, Sequence[int]]
 TopicListener = Callable[[TopicInfo], None]
+
+
+@dataclass(frozen=True)
+class NewTopicRequest:
+    """One topic of a batch creation (-1 partitions / replication factor: broker defaults)."""
+
+    name: str
+    num_partitions: int = -1
+    replication_factor: int = -1
+    configs: Mapping[str, str | None] = field(default_factory=dict)
+    assignments: Assignments | None = None
 
 
 class MetadataManager:
@@ -175,7 +185,7 @@ class MetadataManager:
                         f"Unable to replicate the partition {rf} time(s): The target replication factor of "
                         f"{rf} cannot be reached because only {live} broker(s) are registered.")
         n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
-        if n > MAX_PARTITIONS_PER_OPERATION:
+        if n > self.max_partitions_per_request:
             return ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
         return self._check_configs(configs)
 
@@ -249,6 +259,81 @@ class MetadataManager:
         self._settle_heap(n)
         self._notify(self.on_topic_changed, topic)
         return E.OK
+
+    @property
+    def max_partitions_per_request(self) -> int:
+        """``max.partitions.per.request``: new partitions one request may create in all."""
+        return int(self.broker.config.get("max.partitions.per.request"))
+
+    async def create_topics_async(self, requests: Sequence[NewTopicRequest], *, validate_only: bool = False,
+                                  internal: bool = False) -> list[E.Result]:
+        """Create several topics as one operation; one result per request, in order.
+
+        Like Kafka's controller, a request whose new partitions exceed the per-request
+        bound (``max.partitions.per.request``) creates nothing: every topic that was
+        valid answers POLICY_VIOLATION. The log directories and the one metadata write
+        happen in a worker thread; the topics become visible together afterwards.
+        """
+        results: list[E.Result] = []
+        accepted: list[tuple[int, NewTopicRequest, int]] = []
+        total = 0
+        for i, req in enumerate(requests):
+            configs = dict(req.configs)
+            result = self.check_create(req.name, req.num_partitions, req.replication_factor, configs,
+                                       req.assignments, internal=internal)
+            if result == E.OK and any(req.name == r.name for _, r, _ in accepted):
+                result = ErrorCode.INVALID_REQUEST, f"Found multiple entries for topic {req.name}."
+            results.append(result)
+            if result == E.OK:
+                n, _ = self.resolve_shape(req.num_partitions, req.replication_factor, req.assignments)
+                accepted.append((i, req, n))
+                total += n
+        if total > self.max_partitions_per_request:
+            for i, _, _ in accepted:
+                results[i] = ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
+            return results
+        if validate_only or not accepted:
+            return results
+        topics = [self._new_topic(req.name, n, {k: v for k, v in req.configs.items() if v is not None},
+                                  req.assignments) for _, req, n in accepted]
+        names = [t.name for t in topics]
+        self._pending.update(names)
+        try:
+            # Shielded: once started, the creation completes (or fails) as one step.
+            with anyio.CancelScope(shield=True):
+                try:
+                    prepared = await anyio.to_thread.run_sync(self._prepare_and_save, topics)
+                except Exception as e:
+                    log.exception("creating %d topics failed", len(topics))
+                    for i, _, _ in accepted:
+                        results[i] = ErrorCode.UNKNOWN_SERVER_ERROR, f"Creating the topic failed: {e}"
+                    return results
+                for topic, prep in zip(topics, prepared, strict=True):
+                    self._register(topic)
+                    self._open_prepared(topic, prep)
+        finally:
+            self._pending.difference_update(names)
+        for topic in topics:
+            log.info("created topic %s (%s) with %d partitions", topic.name, topic.topic_id, len(topic.partitions))
+        self._settle_heap(total)
+        for topic in topics:
+            self._notify(self.on_topic_changed, topic)
+        return results
+
+    def _prepare_and_save(self, topics: Sequence[TopicInfo]) -> list[PreparedLogs]:
+        """Worker thread: every topic's log directories, then one write of the topic store."""
+        lm = self.broker.log_manager
+        prepared: list[PreparedLogs] = []
+        try:
+            for topic in topics:
+                prepared.append(lm.prepare_logs(topic.name, range(len(topic.partitions)), topic.topic_id,
+                                                log_config_for(self.broker.config, topic.configs)))
+            self._store.save_many(topics)
+        except BaseException:
+            for prep in prepared:
+                lm.discard_prepared(prep)
+            raise
+        return prepared
 
     def _settle_heap(self, added: int) -> None:
         """After a bulk creation, keep its state out of the collector's full passes."""
@@ -419,7 +504,7 @@ class MetadataManager:
                     f"The topic {name} currently has {current} partition(s); {new_total} would not be an increase."), None
         if new_total == current:
             return (ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partition(s)."), None
-        if new_total - current > MAX_PARTITIONS_PER_OPERATION:
+        if new_total - current > self.max_partitions_per_request:
             return (ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."), None
         new_assign: dict[int, Sequence[int]] | None = None
         if assignments is not None:
