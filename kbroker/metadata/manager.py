@@ -432,6 +432,47 @@ class MetadataManager:
         self._delete(topic)
         return E.OK, topic.name
 
+    async def delete_topic_async(self, name: str | None = None,
+                                 topic_id: uuid.UUID | None = None) -> tuple[E.Result, str | None]:
+        """:meth:`delete_topic` (by name) or :meth:`delete_topic_by_id` for request handlers.
+
+        The topic disappears at once; its store entry and directories are removed in a
+        worker thread, the name staying reserved until then. Returns the result and
+        the topic's name (None when the id is unknown).
+        """
+        if not self.broker.config.delete_topic_enable:
+            known = name if name is not None else self._by_id.get(topic_id) if topic_id is not None else None
+            return (ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."), known
+        if name is not None:
+            topic = self.topics.get(name)
+            if topic is None:
+                return (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."), name
+        else:
+            topic = self.topic_by_id(topic_id) if topic_id is not None else None
+            if topic is None:
+                return (ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID."), None
+        self._unregister(topic)
+        self._pending.add(topic.name)
+        lm = self.broker.log_manager
+        # Closed here, so that no read on the loop can meet a descriptor the thread closes.
+        for index in topic.partitions:
+            plog = lm.get_log(topic.name, index)
+            if plog is not None:
+                plog.close(snapshot=False)
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._delete_files, topic)
+        finally:
+            self._pending.discard(topic.name)
+        log.info("deleted topic %s (%s)", topic.name, topic.topic_id)
+        self._notify(self.on_topic_deleted, topic)
+        return E.OK, topic.name
+
+    def _delete_files(self, topic: TopicInfo) -> None:
+        """Worker thread: forget the topic on disk, then remove its directories."""
+        self._store.delete(topic)
+        self.broker.log_manager.delete_partitions(topic.name, topic.partitions)
+
     def _delete(self, topic: TopicInfo) -> None:
         # Forget first so concurrent readers see UNKNOWN rather than a half-deleted topic.
         self._unregister(topic)

@@ -95,3 +95,26 @@ def test_auto_create_and_create_topics_bounded_per_request(tmp_path: Path) -> No
         body["topics"] = body["topics"][:2]
         assert [t.error_code for t in c.call(19, 7, body).topics] == [0, 0]
         c.close()
+
+
+def test_topic_deletion_removes_files_off_the_event_loop(kafka_broker: BrokerThread, monkeypatch: Any) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    lm = kafka_broker.broker.log_manager
+    threads: list[str] = []
+    original = lm.delete_partitions
+
+    def recording(topic: str, partitions: Any) -> int:
+        threads.append(threading.current_thread().name)
+        return int(original(topic, partitions))
+
+    monkeypatch.setattr(lm, "delete_partitions", recording)
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    admin.create_topics([NewTopic("doomed", 8, 1)])["doomed"].result(10)
+    dirs = [p for p in lm.log_dirs[0].iterdir() if p.name.startswith("doomed-")]
+    assert len(dirs) == 8
+    admin.delete_topics(["doomed"])["doomed"].result(10)
+    assert threads and "kbroker" not in threads  # the broker's loop runs on the thread called kbroker
+    assert not any(p.exists() for p in dirs)
+    admin.create_topics([NewTopic("doomed", 2, 1)])["doomed"].result(10)  # the name is free again
+    assert len(kafka_broker.broker.metadata.topic("doomed").partitions) == 2
