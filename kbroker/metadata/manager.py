@@ -30,6 +30,7 @@ from kbroker.config import ConfigError, validate_topic_configs
 from kbroker.log.errors import KafkaStorageError
 from kbroker.metadata import errors as E
 from kbroker.metadata.cluster_id import load_or_create_cluster_id
+from kbroker.metadata.dynamic_config import DynamicConfigStore
 from kbroker.metadata.log_config import log_config_for
 from kbroker.metadata.model import BrokerNode, PartitionInfo, TopicInfo
 from kbroker.metadata.store import TopicStoreAdapter
@@ -43,6 +44,7 @@ from kbroker.metadata.topic_names import (
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker
+    from kbroker.config import BrokerConfig
     from kbroker.log.config import LogConfig
     from kbroker.log.manager import PreparedLogs
 
@@ -84,6 +86,9 @@ class MetadataManager:
         #: Called with the TopicInfo after a topic is created or grows partitions.
         self.on_topic_changed: list[TopicListener] = []
         self._store = TopicStoreAdapter(broker.log_dirs)
+        self._dynamic_configs = DynamicConfigStore(broker.log_dirs[0])
+        # Dynamic broker configs from earlier runs apply before any log is opened.
+        broker.config = self._dynamic_configs.apply(broker.config)
         self._load()
 
     # ------------------------------------------------------------------ lookups
@@ -590,6 +595,10 @@ class MetadataManager:
             if plog is not None:
                 plog.update_config(config)
         return E.OK
+
+    def save_dynamic_config(self, config: BrokerConfig) -> None:
+        """Persist ``config``'s dynamic broker configs (before they take effect)."""
+        self._dynamic_configs.save(config.dynamic_values())
 
     def reapply_broker_config(self) -> None:
         """Push the current broker defaults into every open log (after a dynamic broker change)."""
