@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
-from kbroker.groups import GroupState
+from kbroker.groups import Errors, GroupState, OffsetAndMetadata
+from kbroker.groups.storage import MemoryOffsetsLog
 from kbroker.testing import BrokerThread
 from tests.broker.replica_wire import WireClient
 
 from .helpers import coordinator, subscription
 
-NONE, INCONSISTENT, UNKNOWN_SERVER_ERROR = 0, 23, -1
+NONE, NOT_COORDINATOR, INCONSISTENT, UNKNOWN_SERVER_ERROR = 0, 16, 23, -1
 JOIN, SYNC = 11, 14
 
 
@@ -112,3 +113,72 @@ def test_wire_duplicate_protocols_and_hostile_sync(kafka_broker: BrokerThread) -
     assert group.state is GroupState.STABLE
     c.close()
     other.close()
+
+
+class _RaisingLog(MemoryOffsetsLog):
+    """An offsets log whose writes raise while ``broken`` is set."""
+
+    broken = False
+
+    async def append(self, partition: int, records: Any) -> Errors:
+        if self.broken:
+            raise OSError(28, "No space left on device")
+        return await super().append(partition, records)
+
+
+@pytest.mark.anyio
+async def test_offsets_write_failure_answers_every_member() -> None:
+    log = _RaisingLog(5)
+    async with coordinator(log=log) as h:
+        ids = [(await h.join("g")).member_id for _ in range(2)]
+        boxes = [h.start_join("g", mid) for mid in ids]
+        await h.settle()
+        results = [b["result"] for b in boxes]
+        leader = results[0].leader_id
+        follower = next(m for m in ids if m != leader)
+        log.broken = True
+        waiting = h.start_sync("g", 1, follower)
+        await h.settle()
+        led = h.start_sync("g", 1, leader, {m: b"a" for m in ids})
+        await h.settle()
+        # A storage failure is Kafka's NOT_COORDINATOR: clients look the coordinator up again.
+        assert led["result"].error == NOT_COORDINATOR
+        assert waiting["result"].error == NOT_COORDINATOR  # not left waiting for a timeout
+        commit = await h.coord.commit_offsets("simple", -1, "", None, {("t", 0): OffsetAndMetadata(1, -1, "", 0)})
+        assert commit == {("t", 0): NOT_COORDINATOR}
+        log.broken = False
+        # The members come back (as clients do once they found the coordinator again) and sync.
+        boxes = [h.start_join("g", mid) for mid in ids]
+        await h.settle()
+        assert [b["result"].error for b in boxes] == [NONE, NONE]
+        led = h.start_sync("g", boxes[0]["result"].generation_id, boxes[0]["result"].leader_id,
+                           {m: b"a" for m in ids})
+        await h.settle()
+        assert led["result"].error == NONE and h.group("g").state is GroupState.STABLE
+
+
+def test_offsets_write_failure_on_a_real_broker(kafka_broker: BrokerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    admin.create_topics([NewTopic("t", 1, 1)])["t"].result(10)
+    rm = kafka_broker.broker.replica_manager
+    original = rm.append_records
+
+    async def failing(entries: Any, **kw: Any) -> Any:
+        if kw.get("internal"):
+            raise OSError(28, "No space left on device")
+        return await original(entries, **kw)
+
+    monkeypatch.setattr(rm, "append_records", failing)
+    c = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": "g", "enable.auto.commit": False})
+    try:
+        with pytest.raises(KafkaException) as err:
+            c.commit(offsets=[TopicPartition("t", 0, 5)], asynchronous=False)
+        assert err.value.args[0].code() == NOT_COORDINATOR
+        monkeypatch.setattr(rm, "append_records", original)
+        c.commit(offsets=[TopicPartition("t", 0, 5)], asynchronous=False)
+        assert c.committed([TopicPartition("t", 0)], timeout=10)[0].offset == 5
+    finally:
+        c.close()
