@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Producer
 
 from kbroker.codec import decode_response, encode_request
@@ -118,3 +119,23 @@ def test_topic_deletion_removes_files_off_the_event_loop(kafka_broker: BrokerThr
     assert not any(p.exists() for p in dirs)
     admin.create_topics([NewTopic("doomed", 2, 1)])["doomed"].result(10)  # the name is free again
     assert len(kafka_broker.broker.metadata.topic("doomed").partitions) == 2
+
+
+def test_create_partitions_bounded_per_request(tmp_path: Path) -> None:
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+
+    with BrokerThread(tmp_path / "d", {"max.partitions.per.request": "10"}) as b:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        for f in admin.create_topics([NewTopic("a", 1, 1), NewTopic("b", 1, 1)]).values():
+            f.result(10)
+        # 6 + 6 new partitions: each within the bound, together beyond it.
+        futures = admin.create_partitions([NewPartitions("a", 7), NewPartitions("b", 7)])
+        for f in futures.values():
+            with pytest.raises(KafkaException) as err:
+                f.result(10)
+            assert err.value.args[0].code() == POLICY_VIOLATION
+        assert len(b.broker.metadata.topic("a").partitions) == 1
+        for f in admin.create_partitions([NewPartitions("a", 6), NewPartitions("b", 6)]).values():
+            f.result(10)
+        assert len(b.broker.metadata.topic("b").partitions) == 6
