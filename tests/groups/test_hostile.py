@@ -182,3 +182,22 @@ def test_offsets_write_failure_on_a_real_broker(kafka_broker: BrokerThread, monk
         assert c.committed([TopicPartition("t", 0)], timeout=10)[0].offset == 5
     finally:
         c.close()
+
+
+def test_member_metadata_too_large_to_store(kafka_broker: BrokerThread) -> None:
+    """Kafka's answer when the group record exceeds the batch limit: UNKNOWN_SERVER_ERROR, then a normal rejoin."""
+    c = WireClient(kafka_broker.bootstrap)
+
+    def sync(r: Any) -> int:
+        return int(c.call(SYNC, 5, {
+            "group_id": "dup", "generation_id": r.generation_id, "member_id": r.member_id,
+            "protocol_type": "consumer", "protocol_name": "range",
+            "assignments": [{"member_id": r.member_id, "assignment": b"A"}]}).error_code)
+
+    huge = [("range", subscription("t", user_data=b"x" * 3_000_000))]
+    r = _join(c, _join(c, "", huge).member_id, huge)
+    assert r.error_code == NONE and len(r.members) == 1
+    assert sync(r) == UNKNOWN_SERVER_ERROR
+    r = _join(c, r.member_id, [("range", subscription("t"))])
+    assert r.error_code == NONE and sync(r) == NONE
+    c.close()
