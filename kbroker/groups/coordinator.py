@@ -489,7 +489,7 @@ class GroupCoordinator:
             member.is_new = False
         generation = group.generation_id
         group.sync_timer = self._call_later(group, group.rebalance_timeout_ms,
-                                                  lambda: self._expire_pending_sync(group, generation))
+                                            lambda: self._expire_pending_sync(group, generation))
 
     def _expire_pending_sync(self, group: GroupMetadata, generation: int) -> None:
         """Members that never sent SyncGroup within the rebalance timeout are dropped."""

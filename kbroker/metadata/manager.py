@@ -6,12 +6,14 @@ and every partition's log is opened when its topic is created or loaded. The
 operations are synchronous on purpose: they run on the event loop and touch only a
 few small files, so there is no interleaving to reason about.
 
-The exception is creating many partitions (CreateTopics / CreatePartitions through
-:meth:`MetadataManager.create_topic_async` / :meth:`MetadataManager.create_partitions_async`):
-their directories are prepared in a worker thread while the loop keeps serving other
-connections. Meanwhile the topic name is reserved (a second create answers
-TOPIC_ALREADY_EXISTS) and nothing about the new partitions is visible; the topic or its
-new partitions are registered on the loop once the directories exist, in one step.
+The exceptions are what request handlers do in bulk. CreateTopics and Metadata
+auto-creation go through :meth:`MetadataManager.create_topics_async`: the directories of
+every new topic and one write of the topic store happen in a worker thread, bounded by
+``max.partitions.per.request``. Many new partitions of one topic
+(:meth:`MetadataManager.create_partitions_async`) are prepared the same way, and
+:meth:`MetadataManager.delete_topic_async` removes files there. Meanwhile the names are
+reserved (a second create answers TOPIC_ALREADY_EXISTS) and nothing new is visible; the
+topics or new partitions are registered on the loop once the directories exist, in one step.
 """
 
 from __future__ import annotations
@@ -464,14 +466,19 @@ class MetadataManager:
             plog = lm.get_log(topic.name, index)
             if plog is not None:
                 plog.close(snapshot=False)
+        result = E.OK
         try:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._delete_files, topic)
+        except Exception as e:
+            # The topic is gone for clients already; what is left on disk is a stray at the next start.
+            log.exception("removing the files of topic %s failed", topic.name)
+            result = ErrorCode.UNKNOWN_SERVER_ERROR, f"Removing the topic's files failed: {e}"
         finally:
             self._pending.discard(topic.name)
         log.info("deleted topic %s (%s)", topic.name, topic.topic_id)
         self._notify(self.on_topic_deleted, topic)
-        return E.OK, topic.name
+        return result, topic.name
 
     def _delete_files(self, topic: TopicInfo) -> None:
         """Worker thread: forget the topic on disk, then remove its directories."""
