@@ -234,39 +234,6 @@ class MetadataManager:
         self._create(name, n, {k: v for k, v in configs.items() if v is not None}, assignments)
         return E.OK
 
-    async def create_topic_async(self, name: str, num_partitions: int, replication_factor: int,
-                                 configs: Mapping[str, str | None] | None = None,
-                                 assignments: Assignments | None = None,
-                                 validate_only: bool = False) -> E.Result:
-        """:meth:`create_topic` for request handlers: a topic with many partitions has its
-        log directories prepared in a worker thread, so the event loop keeps serving."""
-        configs = dict(configs or {})
-        result = self.check_create(name, num_partitions, replication_factor, configs, assignments)
-        if result != E.OK or validate_only:
-            return result
-        n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
-        clean = {k: v for k, v in configs.items() if v is not None}
-        if n < OFF_LOOP_PARTITIONS:
-            self._create(name, n, clean, assignments)
-            return E.OK
-        topic = self._new_topic(name, n, clean, assignments)
-        self._pending.add(name)
-        try:
-            # Shielded: once started, the creation completes (or fails) as one step.
-            with anyio.CancelScope(shield=True):
-                prepared = await anyio.to_thread.run_sync(
-                    self.broker.log_manager.prepare_logs, name, range(n), topic.topic_id,
-                    log_config_for(self.broker.config, topic.configs))
-                self._store.save(topic)
-                self._register(topic)
-                self._open_prepared(topic, prepared)
-        finally:
-            self._pending.discard(name)
-        log.info("created topic %s (%s) with %d partitions", name, topic.topic_id, n)
-        self._settle_heap(n)
-        self._notify(self.on_topic_changed, topic)
-        return E.OK
-
     @property
     def max_partitions_per_request(self) -> int:
         """``max.partitions.per.request``: new partitions one request may create in all."""
