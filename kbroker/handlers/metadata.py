@@ -119,11 +119,14 @@ async def _auto_create(ctx: RequestContext, names: list[str]) -> dict[str, Resul
         if is_internal(name):
             # The broker's own shape: its configured partitions and compaction.
             out[name] = md.auto_create(name)
-        elif cfg.num_partitions > budget:
-            out[name] = ErrorCode.LEADER_NOT_AVAILABLE, None
-        else:
+        elif cfg.num_partitions <= budget:
             budget -= cfg.num_partitions
             batch.append(NewTopicRequest(name))
+        elif cfg.num_partitions > md.max_partitions_per_request:
+            # No request could create it: the creation answers POLICY_VIOLATION.
+            batch.append(NewTopicRequest(name))
+        else:
+            out[name] = ErrorCode.LEADER_NOT_AVAILABLE, None
     if batch:
         for new, result in zip(batch, await md.create_topics_async(batch), strict=True):
             # Already existing means another request is creating it right now.

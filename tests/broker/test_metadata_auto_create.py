@@ -139,3 +139,11 @@ def test_create_partitions_bounded_per_request(tmp_path: Path) -> None:
         for f in admin.create_partitions([NewPartitions("a", 6), NewPartitions("b", 6)]).values():
             f.result(10)
         assert len(b.broker.metadata.topic("b").partitions) == 6
+
+
+def test_auto_create_beyond_the_bound_is_refused_not_deferred(tmp_path: Path) -> None:
+    with BrokerThread(tmp_path / "d", {"max.partitions.per.request": "4", "num.partitions": "5"}) as b:
+        c = WireClient(b.bootstrap)
+        resp = c.call(3, 12, _metadata_body(["big-a", "big-b"]))
+        assert [t.error_code for t in resp.topics] == [POLICY_VIOLATION] * 2
+        c.close()
