@@ -82,3 +82,36 @@ def test_groups_hash_over_existing_offsets_partitions(tmp_path: Path) -> None:
         assert _committed(b, group) == 18
         topic = b.broker.metadata.topic("__consumer_offsets")
         assert topic is not None and len(topic.partitions) == 3
+
+
+def test_group_on_a_one_partition_offsets_topic_settles(kafka_broker: BrokerThread) -> None:
+    """A data dir whose __consumer_offsets has one partition (as a client could once create it):
+    a group that would hash elsewhere over 50 partitions joins once and consumes, no rebalance storm."""
+    group = "g-a"
+    assert partition_for(group, 50) != 0
+    md = kafka_broker.broker.metadata
+    assert kafka_broker.call(md.ensure_internal_topic, "__consumer_offsets", 1) == (0, None)
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    admin.create_topics([NewTopic("t", 1, 1)])["t"].result(10)
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    for i in range(3):
+        p.produce("t", f"m-{i}".encode())
+    assert p.flush(10) == 0
+    c = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    try:
+        c.subscribe(["t"])
+        got: list[bytes] = []
+        while len(got) < 3:
+            msg = c.poll(15)
+            assert msg is not None, "no message within 15 s"
+            assert msg.error() is None, msg.error()
+            got.append(msg.value())
+        c.commit(asynchronous=False)
+        assert c.committed([TopicPartition("t", 0)], timeout=10)[0].offset == 3
+    finally:
+        c.close()
+    g = kafka_broker.broker.groups.manager.get(group)
+    assert g is not None and g.generation_id <= 3  # joined, maybe left: never a loop
