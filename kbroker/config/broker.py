@@ -171,6 +171,10 @@ class BrokerConfig:
         new._finish()
         return new
 
+    def dynamic_values(self) -> dict[str, str]:
+        """The dynamic broker configs in force, as their raw strings (what is persisted)."""
+        return {key: s.raw for key, s in self._dynamic.items()}
+
     def _add_layer(self, pairs: Iterable[tuple[str, str]], origin_of: Callable[[str], str]) -> None:
         for key, raw in pairs:
             origin = origin_of(key)

@@ -1,5 +1,8 @@
 """The broker config keys kbroker recognises, with Kafka's names, types and defaults.
 
+The listener keys are read-only: Kafka can change them per broker at runtime, kbroker
+binds its listeners once, so it refuses such a change rather than accept one it ignores.
+
 Deliberate differences from Kafka's defaults, for a single-node local broker:
 ``listeners`` binds 127.0.0.1, ``log.dirs`` is ``./kbroker-data``, ``node.id`` is 1,
 and the internal topics' replication factors are 1.
@@ -43,9 +46,9 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("node.id", INT, 1, "The id of this node.", (at_least(0),), RO),
     ConfigDef("broker.id", INT, None, "Alias of node.id; if both are set they must agree.", (at_least(0),), RO),
     ConfigDef("cluster.id", STR, None, "Cluster id; generated on first start and stored in the data directory when unset.", (non_empty,), RO),
-    ConfigDef("listeners", LIST, ["PLAINTEXT://127.0.0.1:9092"], "Comma-separated NAME://host:port to listen on; an empty host binds all interfaces, port 0 picks a free port.", (non_empty,), PB),
-    ConfigDef("advertised.listeners", LIST, None, "Listeners given to clients in metadata; defaults to listeners.", (), PB),
-    ConfigDef("listener.security.protocol.map", LIST, ["PLAINTEXT:PLAINTEXT"], "Maps listener names to security protocols; only PLAINTEXT is supported.", (), PB),
+    ConfigDef("listeners", LIST, ["PLAINTEXT://127.0.0.1:9092"], "Comma-separated NAME://host:port to listen on; an empty host binds all interfaces, port 0 picks a free port.", (non_empty,), RO),
+    ConfigDef("advertised.listeners", LIST, None, "Listeners given to clients in metadata; defaults to listeners.", (), RO),
+    ConfigDef("listener.security.protocol.map", LIST, ["PLAINTEXT:PLAINTEXT"], "Maps listener names to security protocols; only PLAINTEXT is supported.", (), RO),
     ConfigDef("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts, in bytes.", (at_least(1),), RO),
     ConfigDef("message.max.bytes", INT, 1048588, "Largest record batch size allowed (topic: max.message.bytes).", (at_least(0),), CW),
     # --- log storage
@@ -106,8 +109,10 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("transaction.state.log.num.partitions", INT, 50, "Partitions of __transaction_state.", (at_least(1),), RO),
     ConfigDef("transaction.state.log.replication.factor", SHORT, 1, "Replication factor of __transaction_state (Kafka's default is 3).", (at_least(1),), RO),
     ConfigDef("transaction.max.timeout.ms", INT, 900000, "Largest transaction timeout a producer may ask for.", (at_least(1),), RO),
-    ConfigDef("producer.id.expiration.ms", INT, 86400000, "How long a producer id's state is kept after its last write.", (at_least(1),), RO),
+    ConfigDef("producer.id.expiration.ms", INT, 86400000, "How long a producer id's state is kept after its last write.", (at_least(1),), CW),
     ConfigDef("producer.id.expiration.check.interval.ms", INT, 600000, "How often expired producer ids are removed.", (at_least(1),), RO),
+    # --- request limits
+    ConfigDef("max.partitions.per.request", INT, 10000, "New partitions one CreateTopics, CreatePartitions or Metadata auto-creation may add in all; larger requests are refused with POLICY_VIOLATION (Kafka's controller bounds one operation at 10000 records), auto-creation beyond it answers LEADER_NOT_AVAILABLE and is left to a later request.", (at_least(1),), RO),
 )
 # fmt: on
 

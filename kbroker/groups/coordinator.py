@@ -23,11 +23,18 @@ from kbroker.groups.consumer_protocol import EMPTY_ASSIGNMENT
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.groups.group import GroupMetadata, TopicPartition
 from kbroker.groups.manager import GroupMetadataManager
-from kbroker.groups.member import JoinGroupResult, MemberMetadata, Protocols, SyncGroupResult, Waiter
+from kbroker.groups.member import (
+    JoinGroupResult,
+    MemberMetadata,
+    Protocols,
+    SyncGroupResult,
+    Waiter,
+    unique_protocols,
+)
 from kbroker.groups.records import OffsetAndMetadata
 from kbroker.groups.state import CAN_REBALANCE, GroupState
 from kbroker.groups.storage import OffsetsLog, TopicOffsetsLog
-from kbroker.groups.timers import Scheduler
+from kbroker.groups.timers import Scheduler, Timer
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker
@@ -188,7 +195,42 @@ class GroupCoordinator:
 
     def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         assert self._tg is not None, "coordinator not started"
-        self._tg.start_soon(fn, *args)
+        self._tg.start_soon(self._guarded_task, fn, *args)
+
+    @staticmethod
+    async def _guarded_task(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        # A background step's failure is logged; it must not take the broker's task group down.
+        try:
+            await fn(*args)
+        except Exception:
+            log.exception("group coordinator task %s failed", getattr(fn, "__name__", fn))
+
+    def _call_later(self, group: GroupMetadata, delay_ms: int, fn: Callable[[], None]) -> Timer:
+        """A timer for ``group`` whose failure resets that group instead of wedging it."""
+        def run() -> None:
+            try:
+                fn()
+            except Exception as e:
+                self._fail_group(group, e)
+
+        return self.timers.call_later(delay_ms, run)
+
+    def _fail_group(self, group: GroupMetadata, error: BaseException) -> None:
+        """A transition of ``group`` raised: answer its blocked requests and start it afresh.
+
+        Every member's pending JoinGroup/SyncGroup gets UNKNOWN_SERVER_ERROR and the
+        members are dropped (clients rejoin); committed offsets stay. Other groups are
+        untouched and this one accepts joins again at once.
+        """
+        log.error("group %s failed in state %s and is reset: %r", group.group_id, group.state.value, error,
+                  exc_info=error)
+        for member in list(group.members.values()):
+            group.complete_join(member, JoinGroupResult(Errors.UNKNOWN_SERVER_ERROR, member.member_id))
+            member.complete_sync(SyncGroupResult(Errors.UNKNOWN_SERVER_ERROR))
+            group.remove(member.member_id)
+        group.reset_membership(self._now())
+        if self._tg is not None:
+            self._spawn(self.manager.store_group, group, {})
 
     def _now(self) -> int:
         return self.clock.time_ms()
@@ -205,6 +247,7 @@ class GroupCoordinator:
             return JoinGroupResult(Errors.INVALID_GROUP_ID, req.member_id)
         if not (self.config.min_session_timeout_ms <= req.session_timeout_ms <= self.config.max_session_timeout_ms):
             return JoinGroupResult(Errors.INVALID_SESSION_TIMEOUT, req.member_id)
+        req.protocols = unique_protocols(req.protocols)
         is_unknown = req.member_id == UNKNOWN_MEMBER_ID
         group = self.manager.get(req.group_id)
         if group is None:
@@ -212,11 +255,15 @@ class GroupCoordinator:
                 return JoinGroupResult(Errors.UNKNOWN_MEMBER_ID, req.member_id)
             group = self.manager.get_or_create(req.group_id)
         waiter: Waiter[JoinGroupResult] = Waiter()
-        if is_unknown:
-            self._join_new_member(group, req, waiter)
-        else:
-            self._join_current_member(group, req, waiter)
-        self._try_complete_join(group)
+        try:
+            if is_unknown:
+                self._join_new_member(group, req, waiter)
+            else:
+                self._join_current_member(group, req, waiter)
+            self._try_complete_join(group)
+        except Exception as e:
+            self._fail_group(group, e)
+            waiter.set(JoinGroupResult(Errors.UNKNOWN_SERVER_ERROR, req.member_id))
         return await waiter.wait()
 
     def _join_new_member(self, group: GroupMetadata, req: JoinRequest, waiter: Waiter[JoinGroupResult]) -> None:
@@ -237,7 +284,7 @@ class GroupCoordinator:
             # KIP-394: hand out the id first, so a client that times out and retries
             # does not leave a trail of members the barrier waits for.
             group.pending_members.add(new_id)
-            self.timers.call_later(req.session_timeout_ms, lambda: self._expire_pending_member(group, new_id))
+            self._call_later(group, req.session_timeout_ms, lambda: self._expire_pending_member(group, new_id))
             waiter.set(JoinGroupResult(Errors.MEMBER_ID_REQUIRED, new_id))
         else:
             self._add_member_and_rebalance(group, req, new_id, waiter)
@@ -394,7 +441,7 @@ class GroupCoordinator:
     def _set_join_timer(self, group: GroupMetadata, delay_ms: int, fn: Callable[[], None]) -> None:
         if group.join_timer is not None:
             group.join_timer.cancel()
-        group.join_timer = self.timers.call_later(delay_ms, fn)
+        group.join_timer = self._call_later(group, delay_ms, fn)
 
     def _initial_join_timer(self, group: GroupMetadata, delay_ms: int, remaining_ms: int) -> None:
         def fire() -> None:
@@ -441,8 +488,8 @@ class GroupCoordinator:
             self._schedule_session(group, member)
             member.is_new = False
         generation = group.generation_id
-        group.sync_timer = self.timers.call_later(group.rebalance_timeout_ms,
-                                                  lambda: self._expire_pending_sync(group, generation))
+        group.sync_timer = self._call_later(group, group.rebalance_timeout_ms,
+                                            lambda: self._expire_pending_sync(group, generation))
 
     def _expire_pending_sync(self, group: GroupMetadata, generation: int) -> None:
         """Members that never sent SyncGroup within the rebalance timeout are dropped."""
@@ -484,7 +531,8 @@ class GroupCoordinator:
     def _schedule_session(self, group: GroupMetadata, member: MemberMetadata, timeout_ms: int | None = None) -> None:
         if member.session_timer is not None:
             member.session_timer.cancel()
-        member.session_timer = self.timers.call_later(
+        member.session_timer = self._call_later(
+            group,
             member.session_timeout_ms if timeout_ms is None else timeout_ms,
             lambda: self._expire_session(group, member))
 
@@ -537,7 +585,15 @@ class GroupCoordinator:
             return SyncGroupResult(Errors.UNKNOWN_MEMBER_ID)
         if group.is_in(S.PREPARING_REBALANCE):
             return SyncGroupResult(Errors.REBALANCE_IN_PROGRESS)
-        member = group.get(member_id)
+        try:
+            return await self._sync_member(group, group.get(member_id), assignments)
+        except Exception as e:
+            self._fail_group(group, e)
+            return SyncGroupResult(Errors.UNKNOWN_SERVER_ERROR)
+
+    async def _sync_member(self, group: GroupMetadata, member: MemberMetadata,
+                           assignments: Mapping[str, bytes]) -> SyncGroupResult:
+        member_id, group_id = member.member_id, group.group_id
         self._schedule_session(group, member)
         self._remove_pending_sync(group, member_id)
         if group.is_in(S.STABLE):

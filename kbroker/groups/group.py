@@ -184,6 +184,35 @@ class GroupMetadata:
         """The longest rebalance timeout among the members."""
         return max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
 
+    def reset_membership(self, now_ms: int) -> None:
+        """Forget every member and rebalance in flight: an Empty group of the next generation.
+
+        Used when a transition failed half-way; committed offsets are kept.
+        """
+        for timer in (self.join_timer, self.sync_timer):
+            if timer is not None:
+                timer.cancel()
+        self.join_timer = self.sync_timer = None
+        for member in self.members.values():
+            if member.session_timer is not None:
+                member.session_timer.cancel()
+        self.members.clear()
+        self.static_members.clear()
+        self.pending_members.clear()
+        self.pending_sync.clear()
+        self._votes.clear()
+        self.num_awaiting_join = 0
+        self.new_member_added = False
+        self.initial_delay = False
+        self.leader_id = None
+        self.protocol_type = None
+        self.protocol_name = None
+        self.subscribed_topics = set()
+        self.generation_id += 1
+        # Bypasses the transition table: the state the failure left behind is not trusted.
+        self.state = GroupState.EMPTY
+        self.state_timestamp_ms = now_ms
+
     # --- protocols
 
     def supports_protocols(self, protocol_type: str, protocols: Iterable[str]) -> bool:

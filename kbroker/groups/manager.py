@@ -67,7 +67,15 @@ class GroupMetadataManager:
     async def _append(self, group_id: str, records: list[KeyValue]) -> Errors:
         if not records:
             return Errors.NONE
-        return await self.log.append(self.partition_for(group_id), records)
+        try:
+            return await self.log.append(self.partition_for(group_id), records)
+        except OSError:
+            # A storage failure: as Kafka's KAFKA_STORAGE_ERROR, the client looks for the coordinator again.
+            log.exception("writing records of group %s failed", group_id)
+            return Errors.NOT_COORDINATOR
+        except Exception:
+            log.exception("writing records of group %s failed", group_id)
+            return Errors.UNKNOWN_SERVER_ERROR
 
     async def store_group(self, group: GroupMetadata, assignment: Mapping[str, bytes]) -> Errors:
         """Persist the group's generation, members and their assignments."""

@@ -66,6 +66,17 @@ class SyncGroupResult:
 Protocols = Sequence[tuple[str, bytes]]
 
 
+def unique_protocols(protocols: Protocols) -> list[tuple[str, bytes]]:
+    """Each protocol name once, the first occurrence winning (a member's protocols are a set in Kafka)."""
+    seen: set[str] = set()
+    out: list[tuple[str, bytes]] = []
+    for name, metadata in protocols:
+        if name not in seen:
+            seen.add(name)
+            out.append((name, bytes(metadata)))
+    return out
+
+
 @dataclass(eq=False)
 class MemberMetadata:
     """One member of a classic group (Kafka's MemberMetadata)."""

@@ -38,10 +38,23 @@ def partition_for(group_id: str, num_partitions: int) -> int:
     return (0 if h == -(1 << 31) else abs(h)) % num_partitions
 
 
+def _append_error(code: int) -> Errors:
+    """Kafka's mapping of a failed coordinator write to the error clients get."""
+    if code in (Errors.NOT_LEADER_OR_FOLLOWER, Errors.KAFKA_STORAGE_ERROR):
+        return Errors.NOT_COORDINATOR
+    if code in (Errors.MESSAGE_TOO_LARGE, Errors.RECORD_LIST_TOO_LARGE, Errors.INVALID_FETCH_SIZE):
+        return Errors.UNKNOWN_SERVER_ERROR
+    # UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS, timeouts, ...: retriable.
+    return Errors.COORDINATOR_NOT_AVAILABLE
+
+
 class OffsetsLog(Protocol):
     """Append and replay key/value records of the group topic."""
 
-    num_partitions: int
+    @property
+    def num_partitions(self) -> int:
+        """How many partitions group ids hash over."""
+        ...
 
     def exists(self) -> bool:
         """Whether the topic has been created."""
@@ -95,7 +108,16 @@ class TopicOffsetsLog:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.num_partitions = broker.config.offsets_topic_num_partitions
+
+    @property
+    def num_partitions(self) -> int:
+        """The partitions groups hash over: those the topic has, else ``offsets.topic.num.partitions``.
+
+        As in Kafka, an existing topic's own count wins over the setting, so groups
+        keep finding their records when the setting changes between restarts.
+        """
+        topic = self.broker.metadata.topic(CONSUMER_OFFSETS)
+        return len(topic.partitions) if topic is not None else self.broker.config.offsets_topic_num_partitions
 
     def exists(self) -> bool:
         return self.broker.metadata.topic(CONSUMER_OFFSETS) is not None
@@ -103,8 +125,7 @@ class TopicOffsetsLog:
     def ensure(self) -> bool:
         if self.exists():
             return True
-        code, message = self.broker.metadata.ensure_internal_topic(
-            CONSUMER_OFFSETS, self.num_partitions, {"cleanup.policy": "compact"})
+        code, message = self.broker.metadata.ensure_internal_topic(CONSUMER_OFFSETS, None, {"cleanup.policy": "compact"})
         if code != 0:
             log.warning("cannot create %s: %s", CONSUMER_OFFSETS, message)
         return self.exists()
@@ -118,12 +139,15 @@ class TopicOffsetsLog:
         now = self.broker.clock.time_ms()
         batch = build_batch([(k, v, (), now) for k, v in records])
         tp = TopicPartition(CONSUMER_OFFSETS, partition)
-        result = (await self.broker.replica_manager.append_records({tp: batch}, acks=-1, internal=True))[tp]
+        try:
+            result = (await self.broker.replica_manager.append_records({tp: batch}, acks=-1, internal=True))[tp]
+        except Exception:  # the caller answers its clients with an error; it must not die with them waiting
+            log.exception("writing group records to %s-%d failed", CONSUMER_OFFSETS, partition)
+            return Errors.NOT_COORDINATOR
         if result.error_code != 0:
             log.warning("writing group records to %s-%d failed: %s (%s)", CONSUMER_OFFSETS, partition,
                         result.error_code, result.error_message)
-            # Kafka maps storage failures to a retriable coordinator error.
-            return Errors.COORDINATOR_NOT_AVAILABLE
+            return _append_error(result.error_code)
         return Errors.NONE
 
     def replay(self, partition: int) -> Iterator[KeyValue]:

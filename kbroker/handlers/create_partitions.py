@@ -20,6 +20,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     counts = Counter(t.name for t in body.topics)
     results: list[dict[str, Any]] = []
     reported: set[str] = set()
+    # As for CreateTopics, the bound on new partitions covers the whole request.
+    growth = 0
+    for req in body.topics:
+        topic = md.topic(req.name) if counts[req.name] == 1 else None
+        if topic is not None:
+            growth += max(req.count - len(topic.partitions), 0)
+    too_large = growth > md.max_partitions_per_request
     for req in body.topics:
         name = req.name
         if name in reported:
@@ -29,6 +36,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         message: str | None
         if counts[name] > 1:
             code, message = ErrorCode.INVALID_REQUEST, "Duplicate topic in request."
+        elif too_large:
+            code, message = ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
         else:
             assignments = None if req.assignments is None else [list(a.broker_ids) for a in req.assignments]
             code, message = await md.create_partitions_async(name, req.count, assignments, bool(body.validate_only))

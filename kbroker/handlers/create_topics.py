@@ -11,6 +11,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.config import describe_topic_configs
 from kbroker.handlers.api import RequestContext
+from kbroker.metadata.manager import NewTopicRequest
 
 API_KEY = 19
 VERSIONS = VersionRange(0, 7)
@@ -24,41 +25,44 @@ def _result(name: str, code: int, message: str | None) -> dict[str, Any]:
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
+    md = ctx.broker.metadata
     validate_only = bool(body.get("validate_only", False))
     counts = Counter(t.name for t in body.topics)
-    results: list[dict[str, Any]] = []
-    reported: set[str] = set()
+    results: dict[str, dict[str, Any]] = {}
+    batch: list[tuple[Any, NewTopicRequest]] = []
     for req in body.topics:
         name = req.name
-        if name in reported:
+        if name in results or any(name == r.name for r, _ in batch):
             continue
-        reported.add(name)
         if counts[name] > 1:
-            results.append(_result(name, ErrorCode.INVALID_REQUEST, f"Found multiple entries for topic {name}."))
+            results[name] = _result(name, ErrorCode.INVALID_REQUEST, f"Found multiple entries for topic {name}.")
             continue
-        results.append(await _create_one(ctx, req, validate_only))
+        assignments = {a.partition_index: list(a.broker_ids) for a in req.assignments}
+        if len(assignments) != len(req.assignments):
+            results[name] = _result(name, ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                    "Duplicate partition index in the replica assignment.")
+            continue
+        batch.append((req, NewTopicRequest(name, req.num_partitions, req.replication_factor,
+                                           {c.name: c.value for c in req.configs}, assignments or None)))
+    # One operation for the whole request: bounded in partitions, its file work off the event loop.
+    outcomes = await md.create_topics_async([new for _, new in batch], validate_only=validate_only)
+    for (req, new), (code, message) in zip(batch, outcomes, strict=True):
+        results[new.name] = (_result(new.name, code, message) if code != ErrorCode.NONE
+                             else _success(ctx, req, new, validate_only))
+    ordered = [results[name] for name in dict.fromkeys(t.name for t in body.topics)]
     if ctx.version < 1:
-        for r in results:
+        for r in ordered:
             r["error_message"] = None  # v0 has no error messages
-    return {"throttle_time_ms": 0, "topics": results}
+    return {"throttle_time_ms": 0, "topics": ordered}
 
 
-async def _create_one(ctx: RequestContext, req: Any, validate_only: bool) -> dict[str, Any]:
+def _success(ctx: RequestContext, req: Any, new: NewTopicRequest, validate_only: bool) -> dict[str, Any]:
     md = ctx.broker.metadata
-    name = req.name
-    assignments = {a.partition_index: list(a.broker_ids) for a in req.assignments}
-    if len(assignments) != len(req.assignments):
-        return _result(name, ErrorCode.INVALID_REPLICA_ASSIGNMENT, "Duplicate partition index in the replica assignment.")
-    configs = {c.name: c.value for c in req.configs}
-    # Many partitions are prepared off the event loop; other connections keep being served.
-    code, message = await md.create_topic_async(name, req.num_partitions, req.replication_factor, configs,
-                                                assignments or None, validate_only=validate_only)
-    if code != ErrorCode.NONE:
-        return _result(name, code, message)
+    name = new.name
     result = _result(name, ErrorCode.NONE, None)
     if validate_only:
-        n, rf = md.resolve_shape(req.num_partitions, req.replication_factor, assignments or None)
-        overrides: Mapping[str, str | None] = configs
+        n, rf = md.resolve_shape(req.num_partitions, req.replication_factor, new.assignments)
+        overrides: Mapping[str, str | None] = new.configs
     else:
         topic = md.topic(name)
         assert topic is not None

@@ -21,20 +21,21 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         wanted = [(t.name, t.topic_id) for t in body.topics]
     else:
         wanted = [(name, _ZERO_UUID) for name in body.topic_names]
-    results = [_delete_one(ctx, name, topic_id) for name, topic_id in wanted]
+    results = [await _delete_one(ctx, name, topic_id) for name, topic_id in wanted]
     return {"throttle_time_ms": 0, "responses": results}
 
 
-def _delete_one(ctx: RequestContext, name: str | None, topic_id: uuid.UUID) -> dict[str, Any]:
+async def _delete_one(ctx: RequestContext, name: str | None, topic_id: uuid.UUID) -> dict[str, Any]:
     md = ctx.broker.metadata
     code: int
     message: str | None
     if name is not None and topic_id != _ZERO_UUID:
         code, message = ErrorCode.INVALID_REQUEST, "You may not specify both topic name and topic id."
     elif name is None:
-        (code, message), name = md.delete_topic_by_id(topic_id)
+        # Its files are removed off the event loop.
+        (code, message), name = await md.delete_topic_async(topic_id=topic_id)
     else:
         topic = md.topic(name)
         topic_id = topic.topic_id if topic is not None else _ZERO_UUID
-        code, message = md.delete_topic(name)
+        (code, message), _ = await md.delete_topic_async(name)
     return {"name": name, "topic_id": topic_id, "error_code": code, "error_message": message}

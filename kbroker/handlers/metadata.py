@@ -9,8 +9,10 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext
+from kbroker.metadata.errors import Result
+from kbroker.metadata.manager import NewTopicRequest
 from kbroker.metadata.model import TopicInfo
-from kbroker.metadata.topic_names import invalid_reason
+from kbroker.metadata.topic_names import invalid_reason, is_internal
 
 API_KEY = 3
 VERSIONS = VersionRange(0, 13)
@@ -66,6 +68,9 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     if requested is None or (version == 0 and not requested):
         topics = [topic_entry(t, include_ops) for _, t in sorted(md.topics.items())]
     else:
+        created: dict[str, Result] = {}
+        if allow_auto and ctx.broker.config.auto_create_topics_enable:
+            created = await _auto_create(ctx, [r.name for r in requested if r.name is not None])
         seen: set[str] = set()
         for req in requested:
             name = req.name
@@ -81,7 +86,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             if name in seen:
                 continue  # Kafka answers each requested name once
             seen.add(name)
-            topics.append(_by_name(ctx, name, allow_auto, include_ops))
+            topics.append(_by_name(ctx, name, created.get(name), include_ops))
 
     response: dict[str, Any] = {
         "throttle_time_ms": 0,
@@ -97,14 +102,44 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     return response
 
 
-def _by_name(ctx: RequestContext, name: str, allow_auto: bool, include_ops: bool) -> dict[str, Any]:
+async def _auto_create(ctx: RequestContext, names: list[str]) -> dict[str, Result]:
+    """Create the requested topics that do not exist, as one batch off the event loop.
+
+    At most ``max.partitions.per.request`` partitions are created per request; the
+    names beyond that answer LEADER_NOT_AVAILABLE and a client's retry creates them.
+    """
+    md = ctx.broker.metadata
+    cfg = ctx.broker.config
+    budget = md.max_partitions_per_request
+    out: dict[str, Result] = {}
+    batch: list[NewTopicRequest] = []
+    for name in dict.fromkeys(names):
+        if md.topic(name) is not None or invalid_reason(name) is not None:
+            continue
+        if is_internal(name):
+            # The broker's own shape: its configured partitions and compaction.
+            out[name] = md.auto_create(name)
+        elif cfg.num_partitions <= budget:
+            budget -= cfg.num_partitions
+            batch.append(NewTopicRequest(name))
+        elif cfg.num_partitions > md.max_partitions_per_request:
+            # No request could create it: the creation answers POLICY_VIOLATION.
+            batch.append(NewTopicRequest(name))
+        else:
+            out[name] = ErrorCode.LEADER_NOT_AVAILABLE, None
+    if batch:
+        for new, result in zip(batch, await md.create_topics_async(batch), strict=True):
+            # Already existing means another request is creating it right now.
+            code = ErrorCode.LEADER_NOT_AVAILABLE if result[0] == ErrorCode.TOPIC_ALREADY_EXISTS else result[0]
+            out[new.name] = code, result[1]
+    return out
+
+
+def _by_name(ctx: RequestContext, name: str, created: Result | None, include_ops: bool) -> dict[str, Any]:
     md = ctx.broker.metadata
     topic = md.topic(name)
-    if topic is None and allow_auto and ctx.broker.config.auto_create_topics_enable:
-        code, _ = md.auto_create(name)
-        if code != ErrorCode.NONE:
-            return _error_entry(code, name)
-        topic = md.topic(name)
+    if topic is None and created is not None and created[0] != ErrorCode.NONE:
+        return _error_entry(created[0], name)
     if topic is None:
         code = ErrorCode.INVALID_TOPIC_EXCEPTION if invalid_reason(name) else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return _error_entry(code, name)

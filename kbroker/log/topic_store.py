@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +100,13 @@ class TopicStore:
         """Insert or replace a topic record."""
         with self._lock:
             self._topics[record.name] = record
+            self._save()
+
+    def put_many(self, records: Sequence[TopicRecord]) -> None:
+        """Insert or replace several topic records with one write."""
+        with self._lock:
+            for record in records:
+                self._topics[record.name] = record
             self._save()
 
     def delete(self, name: str) -> TopicRecord | None:

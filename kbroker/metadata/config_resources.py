@@ -118,6 +118,10 @@ def _alter_broker(broker: Broker, name: str, ops: Sequence[ConfigOp], incrementa
     if checked != OK:
         return checked
     config = broker.config
+    fixed = sorted({o.name for o in ops if (d := BROKER_CONFIGS.get(o.name)) is not None and d.read_only})
+    if fixed:
+        # Kafka refuses the whole change (its ConfigException becomes INVALID_REQUEST).
+        return ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {', '.join(fixed)}"
     updates: dict[str, str | None] = {}
     if not incremental:
         # AlterConfigs replaces the whole dynamic set: what it does not name is removed.
@@ -138,6 +142,10 @@ def _alter_broker(broker: Broker, name: str, ops: Sequence[ConfigOp], incrementa
     except ConfigError as e:
         return ErrorCode.INVALID_CONFIG, str(e)
     if not validate_only:
+        try:
+            broker.metadata.save_dynamic_config(new)
+        except OSError as e:
+            return ErrorCode.KAFKA_STORAGE_ERROR, f"Cannot persist the broker configs: {e}"
         broker.config = new
         broker.metadata.reapply_broker_config()
     return OK

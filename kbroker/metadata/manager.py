@@ -6,12 +6,14 @@ and every partition's log is opened when its topic is created or loaded. The
 operations are synchronous on purpose: they run on the event loop and touch only a
 few small files, so there is no interleaving to reason about.
 
-The exception is creating many partitions (CreateTopics / CreatePartitions through
-:meth:`MetadataManager.create_topic_async` / :meth:`MetadataManager.create_partitions_async`):
-their directories are prepared in a worker thread while the loop keeps serving other
-connections. Meanwhile the topic name is reserved (a second create answers
-TOPIC_ALREADY_EXISTS) and nothing about the new partitions is visible; the topic or its
-new partitions are registered on the loop once the directories exist, in one step.
+The exceptions are what request handlers do in bulk. CreateTopics and Metadata
+auto-creation go through :meth:`MetadataManager.create_topics_async`: the directories of
+every new topic and one write of the topic store happen in a worker thread, bounded by
+``max.partitions.per.request``. Many new partitions of one topic
+(:meth:`MetadataManager.create_partitions_async`) are prepared the same way, and
+:meth:`MetadataManager.delete_topic_async` removes files there. Meanwhile the names are
+reserved (a second create answers TOPIC_ALREADY_EXISTS) and nothing new is visible; the
+topics or new partitions are registered on the loop once the directories exist, in one step.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -29,6 +32,7 @@ from kbroker.config import ConfigError, validate_topic_configs
 from kbroker.log.errors import KafkaStorageError
 from kbroker.metadata import errors as E
 from kbroker.metadata.cluster_id import load_or_create_cluster_id
+from kbroker.metadata.dynamic_config import DynamicConfigStore
 from kbroker.metadata.log_config import log_config_for
 from kbroker.metadata.model import BrokerNode, PartitionInfo, TopicInfo
 from kbroker.metadata.store import TopicStoreAdapter
@@ -42,18 +46,28 @@ from kbroker.metadata.topic_names import (
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker
+    from kbroker.config import BrokerConfig
     from kbroker.log.config import LogConfig
     from kbroker.log.manager import PreparedLogs
 
 log = logging.getLogger(__name__)
 
-#: Kafka refuses single operations this large ("excessively large batch operation").
-MAX_PARTITIONS_PER_OPERATION = 10_000
 #: From this many new partitions on, the async operations prepare logs off the event loop.
 OFF_LOOP_PARTITIONS = 64
 
 Assignments = Mapping[int, Sequence[int]]
 TopicListener = Callable[[TopicInfo], None]
+
+
+@dataclass(frozen=True)
+class NewTopicRequest:
+    """One topic of a batch creation (-1 partitions / replication factor: broker defaults)."""
+
+    name: str
+    num_partitions: int = -1
+    replication_factor: int = -1
+    configs: Mapping[str, str | None] = field(default_factory=dict)
+    assignments: Assignments | None = None
 
 
 class MetadataManager:
@@ -74,6 +88,9 @@ class MetadataManager:
         #: Called with the TopicInfo after a topic is created or grows partitions.
         self.on_topic_changed: list[TopicListener] = []
         self._store = TopicStoreAdapter(broker.log_dirs)
+        self._dynamic_configs = DynamicConfigStore(broker.log_dirs[0])
+        # Dynamic broker configs from earlier runs apply before any log is opened.
+        broker.config = self._dynamic_configs.apply(broker.config)
         self._load()
 
     # ------------------------------------------------------------------ lookups
@@ -128,11 +145,18 @@ class MetadataManager:
         return n, rf
 
     def check_create(self, name: str, num_partitions: int, replication_factor: int,
-                     configs: Mapping[str, str | None], assignments: Assignments | None = None) -> E.Result:
-        """Kafka's CreateTopics validation, without creating anything."""
+                     configs: Mapping[str, str | None], assignments: Assignments | None = None,
+                     *, internal: bool = False) -> E.Result:
+        """Kafka's CreateTopics validation, without creating anything.
+
+        Only the broker itself (``internal``) creates internal topics: a client-made
+        ``__consumer_offsets`` with another partition count would move every group.
+        """
         reason = invalid_reason(name)
         if reason is not None:
             return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
+        if is_internal(name) and not internal:
+            return ErrorCode.INVALID_REQUEST, f"Creation of internal topic {name} is prohibited."
         if name in self.topics or name in self._pending:
             return ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists."
         other = self._by_collision_key.get(collision_key(name))
@@ -168,7 +192,7 @@ class MetadataManager:
                         f"Unable to replicate the partition {rf} time(s): The target replication factor of "
                         f"{rf} cannot be reached because only {live} broker(s) are registered.")
         n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
-        if n > MAX_PARTITIONS_PER_OPERATION:
+        if n > self.max_partitions_per_request:
             return ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
         return self._check_configs(configs)
 
@@ -194,52 +218,96 @@ class MetadataManager:
 
     def create_topic(self, name: str, num_partitions: int, replication_factor: int,
                      configs: Mapping[str, str | None] | None = None, assignments: Assignments | None = None,
-                     validate_only: bool = False) -> E.Result:
+                     validate_only: bool = False, *, internal: bool = False) -> E.Result:
         """Create a topic with Kafka's validation; returns (error_code, error_message).
 
         ``-1`` partitions / replication factor mean the broker defaults (``num.partitions``,
         ``default.replication.factor``); ``assignments`` maps partition index to broker ids.
+        ``internal`` allows an internal topic's name (the broker's own creations).
         """
         configs = dict(configs or {})
-        result = self.check_create(name, num_partitions, replication_factor, configs, assignments)
+        result = self.check_create(name, num_partitions, replication_factor, configs, assignments,
+                                   internal=internal)
         if result != E.OK or validate_only:
             return result
         n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
         self._create(name, n, {k: v for k, v in configs.items() if v is not None}, assignments)
         return E.OK
 
-    async def create_topic_async(self, name: str, num_partitions: int, replication_factor: int,
-                                 configs: Mapping[str, str | None] | None = None,
-                                 assignments: Assignments | None = None,
-                                 validate_only: bool = False) -> E.Result:
-        """:meth:`create_topic` for request handlers: a topic with many partitions has its
-        log directories prepared in a worker thread, so the event loop keeps serving."""
-        configs = dict(configs or {})
-        result = self.check_create(name, num_partitions, replication_factor, configs, assignments)
-        if result != E.OK or validate_only:
-            return result
-        n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
-        clean = {k: v for k, v in configs.items() if v is not None}
-        if n < OFF_LOOP_PARTITIONS:
-            self._create(name, n, clean, assignments)
-            return E.OK
-        topic = self._new_topic(name, n, clean, assignments)
-        self._pending.add(name)
+    @property
+    def max_partitions_per_request(self) -> int:
+        """``max.partitions.per.request``: new partitions one request may create in all."""
+        return int(self.broker.config.get("max.partitions.per.request"))
+
+    async def create_topics_async(self, requests: Sequence[NewTopicRequest], *, validate_only: bool = False,
+                                  internal: bool = False) -> list[E.Result]:
+        """Create several topics as one operation; one result per request, in order.
+
+        Like Kafka's controller, a request whose new partitions exceed the per-request
+        bound (``max.partitions.per.request``) creates nothing: every topic that was
+        valid answers POLICY_VIOLATION. The log directories and the one metadata write
+        happen in a worker thread; the topics become visible together afterwards.
+        """
+        results: list[E.Result] = []
+        accepted: list[tuple[int, NewTopicRequest, int]] = []
+        total = 0
+        for i, req in enumerate(requests):
+            configs = dict(req.configs)
+            result = self.check_create(req.name, req.num_partitions, req.replication_factor, configs,
+                                       req.assignments, internal=internal)
+            if result == E.OK and any(req.name == r.name for _, r, _ in accepted):
+                result = ErrorCode.INVALID_REQUEST, f"Found multiple entries for topic {req.name}."
+            results.append(result)
+            if result == E.OK:
+                n, _ = self.resolve_shape(req.num_partitions, req.replication_factor, req.assignments)
+                accepted.append((i, req, n))
+                total += n
+        if total > self.max_partitions_per_request:
+            for i, _, _ in accepted:
+                results[i] = ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
+            return results
+        if validate_only or not accepted:
+            return results
+        topics = [self._new_topic(req.name, n, {k: v for k, v in req.configs.items() if v is not None},
+                                  req.assignments) for _, req, n in accepted]
+        names = [t.name for t in topics]
+        self._pending.update(names)
         try:
             # Shielded: once started, the creation completes (or fails) as one step.
             with anyio.CancelScope(shield=True):
-                prepared = await anyio.to_thread.run_sync(
-                    self.broker.log_manager.prepare_logs, name, range(n), topic.topic_id,
-                    log_config_for(self.broker.config, topic.configs))
-                self._store.save(topic)
-                self._register(topic)
-                self._open_prepared(topic, prepared)
+                try:
+                    prepared = await anyio.to_thread.run_sync(self._prepare_and_save, topics)
+                except Exception as e:
+                    log.exception("creating %d topics failed", len(topics))
+                    for i, _, _ in accepted:
+                        results[i] = ErrorCode.UNKNOWN_SERVER_ERROR, f"Creating the topic failed: {e}"
+                    return results
+                for topic, prep in zip(topics, prepared, strict=True):
+                    self._register(topic)
+                    self._open_prepared(topic, prep)
         finally:
-            self._pending.discard(name)
-        log.info("created topic %s (%s) with %d partitions", name, topic.topic_id, n)
-        self._settle_heap(n)
-        self._notify(self.on_topic_changed, topic)
-        return E.OK
+            self._pending.difference_update(names)
+        for topic in topics:
+            log.info("created topic %s (%s) with %d partitions", topic.name, topic.topic_id, len(topic.partitions))
+        self._settle_heap(total)
+        for topic in topics:
+            self._notify(self.on_topic_changed, topic)
+        return results
+
+    def _prepare_and_save(self, topics: Sequence[TopicInfo]) -> list[PreparedLogs]:
+        """Worker thread: every topic's log directories, then one write of the topic store."""
+        lm = self.broker.log_manager
+        prepared: list[PreparedLogs] = []
+        try:
+            for topic in topics:
+                prepared.append(lm.prepare_logs(topic.name, range(len(topic.partitions)), topic.topic_id,
+                                                log_config_for(self.broker.config, topic.configs)))
+            self._store.save_many(topics)
+        except BaseException:
+            for prep in prepared:
+                lm.discard_prepared(prep)
+            raise
+        return prepared
 
     def _settle_heap(self, added: int) -> None:
         """After a bulk creation, keep its state out of the collector's full passes."""
@@ -314,7 +382,7 @@ class MetadataManager:
         else:
             n, defaults = cfg.num_partitions, {}
         defaults.update(configs or {})
-        return self.create_topic(name, num_partitions or n, 1, defaults)
+        return self.create_topic(name, num_partitions or n, 1, defaults, internal=True)
 
     # ------------------------------------------------------------------ delete
 
@@ -337,6 +405,52 @@ class MetadataManager:
             return (ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID."), None
         self._delete(topic)
         return E.OK, topic.name
+
+    async def delete_topic_async(self, name: str | None = None,
+                                 topic_id: uuid.UUID | None = None) -> tuple[E.Result, str | None]:
+        """:meth:`delete_topic` (by name) or :meth:`delete_topic_by_id` for request handlers.
+
+        The topic disappears at once; its store entry and directories are removed in a
+        worker thread, the name staying reserved until then. Returns the result and
+        the topic's name (None when the id is unknown).
+        """
+        if not self.broker.config.delete_topic_enable:
+            known = name if name is not None else self._by_id.get(topic_id) if topic_id is not None else None
+            return (ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."), known
+        if name is not None:
+            topic = self.topics.get(name)
+            if topic is None:
+                return (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."), name
+        else:
+            topic = self.topic_by_id(topic_id) if topic_id is not None else None
+            if topic is None:
+                return (ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID."), None
+        self._unregister(topic)
+        self._pending.add(topic.name)
+        lm = self.broker.log_manager
+        # Closed here, so that no read on the loop can meet a descriptor the thread closes.
+        for index in topic.partitions:
+            plog = lm.get_log(topic.name, index)
+            if plog is not None:
+                plog.close(snapshot=False)
+        result = E.OK
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._delete_files, topic)
+        except Exception as e:
+            # The topic is gone for clients already; what is left on disk is a stray at the next start.
+            log.exception("removing the files of topic %s failed", topic.name)
+            result = ErrorCode.UNKNOWN_SERVER_ERROR, f"Removing the topic's files failed: {e}"
+        finally:
+            self._pending.discard(topic.name)
+        log.info("deleted topic %s (%s)", topic.name, topic.topic_id)
+        self._notify(self.on_topic_deleted, topic)
+        return result, topic.name
+
+    def _delete_files(self, topic: TopicInfo) -> None:
+        """Worker thread: forget the topic on disk, then remove its directories."""
+        self._store.delete(topic)
+        self.broker.log_manager.delete_partitions(topic.name, topic.partitions)
 
     def _delete(self, topic: TopicInfo) -> None:
         # Forget first so concurrent readers see UNKNOWN rather than a half-deleted topic.
@@ -401,13 +515,16 @@ class MetadataManager:
         topic = self.topics.get(name)
         if topic is None:
             return (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."), None
+        if topic.internal:
+            # Coordinators hash keys over the partition count: growing it would move them.
+            return (ErrorCode.INVALID_REQUEST, f"Adding partitions to internal topic {name} is prohibited."), None
         current = len(topic.partitions)
         if new_total < current:
             return (ErrorCode.INVALID_PARTITIONS,
                     f"The topic {name} currently has {current} partition(s); {new_total} would not be an increase."), None
         if new_total == current:
             return (ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partition(s)."), None
-        if new_total - current > MAX_PARTITIONS_PER_OPERATION:
+        if new_total - current > self.max_partitions_per_request:
             return (ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."), None
         new_assign: dict[int, Sequence[int]] | None = None
         if assignments is not None:
@@ -453,6 +570,10 @@ class MetadataManager:
                 plog.update_config(config)
         return E.OK
 
+    def save_dynamic_config(self, config: BrokerConfig) -> None:
+        """Persist ``config``'s dynamic broker configs (before they take effect)."""
+        self._dynamic_configs.save(config.dynamic_values())
+
     def reapply_broker_config(self) -> None:
         """Push the current broker defaults into every open log (after a dynamic broker change)."""
         for topic in self.topics.values():
@@ -479,6 +600,21 @@ class MetadataManager:
                 lm.delete_partition(name, index)
         if self.topics:
             log.info("loaded %d topics", len(self.topics))
+        self._check_internal_topics()
+
+    def _check_internal_topics(self) -> None:
+        """Warn when an internal topic's partition count differs from its setting.
+
+        The topic's own count is the one used (coordinators hash over the partitions
+        that exist), so records written before the setting changed stay findable.
+        """
+        cfg = self.broker.config
+        for name, key in ((CONSUMER_OFFSETS, "offsets.topic.num.partitions"),
+                          (TRANSACTION_STATE, "transaction.state.log.num.partitions")):
+            topic = self.topics.get(name)
+            if topic is not None and len(topic.partitions) != int(cfg.get(key)):
+                log.warning("%s has %d partitions but %s is %s; using the %d partitions that exist",
+                            name, len(topic.partitions), key, cfg.get(key), len(topic.partitions))
 
     def _register(self, topic: TopicInfo) -> None:
         topic.internal = is_internal(topic.name)

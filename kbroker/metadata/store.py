@@ -27,6 +27,10 @@ class TopicStoreAdapter:
         """Persist the topic's id, partition count and overrides (insert or replace)."""
         self.store.put(TopicRecord(topic.name, topic.topic_id, len(topic.partitions), dict(topic.configs)))
 
+    def save_many(self, topics: Sequence[TopicInfo]) -> None:
+        """Persist several topics with one write of the store (insert or replace)."""
+        self.store.put_many([TopicRecord(t.name, t.topic_id, len(t.partitions), dict(t.configs)) for t in topics])
+
     def delete(self, topic: TopicInfo) -> None:
         """Forget the topic."""
         self.store.delete(topic.name)

@@ -76,8 +76,8 @@ class ReplicaManager:
         #: KIP-227 incremental fetch sessions, shared by every connection.
         self.fetch_sessions = FetchSessionCache(
             broker.clock, max_sessions=int(broker.config.get("max.incremental.fetch.session.cache.slots")))
-        self._producer_expiration_ms = int_setting(broker.config, PRODUCER_ID_EXPIRATION_MS)
         self._producer_expiration_check_ms = int_setting(broker.config, PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS)
+        self._expiration_of: tuple[object, int] = (None, 0)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, task_group: TaskGroup) -> None:
@@ -191,7 +191,7 @@ class ReplicaManager:
         if not internal and "compact" in self._cleanup_policy(tp.topic):
             check_compacted_keys(tp.topic, tp.partition, records)
         # Idle producer ids expire lazily here rather than from a timer task.
-        plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
+        plog.maybe_expire_producers(self._producer_expiration_ms(), self._producer_expiration_check_ms)
         result = plog.append(records, leader_epoch=info.leader_epoch)
         return AppendResult(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
                             log_start_offset=result.log_start_offset)
@@ -202,6 +202,15 @@ class ReplicaManager:
         if value is None:
             policy = self.broker.config.get("log.cleanup.policy")
             value = ",".join(policy) if isinstance(policy, list) else str(policy)
+        return value
+
+    def _producer_expiration_ms(self) -> int:
+        """``producer.id.expiration.ms``, which may change dynamically (re-read when the config does)."""
+        config = self.broker.config
+        seen, value = self._expiration_of
+        if seen is not config:
+            value = int_setting(config, PRODUCER_ID_EXPIRATION_MS)
+            self._expiration_of = (config, value)
         return value
 
     def _min_insync_replicas(self, topic: str) -> int:

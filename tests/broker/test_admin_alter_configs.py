@@ -136,3 +136,66 @@ def test_broker_dynamic_config_and_logger_level(kafka_broker: BrokerThread) -> N
     finally:
         wire.close()
         logging.getLogger("kbroker.groups").setLevel(logging.NOTSET)
+
+
+def _broker_configs(admin: AdminClient, node: str) -> dict[str, ConfigEntry]:
+    desc = ConfigResource(ResourceType.BROKER, node)
+    return admin.describe_configs([desc])[desc].result(10)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("listeners", "PLAINTEXT://127.0.0.1:9999"),
+    ("advertised.listeners", "PLAINTEXT://elsewhere:9092"),
+    ("group.min.session.timeout.ms", "1000"),
+    ("offsets.retention.minutes", "1"),
+])
+def test_read_only_broker_configs_are_refused(kafka_broker: BrokerThread, key: str, value: str) -> None:
+    admin = _admin(kafka_broker)
+    node = str(kafka_broker.broker.node_id)
+    before = _broker_configs(admin, node)[key].value
+    res = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as err:
+        admin.incremental_alter_configs([res])[res].result(10)
+    assert err.value.args[0].code() == 42  # INVALID_REQUEST
+    assert f"Cannot update these configs dynamically: {key}" in err.value.args[0].str()
+    after = _broker_configs(admin, node)[key]
+    assert after.value == before and after.source != 2
+
+
+def test_dynamic_broker_configs_survive_restart(tmp_path: Path) -> None:
+    from kafka.admin import ConfigResource as KpResource
+    from kafka.admin import ConfigResourceType, KafkaAdminClient
+
+    data = tmp_path / "data"
+    with BrokerThread(data) as b:
+        admin = _admin(b)
+        node = str(b.broker.node_id)
+        res = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+            ConfigEntry("log.retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry("producer.id.expiration.ms", "5000", incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([res])[res].result(10)
+        # The producer-id expiry in force is the new one at once, not the value read at start-up.
+        assert b.broker.replica_manager._producer_expiration_ms() == 5000
+    with BrokerThread(data) as b2:
+        node = str(b2.broker.node_id)
+        got = _broker_configs(_admin(b2), node)
+        assert got["log.retention.ms"].value == "7200000" and got["log.retention.ms"].source == 2
+        assert got["producer.id.expiration.ms"].value == "5000"
+        assert b2.broker.replica_manager._producer_expiration_ms() == 5000
+        kp = KafkaAdminClient(bootstrap_servers=b2.bootstrap)
+        try:
+            # kafka-python lists the configs that differ from their defaults.
+            modified = kp.describe_configs([KpResource(ConfigResourceType.BROKER, node)])["broker"][node]
+            assert "log.retention.ms" in modified and "7200000" in repr(modified["log.retention.ms"])
+        finally:
+            kp.close()
+        # Removing it is persisted too.
+        res = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+            ConfigEntry("log.retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
+        admin2 = _admin(b2)
+        admin2.incremental_alter_configs([res])[res].result(10)
+    with BrokerThread(data) as b3:
+        got = _broker_configs(_admin(b3), str(b3.broker.node_id))
+        assert got["log.retention.ms"].source != 2
+        assert got["producer.id.expiration.ms"].value == "5000"
