@@ -8,17 +8,14 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import SocketStream, TaskGroup
 
 from kbroker import heap
 from kbroker.clock import SYSTEM_CLOCK, Clock
+from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.server.connection import Connection
-
-if TYPE_CHECKING:
-    from kbroker.config import BrokerConfig
 
 log = logging.getLogger("kbroker")
 
@@ -33,7 +30,8 @@ class Broker:
         from kbroker.replica.manager import ReplicaManager
         from kbroker.txn.producer_ids import ProducerIdManager
 
-        self.config = config
+        #: The config in force; dynamic changes replace it (read ``config`` for the current one).
+        self.configs = ConfigHolder(config)
         self.clock = clock
         self.node_id: int = config.node_id
         self.stopping = False
@@ -44,11 +42,22 @@ class Broker:
         #: Advertised (host, port) per listener name, known once the listeners are bound.
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.log_manager = LogManager(self.log_dirs, clock, self.default_log_config())
-        self.metadata = MetadataManager(self)
+        self.metadata = MetadataManager(self.configs, self.log_manager, self.log_dirs, node_id=self.node_id,
+                                        endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap)
         self.replica_manager = ReplicaManager(self)
         self.groups = GroupCoordinator.for_broker(self)
         self.producer_ids = ProducerIdManager(self.log_dirs[0])
         self._connections: set[Connection] = set()
+
+    @property
+    def config(self) -> BrokerConfig:
+        """The broker config in force now."""
+        return self.configs.current
+
+    def _settle_heap(self, added: int) -> None:
+        # After a bulk creation, keep what it built out of the collector's full passes.
+        if self.owns_process:
+            heap.settle(f"{added} partitions created")
 
     def default_log_config(self):  # type: ignore[no-untyped-def]
         from kbroker.metadata.log_config import log_config_for

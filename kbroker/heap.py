@@ -19,10 +19,6 @@ import logging
 
 log = logging.getLogger(__name__)
 
-#: From this many partitions added at once, a creation freezes what it built.
-BULK_PARTITIONS = 1000
-
-
 def settle(reason: str, *, collect: bool = False) -> None:
     """Freeze every object tracked now; with ``collect``, free what is garbage first
     (a full pass: at start-up, before serving, not after a creation on the loop)."""

@@ -16,6 +16,7 @@ from kbroker.config.broker import (
 )
 from kbroker.config.broker_keys import BROKER_CONFIGS
 from kbroker.config.errors import ConfigError
+from kbroker.config.holder import ConfigHolder
 from kbroker.config.listeners import Listener
 from kbroker.config.properties import load_properties, parse_properties
 from kbroker.config.topic import (
@@ -30,6 +31,7 @@ from kbroker.config.topic import (
 from kbroker.config.types import ConfigDef, ConfigSource, ConfigType, UpdateMode
 
 __all__ = [
+    "ConfigHolder",
     "BROKER_CONFIGS",
     "ENV_PREFIX",
     "TOPIC_CONFIGS",

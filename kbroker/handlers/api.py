@@ -16,7 +16,7 @@ from typing import Protocol
 
 from kbroker.clock import Clock
 from kbroker.codec import Request
-from kbroker.config import BrokerConfig
+from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.groups import GroupCoordinator
 from kbroker.metadata.manager import MetadataManager
 from kbroker.replica.manager import ReplicaManager
@@ -34,9 +34,10 @@ class BrokerServices(Protocol):
 
     @property
     def node_id(self) -> int: ...
-    #: Replaced as a whole when a dynamic broker config changes.
-    config: BrokerConfig
-
+    @property
+    def config(self) -> BrokerConfig: ...
+    @property
+    def configs(self) -> ConfigHolder: ...
     @property
     def clock(self) -> Clock: ...
     @property

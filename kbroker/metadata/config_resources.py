@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.config import BROKER_CONFIGS, TOPIC_CONFIGS, BrokerConfig, ConfigError, ConfigSource, ConfigType
+from kbroker.config import (
+    BROKER_CONFIGS,
+    TOPIC_CONFIGS,
+    BrokerConfig,
+    ConfigError,
+    ConfigHolder,
+    ConfigSource,
+    ConfigType,
+)
 from kbroker.config.topic import effective_topic_config
 from kbroker.metadata.errors import OK, Result
 
@@ -16,12 +24,14 @@ if TYPE_CHECKING:
 
 
 class Broker(Protocol):
-    """What altering a config needs: the node id, the broker config it replaces, the topics."""
-
-    config: BrokerConfig
+    """What altering a config needs: the node id, the broker config in force, the topics."""
 
     @property
     def node_id(self) -> int: ...
+    @property
+    def config(self) -> BrokerConfig: ...
+    @property
+    def configs(self) -> ConfigHolder: ...
 
     @property
     def metadata(self) -> MetadataManager: ...
@@ -146,8 +156,7 @@ def _alter_broker(broker: Broker, name: str, ops: Sequence[ConfigOp], incrementa
             broker.metadata.save_dynamic_config(new)
         except OSError as e:
             return ErrorCode.KAFKA_STORAGE_ERROR, f"Cannot persist the broker configs: {e}"
-        broker.config = new
-        broker.metadata.reapply_broker_config()
+        broker.configs.replace(new)  # subscribers (open logs, the replica manager) apply it
     return OK
 
 

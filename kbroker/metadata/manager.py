@@ -22,13 +22,13 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from kbroker import heap
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.config import ConfigError, validate_topic_configs
+from kbroker.config import ConfigError, ConfigHolder, validate_topic_configs
 from kbroker.log.errors import KafkaStorageError
 from kbroker.metadata import errors as E
 from kbroker.metadata.cluster_id import load_or_create_cluster_id
@@ -45,10 +45,9 @@ from kbroker.metadata.topic_names import (
 )
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
     from kbroker.config import BrokerConfig
     from kbroker.log.config import LogConfig
-    from kbroker.log.manager import PreparedLogs
+    from kbroker.log.manager import LogManager, PreparedLogs
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +69,24 @@ class NewTopicRequest:
     assignments: Assignments | None = None
 
 
+#: From this many partitions created at once, ``on_bulk_create`` is called.
+BULK_PARTITIONS = 1000
+
+
 class MetadataManager:
     """Topics and partitions of the cluster, and how clients reach its brokers."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.node_id: int = broker.node_id
-        self.cluster_id: str = load_or_create_cluster_id(broker.log_dirs, self.node_id, broker.config.cluster_id)
+    def __init__(self, config: ConfigHolder, log_manager: LogManager, log_dirs: Sequence[Path], *,
+                 node_id: int, endpoints: Callable[[], Mapping[str, tuple[str, int]]],
+                 on_bulk_create: Callable[[int], None] | None = None) -> None:
+        """``endpoints`` gives the advertised ``(host, port)`` per listener once bound;
+        ``on_bulk_create`` is told how many partitions a large creation added."""
+        self._config = config
+        self._logs = log_manager
+        self._endpoints = endpoints
+        self._on_bulk_create = on_bulk_create
+        self.node_id = node_id
+        self.cluster_id: str = load_or_create_cluster_id(log_dirs, node_id, config.current.cluster_id)
         self.topics: dict[str, TopicInfo] = {}
         self._by_id: dict[uuid.UUID, str] = {}
         self._by_collision_key: dict[str, str] = {}
@@ -87,10 +97,11 @@ class MetadataManager:
         self.on_topic_deleted: list[TopicListener] = []
         #: Called with the TopicInfo after a topic is created or grows partitions.
         self.on_topic_changed: list[TopicListener] = []
-        self._store = TopicStoreAdapter(broker.log_dirs)
-        self._dynamic_configs = DynamicConfigStore(broker.log_dirs[0])
+        self._store = TopicStoreAdapter(log_dirs)
+        self._dynamic_configs = DynamicConfigStore(log_dirs[0])
         # Dynamic broker configs from earlier runs apply before any log is opened.
-        broker.config = self._dynamic_configs.apply(broker.config)
+        config.replace(self._dynamic_configs.apply(config.current))
+        config.subscribe(lambda _: self.reapply_broker_config())
         self._load()
 
     # ------------------------------------------------------------------ lookups
@@ -106,7 +117,7 @@ class MetadataManager:
 
     def brokers(self, listener: str | None = None) -> list[BrokerNode]:
         """Every broker as reachable on ``listener`` (the one the client connected on)."""
-        endpoints = self.broker.endpoints
+        endpoints = self._endpoints()
         if not endpoints:
             return []
         host, port = endpoints.get(listener or "", next(iter(endpoints.values())))
@@ -129,7 +140,7 @@ class MetadataManager:
     def log_config(self, name: str) -> LogConfig:
         """The effective LogConfig of a topic (broker defaults when it does not exist)."""
         info = self.topics.get(name)
-        return log_config_for(self.broker.config, info.configs if info else {})
+        return log_config_for(self._config.current, info.configs if info else {})
 
     # ------------------------------------------------------------------ create
 
@@ -139,7 +150,7 @@ class MetadataManager:
         if assignments:
             first = next(iter(assignments.values()))
             return len(assignments), len(first)
-        cfg = self.broker.config
+        cfg = self._config.current
         n = cfg.num_partitions if num_partitions == -1 else num_partitions
         rf = cfg.default_replication_factor if replication_factor == -1 else replication_factor
         return n, rf
@@ -211,7 +222,7 @@ class MetadataManager:
     def _check_configs(self, configs: Mapping[str, str | None]) -> E.Result:
         try:
             validate_topic_configs(configs)
-            log_config_for(self.broker.config, configs)
+            log_config_for(self._config.current, configs)
         except (ConfigError, ValueError) as e:
             return ErrorCode.INVALID_CONFIG, str(e)
         return E.OK
@@ -237,7 +248,7 @@ class MetadataManager:
     @property
     def max_partitions_per_request(self) -> int:
         """``max.partitions.per.request``: new partitions one request may create in all."""
-        return int(self.broker.config.get("max.partitions.per.request"))
+        return int(self._config.current.get("max.partitions.per.request"))
 
     async def create_topics_async(self, requests: Sequence[NewTopicRequest], *, validate_only: bool = False,
                                   internal: bool = False) -> list[E.Result]:
@@ -296,12 +307,12 @@ class MetadataManager:
 
     def _prepare_and_save(self, topics: Sequence[TopicInfo]) -> list[PreparedLogs]:
         """Worker thread: every topic's log directories, then one write of the topic store."""
-        lm = self.broker.log_manager
+        lm = self._logs
         prepared: list[PreparedLogs] = []
         try:
             for topic in topics:
                 prepared.append(lm.prepare_logs(topic.name, range(len(topic.partitions)), topic.topic_id,
-                                                log_config_for(self.broker.config, topic.configs)))
+                                                log_config_for(self._config.current, topic.configs)))
             self._store.save_many(topics)
         except BaseException:
             for prep in prepared:
@@ -311,8 +322,8 @@ class MetadataManager:
 
     def _settle_heap(self, added: int) -> None:
         """After a bulk creation, keep its state out of the collector's full passes."""
-        if added >= heap.BULK_PARTITIONS and self.broker.owns_process:
-            heap.settle(f"{added} partitions created")
+        if added >= BULK_PARTITIONS and self._on_bulk_create is not None:
+            self._on_bulk_create(added)
 
     def _new_topic(self, name: str, num_partitions: int, configs: dict[str, str],
                    assignments: Assignments | None) -> TopicInfo:
@@ -352,7 +363,7 @@ class MetadataManager:
         reason = invalid_reason(name)
         if reason is not None:
             return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
-        if not self.broker.config.auto_create_topics_enable:
+        if not self._config.current.auto_create_topics_enable:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist and auto-creation is disabled."
         if name in (CONSUMER_OFFSETS, TRANSACTION_STATE):
             return self.ensure_internal_topic(name)
@@ -371,7 +382,7 @@ class MetadataManager:
         """
         if name in self.topics:
             return E.OK
-        cfg = self.broker.config
+        cfg = self._config.current
         if name == CONSUMER_OFFSETS:
             n = cfg.offsets_topic_num_partitions
             defaults = {"cleanup.policy": "compact", "compression.type": "producer", "segment.bytes": "104857600"}
@@ -388,7 +399,7 @@ class MetadataManager:
 
     def delete_topic(self, name: str) -> E.Result:
         """Delete a topic by name: its metadata, logs and directories."""
-        if not self.broker.config.delete_topic_enable:
+        if not self._config.current.delete_topic_enable:
             return ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."
         topic = self.topics.get(name)
         if topic is None:
@@ -398,7 +409,7 @@ class MetadataManager:
 
     def delete_topic_by_id(self, topic_id: uuid.UUID) -> tuple[E.Result, str | None]:
         """Delete a topic by id; returns the result and the topic's name (None if unknown)."""
-        if not self.broker.config.delete_topic_enable:
+        if not self._config.current.delete_topic_enable:
             return (ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."), self._by_id.get(topic_id)
         topic = self.topic_by_id(topic_id)
         if topic is None:
@@ -414,7 +425,7 @@ class MetadataManager:
         worker thread, the name staying reserved until then. Returns the result and
         the topic's name (None when the id is unknown).
         """
-        if not self.broker.config.delete_topic_enable:
+        if not self._config.current.delete_topic_enable:
             known = name if name is not None else self._by_id.get(topic_id) if topic_id is not None else None
             return (ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."), known
         if name is not None:
@@ -427,7 +438,7 @@ class MetadataManager:
                 return (ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID."), None
         self._unregister(topic)
         self._pending.add(topic.name)
-        lm = self.broker.log_manager
+        lm = self._logs
         # Closed here, so that no read on the loop can meet a descriptor the thread closes.
         for index in topic.partitions:
             plog = lm.get_log(topic.name, index)
@@ -450,13 +461,13 @@ class MetadataManager:
     def _delete_files(self, topic: TopicInfo) -> None:
         """Worker thread: forget the topic on disk, then remove its directories."""
         self._store.delete(topic)
-        self.broker.log_manager.delete_partitions(topic.name, topic.partitions)
+        self._logs.delete_partitions(topic.name, topic.partitions)
 
     def _delete(self, topic: TopicInfo) -> None:
         # Forget first so concurrent readers see UNKNOWN rather than a half-deleted topic.
         self._unregister(topic)
         self._store.delete(topic)
-        self.broker.log_manager.delete_partitions(topic.name, topic.partitions)
+        self._logs.delete_partitions(topic.name, topic.partitions)
         log.info("deleted topic %s (%s)", topic.name, topic.topic_id)
         self._notify(self.on_topic_deleted, topic)
 
@@ -496,9 +507,9 @@ class MetadataManager:
                 return self.create_partitions(name, new_total, assignments)
             added = {i: self._new_partition(name, i, new_assign) for i in range(current, new_total)}
             with anyio.CancelScope(shield=True):
-                lm = self.broker.log_manager
+                lm = self._logs
                 prepared = await anyio.to_thread.run_sync(lm.prepare_logs, name, list(added), topic.topic_id,
-                                                          log_config_for(self.broker.config, topic.configs))
+                                                          log_config_for(self._config.current, topic.configs))
                 if self.topics.get(name) is not topic or len(topic.partitions) != current:
                     lm.discard_prepared(prepared)  # deleted (or changed) meanwhile
                     return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
@@ -563,9 +574,9 @@ class MetadataManager:
             return result
         topic.configs = {k: v for k, v in merged.items() if v is not None}
         self._store.save(topic)
-        config = log_config_for(self.broker.config, topic.configs)
+        config = log_config_for(self._config.current, topic.configs)
         for index in topic.partitions:
-            plog = self.broker.log_manager.get_log(topic.name, index)
+            plog = self._logs.get_log(topic.name, index)
             if plog is not None:
                 plog.update_config(config)
         return E.OK
@@ -577,9 +588,9 @@ class MetadataManager:
     def reapply_broker_config(self) -> None:
         """Push the current broker defaults into every open log (after a dynamic broker change)."""
         for topic in self.topics.values():
-            config = log_config_for(self.broker.config, topic.configs)
+            config = log_config_for(self._config.current, topic.configs)
             for index in topic.partitions:
-                plog = self.broker.log_manager.get_log(topic.name, index)
+                plog = self._logs.get_log(topic.name, index)
                 if plog is not None:
                     plog.update_config(config)
 
@@ -593,7 +604,7 @@ class MetadataManager:
             self._open_logs(topic, topic.partitions)
         # Logs of topics the store does not know (a delete interrupted by a crash) are
         # strays, as in KRaft; keeping them would resurrect data under a reused name.
-        lm = self.broker.log_manager
+        lm = self._logs
         for name, index in list(lm.all_logs()):
             if self.partition(name, index) is None:
                 log.warning("deleting stray log %s-%d: its topic does not exist", name, index)
@@ -608,7 +619,7 @@ class MetadataManager:
         The topic's own count is the one used (coordinators hash over the partitions
         that exist), so records written before the setting changed stay findable.
         """
-        cfg = self.broker.config
+        cfg = self._config.current
         for name, key in ((CONSUMER_OFFSETS, "offsets.topic.num.partitions"),
                           (TRANSACTION_STATE, "transaction.state.log.num.partitions")):
             topic = self.topics.get(name)
@@ -629,12 +640,12 @@ class MetadataManager:
             del self._by_collision_key[collision_key(topic.name)]
 
     def _open_logs(self, topic: TopicInfo, partitions: Mapping[int, PartitionInfo]) -> None:
-        lm = self.broker.log_manager
+        lm = self._logs
         missing = [i for i in partitions if lm.get_log(topic.name, i) is None]
         if len(missing) >= OFF_LOOP_PARTITIONS:
             # New partitions in bulk (creation, or a restart after a crash mid-creation).
             prepared = lm.prepare_logs(topic.name, missing, topic.topic_id,
-                                       log_config_for(self.broker.config, topic.configs))
+                                       log_config_for(self._config.current, topic.configs))
             self._open_prepared(topic, prepared, partitions)
         else:
             self._open_each(topic, partitions)
@@ -642,14 +653,14 @@ class MetadataManager:
     def _open_prepared(self, topic: TopicInfo, prepared: PreparedLogs,
                        partitions: Iterable[int] = ()) -> None:
         """Register prepared logs, then open the rest of ``partitions`` and the leftovers."""
-        lm = self.broker.log_manager
-        others = lm.register_prepared(prepared, log_config_for(self.broker.config, topic.configs))
+        lm = self._logs
+        others = lm.register_prepared(prepared, log_config_for(self._config.current, topic.configs))
         rest = [i for i in partitions if i not in prepared.created]
         self._open_each(topic, sorted(set(rest) | set(others)))
 
     def _open_each(self, topic: TopicInfo, partitions: Iterable[int]) -> None:
-        config = log_config_for(self.broker.config, topic.configs)
-        lm = self.broker.log_manager
+        config = log_config_for(self._config.current, topic.configs)
+        lm = self._logs
         for index in partitions:
             try:
                 lm.get_or_create_log(topic.name, index, config, topic_id=topic.topic_id)

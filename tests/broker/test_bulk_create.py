@@ -52,7 +52,7 @@ def test_big_create_keeps_serving_other_connections(kafka_broker: BrokerThread) 
 def test_bulk_create_freezes_its_state_only_in_a_broker_of_its_own(tmp_path: Path, owns_process: bool) -> None:
     """``kbroker serve`` keeps a big topic's objects out of full collections (kbroker.heap);
     an embedded broker leaves its host process's collector alone."""
-    from kbroker import heap
+    from kbroker.metadata.manager import BULK_PARTITIONS
 
     gc.unfreeze()
     try:
@@ -60,7 +60,7 @@ def test_bulk_create_freezes_its_state_only_in_a_broker_of_its_own(tmp_path: Pat
             b.broker.owns_process = owns_process
             wire = WireClient(b.bootstrap)
             try:
-                for name, n in (("small", 10), ("bulk", heap.BULK_PARTITIONS)):
+                for name, n in (("small", 10), ("bulk", BULK_PARTITIONS)):
                     body = {"topics": [{"name": name, "num_partitions": n, "replication_factor": 1,
                                         "assignments": [], "configs": []}], "timeout_ms": 60_000}
                     frozen = gc.get_freeze_count()
