@@ -18,7 +18,7 @@ base offset, length and partition leader epoch can be patched without recomputin
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from kbroker.records.crc import crc32c
@@ -49,11 +49,15 @@ _MAX_TS = struct.Struct(">q")
 
 
 class BatchError(ValueError):
-    """A batch that cannot be accepted; ``error_code`` is the Kafka error to answer with."""
+    """A batch that cannot be accepted; ``error_code`` is the Kafka error to answer with.
 
-    def __init__(self, message: str, error_code: int) -> None:
+    ``record_errors`` are ``(index in the batch, message)`` of the records at fault, when known.
+    """
+
+    def __init__(self, message: str, error_code: int, record_errors: Sequence[tuple[int, str]] = ()) -> None:
         super().__init__(message)
         self.error_code = error_code
+        self.record_errors = tuple(record_errors)
 
 
 CORRUPT_MESSAGE = 2
@@ -127,6 +131,11 @@ def peek_size(buf: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
     if len(buf) - pos < LOG_OVERHEAD:
         return None
     return LOG_OVERHEAD + _LENGTH.unpack_from(buf, pos + 8)[0]
+
+
+def is_transactional(buf: bytes | bytearray | memoryview | None) -> bool:
+    """True if ``buf`` starts with a magic-2 batch whose transactional flag is set."""
+    return buf is not None and len(buf) >= HEADER_SIZE and buf[16] == MAGIC_V2 and bool(buf[22] & TRANSACTIONAL_BIT)
 
 
 def compute_crc(buf: bytes | bytearray | memoryview, pos: int, size: int) -> int:
