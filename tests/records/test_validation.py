@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kbroker.records import compression, validation
 from kbroker.records.batch import (
@@ -222,3 +224,43 @@ def test_iter_decompress_concatenated_gzip_members_and_truncation() -> None:
     with pytest.raises(compression.DecompressionLimitError):
         for _ in compression.iter_decompress(COMPRESSION_GZIP, gz_bomb, MiB):
             pass
+
+
+# -- the hot path's fast walk agrees with the careful one ----------------------------------------
+
+
+def _careful_accepts(batch: bytes, count: int) -> bool:
+    try:
+        pos, index = validation._walk_lengths(batch, 61, len(batch), 0, count)
+    except (BatchError, validation._Incomplete):
+        return False
+    return index == count and pos == len(batch)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.sampled_from([0, 1, 5, 57, 58, 100, 3000]), min_size=1, max_size=300),
+       flips=st.lists(st.tuples(st.integers(min_value=61), st.integers(0, 255)), max_size=3))
+def test_run_checks_never_accept_what_the_careful_walk_refuses(sizes: list[int], flips: list[tuple[int, int]]) -> None:
+    # Runs of equal sizes (one- and two-byte lengths), then a few bytes overwritten.
+    good = build_batch([(None, b"v" * n, (), 0) for n in sizes])
+    assert validation._lengths_fill(good, 61, len(good), len(sizes))
+    bad = bytearray(good)
+    for at, value in flips:
+        bad[61 + at % (len(bad) - 61)] = value
+    for count in (len(sizes), len(sizes) + 1, max(1, len(sizes) - 1)):
+        if validation._lengths_fill(bytes(bad), 61, len(bad), count):
+            assert _careful_accepts(bytes(bad), count)
+
+
+def test_run_broken_by_a_record_of_another_size_with_the_same_first_byte() -> None:
+    # Two-byte lengths 87 and 151 (0xAE 0x01, 0xAE 0x02): the first bytes match, the sizes do not.
+    recs = [record(b"v" * 80)] * 40 + [record(b"v" * 144)] * 3
+    assert {r[:2] for r in recs} == {b"\xae\x01", b"\xae\x02"}
+    data = b"".join(recs)
+    check(craft(data, len(recs)))
+    refused(craft(data, len(recs) - 1))
+    refused(craft(data + recs[0][:30], len(recs)))
+    # A record declaring 151 bytes in the space of an 87-byte one, inside a run of those.
+    a = recs[0]
+    liar = b"\xae\x02" + a[2:]
+    assert refused(craft(a * 2 + liar, 3)).error_code == INVALID_RECORD
