@@ -162,13 +162,15 @@ def iter_headers(buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, Bat
         pos += h.size
 
 
-def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | None = None) -> list[BatchHeader]:
+def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | None = None, *,
+                     check_crc: bool | None = True) -> list[BatchHeader]:
     """Check every batch in a produce payload and return their headers.
 
     Raises :class:`BatchError` with the code Kafka answers with: CORRUPT_MESSAGE for
     framing or CRC errors and unknown magic, INVALID_RECORD for old (v0/v1) magic and
     semantically wrong batches, MESSAGE_TOO_LARGE over ``max_batch_size``. The payload
-    must be whole batches.
+    must be whole batches. ``check_crc=None`` checks the CRC of compressed batches only
+    (for a caller whose later steps check the others).
     """
     headers: list[BatchHeader] = []
     mv = memoryview(buf)
@@ -193,7 +195,7 @@ def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | 
             raise BatchError(
                 f"record batch of {h.size} bytes exceeds the limit {max_batch_size}", MESSAGE_TOO_LARGE
             )
-        if compute_crc(mv, pos, h.size) != h.crc:
+        if (check_crc or (check_crc is None and h.compression)) and compute_crc(mv, pos, h.size) != h.crc:
             raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
         if h.record_count <= 0:  # control batches hold exactly one record too
             raise BatchError("record batch holds no records", INVALID_RECORD)

@@ -73,11 +73,13 @@ def validate_records(batch: Buffer, header: BatchHeader, *, full: bool = False, 
         # In place, and bounded by the batch so varints cannot read past it. Plain bytes
         # (a produce request's payload) index and slice faster than a memoryview.
         mv = batch if isinstance(batch, bytes) and len(batch) == header.size else memoryview(batch)[: header.size]
-        if walk is _walk_lengths and _lengths_fill(mv, HEADER_SIZE, header.size, count):
-            return
-        # Something is off (or a record is 8 KiB or longer): walk again, carefully, to say what.
+        pos, index = HEADER_SIZE, 0
+        if walk is _walk_lengths:
+            pos, index = _skip_lengths(mv, pos, header.size, index, count)
+            if index == count and pos == header.size:
+                return
         try:
-            pos, index = walk(mv, HEADER_SIZE, header.size, 0, count, keyless)
+            pos, index = walk(mv, pos, header.size, index, count, keyless)
         except _Incomplete as e:
             raise BatchError(f"record batch declares {count} records but record {e.args[1]} is cut off",
                              INVALID_RECORD) from None
@@ -95,7 +97,10 @@ def validate_records(batch: Buffer, header: BatchHeader, *, full: bool = False, 
             produced += len(chunk)
             buf += chunk
             try:
-                pos, index = walk(buf, 0, len(buf), index, count, keyless)
+                pos = 0
+                if walk is _walk_lengths:
+                    pos, index = _skip_lengths(buf, pos, len(buf), index, count)
+                pos, index = walk(buf, pos, len(buf), index, count, keyless)
             except _Incomplete as e:
                 pos, index = e.args
                 # A record longer than what may still come out is refused before it is buffered.
@@ -127,18 +132,18 @@ def _declared_end(buf: bytearray, pos: int) -> int | None:
     return p + length
 
 
-def _lengths_fill(buf: Buffer, pos: int, end: int, count: int) -> bool:
-    """True if exactly ``count`` records of valid lengths fill ``buf[pos:end]`` (``end == len(buf)``).
+def _skip_lengths(buf: Buffer, pos: int, end: int, index: int, count: int) -> tuple[int, int]:
+    """Skip whole records with valid lengths from ``pos``; returns ``(pos, index)`` where it stopped.
 
     The hot path. Producers often write many records of one size in a row (fixed-size
     values; the record length only steps up when the offset delta needs another varint
     byte), so once a record has its predecessor's size, it and those after it are
     checked as a run: their length bytes sit at a fixed stride, and C-level slicing
-    compares them all at once. Other records cost one pure-Python step each.
-    Only one- and two-byte lengths (records under 8 KiB) are handled here. False means
-    "walk carefully", not "invalid".
+    compares them all at once. Other records cost one pure-Python step each. Stops
+    before any record it cannot vouch for (cut off at ``end``, a bad length, or a length
+    of three bytes or more, i.e. 8 KiB or longer): :func:`_walk_lengths` goes on from
+    there and says what is wrong, if anything.
     """
-    index = 0
     probe = _RUN_PROBE
     last = -1
     try:
@@ -150,13 +155,15 @@ def _lengths_fill(buf: Buffer, pos: int, end: int, count: int) -> bool:
             else:
                 c2 = buf[pos + 1]
                 if c2 >= 0x80:
-                    return False
+                    break
                 n = (c2 << 7) | (c & 0x7F)
                 width = 2
             if n & 1 or n < 2 * _MIN_RECORD_BODY:  # negative (odd in zig-zag) or too short
-                return False
+                break
             stride = width + (n >> 1)
             if n != last:
+                if pos + stride > end:
+                    break
                 last = n
                 pos += stride
                 index += 1
@@ -165,7 +172,7 @@ def _lengths_fill(buf: Buffer, pos: int, end: int, count: int) -> bool:
             # starts with this record's length bytes.
             k = min(count - index, (end - pos) // stride, probe)
             if k < 1:
-                return False
+                break
             stop = pos + (k - 1) * stride + 1
             head = bytes(buf[pos:stop:stride])
             run = k - len(head.lstrip(head[:1]))
@@ -176,8 +183,8 @@ def _lengths_fill(buf: Buffer, pos: int, end: int, count: int) -> bool:
             pos += run * stride
             index += run
     except IndexError:
-        return False
-    return pos == end
+        pass
+    return pos, index
 
 
 def _walk_lengths(buf: Buffer, pos: int, end: int, index: int, count: int,
@@ -185,7 +192,7 @@ def _walk_lengths(buf: Buffer, pos: int, end: int, index: int, count: int,
     """The hot path's walk: each record's length varint, skipping its body.
 
     Same contract as :func:`_walk` without looking inside records, for compressed
-    records streaming in and to report what :func:`_lengths_fill` found wrong.
+    going on where :func:`_skip_lengths` stopped, to find or report what is wrong.
     """
     try:
         while index < count:

@@ -10,22 +10,34 @@ latest value per key), so there each record's fields are walked too.
 from __future__ import annotations
 
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.records.batch import validate_batches
+from kbroker.records.batch import CORRUPT_MESSAGE, BatchError, validate_batches, verify_crc
 from kbroker.records.validation import check_client_batch, validate_records
 from kbroker.replica.errors import PartitionError
 
 
 def validate_client_batches(topic: str, partition: int, records: bytes | bytearray | memoryview, *,
                             max_message_bytes: int, compacted: bool) -> None:
-    """Raise BatchError or PartitionError (with record errors) if ``records`` must be refused."""
+    """Raise BatchError or PartitionError (with record errors) if ``records`` must be refused.
+
+    The CRC of a compressed batch is checked before it is decompressed. An uncompressed
+    batch's CRC is left to the log's append, which checks it anyway, unless its records
+    are refused: then a CRC mismatch is reported first, as Kafka orders the checks.
+    """
     mv = memoryview(records)
     pos = 0
-    for h in validate_batches(mv, max_message_bytes):
+    for h in validate_batches(mv, max_message_bytes, check_crc=None):
         check_client_batch(h)
         keyless: list[int] | None = [] if compacted else None
         # The payload itself when it is the one batch: bytes are walked faster than a view.
-        validate_records(records if h.size == len(records) else mv[pos : pos + h.size], h, keyless=keyless)
+        try:
+            validate_records(records if h.size == len(records) else mv[pos : pos + h.size], h, keyless=keyless)
+        except BatchError:
+            if not h.compression and not verify_crc(mv, pos, h):
+                raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE) from None
+            raise
         if keyless:
+            if not h.compression and not verify_crc(mv, pos, h):
+                raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
             _refuse_keyless(topic, partition, keyless)
         pos += h.size
 

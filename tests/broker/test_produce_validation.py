@@ -172,3 +172,14 @@ def test_consumers_read_what_was_accepted(kafka_broker: BrokerThread, wire: Wire
         c.close()
     assert [o for o, _ in seen] == list(range(10))
     assert produce(wire, "t", {0: batch([b"last"])}).responses[0].partition_responses[0].base_offset == 10
+
+
+def test_crc_mismatch_is_reported_before_bad_records(kafka_broker: BrokerThread, wire: WireClient) -> None:
+    bad = bytearray(craft(record(b"x") * 2, 1))  # refused for its records...
+    bad[-1] ^= 0xFF  # ...but first for its CRC, as Kafka checks that first
+    assert produce_one(wire, "t", 0, bytes(bad)).error_code == CORRUPT_MESSAGE
+    create_topic(kafka_broker, "c", configs={"cleanup.policy": "compact"})
+    keyless = bytearray(batch([b"no key"]))
+    keyless[-1] ^= 0xFF
+    assert produce_one(wire, "c", 0, bytes(keyless)).error_code == CORRUPT_MESSAGE
+    assert_log_untouched_and_serving(wire)
