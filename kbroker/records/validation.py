@@ -1,10 +1,12 @@
 """Checks of the records inside a client's batch, as Kafka's LogValidator makes them.
 
-The batch header and CRC are checked first (:func:`kbroker.records.batch.validate_batches`);
-this module then walks the records without materialising them. Every walk checks that
-each record's length varint fits, that the lengths add up to the records section and
-that the number of records is the header's count; this length walk is what the hot path
-pays (a few percent of a produce). The full walk, used where the records are looked at
+The batch header is checked first (:func:`kbroker.records.batch.validate_batches`), and
+the CRC of a compressed batch before it is decompressed; this module then walks the
+records without materialising them. Every walk checks that each record's length varint
+fits, that the lengths add up to the records section and that the number of records is
+the header's count; this length walk is what the hot path pays (runs of same-size
+records are checked with C-level slicing, see :func:`_skip_lengths`). The full walk,
+used where the records are looked at
 anyway (compacted topics need every key), also checks the fields inside each record
 and that offset deltas count up from 0.
 
@@ -56,7 +58,7 @@ def check_client_batch(header: BatchHeader) -> None:
 
 def validate_records(batch: Buffer, header: BatchHeader, *, full: bool = False, keyless: list[int] | None = None,
                      limit: int = MAX_DECOMPRESSED_BATCH_BYTES) -> None:
-    """Walk the records of the batch at the start of ``batch`` (its header and CRC already checked).
+    """Walk the records of the batch at the start of ``batch`` (its header already checked).
 
     Every record's length must fit, the lengths must add up to the records section and
     their number must be the header's count. ``full`` (implied by ``keyless``) also

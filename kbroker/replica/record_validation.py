@@ -21,15 +21,15 @@ def validate_client_batches(topic: str, partition: int, records: bytes | bytearr
 
     The CRC of a compressed batch is checked before it is decompressed. An uncompressed
     batch's CRC is left to the log's append, which checks it anyway, unless its records
-    are refused: then a CRC mismatch is reported first, as Kafka orders the checks.
+    or its header is refused: then a CRC mismatch is reported first, as Kafka orders the checks.
     """
     mv = memoryview(records)
     pos = 0
     for h in validate_batches(mv, max_message_bytes, check_crc=None):
-        check_client_batch(h)
         keyless: list[int] | None = [] if compacted else None
-        # The payload itself when it is the one batch: bytes are walked faster than a view.
         try:
+            check_client_batch(h)
+            # The payload itself when it is the one batch: bytes are walked faster than a view.
             validate_records(records if h.size == len(records) else mv[pos : pos + h.size], h, keyless=keyless)
         except BatchError:
             if not h.compression and not verify_crc(mv, pos, h):

@@ -182,4 +182,7 @@ def test_crc_mismatch_is_reported_before_bad_records(kafka_broker: BrokerThread,
     keyless = bytearray(batch([b"no key"]))
     keyless[-1] ^= 0xFF
     assert produce_one(wire, "c", 0, bytes(keyless)).error_code == CORRUPT_MESSAGE
+    damaged_marker = bytearray(craft(record(b"\x00\x00\x00\x00\x00\x00"), 1, attributes=CONTROL_BIT))
+    damaged_marker[-1] ^= 0xFF
+    assert produce_one(wire, "t", 0, bytes(damaged_marker)).error_code == CORRUPT_MESSAGE
     assert_log_untouched_and_serving(wire)
