@@ -70,18 +70,13 @@ def validate_records(batch: Buffer, header: BatchHeader, *, full: bool = False, 
     with ``record_errors`` naming the record where Kafka names it.
     """
     count = header.record_count
-    walk = _walk if full or keyless is not None else _walk_lengths
+    walk = _walk if full or keyless is not None else _walk_lengths_fast
     if not header.compression:
         # In place, and bounded by the batch so varints cannot read past it. Plain bytes
         # (a produce request's payload) index and slice faster than a memoryview.
         mv = batch if isinstance(batch, bytes) and len(batch) == header.size else memoryview(batch)[: header.size]
-        pos, index = HEADER_SIZE, 0
-        if walk is _walk_lengths:
-            pos, index = _skip_lengths(mv, pos, header.size, index, count)
-            if index == count and pos == header.size:
-                return
         try:
-            pos, index = walk(mv, pos, header.size, index, count, keyless)
+            pos, index = walk(mv, HEADER_SIZE, header.size, 0, count, keyless)
         except _Incomplete as e:
             raise BatchError(f"record batch declares {count} records but record {e.args[1]} is cut off",
                              INVALID_RECORD) from None
@@ -99,10 +94,7 @@ def validate_records(batch: Buffer, header: BatchHeader, *, full: bool = False, 
             produced += len(chunk)
             buf += chunk
             try:
-                pos = 0
-                if walk is _walk_lengths:
-                    pos, index = _skip_lengths(buf, pos, len(buf), index, count)
-                pos, index = walk(buf, pos, len(buf), index, count, keyless)
+                pos, index = walk(buf, 0, len(buf), index, count, keyless)
             except _Incomplete as e:
                 pos, index = e.args
                 # A record longer than what may still come out is refused before it is buffered.
@@ -143,8 +135,8 @@ def _skip_lengths(buf: Buffer, pos: int, end: int, index: int, count: int) -> tu
     checked as a run: their length bytes sit at a fixed stride, and C-level slicing
     compares them all at once. Other records cost one pure-Python step each. Stops
     before any record it cannot vouch for (cut off at ``end``, a bad length, or a length
-    of three bytes or more, i.e. 8 KiB or longer): :func:`_walk_lengths` goes on from
-    there and says what is wrong, if anything.
+    of three bytes or more, i.e. 8 KiB or longer): :func:`_walk_lengths` takes that
+    record and says what is wrong, if anything.
     """
     probe = _RUN_PROBE
     last = -1
@@ -189,12 +181,25 @@ def _skip_lengths(buf: Buffer, pos: int, end: int, index: int, count: int) -> tu
     return pos, index
 
 
+def _walk_lengths_fast(buf: Buffer, pos: int, end: int, index: int, count: int,
+                       keyless: list[int] | None = None) -> tuple[int, int]:
+    """:func:`_walk_lengths`, with the records :func:`_skip_lengths` vouches for skipped in bulk.
+
+    Where the fast skip stops, one record is walked carefully (it raises if the record
+    is bad or cut off) and the fast skip resumes after it.
+    """
+    while True:
+        pos, index = _skip_lengths(buf, pos, end, index, count)
+        if index >= count:
+            return pos, index
+        pos, index = _walk_lengths(buf, pos, end, index, index + 1)
+
+
 def _walk_lengths(buf: Buffer, pos: int, end: int, index: int, count: int,
                   keyless: list[int] | None = None) -> tuple[int, int]:
-    """The hot path's walk: each record's length varint, skipping its body.
+    """Each record's length varint, skipping its body: one pure-Python step per record.
 
-    Same contract as :func:`_walk` without looking inside records, for compressed
-    going on where :func:`_skip_lengths` stopped, to find or report what is wrong.
+    Same contract as :func:`_walk` without looking inside records.
     """
     try:
         while index < count:

@@ -252,6 +252,28 @@ def test_run_checks_never_pass_what_the_careful_walk_refuses(sizes: list[int], f
         assert index == 0 or _careful_walk(bytes(bad), index) == (pos, index)
 
 
+def _outcome(walk: object, batch: bytes, count: int) -> object:
+    try:
+        return walk(batch, 61, len(batch), 0, count)  # type: ignore[operator]
+    except validation._Incomplete as e:
+        return ("cut off", e.args)
+    except BatchError as e:
+        return ("refused", e.error_code)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.sampled_from([1, 57, 100, 9000]), min_size=1, max_size=100),
+       flips=st.lists(st.tuples(st.integers(min_value=61), st.integers(0, 255)), max_size=2))
+def test_fast_walk_matches_the_careful_walk(sizes: list[int], flips: list[tuple[int, int]]) -> None:
+    # Records of 8 KiB and more (three-byte lengths) interrupt the runs; the fast walk resumes after them.
+    bad = bytearray(build_batch([(None, b"v" * n, (), 0) for n in sizes]))
+    for at, value in flips:
+        bad[61 + at % (len(bad) - 61)] = value
+    for count in (len(sizes), len(sizes) + 1):
+        assert (_outcome(validation._walk_lengths_fast, bytes(bad), count)
+                == _outcome(validation._walk_lengths, bytes(bad), count))
+
+
 def test_run_broken_by_a_record_of_another_size_with_the_same_first_byte() -> None:
     # Two-byte lengths 87 and 151 (0xAE 0x01, 0xAE 0x02): the first bytes match, the sizes do not.
     recs = [record(b"v" * 80)] * 40 + [record(b"v" * 144)] * 3
