@@ -15,11 +15,14 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.handlers.api import CloseConnection, RequestContext
+from kbroker.records.batch import is_transactional
 from kbroker.replica.types import AppendResult
 
 API_KEY = 0
 VERSIONS = VersionRange(3, 13)
 ADVERTISED_MIN_VERSION = 0
+_TXN_REFUSED = AppendResult(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                            error_message="Transactional writes are not supported by this broker")
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
@@ -45,10 +48,17 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
             parts.append((pd.index, tp))
         layout.append((key, parts))
 
-    results = await ctx.broker.replica_manager.append_records(
-        entries, acks=body.acks, timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
-
     unresolved = AppendResult(ErrorCode.UNKNOWN_TOPIC_ID)
+    if any(is_transactional(pd.records) for td in body.topic_data for pd in td.partition_data):
+        # As Kafka, transactional batches need a transactional id the client may write
+        # with; this broker grants none (InitProducerId refuses every one), so the
+        # whole request is refused and nothing is written.
+        results = {tp: _TXN_REFUSED for tp in entries}
+        unresolved = _TXN_REFUSED
+    else:
+        results = await ctx.broker.replica_manager.append_records(
+            entries, acks=body.acks, timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
+
     if body.acks == 0:
         failed = any(r.error_code for r in results.values()) or any(
             tp is None for _, parts in layout for _, tp in parts)

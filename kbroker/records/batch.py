@@ -18,7 +18,7 @@ base offset, length and partition leader epoch can be patched without recomputin
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from kbroker.records.crc import crc32c
@@ -49,11 +49,15 @@ _MAX_TS = struct.Struct(">q")
 
 
 class BatchError(ValueError):
-    """A batch that cannot be accepted; ``error_code`` is the Kafka error to answer with."""
+    """A batch that cannot be accepted; ``error_code`` is the Kafka error to answer with.
 
-    def __init__(self, message: str, error_code: int) -> None:
+    ``record_errors`` are ``(index in the batch, message)`` of the records at fault, when known.
+    """
+
+    def __init__(self, message: str, error_code: int, record_errors: Sequence[tuple[int, str]] = ()) -> None:
         super().__init__(message)
         self.error_code = error_code
+        self.record_errors = tuple(record_errors)
 
 
 CORRUPT_MESSAGE = 2
@@ -129,6 +133,11 @@ def peek_size(buf: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
     return LOG_OVERHEAD + _LENGTH.unpack_from(buf, pos + 8)[0]
 
 
+def is_transactional(buf: bytes | bytearray | memoryview | None) -> bool:
+    """True if ``buf`` starts with a magic-2 batch whose transactional flag is set."""
+    return buf is not None and len(buf) >= HEADER_SIZE and buf[16] == MAGIC_V2 and bool(buf[22] & TRANSACTIONAL_BIT)
+
+
 def compute_crc(buf: bytes | bytearray | memoryview, pos: int, size: int) -> int:
     """CRC-32C of the covered range (attributes to end) of the batch at ``pos``."""
     mv = memoryview(buf)
@@ -153,13 +162,15 @@ def iter_headers(buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, Bat
         pos += h.size
 
 
-def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | None = None) -> list[BatchHeader]:
+def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | None = None, *,
+                     check_crc: bool | None = True) -> list[BatchHeader]:
     """Check every batch in a produce payload and return their headers.
 
     Raises :class:`BatchError` with the code Kafka answers with: CORRUPT_MESSAGE for
     framing or CRC errors and unknown magic, INVALID_RECORD for old (v0/v1) magic and
     semantically wrong batches, MESSAGE_TOO_LARGE over ``max_batch_size``. The payload
-    must be whole batches.
+    must be whole batches. ``check_crc=None`` checks the CRC of compressed batches only
+    (for a caller whose later steps check the others).
     """
     headers: list[BatchHeader] = []
     mv = memoryview(buf)
@@ -184,7 +195,7 @@ def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | 
             raise BatchError(
                 f"record batch of {h.size} bytes exceeds the limit {max_batch_size}", MESSAGE_TOO_LARGE
             )
-        if compute_crc(mv, pos, h.size) != h.crc:
+        if (check_crc or (check_crc is None and h.compression)) and compute_crc(mv, pos, h.size) != h.crc:
             raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
         if h.record_count <= 0:  # control batches hold exactly one record too
             raise BatchError("record batch holds no records", INVALID_RECORD)

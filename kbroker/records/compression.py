@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 
 import cramjam
 import lz4.frame
@@ -45,6 +46,10 @@ _BLOCK_LEN = struct.Struct(">i")
 
 class CompressionError(ValueError):
     """Data that a codec cannot decompress, or an unknown codec id."""
+
+
+class DecompressionLimitError(CompressionError):
+    """Decompressing would produce more than the caller's limit."""
 
 
 def gzip_compress(data: Buffer, level: int = 6) -> bytes:
@@ -186,3 +191,152 @@ def decompress(codec: int, data: Buffer) -> bytes:
     if codec == COMPRESSION_ZSTD:
         return zstd_decompress(data)
     raise CompressionError(f"unknown compression codec {codec}")
+
+
+# -- bounded streaming decompression ---------------------------------------------------------------
+
+#: Output per step of the streaming decompressors: what one step can allocate.
+STREAM_CHUNK = 64 * 1024
+# Framing-format snappy chunk types (the only ones a decoder must understand).
+_FRAMED_COMPRESSED, _FRAMED_UNCOMPRESSED, _FRAMED_STREAM_ID = 0x00, 0x01, 0xFF
+
+
+def iter_decompress(codec: int, data: Buffer, limit: int) -> Iterator[bytes]:
+    """Decompress ``data`` piece by piece, never producing more than ``limit`` bytes in all.
+
+    Yields chunks of at most :data:`STREAM_CHUNK` bytes (a snappy block is yielded whole,
+    after its declared size is checked against what is left of ``limit``), so a caller
+    that drops each chunk after use holds one chunk at a time. Raises
+    :class:`DecompressionLimitError` before going past ``limit`` and CompressionError for
+    data the codec cannot read. Accepts what :func:`decompress` accepts; a truncated zstd
+    frame may end the stream early rather than raise.
+    """
+    if codec == COMPRESSION_GZIP:
+        chunks = _iter_gzip(data)
+    elif codec == COMPRESSION_SNAPPY:
+        chunks = _iter_snappy(data, limit)
+    elif codec == COMPRESSION_LZ4:
+        chunks = _iter_lz4(data)
+    elif codec == COMPRESSION_ZSTD:
+        chunks = _iter_zstd(data)
+    else:
+        raise CompressionError(f"unknown compression codec {codec}")
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise DecompressionLimitError(f"decompresses to more than {limit} bytes")
+        yield chunk
+
+
+def _iter_gzip(data: Buffer) -> Iterator[bytes]:
+    rest = bytes(data)
+    if not rest:
+        raise CompressionError("empty gzip data")
+    try:
+        while rest:  # one member per pass
+            d = zlib.decompressobj(47)
+            pending = rest
+            while True:
+                out = d.decompress(pending, STREAM_CHUNK)
+                if out:
+                    yield out
+                pending = d.unconsumed_tail
+                if d.eof:
+                    break
+                if not pending and not out:
+                    raise CompressionError("truncated gzip data")
+            rest = d.unused_data
+    except zlib.error as e:
+        raise CompressionError(f"bad gzip data: {e}") from None
+
+
+def _iter_lz4(data: Buffer) -> Iterator[bytes]:
+    rest = bytes(data)
+    if not rest:
+        raise CompressionError("empty lz4 data")
+    try:
+        while rest:  # one frame per pass
+            d = lz4.frame.LZ4FrameDecompressor()
+            out = d.decompress(rest, max_length=STREAM_CHUNK)
+            while True:
+                if out:
+                    yield out
+                if d.eof:
+                    break
+                if d.needs_input:
+                    raise CompressionError("truncated lz4 frame")
+                out = d.decompress(b"", max_length=STREAM_CHUNK)
+            rest = d.unused_data
+    except RuntimeError as e:  # lz4 reports corrupt frames as RuntimeError
+        raise CompressionError(f"bad lz4 data: {e}") from None
+
+
+def _iter_zstd(data: Buffer) -> Iterator[bytes]:
+    if not len(data):
+        raise CompressionError("empty zstd data")
+    reader = zstandard.ZstdDecompressor().stream_reader(bytes(data), read_across_frames=True)
+    try:
+        while chunk := reader.read(STREAM_CHUNK):
+            yield chunk
+    except zstandard.ZstdError as e:
+        raise CompressionError(f"bad zstd data: {e}") from None
+    finally:
+        reader.close()
+
+
+def _snappy_block(block: Buffer, left: int) -> bytes:
+    """One raw snappy block, refused before decompression if it declares more than ``left`` bytes."""
+    if cramjam.snappy.decompress_raw_len(block) > left:
+        raise DecompressionLimitError("snappy block decompresses past the limit")
+    return bytes(cramjam.snappy.decompress_raw(block))
+
+
+def _iter_snappy(data: Buffer, limit: int) -> Iterator[bytes]:
+    mv = memoryview(data)
+    left = limit
+    try:
+        if mv[:8] == XERIAL_MAGIC and len(mv) >= 16:
+            pos, end = 16, len(mv)
+            while pos < end:
+                if end - pos < 4:
+                    raise CompressionError("truncated xerial snappy block header")
+                (n,) = _BLOCK_LEN.unpack_from(mv, pos)
+                pos += 4
+                if n < 0 or pos + n > end:
+                    raise CompressionError("truncated xerial snappy block")
+                out = _snappy_block(mv[pos : pos + n], left)
+                left -= len(out)
+                pos += n
+                yield out
+        elif mv[:10] == _SNAPPY_FRAMED_MAGIC:
+            yield from _iter_snappy_framed(mv, left)
+        else:
+            yield _snappy_block(mv, left)
+    except cramjam.DecompressionError as e:
+        raise CompressionError(f"bad snappy data: {e}") from None
+
+
+def _iter_snappy_framed(mv: memoryview, left: int) -> Iterator[bytes]:
+    """The snappy framing format, chunk by chunk (checksums are left to the batch CRC)."""
+    pos, end = 0, len(mv)
+    while pos < end:
+        if end - pos < 4:
+            raise CompressionError("truncated snappy frame chunk header")
+        kind = mv[pos]
+        n = mv[pos + 1] | mv[pos + 2] << 8 | mv[pos + 3] << 16
+        pos += 4
+        if pos + n > end:
+            raise CompressionError("truncated snappy frame chunk")
+        body = mv[pos : pos + n]
+        pos += n
+        if kind in (_FRAMED_COMPRESSED, _FRAMED_UNCOMPRESSED):
+            if n < 4:
+                raise CompressionError("snappy frame chunk without its checksum")
+            out = _snappy_block(body[4:], left) if kind == _FRAMED_COMPRESSED else bytes(body[4:])
+            if len(out) > left:
+                raise DecompressionLimitError("snappy frame decompresses past the limit")
+            left -= len(out)
+            yield out
+        elif kind != _FRAMED_STREAM_ID and kind < 0x80:
+            raise CompressionError(f"unskippable snappy frame chunk type {kind:#x}")

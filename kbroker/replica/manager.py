@@ -27,7 +27,7 @@ from kbroker.records.batch import HEADER_SIZE, BatchError, peek_size
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
 from kbroker.replica.notifier import PartitionNotifier
-from kbroker.replica.record_validation import check_compacted_keys
+from kbroker.replica.record_validation import validate_client_batches
 from kbroker.replica.types import (
     CONSUMER_REPLICA_ID,
     EARLIEST_LOCAL_TIMESTAMP,
@@ -167,7 +167,7 @@ class ReplicaManager:
                 out[tp] = AppendResult(e.error_code, error_message=e.message,
                                        record_errors=tuple(e.record_errors))
             except BatchError as e:
-                out[tp] = AppendResult(e.error_code, error_message=str(e))
+                out[tp] = AppendResult(e.error_code, error_message=str(e), record_errors=e.record_errors)
             except LogError as e:
                 log.warning("append to %s-%d failed: %s", tp.topic, tp.partition, e)
                 out[tp] = AppendResult(e.error_code, error_message=str(e))
@@ -188,8 +188,9 @@ class ReplicaManager:
                                  f"the min.isr requirement of {self._min_insync_replicas(tp.topic)}")
         _check_single_batch(records)
         assert records is not None
-        if not internal and "compact" in self._cleanup_policy(tp.topic):
-            check_compacted_keys(tp.topic, tp.partition, records)
+        if not internal:
+            validate_client_batches(tp.topic, tp.partition, records, max_message_bytes=plog.config.max_message_bytes,
+                                    compacted="compact" in self._cleanup_policy(tp.topic))
         # Idle producer ids expire lazily here rather than from a timer task.
         plog.maybe_expire_producers(self._producer_expiration_ms(), self._producer_expiration_check_ms)
         result = plog.append(records, leader_epoch=info.leader_epoch)
@@ -400,8 +401,8 @@ def _check_single_batch(records: bytes | bytearray | memoryview | None) -> None:
     if not records:
         raise PartitionError(ErrorCode.INVALID_RECORD, "Produce requests must have at least one record batch per partition")
     first = peek_size(records)
-    if first is None or first >= len(records):
-        return
+    if first is None or first < HEADER_SIZE or first >= len(records):
+        return  # one batch, or framing the log's validation refuses as CORRUPT_MESSAGE
     second = peek_size(records, first)
     if second is not None and second >= HEADER_SIZE and first + second <= len(records):
         raise PartitionError(ErrorCode.INVALID_RECORD,

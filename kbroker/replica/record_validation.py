@@ -1,22 +1,49 @@
-"""Checks that need the records themselves, run only for topics whose config asks for them.
+"""Checks of a client's batch before it is appended, as Kafka's LogValidator makes them.
 
-The hot path keeps batches opaque; a compacted topic is the exception: every record
-must carry a key (compaction keeps the latest value per key), as Kafka's LogValidator
-enforces, so those batches are decoded here.
+In order: framing, CRC and sizes (nothing is decompressed before those pass), the header
+rules for client batches, then a walk over the records (see
+:mod:`kbroker.records.validation`). The hot path only walks record lengths; a
+compacted topic is the exception: every record must carry a key (compaction keeps the
+latest value per key), so there each record's fields are walked too.
 """
 
 from __future__ import annotations
 
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.records.record import iter_records
+from kbroker.records.batch import CORRUPT_MESSAGE, BatchError, validate_batches, verify_crc
+from kbroker.records.validation import check_client_batch, validate_records
 from kbroker.replica.errors import PartitionError
 
 
-def check_compacted_keys(topic: str, partition: int, batch: bytes | bytearray | memoryview) -> None:
-    """Raise INVALID_RECORD naming every record without a key (by its index in the batch)."""
-    missing = [i for i, r in enumerate(iter_records(batch)) if r.key is None]
-    if not missing:
-        return
+def validate_client_batches(topic: str, partition: int, records: bytes | bytearray | memoryview, *,
+                            max_message_bytes: int, compacted: bool) -> None:
+    """Raise BatchError or PartitionError (with record errors) if ``records`` must be refused.
+
+    The CRC of a compressed batch is checked before it is decompressed. An uncompressed
+    batch's CRC is left to the log's append, which checks it anyway, unless its records
+    or its header is refused: then a CRC mismatch is reported first, as Kafka orders the checks.
+    """
+    mv = memoryview(records)
+    pos = 0
+    for h in validate_batches(mv, max_message_bytes, check_crc=None):
+        keyless: list[int] | None = [] if compacted else None
+        try:
+            check_client_batch(h)
+            # The payload itself when it is the one batch: bytes are walked faster than a view.
+            validate_records(records if h.size == len(records) else mv[pos : pos + h.size], h, keyless=keyless)
+        except BatchError:
+            if not h.compression and not verify_crc(mv, pos, h):
+                raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE) from None
+            raise
+        if keyless:
+            if not h.compression and not verify_crc(mv, pos, h):
+                raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
+            _refuse_keyless(topic, partition, keyless)
+        pos += h.size
+
+
+def _refuse_keyless(topic: str, partition: int, missing: list[int]) -> None:
+    """INVALID_RECORD naming every record without a key (by its index in the batch)."""
     reason = f"Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
     shown = ", ".join(f"(batchIndex={i}, message='{reason}')" for i in missing[:3])
     raise PartitionError(

@@ -10,6 +10,7 @@ from kafka import KafkaProducer
 
 from kbroker.records.batch import iter_headers, verify_crc
 from kbroker.records.record import iter_records
+from kbroker.records.validation import validate_records
 from kbroker.testing import BrokerThread
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -40,6 +41,8 @@ def _check(data_dir: Path, topic: str, codec: str) -> None:
         corrupt = bytearray(raw)
         corrupt[-1] ^= 0x01
         assert not verify_crc(bytes(corrupt))
+        validate_records(raw, h)  # type: ignore[arg-type]
+        validate_records(raw, h, full=True)  # type: ignore[arg-type]
         got += [(r.key, r.value, [(k, v) for k, v in r.headers]) for r in iter_records(raw)]
     assert got == [(k, v, hs) for k, v, hs in RECORDS]
 
