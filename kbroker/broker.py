@@ -44,7 +44,9 @@ class Broker:
         self.log_manager = LogManager(self.log_dirs, clock, self.default_log_config())
         self.metadata = MetadataManager(self.configs, self.log_manager, self.log_dirs, node_id=self.node_id,
                                         endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap)
-        self.replica_manager = ReplicaManager(self)
+        self.replica_manager = ReplicaManager(node_id=self.node_id, config=self.configs, partitions=self.metadata,
+                                              logs=self.log_manager.get_log, clock=clock)
+        self.metadata.on_topic_deleted.append(self.replica_manager.on_topic_deleted)
         self.groups = GroupCoordinator.for_broker(self)
         self.producer_ids = ProducerIdManager(self.log_dirs[0])
         self._connections: set[Connection] = set()

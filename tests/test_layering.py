@@ -33,7 +33,6 @@ FLOORS: list[set[str]] = [
 #: both when a new one appears and when one listed here is gone: the list only shrinks.
 KNOWN_UPWARD: set[tuple[str, str]] = {
     ("kbroker.groups", "kbroker.broker"),
-    ("kbroker.replica", "kbroker.broker"),
     ("kbroker.server", "kbroker.broker"),
 }
 
@@ -41,9 +40,9 @@ KNOWN_UPWARD: set[tuple[str, str]] = {
 KNOWN_IN_CIRCLES: set[str] = {
     "kbroker.broker", "kbroker.groups", "kbroker.groups.coordinator", "kbroker.groups.manager",
     "kbroker.groups.storage", "kbroker.handlers", "kbroker.handlers.api", "kbroker.handlers.api_versions",
-    "kbroker.replica.manager", "kbroker.server.connection", "kbroker.server.dispatch",
+    "kbroker.server.connection", "kbroker.server.dispatch",
     # package level
-    "kbroker.replica", "kbroker.server",
+    "kbroker.server",
 }
 
 

@@ -20,6 +20,7 @@ _INT_FIELDS = {
     "index.interval.bytes": "index_interval_bytes",
     "segment.index.bytes": "segment_index_bytes",
     "max.message.bytes": "max_message_bytes",
+    "min.insync.replicas": "min_insync_replicas",
 }
 _OPTIONAL_INT_FIELDS = {
     "flush.messages": "flush_interval_messages",
@@ -51,6 +52,13 @@ class LogConfig:
     retention_ms: int | None = 7 * DAY_MS
     retention_bytes: int | None = None
     cleanup_policy: str = "delete"
+    #: Replicas that must hold an acks=all write (checked by the replica manager).
+    min_insync_replicas: int = 1
+
+    @property
+    def compact(self) -> bool:
+        """True if ``cleanup.policy`` includes ``compact`` (every record needs a key)."""
+        return "compact" in self.cleanup_policy.split(",")
 
     def __post_init__(self) -> None:
         if self.segment_bytes < 14:

@@ -23,6 +23,7 @@ LOG_CONFIG_KEYS = (
     "retention.ms",
     "retention.bytes",
     "cleanup.policy",
+    "min.insync.replicas",
 )
 
 

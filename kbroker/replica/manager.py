@@ -14,15 +14,18 @@ has nothing to wait for while the ISR is this broker alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
+from kbroker.clock import Clock
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition
+from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.log.errors import LogError
+from kbroker.metadata.topic_names import is_internal
 from kbroker.records.batch import HEADER_SIZE, BatchError, peek_size
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
@@ -51,7 +54,6 @@ from kbroker.txn.config import (
 )
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
     from kbroker.log import PartitionLog
     from kbroker.log.partition_log import LogPosition
     from kbroker.metadata.model import PartitionInfo, TopicInfo
@@ -65,33 +67,52 @@ __all__ = [
 ]
 
 
+class PartitionSource(Protocol):
+    """Where partitions are and who leads them (the metadata manager, or a test's stand-in)."""
+
+    def partition(self, topic: str, index: int) -> PartitionInfo | None: ...
+
+
 class ReplicaManager:
     """The data path of every partition this broker hosts."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
+    def __init__(self, *, node_id: int, config: ConfigHolder, partitions: PartitionSource,
+                 logs: Callable[[str, int], PartitionLog | None], clock: Clock) -> None:
+        """``partitions`` answers where partitions are and who leads them (the metadata);
+        ``logs`` finds the local log of a partition."""
+        self._node_id = node_id
+        self._config = config
+        self._partitions = partitions
+        self._get_log = logs
+        self._clock = clock
         self._notifier = PartitionNotifier()
         self._stopped = False
         self._task_group: TaskGroup | None = None
+        current = config.current
         #: KIP-227 incremental fetch sessions, shared by every connection.
         self.fetch_sessions = FetchSessionCache(
-            broker.clock, max_sessions=int(broker.config.get("max.incremental.fetch.session.cache.slots")))
-        self._producer_expiration_check_ms = int_setting(broker.config, PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS)
-        self._expiration_of: tuple[object, int] = (None, 0)
+            clock, max_sessions=int(current.get("max.incremental.fetch.session.cache.slots")))
+        self._producer_expiration_check_ms = int_setting(current, PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS)
+        self._producer_expiration_ms = int_setting(current, PRODUCER_ID_EXPIRATION_MS)
+        config.subscribe(self._on_config)
+
+    def _on_config(self, config: BrokerConfig) -> None:
+        # producer.id.expiration.ms is dynamic (cluster-wide) in Kafka.
+        self._producer_expiration_ms = int_setting(config, PRODUCER_ID_EXPIRATION_MS)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, task_group: TaskGroup) -> None:
         """Hook into the broker's task group (for delayed operations) and metadata events."""
         self._task_group = task_group
         self._stopped = False
-        self.broker.metadata.on_topic_deleted.append(self._on_topic_deleted)
 
     async def stop(self) -> None:
         """Release every waiting fetch so in-flight long polls answer now."""
         self._stopped = True
         self._notifier.notify_all()
 
-    def _on_topic_deleted(self, topic: TopicInfo) -> None:
+    def on_topic_deleted(self, topic: TopicInfo) -> None:
+        """A topic is gone: wake the fetches waiting on its partitions."""
         # Waiting fetches re-read and report UNKNOWN_TOPIC_OR_PARTITION instead of sleeping on.
         for index in topic.partitions:
             self._notifier.notify(TopicPartition(topic.name, index))
@@ -104,12 +125,12 @@ class ReplicaManager:
     # -- lookup ----------------------------------------------------------------------------
     def _leader_log(self, tp: TopicPartition) -> tuple[PartitionInfo, PartitionLog]:
         """The partition and its local log, if this broker leads it; else PartitionError."""
-        info = self.broker.metadata.partition(tp.topic, tp.partition)
+        info = self._partitions.partition(tp.topic, tp.partition)
         if info is None:
             raise PartitionError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-        if info.leader != self.broker.node_id:
+        if info.leader != self._node_id:
             raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        plog = self.broker.log_manager.get_log(tp.topic, tp.partition)
+        plog = self._get_log(tp.topic, tp.partition)
         if plog is None or plog.closed:
             # Metadata says we lead it but the log is gone (deleted under us or offline dir).
             raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
@@ -178,46 +199,23 @@ class ReplicaManager:
     def _append_partition(self, tp: TopicPartition, records: bytes | bytearray | memoryview | None, *,
                           acks: int, internal: bool) -> AppendResult:
         info, plog = self._leader_log(tp)
-        if not internal:
-            topic = self.broker.metadata.topic(tp.topic)
-            if topic is not None and topic.internal:
-                raise PartitionError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {tp.topic}")
-        if acks == -1 and len(info.isr) < self._min_insync_replicas(tp.topic):
+        config = plog.config
+        if not internal and is_internal(tp.topic):
+            raise PartitionError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {tp.topic}")
+        if acks == -1 and len(info.isr) < config.min_insync_replicas:
             raise PartitionError(ErrorCode.NOT_ENOUGH_REPLICAS,
                                  f"The size of the current ISR {info.isr} is insufficient to satisfy "
-                                 f"the min.isr requirement of {self._min_insync_replicas(tp.topic)}")
+                                 f"the min.isr requirement of {config.min_insync_replicas}")
         _check_single_batch(records)
         assert records is not None
         if not internal:
-            validate_client_batches(tp.topic, tp.partition, records, max_message_bytes=plog.config.max_message_bytes,
-                                    compacted="compact" in self._cleanup_policy(tp.topic))
+            validate_client_batches(tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes,
+                                    compacted=config.compact)
         # Idle producer ids expire lazily here rather than from a timer task.
-        plog.maybe_expire_producers(self._producer_expiration_ms(), self._producer_expiration_check_ms)
+        plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
         result = plog.append(records, leader_epoch=info.leader_epoch)
         return AppendResult(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
                             log_start_offset=result.log_start_offset)
-
-    def _cleanup_policy(self, topic: str) -> str:
-        info = self.broker.metadata.topic(topic)
-        value = info.configs.get("cleanup.policy") if info is not None else None
-        if value is None:
-            policy = self.broker.config.get("log.cleanup.policy")
-            value = ",".join(policy) if isinstance(policy, list) else str(policy)
-        return value
-
-    def _producer_expiration_ms(self) -> int:
-        """``producer.id.expiration.ms``, which may change dynamically (re-read when the config does)."""
-        config = self.broker.config
-        seen, value = self._expiration_of
-        if seen is not config:
-            value = int_setting(config, PRODUCER_ID_EXPIRATION_MS)
-            self._expiration_of = (config, value)
-        return value
-
-    def _min_insync_replicas(self, topic: str) -> int:
-        info = self.broker.metadata.topic(topic)
-        value = info.configs.get("min.insync.replicas") if info is not None else None
-        return int(value) if value else int(self.broker.config.min_insync_replicas)
 
     # -- fetch -----------------------------------------------------------------------------
     async def fetch(self, partitions: Sequence[tuple[TopicPartition, PartitionFetch]],
@@ -236,7 +234,7 @@ class ReplicaManager:
                 or _answer_now(results, params.min_bytes)):
             return results
         positions: dict[int, tuple[PartitionLog, LogPosition]] = {}
-        clock = self.broker.clock
+        clock = self._clock
         deadline = clock.monotonic() + params.max_wait_ms / 1000.0
         keys = [tp for tp, _ in partitions]
         while True:

@@ -176,13 +176,13 @@ def test_dynamic_broker_configs_survive_restart(tmp_path: Path) -> None:
             ConfigEntry("producer.id.expiration.ms", "5000", incremental_operation=AlterConfigOpType.SET)])
         admin.incremental_alter_configs([res])[res].result(10)
         # The producer-id expiry in force is the new one at once, not the value read at start-up.
-        assert b.broker.replica_manager._producer_expiration_ms() == 5000
+        assert b.broker.replica_manager._producer_expiration_ms == 5000
     with BrokerThread(data) as b2:
         node = str(b2.broker.node_id)
         got = _broker_configs(_admin(b2), node)
         assert got["log.retention.ms"].value == "7200000" and got["log.retention.ms"].source == 2
         assert got["producer.id.expiration.ms"].value == "5000"
-        assert b2.broker.replica_manager._producer_expiration_ms() == 5000
+        assert b2.broker.replica_manager._producer_expiration_ms == 5000
         kp = KafkaAdminClient(bootstrap_servers=b2.bootstrap)
         try:
             # kafka-python lists the configs that differ from their defaults.
