@@ -24,7 +24,8 @@ class Broker:
     """One broker process's state; handlers reach everything through it."""
 
     def __init__(self, config: BrokerConfig, clock: Clock = SYSTEM_CLOCK) -> None:
-        from kbroker.groups import GroupCoordinator
+        from kbroker.groups import GroupConfig, GroupCoordinator
+        from kbroker.groups.storage import TopicOffsetsLog
         from kbroker.log import LogManager
         from kbroker.metadata.manager import MetadataManager
         from kbroker.replica.manager import ReplicaManager
@@ -47,7 +48,10 @@ class Broker:
         self.replica_manager = ReplicaManager(node_id=self.node_id, config=self.configs, partitions=self.metadata,
                                               logs=self.log_manager.get_log, clock=clock)
         self.metadata.on_topic_deleted.append(self.replica_manager.on_topic_deleted)
-        self.groups = GroupCoordinator.for_broker(self)
+        offsets_log = TopicOffsetsLog(
+            metadata=self.metadata, append_records=self.replica_manager.append_records, logs=self.log_manager.get_log,
+            clock=clock, default_partitions=lambda: self.config.offsets_topic_num_partitions)
+        self.groups = GroupCoordinator(GroupConfig.from_broker_config(self.config), clock, offsets_log)
         self.producer_ids = ProducerIdManager(self.log_dirs[0])
         self._connections: set[Connection] = set()
 

@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from anyio.abc import TaskGroup
 
@@ -33,11 +33,8 @@ from kbroker.groups.member import (
 )
 from kbroker.groups.records import OffsetAndMetadata
 from kbroker.groups.state import CAN_REBALANCE, GroupState
-from kbroker.groups.storage import OffsetsLog, TopicOffsetsLog
+from kbroker.groups.storage import OffsetsLog
 from kbroker.groups.timers import Scheduler, Timer
-
-if TYPE_CHECKING:
-    from kbroker.broker import Broker
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +141,6 @@ class GroupCoordinator:
         self._tg: TaskGroup | None = None
         self._loaded = False
         self._stopped = False
-
-    @classmethod
-    def for_broker(cls, broker: Broker) -> GroupCoordinator:
-        """A coordinator over the broker's ``__consumer_offsets`` topic."""
-        return cls(GroupConfig.from_broker_config(broker.config), broker.clock, TopicOffsetsLog(broker))
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -7,13 +7,19 @@ offsets.topic.num.partitions``, so their order is the order they were written in
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Protocol
 
+from kbroker.clock import Clock
+from kbroker.common import TopicPartition
 from kbroker.groups.errors import Errors
-
-if TYPE_CHECKING:
-    from kbroker.broker import Broker
+from kbroker.log import PartitionLog
+from kbroker.metadata.errors import Result
+from kbroker.metadata.model import TopicInfo
+from kbroker.records.batch import iter_headers
+from kbroker.records.builder import build_batch
+from kbroker.records.record import iter_records
+from kbroker.replica.types import AppendResult
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +109,31 @@ class MemoryOffsetsLog:
             yield from self.partitions[partition]
 
 
+class OffsetsTopicSource(Protocol):
+    """The metadata the offsets topic needs: look it up, and create it on first use."""
+
+    def topic(self, name: str) -> TopicInfo | None: ...
+
+    def ensure_internal_topic(self, name: str, num_partitions: int | None,
+                              configs: Mapping[str, str]) -> Result: ...
+
+
+#: The replica manager's append (``append_records(entries, acks=..., internal=...)``).
+AppendRecords = Callable[..., Awaitable[Mapping[TopicPartition, AppendResult]]]
+
+
 class TopicOffsetsLog:
     """The real ``__consumer_offsets`` topic, through the metadata, replica and log managers."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
+    def __init__(self, *, metadata: OffsetsTopicSource, append_records: AppendRecords,
+                 logs: Callable[[str, int], PartitionLog | None], clock: Clock,
+                 default_partitions: Callable[[], int]) -> None:
+        """``default_partitions`` gives ``offsets.topic.num.partitions`` (used until the topic exists)."""
+        self._metadata = metadata
+        self._append_records = append_records
+        self._get_log = logs
+        self._clock = clock
+        self._default_partitions = default_partitions
 
     @property
     def num_partitions(self) -> int:
@@ -116,31 +142,28 @@ class TopicOffsetsLog:
         As in Kafka, an existing topic's own count wins over the setting, so groups
         keep finding their records when the setting changes between restarts.
         """
-        topic = self.broker.metadata.topic(CONSUMER_OFFSETS)
-        return len(topic.partitions) if topic is not None else self.broker.config.offsets_topic_num_partitions
+        topic = self._metadata.topic(CONSUMER_OFFSETS)
+        return len(topic.partitions) if topic is not None else self._default_partitions()
 
     def exists(self) -> bool:
-        return self.broker.metadata.topic(CONSUMER_OFFSETS) is not None
+        return self._metadata.topic(CONSUMER_OFFSETS) is not None
 
     def ensure(self) -> bool:
         if self.exists():
             return True
-        code, message = self.broker.metadata.ensure_internal_topic(CONSUMER_OFFSETS, None, {"cleanup.policy": "compact"})
+        code, message = self._metadata.ensure_internal_topic(CONSUMER_OFFSETS, None, {"cleanup.policy": "compact"})
         if code != 0:
             log.warning("cannot create %s: %s", CONSUMER_OFFSETS, message)
         return self.exists()
 
     async def append(self, partition: int, records: Sequence[KeyValue]) -> Errors:
-        from kbroker.common import TopicPartition
-        from kbroker.records.builder import build_batch
-
         if not self.ensure():
             return Errors.COORDINATOR_NOT_AVAILABLE
-        now = self.broker.clock.time_ms()
+        now = self._clock.time_ms()
         batch = build_batch([(k, v, (), now) for k, v in records])
         tp = TopicPartition(CONSUMER_OFFSETS, partition)
         try:
-            result = (await self.broker.replica_manager.append_records({tp: batch}, acks=-1, internal=True))[tp]
+            result = (await self._append_records({tp: batch}, acks=-1, internal=True))[tp]
         except Exception:  # the caller answers its clients with an error; it must not die with them waiting
             log.exception("writing group records to %s-%d failed", CONSUMER_OFFSETS, partition)
             return Errors.NOT_COORDINATOR
@@ -151,10 +174,7 @@ class TopicOffsetsLog:
         return Errors.NONE
 
     def replay(self, partition: int) -> Iterator[KeyValue]:
-        from kbroker.records.batch import iter_headers
-        from kbroker.records.record import iter_records
-
-        plog = self.broker.log_manager.get_log(CONSUMER_OFFSETS, partition)
+        plog = self._get_log(CONSUMER_OFFSETS, partition)
         if plog is None:
             return
         offset = plog.log_start_offset

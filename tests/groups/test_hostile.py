@@ -163,21 +163,22 @@ def test_offsets_write_failure_on_a_real_broker(kafka_broker: BrokerThread, monk
 
     admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
     admin.create_topics([NewTopic("t", 1, 1)])["t"].result(10)
-    rm = kafka_broker.broker.replica_manager
-    original = rm.append_records
+    # The offsets topic's writes go through the append it was given at wiring time.
+    rm = kafka_broker.broker.groups.manager.log
+    original = rm._append_records
 
     async def failing(entries: Any, **kw: Any) -> Any:
         if kw.get("internal"):
             raise OSError(28, "No space left on device")
         return await original(entries, **kw)
 
-    monkeypatch.setattr(rm, "append_records", failing)
+    monkeypatch.setattr(rm, "_append_records", failing)
     c = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": "g", "enable.auto.commit": False})
     try:
         with pytest.raises(KafkaException) as err:
             c.commit(offsets=[TopicPartition("t", 0, 5)], asynchronous=False)
         assert err.value.args[0].code() == NOT_COORDINATOR
-        monkeypatch.setattr(rm, "append_records", original)
+        monkeypatch.setattr(rm, "_append_records", original)
         c.commit(offsets=[TopicPartition("t", 0, 5)], asynchronous=False)
         assert c.committed([TopicPartition("t", 0)], timeout=10)[0].offset == 5
     finally:
