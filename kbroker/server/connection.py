@@ -8,13 +8,14 @@ order also keeps a producer's pipelined batches in sequence.
 from __future__ import annotations
 
 import logging
+import struct
 from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import SocketStream
 
 from kbroker.codec import FrameReader, FrameTooLarge
-from kbroker.server.dispatch import CloseConnection, ResponseParts, dispatch
+from kbroker.server.dispatch import CloseConnection, ResponseParts, describe_request, dispatch
 from kbroker.server.session import Session
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _READ_SIZE = 256 * 1024
 _ANYIO_ASYNCIO = "anyio._backends._asyncio"
+_API = struct.Struct(">hh")
+#: Exceptions that are not a fault of the connection: they stop the task, as they should.
+_PASS_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 class Connection:
@@ -34,6 +38,8 @@ class Connection:
         host, port = _peer(stream)
         self.session = Session(listener=listener, client_host=host, client_port=port)
         self.busy = False
+        #: (API key, version) of the request being served, for the log line if it fails.
+        self.serving: tuple[int, int] | None = None
         self._idle_scope: anyio.CancelScope | None = None
 
     def close_when_idle(self) -> None:
@@ -57,6 +63,7 @@ class Connection:
                     reader.feed(data)
                     continue
                 self.busy = True
+                self.serving = _API.unpack_from(frame) if len(frame) >= 4 else (-1, -1)
                 try:
                     response = await dispatch(self.broker, self.session, frame)
                     # Drop the request before sending: nothing of it is needed any more.
@@ -68,14 +75,27 @@ class Connection:
                     response = None
                 finally:
                     self.busy = False
+                self.serving = None
         except (FrameTooLarge, CloseConnection) as e:
             log.warning("closing connection from %s:%d: %s", self.session.client_host,
                         self.session.client_port, e)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
             pass
+        except BaseException as e:
+            # A fault in serving one request closes this connection only; the broker serves on.
+            if isinstance(e, (*_PASS_THROUGH, anyio.get_cancelled_exc_class())):
+                raise
+            self._log_failure(e)
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
+
+    def _log_failure(self, e: BaseException) -> None:
+        if self.serving is not None:
+            what = describe_request(self.session, *self.serving)
+        else:
+            what = f"connection from {self.session.client_host}:{self.session.client_port}"
+        log.error("closing connection: %s failed: %s: %s", what, type(e).__name__, e, exc_info=e)
 
 
 async def send_parts(stream: SocketStream, parts: ResponseParts) -> None:
