@@ -8,19 +8,22 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
-from anyio.abc import SocketStream, TaskGroup
+from anyio.abc import SocketListener, SocketStream, TaskGroup
 
 from kbroker import heap
 from kbroker.clock import SYSTEM_CLOCK, Clock
-from kbroker.server.connection import Connection
+from kbroker.server.connection import Connection, peer_address
+from kbroker.server.limits import ConnectionQuotas
 
 if TYPE_CHECKING:
     from kbroker.config import BrokerConfig
 
 log = logging.getLogger("kbroker")
+#: Pause after a failed accept() (EMFILE and the like), doubling up to the maximum.
+_ACCEPT_BACKOFF = (0.05, 1.0)
 
 
 class Broker:
@@ -49,6 +52,7 @@ class Broker:
         self.groups = GroupCoordinator.for_broker(self)
         self.producer_ids = ProducerIdManager(self.log_dirs[0])
         self._connections: set[Connection] = set()
+        self.quotas = ConnectionQuotas()
 
     def default_log_config(self):  # type: ignore[no-untyped-def]
         from kbroker.metadata.log_config import log_config_for
@@ -88,18 +92,56 @@ class Broker:
             adv_host = (adv.host if adv and adv.host else host) or "127.0.0.1"
             adv_port = adv.port if adv and adv.port else port
             self.endpoints[ls.name] = (adv_host, adv_port)
-            tg.start_soon(listener.serve, self._handler(ls.name))
+            for sock_listener in listener.listeners:
+                tg.start_soon(self._accept_loop, cast(SocketListener, sock_listener), ls.name, tg)
 
-    def _handler(self, name: str):  # type: ignore[no-untyped-def]
-        async def handle(stream: SocketStream) -> None:
+    async def _accept_loop(self, listener: SocketListener, name: str, tg: TaskGroup) -> None:
+        """Accept connections until the listener closes; a failing accept() (out of file
+        descriptors, say) pauses accepting instead of ending the broker."""
+        delay = _ACCEPT_BACKOFF[0]
+        failing = False
+        async with listener:
+            while True:
+                await self.quotas.wait_for_slot(self.config)
+                try:
+                    stream = await listener.accept()
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                except ConnectionError:
+                    continue  # that one connection went away before it was accepted
+                except OSError as e:
+                    if not failing:
+                        log.error("cannot accept connections on listener %s: %s; retrying until it recovers",
+                                  name, e.strerror or e)
+                        failing = True
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, _ACCEPT_BACKOFF[1])
+                    continue
+                if failing:
+                    log.info("accepting connections on listener %s again", name)
+                    failing, delay = False, _ACCEPT_BACKOFF[0]
+                host = peer_address(stream)[0]
+                over = self.quotas.admit(self.config, host)
+                if over is not None:
+                    log.info("rejected connection from %s: it already has the maximum of %d connections",
+                             host, over)
+                    with anyio.CancelScope(shield=True):
+                        await stream.aclose()
+                    continue
+                tg.start_soon(self._serve_connection, stream, name, host)
+
+    async def _serve_connection(self, stream: SocketStream, name: str, host: str) -> None:
+        try:
             conn = Connection(self, stream, name)
             self._connections.add(conn)
             try:
                 await conn.run()
             finally:
                 self._connections.discard(conn)
-
-        return handle
+        except Exception:  # Connection.run handles its own faults; this is the last guard
+            log.exception("connection from %s failed", host)
+        finally:
+            self.quotas.release(host)
 
     async def shutdown(self, grace_seconds: float = 10.0) -> None:
         """Stop taking requests, let in-flight ones finish, then flush and close the logs."""
@@ -120,9 +162,25 @@ class Broker:
         self.log_manager.shutdown()
 
 
+def raise_fd_limit() -> None:
+    """Raise the soft limit of open files to the hard limit: every connection and
+    segment holds a file descriptor, and the usual soft default (1024) is soon spent."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as e:  # macOS refuses RLIM_INFINITY: keep the soft limit
+            log.warning("cannot raise the open file limit from %d to %d: %s", soft, hard, e)
+
+
 def run(config: BrokerConfig) -> int:
     """Run a broker until SIGTERM or SIGINT; the ``kbroker serve`` entry point."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_fd_limit()
 
     async def main() -> None:
         broker = Broker(config)

@@ -7,6 +7,7 @@ and the internal topics' replication factors are 1.
 
 from __future__ import annotations
 
+from kbroker.config.listeners import check_ip_overrides
 from kbroker.config.types import (
     INT_MAX,
     LONG_MAX,
@@ -48,6 +49,10 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("listener.security.protocol.map", LIST, ["PLAINTEXT:PLAINTEXT"], "Maps listener names to security protocols; only PLAINTEXT is supported.", (), PB),
     ConfigDef("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts, in bytes.", (at_least(1),), RO),
     ConfigDef("message.max.bytes", INT, 1048588, "Largest record batch size allowed (topic: max.message.bytes).", (at_least(0),), CW),
+    # --- connection limits
+    ConfigDef("max.connections", INT, INT_MAX, "Connections the broker keeps open at most; at the limit it stops accepting until one closes.", (at_least(0),), CW),
+    ConfigDef("max.connections.per.ip", INT, INT_MAX, "Connections one client address may have open; more are closed at once.", (at_least(0),), CW),
+    ConfigDef("max.connections.per.ip.overrides", STR, "", "Per-address exceptions to max.connections.per.ip, as host:count,host:count.", (check_ip_overrides,), CW),
     # --- log storage
     ConfigDef("log.dirs", LIST, None, "Comma-separated data directories; overrides log.dir.", (non_empty,), RO),
     ConfigDef("log.dir", STR, "./kbroker-data", "Data directory, used when log.dirs is unset.", (non_empty,), RO),

@@ -35,7 +35,7 @@ class Connection:
     def __init__(self, broker: Broker, stream: SocketStream, listener: str) -> None:
         self.broker = broker
         self.stream = stream
-        host, port = _peer(stream)
+        host, port = peer_address(stream)
         self.session = Session(listener=listener, client_host=host, client_port=port)
         self.busy = False
         #: (API key, version) of the request being served, for the log line if it fails.
@@ -116,7 +116,8 @@ async def send_parts(stream: SocketStream, parts: ResponseParts) -> None:
     await stream.send(b"")
 
 
-def _peer(stream: SocketStream) -> tuple[str, int]:
+def peer_address(stream: SocketStream) -> tuple[str, int]:
+    """The client's (host, port), or ("unknown", -1) where the transport has none."""
     try:
         addr = stream.extra(anyio.abc.SocketAttribute.remote_address)
         if isinstance(addr, tuple):

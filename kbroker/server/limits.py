@@ -1,0 +1,128 @@
+"""Connection quotas and the request memory budget, shared by every connection.
+
+``max.connections`` and ``max.connections.per.ip`` (with its overrides) follow Kafka's
+``ConnectionQuotas``: at the broker-wide limit the listener stops accepting until a
+connection closes (the kernel's backlog holds new ones meanwhile); over an address's
+limit a new connection is closed at once.
+
+``queued.max.request.bytes`` follows Kafka's memory pool: request bytes read from the
+sockets and not yet served are counted, and once the budget is spent connections stop
+reading (backpressure) instead of buffering more.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections import Counter
+from typing import Any
+
+import anyio
+
+from kbroker.config.listeners import parse_ip_overrides
+
+log = logging.getLogger(__name__)
+
+
+def _resolve(host: str) -> set[str]:
+    """The addresses ``host`` stands for (itself when it is an address literal)."""
+    try:
+        return {str(ipaddress.ip_address(host))}
+    except ValueError:
+        pass
+    try:
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except OSError as e:
+        log.warning("max.connections.per.ip.overrides: cannot resolve %s: %s", host, e)
+        return set()
+
+
+class ConnectionQuotas:
+    """Counts open connections, overall and per client address."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.per_ip: Counter[str] = Counter()
+        self._slot: anyio.Event | None = None
+        self._overrides_raw: str | None = None
+        self._overrides: dict[str, int] = {}
+
+    def _limit_for(self, config: Any, host: str) -> int:
+        raw = config.get("max.connections.per.ip.overrides")
+        if raw != self._overrides_raw:  # parsed (and names resolved) once per value
+            self._overrides = {addr: n for name, n in parse_ip_overrides(raw).items() for addr in _resolve(name)}
+            self._overrides_raw = raw
+        return self._overrides.get(host, int(config.get("max.connections.per.ip")))
+
+    async def wait_for_slot(self, config: Any) -> None:
+        """Return once fewer than ``max.connections`` connections are open."""
+        while self.total >= int(config.get("max.connections")):
+            if self._slot is None or self._slot.is_set():
+                self._slot = anyio.Event()
+            await self._slot.wait()
+
+    def admit(self, config: Any, host: str) -> int | None:
+        """Count a new connection from ``host``; returns the limit instead when it is over it."""
+        limit = self._limit_for(config, host)
+        if self.per_ip[host] >= limit:
+            return limit
+        self.per_ip[host] += 1
+        self.total += 1
+        return None
+
+    def release(self, host: str) -> None:
+        """A connection admitted by :meth:`admit` closed."""
+        self.total -= 1
+        self.per_ip[host] -= 1
+        if self.per_ip[host] <= 0:
+            del self.per_ip[host]
+        if self._slot is not None:
+            self._slot.set()
+
+
+class RequestMemory:
+    """The budget of request bytes buffered over all connections (``queued.max.request.bytes``).
+
+    A connection accounts what it buffers; a request is admitted in full once its size is
+    known (as Kafka allocates a request's whole buffer), so an admitted request can always
+    be read to its end while others wait. A request larger than the whole budget is
+    admitted when nothing else is buffered.
+    """
+
+    def __init__(self, limit: int) -> None:
+        #: The budget in bytes; <= 0 means unbounded.
+        self.limit = limit
+        #: Bytes accounted now, over all connections.
+        self.used = 0
+        self._released: anyio.Event | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        return 0 < self.limit <= self.used
+
+    def try_take(self, n: int, held: int) -> bool:
+        """Account ``n`` more bytes for a connection holding ``held`` if the budget allows."""
+        if self.limit <= 0 or self.used + n <= self.limit or self.used == held:
+            self.used += n
+            return True
+        return False
+
+    def take(self, n: int) -> None:
+        """Account ``n`` bytes already in memory."""
+        self.used += n
+
+    def give(self, n: int) -> None:
+        """Return ``n`` accounted bytes and wake connections waiting for room."""
+        if n <= 0:
+            return
+        self.used -= n
+        if self._released is not None:
+            self._released.set()
+            self._released = None
+
+    async def wait(self) -> None:
+        """Wait until some bytes are returned."""
+        if self._released is None:
+            self._released = anyio.Event()
+        await self._released.wait()
