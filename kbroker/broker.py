@@ -16,7 +16,7 @@ from anyio.abc import SocketListener, SocketStream, TaskGroup
 from kbroker import heap
 from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.server.connection import Connection, peer_address
-from kbroker.server.limits import ConnectionQuotas
+from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
 if TYPE_CHECKING:
     from kbroker.config import BrokerConfig
@@ -53,6 +53,7 @@ class Broker:
         self.producer_ids = ProducerIdManager(self.log_dirs[0])
         self._connections: set[Connection] = set()
         self.quotas = ConnectionQuotas()
+        self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
 
     def default_log_config(self):  # type: ignore[no-untyped-def]
         from kbroker.metadata.log_config import log_config_for

@@ -53,6 +53,8 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("max.connections", INT, INT_MAX, "Connections the broker keeps open at most; at the limit it stops accepting until one closes.", (at_least(0),), CW),
     ConfigDef("max.connections.per.ip", INT, INT_MAX, "Connections one client address may have open; more are closed at once.", (at_least(0),), CW),
     ConfigDef("max.connections.per.ip.overrides", STR, "", "Per-address exceptions to max.connections.per.ip, as host:count,host:count.", (check_ip_overrides,), CW),
+    ConfigDef("queued.max.request.bytes", LONG, 104857600, "Request bytes buffered over all connections before the broker stops reading from sockets; -1 is unbounded (Kafka's default).", (), RO),
+    ConfigDef("connections.max.idle.ms", LONG, 600000, "Connections with no request bytes arriving for this long are closed, half-sent requests included.", (at_least(1),), RO),
     # --- log storage
     ConfigDef("log.dirs", LIST, None, "Comma-separated data directories; overrides log.dir.", (non_empty,), RO),
     ConfigDef("log.dir", STR, "./kbroker-data", "Data directory, used when log.dirs is unset.", (non_empty,), RO),

@@ -41,6 +41,12 @@ class Connection:
         #: (API key, version) of the request being served, for the log line if it fails.
         self.serving: tuple[int, int] | None = None
         self._idle_scope: anyio.CancelScope | None = None
+        self.reader = FrameReader(broker.config.socket_request_max_bytes)
+        #: Bytes of the broker's request memory budget this connection holds.
+        self._held = 0
+        #: Whether the request being read was admitted in full (see RequestMemory).
+        self._admitted = False
+        self._idle_seconds = int(broker.config.get("connections.max.idle.ms")) / 1000
 
     def close_when_idle(self) -> None:
         """Shutdown: end the loop now if idle, else after the request in flight."""
@@ -48,19 +54,15 @@ class Connection:
             self._idle_scope.cancel()
 
     async def run(self) -> None:
-        reader = FrameReader(self.broker.config.socket_request_max_bytes)
+        """Serve the connection until the client closes it, it idles out, or the broker stops."""
+        reader = self.reader
         stream = self.stream
         try:
             while not self.broker.stopping:
                 frame = reader.next_frame()
                 if frame is None:
-                    with anyio.CancelScope() as scope:
-                        self._idle_scope = scope
-                        data = await stream.receive(_READ_SIZE)
-                    self._idle_scope = None
-                    if scope.cancelled_caught:
+                    if not await self._receive():
                         return
-                    reader.feed(data)
                     continue
                 self.busy = True
                 self.serving = _API.unpack_from(frame) if len(frame) >= 4 else (-1, -1)
@@ -76,6 +78,7 @@ class Connection:
                 finally:
                     self.busy = False
                 self.serving = None
+                self._account()  # the served request's bytes go back to the budget
         except (FrameTooLarge, CloseConnection) as e:
             log.warning("closing connection from %s:%d: %s", self.session.client_host,
                         self.session.client_port, e)
@@ -87,8 +90,57 @@ class Connection:
                 raise
             self._log_failure(e)
         finally:
+            self.broker.request_memory.give(self._held, admitted=self._admitted)
+            self._held, self._admitted = 0, False
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
+
+    async def _receive(self) -> bool:
+        """Read more request bytes within the memory budget; False when the connection
+        was idle for ``connections.max.idle.ms`` or is closed for shutdown."""
+        reader, memory = self.reader, self.broker.request_memory
+        with anyio.CancelScope(deadline=anyio.current_time() + self._idle_seconds) as scope:
+            self._idle_scope = scope
+            size = reader.frame_size
+            if size >= 0:
+                # As Kafka allocates a request's whole buffer: once admitted, a request can
+                # always be read to its end, so requests in progress cannot starve each other.
+                want = 4 + size
+                if not self._admitted and want > self._held:
+                    while not memory.try_admit(want - self._held):
+                        await memory.wait()
+                    self._held = want
+                    self._admitted = True
+            else:
+                while memory.exhausted:  # backpressure: leave further bytes in the socket
+                    await memory.wait()
+            data = await self.stream.receive(_READ_SIZE)
+        self._idle_scope = None
+        if scope.cancelled_caught:
+            if not self.broker.stopping:
+                log.debug("closing connection from %s:%d: idle for connections.max.idle.ms",
+                          self.session.client_host, self.session.client_port)
+            return False
+        self.reader.feed(data)
+        self._account()
+        return True
+
+    def _account(self) -> None:
+        """Bring the bytes this connection holds of the budget in line with what it buffers
+        (an admitted request in progress keeps its whole size)."""
+        reader, memory = self.reader, self.broker.request_memory
+        held = reader.buffered
+        size = reader.frame_size
+        if self._admitted and size >= 0:
+            held = max(held, 4 + size)  # still reading the admitted request
+        if held > self._held:
+            memory.take(held - self._held)
+        else:
+            done = self._admitted and size < 0  # the admitted request was served
+            memory.give(self._held - held, admitted=done)
+            if done:
+                self._admitted = False
+        self._held = held
 
     def _log_failure(self, e: BaseException) -> None:
         if self.serving is not None:

@@ -86,8 +86,10 @@ class RequestMemory:
 
     A connection accounts what it buffers; a request is admitted in full once its size is
     known (as Kafka allocates a request's whole buffer), so an admitted request can always
-    be read to its end while others wait. A request larger than the whole budget is
-    admitted when nothing else is buffered.
+    be read to its end while others wait. When no request is admitted one is, whatever its
+    size, so the bytes of half-read requests cannot block each other for good. Buffered
+    bytes therefore stay within the budget plus one request plus one socket read
+    (256 KiB) per connection that was reading when the budget ran out.
     """
 
     def __init__(self, limit: int) -> None:
@@ -95,16 +97,21 @@ class RequestMemory:
         self.limit = limit
         #: Bytes accounted now, over all connections.
         self.used = 0
+        #: Connections waiting for room.
+        self.waiting = 0
+        #: Connections holding an admitted request that is not yet served.
+        self.admitted = 0
         self._released: anyio.Event | None = None
 
     @property
     def exhausted(self) -> bool:
         return 0 < self.limit <= self.used
 
-    def try_take(self, n: int, held: int) -> bool:
-        """Account ``n`` more bytes for a connection holding ``held`` if the budget allows."""
-        if self.limit <= 0 or self.used + n <= self.limit or self.used == held:
+    def try_admit(self, n: int) -> bool:
+        """Account ``n`` more bytes to admit a request, if the budget allows."""
+        if self.limit <= 0 or self.used + n <= self.limit or self.admitted == 0:
             self.used += n
+            self.admitted += 1
             return True
         return False
 
@@ -112,9 +119,11 @@ class RequestMemory:
         """Account ``n`` bytes already in memory."""
         self.used += n
 
-    def give(self, n: int) -> None:
-        """Return ``n`` accounted bytes and wake connections waiting for room."""
-        if n <= 0:
+    def give(self, n: int, admitted: bool = False) -> None:
+        """Return ``n`` accounted bytes (and an admission) and wake connections waiting for room."""
+        if admitted:
+            self.admitted -= 1
+        if n <= 0 and not admitted:
             return
         self.used -= n
         if self._released is not None:
@@ -125,4 +134,8 @@ class RequestMemory:
         """Wait until some bytes are returned."""
         if self._released is None:
             self._released = anyio.Event()
-        await self._released.wait()
+        self.waiting += 1
+        try:
+            await self._released.wait()
+        finally:
+            self.waiting -= 1
