@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,6 +46,7 @@ class Broker:
         #: tune process-wide state such as the garbage collector (see :mod:`kbroker.heap`).
         self.owns_process = False
         self.log_dirs = [Path(d) for d in config.log_dirs]
+        check_log_dirs(self.log_dirs)
         #: Advertised (host, port) per listener name, known once the listeners are bound.
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.log_manager = LogManager(self.log_dirs, clock, self.default_log_config())
@@ -68,9 +71,14 @@ class Broker:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Broker]:
-        """Bind every listener and serve until the block exits, then stop cleanly."""
+        """Bind every listener and serve until the block exits, then stop cleanly.
+
+        Raises :class:`StartupError` when a listener cannot be bound.
+        """
+        bound = await self._bind()
         async with anyio.create_task_group() as tg:
-            await self._bind(tg)
+            for name, listener in bound:
+                tg.start_soon(self._accept_loop, listener, name, tg)
             await self.replica_manager.start(tg)
             await self.groups.start(tg)
             try:
@@ -80,21 +88,26 @@ class Broker:
                     await self.shutdown()
                 tg.cancel_scope.cancel()
 
-    async def _bind(self, tg: TaskGroup) -> None:
+    async def _bind(self) -> list[tuple[str, SocketListener]]:
+        """Bind every listener and note its advertised endpoint; on failure none stays bound."""
         advertised = {ls.name: ls for ls in self.config.advertised_listeners}
-        for ls in self.config.listeners:
-            host = ls.host or "0.0.0.0"
-            listener = await anyio.create_tcp_listener(local_host=host, local_port=ls.port, reuse_port=False)
-            port = ls.port
-            for sock_listener in listener.listeners:
-                port = sock_listener.extra(anyio.abc.SocketAttribute.local_port)
-                break
-            adv = advertised.get(ls.name)
-            adv_host = (adv.host if adv and adv.host else host) or "127.0.0.1"
-            adv_port = adv.port if adv and adv.port else port
-            self.endpoints[ls.name] = (adv_host, adv_port)
-            for sock_listener in listener.listeners:
-                tg.start_soon(self._accept_loop, cast(SocketListener, sock_listener), ls.name, tg)
+        bound: list[tuple[str, SocketListener]] = []
+        try:
+            for ls in self.config.listeners:
+                listeners = await _listen(ls.host, ls.port)
+                bound += [(ls.name, listener) for listener in listeners]
+                port = listeners[0].extra(anyio.abc.SocketAttribute.local_port)
+                adv = advertised.get(ls.name)
+                # As Kafka: a listener on every interface advertises this machine's name.
+                adv_host = adv.host if adv and adv.host else ls.host or socket.getfqdn()
+                adv_port = adv.port if adv and adv.port else port
+                self.endpoints[ls.name] = (adv_host, adv_port)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for _, listener in bound:
+                    await listener.aclose()
+            raise
+        return bound
 
     async def _accept_loop(self, listener: SocketListener, name: str, tg: TaskGroup) -> None:
         """Accept connections until the listener closes; a failing accept() (out of file
@@ -163,6 +176,43 @@ class Broker:
         self.log_manager.shutdown()
 
 
+class StartupError(Exception):
+    """The broker cannot start (a port in use, an unusable data directory); the message says why."""
+
+
+async def _listen(host: str, port: int) -> list[SocketListener]:
+    """Sockets listening on ``host:port``: every interface (IPv4 and IPv6) for an empty
+    host, and both 127.0.0.1 and ::1 for ``localhost``, which clients may resolve to either."""
+    where = f"{host or '*'}:{port}"
+    try:
+        multi = await anyio.create_tcp_listener(local_host=host or None, local_port=port, reuse_port=False)
+    except OSError as e:
+        raise StartupError(f"cannot listen on {where}: {e.strerror or e}") from e
+    listeners = [cast(SocketListener, listener) for listener in multi.listeners]
+    if host.lower() == "localhost" and socket.has_ipv6:
+        families = {listener.extra(anyio.abc.SocketAttribute.family) for listener in listeners}
+        if socket.AF_INET6 not in families:
+            bound_port = listeners[0].extra(anyio.abc.SocketAttribute.local_port)
+            try:
+                extra = await anyio.create_tcp_listener(local_host="::1", local_port=bound_port)
+            except OSError as e:  # no IPv6 loopback here: IPv4 alone will do
+                log.debug("not listening on [::1]:%d: %s", bound_port, e)
+            else:
+                listeners += [cast(SocketListener, listener) for listener in extra.listeners]
+    return listeners
+
+
+def check_log_dirs(dirs: list[Path]) -> None:
+    """Create the data directories and check that files can be written in them."""
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=d):
+                pass
+        except OSError as e:
+            raise StartupError(f"data directory {d} is not usable: {e.strerror or e}") from e
+
+
 def raise_fd_limit() -> None:
     """Raise the soft limit of open files to the hard limit: every connection and
     segment holds a file descriptor, and the usual soft default (1024) is soon spent."""
@@ -184,7 +234,10 @@ def run(config: BrokerConfig) -> int:
     raise_fd_limit()
 
     async def main() -> None:
-        broker = Broker(config)
+        try:
+            broker = Broker(config)
+        except OSError as e:  # reading the data directories
+            raise StartupError(f"cannot load the data directories: {e}") from e
         broker.owns_process = True
         # Logs, indexes and metadata are loaded: keep them out of full collections.
         heap.settle("start-up", collect=True)

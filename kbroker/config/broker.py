@@ -10,6 +10,7 @@ File, environment and overrides all count as ``STATIC_BROKER_CONFIG``.
 from __future__ import annotations
 
 import base64
+import difflib
 import logging
 import os
 import uuid
@@ -51,6 +52,12 @@ def parse_override(text: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise ConfigError(f"--override expects key=value, got {text!r}")
     return key.strip(), value
+
+
+def did_you_mean(name: str, known: Iterable[str] = BROKER_CONFIGS) -> str:
+    """``; did you mean 'x'?`` naming the known name closest to ``name``, or ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def generate_cluster_id() -> str:
@@ -129,7 +136,8 @@ class BrokerConfig:
                 continue
             key = _ENV_TO_KEY.get(name)
             if key is None:
-                log.warning("Unknown broker config environment variable %s is ignored", name)
+                log.warning("Unknown broker config environment variable %s is ignored%s", name,
+                            did_you_mean(name, _ENV_TO_KEY))
                 continue
             env_pairs.append((key, environ[name]))
         self._add_layer(env_pairs, _env_origin)
@@ -160,7 +168,7 @@ class BrokerConfig:
         for key, raw in updates.items():
             definition = BROKER_CONFIGS.get(key)
             if definition is None:
-                raise ConfigError(f"Unknown broker config: {key}", key)
+                raise ConfigError(f"Unknown broker config: {key}{did_you_mean(key)}", key)
             if definition.read_only:
                 raise ConfigError(f"Cannot update these configs dynamically: {key}", key)
             if raw is None:
@@ -176,7 +184,7 @@ class BrokerConfig:
             origin = origin_of(key)
             definition = BROKER_CONFIGS.get(key)
             if definition is None:
-                log.warning("Unknown broker config %r (from %s) is ignored", key, origin)
+                log.warning("Unknown broker config %r (from %s) is ignored%s", key, origin, did_you_mean(key))
                 self._unknown[key] = raw
                 continue
             self._static[key] = _Setting(raw, definition.parse(raw, origin), origin)
