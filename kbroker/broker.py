@@ -99,7 +99,7 @@ class Broker:
                 port = listeners[0].extra(anyio.abc.SocketAttribute.local_port)
                 adv = advertised.get(ls.name)
                 # As Kafka: a listener on every interface advertises this machine's name.
-                adv_host = adv.host if adv and adv.host else ls.host or socket.getfqdn()
+                adv_host = adv.host if adv and adv.host else ls.host or host_name()
                 adv_port = adv.port if adv and adv.port else port
                 self.endpoints[ls.name] = (adv_host, adv_port)
         except BaseException:
@@ -174,6 +174,15 @@ class Broker:
                     break
                 await anyio.sleep(0.01)
         self.log_manager.shutdown()
+
+
+def host_name() -> str:
+    """This machine's name for clients: its fully qualified name (as Kafka takes the
+    canonical host name), or its plain host name when that only says ``localhost``."""
+    name = socket.getfqdn()
+    if not name or name.startswith("localhost"):
+        name = socket.gethostname() or name
+    return name
 
 
 class StartupError(Exception):

@@ -35,7 +35,8 @@ log = logging.getLogger("kbroker.config")
 ENV_PREFIX = "KBROKER_"
 _MS_PER_MINUTE = 60_000
 _MS_PER_HOUR = 3_600_000
-_ALL_INTERFACES_V4 = "0.0.0.0"
+#: Wildcard addresses: a listener may bind them, clients cannot connect to them.
+_ALL_INTERFACES = ("0.0.0.0", "::")
 
 
 def env_var_name(key: str) -> str:
@@ -235,9 +236,7 @@ class BrokerConfig:
                     "listeners",
                 )
         raw_advertised = self.get("advertised.listeners")
-        if raw_advertised is None:
-            return listeners, list(listeners)
-        advertised = parse_listener_list("advertised.listeners", raw_advertised)
+        advertised = [] if raw_advertised is None else parse_listener_list("advertised.listeners", raw_advertised)
         names = {listener.name for listener in listeners}
         for listener in advertised:
             if listener.name not in names:
@@ -246,13 +245,25 @@ class BrokerConfig:
                     "a listener name in listeners",
                     "advertised.listeners",
                 )
-            if listener.host == _ALL_INTERFACES_V4:
+            if listener.host in _ALL_INTERFACES:
                 raise ConfigError(
                     "Invalid value for configuration advertised.listeners: cannot advertise the "
-                    "non-routable address 0.0.0.0",
+                    f"non-routable address {listener.host}",
                     "advertised.listeners",
                 )
-        return listeners, advertised
+        # As Kafka: a listener advertises itself unless advertised.listeners names it, and
+        # clients cannot connect to a wildcard address (an empty host advertises the host name).
+        named = {listener.name for listener in advertised if listener.host}
+        for listener in listeners:
+            if listener.host in _ALL_INTERFACES and listener.name not in named:
+                raise ConfigError(
+                    f"Invalid value for configuration listeners: {listener} cannot be advertised to "
+                    f"clients (non-routable address {listener.host}); set advertised.listeners for "
+                    f"{listener.name}, or leave the host empty ({listener.name}://:{listener.port}) "
+                    "to advertise this machine's host name",
+                    "listeners",
+                )
+        return listeners, advertised if raw_advertised is not None else list(listeners)
 
     # ----------------------------------------------------------------- generic access
 

@@ -44,7 +44,7 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("node.id", INT, 1, "The id of this node.", (at_least(0),), RO),
     ConfigDef("broker.id", INT, None, "Alias of node.id; if both are set they must agree.", (at_least(0),), RO),
     ConfigDef("cluster.id", STR, None, "Cluster id; generated on first start and stored in the data directory when unset.", (non_empty,), RO),
-    ConfigDef("listeners", LIST, ["PLAINTEXT://127.0.0.1:9092"], "Comma-separated NAME://host:port to listen on; an empty host binds all interfaces, port 0 picks a free port.", (non_empty,), PB),
+    ConfigDef("listeners", LIST, ["PLAINTEXT://127.0.0.1:9092"], "Comma-separated NAME://host:port to listen on; an empty host binds all interfaces and advertises the host name, localhost binds 127.0.0.1 and ::1, port 0 picks a free port.", (non_empty,), PB),
     ConfigDef("advertised.listeners", LIST, None, "Listeners given to clients in metadata; defaults to listeners.", (), PB),
     ConfigDef("listener.security.protocol.map", LIST, ["PLAINTEXT:PLAINTEXT"], "Maps listener names to security protocols; only PLAINTEXT is supported.", (), PB),
     ConfigDef("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts, in bytes.", (at_least(1),), RO),
