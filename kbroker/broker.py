@@ -123,10 +123,10 @@ class Broker:
                     return
                 except ConnectionError:
                     continue  # that one connection went away before it was accepted
-                except OSError as e:
+                except Exception as e:  # EMFILE, ENFILE, ENOBUFS...: wait for resources to free up
                     if not failing:
                         log.error("cannot accept connections on listener %s: %s; retrying until it recovers",
-                                  name, e.strerror or e)
+                                  name, (e.strerror if isinstance(e, OSError) else None) or e)
                         failing = True
                     await anyio.sleep(delay)
                     delay = min(delay * 2, _ACCEPT_BACKOFF[1])
