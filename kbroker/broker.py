@@ -135,6 +135,7 @@ class Broker:
                     log.info("accepting connections on listener %s again", name)
                     failing, delay = False, _ACCEPT_BACKOFF[0]
                 host = peer_address(stream)[0]
+                await self.quotas.refresh(self.config)
                 over = self.quotas.admit(self.config, host)
                 if over is not None:
                     log.info("rejected connection from %s: it already has the maximum of %d connections",

@@ -38,6 +38,18 @@ def _resolve(host: str) -> set[str]:
         return set()
 
 
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve_all(overrides: dict[str, int]) -> dict[str, int]:
+    return {addr: n for name, n in overrides.items() for addr in _resolve(name)}
+
+
 class ConnectionQuotas:
     """Counts open connections, overall and per client address."""
 
@@ -48,11 +60,21 @@ class ConnectionQuotas:
         self._overrides_raw: str | None = None
         self._overrides: dict[str, int] = {}
 
-    def _limit_for(self, config: Any, host: str) -> int:
+    async def refresh(self, config: Any) -> None:
+        """Take up a changed ``max.connections.per.ip.overrides`` (host names resolved off the loop)."""
         raw = config.get("max.connections.per.ip.overrides")
-        if raw != self._overrides_raw:  # parsed (and names resolved) once per value
-            self._overrides = {addr: n for name, n in parse_ip_overrides(raw).items() for addr in _resolve(name)}
+        if raw != self._overrides_raw:
             self._overrides_raw = raw
+            try:
+                parsed = parse_ip_overrides(raw)
+                if any(not _is_address(name) for name in parsed):
+                    self._overrides = await anyio.to_thread.run_sync(_resolve_all, parsed)
+                else:
+                    self._overrides = {str(ipaddress.ip_address(name)): n for name, n in parsed.items()}
+            except Exception as e:  # validated when set; keep serving with what was in force
+                log.error("cannot apply max.connections.per.ip.overrides=%r: %s", raw, e)
+
+    def _limit_for(self, config: Any, host: str) -> int:
         return self._overrides.get(host, int(config.get("max.connections.per.ip")))
 
     async def wait_for_slot(self, config: Any) -> None:
@@ -63,7 +85,9 @@ class ConnectionQuotas:
             await self._slot.wait()
 
     def admit(self, config: Any, host: str) -> int | None:
-        """Count a new connection from ``host``; returns the limit instead when it is over it."""
+        """Count a new connection from ``host``; returns the limit instead when it is over it.
+
+        Call :meth:`refresh` first so that the overrides in force are used."""
         limit = self._limit_for(config, host)
         if self.per_ip[host] >= limit:
             return limit

@@ -102,7 +102,8 @@ def limited(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-
 
 
 @pytest.mark.parametrize("limited", [{"max.connections.per.ip": "2"},
-                                     {"max.connections.per.ip.overrides": "127.0.0.1:2"}], indirect=True)
+                                     {"max.connections.per.ip.overrides": "127.0.0.1:2"},
+                                     {"max.connections.per.ip.overrides": "localhost:2,10.0.0.1:9"}], indirect=True)
 def test_connections_over_the_per_ip_limit_are_closed_at_once(limited: BrokerThread) -> None:
     first = socket.create_connection(("127.0.0.1", limited.port), timeout=10)
     second = socket.create_connection(("127.0.0.1", limited.port), timeout=10)
