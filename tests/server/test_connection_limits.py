@@ -14,6 +14,7 @@ from broker_process import BrokerProcess
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from kbroker.codec import decode_response, encode_request
+from kbroker.config import BrokerConfig, ConfigError
 from kbroker.testing import BrokerThread
 
 
@@ -148,3 +149,9 @@ def test_serve_raises_the_soft_fd_limit_to_the_hard_limit(tmp_path: Path) -> Non
         limits = Path(f"/proc/{broker.proc.pid}/limits").read_text()
         line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
         assert line.split()[3:5] == [str(4 * FD_LIMIT), str(4 * FD_LIMIT)], line
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "127.0.0.1:x", ":5", "h:-1"])
+def test_malformed_per_ip_overrides_are_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="max.connections.per.ip.overrides"):
+        BrokerConfig({"max.connections.per.ip.overrides": value})
