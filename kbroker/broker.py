@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import cast
 
 import anyio
-from anyio.abc import SocketStream, TaskGroup
+from anyio.abc import SocketListener, SocketStream, TaskGroup
 
 from kbroker import heap
 from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.config import BrokerConfig, ConfigHolder
-from kbroker.server.connection import Connection
+from kbroker.server.connection import Connection, peer_address
+from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
 log = logging.getLogger("kbroker")
+#: Pause after a failed accept() (EMFILE and the like), doubling up to the maximum.
+_ACCEPT_BACKOFF = (0.05, 1.0)
 
 
 class Broker:
@@ -40,6 +46,7 @@ class Broker:
         #: tune process-wide state such as the garbage collector (see :mod:`kbroker.heap`).
         self.owns_process = False
         self.log_dirs = [Path(d) for d in config.log_dirs]
+        check_log_dirs(self.log_dirs)
         #: Advertised (host, port) per listener name, known once the listeners are bound.
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.log_manager = LogManager(self.log_dirs, clock, self.default_log_config())
@@ -54,6 +61,8 @@ class Broker:
         self.groups = GroupCoordinator(GroupConfig.from_broker_config(self.config), clock, offsets_log)
         self.producer_ids = ProducerIdManager(self.log_dirs[0])
         self._connections: set[Connection] = set()
+        self.quotas = ConnectionQuotas()
+        self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
 
     @property
     def config(self) -> BrokerConfig:
@@ -78,9 +87,14 @@ class Broker:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Broker]:
-        """Bind every listener and serve until the block exits, then stop cleanly."""
+        """Bind every listener and serve until the block exits, then stop cleanly.
+
+        Raises :class:`StartupError` when a listener cannot be bound.
+        """
+        bound = await self._bind()
         async with anyio.create_task_group() as tg:
-            await self._bind(tg)
+            for name, listener in bound:
+                tg.start_soon(self._accept_loop, listener, name, tg)
             await self.replica_manager.start(tg)
             await self.groups.start(tg)
             try:
@@ -90,31 +104,75 @@ class Broker:
                     await self.shutdown()
                 tg.cancel_scope.cancel()
 
-    async def _bind(self, tg: TaskGroup) -> None:
+    async def _bind(self) -> list[tuple[str, SocketListener]]:
+        """Bind every listener and note its advertised endpoint; on failure none stays bound."""
         advertised = {ls.name: ls for ls in self.config.advertised_listeners}
-        for ls in self.config.listeners:
-            host = ls.host or "0.0.0.0"
-            listener = await anyio.create_tcp_listener(local_host=host, local_port=ls.port, reuse_port=False)
-            port = ls.port
-            for sock_listener in listener.listeners:
-                port = sock_listener.extra(anyio.abc.SocketAttribute.local_port)
-                break
-            adv = advertised.get(ls.name)
-            adv_host = (adv.host if adv and adv.host else host) or "127.0.0.1"
-            adv_port = adv.port if adv and adv.port else port
-            self.endpoints[ls.name] = (adv_host, adv_port)
-            tg.start_soon(listener.serve, self._handler(ls.name))
+        bound: list[tuple[str, SocketListener]] = []
+        try:
+            for ls in self.config.listeners:
+                listeners = await _listen(ls.host, ls.port)
+                bound += [(ls.name, listener) for listener in listeners]
+                port = listeners[0].extra(anyio.abc.SocketAttribute.local_port)
+                adv = advertised.get(ls.name)
+                # As Kafka: a listener on every interface advertises this machine's name.
+                adv_host = adv.host if adv and adv.host else ls.host or host_name()
+                adv_port = adv.port if adv and adv.port else port
+                self.endpoints[ls.name] = (adv_host, adv_port)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for _, listener in bound:
+                    await listener.aclose()
+            raise
+        return bound
 
-    def _handler(self, name: str):  # type: ignore[no-untyped-def]
-        async def handle(stream: SocketStream) -> None:
+    async def _accept_loop(self, listener: SocketListener, name: str, tg: TaskGroup) -> None:
+        """Accept connections until the listener closes; a failing accept() (out of file
+        descriptors, say) pauses accepting instead of ending the broker."""
+        delay = _ACCEPT_BACKOFF[0]
+        failing = False
+        async with listener:
+            while True:
+                await self.quotas.wait_for_slot(self.config)
+                try:
+                    stream = await listener.accept()
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                except ConnectionError:
+                    continue  # that one connection went away before it was accepted
+                except Exception as e:  # EMFILE, ENFILE, ENOBUFS...: wait for resources to free up
+                    if not failing:
+                        log.error("cannot accept connections on listener %s: %s; retrying until it recovers",
+                                  name, (e.strerror if isinstance(e, OSError) else None) or e)
+                        failing = True
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, _ACCEPT_BACKOFF[1])
+                    continue
+                if failing:
+                    log.info("accepting connections on listener %s again", name)
+                    failing, delay = False, _ACCEPT_BACKOFF[0]
+                host = peer_address(stream)[0]
+                await self.quotas.refresh(self.config)
+                over = self.quotas.admit(self.config, host)
+                if over is not None:
+                    log.info("rejected connection from %s: it already has the maximum of %d connections",
+                             host, over)
+                    with anyio.CancelScope(shield=True):
+                        await stream.aclose()
+                    continue
+                tg.start_soon(self._serve_connection, stream, name, host)
+
+    async def _serve_connection(self, stream: SocketStream, name: str, host: str) -> None:
+        try:
             conn = Connection(self, stream, name)
             self._connections.add(conn)
             try:
                 await conn.run()
             finally:
                 self._connections.discard(conn)
-
-        return handle
+        except Exception:  # Connection.run handles its own faults; this is the last guard
+            log.exception("connection from %s failed", host)
+        finally:
+            self.quotas.release(host)
 
     async def shutdown(self, grace_seconds: float = 10.0) -> None:
         """Stop taking requests, let in-flight ones finish, then flush and close the logs."""
@@ -135,12 +193,77 @@ class Broker:
         self.log_manager.shutdown()
 
 
+def host_name() -> str:
+    """This machine's name for clients: its fully qualified name (as Kafka takes the
+    canonical host name), or its plain host name when that only says ``localhost``."""
+    name = socket.getfqdn()
+    if not name or name.startswith("localhost"):
+        name = socket.gethostname() or name
+    return name
+
+
+class StartupError(Exception):
+    """The broker cannot start (a port in use, an unusable data directory); the message says why."""
+
+
+async def _listen(host: str, port: int) -> list[SocketListener]:
+    """Sockets listening on ``host:port``: every interface (IPv4 and IPv6) for an empty
+    host, and both 127.0.0.1 and ::1 for ``localhost``, which clients may resolve to either."""
+    where = f"{host or '*'}:{port}"
+    try:
+        multi = await anyio.create_tcp_listener(local_host=host or None, local_port=port, reuse_port=False)
+    except OSError as e:
+        raise StartupError(f"cannot listen on {where}: {e.strerror or e}") from e
+    listeners = [cast(SocketListener, listener) for listener in multi.listeners]
+    if host.lower() == "localhost" and socket.has_ipv6:
+        families = {listener.extra(anyio.abc.SocketAttribute.family) for listener in listeners}
+        if socket.AF_INET6 not in families:
+            bound_port = listeners[0].extra(anyio.abc.SocketAttribute.local_port)
+            try:
+                extra = await anyio.create_tcp_listener(local_host="::1", local_port=bound_port)
+            except OSError as e:  # no IPv6 loopback here: IPv4 alone will do
+                log.debug("not listening on [::1]:%d: %s", bound_port, e)
+            else:
+                listeners += [cast(SocketListener, listener) for listener in extra.listeners]
+    return listeners
+
+
+def check_log_dirs(dirs: list[Path]) -> None:
+    """Create the data directories and check that files can be written in them."""
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=d):
+                pass
+        except OSError as e:
+            raise StartupError(f"data directory {d} is not usable: {e.strerror or e}") from e
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft limit of open files to the hard limit: every connection and
+    segment holds a file descriptor, and the usual soft default (1024) is soon spent."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as e:  # macOS refuses RLIM_INFINITY: keep the soft limit
+            log.warning("cannot raise the open file limit from %d to %d: %s", soft, hard, e)
+
+
 def run(config: BrokerConfig) -> int:
     """Run a broker until SIGTERM or SIGINT; the ``kbroker serve`` entry point."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_fd_limit()
 
     async def main() -> None:
-        broker = Broker(config)
+        try:
+            broker = Broker(config)
+        except OSError as e:  # reading the data directories
+            raise StartupError(f"cannot load the data directories: {e}") from e
         broker.owns_process = True
         # Logs, indexes and metadata are loaded: keep them out of full collections.
         heap.settle("start-up", collect=True)

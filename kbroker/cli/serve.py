@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sys
 from typing import Any
 
 from kbroker.config import BrokerConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Exit code when the broker cannot start (port in use, unusable data directory).
+EXIT_STARTUP_FAILED = 1
 
 
 def register(subparsers: Any) -> None:
@@ -55,5 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return int(broker.run(config))
+    except broker.StartupError as e:
+        print(f"kbroker: error: {e}", file=sys.stderr)
+        return EXIT_STARTUP_FAILED
     except KeyboardInterrupt:
         return 130

@@ -98,6 +98,11 @@ class FrameReader:
         return self._take(size)
 
     @property
+    def frame_size(self) -> int:
+        """Declared size of the frame being assembled once its prefix is read, else -1."""
+        return self._size
+
+    @property
     def buffered(self) -> int:
         """Bytes received and not yet returned in a frame (a read size prefix included)."""
         return self._avail + (4 if self._size >= 0 else 0)

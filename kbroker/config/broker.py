@@ -10,6 +10,7 @@ File, environment and overrides all count as ``STATIC_BROKER_CONFIG``.
 from __future__ import annotations
 
 import base64
+import difflib
 import logging
 import os
 import uuid
@@ -34,7 +35,8 @@ log = logging.getLogger("kbroker.config")
 ENV_PREFIX = "KBROKER_"
 _MS_PER_MINUTE = 60_000
 _MS_PER_HOUR = 3_600_000
-_ALL_INTERFACES_V4 = "0.0.0.0"
+#: Wildcard addresses: a listener may bind them, clients cannot connect to them.
+_ALL_INTERFACES = ("0.0.0.0", "::")
 
 
 def env_var_name(key: str) -> str:
@@ -51,6 +53,12 @@ def parse_override(text: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise ConfigError(f"--override expects key=value, got {text!r}")
     return key.strip(), value
+
+
+def did_you_mean(name: str, known: Iterable[str] = BROKER_CONFIGS) -> str:
+    """``; did you mean 'x'?`` naming the known name closest to ``name``, or ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def generate_cluster_id() -> str:
@@ -129,7 +137,8 @@ class BrokerConfig:
                 continue
             key = _ENV_TO_KEY.get(name)
             if key is None:
-                log.warning("Unknown broker config environment variable %s is ignored", name)
+                log.warning("Unknown broker config environment variable %s is ignored%s", name,
+                            did_you_mean(name, _ENV_TO_KEY))
                 continue
             env_pairs.append((key, environ[name]))
         self._add_layer(env_pairs, _env_origin)
@@ -160,7 +169,7 @@ class BrokerConfig:
         for key, raw in updates.items():
             definition = BROKER_CONFIGS.get(key)
             if definition is None:
-                raise ConfigError(f"Unknown broker config: {key}", key)
+                raise ConfigError(f"Unknown broker config: {key}{did_you_mean(key)}", key)
             if definition.read_only:
                 raise ConfigError(f"Cannot update these configs dynamically: {key}", key)
             if raw is None:
@@ -180,7 +189,7 @@ class BrokerConfig:
             origin = origin_of(key)
             definition = BROKER_CONFIGS.get(key)
             if definition is None:
-                log.warning("Unknown broker config %r (from %s) is ignored", key, origin)
+                log.warning("Unknown broker config %r (from %s) is ignored%s", key, origin, did_you_mean(key))
                 self._unknown[key] = raw
                 continue
             self._static[key] = _Setting(raw, definition.parse(raw, origin), origin)
@@ -231,9 +240,7 @@ class BrokerConfig:
                     "listeners",
                 )
         raw_advertised = self.get("advertised.listeners")
-        if raw_advertised is None:
-            return listeners, list(listeners)
-        advertised = parse_listener_list("advertised.listeners", raw_advertised)
+        advertised = [] if raw_advertised is None else parse_listener_list("advertised.listeners", raw_advertised)
         names = {listener.name for listener in listeners}
         for listener in advertised:
             if listener.name not in names:
@@ -242,13 +249,25 @@ class BrokerConfig:
                     "a listener name in listeners",
                     "advertised.listeners",
                 )
-            if listener.host == _ALL_INTERFACES_V4:
+            if listener.host in _ALL_INTERFACES:
                 raise ConfigError(
                     "Invalid value for configuration advertised.listeners: cannot advertise the "
-                    "non-routable address 0.0.0.0",
+                    f"non-routable address {listener.host}",
                     "advertised.listeners",
                 )
-        return listeners, advertised
+        # As Kafka: a listener advertises itself unless advertised.listeners names it, and
+        # clients cannot connect to a wildcard address (an empty host advertises the host name).
+        named = {listener.name for listener in advertised if listener.host}
+        for listener in listeners:
+            if listener.host in _ALL_INTERFACES and listener.name not in named:
+                raise ConfigError(
+                    f"Invalid value for configuration listeners: {listener} cannot be advertised to "
+                    f"clients (non-routable address {listener.host}); set advertised.listeners for "
+                    f"{listener.name}, or leave the host empty ({listener.name}://:{listener.port}) "
+                    "to advertise this machine's host name",
+                    "listeners",
+                )
+        return listeners, advertised if raw_advertised is not None else list(listeners)
 
     # ----------------------------------------------------------------- generic access
 

@@ -10,6 +10,7 @@ and the internal topics' replication factors are 1.
 
 from __future__ import annotations
 
+from kbroker.config.listeners import check_ip_overrides
 from kbroker.config.types import (
     INT_MAX,
     LONG_MAX,
@@ -46,11 +47,17 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("node.id", INT, 1, "The id of this node.", (at_least(0),), RO),
     ConfigDef("broker.id", INT, None, "Alias of node.id; if both are set they must agree.", (at_least(0),), RO),
     ConfigDef("cluster.id", STR, None, "Cluster id; generated on first start and stored in the data directory when unset.", (non_empty,), RO),
-    ConfigDef("listeners", LIST, ["PLAINTEXT://127.0.0.1:9092"], "Comma-separated NAME://host:port to listen on; an empty host binds all interfaces, port 0 picks a free port.", (non_empty,), RO),
+    ConfigDef("listeners", LIST, ["PLAINTEXT://127.0.0.1:9092"], "Comma-separated NAME://host:port to listen on; an empty host binds all interfaces and advertises the host name, localhost binds 127.0.0.1 and ::1, port 0 picks a free port.", (non_empty,), RO),
     ConfigDef("advertised.listeners", LIST, None, "Listeners given to clients in metadata; defaults to listeners.", (), RO),
     ConfigDef("listener.security.protocol.map", LIST, ["PLAINTEXT:PLAINTEXT"], "Maps listener names to security protocols; only PLAINTEXT is supported.", (), RO),
     ConfigDef("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts, in bytes.", (at_least(1),), RO),
     ConfigDef("message.max.bytes", INT, 1048588, "Largest record batch size allowed (topic: max.message.bytes).", (at_least(0),), CW),
+    # --- connection limits
+    ConfigDef("max.connections", INT, INT_MAX, "Connections the broker keeps open at most; at the limit it stops accepting until one closes.", (at_least(0),), CW),
+    ConfigDef("max.connections.per.ip", INT, INT_MAX, "Connections one client address may have open; more are closed at once.", (at_least(0),), CW),
+    ConfigDef("max.connections.per.ip.overrides", STR, "", "Per-address exceptions to max.connections.per.ip, as host:count,host:count.", (check_ip_overrides,), CW),
+    ConfigDef("queued.max.request.bytes", LONG, 104857600, "Request bytes buffered over all connections before the broker stops reading from sockets; -1 is unbounded (Kafka's default).", (), RO),
+    ConfigDef("connections.max.idle.ms", LONG, 600000, "Connections with no request bytes arriving for this long are closed, half-sent requests included.", (at_least(1),), RO),
     # --- log storage
     ConfigDef("log.dirs", LIST, None, "Comma-separated data directories; overrides log.dir.", (non_empty,), RO),
     ConfigDef("log.dir", STR, "./kbroker-data", "Data directory, used when log.dirs is unset.", (non_empty,), RO),

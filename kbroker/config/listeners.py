@@ -80,3 +80,27 @@ def check_distinct_ports(key: str, listeners: list[Listener]) -> None:
                 key,
             )
         seen.add(where)
+
+
+def parse_ip_overrides(raw: str | None) -> dict[str, int]:
+    """``host:count,host:count`` (``max.connections.per.ip.overrides``) as a dict; raises ValueError."""
+    out: dict[str, int] = {}
+    for item in (raw or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, count = item.rpartition(":")
+        host = host.strip().strip("[]")
+        if not sep or not host or not count.strip().lstrip("-").isdigit() or int(count) < 0:
+            raise ValueError(f"{item!r} is not of the form host:count with a count >= 0")
+        out[host] = int(count)
+    return out
+
+
+def check_ip_overrides(value: str | None) -> str | None:
+    """Validator of ``max.connections.per.ip.overrides``."""
+    try:
+        parse_ip_overrides(value)
+    except ValueError as e:
+        return str(e)
+    return None

@@ -44,6 +44,7 @@ MODULES = [
     "offset_fetch",
     "offset_delete",
     "init_producer_id",
+    "consumer_group_heartbeat",
 ]
 
 

@@ -47,21 +47,31 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
         body = await handler.handle(ctx)
     except CloseConnection:
         raise
-    except Exception as e:
-        log.exception("%s v%d from %s failed", request.api.name, request.api_version, session.client_host)
+    except Exception:
         body = _error_body(request.api_key, request.api_version)
         if body is None:
-            raise CloseConnection(f"{request.api.name} handler failed: {e}") from e
+            raise  # the connection closes, and logs it once
+        log.exception("%s answered UNKNOWN_SERVER_ERROR", describe_request(session, request.api_key,
+                                                                           request.api_version))
     if body is None:
         return None
     try:
         return encode_response_parts(request.api_key, request.api_version, request.correlation_id, body)
     except EncodeError:
-        log.exception("cannot encode %s v%d response", request.api.name, request.api_version)
         fallback = _error_body(request.api_key, request.api_version)
         if fallback is None:
-            raise CloseConnection("response encoding failed") from None
+            raise  # the connection closes, and logs it once
+        log.exception("cannot encode the response to %s; answered UNKNOWN_SERVER_ERROR",
+                      describe_request(session, request.api_key, request.api_version))
         return encode_response_parts(request.api_key, request.api_version, request.correlation_id, fallback)
+
+
+def describe_request(session: Session, api_key: int, api_version: int) -> str:
+    """``Metadata v12 from client 'x' at host:port``, for log lines about one request."""
+    api = api_table().get(api_key)
+    name = api.name if api is not None else f"API key {api_key}"
+    return (f"{name} v{api_version} from client {session.last_client_id!r} at "
+            f"{session.client_host}:{session.client_port}")
 
 
 def _error_body(api_key: int, version: int) -> dict[str, int] | None:

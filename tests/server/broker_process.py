@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _LINE = re.compile(r"listening on PLAINTEXT://([0-9.]+):(\d+)")
@@ -17,8 +18,9 @@ _LINE = re.compile(r"listening on PLAINTEXT://([0-9.]+):(\d+)")
 class BrokerProcess:
     """``python -m kbroker serve`` on an ephemeral port; ended only by this object, by PID."""
 
-    def __init__(self, data_dir: Path, *overrides: str) -> None:
+    def __init__(self, data_dir: Path, *overrides: str, preexec_fn: Callable[[], None] | None = None) -> None:
         self.data_dir = data_dir
+        self.preexec_fn = preexec_fn
         self.overrides = ["listeners=PLAINTEXT://127.0.0.1:0", f"log.dirs={data_dir}", *overrides]
         self.proc: subprocess.Popen[str] | None = None
         self.bootstrap = ""
@@ -32,7 +34,8 @@ class BrokerProcess:
             args += ["--override", o]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KBROKER_")}
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     preexec_fn=self.preexec_fn)
         assert self.proc.stdout is not None
         deadline = t0 + timeout
         while time.monotonic() < deadline:
