@@ -163,7 +163,7 @@ class Broker:
 
     async def _serve_connection(self, stream: SocketStream, name: str, host: str) -> None:
         try:
-            conn = Connection(self, stream, name)
+            conn = Connection(self, stream, name, memory=self.request_memory, stopping=lambda: self.stopping)
             self._connections.add(conn)
             try:
                 await conn.run()

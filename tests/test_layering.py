@@ -29,20 +29,6 @@ FLOORS: list[set[str]] = [
     {"kbroker.cli", "kbroker.testing", "kbroker.__main__", "kbroker"},
 ]
 
-#: Upward imports that exist today, as (importer unit, imported unit). The test fails
-#: both when a new one appears and when one listed here is gone: the list only shrinks.
-KNOWN_UPWARD: set[tuple[str, str]] = {
-    ("kbroker.server", "kbroker.broker"),
-}
-
-#: Modules inside an import circle today; like KNOWN_UPWARD, this list only shrinks.
-KNOWN_IN_CIRCLES: set[str] = {
-    "kbroker.broker", "kbroker.server.connection",
-    # package level
-    "kbroker.server",
-}
-
-
 def unit_of(module: str) -> str:
     """The floor member (package or top-level module) that ``module`` belongs to."""
     parts = module.split(".")
@@ -111,11 +97,8 @@ def test_every_unit_has_a_floor() -> None:
 
 
 def test_no_import_runs_upward() -> None:
-    found = upward_imports()
-    new = sorted(found - KNOWN_UPWARD)
-    gone = sorted(KNOWN_UPWARD - found)
-    assert not new, f"imports running upward (importer, imported): {new}"
-    assert not gone, f"fixed, remove from KNOWN_UPWARD: {gone}"
+    found = sorted(upward_imports())
+    assert not found, f"imports running upward (importer, imported): {found}"
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -162,34 +145,14 @@ def test_no_import_circle_between_packages() -> None:
         src = unit_of(importer)
         edges.setdefault(src, set()).update(
             unit_of(t) for t in targets if unit_of(t) not in (src, "kbroker"))
-    _check_circles(_cycles(edges))
-
-
-def _check_circles(circles: list[list[str]]) -> None:
-    members = {m for c in circles for m in c}
-    new = sorted(members - KNOWN_IN_CIRCLES)
-    assert not new, f"modules newly inside an import circle: {new} (circles: {circles})"
-
-
-def test_known_circles_still_exist() -> None:
-    """A circle that has been broken must leave KNOWN_IN_CIRCLES, so it cannot come back."""
-    modules = graph()
-    edges = {m: {t for t in ts if t in modules and not m.startswith(t + ".")} for m, ts in modules.items()}
-    packages: dict[str, set[str]] = {}
-    for importer, targets in modules.items():
-        src = unit_of(importer)
-        packages.setdefault(src, set()).update(
-            unit_of(t) for t in targets if unit_of(t) not in (src, "kbroker"))
-    members = {m for c in _cycles(edges) + _cycles(packages) for m in c}
-    gone = sorted(KNOWN_IN_CIRCLES - members)
-    assert not gone, f"no longer in a circle, remove from KNOWN_IN_CIRCLES: {gone}"
+    assert _cycles(edges) == []
 
 
 def test_no_import_circle_between_modules() -> None:
     modules = graph()
     # A package's __init__ re-exporting its submodules is not a circle of dependencies.
     edges = {m: {t for t in ts if t in modules and not m.startswith(t + ".")} for m, ts in modules.items()}
-    _check_circles(_cycles(edges))
+    assert _cycles(edges) == []
 
 
 @pytest.mark.parametrize("importer, expected", [

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import SocketStream
 
 from kbroker.codec import FrameReader, FrameTooLarge
-from kbroker.handlers.api import Session
+from kbroker.handlers.api import BrokerServices, Session
 from kbroker.server.dispatch import CloseConnection, ResponseParts, describe_request, dispatch
-
-if TYPE_CHECKING:
-    from kbroker.broker import Broker
+from kbroker.server.limits import RequestMemory
 
 log = logging.getLogger(__name__)
 _READ_SIZE = 256 * 1024
@@ -32,8 +30,13 @@ _PASS_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit,
 class Connection:
     """The loop serving one socket."""
 
-    def __init__(self, broker: Broker, stream: SocketStream, listener: str) -> None:
-        self.broker = broker
+    def __init__(self, services: BrokerServices, stream: SocketStream, listener: str, *,
+                 memory: RequestMemory, stopping: Callable[[], bool]) -> None:
+        """``memory`` is the request budget shared by every connection; ``stopping`` says
+        whether the broker is shutting down (the loop then takes no further request)."""
+        self.services = services
+        self.memory = memory
+        self._stopping = stopping
         self.stream = stream
         host, port = peer_address(stream)
         self.session = Session(listener=listener, client_host=host, client_port=port)
@@ -41,12 +44,12 @@ class Connection:
         #: (API key, version) of the request being served, for the log line if it fails.
         self.serving: tuple[int, int] | None = None
         self._idle_scope: anyio.CancelScope | None = None
-        self.reader = FrameReader(broker.config.socket_request_max_bytes)
+        self.reader = FrameReader(services.config.socket_request_max_bytes)
         #: Bytes of the broker's request memory budget this connection holds.
         self._held = 0
         #: Whether the request being read was admitted in full (see RequestMemory).
         self._admitted = False
-        self._idle_seconds = int(broker.config.get("connections.max.idle.ms")) / 1000
+        self._idle_seconds = int(services.config.get("connections.max.idle.ms")) / 1000
 
     def close_when_idle(self) -> None:
         """Shutdown: end the loop now if idle, else after the request in flight."""
@@ -58,7 +61,7 @@ class Connection:
         reader = self.reader
         stream = self.stream
         try:
-            while not self.broker.stopping:
+            while not self._stopping():
                 frame = reader.next_frame()
                 if frame is None:
                     if not await self._receive():
@@ -67,7 +70,7 @@ class Connection:
                 self.busy = True
                 self.serving = _API.unpack_from(frame) if len(frame) >= 4 else (-1, -1)
                 try:
-                    response = await dispatch(self.broker, self.session, frame)
+                    response = await dispatch(self.services, self.session, frame)
                     # Drop the request before sending: nothing of it is needed any more.
                     frame = None
                     if response is not None:
@@ -90,7 +93,7 @@ class Connection:
                 raise
             self._log_failure(e)
         finally:
-            self.broker.request_memory.give(self._held, admitted=self._admitted)
+            self.memory.give(self._held, admitted=self._admitted)
             self._held, self._admitted = 0, False
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
@@ -98,7 +101,7 @@ class Connection:
     async def _receive(self) -> bool:
         """Read more request bytes within the memory budget; False when the connection
         was idle for ``connections.max.idle.ms`` or is closed for shutdown."""
-        reader, memory = self.reader, self.broker.request_memory
+        reader, memory = self.reader, self.memory
         with anyio.CancelScope(deadline=anyio.current_time() + self._idle_seconds) as scope:
             self._idle_scope = scope
             size = reader.frame_size
@@ -117,7 +120,7 @@ class Connection:
             data = await self.stream.receive(_READ_SIZE)
         self._idle_scope = None
         if scope.cancelled_caught:
-            if not self.broker.stopping:
+            if not self._stopping():
                 log.debug("closing connection from %s:%d: idle for connections.max.idle.ms",
                           self.session.client_host, self.session.client_port)
             return False
@@ -128,7 +131,7 @@ class Connection:
     def _account(self) -> None:
         """Bring the bytes this connection holds of the budget in line with what it buffers
         (an admitted request in progress keeps its whole size)."""
-        reader, memory = self.reader, self.broker.request_memory
+        reader, memory = self.reader, self.memory
         held = reader.buffered
         size = reader.frame_size
         if self._admitted and size >= 0:
