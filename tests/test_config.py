@@ -465,3 +465,16 @@ def test_describe_topic_configs_synonyms() -> None:
 def test_readme_config_table_is_generated_from_definitions() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert update_readme(readme) == readme, "README config table is stale: run `make config-docs`"
+
+
+def test_typed_settings_name_keys_of_the_table() -> None:
+    """Every typed accessor reads a key the table defines, and its default converts."""
+    from kbroker.config import BROKER_CONFIGS
+    from kbroker.config.broker import Setting
+
+    config = BrokerConfig({})
+    settings = {name: v for name, v in vars(BrokerConfig).items() if isinstance(v, Setting)}
+    assert settings
+    for name, setting in settings.items():
+        assert setting.key in BROKER_CONFIGS, name
+        getattr(config, name)

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from kbroker.config.broker_keys import BROKER_CONFIGS
 from kbroker.config.errors import ConfigError
@@ -30,6 +30,7 @@ from kbroker.config.listeners import (
 from kbroker.config.properties import load_properties
 from kbroker.config.types import ConfigDef, ConfigSource, ConfigType
 
+T = TypeVar("T")
 log = logging.getLogger("kbroker.config")
 
 ENV_PREFIX = "KBROKER_"
@@ -94,6 +95,27 @@ class _Setting:
     raw: str
     value: Any
     origin: str
+
+
+class Setting(Generic[T]):
+    """A typed read-only attribute for one config key: ``conv(config.get(key))``."""
+
+    def __init__(self, key: str, conv: Callable[[Any], T]) -> None:
+        self.key = key
+        self._conv = conv
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Setting[T]: ...
+    @overload
+    def __get__(self, obj: BrokerConfig, owner: type) -> T: ...
+    def __get__(self, obj: BrokerConfig | None, owner: type) -> T | Setting[T]:
+        if obj is None:
+            return self
+        return self._conv(obj.get(self.key))
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 class BrokerConfig:
@@ -370,31 +392,33 @@ class BrokerConfig:
         dirs = self.get("log.dirs")
         return [Path(d) for d in dirs] if dirs is not None else [Path(self.get("log.dir"))]
 
-    @property
-    def num_partitions(self) -> int:
-        """``num.partitions``: partitions of an auto-created topic."""
-        return int(self.get("num.partitions"))
+    # Plain keys, read through the table (each key's doc is in broker_keys.py).
+    num_partitions = Setting("num.partitions", int)
+    default_replication_factor = Setting("default.replication.factor", int)
+    auto_create_topics_enable = Setting("auto.create.topics.enable", bool)
+    delete_topic_enable = Setting("delete.topic.enable", bool)
+    log_segment_bytes = Setting("log.segment.bytes", int)
+    log_index_interval_bytes = Setting("log.index.interval.bytes", int)
+    log_index_size_max_bytes = Setting("log.index.size.max.bytes", int)
+    log_flush_interval_messages = Setting("log.flush.interval.messages", int)
+    log_flush_interval_ms = Setting("log.flush.interval.ms", _optional_int)
+    message_max_bytes = Setting("message.max.bytes", int)
+    socket_request_max_bytes = Setting("socket.request.max.bytes", int)
+    log_retention_bytes = Setting("log.retention.bytes", int)
+    log_retention_check_interval_ms = Setting("log.retention.check.interval.ms", int)
+    log_cleanup_policy = Setting("log.cleanup.policy", list)
+    log_message_timestamp_type = Setting("log.message.timestamp.type", str)
+    compression_type = Setting("compression.type", str)
+    min_insync_replicas = Setting("min.insync.replicas", int)
+    offsets_topic_num_partitions = Setting("offsets.topic.num.partitions", int)
+    offsets_topic_replication_factor = Setting("offsets.topic.replication.factor", int)
+    group_initial_rebalance_delay_ms = Setting("group.initial.rebalance.delay.ms", int)
+    group_min_session_timeout_ms = Setting("group.min.session.timeout.ms", int)
+    group_max_session_timeout_ms = Setting("group.max.session.timeout.ms", int)
+    transaction_state_log_num_partitions = Setting("transaction.state.log.num.partitions", int)
+    transaction_state_log_replication_factor = Setting("transaction.state.log.replication.factor", int)
 
-    @property
-    def default_replication_factor(self) -> int:
-        """``default.replication.factor``."""
-        return int(self.get("default.replication.factor"))
-
-    @property
-    def auto_create_topics_enable(self) -> bool:
-        """``auto.create.topics.enable``."""
-        return bool(self.get("auto.create.topics.enable"))
-
-    @property
-    def delete_topic_enable(self) -> bool:
-        """``delete.topic.enable``."""
-        return bool(self.get("delete.topic.enable"))
-
-    @property
-    def log_segment_bytes(self) -> int:
-        """``log.segment.bytes``."""
-        return int(self.get("log.segment.bytes"))
-
+    # Keys with a synonym or a unit to resolve.
     @property
     def log_roll_ms(self) -> int:
         """Segment roll time: ``log.roll.ms`` if set, else ``log.roll.hours`` in ms."""
@@ -402,110 +426,14 @@ class BrokerConfig:
         return int(millis) if millis is not None else int(self.get("log.roll.hours")) * _MS_PER_HOUR
 
     @property
-    def log_index_interval_bytes(self) -> int:
-        """``log.index.interval.bytes``."""
-        return int(self.get("log.index.interval.bytes"))
-
-    @property
-    def log_index_size_max_bytes(self) -> int:
-        """``log.index.size.max.bytes``."""
-        return int(self.get("log.index.size.max.bytes"))
-
-    @property
-    def log_flush_interval_messages(self) -> int:
-        """``log.flush.interval.messages`` (Long.MAX_VALUE = never force a flush)."""
-        return int(self.get("log.flush.interval.messages"))
-
-    @property
-    def log_flush_interval_ms(self) -> int | None:
-        """``log.flush.interval.ms``; None = never force a flush by time."""
-        value = self.get("log.flush.interval.ms")
-        return None if value is None else int(value)
-
-    @property
-    def message_max_bytes(self) -> int:
-        """``message.max.bytes``."""
-        return int(self.get("message.max.bytes"))
-
-    @property
-    def socket_request_max_bytes(self) -> int:
-        """``socket.request.max.bytes``."""
-        return int(self.get("socket.request.max.bytes"))
-
-    @property
     def log_retention_ms(self) -> int:
         """Retention time: ``log.retention.ms`` > ``.minutes`` > ``.hours``; -1 = forever."""
         return self._retention_ms
 
     @property
-    def log_retention_bytes(self) -> int:
-        """``log.retention.bytes``; -1 = unlimited."""
-        return int(self.get("log.retention.bytes"))
-
-    @property
-    def log_retention_check_interval_ms(self) -> int:
-        """``log.retention.check.interval.ms``."""
-        return int(self.get("log.retention.check.interval.ms"))
-
-    @property
-    def log_cleanup_policy(self) -> list[str]:
-        """``log.cleanup.policy`` as a list (``delete``, ``compact``)."""
-        return list(self.get("log.cleanup.policy"))
-
-    @property
-    def log_message_timestamp_type(self) -> str:
-        """``log.message.timestamp.type``: ``CreateTime`` or ``LogAppendTime``."""
-        return str(self.get("log.message.timestamp.type"))
-
-    @property
-    def compression_type(self) -> str:
-        """``compression.type``."""
-        return str(self.get("compression.type"))
-
-    @property
-    def min_insync_replicas(self) -> int:
-        """``min.insync.replicas``."""
-        return int(self.get("min.insync.replicas"))
-
-    @property
-    def offsets_topic_num_partitions(self) -> int:
-        """``offsets.topic.num.partitions``."""
-        return int(self.get("offsets.topic.num.partitions"))
-
-    @property
-    def offsets_topic_replication_factor(self) -> int:
-        """``offsets.topic.replication.factor``."""
-        return int(self.get("offsets.topic.replication.factor"))
-
-    @property
     def offsets_retention_ms(self) -> int:
         """``offsets.retention.minutes`` in milliseconds."""
         return int(self.get("offsets.retention.minutes")) * _MS_PER_MINUTE
-
-    @property
-    def group_initial_rebalance_delay_ms(self) -> int:
-        """``group.initial.rebalance.delay.ms``."""
-        return int(self.get("group.initial.rebalance.delay.ms"))
-
-    @property
-    def group_min_session_timeout_ms(self) -> int:
-        """``group.min.session.timeout.ms``."""
-        return int(self.get("group.min.session.timeout.ms"))
-
-    @property
-    def group_max_session_timeout_ms(self) -> int:
-        """``group.max.session.timeout.ms``."""
-        return int(self.get("group.max.session.timeout.ms"))
-
-    @property
-    def transaction_state_log_num_partitions(self) -> int:
-        """``transaction.state.log.num.partitions``."""
-        return int(self.get("transaction.state.log.num.partitions"))
-
-    @property
-    def transaction_state_log_replication_factor(self) -> int:
-        """``transaction.state.log.replication.factor``."""
-        return int(self.get("transaction.state.log.replication.factor"))
 
 
 def _env_origin(key: str) -> str:
