@@ -1,11 +1,12 @@
-"""GroupCoordinator: the classic group membership protocol and committed offsets.
+"""GroupCoordinator: the classic group membership protocol.
 
 Follows Apache Kafka's GroupCoordinator. A rebalance is two barriers: JoinGroup
 calls wait until every member has rejoined (or the rebalance timeout passes), then
 the leader's SyncGroup hands each member its assignment. Everything runs on the
 broker's event loop; waits are :class:`Waiter` events and :class:`Scheduler` timers,
 and the only suspension points inside the protocol are writes to
-``__consumer_offsets``, after which the group's state is checked again.
+``__consumer_offsets``, after which the group's state is checked again. Committed
+offsets are served by :class:`OffsetsCoordinator`, to which the offset calls delegate.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from anyio.abc import TaskGroup
@@ -23,14 +23,9 @@ from kbroker.groups.consumer_protocol import EMPTY_ASSIGNMENT
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.groups.group import GroupMetadata, TopicPartition
 from kbroker.groups.manager import GroupMetadataManager
-from kbroker.groups.member import (
-    JoinGroupResult,
-    MemberMetadata,
-    Protocols,
-    SyncGroupResult,
-    Waiter,
-    unique_protocols,
-)
+from kbroker.groups.member import JoinGroupResult, MemberMetadata, SyncGroupResult, Waiter, unique_protocols
+from kbroker.groups.model import GroupConfig, GroupListing, GroupSummary, JoinRequest, MemberSummary
+from kbroker.groups.offsets import OffsetsCoordinator
 from kbroker.groups.records import OffsetAndMetadata
 from kbroker.groups.state import CAN_REBALANCE, GroupState
 from kbroker.groups.storage import OffsetsLog
@@ -46,90 +41,6 @@ NO_GENERATION = -1
 S = GroupState
 
 
-@dataclass(frozen=True)
-class GroupConfig:
-    """The broker settings the coordinator uses."""
-
-    min_session_timeout_ms: int = 6000
-    max_session_timeout_ms: int = 1_800_000
-    initial_rebalance_delay_ms: int = 3000
-    offsets_retention_ms: int = 7 * 24 * 60 * 60 * 1000
-    #: Kafka's ``offsets.retention.check.interval.ms`` default.
-    retention_check_interval_ms: int = 600_000
-    #: Kafka's ``offset.metadata.max.bytes`` default.
-    offset_metadata_max_bytes: int = 4096
-
-    @classmethod
-    def from_broker_config(cls, config: Any) -> GroupConfig:
-        """Read the group settings from a BrokerConfig."""
-        def optional(key: str, default: int) -> int:
-            try:
-                return int(config.get(key))
-            except (KeyError, TypeError, ValueError):
-                return default
-
-        return cls(
-            min_session_timeout_ms=config.group_min_session_timeout_ms,
-            max_session_timeout_ms=config.group_max_session_timeout_ms,
-            initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
-            offsets_retention_ms=config.offsets_retention_ms,
-            retention_check_interval_ms=optional("offsets.retention.check.interval.ms", 600_000),
-            offset_metadata_max_bytes=optional("offset.metadata.max.bytes", 4096),
-        )
-
-
-@dataclass
-class JoinRequest:
-    """A JoinGroup call, version differences already resolved."""
-
-    group_id: str
-    member_id: str
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    protocol_type: str
-    protocols: Protocols
-    group_instance_id: str | None = None
-    client_id: str = ""
-    client_host: str = ""
-    #: v4+: a first join must come back with the member id it is handed (KIP-394).
-    require_known_member_id: bool = True
-    #: v9+: the client understands ``skip_assignment`` (KIP-814).
-    supports_skip_assignment: bool = False
-    reason: str | None = None
-
-
-@dataclass
-class MemberSummary:
-    """One member as DescribeGroups shows it."""
-
-    member_id: str
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    metadata: bytes
-    assignment: bytes
-
-
-@dataclass
-class GroupSummary:
-    """A group as DescribeGroups shows it."""
-
-    group_id: str
-    state: str
-    protocol_type: str
-    protocol: str
-    members: list[MemberSummary] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class GroupListing:
-    """A group as ListGroups shows it."""
-
-    group_id: str
-    protocol_type: str
-    state: str
-
-
 class GroupCoordinator:
     """Serves every group (this broker coordinates all of them)."""
 
@@ -141,6 +52,8 @@ class GroupCoordinator:
         self._tg: TaskGroup | None = None
         self._loaded = False
         self._stopped = False
+        self.offsets = OffsetsCoordinator(self.manager, config, self.timers, check_active=self.check_active,
+                                          touch_member=self._schedule_session, spawn=self._spawn)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -154,12 +67,13 @@ class GroupCoordinator:
         if count:
             log.info("loaded %d groups from __consumer_offsets", count)
         tg.start_soon(self.timers.run)
-        self._schedule_retention_check()
+        self.offsets.start()
         self._loaded = True
 
     async def shutdown(self) -> None:
         """Answer every blocked JoinGroup/SyncGroup with NOT_COORDINATOR and stop serving."""
         self._stopped = True
+        self.offsets.stop()
         for group in self.manager.groups.values():
             for member in group.members.values():
                 group.complete_join(member, JoinGroupResult(Errors.NOT_COORDINATOR, member.member_id))
@@ -723,105 +637,24 @@ class GroupCoordinator:
                 log.info("deleted group %s", group_id)
         return out
 
-    # ------------------------------------------------------------------ offsets
+    # ------------------------------------------------------------------ offsets (see kbroker.groups.offsets)
 
     async def commit_offsets(self, group_id: str, generation_id: int, member_id: str,
                              group_instance_id: str | None,
                              offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, Errors]:
         """Commit offsets for a member of the current generation, or for a group without members."""
-        try:
-            self.check_active()
-            group = self.manager.get(group_id)
-            if group is None:
-                if generation_id >= 0:
-                    raise GroupError(Errors.ILLEGAL_GENERATION)
-                # Simple commits (no group management) create an Empty group.
-                group = self.manager.get_or_create(group_id)
-            self._validate_commit(group, generation_id, member_id, group_instance_id)
-        except GroupError as e:
-            return dict.fromkeys(offsets, e.code)
-        if member_id in group.members:
-            self._schedule_session(group, group.get(member_id))
-        out: dict[TopicPartition, Errors] = {}
-        valid: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, om in offsets.items():
-            if len(om.metadata.encode()) > self.config.offset_metadata_max_bytes:
-                out[tp] = Errors.OFFSET_METADATA_TOO_LARGE
-            else:
-                valid[tp] = om
-        error = await self.manager.store_offsets(group, valid) if valid else Errors.NONE
-        for tp in valid:
-            out[tp] = error
-        return out
-
-    def _validate_commit(self, group: GroupMetadata, generation_id: int, member_id: str,
-                         instance_id: str | None) -> None:
-        """Kafka's ClassicGroup.validateOffsetCommit."""
-        if group.is_in(S.DEAD):
-            raise GroupError(Errors.COORDINATOR_NOT_AVAILABLE)
-        if generation_id < 0 and group.is_in(S.EMPTY):
-            return  # admin client or a consumer without group management
-        if generation_id >= 0 or member_id or instance_id is not None:
-            if group.is_static_member_fenced(instance_id, member_id):
-                raise GroupError(Errors.FENCED_INSTANCE_ID)
-            if not group.has(member_id):
-                raise GroupError(Errors.UNKNOWN_MEMBER_ID)
-            if generation_id != group.generation_id:
-                raise GroupError(Errors.ILLEGAL_GENERATION)
-        elif not group.is_in(S.EMPTY):
-            raise GroupError(Errors.UNKNOWN_MEMBER_ID)
-        if group.is_in(S.COMPLETING_REBALANCE):
-            # A valid member that has not synced yet: let it retry after the rebalance.
-            raise GroupError(Errors.REBALANCE_IN_PROGRESS)
+        return await self.offsets.commit_offsets(group_id, generation_id, member_id, group_instance_id, offsets)
 
     def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None,
                       ) -> dict[TopicPartition, OffsetAndMetadata | None]:
         """Committed offsets of ``partitions`` (all of the group's when None); None where unknown."""
-        self.check_active()
-        group = self.manager.get(group_id)
-        committed = group.offsets if group is not None and not group.is_in(S.DEAD) else {}
-        if partitions is None:
-            return dict(sorted(committed.items()))
-        return {tp: committed.get(tp) for tp in partitions}
+        return self.offsets.fetch_offsets(group_id, partitions)
 
     async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]
                              ) -> tuple[Errors, dict[TopicPartition, Errors]]:
         """OffsetDelete: drop committed offsets of topics the group no longer consumes."""
-        self.check_active()
-        group = self.manager.get(group_id)
-        if group is None or group.is_in(S.DEAD):
-            return Errors.GROUP_ID_NOT_FOUND, {}
-        out: dict[TopicPartition, Errors] = {}
-        if group.is_in(S.EMPTY):
-            deletable = list(partitions)
-        elif group.is_consumer_group:
-            deletable = []
-            for tp in partitions:
-                if group.is_subscribed_to(tp[0]):
-                    out[tp] = Errors.GROUP_SUBSCRIBED_TO_TOPIC
-                else:
-                    deletable.append(tp)
-        else:
-            return Errors.NON_EMPTY_GROUP, {}
-        error = await self.manager.delete_offsets(group, deletable) if deletable else Errors.NONE
-        for tp in deletable:
-            out[tp] = error
-        return Errors.NONE, out
-
-    # ------------------------------------------------------------------ retention
-
-    def _schedule_retention_check(self) -> None:
-        self.timers.call_later(self.config.retention_check_interval_ms, self._on_retention_check)
-
-    def _on_retention_check(self) -> None:
-        if self._stopped:
-            return
-        self._spawn(self.expire_offsets)
-        self._schedule_retention_check()
+        return await self.offsets.delete_offsets(group_id, partitions)
 
     async def expire_offsets(self) -> int:
         """Remove offsets past ``offsets.retention.minutes`` now; returns how many."""
-        removed = await self.manager.expire_offsets(self.config.offsets_retention_ms)
-        if removed:
-            log.info("removed %d expired offsets", removed)
-        return removed
+        return await self.offsets.expire_offsets()

@@ -14,28 +14,31 @@ every new topic and one write of the topic store happen in a worker thread, boun
 :meth:`MetadataManager.delete_topic_async` removes files there. Meanwhile the names are
 reserved (a second create answers TOPIC_ALREADY_EXISTS) and nothing new is visible; the
 topics or new partitions are registered on the loop once the directories exist, in one step.
+
+Validation of a creation or growth lives in :mod:`kbroker.metadata.validation`, the
+opening and preparing of the topics' logs in :mod:`kbroker.metadata.topic_logs`; this
+module keeps the registry and orchestrates them.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.config import ConfigError, ConfigHolder, validate_topic_configs
-from kbroker.log.errors import KafkaStorageError
+from kbroker.config import ConfigHolder
 from kbroker.metadata import errors as E
 from kbroker.metadata.cluster_id import load_or_create_cluster_id
 from kbroker.metadata.dynamic_config import DynamicConfigStore
 from kbroker.metadata.log_config import log_config_for
-from kbroker.metadata.model import BrokerNode, PartitionInfo, TopicInfo
+from kbroker.metadata.model import Assignments, BrokerNode, NewTopicRequest, PartitionInfo, TopicInfo
 from kbroker.metadata.store import TopicStoreAdapter
+from kbroker.metadata.topic_logs import OFF_LOOP_PARTITIONS, TopicLogs
 from kbroker.metadata.topic_names import (
     CONSUMER_OFFSETS,
     TRANSACTION_STATE,
@@ -43,6 +46,7 @@ from kbroker.metadata.topic_names import (
     invalid_reason,
     is_internal,
 )
+from kbroker.metadata.validation import TOO_LARGE, TopicValidator, check_internal_topics, internal_topic_shape
 
 if TYPE_CHECKING:
     from kbroker.config import BrokerConfig
@@ -51,23 +55,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: From this many new partitions on, the async operations prepare logs off the event loop.
-OFF_LOOP_PARTITIONS = 64
+__all__ = ["BULK_PARTITIONS", "OFF_LOOP_PARTITIONS", "Assignments", "MetadataManager", "NewTopicRequest"]
 
-Assignments = Mapping[int, Sequence[int]]
 TopicListener = Callable[[TopicInfo], None]
-
-
-@dataclass(frozen=True)
-class NewTopicRequest:
-    """One topic of a batch creation (-1 partitions / replication factor: broker defaults)."""
-
-    name: str
-    num_partitions: int = -1
-    replication_factor: int = -1
-    configs: Mapping[str, str | None] = field(default_factory=dict)
-    assignments: Assignments | None = None
-
 
 #: From this many partitions created at once, ``on_bulk_create`` is called.
 BULK_PARTITIONS = 1000
@@ -82,7 +72,9 @@ class MetadataManager:
         """``endpoints`` gives the advertised ``(host, port)`` per listener once bound;
         ``on_bulk_create`` is told how many partitions a large creation added."""
         self._config = config
-        self._logs = log_manager
+        self._logs = TopicLogs(config, log_manager)
+        self.validation = TopicValidator(config, topic=self.topic, reserved=self._reserved,
+                                         collides_with=self._collides_with, live_broker_ids=self.live_broker_ids)
         self._endpoints = endpoints
         self._on_bulk_create = on_bulk_create
         self.node_id = node_id
@@ -142,90 +134,31 @@ class MetadataManager:
         info = self.topics.get(name)
         return log_config_for(self._config.current, info.configs if info else {})
 
+    def _reserved(self, name: str) -> bool:
+        """Whether ``name`` is a topic's, or reserved by one being created or deleted."""
+        return name in self.topics or name in self._pending
+
+    def _collides_with(self, name: str) -> str | None:
+        """The topic (or reserved name) that ``name`` collides with, differing only in '.' and '_'."""
+        key = collision_key(name)
+        other = self._by_collision_key.get(key)
+        if other is None:
+            other = next((p for p in self._pending if collision_key(p) == key), None)
+        return other
+
     # ------------------------------------------------------------------ create
 
     def resolve_shape(self, num_partitions: int, replication_factor: int,
                       assignments: Assignments | None = None) -> tuple[int, int]:
         """(partitions, replication factor) after applying -1 defaults and assignments."""
-        if assignments:
-            first = next(iter(assignments.values()))
-            return len(assignments), len(first)
-        cfg = self._config.current
-        n = cfg.num_partitions if num_partitions == -1 else num_partitions
-        rf = cfg.default_replication_factor if replication_factor == -1 else replication_factor
-        return n, rf
+        return self.validation.resolve_shape(num_partitions, replication_factor, assignments)
 
     def check_create(self, name: str, num_partitions: int, replication_factor: int,
                      configs: Mapping[str, str | None], assignments: Assignments | None = None,
                      *, internal: bool = False) -> E.Result:
-        """Kafka's CreateTopics validation, without creating anything.
-
-        Only the broker itself (``internal``) creates internal topics: a client-made
-        ``__consumer_offsets`` with another partition count would move every group.
-        """
-        reason = invalid_reason(name)
-        if reason is not None:
-            return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
-        if is_internal(name) and not internal:
-            return ErrorCode.INVALID_REQUEST, f"Creation of internal topic {name} is prohibited."
-        if name in self.topics or name in self._pending:
-            return ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists."
-        other = self._by_collision_key.get(collision_key(name))
-        if other is None:
-            key = collision_key(name)
-            other = next((p for p in self._pending if collision_key(p) == key), None)
-        if other is not None:
-            return ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' collides with existing topic: {other}"
-        if assignments:
-            if num_partitions != -1 or replication_factor != -1:
-                return (ErrorCode.INVALID_REQUEST, "Both numPartitions or replicationFactor and replicasAssignments "
-                        "were set. Both cannot be used at the same time.")
-            if sorted(assignments) != list(range(len(assignments))):
-                return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                        "Partitions should be a consecutive 0-based integer sequence")
-            sizes = {len(b) for b in assignments.values()}
-            if len(sizes) != 1:
-                return ErrorCode.INVALID_REPLICA_ASSIGNMENT, "All partitions should have the same number of replicas"
-            for index, brokers in assignments.items():
-                result = self._check_replicas(index, brokers)
-                if result != E.OK:
-                    return result
-        else:
-            n, rf = self.resolve_shape(num_partitions, replication_factor)
-            if n <= 0:
-                return ErrorCode.INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value."
-            if rf <= 0:
-                return (ErrorCode.INVALID_REPLICATION_FACTOR,
-                        "Replication factor must be larger than 0, or -1 to use the default value.")
-            live = len(self.live_broker_ids())
-            if rf > live:
-                return (ErrorCode.INVALID_REPLICATION_FACTOR,
-                        f"Unable to replicate the partition {rf} time(s): The target replication factor of "
-                        f"{rf} cannot be reached because only {live} broker(s) are registered.")
-        n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
-        if n > self.max_partitions_per_request:
-            return ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
-        return self._check_configs(configs)
-
-    def _check_replicas(self, index: int, brokers: Sequence[int]) -> E.Result:
-        if not brokers:
-            return ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"The manual partition assignment for partition {index} is empty."
-        if len(set(brokers)) != len(brokers):
-            return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                    f"The manual partition assignment for partition {index} includes a duplicate broker id.")
-        unknown = [b for b in brokers if b not in self.live_broker_ids()]
-        if unknown:
-            return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                    f"The manual partition assignment includes broker {unknown[0]}, but no such broker is registered.")
-        return E.OK
-
-    def _check_configs(self, configs: Mapping[str, str | None]) -> E.Result:
-        try:
-            validate_topic_configs(configs)
-            log_config_for(self._config.current, configs)
-        except (ConfigError, ValueError) as e:
-            return ErrorCode.INVALID_CONFIG, str(e)
-        return E.OK
+        """Kafka's CreateTopics validation, without creating anything (see :class:`TopicValidator`)."""
+        return self.validation.check_create(name, num_partitions, replication_factor, configs, assignments,
+                                            internal=internal)
 
     def create_topic(self, name: str, num_partitions: int, replication_factor: int,
                      configs: Mapping[str, str | None] | None = None, assignments: Assignments | None = None,
@@ -248,7 +181,7 @@ class MetadataManager:
     @property
     def max_partitions_per_request(self) -> int:
         """``max.partitions.per.request``: new partitions one request may create in all."""
-        return int(self._config.current.get("max.partitions.per.request"))
+        return self.validation.max_partitions_per_request
 
     async def create_topics_async(self, requests: Sequence[NewTopicRequest], *, validate_only: bool = False,
                                   internal: bool = False) -> list[E.Result]:
@@ -275,7 +208,7 @@ class MetadataManager:
                 total += n
         if total > self.max_partitions_per_request:
             for i, _, _ in accepted:
-                results[i] = ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
+                results[i] = TOO_LARGE
             return results
         if validate_only or not accepted:
             return results
@@ -295,7 +228,7 @@ class MetadataManager:
                     return results
                 for topic, prep in zip(topics, prepared, strict=True):
                     self._register(topic)
-                    self._open_prepared(topic, prep)
+                    self._logs.open_prepared(topic, prep)
         finally:
             self._pending.difference_update(names)
         for topic in topics:
@@ -307,16 +240,11 @@ class MetadataManager:
 
     def _prepare_and_save(self, topics: Sequence[TopicInfo]) -> list[PreparedLogs]:
         """Worker thread: every topic's log directories, then one write of the topic store."""
-        lm = self._logs
-        prepared: list[PreparedLogs] = []
+        prepared = self._logs.prepare_all(topics)
         try:
-            for topic in topics:
-                prepared.append(lm.prepare_logs(topic.name, range(len(topic.partitions)), topic.topic_id,
-                                                log_config_for(self._config.current, topic.configs)))
             self._store.save_many(topics)
         except BaseException:
-            for prep in prepared:
-                lm.discard_prepared(prep)
+            self._logs.discard(prepared)
             raise
         return prepared
 
@@ -339,7 +267,7 @@ class MetadataManager:
         topic = self._new_topic(name, num_partitions, configs, assignments)
         self._store.save(topic)
         self._register(topic)
-        self._open_logs(topic, topic.partitions)
+        self._logs.open(topic, topic.partitions)
         log.info("created topic %s (%s) with %d partitions", name, topic.topic_id, num_partitions)
         self._notify(self.on_topic_changed, topic)
         return topic
@@ -382,16 +310,7 @@ class MetadataManager:
         """
         if name in self.topics:
             return E.OK
-        cfg = self._config.current
-        if name == CONSUMER_OFFSETS:
-            n = cfg.offsets_topic_num_partitions
-            defaults = {"cleanup.policy": "compact", "compression.type": "producer", "segment.bytes": "104857600"}
-        elif name == TRANSACTION_STATE:
-            n = int(cfg.get("transaction.state.log.num.partitions"))
-            defaults = {"cleanup.policy": "compact", "compression.type": "uncompressed",
-                        "segment.bytes": "104857600", "unclean.leader.election.enable": "false"}
-        else:
-            n, defaults = cfg.num_partitions, {}
+        n, defaults = internal_topic_shape(self._config.current, name)
         defaults.update(configs or {})
         return self.create_topic(name, num_partitions or n, 1, defaults, internal=True)
 
@@ -438,12 +357,8 @@ class MetadataManager:
                 return (ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID."), None
         self._unregister(topic)
         self._pending.add(topic.name)
-        lm = self._logs
         # Closed here, so that no read on the loop can meet a descriptor the thread closes.
-        for index in topic.partitions:
-            plog = lm.get_log(topic.name, index)
-            if plog is not None:
-                plog.close(snapshot=False)
+        self._logs.close(topic)
         result = E.OK
         try:
             with anyio.CancelScope(shield=True):
@@ -461,13 +376,13 @@ class MetadataManager:
     def _delete_files(self, topic: TopicInfo) -> None:
         """Worker thread: forget the topic on disk, then remove its directories."""
         self._store.delete(topic)
-        self._logs.delete_partitions(topic.name, topic.partitions)
+        self._logs.delete(topic)
 
     def _delete(self, topic: TopicInfo) -> None:
         # Forget first so concurrent readers see UNKNOWN rather than a half-deleted topic.
         self._unregister(topic)
         self._store.delete(topic)
-        self._logs.delete_partitions(topic.name, topic.partitions)
+        self._logs.delete(topic)
         log.info("deleted topic %s (%s)", topic.name, topic.topic_id)
         self._notify(self.on_topic_deleted, topic)
 
@@ -476,14 +391,14 @@ class MetadataManager:
     def create_partitions(self, name: str, new_total: int, assignments: Sequence[Sequence[int]] | None = None,
                           validate_only: bool = False) -> E.Result:
         """Grow a topic to ``new_total`` partitions (``assignments``: broker ids per new partition)."""
-        result, new_assign = self._check_grow(name, new_total, assignments)
+        result, new_assign = self.validation.check_grow(name, new_total, assignments)
         if result != E.OK or validate_only:
             return result
         topic = self.topics[name]
         added = {i: self._new_partition(name, i, new_assign) for i in range(len(topic.partitions), new_total)}
         topic.partitions.update(added)
         self._store.save(topic)
-        self._open_logs(topic, added)
+        self._logs.open(topic, added)
         log.info("topic %s now has %d partitions", name, new_total)
         self._settle_heap(len(added))
         self._notify(self.on_topic_changed, topic)
@@ -498,7 +413,7 @@ class MetadataManager:
         if self._grow_lock is None:
             self._grow_lock = anyio.Lock()
         async with self._grow_lock:
-            result, new_assign = self._check_grow(name, new_total, assignments)
+            result, new_assign = self.validation.check_grow(name, new_total, assignments)
             if result != E.OK or validate_only:
                 return result
             topic = self.topics[name]
@@ -507,49 +422,17 @@ class MetadataManager:
                 return self.create_partitions(name, new_total, assignments)
             added = {i: self._new_partition(name, i, new_assign) for i in range(current, new_total)}
             with anyio.CancelScope(shield=True):
-                lm = self._logs
-                prepared = await anyio.to_thread.run_sync(lm.prepare_logs, name, list(added), topic.topic_id,
-                                                          log_config_for(self._config.current, topic.configs))
+                prepared = await anyio.to_thread.run_sync(self._logs.prepare, topic, list(added))
                 if self.topics.get(name) is not topic or len(topic.partitions) != current:
-                    lm.discard_prepared(prepared)  # deleted (or changed) meanwhile
+                    self._logs.discard([prepared])  # deleted (or changed) meanwhile
                     return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
                 topic.partitions.update(added)
                 self._store.save(topic)
-                self._open_prepared(topic, prepared)
+                self._logs.open_prepared(topic, prepared)
         log.info("topic %s now has %d partitions", name, new_total)
         self._settle_heap(new_total - current)
         self._notify(self.on_topic_changed, topic)
         return E.OK
-
-    def _check_grow(self, name: str, new_total: int, assignments: Sequence[Sequence[int]] | None
-                    ) -> tuple[E.Result, dict[int, Sequence[int]] | None]:
-        topic = self.topics.get(name)
-        if topic is None:
-            return (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."), None
-        if topic.internal:
-            # Coordinators hash keys over the partition count: growing it would move them.
-            return (ErrorCode.INVALID_REQUEST, f"Adding partitions to internal topic {name} is prohibited."), None
-        current = len(topic.partitions)
-        if new_total < current:
-            return (ErrorCode.INVALID_PARTITIONS,
-                    f"The topic {name} currently has {current} partition(s); {new_total} would not be an increase."), None
-        if new_total == current:
-            return (ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partition(s)."), None
-        if new_total - current > self.max_partitions_per_request:
-            return (ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."), None
-        new_assign: dict[int, Sequence[int]] | None = None
-        if assignments is not None:
-            if len(assignments) != new_total - current:
-                return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                        f"Attempted to add {new_total - current} additional partition(s), but only "
-                        f"{len(assignments)} assignment(s) were specified."), None
-            new_assign = {}
-            for offset, brokers in enumerate(assignments):
-                result = self._check_replicas(current + offset, brokers)
-                if result != E.OK:
-                    return result, None
-                new_assign[current + offset] = brokers
-        return E.OK, new_assign
 
     # ------------------------------------------------------------------ configs
 
@@ -569,16 +452,12 @@ class MetadataManager:
                 merged.pop(key, None)
             else:
                 merged[key] = value
-        result = self._check_configs(merged)
+        result = self.validation.check_configs(merged)
         if result != E.OK or validate_only:
             return result
         topic.configs = {k: v for k, v in merged.items() if v is not None}
         self._store.save(topic)
-        config = log_config_for(self._config.current, topic.configs)
-        for index in topic.partitions:
-            plog = self._logs.get_log(topic.name, index)
-            if plog is not None:
-                plog.update_config(config)
+        self._logs.apply_config(topic)
         return E.OK
 
     def save_dynamic_config(self, config: BrokerConfig) -> None:
@@ -588,11 +467,7 @@ class MetadataManager:
     def reapply_broker_config(self) -> None:
         """Push the current broker defaults into every open log (after a dynamic broker change)."""
         for topic in self.topics.values():
-            config = log_config_for(self._config.current, topic.configs)
-            for index in topic.partitions:
-                plog = self._logs.get_log(topic.name, index)
-                if plog is not None:
-                    plog.update_config(config)
+            self._logs.apply_config(topic)
 
     # ------------------------------------------------------------------ internals
 
@@ -601,31 +476,11 @@ class MetadataManager:
             topic = TopicInfo(rec.name, rec.topic_id, {}, dict(rec.configs), is_internal(rec.name))
             topic.partitions = {i: self._new_partition(rec.name, i, None) for i in range(rec.partitions)}
             self._register(topic)
-            self._open_logs(topic, topic.partitions)
-        # Logs of topics the store does not know (a delete interrupted by a crash) are
-        # strays, as in KRaft; keeping them would resurrect data under a reused name.
-        lm = self._logs
-        for name, index in list(lm.all_logs()):
-            if self.partition(name, index) is None:
-                log.warning("deleting stray log %s-%d: its topic does not exist", name, index)
-                lm.delete_partition(name, index)
+            self._logs.open(topic, topic.partitions)
+        self._logs.delete_strays(lambda name, index: self.partition(name, index) is not None)
         if self.topics:
             log.info("loaded %d topics", len(self.topics))
-        self._check_internal_topics()
-
-    def _check_internal_topics(self) -> None:
-        """Warn when an internal topic's partition count differs from its setting.
-
-        The topic's own count is the one used (coordinators hash over the partitions
-        that exist), so records written before the setting changed stay findable.
-        """
-        cfg = self._config.current
-        for name, key in ((CONSUMER_OFFSETS, "offsets.topic.num.partitions"),
-                          (TRANSACTION_STATE, "transaction.state.log.num.partitions")):
-            topic = self.topics.get(name)
-            if topic is not None and len(topic.partitions) != int(cfg.get(key)):
-                log.warning("%s has %d partitions but %s is %s; using the %d partitions that exist",
-                            name, len(topic.partitions), key, cfg.get(key), len(topic.partitions))
+        check_internal_topics(self._config.current, self.topic)
 
     def _register(self, topic: TopicInfo) -> None:
         topic.internal = is_internal(topic.name)
@@ -638,37 +493,6 @@ class MetadataManager:
         self._by_id.pop(topic.topic_id, None)
         if self._by_collision_key.get(collision_key(topic.name)) == topic.name:
             del self._by_collision_key[collision_key(topic.name)]
-
-    def _open_logs(self, topic: TopicInfo, partitions: Mapping[int, PartitionInfo]) -> None:
-        lm = self._logs
-        missing = [i for i in partitions if lm.get_log(topic.name, i) is None]
-        if len(missing) >= OFF_LOOP_PARTITIONS:
-            # New partitions in bulk (creation, or a restart after a crash mid-creation).
-            prepared = lm.prepare_logs(topic.name, missing, topic.topic_id,
-                                       log_config_for(self._config.current, topic.configs))
-            self._open_prepared(topic, prepared, partitions)
-        else:
-            self._open_each(topic, partitions)
-
-    def _open_prepared(self, topic: TopicInfo, prepared: PreparedLogs,
-                       partitions: Iterable[int] = ()) -> None:
-        """Register prepared logs, then open the rest of ``partitions`` and the leftovers."""
-        lm = self._logs
-        others = lm.register_prepared(prepared, log_config_for(self._config.current, topic.configs))
-        rest = [i for i in partitions if i not in prepared.created]
-        self._open_each(topic, sorted(set(rest) | set(others)))
-
-    def _open_each(self, topic: TopicInfo, partitions: Iterable[int]) -> None:
-        config = log_config_for(self._config.current, topic.configs)
-        lm = self._logs
-        for index in partitions:
-            try:
-                lm.get_or_create_log(topic.name, index, config, topic_id=topic.topic_id)
-            except KafkaStorageError:
-                # The directory belongs to an earlier topic of the same name: a stray.
-                log.warning("replacing stray log %s-%d of another topic id", topic.name, index)
-                lm.delete_partition(topic.name, index)
-                lm.get_or_create_log(topic.name, index, config, topic_id=topic.topic_id)
 
     @staticmethod
     def _notify(listeners: list[TopicListener], topic: TopicInfo) -> None:

@@ -8,7 +8,11 @@ this model once replication arrives.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+#: Broker ids of each partition's replicas, by partition index.
+Assignments = Mapping[int, Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,14 @@ class TopicInfo:
     partitions: dict[int, PartitionInfo]
     configs: dict[str, str] = field(default_factory=dict)
     internal: bool = False
+
+
+@dataclass(frozen=True)
+class NewTopicRequest:
+    """One topic of a batch creation (-1 partitions / replication factor: broker defaults)."""
+
+    name: str
+    num_partitions: int = -1
+    replication_factor: int = -1
+    configs: Mapping[str, str | None] = field(default_factory=dict)
+    assignments: Assignments | None = None
