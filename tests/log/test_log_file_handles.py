@@ -1,0 +1,126 @@
+"""Open segment files stay bounded however many partitions and segments are written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from log_helpers import batch_offsets, build_batch
+
+from kbroker.clock import ManualClock
+from kbroker.log import LogConfig, LogManager
+from kbroker.log.handles import SEGMENT_FILES, FileHandleCache
+
+_HERE = Path(__file__).parent
+
+# Runs in a child whose soft RLIMIT_NOFILE is 256: 1,100 written partitions and a
+# topic rolled into 400 segments need far more descriptors than that if each stays open.
+_SCRIPT = textwrap.dedent('''
+    import os, resource, sys
+    from pathlib import Path
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    from log_helpers import batch_offsets, build_batch
+    from kbroker.clock import ManualClock
+    from kbroker.log import LogConfig, LogManager
+
+    data = Path(sys.argv[1])
+    clock = ManualClock()
+    peak = 0
+
+    def count():
+        global peak
+        peak = max(peak, len(os.listdir("/proc/self/fd")))
+
+    mgr = LogManager([data], clock, LogConfig())
+    for p in range(1100):
+        mgr.get_or_create_log("wide", p).append(build_batch([b"w%d" % p]), leader_epoch=0)
+        count()
+    small = mgr.get_or_create_log("small", 0, LogConfig(segment_bytes=100))
+    for i in range(400):
+        small.append(build_batch([b"s%d" % i]), leader_epoch=0)
+        count()
+    assert len(small.segments) >= 400, len(small.segments)
+    mgr.shutdown()
+
+    mgr = LogManager([data], clock, LogConfig())
+    small = mgr.get_log("small", 0)
+    for i in range(400):
+        assert batch_offsets(small.read(i, 1 << 20, upper_bound=i + 1)) == [(i, i)], i
+        count()
+    for p in range(1100):
+        plog = mgr.get_log("wide", p)
+        assert batch_offsets(plog.read(0, 1 << 20)) == [(0, 0)], p
+        plog.append(build_batch([b"again"]), leader_epoch=0)
+        count()
+    mgr.shutdown()
+    print("peak", peak)
+''')
+
+
+def test_open_files_bounded_under_low_rlimit(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(_HERE), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path / "data")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peak = int(proc.stdout.split()[-1])
+    assert peak < 256
+
+
+def _open_files_under(root: Path) -> int:
+    """Descriptors of this process open on files below ``root``."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith(str(root))
+        except OSError:  # closed meanwhile
+            pass
+    return n
+
+
+def test_segment_descriptors_stay_within_cache_capacity(tmp_path: Path) -> None:
+    old = SEGMENT_FILES.capacity
+    SEGMENT_FILES.capacity = 8
+    try:
+        mgr = LogManager([tmp_path], ManualClock(), LogConfig(segment_bytes=100))
+        plog = mgr.get_or_create_log("t", 0)
+        for i in range(60):
+            plog.append(build_batch([b"v%d" % i]), leader_epoch=0)
+            assert SEGMENT_FILES.open_count <= 8
+        for p in range(1, 40):
+            mgr.get_or_create_log("t", p).append(build_batch([b"p"]), leader_epoch=0)
+        # The cache's 8, plus a short-lived descriptor of the background flusher.
+        assert _open_files_under(tmp_path) <= 8 + 2
+        # Every segment reads back through reopened descriptors.
+        assert [o for i in range(60) for o in batch_offsets(plog.read(i, 1 << 20, upper_bound=i + 1))] == \
+            [(i, i) for i in range(60)]
+        plog.flush()  # fsync reopens evicted segments rather than skipping them
+        assert not any(seg.needs_sync for seg in plog.segments)
+        mgr.shutdown()
+        assert _open_files_under(tmp_path) == 0
+    finally:
+        SEGMENT_FILES.capacity = old
+
+
+def test_pinned_descriptors_are_not_evicted(tmp_path: Path) -> None:
+    class Owner:
+        def __init__(self, path: Path) -> None:
+            self._fd: int | None = None
+            self._pins = 0
+            self.path = path
+
+        def _open_fd(self) -> int:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    cache = FileHandleCache(capacity=1)
+    a, b = Owner(tmp_path / "a"), Owner(tmp_path / "b")
+    fd_a = cache.acquire(a)
+    cache.acquire(b)  # over capacity, but a is pinned
+    assert a._fd == fd_a and cache.open_count == 2
+    cache.release(a)  # back within capacity: the least recently used (a) closes
+    assert a._fd is None and b._fd is not None and cache.open_count == 1
+    cache.release(b)
+    cache.drop(b)
+    assert cache.open_count == 0
