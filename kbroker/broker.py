@@ -44,10 +44,14 @@ class Broker:
         #: Advertised (host, port) per listener name, known once the listeners are bound.
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.log_manager = LogManager(self.log_dirs, clock, self.default_log_config())
-        self.metadata = MetadataManager(self)
-        self.replica_manager = ReplicaManager(self)
-        self.groups = GroupCoordinator.for_broker(self)
-        self.producer_ids = ProducerIdManager(self.log_dirs[0])
+        try:
+            self.metadata = MetadataManager(self)
+            self.replica_manager = ReplicaManager(self)
+            self.groups = GroupCoordinator.for_broker(self)
+            self.producer_ids = ProducerIdManager(self.log_dirs[0])
+        except BaseException:
+            self.log_manager.release_dir_locks()  # a failed start leaves the dirs usable
+            raise
         self._connections: set[Connection] = set()
 
     def default_log_config(self):  # type: ignore[no-untyped-def]
@@ -66,6 +70,7 @@ class Broker:
         """Bind every listener and serve until the block exits, then stop cleanly."""
         async with anyio.create_task_group() as tg:
             await self._bind(tg)
+            self.log_manager.start()  # background flush (flush.ms), checkpoints, deletes
             await self.replica_manager.start(tg)
             await self.groups.start(tg)
             try:

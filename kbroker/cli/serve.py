@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sys
 from typing import Any
 
 from kbroker.config import BrokerConfig
+from kbroker.log.errors import KafkaStorageError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -57,3 +59,6 @@ def run(args: argparse.Namespace) -> int:
         return int(broker.run(config))
     except KeyboardInterrupt:
         return 130
+    except KafkaStorageError as exc:  # e.g. a log dir locked by another broker: one clear line
+        print(f"kbroker: error: {exc}", file=sys.stderr)
+        return 1

@@ -577,21 +577,19 @@ class LogSegment:
         """True if the log or an index holds writes that were not fsynced."""
         return self._dirty or self.offset_index.needs_sync or self.time_index.needs_sync
 
-    def sync_handles(self) -> tuple[int | None, list[Path]]:
-        """For an fsync outside the log's lock: a duplicate descriptor of the log file if it
-        has unsynced writes (the caller closes it) and the index files to fsync. The
-        indexes' pending entries are written first."""
+    def sync_paths(self) -> list[Path]:
+        """For an fsync outside the log's lock: the files with unsynced writes (the log
+        file, index files), to open and fsync one at a time. The indexes' pending entries
+        are written first."""
         self.offset_index.flush()
         self.time_index.flush()
-        fd: int | None = None
-        if self._dirty:
-            fd = os.open(self.log_path, os.O_RDONLY)
-        paths = [idx.path for idx in (self.offset_index, self.time_index) if idx.needs_sync]
-        return fd, paths
+        paths = [self.log_path] if self._dirty else []
+        paths += [idx.path for idx in (self.offset_index, self.time_index) if idx.needs_sync]
+        return paths
 
     def mark_synced(self) -> None:
         """Everything written so far was made durable by the caller (fsync of the
-        :meth:`sync_handles`, or a file system sync); only for segments not written since."""
+        :meth:`sync_paths`, or a file system sync); only for segments not written since."""
         self._dirty = False
         self.offset_index.mark_synced()
         self.time_index.mark_synced()
