@@ -199,8 +199,15 @@ class LogManager:
                     had_clean_shutdown=clean,
                 )
             except Exception:
-                # One unreadable partition must not keep the broker (and every other log) down.
-                log.exception("skipping log directory %s: it cannot be loaded", child)
+                # One unreadable partition must not keep the broker (and every other log)
+                # down: move it aside, data intact, for the operator; the partition starts
+                # empty if its topic still exists.
+                aside = log_dir / log_dir_name_with_suffix_capped(tp[0], tp[1], STRAY_DIR_SUFFIX)
+                log.exception("cannot load log directory %s; moving it aside to %s", child, aside.name)
+                try:
+                    child.rename(aside)
+                except OSError as e:
+                    log.error("cannot move %s aside: %s", child, e)
                 continue
             self._add(tp, plog, log_dir)
         # From here on a crash must trigger recovery again.

@@ -13,7 +13,6 @@ from log_helpers import batch_offsets, build_batch
 
 from kbroker.clock import ManualClock
 from kbroker.log import LogConfig, LogManager
-from kbroker.log.handles import SEGMENT_FILES, FileHandleCache
 
 _HERE = Path(__file__).parent
 
@@ -80,6 +79,8 @@ def _open_files_under(root: Path) -> int:
 
 
 def test_segment_descriptors_stay_within_cache_capacity(tmp_path: Path) -> None:
+    from kbroker.log.handles import SEGMENT_FILES
+
     old = SEGMENT_FILES.capacity
     SEGMENT_FILES.capacity = 8
     try:
@@ -104,6 +105,8 @@ def test_segment_descriptors_stay_within_cache_capacity(tmp_path: Path) -> None:
 
 
 def test_pinned_descriptors_are_not_evicted(tmp_path: Path) -> None:
+    from kbroker.log.handles import FileHandleCache
+
     class Owner:
         def __init__(self, path: Path) -> None:
             self._fd: int | None = None
