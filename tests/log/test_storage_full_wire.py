@@ -146,3 +146,31 @@ def test_atomic_write_leaves_no_tmp_file_on_a_full_disk(tmp_path: Path, monkeypa
     monkeypatch.setattr(os, "write", real_write)
     store.create("new", 1)  # space returned
     assert set(TopicStore(tmp_path).topics()) == {"kept", "new"}
+
+
+def test_find_coordinator_on_a_full_disk_is_retriable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kbroker.client.cluster import KafkaClient
+    from kbroker.client.groups import FIND_COORDINATOR
+
+    data = tmp_path / "data"
+    real_write = os.write
+
+    def full_write(fd: int, payload) -> int:  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with BrokerThread(data) as b:
+        client = KafkaClient(b.bootstrap)
+        try:
+            body = {"key": "g", "key_type": 0, "coordinator_keys": ["g"]}
+            monkeypatch.setattr(os, "write", full_write)  # creating __consumer_offsets needs the topic store
+            _, resp = client.request_versioned(FIND_COORDINATOR, body)
+            codes = [c.error_code for c in resp.coordinators] if "coordinators" in resp else [resp.error_code]
+            assert codes == [15]  # COORDINATOR_NOT_AVAILABLE: clients retry
+            assert not [p.name for p in data.iterdir() if p.name.endswith(".tmp")]
+            monkeypatch.setattr(os, "write", real_write)
+            _, resp = client.request_versioned(FIND_COORDINATOR, body)  # same connection, space returned
+            codes = [c.error_code for c in resp.coordinators] if "coordinators" in resp else [resp.error_code]
+            assert codes == [0]
+        finally:
+            monkeypatch.setattr(os, "write", real_write)  # the broker's shutdown writes checkpoints
+            client.close()
