@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from log_helpers import batch_offsets, build_batch
@@ -126,3 +127,80 @@ def test_pinned_descriptors_are_not_evicted(tmp_path: Path) -> None:
     cache.release(b)
     cache.drop(b)
     assert cache.open_count == 0
+
+
+_SERVE_LIMITED = textwrap.dedent('''
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    from kbroker.cli import main
+    sys.exit(main(sys.argv[1:]))
+''')
+
+
+def test_broker_under_low_rlimit_serves_many_partitions_and_segments(tmp_path: Path) -> None:
+    """A real ``kbroker serve`` limited to 256 descriptors takes one message on each of 600
+    partitions and 300 one-message segments, and serves them all again after a restart."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    data = tmp_path / "data"
+    common = {"bootstrap.servers": "", "broker.address.family": "v4"}
+
+    def serve() -> tuple[subprocess.Popen[str], str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KBROKER_")}
+        proc = subprocess.Popen([sys.executable, "-c", _SERVE_LIMITED, "serve", "--override",
+                                 "listeners=PLAINTEXT://127.0.0.1:0", "--override", f"log.dirs={data}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "PLAINTEXT://" in line, line
+        return proc, line.split("PLAINTEXT://", 1)[1].split(",", 1)[0].strip()
+
+    def read_all(bootstrap: str, topic: str, partitions: int, count: int) -> list[bytes]:
+        c = Consumer({**common, "bootstrap.servers": bootstrap, "group.id": "g", "enable.auto.commit": False})
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        out: list[bytes] = []
+        deadline = time.monotonic() + 60
+        try:
+            while len(out) < count and time.monotonic() < deadline:
+                for msg in c.consume(500, 0.5):
+                    if msg.error() is None:
+                        out.append(msg.value())
+        finally:
+            c.close()
+        return out
+
+    proc, bootstrap = serve()
+    try:
+        admin = AdminClient({**common, "bootstrap.servers": bootstrap})
+        for f in admin.create_topics([NewTopic("wide", 600, 1),
+                                      NewTopic("small", 1, 1, config={"segment.bytes": "100"})]).values():
+            f.result(60)
+        errors: list[object] = []
+        p = Producer({**common, "bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+
+        def on_delivery(err, msg):  # type: ignore[no-untyped-def]
+            if err:
+                errors.append(err)
+
+        for i in range(600):
+            p.produce("wide", f"w{i}".encode(), partition=i, on_delivery=on_delivery)
+        assert p.flush(60) == 0
+        for i in range(300):  # one batch (and so one segment) each: a batch must fit segment.bytes
+            p.produce("small", f"s{i}".encode(), on_delivery=on_delivery)
+            assert p.flush(60) == 0
+        assert errors == []
+        assert sorted(read_all(bootstrap, "wide", 600, 600)) == sorted(f"w{i}".encode() for i in range(600))
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    assert len(list((data / "small-0").glob("*.log"))) >= 300
+    proc, bootstrap = serve()
+    try:
+        assert read_all(bootstrap, "small", 1, 300) == [f"s{i}".encode() for i in range(300)]
+        assert sorted(read_all(bootstrap, "wide", 600, 600)) == sorted(f"w{i}".encode() for i in range(600))
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(60)
