@@ -427,10 +427,11 @@ class PartitionLog:
 
     # -- flushing ------------------------------------------------------------------------
     def _maybe_flush(self, now: int) -> None:
+        # Only flush.messages is checked on append, as in Kafka: flush.ms is the periodic
+        # flusher's job (LogManager's background thread), so its fsyncs stay off the
+        # event loop and happen without a further append.
         c = self.config
-        if (c.flush_interval_messages is not None and self._unflushed_messages >= c.flush_interval_messages) or (
-            c.flush_interval_ms is not None and now - self._last_flush_ms >= c.flush_interval_ms
-        ):
+        if c.flush_interval_messages is not None and self._unflushed_messages >= c.flush_interval_messages:
             self.flush()
 
     def flush_if_due(self) -> bool:

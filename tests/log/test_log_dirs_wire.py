@@ -185,8 +185,7 @@ def test_flush_ms_flushes_without_a_further_append(tmp_path: Path) -> None:
     with BrokerThread(tmp_path / "data") as b:
         _create(b.bootstrap, "f", {"flush.ms": "1000"})
         plog = b.broker.log_manager.get_log("f", 0)
-        # The first append may flush (flush.ms since the log was created); the second
-        # follows at once, so only the periodic flusher can make it durable.
+        # Nothing is appended after these two: only a periodic flusher can make them durable.
         _produce(b.bootstrap, "f", [b"one", b"two"])
         assert plog.log_end_offset == 2
         _wait_for(lambda: plog.recovery_point == 2, "the periodic flush", timeout=30)
