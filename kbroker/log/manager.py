@@ -568,29 +568,33 @@ class LogManager:
                 return
             self._closed = True
             logs = list(self._logs.values())
-        self._stop_background()
-        dirty = [plog for plog in logs if plog.needs_flush]
-        if len(dirty) < _BATCH_SYNC_THRESHOLD:
-            for plog in dirty:
-                plog.flush()
-            for plog in logs:
-                plog.close()
-        else:
-            ends = [(plog, plog.log_end_offset) for plog in dirty]
-            for plog in logs:
-                plog.close()  # persists indexes (and snapshots) without fsync
+        try:
+            self._stop_background()
+            dirty = [plog for plog in logs if plog.needs_flush]
+            if len(dirty) < _BATCH_SYNC_THRESHOLD:
+                for plog in dirty:
+                    plog.flush()
+                for plog in logs:
+                    plog.close()
+            else:
+                ends = [(plog, plog.log_end_offset) for plog in dirty]
+                for plog in logs:
+                    plog.close()  # persists indexes (and snapshots) without fsync
+                for d in self.log_dirs:
+                    sync_filesystem(d)
+                for plog, end in ends:
+                    plog.mark_durable(end)
+            self.checkpoint()
             for d in self.log_dirs:
-                sync_filesystem(d)
-            for plog, end in ends:
-                plog.mark_durable(end)
-        self.checkpoint()
-        for d in self.log_dirs:
-            atomic_write(d / CLEAN_SHUTDOWN_FILE, b"")
-        with self._bg_cond:
-            doomed, self._bg_doomed = self._bg_doomed, []
-        for path in doomed:
-            shutil.rmtree(path, ignore_errors=True)
-        self.release_dir_locks()
+                atomic_write(d / CLEAN_SHUTDOWN_FILE, b"")
+            with self._bg_cond:
+                doomed, self._bg_doomed = self._bg_doomed, []
+            for path in doomed:
+                shutil.rmtree(path, ignore_errors=True)
+        finally:
+            # Even a failed shutdown (a full disk) leaves the dirs to the next broker; without
+            # the clean shutdown marker that one recovers the logs.
+            self.release_dir_locks()
 
     def release_dir_locks(self) -> None:
         """Release the log dirs' ``.lock`` files (done by :meth:`shutdown`; as a process
