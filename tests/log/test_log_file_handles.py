@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import subprocess
 import sys
@@ -10,10 +11,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from log_helpers import batch_offsets, build_batch
 
 from kbroker.clock import ManualClock
-from kbroker.log import LogConfig, LogManager
+from kbroker.log import KafkaStorageError, LogConfig, LogManager
 
 _HERE = Path(__file__).parent
 
@@ -204,3 +206,35 @@ def test_broker_under_low_rlimit_serves_many_partitions_and_segments(tmp_path: P
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+def test_failed_write_is_cut_back_and_retried_at_the_same_offset(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    mgr = LogManager([tmp_path], ManualClock(), LogConfig())
+    plog = mgr.get_or_create_log("t", 0)
+    plog.append(build_batch([b"a"]), leader_epoch=0)
+    seg = plog.active_segment
+    size = seg.size
+    real_pwrite, real_pwritev = os.pwrite, os.pwritev
+
+    def short_pwritev(fd, buffers, offset):  # type: ignore[no-untyped-def]
+        data = b"".join(bytes(b) for b in buffers)
+        return real_pwrite(fd, data[: len(data) // 2], offset)  # part of it lands on disk
+
+    def full_pwrite(fd, data, offset):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwritev", short_pwritev)
+    monkeypatch.setattr(os, "pwrite", full_pwrite)
+    with pytest.raises(KafkaStorageError) as info:
+        plog.append(build_batch([b"b"]), leader_epoch=0)
+    assert info.value.error_code == 56
+    assert seg.log_path.stat().st_size == size and plog.log_end_offset == 1
+    assert batch_offsets(plog.read(0, 1 << 20)) == [(0, 0)]  # reads go on
+    monkeypatch.setattr(os, "pwritev", real_pwritev)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert plog.append(build_batch([b"c"]), leader_epoch=0).base_offset == 1
+    mgr.shutdown()
+    mgr = LogManager([tmp_path], ManualClock(), LogConfig())
+    assert batch_offsets(mgr.get_log("t", 0).read(0, 1 << 20)) == [(0, 0), (1, 1)]
+    mgr.shutdown()
