@@ -8,7 +8,14 @@ While running, a background thread (Kafka's ``kafka-scheduler``) fsyncs the segm
 log rolled past and moves its recovery point up to the new segment, then rewrites the
 recovery point checkpoint, so a restart after a crash rescans only the active segments;
 recovery points moved by other flushes are checkpointed every
-``checkpoint_interval_ms`` (``log.flush.offset.checkpoint.interval.ms``, 60 s).
+``checkpoint_interval_ms`` (``log.flush.offset.checkpoint.interval.ms``, 60 s). The same
+thread is the periodic flusher (Kafka's ``log.flush.scheduler.interval.ms`` task): it
+fsyncs each log whose ``flush.ms`` has passed, looking at the smallest ``flush.ms`` pace
+(or once a second while no log sets one), and it removes the directories of deleted
+partitions after they were renamed to ``-delete``.
+
+Each log dir is locked (``.lock``, ``flock``) from start-up to shutdown, so a second
+broker on the same directory refuses to start.
 
 Many partitions are created in two steps so the file system work can run off the event
 loop: :meth:`LogManager.prepare_logs` (thread-safe: directories, ``partition.metadata``,
