@@ -50,16 +50,20 @@ class Broker:
         #: Advertised (host, port) per listener name, known once the listeners are bound.
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.log_manager = LogManager(self.log_dirs, clock, self.default_log_config())
-        self.metadata = MetadataManager(self.configs, self.log_manager, self.log_dirs, node_id=self.node_id,
-                                        endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap)
-        self.replica_manager = ReplicaManager(node_id=self.node_id, config=self.configs, partitions=self.metadata,
-                                              logs=self.log_manager.get_log, clock=clock)
-        self.metadata.on_topic_deleted.append(self.replica_manager.on_topic_deleted)
-        offsets_log = TopicOffsetsLog(
-            metadata=self.metadata, append_records=self.replica_manager.append_records, logs=self.log_manager.get_log,
-            clock=clock, default_partitions=lambda: self.config.offsets_topic_num_partitions)
-        self.groups = GroupCoordinator(GroupConfig.from_broker_config(self.config), clock, offsets_log)
-        self.producer_ids = ProducerIdManager(self.log_dirs[0])
+        try:
+            self.metadata = MetadataManager(self.configs, self.log_manager, self.log_dirs, node_id=self.node_id,
+                                            endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap)
+            self.replica_manager = ReplicaManager(node_id=self.node_id, config=self.configs, partitions=self.metadata,
+                                                  logs=self.log_manager.get_log, clock=clock)
+            self.metadata.on_topic_deleted.append(self.replica_manager.on_topic_deleted)
+            offsets_log = TopicOffsetsLog(
+                metadata=self.metadata, append_records=self.replica_manager.append_records, logs=self.log_manager.get_log,
+                clock=clock, default_partitions=lambda: self.config.offsets_topic_num_partitions)
+            self.groups = GroupCoordinator(GroupConfig.from_broker_config(self.config), clock, offsets_log)
+            self.producer_ids = ProducerIdManager(self.log_dirs[0])
+        except BaseException:
+            self.log_manager.release_dir_locks()  # a failed start leaves the dirs usable
+            raise
         self._connections: set[Connection] = set()
         self.quotas = ConnectionQuotas()
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
@@ -91,10 +95,15 @@ class Broker:
 
         Raises :class:`StartupError` when a listener cannot be bound.
         """
-        bound = await self._bind()
+        try:
+            bound = await self._bind()
+        except BaseException:
+            self.log_manager.shutdown()  # flushes nothing new; releases the log dir locks
+            raise
         async with anyio.create_task_group() as tg:
             for name, listener in bound:
                 tg.start_soon(self._accept_loop, listener, name, tg)
+            self.log_manager.start()  # background flush (flush.ms), checkpoints, deletes
             await self.replica_manager.start(tg)
             await self.groups.start(tg)
             try:

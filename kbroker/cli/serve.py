@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from kbroker.config import BrokerConfig
+from kbroker.log.errors import KafkaStorageError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -63,3 +64,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_STARTUP_FAILED
     except KeyboardInterrupt:
         return 130
+    except KafkaStorageError as exc:  # e.g. a log dir locked by another broker: one clear line
+        print(f"kbroker: error: {exc}", file=sys.stderr)
+        return 1

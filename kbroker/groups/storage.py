@@ -151,7 +151,12 @@ class TopicOffsetsLog:
     def ensure(self) -> bool:
         if self.exists():
             return True
-        code, message = self._metadata.ensure_internal_topic(CONSUMER_OFFSETS, None, {"cleanup.policy": "compact"})
+        try:
+            code, message = self._metadata.ensure_internal_topic(
+                CONSUMER_OFFSETS, self.num_partitions, {"cleanup.policy": "compact"})
+        except OSError as e:  # e.g. a full disk: retriable COORDINATOR_NOT_AVAILABLE, as Kafka
+            log.warning("cannot create %s: %s", CONSUMER_OFFSETS, e)
+            return False
         if code != 0:
             log.warning("cannot create %s: %s", CONSUMER_OFFSETS, message)
         return self.exists()

@@ -8,7 +8,14 @@ While running, a background thread (Kafka's ``kafka-scheduler``) fsyncs the segm
 log rolled past and moves its recovery point up to the new segment, then rewrites the
 recovery point checkpoint, so a restart after a crash rescans only the active segments;
 recovery points moved by other flushes are checkpointed every
-``checkpoint_interval_ms`` (``log.flush.offset.checkpoint.interval.ms``, 60 s).
+``checkpoint_interval_ms`` (``log.flush.offset.checkpoint.interval.ms``, 60 s). The same
+thread is the periodic flusher (Kafka's ``log.flush.scheduler.interval.ms`` task): it
+fsyncs each log whose ``flush.ms`` has passed, looking at the smallest ``flush.ms`` pace
+(or once a second while no log sets one), and it removes the directories of deleted
+partitions after they were renamed to ``-delete``.
+
+Each log dir is locked (``.lock``, ``flock``) from start-up to shutdown, so a second
+broker on the same directory refuses to start.
 
 Many partitions are created in two steps so the file system work can run off the event
 loop: :meth:`LogManager.prepare_logs` (thread-safe: directories, ``partition.metadata``,
@@ -18,6 +25,7 @@ no I/O).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -50,11 +58,39 @@ log = logging.getLogger(__name__)
 DELETE_DIR_SUFFIX = "-delete"
 FUTURE_DIR_SUFFIX = "-future"
 STRAY_DIR_SUFFIX = "-stray"
+#: Kafka's per-log-dir lock file: held (flock) by the one broker using the directory.
+LOCK_FILE = ".lock"
+#: The longest file name most file systems accept (NAME_MAX).
+_MAX_NAME_BYTES = 255
 #: Kafka's ``log.flush.offset.checkpoint.interval.ms`` default.
 DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000
 #: Shutdown makes this many or more flushes durable with one file system sync per dir.
 _BATCH_SYNC_THRESHOLD = 32
 _FIRST_SEGMENT_LOG = filename_prefix_from_offset(0) + LOG_FILE_SUFFIX
+#: How often the background thread looks for logs with ``flush.ms`` when none has it.
+_FLUSH_RESCAN_S = 1.0
+
+
+def log_dir_name_with_suffix_capped(topic: str, partition: int, suffix: str) -> str:
+    """``<topic>-<partition>.<32 hex><suffix>`` with the topic cut so the name fits in
+    255 bytes (Kafka's ``UnifiedLog.logDirNameWithSuffixCappedLength``): a topic name may
+    be 249 characters long, and the renamed directory must still be creatable."""
+    full_suffix = f"-{partition}.{uuid.uuid4().hex}{suffix}"
+    # Legal topic names are ASCII, so characters are bytes.
+    return topic[: max(0, _MAX_NAME_BYTES - len(full_suffix))] + full_suffix
+
+
+def lock_log_dir(log_dir: Path) -> int:
+    """Take ``<log_dir>/.lock`` exclusively (as Kafka does); returns the descriptor that
+    holds it. KafkaStorageError if another broker (process or thread) holds it."""
+    fd = os.open(log_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        raise KafkaStorageError(f"Failed to acquire lock on file {LOCK_FILE} in {log_dir}. "
+                                "A Kafka instance in another process or thread is using this directory.") from e
+    return fd
 
 
 @dataclass
@@ -108,10 +144,23 @@ class LogManager:
         self._bg_checkpoint_due = False
         self._bg_stop = False
         self._bg_thread: threading.Thread | None = None
+        #: Renamed ``-delete`` directories the background thread removes.
+        self._bg_doomed: list[Path] = []
+        self._bg_checkpoint_dirs: set[Path] = set()
+        #: Descriptors holding each log dir's ``.lock`` until shutdown.
+        self._dir_locks: list[int] = []
         started = time.monotonic()
-        for d in self.log_dirs:
-            d.mkdir(parents=True, exist_ok=True)
-            self._load_dir(d)
+        try:
+            for d in self.log_dirs:
+                d.mkdir(parents=True, exist_ok=True)
+                self._dir_locks.append(lock_log_dir(d))
+            for d in self.log_dirs:
+                self._load_dir(d)
+        except BaseException:
+            self.release_dir_locks()
+            raise
+        if self._bg_doomed:
+            self._ensure_background()
         log.info("loaded %d logs from %d dirs in %.3fs", len(self._logs), len(self.log_dirs), time.monotonic() - started)
 
     # -- startup -------------------------------------------------------------------------
@@ -133,8 +182,8 @@ class LogManager:
                 continue
             name = child.name
             if name.endswith(DELETE_DIR_SUFFIX):
-                # A deletion interrupted by a crash: finish it.
-                shutil.rmtree(child, ignore_errors=True)
+                # A deletion interrupted by a crash: finish it (in the background).
+                self._bg_doomed.append(child)
                 continue
             if name.endswith((FUTURE_DIR_SUFFIX, STRAY_DIR_SUFFIX)):
                 log.warning("skipping %s (future/stray replicas are not supported)", child)
@@ -144,15 +193,28 @@ class LogManager:
                 log.warning("skipping unexpected directory %s", child)
                 continue
             if tp in self._logs:
-                raise KafkaStorageError(f"partition {name} found in both {self._log_dir_of[tp]} and {log_dir}")
-            plog = PartitionLog(
-                child,
-                self._config_for(tp[0]) if self._config_for else self.default_config,
-                self.clock,
-                recovery_point=recovery_points.get(tp, 0),
-                log_start_offset=start_offsets.get(tp),
-                had_clean_shutdown=clean,
-            )
+                log.error("skipping %s: partition %s is also in %s", child, name, self._log_dir_of[tp])
+                continue
+            try:
+                plog = PartitionLog(
+                    child,
+                    self._config_for(tp[0]) if self._config_for else self.default_config,
+                    self.clock,
+                    recovery_point=recovery_points.get(tp, 0),
+                    log_start_offset=start_offsets.get(tp),
+                    had_clean_shutdown=clean,
+                )
+            except Exception:
+                # One unreadable partition must not keep the broker (and every other log)
+                # down: move it aside, data intact, for the operator; the partition starts
+                # empty if its topic still exists.
+                aside = log_dir / log_dir_name_with_suffix_capped(tp[0], tp[1], STRAY_DIR_SUFFIX)
+                log.exception("cannot load log directory %s; moving it aside to %s", child, aside.name)
+                try:
+                    child.rename(aside)
+                except OSError as e:
+                    log.error("cannot move %s aside: %s", child, e)
+                continue
             self._add(tp, plog, log_dir)
         # From here on a crash must trigger recovery again.
         marker.unlink(missing_ok=True)
@@ -316,26 +378,42 @@ class LogManager:
         return self.register_prepared(self.prepare_logs(topic, partitions, topic_id, config))
 
     def delete_partition(self, topic: str, partition: int) -> bool:
-        """Remove a partition's log and its directory; False if it was not hosted."""
-        tp = TopicPartition(topic, partition)
-        log_dir = self._remove(tp)
-        if log_dir is None:
-            return False
-        self.checkpoint_dir(log_dir)
-        return True
+        """Remove a partition's log; False if it was not hosted.
+
+        The directory is renamed to ``<topic>-<partition>.<id>-delete`` at once (so it is
+        never loaded again) and removed, with the checkpoints rewritten, by the
+        background thread, as Kafka deletes asynchronously.
+        """
+        return self._delete(topic, (partition,)) > 0
 
     def delete_partitions(self, topic: str, partitions: Iterable[int]) -> int:
-        """:meth:`delete_partition` for many partitions, checkpointing each log dir once."""
+        """:meth:`delete_partition` for many partitions, checkpointing each log dir once;
+        returns the number of log dirs that held any of them."""
         dirs: set[Path] = set()
-        for partition in partitions:
-            log_dir = self._remove(TopicPartition(topic, partition))
-            if log_dir is not None:
-                dirs.add(log_dir)
-        for d in dirs:
-            self.checkpoint_dir(d)
+        self._delete(topic, partitions, dirs)
         return len(dirs)
 
-    def _remove(self, tp: TopicPartition) -> Path | None:
+    def _delete(self, topic: str, partitions: Iterable[int], dirs: set[Path] | None = None) -> int:
+        removed = 0
+        dirs = set() if dirs is None else dirs
+        doomed: list[Path] = []
+        for partition in partitions:
+            found = self._remove(TopicPartition(topic, partition))
+            if found is not None:
+                removed += 1
+                dirs.add(found[0])
+                if found[1] is not None:
+                    doomed.append(found[1])
+        if removed:
+            with self._bg_cond:
+                self._bg_doomed.extend(doomed)
+                self._bg_checkpoint_dirs |= dirs
+                self._ensure_background()
+                self._bg_cond.notify()
+        return removed
+
+    def _remove(self, tp: TopicPartition) -> tuple[Path, Path | None] | None:
+        """Unregister, close and rename a log; ``(log dir, renamed dir or None)``."""
         with self._lock:
             plog = self._logs.pop(tp, None)
             log_dir = self._log_dir_of.pop(tp, None)
@@ -343,12 +421,19 @@ class LogManager:
                 self._dir_counts[log_dir] = self._dir_counts.get(log_dir, 1) - 1
         if plog is None or log_dir is None:
             return None
-        plog.close(snapshot=False)
+        try:
+            plog.close(snapshot=False)
+        except OSError as e:  # e.g. a full disk while persisting indexes: the files go anyway
+            log.warning("closing %s before deletion failed: %s", plog.dir, e)
         # Rename first so a crash mid-delete never leaves a half log that would be loaded.
-        doomed = log_dir / f"{plog.dir.name}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}"
-        plog.dir.rename(doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
-        return log_dir
+        doomed = log_dir / log_dir_name_with_suffix_capped(tp[0], tp[1], DELETE_DIR_SUFFIX)
+        try:
+            plog.dir.rename(doomed)
+        except OSError as e:
+            log.error("cannot rename %s for deletion (%s); removing it in place", plog.dir, e)
+            shutil.rmtree(plog.dir, ignore_errors=True)
+            return log_dir, None
+        return log_dir, doomed
 
     # -- flushing and checkpoints --------------------------------------------------------
     def flush_all(self) -> None:
@@ -391,18 +476,46 @@ class LogManager:
             self._bg_checkpoint_due = True
             self._ensure_background()
 
+    def start(self) -> None:
+        """Start the background thread now (the broker calls this at start-up), so the
+        periodic ``flush.ms`` flusher runs even before any log rolls."""
+        with self._bg_cond:
+            self._ensure_background()
+
     def _ensure_background(self) -> None:
         if self._bg_thread is None and not self._bg_stop:
             self._bg_thread = threading.Thread(target=self._background, name="kbroker-log-flusher", daemon=True)
             self._bg_thread.start()
 
+    def _flush_due_logs(self) -> float | None:
+        """The periodic flusher (Kafka's ``log.flush.scheduler.interval.ms`` task): flush
+        every log whose ``flush.ms`` has passed. Returns the smallest ``flush.ms`` in
+        seconds (how soon to look again), None if no log sets it."""
+        smallest: int | None = None
+        for plog in self.all_logs().values():
+            ms = plog.config.flush_interval_ms
+            if ms is None:
+                continue
+            smallest = ms if smallest is None else min(smallest, ms)
+            if self._closed:
+                break
+            try:
+                plog.flush_if_due()
+            except OSError as e:
+                log.error("periodic flush of %s failed: %s", plog.name, e)
+        return None if smallest is None else smallest / 1000
+
     def _background(self) -> None:
         interval = self.checkpoint_interval_ms / 1000
         next_checkpoint = time.monotonic() + interval
+        # Until a scan finds a log with flush.ms, look again at this pace for new ones.
+        flush_every: float | None = _FLUSH_RESCAN_S
+        next_flush = time.monotonic()
         while True:
             with self._bg_cond:
-                while not self._bg_rolled and not self._bg_stop:
-                    timeout = next_checkpoint - time.monotonic()
+                while not (self._bg_rolled or self._bg_doomed or self._bg_checkpoint_dirs) and not self._bg_stop:
+                    deadline = min(next_checkpoint, next_flush)
+                    timeout = deadline - time.monotonic()
                     if timeout <= 0:
                         break
                     self._bg_cond.wait(timeout)
@@ -410,14 +523,20 @@ class LogManager:
                     return
                 rolled = list(self._bg_rolled.values())
                 self._bg_rolled.clear()
+                doomed, self._bg_doomed = self._bg_doomed, []
+                dirs, self._bg_checkpoint_dirs = self._bg_checkpoint_dirs, set()
             try:
-                dirs: set[Path] = set()
                 for plog in rolled:
                     if plog.flush_rolled():
                         d = self._log_dir_of.get(TopicPartition(plog.topic, plog.partition))
                         if d is not None:
                             dirs.add(d)
                 now = time.monotonic()
+                if now >= next_flush:
+                    flush_every = self._flush_due_logs()
+                    # Between min(flush.ms) and the rescan pace for logs configured later.
+                    pace = _FLUSH_RESCAN_S if flush_every is None else max(min(flush_every, _FLUSH_RESCAN_S), 0.01)
+                    next_flush = time.monotonic() + pace
                 periodic = now >= next_checkpoint
                 with self._bg_cond:
                     due = self._bg_checkpoint_due
@@ -431,6 +550,8 @@ class LogManager:
                     if self._closed:
                         break
                     self.checkpoint_dir(d)
+                for path in doomed:  # Kafka's delayed delete of renamed log directories
+                    shutil.rmtree(path, ignore_errors=True)
             except Exception:
                 log.exception("background log flush/checkpoint failed")
 
@@ -453,21 +574,37 @@ class LogManager:
                 return
             self._closed = True
             logs = list(self._logs.values())
-        self._stop_background()
-        dirty = [plog for plog in logs if plog.needs_flush]
-        if len(dirty) < _BATCH_SYNC_THRESHOLD:
-            for plog in dirty:
-                plog.flush()
-            for plog in logs:
-                plog.close()
-        else:
-            ends = [(plog, plog.log_end_offset) for plog in dirty]
-            for plog in logs:
-                plog.close()  # persists indexes (and snapshots) without fsync
+        try:
+            self._stop_background()
+            dirty = [plog for plog in logs if plog.needs_flush]
+            if len(dirty) < _BATCH_SYNC_THRESHOLD:
+                for plog in dirty:
+                    plog.flush()
+                for plog in logs:
+                    plog.close()
+            else:
+                ends = [(plog, plog.log_end_offset) for plog in dirty]
+                for plog in logs:
+                    plog.close()  # persists indexes (and snapshots) without fsync
+                for d in self.log_dirs:
+                    sync_filesystem(d)
+                for plog, end in ends:
+                    plog.mark_durable(end)
+            self.checkpoint()
             for d in self.log_dirs:
-                sync_filesystem(d)
-            for plog, end in ends:
-                plog.mark_durable(end)
-        self.checkpoint()
-        for d in self.log_dirs:
-            atomic_write(d / CLEAN_SHUTDOWN_FILE, b"")
+                atomic_write(d / CLEAN_SHUTDOWN_FILE, b"")
+            with self._bg_cond:
+                doomed, self._bg_doomed = self._bg_doomed, []
+            for path in doomed:
+                shutil.rmtree(path, ignore_errors=True)
+        finally:
+            # Even a failed shutdown (a full disk) leaves the dirs to the next broker; without
+            # the clean shutdown marker that one recovers the logs.
+            self.release_dir_locks()
+
+    def release_dir_locks(self) -> None:
+        """Release the log dirs' ``.lock`` files (done by :meth:`shutdown`; as a process
+        exit would, for tests that simulate a crash and start again on the same dirs)."""
+        locks, self._dir_locks = self._dir_locks, []
+        for fd in locks:
+            os.close(fd)

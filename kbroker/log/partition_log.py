@@ -363,14 +363,25 @@ class PartitionLog:
                     record_count += h.record_count
                     pos += h.size
             base_offset = self._log_end_offset
-            segment = self._maybe_roll(size, next_offset - 1, now)
-            segment.append(data, positioned, now)
+            try:
+                segment = self._maybe_roll(size, next_offset - 1, now)
+                segment.append(data, positioned, now)
+            except OSError as e:
+                # A full disk or I/O error: the segment cut itself back to its last whole
+                # batch, nothing was acknowledged, and the client retries (KAFKA_STORAGE_ERROR).
+                log.error("append to %s failed: %s", self.name, e)
+                raise KafkaStorageError(f"append to {self.name} failed: {e}") from e
             self._log_end_offset = next_offset
             self.producer_state.commit(plan, next_offset)
             if self.high_watermark_follows_leo:
                 self._high_watermark = next_offset
             self._unflushed_messages += record_count
-            self._maybe_flush(now)
+            try:
+                self._maybe_flush(now)
+            except OSError as e:
+                # Written but not durable as flush.messages/flush.ms promise: not acknowledged.
+                log.error("flush of %s failed: %s", self.name, e)
+                raise KafkaStorageError(f"flush of {self.name} failed: {e}") from e
             return AppendInfo(
                 base_offset=base_offset,
                 last_offset=next_offset - 1,
@@ -426,21 +437,22 @@ class PartitionLog:
 
     # -- flushing ------------------------------------------------------------------------
     def _maybe_flush(self, now: int) -> None:
+        # Only flush.messages is checked on append, as in Kafka: flush.ms is the periodic
+        # flusher's job (LogManager's background thread), so its fsyncs stay off the
+        # event loop and happen without a further append.
         c = self.config
-        if (c.flush_interval_messages is not None and self._unflushed_messages >= c.flush_interval_messages) or (
-            c.flush_interval_ms is not None and now - self._last_flush_ms >= c.flush_interval_ms
-        ):
+        if c.flush_interval_messages is not None and self._unflushed_messages >= c.flush_interval_messages:
             self.flush()
 
     def flush_if_due(self) -> bool:
-        """Flush if ``flush_interval_ms`` has passed with unflushed data (for a periodic task)."""
+        """Flush if ``flush_interval_ms`` has passed with unflushed data (for the periodic
+        flusher thread; the fsyncs run outside the log's lock). True if it flushed."""
         with self._lock:
             if self._closed or self.config.flush_interval_ms is None or self._recovery_point >= self._log_end_offset:
                 return False
             if self._clock.time_ms() - self._last_flush_ms < self.config.flush_interval_ms:
                 return False
-            self.flush()
-            return True
+        return self._sync_outside_lock(include_active=True)
 
     def flush(self) -> None:
         """fsync everything up to the log end offset and advance the recovery point."""
@@ -473,46 +485,55 @@ class PartitionLog:
         """fsync the segments below the active one and move the recovery point up to the
         active segment (Kafka flushes up to the new segment after a roll, in the background).
 
-        For a background thread: the fsyncs run on duplicated descriptors outside the
+        For a background thread: the fsyncs run on separate descriptors outside the
         log's lock, so appends are never blocked behind them. Returns True if the
         recovery point moved.
         """
+        return self._sync_outside_lock(include_active=False)
+
+    def _sync_outside_lock(self, *, include_active: bool) -> bool:
+        """fsync up to the log end (``include_active``) or up to the active segment, with
+        the fsyncs outside the lock; then advance the recovery point unless a truncation
+        raced. Segments appended to meanwhile stay marked unsynced."""
         with self._lock:
             if self._closed:
                 return False
             active = self._segments.active
-            target = active.base_offset
+            target = self._log_end_offset if include_active else active.base_offset
             if target <= self._recovery_point:
                 return False
             start = max(self._segments.floor_index(self._recovery_point), 0)
-            segs = [seg for seg in self._segments.from_index(start) if seg is not active]
-            jobs = [seg.sync_handles() for seg in segs]
+            segs = [seg for seg in self._segments.from_index(start) if include_active or seg is not active]
+            sizes = [seg.size for seg in segs]
+            paths = [path for seg in segs for path in seg.sync_paths()]
             sync_dir = self._dir_dirty
             truncations = self._truncations
-        try:
-            for fd, paths in jobs:
-                if fd is not None:
-                    os.fsync(fd)
-                for path in paths:
-                    try:
-                        fd2 = os.open(path, os.O_RDONLY)
-                    except FileNotFoundError:  # deleted meanwhile (retention)
-                        continue
-                    try:
-                        os.fsync(fd2)
-                    finally:
-                        os.close(fd2)
-            if sync_dir:
+            unflushed = self._unflushed_messages
+            now = self._clock.time_ms()
+        # One descriptor at a time: a burst of rolled segments must not need one each.
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:  # deleted meanwhile (retention, topic deletion)
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if sync_dir:
+            try:
                 fsync_dir(self.dir)
-        finally:
-            for fd, _ in jobs:
-                if fd is not None:
-                    os.close(fd)
+            except FileNotFoundError:  # renamed for deletion meanwhile
+                return False
         with self._lock:
             if self._closed or self._truncations != truncations:
                 return False
-            for seg in segs:
-                seg.mark_synced()  # inactive segments are never appended to
+            for seg, size in zip(segs, sizes, strict=True):
+                if seg.size == size:  # not appended to since (appends only grow a segment)
+                    seg.mark_synced()
+            if include_active:
+                self._unflushed_messages = max(0, self._unflushed_messages - unflushed)
+                self._last_flush_ms = now
             self._advance_recovery_point(target)
             return True
 
@@ -576,20 +597,27 @@ class PartitionLog:
             bound = leo if upper_bound is None else min(upper_bound, leo)
             if offset >= bound:
                 return b""
-            segs = self._segments.from_index(self._segments.floor_index(offset))
-            for i, seg in enumerate(segs):
-                nxt = segs[i + 1] if i + 1 < len(segs) else None
-                if nxt is None:
-                    # Everything in the active segment starts below the LEO.
-                    max_position = None if bound == leo else seg.position_bound(bound)
-                else:
-                    max_position = seg.position_bound(bound) if bound < nxt.base_offset else None
-                data = seg.read(offset, max_bytes, max_position, min_one_message)
-                if data is not None:
-                    return data
-                if nxt is None or bound <= nxt.base_offset:
-                    break
-            return b""
+            try:
+                return self._read(offset, max_bytes, min_one_message, bound, leo)
+            except OSError as e:
+                raise KafkaStorageError(f"read from {self.name} failed: {e}") from e
+
+    def _read(self, offset: int, max_bytes: int, min_one_message: bool, bound: int, leo: int) -> bytes | memoryview:
+        """Whole batches from ``offset`` below ``bound`` (the caller holds the lock)."""
+        segs = self._segments.from_index(self._segments.floor_index(offset))
+        for i, seg in enumerate(segs):
+            nxt = segs[i + 1] if i + 1 < len(segs) else None
+            if nxt is None:
+                # Everything in the active segment starts below the LEO.
+                max_position = None if bound == leo else seg.position_bound(bound)
+            else:
+                max_position = seg.position_bound(bound) if bound < nxt.base_offset else None
+            data = seg.read(offset, max_bytes, max_position, min_one_message)
+            if data is not None:
+                return data
+            if nxt is None or bound <= nxt.base_offset:
+                break
+        return b""
 
     # -- timestamps ----------------------------------------------------------------------
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:

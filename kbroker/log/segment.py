@@ -1,8 +1,9 @@
 """``LogSegment``: one ``<20-digit base offset>.log`` file plus its two indexes.
 
 The ``.log`` file holds record batches byte for byte as Kafka writes them. Reads and
-writes go through ``os.pread``/``os.pwrite`` on a lazily opened descriptor, so segments
-that are never touched after startup hold no file descriptor.
+writes go through ``os.pread``/``os.pwrite`` on a descriptor from the process-wide LRU
+of :mod:`kbroker.log.handles`, so the number of open segment files stays bounded however
+many partitions and segments there are; segments never touched after startup hold none.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from kbroker.log.errors import CorruptIndexError
+from kbroker.log.handles import SEGMENT_FILES
 from kbroker.log.index import OffsetIndex, TimeIndex, TimestampOffset
 from kbroker.records.batch import (
     CRC_START,
@@ -103,10 +105,12 @@ class LogSegment:
                                         create=new, touch=create)
         self.time_index = TimeIndex(directory / (stem + TIME_INDEX_FILE_SUFFIX), base_offset, segment_index_bytes,
                                     create=new, touch=create)
+        # Owned by SEGMENT_FILES: the open descriptor (None while closed) and its pin count.
         self._fd: int | None = None
+        self._pins = 0
         self._open_flags = os.O_RDWR | os.O_CREAT if empty else os.O_RDWR
         if create:
-            self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            SEGMENT_FILES.adopt(self, os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
             self._size = 0
         elif empty:
             self._size = 0  # opened (or created) on first use
@@ -171,10 +175,16 @@ class LogSegment:
         self._load_tail()
         return self._offset_of_max_timestamp
 
-    def _file(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.log_path, self._open_flags, 0o644)
-        return self._fd
+    def _open_fd(self) -> int:
+        # Called by SEGMENT_FILES (under its lock) when the descriptor is needed again.
+        return os.open(self.log_path, self._open_flags, 0o644)
+
+    def _read_at(self, n: int, pos: int) -> bytes:
+        fd = SEGMENT_FILES.acquire(self)
+        try:
+            return _pread(fd, n, pos)
+        finally:
+            SEGMENT_FILES.release(self)
 
     def _ensure_indexes(self) -> None:
         """Load the indexes, rebuilding them from the log if they fail the sanity check."""
@@ -232,12 +242,11 @@ class LogSegment:
         """Max timestamp of the first batch (Kafka's rolling-based timestamp), None if empty."""
         if self._size < HEADER_SIZE:
             return None
-        return parse_header(_pread(self._file(), HEADER_SIZE, 0)).max_timestamp
+        return parse_header(self._read_at(HEADER_SIZE, 0)).max_timestamp
 
     # -- scanning ------------------------------------------------------------------------
     def iter_batches(self, start_position: int = 0, end_position: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
         """Yield ``(position, header)`` of each whole batch from ``start_position``, headers only."""
-        fd = self._file()
         end = self._size if end_position is None else min(end_position, self._size)
         pos = start_position
         buf = b""
@@ -246,7 +255,7 @@ class LogSegment:
         while end - pos >= HEADER_SIZE:
             off = pos - buf_start
             if off < 0 or off + HEADER_SIZE > len(buf):
-                buf = _pread(fd, HEADER_SIZE if big else min(_SCAN_CHUNK, end - pos), pos)
+                buf = self._read_at(HEADER_SIZE if big else min(_SCAN_CHUNK, end - pos), pos)
                 buf_start, off = pos, 0
                 if len(buf) < HEADER_SIZE:
                     return
@@ -302,9 +311,9 @@ class LogSegment:
         want = min(max_bytes, limit - pos)
         if first.size > want:
             if min_one_message and pos + first.size <= limit:
-                return _pread(self._file(), first.size, pos)
+                return self._read_at(first.size, pos)
             return b""
-        data = _pread(self._file(), want, pos)
+        data = self._read_at(want, pos)
         cut = 0
         while True:
             size = peek_size(data, cut)
@@ -316,7 +325,7 @@ class LogSegment:
 
     def read_batch(self, position: int, header: BatchHeader) -> bytes:
         """The raw bytes of one batch."""
-        return _pread(self._file(), header.size, position)
+        return self._read_at(header.size, position)
 
     # -- appending -----------------------------------------------------------------------
     def append(self, data: bytes | bytearray | memoryview | list[bytes | memoryview],
@@ -333,23 +342,20 @@ class LogSegment:
         last = batches[-1][1]
         if last.last_offset - self.base_offset > _INT32_MAX:
             raise ValueError(f"offset {last.last_offset} does not fit segment {self.base_offset}")
-        fd = self._file()
         base_pos = self._size
-        if isinstance(data, list):
-            total = sum(len(part) for part in data)
-            written = os.pwritev(fd, data, base_pos)
-            view = memoryview(b"".join(data))[written:] if written < total else memoryview(b"")
-        else:
-            view = memoryview(data)
-            total = len(view)
-            written = os.pwrite(fd, view, base_pos)
-            view = view[written:]
-        while view:  # regular files only write short on e.g. a full disk
-            n = os.pwrite(fd, view, base_pos + written)
-            if n <= 0:
-                raise OSError(f"short write to {self.log_path}")
-            written += n
-            view = view[n:]
+        fd = SEGMENT_FILES.acquire(self)
+        try:
+            total = self._write_all(fd, data, base_pos)
+        except OSError:
+            # A full disk (ENOSPC) or I/O error mid-write: cut the file back to the last
+            # whole batch so the log stays consistent and a retry appends at the same place.
+            try:
+                os.ftruncate(fd, base_pos)
+            except OSError as e:  # the next append overwrites from base_pos anyway
+                log.warning("cannot truncate %s back to %d after a failed write: %s", self.log_path, base_pos, e)
+            raise
+        finally:
+            SEGMENT_FILES.release(self)
         if self.first_append_ms is None:
             self.first_append_ms = now_ms
         for rel, h in batches:
@@ -358,6 +364,26 @@ class LogSegment:
         self._next_offset = last.next_offset
         self._dirty = True
         self._final_entry_done = False
+
+    def _write_all(self, fd: int, data: bytes | bytearray | memoryview | list[bytes | memoryview],
+                   pos: int) -> int:
+        """Write ``data`` at ``pos`` completely; returns its length."""
+        if isinstance(data, list):
+            total = sum(len(part) for part in data)
+            written = os.pwritev(fd, data, pos)
+            view = memoryview(b"".join(data))[written:] if written < total else memoryview(b"")
+        else:
+            view = memoryview(data)
+            total = len(view)
+            written = os.pwrite(fd, view, pos)
+            view = view[written:]
+        while view:  # regular files only write short on e.g. a full disk
+            n = os.pwrite(fd, view, pos + written)
+            if n <= 0:
+                raise OSError(f"short write to {self.log_path}")
+            written += n
+            view = view[n:]
+        return total
 
     def _index_batch(self, position: int, h: BatchHeader) -> None:
         # Shared by append and recover so rebuilt indexes match the appended ones exactly.
@@ -418,7 +444,13 @@ class LogSegment:
     def recover(self) -> int:
         """Rescan the log validating framing and CRC, truncate at the first bad batch and
         rebuild both indexes. Returns the number of bytes truncated."""
-        fd = self._file()
+        fd = SEGMENT_FILES.acquire(self)
+        try:
+            return self._recover(fd)
+        finally:
+            SEGMENT_FILES.release(self)
+
+    def _recover(self, fd: int) -> int:
         self.offset_index.reset()
         self.time_index.reset()
         self._max_timestamp = NO_TIMESTAMP
@@ -498,7 +530,11 @@ class LogSegment:
             return 0
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
-        os.ftruncate(self._file(), bound)
+        fd = SEGMENT_FILES.acquire(self)
+        try:
+            os.ftruncate(fd, bound)
+        finally:
+            SEGMENT_FILES.release(self)
         self._size = bound
         self._dirty = True
         if bound == 0:
@@ -534,8 +570,13 @@ class LogSegment:
 
     def flush(self) -> None:
         """fsync the log (if written) and persist + fsync the indexes."""
-        if self._dirty and self._fd is not None:
-            os.fsync(self._fd)
+        if self._dirty:
+            # Possibly a reopened descriptor: fsync covers every write to the file.
+            fd = SEGMENT_FILES.acquire(self)
+            try:
+                os.fsync(fd)
+            finally:
+                SEGMENT_FILES.release(self)
         self._dirty = False
         self.offset_index.flush(fsync=True)
         self.time_index.flush(fsync=True)
@@ -545,21 +586,19 @@ class LogSegment:
         """True if the log or an index holds writes that were not fsynced."""
         return self._dirty or self.offset_index.needs_sync or self.time_index.needs_sync
 
-    def sync_handles(self) -> tuple[int | None, list[Path]]:
-        """For an fsync outside the log's lock: a duplicate descriptor of the log file if it
-        has unsynced writes (the caller closes it) and the index files to fsync. The
-        indexes' pending entries are written first."""
+    def sync_paths(self) -> list[Path]:
+        """For an fsync outside the log's lock: the files with unsynced writes (the log
+        file, index files), to open and fsync one at a time. The indexes' pending entries
+        are written first."""
         self.offset_index.flush()
         self.time_index.flush()
-        fd: int | None = None
-        if self._dirty:
-            fd = os.dup(self._fd) if self._fd is not None else os.open(self.log_path, os.O_RDONLY)
-        paths = [idx.path for idx in (self.offset_index, self.time_index) if idx.needs_sync]
-        return fd, paths
+        paths = [self.log_path] if self._dirty else []
+        paths += [idx.path for idx in (self.offset_index, self.time_index) if idx.needs_sync]
+        return paths
 
     def mark_synced(self) -> None:
         """Everything written so far was made durable by the caller (fsync of the
-        :meth:`sync_handles`, or a file system sync); only for segments not written since."""
+        :meth:`sync_paths`, or a file system sync); only for segments not written since."""
         self._dirty = False
         self.offset_index.mark_synced()
         self.time_index.mark_synced()
@@ -573,15 +612,11 @@ class LogSegment:
         self._append_final_time_entry()
         self.offset_index.close()
         self.time_index.close()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        SEGMENT_FILES.drop(self)
 
     def delete(self) -> None:
         """Close and remove all of this segment's files."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        SEGMENT_FILES.drop(self)
         self.offset_index.delete()
         self.time_index.delete()
         self.log_path.unlink(missing_ok=True)

@@ -64,10 +64,18 @@ class TopicStore:
             rec = TopicRecord.from_json(obj)
             self._topics[rec.name] = rec
 
-    def _save(self) -> None:
-        doc = {"version": _FORMAT_VERSION, "topics": [r.to_json() for r in sorted(self._topics.values(), key=lambda r: r.name)]}
+    def _save(self, topics: dict[str, TopicRecord]) -> None:
+        """Write ``topics`` to disk, then make them the current map: a failed write (a full
+        disk) changes nothing, in memory or on disk."""
+        doc = {"version": _FORMAT_VERSION, "topics": [r.to_json() for r in sorted(topics.values(), key=lambda r: r.name)]}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+        self._topics = topics
+
+    def _with(self, record: TopicRecord) -> dict[str, TopicRecord]:
+        topics = dict(self._topics)
+        topics[record.name] = record
+        return topics
 
     def topics(self) -> dict[str, TopicRecord]:
         """A snapshot of all topics."""
@@ -92,29 +100,30 @@ class TopicStore:
             if name in self._topics:
                 raise KeyError(f"topic {name!r} already exists")
             rec = TopicRecord(name, topic_id or uuid.uuid4(), partitions, dict(configs or {}))
-            self._topics[name] = rec
-            self._save()
+            self._save(self._with(rec))
             return rec
 
     def put(self, record: TopicRecord) -> None:
         """Insert or replace a topic record."""
         with self._lock:
-            self._topics[record.name] = record
-            self._save()
+            self._save(self._with(record))
 
     def put_many(self, records: Sequence[TopicRecord]) -> None:
         """Insert or replace several topic records with one write."""
         with self._lock:
+            topics = dict(self._topics)
             for record in records:
-                self._topics[record.name] = record
-            self._save()
+                topics[record.name] = record
+            self._save(topics)
 
     def delete(self, name: str) -> TopicRecord | None:
         """Remove a topic; returns its record, or None if absent."""
         with self._lock:
-            rec = self._topics.pop(name, None)
+            rec = self._topics.get(name)
             if rec is not None:
-                self._save()
+                topics = dict(self._topics)
+                del topics[name]
+                self._save(topics)
             return rec
 
     def set_configs(self, name: str, configs: Mapping[str, str]) -> TopicRecord:
@@ -122,8 +131,7 @@ class TopicStore:
         with self._lock:
             rec = self._topics[name]
             rec = TopicRecord(rec.name, rec.topic_id, rec.partitions, dict(configs))
-            self._topics[name] = rec
-            self._save()
+            self._save(self._with(rec))
             return rec
 
     def set_partition_count(self, name: str, partitions: int) -> TopicRecord:
@@ -133,6 +141,5 @@ class TopicStore:
             if partitions < rec.partitions:
                 raise ValueError("partition count can only grow")
             rec = TopicRecord(rec.name, rec.topic_id, partitions, dict(rec.configs))
-            self._topics[name] = rec
-            self._save()
+            self._save(self._with(rec))
             return rec

@@ -192,6 +192,9 @@ class ReplicaManager:
             except LogError as e:
                 log.warning("append to %s-%d failed: %s", tp.topic, tp.partition, e)
                 out[tp] = AppendResult(e.error_code, error_message=str(e))
+            except OSError as e:  # storage trouble outside the log's own mapping (e.g. a full disk)
+                log.error("append to %s-%d failed: %s", tp.topic, tp.partition, e)
+                out[tp] = AppendResult(ErrorCode.KAFKA_STORAGE_ERROR, error_message=str(e))
             else:
                 self._notifier.notify(tp)
         return out

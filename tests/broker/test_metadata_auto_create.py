@@ -67,9 +67,9 @@ def test_one_store_write_per_request(kafka_broker: BrokerThread, monkeypatch: An
     writes: list[int] = []
     original = TopicStore._save
 
-    def counting(self: TopicStore) -> None:
-        writes.append(len(self._topics))
-        original(self)
+    def counting(self: TopicStore, topics: Any) -> None:
+        writes.append(len(topics))
+        original(self, topics)
 
     monkeypatch.setattr(TopicStore, "_save", counting)
     c = WireClient(kafka_broker.bootstrap)

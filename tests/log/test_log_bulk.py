@@ -87,6 +87,7 @@ def test_roll_flushes_in_background_and_checkpoints(tmp_path, clock):
     assert cp.read()[("r", 0)] == active
     # A crash now recovers only the active segment.
     mgr._stop_background()
+    mgr.release_dir_locks()
     mgr2 = LogManager([tmp_path], clock, LogConfig(segment_bytes=1024))
     assert mgr2.get_log("r", 0).log_end_offset == 10
     mgr2.shutdown()

@@ -50,6 +50,7 @@ def test_unclean_restart_recovers(tmp_path, clock):
     plog.append(build_batch([b"b"]), leader_epoch=0)
     mgr.checkpoint()  # recovery point 0: nothing flushed yet
     plog.close()  # "crash": no flush, no marker
+    mgr.release_dir_locks()  # as the crashed process's exit would
     path = plog.active_segment.log_path
     with open(path, "ab") as f:
         f.write(b"\x01\x02\x03")
@@ -120,6 +121,9 @@ def test_delete_partition(tmp_path, clock):
     mgr.shutdown()
     mgr2 = LogManager([tmp_path], clock, LogConfig())
     assert mgr2.all_logs() == {}
+    deadline = time.monotonic() + 10
+    while (tmp_path / "gone-4.abc-delete").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # removed by the background thread
     assert not (tmp_path / "gone-4.abc-delete").exists()
     mgr2.shutdown()
 

@@ -321,7 +321,9 @@ def test_flush_interval_ms(make_log, clock):
     assert plog.flush_if_due()
     assert plog.recovery_point == 1
     clock.advance(100)
-    plog.append(build_batch([b"b"]), leader_epoch=0)  # due on append too
+    plog.append(build_batch([b"b"]), leader_epoch=0)  # appends leave flush.ms to the periodic flusher
+    assert plog.recovery_point == 1
+    assert plog.flush_if_due()
     assert plog.recovery_point == 2
 
 
