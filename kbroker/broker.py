@@ -64,6 +64,9 @@ class Broker:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Broker]:
         """Bind every listener and serve until the block exits, then stop cleanly."""
+        from kbroker.handlers import registry
+
+        registry()  # import every handler now: a missing one fails start-up, not a request
         async with anyio.create_task_group() as tg:
             await self._bind(tg)
             await self.replica_manager.start(tg)

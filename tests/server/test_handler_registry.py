@@ -1,0 +1,99 @@
+"""The handler registry: every listed module is served, and the advertised API set is pinned."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kbroker import handlers
+from kbroker.codec import decode_response, encode_request
+from kbroker.handlers.api_versions import api_keys
+from kbroker.testing import BrokerThread
+
+#: What ApiVersions advertises, key -> (min, max). Changing the served APIs or versions
+#: must change this table in the same commit.
+ADVERTISED = {
+    0: (0, 13),  # Produce (served from v3; v0 advertised for librdkafka)
+    1: (4, 18),  # Fetch
+    2: (0, 11),  # ListOffsets
+    3: (0, 13),  # Metadata
+    8: (0, 9),  # OffsetCommit
+    9: (0, 9),  # OffsetFetch
+    10: (0, 6),  # FindCoordinator
+    11: (0, 9),  # JoinGroup
+    12: (0, 4),  # Heartbeat
+    13: (0, 5),  # LeaveGroup
+    14: (0, 5),  # SyncGroup
+    15: (0, 6),  # DescribeGroups
+    16: (0, 5),  # ListGroups
+    18: (0, 4),  # ApiVersions
+    19: (0, 7),  # CreateTopics
+    20: (0, 6),  # DeleteTopics
+    22: (0, 5),  # InitProducerId
+    32: (0, 4),  # DescribeConfigs
+    33: (0, 2),  # AlterConfigs
+    37: (0, 3),  # CreatePartitions
+    42: (0, 2),  # DeleteGroups
+    44: (0, 1),  # IncrementalAlterConfigs
+    47: (0, 0),  # OffsetDelete
+    60: (0, 2),  # DescribeCluster
+}
+
+
+@pytest.fixture
+def fresh_registry() -> Iterator[None]:
+    handlers.registry.cache_clear()
+    yield
+    handlers.registry.cache_clear()
+
+
+def test_missing_handler_module_fails_loudly(monkeypatch: pytest.MonkeyPatch, fresh_registry: None) -> None:
+    monkeypatch.setattr(handlers, "MODULES", [*handlers.MODULES, "no_such_api"])
+    with pytest.raises(ModuleNotFoundError, match="no_such_api"):
+        handlers.registry()
+
+
+def test_missing_handler_module_fails_broker_start(monkeypatch: pytest.MonkeyPatch, fresh_registry: None,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.setattr(handlers, "MODULES", [*handlers.MODULES, "no_such_api"])
+    with pytest.raises(RuntimeError, match="failed to start"), BrokerThread(tmp_path / "d"):
+        pass
+
+
+def test_duplicate_api_key_fails_loudly(monkeypatch: pytest.MonkeyPatch, fresh_registry: None) -> None:
+    monkeypatch.setattr(handlers, "MODULES", [*handlers.MODULES, "produce"])
+    with pytest.raises(RuntimeError, match="already registered"):
+        handlers.registry()
+
+
+def test_registry_advertises_the_pinned_table() -> None:
+    assert {k["api_key"]: (k["min_version"], k["max_version"]) for k in api_keys()} == ADVERTISED
+
+
+def _read_frame(s: socket.socket) -> bytes:
+    def read(n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = s.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        return buf
+
+    (size,) = struct.unpack(">i", read(4))
+    return read(size)
+
+
+@pytest.mark.parametrize("version", [0, 3])
+def test_api_versions_response_on_the_wire_is_the_pinned_table(kafka_broker: BrokerThread,
+                                                                version: int) -> None:
+    body = {"client_software_name": "t", "client_software_version": "1"} if version >= 3 else {}
+    with socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=5) as s:
+        s.sendall(encode_request(18, version, 7, body))
+        cid, resp = decode_response(18, version, _read_frame(s))
+    assert cid == 7 and resp.error_code == 0
+    assert {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys} == ADVERTISED
