@@ -109,10 +109,10 @@ def test_unknown_partitions_next_to_known_ones(kafka_broker: BrokerThread, wire:
     assert parts[("t", 0)].error_code == 0
     assert parts[("t", 5)].error_code == 3
     assert parts[("ghost", 0)].error_code == 3
-    started = time.monotonic()
-    alone = partitions_of(fetch(wire, {"ghost": {0: 0}}, max_wait_ms=3000))
+    # Nothing to wait for: answered at once, not after 30 s (the wire client's 10 s socket
+    # timeout would fail the call first).
+    alone = partitions_of(fetch(wire, {"ghost": {0: 0}}, max_wait_ms=30_000))
     assert alone[("ghost", 0)].error_code == 3
-    assert time.monotonic() - started < 1.0  # nothing to wait for: answered at once
 
 
 def test_unknown_topic_id(kafka_broker: BrokerThread, wire: WireClient) -> None:
