@@ -28,9 +28,12 @@ INTEGRATION_DIRS = frozenset({"compat"})
 #: Helper modules that start brokers (subprocesses) when a test module imports them.
 BROKER_MODULES = frozenset({"broker_process"})
 
-#: librdkafka's suite and the compat matrix take minutes each: started first, so that under
-#: xdist they overlap the rest of the suite instead of trailing it.
-LONGEST_FIRST = ("test_librdkafka_allowed_tests_pass", "test_fast_matrix_has_no_regressions")
+#: The two tests that take minutes each, placed at the two ends of the run: under
+#: ``--dist worksteal`` the first worker starts on librdkafka's suite while the second starts
+#: from the other end (the compat matrix last in its half) and then takes over the first
+#: worker's queue, so neither long test trails the rest of the suite.
+RUN_FIRST = frozenset({"test_librdkafka_allowed_tests_pass"})
+RUN_LAST = frozenset({"test_fast_matrix_has_no_regressions"})
 
 
 def _starts_brokers(module: types.ModuleType | None) -> bool:
@@ -53,6 +56,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 or (rel is not None and rel.parts[0] in INTEGRATION_DIRS)
                 or _starts_brokers(getattr(item, "module", None))):
             item.add_marker(integration)
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.originalname if isinstance(item, pytest.Function) else "",
-                                         len(rank)))
+
+    def place(item: pytest.Item) -> int:
+        name = item.originalname if isinstance(item, pytest.Function) else ""
+        return -1 if name in RUN_FIRST else 1 if name in RUN_LAST else 0
+
+    items.sort(key=place)  # stable: everything else keeps its order
