@@ -2,8 +2,9 @@
 
 PYTHON ?= python3
 export PYTHON
-## pytest-xdist workers for `make pytest`: one per core, at most 4 (each test starts brokers
-## and clients of its own, so more workers than cores only adds contention).
+## pytest-xdist workers for `make pytest` and `make test-fast`: one per core, at most 4 (each
+## test starts brokers and clients of its own, so more workers than cores only adds
+## contention); PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
 .PHONY: test test-fast setup lint typecheck pytest config-docs
@@ -18,7 +19,7 @@ test: setup
 ## The inner loop: unit tests only (no broker, no real client; tests/conftest.py marks the rest
 ## `integration`). Needs only `pip install -e '.[test]'`.
 test-fast:
-	@$(PYTHON) -m pytest -q -m "not integration" $(PYTEST_ARGS); rc=$$?; \
+	@$(PYTHON) -m pytest -q -n $(PYTEST_WORKERS) -m "not integration" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
