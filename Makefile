@@ -6,6 +6,8 @@ export PYTHON
 ## test starts brokers and clients of its own, so more workers than cores only adds
 ## contention); PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+## Without pytest-xdist (an install older than the [test] extras) the suite runs in one process.
+XDIST = $(shell $(PYTHON) -c 'import xdist' 2>/dev/null && echo "-n $(PYTEST_WORKERS)")
 
 .PHONY: test test-fast setup lint typecheck pytest config-docs
 
@@ -19,7 +21,7 @@ test: setup
 ## The inner loop: unit tests only (no broker, no real client; tests/conftest.py marks the rest
 ## `integration`). Needs only `pip install -e '.[test]'`.
 test-fast:
-	@$(PYTHON) -m pytest -q -n $(PYTEST_WORKERS) -m "not integration" $(PYTEST_ARGS); rc=$$?; \
+	@$(PYTHON) -m pytest -q $(XDIST) -m "not integration" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
@@ -37,7 +39,7 @@ typecheck:
 ## worksteal: an idle worker takes queued tests from a busy one (librdkafka's suite is one
 ## test of many minutes). Tests share no state: ephemeral ports, data in tmp_path.
 pytest:
-	@$(PYTHON) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); rc=$$?; \
+	@$(PYTHON) -m pytest -q $(XDIST) $(if $(XDIST),--dist worksteal) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
