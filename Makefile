@@ -2,8 +2,14 @@
 
 PYTHON ?= python3
 export PYTHON
+## pytest-xdist workers for `make pytest` and `make test-fast`: one per core, at most 4 (each
+## test starts brokers and clients of its own, so more workers than cores only adds
+## contention); PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+## Without pytest-xdist (an install older than the [test] extras) the suite runs in one process.
+XDIST = $(shell $(PYTHON) -c 'import xdist' 2>/dev/null && echo "-n $(PYTEST_WORKERS)")
 
-.PHONY: test setup lint typecheck pytest config-docs
+.PHONY: test test-fast setup lint typecheck pytest config-docs
 
 ## Install test dependencies, then lint, type-check and run the whole suite
 ## (including the compatibility matrix and librdkafka's own test suite).
@@ -11,6 +17,13 @@ test: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
 	@LIBRDKAFKA_SUITE=1 $(MAKE) --no-print-directory pytest
+
+## The inner loop: unit tests only (no broker, no real client; tests/conftest.py marks the rest
+## `integration`). Needs only `pip install -e '.[test]'`.
+test-fast:
+	@$(PYTHON) -m pytest -q $(XDIST) -m "not integration" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
 
 setup:
 	bash tools/setup-test-env.sh
@@ -23,8 +36,10 @@ typecheck:
 	$(PYTHON) -m mypy
 
 ## pytest exits 5 when it collected no tests: that is a failure here too.
+## worksteal: an idle worker takes queued tests from a busy one (librdkafka's suite is one
+## test of many minutes). Tests share no state: ephemeral ports, data in tmp_path.
 pytest:
-	@$(PYTHON) -m pytest -q; rc=$$?; \
+	@$(PYTHON) -m pytest -q $(XDIST) $(if $(XDIST),--dist worksteal) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 

@@ -18,6 +18,7 @@ from anyio.abc import SocketListener, SocketStream, TaskGroup
 from kbroker import heap
 from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.config import BrokerConfig, ConfigHolder
+from kbroker.handlers import registry
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
@@ -96,6 +97,7 @@ class Broker:
         Raises :class:`StartupError` when a listener cannot be bound.
         """
         try:
+            registry()  # import every handler now: a missing one fails start-up, not a request
             bound = await self._bind()
         except BaseException:
             self.log_manager.shutdown()  # flushes nothing new; releases the log dir locks

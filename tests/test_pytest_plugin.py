@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 pytest_plugins = ["pytester"]
+# The broker runs inside a pytest subprocess, out of sight of tests/conftest.py's tiering.
+pytestmark = pytest.mark.integration
 
 
 def test_plugin_fixture_serves_real_clients(pytester: pytest.Pytester) -> None:

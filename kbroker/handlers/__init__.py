@@ -18,7 +18,7 @@ from kbroker.handlers.api import RequestContext
 
 HandlerFn = Callable[[RequestContext], Awaitable[Mapping[str, Any] | None]]
 
-#: Handler modules, one per API; each is imported once at start-up.
+#: Handler modules, one per API; each is imported once at start-up and must exist.
 MODULES = [
     "produce",
     "fetch",
@@ -65,12 +65,10 @@ def registry() -> dict[int, Handler]:
     """Every implemented API by key."""
     out: dict[int, Handler] = {}
     for name in MODULES:
-        try:
-            mod = importlib.import_module(f"kbroker.handlers.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"kbroker.handlers.{name}":
-                continue  # not written yet
-            raise
+        # A missing module is an error, not an API quietly left out of ApiVersions.
+        mod = importlib.import_module(f"kbroker.handlers.{name}")
+        if mod.API_KEY in out:
+            raise RuntimeError(f"kbroker.handlers.{name}: API key {mod.API_KEY} is already registered")
         versions: VersionRange = mod.VERSIONS
         out[mod.API_KEY] = Handler(mod.API_KEY, versions, mod.handle,
                                    getattr(mod, "ADVERTISED_MIN_VERSION", versions.low))

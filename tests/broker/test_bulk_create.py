@@ -39,7 +39,6 @@ def test_big_create_keeps_serving_other_connections(kafka_broker: BrokerThread) 
         create_s = time.monotonic() - started
         assert resp.topics[0].error_code == 0 and resp.topics[0].num_partitions == N
         assert md_s <= create_s
-        assert create_s < 30
         after = _metadata(other, "bulk")
         assert after.topics[0].error_code == 0 and len(after.topics[0].partitions) == N
     finally:

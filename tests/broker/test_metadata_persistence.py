@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -58,10 +57,8 @@ def test_configured_cluster_id_must_match_stored(tmp_path: Path) -> None:
 def test_thousand_partitions(kafka_broker: BrokerThread) -> None:
     admin = _admin(kafka_broker)
     admin.create_topics([NewTopic("wide", 1000, 1)], operation_timeout=60)["wide"].result(120)
-    started = time.monotonic()
     md = admin.list_topics("wide", timeout=TIMEOUT)
     assert len(md.topics["wide"].partitions) == 1000
-    assert time.monotonic() - started < 2.0
     consumer = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap)
     try:
         assert consumer.partitions_for_topic("wide") == set(range(1000))

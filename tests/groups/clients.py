@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import Producer
+from wait_helpers import wait_until as _wait_until
+
+from kbroker.testing import BrokerThread
 
 TOPIC_PARTITIONS = 6
 #: Broker settings for client tests: short sessions allowed, auto-created topics get 6 partitions.
@@ -39,15 +41,38 @@ _live_workers: list[Any] = []
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
+    """Wait for ``cond``; fail at once when a live worker has crashed, and name each one's state
+    when the wait times out."""
+
+    def check() -> bool:
         for w in _live_workers:
             if getattr(w, "error", None) is not None:
                 raise AssertionError(f"{w.name} failed while waiting for {what}") from w.error
-        if time.monotonic() > deadline:
-            states = {w.name: (len(w.consumed), sorted(w.assignment)) for w in _live_workers}
-            raise AssertionError(f"timed out waiting for {what}; workers (consumed, assignment): {states}")
-        time.sleep(0.05)
+        return cond()
+
+    def describe() -> str:
+        states = {w.name: (len(w.consumed), sorted(w.assignment)) for w in _live_workers}
+        return f"{what}; workers (consumed, assignment): {states}"
+
+    _wait_until(check, timeout, describe, interval=0.02)
+
+
+def group_of(broker: BrokerThread, group_id: str) -> Any:
+    """The coordinator's live state of ``group_id``."""
+    return broker.call(lambda: broker.broker.groups.manager.get(group_id))
+
+
+def committed(broker: BrokerThread, group_id: str) -> dict[tuple[str, int], int]:
+    """``group_id``'s committed offsets, read from the coordinator."""
+    offsets = broker.call(lambda: broker.broker.groups.fetch_offsets(group_id, None))
+    return {tp: om.offset for tp, om in offsets.items()}
+
+
+def wait_all_committed(broker: BrokerThread, group_id: str, total: int) -> None:
+    """Wait until ``group_id`` has committed every one of the ``total`` records of its topic:
+    its members have then processed (and recorded) every read they will make."""
+    wait_until(lambda: sum(committed(broker, group_id).values()) == total,
+               what=f"{group_id} to commit all {total} records")
 
 
 class Worker(Protocol):
@@ -233,13 +258,14 @@ WORKERS: dict[str, type[ThreadWorker]] = {
     "kafka-python": KafkaPythonWorker, "confluent": ConfluentWorker, "aiokafka": AIOKafkaWorker}
 
 
-def join_leave_scenario(bootstrap: str, topic: str, make: Callable[[str], ThreadWorker]) -> None:
+def join_leave_scenario(broker: BrokerThread, topic: str, make: Callable[[str], ThreadWorker]) -> None:
     """Three members join and then leave one by one while data keeps arriving.
 
     Every message must be consumed exactly once across the members: positions are
     committed after each processed batch, before the poll in which a rebalance can
     move a partition.
     """
+    bootstrap = broker.bootstrap
     expected = produce(bootstrap, topic, 0, 60)
     _live_workers.clear()
     a = make("member-a")
@@ -273,7 +299,9 @@ def join_leave_scenario(bootstrap: str, topic: str, make: Callable[[str], Thread
         wait_until(covered, what=f"partitions of {leaving.name} to move")
         expected += produce(bootstrap, topic, len(expected), len(expected) + 60)
     wait_until(caught_up, what="everything consumed")
-    time.sleep(0.3)  # anything read twice would show up now
+    # Once the last member has committed the end of every partition, any record it was going to
+    # read again (from a predecessor's last commit) has been read.
+    wait_all_committed(broker, c.args[1], len(expected))
     c.stop()
     consumed = Counter(v for m in members for v in m.consumed)
     duplicates = [v for v, n in consumed.items() if n > 1]

@@ -28,4 +28,4 @@ def test_members_join_and_leave_without_loss_or_duplicates(broker: BrokerThread,
         return AIOKafkaWorker(name, broker.bootstrap, f"aio-{assignor.name}", "orders",
                               Options(extra={"partition_assignment_strategy": (assignor,)}))
 
-    join_leave_scenario(broker.bootstrap, "orders", make)
+    join_leave_scenario(broker, "orders", make)

@@ -24,4 +24,4 @@ def test_members_join_and_leave_without_loss_or_duplicates(broker: BrokerThread,
         return ConfluentWorker(name, broker.bootstrap, f"ck-{strategy}", "orders",
                                Options(extra={"partition.assignment.strategy": strategy}))
 
-    join_leave_scenario(broker.bootstrap, "orders", make)
+    join_leave_scenario(broker, "orders", make)

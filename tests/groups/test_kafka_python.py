@@ -29,4 +29,4 @@ def test_members_join_and_leave_without_loss_or_duplicates(broker: BrokerThread,
         return KafkaPythonWorker(name, broker.bootstrap, f"kp-{assignor.name}", "orders",
                                  Options(extra={"partition_assignment_strategy": [assignor]}))
 
-    join_leave_scenario(broker.bootstrap, "orders", make)
+    join_leave_scenario(broker, "orders", make)

@@ -7,28 +7,38 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kbroker.testing import BrokerThread
 
-from .clients import BROKER_OVERRIDES, TOPIC_PARTITIONS, WORKERS, Options, ThreadWorker, produce, wait_until
+from .clients import (
+    BROKER_OVERRIDES,
+    TOPIC_PARTITIONS,
+    WORKERS,
+    Options,
+    ThreadWorker,
+    committed,
+    group_of,
+    produce,
+    wait_all_committed,
+    wait_until,
+)
 
 CLIENTS = list(WORKERS)
 ROOT = str(Path(__file__).resolve().parents[2])
 
 #: A consumer in a child process, so it can die without a word (SIGKILL): no LeaveGroup, no heartbeats.
 VICTIM = """
-import sys, time
-sys.path.insert(0, sys.argv[5])
+import sys
+sys.path[:0] = [sys.argv[5], sys.argv[5] + "/tests"]
 from tests.groups.clients import WORKERS, Options
+from wait_helpers import wait_until
 w = WORKERS[sys.argv[1]]("victim", sys.argv[2], sys.argv[3], sys.argv[4], Options(session_ms=2000))
 w.start()
-while not w.assignment:
-    time.sleep(0.05)
+wait_until(lambda: w.assignment, what="the victim's assignment")
 print("ASSIGNED", sorted(w.assignment), flush=True)
-time.sleep(600)
+w.join()  # consume until killed
 """
 
 
@@ -38,19 +48,12 @@ def broker(tmp_path: Path) -> Iterator[BrokerThread]:
         yield b
 
 
-def group_of(broker: BrokerThread, group_id: str) -> Any:
-    return broker.call(lambda: broker.broker.groups.manager.get(group_id))
-
-
-def committed(broker: BrokerThread, group_id: str) -> dict[tuple[str, int], int]:
-    offsets = broker.call(lambda: broker.broker.groups.fetch_offsets(group_id, None))
-    return {tp: om.offset for tp, om in offsets.items()}
-
-
-def consume_exactly(worker: ThreadWorker, expected: list[bytes]) -> None:
+def consume_exactly(broker: BrokerThread, worker: ThreadWorker, expected: list[bytes], total: int) -> None:
+    """``worker`` (committing after each batch) reads exactly ``expected``; its topic then holds
+    ``total`` records, all of which its group has committed once it is done."""
     worker.start()
     wait_until(lambda: len(worker.consumed) >= len(expected), what=f"{worker.name} to consume")
-    time.sleep(0.3)
+    wait_all_committed(broker, worker.args[1], total)  # anything read twice has been read by now
     worker.stop()
     assert sorted(worker.consumed) == sorted(expected)
 
@@ -85,15 +88,15 @@ def test_offsets_resume_after_consumer_and_broker_restart(tmp_path: Path, client
     make = WORKERS[client]
     with BrokerThread(data, BROKER_OVERRIDES) as b:
         first = produce(b.bootstrap, "resume", 0, 30)
-        consume_exactly(make("one", b.bootstrap, "resume-g", "resume"), first)
+        consume_exactly(b, make("one", b.bootstrap, "resume-g", "resume"), first, 30)
         second = produce(b.bootstrap, "resume", 30, 60)
-        consume_exactly(make("two", b.bootstrap, "resume-g", "resume"), second)
+        consume_exactly(b, make("two", b.bootstrap, "resume-g", "resume"), second, 60)
         before = committed(b, "resume-g")
         assert sum(before.values()) == 60
     with BrokerThread(data, BROKER_OVERRIDES) as b:
         assert committed(b, "resume-g") == before
         third = produce(b.bootstrap, "resume", 60, 90)
-        consume_exactly(make("three", b.bootstrap, "resume-g", "resume"), third)
+        consume_exactly(b, make("three", b.bootstrap, "resume-g", "resume"), third, 90)
         assert sum(committed(b, "resume-g").values()) == 90
 
 
@@ -109,7 +112,7 @@ def test_auto_and_async_commits(broker: BrokerThread, client: str, mode: str) ->
     wait_until(lambda: sum(committed(broker, "commit-g").values()) == 30, what="offsets committed")
     w.stop()
     later = produce(broker.bootstrap, "commits", 30, 40)
-    consume_exactly(make("after", broker.bootstrap, "commit-g", "commits"), later)
+    consume_exactly(broker, make("after", broker.bootstrap, "commit-g", "commits"), later, 40)
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -122,8 +125,8 @@ def test_static_member_restart_keeps_partitions_without_rebalance(broker: Broker
         w.start()
     wait_until(lambda: all(w.assignment for w in workers)
                and sum(len(w.assignment) for w in workers) == TOPIC_PARTITIONS, what="three static members")
-    time.sleep(0.5)
     group = group_of(broker, "static-g")
+    wait_until(lambda: group.state.value == "Stable" and len(group.members) == 3, what="a stable group of three")
     generation = group.generation_id
     seen = [w.assignments_seen for w in workers]
     leaving = workers[1]
@@ -132,7 +135,8 @@ def test_static_member_restart_keeps_partitions_without_rebalance(broker: Broker
     back = make("s1-again", broker.bootstrap, "static-g", "static", Options(instance_id="inst-1"))
     back.start()
     wait_until(lambda: bool(back.assignment), what="restarted member assigned")
-    time.sleep(0.5)
+    # A rebalance, had the rejoin started one, would have begun before the member got its
+    # assignment: the group would have left Stable or moved to a new generation by now.
     assert back.assignment == owned
     assert group_of(broker, "static-g").generation_id == generation
     assert [workers[0].assignments_seen, workers[2].assignments_seen] == [seen[0], seen[2]]

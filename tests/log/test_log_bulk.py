@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 from log_helpers import batch_of_size, batch_offsets, build_batch
+from wait_helpers import wait_until
 
 from kbroker.log import LogConfig, LogManager, OffsetCheckpointFile
 from kbroker.log.checkpoint import CLEAN_SHUTDOWN_FILE, PartitionMetadataFile
@@ -76,15 +76,11 @@ def test_roll_flushes_in_background_and_checkpoints(tmp_path, clock):
         plog.append(batch_of_size(300), leader_epoch=0)
     active = plog.active_segment.base_offset
     assert active > 0
-    deadline = time.monotonic() + 10
-    while plog.recovery_point < active and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: plog.recovery_point >= active, what="the background flush")
     assert plog.recovery_point == active
     assert not any(seg.needs_sync for seg in plog.segments[:-1])
     cp = OffsetCheckpointFile(tmp_path / "recovery-point-offset-checkpoint")
-    while cp.read().get(("r", 0)) != active and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert cp.read()[("r", 0)] == active
+    wait_until(lambda: cp.read().get(("r", 0)) == active, what="the recovery-point checkpoint")
     # A crash now recovers only the active segment.
     mgr._stop_background()
     mgr.release_dir_locks()
@@ -98,10 +94,7 @@ def test_periodic_checkpoint_after_flush(tmp_path, clock):
     plog = mgr.get_or_create_log("f", 0)
     plog.append(build_batch([b"x"]), leader_epoch=0)
     cp = OffsetCheckpointFile(tmp_path / "recovery-point-offset-checkpoint")
-    deadline = time.monotonic() + 10
-    while cp.read().get(("f", 0)) != 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert cp.read()[("f", 0)] == 1
+    wait_until(lambda: cp.read().get(("f", 0)) == 1, what="the periodic checkpoint")
     mgr.shutdown()
     assert not any(t.name == "kbroker-log-flusher" for t in threading.enumerate())
 

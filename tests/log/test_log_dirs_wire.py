@@ -8,11 +8,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from wait_helpers import wait_until
 
 from kbroker.log import manager as log_manager
 from kbroker.testing import BrokerThread
@@ -59,12 +61,8 @@ def _consume(bootstrap: str, topic: str, count: int) -> list[bytes]:
     return out
 
 
-def _wait_for(predicate, what: str, timeout: float = TIMEOUT) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+def _wait_for(predicate: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
+    wait_until(predicate, timeout, what)
 
 
 # -- the .lock file ----------------------------------------------------------------------

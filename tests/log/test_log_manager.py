@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 from log_helpers import batch_of_size, batch_offsets, build_batch
+from wait_helpers import wait_until
 
 from kbroker.log import (
     LogConfig,
@@ -121,10 +121,8 @@ def test_delete_partition(tmp_path, clock):
     mgr.shutdown()
     mgr2 = LogManager([tmp_path], clock, LogConfig())
     assert mgr2.all_logs() == {}
-    deadline = time.monotonic() + 10
-    while (tmp_path / "gone-4.abc-delete").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)  # removed by the background thread
-    assert not (tmp_path / "gone-4.abc-delete").exists()
+    # removed by the background thread
+    wait_until(lambda: not (tmp_path / "gone-4.abc-delete").exists(), what="the -delete dir removed")
     mgr2.shutdown()
 
 
@@ -154,8 +152,7 @@ def test_flush_all_and_dirty_logs(tmp_path, clock):
     mgr.shutdown()
 
 
-def test_thousand_partitions_open_and_close_quickly(tmp_path, clock):
-    start = time.perf_counter()
+def test_thousand_partitions_open_and_close(tmp_path, clock):
     mgr = LogManager([tmp_path / "a", tmp_path / "b"], clock, LogConfig())
     for p in range(1000):
         mgr.get_or_create_log("many", p).append(build_batch([b"v"]), leader_epoch=0)
@@ -165,5 +162,3 @@ def test_thousand_partitions_open_and_close_quickly(tmp_path, clock):
     assert len(logs) == 1000
     assert all(plog.log_end_offset == 1 for plog in logs.values())
     mgr2.shutdown()
-    elapsed = time.perf_counter() - start
-    assert elapsed < 20, elapsed

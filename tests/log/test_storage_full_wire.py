@@ -8,6 +8,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaProducer
 from kafka.errors import KafkaStorageError
+from wait_helpers import wait_until
 
 from kbroker.log.topic_store import TOPIC_STORE_FILE, TopicStore
 from kbroker.testing import BrokerThread
@@ -70,12 +72,8 @@ def _consume_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, byte
     return out
 
 
-def _wait_for(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+def _wait_for(predicate: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
+    wait_until(predicate, timeout, what)
 
 
 def test_full_disk_answers_storage_error_and_recovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,64 @@
+"""The handler registry: every listed module is served, and the advertised API set is pinned.
+
+Unit tests (no broker); tests/server/test_handler_registry_wire.py checks the same over the wire."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from kbroker import handlers
+from kbroker.handlers.api_versions import api_keys
+
+#: What ApiVersions advertises, key -> (min, max). Changing the served APIs or versions
+#: must change this table in the same commit.
+ADVERTISED = {
+    0: (0, 13),  # Produce (served from v3; v0 advertised for librdkafka)
+    1: (4, 18),  # Fetch
+    2: (0, 11),  # ListOffsets
+    3: (0, 13),  # Metadata
+    8: (0, 9),  # OffsetCommit
+    9: (0, 9),  # OffsetFetch
+    10: (0, 6),  # FindCoordinator
+    11: (0, 9),  # JoinGroup
+    12: (0, 4),  # Heartbeat
+    13: (0, 5),  # LeaveGroup
+    14: (0, 5),  # SyncGroup
+    15: (0, 6),  # DescribeGroups
+    16: (0, 5),  # ListGroups
+    18: (0, 4),  # ApiVersions
+    19: (0, 7),  # CreateTopics
+    20: (0, 6),  # DeleteTopics
+    22: (0, 5),  # InitProducerId
+    32: (0, 4),  # DescribeConfigs
+    33: (0, 2),  # AlterConfigs
+    37: (0, 3),  # CreatePartitions
+    42: (0, 2),  # DeleteGroups
+    44: (0, 1),  # IncrementalAlterConfigs
+    47: (0, 0),  # OffsetDelete
+    60: (0, 2),  # DescribeCluster
+}
+
+
+@pytest.fixture
+def fresh_registry() -> Iterator[None]:
+    handlers.registry.cache_clear()
+    yield
+    handlers.registry.cache_clear()
+
+
+def test_missing_handler_module_fails_loudly(monkeypatch: pytest.MonkeyPatch, fresh_registry: None) -> None:
+    monkeypatch.setattr(handlers, "MODULES", [*handlers.MODULES, "no_such_api"])
+    with pytest.raises(ModuleNotFoundError, match="no_such_api"):
+        handlers.registry()
+
+
+def test_duplicate_api_key_fails_loudly(monkeypatch: pytest.MonkeyPatch, fresh_registry: None) -> None:
+    monkeypatch.setattr(handlers, "MODULES", [*handlers.MODULES, "produce"])
+    with pytest.raises(RuntimeError, match="already registered"):
+        handlers.registry()
+
+
+def test_registry_advertises_the_pinned_table() -> None:
+    assert {k["api_key"]: (k["min_version"], k["max_version"]) for k in api_keys()} == ADVERTISED
