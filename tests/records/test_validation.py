@@ -96,7 +96,7 @@ def test_more_records_than_the_count(codec: int, full: bool) -> None:
     assert e.error_code == INVALID_RECORD and "remaining after the declared 1 records" in str(e)
 
 
-@pytest.mark.parametrize("garbage", [b"\xff" * 40, b"\x00" * 40, b"\x7f" + b"\x00" * 20, os.urandom(3)])
+@pytest.mark.parametrize("garbage", [b"\xff" * 40, b"\x00" * 40, b"\x7f" + b"\x00" * 20, b"\x8f\xff\xce"])
 def test_garbage_records(garbage: bytes) -> None:
     assert refused(craft(garbage, 1)).error_code == INVALID_RECORD
     assert refused(craft(garbage, 1), full=True).error_code == INVALID_RECORD
