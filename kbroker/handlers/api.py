@@ -18,6 +18,7 @@ from kbroker.clock import Clock
 from kbroker.codec import Request
 from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.groups import GroupCoordinator
+from kbroker.metadata.config_resources import ConfigScope
 from kbroker.metadata.manager import MetadataManager
 from kbroker.replica.manager import ReplicaManager
 from kbroker.txn.producer_ids import ProducerIdManager
@@ -86,3 +87,8 @@ class RequestContext:
     @property
     def client_id(self) -> str | None:
         return self.request.header.client_id
+
+    @property
+    def config_scope(self) -> ConfigScope:
+        """What the config APIs (Describe/Alter/IncrementalAlterConfigs) work on."""
+        return ConfigScope(self.broker.node_id, self.broker.configs, self.broker.metadata)

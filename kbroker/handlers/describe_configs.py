@@ -44,7 +44,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
 
 
 def _describe(ctx: RequestContext, rtype: int, name: str) -> tuple[int, str | None, Sequence[ConfigEntry]]:
-    broker = ctx.broker
+    broker = ctx.config_scope
     if rtype == TOPIC:
         reason = invalid_reason(name)
         if reason is not None:

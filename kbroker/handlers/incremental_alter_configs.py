@@ -18,7 +18,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     responses = []
     for res in body.resources:
         ops = [ConfigOp(c.name, c.config_operation, c.value) for c in res.configs]
-        code, message = alter_resource(ctx.broker, res.resource_type, res.resource_name, ops,
+        code, message = alter_resource(ctx.config_scope, res.resource_type, res.resource_name, ops,
                                        incremental=True, validate_only=bool(body.validate_only))
         responses.append({"error_code": code, "error_message": message, "resource_type": res.resource_type,
                           "resource_name": res.resource_name})

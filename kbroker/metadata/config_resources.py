@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.config import (
@@ -23,18 +24,18 @@ if TYPE_CHECKING:
     from kbroker.metadata.manager import MetadataManager
 
 
-class Broker(Protocol):
-    """What altering a config needs: the node id, the broker config in force, the topics."""
+@dataclass(frozen=True)
+class ConfigScope:
+    """What describing and altering configs needs: this node's id, the broker config holder
+    (a dynamic change replaces its config) and the topics."""
+
+    node_id: int
+    configs: ConfigHolder
+    metadata: MetadataManager
 
     @property
-    def node_id(self) -> int: ...
-    @property
-    def config(self) -> BrokerConfig: ...
-    @property
-    def configs(self) -> ConfigHolder: ...
-
-    @property
-    def metadata(self) -> MetadataManager: ...
+    def config(self) -> BrokerConfig:
+        return self.configs.current
 
 TOPIC = 2
 BROKER = 4
@@ -56,7 +57,7 @@ class ConfigOp(NamedTuple):
     value: str | None
 
 
-def check_broker_name(broker: Broker, name: str, *, allow_default: bool) -> Result:
+def check_broker_name(broker: ConfigScope, name: str, *, allow_default: bool) -> Result:
     """A broker resource names this node's id (or, where allowed, "" for the cluster default)."""
     if name == "" and allow_default:
         return OK
@@ -70,7 +71,7 @@ def check_broker_name(broker: Broker, name: str, *, allow_default: bool) -> Resu
     return OK
 
 
-def alter_resource(broker: Broker, rtype: int, name: str, ops: Sequence[ConfigOp], *, incremental: bool,
+def alter_resource(broker: ConfigScope, rtype: int, name: str, ops: Sequence[ConfigOp], *, incremental: bool,
                    validate_only: bool) -> Result:
     """Apply config changes to one resource; nothing changes unless all of them are valid."""
     names = [o.name for o in ops]
@@ -95,7 +96,7 @@ def _list_op(current: str | None, op: ConfigOp) -> str:
     return ",".join(items)
 
 
-def _alter_topic(broker: Broker, name: str, ops: Sequence[ConfigOp], incremental: bool,
+def _alter_topic(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incremental: bool,
                  validate_only: bool) -> Result:
     topic = broker.metadata.topic(name)
     if topic is None:
@@ -122,7 +123,7 @@ def _alter_topic(broker: Broker, name: str, ops: Sequence[ConfigOp], incremental
                                                validate_only=validate_only)
 
 
-def _alter_broker(broker: Broker, name: str, ops: Sequence[ConfigOp], incremental: bool,
+def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incremental: bool,
                   validate_only: bool) -> Result:
     checked = check_broker_name(broker, name, allow_default=True)
     if checked != OK:
@@ -160,7 +161,7 @@ def _alter_broker(broker: Broker, name: str, ops: Sequence[ConfigOp], incrementa
     return OK
 
 
-def _alter_loggers(broker: Broker, name: str, ops: Sequence[ConfigOp], validate_only: bool) -> Result:
+def _alter_loggers(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], validate_only: bool) -> Result:
     checked = check_broker_name(broker, name, allow_default=False)
     if checked != OK:
         return checked
