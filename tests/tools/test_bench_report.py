@@ -104,7 +104,8 @@ def test_probe_stall_is_the_longest_gap_between_completions_across_the_window() 
 def test_deletion_rows_in_the_report_and_a_failed_delete_keeps_the_probe_figures() -> None:
     r = Results()
     many = {"create_s": 1.0, "metadata_s": 0.01, "produce_all_s": 0.5, "produce_one_s": 0.001}
-    record_many(r, "kbroker", 10_000, many, {"delete_s": 0.25, "stall_ms": 12.3456, "p99_ms": 1.5})
+    record_many(r, "kbroker", 10_000, many, {"delete_s": 0.25, "stall_ms": 12.3456, "p99_ms": 1.5,
+                                            "baseline": {"stall_ms": 2.0}})
     record_many(r, "tansu", 10_000, many, {"delete_s": 9.0, "stall_ms": 6.0, "p99_ms": 0.5,
                                           "error": "delete: KafkaException: UNKNOWN"})
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
@@ -114,5 +115,6 @@ def test_deletion_rows_in_the_report_and_a_failed_delete_keeps_the_probe_figures
     stall = next(v for k, v in rows.items() if k.startswith("longest gap between back-to-back Metadata probes"))
     assert stall == ["ms ↓", "12.35", "6.00", "2.06×"]
     assert rows["Metadata probe round trip p99 while deleting"] == ["ms ↓", "1.50", "0.50", "3.00×"]
+    assert rows["the same longest gap over 1s before deleting"] == ["ms ↓", "2.00", "—", "—"]
     assert "[1] tansu, delete the 10,000-partition topic under load (until DeleteTopics returned): " \
         "FAILED: delete: KafkaException: UNKNOWN" in table(r, ["kbroker", "tansu"])

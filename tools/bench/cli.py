@@ -386,6 +386,9 @@ def record_many(results: Results, name: str, n: int, r: dict[str, Any], d: dict[
     results.put(name, "many.delete_stall", "longest gap between back-to-back Metadata probes while deleting "
                 f"(+{DELETE_TAIL_S:g}s after)", "ms", False, d.get("stall_ms"))
     results.put(name, "many.delete_p99", "Metadata probe round trip p99 while deleting", "ms", False, d.get("p99_ms"))
+    # The same probe undisturbed just before: the machine's own noise, to read the stall against.
+    results.put(name, "many.delete_stall_before", f"the same longest gap over {DELETE_BASELINE_S:g}s before deleting",
+                "ms", False, (d.get("baseline") or {}).get("stall_ms"))
 
 
 def bench_scale(few: Kbroker, p: Profile, clients: tuple[str, ...], results: Results, log: Any,
