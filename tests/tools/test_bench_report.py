@@ -9,12 +9,13 @@ from tools.bench.cli import (
     MANY_KEY,
     QUICK,
     Results,
+    record_many,
     scaling_changes,
     scaling_table,
     table,
     throughput_steps,
 )
-from tools.bench.worker import rate_of
+from tools.bench.worker import probe_stall, rate_of
 
 
 def _results() -> Results:
@@ -84,3 +85,36 @@ def test_put_best_keeps_the_better_value_whichever_way_is_better() -> None:
     assert r.metrics["rate"].values["kbroker"] == 12.0
     assert r.metrics["lat"].values["kbroker"] == 1.5
     assert r.metrics["lat2"].values["kbroker"] == 3.0 and "kbroker" not in r.metrics["lat2"].notes
+
+
+def test_probe_stall_is_the_longest_gap_between_completions_across_the_window() -> None:
+    # (sent, completed), back to back: a 500 ms round trip inside the window [10, 11], then
+    # one of 1.5 s sent inside it and answered after it closed.
+    marks = [(0.0, 0.001), (9.998, 9.999), (9.999, 10.5), (10.5, 10.501), (10.501, 12.001), (12.001, 12.002)]
+    got = probe_stall(marks, 10.0, 11.0)
+    assert got["stall_ms"] == pytest.approx(1500.0)  # ends after the window: still counted
+    assert got["probes"] == 3  # the round trips overlapping [10, 11]
+    assert got["max_ms"] == pytest.approx(1500.0)
+    assert probe_stall(marks, 10.0, 10.5)["stall_ms"] == pytest.approx(501.0)  # 9.999 -> 10.5
+    # The gap into the window starts at the last completion before it.
+    assert probe_stall([(0.0, 1.0), (1.0, 3.0)], 2.0, 2.5)["stall_ms"] == pytest.approx(2000.0)
+    assert probe_stall([], 0.0, 1.0) == {"stall_ms": None, "p99_ms": None, "max_ms": None, "probes": 0}
+
+
+def test_deletion_rows_in_the_report_and_a_failed_delete_keeps_the_probe_figures() -> None:
+    r = Results()
+    many = {"create_s": 1.0, "metadata_s": 0.01, "produce_all_s": 0.5, "produce_one_s": 0.001}
+    record_many(r, "kbroker", 10_000, many, {"delete_s": 0.25, "stall_ms": 12.3456, "p99_ms": 1.5,
+                                            "baseline": {"stall_ms": 2.0}})
+    record_many(r, "tansu", 10_000, many, {"delete_s": 9.0, "stall_ms": 6.0, "p99_ms": 0.5,
+                                          "error": "delete: KafkaException: UNKNOWN"})
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in table(r, ["kbroker", "tansu"]).splitlines() if line.startswith("| ")}
+    delete = rows["delete the 10,000-partition topic under load (until DeleteTopics returned)"]
+    assert delete == ["s ↓", "0.250", "— [1]", "—"]
+    stall = next(v for k, v in rows.items() if k.startswith("longest gap between back-to-back Metadata probes"))
+    assert stall == ["ms ↓", "12.35", "6.00", "2.06×"]
+    assert rows["Metadata probe round trip p99 while deleting"] == ["ms ↓", "1.50", "0.50", "3.00×"]
+    assert rows["the same longest gap over 1s before deleting"] == ["ms ↓", "2.00", "—", "—"]
+    assert "[1] tansu, delete the 10,000-partition topic under load (until DeleteTopics returned): " \
+        "FAILED: delete: KafkaException: UNKNOWN" in table(r, ["kbroker", "tansu"])

@@ -34,6 +34,10 @@ PHASES = ("throughput", "latency", "idle", "many", "scale", "startup")
 #: many-partition topic and on one with it, alternately, so drift hits both alike.
 FEW_KEY = "few+"
 MANY_KEY = "many+"
+#: The many phase's deletion: seconds of undisturbed probing before DeleteTopics, and
+#: seconds of probing after it returned (a broker may finish deleting after answering).
+DELETE_BASELINE_S = 1.0
+DELETE_TAIL_S = 1.0
 
 
 @dataclass
@@ -338,21 +342,23 @@ def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], re
         n = p.many_partitions
         if profiler is not None and profiler.phase == "many":
             profiler.start(broker)
-        res = run_worker(broker, [{"id": "many", "kind": "many", "topic": f"bench-{run_tag}-many", "partitions": n,
-                                   "timeout": p.many_timeout}], p.many_timeout * 4 + 60)
+        topic = f"bench-{run_tag}-many"
+        res = run_worker(broker, [
+            {"id": "many", "kind": "many", "topic": topic, "partitions": n, "timeout": p.many_timeout},
+            {"id": "delete", "kind": "delete", "topic": topic, "probe_topic": f"bench-{run_tag}-probe",
+             "timeout": p.many_timeout, "baseline": DELETE_BASELINE_S, "tail": DELETE_TAIL_S},
+        ], p.many_timeout * 6 + 60)
         if profiler is not None and profiler.phase == "many":
             profiler.stop()
-        r = res["many"]
-        raw["many"] = r
-        note = f"FAILED: {r['error']}" if r.get("error") else None
+        r, d = res["many"], res["delete"]
+        raw["many"], raw["many.delete"] = r, d
         log(f"    many: create {r.get('create_s')} metadata {r.get('metadata_s')} produce-all {r.get('produce_all_s')}"
             + (f"  ERROR {r['error']}" if r.get("error") else ""))
-        results.put(name, "many.create", f"create a topic with {n:,} partitions", "s", False, r.get("create_s"), note)
-        results.put(name, "many.metadata", f"Metadata for the {n:,}-partition topic", "s", False, r.get("metadata_s"))
-        results.put(name, "many.produce_all", f"produce 1 msg to each of {n:,} partitions (flushed)", "s", False,
-                    r.get("produce_all_s"))
-        results.put(name, "many.produce_one", "then one produce round trip to that topic", "s", False,
-                    r.get("produce_one_s"))
+        base = d.get("baseline") or {}
+        log(f"    many: delete {d.get('delete_s')} s; probe stall {d.get('stall_ms')} ms, p99 {d.get('p99_ms')} ms "
+            f"over {d.get('probes')} probes (before: stall {base.get('stall_ms')} ms, p99 {base.get('p99_ms')} ms)"
+            + (f"  ERROR {d['error']}" if d.get("error") else ""))
+        record_many(results, name, n, r, d)
 
     if "scale" in phases and isinstance(broker, Kbroker):
         bench_scale(broker, p, clients, results, log, run_tag)
@@ -362,6 +368,27 @@ def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], re
                 stats.hwm_kb / 1024 if stats else None)
     stop_s = broker.stop()
     results.put(name, "shutdown", "clean shutdown (SIGTERM to exit)", "s", False, stop_s)
+
+
+def record_many(results: Results, name: str, n: int, r: dict[str, Any], d: dict[str, Any]) -> None:
+    """The many phase's rows: creating, using and (``d``) deleting the ``n``-partition topic."""
+    note = f"FAILED: {r['error']}" if r.get("error") else None
+    results.put(name, "many.create", f"create a topic with {n:,} partitions", "s", False, r.get("create_s"), note)
+    results.put(name, "many.metadata", f"Metadata for the {n:,}-partition topic", "s", False, r.get("metadata_s"))
+    results.put(name, "many.produce_all", f"produce 1 msg to each of {n:,} partitions (flushed)", "s", False,
+                r.get("produce_all_s"))
+    results.put(name, "many.produce_one", "then one produce round trip to that topic", "s", False,
+                r.get("produce_one_s"))
+    # A failed deletion has no duration; the probe's figures stand, as the load is the same.
+    note = f"FAILED: {d['error']}" if d.get("error") else None
+    results.put(name, "many.delete", f"delete the {n:,}-partition topic under load (until DeleteTopics returned)",
+                "s", False, None if (d.get("error") or "").startswith("delete") else d.get("delete_s"), note)
+    results.put(name, "many.delete_stall", "longest gap between back-to-back Metadata probes while deleting "
+                f"(+{DELETE_TAIL_S:g}s after)", "ms", False, d.get("stall_ms"))
+    results.put(name, "many.delete_p99", "Metadata probe round trip p99 while deleting", "ms", False, d.get("p99_ms"))
+    # The same probe undisturbed just before: the machine's own noise, to read the stall against.
+    results.put(name, "many.delete_stall_before", f"the same longest gap over {DELETE_BASELINE_S:g}s before deleting",
+                "ms", False, (d.get("baseline") or {}).get("stall_ms"))
 
 
 def bench_scale(few: Kbroker, p: Profile, clients: tuple[str, ...], results: Results, log: Any,

@@ -6,7 +6,7 @@ printed as one JSON line on stdout as soon as it is known (so a later hang or cr
 loses nothing already measured). A step that fails is reported with ``"error"``: a
 failure is a result, never replaced by a number.
 
-Step kinds: ``produce``, ``consume``, ``e2e``, ``rtt``, ``idle``, ``many``, ``fill``.
+Step kinds: ``produce``, ``consume``, ``e2e``, ``rtt``, ``idle``, ``many``, ``delete``, ``fill``.
 Each names a ``client`` (``confluent`` or ``kafka-python``) where it uses one.
 """
 
@@ -559,6 +559,96 @@ def many_partitions(bootstrap: str, topic: str, partitions: int, timeout: float)
     return out
 
 
+def probe_stall(marks: list[tuple[float, float]], start: float, end: float) -> Result:
+    """The probe's view of the window ``[start, end]``, from its round trips ``marks``
+    (``(sent, completed)`` times, in order).
+
+    ``stall_ms`` is the longest gap between consecutive completions where the later one
+    falls after ``start``, up to and including the first completion at or after ``end``
+    (a round trip still in flight when the window closed was stalled by it too); the gap
+    into the window starts at the last completion before it. ``p99_ms`` is over the
+    round trips that overlap the window.
+    """
+    gaps: list[float] = []
+    before = [done for _, done in marks if done <= start]
+    prev = before[-1] if before else start
+    for _, done in marks:
+        if done <= start:
+            continue
+        gaps.append(done - prev)
+        prev = done
+        if done >= end:
+            break
+    rtts = sorted((done - sent) * 1000 for sent, done in marks if sent <= end and done >= start)
+    return {"stall_ms": max(gaps) * 1000 if gaps else None, "p99_ms": percentile(rtts, 0.99),
+            "max_ms": rtts[-1] if rtts else None, "probes": len(rtts)}
+
+
+def delete_under_load(bootstrap: str, topic: str, probe_topic: str, timeout: float, baseline: float,
+                      tail: float) -> Result:
+    """Delete ``topic`` while a probe connection sends Metadata requests for the
+    one-partition ``probe_topic`` back to back, and report the probe's longest stall
+    and p99 during the deletion: from sending DeleteTopics until ``tail`` seconds after
+    it returned (a broker may finish the deletion after answering). ``baseline``
+    seconds of probing before the deletion give the same figures undisturbed."""
+    from confluent_kafka.admin import AdminClient
+
+    create_topic(bootstrap, probe_topic, 1)
+    wait_partitions(bootstrap, probe_topic, 1)
+    host, _, port = bootstrap.rpartition(":")
+    marks: list[tuple[float, float]] = []
+    probe_error: list[str] = []
+    stop = threading.Event()
+    frame = metadata_frame(1, [probe_topic])
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host or HOST_DEFAULT, int(port)), timeout=timeout) as s:
+                s.settimeout(timeout)
+                while not stop.is_set():
+                    sent = time.perf_counter()
+                    s.sendall(frame)
+                    read_response(s)
+                    marks.append((sent, time.perf_counter()))
+        except OSError as e:
+            probe_error.append(short_error(e))
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000)})
+    admin.list_topics(topic, timeout=timeout)  # connected before the clock starts
+    settle()
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    out: Result = {"probe": f"Metadata v1 for {probe_topic} (raw wire, back to back)", "tail_s": tail}
+    ready = time.perf_counter() + timeout
+    while len(marks) < 10 and thread.is_alive() and time.perf_counter() < ready:
+        time.sleep(0.01)  # the baseline starts once the probe is connected and answering
+    t_base = time.perf_counter()
+    time.sleep(baseline)
+    t0 = time.perf_counter()
+    try:
+        admin.delete_topics([topic], operation_timeout=timeout, request_timeout=timeout)[topic].result(timeout)
+    except Exception as e:
+        out["error"] = "delete: " + short_error(e)
+    t1 = time.perf_counter()
+    out["delete_s"] = t1 - t0
+    time.sleep(tail)
+    stop.set()
+    thread.join(timeout)
+    gc.unfreeze()
+    out["baseline"] = probe_stall([m for m in marks if m[1] < t0], t_base, t0)
+    try:
+        out["gone"] = topic not in admin.list_topics(timeout=timeout).topics
+    except Exception as e:
+        out["gone"] = None
+        out.setdefault("error", "metadata after delete: " + short_error(e))
+    out.update(probe_stall(marks, t0, t1 + tail))
+    if probe_error and not out.get("error"):
+        out["error"] = "probe: " + probe_error[0]
+    elif thread.is_alive() and not out.get("error"):
+        out["error"] = f"probe: no answer within {timeout:.0f}s"
+    return out
+
+
 # -- fill (data for the start-up test) ---------------------------------------------------------
 
 
@@ -623,6 +713,9 @@ def run_step(bootstrap: str, step: dict[str, Any]) -> Result:
         return idle_connections(host or HOST_DEFAULT, int(port), step["count"], step["hold"])
     if kind == "many":
         return many_partitions(bootstrap, step["topic"], step["partitions"], step["timeout"])
+    if kind == "delete":
+        return delete_under_load(bootstrap, step["topic"], step["probe_topic"], step["timeout"],
+                                 step.get("baseline", 1.0), step.get("tail", 1.0))
     if kind == "fill":
         create_topic(bootstrap, step["topic"], step["partitions"])
         wait_partitions(bootstrap, step["topic"], step["partitions"])
