@@ -33,9 +33,9 @@ async def _delete_one(ctx: RequestContext, name: str | None, topic_id: uuid.UUID
         code, message = ErrorCode.INVALID_REQUEST, "You may not specify both topic name and topic id."
     elif name is None:
         # Its files are removed off the event loop.
-        (code, message), name = await md.delete_topic_async(topic_id=topic_id)
+        (code, message), name = await md.delete_topic(topic_id=topic_id)
     else:
         topic = md.topic(name)
         topic_id = topic.topic_id if topic is not None else _ZERO_UUID
-        (code, message), _ = await md.delete_topic_async(name)
+        (code, message), _ = await md.delete_topic(name)
     return {"name": name, "topic_id": topic_id, "error_code": code, "error_message": message}

@@ -11,7 +11,7 @@ auto-creation go through :meth:`MetadataManager.create_topics_async`: the direct
 every new topic and one write of the topic store happen in a worker thread, bounded by
 ``max.partitions.per.request``. Many new partitions of one topic
 (:meth:`MetadataManager.create_partitions_async`) are prepared the same way, and
-:meth:`MetadataManager.delete_topic_async` removes files there. Meanwhile the names are
+:meth:`MetadataManager.delete_topic` removes files there. Meanwhile the names are
 reserved (a second create answers TOPIC_ALREADY_EXISTS) and nothing new is visible; the
 topics or new partitions are registered on the loop once the directories exist, in one step.
 
@@ -163,20 +163,17 @@ class MetadataManager:
     def create_topic(self, name: str, num_partitions: int, replication_factor: int,
                      configs: Mapping[str, str | None] | None = None, assignments: Assignments | None = None,
                      validate_only: bool = False, *, internal: bool = False) -> E.Result:
-        """Create a topic with Kafka's validation; returns (error_code, error_message).
+        """Create one topic with Kafka's validation, on the caller's thread; returns (error_code, error_message).
 
         ``-1`` partitions / replication factor mean the broker defaults (``num.partitions``,
         ``default.replication.factor``); ``assignments`` maps partition index to broker ids.
         ``internal`` allows an internal topic's name (the broker's own creations).
         """
-        configs = dict(configs or {})
-        result = self.check_create(name, num_partitions, replication_factor, configs, assignments,
-                                   internal=internal)
-        if result != E.OK or validate_only:
-            return result
-        n, _ = self.resolve_shape(num_partitions, replication_factor, assignments)
-        self._create(name, n, {k: v for k, v in configs.items() if v is not None}, assignments)
-        return E.OK
+        request = NewTopicRequest(name, num_partitions, replication_factor, dict(configs or {}), assignments)
+        results, topics = self._plan_create([request], internal=internal)
+        if topics and not validate_only:
+            self._finish_create(topics, self._prepare_and_save(topics))
+        return results[0]
 
     @property
     def max_partitions_per_request(self) -> int:
@@ -187,33 +184,12 @@ class MetadataManager:
                                   internal: bool = False) -> list[E.Result]:
         """Create several topics as one operation; one result per request, in order.
 
-        Like Kafka's controller, a request whose new partitions exceed the per-request
-        bound (``max.partitions.per.request``) creates nothing: every topic that was
-        valid answers POLICY_VIOLATION. The log directories and the one metadata write
-        happen in a worker thread; the topics become visible together afterwards.
+        The log directories and the one metadata write happen in a worker thread; the
+        topics become visible together afterwards.
         """
-        results: list[E.Result] = []
-        accepted: list[tuple[int, NewTopicRequest, int]] = []
-        total = 0
-        for i, req in enumerate(requests):
-            configs = dict(req.configs)
-            result = self.check_create(req.name, req.num_partitions, req.replication_factor, configs,
-                                       req.assignments, internal=internal)
-            if result == E.OK and any(req.name == r.name for _, r, _ in accepted):
-                result = ErrorCode.INVALID_REQUEST, f"Found multiple entries for topic {req.name}."
-            results.append(result)
-            if result == E.OK:
-                n, _ = self.resolve_shape(req.num_partitions, req.replication_factor, req.assignments)
-                accepted.append((i, req, n))
-                total += n
-        if total > self.max_partitions_per_request:
-            for i, _, _ in accepted:
-                results[i] = TOO_LARGE
+        results, topics = self._plan_create(requests, internal=internal)
+        if validate_only or not topics:
             return results
-        if validate_only or not accepted:
-            return results
-        topics = [self._new_topic(req.name, n, {k: v for k, v in req.configs.items() if v is not None},
-                                  req.assignments) for _, req, n in accepted]
         names = [t.name for t in topics]
         self._pending.update(names)
         try:
@@ -223,23 +199,39 @@ class MetadataManager:
                     prepared = await anyio.to_thread.run_sync(self._prepare_and_save, topics)
                 except Exception as e:
                     log.exception("creating %d topics failed", len(topics))
-                    for i, _, _ in accepted:
-                        results[i] = ErrorCode.UNKNOWN_SERVER_ERROR, f"Creating the topic failed: {e}"
-                    return results
-                for topic, prep in zip(topics, prepared, strict=True):
-                    self._register(topic)
-                    self._logs.open_prepared(topic, prep)
+                    failed = ErrorCode.UNKNOWN_SERVER_ERROR, f"Creating the topic failed: {e}"
+                    return [failed if r == E.OK else r for r in results]
+                self._finish_create(topics, prepared)
         finally:
             self._pending.difference_update(names)
-        for topic in topics:
-            log.info("created topic %s (%s) with %d partitions", topic.name, topic.topic_id, len(topic.partitions))
-        self._settle_heap(total)
-        for topic in topics:
-            self._notify(self.on_topic_changed, topic)
         return results
 
+    def _plan_create(self, requests: Sequence[NewTopicRequest], *,
+                     internal: bool) -> tuple[list[E.Result], list[TopicInfo]]:
+        """Check every request; one result each and the topics to create.
+
+        Like Kafka's controller, a request whose new partitions exceed the per-request
+        bound (``max.partitions.per.request``) creates nothing: every topic that was
+        valid answers POLICY_VIOLATION.
+        """
+        results: list[E.Result] = []
+        accepted: list[tuple[NewTopicRequest, int]] = []
+        for req in requests:
+            result = self.check_create(req.name, req.num_partitions, req.replication_factor, dict(req.configs),
+                                       req.assignments, internal=internal)
+            if result == E.OK and any(req.name == r.name for r, _ in accepted):
+                result = ErrorCode.INVALID_REQUEST, f"Found multiple entries for topic {req.name}."
+            results.append(result)
+            if result == E.OK:
+                accepted.append((req, self.resolve_shape(req.num_partitions, req.replication_factor,
+                                                         req.assignments)[0]))
+        if sum(n for _, n in accepted) > self.max_partitions_per_request:
+            return [TOO_LARGE if r == E.OK else r for r in results], []
+        return results, [self._new_topic(req.name, n, {k: v for k, v in req.configs.items() if v is not None},
+                                         req.assignments) for req, n in accepted]
+
     def _prepare_and_save(self, topics: Sequence[TopicInfo]) -> list[PreparedLogs]:
-        """Worker thread: every topic's log directories, then one write of the topic store."""
+        """Every topic's log directories, then one write of the topic store (a worker thread may run it)."""
         prepared = self._logs.prepare_all(topics)
         try:
             self._store.save_many(topics)
@@ -247,6 +239,16 @@ class MetadataManager:
             self._logs.discard(prepared)
             raise
         return prepared
+
+    def _finish_create(self, topics: Sequence[TopicInfo], prepared: Sequence[PreparedLogs]) -> None:
+        """On the loop: make created topics visible, open their logs, tell the listeners."""
+        for topic, prep in zip(topics, prepared, strict=True):
+            self._register(topic)
+            self._logs.open_prepared(topic, prep)
+            log.info("created topic %s (%s) with %d partitions", topic.name, topic.topic_id, len(topic.partitions))
+        self._settle_heap(sum(len(t.partitions) for t in topics))
+        for topic in topics:
+            self._notify(self.on_topic_changed, topic)
 
     def _settle_heap(self, added: int) -> None:
         """After a bulk creation, keep its state out of the collector's full passes."""
@@ -260,16 +262,6 @@ class MetadataManager:
             topic_id = uuid.uuid4()
         topic = TopicInfo(name, topic_id, {}, configs, is_internal(name))
         topic.partitions = {i: self._new_partition(name, i, assignments) for i in range(num_partitions)}
-        return topic
-
-    def _create(self, name: str, num_partitions: int, configs: dict[str, str],
-                assignments: Assignments | None = None) -> TopicInfo:
-        topic = self._new_topic(name, num_partitions, configs, assignments)
-        self._store.save(topic)
-        self._register(topic)
-        self._logs.open(topic, topic.partitions)
-        log.info("created topic %s (%s) with %d partitions", name, topic.topic_id, num_partitions)
-        self._notify(self.on_topic_changed, topic)
         return topic
 
     def _new_partition(self, topic: str, index: int, assignments: Assignments | None) -> PartitionInfo:
@@ -316,29 +308,9 @@ class MetadataManager:
 
     # ------------------------------------------------------------------ delete
 
-    def delete_topic(self, name: str) -> E.Result:
-        """Delete a topic by name: its metadata, logs and directories."""
-        if not self._config.current.delete_topic_enable:
-            return ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."
-        topic = self.topics.get(name)
-        if topic is None:
-            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."
-        self._delete(topic)
-        return E.OK
-
-    def delete_topic_by_id(self, topic_id: uuid.UUID) -> tuple[E.Result, str | None]:
-        """Delete a topic by id; returns the result and the topic's name (None if unknown)."""
-        if not self._config.current.delete_topic_enable:
-            return (ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."), self._by_id.get(topic_id)
-        topic = self.topic_by_id(topic_id)
-        if topic is None:
-            return (ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID."), None
-        self._delete(topic)
-        return E.OK, topic.name
-
-    async def delete_topic_async(self, name: str | None = None,
+    async def delete_topic(self, name: str | None = None,
                                  topic_id: uuid.UUID | None = None) -> tuple[E.Result, str | None]:
-        """:meth:`delete_topic` (by name) or :meth:`delete_topic_by_id` for request handlers.
+        """Delete a topic by name or by id: its metadata, logs and directories.
 
         The topic disappears at once; its store entry and directories are removed in a
         worker thread, the name staying reserved until then. Returns the result and
@@ -378,14 +350,6 @@ class MetadataManager:
         self._store.delete(topic)
         self._logs.delete(topic)
 
-    def _delete(self, topic: TopicInfo) -> None:
-        # Forget first so concurrent readers see UNKNOWN rather than a half-deleted topic.
-        self._unregister(topic)
-        self._store.delete(topic)
-        self._logs.delete(topic)
-        log.info("deleted topic %s (%s)", topic.name, topic.topic_id)
-        self._notify(self.on_topic_deleted, topic)
-
     # ------------------------------------------------------------------ partitions
 
     def create_partitions(self, name: str, new_total: int, assignments: Sequence[Sequence[int]] | None = None,
@@ -396,13 +360,20 @@ class MetadataManager:
             return result
         topic = self.topics[name]
         added = {i: self._new_partition(name, i, new_assign) for i in range(len(topic.partitions), new_total)}
+        self._grow(topic, added)
+        return E.OK
+
+    def _grow(self, topic: TopicInfo, added: dict[int, PartitionInfo], prepared: PreparedLogs | None = None) -> None:
+        """Add partitions (their logs prepared already, or opened here), save, tell the listeners."""
         topic.partitions.update(added)
         self._store.save(topic)
-        self._logs.open(topic, added)
-        log.info("topic %s now has %d partitions", name, new_total)
+        if prepared is None:
+            self._logs.open(topic, added)
+        else:
+            self._logs.open_prepared(topic, prepared)
+        log.info("topic %s now has %d partitions", topic.name, len(topic.partitions))
         self._settle_heap(len(added))
         self._notify(self.on_topic_changed, topic)
-        return E.OK
 
     async def create_partitions_async(self, name: str, new_total: int,
                                       assignments: Sequence[Sequence[int]] | None = None,
@@ -426,12 +397,7 @@ class MetadataManager:
                 if self.topics.get(name) is not topic or len(topic.partitions) != current:
                     self._logs.discard([prepared])  # deleted (or changed) meanwhile
                     return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-                topic.partitions.update(added)
-                self._store.save(topic)
-                self._logs.open_prepared(topic, prepared)
-        log.info("topic %s now has %d partitions", name, new_total)
-        self._settle_heap(new_total - current)
-        self._notify(self.on_topic_changed, topic)
+                self._grow(topic, added, prepared)
         return E.OK
 
     # ------------------------------------------------------------------ configs

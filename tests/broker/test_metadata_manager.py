@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from kbroker.broker import Broker
@@ -63,12 +64,12 @@ def test_delete_frees_name_and_collision(broker: Broker) -> None:
     md.create_topic("a.b", 1, 1, {})
     deleted: list[str] = []
     md.on_topic_deleted.append(lambda t: deleted.append(t.name))
-    assert md.delete_topic("a.b") == E.OK and deleted == ["a.b"]
+    assert anyio.run(md.delete_topic, "a.b") == (E.OK, "a.b") and deleted == ["a.b"]
     assert broker.log_manager.get_log("a.b", 0) is None
     # The partition directory is gone; its renamed "-delete" copy is removed in the background.
     assert [p for p in broker.log_dirs[0].glob("a.b-*") if not p.name.endswith("-delete")] == []
     assert md.create_topic("a_b", 1, 1, {}) == E.OK
-    assert md.delete_topic("a.b")[0] == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert anyio.run(md.delete_topic, "a.b")[0][0] == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
 
 
 def test_alter_configs_reach_open_logs(broker: Broker) -> None:
