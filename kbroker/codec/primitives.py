@@ -27,11 +27,13 @@ from construct import (
     stream_write,
 )
 
-from kbroker.records.varint import encode_uvarint
+from kbroker.records.varint import VarintError, decode_uvarint, encode_uvarint
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 ZERO_UUID = uuid.UUID(int=0)
+#: Kafka's readUnsignedVarint refuses longer encodings.
+_UVARINT_MAX_BYTES = 5
 
 
 class ValueError_(StreamError):
@@ -39,17 +41,18 @@ class ValueError_(StreamError):
 
 
 def read_uvarint(stream: Any, path: str) -> int:
-    """Read an unsigned LEB128 varint (at most 5 bytes for int32, 10 for int64)."""
-    result = 0
-    shift = 0
-    while True:
+    """Read an unsigned varint (compact lengths, tags) as Kafka does: at most 5 bytes."""
+    b = stream_read(stream, 1, path)[0]
+    if b < 0x80:
+        return int(b)
+    data = bytearray((b,))
+    while b >= 0x80 and len(data) < _UVARINT_MAX_BYTES:
         b = stream_read(stream, 1, path)[0]
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result
-        shift += 7
-        if shift > 63:
-            raise ValueError_("varint is too long", path=path)
+        data.append(b)
+    try:
+        return decode_uvarint(data)[0]
+    except VarintError as e:
+        raise ValueError_(str(e), path=path) from None
 
 
 def write_uvarint(value: int, stream: Any, path: str) -> None:
