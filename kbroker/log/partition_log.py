@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import struct
 import threading
@@ -20,10 +19,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kbroker.clock import Clock
-from kbroker.common import TopicPartition
 from kbroker.fs import fsync_dir
 from kbroker.log.checkpoint import PartitionMetadataFile
 from kbroker.log.config import LogConfig
+from kbroker.log.dirs import parse_partition_dir_name, partition_dir_name
 from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, OffsetOutOfRange
 from kbroker.log.loader import load_log, replay_producer_state, segment_kwargs
 from kbroker.log.segment import INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LogSegment
@@ -44,26 +43,12 @@ LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
 
-_DIR_RE = re.compile(r"^(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)$")
 #: Base offset, batch length and partition leader epoch: the batch bytes before the magic.
 _PREFIX = struct.Struct(">qii")
 #: pwritev takes at most IOV_MAX (1024) buffers, two per batch.
 _MAX_IOV_BATCHES = 256
 #: Below this much data (one segment, no producers) close writes no producer snapshot.
 _SNAPSHOT_MIN_REPLAY_BYTES = 1024 * 1024
-
-
-def partition_dir_name(topic: str, partition: int) -> str:
-    """Kafka's partition directory name, ``<topic>-<partition>``."""
-    return f"{topic}-{partition}"
-
-
-def parse_partition_dir_name(name: str) -> TopicPartition | None:
-    """``(topic, partition)`` from a directory name, or None if it is not a partition dir."""
-    m = _DIR_RE.match(name)
-    if m is None:
-        return None
-    return TopicPartition(m.group("topic"), int(m.group("partition")))
 
 
 class LogPosition(NamedTuple):
