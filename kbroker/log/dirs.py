@@ -1,5 +1,5 @@
-"""Names and locks of log directories: partition dir names, renamed (``-delete``,
-``-stray``) dir names, and the per-log-dir ``.lock``."""
+"""Names, locks and new partition dirs: partition dir names, renamed (``-delete``,
+``-stray``) dir names, the per-log-dir ``.lock`` and the files of a new partition dir."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import uuid
 from pathlib import Path
 
 from kbroker.common import TopicPartition
+from kbroker.log.checkpoint import PARTITION_METADATA_FILE
 from kbroker.log.errors import KafkaStorageError
+from kbroker.log.segment import LOG_FILE_SUFFIX, filename_prefix_from_offset
 
 DELETE_DIR_SUFFIX = "-delete"
 FUTURE_DIR_SUFFIX = "-future"
@@ -19,6 +21,7 @@ STRAY_DIR_SUFFIX = "-stray"
 LOCK_FILE = ".lock"
 #: The longest file name most file systems accept (NAME_MAX).
 _MAX_NAME_BYTES = 255
+_FIRST_SEGMENT_LOG = filename_prefix_from_offset(0) + LOG_FILE_SUFFIX
 _DIR_RE = re.compile(r"^(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)$")
 
 
@@ -55,3 +58,16 @@ def lock_log_dir(log_dir: Path) -> int:
         raise KafkaStorageError(f"Failed to acquire lock on file {LOCK_FILE} in {log_dir}. "
                                 "A Kafka instance in another process or thread is using this directory.") from e
     return fd
+
+
+def write_new_partition_files(dir_fd: int, name: str, metadata: bytes) -> None:
+    """Write ``partition.metadata`` and an empty first ``.log`` into the new partition dir
+    ``name`` under the log dir open as ``dir_fd``, without fsyncs (the caller syncs the
+    file system once for many); the indexes are created once they have entries."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    fd = os.open(f"{name}/{PARTITION_METADATA_FILE}", flags, 0o644, dir_fd=dir_fd)
+    try:
+        os.write(fd, metadata)
+    finally:
+        os.close(fd)
+    os.close(os.open(f"{name}/{_FIRST_SEGMENT_LOG}", flags, 0o644, dir_fd=dir_fd))

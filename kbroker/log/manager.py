@@ -33,12 +33,11 @@ from kbroker.log.background import LogBackground
 from kbroker.log.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
     LOG_START_OFFSET_CHECKPOINT_FILE,
-    PARTITION_METADATA_FILE,
     RECOVERY_POINT_CHECKPOINT_FILE,
-    CheckpointError,
     OffsetCheckpointFile,
     PartitionMetadataFile,
     TopicPartition,
+    read_log_dir_checkpoints,
 )
 from kbroker.log.config import LogConfig
 from kbroker.log.dirs import (
@@ -49,10 +48,10 @@ from kbroker.log.dirs import (
     log_dir_name_with_suffix_capped,
     parse_partition_dir_name,
     partition_dir_name,
+    write_new_partition_files,
 )
 from kbroker.log.errors import KafkaStorageError
 from kbroker.log.partition_log import PartitionLog
-from kbroker.log.segment import LOG_FILE_SUFFIX, filename_prefix_from_offset
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000
 #: Shutdown makes this many or more flushes durable with one file system sync per dir.
 _BATCH_SYNC_THRESHOLD = 32
-_FIRST_SEGMENT_LOG = filename_prefix_from_offset(0) + LOG_FILE_SUFFIX
 
 @dataclass
 class PreparedLogs:
@@ -132,18 +130,7 @@ class LogManager:
 
     # -- startup -------------------------------------------------------------------------
     def _load_dir(self, log_dir: Path, doomed: list[Path]) -> None:
-        marker = log_dir / CLEAN_SHUTDOWN_FILE
-        clean = marker.exists()
-        try:
-            recovery_points = OffsetCheckpointFile(log_dir / RECOVERY_POINT_CHECKPOINT_FILE).read()
-        except (CheckpointError, ValueError) as e:
-            log.warning("ignoring unreadable recovery point checkpoint in %s: %s", log_dir, e)
-            recovery_points, clean = {}, False
-        try:
-            start_offsets = OffsetCheckpointFile(log_dir / LOG_START_OFFSET_CHECKPOINT_FILE).read()
-        except (CheckpointError, ValueError) as e:
-            log.warning("ignoring unreadable log start offset checkpoint in %s: %s", log_dir, e)
-            start_offsets = {}
+        clean, recovery_points, start_offsets = read_log_dir_checkpoints(log_dir)
         for child in sorted(log_dir.iterdir()):
             if not child.is_dir():
                 continue
@@ -184,7 +171,7 @@ class LogManager:
                 continue
             self._add(tp, plog, log_dir)
         # From here on a crash must trigger recovery again.
-        marker.unlink(missing_ok=True)
+        (log_dir / CLEAN_SHUTDOWN_FILE).unlink(missing_ok=True)
 
     # -- lookup and creation -------------------------------------------------------------
     def get_log(self, topic: str, partition: int) -> PartitionLog | None:
@@ -271,7 +258,6 @@ class LogManager:
                 self._dir_counts[log_dir] = self._dir_counts.get(log_dir, 0) + 1  # reserved
                 prepared.created[partition] = log_dir
         content = PartitionMetadataFile.content(topic_id)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         done: list[int] = []
         dir_fds: dict[Path, int] = {}
         try:
@@ -289,13 +275,7 @@ class LogManager:
                     prepared.others.append(partition)
                     continue
                 done.append(partition)
-                fd = os.open(f"{name}/{PARTITION_METADATA_FILE}", flags, 0o644, dir_fd=dfd)
-                try:
-                    os.write(fd, content)
-                finally:
-                    os.close(fd)
-                # The first segment's .log now (off the loop); its indexes once they have entries.
-                os.close(os.open(f"{name}/{_FIRST_SEGMENT_LOG}", flags, 0o644, dir_fd=dfd))
+                write_new_partition_files(dfd, name, content)
             for log_dir in dir_fds:
                 sync_filesystem(log_dir)
             config = config or self.default_config
