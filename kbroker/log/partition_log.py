@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import struct
 import threading
 import uuid
 from collections.abc import Callable
@@ -20,21 +19,14 @@ from typing import NamedTuple
 
 from kbroker.clock import Clock
 from kbroker.fs import fsync_dir
+from kbroker.log.append import assign_offsets
 from kbroker.log.checkpoint import PartitionMetadataFile
 from kbroker.log.config import LogConfig
 from kbroker.log.dirs import parse_partition_dir_name, partition_dir_name
 from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, OffsetOutOfRange
 from kbroker.log.loader import load_log, replay_producer_state, segment_kwargs
 from kbroker.log.segment import INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LogSegment
-from kbroker.records.batch import (
-    BatchError,
-    BatchHeader,
-    parse_header,
-    set_base_offset,
-    set_log_append_time,
-    set_partition_leader_epoch,
-    validate_batches,
-)
+from kbroker.records.batch import BatchError, validate_batches
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +35,6 @@ LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
 
-#: Base offset, batch length and partition leader epoch: the batch bytes before the magic.
-_PREFIX = struct.Struct(">qii")
-#: pwritev takes at most IOV_MAX (1024) buffers, two per batch.
-_MAX_IOV_BATCHES = 256
 #: Below this much data (one segment, no producers) close writes no producer snapshot.
 _SNAPSHOT_MIN_REPLAY_BYTES = 1024 * 1024
 
@@ -226,40 +214,12 @@ class PartitionLog:
                 return AppendInfo(base_offset=dup.first_offset, last_offset=dup.last_offset,
                                   log_append_time_ms=dup.timestamp if stamp else -1,
                                   log_start_offset=self._log_start_offset, record_count=0, batch_count=0)
-            next_offset = self._log_end_offset
-            positioned: list[tuple[int, BatchHeader]] = []
-            pos = 0
-            record_count = 0
-            data: bytearray | list[bytes | memoryview]
-            if stamp or isinstance(records, bytearray) or len(headers) > _MAX_IOV_BATCHES:
-                # Patch the headers in place: in the caller's mutable buffer, else in one copy.
-                buf = records if isinstance(records, bytearray) else bytearray(records)
-                for h in headers:
-                    set_base_offset(buf, pos, next_offset)
-                    set_partition_leader_epoch(buf, pos, leader_epoch)
-                    if stamp:
-                        set_log_append_time(buf, pos, h.size, now)
-                    positioned.append((pos, parse_header(buf, pos)))
-                    next_offset += h.last_offset_delta + 1
-                    record_count += h.record_count
-                    pos += h.size
-                data = buf
-            else:
-                # No copy: each batch is written as a patched 16-byte prefix (base offset,
-                # length, leader epoch; outside the CRC) followed by the rest of the payload.
-                view = memoryview(records)
-                data = []
-                for h in headers:
-                    data.append(_PREFIX.pack(next_offset, h.batch_length, leader_epoch))
-                    data.append(view[pos + _PREFIX.size : pos + h.size])
-                    positioned.append((pos, h._replace(base_offset=next_offset, partition_leader_epoch=leader_epoch)))
-                    next_offset += h.last_offset_delta + 1
-                    record_count += h.record_count
-                    pos += h.size
+            assigned = assign_offsets(records, headers, self._log_end_offset, leader_epoch, now if stamp else None)
+            next_offset, record_count = assigned.next_offset, assigned.record_count
             base_offset = self._log_end_offset
             try:
                 segment = self._maybe_roll(size, next_offset - 1, now)
-                segment.append(data, positioned, now)
+                segment.append(assigned.data, assigned.positioned, now)
             except OSError as e:
                 # A full disk or I/O error: the segment cut itself back to its last whole
                 # batch, nothing was acknowledged, and the client retries (KAFKA_STORAGE_ERROR).
@@ -492,26 +452,9 @@ class PartitionLog:
             if offset >= bound:
                 return b""
             try:
-                return self._read(offset, max_bytes, min_one_message, bound, leo)
+                return self._segments.read(offset, max_bytes, min_one_message, bound, leo)
             except OSError as e:
                 raise KafkaStorageError(f"read from {self.name} failed: {e}") from e
-
-    def _read(self, offset: int, max_bytes: int, min_one_message: bool, bound: int, leo: int) -> bytes | memoryview:
-        """Whole batches from ``offset`` below ``bound`` (the caller holds the lock)."""
-        segs = self._segments.from_index(self._segments.floor_index(offset))
-        for i, seg in enumerate(segs):
-            nxt = segs[i + 1] if i + 1 < len(segs) else None
-            if nxt is None:
-                # Everything in the active segment starts below the LEO.
-                max_position = None if bound == leo else seg.position_bound(bound)
-            else:
-                max_position = seg.position_bound(bound) if bound < nxt.base_offset else None
-            data = seg.read(offset, max_bytes, max_position, min_one_message)
-            if data is not None:
-                return data
-            if nxt is None or bound <= nxt.base_offset:
-                break
-        return b""
 
     # -- timestamps ----------------------------------------------------------------------
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
@@ -529,32 +472,13 @@ class PartitionLog:
             if timestamp == MAX_TIMESTAMP:
                 ts, off = self.max_timestamp()
                 return None if off < 0 else (off, ts)
-            lso = self._log_start_offset
-            for seg in self._segments:
-                if seg.max_timestamp < timestamp or seg.next_offset <= lso:
-                    continue
-                found = seg.find_offset_by_timestamp(timestamp, lso)
-                if found is not None:
-                    return found
-            return None
+            return self._segments.find_offset_by_timestamp(timestamp, self._log_start_offset)
 
     def max_timestamp(self) -> tuple[int, int]:
         """``(timestamp, offset)`` of the first record with the largest timestamp; (-1, -1) if empty."""
         with self._lock:
             self._check_open()
-            best: LogSegment | None = None
-            for seg in self._segments:
-                if seg.next_offset <= self._log_start_offset or seg.max_timestamp < 0:
-                    continue
-                if best is None or seg.max_timestamp > best.max_timestamp:
-                    best = seg
-            if best is None:
-                return -1, -1
-            found = best.find_offset_by_timestamp(best.max_timestamp, self._log_start_offset)
-            if found is None:
-                return -1, -1
-            offset, ts = found
-            return ts, offset
+            return self._segments.max_timestamp(self._log_start_offset)
 
     # -- deleting and truncating ---------------------------------------------------------
     def delete_records_before(self, offset: int) -> int:
