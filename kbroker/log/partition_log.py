@@ -8,7 +8,6 @@ ever move forward except through :meth:`PartitionLog.truncate_to` (replication).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 import uuid
@@ -24,6 +23,7 @@ from kbroker.log.checkpoint import PartitionMetadataFile
 from kbroker.log.config import LogConfig
 from kbroker.log.dirs import parse_partition_dir_name, partition_dir_name
 from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, OffsetOutOfRange
+from kbroker.log.handles import fsync_files
 from kbroker.log.loader import load_log, replay_producer_state, segment_kwargs
 from kbroker.log.segment import INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LogSegment
 from kbroker.records.batch import BatchError, validate_batches
@@ -364,16 +364,7 @@ class PartitionLog:
             truncations = self._truncations
             unflushed = self._unflushed_messages
             now = self._clock.time_ms()
-        # One descriptor at a time: a burst of rolled segments must not need one each.
-        for path in paths:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:  # deleted meanwhile (retention, topic deletion)
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fsync_files(paths)
         if sync_dir:
             try:
                 fsync_dir(self.dir)
@@ -415,11 +406,8 @@ class PartitionLog:
             active = self._segments.active
             if offset >= leo:
                 return LogPosition(active.base_offset, active.size)
-            for seg in self._segments.from_index(self._segments.floor_index(offset)):
-                pos = seg.fetch_position(offset)
-                if pos is not None:
-                    return LogPosition(seg.base_offset, pos)
-            return LogPosition(active.base_offset, active.size)
+            found = self._segments.fetch_position(offset)
+            return LogPosition(*found) if found else LogPosition(active.base_offset, active.size)
 
     def end_position(self, upper_bound: int) -> LogPosition:
         """Where the data below ``upper_bound`` (capped at the log end) ends.

@@ -96,6 +96,15 @@ class LogSegments:
                 break
         return b""
 
+    def fetch_position(self, offset: int) -> tuple[int, int] | None:
+        """``(segment base offset, position)`` of the batch holding ``offset`` or the first
+        after it; None if no segment has one."""
+        for seg in self.from_index(self.floor_index(offset)):
+            pos = seg.fetch_position(offset)
+            if pos is not None:
+                return seg.base_offset, pos
+        return None
+
     def find_offset_by_timestamp(self, timestamp: int, log_start_offset: int) -> tuple[int, int] | None:
         """``(offset, timestamp)`` of the first record at or after ``log_start_offset``
         with a timestamp >= ``timestamp``; None if there is none."""
