@@ -131,3 +131,23 @@ class PartitionMetadataFile:
         if fields.get("version") != "0" or "topic_id" not in fields:
             raise CheckpointError(f"malformed {self.path}")
         return decode_topic_id(fields["topic_id"])
+
+
+def read_log_dir_checkpoints(log_dir: Path) -> tuple[bool, dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """``(clean shutdown, recovery points, log start offsets)`` of a log dir at start-up.
+
+    An unreadable checkpoint is ignored (logged); without recovery points the logs are
+    recovered as after an unclean shutdown.
+    """
+    clean = (log_dir / CLEAN_SHUTDOWN_FILE).exists()
+    try:
+        recovery_points = OffsetCheckpointFile(log_dir / RECOVERY_POINT_CHECKPOINT_FILE).read()
+    except (CheckpointError, ValueError) as e:
+        log.warning("ignoring unreadable recovery point checkpoint in %s: %s", log_dir, e)
+        recovery_points, clean = {}, False
+    try:
+        start_offsets = OffsetCheckpointFile(log_dir / LOG_START_OFFSET_CHECKPOINT_FILE).read()
+    except (CheckpointError, ValueError) as e:
+        log.warning("ignoring unreadable log start offset checkpoint in %s: %s", log_dir, e)
+        start_offsets = {}
+    return clean, recovery_points, start_offsets

@@ -25,6 +25,8 @@ import os
 import resource
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Protocol
 
 _MIN_CAPACITY = 16
@@ -144,3 +146,19 @@ SEGMENT_FILES = FileHandleCache()
 def set_capacity(capacity: int) -> None:
     """Bound the segment descriptors kept open by this process."""
     SEGMENT_FILES.capacity = capacity
+
+
+def fsync_files(paths: Iterable[Path]) -> None:
+    """fsync each file through a short-lived descriptor of its own, one at a time (a
+    burst of rolled segments must not need a descriptor each); files deleted meanwhile
+    (retention, topic deletion) are skipped. Any descriptor's fsync makes every earlier
+    write to the file durable."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

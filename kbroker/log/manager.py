@@ -4,18 +4,10 @@ On start it loads (and, after an unclean shutdown, recovers) each ``<topic>-<par
 directory; on shutdown it flushes, writes the checkpoints and leaves Kafka's clean
 shutdown marker so the next start skips rescanning segments.
 
-While running, a background thread (Kafka's ``kafka-scheduler``) fsyncs the segments a
-log rolled past and moves its recovery point up to the new segment, then rewrites the
-recovery point checkpoint, so a restart after a crash rescans only the active segments;
-recovery points moved by other flushes are checkpointed every
-``checkpoint_interval_ms`` (``log.flush.offset.checkpoint.interval.ms``, 60 s). The same
-thread is the periodic flusher (Kafka's ``log.flush.scheduler.interval.ms`` task): it
-fsyncs each log whose ``flush.ms`` has passed, looking at the smallest ``flush.ms`` pace
-(or once a second while no log sets one), and it removes the directories of deleted
-partitions after they were renamed to ``-delete``.
-
-Each log dir is locked (``.lock``, ``flock``) from start-up to shutdown, so a second
-broker on the same directory refuses to start.
+While running, a background thread (:mod:`kbroker.log.background`) flushes rolled
+segments and logs whose ``flush.ms`` passed, rewrites checkpoints and removes the
+directories of deleted partitions. Each log dir is locked (``.lock``, ``flock``) from
+start-up to shutdown, so a second broker on the same directory refuses to start.
 
 Many partitions are created in two steps so the file system work can run off the event
 loop: :meth:`LogManager.prepare_logs` (thread-safe: directories, ``partition.metadata``,
@@ -25,7 +17,6 @@ no I/O).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -38,60 +29,36 @@ from pathlib import Path
 
 from kbroker.clock import Clock
 from kbroker.fs import atomic_write, sync_filesystem
+from kbroker.log.background import LogBackground
 from kbroker.log.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
     LOG_START_OFFSET_CHECKPOINT_FILE,
-    PARTITION_METADATA_FILE,
     RECOVERY_POINT_CHECKPOINT_FILE,
-    CheckpointError,
     OffsetCheckpointFile,
     PartitionMetadataFile,
     TopicPartition,
+    read_log_dir_checkpoints,
 )
 from kbroker.log.config import LogConfig
+from kbroker.log.dirs import (
+    DELETE_DIR_SUFFIX,
+    FUTURE_DIR_SUFFIX,
+    STRAY_DIR_SUFFIX,
+    lock_log_dir,
+    log_dir_name_with_suffix_capped,
+    parse_partition_dir_name,
+    partition_dir_name,
+    write_new_partition_files,
+)
 from kbroker.log.errors import KafkaStorageError
-from kbroker.log.partition_log import PartitionLog, parse_partition_dir_name, partition_dir_name
-from kbroker.log.segment import LOG_FILE_SUFFIX, filename_prefix_from_offset
+from kbroker.log.partition_log import PartitionLog
 
 log = logging.getLogger(__name__)
 
-DELETE_DIR_SUFFIX = "-delete"
-FUTURE_DIR_SUFFIX = "-future"
-STRAY_DIR_SUFFIX = "-stray"
-#: Kafka's per-log-dir lock file: held (flock) by the one broker using the directory.
-LOCK_FILE = ".lock"
-#: The longest file name most file systems accept (NAME_MAX).
-_MAX_NAME_BYTES = 255
 #: Kafka's ``log.flush.offset.checkpoint.interval.ms`` default.
 DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000
 #: Shutdown makes this many or more flushes durable with one file system sync per dir.
 _BATCH_SYNC_THRESHOLD = 32
-_FIRST_SEGMENT_LOG = filename_prefix_from_offset(0) + LOG_FILE_SUFFIX
-#: How often the background thread looks for logs with ``flush.ms`` when none has it.
-_FLUSH_RESCAN_S = 1.0
-
-
-def log_dir_name_with_suffix_capped(topic: str, partition: int, suffix: str) -> str:
-    """``<topic>-<partition>.<32 hex><suffix>`` with the topic cut so the name fits in
-    255 bytes (Kafka's ``UnifiedLog.logDirNameWithSuffixCappedLength``): a topic name may
-    be 249 characters long, and the renamed directory must still be creatable."""
-    full_suffix = f"-{partition}.{uuid.uuid4().hex}{suffix}"
-    # Legal topic names are ASCII, so characters are bytes.
-    return topic[: max(0, _MAX_NAME_BYTES - len(full_suffix))] + full_suffix
-
-
-def lock_log_dir(log_dir: Path) -> int:
-    """Take ``<log_dir>/.lock`` exclusively (as Kafka does); returns the descriptor that
-    holds it. KafkaStorageError if another broker (process or thread) holds it."""
-    fd = os.open(log_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        raise KafkaStorageError(f"Failed to acquire lock on file {LOCK_FILE} in {log_dir}. "
-                                "A Kafka instance in another process or thread is using this directory.") from e
-    return fd
-
 
 @dataclass
 class PreparedLogs:
@@ -138,15 +105,13 @@ class LogManager:
         self._closed = False
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self._checkpoint_lock = threading.Lock()
-        # Background flusher/checkpointer, started on first need.
-        self._bg_cond = threading.Condition()
-        self._bg_rolled: dict[int, PartitionLog] = {}
-        self._bg_checkpoint_due = False
-        self._bg_stop = False
-        self._bg_thread: threading.Thread | None = None
-        #: Renamed ``-delete`` directories the background thread removes.
-        self._bg_doomed: list[Path] = []
-        self._bg_checkpoint_dirs: set[Path] = set()
+        #: Background flusher/checkpointer/deleter, started on first need.
+        self._background = LogBackground(
+            log_dirs=self.log_dirs, checkpoint_interval_ms=checkpoint_interval_ms,
+            logs=lambda: self.all_logs().values(), log_dir_of=self.log_dir_of,
+            checkpoint_dir=self.checkpoint_dir, closed=lambda: self._closed)
+        #: Renamed ``-delete`` directories found at start-up.
+        doomed: list[Path] = []
         #: Descriptors holding each log dir's ``.lock`` until shutdown.
         self._dir_locks: list[int] = []
         started = time.monotonic()
@@ -155,35 +120,24 @@ class LogManager:
                 d.mkdir(parents=True, exist_ok=True)
                 self._dir_locks.append(lock_log_dir(d))
             for d in self.log_dirs:
-                self._load_dir(d)
+                self._load_dir(d, doomed)
         except BaseException:
             self.release_dir_locks()
             raise
-        if self._bg_doomed:
-            self._ensure_background()
+        if doomed:
+            self._background.delete_dirs(doomed)
         log.info("loaded %d logs from %d dirs in %.3fs", len(self._logs), len(self.log_dirs), time.monotonic() - started)
 
     # -- startup -------------------------------------------------------------------------
-    def _load_dir(self, log_dir: Path) -> None:
-        marker = log_dir / CLEAN_SHUTDOWN_FILE
-        clean = marker.exists()
-        try:
-            recovery_points = OffsetCheckpointFile(log_dir / RECOVERY_POINT_CHECKPOINT_FILE).read()
-        except (CheckpointError, ValueError) as e:
-            log.warning("ignoring unreadable recovery point checkpoint in %s: %s", log_dir, e)
-            recovery_points, clean = {}, False
-        try:
-            start_offsets = OffsetCheckpointFile(log_dir / LOG_START_OFFSET_CHECKPOINT_FILE).read()
-        except (CheckpointError, ValueError) as e:
-            log.warning("ignoring unreadable log start offset checkpoint in %s: %s", log_dir, e)
-            start_offsets = {}
+    def _load_dir(self, log_dir: Path, doomed: list[Path]) -> None:
+        clean, recovery_points, start_offsets = read_log_dir_checkpoints(log_dir)
         for child in sorted(log_dir.iterdir()):
             if not child.is_dir():
                 continue
             name = child.name
             if name.endswith(DELETE_DIR_SUFFIX):
                 # A deletion interrupted by a crash: finish it (in the background).
-                self._bg_doomed.append(child)
+                doomed.append(child)
                 continue
             if name.endswith((FUTURE_DIR_SUFFIX, STRAY_DIR_SUFFIX)):
                 log.warning("skipping %s (future/stray replicas are not supported)", child)
@@ -217,7 +171,7 @@ class LogManager:
                 continue
             self._add(tp, plog, log_dir)
         # From here on a crash must trigger recovery again.
-        marker.unlink(missing_ok=True)
+        (log_dir / CLEAN_SHUTDOWN_FILE).unlink(missing_ok=True)
 
     # -- lookup and creation -------------------------------------------------------------
     def get_log(self, topic: str, partition: int) -> PartitionLog | None:
@@ -272,8 +226,8 @@ class LogManager:
         self._log_dir_of[tp] = log_dir
         if not counted:
             self._dir_counts[log_dir] = self._dir_counts.get(log_dir, 0) + 1
-        plog.on_roll = self._log_rolled
-        plog.on_recovery_point = self._recovery_point_moved
+        plog.on_roll = self._background.log_rolled
+        plog.on_recovery_point = self._background.recovery_point_moved
 
     def _next_log_dir(self) -> Path:
         # Kafka places a new partition in the dir hosting the fewest partitions.
@@ -304,7 +258,6 @@ class LogManager:
                 self._dir_counts[log_dir] = self._dir_counts.get(log_dir, 0) + 1  # reserved
                 prepared.created[partition] = log_dir
         content = PartitionMetadataFile.content(topic_id)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         done: list[int] = []
         dir_fds: dict[Path, int] = {}
         try:
@@ -322,13 +275,7 @@ class LogManager:
                     prepared.others.append(partition)
                     continue
                 done.append(partition)
-                fd = os.open(f"{name}/{PARTITION_METADATA_FILE}", flags, 0o644, dir_fd=dfd)
-                try:
-                    os.write(fd, content)
-                finally:
-                    os.close(fd)
-                # The first segment's .log now (off the loop); its indexes once they have entries.
-                os.close(os.open(f"{name}/{_FIRST_SEGMENT_LOG}", flags, 0o644, dir_fd=dfd))
+                write_new_partition_files(dfd, name, content)
             for log_dir in dir_fds:
                 sync_filesystem(log_dir)
             config = config or self.default_config
@@ -405,11 +352,7 @@ class LogManager:
                 if found[1] is not None:
                     doomed.append(found[1])
         if removed:
-            with self._bg_cond:
-                self._bg_doomed.extend(doomed)
-                self._bg_checkpoint_dirs |= dirs
-                self._ensure_background()
-                self._bg_cond.notify()
+            self._background.delete_dirs(doomed, dirs)
         return removed
 
     def _remove(self, tp: TopicPartition) -> tuple[Path, Path | None] | None:
@@ -464,104 +407,13 @@ class LogManager:
             )
 
     # -- background flushing and checkpointing --------------------------------------------
-    def _log_rolled(self, plog: PartitionLog) -> None:
-        # Called under the log's lock (often on the event loop): only queue the work.
-        with self._bg_cond:
-            self._bg_rolled[id(plog)] = plog
-            self._ensure_background()
-            self._bg_cond.notify()
-
-    def _recovery_point_moved(self, plog: PartitionLog) -> None:
-        with self._bg_cond:
-            self._bg_checkpoint_due = True
-            self._ensure_background()
-
     def start(self) -> None:
         """Start the background thread now (the broker calls this at start-up), so the
         periodic ``flush.ms`` flusher runs even before any log rolls."""
-        with self._bg_cond:
-            self._ensure_background()
-
-    def _ensure_background(self) -> None:
-        if self._bg_thread is None and not self._bg_stop:
-            self._bg_thread = threading.Thread(target=self._background, name="kbroker-log-flusher", daemon=True)
-            self._bg_thread.start()
-
-    def _flush_due_logs(self) -> float | None:
-        """The periodic flusher (Kafka's ``log.flush.scheduler.interval.ms`` task): flush
-        every log whose ``flush.ms`` has passed. Returns the smallest ``flush.ms`` in
-        seconds (how soon to look again), None if no log sets it."""
-        smallest: int | None = None
-        for plog in self.all_logs().values():
-            ms = plog.config.flush_interval_ms
-            if ms is None:
-                continue
-            smallest = ms if smallest is None else min(smallest, ms)
-            if self._closed:
-                break
-            try:
-                plog.flush_if_due()
-            except OSError as e:
-                log.error("periodic flush of %s failed: %s", plog.name, e)
-        return None if smallest is None else smallest / 1000
-
-    def _background(self) -> None:
-        interval = self.checkpoint_interval_ms / 1000
-        next_checkpoint = time.monotonic() + interval
-        # Until a scan finds a log with flush.ms, look again at this pace for new ones.
-        flush_every: float | None = _FLUSH_RESCAN_S
-        next_flush = time.monotonic()
-        while True:
-            with self._bg_cond:
-                while not (self._bg_rolled or self._bg_doomed or self._bg_checkpoint_dirs) and not self._bg_stop:
-                    deadline = min(next_checkpoint, next_flush)
-                    timeout = deadline - time.monotonic()
-                    if timeout <= 0:
-                        break
-                    self._bg_cond.wait(timeout)
-                if self._bg_stop:
-                    return
-                rolled = list(self._bg_rolled.values())
-                self._bg_rolled.clear()
-                doomed, self._bg_doomed = self._bg_doomed, []
-                dirs, self._bg_checkpoint_dirs = self._bg_checkpoint_dirs, set()
-            try:
-                for plog in rolled:
-                    if plog.flush_rolled():
-                        d = self._log_dir_of.get(TopicPartition(plog.topic, plog.partition))
-                        if d is not None:
-                            dirs.add(d)
-                now = time.monotonic()
-                if now >= next_flush:
-                    flush_every = self._flush_due_logs()
-                    # Between min(flush.ms) and the rescan pace for logs configured later.
-                    pace = _FLUSH_RESCAN_S if flush_every is None else max(min(flush_every, _FLUSH_RESCAN_S), 0.01)
-                    next_flush = time.monotonic() + pace
-                periodic = now >= next_checkpoint
-                with self._bg_cond:
-                    due = self._bg_checkpoint_due
-                    if periodic:
-                        self._bg_checkpoint_due = False
-                if periodic:
-                    next_checkpoint = now + interval
-                    if due:
-                        dirs = set(self.log_dirs)
-                for d in dirs:
-                    if self._closed:
-                        break
-                    self.checkpoint_dir(d)
-                for path in doomed:  # Kafka's delayed delete of renamed log directories
-                    shutil.rmtree(path, ignore_errors=True)
-            except Exception:
-                log.exception("background log flush/checkpoint failed")
+        self._background.start()
 
     def _stop_background(self) -> None:
-        with self._bg_cond:
-            self._bg_stop = True
-            self._bg_cond.notify_all()
-            thread = self._bg_thread
-        if thread is not None:
-            thread.join()
+        self._background.stop()
 
     def shutdown(self) -> None:
         """Flush and close every log, write checkpoints and the clean shutdown markers.
@@ -593,9 +445,7 @@ class LogManager:
             self.checkpoint()
             for d in self.log_dirs:
                 atomic_write(d / CLEAN_SHUTDOWN_FILE, b"")
-            with self._bg_cond:
-                doomed, self._bg_doomed = self._bg_doomed, []
-            for path in doomed:
+            for path in self._background.take_doomed():
                 shutil.rmtree(path, ignore_errors=True)
         finally:
             # Even a failed shutdown (a full disk) leaves the dirs to the next broker; without

@@ -8,10 +8,7 @@ ever move forward except through :meth:`PartitionLog.truncate_to` (replication).
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shutil
-import struct
 import threading
 import uuid
 from collections.abc import Callable
@@ -20,30 +17,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kbroker.clock import Clock
-from kbroker.common import TopicPartition
 from kbroker.fs import fsync_dir
+from kbroker.log.append import assign_offsets
 from kbroker.log.checkpoint import PartitionMetadataFile
 from kbroker.log.config import LogConfig
+from kbroker.log.dirs import parse_partition_dir_name, partition_dir_name
 from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, OffsetOutOfRange
-from kbroker.log.producer_snapshot import SNAPSHOT_SUFFIX
-from kbroker.log.producer_state import ProducerStateManager
-from kbroker.log.segment import (
-    INDEX_FILE_SUFFIX,
-    LOG_FILE_SUFFIX,
-    TIME_INDEX_FILE_SUFFIX,
-    LogSegment,
-    offset_from_filename,
-)
-from kbroker.log.segments import LogSegments
-from kbroker.records.batch import (
-    BatchError,
-    BatchHeader,
-    parse_header,
-    set_base_offset,
-    set_log_append_time,
-    set_partition_leader_epoch,
-    validate_batches,
-)
+from kbroker.log.handles import fsync_files
+from kbroker.log.loader import load_log, replay_producer_state, segment_kwargs
+from kbroker.log.segment import INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LogSegment
+from kbroker.records.batch import BatchError, validate_batches
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +35,8 @@ LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
 
-_DIR_RE = re.compile(r"^(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)$")
-_SEGMENT_FILE_RE = re.compile(r"^\d{20}\.(log|index|timeindex|txnindex)$")
-#: Base offset, batch length and partition leader epoch: the batch bytes before the magic.
-_PREFIX = struct.Struct(">qii")
-#: pwritev takes at most IOV_MAX (1024) buffers, two per batch.
-_MAX_IOV_BATCHES = 256
 #: Below this much data (one segment, no producers) close writes no producer snapshot.
 _SNAPSHOT_MIN_REPLAY_BYTES = 1024 * 1024
-# Leftovers of interrupted operations that are safe to drop on load.
-_STALE_SUFFIXES = (".deleted", ".cleaned", ".tmp")
-
-
-def partition_dir_name(topic: str, partition: int) -> str:
-    """Kafka's partition directory name, ``<topic>-<partition>``."""
-    return f"{topic}-{partition}"
-
-
-def parse_partition_dir_name(name: str) -> TopicPartition | None:
-    """``(topic, partition)`` from a directory name, or None if it is not a partition dir."""
-    m = _DIR_RE.match(name)
-    if m is None:
-        return None
-    return TopicPartition(m.group("topic"), int(m.group("partition")))
 
 
 class LogPosition(NamedTuple):
@@ -122,13 +84,9 @@ class PartitionLog:
         self.config = config
         self._clock = clock
         self._lock = threading.RLock()
-        self._segments = LogSegments()
         self._closed = False
-        self._dir_dirty = False
         #: Bumped by truncations, so a flush done outside the lock can tell it raced one.
         self._truncations = 0
-        #: False only for a log created empty by this process (no snapshot files yet).
-        self._may_have_snapshots = not prepared
         #: Called (under this log's lock) after a roll, and after the recovery point moved;
         #: the LogManager flushes rolled segments and checkpoints in the background.
         self.on_roll: Callable[[PartitionLog], None] | None = None
@@ -139,33 +97,25 @@ class PartitionLog:
         else:
             directory.mkdir(parents=True, exist_ok=True)
             self.topic_id = self._init_topic_id(topic_id)
+        loaded = load_log(directory, config, clock, recovery_point=recovery_point,
+                          log_start_offset=log_start_offset, had_clean_shutdown=had_clean_shutdown,
+                          prepared=prepared, partition_name=self.name)
+        self._segments = loaded.segments
+        self._dir_dirty = loaded.dir_dirty
+        #: False only for a log created empty by this process (no snapshot files yet).
+        self._may_have_snapshots = loaded.may_have_snapshots
         #: Idempotent producers' epochs and recent batches (duplicate and sequence checks).
-        self.producer_state = ProducerStateManager(directory, self.name)
-
-        if prepared:
-            self._segments.add(LogSegment.open_empty(self.dir, 0, **self._segment_kwargs()))
-            recovery_point = log_start_offset = 0
-        else:
-            self._load_segments(had_clean_shutdown, recovery_point, log_start_offset)
-        active = self._segments.active
-        self._log_end_offset = active.next_offset
-        lso = self._segments.first.base_offset if log_start_offset is None else log_start_offset
-        self._log_start_offset = min(max(lso, self._segments.first.base_offset), self._log_end_offset)
-        if not prepared:
-            self._load_producer_state()
-        self._recovery_point = self._log_end_offset if had_clean_shutdown else min(recovery_point, self._log_end_offset)
+        self.producer_state = loaded.producer_state
+        self._log_end_offset = loaded.log_end_offset
+        self._log_start_offset = loaded.log_start_offset
+        self._recovery_point = loaded.recovery_point
         #: Equal to the LEO on a single broker; replication will move it independently.
         self._high_watermark = self._log_end_offset
         self.high_watermark_follows_leo = True
-        now = clock.time_ms()
-        first_ts = active.first_batch_timestamp()
-        if first_ts is not None:
-            # After a restart the roll timer restarts from the first batch's timestamp (as Kafka).
-            active.first_append_ms = now if first_ts < 0 else min(first_ts, now)
-        self._last_flush_ms = now
+        self._last_flush_ms = clock.time_ms()
         self._unflushed_messages = 0
 
-    # -- loading -------------------------------------------------------------------------
+    # -- topic id ------------------------------------------------------------------------
     def assign_topic_id(self, topic_id: uuid.UUID) -> None:
         """Record the topic id in ``partition.metadata`` (must match an existing one)."""
         with self._lock:
@@ -180,74 +130,6 @@ class PartitionLog:
         if stored is None:
             self._metadata.write(topic_id)
         return topic_id
-
-    def _segment_kwargs(self) -> dict[str, int]:
-        return {
-            "index_interval_bytes": self.config.index_interval_bytes,
-            "segment_index_bytes": self.config.segment_index_bytes,
-        }
-
-    def _load_segments(self, clean: bool, recovery_point: int, log_start_offset: int | None) -> None:
-        names = set(os.listdir(self.dir))
-        self._may_have_snapshots = any(n.endswith(SNAPSHOT_SUFFIX) for n in names)
-        for name in list(names):
-            if name.endswith(_STALE_SUFFIXES):
-                (self.dir / name).unlink(missing_ok=True)
-                names.discard(name)
-        bases = sorted(offset_from_filename(n) for n in names if n.endswith(LOG_FILE_SUFFIX) and _SEGMENT_FILE_RE.match(n))
-        base_set = set(bases)
-        for name in names:  # indexes without a log file (Kafka deletes these too)
-            if _SEGMENT_FILE_RE.match(name) and not name.endswith(LOG_FILE_SUFFIX) and offset_from_filename(name) not in base_set:
-                (self.dir / name).unlink(missing_ok=True)
-        kw = self._segment_kwargs()
-        missing_index: list[LogSegment] = []
-        for base in bases:
-            seg = LogSegment.open(self.dir, base, **kw)
-            stem = seg.log_path.stem
-            if (stem + INDEX_FILE_SUFFIX not in names or stem + TIME_INDEX_FILE_SUFFIX not in names) \
-                    and seg.size > self.config.index_interval_bytes:
-                # Index files are written once they have entries; a segment no larger than
-                # one index interval has no offset-index entry, and its tail scan from
-                # position 0 recomputes the max timestamp, so only larger ones need a rebuild.
-                missing_index.append(seg)
-            self._segments.add(seg)
-        if not self._segments:
-            start = log_start_offset or 0
-            self._segments.add(LogSegment.create(self.dir, start, **kw))
-            self._dir_dirty = True
-            return
-        if clean:
-            for seg in missing_index:
-                log.info("rebuilding missing indexes of %s", seg.log_path)
-                seg.rebuild_indexes()
-            return
-        # Unclean shutdown: rescan everything from the segment holding the recovery point.
-        start_index = max(self._segments.floor_index(recovery_point), 0)
-        to_recover = self._segments.from_index(start_index)
-        for seg in missing_index:
-            if seg not in to_recover:
-                seg.rebuild_indexes()
-        for i, seg in enumerate(to_recover):
-            if seg.recover():
-                # Nothing after a torn batch can be trusted (Kafka drops the later segments).
-                for later in to_recover[i + 1 :]:
-                    log.warning("deleting %s after corruption in an earlier segment", later.log_path)
-                    self._segments.remove(later)
-                    later.delete()
-                break
-
-    def _load_producer_state(self) -> None:
-        """Latest snapshot at or below the log end, then the batch headers after it."""
-        start = self.producer_state.load(self._segments.first.base_offset, self._log_end_offset)
-        segs = self._segments.from_index(max(self._segments.floor_index(start), 0))
-        for seg in segs:
-            if seg.next_offset <= start:
-                continue
-            found = seg.translate_offset(start) if seg.base_offset < start else None
-            for _, h in seg.iter_batches(found[0] if found else 0):
-                if h.base_offset >= start:
-                    self.producer_state.replay(h)
-        self.producer_state.map_end_offset = self._log_end_offset
 
     def maybe_expire_producers(self, expiration_ms: int, check_interval_ms: int) -> int:
         """Forget producers idle for ``expiration_ms``, checking at most once per interval."""
@@ -332,40 +214,12 @@ class PartitionLog:
                 return AppendInfo(base_offset=dup.first_offset, last_offset=dup.last_offset,
                                   log_append_time_ms=dup.timestamp if stamp else -1,
                                   log_start_offset=self._log_start_offset, record_count=0, batch_count=0)
-            next_offset = self._log_end_offset
-            positioned: list[tuple[int, BatchHeader]] = []
-            pos = 0
-            record_count = 0
-            data: bytearray | list[bytes | memoryview]
-            if stamp or isinstance(records, bytearray) or len(headers) > _MAX_IOV_BATCHES:
-                # Patch the headers in place: in the caller's mutable buffer, else in one copy.
-                buf = records if isinstance(records, bytearray) else bytearray(records)
-                for h in headers:
-                    set_base_offset(buf, pos, next_offset)
-                    set_partition_leader_epoch(buf, pos, leader_epoch)
-                    if stamp:
-                        set_log_append_time(buf, pos, h.size, now)
-                    positioned.append((pos, parse_header(buf, pos)))
-                    next_offset += h.last_offset_delta + 1
-                    record_count += h.record_count
-                    pos += h.size
-                data = buf
-            else:
-                # No copy: each batch is written as a patched 16-byte prefix (base offset,
-                # length, leader epoch; outside the CRC) followed by the rest of the payload.
-                view = memoryview(records)
-                data = []
-                for h in headers:
-                    data.append(_PREFIX.pack(next_offset, h.batch_length, leader_epoch))
-                    data.append(view[pos + _PREFIX.size : pos + h.size])
-                    positioned.append((pos, h._replace(base_offset=next_offset, partition_leader_epoch=leader_epoch)))
-                    next_offset += h.last_offset_delta + 1
-                    record_count += h.record_count
-                    pos += h.size
+            assigned = assign_offsets(records, headers, self._log_end_offset, leader_epoch, now if stamp else None)
+            next_offset, record_count = assigned.next_offset, assigned.record_count
             base_offset = self._log_end_offset
             try:
                 segment = self._maybe_roll(size, next_offset - 1, now)
-                segment.append(data, positioned, now)
+                segment.append(assigned.data, assigned.positioned, now)
             except OSError as e:
                 # A full disk or I/O error: the segment cut itself back to its last whole
                 # batch, nothing was acknowledged, and the client retries (KAFKA_STORAGE_ERROR).
@@ -427,7 +281,7 @@ class PartitionLog:
             for suffix in (LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX):
                 # A leftover file from an earlier truncation must not block the new segment.
                 (self.dir / f"{new_base:020d}{suffix}").unlink(missing_ok=True)
-            segment = LogSegment.create(self.dir, new_base, **self._segment_kwargs())
+            segment = LogSegment.create(self.dir, new_base, **segment_kwargs(self.config))
             self._segments.add(segment)
             self._dir_dirty = True
             log.debug("rolled %s to new segment %d", self.name, new_base)
@@ -510,16 +364,7 @@ class PartitionLog:
             truncations = self._truncations
             unflushed = self._unflushed_messages
             now = self._clock.time_ms()
-        # One descriptor at a time: a burst of rolled segments must not need one each.
-        for path in paths:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:  # deleted meanwhile (retention, topic deletion)
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fsync_files(paths)
         if sync_dir:
             try:
                 fsync_dir(self.dir)
@@ -561,11 +406,8 @@ class PartitionLog:
             active = self._segments.active
             if offset >= leo:
                 return LogPosition(active.base_offset, active.size)
-            for seg in self._segments.from_index(self._segments.floor_index(offset)):
-                pos = seg.fetch_position(offset)
-                if pos is not None:
-                    return LogPosition(seg.base_offset, pos)
-            return LogPosition(active.base_offset, active.size)
+            found = self._segments.fetch_position(offset)
+            return LogPosition(*found) if found else LogPosition(active.base_offset, active.size)
 
     def end_position(self, upper_bound: int) -> LogPosition:
         """Where the data below ``upper_bound`` (capped at the log end) ends.
@@ -598,26 +440,9 @@ class PartitionLog:
             if offset >= bound:
                 return b""
             try:
-                return self._read(offset, max_bytes, min_one_message, bound, leo)
+                return self._segments.read(offset, max_bytes, min_one_message, bound, leo)
             except OSError as e:
                 raise KafkaStorageError(f"read from {self.name} failed: {e}") from e
-
-    def _read(self, offset: int, max_bytes: int, min_one_message: bool, bound: int, leo: int) -> bytes | memoryview:
-        """Whole batches from ``offset`` below ``bound`` (the caller holds the lock)."""
-        segs = self._segments.from_index(self._segments.floor_index(offset))
-        for i, seg in enumerate(segs):
-            nxt = segs[i + 1] if i + 1 < len(segs) else None
-            if nxt is None:
-                # Everything in the active segment starts below the LEO.
-                max_position = None if bound == leo else seg.position_bound(bound)
-            else:
-                max_position = seg.position_bound(bound) if bound < nxt.base_offset else None
-            data = seg.read(offset, max_bytes, max_position, min_one_message)
-            if data is not None:
-                return data
-            if nxt is None or bound <= nxt.base_offset:
-                break
-        return b""
 
     # -- timestamps ----------------------------------------------------------------------
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
@@ -635,32 +460,13 @@ class PartitionLog:
             if timestamp == MAX_TIMESTAMP:
                 ts, off = self.max_timestamp()
                 return None if off < 0 else (off, ts)
-            lso = self._log_start_offset
-            for seg in self._segments:
-                if seg.max_timestamp < timestamp or seg.next_offset <= lso:
-                    continue
-                found = seg.find_offset_by_timestamp(timestamp, lso)
-                if found is not None:
-                    return found
-            return None
+            return self._segments.find_offset_by_timestamp(timestamp, self._log_start_offset)
 
     def max_timestamp(self) -> tuple[int, int]:
         """``(timestamp, offset)`` of the first record with the largest timestamp; (-1, -1) if empty."""
         with self._lock:
             self._check_open()
-            best: LogSegment | None = None
-            for seg in self._segments:
-                if seg.next_offset <= self._log_start_offset or seg.max_timestamp < 0:
-                    continue
-                if best is None or seg.max_timestamp > best.max_timestamp:
-                    best = seg
-            if best is None:
-                return -1, -1
-            found = best.find_offset_by_timestamp(best.max_timestamp, self._log_start_offset)
-            if found is None:
-                return -1, -1
-            offset, ts = found
-            return ts, offset
+            return self._segments.max_timestamp(self._log_start_offset)
 
     # -- deleting and truncating ---------------------------------------------------------
     def delete_records_before(self, offset: int) -> int:
@@ -721,7 +527,7 @@ class PartitionLog:
             active.truncate_to(offset)
             self._log_end_offset = active.next_offset
             self._after_truncation()
-            self._load_producer_state()
+            replay_producer_state(self.producer_state, self._segments, self._log_end_offset)
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Drop all data and restart the log empty at ``offset``."""
@@ -731,7 +537,7 @@ class PartitionLog:
             for seg in self._segments.to_list():
                 self._segments.remove(seg)
                 seg.delete()
-            self._segments.add(LogSegment.create(self.dir, offset, **self._segment_kwargs()))
+            self._segments.add(LogSegment.create(self.dir, offset, **segment_kwargs(self.config)))
             self._dir_dirty = True
             self._log_end_offset = offset
             self._log_start_offset = offset

@@ -16,17 +16,15 @@ from pathlib import Path
 from kbroker.log.errors import CorruptIndexError
 from kbroker.log.handles import SEGMENT_FILES
 from kbroker.log.index import OffsetIndex, TimeIndex, TimestampOffset
+from kbroker.log.recovery import scan_valid_batches
 from kbroker.records.batch import (
-    CRC_START,
     HEADER_SIZE,
     LOG_OVERHEAD,
-    MAGIC_V2,
     BatchError,
     BatchHeader,
     parse_header,
     peek_size,
 )
-from kbroker.records.crc import crc32c
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,6 @@ TXN_INDEX_FILE_SUFFIX = ".txnindex"
 _MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD
 _INT32_MAX = 2**31 - 1
 _SCAN_CHUNK = 64 * 1024
-_RECOVER_CHUNK = 4 * 1024 * 1024
 NO_TIMESTAMP = -1
 
 
@@ -66,17 +63,6 @@ def _pread(fd: int, n: int, pos: int) -> bytes:
         parts.append(more)
         got += len(more)
     return b"".join(parts)
-
-
-def _pread_into(fd: int, mv: memoryview, n: int, pos: int) -> int:
-    """Fill ``mv[:n]`` from ``pos``; returns the bytes read (fewer only at end of file)."""
-    got = 0
-    while got < n:
-        k = os.preadv(fd, [mv[got:n]], pos + got)
-        if k <= 0:
-            break
-        got += k
-    return got
 
 
 class LogSegment:
@@ -456,49 +442,9 @@ class LogSegment:
         self._max_timestamp = NO_TIMESTAMP
         self._offset_of_max_timestamp = self.base_offset
         self._last_index_position = 0
-        next_offset = self.base_offset
-        pos = 0
         end = self._size
-        # One reused buffer filled by large sequential reads; CRCs run on views of it.
-        buf = bytearray(min(_RECOVER_CHUNK, max(end, HEADER_SIZE)))
-        mv = memoryview(buf)
-        buf_start = 0
-        buf_len = 0
-        reason = ""
-        index_batch = self._index_batch
-        while pos < end:
-            if end - pos < HEADER_SIZE:
-                reason = "partial batch header"
-                break
-            off = pos - buf_start
-            if off + HEADER_SIZE > buf_len:
-                buf_len = _pread_into(fd, mv, min(len(buf), end - pos), pos)
-                buf_start, off = pos, 0
-            h = parse_header(mv, off)
-            size = h.batch_length + LOG_OVERHEAD
-            if h.magic != MAGIC_V2 or h.batch_length < _MIN_BATCH_LENGTH:
-                reason = f"bad batch framing (magic {h.magic}, length {h.batch_length})"
-                break
-            if pos + size > end:
-                reason = "partial batch"
-                break
-            if off + size > buf_len:
-                if size > len(buf):
-                    mv.release()
-                    buf = bytearray(size)
-                    mv = memoryview(buf)
-                buf_len = _pread_into(fd, mv, min(len(buf), end - pos), pos)
-                buf_start, off = pos, 0
-            if crc32c(mv[off + CRC_START : off + size]) != h.crc:
-                reason = "CRC mismatch"
-                break
-            if h.base_offset < next_offset or h.last_offset < h.base_offset or not self.can_convert_to_relative_offset(h.last_offset):
-                reason = f"batch offset {h.base_offset} out of order"
-                break
-            index_batch(pos, h)
-            next_offset = h.next_offset
-            pos += size
-        mv.release()
+        pos, next_offset, reason = scan_valid_batches(fd, end, self.base_offset, self.base_offset + _INT32_MAX,
+                                                      self._index_batch)
         truncated = end - pos
         if truncated:
             log.warning("truncating %s at position %d (%d bytes): %s", self.log_path, pos, truncated, reason)

@@ -74,3 +74,61 @@ class LogSegments:
     @property
     def size_in_bytes(self) -> int:
         return sum(s.size for s in self._segments)
+
+    # -- searches across segments ------------------------------------------------------------
+    def read(self, offset: int, max_bytes: int, min_one_message: bool, bound: int,
+             log_end_offset: int) -> bytes | memoryview:
+        """Whole batches from the segment holding ``offset`` on, none starting at or after
+        ``bound`` (<= ``log_end_offset``), at most ``max_bytes`` (except a first batch with
+        ``min_one_message``); empty if there are none."""
+        segs = self.from_index(self.floor_index(offset))
+        for i, seg in enumerate(segs):
+            nxt = segs[i + 1] if i + 1 < len(segs) else None
+            if nxt is None:
+                # Everything in the active segment starts below the LEO.
+                max_position = None if bound == log_end_offset else seg.position_bound(bound)
+            else:
+                max_position = seg.position_bound(bound) if bound < nxt.base_offset else None
+            data = seg.read(offset, max_bytes, max_position, min_one_message)
+            if data is not None:
+                return data
+            if nxt is None or bound <= nxt.base_offset:
+                break
+        return b""
+
+    def fetch_position(self, offset: int) -> tuple[int, int] | None:
+        """``(segment base offset, position)`` of the batch holding ``offset`` or the first
+        after it; None if no segment has one."""
+        for seg in self.from_index(self.floor_index(offset)):
+            pos = seg.fetch_position(offset)
+            if pos is not None:
+                return seg.base_offset, pos
+        return None
+
+    def find_offset_by_timestamp(self, timestamp: int, log_start_offset: int) -> tuple[int, int] | None:
+        """``(offset, timestamp)`` of the first record at or after ``log_start_offset``
+        with a timestamp >= ``timestamp``; None if there is none."""
+        for seg in self:
+            if seg.max_timestamp < timestamp or seg.next_offset <= log_start_offset:
+                continue
+            found = seg.find_offset_by_timestamp(timestamp, log_start_offset)
+            if found is not None:
+                return found
+        return None
+
+    def max_timestamp(self, log_start_offset: int) -> tuple[int, int]:
+        """``(timestamp, offset)`` of the first record with the largest timestamp at or
+        after ``log_start_offset``; (-1, -1) if there is none."""
+        best: LogSegment | None = None
+        for seg in self:
+            if seg.next_offset <= log_start_offset or seg.max_timestamp < 0:
+                continue
+            if best is None or seg.max_timestamp > best.max_timestamp:
+                best = seg
+        if best is None:
+            return -1, -1
+        found = best.find_offset_by_timestamp(best.max_timestamp, log_start_offset)
+        if found is None:
+            return -1, -1
+        offset, ts = found
+        return ts, offset

@@ -16,7 +16,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from wait_helpers import wait_until
 
-from kbroker.log import manager as log_manager
+from kbroker.log import background as log_background
+from kbroker.log import dirs as log_dirs
 from kbroker.testing import BrokerThread
 
 TIMEOUT = 15
@@ -137,9 +138,9 @@ def test_delete_topic_with_longest_legal_name_then_restart(tmp_path: Path) -> No
 
 
 def test_delete_dir_name_fits_in_255_bytes() -> None:
-    name = log_manager.log_dir_name_with_suffix_capped("t" * 249, 12345, log_manager.DELETE_DIR_SUFFIX)
+    name = log_dirs.log_dir_name_with_suffix_capped("t" * 249, 12345, log_dirs.DELETE_DIR_SUFFIX)
     assert len(name.encode()) == 255 and name.endswith("-delete") and "-12345." in name
-    short = log_manager.log_dir_name_with_suffix_capped("t", 0, log_manager.DELETE_DIR_SUFFIX)
+    short = log_dirs.log_dir_name_with_suffix_capped("t", 0, log_dirs.DELETE_DIR_SUFFIX)
     assert short.startswith("t-0.") and len(short) == len("t-0.") + 32 + len("-delete")
 
 
@@ -160,14 +161,14 @@ def test_start_up_skips_an_unloadable_partition_dir(tmp_path: Path) -> None:
 # -- deletion off the event loop ----------------------------------------------------------
 
 def test_topic_deletion_removes_files_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_rmtree = log_manager.shutil.rmtree
+    real_rmtree = log_background.shutil.rmtree
     threads: list[str] = []
 
     def rmtree(path, *args, **kwargs):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
         return real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(log_manager.shutil, "rmtree", rmtree)
+    monkeypatch.setattr(log_background.shutil, "rmtree", rmtree)
     data = tmp_path / "data"
     with BrokerThread(data) as b:
         _create(b.bootstrap, "gone", partitions=8)

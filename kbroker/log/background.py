@@ -1,0 +1,201 @@
+"""The log manager's background thread (Kafka's ``kafka-scheduler`` tasks for the logs).
+
+It fsyncs the segments a log rolled past and moves its recovery point up to the new
+segment, then rewrites the recovery point checkpoint, so a restart after a crash rescans
+only the active segments; recovery points moved by other flushes are checkpointed every
+``checkpoint_interval_ms``. It is also the periodic flusher (Kafka's
+``log.flush.scheduler.interval.ms`` task): it fsyncs each log whose ``flush.ms`` has
+passed, looking at the smallest ``flush.ms`` pace (or once a second while no log sets
+one), and it removes the directories of deleted partitions after their rename to
+``-delete``.
+
+The manager is reached only through the callables given to :class:`LogBackground`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+from kbroker.log.config import LogConfig
+
+log = logging.getLogger(__name__)
+
+#: How often the background thread looks for logs with ``flush.ms`` when none has it.
+FLUSH_RESCAN_S = 1.0
+
+
+class BackgroundLog(Protocol):
+    """What the background thread needs of a partition log."""
+
+    topic: str
+    partition: int
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> LogConfig: ...
+
+    def flush_rolled(self) -> bool: ...
+
+    def flush_if_due(self) -> bool: ...
+
+
+class LogBackground:
+    """Queues work from the logs (rolls, moved recovery points, deletions) and runs it
+    on one daemon thread, started on first need.
+
+    ``logs()`` lists the hosted logs; ``log_dir_of(topic, partition)`` is the log dir of
+    a hosted log (None once it is gone); ``checkpoint_dir(dir)`` rewrites a dir's checkpoints;
+    ``closed()`` tells that the manager is shutting down.
+    """
+
+    def __init__(
+        self,
+        *,
+        log_dirs: list[Path],
+        checkpoint_interval_ms: int,
+        logs: Callable[[], Iterable[BackgroundLog]],
+        log_dir_of: Callable[[str, int], Path | None],
+        checkpoint_dir: Callable[[Path], None],
+        closed: Callable[[], bool],
+    ) -> None:
+        self._log_dirs = log_dirs
+        self._checkpoint_interval_ms = checkpoint_interval_ms
+        self._logs = logs
+        self._log_dir_of = log_dir_of
+        self._checkpoint_dir = checkpoint_dir
+        self._closed = closed
+        self._cond = threading.Condition()
+        self._rolled: dict[int, BackgroundLog] = {}
+        self._checkpoint_due = False
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        #: Renamed ``-delete`` directories to remove.
+        self._doomed: list[Path] = []
+        self._checkpoint_dirs: set[Path] = set()
+
+    # -- queueing work (any thread) ---------------------------------------------------------
+    def log_rolled(self, plog: BackgroundLog) -> None:
+        """A log rolled: flush its older segments and checkpoint (called under the log's
+        lock, often on the event loop, so it only queues the work)."""
+        with self._cond:
+            self._rolled[id(plog)] = plog
+            self._ensure()
+            self._cond.notify()
+
+    def recovery_point_moved(self, plog: BackgroundLog) -> None:
+        """A log's recovery point moved: checkpoint at the next periodic checkpoint."""
+        with self._cond:
+            self._checkpoint_due = True
+            self._ensure()
+
+    def delete_dirs(self, doomed: Iterable[Path], checkpoint_dirs: Iterable[Path] = ()) -> None:
+        """Remove the renamed directories ``doomed`` and rewrite the checkpoints of
+        ``checkpoint_dirs``."""
+        with self._cond:
+            self._doomed.extend(doomed)
+            self._checkpoint_dirs.update(checkpoint_dirs)
+            self._ensure()
+            self._cond.notify()
+
+    def take_doomed(self) -> list[Path]:
+        """The directories still waiting for removal (the caller removes them)."""
+        with self._cond:
+            doomed, self._doomed = self._doomed, []
+        return doomed
+
+    # -- the thread -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the thread now (so the periodic ``flush.ms`` flusher runs before any roll)."""
+        with self._cond:
+            self._ensure()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it; queued work is dropped (see :meth:`take_doomed`)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _ensure(self) -> None:
+        # The caller holds self._cond.
+        if self._thread is None and not self._stop:
+            self._thread = threading.Thread(target=self._run, name="kbroker-log-flusher", daemon=True)
+            self._thread.start()
+
+    def _flush_due_logs(self) -> float | None:
+        """The periodic flusher (Kafka's ``log.flush.scheduler.interval.ms`` task): flush
+        every log whose ``flush.ms`` has passed. Returns the smallest ``flush.ms`` in
+        seconds (how soon to look again), None if no log sets it."""
+        smallest: int | None = None
+        for plog in self._logs():
+            ms = plog.config.flush_interval_ms
+            if ms is None:
+                continue
+            smallest = ms if smallest is None else min(smallest, ms)
+            if self._closed():
+                break
+            try:
+                plog.flush_if_due()
+            except OSError as e:
+                log.error("periodic flush of %s failed: %s", plog.name, e)
+        return None if smallest is None else smallest / 1000
+
+    def _run(self) -> None:
+        interval = self._checkpoint_interval_ms / 1000
+        next_checkpoint = time.monotonic() + interval
+        # Until a scan finds a log with flush.ms, look again at this pace for new ones.
+        flush_every: float | None = FLUSH_RESCAN_S
+        next_flush = time.monotonic()
+        while True:
+            with self._cond:
+                while not (self._rolled or self._doomed or self._checkpoint_dirs) and not self._stop:
+                    deadline = min(next_checkpoint, next_flush)
+                    timeout = deadline - time.monotonic()
+                    if timeout <= 0:
+                        break
+                    self._cond.wait(timeout)
+                if self._stop:
+                    return
+                rolled = list(self._rolled.values())
+                self._rolled.clear()
+                doomed, self._doomed = self._doomed, []
+                dirs, self._checkpoint_dirs = self._checkpoint_dirs, set()
+            try:
+                for plog in rolled:
+                    if plog.flush_rolled():
+                        d = self._log_dir_of(plog.topic, plog.partition)
+                        if d is not None:
+                            dirs.add(d)
+                now = time.monotonic()
+                if now >= next_flush:
+                    flush_every = self._flush_due_logs()
+                    # Between min(flush.ms) and the rescan pace for logs configured later.
+                    pace = FLUSH_RESCAN_S if flush_every is None else max(min(flush_every, FLUSH_RESCAN_S), 0.01)
+                    next_flush = time.monotonic() + pace
+                periodic = now >= next_checkpoint
+                with self._cond:
+                    due = self._checkpoint_due
+                    if periodic:
+                        self._checkpoint_due = False
+                if periodic:
+                    next_checkpoint = now + interval
+                    if due:
+                        dirs = set(self._log_dirs)
+                for d in dirs:
+                    if self._closed():
+                        break
+                    self._checkpoint_dir(d)
+                for path in doomed:  # Kafka's delayed delete of renamed log directories
+                    shutil.rmtree(path, ignore_errors=True)
+            except Exception:
+                log.exception("background log flush/checkpoint failed")
