@@ -11,6 +11,7 @@ checks with confluent-kafka that the broker still produces and consumes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -132,7 +133,7 @@ class LogError:
 
     @property
     def signature(self) -> str:
-        msg = re.sub(r"\b\d+(\.\d+)*\b", "N", self.message)[:160]
+        msg = re.sub(r"\bv\d+\b", "vN", re.sub(r"\b\d+(\.\d+)*\b", "N", self.message))[:160]
         exc, where = "", ""
         for line in self.traceback:
             fm = _FILE.match(line)
@@ -447,10 +448,8 @@ class BrokerFuzz:
         self.s.broker_exits += 1
         self._poll_log(final=True)
         tail = ""
-        try:
+        with contextlib.suppress(OSError):
             tail = "\n".join(self.broker.log_path.read_text("utf-8", "replace").splitlines()[-30:])
-        except OSError:
-            pass
         last = next((ln for ln in reversed(tail.splitlines()) if _EXC.match(ln)), f"exit code {rc}")
         self.s.findings.add("broker-exit", f"exit code {rc}: {last[:200]}", detail=tail,
                             candidates=list(self.ring)[-128:])
@@ -581,7 +580,7 @@ def health_check(bootstrap: str, messages: int = 20, timeout: float = 60.0) -> s
             if msg.error():
                 errors.append(str(msg.error()))
                 continue
-            got.append(msg.value())
+            got.append(msg.value() or b"")
     finally:
         c.close()
     if sorted(got) != sorted(b"v%d" % i for i in range(messages)):

@@ -189,15 +189,15 @@ def crafted_batches(r: random.Random) -> bytes:
     if choice < 0.9:
         # Legacy magic 0/1 message sets.
         magic = r.choice([0, 1])
-        value = b"legacy"
+        legacy = b"legacy"
         body = struct.pack(">bb", magic, 0) + (struct.pack(">q", 0) if magic else b"") + struct.pack(">i", -1) + \
-            struct.pack(">i", len(value)) + value
+            struct.pack(">i", len(legacy)) + legacy
         msg = struct.pack(">I", crc32c(body) if r.random() < 0.5 else 0) + body
         return struct.pack(">qi", 0, len(msg)) + msg
     if choice < 0.95:
         # Truncated or with trailing garbage after valid batches.
-        b = bytes(batch(r)) + bytes(batch(r))
-        return b[: r.randrange(1, len(b))] if r.random() < 0.5 else b + r.randbytes(r.choice([1, 11, 12, 60]))
+        two = bytes(batch(r)) + bytes(batch(r))
+        return two[: r.randrange(1, len(two))] if r.random() < 0.5 else two + r.randbytes(r.choice([1, 11, 12, 60]))
     # Many tiny records: a record count the CRC covers honestly.
     return bytes(batch(r, n=r.choice([200, 1000])))
 
