@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import pytest
 
+from kbroker.codec import decode_request
 from kbroker.handlers import registry
 from tools.fuzz.broker_mode import BrokerFuzz, BrokerOptions, BrokerSummary, LogMonitor
 from tools.fuzz.cli import broker_report, codec_report, make_mutator
 from tools.fuzz.codec_mode import CodecSummary, check_case, run_codec
-from tools.fuzz.corpus import build_corpus, check_seed
+from tools.fuzz.corpus import CAPTURED, build_corpus, check_seed, load_captured
 from tools.fuzz.mutate import STRATEGIES
 
 
 def test_corpus_covers_every_served_api_version_with_valid_requests() -> None:
-    corpus = build_corpus(1)
+    corpus = build_corpus(1, captured=None)
     served = {(k, v) for k, h in registry().items() for v in range(h.versions.low, h.versions.high + 1)}
     assert {(s.api_key, s.version) for s in corpus} == served
     for s in corpus:
         check_seed(s)  # decodes, and the traced encoding is byte for byte the codec's own
+
+
+def test_captured_client_frames_are_seeds_the_codec_decodes() -> None:
+    seeds = load_captured(CAPTURED)
+    assert {s.api_name for s in seeds} >= {"Produce", "Fetch", "Metadata", "JoinGroup", "SyncGroup", "CreateTopics"}
+    assert sum(bool(s.spans) for s in seeds) > len(seeds) // 2  # most re-encode byte for byte: fields mutable
+    for s in seeds:
+        decode_request(s.frame[4:])
 
 
 def test_cases_are_deterministic_in_seed_and_index() -> None:

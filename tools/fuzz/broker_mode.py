@@ -214,6 +214,8 @@ class BrokerSummary:
     connect_errors: int = 0
     broker_exits: int = 0
     max_rss: int = 0
+    #: Slowest answer to the ApiVersions probe: how long the event loop was kept from serving.
+    probe_max: float = 0.0
     rss: list[tuple[float, int]] = field(default_factory=list)
     seconds: float = 0.0
     health: str = "not run"
@@ -421,6 +423,7 @@ class BrokerFuzz:
                     writer.write(frame)
                     head = await asyncio.wait_for(reader.readexactly(4), 30)
                     await asyncio.wait_for(reader.readexactly(struct.unpack(">i", head)[0]), 30)
+                    self.s.probe_max = max(self.s.probe_max, time.monotonic() - t)
                 finally:
                     writer.transport.abort()
             except TimeoutError:

@@ -47,7 +47,8 @@ def broker_report(s: BrokerSummary) -> str:
     return "\n".join([
         f"broker: {s.sent} requests sent, {s.responses} responses, {s.closes} connections closed by the broker, "
         f"{s.timeouts} read timeouts, {s.connections} connections, {s.connect_errors} connect errors",
-        f"broker exits: {s.broker_exits}; max RSS {s.max_rss >> 20} MiB{growth}",
+        f"broker exits: {s.broker_exits}; max RSS {s.max_rss >> 20} MiB{growth}; slowest ApiVersions probe "
+        f"{s.probe_max:.2f} s",
         f"time {s.seconds:.1f} s, rate {s.rate:.0f} requests/s; health (confluent-kafka produce+consume): {s.health}",
         *_findings(s.findings),
     ])
@@ -64,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="mode", required=True)
     for name, help_ in (("codec", "decode mutated frames in-process"),
                         ("broker", "send mutated frames to a live broker"),
-                        ("replay", "regenerate one case by index; decode it, or send it with --bootstrap")):
+                        ("replay", "regenerate one case by index; decode it, or send it with --bootstrap"),
+                        ("capture", "record real clients' requests into tools/fuzz/captured.txt")):
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("--seed", type=int, default=1, help="run seed (default 1); cases are deterministic in it")
+        if name == "capture":
+            continue
         if name == "replay":
             sp.add_argument("--case", type=int, required=True, help="case index")
             sp.add_argument("--bootstrap", help="host:port of a broker to send the case to")
@@ -83,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--progress", type=float, default=0.0, help="print progress every N seconds")
             sp.add_argument("--no-health", action="store_true", help="skip the confluent-kafka check at the end")
     a = p.parse_args(argv)
+    if a.mode == "capture":
+        from tools.fuzz.capture import capture
+
+        print(f"{capture()} frames written")
+        return 0
     mutator = make_mutator(a.seed)
 
     if a.mode == "replay":
@@ -116,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         a.json.write_text(json.dumps(_json(bs.findings, {
             "mode": "broker", "sent": bs.sent, "responses": bs.responses, "closes": bs.closes,
             "timeouts": bs.timeouts, "broker_exits": bs.broker_exits, "max_rss": bs.max_rss,
+            "probe_max": bs.probe_max,
             "seconds": bs.seconds, "rate": bs.rate, "health": bs.health, "rss": bs.rss}), indent=1))
     sys.stdout.flush()
     return 1 if len(bs.findings) else 0

@@ -15,6 +15,7 @@ import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from construct import Container
@@ -26,6 +27,7 @@ from kbroker.codec.structs import build_struct, default_value, scalar_construct
 from kbroker.records.varint import encode_uvarint
 from tools.fuzz import payloads
 
+CAPTURED = Path(__file__).with_name("captured.txt")
 TOPICS = ("fuzz-0", "fuzz-1", "fuzz-2")
 GROUPS = ("fuzz-g0", "fuzz-g1", "fuzz-g2")
 _CTX = Container()
@@ -333,11 +335,40 @@ def served_versions() -> list[tuple[Api, int]]:
     return [(table[k], v) for k, h in registry().items() for v in range(h.versions.low, h.versions.high + 1)]
 
 
-def build_corpus(seed: int, per_version: int = 3) -> list[Seed]:
-    """``per_version`` seeds for every served API version, deterministic in ``seed``."""
+def build_corpus(seed: int, per_version: int = 3, captured: Path | None = CAPTURED) -> list[Seed]:
+    """``per_version`` seeds for every served API version, deterministic in ``seed``, and the
+    frames captured from real clients (``captured.txt``, see :mod:`tools.fuzz.capture`)."""
     r = random.Random(seed)
     out = [make_seed(api, v, r) for api, v in served_versions() for _ in range(per_version)]
+    if captured is not None and captured.exists():
+        out.extend(load_captured(captured))
     return out
+
+
+def load_captured(path: Path) -> list[Seed]:
+    """Captured frames as seeds: with field spans where the codec re-encodes them byte for byte."""
+    table = api_table()
+    served = set(served_versions_keys())
+    out = []
+    for line in path.read_text().split("\n"):
+        if not line.strip():
+            continue
+        _client, key, version, hx = line.split()
+        k, v = int(key), int(version)
+        if (k, v) not in served:
+            continue
+        frame = bytes.fromhex(hx)
+        framed = struct.pack(">i", len(frame)) + frame
+        api = table[k]
+        req = decode_request(frame)
+        again, spans = encode_traced(api, v, req.correlation_id, req.body, req.header.client_id)
+        out.append(Seed(k, api.name, v, framed, spans if again == framed else [],
+                        no_response=api.name == "Produce" and req.body.acks == 0))
+    return out
+
+
+def served_versions_keys() -> list[tuple[int, int]]:
+    return [(api.key, v) for api, v in served_versions()]
 
 
 def check_seed(s: Seed) -> None:
