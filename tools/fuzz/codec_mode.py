@@ -8,6 +8,7 @@ under their own kind.
 
 from __future__ import annotations
 
+import random
 import signal
 import threading
 import time
@@ -56,9 +57,42 @@ def _deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+def _frames(wire: bytes, cuts: list[int]) -> tuple[list[bytes], str | None]:
+    """The frames a FrameReader yields when ``wire`` arrives in pieces cut at ``cuts``; and
+    the error that ended the stream, if any."""
+    reader = FrameReader(MAX_FRAME)
+    out: list[bytes] = []
+    prev = 0
+    try:
+        for cut in [*cuts, len(wire)]:
+            reader.feed(wire[prev:cut])
+            prev = cut
+            while (frame := reader.next_frame()) is not None:
+                out.append(frame)
+    except CodecError as e:
+        return out, type(e).__name__
+    return out, None
+
+
+def check_framing(case: Case, summary: CodecSummary, wire: bytes | None = None) -> None:
+    """The frames must not depend on how the bytes (``case.wire`` unless given) were split into reads."""
+    wire = case.wire if wire is None else wire
+    r = random.Random(case.index)
+    whole = _frames(wire, [])
+    n = len(wire)
+    cuts = sorted(r.sample(range(1, n), min(n - 1, r.choice([1, 2, 5, 20, 100])))) if n > 1 else []
+    split = _frames(wire, cuts)
+    if split != whole:
+        summary.findings.add("framing-mismatch", "FrameReader yields different frames for the same bytes "
+                             "split differently", case_index=case.index, api=f"{case.api_name} v{case.version}",
+                             reproducer_hex=wire.hex(), detail=f"cuts {cuts}")
+
+
 def check_case(case: Case, summary: CodecSummary, hang_seconds: float = 2.0) -> None:
     """Decode one case; record any finding in ``summary``."""
     summary.cases += 1
+    if case.strategy == "framing" or case.index % 8 == 0:
+        check_framing(case, summary)
     reader = FrameReader(MAX_FRAME)
     stage = "codec"
     try:
@@ -122,7 +156,11 @@ def run_codec(mutator: Mutator, requests: int | None, seconds: float | None, han
             break
         if seconds is not None and (i & 63) == 0 and time.monotonic() - t0 >= seconds:
             break
-        check_case(mutator.case(i), summary, hang_seconds)
+        case = mutator.case(i)
+        check_case(case, summary, hang_seconds)
+        if i % 8 == 1:
+            # A pipeline as a connection receives it: several frames back to back.
+            check_framing(case, summary, b"".join(mutator.case(i + k).wire for k in range(4)))
         i += 1
     summary.seconds = time.monotonic() - t0
     return summary
