@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from kbroker.codec import decode_request
@@ -49,6 +51,16 @@ def test_codec_mode_reports_a_non_codec_exception_with_its_reproducer(monkeypatc
     (f,) = list(s.findings)
     assert f.kind == "codec-exception" and f.signature.startswith("KeyError")
     assert f.reproducer_hex == case.wire.hex() and f.case_index == case.index
+
+
+def test_codec_mode_reports_a_decode_that_does_not_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = make_mutator(1)
+    case = next(c for c in map(m.case, range(100)) if c.strategy == "valid")
+    monkeypatch.setattr("tools.fuzz.codec_mode.decode_request", lambda frame: time.sleep(5))
+    s = CodecSummary()
+    check_case(case, s, hang_seconds=0.2)
+    (f,) = list(s.findings)
+    assert f.kind == "codec-hang" and f.reproducer_hex == case.wire.hex()
 
 
 def test_codec_dose_finds_nothing() -> None:
