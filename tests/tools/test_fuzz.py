@@ -8,7 +8,7 @@ import pytest
 
 from kbroker.codec import decode_request
 from kbroker.handlers import registry
-from tools.fuzz.broker_mode import BrokerFuzz, BrokerOptions, BrokerSummary, LogMonitor
+from tools.fuzz.broker_mode import BrokerFuzz, BrokerOptions, BrokerSummary, LogMonitor, exit_signature
 from tools.fuzz.cli import broker_report, codec_report, make_mutator
 from tools.fuzz.codec_mode import CodecSummary, check_case, run_codec
 from tools.fuzz.corpus import CAPTURED, build_corpus, check_seed, load_captured
@@ -86,6 +86,22 @@ def test_log_monitor_groups_tracebacks_by_exception_and_place(tmp_path) -> None:
     assert err.api == "Produce v9"
     assert err.signature == ("kbroker.server.dispatch: Produce vN from N failed -> struct.error at "
                              "kbroker/records/batch.py:129 in peek_size")
+
+
+def test_exit_signature_names_the_innermost_exception_of_an_exception_group() -> None:
+    tail = """  + Exception Group Traceback (most recent call last):
+  |   File "/x/kbroker/broker.py", line 67, in running
+  | ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)
+  +-+---------------- 1 ----------------
+    | Traceback (most recent call last):
+    |   File "/x/kbroker/groups/manager.py", line 81, in store_group
+    |   File "/x/kbroker/groups/records.py", line 212, in group_value
+    |   File "/x/kbroker/groups/records.py", line 87, in i16
+    | struct.error: 'h' format requires -32768 <= number <= 32767
+    +------------------------------------"""
+    assert exit_signature(tail) == ("struct.error at kbroker/groups/records.py:87 in i16 < "
+                                    "kbroker/groups/records.py:212 in group_value < "
+                                    "kbroker/groups/manager.py:81 in store_group")
 
 
 @pytest.fixture(scope="module")

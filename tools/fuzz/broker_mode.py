@@ -36,6 +36,8 @@ _RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (\w+) (\S+): (.*)$")
 _FILE = re.compile(r'^\s+File "([^"]+)", line (\d+), in (\S+)')
 _EXC = re.compile(r"^([A-Za-z_][\w.]*)(?::.*)?$")
 _API = re.compile(r"\b([A-Z][A-Za-z]+) v(\d+)\b")
+#: An ApiVersions probe slower than this means one request kept the event loop busy.
+STALL_SECONDS = 5.0
 #: Broker settings for fuzzing: no initial rebalance delay (JoinGroup would stall every worker).
 OVERRIDES = ("group.initial.rebalance.delay.ms=0",)
 
@@ -423,7 +425,12 @@ class BrokerFuzz:
                     writer.write(frame)
                     head = await asyncio.wait_for(reader.readexactly(4), 30)
                     await asyncio.wait_for(reader.readexactly(struct.unpack(">i", head)[0]), 30)
-                    self.s.probe_max = max(self.s.probe_max, time.monotonic() - t)
+                    took = time.monotonic() - t
+                    self.s.probe_max = max(self.s.probe_max, took)
+                    if took > STALL_SECONDS:
+                        self.s.findings.add("stall", f"ApiVersions probe answered after more than {STALL_SECONDS} s",
+                                            candidates=list(self.ring)[-64:],
+                                            detail=f"{took:.1f} s at {t - self.t0:.0f} s into the run")
                 finally:
                     writer.transport.abort()
             except TimeoutError:
@@ -453,8 +460,7 @@ class BrokerFuzz:
         tail = ""
         with contextlib.suppress(OSError):
             tail = "\n".join(self.broker.log_path.read_text("utf-8", "replace").splitlines()[-30:])
-        last = next((ln for ln in reversed(tail.splitlines()) if _EXC.match(ln)), f"exit code {rc}")
-        self.s.findings.add("broker-exit", f"exit code {rc}: {last[:200]}", detail=tail,
+        self.s.findings.add("broker-exit", f"exit code {rc}: {exit_signature(tail)}", detail=tail,
                             candidates=list(self.ring)[-128:])
         if self.s.broker_exits <= 20:
             await asyncio.to_thread(self.broker.start)
@@ -493,6 +499,19 @@ class BrokerFuzz:
                 if hit:
                     f.case_index, f.reproducer_hex = index, case.wire.hex()
                     break
+        for f in self.s.findings.of_kind("stall", "unresponsive"):
+            slowest, took = None, 0.0
+            for index in reversed(f.candidates):
+                if time.monotonic() > deadline:
+                    break
+                case = self.m.case(index)
+                t = time.monotonic()
+                replay(self.host, self.port, case.wire, timeout=60.0)
+                if time.monotonic() - t > took:
+                    slowest, took = case, time.monotonic() - t
+            if slowest is not None and took > STALL_SECONDS / 2:
+                f.case_index, f.reproducer_hex = slowest.index, slowest.wire.hex()
+                f.api = f"{slowest.api_name} v{slowest.version}: answered in {took:.1f} s alone"
         for f in self.s.findings.of_kind("broker-exit"):
             if self.broker is None or f.reproducer_hex:
                 continue
@@ -504,6 +523,9 @@ class BrokerFuzz:
                 time.sleep(0.05)
                 if self.broker.exit_code() is not None:
                     f.case_index, f.reproducer_hex = index, case.wire.hex()
+                    alone = "kills a fresh broker alone" if _kills_fresh_broker(case.wire) else \
+                        "did not kill a fresh broker alone: it needs the state the run built"
+                    f.api = f"{case.api_name} v{case.version} ({alone})"
                     self.broker.start()
                     self.host, self.port = self.broker.host, self.broker.port
                     break
@@ -529,6 +551,43 @@ class BrokerFuzz:
             if self._tmp is not None:
                 self._tmp.cleanup()
         return self.s
+
+
+_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|error))\b")
+
+
+def exit_signature(tail: str) -> str:
+    """``Type at kbroker/file:line in function`` of the innermost exception a dying broker logged
+    (exception groups nest tracebacks behind ``|`` margins)."""
+    exc = ""
+    frames: list[str] = []
+    for raw in tail.splitlines():
+        line = raw.strip().strip("|+").strip()
+        fm = re.match(r'File "([^"]+)", line (\d+), in (\S+)', line)
+        if fm and "/kbroker/" in fm.group(1):
+            frames.append(f"kbroker/{fm.group(1).split('/kbroker/', 1)[1]}:{fm.group(2)} in {fm.group(3)}")
+            continue
+        em = _EXC_LINE.match(line)
+        if em and not line.startswith(("ExceptionGroup", "BaseExceptionGroup")):
+            exc = em.group(1)
+    # The three innermost frames: the helper that raised and the callers that give it meaning.
+    where = f" at {' < '.join(reversed(frames[-3:]))}" if frames else ""
+    return f"{exc or 'no exception logged'}{where}"
+
+
+def _kills_fresh_broker(wire: bytes) -> bool:
+    """Whether ``wire`` alone makes a new broker (empty data dir) exit."""
+    with tempfile.TemporaryDirectory(prefix="kbroker-fuzz-") as d:
+        b = BrokerProcess(Path(d) / "data", Path(d) / "broker.log")
+        b.start()
+        try:
+            replay(b.host, b.port, wire, timeout=5.0)
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline and b.exit_code() is None:
+                time.sleep(0.05)
+            return b.exit_code() is not None
+        finally:
+            b.kill()
 
 
 def replay(host: str, port: int, wire: bytes, timeout: float = 5.0) -> str:

@@ -49,6 +49,8 @@ class Span:
     compact: bool = False
     nullable: bool = False
     prefix: int = 0
+    #: For an array of scalars: the element type.
+    elem: str = ""
 
 
 @dataclass
@@ -103,7 +105,8 @@ def _walk(w: _Writer, fields: tuple[FieldSpec, ...], version: int, flexible: boo
                 w.buf.write(b"\x00" if compact else b"\xff\xff\xff\xff")
             else:
                 w.buf.write(encode_uvarint(len(value) + 1) if compact else struct.pack(">i", len(value)))
-            w.spans.append(Span(start, w.pos(), "array", p, compact, nullable, w.pos() - start))
+            w.spans.append(Span(start, w.pos(), "array", p, compact, nullable, w.pos() - start,
+                                "" if f.is_struct else f.element_type))
             for i, item in enumerate(value or ()):
                 if f.is_struct:
                     _walk(w, f.fields or (), version, flexible, item, f"{p}[{i}]")

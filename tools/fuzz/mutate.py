@@ -10,7 +10,7 @@ import random
 import struct
 from dataclasses import dataclass
 
-from kbroker.records.varint import encode_uvarint
+from kbroker.records.varint import decode_uvarint, encode_uvarint
 from tools.fuzz import payloads
 from tools.fuzz.corpus import Seed, Span
 from tools.fuzz.payloads import NON_UTF8, boundary_bytes, hostile_uvarint
@@ -48,6 +48,23 @@ def _hostile_prefix(span: Span, r: random.Random) -> bytes:
     if span.kind == "string":
         return struct.pack(">h", r.choice(payloads.INT16))
     return struct.pack(">i", r.choice(payloads.INT32))
+
+
+def _flood(span: Span, old: bytes, r: random.Random) -> bytes:
+    """Many minimal elements in front of an array's own: a small request that costs the broker
+    a decoded object per byte or two (work out of proportion to its size)."""
+    if span.compact:
+        count = decode_uvarint(old)[0] - 1
+    else:
+        (count,) = struct.unpack(">i", old)
+    n = r.choice([10_000, 100_000])
+    if span.elem == "string":
+        minimal = b"\x01" if span.compact else b"\x00\x00"
+    elif span.elem in ("bytes", "records"):
+        minimal = b"\x01" if span.compact else b"\x00\x00\x00\x00"
+    else:
+        minimal = b"\x00" * (16 if span.elem == "uuid" else payloads.WIDTH.get(span.elem, 4))
+    return _len_prefix(span, max(count, 0) + n) + minimal * n
 
 
 class Mutator:
@@ -117,6 +134,8 @@ class Mutator:
                 b"\x01\x7f\x00",
             ])
         if k == "array":
+            if span.elem and r.random() < 0.01:
+                return _flood(span, old, r)
             if span.compact:
                 return hostile_uvarint(r)
             return struct.pack(">i", r.choice(payloads.INT32))
