@@ -114,7 +114,7 @@ def live_dose() -> BrokerSummary:
 
 
 def test_live_dose_broker_survives_and_still_serves_clients(live_dose: BrokerSummary) -> None:
-    assert live_dose.sent == 3000
+    assert live_dose.sent - live_dose.session_requests == 3000 and live_dose.session_requests > 0
     assert live_dose.broker_exits == 0, broker_report(live_dose)
     assert live_dose.health == "passed", broker_report(live_dose)
     assert live_dose.responses > 300 and live_dose.closes > 300

@@ -26,8 +26,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from kbroker.codec import api_table, encode_request
+from kbroker.codec import CodecError, api_table, decode_response, encode_request
+from tools.fuzz import payloads
+from tools.fuzz.corpus import Seed, encode_traced
 from tools.fuzz.findings import Findings
 from tools.fuzz.mutate import Case, Mutator
 
@@ -214,6 +217,8 @@ class BrokerSummary:
     timeouts: int = 0
     connections: int = 0
     connect_errors: int = 0
+    #: Requests of group sessions (ids from the broker's answers; not reproducible from an index).
+    session_requests: int = 0
     broker_exits: int = 0
     max_rss: int = 0
     #: Slowest answer to the ApiVersions probe: how long the event loop was kept from serving.
@@ -241,6 +246,8 @@ class BrokerOptions:
     attribute_seconds: float = 120.0
     health: bool = True
     progress: float = 0.0  # seconds between progress lines (0: none)
+    #: Share of a worker's turns spent on a group session instead of a pipeline of cases.
+    sessions: float = 0.03
 
 
 class BrokerFuzz:
@@ -253,6 +260,9 @@ class BrokerFuzz:
         self.next_index = 0
         self.ring: deque[int] = deque(maxlen=512)
         self.api_rings: dict[tuple[int, int], deque[int]] = {}
+        #: Recent group-session requests (their ids came from the broker: kept as bytes).
+        self.session_ring: deque[tuple[str, bytes]] = deque(maxlen=64)
+        self.exit_sessions: list[list[tuple[str, bytes]]] = []
         self.broker: BrokerProcess | None = None
         self.log: LogMonitor | None = None
         self.host, self.port = "127.0.0.1", 0
@@ -344,6 +354,10 @@ class BrokerFuzz:
                         await asyncio.sleep(0.2)
                         continue
                 assert reader is not None and writer is not None
+                if r.random() < self.o.sessions:
+                    await self._session(reader, writer, r)
+                    close()
+                    continue
                 cases = self._take(r)
                 if not cases:
                     break
@@ -386,6 +400,62 @@ class BrokerFuzz:
             except TimeoutError:
                 return "timeout"
         return "ok"
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: random.Random) -> None:
+        """A group member's life with the ids the broker handed out, fields mutated on the way:
+        JoinGroup, then SyncGroup, Heartbeat, OffsetCommit and LeaveGroup as that member."""
+        group = f"fuzz-s{r.randrange(4)}"
+        ids: dict[str, Any] = {"group_id": group, "group_instance_id": f"fuzz-static-{r.randrange(3)}",
+                               "protocol_type": "consumer", "protocol_name": "range"}
+        join = {**ids, "member_id": "", "session_timeout_ms": 10000, "rebalance_timeout_ms": 2000,
+                "protocols": [{"name": "range", "metadata": payloads.subscription(r)}]}
+        resp = await self._exchange(reader, writer, 11, 5, join, mutate=False, r=r)
+        if resp is None or resp.error_code:
+            return
+        ids.update(member_id=resp.member_id, generation_id=resp.generation_id,
+                   generation_id_or_member_epoch=resp.generation_id)
+        steps: list[tuple[int, int, dict[str, Any]]] = [
+            (14, 3, {**ids, "assignments": [{"member_id": resp.member_id, "assignment": payloads.assignment(r)}]}),
+            (12, 3, dict(ids)),
+            (8, 7, {**ids, "topics": [{"name": "fuzz-0", "partitions": [
+                {"partition_index": 0, "committed_offset": r.choice([0, 1, -1]), "committed_metadata": "m"}]}]}),
+            (13, 3, {"group_id": group, "members": [{"member_id": resp.member_id,
+                                                      "group_instance_id": ids["group_instance_id"]}]}),
+        ]
+        for key, version, body in steps:
+            if await self._exchange(reader, writer, key, version, body, mutate=r.random() < 0.5, r=r) is None:
+                return
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: int, version: int,
+                        body: dict[str, Any], *, mutate: bool, r: random.Random) -> Any:
+        """Send one request (with one field mutated if ``mutate``); its decoded response, or None."""
+        api = api_table()[key]
+        frame, spans = encode_traced(api, version, r.randrange(1 << 30), body)
+        if mutate:
+            frame = bytes(self.m.mutate_fields(Seed(key, api.name, version, frame, spans), r))
+        self.s.sent += 1
+        self.s.session_requests += 1
+        self.session_ring.append((f"{api.name} v{version}", frame))
+        writer.write(frame)
+        try:
+            await asyncio.wait_for(writer.drain(), self.o.read_timeout)
+            head = await asyncio.wait_for(reader.readexactly(4), self.o.read_timeout)
+            data = await asyncio.wait_for(reader.readexactly(struct.unpack(">i", head)[0]), self.o.read_timeout)
+        except (asyncio.IncompleteReadError, OSError):
+            self.s.closes += 1
+            return None
+        except TimeoutError:
+            self.s.timeouts += 1
+            return None
+        self.s.responses += 1
+        if mutate:
+            return True  # a mutated header may name another API or version: the answer is not ours to decode
+        try:
+            return decode_response(key, version, data)[1]
+        except CodecError:
+            self.s.findings.add("bad-response", f"{api.name} v{version} response does not decode",
+                                api=f"{api.name} v{version}", reproducer_hex=frame.hex())
+            return None
 
     # -------------------------------------------------------------- monitoring
 
@@ -460,8 +530,10 @@ class BrokerFuzz:
         tail = ""
         with contextlib.suppress(OSError):
             tail = "\n".join(self.broker.log_path.read_text("utf-8", "replace").splitlines()[-30:])
-        self.s.findings.add("broker-exit", f"exit code {rc}: {exit_signature(tail)}", detail=tail,
-                            candidates=list(self.ring)[-128:])
+        f = self.s.findings.add("broker-exit", f"exit code {rc}: {exit_signature(tail)}", detail=tail,
+                                candidates=list(self.ring)[-128:])
+        if f.count == 1:
+            self.exit_sessions.append(list(self.session_ring))
         if self.s.broker_exits <= 20:
             await asyncio.to_thread(self.broker.start)
             self.host, self.port = self.broker.host, self.broker.port
@@ -512,20 +584,24 @@ class BrokerFuzz:
             if slowest is not None and took > STALL_SECONDS / 2:
                 f.case_index, f.reproducer_hex = slowest.index, slowest.wire.hex()
                 f.api = f"{slowest.api_name} v{slowest.version}: answered in {took:.1f} s alone"
+        sessions = iter(self.exit_sessions)
         for f in self.s.findings.of_kind("broker-exit"):
+            raw = next(sessions, [])
             if self.broker is None or f.reproducer_hex:
                 continue
-            for index in reversed(f.candidates):
+            tries: list[tuple[int | None, str, bytes]] = [
+                *((i, f"{c.api_name} v{c.version}", c.wire) for i, c in ((i, self.m.case(i)) for i in reversed(f.candidates))),
+                *((None, f"{name} (group session)", frame) for name, frame in reversed(raw))]
+            for idx, name, wire in tries:
                 if time.monotonic() > deadline:
                     return
-                case = self.m.case(index)
-                replay(self.host, self.port, case.wire, timeout=1.0)
+                replay(self.host, self.port, wire, timeout=1.0)
                 time.sleep(0.05)
                 if self.broker.exit_code() is not None:
-                    f.case_index, f.reproducer_hex = index, case.wire.hex()
-                    alone = "kills a fresh broker alone" if _kills_fresh_broker(case.wire) else \
+                    f.case_index, f.reproducer_hex = idx, wire.hex()
+                    alone = "kills a fresh broker alone" if _kills_fresh_broker(wire) else \
                         "did not kill a fresh broker alone: it needs the state the run built"
-                    f.api = f"{case.api_name} v{case.version} ({alone})"
+                    f.api = f"{name} ({alone})"
                     self.broker.start()
                     self.host, self.port = self.broker.host, self.broker.port
                     break
@@ -547,7 +623,11 @@ class BrokerFuzz:
             if self.broker is not None:
                 rc = self.broker.terminate()
                 if rc not in (0, None, -signal.SIGTERM):
-                    self.s.findings.add("shutdown", f"exit code {rc} after SIGTERM")
+                    tail = ""
+                    with contextlib.suppress(OSError):
+                        tail = "\n".join(self.broker.log_path.read_text("utf-8", "replace").splitlines()[-40:])
+                    self.s.findings.add("shutdown", f"exit code {rc} after SIGTERM: {exit_signature(tail)}",
+                                        detail=tail)
             if self._tmp is not None:
                 self._tmp.cleanup()
         return self.s

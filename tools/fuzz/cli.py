@@ -46,7 +46,8 @@ def broker_report(s: BrokerSummary) -> str:
         growth = f", RSS first 10% max {max(rss[:tenth]) >> 20} MiB, last 10% max {max(rss[-tenth:]) >> 20} MiB"
     return "\n".join([
         f"broker: {s.sent} requests sent, {s.responses} responses, {s.closes} connections closed by the broker, "
-        f"{s.timeouts} read timeouts, {s.connections} connections, {s.connect_errors} connect errors",
+        f"{s.timeouts} read timeouts, {s.connections} connections, {s.connect_errors} connect errors; "
+        f"{s.session_requests} of the requests in group sessions",
         f"broker exits: {s.broker_exits}; max RSS {s.max_rss >> 20} MiB{growth}; slowest ApiVersions probe "
         f"{s.probe_max:.2f} s",
         f"time {s.seconds:.1f} s, rate {s.rate:.0f} requests/s; health (confluent-kafka produce+consume): {s.health}",
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         a.json.write_text(json.dumps(_json(bs.findings, {
             "mode": "broker", "sent": bs.sent, "responses": bs.responses, "closes": bs.closes,
-            "timeouts": bs.timeouts, "broker_exits": bs.broker_exits, "max_rss": bs.max_rss,
+            "timeouts": bs.timeouts, "session_requests": bs.session_requests, "broker_exits": bs.broker_exits, "max_rss": bs.max_rss,
             "probe_max": bs.probe_max,
             "seconds": bs.seconds, "rate": bs.rate, "health": bs.health, "rss": bs.rss}), indent=1))
     sys.stdout.flush()

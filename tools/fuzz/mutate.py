@@ -157,6 +157,13 @@ class Mutator:
         # Declared length beyond the data that follows.
         return _len_prefix(span, len(content) + r.choice([1, 2, 100])) + content
 
+    def mutate_fields(self, seed: Seed, r: random.Random) -> bytearray:
+        """``seed``'s frame with one to three fields (or a payload) set to hostile values."""
+        frame = bytearray(seed.frame)
+        if r.random() < 0.5 and any(self._payload_span(seed, sp) for sp in seed.spans):
+            return self._payload(seed, frame, r)
+        return self._fields(seed, frame, r)
+
     def _fields(self, seed: Seed, frame: bytearray, r: random.Random) -> bytearray:
         # Mostly body fields; the header's too (client id, tagged fields, key, version) now and then.
         body = [s for s in seed.spans if s.path.startswith("body") or r.random() < 0.1]
