@@ -34,6 +34,8 @@ _I32 = struct.Struct(">i")
 ZERO_UUID = uuid.UUID(int=0)
 #: Kafka's readUnsignedVarint refuses longer encodings.
 _UVARINT_MAX_BYTES = 5
+#: The longest string Kafka reads or writes, compact or not.
+_MAX_STRING = 0x7FFF
 
 
 class ValueError_(StreamError):
@@ -99,16 +101,22 @@ class ZigZagVarInt(Construct):
 class KString(Construct):
     """A UTF-8 string: int16 length (-1 null) or, compact, uvarint length+1 (0 null)."""
 
-    def __init__(self, nullable: bool, compact: bool) -> None:
+    def __init__(self, nullable: bool, compact: bool, *, truncate: bool = False) -> None:
+        """``truncate``: cut a longer value to the limit when encoding (messages for people, which
+        may quote a client's own long input) instead of refusing it."""
         super().__init__()
         self.nullable = nullable
         self.compact = compact
+        self.truncate = truncate
 
     def _parse(self, stream: Any, context: Any, path: str) -> str | None:
         n = read_uvarint(stream, path) - 1 if self.compact else _I16.unpack(stream_read(stream, 2, path))[0]
         if n < 0:
             if n == -1 and self.nullable:
                 return None
+            raise ValueError_(f"invalid string length {n}", path=path)
+        if n > _MAX_STRING:
+            # Kafka refuses these in every version, compact ones included.
             raise ValueError_(f"invalid string length {n}", path=path)
         try:
             return stream_read(stream, n, path).decode("utf-8")
@@ -122,11 +130,13 @@ class KString(Construct):
             stream_write(stream, b"\x00" if self.compact else b"\xff\xff", 1 if self.compact else 2, path)
             return obj
         data = obj.encode("utf-8")
+        if len(data) > _MAX_STRING:
+            if not self.truncate:
+                raise ValueError_("string longer than 32767 bytes", path=path)
+            data = data[:_MAX_STRING].decode("utf-8", "ignore").encode("utf-8")
         if self.compact:
             write_uvarint(len(data) + 1, stream, path)
         else:
-            if len(data) > 0x7FFF:
-                raise ValueError_("string longer than 32767 bytes", path=path)
             stream_write(stream, _I16.pack(len(data)), 2, path)
         stream_write(stream, data, len(data), path)
         return obj

@@ -157,6 +157,9 @@ def field_construct(f: FieldSpec, version: int, flexible: bool) -> Construct:
         return KArray(sub, nullable, compact)
     if f.is_struct:
         return build_struct(f.fields or (), version, flexible, nullable=nullable)
+    if f.type == "string" and f.attr.endswith("error_message"):
+        # Error messages may quote a client's own long name or value; cut, never fail the response.
+        return KString(nullable, compact, truncate=True)
     return scalar_construct(f.type, nullable, compact)
 
 

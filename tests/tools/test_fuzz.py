@@ -121,11 +121,6 @@ def test_live_dose_broker_survives_and_still_serves_clients(live_dose: BrokerSum
     assert not live_dose.findings.of_kind("unresponsive", "bad-response", "shutdown"), broker_report(live_dose)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "handler faults outside the codec, fixed elsewhere: JoinGroup select_protocol ValueError (groups), "
-    "Produce peek_size struct.error on a negative batch length (records/replica), OffsetCommit struct.error "
-    "writing a group id over 32767 bytes (groups/records), EncodeError of responses echoing 32767-byte "
-    "names (handlers)"))
 def test_live_dose_logs_no_unhandled_exceptions(live_dose: BrokerSummary) -> None:
     errors = live_dose.findings.of_kind("broker-error")
     assert not errors, "\n".join(f.render() for f in errors)
