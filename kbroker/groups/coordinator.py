@@ -41,6 +41,16 @@ NO_GENERATION = -1
 S = GroupState
 
 
+#: Member ids are strings on the wire: at most 32767 bytes, a UUID and a dash included.
+_MEMBER_ID_PREFIX_BYTES = 0x7FFF - 37
+
+
+def new_member_id(prefix: str) -> str:
+    """Kafka's ``<client id or instance id>-<uuid>``, the prefix cut so the id stays encodable."""
+    cut = prefix.encode("utf-8")[:_MEMBER_ID_PREFIX_BYTES].decode("utf-8", "ignore")
+    return f"{cut}-{uuid.uuid4()}"
+
+
 class GroupCoordinator:
     """Serves every group (this broker coordinates all of them)."""
 
@@ -179,7 +189,7 @@ class GroupCoordinator:
         if not group.supports_protocols(req.protocol_type, (n for n, _ in req.protocols)):
             waiter.set(JoinGroupResult(Errors.INCONSISTENT_GROUP_PROTOCOL, req.member_id))
             return
-        new_id = f"{req.group_instance_id or req.client_id}-{uuid.uuid4()}"
+        new_id = new_member_id(req.group_instance_id or req.client_id)
         if req.group_instance_id is not None:
             old_id = group.static_member_id(req.group_instance_id)
             if old_id is None:

@@ -20,14 +20,15 @@ PRODUCE, FETCH, LIST_OFFSETS = 0, 1, 2
 class WireClient:
     """One blocking connection speaking raw Kafka requests."""
 
-    def __init__(self, bootstrap: str, timeout: float = 10.0) -> None:
+    def __init__(self, bootstrap: str, timeout: float = 10.0, client_id: str = "replica-test") -> None:
         host, port = bootstrap.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.cid = 0
+        self.client_id = client_id
 
     def send(self, api_key: int, version: int, body: Mapping[str, Any]) -> int:
         self.cid += 1
-        self.sock.sendall(encode_request(api_key, version, self.cid, body, client_id="replica-test"))
+        self.sock.sendall(encode_request(api_key, version, self.cid, body, client_id=self.client_id))
         return self.cid
 
     def receive(self, api_key: int, version: int, cid: int) -> Any:

@@ -202,3 +202,19 @@ def test_member_metadata_too_large_to_store(kafka_broker: BrokerThread) -> None:
     r = _join(c, r.member_id, [("range", subscription("t"))])
     assert r.error_code == NONE and sync(r) == NONE
     c.close()
+
+
+def test_member_id_of_a_client_id_at_the_string_limit_is_encodable(kafka_broker: BrokerThread) -> None:
+    """A 32767-byte client id made a member id (``<client id>-<uuid>``) no response could carry."""
+    from kbroker.codec.primitives import KString
+
+    c = WireClient(kafka_broker.bootstrap, client_id="c" * 0x7FFF)
+    try:
+        resp = c.call(11, 2, {"group_id": "long-client", "session_timeout_ms": 10000, "rebalance_timeout_ms": 10000,
+                              "member_id": "", "protocol_type": "consumer",
+                              "protocols": [{"name": "range", "metadata": b""}]})
+        assert resp.error_code == 0
+        assert len(resp.member_id.encode()) <= 0x7FFF and resp.member_id.startswith("ccc")
+        KString(nullable=False, compact=False).build(resp.member_id)
+    finally:
+        c.close()
