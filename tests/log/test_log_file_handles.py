@@ -63,6 +63,7 @@ _SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.integration  # a subprocess under a low descriptor limit
 def test_open_files_bounded_under_low_rlimit(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(_HERE), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path / "data")], env=env,
@@ -139,6 +140,7 @@ _SERVE_LIMITED = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.integration  # a subprocess under a low descriptor limit
 def test_broker_under_low_rlimit_serves_many_partitions_and_segments(tmp_path: Path) -> None:
     """A real ``kbroker serve`` limited to 256 descriptors takes one message on each of 600
     partitions and 300 one-message segments, and serves them all again after a restart."""

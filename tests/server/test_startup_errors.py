@@ -13,6 +13,9 @@ import pytest
 
 from kbroker.config import BrokerConfig, ConfigError
 
+#: Each test starts `kbroker serve` as a subprocess.
+pytestmark = pytest.mark.integration
+
 
 def _serve(*overrides: str) -> subprocess.CompletedProcess[str]:
     args = [sys.executable, "-m", "kbroker", "serve"]
