@@ -148,3 +148,16 @@ def test_shutdown_answers_blocked_join(tmp_path: Any) -> None:
     broker.stop(timeout=5)
     t.join(5)
     assert out["r"].error_code == 16  # NOT_COORDINATOR: the client looks for the coordinator again
+
+
+def test_commit_with_the_largest_retention_is_stored(kafka_broker: BrokerThread) -> None:
+    # v2-4 add the retention to the commit time: Long.MAX_VALUE must not overflow the stored record.
+    create_topic(kafka_broker, "wt", 1)
+    c = WireClient(kafka_broker.bootstrap)
+    r = c.call(OFFSET_COMMIT, 2, {"group_id": "keep", "generation_id_or_member_epoch": -1, "member_id": "",
+                                  "retention_time_ms": 2**63 - 1, "topics": [{"name": "wt", "partitions": [
+                                      {"partition_index": 0, "committed_offset": 7, "committed_metadata": ""}]}]})
+    assert r.topics[0].partitions[0].error_code == 0
+    r = c.call(OFFSET_FETCH, 1, {"group_id": "keep", "topics": [{"name": "wt", "partition_indexes": [0]}]})
+    assert r.topics[0].partitions[0].committed_offset == 7
+    c.close()
