@@ -67,8 +67,9 @@ class LogConfig:
             raise ValueError("segment_ms must be positive")
         if self.index_interval_bytes < 0:
             raise ValueError("index_interval_bytes must not be negative")
-        if self.segment_index_bytes < 12:
-            raise ValueError("segment_index_bytes must hold at least one entry")
+        # Kafka's floor; an index smaller than one entry still holds one (the segment rolls at once).
+        if self.segment_index_bytes < 4:
+            raise ValueError("segment_index_bytes must be at least 4")
         if self.message_timestamp_type not in ("CreateTime", "LogAppendTime"):
             raise ValueError(f"unknown message_timestamp_type {self.message_timestamp_type!r}")
 
