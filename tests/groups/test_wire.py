@@ -161,3 +161,24 @@ def test_commit_with_the_largest_retention_is_stored(kafka_broker: BrokerThread)
     r = c.call(OFFSET_FETCH, 1, {"group_id": "keep", "topics": [{"name": "wt", "partition_indexes": [0]}]})
     assert r.topics[0].partitions[0].committed_offset == 7
     c.close()
+
+
+def test_offset_delete_of_unknown_topics_and_partitions(kafka_broker: BrokerThread) -> None:
+    # As Kafka: partitions that do not exist answer UNKNOWN_TOPIC_OR_PARTITION, not a deletion.
+    create_topic(kafka_broker, "wt", 1)
+    c = WireClient(kafka_broker.bootstrap)
+    r = c.call(OFFSET_COMMIT, 2, {"group_id": "od", "generation_id_or_member_epoch": -1, "member_id": "",
+                                  "retention_time_ms": -1, "topics": [{"name": "wt", "partitions": [
+                                      {"partition_index": 0, "committed_offset": 3, "committed_metadata": ""}]}]})
+    assert r.topics[0].partitions[0].error_code == 0
+    r = c.call(OFFSET_DELETE, 0, {"group_id": "od", "topics": [
+        {"name": "nosuch", "partitions": [{"partition_index": 0}]},
+        {"name": "wt", "partitions": [{"partition_index": 2**31 - 1}, {"partition_index": 0}]}]})
+    assert r.error_code == 0
+    assert [[p.error_code for p in t.partitions] for t in r.topics] == [[3], [3, 0]]
+    r = c.call(OFFSET_FETCH, 1, {"group_id": "od", "topics": [{"name": "wt", "partition_indexes": [0]}]})
+    assert r.topics[0].partitions[0].committed_offset == -1
+    r = c.call(OFFSET_DELETE, 0, {"group_id": "nobody", "topics": [{"name": "nosuch", "partitions": [
+        {"partition_index": 0}]}]})
+    assert r.error_code == 69  # GROUP_ID_NOT_FOUND
+    c.close()
