@@ -27,8 +27,10 @@ _OPTIONAL_INT_FIELDS = {
     "flush.ms": "flush_interval_ms",
     "retention.ms": "retention_ms",
     "retention.bytes": "retention_bytes",
+    "message.timestamp.before.max.ms": "message_timestamp_before_max_ms",
+    "message.timestamp.after.max.ms": "message_timestamp_after_max_ms",
 }
-# Kafka encodes "never" as Long.MAX_VALUE for flush.* and -1 for retention.*.
+# Kafka encodes "never" as Long.MAX_VALUE for flush.* and message.timestamp.*, -1 for retention.*.
 _LONG_MAX = 2**63 - 1
 
 
@@ -49,6 +51,9 @@ class LogConfig:
     flush_interval_ms: int | None = None
     max_message_bytes: int = 1048588
     message_timestamp_type: TimestampType = "CreateTime"
+    #: How far a CreateTime timestamp may lie before / after broker time (None: unbounded).
+    message_timestamp_before_max_ms: int | None = None
+    message_timestamp_after_max_ms: int | None = None
     retention_ms: int | None = 7 * DAY_MS
     retention_bytes: int | None = None
     cleanup_policy: str = "delete"

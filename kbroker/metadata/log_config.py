@@ -20,6 +20,8 @@ LOG_CONFIG_KEYS = (
     "flush.ms",
     "max.message.bytes",
     "message.timestamp.type",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
     "retention.ms",
     "retention.bytes",
     "cleanup.policy",
