@@ -22,6 +22,7 @@ LOG_CONFIG_KEYS = (
     "message.timestamp.type",
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
+    "message.timestamp.difference.max.ms",
     "retention.ms",
     "retention.bytes",
     "cleanup.policy",

@@ -199,3 +199,16 @@ def test_timestamp_bounds_refuse_create_times_out_of_range(kafka_broker: BrokerT
         p.flush(10)
     assert outcomes == {"past": KafkaError.INVALID_TIMESTAMP, "future": KafkaError.INVALID_TIMESTAMP, "now": 0,
                         "epoch": KafkaError.INVALID_TIMESTAMP, "broker-time": 0}
+
+
+def test_deprecated_timestamp_difference_bounds_both_sides(kafka_broker: BrokerThread, wire: WireClient) -> None:
+    # As Kafka: message.timestamp.difference.max.ms stands in for before/after.max.ms left at their default.
+    create_topic(kafka_broker, "diff", configs={"message.timestamp.difference.max.ms": "60000"})
+    create_topic(kafka_broker, "after", configs={"message.timestamp.difference.max.ms": "60000",
+                                                 "message.timestamp.after.max.ms": "7200000"})
+    now = int(time.time() * 1000)
+    assert produce_one(wire, "diff", 0, batch([b"old"], timestamp=now - 3_600_000)).error_code == 32
+    assert produce_one(wire, "diff", 0, batch([b"new"], timestamp=now + 3_600_000)).error_code == 32
+    assert produce_one(wire, "diff", 0, batch([b"now"], timestamp=now)).error_code == 0
+    assert produce_one(wire, "after", 0, batch([b"new"], timestamp=now + 3_600_000)).error_code == 0
+    assert produce_one(wire, "after", 0, batch([b"old"], timestamp=now - 3_600_000)).error_code == 32
