@@ -182,3 +182,29 @@ def test_offset_delete_of_unknown_topics_and_partitions(kafka_broker: BrokerThre
         {"partition_index": 0}]}]})
     assert r.error_code == 69  # GROUP_ID_NOT_FOUND
     c.close()
+
+
+def test_describing_thousands_of_groups_is_encoded_off_the_event_loop(kafka_broker: BrokerThread,
+                                                                      monkeypatch: Any) -> None:
+    # A 2 MB request naming 300,000 groups took seconds to encode, stalling every other connection.
+    from kbroker.server import dispatch
+
+    encoded_in: list[str] = []
+    real = dispatch.encode_response_parts
+
+    def recording(api_key: int, *args: Any) -> Any:
+        if api_key == DESCRIBE:
+            encoded_in.append(threading.current_thread().name)
+        return real(api_key, *args)
+
+    monkeypatch.setattr(dispatch, "encode_response_parts", recording)
+    c = WireClient(kafka_broker.bootstrap)
+    join(c, 5)
+    names = [f"g{i}" for i in range(5000)] + ["wg"]
+    r = c.call(DESCRIBE, 5, {"groups": names, "include_authorized_operations": False})
+    assert [g.group_id for g in r.groups] == names
+    assert r.groups[-1].group_state == "Empty" and r.groups[0].group_state == "Dead"
+    assert c.call(DESCRIBE, 5, {"groups": ["wg"], "include_authorized_operations": False}).groups[0].error_code == 0
+    c.close()
+    loop_thread = kafka_broker._thread.name
+    assert len(encoded_in) == 2 and encoded_in[0] != loop_thread and encoded_in[1] == loop_thread
