@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from kbroker.clock import Clock
 from kbroker.codec import Request
@@ -70,6 +70,14 @@ class Session:
     client_software_name: str | None = None
     client_software_version: str | None = None
     last_client_id: str | None = None
+
+
+class DetachedBody(dict[str, Any]):
+    """A response body built afresh, sharing no state the event loop may change.
+
+    Dispatch encodes such a body in a worker thread, so that a request naming many
+    thousands of items does not hold up the other connections while it is encoded.
+    """
 
 
 @dataclass(frozen=True)

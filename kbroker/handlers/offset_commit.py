@@ -14,6 +14,7 @@ from kbroker.handlers.api import RequestContext
 API_KEY = 8
 #: v10 names topics by id (KIP-848 consumers only); classic clients stop at v9.
 VERSIONS = VersionRange(0, 9)
+_MAX_INT64 = 2**63 - 1
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
@@ -39,8 +40,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
                 leader_epoch=p.get("committed_leader_epoch", -1),
                 metadata=p.committed_metadata or "",
                 commit_timestamp=commit_ts,
-                # v2-4 may ask for a retention of their own.
-                expire_timestamp=now + retention if retention is not None and retention >= 0 else -1,
+                # v2-4 may ask for a retention of their own; the sum must still fit the stored int64.
+                expire_timestamp=min(now + retention, _MAX_INT64) if retention is not None and retention >= 0 else -1,
             )
     if offsets:
         errors.update(await ctx.broker.groups.commit_offsets(

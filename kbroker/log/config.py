@@ -27,8 +27,10 @@ _OPTIONAL_INT_FIELDS = {
     "flush.ms": "flush_interval_ms",
     "retention.ms": "retention_ms",
     "retention.bytes": "retention_bytes",
+    "message.timestamp.before.max.ms": "message_timestamp_before_max_ms",
+    "message.timestamp.after.max.ms": "message_timestamp_after_max_ms",
 }
-# Kafka encodes "never" as Long.MAX_VALUE for flush.* and -1 for retention.*.
+# Kafka encodes "never" as Long.MAX_VALUE for flush.* and message.timestamp.*, -1 for retention.*.
 _LONG_MAX = 2**63 - 1
 
 
@@ -49,6 +51,9 @@ class LogConfig:
     flush_interval_ms: int | None = None
     max_message_bytes: int = 1048588
     message_timestamp_type: TimestampType = "CreateTime"
+    #: How far a CreateTime timestamp may lie before / after broker time (None: unbounded).
+    message_timestamp_before_max_ms: int | None = None
+    message_timestamp_after_max_ms: int | None = None
     retention_ms: int | None = 7 * DAY_MS
     retention_bytes: int | None = None
     cleanup_policy: str = "delete"
@@ -67,8 +72,9 @@ class LogConfig:
             raise ValueError("segment_ms must be positive")
         if self.index_interval_bytes < 0:
             raise ValueError("index_interval_bytes must not be negative")
-        if self.segment_index_bytes < 12:
-            raise ValueError("segment_index_bytes must hold at least one entry")
+        # Kafka's floor; an index smaller than one entry still holds one (the segment rolls at once).
+        if self.segment_index_bytes < 4:
+            raise ValueError("segment_index_bytes must be at least 4")
         if self.message_timestamp_type not in ("CreateTime", "LogAppendTime"):
             raise ValueError(f"unknown message_timestamp_type {self.message_timestamp_type!r}")
 
@@ -80,10 +86,18 @@ class LogConfig:
     def with_overrides(self, props: Mapping[str, str]) -> LogConfig:
         """This config with Kafka topic-config overrides applied (unknown keys are ignored)."""
         changes: dict[str, object] = {}
+        difference = props.get("message.timestamp.difference.max.ms")
+        if difference is not None and int(difference) < _LONG_MAX:
+            # Kafka's deprecated bound applies to whichever side keeps its default.
+            for key in ("message.timestamp.before.max.ms", "message.timestamp.after.max.ms"):
+                if int(props.get(key, _LONG_MAX)) >= _LONG_MAX:
+                    changes[_OPTIONAL_INT_FIELDS[key]] = int(difference)
         for key, value in props.items():
             if key in _INT_FIELDS:
                 changes[_INT_FIELDS[key]] = int(value)
             elif key in _OPTIONAL_INT_FIELDS:
+                if _OPTIONAL_INT_FIELDS[key] in changes:
+                    continue  # set from message.timestamp.difference.max.ms above
                 n = int(value)
                 never = n < 0 if key.startswith("retention") else n >= _LONG_MAX
                 changes[_OPTIONAL_INT_FIELDS[key]] = None if never else n

@@ -30,7 +30,7 @@ from kbroker.records.batch import HEADER_SIZE, BatchError, peek_size
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
 from kbroker.replica.notifier import PartitionNotifier
-from kbroker.replica.record_validation import validate_client_batches
+from kbroker.replica.record_validation import check_timestamps, validate_client_batches
 from kbroker.replica.types import (
     CONSUMER_REPLICA_ID,
     EARLIEST_LOCAL_TIMESTAMP,
@@ -214,6 +214,10 @@ class ReplicaManager:
         if not internal:
             validate_client_batches(tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes,
                                     compacted=config.compact)
+            if not config.log_append_time and (config.message_timestamp_before_max_ms is not None
+                                               or config.message_timestamp_after_max_ms is not None):
+                check_timestamps(records, self._clock.time_ms(), config.message_timestamp_before_max_ms,
+                                 config.message_timestamp_after_max_ms)
         # Idle producer ids expire lazily here rather than from a timer task.
         plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
         result = plog.append(records, leader_epoch=info.leader_epoch)

@@ -10,7 +10,7 @@ latest value per key), so there each record's fields are walked too.
 from __future__ import annotations
 
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.records.batch import CORRUPT_MESSAGE, BatchError, validate_batches, verify_crc
+from kbroker.records.batch import CORRUPT_MESSAGE, BatchError, iter_headers, validate_batches, verify_crc
 from kbroker.records.validation import check_client_batch, validate_records
 from kbroker.replica.errors import PartitionError
 
@@ -52,3 +52,25 @@ def _refuse_keyless(topic: str, partition: int, missing: list[int]) -> None:
         f"showing the first three errors at most: [{shown}]",
         record_errors=[(i, reason) for i in missing],
     )
+
+
+def check_timestamps(records: bytes | bytearray | memoryview, now_ms: int, before_max_ms: int | None,
+                     after_max_ms: int | None) -> None:
+    """INVALID_TIMESTAMP unless each CreateTime batch's timestamps lie within the topic's bounds of ``now_ms``.
+
+    Kafka's ``message.timestamp.before.max.ms`` / ``after.max.ms``; the batch header's first
+    and largest timestamps stand for its records, so the records stay unread.
+    """
+    low = now_ms - before_max_ms if before_max_ms is not None else None
+    high = now_ms + after_max_ms if after_max_ms is not None else None
+    for _, h in iter_headers(records):
+        for ts in (h.base_timestamp, h.max_timestamp):
+            if ts == -1:  # NO_TIMESTAMP
+                continue
+            if (low is not None and ts < low) or (high is not None and ts > high):
+                raise PartitionError(
+                    ErrorCode.INVALID_TIMESTAMP,
+                    f"Timestamp {ts} of message with offset {h.base_offset} is out of range. The timestamp "
+                    f"should be within [{low if low is not None else 'unbounded'}, "
+                    f"{high if high is not None else 'unbounded'}]",
+                    record_errors=[(0, f"Timestamp {ts} is out of range")])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import anyio
+
 from kbroker.codec import (
     CodecError,
     EncodeError,
@@ -13,7 +15,7 @@ from kbroker.codec import (
 )
 from kbroker.codec.apis import API_VERSIONS_KEY, api_table
 from kbroker.handlers import registry
-from kbroker.handlers.api import BrokerServices, CloseConnection, RequestContext, Session
+from kbroker.handlers.api import BrokerServices, CloseConnection, DetachedBody, RequestContext, Session
 from kbroker.handlers.api_versions import unsupported_version_response
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
     if body is None:
         return None
     try:
+        if isinstance(body, DetachedBody):
+            return await anyio.to_thread.run_sync(encode_response_parts, request.api_key, request.api_version,
+                                                  request.correlation_id, body)
         return encode_response_parts(request.api_key, request.api_version, request.correlation_id, body)
     except EncodeError:
         fallback = _error_body(request.api_key, request.api_version)

@@ -199,3 +199,36 @@ def test_dynamic_broker_configs_survive_restart(tmp_path: Path) -> None:
         got = _broker_configs(_admin(b3), str(b3.broker.node_id))
         assert got["log.retention.ms"].source != 2
         assert got["producer.id.expiration.ms"].value == "5000"
+
+
+def test_smallest_index_size_kafka_accepts_takes_effect_and_survives_restart(tmp_path: Path) -> None:
+    # Kafka's floor for both keys is 4 bytes; an index that small holds one entry.
+    from confluent_kafka import Consumer, Producer
+
+    data = tmp_path / "data"
+    with BrokerThread(data) as b:
+        admin = _admin(b)
+        _create(admin, "before")
+        node = str(b.broker.node_id)
+        res = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+            ConfigEntry("log.index.size.max.bytes", "5", incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([res])[res].result(10)
+        assert _broker_configs(admin, node)["log.index.size.max.bytes"].value == "5"
+        topic = NewTopic("small", 1, 1, config={"segment.index.bytes": "4"})
+        admin.create_topics([topic])["small"].result(10)
+    with BrokerThread(data) as b2:
+        p = Producer({"bootstrap.servers": b2.bootstrap})
+        for topic_name in ("before", "small"):
+            for i in range(3):
+                p.produce(topic_name, b"v%d" % i * 3000)
+        assert p.flush(10) == 0
+        c = Consumer({"bootstrap.servers": b2.bootstrap, "group.id": "g", "auto.offset.reset": "earliest"})
+        try:
+            c.subscribe(["before", "small"])
+            seen: set[tuple[str, int]] = set()
+            while len(seen) < 6:
+                m = c.poll(10)
+                assert m is not None and m.error() is None, m and m.error()
+                seen.add((m.topic(), m.offset()))
+        finally:
+            c.close()

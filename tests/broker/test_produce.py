@@ -177,3 +177,38 @@ def test_api_versions_advertises_produce_from_v0(wire: WireClient) -> None:
     assert keys[0] == (0, 13)
     assert keys[1] == (4, 18)
     assert keys[2] == (0, 11)
+
+
+def test_timestamp_bounds_refuse_create_times_out_of_range(kafka_broker: BrokerThread) -> None:
+    from confluent_kafka import KafkaError, Producer
+
+    create_topic(kafka_broker, "bounded", configs={"message.timestamp.before.max.ms": "60000",
+                                                   "message.timestamp.after.max.ms": "60000"})
+    create_topic(kafka_broker, "lat", configs={"message.timestamp.type": "LogAppendTime",
+                                               "message.timestamp.before.max.ms": "0"})
+    now = int(time.time() * 1000)
+    outcomes: dict[str, int] = {}
+
+    def report(name: str) -> object:
+        return lambda err, _msg: outcomes.__setitem__(name, err.code() if err else 0)
+
+    p = Producer({"bootstrap.servers": kafka_broker.bootstrap, "retries": 0, "linger.ms": 0})
+    for name, topic, ts in [("past", "bounded", now - 3_600_000), ("future", "bounded", now + 3_600_000),
+                            ("now", "bounded", now), ("epoch", "bounded", 1), ("broker-time", "lat", 1)]:
+        p.produce(topic, b"v", timestamp=ts, on_delivery=report(name))
+        p.flush(10)
+    assert outcomes == {"past": KafkaError.INVALID_TIMESTAMP, "future": KafkaError.INVALID_TIMESTAMP, "now": 0,
+                        "epoch": KafkaError.INVALID_TIMESTAMP, "broker-time": 0}
+
+
+def test_deprecated_timestamp_difference_bounds_both_sides(kafka_broker: BrokerThread, wire: WireClient) -> None:
+    # As Kafka: message.timestamp.difference.max.ms stands in for before/after.max.ms left at their default.
+    create_topic(kafka_broker, "diff", configs={"message.timestamp.difference.max.ms": "60000"})
+    create_topic(kafka_broker, "after", configs={"message.timestamp.difference.max.ms": "60000",
+                                                 "message.timestamp.after.max.ms": "7200000"})
+    now = int(time.time() * 1000)
+    assert produce_one(wire, "diff", 0, batch([b"old"], timestamp=now - 3_600_000)).error_code == 32
+    assert produce_one(wire, "diff", 0, batch([b"new"], timestamp=now + 3_600_000)).error_code == 32
+    assert produce_one(wire, "diff", 0, batch([b"now"], timestamp=now)).error_code == 0
+    assert produce_one(wire, "after", 0, batch([b"new"], timestamp=now + 3_600_000)).error_code == 0
+    assert produce_one(wire, "after", 0, batch([b"old"], timestamp=now - 3_600_000)).error_code == 32

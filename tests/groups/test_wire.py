@@ -148,3 +148,63 @@ def test_shutdown_answers_blocked_join(tmp_path: Any) -> None:
     broker.stop(timeout=5)
     t.join(5)
     assert out["r"].error_code == 16  # NOT_COORDINATOR: the client looks for the coordinator again
+
+
+def test_commit_with_the_largest_retention_is_stored(kafka_broker: BrokerThread) -> None:
+    # v2-4 add the retention to the commit time: Long.MAX_VALUE must not overflow the stored record.
+    create_topic(kafka_broker, "wt", 1)
+    c = WireClient(kafka_broker.bootstrap)
+    r = c.call(OFFSET_COMMIT, 2, {"group_id": "keep", "generation_id_or_member_epoch": -1, "member_id": "",
+                                  "retention_time_ms": 2**63 - 1, "topics": [{"name": "wt", "partitions": [
+                                      {"partition_index": 0, "committed_offset": 7, "committed_metadata": ""}]}]})
+    assert r.topics[0].partitions[0].error_code == 0
+    r = c.call(OFFSET_FETCH, 1, {"group_id": "keep", "topics": [{"name": "wt", "partition_indexes": [0]}]})
+    assert r.topics[0].partitions[0].committed_offset == 7
+    c.close()
+
+
+def test_offset_delete_of_unknown_topics_and_partitions(kafka_broker: BrokerThread) -> None:
+    # As Kafka: partitions that do not exist answer UNKNOWN_TOPIC_OR_PARTITION, not a deletion.
+    create_topic(kafka_broker, "wt", 1)
+    c = WireClient(kafka_broker.bootstrap)
+    r = c.call(OFFSET_COMMIT, 2, {"group_id": "od", "generation_id_or_member_epoch": -1, "member_id": "",
+                                  "retention_time_ms": -1, "topics": [{"name": "wt", "partitions": [
+                                      {"partition_index": 0, "committed_offset": 3, "committed_metadata": ""}]}]})
+    assert r.topics[0].partitions[0].error_code == 0
+    r = c.call(OFFSET_DELETE, 0, {"group_id": "od", "topics": [
+        {"name": "nosuch", "partitions": [{"partition_index": 0}]},
+        {"name": "wt", "partitions": [{"partition_index": 2**31 - 1}, {"partition_index": 0}]}]})
+    assert r.error_code == 0
+    assert [[p.error_code for p in t.partitions] for t in r.topics] == [[3], [3, 0]]
+    r = c.call(OFFSET_FETCH, 1, {"group_id": "od", "topics": [{"name": "wt", "partition_indexes": [0]}]})
+    assert r.topics[0].partitions[0].committed_offset == -1
+    r = c.call(OFFSET_DELETE, 0, {"group_id": "nobody", "topics": [{"name": "nosuch", "partitions": [
+        {"partition_index": 0}]}]})
+    assert r.error_code == 69  # GROUP_ID_NOT_FOUND
+    c.close()
+
+
+def test_describing_thousands_of_groups_is_encoded_off_the_event_loop(kafka_broker: BrokerThread,
+                                                                      monkeypatch: Any) -> None:
+    # A 2 MB request naming 300,000 groups took seconds to encode, stalling every other connection.
+    from kbroker.server import dispatch
+
+    encoded_in: list[str] = []
+    real = dispatch.encode_response_parts
+
+    def recording(api_key: int, *args: Any) -> Any:
+        if api_key == DESCRIBE:
+            encoded_in.append(threading.current_thread().name)
+        return real(api_key, *args)
+
+    monkeypatch.setattr(dispatch, "encode_response_parts", recording)
+    c = WireClient(kafka_broker.bootstrap)
+    join(c, 5)
+    names = [f"g{i}" for i in range(5000)] + ["wg"]
+    r = c.call(DESCRIBE, 5, {"groups": names, "include_authorized_operations": False})
+    assert [g.group_id for g in r.groups] == names
+    assert r.groups[-1].group_state == "Empty" and r.groups[0].group_state == "Dead"
+    assert c.call(DESCRIBE, 5, {"groups": ["wg"], "include_authorized_operations": False}).groups[0].error_code == 0
+    c.close()
+    loop_thread = kafka_broker._thread.name
+    assert len(encoded_in) == 2 and encoded_in[0] != loop_thread and encoded_in[1] == loop_thread
