@@ -62,7 +62,8 @@ def validate_records(batch: Buffer, header: BatchHeader, *, full: bool = False, 
 
     Every record's length must fit, the lengths must add up to the records section and
     their number must be the header's count. ``full`` (implied by ``keyless``) also
-    checks each record's fields and that offset deltas count up from 0; with ``keyless``
+    checks each record's fields and that offset deltas count up from 0 (always done for
+    compressed batches); with ``keyless``
     a list, the indexes of records without a key are appended to it. Compressed batches
     may decompress to at most ``limit`` bytes.
 
@@ -70,7 +71,9 @@ def validate_records(batch: Buffer, header: BatchHeader, *, full: bool = False, 
     with ``record_errors`` naming the record where Kafka names it.
     """
     count = header.record_count
-    walk = _walk if full or keyless is not None else _walk_lengths_fast
+    # Compressed records are decompressed anyway; their offset deltas give consumers the
+    # offsets, so they are checked (with every field) as Kafka checks each of them.
+    walk = _walk if full or keyless is not None or header.compression else _walk_lengths_fast
     if not header.compression:
         # In place, and bounded by the batch so varints cannot read past it. Plain bytes
         # (a produce request's payload) index and slice faster than a memoryview.

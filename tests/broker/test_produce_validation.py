@@ -103,6 +103,15 @@ def test_compression_flag_over_garbage(wire: WireClient, codec: int) -> None:
     assert_log_untouched_and_serving(wire)
 
 
+def test_wrong_offset_deltas_inside_a_compressed_batch(wire: WireClient) -> None:
+    """Consumers take a compressed record's offset from its delta: deltas 0, 0, 7 would have them
+    read offsets 3, 3, 10 of a log whose next offset is 3."""
+    wrong = record(b"a", 0) + record(b"b", 0) + record(b"c", 7)
+    r = produce_one(wire, "t", 0, craft(compress(COMPRESSION_GZIP, wrong), 3, attributes=COMPRESSION_GZIP))
+    assert r.error_code == INVALID_RECORD
+    assert_log_untouched_and_serving(wire)
+
+
 def test_garbage_uncompressed_records(wire: WireClient) -> None:
     assert produce_one(wire, "t", 0, craft(b"\xff" * 64, 1)).error_code == INVALID_RECORD
     assert produce_one(wire, "t", 0, craft(b"\x00" * 64, 1)).error_code == INVALID_RECORD

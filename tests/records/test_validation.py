@@ -186,9 +186,8 @@ def test_bomb_of_one_huge_record_is_refused_before_buffering(full: bool) -> None
 
 @pytest.mark.parametrize("codec", CODECS[1:])
 def test_bomb_of_many_records_stops_at_the_limit(codec: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    one = record(b"\x00" * 200)
-    count = (4 * MiB) // len(one)  # 4 MiB of valid records against a 1 MiB limit
-    packed = compression.compress(codec, one * count)
+    count = (4 * MiB) // len(record(b"\x00" * 200))  # 4 MiB of valid records against a 1 MiB limit
+    packed = compression.compress(codec, b"".join(record(b"\x00" * 200, offset_delta=i) for i in range(count)))
     produced = 0
     real = compression.iter_decompress
 
@@ -286,3 +285,17 @@ def test_run_broken_by_a_record_of_another_size_with_the_same_first_byte() -> No
     a = recs[0]
     liar = b"\xae\x02" + a[2:]
     assert refused(craft(a * 2 + liar, 3)).error_code == INVALID_RECORD
+
+
+@pytest.mark.parametrize("codec", CODECS[1:])
+def test_compressed_batches_are_walked_in_full(codec: int) -> None:
+    """Offsets inside a compressed batch come from its records' deltas: wrong ones would make
+    consumers read offsets that are not the log's, so every compressed record is checked,
+    as Kafka's LogValidator iterates every record of a compressed batch."""
+    recs = record(b"a", offset_delta=0) + record(b"b", offset_delta=0) + record(b"c", offset_delta=7)
+    e = refused(craft(compression.compress(codec, recs), 3, attributes=codec))
+    assert e.error_code == INVALID_RECORD and [i for i, _ in e.record_errors] == [1]
+    bad = bytearray(record(b"value", key=b"key"))
+    bad[4] = 0x7E  # a key length past the record's end
+    e = refused(craft(compression.compress(codec, bytes(bad)), 1, attributes=codec))
+    assert e.error_code == INVALID_RECORD
