@@ -19,6 +19,7 @@ from kbroker.config import (
 )
 from kbroker.config.topic import effective_topic_config
 from kbroker.metadata.errors import OK, Result
+from kbroker.metadata.log_config import log_config_for
 
 if TYPE_CHECKING:
     from kbroker.metadata.manager import MetadataManager
@@ -150,7 +151,9 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
             updates[o.name] = o.value
     try:
         new = config.with_dynamic(updates)
-    except ConfigError as e:
+        # The storage defaults every open log takes from it must hold too, before anything is saved.
+        log_config_for(new, {})
+    except (ConfigError, ValueError) as e:
         return ErrorCode.INVALID_CONFIG, str(e)
     if not validate_only:
         try:

@@ -232,3 +232,34 @@ def test_smallest_index_size_kafka_accepts_takes_effect_and_survives_restart(tmp
                 seen.add((m.topic(), m.offset()))
         finally:
             c.close()
+
+
+def test_a_broker_config_the_storage_refuses_is_neither_saved_nor_applied(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value the key's own check passes but the log defaults refuse answers INVALID_CONFIG
+    before anything is saved: no connection closed, no restart that keeps failing."""
+    from kbroker.log.config import LogConfig
+
+    checked = LogConfig.__post_init__
+
+    def refuse_one_size(self: LogConfig) -> None:
+        checked(self)
+        if self.segment_bytes == 12_345_678:
+            raise ValueError("segment_bytes 12345678 refused by the storage layer")
+
+    monkeypatch.setattr(LogConfig, "__post_init__", refuse_one_size)
+    data = tmp_path / "data"
+    with BrokerThread(data) as b:
+        admin = _admin(b)
+        node = str(b.broker.node_id)
+        res = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+            ConfigEntry("log.segment.bytes", "12345678", incremental_operation=AlterConfigOpType.SET)])
+        with pytest.raises(KafkaException) as err:
+            admin.incremental_alter_configs([res])[res].result(10)
+        assert err.value.args[0].code() == 40  # INVALID_CONFIG
+        assert _broker_configs(admin, node)["log.segment.bytes"].source != 2
+        ok = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+            ConfigEntry("log.segment.bytes", "2000000", incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([ok])[ok].result(10)
+    with BrokerThread(data) as b2:
+        assert _broker_configs(_admin(b2), str(b2.broker.node_id))["log.segment.bytes"].value == "2000000"
