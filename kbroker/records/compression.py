@@ -89,24 +89,29 @@ def snappy_compress(data: Buffer, xerial: bool = True) -> bytes:
     return b"".join(parts)
 
 
+def _xerial_blocks(mv: memoryview) -> Iterator[memoryview]:
+    """The compressed blocks of xerial-framed snappy (after its 16-byte header).
+
+    The header's version/compat ints are ignored: some producers write them little-endian.
+    """
+    pos, end = 16, len(mv)
+    while pos < end:
+        if end - pos < 4:
+            raise CompressionError("truncated xerial snappy block header")
+        (n,) = _BLOCK_LEN.unpack_from(mv, pos)
+        pos += 4
+        if n < 0 or pos + n > end:
+            raise CompressionError("truncated xerial snappy block")
+        yield mv[pos : pos + n]
+        pos += n
+
+
 def snappy_decompress(data: Buffer) -> bytes:
     """Decompress raw, xerial-framed or framing-format snappy."""
     mv = memoryview(data)
     try:
         if mv[:8] == XERIAL_MAGIC and len(mv) >= 16:
-            # Version/compat ints are ignored: some producers write them little-endian.
-            out = []
-            pos, end = 16, len(mv)
-            while pos < end:
-                if end - pos < 4:
-                    raise CompressionError("truncated xerial snappy block header")
-                (n,) = _BLOCK_LEN.unpack_from(mv, pos)
-                pos += 4
-                if n < 0 or pos + n > end:
-                    raise CompressionError("truncated xerial snappy block")
-                out.append(bytes(cramjam.snappy.decompress_raw(mv[pos : pos + n])))
-                pos += n
-            return b"".join(out)
+            return b"".join(bytes(cramjam.snappy.decompress_raw(block)) for block in _xerial_blocks(mv))
         if mv[:10] == _SNAPPY_FRAMED_MAGIC:
             return bytes(cramjam.snappy.decompress(mv))
         return bytes(cramjam.snappy.decompress_raw(mv))
@@ -297,17 +302,9 @@ def _iter_snappy(data: Buffer, limit: int) -> Iterator[bytes]:
     left = limit
     try:
         if mv[:8] == XERIAL_MAGIC and len(mv) >= 16:
-            pos, end = 16, len(mv)
-            while pos < end:
-                if end - pos < 4:
-                    raise CompressionError("truncated xerial snappy block header")
-                (n,) = _BLOCK_LEN.unpack_from(mv, pos)
-                pos += 4
-                if n < 0 or pos + n > end:
-                    raise CompressionError("truncated xerial snappy block")
-                out = _snappy_block(mv[pos : pos + n], left)
+            for block in _xerial_blocks(mv):
+                out = _snappy_block(block, left)
                 left -= len(out)
-                pos += n
                 yield out
         elif mv[:10] == _SNAPPY_FRAMED_MAGIC:
             yield from _iter_snappy_framed(mv, left)

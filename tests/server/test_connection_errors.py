@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from socket_helpers import read_frame
 
 from kbroker.codec import decode_response, encode_request
 from kbroker.testing import BrokerThread
@@ -17,18 +18,6 @@ def _connect(b: BrokerThread) -> socket.socket:
     return socket.create_connection(("127.0.0.1", b.port), timeout=5)
 
 
-def _read_frame(s: socket.socket) -> bytes:
-    def read(n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = s.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("closed")
-            buf += chunk
-        return buf
-
-    (size,) = struct.unpack(">i", read(4))
-    return read(size)
 
 
 def _closed(s: socket.socket) -> bool:
@@ -41,7 +30,7 @@ def _closed(s: socket.socket) -> bool:
 def _still_serves(b: BrokerThread) -> None:
     with _connect(b) as s:
         s.sendall(encode_request(18, 3, 9, {"client_software_name": "t", "client_software_version": "1"}))
-        cid, body = decode_response(18, 3, _read_frame(s))
+        cid, body = decode_response(18, 3, read_frame(s))
         assert cid == 9 and body.error_code == 0 and body.api_keys
 
 
@@ -79,7 +68,7 @@ def test_unknown_api_versions_version_gets_unsupported_version_in_v0(broker: Bro
     frame = struct.pack(">hhi", 18, 77, 42) + struct.pack(">h", 1) + b"c" + b"\x00\x00\x00"
     with _connect(broker) as s:
         s.sendall(struct.pack(">i", len(frame)) + frame)
-        cid, body = decode_response(18, 0, _read_frame(s))
+        cid, body = decode_response(18, 0, read_frame(s))
     assert cid == 42 and body.error_code == 35
     assert any(k.api_key == 18 and k.max_version >= 3 for k in body.api_keys)
 
@@ -89,7 +78,7 @@ def test_api_versions_advertises_only_implemented_apis(broker: BrokerThread) -> 
 
     with _connect(broker) as s:
         s.sendall(encode_request(18, 0, 1, {}))
-        _, body = decode_response(18, 0, _read_frame(s))
+        _, body = decode_response(18, 0, read_frame(s))
     assert {k.api_key for k in body.api_keys} == set(registry())
     produce = next(k for k in body.api_keys if k.api_key == 0)
     assert produce.min_version == 0  # advertised from v0 like Kafka 4 (KAFKA-18659), served from v3

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import resource
 import socket
-import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from broker_process import BrokerProcess
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from socket_helpers import read_frame
 
 from kbroker.codec import decode_response, encode_request
 from kbroker.config import BrokerConfig, ConfigError
@@ -21,19 +21,10 @@ from kbroker.testing import BrokerThread
 def _api_versions(s: socket.socket, correlation_id: int = 1) -> None:
     """Send ApiVersions v0 on ``s`` and check the answer."""
     s.sendall(encode_request(18, 0, correlation_id, {}))
-    head = _read(s, 4)
-    cid, body = decode_response(18, 0, _read(s, struct.unpack(">i", head)[0]))
+    cid, body = decode_response(18, 0, read_frame(s))
     assert cid == correlation_id and body.error_code == 0
 
 
-def _read(s: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
 
 
 def _closed(s: socket.socket) -> bool:
@@ -132,8 +123,7 @@ def test_at_max_connections_the_broker_accepts_once_one_closes(limited: BrokerTh
             third.recv(1)
         third.settimeout(10)
         first.close()
-        head = _read(third, 4)
-        cid, _ = decode_response(18, 0, _read(third, struct.unpack(">i", head)[0]))
+        cid, _ = decode_response(18, 0, read_frame(third))
         assert cid == 3
     second.close()
 

@@ -4,11 +4,11 @@ module, and ApiVersions on the wire advertises the pinned table."""
 from __future__ import annotations
 
 import socket
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from socket_helpers import read_frame
 from test_handler_registry import ADVERTISED
 
 from kbroker import handlers
@@ -30,18 +30,6 @@ def test_missing_handler_module_fails_broker_start(monkeypatch: pytest.MonkeyPat
         pass
 
 
-def _read_frame(s: socket.socket) -> bytes:
-    def read(n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = s.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("closed")
-            buf += chunk
-        return buf
-
-    (size,) = struct.unpack(">i", read(4))
-    return read(size)
 
 
 @pytest.mark.parametrize("version", [0, 3])
@@ -50,6 +38,6 @@ def test_api_versions_response_on_the_wire_is_the_pinned_table(kafka_broker: Bro
     body = {"client_software_name": "t", "client_software_version": "1"} if version >= 3 else {}
     with socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=5) as s:
         s.sendall(encode_request(18, version, 7, body))
-        cid, resp = decode_response(18, version, _read_frame(s))
+        cid, resp = decode_response(18, version, read_frame(s))
     assert cid == 7 and resp.error_code == 0
     assert {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys} == ADVERTISED
