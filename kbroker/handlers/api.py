@@ -10,9 +10,11 @@ can build a smaller one).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import anyio
 
 from kbroker.clock import Clock
 from kbroker.codec import Request
@@ -24,6 +26,8 @@ from kbroker.replica.manager import ReplicaManager
 from kbroker.txn.producer_ids import ProducerIdManager
 
 _ids = itertools.count(1)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class CloseConnection(Exception):
@@ -78,6 +82,27 @@ class DetachedBody(dict[str, Any]):
     Dispatch encodes such a body in a worker thread, so that a request naming many
     thousands of items does not hold up the other connections while it is encoded.
     """
+
+
+#: Items a handler works through between two yields to the event loop, and the count from
+#: which its response is a :class:`DetachedBody` encoded in a worker thread.
+MANY = 1000
+
+
+async def map_yielding(fn: Callable[[T], R], items: Sequence[T], chunk: int = MANY) -> list[R]:
+    """``[fn(x) for x in items]``, letting other connections in after every ``chunk`` items."""
+    if len(items) <= chunk:
+        return [fn(x) for x in items]
+    out: list[R] = []
+    for start in range(0, len(items), chunk):
+        out.extend(fn(x) for x in items[start : start + chunk])
+        await anyio.sleep(0)
+    return out
+
+
+def response(count: int, **body: Any) -> dict[str, Any]:
+    """A response body; a :class:`DetachedBody` (encoded off the loop) when it holds ``count`` >= MANY items."""
+    return DetachedBody(body) if count >= MANY else dict(body)
 
 
 @dataclass(frozen=True)

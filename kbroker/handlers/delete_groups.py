@@ -7,7 +7,7 @@ from typing import Any
 
 from kbroker.codec.versions import VersionRange
 from kbroker.groups.errors import GroupError
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import RequestContext, response
 
 API_KEY = 42
 VERSIONS = VersionRange(0, 2)
@@ -19,5 +19,6 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         results = await ctx.broker.groups.delete_groups(names)
     except GroupError as e:
         results = dict.fromkeys(names, e.code)
-    return {"throttle_time_ms": 0,
-            "results": [{"group_id": g, "error_code": results[g]} for g in dict.fromkeys(names)]}
+    unique = list(dict.fromkeys(names))
+    return response(len(unique), throttle_time_ms=0,
+                    results=[{"group_id": g, "error_code": results[g]} for g in unique])

@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
-
 from kbroker.codec.versions import VersionRange
 from kbroker.groups.errors import Errors, GroupError
-from kbroker.handlers.api import DetachedBody, RequestContext
+from kbroker.handlers.api import RequestContext, map_yielding, response
 
 API_KEY = 15
 VERSIONS = VersionRange(0, 6)
-#: Groups described between two yields to the event loop.
-_MANY = 1000
 
 
 def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
@@ -43,11 +39,5 @@ def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     names = ctx.request.body.groups
-    if len(names) <= _MANY:
-        return {"throttle_time_ms": 0, "groups": [_describe(ctx, g) for g in names]}
-    # Thousands of names: let other connections in between chunks, and encode off the event loop.
-    groups: list[dict[str, Any]] = []
-    for start in range(0, len(names), _MANY):
-        groups.extend(_describe(ctx, g) for g in names[start : start + _MANY])
-        await anyio.sleep(0)
-    return DetachedBody(throttle_time_ms=0, groups=groups)
+    groups = await map_yielding(lambda g: _describe(ctx, g), names)
+    return response(len(names), throttle_time_ms=0, groups=groups)

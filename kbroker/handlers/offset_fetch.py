@@ -9,7 +9,7 @@ from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.groups.records import OffsetAndMetadata
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import RequestContext, map_yielding, response
 
 API_KEY = 9
 #: v10 names topics by id (KIP-848 consumers only); classic clients stop at v9.
@@ -42,11 +42,12 @@ def _fetch(ctx: RequestContext, group_id: str, topics: Sequence[Any] | None) -> 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     if ctx.version >= 8:
-        groups = []
-        for g in body.groups:
+        def one(g: Any) -> dict[str, Any]:
             error, topics = _fetch(ctx, g.group_id, g.topics)
-            groups.append({"group_id": g.group_id, "topics": topics if error == 0 else [], "error_code": error})
-        return {"throttle_time_ms": 0, "groups": groups}
+            return {"group_id": g.group_id, "topics": topics if error == 0 else [], "error_code": error}
+
+        groups = await map_yielding(one, body.groups)
+        return response(len(groups), throttle_time_ms=0, groups=groups)
     error, topics = _fetch(ctx, body.group_id, body.topics)
     if ctx.version >= 2 and error != 0:
         topics = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from kbroker.groups.storage import CONSUMER_OFFSETS, partition_for
 from kbroker.testing import BrokerThread
 from tests.broker.replica_wire import WireClient, create_topic
@@ -208,3 +210,30 @@ def test_describing_thousands_of_groups_is_encoded_off_the_event_loop(kafka_brok
     c.close()
     loop_thread = kafka_broker._thread.name
     assert len(encoded_in) == 2 and encoded_in[0] != loop_thread and encoded_in[1] == loop_thread
+
+
+@pytest.mark.parametrize("api_key, version, body", [
+    (9, 8, lambda names: {"groups": [{"group_id": g, "topics": None} for g in names], "require_stable": False}),
+    (42, 2, lambda names: {"groups_names": names}),
+])
+def test_requests_naming_thousands_of_groups_are_encoded_off_the_event_loop(
+        kafka_broker: BrokerThread, monkeypatch: Any, api_key: int, version: int, body: Any) -> None:
+    """OffsetFetch (v8+) and DeleteGroups of many groups: worked through in chunks, encoded in a thread."""
+    from kbroker.server import dispatch
+
+    encoded_in: list[str] = []
+    real = dispatch.encode_response_parts
+
+    def recording(key: int, *args: Any) -> Any:
+        if key == api_key:
+            encoded_in.append(threading.current_thread().name)
+        return real(key, *args)
+
+    monkeypatch.setattr(dispatch, "encode_response_parts", recording)
+    c = WireClient(kafka_broker.bootstrap)
+    names = [f"g{i}" for i in range(5000)]
+    r = c.call(api_key, version, body(names))
+    c.close()
+    answered = r.groups if api_key == 9 else r.results
+    assert [g.group_id for g in answered] == names
+    assert encoded_in and encoded_in[0] != kafka_broker._thread.name
