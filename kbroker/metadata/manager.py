@@ -59,6 +59,8 @@ __all__ = ["BULK_PARTITIONS", "OFF_LOOP_PARTITIONS", "Assignments", "MetadataMan
 
 TopicListener = Callable[[TopicInfo], None]
 
+#: Created topics made visible between two yields to the event loop.
+_FINISH_CHUNK = 200
 #: From this many partitions created at once, ``on_bulk_create`` is called.
 BULK_PARTITIONS = 1000
 
@@ -201,7 +203,13 @@ class MetadataManager:
                     log.exception("creating %d topics failed", len(topics))
                     failed = ErrorCode.UNKNOWN_SERVER_ERROR, f"Creating the topic failed: {e}"
                     return [failed if r == E.OK else r for r in results]
-                self._finish_create(topics, prepared)
+                # Thousands of topics: registered a chunk at a time, letting other connections in.
+                for start in range(0, len(topics), _FINISH_CHUNK):
+                    if start:
+                        await anyio.sleep(0)
+                    self._finish_create(topics[start : start + _FINISH_CHUNK],
+                                        prepared[start : start + _FINISH_CHUNK], settle=False)
+                self._settle_heap(sum(len(t.partitions) for t in topics))
         finally:
             self._pending.difference_update(names)
         return results
@@ -240,13 +248,15 @@ class MetadataManager:
             raise
         return prepared
 
-    def _finish_create(self, topics: Sequence[TopicInfo], prepared: Sequence[PreparedLogs]) -> None:
+    def _finish_create(self, topics: Sequence[TopicInfo], prepared: Sequence[PreparedLogs], *,
+                       settle: bool = True) -> None:
         """On the loop: make created topics visible, open their logs, tell the listeners."""
         for topic, prep in zip(topics, prepared, strict=True):
             self._register(topic)
             self._logs.open_prepared(topic, prep)
             log.info("created topic %s (%s) with %d partitions", topic.name, topic.topic_id, len(topic.partitions))
-        self._settle_heap(sum(len(t.partitions) for t in topics))
+        if settle:
+            self._settle_heap(sum(len(t.partitions) for t in topics))
         for topic in topics:
             self._notify(self.on_topic_changed, topic)
 

@@ -63,6 +63,27 @@ def test_mass_auto_create_does_not_stall_other_clients(kafka_broker: BrokerThrea
     assert max(stalls) < total / 4, (max(stalls), total, len(stalls))
 
 
+def test_thousands_of_topics_become_visible_a_chunk_at_a_time(kafka_broker: BrokerThread,
+                                                              monkeypatch: Any) -> None:
+    """Registering and opening 1,000 new topics ran as one step on the event loop; it now
+    yields between chunks, so other connections are served while a mass creation finishes."""
+    from kbroker.metadata.manager import MetadataManager
+
+    chunks: list[int] = []
+    real = MetadataManager._finish_create
+
+    def recording(self: MetadataManager, topics: Any, prepared: Any, **kw: Any) -> None:
+        chunks.append(len(topics))
+        real(self, topics, prepared, **kw)
+
+    monkeypatch.setattr(MetadataManager, "_finish_create", recording)
+    c = WireClient(kafka_broker.bootstrap, timeout=120)
+    resp = c.call(3, 12, _metadata_body([f"chunk-{i}" for i in range(1000)]))
+    c.close()
+    assert [t.error_code for t in resp.topics] == [0] * 1000
+    assert sum(chunks) == 1000 and max(chunks) <= 200
+
+
 def test_one_store_write_per_request(kafka_broker: BrokerThread, monkeypatch: Any) -> None:
     writes: list[int] = []
     original = TopicStore._save
