@@ -1,0 +1,260 @@
+"""Resolve, configure, start and stop a pinned Apache Kafka broker; run its CLI tools."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from kbroker.codec import decode_response, encode_request
+
+KAFKA_VERSION = "4.1.1"
+_HERE = Path(__file__).resolve().parent
+_POM = _HERE / "pom.xml"
+_CACHE = _HERE.parent / ".cache"
+
+# Short names for the command-line tools; anything else is taken as a fully qualified main class.
+TOOLS = {
+    "topics": "org.apache.kafka.tools.TopicCommand",
+    "console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "configs": "kafka.admin.ConfigCommand",
+    "acls": "kafka.admin.AclCommand",
+    "get-offsets": "org.apache.kafka.tools.GetOffsetShell",
+    "transactions": "org.apache.kafka.tools.TransactionsCommand",
+    "metadata-quorum": "org.apache.kafka.tools.MetadataQuorumCommand",
+    "features": "org.apache.kafka.tools.FeatureCommand",
+    "delete-records": "org.apache.kafka.tools.DeleteRecordsCommand",
+    "storage": "kafka.tools.StorageTool",
+    "broker-api-versions": "org.apache.kafka.tools.BrokerApiVersionsCommand",
+    "producer-perf-test": "org.apache.kafka.tools.ProducerPerformance",
+    "consumer-perf-test": "org.apache.kafka.tools.ConsumerPerformance",
+}
+
+# Kafka's own log4j2 output goes to the process's stdout, which we point at a log file.
+_LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def lib_dir() -> Path:
+    """The git-ignored directory holding the release's jars."""
+    return _CACHE / f"kafka-{KAFKA_VERSION}" / "lib"
+
+
+def java_classpath() -> str:
+    """A classpath of every jar of the release (resolving them first if needed)."""
+    resolve_jars()
+    return str(lib_dir() / "*")
+
+
+def resolve_jars(force: bool = False) -> Path:
+    """Copy the release's jars into :func:`lib_dir` with Maven; a no-op once done."""
+    lib = lib_dir()
+    marker = lib.parent / "resolved"
+    # The marker records which pom produced the jars, so editing the pom resolves again.
+    pom_stamp = str(_POM.stat().st_mtime_ns)
+    if not force and marker.exists() and marker.read_text() == pom_stamp:
+        return lib
+    lib.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(_POM), "dependency:copy-dependencies",
+                    f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], check=True, timeout=900)
+    marker.write_text(pom_stamp)
+    return lib
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cluster_id() -> str:
+    """A Kafka Uuid string: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _java(main: str, args: list[str], heap: str = "256m") -> list[str]:
+    return ["java", f"-Xmx{heap}", "-XX:+UseSerialGC", "-cp", java_classpath(), main, *args]
+
+
+def api_versions(host: str, port: int, timeout: float = 2.0) -> dict[int, tuple[int, int]]:
+    """One ApiVersions v3 exchange; returns ``{api_key: (min_version, max_version)}``."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(encode_request(18, 3, 1, {"client_software_name": "kafka-reference",
+                                            "client_software_version": "1"}))
+        size = struct.unpack(">i", _recv_exact(s, 4))[0]
+        _, body = decode_response(18, 3, _recv_exact(s, size))
+    if body.error_code:
+        raise ConnectionError(f"ApiVersions error {body.error_code}")
+    return {k.api_key: (k.min_version, k.max_version) for k in body.api_keys}
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def tool_class(name: str) -> str:
+    """The main class for a short tool name (see ``TOOLS``) or a fully qualified class name."""
+    return TOOLS.get(name, name)
+
+
+def run_tool(name: str, args: list[str], bootstrap: str | None = None, timeout: float = 120,
+             input: str | None = None, capture: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one of Kafka's CLI tools; ``bootstrap`` adds ``--bootstrap-server`` first."""
+    full = (["--bootstrap-server", bootstrap] if bootstrap else []) + list(args)
+    return subprocess.run(_java(tool_class(name), full), input=input, capture_output=capture, text=True,
+                          timeout=timeout, check=False)
+
+
+class KafkaReference:
+    """A single-node Kafka (broker and KRaft controller in one process) under ``workdir``."""
+
+    def __init__(self, workdir: str | os.PathLike[str], heap: str = "512m",
+                 extra_config: dict[str, str] | None = None, start_timeout: float = 90) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.heap = heap
+        self.extra_config = dict(extra_config or {})
+        self.start_timeout = start_timeout
+        self.port = 0
+        self.controller_port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.startup_seconds = 0.0
+        self.format_seconds = 0.0
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` of the PLAINTEXT listener."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the broker's stdout/stderr (its log4j output) goes."""
+        return self.workdir / "kafka.log"
+
+    def _write_config(self) -> Path:
+        self.port, self.controller_port = _free_port(), _free_port()
+        conf = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.workdir / "data"),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+        }
+        conf.update(self.extra_config)
+        path = self.workdir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in conf.items()))
+        (self.workdir / "log4j2.properties").write_text(_LOG4J2)
+        return path
+
+    def start(self) -> KafkaReference:
+        """Format storage, spawn the broker and wait for it to answer ApiVersions."""
+        if self.proc is not None:
+            raise RuntimeError("already started")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        props = self._write_config()
+        t_fmt = time.monotonic()
+        # A static voter set (controller.quorum.voters) is formatted without --standalone.
+        fmt = subprocess.run(_java("kafka.tools.StorageTool",
+                                   ["format", "-t", _cluster_id(), "-c", str(props), "--ignore-formatted"]),
+                             capture_output=True, text=True, timeout=120, check=False)
+        if fmt.returncode:
+            raise RuntimeError(f"storage format failed: {fmt.stdout}{fmt.stderr}")
+        self.format_seconds = time.monotonic() - t_fmt
+        cmd = ["java", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+               f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+               f"-Dkafka.logs.dir={self.workdir}", "-cp", java_classpath(), "kafka.Kafka", str(props)]
+        t0 = time.monotonic()
+        # The child keeps its own descriptor of the log; ours can close at once.
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         cwd=self.workdir)
+        try:
+            self._wait_ready(t0)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - t0
+        return self
+
+    def _wait_ready(self, t0: float) -> None:
+        assert self.proc is not None
+        last: Exception | None = None
+        while time.monotonic() - t0 < self.start_timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kafka exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                api_versions("127.0.0.1", self.port, timeout=1.0)
+                return
+            except (OSError, ConnectionError) as e:
+                last = e
+                time.sleep(0.1)
+        raise TimeoutError(f"kafka not ready after {self.start_timeout}s ({last}); see {self.log_path}")
+
+    def rss_bytes(self) -> int:
+        """Resident set size of the broker process (0 if not running)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return 0
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM the broker we started (a controlled shutdown), SIGKILL if it lingers."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> KafkaReference:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
