@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from kbroker.codec import decode_response, encode_request
 
@@ -81,10 +82,16 @@ def resolve_jars(force: bool = False) -> Path:
     return lib
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (all held open while choosing, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _cluster_id() -> str:
@@ -157,7 +164,7 @@ class KafkaReference:
         return self.workdir / "kafka.log"
 
     def _write_config(self) -> Path:
-        self.port, self.controller_port = _free_port(), _free_port()
+        self.port, self.controller_port = _free_ports(2)
         conf = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -191,14 +198,15 @@ class KafkaReference:
             raise RuntimeError("already started")
         self.workdir.mkdir(parents=True, exist_ok=True)
         props = self._write_config()
-        t_fmt = time.monotonic()
-        # A static voter set (controller.quorum.voters) is formatted without --standalone.
-        fmt = subprocess.run(_java("kafka.tools.StorageTool",
-                                   ["format", "-t", _cluster_id(), "-c", str(props), "--ignore-formatted"]),
-                             capture_output=True, text=True, timeout=120, check=False)
-        if fmt.returncode:
-            raise RuntimeError(f"storage format failed: {fmt.stdout}{fmt.stderr}")
-        self.format_seconds = time.monotonic() - t_fmt
+        # A workdir that already holds a log is restarted as is (same cluster id, same data).
+        if not (self.workdir / "data" / "meta.properties").exists():
+            t_fmt = time.monotonic()
+            # A static voter set (controller.quorum.voters) is formatted without --standalone.
+            fmt = subprocess.run(_java("kafka.tools.StorageTool", ["format", "-t", _cluster_id(), "-c", str(props)]),
+                                 capture_output=True, text=True, timeout=120, check=False)
+            if fmt.returncode:
+                raise RuntimeError(f"storage format failed: {fmt.stdout}{fmt.stderr}")
+            self.format_seconds = time.monotonic() - t_fmt
         cmd = ["java", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
                f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
                f"-Dkafka.logs.dir={self.workdir}", "-cp", java_classpath(), "kafka.Kafka", str(props)]
@@ -228,6 +236,10 @@ class KafkaReference:
                 last = e
                 time.sleep(0.1)
         raise TimeoutError(f"kafka not ready after {self.start_timeout}s ({last}); see {self.log_path}")
+
+    def tool(self, name: str, args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run a Kafka CLI tool (see :func:`run_tool`) against this broker."""
+        return run_tool(name, args, bootstrap=self.bootstrap, **kwargs)
 
     def rss_bytes(self) -> int:
         """Resident set size of the broker process (0 if not running)."""
