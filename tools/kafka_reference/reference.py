@@ -76,8 +76,11 @@ def resolve_jars(force: bool = False) -> Path:
     if not force and marker.exists() and marker.read_text() == pom_stamp:
         return lib
     lib.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(_POM), "dependency:copy-dependencies",
-                    f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], check=True, timeout=900)
+    mvn = subprocess.run(["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(_POM),
+                          "dependency:copy-dependencies", f"-DoutputDirectory={lib}", "-DincludeScope=runtime"],
+                         capture_output=True, text=True, timeout=900, check=False)
+    if mvn.returncode:
+        raise RuntimeError(f"resolving the Kafka jars failed:\n{mvn.stdout}{mvn.stderr}")
     marker.write_text(pom_stamp)
     return lib
 
