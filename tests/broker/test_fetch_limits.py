@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from replica_wire import (
     produce_one,
     records_of,
 )
+from wait_helpers import parked_fetches, wait_until
 
 from kbroker.log import segment
 from kbroker.records.batch import iter_headers
@@ -149,13 +149,6 @@ def test_sessions_hold_a_bounded_number_of_partitions(kafka_broker: BrokerThread
 
 # -- long polling reads once -------------------------------------------------------------------------
 
-def _wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.005)
-
-
 def test_long_poll_reads_the_log_once(kafka_broker: BrokerThread, monkeypatch: pytest.MonkeyPatch) -> None:
     """A long poll satisfied by many small appends reads about the response's bytes, not
     everything available again at every wake-up."""
@@ -186,7 +179,7 @@ def test_long_poll_reads_the_log_once(kafka_broker: BrokerThread, monkeypatch: p
     t.start()
     try:
         # The fetch is parked on the partition's notifier before the first append.
-        _wait_for(lambda: len(kafka_broker.broker.replica_manager._notifier) == 1)
+        wait_until(lambda: parked_fetches(kafka_broker) == 1, 10, "the fetch parked")
         for _ in range(appends):
             assert produce_one(wire, "t", 0, one).error_code == 0
     finally:
@@ -218,7 +211,7 @@ def test_long_poll_reads_across_segment_rolls(kafka_broker: BrokerThread) -> Non
     t = threading.Thread(target=poll)
     t.start()
     try:
-        _wait_for(lambda: len(kafka_broker.broker.replica_manager._notifier) == 1)
+        wait_until(lambda: parked_fetches(kafka_broker) == 1, 10, "the fetch parked")
         for _ in range(8):
             assert produce_one(wire, "t", 0, one).error_code == 0
     finally:

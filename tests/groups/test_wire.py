@@ -186,20 +186,26 @@ def test_offset_delete_of_unknown_topics_and_partitions(kafka_broker: BrokerThre
     c.close()
 
 
-def test_describing_thousands_of_groups_is_encoded_off_the_event_loop(kafka_broker: BrokerThread,
-                                                                      monkeypatch: Any) -> None:
-    # A 2 MB request naming 300,000 groups took seconds to encode, stalling every other connection.
+def _record_encoding_threads(monkeypatch: Any, api_key: int) -> list[str]:
+    """The names of the threads that encode each ``api_key`` response from now on."""
     from kbroker.server import dispatch
 
     encoded_in: list[str] = []
     real = dispatch.encode_response_parts
 
-    def recording(api_key: int, *args: Any) -> Any:
-        if api_key == DESCRIBE:
+    def recording(key: int, *args: Any) -> Any:
+        if key == api_key:
             encoded_in.append(threading.current_thread().name)
-        return real(api_key, *args)
+        return real(key, *args)
 
     monkeypatch.setattr(dispatch, "encode_response_parts", recording)
+    return encoded_in
+
+
+def test_describing_thousands_of_groups_is_encoded_off_the_event_loop(kafka_broker: BrokerThread,
+                                                                      monkeypatch: Any) -> None:
+    # A 2 MB request naming 300,000 groups took seconds to encode, stalling every other connection.
+    encoded_in = _record_encoding_threads(monkeypatch, DESCRIBE)
     c = WireClient(kafka_broker.bootstrap)
     join(c, 5)
     names = [f"g{i}" for i in range(5000)] + ["wg"]
@@ -219,17 +225,7 @@ def test_describing_thousands_of_groups_is_encoded_off_the_event_loop(kafka_brok
 def test_requests_naming_thousands_of_groups_are_encoded_off_the_event_loop(
         kafka_broker: BrokerThread, monkeypatch: Any, api_key: int, version: int, body: Any) -> None:
     """OffsetFetch (v8+) and DeleteGroups of many groups: worked through in chunks, encoded in a thread."""
-    from kbroker.server import dispatch
-
-    encoded_in: list[str] = []
-    real = dispatch.encode_response_parts
-
-    def recording(key: int, *args: Any) -> Any:
-        if key == api_key:
-            encoded_in.append(threading.current_thread().name)
-        return real(key, *args)
-
-    monkeypatch.setattr(dispatch, "encode_response_parts", recording)
+    encoded_in = _record_encoding_threads(monkeypatch, api_key)
     c = WireClient(kafka_broker.bootstrap)
     names = [f"g{i}" for i in range(5000)]
     r = c.call(api_key, version, body(names))

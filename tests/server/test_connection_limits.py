@@ -5,13 +5,13 @@ from __future__ import annotations
 import resource
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from broker_process import BrokerProcess
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from socket_helpers import read_frame
+from wait_helpers import wait_until
 
 from kbroker.codec import decode_response, encode_request
 from kbroker.config import BrokerConfig, ConfigError
@@ -32,15 +32,6 @@ def _closed(s: socket.socket) -> bool:
         return s.recv(1) == b""
     except ConnectionError:
         return True
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _produce_consume(bootstrap: str, topic: str) -> None:
@@ -76,8 +67,8 @@ def test_broker_survives_running_out_of_file_descriptors(tmp_path: Path) -> None
             # More idle connections than the broker has descriptors: accept() fails with EMFILE.
             for _ in range(2 * FD_LIMIT):
                 sockets.append(socket.create_connection((host, int(port)), timeout=10))
-            assert _wait_for(lambda: broker.proc is not None and (
-                broker.proc.poll() is not None or any("cannot accept" in line for line in broker.output)))
+            wait_until(lambda: broker.proc is not None and (
+                broker.proc.poll() is not None or any("cannot accept" in line for line in broker.output)), 20)
             assert broker.proc is not None and broker.proc.poll() is None, "".join(broker.output[-40:])
         finally:
             for s in sockets:
@@ -104,7 +95,7 @@ def test_connections_over_the_per_ip_limit_are_closed_at_once(limited: BrokerThr
     with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as third:
         assert _closed(third)
     first.close()
-    assert _wait_for(lambda: limited.broker.quotas.total == 1)
+    wait_until(lambda: limited.broker.quotas.total == 1, 20)
     with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as again:
         _api_versions(again)
     second.close()

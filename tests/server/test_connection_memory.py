@@ -6,12 +6,12 @@ import contextlib
 import socket
 import struct
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
+from wait_helpers import wait_until
 
 from kbroker.codec import decode_response, encode_request
 from kbroker.testing import BrokerThread
@@ -20,15 +20,6 @@ BUDGET = 1024 * 1024
 READ_SIZE = 256 * 1024  # one socket read: what a connection may buffer beyond the budget
 FRAME = 900 * 1024
 SENT = 800 * 1024
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def _closed(s: socket.socket) -> bool:
@@ -67,7 +58,7 @@ def test_partial_requests_are_buffered_within_the_budget(broker: BrokerThread) -
     try:
         payload = struct.pack(">i", FRAME) + b"\x00" * SENT
         socks[0].sendall(payload)
-        assert _wait_for(lambda: _buffered(broker) >= 4 + SENT)
+        wait_until(lambda: _buffered(broker) >= 4 + SENT, 20)
         # The others send theirs too; their sends block once the broker stops reading.
         for s in socks[1:]:
             t = threading.Thread(target=lambda s=s: _send_quietly(s, payload), daemon=True)
@@ -75,7 +66,7 @@ def test_partial_requests_are_buffered_within_the_budget(broker: BrokerThread) -
             senders.append(t)
         bound = BUDGET + 3 * READ_SIZE
         memory = broker.broker.request_memory if hasattr(broker.broker, "request_memory") else None
-        assert _wait_for(lambda: _buffered(broker) > bound or (memory is not None and memory.waiting == 3))
+        wait_until(lambda: _buffered(broker) > bound or (memory is not None and memory.waiting == 3), 20)
         assert _buffered(broker) <= bound
         assert memory is not None and memory.used <= bound
     finally:
@@ -84,7 +75,9 @@ def test_partial_requests_are_buffered_within_the_budget(broker: BrokerThread) -
         for t in senders:
             t.join(10)
     # Closed connections return what they held.
-    assert _wait_for(lambda: broker.broker.request_memory.used == 0), (broker.broker.request_memory.used, broker.broker.request_memory.waiting, [(c.reader.buffered, c._held, c.reader.frame_size) for c in broker.broker._connections])
+    memory = broker.broker.request_memory
+    wait_until(lambda: memory.used == 0, 20, lambda: f"request memory released: used {memory.used}, waiting "
+               f"{memory.waiting}, {[(c.reader.buffered, c._held, c.reader.frame_size) for c in broker.broker._connections]}")
     _still_serves(broker.port)
 
 
@@ -102,7 +95,7 @@ def test_requests_larger_than_the_budget_are_served_one_at_a_time(broker: Broker
             producer.send("big", value=value, partition=0).get(30)
     finally:
         producer.close(5)
-    assert _wait_for(lambda: broker.broker.request_memory.used == 0)
+    wait_until(lambda: broker.broker.request_memory.used == 0, 20)
 
 
 @pytest.fixture
