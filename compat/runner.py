@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +40,25 @@ PREFIX = "COMPAT-RESULT "
 
 @dataclass(frozen=True)
 class Client:
+    """One column of the matrix.
+
+    ``kind`` is "python" (``python -m compat.cell``), "node" (kafkajs.js) or "program": a client
+    built by the set-up scripts (Java, Go) and run as ``command() + [scenario, bootstrap]``,
+    printing the same ``COMPAT-RESULT`` line; ``check()`` says why it cannot run ('' when it
+    can) and ``version_of()`` names its version.
+    """
+
     name: str
-    kind: str  # "python" (compat.cell), "node" (kafkajs.js)
+    kind: str
     version: str = ""
+    command: Callable[[], list[str]] | None = None
+    check: Callable[[], str] | None = None
+    version_of: Callable[[], str] | None = None
 
     def missing(self) -> str:
         """Why this client cannot run here ('' when it can)."""
+        if self.kind == "program":
+            return self.check() if self.check is not None else ""
         if self.name == "kcat" and not shutil.which("kcat"):
             return "kcat not installed (apt-get install kcat; tools/setup-compat-env.sh)"
         if self.kind == "node":
@@ -94,6 +108,12 @@ def client_versions() -> dict[str, str]:
         out["kcat"] = f"{m.group(1)} (librdkafka {m.group(2)})" if m else "installed"
     else:
         out["kcat"] = "not installed"
+    for c in CLIENTS:
+        if c.kind == "program" and c.version_of is not None:
+            try:
+                out[c.name] = c.version_of()
+            except Exception as e:  # a version is only a label in the report
+                out[c.name] = f"unknown ({e})"
     return out
 
 
@@ -118,6 +138,9 @@ def run_cell(client: Client, scenario: Scenario, bootstrap: str) -> Cell:
     if client.kind == "node":
         env["NODE_PATH"] = str(NODE_MODULES)
         args = ["node", str(HERE / "clients" / "kafkajs.js"), scenario.id, bootstrap]
+    elif client.kind == "program":
+        assert client.command is not None
+        args = [*client.command(), scenario.id, bootstrap]
     else:
         args = [sys.executable, "-m", "compat.cell", client.name, scenario.id, bootstrap]
     t0 = time.monotonic()

@@ -3,6 +3,7 @@
 #   - kcat (Debian package)
 #   - kafkajs 2.2.4 + its snappy/lz4 codecs (npm) into compat/work/node_modules
 #   - build dependencies for librdkafka's test suite (gcc, make, zlib, ...)
+#   - the reference Apache Kafka's jars (Maven Central, tools/kafka_reference)
 # With --librdkafka it also fetches librdkafka 2.12.0's source (the copy vendored in the
 # npm package node-rdkafka@3.6.1) into compat/work/ and builds librdkafka + tests/test-runner
 # (about 2 minutes on 2 cores) for python -m compat.librdkafka.
@@ -65,6 +66,13 @@ if want_kafkajs || [ ! -d "$WORK/node_modules/kafkajs-snappy" ] || ! lz4_loads; 
 else
     echo "setup-compat-env: kafkajs already installed" >&2
 fi
+
+# The reference Apache Kafka (tools/kafka_reference): its jars from Maven Central, cached in
+# tools/.cache (git-ignored); the JDK and Maven normally come with the machine.
+command -v java >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
+command -v mvn >/dev/null 2>&1 || apt_install maven
+echo "setup-compat-env: resolving the reference Kafka's jars (Maven)" >&2
+PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} python3 -m tools.kafka_reference fetch >/dev/null
 
 if [ $WITH_LIBRDKAFKA -eq 1 ]; then
     SRC=$WORK/librdkafka-$LIBRDKAFKA_VERSION
