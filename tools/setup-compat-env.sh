@@ -74,6 +74,8 @@ command -v mvn >/dev/null 2>&1 || apt_install maven
 echo "setup-compat-env: resolving the reference Kafka's jars (Maven)" >&2
 PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} python3 -m tools.kafka_reference fetch >/dev/null
 
+bash "$ROOT/tools/setup-go-clients.sh"   # franz-go, sarama, kafka-go -> compat/work/go-clients/bin
+
 if [ $WITH_LIBRDKAFKA -eq 1 ]; then
     SRC=$WORK/librdkafka-$LIBRDKAFKA_VERSION
     if [ ! -x "$SRC/tests/test-runner" ]; then
