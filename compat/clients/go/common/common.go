@@ -151,4 +151,3 @@ func Main(client string, scenarios map[string]Scenario) {
 	line, _ := json.Marshal(map[string]string{"status": status, "detail": detail})
 	fmt.Println(Prefix + string(line))
 }
-

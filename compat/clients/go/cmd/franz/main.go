@@ -530,9 +530,13 @@ func adminConfigs(b string) string {
 	for _, r := range ar {
 		c.Must(r.Err, "AlterTopicConfigs "+r.Name)
 	}
-	rcs, err = adm.DescribeTopicConfigs(ctx, topic)
-	got = configValue(rcs, err, "retention.ms")
-	c.Check(got == "12345", "after alter retention.ms = %s", got)
+	// Kafka applies an alter through its metadata log: a describe right after may still
+	// show the old value for a moment.
+	c.WaitUntil(10*time.Second, "retention.ms = 12345 after the alter", 100*time.Millisecond, func() bool {
+		rcs, err = adm.DescribeTopicConfigs(ctx, topic)
+		got = configValue(rcs, err, "retention.ms")
+		return got == "12345"
+	})
 	md, err := adm.BrokerMetadata(ctx)
 	c.Must(err, "BrokerMetadata")
 	c.Check(len(md.Brokers) > 0, "no broker in metadata")

@@ -25,8 +25,12 @@ func ctxT(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
 
+// transport serves Metadata requests from a cache (6 s by default); the scenarios create
+// topics and poll for admin changes, so it refreshes often.
+var transport = &kafka.Transport{MetadataTTL: 200 * time.Millisecond, ClientID: "kbroker-compat-kafka-go"}
+
 func api(b string) *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(b), Timeout: 20 * time.Second}
+	return &kafka.Client{Addr: kafka.TCP(b), Timeout: 20 * time.Second, Transport: transport}
 }
 
 func newTopic(b, scenario string, partitions int, configs []kafka.ConfigEntry) string {
@@ -42,7 +46,7 @@ func newTopic(b, scenario string, partitions int, configs []kafka.ConfigEntry) s
 
 // writer is a synchronous Writer for topic; tweak adjusts it before use.
 func writer(b, topic string, tweak func(*kafka.Writer)) *kafka.Writer {
-	w := &kafka.Writer{Addr: kafka.TCP(b), Topic: topic, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
+	w := &kafka.Writer{Addr: kafka.TCP(b), Topic: topic, Transport: transport, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
 		WriteBackoffMin: 50 * time.Millisecond, WriteBackoffMax: 500 * time.Millisecond}
 	if tweak != nil {
 		tweak(w)
@@ -648,8 +652,12 @@ func adminConfigs(b string) string {
 	for _, r := range resp.Resources {
 		c.Must(r.Error, "IncrementalAlterConfigs "+r.ResourceName)
 	}
-	got = configValue(b, kafka.ResourceTypeTopic, topic, "retention.ms")
-	c.Check(got == "12345", "after alter retention.ms = %s", got)
+	// Kafka applies an alter through its metadata log: a describe right after may still
+	// show the old value for a moment.
+	c.WaitUntil(10*time.Second, "retention.ms = 12345 after the alter", 100*time.Millisecond, func() bool {
+		got = configValue(b, kafka.ResourceTypeTopic, topic, "retention.ms")
+		return got == "12345"
+	})
 	md, err := api(b).Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
 	c.Must(err, "Metadata")
 	c.Check(len(md.Brokers) > 0, "no broker in metadata")

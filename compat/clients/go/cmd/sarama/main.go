@@ -662,8 +662,12 @@ func adminConfigs(b string) string {
 	v := "12345"
 	c.Must(a.IncrementalAlterConfig(sarama.TopicResource, topic, map[string]sarama.IncrementalAlterConfigsEntry{
 		"retention.ms": {Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &v}}, false), "IncrementalAlterConfig")
-	got = configValue(a, res, "retention.ms")
-	c.Check(got == "12345", "after alter retention.ms = %s", got)
+	// Kafka applies an alter through its metadata log: a describe right after may still
+	// show the old value for a moment.
+	c.WaitUntil(10*time.Second, "retention.ms = 12345 after the alter", 100*time.Millisecond, func() bool {
+		got = configValue(a, res, "retention.ms")
+		return got == "12345"
+	})
 	brokers, _, err := a.DescribeCluster()
 	c.Must(err, "DescribeCluster")
 	c.Check(len(brokers) > 0, "no broker described")
