@@ -151,3 +151,15 @@ func Main(client string, scenarios map[string]Scenario) {
 	line, _ := json.Marshal(map[string]string{"status": status, "detail": detail})
 	fmt.Println(Prefix + string(line))
 }
+
+// Assignment formats two members' partitions as the Python clients do: "[0, 1] / [2, 3]".
+func Assignment[T int | int32](a, b []T) string {
+	list := func(ps []T) string {
+		parts := make([]string, len(ps))
+		for i, p := range ps {
+			parts[i] = fmt.Sprint(p)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return "assignment " + list(a) + " / " + list(b)
+}

@@ -363,7 +363,7 @@ func group(scenario string, balancer kgo.GroupBalancer) func(string) string {
 			slices.Sort(all)
 			return len(a0) > 0 && len(a1) > 0 && slices.Equal(all, []int32{0, 1, 2, 3}) && len(seen) == 40
 		})
-		return fmt.Sprintf("assignment %v / %v", ms[0].partitions(), ms[1].partitions())
+		return c.Assignment(ms[0].partitions(), ms[1].partitions())
 	}
 }
 

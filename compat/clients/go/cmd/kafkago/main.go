@@ -320,7 +320,7 @@ func nullValues(b string) string {
 	c.Check(len(recs) == 2, "fetched %d records", len(recs))
 	c.Check(recs[0].null && recs[0].key == "k1", "tombstone read as a %d-byte value", recs[0].valueLength)
 	c.Check(!recs[1].null && recs[1].valueLength == 0 && recs[1].key == "k2", "empty value read as null")
-	return "read back with Client.Fetch (the Reader returns nil for both)"
+	return "read back with Client.Fetch: the Reader returns nil for null and empty alike"
 }
 
 func lenOf(b kafka.Bytes) int {
@@ -519,9 +519,14 @@ func group(scenario string, balancer kafka.GroupBalancer) c.Scenario {
 		}
 		note := ""
 		if len(errs) > 0 {
-			note = fmt.Sprintf(" (%d retried group errors, first: %v)", len(errs), errs[0])
+			first := errs[0].Error()
+			var ke kafka.Error
+			if errors.As(errs[0], &ke) {
+				first = fmt.Sprintf("%d %s", int(ke), ke.Title())
+			}
+			note = fmt.Sprintf("; %d group error(s) retried, first: %s", len(errs), first)
 		}
-		return fmt.Sprintf("assignment %v / %v", a0, a1) + note
+		return c.Assignment(a0, a1) + note
 	}
 }
 

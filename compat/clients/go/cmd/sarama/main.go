@@ -471,7 +471,7 @@ func group(scenario string, strategy func() sarama.BalanceStrategy) c.Scenario {
 			}
 			return len(a0) > 0 && len(a1) > 0 && slices.Equal(all, []int32{0, 1, 2, 3}) && len(seen) == 40
 		})
-		return fmt.Sprintf("assignment %v / %v", members[0].h.partitions(), members[1].h.partitions())
+		return c.Assignment(members[0].h.partitions(), members[1].h.partitions())
 	}
 }
 
