@@ -25,9 +25,11 @@ if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)" != "$need" ]; th
     exit 1
 fi
 
-# What the binaries depend on: every source file, go.mod, go.sum and the toolchain.
-stamp=$( { go env GOVERSION; cd "$SRC" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) \
-    -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
+# What the binaries are built from: the sources, go.mod and go.sum (the digest that
+# compat/clients/golang.py checks before it runs them) and the toolchain.
+sources=$(PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} python3 -c \
+    'from compat.clients.golang import source_digest; print(source_digest())')
+stamp="$sources $(go env GOVERSION)"
 built=1
 for p in "${PROGRAMS[@]}"; do [ -x "$BIN/$p" ] || built=0; done
 if [ $built -eq 1 ] && [ "$(cat "$OUT/stamp" 2>/dev/null)" = "$stamp" ]; then

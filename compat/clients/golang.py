@@ -8,6 +8,7 @@ tools/setup-compat-env.sh) builds them into compat/work/go-clients/bin. Each pro
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 MODULE_DIR = HERE / "go"
 BIN = HERE.parent / "work" / "go-clients" / "bin"
 NOT_BUILT = "go client not built: run tools/setup-compat-env.sh"
-OUT_OF_DATE = "go client out of date (sources newer than the binary): run tools/setup-compat-env.sh"
+OUT_OF_DATE = "go client out of date (built from other sources): run tools/setup-compat-env.sh"
 
 
 def module_version(module: str, go_mod: Path = MODULE_DIR / "go.mod") -> str:
@@ -29,17 +30,32 @@ def module_version(module: str, go_mod: Path = MODULE_DIR / "go.mod") -> str:
     return m.group(1)
 
 
-def _sources() -> list[Path]:
-    return [p for p in MODULE_DIR.rglob("*") if p.suffix == ".go" or p.name in ("go.mod", "go.sum")]
+def _sources(module_dir: Path = MODULE_DIR) -> list[Path]:
+    return sorted(p for p in module_dir.rglob("*") if p.suffix == ".go" or p.name in ("go.mod", "go.sum"))
 
 
-def build_problem(program: str, bin_dir: Path = BIN) -> str:
-    """Why ``program`` cannot run ('' when it is built and newer than every source)."""
+def source_digest(module_dir: Path = MODULE_DIR) -> str:
+    """A digest of the module's sources, go.mod and go.sum: what the binaries are built from.
+
+    tools/setup-go-clients.sh records it (with the Go version) in ``work/go-clients/stamp``.
+    """
+    h = hashlib.sha256()
+    for p in _sources(module_dir):
+        h.update(p.relative_to(module_dir).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def build_problem(program: str, bin_dir: Path = BIN, module_dir: Path = MODULE_DIR) -> str:
+    """Why ``program`` cannot run ('' when it is built from the current sources)."""
     exe = bin_dir / program
     if not (exe.is_file() and os.access(exe, os.X_OK)):
         return NOT_BUILT
-    built = exe.stat().st_mtime
-    if any(p.stat().st_mtime > built for p in _sources()):
+    try:
+        recorded = (bin_dir.parent / "stamp").read_text().split()
+    except OSError:
+        return OUT_OF_DATE
+    if not recorded or recorded[0] != source_digest(module_dir):
         return OUT_OF_DATE
     return ""
 

@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -48,16 +47,25 @@ def test_module_version_parses_both_require_forms(tmp_path: Path) -> None:
 
 
 def test_build_problem_names_missing_and_stale_binaries(tmp_path: Path) -> None:
-    assert golang.build_problem("franz", tmp_path) == golang.NOT_BUILT
-    exe = tmp_path / "franz"
+    src = tmp_path / "src"
+    (src / "cmd").mkdir(parents=True)
+    (src / "go.mod").write_text("module x\n")
+    (src / "cmd" / "main.go").write_text("package main\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    assert golang.build_problem("franz", bin_dir, src) == golang.NOT_BUILT
+    exe = bin_dir / "franz"
     exe.write_text("#!/bin/sh\n")
-    assert golang.build_problem("franz", tmp_path) == golang.NOT_BUILT  # not executable
+    assert golang.build_problem("franz", bin_dir, src) == golang.NOT_BUILT  # not executable
     exe.chmod(0o755)
-    newest = max(p.stat().st_mtime for p in golang._sources())
-    os.utime(exe, (newest - 10, newest - 10))
-    assert golang.build_problem("franz", tmp_path) == golang.OUT_OF_DATE
-    os.utime(exe, (time.time() + 10, time.time() + 10))
-    assert golang.build_problem("franz", tmp_path) == ""
+    assert golang.build_problem("franz", bin_dir, src) == golang.OUT_OF_DATE  # no stamp
+    (tmp_path / "stamp").write_text(golang.source_digest(src) + " go1.26.0\n")
+    assert golang.build_problem("franz", bin_dir, src) == ""
+    (src / "cmd" / "main.go").write_text("package main\n\nfunc main() {}\n")
+    assert golang.build_problem("franz", bin_dir, src) == golang.OUT_OF_DATE
+    (src / "cmd" / "main.go").write_text("package main\n")
+    (src / "go.sum").write_text("")
+    assert golang.build_problem("franz", bin_dir, src) == golang.OUT_OF_DATE  # a new file counts
 
 
 def _program(name: str) -> Path:
