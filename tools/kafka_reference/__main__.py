@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import signal
 import sys
 import tempfile
 import time
@@ -102,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = a.workdir or tempfile.mkdtemp(prefix="kafka-reference-")
     if a.cmd == "smoke":
         return _smoke(workdir)
+    # SIGTERM stops the broker as Ctrl-C does: without this the Python process would die and
+    # leave the JVM running.
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     with KafkaReference(workdir) as k:
         print(f"{k.bootstrap}  (started in {k.startup_seconds:.1f}s, log {k.log_path})", flush=True)
         try:
