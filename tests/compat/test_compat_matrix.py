@@ -170,6 +170,10 @@ def test_differences_compare_status_and_assignment_shares() -> None:
     assert not differs(Cell("fail", "port 1", 0), Cell("fail", "port 2", 0))  # failure text is not compared
     assert not differs(Cell("missing", "", 0), Cell("pass", "", 0))
     assert not differs(Cell("pass", "", 0), None)
+    # A sticky assignor's shares depend on join timing: only the outcome is compared.
+    assert not differs(Cell("pass", "assignment [0, 2] / [1, 3]", 0), Cell("pass", "assignment [0, 1] / [2, 3]", 0),
+                       "group_cooperative_sticky")
+    assert differs(Cell("pass", "assignment [0, 2] / [1, 3]", 0), Cell("fail", "x", 0), "group_sticky")
 
 
 def test_check_differences_flags_unlisted_and_gone(tmp_path: Path) -> None:
@@ -188,6 +192,10 @@ def test_check_differences_flags_unlisted_and_gone(tmp_path: Path) -> None:
     unlisted, gone = m.reference.check_differences(found, listed, {("kcat", "metadata"), ("kcat", "transactions")})
     assert [(d.client, d.scenario) for d in unlisted] == [("kcat", "headers"), ("aiokafka", "transactions")]
     assert [(d.client, d.scenario) for d in gone] == [("kcat", "metadata")]
+    # An intermittent difference is not named when it does not show.
+    flaky = dict(listed)
+    flaky[("kcat", "metadata")] = Diff("kcat", "metadata", "pass", "fail", "Intermittent: a client's timing")
+    assert m.reference.check_differences([], flaky, {("kcat", "metadata")}) == ([], [])
     # The same cell differing the other way round is not the listed difference.
     unlisted, _ = m.reference.check_differences([Diff("kcat", "transactions", "pass", "fail")], listed, set())
     assert len(unlisted) == 1
