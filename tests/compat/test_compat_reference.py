@@ -1,7 +1,7 @@
 """The reference matrix's CI subset: fast scenarios, kbroker vs a real Apache Kafka 4.1.1.
 
-``python -m compat --reference --check-differences --fast --clients kafka-python,confluent-kafka``
-runs every fast scenario with both clients against a kbroker subprocess and against Kafka
+``python -m compat --reference --check-differences --fast --clients kafka-python,confluent-kafka,aiokafka,kafkajs``
+runs every fast scenario with those clients against a kbroker subprocess and against Kafka
 (tools/kafka_reference, from Maven Central's jars; no Docker), and fails when the two differ in
 a cell compat/DIFFERENCES.md does not list. In CI (``CI=true``) a missing Java, Maven, jar or
 client is a failure; elsewhere the test skips with the reason.
@@ -24,7 +24,7 @@ _conftest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_conftest)
 IN_CI: bool = _conftest.IN_CI
 reference_unavailable = _conftest.reference_unavailable
-CLIENTS = ("kafka-python", "confluent-kafka")
+CLIENTS = ("kafka-python", "confluent-kafka", "aiokafka", "kafkajs")
 
 
 def _need(reason: str) -> None:
