@@ -220,3 +220,25 @@ def test_reference_mode_says_why_when_no_kafka_can_run(monkeypatch: pytest.Monke
     assert m.runner.main(["--reference", "--scenarios", "metadata"]) == 0
     assert "reference mode skipped: java is not on PATH; no Docker engine" in capsys.readouterr().out
     assert m.runner.main(["--check-differences", "--require-clients", "--scenarios", "metadata"]) == 1
+
+
+def test_local_reference_kafka_start_failure_is_a_broker_error(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    m = _compat()
+    import tools.kafka_reference as kref
+
+    def no_maven(force: bool = False) -> Path:
+        raise RuntimeError("resolving the Kafka jars failed: no network")
+
+    monkeypatch.setattr(kref, "resolve_jars", no_maven)
+    kafka = m.reference.LocalKafka(tmp_path / "logs")
+    workdir = kafka.workdir
+    assert workdir.exists()
+    with pytest.raises(m.runner.BrokerError, match="reference Kafka did not start: resolving the Kafka jars failed"):
+        kafka.start()
+    assert not workdir.exists() and not kafka.alive() and kafka.tail() == []
+    monkeypatch.setattr(m.reference, "backend", lambda: (None, "java is not on PATH"))
+    with pytest.raises(m.runner.BrokerError, match="no reference Kafka can run here: java is not on PATH"):
+        m.reference.make_reference(tmp_path)
+    # Kafka gets kbroker's compat settings.
+    assert m.reference.kafka_config()["group.initial.rebalance.delay.ms"] == "0"
