@@ -23,11 +23,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from compat.broker import REPO, Broker, BrokerError
+from compat.client import Client
+from compat.clients.java import JAVA_CLIENTS
 from compat.reference import ReferenceKafka, comparison, unavailable_reason
 from compat.report import Cell, parse_report, write_html, write_markdown
 from compat.scenarios import BY_ID, SCENARIOS, Scenario
@@ -38,49 +38,13 @@ NODE_MODULES = WORK / "node_modules"
 PREFIX = "COMPAT-RESULT "
 
 
-@dataclass(frozen=True)
-class Client:
-    """One column of the matrix.
-
-    ``kind`` is "python" (``python -m compat.cell``), "node" (kafkajs.js) or "program": a client
-    built by the set-up scripts (Java, Go) and run as ``command() + [scenario, bootstrap]``,
-    printing the same ``COMPAT-RESULT`` line; ``check()`` says why it cannot run ('' when it
-    can) and ``version_of()`` names its version.
-    """
-
-    name: str
-    kind: str
-    version: str = ""
-    command: Callable[[], list[str]] | None = None
-    check: Callable[[], str] | None = None
-    version_of: Callable[[], str] | None = None
-
-    def missing(self) -> str:
-        """Why this client cannot run here ('' when it can)."""
-        if self.kind == "program":
-            return self.check() if self.check is not None else ""
-        if self.name == "kcat" and not shutil.which("kcat"):
-            return "kcat not installed (apt-get install kcat; tools/setup-compat-env.sh)"
-        if self.kind == "node":
-            if not shutil.which("node"):
-                return "node not installed"
-            if not (NODE_MODULES / "kafkajs" / "package.json").exists():
-                return "kafkajs not installed in compat/work/node_modules (tools/setup-compat-env.sh)"
-        if self.kind == "python":
-            mod = {"kafka-python": "kafka", "confluent-kafka": "confluent_kafka", "aiokafka": "aiokafka",
-                   "kcat": "confluent_kafka"}[self.name]
-            import importlib.util
-            if importlib.util.find_spec(mod) is None:
-                return f"python package for {self.name} not installed"
-        return ""
-
-
 CLIENTS = [
     Client("kafka-python", "python"),
     Client("confluent-kafka", "python"),
     Client("aiokafka", "python"),
     Client("kafkajs", "node"),
     Client("kcat", "python"),
+    *JAVA_CLIENTS,
 ]
 CLIENT_NAMES = [c.name for c in CLIENTS]
 
