@@ -378,6 +378,7 @@ public final class CompatCell {
         Set<String> seen = ConcurrentHashMap.newKeySet();
         List<AtomicReference<Set<Integer>>> assigned = List.of(new AtomicReference<>(Set.of()), new AtomicReference<>(Set.of()));
         AtomicReference<Throwable> error = new AtomicReference<>();
+        AtomicReference<String> balanced = new AtomicReference<>();
         AtomicBoolean stop = new AtomicBoolean();
         List<Thread> threads = new ArrayList<>();
         for (int i = 0; i < 2; i++) {
@@ -402,15 +403,19 @@ public final class CompatCell {
                 Set<Integer> a0 = assigned.get(0).get(), a1 = assigned.get(1).get();
                 Set<Integer> both = new TreeSet<>(a0);
                 both.addAll(a1);
-                return !a0.isEmpty() && !a1.isEmpty() && Collections.disjoint(a0, a1) && both.equals(Set.of(0, 1, 2, 3))
-                    && seen.size() == 40;
+                if (!a0.isEmpty() && !a1.isEmpty() && Collections.disjoint(a0, a1) && both.equals(Set.of(0, 1, 2, 3))
+                    && seen.size() == 40) {
+                    balanced.set("assignment " + a0 + " / " + a1);
+                    return true;
+                }
+                return false;
             }, 45, "a balanced 2-member group that consumed all 40 records");
         } finally {
             stop.set(true);
             for (Thread t : threads) t.join(20000);
         }
         if (error.get() != null) throw new RuntimeException(error.get());
-        return "assignment " + assigned.get(0).get() + " / " + assigned.get(1).get();
+        return balanced.get();
     }
 
     public String s_group_range() throws Exception {

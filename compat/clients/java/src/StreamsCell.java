@@ -74,12 +74,21 @@ public final class StreamsCell {
         return p;
     }
 
-    /** The most telling line of an app's log: its first error, else its last line. */
+    /** The most telling part of an app's log: its fatal error and root cause, else its first ERROR line. */
     String logSummary(String logName) {
         try {
             List<String> lines = Files.readAllLines(work.resolve(logName), StandardCharsets.UTF_8);
+            for (int i = 0; i < lines.size(); i++) {
+                if (!lines.get(i).startsWith("WORDCOUNT-ERROR ")) continue;
+                String root = "";
+                for (int j = i + 1; j < lines.size() && !lines.get(j).startsWith("["); j++) {
+                    if (lines.get(j).startsWith("Caused by: ")) root = lines.get(j).substring("Caused by: ".length());
+                }
+                String fatal = lines.get(i).substring("WORDCOUNT-ERROR ".length());
+                return root.isEmpty() ? fatal : fatal + "; root cause " + root;
+            }
             for (String l : lines) {
-                if (l.startsWith("WORDCOUNT-ERROR") || l.contains(" ERROR ") || l.startsWith("Exception")) return l.strip();
+                if (l.contains(" ERROR ")) return l.replaceFirst("^\\[[^\\]]*\\] ", "").strip();
             }
             for (int i = lines.size() - 1; i >= 0; i--) if (!lines.get(i).isBlank()) return lines.get(i).strip();
             return "(empty log)";
@@ -146,19 +155,23 @@ public final class StreamsCell {
         return out;
     }
 
-    /** Whether the app's group has committed every input partition up to its end. */
-    static boolean inputCommitted(Admin admin, String appId, String input) throws Exception {
+    /** The app group's committed offsets of the input partitions that lag their end ('' when none does). */
+    static String inputLag(Admin admin, String appId, String input) throws Exception {
         Map<TopicPartition, OffsetSpec> specs = new HashMap<>();
         for (int i = 0; i < PARTITIONS; i++) specs.put(new TopicPartition(input, i), OffsetSpec.latest());
-        Map<TopicPartition, Long> ends = new HashMap<>();
+        Map<TopicPartition, Long> ends = new TreeMap<>(Comparator.comparing(TopicPartition::toString));
         admin.listOffsets(specs).all().get().forEach((tp, info) -> ends.put(tp, info.offset()));
         Map<TopicPartition, OffsetAndMetadata> committed =
             admin.listConsumerGroupOffsets(appId).partitionsToOffsetAndMetadata().get();
+        StringBuilder lag = new StringBuilder();
         for (Map.Entry<TopicPartition, Long> e : ends.entrySet()) {
             OffsetAndMetadata c = committed.get(e.getKey());
-            if (c == null || c.offset() < e.getValue()) return false;
+            if ((c == null ? 0 : c.offset()) < e.getValue()) {
+                lag.append(lag.length() == 0 ? "" : ", ").append(e.getKey()).append(" committed ")
+                    .append(c == null ? "none" : c.offset()).append(" of ").append(e.getValue());
+            }
         }
-        return true;
+        return lag.toString();
     }
 
     String wordcount(String guarantee) throws Exception {
@@ -170,6 +183,7 @@ public final class StreamsCell {
         String appId = "compat-streams-" + tag + "-" + id;
         Properties ap = new Properties();
         ap.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        ap.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 10000);
         ap.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 20000);
         Map<String, Long> expected = new TreeMap<>();
         List<String> lines = lines(expected);
@@ -186,7 +200,7 @@ public final class StreamsCell {
             admin.createTopics(List.of(new NewTopic(input, PARTITIONS, (short) 1),
                                        new NewTopic(output, PARTITIONS, (short) 1))).all().get();
             int half = LINES / 2;
-            for (int i = 0; i < half; i++) producer.send(new ProducerRecord<>(input, lines.get(i)));
+            for (int i = 0; i < half; i++) producer.send(new ProducerRecord<>(input, "line-" + i, lines.get(i)));
             producer.flush();
 
             Path state1 = work.resolve("state-1");
@@ -205,7 +219,7 @@ public final class StreamsCell {
             int per = (LINES - half) / chunks;
             long atKill = -1;
             for (int c = 0; c < chunks; c++) {
-                for (int i = half + c * per; i < half + (c + 1) * per; i++) producer.send(new ProducerRecord<>(input, lines.get(i)));
+                for (int i = half + c * per; i < half + (c + 1) * per; i++) producer.send(new ProducerRecord<>(input, "line-" + i, lines.get(i)));
                 producer.flush();
                 out.poll(150);
                 if (c == chunks / 2 - 1) {
@@ -233,7 +247,7 @@ public final class StreamsCell {
                 boolean reached = expected.entrySet().stream()
                     .allMatch(e -> out.latest.getOrDefault(e.getKey(), 0L) >= e.getValue());
                 boolean quiet = System.nanoTime() - quietSince > Duration.ofSeconds(2).toNanos();
-                if (reached && quiet && inputCommitted(admin, appId, input)) {
+                if (reached && quiet && inputLag(admin, appId, input).isEmpty()) {
                     out.poll(500);  // anything committed after the app's last input commit
                     if (out.updates == seen) break;
                     seen = out.updates;
@@ -241,7 +255,9 @@ public final class StreamsCell {
                 }
                 if (System.nanoTime() > deadline) {
                     throw new CompatCell.CheckFailed("after the restart the counts did not reach the input's ("
-                        + out.total() + " of " + totalWords + " words counted): " + logSummary("app-2.log"));
+                        + out.total() + " of " + totalWords + " words counted; input "
+                        + (inputLag(admin, appId, input).isEmpty() ? "all committed" : inputLag(admin, appId, input))
+                        + "): " + logSummary("app-2.log"));
                 }
             }
             String killed = "killed at " + atKill + "/" + totalWords + " words counted";
@@ -256,10 +272,15 @@ public final class StreamsCell {
                 CompatCell.check(out.latest.keySet().equals(expected.keySet()), "unexpected words " + out.latest.keySet());
                 return killed + "; all " + expected.size() + " counts exact (read_committed), " + out.updates + " updates";
             }
+            List<String> under = expected.entrySet().stream().filter(e -> out.latest.get(e.getKey()) < e.getValue())
+                .map(e -> e.getKey() + "=" + out.latest.get(e.getKey()) + " (want >= " + e.getValue() + ")")
+                .collect(Collectors.toList());
+            CompatCell.check(under.isEmpty(), "at-least-once counts too low: " + String.join(", ", under));
             long over = expected.entrySet().stream().filter(e -> out.latest.get(e.getKey()) > e.getValue()).count();
+            long excess = expected.entrySet().stream().mapToLong(e -> out.latest.get(e.getKey()) - e.getValue()).sum();
             CompatCell.check(out.latest.keySet().equals(expected.keySet()), "unexpected words " + out.latest.keySet());
             return killed + "; counts >= exact and stable, " + over + " of " + expected.size()
-                + " words over-counted by the replay";
+                + " words over-counted by the replay (" + excess + " extra counts)";
         }
     }
 
