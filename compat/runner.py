@@ -27,7 +27,7 @@ from pathlib import Path
 
 from compat.broker import REPO, Broker, BrokerError
 from compat.client import Client
-from compat.clients.java import JAVA_CLIENTS
+from compat.clients.java import JAVA_CLIENTS, java_matrix_status
 from compat.reference import ReferenceKafka, comparison, unavailable_reason
 from compat.report import Cell, parse_report, write_html, write_markdown
 from compat.scenarios import BY_ID, SCENARIOS, Scenario
@@ -82,18 +82,8 @@ def client_versions() -> dict[str, str]:
 
 
 def java_status() -> str:
-    """Whether a Java Kafka client can run here: it needs kafka-clients jars."""
-    jars = [str(p) for d in ("/usr/share/java", "/usr/share/maven-repo/org/apache/kafka")
-            for p in Path(d).glob("**/kafka-clients*.jar")] if Path("/usr/share").exists() else []
-    if os.environ.get("KAFKA_CLIENTS_JAR"):
-        jars.append(os.environ["KAFKA_CLIENTS_JAR"])
-    if jars:
-        return ("kafka-clients jar found (" + jars[0] + ") but no Java scenarios are written yet; "
-                "not in the matrix")
-    java = "java is installed" if shutil.which("java") else "java is not installed"
-    return (f"not in the matrix: {java}, but no kafka-clients jar is available — Maven Central is "
-            "unreachable from this workplace and no Debian package ships kafka-clients "
-            "(`apt-cache search kafka` lists only C/Go/Python/Lua clients and kcat)")
+    """The Java columns' state, for the report's header."""
+    return java_matrix_status()
 
 
 def run_cell(client: Client, scenario: Scenario, bootstrap: str) -> Cell:

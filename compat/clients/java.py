@@ -50,3 +50,12 @@ JAVA_CLIENTS: list[Client] = [
     Client("kafka-streams", "program", command=lambda: _command("StreamsCell"), check=lambda: _check("StreamsCell"),
            version_of=lambda: _version("kafka-streams")),
 ]
+
+
+def java_matrix_status() -> str:
+    """One sentence for the report: the Java columns and their versions, or why they cannot run."""
+    why = _check("StreamsCell")
+    if why:
+        return f"columns java and kafka-streams unavailable: {why}"
+    return (f"columns java ({_version('kafka-clients')}) and kafka-streams ({_version('kafka-streams')}), "
+            "built by tools/setup-java-clients.sh")

@@ -680,7 +680,7 @@ public final class CompatCell {
         }
         String scenario = args[0];
         run(new CompatCell(args[1]), scenario, scenario.startsWith("streams_")
-            ? "a Kafka Streams scenario: it runs in the kafka-streams column"
+            ? "a Kafka Streams scenario (Java library): it runs in the kafka-streams column"
             : "kafka-clients has no implementation of this feature");
         // Client threads (e.g. a producer's I/O thread after a failed close) must not keep the cell alive.
         System.exit(0);
