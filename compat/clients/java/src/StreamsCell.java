@@ -174,6 +174,13 @@ public final class StreamsCell {
         return lag.toString();
     }
 
+    /** The sum of a topic's log start offsets. */
+    static long logStart(Admin admin, String topic) throws Exception {
+        Map<TopicPartition, OffsetSpec> specs = new HashMap<>();
+        for (int i = 0; i < PARTITIONS; i++) specs.put(new TopicPartition(topic, i), OffsetSpec.earliest());
+        return admin.listOffsets(specs).all().get().values().stream().mapToLong(i -> i.offset()).sum();
+    }
+
     String wordcount(String guarantee) throws Exception {
         boolean eos = guarantee.startsWith("exactly_once");
         String tag = eos ? "eos" : "alos";
@@ -261,6 +268,17 @@ public final class StreamsCell {
                 }
             }
             String killed = "killed at " + atKill + "/" + totalWords + " words counted";
+            // Streams deletes the repartition records it has committed (DeleteRecords).
+            String repartition = appId + "-" + WordCountApp.STORE + "-repartition";
+            long purgeDeadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+            while (logStart(admin, repartition) == 0) {
+                checkAlive(app2, "app-2.log");
+                if (System.nanoTime() > purgeDeadline) {
+                    throw new CompatCell.CheckFailed("the app did not purge its repartition topic (log start offsets stay 0): "
+                        + logSummary("app-2.log"));
+                }
+                Thread.sleep(200);
+            }
             if (eos) {
                 List<String> wrong = expected.entrySet().stream()
                     .filter(e -> !e.getValue().equals(out.latest.get(e.getKey()))

@@ -50,6 +50,8 @@ public final class WordCountApp {
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
         // Commit often, so a kill lands between commits with work both before and after it.
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
+        // Purge committed repartition records (DeleteRecords) within the cell's run, not after 30 s.
+        p.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, 500);
         // A killed instance's member leaves the group after 6 s (the broker's minimum), not 45 s.
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 6000);
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG), 1000);
