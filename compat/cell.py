@@ -22,6 +22,8 @@ PY_CLIENTS = {
 }
 
 PREFIX = "COMPAT-RESULT "
+#: The streams_* scenarios exercise the Kafka Streams library (Java); they run in the kafka-streams column.
+STREAMS_NA = "a Kafka Streams scenario (Java library): it runs in the kafka-streams column"
 
 
 def first_line(e: BaseException) -> str:
@@ -44,6 +46,8 @@ def run(client: str, scenario: str, bootstrap: str) -> dict[str, str]:
 
         def fn(bootstrap: str) -> object:
             return mod._compression(bootstrap, codec)
+    if fn is None and scenario.startswith("streams_"):
+        return {"status": "na", "detail": STREAMS_NA}
     if fn is None:
         return {"status": "na", "detail": f"{client} has no implementation of this feature"}
     try:

@@ -34,6 +34,7 @@ from pathlib import Path
 from compat.broker import REPO, Broker, BrokerError
 from compat.client import Client
 from compat.clients.golang import GO_CLIENTS
+from compat.clients.java import JAVA_CLIENTS
 from compat.reference import (
     KAFKA_IMAGE,
     KAFKA_LABEL,
@@ -63,6 +64,7 @@ CLIENTS = [
     Client("aiokafka", "python"),
     Client("kafkajs", "node"),
     Client("kcat", "python"),
+    *JAVA_CLIENTS,
     *GO_CLIENTS,
 ]
 CLIENT_NAMES = [c.name for c in CLIENTS]

@@ -40,6 +40,12 @@ SCENARIOS: list[Scenario] = [
     Scenario("admin_groups", "admin: list, describe and delete groups", fast=True),
     Scenario("large_messages", "~1 MB message near max.message.bytes accepted, over it rejected", fast=True),
     Scenario("many_partitions", "64-partition topic: produce to and consume from each", fast=True),
+    Scenario("streams_wordcount_alos",
+             "Kafka Streams word count (changelog store), at_least_once: killed, restarted, counts >= exact",
+             timeout=150),
+    Scenario("streams_wordcount_eos",
+             "Kafka Streams word count (changelog store), exactly_once_v2: killed, restarted, counts exact",
+             timeout=150),
 ]
 
 BY_ID = {s.id: s for s in SCENARIOS}

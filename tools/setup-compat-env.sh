@@ -4,6 +4,7 @@
 #   - kafkajs 2.2.4 + its snappy/lz4 codecs (npm) into compat/work/node_modules
 #   - build dependencies for librdkafka's test suite (gcc, make, zlib, ...)
 #   - the reference Apache Kafka's jars (Maven Central, tools/kafka_reference)
+#   - the Java client and Kafka Streams app of the matrix (tools/setup-java-clients.sh)
 # With --librdkafka it also fetches librdkafka 2.12.0's source (the copy vendored in the
 # npm package node-rdkafka@3.6.1) into compat/work/ and builds librdkafka + tests/test-runner
 # (about 2 minutes on 2 cores) for python -m compat.librdkafka.
@@ -73,6 +74,8 @@ command -v java >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
 command -v mvn >/dev/null 2>&1 || apt_install maven
 echo "setup-compat-env: resolving the reference Kafka's jars (Maven)" >&2
 PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} python3 -m tools.kafka_reference fetch >/dev/null
+# The Java client and Kafka Streams columns (kafka-clients/kafka-streams 4.1.1 → compat/work/java-clients).
+bash "$ROOT/tools/setup-java-clients.sh"
 
 bash "$ROOT/tools/setup-go-clients.sh"   # franz-go, sarama, kafka-go -> compat/work/go-clients/bin
 

@@ -23,6 +23,7 @@ MODULES = [
     "produce",
     "fetch",
     "list_offsets",
+    "delete_records",
     "metadata",
     "api_versions",
     "create_topics",

@@ -53,6 +53,9 @@ from kbroker.txn.config import (
     int_setting,
 )
 
+#: DeleteRecords' offset meaning "up to the high watermark".
+DELETE_TO_HIGH_WATERMARK = -1
+
 if TYPE_CHECKING:
     from kbroker.log import PartitionLog
     from kbroker.log.partition_log import LogPosition
@@ -340,6 +343,32 @@ class ReplicaManager:
             aborted = self.aborted_transactions(tp, plog, req.fetch_offset, upper) if records else []
         return FetchResult(high_watermark=hw, last_stable_offset=lso, log_start_offset=plog.log_start_offset,
                            records=records, aborted_transactions=aborted)
+
+    # -- delete records --------------------------------------------------------------------
+    def delete_records(self, tp: TopicPartition, offset: int) -> tuple[int, int]:
+        """DeleteRecords for one partition: move its log start offset up to ``offset`` (-1: the
+        high watermark). Returns ``(error_code, low_watermark)``, the low watermark -1 on an error.
+
+        As Kafka's ``ReplicaManager.deleteRecordsOnLocalLog`` and ``Partition.deleteRecordsOnLeader``.
+        """
+        if is_internal(tp.topic):
+            return ErrorCode.INVALID_TOPIC_EXCEPTION, -1
+        try:
+            _info, plog = self._leader_log(tp)
+        except PartitionError as e:
+            return e.error_code, -1
+        if "delete" not in plog.config.cleanup_policy.split(","):
+            return ErrorCode.POLICY_VIOLATION, -1
+        target = plog.high_watermark if offset == DELETE_TO_HIGH_WATERMARK else offset
+        if target < 0:
+            return ErrorCode.OFFSET_OUT_OF_RANGE, -1
+        try:
+            low = plog.delete_records_before(target)  # OffsetOutOfRange above the high watermark
+        except LogError as e:
+            return e.error_code, -1
+        # Fetches parked below the new start must answer OFFSET_OUT_OF_RANGE now.
+        self.notify_partition_changed(tp)
+        return ErrorCode.NONE, low
 
     # -- list offsets ----------------------------------------------------------------------
     def fetch_offset_for_timestamp(self, tp: TopicPartition, timestamp: int, *,
