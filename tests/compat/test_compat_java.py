@@ -21,7 +21,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def test_columns_are_in_the_matrix() -> None:
-    assert CLIENT_NAMES[-2:] == ["java", "kafka-streams"]
+    assert {"java", "kafka-streams"} <= set(CLIENT_NAMES)
     assert {"streams_wordcount_alos", "streams_wordcount_eos"} <= set(BY_ID)
     assert all(BY_ID[s].timeout <= 150 for s in ("streams_wordcount_alos", "streams_wordcount_eos"))
 
