@@ -45,6 +45,7 @@ MODULES = [
     "offset_delete",
     "init_producer_id",
     "consumer_group_heartbeat",
+    "describe_topic_partitions",
 ]
 
 

@@ -39,6 +39,7 @@ ADVERTISED = {
     47: (0, 0),  # OffsetDelete
     60: (0, 2),  # DescribeCluster
     68: (0, 1),  # ConsumerGroupHeartbeat (answers UNSUPPORTED_VERSION until KIP-848 is built)
+    75: (0, 0),  # DescribeTopicPartitions
 }
 
 
