@@ -11,8 +11,8 @@ exit codes are equal. The two sides run at the same time, each in its own thread
 A scenario where kbroker still differs for a reason that cannot be fixed now is marked
 ``xfail(strict=True)`` with the reason, so that it fails the day it starts passing.
 
-Every tool run is a JVM start (1-3 s); the scenarios not marked ``slow`` fit in about a
-minute and a half. ``KAFKA_TOOLS_SLOW=1`` adds the longer ones (a live consumer group).
+Every tool run is a JVM start (1-3 s); the scenarios not marked ``slow`` take about two
+minutes on two busy cores. ``KAFKA_TOOLS_SLOW=1`` adds the longer ones (a live consumer group).
 """
 
 from __future__ import annotations
