@@ -46,6 +46,7 @@ MODULES = [
     "init_producer_id",
     "consumer_group_heartbeat",
     "describe_topic_partitions",
+    "describe_producers",
 ]
 
 
