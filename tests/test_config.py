@@ -447,16 +447,54 @@ def test_effective_topic_config_dynamic_broker_and_values() -> None:
 
 
 def test_describe_topic_configs_synonyms() -> None:
-    broker = BrokerConfig({"log.retention.hours": "2"})
+    # As Apache Kafka 4.1 answers (checked with kafka-configs against the reference broker):
+    # the broker synonyms are listed from the primary one (log.retention.ms) on, so a set
+    # log.retention.hours alone shows none of them.
+    broker = BrokerConfig({"log.retention.hours": "2", "log.roll.ms": "7200000"})
     entries = {e.name: e for e in describe_topic_configs(broker, {"retention.ms": "5"})}
     retention = entries["retention.ms"]
     assert retention.value == "5" and retention.source is ConfigSource.DYNAMIC_TOPIC_CONFIG
     assert [(s.name, s.value, s.source) for s in retention.synonyms] == [
         ("retention.ms", "5", ConfigSource.DYNAMIC_TOPIC_CONFIG),
+    ]
+    assert not retention.read_only and retention.type is ConfigType.LONG
+    segment = entries["segment.ms"]
+    assert segment.value == "7200000" and segment.source is ConfigSource.STATIC_BROKER_CONFIG
+    assert [(s.name, s.value, s.source) for s in segment.synonyms] == [
+        ("log.roll.ms", "7200000", ConfigSource.STATIC_BROKER_CONFIG),
+        ("log.roll.hours", "168", ConfigSource.DEFAULT_CONFIG),
+    ]
+
+
+def test_describe_topic_configs_synonyms_start_at_the_primary_broker_key() -> None:
+    """Nothing set: retention.ms, segment.ms and segment.jitter.ms list no synonyms (Kafka drops
+    log.*.hours' defaults because log.*.ms, the primary key, has none); others list their default."""
+    entries = {e.name: e for e in describe_topic_configs(BrokerConfig({}), {})}
+    for name in ("retention.ms", "segment.ms", "segment.jitter.ms"):
+        assert entries[name].synonyms == (), name
+        assert entries[name].source is ConfigSource.DEFAULT_CONFIG
+    assert entries["retention.ms"].value == "604800000"
+    assert [(s.name, s.value) for s in entries["cleanup.policy"].synonyms] == [("log.cleanup.policy", "delete")]
+    dynamic = BrokerConfig({"log.retention.hours": "2"}).with_dynamic({"log.retention.ms": "8000000"})
+    synonyms = {e.name: e for e in describe_topic_configs(dynamic, {})}["retention.ms"].synonyms
+    assert [(s.name, s.source) for s in synonyms] == [
+        ("log.retention.ms", ConfigSource.DYNAMIC_BROKER_CONFIG),
+        ("log.retention.hours", ConfigSource.STATIC_BROKER_CONFIG),
+        ("log.retention.hours", ConfigSource.DEFAULT_CONFIG)]
+
+
+def test_describe_broker_configs_synonyms_span_the_unit_variants() -> None:
+    """log.retention.hours is described with the synonyms of its group from itself on, as Kafka."""
+    entries = {e.name: e for e in BrokerConfig({"log.retention.hours": "2", "log.roll.ms": "7200000"}).describe()}
+    assert [(s.name, s.value, s.source) for s in entries["log.retention.hours"].synonyms] == [
         ("log.retention.hours", "2", ConfigSource.STATIC_BROKER_CONFIG),
         ("log.retention.hours", "168", ConfigSource.DEFAULT_CONFIG),
     ]
-    assert not retention.read_only and retention.type is ConfigType.LONG
+    assert entries["log.retention.ms"].synonyms == ()
+    assert [(s.name, s.source) for s in entries["log.roll.ms"].synonyms] == [
+        ("log.roll.ms", ConfigSource.STATIC_BROKER_CONFIG), ("log.roll.hours", ConfigSource.DEFAULT_CONFIG)]
+    assert [(s.name, s.source) for s in entries["log.roll.hours"].synonyms] == [
+        ("log.roll.hours", ConfigSource.DEFAULT_CONFIG)]
 
 
 # ------------------------------------------------------------------ README stays true

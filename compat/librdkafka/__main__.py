@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +42,8 @@ KAFKA_VERSION = "4.1.0"
 #: Kafka's default group.initial.rebalance.delay.ms (3 s), which tests such as
 #: 0118_commit_rebalance rely on to get both members into the first generation.
 BROKER_OVERRIDES = {"num.partitions": "4", "group.initial.rebalance.delay.ms": "3000"}
+#: Where the Kafka tool scripts (bin/kafka-topics.sh, ...) some tests run are generated: KAFKA_PATH.
+KAFKA_PATH = WORK / "kafka-path"
 #: test.timeout.multiplier in test.conf.
 TIMEOUT_MULTIPLIER = 3
 
@@ -120,8 +123,24 @@ def first_failure(output: str) -> str:
     return ""
 
 
+def make_kafka_path() -> tuple[Path | None, str]:
+    """Generate :data:`KAFKA_PATH` from the reference Kafka's jars: (path, "") or (None, why not).
+
+    Tests such as 0052_msg_timestamps create topics with ``$KAFKA_PATH/bin/kafka-topics.sh
+    --bootstrap-server $BROKERS``; the scripts run Kafka's own tool classes (tools/kafka_reference).
+    """
+    if shutil.which("java") is None:
+        return None, "java is not on PATH"
+    try:
+        from tools.kafka_reference import write_kafka_path
+        return write_kafka_path(KAFKA_PATH), ""
+    except Exception as e:  # Maven's failure text is the reason
+        return None, f"the Kafka jars could not be resolved: {str(e)[:300]}"
+
+
 def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Path,
-              broker_overrides: dict[str, str]) -> tuple[dict[str, tuple[str, str]], str, float]:
+              broker_overrides: dict[str, str],
+              kafka_path: Path | None = None) -> tuple[dict[str, tuple[str, str]], str, float]:
     """Run ``TESTS=num`` under ``scenario`` against a fresh broker: (rows, note, seconds)."""
     tests_dir = build / "tests"
     overrides = dict(broker_overrides)
@@ -147,6 +166,9 @@ def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Pat
             "RDKAFKA_TEST_CONF": str(conf),
             "LD_LIBRARY_PATH": f"{build / 'src'}:{build / 'src-cpp'}",
         })
+        if kafka_path is not None:
+            # test_kafka_topics() runs $KAFKA_PATH/bin/kafka-topics.sh --bootstrap-server $BROKERS.
+            env.update({"KAFKA_PATH": str(kafka_path), "BROKERS": broker.bootstrap})
         args = ["./test-runner", "-p1", "-Q", "-E", "-s", scenario]
         note = ""
         try:
@@ -210,9 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in selected:
         groups[(defs[name].num, defs[name].scenario)].append(name)
 
+    kafka_path, why = make_kafka_path()
+    if kafka_path is None:
+        print(f"KAFKA_PATH not set ({why}): tests that run Kafka's CLI tools will fail", file=sys.stderr)
     results: dict[str, dict[str, object]] = {}
     for (num, scenario), names in sorted(groups.items()):
-        rows, note, secs = run_group(args.build_dir, num, scenario, args.timeout, args.logs, BROKER_OVERRIDES)
+        rows, note, secs = run_group(args.build_dir, num, scenario, args.timeout, args.logs, BROKER_OVERRIDES,
+                                     kafka_path)
         for name in names:
             state, reason = rows.get(name, ("MISSING", ""))
             if state == "PASSED" and note:

@@ -14,7 +14,7 @@ import difflib
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
@@ -38,6 +38,19 @@ _MS_PER_MINUTE = 60_000
 _MS_PER_HOUR = 3_600_000
 #: Wildcard addresses: a listener may bind them, clients cannot connect to them.
 _ALL_INTERFACES = ("0.0.0.0", "::")
+
+#: Broker keys that set the same thing in different units (Kafka's ServerTopicConfigSynonyms),
+#: highest precedence first; each one's DescribeConfigs synonyms come from its whole group.
+_SYNONYM_GROUPS = (
+    ("log.retention.ms", "log.retention.minutes", "log.retention.hours"),
+    ("log.roll.ms", "log.roll.hours"),
+    ("log.roll.jitter.ms", "log.roll.jitter.hours"),
+    ("log.flush.interval.ms", "log.flush.scheduler.interval.ms"),
+)
+_BROKER_SYNONYMS = {
+    key: tuple(k for k in group if k in BROKER_CONFIGS) for group in _SYNONYM_GROUPS for key in group
+    if key in BROKER_CONFIGS
+}
 
 
 def env_var_name(key: str) -> str:
@@ -334,17 +347,28 @@ class BrokerConfig:
         """Every recognised key as DescribeConfigs reports it, with its synonyms."""
         return [self._entry(definition) for definition in BROKER_CONFIGS.values()]
 
-    def _entry(self, definition: ConfigDef) -> ConfigEntry:
-        key = definition.name
-        synonyms: list[ConfigSynonym] = []
+    def synonyms(self, name: str, keys: Sequence[str]) -> list[ConfigSynonym]:
+        """DescribeConfigs' synonyms of ``name`` among the broker keys ``keys`` (highest precedence first).
+
+        As Kafka (ConfigHelper.configSynonyms): every key's dynamic value, then every key's
+        static value, then every key's non-null default; then the entries before the first
+        one named ``name`` are dropped. So ``retention.ms`` (name ``log.retention.ms``) with
+        nothing set has no synonyms at all, not ``log.retention.hours``' default.
+        """
+        out: list[ConfigSynonym] = []
         for layer, source in (
             (self._dynamic, ConfigSource.DYNAMIC_BROKER_CONFIG),
             (self._static, ConfigSource.STATIC_BROKER_CONFIG),
         ):
-            if key in layer:
-                synonyms.append(ConfigSynonym(key, definition.render(layer[key].value), source))
-        if definition.default is not None:
-            synonyms.append(ConfigSynonym(key, definition.default_str, ConfigSource.DEFAULT_CONFIG))
+            out += [ConfigSynonym(k, BROKER_CONFIGS[k].render(layer[k].value), source) for k in keys if k in layer]
+        out += [ConfigSynonym(k, BROKER_CONFIGS[k].default_str, ConfigSource.DEFAULT_CONFIG)
+                for k in keys if BROKER_CONFIGS[k].default is not None]
+        first = next((i for i, s in enumerate(out) if s.name == name), len(out))
+        return out[first:]
+
+    def _entry(self, definition: ConfigDef) -> ConfigEntry:
+        key = definition.name
+        synonyms = self.synonyms(key, _BROKER_SYNONYMS.get(key, (key,)))
         return ConfigEntry(
             name=key,
             value=definition.render(self.get(key)),

@@ -162,23 +162,17 @@ def _broker_default(
     definition: TopicConfigDef, broker: BrokerConfig
 ) -> tuple[Any, ConfigSource, list[ConfigSynonym]]:
     """The value a topic inherits from the broker, its source, and the broker synonyms."""
-    synonyms: list[ConfigSynonym] = []
     chosen: tuple[Any, ConfigSource] | None = None
     for key, factor in definition.synonyms:
-        broker_def = BROKER_CONFIGS[key]
-        if broker.is_set(key):
+        if broker.is_set(key) and chosen is None:
             value = broker.get(key)
-            source = broker.source(key)
-            synonyms.append(ConfigSynonym(key, broker_def.render(value), source))
-            if chosen is None:
-                chosen = (value * factor if factor != 1 else value, source)
+            chosen = (value * factor if factor != 1 else value, broker.source(key))
     for key, factor in definition.synonyms:
-        broker_def = BROKER_CONFIGS[key]
-        if broker_def.default is not None:
-            synonyms.append(ConfigSynonym(key, broker_def.default_str, ConfigSource.DEFAULT_CONFIG))
-            if chosen is None:
-                default = broker_def.default
-                chosen = (default * factor if factor != 1 else default, ConfigSource.DEFAULT_CONFIG)
+        default = BROKER_CONFIGS[key].default
+        if default is not None and chosen is None:
+            chosen = (default * factor if factor != 1 else default, ConfigSource.DEFAULT_CONFIG)
+    keys = [key for key, _ in definition.synonyms]
+    synonyms = broker.synonyms(keys[0], keys) if keys else []
     if chosen is None:
         chosen = (definition.default, ConfigSource.DEFAULT_CONFIG)
     value, source = chosen

@@ -46,6 +46,8 @@ MODULES = [
     "offset_delete",
     "init_producer_id",
     "consumer_group_heartbeat",
+    "describe_topic_partitions",
+    "describe_producers",
 ]
 
 

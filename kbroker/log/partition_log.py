@@ -25,6 +25,7 @@ from kbroker.log.dirs import parse_partition_dir_name, partition_dir_name
 from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, OffsetOutOfRange
 from kbroker.log.handles import fsync_files
 from kbroker.log.loader import load_log, replay_producer_state, segment_kwargs
+from kbroker.log.producer_state_entry import ProducerStateEntry
 from kbroker.log.segment import INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LogSegment
 from kbroker.records.batch import BatchError, validate_batches
 
@@ -130,6 +131,11 @@ class PartitionLog:
         if stored is None:
             self._metadata.write(topic_id)
         return topic_id
+
+    def active_producers(self) -> list[ProducerStateEntry]:
+        """Copies of the producers this partition remembers, by producer id (DescribeProducers)."""
+        with self._lock:
+            return [entry.copy() for _, entry in sorted(self.producer_state.producers.items())]
 
     def maybe_expire_producers(self, expiration_ms: int, check_interval_ms: int) -> int:
         """Forget producers idle for ``expiration_ms``, checking at most once per interval."""

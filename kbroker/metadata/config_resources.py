@@ -133,7 +133,8 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
     fixed = sorted({o.name for o in ops if (d := BROKER_CONFIGS.get(o.name)) is not None and d.read_only})
     if fixed:
         # Kafka refuses the whole change (its ConfigException becomes INVALID_REQUEST).
-        return ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {', '.join(fixed)}"
+        # Kafka's message names a Scala Set: "Set(a, b)".
+        return ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: Set({', '.join(fixed)})"
     updates: dict[str, str | None] = {}
     if not incremental:
         # AlterConfigs replaces the whole dynamic set: what it does not name is removed.

@@ -59,6 +59,7 @@ DELETE_TO_HIGH_WATERMARK = -1
 if TYPE_CHECKING:
     from kbroker.log import PartitionLog
     from kbroker.log.partition_log import LogPosition
+    from kbroker.log.producer_state_entry import ProducerStateEntry
     from kbroker.metadata.model import PartitionInfo, TopicInfo
 
 log = logging.getLogger(__name__)
@@ -371,6 +372,17 @@ class ReplicaManager:
         return ErrorCode.NONE, low
 
     # -- list offsets ----------------------------------------------------------------------
+    def active_producers(self, tp: TopicPartition) -> tuple[int, list[ProducerStateEntry]]:
+        """DescribeProducers for one partition: ``(error code, the producers its log remembers)``.
+
+        As Kafka's ``ReplicaManager.activeProducerState``: only the leader answers.
+        """
+        try:
+            _, plog = self._leader_log(tp)
+        except PartitionError as e:
+            return e.error_code, []
+        return ErrorCode.NONE, plog.active_producers()
+
     def fetch_offset_for_timestamp(self, tp: TopicPartition, timestamp: int, *,
                                    isolation_level: int | None = READ_UNCOMMITTED,
                                    current_leader_epoch: int = -1) -> OffsetResult:

@@ -39,7 +39,9 @@ ADVERTISED = {
     44: (0, 1),  # IncrementalAlterConfigs
     47: (0, 0),  # OffsetDelete
     60: (0, 2),  # DescribeCluster
+    61: (0, 0),  # DescribeProducers
     68: (0, 1),  # ConsumerGroupHeartbeat (answers UNSUPPORTED_VERSION until KIP-848 is built)
+    75: (0, 0),  # DescribeTopicPartitions
 }
 
 

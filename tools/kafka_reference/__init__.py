@@ -13,7 +13,9 @@ from tools.kafka_reference.reference import (
     resolve_jars,
     run_tool,
     tool_class,
+    write_kafka_path,
 )
 
 __all__ = ["KAFKA_VERSION", "KafkaReference", "api_versions", "java_classpath", "lib_dir", "resolve_jars",
-           "run_tool", "tool_class"]
+           "run_tool", "tool_class",
+           "write_kafka_path"]

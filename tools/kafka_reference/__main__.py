@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 
-from tools.kafka_reference.reference import KafkaReference, resolve_jars, run_tool
+from tools.kafka_reference.reference import KafkaReference, resolve_jars, run_tool, write_kafka_path
 
 
 def _smoke(workdir: str) -> int:
@@ -91,12 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--bootstrap", help="adds --bootstrap-server BOOTSTRAP")
     t.add_argument("name")
     t.add_argument("args", nargs=argparse.REMAINDER)
+    kp = sub.add_parser("kafka-path", help="write DIR/bin/kafka-*.sh scripts running the tools (a KAFKA_PATH)")
+    kp.add_argument("dir")
     m = sub.add_parser("smoke", help="start, create a topic, produce and consume with two clients, stop")
     m.add_argument("--workdir")
     a = p.parse_args(argv)
 
     if a.cmd == "fetch":
         print(resolve_jars(force=a.force))
+        return 0
+    if a.cmd == "kafka-path":
+        print(write_kafka_path(a.dir))
         return 0
     if a.cmd == "tool":
         return run_tool(a.name, a.args, bootstrap=a.bootstrap, timeout=3600, capture=False).returncode

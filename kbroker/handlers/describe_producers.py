@@ -1,0 +1,51 @@
+"""DescribeProducers (key 61): the producers a partition's log remembers (KIP-664).
+
+``kafka-transactions describe-producers`` asks the partition leader for each producer's id,
+epoch, last sequence and last timestamp — the idempotent producer state kbroker keeps per
+partition. Transactions are not implemented yet, so the coordinator epoch and the current
+transaction's start offset are always -1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.error_codes import ErrorCode
+from kbroker.codec.versions import VersionRange
+from kbroker.common import TopicPartition
+from kbroker.handlers.api import RequestContext
+from kbroker.log.producer_state_entry import ProducerStateEntry
+
+API_KEY = 61
+VERSIONS = VersionRange(0, 0)
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    md = ctx.broker.metadata
+    rm = ctx.broker.replica_manager
+    topics = []
+    for t in ctx.request.body.topics:
+        partitions = []
+        for index in t.partition_indexes:
+            code: int
+            producers: list[ProducerStateEntry]
+            if md.partition(t.name, index) is None:
+                code, producers = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, []
+            else:
+                code, producers = rm.active_producers(TopicPartition(t.name, index))
+            partitions.append({
+                "partition_index": index,
+                "error_code": code,
+                "error_message": None,
+                "active_producers": [
+                    {"producer_id": p.producer_id, "producer_epoch": p.producer_epoch,
+                     "last_sequence": p.last_seq, "last_timestamp": p.last_timestamp,
+                     "coordinator_epoch": p.coordinator_epoch,
+                     "current_txn_start_offset": -1 if p.current_txn_first_offset is None
+                     else p.current_txn_first_offset}
+                    for p in producers
+                ],
+            })
+        topics.append({"name": t.name, "partitions": partitions})
+    return {"throttle_time_ms": 0, "topics": topics}

@@ -1,0 +1,89 @@
+"""DescribeTopicPartitions (key 75): topics and their partitions, paginated (KIP-966).
+
+Kafka's admin client (``describeTopics``, so ``kafka-topics --describe``) asks this before
+Metadata. As Kafka: the topics answer sorted by name, an empty list means every topic, at
+most ``min(response_partition_limit, 2000)`` partitions are described per response and
+``next_cursor`` names where the next request starts. kbroker has no eligible leader
+replicas (one replica per partition), so ELR and last-known ELR are empty lists, as Kafka
+reports them for such a partition.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from kbroker.codec.error_codes import ErrorCode
+from kbroker.codec.versions import VersionRange
+from kbroker.handlers.api import RequestContext
+from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, TOPIC_OPERATIONS
+from kbroker.metadata.topic_names import invalid_reason, is_internal
+
+API_KEY = 75
+VERSIONS = VersionRange(0, 0)
+#: Kafka's max.request.partition.size.limit default: the most partitions one response describes.
+MAX_PARTITIONS = 2000
+_ZERO_UUID = uuid.UUID(int=0)
+
+
+def _error_topic(code: int, name: str) -> dict[str, Any]:
+    return {"error_code": code, "name": name, "topic_id": _ZERO_UUID, "is_internal": is_internal(name),
+            "partitions": [], "topic_authorized_operations": TOPIC_OPERATIONS}
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    md = ctx.broker.metadata
+    requested = [t.name for t in body.topics]
+    fetch_all = not requested
+    cursor = body.cursor
+    start_topic = cursor.topic_name if cursor is not None else ""
+    if cursor is not None and (cursor.partition_index < 0 or (not fetch_all and start_topic not in requested)):
+        # Kafka throws InvalidRequestException: every requested topic answers INVALID_REQUEST
+        # (its error response leaves the authorized operations unset).
+        return {"throttle_time_ms": 0, "next_cursor": None,
+                "topics": [{**_error_topic(ErrorCode.INVALID_REQUEST, n), "is_internal": False,
+                            "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED} for n in requested]}
+    names = sorted(md.topics) if fetch_all else sorted(set(requested))
+    remaining = max(min(MAX_PARTITIONS, int(body.response_partition_limit)), 1)
+    topics: list[dict[str, Any]] = []
+    next_cursor: dict[str, Any] | None = None
+    for name in names:
+        if name < start_topic:
+            continue  # before the cursor: answered by an earlier request
+        if remaining == 0:
+            next_cursor = {"topic_name": name, "partition_index": 0}
+            break
+        topic = md.topic(name)
+        if topic is None:
+            if not fetch_all:
+                code = ErrorCode.INVALID_TOPIC_EXCEPTION if invalid_reason(name) else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                topics.append(_error_topic(code, name))
+            continue
+        first = cursor.partition_index if cursor is not None and name == start_topic else 0
+        count = len(topic.partitions)
+        upper = min(count, first + remaining)
+        partitions = [
+            {
+                "error_code": ErrorCode.NONE,
+                "partition_index": p.index,
+                "leader_id": p.leader,
+                "leader_epoch": p.leader_epoch,
+                "replica_nodes": list(p.replicas),
+                "isr_nodes": list(p.isr),
+                "eligible_leader_replicas": [],
+                "last_known_elr": [],
+                "offline_replicas": list(p.offline_replicas),
+            }
+            for p in sorted(topic.partitions.values(), key=lambda p: p.index)
+            if first <= p.index < upper
+        ]
+        topics.append({"error_code": ErrorCode.NONE, "name": name, "topic_id": topic.topic_id,
+                       "is_internal": topic.internal, "partitions": partitions,
+                       "topic_authorized_operations": TOPIC_OPERATIONS})
+        if upper < count:
+            next_cursor = {"topic_name": name, "partition_index": upper}
+            break
+        remaining -= len(partitions)
+    return {"throttle_time_ms": 0, "topics": topics, "next_cursor": next_cursor}
