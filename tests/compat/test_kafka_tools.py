@@ -456,7 +456,6 @@ def test_get_offsets(sides: tuple[Side, Side]) -> None:
     compare(*sides, _offsets)
 
 
-@pytest.mark.xfail(strict=True, reason="kbroker does not implement DeleteRecords (key 21) yet")
 def test_delete_records(sides: tuple[Side, Side], tmp_path: Path) -> None:
     """kafka-delete-records moves the log start offset; get-offsets --time -2 shows it."""
     def scenario(s: Side) -> None:
@@ -465,7 +464,7 @@ def test_delete_records(sides: tuple[Side, Side], tmp_path: Path) -> None:
         s.tool("console-producer", ["--topic", t], stdin="".join(f"m{i}\n" for i in range(5)))
         spec = tmp_path / f"{s.name}.json"
         spec.write_text(json.dumps({"version": 1, "partitions": [{"topic": t, "partition": 0, "offset": 3}]}))
-        s.tool("delete-records", ["--offset-json-file", str(spec)])
+        s.tool("delete-records", ["--offset-json-file", str(spec)], label="delete-records --offset-json-file SPEC")
         s.tool("get-offsets", ["--topic", t, "--time", "-2"])
 
     compare(*sides, scenario)
