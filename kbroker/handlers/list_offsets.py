@@ -20,6 +20,14 @@ from kbroker.replica.types import CONSUMER_REPLICA_ID, READ_UNCOMMITTED, OffsetR
 
 API_KEY = 2
 VERSIONS = VersionRange(0, 11)
+#: The first version that may ask for each special (negative) timestamp; as Kafka, an older
+#: version asking for it, or any other negative timestamp, is answered UNSUPPORTED_VERSION.
+SPECIAL_TIMESTAMP_MIN_VERSION = {-1: 0, -2: 0, -3: 7, -4: 8, -5: 9, -6: 11}
+
+
+def timestamp_supported(timestamp: int, version: int) -> bool:
+    """Whether ListOffsets at ``version`` may ask for ``timestamp``."""
+    return timestamp >= 0 or version >= SPECIAL_TIMESTAMP_MIN_VERSION.get(timestamp, 1 << 15)
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
@@ -40,6 +48,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             tp = TopicPartition(t.name, p.partition_index)
             if tp in duplicates:
                 r = OffsetResult(ErrorCode.INVALID_REQUEST)
+            elif not timestamp_supported(p.timestamp, version):
+                r = OffsetResult(ErrorCode.UNSUPPORTED_VERSION)
             else:
                 r = rm.fetch_offset_for_timestamp(tp, p.timestamp, isolation_level=isolation,
                                                   current_leader_epoch=p.get("current_leader_epoch", -1))
