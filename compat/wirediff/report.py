@@ -59,7 +59,9 @@ def render(run: Run) -> str:
         "",
         f"* Mode: {'fast (each API at its highest version)' if run.fast else 'full (every version kbroker advertises)'}",
         f"* APIs sent: {c['apis']} ({c['kbroker_apis']} advertised by kbroker, the rest only by Kafka); "
-        f"API versions sent: {c['versions']}",
+        f"API versions sent: {c['versions']} (kbroker advertises {c['kbroker_versions']}; "
+        + ("the highest of each API sent" if run.fast else "all sent")
+        + ", plus versions just outside its ranges and Kafka-only APIs)",
         f"* Cases: {c['cases']} — **{c['same']} same**, {c['accepted']} differ as accepted "
         f"(compat/wirediff/accepted.toml), **{c['differs']} differ unaccepted**",
         f"* Wall time: {run.seconds:.0f} s",

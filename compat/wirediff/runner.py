@@ -180,13 +180,13 @@ def api_name(key: int) -> str:
     return api.name if api is not None else f"ApiKey{key}"
 
 
-def compare_outcomes(kafka: Outcome, kbroker: Outcome) -> list[Difference]:
+def compare_outcomes(kafka: Outcome, kbroker: Outcome, api_key: int | None = None) -> list[Difference]:
     """Answered versus closed first; then the bodies field by field."""
     if kafka.kind != kbroker.kind:
         return [Difference("<outcome>", kafka.summary(), kbroker.summary(),
                            "; ".join(x for x in (kafka.detail, kbroker.detail) if x))]
     if kafka.kind == "response":
-        return compare_bodies(kafka.body, kbroker.body)
+        return compare_bodies(kafka.body, kbroker.body, api_key)
     return []
 
 
@@ -252,7 +252,7 @@ def run(kafka_bootstrap: str, kbroker_bootstrap: str, apis: set[int] | None = No
             t1 = time.monotonic()
             fk, fb = pool.submit(kafka.run, case), pool.submit(kb.run, case)
             ok, ob = fk.result(), fb.result()
-            r = CaseResult(case.api, case.version, case.name, case.kind, ok, ob, compare_outcomes(ok, ob),
+            r = CaseResult(case.api, case.version, case.name, case.kind, ok, ob, compare_outcomes(ok, ob, case.api),
                            seconds=time.monotonic() - t1)
             classify(r, rules)
             results.append(r)
