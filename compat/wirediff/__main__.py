@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="report path (default: compat/WIRE-DIFF.md for a full run, "
                                             "compat/work/wirediff/WIRE-DIFF.md otherwise)")
     p.add_argument("--check", action="store_true", help="exit 1 on a difference accepted.toml does not list")
+    p.add_argument("--accepted", type=Path, default=runner.ACCEPTED_FILE,
+                   help="accepted differences (default: compat/wirediff/accepted.toml)")
     p.add_argument("--kafka", help="use a running Kafka at host:port instead of starting one")
     p.add_argument("--kbroker", help="use a running kbroker at host:port instead of starting one")
     p.add_argument("-v", "--verbose", action="store_true", help="print every differing case as it runs")
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{i}/{n}] {r.api_name} v{r.version} {r.name}: "
                       + "; ".join(d.render() for d in r.unaccepted[:4]), flush=True)
 
-        result = runner.run(kafka_addr, kb_addr, apis=apis, fast=args.fast, progress=progress)
+        result = runner.run(kafka_addr, kb_addr, apis=apis, fast=args.fast, progress=progress,
+                            rules=runner.load_rules(args.accepted))
     finally:
         for s in reversed(stack):
             s.stop()

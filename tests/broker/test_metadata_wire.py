@@ -83,6 +83,7 @@ def test_create_topics_every_version(wire: WireClient, version: int) -> None:
 def test_create_topics_validate_only_and_duplicates(wire: WireClient) -> None:
     r = create(wire, "vo", -1, 7, validate_only=True)
     assert r.error_code == 0 and r.num_partitions == 1
+    assert r.topic_id.int != 0  # as Kafka: an id is drawn though nothing is created
     md = wire.call(3, 12, {"topics": None, "allow_auto_topic_creation": False,
                            "include_topic_authorized_operations": False})
     assert [t.name for t in md.topics] == []
