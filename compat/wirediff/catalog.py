@@ -213,6 +213,28 @@ def _produce(v: int) -> list[Case]:
              body=lambda st: produce_body(v, t, 0, bytes(crc), -1, tid(st)), prep=prep),
     ]
     cases.append(Case(0, v, "acks0", body=body([b"z"], acks=0), prep=prep, expect_response=False))
+
+    def idempotent(seq: int) -> BodyFn:
+        def make(st: State) -> dict[str, Any]:
+            pid = st.body("pid")
+            rec = build_batch([(b"k", b"i", (), BASE_TS)], producer_id=pid.producer_id if pid else -1,
+                              producer_epoch=pid.producer_epoch if pid else -1, base_sequence=seq)
+            return produce_body(v, t, 0, rec, -1, tid(st))
+        return make
+
+    pid_prep = [*prep, step(INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                                  "producer_id": -1, "producer_epoch": -1}, "pid")]
+    cases += [
+        Case(0, v, "idempotent", body=idempotent(0), prep=pid_prep),
+        # A new producer may start at any sequence; after sequence 0, sequence 5 is out of order.
+        Case(0, v, "idempotent-first-sequence-5", body=idempotent(5), prep=pid_prep),
+        Case(0, v, "idempotent-sequence-gap", "malformed", body=idempotent(5),
+             prep=[*pid_prep, lambda s, st: s.call(PRODUCE, v, idempotent(0)(st))]),
+        Case(0, v, "idempotent-duplicate", body=idempotent(0),
+             prep=[*pid_prep, lambda s, st: s.call(PRODUCE, v, idempotent(0)(st))]),
+        Case(0, v, "gzip", prep=prep, body=lambda st: produce_body(
+            v, t, 1, build_batch([(b"k", b"z" * 100, (), BASE_TS)] * 3, compression=1), -1, tid(st))),
+    ]
     return cases
 
 
@@ -243,7 +265,17 @@ def _fetch(v: int) -> list[Case]:
                     "forgotten_topics_data": [], "rack_id": ""}
         return make
 
-    return [
+    def session(session_id: int, epoch: int) -> BodyFn:
+        def make(st: State) -> dict[str, Any]:
+            return dict(body({0: 0})(st), session_id=session_id, session_epoch=epoch)
+        return make
+
+    cases = [
+        Case(1, v, "new-session", body=session(0, 0)),
+        Case(1, v, "unknown-session", "malformed", body=session(123456, 1)),
+        Case(1, v, "bad-session-epoch", "malformed", body=session(0, 5)),
+    ] if v >= 7 else []
+    return cases + [
         Case(1, v, "from-start", body=body({0: 0, 1: 0})),
         Case(1, v, "mid-batch", body=body({0: 1})),
         Case(1, v, "at-end-no-wait", body=body({2: 0})),
