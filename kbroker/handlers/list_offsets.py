@@ -38,15 +38,20 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     isolation: int | None = body.get("isolation_level", READ_UNCOMMITTED)
     if body.replica_id != CONSUMER_REPLICA_ID:
         isolation = None
-    # As Kafka: a partition asked for twice is answered INVALID_REQUEST both times.
+    # As Kafka: a partition asked for twice is answered INVALID_REQUEST, once (Kafka keys its
+    # answers by partition, so the repeats fold into one entry).
     counts = Counter(TopicPartition(t.name, p.partition_index) for t in body.topics for p in t.partitions)
     duplicates = {tp for tp, n in counts.items() if n > 1}
+    answered: set[TopicPartition] = set()
     topics = []
     for t in body.topics:
         partitions = []
         for p in t.partitions:
             tp = TopicPartition(t.name, p.partition_index)
             if tp in duplicates:
+                if tp in answered:
+                    continue
+                answered.add(tp)
                 r = OffsetResult(ErrorCode.INVALID_REQUEST)
             elif not timestamp_supported(p.timestamp, version):
                 r = OffsetResult(ErrorCode.UNSUPPORTED_VERSION)

@@ -101,3 +101,13 @@ def test_list_offsets_special_timestamps_by_version(timestamp: int, version: int
         # Kafka: UNSUPPORTED_VERSION for this partition, offset and timestamp -1, no lookup.
         assert (p["error_code"], p["offset"], p["timestamp"], p["leader_epoch"]) == (35, -1, -1, -1)
         assert asked == []
+
+
+def test_list_offsets_answers_a_repeated_partition_once() -> None:
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(
+        fetch_offset_for_timestamp=lambda tp, ts, **kw: OffsetResult(ErrorCode.NONE, offset=1)))
+    body = {"replica_id": -1, "topics": [
+        {"name": "t", "partitions": [{"partition_index": 0, "timestamp": -1}, {"partition_index": 1, "timestamp": -1},
+                                     {"partition_index": 0, "timestamp": -2}]}]}
+    out = _run(list_offsets, _ctx(2, 5, body, broker))
+    assert [(p["partition_index"], p["error_code"]) for p in out["topics"][0]["partitions"]] == [(0, 42), (1, 0)]
