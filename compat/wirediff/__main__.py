@@ -16,7 +16,9 @@ WORK_REPORT = REPO / "compat" / "work" / "wirediff" / "WIRE-DIFF.md"
 #: kbroker runs as node 1, as the reference Kafka does, so broker ids need no masking.
 #: The rest mirror tools/kafka_reference's server.properties.
 KBROKER_OVERRIDES = {"node.id": "1", "num.partitions": "1", "auto.create.topics.enable": "true",
-                     "offsets.topic.num.partitions": "1", "group.initial.rebalance.delay.ms": "0"}
+                     "offsets.topic.num.partitions": "1", "offsets.topic.replication.factor": "1",
+                     "transaction.state.log.num.partitions": "1", "transaction.state.log.replication.factor": "1",
+                     "transaction.state.log.min.isr": "1", "group.initial.rebalance.delay.ms": "0"}
 
 
 def parse_apis(text: str | None) -> set[int] | None:
