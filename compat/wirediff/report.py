@@ -94,32 +94,44 @@ def render(run: Run) -> str:
                   + ", ".join(f"{k} (v{run.kafka_versions[k][0]}-{run.kafka_versions[k][1]})" for k in unknown)
                   + "."]
 
+    lines += ["", "## Per API version", "",
+              "`served by`: which broker advertises the version (a version neither serves is one past a range).", "",
+              "| API | version | served by | cases | same | accepted | differ |", "|---|---|---|---|---|---|---|"]
+    by_version: dict[tuple[int, int], list[CaseResult]] = defaultdict(list)
+    for r in run.results:
+        by_version[(r.api, r.version)].append(r)
+    for (key, version), rs in sorted(by_version.items()):
+        served = [name for name, table in (("kbroker", run.kbroker_versions), ("Kafka", run.kafka_versions))
+                  if key in table and table[key][0] <= version <= table[key][1]]
+        lines.append(f"| {api_name(key)} | v{version} | {' and '.join(served) or 'neither'} | {len(rs)} "
+                     f"| {sum(r.status == 'same' for r in rs)} | {sum(r.status == 'accepted' for r in rs)} "
+                     f"| {sum(r.status == 'differs' for r in rs)} |")
     lines += ["", "## Differences", "",
               "Identical differences at several versions are listed once with their versions.", ""]
     for status, title in (("differs", "Not accepted"), ("accepted", "Accepted")):
-        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        # One row per (API, field, both values): the cases and versions where it occurs.
+        groups: dict[tuple[Any, ...], tuple[set[str], list[int]]] = {}
         reasons: dict[tuple[Any, ...], str] = {}
         for r in run.results:
-            if status == "differs":
-                for d in r.unaccepted:
-                    k = (r.api, r.name, _unversioned(d.path), _unversioned(_short(d.kafka)),
-                         _unversioned(_short(d.kbroker)))
-                    groups[k].append(r.version)
-            else:
-                for d, rule in r.accepted:
-                    k = (r.api, r.name, _unversioned(d.path), _unversioned(_short(d.kafka)),
-                         _unversioned(_short(d.kbroker)))
-                    groups[k].append(r.version)
+            pairs = [(d, None) for d in r.unaccepted] if status == "differs" else list(r.accepted)
+            for d, rule in pairs:
+                k = (r.api, _unversioned(d.path), _unversioned(_short(d.kafka)), _unversioned(_short(d.kbroker)))
+                cases, versions = groups.setdefault(k, (set(), []))
+                cases.add(r.name)
+                versions.append(r.version)
+                if rule is not None:
                     reasons[k] = rule.reason
         lines += [f"### {title} ({len(groups)})", ""]
         if not groups:
             lines += ["None.", ""]
             continue
-        header = "| API | versions | case | field | Kafka | kbroker |" + (" reason |" if status == "accepted" else "")
+        header = "| API | versions | cases | field | Kafka | kbroker |" + (" reason |" if status == "accepted" else "")
         lines += [header, "|---|---|---|---|---|---|" + ("---|" if status == "accepted" else "")]
-        for k in sorted(groups, key=lambda k: (k[0], k[1], k[2])):
-            api, name, path, a, b = k
-            row = (f"| {api_name(api)} | {_ranges(groups[k])} | {name} | `{_cell(path)}` | {_cell(a)} | {_cell(b)} |")
+        for k in sorted(groups, key=lambda k: (k[0], k[1])):
+            api, path, a, b = k
+            cases, versions = groups[k]
+            row = (f"| {api_name(api)} | {_ranges(versions)} | {', '.join(sorted(cases))} | `{_cell(path)}` "
+                   f"| {_cell(a)} | {_cell(b)} |")
             if status == "accepted":
                 row += f" {_cell(reasons[k], 400)} |"
             lines.append(row)

@@ -180,3 +180,7 @@ def test_report_groups_versions_and_counts() -> None:
     assert (counts["cases"], counts["same"], counts["differs"], counts["kbroker_versions"]) == (3, 1, 2, 14)
     text = report.render(run)
     assert "| Metadata | v1-2 | b | `topics[name=wd-3-V-t].error_code` | 3 | 0 |" in text
+    r3 = _result(3, 4, "c", Difference("topics[name=wd-3-4-t].error_code", 3, 0))
+    classify(r3, [])
+    text = report.render(Run([r1, r2, r3], {3: (0, 13)}, {3: (0, 13)}, 1.0, False, []))
+    assert "| Metadata | v1-2, v4 | b, c | `topics[name=wd-3-V-t].error_code` | 3 | 0 |" in text
