@@ -149,7 +149,8 @@ def join_body(group: str, member: str = "", session_ms: int = 300000, protocol_t
               protocols: list[tuple[str, bytes]] | None = None) -> dict[str, Any]:
     if protocols is None:
         protocols = [("range", RANGE_META)]
-    return {"group_id": group, "session_timeout_ms": session_ms, "rebalance_timeout_ms": 60000,
+    # Both timeouts outlast a full run (~70 s), so no group changes state on a timer mid-run.
+    return {"group_id": group, "session_timeout_ms": session_ms, "rebalance_timeout_ms": 300000,
             "member_id": member, "group_instance_id": None, "protocol_type": protocol_type,
             "protocols": [{"name": n, "metadata": m} for n, m in protocols], "reason": None}
 
