@@ -495,3 +495,17 @@ def test_typed_settings_name_keys_of_the_table() -> None:
     for name, setting in settings.items():
         assert setting.key in BROKER_CONFIGS, name
         getattr(config, name)
+
+
+def test_node_id_and_broker_id_are_described_alike() -> None:
+    # Kafka 4.1.1 (checked against it): with only node.id=1 in server.properties, DescribeConfigs
+    # reports broker.id=1 from STATIC_BROKER_CONFIG too; and the other way round.
+    def described(config: BrokerConfig) -> dict[str, tuple[str | None, ConfigSource]]:
+        return {e.name: (e.value, e.source) for e in config.describe() if e.name in ("node.id", "broker.id")}
+
+    assert described(BrokerConfig({"node.id": "3"})) == {
+        "node.id": ("3", ConfigSource.STATIC_BROKER_CONFIG), "broker.id": ("3", ConfigSource.STATIC_BROKER_CONFIG)}
+    assert described(BrokerConfig({"broker.id": "4"})) == {
+        "node.id": ("4", ConfigSource.STATIC_BROKER_CONFIG), "broker.id": ("4", ConfigSource.STATIC_BROKER_CONFIG)}
+    assert described(BrokerConfig({})) == {
+        "node.id": ("1", ConfigSource.DEFAULT_CONFIG), "broker.id": (None, ConfigSource.DEFAULT_CONFIG)}

@@ -90,6 +90,10 @@ class ConfigEntry:
     synonyms: tuple[ConfigSynonym, ...] = ()
 
 
+#: Keys that name the same id; see BrokerConfig._entry.
+_ID_ALIASES = {"broker.id": "node.id", "node.id": "broker.id"}
+
+
 @dataclass(frozen=True)
 class _Setting:
     raw: str
@@ -336,19 +340,25 @@ class BrokerConfig:
 
     def _entry(self, definition: ConfigDef) -> ConfigEntry:
         key = definition.name
+        # As Kafka (KafkaConfig copies one into the other), node.id and broker.id are described
+        # alike when only one of them is set.
+        shown = key
+        alias = _ID_ALIASES.get(key)
+        if alias is not None and self._setting(key) is None and self._setting(alias) is not None:
+            shown = alias
         synonyms: list[ConfigSynonym] = []
         for layer, source in (
             (self._dynamic, ConfigSource.DYNAMIC_BROKER_CONFIG),
             (self._static, ConfigSource.STATIC_BROKER_CONFIG),
         ):
-            if key in layer:
-                synonyms.append(ConfigSynonym(key, definition.render(layer[key].value), source))
+            if shown in layer:
+                synonyms.append(ConfigSynonym(key, definition.render(layer[shown].value), source))
         if definition.default is not None:
             synonyms.append(ConfigSynonym(key, definition.default_str, ConfigSource.DEFAULT_CONFIG))
         return ConfigEntry(
             name=key,
-            value=definition.render(self.get(key)),
-            source=self.source(key),
+            value=definition.render(self.get(shown)),
+            source=self.source(shown),
             read_only=definition.read_only,
             sensitive=definition.sensitive,
             type=definition.type,
