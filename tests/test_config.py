@@ -424,7 +424,9 @@ def test_effective_topic_config_sources() -> None:
     effective = effective_topic_config(broker, {"cleanup.policy": "compact"})
     assert set(effective) == set(TOPIC_CONFIGS)
     assert effective["cleanup.policy"] == ("compact", ConfigSource.DYNAMIC_TOPIC_CONFIG)
-    assert effective["retention.ms"] == ("600000", ConfigSource.STATIC_BROKER_CONFIG)
+    # Kafka: a value inherited from a secondary synonym (log.retention.minutes, not the primary
+    # log.retention.ms) is reported from DEFAULT_CONFIG, as its synonym list is empty.
+    assert effective["retention.ms"] == ("600000", ConfigSource.DEFAULT_CONFIG)
     assert effective["segment.bytes"] == ("4096", ConfigSource.STATIC_BROKER_CONFIG)
     assert effective["segment.ms"] == (str(168 * 3_600_000), ConfigSource.DEFAULT_CONFIG)
     assert effective["max.message.bytes"] == ("1048588", ConfigSource.DEFAULT_CONFIG)
@@ -454,10 +456,16 @@ def test_describe_topic_configs_synonyms() -> None:
     entries = {e.name: e for e in describe_topic_configs(broker, {"retention.ms": "5"})}
     retention = entries["retention.ms"]
     assert retention.value == "5" and retention.source is ConfigSource.DYNAMIC_TOPIC_CONFIG
+    # As Kafka 4.1.1 answers (checked against it): broker synonyms before the first one naming the
+    # primary key (log.retention.ms, unset and without a default here) are dropped.
     assert [(s.name, s.value, s.source) for s in retention.synonyms] == [
         ("retention.ms", "5", ConfigSource.DYNAMIC_TOPIC_CONFIG),
     ]
     assert not retention.read_only and retention.type is ConfigType.LONG
+    inherited = {e.name: e for e in describe_topic_configs(broker, {})}["retention.ms"]
+    assert (inherited.value, inherited.source, inherited.synonyms) == ("7200000", ConfigSource.DEFAULT_CONFIG, ())
+    cleanup = {e.name: e for e in describe_topic_configs(broker, {})}["cleanup.policy"]
+    assert [(s.name, s.source) for s in cleanup.synonyms] == [("log.cleanup.policy", ConfigSource.DEFAULT_CONFIG)]
     segment = entries["segment.ms"]
     assert segment.value == "7200000" and segment.source is ConfigSource.STATIC_BROKER_CONFIG
     assert [(s.name, s.value, s.source) for s in segment.synonyms] == [
@@ -497,6 +505,17 @@ def test_describe_broker_configs_synonyms_span_the_unit_variants() -> None:
         ("log.roll.hours", ConfigSource.DEFAULT_CONFIG)]
 
 
+def test_describe_topic_configs_synonyms_from_the_primary_key_on() -> None:
+    broker = BrokerConfig({"log.retention.ms": "1000", "log.retention.hours": "2"})
+    retention = {e.name: e for e in describe_topic_configs(broker, {})}["retention.ms"]
+    assert retention.value == "1000" and retention.source is ConfigSource.STATIC_BROKER_CONFIG
+    assert [(s.name, s.value, s.source) for s in retention.synonyms] == [
+        ("log.retention.ms", "1000", ConfigSource.STATIC_BROKER_CONFIG),
+        ("log.retention.hours", "2", ConfigSource.STATIC_BROKER_CONFIG),
+        ("log.retention.hours", "168", ConfigSource.DEFAULT_CONFIG),
+    ]
+
+
 # ------------------------------------------------------------------ README stays true
 
 
@@ -516,3 +535,17 @@ def test_typed_settings_name_keys_of_the_table() -> None:
     for name, setting in settings.items():
         assert setting.key in BROKER_CONFIGS, name
         getattr(config, name)
+
+
+def test_node_id_and_broker_id_are_described_alike() -> None:
+    # Kafka 4.1.1 (checked against it): with only node.id=1 in server.properties, DescribeConfigs
+    # reports broker.id=1 from STATIC_BROKER_CONFIG too; and the other way round.
+    def described(config: BrokerConfig) -> dict[str, tuple[str | None, ConfigSource]]:
+        return {e.name: (e.value, e.source) for e in config.describe() if e.name in ("node.id", "broker.id")}
+
+    assert described(BrokerConfig({"node.id": "3"})) == {
+        "node.id": ("3", ConfigSource.STATIC_BROKER_CONFIG), "broker.id": ("3", ConfigSource.STATIC_BROKER_CONFIG)}
+    assert described(BrokerConfig({"broker.id": "4"})) == {
+        "node.id": ("4", ConfigSource.STATIC_BROKER_CONFIG), "broker.id": ("4", ConfigSource.STATIC_BROKER_CONFIG)}
+    assert described(BrokerConfig({})) == {
+        "node.id": ("1", ConfigSource.DEFAULT_CONFIG), "broker.id": (None, ConfigSource.DEFAULT_CONFIG)}

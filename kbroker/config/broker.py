@@ -103,6 +103,10 @@ class ConfigEntry:
     synonyms: tuple[ConfigSynonym, ...] = ()
 
 
+#: Keys that name the same id; see BrokerConfig._entry.
+_ID_ALIASES = {"broker.id": "node.id", "node.id": "broker.id"}
+
+
 @dataclass(frozen=True)
 class _Setting:
     raw: str
@@ -368,11 +372,23 @@ class BrokerConfig:
 
     def _entry(self, definition: ConfigDef) -> ConfigEntry:
         key = definition.name
-        synonyms = self.synonyms(key, _BROKER_SYNONYMS.get(key, (key,)))
+        # As Kafka (KafkaConfig copies one into the other), node.id and broker.id are described
+        # alike when only one of them is set.
+        shown = key
+        alias = _ID_ALIASES.get(key)
+        if alias is not None and self._setting(key) is None and self._setting(alias) is not None:
+            shown = alias
+        if shown == key:
+            synonyms = self.synonyms(key, _BROKER_SYNONYMS.get(key, (key,)))
+        else:
+            synonyms = [ConfigSynonym(key, definition.render(layer[shown].value), source)
+                        for layer, source in ((self._dynamic, ConfigSource.DYNAMIC_BROKER_CONFIG),
+                                              (self._static, ConfigSource.STATIC_BROKER_CONFIG))
+                        if shown in layer]
         return ConfigEntry(
             name=key,
-            value=definition.render(self.get(key)),
-            source=self.source(key),
+            value=definition.render(self.get(shown)),
+            source=self.source(shown),
             read_only=definition.read_only,
             sensitive=definition.sensitive,
             type=definition.type,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import dropwhile
 from typing import Any, NamedTuple
 
 from kbroker.config.broker import BrokerConfig, ConfigEntry, ConfigSynonym
@@ -175,7 +176,16 @@ def _broker_default(
     synonyms = broker.synonyms(keys[0], keys) if keys else []
     if chosen is None:
         chosen = (definition.default, ConfigSource.DEFAULT_CONFIG)
+    if definition.synonyms:
+        # As Kafka (ConfigHelper.configSynonyms): synonyms before the first one naming the primary
+        # broker key are dropped, so retention.ms, whose log.retention.ms has no default, lists
+        # log.retention.hours only when log.retention.ms itself is set somewhere.
+        primary = definition.synonyms[0][0]
+        synonyms = list(dropwhile(lambda s: s.name != primary, synonyms))
     value, source = chosen
+    # Kafka names the source of an inherited value after the first synonym left, else DEFAULT_CONFIG
+    # (log.retention.hours=2 alone gives retention.ms 7200000 from DEFAULT_CONFIG, no synonyms).
+    source = synonyms[0].source if synonyms else ConfigSource.DEFAULT_CONFIG
     if definition.name == "retention.ms" and value is not None and value < 0:
         value = -1  # any negative broker retention means "forever", as in Kafka
     return value, source, synonyms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,9 @@ from kbroker.handlers.api import RequestContext
 API_KEY = 18
 VERSIONS = VersionRange(0, 4)
 FINALIZED_FEATURES_EPOCH = -1
+#: What Kafka accepts as a client software name or version (v3+); anything else is INVALID_REQUEST.
+SOFTWARE_NAME_VERSION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
+INVALID_REQUEST = 42
 
 
 def api_keys() -> list[dict[str, int]]:
@@ -22,13 +26,18 @@ def api_keys() -> list[dict[str, int]]:
 
 
 def unsupported_version_response() -> dict[str, Any]:
-    """The v0 answer to an ApiVersions request at a version we do not know (KIP-511)."""
-    return {"error_code": 35, "api_keys": api_keys()}
+    """The v0 answer to an ApiVersions request at a version we do not know (KIP-511): as Kafka,
+    it lists only ApiVersions' own range, all the client needs to retry."""
+    return {"error_code": 35, "api_keys": [k for k in api_keys() if k["api_key"] == API_KEY]}
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     if ctx.version >= 3:
+        if not all(SOFTWARE_NAME_VERSION.fullmatch(x or "")
+                   for x in (body.client_software_name, body.client_software_version)):
+            # Kafka answers INVALID_REQUEST with no API list (ApiVersionsRequest.isValid).
+            return {"error_code": INVALID_REQUEST, "api_keys": [], "throttle_time_ms": 0}
         ctx.session.client_software_name = body.client_software_name
         ctx.session.client_software_version = body.client_software_version
     return {

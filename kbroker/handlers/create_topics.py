@@ -63,6 +63,8 @@ def _success(ctx: RequestContext, req: Any, new: NewTopicRequest, validate_only:
     if validate_only:
         n, rf = md.resolve_shape(req.num_partitions, req.replication_factor, new.assignments)
         overrides: Mapping[str, str | None] = new.configs
+        # Kafka's controller draws the topic id before it checks validate_only and answers with it.
+        result["topic_id"] = uuid.uuid4()
     else:
         topic = md.topic(name)
         assert topic is not None

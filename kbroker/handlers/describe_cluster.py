@@ -13,6 +13,8 @@ from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPE
 API_KEY = 60
 VERSIONS = VersionRange(0, 2)
 ENDPOINT_BROKER = 1
+#: Endpoint types a request may name (KIP-919): BROKER and CONTROLLER; others are unknown.
+ENDPOINT_NAMES = {1: "BROKER", 2: "CONTROLLER"}
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
@@ -20,10 +22,17 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     md = ctx.broker.metadata
     endpoint_type = int(body.get("endpoint_type", ENDPOINT_BROKER))
     if endpoint_type != ENDPOINT_BROKER:
-        # Brokers describe broker endpoints only; controller endpoints come from controllers.
-        return {"throttle_time_ms": 0, "error_code": ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
-                "error_message": "The broker does not support the requested endpoint type.",
-                "endpoint_type": endpoint_type, "cluster_id": md.cluster_id, "controller_id": -1, "brokers": []}
+        # Brokers describe broker endpoints only; controller endpoints come from controllers. As Kafka,
+        # a known other type is a mismatch, any other number unsupported, and the answer otherwise holds
+        # the schema's defaults (endpoint_type BROKER: this endpoint's own type).
+        if endpoint_type in ENDPOINT_NAMES:
+            code = ErrorCode.MISMATCHED_ENDPOINT_TYPE
+            message = ("The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type "
+                       + ENDPOINT_NAMES[endpoint_type])
+        else:
+            code, message = ErrorCode.UNSUPPORTED_ENDPOINT_TYPE, f"Unsupported endpoint type {endpoint_type}"
+        return {"throttle_time_ms": 0, "error_code": code, "error_message": message,
+                "endpoint_type": ENDPOINT_BROKER, "cluster_id": "", "controller_id": -1, "brokers": []}
     include_ops = bool(body.include_cluster_authorized_operations)
     return {
         "throttle_time_ms": 0,

@@ -21,8 +21,8 @@ def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
     except GroupError as e:
         return {**empty, "error_code": e.code}
     if summary is None:
-        if ctx.version >= 6:  # KIP-1043: say so instead of describing a Dead group
-            return {**empty, "error_code": Errors.GROUP_ID_NOT_FOUND,
+        if ctx.version >= 6:  # KIP-1043: say so, and (as Kafka) still name the state Dead
+            return {**empty, "error_code": Errors.GROUP_ID_NOT_FOUND, "group_state": "Dead",
                     "error_message": f"Group {group_id} not found."}
         return {**empty, "error_code": 0, "group_state": "Dead"}
     return {

@@ -97,6 +97,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     }
 
 
+#: Errors Kafka's fetch handler gives before it reads (unknown topic, partition or topic id).
+_UNKNOWN_PARTITION = frozenset({ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_TOPIC_ID})
+
+
 def _group(selected: list[tuple[PartitionKey, FetchResult]], uses_ids: bool) -> list[dict[str, Any]]:
     """Responses grouped by topic, consecutive partitions of a topic sharing one entry."""
     out: list[dict[str, Any]] = []
@@ -113,7 +117,9 @@ def _group(selected: list[tuple[PartitionKey, FetchResult]], uses_ids: bool) -> 
             "high_watermark": r.high_watermark,
             "last_stable_offset": r.last_stable_offset,
             "log_start_offset": r.log_start_offset,
-            "aborted_transactions": r.aborted_transactions,
+            # Kafka answers partitions it does not know before reading any log, with the schema's
+            # default (an empty list); errors met while reading leave the field null.
+            "aborted_transactions": [] if r.error_code in _UNKNOWN_PARTITION else r.aborted_transactions,
             "preferred_read_replica": -1,
             "records": r.records,
         })

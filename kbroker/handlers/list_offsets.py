@@ -20,6 +20,14 @@ from kbroker.replica.types import CONSUMER_REPLICA_ID, READ_UNCOMMITTED, OffsetR
 
 API_KEY = 2
 VERSIONS = VersionRange(0, 11)
+#: The first version that may ask for each special (negative) timestamp; as Kafka, an older
+#: version asking for it, or any other negative timestamp, is answered UNSUPPORTED_VERSION.
+SPECIAL_TIMESTAMP_MIN_VERSION = {-1: 0, -2: 0, -3: 7, -4: 8, -5: 9, -6: 11}
+
+
+def timestamp_supported(timestamp: int, version: int) -> bool:
+    """Whether ListOffsets at ``version`` may ask for ``timestamp``."""
+    return timestamp >= 0 or version >= SPECIAL_TIMESTAMP_MIN_VERSION.get(timestamp, 1 << 15)
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
@@ -30,16 +38,23 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     isolation: int | None = body.get("isolation_level", READ_UNCOMMITTED)
     if body.replica_id != CONSUMER_REPLICA_ID:
         isolation = None
-    # As Kafka: a partition asked for twice is answered INVALID_REQUEST both times.
+    # As Kafka: a partition asked for twice is answered INVALID_REQUEST, once (Kafka keys its
+    # answers by partition, so the repeats fold into one entry).
     counts = Counter(TopicPartition(t.name, p.partition_index) for t in body.topics for p in t.partitions)
     duplicates = {tp for tp, n in counts.items() if n > 1}
+    answered: set[TopicPartition] = set()
     topics = []
     for t in body.topics:
         partitions = []
         for p in t.partitions:
             tp = TopicPartition(t.name, p.partition_index)
             if tp in duplicates:
+                if tp in answered:
+                    continue
+                answered.add(tp)
                 r = OffsetResult(ErrorCode.INVALID_REQUEST)
+            elif not timestamp_supported(p.timestamp, version):
+                r = OffsetResult(ErrorCode.UNSUPPORTED_VERSION)
             else:
                 r = rm.fetch_offset_for_timestamp(tp, p.timestamp, isolation_level=isolation,
                                                   current_leader_epoch=p.get("current_leader_epoch", -1))

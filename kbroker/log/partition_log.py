@@ -217,8 +217,10 @@ class PartitionLog:
             plan = self.producer_state.prepare_append(headers, self._log_end_offset, now if stamp else None)
             if plan.duplicate is not None:
                 dup = plan.duplicate
+                # As Kafka (UnifiedLog.append), a duplicate reports the remembered batch timestamp as
+                # its append time whatever the timestamp type: CreateTime gives the batch's max timestamp.
                 return AppendInfo(base_offset=dup.first_offset, last_offset=dup.last_offset,
-                                  log_append_time_ms=dup.timestamp if stamp else -1,
+                                  log_append_time_ms=dup.timestamp,
                                   log_start_offset=self._log_start_offset, record_count=0, batch_count=0)
             assigned = assign_offsets(records, headers, self._log_end_offset, leader_epoch, now if stamp else None)
             next_offset, record_count = assigned.next_offset, assigned.record_count

@@ -77,6 +77,14 @@ class PartitionSource(Protocol):
     def partition(self, topic: str, index: int) -> PartitionInfo | None: ...
 
 
+#: Produce errors Kafka answers with log start offset -1 (see _failed_append_log_start).
+_APPEND_ERRORS_WITHOUT_LOG_START = frozenset({
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.MESSAGE_TOO_LARGE,
+    ErrorCode.RECORD_LIST_TOO_LARGE, ErrorCode.CORRUPT_MESSAGE, ErrorCode.KAFKA_STORAGE_ERROR,
+    ErrorCode.INVALID_TOPIC_EXCEPTION,  # a client's write to an internal topic, refused before the log
+})
+
+
 class ReplicaManager:
     """The data path of every partition this broker hosts."""
 
@@ -189,10 +197,11 @@ class ReplicaManager:
             try:
                 out[tp] = self._append_partition(tp, records, acks=acks, internal=internal)
             except PartitionError as e:
-                out[tp] = AppendResult(e.error_code, error_message=e.message,
-                                       record_errors=tuple(e.record_errors))
+                out[tp] = AppendResult(e.error_code, log_start_offset=self._failed_append_log_start(tp, e.error_code),
+                                       error_message=e.message, record_errors=tuple(e.record_errors))
             except BatchError as e:
-                out[tp] = AppendResult(e.error_code, error_message=str(e), record_errors=e.record_errors)
+                out[tp] = AppendResult(e.error_code, log_start_offset=self._failed_append_log_start(tp, e.error_code),
+                                       error_message=str(e), record_errors=e.record_errors)
             except LogError as e:
                 log.warning("append to %s-%d failed: %s", tp.topic, tp.partition, e)
                 out[tp] = AppendResult(e.error_code, error_message=str(e))
@@ -202,6 +211,19 @@ class ReplicaManager:
             else:
                 self._notifier.notify(tp)
         return out
+
+    def _failed_append_log_start(self, tp: TopicPartition, error_code: int) -> int:
+        """The log start offset a failed partition's produce answer carries: as Kafka
+        (ReplicaManager.appendToLocalLog), none for the errors it lists as not the log's
+        (unknown partition, not leader, too large, corrupt, storage, internal topic), the log's own for
+        the rest (sequence and epoch errors, invalid records, not enough replicas ...)."""
+        if error_code in _APPEND_ERRORS_WITHOUT_LOG_START:
+            return -1
+        try:
+            _, plog = self._leader_log(tp)
+        except PartitionError:
+            return -1
+        return plog.log_start_offset
 
     def _append_partition(self, tp: TopicPartition, records: bytes | bytearray | memoryview | None, *,
                           acks: int, internal: bool) -> AppendResult:

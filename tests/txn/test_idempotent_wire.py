@@ -127,3 +127,19 @@ def test_producer_state_and_ids_survive_restart(tmp_path: Path, crash: bool) -> 
         wire.close()
     finally:
         broker.stop()
+
+
+def test_produce_errors_carry_the_log_start_offset_as_kafka(kafka_broker: BrokerThread, wire: WireClient) -> None:
+    # Kafka 4.1.1: a sequence error is answered with the partition's log start offset (its
+    # generic error path), an unknown partition with -1; a duplicate reports the remembered
+    # batch's timestamp as log_append_time_ms even on a CreateTime topic.
+    create_topic(kafka_broker, "t")
+    pid = init_pid(wire)
+    first = produce_one(wire, "t", 0, pbatch(pid.producer_id, 0, 0, ts=7000))
+    assert (first.error_code, first.log_append_time_ms) == (0, -1)
+    gap = produce_one(wire, "t", 0, pbatch(pid.producer_id, 0, 5))
+    assert (gap.error_code, gap.base_offset, gap.log_start_offset) == (ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, -1, 0)
+    dup = produce_one(wire, "t", 0, pbatch(pid.producer_id, 0, 0, ts=7000))
+    assert (dup.error_code, dup.base_offset, dup.log_append_time_ms) == (0, 0, 7000)
+    unknown = produce_one(wire, "t", 3, pbatch(pid.producer_id, 0, 1))
+    assert (unknown.error_code, unknown.log_start_offset) == (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1)

@@ -108,6 +108,16 @@ def test_producer_state_error_is_a_batch_error() -> None:
     assert issubclass(ProducerStateError, BatchError)
 
 
+def test_create_time_duplicate_reports_its_batch_timestamp_as_append_time(make_log: MakeLog) -> None:
+    # Kafka 4.1.1 answers a duplicate with the remembered batch's timestamp as log_append_time_ms,
+    # for CreateTime topics too (the first append says -1).
+    plog = make_log()
+    first = plog.append(pbatch(1, 0, 0, 2, ts=5000), leader_epoch=0)
+    again = plog.append(pbatch(1, 0, 0, 2, ts=5000), leader_epoch=0)
+    assert first.log_append_time_ms == -1
+    assert (again.base_offset, again.log_append_time_ms) == (0, 5000)
+
+
 def test_log_append_time_is_remembered_for_duplicates(make_log: MakeLog, clock) -> None:  # type: ignore[no-untyped-def]
     plog = make_log(message_timestamp_type="LogAppendTime")
     first = plog.append(pbatch(1, 0, 0, ts=5), leader_epoch=0)

@@ -1,0 +1,113 @@
+"""Handler answers the wire differential check (compat/wirediff) found differing from Kafka 4.1.1.
+
+Each test pins Kafka's answer for one request; they run the handler directly, no broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from kbroker.codec import decode_request, encode_request
+from kbroker.codec.error_codes import ErrorCode
+from kbroker.handlers import api_versions, describe_cluster, describe_groups, fetch, list_offsets
+from kbroker.handlers.api import RequestContext, Session
+from kbroker.replica.types import FetchResult, OffsetResult
+
+
+def _ctx(api_key: int, version: int, body: dict[str, Any], broker: Any = None) -> RequestContext:
+    request = decode_request(encode_request(api_key, version, 1, body)[4:])
+    return RequestContext(broker or SimpleNamespace(), Session("PLAINTEXT", "127.0.0.1", 1), request)
+
+
+def _run(module: Any, ctx: RequestContext) -> Any:
+    return asyncio.run(module.handle(ctx))
+
+
+@pytest.mark.parametrize("name,version", [("bad name!", "1.0"), ("ok", "1.0 beta"), ("", "1"), ("-x", "1"),
+                                          ("x", "1.")])
+def test_api_versions_rejects_invalid_software_name(name: str, version: str) -> None:
+    # Kafka: ApiVersionsRequest.isValid() fails -> INVALID_REQUEST with no API list.
+    out = _run(api_versions, _ctx(18, 3, {"client_software_name": name, "client_software_version": version}))
+    assert out["error_code"] == ErrorCode.INVALID_REQUEST and out["api_keys"] == []
+
+
+def test_api_versions_accepts_kafka_style_software_names() -> None:
+    ctx = _ctx(18, 4, {"client_software_name": "apache-kafka-java", "client_software_version": "4.1.1"})
+    out = _run(api_versions, ctx)
+    assert out["error_code"] == 0 and len(out["api_keys"]) > 10
+    assert ctx.session.client_software_name == "apache-kafka-java"
+
+
+def test_api_versions_unsupported_version_lists_only_api_versions() -> None:
+    # KIP-511 as Kafka implements it: the v0 error answer carries ApiVersions' own range only.
+    out = api_versions.unsupported_version_response()
+    assert out["error_code"] == ErrorCode.UNSUPPORTED_VERSION
+    assert out["api_keys"] == [{"api_key": 18, "min_version": 0, "max_version": 4}]
+
+
+def test_describe_groups_unknown_group_is_dead_at_v6() -> None:
+    broker = SimpleNamespace(groups=SimpleNamespace(describe_group=lambda group_id: None))
+    out = _run(describe_groups, _ctx(15, 6, {"groups": ["nope"]}, broker))
+    group = out["groups"][0]
+    assert group["error_code"] == ErrorCode.GROUP_ID_NOT_FOUND and group["group_state"] == "Dead"
+
+
+@pytest.mark.parametrize("endpoint_type,code,message", [
+    (2, ErrorCode.MISMATCHED_ENDPOINT_TYPE,
+     "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER"),
+    (9, ErrorCode.UNSUPPORTED_ENDPOINT_TYPE, "Unsupported endpoint type 9"),
+])
+def test_describe_cluster_other_endpoint_types(endpoint_type: int, code: int, message: str) -> None:
+    broker = SimpleNamespace(metadata=SimpleNamespace(cluster_id="c" * 22))
+    out = _run(describe_cluster, _ctx(60, 2, {"endpoint_type": endpoint_type}, broker))
+    assert out["error_code"] == code and out["error_message"] == message
+    assert out["endpoint_type"] == 1  # the answering endpoint's own type, as Kafka
+
+
+def test_fetch_unknown_partition_answers_empty_aborted_transactions() -> None:
+    # Kafka answers partitions it does not know before reading with the schema default ([]);
+    # errors met while reading a log (offset out of range) keep null.
+    rows = fetch._group([(("t", 0), FetchResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)),
+                         (("t", 1), FetchResult(ErrorCode.OFFSET_OUT_OF_RANGE)),
+                         (("t", 2), FetchResult(high_watermark=5, last_stable_offset=5, log_start_offset=0))],
+                        uses_ids=False)
+    parts = rows[0]["partitions"]
+    assert [p["aborted_transactions"] for p in parts] == [[], None, None]
+
+
+@pytest.mark.parametrize("timestamp,version,supported", [
+    (-1, 1, True), (-2, 1, True), (-3, 6, False), (-3, 7, True), (-4, 7, False), (-4, 8, True),
+    (-5, 8, False), (-5, 9, True), (-6, 10, False), (-6, 11, True), (-7, 10, False), (-7, 11, False),
+    (0, 1, True), (123, 10, True),
+])
+def test_list_offsets_special_timestamps_by_version(timestamp: int, version: int, supported: bool) -> None:
+    asked: list[int] = []
+
+    def lookup(tp: Any, ts: int, **kw: Any) -> OffsetResult:
+        asked.append(ts)
+        return OffsetResult(ErrorCode.NONE, timestamp=-1, offset=3, leader_epoch=0)
+
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(fetch_offset_for_timestamp=lookup))
+    body = {"replica_id": -1, "topics": [{"name": "t", "partitions": [{"partition_index": 0, "timestamp": timestamp}]}]}
+    out = _run(list_offsets, _ctx(2, version, body, broker))
+    p = out["topics"][0]["partitions"][0]
+    if supported:
+        assert p["error_code"] == 0 and asked == [timestamp]
+    else:
+        # Kafka: UNSUPPORTED_VERSION for this partition, offset and timestamp -1, no lookup.
+        assert (p["error_code"], p["offset"], p["timestamp"], p["leader_epoch"]) == (35, -1, -1, -1)
+        assert asked == []
+
+
+def test_list_offsets_answers_a_repeated_partition_once() -> None:
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(
+        fetch_offset_for_timestamp=lambda tp, ts, **kw: OffsetResult(ErrorCode.NONE, offset=1)))
+    body = {"replica_id": -1, "topics": [
+        {"name": "t", "partitions": [{"partition_index": 0, "timestamp": -1}, {"partition_index": 1, "timestamp": -1},
+                                     {"partition_index": 0, "timestamp": -2}]}]}
+    out = _run(list_offsets, _ctx(2, 5, body, broker))
+    assert [(p["partition_index"], p["error_code"]) for p in out["topics"][0]["partitions"]] == [(0, 42), (1, 0)]
