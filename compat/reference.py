@@ -248,14 +248,14 @@ def comparable_detail(cell: Cell) -> str:
     """The part of a passing cell's detail two brokers must agree on.
 
     A two-member group's ``assignment [a] / [b]`` becomes the sorted pair of partition sets
-    (which member is listed first depends on random member ids); other detail text is
-    compared with whitespace removed.
+    (which member is listed first depends on random member ids). Other detail text is a
+    client's note (timings, counts of a run, library quirks) and is not compared.
     """
     m = _ASSIGNMENT.search(cell.detail)
     if m:
         shares = sorted(tuple(sorted(int(p) for p in re.findall(r"\d+", g))) for g in m.groups())
         return "assignment " + " / ".join(str(list(s)) for s in shares)
-    return re.sub(r"\s+", "", cell.detail)
+    return ""
 
 
 #: Scenarios whose passing detail is not compared: a sticky assignor's shares depend on the
