@@ -13,7 +13,14 @@ import pytest
 
 from kbroker.codec import decode_request, encode_request
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.handlers import api_versions, delete_records, describe_cluster, describe_groups, fetch, list_offsets
+from kbroker.handlers import (
+    api_versions,
+    delete_records,
+    describe_cluster,
+    describe_groups,
+    fetch,
+    list_offsets,
+)
 from kbroker.handlers.api import RequestContext, Session
 from kbroker.replica.types import FetchResult, OffsetResult
 
