@@ -269,11 +269,13 @@ def _produce_old(v: int) -> list[Case]:
     return [Case(0, v, "v3-body-without-txn-id", raw=raw)]
 
 
-def after_delete_records(topic: str, offset: int = 2) -> list[Prep]:
-    """A 1-partition topic with five records in one batch whose log start offset DeleteRecords moved to ``offset``."""
-    return [create_topic(topic), produce(topic, 0, [b"r0", b"r1", b"r2", b"r3", b"r4"]),
+def after_delete_records(topic: str, offset: int = 2, partitions: int = 1) -> list[Prep]:
+    """A topic whose partitions each hold five records in one batch (timestamps ``BASE_TS`` ...
+    ``BASE_TS+4``), their log start offsets moved to ``offset`` by DeleteRecords."""
+    return [create_topic(topic, partitions),
+            *(produce(topic, p, [b"r0", b"r1", b"r2", b"r3", b"r4"]) for p in range(partitions)),
             step(DELETE_RECORDS, 2, {"topics": [{"name": topic, "partitions": [
-                {"partition_index": 0, "offset": offset}]}], "timeout_ms": 5000})]
+                {"partition_index": p, "offset": offset} for p in range(partitions)]}], "timeout_ms": 5000})]
 
 
 def _fetch(v: int) -> list[Case]:
@@ -316,6 +318,8 @@ def _fetch(v: int) -> list[Case]:
              body=body({0: 2}, topic=_n(1, v, "dr"))),
         Case(1, v, "below-deleted-log-start", "malformed", prep=after_delete_records(_n(1, v, "db")),
              body=body({0: 1}, topic=_n(1, v, "db"))),
+        Case(1, v, "after-delete-all-records", prep=after_delete_records(_n(1, v, "da"), -1),
+             body=body({0: 5}, topic=_n(1, v, "da"))),
     ]
 
 
@@ -342,8 +346,12 @@ def _list_offsets(v: int) -> list[Case]:
                  {"name": SHARED_TOPIC, "partitions": [{"partition_index": 0, "timestamp": -1, "current_leader_epoch": -1,
                                                         "max_num_offsets": 1}] * 2}]}),
     ]
-    cases.append(Case(2, v, "after-delete-records", prep=after_delete_records(_n(2, v, "dr")),
-                      body=body({0: -2}, topic=_n(2, v, "dr"))))
+    # Earliest, a timestamp of a deleted record, the latest and the max timestamp (a deleted record's
+    # while its segment is still there) after DeleteRecords; v1 answers -3 as a plain timestamp.
+    cases.append(Case(2, v, "after-delete-records", prep=after_delete_records(_n(2, v, "dr"), 2, 4),
+                      body=body({0: -2, 1: BASE_TS + 1, 2: -1, 3: -3}, topic=_n(2, v, "dr"))))
+    cases.append(Case(2, v, "after-delete-all-records", prep=after_delete_records(_n(2, v, "da"), -1, 4),
+                      body=body({0: -2, 1: BASE_TS + 1, 2: -1, 3: -3}, topic=_n(2, v, "da"))))
     if v >= 4:
         cases += [Case(2, v, "future-leader-epoch", "malformed", body=body({0: -1}, epoch=5)),
                   Case(2, v, "current-leader-epoch", body=body({0: -1}, epoch=0))]
@@ -790,10 +798,9 @@ def _describe_producers(v: int) -> list[Case]:
         return step(PRODUCE, 9, make)
 
     t = _n(61, v, "t")
-    prep = [create_topic(t, 2),
-            step(INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000,
-                                       "producer_id": -1, "producer_epoch": -1}, "pid"),
-            idempotent_batch(t, 0, 3, BASE_TS), idempotent_batch(t, 3, 1, BASE_TS + 20)]
+    pid = step(INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                     "producer_id": -1, "producer_epoch": -1}, "pid")
+    prep = [create_topic(t, 2), pid, idempotent_batch(t, 0, 3, BASE_TS), idempotent_batch(t, 3, 1, BASE_TS + 20)]
     return [
         Case(61, v, "idempotent-producer", prep=prep, body=body(t, [0, 1])),
         Case(61, v, "no-producers", body=body(SHARED_TOPIC, [0, 1, 2])),
@@ -802,6 +809,11 @@ def _describe_producers(v: int) -> list[Case]:
         Case(61, v, "bad-partition", "malformed", body=body(SHARED_TOPIC, [0, 7])),
         Case(61, v, "negative-partition", "malformed", body=body(SHARED_TOPIC, [-1])),
         Case(61, v, "duplicate-partition", "malformed", body=body(SHARED_TOPIC, [1, 1])),
+        # DeleteRecords past a producer's batches leaves the producer known while its segment lives.
+        Case(61, v, "after-delete-records", body=body(t + "d", [0]), prep=[
+            create_topic(t + "d"), pid, idempotent_batch(t + "d", 0, 3, BASE_TS),
+            step(DELETE_RECORDS, 2, {"topics": [{"name": t + "d", "partitions": [{"partition_index": 0, "offset": -1}]}],
+                                     "timeout_ms": 5000})]),
     ]
 
 
