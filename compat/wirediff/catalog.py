@@ -809,6 +809,8 @@ def _describe_producers(v: int) -> list[Case]:
         Case(61, v, "bad-partition", "malformed", body=body(SHARED_TOPIC, [0, 7])),
         Case(61, v, "negative-partition", "malformed", body=body(SHARED_TOPIC, [-1])),
         Case(61, v, "duplicate-partition", "malformed", body=body(SHARED_TOPIC, [1, 1])),
+        Case(61, v, "duplicate-topic", "malformed", body={"topics": [
+            {"name": SHARED_TOPIC, "partition_indexes": [0]}, {"name": SHARED_TOPIC, "partition_indexes": [1]}]}),
         # DeleteRecords past a producer's batches leaves the producer known while its segment lives.
         Case(61, v, "after-delete-records", body=body(t + "d", [0]), prep=[
             create_topic(t + "d"), pid, idempotent_batch(t + "d", 0, 3, BASE_TS),
@@ -837,6 +839,9 @@ def _describe_topic_partitions(v: int) -> list[Case]:
         Case(75, v, "cursor", prep=prep, body=body(both, limit=1, cursor=(SHARED_TOPIC, 1))),
         Case(75, v, "cursor-last-page", prep=prep, body=body(both, limit=5, cursor=(SHARED_TOPIC, 2))),
         Case(75, v, "cursor-past-partitions", prep=prep, body=body(both, cursor=(t, 5))),
+        # Every topic from a cursor: the next topic after the case's own is the shared one.
+        Case(75, v, "all-topics-cursor", prep=prep, body=body([], limit=2, cursor=(t, 1))),
+        Case(75, v, "all-topics-cursor-unknown-topic", prep=prep, body=body([], limit=1, cursor=(t[:-1] + "s", 0))),
         Case(75, v, "unknown-topic", "malformed", body=body([SHARED_TOPIC, "wd-no-such-topic"])),
         Case(75, v, "bad-name", "malformed", body=body(["bad/name"])),
         Case(75, v, "zero-limit", "malformed", body=body([SHARED_TOPIC], limit=0)),
