@@ -28,9 +28,10 @@ from kbroker.records.builder import build_batch
 PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT = 8, 9, 10, 11, 12
 LEAVE_GROUP, SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, API_VERSIONS = 13, 14, 15, 16, 18
-CREATE_TOPICS, DELETE_TOPICS, INIT_PRODUCER_ID = 19, 20, 22
+CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS, DELETE_GROUPS = 32, 33, 37, 42
-INCREMENTAL_ALTER_CONFIGS, OFFSET_DELETE, DESCRIBE_CLUSTER, CONSUMER_GROUP_HEARTBEAT = 44, 47, 60, 68
+INCREMENTAL_ALTER_CONFIGS, OFFSET_DELETE, DESCRIBE_CLUSTER, DESCRIBE_PRODUCERS = 44, 47, 60, 61
+CONSUMER_GROUP_HEARTBEAT, DESCRIBE_TOPIC_PARTITIONS = 68, 75
 
 #: The topic every run creates first on both brokers, with records of known timestamps.
 SHARED_TOPIC = "wd-shared"
@@ -268,11 +269,21 @@ def _produce_old(v: int) -> list[Case]:
     return [Case(0, v, "v3-body-without-txn-id", raw=raw)]
 
 
+def after_delete_records(topic: str, offset: int = 2, partitions: int = 1) -> list[Prep]:
+    """A topic whose partitions each hold five records in one batch (timestamps ``BASE_TS`` ...
+    ``BASE_TS+4``), their log start offsets moved to ``offset`` by DeleteRecords."""
+    return [create_topic(topic, partitions),
+            *(produce(topic, p, [b"r0", b"r1", b"r2", b"r3", b"r4"]) for p in range(partitions)),
+            step(DELETE_RECORDS, 2, {"topics": [{"name": topic, "partitions": [
+                {"partition_index": p, "offset": offset} for p in range(partitions)]}], "timeout_ms": 5000})]
+
+
 def _fetch(v: int) -> list[Case]:
     def body(parts: dict[int, int], topic: str = SHARED_TOPIC, max_wait: int = 0, topic_id: Any = None,
              isolation: int = 0, epoch: int = -1, part_max: int = 1 << 20) -> BodyFn:
         def make(st: State) -> dict[str, Any]:
-            tid = topic_id if topic_id is not None else st.get("shared.topic_id", ZERO_UUID)
+            tid = topic_id if topic_id is not None else st.get(
+                "shared.topic_id" if topic == SHARED_TOPIC else "ct.topic_id", ZERO_UUID)
             return {"replica_id": -1, "max_wait_ms": max_wait, "min_bytes": 1, "max_bytes": 1 << 20,
                     "isolation_level": isolation, "session_id": 0, "session_epoch": -1,
                     "topics": [{"topic": topic, "topic_id": tid, "partitions": [
@@ -303,6 +314,12 @@ def _fetch(v: int) -> list[Case]:
         *([Case(1, v, "future-leader-epoch", "malformed", body=body({0: 0}, epoch=5)),
            Case(1, v, "current-leader-epoch", body=body({0: 0}, epoch=0))] if v >= 9 else []),
         Case(1, v, "unknown-topic", "malformed", body=body({0: 0}, topic="wd-no-such-topic", topic_id=UNKNOWN_UUID)),
+        Case(1, v, "from-deleted-log-start", prep=after_delete_records(_n(1, v, "dr")),
+             body=body({0: 2}, topic=_n(1, v, "dr"))),
+        Case(1, v, "below-deleted-log-start", "malformed", prep=after_delete_records(_n(1, v, "db")),
+             body=body({0: 1}, topic=_n(1, v, "db"))),
+        Case(1, v, "after-delete-all-records", prep=after_delete_records(_n(1, v, "da"), -1),
+             body=body({0: 5}, topic=_n(1, v, "da"))),
     ]
 
 
@@ -329,6 +346,12 @@ def _list_offsets(v: int) -> list[Case]:
                  {"name": SHARED_TOPIC, "partitions": [{"partition_index": 0, "timestamp": -1, "current_leader_epoch": -1,
                                                         "max_num_offsets": 1}] * 2}]}),
     ]
+    # Earliest, a timestamp of a deleted record, the latest and the max timestamp (a deleted record's
+    # while its segment is still there) after DeleteRecords; v1 answers -3 as a plain timestamp.
+    cases.append(Case(2, v, "after-delete-records", prep=after_delete_records(_n(2, v, "dr"), 2, 4),
+                      body=body({0: -2, 1: BASE_TS + 1, 2: -1, 3: -3}, topic=_n(2, v, "dr"))))
+    cases.append(Case(2, v, "after-delete-all-records", prep=after_delete_records(_n(2, v, "da"), -1, 4),
+                      body=body({0: -2, 1: BASE_TS + 1, 2: -1, 3: -3}, topic=_n(2, v, "da"))))
     if v >= 4:
         cases += [Case(2, v, "future-leader-epoch", "malformed", body=body({0: -1}, epoch=5)),
                   Case(2, v, "current-leader-epoch", body=body({0: -1}, epoch=0))]
@@ -723,6 +746,112 @@ def _consumer_group_heartbeat(v: int) -> list[Case]:
             Case(68, v, "bad-epoch", "malformed", body=body(_n(68, v, "e"), epoch=7))]
 
 
+def _delete_records(v: int) -> list[Case]:
+    """DeleteRecords moves a log start offset for good: every case deletes from a topic of its own
+    (partition 0 holds five records in one batch, partition 1 three)."""
+    def body(topic: str, offsets: dict[int, int]) -> dict[str, Any]:
+        return {"topics": [{"name": topic, "partitions": [{"partition_index": p, "offset": o}
+                                                         for p, o in offsets.items()]}], "timeout_ms": 5000}
+
+    def filled(topic: str, configs: dict[str, str] | None = None) -> list[Prep]:
+        return [create_topic(topic, 2, configs), produce(topic, 0, [b"r0", b"r1", b"r2", b"r3", b"r4"]),
+                produce(topic, 1, [b"s0", b"s1", b"s2"])]
+
+    t = _n(21, v, "t")
+    return [
+        Case(21, v, "mid-batch", prep=filled(t), body=body(t, {0: 2})),
+        Case(21, v, "high-watermark", prep=filled(t + "h"), body=body(t + "h", {0: -1, 1: -1})),
+        Case(21, v, "at-high-watermark", prep=filled(t + "e"), body=body(t + "e", {1: 3})),
+        Case(21, v, "zero", prep=filled(t + "z"), body=body(t + "z", {0: 0})),
+        # A second delete below the first leaves the log start offset where the first put it.
+        Case(21, v, "lower-than-before", prep=[*filled(t + "l"), step(DELETE_RECORDS, v, body(t + "l", {0: 4}))],
+             body=body(t + "l", {0: 1})),
+        Case(21, v, "unknown-topic", "malformed", body=body("wd-no-such-topic", {0: 0})),
+        Case(21, v, "bad-partition", "malformed", prep=filled(t + "p"), body=body(t + "p", {0: 1, 7: 0})),
+        Case(21, v, "above-high-watermark", "malformed", prep=filled(t + "a"), body=body(t + "a", {0: 6})),
+        Case(21, v, "negative-offset", "malformed", prep=filled(t + "n"), body=body(t + "n", {0: -5})),
+        Case(21, v, "internal-topic", "malformed", body=body("__consumer_offsets", {0: 0})),
+        Case(21, v, "compact-topic", "malformed", prep=filled(t + "c", {"cleanup.policy": "compact"}),
+             body=body(t + "c", {0: 1})),
+        Case(21, v, "compact-delete-topic", prep=filled(t + "d", {"cleanup.policy": "compact,delete"}),
+             body=body(t + "d", {0: 1})),
+        Case(21, v, "bad-name", "malformed", body=body("bad/name", {0: 0})),
+        Case(21, v, "duplicate-partition", "malformed", prep=filled(t + "u"), body={
+            "topics": [{"name": t + "u", "partitions": [{"partition_index": 0, "offset": 1},
+                                                        {"partition_index": 0, "offset": 3}]}], "timeout_ms": 5000}),
+    ]
+
+
+def _describe_producers(v: int) -> list[Case]:
+    """Partition 0 of the case's topic gets two batches from one idempotent producer (sequences
+    0-2 and 3), partition 1 nothing."""
+    def body(topic: str, parts: list[int]) -> dict[str, Any]:
+        return {"topics": [{"name": topic, "partition_indexes": parts}]}
+
+    def idempotent_batch(topic: str, seq: int, count: int, ts: int) -> Prep:
+        def make(st: State) -> dict[str, Any]:
+            pid = st.body("pid")
+            rec = build_batch([(b"k", b"p%d" % i, (), ts + i) for i in range(count)],
+                              producer_id=pid.producer_id if pid else -1,
+                              producer_epoch=pid.producer_epoch if pid else -1, base_sequence=seq)
+            return produce_body(9, topic, 0, rec)
+        return step(PRODUCE, 9, make)
+
+    t = _n(61, v, "t")
+    pid = step(INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                     "producer_id": -1, "producer_epoch": -1}, "pid")
+    prep = [create_topic(t, 2), pid, idempotent_batch(t, 0, 3, BASE_TS), idempotent_batch(t, 3, 1, BASE_TS + 20)]
+    return [
+        Case(61, v, "idempotent-producer", prep=prep, body=body(t, [0, 1])),
+        Case(61, v, "no-producers", body=body(SHARED_TOPIC, [0, 1, 2])),
+        Case(61, v, "internal-topic", body=body("__consumer_offsets", [0])),
+        Case(61, v, "unknown-topic", "malformed", body=body("wd-no-such-topic", [0])),
+        Case(61, v, "bad-partition", "malformed", body=body(SHARED_TOPIC, [0, 7])),
+        Case(61, v, "negative-partition", "malformed", body=body(SHARED_TOPIC, [-1])),
+        Case(61, v, "duplicate-partition", "malformed", body=body(SHARED_TOPIC, [1, 1])),
+        Case(61, v, "duplicate-topic", "malformed", body={"topics": [
+            {"name": SHARED_TOPIC, "partition_indexes": [0]}, {"name": SHARED_TOPIC, "partition_indexes": [1]}]}),
+        # DeleteRecords past a producer's batches leaves the producer known while its segment lives.
+        Case(61, v, "after-delete-records", body=body(t + "d", [0]), prep=[
+            create_topic(t + "d"), pid, idempotent_batch(t + "d", 0, 3, BASE_TS),
+            step(DELETE_RECORDS, 2, {"topics": [{"name": t + "d", "partitions": [{"partition_index": 0, "offset": -1}]}],
+                                     "timeout_ms": 5000})]),
+    ]
+
+
+def _describe_topic_partitions(v: int) -> list[Case]:
+    """The shared topic (3 partitions) and one of the case's own (2 partitions, named so it sorts
+    first), whole and page by page."""
+    def body(names: list[str], limit: int = 2000, cursor: tuple[str, int] | None = None) -> dict[str, Any]:
+        return {"topics": [{"name": n} for n in names], "response_partition_limit": limit,
+                "cursor": None if cursor is None else {"topic_name": cursor[0], "partition_index": cursor[1]}}
+
+    t = _n(75, v, "t")
+    both = [SHARED_TOPIC, t]
+    prep = [create_topic(t, 2)]
+    return [
+        Case(75, v, "two-topics", prep=prep, body=body(both)),
+        # Every topic: compare.py keeps the catalog's own and the internal ones (a shared Kafka has more).
+        Case(75, v, "all-topics", prep=prep, body=body([])),
+        Case(75, v, "internal-topic", body=body(["__consumer_offsets"])),
+        Case(75, v, "limit-at-topic-end", prep=prep, body=body(both, limit=2)),
+        Case(75, v, "limit-mid-topic", prep=prep, body=body(both, limit=1)),
+        Case(75, v, "cursor", prep=prep, body=body(both, limit=1, cursor=(SHARED_TOPIC, 1))),
+        Case(75, v, "cursor-last-page", prep=prep, body=body(both, limit=5, cursor=(SHARED_TOPIC, 2))),
+        Case(75, v, "cursor-past-partitions", prep=prep, body=body(both, cursor=(t, 5))),
+        # Every topic from a cursor: the next topic after the case's own is the shared one.
+        Case(75, v, "all-topics-cursor", prep=prep, body=body([], limit=2, cursor=(t, 1))),
+        Case(75, v, "all-topics-cursor-unknown-topic", prep=prep, body=body([], limit=1, cursor=(t[:-1] + "s", 0))),
+        Case(75, v, "unknown-topic", "malformed", body=body([SHARED_TOPIC, "wd-no-such-topic"])),
+        Case(75, v, "bad-name", "malformed", body=body(["bad/name"])),
+        Case(75, v, "zero-limit", "malformed", body=body([SHARED_TOPIC], limit=0)),
+        Case(75, v, "negative-limit", "malformed", body=body([SHARED_TOPIC], limit=-3)),
+        Case(75, v, "cursor-not-requested", "malformed", body=body([SHARED_TOPIC], cursor=("wd-other", 0))),
+        Case(75, v, "negative-cursor-partition", "malformed", body=body([SHARED_TOPIC], cursor=(SHARED_TOPIC, -1))),
+        Case(75, v, "duplicate-topic", "malformed", body=body([SHARED_TOPIC, SHARED_TOPIC])),
+    ]
+
+
 CATALOG: dict[int, Callable[[int], list[Case]]] = {
     PRODUCE: _produce, FETCH: _fetch, LIST_OFFSETS: _list_offsets, METADATA: _metadata,
     OFFSET_COMMIT: _offset_commit, OFFSET_FETCH: _offset_fetch, FIND_COORDINATOR: _find_coordinator,
@@ -732,7 +861,8 @@ CATALOG: dict[int, Callable[[int], list[Case]]] = {
     DESCRIBE_CONFIGS: _describe_configs, ALTER_CONFIGS: _alter_configs,
     INCREMENTAL_ALTER_CONFIGS: _incremental_alter_configs, CREATE_PARTITIONS: _create_partitions,
     DELETE_GROUPS: _delete_groups, OFFSET_DELETE: _offset_delete, DESCRIBE_CLUSTER: _describe_cluster,
-    CONSUMER_GROUP_HEARTBEAT: _consumer_group_heartbeat,
+    CONSUMER_GROUP_HEARTBEAT: _consumer_group_heartbeat, DELETE_RECORDS: _delete_records,
+    DESCRIBE_PRODUCERS: _describe_producers, DESCRIBE_TOPIC_PARTITIONS: _describe_topic_partitions,
 }
 
 

@@ -12,8 +12,10 @@ here by field name (snake_case, as the codec names them):
 * record data is compared as decoded batches (offsets, record count, keys, values, headers,
   timestamps of records the request chose) without CRC, producer id or append time.
 
-ListGroups answers keep only groups this tool made (names starting ``wd-``): a reference Kafka
-shared with other tests serves their groups too.
+ListGroups answers keep only groups this tool made (names starting ``wd-``), and
+DescribeTopicPartitions answers only its topics, the internal ones (``__`` names) and topics
+answered with an error: a reference Kafka shared with other tests serves their groups and
+topics too.
 
 Lists whose elements carry an identity field (a name, a partition index, an API key ...) are
 matched by that identity, so Kafka's order of topics, partitions, configs or groups is not
@@ -177,12 +179,16 @@ def diff(kafka: Any, kbroker: Any, path: str = "",
 #: Name prefix of every topic and group the catalog makes.
 OWN_PREFIX = "wd-"
 LIST_GROUPS = 16
+DESCRIBE_TOPIC_PARTITIONS = 75
 
 
 def own_only(api_key: int, body: Any) -> Any:
     """``body`` without entries another user of the broker made (see the module docstring)."""
     if api_key == LIST_GROUPS and isinstance(body, dict) and isinstance(body.get("groups"), list):
         body = dict(body, groups=[g for g in body["groups"] if str(g.get("group_id", "")).startswith(OWN_PREFIX)])
+    if api_key == DESCRIBE_TOPIC_PARTITIONS and isinstance(body, dict) and isinstance(body.get("topics"), list):
+        body = dict(body, topics=[t for t in body["topics"] if t.get("error_code")
+                                  or str(t.get("name", "")).startswith((OWN_PREFIX, "__"))])
     return body
 
 

@@ -24,11 +24,16 @@ VERSIONS = VersionRange(0, 2)
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     rm = ctx.broker.replica_manager
-    topics = []
+    # Kafka collects the request into a map keyed by topic-partition before deleting: a partition
+    # named twice is deleted once, to the offset named last, and answered once, under one entry
+    # per topic.
+    wanted: dict[TopicPartition, int] = {}
     for t in ctx.request.body.topics:
-        partitions = []
         for p in t.partitions:
-            code, low = rm.delete_records(TopicPartition(t.name, p.partition_index), p.offset)
-            partitions.append({"partition_index": p.partition_index, "low_watermark": low, "error_code": code})
-        topics.append({"name": t.name, "partitions": partitions})
-    return {"throttle_time_ms": 0, "topics": topics}
+            wanted[TopicPartition(t.name, p.partition_index)] = p.offset
+    by_topic: dict[str, list[dict[str, Any]]] = {}
+    for tp, offset in wanted.items():
+        code, low = rm.delete_records(tp, offset)
+        by_topic.setdefault(tp.topic, []).append(
+            {"partition_index": tp.partition, "low_watermark": low, "error_code": code})
+    return {"throttle_time_ms": 0, "topics": [{"name": n, "partitions": ps} for n, ps in by_topic.items()]}

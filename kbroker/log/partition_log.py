@@ -471,10 +471,12 @@ class PartitionLog:
             return self._segments.find_offset_by_timestamp(timestamp, self._log_start_offset)
 
     def max_timestamp(self) -> tuple[int, int]:
-        """``(timestamp, offset)`` of the first record with the largest timestamp; (-1, -1) if empty."""
+        """``(timestamp, offset)`` of the first record with the largest timestamp; (-1, -1) if empty.
+        Records DeleteRecords put below the log start offset count while their segment is kept,
+        as in Kafka."""
         with self._lock:
             self._check_open()
-            return self._segments.max_timestamp(self._log_start_offset)
+            return self._segments.max_timestamp()
 
     # -- deleting and truncating ---------------------------------------------------------
     def delete_records_before(self, offset: int) -> int:

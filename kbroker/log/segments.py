@@ -116,18 +116,23 @@ class LogSegments:
                 return found
         return None
 
-    def max_timestamp(self, log_start_offset: int) -> tuple[int, int]:
-        """``(timestamp, offset)`` of the first record with the largest timestamp at or
-        after ``log_start_offset``; (-1, -1) if there is none."""
+    def max_timestamp(self) -> tuple[int, int]:
+        """``(timestamp, offset)`` of the first record with the largest timestamp in the retained
+        segments; (-1, -1) if there is none.
+
+        As Kafka's ``UnifiedLog.fetchOffsetByTimestamp(MAX_TIMESTAMP)``, the log start offset
+        does not bound the search: a record DeleteRecords put below it still counts while its
+        segment is kept (the active one, or one that still holds records at or after the start).
+        """
         best: LogSegment | None = None
         for seg in self:
-            if seg.next_offset <= log_start_offset or seg.max_timestamp < 0:
+            if seg.max_timestamp < 0:
                 continue
             if best is None or seg.max_timestamp > best.max_timestamp:
                 best = seg
         if best is None:
             return -1, -1
-        found = best.find_offset_by_timestamp(best.max_timestamp, log_start_offset)
+        found = best.find_offset_by_timestamp(best.max_timestamp, best.base_offset)
         if found is None:
             return -1, -1
         offset, ts = found

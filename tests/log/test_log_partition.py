@@ -246,6 +246,22 @@ def test_offset_for_timestamp_respects_log_start(make_log):
     assert make_log("empty-1").offset_for_timestamp(0) is None
 
 
+def test_max_timestamp_counts_records_below_the_log_start_in_kept_segments(make_log):
+    # Kafka's MAX_TIMESTAMP lookup reads the segments' max timestamps, not bounded by the log
+    # start offset: after DeleteRecords it still names a deleted record of a kept segment.
+    plog = make_log()
+    for k in range(5):
+        plog.append(build_batch([b"x"], base_timestamp=100 * k), leader_epoch=0)
+    plog.delete_records_before(5)
+    assert plog.max_timestamp() == (400, 4)
+    assert plog.offset_for_timestamp(MAX_TIMESTAMP) == (4, 400)
+    multi = make_log("multi-0")
+    multi.append(build_batch([b"a", b"b", b"c"], timestamps=[30, 10, 20]), leader_epoch=0)
+    multi.delete_records_before(1)
+    assert multi.max_timestamp() == (30, 0)
+    assert multi.offset_for_timestamp(0) == (1, 10)  # the timestamp search stays above the start
+
+
 def test_delete_records_before_removes_whole_segments(make_log):
     plog = make_log(segment_bytes=300)
     for _ in range(8):

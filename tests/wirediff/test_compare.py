@@ -90,6 +90,17 @@ def test_list_groups_keeps_only_own_groups() -> None:
     assert compare_bodies(a, b, api_key=15) != []
 
 
+def test_describe_topic_partitions_keeps_own_internal_and_failed_topics() -> None:
+    own = {"name": "wd-t", "error_code": 0, "partitions": []}
+    a = {"topics": [own, {"name": "other-test", "error_code": 0}, {"name": "__consumer_offsets", "error_code": 0}],
+         "next_cursor": None}
+    assert compare_bodies(a, {"topics": [own], "next_cursor": None}, api_key=75) == [
+        Difference("topics[name=__consumer_offsets]", {"name": "__consumer_offsets", "error_code": 0}, ABSENT)]
+    unknown = {"topics": [{"name": "someone-else", "error_code": 3}], "next_cursor": None}
+    assert [d.path for d in compare_bodies(unknown, {"topics": [], "next_cursor": None}, api_key=75)] == [
+        "topics[name=someone-else]"]
+
+
 def test_outcome_kinds_are_compared_first() -> None:
     closed, answered = Outcome("closed"), Outcome("response", Container(error_code=0))
     assert [d.path for d in compare_outcomes(closed, answered)] == ["<outcome>"]

@@ -13,7 +13,14 @@ import pytest
 
 from kbroker.codec import decode_request, encode_request
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.handlers import api_versions, describe_cluster, describe_groups, fetch, list_offsets
+from kbroker.handlers import (
+    api_versions,
+    delete_records,
+    describe_cluster,
+    describe_groups,
+    fetch,
+    list_offsets,
+)
 from kbroker.handlers.api import RequestContext, Session
 from kbroker.replica.types import FetchResult, OffsetResult
 
@@ -111,3 +118,23 @@ def test_list_offsets_answers_a_repeated_partition_once() -> None:
                                      {"partition_index": 0, "timestamp": -2}]}]}
     out = _run(list_offsets, _ctx(2, 5, body, broker))
     assert [(p["partition_index"], p["error_code"]) for p in out["topics"][0]["partitions"]] == [(0, 42), (1, 0)]
+
+
+def test_delete_records_answers_a_repeated_partition_once_with_its_last_offset() -> None:
+    # Kafka keys the request by topic-partition before deleting: the last offset named wins, and the
+    # answer has one entry per partition under one entry per topic.
+    calls: list[tuple[str, int, int]] = []
+
+    def delete(tp: Any, offset: int) -> tuple[int, int]:
+        calls.append((tp.topic, tp.partition, offset))
+        return ErrorCode.NONE, offset
+
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete))
+    body = {"timeout_ms": 1000, "topics": [
+        {"name": "t", "partitions": [{"partition_index": 0, "offset": 1}, {"partition_index": 0, "offset": 3}]},
+        {"name": "t", "partitions": [{"partition_index": 1, "offset": 2}]}]}
+    out = _run(delete_records, _ctx(21, 2, body, broker))
+    assert calls == [("t", 0, 3), ("t", 1, 2)]
+    assert out["topics"] == [{"name": "t", "partitions": [
+        {"partition_index": 0, "low_watermark": 3, "error_code": 0},
+        {"partition_index": 1, "low_watermark": 2, "error_code": 0}]}]
