@@ -163,3 +163,20 @@ def test_unknown_broker_is_refused() -> None:
         assert cli.main(["--brokers", "kbroker,redpanda"]) == 2
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_kafka_that_fails_to_start_is_a_failed_figure_not_a_crash(tmp_path: Path) -> None:
+    k = Kafka(tmp_path)
+
+    def not_ready() -> None:
+        raise TimeoutError("kafka not ready after 600s")
+
+    k.ref.start = not_ready  # type: ignore[method-assign]
+    r = Results()
+    lines: list[str] = []
+    cli.bench_broker(k, QUICK, ("confluent",), r, lines.append)
+    m = r.metrics["startup.empty"]
+    assert m.values["kafka"] is None
+    assert m.notes["kafka"] == "failed: kafka: kafka not ready after 600s"
+    assert list(r.metrics) == ["startup.empty"] and "failed to start" in lines[0]
+    assert k not in brokers.LIVE

@@ -287,7 +287,8 @@ class Kafka(BrokerProcess):
         self.ref.start_timeout = timeout
         try:
             self.ref.start()
-        except (RuntimeError, TimeoutError, OSError) as e:
+        except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+            # A storage format or start that failed or timed out: the bench reports it as such.
             raise RuntimeError(f"kafka: {e}") from e
         self.proc = self.ref.proc
         self.port = self.ref.port
