@@ -735,7 +735,7 @@ def json_doc(meta: dict[str, Any], results: Results, brokers: list[str]) -> dict
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small counts; the whole run in under two minutes")
+    ap.add_argument("--quick", action="store_true", help="small counts (and a subset on Kafka); a few minutes")
     ap.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
     ap.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated subset of "
                     f"{','.join(BROKERS)} (default: all; Tansu and Kafka are skipped, with the reason, when they "
@@ -869,6 +869,8 @@ def main(argv: list[str] | None = None) -> int:
             for broker in durable:
                 log(f"{broker.name}: start-up with {p.startup_gb:g} GB of segments")
                 bench_startup(broker, p, results, log)
+                if not args.keep and not args.workdir:
+                    shutil.rmtree(broker.workdir, ignore_errors=True)  # one broker's data on disk at a time
             for m in ("startup.clean", "startup.unclean"):
                 if m in results.metrics:
                     results.metrics[m].notes.setdefault("tansu", "n/a: in-memory storage, nothing survives a restart")
