@@ -760,8 +760,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(collapsed stacks to FILE; summarize with python -m tools.bench.profile FILE)")
     ap.add_argument("--py-spy-phase", default="throughput", choices=("throughput", "latency", "many"),
                     help="the phase --py-spy records (default throughput)")
-    ap.add_argument("--phases", default=",".join(PHASES),
-                    help=f"comma-separated subset of {','.join(PHASES)} (default: all)")
+    ap.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)} (default: all; --quick "
+                    "runs only throughput, latency and idle on Kafka)")
     ap.add_argument("--workdir", metavar="DIR", help="where broker data goes (default: a temp dir, removed after)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     return ap
@@ -796,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.cells:
         p.kafka_cells = None  # cells asked for by name apply to every broker
-    if args.phases != ",".join(PHASES):
+    if args.phases:
         p.kafka_phases = None  # and so do phases
     began = time.perf_counter()
 
@@ -826,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     brokers_run: list[str] = []
     profiler = PySpy(Path(args.py_spy).resolve(), args.py_spy_phase) if args.py_spy else None
-    phases = frozenset(x for x in args.phases.split(",") if x)
+    phases = frozenset(x for x in (args.phases or ",".join(PHASES)).split(",") if x)
     if not phases <= set(PHASES):
         print(f"unknown phases: {sorted(phases - set(PHASES))}", file=sys.stderr)
         return 2
