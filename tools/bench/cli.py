@@ -93,7 +93,7 @@ QUICK = Profile(
     produce_count=100_000, produce_seconds=1.0, consume_seconds=10, consume_repeat=1, e2e_rate=500, e2e_seconds=2.5,
     rtt_count=200, idle_count=1000, idle_hold=1.0, many_partitions=2_000, many_timeout=60,
     startup_gb=0.05, scale_cells=("confluent.1024B.acks=1.p8",), scale_e2e=False, scale_rounds=1,
-    kafka_cells=("1024B",), kafka_phases=("throughput", "latency", "idle"),
+    kafka_cells=("1024B.acks=1.p8", "1024B.acks=all-idem.p8"), kafka_phases=("throughput", "latency", "idle"),
 )
 FULL = Profile(
     produce_count=1_000_000, produce_seconds=10.0, consume_seconds=60, consume_repeat=3, e2e_rate=1000, e2e_seconds=20,
@@ -755,7 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--produce-count", type=int, help="message bound of each produce cell (kafka-python: half)")
     ap.add_argument("--cells", default="", help="comma-separated substrings; only the throughput cells whose "
                     "name (e.g. confluent.100B.acks=all-idem.p8) contains one of them (default: all; --quick "
-                    "runs only the 1024B cells on Kafka)")
+                    "runs only the 1024B 8-partition cells on Kafka)")
     ap.add_argument("--py-spy", metavar="FILE", help="record kbroker with py-spy during the throughput phase "
                     "(collapsed stacks to FILE; summarize with python -m tools.bench.profile FILE)")
     ap.add_argument("--py-spy-phase", default="throughput", choices=("throughput", "latency", "many"),
