@@ -107,6 +107,9 @@ def test_header_names_kafka_its_heap_the_ratios_and_the_load() -> None:
     assert "ratios = kbroker / tansu, kbroker / kafka" in text
     assert "kbroker on disk, Tansu in memory, Kafka on disk; neither disk broker fsyncs per message" in text
     assert "kafka ran a subset (quick): throughput cells 1024B only" in text
+    assert "unrecorded" not in text
+    assert "every broker had 20s of unrecorded end-to-end traffic" in header(
+        _meta(profile={"warmup_s": 20.0}), ["kbroker"])
 
 
 def test_header_says_why_a_broker_is_missing() -> None:
@@ -183,3 +186,45 @@ def test_a_kafka_that_fails_to_start_is_a_failed_figure_not_a_crash(tmp_path: Pa
     assert m.notes["kafka"] == "failed: kafka: kafka not ready after 600s"
     assert list(r.metrics) == ["startup.empty"] and "failed to start" in lines[0]
     assert k not in brokers.LIVE
+
+
+class _FakeBroker(brokers.BrokerProcess):
+    """Starts nothing: enough for bench_broker's bookkeeping around the workers."""
+
+    name = "kafka"
+
+    def start(self, timeout: float = 600.0) -> float:
+        self.port = 9
+        return 2.0
+
+    def stats(self) -> None:
+        return None
+
+    def stop(self, kill: bool = False, timeout: float = 60.0) -> float | None:
+        return 0.5
+
+    @property
+    def pid(self) -> int:
+        return 0
+
+
+def test_warm_up_traffic_goes_first_and_is_not_a_figure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[list[dict[str, Any]]] = []
+
+    def fake_worker(_broker: Any, steps: list[dict[str, Any]], _timeout: float, *_a: Any) -> dict[str, Any]:
+        calls.append(steps)
+        return {s["id"]: {"id": s["id"], "p99_ms": 150.0} for s in steps}
+
+    monkeypatch.setattr(cli, "run_worker", fake_worker)
+    r = Results()
+    profile = cli.Profile(**{**QUICK.__dict__, "warmup_s": 20.0})
+    cli.bench_broker(_FakeBroker(tmp_path), profile, ("confluent",), r, lambda _m: None, phases=frozenset({"idle"}))
+    assert [s["id"] for s in calls[0]] == ["warmup"]
+    assert calls[0][0]["kind"] == "e2e" and calls[0][0]["seconds"] == 20.0 and calls[0][0]["rate"] == 1000
+    assert [s["id"] for s in calls[1]] == ["idle"]
+    assert r.raw["kafka"]["warmup"]["p99_ms"] == 150.0
+    assert not any("warm" in k for k in r.metrics)
+    calls.clear()
+    cli.bench_broker(_FakeBroker(tmp_path), QUICK, ("confluent",), Results(), lambda _m: None,
+                     phases=frozenset({"idle"}))
+    assert [[s["id"] for s in c] for c in calls] == [["idle"]]  # no warm-up by default

@@ -87,6 +87,9 @@ class Profile:
     kafka_cells: tuple[str, ...] | None = None
     #: Kafka's phases when they differ from the ones asked for (the same budget).
     kafka_phases: tuple[str, ...] | None = None
+    #: Seconds of unrecorded end-to-end traffic every broker gets before it is measured
+    #: (0: none). A JVM compiles its hot paths in the first tens of seconds of load.
+    warmup_s: float = 0.0
 
 
 QUICK = Profile(
@@ -315,6 +318,13 @@ def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], re
     results.put(name, "startup.empty", "start-up, empty data dir", "s", False, startup)
     log(f"  {name}: up in {startup:.3f}s on {broker.bootstrap} (pid {broker.pid})")
     raw = results.raw.setdefault(name, {})
+    if p.warmup_s > 0:
+        warm = run_worker(broker, [{"id": "warmup", "kind": "e2e", "client": "confluent",
+                                    "topic": f"bench-{run_tag}-warmup", "rate": 1000, "seconds": p.warmup_s,
+                                    "size": 100}], 60 + 2 * p.warmup_s)["warmup"]
+        raw["warmup"] = warm
+        log(f"    warm-up: {p.warmup_s:g}s of end-to-end traffic, p99 {warm.get('p99_ms')} ms (not recorded)"
+            + (f"  ERROR {warm['error']}" if warm.get("error") else ""))
 
     if "throughput" in phases:
         if profiler is not None and profiler.phase == "throughput":
@@ -698,8 +708,11 @@ def header(meta: dict[str, Any], brokers: list[str]) -> str:
     load = ""
     if meta.get("loadavg_start") and meta.get("loadavg_end"):
         load = f", load {meta['loadavg_start'][0]:.1f}→{meta['loadavg_end'][0]:.1f}"
+    warmup = (meta.get("profile") or {}).get("warmup_s") or 0
     lines = [f"{meta['command']}  ({meta['mode']}, {meta['seconds']:.0f}s, {meta['cpus']} CPUs{load}, "
              f"Python {meta['python']}, " + ", ".join(versions) + ")"]
+    if warmup:
+        lines.append(f"every broker had {warmup:g}s of unrecorded end-to-end traffic before it was measured")
     for name, info in (("tansu", tansu), ("kafka", kafka)):
         if info and name not in brokers:
             lines.append(f"{name}: unavailable ({info.get('how')})")
@@ -747,6 +760,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "with Maven")
     ap.add_argument("--kafka-heap", default=KAFKA_HEAP, metavar="SIZE",
                     help=f"Kafka's JVM heap, -Xmx (default {KAFKA_HEAP}, as Kafka's start script)")
+    ap.add_argument("--warmup", type=float, metavar="S", help="S seconds of unrecorded end-to-end traffic "
+                    "(confluent, 1,000 msg/s) for every broker before it is measured (default 0); a JVM is "
+                    "still compiling its hot paths in its first tens of seconds under load")
     ap.add_argument("--startup-gb", type=float, help="GB of segments for the start-up test (quick 0.05, full 10; "
                     "0 skips it)")
     ap.add_argument("--partitions-many", type=int, help="partitions of the many-partition topic "
@@ -778,6 +794,8 @@ def main(argv: list[str] | None = None) -> int:
     p = QUICK if args.quick else FULL
     if args.startup_gb is not None:
         p.startup_gb = args.startup_gb
+    if args.warmup is not None:
+        p.warmup_s = args.warmup
     if args.partitions_many is not None:
         p.many_partitions = args.partitions_many
     if args.produce_seconds is not None:
