@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kbroker.codec import CodecError, api_table, decode_response, encode_request
+from tools.kafka_reference.reference import recv_exact
 
 API_VERSIONS = 18
 
@@ -89,10 +90,10 @@ class Connection:
         sock.settimeout(wait if expect_response and wait is not None else
                         (self.timeout if expect_response else quiet_wait))
         try:
-            head = _recv_exact(sock, 4)
+            head = recv_exact(sock, 4)
             (size,) = struct.unpack(">i", head)
             sock.settimeout(self.timeout)
-            payload = _recv_exact(sock, size)
+            payload = recv_exact(sock, size)
         except TimeoutError:
             if not expect_response:
                 return Outcome("none", seconds=time.monotonic() - t0)
@@ -123,13 +124,3 @@ def decode(api_key: int, version: int, cid: int, payload: bytes, seconds: float 
         return Outcome("response", body=body, seconds=seconds, detail="" if v == version else f"read as v{v}")
     return Outcome("undecodable", detail=last or f"v{version} not in the codec ({len(payload)} bytes)",
                    seconds=seconds)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed by the broker")
-        buf += chunk
-    return bytes(buf)

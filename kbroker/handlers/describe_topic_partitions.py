@@ -17,7 +17,7 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext
-from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, TOPIC_OPERATIONS
+from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, TOPIC_OPERATIONS, partition_entry
 from kbroker.metadata.topic_names import invalid_reason, is_internal
 
 API_KEY = 75
@@ -64,18 +64,9 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         first = cursor.partition_index if cursor is not None and name == start_topic else 0
         count = len(topic.partitions)
         upper = min(count, first + remaining)
+        # One replica per partition: no eligible leader replicas (KIP-966) to report.
         partitions = [
-            {
-                "error_code": ErrorCode.NONE,
-                "partition_index": p.index,
-                "leader_id": p.leader,
-                "leader_epoch": p.leader_epoch,
-                "replica_nodes": list(p.replicas),
-                "isr_nodes": list(p.isr),
-                "eligible_leader_replicas": [],
-                "last_known_elr": [],
-                "offline_replicas": list(p.offline_replicas),
-            }
+            {**partition_entry(p), "eligible_leader_replicas": [], "last_known_elr": []}
             for p in sorted(topic.partitions.values(), key=lambda p: p.index)
             if first <= p.index < upper
         ]

@@ -11,7 +11,7 @@ from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.errors import Result
 from kbroker.metadata.manager import NewTopicRequest
-from kbroker.metadata.model import TopicInfo
+from kbroker.metadata.model import PartitionInfo, TopicInfo
 from kbroker.metadata.topic_names import invalid_reason, is_internal
 
 API_KEY = 3
@@ -28,6 +28,19 @@ CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 _ZERO_UUID = uuid.UUID(int=0)
 
 
+def partition_entry(p: PartitionInfo) -> dict[str, Any]:
+    """A partition's leader, epoch and replica sets as Metadata and DescribeTopicPartitions answer them."""
+    return {
+        "error_code": ErrorCode.NONE,
+        "partition_index": p.index,
+        "leader_id": p.leader,
+        "leader_epoch": p.leader_epoch,
+        "replica_nodes": list(p.replicas),
+        "isr_nodes": list(p.isr),
+        "offline_replicas": list(p.offline_replicas),
+    }
+
+
 def topic_entry(topic: TopicInfo, include_ops: bool) -> dict[str, Any]:
     """A MetadataResponseTopic for an existing topic."""
     return {
@@ -35,18 +48,7 @@ def topic_entry(topic: TopicInfo, include_ops: bool) -> dict[str, Any]:
         "name": topic.name,
         "topic_id": topic.topic_id,
         "is_internal": topic.internal,
-        "partitions": [
-            {
-                "error_code": ErrorCode.NONE,
-                "partition_index": p.index,
-                "leader_id": p.leader,
-                "leader_epoch": p.leader_epoch,
-                "replica_nodes": list(p.replicas),
-                "isr_nodes": list(p.isr),
-                "offline_replicas": list(p.offline_replicas),
-            }
-            for p in sorted(topic.partitions.values(), key=lambda p: p.index)
-        ],
+        "partitions": [partition_entry(p) for p in sorted(topic.partitions.values(), key=lambda p: p.index)],
         "topic_authorized_operations": TOPIC_OPERATIONS if include_ops else AUTHORIZED_OPERATIONS_OMITTED,
     }
 

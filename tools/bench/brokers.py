@@ -165,12 +165,17 @@ class Kbroker(BrokerProcess):
         return cmd
 
     def data_bytes(self) -> int:
-        total = 0
-        for root, _dirs, files in os.walk(self.data_dir):
-            for f in files:
-                if f.endswith(".log"):
-                    total += os.path.getsize(os.path.join(root, f))
-        return total
+        return segment_bytes(self.data_dir)
+
+
+def segment_bytes(data_dir: Path) -> int:
+    """Bytes of the segment files (``*.log``) under a broker's data directory."""
+    total = 0
+    for root, _dirs, files in os.walk(data_dir):
+        for f in files:
+            if f.endswith(".log"):
+                total += os.path.getsize(os.path.join(root, f))
+    return total
 
 
 class Tansu(BrokerProcess):
@@ -314,12 +319,7 @@ class Kafka(BrokerProcess):
 
     def data_bytes(self) -> int:
         """Bytes of segment files of every partition (the metadata log's included)."""
-        total = 0
-        for root, _dirs, files in os.walk(self.data_dir):
-            for f in files:
-                if f.endswith(".log"):
-                    total += os.path.getsize(os.path.join(root, f))
-        return total
+        return segment_bytes(self.data_dir)
 
 
 def java_version() -> str | None:

@@ -113,14 +113,15 @@ def api_versions(host: str, port: int, timeout: float = 2.0) -> dict[int, tuple[
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(encode_request(18, 3, 1, {"client_software_name": "kafka-reference",
                                             "client_software_version": "1"}))
-        size = struct.unpack(">i", _recv_exact(s, 4))[0]
-        _, body = decode_response(18, 3, _recv_exact(s, size))
+        size = struct.unpack(">i", recv_exact(s, 4))[0]
+        _, body = decode_response(18, 3, recv_exact(s, size))
     if body.error_code:
         raise ConnectionError(f"ApiVersions error {body.error_code}")
     return {k.api_key: (k.min_version, k.max_version) for k in body.api_keys}
 
 
-def _recv_exact(s: socket.socket, n: int) -> bytes:
+def recv_exact(s: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from ``s``; ConnectionError if the peer closes first."""
     buf = bytearray()
     while len(buf) < n:
         chunk = s.recv(n - len(buf))
