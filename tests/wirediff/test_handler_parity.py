@@ -125,9 +125,9 @@ def test_delete_records_answers_a_repeated_partition_once_with_its_last_offset()
     # answer has one entry per partition under one entry per topic.
     calls: list[tuple[str, int, int]] = []
 
-    def delete(tp: Any, offset: int) -> tuple[int, int]:
+    def delete(tp: Any, offset: int) -> tuple[int, int, None]:
         calls.append((tp.topic, tp.partition, offset))
-        return ErrorCode.NONE, offset
+        return ErrorCode.NONE, offset, None
 
     broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete))
     body = {"timeout_ms": 1000, "topics": [
@@ -138,3 +138,40 @@ def test_delete_records_answers_a_repeated_partition_once_with_its_last_offset()
     assert out["topics"] == [{"name": "t", "partitions": [
         {"partition_index": 0, "low_watermark": 3, "error_code": 0},
         {"partition_index": 1, "low_watermark": 2, "error_code": 0}]}]
+
+
+def test_delete_records_of_many_partitions_deletes_files_off_the_event_loop() -> None:
+    # A request naming thousands of partitions (each maybe freeing many segments) must not hold
+    # up other connections: the file deletion runs in a worker thread, the answer is encoded
+    # off the loop, and the handler yields while it works through the partitions.
+    import threading
+
+    from kbroker.handlers.api import MANY, DetachedBody
+
+    deleted_in: list[threading.Thread] = []
+
+    def delete(tp: Any, offset: int) -> tuple[int, int, Any]:
+        if tp.partition == 0:
+            return ErrorCode.NONE, offset, lambda: deleted_in.append(threading.current_thread())
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, None
+
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete))
+    count = MANY * 3
+    body = {"timeout_ms": 1000, "topics": [
+        {"name": "t", "partitions": [{"partition_index": i, "offset": 5} for i in range(count)]}]}
+    yields = 0
+
+    async def main() -> Any:
+        nonlocal yields
+        task = asyncio.ensure_future(delete_records.handle(_ctx(21, 2, body, broker)))
+        while not task.done():
+            yields += 1
+            await asyncio.sleep(0)
+        return task.result()
+
+    out = asyncio.run(main())
+    assert isinstance(out, DetachedBody)
+    assert len(out["topics"][0]["partitions"]) == count
+    assert out["topics"][0]["partitions"][0] == {"partition_index": 0, "low_watermark": 5, "error_code": 0}
+    assert len(deleted_in) == 1 and deleted_in[0] is not threading.main_thread()
+    assert yields >= 3
