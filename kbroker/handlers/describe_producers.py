@@ -14,7 +14,7 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import RequestContext, map_yielding, response
 from kbroker.log.producer_state_entry import ProducerStateEntry
 
 API_KEY = 61
@@ -24,28 +24,32 @@ VERSIONS = VersionRange(0, 0)
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     md = ctx.broker.metadata
     rm = ctx.broker.replica_manager
-    topics = []
-    for t in ctx.request.body.topics:
-        partitions = []
-        for index in t.partition_indexes:
+    # As Kafka, a partition named twice is answered twice; its producers are read once, so a
+    # request repeating a busy partition does not copy its producer state again each time.
+    answers: dict[TopicPartition, tuple[int, list[dict[str, int]]]] = {}
+
+    def describe(tp: TopicPartition) -> dict[str, Any]:
+        found = answers.get(tp)
+        if found is None:
             code: int
             producers: list[ProducerStateEntry]
-            if md.partition(t.name, index) is None:
+            if md.partition(tp.topic, tp.partition) is None:
                 code, producers = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, []
             else:
-                code, producers = rm.active_producers(TopicPartition(t.name, index))
-            partitions.append({
-                "partition_index": index,
-                "error_code": code,
-                "error_message": None,
-                "active_producers": [
-                    {"producer_id": p.producer_id, "producer_epoch": p.producer_epoch,
-                     "last_sequence": p.last_seq, "last_timestamp": p.last_timestamp,
-                     "coordinator_epoch": p.coordinator_epoch,
-                     "current_txn_start_offset": -1 if p.current_txn_first_offset is None
-                     else p.current_txn_first_offset}
-                    for p in producers
-                ],
-            })
-        topics.append({"name": t.name, "partitions": partitions})
-    return {"throttle_time_ms": 0, "topics": topics}
+                code, producers = rm.active_producers(tp)
+            found = answers[tp] = (code, [
+                {"producer_id": p.producer_id, "producer_epoch": p.producer_epoch,
+                 "last_sequence": p.last_seq, "last_timestamp": p.last_timestamp,
+                 "coordinator_epoch": p.coordinator_epoch,
+                 "current_txn_start_offset": -1 if p.current_txn_first_offset is None
+                 else p.current_txn_first_offset}
+                for p in producers])
+        code, active = found
+        return {"partition_index": tp.partition, "error_code": code, "error_message": None,
+                "active_producers": active}
+
+    requested = [TopicPartition(t.name, index) for t in ctx.request.body.topics for index in t.partition_indexes]
+    described = iter(await map_yielding(describe, requested))
+    topics = [{"name": t.name, "partitions": [next(described) for _ in t.partition_indexes]}
+              for t in ctx.request.body.topics]
+    return response(len(requested), throttle_time_ms=0, topics=topics)

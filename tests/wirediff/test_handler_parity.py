@@ -175,3 +175,68 @@ def test_delete_records_of_many_partitions_deletes_files_off_the_event_loop() ->
     assert out["topics"][0]["partitions"][0] == {"partition_index": 0, "low_watermark": 5, "error_code": 0}
     assert len(deleted_in) == 1 and deleted_in[0] is not threading.main_thread()
     assert yields >= 3
+
+
+class _NoWalk(dict):  # type: ignore[type-arg]
+    """A topic's partitions that may be looked up by index but not walked whole."""
+
+    def values(self) -> Any:
+        raise AssertionError("the whole topic was walked")
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the whole topic was walked")
+
+    def items(self) -> Any:
+        raise AssertionError("the whole topic was walked")
+
+
+def test_describe_topic_partitions_page_deep_in_a_big_topic_reads_only_that_page() -> None:
+    # A cursor deep into a topic of many partitions must cost one page, not the whole topic
+    # (sorted and filtered again for every page).
+    import uuid
+
+    from kbroker.handlers import describe_topic_partitions
+    from kbroker.metadata.model import PartitionInfo, TopicInfo
+
+    parts = _NoWalk({i: PartitionInfo("big", i, 1, 0, [1], [1]) for i in range(50_000)})
+    topic = TopicInfo("big", uuid.uuid4(), parts)
+    broker = SimpleNamespace(metadata=SimpleNamespace(topics={"big": topic}, topic={"big": topic}.get))
+    body = {"topics": [{"name": "big"}], "response_partition_limit": 2**31 - 1,
+            "cursor": {"topic_name": "big", "partition_index": 40_000}}
+    out = _run(describe_topic_partitions, _ctx(75, 0, body, broker))
+    indexes = [p["partition_index"] for p in out["topics"][0]["partitions"]]
+    assert indexes == list(range(40_000, 42_000))
+    assert out["next_cursor"] == {"topic_name": "big", "partition_index": 42_000}
+    body["cursor"] = {"topic_name": "big", "partition_index": 2**31 - 1}
+    out = _run(describe_topic_partitions, _ctx(75, 0, body, broker))
+    assert out["topics"][0]["partitions"] == [] and out["next_cursor"] is None
+
+
+def test_describe_producers_reads_a_repeated_partition_once_and_yields() -> None:
+    # Kafka answers a partition named twice twice; kbroker reads its producers once, so a request
+    # repeating a busy partition many thousands of times does not copy its state each time, and
+    # a large answer is encoded off the loop.
+    from kbroker.handlers import describe_producers
+    from kbroker.handlers.api import MANY, DetachedBody
+    from kbroker.log.producer_state_entry import ProducerStateEntry
+
+    reads: list[Any] = []
+    entry = ProducerStateEntry(producer_id=7, producer_epoch=1)
+
+    def active(tp: Any) -> tuple[int, list[ProducerStateEntry]]:
+        reads.append(tp)
+        return ErrorCode.NONE, [entry]
+
+    broker = SimpleNamespace(metadata=SimpleNamespace(partition=lambda t, i: object() if i == 0 else None),
+                             replica_manager=SimpleNamespace(active_producers=active))
+    body = {"topics": [{"name": "t", "partition_indexes": [0] * (MANY * 2) + [5]},
+                       {"name": "t", "partition_indexes": [0]}]}
+    out = _run(describe_producers, _ctx(61, 0, body, broker))
+    assert isinstance(out, DetachedBody)
+    assert len(reads) == 1
+    first, second = out["topics"]
+    assert len(first["partitions"]) == MANY * 2 + 1 and len(second["partitions"]) == 1
+    assert first["partitions"][0]["active_producers"][0]["producer_id"] == 7
+    assert first["partitions"][-1] == {"partition_index": 5, "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                       "error_message": None, "active_producers": []}
+    assert second["partitions"][0]["active_producers"] == first["partitions"][0]["active_producers"]
