@@ -377,12 +377,14 @@ class ReplicaManager:
 
         As Kafka's ``ReplicaManager.deleteRecordsOnLocalLog`` and ``Partition.deleteRecordsOnLeader``.
         """
-        if is_internal(tp.topic):
-            return ErrorCode.INVALID_TOPIC_EXCEPTION, -1, None
         try:
             _info, plog = self._leader_log(tp)
         except PartitionError as e:
             return e.error_code, -1, None
+        # After the existence check, as Kafka: a partition an internal topic lacks (or an internal
+        # topic not created yet) is UNKNOWN_TOPIC_OR_PARTITION, not INVALID_TOPIC_EXCEPTION.
+        if is_internal(tp.topic):
+            return ErrorCode.INVALID_TOPIC_EXCEPTION, -1, None
         if "delete" not in plog.config.cleanup_policy.split(","):
             return ErrorCode.POLICY_VIOLATION, -1, None
         target = plog.high_watermark if offset == DELETE_TO_HIGH_WATERMARK else offset

@@ -62,4 +62,11 @@ def test_unknown_partitions_compacted_and_internal_topics(kafka_broker: BrokerTh
     assert delete(wire, "compacted", {0: 0}) == {0: (ErrorCode.POLICY_VIOLATION, -1)}
     create_topic(kafka_broker, "both", 1, {"cleanup.policy": "compact,delete"})
     assert delete(wire, "both", {0: 0}) == {0: (ErrorCode.NONE, 0)}
+    assert delete(wire, "__consumer_offsets", {0: 0}) == {0: (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1)}
+    wire.call(10, 4, {"key_type": 0, "coordinator_keys": ["g"]})  # creates __consumer_offsets
+    assert kafka_broker.broker.metadata.topic("__consumer_offsets") is not None
     assert delete(wire, "__consumer_offsets", {0: 0}) == {0: (ErrorCode.INVALID_TOPIC_EXCEPTION, -1)}
+    # As Kafka 4.1.1: the existence check comes first, so a partition an internal topic lacks, or
+    # an internal topic not created yet, is unknown rather than an invalid topic.
+    assert delete(wire, "__consumer_offsets", {999: 0}) == {999: (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1)}
+    assert delete(wire, "__transaction_state", {0: 0}) == {0: (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1)}

@@ -227,7 +227,8 @@ def test_describe_producers_reads_a_repeated_partition_once_and_yields() -> None
         reads.append(tp)
         return ErrorCode.NONE, [entry]
 
-    broker = SimpleNamespace(metadata=SimpleNamespace(partition=lambda t, i: object() if i == 0 else None),
+    broker = SimpleNamespace(metadata=SimpleNamespace(partition=lambda t, i: object() if (t, i) == ("t", 0) else None,
+                                                      topic=lambda t: object() if t == "t" else None),
                              replica_manager=SimpleNamespace(active_producers=active))
     body = {"topics": [{"name": "t", "partition_indexes": [0] * (MANY * 2) + [5]},
                        {"name": "t", "partition_indexes": [0]}]}
@@ -240,3 +241,18 @@ def test_describe_producers_reads_a_repeated_partition_once_and_yields() -> None
     assert first["partitions"][-1] == {"partition_index": 5, "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                                        "error_message": None, "active_producers": []}
     assert second["partitions"][0]["active_producers"] == first["partitions"][0]["active_producers"]
+
+
+def test_describe_producers_explains_an_unknown_topic_only() -> None:
+    # Kafka 4.1.1: a topic it does not know answers UNKNOWN_TOPIC_OR_PARTITION with its message;
+    # an unknown partition of a known topic (-1, past the end) the same code with no message.
+    from kbroker.handlers import describe_producers
+
+    broker = SimpleNamespace(metadata=SimpleNamespace(partition=lambda t, i: None,
+                                                      topic=lambda t: object() if t == "t" else None),
+                             replica_manager=SimpleNamespace())
+    body = {"topics": [{"name": "t", "partition_indexes": [-1, 7]}, {"name": "nope", "partition_indexes": [0]}]}
+    out = _run(describe_producers, _ctx(61, 0, body, broker))
+    got = [(p["partition_index"], p["error_code"], p["error_message"]) for t in out["topics"] for p in t["partitions"]]
+    assert got == [(-1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None), (7, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None),
+                   (0, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")]
