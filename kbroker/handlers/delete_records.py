@@ -11,6 +11,7 @@ the new log start offset (-1 on an error). With one replica nothing waits for fo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +20,8 @@ import anyio
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.handlers.api import RequestContext, map_yielding, response
+
+log = logging.getLogger(__name__)
 
 API_KEY = 21
 VERSIONS = VersionRange(0, 2)
@@ -49,5 +52,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
 
 
 def _run_all(calls: list[Callable[[], object]]) -> None:
+    """Worker thread: delete each partition's freed segment files. The log start offsets have
+    moved already, so one partition's failure is logged and the others' files still go."""
     for call in calls:
-        call()
+        try:
+            call()
+        except Exception:
+            log.exception("deleting the segments DeleteRecords freed failed")

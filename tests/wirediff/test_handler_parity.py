@@ -256,3 +256,24 @@ def test_describe_producers_explains_an_unknown_topic_only() -> None:
     got = [(p["partition_index"], p["error_code"], p["error_message"]) for t in out["topics"] for p in t["partitions"]]
     assert got == [(-1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None), (7, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None),
                    (0, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")]
+
+
+def test_delete_records_answers_when_one_partitions_file_deletion_fails() -> None:
+    # The log start offsets have moved before the files go: a failure deleting one partition's
+    # freed segments must neither lose the answer (the connection closing) nor keep the other
+    # partitions' files.
+    deleted: list[int] = []
+
+    def fail() -> None:
+        raise RuntimeError("disk trouble")
+
+    def delete(tp: Any, offset: int) -> tuple[int, int, Any]:
+        return ErrorCode.NONE, offset, fail if tp.partition == 0 else (lambda: deleted.append(tp.partition))
+
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete))
+    body = {"timeout_ms": 1000, "topics": [
+        {"name": "t", "partitions": [{"partition_index": 0, "offset": 4}, {"partition_index": 1, "offset": 2}]}]}
+    out = _run(delete_records, _ctx(21, 2, body, broker))
+    assert out["topics"][0]["partitions"] == [{"partition_index": 0, "low_watermark": 4, "error_code": 0},
+                                              {"partition_index": 1, "low_watermark": 2, "error_code": 0}]
+    assert deleted == [1]
