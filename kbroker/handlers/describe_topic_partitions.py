@@ -88,5 +88,6 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             next_cursor = {"topic_name": name, "partition_index": upper}
             break
         remaining -= len(partitions)
-    # Many topics named (each unknown one answered) make a large answer: encoded off the loop.
-    return response(len(topics), throttle_time_ms=0, topics=topics, next_cursor=next_cursor)
+    # A full page, or many topics named (each unknown one answered), is encoded off the loop.
+    items = len(topics) + sum(len(t["partitions"]) for t in topics)
+    return response(items, throttle_time_ms=0, topics=topics, next_cursor=next_cursor)

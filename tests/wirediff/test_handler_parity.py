@@ -196,6 +196,7 @@ def test_describe_topic_partitions_page_deep_in_a_big_topic_reads_only_that_page
     import uuid
 
     from kbroker.handlers import describe_topic_partitions
+    from kbroker.handlers.api import DetachedBody
     from kbroker.metadata.model import PartitionInfo, TopicInfo
 
     parts = _NoWalk({i: PartitionInfo("big", i, 1, 0, [1], [1]) for i in range(50_000)})
@@ -206,6 +207,7 @@ def test_describe_topic_partitions_page_deep_in_a_big_topic_reads_only_that_page
     out = _run(describe_topic_partitions, _ctx(75, 0, body, broker))
     indexes = [p["partition_index"] for p in out["topics"][0]["partitions"]]
     assert indexes == list(range(40_000, 42_000))
+    assert isinstance(out, DetachedBody)  # a full page is encoded off the loop
     assert out["next_cursor"] == {"topic_name": "big", "partition_index": 42_000}
     body["cursor"] = {"topic_name": "big", "partition_index": 2**31 - 1}
     out = _run(describe_topic_partitions, _ctx(75, 0, body, broker))
