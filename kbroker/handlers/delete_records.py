@@ -19,7 +19,7 @@ import anyio
 
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
-from kbroker.handlers.api import RequestContext, map_yielding, response
+from kbroker.handlers.api import MANY, RequestContext, map_yielding, response
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     # named twice is deleted once, to the offset named last, and answered once, under one entry
     # per topic.
     wanted: dict[TopicPartition, int] = {}
+    seen = 0
     for t in ctx.request.body.topics:
         for p in t.partitions:
             wanted[TopicPartition(t.name, p.partition_index)] = p.offset
+            seen += 1
+            if seen % MANY == 0:
+                await anyio.sleep(0)  # a request may name hundreds of thousands: let others in
     items = list(wanted.items())
     outcomes = await map_yielding(lambda item: rm.delete_records(*item), items)
     # The segments below the new starts are out of their logs; their files go in a worker thread
@@ -44,9 +48,11 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     if deletions:
         await anyio.to_thread.run_sync(_run_all, deletions)
     by_topic: dict[str, list[dict[str, Any]]] = {}
-    for (tp, _), (code, low, _) in zip(items, outcomes, strict=True):
+    for i, ((tp, _), (code, low, _)) in enumerate(zip(items, outcomes, strict=True), 1):
         by_topic.setdefault(tp.topic, []).append(
             {"partition_index": tp.partition, "low_watermark": low, "error_code": code})
+        if i % MANY == 0:
+            await anyio.sleep(0)
     return response(len(items), throttle_time_ms=0,
                     topics=[{"name": n, "partitions": ps} for n, ps in by_topic.items()])
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
-from kbroker.handlers.api import RequestContext, map_yielding, response
+from kbroker.handlers.api import MANY, RequestContext, response
 from kbroker.log.producer_state_entry import ProducerStateEntry
 
 API_KEY = 61
@@ -54,8 +56,14 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         return {"partition_index": tp.partition, "error_code": code, "error_message": message,
                 "active_producers": active}
 
-    requested = [TopicPartition(t.name, index) for t in ctx.request.body.topics for index in t.partition_indexes]
-    described = iter(await map_yielding(describe, requested))
-    topics = [{"name": t.name, "partitions": [next(described) for _ in t.partition_indexes]}
-              for t in ctx.request.body.topics]
-    return response(len(requested), throttle_time_ms=0, topics=topics)
+    topics = []
+    count = 0
+    for t in ctx.request.body.topics:
+        partitions = []
+        for index in t.partition_indexes:
+            partitions.append(describe(TopicPartition(t.name, index)))
+            count += 1
+            if count % MANY == 0:
+                await anyio.sleep(0)  # a request may name hundreds of thousands: let others in
+        topics.append({"name": t.name, "partitions": partitions})
+    return response(count, throttle_time_ms=0, topics=topics)
