@@ -11,12 +11,17 @@ the new log start offset (-1 on an error). With one replica nothing waits for fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import anyio
 
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import MANY, RequestContext, map_yielding, response
+
+log = logging.getLogger(__name__)
 
 API_KEY = 21
 VERSIONS = VersionRange(0, 2)
@@ -28,12 +33,35 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     # named twice is deleted once, to the offset named last, and answered once, under one entry
     # per topic.
     wanted: dict[TopicPartition, int] = {}
+    seen = 0
     for t in ctx.request.body.topics:
         for p in t.partitions:
             wanted[TopicPartition(t.name, p.partition_index)] = p.offset
+            seen += 1
+            if seen % MANY == 0:
+                await anyio.sleep(0)  # a request may name hundreds of thousands: let others in
+    items = list(wanted.items())
+    outcomes = await map_yielding(lambda item: rm.delete_records(*item), items)
+    # The segments below the new starts are out of their logs; their files go in a worker thread
+    # (one request may free thousands of segments), before the answer as nothing else waits on it.
+    deletions = [delete_files for _, _, delete_files in outcomes if delete_files is not None]
+    if deletions:
+        await anyio.to_thread.run_sync(_run_all, deletions)
     by_topic: dict[str, list[dict[str, Any]]] = {}
-    for tp, offset in wanted.items():
-        code, low = rm.delete_records(tp, offset)
+    for i, ((tp, _), (code, low, _)) in enumerate(zip(items, outcomes, strict=True), 1):
         by_topic.setdefault(tp.topic, []).append(
             {"partition_index": tp.partition, "low_watermark": low, "error_code": code})
-    return {"throttle_time_ms": 0, "topics": [{"name": n, "partitions": ps} for n, ps in by_topic.items()]}
+        if i % MANY == 0:
+            await anyio.sleep(0)
+    return response(len(items), throttle_time_ms=0,
+                    topics=[{"name": n, "partitions": ps} for n, ps in by_topic.items()])
+
+
+def _run_all(calls: list[Callable[[], object]]) -> None:
+    """Worker thread: delete each partition's freed segment files. The log start offsets have
+    moved already, so one partition's failure is logged and the others' files still go."""
+    for call in calls:
+        try:
+            call()
+        except Exception:
+            log.exception("deleting the segments DeleteRecords freed failed")

@@ -11,7 +11,7 @@ import logging
 import shutil
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -482,14 +482,43 @@ class PartitionLog:
     def delete_records_before(self, offset: int) -> int:
         """Advance the log start offset to ``offset`` (DeleteRecords) and delete whole
         segments below it. Returns the new log start offset."""
+        start, detached = self.detach_records_before(offset)
+        for seg in detached:
+            seg.delete()
+        return start
+
+    def detach_records_before(self, offset: int) -> tuple[int, list[LogSegment]]:
+        """:meth:`delete_records_before` without the file work: ``(new log start offset, the
+        segments taken out of the log)``. The caller deletes those segments' files
+        (:meth:`LogSegment.delete`), e.g. in a worker thread: as Kafka's asynchronous segment
+        deletion, so a request removing thousands of segments does not hold up the event loop."""
         with self._lock:
             self._check_open()
             if offset > self._high_watermark or offset < 0:
                 raise OffsetOutOfRange(f"cannot delete records before {offset}: high watermark is {self._high_watermark}")
             if offset > self._log_start_offset:
                 self._log_start_offset = offset
-            self.delete_oldest_segments(lambda seg, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset)
-            return self._log_start_offset
+            detached = self._detach_oldest_segments(
+                lambda seg, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset)
+            return self._log_start_offset, detached
+
+    def delete_detached(self, segments: Sequence[LogSegment]) -> int:
+        """Delete the files of segments :meth:`detach_records_before` took out of this log
+        (safe from any thread); returns how many were deleted. Once the log is closed (its
+        partition deleted, its directory renamed away and maybe made anew) nothing more is
+        deleted: the paths could name a new log's files. A file that cannot be removed is
+        logged and left: the log no longer refers to it."""
+        done = 0
+        for seg in segments:
+            if self._closed:
+                break
+            try:
+                seg.delete()
+            except OSError as e:
+                log.error("cannot delete segment %s of %s: %s", seg.log_path, self.name, e)
+                continue
+            done += 1
+        return done
 
     def delete_oldest_segments(self, predicate: Callable[[LogSegment, LogSegment | None], bool]) -> int:
         """Delete segments from the oldest while ``predicate(segment, next_segment)`` holds
@@ -498,6 +527,13 @@ class PartitionLog:
         If every segment goes, a new empty active segment is rolled first. Returns the
         number of segments deleted.
         """
+        detached = self._detach_oldest_segments(predicate)
+        for seg in detached:
+            seg.delete()
+        return len(detached)
+
+    def _detach_oldest_segments(self, predicate: Callable[[LogSegment, LogSegment | None], bool]) -> list[LogSegment]:
+        """Take the segments :meth:`delete_oldest_segments` deletes out of the log, files kept."""
         with self._lock:
             self._check_open()
             segs = self._segments.to_list()
@@ -509,15 +545,14 @@ class PartitionLog:
                     break
                 doomed.append(seg)
             if not doomed:
-                return 0
+                return []
             if len(doomed) == len(segs):
                 self.roll()
             for seg in doomed:
                 self._segments.remove(seg)
-                seg.delete()
             self._log_start_offset = max(self._log_start_offset, self._segments.first.base_offset)
             self._recovery_point = max(self._recovery_point, self._log_start_offset)
-            return len(doomed)
+            return doomed
 
     def truncate_to(self, offset: int) -> None:
         """Remove every batch starting at or after ``offset`` (replica truncation)."""

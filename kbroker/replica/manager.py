@@ -368,30 +368,35 @@ class ReplicaManager:
                            records=records, aborted_transactions=aborted)
 
     # -- delete records --------------------------------------------------------------------
-    def delete_records(self, tp: TopicPartition, offset: int) -> tuple[int, int]:
+    def delete_records(self, tp: TopicPartition, offset: int) -> tuple[int, int, Callable[[], object] | None]:
         """DeleteRecords for one partition: move its log start offset up to ``offset`` (-1: the
-        high watermark). Returns ``(error_code, low_watermark)``, the low watermark -1 on an error.
+        high watermark). Returns ``(error_code, low_watermark, delete_files)``, the low watermark
+        -1 on an error. The segments wholly below the new start are out of the log already;
+        ``delete_files`` (None when there are none) removes their files and may run in a worker
+        thread, as Kafka deletes segments asynchronously.
 
         As Kafka's ``ReplicaManager.deleteRecordsOnLocalLog`` and ``Partition.deleteRecordsOnLeader``.
         """
-        if is_internal(tp.topic):
-            return ErrorCode.INVALID_TOPIC_EXCEPTION, -1
         try:
             _info, plog = self._leader_log(tp)
         except PartitionError as e:
-            return e.error_code, -1
+            return e.error_code, -1, None
+        # After the existence check, as Kafka: a partition an internal topic lacks (or an internal
+        # topic not created yet) is UNKNOWN_TOPIC_OR_PARTITION, not INVALID_TOPIC_EXCEPTION.
+        if is_internal(tp.topic):
+            return ErrorCode.INVALID_TOPIC_EXCEPTION, -1, None
         if "delete" not in plog.config.cleanup_policy.split(","):
-            return ErrorCode.POLICY_VIOLATION, -1
+            return ErrorCode.POLICY_VIOLATION, -1, None
         target = plog.high_watermark if offset == DELETE_TO_HIGH_WATERMARK else offset
         if target < 0:
-            return ErrorCode.OFFSET_OUT_OF_RANGE, -1
+            return ErrorCode.OFFSET_OUT_OF_RANGE, -1, None
         try:
-            low = plog.delete_records_before(target)  # OffsetOutOfRange above the high watermark
+            low, detached = plog.detach_records_before(target)  # OffsetOutOfRange above the high watermark
         except LogError as e:
-            return e.error_code, -1
+            return e.error_code, -1, None
         # Fetches parked below the new start must answer OFFSET_OUT_OF_RANGE now.
         self.notify_partition_changed(tp)
-        return ErrorCode.NONE, low
+        return ErrorCode.NONE, low, (lambda: plog.delete_detached(detached)) if detached else None
 
     # -- list offsets ----------------------------------------------------------------------
     def active_producers(self, tp: TopicPartition) -> tuple[int, list[ProducerStateEntry]]:

@@ -21,6 +21,16 @@ from kbroker.handlers.api_versions import unsupported_version_response
 log = logging.getLogger(__name__)
 
 
+#: Frames from this size are decoded in a worker thread (see dispatch).
+LARGE_FRAME = 256 * 1024
+#: Produce: its size is record data, decoded as one bytes field, quick whatever its size.
+_PRODUCE_KEY = 0
+
+
+def _mostly_records(frame: bytes) -> bool:
+    return len(frame) >= 2 and int.from_bytes(frame[:2], "big", signed=True) == _PRODUCE_KEY
+
+
 #: A framed response as buffers to write in order (record data among them uncopied).
 ResponseParts = list[bytes | bytearray | memoryview]
 
@@ -28,7 +38,12 @@ ResponseParts = list[bytes | bytearray | memoryview]
 async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> ResponseParts | None:
     """Serve one request frame; returns the framed response, or None when none is due."""
     try:
-        request = decode_request(frame)
+        # A frame of many thousands of array items (a DeleteRecords or ListOffsets naming 100k
+        # partitions) takes a good part of a second to decode: that is done off the event loop.
+        if len(frame) >= LARGE_FRAME and not _mostly_records(frame):
+            request = await anyio.to_thread.run_sync(decode_request, frame)
+        else:
+            request = decode_request(frame)
     except UnsupportedVersion as e:
         if e.api_key == API_VERSIONS_KEY and e.correlation_id is not None:
             # KIP-511: answer in v0 so the client can retry with a version we know.

@@ -385,3 +385,32 @@ def test_compressed_batches_from_kafka_python(make_log):
     assert [data[pos + 16 : pos + h.size] for pos, h in iter_headers(data)] == [p[16:] for p in payloads]
     assert plog.offset_for_timestamp(1015) == (6, 1020)
     assert plog.max_timestamp() == (2030, 11)
+
+
+def test_detach_records_before_leaves_the_file_work_to_the_caller(make_log):
+    # DeleteRecords takes the segments out under the log's lock and deletes their files later
+    # (in a worker thread): the log stops referring to them at once, the files go on delete_detached.
+    plog = make_log(segment_bytes=300)
+    for _ in range(8):
+        plog.append(batch_of_size(120), leader_epoch=0)
+    first = plog.segments[0].log_path
+    start, detached = plog.detach_records_before(5)
+    assert start == 5 and [s.base_offset for s in detached] == [0, 2]
+    assert [s.base_offset for s in plog.segments] == [4, 6]
+    assert first.exists()
+    assert plog.delete_detached(detached) == 2
+    assert not first.exists() and not detached[1].log_path.exists()
+    assert batch_offsets(plog.read(5, 1 << 20)) == [(5, 5)]
+
+
+def test_delete_detached_stops_once_the_log_is_closed(make_log):
+    # A deleted (closed) partition's directory may be renamed away and a new one made under the
+    # old name: the detached segments' paths would then name the new log's files.
+    plog = make_log(segment_bytes=300)
+    for _ in range(4):
+        plog.append(batch_of_size(120), leader_epoch=0)
+    _, detached = plog.detach_records_before(3)
+    assert detached
+    plog.close()
+    assert plog.delete_detached(detached) == 0
+    assert detached[0].log_path.exists()

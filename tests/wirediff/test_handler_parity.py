@@ -125,9 +125,9 @@ def test_delete_records_answers_a_repeated_partition_once_with_its_last_offset()
     # answer has one entry per partition under one entry per topic.
     calls: list[tuple[str, int, int]] = []
 
-    def delete(tp: Any, offset: int) -> tuple[int, int]:
+    def delete(tp: Any, offset: int) -> tuple[int, int, None]:
         calls.append((tp.topic, tp.partition, offset))
-        return ErrorCode.NONE, offset
+        return ErrorCode.NONE, offset, None
 
     broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete))
     body = {"timeout_ms": 1000, "topics": [
@@ -138,3 +138,144 @@ def test_delete_records_answers_a_repeated_partition_once_with_its_last_offset()
     assert out["topics"] == [{"name": "t", "partitions": [
         {"partition_index": 0, "low_watermark": 3, "error_code": 0},
         {"partition_index": 1, "low_watermark": 2, "error_code": 0}]}]
+
+
+def test_delete_records_of_many_partitions_deletes_files_off_the_event_loop() -> None:
+    # A request naming thousands of partitions (each maybe freeing many segments) must not hold
+    # up other connections: the file deletion runs in a worker thread, the answer is encoded
+    # off the loop, and the handler yields while it works through the partitions.
+    import threading
+
+    from kbroker.handlers.api import MANY, DetachedBody
+
+    deleted_in: list[threading.Thread] = []
+
+    def delete(tp: Any, offset: int) -> tuple[int, int, Any]:
+        if tp.partition == 0:
+            return ErrorCode.NONE, offset, lambda: deleted_in.append(threading.current_thread())
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, None
+
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete))
+    count = MANY * 3
+    body = {"timeout_ms": 1000, "topics": [
+        {"name": "t", "partitions": [{"partition_index": i, "offset": 5} for i in range(count)]}]}
+    yields = 0
+
+    async def main() -> Any:
+        nonlocal yields
+        task = asyncio.ensure_future(delete_records.handle(_ctx(21, 2, body, broker)))
+        while not task.done():
+            yields += 1
+            await asyncio.sleep(0)
+        return task.result()
+
+    out = asyncio.run(main())
+    assert isinstance(out, DetachedBody)
+    assert len(out["topics"][0]["partitions"]) == count
+    assert out["topics"][0]["partitions"][0] == {"partition_index": 0, "low_watermark": 5, "error_code": 0}
+    assert len(deleted_in) == 1 and deleted_in[0] is not threading.main_thread()
+    assert yields >= 3
+
+
+class _NoWalk(dict):  # type: ignore[type-arg]
+    """A topic's partitions that may be looked up by index but not walked whole."""
+
+    def values(self) -> Any:
+        raise AssertionError("the whole topic was walked")
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the whole topic was walked")
+
+    def items(self) -> Any:
+        raise AssertionError("the whole topic was walked")
+
+
+def test_describe_topic_partitions_page_deep_in_a_big_topic_reads_only_that_page() -> None:
+    # A cursor deep into a topic of many partitions must cost one page, not the whole topic
+    # (sorted and filtered again for every page).
+    import uuid
+
+    from kbroker.handlers import describe_topic_partitions
+    from kbroker.handlers.api import DetachedBody
+    from kbroker.metadata.model import PartitionInfo, TopicInfo
+
+    parts = _NoWalk({i: PartitionInfo("big", i, 1, 0, [1], [1]) for i in range(50_000)})
+    topic = TopicInfo("big", uuid.uuid4(), parts)
+    broker = SimpleNamespace(metadata=SimpleNamespace(topics={"big": topic}, topic={"big": topic}.get))
+    body = {"topics": [{"name": "big"}], "response_partition_limit": 2**31 - 1,
+            "cursor": {"topic_name": "big", "partition_index": 40_000}}
+    out = _run(describe_topic_partitions, _ctx(75, 0, body, broker))
+    indexes = [p["partition_index"] for p in out["topics"][0]["partitions"]]
+    assert indexes == list(range(40_000, 42_000))
+    assert isinstance(out, DetachedBody)  # a full page is encoded off the loop
+    assert out["next_cursor"] == {"topic_name": "big", "partition_index": 42_000}
+    body["cursor"] = {"topic_name": "big", "partition_index": 2**31 - 1}
+    out = _run(describe_topic_partitions, _ctx(75, 0, body, broker))
+    assert out["topics"][0]["partitions"] == [] and out["next_cursor"] is None
+
+
+def test_describe_producers_reads_a_repeated_partition_once_and_yields() -> None:
+    # Kafka answers a partition named twice twice; kbroker reads its producers once, so a request
+    # repeating a busy partition many thousands of times does not copy its state each time, and
+    # a large answer is encoded off the loop.
+    from kbroker.handlers import describe_producers
+    from kbroker.handlers.api import MANY, DetachedBody
+    from kbroker.log.producer_state_entry import ProducerStateEntry
+
+    reads: list[Any] = []
+    entry = ProducerStateEntry(producer_id=7, producer_epoch=1)
+
+    def active(tp: Any) -> tuple[int, list[ProducerStateEntry]]:
+        reads.append(tp)
+        return ErrorCode.NONE, [entry]
+
+    broker = SimpleNamespace(metadata=SimpleNamespace(partition=lambda t, i: object() if (t, i) == ("t", 0) else None,
+                                                      topic=lambda t: object() if t == "t" else None),
+                             replica_manager=SimpleNamespace(active_producers=active))
+    body = {"topics": [{"name": "t", "partition_indexes": [0] * (MANY * 2) + [5]},
+                       {"name": "t", "partition_indexes": [0]}]}
+    out = _run(describe_producers, _ctx(61, 0, body, broker))
+    assert isinstance(out, DetachedBody)
+    assert len(reads) == 1
+    first, second = out["topics"]
+    assert len(first["partitions"]) == MANY * 2 + 1 and len(second["partitions"]) == 1
+    assert first["partitions"][0]["active_producers"][0]["producer_id"] == 7
+    assert first["partitions"][-1] == {"partition_index": 5, "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                       "error_message": None, "active_producers": []}
+    assert second["partitions"][0]["active_producers"] == first["partitions"][0]["active_producers"]
+
+
+def test_describe_producers_explains_an_unknown_topic_only() -> None:
+    # Kafka 4.1.1: a topic it does not know answers UNKNOWN_TOPIC_OR_PARTITION with its message;
+    # an unknown partition of a known topic (-1, past the end) the same code with no message.
+    from kbroker.handlers import describe_producers
+
+    broker = SimpleNamespace(metadata=SimpleNamespace(partition=lambda t, i: None,
+                                                      topic=lambda t: object() if t == "t" else None),
+                             replica_manager=SimpleNamespace())
+    body = {"topics": [{"name": "t", "partition_indexes": [-1, 7]}, {"name": "nope", "partition_indexes": [0]}]}
+    out = _run(describe_producers, _ctx(61, 0, body, broker))
+    got = [(p["partition_index"], p["error_code"], p["error_message"]) for t in out["topics"] for p in t["partitions"]]
+    assert got == [(-1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None), (7, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None),
+                   (0, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")]
+
+
+def test_delete_records_answers_when_one_partitions_file_deletion_fails() -> None:
+    # The log start offsets have moved before the files go: a failure deleting one partition's
+    # freed segments must neither lose the answer (the connection closing) nor keep the other
+    # partitions' files.
+    deleted: list[int] = []
+
+    def fail() -> None:
+        raise RuntimeError("disk trouble")
+
+    def delete(tp: Any, offset: int) -> tuple[int, int, Any]:
+        return ErrorCode.NONE, offset, fail if tp.partition == 0 else (lambda: deleted.append(tp.partition))
+
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete))
+    body = {"timeout_ms": 1000, "topics": [
+        {"name": "t", "partitions": [{"partition_index": 0, "offset": 4}, {"partition_index": 1, "offset": 2}]}]}
+    out = _run(delete_records, _ctx(21, 2, body, broker))
+    assert out["topics"][0]["partitions"] == [{"partition_index": 0, "low_watermark": 4, "error_code": 0},
+                                              {"partition_index": 1, "low_watermark": 2, "error_code": 0}]
+    assert deleted == [1]
