@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kbroker.testing import BrokerThread
+from tests.broker.replica_wire import WireClient
 
 TESTS = Path(__file__).resolve().parent
 # Shared helpers (wait_helpers) import the same way under every import mode and xdist.
@@ -62,3 +64,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return -1 if name in RUN_FIRST else 1 if name in RUN_LAST else 0
 
     items.sort(key=place)  # stable: everything else keeps its order
+
+
+@pytest.fixture
+def wire(kafka_broker: BrokerThread) -> Iterator[WireClient]:
+    """A raw-protocol client connected to the test's in-process broker."""
+    c = WireClient(kafka_broker.bootstrap)
+    yield c
+    c.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,6 @@ from kbroker.testing import BrokerThread
 
 DELETE_RECORDS = 21
 
-
-@pytest.fixture
-def wire(kafka_broker: BrokerThread) -> Iterator[WireClient]:
-    c = WireClient(kafka_broker.bootstrap)
-    yield c
-    c.close()
 
 
 def delete(wire: WireClient, topic: str, offsets: dict[int, int], version: int = 2) -> dict[int, tuple[int, int]]:

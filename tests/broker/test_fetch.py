@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,13 +21,6 @@ from wait_helpers import parked_fetches, wait_until
 
 from kbroker.records.batch import iter_headers
 from kbroker.testing import BrokerThread
-
-
-@pytest.fixture
-def wire(kafka_broker: BrokerThread) -> Iterator[WireClient]:
-    c = WireClient(kafka_broker.bootstrap)
-    yield c
-    c.close()
 
 
 def _fill(wire: WireClient, topic: str, partition: int, batches: list[list[bytes]]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from replica_wire import LIST_OFFSETS, WireClient, batch, create_topic, list_offsets, produce_one
 
@@ -11,12 +9,6 @@ from kbroker.testing import BrokerThread
 
 T0 = 1_700_000_000_000
 
-
-@pytest.fixture
-def wire(kafka_broker: BrokerThread) -> Iterator[WireClient]:
-    c = WireClient(kafka_broker.bootstrap)
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -48,12 +48,6 @@ class WireClient:
         self.sock.close()
 
 
-@pytest.fixture
-def wire(kafka_broker: BrokerThread) -> Any:
-    c = WireClient(kafka_broker.bootstrap)
-    yield c
-    c.close()
-
 
 def create(wire: WireClient, name: str, partitions: int = 1, version: int = 7, **extra: Any) -> Any:
     body = {"topics": [{"name": name, "num_partitions": partitions, "replication_factor": 1,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from replica_wire import (
@@ -21,13 +20,6 @@ from replica_wire import (
 
 from kbroker.records.batch import COMPRESSION_GZIP
 from kbroker.testing import BrokerThread
-
-
-@pytest.fixture
-def wire(kafka_broker: BrokerThread) -> Iterator[WireClient]:
-    c = WireClient(kafka_broker.bootstrap)
-    yield c
-    c.close()
 
 
 @pytest.mark.parametrize("version", [3, 5, 8, 9, 12])

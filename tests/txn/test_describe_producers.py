@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.testing import BrokerThread
@@ -15,12 +12,6 @@ from .helpers import pbatch
 
 DESCRIBE_PRODUCERS = 61
 
-
-@pytest.fixture
-def wire(kafka_broker: BrokerThread) -> Iterator[WireClient]:
-    c = WireClient(kafka_broker.bootstrap)
-    yield c
-    c.close()
 
 
 def describe(wire: WireClient, topics: dict[str, list[int]]) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,6 @@ from .helpers import pbatch
 
 INIT_PRODUCER_ID = 22
 
-
-@pytest.fixture
-def wire(kafka_broker: BrokerThread) -> Iterator[WireClient]:
-    c = WireClient(kafka_broker.bootstrap)
-    yield c
-    c.close()
 
 
 def init_pid(wire: WireClient, version: int = 4, transactional_id: str | None = None, timeout_ms: int = 60_000,
