@@ -6,12 +6,15 @@
 package common
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 )
@@ -162,4 +165,12 @@ func Assignment[T int | int32](a, b []T) string {
 		return "[" + strings.Join(parts, ", ") + "]"
 	}
 	return "assignment " + list(a) + " / " + list(b)
+}
+
+// SameValues tells whether two lists of record values are equal, in order.
+func SameValues(a, b [][]byte) bool { return slices.EqualFunc(a, b, bytes.Equal) }
+
+// Ctx is a background context that times out after d.
+func Ctx(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }

@@ -23,10 +23,6 @@ import (
 
 const client = "franz-go"
 
-func ctxT(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
-}
-
 func newClient(bootstrap string, opts ...kgo.Opt) *kgo.Client {
 	// A short MetadataMinAge: right after CreateTopics Kafka may not have leaders yet, and
 	// kgo would otherwise wait 5 s before it looks again.
@@ -46,7 +42,7 @@ func newTopic(bootstrap, scenario string, partitions int32, configs map[string]*
 	name := c.TopicName(client, scenario)
 	adm, done := admin(bootstrap)
 	defer done()
-	ctx, cancel := ctxT(20 * time.Second)
+	ctx, cancel := c.Ctx(20 * time.Second)
 	defer cancel()
 	resp, err := adm.CreateTopic(ctx, partitions, 1, configs, name)
 	c.Must(err, "CreateTopic")
@@ -60,7 +56,7 @@ func produce(bootstrap string, recs []*kgo.Record, opts ...kgo.Opt) []*kgo.Recor
 	cl := newClient(bootstrap, append([]kgo.Opt{kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(5 * time.Millisecond)}, opts...)...)
 	defer cl.Close()
-	ctx, cancel := ctxT(30 * time.Second)
+	ctx, cancel := c.Ctx(30 * time.Second)
 	defer cancel()
 	c.Must(cl.ProduceSync(ctx, recs...).FirstErr(), "produce")
 	return recs
@@ -79,7 +75,7 @@ func poll(cl *kgo.Client, n int, timeout time.Duration) []*kgo.Record {
 	var out []*kgo.Record
 	deadline := time.Now().Add(timeout)
 	for len(out) < n && time.Now().Before(deadline) {
-		ctx, cancel := ctxT(500 * time.Millisecond)
+		ctx, cancel := c.Ctx(500 * time.Millisecond)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		for _, e := range fs.Errors() {
@@ -96,7 +92,7 @@ func poll(cl *kgo.Client, n int, timeout time.Duration) []*kgo.Record {
 func partitionsOf(bootstrap, topic string) []int32 {
 	adm, done := admin(bootstrap)
 	defer done()
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	md, err := adm.Metadata(ctx, topic)
 	c.Must(err, "metadata")
@@ -129,17 +125,13 @@ func valuesOf(recs []*kgo.Record) [][]byte {
 	return out
 }
 
-func sameValues(a, b [][]byte) bool {
-	return slices.EqualFunc(a, b, bytes.Equal)
-}
-
 // ---------------------------------------------------------------- scenarios
 
 func metadata(b string) string {
 	topic := newTopic(b, "metadata", 3, nil)
 	adm, done := admin(b)
 	defer done()
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	md, err := adm.Metadata(ctx)
 	c.Must(err, "metadata")
@@ -169,7 +161,7 @@ func acks(scenario string, a kgo.Acks) func(string) string {
 		vals := c.Payloads(20, "m")
 		produce(b, values(vals, topic), kgo.RequiredAcks(a))
 		got := readAll(b, topic, 20, nil, 20*time.Second)
-		c.Check(sameValues(valuesOf(got), vals), "records differ from what was produced")
+		c.Check(c.SameValues(valuesOf(got), vals), "records differ from what was produced")
 		return ""
 	}
 }
@@ -243,7 +235,7 @@ func compression(codec string) func(string) string {
 		}
 		produce(b, values(vals, topic), kgo.ProducerBatchCompression(codecs[codec]), kgo.ProducerLinger(50*time.Millisecond))
 		got := readAll(b, topic, 50, nil, 20*time.Second)
-		c.Check(sameValues(valuesOf(got), vals), "records differ")
+		c.Check(c.SameValues(valuesOf(got), vals), "records differ")
 		return ""
 	}
 }
@@ -277,7 +269,7 @@ func consumeTimestamp(b string) string {
 	produce(b, recs)
 	adm, done := admin(b)
 	defer done()
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	listed, err := adm.ListOffsetsAfterMilli(ctx, t0+1500, topic)
 	c.Must(err, "ListOffsetsAfterMilli")
@@ -352,7 +344,7 @@ func group(scenario string, balancer kgo.GroupBalancer) func(string) string {
 		seen := map[string]bool{}
 		c.WaitUntil(45*time.Second, "a balanced 2-member group that consumed all 40 records", 0, func() bool {
 			for _, m := range ms {
-				ctx, cancel := ctxT(100 * time.Millisecond)
+				ctx, cancel := c.Ctx(100 * time.Millisecond)
 				for _, r := range m.cl.PollFetches(ctx).Records() {
 					seen[string(r.Value)] = true
 				}
@@ -369,7 +361,7 @@ func group(scenario string, balancer kgo.GroupBalancer) func(string) string {
 
 // commitSync commits offsets synchronously and fails on any request or partition error.
 func commitSync(cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset) {
-	ctx, cancel := ctxT(15 * time.Second)
+	ctx, cancel := c.Ctx(15 * time.Second)
 	defer cancel()
 	var cerr error
 	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
@@ -400,7 +392,7 @@ func commitResume(b string) string {
 	c.Check(len(got) >= 4, "first consumer read %d records", len(got))
 	commitSync(cl, map[string]map[int32]kgo.EpochOffset{topic: {0: {Epoch: -1, Offset: 4}}})
 	adm := kadm.NewClient(cl)
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	offs, err := adm.FetchOffsets(ctx, g)
 	c.Must(err, "FetchOffsets")
@@ -419,14 +411,14 @@ func idempotentProducer(b string) string {
 	vals := c.Payloads(10, "m")
 	cl := newClient(b, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(15*time.Second))
 	defer cl.Close()
-	ctx, cancel := ctxT(20 * time.Second)
+	ctx, cancel := c.Ctx(20 * time.Second)
 	defer cancel()
 	c.Must(cl.ProduceSync(ctx, values(vals, topic)...).FirstErr(), "idempotent produce")
 	pid, epoch, err := cl.ProducerID(ctx)
 	c.Must(err, "ProducerID")
 	c.Check(pid >= 0, "no producer id (%d)", pid)
 	got := readAll(b, topic, 10, nil, 20*time.Second)
-	c.Check(sameValues(valuesOf(got), vals), "records differ")
+	c.Check(c.SameValues(valuesOf(got), vals), "records differ")
 	for _, r := range got {
 		c.Check(r.ProducerID == pid && r.ProducerEpoch == epoch, "record offset %d has producer %d/%d, want %d/%d",
 			r.Offset, r.ProducerID, r.ProducerEpoch, pid, epoch)
@@ -439,7 +431,7 @@ func transactions(b string) string {
 	cl := newClient(b, kgo.TransactionalID(topic+"-tx"), kgo.TransactionTimeout(30*time.Second),
 		kgo.RecordDeliveryTimeout(20*time.Second))
 	defer cl.Close()
-	ctx, cancel := ctxT(45 * time.Second)
+	ctx, cancel := c.Ctx(45 * time.Second)
 	defer cancel()
 	txn := func(vals []string, end kgo.TransactionEndTry) {
 		c.Must(cl.BeginTransaction(), "BeginTransaction")
@@ -455,12 +447,12 @@ func transactions(b string) string {
 	txn([]string{"c4"}, kgo.TryCommit)
 	got := readAll(b, topic, 4, nil, 20*time.Second, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	want := [][]byte{[]byte("c1"), []byte("c2"), []byte("c3"), []byte("c4")}
-	c.Check(sameValues(valuesOf(got), want), "read %q", valuesOf(got))
+	c.Check(c.SameValues(valuesOf(got), want), "read %q", valuesOf(got))
 	return ""
 }
 
 func topicListed(adm *kadm.Client, name string) bool {
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	td, err := adm.ListTopics(ctx)
 	c.Must(err, "ListTopics")
@@ -471,7 +463,7 @@ func adminTopics(b string) string {
 	adm, done := admin(b)
 	defer done()
 	name := c.TopicName(client, "admin-topics")
-	ctx, cancel := ctxT(30 * time.Second)
+	ctx, cancel := c.Ctx(30 * time.Second)
 	defer cancel()
 	cr, err := adm.CreateTopic(ctx, 2, 1, nil, name)
 	c.Must(err, "CreateTopic")
@@ -488,7 +480,7 @@ func adminPartitions(b string) string {
 	topic := newTopic(b, "admin-partitions", 1, nil)
 	adm, done := admin(b)
 	defer done()
-	ctx, cancel := ctxT(20 * time.Second)
+	ctx, cancel := c.Ctx(20 * time.Second)
 	defer cancel()
 	resp, err := adm.UpdatePartitions(ctx, 3, topic)
 	c.Must(err, "UpdatePartitions")
@@ -520,7 +512,7 @@ func adminConfigs(b string) string {
 	topic := newTopic(b, "admin-configs", 1, map[string]*string{"retention.ms": &retention})
 	adm, done := admin(b)
 	defer done()
-	ctx, cancel := ctxT(30 * time.Second)
+	ctx, cancel := c.Ctx(30 * time.Second)
 	defer cancel()
 	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
 	got := configValue(rcs, err, "retention.ms")
@@ -547,7 +539,7 @@ func adminConfigs(b string) string {
 }
 
 func groupListed(adm *kadm.Client, g string) bool {
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	lg, err := adm.ListGroups(ctx)
 	c.Must(err, "ListGroups")
@@ -562,7 +554,7 @@ func adminGroups(b string) string {
 	cl := newClient(b, kgo.ConsumerGroup(g), kgo.ConsumeTopics(topic), kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	c.Check(len(poll(cl, 1, 20*time.Second)) == 1, "no record in the group consumer")
-	ctx, cancel := ctxT(30 * time.Second)
+	ctx, cancel := c.Ctx(30 * time.Second)
 	defer cancel()
 	c.Must(cl.CommitUncommittedOffsets(ctx), "commit")
 	cl.Close()
@@ -591,7 +583,7 @@ func largeMessages(b string) string {
 	cl := newClient(b, append(opts, kgo.DisableIdempotentWrite(), kgo.RecordRetries(0),
 		kgo.RecordDeliveryTimeout(20*time.Second))...)
 	defer cl.Close()
-	ctx, cancel := ctxT(30 * time.Second)
+	ctx, cancel := c.Ctx(30 * time.Second)
 	defer cancel()
 	err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: c.LargeValue(c.OverSize)}).FirstErr()
 	c.Check(err != nil, "broker accepted a record over max.message.bytes")

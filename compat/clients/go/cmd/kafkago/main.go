@@ -21,10 +21,6 @@ import (
 
 const client = "kafka-go"
 
-func ctxT(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
-}
-
 // transport serves Metadata requests from a cache (6 s by default); the scenarios create
 // topics and poll for admin changes, so it refreshes often.
 var transport = &kafka.Transport{MetadataTTL: 200 * time.Millisecond, ClientID: "kbroker-compat-kafka-go"}
@@ -35,7 +31,7 @@ func api(b string) *kafka.Client {
 
 func newTopic(b, scenario string, partitions int, configs []kafka.ConfigEntry) string {
 	name := c.TopicName(client, scenario)
-	ctx, cancel := ctxT(20 * time.Second)
+	ctx, cancel := c.Ctx(20 * time.Second)
 	defer cancel()
 	resp, err := api(b).CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: name, NumPartitions: partitions, ReplicationFactor: 1, ConfigEntries: configs}}})
@@ -81,7 +77,7 @@ func produce(b, topic string, ms []kafka.Message, tweak func(*kafka.Writer)) []k
 		}
 	}
 	defer w.Close()
-	ctx, cancel := ctxT(30 * time.Second)
+	ctx, cancel := c.Ctx(30 * time.Second)
 	defer cancel()
 	c.Must(writeErr(w.WriteMessages(ctx, ms...)), "produce")
 	return done
@@ -96,7 +92,7 @@ func values(vals [][]byte) []kafka.Message {
 }
 
 func partitionsOf(b, topic string) []int {
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	md, err := api(b).Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	c.Must(err, "Metadata")
@@ -118,7 +114,7 @@ func partitionsOf(b, topic string) []int {
 // consume reads n messages from the partitions at the given offsets with one partition Reader
 // each; the result is ordered by partition, then offset.
 func consume(b, topic string, at map[int]int64, n int, timeout time.Duration, tweak func(*kafka.ReaderConfig)) []kafka.Message {
-	ctx, cancel := ctxT(timeout)
+	ctx, cancel := c.Ctx(timeout)
 	defer cancel()
 	merged := make(chan kafka.Message, n+64)
 	errs := make(chan error, len(at))
@@ -192,13 +188,11 @@ func valuesOf(ms []kafka.Message) [][]byte {
 	return out
 }
 
-func sameValues(a, b [][]byte) bool { return slices.EqualFunc(a, b, bytes.Equal) }
-
 // ---------------------------------------------------------------- scenarios
 
 func metadata(b string) string {
 	topic := newTopic(b, "metadata", 3, nil)
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	md, err := api(b).Metadata(ctx, &kafka.MetadataRequest{})
 	c.Must(err, "Metadata")
@@ -235,7 +229,7 @@ func acks(scenario string, a kafka.RequiredAcks) c.Scenario {
 		vals := c.Payloads(20, "m")
 		produce(b, topic, values(vals), func(w *kafka.Writer) { w.RequiredAcks = a })
 		got := readAll(b, topic, 20, nil, 20*time.Second, nil)
-		c.Check(sameValues(valuesOf(got), vals), "records differ from what was produced")
+		c.Check(c.SameValues(valuesOf(got), vals), "records differ from what was produced")
 		return ""
 	}
 }
@@ -294,7 +288,7 @@ func headers(b string) string {
 func nullValues(b string) string {
 	topic := newTopic(b, "null", 1, nil)
 	produce(b, topic, []kafka.Message{{Key: []byte("k1"), Value: nil}, {Key: []byte("k2"), Value: []byte{}}}, nil)
-	ctx, cancel := ctxT(20 * time.Second)
+	ctx, cancel := c.Ctx(20 * time.Second)
 	defer cancel()
 	resp, err := api(b).Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: 0, Offset: 0, MinBytes: 1,
 		MaxBytes: 1 << 20, MaxWait: time.Second})
@@ -343,7 +337,7 @@ func compression(codec string) c.Scenario {
 			w.BatchTimeout = 50 * time.Millisecond
 		})
 		got := readAll(b, topic, 50, nil, 20*time.Second, nil)
-		c.Check(sameValues(valuesOf(got), vals), "records differ")
+		c.Check(c.SameValues(valuesOf(got), vals), "records differ")
 		return ""
 	}
 }
@@ -376,7 +370,7 @@ func consumeTimestamp(b string) string {
 		ms[i] = kafka.Message{Value: []byte(fmt.Sprintf("t%d", i)), Time: time.UnixMilli(t0 + int64(i)*1000)}
 	}
 	produce(b, topic, ms, nil)
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	resp, err := api(b).ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
 		topic: {kafka.TimeOffsetOf(0, time.UnixMilli(t0+1500))}}})
@@ -531,7 +525,7 @@ func group(scenario string, balancer kafka.GroupBalancer) c.Scenario {
 }
 
 func committedOffset(b, g, topic string) int64 {
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	resp, err := api(b).OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: g, Topics: map[string][]int{topic: {0}}})
 	c.Must(err, "OffsetFetch")
@@ -554,7 +548,7 @@ func commitResume(b string) string {
 	produce(b, topic, values(vals), nil)
 	g := c.GroupName(client, "commit")
 	r := groupReader(b, g, topic)
-	ctx, cancel := ctxT(40 * time.Second)
+	ctx, cancel := c.Ctx(40 * time.Second)
 	defer cancel()
 	var last kafka.Message
 	for i := 0; i < 4; i++ {
@@ -588,7 +582,7 @@ func transactions(string) string {
 }
 
 func topicListed(b, name string) bool {
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	md, err := api(b).Metadata(ctx, &kafka.MetadataRequest{})
 	c.Must(err, "Metadata")
@@ -602,7 +596,7 @@ func topicListed(b, name string) bool {
 
 func adminTopics(b string) string {
 	name := c.TopicName(client, "admin-topics")
-	ctx, cancel := ctxT(30 * time.Second)
+	ctx, cancel := c.Ctx(30 * time.Second)
 	defer cancel()
 	cr, err := api(b).CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: name, NumPartitions: 2, ReplicationFactor: 1}}})
 	c.Must(err, "CreateTopics")
@@ -617,7 +611,7 @@ func adminTopics(b string) string {
 
 func adminPartitions(b string) string {
 	topic := newTopic(b, "admin-partitions", 1, nil)
-	ctx, cancel := ctxT(20 * time.Second)
+	ctx, cancel := c.Ctx(20 * time.Second)
 	defer cancel()
 	resp, err := api(b).CreatePartitions(ctx, &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: 3}}})
 	c.Must(err, "CreatePartitions")
@@ -628,7 +622,7 @@ func adminPartitions(b string) string {
 }
 
 func configValue(b string, rt kafka.ResourceType, name, key string) string {
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	resp, err := api(b).DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
 		ResourceType: rt, ResourceName: name}}})
@@ -648,7 +642,7 @@ func adminConfigs(b string) string {
 	topic := newTopic(b, "admin-configs", 1, []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "3600000"}})
 	got := configValue(b, kafka.ResourceTypeTopic, topic, "retention.ms")
 	c.Check(got == "3600000", "retention.ms = %s", got)
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	resp, err := api(b).IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{Resources: []kafka.IncrementalAlterConfigsRequestResource{{
 		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic,
@@ -672,7 +666,7 @@ func adminConfigs(b string) string {
 }
 
 func groupListed(b, g string) bool {
-	ctx, cancel := ctxT(10 * time.Second)
+	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
 	resp, err := api(b).ListGroups(ctx, &kafka.ListGroupsRequest{})
 	c.Must(err, "ListGroups")
@@ -690,7 +684,7 @@ func adminGroups(b string) string {
 	produce(b, topic, values([][]byte{[]byte("x")}), nil)
 	g := c.GroupName(client, "admin-groups")
 	r := groupReader(b, g, topic)
-	ctx, cancel := ctxT(40 * time.Second)
+	ctx, cancel := c.Ctx(40 * time.Second)
 	defer cancel()
 	m, err := r.FetchMessage(ctx)
 	c.Must(err, "group consumer")
@@ -721,7 +715,7 @@ func largeMessages(b string) string {
 	w := writer(b, topic, big4)
 	w.MaxAttempts = 1
 	defer w.Close()
-	ctx, cancel := ctxT(30 * time.Second)
+	ctx, cancel := c.Ctx(30 * time.Second)
 	defer cancel()
 	err := w.WriteMessages(ctx, kafka.Message{Value: c.LargeValue(c.OverSize)})
 	c.Check(err != nil, "broker accepted a record over max.message.bytes")

@@ -156,8 +156,6 @@ func valuesOf(ms []*sarama.ConsumerMessage) [][]byte {
 	return out
 }
 
-func sameValues(a, b [][]byte) bool { return slices.EqualFunc(a, b, bytes.Equal) }
-
 // ---------------------------------------------------------------- scenarios
 
 func metadata(b string) string {
@@ -191,7 +189,7 @@ func acks(scenario string, a sarama.RequiredAcks) c.Scenario {
 		vals := c.Payloads(20, "m")
 		produce(b, msgs(topic, vals), func(cfg *sarama.Config) { cfg.Producer.RequiredAcks = a })
 		got := readAll(b, topic, 20, nil, 20*time.Second, nil)
-		c.Check(sameValues(valuesOf(got), vals), "records differ from what was produced")
+		c.Check(c.SameValues(valuesOf(got), vals), "records differ from what was produced")
 		return ""
 	}
 }
@@ -272,7 +270,7 @@ func compression(codec string) c.Scenario {
 			cfg.Producer.Flush.Frequency = 50 * time.Millisecond
 		})
 		got := readAll(b, topic, 50, nil, 20*time.Second, nil)
-		c.Check(sameValues(valuesOf(got), vals), "records differ")
+		c.Check(c.SameValues(valuesOf(got), vals), "records differ")
 		return ""
 	}
 }
@@ -569,7 +567,7 @@ func idempotentProducer(b string) string {
 	vals := c.Payloads(10, "m")
 	produce(b, msgs(topic, vals), idempotent)
 	got := readAll(b, topic, 10, nil, 20*time.Second, nil)
-	c.Check(sameValues(valuesOf(got), vals), "records differ")
+	c.Check(c.SameValues(valuesOf(got), vals), "records differ")
 	return ""
 }
 
@@ -602,7 +600,7 @@ func transactions(b string) string {
 		cfg.Consumer.IsolationLevel = sarama.ReadCommitted
 	})
 	want := [][]byte{[]byte("c1"), []byte("c2"), []byte("c3"), []byte("c4")}
-	c.Check(sameValues(valuesOf(got), want), "read %q", valuesOf(got))
+	c.Check(c.SameValues(valuesOf(got), want), "read %q", valuesOf(got))
 	return ""
 }
 
