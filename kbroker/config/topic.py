@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import dropwhile
 from typing import Any, NamedTuple
 
 from kbroker.config.broker import BrokerConfig, ConfigEntry, ConfigSynonym
@@ -173,15 +172,12 @@ def _broker_default(
         if default is not None and chosen is None:
             chosen = (default * factor if factor != 1 else default, ConfigSource.DEFAULT_CONFIG)
     keys = [key for key, _ in definition.synonyms]
+    # As Kafka (ConfigHelper.configSynonyms): synonyms before the first one naming the primary
+    # broker key (keys[0]) are dropped, so retention.ms, whose log.retention.ms has no default,
+    # lists log.retention.hours only when log.retention.ms itself is set somewhere.
     synonyms = broker.synonyms(keys[0], keys) if keys else []
     if chosen is None:
         chosen = (definition.default, ConfigSource.DEFAULT_CONFIG)
-    if definition.synonyms:
-        # As Kafka (ConfigHelper.configSynonyms): synonyms before the first one naming the primary
-        # broker key are dropped, so retention.ms, whose log.retention.ms has no default, lists
-        # log.retention.hours only when log.retention.ms itself is set somewhere.
-        primary = definition.synonyms[0][0]
-        synonyms = list(dropwhile(lambda s: s.name != primary, synonyms))
     value, source = chosen
     # Kafka names the source of an inherited value after the first synonym left, else DEFAULT_CONFIG
     # (log.retention.hours=2 alone gives retention.ms 7200000 from DEFAULT_CONFIG, no synonyms).

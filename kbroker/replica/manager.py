@@ -398,7 +398,7 @@ class ReplicaManager:
         self.notify_partition_changed(tp)
         return ErrorCode.NONE, low, (lambda: plog.delete_detached(detached)) if detached else None
 
-    # -- list offsets ----------------------------------------------------------------------
+    # -- describe producers ----------------------------------------------------------------
     def active_producers(self, tp: TopicPartition) -> tuple[int, list[ProducerStateEntry]]:
         """DescribeProducers for one partition: ``(error code, the producers its log remembers)``.
 
@@ -410,6 +410,7 @@ class ReplicaManager:
             return e.error_code, []
         return ErrorCode.NONE, plog.active_producers()
 
+    # -- list offsets ----------------------------------------------------------------------
     def fetch_offset_for_timestamp(self, tp: TopicPartition, timestamp: int, *,
                                    isolation_level: int | None = READ_UNCOMMITTED,
                                    current_leader_epoch: int = -1) -> OffsetResult:
