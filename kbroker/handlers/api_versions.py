@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext
 
@@ -14,7 +15,6 @@ VERSIONS = VersionRange(0, 4)
 FINALIZED_FEATURES_EPOCH = -1
 #: What Kafka accepts as a client software name or version (v3+); anything else is INVALID_REQUEST.
 SOFTWARE_NAME_VERSION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
-INVALID_REQUEST = 42
 
 
 def api_keys() -> list[dict[str, int]]:
@@ -37,7 +37,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         if not all(SOFTWARE_NAME_VERSION.fullmatch(x or "")
                    for x in (body.client_software_name, body.client_software_version)):
             # Kafka answers INVALID_REQUEST with no API list (ApiVersionsRequest.isValid).
-            return {"error_code": INVALID_REQUEST, "api_keys": [], "throttle_time_ms": 0}
+            return {"error_code": ErrorCode.INVALID_REQUEST, "api_keys": [], "throttle_time_ms": 0}
         ctx.session.client_software_name = body.client_software_name
         ctx.session.client_software_version = body.client_software_version
     return {

@@ -17,18 +17,18 @@ from kbroker.codec.apis import API_VERSIONS_KEY, api_table
 from kbroker.handlers import registry
 from kbroker.handlers.api import BrokerServices, CloseConnection, DetachedBody, RequestContext, Session
 from kbroker.handlers.api_versions import unsupported_version_response
+from kbroker.handlers.produce import API_KEY as PRODUCE_KEY
 
 log = logging.getLogger(__name__)
 
 
 #: Frames from this size are decoded in a worker thread (see dispatch).
 LARGE_FRAME = 256 * 1024
-#: Produce: its size is record data, decoded as one bytes field, quick whatever its size.
-_PRODUCE_KEY = 0
 
 
 def _mostly_records(frame: bytes) -> bool:
-    return len(frame) >= 2 and int.from_bytes(frame[:2], "big", signed=True) == _PRODUCE_KEY
+    # Produce: its size is record data, decoded as one bytes field, quick whatever its size.
+    return len(frame) >= 2 and int.from_bytes(frame[:2], "big", signed=True) == PRODUCE_KEY
 
 
 #: A framed response as buffers to write in order (record data among them uncopied).
