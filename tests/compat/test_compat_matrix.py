@@ -10,7 +10,6 @@ missing client skips the test with the reason.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import types
@@ -18,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ci_helpers import IN_CI
 
 REPO = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _missing_clients() -> list[str]:

@@ -9,41 +9,28 @@ client is a failure; elsewhere the test skips with the reason.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from ci_helpers import need, reference_unavailable
 
 REPO = Path(__file__).resolve().parents[2]
-# tests/compat/conftest.py's helpers (``import conftest`` would find tests/conftest.py).
-_spec = importlib.util.spec_from_file_location("compat_conftest", Path(__file__).with_name("conftest.py"))
-assert _spec is not None and _spec.loader is not None
-_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_conftest)
-IN_CI: bool = _conftest.IN_CI
-reference_unavailable = _conftest.reference_unavailable
 CLIENTS = ("kafka-python", "confluent-kafka", "aiokafka", "kafkajs")
-
-
-def _need(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"reference matrix cannot run in CI: {reason}")
-    pytest.skip(f"reference matrix cannot run: {reason}")
 
 
 @pytest.mark.slow
 def test_fast_reference_matrix_has_no_unlisted_difference(tmp_path: Path) -> None:
     why = reference_unavailable()
     if why is not None:
-        _need(why)
+        need(why)
     listing = subprocess.run([sys.executable, "-m", "compat", "--list"], cwd=REPO, capture_output=True,
                              text=True, timeout=60, check=True).stdout
     missing = [line for line in listing.splitlines()
                if line.split()[:2] in (["client", c] for c in CLIENTS) and not line.rstrip().endswith(" ok")]
     if missing:
-        _need("; ".join(missing))
+        need("; ".join(missing))
     proc = subprocess.run([sys.executable, "-m", "compat", "--reference", "--check-differences", "--fast",
                            "--clients", ",".join(CLIENTS), "--require-clients", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
