@@ -110,6 +110,10 @@ class GroupCoordinator:
         """Create ``__consumer_offsets`` if missing (FindCoordinator does, as Kafka's does)."""
         return self.manager.log.ensure()
 
+    def partition_for(self, group_id: str) -> int:
+        """The ``__consumer_offsets`` partition holding ``group_id``'s records."""
+        return self.manager.partition_for(group_id)
+
     def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         assert self._tg is not None, "coordinator not started"
         self._tg.start_soon(self._guarded_task, fn, *args)
