@@ -323,3 +323,47 @@ def test_recovery_without_snapshots_replays_from_the_start(make_log: MakeLog) ->
     again = make_log(clean=False, recovery_point=0)
     assert again.has_ongoing_transaction(1) and again.last_stable_offset == 2
     assert again.collect_aborted_transactions(0, 3) == [(1, 0)]
+
+
+def test_torn_txnindex_is_rebuilt_at_load(make_log: MakeLog) -> None:
+    plog = make_log()
+    plog.append(txn_batch(1, 0), leader_epoch=0)  # 0
+    plog.append_marker(1, 0, 0, False, leader_epoch=0)  # 1
+    plog.append(plain_batch(), leader_epoch=0)  # 2
+    plog.close()
+    path = plog.dir / "00000000000000000000.txnindex"
+    path.write_bytes(path.read_bytes()[:-5])
+    again = make_log()
+    assert again.collect_aborted_transactions(0, 3) == [(1, 0)]
+    assert path.stat().st_size == ENTRY_SIZE
+
+
+def test_aborted_transactions_are_known_after_a_restart(make_log: MakeLog) -> None:
+    plog = make_log()
+    plog.append(txn_batch(1, 0), leader_epoch=0)
+    plog.append_marker(1, 0, 0, False, leader_epoch=0)
+    plog.roll()
+    plog.append(plain_batch(), leader_epoch=0)
+    plog.close()
+    again = make_log()
+    assert again.has_aborted_transactions
+    assert again.collect_aborted_transactions(0, 3) == [(1, 0)]
+    assert again.collect_aborted_transactions(2, 3) == []
+
+
+def test_lso_never_falls_below_the_log_start(make_log: MakeLog) -> None:
+    plog = make_log()
+    plog.append(txn_batch(1, 0), leader_epoch=0)  # 0
+    plog.append(plain_batch(3), leader_epoch=0)  # 1-3
+    assert plog.last_stable_offset == 0
+    plog.delete_records_before(2)
+    assert plog.has_ongoing_transaction(1) and plog.last_stable_offset == 2
+
+
+def test_open_transaction_keeps_its_producer_from_expiring(make_log: MakeLog, clock) -> None:
+    plog = make_log()
+    plog.append(txn_batch(1, 0), leader_epoch=0)
+    plog.append(txn_batch(2, 0, transactional=False), leader_epoch=0)
+    clock.advance(10_000_000)
+    assert plog.maybe_expire_producers(1_000, 0) == 1
+    assert set(plog.producer_state.producers) == {1}
