@@ -147,6 +147,9 @@ class TransactionIndex:
 
     def reset(self) -> None:
         """Forget every entry and remove the file (recovery rebuilds it)."""
+        if not self._exists:
+            self._entries = []
+            return  # no file: nothing to remove (the common case, without a syscall)
         self._rewrite([])
 
     def _rewrite(self, entries: list[AbortedTxn]) -> None:
