@@ -8,9 +8,10 @@ import pytest
 
 from kbroker.common import TopicPartition
 from kbroker.groups import Errors, GroupConfig, GroupState, OffsetAndMetadata
+from kbroker.groups.records import GroupKey, OffsetKey, decode_key
 from kbroker.groups.storage import MemoryOffsetsLog, StoredMarker, StoredRecord
 
-from .helpers import Harness, coordinator
+from .helpers import Harness, coordinator, subscription
 
 TP = TopicPartition("t", 0)
 TP1 = TopicPartition("t", 1)
@@ -239,3 +240,130 @@ def test_memory_log_keeps_producer_and_markers_for_replay() -> None:
         StoredRecord(0, b"k", b"v"), StoredRecord(1, b"a", b"1", 7, True), StoredRecord(2, b"b", None, 7, True),
         StoredMarker(3, 7, False)]
     assert list(log.replay(0)) == []
+
+
+async def _stable_member(h: Harness) -> str:
+    first = await h.join("g", protocols=[("range", subscription("t"))])
+    r = await h.join("g", first.member_id, protocols=[("range", subscription("t"))], instance_id=None)
+    s = h.start_sync("g", 1, r.member_id, {r.member_id: b"x"})
+    await h.settle()
+    assert s["result"].error == Errors.NONE
+    return r.member_id
+
+
+@pytest.mark.anyio
+async def test_member_and_generation_checks_as_kip_447() -> None:
+    async with coordinator() as h:
+        # An unknown group with a generation: ILLEGAL_GENERATION, and no group is created.
+        assert await txn_commit(h, {TP: 1}, group="nobody", generation=2, member="m") == {
+            TP: Errors.ILLEGAL_GENERATION}
+        assert h.coord.manager.get("nobody") is None
+        member = await _stable_member(h)
+        assert await txn_commit(h, {TP: 1}, generation=1, member=member) == {TP: Errors.NONE}
+        assert await txn_commit(h, {TP: 1}, generation=2, member=member) == {TP: Errors.ILLEGAL_GENERATION}
+        assert await txn_commit(h, {TP: 1}, generation=1, member="stranger") == {TP: Errors.UNKNOWN_MEMBER_ID}
+        # v0-2 carry no member or generation: accepted even though the group has members.
+        assert await txn_commit(h, {TP: 2}) == {TP: Errors.NONE}
+        end_txn(h, commit=True)
+        assert committed(h, TP) == [2]
+
+
+@pytest.mark.anyio
+async def test_static_member_fencing_and_rebalance() -> None:
+    async with coordinator() as h:
+        first = await h.join("g", instance_id="i1")
+        assert first.error == Errors.NONE  # static members get their id at once
+        s = h.start_sync("g", 1, first.member_id, {first.member_id: b"x"})
+        await h.settle()
+        assert s["result"].error == Errors.NONE
+        assert await txn_commit(h, {TP: 1}, generation=1, member="old-id", instance="i1") == {
+            TP: Errors.FENCED_INSTANCE_ID}
+        # A second member joins: the group rebalances and then waits for SyncGroup.
+        second = h.start_join("g")
+        rejoin = h.start_join("g", first.member_id, instance_id="i1")
+        await h.settle()
+        assert second["result"].error == Errors.MEMBER_ID_REQUIRED
+        h.start_join("g", second["result"].member_id)
+        await h.settle()
+        assert rejoin["result"].error == Errors.NONE
+        assert h.group().state is GroupState.COMPLETING_REBALANCE
+        gen = h.group().generation_id
+        # A plain commit gets REBALANCE_IN_PROGRESS here; a transactional one is accepted.
+        plain = await h.coord.commit_offsets("g", gen, first.member_id, "i1", {TP: OffsetAndMetadata(3)})
+        assert plain == {TP: Errors.REBALANCE_IN_PROGRESS}
+        assert await txn_commit(h, {TP: 3}, generation=gen, member=first.member_id, instance="i1") == {
+            TP: Errors.NONE}
+
+
+@pytest.mark.anyio
+async def test_dead_group_and_inactive_coordinator() -> None:
+    async with coordinator() as h:
+        await plain_commit(h, {TP: 1})
+        group = h.group()
+        assert await h.coord.delete_groups(["g"]) == {"g": Errors.NONE}
+        # A request that found the group before it died: COORDINATOR_NOT_AVAILABLE.
+        h.coord.manager.groups["g"] = group
+        assert await txn_commit(h, {TP: 1}) == {TP: Errors.COORDINATOR_NOT_AVAILABLE}
+        h.coord.manager.discard(group)
+        assert await txn_commit(h, {TP: 1}, group="") == {TP: Errors.INVALID_GROUP_ID}
+        await h.coord.shutdown()
+        assert await txn_commit(h, {TP: 1}) == {TP: Errors.NOT_COORDINATOR}
+
+
+@pytest.mark.anyio
+async def test_delete_group_tombstones_pending_offsets() -> None:
+    log = MemoryOffsetsLog(5)
+    async with coordinator(log=log) as h:
+        await plain_commit(h, {TP: 1})
+        await txn_commit(h, {TP: 5, TP1: 6})
+        assert await h.coord.delete_groups(["g"]) == {"g": Errors.NONE}
+        partition = h.coord.partition_for("g")
+        assert log.partitions is not None
+        tombstones = [decode_key(r.key) for r in log.partitions[partition]
+                      if isinstance(r, StoredRecord) and r.value is None]
+        # One tombstone per partition (committed or only pending), then the group's.
+        assert tombstones == [OffsetKey("g", "t", 0), OffsetKey("g", "t", 1), GroupKey("g")]
+        assert committed(h, TP, TP1, stable=True) == [None, None]
+        end_txn(h, commit=True)  # nothing left to materialise
+        assert committed(h, TP, TP1) == [None, None]
+    async with coordinator(log=log) as h:
+        assert h.coord.manager.get("g") is None
+        assert committed(h, TP, TP1, stable=True) == [None, None]
+
+
+@pytest.mark.anyio
+async def test_offset_delete_of_a_pending_only_partition_writes_a_tombstone() -> None:
+    log = MemoryOffsetsLog(5)
+    async with coordinator(log=log) as h:
+        await txn_commit(h, {TP1: 6})
+        err, out = await h.coord.delete_offsets("g", [TP1, TopicPartition("t", 9)])
+        assert err == Errors.NONE and out == {TP1: Errors.NONE, TopicPartition("t", 9): Errors.NONE}
+        assert log.partitions is not None
+        tombstones = [decode_key(r.key) for r in log.partitions[h.coord.partition_for("g")]
+                      if isinstance(r, StoredRecord) and r.value is None]
+        assert tombstones == [OffsetKey("g", "t", 1)]
+        assert committed(h, TP1, stable=True) == [None]
+
+
+@pytest.mark.anyio
+async def test_retention_keeps_offsets_and_groups_with_pending_transactions() -> None:
+    day = 24 * 60 * 60 * 1000
+    config = GroupConfig(min_session_timeout_ms=1000, initial_rebalance_delay_ms=0, offsets_retention_ms=day,
+                         retention_check_interval_ms=10 * day)
+    async with coordinator(config) as h:
+        c = h.coord
+        await plain_commit(h, {TP: 1, TP1: 2})
+        await txn_commit(h, {TP1: 3})
+        await txn_commit(h, {TP: 4}, group="only-pending", pid=7)
+        h.clock.advance(2 * day)
+        # TP expires; TP1 has a transactional commit pending and stays, and so does the group.
+        assert await c.expire_offsets() == 1
+        assert committed(h, TP, TP1) == [None, 2]
+        assert h.coord.manager.get("only-pending") is not None
+        end_txn(h, commit=True)
+        end_txn(h, commit=False, group="only-pending", pid=7)
+        assert committed(h, TP1) == [3]
+        h.clock.advance(2 * day)
+        assert await c.expire_offsets() == 1
+        # Without open transactions the Empty groups without offsets are removed.
+        assert c.manager.get("g") is None and c.manager.get("only-pending") is None
