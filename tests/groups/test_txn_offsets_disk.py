@@ -11,9 +11,8 @@ from kbroker.common import TopicPartition
 from kbroker.groups import Errors, OffsetAndMetadata
 from kbroker.groups.storage import CONSUMER_OFFSETS, StoredMarker, StoredRecord
 from kbroker.records.batch import iter_headers
-from kbroker.records.builder import build_control_batch
-from kbroker.records.record import ControlType
 from kbroker.testing import make_config
+from kbroker.txn.markers import TxnMarker
 
 pytestmark = pytest.mark.anyio
 
@@ -23,13 +22,11 @@ OVERRIDES = {"offsets.topic.num.partitions": "3"}
 
 
 async def write_marker(broker: Broker, group: str, producer_id: int, epoch: int, commit: bool) -> None:
-    """Append a transaction marker to the group's partition and tell the coordinator."""
+    """What WriteTxnMarkers does: append the marker to the group's partition, then tell the coordinator."""
     partition = broker.groups.partition_for(group)
     tp = TopicPartition(CONSUMER_OFFSETS, partition)
-    batch = build_control_batch(ControlType.COMMIT if commit else ControlType.ABORT, producer_id=producer_id,
-                                producer_epoch=epoch, coordinator_epoch=0)
-    result = (await broker.replica_manager.append_records({tp: batch}, acks=-1, internal=True))[tp]
-    assert result.error_code == 0, result
+    results = await broker.replica_manager.write_txn_markers([TxnMarker(producer_id, epoch, 0, commit, (tp,))])
+    assert results == [{tp: 0}]
     broker.groups.on_transaction_completed(producer_id, [partition], commit)
 
 
@@ -86,3 +83,18 @@ async def test_restart_keeps_the_later_plain_commit(tmp_path: Path) -> None:
         assert stable(b, "g", TP) == [9]
     async with Broker(make_config(tmp_path, OVERRIDES)).running() as b:
         assert stable(b, "g", TP) == [9]
+
+
+async def test_producer_fenced_by_the_log_gets_invalid_producer_epoch(tmp_path: Path) -> None:
+    async with Broker(make_config(tmp_path, OVERRIDES)).running() as b:
+        assert b.groups.ensure_offsets_topic()
+        assert await txn_commit(b, "g", 10, {TP: 5}, epoch=2) == {TP: Errors.NONE}
+        tp = TopicPartition(CONSUMER_OFFSETS, b.groups.partition_for("g"))
+        assert b.replica_manager.has_ongoing_transaction(tp, 10)
+        # A zombie with the producer's older epoch is fenced by the log; nothing of it is kept.
+        assert await txn_commit(b, "g", 10, {TP: 6, TP1: 1}, epoch=1) == {TP: Errors.INVALID_PRODUCER_EPOCH,
+                                                                          TP1: Errors.INVALID_PRODUCER_EPOCH}
+        assert stable(b, "g", TP1) == [None]
+        await write_marker(b, "g", 10, 2, commit=True)
+        assert not b.replica_manager.has_ongoing_transaction(tp, 10)
+        assert stable(b, "g", TP, TP1) == [5, None]
