@@ -13,6 +13,8 @@ from typing import NamedTuple, Protocol
 
 from kbroker.clock import Clock
 from kbroker.common import TopicPartition
+from kbroker.common import java_string_hash as java_string_hash  # re-exported for group code
+from kbroker.common import partition_for as partition_for
 from kbroker.groups.errors import Errors
 from kbroker.log import PartitionLog
 from kbroker.metadata.errors import Result
@@ -60,21 +62,6 @@ class Appended(NamedTuple):
 
     error: Errors
     base_offset: int = -1
-
-
-def java_string_hash(s: str) -> int:
-    """Java's ``String.hashCode`` (over UTF-16 code units, int32 overflow)."""
-    h = 0
-    data = s.encode("utf-16-be")
-    for i in range(0, len(data), 2):
-        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= 1 << 31 else h
-
-
-def partition_for(group_id: str, num_partitions: int) -> int:
-    """The ``__consumer_offsets`` partition of ``group_id`` (Kafka's ``Utils.abs`` of the hash)."""
-    h = java_string_hash(group_id)
-    return (0 if h == -(1 << 31) else abs(h)) % num_partitions
 
 
 #: Append errors of a transactional write that reach the client as they are (Kafka's
