@@ -128,9 +128,15 @@ def _load_segments(directory: Path, config: LogConfig, segments: LogSegments, cl
             (directory / name).unlink(missing_ok=True)
     kw = segment_kwargs(config)
     missing_index: list[LogSegment] = []
+    #: Base offset of the first segment whose .txnindex is torn (its size not whole entries).
+    torn_txn_index: int | None = None
     for base in bases:
         stem = f"{base:020d}"
-        seg = LogSegment.open(directory, base, **kw, txn_index_exists=stem + TXN_INDEX_FILE_SUFFIX in names)
+        has_txn_index = stem + TXN_INDEX_FILE_SUFFIX in names
+        seg = LogSegment.open(directory, base, **kw, txn_index_exists=has_txn_index)
+        if has_txn_index and torn_txn_index is None and not seg.txn_index.sane():
+            log.warning("%s is torn: rebuilding the transaction indexes from there", seg.txn_index.path)
+            torn_txn_index = base
         if (stem + INDEX_FILE_SUFFIX not in names or stem + TIME_INDEX_FILE_SUFFIX not in names) \
                 and seg.size > config.index_interval_bytes:
             # Index files are written once they have entries; a segment no larger than
@@ -145,7 +151,7 @@ def _load_segments(directory: Path, config: LogConfig, segments: LogSegments, cl
         for seg in missing_index:
             log.info("rebuilding missing indexes of %s", seg.log_path)
             seg.rebuild_indexes()
-        return may_have_snapshots, False, None
+        return may_have_snapshots, False, _reset_txn_indexes(segments, torn_txn_index)
     # Unclean shutdown: rescan everything from the segment holding the recovery point.
     start_index = max(segments.floor_index(recovery_point), 0)
     to_recover = segments.from_index(start_index)
@@ -160,10 +166,19 @@ def _load_segments(directory: Path, config: LogConfig, segments: LogSegments, cl
                 segments.remove(later)
                 later.delete()
             break
-    # Their aborted transactions are found again by the producer state replay.
-    for seg in segments.from_index(start_index):
-        seg.txn_index.reset()
-    return may_have_snapshots, False, segments.from_index(start_index)[0].base_offset
+    rebuild_from = segments.from_index(start_index)[0].base_offset
+    if torn_txn_index is not None:
+        rebuild_from = min(rebuild_from, torn_txn_index)
+    return may_have_snapshots, False, _reset_txn_indexes(segments, rebuild_from)
+
+
+def _reset_txn_indexes(segments: LogSegments, rebuild_from: int | None) -> int | None:
+    """Empty the ``.txnindex`` of the segments from ``rebuild_from`` on: the producer state
+    replay finds their aborted transactions again. Returns ``rebuild_from``."""
+    if rebuild_from is not None:
+        for seg in segments.from_index(segments.floor_index(rebuild_from)):
+            seg.txn_index.reset()
+    return rebuild_from
 
 
 def replay_producer_state(producer_state: ProducerStateManager, segments: LogSegments, log_end_offset: int, *,

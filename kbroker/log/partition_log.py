@@ -188,11 +188,16 @@ class PartitionLog:
     @property
     def last_stable_offset(self) -> int:
         """The offset below which every transaction is decided (Kafka's LSO): the first
-        offset of the oldest open (or ended but not yet replicated) transaction, capped at
-        the high watermark; the high watermark when none is open."""
+        offset of the oldest open (or ended but not yet replicated) transaction, at least
+        the log start offset and at most the high watermark; the high watermark when none
+        is open."""
         first = self.producer_state.first_unstable_offset()
         hw = self._high_watermark
-        return hw if first is None or first >= hw else first
+        if first is None or first >= hw:
+            return hw
+        # As Kafka: a transaction whose start was deleted (retention, DeleteRecords) holds
+        # the LSO at the log start.
+        return min(max(first, self._log_start_offset), hw)
 
     @property
     def recovery_point(self) -> int:
@@ -266,10 +271,12 @@ class PartitionLog:
                 log.error("append to %s failed: %s", self.name, e)
                 raise KafkaStorageError(f"append to {self.name} failed: {e}") from e
             self._log_end_offset = next_offset
-            aborted = self.producer_state.commit(plan, next_offset)
+            producer_state = self.producer_state
+            aborted = producer_state.commit(plan, next_offset)
             if self.high_watermark_follows_leo:
                 self._high_watermark = next_offset
-                self.producer_state.on_high_watermark(next_offset)
+                if producer_state.unreplicated:
+                    producer_state.on_high_watermark(next_offset)
             if aborted:
                 self._index_aborted(segment, aborted)
             self._unflushed_messages += record_count

@@ -63,6 +63,14 @@ class TransactionIndex:
             return False
         return self._entries is None or bool(self._entries)
 
+    def sane(self) -> bool:
+        """Whether the file holds whole entries only (Kafka's ``sanityCheck``); a file torn
+        by a crash is rebuilt from the log."""
+        try:
+            return self.path.stat().st_size % ENTRY_SIZE == 0
+        except FileNotFoundError:
+            return True
+
     def entries(self) -> list[AbortedTxn]:
         """All entries, oldest first (read from the file on first use)."""
         if self._entries is None:

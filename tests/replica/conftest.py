@@ -12,6 +12,7 @@ from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.log import LogConfig, PartitionLog
 from kbroker.metadata.model import PartitionInfo
 from kbroker.replica.manager import ReplicaManager
+from kbroker.testing import kafka_bootstrap, kafka_broker  # noqa: F401
 
 NODE_ID = 1
 

@@ -174,3 +174,37 @@ async def test_read_committed_long_poll_counts_only_bytes_below_the_lso(cluster:
         await cluster.rm.write_txn_markers([marker(7, True, TP)])  # wakes the poll
     [result] = results
     assert result.last_stable_offset == 3 and len(result.records) > 0
+
+
+async def test_write_txn_markers_storage_error_and_closed_log(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kbroker.log.errors import KafkaStorageError
+
+    plog = cluster.add("t", 0)
+    closed = cluster.add("gone", 0)
+    closed.close()
+    gtp = TopicPartition("gone", 0)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KafkaStorageError("disk gone")
+
+    monkeypatch.setattr(plog, "append_marker", broken)
+    results = await cluster.rm.write_txn_markers([marker(7, True, TP, gtp)])
+    assert results == [{TP: ErrorCode.KAFKA_STORAGE_ERROR, gtp: ErrorCode.NOT_LEADER_OR_FOLLOWER}]
+
+
+async def test_write_txn_markers_wakes_a_waiting_read_committed_fetch(cluster: Cluster) -> None:
+    cluster.add("t", 0)
+    await produce(cluster, TP, txn_batch(7, 0))
+    results: list = []
+
+    async def poll() -> None:
+        results.append(await fetch(cluster, 0, READ_COMMITTED, max_wait_ms=10_000, min_bytes=1))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(poll)
+            await anyio.sleep(0.05)
+            assert results == []
+            await cluster.rm.write_txn_markers([marker(7, False, TP)])
+    [result] = results
+    assert result.last_stable_offset == 2 and result.aborted_transactions == [(7, 0)]
