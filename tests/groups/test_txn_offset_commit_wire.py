@@ -231,3 +231,15 @@ def test_restart_keeps_pending_and_committed_offsets(tmp_path: Any) -> None:
         assert b.broker.groups.partition_for("go") in range(2)
         assert b.broker.metadata.topic(CONSUMER_OFFSETS) is not None
         c.close()
+
+
+def test_without_verification_the_write_is_not_checked(tmp_path: Any) -> None:
+    with BrokerThread(tmp_path, {"transaction.partition.verification.enable": "false"}) as b:
+        create_topic(b, "wt", 1)
+        c = WireClient(b.bootstrap)
+        c.call(FIND_COORDINATOR, 1, {"key": "gv", "key_type": 0})
+        txn = Txn(c, "tx-unverified")
+        # As Kafka with verification off: written although the partition was never added.
+        assert txn.commit_offsets("gv", {("wt", 0): 3}) == {("wt", 0): NONE}
+        assert fetch(c, "gv", [("wt", 0)]) == {("wt", 0): (-1, UNSTABLE_OFFSET_COMMIT)}
+        c.close()
