@@ -317,3 +317,52 @@ def test_timed_out_transaction_is_aborted_by_the_broker(tmp_path: Any) -> None:
             assert wire.call(END_TXN, 3, end).error_code == E.PRODUCER_FENCED
         finally:
             wire.close()
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_markers_complete_the_groups_transactional_offsets(kafka_broker: BrokerThread, wire: WireClient,
+                                                           commit: bool) -> None:
+    from kbroker.common import TopicPartition as TP
+    from kbroker.groups.records import OffsetAndMetadata
+
+    create_topic(kafka_broker, "t")
+    groups = kafka_broker.broker.groups
+    assert wire.call(FIND_COORDINATOR, 3, {"key": "g", "key_type": 0}).error_code == 0
+    r = init(wire, "tx")
+    pid, epoch = r.producer_id, r.producer_epoch
+    offsets = {"transactional_id": "tx", "producer_id": pid, "producer_epoch": epoch, "group_id": "g"}
+    assert wire.call(ADD_OFFSETS, 3, offsets).error_code == 0
+    errors = kafka_broker.call(groups.txn_commit_offsets, "tx", "g", pid, epoch, -1, "", None,
+                               {TP("t", 0): OffsetAndMetadata(42)})
+    assert set(errors.values()) == {0}
+    assert kafka_broker.call(_fetch, groups, True) == "UNSTABLE_OFFSET_COMMIT"
+    end = {"transactional_id": "tx", "producer_id": pid, "producer_epoch": epoch, "committed": commit}
+    assert wire.call(END_TXN, 3, end).error_code == 0
+    wait_state(kafka_broker, "tx", "CompleteCommit" if commit else "CompleteAbort")
+    assert kafka_broker.call(_fetch, groups, True) == (42 if commit else None)
+
+
+async def _fetch(groups: Any, require_stable: bool) -> Any:
+    from kbroker.common import TopicPartition as TP
+
+    got = groups.fetch_offsets("g", [TP("t", 0)], require_stable)[TP("t", 0)]
+    return getattr(got, "offset", getattr(got, "name", got))
+
+
+def test_state_topic_settings_take_effect(tmp_path: Any) -> None:
+    settings = {"transaction.state.log.num.partitions": "7", "transaction.state.log.segment.bytes": "1048576",
+                "transaction.state.log.min.isr": "1", "transaction.max.timeout.ms": "5000"}
+    with BrokerThread(tmp_path / "d", settings) as broker:
+        wire = WireClient(broker.bootstrap)
+        try:
+            assert wire.call(FIND_COORDINATOR, 3, {"key": "tx", "key_type": 1}).error_code == 0
+            topic = broker.broker.metadata.topic("__transaction_state")
+            assert len(topic.partitions) == 7
+            assert (topic.configs["segment.bytes"], topic.configs["min.insync.replicas"]) == ("1048576", "1")
+            assert init(wire, "tx", timeout_ms=5001).error_code == E.INVALID_TRANSACTION_TIMEOUT
+            assert init(wire, "tx", timeout_ms=5000).error_code == 0
+            from kbroker.common import partition_for
+
+            assert broker.broker.transactions.partition_for("tx") == partition_for("tx", 7)
+        finally:
+            wire.close()
