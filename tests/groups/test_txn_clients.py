@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -67,9 +68,18 @@ def test_confluent_send_offsets_to_transaction(kafka_broker: BrokerThread) -> No
         producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
                                              consumer.consumer_group_metadata(), 30)
         assert kafka_broker.broker.groups.manager.has_open_transactions(group)
+        # A read_committed consumer asks for stable offsets (OffsetFetch require_stable) and
+        # retries UNSTABLE_OFFSET_COMMIT until the transaction ends.
+        asked: list[int] = []
+        reader = threading.Thread(target=lambda: asked.extend(
+            tp.offset for tp in consumer.committed([ck.TopicPartition("ct-in", 0)], 20)))
+        reader.start()
+        time.sleep(0.5)
+        assert reader.is_alive() and not asked
         producer.commit_transaction(30)
+        reader.join(20)
+        assert asked == [3]
         assert _committed_offset(kafka_broker, group, "ct-in") == 3
-        assert [tp.offset for tp in consumer.committed([ck.TopicPartition("ct-in", 0)], 10)] == [3]
         # An aborted one: the group keeps the offsets of the last committed transaction.
         producer.begin_transaction()
         for msg in _poll_confluent(consumer, 2):
