@@ -7,29 +7,25 @@ offsets.topic.num.partitions``, so their order is the order they were written in
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from kbroker.clock import Clock
-from kbroker.common import TopicPartition
 from kbroker.common import java_string_hash as java_string_hash  # re-exported for group code
 from kbroker.common import partition_for as partition_for
 from kbroker.groups.errors import Errors
 from kbroker.log import PartitionLog
-from kbroker.metadata.errors import Result
-from kbroker.metadata.model import TopicInfo
-from kbroker.records.batch import NO_PRODUCER_ID, NO_SEQUENCE, BatchError, iter_headers
-from kbroker.records.builder import build_batch
+from kbroker.metadata.internal_topic import AppendRecords, InternalTopic, InternalTopicSource, KeyValue
+from kbroker.records.batch import NO_PRODUCER_ID, BatchError
 from kbroker.records.record import ControlType, end_txn_marker, iter_records
-from kbroker.replica.types import AppendResult
 
 log = logging.getLogger(__name__)
 
 CONSUMER_OFFSETS = "__consumer_offsets"
-_READ_CHUNK = 1 << 20
 
-KeyValue = tuple[bytes, bytes | None]
+__all__ = ["CONSUMER_OFFSETS", "Appended", "KeyValue", "MemoryOffsetsLog", "OffsetsLog", "Stored", "StoredMarker",
+           "StoredRecord", "TopicOffsetsLog", "java_string_hash", "partition_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,102 +166,48 @@ class MemoryOffsetsLog:
             yield from self.partitions[partition]
 
 
-class OffsetsTopicSource(Protocol):
-    """The metadata the offsets topic needs: look it up, and create it on first use."""
-
-    def topic(self, name: str) -> TopicInfo | None: ...
-
-    def ensure_internal_topic(self, name: str, num_partitions: int | None,
-                              configs: Mapping[str, str]) -> Result: ...
-
-
-#: The replica manager's append (``append_records(entries, acks=..., internal=...)``).
-AppendRecords = Callable[..., Awaitable[Mapping[TopicPartition, AppendResult]]]
-
-
 class TopicOffsetsLog:
-    """The real ``__consumer_offsets`` topic, through the metadata, replica and log managers."""
+    """The real ``__consumer_offsets`` topic (an :class:`InternalTopic`)."""
 
-    def __init__(self, *, metadata: OffsetsTopicSource, append_records: AppendRecords,
+    def __init__(self, *, metadata: InternalTopicSource, append_records: AppendRecords,
                  logs: Callable[[str, int], PartitionLog | None], clock: Clock,
                  default_partitions: Callable[[], int]) -> None:
         """``default_partitions`` gives ``offsets.topic.num.partitions`` (used until the topic exists)."""
-        self._metadata = metadata
-        self._append_records = append_records
-        self._get_log = logs
-        self._clock = clock
-        self._default_partitions = default_partitions
+        self._topic = InternalTopic(CONSUMER_OFFSETS, metadata=metadata, append_records=append_records, logs=logs,
+                                    clock=clock, default_partitions=default_partitions,
+                                    topic_configs=lambda: {"cleanup.policy": "compact"})
 
     @property
     def num_partitions(self) -> int:
-        """The partitions groups hash over: those the topic has, else ``offsets.topic.num.partitions``.
-
-        As in Kafka, an existing topic's own count wins over the setting, so groups
-        keep finding their records when the setting changes between restarts.
-        """
-        topic = self._metadata.topic(CONSUMER_OFFSETS)
-        return len(topic.partitions) if topic is not None else self._default_partitions()
+        """The partitions groups hash over: those the topic has, else ``offsets.topic.num.partitions``."""
+        return self._topic.num_partitions
 
     def exists(self) -> bool:
-        return self._metadata.topic(CONSUMER_OFFSETS) is not None
+        return self._topic.exists()
 
     def ensure(self) -> bool:
-        if self.exists():
-            return True
-        try:
-            code, message = self._metadata.ensure_internal_topic(
-                CONSUMER_OFFSETS, self.num_partitions, {"cleanup.policy": "compact"})
-        except OSError as e:  # e.g. a full disk: retriable COORDINATOR_NOT_AVAILABLE, as Kafka
-            log.warning("cannot create %s: %s", CONSUMER_OFFSETS, e)
-            return False
-        if code != 0:
-            log.warning("cannot create %s: %s", CONSUMER_OFFSETS, message)
-        return self.exists()
+        return self._topic.ensure()
 
     async def append(self, partition: int, records: Sequence[KeyValue], *, producer_id: int = NO_PRODUCER_ID,
                      producer_epoch: int = -1, transactional: bool = False) -> Appended:
-        if not self.ensure():
-            return Appended(Errors.COORDINATOR_NOT_AVAILABLE)
-        now = self._clock.time_ms()
-        # As Kafka's coordinator: no sequence numbers (the COORDINATOR origin skips their checks).
-        batch = build_batch([(k, v, (), now) for k, v in records], producer_id=producer_id,
-                            producer_epoch=producer_epoch, base_sequence=NO_SEQUENCE, transactional=transactional)
-        tp = TopicPartition(CONSUMER_OFFSETS, partition)
-        try:
-            result = (await self._append_records({tp: batch}, acks=-1, internal=True))[tp]
-        except Exception:  # the caller answers its clients with an error; it must not die with them waiting
-            log.exception("writing group records to %s-%d failed", CONSUMER_OFFSETS, partition)
-            return Appended(Errors.NOT_COORDINATOR)
-        if result.error_code != 0:
-            log.warning("writing group records to %s-%d failed: %s (%s)", CONSUMER_OFFSETS, partition,
-                        result.error_code, result.error_message)
-            return Appended(_append_error(result.error_code))
-        return Appended(Errors.NONE, result.base_offset)
+        written = await self._topic.append(partition, records, producer_id=producer_id,
+                                           producer_epoch=producer_epoch, transactional=transactional)
+        if written.error_code:
+            return Appended(_append_error(written.error_code))
+        return Appended(Errors.NONE, written.base_offset)
 
     def replay(self, partition: int) -> Iterator[Stored]:
-        plog = self._get_log(CONSUMER_OFFSETS, partition)
-        if plog is None:
-            return
-        offset = plog.log_start_offset
-        end = plog.log_end_offset
-        while offset < end:
-            data = plog.read(offset, _READ_CHUNK)
-            start = offset
-            for pos, h in iter_headers(data):
-                offset = h.next_offset
-                batch = memoryview(data)[pos:pos + h.size]
-                if h.is_control:
-                    try:
-                        marker = end_txn_marker(batch)
-                    except BatchError as e:
-                        log.warning("skipping unreadable control batch at %s-%d offset %d: %s", CONSUMER_OFFSETS,
-                                    partition, h.base_offset, e)
-                        continue
-                    if marker is not None:
-                        yield StoredMarker(h.base_offset, h.producer_id, marker.control_type == ControlType.COMMIT)
+        for h, batch in self._topic.batches(partition):
+            if h.is_control:
+                try:
+                    marker = end_txn_marker(batch)
+                except BatchError as e:
+                    log.warning("skipping unreadable control batch at %s-%d offset %d: %s", CONSUMER_OFFSETS,
+                                partition, h.base_offset, e)
                     continue
-                for rec in iter_records(batch):
-                    if rec.key is not None:
-                        yield StoredRecord(rec.offset, rec.key, rec.value, h.producer_id, h.is_transactional)
-            if offset == start:
-                break  # nothing whole came back; stop rather than spin
+                if marker is not None:
+                    yield StoredMarker(h.base_offset, h.producer_id, marker.control_type == ControlType.COMMIT)
+                continue
+            for rec in iter_records(batch):
+                if rec.key is not None:
+                    yield StoredRecord(rec.offset, rec.key, rec.value, h.producer_id, h.is_transactional)

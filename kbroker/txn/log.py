@@ -7,25 +7,20 @@ so replaying a partition from its start yields each id's latest state last.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 
 from kbroker.clock import Clock
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.common import TopicPartition
 from kbroker.log import PartitionLog
-from kbroker.metadata.errors import Result
-from kbroker.metadata.model import TopicInfo
-from kbroker.records.batch import iter_headers
-from kbroker.records.builder import build_batch
+from kbroker.metadata.internal_topic import AppendRecords, InternalTopic, InternalTopicSource, KeyValue
 from kbroker.records.record import iter_records
 
 log = logging.getLogger(__name__)
 
 TRANSACTION_STATE = "__transaction_state"
-_READ_CHUNK = 1 << 20
 
-KeyValue = tuple[bytes, bytes | None]
+__all__ = ["KeyValue", "MemoryTransactionLog", "TopicTransactionLog", "TransactionLog", "append_error"]
 
 
 def append_error(code: int) -> ErrorCode:
@@ -100,89 +95,37 @@ class MemoryTransactionLog:
             yield from list(self.partitions[partition])
 
 
-class StateTopicSource(Protocol):
-    """The metadata the state topic needs: look it up, and create it on first use."""
-
-    def topic(self, name: str) -> TopicInfo | None: ...
-
-    def ensure_internal_topic(self, name: str, num_partitions: int | None,
-                              configs: Mapping[str, str]) -> Result: ...
-
-
-#: The replica manager's append (``append_records(entries, acks=..., internal=...)``); its
-#: per-partition results carry ``error_code`` and ``error_message``.
-AppendRecords = Callable[..., Awaitable[Mapping[TopicPartition, Any]]]
-
-
 class TopicTransactionLog:
-    """The real ``__transaction_state`` topic, through the metadata, replica and log managers."""
+    """The real ``__transaction_state`` topic (an :class:`InternalTopic`)."""
 
-    def __init__(self, *, metadata: StateTopicSource, append_records: AppendRecords,
+    def __init__(self, *, metadata: InternalTopicSource, append_records: AppendRecords,
                  logs: Callable[[str, int], PartitionLog | None], clock: Clock,
                  topic_configs: Callable[[], Mapping[str, str]],
                  default_partitions: Callable[[], int]) -> None:
         """``default_partitions`` gives ``transaction.state.log.num.partitions`` (used until the topic
         exists); ``topic_configs`` the configs the topic is created with."""
-        self._metadata = metadata
-        self._append_records = append_records
-        self._get_log = logs
-        self._clock = clock
-        self._topic_configs = topic_configs
-        self._default_partitions = default_partitions
+        self._topic = InternalTopic(TRANSACTION_STATE, metadata=metadata, append_records=append_records, logs=logs,
+                                    clock=clock, default_partitions=default_partitions, topic_configs=topic_configs)
 
     @property
     def num_partitions(self) -> int:
         """The topic's own partition count once it exists (as Kafka), else the setting."""
-        topic = self._metadata.topic(TRANSACTION_STATE)
-        return len(topic.partitions) if topic is not None else self._default_partitions()
+        return self._topic.num_partitions
 
     def exists(self) -> bool:
-        return self._metadata.topic(TRANSACTION_STATE) is not None
+        return self._topic.exists()
 
     def ensure(self) -> bool:
-        if self.exists():
-            return True
-        try:
-            code, message = self._metadata.ensure_internal_topic(
-                TRANSACTION_STATE, self.num_partitions, dict(self._topic_configs()))
-        except OSError as e:  # a full disk, say: the retriable COORDINATOR_NOT_AVAILABLE
-            log.warning("cannot create %s: %s", TRANSACTION_STATE, e)
-            return False
-        if code != 0:
-            log.warning("cannot create %s: %s", TRANSACTION_STATE, message)
-        return self.exists()
+        return self._topic.ensure()
 
     async def append(self, partition: int, key: bytes, value: bytes | None) -> ErrorCode:
-        if not self.ensure():
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE
-        batch = build_batch([(key, value, (), self._clock.time_ms())])
-        tp = TopicPartition(TRANSACTION_STATE, partition)
-        try:
-            result = (await self._append_records({tp: batch}, acks=-1, internal=True))[tp]
-        except Exception:  # the caller answers its client with an error; it must not die with it waiting
-            log.exception("writing transaction state to %s-%d failed", TRANSACTION_STATE, partition)
-            return ErrorCode.NOT_COORDINATOR
-        if result.error_code != 0:
-            log.warning("writing transaction state to %s-%d failed: %s (%s)", TRANSACTION_STATE, partition,
-                        result.error_code, result.error_message)
-            return append_error(result.error_code)
-        return ErrorCode.NONE
+        written = await self._topic.append(partition, [(key, value)])
+        return append_error(written.error_code) if written.error_code else ErrorCode.NONE
 
     def replay(self, partition: int) -> Iterator[KeyValue]:
-        plog = self._get_log(TRANSACTION_STATE, partition)
-        if plog is None:
-            return
-        offset = plog.log_start_offset
-        end = plog.log_end_offset
-        while offset < end:
-            data = plog.read(offset, _READ_CHUNK)
-            start = offset
-            for pos, h in iter_headers(data):
-                offset = h.next_offset
-                if h.is_control:
-                    continue
-                for rec in iter_records(memoryview(data)[pos:pos + h.size]):
-                    if rec.key is not None:
-                        yield rec.key, rec.value
-            if offset == start:
-                break  # nothing whole came back; stop rather than spin
+        for h, batch in self._topic.batches(partition):
+            if h.is_control:
+                continue
+            for rec in iter_records(batch):
+                if rec.key is not None:
+                    yield rec.key, rec.value

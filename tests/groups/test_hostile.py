@@ -164,7 +164,7 @@ def test_offsets_write_failure_on_a_real_broker(kafka_broker: BrokerThread, monk
     admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
     admin.create_topics([NewTopic("t", 1, 1)])["t"].result(10)
     # The offsets topic's writes go through the append it was given at wiring time.
-    rm = kafka_broker.broker.groups.manager.log
+    rm = kafka_broker.broker.groups.manager.log._topic
     original = rm._append_records
 
     async def failing(entries: Any, **kw: Any) -> Any:
