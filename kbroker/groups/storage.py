@@ -16,7 +16,13 @@ from kbroker.common import java_string_hash as java_string_hash  # re-exported f
 from kbroker.common import partition_for as partition_for
 from kbroker.groups.errors import Errors
 from kbroker.log import PartitionLog
-from kbroker.metadata.internal_topic import AppendRecords, InternalTopic, InternalTopicSource, KeyValue
+from kbroker.metadata.internal_topic import (
+    AppendRecords,
+    InternalTopic,
+    InternalTopicSource,
+    KeyValue,
+    TopicStore,
+)
 from kbroker.records.batch import NO_PRODUCER_ID, BatchError
 from kbroker.records.record import ControlType, end_txn_marker, iter_records
 
@@ -80,21 +86,8 @@ def _append_error(code: int) -> Errors:
     return Errors.COORDINATOR_NOT_AVAILABLE
 
 
-class OffsetsLog(Protocol):
+class OffsetsLog(TopicStore, Protocol):
     """Append and replay key/value records of the group topic."""
-
-    @property
-    def num_partitions(self) -> int:
-        """How many partitions group ids hash over."""
-        ...
-
-    def exists(self) -> bool:
-        """Whether the topic has been created."""
-        ...
-
-    def ensure(self) -> bool:
-        """Create the topic if missing; False when it cannot be created."""
-        ...
 
     async def append(self, partition: int, records: Sequence[KeyValue], *, producer_id: int = NO_PRODUCER_ID,
                      producer_epoch: int = -1, transactional: bool = False) -> Appended:

@@ -42,6 +42,23 @@ class InternalTopicSource(Protocol):
 AppendRecords = Callable[..., Awaitable[Mapping[TopicPartition, Any]]]
 
 
+class TopicStore(Protocol):
+    """What a coordinator asks of its state topic besides its own records."""
+
+    @property
+    def num_partitions(self) -> int:
+        """How many partitions keys hash over."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the topic has been created."""
+        ...
+
+    def ensure(self) -> bool:
+        """Create the topic if missing; False when it cannot be created."""
+        ...
+
+
 class Written(NamedTuple):
     """The outcome of :meth:`InternalTopic.append`: the append's error code (0 when written)
     and the first record's offset. A topic that cannot be created reports

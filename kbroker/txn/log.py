@@ -13,7 +13,13 @@ from typing import Protocol
 from kbroker.clock import Clock
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.log import PartitionLog
-from kbroker.metadata.internal_topic import AppendRecords, InternalTopic, InternalTopicSource, KeyValue
+from kbroker.metadata.internal_topic import (
+    AppendRecords,
+    InternalTopic,
+    InternalTopicSource,
+    KeyValue,
+    TopicStore,
+)
 from kbroker.records.record import iter_records
 
 log = logging.getLogger(__name__)
@@ -38,21 +44,8 @@ def append_error(code: int) -> ErrorCode:
         return ErrorCode.UNKNOWN_SERVER_ERROR
 
 
-class TransactionLog(Protocol):
+class TransactionLog(TopicStore, Protocol):
     """Append and replay the records of the transaction state topic."""
-
-    @property
-    def num_partitions(self) -> int:
-        """How many partitions transactional ids hash over."""
-        ...
-
-    def exists(self) -> bool:
-        """Whether the topic has been created."""
-        ...
-
-    def ensure(self) -> bool:
-        """Create the topic if missing; False when it cannot be created."""
-        ...
 
     async def append(self, partition: int, key: bytes, value: bytes | None) -> ErrorCode:
         """Append one record (``value`` None: a tombstone); NONE or the error to answer with."""
