@@ -101,17 +101,24 @@ class OffsetsCoordinator:
             return dict.fromkeys(offsets, e.code)
         if member_id in group.members:
             self._touch_member(group, group.get(member_id))
-        out: dict[TopicPartition, Errors] = {}
-        valid: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, om in offsets.items():
-            if len(om.metadata.encode()) > self.config.offset_metadata_max_bytes:
-                out[tp] = Errors.OFFSET_METADATA_TOO_LARGE
-            else:
-                valid[tp] = om
+        valid, out = self._metadata_within_limit(offsets)
         error = await self.manager.store_offsets(group, valid) if valid else Errors.NONE
         for tp in valid:
             out[tp] = error
         return out
+
+    def _metadata_within_limit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+                               ) -> tuple[dict[TopicPartition, OffsetAndMetadata], dict[TopicPartition, Errors]]:
+        """The offsets whose metadata fits ``offset.metadata.max.bytes``, and OFFSET_METADATA_TOO_LARGE for the rest."""
+        valid: dict[TopicPartition, OffsetAndMetadata] = {}
+        out: dict[TopicPartition, Errors] = {}
+        limit = self.config.offset_metadata_max_bytes
+        for tp, om in offsets.items():
+            if len(om.metadata.encode()) > limit:
+                out[tp] = Errors.OFFSET_METADATA_TOO_LARGE
+            else:
+                valid[tp] = om
+        return valid, out
 
     async def txn_commit_offsets(self, transactional_id: str, group_id: str, producer_id: int, producer_epoch: int,
                                  generation_id: int, member_id: str, group_instance_id: str | None,
@@ -134,13 +141,7 @@ class OffsetsCoordinator:
             validate_commit(group, generation_id, member_id, group_instance_id, transactional=True)
         except GroupError as e:
             return dict.fromkeys(offsets, e.code)
-        out: dict[TopicPartition, Errors] = {}
-        valid: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, om in offsets.items():
-            if len(om.metadata.encode()) > self.config.offset_metadata_max_bytes:
-                out[tp] = Errors.OFFSET_METADATA_TOO_LARGE
-            else:
-                valid[tp] = om
+        valid, out = self._metadata_within_limit(offsets)
         if valid:
             log.debug("group %s: transactional offsets of %s (producer %d epoch %d)", group_id, transactional_id,
                       producer_id, producer_epoch)

@@ -19,6 +19,7 @@ from kbroker.groups.errors import Errors
 from kbroker.groups.records import OffsetAndMetadata
 from kbroker.groups.storage import CONSUMER_OFFSETS
 from kbroker.handlers.api import RequestContext
+from kbroker.handlers.offset_commit import errors_by_topic, requested_offsets
 
 API_KEY = 28
 #: v3 adds member id, generation and group instance id (KIP-447); v4 lets a failed
@@ -82,30 +83,14 @@ async def _commit(ctx: RequestContext, body: Any,
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     now = ctx.broker.clock.time_ms()
-    metadata = ctx.broker.metadata
-    errors: dict[TopicPartition, Errors] = {}
-    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-    for t in body.topics:
-        topic = metadata.topic(t.name)
-        for p in t.partitions:
-            tp = TopicPartition(t.name, p.partition_index)
-            if topic is None or p.partition_index not in topic.partitions:
-                errors[tp] = Errors.UNKNOWN_TOPIC_OR_PARTITION
-            else:
-                offsets[tp] = OffsetAndMetadata(offset=p.committed_offset,
-                                                leader_epoch=p.get("committed_leader_epoch", -1),
-                                                metadata=p.committed_metadata or "", commit_timestamp=now)
+    offsets, errors = requested_offsets(
+        ctx.broker.metadata, body.topics,
+        lambda p: OffsetAndMetadata(offset=p.committed_offset, leader_epoch=p.get("committed_leader_epoch", -1),
+                                    metadata=p.committed_metadata or "", commit_timestamp=now))
     if offsets:
         errors.update(await _commit(ctx, body, offsets))
     if ctx.version < 2:
         # As Kafka: 0.11-2.0 producers could crash on COORDINATOR_LOAD_IN_PROGRESS (KAFKA-7296).
         errors = {tp: Errors.COORDINATOR_NOT_AVAILABLE if e == Errors.COORDINATOR_LOAD_IN_PROGRESS else e
                   for tp, e in errors.items()}
-    return {
-        "throttle_time_ms": 0,
-        "topics": [{"name": t.name,
-                    "partitions": [{"partition_index": p.partition_index,
-                                    "error_code": errors[TopicPartition(t.name, p.partition_index)]}
-                                   for p in t.partitions]}
-                   for t in body.topics],
-    }
+    return {"throttle_time_ms": 0, "topics": errors_by_topic(body.topics, errors)}
