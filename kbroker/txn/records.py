@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kbroker.common import TopicPartition
+from kbroker.records.varint import VarintError, decode_uvarint, encode_uvarint
 from kbroker.txn.state import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, TransactionState, TxnTransitMetadata
 
 KEY_VERSION = 0
@@ -69,20 +70,20 @@ def encode_value(t: TxnTransitMetadata, version: int = VALUE_VERSION) -> bytes:
     if version != 1:
         raise ValueError(f"unsupported transaction log value version {version}")
     if groups is None:
-        out += _uvarint(0)
+        out += encode_uvarint(0)
     else:
-        out += _uvarint(len(groups) + 1)
+        out += encode_uvarint(len(groups) + 1)
         for topic, parts in groups:
             raw = topic.encode()
-            out += _uvarint(len(raw) + 1) + raw + _uvarint(len(parts) + 1) + struct.pack(f">{len(parts)}i", *parts)
-            out += _uvarint(0)  # the partition entry's tagged fields
+            out += encode_uvarint(len(raw) + 1) + raw + encode_uvarint(len(parts) + 1) + struct.pack(f">{len(parts)}i", *parts)
+            out += encode_uvarint(0)  # the partition entry's tagged fields
     out += struct.pack(">qq", t.last_update_timestamp, t.start_timestamp)
     tags: list[tuple[int, bytes]] = []
     if t.last_producer_id != NO_PRODUCER_ID:
         tags.append((0, struct.pack(">q", t.last_producer_id)))
-    out += _uvarint(len(tags))
+    out += encode_uvarint(len(tags))
     for tag, data in tags:
-        out += _uvarint(tag) + _uvarint(len(data)) + data
+        out += encode_uvarint(tag) + encode_uvarint(len(data)) + data
     return bytes(out)
 
 
@@ -96,26 +97,11 @@ class _Reader:
         return self.data[pos:pos + n], pos + n
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if pos >= len(data) or shift > 28:
-            raise TransactionRecordError("bad varint in transaction log value")
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
+    try:
+        return decode_uvarint(data, pos)
+    except VarintError as e:
+        raise TransactionRecordError(f"bad varint in transaction log value: {e}") from None
 
 
 def decode_value(value: bytes) -> TxnTransitMetadata:
