@@ -453,9 +453,10 @@ class TransactionCoordinator:
             if error == ErrorCode.NONE:
                 log.debug("completed %s of %r", result, txn.transactional_id)
                 return
-            if error in (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS):
-                return
-            # Retriable: the pending mark was dropped by the failed write; set it again and retry.
+            if self.transactions.get(txn.transactional_id) is not txn:
+                return  # no longer this coordinator's to complete
+            # This broker stays the coordinator, so even NOT_COORDINATOR (a storage error) is
+            # transient: the pending mark was dropped by the failed write; set it again and retry.
             await anyio.sleep(RETRY_BACKOFF_S)
             if txn.pending_state is None and self.transactions.get(txn.transactional_id) is txn:
                 complete = txn.prepare_complete(self.clock.time_ms())
