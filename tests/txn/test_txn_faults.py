@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
+from kbroker.common import TopicPartition
 from kbroker.replica.types import AppendResult
 from kbroker.testing import BrokerThread
-from tests.broker.replica_wire import WireClient, create_topic
-from tests.txn.test_txn_wire import END_TXN, add_partitions, init, txn_batch, txn_produce, wait_state
+from tests.broker.replica_wire import WireClient, create_topic, fetch, partitions_of
+from tests.txn.test_txn_wire import (
+    END_TXN,
+    WRITE_TXN_MARKERS,
+    add_partitions,
+    init,
+    txn_batch,
+    txn_produce,
+    wait_state,
+)
 
 E = ErrorCode
 
@@ -39,3 +47,34 @@ def test_a_failed_completion_write_is_retried(kafka_broker: BrokerThread, wire: 
     wait_state(kafka_broker, "tx", "CompleteCommit")
     assert len(calls) == 3
     assert init(wire, "tx").error_code == 0  # the producer can start over
+
+
+def test_a_marker_from_a_coordinator_epoch_that_never_was_is_refused(kafka_broker: BrokerThread,
+                                                                     wire: WireClient) -> None:
+    """This broker's coordinator writes every marker at coordinator epoch 0, for good. A client's
+    WriteTxnMarkers claiming a newer one would fence it out of the partition forever: the
+    producer's next transaction would stay PrepareCommit and hold the partition's LSO."""
+    create_topic(kafka_broker, "t")
+    r = init(wire, "tx")
+    pid, epoch = r.producer_id, r.producer_epoch
+    add_partitions(wire, 3, "tx", pid, epoch, {"t": [0]})
+    assert txn_produce(wire, "tx", txn_batch(pid, epoch, 0)).error_code == 0
+    forged = {"producer_id": pid, "producer_epoch": epoch, "transaction_result": False, "coordinator_epoch": 7,
+              "topics": [{"name": "t", "partition_indexes": [0]}]}
+    resp = wire.call(WRITE_TXN_MARKERS, 1, {"markers": [forged]})
+    assert resp.markers[0].topics[0].partitions[0].error_code == E.INVALID_REQUEST
+    assert kafka_broker.broker.replica_manager.has_ongoing_transaction(TopicPartition("t", 0), pid)
+    # The transaction carries on and completes; the LSO moves past it.
+    assert txn_produce(wire, "tx", txn_batch(pid, epoch, 1)).error_code == 0
+    end = {"transactional_id": "tx", "producer_id": pid, "producer_epoch": epoch, "committed": True}
+    assert wire.call(END_TXN, 3, end).error_code == 0
+    wait_state(kafka_broker, "tx", "CompleteCommit")
+    part = partitions_of(fetch(wire, {"t": {0: 0}}))[("t", 0)]
+    assert part.last_stable_offset == part.high_watermark == 3
+    # An administrator's abort names the coordinator epoch the partition knows: still served.
+    add_partitions(wire, 3, "tx", pid, epoch, {"t": [0]})
+    assert txn_produce(wire, "tx", txn_batch(pid, epoch, 2)).error_code == 0
+    admin = {**forged, "coordinator_epoch": 0}
+    resp = wire.call(WRITE_TXN_MARKERS, 1, {"markers": [admin]})
+    assert resp.markers[0].topics[0].partitions[0].error_code == 0
+    assert not kafka_broker.broker.replica_manager.has_ongoing_transaction(TopicPartition("t", 0), pid)
