@@ -393,3 +393,26 @@ async def test_describe_and_list(tmp_path: Path) -> None:
         assert ids(pattern="tx-.") == (0, [], ["tx-a", "tx-b"])
         assert ids(pattern="tx") == (0, [], [])  # the whole id must match
         assert ids(pattern="(") == (INVALID_REGULAR_EXPRESSION, [], [])
+
+
+async def test_failed_fence_of_the_last_epoch_is_retried(tmp_path: Path) -> None:
+    """A producer at MAX_EPOCH - 1 is fenced to MAX_EPOCH; if that write fails, the next timeout
+    pass reuses MAX_EPOCH instead of giving up on the transaction (and the LSO it holds) for good."""
+    log = MemoryTransactionLog(num_partitions=5)
+    log.ensure()
+    assert log.partitions is not None
+    log.partitions[partition_for("tx", 5)].append(record("tx", TxnTransitMetadata(
+        7, -1, MAX_EPOCH - 1, -1, 1000, S.ONGOING, frozenset({T0}), 0, 0)))
+    async with harness(tmp_path, log=log) as h:
+        h.clock.advance(1001)
+        h.log.fail_with = E.NOT_ENOUGH_REPLICAS
+        await h.coord.abort_timed_out_transactions()
+        assert (h.state().state, h.state().producer_epoch, h.state().pending_state) == (S.ONGOING, MAX_EPOCH, None)
+        h.log.fail_with = None
+        await h.coord.abort_timed_out_transactions()
+        await h.settle()
+        assert [(m.producer_id, m.producer_epoch, m.commit) for m in h.markers.calls] == [(7, MAX_EPOCH, False)]
+        assert (h.state().state, h.state().producer_epoch) == (S.COMPLETE_ABORT, MAX_EPOCH)
+        # The next producer gets a new producer id.
+        error, pid, epoch = await h.coord.init_producer_id("tx", 60_000)
+        assert error == E.NONE and pid != 7 and epoch == 0
