@@ -77,7 +77,8 @@ def _verify(ctx: RequestContext, transactional_id: str, entries: dict[TopicParti
         info = metadata.topic(tp.topic)
         if info is None or tp.partition not in info.partitions:
             continue  # the append answers UNKNOWN_TOPIC_OR_PARTITION, as Kafka does before verifying
-        if producer is not None and not replicas.has_ongoing_transaction(tp, producer[0]):
+        # As Kafka, only a transaction open at the batch's own epoch makes verification needless.
+        if producer is not None and not replicas.has_ongoing_transaction(tp, *producer):
             by_producer.setdefault(producer, []).append(tp)
     failed: dict[TopicPartition, AppendResult] = {}
     for (pid, epoch), tps in by_producer.items():

@@ -59,7 +59,7 @@ def _verify(ctx: RequestContext, body: Any) -> Errors:
     if not ctx.broker.config.get(VERIFICATION_ENABLE):
         return Errors.NONE
     tp = TopicPartition(CONSUMER_OFFSETS, ctx.broker.groups.partition_for(body.group_id))
-    if ctx.broker.replica_manager.has_ongoing_transaction(tp, body.producer_id):
+    if ctx.broker.replica_manager.has_ongoing_transaction(tp, body.producer_id, body.producer_epoch):
         return Errors.NONE  # records of this transaction are already there: nothing to verify
     result = ctx.broker.transactions.verify_partitions(body.transactional_id, body.producer_id, body.producer_epoch,
                                                        [tp])
