@@ -64,6 +64,15 @@ _FENCED_MARKER_ERRORS = frozenset({ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.T
 _UNSUPPORTED_MARKER_ERRORS = frozenset({ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT, ErrorCode.UNSUPPORTED_VERSION})
 
 
+def _latest(records: Iterable[KeyValue]) -> list[KeyValue]:
+    """Each key's last record, folded while reading: nothing compacts ``__transaction_state``,
+    so holding its whole history would take memory in proportion to every transaction ever run."""
+    latest: dict[bytes, bytes | None] = {}
+    for key, value in records:
+        latest[bytes(key)] = None if value is None else bytes(value)
+    return list(latest.items())
+
+
 @dataclass(frozen=True)
 class TransactionDescription:
     """One DescribeTransactions entry."""
@@ -169,7 +178,7 @@ class TransactionCoordinator:
         if self.log.exists():
             n = self.log.num_partitions
             records = await anyio.to_thread.run_sync(
-                lambda: [list(self.log.replay(p)) for p in range(n)], abandon_on_cancel=True)
+                lambda: [_latest(self.log.replay(p)) for p in range(n)], abandon_on_cancel=True)
         self._install(records)
         self._loaded = True
         assert self._tg is not None
