@@ -559,7 +559,7 @@ class TransactionCoordinator:
         if pattern:
             try:
                 regex = re.compile(pattern)
-            except re.error:
+            except (re.error, RecursionError, OverflowError):  # deep nesting, huge repetitions
                 return INVALID_REGULAR_EXPRESSION, [], []
         pids = set(producer_ids)
         now = self.clock.time_ms()

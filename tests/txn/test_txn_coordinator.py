@@ -393,6 +393,9 @@ async def test_describe_and_list(tmp_path: Path) -> None:
         assert ids(pattern="tx-.") == (0, [], ["tx-a", "tx-b"])
         assert ids(pattern="tx") == (0, [], [])  # the whole id must match
         assert ids(pattern="(") == (INVALID_REGULAR_EXPRESSION, [], [])
+        # Patterns Python's compiler gives up on otherwise than with re.error are invalid too.
+        assert ids(pattern="(" * 5000 + ")" * 5000) == (INVALID_REGULAR_EXPRESSION, [], [])
+        assert ids(pattern="a{4294967296}") == (INVALID_REGULAR_EXPRESSION, [], [])
 
 
 async def test_failed_fence_of_the_last_epoch_is_retried(tmp_path: Path) -> None:
