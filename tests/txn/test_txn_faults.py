@@ -6,7 +6,6 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition
-from kbroker.replica.types import AppendResult
 from kbroker.testing import BrokerThread
 from tests.broker.replica_wire import WireClient, create_topic, fetch, partitions_of
 from tests.txn.test_txn_wire import (
@@ -31,18 +30,18 @@ def test_a_failed_completion_write_is_retried(kafka_broker: BrokerThread, wire: 
     pid, epoch = r.producer_id, r.producer_epoch
     add_partitions(wire, 3, "tx", pid, epoch, {"t": [0]})
     assert txn_produce(wire, "tx", txn_batch(pid, epoch, 0)).error_code == 0
-    state_log: Any = kafka_broker.broker.transactions.log
-    real = state_log._append_records
+    coordinator = kafka_broker.broker.transactions
+    plog: Any = kafka_broker.broker.log_manager.get_log("__transaction_state", coordinator.partition_for("tx"))
+    real = plog.append
     calls = []
 
-    async def failing(entries: Any, **kw: Any) -> Any:
-        calls.append(entries)
+    def failing(records: Any, **kw: Any) -> Any:
+        calls.append(records)
         if len(calls) == 2:  # PrepareCommit is written, CompleteCommit hits the full disk
-            return {tp: AppendResult(E.KAFKA_STORAGE_ERROR, error_message="No space left on device")
-                    for tp in entries}
-        return await real(entries, **kw)
+            raise OSError(28, "No space left on device")
+        return real(records, **kw)
 
-    state_log._append_records = failing
+    plog.append = failing
     end = {"transactional_id": "tx", "producer_id": pid, "producer_epoch": epoch, "committed": True}
     assert wire.call(END_TXN, 3, end).error_code == 0
     wait_state(kafka_broker, "tx", "CompleteCommit")
