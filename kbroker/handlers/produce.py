@@ -7,9 +7,9 @@ range (KAFKA-18659) and never actually sends v0-v2.
 Transactional batches need the request's transactional id (else every partition gets
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka). With
 ``transaction.partition.verification.enable`` (KIP-890), a partition where the producer
-has no transaction open yet (at the batch's epoch) is first checked with the transaction coordinator: it must
-have been added to the producer's transaction. Verification is synchronous and nothing
-awaits between it and the append, so an EndTxn cannot slip in between.
+has no transaction open yet at the batch's epoch is first checked with the transaction
+coordinator: it must have been added to the producer's transaction. Verification is
+synchronous and nothing awaits between it and the append, so an EndTxn cannot slip in between.
 """
 
 from __future__ import annotations

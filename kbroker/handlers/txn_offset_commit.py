@@ -4,8 +4,8 @@ As Kafka's handler: partitions of unknown topics (or partitions a topic does not
 get UNKNOWN_TOPIC_OR_PARTITION and are left out; for the rest, the group's
 ``__consumer_offsets`` partition must be in the producer's transaction (checked with the
 transaction coordinator unless the producer already has a transaction open in that
-partition at the request's epoch, KIP-890), then the group coordinator writes the offsets in the transaction;
-they count once the transaction commits.
+partition at the request's epoch, KIP-890), then the group coordinator writes the offsets
+in the transaction; they count once the transaction commits.
 """
 
 from __future__ import annotations
