@@ -7,9 +7,9 @@ range (KAFKA-18659) and never actually sends v0-v2.
 Transactional batches need the request's transactional id (else every partition gets
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka). With
 ``transaction.partition.verification.enable`` (KIP-890), a partition where the producer
-has no transaction open yet is first checked with the transaction coordinator: it must
-have been added to the producer's transaction. Verification is synchronous and nothing
-awaits between it and the append, so an EndTxn cannot slip in between.
+has no transaction open yet at the batch's epoch is first checked with the transaction
+coordinator: it must have been added to the producer's transaction. Verification is
+synchronous and nothing awaits between it and the append, so an EndTxn cannot slip in between.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def _verify(ctx: RequestContext, transactional_id: str, entries: dict[TopicParti
         info = metadata.topic(tp.topic)
         if info is None or tp.partition not in info.partitions:
             continue  # the append answers UNKNOWN_TOPIC_OR_PARTITION, as Kafka does before verifying
-        if producer is not None and not replicas.has_ongoing_transaction(tp, producer[0]):
+        # As Kafka, only a transaction open at the batch's own epoch makes verification needless.
+        if producer is not None and not replicas.has_ongoing_transaction(tp, *producer):
             by_producer.setdefault(producer, []).append(tp)
     failed: dict[TopicPartition, AppendResult] = {}
     for (pid, epoch), tps in by_producer.items():

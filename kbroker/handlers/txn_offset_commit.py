@@ -4,8 +4,8 @@ As Kafka's handler: partitions of unknown topics (or partitions a topic does not
 get UNKNOWN_TOPIC_OR_PARTITION and are left out; for the rest, the group's
 ``__consumer_offsets`` partition must be in the producer's transaction (checked with the
 transaction coordinator unless the producer already has a transaction open in that
-partition, KIP-890), then the group coordinator writes the offsets in the transaction;
-they count once the transaction commits.
+partition at the request's epoch, KIP-890), then the group coordinator writes the offsets
+in the transaction; they count once the transaction commits.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _verify(ctx: RequestContext, body: Any) -> Errors:
     if not ctx.broker.config.get(VERIFICATION_ENABLE):
         return Errors.NONE
     tp = TopicPartition(CONSUMER_OFFSETS, ctx.broker.groups.partition_for(body.group_id))
-    if ctx.broker.replica_manager.has_ongoing_transaction(tp, body.producer_id):
+    if ctx.broker.replica_manager.has_ongoing_transaction(tp, body.producer_id, body.producer_epoch):
         return Errors.NONE  # records of this transaction are already there: nothing to verify
     result = ctx.broker.transactions.verify_partitions(body.transactional_id, body.producer_id, body.producer_epoch,
                                                        [tp])

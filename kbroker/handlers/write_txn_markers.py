@@ -4,6 +4,10 @@
 appends the markers through the replica manager, then tells the group coordinator
 about every ``__consumer_offsets`` partition whose marker was written, so that the
 transaction's offsets become visible (commit) or are dropped (abort).
+
+From clients (an administrator aborting a hanging transaction, as Kafka's
+``kafka-transactions.sh abort``), a marker naming a coordinator epoch newer than this
+broker's coordinator ever had is refused with INVALID_REQUEST.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.handlers.api import BrokerServices, RequestContext, response
+from kbroker.txn.coordinator import COORDINATOR_EPOCH
 from kbroker.txn.markers import MarkerResults, TxnMarker
 
 API_KEY = 27
@@ -45,7 +51,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     markers = [TxnMarker(m.producer_id, m.producer_epoch, m.coordinator_epoch, bool(m.transaction_result),
                          tuple(TopicPartition(t.name, p) for t in m.topics for p in t.partition_indexes))
                for m in body.markers]
-    results = await write_markers(ctx.broker, markers)
+    # This broker's coordinator writes every marker at one coordinator epoch, for good: a
+    # marker claiming a newer one would fence it out of the partition and leave its producer's
+    # transactions there prepared, holding the LSO, forever. Such a marker is refused.
+    valid = [m for m in markers if m.coordinator_epoch <= COORDINATOR_EPOCH]
+    written = iter(await write_markers(ctx.broker, valid))
+    results: MarkerResults = [next(written) if m.coordinator_epoch <= COORDINATOR_EPOCH
+                              else dict.fromkeys(m.partitions, ErrorCode.INVALID_REQUEST) for m in markers]
     out = []
     for marker, outcome in zip(markers, results, strict=True):
         by_topic: dict[str, list[dict[str, Any]]] = {}

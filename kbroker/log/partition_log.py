@@ -151,10 +151,12 @@ class PartitionLog:
         with self._lock:
             return [entry.copy() for _, entry in sorted(self.producer_state.producers.items())]
 
-    def has_ongoing_transaction(self, producer_id: int) -> bool:
-        """Whether ``producer_id`` has an open transaction in this partition."""
+    def has_ongoing_transaction(self, producer_id: int, producer_epoch: int | None = None) -> bool:
+        """Whether ``producer_id`` has an open transaction in this partition (at
+        ``producer_epoch``, when given: as Kafka, a newer epoch's transaction may have ended)."""
         entry = self.producer_state.producers.get(producer_id)
-        return entry is not None and entry.current_txn_first_offset is not None
+        return (entry is not None and entry.current_txn_first_offset is not None
+                and (producer_epoch is None or entry.producer_epoch == producer_epoch))
 
     def maybe_expire_producers(self, expiration_ms: int, check_interval_ms: int) -> int:
         """Forget producers idle for ``expiration_ms``, checking at most once per interval."""

@@ -173,14 +173,14 @@ class ReplicaManager:
         return plog.collect_aborted_transactions(start, end)
 
     # -- transactions ----------------------------------------------------------------------
-    def has_ongoing_transaction(self, tp: TopicPartition, producer_id: int) -> bool:
-        """Whether ``producer_id`` has an open transaction in ``tp`` (False for a partition
-        this broker does not lead or does not know)."""
+    def has_ongoing_transaction(self, tp: TopicPartition, producer_id: int, producer_epoch: int | None = None) -> bool:
+        """Whether ``producer_id`` has an open transaction in ``tp``, at ``producer_epoch`` when
+        given (False for a partition this broker does not lead or does not know)."""
         try:
             _, plog = self._leader_log(tp)
         except PartitionError:
             return False
-        return plog.has_ongoing_transaction(producer_id)
+        return plog.has_ongoing_transaction(producer_id, producer_epoch)
 
     async def write_txn_markers(self, markers: Sequence[TxnMarker]) -> MarkerResults:
         """Append each marker's COMMIT/ABORT control batch to every partition it names

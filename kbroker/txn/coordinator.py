@@ -64,6 +64,15 @@ _FENCED_MARKER_ERRORS = frozenset({ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.T
 _UNSUPPORTED_MARKER_ERRORS = frozenset({ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT, ErrorCode.UNSUPPORTED_VERSION})
 
 
+def _latest(records: Iterable[KeyValue]) -> list[KeyValue]:
+    """Each key's last record, folded while reading: nothing compacts ``__transaction_state``,
+    so holding its whole history would take memory in proportion to every transaction ever run."""
+    latest: dict[bytes, bytes | None] = {}
+    for key, value in records:
+        latest[bytes(key)] = None if value is None else bytes(value)
+    return list(latest.items())
+
+
 @dataclass(frozen=True)
 class TransactionDescription:
     """One DescribeTransactions entry."""
@@ -169,7 +178,7 @@ class TransactionCoordinator:
         if self.log.exists():
             n = self.log.num_partitions
             records = await anyio.to_thread.run_sync(
-                lambda: [list(self.log.replay(p)) for p in range(n)], abandon_on_cancel=True)
+                lambda: [_latest(self.log.replay(p)) for p in range(n)], abandon_on_cancel=True)
         self._install(records)
         self._loaded = True
         assert self._tg is not None
@@ -453,9 +462,10 @@ class TransactionCoordinator:
             if error == ErrorCode.NONE:
                 log.debug("completed %s of %r", result, txn.transactional_id)
                 return
-            if error in (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS):
-                return
-            # Retriable: the pending mark was dropped by the failed write; set it again and retry.
+            if self.transactions.get(txn.transactional_id) is not txn:
+                return  # no longer this coordinator's to complete
+            # This broker stays the coordinator, so even NOT_COORDINATOR (a storage error) is
+            # transient: the pending mark was dropped by the failed write; set it again and retry.
             await anyio.sleep(RETRY_BACKOFF_S)
             if txn.pending_state is None and self.transactions.get(txn.transactional_id) is txn:
                 complete = txn.prepare_complete(self.clock.time_ms())
@@ -549,7 +559,7 @@ class TransactionCoordinator:
         if pattern:
             try:
                 regex = re.compile(pattern)
-            except re.error:
+            except (re.error, RecursionError, OverflowError):  # deep nesting, huge repetitions
                 return INVALID_REGULAR_EXPRESSION, [], []
         pids = set(producer_ids)
         now = self.clock.time_ms()

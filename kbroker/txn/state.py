@@ -186,9 +186,10 @@ class TransactionMetadata:
 
     def prepare_fence_producer_epoch(self) -> TxnTransitMetadata:
         """Bump the epoch of an ongoing transaction so that it can be aborted under the new one."""
-        if self.producer_epoch == MAX_EPOCH:
+        # A fence whose write failed already bumped the epoch in memory: do not bump twice (a
+        # failed fence to MAX_EPOCH is retried at MAX_EPOCH, else the transaction never ends).
+        if self.producer_epoch == MAX_EPOCH and not self.has_failed_epoch_fence:
             raise IllegalTransition(f"{self.transactional_id}: cannot fence epoch {self.producer_epoch}")
-        # A fence whose write failed already bumped the epoch in memory: do not bump twice.
         epoch = self.producer_epoch if self.has_failed_epoch_fence else self.producer_epoch + 1
         return self._prepare(TransactionState.PREPARE_EPOCH_FENCE, producer_epoch=epoch,
                              last_producer_epoch=NO_PRODUCER_EPOCH)

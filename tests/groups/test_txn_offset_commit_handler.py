@@ -40,7 +40,7 @@ def _services(groups: GroupCoordinator, *, verify_error: Errors = Errors.NONE, o
         clock=ManualClock(), groups=groups, transactions=_Transactions(verify_error),
         config=SimpleNamespace(get=lambda key: verification if key == txn_offset_commit.VERIFICATION_ENABLE else None),
         metadata=SimpleNamespace(topic=lambda name: topic if name == "t" else None),
-        replica_manager=SimpleNamespace(has_ongoing_transaction=lambda tp, pid: ongoing))
+        replica_manager=SimpleNamespace(has_ongoing_transaction=lambda tp, pid, epoch=None: ongoing))
 
 
 async def _call(services: Any, version: int, partitions: list[tuple[str, int]], group: str = "g") -> dict[Any, int]:

@@ -393,3 +393,62 @@ async def test_describe_and_list(tmp_path: Path) -> None:
         assert ids(pattern="tx-.") == (0, [], ["tx-a", "tx-b"])
         assert ids(pattern="tx") == (0, [], [])  # the whole id must match
         assert ids(pattern="(") == (INVALID_REGULAR_EXPRESSION, [], [])
+        # Patterns Python's compiler gives up on otherwise than with re.error are invalid too.
+        assert ids(pattern="(" * 5000 + ")" * 5000) == (INVALID_REGULAR_EXPRESSION, [], [])
+        assert ids(pattern="a{4294967296}") == (INVALID_REGULAR_EXPRESSION, [], [])
+
+
+async def test_failed_fence_of_the_last_epoch_is_retried(tmp_path: Path) -> None:
+    """A producer at MAX_EPOCH - 1 is fenced to MAX_EPOCH; if that write fails, the next timeout
+    pass reuses MAX_EPOCH instead of giving up on the transaction (and the LSO it holds) for good."""
+    log = MemoryTransactionLog(num_partitions=5)
+    log.ensure()
+    assert log.partitions is not None
+    log.partitions[partition_for("tx", 5)].append(record("tx", TxnTransitMetadata(
+        7, -1, MAX_EPOCH - 1, -1, 1000, S.ONGOING, frozenset({T0}), 0, 0)))
+    async with harness(tmp_path, log=log) as h:
+        h.clock.advance(1001)
+        h.log.fail_with = E.NOT_ENOUGH_REPLICAS
+        await h.coord.abort_timed_out_transactions()
+        assert (h.state().state, h.state().producer_epoch, h.state().pending_state) == (S.ONGOING, MAX_EPOCH, None)
+        h.log.fail_with = None
+        await h.coord.abort_timed_out_transactions()
+        await h.settle()
+        assert [(m.producer_id, m.producer_epoch, m.commit) for m in h.markers.calls] == [(7, MAX_EPOCH, False)]
+        assert (h.state().state, h.state().producer_epoch) == (S.COMPLETE_ABORT, MAX_EPOCH)
+        # The next producer gets a new producer id.
+        error, pid, epoch = await h.coord.init_producer_id("tx", 60_000)
+        assert error == E.NONE and pid != 7 and epoch == 0
+
+
+class LongHistoryLog(MemoryTransactionLog):
+    """A state topic never compacted: one id's many records, each read afresh as the real replay does."""
+
+    def __init__(self, records: int, value: bytes) -> None:
+        super().__init__(num_partitions=5)
+        self.ensure()
+        self.records = records
+        self.value = value
+
+    def replay(self, partition: int) -> Iterator[KeyValue]:
+        if partition == partition_for("tx", 5):
+            for _ in range(self.records):
+                yield encode_key("tx"), bytearray(self.value)  # a fresh buffer per record
+
+
+async def test_loading_keeps_only_each_ids_latest_record(tmp_path: Path) -> None:
+    """Loading folds each partition's records to each id's latest as it reads: memory follows
+    the live ids, not the topic's whole history (nothing compacts ``__transaction_state``)."""
+    import tracemalloc
+
+    parts = frozenset(TopicPartition("t", p) for p in range(40))
+    value = encode_value(TxnTransitMetadata(7, -1, 3, -1, 60_000, S.ONGOING, parts, 0, 0))
+    log = LongHistoryLog(50_000, value)  # about 50 MB of history
+    tracemalloc.start()
+    try:
+        async with harness(tmp_path, log=log) as h:
+            _, peak = tracemalloc.get_traced_memory()
+            assert (h.state().state, h.state().producer_id, len(h.state().partitions)) == (S.ONGOING, 7, 40)
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20, peak

@@ -101,6 +101,9 @@ def test_fence_bumps_once_even_after_a_failed_fence() -> None:
     assert m.prepare_fence_producer_epoch().producer_epoch == 5
     m.pending_state = None
     m.producer_epoch = MAX_EPOCH
+    assert m.prepare_fence_producer_epoch().producer_epoch == MAX_EPOCH  # the failed fence to MAX_EPOCH, again
+    m.pending_state = None
+    m.has_failed_epoch_fence = False
     with pytest.raises(IllegalTransition):
         m.prepare_fence_producer_epoch()
 
