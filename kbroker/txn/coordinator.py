@@ -14,12 +14,12 @@ with no await in between, which is what Kafka's per-id lock gives it.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import regex
 from anyio.abc import TaskGroup
 
 from kbroker.clock import Clock
@@ -50,8 +50,10 @@ EXPIRATION_INTERVAL_MS = "transaction.remove.expired.transaction.cleanup.interva
 COORDINATOR_EPOCH = 0
 #: Pause before resending markers or the completion record after a retriable failure.
 RETRY_BACKOFF_S = 0.1
-#: Kafka's INVALID_REGULAR_EXPRESSION (4.0), absent from the protocol's error list this broker is built from.
-INVALID_REGULAR_EXPRESSION = 128
+INVALID_REGULAR_EXPRESSION = ErrorCode.INVALID_REGULAR_EXPRESSION
+#: Matching time one ListTransactions pattern may take over all transactional ids: a
+#: backtracking pattern must not hold up the event loop (the regex module can stop a match).
+PATTERN_BUDGET_S = 0.05
 
 #: Marker errors that are retried (Kafka's TransactionMarkerRequestCompletionHandler).
 _RETRIABLE_MARKER_ERRORS = frozenset({
@@ -555,14 +557,15 @@ class TransactionCoordinator:
                 wanted.add(state)
         if states and not wanted:
             return ErrorCode.NONE, unknown, []  # only unknown states asked for: nothing matches
-        regex = None
+        matcher = None
         if pattern:
             try:
-                regex = re.compile(pattern)
-            except (re.error, RecursionError, OverflowError):  # deep nesting, huge repetitions
+                matcher = regex.compile(pattern)
+            except (regex.error, RecursionError, OverflowError, ValueError):  # deep nesting, huge repetitions
                 return INVALID_REGULAR_EXPRESSION, [], []
         pids = set(producer_ids)
         now = self.clock.time_ms()
+        deadline = self.clock.monotonic() + PATTERN_BUDGET_S
         out = []
         for txn in self.transactions.values():
             if txn.state == S.DEAD:
@@ -573,7 +576,16 @@ class TransactionCoordinator:
                 continue
             if duration_ms >= 0 and now - txn.start_timestamp <= duration_ms:
                 continue
-            if regex is not None and not regex.fullmatch(txn.transactional_id):
-                continue
+            if matcher is not None:
+                budget = deadline - self.clock.monotonic()
+                try:
+                    if budget <= 0:
+                        raise TimeoutError
+                    if not matcher.fullmatch(txn.transactional_id, timeout=budget):
+                        continue
+                except TimeoutError:
+                    log.warning("ListTransactions pattern %r took over %.0f ms to match; refused",
+                                (pattern or "")[:200], PATTERN_BUDGET_S * 1000)
+                    return INVALID_REGULAR_EXPRESSION, [], []
             out.append(TransactionListing(txn.transactional_id, txn.producer_id, txn.state.kafka_name))
         return ErrorCode.NONE, unknown, out

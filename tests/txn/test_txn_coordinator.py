@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -452,3 +453,14 @@ async def test_loading_keeps_only_each_ids_latest_record(tmp_path: Path) -> None
     finally:
         tracemalloc.stop()
     assert peak < 10 * 2**20, peak
+
+
+async def test_list_transactions_refuses_a_pattern_too_costly_to_match(tmp_path: Path) -> None:
+    """A backtracking pattern is stopped after the matching budget instead of holding up the
+    event loop for minutes (an id of 40 'a's takes this pattern exponential time to refuse)."""
+    async with harness(tmp_path) as h:
+        for i in range(3):
+            await h.coord.init_producer_id("a" * 40 + str(i), 30_000)
+        started = time.monotonic()
+        assert h.coord.list_transactions(pattern="(?:(?:a|aa)+){2,}b")[0] == INVALID_REGULAR_EXPRESSION
+        assert time.monotonic() - started < 1.0
