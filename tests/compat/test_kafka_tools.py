@@ -497,6 +497,57 @@ def test_transactions_list_and_describe(sides: tuple[Side, Side]) -> None:
     compare(*sides, scenario)
 
 
+def _open_transaction(s: Side, topic: str, txn_id: str) -> None:
+    """Over the raw wire: a topic with two plain records, then a transaction of two records on
+    partition 0 left open (offsets 2-3)."""
+    from compat.wirediff import catalog
+    from compat.wirediff.runner import Side as WireSide
+
+    wire = WireSide(s.name, s.bootstrap)
+    try:
+        st = catalog.State()
+        for prep in [catalog.create_topic(topic, 1), catalog.produce(topic, 0, [b"p0", b"p1"]),
+                     *catalog.txn_init(txn_id), *catalog.open_txn(txn_id, topic)]:
+            prep(wire, st)
+        assert catalog.pid_epoch(st)[0] >= 0, st.get("tpid")
+    finally:
+        wire.close()
+
+
+def _mask_columns(s: Side, columns: tuple[str, ...]) -> None:
+    """Replace the named columns of the last step's table (header, then rows) by their names."""
+    label, rc, lines = s.steps[-1]
+    if not lines:
+        return
+    header = lines[0].split()
+    rows = []
+    for line in lines[1:]:
+        cells = line.split()
+        if len(cells) >= len(header):
+            cells = [h if h in columns else c for h, c in zip(header, cells, strict=False)] + cells[len(header):]
+        rows.append(" ".join(cells))
+    s.steps[-1] = (label, rc, lines[:1] + rows)
+
+
+def test_transactions_open_transaction_describe_and_abort(sides: tuple[Side, Side]) -> None:
+    """kafka-transactions on an open transaction: describe, describe-producers (its start offset),
+    find-hanging, then abort it (WriteTxnMarkers) and describe-producers again."""
+    def scenario(s: Side) -> None:
+        t, txn = _names(s, "open", "txn")
+        _open_transaction(s, t, txn)
+        s.tool("transactions", ["describe", "--transactional-id", txn])
+        _mask_columns(s, ("CoordinatorId", "ProducerId", "TransactionDurationMs"))
+        s.tool("transactions", ["describe-producers", "--topic", t, "--partition", "0"])
+        _mask_columns(s, ("ProducerId", "LastTimestamp"))
+        s.tool("transactions", ["find-hanging", "--topic", t])
+        s.tool("transactions", ["abort", "--topic", t, "--partition", "0", "--start-offset", "2"])
+        s.tool("transactions", ["describe-producers", "--topic", t, "--partition", "0"])
+        _mask_columns(s, ("ProducerId", "LastTimestamp"))
+        s.tool("get-offsets", ["--topic", t, "--time", "-1"])
+
+    compare(*sides, scenario)
+
+
 _API_LINE = re.compile(r"^(\w+)\((\d+)\): (.*)$")
 
 
