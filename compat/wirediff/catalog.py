@@ -274,6 +274,8 @@ def _produce(v: int) -> list[Case]:
              body=transactional(_n(0, v, "y"), partition=1, topic=unverified, key="cu.topic_id")),
         Case(0, v, "transactional-no-id", "malformed", prep=[*txn_prep, add_partitions(txn, t, [0])],
              body=transactional(None)),
+        Case(0, v, "transactional-other-id", "malformed", prep=[*txn_prep, add_partitions(txn, t, [0])],
+             body=transactional(_n(0, v, "other"))),
         Case(0, v, "transactional-wrong-epoch", "malformed", prep=[*txn_prep, add_partitions(txn, t, [0])],
              body=transactional(txn, epoch_delta=1)),
         Case(0, v, "plain-during-transaction", "malformed", prep=[*txn_prep, *open_txn(txn, t, 0, (b"a",), 0)],
@@ -361,6 +363,9 @@ def _fetch(v: int) -> list[Case]:
              body=body({0: 0}, topic=_n(1, v, "tu"))),
         Case(1, v, "read-committed-at-lso", prep=aborted_then_open(_n(1, v, "tl"), _n(1, v, "x")),
              body=body({0: 6}, topic=_n(1, v, "tl"), isolation=1)),
+        Case(1, v, "read-committed-after-commit", prep=[
+            *aborted_then_open(_n(1, v, "tc"), _n(1, v, "x")), *end_txn(_n(1, v, "x"), True)],
+             body=body({0: 0}, topic=_n(1, v, "tc"), isolation=1)),
     ]
 
 
@@ -464,6 +469,29 @@ def _offset_fetch(v: int) -> list[Case]:
     ]
     if v >= 2:
         cases.append(Case(9, v, "all-topics", body=body(SHARED_GROUP, None)))
+    # Transactional offsets: pending until the commit marker (UNSTABLE_OFFSET_COMMIT with
+    # require_stable, v7+), then visible; aborted ones never are.
+    txn, g = _n(9, v, "x"), _n(9, v, "g")
+
+    def txn_commit(st: State) -> dict[str, Any]:
+        p, e = pid_epoch(st)
+        return {"transactional_id": txn, "group_id": g, "producer_id": p, "producer_epoch": e, "generation_id": -1,
+                "member_id": "", "group_instance_id": None, "topics": [{"name": SHARED_TOPIC, "partitions": [
+                    {"partition_index": 0, "committed_offset": 2, "committed_leader_epoch": -1,
+                     "committed_metadata": "tx"}]}]}
+
+    def add_offsets(st: State) -> dict[str, Any]:
+        p, e = pid_epoch(st)
+        return {"transactional_id": txn, "producer_id": p, "producer_epoch": e, "group_id": g}
+
+    pending = [*txn_init(txn), settled(FIND_COORDINATOR, 4, {"key_type": 0, "coordinator_keys": [g]}),
+               commit(g, SHARED_TOPIC, {0: 1, 1: 1}), settled(ADD_OFFSETS_TO_TXN, 3, add_offsets),
+               settled(TXN_OFFSET_COMMIT, 3, txn_commit)]
+    cases += [Case(9, v, "transactional-pending", prep=pending, body=body(g, {SHARED_TOPIC: [0, 1]})),
+              Case(9, v, "transactional-committed", prep=[*pending, *end_txn(txn, True)],
+                   body=body(g, {SHARED_TOPIC: [0, 1]})),
+              Case(9, v, "transactional-aborted", prep=[*pending, *end_txn(txn, False)],
+                   body=body(g, {SHARED_TOPIC: [0, 1]}))]
     if v >= 8:
         cases.append(Case(9, v, "two-groups", body={"groups": [
             {"group_id": SHARED_GROUP, "member_id": None, "member_epoch": -1,
@@ -1156,6 +1184,12 @@ def _txn_offset_commit(v: int) -> list[Case]:
     if v >= 3:
         cases.append(Case(28, v, "unknown-member", "malformed", prep=prep,
                           body=body(generation_id=3, member_id="wd-nobody")))
+        cases.append(Case(28, v, "group-member", prep=[*prep, *joined(g)],
+                          body=lambda st: body(generation_id=generation(st), member_id=member(st))(st)))
+        cases.append(Case(28, v, "stale-generation", "malformed", prep=[*prep, *joined(g)],
+                          body=lambda st: body(generation_id=generation(st) + 1, member_id=member(st))(st)))
+    else:
+        cases.append(Case(28, v, "group-with-members", prep=[*prep, *joined(g)], body=body()))
     return cases
 
 
@@ -1192,6 +1226,7 @@ def _describe_transactions(v: int) -> list[Case]:
         Case(65, v, "ongoing", prep=ongoing, body=body(txn)),
         Case(65, v, "complete-commit", prep=[*ongoing, *end_txn(txn, True)], body=body(txn)),
         Case(65, v, "complete-abort", prep=[*ongoing, *end_txn(txn, False)], body=body(txn)),
+        Case(65, v, "reinit-aborts-ongoing", prep=[*ongoing, *txn_init(txn), txn_completed(txn)], body=body(txn)),
         Case(65, v, "unknown-id", "malformed", body=body(_n(65, v, "none"))),
         Case(65, v, "known-and-unknown", prep=txn_init(txn), body=body(txn, _n(65, v, "none"))),
         Case(65, v, "no-ids", body=body()),
