@@ -291,6 +291,15 @@ def test_write_txn_markers(kafka_broker: BrokerThread, wire: WireClient, version
     if epoch:
         resp = wire.call(WRITE_TXN_MARKERS, version, {"markers": [stale]})
         assert resp.markers[0].topics[0].partitions[0].error_code == E.INVALID_PRODUCER_EPOCH
+    # As Kafka, the answer is keyed by producer id: a marker without partitions has no entry,
+    # and two markers of one producer share one.
+    empty = {**marker, "producer_id": pid + 1000, "topics": []}
+    second = {**marker, "topics": [{"name": "nope", "partition_indexes": [1]}]}
+    resp = wire.call(WRITE_TXN_MARKERS, version, {"markers": [empty, marker, second]})
+    assert [m.producer_id for m in resp.markers] == [pid]
+    got = {(t.name, p.partition_index): p.error_code for t in resp.markers[0].topics for p in t.partitions}
+    assert set(got) == {("t", 0), ("t", 1), ("nope", 0), ("nope", 1)}
+    assert wire.call(WRITE_TXN_MARKERS, version, {"markers": [empty]}).markers == []
 
 
 def test_state_survives_a_restart(tmp_path: Any) -> None:
