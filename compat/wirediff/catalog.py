@@ -276,6 +276,8 @@ def _produce(v: int) -> list[Case]:
              body=transactional(None)),
         Case(0, v, "transactional-other-id", "malformed", prep=[*txn_prep, add_partitions(txn, t, [0])],
              body=transactional(_n(0, v, "other"))),
+        Case(0, v, "transactional-acks1", "malformed", prep=[*txn_prep, add_partitions(txn, t, [0])],
+             body=lambda st: dict(transactional(txn)(st), acks=1)),
         Case(0, v, "transactional-wrong-epoch", "malformed", prep=[*txn_prep, add_partitions(txn, t, [0])],
              body=transactional(txn, epoch_delta=1)),
         Case(0, v, "plain-during-transaction", "malformed", prep=[*txn_prep, *open_txn(txn, t, 0, (b"a",), 0)],
@@ -363,6 +365,12 @@ def _fetch(v: int) -> list[Case]:
              body=body({0: 0}, topic=_n(1, v, "tu"))),
         Case(1, v, "read-committed-at-lso", prep=aborted_then_open(_n(1, v, "tl"), _n(1, v, "x")),
              body=body({0: 6}, topic=_n(1, v, "tl"), isolation=1)),
+        Case(1, v, "read-committed-first-batch-only", prep=aborted_then_open(_n(1, v, "tb"), _n(1, v, "x")),
+             body=body({0: 0}, topic=_n(1, v, "tb"), isolation=1, part_max=1)),
+        Case(1, v, "read-committed-after-aborted", prep=aborted_then_open(_n(1, v, "ta"), _n(1, v, "x")),
+             body=body({0: 5}, topic=_n(1, v, "ta"), isolation=1)),
+        Case(1, v, "read-committed-inside-aborted", prep=aborted_then_open(_n(1, v, "ti"), _n(1, v, "x")),
+             body=body({0: 3}, topic=_n(1, v, "ti"), isolation=1)),
         Case(1, v, "read-committed-after-commit", prep=[
             *aborted_then_open(_n(1, v, "tc"), _n(1, v, "x")), *end_txn(_n(1, v, "x"), True)],
              body=body({0: 0}, topic=_n(1, v, "tc"), isolation=1)),
@@ -403,6 +411,15 @@ def _list_offsets(v: int) -> list[Case]:
                        body=body({0: -1}, topic=_n(2, v, "tx"), isolation=1)),
                   Case(2, v, "read-uncommitted-open-transaction", prep=aborted_then_open(_n(2, v, "tu"), _n(2, v, "x")),
                        body=body({0: -1}, topic=_n(2, v, "tu"), isolation=0))]
+        # Timestamps of records before, inside and past the open transaction (offsets 5, 6), the
+        # earliest and the max timestamp, read_committed.
+        lookups = {"before": BASE_TS + 5, "open": BASE_TS + 6, "aborted": BASE_TS + 2, "earliest": -2}
+        if v >= 7:
+            lookups["max"] = -3
+        for what, ts in lookups.items():
+            cases.append(Case(2, v, f"read-committed-{what}-timestamp-open-transaction",
+                              prep=aborted_then_open(_n(2, v, "t" + what[:2]), _n(2, v, "x")),
+                              body=body({0: ts}, topic=_n(2, v, "t" + what[:2]), isolation=1)))
     if v >= 4:
         cases += [Case(2, v, "future-leader-epoch", "malformed", body=body({0: -1}, epoch=5)),
                   Case(2, v, "current-leader-epoch", body=body({0: -1}, epoch=0))]
@@ -1193,6 +1210,12 @@ def _txn_offset_commit(v: int) -> list[Case]:
     return cases
 
 
+def _coordinator_epoch(body: dict[str, Any], epoch: int) -> dict[str, Any]:
+    for m in body["markers"]:
+        m["coordinator_epoch"] = epoch
+    return body
+
+
 def _write_txn_markers(v: int) -> list[Case]:
     t, txn = _n(27, v, "t"), _n(27, v, "x")
 
@@ -1211,6 +1234,20 @@ def _write_txn_markers(v: int) -> list[Case]:
         Case(27, v, "unknown-topic", "malformed", prep=ongoing, body=body(topic="wd-no-such-topic")),
         Case(27, v, "old-epoch", "malformed", prep=[*ongoing, *txn_init(txn), *open_txn(txn, t, seq=0)],
              body=body(epoch_delta=-1)),
+        # Own ids and topics: a marker from a newer coordinator epoch fences this broker's own
+        # coordinator on that partition, and its transaction could never complete.
+        Case(27, v, "old-coordinator-epoch", "malformed", prep=[
+            create_topic(t + "c", 1), *txn_init(txn + "c"), *open_txn(txn + "c", t + "c"),
+            step(WRITE_TXN_MARKERS, v, lambda st: _coordinator_epoch(body(t + "c", commit=True)(st), 5)),
+            *open_txn(txn + "c", t + "c", seq=2)], body=body(t + "c")),
+        Case(27, v, "no-topics", prep=[*txn_init(txn + "n")],
+             body=lambda st: dict(markers=[dict(body()(st)["markers"][0], topics=[])])),
+        Case(27, v, "two-markers-one-producer", prep=[
+            create_topic(t + "m", 2), *txn_init(txn + "m"), *open_txn(txn + "m", t + "m"),
+            *open_txn(txn + "m", t + "m", partition=1)],
+             body=lambda st: dict(markers=[
+                 body(t + "m")(st)["markers"][0],
+                 dict(body(t + "m")(st)["markers"][0], topics=[{"name": t + "m", "partition_indexes": [1]}])])),
     ]
 
 
