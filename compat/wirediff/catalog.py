@@ -504,6 +504,9 @@ def _offset_fetch(v: int) -> list[Case]:
     pending = [*txn_init(txn), settled(FIND_COORDINATOR, 4, {"key_type": 0, "coordinator_keys": [g]}),
                commit(g, SHARED_TOPIC, {0: 1, 1: 1}), settled(ADD_OFFSETS_TO_TXN, 3, add_offsets),
                settled(TXN_OFFSET_COMMIT, 3, txn_commit)]
+    if v >= 7:
+        cases.append(Case(9, v, "transactional-pending-not-stable", prep=pending,
+                          body=dict(body(g, {SHARED_TOPIC: [0, 1]}), require_stable=False)))
     cases += [Case(9, v, "transactional-pending", prep=pending, body=body(g, {SHARED_TOPIC: [0, 1]})),
               Case(9, v, "transactional-committed", prep=[*pending, *end_txn(txn, True)],
                    body=body(g, {SHARED_TOPIC: [0, 1]})),
@@ -708,6 +711,7 @@ def _init_producer_id(v: int) -> list[Case]:
         Case(22, v, "transactional-reinit", prep=txn_init(txn), body=body(txn)),
         Case(22, v, "transactional-timeout-over-max", "malformed", body=body(txn, timeout=MAX_TXN_TIMEOUT_MS + 1)),
         Case(22, v, "transactional-timeout-max", body=body(txn, timeout=MAX_TXN_TIMEOUT_MS)),
+        Case(22, v, "empty-transactional-id", "malformed", body=body("")),
         Case(22, v, "transactional-ongoing", prep=[create_topic(t, 1), *txn_init(txn), *open_txn(txn, t)],
              body=body(txn)),
     ]
@@ -919,6 +923,9 @@ def _describe_producers(v: int) -> list[Case]:
         Case(61, v, "open-transaction", body=body(t + "x", [0]), prep=[
             create_topic(t + "x"), produce(t + "x", 0, [b"p0"]), *txn_init(_n(61, v, "x")),
             *open_txn(_n(61, v, "x"), t + "x", 0, (b"t0", b"t1"))]),
+        Case(61, v, "aborted-transaction", body=body(t + "a", [0]), prep=[
+            create_topic(t + "a"), *txn_init(_n(61, v, "z")), *open_txn(_n(61, v, "z"), t + "a", 0, (b"t0",)),
+            *end_txn(_n(61, v, "z"), False)]),
         Case(61, v, "committed-transaction", body=body(t + "c", [0]), prep=[
             create_topic(t + "c"), *txn_init(_n(61, v, "y")), *open_txn(_n(61, v, "y"), t + "c", 0, (b"t0",)),
             *end_txn(_n(61, v, "y"), True)]),
@@ -1142,6 +1149,8 @@ def _add_offsets_to_txn(v: int) -> list[Case]:
         Case(25, v, "add", prep=prep, body=body()),
         Case(25, v, "wrong-epoch", "malformed", prep=prep, body=body(epoch_delta=1)),
         Case(25, v, "unknown-id", "malformed", body=body(_n(25, v, "none"), pid=4242)),
+        Case(25, v, "empty-group", "malformed", prep=prep,
+             body=lambda st: dict(body()(st), group_id="")),
     ]
 
 
@@ -1168,6 +1177,7 @@ def _end_txn(v: int) -> list[Case]:
         Case(26, v, "wrong-epoch", "malformed", prep=ongoing, body=body(True, epoch_delta=1)),
         Case(26, v, "fenced", "malformed", prep=[*ongoing, *txn_init(txn, "tpid2")], body=body(True)),
         Case(26, v, "unknown-id", "malformed", body=body(True, _n(26, v, "none"), pid=4242)),
+        Case(26, v, "empty-id", "malformed", body=body(True, "", pid=4242)),
     ]
 
 
@@ -1267,6 +1277,7 @@ def _describe_transactions(v: int) -> list[Case]:
         Case(65, v, "unknown-id", "malformed", body=body(_n(65, v, "none"))),
         Case(65, v, "known-and-unknown", prep=txn_init(txn), body=body(txn, _n(65, v, "none"))),
         Case(65, v, "no-ids", body=body()),
+        Case(65, v, "empty-id", "malformed", body=body("")),
     ]
 
 
