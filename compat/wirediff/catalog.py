@@ -252,6 +252,41 @@ def _produce(v: int) -> list[Case]:
         Case(0, v, "gzip", prep=prep, body=lambda st: produce_body(
             v, t, 1, build_batch([(b"k", b"z" * 100, (), BASE_TS)] * 3, compression=1), -1, tid(st))),
     ]
+    txn = _n(0, v, "x")
+
+    unverified = _n(0, v, "u")  # Kafka's transaction version 2 may write there (see accepted.toml)
+
+    def transactional(txn_id: str | None, seq: int = 0, epoch_delta: int = 0, partition: int = 0,
+                      topic: str = t, key: str = "ct.topic_id") -> BodyFn:
+        return lambda st: txn_produce_body(v, txn_id, topic, partition,
+                                           txn_batch(st, [b"tx"], seq, BASE_TS, epoch_delta), st.get(key))
+
+    txn_prep = [*prep, *txn_init(txn)]
+    u_prep = [create_topic(unverified, 2, save="cu"), *txn_init(_n(0, v, "y"))]
+    cases += [
+        Case(0, v, "transactional-verified", prep=[*txn_prep, add_partitions(txn, t, [0])], body=transactional(txn)),
+        Case(0, v, "transactional-second-batch", prep=[*txn_prep, *open_txn(txn, t, 0, (b"a",), 0)],
+             body=transactional(txn, seq=1)),
+        Case(0, v, "transactional-unverified", "malformed", prep=u_prep,
+             body=transactional(_n(0, v, "y"), topic=unverified, key="cu.topic_id")),
+        Case(0, v, "transactional-other-partition", "malformed",
+             prep=[*u_prep, add_partitions(_n(0, v, "y"), unverified, [0])],
+             body=transactional(_n(0, v, "y"), partition=1, topic=unverified, key="cu.topic_id")),
+        Case(0, v, "transactional-no-id", "malformed", prep=[*txn_prep, add_partitions(txn, t, [0])],
+             body=transactional(None)),
+        Case(0, v, "transactional-other-id", "malformed", prep=[*txn_prep, add_partitions(txn, t, [0])],
+             body=transactional(_n(0, v, "other"))),
+        Case(0, v, "transactional-acks1", "malformed", prep=[*txn_prep, add_partitions(txn, t, [0])],
+             body=lambda st: dict(transactional(txn)(st), acks=1)),
+        Case(0, v, "transactional-wrong-epoch", "malformed", prep=[*txn_prep, add_partitions(txn, t, [0])],
+             body=transactional(txn, epoch_delta=1)),
+        Case(0, v, "plain-during-transaction", "malformed", prep=[*txn_prep, *open_txn(txn, t, 0, (b"a",), 0)],
+             body=lambda st: produce_body(v, t, 0, build_batch(
+                 [(b"k", b"np", (), BASE_TS)], producer_id=pid_epoch(st)[0], producer_epoch=pid_epoch(st)[1],
+                 base_sequence=1), -1, tid(st))),
+        Case(0, v, "after-abort", prep=[*txn_prep, *open_txn(txn, t, 0, (b"a",), 0), *end_txn(txn, False),
+                                        add_partitions(txn, t, [0])], body=transactional(txn, seq=1)),
+    ]
     return cases
 
 
@@ -320,6 +355,25 @@ def _fetch(v: int) -> list[Case]:
              body=body({0: 1}, topic=_n(1, v, "db"))),
         Case(1, v, "after-delete-all-records", prep=after_delete_records(_n(1, v, "da"), -1),
              body=body({0: 5}, topic=_n(1, v, "da"))),
+        # An aborted transaction then an open one (see aborted_then_open): read_committed stops at the
+        # last stable offset and lists the aborted transaction; read_uncommitted gets everything.
+        Case(1, v, "read-committed-aborted", prep=aborted_then_open(_n(1, v, "tx"), _n(1, v, "x")),
+             body=body({0: 0}, topic=_n(1, v, "tx"), isolation=1)),
+        Case(1, v, "read-committed-from-marker", prep=aborted_then_open(_n(1, v, "tm"), _n(1, v, "x")),
+             body=body({0: 4}, topic=_n(1, v, "tm"), isolation=1)),
+        Case(1, v, "read-uncommitted-aborted", prep=aborted_then_open(_n(1, v, "tu"), _n(1, v, "x")),
+             body=body({0: 0}, topic=_n(1, v, "tu"))),
+        Case(1, v, "read-committed-at-lso", prep=aborted_then_open(_n(1, v, "tl"), _n(1, v, "x")),
+             body=body({0: 6}, topic=_n(1, v, "tl"), isolation=1)),
+        Case(1, v, "read-committed-first-batch-only", prep=aborted_then_open(_n(1, v, "tb"), _n(1, v, "x")),
+             body=body({0: 0}, topic=_n(1, v, "tb"), isolation=1, part_max=1)),
+        Case(1, v, "read-committed-after-aborted", prep=aborted_then_open(_n(1, v, "ta"), _n(1, v, "x")),
+             body=body({0: 5}, topic=_n(1, v, "ta"), isolation=1)),
+        Case(1, v, "read-committed-inside-aborted", prep=aborted_then_open(_n(1, v, "ti"), _n(1, v, "x")),
+             body=body({0: 3}, topic=_n(1, v, "ti"), isolation=1)),
+        Case(1, v, "read-committed-after-commit", prep=[
+            *aborted_then_open(_n(1, v, "tc"), _n(1, v, "x")), *end_txn(_n(1, v, "x"), True)],
+             body=body({0: 0}, topic=_n(1, v, "tc"), isolation=1)),
     ]
 
 
@@ -352,6 +406,20 @@ def _list_offsets(v: int) -> list[Case]:
                       body=body({0: -2, 1: BASE_TS + 1, 2: -1, 3: -3}, topic=_n(2, v, "dr"))))
     cases.append(Case(2, v, "after-delete-all-records", prep=after_delete_records(_n(2, v, "da"), -1, 4),
                       body=body({0: -2, 1: BASE_TS + 1, 2: -1, 3: -3}, topic=_n(2, v, "da"))))
+    if v >= 2:
+        cases += [Case(2, v, "read-committed-open-transaction", prep=aborted_then_open(_n(2, v, "tx"), _n(2, v, "x")),
+                       body=body({0: -1}, topic=_n(2, v, "tx"), isolation=1)),
+                  Case(2, v, "read-uncommitted-open-transaction", prep=aborted_then_open(_n(2, v, "tu"), _n(2, v, "x")),
+                       body=body({0: -1}, topic=_n(2, v, "tu"), isolation=0))]
+        # Timestamps of records before, inside and past the open transaction (offsets 5, 6), the
+        # earliest and the max timestamp, read_committed.
+        lookups = {"before": BASE_TS + 5, "open": BASE_TS + 6, "aborted": BASE_TS + 2, "earliest": -2}
+        if v >= 7:
+            lookups["max"] = -3
+        for what, ts in lookups.items():
+            cases.append(Case(2, v, f"read-committed-{what}-timestamp-open-transaction",
+                              prep=aborted_then_open(_n(2, v, "t" + what[:2]), _n(2, v, "x")),
+                              body=body({0: ts}, topic=_n(2, v, "t" + what[:2]), isolation=1)))
     if v >= 4:
         cases += [Case(2, v, "future-leader-epoch", "malformed", body=body({0: -1}, epoch=5)),
                   Case(2, v, "current-leader-epoch", body=body({0: -1}, epoch=0))]
@@ -418,6 +486,32 @@ def _offset_fetch(v: int) -> list[Case]:
     ]
     if v >= 2:
         cases.append(Case(9, v, "all-topics", body=body(SHARED_GROUP, None)))
+    # Transactional offsets: pending until the commit marker (UNSTABLE_OFFSET_COMMIT with
+    # require_stable, v7+), then visible; aborted ones never are.
+    txn, g = _n(9, v, "x"), _n(9, v, "g")
+
+    def txn_commit(st: State) -> dict[str, Any]:
+        p, e = pid_epoch(st)
+        return {"transactional_id": txn, "group_id": g, "producer_id": p, "producer_epoch": e, "generation_id": -1,
+                "member_id": "", "group_instance_id": None, "topics": [{"name": SHARED_TOPIC, "partitions": [
+                    {"partition_index": 0, "committed_offset": 2, "committed_leader_epoch": -1,
+                     "committed_metadata": "tx"}]}]}
+
+    def add_offsets(st: State) -> dict[str, Any]:
+        p, e = pid_epoch(st)
+        return {"transactional_id": txn, "producer_id": p, "producer_epoch": e, "group_id": g}
+
+    pending = [*txn_init(txn), settled(FIND_COORDINATOR, 4, {"key_type": 0, "coordinator_keys": [g]}),
+               commit(g, SHARED_TOPIC, {0: 1, 1: 1}), settled(ADD_OFFSETS_TO_TXN, 3, add_offsets),
+               settled(TXN_OFFSET_COMMIT, 3, txn_commit)]
+    if v >= 7:
+        cases.append(Case(9, v, "transactional-pending-not-stable", prep=pending,
+                          body=dict(body(g, {SHARED_TOPIC: [0, 1]}), require_stable=False)))
+    cases += [Case(9, v, "transactional-pending", prep=pending, body=body(g, {SHARED_TOPIC: [0, 1]})),
+              Case(9, v, "transactional-committed", prep=[*pending, *end_txn(txn, True)],
+                   body=body(g, {SHARED_TOPIC: [0, 1]})),
+              Case(9, v, "transactional-aborted", prep=[*pending, *end_txn(txn, False)],
+                   body=body(g, {SHARED_TOPIC: [0, 1]}))]
     if v >= 8:
         cases.append(Case(9, v, "two-groups", body={"groups": [
             {"group_id": SHARED_GROUP, "member_id": None, "member_epoch": -1,
@@ -438,6 +532,7 @@ def _find_coordinator(v: int) -> list[Case]:
                   Case(10, v, "bad-key-type", "malformed", body=body("x", 5))]
     if v >= 4:
         cases.append(Case(10, v, "two-keys", body={"key_type": 0, "coordinator_keys": [SHARED_GROUP, "wd-other"]}))
+        cases.append(Case(10, v, "two-transaction-keys", body={"key_type": 1, "coordinator_keys": ["wd-txn", "wd-txn2"]}))
     return cases
 
 
@@ -604,8 +699,30 @@ def _init_producer_id(v: int) -> list[Case]:
         Case(22, v, "transactional", body=body(_n(22, v, "txn"))),
         Case(22, v, "bad-txn-timeout", "malformed", body=body(_n(22, v, "tt"), timeout=0)),
     ]
+    txn, t = _n(22, v, "x"), _n(22, v, "t")
+
+    def again(epoch_delta: int = 0, save: str = "tpid") -> BodyFn:
+        def make(st: State) -> dict[str, Any]:
+            pid, epoch = pid_epoch(st, save)
+            return body(txn, pid, epoch + epoch_delta) if v >= 3 else body(txn)
+        return make
+
+    cases += [
+        Case(22, v, "transactional-reinit", prep=txn_init(txn), body=body(txn)),
+        Case(22, v, "transactional-timeout-over-max", "malformed", body=body(txn, timeout=MAX_TXN_TIMEOUT_MS + 1)),
+        Case(22, v, "transactional-timeout-max", body=body(txn, timeout=MAX_TXN_TIMEOUT_MS)),
+        Case(22, v, "empty-transactional-id", "malformed", body=body("")),
+        Case(22, v, "transactional-ongoing", prep=[create_topic(t, 1), *txn_init(txn), *open_txn(txn, t)],
+             body=body(txn)),
+    ]
     if v >= 3:
-        cases.append(Case(22, v, "unknown-producer-epoch", "malformed", body=body(None, pid=12345, epoch=3)))
+        cases += [
+            Case(22, v, "unknown-producer-epoch", "malformed", body=body(None, pid=12345, epoch=3)),
+            Case(22, v, "transactional-bump", prep=txn_init(txn), body=again()),
+            Case(22, v, "transactional-fenced", "malformed", prep=[*txn_init(txn), *txn_init(txn, "tpid2")],
+                 body=again()),
+            Case(22, v, "transactional-future-epoch", "malformed", prep=txn_init(txn), body=again(5)),
+        ]
     return cases
 
 
@@ -803,8 +920,19 @@ def _describe_producers(v: int) -> list[Case]:
     prep = [create_topic(t, 2), pid, idempotent_batch(t, 0, 3, BASE_TS), idempotent_batch(t, 3, 1, BASE_TS + 20)]
     return [
         Case(61, v, "idempotent-producer", prep=prep, body=body(t, [0, 1])),
+        Case(61, v, "open-transaction", body=body(t + "x", [0]), prep=[
+            create_topic(t + "x"), produce(t + "x", 0, [b"p0"]), *txn_init(_n(61, v, "x")),
+            *open_txn(_n(61, v, "x"), t + "x", 0, (b"t0", b"t1"))]),
+        Case(61, v, "aborted-transaction", body=body(t + "a", [0]), prep=[
+            create_topic(t + "a"), *txn_init(_n(61, v, "z")), *open_txn(_n(61, v, "z"), t + "a", 0, (b"t0",)),
+            *end_txn(_n(61, v, "z"), False)]),
+        Case(61, v, "committed-transaction", body=body(t + "c", [0]), prep=[
+            create_topic(t + "c"), *txn_init(_n(61, v, "y")), *open_txn(_n(61, v, "y"), t + "c", 0, (b"t0",)),
+            *end_txn(_n(61, v, "y"), True)]),
         Case(61, v, "no-producers", body=body(SHARED_TOPIC, [0, 1, 2])),
-        Case(61, v, "internal-topic", body=body("__consumer_offsets", [0])),
+        # __transaction_state, not __consumer_offsets: transactional offset commits of other cases
+        # leave producers in the latter, in an order and with timestamps of their own per broker.
+        Case(61, v, "internal-topic", body=body("__transaction_state", [0])),
         Case(61, v, "unknown-topic", "malformed", body=body("wd-no-such-topic", [0])),
         Case(61, v, "bad-partition", "malformed", body=body(SHARED_TOPIC, [0, 7])),
         Case(61, v, "negative-partition", "malformed", body=body(SHARED_TOPIC, [-1])),
@@ -852,6 +980,338 @@ def _describe_topic_partitions(v: int) -> list[Case]:
     ]
 
 
+# --- transactions ------------------------------------------------------------------------------
+
+ADD_PARTITIONS_TO_TXN, ADD_OFFSETS_TO_TXN, END_TXN, WRITE_TXN_MARKERS, TXN_OFFSET_COMMIT = 24, 25, 26, 27, 28
+DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 65, 66
+#: Kafka's transaction.max.timeout.ms default (both brokers keep it).
+MAX_TXN_TIMEOUT_MS = 900000
+#: COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR, CONCURRENT_TRANSACTIONS: a prep step retries them.
+TXN_RETRIABLE = frozenset({3, 5, 6, 14, 15, 16, 51})
+
+
+def settled(api: int, version: int, body: dict[str, Any] | BodyFn, save: str | None = None,
+            timeout: float = 20.0) -> Prep:
+    """A prep request repeated while its answer carries a retriable error; the last answer is saved."""
+    def run(s: Session, st: State) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            out = s.call(api, version, body(st) if callable(body) else body)
+            if save:
+                st[save] = out
+            if out.kind != "response" or not TXN_RETRIABLE.intersection(error_codes(plain_body(out))):
+                return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+    return run
+
+
+def pid_epoch(st: State, save: str = "tpid") -> tuple[int, int]:
+    """The producer id and epoch a transactional InitProducerId prep step got (-1, -1 without one)."""
+    b = st.body(save)
+    return (int(b.producer_id), int(b.producer_epoch)) if b is not None else (-1, -1)
+
+
+def txn_init(txn: str, save: str = "tpid", timeout_ms: int = 60000) -> list[Prep]:
+    """Find the transaction coordinator for ``txn`` (Kafka makes ``__transaction_state`` then) and
+    initialise its producer id; the InitProducerId answer is saved under ``save``."""
+    return [settled(FIND_COORDINATOR, 4, {"key_type": 1, "coordinator_keys": [txn]}),
+            settled(INIT_PRODUCER_ID, 4, {"transactional_id": txn, "transaction_timeout_ms": timeout_ms,
+                                          "producer_id": -1, "producer_epoch": -1}, save)]
+
+
+def add_partitions(txn: str, topic: str, parts: list[int], save: str | None = None) -> Prep:
+    """AddPartitionsToTxn v3 for the producer of ``txn`` (saved as ``tpid``)."""
+    def body(st: State) -> dict[str, Any]:
+        pid, epoch = pid_epoch(st)
+        return {"v3_and_below_transactional_id": txn, "v3_and_below_producer_id": pid,
+                "v3_and_below_producer_epoch": epoch,
+                "v3_and_below_topics": [{"name": topic, "partitions": parts}]}
+    return settled(ADD_PARTITIONS_TO_TXN, 3, body, save)
+
+
+def txn_batch(st: State, values: list[bytes], seq: int, ts: int = BASE_TS, epoch_delta: int = 0) -> bytes:
+    pid, epoch = pid_epoch(st)
+    return build_batch([(b"k", v, (), ts + i) for i, v in enumerate(values)], producer_id=pid,
+                       producer_epoch=epoch + epoch_delta, base_sequence=seq, transactional=True)
+
+
+def txn_produce_body(v: int, txn: str | None, topic: str, partition: int, rec: bytes,
+                     topic_id: Any = None) -> dict[str, Any]:
+    return dict(produce_body(v, topic, partition, rec, -1, topic_id), transactional_id=txn)
+
+
+def txn_produce(txn: str, topic: str, partition: int, values: list[bytes], seq: int = 0,
+                ts: int = BASE_TS) -> Prep:
+    """A transactional batch of ``values`` from the producer of ``txn`` (Produce v9)."""
+    return step(PRODUCE, 9, lambda st: txn_produce_body(9, txn, topic, partition, txn_batch(st, values, seq, ts)))
+
+
+def end_txn(txn: str, commit: bool) -> list[Prep]:
+    """EndTxn v3, then wait until the coordinator has written the markers (it answers before)."""
+    def body(st: State) -> dict[str, Any]:
+        pid, epoch = pid_epoch(st)
+        return {"transactional_id": txn, "producer_id": pid, "producer_epoch": epoch, "committed": commit}
+    return [settled(END_TXN, 3, body, "end"), txn_completed(txn)]
+
+
+def txn_completed(txn: str, timeout: float = 10.0) -> Prep:
+    """Poll DescribeTransactions until ``txn`` is in no Prepare* state."""
+    def run(s: Session, st: State) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = s.call(DESCRIBE_TRANSACTIONS, 0, {"transactional_ids": [txn]})
+            body = plain_body(out)
+            states = [t.get("transaction_state") for t in (body or {}).get("transaction_states", [])]
+            if body is not None and not any(str(x).startswith("Prepare") for x in states) \
+                    and not RETRIABLE.intersection(error_codes(body)):
+                return
+            time.sleep(0.05)
+    return run
+
+
+def open_txn(txn: str, topic: str, partition: int = 0, values: tuple[bytes, ...] = (b"t0", b"t1"),
+             seq: int = 0, ts: int = BASE_TS + 30) -> list[Prep]:
+    """AddPartitionsToTxn and a transactional batch: the transaction stays open."""
+    return [add_partitions(txn, topic, [partition]), txn_produce(txn, topic, partition, list(values), seq, ts)]
+
+
+def aborted_then_open(topic: str, txn: str) -> list[Prep]:
+    """Partition 0 of ``topic``: two plain records (offsets 0-1), an aborted transaction (2-3, its
+    marker 4), a plain record (5) and an open transaction (6): the last stable offset is 6."""
+    return [create_topic(topic, 1), produce(topic, 0, [b"p0", b"p1"]), *txn_init(txn),
+            *open_txn(txn, topic, 0, (b"a0", b"a1"), 0, BASE_TS + 2), *end_txn(txn, False),
+            produce(topic, 0, [b"p2"], BASE_TS + 5), *open_txn(txn, topic, 0, (b"o0",), 2, BASE_TS + 6)]
+
+
+def _add_partitions_to_txn(v: int) -> list[Case]:
+    t = _n(24, v, "t")
+    txn = _n(24, v, "x")
+
+    def body(topics: dict[str, list[int]], txn_id: str = txn, epoch_delta: int = 0,
+             verify_only: bool = False, pid: int | None = None) -> BodyFn:
+        def make(st: State) -> dict[str, Any]:
+            p, e = pid_epoch(st)
+            p = p if pid is None else pid
+            tl = [{"name": n, "partitions": ps} for n, ps in topics.items()]
+            if v <= 3:
+                return {"v3_and_below_transactional_id": txn_id, "v3_and_below_producer_id": p,
+                        "v3_and_below_producer_epoch": e + epoch_delta, "v3_and_below_topics": tl}
+            return {"transactions": [{"transactional_id": txn_id, "producer_id": p, "producer_epoch": e + epoch_delta,
+                                      "verify_only": verify_only, "topics": tl}]}
+        return make
+
+    prep = [create_topic(t, 2), *txn_init(txn)]
+    cases = [
+        Case(24, v, "add", prep=prep, body=body({t: [0, 1]})),
+        Case(24, v, "add-again", prep=[*prep, add_partitions(txn, t, [0])], body=body({t: [0]})),
+        Case(24, v, "unknown-topic", "malformed", prep=prep, body=body({t: [0], "wd-no-such-topic": [0]})),
+        Case(24, v, "bad-partition", "malformed", prep=prep, body=body({t: [5]})),
+        Case(24, v, "wrong-epoch", "malformed", prep=prep, body=body({t: [0]}, epoch_delta=1)),
+        Case(24, v, "old-epoch", "malformed", prep=[*prep, *txn_init(txn, "tpid2")], body=body({t: [0]})),
+        Case(24, v, "unknown-id", "malformed", prep=[create_topic(t, 2)],
+             body=body({t: [0]}, txn_id=_n(24, v, "none"), pid=4242)),
+        Case(24, v, "internal-topic", "malformed", prep=prep, body=body({"__consumer_offsets": [0]})),
+    ]
+    if v >= 4:
+        txn2 = _n(24, v, "y")
+        prep2 = [*prep, *txn_init(txn2, "tpid2")]
+
+        def batched(st: State) -> dict[str, Any]:
+            a = body({t: [0]})(st)
+            p2, e2 = pid_epoch(st, "tpid2")
+            a["transactions"].append({"transactional_id": txn2, "producer_id": p2, "producer_epoch": e2,
+                                      "verify_only": False, "topics": [{"name": t, "partitions": [1]}]})
+            return a
+        cases += [
+            Case(24, v, "batched", prep=prep2, body=batched),
+            Case(24, v, "verify-only-added", prep=[*prep, add_partitions(txn, t, [0])],
+                 body=body({t: [0]}, verify_only=True)),
+            Case(24, v, "verify-only-not-added", prep=[*prep, add_partitions(txn, t, [0])],
+                 body=body({t: [0, 1]}, verify_only=True)),
+        ]
+    return cases
+
+
+def _add_offsets_to_txn(v: int) -> list[Case]:
+    txn, g = _n(25, v, "x"), _n(25, v, "g")
+
+    def body(txn_id: str = txn, epoch_delta: int = 0, pid: int | None = None) -> BodyFn:
+        def make(st: State) -> dict[str, Any]:
+            p, e = pid_epoch(st)
+            return {"transactional_id": txn_id, "producer_id": p if pid is None else pid,
+                    "producer_epoch": e + epoch_delta, "group_id": g}
+        return make
+
+    prep = txn_init(txn)
+    return [
+        Case(25, v, "add", prep=prep, body=body()),
+        Case(25, v, "wrong-epoch", "malformed", prep=prep, body=body(epoch_delta=1)),
+        Case(25, v, "unknown-id", "malformed", body=body(_n(25, v, "none"), pid=4242)),
+        Case(25, v, "empty-group", "malformed", prep=prep,
+             body=lambda st: dict(body()(st), group_id="")),
+    ]
+
+
+def _end_txn(v: int) -> list[Case]:
+    t, txn = _n(26, v, "t"), _n(26, v, "x")
+
+    def body(commit: bool, txn_id: str = txn, epoch_delta: int = 0, pid: int | None = None,
+             save: str = "tpid") -> BodyFn:
+        def make(st: State) -> dict[str, Any]:
+            p, e = pid_epoch(st, save)
+            return {"transactional_id": txn_id, "producer_id": p if pid is None else pid,
+                    "producer_epoch": e + epoch_delta, "committed": commit}
+        return make
+
+    prep = [create_topic(t, 1), *txn_init(txn)]
+    ongoing = [*prep, *open_txn(txn, t)]
+    return [
+        Case(26, v, "commit", prep=ongoing, body=body(True)),
+        Case(26, v, "abort", prep=ongoing, body=body(False)),
+        Case(26, v, "commit-empty", "malformed", prep=prep, body=body(True)),
+        Case(26, v, "abort-empty", "malformed", prep=prep, body=body(False)),
+        Case(26, v, "commit-after-commit", prep=[*ongoing, *end_txn(txn, True)], body=body(True)),
+        Case(26, v, "abort-after-commit", "malformed", prep=[*ongoing, *end_txn(txn, True)], body=body(False)),
+        Case(26, v, "wrong-epoch", "malformed", prep=ongoing, body=body(True, epoch_delta=1)),
+        Case(26, v, "fenced", "malformed", prep=[*ongoing, *txn_init(txn, "tpid2")], body=body(True)),
+        Case(26, v, "unknown-id", "malformed", body=body(True, _n(26, v, "none"), pid=4242)),
+        Case(26, v, "empty-id", "malformed", body=body(True, "", pid=4242)),
+    ]
+
+
+def _txn_offset_commit(v: int) -> list[Case]:
+    txn, g = _n(28, v, "x"), _n(28, v, "g")
+
+    def body(group: str = g, epoch_delta: int = 0, generation_id: int = -1, member_id: str = "",
+             partition: int = 0) -> BodyFn:
+        def make(st: State) -> dict[str, Any]:
+            p, e = pid_epoch(st)
+            return {"transactional_id": txn, "group_id": group, "producer_id": p, "producer_epoch": e + epoch_delta,
+                    "generation_id": generation_id, "member_id": member_id, "group_instance_id": None,
+                    "topics": [{"name": SHARED_TOPIC, "partitions": [
+                        {"partition_index": partition, "committed_offset": 1, "committed_leader_epoch": -1,
+                         "committed_metadata": "tm"}]}]}
+        return make
+
+    def add_offsets(st: State) -> dict[str, Any]:
+        p, e = pid_epoch(st)
+        return {"transactional_id": txn, "producer_id": p, "producer_epoch": e, "group_id": g}
+
+    prep = [*txn_init(txn), settled(ADD_OFFSETS_TO_TXN, 3, add_offsets), settled(FIND_COORDINATOR, 4, {
+        "key_type": 0, "coordinator_keys": [g]})]
+    cases = [
+        Case(28, v, "commit", prep=prep, body=body()),
+        Case(28, v, "without-add-offsets", "malformed", prep=[*txn_init(txn), settled(FIND_COORDINATOR, 4, {
+            "key_type": 0, "coordinator_keys": [g]})], body=body()),
+        Case(28, v, "wrong-epoch", "malformed", prep=prep, body=body(epoch_delta=1)),
+        Case(28, v, "unknown-partition", "malformed", prep=prep, body=body(partition=9)),
+    ]
+    if v >= 3:
+        cases.append(Case(28, v, "unknown-member", "malformed", prep=prep,
+                          body=body(generation_id=3, member_id="wd-nobody")))
+        cases.append(Case(28, v, "group-member", prep=[*prep, *joined(g)],
+                          body=lambda st: body(generation_id=generation(st), member_id=member(st))(st)))
+        cases.append(Case(28, v, "stale-generation", "malformed", prep=[*prep, *joined(g)],
+                          body=lambda st: body(generation_id=generation(st) + 1, member_id=member(st))(st)))
+    else:
+        cases.append(Case(28, v, "group-with-members", prep=[*prep, *joined(g)], body=body()))
+    return cases
+
+
+def _coordinator_epoch(body: dict[str, Any], epoch: int) -> dict[str, Any]:
+    for m in body["markers"]:
+        m["coordinator_epoch"] = epoch
+    return body
+
+
+def _write_txn_markers(v: int) -> list[Case]:
+    t, txn = _n(27, v, "t"), _n(27, v, "x")
+
+    def body(topic: str = t, commit: bool = False, epoch_delta: int = 0) -> BodyFn:
+        def make(st: State) -> dict[str, Any]:
+            p, e = pid_epoch(st)
+            return {"markers": [{"producer_id": p, "producer_epoch": e + epoch_delta, "transaction_result": commit,
+                                 "topics": [{"name": topic, "partition_indexes": [0]}], "coordinator_epoch": 0}]}
+        return make
+
+    ongoing = [create_topic(t, 1), *txn_init(txn), *open_txn(txn, t)]
+    return [
+        Case(27, v, "abort-open", prep=ongoing, body=body()),
+        Case(27, v, "commit-open", prep=ongoing, body=body(commit=True)),
+        Case(27, v, "no-transaction", prep=[create_topic(t, 1), *txn_init(txn)], body=body()),
+        Case(27, v, "unknown-topic", "malformed", prep=ongoing, body=body(topic="wd-no-such-topic")),
+        Case(27, v, "old-epoch", "malformed", prep=[*ongoing, *txn_init(txn), *open_txn(txn, t, seq=0)],
+             body=body(epoch_delta=-1)),
+        # Own ids and topics: a marker from a newer coordinator epoch fences this broker's own
+        # coordinator on that partition, and its transaction could never complete.
+        Case(27, v, "old-coordinator-epoch", "malformed", prep=[
+            create_topic(t + "c", 1), *txn_init(txn + "c"), *open_txn(txn + "c", t + "c"),
+            step(WRITE_TXN_MARKERS, v, lambda st: _coordinator_epoch(body(t + "c", commit=True)(st), 5)),
+            *open_txn(txn + "c", t + "c", seq=2)], body=body(t + "c")),
+        Case(27, v, "no-topics", prep=[*txn_init(txn + "n")],
+             body=lambda st: dict(markers=[dict(body()(st)["markers"][0], topics=[])])),
+        Case(27, v, "two-markers-one-producer", prep=[
+            create_topic(t + "m", 2), *txn_init(txn + "m"), *open_txn(txn + "m", t + "m"),
+            *open_txn(txn + "m", t + "m", partition=1)],
+             body=lambda st: dict(markers=[
+                 body(t + "m")(st)["markers"][0],
+                 dict(body(t + "m")(st)["markers"][0], topics=[{"name": t + "m", "partition_indexes": [1]}])])),
+    ]
+
+
+def _describe_transactions(v: int) -> list[Case]:
+    t, txn = _n(65, v, "t"), _n(65, v, "x")
+
+    def body(*ids: str) -> dict[str, Any]:
+        return {"transactional_ids": list(ids)}
+
+    ongoing = [create_topic(t, 2), *txn_init(txn), *open_txn(txn, t), add_partitions(txn, t, [1])]
+    return [
+        Case(65, v, "empty", prep=txn_init(txn), body=body(txn)),
+        Case(65, v, "ongoing", prep=ongoing, body=body(txn)),
+        Case(65, v, "complete-commit", prep=[*ongoing, *end_txn(txn, True)], body=body(txn)),
+        Case(65, v, "complete-abort", prep=[*ongoing, *end_txn(txn, False)], body=body(txn)),
+        Case(65, v, "reinit-aborts-ongoing", prep=[*ongoing, *txn_init(txn), txn_completed(txn)], body=body(txn)),
+        Case(65, v, "unknown-id", "malformed", body=body(_n(65, v, "none"))),
+        Case(65, v, "known-and-unknown", prep=txn_init(txn), body=body(txn, _n(65, v, "none"))),
+        Case(65, v, "no-ids", body=body()),
+        Case(65, v, "empty-id", "malformed", body=body("")),
+    ]
+
+
+def _list_transactions(v: int) -> list[Case]:
+    """Filtered by the case's own producer id (or id pattern), so other cases' transactions stay out."""
+    t, txn = _n(66, v, "t"), _n(66, v, "x")
+
+    def body(states: list[str] | None = None, duration: int = -1, pattern: str | None = None,
+             by_pid: bool = True) -> BodyFn:
+        def make(st: State) -> dict[str, Any]:
+            return {"state_filters": states or [], "producer_id_filters": [pid_epoch(st)[0]] if by_pid else [],
+                    "duration_filter": duration, "transactional_id_pattern": pattern}
+        return make
+
+    ongoing = [create_topic(t, 1), *txn_init(txn), *open_txn(txn, t)]
+    cases = [
+        Case(66, v, "by-producer-id", prep=ongoing, body=body()),
+        Case(66, v, "state-ongoing", prep=ongoing, body=body(["Ongoing"])),
+        Case(66, v, "state-complete", prep=ongoing, body=body(["CompleteCommit", "Empty"])),
+        Case(66, v, "state-empty", prep=txn_init(txn), body=body(["Empty"])),
+        Case(66, v, "unknown-state", "malformed", prep=ongoing, body=body(["Ongoing", "NoSuchState"])),
+    ]
+    if v >= 1:
+        # Kafka lists transactions older than the filter (strictly): wait a little past 0 ms.
+        cases += [Case(66, v, "duration-long", prep=ongoing, body=body(duration=3600000)),
+                  Case(66, v, "duration-zero", prep=[*ongoing, lambda s, st: time.sleep(0.02)],
+                       body=body(duration=0))]
+    if v >= 2:
+        cases += [Case(66, v, "id-pattern", prep=ongoing, body=body(pattern=txn.replace("-", ".") + "$", by_pid=False)),
+                  Case(66, v, "id-pattern-no-match", prep=ongoing, body=body(pattern="^wd-nothing-here$", by_pid=False)),
+                  Case(66, v, "bad-pattern", "malformed", prep=ongoing, body=body(pattern="wd-(", by_pid=False))]
+    return cases
+
+
 CATALOG: dict[int, Callable[[int], list[Case]]] = {
     PRODUCE: _produce, FETCH: _fetch, LIST_OFFSETS: _list_offsets, METADATA: _metadata,
     OFFSET_COMMIT: _offset_commit, OFFSET_FETCH: _offset_fetch, FIND_COORDINATOR: _find_coordinator,
@@ -863,6 +1323,9 @@ CATALOG: dict[int, Callable[[int], list[Case]]] = {
     DELETE_GROUPS: _delete_groups, OFFSET_DELETE: _offset_delete, DESCRIBE_CLUSTER: _describe_cluster,
     CONSUMER_GROUP_HEARTBEAT: _consumer_group_heartbeat, DELETE_RECORDS: _delete_records,
     DESCRIBE_PRODUCERS: _describe_producers, DESCRIBE_TOPIC_PARTITIONS: _describe_topic_partitions,
+    ADD_PARTITIONS_TO_TXN: _add_partitions_to_txn, ADD_OFFSETS_TO_TXN: _add_offsets_to_txn, END_TXN: _end_txn,
+    WRITE_TXN_MARKERS: _write_txn_markers, TXN_OFFSET_COMMIT: _txn_offset_commit,
+    DESCRIBE_TRANSACTIONS: _describe_transactions, LIST_TRANSACTIONS: _list_transactions,
 }
 
 

@@ -8,9 +8,11 @@ here by field name (snake_case, as the codec names them):
   and the messages are shown beside a differing code);
 * masked to ``"<set>"`` unless they hold their "none" value (-1, 0, null, "" or the zero
   uuid), so present-versus-absent still counts: topic ids, member ids, producer ids, fetch
-  session ids and the broker-chosen log-append time;
+  session ids, the broker-chosen log-append time and a transaction's start time;
 * record data is compared as decoded batches (offsets, record count, keys, values, headers,
-  timestamps of records the request chose) without CRC, producer id or append time.
+  timestamps of records the request chose) without CRC, producer id or append time; the
+  timestamps of control records (transaction markers, which each broker stamps with its own
+  clock) are masked too.
 
 ListGroups answers keep only groups this tool made (names starting ``wd-``), and
 DescribeTopicPartitions answers only its topics, the internal ones (``__`` names) and topics
@@ -36,7 +38,7 @@ SET = "<set>"
 DROPPED = frozenset({"throttle_time_ms", "host", "port", "cluster_id", "error_message"})
 #: Masked to SET when not their "none" value.
 MASKED = frozenset({"topic_id", "member_id", "leader", "producer_id", "session_id", "log_append_time_ms",
-                    "leader_id_and_epoch_member_id", "assigned_member_id"})
+                    "leader_id_and_epoch_member_id", "assigned_member_id", "transaction_start_time_ms"})
 #: Fields naming an element of a list, most specific first; the first one present is its identity.
 IDENTITY = ("api_key", "name", "topic", "topic_name", "resource_name", "group_id", "partition_index",
             "partition", "index", "offset", "key", "broker_id", "node_id", "config_name", "transactional_id",
@@ -92,7 +94,7 @@ def summarize_records(data: bytes | None) -> Any:
         for pos, h in iter_headers(mv):
             recs = [{"offset": r.offset, "key": r.key, "value": r.value,
                      "headers": [list(x) for x in r.headers],
-                     "timestamp": SET if h.log_append_time else r.timestamp}
+                     "timestamp": SET if h.log_append_time or h.is_control else r.timestamp}
                     for r in iter_records(mv[pos:pos + h.size])]
             out.append({"base_offset": h.base_offset, "last_offset_delta": h.last_offset_delta,
                         "magic": h.magic, "compression": h.compression, "record_count": h.record_count,

@@ -3,7 +3,9 @@
 v0-3 come from producers and name one transaction; v4+ (KIP-890) come from brokers,
 batch several transactions and may only verify (``verify_only``) that partitions were
 added. As Kafka, a transaction naming an unknown partition is not attempted at all:
-that partition gets UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED.
+that partition gets UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED. A
+producer (v0-3) may not add an internal topic's partitions: TOPIC_AUTHORIZATION_FAILED, as
+Kafka's write-authorisation filter, which never passes internal topics.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.handlers.api import RequestContext
+from kbroker.metadata.topic_names import is_internal
 
 API_KEY = 24
 VERSIONS = VersionRange(0, 5)
@@ -41,13 +44,18 @@ async def _one(ctx: RequestContext, txn_id: str, pid: int, epoch: int, topics: A
     metadata = ctx.broker.metadata
     partitions: list[TopicPartition] = []
     unknown: list[TopicPartition] = []
+    refused: list[TopicPartition] = []
     for topic in topics:
         info = metadata.topic(topic.name)
         for p in topic.partitions:
             tp = TopicPartition(topic.name, p)
-            (partitions if info is not None and p in info.partitions else unknown).append(tp)
-    if unknown:
-        out: dict[TopicPartition, int] = {tp: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION for tp in unknown}
+            if ctx.version < 4 and is_internal(topic.name):
+                refused.append(tp)
+            else:
+                (partitions if info is not None and p in info.partitions else unknown).append(tp)
+    if unknown or refused:
+        out: dict[TopicPartition, int] = {tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED for tp in refused}
+        out.update({tp: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION for tp in unknown})
         out.update({tp: ErrorCode.OPERATION_NOT_ATTEMPTED for tp in partitions})
         return out
     coordinator = ctx.broker.transactions

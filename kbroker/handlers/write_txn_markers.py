@@ -58,12 +58,17 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     written = iter(await write_markers(ctx.broker, valid))
     results: MarkerResults = [next(written) if m.coordinator_epoch <= COORDINATOR_EPOCH
                               else dict.fromkeys(m.partitions, ErrorCode.INVALID_REQUEST) for m in markers]
-    out = []
+    # As Kafka, the answer is keyed by producer id: markers of one producer share an entry,
+    # and a marker naming no partition has none.
+    by_producer: dict[int, dict[TopicPartition, int]] = {}
     for marker, outcome in zip(markers, results, strict=True):
-        by_topic: dict[str, list[dict[str, Any]]] = {}
         for tp in marker.partitions:
-            by_topic.setdefault(tp.topic, []).append({"partition_index": tp.partition,
-                                                      "error_code": outcome.get(tp, 0)})
-        out.append({"producer_id": marker.producer_id,
+            by_producer.setdefault(marker.producer_id, {})[tp] = outcome.get(tp, 0)
+    out = []
+    for producer_id, errors in by_producer.items():
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for tp, code in errors.items():
+            by_topic.setdefault(tp.topic, []).append({"partition_index": tp.partition, "error_code": code})
+        out.append({"producer_id": producer_id,
                     "topics": [{"name": n, "partitions": ps} for n, ps in by_topic.items()]})
     return response(len(out), markers=out)

@@ -18,7 +18,7 @@ import os
 import struct
 import sys
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import NamedTuple
 
@@ -263,6 +263,14 @@ class OffsetIndex(_Index):
         if i < 0:
             return OffsetPosition(self.base_offset, 0)
         return OffsetPosition(self.base_offset + self._keys[i], self._vals[i])
+
+    def fetch_upper_bound_offset(self, position: int, fetch_size: int) -> int | None:
+        """Offset of the first entry at or past ``position + fetch_size`` (None if there is none),
+        as Kafka's ``OffsetIndex.fetchUpperBoundOffset``: a read_committed fetch collects the
+        aborted transactions below it."""
+        self._ensure_loaded()
+        i = bisect_left(self._vals, position + fetch_size)
+        return None if i >= len(self._vals) else self.base_offset + self._keys[i]
 
     def append(self, offset: int, position: int) -> None:
         """Add an entry; offsets and positions must increase strictly."""

@@ -338,6 +338,16 @@ class PartitionLog:
     def _count_txn_indexes(self) -> None:
         self._txn_index_segments = sum(1 for seg in self._segments if seg.txn_index.maybe_nonempty)
 
+    def fetch_upper_bound_offset(self, offset: int, fetch_size: int) -> int:
+        """Up to where a read_committed fetch of ``fetch_size`` bytes from ``offset`` reports
+        aborted transactions (see ``Segments.fetch_upper_bound_offset``)."""
+        with self._lock:
+            self._check_open()
+            try:
+                return self._segments.fetch_upper_bound_offset(offset, fetch_size, self._log_end_offset)
+            except OSError as e:
+                raise KafkaStorageError(f"read from {self.name} failed: {e}") from e
+
     def collect_aborted_transactions(self, start: int, upper: int) -> list[tuple[int, int]]:
         """``(producer_id, first_offset)`` of the aborted transactions overlapping
         ``[start, upper)``, as Kafka's ``collectAbortedTransactions``: from the segment

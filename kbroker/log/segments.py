@@ -105,6 +105,23 @@ class LogSegments:
                 return seg.base_offset, pos
         return None
 
+    def fetch_upper_bound_offset(self, offset: int, fetch_size: int, log_end_offset: int) -> int:
+        """The bound below which a read_committed fetch of ``fetch_size`` bytes from ``offset``
+        reports aborted transactions, as Kafka's ``LocalLog.addAbortedTransactions``: the first
+        offset-index entry past the data read in the segment read from, else the next segment's
+        base offset, else the log end offset. Coarser than the data read: the index has an
+        entry every ``index.interval.bytes``."""
+        segs = self.from_index(self.floor_index(offset))
+        for i, seg in enumerate(segs):
+            pos = seg.fetch_position(offset)
+            if pos is None:
+                continue
+            found = seg.offset_index.fetch_upper_bound_offset(pos, fetch_size)
+            if found is not None:
+                return found
+            return segs[i + 1].base_offset if i + 1 < len(segs) else log_end_offset
+        return log_end_offset
+
     def find_offset_by_timestamp(self, timestamp: int, log_start_offset: int) -> tuple[int, int] | None:
         """``(offset, timestamp)`` of the first record at or after ``log_start_offset``
         with a timestamp >= ``timestamp``; None if there is none."""

@@ -28,7 +28,7 @@ from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.log.errors import LogError
 from kbroker.log.producer_state import AppendOrigin
 from kbroker.metadata.topic_names import is_internal
-from kbroker.records.batch import HEADER_SIZE, BatchError, parse_header, peek_size
+from kbroker.records.batch import HEADER_SIZE, BatchError, peek_size
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
 from kbroker.replica.notifier import PartitionNotifier
@@ -417,8 +417,10 @@ class ReplicaManager:
             if params.isolation_level == READ_COMMITTED and not params.is_follower:
                 aborted = []
                 if records and plog.has_aborted_transactions:
-                    # As Kafka: up to the offset after the last batch returned.
-                    aborted = self.aborted_transactions(tp, plog, req.fetch_offset, _next_offset_after(records))
+                    # As Kafka: up to the first offset-index entry past the data read (else the
+                    # next segment or the log end), not just the last batch returned.
+                    aborted = self.aborted_transactions(tp, plog, req.fetch_offset,
+                                                        plog.fetch_upper_bound_offset(req.fetch_offset, len(records)))
         except PartitionError as e:
             return FetchResult(e.error_code)
         except LogError as e:
@@ -524,20 +526,6 @@ def _answer_now(results: Sequence[tuple[TopicPartition, FetchResult]], min_bytes
         known += 1
         size += len(result.records)
     return not known or size >= min_bytes
-
-
-def _next_offset_after(records: bytes | memoryview) -> int:
-    """The offset after the last whole batch of ``records`` (a read's result)."""
-    pos = 0
-    last = 0
-    total = len(records)
-    while True:
-        size = peek_size(records, pos)
-        if size is None or pos + size > total:
-            break
-        last = pos
-        pos += size
-    return parse_header(records, last).next_offset
 
 
 def _check_single_batch(records: bytes | bytearray | memoryview | None) -> None:

@@ -77,15 +77,15 @@ def _latest(records: Iterable[KeyValue]) -> list[KeyValue]:
 
 @dataclass(frozen=True)
 class TransactionDescription:
-    """One DescribeTransactions entry."""
+    """One DescribeTransactions entry (an entry with an error carries Kafka's zero defaults)."""
 
     transactional_id: str
     error: ErrorCode
     state: str = ""
     timeout_ms: int = 0
-    start_time_ms: int = -1
-    producer_id: int = -1
-    producer_epoch: int = -1
+    start_time_ms: int = 0
+    producer_id: int = 0
+    producer_epoch: int = 0
     partitions: dict[str, list[int]] = field(default_factory=dict)
 
 

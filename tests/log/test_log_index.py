@@ -31,6 +31,18 @@ def test_offset_index_lookup_and_file_format(tmp_path):
     assert len(again.path.read_bytes()) == 8
 
 
+def test_offset_index_fetch_upper_bound_offset(tmp_path):
+    """Kafka's fetchUpperBoundOffset: the first entry at or past position + fetch size."""
+    idx = OffsetIndex(tmp_path / "00000000000000000100.index", 100, 1024, create=True)
+    assert idx.fetch_upper_bound_offset(0, 10) is None
+    idx.append(110, 400)
+    idx.append(120, 800)
+    assert idx.fetch_upper_bound_offset(0, 100) == 110
+    assert idx.fetch_upper_bound_offset(0, 400) == 110  # an entry exactly at the bound counts
+    assert idx.fetch_upper_bound_offset(400, 1) == 120
+    assert idx.fetch_upper_bound_offset(400, 401) is None
+
+
 def test_offset_index_full_and_corrupt(tmp_path):
     idx = OffsetIndex(tmp_path / "00000000000000000000.index", 0, 16, create=True)
     idx.append(1, 10)

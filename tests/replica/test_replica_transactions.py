@@ -149,6 +149,37 @@ async def test_read_committed_fetch_returns_the_aborted_transactions_of_its_rang
     assert (await fetch(cluster, 5, READ_COMMITTED)).aborted_transactions == []  # nothing read
 
 
+async def test_read_committed_aborted_transactions_bound_is_the_offset_index_entry_past_the_data(
+        cluster: Cluster) -> None:
+    """As Kafka's LocalLog.addAbortedTransactions: the aborted transactions reported are those below
+    the first offset-index entry past the data read (else the log end), not the end of the data
+    read: a fetch of only the first batch still lists an aborted transaction after it when no
+    index entry lies between."""
+    from kbroker.log.config import LogConfig
+
+    async def setup(plog_topic: str, config: LogConfig) -> TopicPartition:
+        cluster.add(plog_topic, 0, config=config)
+        tp = TopicPartition(plog_topic, 0)
+        await produce(cluster, tp, plain_batch(2))  # 0-1
+        await produce(cluster, tp, txn_batch(7, 0, 2))  # 2-3
+        await cluster.rm.write_txn_markers([marker(7, False, tp)])  # 4
+        await produce(cluster, tp, plain_batch())  # 5
+        return tp
+
+    async def first_batch(tp: TopicPartition) -> object:
+        [(_, result)] = await cluster.rm.fetch([(tp, PartitionFetch(0, 1))], FetchParams(isolation_level=READ_COMMITTED))
+        return result
+
+    coarse = await setup("coarse", LogConfig())  # no index entry: bound = log end offset
+    result = await first_batch(coarse)
+    assert len(result.records) == len(plain_batch(2)) and result.aborted_transactions == [(7, 2)]
+    fine = await setup("fine", LogConfig(index_interval_bytes=1))  # an entry per batch
+    result = await first_batch(fine)
+    assert len(result.records) == len(plain_batch(2)) and result.aborted_transactions == []
+    assert cluster.logs[("fine", 0)].fetch_upper_bound_offset(0, len(plain_batch(2))) == 2
+    assert cluster.logs[("coarse", 0)].fetch_upper_bound_offset(0, len(plain_batch(2))) == 6
+
+
 async def test_list_offsets_latest_for_read_committed_is_the_lso(cluster: Cluster) -> None:
     cluster.add("t", 0)
     await produce(cluster, TP, plain_batch())

@@ -86,6 +86,22 @@ def test_add_partitions_unknown_partition_fails_the_whole_transaction(kafka_brok
 
 
 @pytest.mark.parametrize("version", range(6))
+def test_add_partitions_internal_topic_refused_to_producers(kafka_broker: BrokerThread, wire: WireClient,
+                                                            version: int) -> None:
+    """Producers (v0-3) may not add internal topics (Kafka's write-authorisation filter never passes
+    them); brokers (v4+) may."""
+    create_topic(kafka_broker, "t", 1)
+    assert wire.call(FIND_COORDINATOR, 3, {"key": "g", "key_type": 0}).error_code == 0  # makes __consumer_offsets
+    r = init(wire, "tx")
+    got = add_partitions(wire, version, "tx", r.producer_id, r.producer_epoch, {"t": [0], "__consumer_offsets": [0]})
+    if version < 4:
+        assert got == {("t", 0): E.OPERATION_NOT_ATTEMPTED, ("__consumer_offsets", 0): E.TOPIC_AUTHORIZATION_FAILED}
+        assert kafka_broker.broker.transactions.transactions["tx"].state.kafka_name == "Empty"
+    else:
+        assert got == {("t", 0): 0, ("__consumer_offsets", 0): 0}
+
+
+@pytest.mark.parametrize("version", range(6))
 def test_add_partitions_every_version(kafka_broker: BrokerThread, wire: WireClient, version: int) -> None:
     create_topic(kafka_broker, "t", 2)
     r = init(wire, "tx")
@@ -149,6 +165,9 @@ def test_describe_and_list_transactions(kafka_broker: BrokerThread, wire: WireCl
     assert [(t.topic, list(t.partitions)) for t in s1.topics] == [("t", [0, 1])] and s1.transaction_start_time_ms > 0
     assert (s2.transaction_state, s2.transaction_start_time_ms, list(s2.topics)) == ("Empty", -1, [])
     assert (s3.transactional_id, s3.error_code) == ("none", E.TRANSACTIONAL_ID_NOT_FOUND)
+    # As Kafka, an entry with an error has the schema's zero defaults, not -1.
+    assert (s3.transaction_state, s3.transaction_timeout_ms, s3.transaction_start_time_ms, s3.producer_id,
+            s3.producer_epoch, list(s3.topics)) == ("", 0, 0, 0, 0, [])
 
     def listed(version: int, **body: Any) -> tuple[int, list[str], list[tuple[str, int, str]]]:
         full = {"state_filters": [], "producer_id_filters": [], **body}
@@ -272,6 +291,15 @@ def test_write_txn_markers(kafka_broker: BrokerThread, wire: WireClient, version
     if epoch:
         resp = wire.call(WRITE_TXN_MARKERS, version, {"markers": [stale]})
         assert resp.markers[0].topics[0].partitions[0].error_code == E.INVALID_PRODUCER_EPOCH
+    # As Kafka, the answer is keyed by producer id: a marker without partitions has no entry,
+    # and two markers of one producer share one.
+    empty = {**marker, "producer_id": pid + 1000, "topics": []}
+    second = {**marker, "topics": [{"name": "nope", "partition_indexes": [1]}]}
+    resp = wire.call(WRITE_TXN_MARKERS, version, {"markers": [empty, marker, second]})
+    assert [m.producer_id for m in resp.markers] == [pid]
+    got = {(t.name, p.partition_index): p.error_code for t in resp.markers[0].topics for p in t.partitions}
+    assert set(got) == {("t", 0), ("t", 1), ("nope", 0), ("nope", 1)}
+    assert wire.call(WRITE_TXN_MARKERS, version, {"markers": [empty]}).markers == []
 
 
 def test_state_survives_a_restart(tmp_path: Any) -> None:

@@ -83,6 +83,25 @@ def test_records_are_compared_decoded_without_crc_or_producer_id() -> None:
         "records[0].records[offset=0].value"]
 
 
+def test_transaction_start_time_is_masked_but_none_is_kept() -> None:
+    a = {"transaction_start_time_ms": 1_700_000_000_123}
+    assert compare_bodies(a, {"transaction_start_time_ms": 1_700_000_000_456}) == []
+    assert [d.path for d in compare_bodies(a, {"transaction_start_time_ms": -1})] == ["transaction_start_time_ms"]
+
+
+def test_control_record_timestamps_are_masked_data_record_timestamps_are_not() -> None:
+    """A transaction marker's timestamp is the writing broker's clock; a data record's is the producer's."""
+    def marker(ts: int) -> bytes:
+        return build_batch([(b"\0\0\0\0", b"\0\0\0\0\0\0", (), ts)], producer_id=5, producer_epoch=0,
+                           transactional=True, control=True)
+
+    assert compare_bodies({"records": marker(1000)}, {"records": marker(2000)}) == []
+    data = [build_batch([(b"k", b"v", (), ts)], producer_id=5, producer_epoch=0, transactional=True)
+            for ts in (1000, 2000)]
+    assert [d.path for d in compare_bodies({"records": data[0]}, {"records": data[1]})] == [
+        "records[0].records[offset=0].timestamp"]
+
+
 def test_list_groups_keeps_only_own_groups() -> None:
     a = {"groups": [{"group_id": "wd-1", "group_state": "Empty"}, {"group_id": "someone-else"}]}
     b = {"groups": [{"group_id": "wd-1", "group_state": "Empty"}]}
