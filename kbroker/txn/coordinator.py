@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import regex
 from anyio.abc import TaskGroup
 
 from kbroker.clock import Clock
@@ -559,6 +558,8 @@ class TransactionCoordinator:
             return ErrorCode.NONE, unknown, []  # only unknown states asked for: nothing matches
         matcher = None
         if pattern:
+            import regex  # only ListTransactions with a pattern needs it; kept off start-up
+
             try:
                 matcher = regex.compile(pattern)
             except (regex.error, RecursionError, OverflowError, ValueError):  # deep nesting, huge repetitions
