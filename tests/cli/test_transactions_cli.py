@@ -1,0 +1,405 @@
+"""``kbroker transactions``: options, error paths, and the transaction admin calls end to end.
+
+The end-to-end tests drive a real transactional producer (confluent-kafka) against kbroker;
+a hanging transaction is made by hand: a transactional batch from an idempotent producer id
+no coordinator knows, appended with partition verification off (as Kafka allows it).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from construct import Container
+
+from kbroker.cli import main
+from kbroker.cli.transactions import format_table
+from kbroker.client import KafkaClient, KafkaError
+from kbroker.client import transactions as tx
+from kbroker.client.data import FETCH, decode_records
+from kbroker.common import TopicPartition
+from kbroker.records.builder import build_batch
+from kbroker.testing import BrokerThread
+
+Runner = Any  # the `cli` fixture from conftest.py
+
+INIT_PRODUCER_ID = 22
+PRODUCE = 0
+#: Produce v11: the last version before KIP-890's implicit partition adds (a transaction-version-1 request).
+PRODUCE_TV1 = 11
+READ_COMMITTED = 1
+
+PRODUCERS_HEADER = ["ProducerId", "ProducerEpoch", "LatestCoordinatorEpoch", "LastSequence", "LastTimestamp",
+                    "CurrentTransactionStartOffset"]
+HANGING_HEADER = ["Topic", "Partition", "ProducerId", "ProducerEpoch", "CoordinatorEpoch", "StartOffset",
+                  "LastTimestamp", "Duration(min)"]
+
+
+def _table(out: str) -> list[list[str]]:
+    """Rows of a printed table, each cell stripped of its padding."""
+    return [[c.strip() for c in line.rstrip("\t").split("\t")] for line in out.splitlines() if line.strip()]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:  # bound, never listening: connecting is refused
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["transactions", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- the table and the options, without a broker ------------------------------------------------
+
+
+def test_tables_are_printed_as_kafkas_tool_prints_them() -> None:
+    # Kafka's prettyPrintTable: every cell padded to its column's width, then a tab, also the last.
+    assert format_table(["A", "Long"], [["xyz", 1], ["", 22]]) == "A  \tLong\t\nxyz\t1   \t\n   \t22  \t"
+    assert format_table(["Only", "Header"], []) == "Only\tHeader\t"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--describe"], "--describe needs --transactional-id"),
+    (["--describe-producers", "--topic", "t"], "--describe-producers needs --topic and --partition"),
+    (["--abort", "--partition", "0", "--start-offset", "1"], "--abort needs --topic and --partition"),
+    (["--abort", "--topic", "t", "--partition", "0"],
+     "The transaction to abort must be identified either with --start-offset or with --producer-id, "
+     "--producer-epoch and --coordinator-epoch"),
+    (["--abort", "--topic", "t", "--partition", "0", "--producer-id", "5", "--coordinator-epoch", "0"],
+     "Missing required argument --producer-epoch"),
+    (["--abort", "--topic", "t", "--partition", "0", "--producer-id", "5", "--producer-epoch", "0"],
+     "Missing required argument --coordinator-epoch"),
+    (["--abort", "--topic", "t", "--partition", "0", "--producer-id", "5", "--producer-epoch", "40000",
+      "--coordinator-epoch", "0"], "--producer-epoch must be between 0 and 32767"),
+    (["--abort", "--topic", "t", "--partition", "0", "--producer-id", "5", "--producer-id", "6",
+      "--producer-epoch", "0", "--coordinator-epoch", "0"], "--abort takes one --producer-id"),
+    (["--abort", "--topic", "t", "--partition", "0", "--start-offset", "3", "--producer-id", "5"],
+     "--abort takes either --start-offset or --producer-id"),
+    (["--find-hanging"], "--find-hanging needs --topic or --broker-id to limit the scope of the search"),
+    (["--find-hanging", "--broker-id", "1", "--partition", "0"], "--partition needs --topic"),
+    (["--find-hanging", "--topic", "t", "--max-transaction-timeout", "-1"],
+     "--max-transaction-timeout must not be negative"),
+    (["--list", "--topic", "t"], "--topic applies only to --describe-producers, --find-hanging, --abort"),
+    (["--describe", "--transactional-id", "x", "--state", "Ongoing"], "--state applies only to --list"),
+    (["--describe-producers", "--topic", "t", "--partition", "0", "--start-offset", "0"],
+     "--start-offset applies only to --abort"),
+    (["--list", "--max-transaction-timeout", "1"], "--max-transaction-timeout applies only to --find-hanging"),
+])
+def test_usage_errors_are_reported_before_connecting(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                      message: str) -> None:
+    # The bootstrap server refuses connections: a usage error must not get that far.
+    code, out, err = _run(capsys, *argv, "--bootstrap-server", f"127.0.0.1:{_closed_port()}")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"kbroker: error: INVALID_REQUEST: {message}"), err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--list", "--describe"],
+    ["--list", "--state", "Running"],
+    ["--describe-producers", "--topic", "t", "--partition", "zero"],
+    [],
+])
+def test_malformed_command_lines_are_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and out == "" and "usage: kbroker transactions" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--list"],
+    ["--describe", "--transactional-id", "x"],
+    ["--describe-producers", "--topic", "t", "--partition", "0"],
+    ["--find-hanging", "--topic", "t"],
+    ["--abort", "--topic", "t", "--partition", "0", "--start-offset", "0"],
+    ["--abort", "--topic", "t", "--partition", "0", "--producer-id", "1", "--producer-epoch", "0",
+     "--coordinator-epoch", "0"],
+])
+def test_broker_down_is_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    port = _closed_port()
+    code, out, err = _run(capsys, *argv, "--bootstrap-server", f"127.0.0.1:{port}")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"kbroker: error: NETWORK_EXCEPTION: Connection to 127.0.0.1:{port} "), err
+    assert err.count("\n") == 1
+
+
+def _marker_response(producer_id: int, topic: str, partitions: list[tuple[int, int]]) -> Container:
+    return Container(markers=[Container(producer_id=producer_id, topics=[Container(
+        name=topic, partitions=[Container(partition_index=p, error_code=e) for p, e in partitions])])])
+
+
+def test_abort_response_must_answer_exactly_the_marker_sent() -> None:
+    tp = TopicPartition("t", 0)
+    assert tx._marker_error(_marker_response(7, "t", [(0, 0)]), tp, 7) == 0
+    assert tx._marker_error(_marker_response(7, "t", [(0, 47)]), tp, 7) == 47
+    for resp in (_marker_response(8, "t", [(0, 0)]), _marker_response(7, "u", [(0, 0)]),
+                 _marker_response(7, "t", [(1, 0)]), _marker_response(7, "t", [(0, 0), (1, 0)]),
+                 Container(markers=[])):
+        with pytest.raises(KafkaError, match="WriteTxnMarkers response included unexpected"):
+            tx._marker_error(resp, tp, 7)
+
+
+# -- against a broker: producers and partitions ------------------------------------------------------
+
+
+def test_describe_producers_of_an_idempotent_producer(cli: Runner, kafka_bootstrap: str) -> None:
+    assert cli("topics", "--create", "--topic", "t", "--partitions", "2").code == 0
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    before = int(time.time() * 1000)
+    for i in range(3):
+        producer.produce("t", f"v{i}".encode(), partition=1)
+    assert producer.flush(10) == 0
+
+    r = cli("transactions", "--describe-producers", "--topic", "t", "--partition", "1")
+    assert r.code == 0, r.err
+    header, *rows = _table(r.out)
+    assert header == PRODUCERS_HEADER
+    assert len(rows) == 1
+    pid, epoch, coordinator_epoch, last_seq, last_ts, txn_start = rows[0]
+    assert (epoch, coordinator_epoch, last_seq, txn_start) == ("0", "-1", "2", "None")
+    assert int(pid) >= 0 and before - 5000 <= int(last_ts) <= int(time.time() * 1000) + 5000
+    r = cli("transactions", "--describe-producers", "--topic", "t", "--partition", "0")
+    assert (r.code, _table(r.out)) == (0, [PRODUCERS_HEADER])
+    # No open transaction anywhere in the topic: nothing hangs, whatever the age limit.
+    r = cli("transactions", "--find-hanging", "--topic", "t", "--max-transaction-timeout", "0")
+    assert (r.code, _table(r.out)) == (0, [HANGING_HEADER]), r.err
+    r = cli("transactions", "--find-hanging", "--broker-id", "1", "--max-transaction-timeout", "0")
+    assert (r.code, _table(r.out)) == (0, [HANGING_HEADER]), r.err
+
+
+def test_unknown_topics_and_partitions(cli: Runner) -> None:
+    assert cli("topics", "--create", "--topic", "t", "--partitions", "2").code == 0
+    for argv, what in [
+        (["--describe-producers", "--topic", "t", "--partition", "2"], "Partition t-2 does not exist."),
+        (["--describe-producers", "--topic", "t", "--partition", "-1"], "Partition t--1 does not exist."),
+        (["--describe-producers", "--topic", "ghost", "--partition", "0"], "Topic 'ghost' does not exist."),
+        (["--find-hanging", "--topic", "ghost"], "Topic 'ghost' does not exist."),
+        (["--find-hanging", "--topic", "t", "--partition", "5"], "Partition t-5 does not exist."),
+        (["--abort", "--topic", "t", "--partition", "9", "--start-offset", "0"], "Partition t-9 does not exist."),
+        (["--abort", "--topic", "ghost", "--partition", "0", "--producer-id", "1", "--producer-epoch", "0",
+          "--coordinator-epoch", "0"], "Topic 'ghost' does not exist."),
+    ]:
+        r = cli("transactions", *argv)
+        assert (r.code, r.out, r.err) == (1, "", f"kbroker: error: UNKNOWN_TOPIC_OR_PARTITION: {what}\n"), argv
+
+
+def test_abort_by_start_offset_needs_an_open_transaction_there(cli: Runner) -> None:
+    assert cli("topics", "--create", "--topic", "t", "--partitions", "1").code == 0
+    assert cli("produce", "--topic", "t", stdin="a\nb\n").code == 0
+    r = cli("transactions", "--abort", "--topic", "t", "--partition", "0", "--start-offset", "0")
+    assert (r.code, r.err) == (1, "kbroker: error: INVALID_REQUEST: Could not find any open transactions "
+                                  "starting at offset 0 on partition t-0\n")
+
+
+def test_describe_producers_names_the_broker_asked(cli: Runner) -> None:
+    assert cli("topics", "--create", "--topic", "t", "--partitions", "1").code == 0
+    r = cli("transactions", "--describe-producers", "--topic", "t", "--partition", "0", "--broker-id", "1")
+    assert (r.code, _table(r.out)) == (0, [PRODUCERS_HEADER]), r.err
+    r = cli("transactions", "--describe-producers", "--topic", "t", "--partition", "0", "--broker-id", "7")
+    assert r.code == 1 and r.err.startswith("kbroker: error: LEADER_NOT_AVAILABLE: Broker 7 is not in the "
+                                            "cluster metadata."), r.err
+
+
+# -- against a broker with a transaction coordinator ------------------------------------------------
+
+
+def _supports_transactions(bootstrap: str) -> bool:
+    with KafkaClient(bootstrap) as client:
+        return all(client.supports(key) for key in (tx.LIST_TRANSACTIONS, tx.DESCRIBE_TRANSACTIONS,
+                                                    tx.WRITE_TXN_MARKERS))
+
+
+@pytest.fixture
+def txn_broker(tmp_path: Path) -> Iterator[BrokerThread]:
+    """A broker that appends transactional batches without asking the coordinator (to make hanging ones)."""
+    with BrokerThread(tmp_path / "data", {"transaction.partition.verification.enable": "false"}) as broker:
+        if not _supports_transactions(broker.bootstrap):
+            pytest.skip("the broker has no transaction coordinator")
+        yield broker
+
+
+@pytest.fixture
+def tcli(capsys: pytest.CaptureFixture[str], txn_broker: BrokerThread) -> Runner:
+    """``tcli("--list")``: ``kbroker transactions`` against ``txn_broker``."""
+    def run(*argv: str) -> tuple[int, str, str]:
+        return _run(capsys, *argv, "--bootstrap-server", txn_broker.bootstrap)
+    return run
+
+
+def _transactional_producer(bootstrap: str, txn_id: str) -> Producer:
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id, "linger.ms": 0})
+    producer.init_transactions(20)
+    return producer
+
+
+def _open_raw_transaction(client: KafkaClient, tp: TopicPartition, *, producer_epoch: int = 0,
+                          producer_id: int | None = None, base_sequence: int = 0) -> tuple[int, int]:
+    """Append a transactional batch of an idempotent producer id (no coordinator knows it).
+
+    Returns ``(producer id, base offset)``. The batch goes out as a transaction-version-1
+    Produce, the only kind kbroker serves.
+    """
+    if producer_id is None:
+        resp = client.request(INIT_PRODUCER_ID, {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                                 "producer_id": -1, "producer_epoch": -1})
+        assert resp.error_code == 0, resp
+        producer_id = int(resp.producer_id)
+    batch = build_batch([(None, b"hanging-1"), (None, b"hanging-2")], producer_id=producer_id,
+                        producer_epoch=producer_epoch, base_sequence=base_sequence, transactional=True)
+    body = {"transactional_id": "nobody-knows-me", "acks": -1, "timeout_ms": 30000,
+            "topic_data": [{"name": tp.topic, "partition_data": [{"index": tp.partition, "records": batch}]}]}
+    leader = client.topic(tp.topic).partition(tp.partition).leader
+    version = min(PRODUCE_TV1, client.version_for(PRODUCE, leader))
+    _, resp = client.connection(leader).request(PRODUCE, body, version=version)
+    assert resp is not None
+    part = resp.responses[0].partition_responses[0]
+    assert part.error_code == 0, part
+    return producer_id, int(part.base_offset)
+
+
+def _read_committed(client: KafkaClient, tp: TopicPartition) -> tuple[list[bytes], int]:
+    """Values a read_committed consumer sees from offset 0, and the last stable offset."""
+    leader = client.topic(tp.topic).partition(tp.partition).leader
+    body = {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+            "isolation_level": READ_COMMITTED, "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic": tp.topic, "partitions": [{
+                "partition": tp.partition, "current_leader_epoch": -1, "fetch_offset": 0, "last_fetched_epoch": -1,
+                "log_start_offset": -1, "partition_max_bytes": 1 << 20}]}],
+            "forgotten_topics_data": [], "rack_id": ""}
+    resp = client.request(FETCH, body, leader)
+    p = resp.responses[0].partitions[0]
+    assert p.error_code == 0, p
+    aborted = [(a.producer_id, a.first_offset) for a in p.aborted_transactions or ()]
+    records, _, _ = decode_records(p.records, 0, aborted)
+    return [r.value for r in records], int(p.last_stable_offset)
+
+
+def test_list_and_describe_a_transaction_in_flight(tcli: Runner, txn_broker: BrokerThread) -> None:
+    bootstrap = txn_broker.bootstrap
+    assert main(["topics", "--create", "--topic", "t", "--partitions", "2", "--bootstrap-server", bootstrap]) == 0
+    producer = _transactional_producer(bootstrap, "tx-1")
+    producer.begin_transaction()
+    before = int(time.time() * 1000)
+    producer.produce("t", b"a", partition=0)
+    producer.produce("t", b"b", partition=1)
+    assert producer.flush(10) == 0
+    time.sleep(0.05)  # the transaction has run for a while: duration filters below 50 ms keep it
+
+    code, out, err = tcli("--list")
+    assert code == 0, err
+    header, *rows = _table(out)
+    assert header == ["TransactionalId", "Coordinator", "ProducerId", "TransactionState"]
+    assert len(rows) == 1 and rows[0][0::3] == ["tx-1", "Ongoing"] and rows[0][1] == "1"
+    pid = rows[0][2]
+    assert _table(tcli("--list", "--state", "Ongoing", "--state", "Empty")[1])[1:] == rows
+    assert _table(tcli("--list", "--state", "CompleteCommit")[1])[1:] == []
+    assert _table(tcli("--list", "--producer-id", pid)[1])[1:] == rows
+    assert _table(tcli("--list", "--producer-id", str(int(pid) + 1000))[1])[1:] == []
+    assert _table(tcli("--list", "--duration-filter", "10")[1])[1:] == rows
+    assert _table(tcli("--list", "--duration-filter", "3600000")[1])[1:] == []
+
+    code, out, err = tcli("--describe", "--transactional-id", "tx-1")
+    assert code == 0, err
+    header, row = _table(out)
+    assert header == ["CoordinatorId", "TransactionalId", "ProducerId", "ProducerEpoch", "TransactionState",
+                      "TransactionTimeoutMs", "CurrentTransactionStartTimeMs", "TransactionDurationMs",
+                      "TopicPartitions"]
+    assert row[:6] == ["1", "tx-1", pid, "0", "Ongoing", "60000"]
+    assert before - 5000 <= int(row[6]) <= before + 5000 and int(row[7]) >= 0
+    assert row[8] == "t-0,t-1"
+
+    code, out, err = tcli("--describe-producers", "--topic", "t", "--partition", "1")
+    assert code == 0, err
+    assert [(r[0], r[5]) for r in _table(out)[1:]] == [(pid, "0")]
+    # Open but known to its coordinator in this very partition: not hanging, however old.
+    code, out, err = tcli("--find-hanging", "--topic", "t", "--max-transaction-timeout", "0")
+    assert (code, _table(out)) == (0, [HANGING_HEADER]), err
+
+    producer.commit_transaction(10)
+    code, out, err = tcli("--describe", "--transactional-id", "tx-1")
+    assert code == 0, err
+    row = _table(out)[1]
+    assert row[4] == "CompleteCommit" and row[8] == ""
+    assert _table(tcli("--list", "--state", "CompleteCommit")[1])[1:] == [["tx-1", "1", pid, "CompleteCommit"]]
+    code, out, err = tcli("--describe-producers", "--topic", "t", "--partition", "1")
+    assert [(r[0], r[2], r[5]) for r in _table(out)[1:]] == [(pid, "0", "None")]
+
+
+def test_describe_an_unknown_transactional_id(tcli: Runner) -> None:
+    code, out, err = tcli("--describe", "--transactional-id", "ghost")
+    assert (code, out, err) == (1, "", "kbroker: error: TRANSACTIONAL_ID_NOT_FOUND: Transactional id 'ghost' "
+                                       "does not exist.\n")
+
+
+def test_find_and_abort_a_hanging_transaction(tcli: Runner, txn_broker: BrokerThread) -> None:
+    bootstrap = txn_broker.bootstrap
+    assert main(["topics", "--create", "--topic", "t", "--partitions", "2", "--bootstrap-server", bootstrap]) == 0
+    tp = TopicPartition("t", 1)
+    with KafkaClient(bootstrap) as client:
+        pid, offset = _open_raw_transaction(client, tp)
+        assert _read_committed(client, tp) == ([], 0)  # the open transaction holds the LSO at its start
+        time.sleep(0.01)
+
+        code, out, err = tcli("--find-hanging", "--topic", "t", "--max-transaction-timeout", "0")
+        assert code == 0, err
+        header, *rows = _table(out)
+        assert header == HANGING_HEADER
+        assert [r[:6] for r in rows] == [["t", "1", str(pid), "0", "-1", str(offset)]]
+        assert rows[0][7] == "0"
+        # Younger than the default 15 minutes: not yet a candidate.
+        assert _table(tcli("--find-hanging", "--topic", "t")[1]) == [HANGING_HEADER]
+        assert _table(tcli("--find-hanging", "--topic", "t", "--partition", "0",
+                           "--max-transaction-timeout", "0")[1]) == [HANGING_HEADER]
+
+        code, out, err = tcli("--abort", "--topic", "t", "--partition", "1", "--start-offset", str(offset))
+        assert (code, out) == (0, ""), err
+        code, out, err = tcli("--describe-producers", "--topic", "t", "--partition", "1")
+        assert [(r[0], r[1], r[2], r[5]) for r in _table(out)[1:]] == [(str(pid), "0", "0", "None")]
+        assert _table(tcli("--find-hanging", "--topic", "t", "--max-transaction-timeout", "0")[1]) == \
+            [HANGING_HEADER]
+        values, lso = _read_committed(client, tp)
+        assert values == [] and lso == offset + 3  # two records and the ABORT marker
+
+        # The same transaction cannot be aborted twice by its start offset.
+        code, out, err = tcli("--abort", "--topic", "t", "--partition", "1", "--start-offset", str(offset))
+        assert code == 1 and "Could not find any open transactions starting at offset" in err
+
+
+def test_abort_by_producer_id_and_the_leaders_refusals(tcli: Runner, txn_broker: BrokerThread) -> None:
+    bootstrap = txn_broker.bootstrap
+    assert main(["topics", "--create", "--topic", "t", "--partitions", "1", "--bootstrap-server", bootstrap]) == 0
+    tp = TopicPartition("t", 0)
+    with KafkaClient(bootstrap) as client:
+        pid, offset = _open_raw_transaction(client, tp, producer_epoch=3)
+
+        def abort(epoch: int, coordinator_epoch: int) -> tuple[int, str, str]:
+            return tcli("--abort", "--topic", "t", "--partition", "0", "--producer-id", str(pid),
+                        "--producer-epoch", str(epoch), "--coordinator-epoch", str(coordinator_epoch))
+
+        code, out, err = abort(2, 0)  # older than the producer's epoch
+        assert code == 1 and err.startswith("kbroker: error: INVALID_PRODUCER_EPOCH: WriteTxnMarkers request "
+                                            f"with (topic-partition t-0, producer id {pid}, producer epoch 2, "
+                                            "coordinator epoch 0) failed"), err
+        code, out, err = abort(3, 5)
+        assert (code, out) == (0, ""), err
+        assert tx.describe_partition_producers(client, tp)[0].coordinator_epoch == 5
+
+        # A new transaction of that producer; a marker from an older coordinator epoch is fenced.
+        _open_raw_transaction(client, tp, producer_epoch=3, producer_id=pid, base_sequence=2)
+        code, out, err = abort(3, 4)
+        assert code == 1 and err.startswith("kbroker: error: TRANSACTION_COORDINATOR_FENCED: "), err
+        # -1 (a producer no coordinator ever wrote a marker for) is sent as 0, as Kafka's tool does.
+        code, out, err = abort(3, -1)
+        assert code == 1 and err.startswith("kbroker: error: TRANSACTION_COORDINATOR_FENCED: "
+                                            "WriteTxnMarkers request with (topic-partition t-0, producer id "
+                                            f"{pid}, producer epoch 3, coordinator epoch 0)"), err
+        assert abort(3, 5)[0] == 0
+        assert tx.describe_partition_producers(client, tp)[0].current_txn_start_offset is None
+        assert _read_committed(client, tp) == ([], offset + 6)
