@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ci_helpers import need, reference_unavailable
 from confluent_kafka import Producer
 from construct import Container
+from wait_helpers import wait_until
 
 from kbroker.cli import main
 from kbroker.cli.transactions import format_table
@@ -207,7 +209,11 @@ def test_describe_producers_names_the_broker_asked(cli: Runner) -> None:
                                             "cluster metadata."), r.err
 
 
-# -- against a broker with a transaction coordinator ------------------------------------------------
+# -- against a broker with a transaction coordinator: kbroker, and Apache Kafka as the reference ----------
+
+#: Broker settings for the end-to-end tests: transactional batches are appended without asking the
+#: coordinator, so a test can make a hanging transaction (Kafka's setting; its default is true).
+NO_VERIFICATION = {"transaction.partition.verification.enable": "false"}
 
 
 def _supports_transactions(bootstrap: str) -> bool:
@@ -216,21 +222,46 @@ def _supports_transactions(bootstrap: str) -> bool:
                                                     tx.WRITE_TXN_MARKERS))
 
 
-@pytest.fixture
-def txn_broker(tmp_path: Path) -> Iterator[BrokerThread]:
-    """A broker that appends transactional batches without asking the coordinator (to make hanging ones)."""
-    with BrokerThread(tmp_path / "data", {"transaction.partition.verification.enable": "false"}) as broker:
+@pytest.fixture(scope="module")
+def reference_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bootstrap of one Apache Kafka (tools/kafka_reference) for this module's tests."""
+    why = reference_unavailable()
+    if why is not None:
+        need(f"reference Kafka: {why}")
+    from tools.kafka_reference import KafkaReference, resolve_jars
+
+    try:
+        resolve_jars()
+    except Exception as e:  # Maven's failure text is the reason
+        need(f"reference Kafka: resolving the jars failed: {str(e)[:500]}")
+    with KafkaReference(tmp_path_factory.mktemp("kafka-reference"), heap="384m",
+                        extra_config=NO_VERIFICATION) as kafka:
+        yield kafka.bootstrap
+
+
+@pytest.fixture(params=["kbroker", "kafka"])
+def txn_bootstrap(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A broker with a transaction coordinator: kbroker, or the reference Kafka (shared by the module)."""
+    if request.param == "kafka":
+        yield request.getfixturevalue("reference_kafka")
+        return
+    with BrokerThread(tmp_path / "data", NO_VERIFICATION) as broker:
         if not _supports_transactions(broker.bootstrap):
             pytest.skip("the broker has no transaction coordinator")
-        yield broker
+        yield broker.bootstrap
 
 
 @pytest.fixture
-def tcli(capsys: pytest.CaptureFixture[str], txn_broker: BrokerThread) -> Runner:
-    """``tcli("--list")``: ``kbroker transactions`` against ``txn_broker``."""
+def tcli(capsys: pytest.CaptureFixture[str], txn_bootstrap: str) -> Runner:
+    """``tcli("--list")``: ``kbroker transactions`` against ``txn_bootstrap``."""
     def run(*argv: str) -> tuple[int, str, str]:
-        return _run(capsys, *argv, "--bootstrap-server", txn_broker.bootstrap)
+        return _run(capsys, *argv, "--bootstrap-server", txn_bootstrap)
     return run
+
+
+def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    assert main(["topics", "--create", "--topic", name, "--partitions", str(partitions),
+                 "--bootstrap-server", bootstrap]) == 0
 
 
 def _transactional_producer(bootstrap: str, txn_id: str) -> Producer:
@@ -244,7 +275,8 @@ def _open_raw_transaction(client: KafkaClient, tp: TopicPartition, *, producer_e
     """Append a transactional batch of an idempotent producer id (no coordinator knows it).
 
     Returns ``(producer id, base offset)``. The batch goes out as a transaction-version-1
-    Produce, the only kind kbroker serves.
+    Produce (v11 at most), which the leader appends without the coordinator when
+    partition verification is off.
     """
     if producer_id is None:
         resp = client.request(INIT_PRODUCER_ID, {"transactional_id": None, "transaction_timeout_ms": 60000,
@@ -281,54 +313,70 @@ def _read_committed(client: KafkaClient, tp: TopicPartition) -> tuple[list[bytes
     return [r.value for r in records], int(p.last_stable_offset)
 
 
-def test_list_and_describe_a_transaction_in_flight(tcli: Runner, txn_broker: BrokerThread) -> None:
-    bootstrap = txn_broker.bootstrap
-    assert main(["topics", "--create", "--topic", "t", "--partitions", "2", "--bootstrap-server", bootstrap]) == 0
-    producer = _transactional_producer(bootstrap, "tx-1")
+def _listed(out: str, txn_id: str) -> list[list[str]]:
+    """The ``--list`` rows of one transactional id (the reference Kafka is shared by several tests)."""
+    header, *rows = _table(out)
+    assert header == ["TransactionalId", "Coordinator", "ProducerId", "TransactionState"]
+    return [r for r in rows if r[0] == txn_id]
+
+
+def test_list_and_describe_a_transaction_in_flight(tcli: Runner, txn_bootstrap: str) -> None:
+    _create_topic(txn_bootstrap, "inflight", 2)
+    producer = _transactional_producer(txn_bootstrap, "tx-inflight")
     producer.begin_transaction()
     before = int(time.time() * 1000)
-    producer.produce("t", b"a", partition=0)
-    producer.produce("t", b"b", partition=1)
+    producer.produce("inflight", b"a", partition=0)
+    producer.produce("inflight", b"b", partition=1)
     assert producer.flush(10) == 0
     time.sleep(0.05)  # the transaction has run for a while: duration filters below 50 ms keep it
 
     code, out, err = tcli("--list")
     assert code == 0, err
-    header, *rows = _table(out)
-    assert header == ["TransactionalId", "Coordinator", "ProducerId", "TransactionState"]
-    assert len(rows) == 1 and rows[0][0::3] == ["tx-1", "Ongoing"] and rows[0][1] == "1"
+    rows = _listed(out, "tx-inflight")
+    assert len(rows) == 1 and rows[0][1::2] == ["1", "Ongoing"]
     pid = rows[0][2]
-    assert _table(tcli("--list", "--state", "Ongoing", "--state", "Empty")[1])[1:] == rows
-    assert _table(tcli("--list", "--state", "CompleteCommit")[1])[1:] == []
-    assert _table(tcli("--list", "--producer-id", pid)[1])[1:] == rows
-    assert _table(tcli("--list", "--producer-id", str(int(pid) + 1000))[1])[1:] == []
-    assert _table(tcli("--list", "--duration-filter", "10")[1])[1:] == rows
-    assert _table(tcli("--list", "--duration-filter", "3600000")[1])[1:] == []
 
-    code, out, err = tcli("--describe", "--transactional-id", "tx-1")
+    def listed(*filters: str) -> list[list[str]]:
+        code, out, err = tcli("--list", *filters)
+        assert code == 0, err
+        return _listed(out, "tx-inflight")
+
+    assert listed("--state", "Ongoing", "--state", "Empty") == rows
+    assert listed("--state", "CompleteCommit") == []
+    assert listed("--producer-id", pid) == rows
+    assert listed("--producer-id", str(int(pid) + 1000)) == []
+    assert listed("--duration-filter", "10") == rows
+    assert listed("--duration-filter", "3600000") == []
+
+    code, out, err = tcli("--describe", "--transactional-id", "tx-inflight")
     assert code == 0, err
     header, row = _table(out)
     assert header == ["CoordinatorId", "TransactionalId", "ProducerId", "ProducerEpoch", "TransactionState",
                       "TransactionTimeoutMs", "CurrentTransactionStartTimeMs", "TransactionDurationMs",
                       "TopicPartitions"]
-    assert row[:6] == ["1", "tx-1", pid, "0", "Ongoing", "60000"]
+    assert row[:6] == ["1", "tx-inflight", pid, "0", "Ongoing", "60000"]
     assert before - 5000 <= int(row[6]) <= before + 5000 and int(row[7]) >= 0
-    assert row[8] == "t-0,t-1"
+    assert row[8] == "inflight-0,inflight-1"
 
-    code, out, err = tcli("--describe-producers", "--topic", "t", "--partition", "1")
+    code, out, err = tcli("--describe-producers", "--topic", "inflight", "--partition", "1")
     assert code == 0, err
     assert [(r[0], r[5]) for r in _table(out)[1:]] == [(pid, "0")]
     # Open but known to its coordinator in this very partition: not hanging, however old.
-    code, out, err = tcli("--find-hanging", "--topic", "t", "--max-transaction-timeout", "0")
+    code, out, err = tcli("--find-hanging", "--topic", "inflight", "--max-transaction-timeout", "0")
     assert (code, _table(out)) == (0, [HANGING_HEADER]), err
 
     producer.commit_transaction(10)
-    code, out, err = tcli("--describe", "--transactional-id", "tx-1")
-    assert code == 0, err
-    row = _table(out)[1]
-    assert row[4] == "CompleteCommit" and row[8] == ""
-    assert _table(tcli("--list", "--state", "CompleteCommit")[1])[1:] == [["tx-1", "1", pid, "CompleteCommit"]]
-    code, out, err = tcli("--describe-producers", "--topic", "t", "--partition", "1")
+
+    def described() -> list[str]:
+        code, out, err = tcli("--describe", "--transactional-id", "tx-inflight")
+        assert code == 0, err
+        return _table(out)[1]
+
+    # EndTxn answers in PrepareCommit; CompleteCommit follows once the markers are written.
+    wait_until(lambda: described()[4] == "CompleteCommit", what="the transaction to complete", interval=0.05)
+    assert described()[8] == ""
+    assert listed("--state", "CompleteCommit") == [["tx-inflight", "1", pid, "CompleteCommit"]]
+    code, out, err = tcli("--describe-producers", "--topic", "inflight", "--partition", "1")
     assert [(r[0], r[2], r[5]) for r in _table(out)[1:]] == [(pid, "0", "None")]
 
 
@@ -338,54 +386,55 @@ def test_describe_an_unknown_transactional_id(tcli: Runner) -> None:
                                        "does not exist.\n")
 
 
-def test_find_and_abort_a_hanging_transaction(tcli: Runner, txn_broker: BrokerThread) -> None:
-    bootstrap = txn_broker.bootstrap
-    assert main(["topics", "--create", "--topic", "t", "--partitions", "2", "--bootstrap-server", bootstrap]) == 0
-    tp = TopicPartition("t", 1)
-    with KafkaClient(bootstrap) as client:
+def test_find_and_abort_a_hanging_transaction(tcli: Runner, txn_bootstrap: str) -> None:
+    _create_topic(txn_bootstrap, "hang", 2)
+    tp = TopicPartition("hang", 1)
+    with KafkaClient(txn_bootstrap) as client:
         pid, offset = _open_raw_transaction(client, tp)
         assert _read_committed(client, tp) == ([], 0)  # the open transaction holds the LSO at its start
         time.sleep(0.01)
 
-        code, out, err = tcli("--find-hanging", "--topic", "t", "--max-transaction-timeout", "0")
+        code, out, err = tcli("--find-hanging", "--topic", "hang", "--max-transaction-timeout", "0")
         assert code == 0, err
         header, *rows = _table(out)
         assert header == HANGING_HEADER
-        assert [r[:6] for r in rows] == [["t", "1", str(pid), "0", "-1", str(offset)]]
+        assert [r[:6] for r in rows] == [["hang", "1", str(pid), "0", "-1", str(offset)]]
         assert rows[0][7] == "0"
         # Younger than the default 15 minutes: not yet a candidate.
-        assert _table(tcli("--find-hanging", "--topic", "t")[1]) == [HANGING_HEADER]
-        assert _table(tcli("--find-hanging", "--topic", "t", "--partition", "0",
+        assert _table(tcli("--find-hanging", "--topic", "hang")[1]) == [HANGING_HEADER]
+        assert _table(tcli("--find-hanging", "--topic", "hang", "--partition", "0",
                            "--max-transaction-timeout", "0")[1]) == [HANGING_HEADER]
+        code, out, err = tcli("--find-hanging", "--broker-id", "1", "--max-transaction-timeout", "0")
+        assert code == 0 and [r[:6] for r in _table(out)[1:] if r[0] == "hang"] == \
+            [["hang", "1", str(pid), "0", "-1", str(offset)]], err
 
-        code, out, err = tcli("--abort", "--topic", "t", "--partition", "1", "--start-offset", str(offset))
+        code, out, err = tcli("--abort", "--topic", "hang", "--partition", "1", "--start-offset", str(offset))
         assert (code, out) == (0, ""), err
-        code, out, err = tcli("--describe-producers", "--topic", "t", "--partition", "1")
+        code, out, err = tcli("--describe-producers", "--topic", "hang", "--partition", "1")
         assert [(r[0], r[1], r[2], r[5]) for r in _table(out)[1:]] == [(str(pid), "0", "0", "None")]
-        assert _table(tcli("--find-hanging", "--topic", "t", "--max-transaction-timeout", "0")[1]) == \
+        assert _table(tcli("--find-hanging", "--topic", "hang", "--max-transaction-timeout", "0")[1]) == \
             [HANGING_HEADER]
         values, lso = _read_committed(client, tp)
         assert values == [] and lso == offset + 3  # two records and the ABORT marker
 
         # The same transaction cannot be aborted twice by its start offset.
-        code, out, err = tcli("--abort", "--topic", "t", "--partition", "1", "--start-offset", str(offset))
+        code, out, err = tcli("--abort", "--topic", "hang", "--partition", "1", "--start-offset", str(offset))
         assert code == 1 and "Could not find any open transactions starting at offset" in err
 
 
-def test_abort_by_producer_id_and_the_leaders_refusals(tcli: Runner, txn_broker: BrokerThread) -> None:
-    bootstrap = txn_broker.bootstrap
-    assert main(["topics", "--create", "--topic", "t", "--partitions", "1", "--bootstrap-server", bootstrap]) == 0
-    tp = TopicPartition("t", 0)
-    with KafkaClient(bootstrap) as client:
+def test_abort_by_producer_id_and_the_leaders_refusals(tcli: Runner, txn_bootstrap: str) -> None:
+    _create_topic(txn_bootstrap, "fence", 1)
+    tp = TopicPartition("fence", 0)
+    with KafkaClient(txn_bootstrap) as client:
         pid, offset = _open_raw_transaction(client, tp, producer_epoch=3)
 
         def abort(epoch: int, coordinator_epoch: int) -> tuple[int, str, str]:
-            return tcli("--abort", "--topic", "t", "--partition", "0", "--producer-id", str(pid),
+            return tcli("--abort", "--topic", "fence", "--partition", "0", "--producer-id", str(pid),
                         "--producer-epoch", str(epoch), "--coordinator-epoch", str(coordinator_epoch))
 
         code, out, err = abort(2, 0)  # older than the producer's epoch
         assert code == 1 and err.startswith("kbroker: error: INVALID_PRODUCER_EPOCH: WriteTxnMarkers request "
-                                            f"with (topic-partition t-0, producer id {pid}, producer epoch 2, "
+                                            f"with (topic-partition fence-0, producer id {pid}, producer epoch 2, "
                                             "coordinator epoch 0) failed"), err
         code, out, err = abort(3, 5)
         assert (code, out) == (0, ""), err
@@ -398,8 +447,46 @@ def test_abort_by_producer_id_and_the_leaders_refusals(tcli: Runner, txn_broker:
         # -1 (a producer no coordinator ever wrote a marker for) is sent as 0, as Kafka's tool does.
         code, out, err = abort(3, -1)
         assert code == 1 and err.startswith("kbroker: error: TRANSACTION_COORDINATOR_FENCED: "
-                                            "WriteTxnMarkers request with (topic-partition t-0, producer id "
+                                            "WriteTxnMarkers request with (topic-partition fence-0, producer id "
                                             f"{pid}, producer epoch 3, coordinator epoch 0)"), err
         assert abort(3, 5)[0] == 0
         assert tx.describe_partition_producers(client, tp)[0].current_txn_start_offset is None
         assert _read_committed(client, tp) == ([], offset + 6)
+
+
+def test_tables_match_kafkas_own_tool(capsys: pytest.CaptureFixture[str], reference_kafka: str) -> None:
+    """Kafka's kafka-transactions.sh and ``kbroker transactions`` print the same tables (Kafka as the broker)."""
+    from tools.kafka_reference import run_tool
+
+    bootstrap = reference_kafka
+    _create_topic(bootstrap, "same", 2)
+    producer = _transactional_producer(bootstrap, "tx-same")
+    producer.begin_transaction()
+    producer.produce("same", b"a", partition=0)
+    assert producer.flush(10) == 0
+    with KafkaClient(bootstrap) as client:
+        _open_raw_transaction(client, TopicPartition("same", 1))
+    time.sleep(0.01)
+
+    def both(kafka_args: list[str], ours: list[str]) -> tuple[str, str]:
+        theirs = run_tool("transactions", kafka_args, bootstrap=bootstrap)
+        assert theirs.returncode == 0, theirs.stderr
+        code, out, err = _run(capsys, *ours, "--bootstrap-server", bootstrap)
+        assert code == 0, err
+        return theirs.stdout, out
+
+    theirs, ours = both(["describe-producers", "--topic", "same", "--partition", "1"],
+                        ["--describe-producers", "--topic", "same", "--partition", "1"])
+    assert ours == theirs
+    theirs, ours = both(["find-hanging", "--topic", "same", "--max-transaction-timeout", "0"],
+                        ["--find-hanging", "--topic", "same", "--max-transaction-timeout", "0"])
+    assert ours == theirs and len(ours.splitlines()) == 2
+    theirs, ours = both(["list"], ["--list"])
+    # Kafka's tool lists in hash order; the tables hold the same lines.
+    assert sorted(ours.splitlines()) == sorted(theirs.splitlines())
+    theirs, ours = both(["describe", "--transactional-id", "tx-same"], ["--describe", "--transactional-id", "tx-same"])
+    # The duration column moves with the clock: compare the others, and the widths.
+    mask = [7]
+    assert [[c for i, c in enumerate(line.split("\t")) if i not in mask] for line in ours.splitlines()] == \
+        [[c for i, c in enumerate(line.split("\t")) if i not in mask] for line in theirs.splitlines()]
+    producer.abort_transaction(10)
