@@ -10,9 +10,9 @@ producer id, epoch and coordinator epoch of the open transaction (``Admin.abortT
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 from construct import Container
 
@@ -28,7 +28,6 @@ from kbroker.client.errors import (
     UNKNOWN_TOPIC_OR_PARTITION,
     UNSUPPORTED_VERSION,
     KafkaError,
-    check,
 )
 from kbroker.client.groups import COORDINATOR_TRANSACTION, find_coordinator
 from kbroker.common import TopicPartition
@@ -45,8 +44,6 @@ TRANSACTION_STATES = ("Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "Comp
 #: How often a request is tried while the coordinator or leader moves or loads.
 ATTEMPTS = 20
 BACKOFF_S = 0.1
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,18 +84,6 @@ class ProducerState:
     current_txn_start_offset: int | None
 
 
-def _with_retries(fn: Callable[[], T]) -> T:
-    """Call ``fn`` until it succeeds or raises an error other than a retriable KafkaError."""
-    for i in range(ATTEMPTS):
-        try:
-            return fn()
-        except KafkaError as e:
-            if not e.retriable or i == ATTEMPTS - 1:
-                raise
-        time.sleep(BACKOFF_S)
-    raise AssertionError("unreachable")
-
-
 # -- ListTransactions ------------------------------------------------------------------
 
 
@@ -114,22 +99,29 @@ def list_transactions(client: KafkaClient, *, states: Iterable[str] = (), produc
             "duration_filter": duration_ms, "transactional_id_pattern": None}
     out: dict[int, list[TransactionListing]] = {}
     for node in sorted(client.metadata([]).brokers):
-        def attempt(node: int = node) -> list[TransactionListing]:
-            if duration_ms >= 0 and client.version_for(LIST_TRANSACTIONS, node) < 1:
-                raise KafkaError(UNSUPPORTED_VERSION, "Duration filter can be set only when using API "
-                                 f"version 1 or higher; broker {node} only has version 0.")
-            resp = client.request(LIST_TRANSACTIONS, body, node)
-            if resp.error_code == COORDINATOR_NOT_AVAILABLE:
-                raise KafkaError(resp.error_code, f"ListTransactions request sent to broker {node} failed "
-                                 "because the coordinator is shutting down.")
-            if resp.error_code and resp.error_code != COORDINATOR_LOAD_IN_PROGRESS:
-                raise KafkaError(resp.error_code, f"ListTransactions request sent to broker {node} failed.")
-            check(resp.error_code)  # COORDINATOR_LOAD_IN_PROGRESS: retried
-            return [TransactionListing(s.transactional_id, int(s.producer_id), s.transaction_state)
-                    for s in resp.transaction_states]
-
-        out[node] = _with_retries(attempt)
+        if duration_ms >= 0 and client.version_for(LIST_TRANSACTIONS, node) < 1:
+            raise KafkaError(UNSUPPORTED_VERSION, "Duration filter can be set only when using API "
+                             f"version 1 or higher; broker {node} only has version 0.")
+        out[node] = _list_on(client, node, body)
     return out
+
+
+def _list_on(client: KafkaClient, node: int, body: Mapping[str, Any]) -> list[TransactionListing]:
+    """One broker's listing, asked again while its coordinator loads (Kafka's ListTransactionsHandler)."""
+    for i in range(ATTEMPTS):
+        resp = client.request(LIST_TRANSACTIONS, body, node)
+        if resp.error_code == COORDINATOR_LOAD_IN_PROGRESS and i < ATTEMPTS - 1:
+            time.sleep(BACKOFF_S)
+            continue
+        if resp.error_code == COORDINATOR_NOT_AVAILABLE:  # final, unlike for other requests
+            raise KafkaError(resp.error_code, f"ListTransactions request sent to broker {node} failed "
+                             "because the coordinator is shutting down.")
+        if resp.error_code:
+            raise KafkaError(resp.error_code, f"ListTransactions request sent to broker {node} failed: "
+                                              f"{KafkaError(resp.error_code).message}")
+        return [TransactionListing(s.transactional_id, int(s.producer_id), s.transaction_state)
+                for s in resp.transaction_states]
+    raise AssertionError("unreachable")
 
 
 # -- DescribeTransactions --------------------------------------------------------------

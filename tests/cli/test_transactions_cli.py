@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from ci_helpers import need, reference_unavailable
@@ -23,7 +23,9 @@ from kbroker.cli import main
 from kbroker.cli.transactions import format_table
 from kbroker.client import KafkaClient, KafkaError
 from kbroker.client import transactions as tx
+from kbroker.client.cluster import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
 from kbroker.client.data import FETCH, decode_records
+from kbroker.client.groups import FIND_COORDINATOR
 from kbroker.common import TopicPartition
 from kbroker.records.builder import build_batch
 from kbroker.testing import BrokerThread
@@ -146,6 +148,147 @@ def test_abort_response_must_answer_exactly_the_marker_sent() -> None:
                  Container(markers=[])):
         with pytest.raises(KafkaError, match="WriteTxnMarkers response included unexpected"):
             tx._marker_error(resp, tp, 7)
+
+
+# -- the admin calls' retries and errors, against a scripted broker ----------------------------------
+
+
+class ScriptedClient:
+    """A KafkaClient stand-in: one broker (id 1) leading every partition, answers from a script.
+
+    ``answers[api_key]`` are the responses to that API's requests, in order; every request
+    is recorded in ``sent`` as ``(api_key, body, node_id)``.
+    """
+
+    retry = KafkaClient.retry
+
+    def __init__(self, answers: dict[int, list[Container]], *, versions: dict[int, int] | None = None,
+                 topics: dict[str, int] | None = None) -> None:
+        self.answers = {k: list(v) for k, v in answers.items()}
+        self.versions = versions or {}
+        self.topics = {"t": 2} if topics is None else topics
+        self.sent: list[tuple[int, Any, int | None]] = []
+
+    def metadata(self, topics: Any = None, **_: Any) -> ClusterMetadata:
+        md = ClusterMetadata("cluster", 1, {1: BrokerInfo(1, "127.0.0.1", 9092)})
+        for name, count in self.topics.items():
+            md.topics[name] = TopicInfo(name, 0, None, False,
+                                        tuple(PartitionInfo(i, 1, (1,), (1,)) for i in range(count)))
+        return md
+
+    def topic(self, name: str, **_: Any) -> TopicInfo:
+        return self.metadata([name]).topic(name)
+
+    def version_for(self, api_key: int, node_id: int | None = None) -> int:
+        return self.versions.get(api_key, 99)
+
+    def request(self, api_key: int, body: Any, node_id: int | None = None) -> Container:
+        self.sent.append((api_key, body, node_id))
+        return self.answers[api_key].pop(0)
+
+    def request_versioned(self, api_key: int, body: Any, node_id: int | None = None) -> tuple[int, Container]:
+        return 4, self.request(api_key, body, node_id)
+
+    def count(self, api_key: int) -> int:
+        return sum(1 for key, _, _ in self.sent if key == api_key)
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tx, "BACKOFF_S", 0.0)
+
+
+def _coordinator(key: str, node: int = 1, error: int = 0) -> Container:
+    return Container(coordinators=[Container(key=key, node_id=node, error_code=error, error_message=None)])
+
+
+def _listing(error: int, *states: tuple[str, int, str]) -> Container:
+    return Container(error_code=error, unknown_state_filters=[], transaction_states=[
+        Container(transactional_id=t, producer_id=p, transaction_state=s) for t, p, s in states])
+
+
+def _described(tid: str, error: int = 0, state: str = "Ongoing") -> Container:
+    return Container(transactional_id=tid, error_code=error, transaction_state=state, transaction_timeout_ms=60000,
+                     transaction_start_time_ms=1000, producer_id=7, producer_epoch=2,
+                     topics=[Container(topic="t", partitions=[1, 0])])
+
+
+def _producers_answer(error: int, *active: tuple[int, int]) -> Container:
+    return Container(topics=[Container(name="t", partitions=[Container(
+        partition_index=0, error_code=error, error_message=None, active_producers=[
+            Container(producer_id=pid, producer_epoch=0, last_sequence=4, last_timestamp=5,
+                      coordinator_epoch=-1, current_txn_start_offset=start) for pid, start in active])])])
+
+
+def test_list_transactions_waits_for_a_loading_coordinator(no_backoff: None) -> None:
+    client = ScriptedClient({tx.LIST_TRANSACTIONS: [
+        _listing(14), _listing(0, ("a", 7, "Ongoing"), ("b", 8, "Empty"))]})
+    got = tx.list_transactions(cast(KafkaClient, client), states=["Ongoing"], producer_ids=[7], duration_ms=5)
+    assert got == {1: [tx.TransactionListing("a", 7, "Ongoing"), tx.TransactionListing("b", 8, "Empty")]}
+    assert client.count(tx.LIST_TRANSACTIONS) == 2
+    body = client.sent[-1][1]
+    assert (body["state_filters"], body["producer_id_filters"], body["duration_filter"]) == (["Ongoing"], [7], 5)
+
+
+def test_list_transactions_errors(no_backoff: None) -> None:
+    client = ScriptedClient({tx.LIST_TRANSACTIONS: [_listing(15)]})
+    with pytest.raises(KafkaError, match="coordinator is shutting down") as e:
+        tx.list_transactions(cast(KafkaClient, client))
+    assert e.value.name == "COORDINATOR_NOT_AVAILABLE"
+    # A version-0 broker cannot filter by duration: refused before anything is sent, as Kafka's client does.
+    client = ScriptedClient({}, versions={tx.LIST_TRANSACTIONS: 0})
+    with pytest.raises(KafkaError, match="Duration filter can be set only when using API version 1") as e:
+        tx.list_transactions(cast(KafkaClient, client), duration_ms=0)
+    assert e.value.name == "UNSUPPORTED_VERSION" and client.sent == []
+
+
+def test_describe_transactions_finds_a_moved_coordinator_again(no_backoff: None) -> None:
+    client = ScriptedClient({
+        FIND_COORDINATOR: [_coordinator("x"), _coordinator("gone"), _coordinator("x")],
+        tx.DESCRIBE_TRANSACTIONS: [
+            Container(transaction_states=[_described("x", error=16), _described("gone", error=105),
+                                          _described("unasked")]),
+            Container(transaction_states=[_described("x")]),
+        ]})
+    got = tx.describe_transactions(cast(KafkaClient, client), ["x", "gone"])
+    assert got["x"] == tx.TransactionDescription(1, "x", "Ongoing", 7, 2, 60000, 1000,
+                                                 (TopicPartition("t", 0), TopicPartition("t", 1)))
+    gone = got["gone"]
+    assert isinstance(gone, KafkaError) and str(gone) == ("TRANSACTIONAL_ID_NOT_FOUND: Transactional id 'gone' "
+                                                          "does not exist.")
+    assert set(got) == {"x", "gone"} and client.count(FIND_COORDINATOR) == 3
+
+
+def test_describe_producers_retries_a_moved_leader_only_when_asking_the_leader(no_backoff: None) -> None:
+    client = ScriptedClient({tx.DESCRIBE_PRODUCERS: [_producers_answer(6), _producers_answer(0, (3, 10), (4, -1))]})
+    got = tx.describe_partition_producers(cast(KafkaClient, client), TopicPartition("t", 0))
+    assert got == [tx.ProducerState(3, 0, 4, 5, None, 10), tx.ProducerState(4, 0, 4, 5, None, None)]
+    assert client.count(tx.DESCRIBE_PRODUCERS) == 2
+    client = ScriptedClient({tx.DESCRIBE_PRODUCERS: [_producers_answer(6)]})
+    with pytest.raises(KafkaError) as e:
+        tx.describe_partition_producers(cast(KafkaClient, client), TopicPartition("t", 0), broker_id=1)
+    assert str(e.value).startswith("NOT_LEADER_OR_FOLLOWER: Failed to describe producers for partition t-0 "
+                                   "on broker 1: ")
+    assert client.sent[0][2] == 1
+
+
+def test_abort_sends_one_abort_marker_to_the_leader(no_backoff: None) -> None:
+    def answer(error: int) -> Container:
+        return Container(markers=[Container(producer_id=7, topics=[Container(
+            name="t", partitions=[Container(partition_index=1, error_code=error)])])])
+
+    client = ScriptedClient({tx.WRITE_TXN_MARKERS: [answer(6), answer(0)]})
+    tx.abort_transaction(cast(KafkaClient, client), TopicPartition("t", 1), 7, 2, 4)
+    assert client.count(tx.WRITE_TXN_MARKERS) == 2  # NOT_LEADER_OR_FOLLOWER: the leader is looked up again
+    (marker,) = client.sent[-1][1]["markers"]
+    assert marker == {"producer_id": 7, "producer_epoch": 2, "transaction_result": False,
+                      "topics": [{"name": "t", "partition_indexes": [1]}], "coordinator_epoch": 4,
+                      "transaction_version": 0}
+    assert client.sent[-1][2] == 1
+    client = ScriptedClient({tx.WRITE_TXN_MARKERS: [answer(31)]})
+    with pytest.raises(KafkaError) as e:
+        tx.abort_transaction(cast(KafkaClient, client), TopicPartition("t", 1), 7, 2, 4)
+    assert e.value.name == "CLUSTER_AUTHORIZATION_FAILED" and client.count(tx.WRITE_TXN_MARKERS) == 1
 
 
 # -- against a broker: producers and partitions ------------------------------------------------------
