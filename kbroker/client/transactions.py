@@ -246,10 +246,13 @@ def describe_producers(client: KafkaClient, partitions: Iterable[TopicPartition]
                 topics.setdefault(tp.topic, []).append(tp.partition)
             body = {"topics": [{"name": t, "partition_indexes": ps} for t, ps in topics.items()]}
             resp = client.request(DESCRIBE_PRODUCERS, body, node)
+            asked = set(tps)
+            for tp in tps:
+                out[tp] = KafkaError(-1, f"DescribeProducers did not answer for {tp.topic}-{tp.partition}.")
             for t in resp.topics:
                 for p in t.partitions:
                     tp = TopicPartition(t.name, p.partition_index)
-                    if tp not in tps:
+                    if tp not in asked:
                         continue
                     if not p.error_code:
                         out[tp] = _producers(p)
