@@ -558,6 +558,38 @@ def test_find_and_abort_a_hanging_transaction(tcli: Runner, txn_bootstrap: str) 
         assert code == 1 and "Could not find any open transactions starting at offset" in err
 
 
+def test_a_partition_outside_its_known_transaction_hangs(tcli: Runner, txn_bootstrap: str) -> None:
+    """The coordinator knows the producer's transaction, but not in this partition: no marker will come."""
+    _create_topic(txn_bootstrap, "stray", 2)
+    producer = _transactional_producer(txn_bootstrap, "tx-stray")
+    producer.begin_transaction()
+    producer.produce("stray", b"in", partition=0)
+    assert producer.flush(10) == 0
+    with KafkaClient(txn_bootstrap) as client:
+        d = tx.describe_transaction(client, "tx-stray")
+        assert d.partitions == (TopicPartition("stray", 0),)
+        pid, offset = _open_raw_transaction(client, TopicPartition("stray", 1), producer_id=d.producer_id,
+                                            producer_epoch=d.producer_epoch)
+    time.sleep(0.01)
+    code, out, err = tcli("--find-hanging", "--topic", "stray", "--max-transaction-timeout", "0")
+    assert code == 0, err
+    assert [r[:6] for r in _table(out)[1:]] == [["stray", "1", str(pid), str(d.producer_epoch), "-1", str(offset)]]
+
+    code, out, err = tcli("--abort", "--topic", "stray", "--partition", "1", "--start-offset", str(offset))
+    assert (code, out) == (0, ""), err
+    assert _table(tcli("--find-hanging", "--topic", "stray", "--max-transaction-timeout", "0")[1]) == \
+        [HANGING_HEADER]
+    producer.commit_transaction(10)  # the producer's own transaction is untouched, and commits
+
+    def open_in_stray_0() -> list[tuple[str, str]]:
+        code, out, err = tcli("--describe-producers", "--topic", "stray", "--partition", "0")
+        assert code == 0, err
+        return [(r[0], r[5]) for r in _table(out)[1:]]
+
+    wait_until(lambda: open_in_stray_0() == [(str(pid), "None")], what=lambda: f"the marker: {open_in_stray_0()}",
+               interval=0.05)
+
+
 def test_abort_by_producer_id_and_the_leaders_refusals(tcli: Runner, txn_bootstrap: str) -> None:
     _create_topic(txn_bootstrap, "fence", 1)
     tp = TopicPartition("fence", 0)
