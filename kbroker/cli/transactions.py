@@ -24,6 +24,7 @@ ACTIONS = ("list", "describe", "describe-producers", "find-hanging", "abort")
 APPLIES_TO: dict[str, tuple[str, ...]] = {
     "state": ("list",),
     "duration_filter": ("list",),
+    "transactional_id_pattern": ("list",),
     "producer_id": ("list", "abort"),
     "transactional_id": ("describe",),
     "topic": ("describe-producers", "find-hanging", "abort"),
@@ -78,6 +79,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--duration-filter", type=int, metavar="MS",
                         help="with --list: only transactions running longer than MS milliseconds "
                              "(negative: all)")
+    parser.add_argument("--transactional-id-pattern", metavar="REGEX",
+                        help="with --list: only transactional ids the regular expression matches whole")
     parser.add_argument("--transactional-id", help="with --describe: the transactional id")
     parser.add_argument("--topic", help="the topic (--describe-producers, --find-hanging, --abort)")
     parser.add_argument("--partition", type=int, help="the partition (--describe-producers, --find-hanging, "
@@ -165,7 +168,8 @@ def _abort_usage_error(args: argparse.Namespace) -> str | None:
 def _list(client: KafkaClient, args: argparse.Namespace) -> int:
     by_broker = tx.list_transactions(
         client, states=args.state or (), producer_ids=args.producer_id or (),
-        duration_ms=-1 if args.duration_filter is None else args.duration_filter)
+        duration_ms=-1 if args.duration_filter is None else args.duration_filter,
+        transactional_id_pattern=args.transactional_id_pattern)
     rows = [[t.transactional_id, broker, t.producer_id, t.state]
             for broker, listings in sorted(by_broker.items())
             for t in sorted(listings, key=lambda t: t.transactional_id)]

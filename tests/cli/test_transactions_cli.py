@@ -98,6 +98,8 @@ def test_tables_are_printed_as_kafkas_tool_prints_them() -> None:
     (["--describe-producers", "--topic", "t", "--partition", "0", "--start-offset", "0"],
      "--start-offset applies only to --abort"),
     (["--list", "--max-transaction-timeout", "1"], "--max-transaction-timeout applies only to --find-hanging"),
+    (["--describe", "--transactional-id", "x", "--transactional-id-pattern", "x.*"],
+     "--transactional-id-pattern applies only to --list"),
 ])
 def test_usage_errors_are_reported_before_connecting(capsys: pytest.CaptureFixture[str], argv: list[str],
                                                       message: str) -> None:
@@ -241,6 +243,10 @@ def test_list_transactions_errors(no_backoff: None) -> None:
     with pytest.raises(KafkaError, match="Duration filter can be set only when using API version 1") as e:
         tx.list_transactions(cast(KafkaClient, client), duration_ms=0)
     assert e.value.name == "UNSUPPORTED_VERSION" and client.sent == []
+    client = ScriptedClient({}, versions={tx.LIST_TRANSACTIONS: 1})
+    with pytest.raises(KafkaError, match="Transactional id pattern filter can be set only when using API version 2"):
+        tx.list_transactions(cast(KafkaClient, client), transactional_id_pattern="a.*")
+    assert client.sent == []
 
 
 def test_describe_transactions_finds_a_moved_coordinator_again(no_backoff: None) -> None:
@@ -483,6 +489,8 @@ def test_list_and_describe_a_transaction_in_flight(tcli: Runner, txn_bootstrap: 
     assert listed("--producer-id", str(int(pid) + 1000)) == []
     assert listed("--duration-filter", "10") == rows
     assert listed("--duration-filter", "3600000") == []
+    assert listed("--transactional-id-pattern", "tx-in.*") == rows
+    assert listed("--transactional-id-pattern", "tx-in") == []  # the whole id must match
 
     code, out, err = tcli("--describe", "--transactional-id", "tx-inflight")
     assert code == 0, err
