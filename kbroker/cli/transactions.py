@@ -18,8 +18,6 @@ from kbroker.client.errors import INVALID_REQUEST, TRANSACTIONAL_ID_NOT_FOUND, K
 from kbroker.client.tool import add_bootstrap_argument, fail, run_tool
 from kbroker.common import TopicPartition
 
-ACTIONS = ("list", "describe", "describe-producers", "find-hanging", "abort")
-
 #: Which actions each option applies to (``dest`` -> actions).
 APPLIES_TO: dict[str, tuple[str, ...]] = {
     "state": ("list",),
