@@ -143,7 +143,8 @@ class TransactionMetadata:
                                     f"{self.pending_state.kafka_name} is pending")
         epoch = self.producer_epoch if producer_epoch is None else producer_epoch
         last_epoch = self.last_producer_epoch if last_producer_epoch is None else last_producer_epoch
-        if epoch < 0 or last_epoch < NO_PRODUCER_EPOCH:
+        # An id whose first InitProducerId failed to be written still has no epoch; it may only expire.
+        if (epoch < 0 and state != TransactionState.DEAD) or last_epoch < NO_PRODUCER_EPOCH:
             raise IllegalTransition(f"{self.transactional_id}: invalid epochs {epoch}/{last_epoch}")
         if self.state not in state.valid_previous:
             raise IllegalTransition(f"{self.transactional_id}: {self.state.kafka_name} -> {state.kafka_name}")
@@ -220,9 +221,10 @@ class TransactionMetadata:
         if self.pending_state != transit.state:
             raise IllegalTransition(f"{self.transactional_id}: completing {transit.state.kafka_name} but "
                                     f"{self.pending_state} is pending")
-        if transit.state in (S.ONGOING, S.PREPARE_COMMIT, S.PREPARE_ABORT, S.COMPLETE_COMMIT, S.COMPLETE_ABORT):
-            if transit.producer_id != self.producer_id or transit.producer_epoch != self.producer_epoch:
-                raise IllegalTransition(f"{self.transactional_id}: producer changed under {transit}")
+        same_producer = (S.ONGOING, S.PREPARE_COMMIT, S.PREPARE_ABORT, S.COMPLETE_COMMIT, S.COMPLETE_ABORT)
+        if transit.state in same_producer and (transit.producer_id, transit.producer_epoch) != (
+                self.producer_id, self.producer_epoch):
+            raise IllegalTransition(f"{self.transactional_id}: producer changed under {transit}")
         self.producer_id = transit.producer_id
         self.last_producer_id = transit.last_producer_id
         self.producer_epoch = transit.producer_epoch

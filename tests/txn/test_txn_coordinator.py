@@ -91,7 +91,7 @@ async def test_exhausted_epoch_gets_a_new_producer_id(tmp_path: Path) -> None:
         assert (error, epoch) == (E.NONE, 0) and new_pid != pid
         assert h.state().last_producer_id == pid
         # A retry naming the old id and its exhausted epoch is not fenced (KIP-588).
-        assert (await h.coord.init_producer_id("tx", 60_000, pid, MAX_EPOCH - 1))[0] == E.NONE
+        assert await h.coord.init_producer_id("tx", 60_000, pid, MAX_EPOCH - 1) == (E.NONE, new_pid, 0)
 
 
 async def test_commit_writes_markers_then_completes(tmp_path: Path) -> None:
@@ -280,6 +280,17 @@ async def test_idle_transactional_ids_expire(tmp_path: Path) -> None:
         h.log.fail_with = E.NOT_ENOUGH_REPLICAS
         await h.coord.expire_transactional_ids()
         assert h.state().pending_state is None and h.state().state == S.COMPLETE_COMMIT
+
+
+async def test_an_id_whose_first_init_failed_expires(tmp_path: Path) -> None:
+    async with harness(tmp_path, transactional_id_expiration_ms=1000) as h:
+        h.log.fail_with = E.NOT_ENOUGH_REPLICAS
+        assert (await h.coord.init_producer_id("tx", 60_000))[0] == E.NOT_ENOUGH_REPLICAS
+        assert h.state().producer_epoch == -1
+        h.log.fail_with = None
+        h.clock.advance(1000)
+        await h.coord.expire_transactional_ids()
+        assert "tx" not in h.coord.transactions and written(h) == [None]
 
 
 def record(txn_id: str, t: TxnTransitMetadata) -> KeyValue:
