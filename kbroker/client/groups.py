@@ -22,6 +22,7 @@ LIST_GROUPS = 16
 DELETE_GROUPS = 42
 
 COORDINATOR_GROUP = 0
+COORDINATOR_TRANSACTION = 1
 #: Group states in which no member holds partitions (offsets may be changed).
 INACTIVE_STATES = frozenset({"Empty", "Dead"})
 
@@ -78,17 +79,18 @@ def decode_assignment(data: bytes | None) -> tuple[TopicPartition, ...]:
     return tuple(sorted(TopicPartition(t.topic, p) for t in body.assigned_partitions for p in t.partitions))
 
 
-def find_coordinator(client: KafkaClient, group_id: str) -> int:
-    """The node id of ``group_id``'s coordinator (retrying while it loads)."""
+def find_coordinator(client: KafkaClient, key: str, key_type: int = COORDINATOR_GROUP) -> int:
+    """The node id of the coordinator of ``key`` (a group id, or a transactional id with
+    ``key_type`` :data:`COORDINATOR_TRANSACTION`), retrying while it loads."""
     def attempt() -> int:
-        body = {"key": group_id, "key_type": COORDINATOR_GROUP, "coordinator_keys": [group_id]}
+        body = {"key": key, "key_type": key_type, "coordinator_keys": [key]}
         version, resp = client.request_versioned(FIND_COORDINATOR, body)
         if version >= 4:
             for c in resp.coordinators:
-                if c.key == group_id:
+                if c.key == key:
                     check(c.error_code, c.error_message)
                     return int(c.node_id)
-            raise KafkaError(-1, "FindCoordinator did not answer for the group.")
+            raise KafkaError(-1, f"FindCoordinator did not answer for {key!r}.")
         check(resp.error_code, resp.get("error_message"))
         return int(resp.node_id)
 
