@@ -36,6 +36,9 @@ class Broker:
         from kbroker.log import LogManager
         from kbroker.metadata.manager import MetadataManager
         from kbroker.replica.manager import ReplicaManager
+        from kbroker.handlers.write_txn_markers import write_markers
+        from kbroker.txn.coordinator import TransactionCoordinator
+        from kbroker.txn.log import TopicTransactionLog
         from kbroker.txn.producer_ids import ProducerIdManager
 
         #: The config in force; dynamic changes replace it (read ``config`` for the current one).
@@ -62,6 +65,13 @@ class Broker:
                 clock=clock, default_partitions=lambda: self.config.offsets_topic_num_partitions)
             self.groups = GroupCoordinator(GroupConfig.from_broker_config(self.config), clock, offsets_log)
             self.producer_ids = ProducerIdManager(self.log_dirs[0])
+            txn_log = TopicTransactionLog(
+                metadata=self.metadata, append_records=self.replica_manager.append_records,
+                logs=self.log_manager.get_log, clock=clock, topic_configs=self._transaction_topic_configs,
+                default_partitions=lambda: int(self.config.get("transaction.state.log.num.partitions")))
+            self.transactions = TransactionCoordinator(
+                self.configs, clock, self.producer_ids, txn_log, lambda markers: write_markers(self, markers),
+                offsets_partition=self.groups.partition_for, partition_exists=self._partition_exists)
         except BaseException:
             self.log_manager.release_dir_locks()  # a failed start leaves the dirs usable
             raise
@@ -73,6 +83,17 @@ class Broker:
     def config(self) -> BrokerConfig:
         """The broker config in force now."""
         return self.configs.current
+
+    def _transaction_topic_configs(self) -> dict[str, str]:
+        # What Kafka's TransactionStateManager creates __transaction_state with.
+        return {"cleanup.policy": "compact", "compression.type": "uncompressed",
+                "unclean.leader.election.enable": "false",
+                "segment.bytes": str(self.config.get("transaction.state.log.segment.bytes")),
+                "min.insync.replicas": str(self.config.get("transaction.state.log.min.isr"))}
+
+    def _partition_exists(self, tp: tuple[str, int]) -> bool:
+        topic = self.metadata.topic(tp[0])
+        return topic is not None and tp[1] in topic.partitions
 
     def _settle_heap(self, added: int) -> None:
         # After a bulk creation, keep what it built out of the collector's full passes.
@@ -108,6 +129,7 @@ class Broker:
             self.log_manager.start()  # background flush (flush.ms), checkpoints, deletes
             await self.replica_manager.start(tg)
             await self.groups.start(tg)
+            await self.transactions.start(tg)
             try:
                 yield self
             finally:
@@ -191,6 +213,7 @@ class Broker:
             return
         self.stopping = True
         await self.groups.shutdown()  # answer blocked JoinGroup/SyncGroup calls so connections drain
+        await self.transactions.shutdown()
         # Release long-polling fetches so they answer now instead of at their max wait.
         await self.replica_manager.stop()
         with anyio.move_on_after(grace_seconds):

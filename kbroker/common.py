@@ -10,3 +10,19 @@ class TopicPartition(NamedTuple):
 
     topic: str
     partition: int
+
+
+def java_string_hash(s: str) -> int:
+    """Java's ``String.hashCode`` (over UTF-16 code units, int32 overflow)."""
+    h = 0
+    data = s.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def partition_for(key: str, num_partitions: int) -> int:
+    """The internal-topic partition of a group or transactional id: Kafka's ``Utils.abs``
+    of the id's Java hash modulo the partition count (``__consumer_offsets``, ``__transaction_state``)."""
+    h = java_string_hash(key)
+    return (0 if h == -(1 << 31) else abs(h)) % num_partitions

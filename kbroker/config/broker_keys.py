@@ -115,7 +115,13 @@ _DEFS: tuple[ConfigDef, ...] = (
     # --- transactions
     ConfigDef("transaction.state.log.num.partitions", INT, 50, "Partitions of __transaction_state.", (at_least(1),), RO),
     ConfigDef("transaction.state.log.replication.factor", SHORT, 1, "Replication factor of __transaction_state (Kafka's default is 3).", (at_least(1),), RO),
-    ConfigDef("transaction.max.timeout.ms", INT, 900000, "Largest transaction timeout a producer may ask for.", (at_least(1),), RO),
+    ConfigDef("transaction.state.log.segment.bytes", INT, 104857600, "Segment size of __transaction_state, in bytes.", (at_least(1),), RO),
+    ConfigDef("transaction.state.log.min.isr", INT, 1, "min.insync.replicas of __transaction_state (Kafka's default is 2, for its 3 replicas).", (at_least(1),), RO),
+    ConfigDef("transaction.max.timeout.ms", INT, 900000, "Largest transaction timeout a producer may ask for (its transaction.timeout.ms); larger ones get INVALID_TRANSACTION_TIMEOUT.", (at_least(1),), RO),
+    ConfigDef("transaction.abort.timed.out.transaction.cleanup.interval.ms", INT, 10000, "How often transactions past their timeout are fenced and aborted.", (at_least(1),), RO),
+    ConfigDef("transactional.id.expiration.ms", INT, 604800000, "How long a transactional id with no transaction going on is kept before it expires.", (at_least(1),), RO),
+    ConfigDef("transaction.remove.expired.transaction.cleanup.interval.ms", INT, 3600000, "How often expired transactional ids are removed.", (at_least(1),), RO),
+    ConfigDef("transaction.partition.verification.enable", BOOL, True, "Check that a transactional produce's partition was added to the transaction before appending (KIP-890).", (), CW),
     ConfigDef("producer.id.expiration.ms", INT, 86400000, "How long a producer id's state is kept after its last write.", (at_least(1),), CW),
     ConfigDef("producer.id.expiration.check.interval.ms", INT, 600000, "How often expired producer ids are removed.", (at_least(1),), RO),
     # --- request limits

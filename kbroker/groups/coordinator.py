@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -662,10 +662,23 @@ class GroupCoordinator:
         """Commit offsets for a member of the current generation, or for a group without members."""
         return await self.offsets.commit_offsets(group_id, generation_id, member_id, group_instance_id, offsets)
 
-    def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None,
-                      ) -> dict[TopicPartition, OffsetAndMetadata | None]:
-        """Committed offsets of ``partitions`` (all of the group's when None); None where unknown."""
-        return self.offsets.fetch_offsets(group_id, partitions)
+    async def txn_commit_offsets(self, transactional_id: str, group_id: str, producer_id: int, producer_epoch: int,
+                                 generation_id: int, member_id: str, group_instance_id: str | None,
+                                 offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, Errors]:
+        """TxnOffsetCommit: offsets written in the producer's transaction, pending until its marker."""
+        return await self.offsets.txn_commit_offsets(transactional_id, group_id, producer_id, producer_epoch,
+                                                     generation_id, member_id, group_instance_id, offsets)
+
+    def on_transaction_completed(self, producer_id: int, partitions: Iterable[int], commit: bool) -> None:
+        """COMMIT or ABORT markers of ``producer_id`` were appended to these ``__consumer_offsets``
+        partitions: materialise or drop its pending offsets of the groups there."""
+        self.manager.complete_transaction(producer_id, set(partitions), commit)
+
+    def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None, require_stable: bool = False,
+                      ) -> dict[TopicPartition, OffsetAndMetadata | Errors | None]:
+        """Committed offsets of ``partitions`` (all of the group's when None); None where unknown,
+        UNSTABLE_OFFSET_COMMIT where a transactional offset is pending and ``require_stable``."""
+        return self.offsets.fetch_offsets(group_id, partitions, require_stable)
 
     async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]
                              ) -> tuple[Errors, dict[TopicPartition, Errors]]:

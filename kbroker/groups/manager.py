@@ -3,12 +3,20 @@
 Every change to a group's stored metadata or committed offsets is appended to the
 group's partition before it is applied in memory, so a restart replays exactly what
 clients were told succeeded.
+
+Transactional offset commits (TxnOffsetCommit) are written in the producer's
+transaction and stay pending, apart from the committed offsets, until the transaction's
+marker reaches the group's partition: a COMMIT makes them the committed offsets unless
+a plain commit of the same partition was written after them (Kafka compares the
+records' log offsets), an ABORT drops them. Loading replays the markers the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 
 from kbroker.clock import Clock
 from kbroker.groups.errors import Errors
@@ -30,9 +38,37 @@ from kbroker.groups.records import (
     offset_value,
 )
 from kbroker.groups.state import GroupState
-from kbroker.groups.storage import KeyValue, OffsetsLog, partition_for
+from kbroker.groups.storage import Appended, KeyValue, OffsetsLog, StoredMarker, partition_for
 
 log = logging.getLogger(__name__)
+
+Offsets = dict[TopicPartition, OffsetAndMetadata]
+#: producer id -> group id -> the producer's pending transactional offsets in that group.
+PendingOffsets = dict[int, dict[str, Offsets]]
+
+
+def _materialize(committed: Offsets, pending: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+    """Make committed transactional offsets the group's, unless a later plain commit exists.
+
+    As Kafka (OffsetMetadataManager.replayEndTransactionMarker): the offset whose record
+    is later in the log wins, so compaction of the topic cannot change which one counts.
+    """
+    for tp, om in pending.items():
+        existing = committed.get(tp)
+        if existing is None or om.record_offset > existing.record_offset:
+            committed[tp] = om
+        else:
+            log.info("transactional offset %d of %s-%d is older than the plain commit at %d; not applied",
+                     om.offset, tp[0], tp[1], existing.record_offset)
+
+
+@dataclass
+class _TxnWrite:
+    """A transactional offset write under way; a marker arriving meanwhile resolves it."""
+
+    partition: int
+    #: None until a marker of the producer reaches ``partition``; then whether it committed.
+    committed: bool | None = None
 
 
 class GroupMetadataManager:
@@ -42,6 +78,11 @@ class GroupMetadataManager:
         self.log = offsets_log
         self.clock = clock
         self.groups: dict[str, GroupMetadata] = {}
+        #: Transactional offsets written but not yet committed or aborted by a marker.
+        self.pending: PendingOffsets = {}
+        #: group id -> producers with an open transaction holding offsets of the group.
+        self.open_transactions: dict[str, set[int]] = {}
+        self._txn_writes: dict[int, list[_TxnWrite]] = {}
 
     def partition_for(self, group_id: str) -> int:
         """The ``__consumer_offsets`` partition holding ``group_id``."""
@@ -64,18 +105,20 @@ class GroupMetadataManager:
 
     # --- writes
 
-    async def _append(self, group_id: str, records: list[KeyValue]) -> Errors:
+    async def _append(self, group_id: str, records: list[KeyValue], *, producer_id: int = -1,
+                      producer_epoch: int = -1, transactional: bool = False) -> Appended:
         if not records:
-            return Errors.NONE
+            return Appended(Errors.NONE)
         try:
-            return await self.log.append(self.partition_for(group_id), records)
+            return await self.log.append(self.partition_for(group_id), records, producer_id=producer_id,
+                                         producer_epoch=producer_epoch, transactional=transactional)
         except OSError:
             # A storage failure: as Kafka's KAFKA_STORAGE_ERROR, the client looks for the coordinator again.
             log.exception("writing records of group %s failed", group_id)
-            return Errors.NOT_COORDINATOR
+            return Appended(Errors.NOT_COORDINATOR)
         except Exception:
             log.exception("writing records of group %s failed", group_id)
-            return Errors.UNKNOWN_SERVER_ERROR
+            return Appended(Errors.UNKNOWN_SERVER_ERROR)
 
     async def store_group(self, group: GroupMetadata, assignment: Mapping[str, bytes]) -> Errors:
         """Persist the group's generation, members and their assignments."""
@@ -88,42 +131,139 @@ class GroupMetadataManager:
         state_ts = group.state_timestamp_ms if group.state_timestamp_ms >= 0 else self.clock.time_ms()
         value = group_value(GroupRecord(group.protocol_type or "", group.generation_id, protocol,
                                         group.leader_id, state_ts, members))
-        return await self._append(group.group_id, [(group_key(group.group_id), value)])
+        return (await self._append(group.group_id, [(group_key(group.group_id), value)])).error
+
+    @staticmethod
+    def _offset_records(group_id: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> list[KeyValue]:
+        return [(offset_key(group_id, t, p), offset_value(om)) for (t, p), om in offsets.items()]
+
+    @staticmethod
+    def _stamped(offsets: Mapping[TopicPartition, OffsetAndMetadata], base_offset: int) -> Offsets:
+        """``offsets`` with the log offsets their records got (one record each, in order)."""
+        return {tp: dataclasses.replace(om, record_offset=base_offset + i if base_offset >= 0 else -1)
+                for i, (tp, om) in enumerate(offsets.items())}
 
     async def store_offsets(self, group: GroupMetadata, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> Errors:
         """Persist committed offsets, then apply them to the group."""
-        records: list[KeyValue] = [(offset_key(group.group_id, t, p), offset_value(om))
-                                   for (t, p), om in offsets.items()]
-        error = await self._append(group.group_id, records)
-        if error == Errors.NONE:
-            group.offsets.update(offsets)
-        return error
+        appended = await self._append(group.group_id, self._offset_records(group.group_id, offsets))
+        if appended.error == Errors.NONE:
+            for tp, om in self._stamped(offsets, appended.base_offset).items():
+                existing = group.offsets.get(tp)
+                # A transactional commit materialised meanwhile from a later record keeps its place.
+                if existing is None or om.record_offset < 0 or om.record_offset > existing.record_offset:
+                    group.offsets[tp] = om
+        return appended.error
+
+    async def store_txn_offsets(self, group: GroupMetadata, producer_id: int, producer_epoch: int,
+                                offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> Errors:
+        """Write offsets in ``producer_id``'s transaction; they stay pending until its marker."""
+        write = _TxnWrite(self.partition_for(group.group_id))
+        writes = self._txn_writes.setdefault(producer_id, [])
+        writes.append(write)
+        try:
+            appended = await self._append(group.group_id, self._offset_records(group.group_id, offsets),
+                                          producer_id=producer_id, producer_epoch=producer_epoch, transactional=True)
+        finally:
+            writes.remove(write)
+            if not writes:
+                del self._txn_writes[producer_id]
+        if appended.error != Errors.NONE:
+            return appended.error
+        stamped = self._stamped(offsets, appended.base_offset)
+        if write.committed is None:
+            self.pending.setdefault(producer_id, {}).setdefault(group.group_id, {}).update(stamped)
+            self.open_transactions.setdefault(group.group_id, set()).add(producer_id)
+        elif write.committed:
+            # The marker followed the records in the log while the write completed.
+            _materialize(self.get_or_create(group.group_id).offsets, stamped)
+        return Errors.NONE
+
+    def complete_transaction(self, producer_id: int, partitions: Collection[int], commit: bool) -> None:
+        """A marker of ``producer_id`` was written to these ``__consumer_offsets`` partitions:
+        commit (materialise) or abort (drop) its pending offsets of the groups there."""
+        for write in self._txn_writes.get(producer_id, ()):
+            if write.partition in partitions and write.committed is None:
+                write.committed = commit
+        by_group = self.pending.get(producer_id)
+        if by_group is None:
+            return
+        for group_id in [g for g in by_group if self.partition_for(g) in partitions]:
+            offsets = by_group.pop(group_id)
+            self._close_transaction(group_id, producer_id)
+            if commit and offsets:
+                _materialize(self.get_or_create(group_id).offsets, offsets)
+        if not by_group:
+            del self.pending[producer_id]
+
+    def _close_transaction(self, group_id: str, producer_id: int) -> None:
+        open_txns = self.open_transactions.get(group_id)
+        if open_txns is not None:
+            open_txns.discard(producer_id)
+            if not open_txns:
+                del self.open_transactions[group_id]
+
+    def has_pending_offsets(self, group_id: str, tp: TopicPartition) -> bool:
+        """Whether an open transaction holds an offset of ``tp`` for the group (Kafka's
+        hasPendingTransactionalOffsets)."""
+        for producer_id in self.open_transactions.get(group_id, ()):
+            if tp in self.pending.get(producer_id, {}).get(group_id, {}):
+                return True
+        return False
+
+    def has_open_transactions(self, group_id: str) -> bool:
+        """Whether a transaction that committed offsets of the group has not ended yet."""
+        return group_id in self.open_transactions
+
+    def pending_partitions(self, group_id: str) -> set[TopicPartition]:
+        """Every partition with a pending transactional offset in the group."""
+        out: set[TopicPartition] = set()
+        for producer_id in self.open_transactions.get(group_id, ()):
+            out.update(self.pending.get(producer_id, {}).get(group_id, {}))
+        return out
+
+    def _drop_pending(self, group_id: str, partitions: Iterable[TopicPartition]) -> None:
+        """A tombstone of these partitions also clears them from open transactions (as Kafka's
+        replay of a tombstone); the transactions themselves stay open."""
+        gone = set(partitions)
+        for producer_id in self.open_transactions.get(group_id, ()):
+            offsets = self.pending.get(producer_id, {}).get(group_id)
+            if offsets:
+                for tp in gone & offsets.keys():
+                    del offsets[tp]
 
     async def delete_offsets(self, group: GroupMetadata, partitions: Iterable[TopicPartition]) -> Errors:
-        """Write tombstones for ``partitions``' offsets and drop them."""
-        gone = [tp for tp in partitions if tp in group.offsets]
-        error = await self._append(group.group_id, [(offset_key(group.group_id, t, p), None) for t, p in gone])
-        if error == Errors.NONE:
+        """Write tombstones for ``partitions``' offsets (committed or pending) and drop them."""
+        pending = self.pending_partitions(group.group_id)
+        gone = [tp for tp in partitions if tp in group.offsets or tp in pending]
+        appended = await self._append(group.group_id, [(offset_key(group.group_id, t, p), None) for t, p in gone])
+        if appended.error == Errors.NONE:
             for tp in gone:
                 group.offsets.pop(tp, None)
-        return error
+            self._drop_pending(group.group_id, gone)
+        return appended.error
 
     async def delete_group(self, group: GroupMetadata) -> Errors:
-        """Tombstone a Dead group's offsets and metadata and drop it from the cache."""
-        records: list[KeyValue] = [(offset_key(group.group_id, t, p), None) for t, p in group.offsets]
+        """Tombstone a Dead group's offsets (pending transactional ones too) and metadata,
+        and drop it from the cache."""
+        gone = list(group.offsets) + sorted(self.pending_partitions(group.group_id) - group.offsets.keys())
+        records: list[KeyValue] = [(offset_key(group.group_id, t, p), None) for t, p in gone]
         records.append((group_key(group.group_id), None))
         self.discard(group)
         group.offsets.clear()
-        return await self._append(group.group_id, records)
+        self._drop_pending(group.group_id, gone)
+        return (await self._append(group.group_id, records)).error
 
     # --- retention
 
     def expired_offsets(self, group: GroupMetadata, now_ms: int, retention_ms: int) -> list[TopicPartition]:
         """Offsets past retention, as Kafka's ``removeExpiredOffsets`` picks them (KIP-211)."""
+        pending = self.pending_partitions(group.group_id)
+
         def expired(base: int | None, skip: set[str]) -> list[TopicPartition]:
             out = []
             for tp, om in group.offsets.items():
-                if tp[0] in skip:
+                # An offset with a transactional commit pending is kept until that resolves.
+                if tp[0] in skip or tp in pending:
                     continue
                 if om.expire_timestamp >= 0:
                     if now_ms >= om.expire_timestamp:
@@ -149,7 +289,9 @@ class GroupMetadataManager:
             gone = self.expired_offsets(group, now, retention_ms)
             if gone and await self.delete_offsets(group, gone) == Errors.NONE:
                 removed += len(gone)
-            if group.is_in(GroupState.EMPTY) and not group.offsets and not group.members:
+            # A group whose offsets are part of an open transaction is kept (as Kafka).
+            if (group.is_in(GroupState.EMPTY) and not group.offsets and not group.members
+                    and not self.has_open_transactions(group.group_id)):
                 group.transition_to(GroupState.DEAD, now)
                 await self.delete_group(group)
                 log.info("group %s has no offsets left and is removed", group.group_id)
@@ -158,29 +300,53 @@ class GroupMetadataManager:
     # --- loading
 
     def load(self) -> int:
-        """Rebuild every group from the topic; returns how many groups were loaded."""
+        """Rebuild every group from the topic; returns how many groups were loaded.
+
+        Transactional offsets are applied when their COMMIT marker is replayed, dropped at
+        an ABORT, and left pending when the log ends inside their transaction.
+        """
         metas: dict[str, GroupRecord] = {}
-        offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        offsets: dict[str, Offsets] = {}
+        self.pending = {}
+        self.open_transactions = {}
         if not self.log.exists():
             return 0
         for partition in range(self.log.num_partitions):
-            for key_bytes, value in self.log.replay(partition):
+            pending: PendingOffsets = {}
+            for stored in self.log.replay(partition):
+                if isinstance(stored, StoredMarker):
+                    by_group = pending.pop(stored.producer_id, {})
+                    if stored.commit:
+                        for group_id, txn_offsets in by_group.items():
+                            _materialize(offsets.setdefault(group_id, {}), txn_offsets)
+                    continue
                 try:
-                    key = decode_key(key_bytes)
+                    key = decode_key(stored.key)
                     if isinstance(key, OffsetKey):
                         tp = TopicPartition(key.topic, key.partition)
-                        if value is None:
+                        if stored.value is None:
                             offsets.get(key.group, {}).pop(tp, None)
+                            for by_group in pending.values():
+                                by_group.get(key.group, {}).pop(tp, None)
                         else:
-                            offsets.setdefault(key.group, {})[tp] = decode_offset_value(value)
+                            om = dataclasses.replace(decode_offset_value(stored.value), record_offset=stored.offset)
+                            if stored.transactional and stored.producer_id >= 0:
+                                pending.setdefault(stored.producer_id, {}).setdefault(key.group, {})[tp] = om
+                            else:
+                                offsets.setdefault(key.group, {})[tp] = om
                     elif isinstance(key, GroupKey):
-                        if value is None:
+                        if stored.value is None:
                             metas.pop(key.group, None)
                         else:
-                            metas[key.group] = decode_group_value(value)
+                            metas[key.group] = decode_group_value(stored.value)
                 except RecordFormatError as e:
                     log.warning("skipping unreadable record in __consumer_offsets-%d: %s", partition, e)
-        for group_id in metas.keys() | {g for g, o in offsets.items() if o}:
+            for producer_id, by_group in pending.items():
+                for group_id, txn_offsets in by_group.items():
+                    self.pending.setdefault(producer_id, {})[group_id] = txn_offsets
+                    self.open_transactions.setdefault(group_id, set()).add(producer_id)
+        pending_groups = {g for by_group in self.pending.values() for g, o in by_group.items() if o}
+        for group_id in metas.keys() | {g for g, o in offsets.items() if o} | pending_groups:
             group = self._loaded_group(group_id, metas.get(group_id))
             group.offsets = offsets.get(group_id, {})
             self.groups[group_id] = group

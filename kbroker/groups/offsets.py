@@ -1,4 +1,4 @@
-"""Committed offsets: OffsetCommit, OffsetFetch, OffsetDelete and retention.
+"""Committed offsets: OffsetCommit, TxnOffsetCommit, OffsetFetch, OffsetDelete and retention.
 
 Kafka keeps offsets apart from the membership protocol (its OffsetMetadataManager).
 :class:`OffsetsCoordinator` gets only what it uses: the :class:`GroupMetadataManager`
@@ -27,8 +27,14 @@ log = logging.getLogger(__name__)
 S = GroupState
 
 
-def validate_commit(group: GroupMetadata, generation_id: int, member_id: str, instance_id: str | None) -> None:
-    """Raise the error an offset commit by this caller gets (Kafka's ClassicGroup.validateOffsetCommit)."""
+def validate_commit(group: GroupMetadata, generation_id: int, member_id: str, instance_id: str | None,
+                    transactional: bool = False) -> None:
+    """Raise the error an offset commit by this caller gets (Kafka's ClassicGroup.validateOffsetCommit).
+
+    A ``transactional`` commit (TxnOffsetCommit) without member and generation (v0-2) is
+    accepted whatever the group's state, and one from a valid member is accepted during a
+    rebalance too: Kafka does not enforce the group state on those.
+    """
     if group.is_in(S.DEAD):
         raise GroupError(Errors.COORDINATOR_NOT_AVAILABLE)
     if generation_id < 0 and group.is_in(S.EMPTY):
@@ -40,9 +46,9 @@ def validate_commit(group: GroupMetadata, generation_id: int, member_id: str, in
             raise GroupError(Errors.UNKNOWN_MEMBER_ID)
         if generation_id != group.generation_id:
             raise GroupError(Errors.ILLEGAL_GENERATION)
-    elif not group.is_in(S.EMPTY):
+    elif not transactional and not group.is_in(S.EMPTY):
         raise GroupError(Errors.UNKNOWN_MEMBER_ID)
-    if group.is_in(S.COMPLETING_REBALANCE):
+    if not transactional and group.is_in(S.COMPLETING_REBALANCE):
         # A valid member that has not synced yet: let it retry after the rebalance.
         raise GroupError(Errors.REBALANCE_IN_PROGRESS)
 
@@ -104,15 +110,63 @@ class OffsetsCoordinator:
             out[tp] = error
         return out
 
-    def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None,
-                      ) -> dict[TopicPartition, OffsetAndMetadata | None]:
-        """Committed offsets of ``partitions`` (all of the group's when None); None where unknown."""
+    async def txn_commit_offsets(self, transactional_id: str, group_id: str, producer_id: int, producer_epoch: int,
+                                 generation_id: int, member_id: str, group_instance_id: str | None,
+                                 offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, Errors]:
+        """TxnOffsetCommit: write offsets in the producer's transaction (Kafka's commitTransactionalOffset).
+
+        The offsets stay pending until the transaction's marker reaches the group's
+        partition (:meth:`GroupMetadataManager.complete_transaction`).
+        """
+        try:
+            self._check_active()
+            if not group_id:
+                raise GroupError(Errors.INVALID_GROUP_ID)
+            group = self.manager.get(group_id)
+            if group is None:
+                if generation_id >= 0:
+                    raise GroupError(Errors.ILLEGAL_GENERATION)
+                # As for plain commits, a producer outside group management creates an Empty group.
+                group = self.manager.get_or_create(group_id)
+            validate_commit(group, generation_id, member_id, group_instance_id, transactional=True)
+        except GroupError as e:
+            return dict.fromkeys(offsets, e.code)
+        out: dict[TopicPartition, Errors] = {}
+        valid: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, om in offsets.items():
+            if len(om.metadata.encode()) > self.config.offset_metadata_max_bytes:
+                out[tp] = Errors.OFFSET_METADATA_TOO_LARGE
+            else:
+                valid[tp] = om
+        if valid:
+            log.debug("group %s: transactional offsets of %s (producer %d epoch %d)", group_id, transactional_id,
+                      producer_id, producer_epoch)
+        error = (await self.manager.store_txn_offsets(group, producer_id, producer_epoch, valid)
+                 if valid else Errors.NONE)
+        for tp in valid:
+            out[tp] = error
+        return out
+
+    def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None, require_stable: bool = False,
+                      ) -> dict[TopicPartition, OffsetAndMetadata | Errors | None]:
+        """Committed offsets of ``partitions`` (all of the group's when None); None where unknown.
+
+        With ``require_stable`` (OffsetFetch v7+), a partition with a transactional offset
+        still pending gets UNSTABLE_OFFSET_COMMIT instead: the client retries until the
+        transaction ends. Listing all partitions lists those with a committed offset only.
+        """
         self._check_active()
         group = self.manager.get(group_id)
         committed = group.offsets if group is not None and not group.is_in(S.DEAD) else {}
+        pending = self.manager.pending_partitions(group_id) if require_stable else set()
+        out: dict[TopicPartition, OffsetAndMetadata | Errors | None]
         if partitions is None:
-            return dict(sorted(committed.items()))
-        return {tp: committed.get(tp) for tp in partitions}
+            out = dict(sorted(committed.items()))
+        else:
+            out = {tp: committed.get(tp) for tp in partitions}
+        for tp in pending & out.keys():
+            out[tp] = Errors.UNSTABLE_OFFSET_COMMIT
+        return out
 
     async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]
                              ) -> tuple[Errors, dict[TopicPartition, Errors]]:

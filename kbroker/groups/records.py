@@ -9,7 +9,7 @@ is a tombstone. Older value versions are read too.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 OFFSET_KEY_VERSION = 1
 GROUP_KEY_VERSION = 2
@@ -51,6 +51,9 @@ class OffsetAndMetadata:
     commit_timestamp: int = -1
     #: Explicit expiry from a v2-4 OffsetCommit's retention time; -1 means by policy.
     expire_timestamp: int = -1
+    #: Where the commit's record sits in ``__consumer_offsets`` (-1 before it is written):
+    #: of a transactional and a plain commit of one partition, the later record wins.
+    record_offset: int = field(default=-1, compare=False)
 
 
 @dataclass(frozen=True)

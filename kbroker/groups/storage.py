@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from kbroker.clock import Clock
 from kbroker.common import TopicPartition
+from kbroker.common import java_string_hash as java_string_hash  # re-exported for group code
+from kbroker.common import partition_for as partition_for
 from kbroker.groups.errors import Errors
 from kbroker.log import PartitionLog
 from kbroker.metadata.errors import Result
 from kbroker.metadata.model import TopicInfo
-from kbroker.records.batch import iter_headers
+from kbroker.records.batch import NO_PRODUCER_ID, NO_SEQUENCE, BatchError, iter_headers
 from kbroker.records.builder import build_batch
-from kbroker.records.record import iter_records
+from kbroker.records.record import ControlType, end_txn_marker, iter_records
 from kbroker.replica.types import AppendResult
 
 log = logging.getLogger(__name__)
@@ -29,19 +32,44 @@ _READ_CHUNK = 1 << 20
 KeyValue = tuple[bytes, bytes | None]
 
 
-def java_string_hash(s: str) -> int:
-    """Java's ``String.hashCode`` (over UTF-16 code units, int32 overflow)."""
-    h = 0
-    data = s.encode("utf-16-be")
-    for i in range(0, len(data), 2):
-        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= 1 << 31 else h
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A key/value record as replay finds it, with what its batch says about its producer."""
+
+    offset: int
+    key: bytes
+    value: bytes | None
+    #: The batch's producer id; -1 for the coordinator's own (non-transactional) writes.
+    producer_id: int = NO_PRODUCER_ID
+    #: A transactional batch: the record counts only once a COMMIT marker follows.
+    transactional: bool = False
 
 
-def partition_for(group_id: str, num_partitions: int) -> int:
-    """The ``__consumer_offsets`` partition of ``group_id`` (Kafka's ``Utils.abs`` of the hash)."""
-    h = java_string_hash(group_id)
-    return (0 if h == -(1 << 31) else abs(h)) % num_partitions
+@dataclass(frozen=True, slots=True)
+class StoredMarker:
+    """A transaction marker (COMMIT or ABORT control batch) of ``producer_id``."""
+
+    offset: int
+    producer_id: int
+    commit: bool
+
+
+Stored = StoredRecord | StoredMarker
+
+
+class Appended(NamedTuple):
+    """The outcome of an append: NONE and the first record's log offset, or the error to answer with."""
+
+    error: Errors
+    base_offset: int = -1
+
+
+#: Append errors of a transactional write that reach the client as they are (Kafka's
+#: CoordinatorOperationExceptionHelper passes every error it does not list through).
+_PRODUCER_ERRORS = frozenset({
+    Errors.INVALID_PRODUCER_EPOCH, Errors.PRODUCER_FENCED, Errors.INVALID_TXN_STATE,
+    Errors.INVALID_PRODUCER_ID_MAPPING, Errors.TRANSACTION_COORDINATOR_FENCED, Errors.TRANSACTION_ABORTABLE,
+})
 
 
 def _append_error(code: int) -> Errors:
@@ -50,6 +78,8 @@ def _append_error(code: int) -> Errors:
         return Errors.NOT_COORDINATOR
     if code in (Errors.MESSAGE_TOO_LARGE, Errors.RECORD_LIST_TOO_LARGE, Errors.INVALID_FETCH_SIZE):
         return Errors.UNKNOWN_SERVER_ERROR
+    if code in _PRODUCER_ERRORS:
+        return Errors(code)
     # UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS, timeouts, ...: retriable.
     return Errors.COORDINATOR_NOT_AVAILABLE
 
@@ -70,23 +100,32 @@ class OffsetsLog(Protocol):
         """Create the topic if missing; False when it cannot be created."""
         ...
 
-    async def append(self, partition: int, records: Sequence[KeyValue]) -> Errors:
-        """Append ``records`` as one batch; NONE or the error to answer with."""
+    async def append(self, partition: int, records: Sequence[KeyValue], *, producer_id: int = NO_PRODUCER_ID,
+                     producer_epoch: int = -1, transactional: bool = False) -> Appended:
+        """Append ``records`` as one batch; ``transactional`` writes it in ``producer_id``'s
+        open transaction (a TxnOffsetCommit), which a later marker commits or aborts."""
         ...
 
-    def replay(self, partition: int) -> Iterator[KeyValue]:
-        """Every record of ``partition`` from the start, in order."""
+    def replay(self, partition: int) -> Iterator[Stored]:
+        """Every record and transaction marker of ``partition`` from the start, in order."""
         ...
 
 
 class MemoryOffsetsLog:
-    """An in-memory :class:`OffsetsLog` for coordinator unit tests."""
+    """An in-memory :class:`OffsetsLog` for coordinator unit tests.
+
+    Each record takes one offset, as in a log. :meth:`append_marker` stands in for the
+    replica manager writing a transaction marker; a producer epoch older than the last
+    one seen in the partition is refused with INVALID_PRODUCER_EPOCH, as the log does.
+    """
 
     def __init__(self, num_partitions: int = 50) -> None:
         self.num_partitions = num_partitions
-        self.partitions: dict[int, list[KeyValue]] | None = None
+        self.partitions: dict[int, list[Stored]] | None = None
         #: Set to an error code to make appends fail.
         self.fail_with: Errors | None = None
+        #: (partition, producer id) -> the latest producer epoch written there.
+        self.producer_epochs: dict[tuple[int, int], int] = {}
 
     def exists(self) -> bool:
         return self.partitions is not None
@@ -96,15 +135,37 @@ class MemoryOffsetsLog:
             self.partitions = {p: [] for p in range(self.num_partitions)}
         return True
 
-    async def append(self, partition: int, records: Sequence[KeyValue]) -> Errors:
+    def _check_epoch(self, partition: int, producer_id: int, producer_epoch: int) -> bool:
+        key = (partition, producer_id)
+        if producer_epoch < self.producer_epochs.get(key, -1):
+            return False
+        self.producer_epochs[key] = producer_epoch
+        return True
+
+    async def append(self, partition: int, records: Sequence[KeyValue], *, producer_id: int = NO_PRODUCER_ID,
+                     producer_epoch: int = -1, transactional: bool = False) -> Appended:
         if self.fail_with is not None:
-            return self.fail_with
+            return Appended(self.fail_with)
         self.ensure()
         assert self.partitions is not None
-        self.partitions[partition].extend(records)
+        if producer_id >= 0 and not self._check_epoch(partition, producer_id, producer_epoch):
+            return Appended(Errors.INVALID_PRODUCER_EPOCH)
+        stored = self.partitions[partition]
+        base = len(stored)
+        stored.extend(StoredRecord(base + i, k, v, producer_id, transactional) for i, (k, v) in enumerate(records))
+        return Appended(Errors.NONE, base)
+
+    def append_marker(self, partition: int, producer_id: int, producer_epoch: int, commit: bool) -> Errors:
+        """Write a COMMIT or ABORT marker of ``producer_id`` (what WriteTxnMarkers appends)."""
+        self.ensure()
+        assert self.partitions is not None
+        if not self._check_epoch(partition, producer_id, producer_epoch):
+            return Errors.INVALID_PRODUCER_EPOCH
+        stored = self.partitions[partition]
+        stored.append(StoredMarker(len(stored), producer_id, commit))
         return Errors.NONE
 
-    def replay(self, partition: int) -> Iterator[KeyValue]:
+    def replay(self, partition: int) -> Iterator[Stored]:
         if self.partitions is not None:
             yield from self.partitions[partition]
 
@@ -161,24 +222,27 @@ class TopicOffsetsLog:
             log.warning("cannot create %s: %s", CONSUMER_OFFSETS, message)
         return self.exists()
 
-    async def append(self, partition: int, records: Sequence[KeyValue]) -> Errors:
+    async def append(self, partition: int, records: Sequence[KeyValue], *, producer_id: int = NO_PRODUCER_ID,
+                     producer_epoch: int = -1, transactional: bool = False) -> Appended:
         if not self.ensure():
-            return Errors.COORDINATOR_NOT_AVAILABLE
+            return Appended(Errors.COORDINATOR_NOT_AVAILABLE)
         now = self._clock.time_ms()
-        batch = build_batch([(k, v, (), now) for k, v in records])
+        # As Kafka's coordinator: no sequence numbers (the COORDINATOR origin skips their checks).
+        batch = build_batch([(k, v, (), now) for k, v in records], producer_id=producer_id,
+                            producer_epoch=producer_epoch, base_sequence=NO_SEQUENCE, transactional=transactional)
         tp = TopicPartition(CONSUMER_OFFSETS, partition)
         try:
             result = (await self._append_records({tp: batch}, acks=-1, internal=True))[tp]
         except Exception:  # the caller answers its clients with an error; it must not die with them waiting
             log.exception("writing group records to %s-%d failed", CONSUMER_OFFSETS, partition)
-            return Errors.NOT_COORDINATOR
+            return Appended(Errors.NOT_COORDINATOR)
         if result.error_code != 0:
             log.warning("writing group records to %s-%d failed: %s (%s)", CONSUMER_OFFSETS, partition,
                         result.error_code, result.error_message)
-            return _append_error(result.error_code)
-        return Errors.NONE
+            return Appended(_append_error(result.error_code))
+        return Appended(Errors.NONE, result.base_offset)
 
-    def replay(self, partition: int) -> Iterator[KeyValue]:
+    def replay(self, partition: int) -> Iterator[Stored]:
         plog = self._get_log(CONSUMER_OFFSETS, partition)
         if plog is None:
             return
@@ -189,10 +253,19 @@ class TopicOffsetsLog:
             start = offset
             for pos, h in iter_headers(data):
                 offset = h.next_offset
+                batch = memoryview(data)[pos:pos + h.size]
                 if h.is_control:
+                    try:
+                        marker = end_txn_marker(batch)
+                    except BatchError as e:
+                        log.warning("skipping unreadable control batch at %s-%d offset %d: %s", CONSUMER_OFFSETS,
+                                    partition, h.base_offset, e)
+                        continue
+                    if marker is not None:
+                        yield StoredMarker(h.base_offset, h.producer_id, marker.control_type == ControlType.COMMIT)
                     continue
-                for rec in iter_records(memoryview(data)[pos:pos + h.size]):
+                for rec in iter_records(batch):
                     if rec.key is not None:
-                        yield rec.key, rec.value
+                        yield StoredRecord(rec.offset, rec.key, rec.value, h.producer_id, h.is_transactional)
             if offset == start:
                 break  # nothing whole came back; stop rather than spin

@@ -48,6 +48,12 @@ MODULES = [
     "consumer_group_heartbeat",
     "describe_topic_partitions",
     "describe_producers",
+    "add_partitions_to_txn",
+    "add_offsets_to_txn",
+    "end_txn",
+    "write_txn_markers",
+    "describe_transactions",
+    "list_transactions",
 ]
 
 

@@ -23,6 +23,7 @@ from kbroker.groups import GroupCoordinator
 from kbroker.metadata.config_resources import ConfigScope
 from kbroker.metadata.manager import MetadataManager
 from kbroker.replica.manager import ReplicaManager
+from kbroker.txn.coordinator import TransactionCoordinator
 from kbroker.txn.producer_ids import ProducerIdManager
 
 _ids = itertools.count(1)
@@ -55,6 +56,8 @@ class BrokerServices(Protocol):
     def groups(self) -> GroupCoordinator: ...
     @property
     def producer_ids(self) -> ProducerIdManager: ...
+    @property
+    def transactions(self) -> TransactionCoordinator: ...
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """DescribeProducers (key 61): the producers a partition's log remembers (KIP-664).
 
 ``kafka-transactions describe-producers`` asks the partition leader for each producer's id,
-epoch, last sequence and last timestamp — the idempotent producer state kbroker keeps per
-partition. Transactions are not implemented yet, so the coordinator epoch and the current
-transaction's start offset are always -1.
+epoch, last sequence and last timestamp — the producer state kbroker keeps per partition —
+with the epoch of the coordinator that wrote the producer's last marker and the first offset
+of its open transaction (-1 when none is open), which is what holds the last stable offset back.
 """
 
 from __future__ import annotations

@@ -119,8 +119,14 @@ def _group(selected: list[tuple[PartitionKey, FetchResult]], uses_ids: bool) -> 
             "log_start_offset": r.log_start_offset,
             # Kafka answers partitions it does not know before reading any log, with the schema's
             # default (an empty list); errors met while reading leave the field null.
-            "aborted_transactions": [] if r.error_code in _UNKNOWN_PARTITION else r.aborted_transactions,
+            "aborted_transactions": [] if r.error_code in _UNKNOWN_PARTITION
+            else r.aborted_transactions and _aborted(r.aborted_transactions),
             "preferred_read_replica": -1,
             "records": r.records,
         })
     return out
+
+
+def _aborted(txns: list[tuple[int, int]]) -> list[dict[str, int]]:
+    """A read_committed answer's aborted transactions as the schema's entries."""
+    return [{"producer_id": pid, "first_offset": first} for pid, first in txns]

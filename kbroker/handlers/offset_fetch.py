@@ -16,7 +16,9 @@ API_KEY = 9
 VERSIONS = VersionRange(0, 9)
 
 
-def _partition(index: int, om: OffsetAndMetadata | None, error: int = 0) -> dict[str, Any]:
+def _partition(index: int, om: OffsetAndMetadata | Errors | None, error: int = 0) -> dict[str, Any]:
+    if isinstance(om, Errors):
+        error, om = om, None
     if om is None:
         return {"partition_index": index, "committed_offset": -1, "committed_leader_epoch": -1, "metadata": "",
                 "error_code": error}
@@ -24,12 +26,16 @@ def _partition(index: int, om: OffsetAndMetadata | None, error: int = 0) -> dict
             "metadata": om.metadata, "error_code": 0}
 
 
-def _fetch(ctx: RequestContext, group_id: str, topics: Sequence[Any] | None) -> tuple[int, list[dict[str, Any]]]:
-    """``(group error, topics)``; with no coordinator, per-partition errors as v0/v1 need."""
+def _fetch(ctx: RequestContext, group_id: str, topics: Sequence[Any] | None,
+           require_stable: bool) -> tuple[int, list[dict[str, Any]]]:
+    """``(group error, topics)``; with no coordinator, per-partition errors as v0/v1 need.
+
+    ``require_stable`` (v7+) answers UNSTABLE_OFFSET_COMMIT for each partition with a
+    transactional offset pending, per partition in every version, as Kafka.
+    """
     requested = None if topics is None else [TopicPartition(t.name, p) for t in topics for p in t.partition_indexes]
     try:
-        # require_stable has nothing to wait for: no transactional offset commits are pending here.
-        offsets = ctx.broker.groups.fetch_offsets(group_id, requested)
+        offsets = ctx.broker.groups.fetch_offsets(group_id, requested, require_stable)
     except GroupError as e:
         return e.code, [{"name": t.name, "partitions": [_partition(p, None, e.code) for p in t.partition_indexes]}
                         for t in topics or ()]
@@ -41,14 +47,15 @@ def _fetch(ctx: RequestContext, group_id: str, topics: Sequence[Any] | None) -> 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
+    require_stable = bool(body.get("require_stable", False))
     if ctx.version >= 8:
         def one(g: Any) -> dict[str, Any]:
-            error, topics = _fetch(ctx, g.group_id, g.topics)
+            error, topics = _fetch(ctx, g.group_id, g.topics, require_stable)
             return {"group_id": g.group_id, "topics": topics if error == 0 else [], "error_code": error}
 
         groups = await map_yielding(one, body.groups)
         return response(len(groups), throttle_time_ms=0, groups=groups)
-    error, topics = _fetch(ctx, body.group_id, body.topics)
+    error, topics = _fetch(ctx, body.group_id, body.topics, require_stable)
     if ctx.version >= 2 and error != 0:
         topics = []
     return {"throttle_time_ms": 0, "topics": topics, "error_code": error}

@@ -3,6 +3,13 @@
 Served from v3 (magic-2 batches only), but advertised from v0 as Kafka 4 does:
 librdkafka decides whether the broker speaks magic 2 from Produce's advertised
 range (KAFKA-18659) and never actually sends v0-v2.
+
+Transactional batches need the request's transactional id (else every partition gets
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka). With
+``transaction.partition.verification.enable`` (KIP-890), a partition where the producer
+has no transaction open yet is first checked with the transaction coordinator: it must
+have been added to the producer's transaction. Verification is synchronous and nothing
+awaits between it and the append, so an EndTxn cannot slip in between.
 """
 
 from __future__ import annotations
@@ -15,14 +22,69 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.handlers.api import CloseConnection, RequestContext
-from kbroker.records.batch import is_transactional
+from kbroker.records.batch import BatchError, is_transactional, iter_headers
 from kbroker.replica.types import AppendResult
 
 API_KEY = 0
 VERSIONS = VersionRange(3, 13)
 ADVERTISED_MIN_VERSION = 0
-_TXN_REFUSED = AppendResult(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                            error_message="Transactional writes are not supported by this broker")
+_NO_TXN_ID = AppendResult(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+VERIFICATION_ENABLE = "transaction.partition.verification.enable"
+#: Verification errors older clients may not retry: answered as NOT_ENOUGH_REPLICAS, which
+#: every client retries without refreshing metadata (Kafka's choice).
+_RETRY_AS_NOT_ENOUGH_REPLICAS = frozenset({
+    ErrorCode.CONCURRENT_TRANSACTIONS, ErrorCode.NETWORK_EXCEPTION, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+    ErrorCode.COORDINATOR_NOT_AVAILABLE, ErrorCode.NOT_COORDINATOR})
+
+
+def _producer_of(records: Any) -> tuple[int, int] | None:
+    """``(producer id, epoch)`` of the first transactional batch, None when there is none."""
+    if not records:
+        return None
+    try:
+        for _, h in iter_headers(records):
+            if h.is_transactional:
+                return h.producer_id, h.producer_epoch
+    except (BatchError, ValueError):
+        return None  # malformed: the append reports it
+    return None
+
+
+def verification_failure(error: ErrorCode, version: int) -> AppendResult:
+    """What the producer gets for a partition that failed verification (Kafka's ReplicaManager)."""
+    if error == ErrorCode.PRODUCER_FENCED:
+        error = ErrorCode.INVALID_PRODUCER_EPOCH
+    elif error == ErrorCode.TRANSACTION_ABORTABLE and version <= 10:
+        error = ErrorCode.INVALID_TXN_STATE  # clients before Produce v11 do not know TRANSACTION_ABORTABLE
+    if error == ErrorCode.INVALID_TXN_STATE:
+        return AppendResult(error, error_message="Partition was not added to the transaction")
+    if error in _RETRY_AS_NOT_ENOUGH_REPLICAS:
+        return AppendResult(ErrorCode.NOT_ENOUGH_REPLICAS, error_message=(
+            f"Unable to verify the partition has been added to the transaction. Underlying error: {error.name}"))
+    return AppendResult(error)
+
+
+def _verify(ctx: RequestContext, transactional_id: str, entries: dict[TopicPartition, Any]
+            ) -> dict[TopicPartition, AppendResult]:
+    """Failed verifications by partition; those partitions are not appended."""
+    if not ctx.broker.config.get(VERIFICATION_ENABLE):
+        return {}
+    replicas = ctx.broker.replica_manager
+    metadata = ctx.broker.metadata
+    by_producer: dict[tuple[int, int], list[TopicPartition]] = {}
+    for tp, records in entries.items():
+        producer = _producer_of(records)
+        info = metadata.topic(tp.topic)
+        if info is None or tp.partition not in info.partitions:
+            continue  # the append answers UNKNOWN_TOPIC_OR_PARTITION, as Kafka does before verifying
+        if producer is not None and not replicas.has_ongoing_transaction(tp, producer[0]):
+            by_producer.setdefault(producer, []).append(tp)
+    failed: dict[TopicPartition, AppendResult] = {}
+    for (pid, epoch), tps in by_producer.items():
+        for tp, error in ctx.broker.transactions.verify_partitions(transactional_id, pid, epoch, tps).items():
+            if error != ErrorCode.NONE:
+                failed[tp] = verification_failure(ErrorCode(error), ctx.version)
+    return failed
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
@@ -49,15 +111,18 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
         layout.append((key, parts))
 
     unresolved = AppendResult(ErrorCode.UNKNOWN_TOPIC_ID)
-    if any(is_transactional(pd.records) for td in body.topic_data for pd in td.partition_data):
-        # As Kafka, transactional batches need a transactional id the client may write
-        # with; this broker grants none (InitProducerId refuses every one), so the
-        # whole request is refused and nothing is written.
-        results = {tp: _TXN_REFUSED for tp in entries}
-        unresolved = _TXN_REFUSED
+    transactional = any(is_transactional(pd.records) for td in body.topic_data for pd in td.partition_data)
+    if transactional and body.transactional_id is None:
+        # As Kafka: the whole request is refused and nothing is written.
+        results = {tp: _NO_TXN_ID for tp in entries}
+        unresolved = _NO_TXN_ID
     else:
+        failed = _verify(ctx, body.transactional_id, entries) if transactional else {}
+        # No await between the verification above and the append below.
         results = await ctx.broker.replica_manager.append_records(
-            entries, acks=body.acks, timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
+            {tp: r for tp, r in entries.items() if tp not in failed}, acks=body.acks,
+            timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
+        results.update(failed)
 
     if body.acks == 0:
         failed = any(r.error_code for r in results.values()) or any(

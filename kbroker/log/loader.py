@@ -23,10 +23,13 @@ from kbroker.log.segment import (
     INDEX_FILE_SUFFIX,
     LOG_FILE_SUFFIX,
     TIME_INDEX_FILE_SUFFIX,
+    TXN_INDEX_FILE_SUFFIX,
     LogSegment,
     offset_from_filename,
 )
 from kbroker.log.segments import LogSegments
+from kbroker.records.batch import BatchError, BatchHeader
+from kbroker.records.record import EndTxnMarker, end_txn_marker
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +80,20 @@ def load_log(
     segments = LogSegments()
     producer_state = ProducerStateManager(directory, partition_name)
     dir_dirty = False
+    rebuild_from: int | None = None
     if prepared:
         segments.add(LogSegment.open_empty(directory, 0, **segment_kwargs(config)))
         recovery_point = log_start_offset = 0
         may_have_snapshots = False
     else:
-        may_have_snapshots, dir_dirty = _load_segments(
+        may_have_snapshots, dir_dirty, rebuild_from = _load_segments(
             directory, config, segments, had_clean_shutdown, recovery_point, log_start_offset)
     active = segments.active
     log_end_offset = active.next_offset
     lso = segments.first.base_offset if log_start_offset is None else log_start_offset
     lso = min(max(lso, segments.first.base_offset), log_end_offset)
     if not prepared:
-        replay_producer_state(producer_state, segments, log_end_offset)
+        replay_producer_state(producer_state, segments, log_end_offset, rebuild_from=rebuild_from)
     now = clock.time_ms()
     first_ts = active.first_batch_timestamp()
     if first_ts is not None:
@@ -107,8 +111,10 @@ def load_log(
 
 
 def _load_segments(directory: Path, config: LogConfig, segments: LogSegments, clean: bool,
-                   recovery_point: int, log_start_offset: int | None) -> tuple[bool, bool]:
-    """Fill ``segments`` from the directory; ``(may have snapshots, dir dirty)``."""
+                   recovery_point: int, log_start_offset: int | None) -> tuple[bool, bool, int | None]:
+    """Fill ``segments`` from the directory; ``(may have snapshots, dir dirty, base offset
+    of the first recovered segment)``: the producer state replay rebuilds the ``.txnindex``
+    of the recovered segments (None after a clean shutdown)."""
     names = set(os.listdir(directory))
     may_have_snapshots = any(n.endswith(SNAPSHOT_SUFFIX) for n in names)
     for name in list(names):
@@ -122,9 +128,15 @@ def _load_segments(directory: Path, config: LogConfig, segments: LogSegments, cl
             (directory / name).unlink(missing_ok=True)
     kw = segment_kwargs(config)
     missing_index: list[LogSegment] = []
+    #: Base offset of the first segment whose .txnindex is torn (its size not whole entries).
+    torn_txn_index: int | None = None
     for base in bases:
-        seg = LogSegment.open(directory, base, **kw)
-        stem = seg.log_path.stem
+        stem = f"{base:020d}"
+        has_txn_index = stem + TXN_INDEX_FILE_SUFFIX in names
+        seg = LogSegment.open(directory, base, **kw, txn_index_exists=has_txn_index)
+        if has_txn_index and torn_txn_index is None and not seg.txn_index.sane():
+            log.warning("%s is torn: rebuilding the transaction indexes from there", seg.txn_index.path)
+            torn_txn_index = base
         if (stem + INDEX_FILE_SUFFIX not in names or stem + TIME_INDEX_FILE_SUFFIX not in names) \
                 and seg.size > config.index_interval_bytes:
             # Index files are written once they have entries; a segment no larger than
@@ -134,12 +146,12 @@ def _load_segments(directory: Path, config: LogConfig, segments: LogSegments, cl
         segments.add(seg)
     if not segments:
         segments.add(LogSegment.create(directory, log_start_offset or 0, **kw))
-        return may_have_snapshots, True
+        return may_have_snapshots, True, None
     if clean:
         for seg in missing_index:
             log.info("rebuilding missing indexes of %s", seg.log_path)
             seg.rebuild_indexes()
-        return may_have_snapshots, False
+        return may_have_snapshots, False, _reset_txn_indexes(segments, torn_txn_index)
     # Unclean shutdown: rescan everything from the segment holding the recovery point.
     start_index = max(segments.floor_index(recovery_point), 0)
     to_recover = segments.from_index(start_index)
@@ -154,18 +166,54 @@ def _load_segments(directory: Path, config: LogConfig, segments: LogSegments, cl
                 segments.remove(later)
                 later.delete()
             break
-    return may_have_snapshots, False
+    rebuild_from = segments.from_index(start_index)[0].base_offset
+    if torn_txn_index is not None:
+        rebuild_from = min(rebuild_from, torn_txn_index)
+    return may_have_snapshots, False, _reset_txn_indexes(segments, rebuild_from)
 
 
-def replay_producer_state(producer_state: ProducerStateManager, segments: LogSegments, log_end_offset: int) -> None:
+def _reset_txn_indexes(segments: LogSegments, rebuild_from: int | None) -> int | None:
+    """Empty the ``.txnindex`` of the segments from ``rebuild_from`` on: the producer state
+    replay finds their aborted transactions again. Returns ``rebuild_from``."""
+    if rebuild_from is not None:
+        for seg in segments.from_index(segments.floor_index(rebuild_from)):
+            seg.txn_index.reset()
+    return rebuild_from
+
+
+def replay_producer_state(producer_state: ProducerStateManager, segments: LogSegments, log_end_offset: int, *,
+                          rebuild_from: int | None = None) -> None:
     """Load the latest snapshot at or below the log end, then replay the batch headers
-    after it (at load, and after a truncation)."""
-    start = producer_state.load(segments.first.base_offset, log_end_offset)
+    (and transaction markers) after it (at load, and after a truncation).
+
+    ``rebuild_from``: the segments from this base offset on were recovered and their
+    ``.txnindex`` emptied; the replay starts at a snapshot no later than that (later ones
+    are deleted) and adds
+    the aborted transactions it meets there (Kafka rebuilds them in ``LogSegment.recover``).
+    """
+    # As Kafka's recovery (rebuildProducerState up to the first recovered segment), snapshots
+    # above the recovered segments' start are dropped: they may describe lost data.
+    upper = log_end_offset if rebuild_from is None else min(rebuild_from, log_end_offset)
+    start = producer_state.load(segments.first.base_offset, upper)
     for seg in segments.from_index(max(segments.floor_index(start), 0)):
         if seg.next_offset <= start:
             continue
+        rebuild = rebuild_from is not None and seg.base_offset >= rebuild_from
         found = seg.translate_offset(start) if seg.base_offset < start else None
-        for _, h in seg.iter_batches(found[0] if found else 0):
-            if h.base_offset >= start:
-                producer_state.replay(h)
+        for pos, h in seg.iter_batches(found[0] if found else 0):
+            if h.base_offset < start:
+                continue
+            marker = _read_marker(seg, pos, h) if h.is_control and h.producer_id >= 0 else None
+            aborted = producer_state.replay(h, marker)
+            if aborted is not None and rebuild:
+                seg.append_aborted_txn(aborted)
     producer_state.map_end_offset = log_end_offset
+
+
+def _read_marker(seg: LogSegment, pos: int, h: BatchHeader) -> EndTxnMarker | None:
+    """The COMMIT/ABORT marker of the control batch at ``pos`` (None if it is none or unreadable)."""
+    try:
+        return end_txn_marker(seg.read_batch(pos, h))
+    except BatchError as e:
+        log.warning("unreadable control batch at offset %d of %s: %s", h.base_offset, seg.log_path, e)
+        return None

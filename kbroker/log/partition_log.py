@@ -22,12 +22,22 @@ from kbroker.log.append import assign_offsets
 from kbroker.log.checkpoint import PartitionMetadataFile
 from kbroker.log.config import LogConfig
 from kbroker.log.dirs import parse_partition_dir_name, partition_dir_name
-from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, OffsetOutOfRange
+from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, LogError, OffsetOutOfRange
 from kbroker.log.handles import fsync_files
 from kbroker.log.loader import load_log, replay_producer_state, segment_kwargs
+from kbroker.log.producer_state import AppendOrigin
 from kbroker.log.producer_state_entry import ProducerStateEntry
-from kbroker.log.segment import INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LogSegment
+from kbroker.log.segment import (
+    INDEX_FILE_SUFFIX,
+    LOG_FILE_SUFFIX,
+    TIME_INDEX_FILE_SUFFIX,
+    TXN_INDEX_FILE_SUFFIX,
+    LogSegment,
+)
+from kbroker.log.txn_index import AbortedTxn
 from kbroker.records.batch import BatchError, validate_batches
+from kbroker.records.builder import build_control_batch
+from kbroker.records.record import ControlType
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +125,10 @@ class PartitionLog:
         self.high_watermark_follows_leo = True
         self._last_flush_ms = clock.time_ms()
         self._unflushed_messages = 0
+        #: Segments whose ``.txnindex`` may hold entries: 0 spares read_committed fetches
+        #: of logs without aborted transactions any index lookup.
+        self._txn_index_segments = 0
+        self._count_txn_indexes()
 
     # -- topic id ------------------------------------------------------------------------
     def assign_topic_id(self, topic_id: uuid.UUID) -> None:
@@ -136,6 +150,11 @@ class PartitionLog:
         """Copies of the producers this partition remembers, by producer id (DescribeProducers)."""
         with self._lock:
             return [entry.copy() for _, entry in sorted(self.producer_state.producers.items())]
+
+    def has_ongoing_transaction(self, producer_id: int) -> bool:
+        """Whether ``producer_id`` has an open transaction in this partition."""
+        entry = self.producer_state.producers.get(producer_id)
+        return entry is not None and entry.current_txn_first_offset is not None
 
     def maybe_expire_producers(self, expiration_ms: int, check_interval_ms: int) -> int:
         """Forget producers idle for ``expiration_ms``, checking at most once per interval."""
@@ -163,7 +182,22 @@ class PartitionLog:
         """Set the high watermark (clamped to ``[log_start_offset, log_end_offset]``)."""
         with self._lock:
             self._high_watermark = min(max(offset, self._log_start_offset), self._log_end_offset)
+            self.producer_state.on_high_watermark(self._high_watermark)
             return self._high_watermark
+
+    @property
+    def last_stable_offset(self) -> int:
+        """The offset below which every transaction is decided (Kafka's LSO): the first
+        offset of the oldest open (or ended but not yet replicated) transaction, at least
+        the log start offset and at most the high watermark; the high watermark when none
+        is open."""
+        first = self.producer_state.first_unstable_offset()
+        hw = self._high_watermark
+        if first is None or first >= hw:
+            return hw
+        # As Kafka: a transaction whose start was deleted (retention, DeleteRecords) holds
+        # the LSO at the log start.
+        return min(max(first, self._log_start_offset), hw)
 
     @property
     def recovery_point(self) -> int:
@@ -197,13 +231,15 @@ class PartitionLog:
             raise KafkaStorageError(f"log {self.name} is closed")
 
     # -- appending -----------------------------------------------------------------------
-    def append(self, records: bytes | bytearray | memoryview, *, leader_epoch: int, log_append_time: bool = False) -> AppendInfo:
+    def append(self, records: bytes | bytearray | memoryview, *, leader_epoch: int, log_append_time: bool = False,
+               origin: AppendOrigin = AppendOrigin.CLIENT) -> AppendInfo:
         """Validate, assign offsets to and append a produce payload of whole batches.
 
         Raises BatchError (and writes nothing) if any batch is invalid; the error code
         is MESSAGE_TOO_LARGE (10) for a batch above ``max_message_bytes``, or a producer
         state error (ProducerStateError). A retried duplicate of a recent idempotent batch
-        writes nothing and reports the original offsets.
+        writes nothing and reports the original offsets. ``origin`` COORDINATOR (the
+        broker's own coordinators) skips the sequence and duplicate checks.
         """
         config = self.config
         headers = validate_batches(records, config.max_message_bytes)
@@ -214,7 +250,8 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             now = self._clock.time_ms()
-            plan = self.producer_state.prepare_append(headers, self._log_end_offset, now if stamp else None)
+            plan = self.producer_state.prepare_append(headers, self._log_end_offset, now if stamp else None,
+                                                      origin=origin, records=records)
             if plan.duplicate is not None:
                 dup = plan.duplicate
                 # As Kafka (UnifiedLog.append), a duplicate reports the remembered batch timestamp as
@@ -234,9 +271,14 @@ class PartitionLog:
                 log.error("append to %s failed: %s", self.name, e)
                 raise KafkaStorageError(f"append to {self.name} failed: {e}") from e
             self._log_end_offset = next_offset
-            self.producer_state.commit(plan, next_offset)
+            producer_state = self.producer_state
+            aborted = producer_state.commit(plan, next_offset)
             if self.high_watermark_follows_leo:
                 self._high_watermark = next_offset
+                if producer_state.unreplicated:
+                    producer_state.on_high_watermark(next_offset)
+            if aborted:
+                self._index_aborted(segment, aborted)
             self._unflushed_messages += record_count
             try:
                 self._maybe_flush(now)
@@ -252,6 +294,70 @@ class PartitionLog:
                 record_count=record_count,
                 batch_count=len(headers),
             )
+
+    def _index_aborted(self, segment: LogSegment, aborted: Sequence[AbortedTxn]) -> None:
+        """Add aborted transactions to the ``.txnindex`` of the segment holding their markers."""
+        had = segment.txn_index.maybe_nonempty
+        try:
+            for txn in aborted:
+                segment.append_aborted_txn(txn)
+        except OSError as e:
+            # The marker is written but the index lacks it: not acknowledged, the coordinator retries.
+            log.error("cannot update the transaction index of %s: %s", self.name, e)
+            raise KafkaStorageError(f"transaction index update of {self.name} failed: {e}") from e
+        finally:
+            if not had and segment.txn_index.maybe_nonempty:
+                self._txn_index_segments += 1
+                self._dir_dirty = True
+
+    def append_marker(self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool, *,
+                      leader_epoch: int) -> AppendInfo:
+        """Write a COMMIT or ABORT control batch ending ``producer_id``'s transaction here.
+
+        Kafka's marker format (key: version 0, type; value: version 0, coordinator epoch), in
+        a transactional control batch with base sequence -1, appended with COORDINATOR
+        origin. Raises ProducerStateError: INVALID_PRODUCER_EPOCH for an epoch older than
+        the producer's, TRANSACTION_COORDINATOR_FENCED for an older coordinator epoch.
+        A marker for a producer with no open transaction here is written all the same
+        (as Kafka) and changes nothing but the producer's epochs.
+        """
+        batch = build_control_batch(ControlType.COMMIT if commit else ControlType.ABORT,
+                                    producer_id=producer_id, producer_epoch=producer_epoch,
+                                    coordinator_epoch=coordinator_epoch, timestamp=self._clock.time_ms())
+        return self.append(batch, leader_epoch=leader_epoch, origin=AppendOrigin.COORDINATOR)
+
+    # -- aborted transactions --------------------------------------------------------------
+    @property
+    def has_aborted_transactions(self) -> bool:
+        """False when no segment holds an aborted transaction (read_committed needs no lookup)."""
+        return self._txn_index_segments > 0
+
+    def _count_txn_indexes(self) -> None:
+        self._txn_index_segments = sum(1 for seg in self._segments if seg.txn_index.maybe_nonempty)
+
+    def collect_aborted_transactions(self, start: int, upper: int) -> list[tuple[int, int]]:
+        """``(producer_id, first_offset)`` of the aborted transactions overlapping
+        ``[start, upper)``, as Kafka's ``collectAbortedTransactions``: from the segment
+        holding ``start`` on, until an entry's last stable offset reaches ``upper``.
+        No I/O when the log has no aborted transactions."""
+        if not self._txn_index_segments:
+            return []
+        with self._lock:
+            self._check_open()
+            out: list[tuple[int, int]] = []
+            try:
+                for seg in self._segments.from_index(self._segments.floor_index(start)):
+                    if not seg.txn_index.maybe_nonempty:
+                        continue
+                    found = seg.collect_aborted_txns(start, upper)
+                    out.extend((t.producer_id, t.first_offset) for t in found.aborted)
+                    if found.complete:
+                        break
+            except OSError as e:
+                raise KafkaStorageError(f"read of the transaction index of {self.name} failed: {e}") from e
+            except LogError as e:
+                raise KafkaStorageError(f"transaction index of {self.name}: {e}") from e
+            return out
 
     def _should_roll(self, segment: LogSegment, size: int, last_offset: int, now: int) -> bool:
         if segment.size == 0:
@@ -286,7 +392,7 @@ class PartitionLog:
                 # As Kafka: a snapshot per segment boundary bounds replay after a crash.
                 self.producer_state.take_snapshot()
                 self._may_have_snapshots = True
-            for suffix in (LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX):
+            for suffix in (LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, TXN_INDEX_FILE_SUFFIX):
                 # A leftover file from an earlier truncation must not block the new segment.
                 (self.dir / f"{new_base:020d}{suffix}").unlink(missing_ok=True)
             segment = LogSegment.create(self.dir, new_base, **segment_kwargs(self.config))
@@ -550,6 +656,7 @@ class PartitionLog:
                 self.roll()
             for seg in doomed:
                 self._segments.remove(seg)
+            self._count_txn_indexes()
             self._log_start_offset = max(self._log_start_offset, self._segments.first.base_offset)
             self._recovery_point = max(self._recovery_point, self._log_start_offset)
             return doomed
@@ -572,6 +679,7 @@ class PartitionLog:
             active.truncate_to(offset)
             self._log_end_offset = active.next_offset
             self._after_truncation()
+            self._count_txn_indexes()
             replay_producer_state(self.producer_state, self._segments, self._log_end_offset)
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
@@ -587,6 +695,7 @@ class PartitionLog:
             self._log_end_offset = offset
             self._log_start_offset = offset
             self._after_truncation()
+            self._txn_index_segments = 0
             self.producer_state.truncate_fully(offset)
 
     def _after_truncation(self) -> None:
@@ -594,6 +703,7 @@ class PartitionLog:
         self._log_start_offset = min(self._log_start_offset, leo)
         self._recovery_point = min(self._recovery_point, leo)
         self._high_watermark = min(self._high_watermark, leo)
+        self.producer_state.on_high_watermark(self._high_watermark)
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self, *, snapshot: bool = True) -> None:

@@ -52,7 +52,7 @@ class ProducerStateEntry:
     coordinator_epoch: int = -1
     #: Max timestamp of the producer's last batch; drives ``producer.id.expiration.ms``.
     last_timestamp: int = -1
-    #: First offset of the producer's open transaction (transactions seam; unused yet).
+    #: First offset of the producer's open transaction in this partition; None when none is open.
     current_txn_first_offset: int | None = None
     batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=NUM_BATCHES_TO_RETAIN))
 
@@ -74,6 +74,17 @@ class ProducerStateEntry:
             self.batches.clear()
             self.producer_epoch = epoch
         self.batches.append(BatchMetadata(last_seq, last_offset, offset_delta, timestamp))
+        self.last_timestamp = timestamp
+
+    def end_transaction(self, epoch: int, coordinator_epoch: int, timestamp: int) -> None:
+        """Apply a transaction marker (Kafka's ``ProducerStateEntry.update``): the marker's
+        epoch becomes current (a newer one forgets the old epoch's batches), the open
+        transaction ends and the coordinator epoch is remembered for fencing."""
+        if epoch != self.producer_epoch:
+            self.batches.clear()
+            self.producer_epoch = epoch
+        self.current_txn_first_offset = None
+        self.coordinator_epoch = coordinator_epoch
         self.last_timestamp = timestamp
 
     def find_duplicate(self, epoch: int, first_seq: int, last_seq: int) -> BatchMetadata | None:

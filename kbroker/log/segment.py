@@ -17,6 +17,7 @@ from kbroker.log.errors import CorruptIndexError
 from kbroker.log.handles import SEGMENT_FILES
 from kbroker.log.index import OffsetIndex, TimeIndex, TimestampOffset
 from kbroker.log.recovery import scan_valid_batches
+from kbroker.log.txn_index import AbortedTxn, TransactionIndex, TxnIndexSearch
 from kbroker.records.batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -80,6 +81,7 @@ class LogSegment:
         segment_index_bytes: int,
         create: bool,
         empty: bool = False,
+        txn_index_exists: bool | None = None,
     ) -> None:
         self.dir = directory
         self.base_offset = base_offset
@@ -91,6 +93,11 @@ class LogSegment:
                                         create=new, touch=create)
         self.time_index = TimeIndex(directory / (stem + TIME_INDEX_FILE_SUFFIX), base_offset, segment_index_bytes,
                                     create=new, touch=create)
+        txn_path = directory / (stem + TXN_INDEX_FILE_SUFFIX)
+        if txn_index_exists is None:
+            txn_index_exists = not new and txn_path.exists()
+        #: Aborted transactions whose ABORT marker is in this segment.
+        self.txn_index = TransactionIndex(txn_path, exists=txn_index_exists)
         # Owned by SEGMENT_FILES: the open descriptor (None while closed) and its pin count.
         self._fd: int | None = None
         self._pins = 0
@@ -129,10 +136,12 @@ class LogSegment:
                    segment_index_bytes=segment_index_bytes, create=False, empty=True)
 
     @classmethod
-    def open(cls, directory: Path, base_offset: int, *, index_interval_bytes: int, segment_index_bytes: int) -> LogSegment:
-        """Open an existing segment without reading it (indexes load lazily)."""
+    def open(cls, directory: Path, base_offset: int, *, index_interval_bytes: int, segment_index_bytes: int,
+             txn_index_exists: bool | None = None) -> LogSegment:
+        """Open an existing segment without reading it (indexes load lazily).
+        ``txn_index_exists``: whether a ``.txnindex`` file is there, if the caller knows."""
         return cls(directory, base_offset, index_interval_bytes=index_interval_bytes,
-                   segment_index_bytes=segment_index_bytes, create=False)
+                   segment_index_bytes=segment_index_bytes, create=False, txn_index_exists=txn_index_exists)
 
     def __repr__(self) -> str:
         return f"LogSegment(base_offset={self.base_offset}, size={self._size})"
@@ -451,6 +460,7 @@ class LogSegment:
             os.ftruncate(fd, pos)
             self._size = pos
             self._dirty = True
+            self.txn_index.truncate_to(next_offset)
         self._next_offset = next_offset
         if self._wants_final_time_entry():
             self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp, skip_full_check=True)
@@ -476,6 +486,7 @@ class LogSegment:
             return 0
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
+        self.txn_index.truncate_to(offset)
         fd = SEGMENT_FILES.acquire(self)
         try:
             os.ftruncate(fd, bound)
@@ -526,11 +537,13 @@ class LogSegment:
         self._dirty = False
         self.offset_index.flush(fsync=True)
         self.time_index.flush(fsync=True)
+        self.txn_index.flush()
 
     @property
     def needs_sync(self) -> bool:
         """True if the log or an index holds writes that were not fsynced."""
-        return self._dirty or self.offset_index.needs_sync or self.time_index.needs_sync
+        return (self._dirty or self.offset_index.needs_sync or self.time_index.needs_sync
+                or self.txn_index.needs_sync)
 
     def sync_paths(self) -> list[Path]:
         """For an fsync outside the log's lock: the files with unsynced writes (the log
@@ -540,6 +553,8 @@ class LogSegment:
         self.time_index.flush()
         paths = [self.log_path] if self._dirty else []
         paths += [idx.path for idx in (self.offset_index, self.time_index) if idx.needs_sync]
+        if self.txn_index.needs_sync:
+            paths.append(self.txn_index.path)
         return paths
 
     def mark_synced(self) -> None:
@@ -548,6 +563,7 @@ class LogSegment:
         self._dirty = False
         self.offset_index.mark_synced()
         self.time_index.mark_synced()
+        self.txn_index.mark_synced()
 
     @property
     def dirty(self) -> bool:
@@ -566,7 +582,16 @@ class LogSegment:
         self.offset_index.delete()
         self.time_index.delete()
         self.log_path.unlink(missing_ok=True)
-        self.log_path.with_suffix(TXN_INDEX_FILE_SUFFIX).unlink(missing_ok=True)
+        self.txn_index.delete()
+
+    # -- aborted transactions ------------------------------------------------------------
+    def append_aborted_txn(self, txn: AbortedTxn) -> None:
+        """Record an aborted transaction whose ABORT marker was written to this segment."""
+        self.txn_index.append(txn)
+
+    def collect_aborted_txns(self, fetch_offset: int, upper_bound: int) -> TxnIndexSearch:
+        """This segment's aborted transactions overlapping ``[fetch_offset, upper_bound)``."""
+        return self.txn_index.collect(fetch_offset, upper_bound)
 
     def time_index_entries(self) -> list[TimestampOffset]:
         return self.time_index.entry_list()

@@ -5,10 +5,11 @@ offsets and writes each partition's payload in one append. Fetches long-poll: a 
 short of ``min_bytes`` sleeps on a per-partition notifier that every append fires, until
 enough data arrives or ``max_wait_ms`` passes.
 
-Seams for later work: the high watermark is the log's own attribute (replication will
-move it), :meth:`ReplicaManager.last_stable_offset` and
-:meth:`ReplicaManager.aborted_transactions` are where transactions plug in, and acks=-1
-has nothing to wait for while the ISR is this broker alone.
+Transactions: :meth:`ReplicaManager.write_txn_markers` writes the coordinator's COMMIT/ABORT
+markers; read_committed fetches stop at the log's last stable offset and carry the aborted
+transactions of the range they return. The high watermark is the log's own attribute
+(replication will move it), and acks=-1 has nothing to wait for while the ISR is this
+broker alone.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.log.errors import LogError
+from kbroker.log.producer_state import AppendOrigin
 from kbroker.metadata.topic_names import is_internal
-from kbroker.records.batch import HEADER_SIZE, BatchError, peek_size
+from kbroker.records.batch import HEADER_SIZE, BatchError, parse_header, peek_size
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
 from kbroker.replica.notifier import PartitionNotifier
@@ -52,6 +54,7 @@ from kbroker.txn.config import (
     PRODUCER_ID_EXPIRATION_MS,
     int_setting,
 )
+from kbroker.txn.markers import MarkerResults, TxnMarker
 
 #: DeleteRecords' offset meaning "up to the high watermark".
 DELETE_TO_HIGH_WATERMARK = -1
@@ -158,20 +161,67 @@ class ReplicaManager:
         raise PartitionError(ErrorCode.UNKNOWN_LEADER_EPOCH)
 
     def last_stable_offset(self, tp: TopicPartition, plog: PartitionLog) -> int:
-        """The offset below which no transaction is open.
-
-        Transactions seam: without a producer state manager every record is stable,
-        so this is the high watermark.
-        """
-        return plog.high_watermark
+        """The offset below which every transaction is decided (the log's LSO, at most
+        the high watermark)."""
+        return plog.last_stable_offset
 
     def aborted_transactions(self, tp: TopicPartition, plog: PartitionLog, start: int,
                              end: int) -> list[tuple[int, int]]:
-        """``(producer_id, first_offset)`` of aborted transactions overlapping ``[start, end)``.
+        """``(producer_id, first_offset)`` of aborted transactions overlapping ``[start, end)``."""
+        return plog.collect_aborted_transactions(start, end)
 
-        Transactions seam: no transaction index yet, so none.
+    # -- transactions ----------------------------------------------------------------------
+    def has_ongoing_transaction(self, tp: TopicPartition, producer_id: int) -> bool:
+        """Whether ``producer_id`` has an open transaction in ``tp`` (False for a partition
+        this broker does not lead or does not know)."""
+        try:
+            _, plog = self._leader_log(tp)
+        except PartitionError:
+            return False
+        return plog.has_ongoing_transaction(producer_id)
+
+    async def write_txn_markers(self, markers: Sequence[TxnMarker]) -> MarkerResults:
+        """Append each marker's COMMIT/ABORT control batch to every partition it names
+        (internal topics included), as Kafka's WriteTxnMarkers handling on the leader.
+
+        Returns, per marker in order, each partition's error code: UNKNOWN_TOPIC_OR_PARTITION,
+        NOT_LEADER_OR_FOLLOWER, INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED,
+        KAFKA_STORAGE_ERROR ... (0 when written). Fetches waiting on written partitions wake.
         """
-        return []
+        results: MarkerResults = []
+        done = 0
+        for marker in markers:
+            codes: dict[TopicPartition, int] = {}
+            for tp in marker.partitions:
+                codes[tp] = self._write_marker(tp, marker)
+                done += 1
+                if done % 1024 == 0:
+                    await anyio.sleep(0)  # a marker may name thousands of partitions
+            results.append(codes)
+        return results
+
+    def _write_marker(self, tp: TopicPartition, marker: TxnMarker) -> int:
+        try:
+            info, plog = self._leader_log(tp)
+            # Kafka appends markers with acks=-1: the ISR must satisfy min.insync.replicas.
+            if len(info.isr) < plog.config.min_insync_replicas:
+                return ErrorCode.NOT_ENOUGH_REPLICAS
+            plog.append_marker(marker.producer_id, marker.producer_epoch, marker.coordinator_epoch,
+                               marker.commit, leader_epoch=info.leader_epoch)
+        except PartitionError as e:
+            return e.error_code
+        except BatchError as e:
+            log.info("transaction marker for producer %d refused by %s-%d: %s",
+                     marker.producer_id, tp.topic, tp.partition, e)
+            return e.error_code
+        except LogError as e:
+            log.warning("transaction marker to %s-%d failed: %s", tp.topic, tp.partition, e)
+            return e.error_code
+        except OSError as e:
+            log.error("transaction marker to %s-%d failed: %s", tp.topic, tp.partition, e)
+            return ErrorCode.KAFKA_STORAGE_ERROR
+        self._notifier.notify(tp)
+        return ErrorCode.NONE
 
     # -- produce ---------------------------------------------------------------------------
     async def append_records(
@@ -186,7 +236,8 @@ class ReplicaManager:
         """Append each partition's payload to its log; errors are per partition.
 
         ``internal`` marks appends by the broker itself (group and transaction
-        coordinators), which alone may write to internal topics. A failed partition has
+        coordinators), which alone may write to internal topics; they are appended with
+        COORDINATOR origin (producer epochs checked, no sequence numbers). A failed partition has
         nothing written; the others are appended regardless. With replication, acks=-1
         would wait here (up to ``timeout_ms``) for the ISR to catch up.
         """
@@ -246,7 +297,8 @@ class ReplicaManager:
                                  config.message_timestamp_after_max_ms)
         # Idle producer ids expire lazily here rather than from a timer task.
         plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
-        result = plog.append(records, leader_epoch=info.leader_epoch)
+        result = plog.append(records, leader_epoch=info.leader_epoch,
+                             origin=AppendOrigin.COORDINATOR if internal else AppendOrigin.CLIENT)
         return AppendResult(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
                             log_start_offset=result.log_start_offset)
 
@@ -354,16 +406,22 @@ class ReplicaManager:
             self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
             hw = plog.high_watermark
             lso = self.last_stable_offset(tp, plog)
-            upper = self._upper_bound(tp, plog, params)
+            if params.is_follower:
+                upper = plog.log_end_offset
+            else:
+                upper = lso if params.isolation_level == READ_COMMITTED else hw
             records = plog.read(req.fetch_offset, max_bytes, min_one_message=min_one_message,
                                 upper_bound=upper)
+            aborted = None
+            if params.isolation_level == READ_COMMITTED and not params.is_follower:
+                aborted = []
+                if records and plog.has_aborted_transactions:
+                    # As Kafka: up to the offset after the last batch returned.
+                    aborted = self.aborted_transactions(tp, plog, req.fetch_offset, _next_offset_after(records))
         except PartitionError as e:
             return FetchResult(e.error_code)
         except LogError as e:
             return FetchResult(e.error_code)
-        aborted = None
-        if params.isolation_level == READ_COMMITTED and not params.is_follower:
-            aborted = self.aborted_transactions(tp, plog, req.fetch_offset, upper) if records else []
         return FetchResult(high_watermark=hw, last_stable_offset=lso, log_start_offset=plog.log_start_offset,
                            records=records, aborted_transactions=aborted)
 
@@ -465,6 +523,20 @@ def _answer_now(results: Sequence[tuple[TopicPartition, FetchResult]], min_bytes
         known += 1
         size += len(result.records)
     return not known or size >= min_bytes
+
+
+def _next_offset_after(records: bytes | memoryview) -> int:
+    """The offset after the last whole batch of ``records`` (a read's result)."""
+    pos = 0
+    last = 0
+    total = len(records)
+    while True:
+        size = peek_size(records, pos)
+        if size is None or pos + size > total:
+            break
+        last = pos
+        pos += size
+    return parse_header(records, last).next_offset
 
 
 def _check_single_batch(records: bytes | bytearray | memoryview | None) -> None:

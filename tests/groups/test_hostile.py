@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from kbroker.groups import Errors, GroupState, OffsetAndMetadata
-from kbroker.groups.storage import MemoryOffsetsLog
+from kbroker.groups import GroupState, OffsetAndMetadata
+from kbroker.groups.storage import Appended, MemoryOffsetsLog
 from kbroker.testing import BrokerThread
 from tests.broker.replica_wire import WireClient
 
@@ -120,10 +120,10 @@ class _RaisingLog(MemoryOffsetsLog):
 
     broken = False
 
-    async def append(self, partition: int, records: Any) -> Errors:
+    async def append(self, partition: int, records: Any, **kw: Any) -> Appended:
         if self.broken:
             raise OSError(28, "No space left on device")
-        return await super().append(partition, records)
+        return await super().append(partition, records, **kw)
 
 
 @pytest.mark.anyio

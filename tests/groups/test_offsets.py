@@ -6,6 +6,7 @@ import pytest
 
 from kbroker.groups import GroupConfig, GroupState, OffsetAndMetadata
 from kbroker.groups.records import GroupKey, OffsetKey, decode_key
+from kbroker.groups.storage import StoredRecord
 
 from .helpers import coordinator, subscription
 
@@ -76,7 +77,8 @@ async def test_delete_groups() -> None:
         assert res == {"g": NON_EMPTY, "empty": NONE, "missing": NOT_FOUND}
         assert c.manager.get("empty") is None
         assert h.log.partitions is not None
-        tombstones = [decode_key(k) for recs in h.log.partitions.values() for k, v in recs if v is None]
+        tombstones = [decode_key(r.key) for recs in h.log.partitions.values() for r in recs
+                      if isinstance(r, StoredRecord) and r.value is None]
         assert OffsetKey("empty", "t", 0) in tombstones and GroupKey("empty") in tombstones
 
 

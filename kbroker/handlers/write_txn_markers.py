@@ -1,0 +1,52 @@
+"""WriteTxnMarkers (key 27): write transaction markers to partitions this broker leads.
+
+:func:`write_markers` is also the transaction coordinator's :data:`WriteMarkers`: it
+appends the markers through the replica manager, then tells the group coordinator
+about every ``__consumer_offsets`` partition whose marker was written, so that the
+transaction's offsets become visible (commit) or are dropped (abort).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kbroker.codec.versions import VersionRange
+from kbroker.common import TopicPartition
+from kbroker.handlers.api import BrokerServices, RequestContext, response
+from kbroker.txn.markers import MarkerResults, TxnMarker
+
+API_KEY = 27
+#: v0 was removed in Kafka 4.0; v2 adds the transaction version, which v1 clients leave at 0.
+VERSIONS = VersionRange(1, 2)
+CONSUMER_OFFSETS = "__consumer_offsets"
+
+log = logging.getLogger(__name__)
+
+
+async def write_markers(services: BrokerServices, markers: Sequence[TxnMarker]) -> MarkerResults:
+    """Append ``markers`` locally and complete the groups' transactional offsets."""
+    results = await services.replica_manager.write_txn_markers(markers)
+    for marker, outcome in zip(markers, results, strict=True):
+        written = [tp.partition for tp, code in outcome.items() if code == 0 and tp.topic == CONSUMER_OFFSETS]
+        if written:
+            services.groups.on_transaction_completed(marker.producer_id, written, marker.commit)
+    return results
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    body = ctx.request.body
+    markers = [TxnMarker(m.producer_id, m.producer_epoch, m.coordinator_epoch, bool(m.transaction_result),
+                         tuple(TopicPartition(t.name, p) for t in m.topics for p in t.partition_indexes))
+               for m in body.markers]
+    results = await write_markers(ctx.broker, markers)
+    out = []
+    for marker, outcome in zip(markers, results, strict=True):
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for tp in marker.partitions:
+            by_topic.setdefault(tp.topic, []).append({"partition_index": tp.partition,
+                                                      "error_code": outcome.get(tp, 0)})
+        out.append({"producer_id": marker.producer_id,
+                    "topics": [{"name": n, "partitions": ps} for n, ps in by_topic.items()]})
+    return response(len(out), markers=out)

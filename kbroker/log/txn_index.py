@@ -1,0 +1,176 @@
+"""``TransactionIndex`` (``.txnindex``): the aborted transactions whose ABORT marker lies in a segment.
+
+Kafka's format, 34-byte big-endian entries::
+
+    version int16 (0) | producer_id int64 | first_offset int64 | last_offset int64 | last_stable_offset int64
+
+``last_offset`` is the offset of the ABORT marker and ``last_stable_offset`` the LSO right
+after it was written. A read_committed fetch asks every segment from the one holding its
+fetch offset for the entries overlapping its range; consumers drop those producers'
+records. The file is created when the segment's first aborted transaction is appended,
+so segments of logs without aborted transactions have none.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import NamedTuple
+
+from kbroker.log.errors import CorruptIndexError
+
+_ENTRY = struct.Struct(">hqqqq")
+ENTRY_SIZE = _ENTRY.size  # 34
+_VERSION = 0
+
+
+class AbortedTxn(NamedTuple):
+    """One ``.txnindex`` entry (Kafka's ``AbortedTxn``)."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    last_stable_offset: int
+
+
+class TxnIndexSearch(NamedTuple):
+    """What one segment's index holds for a fetch range (Kafka's ``TxnIndexSearchResult``)."""
+
+    aborted: list[AbortedTxn]
+    #: No later segment can hold a transaction overlapping the range.
+    complete: bool
+
+
+class TransactionIndex:
+    """The ``.txnindex`` file of one segment, its entries cached once read.
+
+    Entries are written to the file as they are appended (not fsynced until :meth:`flush`,
+    like the log data); recovery rebuilds the index of every segment it replays.
+    """
+
+    def __init__(self, path: Path, *, exists: bool) -> None:
+        """``exists``: whether the file may be there (False for a new segment: no I/O)."""
+        self.path = path
+        self._exists = exists
+        self._entries: list[AbortedTxn] | None = None if exists else []
+        self._unsynced = False
+
+    @property
+    def maybe_nonempty(self) -> bool:
+        """False when the segment surely has no aborted transaction (no file, or no entries)."""
+        if not self._exists:
+            return False
+        return self._entries is None or bool(self._entries)
+
+    def sane(self) -> bool:
+        """Whether the file holds whole entries only (Kafka's ``sanityCheck``); a file torn
+        by a crash is rebuilt from the log."""
+        try:
+            return self.path.stat().st_size % ENTRY_SIZE == 0
+        except FileNotFoundError:
+            return True
+
+    def entries(self) -> list[AbortedTxn]:
+        """All entries, oldest first (read from the file on first use)."""
+        if self._entries is None:
+            self._entries = self._read()
+        return self._entries
+
+    def _read(self) -> list[AbortedTxn]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            self._exists = False
+            return []
+        if len(data) % ENTRY_SIZE:
+            raise CorruptIndexError(f"transaction index {self.path} has {len(data)} bytes, "
+                                    f"not a multiple of {ENTRY_SIZE}")
+        out = []
+        for pos in range(0, len(data), ENTRY_SIZE):
+            version, pid, first, last, lso = _ENTRY.unpack_from(data, pos)
+            if version != _VERSION:
+                raise CorruptIndexError(f"transaction index {self.path}: unknown entry version {version}")
+            out.append(AbortedTxn(pid, first, last, lso))
+        return out
+
+    def append(self, txn: AbortedTxn) -> None:
+        """Add an entry; last offsets must increase (Kafka's rule)."""
+        entries = self.entries()
+        if entries and txn.last_offset < entries[-1].last_offset:
+            raise ValueError(f"aborted transaction ending at {txn.last_offset} appended to {self.path} "
+                             f"after one ending at {entries[-1].last_offset}")
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, _ENTRY.pack(_VERSION, *txn))
+        finally:
+            os.close(fd)
+        self._exists = True
+        self._unsynced = True
+        entries.append(txn)
+
+    def collect(self, fetch_offset: int, upper_bound: int) -> TxnIndexSearch:
+        """Entries overlapping ``[fetch_offset, upper_bound)``; complete once an entry's
+        last stable offset reaches ``upper_bound`` (Kafka's ``collectAbortedTxns``)."""
+        found: list[AbortedTxn] = []
+        for txn in self.entries():
+            if txn.last_offset >= fetch_offset and txn.first_offset < upper_bound:
+                found.append(txn)
+            if txn.last_stable_offset >= upper_bound:
+                return TxnIndexSearch(found, True)
+        return TxnIndexSearch(found, False)
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop the entries whose marker is at or after ``offset`` (the log is cut there)."""
+        if not self._exists:
+            return
+        entries = self.entries()
+        keep = [t for t in entries if t.last_offset < offset]
+        if len(keep) == len(entries):
+            return
+        self._rewrite(keep)
+
+    def reset(self) -> None:
+        """Forget every entry and remove the file (recovery rebuilds it)."""
+        self._rewrite([])
+
+    def _rewrite(self, entries: list[AbortedTxn]) -> None:
+        if not entries:
+            self.path.unlink(missing_ok=True)
+            self._exists = False
+            self._unsynced = False
+        else:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_bytes(b"".join(_ENTRY.pack(_VERSION, *t) for t in entries))
+            os.replace(tmp, self.path)
+            self._unsynced = True
+        self._entries = entries
+
+    @property
+    def needs_sync(self) -> bool:
+        return self._unsynced
+
+    def mark_synced(self) -> None:
+        self._unsynced = False
+
+    def flush(self) -> None:
+        """fsync the file if it holds unsynced entries."""
+        if not self._unsynced:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            self._unsynced = False
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._unsynced = False
+
+    def delete(self) -> None:
+        """Remove the file (with its segment)."""
+        self.path.unlink(missing_ok=True)
+        self._exists = False
+        self._entries = []
+        self._unsynced = False

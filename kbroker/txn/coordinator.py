@@ -1,0 +1,561 @@
+"""The transaction coordinator (Kafka's TransactionCoordinator, TransactionStateManager and
+TransactionMarkerChannelManager, for transaction version 1 clients).
+
+This broker leads every ``__transaction_state`` partition, so it coordinates every
+transactional id. State changes are written to that topic before they take effect;
+ending a transaction writes PrepareCommit/PrepareAbort, answers the client, writes the
+markers to every partition of the transaction through the :data:`WriteMarkers` seam
+(retrying retriable failures) and then writes CompleteCommit/CompleteAbort.
+
+Everything runs on the event loop: a check and the pending mark it leads to happen
+with no await in between, which is what Kafka's per-id lock gives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Collection, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from kbroker.clock import Clock
+from kbroker.codec.error_codes import ErrorCode
+from kbroker.common import TopicPartition, partition_for
+from kbroker.config import ConfigHolder
+from kbroker.txn.log import KeyValue, TransactionLog
+from kbroker.txn.markers import TxnMarker, WriteMarkers
+from kbroker.txn.producer_ids import ProducerIdManager
+from kbroker.txn.records import TransactionRecordError, decode_key, decode_value, encode_key, encode_value
+from kbroker.txn.state import (
+    NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+    IllegalTransition,
+    TransactionMetadata,
+    TransactionState,
+    TxnTransitMetadata,
+)
+
+log = logging.getLogger(__name__)
+
+S = TransactionState
+TRANSACTION_TIMEOUT_MS = "transaction.max.timeout.ms"
+ABORT_INTERVAL_MS = "transaction.abort.timed.out.transaction.cleanup.interval.ms"
+EXPIRATION_MS = "transactional.id.expiration.ms"
+EXPIRATION_INTERVAL_MS = "transaction.remove.expired.transaction.cleanup.interval.ms"
+#: This broker leads every state partition from its first start: one coordinator epoch.
+COORDINATOR_EPOCH = 0
+#: Pause before resending markers or the completion record after a retriable failure.
+RETRY_BACKOFF_S = 0.1
+#: Kafka's INVALID_REGULAR_EXPRESSION (4.0), absent from the protocol's error list this broker is built from.
+INVALID_REGULAR_EXPRESSION = 128
+
+#: Marker errors that are retried (Kafka's TransactionMarkerRequestCompletionHandler).
+_RETRIABLE_MARKER_ERRORS = frozenset({
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.NOT_ENOUGH_REPLICAS,
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND, ErrorCode.REQUEST_TIMED_OUT, ErrorCode.KAFKA_STORAGE_ERROR,
+})
+#: Marker errors after which the coordinator stops: a newer coordinator or producer owns the partition.
+_FENCED_MARKER_ERRORS = frozenset({ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.TRANSACTION_COORDINATOR_FENCED})
+#: The partition's broker cannot take markers: it is dropped from the transaction.
+_UNSUPPORTED_MARKER_ERRORS = frozenset({ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT, ErrorCode.UNSUPPORTED_VERSION})
+
+
+@dataclass(frozen=True)
+class TransactionDescription:
+    """One DescribeTransactions entry."""
+
+    transactional_id: str
+    error: ErrorCode
+    state: str = ""
+    timeout_ms: int = 0
+    start_time_ms: int = -1
+    producer_id: int = -1
+    producer_epoch: int = -1
+    partitions: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TransactionListing:
+    """One ListTransactions entry."""
+
+    transactional_id: str
+    producer_id: int
+    state: str
+
+
+class TransactionCoordinator:
+    """Serves InitProducerId (transactional), AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+    DescribeTransactions and ListTransactions, and verifies transactional produce."""
+
+    def __init__(self, config: ConfigHolder, clock: Clock, producer_ids: ProducerIdManager, log: TransactionLog,
+                 write_markers: WriteMarkers, *, offsets_partition: Callable[[str], int],
+                 partition_exists: Callable[[TopicPartition], bool]) -> None:
+        """``offsets_partition`` maps a group id to its ``__consumer_offsets`` partition;
+        ``partition_exists`` tells markers for deleted partitions from retriable failures."""
+        self._configs = config
+        self.clock = clock
+        self.producer_ids = producer_ids
+        self.log = log
+        self._write_markers = write_markers
+        self._offsets_partition = offsets_partition
+        self._partition_exists = partition_exists
+        self.transactions: dict[str, TransactionMetadata] = {}
+        self._tg: TaskGroup | None = None
+        self._loaded = False
+        self._stopped = False
+
+    # ------------------------------------------------------------------ settings
+    def _setting(self, key: str) -> int:
+        return int(self._configs.current.get(key))
+
+    def valid_timeout(self, timeout_ms: int) -> bool:
+        """Kafka's check: positive and at most ``transaction.max.timeout.ms``."""
+        return 0 < timeout_ms <= self._setting(TRANSACTION_TIMEOUT_MS)
+
+    def partition_for(self, transactional_id: str) -> int:
+        """The ``__transaction_state`` partition of ``transactional_id``."""
+        return partition_for(transactional_id, self.log.num_partitions)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, tg: TaskGroup) -> None:
+        """Load ``__transaction_state`` in a worker thread and start the timers; requests get
+        COORDINATOR_LOAD_IN_PROGRESS until loading is done."""
+        self._tg = tg
+        tg.start_soon(self._guarded, self._load_and_run)
+
+    async def shutdown(self) -> None:
+        """Stop serving; requests get NOT_COORDINATOR and marker retries stop."""
+        self._stopped = True
+
+    @property
+    def active(self) -> bool:
+        """Whether requests are being served."""
+        return self._loaded and not self._stopped
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the state topic has been read."""
+        return self._loaded
+
+    def ensure_state_topic(self) -> bool:
+        """Create ``__transaction_state`` if missing (FindCoordinator does, as Kafka's does)."""
+        return self.log.ensure()
+
+    def _not_ready(self) -> ErrorCode | None:
+        if self._stopped:
+            return ErrorCode.NOT_COORDINATOR
+        if not self._loaded:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        return None
+
+    def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        assert self._tg is not None, "coordinator not started"
+        self._tg.start_soon(self._guarded, fn, *args)
+
+    @staticmethod
+    async def _guarded(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        # A background step's failure is logged; it must not take the broker's task group down.
+        try:
+            await fn(*args)
+        except Exception:
+            log.exception("transaction coordinator task %s failed", getattr(fn, "__name__", fn))
+
+    async def _load_and_run(self) -> None:
+        records: list[list[KeyValue]] = []
+        if self.log.exists():
+            n = self.log.num_partitions
+            records = await anyio.to_thread.run_sync(
+                lambda: [list(self.log.replay(p)) for p in range(n)], abandon_on_cancel=True)
+        self._install(records)
+        self._loaded = True
+        assert self._tg is not None
+        self._tg.start_soon(self._every, ABORT_INTERVAL_MS, self.abort_timed_out_transactions)
+        self._tg.start_soon(self._every, EXPIRATION_INTERVAL_MS, self.expire_transactional_ids)
+
+    def _install(self, partitions: Iterable[list[KeyValue]]) -> None:
+        loaded: dict[str, TxnTransitMetadata] = {}
+        for records in partitions:
+            for key, value in records:
+                try:
+                    txn_id = decode_key(key)
+                    if value is None:
+                        loaded.pop(txn_id, None)
+                    else:
+                        loaded[txn_id] = decode_value(value)
+                except (TransactionRecordError, UnicodeDecodeError) as e:
+                    log.error("skipping unreadable %s record: %s", "__transaction_state", e)
+        now = self.clock.time_ms()
+        for txn_id, transit in loaded.items():
+            txn = TransactionMetadata.from_transit(txn_id, transit)
+            self.transactions[txn_id] = txn
+            if txn.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
+                # The client was answered but the markers may not all be written: finish the job.
+                complete = txn.prepare_complete(now)
+                self._spawn(self._send_markers, txn, complete, txn.state == S.PREPARE_COMMIT)
+        if loaded:
+            log.info("loaded %d transactional ids from __transaction_state", len(loaded))
+
+    async def _every(self, key: str, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        while not self._stopped:
+            await anyio.sleep(self._setting(key) / 1000)
+            if self._stopped:
+                return
+            try:
+                await fn()
+            except Exception:
+                log.exception("transaction coordinator timer %s failed", key)
+
+    # ------------------------------------------------------------------ writing state
+    async def _append(self, txn: TransactionMetadata, transit: TxnTransitMetadata) -> ErrorCode:
+        """Write ``transit`` and apply it; on failure drop the pending mark and say why."""
+        value = None if transit.state == S.DEAD else encode_value(transit)
+        error = await self.log.append(self.partition_for(txn.transactional_id),
+                                      encode_key(txn.transactional_id), value)
+        if self.transactions.get(txn.transactional_id) is not txn:
+            return ErrorCode.NOT_COORDINATOR
+        if error != ErrorCode.NONE:
+            if txn.pending_state == transit.state:
+                txn.pending_state = None
+            log.info("writing %s of %r failed: %s", transit.state.kafka_name, txn.transactional_id, error.name)
+            return error
+        txn.complete_transition(transit)
+        return ErrorCode.NONE
+
+    # ------------------------------------------------------------------ InitProducerId
+    async def init_producer_id(self, transactional_id: str, timeout_ms: int, producer_id: int = NO_PRODUCER_ID,
+                               producer_epoch: int = NO_PRODUCER_EPOCH) -> tuple[ErrorCode, int, int]:
+        """``(error, producer id, epoch)`` for a transactional producer."""
+        def fail(error: ErrorCode) -> tuple[ErrorCode, int, int]:
+            return error, NO_PRODUCER_ID, NO_PRODUCER_EPOCH
+
+        if not transactional_id:
+            return fail(ErrorCode.INVALID_REQUEST)
+        if not self.valid_timeout(timeout_ms):
+            return fail(ErrorCode.INVALID_TRANSACTION_TIMEOUT)
+        if (producer_id == NO_PRODUCER_ID) != (producer_epoch == NO_PRODUCER_EPOCH):
+            return fail(ErrorCode.INVALID_REQUEST)
+        if (not_ready := self._not_ready()) is not None:
+            return fail(not_ready)
+        expected = None if producer_id == NO_PRODUCER_ID else (producer_id, producer_epoch)
+        txn = self.transactions.get(transactional_id)
+        if txn is None:
+            txn = TransactionMetadata(transactional_id, self.producer_ids.generate_producer_id(), NO_PRODUCER_ID,
+                                      NO_PRODUCER_EPOCH, NO_PRODUCER_EPOCH, timeout_ms, S.EMPTY, set(),
+                                      -1, self.clock.time_ms())
+            self.transactions[transactional_id] = txn
+        result = self._prepare_init(txn, timeout_ms, expected)
+        if isinstance(result, ErrorCode):
+            return fail(result)
+        if result.state == S.PREPARE_EPOCH_FENCE:
+            # Abort the old producer's transaction first; the client retries and then gets its epoch.
+            error = await self._end_transaction(txn, result.producer_id, result.producer_epoch, False,
+                                                from_client=False)
+            return fail(ErrorCode.CONCURRENT_TRANSACTIONS if error == ErrorCode.NONE else error)
+        error = await self._append(txn, result)
+        if error != ErrorCode.NONE:
+            return fail(error)
+        log.info("initialized transactional id %r with producer id %d and epoch %d on partition "
+                 "__transaction_state-%d", transactional_id, result.producer_id, result.producer_epoch,
+                 self.partition_for(transactional_id))
+        return ErrorCode.NONE, result.producer_id, result.producer_epoch
+
+    def _prepare_init(self, txn: TransactionMetadata, timeout_ms: int,
+                      expected: tuple[int, int] | None) -> TxnTransitMetadata | ErrorCode:
+        if txn.pending_transition_in_progress:
+            return ErrorCode.CONCURRENT_TRANSACTIONS
+        if expected is not None:
+            pid, epoch = expected
+            # Fenced unless the id is brand new, names the current producer id, or retries a
+            # producer id rotation whose answer was lost.
+            valid = (txn.producer_epoch == NO_PRODUCER_EPOCH or pid == txn.producer_id
+                     or (pid == txn.last_producer_id and epoch >= 2**15 - 2))
+            if not valid:
+                return ErrorCode.PRODUCER_FENCED
+        if txn.state in (S.PREPARE_ABORT, S.PREPARE_COMMIT):
+            return ErrorCode.CONCURRENT_TRANSACTIONS
+        now = self.clock.time_ms()
+        if txn.state in (S.COMPLETE_ABORT, S.COMPLETE_COMMIT, S.EMPTY):
+            if txn.epoch_exhausted and (expected is None or expected[1] == txn.producer_epoch):
+                return txn.prepare_producer_id_rotation(self.producer_ids.generate_producer_id(), timeout_ms, now,
+                                                        expected is not None)
+            return txn.prepare_increment_producer_epoch(timeout_ms, None if expected is None else expected[1], now)
+        if txn.state == S.ONGOING:
+            # The bumped epoch is never handed out: the client retries after the abort, bumping again.
+            return txn.prepare_fence_producer_epoch()
+        raise IllegalTransition(f"found {txn!r} in a state it should never be in")
+
+    # ------------------------------------------------------------------ AddPartitionsToTxn
+    async def add_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                             partitions: Collection[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
+        """Add ``partitions`` to the ongoing transaction; one error for them all, as Kafka."""
+        error = await self._add_partitions(transactional_id, producer_id, producer_epoch, set(partitions))
+        return {tp: error for tp in partitions}
+
+    async def _add_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                              partitions: set[TopicPartition]) -> ErrorCode:
+        if not transactional_id:
+            return ErrorCode.INVALID_REQUEST
+        if (not_ready := self._not_ready()) is not None:
+            return not_ready
+        txn = self.transactions.get(transactional_id)
+        if txn is None or txn.producer_id != producer_id:
+            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        if txn.producer_epoch != producer_epoch:
+            return ErrorCode.PRODUCER_FENCED
+        if txn.pending_transition_in_progress or txn.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
+            return ErrorCode.CONCURRENT_TRANSACTIONS
+        if txn.state == S.ONGOING and partitions <= txn.partitions:
+            return ErrorCode.NONE
+        transit = txn.prepare_add_partitions(partitions, self.clock.time_ms())
+        return await self._append(txn, transit)
+
+    def verify_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                          partitions: Collection[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
+        """Whether each partition is in the producer's ongoing transaction (KIP-890 verification).
+
+        Synchronous, so that a produce can verify and append without yielding in between.
+        A partition not in the transaction gets TRANSACTION_ABORTABLE, as Kafka.
+        """
+        def every(error: ErrorCode) -> dict[TopicPartition, ErrorCode]:
+            return {tp: error for tp in partitions}
+
+        if not transactional_id:
+            return every(ErrorCode.INVALID_REQUEST)
+        if (not_ready := self._not_ready()) is not None:
+            return every(not_ready)
+        txn = self.transactions.get(transactional_id)
+        if txn is None or txn.producer_id != producer_id:
+            return every(ErrorCode.INVALID_PRODUCER_ID_MAPPING)
+        if txn.producer_epoch != producer_epoch:
+            return every(ErrorCode.PRODUCER_FENCED)
+        if txn.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
+            return every(ErrorCode.CONCURRENT_TRANSACTIONS)
+        return {tp: ErrorCode.NONE if tp in txn.partitions else ErrorCode.TRANSACTION_ABORTABLE for tp in partitions}
+
+    async def add_offsets(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                          group_id: str) -> ErrorCode:
+        """Add the group's ``__consumer_offsets`` partition to the transaction (AddOffsetsToTxn)."""
+        tp = TopicPartition("__consumer_offsets", self._offsets_partition(group_id))
+        return await self._add_partitions(transactional_id, producer_id, producer_epoch, {tp})
+
+    # ------------------------------------------------------------------ EndTxn
+    async def end_transaction(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                              commit: bool) -> ErrorCode:
+        """Commit or abort the producer's transaction (EndTxn)."""
+        if not transactional_id:
+            return ErrorCode.INVALID_REQUEST
+        if (not_ready := self._not_ready()) is not None:
+            return not_ready
+        txn = self.transactions.get(transactional_id)
+        if txn is None:
+            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        return await self._end_transaction(txn, producer_id, producer_epoch, commit, from_client=True)
+
+    async def _end_transaction(self, txn: TransactionMetadata, producer_id: int, producer_epoch: int,
+                               commit: bool, *, from_client: bool) -> ErrorCode:
+        txn_id = txn.transactional_id
+        if txn.producer_id != producer_id:
+            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        # Clients must name the current epoch; the coordinator's own aborts may name a bumped one.
+        if (from_client and producer_epoch != txn.producer_epoch) or producer_epoch < txn.producer_epoch:
+            return ErrorCode.PRODUCER_FENCED
+        if txn.pending_transition_in_progress and txn.pending_state != S.PREPARE_EPOCH_FENCE:
+            return ErrorCode.CONCURRENT_TRANSACTIONS
+        state = txn.state
+        epoch_fence = False
+        if state == S.ONGOING:
+            if not commit and txn.pending_state == S.PREPARE_EPOCH_FENCE:
+                # Take the fencing epoch now; the PrepareAbort written next carries it.
+                epoch_fence = True
+                txn.pending_state = None
+                txn.producer_epoch = producer_epoch
+                txn.last_producer_epoch = NO_PRODUCER_EPOCH
+            transit = txn.prepare_abort_or_commit(S.PREPARE_COMMIT if commit else S.PREPARE_ABORT,
+                                                  self.clock.time_ms())
+        elif state == S.COMPLETE_COMMIT:
+            return ErrorCode.NONE if commit else self._invalid_state(txn, commit)
+        elif state == S.COMPLETE_ABORT:
+            return ErrorCode.NONE if not commit else self._invalid_state(txn, commit)
+        elif state == S.PREPARE_COMMIT:
+            return ErrorCode.CONCURRENT_TRANSACTIONS if commit else self._invalid_state(txn, commit)
+        elif state == S.PREPARE_ABORT:
+            return ErrorCode.CONCURRENT_TRANSACTIONS if not commit else self._invalid_state(txn, commit)
+        elif state == S.EMPTY:
+            return self._invalid_state(txn, commit)
+        else:
+            raise IllegalTransition(f"found {txn!r} in a state it should never be in")
+
+        error = await self._append(txn, transit)
+        if error != ErrorCode.NONE:
+            if epoch_fence and self.transactions.get(txn_id) is txn:
+                # The epoch was bumped in memory but never written: the next fence reuses it.
+                txn.has_failed_epoch_fence = True
+                log.warning("writing the epoch fence of %r failed with %s; epoch %d was not handed out",
+                            txn_id, error.name, txn.producer_epoch)
+            return error
+        # Re-check: the write yielded to the event loop.
+        if txn.producer_id != producer_id:
+            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        if txn.producer_epoch != producer_epoch:
+            return ErrorCode.PRODUCER_FENCED
+        if txn.pending_transition_in_progress:
+            return ErrorCode.CONCURRENT_TRANSACTIONS
+        expected = S.PREPARE_COMMIT if commit else S.PREPARE_ABORT
+        if txn.state != expected:
+            return self._invalid_state(txn, commit)
+        complete = txn.prepare_complete(self.clock.time_ms())
+        self._spawn(self._send_markers, txn, complete, commit)
+        return ErrorCode.NONE
+
+    @staticmethod
+    def _invalid_state(txn: TransactionMetadata, commit: bool) -> ErrorCode:
+        log.debug("transactional id %r is %s but was asked to %s", txn.transactional_id, txn.state.kafka_name,
+                  "commit" if commit else "abort")
+        return ErrorCode.INVALID_TXN_STATE
+
+    # ------------------------------------------------------------------ markers
+    async def _send_markers(self, txn: TransactionMetadata, complete: TxnTransitMetadata, commit: bool) -> None:
+        """Write the markers of ``txn``'s partitions, then its Complete* state."""
+        result = "COMMIT" if commit else "ABORT"
+        while txn.partitions and not self._stopped:
+            for tp in [tp for tp in txn.partitions if not self._partition_exists(tp)]:
+                log.info("dropping %s marker of %r for %s: the partition no longer exists",
+                         result, txn.transactional_id, tp)
+                txn.partitions.discard(tp)
+            if not txn.partitions:
+                break
+            marker = TxnMarker(txn.producer_id, txn.producer_epoch, COORDINATOR_EPOCH, commit,
+                               tuple(sorted(txn.partitions)))
+            try:
+                outcome = (await self._write_markers([marker]))[0]
+            except Exception:
+                log.exception("writing %s markers of %r failed; retrying", result, txn.transactional_id)
+                outcome = {}
+            for tp, code in outcome.items():
+                if code == ErrorCode.NONE or code in _UNSUPPORTED_MARKER_ERRORS:
+                    txn.partitions.discard(tp)
+                elif code in _FENCED_MARKER_ERRORS:
+                    # As Kafka: stop; the transaction stays prepared until the state is reloaded.
+                    log.error("%s marker of %r for %s was refused with %s; not completing the transaction",
+                              result, txn.transactional_id, tp, ErrorCode(code).name)
+                    return
+                elif code not in _RETRIABLE_MARKER_ERRORS:
+                    log.error("%s marker of %r for %s failed with unexpected error %s; retrying",
+                              result, txn.transactional_id, tp, code)
+            if txn.partitions:
+                await anyio.sleep(RETRY_BACKOFF_S)
+        while not self._stopped:
+            error = await self._append(txn, complete)
+            if error == ErrorCode.NONE:
+                log.debug("completed %s of %r", result, txn.transactional_id)
+                return
+            if error in (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS):
+                return
+            # Retriable: the pending mark was dropped by the failed write; set it again and retry.
+            await anyio.sleep(RETRY_BACKOFF_S)
+            if txn.pending_state is None and self.transactions.get(txn.transactional_id) is txn:
+                complete = txn.prepare_complete(self.clock.time_ms())
+
+    # ------------------------------------------------------------------ timers
+    async def abort_timed_out_transactions(self) -> None:
+        """Fence and abort every ongoing transaction older than its timeout."""
+        now = self.clock.time_ms()
+        timed_out = [txn for txn in self.transactions.values()
+                     if txn.state == S.ONGOING and not txn.pending_transition_in_progress
+                     and txn.start_timestamp + txn.timeout_ms < now]
+        for txn in timed_out:
+            if txn.state != S.ONGOING or txn.pending_transition_in_progress:
+                continue  # changed while an earlier abort was written
+            transit = txn.prepare_fence_producer_epoch()
+            log.info("aborting transaction of %r (producer id %d): it exceeded its %d ms timeout",
+                     txn.transactional_id, txn.producer_id, txn.timeout_ms)
+            error = await self._end_transaction(txn, transit.producer_id, transit.producer_epoch, False,
+                                                from_client=False)
+            if error not in (ErrorCode.NONE, ErrorCode.INVALID_PRODUCER_ID_MAPPING, ErrorCode.PRODUCER_FENCED,
+                             ErrorCode.CONCURRENT_TRANSACTIONS):
+                log.warning("rolling back the timed out transaction of %r failed: %s", txn.transactional_id,
+                            error.name)
+
+    async def expire_transactional_ids(self) -> None:
+        """Tombstone every transactional id idle for ``transactional.id.expiration.ms``."""
+        cutoff = self.clock.time_ms() - self._setting(EXPIRATION_MS)
+        expired = [txn for txn in self.transactions.values()
+                   if txn.state.expiration_allowed and not txn.pending_transition_in_progress
+                   and txn.last_update_timestamp <= cutoff]
+        for txn in expired:
+            if not txn.state.expiration_allowed or txn.pending_transition_in_progress:
+                continue
+            transit = txn.prepare_dead()
+            error = await self._append(txn, transit)
+            if error == ErrorCode.NONE and self.transactions.get(txn.transactional_id) is txn:
+                del self.transactions[txn.transactional_id]
+                log.info("expired transactional id %r (producer id %d)", txn.transactional_id, txn.producer_id)
+            elif error != ErrorCode.NONE:
+                log.warning("expiring transactional id %r failed: %s", txn.transactional_id, error.name)
+
+    # ------------------------------------------------------------------ describe / list
+    def describe(self, transactional_ids: Iterable[str]) -> list[TransactionDescription]:
+        """DescribeTransactions, one entry per id in request order."""
+        out = []
+        for txn_id in transactional_ids:
+            if self._stopped or not self._loaded:
+                out.append(TransactionDescription(txn_id, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+                                                  if not self._stopped else ErrorCode.COORDINATOR_NOT_AVAILABLE))
+                continue
+            if not txn_id:
+                out.append(TransactionDescription(txn_id, ErrorCode.INVALID_REQUEST))
+                continue
+            txn = self.transactions.get(txn_id)
+            if txn is None or txn.state == S.DEAD:
+                out.append(TransactionDescription(txn_id, ErrorCode.TRANSACTIONAL_ID_NOT_FOUND))
+                continue
+            topics: dict[str, list[int]] = {}
+            for tp in sorted(txn.partitions):
+                topics.setdefault(tp.topic, []).append(tp.partition)
+            out.append(TransactionDescription(txn_id, ErrorCode.NONE, txn.state.kafka_name, txn.timeout_ms,
+                                              txn.start_timestamp, txn.producer_id, txn.producer_epoch, topics))
+        return out
+
+    def list_transactions(self, states: Collection[str] = (), producer_ids: Collection[int] = (), duration_ms: int = -1,
+             pattern: str | None = None) -> tuple[int, list[str], list[TransactionListing]]:
+        """ListTransactions: ``(error, unknown state filters, matching transactions)``."""
+        if self._stopped:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, [], []
+        if not self._loaded:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, [], []
+        wanted: set[TransactionState] = set()
+        unknown: list[str] = []
+        for name in states:
+            state = TransactionState.from_name(name)
+            if state is None:
+                unknown.append(name)
+            else:
+                wanted.add(state)
+        if states and not wanted:
+            return ErrorCode.NONE, unknown, []  # only unknown states asked for: nothing matches
+        regex = None
+        if pattern:
+            try:
+                regex = re.compile(pattern)
+            except re.error:
+                return INVALID_REGULAR_EXPRESSION, [], []
+        pids = set(producer_ids)
+        now = self.clock.time_ms()
+        out = []
+        for txn in self.transactions.values():
+            if txn.state == S.DEAD:
+                continue  # being expired
+            if pids and txn.producer_id not in pids:
+                continue
+            if wanted and txn.state not in wanted:
+                continue
+            if duration_ms >= 0 and now - txn.start_timestamp <= duration_ms:
+                continue
+            if regex is not None and not regex.fullmatch(txn.transactional_id):
+                continue
+            out.append(TransactionListing(txn.transactional_id, txn.producer_id, txn.state.kafka_name))
+        return ErrorCode.NONE, unknown, out
