@@ -33,10 +33,10 @@ class Broker:
     def __init__(self, config: BrokerConfig, clock: Clock = SYSTEM_CLOCK) -> None:
         from kbroker.groups import GroupConfig, GroupCoordinator
         from kbroker.groups.storage import TopicOffsetsLog
+        from kbroker.handlers.write_txn_markers import write_markers
         from kbroker.log import LogManager
         from kbroker.metadata.manager import MetadataManager
         from kbroker.replica.manager import ReplicaManager
-        from kbroker.handlers.write_txn_markers import write_markers
         from kbroker.txn.coordinator import TransactionCoordinator
         from kbroker.txn.log import TopicTransactionLog
         from kbroker.txn.producer_ids import ProducerIdManager

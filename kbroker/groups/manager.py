@@ -202,20 +202,13 @@ class GroupMetadataManager:
             if not open_txns:
                 del self.open_transactions[group_id]
 
-    def has_pending_offsets(self, group_id: str, tp: TopicPartition) -> bool:
-        """Whether an open transaction holds an offset of ``tp`` for the group (Kafka's
-        hasPendingTransactionalOffsets)."""
-        for producer_id in self.open_transactions.get(group_id, ()):
-            if tp in self.pending.get(producer_id, {}).get(group_id, {}):
-                return True
-        return False
-
     def has_open_transactions(self, group_id: str) -> bool:
         """Whether a transaction that committed offsets of the group has not ended yet."""
         return group_id in self.open_transactions
 
     def pending_partitions(self, group_id: str) -> set[TopicPartition]:
-        """Every partition with a pending transactional offset in the group."""
+        """Every partition with a pending transactional offset in the group (where Kafka's
+        hasPendingTransactionalOffsets is true)."""
         out: set[TopicPartition] = set()
         for producer_id in self.open_transactions.get(group_id, ()):
             out.update(self.pending.get(producer_id, {}).get(group_id, {}))

@@ -40,6 +40,9 @@ def validate_commit(group: GroupMetadata, generation_id: int, member_id: str, in
     if generation_id < 0 and group.is_in(S.EMPTY):
         return  # admin client or a consumer without group management
     if generation_id >= 0 or member_id or instance_id is not None:
+        # Kafka's ClassicGroup.validateMember: an instance id must be a known static member's.
+        if instance_id is not None and group.static_member_id(instance_id) is None:
+            raise GroupError(Errors.UNKNOWN_MEMBER_ID)
         if group.is_static_member_fenced(instance_id, member_id):
             raise GroupError(Errors.FENCED_INSTANCE_ID)
         if not group.has(member_id):

@@ -52,6 +52,7 @@ MODULES = [
     "add_offsets_to_txn",
     "end_txn",
     "write_txn_markers",
+    "txn_offset_commit",
     "describe_transactions",
     "list_transactions",
 ]

@@ -117,12 +117,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
         results = {tp: _NO_TXN_ID for tp in entries}
         unresolved = _NO_TXN_ID
     else:
-        failed = _verify(ctx, body.transactional_id, entries) if transactional else {}
+        unverified = _verify(ctx, body.transactional_id, entries) if transactional else {}
         # No await between the verification above and the append below.
         results = await ctx.broker.replica_manager.append_records(
-            {tp: r for tp, r in entries.items() if tp not in failed}, acks=body.acks,
+            {tp: r for tp, r in entries.items() if tp not in unverified}, acks=body.acks,
             timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
-        results.update(failed)
+        results.update(unverified)
 
     if body.acks == 0:
         failed = any(r.error_code for r in results.values()) or any(

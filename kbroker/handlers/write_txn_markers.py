@@ -30,8 +30,13 @@ async def write_markers(services: BrokerServices, markers: Sequence[TxnMarker]) 
     results = await services.replica_manager.write_txn_markers(markers)
     for marker, outcome in zip(markers, results, strict=True):
         written = [tp.partition for tp, code in outcome.items() if code == 0 and tp.topic == CONSUMER_OFFSETS]
-        if written:
+        if not written:
+            continue
+        try:
             services.groups.on_transaction_completed(marker.producer_id, written, marker.commit)
+        except Exception:  # the markers are written; the groups' view is what failed
+            log.exception("completing transactional offsets of producer %d in %s partitions %s failed",
+                          marker.producer_id, CONSUMER_OFFSETS, written)
     return results
 
 

@@ -17,6 +17,7 @@ from kbroker.log.partition_log import (
     AppendInfo,
     PartitionLog,
 )
+from kbroker.log.producer_state import AppendOrigin
 from kbroker.log.segment import LogSegment
 from kbroker.log.segments import LogSegments
 from kbroker.log.topic_store import TopicRecord, TopicStore
@@ -26,6 +27,7 @@ __all__ = [
     "LATEST_TIMESTAMP",
     "MAX_TIMESTAMP",
     "AppendInfo",
+    "AppendOrigin",
     "CorruptIndexError",
     "KafkaStorageError",
     "LogConfig",

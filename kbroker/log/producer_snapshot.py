@@ -9,7 +9,9 @@ A snapshot at offset N holds the state of every batch below N. Format (big-endia
     batch: last_seq i32 | last_offset i64 | offset_delta i32 | timestamp i64
 
 Unlike Kafka's format every remembered batch is kept, so duplicates of any of the last
-five batches are still recognised after a restart.
+five batches are still recognised after a restart. ``txn_first_offset`` is Kafka's
+``CurrentTxnFirstOffset``: the first offset of the producer's open transaction, -1 when
+none is open; loading a snapshot reopens those transactions (the last stable offset).
 """
 
 from __future__ import annotations

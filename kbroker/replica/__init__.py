@@ -1,9 +1,9 @@
 """The partition data path: appends, long-poll fetches, offset lookups and fetch sessions.
 
-Handlers (Produce, Fetch, ListOffsets) talk to :class:`ReplicaManager`; it talks to the
-local :class:`~kbroker.log.PartitionLog` of each partition. Replication and transactions
-plug in here later: the high watermark is the log's own attribute and the last stable
-offset has a single seam (:meth:`ReplicaManager.last_stable_offset`).
+Handlers (Produce, Fetch, ListOffsets, WriteTxnMarkers) talk to :class:`ReplicaManager`; it
+talks to the local :class:`~kbroker.log.PartitionLog` of each partition. Transaction markers,
+the last stable offset and aborted transactions come from the logs; replication plugs in
+here later (the high watermark is the log's own attribute).
 """
 
 from kbroker.common import TopicPartition

@@ -220,9 +220,10 @@ class TransactionMetadata:
         if self.pending_state != transit.state:
             raise IllegalTransition(f"{self.transactional_id}: completing {transit.state.kafka_name} but "
                                     f"{self.pending_state} is pending")
-        if transit.state in (S.ONGOING, S.PREPARE_COMMIT, S.PREPARE_ABORT, S.COMPLETE_COMMIT, S.COMPLETE_ABORT):
-            if transit.producer_id != self.producer_id or transit.producer_epoch != self.producer_epoch:
-                raise IllegalTransition(f"{self.transactional_id}: producer changed under {transit}")
+        same_producer = (S.ONGOING, S.PREPARE_COMMIT, S.PREPARE_ABORT, S.COMPLETE_COMMIT, S.COMPLETE_ABORT)
+        if transit.state in same_producer and (transit.producer_id, transit.producer_epoch) != (
+                self.producer_id, self.producer_epoch):
+            raise IllegalTransition(f"{self.transactional_id}: producer changed under {transit}")
         self.producer_id = transit.producer_id
         self.last_producer_id = transit.last_producer_id
         self.producer_epoch = transit.producer_epoch

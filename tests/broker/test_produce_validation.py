@@ -42,6 +42,7 @@ from kbroker.records.varint import encode_varint, encode_varlong
 from kbroker.testing import BrokerThread
 
 CORRUPT_MESSAGE, INVALID_RECORD, TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 2, 87, 53
+INVALID_PRODUCER_ID_MAPPING = 49
 MiB = 1024 * 1024
 
 
@@ -124,15 +125,26 @@ def test_clients_may_not_write_control_batches(wire: WireClient) -> None:
     assert_log_untouched_and_serving(wire)
 
 
-@pytest.mark.parametrize("transactional_id", [None, "tx"])
-def test_transactional_batch_without_a_transaction(wire: WireClient, transactional_id: str | None) -> None:
+def _txn_request(transactional_id: str | None) -> dict[str, object]:
     txn = craft(record(b"x"), 1, attributes=TRANSACTIONAL_BIT, producer_id=1)
-    body = {"transactional_id": transactional_id, "acks": 1, "timeout_ms": 5000,
+    return {"transactional_id": transactional_id, "acks": 1, "timeout_ms": 5000,
             "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": txn}]},
                            {"name": "other", "partition_data": [{"index": 0, "records": batch([b"y"])}]}]}
-    resp = wire.call(PRODUCE, 9, body)
+
+
+def test_transactional_batch_without_a_transactional_id(wire: WireClient) -> None:
+    resp = wire.call(PRODUCE, 9, _txn_request(None))
     codes = [p.error_code for t in resp.responses for p in t.partition_responses]
     assert codes == [TRANSACTIONAL_ID_AUTHORIZATION_FAILED] * 2  # as Kafka: the whole request
+    assert_log_untouched_and_serving(wire)
+
+
+def test_transactional_batch_of_an_unknown_transaction(wire: WireClient) -> None:
+    # The transaction coordinator does not know "tx": that partition fails verification and is
+    # not written; the request's other partitions are appended, as Kafka does.
+    resp = wire.call(PRODUCE, 9, _txn_request("tx"))
+    codes = [p.error_code for t in resp.responses for p in t.partition_responses]
+    assert codes[0] == INVALID_PRODUCER_ID_MAPPING
     assert_log_untouched_and_serving(wire)
 
 

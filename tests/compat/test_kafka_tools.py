@@ -487,9 +487,6 @@ def test_transactions_describe_producers(sides: tuple[Side, Side]) -> None:
     compare(*sides, scenario)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "transactions are not implemented in kbroker: ListTransactions (66) is unsupported and FindCoordinator "
-    "for a transactional id answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED"))
 def test_transactions_list_and_describe(sides: tuple[Side, Side]) -> None:
     """kafka-transactions list, and describe of an unknown transactional id."""
     def scenario(s: Side) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import anyio
 import pytest
 
 from kbroker.common import TopicPartition
 from kbroker.groups import Errors, GroupConfig, GroupState, OffsetAndMetadata
 from kbroker.groups.records import GroupKey, OffsetKey, decode_key
-from kbroker.groups.storage import MemoryOffsetsLog, StoredMarker, StoredRecord
+from kbroker.groups.storage import Appended, MemoryOffsetsLog, StoredMarker, StoredRecord
+from kbroker.handlers.txn_offset_commit import verification_error
 
 from .helpers import Harness, coordinator, subscription
 
@@ -221,8 +224,6 @@ async def test_tombstones_from_the_topic_are_replayed_into_pending_offsets() -> 
 
 
 def test_memory_log_keeps_producer_and_markers_for_replay() -> None:
-    import anyio
-
     log = MemoryOffsetsLog(2)
 
     async def run() -> None:
@@ -367,3 +368,64 @@ async def test_retention_keeps_offsets_and_groups_with_pending_transactions() ->
         assert await c.expire_offsets() == 1
         # Without open transactions the Empty groups without offsets are removed.
         assert c.manager.get("g") is None and c.manager.get("only-pending") is None
+
+
+class _PausingLog(MemoryOffsetsLog):
+    """Appends land in the log at once; the call then waits for ``release`` (as a write waiting for acks)."""
+
+    def __init__(self) -> None:
+        super().__init__(5)
+        self.written = anyio.Event()
+        self.release = anyio.Event()
+
+    async def append(self, partition: int, records: Any, **kw: Any) -> Appended:
+        appended = await super().append(partition, records, **kw)
+        if kw.get("transactional"):
+            self.written.set()
+            await self.release.wait()
+        return appended
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("commit", [True, False])
+async def test_marker_written_while_the_offsets_write_completes(commit: bool) -> None:
+    log = _PausingLog()
+    async with coordinator(log=log) as h:
+        box: dict[str, Any] = {}
+
+        async def run() -> None:
+            box["result"] = await txn_commit(h, {TP: 5})
+
+        h.tg.start_soon(run)
+        await log.written.wait()
+        end_txn(h, commit=commit)  # the marker follows the records in the log
+        log.release.set()
+        await h.settle()
+        assert box["result"] == {TP: Errors.NONE}
+        assert committed(h, TP, stable=True) == [5 if commit else None]
+        assert not h.coord.manager.has_open_transactions("g") and h.coord.manager.pending == {}
+
+
+@pytest.mark.anyio
+async def test_unknown_group_instance_id_is_an_unknown_member() -> None:
+    async with coordinator() as h:
+        member = await _stable_member(h)
+        # As Kafka's ClassicGroup.validateMember, for plain and transactional commits alike.
+        assert await h.coord.commit_offsets("g", 1, member, "nobody", {TP: OffsetAndMetadata(1)}) == {
+            TP: Errors.UNKNOWN_MEMBER_ID}
+        assert await txn_commit(h, {TP: 1}, generation=1, member=member, instance="nobody") == {
+            TP: Errors.UNKNOWN_MEMBER_ID}
+
+
+@pytest.mark.parametrize(("error", "version", "expected"), [
+    (Errors.PRODUCER_FENCED, 3, Errors.INVALID_PRODUCER_EPOCH),
+    (Errors.TRANSACTION_ABORTABLE, 3, Errors.INVALID_TXN_STATE),
+    (Errors.TRANSACTION_ABORTABLE, 4, Errors.TRANSACTION_ABORTABLE),
+    (Errors.NETWORK_EXCEPTION, 3, Errors.COORDINATOR_LOAD_IN_PROGRESS),
+    (Errors.NOT_LEADER_OR_FOLLOWER, 3, Errors.NOT_COORDINATOR),
+    (Errors.UNKNOWN_TOPIC_OR_PARTITION, 3, Errors.COORDINATOR_NOT_AVAILABLE),
+    (Errors.CONCURRENT_TRANSACTIONS, 3, Errors.CONCURRENT_TRANSACTIONS),
+    (Errors.INVALID_PRODUCER_ID_MAPPING, 0, Errors.INVALID_PRODUCER_ID_MAPPING),
+])
+def test_verification_errors_as_kafka_maps_them(error: Errors, version: int, expected: Errors) -> None:
+    assert verification_error(error, version) == expected

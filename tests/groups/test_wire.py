@@ -32,7 +32,9 @@ def test_find_coordinator_versions_create_offsets_topic(kafka_broker: BrokerThre
     topic = kafka_broker.broker.metadata.topic(CONSUMER_OFFSETS)
     assert topic is not None and topic.configs["cleanup.policy"] == "compact" and len(topic.partitions) == 50
     r = c.call(FIND_COORDINATOR, 4, {"key_type": 1, "coordinator_keys": ["tx-a", "tx-b"]})
-    assert [(x.key, x.error_code) for x in r.coordinators] == [("tx-a", 53), ("tx-b", 53)]  # no transactions yet
+    # Transaction coordinator lookups answer this broker too.
+    assert [(x.key, x.error_code, x.node_id) for x in r.coordinators] == [
+        ("tx-a", 0, kafka_broker.broker.node_id), ("tx-b", 0, kafka_broker.broker.node_id)]
     r = c.call(FIND_COORDINATOR, 4, {"key_type": 7, "coordinator_keys": ["x"]})
     assert r.coordinators[0].error_code == 42
     c.close()

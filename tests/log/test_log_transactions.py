@@ -367,3 +367,51 @@ def test_open_transaction_keeps_its_producer_from_expiring(make_log: MakeLog, cl
     clock.advance(10_000_000)
     assert plog.maybe_expire_producers(1_000, 0) == 1
     assert set(plog.producer_state.producers) == {1}
+
+
+def test_snapshot_carries_the_open_transactions_first_offset(tmp_path: Path) -> None:
+    from kbroker.log import producer_snapshot as snap
+    from kbroker.log.producer_state_entry import ProducerStateEntry
+
+    open_txn = ProducerStateEntry(1, 2, 3, 4_000, 17)
+    open_txn.add_batch(2, 5, 18, 1, 4_000)
+    closed = ProducerStateEntry(2, 0, 9, 5_000, None)
+    snap.write_snapshot(tmp_path, 20, [open_txn, closed])
+    loaded = {e.producer_id: e for e in snap.read_snapshot(tmp_path, 20)}
+    assert loaded[1].current_txn_first_offset == 17 and loaded[1].coordinator_epoch == 3
+    assert loaded[2].current_txn_first_offset is None and loaded[2].coordinator_epoch == 9
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_log_manager_restart_keeps_the_lso_and_aborted_transactions(tmp_path: Path, clock, clean: bool) -> None:
+    from kbroker.log import LogConfig, LogManager
+
+    cfg = LogConfig(segment_bytes=400)
+    mgr = LogManager([tmp_path], clock, cfg)
+    plog = mgr.get_or_create_log("t", 0)
+    plog.append(txn_batch(1, 0), leader_epoch=0)  # 0
+    for i in range(4):
+        plog.append(txn_batch(2, 2 * i, 2), leader_epoch=0)  # 1-8, rolls on the way
+    plog.append_marker(2, 0, 0, False, leader_epoch=0)  # 9
+    plog.append(txn_batch(3, 0), leader_epoch=0)  # 10
+    plog.append_marker(3, 0, 0, True, leader_epoch=0)  # 11
+    assert len(plog.segments) > 1
+    expected = (plog.last_stable_offset, plog.collect_aborted_transactions(0, 12))
+    assert expected == (0, [(2, 1)])
+    if clean:
+        mgr.shutdown()
+    else:
+        mgr.checkpoint()  # recovery point 0: nothing flushed
+        plog.close(snapshot=False)  # a SIGKILL: no snapshot at the end, no clean marker
+        mgr.release_dir_locks()
+        for name in os.listdir(plog.dir):
+            if name.endswith(".txnindex"):
+                (plog.dir / name).unlink()  # lost with the page cache
+    mgr2 = LogManager([tmp_path], clock, cfg)
+    again = mgr2.get_log("t", 0)
+    assert again is not None and again.log_end_offset == 12
+    assert (again.last_stable_offset, again.collect_aborted_transactions(0, 12)) == expected
+    assert again.has_ongoing_transaction(1) and not again.has_ongoing_transaction(2)
+    again.append_marker(1, 0, 0, True, leader_epoch=0)
+    assert again.last_stable_offset == 13
+    mgr2.shutdown()

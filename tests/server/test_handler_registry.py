@@ -36,6 +36,7 @@ ADVERTISED = {
     25: (0, 4),  # AddOffsetsToTxn
     26: (0, 4),  # EndTxn (v5 is transaction version 2)
     27: (1, 2),  # WriteTxnMarkers
+    28: (0, 5),  # TxnOffsetCommit (v5, for transactions v2 clients, is served as v4)
     32: (0, 4),  # DescribeConfigs
     33: (0, 2),  # AlterConfigs
     37: (0, 3),  # CreatePartitions

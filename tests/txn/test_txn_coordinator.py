@@ -91,7 +91,7 @@ async def test_exhausted_epoch_gets_a_new_producer_id(tmp_path: Path) -> None:
         assert (error, epoch) == (E.NONE, 0) and new_pid != pid
         assert h.state().last_producer_id == pid
         # A retry naming the old id and its exhausted epoch is not fenced (KIP-588).
-        assert (await h.coord.init_producer_id("tx", 60_000, pid, MAX_EPOCH - 1))[0] == E.NONE
+        assert await h.coord.init_producer_id("tx", 60_000, pid, MAX_EPOCH - 1) == (E.NONE, new_pid, 0)
 
 
 async def test_commit_writes_markers_then_completes(tmp_path: Path) -> None:

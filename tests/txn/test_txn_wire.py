@@ -163,3 +163,206 @@ def test_describe_and_list_transactions(kafka_broker: BrokerThread, wire: WireCl
     assert listed(1, duration_filter=3_600_000) == (0, [], both[1:])  # tx-1 is younger than an hour
     assert listed(2, transactional_id_pattern="tx-[1]") == (0, [], both[:1])
     assert listed(2, transactional_id_pattern="[") == (128, [], [])  # INVALID_REGULAR_EXPRESSION
+
+
+PRODUCE, FETCH, WRITE_TXN_MARKERS = 0, 1, 27
+
+
+def txn_batch(pid: int, epoch: int, seq: int, value: bytes = b"v") -> bytes:
+    from kbroker.records.builder import build_batch
+
+    return build_batch([(None, value, (), None)], producer_id=pid, producer_epoch=epoch, base_sequence=seq,
+                       transactional=True)
+
+
+def txn_produce(wire: WireClient, txn_id: str | None, records: bytes, version: int = 9,
+                partition: int = 0) -> Any:
+    resp = wire.call(PRODUCE, version, {"transactional_id": txn_id, "acks": -1, "timeout_ms": 5000, "topic_data": [
+        {"name": "t", "partition_data": [{"index": partition, "records": records}]}]})
+    return resp.responses[0].partition_responses[0]
+
+
+def wait_state(broker: BrokerThread, txn_id: str, state: str) -> None:
+    deadline = time.monotonic() + 10
+    while broker.broker.transactions.transactions[txn_id].state.kafka_name != state:
+        assert time.monotonic() < deadline, broker.broker.transactions.transactions[txn_id]
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(("version", "code"), [(9, E.INVALID_TXN_STATE), (11, E.TRANSACTION_ABORTABLE)])
+def test_produce_to_a_partition_not_in_the_transaction_is_refused(kafka_broker: BrokerThread, wire: WireClient,
+                                                                  version: int, code: int) -> None:
+    create_topic(kafka_broker, "t", 2)
+    r = init(wire, "tx")
+    pid, epoch = r.producer_id, r.producer_epoch
+    add_partitions(wire, 3, "tx", pid, epoch, {"t": [0]})
+    refused = txn_produce(wire, "tx", txn_batch(pid, epoch, 0), version, partition=1)
+    assert refused.error_code == code
+    if code == E.INVALID_TXN_STATE:
+        assert refused.error_message == "Partition was not added to the transaction"
+    stale = txn_produce(wire, "tx", txn_batch(pid, epoch + 1, 0), version)
+    assert stale.error_code == E.INVALID_PRODUCER_EPOCH  # PRODUCER_FENCED as producers expect it
+    ok = txn_produce(wire, "tx", txn_batch(pid, epoch, 0), version)
+    assert (ok.error_code, ok.base_offset) == (0, 0)
+    # With the transaction open in the partition, later batches need no verification.
+    assert txn_produce(wire, "tx", txn_batch(pid, epoch, 1), version).error_code == 0
+
+
+def test_produce_verification_can_be_disabled(tmp_path: Any) -> None:
+    with BrokerThread(tmp_path / "d", {"transaction.partition.verification.enable": "false"}) as broker:
+        wire = WireClient(broker.bootstrap)
+        try:
+            create_topic(broker, "t")
+            r = init(wire, "tx")
+            # Not added to the transaction, yet appended: nothing checks.
+            assert txn_produce(wire, "tx", txn_batch(r.producer_id, r.producer_epoch, 0)).error_code == 0
+        finally:
+            wire.close()
+
+
+def test_produce_while_the_transaction_completes_is_retriable(kafka_broker: BrokerThread, wire: WireClient) -> None:
+    create_topic(kafka_broker, "t", 2)
+    coordinator = kafka_broker.broker.transactions
+    r = init(wire, "tx")
+    add_partitions(wire, 3, "tx", r.producer_id, r.producer_epoch, {"t": [0, 1]})
+    kafka_broker.call(coordinator.shutdown)  # from now on the coordinator answers NOT_COORDINATOR
+    resp = txn_produce(wire, "tx", txn_batch(r.producer_id, r.producer_epoch, 0))
+    assert resp.error_code == E.NOT_ENOUGH_REPLICAS and "NOT_COORDINATOR" in resp.error_message
+
+
+def test_commit_over_the_wire_writes_markers(kafka_broker: BrokerThread, wire: WireClient) -> None:
+    from tests.broker.replica_wire import fetch, partitions_of, records_of
+
+    create_topic(kafka_broker, "t", 2)
+    r = init(wire, "tx")
+    pid, epoch = r.producer_id, r.producer_epoch
+    add_partitions(wire, 3, "tx", pid, epoch, {"t": [0]})
+    assert txn_produce(wire, "tx", txn_batch(pid, epoch, 0, b"a")).error_code == 0
+    end = {"transactional_id": "tx", "producer_id": pid, "producer_epoch": epoch, "committed": True}
+    assert wire.call(END_TXN, 3, end).error_code == 0
+    wait_state(kafka_broker, "tx", "CompleteCommit")
+    assert wire.call(END_TXN, 3, end).error_code == 0  # a retry after completion
+    part = partitions_of(fetch(wire, {"t": {0: 0}}))[("t", 0)]
+    assert (part.high_watermark, part.last_stable_offset) == (2, 2)  # the record and the COMMIT marker
+    # The record, then the COMMIT control record (key: version 0, type 1; value: version 0, coordinator epoch 0).
+    assert [(rec.key, rec.value) for rec in records_of(part.records)] == [
+        (None, b"a"), (b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00")]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_write_txn_markers(kafka_broker: BrokerThread, wire: WireClient, version: int) -> None:
+    create_topic(kafka_broker, "t", 2)
+    r = init(wire, "tx")
+    pid, epoch = r.producer_id, r.producer_epoch
+    add_partitions(wire, 3, "tx", pid, epoch, {"t": [0]})
+    assert txn_produce(wire, "tx", txn_batch(pid, epoch, 0)).error_code == 0
+    replicas = kafka_broker.broker.replica_manager
+    marker = {"producer_id": pid, "producer_epoch": epoch, "transaction_result": False, "coordinator_epoch": 0,
+              "topics": [{"name": "t", "partition_indexes": [0, 1]}, {"name": "nope", "partition_indexes": [0]}]}
+    if version >= 2:
+        marker["transaction_version"] = 1
+    resp = wire.call(WRITE_TXN_MARKERS, version, {"markers": [marker]})
+    got = {(t.name, p.partition_index): p.error_code for m in resp.markers for t in m.topics for p in t.partitions}
+    assert resp.markers[0].producer_id == pid
+    assert got == {("t", 0): 0, ("t", 1): 0, ("nope", 0): E.UNKNOWN_TOPIC_OR_PARTITION}
+    from kbroker.common import TopicPartition as TP
+    assert not replicas.has_ongoing_transaction(TP("t", 0), pid)
+    stale = {**marker, "producer_epoch": epoch - 1 if epoch else 0, "topics": [{"name": "t", "partition_indexes": [0]}]}
+    if epoch:
+        resp = wire.call(WRITE_TXN_MARKERS, version, {"markers": [stale]})
+        assert resp.markers[0].topics[0].partitions[0].error_code == E.INVALID_PRODUCER_EPOCH
+
+
+def test_state_survives_a_restart(tmp_path: Any) -> None:
+    data = tmp_path / "data"
+    with BrokerThread(data) as broker:
+        wire = WireClient(broker.bootstrap)
+        create_topic(broker, "t", 1)
+        r = init(wire, "tx", timeout_ms=42_000)
+        add_partitions(wire, 3, "tx", r.producer_id, r.producer_epoch, {"t": [0]})
+        assert txn_produce(wire, "tx", txn_batch(r.producer_id, r.producer_epoch, 0)).error_code == 0
+        wire.close()
+    with BrokerThread(data) as broker:
+        wire = WireClient(broker.bootstrap)
+        try:
+            desc = wire.call(DESCRIBE_TRANSACTIONS, 0, {"transactional_ids": ["tx"]}).transaction_states[0]
+            while desc.error_code == E.COORDINATOR_LOAD_IN_PROGRESS:
+                time.sleep(0.02)
+                desc = wire.call(DESCRIBE_TRANSACTIONS, 0, {"transactional_ids": ["tx"]}).transaction_states[0]
+            assert (desc.transaction_state, desc.producer_id, desc.transaction_timeout_ms) == (
+                "Ongoing", r.producer_id, 42_000)
+            # The ongoing transaction carries on: the producer commits it after the restart.
+            end = {"transactional_id": "tx", "producer_id": r.producer_id, "producer_epoch": r.producer_epoch,
+                   "committed": True}
+            assert wire.call(END_TXN, 3, end).error_code == 0
+            wait_state(broker, "tx", "CompleteCommit")
+            again = init(wire, "tx")
+            assert (again.producer_id, again.producer_epoch) == (r.producer_id, r.producer_epoch + 1)
+        finally:
+            wire.close()
+
+
+def test_timed_out_transaction_is_aborted_by_the_broker(tmp_path: Any) -> None:
+    settings = {"transaction.abort.timed.out.transaction.cleanup.interval.ms": "50"}
+    with BrokerThread(tmp_path / "d", settings) as broker:
+        wire = WireClient(broker.bootstrap)
+        try:
+            create_topic(broker, "t")
+            r = init(wire, "tx", timeout_ms=200)
+            add_partitions(wire, 3, "tx", r.producer_id, r.producer_epoch, {"t": [0]})
+            assert txn_produce(wire, "tx", txn_batch(r.producer_id, r.producer_epoch, 0)).error_code == 0
+            wait_state(broker, "tx", "CompleteAbort")
+            end = {"transactional_id": "tx", "producer_id": r.producer_id, "producer_epoch": r.producer_epoch,
+                   "committed": True}
+            assert wire.call(END_TXN, 3, end).error_code == E.PRODUCER_FENCED
+        finally:
+            wire.close()
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_markers_complete_the_groups_transactional_offsets(kafka_broker: BrokerThread, wire: WireClient,
+                                                           commit: bool) -> None:
+    from kbroker.common import TopicPartition as TP
+    from kbroker.groups.records import OffsetAndMetadata
+
+    create_topic(kafka_broker, "t")
+    groups = kafka_broker.broker.groups
+    assert wire.call(FIND_COORDINATOR, 3, {"key": "g", "key_type": 0}).error_code == 0
+    r = init(wire, "tx")
+    pid, epoch = r.producer_id, r.producer_epoch
+    offsets = {"transactional_id": "tx", "producer_id": pid, "producer_epoch": epoch, "group_id": "g"}
+    assert wire.call(ADD_OFFSETS, 3, offsets).error_code == 0
+    errors = kafka_broker.call(groups.txn_commit_offsets, "tx", "g", pid, epoch, -1, "", None,
+                               {TP("t", 0): OffsetAndMetadata(42)})
+    assert set(errors.values()) == {0}
+    assert kafka_broker.call(_fetch, groups, True) == "UNSTABLE_OFFSET_COMMIT"
+    end = {"transactional_id": "tx", "producer_id": pid, "producer_epoch": epoch, "committed": commit}
+    assert wire.call(END_TXN, 3, end).error_code == 0
+    wait_state(kafka_broker, "tx", "CompleteCommit" if commit else "CompleteAbort")
+    assert kafka_broker.call(_fetch, groups, True) == (42 if commit else None)
+
+
+async def _fetch(groups: Any, require_stable: bool) -> Any:
+    from kbroker.common import TopicPartition as TP
+
+    got = groups.fetch_offsets("g", [TP("t", 0)], require_stable)[TP("t", 0)]
+    return getattr(got, "offset", getattr(got, "name", got))
+
+
+def test_state_topic_settings_take_effect(tmp_path: Any) -> None:
+    settings = {"transaction.state.log.num.partitions": "7", "transaction.state.log.segment.bytes": "1048576",
+                "transaction.state.log.min.isr": "1", "transaction.max.timeout.ms": "5000"}
+    with BrokerThread(tmp_path / "d", settings) as broker:
+        wire = WireClient(broker.bootstrap)
+        try:
+            assert wire.call(FIND_COORDINATOR, 3, {"key": "tx", "key_type": 1}).error_code == 0
+            topic = broker.broker.metadata.topic("__transaction_state")
+            assert len(topic.partitions) == 7
+            assert (topic.configs["segment.bytes"], topic.configs["min.insync.replicas"]) == ("1048576", "1")
+            assert init(wire, "tx", timeout_ms=5001).error_code == E.INVALID_TRANSACTION_TIMEOUT
+            assert init(wire, "tx", timeout_ms=5000).error_code == 0
+            from kbroker.common import partition_for
+
+            assert broker.broker.transactions.partition_for("tx") == partition_for("tx", 7)
+        finally:
+            wire.close()
