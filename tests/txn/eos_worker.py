@@ -8,7 +8,10 @@ the same transaction (``send_offsets_to_transaction``), one transaction per poll
 consumer is assigned every partition (no group membership), so a restarted worker resumes
 without a rebalance; a restart fences its predecessor through the transactional id and aborts
 the transaction it left open. Prints ``READY`` once its producer id is initialised and its
-positions are known, then ``COMMITTED <records>`` after every transaction.
+positions are known, then ``COMMITTED <records>`` after every transaction. With an eighth
+argument STALL, the transaction that takes the run past STALL records stops after its output is
+written and acknowledged (before its offsets and commit): ``STALLED`` is printed and the worker
+sleeps, so a test can kill it with a transaction certainly open.
 """
 
 from __future__ import annotations
@@ -43,7 +46,14 @@ def retry(fn: Callable[[], T], seconds: float = 30.0) -> T:
             time.sleep(0.2)
 
 
-def run_confluent(bootstrap: str, src: str, dst: str, group: str, txn_id: str, partitions: int) -> None:
+def stall() -> None:
+    print("STALLED", flush=True)
+    while True:
+        time.sleep(60)
+
+
+def run_confluent(bootstrap: str, src: str, dst: str, group: str, txn_id: str, partitions: int,
+                  stall_at: int) -> None:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id, "linger.ms": 5,
@@ -70,6 +80,9 @@ def run_confluent(bootstrap: str, src: str, dst: str, group: str, txn_id: str, p
         for m in msgs:
             producer.produce(dst, b"out-" + m.value(), partition=m.partition())
             next_offsets[m.partition()] = m.offset() + 1
+        if 0 < stall_at <= total + len(msgs):
+            producer.flush(30)
+            stall()
         producer.send_offsets_to_transaction([TopicPartition(src, q, o) for q, o in sorted(next_offsets.items())],
                                              consumer.consumer_group_metadata(), 30)
         producer.commit_transaction(30)
@@ -77,7 +90,8 @@ def run_confluent(bootstrap: str, src: str, dst: str, group: str, txn_id: str, p
         print(f"COMMITTED {total}", flush=True)
 
 
-def run_kafka_python(bootstrap: str, src: str, dst: str, group: str, txn_id: str, partitions: int) -> None:
+def run_kafka_python(bootstrap: str, src: str, dst: str, group: str, txn_id: str, partitions: int,
+                     stall_at: int) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
@@ -103,6 +117,9 @@ def run_kafka_python(bootstrap: str, src: str, dst: str, group: str, txn_id: str
                 producer.send(dst, value=b"out-" + r.value, partition=tp.partition)
             offsets[tp] = OffsetAndMetadata(recs[-1].offset + 1, "", -1)
             n += len(recs)
+        if 0 < stall_at <= total + n:
+            producer.flush()
+            stall()
         producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
         producer.commit_transaction()
         total += n
@@ -110,9 +127,9 @@ def run_kafka_python(bootstrap: str, src: str, dst: str, group: str, txn_id: str
 
 
 def main(argv: list[str]) -> int:
-    client, bootstrap, src, dst, group, txn_id, partitions = argv
+    client, bootstrap, src, dst, group, txn_id, partitions = argv[:7]
     run = {"confluent": run_confluent, "kafka-python": run_kafka_python}[client]
-    run(bootstrap, src, dst, group, txn_id, int(partitions))
+    run(bootstrap, src, dst, group, txn_id, int(partitions), int(argv[7]) if len(argv) > 7 else 0)
     return 0
 
 

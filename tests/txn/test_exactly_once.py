@@ -170,31 +170,42 @@ def test_consume_transform_produce_killed_twice_is_exactly_once(client: str, bro
     create_topics(broker.bootstrap, src, dst)
     values = [f"in-{i:06d}".encode() for i in range(N_INPUT)]
     produce_plain(broker.bootstrap, src, values)
-    # Two kills, each once the running worker has committed a random share of the input, after a
-    # random few milliseconds (usually mid-transaction: most of a worker's time is spent in one).
-    kill_after = [int(rng.uniform(0.1, 0.4) * N_INPUT) for _ in range(2)]
-    delays = [rng.uniform(0.0, 0.05) for _ in kill_after]
-    what = f"seed {seed} (EOS_SEED), kills after {kill_after} records committed"
+    # Two kills: the first in a transaction whose output is written and acknowledged but not
+    # committed (the worker stalls there), the second once the run has committed a random share of
+    # the input, after a random few milliseconds: anywhere in the loop, usually mid-transaction.
+    stall_at = int(rng.uniform(0.1, 0.4) * N_INPUT)
+    kill_after = int(rng.uniform(0.1, 0.4) * N_INPUT)
+    delay = rng.uniform(0.0, 0.05)
+    what = f"seed {seed} (EOS_SEED), kills at {stall_at} (stalled) and after {kill_after} records committed"
     deadline = time.monotonic() + 150
     args = (client, broker.bootstrap, src, dst, group, f"eos-txn-{client}", str(PARTITIONS))
     for run in range(3):
-        w = Worker(tmp_path / f"worker-{run}.log", *args)
+        w = Worker(tmp_path / f"worker-{run}.log", *args, *([str(stall_at)] if run == 0 else []))
         try:
-            if run < 2:
-                while w.committed() < kill_after[run]:
+            if run == 0:
+                while "STALLED" not in w.output():
                     w.alive()
-                    assert time.monotonic() < deadline, f"{what}: run {run} too slow\n{w.output()}"
+                    assert time.monotonic() < deadline, f"{what}: run 0 never stalled\n{w.output()}"
+                    time.sleep(0.01)
+            elif run == 1:
+                while w.committed() < kill_after:
+                    w.alive()
+                    assert time.monotonic() < deadline, f"{what}: run 1 too slow\n{w.output()}"
                     time.sleep(0.002)
-                time.sleep(delays[run])
-                w.kill()
-                assert committed_total(broker.bootstrap, group, src) < N_INPUT, f"{what}: run {run} finished early"
+                time.sleep(delay)
             else:
                 while (done := committed_total(broker.bootstrap, group, src)) < N_INPUT:
                     w.alive()
                     assert time.monotonic() < deadline, f"{what}: {done} of {N_INPUT} committed in time\n{w.output()}"
                     time.sleep(0.2)
+            w.kill()
+            if run < 2:
+                assert committed_total(broker.bootstrap, group, src) < N_INPUT, f"{what}: run {run} finished early"
         finally:
             w.kill()
+    # The stalled transaction's output is in the log, aborted: read_uncommitted sees more records.
+    hw = end_offsets(broker.bootstrap, dst, "read_uncommitted")
+    assert sum(hw) > N_INPUT, f"{what}: high watermarks {hw}: no aborted output in the log"
     out = read_committed(broker.bootstrap, dst)
     counts = collections.Counter(m.value() for m in out)
     dups = [v for v, n in counts.items() if n > 1]
