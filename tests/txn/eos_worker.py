@@ -16,6 +16,8 @@ sleeps, so a test can kill it with a transaction certainly open.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +27,8 @@ T = TypeVar("T")
 
 #: Records per transaction at most: a few hundred transactions over the input.
 BATCH = 1000
+#: Seconds a transactional call of the confluent worker may take.
+API_TIMEOUT = 10
 
 
 def retry(fn: Callable[[], T], seconds: float = 30.0) -> T:
@@ -56,13 +60,17 @@ def run_confluent(bootstrap: str, src: str, dst: str, group: str, txn_id: str, p
                   stall_at: int) -> None:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
+    # Reconnect within a second when the broker restarts (librdkafka backs off up to 10 s).
+    fast: dict[str, Any] = {"reconnect.backoff.max.ms": 1000}
+    if os.environ.get("EOS_WORKER_DEBUG"):  # librdkafka debug contexts, e.g. "eos,protocol"
+        fast["debug"] = os.environ["EOS_WORKER_DEBUG"]
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id, "linger.ms": 5,
-                         "transaction.timeout.ms": 20000, "queue.buffering.max.messages": 4 * BATCH})
+                         "transaction.timeout.ms": 20000, "queue.buffering.max.messages": 4 * BATCH, **fast})
     # First: fencing the previous worker aborts its open transaction, whose offsets would
     # otherwise keep the committed offsets unstable.
     producer.init_transactions(30)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": "read_committed",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", **fast})
     committed = retry(lambda: consumer.committed([TopicPartition(src, q) for q in range(partitions)], timeout=10))
     consumer.assign([TopicPartition(src, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
                      for tp in committed])
@@ -75,6 +83,11 @@ def run_confluent(bootstrap: str, src: str, dst: str, group: str, txn_id: str, p
                 raise KafkaException(m.error())
         if not msgs:
             continue
+        # librdkafka 2.x can block in send_offsets_to_transaction() past its timeout when the
+        # group coordinator went away (confluentinc/librdkafka#5456, #5511; seen with Kafka 4.1.1
+        # as with kbroker after a broker restart): SIGALRM's default action ends the worker then,
+        # as an operator's watchdog would, and its successor takes over.
+        signal.alarm(API_TIMEOUT + 5)
         producer.begin_transaction()
         next_offsets: dict[int, int] = {}
         for m in msgs:
@@ -83,9 +96,12 @@ def run_confluent(bootstrap: str, src: str, dst: str, group: str, txn_id: str, p
         if 0 < stall_at <= total + len(msgs):
             producer.flush(30)
             stall()
+        print(f"PRODUCED {total + len(msgs)}", flush=True)
         producer.send_offsets_to_transaction([TopicPartition(src, q, o) for q, o in sorted(next_offsets.items())],
-                                             consumer.consumer_group_metadata(), 30)
-        producer.commit_transaction(30)
+                                             consumer.consumer_group_metadata(), API_TIMEOUT)
+        print("OFFSETS SENT", flush=True)
+        producer.commit_transaction(API_TIMEOUT)
+        signal.alarm(0)
         total += len(msgs)
         print(f"COMMITTED {total}", flush=True)
 

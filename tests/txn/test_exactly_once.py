@@ -69,7 +69,7 @@ def create_topics(bootstrap: str, *names: str, partitions: int = PARTITIONS) -> 
 
 def produce_plain(bootstrap: str, topic: str, values: list[bytes], partitions: int = PARTITIONS) -> None:
     """Non-transactional input, round robin over the partitions."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000,
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 32768,
                   "queue.buffering.max.messages": len(values) + 1, "enable.idempotence": True})
     errors: list[Any] = []
     for i, v in enumerate(values):
@@ -219,6 +219,92 @@ def test_consume_transform_produce_killed_twice_is_exactly_once(client: str, bro
 
 
 # ---------------------------------------------------------------- broker SIGKILL
+
+def test_consume_transform_produce_survives_broker_sigkill(broker: BrokerProcess, tmp_path: Path) -> None:
+    """The broker is SIGKILLed twice under a consume-transform-produce worker and restarted on the
+    same port: first together with the worker, while the worker's transaction is certainly open
+    (it stalls after its output is acknowledged; its successor must get it aborted), then alone at
+    a random point. Small segments put the aborted output across segments, so the restarted
+    broker serves read_committed from recovered producer state and transaction indexes."""
+    seed = int(os.environ.get("EOS_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    n = N_INPUT // 2
+    port = broker.bootstrap.rsplit(":", 1)[1]
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    small = {"segment.bytes": str(64 * 1024)}
+    for f in admin.create_topics([NewTopic(t, PARTITIONS, 1, config=small) for t in ("crash-in", "crash-out")],
+                                 operation_timeout=20).values():
+        f.result(30)
+    values = [f"in-{i:06d}".encode() for i in range(n)]
+    produce_plain(broker.bootstrap, "crash-in", values)
+    stall_at = int(rng.uniform(0.1, 0.4) * n)
+    kill_at = int(rng.uniform(0.5, 0.8) * n)
+    what = (f"seed {seed} (EOS_SEED), broker and worker killed at {stall_at} (stalled), "
+            f"broker alone after {kill_at} records committed")
+    args = ("confluent", broker.bootstrap, "crash-in", "crash-out", "crash-group", "crash-txn", str(PARTITIONS))
+    runs: list[Worker] = []
+    current = broker
+    deadline = time.monotonic() + 90
+
+    def worker(*extra: str) -> Worker:
+        """The running worker; a new one when there is none or the last one gave up."""
+        if not runs or runs[-1].proc.poll() is not None:
+            assert len(runs) < 12, f"{what}: {len(runs)} worker runs\n{runs[-1].output()}"
+            runs.append(Worker(tmp_path / f"worker-{len(runs)}.log", *args, *extra))
+        return runs[-1]
+
+    def state() -> str:
+        """What the failure message needs: offsets on both sides, the worker's and broker's last words."""
+        b = current.bootstrap
+        c = Consumer({"bootstrap.servers": b, "group.id": "crash-group", "isolation.level": "read_uncommitted"})
+        try:
+            committed = [tp.offset for tp in c.committed([TopicPartition("crash-in", q) for q in range(PARTITIONS)],
+                                                         timeout=10)]
+        finally:
+            c.close()
+        return (f"{what}; committed {committed}; crash-in LSO {end_offsets(b, 'crash-in', 'read_committed')} "
+                f"HW {end_offsets(b, 'crash-in', 'read_uncommitted')}; crash-out LSO "
+                f"{end_offsets(b, 'crash-out', 'read_committed')} HW {end_offsets(b, 'crash-out', 'read_uncommitted')}"
+                f"\n--- worker {len(runs) - 1}:\n{runs[-1].output()[-1500:]}\n--- broker:\n"
+                + "".join(current.output[-25:]))
+
+    def restart_broker() -> BrokerProcess:
+        current.kill()
+        return BrokerProcess(broker.data_dir, *BROKER_SETTINGS,
+                             f"listeners=PLAINTEXT://127.0.0.1:{port}").start(timeout=60)
+
+    try:
+        w = worker(str(stall_at))
+        while "STALLED" not in w.output():
+            w.alive()
+            assert time.monotonic() < deadline, f"{what}: the first worker never stalled\n{w.output()}"
+            time.sleep(0.01)
+        current = restart_broker()
+        w.kill()
+        while (done := committed_total(current.bootstrap, "crash-group", "crash-in")) < kill_at:
+            worker()
+            assert time.monotonic() < deadline, f"{done} of {n} committed in time: {state()}"
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.2))
+        current = restart_broker()
+        while (done := committed_total(current.bootstrap, "crash-group", "crash-in")) < n:
+            worker()
+            assert time.monotonic() < deadline, f"{done} of {n} committed in time: {state()}"
+            time.sleep(0.1)
+    finally:
+        for w in runs:
+            w.kill()
+        broker.proc = current.proc  # the fixture ends the broker that runs now
+    out = read_committed(current.bootstrap, "crash-out")
+    counts = collections.Counter(m.value() for m in out)
+    dups = [v for v, c in counts.items() if c > 1]
+    want = {b"out-" + v for v in values}
+    assert not dups and set(counts) == want, (
+        f"{what} ({len(runs)} worker runs): {len(out)} output records for {n} inputs, {len(dups)} duplicated "
+        f"(e.g. {dups[:3]}), {len(want - set(counts))} missing")
+    hw = end_offsets(current.bootstrap, "crash-out", "read_uncommitted")
+    assert sum(hw) > n, f"{what}: high watermarks {hw}: no aborted output in the log"
+
 
 def test_broker_sigkill_with_open_transactions_recovers(broker: BrokerProcess) -> None:
     topic = "crash"
