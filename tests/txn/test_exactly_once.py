@@ -220,7 +220,9 @@ def test_consume_transform_produce_killed_twice_is_exactly_once(client: str, bro
 
 # ---------------------------------------------------------------- broker SIGKILL
 
-def test_consume_transform_produce_survives_broker_sigkill(broker: BrokerProcess, tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_consume_transform_produce_survives_broker_sigkill(client: str, broker: BrokerProcess,
+                                                            tmp_path: Path) -> None:
     """The broker is SIGKILLed twice under a consume-transform-produce worker and restarted on the
     same port: first together with the worker, while the worker's transaction is certainly open
     (it stalls after its output is acknowledged; its successor must get it aborted), then alone at
@@ -241,7 +243,7 @@ def test_consume_transform_produce_survives_broker_sigkill(broker: BrokerProcess
     kill_at = int(rng.uniform(0.5, 0.8) * n)
     what = (f"seed {seed} (EOS_SEED), broker and worker killed at {stall_at} (stalled), "
             f"broker alone after {kill_at} records committed")
-    args = ("confluent", broker.bootstrap, "crash-in", "crash-out", "crash-group", "crash-txn", str(PARTITIONS))
+    args = (client, broker.bootstrap, "crash-in", "crash-out", "crash-group", "crash-txn", str(PARTITIONS))
     runs: list[Worker] = []
     current = broker
     deadline = time.monotonic() + 90
