@@ -16,8 +16,9 @@ sleeps, so a test can kill it with a transaction certainly open.
 
 from __future__ import annotations
 
+import faulthandler
+import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -50,7 +51,19 @@ def retry(fn: Callable[[], T], seconds: float = 30.0) -> T:
             time.sleep(0.2)
 
 
+def watchdog() -> None:
+    """End the worker, with its stack on stderr, if this transaction is not done in time.
+
+    librdkafka 2.x can block in send_offsets_to_transaction() past its timeout when the group
+    coordinator went away (confluentinc/librdkafka#5456, #5511; seen with Kafka 4.1.1 as with
+    kbroker after a broker restart), and kafka-python's calls have no timeout at all: the worker
+    then ends, as under an operator's watchdog, and its successor takes over.
+    """
+    faulthandler.dump_traceback_later(API_TIMEOUT + 5, exit=True)
+
+
 def stall() -> None:
+    faulthandler.cancel_dump_traceback_later()
     print("STALLED", flush=True)
     while True:
         time.sleep(60)
@@ -83,11 +96,7 @@ def run_confluent(bootstrap: str, src: str, dst: str, group: str, txn_id: str, p
                 raise KafkaException(m.error())
         if not msgs:
             continue
-        # librdkafka 2.x can block in send_offsets_to_transaction() past its timeout when the
-        # group coordinator went away (confluentinc/librdkafka#5456, #5511; seen with Kafka 4.1.1
-        # as with kbroker after a broker restart): SIGALRM's default action ends the worker then,
-        # as an operator's watchdog would, and its successor takes over.
-        signal.alarm(API_TIMEOUT + 5)
+        watchdog()
         producer.begin_transaction()
         next_offsets: dict[int, int] = {}
         for m in msgs:
@@ -101,7 +110,7 @@ def run_confluent(bootstrap: str, src: str, dst: str, group: str, txn_id: str, p
                                              consumer.consumer_group_metadata(), API_TIMEOUT)
         print("OFFSETS SENT", flush=True)
         producer.commit_transaction(API_TIMEOUT)
-        signal.alarm(0)
+        faulthandler.cancel_dump_traceback_later()
         total += len(msgs)
         print(f"COMMITTED {total}", flush=True)
 
@@ -111,6 +120,8 @@ def run_kafka_python(bootstrap: str, src: str, dst: str, group: str, txn_id: str
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
+    if os.environ.get("EOS_WORKER_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
     producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=txn_id, linger_ms=5,
                              batch_size=256 * 1024, transaction_timeout_ms=20000)
     producer.init_transactions()
@@ -125,6 +136,7 @@ def run_kafka_python(bootstrap: str, src: str, dst: str, group: str, txn_id: str
         polled: dict[Any, list[Any]] = consumer.poll(500)
         if not polled:
             continue
+        watchdog()
         producer.begin_transaction()
         offsets = {}
         n = 0
@@ -138,6 +150,7 @@ def run_kafka_python(bootstrap: str, src: str, dst: str, group: str, txn_id: str
             stall()
         producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
         producer.commit_transaction()
+        faulthandler.cancel_dump_traceback_later()
         total += n
         print(f"COMMITTED {total}", flush=True)
 
