@@ -277,9 +277,9 @@ class PartitionLog:
                 self._high_watermark = next_offset
                 if producer_state.unreplicated:
                     producer_state.on_high_watermark(next_offset)
+            self._unflushed_messages += record_count
             if aborted:
                 self._index_aborted(segment, aborted)
-            self._unflushed_messages += record_count
             try:
                 self._maybe_flush(now)
             except OSError as e:
@@ -302,7 +302,8 @@ class PartitionLog:
             for txn in aborted:
                 segment.append_aborted_txn(txn)
         except OSError as e:
-            # The marker is written but the index lacks it: not acknowledged, the coordinator retries.
+            # The marker is written and the abort is known in memory (the file catches up at the
+            # next write or flush); answered as a storage error, as Kafka fails the log dir.
             log.error("cannot update the transaction index of %s: %s", self.name, e)
             raise KafkaStorageError(f"transaction index update of {self.name} failed: {e}") from e
         finally:

@@ -78,10 +78,26 @@ class AppendPlan:
     updated: dict[int, ProducerStateEntry] = field(default_factory=dict)
     #: Set when the append retries an already written batch: write nothing, answer this.
     duplicate: BatchMetadata | None = None
-    #: ``(first offset, producer id)`` of transactions the append opens.
-    started: list[tuple[int, int]] = field(default_factory=list)
-    #: Transactions the append's markers end.
-    completed: list[CompletedTxn] = field(default_factory=list)
+    #: ``(first offset, producer id)`` of transactions the append opens (None: none; the
+    #: lists are made only when needed, appends without transactions stay as cheap as before).
+    started: list[tuple[int, int]] | None = None
+    #: Transactions the append's markers end (None: none).
+    completed: list[CompletedTxn] | None = None
+
+
+#: What :meth:`ProducerStateManager.commit` returns for appends that end no transaction.
+_NO_ABORTED: tuple[AbortedTxn, ...] = ()
+
+
+def _marker_of(records: bytes | bytearray | memoryview, headers: Sequence[BatchHeader],
+               header: BatchHeader) -> EndTxnMarker | None:
+    """The COMMIT/ABORT marker of the control batch ``header`` of ``records``."""
+    pos = 0
+    for h in headers:
+        if h is header:
+            return end_txn_marker(memoryview(records)[pos : pos + h.size])
+        pos += h.size
+    return None
 
 
 class ProducerStateManager:
@@ -114,18 +130,15 @@ class ProducerStateManager:
         """
         plan = AppendPlan()
         offset = first_offset
-        pos = 0
         for h in headers:
             base = offset
             offset += h.last_offset_delta + 1
-            start = pos
-            pos += h.size
             pid = h.producer_id
             if pid < 0:
                 continue
             current = self.producers.get(pid)
             if h.is_control:
-                marker = None if records is None else end_txn_marker(memoryview(records)[start:pos])
+                marker = None if records is None else _marker_of(records, headers, h)
                 if marker is None:
                     continue  # not a COMMIT/ABORT marker: no producer state
                 entry = plan.updated.get(pid)
@@ -134,6 +147,8 @@ class ProducerStateManager:
                 ts = h.max_timestamp if append_time_ms is None else append_time_ms
                 done = self._end_txn(entry, h.producer_epoch, marker, base, ts)
                 if done is not None:
+                    if plan.completed is None:
+                        plan.completed = []
                     plan.completed.append(done)
                 continue
             if current is not None and origin is AppendOrigin.CLIENT:
@@ -153,6 +168,8 @@ class ProducerStateManager:
                         f"in partition {self.partition_name}", ErrorCode.INVALID_TXN_STATE)
             elif h.is_transactional:
                 entry.current_txn_first_offset = base
+                if plan.started is None:
+                    plan.started = []
                 plan.started.append((base, pid))
         return plan
 
@@ -197,21 +214,24 @@ class ProducerStateManager:
                 f"Out of order sequence number for {where}: {first_seq} (incoming seq. number), "
                 f"{entry.last_seq} (current end sequence number)", ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER)
 
-    def commit(self, plan: AppendPlan, end_offset: int) -> list[AbortedTxn]:
+    def commit(self, plan: AppendPlan, end_offset: int) -> Sequence[AbortedTxn]:
         """Apply a validated plan once its batches are in the log, which now ends at ``end_offset``.
 
         Returns the aborted transactions the plan's markers ended, with the last stable
         offset right after each: the caller adds them to the marker's segment's ``.txnindex``.
         """
-        self.producers.update(plan.updated)
-        for first, pid in plan.started:
+        if plan.updated:
+            self.producers.update(plan.updated)
+        self.map_end_offset = end_offset
+        if plan.started is None and plan.completed is None:
+            return _NO_ABORTED
+        for first, pid in plan.started or ():
             self.ongoing[first] = pid
         aborted: list[AbortedTxn] = []
-        for txn in plan.completed:
+        for txn in plan.completed or ():
             lso = self._complete(txn)
             if txn.is_aborted:
                 aborted.append(AbortedTxn(txn.producer_id, txn.first_offset, txn.last_offset, lso))
-        self.map_end_offset = end_offset
         return aborted
 
     def _complete(self, txn: CompletedTxn) -> int:

@@ -55,6 +55,8 @@ class TransactionIndex:
         self._exists = exists
         self._entries: list[AbortedTxn] | None = None if exists else []
         self._unsynced = False
+        #: A write failed: the file lacks entries that memory has; the next write rewrites it.
+        self._file_behind = False
 
     @property
     def maybe_nonempty(self) -> bool:
@@ -95,19 +97,32 @@ class TransactionIndex:
         return out
 
     def append(self, txn: AbortedTxn) -> None:
-        """Add an entry; last offsets must increase (Kafka's rule)."""
+        """Add an entry; last offsets must increase (Kafka's rule).
+
+        The entry is kept in memory even if writing the file fails (OSError is raised):
+        fetches of this process still see the aborted transaction, and the next write
+        rewrites the whole file.
+        """
         entries = self.entries()
         if entries and txn.last_offset < entries[-1].last_offset:
             raise ValueError(f"aborted transaction ending at {txn.last_offset} appended to {self.path} "
                              f"after one ending at {entries[-1].last_offset}")
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, _ENTRY.pack(_VERSION, *txn))
-        finally:
-            os.close(fd)
+        entries.append(txn)
         self._exists = True
         self._unsynced = True
-        entries.append(txn)
+        try:
+            if self._file_behind:
+                self._rewrite(entries)
+                return
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                if os.write(fd, _ENTRY.pack(_VERSION, *txn)) != ENTRY_SIZE:
+                    raise OSError(f"short write to {self.path}")
+            finally:
+                os.close(fd)
+        except OSError:
+            self._file_behind = True
+            raise
 
     def collect(self, fetch_offset: int, upper_bound: int) -> TxnIndexSearch:
         """Entries overlapping ``[fetch_offset, upper_bound)``; complete once an entry's
@@ -132,9 +147,13 @@ class TransactionIndex:
 
     def reset(self) -> None:
         """Forget every entry and remove the file (recovery rebuilds it)."""
+        if not self._exists:
+            self._entries = []
+            return  # no file: nothing to remove (the common case, without a syscall)
         self._rewrite([])
 
     def _rewrite(self, entries: list[AbortedTxn]) -> None:
+        self._file_behind = True  # until the new file is in place
         if not entries:
             self.path.unlink(missing_ok=True)
             self._exists = False
@@ -145,18 +164,23 @@ class TransactionIndex:
             os.replace(tmp, self.path)
             self._unsynced = True
         self._entries = entries
+        self._file_behind = False
 
     @property
     def needs_sync(self) -> bool:
         return self._unsynced
 
     def mark_synced(self) -> None:
-        self._unsynced = False
+        """The file was fsynced by the caller (unless it is behind memory: then it still needs a write)."""
+        if not self._file_behind:
+            self._unsynced = False
 
     def flush(self) -> None:
-        """fsync the file if it holds unsynced entries."""
+        """fsync the file if it holds unsynced entries (rewriting it first if a write failed)."""
         if not self._unsynced:
             return
+        if self._file_behind:
+            self._rewrite(self.entries())
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:

@@ -56,6 +56,8 @@ from kbroker.txn.config import (
 )
 from kbroker.txn.markers import MarkerResults, TxnMarker
 
+_CLIENT = AppendOrigin.CLIENT
+_COORDINATOR = AppendOrigin.COORDINATOR
 #: DeleteRecords' offset meaning "up to the high watermark".
 DELETE_TO_HIGH_WATERMARK = -1
 
@@ -297,8 +299,7 @@ class ReplicaManager:
                                  config.message_timestamp_after_max_ms)
         # Idle producer ids expire lazily here rather than from a timer task.
         plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
-        result = plog.append(records, leader_epoch=info.leader_epoch,
-                             origin=AppendOrigin.COORDINATOR if internal else AppendOrigin.CLIENT)
+        result = plog.append(records, leader_epoch=info.leader_epoch, origin=_COORDINATOR if internal else _CLIENT)
         return AppendResult(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
                             log_start_offset=result.log_start_offset)
 

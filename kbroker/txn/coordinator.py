@@ -470,7 +470,11 @@ class TransactionCoordinator:
         for txn in timed_out:
             if txn.state != S.ONGOING or txn.pending_transition_in_progress:
                 continue  # changed while an earlier abort was written
-            transit = txn.prepare_fence_producer_epoch()
+            try:
+                transit = txn.prepare_fence_producer_epoch()
+            except IllegalTransition as e:  # one broken id must not keep the others from timing out
+                log.error("cannot abort the timed out transaction of %r: %s", txn.transactional_id, e)
+                continue
             log.info("aborting transaction of %r (producer id %d): it exceeded its %d ms timeout",
                      txn.transactional_id, txn.producer_id, txn.timeout_ms)
             error = await self._end_transaction(txn, transit.producer_id, transit.producer_epoch, False,
@@ -489,7 +493,11 @@ class TransactionCoordinator:
         for txn in expired:
             if not txn.state.expiration_allowed or txn.pending_transition_in_progress:
                 continue
-            transit = txn.prepare_dead()
+            try:
+                transit = txn.prepare_dead()
+            except IllegalTransition as e:
+                log.error("cannot expire transactional id %r: %s", txn.transactional_id, e)
+                continue
             error = await self._append(txn, transit)
             if error == ErrorCode.NONE and self.transactions.get(txn.transactional_id) is txn:
                 del self.transactions[txn.transactional_id]

@@ -1,9 +1,11 @@
 """``__transaction_state`` records: TransactionLogKey v0 and TransactionLogValue v0/v1.
 
 The key is a 2-byte record type (0) then the v0 key; the value a 2-byte version then
-the value at that version; a tombstone (null value) removes an expired id. As Kafka
-does for transaction version 1 clients, values are written at v0 (v1, the flexible
-version with tagged previous/next producer ids, is read as well).
+the value at that version; a tombstone (null value) removes an expired id. Kafka picks
+the value version from the cluster's finalized ``transaction.version``: v1 from version 2
+on, v0 below it. This broker finalizes no ``transaction.version`` (its clients use
+transaction version 1), so it writes v0, as Kafka does then; v1 (the flexible version with
+the tagged previous/next producer ids) is read as well.
 """
 
 from __future__ import annotations

@@ -143,7 +143,8 @@ class TransactionMetadata:
                                     f"{self.pending_state.kafka_name} is pending")
         epoch = self.producer_epoch if producer_epoch is None else producer_epoch
         last_epoch = self.last_producer_epoch if last_producer_epoch is None else last_producer_epoch
-        if epoch < 0 or last_epoch < NO_PRODUCER_EPOCH:
+        # An id whose first InitProducerId failed to be written still has no epoch; it may only expire.
+        if (epoch < 0 and state != TransactionState.DEAD) or last_epoch < NO_PRODUCER_EPOCH:
             raise IllegalTransition(f"{self.transactional_id}: invalid epochs {epoch}/{last_epoch}")
         if self.state not in state.valid_previous:
             raise IllegalTransition(f"{self.transactional_id}: {self.state.kafka_name} -> {state.kafka_name}")

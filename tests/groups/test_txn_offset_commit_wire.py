@@ -67,7 +67,7 @@ class Txn:
     def end(self, commit: bool) -> int:
         return int(_retrying(lambda: self.c.call(END_TXN, 3, {
             "transactional_id": self.transactional_id, "producer_id": self.producer_id,
-            "producer_epoch": self.epoch, "committed": commit}), 51).error_code)
+            "producer_epoch": self.epoch, "committed": commit}), 51, COORDINATOR_LOAD_IN_PROGRESS).error_code)
 
 
 def fetch(c: WireClient, group: str, partitions: list[tuple[str, int]] | None, *, version: int = 7,
@@ -88,6 +88,18 @@ def fetch(c: WireClient, group: str, partitions: list[tuple[str, int]] | None, *
         assert r.error_code == NONE
         out_topics = r.topics
     return {(t.name, p.partition_index): (p.committed_offset, p.error_code) for t in out_topics for p in t.partitions}
+
+
+def settled(c: WireClient, group: str, partitions: list[tuple[str, int]] | None, *, version: int = 7
+            ) -> dict[tuple[str, int], tuple[int, int]]:
+    """A stable fetch once no partition is UNSTABLE_OFFSET_COMMIT: EndTxn answers before
+    the markers are written, so the offsets settle a moment later."""
+    deadline = time.monotonic() + 10
+    while True:
+        got = fetch(c, group, partitions, version=version)
+        if all(e != UNSTABLE_OFFSET_COMMIT for _, e in got.values()) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -111,8 +123,8 @@ def test_offsets_commit_with_the_transaction(c: WireClient, version: int) -> Non
     assert fetch(c, group, [("wt", 0)], stable=False) == {("wt", 0): (-1, 0)}
     assert fetch(c, group, [("wt", 0)], version=6) == {("wt", 0): (-1, 0)}  # before require_stable existed
     assert txn.end(commit=True) == NONE
-    assert fetch(c, group, [("wt", 0), ("wt", 1)]) == {("wt", 0): (5, 0), ("wt", 1): (6, 0)}
-    assert fetch(c, group, None, version=9) == {("wt", 0): (5, 0), ("wt", 1): (6, 0)}
+    assert settled(c, group, [("wt", 0), ("wt", 1)]) == {("wt", 0): (5, 0), ("wt", 1): (6, 0)}
+    assert settled(c, group, None, version=9) == {("wt", 0): (5, 0), ("wt", 1): (6, 0)}
 
 
 def test_aborted_offsets_are_dropped(c: WireClient) -> None:
@@ -126,7 +138,7 @@ def test_aborted_offsets_are_dropped(c: WireClient) -> None:
     assert fetch(c, "ga", None) == {("wt", 0): (-1, UNSTABLE_OFFSET_COMMIT)}
     assert fetch(c, "ga", None, stable=False) == {("wt", 0): (2, 0)}
     assert txn.end(commit=False) == NONE
-    assert fetch(c, "ga", None) == {("wt", 0): (2, 0)}
+    assert settled(c, "ga", None) == {("wt", 0): (2, 0)}
 
 
 def test_unknown_topics_and_partitions_are_answered_first(c: WireClient) -> None:
@@ -140,7 +152,7 @@ def test_unknown_topics_and_partitions_are_answered_first(c: WireClient) -> None
     big = "x" * 5000
     assert txn.commit_offsets("gu", {("wt", 1): 1}, metadata=big) == {("wt", 1): OFFSET_METADATA_TOO_LARGE}
     assert txn.end(commit=True) == NONE
-    assert fetch(c, "gu", None) == {("wt", 0): (1, 0)}
+    assert settled(c, "gu", None) == {("wt", 0): (1, 0)}
 
 
 @pytest.mark.parametrize(("version", "expected"), [(3, INVALID_TXN_STATE), (4, TRANSACTION_ABORTABLE)])
@@ -202,7 +214,7 @@ def test_member_checks_from_v3(c: WireClient) -> None:
     assert txn.commit_offsets("unknown-group", {("wt", 0): 1}, generation=1, member="m") == {
         ("wt", 0): ILLEGAL_GENERATION}
     assert txn.end(commit=True) == NONE
-    assert fetch(c, "gm", None) == {("wt", 0): (3, 0), ("wt", 1): (4, 0)}
+    assert settled(c, "gm", None) == {("wt", 0): (3, 0), ("wt", 1): (4, 0)}
 
 
 def test_restart_keeps_pending_and_committed_offsets(tmp_path: Any) -> None:
@@ -218,16 +230,15 @@ def test_restart_keeps_pending_and_committed_offsets(tmp_path: Any) -> None:
         c.close()
     with BrokerThread(tmp_path, {"offsets.topic.num.partitions": "2"}) as b:
         c = WireClient(b.bootstrap)
-        f = _retrying(lambda: c.call(OFFSET_FETCH, 7, {"group_id": "gd", "topics": None, "require_stable": True}),
-                      COORDINATOR_LOAD_IN_PROGRESS)
-        assert [(p.committed_offset, p.error_code) for t in f.topics for p in t.partitions] == [(11, 0)]
+        # The commit's markers may be written only after the transaction coordinator reloads.
+        assert settled(c, "gd", None) == {("wt", 0): (11, 0)}
         assert fetch(c, "go", [("wt", 0)]) == {("wt", 0): (-1, UNSTABLE_OFFSET_COMMIT)}
         # The transaction coordinator reloads the open transaction and can end it.
         reopened = Txn.__new__(Txn)
         reopened.c, reopened.transactional_id = c, "tx-open"
         reopened.producer_id, reopened.epoch = open_.producer_id, open_.epoch
         assert reopened.end(commit=True) == NONE
-        assert fetch(c, "go", [("wt", 0)]) == {("wt", 0): (11, 0)}
+        assert settled(c, "go", [("wt", 0)]) == {("wt", 0): (11, 0)}
         assert b.broker.groups.partition_for("go") in range(2)
         assert b.broker.metadata.topic(CONSUMER_OFFSETS) is not None
         c.close()

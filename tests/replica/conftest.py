@@ -36,9 +36,10 @@ class Cluster:
     def partition(self, topic: str, index: int) -> PartitionInfo | None:
         return self.infos.get((topic, index))
 
-    def add(self, topic: str, index: int = 0, *, leader: int = NODE_ID, leader_epoch: int = 0) -> PartitionLog:
+    def add(self, topic: str, index: int = 0, *, leader: int = NODE_ID, leader_epoch: int = 0,
+            config: LogConfig | None = None) -> PartitionLog:
         self.infos[(topic, index)] = PartitionInfo(topic, index, leader, leader_epoch, [NODE_ID], [NODE_ID])
-        plog = PartitionLog(self.root / f"{topic}-{index}", LogConfig(), self.clock)
+        plog = PartitionLog(self.root / f"{topic}-{index}", config or LogConfig(), self.clock)
         self.logs[(topic, index)] = plog
         return plog
 

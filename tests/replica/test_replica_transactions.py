@@ -208,3 +208,22 @@ async def test_write_txn_markers_wakes_a_waiting_read_committed_fetch(cluster: C
             await cluster.rm.write_txn_markers([marker(7, False, TP)])
     [result] = results
     assert result.last_stable_offset == 2 and result.aborted_transactions == [(7, 0)]
+
+
+async def test_write_txn_markers_needs_min_insync_replicas(cluster: Cluster) -> None:
+    from kbroker.log import LogConfig
+
+    plog = cluster.add("t", 0, config=LogConfig(min_insync_replicas=2))
+    plog.append(txn_batch(7, 0), leader_epoch=0)
+    assert await cluster.rm.write_txn_markers([marker(7, True, TP)]) == [{TP: ErrorCode.NOT_ENOUGH_REPLICAS}]
+    assert cluster.rm.has_ongoing_transaction(TP, 7)
+
+
+async def test_markers_carry_the_partition_leader_epoch(cluster: Cluster) -> None:
+    from kbroker.records.batch import iter_headers
+
+    plog = cluster.add("t", 0, leader_epoch=6)
+    plog.append(txn_batch(7, 0), leader_epoch=6)
+    assert await cluster.rm.write_txn_markers([marker(7, False, TP)]) == [{TP: 0}]
+    [(_, h)] = list(iter_headers(bytes(plog.read(1, 1 << 20))))
+    assert h.is_control and h.partition_leader_epoch == 6

@@ -282,6 +282,17 @@ async def test_idle_transactional_ids_expire(tmp_path: Path) -> None:
         assert h.state().pending_state is None and h.state().state == S.COMPLETE_COMMIT
 
 
+async def test_an_id_whose_first_init_failed_expires(tmp_path: Path) -> None:
+    async with harness(tmp_path, transactional_id_expiration_ms=1000) as h:
+        h.log.fail_with = E.NOT_ENOUGH_REPLICAS
+        assert (await h.coord.init_producer_id("tx", 60_000))[0] == E.NOT_ENOUGH_REPLICAS
+        assert h.state().producer_epoch == -1
+        h.log.fail_with = None
+        h.clock.advance(1000)
+        await h.coord.expire_transactional_ids()
+        assert "tx" not in h.coord.transactions and written(h) == [None]
+
+
 def record(txn_id: str, t: TxnTransitMetadata) -> KeyValue:
     return encode_key(txn_id), encode_value(t)
 

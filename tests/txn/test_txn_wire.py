@@ -183,9 +183,10 @@ def txn_produce(wire: WireClient, txn_id: str | None, records: bytes, version: i
 
 
 def wait_state(broker: BrokerThread, txn_id: str, state: str) -> None:
+    """Wait until ``txn_id`` is in ``state`` (after a restart, loading may still be going on)."""
     deadline = time.monotonic() + 10
-    while broker.broker.transactions.transactions[txn_id].state.kafka_name != state:
-        assert time.monotonic() < deadline, broker.broker.transactions.transactions[txn_id]
+    while (txn := broker.broker.transactions.transactions.get(txn_id)) is None or txn.state.kafka_name != state:
+        assert time.monotonic() < deadline, txn
         time.sleep(0.01)
 
 
@@ -364,5 +365,38 @@ def test_state_topic_settings_take_effect(tmp_path: Any) -> None:
             from kbroker.common import partition_for
 
             assert broker.broker.transactions.partition_for("tx") == partition_for("tx", 7)
+        finally:
+            wire.close()
+
+
+def test_prepared_commit_is_completed_after_a_restart(tmp_path: Any) -> None:
+    from tests.broker.replica_wire import fetch, partitions_of
+
+    data = tmp_path / "data"
+    with BrokerThread(data) as broker:
+        wire = WireClient(broker.bootstrap)
+        create_topic(broker, "t", 1)
+        r = init(wire, "tx")
+        pid, epoch = r.producer_id, r.producer_epoch
+        add_partitions(wire, 3, "tx", pid, epoch, {"t": [0]})
+        assert txn_produce(wire, "tx", txn_batch(pid, epoch, 0, b"a")).error_code == 0
+
+        async def never(markers: Any) -> Any:  # the broker stops before any marker is written
+            import anyio
+
+            await anyio.sleep_forever()
+
+        broker.broker.transactions._write_markers = never
+        end = {"transactional_id": "tx", "producer_id": pid, "producer_epoch": epoch, "committed": True}
+        assert wire.call(END_TXN, 3, end).error_code == 0
+        assert broker.broker.transactions.transactions["tx"].state.kafka_name == "PrepareCommit"
+        assert partitions_of(fetch(wire, {"t": {0: 0}}))[("t", 0)].last_stable_offset == 0
+        wire.close()
+    with BrokerThread(data) as broker:
+        wait_state(broker, "tx", "CompleteCommit")
+        wire = WireClient(broker.bootstrap)
+        try:
+            part = partitions_of(fetch(wire, {"t": {0: 0}}))[("t", 0)]
+            assert (part.high_watermark, part.last_stable_offset) == (2, 2)  # the record and its COMMIT marker
         finally:
             wire.close()
