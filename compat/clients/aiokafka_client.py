@@ -343,6 +343,225 @@ async def s_transactions(bootstrap: str) -> None:
     check([r.value for r in got] == [b"c1", b"c2", b"c3", b"c4"], f"read {[r.value for r in got]}")
 
 
+async def txn_producer(bootstrap: str, transactional_id: str) -> AIOKafkaProducer:
+    """A started transactional producer (start() initialises its producer id)."""
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=transactional_id,
+                         transaction_timeout_ms=30000, request_timeout_ms=15000)
+    await p.start()
+    return p
+
+
+async def end_offsets(bootstrap: str, tps: list[TopicPartition], isolation_level: str) -> dict[int, int]:
+    """ListOffsets(latest) per partition: the LSO for read_committed, the high watermark otherwise."""
+    c = consumer(bootstrap, isolation_level=isolation_level)
+    await c.start()
+    try:
+        return dict(sorted((tp.partition, off) for tp, off in (await c.end_offsets(tps)).items()))
+    finally:
+        await c.stop()
+
+
+async def drain(bootstrap: str, tps: list[TopicPartition], isolation_level: str, settle: float = 0.0,
+                timeout: float = 20.0) -> tuple[list[Any], dict[int, int]]:
+    """Every record of ``tps`` from the start until the consumer's position reaches the end offset
+    of its isolation level (a trailing control batch must be skipped too), then ``settle`` seconds
+    more in which nothing else may arrive. Returns the records and the end offsets."""
+    c = consumer(bootstrap, isolation_level=isolation_level)
+    await c.start()
+    try:
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        ends = await c.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+
+        async def behind() -> bool:
+            return any([await c.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
+            check(time.monotonic() < deadline,
+                  f"positions {[await c.position(tp) for tp in tps]} never reached the end offsets "
+                  f"{[ends[tp] for tp in tps]} ({isolation_level}, {len(out)} records read)")
+            for recs in (await c.getmany(timeout_ms=300)).values():
+                out.extend(recs)
+        settle_until = time.monotonic() + settle
+        while time.monotonic() < settle_until:
+            for recs in (await c.getmany(timeout_ms=100)).values():
+                out.extend(recs)
+        return out, dict(sorted((tp.partition, off) for tp, off in ends.items()))
+    finally:
+        await c.stop()
+
+
+def by_partition(recs: list[Any]) -> dict[tuple[str, int], list[bytes]]:
+    out: dict[tuple[str, int], list[bytes]] = {}
+    for r in recs:
+        out.setdefault((r.topic, r.partition), []).append(r.value)
+    return out
+
+
+@sync
+async def s_txn_abort_multi(bootstrap: str) -> None:
+    a = await new_topic(bootstrap, "txn_abort_multi-a", 3)
+    b = await new_topic(bootstrap, "txn_abort_multi-b", 2)
+    tps = [TopicPartition(a, q) for q in range(3)] + [TopicPartition(b, q) for q in range(2)]
+    p = await txn_producer(bootstrap, a + "-tx")
+    try:
+        await p.begin_transaction()
+        futs = [await p.send(tp.topic, f"a-{tp.partition}-{i}".encode(), partition=tp.partition)
+                for tp in tps for i in range(3)]
+        await asyncio.gather(*futs)
+        await p.abort_transaction()
+        async with p.transaction():
+            for tp in tps:
+                for i in range(2):
+                    await p.send(tp.topic, f"c-{tp.partition}-{i}".encode(), partition=tp.partition)
+    finally:
+        await p.stop()
+    got, _ = await drain(bootstrap, tps, "read_committed", settle=0.5)
+    want = {(tp.topic, tp.partition): [f"c-{tp.partition}-{i}".encode() for i in range(2)] for tp in tps}
+    check(by_partition(got) == want, f"read_committed read {by_partition(got)}")
+
+
+@sync
+async def s_txn_read_committed(bootstrap: str) -> str:
+    topic = await new_topic(bootstrap, "txn_read_committed", 2)
+    tps = [TopicPartition(topic, q) for q in range(2)]
+    p1 = await txn_producer(bootstrap, topic + "-tx1")
+    p2 = await txn_producer(bootstrap, topic + "-tx2")
+
+    async def send(p: AIOKafkaProducer, tag: str) -> dict[int, int]:
+        # One record per partition, acknowledged before the next step: the log order is known.
+        return {tp.partition: (await p.send_and_wait(topic, f"{tag}-{tp.partition}".encode(),
+                                                     partition=tp.partition)).offset for tp in tps}
+
+    async def ends(level: str) -> dict[int, int]:
+        return await end_offsets(bootstrap, tps, level)
+
+    try:
+        await p1.begin_transaction()
+        first1 = await send(p1, "p1-t1-0")
+        await p2.begin_transaction()
+        first2 = await send(p2, "p2-t1-0")
+        await send(p1, "p1-t1-1")
+        last = await send(p2, "p2-t1-1")
+        hw = {q: o + 1 for q, o in last.items()}
+        lso = await ends("read_committed")
+        check(lso == first1, f"LSO {lso} with both open, want {first1}")
+        got_hw = await ends("read_uncommitted")
+        check(got_hw == hw, f"high watermark {got_hw}, want {hw}")
+        await p1.commit_transaction()
+        lso_open = await ends("read_committed")
+        check(lso_open == first2, f"LSO {lso_open} after the first commit, want {first2}")
+        got_hw = await ends("read_uncommitted")
+        check(all(v > hw[q] for q, v in got_hw.items()), "high watermark did not cover the marker")
+        got, _ = await drain(bootstrap, tps, "read_committed", settle=0.5)
+        want = {(topic, q): [f"p1-t1-0-{q}".encode()] for q in range(2)}
+        check(by_partition(got) == want, f"below the LSO read {by_partition(got)}, want {want}")
+        await p2.abort_transaction()
+        await p2.begin_transaction()
+        await send(p2, "p2-t2-0")
+        await p1.begin_transaction()
+        await send(p1, "p1-t2-0")
+        await p2.commit_transaction()
+        await p1.abort_transaction()
+    finally:
+        await p1.stop()
+        await p2.stop()
+    got, end = await drain(bootstrap, tps, "read_committed", settle=0.5)
+    want = {(topic, q): [f"{t}-{q}".encode() for t in ("p1-t1-0", "p1-t1-1", "p2-t2-0")] for q in range(2)}
+    check(by_partition(got) == want, f"read_committed read {by_partition(got)}, want {want}")
+    hw = await ends("read_uncommitted")
+    check(end == hw, f"final LSO {end} != high watermark {hw}")
+    return f"LSO {lso_open} while a transaction was open, {hw} at the end"
+
+
+@sync
+async def s_txn_read_uncommitted(bootstrap: str) -> None:
+    topic = await new_topic(bootstrap, "txn_read_uncommitted", 1)
+    tp = TopicPartition(topic, 0)
+    p = await txn_producer(bootstrap, topic + "-tx")
+    sent: list[tuple[int, bytes]] = []
+
+    async def send(v: bytes) -> None:
+        sent.append(((await p.send_and_wait(topic, v, partition=0)).offset, v))
+
+    try:
+        await p.begin_transaction()
+        await send(b"u-c1")
+        await send(b"u-c2")
+        await p.commit_transaction()
+        await p.begin_transaction()
+        await send(b"u-a1")
+        await send(b"u-a2")
+        await p.abort_transaction()
+        await p.begin_transaction()
+        await send(b"u-o1")
+        got, end = await drain(bootstrap, [tp], "read_uncommitted", settle=0.5)
+        check([(r.offset, r.value) for r in got] == sent, f"read {[(r.offset, r.value) for r in got]}, sent {sent}")
+        check(end[0] == sent[-1][0] + 1, f"high watermark {end[0]} with a transaction open, want {sent[-1][0] + 1}")
+        await p.commit_transaction()
+    finally:
+        await p.stop()
+    got, end = await drain(bootstrap, [tp], "read_uncommitted", settle=0.5)
+    check([(r.offset, r.value) for r in got] == sent, f"read {[(r.offset, r.value) for r in got]}, sent {sent}")
+    check(end[0] == sent[-1][0] + 2, f"high watermark {end[0]} after the commit, want {sent[-1][0] + 2}")
+
+
+@sync
+async def s_txn_send_offsets(bootstrap: str) -> None:
+    src = await new_topic(bootstrap, "txn_send_offsets-in", 1)
+    dst = await new_topic(bootstrap, "txn_send_offsets-out", 1)
+    vals = payloads(10, "in")
+    await produce(bootstrap, src, list(vals))
+    group = group_name(CLIENT, "txn_send_offsets")
+    tp = TopicPartition(src, 0)
+
+    async def committed() -> int | None:
+        # A consumer that is not a member, read_uncommitted: a pending transactional offset is
+        # not visible (the last committed one is).
+        q = consumer(bootstrap, group_id=group)
+        await q.start()
+        try:
+            return await q.committed(tp)
+        finally:
+            await q.stop()
+
+    # aiokafka's send_offsets_to_transaction takes a group id (no member/generation checks).
+    recs = await read_all(bootstrap, src, 10, isolation_level="read_committed")
+    check([r.value for r in recs] == vals, f"consumed {len(recs)} of 10 input records")
+    p = await txn_producer(bootstrap, dst + "-tx")
+    try:
+        async def txn(lo: int, hi: int, commit: bool) -> int | None:
+            await p.begin_transaction()
+            futs = [await p.send(dst, b"out-" + r.value, partition=0) for r in recs[lo:hi]]
+            await p.send_offsets_to_transaction({tp: hi}, group)
+            await asyncio.gather(*futs)
+            before = await committed()
+            if commit:
+                await p.commit_transaction()
+            else:
+                await p.abort_transaction()
+            return before
+
+        before = await txn(0, 4, True)
+        check(before is None, f"offset {before} visible before the first transaction committed")
+        now = await committed()
+        check(now == 4, f"committed offset {now} after the commit, want 4")
+        before = await txn(4, 7, False)
+        check(before == 4, f"committed offset {before} during the second transaction, want 4")
+        now = await committed()
+        check(now == 4, f"committed offset {now} after the abort, want 4")
+        before = await txn(4, 10, True)
+        check(before == 4, f"committed offset {before} during the third transaction, want 4")
+        now = await committed()
+        check(now == 10, f"committed offset {now} after the commit, want 10")
+    finally:
+        await p.stop()
+    got, _ = await drain(bootstrap, [TopicPartition(dst, 0)], "read_committed", settle=0.5)
+    check([r.value for r in got] == [b"out-" + v for v in vals], f"output {[r.value for r in got]}")
+
+
 @sync
 async def s_admin_topics(bootstrap: str) -> None:
     a = await admin(bootstrap)

@@ -335,6 +335,209 @@ def s_transactions(bootstrap: str) -> None:
     check([m.value() for m in got] == [b"c1", b"c2", b"c3", b"c4"], f"read {[m.value() for m in got]}")
 
 
+def txn_producer(bootstrap: str, transactional_id: str) -> Producer:
+    """A transactional producer with its producer id initialised."""
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
+                  "transaction.timeout.ms": 30000, "message.timeout.ms": 20000, "linger.ms": 5})
+    p.init_transactions(15)
+    return p
+
+
+def send_sync(p: Producer, topic: str, partition: int, value: bytes) -> int:
+    """Produce one record and wait for its acknowledgement; its offset."""
+    dr = Delivery()
+    p.produce(topic, value, partition=partition, on_delivery=dr)
+    left = p.flush(20)
+    check(left == 0 and not dr.errors and dr.reports, f"not delivered: {dr.errors or left}")
+    return int(dr.reports[0].offset())
+
+
+def end_offsets(bootstrap: str, tps: list[TopicPartition], isolation_level: str) -> dict[int, int]:
+    """ListOffsets(latest) per partition: the LSO for read_committed, the high watermark otherwise."""
+    c = consumer(bootstrap, **{"isolation.level": isolation_level})
+    try:
+        return {tp.partition: c.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in tps}
+    finally:
+        c.close()
+
+
+def drain(bootstrap: str, tps: list[TopicPartition], isolation_level: str, settle: float = 0.0,
+          timeout: float = 20.0) -> tuple[list[Any], dict[int, int]]:
+    """Every record of ``tps`` from the start until the consumer's position reaches the end offset
+    of its isolation level (a trailing control batch must be skipped too), then ``settle`` seconds
+    more in which nothing else may arrive. Returns the records and the end offsets."""
+    c = consumer(bootstrap, **{"isolation.level": isolation_level})
+    try:
+        ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in tps}
+        c.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in tps])
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+
+        def positions() -> list[int]:
+            return [tp.offset for tp in c.position([TopicPartition(t.topic, t.partition) for t in tps])]
+
+        while any(pos < ends[tp.partition] for pos, tp in zip(positions(), tps, strict=True)):
+            check(time.monotonic() < deadline,
+                  f"positions {positions()} never reached the end offsets {ends} ({isolation_level}, "
+                  f"{len(out)} records read)")
+            out.extend(poll_n(c, 1000, 0.3))
+        out.extend(poll_n(c, 1000, settle) if settle else [])
+        return out, ends
+    finally:
+        c.close()
+
+
+def by_partition(msgs: list[Any]) -> dict[tuple[str, int], list[bytes]]:
+    out: dict[tuple[str, int], list[bytes]] = {}
+    for m in msgs:
+        out.setdefault((m.topic(), m.partition()), []).append(m.value())
+    return out
+
+
+def s_txn_abort_multi(bootstrap: str) -> None:
+    a = new_topic(bootstrap, "txn_abort_multi-a", 3)
+    b = new_topic(bootstrap, "txn_abort_multi-b", 2)
+    tps = [TopicPartition(a, q) for q in range(3)] + [TopicPartition(b, q) for q in range(2)]
+    p = txn_producer(bootstrap, a + "-tx")
+    p.begin_transaction()
+    for tp in tps:
+        for i in range(3):
+            p.produce(tp.topic, f"a-{tp.partition}-{i}".encode(), partition=tp.partition)
+    check(p.flush(20) == 0, "aborted records not delivered")
+    p.abort_transaction(15)
+    p.begin_transaction()
+    for tp in tps:
+        for i in range(2):
+            p.produce(tp.topic, f"c-{tp.partition}-{i}".encode(), partition=tp.partition)
+    p.commit_transaction(15)
+    got, _ = drain(bootstrap, tps, "read_committed", settle=0.5)
+    want = {(tp.topic, tp.partition): [f"c-{tp.partition}-{i}".encode() for i in range(2)] for tp in tps}
+    check(by_partition(got) == want, f"read_committed read {by_partition(got)}")
+
+
+def s_txn_read_committed(bootstrap: str) -> str:
+    topic = new_topic(bootstrap, "txn_read_committed", 2)
+    tps = [TopicPartition(topic, q) for q in range(2)]
+    p1 = txn_producer(bootstrap, topic + "-tx1")
+    p2 = txn_producer(bootstrap, topic + "-tx2")
+
+    def send(p: Producer, tag: str) -> dict[int, int]:
+        # One record per partition, acknowledged before the next step: the log order is known.
+        return {tp.partition: send_sync(p, topic, tp.partition, f"{tag}-{tp.partition}".encode()) for tp in tps}
+
+    def ends(level: str) -> dict[int, int]:
+        return end_offsets(bootstrap, tps, level)
+
+    p1.begin_transaction()
+    first1 = send(p1, "p1-t1-0")
+    p2.begin_transaction()
+    first2 = send(p2, "p2-t1-0")
+    send(p1, "p1-t1-1")
+    last = send(p2, "p2-t1-1")
+    hw = {q: o + 1 for q, o in last.items()}
+    check(ends("read_committed") == first1, f"LSO {ends('read_committed')} with both open, want {first1}")
+    check(ends("read_uncommitted") == hw, f"high watermark {ends('read_uncommitted')}, want {hw}")
+    p1.commit_transaction(15)
+    lso_open = ends("read_committed")
+    check(lso_open == first2, f"LSO {lso_open} after the first commit, want {first2}")
+    check(all(v > hw[q] for q, v in ends("read_uncommitted").items()), "high watermark did not cover the marker")
+    got, _ = drain(bootstrap, tps, "read_committed", settle=0.5)
+    want = {(topic, q): [f"p1-t1-0-{q}".encode()] for q in range(2)}
+    check(by_partition(got) == want, f"below the LSO read {by_partition(got)}, want {want}")
+    p2.abort_transaction(15)
+    p2.begin_transaction()
+    send(p2, "p2-t2-0")
+    p1.begin_transaction()
+    send(p1, "p1-t2-0")
+    p2.commit_transaction(15)
+    p1.abort_transaction(15)
+    got, end = drain(bootstrap, tps, "read_committed", settle=0.5)
+    want = {(topic, q): [f"{t}-{q}".encode() for t in ("p1-t1-0", "p1-t1-1", "p2-t2-0")] for q in range(2)}
+    check(by_partition(got) == want, f"read_committed read {by_partition(got)}, want {want}")
+    hw = ends("read_uncommitted")
+    check(end == hw, f"final LSO {end} != high watermark {hw}")
+    return f"LSO {lso_open} while a transaction was open, {hw} at the end"
+
+
+def s_txn_read_uncommitted(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "txn_read_uncommitted", 1)
+    tp = TopicPartition(topic, 0)
+    p = txn_producer(bootstrap, topic + "-tx")
+    sent: list[tuple[int, bytes]] = []
+
+    def send(v: bytes) -> None:
+        sent.append((send_sync(p, topic, 0, v), v))
+
+    p.begin_transaction()
+    send(b"u-c1")
+    send(b"u-c2")
+    p.commit_transaction(15)
+    p.begin_transaction()
+    send(b"u-a1")
+    send(b"u-a2")
+    p.abort_transaction(15)
+    p.begin_transaction()
+    send(b"u-o1")
+    got, end = drain(bootstrap, [tp], "read_uncommitted", settle=0.5)
+    check([(m.offset(), m.value()) for m in got] == sent, f"read {[(m.offset(), m.value()) for m in got]}, sent {sent}")
+    check(end[0] == sent[-1][0] + 1, f"high watermark {end[0]} with a transaction open, want {sent[-1][0] + 1}")
+    p.commit_transaction(15)
+    got, end = drain(bootstrap, [tp], "read_uncommitted", settle=0.5)
+    check([(m.offset(), m.value()) for m in got] == sent, f"read {[(m.offset(), m.value()) for m in got]}, sent {sent}")
+    check(end[0] == sent[-1][0] + 2, f"high watermark {end[0]} after the commit, want {sent[-1][0] + 2}")
+
+
+def s_txn_send_offsets(bootstrap: str) -> None:
+    src = new_topic(bootstrap, "txn_send_offsets-in", 1)
+    dst = new_topic(bootstrap, "txn_send_offsets-out", 1)
+    vals = payloads(10, "in")
+    produce(bootstrap, src, list(vals))
+    group = group_name(CLIENT, "txn_send_offsets")
+
+    def committed() -> int:
+        # read_uncommitted: OffsetFetch without require_stable, so a pending transactional
+        # offset is not visible (the last committed one is); -1001 when there is none.
+        q = consumer(bootstrap, **{"group.id": group, "isolation.level": "read_uncommitted"})
+        try:
+            return int(q.committed([TopicPartition(src, 0)], timeout=10)[0].offset)
+        finally:
+            q.close()
+
+    c = consumer(bootstrap, **{"group.id": group, "isolation.level": "read_committed"})
+    p = txn_producer(bootstrap, dst + "-tx")
+    try:
+        c.subscribe([src])
+        recs = poll_n(c, 10, 30)
+        check([m.value() for m in recs] == vals, f"consumed {len(recs)} of 10 input records")
+
+        def txn(lo: int, hi: int, commit: bool) -> int:
+            p.begin_transaction()
+            for m in recs[lo:hi]:
+                p.produce(dst, b"out-" + m.value(), partition=0)
+            p.send_offsets_to_transaction([TopicPartition(src, 0, hi)], c.consumer_group_metadata(), 15)
+            check(p.flush(20) == 0, "output not delivered")
+            before = committed()
+            if commit:
+                p.commit_transaction(15)
+            else:
+                p.abort_transaction(15)
+            return before
+
+        before = txn(0, 4, True)
+        check(before < 0, f"offset {before} visible before the first transaction committed")
+        check(committed() == 4, f"committed offset {committed()} after the commit, want 4")
+        before = txn(4, 7, False)
+        check(before == 4, f"committed offset {before} during the second transaction, want 4")
+        check(committed() == 4, f"committed offset {committed()} after the abort, want 4")
+        before = txn(4, 10, True)
+        check(before == 4, f"committed offset {before} during the third transaction, want 4")
+        check(committed() == 10, f"committed offset {committed()} after the commit, want 10")
+    finally:
+        c.close()
+    got, _ = drain(bootstrap, [TopicPartition(dst, 0)], "read_committed", settle=0.5)
+    check([m.value() for m in got] == [b"out-" + v for v in vals], f"output {[m.value() for m in got]}")
+
+
 def s_admin_topics(bootstrap: str) -> None:
     a = admin(bootstrap)
     name = topic_name(CLIENT, "admin-topics")

@@ -354,6 +354,218 @@ def s_transactions(bootstrap: str) -> None:
     check([r.value for r in got] == [b"c1", b"c2", b"c3", b"c4"], f"read {[r.value for r in got]}")
 
 
+def txn_producer(bootstrap: str, transactional_id: str) -> KafkaProducer:
+    """A transactional producer with its producer id initialised."""
+    p = producer(bootstrap, transactional_id=transactional_id, transaction_timeout_ms=30000)
+    p.init_transactions()
+    return p
+
+
+def end_offsets(bootstrap: str, tps: list[TopicPartition], isolation_level: str) -> dict[int, int]:
+    """ListOffsets(latest) per partition: the LSO for read_committed, the high watermark otherwise."""
+    c = consumer(bootstrap, isolation_level=isolation_level)
+    try:
+        return {tp.partition: off for tp, off in c.end_offsets(tps).items()}
+    finally:
+        c.close()
+
+
+def drain(bootstrap: str, tps: list[TopicPartition], isolation_level: str, settle: float = 0.0,
+          timeout: float = 20.0) -> tuple[list[Any], dict[TopicPartition, int]]:
+    """Every record of ``tps`` from the start until the consumer's position reaches the end offset
+    of its isolation level (a trailing control batch must be skipped too), then ``settle`` seconds
+    more in which nothing else may arrive. Returns the records and the end offsets."""
+    c = consumer(bootstrap, isolation_level=isolation_level)
+    try:
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while any(c.position(tp) < ends[tp] for tp in tps):
+            check(time.monotonic() < deadline,
+                  f"positions {[c.position(tp) for tp in tps]} never reached the end offsets "
+                  f"{[ends[tp] for tp in tps]} ({isolation_level}, {len(out)} records read)")
+            for recs in c.poll(300).values():
+                out.extend(recs)
+        settle_until = time.monotonic() + settle
+        while time.monotonic() < settle_until:
+            for recs in c.poll(100).values():
+                out.extend(recs)
+        return out, ends
+    finally:
+        c.close()
+
+
+def by_partition(recs: list[Any]) -> dict[tuple[str, int], list[bytes]]:
+    out: dict[tuple[str, int], list[bytes]] = {}
+    for r in recs:
+        out.setdefault((r.topic, r.partition), []).append(r.value)
+    return out
+
+
+def s_txn_abort_multi(bootstrap: str) -> None:
+    a = new_topic(bootstrap, "txn_abort_multi-a", 3)
+    b = new_topic(bootstrap, "txn_abort_multi-b", 2)
+    tps = [TopicPartition(a, q) for q in range(3)] + [TopicPartition(b, q) for q in range(2)]
+    p = txn_producer(bootstrap, a + "-tx")
+    try:
+        p.begin_transaction()
+        for tp in tps:
+            for i in range(3):
+                p.send(tp.topic, value=f"a-{tp.partition}-{i}".encode(), partition=tp.partition)
+        p.flush()
+        p.abort_transaction()
+        p.begin_transaction()
+        for tp in tps:
+            for i in range(2):
+                p.send(tp.topic, value=f"c-{tp.partition}-{i}".encode(), partition=tp.partition)
+        p.commit_transaction()
+    finally:
+        p.close(10)
+    got, _ = drain(bootstrap, tps, "read_committed", settle=0.5)
+    want = {(tp.topic, tp.partition): [f"c-{tp.partition}-{i}".encode() for i in range(2)] for tp in tps}
+    check(by_partition(got) == want, f"read_committed read {by_partition(got)}")
+
+
+def s_txn_read_committed(bootstrap: str) -> str:
+    topic = new_topic(bootstrap, "txn_read_committed", 2)
+    tps = [TopicPartition(topic, q) for q in range(2)]
+    p1 = txn_producer(bootstrap, topic + "-tx1")
+    p2 = txn_producer(bootstrap, topic + "-tx2")
+
+    def send(p: KafkaProducer, tag: str) -> dict[int, int]:
+        # One record per partition, acknowledged before the next step: the log order is known.
+        return {tp.partition: p.send(topic, value=f"{tag}-{tp.partition}".encode(),
+                                     partition=tp.partition).get(30).offset for tp in tps}
+
+    def ends(level: str) -> dict[int, int]:
+        return end_offsets(bootstrap, tps, level)
+
+    try:
+        p1.begin_transaction()
+        first1 = send(p1, "p1-t1-0")
+        p2.begin_transaction()
+        first2 = send(p2, "p2-t1-0")
+        send(p1, "p1-t1-1")
+        last = send(p2, "p2-t1-1")
+        hw = {q: o + 1 for q, o in last.items()}
+        check(ends("read_committed") == first1, f"LSO {ends('read_committed')} with both open, want {first1}")
+        check(ends("read_uncommitted") == hw, f"high watermark {ends('read_uncommitted')}, want {hw}")
+        p1.commit_transaction()
+        lso_open = ends("read_committed")
+        check(lso_open == first2, f"LSO {lso_open} after the first commit, want {first2}")
+        check(all(v > hw[q] for q, v in ends("read_uncommitted").items()), "high watermark did not cover the marker")
+        got, _ = drain(bootstrap, tps, "read_committed", settle=0.5)
+        want = {(topic, q): [f"p1-t1-0-{q}".encode()] for q in range(2)}
+        check(by_partition(got) == want, f"below the LSO read {by_partition(got)}, want {want}")
+        p2.abort_transaction()
+        p2.begin_transaction()
+        send(p2, "p2-t2-0")
+        p1.begin_transaction()
+        send(p1, "p1-t2-0")
+        p2.commit_transaction()
+        p1.abort_transaction()
+    finally:
+        p1.close(10)
+        p2.close(10)
+    got, end = drain(bootstrap, tps, "read_committed", settle=0.5)
+    want = {(topic, q): [f"{t}-{q}".encode() for t in ("p1-t1-0", "p1-t1-1", "p2-t2-0")] for q in range(2)}
+    check(by_partition(got) == want, f"read_committed read {by_partition(got)}, want {want}")
+    hw = ends("read_uncommitted")
+    check({tp.partition: o for tp, o in end.items()} == hw, f"final LSO {end} != high watermark {hw}")
+    return f"LSO {lso_open} while a transaction was open, {hw} at the end"
+
+
+def s_txn_read_uncommitted(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, "txn_read_uncommitted", 1)
+    tp = TopicPartition(topic, 0)
+    p = txn_producer(bootstrap, topic + "-tx")
+    sent: list[tuple[int, bytes]] = []
+
+    def send(v: bytes) -> None:
+        sent.append((p.send(topic, value=v, partition=0).get(30).offset, v))
+
+    try:
+        p.begin_transaction()
+        send(b"u-c1")
+        send(b"u-c2")
+        p.commit_transaction()
+        p.begin_transaction()
+        send(b"u-a1")
+        send(b"u-a2")
+        p.abort_transaction()
+        p.begin_transaction()
+        send(b"u-o1")
+        got, end = drain(bootstrap, [tp], "read_uncommitted", settle=0.5)
+        check([(r.offset, r.value) for r in got] == sent, f"read {[(r.offset, r.value) for r in got]}, sent {sent}")
+        check(end[tp] == sent[-1][0] + 1, f"high watermark {end[tp]} with a transaction open, want {sent[-1][0] + 1}")
+        p.commit_transaction()
+    finally:
+        p.close(10)
+    got, end = drain(bootstrap, [tp], "read_uncommitted", settle=0.5)
+    check([(r.offset, r.value) for r in got] == sent, f"read {[(r.offset, r.value) for r in got]}, sent {sent}")
+    check(end[tp] == sent[-1][0] + 2, f"high watermark {end[tp]} after the commit, want {sent[-1][0] + 2}")
+
+
+def s_txn_send_offsets(bootstrap: str) -> None:
+    from kafka.structs import OffsetAndMetadata
+    src = new_topic(bootstrap, "txn_send_offsets-in", 1)
+    dst = new_topic(bootstrap, "txn_send_offsets-out", 1)
+    vals = payloads(10, "in")
+    produce(bootstrap, src, list(vals))
+    group = group_name(CLIENT, "txn_send_offsets")
+    tp = TopicPartition(src, 0)
+
+    def committed() -> int | None:
+        # A consumer that is not a member: OffsetFetch without require_stable, so a pending
+        # transactional offset is not visible (the last committed one is).
+        q = consumer(bootstrap, group_id=group)
+        try:
+            return q.committed(tp)
+        finally:
+            q.close()
+
+    c = consumer(bootstrap, group_id=group, isolation_level="read_committed")
+    p = txn_producer(bootstrap, dst + "-tx")
+    try:
+        c.subscribe([src])
+        recs: list[Any] = []
+        deadline = time.monotonic() + 30
+        while len(recs) < 10 and time.monotonic() < deadline:
+            for rs in c.poll(300).values():
+                recs.extend(rs)
+        check([r.value for r in recs] == vals, f"consumed {len(recs)} of 10 input records")
+
+        def txn(lo: int, hi: int, commit: bool) -> int | None:
+            p.begin_transaction()
+            for r in recs[lo:hi]:
+                p.send(dst, value=b"out-" + r.value, partition=0)
+            p.send_offsets_to_transaction({tp: OffsetAndMetadata(hi, "", -1)}, c.group_metadata())
+            p.flush()
+            before = committed()
+            if commit:
+                p.commit_transaction()
+            else:
+                p.abort_transaction()
+            return before
+
+        before = txn(0, 4, True)
+        check(before is None, f"offset {before} visible before the first transaction committed")
+        check(committed() == 4, f"committed offset {committed()} after the commit, want 4")
+        before = txn(4, 7, False)
+        check(before == 4, f"committed offset {before} during the second transaction, want 4")
+        check(committed() == 4, f"committed offset {committed()} after the abort, want 4")
+        before = txn(4, 10, True)
+        check(before == 4, f"committed offset {before} during the third transaction, want 4")
+        check(committed() == 10, f"committed offset {committed()} after the commit, want 10")
+    finally:
+        p.close(10)
+        c.close()
+    got, _ = drain(bootstrap, [TopicPartition(dst, 0)], "read_committed", settle=0.5)
+    check([r.value for r in got] == [b"out-" + v for v in vals], f"output {[r.value for r in got]}")
+
+
 def s_admin_topics(bootstrap: str) -> None:
     a = admin(bootstrap)
     try:

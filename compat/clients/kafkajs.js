@@ -76,6 +76,52 @@ async function readAll(topic, n, opts = {}) {
   } finally { await consumer.disconnect(); }
 }
 const str = (b) => (b === null ? null : b.toString());
+const sameJson = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+function txnProducer(transactionalId) {
+  return kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1, transactionTimeout: 30000 });
+}
+
+// The LSO of every partition: kafkajs's admin lists offsets with isolation READ_COMMITTED.
+async function lsoOf(topic) {
+  return withAdmin(async (a) => {
+    const out = {};
+    for (const p of await a.fetchTopicOffsets(topic)) out[p.partition] = Number(p.offset);
+    return out;
+  });
+}
+
+// Every message of `topics` from the start (a fresh group, read_uncommitted unless
+// opts.readCommitted) until `n` have come, then opts.settleMs (1 s) more in which nothing else
+// may arrive; also the high watermark of each partition's last fetch ("topic:partition").
+async function drain(topics, n, opts = {}) {
+  const consumer = kafka.consumer({ maxWaitTimeInMs: 200, groupId: groupName('drain'), readUncommitted: !opts.readCommitted });
+  const msgs = [];
+  const hw = {};
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        hw[`${batch.topic}:${batch.partition}`] = Number(batch.highWatermark);
+        for (const m of batch.messages) msgs.push({ topic: batch.topic, partition: batch.partition, offset: Number(m.offset), value: str(m.value) });
+      },
+    });
+    await waitUntil(() => msgs.length >= n, opts.timeout || 20000, `${n} records (have ${msgs.length})`);
+    await sleep(opts.settleMs === undefined ? 1000 : opts.settleMs);
+    return { msgs, hw };
+  } finally { await consumer.disconnect(); }
+}
+
+// Values per "topic:partition", partitions in order, values in offset order.
+function byPartition(msgs) {
+  const out = {};
+  for (const m of [...msgs].sort((x, y) => (x.topic + x.partition).localeCompare(y.topic + y.partition) || x.offset - y.offset)) {
+    (out[`${m.topic}:${m.partition}`] = out[`${m.topic}:${m.partition}`] || []).push(m.value);
+  }
+  return out;
+}
 
 const scenarios = {
   async metadata() {
@@ -210,6 +256,148 @@ const scenarios = {
     const got = await readAll(topic, 4, { readCommitted: true });
     await sleep(500);
     check(JSON.stringify(got.map((m) => str(m.value))) === '["c1","c2","c3","c4"]', `read ${got.map((m) => str(m.value))}`);
+  },
+  async txn_abort_multi() {
+    const a = await newTopic('txn-abort-multi-a', 3);
+    const b = await newTopic('txn-abort-multi-b', 2);
+    const tps = [0, 1, 2].map((p) => [a, p]).concat([0, 1].map((p) => [b, p]));
+    const producer = txnProducer(`${a}-tx`);
+    await producer.connect();
+    try {
+      let tx = await producer.transaction();
+      await tx.sendBatch({ topicMessages: tps.map(([topic, p]) => ({ topic, messages: [0, 1, 2].map((i) => ({ partition: p, value: `a-${p}-${i}` })) })) });
+      await tx.abort();
+      tx = await producer.transaction();
+      await tx.sendBatch({ topicMessages: tps.map(([topic, p]) => ({ topic, messages: [0, 1].map((i) => ({ partition: p, value: `c-${p}-${i}` })) })) });
+      await tx.commit();
+    } finally { await producer.disconnect(); }
+    const { msgs } = await drain([a, b], 10, { readCommitted: true });
+    const want = {};
+    for (const [topic, p] of tps) want[`${topic}:${p}`] = [`c-${p}-0`, `c-${p}-1`];
+    const got = byPartition(msgs);
+    check(sameJson(got, want), `read_committed read ${JSON.stringify(got)}`);
+  },
+  async txn_read_committed() {
+    const topic = await newTopic('txn-read-committed', 2);
+    const p1 = txnProducer(`${topic}-tx1`);
+    const p2 = txnProducer(`${topic}-tx2`);
+    await p1.connect();
+    await p2.connect();
+    // One record per partition, acknowledged before the next step: the log order is known.
+    const send = async (tx, tag) => {
+      const res = await tx.send({ topic, messages: [0, 1].map((p) => ({ partition: p, value: `${tag}-${p}` })) });
+      const out = {};
+      for (const r of res) out[r.partition] = Number(r.baseOffset);
+      return out;
+    };
+    let lsoOpen;
+    try {
+      let t1 = await p1.transaction();
+      const first1 = await send(t1, 'p1-t1-0');
+      let t2 = await p2.transaction();
+      const first2 = await send(t2, 'p2-t1-0');
+      await send(t1, 'p1-t1-1');
+      await send(t2, 'p2-t1-1');
+      let lso = await lsoOf(topic);
+      check(sameJson(lso, first1), `LSO ${JSON.stringify(lso)} with both open, want ${JSON.stringify(first1)}`);
+      await t1.commit();
+      lsoOpen = await lsoOf(topic);
+      check(sameJson(lsoOpen, first2), `LSO ${JSON.stringify(lsoOpen)} after the first commit, want ${JSON.stringify(first2)}`);
+      const { msgs } = await drain([topic], 2, { readCommitted: true });
+      const below = byPartition(msgs);
+      check(sameJson(below, { [`${topic}:0`]: ['p1-t1-0-0'], [`${topic}:1`]: ['p1-t1-0-1'] }), `below the LSO read ${JSON.stringify(below)}`);
+      await t2.abort();
+      t2 = await p2.transaction();
+      await send(t2, 'p2-t2-0');
+      t1 = await p1.transaction();
+      await send(t1, 'p1-t2-0');
+      await t2.commit();
+      await t1.abort();
+    } finally {
+      await p1.disconnect();
+      await p2.disconnect();
+    }
+    const { msgs, hw } = await drain([topic], 6, { readCommitted: true });
+    const got = byPartition(msgs);
+    const want = {};
+    for (const p of [0, 1]) want[`${topic}:${p}`] = ['p1-t1-0', 'p1-t1-1', 'p2-t2-0'].map((t) => `${t}-${p}`);
+    check(sameJson(got, want), `read_committed read ${JSON.stringify(got)}`);
+    const lso = await lsoOf(topic);
+    const hwm = { 0: hw[`${topic}:0`], 1: hw[`${topic}:1`] };
+    check(sameJson(lso, hwm), `final LSO ${JSON.stringify(lso)} != high watermark ${JSON.stringify(hwm)}`);
+    return `LSO ${JSON.stringify(lsoOpen)} while a transaction was open, ${JSON.stringify(hwm)} at the end`;
+  },
+  async txn_read_uncommitted() {
+    const topic = await newTopic('txn-read-uncommitted', 1);
+    const producer = txnProducer(`${topic}-tx`);
+    const sent = [];
+    const send = async (tx, value) => {
+      const [r] = await tx.send({ topic, messages: [{ partition: 0, value }] });
+      sent.push([Number(r.baseOffset), value]);
+    };
+    await producer.connect();
+    try {
+      let tx = await producer.transaction();
+      await send(tx, 'u-c1');
+      await send(tx, 'u-c2');
+      await tx.commit();
+      tx = await producer.transaction();
+      await send(tx, 'u-a1');
+      await send(tx, 'u-a2');
+      await tx.abort();
+      tx = await producer.transaction();
+      await send(tx, 'u-o1');
+      let { msgs, hw } = await drain([topic], sent.length);
+      let got = msgs.map((m) => [m.offset, m.value]);
+      check(sameJson(got, sent), `read ${JSON.stringify(got)}, sent ${JSON.stringify(sent)}`);
+      const last = sent[sent.length - 1][0];
+      check(hw[`${topic}:0`] === last + 1, `high watermark ${hw[`${topic}:0`]} with a transaction open, want ${last + 1}`);
+      await tx.commit();
+      ({ msgs, hw } = await drain([topic], sent.length));
+      got = msgs.map((m) => [m.offset, m.value]);
+      check(sameJson(got, sent), `read ${JSON.stringify(got)}, sent ${JSON.stringify(sent)}`);
+      check(hw[`${topic}:0`] === last + 2, `high watermark ${hw[`${topic}:0`]} after the commit, want ${last + 2}`);
+    } finally { await producer.disconnect(); }
+  },
+  async txn_send_offsets() {
+    const src = await newTopic('txn-send-offsets-in', 1);
+    const dst = await newTopic('txn-send-offsets-out', 1);
+    const vals = payloads(10, 'in');
+    await produce(src, vals.map((value) => ({ value })));
+    const group = groupName('txn-send-offsets');
+    // kafkajs's sendOffsets takes a group id (no member/generation checks).
+    const recs = (await drain([src], 10, { readCommitted: true, settleMs: 0 })).msgs;
+    check(sameJson(recs.map((m) => m.value), vals), `consumed ${recs.length} of 10 input records`);
+    const committed = () => withAdmin(async (adm) => {
+      const [t] = await adm.fetchOffsets({ groupId: group, topics: [src] });
+      return Number(t.partitions.find((p) => p.partition === 0).offset);
+    });
+    const producer = txnProducer(`${dst}-tx`);
+    await producer.connect();
+    try {
+      const txn = async (lo, hi, commit) => {
+        const tx = await producer.transaction();
+        await tx.send({ topic: dst, messages: recs.slice(lo, hi).map((m) => ({ partition: 0, value: `out-${m.value}` })) });
+        await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic: src, partitions: [{ partition: 0, offset: String(hi) }] }] });
+        const before = await committed();
+        if (commit) await tx.commit(); else await tx.abort();
+        return before;
+      };
+      let before = await txn(0, 4, true);
+      check(before < 0, `offset ${before} visible before the first transaction committed`);
+      let now = await committed();
+      check(now === 4, `committed offset ${now} after the commit, want 4`);
+      before = await txn(4, 7, false);
+      check(before === 4, `committed offset ${before} during the second transaction, want 4`);
+      now = await committed();
+      check(now === 4, `committed offset ${now} after the abort, want 4`);
+      before = await txn(4, 10, true);
+      check(before === 4, `committed offset ${before} during the third transaction, want 4`);
+      now = await committed();
+      check(now === 10, `committed offset ${now} after the commit, want 10`);
+    } finally { await producer.disconnect(); }
+    const { msgs } = await drain([dst], 10, { readCommitted: true });
+    check(sameJson(msgs.map((m) => m.value), vals.map((v) => `out-${v}`)), `output ${msgs.map((m) => m.value)}`);
   },
   async admin_topics() {
     await withAdmin(async (a) => {

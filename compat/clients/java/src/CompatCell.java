@@ -489,6 +489,237 @@ public final class CompatCell {
         return null;
     }
 
+    /** A transactional producer with its producer id initialised. */
+    KafkaProducer<byte[], byte[]> txnProducer(String transactionalId) {
+        KafkaProducer<byte[], byte[]> p = producer(Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG, transactionalId,
+                                                          ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, 30000,
+                                                          ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true,
+                                                          ProducerConfig.MAX_BLOCK_MS_CONFIG, 15000));
+        p.initTransactions();
+        return p;
+    }
+
+    /** ListOffsets(latest) per partition: the LSO for read_committed, the high watermark otherwise. */
+    Map<Integer, Long> endOffsets(List<TopicPartition> tps, String isolation) {
+        try (KafkaConsumer<byte[], byte[]> c = consumer(Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation))) {
+            Map<Integer, Long> out = new java.util.TreeMap<>();
+            c.endOffsets(tps).forEach((tp, o) -> out.put(tp.partition(), o));
+            return out;
+        }
+    }
+
+    /** Records of {@code tps} and the end offsets their positions reached. */
+    record Drained(List<ConsumerRecord<byte[], byte[]>> records, Map<Integer, Long> ends) {}
+
+    /**
+     * Every record of {@code tps} from the start until the consumer's position reaches the end offset of
+     * its isolation level (a trailing control batch must be skipped too), then {@code settleMs} more in
+     * which nothing else may arrive.
+     */
+    Drained drain(List<TopicPartition> tps, String isolation, long settleMs) {
+        try (KafkaConsumer<byte[], byte[]> c = consumer(Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation))) {
+            c.assign(tps);
+            c.seekToBeginning(tps);
+            Map<TopicPartition, Long> ends = c.endOffsets(tps);
+            List<ConsumerRecord<byte[], byte[]>> out = new ArrayList<>();
+            long deadline = System.nanoTime() + 20_000_000_000L;
+            while (tps.stream().anyMatch(tp -> c.position(tp) < ends.get(tp))) {
+                if (System.nanoTime() > deadline) {
+                    throw new CheckFailed("positions " + tps.stream().map(c::position).collect(Collectors.toList())
+                        + " never reached the end offsets " + ends + " (" + isolation + ", " + out.size() + " records read)");
+                }
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(300))) out.add(r);
+            }
+            long settle = System.nanoTime() + settleMs * 1_000_000L;
+            while (System.nanoTime() < settle) {
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(100))) out.add(r);
+            }
+            Map<Integer, Long> byPart = new java.util.TreeMap<>();
+            ends.forEach((tp, o) -> byPart.put(tp.partition(), o));
+            return new Drained(out, byPart);
+        }
+    }
+
+    /** Values per "topic:partition" in the order read. */
+    static Map<String, List<String>> byPartition(List<ConsumerRecord<byte[], byte[]>> recs) {
+        Map<String, List<String>> out = new java.util.TreeMap<>();
+        for (ConsumerRecord<byte[], byte[]> r : recs) {
+            out.computeIfAbsent(r.topic() + ":" + r.partition(), k -> new ArrayList<>()).add(s(r.value()));
+        }
+        return out;
+    }
+
+    public String s_txn_abort_multi() throws Exception {
+        String a = newTopic("txn_abort_multi-a", 3);
+        String b = newTopic("txn_abort_multi-b", 2);
+        List<TopicPartition> tps = new ArrayList<>();
+        for (int q = 0; q < 3; q++) tps.add(new TopicPartition(a, q));
+        for (int q = 0; q < 2; q++) tps.add(new TopicPartition(b, q));
+        try (KafkaProducer<byte[], byte[]> p = txnProducer(a + "-tx")) {
+            p.beginTransaction();
+            for (TopicPartition tp : tps) {
+                for (int i = 0; i < 3; i++) p.send(new ProducerRecord<>(tp.topic(), tp.partition(), null, b("a-" + tp.partition() + "-" + i)));
+            }
+            p.flush();
+            p.abortTransaction();
+            p.beginTransaction();
+            for (TopicPartition tp : tps) {
+                for (int i = 0; i < 2; i++) p.send(new ProducerRecord<>(tp.topic(), tp.partition(), null, b("c-" + tp.partition() + "-" + i)));
+            }
+            p.commitTransaction();
+        }
+        Map<String, List<String>> got = byPartition(drain(tps, "read_committed", 500).records());
+        Map<String, List<String>> want = new java.util.TreeMap<>();
+        for (TopicPartition tp : tps) want.put(tp.topic() + ":" + tp.partition(), List.of("c-" + tp.partition() + "-0", "c-" + tp.partition() + "-1"));
+        check(got.equals(want), "read_committed read " + got);
+        return null;
+    }
+
+    /** One record per partition, acknowledged before the next step: the log order is known. */
+    static Map<Integer, Long> sendEach(KafkaProducer<byte[], byte[]> p, String topic, String tag) throws Exception {
+        Map<Integer, Long> out = new java.util.TreeMap<>();
+        for (int q = 0; q < 2; q++) out.put(q, get(p.send(new ProducerRecord<>(topic, q, null, b(tag + "-" + q)))).offset());
+        return out;
+    }
+
+    public String s_txn_read_committed() throws Exception {
+        String topic = newTopic("txn_read_committed", 2);
+        List<TopicPartition> tps = List.of(new TopicPartition(topic, 0), new TopicPartition(topic, 1));
+        Map<Integer, Long> lsoOpen;
+        try (KafkaProducer<byte[], byte[]> p1 = txnProducer(topic + "-tx1"); KafkaProducer<byte[], byte[]> p2 = txnProducer(topic + "-tx2")) {
+            p1.beginTransaction();
+            Map<Integer, Long> first1 = sendEach(p1, topic, "p1-t1-0");
+            p2.beginTransaction();
+            Map<Integer, Long> first2 = sendEach(p2, topic, "p2-t1-0");
+            sendEach(p1, topic, "p1-t1-1");
+            Map<Integer, Long> hw = new java.util.TreeMap<>();
+            sendEach(p2, topic, "p2-t1-1").forEach((q, o) -> hw.put(q, o + 1));
+            Map<Integer, Long> lso = endOffsets(tps, "read_committed");
+            check(lso.equals(first1), "LSO " + lso + " with both open, want " + first1);
+            Map<Integer, Long> got = endOffsets(tps, "read_uncommitted");
+            check(got.equals(hw), "high watermark " + got + ", want " + hw);
+            p1.commitTransaction();
+            lsoOpen = endOffsets(tps, "read_committed");
+            check(lsoOpen.equals(first2), "LSO " + lsoOpen + " after the first commit, want " + first2);
+            got = endOffsets(tps, "read_uncommitted");
+            check(got.get(0) > hw.get(0) && got.get(1) > hw.get(1), "high watermark did not cover the marker");
+            Map<String, List<String>> below = byPartition(drain(tps, "read_committed", 500).records());
+            Map<String, List<String>> want = Map.of(topic + ":0", List.of("p1-t1-0-0"), topic + ":1", List.of("p1-t1-0-1"));
+            check(below.equals(want), "below the LSO read " + below + ", want " + want);
+            p2.abortTransaction();
+            p2.beginTransaction();
+            sendEach(p2, topic, "p2-t2-0");
+            p1.beginTransaction();
+            sendEach(p1, topic, "p1-t2-0");
+            p2.commitTransaction();
+            p1.abortTransaction();
+        }
+        Drained d = drain(tps, "read_committed", 500);
+        Map<String, List<String>> got = byPartition(d.records());
+        Map<String, List<String>> want = new java.util.TreeMap<>();
+        for (int q = 0; q < 2; q++) want.put(topic + ":" + q, List.of("p1-t1-0-" + q, "p1-t1-1-" + q, "p2-t2-0-" + q));
+        check(got.equals(want), "read_committed read " + got + ", want " + want);
+        Map<Integer, Long> hw = endOffsets(tps, "read_uncommitted");
+        check(d.ends().equals(hw), "final LSO " + d.ends() + " != high watermark " + hw);
+        return "LSO " + pyDict(lsoOpen) + " while a transaction was open, " + pyDict(hw) + " at the end";
+    }
+
+    /** {0: 1, 1: 1}, as the Python cells print it. */
+    static String pyDict(Map<Integer, Long> m) {
+        return "{" + m.entrySet().stream().map(e -> e.getKey() + ": " + e.getValue()).collect(Collectors.joining(", ")) + "}";
+    }
+
+    public String s_txn_read_uncommitted() throws Exception {
+        String topic = newTopic("txn_read_uncommitted", 1);
+        List<TopicPartition> tps = List.of(new TopicPartition(topic, 0));
+        List<String> sent = new ArrayList<>();
+        long last;
+        try (KafkaProducer<byte[], byte[]> p = txnProducer(topic + "-tx")) {
+            java.util.function.Function<String, Long> send = v -> {
+                try {
+                    long o = get(p.send(new ProducerRecord<>(topic, 0, null, b(v)))).offset();
+                    sent.add(o + "=" + v);
+                    return o;
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            };
+            p.beginTransaction();
+            send.apply("u-c1");
+            send.apply("u-c2");
+            p.commitTransaction();
+            p.beginTransaction();
+            send.apply("u-a1");
+            send.apply("u-a2");
+            p.abortTransaction();
+            p.beginTransaction();
+            last = send.apply("u-o1");
+            Drained d = drain(tps, "read_uncommitted", 500);
+            List<String> got = d.records().stream().map(r -> r.offset() + "=" + s(r.value())).collect(Collectors.toList());
+            check(got.equals(sent), "read " + got + ", sent " + sent);
+            check(d.ends().get(0) == last + 1, "high watermark " + d.ends().get(0) + " with a transaction open, want " + (last + 1));
+            p.commitTransaction();
+        }
+        Drained d = drain(tps, "read_uncommitted", 500);
+        List<String> got = d.records().stream().map(r -> r.offset() + "=" + s(r.value())).collect(Collectors.toList());
+        check(got.equals(sent), "read " + got + ", sent " + sent);
+        check(d.ends().get(0) == last + 2, "high watermark " + d.ends().get(0) + " after the commit, want " + (last + 2));
+        return null;
+    }
+
+    public String s_txn_send_offsets() throws Exception {
+        String src = newTopic("txn_send_offsets-in", 1);
+        String dst = newTopic("txn_send_offsets-out", 1);
+        List<byte[]> vals = new ArrayList<>();
+        for (int i = 0; i < 10; i++) vals.add(b(String.format("in-%05d", i)));
+        produceValues(src, vals, Map.of());
+        String group = groupName("txn_send_offsets");
+        TopicPartition tp = new TopicPartition(src, 0);
+        // Admin.listConsumerGroupOffsets: OffsetFetch without require_stable, so a pending
+        // transactional offset is not visible (the last committed one is); -1 when there is none.
+        java.util.concurrent.Callable<Long> committed = () -> {
+            try (Admin a = admin()) {
+                OffsetAndMetadata om = get(a.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata()).get(tp);
+                return om == null ? -1L : om.offset();
+            }
+        };
+        try (KafkaConsumer<byte[], byte[]> c = consumer(Map.of(ConsumerConfig.GROUP_ID_CONFIG, group,
+                                                               ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"));
+             KafkaProducer<byte[], byte[]> p = txnProducer(dst + "-tx")) {
+            c.subscribe(List.of(src));
+            List<ConsumerRecord<byte[], byte[]>> recs = pollN(c, 10, 30);
+            check(values(recs).equals(strs(vals)), "consumed " + recs.size() + " of 10 input records");
+            interface Txn { long run(int lo, int hi, boolean commit) throws Exception; }
+            Txn txn = (lo, hi, commit) -> {
+                p.beginTransaction();
+                for (ConsumerRecord<byte[], byte[]> r : recs.subList(lo, hi)) {
+                    p.send(new ProducerRecord<>(dst, 0, null, b("out-" + s(r.value()))));
+                }
+                p.sendOffsetsToTransaction(Map.of(tp, new OffsetAndMetadata(hi)), c.groupMetadata());
+                p.flush();
+                long before = committed.call();
+                if (commit) p.commitTransaction(); else p.abortTransaction();
+                return before;
+            };
+            long before = txn.run(0, 4, true);
+            check(before < 0, "offset " + before + " visible before the first transaction committed");
+            long now = committed.call();
+            check(now == 4, "committed offset " + now + " after the commit, want 4");
+            before = txn.run(4, 7, false);
+            check(before == 4, "committed offset " + before + " during the second transaction, want 4");
+            now = committed.call();
+            check(now == 4, "committed offset " + now + " after the abort, want 4");
+            before = txn.run(4, 10, true);
+            check(before == 4, "committed offset " + before + " during the third transaction, want 4");
+            now = committed.call();
+            check(now == 10, "committed offset " + now + " after the commit, want 10");
+        }
+        List<String> got = values(drain(List.of(new TopicPartition(dst, 0)), "read_committed", 500).records());
+        List<String> want = strs(vals).stream().map(v -> "out-" + v).collect(Collectors.toList());
+        check(got.equals(want), "output " + got);
+        return null;
+    }
+
     public String s_admin_topics() throws Exception {
         try (Admin a = admin()) {
             String name = topicName("admin-topics");

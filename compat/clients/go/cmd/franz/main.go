@@ -451,6 +451,294 @@ func transactions(b string) string {
 	return ""
 }
 
+// txnClient is a transactional client producing to explicit partitions.
+func txnClient(b, txnID string, opts ...kgo.Opt) *kgo.Client {
+	return newClient(b, append([]kgo.Opt{kgo.TransactionalID(txnID), kgo.TransactionTimeout(30 * time.Second),
+		kgo.RecordDeliveryTimeout(20 * time.Second), kgo.RecordPartitioner(kgo.ManualPartitioner())}, opts...)...)
+}
+
+// endOffsets lists the LSOs (readCommitted) or the high watermarks of topic's partitions.
+func endOffsets(b, topic string, readCommitted bool) map[int32]int64 {
+	adm, done := admin(b)
+	defer done()
+	ctx, cancel := c.Ctx(10 * time.Second)
+	defer cancel()
+	list := adm.ListEndOffsets
+	if readCommitted {
+		list = adm.ListCommittedOffsets
+	}
+	lo, err := list(ctx, topic)
+	c.Must(err, "ListOffsets")
+	out := map[int32]int64{}
+	lo.Each(func(o kadm.ListedOffset) {
+		c.Must(o.Err, fmt.Sprintf("ListOffsets %s[%d]", o.Topic, o.Partition))
+		out[o.Partition] = o.Offset
+	})
+	return out
+}
+
+// drain reads topics' partitions from the start until n records came, then settles 500 ms in
+// which nothing else may arrive (franz-go exposes no consumer position to compare with the end).
+func drain(b string, topics map[string]int32, n int, readCommitted bool) []*kgo.Record {
+	parts := map[string]map[int32]kgo.Offset{}
+	for t, np := range topics {
+		parts[t] = map[int32]kgo.Offset{}
+		for p := int32(0); p < np; p++ {
+			parts[t][p] = kgo.NewOffset().AtStart()
+		}
+	}
+	iso := kgo.ReadUncommitted()
+	if readCommitted {
+		iso = kgo.ReadCommitted()
+	}
+	cl := newClient(b, kgo.ConsumePartitions(parts), kgo.FetchIsolationLevel(iso))
+	defer cl.Close()
+	out := poll(cl, n, 20*time.Second)
+	c.Check(len(out) >= n, "consumed %d of %d records", len(out), n)
+	return append(out, poll(cl, 1<<30, 500*time.Millisecond)...)
+}
+
+// byPartition gives the values per "topic:partition" in the order read.
+func byPartition(recs []*kgo.Record) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range recs {
+		k := fmt.Sprintf("%s:%d", r.Topic, r.Partition)
+		out[k] = append(out[k], string(r.Value))
+	}
+	return out
+}
+
+func txnAbortMulti(b string) string {
+	a := newTopic(b, "txn-abort-multi-a", 3, nil)
+	bt := newTopic(b, "txn-abort-multi-b", 2, nil)
+	type tp struct {
+		t string
+		p int32
+	}
+	var tps []tp
+	for p := int32(0); p < 3; p++ {
+		tps = append(tps, tp{a, p})
+	}
+	for p := int32(0); p < 2; p++ {
+		tps = append(tps, tp{bt, p})
+	}
+	cl := txnClient(b, a+"-tx")
+	defer cl.Close()
+	ctx, cancel := c.Ctx(45 * time.Second)
+	defer cancel()
+	txn := func(prefix string, n int, end kgo.TransactionEndTry) {
+		c.Must(cl.BeginTransaction(), "BeginTransaction")
+		var recs []*kgo.Record
+		for _, x := range tps {
+			for i := 0; i < n; i++ {
+				recs = append(recs, &kgo.Record{Topic: x.t, Partition: x.p, Value: []byte(fmt.Sprintf("%s-%d-%d", prefix, x.p, i))})
+			}
+		}
+		c.Must(cl.ProduceSync(ctx, recs...).FirstErr(), "transactional produce")
+		c.Must(cl.EndTransaction(ctx, end), fmt.Sprintf("EndTransaction(%v)", end))
+	}
+	txn("a", 3, kgo.TryAbort)
+	txn("c", 2, kgo.TryCommit)
+	got := byPartition(drain(b, map[string]int32{a: 3, bt: 2}, 10, true))
+	want := map[string][]string{}
+	for _, x := range tps {
+		want[fmt.Sprintf("%s:%d", x.t, x.p)] = []string{fmt.Sprintf("c-%d-0", x.p), fmt.Sprintf("c-%d-1", x.p)}
+	}
+	c.Check(fmt.Sprint(got) == fmt.Sprint(want), "read_committed read %v", got)
+	return ""
+}
+
+// sendEach produces one record per partition of a 2-partition topic, acknowledged before the
+// next step (the log order is known); their offsets.
+func sendEach(ctx context.Context, cl *kgo.Client, topic, tag string) map[int32]int64 {
+	out := map[int32]int64{}
+	for p := int32(0); p < 2; p++ {
+		r := &kgo.Record{Topic: topic, Partition: p, Value: []byte(fmt.Sprintf("%s-%d", tag, p))}
+		c.Must(cl.ProduceSync(ctx, r).FirstErr(), "transactional produce")
+		out[p] = r.Offset
+	}
+	return out
+}
+
+func pyDict(m map[int32]int64) string {
+	return fmt.Sprintf("{0: %d, 1: %d}", m[0], m[1])
+}
+
+func txnReadCommitted(b string) string {
+	topic := newTopic(b, "txn-read-committed", 2, nil)
+	p1 := txnClient(b, topic+"-tx1")
+	defer p1.Close()
+	p2 := txnClient(b, topic+"-tx2")
+	defer p2.Close()
+	ctx, cancel := c.Ctx(60 * time.Second)
+	defer cancel()
+	c.Must(p1.BeginTransaction(), "BeginTransaction")
+	first1 := sendEach(ctx, p1, topic, "p1-t1-0")
+	c.Must(p2.BeginTransaction(), "BeginTransaction")
+	first2 := sendEach(ctx, p2, topic, "p2-t1-0")
+	sendEach(ctx, p1, topic, "p1-t1-1")
+	last := sendEach(ctx, p2, topic, "p2-t1-1")
+	hw := map[int32]int64{0: last[0] + 1, 1: last[1] + 1}
+	lso := endOffsets(b, topic, true)
+	c.Check(pyDict(lso) == pyDict(first1), "LSO %v with both open, want %v", lso, first1)
+	got := endOffsets(b, topic, false)
+	c.Check(pyDict(got) == pyDict(hw), "high watermark %v, want %v", got, hw)
+	c.Must(p1.EndTransaction(ctx, kgo.TryCommit), "EndTransaction(commit)")
+	lsoOpen := endOffsets(b, topic, true)
+	c.Check(pyDict(lsoOpen) == pyDict(first2), "LSO %v after the first commit, want %v", lsoOpen, first2)
+	got = endOffsets(b, topic, false)
+	c.Check(got[0] > hw[0] && got[1] > hw[1], "high watermark did not cover the marker")
+	below := byPartition(drain(b, map[string]int32{topic: 2}, 2, true))
+	c.Check(fmt.Sprint(below) == fmt.Sprint(map[string][]string{topic + ":0": {"p1-t1-0-0"}, topic + ":1": {"p1-t1-0-1"}}),
+		"below the LSO read %v", below)
+	c.Must(p2.EndTransaction(ctx, kgo.TryAbort), "EndTransaction(abort)")
+	c.Must(p2.BeginTransaction(), "BeginTransaction")
+	sendEach(ctx, p2, topic, "p2-t2-0")
+	c.Must(p1.BeginTransaction(), "BeginTransaction")
+	sendEach(ctx, p1, topic, "p1-t2-0")
+	c.Must(p2.EndTransaction(ctx, kgo.TryCommit), "EndTransaction(commit)")
+	c.Must(p1.EndTransaction(ctx, kgo.TryAbort), "EndTransaction(abort)")
+	all := byPartition(drain(b, map[string]int32{topic: 2}, 6, true))
+	want := map[string][]string{}
+	for p := 0; p < 2; p++ {
+		k := fmt.Sprintf("%s:%d", topic, p)
+		for _, t := range []string{"p1-t1-0", "p1-t1-1", "p2-t2-0"} {
+			want[k] = append(want[k], fmt.Sprintf("%s-%d", t, p))
+		}
+	}
+	c.Check(fmt.Sprint(all) == fmt.Sprint(want), "read_committed read %v, want %v", all, want)
+	lso = endOffsets(b, topic, true)
+	hw = endOffsets(b, topic, false)
+	c.Check(pyDict(lso) == pyDict(hw), "final LSO %v != high watermark %v", lso, hw)
+	return fmt.Sprintf("LSO %s while a transaction was open, %s at the end", pyDict(lsoOpen), pyDict(hw))
+}
+
+func txnReadUncommitted(b string) string {
+	topic := newTopic(b, "txn-read-uncommitted", 1, nil)
+	cl := txnClient(b, topic+"-tx")
+	defer cl.Close()
+	ctx, cancel := c.Ctx(45 * time.Second)
+	defer cancel()
+	var sent []string
+	send := func(v string) int64 {
+		r := &kgo.Record{Topic: topic, Partition: 0, Value: []byte(v)}
+		c.Must(cl.ProduceSync(ctx, r).FirstErr(), "transactional produce")
+		sent = append(sent, fmt.Sprintf("%d=%s", r.Offset, v))
+		return r.Offset
+	}
+	read := func() []string {
+		var out []string
+		for _, r := range drain(b, map[string]int32{topic: 1}, len(sent), false) {
+			out = append(out, fmt.Sprintf("%d=%s", r.Offset, r.Value))
+		}
+		return out
+	}
+	c.Must(cl.BeginTransaction(), "BeginTransaction")
+	send("u-c1")
+	send("u-c2")
+	c.Must(cl.EndTransaction(ctx, kgo.TryCommit), "EndTransaction(commit)")
+	c.Must(cl.BeginTransaction(), "BeginTransaction")
+	send("u-a1")
+	send("u-a2")
+	c.Must(cl.EndTransaction(ctx, kgo.TryAbort), "EndTransaction(abort)")
+	c.Must(cl.BeginTransaction(), "BeginTransaction")
+	last := send("u-o1")
+	got := read()
+	c.Check(fmt.Sprint(got) == fmt.Sprint(sent), "read %v, sent %v", got, sent)
+	hw := endOffsets(b, topic, false)[0]
+	c.Check(hw == last+1, "high watermark %d with a transaction open, want %d", hw, last+1)
+	c.Must(cl.EndTransaction(ctx, kgo.TryCommit), "EndTransaction(commit)")
+	got = read()
+	c.Check(fmt.Sprint(got) == fmt.Sprint(sent), "read %v, sent %v", got, sent)
+	hw = endOffsets(b, topic, false)[0]
+	c.Check(hw == last+2, "high watermark %d after the commit, want %d", hw, last+2)
+	return ""
+}
+
+// txnSendOffsets uses franz-go's GroupTransactSession: the offsets of the records it polled
+// are committed in the transaction at End, and an aborted End rewinds to the committed ones.
+func txnSendOffsets(b string) string {
+	src := newTopic(b, "txn-send-offsets-in", 1, nil)
+	dst := newTopic(b, "txn-send-offsets-out", 1, nil)
+	vals := c.Payloads(10, "in")
+	produce(b, values(vals, src))
+	group := c.GroupName(client, "txn_send_offsets")
+	committed := func() int64 {
+		adm, done := admin(b)
+		defer done()
+		ctx, cancel := c.Ctx(10 * time.Second)
+		defer cancel()
+		or, err := adm.FetchOffsetsForTopics(ctx, group, src)
+		c.Must(err, "FetchOffsets")
+		o, ok := or.Lookup(src, 0)
+		if !ok || o.Err != nil || o.At < 0 {
+			return -1
+		}
+		return o.At
+	}
+	sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(b), kgo.MetadataMinAge(250*time.Millisecond),
+		kgo.TransactionalID(dst+"-tx"), kgo.TransactionTimeout(30*time.Second), kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(src), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	c.Must(err, "NewGroupTransactSession")
+	defer sess.Close()
+	ctx, cancel := c.Ctx(60 * time.Second)
+	defer cancel()
+	txn := func(want []string, commit bool) int64 {
+		c.Must(sess.Begin(), "Begin")
+		var got []string
+		deadline := time.Now().Add(30 * time.Second)
+		for len(got) < len(want) && time.Now().Before(deadline) {
+			pctx, pcancel := c.Ctx(500 * time.Millisecond)
+			fs := sess.PollRecords(pctx, len(want)-len(got))
+			pcancel()
+			for _, r := range fs.Records() {
+				got = append(got, string(r.Value))
+				c.Must(sess.ProduceSync(ctx, &kgo.Record{Topic: dst, Partition: 0, Value: append([]byte("out-"), r.Value...)}).FirstErr(), "produce")
+			}
+		}
+		c.Check(fmt.Sprint(got) == fmt.Sprint(want), "polled %v, want %v", got, want)
+		before := committed()
+		end := kgo.TryAbort
+		if commit {
+			end = kgo.TryCommit
+		}
+		_, err := sess.End(ctx, end)
+		c.Must(err, fmt.Sprintf("End(%v)", end))
+		return before
+	}
+	str := func(vs [][]byte) []string {
+		out := make([]string, len(vs))
+		for i, v := range vs {
+			out[i] = string(v)
+		}
+		return out
+	}
+	before := txn(str(vals[0:4]), true)
+	c.Check(before < 0, "offset %d visible before the first transaction committed", before)
+	now := committed()
+	c.Check(now == 4, "committed offset %d after the commit, want 4", now)
+	before = txn(str(vals[4:7]), false)
+	c.Check(before == 4, "committed offset %d during the second transaction, want 4", before)
+	now = committed()
+	c.Check(now == 4, "committed offset %d after the abort, want 4", now)
+	before = txn(str(vals[4:10]), true)
+	c.Check(before == 4, "committed offset %d during the third transaction, want 4", before)
+	now = committed()
+	c.Check(now == 10, "committed offset %d after the commit, want 10", now)
+	out := drain(b, map[string]int32{dst: 1}, 10, true)
+	want := make([]string, len(vals))
+	for i, v := range vals {
+		want[i] = "out-" + string(v)
+	}
+	got := make([]string, len(out))
+	for i, r := range out {
+		got[i] = string(r.Value)
+	}
+	c.Check(fmt.Sprint(got) == fmt.Sprint(want), "output %v", got)
+	return ""
+}
+
 func topicListed(adm *kadm.Client, name string) bool {
 	ctx, cancel := c.Ctx(10 * time.Second)
 	defer cancel()
@@ -632,6 +920,10 @@ func main() {
 		"commit_resume":            commitResume,
 		"idempotent_producer":      idempotentProducer,
 		"transactions":             transactions,
+		"txn_abort_multi":          txnAbortMulti,
+		"txn_read_committed":       txnReadCommitted,
+		"txn_read_uncommitted":     txnReadUncommitted,
+		"txn_send_offsets":         txnSendOffsets,
 		"admin_topics":             adminTopics,
 		"admin_partitions":         adminPartitions,
 		"admin_configs":            adminConfigs,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -604,6 +605,319 @@ func transactions(b string) string {
 	return ""
 }
 
+// txnProducer is a transactional SyncProducer that sends to the messages' own partitions.
+func txnProducer(b, txnID string) sarama.SyncProducer {
+	cfg := config()
+	idempotent(cfg)
+	cfg.Producer.Transaction.ID = txnID
+	cfg.Producer.Transaction.Timeout = 30 * time.Second
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	p, err := sarama.NewSyncProducer([]string{b}, cfg)
+	c.Must(err, "NewSyncProducer (transactional)")
+	return p
+}
+
+// endOffsets lists the LSOs (readCommitted) or the high watermarks of the topic's partitions
+// (ListOffsets with the isolation level; sarama's Client.GetOffset always reads uncommitted).
+func endOffsets(b, topic string, partitions int32, readCommitted bool) map[int32]int64 {
+	cl, err := sarama.NewClient([]string{b}, config())
+	c.Must(err, "NewClient")
+	defer cl.Close()
+	out := map[int32]int64{}
+	for p := int32(0); p < partitions; p++ {
+		leader, err := cl.Leader(topic, p)
+		c.Must(err, "Leader")
+		req := sarama.NewOffsetRequest(config().Version)
+		if readCommitted {
+			req.IsolationLevel = sarama.ReadCommitted
+		}
+		req.AddBlock(topic, p, sarama.OffsetNewest, 1)
+		resp, err := leader.GetAvailableOffsets(req)
+		c.Must(err, "ListOffsets")
+		blk := resp.GetBlock(topic, p)
+		c.Check(blk != nil && blk.Err == sarama.ErrNoError, "ListOffsets %s[%d]: %v", topic, p, blk)
+		out[p] = blk.Offset
+	}
+	return out
+}
+
+// drain reads the topics' partitions from the start until n messages came, then 500 ms more
+// in which nothing else may arrive (sarama exposes no consumer position to compare with the end).
+func drain(b string, topics map[string]int32, n int, readCommitted bool) []*sarama.ConsumerMessage {
+	cfg := config()
+	if readCommitted {
+		cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	}
+	cl, err := sarama.NewClient([]string{b}, cfg)
+	c.Must(err, "NewClient")
+	defer cl.Close()
+	cons, err := sarama.NewConsumerFromClient(cl)
+	c.Must(err, "NewConsumer")
+	defer cons.Close()
+	merged := make(chan *sarama.ConsumerMessage, 1024)
+	errs := make(chan error, 64)
+	for t, np := range topics {
+		for p := int32(0); p < np; p++ {
+			pc, err := cons.ConsumePartition(t, p, sarama.OffsetOldest)
+			c.Must(err, fmt.Sprintf("ConsumePartition %s[%d]", t, p))
+			defer pc.AsyncClose()
+			go func() {
+				for m := range pc.Messages() {
+					merged <- m
+				}
+			}()
+			go func() {
+				for e := range pc.Errors() {
+					errs <- e
+				}
+			}()
+		}
+	}
+	var out []*sarama.ConsumerMessage
+	deadline := time.After(20 * time.Second)
+	var settle <-chan time.Time
+	for {
+		if len(out) >= n && settle == nil {
+			settle = time.After(500 * time.Millisecond)
+		}
+		select {
+		case m := <-merged:
+			out = append(out, m)
+		case e := <-errs:
+			c.Fatalf("consume: %v", e)
+		case <-deadline:
+			c.Fatalf("consumed %d of %d records", len(out), n)
+		case <-settle:
+			return out
+		}
+	}
+}
+
+// byPartition gives the values per "topic:partition" in offset order.
+func byPartition(ms []*sarama.ConsumerMessage) map[string][]string {
+	slices.SortStableFunc(ms, func(x, y *sarama.ConsumerMessage) int {
+		if x.Topic != y.Topic {
+			return strings.Compare(x.Topic, y.Topic)
+		}
+		if x.Partition != y.Partition {
+			return int(x.Partition - y.Partition)
+		}
+		return int(x.Offset - y.Offset)
+	})
+	out := map[string][]string{}
+	for _, m := range ms {
+		k := fmt.Sprintf("%s:%d", m.Topic, m.Partition)
+		out[k] = append(out[k], string(m.Value))
+	}
+	return out
+}
+
+func sendTo(p sarama.SyncProducer, topic string, partition int32, v string) int64 {
+	_, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: partition, Value: sarama.StringEncoder(v)})
+	c.Must(err, "transactional produce")
+	return off
+}
+
+func txnAbortMulti(b string) string {
+	a := newTopic(b, "txn-abort-multi-a", 3, nil)
+	bt := newTopic(b, "txn-abort-multi-b", 2, nil)
+	type tp struct {
+		t string
+		p int32
+	}
+	var tps []tp
+	for p := int32(0); p < 3; p++ {
+		tps = append(tps, tp{a, p})
+	}
+	for p := int32(0); p < 2; p++ {
+		tps = append(tps, tp{bt, p})
+	}
+	p := txnProducer(b, a+"-tx")
+	defer p.Close()
+	txn := func(prefix string, n int, commit bool) {
+		c.Must(p.BeginTxn(), "BeginTxn")
+		var ms []*sarama.ProducerMessage
+		for _, x := range tps {
+			for i := 0; i < n; i++ {
+				ms = append(ms, &sarama.ProducerMessage{Topic: x.t, Partition: x.p, Value: sarama.StringEncoder(fmt.Sprintf("%s-%d-%d", prefix, x.p, i))})
+			}
+		}
+		c.Must(sendErr(p.SendMessages(ms)), "transactional produce")
+		if commit {
+			c.Must(p.CommitTxn(), "CommitTxn")
+		} else {
+			c.Must(p.AbortTxn(), "AbortTxn")
+		}
+	}
+	txn("a", 3, false)
+	txn("c", 2, true)
+	got := byPartition(drain(b, map[string]int32{a: 3, bt: 2}, 10, true))
+	want := map[string][]string{}
+	for _, x := range tps {
+		want[fmt.Sprintf("%s:%d", x.t, x.p)] = []string{fmt.Sprintf("c-%d-0", x.p), fmt.Sprintf("c-%d-1", x.p)}
+	}
+	c.Check(fmt.Sprint(got) == fmt.Sprint(want), "read_committed read %v", got)
+	return ""
+}
+
+// sendEach produces one record per partition of a 2-partition topic, acknowledged before the
+// next step (the log order is known); their offsets.
+func sendEach(p sarama.SyncProducer, topic, tag string) map[int32]int64 {
+	out := map[int32]int64{}
+	for q := int32(0); q < 2; q++ {
+		out[q] = sendTo(p, topic, q, fmt.Sprintf("%s-%d", tag, q))
+	}
+	return out
+}
+
+func pyDict(m map[int32]int64) string {
+	return fmt.Sprintf("{0: %d, 1: %d}", m[0], m[1])
+}
+
+func txnReadCommitted(b string) string {
+	topic := newTopic(b, "txn-read-committed", 2, nil)
+	p1 := txnProducer(b, topic+"-tx1")
+	defer p1.Close()
+	p2 := txnProducer(b, topic+"-tx2")
+	defer p2.Close()
+	c.Must(p1.BeginTxn(), "BeginTxn")
+	first1 := sendEach(p1, topic, "p1-t1-0")
+	c.Must(p2.BeginTxn(), "BeginTxn")
+	first2 := sendEach(p2, topic, "p2-t1-0")
+	sendEach(p1, topic, "p1-t1-1")
+	last := sendEach(p2, topic, "p2-t1-1")
+	hw := map[int32]int64{0: last[0] + 1, 1: last[1] + 1}
+	lso := endOffsets(b, topic, 2, true)
+	c.Check(pyDict(lso) == pyDict(first1), "LSO %v with both open, want %v", lso, first1)
+	got := endOffsets(b, topic, 2, false)
+	c.Check(pyDict(got) == pyDict(hw), "high watermark %v, want %v", got, hw)
+	c.Must(p1.CommitTxn(), "CommitTxn")
+	lsoOpen := endOffsets(b, topic, 2, true)
+	c.Check(pyDict(lsoOpen) == pyDict(first2), "LSO %v after the first commit, want %v", lsoOpen, first2)
+	got = endOffsets(b, topic, 2, false)
+	c.Check(got[0] > hw[0] && got[1] > hw[1], "high watermark did not cover the marker")
+	below := byPartition(drain(b, map[string]int32{topic: 2}, 2, true))
+	c.Check(fmt.Sprint(below) == fmt.Sprint(map[string][]string{topic + ":0": {"p1-t1-0-0"}, topic + ":1": {"p1-t1-0-1"}}),
+		"below the LSO read %v", below)
+	c.Must(p2.AbortTxn(), "AbortTxn")
+	c.Must(p2.BeginTxn(), "BeginTxn")
+	sendEach(p2, topic, "p2-t2-0")
+	c.Must(p1.BeginTxn(), "BeginTxn")
+	sendEach(p1, topic, "p1-t2-0")
+	c.Must(p2.CommitTxn(), "CommitTxn")
+	c.Must(p1.AbortTxn(), "AbortTxn")
+	all := byPartition(drain(b, map[string]int32{topic: 2}, 6, true))
+	want := map[string][]string{}
+	for q := 0; q < 2; q++ {
+		k := fmt.Sprintf("%s:%d", topic, q)
+		for _, t := range []string{"p1-t1-0", "p1-t1-1", "p2-t2-0"} {
+			want[k] = append(want[k], fmt.Sprintf("%s-%d", t, q))
+		}
+	}
+	c.Check(fmt.Sprint(all) == fmt.Sprint(want), "read_committed read %v, want %v", all, want)
+	lso = endOffsets(b, topic, 2, true)
+	hw = endOffsets(b, topic, 2, false)
+	c.Check(pyDict(lso) == pyDict(hw), "final LSO %v != high watermark %v", lso, hw)
+	return fmt.Sprintf("LSO %s while a transaction was open, %s at the end", pyDict(lsoOpen), pyDict(hw))
+}
+
+func txnReadUncommitted(b string) string {
+	topic := newTopic(b, "txn-read-uncommitted", 1, nil)
+	p := txnProducer(b, topic+"-tx")
+	defer p.Close()
+	var sent []string
+	send := func(v string) int64 {
+		off := sendTo(p, topic, 0, v)
+		sent = append(sent, fmt.Sprintf("%d=%s", off, v))
+		return off
+	}
+	read := func() []string {
+		var out []string
+		for _, m := range drain(b, map[string]int32{topic: 1}, len(sent), false) {
+			out = append(out, fmt.Sprintf("%d=%s", m.Offset, m.Value))
+		}
+		return out
+	}
+	c.Must(p.BeginTxn(), "BeginTxn")
+	send("u-c1")
+	send("u-c2")
+	c.Must(p.CommitTxn(), "CommitTxn")
+	c.Must(p.BeginTxn(), "BeginTxn")
+	send("u-a1")
+	send("u-a2")
+	c.Must(p.AbortTxn(), "AbortTxn")
+	c.Must(p.BeginTxn(), "BeginTxn")
+	last := send("u-o1")
+	got := read()
+	c.Check(fmt.Sprint(got) == fmt.Sprint(sent), "read %v, sent %v", got, sent)
+	hw := endOffsets(b, topic, 1, false)[0]
+	c.Check(hw == last+1, "high watermark %d with a transaction open, want %d", hw, last+1)
+	c.Must(p.CommitTxn(), "CommitTxn")
+	got = read()
+	c.Check(fmt.Sprint(got) == fmt.Sprint(sent), "read %v, sent %v", got, sent)
+	hw = endOffsets(b, topic, 1, false)[0]
+	c.Check(hw == last+2, "high watermark %d after the commit, want %d", hw, last+2)
+	return ""
+}
+
+// txnSendOffsets: sarama's AddOffsetsToTxn takes a group id (no member/generation checks).
+func txnSendOffsets(b string) string {
+	src := newTopic(b, "txn-send-offsets-in", 1, nil)
+	dst := newTopic(b, "txn-send-offsets-out", 1, nil)
+	vals := c.Payloads(10, "in")
+	produce(b, msgs(src, vals), nil)
+	group := c.GroupName(client, "txn_send_offsets")
+	recs := drain(b, map[string]int32{src: 1}, 10, true)
+	c.Check(c.SameValues(valuesOf(recs), vals), "consumed %d of 10 input records", len(recs))
+	committed := func() int64 {
+		a := admin(b)
+		defer a.Close()
+		resp, err := a.ListConsumerGroupOffsets(group, map[string][]int32{src: {0}})
+		c.Must(err, "ListConsumerGroupOffsets")
+		blk := resp.GetBlock(src, 0)
+		if blk == nil || blk.Err != sarama.ErrNoError {
+			return -1
+		}
+		return blk.Offset
+	}
+	p := txnProducer(b, dst+"-tx")
+	defer p.Close()
+	txn := func(lo, hi int, commit bool) int64 {
+		c.Must(p.BeginTxn(), "BeginTxn")
+		for _, m := range recs[lo:hi] {
+			sendTo(p, dst, 0, "out-"+string(m.Value))
+		}
+		c.Must(p.AddOffsetsToTxn(map[string][]*sarama.PartitionOffsetMetadata{src: {{Partition: 0, Offset: int64(hi)}}}, group),
+			"AddOffsetsToTxn")
+		before := committed()
+		if commit {
+			c.Must(p.CommitTxn(), "CommitTxn")
+		} else {
+			c.Must(p.AbortTxn(), "AbortTxn")
+		}
+		return before
+	}
+	before := txn(0, 4, true)
+	c.Check(before < 0, "offset %d visible before the first transaction committed", before)
+	now := committed()
+	c.Check(now == 4, "committed offset %d after the commit, want 4", now)
+	before = txn(4, 7, false)
+	c.Check(before == 4, "committed offset %d during the second transaction, want 4", before)
+	now = committed()
+	c.Check(now == 4, "committed offset %d after the abort, want 4", now)
+	before = txn(4, 10, true)
+	c.Check(before == 4, "committed offset %d during the third transaction, want 4", before)
+	now = committed()
+	c.Check(now == 10, "committed offset %d after the commit, want 10", now)
+	out := drain(b, map[string]int32{dst: 1}, 10, true)
+	want := make([][]byte, len(vals))
+	for i, v := range vals {
+		want[i] = append([]byte("out-"), v...)
+	}
+	c.Check(c.SameValues(valuesOf(out), want), "output %q", valuesOf(out))
+	return ""
+}
+
 func topicListed(a sarama.ClusterAdmin, name string) bool {
 	ts, err := a.ListTopics()
 	c.Must(err, "ListTopics")
@@ -802,6 +1116,10 @@ func main() {
 		"commit_resume":            commitResume,
 		"idempotent_producer":      idempotentProducer,
 		"transactions":             transactions,
+		"txn_abort_multi":          txnAbortMulti,
+		"txn_read_committed":       txnReadCommitted,
+		"txn_read_uncommitted":     txnReadUncommitted,
+		"txn_send_offsets":         txnSendOffsets,
 		"admin_topics":             adminTopics,
 		"admin_partitions":         adminPartitions,
 		"admin_configs":            adminConfigs,
