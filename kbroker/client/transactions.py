@@ -41,8 +41,8 @@ LIST_TRANSACTIONS = 66
 TRANSACTION_STATES = ("Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit",
                       "CompleteAbort", "PrepareEpochFence")
 
-#: How often a request is tried while the coordinator or leader moves or loads.
-ATTEMPTS = 20
+#: How often a request is tried while the coordinator or leader moves or loads (about 10 s).
+ATTEMPTS = 100
 BACKOFF_S = 0.1
 
 
