@@ -14,6 +14,7 @@ with no await in between, which is what Kafka's per-id lock gives it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,11 @@ INVALID_REGULAR_EXPRESSION = ErrorCode.INVALID_REGULAR_EXPRESSION
 #: Matching time one ListTransactions pattern may take over all transactional ids: a
 #: backtracking pattern must not hold up the event loop (the regex module can stop a match).
 PATTERN_BUDGET_S = 0.05
+#: Largest size a ListTransactions pattern may have once its bounded repetitions are
+#: multiplied out: the regex module unrolls them when compiling, so ``(?:x{65535}){65535}``
+#: (19 bytes) would take gigabytes before any matching budget applies.
+MAX_PATTERN_SIZE = 10_000
+_REPEAT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
 
 #: Marker errors that are retried (Kafka's TransactionMarkerRequestCompletionHandler).
 _RETRIABLE_MARKER_ERRORS = frozenset({
@@ -72,6 +78,56 @@ def _latest(records: Iterable[KeyValue]) -> list[KeyValue]:
     for key, value in records:
         latest[bytes(key)] = None if value is None else bytes(value)
     return list(latest.items())
+
+
+def _expanded_size(pattern: str) -> int:
+    """An upper estimate of ``pattern``'s size with every bounded repetition (``{m}``,
+    ``{m,n}``, ``{m,}``) multiplied out, as the regex module's compiler unrolls them: each
+    atom counts 1, a group the sum of its contents. Stops counting past MAX_PATTERN_SIZE."""
+    frames = [[0, 0]]  # per open group: [size so far, size of the last atom]
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        atom = 1
+        if c == "\\":
+            i += 2
+        elif c == "[":  # a set is one atom; sets may nest (regex's version 1 syntax)
+            depth, i = 1, i + 1
+            if i < n and pattern[i] == "^":
+                i += 1
+            if i < n and pattern[i] == "]":
+                i += 1
+            while i < n and depth:
+                if pattern[i] == "\\":
+                    i += 1
+                elif pattern[i] == "[":
+                    depth += 1
+                elif pattern[i] == "]":
+                    depth -= 1
+                i += 1
+        elif c == "(":
+            frames.append([0, 0])
+            i += 1
+            continue
+        elif c == ")" and len(frames) > 1:
+            atom = max(frames.pop()[0], 1)
+            i += 1
+        elif c == "{" and (m := _REPEAT.match(pattern, i)) is not None and (m.group(1) or m.group(2)):
+            count = max(int(m.group(1) or 0), int(m.group(2) or 0))
+            frame = frames[-1]
+            frame[0] += frame[1] * (count - 1) if count else -frame[1]
+            frame[1] *= count
+            if frame[0] > MAX_PATTERN_SIZE:
+                return frame[0]
+            i = m.end()
+            continue
+        else:
+            i += 1
+        frames[-1][0] += atom
+        frames[-1][1] = atom
+        if frames[-1][0] > MAX_PATTERN_SIZE:
+            return frames[-1][0]
+    return sum(f[0] for f in frames)
 
 
 @dataclass(frozen=True)
@@ -560,9 +616,11 @@ class TransactionCoordinator:
         if pattern:
             import regex  # only ListTransactions with a pattern needs it; kept off start-up
 
+            if _expanded_size(pattern) > MAX_PATTERN_SIZE:
+                return INVALID_REGULAR_EXPRESSION, [], []
             try:
                 matcher = regex.compile(pattern)
-            except (regex.error, RecursionError, OverflowError, ValueError):  # deep nesting, huge repetitions
+            except (regex.error, RecursionError, OverflowError, ValueError, MemoryError):  # deep nesting, huge repetitions
                 return INVALID_REGULAR_EXPRESSION, [], []
         pids = set(producer_ids)
         now = self.clock.time_ms()

@@ -397,6 +397,12 @@ async def test_describe_and_list(tmp_path: Path) -> None:
         # Patterns Python's compiler gives up on otherwise than with re.error are invalid too.
         assert ids(pattern="(" * 5000 + ")" * 5000) == (INVALID_REGULAR_EXPRESSION, [], [])
         assert ids(pattern="a{4294967296}") == (INVALID_REGULAR_EXPRESSION, [], [])
+        # The regex module unrolls bounded repetitions when compiling: patterns too large once
+        # multiplied out are refused before (19 bytes here would ask for gigabytes).
+        assert ids(pattern="(?:x{1000}){1000}") == (INVALID_REGULAR_EXPRESSION, [], [])
+        assert ids(pattern="(?:x{65535}){65535}") == (INVALID_REGULAR_EXPRESSION, [], [])
+        assert ids(pattern="x" * 20_000) == (INVALID_REGULAR_EXPRESSION, [], [])
+        assert ids(pattern="(?:tx{1}){1}-[{]{1,2}a?|tx-\\{?[a-b]{1,100}") == (0, [], ["tx-a", "tx-b"])
 
 
 async def test_failed_fence_of_the_last_epoch_is_retried(tmp_path: Path) -> None:
