@@ -57,8 +57,8 @@ PATTERN_BUDGET_S = 0.05
 #: Largest size a ListTransactions pattern may have once its bounded repetitions are
 #: multiplied out: the regex module unrolls them when compiling, so ``(?:x{65535}){65535}``
 #: (19 bytes) would take gigabytes before any matching budget applies.
-MAX_PATTERN_SIZE = 10_000
-_REPEAT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
+MAX_PATTERN_SIZE = 100_000
+_REPEAT = re.compile(r"\{([0-9]*)(?:,([0-9]*))?\}")
 
 #: Marker errors that are retried (Kafka's TransactionMarkerRequestCompletionHandler).
 _RETRIABLE_MARKER_ERRORS = frozenset({
@@ -81,53 +81,23 @@ def _latest(records: Iterable[KeyValue]) -> list[KeyValue]:
 
 
 def _expanded_size(pattern: str) -> int:
-    """An upper estimate of ``pattern``'s size with every bounded repetition (``{m}``,
-    ``{m,n}``, ``{m,}``) multiplied out, as the regex module's compiler unrolls them: each
-    atom counts 1, a group the sum of its contents. Stops counting past MAX_PATTERN_SIZE."""
-    frames = [[0, 0]]  # per open group: [size so far, size of the last atom]
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        atom = 1
-        if c == "\\":
-            i += 2
-        elif c == "[":  # a set is one atom; sets may nest (regex's version 1 syntax)
-            depth, i = 1, i + 1
-            if i < n and pattern[i] == "^":
-                i += 1
-            if i < n and pattern[i] == "]":
-                i += 1
-            while i < n and depth:
-                if pattern[i] == "\\":
-                    i += 1
-                elif pattern[i] == "[":
-                    depth += 1
-                elif pattern[i] == "]":
-                    depth -= 1
-                i += 1
-        elif c == "(":
-            frames.append([0, 0])
-            i += 1
-            continue
-        elif c == ")" and len(frames) > 1:
-            atom = max(frames.pop()[0], 1)
-            i += 1
-        elif c == "{" and (m := _REPEAT.match(pattern, i)) is not None and (m.group(1) or m.group(2)):
-            count = max(int(m.group(1) or 0), int(m.group(2) or 0))
-            frame = frames[-1]
-            frame[0] += frame[1] * (count - 1) if count else -frame[1]
-            frame[1] *= count
-            if frame[0] > MAX_PATTERN_SIZE:
-                return frame[0]
-            i = m.end()
-            continue
-        else:
-            i += 1
-        frames[-1][0] += atom
-        frames[-1][1] = atom
-        if frames[-1][0] > MAX_PATTERN_SIZE:
-            return frames[-1][0]
-    return sum(f[0] for f in frames)
+    """An upper bound of ``pattern``'s size once the regex module's compiler has unrolled its
+    bounded repetitions (``{m}``, ``{m,n}``, ``{m,}``): its length times the product of all
+    repetition counts, whatever the nesting. Verbose mode allows whitespace and comments
+    inside the braces, even between digits (``{3 #c<newline>0}`` is 30), so for a pattern
+    with whitespace or ``#`` every digit after its first ``{`` counts as a factor of 10."""
+    if "#" in pattern or any(c.isspace() for c in pattern):
+        brace = pattern.find("{")
+        digits = 0 if brace < 0 else sum(c in "0123456789" for c in pattern[brace:])
+        return len(pattern) * 10 ** min(digits, 9)
+    size = len(pattern)
+    for m in _REPEAT.finditer(pattern):
+        for count in m.groups():
+            if size > MAX_PATTERN_SIZE:
+                return size
+            if count:  # a run too long for int() (Python limits digits) is over the bound anyway
+                size *= max(int(count), 1) if len(count) <= 18 else MAX_PATTERN_SIZE + 1
+    return size
 
 
 @dataclass(frozen=True)

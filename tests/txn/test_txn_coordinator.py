@@ -401,7 +401,9 @@ async def test_describe_and_list(tmp_path: Path) -> None:
         # multiplied out are refused before (19 bytes here would ask for gigabytes).
         assert ids(pattern="(?:x{1000}){1000}") == (INVALID_REGULAR_EXPRESSION, [], [])
         assert ids(pattern="(?:x{65535}){65535}") == (INVALID_REGULAR_EXPRESSION, [], [])
-        assert ids(pattern="x" * 20_000) == (INVALID_REGULAR_EXPRESSION, [], [])
+        assert ids(pattern="x" * 100_001) == (INVALID_REGULAR_EXPRESSION, [], [])
+        assert ids(pattern="(?x)(?:x{3 0 0}) { 3 # a comment\n 0 0 }") == (INVALID_REGULAR_EXPRESSION, [], [])
+        assert ids(pattern="x{" + "9" * 5000 + "}") == (INVALID_REGULAR_EXPRESSION, [], [])
         assert ids(pattern="(?:tx{1}){1}-[{]{1,2}a?|tx-\\{?[a-b]{1,100}") == (0, [], ["tx-a", "tx-b"])
 
 
