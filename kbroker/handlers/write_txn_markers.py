@@ -48,8 +48,9 @@ async def write_markers(services: BrokerServices, markers: Sequence[TxnMarker]) 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
+    # A partition named twice in a marker gets one control batch, as Kafka keys them by partition.
     markers = [TxnMarker(m.producer_id, m.producer_epoch, m.coordinator_epoch, bool(m.transaction_result),
-                         tuple(TopicPartition(t.name, p) for t in m.topics for p in t.partition_indexes))
+                         tuple(dict.fromkeys(TopicPartition(t.name, p) for t in m.topics for p in t.partition_indexes)))
                for m in body.markers]
     # This broker's coordinator writes every marker at one coordinator epoch, for good: a
     # marker claiming a newer one would fence it out of the partition and leave its producer's

@@ -302,6 +302,23 @@ def test_write_txn_markers(kafka_broker: BrokerThread, wire: WireClient, version
     assert wire.call(WRITE_TXN_MARKERS, version, {"markers": [empty]}).markers == []
 
 
+def test_write_txn_markers_writes_one_marker_per_partition_named_twice(kafka_broker: BrokerThread,
+                                                                      wire: WireClient) -> None:
+    """As Kafka, whose handler keys a marker's control batches by partition: a partition named
+    twice in one marker (in one topic entry or in two) gets one control batch and one answer."""
+    from kbroker.common import TopicPartition as TP
+
+    create_topic(kafka_broker, "t", 1)
+    plog = kafka_broker.broker.replica_manager._leader_log(TP("t", 0))[1]
+    before = plog.log_end_offset
+    marker = {"producer_id": 77, "producer_epoch": 0, "transaction_result": False, "coordinator_epoch": 0,
+              "topics": [{"name": "t", "partition_indexes": [0, 0]}, {"name": "t", "partition_indexes": [0]}]}
+    resp = wire.call(WRITE_TXN_MARKERS, 1, {"markers": [marker]})
+    assert [(t.name, [(p.partition_index, p.error_code) for p in t.partitions]) for m in resp.markers
+            for t in m.topics] == [("t", [(0, 0)])]
+    assert plog.log_end_offset == before + 1
+
+
 def test_state_survives_a_restart(tmp_path: Any) -> None:
     data = tmp_path / "data"
     with BrokerThread(data) as broker:
