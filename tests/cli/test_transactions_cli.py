@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 from ci_helpers import need, reference_unavailable
+from ci_helpers import reference_kafka as start_reference_kafka
 from confluent_kafka import Producer
 from construct import Container
 from wait_helpers import wait_until
@@ -369,17 +370,7 @@ NO_VERIFICATION = {"transaction.partition.verification.enable": "false"}
 @pytest.fixture(scope="module")
 def reference_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The bootstrap of one Apache Kafka (tools/kafka_reference) for this module's tests."""
-    why = reference_unavailable()
-    if why is not None:
-        need(f"reference Kafka: {why}")
-    from tools.kafka_reference import KafkaReference, resolve_jars
-
-    try:
-        resolve_jars()
-    except Exception as e:  # Maven's failure text is the reason
-        need(f"reference Kafka: resolving the jars failed: {str(e)[:500]}")
-    with KafkaReference(tmp_path_factory.mktemp("kafka-reference"), heap="384m",
-                        extra_config=NO_VERIFICATION) as kafka:
+    with start_reference_kafka(tmp_path_factory.mktemp("kafka-reference"), NO_VERIFICATION) as kafka:
         yield kafka.bootstrap
 
 
