@@ -20,6 +20,7 @@ from kbroker.metadata.internal_topic import (
     AppendRecords,
     InternalTopic,
     InternalTopicSource,
+    InternalTopicStore,
     KeyValue,
     TopicStore,
 )
@@ -159,27 +160,16 @@ class MemoryOffsetsLog:
             yield from self.partitions[partition]
 
 
-class TopicOffsetsLog:
+class TopicOffsetsLog(InternalTopicStore):
     """The real ``__consumer_offsets`` topic (an :class:`InternalTopic`)."""
 
     def __init__(self, *, metadata: InternalTopicSource, append_records: AppendRecords,
                  logs: Callable[[str, int], PartitionLog | None], clock: Clock,
                  default_partitions: Callable[[], int]) -> None:
         """``default_partitions`` gives ``offsets.topic.num.partitions`` (used until the topic exists)."""
-        self._topic = InternalTopic(CONSUMER_OFFSETS, metadata=metadata, append_records=append_records, logs=logs,
-                                    clock=clock, default_partitions=default_partitions,
-                                    topic_configs=lambda: {"cleanup.policy": "compact"})
-
-    @property
-    def num_partitions(self) -> int:
-        """The partitions groups hash over: those the topic has, else ``offsets.topic.num.partitions``."""
-        return self._topic.num_partitions
-
-    def exists(self) -> bool:
-        return self._topic.exists()
-
-    def ensure(self) -> bool:
-        return self._topic.ensure()
+        super().__init__(InternalTopic(CONSUMER_OFFSETS, metadata=metadata, append_records=append_records, logs=logs,
+                                       clock=clock, default_partitions=default_partitions,
+                                       topic_configs=lambda: {"cleanup.policy": "compact"}))
 
     async def append(self, partition: int, records: Sequence[KeyValue], *, producer_id: int = NO_PRODUCER_ID,
                      producer_epoch: int = -1, transactional: bool = False) -> Appended:

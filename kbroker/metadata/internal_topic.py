@@ -150,3 +150,22 @@ class InternalTopic:
                 yield h, memoryview(data)[pos:pos + h.size]
             if offset == start:
                 break  # nothing whole came back; stop rather than spin
+
+
+class InternalTopicStore:
+    """Base of a coordinator's record store over an :class:`InternalTopic`: the partition count,
+    existence and creation (the :class:`TopicStore` part) are the topic's own."""
+
+    def __init__(self, topic: InternalTopic) -> None:
+        self._topic = topic
+
+    @property
+    def num_partitions(self) -> int:
+        """The topic's own partition count once it exists (as Kafka), else the setting."""
+        return self._topic.num_partitions
+
+    def exists(self) -> bool:
+        return self._topic.exists()
+
+    def ensure(self) -> bool:
+        return self._topic.ensure()

@@ -17,6 +17,7 @@ from kbroker.metadata.internal_topic import (
     AppendRecords,
     InternalTopic,
     InternalTopicSource,
+    InternalTopicStore,
     KeyValue,
     TopicStore,
 )
@@ -88,7 +89,7 @@ class MemoryTransactionLog:
             yield from list(self.partitions[partition])
 
 
-class TopicTransactionLog:
+class TopicTransactionLog(InternalTopicStore):
     """The real ``__transaction_state`` topic (an :class:`InternalTopic`)."""
 
     def __init__(self, *, metadata: InternalTopicSource, append_records: AppendRecords,
@@ -97,19 +98,8 @@ class TopicTransactionLog:
                  default_partitions: Callable[[], int]) -> None:
         """``default_partitions`` gives ``transaction.state.log.num.partitions`` (used until the topic
         exists); ``topic_configs`` the configs the topic is created with."""
-        self._topic = InternalTopic(TRANSACTION_STATE, metadata=metadata, append_records=append_records, logs=logs,
-                                    clock=clock, default_partitions=default_partitions, topic_configs=topic_configs)
-
-    @property
-    def num_partitions(self) -> int:
-        """The topic's own partition count once it exists (as Kafka), else the setting."""
-        return self._topic.num_partitions
-
-    def exists(self) -> bool:
-        return self._topic.exists()
-
-    def ensure(self) -> bool:
-        return self._topic.ensure()
+        super().__init__(InternalTopic(TRANSACTION_STATE, metadata=metadata, append_records=append_records, logs=logs,
+                                       clock=clock, default_partitions=default_partitions, topic_configs=topic_configs))
 
     async def append(self, partition: int, key: bytes, value: bytes | None) -> ErrorCode:
         written = await self._topic.append(partition, [(key, value)])
