@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, NamedTuple
+
+from anyio.abc import TaskGroup
 
 
 class TopicPartition(NamedTuple):
@@ -26,3 +30,16 @@ def partition_for(key: str, num_partitions: int) -> int:
     of the id's Java hash modulo the partition count (``__consumer_offsets``, ``__transaction_state``)."""
     h = java_string_hash(key)
     return (0 if h == -(1 << 31) else abs(h)) % num_partitions
+
+
+def start_guarded(tg: TaskGroup, log: logging.Logger, what: str,
+                  fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+    """Run ``fn(*args)`` in ``tg`` as a background step whose failure is logged (as ``what``),
+    so that it cannot take the broker's task group down."""
+    async def guarded() -> None:
+        try:
+            await fn(*args)
+        except Exception:
+            log.exception("%s task %s failed", what, getattr(fn, "__name__", fn))
+
+    tg.start_soon(guarded)

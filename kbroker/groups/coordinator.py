@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from kbroker.clock import Clock
+from kbroker.common import start_guarded
 from kbroker.groups.consumer_protocol import EMPTY_ASSIGNMENT
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.groups.group import GroupMetadata, TopicPartition
@@ -116,15 +117,7 @@ class GroupCoordinator:
 
     def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         assert self._tg is not None, "coordinator not started"
-        self._tg.start_soon(self._guarded_task, fn, *args)
-
-    @staticmethod
-    async def _guarded_task(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        # A background step's failure is logged; it must not take the broker's task group down.
-        try:
-            await fn(*args)
-        except Exception:
-            log.exception("group coordinator task %s failed", getattr(fn, "__name__", fn))
+        start_guarded(self._tg, log, "group coordinator", fn, *args)
 
     def _call_later(self, group: GroupMetadata, delay_ms: int, fn: Callable[[], None]) -> Timer:
         """A timer for ``group`` whose failure resets that group instead of wedging it."""

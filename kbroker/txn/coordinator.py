@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup
 
 from kbroker.clock import Clock
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.common import TopicPartition, partition_for
+from kbroker.common import TopicPartition, partition_for, start_guarded
 from kbroker.config import ConfigHolder
 from kbroker.txn.log import KeyValue, TransactionLog
 from kbroker.txn.markers import TxnMarker, WriteMarkers
@@ -161,7 +161,7 @@ class TransactionCoordinator:
         """Load ``__transaction_state`` in a worker thread and start the timers; requests get
         COORDINATOR_LOAD_IN_PROGRESS until loading is done."""
         self._tg = tg
-        tg.start_soon(self._guarded, self._load_and_run)
+        start_guarded(tg, log, "transaction coordinator", self._load_and_run)
 
     async def shutdown(self) -> None:
         """Stop serving; requests get NOT_COORDINATOR and marker retries stop."""
@@ -190,15 +190,7 @@ class TransactionCoordinator:
 
     def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         assert self._tg is not None, "coordinator not started"
-        self._tg.start_soon(self._guarded, fn, *args)
-
-    @staticmethod
-    async def _guarded(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        # A background step's failure is logged; it must not take the broker's task group down.
-        try:
-            await fn(*args)
-        except Exception:
-            log.exception("transaction coordinator task %s failed", getattr(fn, "__name__", fn))
+        start_guarded(self._tg, log, "transaction coordinator", fn, *args)
 
     async def _load_and_run(self) -> None:
         records: list[list[KeyValue]] = []
