@@ -89,6 +89,13 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("log.cleaner.min.compaction.lag.ms", LONG, 0, "Minimum age of a record before compaction (topic: min.compaction.lag.ms).", (at_least(0),), CW),
     ConfigDef("log.cleaner.max.compaction.lag.ms", LONG, LONG_MAX, "Maximum age of a record before it is eligible for compaction (topic: max.compaction.lag.ms).", (at_least(1),), CW),
     ConfigDef("log.cleaner.min.cleanable.ratio", DOUBLE, 0.5, "Dirty ratio at which a log is compacted (topic: min.cleanable.dirty.ratio).", (between(0, 1),), CW),
+    ConfigDef("log.cleaner.enable", BOOL, True, "Run the log cleaner, which compacts topics with cleanup.policy=compact (__consumer_offsets among them).", (), RO),
+    ConfigDef("log.cleaner.threads", INT, 1, "Threads cleaning logs (each cleans one log at a time).", (at_least(0),), CW),
+    ConfigDef("log.cleaner.backoff.ms", LONG, 15000, "Sleep of a cleaner thread when no log needs cleaning.", (at_least(0),), CW),
+    ConfigDef("log.cleaner.dedupe.buffer.size", LONG, 134217728, "Memory for the key-to-offset maps of all cleaner threads, in bytes.", (at_least(0),), CW),
+    ConfigDef("log.cleaner.io.buffer.size", INT, 524288, "Read and write buffer memory of all cleaner threads, in bytes.", (at_least(0),), CW),
+    ConfigDef("log.cleaner.io.buffer.load.factor", DOUBLE, 0.9, "How full the cleaner's key map may get.", (), CW),
+    ConfigDef("log.cleaner.io.max.bytes.per.second", DOUBLE, 1.7976931348623157e308, "Cleaner I/O (read plus write) limit, in bytes per second.", (), CW),
     # --- record format
     ConfigDef("log.message.timestamp.type", STR, "CreateTime", "CreateTime or LogAppendTime (topic: message.timestamp.type).", (one_of(*TIMESTAMP_TYPES),), CW),
     ConfigDef("log.message.timestamp.difference.max.ms", LONG, LONG_MAX, "Deprecated: allowed distance of a CreateTime timestamp from broker time (topic: message.timestamp.difference.max.ms).", (at_least(0),), CW),

@@ -6,14 +6,17 @@ only the active segments; recovery points moved by other flushes are checkpointe
 ``checkpoint_interval_ms``. It is also the periodic flusher (Kafka's
 ``log.flush.scheduler.interval.ms`` task): it fsyncs each log whose ``flush.ms`` has
 passed, looking at the smallest ``flush.ms`` pace (or once a second while no log sets
-one), and it removes the directories of deleted partitions after their rename to
-``-delete``.
+one), it removes the directories of deleted partitions after their rename to
+``-delete``, and the files of deleted segments (renamed ``.deleted``) once their
+``file.delete.delay.ms`` has passed.
 
 The manager is reached only through the callables given to :class:`LogBackground`.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import shutil
 import threading
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kbroker.log.config import LogConfig
+from kbroker.log.segment import LogSegment
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,9 @@ class BackgroundLog(Protocol):
     def flush_rolled(self) -> bool: ...
 
     def flush_if_due(self) -> bool: ...
+
+    @property
+    def closed(self) -> bool: ...
 
 
 class LogBackground:
@@ -80,6 +87,9 @@ class LogBackground:
         #: Renamed ``-delete`` directories to remove.
         self._doomed: list[Path] = []
         self._checkpoint_dirs: set[Path] = set()
+        #: Deleted segments waiting out file.delete.delay.ms: (due monotonic s, seq, log, segments).
+        self._delayed: list[tuple[float, int, BackgroundLog, list[LogSegment]]] = []
+        self._seq = itertools.count()
 
     # -- queueing work (any thread) ---------------------------------------------------------
     def log_rolled(self, plog: BackgroundLog) -> None:
@@ -104,6 +114,30 @@ class LogBackground:
             self._checkpoint_dirs.update(checkpoint_dirs)
             self._ensure()
             self._cond.notify()
+
+    def delete_segments_later(self, plog: BackgroundLog, segments: list[LogSegment], delay_ms: int) -> None:
+        """Remove the files of ``segments`` (out of ``plog``, renamed ``.deleted``) after
+        ``delay_ms`` (Kafka's ``file.delete.delay.ms``). Dropped at shutdown: the next load
+        removes ``.deleted`` files."""
+        with self._cond:
+            heapq.heappush(self._delayed, (time.monotonic() + delay_ms / 1000, next(self._seq), plog, segments))
+            self._ensure()
+            self._cond.notify()
+
+    def _remove_due_segments(self) -> None:
+        now = time.monotonic()
+        while True:
+            with self._cond:
+                if not self._delayed or self._delayed[0][0] > now:
+                    return
+                _, _, plog, segments = heapq.heappop(self._delayed)
+            if plog.closed:
+                continue  # its directory was renamed away and goes as a whole
+            for seg in segments:
+                try:
+                    seg.delete()
+                except OSError as e:
+                    log.error("cannot delete segment %s of %s: %s", seg.log_path, plog.name, e)
 
     def take_doomed(self) -> list[Path]:
         """The directories still waiting for removal (the caller removes them)."""
@@ -160,6 +194,8 @@ class LogBackground:
             with self._cond:
                 while not (self._rolled or self._doomed or self._checkpoint_dirs) and not self._stop:
                     deadline = min(next_checkpoint, next_flush)
+                    if self._delayed:
+                        deadline = min(deadline, self._delayed[0][0])
                     timeout = deadline - time.monotonic()
                     if timeout <= 0:
                         break
@@ -197,5 +233,6 @@ class LogBackground:
                     self._checkpoint_dir(d)
                 for path in doomed:  # Kafka's delayed delete of renamed log directories
                     shutil.rmtree(path, ignore_errors=True)
+                self._remove_due_segments()
             except Exception:
                 log.exception("background log flush/checkpoint failed")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 TimestampType = Literal["CreateTime", "LogAppendTime"]
+#: Kafka's topic ``compression.type`` values.
+COMPRESSION_TYPES = ("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")
 
 GiB = 1024 * 1024 * 1024
 MiB = 1024 * 1024
@@ -21,6 +23,13 @@ _INT_FIELDS = {
     "segment.index.bytes": "segment_index_bytes",
     "max.message.bytes": "max_message_bytes",
     "min.insync.replicas": "min_insync_replicas",
+    "file.delete.delay.ms": "file_delete_delay_ms",
+    "delete.retention.ms": "delete_retention_ms",
+    "min.compaction.lag.ms": "min_compaction_lag_ms",
+    "segment.jitter.ms": "segment_jitter_ms",
+    "compression.gzip.level": "compression_gzip_level",
+    "compression.lz4.level": "compression_lz4_level",
+    "compression.zstd.level": "compression_zstd_level",
 }
 _OPTIONAL_INT_FIELDS = {
     "flush.messages": "flush_interval_messages",
@@ -29,8 +38,10 @@ _OPTIONAL_INT_FIELDS = {
     "retention.bytes": "retention_bytes",
     "message.timestamp.before.max.ms": "message_timestamp_before_max_ms",
     "message.timestamp.after.max.ms": "message_timestamp_after_max_ms",
+    "max.compaction.lag.ms": "max_compaction_lag_ms",
 }
-# Kafka encodes "never" as Long.MAX_VALUE for flush.* and message.timestamp.*, -1 for retention.*.
+# Kafka encodes "never" as Long.MAX_VALUE for flush.*, message.timestamp.* and
+# max.compaction.lag.ms, -1 for retention.*.
 _LONG_MAX = 2**63 - 1
 
 
@@ -38,9 +49,9 @@ _LONG_MAX = 2**63 - 1
 class LogConfig:
     """Storage settings of one partition log (Kafka's ``LogConfig``).
 
-    ``retention_ms``/``retention_bytes``/``cleanup_policy`` are stored for the log
-    cleaner/retention task, which works through :attr:`PartitionLog.segments` and
-    :meth:`PartitionLog.delete_oldest_segments`.
+    The retention task reads ``retention_*`` and ``cleanup_policy``; the log cleaner the
+    compaction fields; the replica layer ``compression_*`` and the timestamp bounds;
+    deleted segment files wait ``file_delete_delay_ms``.
     """
 
     segment_bytes: int = 1 * GiB
@@ -57,6 +68,20 @@ class LogConfig:
     retention_ms: int | None = 7 * DAY_MS
     retention_bytes: int | None = None
     cleanup_policy: str = "delete"
+    #: Delay between renaming a deleted segment to ``.deleted`` and removing its files.
+    file_delete_delay_ms: int = 60_000
+    #: How long a compacted topic keeps tombstones (and transaction markers) once cleaned.
+    delete_retention_ms: int = DAY_MS
+    min_compaction_lag_ms: int = 0
+    #: None: no maximum (Kafka's Long.MAX_VALUE).
+    max_compaction_lag_ms: int | None = None
+    min_cleanable_dirty_ratio: float = 0.5
+    #: ``producer`` keeps each batch's codec; a codec name makes the broker recompress.
+    compression_type: str = "producer"
+    compression_gzip_level: int = -1
+    compression_lz4_level: int = 9
+    compression_zstd_level: int = 3
+    segment_jitter_ms: int = 0
     #: Replicas that must hold an acks=all write (checked by the replica manager).
     min_insync_replicas: int = 1
 
@@ -64,6 +89,11 @@ class LogConfig:
     def compact(self) -> bool:
         """True if ``cleanup.policy`` includes ``compact`` (every record needs a key)."""
         return "compact" in self.cleanup_policy.split(",")
+
+    @property
+    def delete(self) -> bool:
+        """True if ``cleanup.policy`` includes ``delete`` (time and size retention apply)."""
+        return "delete" in self.cleanup_policy.split(",")
 
     def __post_init__(self) -> None:
         if self.segment_bytes < 14:
@@ -75,6 +105,8 @@ class LogConfig:
         # Kafka's floor; an index smaller than one entry still holds one (the segment rolls at once).
         if self.segment_index_bytes < 4:
             raise ValueError("segment_index_bytes must be at least 4")
+        if self.compression_type not in COMPRESSION_TYPES:
+            raise ValueError(f"unknown compression_type {self.compression_type!r}")
         if self.message_timestamp_type not in ("CreateTime", "LogAppendTime"):
             raise ValueError(f"unknown message_timestamp_type {self.message_timestamp_type!r}")
 
@@ -105,6 +137,10 @@ class LogConfig:
                 changes["message_timestamp_type"] = value
             elif key == "cleanup.policy":
                 changes["cleanup_policy"] = value
+            elif key == "compression.type":
+                changes["compression_type"] = value
+            elif key == "min.cleanable.dirty.ratio":
+                changes["min_cleanable_dirty_ratio"] = float(value)
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def to_properties(self) -> dict[str, str]:
@@ -115,4 +151,6 @@ class LogConfig:
             props[key] = str(v if v is not None else (-1 if key.startswith("retention") else _LONG_MAX))
         props["message.timestamp.type"] = self.message_timestamp_type
         props["cleanup.policy"] = self.cleanup_policy
+        props["compression.type"] = self.compression_type
+        props["min.cleanable.dirty.ratio"] = str(self.min_cleanable_dirty_ratio)
         return props

@@ -228,6 +228,7 @@ class LogManager:
             self._dir_counts[log_dir] = self._dir_counts.get(log_dir, 0) + 1
         plog.on_roll = self._background.log_rolled
         plog.on_recovery_point = self._background.recovery_point_moved
+        plog.on_delete_segments = self._background.delete_segments_later
 
     def _next_log_dir(self) -> Path:
         # Kafka places a new partition in the dir hosting the fewest partitions.

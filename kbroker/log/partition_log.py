@@ -28,12 +28,14 @@ from kbroker.log.loader import load_log, replay_producer_state, segment_kwargs
 from kbroker.log.producer_state import AppendOrigin
 from kbroker.log.producer_state_entry import ProducerStateEntry
 from kbroker.log.segment import (
+    DELETED_FILE_SUFFIX,
     INDEX_FILE_SUFFIX,
     LOG_FILE_SUFFIX,
     TIME_INDEX_FILE_SUFFIX,
     TXN_INDEX_FILE_SUFFIX,
     LogSegment,
 )
+from kbroker.log.stats import CleaningSummary
 from kbroker.log.txn_index import AbortedTxn
 from kbroker.records.batch import BatchError, validate_batches
 from kbroker.records.builder import build_control_batch
@@ -69,6 +71,20 @@ class AppendInfo:
     batch_count: int
 
 
+def remove_segment_files(segments: Sequence[LogSegment], name: str) -> int:
+    """Remove the files of segments out of their log (renamed ``.deleted``); returns how many
+    went. A failure is logged: the log no longer refers to them, a restart retries."""
+    done = 0
+    for seg in segments:
+        try:
+            seg.delete()
+        except OSError as e:
+            log.error("cannot delete segment %s of %s: %s", seg.log_path, name, e)
+            continue
+        done += 1
+    return done
+
+
 class PartitionLog:
     """The log of one partition: segments, offsets and the append/read/recover logic."""
 
@@ -102,6 +118,12 @@ class PartitionLog:
         #: the LogManager flushes rolled segments and checkpoints in the background.
         self.on_roll: Callable[[PartitionLog], None] | None = None
         self.on_recovery_point: Callable[[PartitionLog], None] | None = None
+        #: Called with segments renamed to ``.deleted`` and the delay before their files go
+        #: (``file.delete.delay.ms``); the LogManager removes them in the background. Without
+        #: it (a log outside a manager) they are removed at once.
+        self.on_delete_segments: Callable[[PartitionLog, list[LogSegment], int], None] | None = None
+        #: The log cleaner's last pass over this log (None: never cleaned since start-up).
+        self.last_cleaning: CleaningSummary | None = None
         self._metadata = PartitionMetadataFile(directory)
         if prepared:
             self.topic_id = topic_id
@@ -600,17 +622,16 @@ class PartitionLog:
     # -- deleting and truncating ---------------------------------------------------------
     def delete_records_before(self, offset: int) -> int:
         """Advance the log start offset to ``offset`` (DeleteRecords) and delete whole
-        segments below it. Returns the new log start offset."""
+        segments below it (:meth:`delete_segments_async`). Returns the new log start offset."""
         start, detached = self.detach_records_before(offset)
-        for seg in detached:
-            seg.delete()
+        self.delete_segments_async(detached)
         return start
 
     def detach_records_before(self, offset: int) -> tuple[int, list[LogSegment]]:
         """:meth:`delete_records_before` without the file work: ``(new log start offset, the
-        segments taken out of the log)``. The caller deletes those segments' files
-        (:meth:`LogSegment.delete`), e.g. in a worker thread: as Kafka's asynchronous segment
-        deletion, so a request removing thousands of segments does not hold up the event loop."""
+        segments taken out of the log)``. The caller hands those to :meth:`delete_segments_async`,
+        e.g. in a worker thread, so a request removing thousands of segments does not hold up
+        the event loop with renames."""
         with self._lock:
             self._check_open()
             if offset > self._high_watermark or offset < 0:
@@ -621,34 +642,47 @@ class PartitionLog:
                 lambda seg, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset)
             return self._log_start_offset, detached
 
-    def delete_detached(self, segments: Sequence[LogSegment]) -> int:
-        """Delete the files of segments :meth:`detach_records_before` took out of this log
-        (safe from any thread); returns how many were deleted. Once the log is closed (its
-        partition deleted, its directory renamed away and maybe made anew) nothing more is
-        deleted: the paths could name a new log's files. A file that cannot be removed is
-        logged and left: the log no longer refers to it."""
-        done = 0
-        for seg in segments:
-            if self._closed:
-                break
-            try:
-                seg.delete()
-            except OSError as e:
-                log.error("cannot delete segment %s of %s: %s", seg.log_path, self.name, e)
-                continue
-            done += 1
-        return done
+    def delete_segments_async(self, segments: Sequence[LogSegment]) -> int:
+        """Delete segments already taken out of this log, as Kafka's ``deleteSegmentFiles``:
+        each is renamed to ``.deleted`` now and its files removed after ``file.delete.delay.ms``
+        (by the manager's background thread; at once without a manager or with a delay of 0).
+        A restart removes ``.deleted`` files left behind. Safe from any thread; returns how many
+        were renamed. Once the log is closed (its partition deleted, its directory renamed away)
+        nothing more is touched: the paths could name a new log's files. A file that cannot be
+        renamed is logged and left: the log no longer refers to it."""
+        renamed: list[LogSegment] = []
+        with self._lock:
+            for seg in segments:
+                if self._closed:
+                    break
+                try:
+                    seg.change_file_suffixes("", DELETED_FILE_SUFFIX)
+                except OSError as e:
+                    log.error("cannot rename segment %s of %s for deletion: %s", seg.log_path, self.name, e)
+                    continue
+                renamed.append(seg)
+            if renamed:
+                self._dir_dirty = True
+            delay = self.config.file_delete_delay_ms
+            hand_off = self.on_delete_segments
+        if not renamed:
+            return 0
+        if hand_off is not None and delay > 0:
+            hand_off(self, renamed, delay)
+        else:
+            remove_segment_files(renamed, self.name)
+        return len(renamed)
 
     def delete_oldest_segments(self, predicate: Callable[[LogSegment, LogSegment | None], bool]) -> int:
         """Delete segments from the oldest while ``predicate(segment, next_segment)`` holds
-        and the segment lies below the high watermark (the retention/cleaner seam).
+        and the segment lies below the high watermark (the retention/cleaner seam), through
+        :meth:`delete_segments_async`.
 
         If every segment goes, a new empty active segment is rolled first. Returns the
         number of segments deleted.
         """
         detached = self._detach_oldest_segments(predicate)
-        for seg in detached:
-            seg.delete()
+        self.delete_segments_async(detached)
         return len(detached)
 
     def _detach_oldest_segments(self, predicate: Callable[[LogSegment, LogSegment | None], bool]) -> list[LogSegment]:

@@ -8,6 +8,7 @@ many partitions and segments there are; segments never touched after startup hol
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,8 @@ LOG_FILE_SUFFIX = ".log"
 INDEX_FILE_SUFFIX = ".index"
 TIME_INDEX_FILE_SUFFIX = ".timeindex"
 TXN_INDEX_FILE_SUFFIX = ".txnindex"
+#: Kafka's suffixes for files of a segment on its way out: removed after file.delete.delay.ms.
+DELETED_FILE_SUFFIX = ".deleted"
 
 _MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD
 _INT32_MAX = 2**31 - 1
@@ -575,6 +578,28 @@ class LogSegment:
         self.offset_index.close()
         self.time_index.close()
         SEGMENT_FILES.drop(self)
+
+    def change_file_suffixes(self, old: str, new: str) -> None:
+        """Rename this segment's files (``.log``, ``.index``, ``.timeindex``, ``.txnindex``)
+        from suffix ``old`` to ``new`` (Kafka's ``changeFileSuffixes``), e.g. "" to ``.deleted``.
+
+        The in-memory paths follow, so a descriptor evicted from the LRU reopens the
+        renamed file; an index file not written yet is skipped.
+        """
+        def renamed(path: Path) -> Path:
+            name = path.name
+            if old and not name.endswith(old):
+                raise ValueError(f"{path} does not end with {old!r}")
+            return path.with_name((name[: -len(old)] if old else name) + new)
+
+        new_log = renamed(self.log_path)
+        self.log_path.rename(new_log)
+        self.log_path = new_log
+        for holder in (self.offset_index, self.time_index, self.txn_index):
+            target = renamed(holder.path)
+            with contextlib.suppress(FileNotFoundError):
+                holder.path.rename(target)
+            holder.path = target
 
     def delete(self) -> None:
         """Close and remove all of this segment's files."""

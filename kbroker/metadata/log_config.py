@@ -27,6 +27,16 @@ LOG_CONFIG_KEYS = (
     "retention.bytes",
     "cleanup.policy",
     "min.insync.replicas",
+    "file.delete.delay.ms",
+    "delete.retention.ms",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "min.cleanable.dirty.ratio",
+    "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
+    "segment.jitter.ms",
 )
 
 

@@ -446,7 +446,7 @@ class ReplicaManager:
         # topic not created yet) is UNKNOWN_TOPIC_OR_PARTITION, not INVALID_TOPIC_EXCEPTION.
         if is_internal(tp.topic):
             return ErrorCode.INVALID_TOPIC_EXCEPTION, -1, None
-        if "delete" not in plog.config.cleanup_policy.split(","):
+        if not plog.config.delete:
             return ErrorCode.POLICY_VIOLATION, -1, None
         target = plog.high_watermark if offset == DELETE_TO_HIGH_WATERMARK else offset
         if target < 0:
@@ -457,7 +457,7 @@ class ReplicaManager:
             return e.error_code, -1, None
         # Fetches parked below the new start must answer OFFSET_OUT_OF_RANGE now.
         self.notify_partition_changed(tp)
-        return ErrorCode.NONE, low, (lambda: plog.delete_detached(detached)) if detached else None
+        return ErrorCode.NONE, low, (lambda: plog.delete_segments_async(detached)) if detached else None
 
     # -- describe producers ----------------------------------------------------------------
     def active_producers(self, tp: TopicPartition) -> tuple[int, list[ProducerStateEntry]]:

@@ -162,3 +162,29 @@ def test_thousand_partitions_open_and_close(tmp_path, clock):
     assert len(logs) == 1000
     assert all(plog.log_end_offset == 1 for plog in logs.values())
     mgr2.shutdown()
+
+
+def test_deleted_segment_files_go_after_file_delete_delay(tmp_path, clock):
+    # The manager's background thread removes .deleted files once file.delete.delay.ms passed;
+    # .deleted files left by a stop are removed by the next load.
+    mgr = LogManager([tmp_path], clock, LogConfig(segment_bytes=300, file_delete_delay_ms=300))
+    plog = mgr.get_or_create_log("orders", 0)
+    for _ in range(6):
+        plog.append(batch_of_size(120), leader_epoch=0)
+    mgr.start()
+    plog.delete_records_before(4)
+    assert list(plog.dir.glob("*.log.deleted"))
+    wait_until(lambda: not list(plog.dir.glob("*.deleted")), timeout=10)
+    slow = mgr.get_or_create_log("slow", 0, LogConfig(segment_bytes=300, file_delete_delay_ms=600_000))
+    for _ in range(4):
+        slow.append(batch_of_size(120), leader_epoch=0)
+    slow.delete_records_before(2)
+    assert list(slow.dir.glob("*.log.deleted"))
+    mgr.shutdown()
+    assert list(slow.dir.glob("*.log.deleted"))  # a stop does not wait for the delay
+    mgr2 = LogManager([tmp_path], clock, LogConfig(segment_bytes=300))
+    try:
+        assert not list(slow.dir.glob("*.deleted"))
+        assert mgr2.get_log("slow", 0).log_start_offset == 2
+    finally:
+        mgr2.shutdown()

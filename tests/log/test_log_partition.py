@@ -389,7 +389,8 @@ def test_compressed_batches_from_kafka_python(make_log):
 
 def test_detach_records_before_leaves_the_file_work_to_the_caller(make_log):
     # DeleteRecords takes the segments out under the log's lock and deletes their files later
-    # (in a worker thread): the log stops referring to them at once, the files go on delete_detached.
+    # (in a worker thread): the log stops referring to them at once, the files go on
+    # delete_segments_async (at once here: the log has no manager to delay the removal).
     plog = make_log(segment_bytes=300)
     for _ in range(8):
         plog.append(batch_of_size(120), leader_epoch=0)
@@ -398,12 +399,13 @@ def test_detach_records_before_leaves_the_file_work_to_the_caller(make_log):
     assert start == 5 and [s.base_offset for s in detached] == [0, 2]
     assert [s.base_offset for s in plog.segments] == [4, 6]
     assert first.exists()
-    assert plog.delete_detached(detached) == 2
+    assert plog.delete_segments_async(detached) == 2
     assert not first.exists() and not detached[1].log_path.exists()
+    assert not list(plog.dir.glob("*.deleted"))
     assert batch_offsets(plog.read(5, 1 << 20)) == [(5, 5)]
 
 
-def test_delete_detached_stops_once_the_log_is_closed(make_log):
+def test_delete_segments_async_stops_once_the_log_is_closed(make_log):
     # A deleted (closed) partition's directory may be renamed away and a new one made under the
     # old name: the detached segments' paths would then name the new log's files.
     plog = make_log(segment_bytes=300)
@@ -412,5 +414,45 @@ def test_delete_detached_stops_once_the_log_is_closed(make_log):
     _, detached = plog.detach_records_before(3)
     assert detached
     plog.close()
-    assert plog.delete_detached(detached) == 0
+    assert plog.delete_segments_async(detached) == 0
     assert detached[0].log_path.exists()
+
+
+def test_deleted_segments_wait_out_file_delete_delay(make_log):
+    # As Kafka: the files are renamed to .deleted at once and removed after file.delete.delay.ms
+    # by whoever the log hands them to (the manager's background thread).
+    plog = make_log(segment_bytes=300, file_delete_delay_ms=5000)
+    for _ in range(6):
+        plog.append(batch_of_size(120), leader_epoch=0)
+    handed: list[tuple[list, int]] = []
+    plog.on_delete_segments = lambda log, segs, delay: handed.append((segs, delay))
+    first = plog.segments[0]
+    old_path = first.log_path
+    plog.delete_records_before(4)
+    assert not old_path.exists()
+    assert first.log_path.name == old_path.name + ".deleted" and first.log_path.exists()
+    assert sorted(p.name for p in plog.dir.glob("*.deleted")) == sorted(
+        name for seg in handed[0][0] for name in
+        (seg.log_path.name, seg.offset_index.path.name, seg.time_index.path.name) if (plog.dir / name).exists())
+    assert handed[0][1] == 5000 and [s.base_offset for s in handed[0][0]] == [0, 2]
+    for seg in handed[0][0]:
+        seg.delete()
+    assert not list(plog.dir.glob("*.deleted"))
+
+
+def test_a_renamed_segment_reopens_under_its_new_name(make_log):
+    # A descriptor evicted from the LRU between the rename and the delete reopens the renamed file.
+    from kbroker.log.handles import SEGMENT_FILES
+
+    plog = make_log(segment_bytes=300)
+    for _ in range(4):
+        plog.append(batch_of_size(120), leader_epoch=0)
+    seg = plog.segments[0]
+    data = seg.read_batch(0, next(seg.iter_batches())[1])
+    seg.change_file_suffixes("", ".deleted")
+    SEGMENT_FILES.drop(seg)
+    assert seg.read_batch(0, next(seg.iter_batches())[1]) == data
+    seg.change_file_suffixes(".deleted", "")
+    assert seg.log_path.name.endswith(".log") and seg.log_path.exists()
+    with pytest.raises(ValueError):
+        seg.change_file_suffixes(".swap", "")

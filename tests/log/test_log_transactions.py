@@ -233,7 +233,7 @@ def test_txnindex_goes_with_deleted_segments(make_log: MakeLog) -> None:
     start, detached = plog.detach_records_before(2)
     assert start == 2 and [s.base_offset for s in detached] == [0]
     assert not plog.has_aborted_transactions
-    plog.delete_detached(detached)
+    plog.delete_segments_async(detached)
     assert txn_files(plog.dir) == []
 
 
