@@ -85,11 +85,9 @@ class Broker:
         return self.configs.current
 
     def _transaction_topic_configs(self) -> dict[str, str]:
-        # What Kafka's TransactionStateManager creates __transaction_state with.
-        return {"cleanup.policy": "compact", "compression.type": "uncompressed",
-                "unclean.leader.election.enable": "false",
-                "segment.bytes": str(self.config.get("transaction.state.log.segment.bytes")),
-                "min.insync.replicas": str(self.config.get("transaction.state.log.min.isr"))}
+        from kbroker.metadata.validation import TRANSACTION_STATE, internal_topic_shape
+
+        return internal_topic_shape(self.config, TRANSACTION_STATE)[1]
 
     def _partition_exists(self, tp: tuple[str, int]) -> bool:
         topic = self.metadata.topic(tp[0])

@@ -157,13 +157,17 @@ class TopicValidator:
 
 def internal_topic_shape(cfg: BrokerConfig, name: str) -> tuple[int, dict[str, str]]:
     """Partition count and config overrides an internal topic is created with."""
+    # What Kafka's GroupCoordinator and TransactionStateManager create them with.
     if name == CONSUMER_OFFSETS:
         return cfg.offsets_topic_num_partitions, {
-            "cleanup.policy": "compact", "compression.type": "producer", "segment.bytes": "104857600"}
+            "cleanup.policy": "compact", "compression.type": "producer",
+            "segment.bytes": str(cfg.get("offsets.topic.segment.bytes"))}
     if name == TRANSACTION_STATE:
         return int(cfg.get("transaction.state.log.num.partitions")), {
             "cleanup.policy": "compact", "compression.type": "uncompressed",
-            "segment.bytes": "104857600", "unclean.leader.election.enable": "false"}
+            "segment.bytes": str(cfg.get("transaction.state.log.segment.bytes")),
+            "unclean.leader.election.enable": "false",
+            "min.insync.replicas": str(cfg.get("transaction.state.log.min.isr"))}
     return cfg.num_partitions, {}
 
 
