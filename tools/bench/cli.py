@@ -10,6 +10,7 @@ Kafka. ``--json FILE`` writes everything measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -45,7 +46,9 @@ PEERS = ("tansu", "kafka")
 SIZES = (100, 1024)
 ACKS = ("1", "all-idem")
 PARTITIONS = (1, 8)
-PHASES = ("throughput", "latency", "idle", "many", "scale", "startup")
+PHASES = ("throughput", "latency", "idle", "many", "scale", "startup", "cleaning")
+#: Phases only kbroker runs (what they measure is kbroker's own: its scaling, its log cleaner).
+KBROKER_ONLY_PHASES = ("scale", "cleaning")
 #: Key prefixes of the scale phase's paired figures: measured on a broker without the
 #: many-partition topic and on one with it, alternately, so drift hits both alike.
 FEW_KEY = "few+"
@@ -72,6 +75,10 @@ class Profile:
     many_partitions: int
     many_timeout: float
     startup_gb: float
+    #: Size of the topic the cleaning phase compacts (0: no cleaning phase).
+    cleaning_gb: float = 0.0
+    #: Seconds of round trips measured before the cleaner starts (the baseline).
+    cleaning_base_s: float = 5.0
     fill_size: int = 16 * 1024
     #: Only the throughput cells whose name contains one of these (all when empty).
     cells: tuple[str, ...] = ()
@@ -95,13 +102,13 @@ class Profile:
 QUICK = Profile(
     produce_count=100_000, produce_seconds=1.0, consume_seconds=10, consume_repeat=1, e2e_rate=500, e2e_seconds=2.5,
     rtt_count=200, idle_count=1000, idle_hold=1.0, many_partitions=2_000, many_timeout=60,
-    startup_gb=0.05, scale_cells=("confluent.1024B.acks=1.p8",), scale_e2e=False, scale_rounds=1,
+    startup_gb=0.05, cleaning_gb=0.05, cleaning_base_s=2.0, scale_cells=("confluent.1024B.acks=1.p8",), scale_e2e=False, scale_rounds=1,
     kafka_cells=("1024B.acks=1.p8", "1024B.acks=all-idem.p8"), kafka_phases=("throughput", "latency", "idle"),
 )
 FULL = Profile(
     produce_count=1_000_000, produce_seconds=10.0, consume_seconds=60, consume_repeat=3, e2e_rate=1000, e2e_seconds=20,
     rtt_count=2000, idle_count=1000, idle_hold=10.0, many_partitions=10_000, many_timeout=300,
-    startup_gb=10.0,
+    startup_gb=10.0, cleaning_gb=1.0, cleaning_base_s=10.0,
 )
 
 
@@ -524,6 +531,95 @@ def bench_startup(broker: Kbroker | Kafka, p: Profile, results: Results, log: An
         broker.stop()  # SIGTERM: the next start is a clean one
 
 
+def topic_files(data_dir: Path, topic: str) -> tuple[int, bool]:
+    """``(bytes of the topic's .log files, whether a cleaning is in flight)`` from its
+    partition directories (a ``.cleaned`` or ``.swap`` file is a pass not yet swapped in)."""
+    total, busy = 0, False
+    for d in data_dir.glob(f"{topic}-*"):
+        for f in d.iterdir():
+            name = f.name
+            if name.endswith((".cleaned", ".swap")):
+                busy = True
+            elif name.endswith(".log"):
+                with contextlib.suppress(FileNotFoundError):
+                    total += f.stat().st_size
+    return total, busy
+
+
+def bench_cleaning(broker: Kbroker, p: Profile, results: Results, log: Any) -> None:
+    """Produce round trips (acks=all, one at a time) before and while the log cleaner compacts
+    a ``p.cleaning_gb`` GB topic of 1 KiB values, ten per key: the cleaner must stay off the
+    request path. The topic is filled with cleanup.policy=delete, then altered to compact."""
+    name = broker.name
+    gb = p.cleaning_gb
+    label = f"{gb:g} GB topic"
+    broker.overrides = [*broker.overrides, "log.cleaner.backoff.ms=100"]
+    try:
+        broker.start()
+    except RuntimeError as e:
+        results.put(name, "cleaning.seconds", f"compact a {label}", "s", False, None, f"failed: {e}")
+        return
+    total, size = int(gb * 1e9), 1024
+    keys = max(1, total // size // 10)
+    topic = "bench-compact"
+    segment = max(1 << 20, min(64 << 20, total // 16))
+    timeout = max(300.0, total / 10e6)
+    fill = run_worker(broker, [{"id": "fill", "kind": "keyed_fill", "topic": topic, "bytes": total, "size": size,
+                                "keys": keys, "timeout": timeout,
+                                "config": {"cleanup.policy": "delete", "segment.bytes": str(segment)}}],
+                      timeout + 120)["fill"]
+    before, _ = topic_files(broker.data_dir, topic)
+    log(f"    {name} cleaning: filled {mb(before):,.0f} MB over {keys:,} keys"
+        + (f"  ERROR {fill['error']}" if fill.get("error") else ""))
+    stop_file = broker.workdir / "stop-rtt"
+    stop_file.unlink(missing_ok=True)
+    base = run_worker(broker, [{"id": "base", "kind": "rtt_until", "topic": "bench-rtt-base",
+                                "stop_file": str(stop_file), "max_seconds": p.cleaning_base_s, "size": 100}],
+                      p.cleaning_base_s + 120)["base"]
+    during: dict[str, Any] = {}
+
+    def measure() -> None:
+        during.update(run_worker(broker, [{"id": "during", "kind": "rtt_until", "topic": "bench-rtt-during",
+                                           "stop_file": str(stop_file), "max_seconds": timeout, "size": 100}],
+                                 timeout + 120)["during"])
+
+    run_worker(broker, [{"id": "alter", "kind": "alter", "topic": topic,
+                         "config": {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"}}], 60)
+    started = time.monotonic()
+    import threading
+
+    prober = threading.Thread(target=measure, daemon=True)
+    prober.start()
+    after, busy_seen, done_at = before, False, None
+    while time.monotonic() - started < timeout:
+        after, busy = topic_files(broker.data_dir, topic)
+        busy_seen = busy_seen or busy
+        if not busy and after <= before / 2:
+            done_at = time.monotonic()
+            break
+        time.sleep(0.05)
+    stop_file.touch()
+    prober.join(60)
+    broker.stop()
+    seconds = None if done_at is None else done_at - started
+    log(f"    {name} cleaning: {mb(before):,.0f} -> {mb(after):,.0f} MB in "
+        f"{seconds if seconds is None else round(seconds, 1)} s; round trip p99 {base.get('p99_ms')} ms before, "
+        f"{during.get('p99_ms')} ms during ({during.get('count')} trips)")
+    results.raw.setdefault(name, {})["cleaning"] = {"fill": fill, "base": base, "during": during,
+                                                    "before": before, "after": after, "seconds": seconds}
+    note = None if seconds is not None else "did not finish"
+    results.put(name, "cleaning.seconds", f"compact a {label} (1 KiB values, 10 per key): alter to compact until "
+                "swapped in", "s", False, seconds, note)
+    results.put(name, "cleaning.mbs", f"compaction rate on that {label}", "MB/s", True,
+                mb(before) / seconds if seconds else None)
+    results.put(name, "cleaning.after", f"that {label} after compaction", "MB", False, mb(after))
+    for q in ("p50", "p99"):
+        results.put(name, f"cleaning.rtt.base.{q}", f"single-message acks=all round trip {q}, no cleaning "
+                    "(confluent)", "ms", False, base.get(f"{q}_ms"))
+        results.put(name, f"cleaning.rtt.during.{q}", f"single-message acks=all round trip {q}, while the cleaner "
+                    f"compacts the {label} (confluent)", "ms", False, during.get(f"{q}_ms"))
+
+
 # -- profiling ---------------------------------------------------------------------------------
 
 
@@ -689,7 +785,7 @@ def subset_note(p: Profile, phases: frozenset[str], kafka_phases: frozenset[str]
     parts = []
     if p.kafka_cells is not None:
         parts.append("throughput cells " + ", ".join(p.kafka_cells) + " only")
-    skipped = [x for x in PHASES if x in phases - kafka_phases and x != "scale"]
+    skipped = [x for x in PHASES if x in phases - kafka_phases and x not in KBROKER_ONLY_PHASES]
     if skipped:
         parts.append("no " + ", ".join(skipped) + " phase" + ("s" if len(skipped) > 1 else ""))
     return "; ".join(parts)
@@ -763,6 +859,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=float, metavar="S", help="S seconds of unrecorded end-to-end traffic "
                     "(confluent, 1,000 msg/s) for every broker before it is measured (default 0); a JVM is "
                     "still compiling its hot paths in its first tens of seconds under load")
+    ap.add_argument("--cleaning-gb", type=float, help="GB the cleaning phase compacts (quick 0.05, full 1; "
+                    "0 skips it)")
     ap.add_argument("--startup-gb", type=float, help="GB of segments for the start-up test (quick 0.05, full 10; "
                     "0 skips it)")
     ap.add_argument("--partitions-many", type=int, help="partitions of the many-partition topic "
@@ -792,6 +890,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     p = QUICK if args.quick else FULL
+    if args.cleaning_gb is not None:
+        p.cleaning_gb = args.cleaning_gb
     if args.startup_gb is not None:
         p.startup_gb = args.startup_gb
     if args.warmup is not None:
@@ -892,6 +992,11 @@ def main(argv: list[str] | None = None) -> int:
             for m in ("startup.clean", "startup.unclean"):
                 if m in results.metrics:
                     results.metrics[m].notes.setdefault("tansu", "n/a: in-memory storage, nothing survives a restart")
+        if p.cleaning_gb > 0 and "cleaning" in phases and "kbroker" in wanted:
+            log(f"kbroker: compacting a {p.cleaning_gb:g} GB topic")
+            bench_cleaning(Kbroker(workdir / "kbroker-cleaning"), p, results, log)
+            if not args.keep and not args.workdir:
+                shutil.rmtree(workdir / "kbroker-cleaning", ignore_errors=True)
     except KeyboardInterrupt:
         log("interrupted: stopping brokers")
         return 130

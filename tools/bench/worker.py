@@ -680,6 +680,76 @@ def fill(bootstrap: str, topic: str, partitions: int, total_bytes: int, size: in
             "error": failures[0] if failures else (f"{left} undelivered" if left else None)}
 
 
+# -- compaction (the cleaning phase) ----------------------------------------------------------
+
+
+def keyed_fill(bootstrap: str, topic: str, total_bytes: int, size: int, keys: int, timeout: float) -> Result:
+    """Fill partition 0 of ``topic`` with ``size``-byte values cycling over ``keys`` keys
+    (the data a compaction pass reduces to one value per key)."""
+    from confluent_kafka import Producer
+
+    failures: list[str] = []
+
+    def cb(err: Any, _m: Any) -> None:
+        if err is not None and len(failures) < 10:
+            failures.append(str(err))
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 20, "batch.size": 1_000_000,
+                  "log_level": 0, "queue.buffering.max.kbytes": 512 * 1024, "compression.type": "none"})
+    payload = os.urandom(size)
+    count = max(1, total_bytes // size)
+    started = time.perf_counter()
+    deadline = started + timeout
+    sent = 0
+    while sent < count and not failures and time.perf_counter() < deadline:
+        try:
+            p.produce(topic, payload, key=b"key-%08d" % (sent % keys), partition=0, on_delivery=cb)
+            sent += 1
+        except BufferError:
+            p.poll(0.01)
+    left = p.flush(max(30.0, deadline - time.perf_counter()))
+    return {"msgs": sent - left, "bytes": (sent - left) * size, "seconds": time.perf_counter() - started,
+            "keys": keys, "error": failures[0] if failures else (f"{left} undelivered" if left else None)}
+
+
+def alter_topic(bootstrap: str, topic: str, config: dict[str, str]) -> Result:
+    """Set topic configs with IncrementalAlterConfigs."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in config.items()]
+    futures = admin.incremental_alter_configs([ConfigResource(ConfigResource.Type.TOPIC, topic,
+                                                              incremental_configs=entries)])
+    for f in futures.values():
+        f.result(30)
+    return {"at": time.time()}
+
+
+def rtt_until(bootstrap: str, topic: str, stop_file: str, max_seconds: float, size: int) -> Result:
+    """acks=all single-message round trips (confluent) until ``stop_file`` exists."""
+    from confluent_kafka import Producer
+
+    payload = os.urandom(size)
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, "log_level": 0})
+    p.produce(topic, payload, partition=0)
+    p.flush(10)
+    settle()
+    times: list[float] = []
+    started = time.perf_counter()
+    error = None
+    while not os.path.exists(stop_file) and time.perf_counter() - started < max_seconds:
+        t0 = time.perf_counter()
+        p.produce(topic, payload, partition=0)
+        if p.flush(10) != 0:
+            error = "flush timed out"
+            break
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {"count": len(times), "p50_ms": percentile(times, 0.5), "p99_ms": percentile(times, 0.99),
+            "p999_ms": percentile(times, 0.999), "max_ms": times[-1] if times else None,
+            "seconds": time.perf_counter() - started, "error": error}
+
+
 # -- driver -----------------------------------------------------------------------------------
 
 
@@ -720,6 +790,16 @@ def run_step(bootstrap: str, step: dict[str, Any]) -> Result:
         create_topic(bootstrap, step["topic"], step["partitions"])
         wait_partitions(bootstrap, step["topic"], step["partitions"])
         return fill(bootstrap, step["topic"], step["partitions"], step["bytes"], step["size"], step["timeout"])
+    if kind == "keyed_fill":
+        create_topic(bootstrap, step["topic"], 1, config=step.get("config"))
+        wait_partitions(bootstrap, step["topic"], 1)
+        return keyed_fill(bootstrap, step["topic"], step["bytes"], step["size"], step["keys"], step["timeout"])
+    if kind == "alter":
+        return alter_topic(bootstrap, step["topic"], step["config"])
+    if kind == "rtt_until":
+        create_topic(bootstrap, step["topic"], 1)
+        wait_partitions(bootstrap, step["topic"], 1)
+        return rtt_until(bootstrap, step["topic"], step["stop_file"], step["max_seconds"], step["size"])
     raise ValueError(f"unknown step kind {kind!r}")
 
 
