@@ -638,6 +638,7 @@ class PartitionLog:
                 raise OffsetOutOfRange(f"cannot delete records before {offset}: high watermark is {self._high_watermark}")
             if offset > self._log_start_offset:
                 self._log_start_offset = offset
+                self.producer_state.on_log_start_offset_incremented(offset)
             detached = self._detach_oldest_segments(
                 lambda seg, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset)
             return self._log_start_offset, detached
@@ -706,6 +707,14 @@ class PartitionLog:
             self._count_txn_indexes()
             self._log_start_offset = max(self._log_start_offset, self._segments.first.base_offset)
             self._recovery_point = max(self._recovery_point, self._log_start_offset)
+            # As Kafka's deleteSegments: producer state follows the new start and the
+            # producer snapshots of the removed segments go.
+            self.producer_state.on_log_start_offset_incremented(self._log_start_offset)
+            if self._may_have_snapshots:
+                try:
+                    self.producer_state.delete_snapshots_below(self._log_start_offset)
+                except OSError as e:  # stale snapshots only cost a longer replay at load
+                    log.warning("cannot delete producer snapshots of %s: %s", self.name, e)
             return doomed
 
     def truncate_to(self, offset: int) -> None:
