@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -149,10 +150,8 @@ class Broker:
         notify = self.replica_manager.notify_partition_changed
 
         def moved(topic: str, partition: int) -> None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is parked any more
                 loop.call_soon_threadsafe(notify, TopicPartition(topic, partition))
-            except RuntimeError:  # the loop is closed: nothing is parked any more
-                pass
 
         return moved
 

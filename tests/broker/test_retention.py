@@ -254,7 +254,7 @@ def test_retention_configs_from_both_admin_clients_apply_live_and_survive_a_rest
         finally:
             kadmin.close()
         p = _cproducer(b)
-        for i in range(40):
+        for _ in range(40):
             p.produce("cfg", value=b"n" * 100, partition=0)
             p.flush(10)
         wait_until(lambda: plog.size_in_bytes < 2048 + 1024, what="retention.bytes applied without a restart")
@@ -269,7 +269,7 @@ def test_retention_configs_from_both_admin_clients_apply_live_and_survive_a_rest
         assert plog.config.retention_bytes == 2048 and plog.config.retention_ms == HOUR
         assert plog.log_start_offset >= start_before and plog.log_end_offset == end_before
         p = _cproducer(b)
-        for i in range(40):
+        for _ in range(40):
             p.produce("cfg", value=b"r" * 100, partition=0)
             p.flush(10)
         # The restarted broker enforces the persisted limit.

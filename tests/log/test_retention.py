@@ -302,9 +302,8 @@ def test_aborted_transactions_of_deleted_segments_are_forgotten(make_log: MakeLo
     now = clock.time_ms()
     plog.append(batch(now, pid=2, seq=0, transactional=True), leader_epoch=0)  # 2
     plog.append_marker(2, 0, 0, False, leader_epoch=0)  # 3: abort, in segment 2's .txnindex
-    # The marker's timestamp is the clock's: age the first segment by its file instead.
     assert plog.collect_aborted_transactions(0, 4) == [(1, 0), (2, 2)]
-    clock.advance(2 * HOUR)
+    clock.advance(2 * HOUR)  # markers carry the clock's time: both segments expire
     plog.roll()
     plog.append(batch(clock.time_ms()), leader_epoch=0)  # 4
     assert delete_old_segments(plog, clock.time_ms()) == 2
@@ -458,3 +457,33 @@ def test_scheduler_waits_the_initial_delay() -> None:
     assert len(calls) == 1 and calls[0] - started >= 0.09
     with pytest.raises(ValueError):
         RetentionScheduler(lambda: 0, 0)
+
+
+# -- segment.ms and segment.jitter.ms --------------------------------------------------------------
+def test_segment_ms_rolls_only_on_append_but_retention_takes_an_idle_active_segment(
+        make_log: MakeLog, clock: ManualClock) -> None:
+    plog = make_log(segment_ms=1_000, retention_ms=HOUR)
+    plog.append(batch(clock.time_ms()), leader_epoch=0)
+    clock.advance(2 * HOUR)
+    assert bases(plog) == [0]  # idle past segment.ms: no roll without an append
+    assert delete_old_segments(plog, clock.time_ms()) == 1
+    assert bases(plog) == [1] and plog.log_start_offset == 1
+
+
+def test_segment_jitter_is_taken_off_segment_ms(make_log: MakeLog, clock: ManualClock,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    bounds: list[int] = []
+    monkeypatch.setattr(random, "randrange", lambda n: bounds.append(n) or 300)
+    plog = make_log(segment_ms=1_000, segment_jitter_ms=5_000)
+    assert bounds == [1_000]  # min(segment.jitter.ms, segment.ms)
+    plog.append(batch(1_000), leader_epoch=0)
+    clock.advance(700)  # exactly segment.ms - jitter: not older yet
+    plog.append(batch(1_000), leader_epoch=0)
+    assert bases(plog) == [0]
+    clock.advance(1)
+    plog.append(batch(1_000), leader_epoch=0)
+    assert bases(plog) == [0, 2]
+    # Without jitter the full segment.ms applies.
+    assert LogConfig(segment_ms=1_000).random_segment_jitter() == 0
