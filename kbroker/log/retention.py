@@ -185,6 +185,7 @@ class RetentionScheduler:
                 return
             self._thread = threading.Thread(target=self._run, name="kbroker-log-retention", daemon=True)
             self._thread.start()
+        log.info("starting log retention checks with a period of %d ms", int(self._interval * 1000))
 
     def stop(self) -> None:
         """Stop the thread and wait for a check in progress to end."""

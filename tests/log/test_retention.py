@@ -339,6 +339,9 @@ def test_run_retention_checks_every_log_and_checkpoints(tmp_path: Path, clock: M
     assert TopicPartition("a", 0) not in starts
     assert lm.run_retention() == 0
     # A crash (no clean shutdown) keeps the new start: the files are gone.
+    lm._stop_background()  # the process is gone: its threads write nothing more
+    for plog in (a, b, keep):
+        plog.close(snapshot=False)
     lm.release_dir_locks()
     lm2 = _manager(tmp_path, clock)
     try:
