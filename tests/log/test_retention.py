@@ -490,3 +490,52 @@ def test_segment_jitter_is_taken_off_segment_ms(make_log: MakeLog, clock: Manual
     assert bases(plog) == [0, 2]
     # Without jitter the full segment.ms applies.
     assert LogConfig(segment_ms=1_000).random_segment_jitter() == 0
+
+
+# -- the replica layer's parked fetches --------------------------------------------------------------
+def test_a_fetch_parked_below_the_new_start_answers_offset_out_of_range(tmp_path: Path, clock: ManualClock) -> None:
+    import anyio
+
+    from kbroker.codec.error_codes import ErrorCode
+    from kbroker.common import TopicPartition as TP
+    from kbroker.config import BrokerConfig, ConfigHolder
+    from kbroker.metadata.model import PartitionInfo
+    from kbroker.replica.manager import ReplicaManager
+    from kbroker.replica.types import FetchParams, PartitionFetch
+
+    lm = _manager(tmp_path, clock)
+    plog = segmented(lm.get_or_create_log("t", 0, LogConfig(retention_ms=HOUR, file_delete_delay_ms=0)),
+                     [clock.time_ms()] * 2)
+
+    class Partitions:
+        def partition(self, topic: str, index: int) -> PartitionInfo | None:
+            return PartitionInfo(topic, index, 1, 0, [1], [1]) if (topic, index) == ("t", 0) else None
+
+    rm = ReplicaManager(node_id=1, config=ConfigHolder(BrokerConfig({})), partitions=Partitions(),
+                        logs=lm.get_log, clock=clock)
+    lm.on_log_start_moved = lambda topic, partition: rm.notify_partition_changed(TP(topic, partition))
+    tp = TP("t", 0)
+
+    async def main() -> int:
+        results: list[int] = []
+
+        async def park() -> None:
+            # Fewer bytes than min_bytes in one segment: it waits up to a minute.
+            got = await rm.fetch([(tp, PartitionFetch(fetch_offset=3, max_bytes=1 << 20))],
+                                 FetchParams(max_wait_ms=60_000, min_bytes=10_000_000))
+            results.append(got[0][1].error_code)
+
+        with anyio.fail_after(20):  # the minute's deadline is not what answers it
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(park)
+                while not len(rm._notifier):
+                    await anyio.sleep(0.001)
+                clock.advance(HOUR + 1)
+                assert lm.run_retention() == 2  # everything, the active segment rolled first
+        return results[0]
+
+    try:
+        assert anyio.run(main) == ErrorCode.OFFSET_OUT_OF_RANGE
+        assert plog.log_start_offset == 4
+    finally:
+        lm.shutdown()
