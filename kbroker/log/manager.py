@@ -6,7 +6,8 @@ shutdown marker so the next start skips rescanning segments.
 
 While running, a background thread (:mod:`kbroker.log.background`) flushes rolled
 segments and logs whose ``flush.ms`` passed, rewrites checkpoints and removes the
-directories of deleted partitions. Each log dir is locked (``.lock``, ``flock``) from
+directories of deleted partitions; another checks retention every
+``log.retention.check.interval.ms`` (:mod:`kbroker.log.retention`, :meth:`LogManager.run_retention`). Each log dir is locked (``.lock``, ``flock``) from
 start-up to shutdown, so a second broker on the same directory refuses to start.
 
 Many partitions are created in two steps so the file system work can run off the event
