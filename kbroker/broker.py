@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import cast
@@ -17,6 +19,7 @@ from anyio.abc import SocketListener, SocketStream, TaskGroup
 
 from kbroker import heap
 from kbroker.clock import SYSTEM_CLOCK, Clock
+from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.handlers import registry
 from kbroker.server.connection import Connection, peer_address
@@ -53,7 +56,9 @@ class Broker:
         check_log_dirs(self.log_dirs)
         #: Advertised (host, port) per listener name, known once the listeners are bound.
         self.endpoints: dict[str, tuple[str, int]] = {}
-        self.log_manager = LogManager(self.log_dirs, clock, self.default_log_config())
+        self.log_manager = LogManager(
+            self.log_dirs, clock, self.default_log_config(),
+            retention_check_interval_ms=int(config.get("log.retention.check.interval.ms")))
         try:
             self.metadata = MetadataManager(self.configs, self.log_manager, self.log_dirs, node_id=self.node_id,
                                             endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap)
@@ -124,7 +129,8 @@ class Broker:
         async with anyio.create_task_group() as tg:
             for name, listener in bound:
                 tg.start_soon(self._accept_loop, listener, name, tg)
-            self.log_manager.start()  # background flush (flush.ms), checkpoints, deletes
+            self.log_manager.on_log_start_moved = self._log_start_mover()
+            self.log_manager.start()  # background flush (flush.ms), checkpoints, deletes, retention
             await self.replica_manager.start(tg)
             await self.groups.start(tg)
             await self.transactions.start(tg)
@@ -134,6 +140,18 @@ class Broker:
                 with anyio.CancelScope(shield=True):
                     await self.shutdown()
                 tg.cancel_scope.cancel()
+
+    def _log_start_mover(self) -> Callable[[str, int], None]:
+        """For the log manager's retention thread: wake the fetches parked on a partition whose
+        log start moved (they answer OFFSET_OUT_OF_RANGE), on this event loop, without waiting."""
+        loop = asyncio.get_running_loop()
+        notify = self.replica_manager.notify_partition_changed
+
+        def moved(topic: str, partition: int) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is parked any more
+                loop.call_soon_threadsafe(notify, TopicPartition(topic, partition))
+
+        return moved
 
     async def _bind(self) -> list[tuple[str, SocketListener]]:
         """Bind every listener and note its advertised endpoint; on failure none stays bound."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -109,6 +110,13 @@ class LogConfig:
             raise ValueError(f"unknown compression_type {self.compression_type!r}")
         if self.message_timestamp_type not in ("CreateTime", "LogAppendTime"):
             raise ValueError(f"unknown message_timestamp_type {self.message_timestamp_type!r}")
+
+    def random_segment_jitter(self) -> int:
+        """A new segment's roll jitter (Kafka's ``randomSegmentJitter``): a random amount below
+        ``min(segment.jitter.ms, segment.ms)`` taken off its ``segment.ms``; 0 without jitter."""
+        if self.segment_jitter_ms <= 0:
+            return 0
+        return random.randrange(min(self.segment_jitter_ms, self.segment_ms))
 
     @property
     def log_append_time(self) -> bool:

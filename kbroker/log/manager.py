@@ -6,7 +6,8 @@ shutdown marker so the next start skips rescanning segments.
 
 While running, a background thread (:mod:`kbroker.log.background`) flushes rolled
 segments and logs whose ``flush.ms`` passed, rewrites checkpoints and removes the
-directories of deleted partitions. Each log dir is locked (``.lock``, ``flock``) from
+directories of deleted partitions; another checks retention every
+``log.retention.check.interval.ms`` (:mod:`kbroker.log.retention`, :meth:`LogManager.run_retention`). Each log dir is locked (``.lock``, ``flock``) from
 start-up to shutdown, so a second broker on the same directory refuses to start.
 
 Many partitions are created in two steps so the file system work can run off the event
@@ -52,11 +53,14 @@ from kbroker.log.dirs import (
 )
 from kbroker.log.errors import KafkaStorageError
 from kbroker.log.partition_log import PartitionLog
+from kbroker.log.retention import RetentionScheduler, delete_old_segments
 
 log = logging.getLogger(__name__)
 
 #: Kafka's ``log.flush.offset.checkpoint.interval.ms`` default.
 DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000
+#: Kafka's ``log.retention.check.interval.ms`` default.
+DEFAULT_RETENTION_CHECK_INTERVAL_MS = 300_000
 #: Shutdown makes this many or more flushes durable with one file system sync per dir.
 _BATCH_SYNC_THRESHOLD = 32
 
@@ -90,6 +94,7 @@ class LogManager:
         *,
         config_for: Callable[[str], LogConfig] | None = None,
         checkpoint_interval_ms: int = DEFAULT_CHECKPOINT_INTERVAL_MS,
+        retention_check_interval_ms: int = DEFAULT_RETENTION_CHECK_INTERVAL_MS,
     ) -> None:
         if not log_dirs:
             raise ValueError("at least one log dir is required")
@@ -110,6 +115,13 @@ class LogManager:
             log_dirs=self.log_dirs, checkpoint_interval_ms=checkpoint_interval_ms,
             logs=lambda: self.all_logs().values(), log_dir_of=self.log_dir_of,
             checkpoint_dir=self.checkpoint_dir, closed=lambda: self._closed)
+        #: Called (on the retention thread, outside any log lock) with ``(topic, partition)``
+        #: when retention moved a log's start offset: the replica layer answers fetches
+        #: parked below it (OFFSET_OUT_OF_RANGE).
+        self.on_log_start_moved: Callable[[str, int], None] | None = None
+        #: One retention check at a time (the thread's, or a caller's run_retention).
+        self._retention_lock = threading.Lock()
+        self._retention = RetentionScheduler(self.run_retention, retention_check_interval_ms)
         #: Renamed ``-delete`` directories found at start-up.
         doomed: list[Path] = []
         #: Descriptors holding each log dir's ``.lock`` until shutdown.
@@ -407,13 +419,64 @@ class LogManager:
                  if plog.log_start_offset > plog.first_segment_base_offset}
             )
 
+    # -- retention -----------------------------------------------------------------------
+    def run_retention(self) -> int:
+        """One retention check now (Kafka's ``cleanupLogs``): :func:`delete_old_segments` for
+        every open log at the clock's current time. Rewrites the checkpoints of the log dirs
+        where segments went and reports logs whose start moved to :attr:`on_log_start_moved`.
+        A log deleted or closed meanwhile is skipped; a failing log is logged and the others
+        are still checked. Returns the number of segments deleted."""
+        with self._retention_lock:
+            total = 0
+            dirs: set[Path] = set()
+            moved: list[TopicPartition] = []
+            for tp, plog in self.all_logs().items():
+                if self._closed:
+                    break
+                if plog.closed:
+                    continue
+                start = plog.log_start_offset
+                try:
+                    deleted = delete_old_segments(plog, self.clock.time_ms())
+                except Exception:
+                    if not plog.closed:  # a closed log was deleted under the check: nothing to do
+                        log.exception("retention check of %s failed", plog.name)
+                    continue
+                if deleted:
+                    total += deleted
+                    d = self._log_dir_of.get(tp)
+                    if d is not None:
+                        dirs.add(d)
+                if plog.log_start_offset != start:
+                    moved.append(tp)
+            for d in dirs:
+                if self._closed:
+                    break
+                try:
+                    self.checkpoint_dir(d)
+                except OSError as e:
+                    log.error("cannot write the checkpoints of %s after retention: %s", d, e)
+            notify = self.on_log_start_moved
+            if notify is not None:
+                for tp in moved:
+                    try:
+                        notify(tp.topic, tp.partition)
+                    except Exception:
+                        log.exception("log start offset listener failed for %s-%d", tp.topic, tp.partition)
+            if total:
+                log.info("log retention deleted %d segments", total)
+            return total
+
     # -- background flushing and checkpointing --------------------------------------------
     def start(self) -> None:
-        """Start the background thread now (the broker calls this at start-up), so the
-        periodic ``flush.ms`` flusher runs even before any log rolls."""
+        """Start the background threads now (the broker calls this at start-up), so the
+        periodic ``flush.ms`` flusher runs even before any log rolls, and retention is
+        checked every ``log.retention.check.interval.ms``."""
         self._background.start()
+        self._retention.start()
 
     def _stop_background(self) -> None:
+        self._retention.stop()
         self._background.stop()
 
     def shutdown(self) -> None:

@@ -146,6 +146,8 @@ class PartitionLog:
         self._high_watermark = self._log_end_offset
         self.high_watermark_follows_leo = True
         self._last_flush_ms = clock.time_ms()
+        #: Taken off segment.ms for the active segment (Kafka's per-segment rollJitterMs).
+        self._roll_jitter_ms = config.random_segment_jitter()
         self._unflushed_messages = 0
         #: Segments whose ``.txnindex`` may hold entries: 0 spares read_committed fetches
         #: of logs without aborted transactions any index lookup.
@@ -400,8 +402,9 @@ class PartitionLog:
             return segment.base_offset != self._log_end_offset
         if segment.size + size > self.config.segment_bytes:
             return True
-        # Kafka rolls once the segment is *older* than segment.ms (strictly greater).
-        if segment.first_append_ms is not None and now - segment.first_append_ms > self.config.segment_ms:
+        # Kafka rolls once the segment is *older* than segment.ms less its jitter (strictly greater).
+        if (segment.first_append_ms is not None
+                and now - segment.first_append_ms > self.config.segment_ms - self._roll_jitter_ms):
             return True
         return segment.indexes_full or not segment.can_convert_to_relative_offset(last_offset)
 
@@ -432,6 +435,7 @@ class PartitionLog:
                 (self.dir / f"{new_base:020d}{suffix}").unlink(missing_ok=True)
             segment = LogSegment.create(self.dir, new_base, **segment_kwargs(self.config))
             self._segments.add(segment)
+            self._roll_jitter_ms = self.config.random_segment_jitter()
             self._dir_dirty = True
             log.debug("rolled %s to new segment %d", self.name, new_base)
             if self.on_roll is not None and new_base > self._recovery_point:
@@ -638,6 +642,7 @@ class PartitionLog:
                 raise OffsetOutOfRange(f"cannot delete records before {offset}: high watermark is {self._high_watermark}")
             if offset > self._log_start_offset:
                 self._log_start_offset = offset
+                self.producer_state.on_log_start_offset_incremented(offset)
             detached = self._detach_oldest_segments(
                 lambda seg, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset)
             return self._log_start_offset, detached
@@ -706,6 +711,14 @@ class PartitionLog:
             self._count_txn_indexes()
             self._log_start_offset = max(self._log_start_offset, self._segments.first.base_offset)
             self._recovery_point = max(self._recovery_point, self._log_start_offset)
+            # As Kafka's deleteSegments: producer state follows the new start and the
+            # producer snapshots of the removed segments go.
+            self.producer_state.on_log_start_offset_incremented(self._log_start_offset)
+            if self._may_have_snapshots:
+                try:
+                    self.producer_state.delete_snapshots_below(self._log_start_offset)
+                except OSError as e:  # stale snapshots only cost a longer replay at load
+                    log.warning("cannot delete producer snapshots of %s: %s", self.name, e)
             return doomed
 
     def truncate_to(self, offset: int) -> None:
@@ -738,6 +751,7 @@ class PartitionLog:
                 self._segments.remove(seg)
                 seg.delete()
             self._segments.add(LogSegment.create(self.dir, offset, **segment_kwargs(self.config)))
+            self._roll_jitter_ms = self.config.random_segment_jitter()
             self._dir_dirty = True
             self._log_end_offset = offset
             self._log_start_offset = offset

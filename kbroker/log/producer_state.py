@@ -252,6 +252,24 @@ class ProducerStateManager:
         if self.unreplicated:
             self.unreplicated = {k: t for k, t in self.unreplicated.items() if t.last_offset >= high_watermark}
 
+    def on_log_start_offset_incremented(self, log_start_offset: int) -> None:
+        """The log start moved up (retention, DeleteRecords), as Kafka's
+        ``onLogStartOffsetIncremented``: ended transactions whose markers fell below it are
+        forgotten. Producers and open transactions stay (producers expire by
+        ``producer.id.expiration.ms``; the last stable offset is held at the log start)."""
+        if self.unreplicated:
+            self.unreplicated = {k: t for k, t in self.unreplicated.items() if t.last_offset >= log_start_offset}
+        self.map_end_offset = max(self.map_end_offset, log_start_offset)
+
+    def delete_snapshots_below(self, offset: int) -> int:
+        """Delete the snapshot files below ``offset`` (those of segments retention or
+        DeleteRecords removed, as Kafka's ``deleteProducerSnapshots``); returns how many went.
+        The one at ``offset``, the new first segment's base, stays."""
+        doomed = [o for o in snapshot.list_snapshots(self.dir) if o < offset]
+        for old in doomed:
+            snapshot.delete_snapshot(self.dir, old)
+        return len(doomed)
+
     def first_unstable_offset(self) -> int | None:
         """The first offset of the oldest transaction not yet decided and replicated; None if
         none (the common case, answered without work)."""
