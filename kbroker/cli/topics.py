@@ -160,11 +160,11 @@ def _log_columns(client: KafkaClient, topics: list[TopicInfo]) -> dict[TopicPart
         for p in t.partitions:
             tp = TopicPartition(t.name, p.partition)
             start = starts.get(tp, "-")
-            info = replicas.get(tp, "-")
-            if isinstance(info, admin.ReplicaLogInfo):
-                size, cleaning = str(info.size), format_cleaning(info.last_cleaning)
+            found = replicas.get(tp, "-")
+            if isinstance(found, admin.ReplicaLogInfo):
+                size, cleaning = str(found.size), format_cleaning(found.last_cleaning)
             else:
-                size = cleaning = info
+                size = cleaning = found
             out[tp] = (f"LogStartOffset: {start.name if isinstance(start, KafkaError) else start}\t"
                        f"Size: {size}\tLastCleaning: {cleaning}")
     return out
@@ -223,7 +223,8 @@ def parse_offset_json(text: str) -> dict[TopicPartition, int]:
         raise ValueError("Missing partitions field")
     out: dict[TopicPartition, int] = {}
     duplicates: list[str] = []
-    for item in js["partitions"] if isinstance(js["partitions"], list) else [None]:
+    items: list[Any] = js["partitions"] if isinstance(js["partitions"], list) else [js["partitions"]]
+    for item in items:
         try:
             topic, partition, offset = item["topic"], item["partition"], item["offset"]
         except (KeyError, TypeError):

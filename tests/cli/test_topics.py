@@ -202,3 +202,28 @@ def test_describe_shows_start_size_and_last_cleaning(cli: Runner, kafka_broker: 
     assert line1["LastCleaning"] == "2025-11-29T05:43:20.123Z 8192->2048 bytes"
     # Every topic at once gives the same lines.
     assert _partition_line(cli("topics", "--describe").out.split("Topic: ds\tTopicId")[1], 1) == line1
+
+
+def test_describe_names_a_failed_log_dir_and_a_broker_without_describe_log_dirs(
+        cli: Runner, kafka_broker: BrokerThread, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from kbroker.cli import topics
+    from kbroker.client import KafkaClient
+
+    assert cli("topics", "--create", "--topic", "fd").code == 0
+
+    def failing(path: object) -> os.statvfs_result:
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "statvfs", failing)  # the broker runs in this process: its log dir fails
+        line = _partition_line(cli("topics", "--describe", "--topic", "fd").out, 0)
+    assert (line["LogStartOffset"], line["Size"], line["LastCleaning"]) == (
+        "0", "KAFKA_STORAGE_ERROR", "KAFKA_STORAGE_ERROR")
+    with KafkaClient(kafka_bootstrap) as client:
+        md = client.metadata(["fd"])
+        client.connection(1).broker_versions.pop(35)  # as a broker that does not serve DescribeLogDirs
+        columns = topics._log_columns(client, [md.topic("fd")])
+    assert columns == {("fd", 0): "LogStartOffset: 0\tSize: -\tLastCleaning: -"}
