@@ -60,7 +60,7 @@ async def describe_log_dirs(logs: HostedLogs, wanted: set[TopicPartition] | None
     returns ``(partitions listed, results)``."""
     dirs: list[Path] = list(dict.fromkeys(Path(os.path.abspath(d)) for d in logs.log_dirs))
     by_dir: dict[Path, list[tuple[TopicPartition, PartitionLog]]] = {d: [] for d in dirs}
-    for tp, plog in sorted(logs.all_logs().items()):
+    for tp, plog in sorted(logs.all_logs().items(), key=lambda item: item[0]):
         if wanted is not None and tp not in wanted:
             continue
         where = logs.log_dir_of(tp.topic, tp.partition)
