@@ -122,9 +122,11 @@ def _describe_one(client: KafkaClient, topic: TopicInfo, logs: dict[TopicPartiti
 
 def format_cleaning(cleaning: admin.CleaningInfo | None) -> str:
     """The last cleaning as ``--describe`` shows it: when it ended (UTC) and the bytes the
-    cleaned segments held before and after, or ``never``."""
+    cleaned segments held before and after; ``-`` when none is reported (a kbroker partition
+    not cleaned since the broker started, or any partition of a broker that does not report
+    cleanings, as Apache Kafka)."""
     if cleaning is None:
-        return "never"
+        return "-"
     ended = datetime.fromtimestamp(cleaning.ended_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
     return f"{ended}Z {cleaning.bytes_before}->{cleaning.bytes_after} bytes"
 

@@ -31,7 +31,7 @@ def test_create_list_describe_alter_delete(cli: Runner) -> None:
     assert "\tPartitionCount: 3\tReplicationFactor: 1\t" in head
     assert "cleanup.policy=compact" in head and "retention.ms=60000" in head
     assert parts == [f"\tTopic: orders\tPartition: {p}\tLeader: 1\tReplicas: 1\tIsr: 1\t"
-                     "LogStartOffset: 0\tSize: 0\tLastCleaning: never" for p in range(3)]
+                     "LogStartOffset: 0\tSize: 0\tLastCleaning: -" for p in range(3)]
 
     r = cli("topics", "--describe")
     assert "Topic: audit\t" in r.out and "Topic: orders\t" in r.out
@@ -196,7 +196,7 @@ def test_describe_shows_start_size_and_last_cleaning(cli: Runner, kafka_broker: 
     assert on_disk > 0
     assert _partition_line(r.out, 0) == {
         "Topic": "ds", "Partition": "0", "Leader": "1", "Replicas": "1", "Isr": "1",
-        "LogStartOffset": "1", "Size": str(on_disk), "LastCleaning": "never"}
+        "LogStartOffset": "1", "Size": str(on_disk), "LastCleaning": "-"}
     line1 = _partition_line(r.out, 1)
     assert (line1["LogStartOffset"], line1["Size"]) == ("0", "0")
     assert line1["LastCleaning"] == "2025-11-29T05:43:20.123Z 8192->2048 bytes"
