@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from replica_wire import WireClient
@@ -24,7 +24,9 @@ from kbroker.handlers.api import RequestContext, Session
 from kbroker.log import LogConfig, LogManager
 from kbroker.log.stats import CleaningSummary
 from kbroker.records.builder import build_batch
-from kbroker.testing import BrokerThread
+
+if TYPE_CHECKING:  # at run time the module would be tiered as starting brokers
+    from kbroker.testing import BrokerThread
 
 API = 35
 CLEANED = CleaningSummary(ended_ms=1_764_000_000_123, duration_ms=42, segments_before=3, segments_after=1,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from kbroker.log.stats import CleaningSummary
-from kbroker.testing import BrokerThread
+
+if TYPE_CHECKING:  # type hints only
+    from kbroker.testing import BrokerThread
 
 Runner = Any  # the `cli` fixture from conftest.py
 
