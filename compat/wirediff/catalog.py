@@ -31,7 +31,7 @@ LEAVE_GROUP, SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, API_VERSIONS = 13, 14, 15
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS, DELETE_GROUPS = 32, 33, 37, 42
 INCREMENTAL_ALTER_CONFIGS, OFFSET_DELETE, DESCRIBE_CLUSTER, DESCRIBE_PRODUCERS = 44, 47, 60, 61
-CONSUMER_GROUP_HEARTBEAT, DESCRIBE_TOPIC_PARTITIONS = 68, 75
+CONSUMER_GROUP_HEARTBEAT, DESCRIBE_TOPIC_PARTITIONS, DESCRIBE_LOG_DIRS = 68, 75, 35
 
 #: The topic every run creates first on both brokers, with records of known timestamps.
 SHARED_TOPIC = "wd-shared"
@@ -899,6 +899,32 @@ def _delete_records(v: int) -> list[Case]:
     ]
 
 
+def _describe_log_dirs(v: int) -> list[Case]:
+    """Partition 0 of the case's topic holds one batch of five records, partition 1 nothing; the
+    log dir's path and volume space are masked (compare.py), the partition sizes compared."""
+    def body(topics: dict[str, list[int]] | None) -> dict[str, Any]:
+        return {"topics": None if topics is None else [{"topic": t, "partitions": ps} for t, ps in topics.items()]}
+
+    def filled(topic: str) -> list[Prep]:
+        return [create_topic(topic, 2), produce(topic, 0, [b"r0", b"r1", b"r2", b"r3", b"r4"])]
+
+    t = _n(35, v, "t")
+    return [
+        Case(35, v, "named-partitions", prep=filled(t), body=body({t: [0, 1]})),
+        # Partitions and topics the broker does not host are left out, not errors.
+        Case(35, v, "unknown-partition", prep=filled(t + "u"), body=body({t + "u": [1, 7], "wd-no-such-topic": [0]})),
+        Case(35, v, "no-topics", body=body({})),
+        # Every hosted partition; compare.py keeps this API's own topics (a shared Kafka hosts others').
+        Case(35, v, "all-topics", prep=filled(t + "a"), body=body(None)),
+        # Deleting records below the active segment frees no file: the size stays.
+        Case(35, v, "after-delete-records", body=body({t + "d": [0]}), prep=[
+            *filled(t + "d"), step(DELETE_RECORDS, 2, {"topics": [{"name": t + "d", "partitions": [
+                {"partition_index": 0, "offset": -1}]}], "timeout_ms": 5000})]),
+        Case(35, v, "duplicate-partition", "malformed", prep=filled(t + "p"), body=body({t + "p": [0, 0]})),
+        Case(35, v, "negative-partition", "malformed", prep=filled(t + "n"), body=body({t + "n": [-1]})),
+    ]
+
+
 def _describe_producers(v: int) -> list[Case]:
     """Partition 0 of the case's topic gets two batches from one idempotent producer (sequences
     0-2 and 3), partition 1 nothing."""
@@ -1323,6 +1349,7 @@ CATALOG: dict[int, Callable[[int], list[Case]]] = {
     DELETE_GROUPS: _delete_groups, OFFSET_DELETE: _offset_delete, DESCRIBE_CLUSTER: _describe_cluster,
     CONSUMER_GROUP_HEARTBEAT: _consumer_group_heartbeat, DELETE_RECORDS: _delete_records,
     DESCRIBE_PRODUCERS: _describe_producers, DESCRIBE_TOPIC_PARTITIONS: _describe_topic_partitions,
+    DESCRIBE_LOG_DIRS: _describe_log_dirs,
     ADD_PARTITIONS_TO_TXN: _add_partitions_to_txn, ADD_OFFSETS_TO_TXN: _add_offsets_to_txn, END_TXN: _end_txn,
     WRITE_TXN_MARKERS: _write_txn_markers, TXN_OFFSET_COMMIT: _txn_offset_commit,
     DESCRIBE_TRANSACTIONS: _describe_transactions, LIST_TRANSACTIONS: _list_transactions,

@@ -14,10 +14,15 @@ here by field name (snake_case, as the codec names them):
   timestamps of control records (transaction markers, which each broker stamps with its own
   clock) are masked too.
 
+* masked the same way: a log dir's path and its volume's total and usable bytes (DescribeLogDirs:
+  each broker has its own directory, on a volume whose free space changes all the time);
+
 ListGroups answers keep only groups this tool made (names starting ``wd-``), and
 DescribeTopicPartitions answers only its topics, the internal ones (``__`` names) and topics
 answered with an error: a reference Kafka shared with other tests serves their groups and
-topics too.
+topics too. DescribeLogDirs answers keep only the topics of DescribeLogDirs' own cases
+(``wd-35-``): a request for every partition lists the topics of every other case too, whose
+sizes each follow their own API's accepted differences.
 
 Lists whose elements carry an identity field (a name, a partition index, an API key ...) are
 matched by that identity, so Kafka's order of topics, partitions, configs or groups is not
@@ -38,7 +43,8 @@ SET = "<set>"
 DROPPED = frozenset({"throttle_time_ms", "host", "port", "cluster_id", "error_message"})
 #: Masked to SET when not their "none" value.
 MASKED = frozenset({"topic_id", "member_id", "leader", "producer_id", "session_id", "log_append_time_ms",
-                    "leader_id_and_epoch_member_id", "assigned_member_id", "transaction_start_time_ms"})
+                    "leader_id_and_epoch_member_id", "assigned_member_id", "transaction_start_time_ms",
+                    "log_dir", "total_bytes", "usable_bytes"})
 #: Fields naming an element of a list, most specific first; the first one present is its identity.
 IDENTITY = ("api_key", "name", "topic", "topic_name", "resource_name", "group_id", "partition_index",
             "partition", "index", "offset", "key", "broker_id", "node_id", "config_name", "transactional_id",
@@ -181,6 +187,7 @@ def diff(kafka: Any, kbroker: Any, path: str = "",
 #: Name prefix of every topic and group the catalog makes.
 OWN_PREFIX = "wd-"
 LIST_GROUPS = 16
+DESCRIBE_LOG_DIRS = 35
 DESCRIBE_TOPIC_PARTITIONS = 75
 
 
@@ -191,6 +198,10 @@ def own_only(api_key: int, body: Any) -> Any:
     if api_key == DESCRIBE_TOPIC_PARTITIONS and isinstance(body, dict) and isinstance(body.get("topics"), list):
         body = dict(body, topics=[t for t in body["topics"] if t.get("error_code")
                                   or str(t.get("name", "")).startswith((OWN_PREFIX, "__"))])
+    if api_key == DESCRIBE_LOG_DIRS and isinstance(body, dict) and isinstance(body.get("results"), list):
+        body = dict(body, results=[
+            dict(r, topics=[t for t in r.get("topics") or [] if str(t.get("name", "")).startswith(f"{OWN_PREFIX}35-")])
+            for r in body["results"]])
     return body
 
 

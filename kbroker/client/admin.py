@@ -1,17 +1,23 @@
-"""Topic administration: create, delete, add partitions, describe configs."""
+"""Topic administration: create, delete, add partitions, describe configs, delete records,
+describe log dirs."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kbroker.client.cluster import KafkaClient
-from kbroker.client.errors import UNKNOWN_TOPIC_OR_PARTITION, KafkaError, check
+from kbroker.client.errors import LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION, KafkaError, check
+from kbroker.common import TopicPartition
 
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20
+DELETE_RECORDS = 21
 DESCRIBE_CONFIGS = 32
+DESCRIBE_LOG_DIRS = 35
 CREATE_PARTITIONS = 37
+#: DeleteRecords' offset meaning "up to the high watermark" (as kafka-delete-records.sh takes it).
+HIGH_WATERMARK = -1
 
 RESOURCE_TOPIC = 2
 #: DescribeConfigs config_source values.
@@ -94,3 +100,121 @@ def topic_overrides(client: KafkaClient, name: str) -> dict[str, str | None]:
     """The configs set on topic ``name`` itself (what kafka-topics.sh shows as ``Configs:``)."""
     return {c.name: (None if c.is_sensitive else c.value)
             for c in describe_topic_configs(client, name) if c.source == SOURCE_DYNAMIC_TOPIC}
+
+
+def leaders_of(client: KafkaClient, partitions: Iterable[TopicPartition]
+               ) -> tuple[dict[int, list[TopicPartition]], dict[TopicPartition, KafkaError]]:
+    """The partitions grouped by leader, and the ones that cannot be sent anywhere (an unknown
+    topic or partition, no leader) with their error, from one Metadata request."""
+    wanted = list(dict.fromkeys(partitions))
+    md = client.metadata(sorted({tp.topic for tp in wanted}))
+    by_leader: dict[int, list[TopicPartition]] = {}
+    failed: dict[TopicPartition, KafkaError] = {}
+    for tp in wanted:
+        try:
+            leader = md.topic(tp.topic).partition(tp.partition).leader
+        except KafkaError as e:
+            failed[tp] = e
+            continue
+        if leader < 0:
+            failed[tp] = KafkaError(LEADER_NOT_AVAILABLE, f"Partition {tp.topic}-{tp.partition} has no leader.")
+        else:
+            by_leader.setdefault(leader, []).append(tp)
+    return by_leader, failed
+
+
+def _by_topic(partitions: Iterable[TopicPartition]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for tp in partitions:
+        out.setdefault(tp.topic, []).append(tp.partition)
+    return out
+
+
+@dataclass(frozen=True)
+class DeletedRecords:
+    """DeleteRecords' answer for one partition: its new log start offset, or the error."""
+
+    low_watermark: int
+    error: KafkaError | None = None
+
+
+def delete_records(client: KafkaClient, offsets: Mapping[TopicPartition, int], *,
+                   timeout_ms: int = 30000) -> dict[TopicPartition, DeletedRecords]:
+    """Delete the records below ``offsets`` (:data:`HIGH_WATERMARK`: all the committed ones),
+    each partition at its leader; returns each partition's low watermark or error."""
+    by_leader, failed = leaders_of(client, offsets)
+    out = {tp: DeletedRecords(-1, e) for tp, e in failed.items()}
+    for leader, tps in by_leader.items():
+        body = {"timeout_ms": timeout_ms, "topics": [
+            {"name": t, "partitions": [{"partition_index": p, "offset": offsets[TopicPartition(t, p)]} for p in ps]}
+            for t, ps in _by_topic(tps).items()]}
+        resp = client.request(DELETE_RECORDS, body, leader)
+        for t in resp.topics:
+            for p in t.partitions:
+                tp = TopicPartition(t.name, p.partition_index)
+                if tp in offsets:
+                    out[tp] = DeletedRecords(p.low_watermark, KafkaError(p.error_code) if p.error_code else None)
+    for tp in offsets:
+        out.setdefault(tp, DeletedRecords(-1, KafkaError(UNKNOWN_TOPIC_OR_PARTITION,
+                                                         f"The broker did not answer for {tp.topic}-{tp.partition}.")))
+    return out
+
+
+@dataclass(frozen=True)
+class CleaningInfo:
+    """The log cleaner's last pass over a partition, as a kbroker broker reports it."""
+
+    ended_ms: int
+    duration_ms: int
+    segments_before: int
+    segments_after: int
+    bytes_before: int
+    bytes_after: int
+    records_read: int
+    records_retained: int
+    cleaned_up_to: int
+
+
+@dataclass(frozen=True)
+class ReplicaLogInfo:
+    """One partition's log in one log dir."""
+
+    size: int
+    offset_lag: int
+    is_future: bool
+    #: None when never cleaned (or the broker does not report cleanings: Apache Kafka does not).
+    last_cleaning: CleaningInfo | None
+
+
+@dataclass(frozen=True)
+class LogDirInfo:
+    """One log dir of a broker: its error, volume space (-1 when not reported) and partitions."""
+
+    path: str
+    error_code: int
+    total_bytes: int
+    usable_bytes: int
+    partitions: dict[TopicPartition, ReplicaLogInfo]
+
+
+def describe_log_dirs(client: KafkaClient, node_id: int,
+                      partitions: Iterable[TopicPartition] | None = None) -> list[LogDirInfo]:
+    """DescribeLogDirs on broker ``node_id`` for ``partitions`` (None: every partition it hosts)."""
+    topics = None if partitions is None else [
+        {"topic": t, "partitions": ps} for t, ps in _by_topic(partitions).items()]
+    resp = client.request(DESCRIBE_LOG_DIRS, {"topics": topics}, node_id)
+    check(resp.get("error_code", 0))
+    out = []
+    for r in resp.results:
+        logs: dict[TopicPartition, ReplicaLogInfo] = {}
+        for t in r.topics:
+            for p in t.partitions:
+                cleaning = p.get("last_cleaning")
+                logs[TopicPartition(t.name, p.partition_index)] = ReplicaLogInfo(
+                    p.partition_size, p.offset_lag, p.is_future_key,
+                    None if cleaning is None else CleaningInfo(**{k: cleaning[k] for k in _CLEANING_FIELDS}))
+        out.append(LogDirInfo(r.log_dir, r.error_code, r.get("total_bytes", -1), r.get("usable_bytes", -1), logs))
+    return out
+
+
+_CLEANING_FIELDS = tuple(CleaningInfo.__dataclass_fields__)

@@ -37,7 +37,9 @@ CLIENT_VERSIONS: dict[int, VersionRange] = {
     18: VersionRange(0, 4),  # ApiVersions
     19: VersionRange(0, 7),  # CreateTopics
     20: VersionRange(0, 6),  # DeleteTopics
+    21: VersionRange(0, 2),  # DeleteRecords
     32: VersionRange(0, 4),  # DescribeConfigs
+    35: VersionRange(0, 5),  # DescribeLogDirs (v2+ carry kbroker's last cleaning)
     37: VersionRange(0, 3),  # CreatePartitions
     42: VersionRange(0, 2),  # DeleteGroups
 }

@@ -197,3 +197,23 @@ def list_offsets(client: KafkaClient, topic: str, timestamps: Mapping[int, int],
 def offsets_for(client: KafkaClient, topic: str, partitions: Iterable[int], timestamp: int) -> dict[int, int]:
     """``list_offsets`` with one timestamp for several partitions."""
     return list_offsets(client, topic, {p: timestamp for p in partitions})
+
+
+def offsets_at(client: KafkaClient, by_leader: Mapping[int, Iterable[TopicPartition]],
+               timestamp: int) -> dict[TopicPartition, int | KafkaError]:
+    """One ListOffsets per leader for the partitions it leads (``by_leader``), every partition
+    at ``timestamp`` (EARLIEST, LATEST or ms); each partition's offset, or its error."""
+    out: dict[TopicPartition, int | KafkaError] = {}
+    for leader, tps in by_leader.items():
+        by_topic: dict[str, list[int]] = {}
+        for tp in tps:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        body = {"replica_id": -1, "isolation_level": 0, "timeout_ms": 30000, "topics": [
+            {"name": t, "partitions": [{"partition_index": p, "current_leader_epoch": -1, "timestamp": timestamp}
+                                       for p in ps]} for t, ps in by_topic.items()]}
+        resp = client.request(LIST_OFFSETS, body, leader)
+        for t in resp.topics:
+            for p in t.partitions:
+                out[TopicPartition(t.name, p.partition_index)] = (
+                    KafkaError(p.error_code) if p.error_code else int(p.offset))
+    return out

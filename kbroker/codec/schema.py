@@ -89,9 +89,41 @@ def parse_message(d: dict[str, Any]) -> MessageSpec:
 
 
 @cache
-def load_message(name: str) -> MessageSpec:
-    """Load ``protocol/messages/<name>.json``."""
-    return parse_message(json.loads((SCHEMA_DIR / "messages" / f"{name}.json").read_text()))
+def load_message(name: str, *, extensions: bool = True) -> MessageSpec:
+    """Load ``protocol/messages/<name>.json``, with kbroker's own tagged fields from
+    ``protocol/extensions.json`` unless ``extensions`` is False (Kafka's schema alone)."""
+    d = json.loads((SCHEMA_DIR / "messages" / f"{name}.json").read_text())
+    if extensions:
+        for ext in kbroker_extensions().get(name, ()):
+            _struct_fields(d, ext["path"]).append(ext["field"])
+    return parse_message(d)
+
+
+#: kbroker-only fields are tagged fields with a tag at least this high, far above any tag Kafka
+#: numbers from 0 upwards, so a Kafka client skips them (KIP-482) and no Kafka field collides.
+KBROKER_TAG_FLOOR = 10000
+
+
+@cache
+def kbroker_extensions() -> dict[str, list[dict[str, Any]]]:
+    """``protocol/extensions.json``: message name -> ``[{"path": "A.B", "field": {...}}]``, the
+    tagged fields kbroker adds to Kafka's schemas (``path``: the struct, by field names)."""
+    path = SCHEMA_DIR / "extensions.json"
+    if not path.exists():
+        return {}
+    out: dict[str, list[dict[str, Any]]] = json.loads(path.read_text())["messages"]
+    return out
+
+
+def _struct_fields(d: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    """The ``fields`` list of the struct at ``path`` (dotted field names; "" is the message)."""
+    fields: list[dict[str, Any]] = d["fields"]
+    for name in filter(None, path.split(".")):
+        found = next((f for f in fields if f["name"] == name and "fields" in f), None)
+        if found is None:
+            raise ValueError(f"{d['name']}: no struct {path!r} for a kbroker extension")
+        fields = found["fields"]
+    return fields
 
 
 @cache

@@ -48,6 +48,7 @@ MODULES = [
     "consumer_group_heartbeat",
     "describe_topic_partitions",
     "describe_producers",
+    "describe_log_dirs",
     "add_partitions_to_txn",
     "add_offsets_to_txn",
     "end_txn",

@@ -12,14 +12,17 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import anyio
 
 from kbroker.clock import Clock
 from kbroker.codec import Request
+from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.groups import GroupCoordinator
+from kbroker.log.partition_log import PartitionLog
 from kbroker.metadata.config_resources import ConfigScope
 from kbroker.metadata.manager import MetadataManager
 from kbroker.replica.manager import ReplicaManager
@@ -33,6 +36,16 @@ R = TypeVar("R")
 
 class CloseConnection(Exception):
     """The request cannot be answered; Kafka closes the connection in this case."""
+
+
+class HostedLogs(Protocol):
+    """The broker's log directories and the partition logs they hold (the LogManager), as
+    DescribeLogDirs reads them."""
+
+    @property
+    def log_dirs(self) -> list[Path]: ...
+    def all_logs(self) -> dict[TopicPartition, PartitionLog]: ...
+    def log_dir_of(self, topic: str, partition: int) -> Path | None: ...
 
 
 class BrokerServices(Protocol):
@@ -52,6 +65,8 @@ class BrokerServices(Protocol):
     def metadata(self) -> MetadataManager: ...
     @property
     def replica_manager(self) -> ReplicaManager: ...
+    @property
+    def log_manager(self) -> HostedLogs: ...
     @property
     def groups(self) -> GroupCoordinator: ...
     @property

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 from codec_helpers import kp_resources
 
-from kbroker.codec.schema import SCHEMA_DIR, FieldSpec, all_messages, load_message
+from kbroker.codec.schema import (
+    KBROKER_TAG_FLOOR,
+    SCHEMA_DIR,
+    FieldSpec,
+    all_messages,
+    kbroker_extensions,
+    load_message,
+)
 from kbroker.codec.versions import VersionRange
 
 _COMMENT = re.compile(r"^\s*//.*$", re.M)
@@ -79,7 +86,7 @@ def test_schema_matches_official(path: Path) -> None:
     name = official["name"]
     ours_file = SCHEMA_DIR / "messages" / f"{name}.json"
     assert ours_file.exists(), f"protocol/messages has no {name}.json"
-    ours = load_message(name)
+    ours = load_message(name, extensions=False)  # kbroker's own tagged fields: checked below
     assert ours.type == official["type"], f"{name}: type {ours.type} != {official['type']}"
     assert ours.api_key == official.get("apiKey"), f"{name}: apiKey"
     off_valid = rng(official["validVersions"])
@@ -128,6 +135,26 @@ def test_hand_written_schemas_are_well_formed(name: str) -> None:
 
     check(req.fields, req.name)
     check(resp.fields, resp.name)
+
+
+def test_kbroker_extensions_are_high_tagged_fields_of_flexible_versions() -> None:
+    """What kbroker adds to Kafka's schemas must be invisible to Kafka clients: tagged fields
+    only (skipped by tag and size), tags far from Kafka's, and the rest of the message unmoved."""
+    assert kbroker_extensions(), "protocol/extensions.json lists no extension"
+    for name in kbroker_extensions():
+        plain, extended = load_message(name, extensions=False), load_message(name)
+        added_somewhere = False
+        for v in range(plain.valid.low, plain.valid.high + 1):
+            ours, kafka = our_view(extended.fields, v), our_view(plain.fields, v)
+            added = [x for x in ours if x not in kafka]
+            # The added field's own sub-fields are inside its tagged value; its top entry is tagged.
+            tops = [x for x in added if not any(x[0].startswith(y[0] + ".") for y in added)]
+            for field_name, _type, _nullable, tagged, tag, _flex, _default in tops:
+                assert tagged and tag is not None and tag >= KBROKER_TAG_FLOOR, f"{name} v{v}: {field_name}"
+                assert v in plain.flexible, f"{name} v{v}: {field_name} in a version without tagged fields"
+            assert [x for x in ours if x not in added] == kafka, f"{name} v{v}: Kafka's fields moved"
+            added_somewhere = added_somewhere or bool(added)
+        assert added_somewhere, f"{name}: the extension adds nothing"
 
 
 #: Kafka 4.x error codes kafka-python does not know yet: (name, retriable), as Kafka's Errors.java.

@@ -468,6 +468,35 @@ def test_delete_records(sides: tuple[Side, Side], tmp_path: Path) -> None:
     compare(*sides, scenario)
 
 
+def test_log_dirs(sides: tuple[Side, Side]) -> None:
+    """kafka-log-dirs --describe (the Java client's DescribeLogDirs): each partition's size on
+    disk, offset lag and future flag in the broker's log dir (its path aside)."""
+    def scenario(s: Side) -> None:
+        t, = _names(s, "logdirs")
+        s.tool("topics", ["--create", "--topic", t, "--partitions", "2"])
+        # One record: the batch has the same size on both brokers (several could differ in their
+        # timestamp deltas' varint lengths).
+        s.tool("console-producer", ["--topic", t, "--property", "parse.key=true"], stdin="a\tx\n")
+        lines = s.tool("org.apache.kafka.tools.LogDirsCommand", ["--describe", "--topic-list", t],
+                       label="log-dirs --describe --topic-list T")
+        label, code, _ = s.steps[-1]
+        out = []
+        for line in lines:
+            if line.startswith("{"):
+                js = json.loads(line)
+                for b in js["brokers"]:
+                    for d in b["logDirs"]:
+                        assert d["logDir"].startswith("/"), d
+                        d["logDir"] = "DIR"
+                        d["partitions"].sort(key=lambda p: p["partition"])
+                        assert [p["size"] > 0 for p in d["partitions"]].count(True) == 1, d
+                line = json.dumps(js, sort_keys=True)
+            out.append(line)
+        s.steps[-1] = (label, code, out)
+
+    compare(*sides, scenario)
+
+
 # --------------------------------------------------------------------------- transactions, api versions
 
 

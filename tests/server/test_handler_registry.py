@@ -39,6 +39,7 @@ ADVERTISED = {
     28: (0, 5),  # TxnOffsetCommit (v5, for transactions v2 clients, is served as v4)
     32: (0, 4),  # DescribeConfigs
     33: (0, 2),  # AlterConfigs
+    35: (0, 5),  # DescribeLogDirs
     37: (0, 3),  # CreatePartitions
     42: (0, 2),  # DeleteGroups
     44: (0, 1),  # IncrementalAlterConfigs

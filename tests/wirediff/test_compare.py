@@ -214,3 +214,22 @@ def test_report_groups_versions_and_counts() -> None:
     classify(r3, [])
     text = report.render(Run([r1, r2, r3], {3: (0, 13)}, {3: (0, 13)}, 1.0, False, []))
     assert "| Metadata | v1-2, v4 | b, c | `topics[name=wd-3-V-t].error_code` | 3 | 0 |" in text
+
+
+def test_describe_log_dirs_masks_dirs_and_space_and_keeps_own_topics() -> None:
+    def answer(log_dir: str, total: int, topics: list[str], size: int = 70) -> dict[str, object]:
+        return {"error_code": 0, "results": [{"error_code": 0, "log_dir": log_dir, "total_bytes": total,
+                                              "usable_bytes": total // 2, "topics": [
+            {"name": t, "partitions": [{"partition_index": 0, "partition_size": size, "offset_lag": 0,
+                                        "is_future_key": False}]} for t in topics]}]}
+
+    kafka = answer("/tmp/kafka-logs", 10_000, ["wd-35-4-t", "wd-21-2-t", "__consumer_offsets", "tools-x"])
+    kbroker = answer("/tmp/kbroker/data", 20_000, ["wd-35-4-t", "wd-0-9-t"])
+    assert compare_bodies(kafka, kbroker, api_key=35) == []
+    # Unreported space (-1) still differs from a reported one; sizes of own topics are compared.
+    assert [d.path for d in compare_bodies(kafka, answer("/x", -1, ["wd-35-4-t"]), api_key=35)] == [
+        "results[error_code=0].total_bytes", "results[error_code=0].usable_bytes"]
+    assert [d.path for d in compare_bodies(kafka, answer("/x", 2, ["wd-35-4-t"], size=71), api_key=35)] == [
+        "results[error_code=0].topics[name=wd-35-4-t].partitions[partition_index=0].partition_size"]
+    assert [d.path for d in compare_bodies(kafka, answer("/x", 2, []), api_key=35)] == [
+        "results[error_code=0].topics[name=wd-35-4-t]"]
