@@ -375,10 +375,14 @@ def test_topic_configs_known() -> None:
         "max.message.bytes", "message.timestamp.type", "index.interval.bytes", "segment.index.bytes",
         "flush.messages", "flush.ms", "min.insync.replicas", "compression.type", "delete.retention.ms",
         "min.compaction.lag.ms", "max.compaction.lag.ms", "min.cleanable.dirty.ratio",
-        "unclean.leader.election.enable", "message.timestamp.difference.max.ms", "preallocate",
+        "unclean.leader.election.enable", "message.timestamp.after.max.ms", "preallocate",
         "file.delete.delay.ms", "local.retention.ms",
     ):  # fmt: skip
         assert name in TOPIC_CONFIGS
+    # Removed in Kafka 4.0 (KIP-937's deprecation), with its broker synonym.
+    assert "message.timestamp.difference.max.ms" not in TOPIC_CONFIGS
+    assert "log.message.timestamp.difference.max.ms" not in BROKER_CONFIGS
+    assert TOPIC_CONFIGS["message.timestamp.after.max.ms"].default == 3_600_000
     for definition in TOPIC_CONFIGS.values():
         for key, _ in definition.synonyms:
             assert key in BROKER_CONFIGS
