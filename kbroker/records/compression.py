@@ -180,8 +180,11 @@ def lz4_decompress(data: Buffer) -> bytes:
 
 
 def zstd_compress(data: Buffer, level: int = ZSTD_DEFAULT_LEVEL) -> bytes:
-    """One zstd frame at ``level`` (-131072 to 22, Kafka's default 3; negative levels are the fast ones)."""
-    return zstandard.ZstdCompressor(level=level).compress(data)
+    """One zstd frame at ``level`` (-131072 to 22, Kafka's default 3; negative levels are the fast ones).
+
+    Without the content size in the frame header, as Kafka's streaming zstd writer leaves it out.
+    """
+    return zstandard.ZstdCompressor(level=level, write_content_size=False).compress(data)
 
 
 def zstd_decompress(data: Buffer) -> bytes:

@@ -5,7 +5,8 @@ Kafka (``LogValidator.buildRecordsAndAssignOffsets``) rebuilds such a batch with
 take offset deltas 0, 1, ... and timestamp deltas from the first record's timestamp, and
 lose their (unused) attributes; the batch keeps the producer id, epoch, base sequence and
 transactional flag. Its base timestamp is the first record's and its max timestamp the
-largest record's; under LogAppendTime both are the append time.
+largest record's, or under LogAppendTime the append time (Kafka 4.1 keeps the first
+record's timestamp as the base of such a batch).
 
 Records are rewritten without decoding their keys, values or headers: only each record's
 prefix (length, attributes, timestamp delta, offset delta) is looked at, and when every
@@ -113,7 +114,7 @@ def recompress_batch(batch: Buffer, header: BatchHeader, codec: int, *, level: i
     """The batch at the start of ``batch`` rebuilt as one batch compressed with ``codec``.
 
     ``level`` is Kafka's level for the codec (None: its default). ``log_append_time_ms``
-    makes it a LogAppendTime batch with that base and max timestamp. The base offset and
+    makes it a LogAppendTime batch with that max timestamp. The base offset and
     partition leader epoch are copied (the log assigns both); the CRC is computed anew.
     Raises BatchError for records that do not decompress or do not parse.
     """
@@ -141,7 +142,7 @@ def recompress_batch(batch: Buffer, header: BatchHeader, codec: int, *, level: i
     attributes = codec | (header.attributes & (TRANSACTIONAL_BIT | CONTROL_BIT))
     if log_append_time_ms is not None:
         attributes |= TIMESTAMP_TYPE_BIT
-        first_ts = max_ts = log_append_time_ms
+        max_ts = log_append_time_ms
     if attributes & COMPRESSION_MASK != codec:
         raise ValueError(f"unknown compression codec {codec}")
     new = header._replace(

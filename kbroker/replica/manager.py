@@ -298,8 +298,7 @@ class ReplicaManager:
         if config.compression_type != "producer":
             # The only step a topic's compression.type adds; "producer" (the default) skips it,
             # so the usual append path neither decompresses nor copies anything more.
-            records = recompress_for_topic(tp.topic, tp.partition, records, config,
-                                           self._clock.time_ms() if config.log_append_time else None)
+            records = recompress_for_topic(records, config, self._clock.time_ms() if config.log_append_time else None)
         # Idle producer ids expire lazily here rather than from a timer task.
         plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
         result = plog.append(records, leader_epoch=info.leader_epoch, origin=_COORDINATOR if internal else _CLIENT)

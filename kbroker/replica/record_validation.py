@@ -22,7 +22,6 @@ from kbroker.records.batch import (
     COMPRESSION_SNAPPY,
     COMPRESSION_ZSTD,
     CORRUPT_MESSAGE,
-    MESSAGE_TOO_LARGE,
     BatchError,
     BatchHeader,
     iter_headers,
@@ -143,7 +142,7 @@ TOPIC_CODECS = {"uncompressed": COMPRESSION_NONE, "gzip": COMPRESSION_GZIP, "sna
                 "lz4": COMPRESSION_LZ4, "zstd": COMPRESSION_ZSTD}
 
 
-def recompress_for_topic(topic: str, partition: int, records: bytes | bytearray | memoryview, config: LogConfig,
+def recompress_for_topic(records: bytes | bytearray | memoryview, config: LogConfig,
                          log_append_time_ms: int | None) -> bytes | bytearray | memoryview:
     """``records`` with each batch in the codec of the topic's ``compression.type`` (not ``producer``).
 
@@ -168,9 +167,9 @@ def recompress_for_topic(topic: str, partition: int, records: bytes | bytearray 
         rebuilt = recompress_batch(batch, h, codec, level=level, log_append_time_ms=log_append_time_ms,
                                    limit=MAX_DECOMPRESSED_BATCH_BYTES)
         if len(rebuilt) > config.max_message_bytes:
-            raise BatchError(f"Message batch size is {len(rebuilt)} bytes in append topartition {topic}-{partition} "
-                             f"which exceeds the maximum configured size of {config.max_message_bytes}.",
-                             MESSAGE_TOO_LARGE)
+            # Kafka's RecordTooLargeException, whose text ("Message batch size is N bytes in append
+            # to partition ...") its produce answer leaves out: no error message.
+            raise PartitionError(ErrorCode.MESSAGE_TOO_LARGE)
         parts.append(rebuilt)
         changed = True
     if not changed:
