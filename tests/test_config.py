@@ -553,3 +553,14 @@ def test_node_id_and_broker_id_are_described_alike() -> None:
         "node.id": ("4", ConfigSource.STATIC_BROKER_CONFIG), "broker.id": ("4", ConfigSource.STATIC_BROKER_CONFIG)}
     assert described(BrokerConfig({})) == {
         "node.id": ("1", ConfigSource.DEFAULT_CONFIG), "broker.id": (None, ConfigSource.DEFAULT_CONFIG)}
+
+
+def test_doubles_render_as_java_writes_them() -> None:
+    # Kafka's DescribeConfigs shows Double.toString: log.cleaner.io.max.bytes.per.second is Double.MAX_VALUE.
+    from kbroker.config.types import java_double
+
+    cases = {1.7976931348623157e308: "1.7976931348623157E308", 0.5: "0.5", 1.0: "1.0", 1e-4: "1.0E-4",
+             12345678.0: "1.2345678E7", 1e7: "1.0E7", 9999999.5: "9999999.5", 0.001: "0.001", -2.5e10: "-2.5E10",
+             0.0: "0.0", 5e-5: "5.0E-5"}
+    assert {v: java_double(v) for v in cases} == cases
+    assert BROKER_CONFIGS["log.cleaner.io.max.bytes.per.second"].default_str == "1.7976931348623157E308"

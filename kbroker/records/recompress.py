@@ -125,6 +125,7 @@ def recompress_batch(batch: Buffer, header: BatchHeader, codec: int, *, level: i
     max_ts = max(timestamps, default=-1)
     # The records as Kafka's builder writes them: attributes 0, offset deltas 0.., timestamp
     # deltas from the first record's timestamp. Most producers wrote exactly that already.
+    records: Buffer
     if all(p.attributes == 0 and p.offset_delta == i and p.timestamp_delta == ts - first_ts
            for i, (p, ts) in enumerate(zip(prefixes, timestamps, strict=True))):
         records = buf

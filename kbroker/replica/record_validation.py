@@ -13,6 +13,8 @@ Then the timestamp rules (:func:`check_timestamps`) and, for a topic whose
 
 from __future__ import annotations
 
+import struct
+
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.log.config import LogConfig
 from kbroker.records.batch import (
@@ -22,13 +24,16 @@ from kbroker.records.batch import (
     COMPRESSION_SNAPPY,
     COMPRESSION_ZSTD,
     CORRUPT_MESSAGE,
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    TIMESTAMP_TYPE_BIT,
     BatchError,
     BatchHeader,
     iter_headers,
     validate_batches,
     verify_crc,
 )
-from kbroker.records.recompress import record_prefixes, record_timestamps, records_section, recompress_batch
+from kbroker.records.recompress import recompress_batch, record_prefixes, record_timestamps, records_section
 from kbroker.records.validation import MAX_DECOMPRESSED_BATCH_BYTES, check_client_batch, validate_records
 from kbroker.records.varint import decode_varint
 from kbroker.replica.errors import PartitionError
@@ -97,6 +102,8 @@ def check_timestamps(records: bytes | bytearray | memoryview, now_ms: int, befor
     """
     high = now_ms + after_max_ms if after_max_ms is not None else None
     low = now_ms - before_max_ms if before_max_ms is not None else None
+    if not log_append_time and low is None and _headers_within(records, high):
+        return  # the usual case, read from the headers' fixed fields alone
     for pos, h in iter_headers(records):
         if log_append_time:
             if not h.log_append_time:
@@ -110,6 +117,22 @@ def check_timestamps(records: bytes | bytearray | memoryview, now_ms: int, befor
             raise PartitionError(ErrorCode.INVALID_TIMESTAMP,
                                  "One or more records have been rejected due to invalid timestamp",
                                  record_errors=errors)
+
+
+# A batch header's attributes, last offset delta, base and max timestamps (from byte 21), and its length (byte 8).
+_HEADER_TIMES = struct.Struct(">hiqq")
+_LENGTH = struct.Struct(">i")
+
+
+def _headers_within(records: bytes | bytearray | memoryview, high: int | None) -> bool:
+    """True if every batch is CreateTime with base and max timestamps at most ``high`` (None: unbounded)."""
+    pos, end = 0, len(records)
+    while end - pos >= HEADER_SIZE:
+        attributes, _, base, largest = _HEADER_TIMES.unpack_from(records, pos + 21)
+        if attributes & TIMESTAMP_TYPE_BIT or (high is not None and (base > high or largest > high)):
+            return False
+        pos += LOG_OVERHEAD + _LENGTH.unpack_from(records, pos + 8)[0]
+    return True
 
 
 def _timestamp_errors(batch: memoryview, h: BatchHeader, now_ms: int, low: int | None, high: int | None,

@@ -26,7 +26,7 @@ from kbroker.records.batch import (
 )
 from kbroker.records.builder import NewRecord, build_batch
 from kbroker.records.crc import crc32c
-from kbroker.records.recompress import record_prefixes, records_section, recompress_batch
+from kbroker.records.recompress import recompress_batch, record_prefixes, records_section
 from kbroker.records.record import iter_records
 from kbroker.records.varint import encode_varint, encode_varlong
 
