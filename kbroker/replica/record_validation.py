@@ -14,6 +14,7 @@ Then the timestamp rules (:func:`check_timestamps`) and, for a topic whose
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.log.config import LogConfig
@@ -38,14 +39,20 @@ from kbroker.records.validation import MAX_DECOMPRESSED_BATCH_BYTES, check_clien
 from kbroker.records.varint import decode_varint
 from kbroker.replica.errors import PartitionError
 
+TimestampErrors = Callable[[memoryview, BatchHeader], list[tuple[int, str]]]
+
 
 def validate_client_batches(topic: str, partition: int, records: bytes | bytearray | memoryview, *,
-                            max_message_bytes: int, compacted: bool) -> None:
+                            max_message_bytes: int, compacted: bool,
+                            timestamp_errors: TimestampErrors | None = None) -> None:
     """Raise BatchError or PartitionError (with record errors) if ``records`` must be refused.
 
     The CRC of a compressed batch is checked before it is decompressed. An uncompressed
     batch's CRC is left to the log's append, which checks it anyway, unless its records
     or its header is refused: then a CRC mismatch is reported first, as Kafka orders the checks.
+    On a compacted topic, records without a key are INVALID_RECORD unless other records'
+    timestamps are refused too (``timestamp_errors`` names them): then, as Kafka, the
+    answer is INVALID_TIMESTAMP with both kinds of record errors.
     """
     mv = memoryview(records)
     pos = 0
@@ -62,14 +69,22 @@ def validate_client_batches(topic: str, partition: int, records: bytes | bytearr
         if keyless:
             if not h.compression and not verify_crc(mv, pos, h):
                 raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
-            _refuse_keyless(topic, partition, keyless)
+            _refuse_keyless(topic, partition, keyless,
+                            timestamp_errors(mv[pos : pos + h.size], h) if timestamp_errors else [])
         pos += h.size
 
 
-def _refuse_keyless(topic: str, partition: int, missing: list[int]) -> None:
-    """INVALID_RECORD naming every record without a key (by its index in the batch)."""
-    reason = f"Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
-    shown = ", ".join(f"(batchIndex={i}, message='{reason}')" for i in missing[:3])
+def _refuse_keyless(topic: str, partition: int, missing: list[int], timestamp_errors: list[tuple[int, str]]) -> None:
+    """INVALID_RECORD naming every record without a key (by its index in the batch), or
+    INVALID_TIMESTAMP when other records' timestamps are refused as well."""
+    reason = f"Compacted topic cannot accept message without key in topic partition {topic}-{partition}"
+    keyless = set(missing)
+    late = [e for e in timestamp_errors if e[0] not in keyless]  # Kafka checks a record's key first
+    if late:
+        raise PartitionError(ErrorCode.INVALID_TIMESTAMP,
+                             "One or more records have been rejected due to invalid timestamp",
+                             record_errors=sorted([(i, reason) for i in missing] + late))
+    shown = ", ".join(f"RecordError(batchIndex={i}, message='{reason}')" for i in missing[:3])
     raise PartitionError(
         ErrorCode.INVALID_RECORD,
         f"One or more records have been rejected due to {len(missing)} record errors in total, and only "
@@ -111,8 +126,8 @@ def check_timestamps(records: bytes | bytearray | memoryview, now_ms: int, befor
         elif not h.log_append_time and low is None and (high is None or (h.base_timestamp <= high
                                                                           and h.max_timestamp <= high)):
             continue  # the header's timestamps bound every record's from above
-        errors = _timestamp_errors(memoryview(records)[pos : pos + h.size], h, now_ms, low, high, before_max_ms,
-                                   after_max_ms, log_append_time)
+        errors = timestamp_errors(memoryview(records)[pos : pos + h.size], h, now_ms, before_max_ms, after_max_ms,
+                                  log_append_time)
         if errors:
             raise PartitionError(ErrorCode.INVALID_TIMESTAMP,
                                  "One or more records have been rejected due to invalid timestamp",
@@ -135,10 +150,12 @@ def _headers_within(records: bytes | bytearray | memoryview, high: int | None) -
     return True
 
 
-def _timestamp_errors(batch: memoryview, h: BatchHeader, now_ms: int, low: int | None, high: int | None,
-                      before_max_ms: int | None, after_max_ms: int | None,
-                      log_append_time: bool) -> list[tuple[int, str]]:
-    """Kafka's record errors for the timestamps of one batch (empty when every record passes)."""
+def timestamp_errors(batch: memoryview, h: BatchHeader, now_ms: int, before_max_ms: int | None,
+                     after_max_ms: int | None, log_append_time: bool) -> list[tuple[int, str]]:
+    """Kafka's record errors for the timestamps of the batch ``batch`` (headed ``h``); empty
+    when every record passes (see :func:`check_timestamps`)."""
+    high = now_ms + after_max_ms if after_max_ms is not None else None
+    low = now_ms - before_max_ms if before_max_ms is not None else None
     buf = records_section(batch, h, MAX_DECOMPRESSED_BATCH_BYTES)
     prefixes = record_prefixes(buf, h.record_count)
     errors: list[tuple[int, str]] = []

@@ -139,3 +139,26 @@ def test_a_rewritten_batch_above_max_message_bytes_is_too_large() -> None:
     # Kafka's RecordTooLargeException: MESSAGE_TOO_LARGE, with no error message in the answer.
     assert (e.value.error_code, e.value.message) == (ErrorCode.MESSAGE_TOO_LARGE, None)
     assert len(recompress_for_topic(records, _config(compression_type="uncompressed"), None)) > 50_000
+
+
+def test_compacted_topic_keyless_and_late_records_answer_invalid_timestamp() -> None:
+    from kbroker.replica.record_validation import timestamp_errors, validate_client_batches
+
+    def errors(batch: memoryview, h: object) -> list[tuple[int, str]]:
+        return timestamp_errors(batch, h, NOW, None, HOUR, False)  # type: ignore[arg-type]
+
+    # Record 0 has no key and is late too (Kafka reports its key only), record 2 is late.
+    records = build_batch([NewRecord(None, b"a", (), NOW + 2 * HOUR), NewRecord(b"k", b"b", (), NOW),
+                           NewRecord(b"k", b"c", (), NOW + 3 * HOUR)])
+    with pytest.raises(PartitionError) as e:
+        validate_client_batches("t", 0, records, max_message_bytes=1 << 20, compacted=True, timestamp_errors=errors)
+    assert e.value.error_code == ErrorCode.INVALID_TIMESTAMP
+    assert [i for i, _ in e.value.record_errors] == [0, 2]
+    assert e.value.record_errors[0][1].startswith("Compacted topic cannot accept message without key")
+    assert e.value.record_errors[1][1].startswith(f"Timestamp {NOW + 3 * HOUR} of message with offset 2")
+    # Keyless records alone stay INVALID_RECORD.
+    only_keyless = build_batch([NewRecord(None, b"a", (), NOW + 2 * HOUR), NewRecord(b"k", b"b", (), NOW)])
+    with pytest.raises(PartitionError) as e:
+        validate_client_batches("t", 0, only_keyless, max_message_bytes=1 << 20, compacted=True,
+                                timestamp_errors=errors)
+    assert e.value.error_code == ErrorCode.INVALID_RECORD
