@@ -300,8 +300,9 @@ class ReplicaManager:
             before, after = config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms
             validate_client_batches(
                 tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes, compacted=config.compact,
-                timestamp_errors=lambda batch, h: timestamp_errors(batch, h, now, before, after,
-                                                                   config.log_append_time))
+                # Only a compacted topic's keyless records need them (to answer as Kafka does).
+                timestamp_errors=(lambda batch, h: timestamp_errors(batch, h, now, before, after, config.log_append_time))
+                if config.compact else None)
             check_timestamps(records, now, before, after, log_append_time=config.log_append_time)
         if config.compression_type != "producer":
             # The only step a topic's compression.type adds; "producer" (the default) skips it,

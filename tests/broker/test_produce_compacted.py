@@ -56,3 +56,16 @@ def test_keyless_refusal_text_is_kafkas(kafka_broker: BrokerThread, wire: WireCl
     assert r.error_code == 87 and r.record_errors[0].batch_index_error_message == reason
     assert r.error_message == ("One or more records have been rejected due to 1 record errors in total, and only "
                                f"showing the first three errors at most: [RecordError(batchIndex=0, message='{reason}')]")
+
+
+def test_keyless_and_late_records_answer_invalid_timestamp(kafka_broker: BrokerThread, wire: WireClient) -> None:
+    import time
+
+    from kbroker.records.builder import NewRecord, build_batch
+
+    create_topic(kafka_broker, "late", configs={"cleanup.policy": "compact"})
+    later = int(time.time() * 1000) + 3 * 3_600_000
+    r = produce_one(wire, "late", 0, build_batch([NewRecord(None, b"a", (), later), NewRecord(b"k", b"b", (), None),
+                                                  NewRecord(b"k", b"c", (), later)]))
+    assert (r.error_code, r.error_message) == (32, "One or more records have been rejected due to invalid timestamp")
+    assert [e.batch_index for e in r.record_errors] == [0, 2]
