@@ -59,10 +59,20 @@ class DecompressionLimitError(CompressionError):
 GZIP_DEFAULT_LEVEL, LZ4_DEFAULT_LEVEL, ZSTD_DEFAULT_LEVEL = -1, 9, 3
 
 
+_JAVA_GZIP_XFL_OS = b"\x00\xff"
+
+
 def gzip_compress(data: Buffer, level: int = GZIP_DEFAULT_LEVEL) -> bytes:
-    """One gzip member (``wbits=31``) at zlib ``level`` (1-9; -1 is zlib's default, 6)."""
+    """One gzip member (``wbits=31``) at zlib ``level`` (1-9; -1 is zlib's default, 6).
+
+    The header's extra-flags and OS bytes are Java's (0 and 255, "unknown"), so the output
+    is byte for byte what Kafka's gzip writer produces.
+    """
     c = zlib.compressobj(level, zlib.DEFLATED, 31)
-    return c.compress(data) + c.flush()
+    out = bytearray(c.compress(data))
+    out += c.flush()
+    out[8:10] = _JAVA_GZIP_XFL_OS
+    return bytes(out)
 
 
 def gzip_decompress(data: Buffer) -> bytes:
@@ -182,9 +192,13 @@ def lz4_decompress(data: Buffer) -> bytes:
 def zstd_compress(data: Buffer, level: int = ZSTD_DEFAULT_LEVEL) -> bytes:
     """One zstd frame at ``level`` (-131072 to 22, Kafka's default 3; negative levels are the fast ones).
 
-    Without the content size in the frame header, as Kafka's streaming zstd writer leaves it out.
+    Written as a stream, as Kafka's zstd writer does: no content size in the frame header,
+    the window of a stream, the data flushed as a block and then an empty last block; the
+    output is byte for byte Kafka's.
     """
-    return zstandard.ZstdCompressor(level=level, write_content_size=False).compress(data)
+    stream = zstandard.ZstdCompressor(level=level, write_content_size=False).compressobj()
+    return (stream.compress(data) + stream.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            + stream.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
 
 
 def zstd_decompress(data: Buffer) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import struct
 from random import Random
@@ -173,3 +174,25 @@ def test_records_that_do_not_fill_the_batch_are_refused() -> None:
     with pytest.raises(BatchError) as e:
         recompress_batch(batch, h._replace(record_count=2), COMPRESSION_ZSTD, limit=LIMIT)
     assert e.value.error_code == INVALID_RECORD
+
+
+# SHA-256 of the compressed records Apache Kafka 4.1.1 stored when the batch below was produced
+# uncompressed to a topic with each compression.type / level (its payload after the 61-byte header).
+KAFKA_4_1_1_PAYLOADS = {
+    (COMPRESSION_LZ4, 9): "6fc8b0eb1abf6192eaa5ccd9f06bcc60c1eff93c2c82b7a232943546b86b693e",
+    (COMPRESSION_LZ4, 1): "734b27c26abc102766fcc434ec809c2dba7a9d56e2c2cdf6b2099efc64430e3d",
+    (COMPRESSION_LZ4, 17): "82b9b7dac504fd0f90b0b3108ebe29f3958babd9eaad1df0d3331cce4eabb49c",
+    (COMPRESSION_ZSTD, 3): "cc959345cfc0e50ad25f58a343a6b71c33302305f8f4a4fa343c2a39e4a1de68",
+    (COMPRESSION_ZSTD, 19): "67a406deadb8e0b5ba83d281c4f993666fafa99f2254fc1fb05f9f957eb033e8",
+    (COMPRESSION_GZIP, 9): "f2fbf2741f88288ef1837824f354754a203d887f6b19466609bee8d3a9e63ec0",
+    (COMPRESSION_SNAPPY, None): "821cefeff936e33908aebe53778ca85c3a696105f777ead81defa825caaaca0a",
+}
+
+
+@pytest.mark.parametrize(("codec", "level"), list(KAFKA_4_1_1_PAYLOADS))
+def test_rewritten_payload_is_byte_for_byte_kafkas(codec: int, level: int | None) -> None:
+    payload = b"".join(b"record %d of a fairly repetitive payload; " % (i % 97) for i in range(3000))
+    batch = build_batch([NewRecord(b"k", payload, (), 1_795_000_000_000),
+                         NewRecord(None, b"x" * 70000, (), 1_795_000_000_001)])
+    out = recompress_batch(batch, parse_header(batch), codec, level=level, limit=LIMIT)
+    assert hashlib.sha256(out[HEADER_SIZE:]).hexdigest() == KAFKA_4_1_1_PAYLOADS[(codec, level)]
