@@ -375,10 +375,14 @@ def test_topic_configs_known() -> None:
         "max.message.bytes", "message.timestamp.type", "index.interval.bytes", "segment.index.bytes",
         "flush.messages", "flush.ms", "min.insync.replicas", "compression.type", "delete.retention.ms",
         "min.compaction.lag.ms", "max.compaction.lag.ms", "min.cleanable.dirty.ratio",
-        "unclean.leader.election.enable", "message.timestamp.difference.max.ms", "preallocate",
+        "unclean.leader.election.enable", "message.timestamp.after.max.ms", "preallocate",
         "file.delete.delay.ms", "local.retention.ms",
     ):  # fmt: skip
         assert name in TOPIC_CONFIGS
+    # Removed in Kafka 4.0 (KIP-937's deprecation), with its broker synonym.
+    assert "message.timestamp.difference.max.ms" not in TOPIC_CONFIGS
+    assert "log.message.timestamp.difference.max.ms" not in BROKER_CONFIGS
+    assert TOPIC_CONFIGS["message.timestamp.after.max.ms"].default == 3_600_000
     for definition in TOPIC_CONFIGS.values():
         for key, _ in definition.synonyms:
             assert key in BROKER_CONFIGS
@@ -549,3 +553,14 @@ def test_node_id_and_broker_id_are_described_alike() -> None:
         "node.id": ("4", ConfigSource.STATIC_BROKER_CONFIG), "broker.id": ("4", ConfigSource.STATIC_BROKER_CONFIG)}
     assert described(BrokerConfig({})) == {
         "node.id": ("1", ConfigSource.DEFAULT_CONFIG), "broker.id": (None, ConfigSource.DEFAULT_CONFIG)}
+
+
+def test_doubles_render_as_java_writes_them() -> None:
+    # Kafka's DescribeConfigs shows Double.toString: log.cleaner.io.max.bytes.per.second is Double.MAX_VALUE.
+    from kbroker.config.types import java_double
+
+    cases = {1.7976931348623157e308: "1.7976931348623157E308", 0.5: "0.5", 1.0: "1.0", 1e-4: "1.0E-4",
+             12345678.0: "1.2345678E7", 1e7: "1.0E7", 9999999.5: "9999999.5", 0.001: "0.001", -2.5e10: "-2.5E10",
+             0.0: "0.0", 5e-5: "5.0E-5"}
+    assert {v: java_double(v) for v in cases} == cases
+    assert BROKER_CONFIGS["log.cleaner.io.max.bytes.per.second"].default_str == "1.7976931348623157E308"

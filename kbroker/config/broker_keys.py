@@ -98,9 +98,8 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("log.cleaner.io.max.bytes.per.second", DOUBLE, 1.7976931348623157e308, "Cleaner I/O (read plus write) limit, in bytes per second.", (), CW),
     # --- record format
     ConfigDef("log.message.timestamp.type", STR, "CreateTime", "CreateTime or LogAppendTime (topic: message.timestamp.type).", (one_of(*TIMESTAMP_TYPES),), CW),
-    ConfigDef("log.message.timestamp.difference.max.ms", LONG, LONG_MAX, "Deprecated: allowed distance of a CreateTime timestamp from broker time (topic: message.timestamp.difference.max.ms).", (at_least(0),), CW),
     ConfigDef("log.message.timestamp.before.max.ms", LONG, LONG_MAX, "How far a CreateTime timestamp may lie in the past (topic: message.timestamp.before.max.ms).", (at_least(0),), CW),
-    ConfigDef("log.message.timestamp.after.max.ms", LONG, LONG_MAX, "How far a CreateTime timestamp may lie in the future (topic: message.timestamp.after.max.ms).", (at_least(0),), CW),
+    ConfigDef("log.message.timestamp.after.max.ms", LONG, 3600000, "How far a CreateTime timestamp may lie in the future (topic: message.timestamp.after.max.ms).", (at_least(0),), CW),
     ConfigDef("compression.type", STR, "producer", "Compression of stored batches; producer keeps the producer's (topic: compression.type).", (one_of(*COMPRESSION_TYPES),), CW),
     ConfigDef("compression.gzip.level", INT, -1, "gzip level when compression.type is gzip; -1 is the codec default.", (between(1, 9, -1),), CW),
     ConfigDef("compression.lz4.level", INT, 9, "lz4 level when compression.type is lz4.", (between(1, 17),), CW),

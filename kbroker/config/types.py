@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -151,7 +152,32 @@ def render_typed(type_: ConfigType, value: Any) -> str | None:
         return "true" if value else "false"
     if type_ is ConfigType.LIST:
         return ",".join(str(v) for v in value)
+    if type_ is ConfigType.DOUBLE:
+        return java_double(float(value))
     return str(value)
+
+
+def java_double(value: float) -> str:
+    """``value`` as Java's ``Double.toString`` writes it (how Kafka renders DOUBLE configs).
+
+    Plain decimals from 10^-3 up to 10^7 (``0.5``, ``100.0``), otherwise ``d.dddE<exp>``
+    (``1.7976931348623157E308``, ``1.0E-4``); the digits are the shortest that round-trip.
+    """
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    sign = "-" if repr(value).startswith("-") else ""
+    if value == 0:
+        return sign + "0.0"
+    exact = Decimal(repr(abs(value)))  # the shortest digits that round-trip
+    if 1e-3 <= abs(value) < 1e7:
+        text = format(exact, "f")
+        return sign + (text if "." in text else text + ".0")
+    _, digits, exponent = exact.normalize().as_tuple()
+    assert isinstance(exponent, int)
+    shown = "".join(map(str, digits))
+    return f"{sign}{shown[0]}.{shown[1:] or '0'}E{len(shown) - 1 + exponent}"
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,10 @@ class LogConfig:
     flush_interval_ms: int | None = None
     max_message_bytes: int = 1048588
     message_timestamp_type: TimestampType = "CreateTime"
-    #: How far a CreateTime timestamp may lie before / after broker time (None: unbounded).
+    #: How far a CreateTime timestamp may lie before / after broker time (None: unbounded);
+    #: Kafka 4 bounds the future to an hour by default.
     message_timestamp_before_max_ms: int | None = None
-    message_timestamp_after_max_ms: int | None = None
+    message_timestamp_after_max_ms: int | None = 3_600_000
     retention_ms: int | None = 7 * DAY_MS
     retention_bytes: int | None = None
     cleanup_policy: str = "delete"
@@ -126,18 +127,10 @@ class LogConfig:
     def with_overrides(self, props: Mapping[str, str]) -> LogConfig:
         """This config with Kafka topic-config overrides applied (unknown keys are ignored)."""
         changes: dict[str, object] = {}
-        difference = props.get("message.timestamp.difference.max.ms")
-        if difference is not None and int(difference) < _LONG_MAX:
-            # Kafka's deprecated bound applies to whichever side keeps its default.
-            for key in ("message.timestamp.before.max.ms", "message.timestamp.after.max.ms"):
-                if int(props.get(key, _LONG_MAX)) >= _LONG_MAX:
-                    changes[_OPTIONAL_INT_FIELDS[key]] = int(difference)
         for key, value in props.items():
             if key in _INT_FIELDS:
                 changes[_INT_FIELDS[key]] = int(value)
             elif key in _OPTIONAL_INT_FIELDS:
-                if _OPTIONAL_INT_FIELDS[key] in changes:
-                    continue  # set from message.timestamp.difference.max.ms above
                 n = int(value)
                 never = n < 0 if key.startswith("retention") else n >= _LONG_MAX
                 changes[_OPTIONAL_INT_FIELDS[key]] = None if never else n

@@ -22,7 +22,6 @@ LOG_CONFIG_KEYS = (
     "message.timestamp.type",
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
-    "message.timestamp.difference.max.ms",
     "retention.ms",
     "retention.bytes",
     "cleanup.policy",
@@ -46,8 +45,11 @@ def log_config_for(broker_config: BrokerConfig, topic_overrides: Mapping[str, st
     Raises ``kbroker.config.ConfigError`` for overrides that do not validate and
     ``ValueError`` for values LogConfig itself rejects.
     """
-    from kbroker.config import effective_topic_config
+    from kbroker.config import TOPIC_CONFIGS, effective_topic_config
 
+    # A stored override of a key this release no longer has (Kafka 4 removed
+    # message.timestamp.difference.max.ms) is ignored, as Kafka's LogConfig ignores it.
+    topic_overrides = {k: v for k, v in topic_overrides.items() if k in TOPIC_CONFIGS}
     # effective_topic_config resolves the synonym chains (e.g. retention.ms <-
     # log.retention.ms / .minutes / .hours) so the mapping here stays one-to-one.
     effective = effective_topic_config(broker_config, topic_overrides)

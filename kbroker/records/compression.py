@@ -1,7 +1,8 @@
 """Record batch compression codecs, by Kafka attribute id (0-4).
 
 Output matches what the Java client writes: gzip members, xerial-framed snappy
-(32 KiB blocks), LZ4 frames with independent 64 KiB blocks, zstd frames.
+(32 KiB blocks), LZ4 frames with independent 64 KiB blocks (Kafka's own framing),
+zstd frames; gzip, LZ4 and zstd take Kafka's levels (KIP-390).
 Decompression is lenient the way Kafka's readers are: snappy may be raw, xerial
 or framed; gzip/LZ4/zstd may be several concatenated frames; zstd frames need
 not carry their content size.
@@ -14,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 
 import cramjam
+import lz4.block
 import lz4.frame
 import zstandard
 
@@ -52,10 +54,25 @@ class DecompressionLimitError(CompressionError):
     """Decompressing would produce more than the caller's limit."""
 
 
-def gzip_compress(data: Buffer, level: int = 6) -> bytes:
-    """One gzip member (``wbits=31``) at zlib ``level``; Kafka's default level is 6."""
+#: Kafka's default levels (``CompressionType.defaultLevel``): gzip -1 is zlib's own default (6);
+#: lz4 9 selects the fast compressor, any other level the high-compression one at that level.
+GZIP_DEFAULT_LEVEL, LZ4_DEFAULT_LEVEL, ZSTD_DEFAULT_LEVEL = -1, 9, 3
+
+
+_JAVA_GZIP_XFL_OS = b"\x00\xff"
+
+
+def gzip_compress(data: Buffer, level: int = GZIP_DEFAULT_LEVEL) -> bytes:
+    """One gzip member (``wbits=31``) at zlib ``level`` (1-9; -1 is zlib's default, 6).
+
+    The header's extra-flags and OS bytes are Java's (0 and 255, "unknown"), so the output
+    is byte for byte what Kafka's gzip writer produces.
+    """
     c = zlib.compressobj(level, zlib.DEFLATED, 31)
-    return c.compress(data) + c.flush()
+    out = bytearray(c.compress(data))
+    out += c.flush()
+    out[8:10] = _JAVA_GZIP_XFL_OS
+    return bytes(out)
 
 
 def gzip_decompress(data: Buffer) -> bytes:
@@ -119,11 +136,39 @@ def snappy_decompress(data: Buffer) -> bytes:
         raise CompressionError(f"bad snappy data: {e}") from None
 
 
-def lz4_compress(data: Buffer) -> bytes:
-    """An LZ4 frame with independent 64 KiB blocks (Kafka's reader rejects linked blocks)."""
-    return lz4.frame.compress(
-        data, block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False, store_size=False
-    )
+# Kafka's LZ4 frame header (Lz4BlockOutputStream): magic, FLG (version 1, independent blocks,
+# no checksums, no content size), BD (64 KiB blocks) and the descriptor checksum byte.
+_LZ4_FRAME_HEADER = lz4.frame.compress(b"", block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False,
+                                       store_size=False)[:7]
+_LZ4_BLOCK = 64 * 1024
+_LZ4_UNCOMPRESSED_BLOCK = 0x80000000
+_LE32 = struct.Struct("<I")
+
+
+def lz4_compress(data: Buffer, level: int = LZ4_DEFAULT_LEVEL) -> bytes:
+    """An LZ4 frame of independent 64 KiB blocks, as Kafka's ``Lz4BlockOutputStream`` writes it.
+
+    Level 9 (Kafka's default) uses LZ4's fast compressor, any other level (1-17) the
+    high-compression one at that level (KIP-390). A block that does not shrink is stored
+    uncompressed; the frame ends with an empty block and carries no checksums (Kafka's
+    reader rejects linked blocks and needs none).
+    """
+    mv = memoryview(data)
+    parts = [_LZ4_FRAME_HEADER]
+    for i in range(0, len(mv), _LZ4_BLOCK):
+        block = mv[i : i + _LZ4_BLOCK]
+        if level == LZ4_DEFAULT_LEVEL:
+            packed = lz4.block.compress(block, mode="default", store_size=False)
+        else:
+            packed = lz4.block.compress(block, mode="high_compression", compression=level, store_size=False)
+        if len(packed) >= len(block):
+            parts.append(_LE32.pack(len(block) | _LZ4_UNCOMPRESSED_BLOCK))
+            parts.append(bytes(block))
+        else:
+            parts.append(_LE32.pack(len(packed)))
+            parts.append(packed)
+    parts.append(_LE32.pack(0))  # end mark
+    return b"".join(parts)
 
 
 def lz4_decompress(data: Buffer) -> bytes:
@@ -144,9 +189,16 @@ def lz4_decompress(data: Buffer) -> bytes:
     return b"".join(out)
 
 
-def zstd_compress(data: Buffer, level: int = 3) -> bytes:
-    """One zstd frame at ``level`` (Kafka's default is 3)."""
-    return zstandard.ZstdCompressor(level=level).compress(data)
+def zstd_compress(data: Buffer, level: int = ZSTD_DEFAULT_LEVEL) -> bytes:
+    """One zstd frame at ``level`` (-131072 to 22, Kafka's default 3; negative levels are the fast ones).
+
+    Written as a stream, as Kafka's zstd writer does: no content size in the frame header,
+    the window of a stream, the data flushed as a block and then an empty last block; the
+    output is byte for byte Kafka's.
+    """
+    stream = zstandard.ZstdCompressor(level=level, write_content_size=False).compressobj()
+    return (stream.compress(data) + stream.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            + stream.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
 
 
 def zstd_decompress(data: Buffer) -> bytes:
@@ -168,18 +220,22 @@ def zstd_decompress(data: Buffer) -> bytes:
     return b"".join(out)
 
 
-def compress(codec: int, data: Buffer) -> bytes:
-    """Compress ``data`` with the codec whose attribute id is ``codec`` (0 returns a copy)."""
+def compress(codec: int, data: Buffer, level: int | None = None) -> bytes:
+    """Compress ``data`` with the codec whose attribute id is ``codec`` (0 returns a copy).
+
+    ``level`` is the codec's level in Kafka's terms (``compression.<codec>.level``); None
+    means Kafka's default. Snappy has no levels.
+    """
     if codec == COMPRESSION_NONE:
         return bytes(data)
     if codec == COMPRESSION_GZIP:
-        return gzip_compress(data)
+        return gzip_compress(data, GZIP_DEFAULT_LEVEL if level is None else level)
     if codec == COMPRESSION_SNAPPY:
         return snappy_compress(data)
     if codec == COMPRESSION_LZ4:
-        return lz4_compress(data)
+        return lz4_compress(data, LZ4_DEFAULT_LEVEL if level is None else level)
     if codec == COMPRESSION_ZSTD:
-        return zstd_compress(data)
+        return zstd_compress(data, ZSTD_DEFAULT_LEVEL if level is None else level)
     raise CompressionError(f"unknown compression codec {codec}")
 
 

@@ -32,7 +32,12 @@ from kbroker.records.batch import HEADER_SIZE, BatchError, peek_size
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
 from kbroker.replica.notifier import PartitionNotifier
-from kbroker.replica.record_validation import check_timestamps, validate_client_batches
+from kbroker.replica.record_validation import (
+    check_timestamps,
+    recompress_for_topic,
+    timestamp_errors,
+    validate_client_batches,
+)
 from kbroker.replica.types import (
     CONSUMER_REPLICA_ID,
     EARLIEST_LOCAL_TIMESTAMP,
@@ -291,12 +296,18 @@ class ReplicaManager:
         _check_single_batch(records)
         assert records is not None
         if not internal:
-            validate_client_batches(tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes,
-                                    compacted=config.compact)
-            if not config.log_append_time and (config.message_timestamp_before_max_ms is not None
-                                               or config.message_timestamp_after_max_ms is not None):
-                check_timestamps(records, self._clock.time_ms(), config.message_timestamp_before_max_ms,
-                                 config.message_timestamp_after_max_ms)
+            now = self._clock.time_ms()
+            before, after = config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms
+            validate_client_batches(
+                tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes, compacted=config.compact,
+                # Only a compacted topic's keyless records need them (to answer as Kafka does).
+                timestamp_errors=(lambda batch, h: timestamp_errors(batch, h, now, before, after, config.log_append_time))
+                if config.compact else None)
+            check_timestamps(records, now, before, after, log_append_time=config.log_append_time)
+        if config.compression_type != "producer":
+            # The only step a topic's compression.type adds; "producer" (the default) skips it,
+            # so the usual append path neither decompresses nor copies anything more.
+            records = recompress_for_topic(records, config, self._clock.time_ms() if config.log_append_time else None)
         # Idle producer ids expire lazily here rather than from a timer task.
         plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
         result = plog.append(records, leader_epoch=info.leader_epoch, origin=_COORDINATOR if internal else _CLIENT)

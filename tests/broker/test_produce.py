@@ -193,14 +193,19 @@ def test_timestamp_bounds_refuse_create_times_out_of_range(kafka_broker: BrokerT
                         "epoch": KafkaError.INVALID_TIMESTAMP, "broker-time": 0}
 
 
-def test_deprecated_timestamp_difference_bounds_both_sides(kafka_broker: BrokerThread, wire: WireClient) -> None:
-    # As Kafka: message.timestamp.difference.max.ms stands in for before/after.max.ms left at their default.
-    create_topic(kafka_broker, "diff", configs={"message.timestamp.difference.max.ms": "60000"})
-    create_topic(kafka_broker, "after", configs={"message.timestamp.difference.max.ms": "60000",
-                                                 "message.timestamp.after.max.ms": "7200000"})
+def test_timestamps_default_to_an_hour_ahead_and_the_removed_difference_key_is_unknown(
+        kafka_broker: BrokerThread, wire: WireClient) -> None:
+    # Kafka 4: message.timestamp.after.max.ms defaults to one hour, and
+    # message.timestamp.difference.max.ms no longer exists.
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    fut = admin.create_topics([NewTopic("diff", 1, 1, config={"message.timestamp.difference.max.ms": "60000"})],
+                              validate_only=True)["diff"]
+    with pytest.raises(Exception, match="Unknown topic config name: message.timestamp.difference.max.ms"):
+        fut.result(10)
+    create_topic(kafka_broker, "plain")
     now = int(time.time() * 1000)
-    assert produce_one(wire, "diff", 0, batch([b"old"], timestamp=now - 3_600_000)).error_code == 32
-    assert produce_one(wire, "diff", 0, batch([b"new"], timestamp=now + 3_600_000)).error_code == 32
-    assert produce_one(wire, "diff", 0, batch([b"now"], timestamp=now)).error_code == 0
-    assert produce_one(wire, "after", 0, batch([b"new"], timestamp=now + 3_600_000)).error_code == 0
-    assert produce_one(wire, "after", 0, batch([b"old"], timestamp=now - 3_600_000)).error_code == 32
+    assert produce_one(wire, "plain", 0, batch([b"soon"], timestamp=now + 1_800_000)).error_code == 0
+    assert produce_one(wire, "plain", 0, batch([b"later"], timestamp=now + 7_200_000)).error_code == 32
+    assert produce_one(wire, "plain", 0, batch([b"old"], timestamp=1)).error_code == 0

@@ -47,3 +47,25 @@ def test_confluent_producer_sees_invalid_record(kafka_broker: BrokerThread, batc
         assert results.count(None) == 8
     else:  # one batch: the others fail with it, as librdkafka reports
         assert results.count(None) == 0
+
+
+def test_keyless_refusal_text_is_kafkas(kafka_broker: BrokerThread, wire: WireClient) -> None:
+    create_topic(kafka_broker, "texts", configs={"cleanup.policy": "compact"})
+    r = produce_one(wire, "texts", 0, batch([b"v"]))
+    reason = "Compacted topic cannot accept message without key in topic partition texts-0"
+    assert r.error_code == 87 and r.record_errors[0].batch_index_error_message == reason
+    assert r.error_message == ("One or more records have been rejected due to 1 record errors in total, and only "
+                               f"showing the first three errors at most: [RecordError(batchIndex=0, message='{reason}')]")
+
+
+def test_keyless_and_late_records_answer_invalid_timestamp(kafka_broker: BrokerThread, wire: WireClient) -> None:
+    import time
+
+    from kbroker.records.builder import NewRecord, build_batch
+
+    create_topic(kafka_broker, "late", configs={"cleanup.policy": "compact"})
+    later = int(time.time() * 1000) + 3 * 3_600_000
+    r = produce_one(wire, "late", 0, build_batch([NewRecord(None, b"a", (), later), NewRecord(b"k", b"b", (), None),
+                                                  NewRecord(b"k", b"c", (), later)]))
+    assert (r.error_code, r.error_message) == (32, "One or more records have been rejected due to invalid timestamp")
+    assert [e.batch_index for e in r.record_errors] == [0, 2]

@@ -385,8 +385,7 @@ def test_configs_broker_dynamic(sides: tuple[Side, Side]) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "topic config defaults of Kafka 4.x that kbroker lacks: message.timestamp.after.max.ms defaults to "
-    "3600000 (kbroker: Long.MAX), message.timestamp.difference.max.ms was removed, remote.log.copy.disable "
+    "topic configs of Kafka 4.x that kbroker lacks: remote.log.copy.disable "
     "and remote.log.delete.on.disable are missing, and Kafka's cluster-level min.insync.replicas=1 "
     "(DYNAMIC_DEFAULT_BROKER_CONFIG) is not there"))
 def test_configs_topic_all(sides: tuple[Side, Side]) -> None:

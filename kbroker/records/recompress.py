@@ -1,0 +1,161 @@
+"""Rewriting a batch into another codec, as Kafka's LogValidator does for a topic's ``compression.type``.
+
+Kafka (``LogValidator.buildRecordsAndAssignOffsets``) rebuilds such a batch with a
+``MemoryRecordsBuilder``: the records keep their keys, values, headers and timestamps,
+take offset deltas 0, 1, ... and timestamp deltas from the first record's timestamp, and
+lose their (unused) attributes; the batch keeps the producer id, epoch, base sequence and
+transactional flag. Its base timestamp is the first record's and its max timestamp the
+largest record's, or under LogAppendTime the append time (Kafka 4.1 keeps the first
+record's timestamp as the base of such a batch).
+
+Records are rewritten without decoding their keys, values or headers: only each record's
+prefix (length, attributes, timestamp delta, offset delta) is looked at, and when every
+prefix is already what Kafka's builder writes (the usual case) the records section is
+reused byte for byte. Compressed input is decompressed with the same cap as the
+validation of client batches.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from kbroker.records.batch import (
+    COMPRESSION_MASK,
+    CONTROL_BIT,
+    CORRUPT_MESSAGE,
+    CRC_START,
+    HEADER_SIZE,
+    INVALID_RECORD,
+    LOG_OVERHEAD,
+    TIMESTAMP_TYPE_BIT,
+    TRANSACTIONAL_BIT,
+    BatchError,
+    BatchHeader,
+    pack_header,
+)
+from kbroker.records.compression import CompressionError, DecompressionLimitError, compress, iter_decompress
+from kbroker.records.crc import crc32c
+from kbroker.records.varint import VarintError, decode_varint, decode_varlong, encode_varint, encode_varlong
+
+Buffer = bytes | bytearray | memoryview
+_CRC = struct.Struct(">I")
+
+
+class RecordPrefix(NamedTuple):
+    """The fixed-order fields at the start of one record, and where the rest of it lies."""
+
+    attributes: int
+    timestamp_delta: int
+    offset_delta: int
+    #: Start and end (in the records section) of the key, value and headers.
+    rest_start: int
+    end: int
+
+
+def records_section(batch: Buffer, header: BatchHeader, limit: int) -> bytes | memoryview:
+    """The records of the batch at the start of ``batch``, decompressed (at most ``limit`` bytes).
+
+    Raises BatchError: CORRUPT_MESSAGE for data the codec cannot read, INVALID_RECORD past ``limit``.
+    """
+    data = memoryview(batch)[HEADER_SIZE : header.size]
+    if not header.compression:
+        return data
+    try:
+        return b"".join(iter_decompress(header.compression, data, limit))
+    except DecompressionLimitError as e:
+        raise BatchError(f"record batch rejected: {e}", INVALID_RECORD) from None
+    except CompressionError as e:
+        raise BatchError(f"cannot decompress record batch: {e}", CORRUPT_MESSAGE) from None
+
+
+def record_prefixes(buf: Buffer, count: int) -> list[RecordPrefix]:
+    """The prefix of each of the ``count`` records in ``buf`` (a batch's records section).
+
+    Raises BatchError(INVALID_RECORD) if a record does not fit in ``buf`` or the records
+    do not fill it exactly.
+    """
+    out: list[RecordPrefix] = []
+    pos, end = 0, len(buf)
+    dv, dl = decode_varint, decode_varlong
+    try:
+        for index in range(count):
+            length, p = dv(buf, pos)
+            rec_end = p + length
+            if length < 6 or rec_end > end:
+                raise BatchError(f"Invalid record {index} in the batch: bad record size {length}", INVALID_RECORD)
+            attributes = buf[p]
+            ts_delta, p = dl(buf, p + 1)
+            offset_delta, p = dv(buf, p)
+            if p > rec_end:
+                raise BatchError(f"Invalid record {index} in the batch: record ends inside its prefix",
+                                 INVALID_RECORD)
+            out.append(RecordPrefix(attributes, ts_delta, offset_delta, p, rec_end))
+            pos = rec_end
+    except (VarintError, IndexError) as e:
+        raise BatchError(f"Invalid record {len(out)} in the batch: malformed record: {e}", INVALID_RECORD) from None
+    if pos != end:
+        raise BatchError(f"Incorrect declared batch size, {end - pos} bytes remaining after the declared "
+                         f"{count} records", INVALID_RECORD)
+    return out
+
+
+def record_timestamps(header: BatchHeader, prefixes: list[RecordPrefix]) -> list[int]:
+    """Each record's timestamp as Kafka reads it: the batch's max timestamp for every record of
+    a LogAppendTime batch, else the base timestamp plus the record's delta."""
+    if header.log_append_time:
+        return [header.max_timestamp] * len(prefixes)
+    base = header.base_timestamp
+    return [base + p.timestamp_delta for p in prefixes]
+
+
+def recompress_batch(batch: Buffer, header: BatchHeader, codec: int, *, level: int | None = None,
+                     log_append_time_ms: int | None = None, limit: int) -> bytes:
+    """The batch at the start of ``batch`` rebuilt as one batch compressed with ``codec``.
+
+    ``level`` is Kafka's level for the codec (None: its default). ``log_append_time_ms``
+    makes it a LogAppendTime batch with that max timestamp. The base offset and
+    partition leader epoch are copied (the log assigns both); the CRC is computed anew.
+    Raises BatchError for records that do not decompress or do not parse.
+    """
+    buf = records_section(batch, header, limit)
+    prefixes = record_prefixes(buf, header.record_count)
+    timestamps = record_timestamps(header, prefixes)
+    first_ts = timestamps[0] if timestamps else -1
+    max_ts = max(timestamps, default=-1)
+    # The records as Kafka's builder writes them: attributes 0, offset deltas 0.., timestamp
+    # deltas from the first record's timestamp. Most producers wrote exactly that already.
+    records: Buffer
+    if all(p.attributes == 0 and p.offset_delta == i and p.timestamp_delta == ts - first_ts
+           for i, (p, ts) in enumerate(zip(prefixes, timestamps, strict=True))):
+        records = buf
+    else:
+        out = bytearray()
+        for i, (p, ts) in enumerate(zip(prefixes, timestamps, strict=True)):
+            body = bytearray(b"\x00")
+            body += encode_varlong(ts - first_ts)
+            body += encode_varint(i)
+            body += buf[p.rest_start : p.end]
+            out += encode_varint(len(body))
+            out += body
+        records = out
+    payload = compress(codec, records, level) if codec else bytes(records)
+    attributes = codec | (header.attributes & (TRANSACTIONAL_BIT | CONTROL_BIT))
+    if log_append_time_ms is not None:
+        attributes |= TIMESTAMP_TYPE_BIT
+        max_ts = log_append_time_ms
+    if attributes & COMPRESSION_MASK != codec:
+        raise ValueError(f"unknown compression codec {codec}")
+    new = header._replace(
+        batch_length=HEADER_SIZE - LOG_OVERHEAD + len(payload),
+        crc=0,
+        attributes=attributes,
+        last_offset_delta=len(prefixes) - 1,
+        base_timestamp=first_ts,
+        max_timestamp=max_ts,
+        record_count=len(prefixes),
+    )
+    out_batch = bytearray(pack_header(new))
+    out_batch += payload
+    _CRC.pack_into(out_batch, CRC_START - _CRC.size, crc32c(memoryview(out_batch)[CRC_START:]))
+    return bytes(out_batch)
