@@ -35,6 +35,7 @@ class Broker:
         from kbroker.groups.storage import TopicOffsetsLog
         from kbroker.handlers.write_txn_markers import write_markers
         from kbroker.log import LogManager
+        from kbroker.log.cleaner.manager import CleanerConfig
         from kbroker.metadata.manager import MetadataManager
         from kbroker.replica.manager import ReplicaManager
         from kbroker.txn.coordinator import TransactionCoordinator
@@ -53,7 +54,10 @@ class Broker:
         check_log_dirs(self.log_dirs)
         #: Advertised (host, port) per listener name, known once the listeners are bound.
         self.endpoints: dict[str, tuple[str, int]] = {}
-        self.log_manager = LogManager(self.log_dirs, clock, self.default_log_config())
+        self.log_manager = LogManager(self.log_dirs, clock, self.default_log_config(),
+                                      cleaner_config=CleanerConfig.from_broker_config(config))
+        # Dynamic log.cleaner.* changes (and those stored by an earlier run) reach the cleaner.
+        self.configs.subscribe(lambda c: self.log_manager.reconfigure_cleaner(CleanerConfig.from_broker_config(c)))
         try:
             self.metadata = MetadataManager(self.configs, self.log_manager, self.log_dirs, node_id=self.node_id,
                                             endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap)

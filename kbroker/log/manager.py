@@ -30,6 +30,7 @@ from pathlib import Path
 from kbroker.clock import Clock
 from kbroker.fs import atomic_write, sync_filesystem
 from kbroker.log.background import LogBackground
+from kbroker.log.cleaner.manager import CleanerConfig, LogCleaner
 from kbroker.log.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
     LOG_START_OFFSET_CHECKPOINT_FILE,
@@ -90,6 +91,8 @@ class LogManager:
         *,
         config_for: Callable[[str], LogConfig] | None = None,
         checkpoint_interval_ms: int = DEFAULT_CHECKPOINT_INTERVAL_MS,
+        cleaner_config: CleanerConfig | None = None,
+        cleaner_in_process: bool = True,
     ) -> None:
         if not log_dirs:
             raise ValueError("at least one log dir is required")
@@ -126,6 +129,9 @@ class LogManager:
             raise
         if doomed:
             self._background.delete_dirs(doomed)
+        #: The log cleaner (compaction); its threads start with :meth:`start`.
+        self.cleaner = LogCleaner(self.log_dirs, logs=self.all_logs, log_dir_of=self.log_dir_of, clock=clock,
+                                  config=cleaner_config, run_in_process=cleaner_in_process)
         log.info("loaded %d logs from %d dirs in %.3fs", len(self._logs), len(self.log_dirs), time.monotonic() - started)
 
     # -- startup -------------------------------------------------------------------------
@@ -358,6 +364,17 @@ class LogManager:
 
     def _remove(self, tp: TopicPartition) -> tuple[Path, Path | None] | None:
         """Unregister, close and rename a log; ``(log dir, renamed dir or None)``."""
+        # As Kafka's asyncDelete: no cleaner pass may swap segments into a log being deleted.
+        self.cleaner.abort_and_pause(tp)
+        try:
+            removed = self._remove_log(tp)
+        finally:
+            self.cleaner.resume(tp)
+        if removed is not None:
+            self.cleaner.partition_removed(tp, removed[0])
+        return removed
+
+    def _remove_log(self, tp: TopicPartition) -> tuple[Path, Path | None] | None:
         with self._lock:
             plog = self._logs.pop(tp, None)
             log_dir = self._log_dir_of.pop(tp, None)
@@ -378,6 +395,35 @@ class LogManager:
             shutil.rmtree(plog.dir, ignore_errors=True)
             return log_dir, None
         return log_dir, doomed
+
+    def truncate_to(self, topic: str, partition: int, offset: int) -> None:
+        """Truncate a log to ``offset`` (replica truncation), pausing its cleaning around it
+        and lowering its cleaner checkpoint, as Kafka's ``LogManager.truncateTo``."""
+        tp = TopicPartition(topic, partition)
+        plog = self._logs.get(tp)
+        if plog is None or offset >= plog.log_end_offset:
+            return
+        pause = offset < plog.active_segment.base_offset
+        if pause:
+            self.cleaner.abort_and_pause(tp)
+        try:
+            plog.truncate_to(offset)
+            log_dir = self._log_dir_of.get(tp)
+            if pause and log_dir is not None:
+                self.cleaner.maybe_truncate_checkpoint(log_dir, tp, plog.active_segment.base_offset)
+        finally:
+            if pause:
+                self.cleaner.resume(tp)
+
+    # -- the log cleaner ----------------------------------------------------------------------
+    def run_cleaner(self) -> int:
+        """Clean every compacted log that is due now, on the calling thread; returns the
+        number of passes (for tests and tools: the cleaner threads do this on their own)."""
+        return self.cleaner.run_now()
+
+    def reconfigure_cleaner(self, config: CleanerConfig) -> None:
+        """Put new ``log.cleaner.*`` settings in force (a dynamic broker config change)."""
+        self.cleaner.reconfigure(config)
 
     # -- flushing and checkpoints --------------------------------------------------------
     def flush_all(self) -> None:
@@ -410,8 +456,9 @@ class LogManager:
     # -- background flushing and checkpointing --------------------------------------------
     def start(self) -> None:
         """Start the background thread now (the broker calls this at start-up), so the
-        periodic ``flush.ms`` flusher runs even before any log rolls."""
+        periodic ``flush.ms`` flusher runs even before any log rolls, and the log cleaner."""
         self._background.start()
+        self.cleaner.start()
 
     def _stop_background(self) -> None:
         self._background.stop()
@@ -428,6 +475,8 @@ class LogManager:
             self._closed = True
             logs = list(self._logs.values())
         try:
+            # First, so no cleaned segments are swapped into logs being closed.
+            self.cleaner.shutdown()
             self._stop_background()
             dirty = [plog for plog in logs if plog.needs_flush]
             if len(dirty) < _BATCH_SYNC_THRESHOLD:
