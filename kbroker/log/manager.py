@@ -30,7 +30,6 @@ from pathlib import Path
 from kbroker.clock import Clock
 from kbroker.fs import atomic_write, sync_filesystem
 from kbroker.log.background import LogBackground
-from kbroker.log.cleaner.manager import CleanerConfig, LogCleaner
 from kbroker.log.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
     LOG_START_OFFSET_CHECKPOINT_FILE,
@@ -40,6 +39,7 @@ from kbroker.log.checkpoint import (
     TopicPartition,
     read_log_dir_checkpoints,
 )
+from kbroker.log.cleaner.manager import CleanerConfig, LogCleaner
 from kbroker.log.config import LogConfig
 from kbroker.log.dirs import (
     DELETE_DIR_SUFFIX,

@@ -35,6 +35,7 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -166,7 +167,7 @@ def _segments_between(segments: list[LogSegment], start: int, end: int) -> list[
 def _non_active_from(segments: list[LogSegment], offset: int) -> list[LogSegment]:
     """Kafka's ``nonActiveLogSegmentsFrom``: segments from the one holding ``offset`` up to,
     not including, the active one."""
-    return _segments_between(segments[:-1], offset, segments[-1].base_offset)
+    return _segments_between(segments, offset, segments[-1].base_offset)
 
 
 def cleanable_offsets(plog: PartitionLog, checkpoint: int | None, now_ms: int) -> tuple[int, int, bool]:
@@ -526,7 +527,7 @@ class LogCleaner:
                         if self.is_aborted(tp):
                             future.cancel()
                             raise aborted(f"cleaning of {tp.topic}-{tp.partition} aborted") from None
-                    except concurrent.futures.process.BrokenProcessPool:
+                    except BrokenProcessPool:
                         self._discard_pool(pool)
                         raise
             if self.is_aborted(tp):
@@ -561,7 +562,7 @@ class LogCleaner:
             # fault (a worker killed by the OOM killer, a full disk) heals by itself.
             log.error("cleaning of %s failed (%s: %s); not cleaning it again for %d ms", plog.name,
                       type(e).__name__, e, self._uncleanable_backoff_ms, exc_info=not isinstance(
-                          e, concurrent.futures.process.BrokenProcessPool))
+                          e, BrokenProcessPool))
             with self._lock:
                 self._uncleanable[tp] = time.monotonic() + self._uncleanable_backoff_ms / 1000
         finally:
