@@ -115,6 +115,7 @@ _DEFS: tuple[ConfigDef, ...] = (
     # --- groups and offsets
     ConfigDef("offsets.topic.num.partitions", INT, 50, "Partitions of __consumer_offsets.", (at_least(1),), RO),
     ConfigDef("offsets.topic.replication.factor", SHORT, 1, "Replication factor of __consumer_offsets (Kafka's default is 3).", (at_least(1),), RO),
+    ConfigDef("offsets.topic.segment.bytes", INT, 104857600, "Segment size of __consumer_offsets, in bytes.", (at_least(1),), RO),
     ConfigDef("offsets.retention.minutes", INT, 10080, "How long committed offsets of an empty group are kept.", (at_least(1),), RO),
     ConfigDef("group.initial.rebalance.delay.ms", INT, 3000, "Delay before the first rebalance of a new group.", (at_least(0),), RO),
     ConfigDef("group.min.session.timeout.ms", INT, 6000, "Smallest session timeout a consumer may ask for.", (), RO),

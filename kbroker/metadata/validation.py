@@ -159,11 +159,13 @@ def internal_topic_shape(cfg: BrokerConfig, name: str) -> tuple[int, dict[str, s
     """Partition count and config overrides an internal topic is created with."""
     if name == CONSUMER_OFFSETS:
         return cfg.offsets_topic_num_partitions, {
-            "cleanup.policy": "compact", "compression.type": "producer", "segment.bytes": "104857600"}
+            "cleanup.policy": "compact", "compression.type": "producer",
+            "segment.bytes": str(cfg.get("offsets.topic.segment.bytes"))}
     if name == TRANSACTION_STATE:
         return int(cfg.get("transaction.state.log.num.partitions")), {
             "cleanup.policy": "compact", "compression.type": "uncompressed",
-            "segment.bytes": "104857600", "unclean.leader.election.enable": "false"}
+            "segment.bytes": str(cfg.get("transaction.state.log.segment.bytes")),
+            "unclean.leader.election.enable": "false"}
     return cfg.num_partitions, {}
 
 
