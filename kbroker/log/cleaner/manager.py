@@ -485,6 +485,8 @@ class LogCleaner:
 
     def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         with self._pool_lock:
+            if self._stopping:  # never a new pool (and workers) after shutdown took the old one
+                raise CleaningAbortedError("the log cleaner is shutting down")
             size = max(self.config.threads, 1)
             if self._pool is not None and self._pool_size != size:
                 # More or fewer threads: the old pool finishes its jobs and goes.
@@ -517,7 +519,10 @@ class LogCleaner:
             if not self.run_in_process:
                 result = job_fn(job)
             else:
-                pool = self._get_pool()
+                try:
+                    pool = self._get_pool()
+                except CleaningAbortedError as e:
+                    raise aborted(str(e)) from None
                 future = pool.submit(job_fn, job)
                 while True:
                     try:
