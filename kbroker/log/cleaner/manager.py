@@ -119,7 +119,9 @@ class CleanFn(Protocol):
     def __call__(self, plog: PartitionLog, *, first_dirty_offset: int, first_uncleanable_offset: int,
                  now_ms: int, dedupe_buffer_bytes: int, io_buffer_bytes: int,
                  io_max_bytes_per_second: float | None = None,
-                 run: Callable[[Any], Any] | None = None) -> CleanResultLike: ...
+                 run: Callable[[Any], Any] | None = None,
+                 aborted: Callable[[], bool] = ...,
+                 load_factor: float = ...) -> CleanResultLike: ...
 
 
 class CleaningAbortedError(Exception):
@@ -555,7 +557,8 @@ class LogCleaner:
                 plog, first_dirty_offset=ltc.first_dirty_offset, first_uncleanable_offset=ltc.first_uncleanable_offset,
                 now_ms=self._clock.time_ms(), dedupe_buffer_bytes=config.dedupe_buffer_per_thread(),
                 io_buffer_bytes=config.io_buffer_per_thread(),
-                io_max_bytes_per_second=config.io_rate_per_thread(), run=self._runner(tp))
+                io_max_bytes_per_second=config.io_rate_per_thread(), run=self._runner(tp),
+                aborted=lambda: self.is_aborted(tp), load_factor=config.io_buffer_load_factor)
             end_offset = result.end_offset
             plog.last_cleaning = result.summary
             _log_pass(thread_id, plog.name, ltc.first_dirty_offset, end_offset, result.summary)

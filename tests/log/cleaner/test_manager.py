@@ -63,9 +63,11 @@ class Recorder:
 
     def __call__(self, plog: PartitionLog, *, first_dirty_offset: int, first_uncleanable_offset: int,
                  now_ms: int, dedupe_buffer_bytes: int, io_buffer_bytes: int,
-                 io_max_bytes_per_second: float | None = None, run: Callable[[Any], Any] | None = None) -> Result:
+                 io_max_bytes_per_second: float | None = None, run: Callable[[Any], Any] | None = None,
+                 aborted: Callable[[], bool] = lambda: False, load_factor: float = 0.9) -> Result:
         self.calls.append((plog.name, first_dirty_offset, first_uncleanable_offset,
-                           {"dedupe": dedupe_buffer_bytes, "io": io_buffer_bytes, "rate": io_max_bytes_per_second}))
+                           {"dedupe": dedupe_buffer_bytes, "io": io_buffer_bytes, "rate": io_max_bytes_per_second,
+                            "load_factor": load_factor}))
         assert run is not None
         run(self.job)
         self.swapped.append(plog.name)
@@ -275,7 +277,7 @@ def test_a_pass_checkpoints_and_sets_last_cleaning(logs: Logs, caplog: pytest.Lo
     caplog.set_level("INFO", logger="kbroker.log.cleaner.manager")
     assert cleaner.run_now() == 1
     active = plog.active_segment.base_offset
-    assert rec.calls == [("t-0", 0, active, {"dedupe": 500, "io": 100, "rate": 5e5})]
+    assert rec.calls == [("t-0", 0, active, {"dedupe": 500, "io": 100, "rate": 5e5, "load_factor": 0.9})]
     assert logs.checkpoint() == {TopicPartition("t", 0): active}
     assert plog.last_cleaning is not None and plog.last_cleaning.cleaned_up_to == active
     line = next(r.getMessage() for r in caplog.records if "cleaned t-0" in r.getMessage())
