@@ -602,14 +602,13 @@ class LogCleaner:
                 self.done_cleaning(tp, None, None)
 
     def clean_filthiest(self, thread_id: int = 0,
-                        exclude: frozenset[TopicPartition] = frozenset()) -> LogToClean | None:
+                        exclude: frozenset[TopicPartition] = frozenset()) -> tuple[LogToClean | None, bool]:
         """One cleaner iteration: clean the filthiest log, then run retention on compacted
-        logs; returns the log cleaned, if any."""
+        logs; returns the log chosen (None: none was due) and whether its pass completed."""
         ltc = self.grab_filthiest(exclude)
-        if ltc is not None:
-            self.clean_one(ltc, thread_id)
+        cleaned = ltc is not None and self.clean_one(ltc, thread_id)
         self._delete_old_segments()
-        return ltc
+        return ltc, cleaned
 
     def run_now(self) -> int:
         """Clean every log due now, on the calling thread (passes while some log is due; a log
@@ -618,7 +617,7 @@ class LogCleaner:
         done: set[TopicPartition] = set()
         while not self._stopping:
             before = self.all_checkpoints()
-            ltc = self.clean_filthiest(exclude=frozenset(done))
+            ltc, _ = self.clean_filthiest(exclude=frozenset(done))
             if ltc is None:
                 return passes
             passes += 1
@@ -676,7 +675,9 @@ class LogCleaner:
         me = threading.current_thread()
         while not self._stopping and not getattr(me, "retired", False):
             try:
-                cleaned = self.clean_filthiest(thread_id) is not None
+                # An aborted or failed pass backs off too, so a log whose passes keep
+                # failing cannot keep a thread busy.
+                cleaned = self.clean_filthiest(thread_id)[1]
             except Exception:
                 log.exception("log cleaner thread %d failed a pass", thread_id)
                 cleaned = False
