@@ -406,10 +406,10 @@ class CleanedSegmentWriter:
         self.fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self.offset_index = OffsetIndex(
             swap.segment_file(directory, base_offset, INDEX_FILE_SUFFIX, swap.CLEANED_FILE_SUFFIX),
-            base_offset, segment_index_bytes, create=True, touch=False)
+            base_offset, segment_index_bytes, create=True, touch=True)
         self.time_index = TimeIndex(
             swap.segment_file(directory, base_offset, TIME_INDEX_FILE_SUFFIX, swap.CLEANED_FILE_SUFFIX),
-            base_offset, segment_index_bytes, create=True, touch=False)
+            base_offset, segment_index_bytes, create=True, touch=True)
         #: Aborted transactions whose ABORT marker stays in this segment.
         self.txn_entries: list[AbortedTxn] = []
         self.position = 0
@@ -455,14 +455,14 @@ class CleanedSegmentWriter:
         self._flush_pending()
         if self._max_ts != NO_TIMESTAMP and (self.position > self.index_interval_bytes or self.time_index.entries):
             self.time_index.maybe_append(self._max_ts, self._offset_of_max_ts, skip_full_check=True)
+        # Every index file is written, empty ones too: the swap's recovery relies on it.
         self.offset_index.flush(fsync=True)
         self.time_index.flush(fsync=True)
-        if self.txn_entries:
-            txn_path = swap.segment_file(self.dir, self.base_offset, TXN_INDEX_FILE_SUFFIX, swap.CLEANED_FILE_SUFFIX)
-            with open(txn_path, "wb") as f:
-                f.write(b"".join(_TXN_ENTRY.pack(0, *t) for t in self.txn_entries))
-                f.flush()
-                os.fsync(f.fileno())
+        txn_path = swap.segment_file(self.dir, self.base_offset, TXN_INDEX_FILE_SUFFIX, swap.CLEANED_FILE_SUFFIX)
+        with open(txn_path, "wb") as f:
+            f.write(b"".join(_TXN_ENTRY.pack(0, *t) for t in self.txn_entries))
+            f.flush()
+            os.fsync(f.fileno())
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
@@ -659,9 +659,11 @@ def clean_log(plog: PartitionLog, *, first_dirty_offset: int, first_uncleanable_
             pending.pop(0)
             if new:
                 swapped.append(group)
-    finally:
+    except Exception:
+        # (After a crash the loader removes them.)
         for group in pending:
             swap.remove_cleaned(directory, group.base_offset)
+        raise
     duration_ms = int((time.monotonic() - started) * 1000)
     summary = CleaningSummary(
         ended_ms=now_ms + duration_ms, duration_ms=duration_ms,

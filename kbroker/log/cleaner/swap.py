@@ -1,27 +1,31 @@
 """The crash-safe swap of cleaned segments into a log (Kafka's ``LocalLog.replaceSegments``)
 and its completion at load (Kafka's ``LogLoader`` swap recovery).
 
-A cleaned segment is written as ``<base>.log.cleaned`` with ``.index.cleaned``,
-``.timeindex.cleaned`` and ``.txnindex.cleaned`` (each index only if it has entries), all
+A cleaned segment is written as ``<base>.log.cleaned`` with all three index files
+(``.index.cleaned``, ``.timeindex.cleaned``, ``.txnindex.cleaned``, empty ones too), all
 fsynced. The swap then renames, in this order:
 
-1. ``.cleaned`` -> ``.swap``: the index files first, the ``.log`` last, so a ``.log.swap``
-   always has every one of its index files as ``.swap`` (or, from step 3 on, final);
+1. ``.cleaned`` -> ``.swap``: the index files first, the ``.log`` last. A ``.log.swap`` is
+   the commit point: from then on the new segment wins;
 2. (memory) the replaced segments leave the segment list;
 3. the replaced segments' files -> ``.deleted`` (removed after ``file.delete.delay.ms``);
-4. ``.swap`` -> final: the ``.log`` first, then the index files.
+4. ``.swap`` -> final: the index files first, the ``.log`` last (an empty ``.txnindex`` is
+   then removed: kbroker writes that file only when it has entries).
 
 A crash leaves one of these states, which :func:`recover_swaps` completes at load:
 
-- ``.cleaned`` files (step 1 not done): removed with the ``.cleaned`` leftovers; index
-  ``.swap`` files whose ``.log`` is still ``.cleaned`` are removed too. The old segments
-  are untouched.
-- a ``<base>.log.swap`` (steps 1-3): every final-named segment file (log and index) whose
-  base offset lies in ``[base, next offset of the swap segment)`` belongs to a replaced
-  segment and is removed, then the ``.swap`` files are renamed into place. The range is
-  Kafka's; a replaced segment past it (its data all cleaned away) is kept, which leaves
-  that uncleaned data in the log, never loses any.
-- index ``.swap`` files whose ``.log`` is final (step 4 cut short): renamed into place.
+- no ``.log.swap`` (step 1 cut short, or never started): index ``.swap`` files are removed,
+  ``.cleaned`` files go with the loader's other leftovers; the old segments are untouched.
+- a ``<base>.log.swap`` (steps 1-4): every final-named segment file whose base offset lies
+  in ``[base, next offset of the swap segment)`` belongs to a replaced segment and is
+  removed, except the new segment's own index files step 4 already renamed (those whose
+  ``.swap`` is gone: the new segment has every index file, so a final one without a
+  ``.swap`` beside it is the new one); then the ``.swap`` files are renamed into place.
+  The range is Kafka's: a replaced segment past it (all its data cleaned away) is kept,
+  which leaves that uncleaned data in the log, never loses any.
+
+Kafka instead deletes index ``.swap`` files and rebuilds the indexes; kbroker keeps them,
+as its transaction index is not rebuilt by a segment's recovery.
 """
 
 from __future__ import annotations
@@ -85,15 +89,26 @@ def cleaned_to_swap(directory: Path, base_offset: int) -> None:
 
 
 def swap_to_final(directory: Path, base_offset: int) -> None:
-    """Step 4: rename the ``.swap`` files to their final names, the ``.log`` first."""
-    for suffix in (LOG_FILE_SUFFIX, *INDEX_SUFFIXES):
+    """Step 4: rename the ``.swap`` files to their final names, the ``.log`` last; then drop
+    an empty ``.txnindex``."""
+    for suffix in SEGMENT_SUFFIXES:
         src = segment_file(directory, base_offset, suffix, SWAP_FILE_SUFFIX)
         if suffix == LOG_FILE_SUFFIX or src.exists():
             rename(src, segment_file(directory, base_offset, suffix))
+    _drop_empty_txn_index(directory, base_offset)
+
+
+def _drop_empty_txn_index(directory: Path, base_offset: int) -> None:
+    path = segment_file(directory, base_offset, TXN_INDEX_FILE_SUFFIX)
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def swap_back_to_cleaned(directory: Path, base_offset: int) -> None:
-    """Undo a step 1 cut short by an I/O error (best effort; a restart completes or drops it)."""
+    """Undo a step 1 cut short by an I/O error (best effort; a restart drops what is left)."""
     for suffix in SEGMENT_SUFFIXES:
         src = segment_file(directory, base_offset, suffix, SWAP_FILE_SUFFIX)
         if src.exists():
@@ -122,35 +137,32 @@ def next_offset_of_file(path: Path) -> int | None:
 def recover_swaps(directory: Path, names: set[str]) -> set[str]:
     """Complete swaps a crash interrupted (see the module doc); returns the directory's
     entries afterwards. Called by the loader before it drops ``.cleaned`` leftovers."""
-    swaps = [n for n in names if n.endswith(SWAP_FILE_SUFFIX)]
-    if not swaps:
-        return names
     parsed: list[tuple[int, str, str]] = []
-    for name in swaps:
+    for name in names:
         m = _SEGMENT_FILE_RE.match(name)
-        if m is None:
-            continue
-        parsed.append((int(m.group(1)), m.group(2), name))
-    log_swaps = sorted(base for base, suffix, _ in parsed if suffix == LOG_FILE_SUFFIX)
-    if log_swaps:
-        lo = log_swaps[0]
-        hi = lo
-        for base in log_swaps:
+        if m is not None and m.group(3) == SWAP_FILE_SUFFIX:
+            parsed.append((int(m.group(1)), m.group(2), name))
+    if not parsed:
+        return names
+    swapped = sorted(base for base, suffix, _ in parsed if suffix == LOG_FILE_SUFFIX)
+    for base, _, name in parsed:
+        if base not in swapped:
+            # Step 1 never reached the .log: the swap did not happen.
+            (directory / name).unlink(missing_ok=True)
+    if swapped:
+        lo, hi = swapped[0], swapped[0]
+        for base in swapped:
             end = next_offset_of_file(segment_file(directory, base, LOG_FILE_SUFFIX, SWAP_FILE_SUFFIX))
             hi = max(hi, base + 1 if end is None else end)
         for name in names:
             m = _SEGMENT_FILE_RE.match(name)
-            if m is not None and m.group(3) is None and lo <= int(m.group(1)) < hi:
-                log.info("deleting %s/%s: replaced by an interrupted swap of cleaned segments", directory.name, name)
-                (directory / name).unlink(missing_ok=True)
-    swapped = set(log_swaps)
-    for base, suffix, name in sorted(parsed, key=lambda t: (t[0], t[1] != LOG_FILE_SUFFIX)):
-        final = segment_file(directory, base, suffix)
-        if base in swapped or (segment_file(directory, base, LOG_FILE_SUFFIX).exists()
-                               and not segment_file(directory, base, LOG_FILE_SUFFIX, CLEANED_FILE_SUFFIX).exists()):
-            log.info("completing the swap of %s/%s", directory.name, name)
-            os.rename(directory / name, final)
-        elif suffix != LOG_FILE_SUFFIX:
-            # The .log is still .cleaned (step 1 cut short) or gone: the swap never happened.
+            if m is None or m.group(3) is not None or not lo <= int(m.group(1)) < hi:
+                continue
+            if int(m.group(1)) in swapped and m.group(2) != LOG_FILE_SUFFIX and name + SWAP_FILE_SUFFIX not in names:
+                continue  # the new segment's index, renamed by step 4 already
+            log.info("deleting %s/%s: replaced by an interrupted swap of cleaned segments", directory.name, name)
             (directory / name).unlink(missing_ok=True)
+        for base in swapped:
+            log.info("completing the swap of cleaned segment %d of %s", base, directory.name)
+            swap_to_final(directory, base)
     return set(os.listdir(directory))
