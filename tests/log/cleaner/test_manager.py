@@ -540,3 +540,30 @@ def test_abort_reaches_a_pass_running_in_a_worker(logs: Logs) -> None:
 def test_aborted_error_is_the_pass_error() -> None:
     # Without the cleaning module's own error the runner raises this one.
     assert issubclass(CleaningAbortedError, Exception)
+
+
+def test_retention_of_compacted_logs_runs_between_passes_while_they_are_marked(logs: Logs) -> None:
+    compacted = logs.open("c", dataclasses.replace(COMPACT, cleanup_policy="compact,delete"))
+    logs.open("plain", LogConfig(segment_bytes=400))
+    seen: list[tuple[str, str | None]] = []
+    cleaner = logs.cleaner(clean=Recorder())
+
+    def retention(plog: PartitionLog) -> int:
+        seen.append((plog.name, cleaner.state_of(TopicPartition(plog.topic, plog.partition))))
+        if plog.name == "c-0":
+            raise OSError("retention failed")  # logged; the others still get theirs
+        return 0
+
+    cleaner.delete_old_segments = retention
+    other = logs.open("d")
+    fill(compacted, 30)
+    ltc, cleaned = cleaner.clean_filthiest()  # c is cleaned, then retention runs for c and d (not plain)
+    assert ltc is not None and ltc.tp == TopicPartition("c", 0) and cleaned
+    assert sorted(seen) == [("c-0", "in-progress"), ("d-0", "in-progress")]
+    assert cleaner.state_of(TopicPartition("c", 0)) is None and cleaner.state_of(TopicPartition("d", 0)) is None
+    cleaner.abort_and_pause(TopicPartition("d", 0))
+    seen.clear()
+    cleaner.clean_filthiest()
+    assert seen == [("c-0", "in-progress")]  # a paused log is left alone
+    cleaner.resume(TopicPartition("d", 0))
+    assert other.log_end_offset == 0
