@@ -295,8 +295,9 @@ class LogCleaner:
         self._thread_seq = 0
         self._stopping = False
         self._started = False
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._pool_size = 0
+        #: One single-worker pool per thread running passes (keyed by thread id), so an
+        #: aborted pass can end its worker without touching another thread's.
+        self._pools: dict[int, concurrent.futures.ProcessPoolExecutor] = {}
         self._pool_lock = threading.Lock()
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -486,32 +487,38 @@ class LogCleaner:
         return CleaningAborted
 
     def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        """The calling thread's worker pool (one process), made on its first pass."""
+        key = threading.get_ident()
         with self._pool_lock:
-            if self._stopping:  # never a new pool (and workers) after shutdown took the old one
+            if self._stopping:  # never a new pool (and worker) after shutdown took the others
                 raise CleaningAbortedError("the log cleaner is shutting down")
-            size = max(self.config.threads, 1)
-            if self._pool is not None and self._pool_size != size:
-                # More or fewer threads: the old pool finishes its jobs and goes.
-                self._pool.shutdown(wait=False)
-                self._pool = None
-            if self._pool is None:
-                self._pool = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=size, mp_context=multiprocessing.get_context("forkserver"))
-                self._pool_size = size
-            return self._pool
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+            return pool
 
-    def _discard_pool(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
-        """A worker died: the pool is broken; the next pass makes a new one."""
+    def _drop_pool(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        """End a pool and its worker (broken by a dead worker, or running an aborted job);
+        the thread's next pass makes a new one."""
         with self._pool_lock:
-            if self._pool is pool:
-                self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
+            for key, p in list(self._pools.items()):
+                if p is pool:
+                    del self._pools[key]
+        _terminate_pool(pool)
 
-    def _runner(self, tp: TopicPartition) -> Callable[[Any], Any]:
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes running passes now."""
+        with self._pool_lock:
+            return [pid for pool in self._pools.values() for pid in getattr(pool, "_processes", {})]
+
+    def _runner(self, tp: TopicPartition, directory: Path) -> Callable[[Any], Any]:
         """The ``run`` given to a pass: runs its heavy job (in a worker process unless
         ``run_in_process`` is off) and raises the pass's abort error when the log is being
         deleted or truncated or the cleaner is stopping, then or once the job is done, so no
-        result is swapped in after an abort."""
+        result is swapped in after an abort. A worker running an aborted job is ended and
+        what it wrote (``.cleaned`` files in ``directory``) removed: a throttled pass over a
+        big log could otherwise hold the worker for hours."""
         aborted = self._aborted_error()
         job_fn = self._job_function()
 
@@ -532,10 +539,13 @@ class LogCleaner:
                         break
                     except concurrent.futures.TimeoutError:
                         if self.is_aborted(tp):
-                            future.cancel()
+                            self._drop_pool(pool)
+                            if not self._stopping:  # at shutdown the next load removes them
+                                _remove_cleaned_files(directory)
                             raise aborted(f"cleaning of {tp.topic}-{tp.partition} aborted") from None
                     except BrokenProcessPool:
-                        self._discard_pool(pool)
+                        self._drop_pool(pool)
+                        _remove_cleaned_files(directory)
                         raise
             if self.is_aborted(tp):
                 raise aborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
@@ -557,7 +567,7 @@ class LogCleaner:
                 plog, first_dirty_offset=ltc.first_dirty_offset, first_uncleanable_offset=ltc.first_uncleanable_offset,
                 now_ms=self._clock.time_ms(), dedupe_buffer_bytes=config.dedupe_buffer_per_thread(),
                 io_buffer_bytes=config.io_buffer_per_thread(),
-                io_max_bytes_per_second=config.io_rate_per_thread(), run=self._runner(tp),
+                io_max_bytes_per_second=config.io_rate_per_thread(), run=self._runner(tp, plog.dir),
                 aborted=lambda: self.is_aborted(tp), load_factor=config.io_buffer_load_factor)
             end_offset = result.end_offset
             plog.last_cleaning = result.summary
@@ -673,20 +683,27 @@ class LogCleaner:
 
     def _thread_main(self, thread_id: int) -> None:
         me = threading.current_thread()
-        while not self._stopping and not getattr(me, "retired", False):
-            try:
-                # An aborted or failed pass backs off too, so a log whose passes keep
-                # failing cannot keep a thread busy.
-                cleaned = self.clean_filthiest(thread_id)[1]
-            except Exception:
-                log.exception("log cleaner thread %d failed a pass", thread_id)
-                cleaned = False
-            if cleaned:
-                continue
-            with self._wake:
-                if not self._wake_requested and not self._stopping and not getattr(me, "retired", False):
-                    self._wake.wait(self.config.backoff_ms / 1000)
-                self._wake_requested = False
+        try:
+            while not self._stopping and not getattr(me, "retired", False):
+                try:
+                    # An aborted or failed pass backs off too, so a log whose passes keep
+                    # failing cannot keep a thread busy.
+                    cleaned = self.clean_filthiest(thread_id)[1]
+                except Exception:
+                    log.exception("log cleaner thread %d failed a pass", thread_id)
+                    cleaned = False
+                if cleaned:
+                    continue
+                with self._wake:
+                    if not self._wake_requested and not self._stopping and not getattr(me, "retired", False):
+                        self._wake.wait(self.config.backoff_ms / 1000)
+                    self._wake_requested = False
+        finally:
+            # A retired thread's idle worker goes with it (shutdown ends the others).
+            with self._pool_lock:
+                pool = self._pools.pop(threading.get_ident(), None)
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     def shutdown(self) -> None:
         """Stop the threads: running passes are aborted (their results discarded) and waited
@@ -704,8 +721,8 @@ class LogCleaner:
             if t.is_alive():
                 log.warning("log cleaner thread %s still running at shutdown; its pass is discarded", t.name)
         with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
             _terminate_pool(pool)
 
 
@@ -718,6 +735,16 @@ def _terminate_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
             p.terminate()
     for p in processes:
         p.join(1.0)
+
+
+def _remove_cleaned_files(directory: Path) -> None:
+    """Remove the ``.cleaned`` files a worker ended mid-pass left in a log's directory (no
+    other pass runs over that log: it is still marked in progress)."""
+    for path in directory.glob("*.cleaned"):
+        try:
+            path.unlink()
+        except OSError as e:
+            log.warning("cannot remove %s: %s", path, e)
 
 
 def _log_pass(thread_id: int, name: str, start: int, end: int, s: CleaningSummary) -> None:

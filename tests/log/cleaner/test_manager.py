@@ -433,7 +433,16 @@ def test_truncation_lowers_the_checkpoint(manager: LogManager) -> None:
 
 # -- threads and worker processes --------------------------------------------------------------
 
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+def _alive(pid: int) -> bool:
+    """Whether a worker process (a child of the forkserver, which reaps it) still runs."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -486,14 +495,14 @@ def test_shutdown_discards_a_long_pass_in_a_worker(logs: Logs) -> None:
     cleaner = logs.cleaner(clean=rec, run_in_process=True, job_fn=time.sleep,
                            config=CleanerConfig(threads=1, backoff_ms=10))
     cleaner.start()
-    wait_for(lambda: cleaner._pool is not None and bool(cleaner._pool._processes), timeout=30)
-    workers = list(cleaner._pool._processes.values())  # type: ignore[union-attr]
+    wait_for(lambda: cleaner.worker_pids(), timeout=30)
+    workers = cleaner.worker_pids()
     wait_for(lambda: cleaner.state_of(TopicPartition("t", 0)) == "in-progress")
     started = time.monotonic()
     cleaner.shutdown()
     assert time.monotonic() - started < 3
     assert rec.swapped == [] and logs.checkpoint() == {} and plog.last_cleaning is None
-    wait_for(lambda: not any(p.is_alive() for p in workers))
+    wait_for(lambda: not any(_alive(pid) for pid in workers))
 
 
 def test_a_dead_worker_fails_only_its_pass(logs: Logs, caplog: pytest.LogCaptureFixture) -> None:
@@ -526,10 +535,13 @@ def test_abort_reaches_a_pass_running_in_a_worker(logs: Logs) -> None:
     worker.start()
     try:
         tp = TopicPartition("t", 0)
-        wait_for(lambda: cleaner._pool is not None and bool(cleaner._pool._processes), timeout=30)
+        wait_for(lambda: cleaner.worker_pids(), timeout=30)
+        workers = cleaner.worker_pids()
         started = time.monotonic()
         cleaner.abort_and_pause(tp)
         assert time.monotonic() - started < 2
+        # The worker running the aborted job was ended with it.
+        wait_for(lambda: not any(_alive(pid) for pid in workers))
         assert cleaner.state_of(tp) == "paused(1)" and rec.swapped == []
         worker.join(5)
         assert not worker.is_alive()

@@ -104,7 +104,7 @@ def test_shutdown_during_a_real_pass_discards_it(open_manager: Callable[..., Log
     lm.start()
     lm.cleaner.wakeup()
     wait_for(lambda: lm.cleaner.state_of(TopicPartition("t", 0)) == "in-progress")
-    wait_for(lambda: lm.cleaner._pool is not None and lm.cleaner._pool._processes)
+    wait_for(lm.cleaner.worker_pids)
     time.sleep(0.5)  # the worker is well into the throttled pass
     started = time.monotonic()
     lm.shutdown()
@@ -127,9 +127,9 @@ def test_a_killed_worker_fails_one_pass_and_the_log_stays_usable(open_manager: C
     lm.cleaner._uncleanable_backoff_ms = 300
     cleaning = threading.Thread(target=lm.run_cleaner)
     cleaning.start()
-    wait_for(lambda: lm.cleaner._pool is not None and lm.cleaner._pool._processes)
+    wait_for(lm.cleaner.worker_pids)
     time.sleep(0.3)
-    for pid in list(lm.cleaner._pool._processes):  # type: ignore[union-attr]
+    for pid in lm.cleaner.worker_pids():
         os.kill(pid, signal.SIGKILL)  # the pool's worker, started by this test's cleaner
     cleaning.join(10)
     assert not cleaning.is_alive()
