@@ -345,9 +345,8 @@ def build_offset_map(job: CleanJob, omap: SkimpyOffsetMap, aborted: _AbortedInde
                 else:
                     _, recs = batch_records(chunk, pos, h, job.decompress_limit)
                     base = h.base_offset
-                    for rec in recs:
-                        key = rec.key
-                        offset = base + rec.offset_delta
+                    for _, _, _, offset_delta, key, _ in recs:
+                        offset = base + offset_delta
                         if key is not None and offset >= start:
                             if len(entries) < max_entries:
                                 entries[md5(key).digest()] = offset
@@ -413,7 +412,7 @@ class CleanedSegmentWriter:
         #: Aborted transactions whose ABORT marker stays in this segment.
         self.txn_entries: list[AbortedTxn] = []
         self.position = 0
-        self._pending: list[bytes | memoryview] = []
+        self._pending: list[bytes | bytearray | memoryview] = []
         self._pending_bytes = 0
         self._io_buffer = io_buffer_bytes
         self._throttler = throttler
