@@ -819,7 +819,9 @@ class PartitionLog:
                 self.delete_segments_async(live)
                 for base in bases:
                     swap.swap_to_final(self.dir, base)
-                new = [LogSegment.open(self.dir, base, **segment_kwargs(self.config)) for base in bases]
+                kw = segment_kwargs(self.config)
+                new = [LogSegment.open(self.dir, base, index_interval_bytes=kw["index_interval_bytes"],
+                                       segment_index_bytes=kw["segment_index_bytes"]) for base in bases]
                 fsync_dir(self.dir)
             except OSError as e:
                 # The files are mid-swap; the next load completes it (LogLoader's swap recovery).

@@ -98,6 +98,8 @@ class CleanJob:
     txn_indexes: tuple[tuple[int, str], ...]
     first_dirty_offset: int
     first_uncleanable_offset: int
+    #: The log start offset at the snapshot, for the record: as Kafka, cleaning covers the
+    #: segments from the first one, below the log start offset too.
     log_start_offset: int
     now_ms: int
     delete_retention_ms: int
@@ -105,7 +107,6 @@ class CleanJob:
     last_records: dict[int, tuple[int, int]]
     dedupe_buffer_bytes: int
     io_buffer_bytes: int
-    max_message_bytes: int
     index_interval_bytes: int
     segment_index_bytes: int
     segment_bytes: int
@@ -213,11 +214,12 @@ class _SourceFile:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def batches(self, start: int, io_buffer: int, max_buffer: int, throttler: Throttler,
+    def batches(self, start: int, io_buffer: int, throttler: Throttler,
                 check: Check) -> Iterator[tuple[bytes, int, BatchHeader]]:
         """``(chunk, position in chunk, header)`` of each batch from file position ``start``,
-        reading ``io_buffer`` bytes at a time (more for a larger batch, as Kafka grows its
-        buffers); stops at the segment's size."""
+        reading ``io_buffer`` bytes at a time (a larger batch whole, as Kafka grows its
+        buffers to the next batch's size); stops at the segment's size. Raises BatchError
+        for a batch that is not a magic-2 batch or runs past the segment."""
         end = self.ref.size
         pos = start
         while pos < end:
@@ -240,7 +242,7 @@ class _SourceFile:
                 if n < HEADER_SIZE:
                     raise BatchError(f"partial batch at position {pos} of {self.ref.log_path}", 2)
                 size = parse_header(chunk).size
-                if pos + size > end or size > max(max_buffer, io_buffer) * 4 + MAX_DECOMPRESSED_BATCH_BYTES:
+                if pos + size > end:
                     raise BatchError(f"batch of {size} bytes at position {pos} of {self.ref.log_path} "
                                      "runs past the segment", 2)
                 big = os.pread(self.fd, size, pos)
@@ -332,7 +334,7 @@ def build_offset_map(job: CleanJob, omap: SkimpyOffsetMap, aborted: _AbortedInde
         next_start = min(ref.next_base, end)
         with _SourceFile(ref) as src:
             for chunk, pos, h in src.batches(_index_start_position(ref, start), job.io_buffer_bytes,
-                                             job.max_message_bytes, throttler, check):
+                                             throttler, check):
                 if h.base_offset >= end:
                     break
                 out.map_bytes_read += h.size
@@ -345,9 +347,8 @@ def build_offset_map(job: CleanJob, omap: SkimpyOffsetMap, aborted: _AbortedInde
                 else:
                     _, recs = batch_records(chunk, pos, h, job.decompress_limit)
                     base = h.base_offset
-                    for rec in recs:
-                        key = rec.key
-                        offset = base + rec.offset_delta
+                    for _, _, _, offset_delta, key, _ in recs:
+                        offset = base + offset_delta
                         if key is not None and offset >= start:
                             if len(entries) < max_entries:
                                 entries[md5(key).digest()] = offset
@@ -413,7 +414,7 @@ class CleanedSegmentWriter:
         #: Aborted transactions whose ABORT marker stays in this segment.
         self.txn_entries: list[AbortedTxn] = []
         self.position = 0
-        self._pending: list[bytes | memoryview] = []
+        self._pending: list[bytes | bytearray | memoryview] = []
         self._pending_bytes = 0
         self._io_buffer = io_buffer_bytes
         self._throttler = throttler
@@ -495,7 +496,7 @@ def clean_group(job: CleanJob, group: Sequence[SegmentRef], omap: SkimpyOffsetMa
             upper = group[i + 1].base_offset if i + 1 < len(group) else ref.next_base
             txn.add_aborted_transactions(aborted.collect(ref.base_offset, upper))
             with _SourceFile(ref) as src:
-                for chunk, pos, h in src.batches(0, job.io_buffer_bytes, job.max_message_bytes, throttler, check):
+                for chunk, pos, h in src.batches(0, job.io_buffer_bytes, throttler, check):
                     out = flt.filter(chunk, pos, h)
                     if out is None:
                         continue
@@ -516,7 +517,9 @@ def run_clean_job(job: CleanJob, *, check: Check = _no_check,
     """Clean the log the job describes into ``.cleaned`` files (Kafka's ``doClean`` without
     the swaps). Pure: reads the job's files, writes ``.cleaned`` ones, touches no log object.
     ``check`` is called per I/O chunk and may raise to abort; ``throttle(bytes)`` too.
-    On any error the ``.cleaned`` files written are removed."""
+    Raises BatchError for a corrupt segment (Kafka then marks the log uncleanable), OSError
+    for I/O errors, SegmentGoneError when a segment file vanished; on any error the
+    ``.cleaned`` files written are removed."""
     started = time.monotonic()
     throttler = Throttler(job.io_max_bytes_per_second)
     if throttle is not None:
@@ -583,7 +586,7 @@ def make_clean_job(plog: PartitionLog, *, first_dirty_offset: int, first_unclean
         first_dirty_offset=first_dirty_offset, first_uncleanable_offset=first_uncleanable_offset,
         log_start_offset=snap.log_start_offset, now_ms=now_ms, delete_retention_ms=config.delete_retention_ms,
         last_records=dict(snap.last_records), dedupe_buffer_bytes=dedupe_buffer_bytes,
-        io_buffer_bytes=io_buffer_bytes, max_message_bytes=config.max_message_bytes,
+        io_buffer_bytes=io_buffer_bytes,
         index_interval_bytes=config.index_interval_bytes, segment_index_bytes=config.segment_index_bytes,
         segment_bytes=config.segment_bytes, load_factor=load_factor,
         io_max_bytes_per_second=io_max_bytes_per_second,
