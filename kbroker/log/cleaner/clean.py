@@ -639,8 +639,15 @@ def clean_log(plog: PartitionLog, *, first_dirty_offset: int, first_uncleanable_
 
     try:
         output = run_clean_job(job, check=check, throttle=throttle) if run is None else run(job)
+    except CleaningAborted:
+        raise
     except SegmentGoneError as e:
         raise CleaningAborted(f"cleaning of {plog.name} aborted: {e}") from e
+    except Exception as e:
+        # The log went away under the job (deleted, its directory removed): not an error.
+        if aborted() or plog.closed:
+            raise CleaningAborted(f"cleaning of {plog.name} aborted: {e}") from e
+        raise
     by_base = {seg.base_offset: seg for seg in covered}
     directory = Path(job.directory)
     swapped: list[CleanedGroup] = []

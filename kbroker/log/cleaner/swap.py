@@ -30,6 +30,7 @@ as its transaction index is not rebuilt by a segment's recovery.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -69,11 +70,6 @@ def segment_file(directory: Path, base_offset: int, suffix: str, extra: str = ""
     return directory / (filename_prefix_from_offset(base_offset) + suffix + extra)
 
 
-def cleaned_files(directory: Path, base_offset: int) -> list[Path]:
-    """The ``.cleaned`` files of the cleaned segment at ``base_offset`` that exist."""
-    return [p for s in SEGMENT_SUFFIXES if (p := segment_file(directory, base_offset, s, CLEANED_FILE_SUFFIX)).exists()]
-
-
 def remove_cleaned(directory: Path, base_offset: int) -> None:
     """Remove what a cleaning wrote for ``base_offset`` (an aborted or superseded pass)."""
     for suffix in SEGMENT_SUFFIXES:
@@ -100,18 +96,16 @@ def swap_to_final(directory: Path, base_offset: int) -> None:
 
 def _drop_empty_txn_index(directory: Path, base_offset: int) -> None:
     path = segment_file(directory, base_offset, TXN_INDEX_FILE_SUFFIX)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         if path.stat().st_size == 0:
             path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def swap_back_to_cleaned(directory: Path, base_offset: int) -> None:
     """Undo a step 1 cut short by an I/O error (best effort; a restart drops what is left)."""
     for suffix in SEGMENT_SUFFIXES:
         src = segment_file(directory, base_offset, suffix, SWAP_FILE_SUFFIX)
-        if src.exists():
+        with contextlib.suppress(OSError):
             os.rename(src, segment_file(directory, base_offset, suffix, CLEANED_FILE_SUFFIX))
 
 

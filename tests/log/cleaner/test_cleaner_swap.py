@@ -245,6 +245,20 @@ def test_a_closed_log_aborts_the_pass(make_log: MakeLog, clock: ManualClock) -> 
     assert not [p for p in plog.dir.iterdir() if p.name.endswith((".cleaned", ".swap"))]
 
 
+def test_a_log_deleted_during_the_pass_aborts_it(make_log: MakeLog, clock: ManualClock) -> None:
+    plog = make_log(segment_bytes=1_000)
+    for i in range(30):
+        append(plog, [(b"k%d" % (i % 5), b"v")])
+
+    def run(job: CleanJob) -> CleanOutput:
+        plog.delete()  # the partition is deleted before the worker starts
+        return run_clean_job(job)
+
+    with pytest.raises(CleaningAborted):
+        clean(plog, clock, run=run)
+    assert not plog.dir.exists()
+
+
 def test_segments_deleted_by_retention_during_the_pass_are_tolerated(make_log: MakeLog, clock: ManualClock) -> None:
     plog = make_log(segment_bytes=600, file_delete_delay_ms=60_000)
     handed: list[LogSegment] = []
