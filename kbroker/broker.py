@@ -38,6 +38,7 @@ class Broker:
         from kbroker.groups.storage import TopicOffsetsLog
         from kbroker.handlers.write_txn_markers import write_markers
         from kbroker.log import LogManager
+        from kbroker.log.cleaner.manager import CleanerConfig
         from kbroker.metadata.manager import MetadataManager
         from kbroker.replica.manager import ReplicaManager
         from kbroker.txn.coordinator import TransactionCoordinator
@@ -58,7 +59,10 @@ class Broker:
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.log_manager = LogManager(
             self.log_dirs, clock, self.default_log_config(),
-            retention_check_interval_ms=int(config.get("log.retention.check.interval.ms")))
+            retention_check_interval_ms=int(config.get("log.retention.check.interval.ms")),
+            cleaner_config=CleanerConfig.from_broker_config(config))
+        # Dynamic log.cleaner.* changes (and those stored by an earlier run) reach the cleaner.
+        self.configs.subscribe(lambda c: self.log_manager.reconfigure_cleaner(CleanerConfig.from_broker_config(c)))
         try:
             self.metadata = MetadataManager(self.configs, self.log_manager, self.log_dirs, node_id=self.node_id,
                                             endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kbroker.clock import Clock
+from kbroker.log.cleaner import swap
 from kbroker.log.config import LogConfig
 from kbroker.log.producer_snapshot import SNAPSHOT_SUFFIX
 from kbroker.log.producer_state import ProducerStateManager
@@ -115,7 +116,8 @@ def _load_segments(directory: Path, config: LogConfig, segments: LogSegments, cl
     """Fill ``segments`` from the directory; ``(may have snapshots, dir dirty, base offset
     of the first recovered segment)``: the producer state replay rebuilds the ``.txnindex``
     of the recovered segments (None after a clean shutdown)."""
-    names = set(os.listdir(directory))
+    # Swaps of cleaned segments a crash interrupted are completed first (Kafka's LogLoader).
+    names = swap.recover_swaps(directory, set(os.listdir(directory)))
     may_have_snapshots = any(n.endswith(SNAPSHOT_SUFFIX) for n in names)
     for name in list(names):
         if name.endswith(_STALE_SUFFIXES):

@@ -40,6 +40,7 @@ from kbroker.log.checkpoint import (
     TopicPartition,
     read_log_dir_checkpoints,
 )
+from kbroker.log.cleaner.manager import CleanerConfig, LogCleaner
 from kbroker.log.config import LogConfig
 from kbroker.log.dirs import (
     DELETE_DIR_SUFFIX,
@@ -95,6 +96,8 @@ class LogManager:
         config_for: Callable[[str], LogConfig] | None = None,
         checkpoint_interval_ms: int = DEFAULT_CHECKPOINT_INTERVAL_MS,
         retention_check_interval_ms: int = DEFAULT_RETENTION_CHECK_INTERVAL_MS,
+        cleaner_config: CleanerConfig | None = None,
+        cleaner_in_process: bool = True,
     ) -> None:
         if not log_dirs:
             raise ValueError("at least one log dir is required")
@@ -138,6 +141,10 @@ class LogManager:
             raise
         if doomed:
             self._background.delete_dirs(doomed)
+        #: The log cleaner (compaction); its threads start with :meth:`start`.
+        self.cleaner = LogCleaner(self.log_dirs, logs=self.all_logs, log_dir_of=self.log_dir_of, clock=clock,
+                                  config=cleaner_config, run_in_process=cleaner_in_process,
+                                  delete_old_segments=self._retain_one)
         log.info("loaded %d logs from %d dirs in %.3fs", len(self._logs), len(self.log_dirs), time.monotonic() - started)
 
     # -- startup -------------------------------------------------------------------------
@@ -370,6 +377,17 @@ class LogManager:
 
     def _remove(self, tp: TopicPartition) -> tuple[Path, Path | None] | None:
         """Unregister, close and rename a log; ``(log dir, renamed dir or None)``."""
+        # As Kafka's asyncDelete: no cleaner pass may swap segments into a log being deleted.
+        self.cleaner.abort_and_pause(tp)
+        try:
+            removed = self._remove_log(tp)
+        finally:
+            self.cleaner.resume(tp)
+        if removed is not None:
+            self.cleaner.partition_removed(tp, removed[0])
+        return removed
+
+    def _remove_log(self, tp: TopicPartition) -> tuple[Path, Path | None] | None:
         with self._lock:
             plog = self._logs.pop(tp, None)
             log_dir = self._log_dir_of.pop(tp, None)
@@ -390,6 +408,35 @@ class LogManager:
             shutil.rmtree(plog.dir, ignore_errors=True)
             return log_dir, None
         return log_dir, doomed
+
+    def truncate_to(self, topic: str, partition: int, offset: int) -> None:
+        """Truncate a log to ``offset`` (replica truncation), pausing its cleaning around it
+        and lowering its cleaner checkpoint, as Kafka's ``LogManager.truncateTo``."""
+        tp = TopicPartition(topic, partition)
+        plog = self._logs.get(tp)
+        if plog is None or offset >= plog.log_end_offset:
+            return
+        pause = offset < plog.active_segment.base_offset
+        if pause:
+            self.cleaner.abort_and_pause(tp)
+        try:
+            plog.truncate_to(offset)
+            log_dir = self._log_dir_of.get(tp)
+            if pause and log_dir is not None:
+                self.cleaner.maybe_truncate_checkpoint(log_dir, tp, plog.active_segment.base_offset)
+        finally:
+            if pause:
+                self.cleaner.resume(tp)
+
+    # -- the log cleaner ----------------------------------------------------------------------
+    def run_cleaner(self) -> int:
+        """Clean every compacted log that is due now, on the calling thread; returns the
+        number of passes (for tests and tools: the cleaner threads do this on their own)."""
+        return self.cleaner.run_now()
+
+    def reconfigure_cleaner(self, config: CleanerConfig) -> None:
+        """Put new ``log.cleaner.*`` settings in force (a dynamic broker config change)."""
+        self.cleaner.reconfigure(config)
 
     # -- flushing and checkpoints --------------------------------------------------------
     def flush_all(self) -> None:
@@ -422,15 +469,26 @@ class LogManager:
     # -- retention -----------------------------------------------------------------------
     def run_retention(self) -> int:
         """One retention check now (Kafka's ``cleanupLogs``): :func:`delete_old_segments` for
-        every open log at the clock's current time. Rewrites the checkpoints of the log dirs
+        every open log at the clock's current time. While the cleaner threads run, compacted
+        logs are theirs (they run retention between passes, as Kafka's ``deletableLogs``), so a
+        pass and a deletion never overlap on one log. Rewrites the checkpoints of the log dirs
         where segments went and reports logs whose start moved to :attr:`on_log_start_moved`.
         A log deleted or closed meanwhile is skipped; a failing log is logged and the others
         are still checked. Returns the number of segments deleted."""
+        cleaner = self.cleaner.running
+        return self._retain([(tp, plog) for tp, plog in self.all_logs().items()
+                             if not (cleaner and plog.config.compact)])
+
+    def _retain_one(self, plog: PartitionLog) -> object:
+        # The cleaner threads' retention of a compacted log.
+        return self._retain([(TopicPartition(plog.topic, plog.partition), plog)])
+
+    def _retain(self, logs: list[tuple[TopicPartition, PartitionLog]]) -> int:
         with self._retention_lock:
             total = 0
             dirs: set[Path] = set()
             moved: list[TopicPartition] = []
-            for tp, plog in self.all_logs().items():
+            for tp, plog in logs:
                 if self._closed:
                     break
                 if plog.closed:
@@ -470,10 +528,11 @@ class LogManager:
     # -- background flushing and checkpointing --------------------------------------------
     def start(self) -> None:
         """Start the background threads now (the broker calls this at start-up), so the
-        periodic ``flush.ms`` flusher runs even before any log rolls, and retention is
-        checked every ``log.retention.check.interval.ms``."""
+        periodic ``flush.ms`` flusher runs even before any log rolls, retention is checked
+        every ``log.retention.check.interval.ms``, and the log cleaner runs."""
         self._background.start()
         self._retention.start()
+        self.cleaner.start()
 
     def _stop_background(self) -> None:
         self._retention.stop()
@@ -491,6 +550,8 @@ class LogManager:
             self._closed = True
             logs = list(self._logs.values())
         try:
+            # First, so no cleaned segments are swapped into logs being closed.
+            self.cleaner.shutdown()
             self._stop_background()
             dirty = [plog for plog in logs if plog.needs_flush]
             if len(dirty) < _BATCH_SYNC_THRESHOLD:

@@ -20,6 +20,8 @@ from kbroker.clock import Clock
 from kbroker.fs import fsync_dir
 from kbroker.log.append import assign_offsets
 from kbroker.log.checkpoint import PartitionMetadataFile
+from kbroker.log.cleaner import swap
+from kbroker.log.cleaner.swap import SegmentsChangedError
 from kbroker.log.config import LogConfig
 from kbroker.log.dirs import parse_partition_dir_name, partition_dir_name
 from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, LogError, OffsetOutOfRange
@@ -50,6 +52,16 @@ MAX_TIMESTAMP = -3
 
 #: Below this much data (one segment, no producers) close writes no producer snapshot.
 _SNAPSHOT_MIN_REPLAY_BYTES = 1024 * 1024
+
+
+class CleaningSnapshot(NamedTuple):
+    """What :meth:`PartitionLog.cleaning_snapshot` returns."""
+
+    segments: list[LogSegment]
+    #: producer id -> (last data offset or -1, producer epoch) of every active producer.
+    last_records: dict[int, tuple[int, int]]
+    truncation_count: int
+    log_start_offset: int
 
 
 class LogPosition(NamedTuple):
@@ -765,6 +777,75 @@ class PartitionLog:
         self._recovery_point = min(self._recovery_point, leo)
         self._high_watermark = min(self._high_watermark, leo)
         self.producer_state.on_high_watermark(self._high_watermark)
+
+    # -- log cleaner ---------------------------------------------------------------------
+    def cleaning_snapshot(self) -> CleaningSnapshot:
+        """What a cleaning pass starts from, taken under the log's lock: the segments, each
+        active producer's last data offset and epoch (Kafka's ``lastRecordsOfActiveProducers``)
+        and the truncation count :meth:`replace_segments` checks against."""
+        with self._lock:
+            self._check_open()
+            last = {pid: (entry.last_offset, entry.producer_epoch)
+                    for pid, entry in self.producer_state.producers.items()}
+            return CleaningSnapshot(self._segments.to_list(), last, self._truncations, self._log_start_offset)
+
+    def replace_segments(self, new_bases: Sequence[int], old: Sequence[LogSegment], *,
+                         truncation_count: int | None = None) -> list[LogSegment]:
+        """Swap cleaned segments in for ``old`` (Kafka's ``replaceSegments``): ``new_bases`` name
+        ``<base>.log.cleaned`` file sets (fsynced) in this log's directory. Crash-safe through
+        ``.swap`` files (:mod:`kbroker.log.cleaner.swap`); the old segments leave through
+        :meth:`delete_segments_async`. Old segments retention or DeleteRecords removed meanwhile
+        are skipped (if none is left the cleaned files are dropped and nothing changes).
+
+        Raises :class:`~kbroker.log.cleaner.swap.SegmentsChangedError` (the cleaned files left
+        for the caller to remove) if the log was truncated since ``truncation_count``, or a
+        segment at an old base offset is another one or the active one.
+        """
+        with self._lock:
+            self._check_open()
+            if truncation_count is not None and truncation_count != self._truncations:
+                raise SegmentsChangedError(f"{self.name} was truncated during cleaning")
+            live: list[LogSegment] = []
+            for seg in old:
+                current = self._segments.floor(seg.base_offset)
+                if current is seg:
+                    live.append(seg)
+                elif current is not None and current.base_offset == seg.base_offset:
+                    raise SegmentsChangedError(f"segment {seg.base_offset} of {self.name} was replaced")
+            if any(seg is self._segments.active for seg in live):
+                raise SegmentsChangedError(f"cannot replace the active segment of {self.name}")
+            bases = sorted(new_bases)
+            if not live:
+                for base in bases:
+                    swap.remove_cleaned(self.dir, base)
+                return []
+            try:
+                for base in reversed(bases):
+                    swap.cleaned_to_swap(self.dir, base)
+                fsync_dir(self.dir)
+            except OSError as e:
+                for base in bases:
+                    swap.swap_back_to_cleaned(self.dir, base)
+                raise KafkaStorageError(f"cannot swap cleaned segments into {self.name}: {e}") from e
+            for seg in live:
+                self._segments.remove(seg)
+            try:
+                self.delete_segments_async(live)
+                for base in bases:
+                    swap.swap_to_final(self.dir, base)
+                kw = segment_kwargs(self.config)
+                new = [LogSegment.open(self.dir, base, index_interval_bytes=kw["index_interval_bytes"],
+                                       segment_index_bytes=kw["segment_index_bytes"]) for base in bases]
+                fsync_dir(self.dir)
+            except OSError as e:
+                # The files are mid-swap; the next load completes it (LogLoader's swap recovery).
+                log.error("swap of cleaned segments into %s failed: %s", self.name, e)
+                self._closed = True
+                raise KafkaStorageError(f"swap of cleaned segments into {self.name} failed: {e}") from e
+            for seg in new:
+                self._segments.add(seg)
+            self._count_txn_indexes()
+            return new
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self, *, snapshot: bool = True) -> None:
