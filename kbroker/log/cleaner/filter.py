@@ -148,7 +148,8 @@ def batch_records(buf: Buffer, pos: int, h: BatchHeader,
 
 
 def control_type(records: Sequence[RecordSpan]) -> int | None:
-    """The type in a control batch's first record key; None for an empty batch or an unreadable key."""
+    """The type in a control batch's first record key: None for an empty batch, -1 for a key
+    too short to hold one (treated as an unknown control type: kept)."""
     if not records:
         return None
     key = records[0][KEY]
