@@ -22,7 +22,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from kbroker.log.cleaner.offset_map import SkimpyOffsetMap
 from kbroker.log.txn_index import AbortedTxn
@@ -60,7 +60,12 @@ _KEPT_ATTRIBUTES = COMPRESSION_MASK | TIMESTAMP_TYPE_BIT | TRANSACTIONAL_BIT | C
 #: ``(start: its length varint, body: its attributes byte, end, offset delta, key or None,
 #: has a value)``. A plain tuple: the walk makes one per record, a NamedTuple costs twice that.
 RecordSpan = tuple[int, int, int, int, "Buffer | None", bool]
-START, BODY, END, OFFSET_DELTA, KEY, HAS_VALUE = range(6)
+START: Final = 0
+BODY: Final = 1
+END: Final = 2
+OFFSET_DELTA: Final = 3
+KEY: Final = 4
+HAS_VALUE: Final = 5
 
 
 def parse_records(buf: Buffer, pos: int, end: int, count: int) -> list[RecordSpan]:
@@ -148,7 +153,8 @@ def batch_records(buf: Buffer, pos: int, h: BatchHeader,
 
 
 def control_type(records: Sequence[RecordSpan]) -> int | None:
-    """The type in a control batch's first record key; None for an empty batch or an unreadable key."""
+    """The type in a control batch's first record key: None for an empty batch, -1 for a key
+    too short to hold one (treated as an unknown control type: kept)."""
     if not records:
         return None
     key = records[0][KEY]
@@ -352,7 +358,7 @@ class BatchFilter:
         entries = self.map.entries
         md5 = hashlib.md5
         retain_deletes = not has_horizon or self.now_ms < horizon
-        kept = []
+        kept: list[RecordSpan] = []
         append = kept.append
         for rec in records:
             offset = base + rec[OFFSET_DELTA]

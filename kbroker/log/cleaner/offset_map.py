@@ -9,9 +9,10 @@ maps exactly as many keys per pass as Kafka's and the cleaner checkpoint advance
 Memory is not what Kafka pays per entry: the table is a Python dict of 16-byte ``bytes``
 digests to ``int`` offsets, which costs about :data:`PY_BYTES_PER_ENTRY` bytes per entry
 (the bytes object, the int and the dict slot, measured with tracemalloc on CPython 3.11),
-about five times Kafka's 24. A full map of the default 128 MiB budget therefore holds about
-5.6 million entries in roughly 0.6 GiB. :meth:`SkimpyOffsetMap.python_bytes` reports the
-honest figure for a map's current size.
+five times Kafka's 24. A full map of the default 128 MiB budget (5.0 million entries at the
+default load factor) therefore takes about 0.6 GB of the cleaning process's memory;
+:meth:`SkimpyOffsetMap.python_bytes` reports the honest figure for a map's current size.
+(Kafka's digest collisions, as improbable as MD5's, are equally possible here.)
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import hashlib
 #: Kafka's slot size: an MD5 digest and an 8-byte offset.
 HASH_SIZE = 16
 BYTES_PER_ENTRY = HASH_SIZE + 8
-#: What one entry costs in CPython (16-byte bytes object 49 B, int 28-32 B, dict entry and
-#: index about 30-40 B amortised at the dict's fill).
-PY_BYTES_PER_ENTRY = 112
+#: What one entry costs in CPython 3.11: the 16-byte bytes object (49 B), the offset int
+#: (32 B) and the dict's entry and index, amortised over its fill (tracemalloc: about 123 B
+#: per entry at a million entries).
+PY_BYTES_PER_ENTRY = 120
 DEFAULT_LOAD_FACTOR = 0.9
 
 

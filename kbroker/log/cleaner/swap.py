@@ -133,6 +133,8 @@ def recover_swaps(directory: Path, names: set[str]) -> set[str]:
     entries afterwards. Called by the loader before it drops ``.cleaned`` leftovers."""
     parsed: list[tuple[int, str, str]] = []
     for name in names:
+        if not name.endswith(SWAP_FILE_SUFFIX):  # the common case: one suffix test per file
+            continue
         m = _SEGMENT_FILE_RE.match(name)
         if m is not None and m.group(3) == SWAP_FILE_SUFFIX:
             parsed.append((int(m.group(1)), m.group(2), name))
