@@ -159,7 +159,8 @@ class SegmentGoneError(LogError):
 # -- throttling ------------------------------------------------------------------------------------
 class Throttler:
     """Kafka's ``Throttler``: sleeps when the observed I/O rate exceeds ``rate`` bytes/s,
-    checked every ``check_interval_s``."""
+    checked every ``check_interval_s`` — or sooner, once more than an interval's worth of
+    bytes went by, so a pass shorter than one interval is held to the rate too."""
 
     def __init__(self, rate: float | None, check_interval_s: float = 0.3,
                  sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -175,7 +176,7 @@ class Throttler:
             return
         self._observed += n
         elapsed = self._now() - self._start
-        if elapsed < self._interval:
+        if elapsed < self._interval and self._observed <= self.rate * self._interval:
             return
         want = self._observed / self.rate
         if want > elapsed:

@@ -315,11 +315,14 @@ def test_io_is_throttled_and_reported(make_log: MakeLog, clock: ManualClock) -> 
     slept: list[float] = []
     now = [0.0]
     throttler = Throttler(1_000.0, check_interval_s=0.1, sleep=slept.append, monotonic=lambda: now[0])
-    throttler.maybe_throttle(500)  # no time passed yet: not checked
+    throttler.maybe_throttle(50)  # less than an interval's worth, no time passed: not checked
     assert slept == []
     now[0] = 0.2
-    throttler.maybe_throttle(500)  # 1000 bytes in 0.2 s at 1000 B/s: 0.8 s more
+    throttler.maybe_throttle(950)  # 1000 bytes in 0.2 s at 1000 B/s: 0.8 s more
     assert slept == [pytest.approx(0.8)]
+    # A burst larger than an interval's worth is held to the rate at once (a short pass too).
+    throttler.maybe_throttle(500)
+    assert slept[1] == pytest.approx(0.5)
     unlimited = Throttler(None, sleep=slept.append)
     unlimited.maybe_throttle(10**12)
-    assert len(slept) == 1
+    assert len(slept) == 2
