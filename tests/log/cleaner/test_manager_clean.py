@@ -23,7 +23,7 @@ from kbroker.records.record import iter_records
 T0 = 1_700_000_000_000
 COMPACT = LogConfig(cleanup_policy="compact", segment_bytes=256 * 1024, min_cleanable_dirty_ratio=0.01,
                     file_delete_delay_ms=0)
-#: A pass over ``write_many`` takes half an hour at this rate (the throttle acts once 0.3 s of work is done).
+#: A pass over ``write_many`` takes half an hour at this rate.
 SLOW = CleanerConfig(threads=1, backoff_ms=60_000, io_buffer_size=8192, io_max_bytes_per_second=2_000)
 
 
@@ -157,3 +157,48 @@ def test_deleting_a_partition_aborts_a_worker_pass_quickly(open_manager: Callabl
     assert lm.get_log("t", 0) is None and plog.last_cleaning is None
     assert lm.cleaner.state_of(TopicPartition("t", 0)) is None
     assert not (tmp_path / "d" / "t-0").exists()
+
+
+_ORPHAN_SCRIPT = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[2])
+from test_manager_clean import COMPACT, SLOW, write_many
+from kbroker.clock import ManualClock
+from kbroker.log import LogManager
+lm = LogManager([sys.argv[1]], ManualClock(1_700_000_000_000), COMPACT, cleaner_config=SLOW)
+write_many(lm.get_or_create_log("t", 0))
+lm.start()
+lm.cleaner.wakeup()
+deadline = time.monotonic() + 30
+while not lm.cleaner.worker_pids() and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(" ".join(map(str, lm.cleaner.worker_pids())), flush=True)
+time.sleep(0.3)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_a_broker_killed_mid_pass_leaves_no_worker_behind(tmp_path: Path) -> None:
+    # An orphaned worker would go on writing .cleaned files beside the next broker's own passes.
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", _ORPHAN_SCRIPT, str(tmp_path / "data"), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pids = [int(p) for p in proc.stdout.split()]
+    assert pids
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids), f"cleaner workers {pids} outlived the killed broker"
