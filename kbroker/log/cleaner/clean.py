@@ -684,7 +684,8 @@ def clean_log(plog: PartitionLog, *, first_dirty_offset: int, first_uncleanable_
         cleaned_up_to=output.end_offset,
     )
     plog.last_cleaning = summary
-    log.info("cleaned %s up to offset %d: %d segments (%d bytes) into %d (%d bytes), %d of %d records kept, "
+    # The cleaner manager logs each pass at INFO; the offset map's fill is for debugging.
+    log.debug("cleaned %s up to offset %d: %d segments (%d bytes) into %d (%d bytes), %d of %d records kept, "
              "map %d keys (%.0f%% full), %d ms", plog.name, output.end_offset, summary.segments_before,
              summary.bytes_before, summary.segments_after, summary.bytes_after, summary.records_retained,
              summary.records_read, output.map_entries, output.buffer_utilization * 100, duration_ms)

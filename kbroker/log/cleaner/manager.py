@@ -15,7 +15,7 @@
   is cleaned.
 * ``log.cleaner.threads`` threads repeat passes, sleeping ``log.cleaner.backoff.ms`` when no log
   is due (:meth:`LogCleaner.wakeup` ends the sleep early). The heavy part of a pass runs in a
-  worker process (a ``spawn`` process pool of one worker per thread, created on its first pass), so the broker's
+  worker process of its own (:mod:`kbroker.log.cleaner.worker`), so the broker's
   event loop never competes with it for the interpreter; a worker that dies fails that pass
   only: the log is left alone for a while (:data:`UNCLEANABLE_BACKOFF_MS`) and the broker runs on.
 * Deleting or truncating a log first aborts and pauses its cleaning
@@ -28,17 +28,11 @@ The cleaning of one log (:func:`kbroker.log.cleaner.clean.clean_log`) lives in i
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import math
-import multiprocessing
-import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,6 +40,7 @@ from typing import Any, Protocol
 from kbroker.clock import Clock
 from kbroker.common import TopicPartition
 from kbroker.log.checkpoint import CheckpointError, OffsetCheckpointFile
+from kbroker.log.cleaner.worker import WorkerDied, WorkerProcess
 from kbroker.log.partition_log import PartitionLog
 from kbroker.log.segment import LogSegment
 from kbroker.log.stats import CleaningSummary
@@ -298,9 +293,9 @@ class LogCleaner:
         self._thread_seq = 0
         self._stopping = False
         self._started = False
-        #: One single-worker pool per thread running passes (keyed by thread id), so an
+        #: The worker process of each thread's running pass (keyed by thread id), so an
         #: aborted pass can end its worker without touching another thread's.
-        self._pools: dict[int, concurrent.futures.ProcessPoolExecutor] = {}
+        self._workers: dict[int, WorkerProcess] = {}
         self._pool_lock = threading.Lock()
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -489,32 +484,10 @@ class LogCleaner:
             return CleaningAbortedError
         return CleaningAborted
 
-    def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        """The calling thread's worker pool (one process), made on its first pass."""
-        key = threading.get_ident()
-        with self._pool_lock:
-            if self._stopping:  # never a new pool (and worker) after shutdown took the others
-                raise CleaningAbortedError("the log cleaner is shutting down")
-            pool = self._pools.get(key)
-            if pool is None:
-                pool = self._pools[key] = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=die_with_parent)
-            return pool
-
-    def _drop_pool(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
-        """End a pool and its worker (broken by a dead worker, or running an aborted job);
-        the thread's next pass makes a new one."""
-        with self._pool_lock:
-            for key, p in list(self._pools.items()):
-                if p is pool:
-                    del self._pools[key]
-        _terminate_pool(pool)
-
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes running passes now."""
         with self._pool_lock:
-            return [pid for pool in self._pools.values() for pid in getattr(pool, "_processes", {})]
+            return [w.pid for w in self._workers.values()]
 
     def _runner(self, tp: TopicPartition, directory: Path) -> Callable[[Any], Any]:
         """The ``run`` given to a pass: runs its heavy job (in a worker process unless
@@ -532,30 +505,38 @@ class LogCleaner:
             if not self.run_in_process:
                 result = job_fn(job)
             else:
-                try:
-                    pool = self._get_pool()
-                except CleaningAbortedError as e:
-                    raise aborted(str(e)) from None
-                future = pool.submit(job_fn, job)
-                while True:
-                    try:
-                        result = future.result(timeout=_POLL_S)
-                        break
-                    except concurrent.futures.TimeoutError:
-                        if self.is_aborted(tp):
-                            self._drop_pool(pool)
-                            if not self._stopping:  # at shutdown the next load removes them
-                                _remove_cleaned_files(directory)
-                            raise aborted(f"cleaning of {tp.topic}-{tp.partition} aborted") from None
-                    except BrokenProcessPool:
-                        self._drop_pool(pool)
-                        _remove_cleaned_files(directory)
-                        raise
+                result = self._run_in_worker(tp, directory, job_fn, job, aborted)
             if self.is_aborted(tp):
                 raise aborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
             return result
 
         return run
+
+    def _run_in_worker(self, tp: TopicPartition, directory: Path, job_fn: Callable[[Any], Any], job: Any,
+                       aborted: type[BaseException]) -> Any:
+        """``job_fn(job)`` in a worker process of its own, ended (and what it wrote removed)
+        when the pass is aborted; a dead worker fails the pass (:class:`WorkerDied`)."""
+        key = threading.get_ident()
+        with self._pool_lock:
+            if self._stopping:  # never a new worker after shutdown took the others
+                raise aborted("the log cleaner is shutting down")
+            worker = self._workers[key] = WorkerProcess(job_fn, job)
+        try:
+            while not worker.poll(_POLL_S):
+                if self.is_aborted(tp):
+                    worker.kill()
+                    if not self._stopping:  # at shutdown the next load removes them
+                        _remove_cleaned_files(directory)
+                    raise aborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
+            try:
+                return worker.result()
+            except WorkerDied:
+                _remove_cleaned_files(directory)
+                raise
+        finally:
+            with self._pool_lock:
+                if self._workers.get(key) is worker:
+                    del self._workers[key]
 
     def clean_one(self, ltc: LogToClean, thread_id: int = 0) -> bool:
         """Run one pass over ``ltc`` (marked in progress by :meth:`grab_filthiest`) and record
@@ -584,7 +565,7 @@ class LogCleaner:
             # fault (a worker killed by the OOM killer, a full disk) heals by itself.
             log.error("cleaning of %s failed (%s: %s); not cleaning it again for %d ms", plog.name,
                       type(e).__name__, e, self._uncleanable_backoff_ms, exc_info=not isinstance(
-                          e, BrokenProcessPool))
+                          e, WorkerDied))
             with self._lock:
                 self._uncleanable[tp] = time.monotonic() + self._uncleanable_backoff_ms / 1000
         finally:
@@ -694,27 +675,20 @@ class LogCleaner:
 
     def _thread_main(self, thread_id: int) -> None:
         me = threading.current_thread()
-        try:
-            while not self._stopping and not getattr(me, "retired", False):
-                try:
-                    # An aborted or failed pass backs off too, so a log whose passes keep
-                    # failing cannot keep a thread busy.
-                    cleaned = self.clean_filthiest(thread_id)[1]
-                except Exception:
-                    log.exception("log cleaner thread %d failed a pass", thread_id)
-                    cleaned = False
-                if cleaned:
-                    continue
-                with self._wake:
-                    if not self._wake_requested and not self._stopping and not getattr(me, "retired", False):
-                        self._wake.wait(self.config.backoff_ms / 1000)
-                    self._wake_requested = False
-        finally:
-            # A retired thread's idle worker goes with it (shutdown ends the others).
-            with self._pool_lock:
-                pool = self._pools.pop(threading.get_ident(), None)
-            if pool is not None:
-                pool.shutdown(wait=False)
+        while not self._stopping and not getattr(me, "retired", False):
+            try:
+                # An aborted or failed pass backs off too, so a log whose passes keep
+                # failing cannot keep a thread busy.
+                cleaned = self.clean_filthiest(thread_id)[1]
+            except Exception:
+                log.exception("log cleaner thread %d failed a pass", thread_id)
+                cleaned = False
+            if cleaned:
+                continue
+            with self._wake:
+                if not self._wake_requested and not self._stopping and not getattr(me, "retired", False):
+                    self._wake.wait(self.config.backoff_ms / 1000)
+                self._wake_requested = False
 
     def shutdown(self) -> None:
         """Stop the threads: running passes are aborted (their results discarded) and waited
@@ -732,40 +706,9 @@ class LogCleaner:
             if t.is_alive():
                 log.warning("log cleaner thread %s still running at shutdown; its pass is discarded", t.name)
         with self._pool_lock:
-            pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            _terminate_pool(pool)
-
-
-def die_with_parent() -> None:
-    """A cleaner worker's first step: have the kernel kill it when its parent (the broker's
-    cleaner thread that spawned it) ends, so a broker killed with SIGKILL leaves no worker
-    writing ``.cleaned`` files beside the next broker's own. Linux only (``PR_SET_PDEATHSIG``).
-    Workers are spawned, not forked from a forkserver: a forkserver outlives a killed broker
-    and so would its workers."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    parent = os.getppid()
-    pr_set_pdeathsig = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # no prctl here: the worker ends when its queue closes
-        return
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-
-
-def _terminate_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """End a pool now, its workers included (a job may run for minutes)."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in processes:
-        if p.is_alive():
-            p.terminate()
-    for p in processes:
-        p.join(1.0)
+            workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            worker.kill()
 
 
 def _remove_cleaned_files(directory: Path) -> None:

@@ -130,12 +130,12 @@ def test_a_killed_worker_fails_one_pass_and_the_log_stays_usable(open_manager: C
     wait_for(lm.cleaner.worker_pids)
     time.sleep(0.3)
     for pid in lm.cleaner.worker_pids():
-        os.kill(pid, signal.SIGKILL)  # the pool's worker, started by this test's cleaner
+        os.kill(pid, signal.SIGKILL)  # the worker, started by this test's cleaner
     cleaning.join(10)
     assert not cleaning.is_alive()
     tp = TopicPartition("t", 0)
     assert lm.cleaner.is_uncleanable(tp) and plog.last_cleaning is None
-    assert "cleaning of t-0 failed (BrokenProcessPool" in caplog.text
+    assert "cleaning of t-0 failed (WorkerDied" in caplog.text
     assert {k: v for _, k, v in records(plog)} == latest
     write(plog, 10)  # still appendable
     wait_for(lambda: not lm.cleaner.is_uncleanable(tp))
