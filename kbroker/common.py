@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from anyio.abc import TaskGroup
@@ -14,6 +15,24 @@ class TopicPartition(NamedTuple):
 
     topic: str
     partition: int
+
+
+@dataclass(frozen=True)
+class CleaningSummary:
+    """One log cleaner pass over a partition log (Kafka's ``CleanerStats``, per log): what the
+    broker keeps and DescribeLogDirs' kbroker tagged field carries to clients."""
+
+    #: Clock time the pass ended, in milliseconds since the epoch.
+    ended_ms: int
+    duration_ms: int
+    segments_before: int
+    segments_after: int
+    bytes_before: int
+    bytes_after: int
+    records_read: int
+    records_retained: int
+    #: The cleaner checkpoint after the pass: offsets below it are clean.
+    cleaned_up_to: int
 
 
 def java_string_hash(s: str) -> int:

@@ -24,7 +24,7 @@ from kbroker.client.errors import (
     KafkaError,
 )
 from kbroker.client.tool import add_bootstrap_argument, fail, parse_properties, run_tool
-from kbroker.common import TopicPartition
+from kbroker.common import CleaningSummary, TopicPartition
 
 ACTIONS = ("create", "list", "describe", "delete", "alter", "delete-records")
 
@@ -120,7 +120,7 @@ def _describe_one(client: KafkaClient, topic: TopicInfo, logs: dict[TopicPartiti
               f"Replicas: {_ids(p.replicas)}\tIsr: {_ids(p.isr)}\t{logs[TopicPartition(topic.name, p.partition)]}")
 
 
-def format_cleaning(cleaning: admin.CleaningInfo | None) -> str:
+def format_cleaning(cleaning: CleaningSummary | None) -> str:
     """The last cleaning as ``--describe`` shows it: when it ended (UTC) and the bytes the
     cleaned segments held before and after; ``-`` when none is reported (a kbroker partition
     not cleaned since the broker started, or any partition of a broker that does not report

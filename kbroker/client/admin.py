@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from kbroker.client.cluster import KafkaClient
 from kbroker.client.errors import LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION, KafkaError, check
-from kbroker.common import TopicPartition
+from kbroker.common import CleaningSummary, TopicPartition
 
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20
@@ -161,21 +161,6 @@ def delete_records(client: KafkaClient, offsets: Mapping[TopicPartition, int], *
 
 
 @dataclass(frozen=True)
-class CleaningInfo:
-    """The log cleaner's last pass over a partition, as a kbroker broker reports it."""
-
-    ended_ms: int
-    duration_ms: int
-    segments_before: int
-    segments_after: int
-    bytes_before: int
-    bytes_after: int
-    records_read: int
-    records_retained: int
-    cleaned_up_to: int
-
-
-@dataclass(frozen=True)
 class ReplicaLogInfo:
     """One partition's log in one log dir."""
 
@@ -183,7 +168,7 @@ class ReplicaLogInfo:
     offset_lag: int
     is_future: bool
     #: None when never cleaned (or the broker does not report cleanings: Apache Kafka does not).
-    last_cleaning: CleaningInfo | None
+    last_cleaning: CleaningSummary | None
 
 
 @dataclass(frozen=True)
@@ -212,9 +197,9 @@ def describe_log_dirs(client: KafkaClient, node_id: int,
                 cleaning = p.get("last_cleaning")
                 logs[TopicPartition(t.name, p.partition_index)] = ReplicaLogInfo(
                     p.partition_size, p.offset_lag, p.is_future_key,
-                    None if cleaning is None else CleaningInfo(**{k: cleaning[k] for k in _CLEANING_FIELDS}))
+                    None if cleaning is None else CleaningSummary(**{k: cleaning[k] for k in _CLEANING_FIELDS}))
         out.append(LogDirInfo(r.log_dir, r.error_code, r.get("total_bytes", -1), r.get("usable_bytes", -1), logs))
     return out
 
 
-_CLEANING_FIELDS = tuple(CleaningInfo.__dataclass_fields__)
+_CLEANING_FIELDS = tuple(CleaningSummary.__dataclass_fields__)

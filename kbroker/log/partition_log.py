@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kbroker.clock import Clock
+from kbroker.common import CleaningSummary
 from kbroker.fs import fsync_dir
 from kbroker.log.append import assign_offsets
 from kbroker.log.checkpoint import PartitionMetadataFile
@@ -37,7 +38,6 @@ from kbroker.log.segment import (
     TXN_INDEX_FILE_SUFFIX,
     LogSegment,
 )
-from kbroker.log.stats import CleaningSummary
 from kbroker.log.txn_index import AbortedTxn
 from kbroker.records.batch import BatchError, validate_batches
 from kbroker.records.builder import build_control_batch

@@ -19,10 +19,10 @@ from replica_wire import WireClient
 from kbroker.clock import ManualClock
 from kbroker.codec import decode_request, decode_response, encode_request, encode_response
 from kbroker.codec.error_codes import ErrorCode
+from kbroker.common import CleaningSummary
 from kbroker.handlers import describe_log_dirs
 from kbroker.handlers.api import RequestContext, Session
 from kbroker.log import LogConfig, LogManager
-from kbroker.log.stats import CleaningSummary
 from kbroker.records.builder import build_batch
 
 if TYPE_CHECKING:  # at run time the module would be tiered as starting brokers
@@ -227,7 +227,7 @@ def test_kbroker_client_reads_the_cleaning_and_old_versions_have_none(kafka_brok
         (d,) = admin.describe_log_dirs(client, 1, [TopicPartition("c", 0)])
         info = d.partitions[TopicPartition("c", 0)]
         assert (info.size, info.offset_lag, info.is_future) == (0, 0, False)
-        assert info.last_cleaning == admin.CleaningInfo(**vars(CLEANED))
+        assert info.last_cleaning == CleaningSummary(**vars(CLEANED))
     wire = WireClient(kafka_broker.bootstrap)
     try:
         for version in (0, 1):  # no tagged fields before v2: the field cannot be sent

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from kbroker.log.stats import CleaningSummary
+from kbroker.common import CleaningSummary
 
 if TYPE_CHECKING:  # type hints only
     from kbroker.testing import BrokerThread

@@ -652,7 +652,10 @@ def delete_under_load(bootstrap: str, topic: str, probe_topic: str, timeout: flo
 # -- fill (data for the start-up test) ---------------------------------------------------------
 
 
-def fill(bootstrap: str, topic: str, partitions: int, total_bytes: int, size: int, timeout: float) -> Result:
+def fill(bootstrap: str, topic: str, partitions: int, total_bytes: int, size: int, timeout: float,
+         keys: int | None = None) -> Result:
+    """Fill ``topic`` with ``size``-byte values, acks=1; with ``keys``, keyed values cycling over
+    that many keys, all to partition 0 (the data a compaction pass reduces to one value per key)."""
     from confluent_kafka import Producer
 
     failures: list[str] = []
@@ -670,7 +673,10 @@ def fill(bootstrap: str, topic: str, partitions: int, total_bytes: int, size: in
     sent = 0
     while sent < count and not failures and time.perf_counter() < deadline:
         try:
-            p.produce(topic, payload, on_delivery=cb)
+            if keys is None:
+                p.produce(topic, payload, on_delivery=cb)
+            else:
+                p.produce(topic, payload, key=b"key-%08d" % (sent % keys), partition=0, on_delivery=cb)
             sent += 1
         except BufferError:
             p.poll(0.01)
@@ -680,36 +686,7 @@ def fill(bootstrap: str, topic: str, partitions: int, total_bytes: int, size: in
             "error": failures[0] if failures else (f"{left} undelivered" if left else None)}
 
 
-# -- compaction (the cleaning phase) ----------------------------------------------------------
-
-
-def keyed_fill(bootstrap: str, topic: str, total_bytes: int, size: int, keys: int, timeout: float) -> Result:
-    """Fill partition 0 of ``topic`` with ``size``-byte values cycling over ``keys`` keys
-    (the data a compaction pass reduces to one value per key)."""
-    from confluent_kafka import Producer
-
-    failures: list[str] = []
-
-    def cb(err: Any, _m: Any) -> None:
-        if err is not None and len(failures) < 10:
-            failures.append(str(err))
-
-    p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 20, "batch.size": 1_000_000,
-                  "log_level": 0, "queue.buffering.max.kbytes": 512 * 1024, "compression.type": "none"})
-    payload = os.urandom(size)
-    count = max(1, total_bytes // size)
-    started = time.perf_counter()
-    deadline = started + timeout
-    sent = 0
-    while sent < count and not failures and time.perf_counter() < deadline:
-        try:
-            p.produce(topic, payload, key=b"key-%08d" % (sent % keys), partition=0, on_delivery=cb)
-            sent += 1
-        except BufferError:
-            p.poll(0.01)
-    left = p.flush(max(30.0, deadline - time.perf_counter()))
-    return {"msgs": sent - left, "bytes": (sent - left) * size, "seconds": time.perf_counter() - started,
-            "keys": keys, "error": failures[0] if failures else (f"{left} undelivered" if left else None)}
+# -- the cleaning phase ---------------------------------------------------------------------------
 
 
 def alter_topic(bootstrap: str, topic: str, config: dict[str, str]) -> Result:
@@ -793,7 +770,7 @@ def run_step(bootstrap: str, step: dict[str, Any]) -> Result:
     if kind == "keyed_fill":
         create_topic(bootstrap, step["topic"], 1, config=step.get("config"))
         wait_partitions(bootstrap, step["topic"], 1)
-        return keyed_fill(bootstrap, step["topic"], step["bytes"], step["size"], step["keys"], step["timeout"])
+        return fill(bootstrap, step["topic"], 1, step["bytes"], step["size"], step["timeout"], keys=step["keys"])
     if kind == "alter":
         return alter_topic(bootstrap, step["topic"], step["config"])
     if kind == "rtt_until":

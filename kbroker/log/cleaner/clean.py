@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kbroker.common import CleaningSummary
 from kbroker.log.cleaner import swap
 from kbroker.log.cleaner.filter import (
     BatchFilter,
@@ -48,7 +49,6 @@ from kbroker.log.segment import (
     TXN_INDEX_FILE_SUFFIX,
     LogSegment,
 )
-from kbroker.log.stats import CleaningSummary
 from kbroker.log.txn_index import ENTRY_SIZE, AbortedTxn
 from kbroker.records.batch import HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2, BatchError, BatchHeader, parse_header
 from kbroker.records.validation import MAX_DECOMPRESSED_BATCH_BYTES

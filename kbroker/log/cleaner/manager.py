@@ -38,12 +38,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kbroker.clock import Clock
-from kbroker.common import TopicPartition
+from kbroker.common import CleaningSummary, TopicPartition
 from kbroker.log.checkpoint import CheckpointError, OffsetCheckpointFile
 from kbroker.log.cleaner.worker import WorkerDied, WorkerProcess
 from kbroker.log.partition_log import PartitionLog
 from kbroker.log.segment import LogSegment
-from kbroker.log.stats import CleaningSummary
 
 log = logging.getLogger(__name__)
 

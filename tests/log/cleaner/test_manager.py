@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from kbroker.clock import ManualClock
-from kbroker.common import TopicPartition
+from kbroker.common import CleaningSummary, TopicPartition
 from kbroker.log import LogConfig, LogManager, OffsetCheckpointFile, PartitionLog
 from kbroker.log.cleaner.manager import (
     CLEANER_CHECKPOINT_FILE,
@@ -29,7 +29,6 @@ from kbroker.log.cleaner.manager import (
     log_to_clean,
     max_compaction_delay,
 )
-from kbroker.log.stats import CleaningSummary
 from kbroker.records.builder import build_batch
 
 T0 = 1_700_000_000_000
