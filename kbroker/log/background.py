@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kbroker.log.config import LogConfig
+from kbroker.log.handles import SEGMENT_FILES
 from kbroker.log.segment import LogSegment
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,12 @@ class LogBackground:
                     return
                 _, _, plog, segments = heapq.heappop(self._delayed)
             if plog.closed:
-                continue  # its directory was renamed away and goes as a whole
+                # Its directory was renamed away and goes as a whole; the paths are left alone
+                # (they could name a new log's files), but descriptors the LRU still holds
+                # would keep the removed files' space allocated.
+                for seg in segments:
+                    SEGMENT_FILES.drop(seg)
+                continue
             for seg in segments:
                 try:
                     seg.delete()
