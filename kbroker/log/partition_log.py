@@ -731,7 +731,9 @@ class PartitionLog:
             self.producer_state.on_log_start_offset_incremented(self._log_start_offset)
             if self._may_have_snapshots:
                 try:
-                    self.producer_state.delete_snapshots_below(self._log_start_offset)
+                    # Those of the removed segments only: DeleteRecords may have put the start
+                    # inside the new first segment, whose snapshot a crash's replay starts from.
+                    self.producer_state.delete_snapshots_below(self._segments.first.base_offset)
                 except OSError as e:  # stale snapshots only cost a longer replay at load
                     log.warning("cannot delete producer snapshots of %s: %s", self.name, e)
             return doomed
