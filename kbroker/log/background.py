@@ -158,13 +158,20 @@ class LogBackground:
             self._ensure()
 
     def stop(self) -> None:
-        """Stop the thread and wait for it; queued work is dropped (see :meth:`take_doomed`)."""
+        """Stop the thread and wait for it; queued work is dropped (see :meth:`take_doomed`).
+        Segments waiting for deletion keep their ``.deleted`` files (the next load removes
+        them) but give back their descriptors."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
             thread = self._thread
         if thread is not None:
             thread.join()
+        with self._cond:
+            delayed, self._delayed = self._delayed, []
+        for _, _, _, segments in delayed:
+            for seg in segments:
+                SEGMENT_FILES.drop(seg)
 
     def _ensure(self) -> None:
         # The caller holds self._cond.

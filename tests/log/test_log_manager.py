@@ -242,3 +242,18 @@ def test_segments_detached_before_a_partition_deletion_release_their_descriptors
         assert all(seg._fd is None for seg in detached)
     finally:
         mgr.shutdown()
+
+
+def test_a_shutdown_releases_the_descriptors_of_segments_waiting_for_deletion(tmp_path, clock):
+    # The queue of deleted segments is dropped at shutdown (the next load removes the files);
+    # their descriptors go with it, or the process keeps those files allocated.
+    mgr = LogManager([tmp_path], clock, LogConfig(segment_bytes=300, file_delete_delay_ms=600_000))
+    mgr.start()
+    plog = mgr.get_or_create_log("t", 0)
+    for _ in range(6):
+        plog.append(batch_of_size(120), leader_epoch=0)
+    detached = plog.segments[:-1]
+    plog.delete_records_before(4)
+    assert any(seg._fd is not None for seg in detached)
+    mgr.shutdown()
+    assert all(seg._fd is None for seg in detached)
