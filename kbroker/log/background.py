@@ -221,7 +221,12 @@ class LogBackground:
                 dirs, self._checkpoint_dirs = self._checkpoint_dirs, set()
             try:
                 for plog in rolled:
-                    if plog.flush_rolled():
+                    try:
+                        flushed = plog.flush_rolled()
+                    except OSError as e:  # the next roll or flush tries again
+                        log.error("flush of the rolled segments of %s failed: %s", plog.name, e)
+                        continue
+                    if flushed:
                         d = self._log_dir_of(plog.topic, plog.partition)
                         if d is not None:
                             dirs.add(d)
@@ -243,7 +248,11 @@ class LogBackground:
                 for d in dirs:
                     if self._closed():
                         break
-                    self._checkpoint_dir(d)
+                    try:
+                        self._checkpoint_dir(d)
+                    except Exception:
+                        # A full disk fails checkpoints; the removals below still free space.
+                        log.exception("cannot write the checkpoints of %s", d)
                 for path in doomed:  # Kafka's delayed delete of renamed log directories
                     shutil.rmtree(path, ignore_errors=True)
                 self._remove_due_segments()
