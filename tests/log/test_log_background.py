@@ -29,3 +29,41 @@ def test_a_failing_checkpoint_does_not_lose_the_directories_to_remove(tmp_path: 
         wait_until(lambda: not doomed.exists(), timeout=10)
     finally:
         bg.stop()
+
+
+class _FailingLog:
+    """A log whose rolled segments cannot be flushed (an I/O error)."""
+
+    topic = "t"
+    partition = 0
+    name = "t-0"
+    closed = False
+    config = None
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def flush_rolled(self) -> bool:
+        self.calls += 1
+        raise OSError(5, "Input/output error")
+
+    def flush_if_due(self) -> bool:
+        return False
+
+
+def test_a_failing_flush_of_rolled_segments_does_not_lose_the_directories_to_remove(tmp_path: Path) -> None:
+    doomed = tmp_path / "t-1.abc-delete"
+    doomed.mkdir()
+    failing = _FailingLog()
+    bg = LogBackground(log_dirs=[tmp_path], checkpoint_interval_ms=60_000, logs=lambda: [],
+                       log_dir_of=lambda t, p: None, checkpoint_dir=lambda d: None, closed=lambda: False)
+    try:
+        with bg._cond:  # both queued before the thread looks
+            bg._rolled[id(failing)] = failing  # type: ignore[assignment]
+            bg._doomed.append(doomed)
+            bg._ensure()
+            bg._cond.notify()
+        wait_until(lambda: failing.calls > 0, timeout=10)
+        wait_until(lambda: not doomed.exists(), timeout=10)
+    finally:
+        bg.stop()
