@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -235,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="keep the data and broker log here (default: a temporary dir)")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
-    tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="kbroker-crash-")
-    workdir = Path(args.workdir or tmp.name)  # type: ignore[union-attr]
+    # mkdtemp, not TemporaryDirectory: the latter's finalizer would remove the evidence.
+    tmp = None if args.workdir else tempfile.mkdtemp(prefix="kbroker-crash-")
+    workdir = Path(args.workdir or tmp)  # type: ignore[arg-type]
     broker = Kbroker(workdir, overrides=OVERRIDES)
     acked = Acked()
     try:
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         for b in list(LIVE):
             b.stop(kill=True)
         if tmp is not None:
-            tmp.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

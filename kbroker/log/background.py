@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kbroker.log.config import LogConfig
+from kbroker.log.handles import SEGMENT_FILES
 from kbroker.log.segment import LogSegment
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,12 @@ class LogBackground:
                     return
                 _, _, plog, segments = heapq.heappop(self._delayed)
             if plog.closed:
-                continue  # its directory was renamed away and goes as a whole
+                # Its directory was renamed away and goes as a whole; the paths are left alone
+                # (they could name a new log's files), but descriptors the LRU still holds
+                # would keep the removed files' space allocated.
+                for seg in segments:
+                    SEGMENT_FILES.drop(seg)
+                continue
             for seg in segments:
                 try:
                     seg.delete()
@@ -152,13 +158,20 @@ class LogBackground:
             self._ensure()
 
     def stop(self) -> None:
-        """Stop the thread and wait for it; queued work is dropped (see :meth:`take_doomed`)."""
+        """Stop the thread and wait for it; queued work is dropped (see :meth:`take_doomed`).
+        Segments waiting for deletion keep their ``.deleted`` files (the next load removes
+        them) but give back their descriptors."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
             thread = self._thread
         if thread is not None:
             thread.join()
+        with self._cond:
+            delayed, self._delayed = self._delayed, []
+        for _, _, _, segments in delayed:
+            for seg in segments:
+                SEGMENT_FILES.drop(seg)
 
     def _ensure(self) -> None:
         # The caller holds self._cond.
@@ -208,7 +221,12 @@ class LogBackground:
                 dirs, self._checkpoint_dirs = self._checkpoint_dirs, set()
             try:
                 for plog in rolled:
-                    if plog.flush_rolled():
+                    try:
+                        flushed = plog.flush_rolled()
+                    except OSError as e:  # the next roll or flush tries again
+                        log.error("flush of the rolled segments of %s failed: %s", plog.name, e)
+                        continue
+                    if flushed:
                         d = self._log_dir_of(plog.topic, plog.partition)
                         if d is not None:
                             dirs.add(d)
@@ -230,7 +248,11 @@ class LogBackground:
                 for d in dirs:
                     if self._closed():
                         break
-                    self._checkpoint_dir(d)
+                    try:
+                        self._checkpoint_dir(d)
+                    except Exception:
+                        # A full disk fails checkpoints; the removals below still free space.
+                        log.exception("cannot write the checkpoints of %s", d)
                 for path in doomed:  # Kafka's delayed delete of renamed log directories
                     shutil.rmtree(path, ignore_errors=True)
                 self._remove_due_segments()

@@ -26,7 +26,7 @@ from kbroker.log.cleaner.swap import SegmentsChangedError
 from kbroker.log.config import LogConfig
 from kbroker.log.dirs import parse_partition_dir_name, partition_dir_name
 from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, LogError, OffsetOutOfRange
-from kbroker.log.handles import fsync_files
+from kbroker.log.handles import SEGMENT_FILES, fsync_files
 from kbroker.log.loader import load_log, replay_producer_state, segment_kwargs
 from kbroker.log.producer_state import AppendOrigin
 from kbroker.log.producer_state_entry import ProducerStateEntry
@@ -671,7 +671,10 @@ class PartitionLog:
         with self._lock:
             for seg in segments:
                 if self._closed:
-                    break
+                    # Their files go with the renamed directory; only the descriptors the
+                    # LRU holds are released, or the removed files would stay allocated.
+                    SEGMENT_FILES.drop(seg)
+                    continue
                 try:
                     seg.change_file_suffixes("", DELETED_FILE_SUFFIX)
                 except OSError as e:
@@ -728,7 +731,9 @@ class PartitionLog:
             self.producer_state.on_log_start_offset_incremented(self._log_start_offset)
             if self._may_have_snapshots:
                 try:
-                    self.producer_state.delete_snapshots_below(self._log_start_offset)
+                    # Those of the removed segments only: DeleteRecords may have put the start
+                    # inside the new first segment, whose snapshot a crash's replay starts from.
+                    self.producer_state.delete_snapshots_below(self._segments.first.base_offset)
                 except OSError as e:  # stale snapshots only cost a longer replay at load
                     log.warning("cannot delete producer snapshots of %s: %s", self.name, e)
             return doomed

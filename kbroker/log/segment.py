@@ -417,26 +417,32 @@ class LogSegment:
         """``(offset, timestamp)`` of the first record at/after ``start_offset`` whose timestamp
         is >= ``timestamp`` (Kafka's ``findOffsetByTimestamp``); None if the segment has none.
 
-        The time index narrows the scan; only the one matching batch is decoded.
+        The time index narrows the scan; only batches whose max timestamp qualifies are
+        decoded, and as Kafka's ``searchForTimestamp`` a batch without a qualifying record (one
+        the cleaner emptied, or whose records are older) is passed over for the next.
         """
-        found = self.find_batch_by_timestamp(timestamp, start_offset)
-        if found is None:
-            return None
-        pos, h = found
-        fallback = (max(h.base_offset, start_offset), h.max_timestamp)
-        if h.log_append_time:
-            return fallback  # every record carries the batch's append time
-        try:
-            from kbroker.records.record import iter_records  # lazy: decoding is off the hot path
-        except ImportError:
-            return fallback
-        try:
-            for rec in iter_records(self.read_batch(pos, h)):
-                if rec.offset >= start_offset and rec.timestamp >= timestamp:
-                    return rec.offset, rec.timestamp
-        except BatchError:  # a damaged batch must not fail ListOffsets; the batch answer is close
-            log.warning("cannot decode records of %s at position %d", self.log_path, pos)
-        return fallback
+        self._ensure_indexes()
+        ts_entry = self.time_index.lookup(timestamp)
+        from_offset = max(ts_entry.offset, start_offset)
+        start_pos = self.offset_index.lookup(from_offset).position
+        for pos, h in self.iter_batches(start_pos):
+            if h.last_offset < start_offset or h.max_timestamp < timestamp or h.record_count <= 0:
+                continue
+            if h.log_append_time and h.record_count == h.last_offset_delta + 1:
+                # Every record carries the batch's append time and no offset is missing.
+                return max(h.base_offset, start_offset), h.max_timestamp
+            try:
+                from kbroker.records.record import iter_records  # lazy: decoding is off the hot path
+            except ImportError:
+                return max(h.base_offset, start_offset), h.max_timestamp
+            try:
+                for rec in iter_records(self.read_batch(pos, h)):
+                    if rec.offset >= start_offset and rec.timestamp >= timestamp:
+                        return rec.offset, rec.timestamp
+            except BatchError:  # a damaged batch must not fail ListOffsets; the batch answer is close
+                log.warning("cannot decode records of %s at position %d", self.log_path, pos)
+                return max(h.base_offset, start_offset), h.max_timestamp
+        return None
 
     # -- recovery ------------------------------------------------------------------------
     def recover(self) -> int:

@@ -188,3 +188,72 @@ def test_deleted_segment_files_go_after_file_delete_delay(tmp_path, clock):
         assert mgr2.get_log("slow", 0).log_start_offset == 2
     finally:
         mgr2.shutdown()
+
+
+def _open_deleted_files() -> list[str]:
+    """Files this process holds open that are gone from the file system."""
+    import os
+
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.endswith(" (deleted)"):
+            out.append(target)
+    return out
+
+
+def test_deleting_a_partition_releases_the_descriptors_of_segments_waiting_for_deletion(tmp_path, clock):
+    # Segments retention or DeleteRecords took out wait for file.delete.delay.ms with their
+    # descriptors in the LRU; the partition's deletion removes the files with the directory,
+    # and no descriptor may keep them (and their disk space) alive afterwards.
+    mgr = LogManager([tmp_path], clock, LogConfig(segment_bytes=300, file_delete_delay_ms=200))
+    try:
+        mgr.start()
+        plog = mgr.get_or_create_log("gone", 0)
+        for _ in range(6):
+            plog.append(batch_of_size(120), leader_epoch=0)
+        detached = plog.segments[:-1]
+        plog.delete_records_before(4)
+        assert any(seg._fd is not None for seg in detached)  # the scenario: descriptors in the LRU
+        mgr.delete_partition("gone", 0)
+        wait_until(lambda: not list(tmp_path.glob("gone-0*")), timeout=10)
+        wait_until(lambda: all(seg._fd is None for seg in detached), timeout=10)
+        assert not [p for p in _open_deleted_files() if "gone-0" in p]
+    finally:
+        mgr.shutdown()
+
+
+def test_segments_detached_before_a_partition_deletion_release_their_descriptors(tmp_path, clock):
+    # DeleteRecords takes segments out under the lock and renames them later (off the event
+    # loop); a deletion in between leaves their files to the directory's removal, and their
+    # descriptors must not outlive it.
+    mgr = LogManager([tmp_path], clock, LogConfig(segment_bytes=300, file_delete_delay_ms=200))
+    try:
+        plog = mgr.get_or_create_log("gone", 0)
+        for _ in range(6):
+            plog.append(batch_of_size(120), leader_epoch=0)
+        _, detached = plog.detach_records_before(4)
+        assert any(seg._fd is not None for seg in detached)
+        mgr.delete_partition("gone", 0)
+        assert plog.delete_segments_async(detached) == 0
+        assert all(seg._fd is None for seg in detached)
+    finally:
+        mgr.shutdown()
+
+
+def test_a_shutdown_releases_the_descriptors_of_segments_waiting_for_deletion(tmp_path, clock):
+    # The queue of deleted segments is dropped at shutdown (the next load removes the files);
+    # their descriptors go with it, or the process keeps those files allocated.
+    mgr = LogManager([tmp_path], clock, LogConfig(segment_bytes=300, file_delete_delay_ms=600_000))
+    mgr.start()
+    plog = mgr.get_or_create_log("t", 0)
+    for _ in range(6):
+        plog.append(batch_of_size(120), leader_epoch=0)
+    detached = plog.segments[:-1]
+    plog.delete_records_before(4)
+    assert any(seg._fd is not None for seg in detached)
+    mgr.shutdown()
+    assert all(seg._fd is None for seg in detached)

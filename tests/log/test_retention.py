@@ -545,3 +545,31 @@ def test_a_fetch_parked_below_the_new_start_answers_offset_out_of_range(tmp_path
         assert plog.log_start_offset == 4
     finally:
         lm.shutdown()
+
+
+def test_delete_records_into_a_segment_keeps_that_segments_producer_snapshot(tmp_path: Path,
+                                                                             clock: ManualClock) -> None:
+    # As Kafka's deleteProducerSnapshots, only the snapshots of the deleted segments go: the one
+    # at the new first segment's base stays when DeleteRecords put the start inside it, so after
+    # a crash a producer last seen in the deleted segment is still known (a retry is a duplicate).
+    config = LogConfig(file_delete_delay_ms=0)
+    plog = PartitionLog(tmp_path / "t-0", config, clock)
+    plog.append(batch(clock.time_ms(), pid=7, seq=0), leader_epoch=0)  # 0
+    plog.append(batch(clock.time_ms()), leader_epoch=0)  # 1
+    plog.roll()
+    plog.append(batch(clock.time_ms()), leader_epoch=0)  # 2
+    plog.append(batch(clock.time_ms()), leader_epoch=0)  # 3
+    assert list_snapshots(plog.dir) == [2]
+    assert plog.delete_records_before(3) == 3
+    assert bases(plog) == [2]
+    assert list_snapshots(plog.dir) == [2]
+    plog.flush()
+    # A crash: no close (and no snapshot at the log end).
+    for seg in plog.segments:
+        seg.close()
+    again = PartitionLog(tmp_path / "t-0", config, clock, recovery_point=4, log_start_offset=3)
+    try:
+        dup = again.append(batch(clock.time_ms(), pid=7, seq=0), leader_epoch=0)
+        assert dup.base_offset == 0 and dup.record_count == 0
+    finally:
+        again.close()

@@ -94,7 +94,10 @@ class CleanJob:
     #: The non-active segments below the first uncleanable offset, oldest first.
     segments: tuple[SegmentRef, ...]
     #: ``(base offset, .txnindex path)`` of every segment including the active one: aborted
-    #: transactions are looked up as Kafka's ``collectAbortedTransactions`` does.
+    #: transactions are looked up as Kafka's ``collectAbortedTransactions`` does. The path is
+    #: empty for a segment without a transaction index at the snapshot: a ``.txnindex.deleted``
+    #: beside it is an earlier generation's (a replaced segment waiting out
+    #: ``file.delete.delay.ms``), not its own.
     txn_indexes: tuple[tuple[int, str], ...]
     first_dirty_offset: int
     first_uncleanable_offset: int
@@ -280,7 +283,9 @@ def _index_start_position(ref: SegmentRef, offset: int) -> int:
 
 def _read_txn_index(path: str) -> list[AbortedTxn]:
     """The entries of a ``.txnindex`` file (or of it renamed ``.deleted``); whole entries
-    only, as the active segment's may be mid-append."""
+    only, as the active segment's may be mid-append. An empty path: the segment has none."""
+    if not path:
+        return []
     for candidate in (path, path + _DELETED_SUFFIX):
         try:
             with open(candidate, "rb") as f:
@@ -583,7 +588,8 @@ def make_clean_job(plog: PartitionLog, *, first_dirty_offset: int, first_unclean
         covered.append(seg)
     job = CleanJob(
         directory=str(plog.dir), name=plog.name, segments=tuple(refs),
-        txn_indexes=tuple((seg.base_offset, str(seg.txn_index.path)) for seg in segs),
+        txn_indexes=tuple((seg.base_offset, str(seg.txn_index.path) if seg.txn_index.maybe_nonempty else "")
+                          for seg in segs),
         first_dirty_offset=first_dirty_offset, first_uncleanable_offset=first_uncleanable_offset,
         log_start_offset=snap.log_start_offset, now_ms=now_ms, delete_retention_ms=config.delete_retention_ms,
         last_records=dict(snap.last_records), dedupe_buffer_bytes=dedupe_buffer_bytes,

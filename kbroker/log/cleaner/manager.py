@@ -506,6 +506,9 @@ class LogCleaner:
             else:
                 result = self._run_in_worker(tp, directory, job_fn, job, aborted)
             if self.is_aborted(tp):
+                # The job's .cleaned files are void and nothing will swap them in.
+                if not self._stopping:  # at shutdown the next load removes them
+                    _remove_cleaned_files(directory)
                 raise aborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
             return result
 

@@ -30,13 +30,23 @@ class WorkerDied(RuntimeError):
     """The worker process ended without an outcome (killed, out of memory, crashed)."""
 
 
+#: The environment variable naming the broker process a worker belongs to.
+PARENT_ENV = "KBROKER_CLEANER_PARENT"
+
+
 def die_with_parent() -> None:
-    """Have the kernel kill this process when its parent thread ends (Linux only)."""
+    """Have the kernel kill this process when its parent thread ends (Linux only); exit now
+    if the broker that started it (``KBROKER_CLEANER_PARENT``) is gone already: it may die
+    while this interpreter starts, before the signal is armed, and the parent this process
+    sees then is its new one."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
 
-    parent = os.getppid()
+    try:
+        parent = int(os.environ[PARENT_ENV])
+    except (KeyError, ValueError):
+        parent = os.getppid()
     pr_set_pdeathsig = 1
     try:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
@@ -52,6 +62,7 @@ class WorkerProcess:
     def __init__(self, fn: Callable[[Any], Any], arg: Any) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        env[PARENT_ENV] = str(os.getpid())
         # The broker's import path first (the function may live wherever the broker found it).
         payload = (pickle.dumps([p for p in sys.path if p], protocol=pickle.HIGHEST_PROTOCOL)
                    + pickle.dumps((fn, arg), protocol=pickle.HIGHEST_PROTOCOL))

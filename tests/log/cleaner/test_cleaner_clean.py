@@ -215,3 +215,19 @@ def test_reads_and_list_offsets_by_timestamp_after_cleaning(make_log: MakeLog, c
     # The indexes of the cleaned segments lead reads to every kept offset.
     for off in range(end - 10, plog.log_end_offset):
         assert next(iter_records(plog.read(off, 1 << 20))).offset == off
+
+
+def test_list_offsets_by_timestamp_skips_batches_the_cleaner_kept_empty(make_log: MakeLog, clock: ManualClock) -> None:
+    # An active producer's last batch stays, emptied, with its max timestamp: ListOffsets
+    # looks past it (and past records older than the target) to the first record that qualifies.
+    plog = make_log()
+    append(plog, [(b"k", b"old")], ts=1_000, producer_id=7, producer_epoch=0, base_sequence=0)  # 0
+    append(plog, [(b"j", b"x")], ts=100)  # 1
+    append(plog, [(b"k", b"new")], ts=2_000)  # 2
+    plog.roll()
+    append(plog, [(b"z", b"1")], ts=3_000)  # 3
+    clean(plog, clock)
+    layout = [(h.base_offset, h.record_count) for h, _ in all_batches(plog)]
+    assert layout == [(0, 0), (1, 1), (2, 1), (3, 1)]
+    assert plog.offset_for_timestamp(900) == (2, 2_000)
+    assert plog.offset_for_timestamp(50) == (1, 100)

@@ -156,3 +156,29 @@ def test_cleaned_transaction_metadata_follows_kafka() -> None:
     assert meta.on_control_batch_read(header(15, 4, control=True), 0)  # ABORT of nothing: may go
     assert meta.on_control_batch_read(header(16, 4, control=True), None)  # an emptied marker
     assert not meta.on_control_batch_read(header(17, 4, control=True), 2)  # other control types stay
+
+
+def test_a_stale_deleted_txn_index_of_an_earlier_pass_is_not_read_as_the_segments(
+        make_log: MakeLog, clock: ManualClock) -> None:
+    # Replaced segments wait out file.delete.delay.ms as .deleted files (here: forever). A
+    # cleaned segment without aborted transactions has no .txnindex, so a later pass must not
+    # take the .txnindex.deleted an earlier generation of that segment left for its index:
+    # its aborted transaction would swallow the producer's later, committed transactions.
+    plog = make_log(delete_retention_ms=0)
+    waiting: list[object] = []
+    plog.on_delete_segments = lambda _log, segs, _delay: waiting.extend(segs)
+    append(plog, [(b"a", b"1")])  # 0
+    append(plog, [(b"a", b"aborted")], producer_id=5, producer_epoch=0, base_sequence=0, transactional=True)  # 1
+    plog.append_marker(5, 0, 0, False, leader_epoch=0)  # 2: ABORT
+    append(plog, [(b"c", b"committed")], producer_id=5, producer_epoch=0, base_sequence=1, transactional=True)  # 3
+    plog.append_marker(5, 0, 0, True, leader_epoch=0)  # 4: COMMIT
+    plog.roll()
+    append(plog, [(b"z", b"1")])  # 5
+    expire_producers(plog, clock)
+
+    for _ in range(4):  # data, then the marker's entry, then the marker itself go; then a quiet pass
+        clean(plog, clock)
+        clock.advance(1)
+    assert list((plog.dir).glob("*.txnindex.deleted")), "the scenario needs a waiting .txnindex"
+    assert [(o, k, v) for o, k, v in all_records(plog) if k == b"c"] == [(3, b"c", b"committed")]
+    assert [h.base_offset for h, _ in all_batches(plog) if h.is_control] == [4]

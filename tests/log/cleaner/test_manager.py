@@ -578,3 +578,35 @@ def test_retention_of_compacted_logs_runs_between_passes_while_they_are_marked(l
     assert seen == [("c-0", "in-progress")]  # a paused log is left alone
     cleaner.resume(TopicPartition("d", 0))
     assert other.log_end_offset == 0
+
+
+def test_a_pass_aborted_once_its_job_is_done_leaves_no_cleaned_files(logs: Logs) -> None:
+    # The job wrote its .cleaned files; an abort (a truncation) arriving before the swap voids
+    # them, and they must not stay beside the log (a whole cleaned copy, until a restart).
+    from kbroker.log.cleaner.clean import run_clean_job
+
+    plog = logs.open("t")
+    fill(plog, 30)
+    entered, release = threading.Event(), threading.Event()
+
+    def job_fn(job: Any) -> Any:
+        out = run_clean_job(job)
+        entered.set()
+        release.wait(5)
+        return out
+
+    cleaner = logs.cleaner(clean=None, job_fn=job_fn)
+    worker = threading.Thread(target=cleaner.run_now)
+    worker.start()
+    assert entered.wait(10)
+    assert list(plog.dir.glob("*.cleaned"))
+    tp = TopicPartition("t", 0)
+    aborter = threading.Thread(target=cleaner.abort_and_pause, args=(tp,))
+    aborter.start()
+    while cleaner.state_of(tp) != "aborted":
+        time.sleep(0.01)
+    release.set()
+    aborter.join(5)
+    worker.join(5)
+    assert cleaner.state_of(tp) == "paused(1)"
+    assert not list(plog.dir.glob("*.cleaned"))

@@ -202,3 +202,36 @@ def test_a_broker_killed_mid_pass_leaves_no_worker_behind(tmp_path: Path) -> Non
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(p) for p in pids), f"cleaner workers {pids} outlived the killed broker"
+
+
+_EARLY_DEATH_SCRIPT = """
+import os, signal, sys, time
+from kbroker.log.cleaner.worker import WorkerProcess
+worker = WorkerProcess(time.sleep, 30)
+worker.poll(0.01)  # the job is on its way; the worker has not armed its death signal yet
+print(worker.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_worker_whose_broker_died_before_it_started_does_not_run(tmp_path: Path) -> None:
+    # The broker can die while its worker's interpreter is still starting: the death signal
+    # is not armed yet, and the worker must see that its parent is gone instead of running
+    # its job as an orphan (holding the broker's pipes, writing .cleaned files).
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", _EARLY_DEATH_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    pid = int(proc.stdout.readline())  # type: ignore[union-attr]
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert not _alive(pid), "the worker of a dead broker ran its job"
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
