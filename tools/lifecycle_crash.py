@@ -99,10 +99,16 @@ def write(bootstrap: str, acked: Acked, rng: random.Random, stop: threading.Even
                          "linger.ms": 2, "message.timeout.ms": 60000,
                          # Batches must fit the topics' 16 KiB segments (else RECORD_LIST_TOO_LARGE).
                          "batch.size": 8000, "socket.timeout.ms": 2000, **QUIET})
+    #: One commit in flight at a time: librdkafka resends a commit that timed out, so two in
+    #: flight could land out of order and the newest acknowledged one be overwritten by an
+    #: older one, as Kafka would let it be.
+    committing = threading.Event()
+
     def on_commit(err: Any, partitions: Any) -> None:
         if err is None and not partitions[0].error:
             with lock:
                 acked.committed = max(acked.committed, partitions[0].offset)
+        committing.clear()
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False,
                          "socket.timeout.ms": 2000, "on_commit": on_commit, **QUIET})
@@ -144,8 +150,9 @@ def write(bootstrap: str, acked: Acked, rng: random.Random, stop: threading.Even
             ahead = started + n / RATE - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
-            if n % 200 == 0:
+            if n % 200 == 0 and not committing.is_set():
                 # seq increases over every run, as acked.committed needs; acknowledged in on_commit.
+                committing.set()
                 consumer.commit(offsets=[TopicPartition(BOUNDED, 0, seq)], asynchronous=True)
             consumer.poll(0)
     finally:
