@@ -156,6 +156,9 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
         log_config_for(new, {})
     except (ConfigError, ValueError) as e:
         return ErrorCode.INVALID_CONFIG, str(e)
+    refused = _check_cleaner_threads(config, new)
+    if refused is not None:
+        return ErrorCode.INVALID_CONFIG, refused
     if not validate_only:
         try:
             broker.metadata.save_dynamic_config(new)
@@ -163,6 +166,32 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
             return ErrorCode.KAFKA_STORAGE_ERROR, f"Cannot persist the broker configs: {e}"
         broker.configs.replace(new)  # subscribers (open logs, the replica manager) apply it
     return OK
+
+
+#: The keys Kafka's LogCleaner reconfigures: changing any of them runs its thread-count check.
+_CLEANER_RECONFIGURABLE = ("log.cleaner.threads", "log.cleaner.dedupe.buffer.size", "log.cleaner.io.buffer.load.factor",
+                           "log.cleaner.io.buffer.size", "message.max.bytes", "log.cleaner.io.max.bytes.per.second",
+                           "log.cleaner.backoff.ms")
+
+
+def _check_cleaner_threads(old: BrokerConfig, new: BrokerConfig) -> str | None:
+    """Kafka's ``LogCleaner.validateReconfiguration``: a dynamic ``log.cleaner.threads`` is at
+    least 1 and at most doubles or halves the current count (so one request cannot make the
+    broker start thousands of threads). None if the change passes; else Kafka's message."""
+    if all(old.get(k) == new.get(k) for k in _CLEANER_RECONFIGURABLE):
+        return None
+    threads, current = int(new.get("log.cleaner.threads")), int(old.get("log.cleaner.threads"))
+    if threads < 1:
+        reason = "Log cleaner threads should be at least 1"
+    elif threads < current // 2:
+        reason = f"Log cleaner threads cannot be reduced to less than half the current value {current}"
+    elif threads > current * 2:
+        reason = f"Log cleaner threads cannot be increased to more than double the current value {current}"
+    else:
+        return None
+    # Kafka wraps it in ConfigException("Invalid dynamic configuration", e), whose text is this.
+    return (f"Invalid value org.apache.kafka.common.config.ConfigException: {reason} for configuration "
+            "Invalid dynamic configuration")
 
 
 def _alter_loggers(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], validate_only: bool) -> Result:

@@ -264,3 +264,31 @@ def test_a_broker_config_the_storage_refuses_is_neither_saved_nor_applied(
         admin.incremental_alter_configs([ok])[ok].result(10)
     with BrokerThread(data) as b2:
         assert _broker_configs(_admin(b2), str(b2.broker.node_id))["log.segment.bytes"].value == "2000000"
+
+
+@pytest.mark.parametrize("threads, reason", [
+    ("0", "Log cleaner threads should be at least 1"),
+    ("-1", "Value must be at least 0"),
+    ("100000", "Log cleaner threads cannot be increased to more than double the current value 1"),
+])
+def test_cleaner_threads_change_at_most_doubles(kafka_broker: BrokerThread, threads: str, reason: str) -> None:
+    """As Kafka's LogCleaner.validateReconfiguration: one request cannot make the broker start
+    thousands of cleaner threads (it used to try, and died of it), nor stop them all."""
+    admin = _admin(kafka_broker)
+    node = str(kafka_broker.broker.node_id)
+    res = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+        ConfigEntry("log.cleaner.threads", threads, incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as err:
+        admin.incremental_alter_configs([res])[res].result(10)
+    assert err.value.args[0].code() == 40  # INVALID_CONFIG
+    assert reason in err.value.args[0].str()
+    assert kafka_broker.broker.log_manager.cleaner.config.threads == 1
+    ok = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+        ConfigEntry("log.cleaner.threads", "2", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([ok])[ok].result(10)
+    assert kafka_broker.broker.log_manager.cleaner.config.threads == 2
+    # Halving is the floor: from 2, 1 passes.
+    half = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+        ConfigEntry("log.cleaner.threads", "1", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([half])[half].result(10)
+    assert kafka_broker.broker.log_manager.cleaner.config.threads == 1
