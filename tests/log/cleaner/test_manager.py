@@ -579,3 +579,19 @@ def test_retention_of_compacted_logs_runs_between_passes_while_they_are_marked(l
     assert seen == [("c-0", "in-progress")]  # a paused log is left alone
     cleaner.resume(TopicPartition("d", 0))
     assert other.log_end_offset == 0
+
+
+def test_a_workers_exception_reaches_the_broker_even_when_it_cannot_be_rebuilt_as_is() -> None:
+    """BatchError (a corrupt segment) pickles but cannot be unpickled (its ``__init__`` needs
+    the error code): the pass used to fail as "WorkerDied ... no outcome", hiding the cause."""
+    import functools
+
+    from kbroker.log.cleaner.worker import WorkerDied, WorkerProcess
+    from kbroker.records.recompress import record_prefixes
+
+    worker = WorkerProcess(functools.partial(record_prefixes, count=1), b"\x00")  # a record of length 0
+    wait_for(lambda: worker.poll(0.1))
+    with pytest.raises(Exception) as err:
+        worker.result()
+    assert not isinstance(err.value, WorkerDied)
+    assert "BatchError: Invalid record 0 in the batch: bad record size 0" in str(err.value)
