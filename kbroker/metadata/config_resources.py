@@ -156,9 +156,9 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
         log_config_for(new, {})
     except (ConfigError, ValueError) as e:
         return ErrorCode.INVALID_CONFIG, str(e)
-    refused = _check_cleaner_threads(config, new)
+    refused = _check_cleaner(config, new)
     if refused is not None:
-        return ErrorCode.INVALID_CONFIG, refused
+        return ErrorCode.INVALID_REQUEST, refused  # Kafka's ConfigException from its reconfiguration check
     if not validate_only:
         try:
             broker.metadata.save_dynamic_config(new)
@@ -174,15 +174,19 @@ _CLEANER_RECONFIGURABLE = ("log.cleaner.threads", "log.cleaner.dedupe.buffer.siz
                            "log.cleaner.backoff.ms")
 
 
-def _check_cleaner_threads(old: BrokerConfig, new: BrokerConfig) -> str | None:
-    """Kafka's ``LogCleaner.validateReconfiguration``: a dynamic ``log.cleaner.threads`` is at
-    least 1 and at most doubles or halves the current count (so one request cannot make the
-    broker start thousands of threads). None if the change passes; else Kafka's message."""
+def _check_cleaner(old: BrokerConfig, new: BrokerConfig) -> str | None:
+    """Kafka's checks of a dynamic change to the cleaner's settings; None if it passes, else
+    Kafka's message. Its KafkaConfig requires at least 1 MiB of dedupe buffer per cleaner thread
+    (a smaller map holds too few keys, or none: every pass would fail); its
+    ``LogCleaner.validateReconfiguration`` wants at least 1 thread and at most double or half
+    the current count (so one request cannot make the broker start thousands of threads)."""
     if all(old.get(k) == new.get(k) for k in _CLEANER_RECONFIGURABLE):
         return None
     threads, current = int(new.get("log.cleaner.threads")), int(old.get("log.cleaner.threads"))
     if threads < 1:
-        reason = "Log cleaner threads should be at least 1"
+        reason = "Log cleaner threads should be at least 1"  # Kafka: "/ by zero", from the next check
+    elif int(new.get("log.cleaner.dedupe.buffer.size")) // threads <= 1024 * 1024:
+        return "requirement failed: log.cleaner.dedupe.buffer.size must be at least 1MB per cleaner thread."
     elif threads < current // 2:
         reason = f"Log cleaner threads cannot be reduced to less than half the current value {current}"
     elif threads > current * 2:
