@@ -269,8 +269,7 @@ def iter_decompress(codec: int, data: Buffer, limit: int) -> Iterator[bytes]:
     after its declared size is checked against what is left of ``limit``), so a caller
     that drops each chunk after use holds one chunk at a time. Raises
     :class:`DecompressionLimitError` before going past ``limit`` and CompressionError for
-    data the codec cannot read. Accepts what :func:`decompress` accepts; a truncated zstd
-    frame may end the stream early rather than raise.
+    data the codec cannot read. Accepts what :func:`decompress` accepts.
     """
     if codec == COMPRESSION_GZIP:
         chunks = _iter_gzip(data)
@@ -333,9 +332,58 @@ def _iter_lz4(data: Buffer) -> Iterator[bytes]:
         raise CompressionError(f"bad lz4 data: {e}") from None
 
 
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_BLOCK_RLE, _ZSTD_BLOCK_RESERVED = 1, 3
+
+
+def _check_zstd_frames(data: Buffer) -> None:
+    """Raise CompressionError unless ``data`` is whole zstd frames (skippable ones allowed).
+
+    The streaming reader ends quietly at the end of its input, so a frame cut short (its
+    last block or checksum missing) would otherwise pass, and be stored for consumers whose
+    decoders refuse it (librdkafka: "Invalid compressed data"; Kafka itself refuses it).
+    Only the frame and block headers are read: no decompression, no output.
+    """
+    mv = memoryview(data)
+    pos, end = 0, len(mv)
+    while pos < end:
+        if end - pos < 4:
+            raise CompressionError("truncated zstd frame")
+        magic = int.from_bytes(mv[pos : pos + 4], "little")
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame: its size, then that many bytes
+            if end - pos < 8:
+                raise CompressionError("truncated zstd skippable frame")
+            pos += 8 + int.from_bytes(mv[pos + 4 : pos + 8], "little")
+            if pos > end:
+                raise CompressionError("truncated zstd skippable frame")
+            continue
+        if magic != _ZSTD_MAGIC:
+            return  # not a frame this walk knows: the decoder says what it is
+        if end - pos < 5:
+            raise CompressionError("truncated zstd frame header")
+        descriptor = mv[pos + 4]
+        single_segment = descriptor >> 5 & 1
+        fcs_size = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+        pos += 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3] + fcs_size
+        while True:  # the blocks, up to the one marked last
+            if end - pos < 3:
+                raise CompressionError("truncated zstd frame")
+            header = int.from_bytes(mv[pos : pos + 3], "little")
+            kind = header >> 1 & 3
+            if kind == _ZSTD_BLOCK_RESERVED:
+                raise CompressionError("bad zstd data: reserved block type")
+            pos += 3 + (1 if kind == _ZSTD_BLOCK_RLE else header >> 3)
+            if header & 1:
+                break
+        pos += 4 if descriptor & 4 else 0  # the content checksum
+        if pos > end:
+            raise CompressionError("truncated zstd frame")
+
+
 def _iter_zstd(data: Buffer) -> Iterator[bytes]:
     if not len(data):
         raise CompressionError("empty zstd data")
+    _check_zstd_frames(data)
     reader = zstandard.ZstdDecompressor().stream_reader(bytes(data), read_across_frames=True)
     try:
         while chunk := reader.read(STREAM_CHUNK):

@@ -128,3 +128,32 @@ def test_unknown_codec() -> None:
         c.compress(5, b"x")
     with pytest.raises(c.CompressionError):
         c.decompress(7, b"x")
+
+
+def _streamed(codec: int, data: bytes) -> bytes:
+    return b"".join(c.iter_decompress(codec, data, 1 << 30))
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+def test_a_zstd_frame_cut_short_is_refused_by_the_streaming_decoder(checksum: bool) -> None:
+    """Every byte of a frame counts: a frame missing its final (empty) block or checksum still
+    yields all its content, but librdkafka's consumers refuse it ("Invalid compressed data"),
+    so a batch holding it must not be stored (it was, and blocked the partition's consumers)."""
+    payload = b"some data " * 500
+    if checksum:
+        good = zstandard.ZstdCompressor(write_checksum=True).compress(payload)
+    else:
+        good = c.zstd_compress(payload)  # Kafka's writer: the data block, then an empty last block
+    assert _streamed(COMPRESSION_ZSTD, good) == payload
+    for cut in (1, 3, 4, len(good) // 2, len(good) - 5):
+        with pytest.raises(c.CompressionError, match="truncated"):
+            _streamed(COMPRESSION_ZSTD, good[:-cut])
+        with pytest.raises(c.CompressionError):
+            c.decompress(COMPRESSION_ZSTD, good[:-cut])
+    # Whole frames pass: several, a skippable one between them, multi-block ones.
+    skippable = (0x184D2A53).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
+    big = os.urandom(300_000)
+    many = good + skippable + c.zstd_compress(big) + zstandard.ZstdCompressor().compress(b"")
+    assert _streamed(COMPRESSION_ZSTD, many) == payload + big
+    with pytest.raises(c.CompressionError, match="truncated"):
+        _streamed(COMPRESSION_ZSTD, good + skippable[:-1])
