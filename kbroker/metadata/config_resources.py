@@ -108,7 +108,9 @@ def _alter_topic(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], increm
         if o.op in (APPEND, SUBTRACT):
             definition = TOPIC_CONFIGS.get(o.name)
             if definition is None or definition.type != ConfigType.LIST:
-                return ErrorCode.INVALID_CONFIG, f"Config value append is not allowed for config key: {o.name}"
+                # Kafka's controller's text (a broker resource gets its broker's older one, below).
+                verb = "APPEND" if o.op == APPEND else "SUBTRACT"
+                return ErrorCode.INVALID_CONFIG, f"Can't {verb} to key {o.name} because its type is not LIST."
             updates[o.name] = _list_op(effective[o.name].value, o)
         elif o.op == DELETE:
             updates[o.name] = None
