@@ -142,7 +142,7 @@ def _parse_overrides(configs: Mapping[str, str | None]) -> dict[str, Any]:
     low, high = parsed.get("min.compaction.lag.ms"), parsed.get("max.compaction.lag.ms")
     if low is not None and high is not None and low > high:
         raise ConfigError(
-            f"conflict topic config setting max.compaction.lag.ms ({high}) < min.compaction.lag.ms ({low})",
+            f"conflict topic config setting min.compaction.lag.ms ({low}) > max.compaction.lag.ms ({high})",
             "max.compaction.lag.ms",
         )
     return parsed

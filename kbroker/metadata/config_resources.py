@@ -108,7 +108,9 @@ def _alter_topic(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], increm
         if o.op in (APPEND, SUBTRACT):
             definition = TOPIC_CONFIGS.get(o.name)
             if definition is None or definition.type != ConfigType.LIST:
-                return ErrorCode.INVALID_CONFIG, f"Config value append is not allowed for config key: {o.name}"
+                # Kafka's controller's text (a broker resource gets its broker's older one, below).
+                verb = "APPEND" if o.op == APPEND else "SUBTRACT"
+                return ErrorCode.INVALID_CONFIG, f"Can't {verb} to key {o.name} because its type is not LIST."
             updates[o.name] = _list_op(effective[o.name].value, o)
         elif o.op == DELETE:
             updates[o.name] = None
@@ -156,6 +158,9 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
         log_config_for(new, {})
     except (ConfigError, ValueError) as e:
         return ErrorCode.INVALID_CONFIG, str(e)
+    refused = _check_cleaner(config, new)
+    if refused is not None:
+        return ErrorCode.INVALID_REQUEST, refused  # Kafka's ConfigException from its reconfiguration check
     if not validate_only:
         try:
             broker.metadata.save_dynamic_config(new)
@@ -163,6 +168,36 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
             return ErrorCode.KAFKA_STORAGE_ERROR, f"Cannot persist the broker configs: {e}"
         broker.configs.replace(new)  # subscribers (open logs, the replica manager) apply it
     return OK
+
+
+#: The keys Kafka's LogCleaner reconfigures: changing any of them runs its thread-count check.
+_CLEANER_RECONFIGURABLE = ("log.cleaner.threads", "log.cleaner.dedupe.buffer.size", "log.cleaner.io.buffer.load.factor",
+                           "log.cleaner.io.buffer.size", "message.max.bytes", "log.cleaner.io.max.bytes.per.second",
+                           "log.cleaner.backoff.ms")
+
+
+def _check_cleaner(old: BrokerConfig, new: BrokerConfig) -> str | None:
+    """Kafka's checks of a dynamic change to the cleaner's settings; None if it passes, else
+    Kafka's message. Its KafkaConfig requires at least 1 MiB of dedupe buffer per cleaner thread
+    (a smaller map holds too few keys, or none: every pass would fail); its
+    ``LogCleaner.validateReconfiguration`` wants at least 1 thread and at most double or half
+    the current count (so one request cannot make the broker start thousands of threads)."""
+    if all(old.get(k) == new.get(k) for k in _CLEANER_RECONFIGURABLE):
+        return None
+    threads, current = int(new.get("log.cleaner.threads")), int(old.get("log.cleaner.threads"))
+    if threads < 1:
+        reason = "Log cleaner threads should be at least 1"  # Kafka: "/ by zero", from the next check
+    elif int(new.get("log.cleaner.dedupe.buffer.size")) // threads <= 1024 * 1024:
+        return "requirement failed: log.cleaner.dedupe.buffer.size must be at least 1MB per cleaner thread."
+    elif threads < current // 2:
+        reason = f"Log cleaner threads cannot be reduced to less than half the current value {current}"
+    elif threads > current * 2:
+        reason = f"Log cleaner threads cannot be increased to more than double the current value {current}"
+    else:
+        return None
+    # Kafka wraps it in ConfigException("Invalid dynamic configuration", e), whose text is this.
+    return (f"Invalid value org.apache.kafka.common.config.ConfigException: {reason} for configuration "
+            "Invalid dynamic configuration")
 
 
 def _alter_loggers(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], validate_only: bool) -> Result:

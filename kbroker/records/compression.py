@@ -258,8 +258,6 @@ def decompress(codec: int, data: Buffer) -> bytes:
 
 #: Output per step of the streaming decompressors: what one step can allocate.
 STREAM_CHUNK = 64 * 1024
-# Framing-format snappy chunk types (the only ones a decoder must understand).
-_FRAMED_COMPRESSED, _FRAMED_UNCOMPRESSED, _FRAMED_STREAM_ID = 0x00, 0x01, 0xFF
 
 
 def iter_decompress(codec: int, data: Buffer, limit: int) -> Iterator[bytes]:
@@ -269,8 +267,9 @@ def iter_decompress(codec: int, data: Buffer, limit: int) -> Iterator[bytes]:
     after its declared size is checked against what is left of ``limit``), so a caller
     that drops each chunk after use holds one chunk at a time. Raises
     :class:`DecompressionLimitError` before going past ``limit`` and CompressionError for
-    data the codec cannot read. Accepts what :func:`decompress` accepts; a truncated zstd
-    frame may end the stream early rather than raise.
+    data the codec cannot read. Stricter than :func:`decompress` where Kafka's readers
+    are (what a batch to be stored may hold): gzip members only (no zlib stream), one lz4
+    frame, no snappy framing format; zstd frames must be whole.
     """
     if codec == COMPRESSION_GZIP:
         chunks = _iter_gzip(data)
@@ -296,7 +295,7 @@ def _iter_gzip(data: Buffer) -> Iterator[bytes]:
         raise CompressionError("empty gzip data")
     try:
         while rest:  # one member per pass
-            d = zlib.decompressobj(47)
+            d = zlib.decompressobj(31)  # gzip headers only: Java's GZIPInputStream reads no zlib stream
             pending = rest
             while True:
                 out = d.decompress(pending, STREAM_CHUNK)
@@ -329,13 +328,66 @@ def _iter_lz4(data: Buffer) -> Iterator[bytes]:
                     raise CompressionError("truncated lz4 frame")
                 out = d.decompress(b"", max_length=STREAM_CHUNK)
             rest = d.unused_data
+            if rest:
+                # Kafka's reader (KafkaLZ4BlockInputStream) reads one frame: a second frame's
+                # records are refused, and librdkafka fails on the batch.
+                raise CompressionError("data after the lz4 frame")
     except RuntimeError as e:  # lz4 reports corrupt frames as RuntimeError
         raise CompressionError(f"bad lz4 data: {e}") from None
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_BLOCK_RLE, _ZSTD_BLOCK_RESERVED = 1, 3
+
+
+def _check_zstd_frames(data: Buffer) -> None:
+    """Raise CompressionError unless ``data`` is whole zstd frames (skippable ones allowed).
+
+    The streaming reader ends quietly at the end of its input, so a frame cut short (its
+    last block or checksum missing) would otherwise pass, and be stored for consumers whose
+    decoders refuse it (librdkafka: "Invalid compressed data"; Kafka itself refuses it).
+    Only the frame and block headers are read: no decompression, no output.
+    """
+    mv = memoryview(data)
+    pos, end = 0, len(mv)
+    while pos < end:
+        if end - pos < 4:
+            raise CompressionError("truncated zstd frame")
+        magic = int.from_bytes(mv[pos : pos + 4], "little")
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame: its size, then that many bytes
+            if end - pos < 8:
+                raise CompressionError("truncated zstd skippable frame")
+            pos += 8 + int.from_bytes(mv[pos + 4 : pos + 8], "little")
+            if pos > end:
+                raise CompressionError("truncated zstd skippable frame")
+            continue
+        if magic != _ZSTD_MAGIC:
+            return  # not a frame this walk knows: the decoder says what it is
+        if end - pos < 5:
+            raise CompressionError("truncated zstd frame header")
+        descriptor = mv[pos + 4]
+        single_segment = descriptor >> 5 & 1
+        fcs_size = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+        pos += 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3] + fcs_size
+        while True:  # the blocks, up to the one marked last
+            if end - pos < 3:
+                raise CompressionError("truncated zstd frame")
+            header = int.from_bytes(mv[pos : pos + 3], "little")
+            kind = header >> 1 & 3
+            if kind == _ZSTD_BLOCK_RESERVED:
+                raise CompressionError("bad zstd data: reserved block type")
+            pos += 3 + (1 if kind == _ZSTD_BLOCK_RLE else header >> 3)
+            if header & 1:
+                break
+        pos += 4 if descriptor & 4 else 0  # the content checksum
+        if pos > end:
+            raise CompressionError("truncated zstd frame")
 
 
 def _iter_zstd(data: Buffer) -> Iterator[bytes]:
     if not len(data):
         raise CompressionError("empty zstd data")
+    _check_zstd_frames(data)
     reader = zstandard.ZstdDecompressor().stream_reader(bytes(data), read_across_frames=True)
     try:
         while chunk := reader.read(STREAM_CHUNK):
@@ -363,33 +415,9 @@ def _iter_snappy(data: Buffer, limit: int) -> Iterator[bytes]:
                 left -= len(out)
                 yield out
         elif mv[:10] == _SNAPPY_FRAMED_MAGIC:
-            yield from _iter_snappy_framed(mv, left)
+            # Neither Kafka (which refuses it) nor librdkafka reads the framing format.
+            raise CompressionError("snappy framing format: not a format Kafka's clients read")
         else:
             yield _snappy_block(mv, left)
     except cramjam.DecompressionError as e:
         raise CompressionError(f"bad snappy data: {e}") from None
-
-
-def _iter_snappy_framed(mv: memoryview, left: int) -> Iterator[bytes]:
-    """The snappy framing format, chunk by chunk (checksums are left to the batch CRC)."""
-    pos, end = 0, len(mv)
-    while pos < end:
-        if end - pos < 4:
-            raise CompressionError("truncated snappy frame chunk header")
-        kind = mv[pos]
-        n = mv[pos + 1] | mv[pos + 2] << 8 | mv[pos + 3] << 16
-        pos += 4
-        if pos + n > end:
-            raise CompressionError("truncated snappy frame chunk")
-        body = mv[pos : pos + n]
-        pos += n
-        if kind in (_FRAMED_COMPRESSED, _FRAMED_UNCOMPRESSED):
-            if n < 4:
-                raise CompressionError("snappy frame chunk without its checksum")
-            out = _snappy_block(body[4:], left) if kind == _FRAMED_COMPRESSED else bytes(body[4:])
-            if len(out) > left:
-                raise DecompressionLimitError("snappy frame decompresses past the limit")
-            left -= len(out)
-            yield out
-        elif kind != _FRAMED_STREAM_ID and kind < 0x80:
-            raise CompressionError(f"unskippable snappy frame chunk type {kind:#x}")

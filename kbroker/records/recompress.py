@@ -18,6 +18,7 @@ validation of client batches.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from kbroker.records.batch import (
@@ -69,15 +70,16 @@ def records_section(batch: Buffer, header: BatchHeader, limit: int) -> bytes | m
         raise BatchError(f"cannot decompress record batch: {e}", CORRUPT_MESSAGE) from None
 
 
-def record_prefixes(buf: Buffer, count: int) -> list[RecordPrefix]:
-    """The prefix of each of the ``count`` records in ``buf`` (a batch's records section).
+def iter_record_prefixes(buf: Buffer, count: int) -> Iterator[RecordPrefix]:
+    """The prefix of each of the ``count`` records in ``buf`` (a batch's records section), one
+    at a time: a decompressed batch may hold millions of records, so nothing is kept per record.
 
     Raises BatchError(INVALID_RECORD) if a record does not fit in ``buf`` or the records
-    do not fill it exactly.
+    do not fill it exactly (the latter once the last record has been yielded).
     """
-    out: list[RecordPrefix] = []
     pos, end = 0, len(buf)
     dv, dl = decode_varint, decode_varlong
+    index = 0
     try:
         for index in range(count):
             length, p = dv(buf, pos)
@@ -90,14 +92,18 @@ def record_prefixes(buf: Buffer, count: int) -> list[RecordPrefix]:
             if p > rec_end:
                 raise BatchError(f"Invalid record {index} in the batch: record ends inside its prefix",
                                  INVALID_RECORD)
-            out.append(RecordPrefix(attributes, ts_delta, offset_delta, p, rec_end))
             pos = rec_end
+            yield RecordPrefix(attributes, ts_delta, offset_delta, p, rec_end)
     except (VarintError, IndexError) as e:
-        raise BatchError(f"Invalid record {len(out)} in the batch: malformed record: {e}", INVALID_RECORD) from None
+        raise BatchError(f"Invalid record {index} in the batch: malformed record: {e}", INVALID_RECORD) from None
     if pos != end:
         raise BatchError(f"Incorrect declared batch size, {end - pos} bytes remaining after the declared "
                          f"{count} records", INVALID_RECORD)
-    return out
+
+
+def record_prefixes(buf: Buffer, count: int) -> list[RecordPrefix]:
+    """Every prefix :func:`iter_record_prefixes` yields, as a list (for small batches and tests)."""
+    return list(iter_record_prefixes(buf, count))
 
 
 def record_timestamps(header: BatchHeader, prefixes: list[RecordPrefix]) -> list[int]:
@@ -107,6 +113,11 @@ def record_timestamps(header: BatchHeader, prefixes: list[RecordPrefix]) -> list
         return [header.max_timestamp] * len(prefixes)
     base = header.base_timestamp
     return [base + p.timestamp_delta for p in prefixes]
+
+
+def _timestamp(header: BatchHeader, prefix: RecordPrefix) -> int:
+    """One record's timestamp as :func:`record_timestamps` reads it."""
+    return header.max_timestamp if header.log_append_time else header.base_timestamp + prefix.timestamp_delta
 
 
 def recompress_batch(batch: Buffer, header: BatchHeader, codec: int, *, level: int | None = None,
@@ -119,21 +130,35 @@ def recompress_batch(batch: Buffer, header: BatchHeader, codec: int, *, level: i
     Raises BatchError for records that do not decompress or do not parse.
     """
     buf = records_section(batch, header, limit)
-    prefixes = record_prefixes(buf, header.record_count)
-    timestamps = record_timestamps(header, prefixes)
-    first_ts = timestamps[0] if timestamps else -1
-    max_ts = max(timestamps, default=-1)
-    # The records as Kafka's builder writes them: attributes 0, offset deltas 0.., timestamp
-    # deltas from the first record's timestamp. Most producers wrote exactly that already.
+    # Two streaming passes over the records (a batch may decompress to millions of them, and a
+    # list of their prefixes would cost the broker gigabytes): the first finds the timestamps'
+    # first and max and whether every record is already as Kafka's builder writes them
+    # (attributes 0, offset deltas 0.., timestamp deltas from the first record's timestamp:
+    # most producers write exactly that); only otherwise the second rewrites each prefix.
+    count = header.record_count
+    first_ts: int | None = None
+    max_ts: int | None = None
+    canonical = True
+    n = 0
+    for i, p in enumerate(iter_record_prefixes(buf, count)):
+        n = i + 1
+        ts = _timestamp(header, p)
+        if first_ts is None:
+            first_ts = ts
+        if max_ts is None or ts > max_ts:
+            max_ts = ts
+        if canonical and not (p.attributes == 0 and p.offset_delta == i and p.timestamp_delta == ts - first_ts):
+            canonical = False
+    if first_ts is None or max_ts is None:
+        first_ts = max_ts = -1
     records: Buffer
-    if all(p.attributes == 0 and p.offset_delta == i and p.timestamp_delta == ts - first_ts
-           for i, (p, ts) in enumerate(zip(prefixes, timestamps, strict=True))):
+    if canonical:
         records = buf
     else:
         out = bytearray()
-        for i, (p, ts) in enumerate(zip(prefixes, timestamps, strict=True)):
+        for i, p in enumerate(iter_record_prefixes(buf, count)):
             body = bytearray(b"\x00")
-            body += encode_varlong(ts - first_ts)
+            body += encode_varlong(_timestamp(header, p) - first_ts)
             body += encode_varint(i)
             body += buf[p.rest_start : p.end]
             out += encode_varint(len(body))
@@ -150,10 +175,10 @@ def recompress_batch(batch: Buffer, header: BatchHeader, codec: int, *, level: i
         batch_length=HEADER_SIZE - LOG_OVERHEAD + len(payload),
         crc=0,
         attributes=attributes,
-        last_offset_delta=len(prefixes) - 1,
+        last_offset_delta=n - 1,
         base_timestamp=first_ts,
         max_timestamp=max_ts,
-        record_count=len(prefixes),
+        record_count=n,
     )
     out_batch = bytearray(pack_header(new))
     out_batch += payload

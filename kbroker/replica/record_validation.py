@@ -34,7 +34,7 @@ from kbroker.records.batch import (
     validate_batches,
     verify_crc,
 )
-from kbroker.records.recompress import recompress_batch, record_prefixes, record_timestamps, records_section
+from kbroker.records.recompress import iter_record_prefixes, recompress_batch, records_section
 from kbroker.records.validation import MAX_DECOMPRESSED_BATCH_BYTES, check_client_batch, validate_records
 from kbroker.records.varint import decode_varint
 from kbroker.replica.errors import PartitionError
@@ -157,11 +157,11 @@ def timestamp_errors(batch: memoryview, h: BatchHeader, now_ms: int, before_max_
     high = now_ms + after_max_ms if after_max_ms is not None else None
     low = now_ms - before_max_ms if before_max_ms is not None else None
     buf = records_section(batch, h, MAX_DECOMPRESSED_BATCH_BYTES)
-    prefixes = record_prefixes(buf, h.record_count)
     errors: list[tuple[int, str]] = []
     shown_low = _java_long(now_ms - (before_max_ms if before_max_ms is not None else _LONG_MAX))
     shown_high = _java_long(now_ms + (after_max_ms if after_max_ms is not None else _LONG_MAX))
-    for index, (p, ts) in enumerate(zip(prefixes, record_timestamps(h, prefixes), strict=True)):
+    for index, p in enumerate(iter_record_prefixes(buf, h.record_count)):  # nothing kept per record
+        ts = h.max_timestamp if h.log_append_time else h.base_timestamp + p.timestamp_delta
         offset = h.base_offset + p.offset_delta
         if not log_append_time and ts != -1:
             if (low is not None and ts < low) or (high is not None and ts > high):

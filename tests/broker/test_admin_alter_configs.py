@@ -69,6 +69,8 @@ def test_incremental_errors(kafka_broker: BrokerThread) -> None:
         with pytest.raises(KafkaException) as e:
             admin.incremental_alter_configs([res])[res].result(10)
         assert expected in e.value.args[0].name(), (key, e.value)
+        if op == AlterConfigOpType.APPEND:  # Kafka 4.1.1's words
+            assert e.value.args[0].str() == "Can't APPEND to key retention.ms because its type is not LIST."
     assert _topic_configs(admin, "t")["retention.ms"].is_default  # nothing was applied
 
 
@@ -264,3 +266,38 @@ def test_a_broker_config_the_storage_refuses_is_neither_saved_nor_applied(
         admin.incremental_alter_configs([ok])[ok].result(10)
     with BrokerThread(data) as b2:
         assert _broker_configs(_admin(b2), str(b2.broker.node_id))["log.segment.bytes"].value == "2000000"
+
+
+@pytest.mark.parametrize("key, value, code, reason", [
+    ("log.cleaner.threads", "0", 42, "Log cleaner threads should be at least 1"),
+    ("log.cleaner.threads", "-1", 40, "Value must be at least 0"),
+    # Kafka's KafkaConfig check comes first: 128 MiB over 100000 threads is below 1 MiB each.
+    ("log.cleaner.threads", "100000", 42, "log.cleaner.dedupe.buffer.size must be at least 1MB per cleaner"),
+    ("log.cleaner.threads", "3", 42, "Log cleaner threads cannot be increased to more than double the current value 1"),
+    ("log.cleaner.dedupe.buffer.size", "1", 42, "log.cleaner.dedupe.buffer.size must be at least 1MB per cleaner"),
+    ("log.cleaner.dedupe.buffer.size", "1048576", 42, "must be at least 1MB per cleaner thread"),
+])
+def test_cleaner_threads_change_at_most_doubles(kafka_broker: BrokerThread, key: str, value: str, code: int,
+                                                reason: str) -> None:
+    """As Kafka 4.1.1 answers: one request cannot make the broker start thousands of cleaner
+    threads (it used to try, and died of it), stop them all, or leave them an offset map too
+    small to clean with (every pass failed); INVALID_REQUEST, Kafka's ConfigException."""
+    admin = _admin(kafka_broker)
+    node = str(kafka_broker.broker.node_id)
+    res = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as err:
+        admin.incremental_alter_configs([res])[res].result(10)
+    assert err.value.args[0].code() == code
+    assert reason in err.value.args[0].str()
+    assert kafka_broker.broker.log_manager.cleaner.config.dedupe_buffer_size == 134_217_728
+    assert kafka_broker.broker.log_manager.cleaner.config.threads == 1
+    ok = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+        ConfigEntry("log.cleaner.threads", "2", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([ok])[ok].result(10)
+    assert kafka_broker.broker.log_manager.cleaner.config.threads == 2
+    # Halving is the floor: from 2, 1 passes.
+    half = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
+        ConfigEntry("log.cleaner.threads", "1", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([half])[half].result(10)
+    assert kafka_broker.broker.log_manager.cleaner.config.threads == 1

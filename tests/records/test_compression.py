@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 
 import cramjam
 import lz4.frame
@@ -128,3 +129,56 @@ def test_unknown_codec() -> None:
         c.compress(5, b"x")
     with pytest.raises(c.CompressionError):
         c.decompress(7, b"x")
+
+
+def _streamed(codec: int, data: bytes) -> bytes:
+    return b"".join(c.iter_decompress(codec, data, 1 << 30))
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+def test_a_zstd_frame_cut_short_is_refused_by_the_streaming_decoder(checksum: bool) -> None:
+    """Every byte of a frame counts: a frame missing its final (empty) block or checksum still
+    yields all its content, but librdkafka's consumers refuse it ("Invalid compressed data"),
+    so a batch holding it must not be stored (it was, and blocked the partition's consumers)."""
+    payload = b"some data " * 500
+    if checksum:
+        good = zstandard.ZstdCompressor(write_checksum=True).compress(payload)
+    else:
+        good = c.zstd_compress(payload)  # Kafka's writer: the data block, then an empty last block
+    assert _streamed(COMPRESSION_ZSTD, good) == payload
+    for cut in (1, 3, 4, len(good) // 2, len(good) - 5):
+        with pytest.raises(c.CompressionError, match="truncated"):
+            _streamed(COMPRESSION_ZSTD, good[:-cut])
+        with pytest.raises(c.CompressionError):
+            c.decompress(COMPRESSION_ZSTD, good[:-cut])
+    # Whole frames pass: several, a skippable one between them, multi-block ones.
+    skippable = (0x184D2A53).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
+    big = os.urandom(300_000)
+    many = good + skippable + c.zstd_compress(big) + zstandard.ZstdCompressor().compress(b"")
+    assert _streamed(COMPRESSION_ZSTD, many) == payload + big
+    with pytest.raises(c.CompressionError, match="truncated"):
+        _streamed(COMPRESSION_ZSTD, good + skippable[:-1])
+
+
+def test_the_streaming_decoder_refuses_what_kafkas_clients_cannot_read() -> None:
+    """What iter_decompress accepts is what a stored batch may hold. Kafka 4.1.1 refuses a
+    zlib stream in a gzip batch (Java's GZIPInputStream cannot read it), the snappy framing
+    format and an lz4 batch of two frames; librdkafka fails on the last two. kbroker stored all
+    three, each a batch that stopped its partition's consumers."""
+    payload = b"some data " * 500
+    refused = {
+        COMPRESSION_GZIP: zlib.compress(payload),
+        COMPRESSION_SNAPPY: bytes(cramjam.snappy.compress(payload)),  # the framing format
+        COMPRESSION_LZ4: c.lz4_compress(payload[:7]) + c.lz4_compress(payload[7:]),
+    }
+    for codec, data in refused.items():
+        with pytest.raises(c.CompressionError):
+            _streamed(codec, data)
+    with pytest.raises(c.CompressionError, match="after the lz4 frame"):
+        _streamed(COMPRESSION_LZ4, c.lz4_compress(payload) + b"junk")
+    # What Kafka and its clients read still passes: gzip members one after another (Java's
+    # reader takes them all), raw and xerial snappy, linked lz4 blocks.
+    assert _streamed(COMPRESSION_GZIP, c.gzip_compress(payload[:7]) + c.gzip_compress(payload[7:])) == payload
+    assert _streamed(COMPRESSION_SNAPPY, bytes(cramjam.snappy.compress_raw(payload))) == payload
+    assert _streamed(COMPRESSION_SNAPPY, c.snappy_compress(payload)) == payload
+    assert _streamed(COMPRESSION_LZ4, lz4.frame.compress(payload, block_linked=True)) == payload

@@ -196,3 +196,42 @@ def test_rewritten_payload_is_byte_for_byte_kafkas(codec: int, level: int | None
                          NewRecord(None, b"x" * 70000, (), 1_795_000_000_001)])
     out = recompress_batch(batch, parse_header(batch), codec, level=level, limit=LIMIT)
     assert hashlib.sha256(out[HEADER_SIZE:]).hexdigest() == KAFKA_4_1_1_PAYLOADS[(codec, level)]
+
+
+def _many_records_batch(count: int, codec: int, attributes: int = 0) -> bytes:
+    """A batch of ``count`` minimal records (no key, one-byte value): the shape of a
+    decompression bomb, millions of records in a few megabytes."""
+    body = bytearray()
+    for i in range(count):
+        rec = bytes([attributes]) + b"\x00" + encode_varint(i) + b"\x01\x01\x00"
+        body += encode_varint(len(rec)) + rec
+    payload = c.compress(codec, bytes(body))
+    h = parse_header(build_batch([(None, b"x")]))._replace(
+        batch_length=HEADER_SIZE - 12 + len(payload), attributes=codec, last_offset_delta=count - 1,
+        base_timestamp=T0, max_timestamp=T0, record_count=count)
+    out = bytearray(pack_header(h)) + payload
+    struct.pack_into(">I", out, 17, crc32c(memoryview(out)[21:]))
+    return bytes(out)
+
+
+@pytest.mark.parametrize("rewrite", [False, True])
+def test_memory_of_a_rewrite_is_bounded_by_the_bytes_not_the_record_count(rewrite: bool) -> None:
+    """A 64 MB decompressed batch may hold ~9 million records: memory kept per record (it used
+    to be a list of every record's prefix, ~250 bytes each) let a client make the broker
+    allocate gigabytes with one produce request."""
+    import tracemalloc
+
+    count = 200_000
+    # Record attributes set: Kafka's builder writes 0, so every record is rewritten.
+    batch = _many_records_batch(count, COMPRESSION_GZIP, 0x40 if rewrite else 0)
+    h = parse_header(batch)
+    decompressed = len(records_section(batch, h, LIMIT))
+    tracemalloc.start()
+    try:
+        out = recompress_batch(batch, h, COMPRESSION_ZSTD, limit=LIMIT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert parse_header(out).record_count == count
+    assert (bytes(records_section(out, parse_header(out), LIMIT)) == bytes(records_section(batch, h, LIMIT))) != rewrite
+    assert peak < 4 * decompressed, (peak, decompressed)

@@ -162,3 +162,18 @@ def test_compacted_topic_keyless_and_late_records_answer_invalid_timestamp() -> 
         validate_client_batches("t", 0, only_keyless, max_message_bytes=1 << 20, compacted=True,
                                 timestamp_errors=errors)
     assert e.value.error_code == ErrorCode.INVALID_RECORD
+
+
+def test_walking_a_bombs_records_keeps_nothing_per_record() -> None:
+    """With ``message.timestamp.before.max.ms`` set every record is walked: a compressed batch of
+    200 000 records (a 64 MB one may hold ~9 million) must not cost memory per record."""
+    import tracemalloc
+
+    records = build_batch([NewRecord(None, b"v", (), NOW)] * 200_000, compression=COMPRESSION_GZIP)
+    tracemalloc.start()
+    try:
+        check_timestamps(records, NOW, HOUR, HOUR)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, peak  # the decompressed records are ~1.8 MB

@@ -228,7 +228,9 @@ class _SourceFile:
         pos = start
         while pos < end:
             check()
-            want = min(io_buffer, end - pos)
+            # At least one batch header, whatever the buffer (log.cleaner.io.buffer.size may be 0):
+            # the header says how much more to read.
+            want = min(max(io_buffer, HEADER_SIZE), end - pos)
             chunk = os.pread(self.fd, want, pos)
             throttler.maybe_throttle(len(chunk))
             off = 0

@@ -122,6 +122,10 @@ def main() -> int:
         outcome = (False, e)
     try:
         data = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+        if not outcome[0]:
+            # An exception whose __init__ takes more than its message (BatchError) pickles but
+            # does not unpickle: the broker would see no outcome at all.
+            pickle.loads(data)
     except Exception as e:  # an unpicklable exception: its text still reaches the broker
         data = pickle.dumps((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({e})")))
     sys.stdout.buffer.write(data)

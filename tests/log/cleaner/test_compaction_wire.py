@@ -210,12 +210,12 @@ def test_configs_from_both_admin_clients_apply_live_and_after_restart(tmp_path: 
                 "cleanup.policy": "compact", "segment.bytes": "8192", "min.cleanable.dirty.ratio": "0.01"})])
             kadmin.alter_configs([KConfigResource(KConfigResourceType.BROKER, "1", configs={
                 "log.cleaner.threads": "2", "log.cleaner.backoff.ms": "60000",
-                "log.cleaner.dedupe.buffer.size": "1048576"})])
+                "log.cleaner.dedupe.buffer.size": "4194304"})])
         finally:
             kadmin.close()
         assert lm.get_log("a", 0).config.compact and lm.get_log("b", 0).config.compact
         assert (lm.cleaner.config.threads, lm.cleaner.config.backoff_ms, lm.cleaner.config.dedupe_buffer_size) \
-            == (2, 60000, 1048576)
+            == (2, 60000, 4194304)
         wait_for(lambda: len([t for t in lm.cleaner._threads if t.is_alive()]) == 2, what="two cleaner threads")
         # The new threads start with a pass of their own: they or run_cleaner clean both.
         lm.run_cleaner()

@@ -610,3 +610,19 @@ def test_a_pass_aborted_once_its_job_is_done_leaves_no_cleaned_files(logs: Logs)
     worker.join(5)
     assert cleaner.state_of(tp) == "paused(1)"
     assert not list(plog.dir.glob("*.cleaned"))
+
+
+def test_a_workers_exception_reaches_the_broker_even_when_it_cannot_be_rebuilt_as_is() -> None:
+    """BatchError (a corrupt segment) pickles but cannot be unpickled (its ``__init__`` needs
+    the error code): the pass used to fail as "WorkerDied ... no outcome", hiding the cause."""
+    import functools
+
+    from kbroker.log.cleaner.worker import WorkerDied, WorkerProcess
+    from kbroker.records.recompress import record_prefixes
+
+    worker = WorkerProcess(functools.partial(record_prefixes, count=1), b"\x00")  # a record of length 0
+    wait_for(lambda: worker.poll(0.1))
+    with pytest.raises(Exception) as err:
+        worker.result()
+    assert not isinstance(err.value, WorkerDied)
+    assert "BatchError: Invalid record 0 in the batch: bad record size 0" in str(err.value)
