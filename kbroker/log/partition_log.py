@@ -655,7 +655,7 @@ class PartitionLog:
             if offset > self._log_start_offset:
                 self._log_start_offset = offset
                 self.producer_state.on_log_start_offset_incremented(offset)
-            detached = self._detach_oldest_segments(
+            detached = self.detach_oldest_segments(
                 lambda seg, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset)
             return self._log_start_offset, detached
 
@@ -693,20 +693,13 @@ class PartitionLog:
             remove_segment_files(renamed, self.name)
         return len(renamed)
 
-    def delete_oldest_segments(self, predicate: Callable[[LogSegment, LogSegment | None], bool]) -> int:
-        """Delete segments from the oldest while ``predicate(segment, next_segment)`` holds
-        and the segment lies below the high watermark (the retention/cleaner seam), through
-        :meth:`delete_segments_async`.
+    def detach_oldest_segments(self, predicate: Callable[[LogSegment, LogSegment | None], bool]) -> list[LogSegment]:
+        """Take segments out of the log from the oldest while ``predicate(segment, next_segment)``
+        holds and the segment lies below the high watermark (DeleteRecords and retention); the
+        caller hands them to :meth:`delete_segments_async`.
 
-        If every segment goes, a new empty active segment is rolled first. Returns the
-        number of segments deleted.
-        """
-        detached = self._detach_oldest_segments(predicate)
-        self.delete_segments_async(detached)
-        return len(detached)
-
-    def _detach_oldest_segments(self, predicate: Callable[[LogSegment, LogSegment | None], bool]) -> list[LogSegment]:
-        """Take the segments :meth:`delete_oldest_segments` deletes out of the log, files kept."""
+        If every segment goes, a new empty active segment is rolled first. The log start offset,
+        producer state and snapshots follow."""
         with self._lock:
             self._check_open()
             segs = self._segments.to_list()

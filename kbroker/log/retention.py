@@ -18,7 +18,7 @@ watermark goes: the active segment only when the high watermark is at the log en
 then, every segment being deletable, a new empty active segment is rolled first. Deleted
 segments leave through :meth:`PartitionLog.delete_segments_async` (renamed ``.deleted``,
 removed after ``file.delete.delay.ms``); the log start offset moves to the first remaining
-segment and producer state follows it (see :meth:`PartitionLog._detach_oldest_segments`).
+segment and producer state follows it (see :meth:`PartitionLog.detach_oldest_segments`).
 
 :class:`RetentionScheduler` runs a check every ``log.retention.check.interval.ms`` on its
 own thread (Kafka's ``kafka-log-retention`` task); the :class:`LogManager` owns it.
@@ -81,7 +81,7 @@ def _delete(plog: PartitionLog, predicate: Callable[[LogSegment, LogSegment | No
     """Take the segments ``predicate`` selects (from the oldest, below the high watermark)
     out of the log, log why, and delete them through ``delete_segments_async``."""
     start = plog.log_start_offset
-    doomed = plog._detach_oldest_segments(predicate)
+    doomed = plog.detach_oldest_segments(predicate)
     if not doomed:
         return 0
     report(doomed)

@@ -284,14 +284,14 @@ def test_delete_records_before_removes_whole_segments(make_log):
     assert info.base_offset == 8 and info.log_start_offset == 8
 
 
-def test_delete_oldest_segments_seam(make_log):
+def test_detach_oldest_segments_seam(make_log):
     plog = make_log(segment_bytes=300)
     for _ in range(6):
         plog.append(batch_of_size(120), leader_epoch=0)
-    assert plog.delete_oldest_segments(lambda seg, nxt: seg.base_offset < 2) == 1
+    assert plog.delete_segments_async(plog.detach_oldest_segments(lambda seg, nxt: seg.base_offset < 2)) == 1
     assert plog.log_start_offset == 2
     # Deleting everything rolls a fresh empty segment at the log end.
-    assert plog.delete_oldest_segments(lambda seg, nxt: True) == 2
+    assert plog.delete_segments_async(plog.detach_oldest_segments(lambda seg, nxt: True)) == 2
     assert [s.base_offset for s in plog.segments] == [6]
     assert plog.log_start_offset == plog.log_end_offset == 6
 

@@ -243,7 +243,7 @@ def test_txnindex_goes_with_retention(make_log: MakeLog) -> None:
     plog.append_marker(1, 0, 0, False, leader_epoch=0)
     plog.roll()
     plog.append(plain_batch(), leader_epoch=0)
-    assert plog.delete_oldest_segments(lambda seg, nxt: nxt is not None) == 1
+    assert plog.delete_segments_async(plog.detach_oldest_segments(lambda seg, nxt: nxt is not None)) == 1
     assert txn_files(plog.dir) == [] and not plog.has_aborted_transactions
 
 

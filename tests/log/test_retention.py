@@ -378,7 +378,7 @@ def test_closed_and_failing_logs_are_skipped(tmp_path: Path, clock: ManualClock,
     def broken() -> None:
         raise OSError("disk on fire")
 
-    bad._detach_oldest_segments = lambda predicate: broken()  # type: ignore[method-assign]
+    bad.detach_oldest_segments = lambda predicate: broken()  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR):
         assert lm.run_retention() == 2
     assert "retention check of bad-0 failed" in caplog.text
@@ -392,13 +392,13 @@ def test_the_partition_deleted_during_a_check_is_skipped(tmp_path: Path, clock: 
     cfg = LogConfig(retention_ms=1, file_delete_delay_ms=0)
     first = segmented(lm.get_or_create_log("a", 0, cfg), [1_000, 1_000])
     second = segmented(lm.get_or_create_log("b", 0, cfg), [1_000, 1_000])
-    original = first._detach_oldest_segments
+    original = first.detach_oldest_segments
 
     def delete_b_meanwhile(predicate):  # type: ignore[no-untyped-def]
         lm.delete_partition("b", 0)
         return original(predicate)
 
-    first._detach_oldest_segments = delete_b_meanwhile  # type: ignore[method-assign]
+    first.detach_oldest_segments = delete_b_meanwhile  # type: ignore[method-assign]
     assert lm.run_retention() == 2
     assert second.closed and lm.get_log("b", 0) is None
     lm.shutdown()
