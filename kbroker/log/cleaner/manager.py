@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from kbroker.clock import Clock
 from kbroker.common import CleaningSummary, TopicPartition
 from kbroker.log.checkpoint import CheckpointError, OffsetCheckpointFile
+from kbroker.log.cleaner.clean import CleaningAborted, clean_log, run_clean_job
 from kbroker.log.cleaner.worker import WorkerDied, WorkerProcess
 from kbroker.log.partition_log import PartitionLog
 from kbroker.log.segment import LogSegment
@@ -119,11 +120,6 @@ class CleanFn(Protocol):
                  run: Callable[[Any], Any] | None = None,
                  aborted: Callable[[], bool] = ...,
                  load_factor: float = ...) -> CleanResultLike: ...
-
-
-class CleaningAbortedError(Exception):
-    """Raised into a pass by its job runner when the pass must stop (the log is being
-    deleted or truncated, the cleaner shuts down)."""
 
 
 @dataclass(frozen=True)
@@ -269,8 +265,8 @@ class LogCleaner:
         self._log_dir_of = log_dir_of
         self._clock = clock
         self.config = config or CleanerConfig()
-        self._clean = clean
-        self._job_fn = job_fn
+        self._clean: CleanFn = clean or clean_log  # type: ignore[assignment]
+        self._job_fn = job_fn or run_clean_job
         self.run_in_process = run_in_process
         self.delete_old_segments = delete_old_segments
         self._uncleanable_backoff_ms = uncleanable_backoff_ms
@@ -461,28 +457,6 @@ class LogCleaner:
                 self.update_checkpoints(log_dir, remove=tp)
 
     # -- one pass ----------------------------------------------------------------------------
-    def _clean_function(self) -> CleanFn:
-        if self._clean is None:
-            from kbroker.log.cleaner.clean import clean_log
-
-            self._clean = clean_log  # type: ignore[assignment]
-        assert self._clean is not None
-        return self._clean
-
-    def _job_function(self) -> Callable[[Any], Any]:
-        if self._job_fn is None:
-            from kbroker.log.cleaner.clean import run_clean_job
-
-            self._job_fn = run_clean_job
-        return self._job_fn
-
-    def _aborted_error(self) -> type[BaseException]:
-        try:
-            from kbroker.log.cleaner.clean import CleaningAborted
-        except ImportError:
-            return CleaningAbortedError
-        return CleaningAborted
-
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes running passes now."""
         with self._pool_lock:
@@ -495,33 +469,31 @@ class LogCleaner:
         result is swapped in after an abort. A worker running an aborted job is ended and
         what it wrote (``.cleaned`` files in ``directory``) removed: a throttled pass over a
         big log could otherwise hold the worker for hours."""
-        aborted = self._aborted_error()
-        job_fn = self._job_function()
+        job_fn = self._job_fn
 
         def run(job: Any) -> Any:
             if self.is_aborted(tp):
-                raise aborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
+                raise CleaningAborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
             if not self.run_in_process:
                 result = job_fn(job)
             else:
-                result = self._run_in_worker(tp, directory, job_fn, job, aborted)
+                result = self._run_in_worker(tp, directory, job_fn, job)
             if self.is_aborted(tp):
                 # The job's .cleaned files are void and nothing will swap them in.
                 if not self._stopping:  # at shutdown the next load removes them
                     _remove_cleaned_files(directory)
-                raise aborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
+                raise CleaningAborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
             return result
 
         return run
 
-    def _run_in_worker(self, tp: TopicPartition, directory: Path, job_fn: Callable[[Any], Any], job: Any,
-                       aborted: type[BaseException]) -> Any:
+    def _run_in_worker(self, tp: TopicPartition, directory: Path, job_fn: Callable[[Any], Any], job: Any) -> Any:
         """``job_fn(job)`` in a worker process of its own, ended (and what it wrote removed)
         when the pass is aborted; a dead worker fails the pass (:class:`WorkerDied`)."""
         key = threading.get_ident()
         with self._pool_lock:
             if self._stopping:  # never a new worker after shutdown took the others
-                raise aborted("the log cleaner is shutting down")
+                raise CleaningAborted("the log cleaner is shutting down")
             worker = self._workers[key] = WorkerProcess(job_fn, job)
         try:
             while not worker.poll(_POLL_S):
@@ -529,7 +501,7 @@ class LogCleaner:
                     worker.kill()
                     if not self._stopping:  # at shutdown the next load removes them
                         _remove_cleaned_files(directory)
-                    raise aborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
+                    raise CleaningAborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
             try:
                 return worker.result()
             except WorkerDied:
@@ -548,9 +520,8 @@ class LogCleaner:
         end_offset: int | None = None
         cleaned = False
         config = self.config
-        aborted = self._aborted_error()
         try:
-            result = self._clean_function()(
+            result = self._clean(
                 plog, first_dirty_offset=ltc.first_dirty_offset, first_uncleanable_offset=ltc.first_uncleanable_offset,
                 now_ms=self._clock.time_ms(), dedupe_buffer_bytes=config.dedupe_buffer_per_thread(),
                 io_buffer_bytes=config.io_buffer_per_thread(),
@@ -560,7 +531,7 @@ class LogCleaner:
             plog.last_cleaning = result.summary
             _log_pass(thread_id, plog.name, ltc.first_dirty_offset, end_offset, result.summary)
             cleaned = True
-        except (aborted, CleaningAbortedError):
+        except CleaningAborted:
             log.info("cleaning of %s aborted", plog.name)
         except Exception as e:
             # Kafka marks the partition uncleanable; here only for a while, so a passing
