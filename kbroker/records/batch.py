@@ -230,3 +230,12 @@ def set_log_append_time(buf: bytearray | memoryview, pos: int, size: int, timest
 def pack_header(h: BatchHeader) -> bytes:
     """Encode a header (its ``crc`` field is written as given)."""
     return _HEADER.pack(*h)
+
+
+def seal_batch(h: BatchHeader, payload: bytes | bytearray | memoryview = b"") -> bytes:
+    """A whole batch: ``h`` with the batch length of ``payload`` (the records), then the
+    payload, and the CRC-32C computed over both."""
+    out = bytearray(_HEADER.pack(*h._replace(batch_length=HEADER_SIZE - LOG_OVERHEAD + len(payload), crc=0)))
+    out += payload
+    _CRC.pack_into(out, CRC_START - _CRC.size, crc32c(memoryview(out)[CRC_START:]))
+    return bytes(out)

@@ -10,7 +10,6 @@ from kbroker.clock import SYSTEM_CLOCK
 from kbroker.records.batch import (
     COMPRESSION_MASK,
     CONTROL_BIT,
-    CRC_START,
     HEADER_SIZE,
     LOG_OVERHEAD,
     MAGIC_V2,
@@ -19,15 +18,13 @@ from kbroker.records.batch import (
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
     BatchHeader,
-    pack_header,
+    seal_batch,
 )
 from kbroker.records.compression import compress
-from kbroker.records.crc import crc32c
 from kbroker.records.record import ControlType
 from kbroker.records.varint import INT32_MAX, encode_varint, encode_varlong
 
 NO_TIMESTAMP = -1
-_CRC = struct.Struct(">I")
 _CONTROL_KEY = struct.Struct(">hh")
 _END_TXN_VALUE = struct.Struct(">hi")
 
@@ -177,10 +174,7 @@ def build_batch(
         base_sequence=base_sequence,
         record_count=count,
     )
-    batch = bytearray(pack_header(header))
-    batch += payload
-    _CRC.pack_into(batch, CRC_START - _CRC.size, crc32c(memoryview(batch)[CRC_START:]))
-    return bytes(batch)
+    return seal_batch(header, payload)
 
 
 def build_control_batch(

@@ -17,7 +17,6 @@ validation of client batches.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -25,7 +24,6 @@ from kbroker.records.batch import (
     COMPRESSION_MASK,
     CONTROL_BIT,
     CORRUPT_MESSAGE,
-    CRC_START,
     HEADER_SIZE,
     INVALID_RECORD,
     LOG_OVERHEAD,
@@ -33,14 +31,12 @@ from kbroker.records.batch import (
     TRANSACTIONAL_BIT,
     BatchError,
     BatchHeader,
-    pack_header,
+    seal_batch,
 )
 from kbroker.records.compression import CompressionError, DecompressionLimitError, compress, iter_decompress
-from kbroker.records.crc import crc32c
 from kbroker.records.varint import VarintError, decode_varint, decode_varlong, encode_varint, encode_varlong
 
 Buffer = bytes | bytearray | memoryview
-_CRC = struct.Struct(">I")
 
 
 class RecordPrefix(NamedTuple):
@@ -180,7 +176,4 @@ def recompress_batch(batch: Buffer, header: BatchHeader, codec: int, *, level: i
         max_timestamp=max_ts,
         record_count=n,
     )
-    out_batch = bytearray(pack_header(new))
-    out_batch += payload
-    _CRC.pack_into(out_batch, CRC_START - _CRC.size, crc32c(memoryview(out_batch)[CRC_START:]))
-    return bytes(out_batch)
+    return seal_batch(new, payload)

@@ -30,7 +30,6 @@ from kbroker.records.batch import (
     COMPRESSION_MASK,
     CONTROL_BIT,
     CORRUPT_MESSAGE,
-    CRC_START,
     DELETE_HORIZON_BIT,
     HEADER_SIZE,
     INVALID_RECORD,
@@ -40,17 +39,15 @@ from kbroker.records.batch import (
     TRANSACTIONAL_BIT,
     BatchError,
     BatchHeader,
-    pack_header,
+    seal_batch,
 )
 from kbroker.records.compression import CompressionError, compress, iter_decompress
-from kbroker.records.crc import crc32c
 from kbroker.records.record import ControlType
 from kbroker.records.validation import MAX_DECOMPRESSED_BATCH_BYTES
 from kbroker.records.varint import VarintError, decode_varint, decode_varlong, encode_varint, encode_varlong
 
 NO_TIMESTAMP = -1
 Buffer = bytes | bytearray | memoryview
-_CRC = struct.Struct(">I")
 _CONTROL_KEY = struct.Struct(">hh")
 #: Attribute bits a re-encoded batch keeps (the delete-horizon bit is set anew).
 _KEPT_ATTRIBUTES = COMPRESSION_MASK | TIMESTAMP_TYPE_BIT | TRANSACTIONAL_BIT | CONTROL_BIT
@@ -261,9 +258,7 @@ def empty_batch(h: BatchHeader) -> bytes:
     attributes = h.attributes & (TIMESTAMP_TYPE_BIT | TRANSACTIONAL_BIT | CONTROL_BIT)
     header = h._replace(batch_length=HEADER_SIZE - LOG_OVERHEAD, crc=0, attributes=attributes,
                         base_timestamp=NO_TIMESTAMP, record_count=0)
-    out = bytearray(pack_header(header))
-    _CRC.pack_into(out, CRC_START - _CRC.size, crc32c(memoryview(out)[CRC_START:]))
-    return bytes(out)
+    return seal_batch(header)
 
 
 class BatchFilter:
@@ -417,7 +412,4 @@ def rebuild_batch(h: BatchHeader, data: Buffer, kept: Sequence[RecordSpan], hori
         base_sequence=h.base_sequence,
         record_count=len(kept),
     )
-    out = bytearray(pack_header(header))
-    out += payload
-    _CRC.pack_into(out, CRC_START - _CRC.size, crc32c(memoryview(out)[CRC_START:]))
-    return bytes(out)
+    return seal_batch(header, payload)
