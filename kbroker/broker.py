@@ -22,10 +22,13 @@ from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.handlers import registry
+from kbroker.security.model import Authorizer
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
 log = logging.getLogger("kbroker")
+#: Security protocols the listeners can serve.
+SERVED_PROTOCOLS = frozenset({"PLAINTEXT"})
 #: Pause after a failed accept() (EMFILE and the like), doubling up to the maximum.
 _ACCEPT_BACKOFF = (0.05, 1.0)
 
@@ -84,6 +87,8 @@ class Broker:
         except BaseException:
             self.log_manager.release_dir_locks()  # a failed start leaves the dirs usable
             raise
+        #: The ACL authorizer (None: ``authorizer.class.name`` is unset and everything is allowed).
+        self.authorizer: Authorizer | None = None
         self._connections: set[Connection] = set()
         self.quotas = ConnectionQuotas()
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
@@ -163,6 +168,10 @@ class Broker:
         bound: list[tuple[str, SocketListener]] = []
         try:
             for ls in self.config.listeners:
+                protocol = self.config.security_protocol(ls.name)
+                if protocol not in SERVED_PROTOCOLS:
+                    raise StartupError(f"listener {ls.name} uses security protocol {protocol}, which this "
+                                       "broker cannot serve yet")
                 listeners = await _listen(ls.host, ls.port)
                 bound += [(ls.name, listener) for listener in listeners]
                 port = listeners[0].extra(anyio.abc.SocketAttribute.local_port)

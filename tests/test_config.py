@@ -268,7 +268,6 @@ def test_advertised_listeners() -> None:
         "PLAINTEXT://127.0.0.1:70000",
         "PLAINTEXT://a:1,PLAINTEXT://b:2",
         "PLAINTEXT://h:9092,OTHER://h:9092",
-        "SSL://127.0.0.1:9093",
         "CLIENT://127.0.0.1:9093",
         "",
     ],
@@ -344,7 +343,10 @@ def test_describe_sources_and_types() -> None:
     assert entries["log.retention.ms"].value is None
     assert entries["log.cleanup.policy"].value == "delete"
     assert entries["log.flush.interval.messages"].value == str(2**63 - 1)
-    assert not any(e.sensitive for e in entries.values())
+    # Passwords, inline keys and JAAS configs, and nothing else, are sensitive (never described).
+    assert {n for n, e in entries.items() if e.sensitive} == {
+        n for n, d in BROKER_CONFIGS.items() if d.type is ConfigType.PASSWORD}
+    assert "sasl.jaas.config" in {n for n, e in entries.items() if e.sensitive}
 
 
 def test_with_dynamic_rules() -> None:
@@ -566,3 +568,51 @@ def test_doubles_render_as_java_writes_them() -> None:
              0.0: "0.0", 5e-5: "5.0E-5"}
     assert {v: java_double(v) for v in cases} == cases
     assert BROKER_CONFIGS["log.cleaner.io.max.bytes.per.second"].default_str == "1.7976931348623157E308"
+
+
+# ------------------------------------------------------------------ security protocols and per-listener keys
+
+
+def test_kafka_default_protocol_map_names_every_protocol() -> None:
+    config = BrokerConfig({"listeners": "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0,"
+                                        "SASL_SSL://127.0.0.1:0"})
+    assert [config.security_protocol(ls.name) for ls in config.listeners] == [
+        "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+
+def test_protocol_map_refuses_unknown_protocols() -> None:
+    with pytest.raises(ConfigError, match="not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"):
+        BrokerConfig({"listeners": "A://127.0.0.1:0", "listener.security.protocol.map": "A:TLS"})
+
+
+def test_listener_prefixed_keys_override_the_broker_wide_ones() -> None:
+    config = BrokerConfig({
+        "listeners": "INTERNAL://127.0.0.1:0,EXTERNAL://127.0.0.1:0",
+        "listener.security.protocol.map": "INTERNAL:SASL_PLAINTEXT,EXTERNAL:SASL_SSL",
+        "ssl.client.auth": "requested",
+        "listener.name.external.ssl.client.auth": "required",
+        "sasl.jaas.config": "broker-wide",
+        "listener.name.external.plain.sasl.jaas.config": "external plain",
+        "listener.name.external.sasl.jaas.config": "external any",
+    })
+    assert config.listener_get("EXTERNAL", "ssl.client.auth") == "required"
+    assert config.listener_get("INTERNAL", "ssl.client.auth") == "requested"
+    assert config.listener_get("EXTERNAL", "sasl.jaas.config", "PLAIN") == "external plain"
+    assert config.listener_get("EXTERNAL", "sasl.jaas.config", "SCRAM-SHA-256") == "external any"
+    assert config.listener_get("INTERNAL", "sasl.jaas.config", "PLAIN") == "broker-wide"
+
+
+@pytest.mark.parametrize("key,value,reason", [
+    ("listener.name.external.log.dirs", "/x", "expected listener.name.<listener>.<key>"),
+    ("listener.name.EXTERNAL.ssl.client.auth", "required", "lower-case listener name"),
+    ("listener.name.external.ssl.client.auth", "sometimes", "ssl.client.auth"),
+])
+def test_bad_listener_prefixed_keys_are_refused(key: str, value: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason.replace(".", r"\.").replace("<", ".").replace(">", ".")):
+        BrokerConfig({key: value})
+
+
+def test_repr_hides_secrets() -> None:
+    config = BrokerConfig({"ssl.key.password": "s3cret", "listener.name.sasl_ssl.plain.sasl.jaas.config":
+                           'x required user_admin="s3cret";'})
+    assert "s3cret" not in repr(config)

@@ -13,13 +13,14 @@ import base64
 import difflib
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
 
-from kbroker.config.broker_keys import BROKER_CONFIGS
+from kbroker.config.broker_keys import BROKER_CONFIGS, SECURITY_PROTOCOLS
 from kbroker.config.errors import ConfigError
 from kbroker.config.listeners import (
     Listener,
@@ -51,6 +52,31 @@ _BROKER_SYNONYMS = {
     key: tuple(k for k in group if k in BROKER_CONFIGS) for group in _SYNONYM_GROUPS for key in group
     if key in BROKER_CONFIGS
 }
+
+
+#: Keys that start so set another key for one listener (``listener.name.sasl_ssl.ssl.client.auth``).
+LISTENER_PREFIX = "listener.name."
+#: Keys that may be set per listener, besides every ``ssl.*`` and ``sasl.*`` key.
+_PER_LISTENER_KEYS = frozenset({"max.connections", "max.connection.creation.rate", "connections.max.reauth.ms",
+                                "connection.failed.authentication.delay.ms", "principal.builder.class"})
+_LISTENER_KEY = re.compile(r"^listener\.name\.(?P<listener>[a-z0-9_]+)\.(?:(?P<mech>[a-z0-9-]+)\.(?=sasl\.))?(?P<key>.+)$")
+
+
+def listener_key_def(key: str) -> ConfigDef:
+    """The definition a ``listener.name.<listener>.[<mechanism>.]<key>`` key is parsed with;
+    raises :class:`ConfigError` when ``<key>`` cannot be set per listener."""
+    match = _LISTENER_KEY.match(key)
+    base = match["key"] if match else ""
+    definition = BROKER_CONFIGS.get(base)
+    if (match is None or definition is None
+            or not (base.startswith(("ssl.", "sasl.")) or base in _PER_LISTENER_KEYS)):
+        raise ConfigError(
+            f"Invalid configuration {key}: expected listener.name.<listener>.<key> with a lower-case listener "
+            "name and an ssl.*, sasl.* or connection key (listener.name.<listener>.<mechanism>.sasl.* for one "
+            "SASL mechanism)",
+            key,
+        )
+    return definition
 
 
 def env_var_name(key: str) -> str:
@@ -146,6 +172,7 @@ class BrokerConfig:
         self._static: dict[str, _Setting] = {}
         self._dynamic: dict[str, _Setting] = {}
         self._unknown: dict[str, str] = {}
+        self._per_listener: dict[str, _Setting] = {}
         if props:
             self._add_layer(props.items(), lambda key: "config")
         self._finish()
@@ -165,7 +192,7 @@ class BrokerConfig:
         ``env`` defaults to ``os.environ``; ``overrides`` is ``key=value`` strings or a mapping.
         """
         self = cls.__new__(cls)
-        self._static, self._dynamic, self._unknown = {}, {}, {}
+        self._static, self._dynamic, self._unknown, self._per_listener = {}, {}, {}, {}
         if config_file is not None:
             path = str(config_file)
             self._add_layer(load_properties(config_file).items(), lambda key: path)
@@ -205,6 +232,7 @@ class BrokerConfig:
         """
         new = type(self).__new__(type(self))
         new._static, new._dynamic, new._unknown = dict(self._static), dict(self._dynamic), dict(self._unknown)
+        new._per_listener = dict(self._per_listener)
         for key, raw in updates.items():
             definition = BROKER_CONFIGS.get(key)
             if definition is None:
@@ -226,6 +254,9 @@ class BrokerConfig:
     def _add_layer(self, pairs: Iterable[tuple[str, str]], origin_of: Callable[[str], str]) -> None:
         for key, raw in pairs:
             origin = origin_of(key)
+            if key.startswith(LISTENER_PREFIX):
+                self._per_listener[key] = _Setting(raw, listener_key_def(key).parse(raw, origin), origin)
+                continue
             definition = BROKER_CONFIGS.get(key)
             if definition is None:
                 log.warning("Unknown broker config %r (from %s) is ignored%s", key, origin, did_you_mean(key))
@@ -264,18 +295,20 @@ class BrokerConfig:
         protocols = parse_protocol_map(
             "listener.security.protocol.map", self.get("listener.security.protocol.map")
         )
+        for name, mapped in protocols.items():
+            if mapped not in SECURITY_PROTOCOLS:
+                raise ConfigError(
+                    f"Invalid value for configuration listener.security.protocol.map: {name} maps to "
+                    f"{mapped}, which is not one of {', '.join(SECURITY_PROTOCOLS)}",
+                    "listener.security.protocol.map",
+                )
+        self._protocols = protocols
         for listener in listeners:
             protocol = protocols.get(listener.name)
             if protocol is None:
                 raise ConfigError(
                     f"Invalid value for configuration listeners: listener {listener.name} has no entry "
                     "in listener.security.protocol.map",
-                    "listeners",
-                )
-            if protocol != "PLAINTEXT":
-                raise ConfigError(
-                    f"Invalid value for configuration listeners: listener {listener.name} uses security "
-                    f"protocol {protocol}; only PLAINTEXT is supported",
                     "listeners",
                 )
         raw_advertised = self.get("advertised.listeners")
@@ -397,7 +430,10 @@ class BrokerConfig:
         )
 
     def __repr__(self) -> str:
-        return f"BrokerConfig({self.originals()!r})"
+        shown = {key: "[hidden]" if BROKER_CONFIGS[key].sensitive else raw for key, raw in self.originals().items()}
+        shown.update((key, "[hidden]" if listener_key_def(key).sensitive else raw)
+                     for key, raw in self.listener_keys().items())
+        return f"BrokerConfig({shown!r})"
 
     # ----------------------------------------------------------------- typed accessors
 
@@ -425,6 +461,30 @@ class BrokerConfig:
         host means the broker should advertise its own host name.
         """
         return list(self._advertised)
+
+    def security_protocol(self, listener: str) -> str:
+        """The security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) of a listener name."""
+        return self._protocols[listener.upper()]
+
+    def listener_get(self, listener: str, key: str, mechanism: str | None = None) -> Any:
+        """``key`` as a listener sees it: ``listener.name.<listener>.<mechanism>.<key>``
+        (with a SASL ``mechanism``), then ``listener.name.<listener>.<key>``, then ``key``.
+
+        As Kafka, the listener name in the prefix is lower case and the mechanism too
+        (``listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config``).
+        """
+        base = f"{LISTENER_PREFIX}{listener.lower()}."
+        candidates = ([f"{base}{mechanism.lower()}.{key}"] if mechanism else []) + [f"{base}{key}"]
+        for name in candidates:
+            setting = self._per_listener.get(name)
+            if setting is not None:
+                value = setting.value
+                return list(value) if isinstance(value, list) else value
+        return self.get(key)
+
+    def listener_keys(self) -> dict[str, str]:
+        """The ``listener.name.*`` keys given, with their raw values (sensitive ones included)."""
+        return {key: s.raw for key, s in self._per_listener.items()}
 
     @property
     def log_dirs(self) -> list[Path]:

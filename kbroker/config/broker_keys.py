@@ -31,6 +31,8 @@ SHORT = ConfigType.SHORT
 LONG = ConfigType.LONG
 DOUBLE = ConfigType.DOUBLE
 LIST = ConfigType.LIST
+PASSWORD = ConfigType.PASSWORD
+CLASS = ConfigType.CLASS
 RO = UpdateMode.READ_ONLY
 PB = UpdateMode.PER_BROKER
 CW = UpdateMode.CLUSTER_WIDE
@@ -38,6 +40,9 @@ CW = UpdateMode.CLUSTER_WIDE
 COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
 CLEANUP_POLICIES = ("compact", "delete")
 TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SSL_CLIENT_AUTH = ("none", "requested", "required")
+KEYSTORE_TYPES = ("PEM", "PKCS12", "JKS")
 #: Minimum segment size: the overhead of one v0 record, as in Kafka.
 MIN_SEGMENT_BYTES = 14
 
@@ -49,7 +54,9 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("cluster.id", STR, None, "Cluster id; generated on first start and stored in the data directory when unset.", (non_empty,), RO),
     ConfigDef("listeners", LIST, ["PLAINTEXT://127.0.0.1:9092"], "Comma-separated NAME://host:port to listen on; an empty host binds all interfaces and advertises the host name, localhost binds 127.0.0.1 and ::1, port 0 picks a free port.", (non_empty,), RO),
     ConfigDef("advertised.listeners", LIST, None, "Listeners given to clients in metadata; defaults to listeners.", (), RO),
-    ConfigDef("listener.security.protocol.map", LIST, ["PLAINTEXT:PLAINTEXT"], "Maps listener names to security protocols; only PLAINTEXT is supported.", (), RO),
+    ConfigDef("listener.security.protocol.map", LIST, ["SASL_SSL:SASL_SSL", "PLAINTEXT:PLAINTEXT", "SSL:SSL", "SASL_PLAINTEXT:SASL_PLAINTEXT"], "Maps listener names to security protocols (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL); a listener named after a protocol needs no entry.", (), RO),
+    ConfigDef("inter.broker.listener.name", STR, None, "Listener brokers use to reach each other; defaults to the one of security.inter.broker.protocol.", (), RO),
+    ConfigDef("security.inter.broker.protocol", STR, "PLAINTEXT", "Security protocol brokers use to reach each other, when inter.broker.listener.name is unset.", (one_of(*SECURITY_PROTOCOLS),), RO),
     ConfigDef("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts, in bytes.", (at_least(1),), RO),
     ConfigDef("message.max.bytes", INT, 1048588, "Largest record batch size allowed (topic: max.message.bytes).", (at_least(0),), CW),
     # --- connection limits
@@ -58,6 +65,41 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("max.connections.per.ip.overrides", STR, "", "Per-address exceptions to max.connections.per.ip, as host:count,host:count.", (check_ip_overrides,), CW),
     ConfigDef("queued.max.request.bytes", LONG, 104857600, "Request bytes buffered over all connections before the broker stops reading from sockets; -1 is unbounded (Kafka's default).", (), RO),
     ConfigDef("connections.max.idle.ms", LONG, 600000, "Connections with no request bytes arriving for this long are closed, half-sent requests included.", (at_least(1),), RO),
+    # --- TLS (every ssl.* and sasl.* key may be set per listener as listener.name.<listener>.<key>)
+    ConfigDef("ssl.keystore.type", STR, "JKS", "Format of the key store: PEM or PKCS12 (JKS, Kafka's default, needs a JVM and is refused).", (one_of(*KEYSTORE_TYPES),), RO),
+    ConfigDef("ssl.keystore.location", STR, None, "Path of the key store: the server's certificate chain and private key.", (), RO),
+    ConfigDef("ssl.keystore.password", PASSWORD, None, "Password of the key store file (PKCS12; for PEM, of the encrypted key when ssl.key.password is unset).", (), RO, True),
+    ConfigDef("ssl.key.password", PASSWORD, None, "Password of the private key in the key store (or of ssl.keystore.key).", (), RO, True),
+    ConfigDef("ssl.keystore.certificate.chain", PASSWORD, None, "The server's certificate chain inline, as PEM (with ssl.keystore.type=PEM).", (), RO, True),
+    ConfigDef("ssl.keystore.key", PASSWORD, None, "The server's private key inline, as PEM (PKCS#8, optionally encrypted with ssl.key.password).", (), RO, True),
+    ConfigDef("ssl.truststore.type", STR, "JKS", "Format of the trust store: PEM or PKCS12.", (one_of(*KEYSTORE_TYPES),), RO),
+    ConfigDef("ssl.truststore.location", STR, None, "Path of the trust store: the CA certificates client certificates are checked against.", (), RO),
+    ConfigDef("ssl.truststore.password", PASSWORD, None, "Password of the trust store file (PKCS12).", (), RO, True),
+    ConfigDef("ssl.truststore.certificates", PASSWORD, None, "Trusted CA certificates inline, as PEM (with ssl.truststore.type=PEM).", (), RO, True),
+    ConfigDef("ssl.client.auth", STR, "none", "Whether clients present a certificate: none, requested or required.", (one_of(*SSL_CLIENT_AUTH),), RO),
+    ConfigDef("ssl.protocol", STR, "TLSv1.3", "Newest TLS protocol version offered.", (), RO),
+    ConfigDef("ssl.enabled.protocols", LIST, ["TLSv1.2", "TLSv1.3"], "TLS protocol versions accepted.", (each_of("TLSv1.2", "TLSv1.3"),), RO),
+    ConfigDef("ssl.cipher.suites", LIST, [], "Cipher suites allowed (OpenSSL or IANA names); empty allows the defaults.", (), RO),
+    ConfigDef("ssl.principal.mapping.rules", STR, "DEFAULT", "Rules mapping a client certificate's distinguished name to a user name (Kafka's RULE:pattern/replacement/[LU] syntax).", (), RO),
+    ConfigDef("ssl.endpoint.identification.algorithm", STR, "https", "Host name verification of the peer's certificate, for connections this broker opens.", (), RO),
+    # --- SASL
+    ConfigDef("sasl.enabled.mechanisms", LIST, ["GSSAPI"], "SASL mechanisms offered on SASL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER (GSSAPI, Kafka's default, needs Kerberos and is refused).", (), RO),
+    ConfigDef("sasl.mechanism.inter.broker.protocol", STR, "GSSAPI", "SASL mechanism brokers use to reach each other.", (), RO),
+    ConfigDef("sasl.jaas.config", PASSWORD, None, "JAAS login module configuration; on the broker, set it per listener and mechanism (listener.name.<l>.<mechanism>.sasl.jaas.config).", (), RO, True),
+    ConfigDef("sasl.server.callback.handler.class", CLASS, None, "Custom server callback handler (Java classes cannot be loaded; refused when set).", (), RO),
+    ConfigDef("connections.max.reauth.ms", LONG, 0, "Longest a SASL session lasts before the client must re-authenticate (KIP-368); 0 never expires.", (at_least(0),), RO),
+    ConfigDef("connection.failed.authentication.delay.ms", INT, 100, "Delay before a connection whose authentication failed is closed.", (at_least(0),), RO),
+    ConfigDef("principal.builder.class", CLASS, "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder", "Builds the principal of a connection; only Kafka's default builder is available.", (), RO),
+    # --- authorization
+    ConfigDef("authorizer.class.name", STR, "", "Authorizer class; org.apache.kafka.metadata.authorizer.StandardAuthorizer (or kafka.security.authorizer.AclAuthorizer) turns on ACLs.", (), RO),
+    ConfigDef("super.users", STR, None, "Principals allowed everything whatever the ACLs, separated by semicolons (User:admin;User:ops).", (), RO),
+    ConfigDef("allow.everyone.if.no.acl.found", BOOL, False, "Allow an operation on a resource no ACL matches.", (), RO),
+    # --- quotas
+    ConfigDef("quota.window.num", INT, 11, "Samples kept for client quotas.", (at_least(1),), RO),
+    ConfigDef("quota.window.size.seconds", INT, 1, "Time span of each client quota sample.", (at_least(1),), RO),
+    ConfigDef("controller.quota.window.num", INT, 11, "Samples kept for controller mutation quotas.", (at_least(1),), RO),
+    ConfigDef("controller.quota.window.size.seconds", INT, 1, "Time span of each controller mutation quota sample.", (at_least(1),), RO),
+    ConfigDef("max.connection.creation.rate", INT, INT_MAX, "New connections accepted per second at most, over all listeners.", (at_least(0),), CW),
     # --- log storage
     ConfigDef("log.dirs", LIST, None, "Comma-separated data directories; overrides log.dir.", (non_empty,), RO),
     ConfigDef("log.dir", STR, "./kbroker-data", "Data directory, used when log.dirs is unset.", (non_empty,), RO),
@@ -144,7 +186,10 @@ __all__ = [
     "CLEANUP_POLICIES",
     "COMPRESSION_TYPES",
     "INT_MAX",
+    "KEYSTORE_TYPES",
     "LONG_MAX",
     "MIN_SEGMENT_BYTES",
+    "SECURITY_PROTOCOLS",
+    "SSL_CLIENT_AUTH",
     "TIMESTAMP_TYPES",
 ]

@@ -26,12 +26,32 @@ from kbroker.log.partition_log import PartitionLog
 from kbroker.metadata.config_resources import ConfigScope
 from kbroker.metadata.manager import MetadataManager
 from kbroker.replica.manager import ReplicaManager
+from kbroker.security.model import ANONYMOUS, AclOperation, Authorizer, ResourceType
 from kbroker.txn.coordinator import TransactionCoordinator
 from kbroker.txn.producer_ids import ProducerIdManager
 
 _ids = itertools.count(1)
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def _bits(*ops: AclOperation) -> int:
+    return sum(1 << op for op in ops)
+
+
+_O = AclOperation
+#: The operations each resource type supports (Kafka's authorized-operations bit fields,
+#: reported whole when there is no authorizer).
+ALL_OPERATIONS: dict[ResourceType, int] = {
+    ResourceType.TOPIC: _bits(_O.READ, _O.WRITE, _O.CREATE, _O.DELETE, _O.ALTER, _O.DESCRIBE,
+                              _O.DESCRIBE_CONFIGS, _O.ALTER_CONFIGS),
+    ResourceType.GROUP: _bits(_O.READ, _O.DESCRIBE, _O.DELETE),
+    ResourceType.CLUSTER: _bits(_O.CREATE, _O.ALTER, _O.DESCRIBE, _O.CLUSTER_ACTION, _O.DESCRIBE_CONFIGS,
+                                _O.ALTER_CONFIGS, _O.IDEMPOTENT_WRITE),
+    ResourceType.TRANSACTIONAL_ID: _bits(_O.WRITE, _O.DESCRIBE),
+    ResourceType.DELEGATION_TOKEN: _bits(_O.DESCRIBE),
+    ResourceType.USER: _bits(_O.CREATE_TOKENS, _O.DESCRIBE_TOKENS),
+}
 
 
 class CloseConnection(Exception):
@@ -73,22 +93,31 @@ class BrokerServices(Protocol):
     def producer_ids(self) -> ProducerIdManager: ...
     @property
     def transactions(self) -> TransactionCoordinator: ...
+    @property
+    def authorizer(self) -> Authorizer | None:
+        """The ACL authorizer; None when ``authorizer.class.name`` is unset (everything is allowed)."""
+        ...
 
 
 @dataclass
 class Session:
     """What the broker knows about one client connection, across its requests.
 
-    ``principal`` stays ``User:ANONYMOUS`` on PLAINTEXT listeners; SASL will set it
-    (and ACL checks will read it) once authentication is added.
+    ``principal`` is ``User:ANONYMOUS`` until the connection authenticates: SSL sets it from
+    the client certificate, SASL from the login; ACL checks and quotas read it.
+    ``authenticated`` is False on SASL listeners until a SASL exchange succeeds; only the
+    requests Kafka allows before that are served meanwhile. ``sasl`` holds the SASL
+    exchange's state (the connection's authenticator) on SASL listeners.
     """
 
     listener: str
     client_host: str
     client_port: int
     connection_id: int = field(default_factory=lambda: next(_ids))
-    principal: str = "User:ANONYMOUS"
+    principal: str = ANONYMOUS
     authenticated: bool = True
+    security_protocol: str = "PLAINTEXT"
+    sasl: Any = None
     client_software_name: str | None = None
     client_software_version: str | None = None
     last_client_id: str | None = None
@@ -138,6 +167,23 @@ class RequestContext:
     @property
     def client_id(self) -> str | None:
         return self.request.header.client_id
+
+    def authorize(self, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
+        """Whether this connection's principal may do ``operation`` on the resource."""
+        authorizer = self.broker.authorizer
+        if authorizer is None:
+            return True
+        return authorizer.authorize(self.session.principal, self.session.client_host, operation,
+                                    resource_type, name)
+
+    def authorized_operations(self, resource_type: ResourceType, name: str) -> int:
+        """The bit field of operations this connection's principal may do on the resource
+        (every operation the resource type supports when no authorizer is configured)."""
+        authorizer = self.broker.authorizer
+        if authorizer is None:
+            return ALL_OPERATIONS[resource_type]
+        return authorizer.authorized_operations(self.session.principal, self.session.client_host,
+                                                resource_type, name)
 
     @property
     def config_scope(self) -> ConfigScope:
