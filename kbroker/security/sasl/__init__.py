@@ -1,0 +1,1 @@
+"""SASL on the broker side: the per-connection exchange and its mechanisms."""
