@@ -22,7 +22,9 @@ from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.handlers import registry
+from kbroker.security.listener import ListenerSecurity
 from kbroker.security.model import Authorizer
+from kbroker.security.store import FileStateStore
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
@@ -87,6 +89,11 @@ class Broker:
         except BaseException:
             self.log_manager.release_dir_locks()  # a failed start leaves the dirs usable
             raise
+        #: Where ACLs, SCRAM credentials and client quotas are kept.
+        self.security_store = FileStateStore(self.log_dirs[0])
+        #: Each listener's protocol, TLS context and SASL set-up, by listener name.
+        self.listener_security: dict[str, ListenerSecurity] = {
+            ls.name: ListenerSecurity(ls.name, config.security_protocol(ls.name)) for ls in config.listeners}
         #: The ACL authorizer (None: ``authorizer.class.name`` is unset and everything is allowed).
         self.authorizer: Authorizer | None = None
         self._connections: set[Connection] = set()
@@ -225,7 +232,8 @@ class Broker:
 
     async def _serve_connection(self, stream: SocketStream, name: str, host: str) -> None:
         try:
-            conn = Connection(self, stream, name, memory=self.request_memory, stopping=lambda: self.stopping)
+            conn = Connection(self, stream, self.listener_security[name], memory=self.request_memory,
+                              stopping=lambda: self.stopping)
             self._connections.add(conn)
             try:
                 await conn.run()

@@ -16,6 +16,7 @@ from anyio.abc import SocketStream
 
 from kbroker.codec import FrameReader, FrameTooLarge
 from kbroker.handlers.api import BrokerServices, Session
+from kbroker.security.listener import ListenerSecurity
 from kbroker.server.dispatch import CloseConnection, ResponseParts, describe_request, dispatch
 from kbroker.server.limits import RequestMemory
 
@@ -30,16 +31,19 @@ _PASS_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit,
 class Connection:
     """The loop serving one socket."""
 
-    def __init__(self, services: BrokerServices, stream: SocketStream, listener: str, *,
+    def __init__(self, services: BrokerServices, stream: SocketStream, security: ListenerSecurity, *,
                  memory: RequestMemory, stopping: Callable[[], bool]) -> None:
-        """``memory`` is the request budget shared by every connection; ``stopping`` says
-        whether the broker is shutting down (the loop then takes no further request)."""
+        """``security`` is the listener's; ``memory`` is the request budget shared by every
+        connection; ``stopping`` says whether the broker is shutting down (the loop then
+        takes no further request)."""
         self.services = services
+        self.security = security
         self.memory = memory
         self._stopping = stopping
         self.stream = stream
         host, port = peer_address(stream)
-        self.session = Session(listener=listener, client_host=host, client_port=port)
+        self.session = Session(listener=security.name, client_host=host, client_port=port,
+                               security_protocol=security.protocol)
         self.busy = False
         #: (API key, version) of the request being served, for the log line if it fails.
         self.serving: tuple[int, int] | None = None
