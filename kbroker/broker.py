@@ -24,6 +24,7 @@ from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.handlers import registry
 from kbroker.security.listener import ListenerSecurity
 from kbroker.security.model import Authorizer
+from kbroker.security.scram import CredentialStore
 from kbroker.security.store import FileStateStore
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
@@ -96,6 +97,12 @@ class Broker:
             ls.name: ListenerSecurity(ls.name, config.security_protocol(ls.name)) for ls in config.listeners}
         #: The ACL authorizer (None: ``authorizer.class.name`` is unset and everything is allowed).
         self.authorizer: Authorizer | None = None
+        try:
+            #: Users' SCRAM credentials: SASL/SCRAM logins and Describe/AlterUserScramCredentials.
+            self.credentials = CredentialStore(self.security_store)
+        except OSError as e:
+            self.log_manager.release_dir_locks()
+            raise StartupError(str(e)) from e
         self._connections: set[Connection] = set()
         self.quotas = ConnectionQuotas()
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))

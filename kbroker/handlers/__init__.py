@@ -56,6 +56,8 @@ MODULES = [
     "txn_offset_commit",
     "describe_transactions",
     "list_transactions",
+    "describe_user_scram_credentials",
+    "alter_user_scram_credentials",
 ]
 
 
