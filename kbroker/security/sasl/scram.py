@@ -29,8 +29,8 @@ import secrets
 from collections.abc import Callable
 from enum import Enum
 
-from kbroker.security.sasl.base import SaslFailure
-from kbroker.security.scram import MECHANISMS, ScramCredential
+from kbroker.security.sasl.base import SaslFailure, SaslServer
+from kbroker.security.scram import MECHANISMS, CredentialStore, ScramCredential
 
 log = logging.getLogger(__name__)
 
@@ -211,3 +211,13 @@ class ScramSaslServer:
         self._credential = None
         self._state = _State.COMPLETE
         return b"v=" + base64.b64encode(signature)
+
+
+def scram_factories(credentials: CredentialStore) -> dict[str, Callable[[], SaslServer]]:
+    """A new :class:`ScramSaslServer` per exchange for each SCRAM mechanism, looking users up
+    in ``credentials`` (the ``extra`` mechanisms of the SASL set-up)."""
+
+    def factory(mechanism: str) -> Callable[[], SaslServer]:
+        return lambda: ScramSaslServer(mechanism, lambda user: credentials.lookup(user, mechanism))
+
+    return {name: factory(name) for name in MECHANISMS}
