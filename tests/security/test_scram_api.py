@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.security.model import AclOperation, ResourceType
 from kbroker.security.sasl.base import SaslFailure
 from kbroker.security.sasl.scram import scram_factories
+from kbroker.security.scram import CredentialStore
+from kbroker.security.store import FileStateStore
 from kbroker.testing import BrokerThread
 from tests.security.test_scram_sasl import Client, login
 
@@ -332,3 +335,62 @@ def test_kbroker_admin_client(broker: BrokerThread, client: KafkaClient) -> None
     assert (users[1].user, users[1].error_code) == ("bob", ErrorCode.RESOURCE_NOT_FOUND)
     with pytest.raises(ValueError, match="SCRAM-SHA-1"):
         admin.alter_user_scram_credentials(client, deletions=[("alice", "SCRAM-SHA-1")])
+
+
+class _SlowStore:
+    """A state store whose saves wait until released (a slow disk)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.release = threading.Event()
+        self.saving = threading.Event()
+
+    def load(self, kind: str) -> Any:
+        return self.inner.load(kind)
+
+    def save(self, kind: str, document: Any) -> None:
+        self.saving.set()
+        assert self.release.wait(30)
+        self.inner.save(kind, document)
+
+
+def test_saving_does_not_hold_up_other_requests(broker: BrokerThread, client: KafkaClient) -> None:
+    slow = _SlowStore(broker.broker.credentials._store)
+    broker.broker.credentials._store = slow
+    answers: dict[str, Any] = {}
+
+    def alter(name: str) -> None:
+        with KafkaClient(broker.bootstrap, timeout=30) as c:
+            answers[name] = _alter(c, upsertions=[_up(name)])
+
+    first = threading.Thread(target=alter, args=("alice",))
+    first.start()
+    try:
+        assert slow.saving.wait(10)
+        # While the save waits, the broker answers others, and the change is not visible yet.
+        resp = client.request(DESCRIBE, {"users": [{"name": "alice"}]})
+        assert resp.results[0].error_code == ErrorCode.RESOURCE_NOT_FOUND
+        assert client.metadata([]).brokers
+        second = threading.Thread(target=alter, args=("bob",))
+        second.start()
+    finally:
+        slow.release.set()
+        first.join(30)
+    second.join(30)
+    assert answers == {"alice": {"alice": (0, None)}, "bob": {"bob": (0, None)}}
+    assert broker.broker.credentials.users() == ["alice", "bob"]
+    assert CredentialStore(FileStateStore(slow.inner.directory)).users() == ["alice", "bob"]
+
+
+def test_a_failed_save_answers_every_user_with_an_error(broker: BrokerThread, client: KafkaClient) -> None:
+    class Broken:
+        def load(self, kind: str) -> Any:
+            return None
+
+        def save(self, kind: str, document: Any) -> None:
+            raise OSError("No space left on device")
+
+    broker.broker.credentials._store = Broken()
+    assert _alter(client, upsertions=[_up("alice"), _up("bob")]) == {
+        "alice": (ErrorCode.UNKNOWN_SERVER_ERROR, None), "bob": (ErrorCode.UNKNOWN_SERVER_ERROR, None)}
+    assert broker.broker.credentials.users() == []
