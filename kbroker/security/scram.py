@@ -158,7 +158,8 @@ class CredentialStore:
                     users[str(user)] = creds
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             # Losing credentials silently would lock users out: refuse to start instead.
-            raise OSError(f"cannot read the SCRAM credentials: malformed document ({e})") from e
+            where = getattr(self._store, "path", lambda kind: f"the {kind!r} state")(KIND)
+            raise OSError(f"cannot read the SCRAM credentials in {where}: malformed document ({e})") from e
         return users
 
     def lookup(self, user: str, mech: str) -> ScramCredential | None:

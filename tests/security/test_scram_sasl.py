@@ -345,3 +345,21 @@ def test_store_changes_are_visible_only_once_saved() -> None:
     with creds.transaction() as draft:
         assert draft == {"alice": {"SCRAM-SHA-256": cred}}
     assert store.saves == 1  # nothing changed, nothing written
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_kafka_python_scram_client(mechanism: str) -> None:
+    # kafka-python's own SCRAM client checks the server's signature in the last step.
+    from kafka.net.sasl.scram import ScramClient
+
+    server = server_for(mechanism, {"alice": ScramCredential.from_password(mechanism, "pw", 4096)})
+    client = ScramClient("alice", "pw", mechanism)
+    client.process_server_first_message(server.evaluate(client.first_message()))
+    client.process_server_final_message(server.evaluate(client.final_message()))
+    assert server.complete and server.authorization_id == "alice"
+
+    server = server_for(mechanism, {"alice": ScramCredential.from_password(mechanism, "pw", 4096)})
+    client = ScramClient("alice", "not-pw", mechanism)
+    client.process_server_first_message(server.evaluate(client.first_message()))
+    with pytest.raises(SaslFailure):
+        server.evaluate(client.final_message())
