@@ -95,10 +95,20 @@ class Broker:
         self.listener_security: dict[str, ListenerSecurity] = {
             ls.name: ListenerSecurity(ls.name, config.security_protocol(ls.name)) for ls in config.listeners}
         #: The ACL authorizer (None: ``authorizer.class.name`` is unset and everything is allowed).
-        self.authorizer: Authorizer | None = None
+        self.authorizer: Authorizer | None = self._build_authorizer(config)
         self._connections: set[Connection] = set()
         self.quotas = ConnectionQuotas()
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
+
+    def _build_authorizer(self, config: BrokerConfig) -> Authorizer | None:
+        from kbroker.config import ConfigError
+        from kbroker.security.authorizer import build_authorizer
+
+        try:
+            return build_authorizer(config, self.security_store)
+        except (ConfigError, OSError) as e:
+            self.log_manager.release_dir_locks()  # a failed start leaves the dirs usable
+            raise StartupError(str(e)) from e
 
     @property
     def config(self) -> BrokerConfig:
