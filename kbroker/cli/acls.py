@@ -101,12 +101,13 @@ def _has_resource(args: argparse.Namespace) -> bool:
     return bool(args.topic or args.group or args.transactional_id or args.cluster)
 
 
-def _resources(args: argparse.Namespace) -> list[tuple[ResourceType, str]]:
-    out = [(ResourceType.TOPIC, t) for t in args.topic]
-    out += [(ResourceType.GROUP, g) for g in args.group]
-    out += [(ResourceType.TRANSACTIONAL_ID, t) for t in args.transactional_id]
+def _resources(args: argparse.Namespace, pattern_type: PatternType) -> list[tuple[ResourceType, str, PatternType]]:
+    """The resources named, each with its pattern type (the cluster's is always literal, as kafka-acls.sh has it)."""
+    out = [(ResourceType.TOPIC, t, pattern_type) for t in args.topic]
+    out += [(ResourceType.GROUP, g, pattern_type) for g in args.group]
+    out += [(ResourceType.TRANSACTIONAL_ID, t, pattern_type) for t in args.transactional_id]
     if args.cluster:
-        out.append((ResourceType.CLUSTER, CLUSTER_NAME))
+        out.append((ResourceType.CLUSTER, CLUSTER_NAME, PatternType.LITERAL))
     return out
 
 
@@ -148,8 +149,8 @@ def _print_grouped(title: str, bindings: list[AclBinding]) -> None:
 
 def _add(client: KafkaClient, args: argparse.Namespace) -> int:
     pt = PATTERN_TYPES[args.resource_pattern_type]
-    bindings = [AclBinding(rt, name, pt, p, h, op, perm)
-                for rt, name in _resources(args) for p, h, op, perm in _entries(args)]
+    bindings = [AclBinding(rt, name, rpt, p, h, op, perm)
+                for rt, name, rpt in _resources(args, pt) for p, h, op, perm in _entries(args)]
     _print_grouped("Adding ACLs for resource", bindings)
     errors = [(b, e) for b, e in zip(bindings, admin.create_acls(client, bindings), strict=True) if e is not None]
     for b, e in errors:
@@ -160,7 +161,7 @@ def _add(client: KafkaClient, args: argparse.Namespace) -> int:
 
 
 def _resource_filters(args: argparse.Namespace, pattern_type: PatternType) -> list[AclBindingFilter]:
-    return [AclBindingFilter(rt, name, pattern_type) for rt, name in _resources(args)]
+    return [AclBindingFilter(rt, name, rpt) for rt, name, rpt in _resources(args, pattern_type)]
 
 
 def _show_current(client: KafkaClient, args: argparse.Namespace, pattern_type: PatternType) -> None:

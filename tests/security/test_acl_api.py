@@ -51,7 +51,7 @@ from kbroker.testing import BrokerThread
 
 STANDARD = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 ADMIN = {"authorizer.class.name": STANDARD, "super.users": ANONYMOUS}
-O, P, R, T = AclOperation, PatternType, ResourceType, AclPermissionType
+Op, P, R, T = AclOperation, PatternType, ResourceType, AclPermissionType
 
 
 def start(data: Path, overrides: Mapping[str, str], acls: list[AclBinding] | None = None) -> BrokerThread:
@@ -114,17 +114,17 @@ def test_confluent_create_describe_delete(broker: BrokerThread) -> None:
 def test_per_filter_errors_and_invalid_describe(broker: BrokerThread) -> None:
     # Clients refuse UNKNOWN filters themselves; the broker must answer them as Kafka does.
     with KafkaClient(broker.bootstrap) as c:
-        assert admin.create_acls(c, [AclBinding(R.TOPIC, "t", P.LITERAL, "User:a", "*", O.READ, T.ALLOW)]) == [None]
-        results = admin.delete_acls(c, [AclBindingFilter(R.UNKNOWN), AclBindingFilter(operation=O.UNKNOWN),
+        assert admin.create_acls(c, [AclBinding(R.TOPIC, "t", P.LITERAL, "User:a", "*", Op.READ, T.ALLOW)]) == [None]
+        results = admin.delete_acls(c, [AclBindingFilter(R.UNKNOWN), AclBindingFilter(operation=Op.UNKNOWN),
                                         AclBindingFilter(R.TOPIC, "t")])
         assert isinstance(results[0], KafkaError) and results[0].name == "INVALID_REQUEST"
         assert "Unknown patternFilter" in str(results[0])
         assert isinstance(results[1], KafkaError) and "Unknown entryFilter" in str(results[1])
-        assert results[2] == [AclBinding(R.TOPIC, "t", P.LITERAL, "User:a", "*", O.READ, T.ALLOW)]
+        assert results[2] == [AclBinding(R.TOPIC, "t", P.LITERAL, "User:a", "*", Op.READ, T.ALLOW)]
         with pytest.raises(KafkaError, match="INVALID_REQUEST"):
             admin.describe_acls(c, AclBindingFilter(permission=T.UNKNOWN))
-        errors = admin.create_acls(c, [AclBinding(R.TOPIC, "t", P.MATCH, "User:a", "*", O.READ, T.ALLOW),
-                                       AclBinding(R.TOPIC, "t", P.LITERAL, "alice", "*", O.READ, T.ALLOW)])
+        errors = admin.create_acls(c, [AclBinding(R.TOPIC, "t", P.MATCH, "User:a", "*", Op.READ, T.ALLOW),
+                                       AclBinding(R.TOPIC, "t", P.LITERAL, "alice", "*", Op.READ, T.ALLOW)])
         assert [e.name if e else None for e in errors] == ["INVALID_REQUEST", "INVALID_REQUEST"]
         assert "Invalid patternType MATCH" in str(errors[0]) and "no colon" in str(errors[1])
 
@@ -188,12 +188,12 @@ def test_security_disabled_without_authorizer(tmp_path: Path) -> None:
 def test_cluster_permissions_are_checked(tmp_path: Path) -> None:
     # ANONYMOUS may describe the cluster (so list ACLs) but not alter it; and nothing from 127.0.0.1
     # once a host-specific DENY is added.
-    cluster_describe = AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", O.DESCRIBE, T.ALLOW)
+    cluster_describe = AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", Op.DESCRIBE, T.ALLOW)
     b = start(tmp_path / "data", {"authorizer.class.name": STANDARD}, [cluster_describe])
     try:
         with KafkaClient(b.bootstrap) as c:
             assert admin.describe_acls(c) == [cluster_describe]
-            [err] = admin.create_acls(c, [AclBinding(R.TOPIC, "t", P.LITERAL, ANONYMOUS, "*", O.READ, T.ALLOW)])
+            [err] = admin.create_acls(c, [AclBinding(R.TOPIC, "t", P.LITERAL, ANONYMOUS, "*", Op.READ, T.ALLOW)])
             assert err is not None and err.name == "CLUSTER_AUTHORIZATION_FAILED"
             [res] = admin.delete_acls(c, [AclBindingFilter()])
             assert isinstance(res, KafkaError) and res.name == "CLUSTER_AUTHORIZATION_FAILED"
@@ -204,7 +204,7 @@ def test_cluster_permissions_are_checked(tmp_path: Path) -> None:
         assert ck_code(exc.value) == CKError.CLUSTER_AUTHORIZATION_FAILED
     finally:
         b.stop()
-    deny_local = AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, "User:*", "127.0.0.1", O.DESCRIBE, T.DENY)
+    deny_local = AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, "User:*", "127.0.0.1", Op.DESCRIBE, T.DENY)
     b = start(tmp_path / "data", {"authorizer.class.name": STANDARD}, [cluster_describe, deny_local])
     try:
         with KafkaClient(b.bootstrap) as c, pytest.raises(KafkaError, match="CLUSTER_AUTHORIZATION_FAILED"):
@@ -215,9 +215,9 @@ def test_cluster_permissions_are_checked(tmp_path: Path) -> None:
 
 def test_acls_survive_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    bindings = [AclBinding(R.TOPIC, "t", P.LITERAL, "User:a", "*", O.READ, T.ALLOW),
-                AclBinding(R.GROUP, "g-", P.PREFIXED, "User:*", "10.0.0.9", O.ALL, T.DENY),
-                AclBinding(R.TRANSACTIONAL_ID, "tx", P.LITERAL, "User:a", "*", O.WRITE, T.ALLOW)]
+    bindings = [AclBinding(R.TOPIC, "t", P.LITERAL, "User:a", "*", Op.READ, T.ALLOW),
+                AclBinding(R.GROUP, "g-", P.PREFIXED, "User:*", "10.0.0.9", Op.ALL, T.DENY),
+                AclBinding(R.TRANSACTIONAL_ID, "tx", P.LITERAL, "User:a", "*", Op.WRITE, T.ALLOW)]
     b = start(data, ADMIN)
     try:
         with KafkaClient(b.bootstrap) as c:
@@ -229,7 +229,7 @@ def test_acls_survive_a_restart(tmp_path: Path) -> None:
     try:
         with KafkaClient(b.bootstrap) as c:
             assert admin.describe_acls(c) == bindings[:2]
-        assert b.broker.authorizer.authorize("User:a", "10.0.0.1", O.DESCRIBE, R.TOPIC, "t")
+        assert b.broker.authorizer.authorize("User:a", "10.0.0.1", Op.DESCRIBE, R.TOPIC, "t")
     finally:
         b.stop()
 
@@ -249,12 +249,12 @@ def _bits_of(ops: list[CKOp]) -> set[str]:
 
 def test_authorized_operations(tmp_path: Path) -> None:
     acls = [
-        AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", O.CREATE, T.ALLOW),
-        AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", O.DESCRIBE, T.ALLOW),
-        AclBinding(R.TOPIC, "acl-", P.PREFIXED, "User:*", "*", O.READ, T.ALLOW),
-        AclBinding(R.TOPIC, "acl-two", P.LITERAL, ANONYMOUS, "*", O.ALTER_CONFIGS, T.ALLOW),
-        AclBinding(R.TOPIC, "acl-two", P.LITERAL, ANONYMOUS, "*", O.READ, T.DENY),
-        AclBinding(R.GROUP, "acl-group", P.LITERAL, ANONYMOUS, "*", O.READ, T.ALLOW),
+        AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", Op.CREATE, T.ALLOW),
+        AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", Op.DESCRIBE, T.ALLOW),
+        AclBinding(R.TOPIC, "acl-", P.PREFIXED, "User:*", "*", Op.READ, T.ALLOW),
+        AclBinding(R.TOPIC, "acl-two", P.LITERAL, ANONYMOUS, "*", Op.ALTER_CONFIGS, T.ALLOW),
+        AclBinding(R.TOPIC, "acl-two", P.LITERAL, ANONYMOUS, "*", Op.READ, T.DENY),
+        AclBinding(R.GROUP, "acl-group", P.LITERAL, ANONYMOUS, "*", Op.READ, T.ALLOW),
     ]
     b = start(tmp_path / "data", {"authorizer.class.name": STANDARD}, acls)
     try:
@@ -279,7 +279,7 @@ def test_authorized_operations(tmp_path: Path) -> None:
             assert set(k.describe_cluster()["authorized_operations"]) == {"CREATE", "DESCRIBE"}
             pages = k.describe_topic_partitions(["acl-two"])
             assert pages["topics"][0]["topic_authorized_operations"] == (
-                (1 << O.DESCRIBE) | (1 << O.ALTER_CONFIGS) | (1 << O.DESCRIBE_CONFIGS))
+                (1 << Op.DESCRIBE) | (1 << Op.ALTER_CONFIGS) | (1 << Op.DESCRIBE_CONFIGS))
             consumer = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id="acl-group",
                                      enable_auto_commit=False)
             try:

@@ -24,7 +24,7 @@ from kbroker.security.model import (
 from kbroker.security.store import FileStateStore
 from kbroker.testing import make_config
 
-O, P, R, T = AclOperation, PatternType, ResourceType, AclPermissionType
+Op, P, R, T = AclOperation, PatternType, ResourceType, AclPermissionType
 ALLOW, DENY = T.ALLOW, T.DENY
 STANDARD = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 ALICE, BOB = "User:alice", "User:bob"
@@ -49,7 +49,7 @@ class MemoryStore:
         self.docs[kind] = json.dumps(document)
 
 
-def acl(name: str = "t", principal: str = ALICE, op: AclOperation = O.READ, perm: AclPermissionType = ALLOW,
+def acl(name: str = "t", principal: str = ALICE, op: AclOperation = Op.READ, perm: AclPermissionType = ALLOW,
         rtype: ResourceType = R.TOPIC, pattern: PatternType = P.LITERAL, host: str = "*") -> AclBinding:
     return AclBinding(rtype, name, pattern, principal, host, op, perm)
 
@@ -75,145 +75,145 @@ def check(auth: StandardAuthorizer, op: AclOperation, name: str = "t", principal
 
 
 def test_no_acls_denies_unless_allow_everyone(tmp_path: Path) -> None:
-    assert not check(make(tmp_path), O.READ)
-    assert check(make(tmp_path, allow_everyone_if_no_acl_found="true"), O.READ)
+    assert not check(make(tmp_path), Op.READ)
+    assert check(make(tmp_path, allow_everyone_if_no_acl_found="true"), Op.READ)
 
 
 def test_allow_everyone_only_applies_when_no_acl_names_the_resource(tmp_path: Path) -> None:
     # An ACL for another principal on the resource: the default no longer applies.
     auth = with_acls(tmp_path, acl(principal=BOB), allow_everyone_if_no_acl_found="true")
-    assert not check(auth, O.READ)
-    assert check(auth, O.READ, name="other")
+    assert not check(auth, Op.READ)
+    assert check(auth, Op.READ, name="other")
     # A prefixed or wildcard ACL naming the resource counts too.
     auth = with_acls(tmp_path, acl("o", principal=BOB, pattern=P.PREFIXED), allow_everyone_if_no_acl_found="true")
-    assert not check(auth, O.READ, name="other")
-    assert check(auth, O.READ, name="x")
+    assert not check(auth, Op.READ, name="other")
+    assert check(auth, Op.READ, name="x")
 
 
 def test_literal_acl_matches_its_name_only(tmp_path: Path) -> None:
     auth = with_acls(tmp_path, acl("orders"))
-    assert check(auth, O.READ, "orders")
-    assert not check(auth, O.READ, "orders2")
-    assert not check(auth, O.READ, "order")
-    assert not check(auth, O.WRITE, "orders")
-    assert not check(auth, O.READ, "orders", rtype=R.GROUP)
+    assert check(auth, Op.READ, "orders")
+    assert not check(auth, Op.READ, "orders2")
+    assert not check(auth, Op.READ, "order")
+    assert not check(auth, Op.WRITE, "orders")
+    assert not check(auth, Op.READ, "orders", rtype=R.GROUP)
 
 
 def test_literal_wildcard_name_matches_every_resource_of_its_type(tmp_path: Path) -> None:
-    auth = with_acls(tmp_path, acl("*", op=O.WRITE))
-    assert check(auth, O.WRITE, "anything")
-    assert check(auth, O.WRITE, "*")
-    assert not check(auth, O.WRITE, "anything", rtype=R.GROUP)
+    auth = with_acls(tmp_path, acl("*", op=Op.WRITE))
+    assert check(auth, Op.WRITE, "anything")
+    assert check(auth, Op.WRITE, "*")
+    assert not check(auth, Op.WRITE, "anything", rtype=R.GROUP)
 
 
 def test_prefixed_acl_matches_names_starting_with_it(tmp_path: Path) -> None:
-    auth = with_acls(tmp_path, acl("pay", pattern=P.PREFIXED), acl("payments-eu", pattern=P.PREFIXED, op=O.WRITE))
-    assert check(auth, O.READ, "pay")
-    assert check(auth, O.READ, "payments")
-    assert check(auth, O.WRITE, "payments-eu-1")
-    assert not check(auth, O.WRITE, "payments-us")
-    assert not check(auth, O.READ, "pa")
-    assert not check(auth, O.READ, "xpay")
+    auth = with_acls(tmp_path, acl("pay", pattern=P.PREFIXED), acl("payments-eu", pattern=P.PREFIXED, op=Op.WRITE))
+    assert check(auth, Op.READ, "pay")
+    assert check(auth, Op.READ, "payments")
+    assert check(auth, Op.WRITE, "payments-eu-1")
+    assert not check(auth, Op.WRITE, "payments-us")
+    assert not check(auth, Op.READ, "pa")
+    assert not check(auth, Op.READ, "xpay")
     # A prefixed ACL named "*" is a prefix, not the wildcard.
     auth = with_acls(tmp_path, acl("*", pattern=P.PREFIXED))
-    assert not check(auth, O.READ, "orders")
-    assert check(auth, O.READ, "*orders")
+    assert not check(auth, Op.READ, "orders")
+    assert check(auth, Op.READ, "*orders")
 
 
 def test_deny_wins_over_allow_from_any_pattern(tmp_path: Path) -> None:
     auth = with_acls(tmp_path, acl("orders"), acl("ord", perm=DENY, pattern=P.PREFIXED))
-    assert not check(auth, O.READ, "orders")
-    auth = with_acls(tmp_path, acl("orders", op=O.ALL), acl("*", op=O.READ, perm=DENY))
-    assert not check(auth, O.READ, "orders")
-    assert check(auth, O.WRITE, "orders")
-    auth = with_acls(tmp_path, acl("*", op=O.ALL), acl("orders", principal="User:*", perm=DENY, op=O.WRITE))
-    assert check(auth, O.READ, "orders")
-    assert not check(auth, O.WRITE, "orders")
+    assert not check(auth, Op.READ, "orders")
+    auth = with_acls(tmp_path, acl("orders", op=Op.ALL), acl("*", op=Op.READ, perm=DENY))
+    assert not check(auth, Op.READ, "orders")
+    assert check(auth, Op.WRITE, "orders")
+    auth = with_acls(tmp_path, acl("*", op=Op.ALL), acl("orders", principal="User:*", perm=DENY, op=Op.WRITE))
+    assert check(auth, Op.READ, "orders")
+    assert not check(auth, Op.WRITE, "orders")
 
 
 def test_implied_operations(tmp_path: Path) -> None:
-    for op in (O.READ, O.WRITE, O.DELETE, O.ALTER):
+    for op in (Op.READ, Op.WRITE, Op.DELETE, Op.ALTER):
         auth = with_acls(tmp_path, acl(op=op))
-        assert check(auth, O.DESCRIBE), op
-        assert not check(auth, O.DESCRIBE_CONFIGS), op
-    auth = with_acls(tmp_path, acl(op=O.ALTER_CONFIGS))
-    assert check(auth, O.DESCRIBE_CONFIGS)
-    assert not check(auth, O.DESCRIBE)
-    assert not check(auth, O.ALTER)
-    auth = with_acls(tmp_path, acl(op=O.CREATE))
-    assert not check(auth, O.DESCRIBE)
+        assert check(auth, Op.DESCRIBE), op
+        assert not check(auth, Op.DESCRIBE_CONFIGS), op
+    auth = with_acls(tmp_path, acl(op=Op.ALTER_CONFIGS))
+    assert check(auth, Op.DESCRIBE_CONFIGS)
+    assert not check(auth, Op.DESCRIBE)
+    assert not check(auth, Op.ALTER)
+    auth = with_acls(tmp_path, acl(op=Op.CREATE))
+    assert not check(auth, Op.DESCRIBE)
 
 
 def test_deny_does_not_imply(tmp_path: Path) -> None:
     # DENY READ does not deny DESCRIBE (Kafka applies implications to ALLOW ACLs only).
-    auth = with_acls(tmp_path, acl(op=O.ALL), acl(op=O.READ, perm=DENY))
-    assert check(auth, O.DESCRIBE)
-    assert not check(auth, O.READ)
-    auth = with_acls(tmp_path, acl(op=O.ALL), acl(op=O.ALTER_CONFIGS, perm=DENY))
-    assert check(auth, O.DESCRIBE_CONFIGS)
+    auth = with_acls(tmp_path, acl(op=Op.ALL), acl(op=Op.READ, perm=DENY))
+    assert check(auth, Op.DESCRIBE)
+    assert not check(auth, Op.READ)
+    auth = with_acls(tmp_path, acl(op=Op.ALL), acl(op=Op.ALTER_CONFIGS, perm=DENY))
+    assert check(auth, Op.DESCRIBE_CONFIGS)
 
 
 def test_all_allows_and_denies_everything(tmp_path: Path) -> None:
-    auth = with_acls(tmp_path, acl(op=O.ALL))
+    auth = with_acls(tmp_path, acl(op=Op.ALL))
     assert all(check(auth, op) for op in SUPPORTED_OPERATIONS[R.TOPIC])
-    auth = with_acls(tmp_path, acl(op=O.ALL), acl(op=O.ALL, perm=DENY))
+    auth = with_acls(tmp_path, acl(op=Op.ALL), acl(op=Op.ALL, perm=DENY))
     assert not any(check(auth, op) for op in SUPPORTED_OPERATIONS[R.TOPIC])
 
 
 def test_principal_wildcard_and_exact_principal(tmp_path: Path) -> None:
     auth = with_acls(tmp_path, acl(principal="User:*"))
-    assert check(auth, O.READ, principal=ALICE)
-    assert check(auth, O.READ, principal=ANONYMOUS)
+    assert check(auth, Op.READ, principal=ALICE)
+    assert check(auth, Op.READ, principal=ANONYMOUS)
     # Kafka matches User:* whatever the principal type.
-    assert check(auth, O.READ, principal="Group:ops")
+    assert check(auth, Op.READ, principal="Group:ops")
     auth = with_acls(tmp_path, acl(principal=ALICE))
-    assert not check(auth, O.READ, principal=BOB)
-    assert not check(auth, O.READ, principal="User:ALICE")
+    assert not check(auth, Op.READ, principal=BOB)
+    assert not check(auth, Op.READ, principal="User:ALICE")
 
 
 def test_host_match(tmp_path: Path) -> None:
     auth = with_acls(tmp_path, acl(host=HOST))
-    assert check(auth, O.READ, host=HOST)
-    assert not check(auth, O.READ, host="10.0.0.2")
+    assert check(auth, Op.READ, host=HOST)
+    assert not check(auth, Op.READ, host="10.0.0.2")
     auth = with_acls(tmp_path, acl(), acl(host="10.0.0.2", perm=DENY))
-    assert check(auth, O.READ, host=HOST)
-    assert not check(auth, O.READ, host="10.0.0.2")
+    assert check(auth, Op.READ, host=HOST)
+    assert not check(auth, Op.READ, host="10.0.0.2")
 
 
 def test_super_users(tmp_path: Path) -> None:
-    auth = with_acls(tmp_path, acl("*", principal="User:*", op=O.ALL, perm=DENY), super_users="User:admin; User:ops")
+    auth = with_acls(tmp_path, acl("*", principal="User:*", op=Op.ALL, perm=DENY), super_users="User:admin; User:ops")
     assert auth.super_users == {"User:admin", "User:ops"}
-    assert check(auth, O.DELETE, principal="User:admin")
-    assert check(auth, O.ALTER, principal="User:ops", rtype=R.CLUSTER, name=CLUSTER_NAME)
-    assert not check(auth, O.READ, principal=ALICE)
+    assert check(auth, Op.DELETE, principal="User:admin")
+    assert check(auth, Op.ALTER, principal="User:ops", rtype=R.CLUSTER, name=CLUSTER_NAME)
+    assert not check(auth, Op.READ, principal=ALICE)
     assert auth.authorized_operations("User:admin", HOST, R.GROUP, "g") == sum(
         1 << op for op in SUPPORTED_OPERATIONS[R.GROUP])
 
 
 def test_authorized_operations_bits(tmp_path: Path) -> None:
-    auth = with_acls(tmp_path, acl(op=O.READ), acl(op=O.ALTER_CONFIGS), acl(op=O.WRITE, perm=DENY))
+    auth = with_acls(tmp_path, acl(op=Op.READ), acl(op=Op.ALTER_CONFIGS), acl(op=Op.WRITE, perm=DENY))
     bits = auth.authorized_operations(ALICE, HOST, R.TOPIC, "t")
-    assert bits == (1 << O.READ) | (1 << O.DESCRIBE) | (1 << O.ALTER_CONFIGS) | (1 << O.DESCRIBE_CONFIGS)
+    assert bits == (1 << Op.READ) | (1 << Op.DESCRIBE) | (1 << Op.ALTER_CONFIGS) | (1 << Op.DESCRIBE_CONFIGS)
     assert auth.authorized_operations(BOB, HOST, R.TOPIC, "t") == 0
-    auth = with_acls(tmp_path, acl(CLUSTER_NAME, rtype=R.CLUSTER, op=O.ALL))
+    auth = with_acls(tmp_path, acl(CLUSTER_NAME, rtype=R.CLUSTER, op=Op.ALL))
     assert auth.authorized_operations(ALICE, HOST, R.CLUSTER, CLUSTER_NAME) == sum(
         1 << op for op in SUPPORTED_OPERATIONS[R.CLUSTER])
     # No ACL at all on the resource: the default decides every operation alike.
     open_auth = make(tmp_path, allow_everyone_if_no_acl_found="true")
-    assert open_auth.authorized_operations(ALICE, HOST, R.TRANSACTIONAL_ID, "tx") == (1 << O.WRITE) | (
-        1 << O.DESCRIBE)
+    assert open_auth.authorized_operations(ALICE, HOST, R.TRANSACTIONAL_ID, "tx") == (1 << Op.WRITE) | (
+        1 << Op.DESCRIBE)
 
 
 def test_check_stays_cheap_with_many_acls(tmp_path: Path) -> None:
     bindings = [acl(f"topic-{i}", principal=f"User:u{i % 50}") for i in range(5000)]
-    bindings += [acl(f"pre-{i}-", pattern=P.PREFIXED, op=O.WRITE) for i in range(2000)]
+    bindings += [acl(f"pre-{i}-", pattern=P.PREFIXED, op=Op.WRITE) for i in range(2000)]
     auth = with_acls(tmp_path, *bindings)
-    assert check(auth, O.READ, "topic-4999", principal="User:u49")
-    assert check(auth, O.WRITE, "pre-1999-x")
-    assert not check(auth, O.WRITE, "pre-2000-x")
+    assert check(auth, Op.READ, "topic-4999", principal="User:u49")
+    assert check(auth, Op.WRITE, "pre-1999-x")
+    assert not check(auth, Op.WRITE, "pre-2000-x")
     start = time.perf_counter()
     for i in range(5000):
-        check(auth, O.READ, f"topic-{i}", principal="User:u1")
+        check(auth, Op.READ, f"topic-{i}", principal="User:u1")
     per_check = (time.perf_counter() - start) / 5000
     # A scan of 7000 ACLs would take milliseconds per check; the index answers in microseconds.
     assert per_check < 0.0005, per_check
@@ -228,17 +228,17 @@ def test_check_stays_cheap_with_many_acls(tmp_path: Path) -> None:
     (acl(pattern=P.UNKNOWN), "Invalid patternType UNKNOWN"),
     (acl(rtype=R.ANY), "Invalid resourceType ANY"),
     (acl(rtype=R.UNKNOWN), "Invalid resourceType UNKNOWN"),
-    (acl(op=O.ANY), "Invalid operation ANY"),
-    (acl(op=O.UNKNOWN), "Invalid operation UNKNOWN"),
+    (acl(op=Op.ANY), "Invalid operation ANY"),
+    (acl(op=Op.UNKNOWN), "Invalid operation UNKNOWN"),
     (acl(perm=T.ANY), "Invalid permissionType ANY"),
     (acl(perm=T.UNKNOWN), "Invalid permissionType UNKNOWN"),
     (acl(""), "Resource name should not be empty"),
-    (acl("other", rtype=R.CLUSTER, op=O.ALTER), "The only valid name for the CLUSTER resource is kafka-cluster"),
+    (acl("other", rtype=R.CLUSTER, op=Op.ALTER), "The only valid name for the CLUSTER resource is kafka-cluster"),
     (acl(principal="alice"), "no colon is present"),
     (acl(principal="User:"), "TYPE:name"),
     (acl(host=""), "empty host"),
-    (acl(rtype=R.GROUP, op=O.WRITE), "ResourceType GROUP only supports operations"),
-    (acl(rtype=R.TOPIC, op=O.CLUSTER_ACTION), "ResourceType TOPIC only supports operations"),
+    (acl(rtype=R.GROUP, op=Op.WRITE), "ResourceType GROUP only supports operations"),
+    (acl(rtype=R.TOPIC, op=Op.CLUSTER_ACTION), "ResourceType TOPIC only supports operations"),
 ])
 def test_invalid_bindings(binding: AclBinding, message: str) -> None:
     with pytest.raises(InvalidAcl, match=message):
@@ -251,7 +251,7 @@ def test_unknown_wire_codes_become_unknown() -> None:
     with pytest.raises(InvalidAcl, match="Invalid resourceType UNKNOWN"):
         b.validate()
     f = AclBindingFilter.of(1, None, 1, None, None, 77, 1)
-    assert f.operation == O.UNKNOWN
+    assert f.operation == Op.UNKNOWN
     with pytest.raises(InvalidAcl, match="Unknown entryFilter"):
         f.validate()
     with pytest.raises(InvalidAcl, match="Unknown patternFilter"):
@@ -261,7 +261,7 @@ def test_unknown_wire_codes_become_unknown() -> None:
 def test_valid_bindings_of_every_type() -> None:
     for rtype, ops in SUPPORTED_OPERATIONS.items():
         name = CLUSTER_NAME if rtype == R.CLUSTER else "x"
-        for op in (*ops, O.ALL):
+        for op in (*ops, Op.ALL):
             for pattern in (P.LITERAL, P.PREFIXED):
                 acl(name, rtype=rtype, op=op, pattern=pattern, perm=DENY).validate()
 
@@ -272,7 +272,7 @@ LIT = acl("orders")
 WILD = acl("*")
 PRE = acl("ord", pattern=P.PREFIXED)
 OTHER_PRE = acl("pay", pattern=P.PREFIXED)
-GROUP = acl("orders", rtype=R.GROUP, principal=BOB, op=O.DESCRIBE, perm=DENY, host=HOST)
+GROUP = acl("orders", rtype=R.GROUP, principal=BOB, op=Op.DESCRIBE, perm=DENY, host=HOST)
 ALL = [LIT, WILD, PRE, OTHER_PRE, GROUP]
 
 
@@ -291,10 +291,10 @@ ALL = [LIT, WILD, PRE, OTHER_PRE, GROUP]
     (AclBindingFilter(principal=BOB), [GROUP]),
     (AclBindingFilter(host=HOST), [GROUP]),
     (AclBindingFilter(host="*"), [LIT, WILD, PRE, OTHER_PRE]),
-    (AclBindingFilter(operation=O.DESCRIBE), [GROUP]),
-    (AclBindingFilter(operation=O.ALL), []),
+    (AclBindingFilter(operation=Op.DESCRIBE), [GROUP]),
+    (AclBindingFilter(operation=Op.ALL), []),
     (AclBindingFilter(permission=DENY), [GROUP]),
-    (AclBindingFilter(R.GROUP, "orders", P.MATCH, BOB, HOST, O.DESCRIBE, DENY), [GROUP]),
+    (AclBindingFilter(R.GROUP, "orders", P.MATCH, BOB, HOST, Op.DESCRIBE, DENY), [GROUP]),
 ])
 def test_filter_matching(tmp_path: Path, flt: AclBindingFilter, expected: list[AclBinding]) -> None:
     flt.validate()
@@ -325,7 +325,7 @@ def test_delete_reports_each_binding_under_the_first_filter(tmp_path: Path) -> N
                                            AclBindingFilter(principal="User:nobody")])
     assert results == [[LIT, WILD, PRE], [OTHER_PRE], "Unknown patternFilter.", []]
     assert auth.acls(AclBindingFilter()) == [GROUP]
-    assert not check(auth, O.READ, "orders")
+    assert not check(auth, Op.READ, "orders")
 
 
 def test_failed_save_changes_nothing(tmp_path: Path) -> None:
@@ -338,7 +338,7 @@ def test_failed_save_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         anyio.run(auth.delete_acls, [AclBindingFilter()])
     assert auth.acls(AclBindingFilter()) == [LIT]
-    assert check(auth, O.READ, "orders") and not check(auth, O.READ, "ordinal")
+    assert check(auth, Op.READ, "orders") and not check(auth, Op.READ, "ordinal")
 
 
 def test_acls_survive_a_restart_in_the_file_store(tmp_path: Path) -> None:
@@ -349,7 +349,7 @@ def test_acls_survive_a_restart_in_the_file_store(tmp_path: Path) -> None:
     assert (store.path("acls").stat().st_mode & 0o777) == 0o600
     again = make(tmp_path, FileStateStore(tmp_path / "data"))
     assert again.acls(AclBindingFilter()) == [LIT, WILD, PRE, OTHER_PRE]
-    assert check(again, O.READ, "ordinal")
+    assert check(again, Op.READ, "ordinal")
 
 
 def test_corrupt_store_refuses_to_start(tmp_path: Path) -> None:
