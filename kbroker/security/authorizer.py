@@ -210,10 +210,14 @@ class StandardAuthorizer:
             self._lock = anyio.Lock()
         return self._lock
 
+    def _save_and_index(self, bindings: tuple[AclBinding, ...]) -> _Index:
+        self._store.save(STORE_KIND, [b.to_json() for b in bindings])
+        return _Index.build(bindings)
+
     async def _commit(self, bindings: tuple[AclBinding, ...]) -> None:
-        doc = [b.to_json() for b in bindings]
-        await anyio.to_thread.run_sync(self._store.save, STORE_KIND, doc)
-        self._index = _Index.build(bindings)
+        # Writing the file and indexing thousands of ACLs both happen off the event loop;
+        # checks keep reading the old index until the new one is durable and swapped in.
+        self._index = await anyio.to_thread.run_sync(self._save_and_index, bindings)
 
     async def create_acls(self, bindings: Sequence[AclBinding]) -> list[str | None]:
         """Add the valid ``bindings`` (one already present is a success); per binding, None or
