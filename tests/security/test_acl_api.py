@@ -296,3 +296,34 @@ def test_authorized_operations(tmp_path: Path) -> None:
         assert a.describe_consumer_groups(["acl-group"])["acl-group"].result(15).authorized_operations is None
     finally:
         b.stop()
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_every_version_on_the_wire(broker: BrokerThread, version: int) -> None:
+    from tests.broker.replica_wire import WireClient
+
+    wire = WireClient(broker.bootstrap)
+    try:
+        creation = {"resource_type": R.TOPIC, "resource_name": "w", "resource_pattern_type": P.LITERAL,
+                    "principal": "User:w", "host": "*", "operation": Op.WRITE, "permission_type": T.ALLOW}
+        prefixed = {**creation, "resource_name": "w-", "resource_pattern_type": P.PREFIXED}
+        creations = [creation, prefixed] if version >= 1 else [creation]
+        resp = wire.call(30, version, {"creations": creations})
+        assert [r.error_code for r in resp.results] == [0] * len(creations)
+        # v0 knows literal names only: its filters select literal bindings.
+        flt = {"resource_type_filter": R.TOPIC, "resource_name_filter": None, "pattern_type_filter": P.ANY,
+               "principal_filter": "User:w", "host_filter": None, "operation": Op.ANY, "permission_type": T.ANY}
+        resp = wire.call(29, version, flt)
+        assert resp.error_code == 0
+        described = sorted((r.resource_name, r.get("pattern_type", P.LITERAL), [a.operation for a in r.acls])
+                           for r in resp.resources)
+        expected = [("w", P.LITERAL, [Op.WRITE])] + ([("w-", P.PREFIXED, [Op.WRITE])] if version >= 1 else [])
+        assert described == expected
+        resp = wire.call(31, version, {"filters": [flt, {**flt, "operation": 0}]})
+        first, second = resp.filter_results
+        assert first.error_code == 0
+        assert sorted(m.resource_name for m in first.matching_acls) == [name for name, _, _ in expected]
+        assert second.error_code == 42 and second.error_message == "Unknown entryFilter."
+        assert wire.call(29, version, flt).resources == []
+    finally:
+        wire.sock.close()
