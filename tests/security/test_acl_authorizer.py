@@ -384,3 +384,10 @@ def test_build_authorizer_names(tmp_path: Path) -> None:
         assert isinstance(auth, StandardAuthorizer)
     with pytest.raises(ConfigError, match="unsupported authorizer 'com.example.MyAuthorizer'"):
         build_authorizer(make_config(tmp_path, {"authorizer.class.name": "com.example.MyAuthorizer"}), store)
+
+
+def test_supported_operations_agree_with_the_no_authorizer_bit_fields() -> None:
+    # Without an authorizer, handlers report ALL_OPERATIONS; with one, the allowed subset of these.
+    from kbroker.handlers.api import ALL_OPERATIONS
+
+    assert {t: sum(1 << op for op in ops) for t, ops in SUPPORTED_OPERATIONS.items()} == ALL_OPERATIONS
