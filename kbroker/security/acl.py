@@ -96,12 +96,17 @@ class AclBinding:
                              "separating the principal type from the principal name)")
         if not kind or not who:
             raise InvalidAcl(f"Invalid principal `{self.principal}`: it must be TYPE:name")
-        if not self.host:
-            raise InvalidAcl("Invalid empty host")
-        if self.operation != AclOperation.ALL and self.operation not in SUPPORTED_OPERATIONS[self.resource_type]:
-            supported = ", ".join(_enum_name(o) for o in SUPPORTED_OPERATIONS[self.resource_type])
-            raise InvalidAcl(f"ResourceType {_enum_name(self.resource_type)} only supports operations "
-                             f"ALL, {supported}")
+
+    def operation_error(self) -> str | None:
+        """Why the binding's operation does not apply to its resource type, or None.
+
+        kafka-acls.sh refuses such a binding before sending it; the broker, as Kafka's, stores
+        it (it can never match a check), so only the command line calls this.
+        """
+        if self.operation == AclOperation.ALL or self.operation in SUPPORTED_OPERATIONS.get(self.resource_type, ()):
+            return None
+        supported = ", ".join(_enum_name(o) for o in SUPPORTED_OPERATIONS.get(self.resource_type, ()))
+        return f"ResourceType {_enum_name(self.resource_type)} only supports operations ALL, {supported}"
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (names, not codes: readable and independent of numbering)."""

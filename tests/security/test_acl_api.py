@@ -86,16 +86,17 @@ def test_confluent_create_describe_delete(broker: BrokerThread) -> None:
     bad = CKBinding(CKType.GROUP, "g1", CKPattern.LITERAL, "User:alice", "*", CKOp.WRITE, CKPerm.ALLOW)
     bad_cluster = CKBinding(CKType.BROKER, "other", CKPattern.LITERAL, "User:alice", "*", CKOp.ALTER, CKPerm.ALLOW)
     futures = a.create_acls([topic_read, prefixed, group, bad, bad_cluster])
-    for b in (topic_read, prefixed, group):
+    # GROUP WRITE is stored, as Kafka's controller does (only kafka-acls.sh refuses it).
+    for b in (topic_read, prefixed, group, bad):
         assert futures[b].result(15) is None
-    for b, message in ((bad, "GROUP only supports"), (bad_cluster, "only valid name for the CLUSTER")):
+    for b, message in ((bad_cluster, "only valid name for the CLUSTER"),):
         with pytest.raises(KafkaException) as exc:
             futures[b].result(15)
         assert ck_code(exc.value) == CKError.INVALID_REQUEST
         assert message in str(exc.value)
 
     every = CKFilter(CKType.ANY, None, CKPattern.ANY, None, None, CKOp.ANY, CKPerm.ANY)
-    assert set(a.describe_acls(every).result(15)) == {topic_read, prefixed, group}
+    assert set(a.describe_acls(every).result(15)) == {topic_read, prefixed, group, bad}
     # MATCH: the bindings applying to topic "orders" (literal and prefixed), not the group's.
     match = CKFilter(CKType.TOPIC, "orders", CKPattern.MATCH, None, None, CKOp.ANY, CKPerm.ANY)
     assert set(a.describe_acls(match).result(15)) == {topic_read, prefixed}
@@ -107,7 +108,7 @@ def test_confluent_create_describe_delete(broker: BrokerThread) -> None:
     deleted = a.delete_acls([prefixed_only, nothing, every])
     assert deleted[prefixed_only].result(15) == [prefixed]
     assert deleted[nothing].result(15) == []
-    assert set(deleted[every].result(15)) == {topic_read, group}
+    assert set(deleted[every].result(15)) == {topic_read, group, bad}
     assert a.describe_acls(every).result(15) == []
 
 
@@ -136,8 +137,8 @@ def test_kafka_python_create_describe_delete(broker: BrokerThread) -> None:
                    ResourcePattern(KType.TOPIC, "events"))
         pre = ACL("User:alice", "*", ACLOperation.DESCRIBE, ACLPermissionType.ALLOW,
                   ResourcePattern(KType.TOPIC, "ev", ACLResourcePatternType.PREFIXED))
-        bad = ACL("User:alice", "*", ACLOperation.CREATE, ACLPermissionType.ALLOW,
-                  ResourcePattern(KType.GROUP, "g"))
+        bad = ACL("User:alice", "*", ACLOperation.ALTER, ACLPermissionType.ALLOW,
+                  ResourcePattern(KType.CLUSTER, "not-the-cluster"))
         created = k.create_acls([read, pre, bad])
         assert created["succeeded"] == [read, pre]
         assert created["failed"] == [kerrors.InvalidRequestError]
