@@ -152,7 +152,7 @@ def _add(client: KafkaClient, args: argparse.Namespace) -> int:
     bindings = [AclBinding(rt, name, rpt, p, h, op, perm)
                 for rt, name, rpt in _resources(args, pt) for p, h, op, perm in _entries(args)]
     # As kafka-acls.sh: an operation the resource type lacks is refused here, not sent.
-    errors: list[tuple[AclBinding, str | None]] = [(b, b.operation_error()) for b in bindings if b.operation_error()]
+    errors: list[tuple[AclBinding, object]] = [(b, b.operation_error()) for b in bindings if b.operation_error()]
     bindings = [b for b in bindings if not b.operation_error()]
     _print_grouped("Adding ACLs for resource", bindings)
     errors += [(b, e) for b, e in zip(bindings, admin.create_acls(client, bindings), strict=True) if e is not None]
