@@ -22,6 +22,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         ops = [ConfigOp(c.name, c.config_operation, c.value) for c in res.configs]
         # As Kafka: ALTER_CONFIGS on the cluster for a broker or its loggers, on the topic for a topic.
         refused = authz.config_resource_error(ctx, AclOperation.ALTER_CONFIGS, res.resource_type, res.resource_name)
+        code: int
+        message: str | None
         if refused is not None:
             code, message = refused, authz.MESSAGES[refused]
         else:
