@@ -9,7 +9,6 @@ from kbroker.codec.versions import VersionRange
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.config_resources import SET, ConfigOp, alter_resource
-from kbroker.security.model import AclOperation
 
 API_KEY = 33
 VERSIONS = VersionRange(0, 2)
@@ -21,7 +20,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     for res in body.resources:
         ops = [ConfigOp(c.name, SET, c.value) for c in res.configs]
         # As Kafka: ALTER_CONFIGS on the cluster for a broker or its loggers, on the topic for a topic.
-        refused = authz.config_resource_error(ctx, AclOperation.ALTER_CONFIGS, res.resource_type, res.resource_name)
+        refused = authz.alter_config_error(ctx, res.resource_type, res.resource_name, [o.name for o in ops])
         code: int
         message: str | None
         if refused is not None:

@@ -13,7 +13,8 @@ from typing import TypeVar
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.handlers.api import RequestContext
-from kbroker.metadata.config_resources import BROKER, BROKER_LOGGER, TOPIC
+from kbroker.metadata.config_resources import BROKER, BROKER_LOGGER, TOPIC, check_broker_name
+from kbroker.metadata.errors import OK
 from kbroker.security.model import CLUSTER_NAME, WILDCARD, AclOperation, ResourceType
 
 T = TypeVar("T")
@@ -94,3 +95,17 @@ def config_resource_error(ctx: RequestContext, operation: AclOperation, config_t
     if config_type == TOPIC:
         return None if ctx.authorize(operation, ResourceType.TOPIC, name) else ErrorCode.TOPIC_AUTHORIZATION_FAILED
     return None
+
+
+def alter_config_error(ctx: RequestContext, config_type: int, name: str, keys: Sequence[str]) -> ErrorCode | None:
+    """The authorization error for an (Incremental)AlterConfigs resource, None when allowed.
+
+    As Kafka, the request's own faults are answered first, whoever asks: config keys named
+    twice, and a broker resource naming another broker (Kafka checks those before it asks
+    the authorizer); they are left to the config code.
+    """
+    if ctx.broker.authorizer is None or len(set(keys)) != len(keys):
+        return None
+    if config_type == BROKER and check_broker_name(ctx.config_scope, name, allow_default=True) != OK:
+        return None
+    return config_resource_error(ctx, AclOperation.ALTER_CONFIGS, config_type, name)

@@ -296,6 +296,13 @@ def test_config_apis_check_topic_and_cluster(kafka_broker: BrokerThread, wire: W
         {"name": "retention.ms", "config_operation": 0, "value": "1000"}]}], "validate_only": False}
     assert wire.call(INCREMENTAL_ALTER, 1, incremental).responses[0].error_code == E.TOPIC_AUTHORIZATION_FAILED
     assert "retention.ms" not in kafka_broker.broker.metadata.topic("cfg").configs
+    # As Kafka, a request's own faults come before authorization: another broker's id, a key twice.
+    other = {"resources": [{"resource_type": 4, "resource_name": "999", "configs": [
+        {"name": "log.cleaner.threads", "config_operation": 0, "value": "2"}]},
+        {"resource_type": 2, "resource_name": "cfg", "configs": [
+            {"name": "retention.ms", "config_operation": 0, "value": "1"},
+            {"name": "retention.ms", "config_operation": 0, "value": "2"}]}], "validate_only": False}
+    assert [r.error_code for r in wire.call(INCREMENTAL_ALTER, 1, other).responses] == [E.INVALID_REQUEST] * 2
     # DESCRIBE_CONFIGS alone does not let a principal alter; ALTER_CONFIGS does.
     authorizer.deny(cluster(Op.ALTER_CONFIGS))
     assert wire.call(DESCRIBE_CONFIGS, 4, body).results[0].error_code == 0
