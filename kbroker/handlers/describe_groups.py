@@ -9,7 +9,7 @@ from kbroker.codec.versions import VersionRange
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.handlers.api import RequestContext, map_yielding, response
 from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED
-from kbroker.security.model import ResourceType
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 15
 VERSIONS = VersionRange(0, 6)
@@ -25,6 +25,8 @@ def _ops(ctx: RequestContext, group_id: str) -> int:
 def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
     empty: dict[str, Any] = {"group_id": group_id, "group_state": "", "protocol_type": "", "protocol_data": "",
                              "members": []}
+    if not ctx.authorize(AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        return {**empty, "error_code": Errors.GROUP_AUTHORIZATION_FAILED}
     try:
         summary = ctx.broker.groups.describe_group(group_id)
     except GroupError as e:

@@ -16,10 +16,11 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
 from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, partition_entry
 from kbroker.metadata.topic_names import invalid_reason, is_internal
-from kbroker.security.model import ResourceType
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 75
 VERSIONS = VersionRange(0, 0)
@@ -50,9 +51,18 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     remaining = max(min(MAX_PARTITIONS, int(body.response_partition_limit)), 1)
     topics: list[dict[str, Any]] = []
     next_cursor: dict[str, Any] | None = None
+    # As Kafka: topics the principal may not describe are left out of a listing of every
+    # topic; named ones answer TOPIC_AUTHORIZATION_FAILED (without their id), after the others.
+    refused = authz.denied(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (n for n in names if n >= start_topic))
+    unauthorized: list[dict[str, Any]] = []
     for name in names:
         if name < start_topic:
             continue  # before the cursor: answered by an earlier request
+        if name in refused:
+            if not fetch_all:
+                unauthorized.append({**_error_topic(ctx, ErrorCode.TOPIC_AUTHORIZATION_FAILED, name), "is_internal": False,
+                                     "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED})
+            continue
         if remaining == 0:
             next_cursor = {"topic_name": name, "partition_index": 0}
             break
@@ -80,6 +90,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             next_cursor = {"topic_name": name, "partition_index": upper}
             break
         remaining -= len(partitions)
+    topics.extend(unauthorized)
     # A full page, or many topics named (each unknown one answered), is encoded off the loop.
     items = len(topics) + sum(len(t["partitions"]) for t in topics)
     return response(items, throttle_time_ms=0, topics=topics, next_cursor=next_cursor)

@@ -27,7 +27,10 @@ from kbroker.replica.types import FetchResult, OffsetResult
 
 def _ctx(api_key: int, version: int, body: dict[str, Any], broker: Any = None) -> RequestContext:
     request = decode_request(encode_request(api_key, version, 1, body)[4:])
-    return RequestContext(broker or SimpleNamespace(), Session("PLAINTEXT", "127.0.0.1", 1), request)
+    broker = broker or SimpleNamespace()
+    if not hasattr(broker, "authorizer"):
+        broker.authorizer = None  # no ACLs: every request is allowed
+    return RequestContext(broker, Session("PLAINTEXT", "127.0.0.1", 1), request)
 
 
 def _run(module: Any, ctx: RequestContext) -> Any:
