@@ -15,7 +15,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.config_resources import BROKER, BROKER_LOGGER, TOPIC, check_broker_name
 from kbroker.metadata.errors import OK
-from kbroker.security.model import CLUSTER_NAME, WILDCARD, AclOperation, ResourceType
+from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
 
 T = TypeVar("T")
 _NONE: frozenset[str] = frozenset()
@@ -71,16 +71,12 @@ def authorize_by_resource_type(ctx: RequestContext, operation: AclOperation,
                                resource_type: ResourceType) -> bool:
     """Whether the principal may do ``operation`` on at least one resource of the type
     (Kafka's ``authorizeByResourceType``, KIP-679: an idempotent producer needs WRITE on
-    some topic). An authorizer without ``authorize_by_resource_type`` is asked about the
-    wildcard name, which only rules for every resource of the type answer."""
+    some topic)."""
     authorizer = ctx.broker.authorizer
     if authorizer is None:
         return True
-    by_type = getattr(authorizer, "authorize_by_resource_type", None)
-    if by_type is not None:
-        return bool(by_type(ctx.session.principal, ctx.session.client_host, operation, resource_type))
-    return authorizer.authorize(ctx.session.principal, ctx.session.client_host, operation, resource_type,
-                                WILDCARD)
+    return authorizer.authorize_by_resource_type(ctx.session.principal, ctx.session.client_host, operation,
+                                                 resource_type)
 
 
 def config_resource_error(ctx: RequestContext, operation: AclOperation, config_type: int,

@@ -182,6 +182,39 @@ class StandardAuthorizer:
         acls, any_acl = self._relevant(principal, host, resource_type, name)
         return self._decide(acls, any_acl, operation)
 
+    def authorize_by_resource_type(self, principal: str, host: str, operation: AclOperation,
+                                   resource_type: ResourceType) -> bool:
+        """Whether the principal may do ``operation`` on at least one resource of the type
+        (Kafka's ``Authorizer.authorizeByResourceType``, KIP-679: an idempotent producer
+        needs WRITE on some topic): an ALLOW ACL that no DENY ACL covers, literal or prefixed."""
+        # Kafka asks about a made-up name first, so super users (and allow.everyone.if.no.acl.found
+        # with no ACLs on it) pass whatever the DENY ACLs say.
+        if self.authorize(principal, host, operation, resource_type, "hardcode"):
+            return True
+        allow: dict[PatternType, set[str]] = {PatternType.LITERAL: set(), PatternType.PREFIXED: set()}
+        deny: dict[PatternType, set[str]] = {PatternType.LITERAL: set(), PatternType.PREFIXED: set()}
+        for acl in self._index.bindings:
+            if (acl.resource_type != resource_type
+                    or acl.host not in (WILDCARD_HOST, host)
+                    or acl.principal not in (principal, WILDCARD_PRINCIPAL)
+                    or acl.operation not in (operation, AclOperation.ALL)):
+                continue
+            if acl.permission == AclPermissionType.DENY:
+                if acl.pattern_type == PatternType.LITERAL and acl.name == WILDCARD:
+                    return False
+                deny[acl.pattern_type].add(acl.name)
+            elif acl.permission == AclPermissionType.ALLOW:
+                if acl.pattern_type == PatternType.LITERAL and acl.name == WILDCARD:
+                    return True
+                allow[acl.pattern_type].add(acl.name)
+        for pattern_type, names in allow.items():
+            for name in names:
+                if pattern_type == PatternType.LITERAL and name in deny[PatternType.LITERAL]:
+                    continue
+                if not any(name[:n] in deny[PatternType.PREFIXED] for n in range(1, len(name) + 1)):
+                    return True
+        return False
+
     def authorized_operations(self, principal: str, host: str, resource_type: ResourceType, name: str) -> int:
         """The bit field (bit n = AclOperation n) of the resource type's operations the principal may do."""
         supported = SUPPORTED_OPERATIONS.get(resource_type, ())

@@ -39,8 +39,6 @@ class RuleAuthorizer:
     rules: set[Rule] = field(default_factory=set)
     #: True: everything is allowed except ``rules``; False: only ``rules`` are allowed.
     deny_mode: bool = True
-    #: Whether to offer ``authorize_by_resource_type`` (KIP-679), as a full authorizer does.
-    by_type: bool = True
     calls: list[tuple[str, str, AclOperation, ResourceType, str]] = field(default_factory=list)
 
     def _listed(self, principal: str, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
@@ -82,22 +80,9 @@ class RuleAuthorizer:
         return [c[4] for c in self.calls if c[2] == operation and c[3] == resource_type]
 
 
-class _WithoutByType:
-    """A RuleAuthorizer seen through the bare Protocol (no authorize_by_resource_type)."""
-
-    def __init__(self, inner: RuleAuthorizer) -> None:
-        self.inner = inner
-
-    def authorize(self, *args: object) -> bool:
-        return self.inner.authorize(*args)  # type: ignore[arg-type]
-
-    def authorized_operations(self, *args: object) -> int:
-        return self.inner.authorized_operations(*args)  # type: ignore[arg-type]
-
-
 def install(broker: BrokerThread, authorizer: RuleAuthorizer) -> None:
-    """Make ``authorizer`` the broker's (bare Protocol when ``by_type`` is False)."""
-    broker.broker.authorizer = authorizer if authorizer.by_type else _WithoutByType(authorizer)
+    """Make ``authorizer`` the broker's."""
+    broker.broker.authorizer = authorizer
 
 
 @pytest.fixture

@@ -398,3 +398,29 @@ def test_supported_operations_agree_with_the_no_authorizer_bit_fields() -> None:
     from kbroker.handlers.api import ALL_OPERATIONS
 
     assert {t: sum(1 << op for op in ops) for t, ops in SUPPORTED_OPERATIONS.items()} == ALL_OPERATIONS
+
+
+def test_authorize_by_resource_type_as_kafka() -> None:
+    """KIP-679: an idempotent producer needs WRITE on some topic; a DENY covering every allowed name wins."""
+
+    def by_type(tmp: Path, *bindings: AclBinding, **overrides: str) -> bool:
+        return with_acls(tmp, *bindings, **overrides).authorize_by_resource_type(ALICE, HOST, Op.WRITE, R.TOPIC)
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        assert not by_type(tmp)
+        assert by_type(tmp, acl("orders", op=Op.WRITE))
+        assert by_type(tmp, acl("ord", op=Op.ALL, pattern=P.PREFIXED))
+        assert by_type(tmp, acl("*", principal="User:*", op=Op.WRITE))
+        assert not by_type(tmp, acl("orders", op=Op.READ))
+        assert not by_type(tmp, acl("orders", op=Op.WRITE, host="10.9.9.9"))
+        # A literal or prefixed DENY covering the allowed name takes it back ...
+        assert not by_type(tmp, acl("orders", op=Op.WRITE), acl("orders", op=Op.WRITE, perm=DENY))
+        assert not by_type(tmp, acl("orders", op=Op.WRITE), acl("or", op=Op.WRITE, perm=DENY, pattern=P.PREFIXED))
+        assert not by_type(tmp, acl("orders", op=Op.WRITE), acl("*", op=Op.WRITE, perm=DENY))
+        # ... one that covers another name does not.
+        assert by_type(tmp, acl("orders", op=Op.WRITE), acl("other", op=Op.WRITE, perm=DENY))
+        assert by_type(tmp, acl("ord", op=Op.WRITE, pattern=P.PREFIXED), acl("orders", op=Op.WRITE, perm=DENY))
+        # Super users pass whatever the DENY ACLs say.
+        assert by_type(tmp, acl("*", op=Op.WRITE, perm=DENY), super_users=ALICE)

@@ -437,18 +437,17 @@ def _init_pid(wire: WireClient, txn_id: str | None) -> Any:
 
 def test_init_producer_id_idempotent_needs_idempotent_write_or_some_write(
         kafka_broker: BrokerThread, wire: WireClient) -> None:
-    for by_type in (True, False):
-        auth = RuleAuthorizer(by_type=by_type)
-        install(kafka_broker, auth)
-        auth.deny(cluster(Op.IDEMPOTENT_WRITE), rule(Op.WRITE, Res.TOPIC))
-        refused = _init_pid(wire, None)
-        assert (refused.error_code, refused.producer_id) == (E.CLUSTER_AUTHORIZATION_FAILED, -1)
-        # WRITE on some topic is enough (KIP-679) ...
-        auth.allow(rule(Op.WRITE, Res.TOPIC, "*") if not by_type else rule(Op.WRITE, Res.TOPIC, "one-topic"))
-        assert _init_pid(wire, None).error_code == 0
-        # ... as is IDEMPOTENT_WRITE on the cluster.
-        auth.allow(cluster(Op.IDEMPOTENT_WRITE))
-        assert _init_pid(wire, None).error_code == 0
+    auth = RuleAuthorizer()
+    install(kafka_broker, auth)
+    auth.deny(cluster(Op.IDEMPOTENT_WRITE), rule(Op.WRITE, Res.TOPIC))
+    refused = _init_pid(wire, None)
+    assert (refused.error_code, refused.producer_id) == (E.CLUSTER_AUTHORIZATION_FAILED, -1)
+    # WRITE on some topic is enough (KIP-679) ...
+    auth.allow(rule(Op.WRITE, Res.TOPIC, "one-topic"))
+    assert _init_pid(wire, None).error_code == 0
+    # ... as is IDEMPOTENT_WRITE on the cluster.
+    auth.allow(cluster(Op.IDEMPOTENT_WRITE))
+    assert _init_pid(wire, None).error_code == 0
 
 
 def test_transactional_apis_need_transactional_id_write(kafka_broker: BrokerThread, wire: WireClient,
