@@ -140,7 +140,8 @@ def _load_key_store(context: ssl.SSLContext, keys: _ListenerKeys) -> None:
     if store_type == "JKS" or data.startswith(_JKS_MAGIC):
         raise _jks_error(keys, "ssl.keystore", location)
     if store_type == "PEM":
-        password_key = "ssl.key.password" if key_password is not None else "ssl.keystore.password"
+        # Kafka takes ssl.key.password; the key store password stands in for it here.
+        password_key = "ssl.keystore.password" if key_password is None and store_password else "ssl.key.password"
         chain = _pem_certificates(data, keys, "ssl.keystore.location")
         key = _pem_private_key(data, key_password if key_password is not None else store_password, keys,
                                "ssl.keystore.location", password_key)
@@ -404,6 +405,7 @@ _RULE_PATTERN = r"(DEFAULT)|RULE:((\\.|[^\\/])*)/((\\.|[^\\/])*)/([LU]?).*?|(.*?
 _RULE_SPLITTER = re.compile(r"\s*(" + _RULE_PATTERN + r")\s*(,\s*|$)")
 _RULE_PARSER = re.compile(_RULE_PATTERN)
 _BACK_REFERENCE = re.compile(r"\$(\d+)")
+_JAVA_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z])")
 
 
 class _Rule:
@@ -412,7 +414,8 @@ class _Rule:
     def __init__(self, pattern: str | None = None, replacement: str | None = None, case: str = "") -> None:
         self.is_default = pattern is None
         self.source = pattern
-        self.pattern = re.compile(pattern) if pattern is not None else None
+        # Java writes a named group (?<name>...), Python (?P<name>...).
+        self.pattern = re.compile(_JAVA_NAMED_GROUP.sub("(?P<", pattern)) if pattern is not None else None
         self.replacement = replacement
         self.case = case
 
