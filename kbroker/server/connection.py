@@ -7,6 +7,7 @@ order also keeps a producer's pipelined batches in sequence.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import struct
@@ -129,8 +130,7 @@ class Connection:
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
             self._idle_scope = scope  # shutdown ends a handshake in progress too
             try:
-                tls = await TLSStream.wrap(self.stream, server_side=True, ssl_context=context,
-                                           standard_compatible=False)
+                tls = await tls_handshake(self.stream, context)
             except ssl.SSLError as e:
                 failure = _handshake_failure(e)
             except anyio.EndOfStream:
@@ -213,6 +213,40 @@ class Connection:
         else:
             what = f"connection from {self.session.client_host}:{self.session.client_port}"
         log.error("closing connection: %s failed: %s: %s", what, type(e).__name__, e, exc_info=e)
+
+
+async def tls_handshake(stream: ByteStream, context: ssl.SSLContext) -> TLSStream:
+    """The server side of a TLS handshake on ``stream``, then the TLS stream over it.
+
+    As anyio's ``TLSStream.wrap`` (no closing handshake: ``standard_compatible=False``), except
+    that a failed handshake still sends the client OpenSSL's alert (unknown CA, certificate
+    required, protocol version), so that the client can say what went wrong. Raises
+    ``ssl.SSLError``, ``anyio.EndOfStream`` or ``anyio.BrokenResourceError``.
+    """
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_side=True)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                await stream.send(outgoing.read())
+            try:
+                incoming.write(await stream.receive())
+            except anyio.EndOfStream:
+                incoming.write_eof()  # do_handshake raises SSLEOFError next
+        except ssl.SSLEOFError:
+            raise anyio.EndOfStream from None
+        except ssl.SSLError:
+            if outgoing.pending:
+                with anyio.move_on_after(1), contextlib.suppress(anyio.BrokenResourceError, OSError):
+                    await stream.send(outgoing.read())  # the alert
+            raise
+    if outgoing.pending:
+        await stream.send(outgoing.read())
+    return TLSStream(transport_stream=stream, standard_compatible=False, _ssl_object=tls, _read_bio=incoming,
+                     _write_bio=outgoing)
 
 
 async def send_parts(stream: ByteStream, parts: ResponseParts) -> None:
