@@ -200,7 +200,7 @@ def _pem_private_key(data: bytes, password: str | None, keys: _ListenerKeys, key
         # A password for a key that is not encrypted: Java would fail; the key is usable as is.
         return serialization.load_pem_private_key(blocks[0], None)
     except ValueError as e:
-        if password is not None and "encrypt" in blocks[0].decode("ascii", "replace").split("\n", 1)[0].lower():
+        if password is not None and b"ENCRYPTED" in blocks[0]:
             raise keys.error(password_key, f"cannot decrypt the private key in {key}: wrong password") from None
         raise keys.error(key, f"cannot read the private key: {e}") from None
 
@@ -508,8 +508,8 @@ class PrincipalMapper:
 
     def __init__(self, rules: str | None) -> None:
         """Parse ``rules`` (None means DEFAULT); raise ValueError for a malformed rule."""
-        self.rules = [self._parse(rule) for rule in self._split("DEFAULT" if rules is None else rules)]
-        self.rules = [rule for rule in self.rules if rule is not None]
+        parsed = [self._parse(rule) for rule in self._split("DEFAULT" if rules is None else rules)]
+        self.rules = [rule for rule in parsed if rule is not None]
 
     @classmethod
     def from_config(cls, keys: _ListenerKeys) -> PrincipalMapper:
@@ -582,7 +582,8 @@ def _attribute(attr: x509.NameAttribute[Any]) -> str:
     keyword = _KEYWORDS.get(attr.oid)
     if keyword is not None and isinstance(attr.value, str):
         return f"{keyword}={_escape(attr.value)}"
-    tag = int(getattr(attr, "_type", 12).value) if hasattr(getattr(attr, "_type", None), "value") else 12
+    # The value's ASN.1 string type (cryptography keeps it privately; UTF8String otherwise).
+    tag = int(getattr(getattr(attr, "_type", None), "value", 12))
     value = attr.value
     raw = value if isinstance(value, bytes) else value.encode(_STRING_CODECS.get(tag, "utf-8"))
     return f"{attr.oid.dotted_string}=#{_der(tag, raw).hex()}"

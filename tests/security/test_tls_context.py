@@ -101,9 +101,14 @@ def test_pem_file_with_chain_and_key(pki: Pki) -> None:
     assert srv.version() == "TLSv1.3"
 
 
-def test_pem_file_with_encrypted_key(pki: Pki, tmp_path: Path) -> None:
+@pytest.mark.parametrize("key_format", [serialization.PrivateFormat.PKCS8,
+                                        serialization.PrivateFormat.TraditionalOpenSSL])
+def test_pem_file_with_encrypted_key(pki: Pki, tmp_path: Path, key_format: serialization.PrivateFormat) -> None:
+    key = serialization.load_pem_private_key(pki.file("server-key.pem").read_bytes(), PASSWORD.encode())
+    encrypted = key.private_bytes(serialization.Encoding.PEM, key_format,
+                                  serialization.BestAvailableEncryption(PASSWORD.encode()))
     store = tmp_path / "server.pem"
-    store.write_bytes(pki.file("server-key.pem").read_bytes() + pki.file("server-chain.pem").read_bytes())
+    store.write_bytes(encrypted + pki.file("server-chain.pem").read_bytes())
     _handshake(_context({"ssl.keystore.type": "PEM", "ssl.keystore.location": str(store),
                          "ssl.key.password": PASSWORD}), _client(pki))
     _error({"ssl.keystore.type": "PEM", "ssl.keystore.location": str(store)}, "ssl.key.password", "encrypted")
