@@ -134,7 +134,11 @@ class Connection:
             except ssl.SSLError as e:
                 failure = _handshake_failure(e)
             except anyio.EndOfStream:
-                failure = "the client closed the connection"
+                # A port probe or health check, most likely: worth a debug line only.
+                log.debug("connection from %s on listener %s closed during the TLS handshake", where,
+                          session.listener)
+                self._idle_scope = None
+                return False
             except (anyio.BrokenResourceError, OSError) as e:
                 failure = f"{(e.__cause__ or e)}"
         self._idle_scope = None
@@ -152,7 +156,7 @@ class Connection:
         if self.security.ssl_principal is not None:
             try:
                 session.principal = self.security.ssl_principal(tls.extra(TLSAttribute.peer_certificate_binary))
-            except ValueError as e:  # no ssl.principal.mapping.rules rule applies
+            except (ValueError, IndexError) as e:  # no ssl.principal.mapping.rules rule applies
                 log.info("closing connection from %s on listener %s: no principal for the client "
                          "certificate: %s", where, session.listener, e)
                 return False
