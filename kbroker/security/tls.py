@@ -90,6 +90,10 @@ def server_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _load_key_store(context, keys)
     client_auth = str(keys.get("ssl.client.auth")).lower()
+    if config.security_protocol(listener) == "SASL_SSL" and keys.name("ssl.client.auth") == "ssl.client.auth":
+        # As Kafka: SASL authenticates SASL_SSL clients; only the listener's own ssl.client.auth asks
+        # them for a certificate too.
+        client_auth = "none"
     if client_auth not in _CLIENT_AUTH:
         raise keys.error("ssl.client.auth", f"{client_auth!r} is not one of none, requested, required")
     context.verify_mode = _CLIENT_AUTH[client_auth]

@@ -226,6 +226,18 @@ def test_no_client_auth_asks_for_no_certificate(pki: Pki) -> None:
     assert srv.getpeercert(binary_form=True) is None
 
 
+def test_sasl_ssl_asks_for_certificates_only_when_its_listener_says_so(pki: Pki) -> None:
+    trust = {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(pki.ca)}
+    broker_wide = _context(_pem_store(pki, **{"ssl.client.auth": "required", **trust}), "SASL_SSL",
+                           "SASL_SSL://127.0.0.1:0")
+    assert broker_wide.verify_mode == ssl.CERT_NONE
+    _handshake(broker_wide, _client(pki))
+    own = _context(_pem_store(pki, **{"listener.name.sasl_ssl.ssl.client.auth": "required", **trust}), "SASL_SSL",
+                   "SASL_SSL://127.0.0.1:0")
+    assert own.verify_mode == ssl.CERT_REQUIRED
+    _refused(own, _client(pki))
+
+
 def test_trust_store_errors(pki: Pki, tmp_path: Path) -> None:
     _error(_pem_store(pki, **{"ssl.truststore.type": "PKCS12", "ssl.truststore.location": str(
         pki.file("truststore.p12")), "ssl.truststore.password": "wrong"}), "ssl.truststore.password", "wrong")
