@@ -249,6 +249,9 @@ async def tls_handshake(stream: ByteStream, context: ssl.SSLContext) -> TLSStrea
             raise
     if outgoing.pending:
         await stream.send(outgoing.read())
+    # TLSStream has no public constructor but wrap(), which would redo the handshake; its
+    # dataclass fields are what wrap() fills. Bytes the client sent after its Finished stay
+    # in ``incoming`` and are the stream's first to read.
     return TLSStream(transport_stream=stream, standard_compatible=False, _ssl_object=tls, _read_bio=incoming,
                      _write_bio=outgoing)
 
@@ -277,12 +280,14 @@ async def send_parts(stream: ByteStream, parts: ResponseParts) -> None:
 
 
 async def _send_in_slices(stream: ByteStream, parts: ResponseParts) -> None:
+    """Send ``parts`` in order, joining small ones and slicing large ones (no copy) to _TLS_WRITE."""
     pending: list[bytes | bytearray | memoryview] = []
     size = 0
     for part in parts:
-        if size + len(part) <= _TLS_WRITE:
+        length = part.nbytes if isinstance(part, memoryview) else len(part)
+        if size + length <= _TLS_WRITE:
             pending.append(part)
-            size += len(part)
+            size += length
             continue
         if pending:
             await stream.send(pending[0] if len(pending) == 1 else b"".join(pending))  # type: ignore[arg-type]
