@@ -88,6 +88,8 @@ def server_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
     """The server-side ``SSLContext`` of ``listener`` (raises :class:`ConfigError` naming the key)."""
     keys = _ListenerKeys(config, listener)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # Kafka refuses renegotiation (SslTransportLayer: "Renegotiation is not supported").
+    context.options |= ssl.OP_NO_RENEGOTIATION
     _load_key_store(context, keys)
     client_auth = str(keys.get("ssl.client.auth")).lower()
     if config.security_protocol(listener) == "SASL_SSL" and keys.name("ssl.client.auth") == "ssl.client.auth":
