@@ -227,7 +227,9 @@ def test_no_matching_rule_closes_the_connection(tmp_path: Path, pki: Pki, tls_lo
 
 def test_large_fetches_over_tls(tmp_path: Path, pki: Pki) -> None:
     # Responses of several MB go out in slices; the request memory budget is all given back.
-    with _broker(tmp_path, pki, **{"message.max.bytes": str(8 << 20)}) as broker:
+    # A request budget smaller than one request: each is still admitted alone, as over PLAINTEXT.
+    with _broker(tmp_path, pki, **{"message.max.bytes": str(8 << 20),
+                                   "queued.max.request.bytes": str(1 << 20)}) as broker:
         _kafka_python_round_trip(broker.bootstrap, "big", _kafka_python_ssl(pki), count=4, size=3 << 20)
         wait_until(lambda: broker.broker.request_memory.used == 0, 20,
                    lambda: f"request memory used: {broker.broker.request_memory.used}")
@@ -312,12 +314,18 @@ def test_idle_tls_connection_is_closed(tmp_path: Path, pki: Pki) -> None:
             assert 1.0 <= time.monotonic() - start < 8
 
 
-def test_shutdown_ends_pending_handshakes(tmp_path: Path, pki: Pki, tls_log: pytest.LogCaptureFixture) -> None:
+def test_shutdown_ends_pending_handshakes_and_idle_tls_connections(
+        tmp_path: Path, pki: Pki, tls_log: pytest.LogCaptureFixture) -> None:
     broker = _broker(tmp_path, pki).start()
-    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
-        wait_until(lambda: len(broker.broker._connections) == 1, 10)
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as pending, \
+            socket.create_connection(("127.0.0.1", broker.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as established:
+        wait_until(lambda: len(broker.broker._connections) == 2, 10)
         start = time.monotonic()
         broker.stop()
-        assert time.monotonic() - start < 5  # not the 10 s handshake bound
-        _closed_within(s, 5)
+        assert time.monotonic() - start < 5  # not the 10 s handshake bound, nor the idle timeout
+        _closed_within(pending, 5)
+        with contextlib.suppress(ssl.SSLError):
+            _closed_within(established, 5)
     assert not _handshake_failures(tls_log)  # closing for shutdown is not a failure
