@@ -23,6 +23,7 @@ import anyio
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext, response
+from kbroker.handlers.authz import MESSAGES
 from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
 from kbroker.security.scram import MECHANISMS_BY_TYPE, CredentialStore, ScramCredential
 
@@ -30,7 +31,7 @@ API_KEY = 51
 VERSIONS = VersionRange(0, 0)
 log = logging.getLogger(__name__)
 
-CLUSTER_AUTHORIZATION_FAILED = "Cluster authorization failed."
+CLUSTER_AUTHORIZATION_FAILED = MESSAGES[ErrorCode.CLUSTER_AUTHORIZATION_FAILED]
 DUPLICATE = "A user credential cannot be altered twice in the same request"
 EMPTY_NAME = "Username must not be empty"
 UNKNOWN_MECHANISM = "Unknown SCRAM mechanism"

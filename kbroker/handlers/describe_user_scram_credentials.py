@@ -14,16 +14,17 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext, response
+from kbroker.handlers.authz import MESSAGES
 from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
 from kbroker.security.scram import MECHANISMS
 
 API_KEY = 50
 VERSIONS = VersionRange(0, 0)
 
-#: Kafka's messages (ScramImage, Errors.CLUSTER_AUTHORIZATION_FAILED).
+#: Kafka's messages (ScramImage's, and Errors.CLUSTER_AUTHORIZATION_FAILED's).
 DUPLICATE_USER = "Cannot describe SCRAM credentials for the same user twice in a single request: "
 UNKNOWN_USER = "Attempt to describe a user credential that does not exist: "
-CLUSTER_AUTHORIZATION_FAILED = "Cluster authorization failed."
+CLUSTER_AUTHORIZATION_FAILED = MESSAGES[ErrorCode.CLUSTER_AUTHORIZATION_FAILED]
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:

@@ -394,3 +394,33 @@ def test_a_failed_save_answers_every_user_with_an_error(broker: BrokerThread, cl
     assert _alter(client, upsertions=[_up("alice"), _up("bob")]) == {
         "alice": (ErrorCode.UNKNOWN_SERVER_ERROR, None), "bob": (ErrorCode.UNKNOWN_SERVER_ERROR, None)}
     assert broker.broker.credentials.users() == []
+
+
+def test_standard_authorizer_acls(tmp_path: Path) -> None:
+    # With Kafka's StandardAuthorizer: DESCRIBE on the cluster lets User:ANONYMOUS describe
+    # credentials, not alter them; ALTER on the cluster (which implies DESCRIBE) lets it do both.
+    from kbroker.security.acl import AclBinding
+    from kbroker.security.model import ANONYMOUS, CLUSTER_NAME, AclPermissionType, PatternType
+
+    def start(op: AclOperation) -> BrokerThread:
+        acl = AclBinding(ResourceType.CLUSTER, CLUSTER_NAME, PatternType.LITERAL, ANONYMOUS, "*", op,
+                         AclPermissionType.ALLOW)
+        FileStateStore(tmp_path).save("acls", [acl.to_json()])
+        return BrokerThread(tmp_path, {"authorizer.class.name":
+                                       "org.apache.kafka.metadata.authorizer.StandardAuthorizer"}).start()
+
+    denied = (ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
+    b = start(AclOperation.DESCRIBE)
+    try:
+        with KafkaClient(b.bootstrap, timeout=30) as c:
+            assert _alter(c, upsertions=[_up("alice")]) == {"alice": denied}
+            assert admin.describe_user_scram_credentials(c) == []
+    finally:
+        b.stop()
+    b = start(AclOperation.ALTER)
+    try:
+        with KafkaClient(b.bootstrap, timeout=30) as c:
+            assert _alter(c, upsertions=[_up("alice")]) == {"alice": (0, None)}
+            assert admin.describe_user_scram_credentials(c) == [admin.ScramUser("alice", {"SCRAM-SHA-256": 4096})]
+    finally:
+        b.stop()

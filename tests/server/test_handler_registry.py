@@ -37,6 +37,9 @@ ADVERTISED = {
     26: (0, 4),  # EndTxn (v5 is transaction version 2)
     27: (1, 2),  # WriteTxnMarkers
     28: (0, 5),  # TxnOffsetCommit (v5, for transactions v2 clients, is served as v4)
+    29: (0, 3),  # DescribeAcls
+    30: (0, 3),  # CreateAcls
+    31: (0, 3),  # DeleteAcls
     32: (0, 4),  # DescribeConfigs
     33: (0, 2),  # AlterConfigs
     35: (0, 5),  # DescribeLogDirs
