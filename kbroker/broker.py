@@ -21,16 +21,19 @@ from kbroker import heap
 from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigHolder
+from kbroker.config.errors import ConfigError
 from kbroker.handlers import registry
 from kbroker.security.listener import ListenerSecurity
 from kbroker.security.model import Authorizer
+from kbroker.security.sasl.authenticator import SaslAuthenticator, SaslMetrics
+from kbroker.security.sasl.mechanisms import sasl_settings
 from kbroker.security.store import FileStateStore
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
 log = logging.getLogger("kbroker")
 #: Security protocols the listeners can serve.
-SERVED_PROTOCOLS = frozenset({"PLAINTEXT"})
+SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SASL_PLAINTEXT"})
 #: Pause after a failed accept() (EMFILE and the like), doubling up to the maximum.
 _ACCEPT_BACKOFF = (0.05, 1.0)
 
@@ -92,13 +95,31 @@ class Broker:
         #: Where ACLs, SCRAM credentials and client quotas are kept.
         self.security_store = FileStateStore(self.log_dirs[0])
         #: Each listener's protocol, TLS context and SASL set-up, by listener name.
-        self.listener_security: dict[str, ListenerSecurity] = {
-            ls.name: ListenerSecurity(ls.name, config.security_protocol(ls.name)) for ls in config.listeners}
+        #: Broker-wide SASL authentication counts (Kafka's (re)authentication metrics).
+        self.sasl_metrics = SaslMetrics()
+        try:
+            self.listener_security: dict[str, ListenerSecurity] = {
+                ls.name: self._listener_security(config, ls.name) for ls in config.listeners}
+        except BaseException:
+            self.log_manager.release_dir_locks()
+            raise
         #: The ACL authorizer (None: ``authorizer.class.name`` is unset and everything is allowed).
         self.authorizer: Authorizer | None = None
         self._connections: set[Connection] = set()
         self.quotas = ConnectionQuotas()
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
+
+    def _listener_security(self, config: BrokerConfig, name: str) -> ListenerSecurity:
+        """A listener's security set-up; :class:`StartupError` naming the key at fault."""
+        protocol = config.security_protocol(name)
+        if not protocol.startswith("SASL_"):
+            return ListenerSecurity(name, protocol)
+        try:
+            settings = sasl_settings(config, name, clock=self.clock, metrics=self.sasl_metrics)
+        except ConfigError as e:
+            raise StartupError(f"listener {name}: {e}") from e
+        return ListenerSecurity(name, protocol,
+                                new_authenticator=lambda host, port: SaslAuthenticator(settings, host, port))
 
     @property
     def config(self) -> BrokerConfig:

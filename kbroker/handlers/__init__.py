@@ -56,6 +56,8 @@ MODULES = [
     "txn_offset_commit",
     "describe_transactions",
     "list_transactions",
+    "sasl_handshake",
+    "sasl_authenticate",
 ]
 
 

@@ -9,11 +9,13 @@ import anyio
 from kbroker.codec import (
     CodecError,
     EncodeError,
+    Request,
     UnsupportedVersion,
     decode_request,
     encode_response_parts,
 )
 from kbroker.codec.apis import API_VERSIONS_KEY, api_table
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.handlers import registry
 from kbroker.handlers.api import BrokerServices, CloseConnection, DetachedBody, RequestContext, Session
 from kbroker.handlers.api_versions import unsupported_version_response
@@ -59,6 +61,10 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
         raise CloseConnection(f"{request.api.name} v{request.api_version} is not implemented")
 
     session.last_client_id = request.header.client_id
+    if session.sasl is not None:  # a SASL listener: what the connection's SASL state allows
+        refusal = session.sasl.refuse(request.api_key)
+        if refusal is not None:
+            return _refuse(request, refusal.reason, refusal.answer)
     ctx = RequestContext(broker, session, request)
     try:
         body = await handler.handle(ctx)
@@ -84,6 +90,16 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
         log.exception("cannot encode the response to %s; answered UNKNOWN_SERVER_ERROR",
                       describe_request(session, request.api_key, request.api_version))
         return encode_response_parts(request.api_key, request.api_version, request.correlation_id, fallback)
+
+
+def _refuse(request: Request, reason: str, answer: bool) -> ResponseParts:
+    """A request the SASL state does not allow: Kafka closes the connection, after answering
+    ILLEGAL_SASL_STATE when authentication was under way (and the API has an error code)."""
+    body = _error_body(request.api_key, request.api_version) if answer else None
+    if body is None:
+        raise CloseConnection(reason)
+    body["error_code"] = ErrorCode.ILLEGAL_SASL_STATE
+    return encode_response_parts(request.api_key, request.api_version, request.correlation_id, body)
 
 
 def describe_request(session: Session, api_key: int, api_version: int) -> str:
