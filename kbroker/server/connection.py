@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 _READ_SIZE = 256 * 1024
 _ANYIO_ASYNCIO = "anyio._backends._asyncio"
 _API = struct.Struct(">hh")
+#: How long a connection whose login failed waits for the client to hang up after the answer.
+_FAILED_LOGIN_LINGER_S = 1.0
 #: Exceptions that are not a fault of the connection: they stop the task, as they should.
 _PASS_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -154,9 +156,15 @@ class Connection:
         connection only), send the failure response if any, and let the connection close.
         The failure was logged when it happened."""
         await anyio.sleep(self.session.sasl.failure_delay_s)
-        if response is not None:
-            with anyio.move_on_after(5):
-                await send_parts(self.stream, response)
+        if response is None:
+            return
+        with anyio.move_on_after(_FAILED_LOGIN_LINGER_S):
+            await send_parts(self.stream, response)
+            # Let the client read the answer and hang up first: some clients (kafka-python)
+            # drop an answer that arrives together with the end of the stream. A client
+            # that does not hang up is closed after the linger time all the same.
+            while len(await self.stream.receive(_READ_SIZE)) > 0:
+                pass
 
     async def _receive(self) -> bool:
         """Read more request bytes within the memory budget; False when the connection
