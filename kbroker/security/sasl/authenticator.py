@@ -303,6 +303,7 @@ class SaslAuthenticator:
     def _failure_message(self, e: SaslFailure) -> str:
         """Fail the exchange; the message for the client."""
         what = "re-authentication" if self._previous_mechanism is not None else "authentication"
+        detail: str | None
         if e.generic:
             message = (f"Authentication failed during {what} due to invalid credentials with SASL mechanism "
                        f"{self.mechanism}")
