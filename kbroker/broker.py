@@ -117,7 +117,7 @@ class Broker:
         try:
             settings = sasl_settings(config, name, clock=self.clock, metrics=self.sasl_metrics)
         except ConfigError as e:
-            raise StartupError(f"listener {name}: {e}") from e
+            raise StartupError(str(e)) from e  # the message names the listener or its key
         return ListenerSecurity(name, protocol,
                                 new_authenticator=lambda host, port: SaslAuthenticator(settings, host, port))
 

@@ -463,3 +463,28 @@ def test_startup_errors(tmp_path: Path, overrides: dict[str, str], message: str)
     cause = e.value.__cause__
     assert isinstance(cause, StartupError) and message in str(cause)
     assert "admin-secret" not in str(cause)
+
+
+def test_raw_reauthentication_extends_the_session_and_keeps_the_principal(tmp_path: Path) -> None:
+    with BrokerThread(tmp_path / "data", sasl_overrides(**{"connections.max.reauth.ms": "1500"})) as b:
+        s = connect(b.port)
+        call(s, 17, 1, {"mechanism": "PLAIN"})
+        resp = call(s, 36, 1, {"auth_bytes": b"\0alice\0alice-secret"}, 2)
+        assert resp["session_lifetime_ms"] == 1500
+        time.sleep(1.1)
+        assert call(s, 17, 1, {"mechanism": "PLAIN"}, 3)["error_code"] == 0  # re-authentication begins
+        resp = call(s, 36, 1, {"auth_bytes": b"\0alice\0alice-secret"}, 4)
+        assert (resp["error_code"], resp["session_lifetime_ms"]) == (0, 1500)
+        time.sleep(0.8)  # past the first session's end, within the second's
+        assert metadata(s)["brokers"]
+        assert b.broker.sasl_metrics.successful_reauthentication == 1
+
+        # Re-authenticating as someone else fails, and closes the connection.
+        s = raw_login(b.port)
+        time.sleep(1.1)
+        call(s, 17, 1, {"mechanism": "PLAIN"}, 3)
+        resp = call(s, 36, 2, {"auth_bytes": b"\0bob\0bob-secret"}, 4)
+        assert resp["error_code"] == 58
+        assert resp["error_message"] == "Cannot change principals during re-authentication from User.alice: User.bob"
+        assert closed(s)
+        assert b.broker.sasl_metrics.failed_reauthentication == 1

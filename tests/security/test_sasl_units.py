@@ -512,3 +512,21 @@ def test_request_during_reauthentication_fails_it() -> None:
     assert a.authenticating and a.principal == "User:alice"
     refusal = a.refuse(PRODUCE)
     assert refusal is not None and refusal.answer and a.failed
+
+
+def test_enabled_mechanisms_per_listener(tmp_path: Path) -> None:
+    c = BrokerConfig.from_sources(overrides={
+        "listeners": "SASL_PLAINTEXT://127.0.0.1:0,CLIENTS://127.0.0.1:0",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CLIENTS:SASL_PLAINTEXT",
+        "log.dirs": str(tmp_path), "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.clients.sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+        "listener.name.clients.oauthbearer.sasl.jaas.config": OAUTH_JAAS}, environ={})
+    assert list(mechanism_factories(c, "SASL_PLAINTEXT")) == ["PLAIN"]
+    assert list(mechanism_factories(c, "CLIENTS")) == ["OAUTHBEARER"]
+    # The PLAIN users of one listener are not another's.
+    with pytest.raises(ConfigError, match="listener.name.clients.plain.sasl.jaas.config"):
+        mechanism_factories(BrokerConfig.from_sources(overrides={
+            **{k: v for k, v in c.listener_keys().items()}, "listeners": "CLIENTS://127.0.0.1:0",
+            "listener.security.protocol.map": "CLIENTS:SASL_PLAINTEXT", "log.dirs": str(tmp_path),
+            "listener.name.clients.sasl.enabled.mechanisms": "PLAIN"}, environ={}), "CLIENTS")
