@@ -361,11 +361,21 @@ def test_failure_is_delayed_without_blocking_others(tmp_path: Path) -> None:
         assert closed(bad)
 
 
-def test_hostile_inputs_leave_the_broker_serving(broker: BrokerThread) -> None:
+def test_hostile_inputs_leave_the_broker_serving(broker: BrokerThread, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     good = raw_login(broker.port)
-    # Produce before authenticating: the connection closes, unanswered.
+    # Produce before authenticating: the connection closes, unanswered, from the request's header
+    # alone (its body, garbage here, is never decoded).
     s = connect(broker.port)
     s.sendall(encode_request(0, 9, 1, {"transactional_id": None, "acks": 1, "timeout_ms": 1000, "topic_data": []}))
+    assert closed(s)
+    s = connect(broker.port)
+    s.sendall(struct.pack(">ihhi", 8 + 1000, 0, 9, 1) + b"\xee" * 1000)
+    assert closed(s)
+    # Another API during the exchange: ILLEGAL_SASL_STATE, then the connection closes.
+    s = connect(broker.port)
+    call(s, 17, 1, {"mechanism": "PLAIN"})
+    assert call(s, 60, 0, {"include_cluster_authorized_operations": False}, 2)["error_code"] == 34
     assert closed(s)
     # A SaslAuthenticate token larger than sasl.server.max.receive.size (512 KiB).
     s = connect(broker.port)
@@ -399,6 +409,8 @@ def test_hostile_inputs_leave_the_broker_serving(broker: BrokerThread) -> None:
     assert closed(s)
     # The authenticated connection was served throughout.
     assert metadata(good)["brokers"]
+    assert "malformed request" not in caplog.text  # refused before decoding
+    assert caplog.text.count("Invalid request, potential reasons: kafka client configured with the wrong security") == 2
 
 
 def test_thousands_of_failed_logins(broker: BrokerThread, caplog: pytest.LogCaptureFixture) -> None:
