@@ -305,7 +305,8 @@ def test_sasl_settings_per_listener_and_mechanism(tmp_path: Path) -> None:
     c = config(tmp_path, **{"sasl.enabled.mechanisms": "PLAIN",
                             "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
                             "connections.max.reauth.ms": "5000",
-                            "listener.name.sasl_plaintext.connections.max.reauth.ms": "2000",
+                            "listener.name.sasl_plaintext.connections.max.reauth.ms": "3000",
+                            "listener.name.sasl_plaintext.plain.connections.max.reauth.ms": "2000",
                             "connection.failed.authentication.delay.ms": "7",
                             "listener.name.sasl_plaintext.sasl.server.max.receive.size": "1000"})
     s = sasl_settings(c, "SASL_PLAINTEXT")
