@@ -56,6 +56,8 @@ MODULES = [
     "txn_offset_commit",
     "describe_transactions",
     "list_transactions",
+    "describe_client_quotas",
+    "alter_client_quotas",
 ]
 
 
