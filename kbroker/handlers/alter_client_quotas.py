@@ -6,6 +6,7 @@ ones are applied together, durably, unless ``validate_only``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from kbroker.handlers.api import RequestContext
 from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
 from kbroker.security.quotas import Entity, QuotaError, validate_entity, validate_value
 
+log = logging.getLogger(__name__)
 API_KEY = 49
 VERSIONS = VersionRange(0, 1)
 
@@ -46,7 +48,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             result["error_code"], result["error_message"] = ErrorCode.INVALID_REQUEST, str(e)
             continue
         valid.append((entity, ops))
-    await ctx.broker.client_quotas.alter(valid, validate_only=bool(body.validate_only))
+    try:
+        await ctx.broker.client_quotas.alter(valid, validate_only=bool(body.validate_only))
+    except OSError as e:  # not saved, so not applied either
+        log.error("cannot save client quotas: %s", e)
+        for result in results:
+            if result["error_code"] == ErrorCode.NONE:
+                result["error_code"], result["error_message"] = ErrorCode.UNKNOWN_SERVER_ERROR, str(e)
     return {"throttle_time_ms": 0, "entries": results}
 
 

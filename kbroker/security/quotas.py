@@ -238,7 +238,7 @@ def validate_entity(parts: Sequence[tuple[str, str | None]]) -> Entity:
         if etype not in ENTITY_TYPES:
             raise QuotaError(f"Unhandled client quota entity type: {etype}")
         if etype in seen:
-            raise QuotaError(f"Invalid empty client quota entity: duplicate entity entry {etype}")
+            raise QuotaError(f"Invalid client quota entity: duplicate entity entry {etype}")
         seen.add(etype)
         if etype == IP and name is not None:
             try:
