@@ -28,7 +28,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     valid: list[tuple[Entity, dict[str, float | None]]] = []
     for entry in body.entries:
         echo = [{"entity_type": e.entity_type, "entity_name": e.entity_name} for e in entry.entity]
-        result = {"error_code": ErrorCode.NONE, "error_message": None, "entity": echo}
+        result: dict[str, Any] = {"error_code": ErrorCode.NONE, "error_message": None, "entity": echo}
         results.append(result)
         if not authorized:
             result["error_code"] = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
