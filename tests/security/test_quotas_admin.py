@@ -203,3 +203,47 @@ def test_controller_mutation_rate_on_create_topics(kafka_broker: BrokerThread) -
         _, r = client.connection().request(20, {"topic_names": ["t1"], "timeout_ms": 10000}, version=5)
         assert r.responses[0].error_code == 0
         assert kafka_broker.broker.metadata.topic("t1") is None
+
+
+def _fetch_body(topic: str) -> dict[str, Any]:
+    return {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 50 * 1024 * 1024,
+            "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic": topic, "partitions": [{
+                "partition": 0, "current_leader_epoch": -1, "fetch_offset": 0, "last_fetched_epoch": -1,
+                "log_start_offset": -1, "partition_max_bytes": 1024 * 1024}]}],
+            "forgotten_topics_data": [], "rack_id": ""}
+
+
+def test_a_throttled_fetch_is_answered_empty(kafka_broker: BrokerThread) -> None:
+    from kbroker.client.data import produce
+
+    with KafkaClient(kafka_broker.bootstrap) as client:
+        admin.create_topic(client, "f", 1)
+        produce(client, "f", 0, [(None, b"v" * 30_000)])
+        # 10 windows' worth (the most one fetch may return) is 20 kB: the 30 kB batch still
+        # comes whole, as the first batch of a fetch always does, and puts the client over.
+        admin.alter_client_quotas(client, {"client-id": "reader"}, {"consumer_byte_rate": 2000})
+    with KafkaClient(kafka_broker.bootstrap, client_id="reader") as client:
+        _, first = client.connection().request(1, _fetch_body("f"), version=12)
+        assert first.throttle_time_ms > 0
+        assert first.responses == [] and first.error_code == 0 and first.session_id == 0
+    with KafkaClient(kafka_broker.bootstrap, client_id="other") as client:
+        _, r = client.connection().request(1, _fetch_body("f"), version=12)
+        assert r.throttle_time_ms == 0 and len(r.responses[0].partitions[0].records) > 30_000
+
+
+def test_request_percentage_throttles_and_mutes_the_connection(kafka_broker: BrokerThread) -> None:
+    with KafkaClient(kafka_broker.bootstrap) as client:
+        admin.alter_client_quotas(client, {"client-id": "busy"}, {"request_percentage": 0.0001})
+    with KafkaClient(kafka_broker.bootstrap, client_id="busy") as client:
+        conn = client.connection()
+        _, r = conn.request(3, {"topics": [], "allow_auto_topic_creation": False}, version=9)
+        # Over the quota after one request; the request quota's throttle is at most one window.
+        assert 0 < r.throttle_time_ms <= 1000
+        started = time.monotonic()
+        _, r = conn.request(3, {"topics": [], "allow_auto_topic_creation": False}, version=9)
+        assert time.monotonic() - started >= r.throttle_time_ms / 1000 * 0.5
+        assert time.monotonic() - started >= 0.5  # the connection was muted after the first answer
+    with KafkaClient(kafka_broker.bootstrap, client_id="idle") as client:
+        _, r = client.connection().request(3, {"topics": [], "allow_auto_topic_creation": False}, version=9)
+        assert r.throttle_time_ms == 0
