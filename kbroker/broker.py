@@ -103,6 +103,7 @@ class Broker:
         self.quotas = ConnectionQuotas(clock, samples=int(config.get("quota.window.num")),
                                        window_seconds=int(config.get("quota.window.size.seconds")),
                                        ip_rate=self.client_quotas.ip_connection_rate)
+        self.configs.subscribe(lambda _: self.quotas.wake())  # raised connection limits take effect at once
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
 
     @property

@@ -107,6 +107,11 @@ class ConnectionQuotas:
                 self._slot = anyio.Event()
             await self._slot.wait()
 
+    def wake(self) -> None:
+        """Limits may have changed (a dynamic config): waiting acceptors look again."""
+        if self._slot is not None:
+            self._slot.set()
+
     def _rate(self, key: tuple[str, str] | None) -> SampledRate:
         rate = self._rates.get(key)
         if rate is None:

@@ -102,3 +102,38 @@ def test_ip_connection_creation_rate_closes_connections_over_it(tmp_path: Path) 
             admin.alter_client_quotas(client, {"ip": "127.0.0.1"}, {}, ["connection_creation_rate"])
         time.sleep(2.1)
         assert time_to_serve(broker.port, 8) < 1.5
+
+
+def test_listener_limits_change_at_runtime_and_are_kept(tmp_path: Path) -> None:
+    key = "listener.name.plaintext.max.connections"
+    with BrokerThread(tmp_path / "data") as broker:
+        with KafkaClient(broker.bootstrap) as client:
+            node = str(broker.broker.node_id)
+
+            def set_broker_config(name: str, value: str | None) -> tuple[int, str | None]:
+                op = {"name": name, "config_operation": 0 if value is not None else 1, "value": value}
+                resp = client.request(44, {"resources": [{"resource_type": 4, "resource_name": node,
+                                                          "configs": [op]}], "validate_only": False})
+                return resp.responses[0].error_code, resp.responses[0].error_message
+
+            assert set_broker_config(key, "2") == (0, None)
+            code, message = set_broker_config("listener.name.plaintext.connections.max.reauth.ms", "1000")
+            assert code != 0 and "dynamically" in (message or "")
+        assert broker.broker.config.listener_get("PLAINTEXT", "max.connections") == 2
+        first, second = connect(broker.port), connect(broker.port)
+        assert served(first) and served(second)
+        third = connect(broker.port)
+        assert not served(third, 1.0)
+        first.close()
+        third.settimeout(5)
+        assert len(third.recv(4)) == 4
+        second.close()
+        third.close()
+    with BrokerThread(tmp_path / "data") as broker:  # kept with the dynamic broker configs
+        assert broker.broker.config.listener_get("PLAINTEXT", "max.connections") == 2
+        with KafkaClient(broker.bootstrap) as client:
+            resp = client.request(44, {"resources": [{"resource_type": 4, "resource_name": str(broker.broker.node_id),
+                                                      "configs": [{"name": key, "config_operation": 1,
+                                                                   "value": None}]}], "validate_only": False})
+            assert resp.responses[0].error_code == 0
+        assert broker.broker.config.listener_get("PLAINTEXT", "max.connections") == 2**31 - 1
