@@ -65,7 +65,7 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
     meter = (Meter(broker.client_quotas, session, request.header.client_id, request.api_key, request.body,
                    len(frame)) if broker.client_quotas.enabled else None)
     try:
-        body = await handler.handle(ctx)
+        body = await (handler.handle(ctx) if meter is None else meter.timed(handler.handle(ctx)))
     except CloseConnection:
         raise
     except Exception:

@@ -299,3 +299,72 @@ def test_a_failed_save_changes_nothing() -> None:
     with pytest.raises(OSError):
         anyio.run(m.alter, [(entity([("user", "a")]), {"producer_byte_rate": 1.0})])
     assert m.configs() == {} and not m.enabled
+
+
+# -- the request path ------------------------------------------------------------------
+
+
+def _meter() -> Any:
+    from kbroker.handlers.api import Session
+    from kbroker.server.throttling import Meter
+
+    return Meter(manager(), Session("PLAINTEXT", "127.0.0.1", 1), "c", 3, {}, 100)
+
+
+def test_request_time_counts_the_handler_running_not_its_waits() -> None:
+    import time
+
+    meter = _meter()
+
+    async def handler() -> str:
+        await anyio.sleep(0.3)  # parked, as a long-polling fetch: not counted
+        end = time.perf_counter() + 0.05
+        while time.perf_counter() < end:  # running on the loop: counted
+            pass
+        await anyio.sleep(0)
+        return "done"
+
+    assert anyio.run(meter.timed, handler()) == "done"
+    assert 0.04 <= meter._busy < 0.2
+
+
+def test_timed_handler_errors_and_cancellation_pass_through() -> None:
+    meter = _meter()
+
+    async def failing() -> None:
+        await anyio.sleep(0)
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        anyio.run(meter.timed, failing())
+
+    cleaned: list[bool] = []
+
+    async def parked() -> None:
+        try:
+            await anyio.sleep(10)
+        finally:
+            cleaned.append(True)
+
+    async def main() -> None:
+        with anyio.move_on_after(0.05):
+            await meter.timed(parked())
+
+    anyio.run(main)
+    assert cleaned == [True]
+
+
+def test_throttle_goes_into_the_response_and_the_session() -> None:
+    from kbroker.handlers.api import Session
+    from kbroker.server.throttling import Meter
+
+    m = manager()
+    alter(m, [("client-id", "c")], producer_byte_rate=10)
+    session = Session("PLAINTEXT", "127.0.0.1", 1)
+    meter = Meter(m, session, "c", 0, {}, 1000)  # a Produce of 1000 bytes: 100/s over 10 s
+    body = meter.after_handle({"responses": [], "throttle_time_ms": 0})
+    assert body is not None and body["throttle_time_ms"] == 90_000 == session.throttle_ms
+    # acks=0: no response, the connection is muted all the same.
+    session.throttle_ms = 0
+    assert Meter(m, session, "c", 0, {}, 1000).after_handle(None) is None
+    assert session.throttle_ms > 90_000
