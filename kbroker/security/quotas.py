@@ -66,6 +66,8 @@ MATCH_EXACT, MATCH_DEFAULT, MATCH_SPECIFIED = 0, 1, 2
 
 THROTTLING_MESSAGE = "The throttling quota has been exceeded."
 _INT_MAX = 2**31 - 1
+#: Measures kept before idle ones are dropped.
+_MAX_SENSORS = 10_000
 
 #: An entity: its (type, name) parts sorted by type; a None name is that type's default.
 Entity = tuple[tuple[str, str | None], ...]
@@ -464,6 +466,8 @@ class QuotaManager:
             return 0
         rate = self._rates.get(r.sensor)
         if rate is None:
+            if len(self._rates) >= _MAX_SENSORS:  # client ids come and go: drop the idle measures
+                self._expire(self._rates)
             rate = self._rates[r.sensor] = SampledRate(self.samples, self.window_ms)
         now = self._clock.time_ms()
         rate.record(value, now)
@@ -471,6 +475,12 @@ class QuotaManager:
         if key == REQUEST_PERCENTAGE:
             throttle = min(throttle, self.window_ms)  # Kafka bounds the request quota's delay
         return throttle
+
+    def _expire(self, rates: dict[tuple[str, str, str], SampledRate]) -> None:
+        """Drop the measures with nothing left in their window (Kafka expires idle sensors)."""
+        now = self._clock.time_ms()
+        for key in [k for k, rate in rates.items() if rate.measure(now) == 0]:
+            del rates[key]
 
     def unrecord(self, principal: str, client_id: str | None, key: str, value: float) -> None:
         """Take back a recorded value (a throttled fetch sends nothing)."""
@@ -496,6 +506,8 @@ class QuotaManager:
             return None
         bucket = self._buckets.get(r.sensor)
         if bucket is None:
+            if len(self._buckets) >= _MAX_SENSORS:
+                self._buckets.clear()
             bucket = self._buckets[r.sensor] = TokenBucket(self.controller_samples, self.controller_window_ms)
         return MutationQuota(bucket, r.limit, self._clock, strict)
 

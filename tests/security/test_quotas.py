@@ -368,3 +368,17 @@ def test_throttle_goes_into_the_response_and_the_session() -> None:
     session.throttle_ms = 0
     assert Meter(m, session, "c", 0, {}, 1000).after_handle(None) is None
     assert session.throttle_ms > 90_000
+
+
+def test_idle_measures_are_dropped_when_many_clients_came_and_went(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kbroker.security.quotas as quotas
+
+    monkeypatch.setattr(quotas, "_MAX_SENSORS", 3)
+    clock = ManualClock()
+    m = manager(clock)
+    alter(m, [("client-id", None)], producer_byte_rate=100)
+    for c in ("a", "b", "c"):
+        m.record("User:u", c, PRODUCER_BYTE_RATE, 10)
+    clock.advance(20_000)  # their samples are obsolete now
+    m.record("User:u", "d", PRODUCER_BYTE_RATE, 10)
+    assert set(m._rates) == {(PRODUCER_BYTE_RATE, "u", "d")}
