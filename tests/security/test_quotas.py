@@ -381,4 +381,4 @@ def test_idle_measures_are_dropped_when_many_clients_came_and_went(monkeypatch: 
         m.record("User:u", c, PRODUCER_BYTE_RATE, 10)
     clock.advance(20_000)  # their samples are obsolete now
     m.record("User:u", "d", PRODUCER_BYTE_RATE, 10)
-    assert set(m._rates) == {(PRODUCER_BYTE_RATE, "u", "d")}
+    assert set(m._rates) == {(PRODUCER_BYTE_RATE, "", "d")}  # a client-id quota: no user in its name
