@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -347,8 +347,6 @@ class QuotaManager:
         self._lock = anyio.Lock()
         #: Whether any user/client-id quota is set.
         self.enabled = False
-        #: Called after IP quotas change (the connection limits take them up).
-        self.on_ip_change: list[Callable[[], None]] = []
         self._load()
 
     @classmethod
@@ -375,14 +373,9 @@ class QuotaManager:
             configs.items(), key=lambda kv: [(t, n or "") for t, n in kv[0]]) if v]
 
     def _install(self, configs: dict[Entity, dict[str, float]]) -> None:
-        old_ip = {e: v for e, v in self._configs.items() if e and e[0][0] == IP}
         self._configs = {e: v for e, v in configs.items() if v}
         self._resolved.clear()
         self.enabled = any(e[0][0] != IP for e in self._configs)
-        new_ip = {e: v for e, v in self._configs.items() if e and e[0][0] == IP}
-        if new_ip != old_ip:
-            for fn in self.on_ip_change:
-                fn()
 
     def configs(self) -> dict[Entity, dict[str, float]]:
         """Every entity with quotas set, and its quotas (a copy)."""

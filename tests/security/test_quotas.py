@@ -181,10 +181,8 @@ def test_unrecord_takes_a_value_back() -> None:
 
 def test_enabled_only_with_client_quotas_and_ip_quotas_are_looked_up() -> None:
     m = manager()
-    changes: list[int] = []
-    m.on_ip_change.append(lambda: changes.append(1))
     alter(m, [("ip", "127.0.0.1")], connection_creation_rate=5)
-    assert not m.enabled and changes == [1]
+    assert not m.enabled
     assert m.ip_connection_rate("127.0.0.1") == 5
     assert m.ip_connection_rate("10.0.0.1") is None
     alter(m, [("ip", None)], connection_creation_rate=7)
