@@ -247,3 +247,22 @@ def test_request_percentage_throttles_and_mutes_the_connection(kafka_broker: Bro
     with KafkaClient(kafka_broker.bootstrap, client_id="idle") as client:
         _, r = client.connection().request(3, {"topics": [], "allow_auto_topic_creation": False}, version=9)
         assert r.throttle_time_ms == 0
+
+
+def test_confluent_kafka_create_topics_under_a_mutation_quota(kafka_broker: BrokerThread) -> None:
+    pytest.importorskip("confluent_kafka")
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    with KafkaClient(kafka_broker.bootstrap) as setup:
+        admin.alter_client_quotas(setup, {"client-id": "lib"}, {"controller_mutation_rate": 10})
+    client = AdminClient({"bootstrap.servers": kafka_broker.bootstrap, "client.id": "lib"})
+    # librdkafka's CreateTopics predates v6: the quota is permissive, the topic is created
+    # (a burst of 110 partitions overdrawn by 20) and the client throttled for about 2 s.
+    for future in client.create_topics([NewTopic("big", 130, 1)], operation_timeout=30).values():
+        future.result(30)
+    started = time.monotonic()
+    for future in client.create_topics([NewTopic("next", 1, 1)], operation_timeout=30).values():
+        future.result(30)
+    assert time.monotonic() - started > 1.0
+    assert kafka_broker.broker.metadata.topic("big") is not None
+    assert kafka_broker.broker.metadata.topic("next") is not None
