@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar
 
-from kbroker.handlers.api import Session
+from kbroker.handlers.api import DetachedBody, Session
 from kbroker.security.quotas import CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE, QuotaManager
 
 T = TypeVar("T")
@@ -73,7 +73,8 @@ class Meter:
             assert body is not None
             throttle = max(throttle, int(body["throttle_time_ms"]))
             if throttle and self.api_key != FETCH_KEY:
-                body = {**body, "throttle_time_ms": throttle}
+                # A copy of the same kind: a DetachedBody is still encoded off the event loop.
+                body = (DetachedBody if isinstance(body, DetachedBody) else dict)(body, throttle_time_ms=throttle)
         self._throttle = throttle
         if self.api_key != FETCH_KEY:
             self.session.throttle_ms = throttle

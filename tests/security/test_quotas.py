@@ -380,3 +380,15 @@ def test_idle_measures_are_dropped_when_many_clients_came_and_went(monkeypatch: 
     clock.advance(20_000)  # their samples are obsolete now
     m.record("User:u", "d", PRODUCER_BYTE_RATE, 10)
     assert set(m._rates) == {(PRODUCER_BYTE_RATE, "", "d")}  # a client-id quota: no user in its name
+
+
+def test_a_detached_body_stays_detached_when_throttled() -> None:
+    from kbroker.handlers.api import DetachedBody, Session
+    from kbroker.server.throttling import Meter
+
+    m = manager()
+    alter(m, [("client-id", "c")], request_percentage=0.0001)
+    meter = Meter(m, Session("PLAINTEXT", "127.0.0.1", 1), "c", 21, {}, 100)
+    meter._busy = 0.01
+    body = meter.after_handle(DetachedBody(topics=[], throttle_time_ms=0))
+    assert isinstance(body, DetachedBody) and body["throttle_time_ms"] == 1000
