@@ -33,6 +33,7 @@ from kbroker.security.acl import (
     AclBinding,
     AclBindingFilter,
     InvalidAcl,
+    canonical_host,
 )
 from kbroker.security.model import (
     WILDCARD,
@@ -160,9 +161,10 @@ class StandardAuthorizer:
                   name: str) -> tuple[list[AclBinding], bool]:
         """The ACLs on the resource for this principal and host, and whether any ACL names the resource."""
         applying = self._index.applying(resource_type, name)
+        host = canonical_host(host)
         mine = [a for a in applying
                 if (a.principal == principal or a.principal == WILDCARD_PRINCIPAL)
-                and (a.host == WILDCARD_HOST or a.host == host)]
+                and (a.host == WILDCARD_HOST or canonical_host(a.host) == host)]
         return mine, bool(applying)
 
     def _decide(self, acls: Sequence[AclBinding], any_acl: bool, operation: AclOperation) -> bool:
@@ -193,9 +195,10 @@ class StandardAuthorizer:
             return True
         allow: dict[PatternType, set[str]] = {PatternType.LITERAL: set(), PatternType.PREFIXED: set()}
         deny: dict[PatternType, set[str]] = {PatternType.LITERAL: set(), PatternType.PREFIXED: set()}
+        host = canonical_host(host)
         for acl in self._index.bindings:
             if (acl.resource_type != resource_type
-                    or acl.host not in (WILDCARD_HOST, host)
+                    or (acl.host != WILDCARD_HOST and canonical_host(acl.host) != host)
                     or acl.principal not in (principal, WILDCARD_PRINCIPAL)
                     or acl.operation not in (operation, AclOperation.ALL)):
                 continue

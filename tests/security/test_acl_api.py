@@ -6,6 +6,7 @@ A PLAINTEXT connection's principal is User:ANONYMOUS: the tests grant or deny it
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -210,6 +211,31 @@ def test_cluster_permissions_are_checked(tmp_path: Path) -> None:
     try:
         with KafkaClient(b.bootstrap) as c, pytest.raises(KafkaError, match="CLUSTER_AUTHORIZATION_FAILED"):
             admin.describe_acls(c)
+    finally:
+        b.stop()
+
+
+@pytest.mark.skipif(not socket.has_dualstack_ipv6(), reason="no dual-stack IPv6 sockets here")
+def test_host_acls_apply_to_ipv4_clients_of_a_dual_stack_listener(tmp_path: Path) -> None:
+    # A listener on every interface (PLAINTEXT://:9092) takes IPv4 clients on an IPv6 socket, as
+    # ::ffff:127.0.0.1; an ACL for host 127.0.0.1 must still apply to them, as in Kafka.
+    cluster_describe = AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", Op.DESCRIBE, T.ALLOW)
+    deny_local = AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, "User:*", "127.0.0.1", Op.DESCRIBE, T.DENY)
+    everywhere = {"authorizer.class.name": STANDARD, "listeners": "PLAINTEXT://:0",
+                  "advertised.listeners": "PLAINTEXT://127.0.0.1:0"}
+    b = start(tmp_path / "data", everywhere, [cluster_describe, deny_local])
+    try:
+        with KafkaClient(f"127.0.0.1:{b.port}") as c, pytest.raises(KafkaError, match="CLUSTER_AUTHORIZATION_FAILED"):
+            admin.describe_acls(c)
+        a = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{b.port}")
+        try:
+            with pytest.raises(kerrors.ClusterAuthorizationFailedError):
+                a.describe_acls(ACLFilter(principal=None, host="*", operation=ACLOperation.ANY,
+                                          permission_type=ACLPermissionType.ANY,
+                                          resource_pattern=ResourcePatternFilter(KType.ANY, None,
+                                                                                 ACLResourcePatternType.ANY)))
+        finally:
+            a.close()
     finally:
         b.stop()
 

@@ -180,6 +180,25 @@ def test_host_match(tmp_path: Path) -> None:
     assert not check(auth, Op.READ, host="10.0.0.2")
 
 
+def test_host_match_is_by_address_not_spelling(tmp_path: Path) -> None:
+    # A client of a dual-stack listener (every interface) connects from ::ffff:10.0.0.2; Kafka
+    # (Java) sees 10.0.0.2 and spells IPv6 uncompressed (0:0:0:0:0:0:0:1): one address, one host.
+    auth = with_acls(tmp_path, acl(), acl(host="10.0.0.2", perm=DENY), acl(host="0:0:0:0:0:0:0:1", perm=DENY))
+    assert check(auth, Op.READ, host=HOST)
+    assert check(auth, Op.READ, host="::ffff:10.0.0.1")
+    assert not check(auth, Op.READ, host="::ffff:10.0.0.2")
+    assert not check(auth, Op.READ, host="::1")
+    assert auth.authorized_operations(ALICE, "::ffff:10.0.0.2", R.TOPIC, "t") == 1 << Op.DESCRIBE  # READ denied
+    auth = with_acls(tmp_path, acl(op=Op.WRITE, host="::1"))
+    assert check(auth, Op.WRITE, host="0:0:0:0:0:0:0:1")
+    assert auth.authorize_by_resource_type(ALICE, "0:0:0:0:0:0:0:1", Op.WRITE, R.TOPIC)
+    assert not auth.authorize_by_resource_type(ALICE, "::2", Op.WRITE, R.TOPIC)
+    # Host names are compared as given.
+    auth = with_acls(tmp_path, acl(host="gateway"))
+    assert check(auth, Op.READ, host="gateway")
+    assert not check(auth, Op.READ, host="Gateway")
+
+
 def test_super_users(tmp_path: Path) -> None:
     auth = with_acls(tmp_path, acl("*", principal="User:*", op=Op.ALL, perm=DENY), super_users="User:admin; User:ops")
     assert auth.super_users == {"User:admin", "User:ops"}
