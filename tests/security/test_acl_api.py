@@ -49,6 +49,7 @@ from kbroker.security.model import (
 )
 from kbroker.security.store import FileStateStore
 from kbroker.testing import BrokerThread
+from tests.broker.replica_wire import WireClient
 
 STANDARD = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 ADMIN = {"authorizer.class.name": STANDARD, "super.users": ANONYMOUS}
@@ -272,6 +273,31 @@ def test_unknown_authorizer_class_refuses_to_start(tmp_path: Path) -> None:
 
 def _bits_of(ops: list[CKOp]) -> set[str]:
     return {op.name for op in ops}
+
+
+def test_cluster_operations_need_describe_on_the_cluster(tmp_path: Path) -> None:
+    # As Kafka: without DESCRIBE on the cluster, its authorized operations are reported as none,
+    # whatever else the principal may do there (Metadata v8-10 and DescribeCluster).
+    acls = [AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", Op.CREATE, T.ALLOW),
+            AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", Op.IDEMPOTENT_WRITE, T.ALLOW)]
+    b = start(tmp_path / "data", {"authorizer.class.name": STANDARD}, acls)
+    try:
+        a = ck_admin(b.bootstrap)
+        cluster = a.describe_cluster(include_authorized_operations=True).result(15)
+        assert _bits_of(cluster.authorized_operations or []) == set()
+        wire = WireClient(b.bootstrap)
+        try:
+            for version in (8, 10):
+                resp = wire.call(3, version, {"topics": [], "allow_auto_topic_creation": False,
+                                              "include_cluster_authorized_operations": True,
+                                              "include_topic_authorized_operations": False})
+                assert resp["cluster_authorized_operations"] == 0
+            resp = wire.call(60, 0, {"include_cluster_authorized_operations": True})
+            assert resp["error_code"] == 0 and resp["cluster_authorized_operations"] == 0
+        finally:
+            wire.close()
+    finally:
+        b.stop()
 
 
 def test_authorized_operations(tmp_path: Path) -> None:
