@@ -196,6 +196,7 @@ class StandardAuthorizer:
         allow: dict[PatternType, set[str]] = {PatternType.LITERAL: set(), PatternType.PREFIXED: set()}
         deny: dict[PatternType, set[str]] = {PatternType.LITERAL: set(), PatternType.PREFIXED: set()}
         host = canonical_host(host)
+        wildcard_allow = False
         for acl in self._index.bindings:
             if (acl.resource_type != resource_type
                     or (acl.host != WILDCARD_HOST and canonical_host(acl.host) != host)
@@ -208,8 +209,12 @@ class StandardAuthorizer:
                 deny[acl.pattern_type].add(acl.name)
             elif acl.permission == AclPermissionType.ALLOW:
                 if acl.pattern_type == PatternType.LITERAL and acl.name == WILDCARD:
-                    return True
+                    # Decided only once every DENY is seen: a wildcard DENY wins, in any order.
+                    wildcard_allow = True
+                    continue
                 allow[acl.pattern_type].add(acl.name)
+        if wildcard_allow:
+            return True
         for pattern_type, names in allow.items():
             for name in names:
                 if pattern_type == PatternType.LITERAL and name in deny[PatternType.LITERAL]:

@@ -300,6 +300,24 @@ def test_cluster_operations_need_describe_on_the_cluster(tmp_path: Path) -> None
         b.stop()
 
 
+def test_idempotent_producer_id_refused_under_a_wildcard_deny(tmp_path: Path) -> None:
+    # KIP-679: without IDEMPOTENT_WRITE, an idempotent producer needs WRITE on some topic; a
+    # wildcard DENY takes back a wildcard ALLOW whichever is older, as in Kafka.
+    acls = [AclBinding(R.TOPIC, "*", P.LITERAL, ANONYMOUS, "*", Op.WRITE, T.ALLOW),
+            AclBinding(R.TOPIC, "*", P.LITERAL, "User:*", "*", Op.ALL, T.DENY)]
+    b = start(tmp_path / "data", {"authorizer.class.name": STANDARD}, acls)
+    try:
+        wire = WireClient(b.bootstrap)
+        try:
+            resp = wire.call(22, 4, {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                     "producer_id": -1, "producer_epoch": -1})
+            assert resp["error_code"] == CKError.CLUSTER_AUTHORIZATION_FAILED and resp["producer_id"] == -1
+        finally:
+            wire.close()
+    finally:
+        b.stop()
+
+
 def test_authorized_operations(tmp_path: Path) -> None:
     acls = [
         AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", Op.CREATE, T.ALLOW),

@@ -438,6 +438,9 @@ def test_authorize_by_resource_type_as_kafka() -> None:
         assert not by_type(tmp, acl("orders", op=Op.WRITE), acl("orders", op=Op.WRITE, perm=DENY))
         assert not by_type(tmp, acl("orders", op=Op.WRITE), acl("or", op=Op.WRITE, perm=DENY, pattern=P.PREFIXED))
         assert not by_type(tmp, acl("orders", op=Op.WRITE), acl("*", op=Op.WRITE, perm=DENY))
+        # A wildcard DENY wins over a wildcard ALLOW, whichever was created first.
+        assert not by_type(tmp, acl("*", op=Op.WRITE), acl("*", principal="User:*", op=Op.ALL, perm=DENY))
+        assert not by_type(tmp, acl("*", principal="User:*", op=Op.ALL, perm=DENY), acl("*", op=Op.WRITE))
         # ... one that covers another name does not.
         assert by_type(tmp, acl("orders", op=Op.WRITE), acl("other", op=Op.WRITE, perm=DENY))
         assert by_type(tmp, acl("ord", op=Op.WRITE, pattern=P.PREFIXED), acl("orders", op=Op.WRITE, perm=DENY))
