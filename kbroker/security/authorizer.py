@@ -139,6 +139,12 @@ class StandardAuthorizer:
         raw = config.get("super.users") or ""
         #: Principals allowed everything (``super.users``, semicolon separated).
         self.super_users = frozenset(p.strip() for p in str(raw).split(";") if p.strip())
+        for principal in self.super_users:
+            # As Kafka, which parses each one: a name without its type (``admin`` for
+            # ``User:admin``) would silently make no super user.
+            if ":" not in principal:
+                raise ConfigError(f"super.users: expected a string in format principalType:principalName "
+                                  f"but got {principal}", "super.users")
         #: What a check decides when no ACL names the resource.
         self.allow_if_no_acl = bool(config.get("allow.everyone.if.no.acl.found"))
         self._store = store

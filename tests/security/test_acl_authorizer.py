@@ -22,7 +22,7 @@ from kbroker.security.model import (
     ResourceType,
 )
 from kbroker.security.store import FileStateStore
-from kbroker.testing import make_config
+from kbroker.testing import BrokerThread, make_config
 
 Op, P, R, T = AclOperation, PatternType, ResourceType, AclPermissionType
 ALLOW, DENY = T.ALLOW, T.DENY
@@ -207,6 +207,16 @@ def test_super_users(tmp_path: Path) -> None:
     assert not check(auth, Op.READ, principal=ALICE)
     assert auth.authorized_operations("User:admin", HOST, R.GROUP, "g") == sum(
         1 << op for op in SUPPORTED_OPERATIONS[R.GROUP])
+
+
+def test_super_users_without_a_principal_type_refuse_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="super.users: expected a string in format principalType:principalName "
+                                          "but got admin"):
+        make(tmp_path, super_users="User:ops;admin")
+    b = BrokerThread(tmp_path / "data", {"authorizer.class.name": STANDARD, "super.users": "admin"})
+    with pytest.raises(RuntimeError) as exc:
+        b.start()
+    assert "super.users" in str(exc.value.__cause__)
 
 
 def test_authorized_operations_bits(tmp_path: Path) -> None:
