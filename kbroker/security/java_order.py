@@ -9,7 +9,10 @@ it for string keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
 def java_string_hash(s: str) -> int:
@@ -38,15 +41,29 @@ def java_hash_order(keys: Iterable[str], initial_capacity: int = 16) -> list[str
     """``keys`` (duplicates dropped) in the order a ``HashMap`` created with
     ``initial_capacity`` and filled in this order iterates them (resizing as Java does at a
     load factor of 0.75). Buckets holding eight or more keys (a tree in Java) are not modelled."""
+    return java_hash_order_by(keys, java_string_hash, initial_capacity)
+
+
+def java_hash_order_by(keys: Iterable[K], hash_code: Callable[[K], int], initial_capacity: int = 16) -> list[K]:
+    """As :func:`java_hash_order`, for keys whose Java ``hashCode()`` is ``hash_code(key)``."""
     unique = list(dict.fromkeys(keys))
     size = _table_size_for(max(1, initial_capacity))
     while len(unique) > size * 3 // 4:
         size <<= 1
     # A resize keeps each bucket's relative order, so the final table size alone decides.
-    buckets: dict[int, list[str]] = {}
+    buckets: dict[int, list[K]] = {}
     for k in unique:
-        buckets.setdefault(_spread(java_string_hash(k)) & (size - 1), []).append(k)
+        buckets.setdefault(_spread(hash_code(k)) & (size - 1), []).append(k)
     return [k for b in sorted(buckets) for k in buckets[b]]
+
+
+def java_map_hash(entries: Iterable[tuple[str, str | None]]) -> int:
+    """``Map<String, String>.hashCode()``: the sum of ``key.hashCode() ^ value.hashCode()``
+    (a null value hashes to 0), as a signed 32-bit int."""
+    h = 0
+    for k, v in entries:
+        h = (h + (java_string_hash(k) ^ (java_string_hash(v) if v is not None else 0))) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
 
 
 def java_hash_set_order(keys: Iterable[str]) -> list[str]:
