@@ -62,8 +62,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         outcome = {_key(parts): denied for parts, _ in entries}
         return _response(entries, outcome)
     # Host names of ip entities are looked up off the event loop, before validation.
-    hosts = {parts[IP] for parts, _ in entries if isinstance(parts.get(IP), str) and not is_ip_literal(parts[IP])}
-    resolved = {h: await anyio.to_thread.run_sync(_resolves, h) for h in hosts if h}
+    hosts = {name for parts, _ in entries if (name := parts.get(IP)) and not is_ip_literal(name)}
+    resolved = {h: await anyio.to_thread.run_sync(_resolves, h) for h in hosts}
     valid: dict[Key, tuple[Entity, dict[str, float | None]]] = {}
     for parts, ops in entries:
         key = _key(parts)

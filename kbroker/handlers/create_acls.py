@@ -69,13 +69,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
                 for c, e in zip(creations, early, strict=True) if e is None]
     try:
         outcomes = iter(await admin.create_acls(bindings))
-    except OSError as e:
-        return every(ErrorCode.UNKNOWN_SERVER_ERROR, f"The ACLs could not be saved: {e}")
+    except OSError as err:
+        return every(ErrorCode.UNKNOWN_SERVER_ERROR, f"The ACLs could not be saved: {err}")
     results = []
-    for e in early:
-        if e is None:
+    for found in early:
+        if found is None:
             m = next(outcomes)
             # Kafka leaves a success's message at its default, "".
-            e = (ErrorCode.NONE, "") if m is None else (ErrorCode.INVALID_REQUEST, m)
-        results.append({"error_code": e[0], "error_message": e[1]})
+            found = (ErrorCode.NONE, "") if m is None else (ErrorCode.INVALID_REQUEST, m)
+        results.append({"error_code": found[0], "error_message": found[1]})
     return {"throttle_time_ms": 0, "results": results}
