@@ -56,14 +56,17 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     authorized = ctx.authorize(AclOperation.ALTER_CONFIGS, ResourceType.CLUSTER, CLUSTER_NAME)
     entries = [(entity_map((e.entity_type, e.entity_name) for e in entry.entity), entry.ops)
                for entry in body.entries]
-    outcome: dict[Key, tuple[int, str | None]] = {}
     if not authorized:
-        denied = (ErrorCode.CLUSTER_AUTHORIZATION_FAILED, MESSAGES[ErrorCode.CLUSTER_AUTHORIZATION_FAILED])
-        outcome = {_key(parts): denied for parts, _ in entries}
-        return _response(entries, outcome)
+        # Kafka's getErrorResponse: every entry in request order, its entity as sent.
+        return {"throttle_time_ms": 0, "entries": [
+            {"error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+             "error_message": MESSAGES[ErrorCode.CLUSTER_AUTHORIZATION_FAILED],
+             "entity": [{"entity_type": e.entity_type, "entity_name": e.entity_name} for e in entry.entity]}
+            for entry in body.entries]}
     # Host names of ip entities are looked up off the event loop, before validation.
     hosts = {name for parts, _ in entries if (name := parts.get(IP)) and not is_ip_literal(name)}
     resolved = {h: await anyio.to_thread.run_sync(_resolves, h) for h in hosts}
+    outcome: dict[Key, tuple[int, str | None]] = {}
     valid: dict[Key, tuple[Entity, dict[str, float | None]]] = {}
     for parts, ops in entries:
         key = _key(parts)

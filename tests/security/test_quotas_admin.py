@@ -128,7 +128,19 @@ def test_quota_apis_need_cluster_describe_and_alter_configs(kafka_broker: Broker
         with pytest.raises(KafkaError) as e:
             admin.alter_client_quotas(client, {"user": "x"}, {"producer_byte_rate": 1})
         assert e.value.code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        # As Kafka's getErrorResponse: every entry in request order, as sent, with the message.
+        entries = [{"entity": [{"entity_type": "user", "entity_name": "b"}, {"entity_type": "client-id",
+                                                                             "entity_name": None}], "ops": []},
+                   {"entity": [{"entity_type": "user", "entity_name": "a"}], "ops": []},
+                   {"entity": [{"entity_type": "user", "entity_name": "a"}], "ops": []}]
+        resp = client.request(49, {"entries": entries, "validate_only": False})
+        assert [([(c.entity_type, c.entity_name) for c in r.entity], r.error_code, r.error_message)
+                for r in resp.entries] == [
+            ([("user", "b"), ("client-id", None)], 31, "Cluster authorization failed."),
+            ([("user", "a")], 31, "Cluster authorization failed."),
+            ([("user", "a")], 31, "Cluster authorization failed.")]
     assert deny.checks == [(AclOperation.DESCRIBE_CONFIGS, ResourceType.CLUSTER, "kafka-cluster"),
+                           (AclOperation.ALTER_CONFIGS, ResourceType.CLUSTER, "kafka-cluster"),
                            (AclOperation.ALTER_CONFIGS, ResourceType.CLUSTER, "kafka-cluster")]
     kafka_broker.broker.authorizer = None
     with KafkaClient(kafka_broker.bootstrap) as client:
