@@ -343,9 +343,10 @@ def test_describe_sources_and_types() -> None:
     assert entries["log.retention.ms"].value is None
     assert entries["log.cleanup.policy"].value == "delete"
     assert entries["log.flush.interval.messages"].value == str(2**63 - 1)
-    # Passwords, inline keys and JAAS configs, and nothing else, are sensitive (never described).
+    # Passwords, inline keys and JAAS configs, and super.users (as Kafka describes it), and nothing
+    # else, are sensitive (never described).
     assert {n for n, e in entries.items() if e.sensitive} == {
-        n for n, d in BROKER_CONFIGS.items() if d.type is ConfigType.PASSWORD}
+        n for n, d in BROKER_CONFIGS.items() if d.type is ConfigType.PASSWORD} | {"super.users"}
     assert "sasl.jaas.config" in {n for n, e in entries.items() if e.sensitive}
 
 

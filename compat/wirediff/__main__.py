@@ -18,7 +18,8 @@ WORK_REPORT = REPO / "compat" / "work" / "wirediff" / "WIRE-DIFF.md"
 KBROKER_OVERRIDES = {"node.id": "1", "num.partitions": "1", "auto.create.topics.enable": "true",
                      "offsets.topic.num.partitions": "1", "offsets.topic.replication.factor": "1",
                      "transaction.state.log.num.partitions": "1", "transaction.state.log.replication.factor": "1",
-                     "transaction.state.log.min.isr": "1", "group.initial.rebalance.delay.ms": "0"}
+                     "transaction.state.log.min.isr": "1", "group.initial.rebalance.delay.ms": "0",
+                     "inter.broker.listener.name": "PLAINTEXT"}
 
 
 def parse_apis(text: str | None) -> set[int] | None:

@@ -32,6 +32,9 @@ CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS, DELETE_GROUPS = 32, 33, 37, 42
 INCREMENTAL_ALTER_CONFIGS, OFFSET_DELETE, DESCRIBE_CLUSTER, DESCRIBE_PRODUCERS = 44, 47, 60, 61
 CONSUMER_GROUP_HEARTBEAT, DESCRIBE_TOPIC_PARTITIONS, DESCRIBE_LOG_DIRS = 68, 75, 35
+SASL_HANDSHAKE, SASL_AUTHENTICATE, DESCRIBE_ACLS, CREATE_ACLS, DELETE_ACLS = 17, 36, 29, 30, 31
+DESCRIBE_CLIENT_QUOTAS, ALTER_CLIENT_QUOTAS = 48, 49
+DESCRIBE_USER_SCRAM_CREDENTIALS, ALTER_USER_SCRAM_CREDENTIALS = 50, 51
 
 #: The topic every run creates first on both brokers, with records of known timestamps.
 SHARED_TOPIC = "wd-shared"
@@ -1338,6 +1341,171 @@ def _list_transactions(v: int) -> list[Case]:
     return cases
 
 
+# --- security APIs, on the PLAINTEXT listener of a broker without an authorizer -----------------
+
+
+def _sasl_handshake(v: int) -> list[Case]:
+    """On a PLAINTEXT listener Kafka's request handler answers ILLEGAL_SASL_STATE."""
+    return [Case(17, v, "plain", body={"mechanism": "PLAIN"}),
+            Case(17, v, "unknown-mechanism", "malformed", body={"mechanism": "NOPE"})]
+
+
+def _sasl_authenticate(v: int) -> list[Case]:
+    return [Case(36, v, "no-sasl-listener", body={"auth_bytes": b"\0user\0password"}),
+            Case(36, v, "empty-token", "malformed", body={"auth_bytes": b""})]
+
+
+def _acl_filter(**kw: Any) -> dict[str, Any]:
+    f = {"resource_type_filter": 1, "resource_name_filter": None, "pattern_type_filter": 1,
+         "principal_filter": None, "host_filter": None, "operation": 1, "permission_type": 1}
+    f.update(kw)
+    return f
+
+
+def _acl_creation(**kw: Any) -> dict[str, Any]:
+    c = {"resource_type": 2, "resource_name": "t", "resource_pattern_type": 3, "principal": "User:wd",
+         "host": "*", "operation": 3, "permission_type": 3}
+    c.update(kw)
+    return c
+
+
+def _describe_acls(v: int) -> list[Case]:
+    """Without an authorizer both answer SECURITY_DISABLED; a filter holding the code UNKNOWN (0)
+    is refused as Kafka's DescribeAclsRequest refuses to parse it."""
+    return [Case(29, v, "any", body=_acl_filter()),
+            Case(29, v, "topic-match", body=_acl_filter(resource_type_filter=2, resource_name_filter="t",
+                                                        pattern_type_filter=2)),
+            Case(29, v, "unknown-operation", "malformed", body=_acl_filter(operation=0)),
+            Case(29, v, "unknown-resource-type", "malformed", body=_acl_filter(resource_type_filter=0)),
+            Case(29, v, "unrecognised-operation", "malformed", body=_acl_filter(operation=99))]
+
+
+def _create_acls(v: int) -> list[Case]:
+    return [Case(30, v, "one", body={"creations": [_acl_creation()]}),
+            Case(30, v, "several", body={"creations": [_acl_creation(), _acl_creation(resource_name=""),
+                                                       _acl_creation(operation=1)]}),
+            Case(30, v, "empty", body={"creations": []}),
+            Case(30, v, "unknown-permission", "malformed", body={"creations": [_acl_creation(permission_type=0)]})]
+
+
+def _delete_acls(v: int) -> list[Case]:
+    return [Case(31, v, "any", body={"filters": [_acl_filter()]}),
+            Case(31, v, "two", body={"filters": [_acl_filter(), _acl_filter(resource_type_filter=99)]}),
+            Case(31, v, "unknown-pattern", "malformed", body={"filters": [_acl_filter(pattern_type_filter=0)]})]
+
+
+def _scram_upsert(name: str, mechanism: int = 1, iterations: int = 4096) -> dict[str, Any]:
+    return {"name": name, "mechanism": mechanism, "iterations": iterations, "salt": b"wd-salt",
+            "salted_password": bytes(range(32))}
+
+
+def _alter_user_scram_credentials(v: int) -> list[Case]:
+    """Kafka answers successes, then failures, each in a Java HashMap's order of the names."""
+    def n(what: str) -> str:
+        return _n(51, v, what)
+    mixed = {"deletions": [{"name": n("absent"), "mechanism": 1}, {"name": n("dup"), "mechanism": 1},
+                           {"name": n("mech0"), "mechanism": 0}],
+             "upsertions": [_scram_upsert(n("a")), _scram_upsert(n("b"), 2), _scram_upsert(n("dup")),
+                            _scram_upsert(n("few"), iterations=100), _scram_upsert(n("many"), iterations=16385),
+                            _scram_upsert(n("max"), iterations=16384), _scram_upsert(""),
+                            _scram_upsert(n("twice")), _scram_upsert(n("twice"), 2),
+                            _scram_upsert(n("mech9"), 9)]}
+    return [Case(51, v, "upsert", body={"deletions": [], "upsertions": [_scram_upsert(n("one"))]}),
+            Case(51, v, "mixed", body=mixed),
+            Case(51, v, "delete-existing", prep=[step(51, v, {"deletions": [], "upsertions": [
+                _scram_upsert(n("gone")), _scram_upsert(n("stays"), 2)]})],
+                 body={"deletions": [{"name": n("gone"), "mechanism": 1}, {"name": n("stays"), "mechanism": 1}],
+                       "upsertions": []}),
+            Case(51, v, "empty", body={"deletions": [], "upsertions": []})]
+
+
+def _describe_user_scram_credentials(v: int) -> list[Case]:
+    def n(what: str) -> str:
+        return _n(50, v, what)
+    prep = [step(51, 0, {"deletions": [], "upsertions": [_scram_upsert(n("x")), _scram_upsert(n("x"), 2),
+                                                          _scram_upsert(n("y"), 2, 8192)]})]
+    return [Case(50, v, "named", prep=prep, body={"users": [{"name": n("x")}, {"name": n("y")},
+                                                            {"name": n("ghost")}, {"name": n("y")},
+                                                            {"name": ""}]}),
+            Case(50, v, "unknown", body={"users": [{"name": n("nobody")}]})]
+
+
+def _quota_entity(*parts: tuple[str, str | None]) -> list[dict[str, Any]]:
+    return [{"entity_type": t, "entity_name": name} for t, name in parts]
+
+
+def _quota_op(key: str, value: float = 0.0, remove: bool = False) -> dict[str, Any]:
+    return {"key": key, "value": value, "remove": remove}
+
+
+def _alter_client_quotas(v: int) -> list[Case]:
+    """Named entities only, with limits nobody reaches: a default entity (or one for the check's
+    own client) would throttle the rest of the run. Kafka answers in its HashMap's order."""
+    def n(what: str) -> str:
+        return _n(49, v, what)
+    e, op = _quota_entity, _quota_op
+    mixed = [(e(("user", n("u1"))), [op("producer_byte_rate", 1048576.0), op("consumer_byte_rate", 2048.5)]),
+             (e(("client-id", n("c1"))), [op("producer_byte_rate", 1e10)]),
+             (e(("user", n("u1")), ("client-id", n("c1"))), [op("controller_mutation_rate", 1000.5)]),
+             (e(("ip", "192.0.2.7")), [op("connection_creation_rate", 1000.0)]),
+             (e(("ip", "192.0.2.8")), [op("connection_creation_rate", 2.5)]),
+             (e(("user", n("u3"))), [op("connection_creation_rate", 5.0)]),
+             (e(("user", n("u3"))), [op("bogus_key", 5.0)]),
+             (e(("user", n("u4"))), [op("producer_byte_rate", 1e6), op("producer_byte_rate", 2e6)]),
+             (e(("bogus", "x")), [op("producer_byte_rate", 1.0)]),
+             (e(("user", n("a")), ("user", n("b"))), [op("request_percentage", 1000.0)]),
+             (e(("user", n("u5")), ("ip", "192.0.2.9")), [op("producer_byte_rate", 1.0)]),
+             ([], [op("producer_byte_rate", 1.0)]),
+             (e(("user", n("u6"))), [op("producer_byte_rate", remove=True), op("nonsense", remove=True)]),
+             (e(("user", "")), [op("producer_byte_rate", 1.0)]),
+             (e(("user", n("u7"))), []),
+             (e(("user", n("u8"))), [op("producer_byte_rate", 1e300)]),
+             (e(("user", n("u9"))), [op("producer_byte_rate", 0.0)]),
+             (e(("user", n("u10"))), [op("request_percentage", -5.0)])]
+    return [Case(49, v, "one", body={"validate_only": False, "entries": [
+                {"entity": e(("user", n("one"))), "ops": [op("producer_byte_rate", 1e9)]}]}),
+            Case(49, v, "mixed", body={"validate_only": False,
+                                       "entries": [{"entity": ent, "ops": ops} for ent, ops in mixed]}),
+            Case(49, v, "validate-only", body={"validate_only": True, "entries": [
+                {"entity": e(("user", n("vo"))), "ops": [op("producer_byte_rate", 1.5)]},
+                {"entity": e(("client-id", n("vo"))), "ops": [op("request_percentage", 200.0)]}]})]
+
+
+def _describe_client_quotas(v: int) -> list[Case]:
+    def n(what: str) -> str:
+        return _n(48, v, what)
+
+    def comp(etype: str, match_type: int, match: str | None = None) -> dict[str, Any]:
+        return {"entity_type": etype, "match_type": match_type, "match": match}
+    def settle(s: Session, st: State) -> None:
+        time.sleep(0.5)  # Kafka's broker sees the controller's quota records a moment after the answer
+
+    prep = [step(49, 1, {"validate_only": False, "entries": [
+        {"entity": _quota_entity(("user", n("u"))), "ops": [_quota_op("producer_byte_rate", 1e9),
+                                                            _quota_op("consumer_byte_rate", 2e9),
+                                                            _quota_op("request_percentage", 500.0)]},
+        {"entity": _quota_entity(("user", n("u")), ("client-id", n("c"))),
+         "ops": [_quota_op("controller_mutation_rate", 1000.0)]}]}), settle]
+    # Answers of one entity each: Kafka lists several in the order of a HashMap whose size
+    # depends on the history of its metadata image (see compat/DIFFERENCES.md).
+    return [Case(48, v, "exact-strict", prep=prep, body={"components": [comp("user", 0, n("u"))], "strict": True}),
+            Case(48, v, "exact-two", prep=prep, body={"components": [comp("user", 0, n("u")),
+                                                                    comp("client-id", 0, n("c"))],
+                                                     "strict": True}),
+            Case(48, v, "nothing", body={"components": [comp("user", 0, n("nobody"))], "strict": False}),
+            Case(48, v, "unknown-type", "malformed", body={"components": [comp("group", 2)], "strict": False}),
+            Case(48, v, "bad-match-type", "malformed", body={"components": [comp("user", 7)], "strict": False}),
+            Case(48, v, "exact-null", "malformed", body={"components": [comp("user", 0)], "strict": False}),
+            Case(48, v, "default-with-match", "malformed", body={"components": [comp("user", 1, "x")],
+                                                                 "strict": False}),
+            Case(48, v, "specified-with-match", "malformed", body={"components": [comp("user", 2, "x")],
+                                                                   "strict": False}),
+            Case(48, v, "type-twice", "malformed", body={"components": [comp("user", 2), comp("user", 2)],
+                                                         "strict": False}),
+            Case(48, v, "ip-and-user", "malformed", body={"components": [comp("ip", 2), comp("user", 2)],
+                                                          "strict": False})]
+
+
 CATALOG: dict[int, Callable[[int], list[Case]]] = {
     PRODUCE: _produce, FETCH: _fetch, LIST_OFFSETS: _list_offsets, METADATA: _metadata,
     OFFSET_COMMIT: _offset_commit, OFFSET_FETCH: _offset_fetch, FIND_COORDINATOR: _find_coordinator,
@@ -1353,6 +1521,11 @@ CATALOG: dict[int, Callable[[int], list[Case]]] = {
     ADD_PARTITIONS_TO_TXN: _add_partitions_to_txn, ADD_OFFSETS_TO_TXN: _add_offsets_to_txn, END_TXN: _end_txn,
     WRITE_TXN_MARKERS: _write_txn_markers, TXN_OFFSET_COMMIT: _txn_offset_commit,
     DESCRIBE_TRANSACTIONS: _describe_transactions, LIST_TRANSACTIONS: _list_transactions,
+    SASL_HANDSHAKE: _sasl_handshake, SASL_AUTHENTICATE: _sasl_authenticate, DESCRIBE_ACLS: _describe_acls,
+    CREATE_ACLS: _create_acls, DELETE_ACLS: _delete_acls,
+    DESCRIBE_CLIENT_QUOTAS: _describe_client_quotas, ALTER_CLIENT_QUOTAS: _alter_client_quotas,
+    DESCRIBE_USER_SCRAM_CREDENTIALS: _describe_user_scram_credentials,
+    ALTER_USER_SCRAM_CREDENTIALS: _alter_user_scram_credentials,
 }
 
 

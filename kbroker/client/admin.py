@@ -302,8 +302,8 @@ def describe_user_scram_credentials(client: KafkaClient, users: Iterable[str] | 
     check(resp.error_code, resp.error_message)
     by_type = {m.type: m.name for m in scram.MECHANISMS.values()}
     return [ScramUser(r.user, {by_type.get(c.mechanism, f"UNKNOWN({c.mechanism})"): c.iterations
-                               for c in r.credential_infos}, r.error_code, r.error_message)
-            for r in resp.results]
+                               for c in r.credential_infos}, r.error_code, r.error_message or None)
+            for r in resp.results]  # Kafka sends "" where it sets no message
 
 
 def alter_user_scram_credentials(client: KafkaClient, upsertions: Iterable[ScramUpsertion] = (),

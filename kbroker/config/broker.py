@@ -64,6 +64,19 @@ _DYNAMIC_PER_LISTENER_KEYS = frozenset({"max.connections", "max.connection.creat
 _LISTENER_KEY = re.compile(r"^listener\.name\.(?P<listener>[a-z0-9_]+)\.(?:(?P<mech>[a-z0-9-]+)\.(?=sasl\.|connections\.max\.reauth\.ms$))?(?P<key>.+)$")
 
 
+def fixed_listener_key(key: str) -> bool:
+    """Whether ``key`` is a valid per-listener key this broker cannot change at runtime (all but
+    the connection limits): Kafka refuses those it cannot reconfigure with INVALID_REQUEST."""
+    match = _LISTENER_KEY.match(key)
+    if match is None:
+        return False
+    try:
+        definition = listener_key_def(key)
+    except ConfigError:
+        return False
+    return definition.name not in _DYNAMIC_PER_LISTENER_KEYS
+
+
 def listener_key_def(key: str) -> ConfigDef:
     """The definition a ``listener.name.<listener>.[<mechanism>.]<key>`` key is parsed with;
     raises :class:`ConfigError` when ``<key>`` cannot be set per listener."""

@@ -93,7 +93,8 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("principal.builder.class", CLASS, "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder", "Builds the principal of a connection; only Kafka's default builder is available.", (), RO),
     # --- authorization
     ConfigDef("authorizer.class.name", STR, "", "Authorizer class; org.apache.kafka.metadata.authorizer.StandardAuthorizer (or kafka.security.authorizer.AclAuthorizer) turns on ACLs.", (), RO),
-    ConfigDef("super.users", STR, None, "Principals allowed everything whatever the ACLs, separated by semicolons (User:admin;User:ops).", (), RO),
+    # Sensitive, as Kafka shows it (an authorizer key, unknown to its broker config: value hidden).
+    ConfigDef("super.users", STR, None, "Principals allowed everything whatever the ACLs, separated by semicolons (User:admin;User:ops).", (), RO, True),
     ConfigDef("allow.everyone.if.no.acl.found", BOOL, False, "Allow an operation on a resource no ACL matches.", (), RO),
     # --- quotas
     ConfigDef("quota.window.num", INT, 11, "Samples kept for client quotas.", (at_least(1),), RO),

@@ -3,7 +3,7 @@ store behind the authorizer, and the cluster permission each needs."""
 
 from __future__ import annotations
 
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import CloseConnection, RequestContext
 from kbroker.security.authorizer import AclAdmin
 from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
 
@@ -21,3 +21,15 @@ def acl_admin(ctx: RequestContext) -> AclAdmin | None:
 def cluster_allowed(ctx: RequestContext, operation: AclOperation) -> bool:
     """Whether the principal may do ``operation`` on the cluster (DESCRIBE to list ACLs, ALTER to change them)."""
     return ctx.authorize(operation, ResourceType.CLUSTER, CLUSTER_NAME)
+
+
+#: The wire code of UNKNOWN in every ACL enum (resource type, pattern type, operation, permission).
+UNKNOWN_CODE = 0
+
+
+def refuse_unknown(what: str, *codes: int) -> None:
+    """Close the connection when a request holds the code UNKNOWN itself: Kafka's request classes
+    (CreateAclsRequest, DescribeAclsRequest, DeleteAclsRequest) refuse to parse such a request.
+    Other codes Kafka does not know are read as UNKNOWN and answered."""
+    if UNKNOWN_CODE in codes:
+        raise CloseConnection(f"{what} contains UNKNOWN elements")

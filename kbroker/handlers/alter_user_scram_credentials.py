@@ -24,6 +24,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext, response
 from kbroker.handlers.authz import MESSAGES
+from kbroker.security.java_order import java_hash_order
 from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
 from kbroker.security.scram import MECHANISMS_BY_TYPE, CredentialStore, ScramCredential
 
@@ -119,12 +120,16 @@ def alter(store: CredentialStore, deletions: list[tuple[str, int]],
                 to_upsert[up.name] = up
             else:
                 errors[up.name] = error
+        # Kafka's ScramControlManager answers from three HashMaps (deletions, upsertions, errors),
+        # each in its iteration order.
         results: list[dict[str, Any]] = []
-        for name, mechanism in to_delete.items():
+        for name in java_hash_order(to_delete):
+            mechanism = to_delete[name]
             creds = draft[name]
             del creds[MECHANISMS_BY_TYPE[mechanism].name]
             results.append({"user": name, "error_code": ErrorCode.NONE, "error_message": None})
-        for name, up in to_upsert.items():
+        for name in java_hash_order(to_upsert):
+            up = to_upsert[name]
             mech = MECHANISMS_BY_TYPE[up.mechanism]
             try:
                 credential = ScramCredential.from_salted(mech, up.salt, up.salted_password, up.iterations)
@@ -134,7 +139,8 @@ def alter(store: CredentialStore, deletions: list[tuple[str, int]],
                 continue
             draft.setdefault(name, {})[mech.name] = credential
             results.append({"user": name, "error_code": ErrorCode.NONE, "error_message": None})
-    for name, (code, message) in errors.items():
+    for name in java_hash_order(errors):
+        code, message = errors[name]
         results.append({"user": name, "error_code": code, "error_message": message})
     if to_delete or to_upsert:
         log.info("SCRAM credentials altered: %s", ", ".join(

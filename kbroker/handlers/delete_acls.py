@@ -9,7 +9,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.acl_common import CLUSTER_DENIED, NO_AUTHORIZER, acl_admin, cluster_allowed
 from kbroker.handlers.api import RequestContext, response
-from kbroker.handlers.describe_acls import filter_of
+from kbroker.handlers.describe_acls import filter_of, refuse_unknown_filter
 from kbroker.security.acl import AclBinding
 from kbroker.security.model import AclOperation
 
@@ -25,6 +25,8 @@ def _matching(b: AclBinding) -> dict[str, Any]:
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     filters = ctx.request.body.filters
+    for f in filters:
+        refuse_unknown_filter("DeleteAclsRequest", f)
 
     def every(code: int, message: str) -> dict[str, Any]:
         return {"throttle_time_ms": 0, "filter_results": [

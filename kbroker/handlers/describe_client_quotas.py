@@ -9,7 +9,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext
 from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
-from kbroker.security.quotas import FilterComponent, QuotaError
+from kbroker.security.quotas import FilterComponent, QuotaError, QuotaUnsupported
 
 API_KEY = 48
 VERSIONS = VersionRange(0, 1)
@@ -22,12 +22,15 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     components = [FilterComponent(c.entity_type, c.match_type, c.match) for c in body.components]
     try:
         found = ctx.broker.client_quotas.describe(components, bool(body.strict))
+    except QuotaUnsupported as e:
+        return _error(ErrorCode.UNSUPPORTED_VERSION, str(e))
     except QuotaError as e:
         return _error(ErrorCode.INVALID_REQUEST, str(e))
     entries = [{"entity": [{"entity_type": t, "entity_name": n} for t, n in entity],
                 "values": [{"key": k, "value": v} for k, v in sorted(values.items())]}
                for entity, values in found]
-    return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "error_message": None, "entries": entries}
+    # Kafka leaves a success's message at its default, "".
+    return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "error_message": "", "entries": entries}
 
 
 def _error(code: int, message: str | None) -> dict[str, Any]:

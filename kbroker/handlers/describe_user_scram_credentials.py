@@ -15,6 +15,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext, response
 from kbroker.handlers.authz import MESSAGES
+from kbroker.security.java_order import java_hash_order
 from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
 from kbroker.security.scram import MECHANISMS
 
@@ -30,10 +31,11 @@ CLUSTER_AUTHORIZATION_FAILED = MESSAGES[ErrorCode.CLUSTER_AUTHORIZATION_FAILED]
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     requested = ctx.request.body.users
     if not ctx.authorize(AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
-        # As Kafka's getErrorResponse: one result per user named, without the user's name.
+        # As Kafka's getErrorResponse: one result per user named, without the user's name, and
+        # no message (Kafka sets Errors.message() of a bare error code: null).
         code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
-        return {"throttle_time_ms": 0, "error_code": code, "error_message": CLUSTER_AUTHORIZATION_FAILED,
-                "results": [{"user": "", "error_code": code, "error_message": CLUSTER_AUTHORIZATION_FAILED,
+        return {"throttle_time_ms": 0, "error_code": code, "error_message": None,
+                "results": [{"user": "", "error_code": code, "error_message": None,
                              "credential_infos": []} for _ in requested or ()]}
     store = ctx.broker.credentials
     duplicated: dict[str, bool] = {}
@@ -42,8 +44,11 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     else:
         for u in requested:
             duplicated[u.name] = u.name in duplicated
+    # Kafka's ScramImage.describe answers in the order of a HashMap of the names; messages it
+    # does not set stay at their default, the empty string.
     results = []
-    for user, twice in duplicated.items():
+    for user in java_hash_order(duplicated):
+        twice = duplicated[user]
         if twice:
             results.append({"user": user, "error_code": ErrorCode.DUPLICATE_RESOURCE,
                             "error_message": DUPLICATE_USER + user, "credential_infos": []})
@@ -53,8 +58,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             results.append({"user": user, "error_code": ErrorCode.RESOURCE_NOT_FOUND,
                             "error_message": UNKNOWN_USER + user, "credential_infos": []})
             continue
-        results.append({"user": user, "error_code": ErrorCode.NONE, "error_message": None,
+        results.append({"user": user, "error_code": ErrorCode.NONE, "error_message": "",
                         "credential_infos": [{"mechanism": MECHANISMS[name].type, "iterations": iterations}
                                              for name, iterations in sorted(found.items())]})
-    return response(len(results), throttle_time_ms=0, error_code=ErrorCode.NONE, error_message=None,
+    return response(len(results), throttle_time_ms=0, error_code=ErrorCode.NONE, error_message="",
                     results=results)

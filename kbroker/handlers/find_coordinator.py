@@ -63,11 +63,11 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         if refused is not None:
             return {"throttle_time_ms": 0, **answer(refused), "error_message": MESSAGES[refused]}
         return {"throttle_time_ms": 0, **answer(_lookup(ctx, key_type))}
-    # Kafka leaves a refused key's message null from v4.
+    # Kafka 4.1.1 leaves a refused key's message at its default from v4: the empty string.
     refusals = [(key, _refused(ctx, key_type, key)) for key in body.coordinator_keys]
     all_refused = bool(refusals) and all(r is not None for _, r in refusals)
     error = Errors.NONE if all_refused else _lookup(ctx, key_type)
     return {"throttle_time_ms": 0,
             "coordinators": [{"key": key, **answer(error)} if refused is None
-                             else {"key": key, **answer(refused), "error_message": None}
+                             else {"key": key, **answer(refused), "error_message": ""}
                              for key, refused in refusals]}

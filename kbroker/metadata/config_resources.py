@@ -17,6 +17,7 @@ from kbroker.config import (
     ConfigSource,
     ConfigType,
 )
+from kbroker.config.broker import fixed_listener_key
 from kbroker.config.topic import effective_topic_config
 from kbroker.metadata.errors import OK, Result
 from kbroker.metadata.log_config import log_config_for
@@ -132,7 +133,8 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
     if checked != OK:
         return checked
     config = broker.config
-    fixed = sorted({o.name for o in ops if (d := BROKER_CONFIGS.get(o.name)) is not None and d.read_only})
+    fixed = sorted({o.name for o in ops
+                    if ((d := BROKER_CONFIGS.get(o.name)) is not None and d.read_only) or fixed_listener_key(o.name)})
     if fixed:
         # Kafka refuses the whole change (its ConfigException becomes INVALID_REQUEST).
         # Kafka's message names a Scala Set: "Set(a, b)".

@@ -110,12 +110,11 @@ class AclBinding:
             raise InvalidAcl("Resource name should not be empty")
         if self.resource_type == ResourceType.CLUSTER and self.name != CLUSTER_NAME:
             raise InvalidAcl(f"The only valid name for the CLUSTER resource is {CLUSTER_NAME}")
-        kind, colon, who = self.principal.partition(":")
-        if not colon:
+        # As Kafka's SecurityUtils.parseKafkaPrincipal: a colon is all it takes ("User:" is
+        # the principal of type User with an empty name).
+        if ":" not in self.principal:
             raise InvalidAcl(f"Could not parse principal from `{self.principal}` (no colon is present "
                              "separating the principal type from the principal name)")
-        if not kind or not who:
-            raise InvalidAcl(f"Invalid principal `{self.principal}`: it must be TYPE:name")
 
     def operation_error(self) -> str | None:
         """Why the binding's operation does not apply to its resource type, or None.

@@ -291,8 +291,9 @@ class StandardAuthorizer:
             return results
 
     async def delete_acls(self, filters: Sequence[AclBindingFilter]) -> list[list[AclBinding] | str]:
-        """Remove the bindings each filter selects; per filter, the bindings it removed (each
-        binding reported under the first filter selecting it) or Kafka's INVALID_REQUEST message.
+        """Remove the bindings each filter selects; per filter, the bindings it removed or Kafka's
+        INVALID_REQUEST message. As Kafka's AclControlManager, every filter looks at the ACLs as
+        they were before the request, so a binding two filters select is reported under both.
         Raises OSError when the new set cannot be saved."""
         async with self._changes():
             current = self._index.bindings
@@ -304,7 +305,7 @@ class StandardAuthorizer:
                 except InvalidAcl as e:
                     results.append(str(e))
                     continue
-                matched = [b for b in current if b not in gone and flt.matches(b)]
+                matched = [b for b in current if flt.matches(b)]
                 gone.update(matched)
                 results.append(matched)
             if gone:

@@ -27,13 +27,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
 from kbroker.clock import Clock
+from kbroker.security.java_order import java_hash_order, java_hash_order_by, java_map_hash
 from kbroker.security.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ Entity = tuple[tuple[str, str | None], ...]
 
 class QuotaError(Exception):
     """A quota request Kafka refuses with INVALID_REQUEST; the message says why."""
+
+
+class QuotaUnsupported(QuotaError):
+    """A describe filter naming an entity type Kafka answers with UNSUPPORTED_VERSION."""
 
 
 def entity(parts: Iterable[tuple[str, str | None]]) -> Entity:
@@ -231,26 +236,64 @@ class MutationQuota:
 # -- validation ------------------------------------------------------------------------
 
 
-def validate_entity(parts: Sequence[tuple[str, str | None]]) -> Entity:
-    """Kafka's checks of an AlterClientQuotas entity; raises :class:`QuotaError`."""
+def entity_map(parts: Iterable[tuple[str, str | None]]) -> dict[str, str | None]:
+    """An AlterClientQuotas entity as Kafka reads it: a map of type to name, a type given
+    twice keeping its last name."""
+    out: dict[str, str | None] = {}
+    for etype, name in parts:
+        out[etype] = name
+    return out
+
+
+def java_entity_order(entities: Iterable[dict[str, str | None]]) -> list[tuple[tuple[str, str | None], ...]]:
+    """Entities (as sorted item tuples, duplicates dropped) in the order Kafka's HashMap of
+    ClientQuotaEntity iterates them (its hashCode is ``Objects.hash(entries)``)."""
+    def hash_code(e: tuple[tuple[str, str | None], ...]) -> int:
+        h = (31 + java_map_hash(e)) & 0xFFFFFFFF
+        return h - (1 << 32) if h & 0x80000000 else h
+    return java_hash_order_by((tuple(sorted(e.items(), key=lambda kv: kv[0])) for e in entities), hash_code)
+
+
+def entity_string(parts: dict[str, str | None]) -> str:
+    """``ClientQuotaEntity.toString()``: ``ClientQuotaEntity(entries={user=alice})``."""
+    inner = ", ".join(f"{t}={parts[t]}" if parts[t] is not None else f"{t}=null"
+                      for t in java_hash_order(parts, len(parts)))
+    return f"ClientQuotaEntity(entries={{{inner}}})"
+
+
+def is_ip_literal(name: str) -> bool:
+    """Whether ``name`` is an IPv4 or IPv6 address (no lookup needed)."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_entity(parts: Sequence[tuple[str, str | None]] | dict[str, str | None],
+                    resolvable: Callable[[str], bool] = is_ip_literal) -> Entity:
+    """Kafka 4.1's checks of an AlterClientQuotas entity (ClientQuotaControlManager's
+    validateEntity, then configKeysForEntityType); raises :class:`QuotaError`.
+    ``resolvable`` says whether an ip entity's name is an address or a host that resolves."""
+    parts = parts if isinstance(parts, dict) else entity_map(parts)
     if not parts:
         raise QuotaError("Invalid empty client quota entity")
-    seen: set[str] = set()
-    for etype, name in parts:
+    for etype in java_hash_order(parts, len(parts)):
+        name = parts[etype]
         if etype not in ENTITY_TYPES:
             raise QuotaError(f"Unhandled client quota entity type: {etype}")
-        if etype in seen:
-            raise QuotaError(f"Invalid client quota entity: duplicate entity entry {etype}")
-        seen.add(etype)
-        if etype == IP and name is not None:
-            try:
-                ipaddress.ip_address(name)
-            except ValueError:
-                raise QuotaError(f"{name} is not a valid IP or resolvable host.") from None
-    if IP in seen and len(seen) > 1:
-        raise QuotaError("Invalid quota entity combination, IP entity should not be combined with User or ClientId")
+        if name is not None and not name:
+            raise QuotaError(f"Empty {etype} not supported")
+    if IP in parts:
+        if len(parts) > 1:
+            # Kafka's message, its missing space included.
+            raise QuotaError("Invalid quota entity combination, IP entity shouldnot be combined with User or ClientId")
+        name = parts[IP]
+        if name is not None and not resolvable(name):
+            raise QuotaError(f"{name} is not a valid IP or resolvable host.")
     # Addresses in their canonical form, as the connection's peer address is compared with it.
-    return entity((t, str(ipaddress.ip_address(n)) if t == IP and n is not None else n) for t, n in parts)
+    return entity((t, str(ipaddress.ip_address(n)) if t == IP and n is not None and is_ip_literal(n) else n)
+                  for t, n in parts.items())
 
 
 def keys_for(e: Entity) -> dict[str, bool]:
@@ -259,22 +302,20 @@ def keys_for(e: Entity) -> dict[str, bool]:
 
 
 def validate_value(e: Entity, key: str, value: float) -> None:
-    """Kafka's checks of one quota value for an entity; raises :class:`QuotaError`."""
+    """Kafka 4.1's checks of one quota value for an entity (validateQuotaKeyValue); raises
+    :class:`QuotaError`. As Kafka's, NaN passes every check."""
     keys = keys_for(e)
     if key not in keys:
         raise QuotaError(f"Invalid configuration key {key}")
-    if math.isnan(value) or math.isinf(value):
-        raise QuotaError(f"Invalid value {value} for configuration {key}")
+    if value <= 0.0:
+        raise QuotaError(f"Quota {key} must be greater than 0")
     if keys[key]:
-        limit = _INT_MAX if key == CONNECTION_CREATION_RATE else 2**63 - 1
-        if abs(value) > limit:
-            kind = "an Integer" if key == CONNECTION_CREATION_RATE else "a LONG"
-            raise QuotaError(f"Proposed value for {key} is too large for {kind}.")
-        if abs(value - round(value)) > 1e-6:
-            kind = "an Integer" if key == CONNECTION_CREATION_RATE else "a Long"
-            raise QuotaError(f"Configuration {key} must be {kind} value")
-    if value < 0:
-        raise QuotaError(f"Configuration {key} cannot be negative, got {value}")
+        if key == CONNECTION_CREATION_RATE and value > _INT_MAX:
+            raise QuotaError(f"Proposed value for {key} is too large for an INT.")
+        if key != CONNECTION_CREATION_RATE and value > 2**63 - 1:
+            raise QuotaError(f"Proposed value for {key} is too large for a LONG.")
+        if abs(math.fmod(value, 1.0)) > 1e-6:
+            raise QuotaError(f"{key} cannot be a fractional value.")
 
 
 @dataclass(frozen=True)
@@ -290,7 +331,9 @@ class FilterComponent:
             return name == self.match
         if self.match_type == MATCH_DEFAULT:
             return name is None
-        return name is not None
+        # MATCH_TYPE_SPECIFIED: as Kafka 4.1's describe, any entity having the type, its
+        # default included.
+        return True
 
 
 def validate_filter(components: Sequence[FilterComponent]) -> None:
@@ -298,19 +341,20 @@ def validate_filter(components: Sequence[FilterComponent]) -> None:
     seen: set[str] = set()
     for c in components:
         if c.entity_type not in ENTITY_TYPES:
-            raise QuotaError(f"Unknown entity type: {c.entity_type}")
+            raise QuotaUnsupported(f"Unsupported entity type {c.entity_type}")
         if c.entity_type in seen:
             raise QuotaError(f"Entity type {c.entity_type} cannot appear more than once in the filter.")
         seen.add(c.entity_type)
         if c.match_type == MATCH_EXACT and c.match is None:
-            raise QuotaError(f"Request specified MATCH_TYPE_EXACT for {c.entity_type}, but set match string to null.")
-        if c.match_type in (MATCH_DEFAULT, MATCH_SPECIFIED) and c.match is not None:
-            raise QuotaError(f"Request specified a match type for {c.entity_type} that takes no match string, "
-                             f"but also specified {c.match!r}.")
+            raise QuotaError("Request specified MATCH_TYPE_EXACT, but set match string to null.")
+        if c.match_type == MATCH_DEFAULT and c.match is not None:
+            raise QuotaError("Request specified MATCH_TYPE_DEFAULT, but also specified a match string.")
+        if c.match_type == MATCH_SPECIFIED and c.match is not None:
+            raise QuotaError("Request specified MATCH_TYPE_SPECIFIED, but also specified a match string.")
         if c.match_type not in (MATCH_EXACT, MATCH_DEFAULT, MATCH_SPECIFIED):
-            raise QuotaError(f"Unknown match type: {c.match_type}")
+            raise QuotaError(f"Unknown match type {c.match_type}")
     if IP in seen and len(seen) > 1:
-        raise QuotaError("Invalid entity filter component combination, IP filter component should not be used "
+        raise QuotaError("Invalid entity filter component combination. IP filter component should not be used "
                          "with user or clientId filter component.")
 
 

@@ -150,11 +150,16 @@ def _broker_configs(admin: AdminClient, node: str) -> dict[str, ConfigEntry]:
     ("advertised.listeners", "PLAINTEXT://elsewhere:9092"),
     ("group.min.session.timeout.ms", "1000"),
     ("offsets.retention.minutes", "1"),
+    # Per-listener security keys kbroker cannot reconfigure: INVALID_REQUEST, as Kafka refuses
+    # what it cannot change (not INVALID_CONFIG).
+    ("listener.name.plaintext.ssl.client.auth", "required"),
+    ("listener.name.plaintext.plain.sasl.jaas.config", "x"),
 ])
 def test_read_only_broker_configs_are_refused(kafka_broker: BrokerThread, key: str, value: str) -> None:
     admin = _admin(kafka_broker)
     node = str(kafka_broker.broker.node_id)
-    before = _broker_configs(admin, node)[key].value
+    per_listener = key.startswith("listener.name.")
+    before = None if per_listener else _broker_configs(admin, node)[key].value
     res = ConfigResource(ResourceType.BROKER, node, incremental_configs=[
         ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
     with pytest.raises(KafkaException) as err:
@@ -162,8 +167,18 @@ def test_read_only_broker_configs_are_refused(kafka_broker: BrokerThread, key: s
     assert err.value.args[0].code() == 42  # INVALID_REQUEST
     # Kafka names a Scala Set in the message.
     assert f"Cannot update these configs dynamically: Set({key})" in err.value.args[0].str()
-    after = _broker_configs(admin, node)[key]
-    assert after.value == before and after.source != 2
+    if not per_listener:
+        after = _broker_configs(admin, node)[key]
+        assert after.value == before and after.source != 2
+    else:
+        assert key not in _broker_configs(admin, node)
+
+
+def test_super_users_is_described_as_sensitive(tmp_path: Path) -> None:
+    # As Kafka 4.1.1 describes it: sensitive, its value hidden.
+    with BrokerThread(tmp_path, {"super.users": "User:admin;User:ops"}) as b:
+        entry = _broker_configs(_admin(b), str(b.broker.node_id))["super.users"]
+        assert entry.is_sensitive and entry.value is None
 
 
 def test_dynamic_broker_configs_survive_restart(tmp_path: Path) -> None:

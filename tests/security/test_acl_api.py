@@ -37,7 +37,7 @@ from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KTP
 
 from kbroker.client import KafkaClient, admin
-from kbroker.client.errors import KafkaError
+from kbroker.client.errors import BrokerConnectionError, KafkaError
 from kbroker.security.acl import AclBinding, AclBindingFilter
 from kbroker.security.model import (
     ANONYMOUS,
@@ -110,26 +110,52 @@ def test_confluent_create_describe_delete(broker: BrokerThread) -> None:
     deleted = a.delete_acls([prefixed_only, nothing, every])
     assert deleted[prefixed_only].result(15) == [prefixed]
     assert deleted[nothing].result(15) == []
-    assert set(deleted[every].result(15)) == {topic_read, group, bad}
+    # As Kafka: every filter sees the ACLs as they were before the request.
+    assert set(deleted[every].result(15)) == {topic_read, group, bad, prefixed}
     assert a.describe_acls(every).result(15) == []
 
 
 def test_per_filter_errors_and_invalid_describe(broker: BrokerThread) -> None:
-    # Clients refuse UNKNOWN filters themselves; the broker must answer them as Kafka does.
+    # Clients refuse UNKNOWN filters themselves; the broker must answer them as Kafka 4.1.1 does.
+    # A code Kafka does not know (99) reads as UNKNOWN: refused per filter by DeleteAcls,
+    # selecting nothing in DescribeAcls.
     with KafkaClient(broker.bootstrap) as c:
         assert admin.create_acls(c, [AclBinding(R.TOPIC, "t", P.LITERAL, "User:a", "*", Op.READ, T.ALLOW)]) == [None]
-        results = admin.delete_acls(c, [AclBindingFilter(R.UNKNOWN), AclBindingFilter(operation=Op.UNKNOWN),
-                                        AclBindingFilter(R.TOPIC, "t")])
-        assert isinstance(results[0], KafkaError) and results[0].name == "INVALID_REQUEST"
-        assert "Unknown patternFilter" in str(results[0])
-        assert isinstance(results[1], KafkaError) and "Unknown entryFilter" in str(results[1])
-        assert results[2] == [AclBinding(R.TOPIC, "t", P.LITERAL, "User:a", "*", Op.READ, T.ALLOW)]
-        with pytest.raises(KafkaError, match="INVALID_REQUEST"):
-            admin.describe_acls(c, AclBindingFilter(permission=T.UNKNOWN))
-        errors = admin.create_acls(c, [AclBinding(R.TOPIC, "t", P.MATCH, "User:a", "*", Op.READ, T.ALLOW),
-                                       AclBinding(R.TOPIC, "t", P.LITERAL, "alice", "*", Op.READ, T.ALLOW)])
-        assert [e.name if e else None for e in errors] == ["INVALID_REQUEST", "INVALID_REQUEST"]
-        assert "Invalid patternType MATCH" in str(errors[0]) and "no colon" in str(errors[1])
+        flt = {"resource_type_filter": R.ANY, "resource_name_filter": None, "pattern_type_filter": P.ANY,
+               "principal_filter": None, "host_filter": None, "operation": Op.ANY, "permission_type": T.ANY}
+        resp = c.request(31, {"filters": [{**flt, "resource_type_filter": 99}, {**flt, "operation": 99},
+                                          {**flt, "resource_type_filter": R.TOPIC, "resource_name_filter": "t"}]})
+        assert [(r.error_code, r.error_message) for r in resp.filter_results] == [
+            (42, "Unknown patternFilter."), (42, "Unknown entryFilter."), (0, None)]
+        assert [m.resource_name for m in resp.filter_results[2].matching_acls] == ["t"]
+        assert admin.create_acls(c, [AclBinding(R.TOPIC, "t", P.LITERAL, "User:a", "*", Op.READ, T.ALLOW)]) == [None]
+        for bad in ({"permission_type": 99}, {"pattern_type_filter": 9}, {"resource_type_filter": 99}):
+            resp = c.request(29, {**flt, **bad})
+            assert (resp.error_code, resp.error_message, resp.resources) == (0, "", [])
+        resp = c.request(29, flt)
+        assert (resp.error_code, resp.error_message, len(resp.resources)) == (0, "", 1)
+        creation = {"resource_type": R.TOPIC, "resource_name": "t", "resource_pattern_type": P.LITERAL,
+                    "principal": "User:a", "host": "*", "operation": Op.READ, "permission_type": T.ALLOW}
+        resp = c.request(30, {"creations": [
+            {**creation, "resource_pattern_type": P.MATCH}, {**creation, "principal": "alice"},
+            {**creation, "operation": Op.ANY}, {**creation, "resource_name": ""},
+            {**creation, "resource_type": R.CLUSTER}, {**creation, "principal": "User:"},
+            {**creation, "resource_pattern_type": 9}, creation]})
+        assert [(r.error_code, r.error_message) for r in resp.results] == [
+            (-1, None),  # ANY and MATCH make no ResourcePattern/AccessControlEntry in Kafka
+            (42, "Could not parse principal from `alice` (no colon is present separating the principal type "
+                 "from the principal name)"),
+            (-1, None),
+            (42, "Invalid empty resource name"),
+            (42, "The only valid name for the CLUSTER resource is kafka-cluster"),
+            (0, ""),
+            (42, "Invalid patternType UNKNOWN"),
+            (0, "")]
+    # The code UNKNOWN itself: Kafka's request classes refuse to parse the request.
+    for api, body in ((29, {**flt, "operation": 0}), (31, {"filters": [{**flt, "pattern_type_filter": 0}]}),
+                      (30, {"creations": [{**creation, "permission_type": 0}]})):
+        with KafkaClient(broker.bootstrap) as c, pytest.raises(BrokerConnectionError, match="closed by the broker"):
+            c.request(api, body)
 
 
 def test_kafka_python_create_describe_delete(broker: BrokerThread) -> None:
@@ -390,7 +416,7 @@ def test_every_version_on_the_wire(broker: BrokerThread, version: int) -> None:
                            for r in resp.resources)
         expected = [("w", P.LITERAL, [Op.WRITE])] + ([("w-", P.PREFIXED, [Op.WRITE])] if version >= 1 else [])
         assert described == expected
-        resp = wire.call(31, version, {"filters": [flt, {**flt, "operation": 0}]})
+        resp = wire.call(31, version, {"filters": [flt, {**flt, "operation": 99}]})
         first, second = resp.filter_results
         assert first.error_code == 0
         assert sorted(m.resource_name for m in first.matching_acls) == [name for name, _, _ in expected]

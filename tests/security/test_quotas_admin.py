@@ -44,7 +44,8 @@ def test_kafka_python_alters_and_describes_client_quotas(kafka_broker: BrokerThr
     try:
         ok = alter([("user", "bob"), ("client-id", None)], [("producer_byte_rate", 1024.0, False),
                                                             ("request_percentage", 12.5, False)])
-        assert ok.error_code == 0 and ok.entity[0].entity_type == "user"
+        # The entity's parts in the order Kafka's HashMap of them iterates.
+        assert ok.error_code == 0 and [e.entity_type for e in ok.entity] == ["client-id", "user"]
         r = describe([("user", 0, "bob")])
         assert r.error_code == 0
         assert [(e.entity_type, e.entity_name) for e in r.entries[0].entity] == [("client-id", None), ("user", "bob")]
@@ -60,15 +61,17 @@ def test_kafka_python_alters_and_describes_client_quotas(kafka_broker: BrokerThr
         assert (bad.error_code, bad.error_message) == (ErrorCode.INVALID_REQUEST,
                                                         "Invalid configuration key no_such_quota")
         bad = alter([("user", "bob")], [("producer_byte_rate", 1.5, False)])
-        assert bad.error_code == ErrorCode.INVALID_REQUEST and "Long" in bad.error_message
+        assert (bad.error_code, bad.error_message) == (ErrorCode.INVALID_REQUEST,
+                                                        "producer_byte_rate cannot be a fractional value.")
         bad = alter([("group", "g")], [("producer_byte_rate", 1.0, False)])
         assert bad.error_code == ErrorCode.INVALID_REQUEST
         bad = alter([("ip", "1.2.3.4"), ("user", "x")], [("connection_creation_rate", 1.0, False)])
         assert bad.error_code == ErrorCode.INVALID_REQUEST and "IP entity" in bad.error_message
         assert alter([("ip", "10.0.0.9")], [("connection_creation_rate", 3.0, False)]).error_code == 0
 
-        r = describe([("nope", 0, "x")])
-        assert r.error_code == ErrorCode.INVALID_REQUEST and r.entries is None
+        r = describe([("nope", 0, "x")])  # Kafka 4.1.1 answers UNSUPPORTED_VERSION here
+        assert (r.error_code, r.error_message, r.entries) == (ErrorCode.UNSUPPORTED_VERSION,
+                                                              "Unsupported entity type nope", None)
 
         # Removing the last quota of an entity removes the entity.
         assert alter([("user", "bob"), ("client-id", None)], [("producer_byte_rate", 0.0, True),
@@ -125,7 +128,19 @@ def test_quota_apis_need_cluster_describe_and_alter_configs(kafka_broker: Broker
         with pytest.raises(KafkaError) as e:
             admin.alter_client_quotas(client, {"user": "x"}, {"producer_byte_rate": 1})
         assert e.value.code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        # As Kafka's getErrorResponse: every entry in request order, as sent, with the message.
+        entries = [{"entity": [{"entity_type": "user", "entity_name": "b"}, {"entity_type": "client-id",
+                                                                             "entity_name": None}], "ops": []},
+                   {"entity": [{"entity_type": "user", "entity_name": "a"}], "ops": []},
+                   {"entity": [{"entity_type": "user", "entity_name": "a"}], "ops": []}]
+        resp = client.request(49, {"entries": entries, "validate_only": False})
+        assert [([(c.entity_type, c.entity_name) for c in r.entity], r.error_code, r.error_message)
+                for r in resp.entries] == [
+            ([("user", "b"), ("client-id", None)], 31, "Cluster authorization failed."),
+            ([("user", "a")], 31, "Cluster authorization failed."),
+            ([("user", "a")], 31, "Cluster authorization failed.")]
     assert deny.checks == [(AclOperation.DESCRIBE_CONFIGS, ResourceType.CLUSTER, "kafka-cluster"),
+                           (AclOperation.ALTER_CONFIGS, ResourceType.CLUSTER, "kafka-cluster"),
                            (AclOperation.ALTER_CONFIGS, ResourceType.CLUSTER, "kafka-cluster")]
     kafka_broker.broker.authorizer = None
     with KafkaClient(kafka_broker.bootstrap) as client:
@@ -266,3 +281,70 @@ def test_confluent_kafka_create_topics_under_a_mutation_quota(kafka_broker: Brok
     assert time.monotonic() - started > 1.0
     assert kafka_broker.broker.metadata.topic("big") is not None
     assert kafka_broker.broker.metadata.topic("next") is not None
+
+
+def test_alter_answers_as_kafka_4_1_1_does(kafka_broker: BrokerThread) -> None:
+    """One request, and Kafka 4.1.1's answer to it (recorded from the reference broker):
+    entities as maps, duplicates ignored, its messages, results in its HashMap's order."""
+    def ent(*parts: tuple[str, str | None]) -> list[dict[str, Any]]:
+        return [{"entity_type": t, "entity_name": n} for t, n in parts]
+
+    def op(key: str, value: float = 0.0, remove: bool = False) -> dict[str, Any]:
+        return {"key": key, "value": value, "remove": remove}
+
+    entries = [
+        (ent(("user", "u1")), [op("producer_byte_rate", 1024.0), op("consumer_byte_rate", 2048.5)]),
+        (ent(("user", None)), [op("request_percentage", 50.0)]),
+        (ent(("client-id", "c1")), [op("producer_byte_rate", 1e10)]),
+        (ent(("user", "u1"), ("client-id", "c1")), [op("controller_mutation_rate", 0.5)]),
+        (ent(("user", "u2"), ("client-id", None)), [op("producer_byte_rate", 3.0)]),
+        (ent(("ip", "1.2.3.4")), [op("connection_creation_rate", 5.0)]),
+        (ent(("ip", None)), [op("connection_creation_rate", 7.0)]),
+        (ent(("ip", "not-an-ip")), [op("connection_creation_rate", 5.0)]),
+        (ent(("user", "u3")), [op("connection_creation_rate", 5.0)]),
+        (ent(("user", "u3")), [op("bogus_key", 5.0)]),
+        (ent(("user", "u4")), [op("request_percentage", 0.0)]),
+        (ent(("user", "u4")), [op("producer_byte_rate", 1.0), op("producer_byte_rate", 2.0)]),
+        (ent(("bogus", "x")), [op("producer_byte_rate", 1.0)]),
+        (ent(("user", "a"), ("user", "b")), [op("producer_byte_rate", 1.0)]),
+        (ent(("user", "u5"), ("ip", "1.2.3.4")), [op("producer_byte_rate", 1.0)]),
+        ([], [op("producer_byte_rate", 1.0)]),
+        (ent(("user", "u6")), [op("producer_byte_rate", remove=True)]),
+        (ent(("user", "")), [op("producer_byte_rate", 1.0)]),
+        (ent(("client-id", "")), [op("producer_byte_rate", 1.0)]),
+        (ent(("user", "u7")), []),
+        (ent(("user", "u8")), [op("producer_byte_rate", 1e300)]),
+    ]
+    dup = "Ignoring duplicate entity ClientQuotaEntity(entries={user=%s})"
+    kafka_answer = [
+        ((("user", "u1"),), 42, "consumer_byte_rate cannot be a fractional value."),
+        ((("ip", "1.2.3.4"),), 0, None),
+        ((("user", "u3"),), 42, dup % "u3"),
+        ((("user", "u4"),), 42, dup % "u4"),
+        ((("ip", None),), 0, None),
+        ((("bogus", "x"),), 42, "Unhandled client quota entity type: bogus"),
+        ((("client-id", None), ("user", "u2")), 0, None),
+        ((("user", "u5"), ("ip", "1.2.3.4")), 42,
+         "Invalid quota entity combination, IP entity shouldnot be combined with User or ClientId"),
+        ((("client-id", "c1"), ("user", "u1")), 0, None),
+        ((("user", "u8"),), 42, "Proposed value for producer_byte_rate is too large for a LONG."),
+        ((("client-id", "c1"),), 0, None),
+        ((("ip", "not-an-ip"),), 42, "not-an-ip is not a valid IP or resolvable host."),
+        ((("user", None),), 0, None),
+        ((("user", ""),), 42, "Empty user not supported"),
+        ((("client-id", ""),), 42, "Empty client-id not supported"),
+        ((("user", "b"),), 0, None),
+        ((("user", "u7"),), 0, None),
+        ((), 42, "Invalid empty client quota entity"),
+        ((("user", "u6"),), 0, None),
+    ]
+    with KafkaClient(kafka_broker.bootstrap) as client:
+        resp = client.request(49, {"validate_only": False,
+                                   "entries": [{"entity": e, "ops": o} for e, o in entries]})
+        got = [(tuple((c.entity_type, c.entity_name) for c in r.entity), r.error_code, r.error_message)
+               for r in resp.entries]
+        assert got == kafka_answer
+        # The first entry of u3 (an unknown key) failed, u4's first (0.0) too; nothing of them applied.
+        resp = client.request(48, {"components": [{"entity_type": "user", "match_type": 0, "match": "u4"}],
+                                   "strict": False})
+        assert (resp.error_code, resp.error_message, resp.entries) == (0, "", [])

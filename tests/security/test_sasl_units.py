@@ -97,13 +97,19 @@ def test_jaas_single_entry() -> None:
 def test_plain_token_parsing() -> None:
     assert parse_plain_token(b"\0alice\0pw") == ("", "alice", "pw")
     assert parse_plain_token(b"alice\0alice\0p\xc3\xa4ss") == ("alice", "alice", "päss")
-    # As Kafka: fields past a third NUL are ignored.
-    assert parse_plain_token(b"\0alice\0pw\0junk") == ("", "alice", "pw")
-    for bad, message in [(b"alice", "username not specified"), (b"\0alice", "password not specified"),
-                         (b"\0\0pw", "username not specified"), (b"\xff\0a\0b", "not UTF-8")]:
-        with pytest.raises(SaslFailure, match=message) as e:
+    # Bytes that are not UTF-8 are replaced, as Java decodes them.
+    assert parse_plain_token(b"\xff\0a\0b") == ("\ufffd", "a", "b")
+    # As Kafka 4.1 (PlainSaslServer.extractTokens, up to four tokens): every failure is told to
+    # the client as is, not as the generic invalid-credentials message.
+    for bad, message in [(b"alice", "Invalid SASL/PLAIN response: expected 3 tokens, got 1"),
+                         (b"\0alice", "Invalid SASL/PLAIN response: expected 3 tokens, got 2"),
+                         (b"\0alice\0pw\0junk", "Invalid SASL/PLAIN response: expected 3 tokens, got 4"),
+                         (b"\0alice\0pw\0junk\0more", "Invalid SASL/PLAIN response: expected 3 tokens, got 4"),
+                         (b"\0\0pw", "Authentication failed: username not specified"),
+                         (b"\0alice\0", "Authentication failed: password not specified")]:
+        with pytest.raises(SaslFailure) as e:
             parse_plain_token(bad)
-        assert e.value.generic
+        assert str(e.value) == message and not e.value.generic
 
 
 def test_plain_server() -> None:
@@ -354,7 +360,8 @@ def test_authenticator_happy_path() -> None:
     assert a.refuse(API_VERSIONS) is None
     assert a.state is SaslState.HANDSHAKE_REQUEST
     result = login(a)
-    assert (result.error_code, result.error_message, result.auth_bytes, result.session_lifetime_ms) == (0, None, b"", 0)
+    # Kafka leaves a success's message at its default, "".
+    assert (result.error_code, result.error_message, result.auth_bytes, result.session_lifetime_ms) == (0, "", b"", 0)
     assert a.state is SaslState.COMPLETE and not a.authenticating and a.principal == "User:alice"
     assert a.refuse(PRODUCE) is None and a.refuse(API_VERSIONS) is None
     # Authenticated, no session lifetime: SaslHandshake and SaslAuthenticate answer ILLEGAL_SASL_STATE.
@@ -416,16 +423,15 @@ def test_failed_login_message_and_log(caplog: pytest.LogCaptureFixture) -> None:
     assert len(caplog.records) == 1
     line = caplog.records[0].getMessage()
     assert "10.0.0.1:5555" in line and "'alice'" in line and "not-the-password" not in line
-    # A malformed token gets Kafka's generic message; the detail is logged only.
+    # A malformed token gets Kafka 4.1's own message (a SaslAuthenticationException there).
     a = authenticator()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="kbroker.security.sasl.authenticator"):
         a.refuse(SASL_HANDSHAKE)
         a.handshake("PLAIN", 1)
         result = a.authenticate(b"garbage", 1)
-    assert result.error_message == ("Authentication failed during authentication due to invalid credentials with "
-                                    "SASL mechanism PLAIN")
-    assert "username not specified" in caplog.text
+    assert result.error_message == "Invalid SASL/PLAIN response: expected 3 tokens, got 1"
+    assert "expected 3 tokens" in caplog.text
 
 
 def test_v0_handshake_takes_raw_tokens() -> None:
@@ -531,3 +537,19 @@ def test_enabled_mechanisms_per_listener(tmp_path: Path) -> None:
             **{k: v for k, v in c.listener_keys().items()}, "listeners": "CLIENTS://127.0.0.1:0",
             "listener.security.protocol.map": "CLIENTS:SASL_PLAINTEXT", "log.dirs": str(tmp_path),
             "listener.name.clients.sasl.enabled.mechanisms": "PLAIN"}, environ={}), "CLIENTS")
+
+
+def test_handshake_lists_mechanisms_in_kafkas_hash_set_order() -> None:
+    # Kafka answers new ArrayList<>(new HashSet<>(sasl.enabled.mechanisms)): Kafka 4.1.1 lists
+    # PLAIN,SCRAM-SHA-256,SCRAM-SHA-512 as below.
+    from kbroker.security.java_order import java_hash_order, java_hash_set_order, java_string_hash
+
+    assert java_string_hash("hello") == 99162322 and java_string_hash("SCRAM-SHA-512") < 0
+    assert java_hash_set_order(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]) == ["PLAIN", "SCRAM-SHA-512", "SCRAM-SHA-256"]
+    # Seen from Kafka 4.1.1: a HashMap of user names iterates so.
+    assert java_hash_order(["carol", "bob", "max", "emptysalt"]) == ["carol", "bob", "max", "emptysalt"]
+    assert java_hash_order(["zed", "dup", "m0", "m9", "low", "high", "", "twice", "amy", "emptypw"]) == [
+        "", "high", "twice", "emptypw", "m0", "low", "zed", "m9", "amy", "dup"]
+    factories = {m: (lambda: PlainSaslServer({})) for m in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")}
+    a = SaslAuthenticator(SaslSettings("SASL_PLAINTEXT", factories, {}), "10.0.0.1", 5555)
+    assert a.handshake("GSSAPI", 1).mechanisms == ["PLAIN", "SCRAM-SHA-512", "SCRAM-SHA-256"]

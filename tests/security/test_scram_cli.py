@@ -40,9 +40,10 @@ def test_add_describe_delete(users: Callable[..., Result], kafka_broker: BrokerT
     assert logs_in(kafka_broker, "SCRAM-SHA-512", "alice", "a512")
 
     r = users("--describe")
-    assert r == (0, "SCRAM credential configs for user-principal 'alice' are SCRAM-SHA-256=iterations=4096, "
-                    "SCRAM-SHA-512=iterations=8192\n"
-                    "SCRAM credential configs for user-principal 'bob' are SCRAM-SHA-512=iterations=4096\n", "")
+    # Users in the broker's order (Kafka's: a Java HashMap's), as kafka-configs.sh prints them.
+    assert r == (0, "SCRAM credential configs for user-principal 'bob' are SCRAM-SHA-512=iterations=4096\n"
+                    "SCRAM credential configs for user-principal 'alice' are SCRAM-SHA-256=iterations=4096, "
+                    "SCRAM-SHA-512=iterations=8192\n", "")
     r = users("--describe", "bob", "nobody")
     assert r.code == 1
     assert r.out == "SCRAM credential configs for user-principal 'bob' are SCRAM-SHA-512=iterations=4096\n"

@@ -278,7 +278,10 @@ class KafkaReference:
         if not (self.workdir / "data" / "meta.properties").exists():
             t_fmt = time.monotonic()
             # A static voter set (controller.quorum.voters) is formatted without --standalone.
-            fmt = subprocess.run(_java("kafka.tools.StorageTool", ["format", "-t", _cluster_id(), "-c", str(props)]),
+            # "--cluster-id=..." in one argument: an id may begin with "-", which argparse would
+            # otherwise take for an option.
+            fmt = subprocess.run(_java("kafka.tools.StorageTool", ["format", f"--cluster-id={_cluster_id()}",
+                                                                   "-c", str(props)]),
                                  capture_output=True, text=True, timeout=120, check=False)
             if fmt.returncode:
                 raise RuntimeError(f"storage format failed: {fmt.stdout}{fmt.stderr}")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.codec.error_codes import ErrorCode
+from kbroker.security.java_order import java_hash_set_order
 from kbroker.security.sasl.base import SaslFailure, SaslServer
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,8 @@ class SaslAuthenticator:
     def handshake(self, mechanism: str, version: int) -> HandshakeResult:
         """Serve SaslHandshake (any state: on an authenticated connection it answers
         ILLEGAL_SASL_STATE, as Kafka's request handler does)."""
-        enabled = list(self.settings.factories)
+        # Kafka lists them as a HashSet of the configured names iterates.
+        enabled = java_hash_set_order(self.settings.factories)
         state = self._state
         if state not in _HANDSHAKE_STATES:
             return HandshakeResult(ErrorCode.ILLEGAL_SASL_STATE, [])
@@ -245,7 +247,8 @@ class SaslAuthenticator:
             message = self._failure_message(e)
             return AuthenticateResult(ErrorCode.SASL_AUTHENTICATION_FAILED, message, b"", 0)
         lifetime = self._session_lifetime_ms if self._state is SaslState.COMPLETE else 0
-        return AuthenticateResult(ErrorCode.NONE, None, challenge, lifetime)
+        # Kafka leaves the message at its default, the empty string.
+        return AuthenticateResult(ErrorCode.NONE, "", challenge, lifetime)
 
     def raw_token(self, token: bytes) -> bytes | None:
         """Take a raw token (after SaslHandshake v0); the challenge to send back size-prefixed,

@@ -21,18 +21,19 @@ def users_from_options(options: Mapping[str, str]) -> dict[str, str]:
 def parse_plain_token(token: bytes) -> tuple[str, str, str]:
     """(authorization id, user name, password) of a PLAIN message
     ``[authzid] NUL authcid NUL passwd``; :class:`SaslFailure` when it is malformed."""
-    try:
-        text = token.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SaslFailure("Invalid SASL/PLAIN response: not UTF-8", generic=True) from None
-    # As Kafka splits it: the first three NUL-separated fields, missing ones empty, anything
-    # after a third NUL ignored.
-    parts = (text.split("\0", 3) + ["", ""])[:3]
-    authzid, user, password = parts
+    # Java decodes with replacement characters, so bytes that are not UTF-8 fail later, as a
+    # user name or password that matches nothing.
+    text = token.decode("utf-8", errors="replace")
+    # As Kafka 4.1's PlainSaslServer.extractTokens: at most four NUL-separated tokens, exactly
+    # three wanted; every failure here is told to the client as is.
+    tokens = text.split("\0", 3)
+    if len(tokens) != 3:
+        raise SaslFailure(f"Invalid SASL/PLAIN response: expected 3 tokens, got {len(tokens)}")
+    authzid, user, password = tokens
     if not user:
-        raise SaslFailure("Authentication failed: username not specified", generic=True)
+        raise SaslFailure("Authentication failed: username not specified")
     if not password:
-        raise SaslFailure("Authentication failed: password not specified", user=user, generic=True)
+        raise SaslFailure("Authentication failed: password not specified", user=user)
     return authzid, user, password
 
 
