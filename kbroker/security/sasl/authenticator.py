@@ -39,6 +39,7 @@ SASL_AUTHENTICATE = 36
 DEFAULT_MAX_RECEIVE_SIZE = 524288
 #: A client may not start re-authenticating more often than this (Kafka's KafkaChannel).
 MIN_REAUTH_INTERVAL_S = 1.0
+_INT64_MAX = 2**63 - 1
 
 
 class SaslState(enum.Enum):
@@ -286,6 +287,8 @@ class SaslAuthenticator:
                 lifetime = max(0, expires_ms - now_ms)
             else:
                 lifetime = max(0, min(expires_ms - now_ms, max_reauth))
+            # session_lifetime_ms is an int64 on the wire, whatever expiry a credential claims.
+            lifetime = min(lifetime, _INT64_MAX)
             self._expires_at = clock.monotonic() + lifetime / 1000
         self._session_lifetime_ms = lifetime
         reauth = self._previous_mechanism is not None
