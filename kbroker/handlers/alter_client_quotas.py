@@ -10,9 +10,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import MANY, RequestContext, response
 from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
 from kbroker.security.quotas import Entity, QuotaError, validate_entity, validate_value
 
@@ -26,7 +28,9 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     authorized = ctx.authorize(AclOperation.ALTER_CONFIGS, ResourceType.CLUSTER, CLUSTER_NAME)
     results: list[dict[str, Any]] = []
     valid: list[tuple[Entity, dict[str, float | None]]] = []
-    for entry in body.entries:
+    for i, entry in enumerate(body.entries, 1):
+        if i % MANY == 0:
+            await anyio.sleep(0)  # a request may hold hundreds of thousands of entries: let others in
         echo = [{"entity_type": e.entity_type, "entity_name": e.entity_name} for e in entry.entity]
         result: dict[str, Any] = {"error_code": ErrorCode.NONE, "error_message": None, "entity": echo}
         results.append(result)
@@ -55,7 +59,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         for result in results:
             if result["error_code"] == ErrorCode.NONE:
                 result["error_code"], result["error_message"] = ErrorCode.UNKNOWN_SERVER_ERROR, str(e)
-    return {"throttle_time_ms": 0, "entries": results}
+    return response(len(results), throttle_time_ms=0, entries=results)
 
 
 def _describe(entity: Entity) -> str:

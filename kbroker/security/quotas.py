@@ -410,8 +410,8 @@ class QuotaManager:
                         values[key] = float(value)
                 if not values:
                     del configs[e]
-            doc = self._document(configs)
-            await anyio.to_thread.run_sync(self._store.save, STORE_KIND, doc)
+            # Sorting and writing thousands of entities is done off the event loop.
+            await anyio.to_thread.run_sync(lambda: self._store.save(STORE_KIND, self._document(configs)))
             self._install(configs)
 
     # -- resolution
