@@ -53,3 +53,30 @@ def test_many_entities_are_altered_and_described_without_holding_the_loop() -> N
     assert {"entity": [{"entity_type": "user", "entity_name": "u7"}],
             "values": [{"key": "producer_byte_rate", "value": 1024.0}]} in out["entries"]
     assert yields >= 5
+
+
+def test_many_active_client_ids_do_not_make_every_request_scan_all_measures(monkeypatch: Any) -> None:
+    # With a default client-id quota, each new client id gets a measure. A client cycling
+    # through client ids must not make every request scan all of them once many are active.
+    from test_quotas import alter, manager
+
+    m = manager()
+    alter(m, [("client-id", None)], request_percentage=1000.0)
+    scans = 0
+    expire = QuotaManager._expire
+
+    def counting(self: QuotaManager, rates: Any) -> None:
+        nonlocal scans
+        scans += 1
+        expire(self, rates)
+
+    monkeypatch.setattr(QuotaManager, "_expire", counting)
+    ids = 10_200
+    for i in range(ids):
+        assert m.record("User:ANONYMOUS", f"client-{i}", "request_percentage", 1.0) == 0
+    assert scans <= 2, scans
+    # Measures idle for a whole quota window are still dropped.
+    m._clock.advance(60_000)  # type: ignore[attr-defined]
+    for i in range(ids, 2 * ids + 1):
+        m.record("User:ANONYMOUS", f"client-{i}", "request_percentage", 1.0)
+    assert len(m._rates) < 2 * ids
