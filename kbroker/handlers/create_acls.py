@@ -8,7 +8,7 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.acl_common import CLUSTER_DENIED, NO_AUTHORIZER, acl_admin, cluster_allowed
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import RequestContext, map_yielding, response
 from kbroker.security.acl import AclBinding
 from kbroker.security.model import AclOperation, PatternType
 
@@ -21,21 +21,25 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     admin = acl_admin(ctx)
 
     def every(code: int, message: str) -> dict[str, Any]:
-        return {"throttle_time_ms": 0,
-                "results": [{"error_code": code, "error_message": message} for _ in creations]}
+        return response(len(creations), throttle_time_ms=0,
+                        results=[{"error_code": code, "error_message": message} for _ in creations])
 
     if not cluster_allowed(ctx, AclOperation.ALTER):
         return every(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, CLUSTER_DENIED)
     if admin is None:
         return every(ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER)
-    bindings = [AclBinding.of(c.resource_type, c.resource_name or "",
-                              c.get("resource_pattern_type", PatternType.LITERAL),  # v0: literal names only
-                              c.principal or "", c.host or "", c.operation, c.permission_type)
-                for c in creations]
+    # A request may carry hundreds of thousands of bindings: other connections get in meanwhile.
+    bindings = await map_yielding(_binding, creations)
     try:
         outcomes = await admin.create_acls(bindings)
     except OSError as e:
         return every(ErrorCode.UNKNOWN_SERVER_ERROR, f"The ACLs could not be saved: {e}")
-    return {"throttle_time_ms": 0,
-            "results": [{"error_code": ErrorCode.NONE if m is None else ErrorCode.INVALID_REQUEST,
-                         "error_message": m} for m in outcomes]}
+    return response(len(outcomes), throttle_time_ms=0, results=[
+        {"error_code": ErrorCode.NONE if m is None else ErrorCode.INVALID_REQUEST, "error_message": m}
+        for m in outcomes])
+
+
+def _binding(c: Any) -> AclBinding:
+    return AclBinding.of(c.resource_type, c.resource_name or "",
+                         c.get("resource_pattern_type", PatternType.LITERAL),  # v0: literal names only
+                         c.principal or "", c.host or "", c.operation, c.permission_type)

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.acl_common import CLUSTER_DENIED, acl_admin, cluster_allowed
 from kbroker.handlers.api import RequestContext, response
 from kbroker.security.acl import AclBinding, AclBindingFilter, InvalidAcl
+from kbroker.security.authorizer import AclAdmin
 from kbroker.security.model import AclOperation, PatternType
 
 API_KEY = 29
@@ -49,6 +52,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         flt.validate()
     except InvalidAcl as e:
         return error(ErrorCode.INVALID_REQUEST, str(e))
-    found = admin.acls(flt)
+    # Selecting and grouping many thousands of ACLs is done in a worker thread (the ACLs
+    # are an immutable snapshot), so that other connections are served meanwhile.
+    found, grouped = await anyio.to_thread.run_sync(_describe, admin, flt)
     return response(len(found), throttle_time_ms=0, error_code=ErrorCode.NONE, error_message=None,
-                    resources=resources(found))
+                    resources=grouped)
+
+
+def _describe(admin: AclAdmin, flt: AclBindingFilter) -> tuple[list[AclBinding], list[dict[str, Any]]]:
+    found = admin.acls(flt)
+    return found, resources(found)

@@ -257,23 +257,11 @@ class StandardAuthorizer:
         Kafka's INVALID_REQUEST message. Raises OSError when the new set cannot be saved."""
         async with self._changes():
             current = self._index.bindings
-            present = set(current)
-            added: list[AclBinding] = []
-            results: list[str | None] = []
-            for b in bindings:
-                try:
-                    b.validate()
-                except InvalidAcl as e:
-                    results.append(str(e))
-                    continue
-                results.append(None)
-                if b not in present:
-                    present.add(b)
-                    added.append(b)
+            # A request may carry hundreds of thousands of bindings: checked in a worker thread.
+            results, added = await anyio.to_thread.run_sync(_new_bindings, current, bindings)
             if added:
                 await self._commit(current + tuple(added))
-                for b in added:
-                    log.info("ACL added: %s", b)
+                await anyio.to_thread.run_sync(_log_each, "ACL added: %s", added)
             return results
 
     async def delete_acls(self, filters: Sequence[AclBindingFilter]) -> list[list[AclBinding] | str]:
@@ -287,10 +275,33 @@ class StandardAuthorizer:
             results, gone = await anyio.to_thread.run_sync(_select, current, filters)
             if gone:
                 await self._commit(tuple(b for b in current if b not in gone))
-                for b in current:
-                    if b in gone:
-                        log.info("ACL removed: %s", b)
+                await anyio.to_thread.run_sync(_log_each, "ACL removed: %s", [b for b in current if b in gone])
             return results
+
+
+def _new_bindings(current: tuple[AclBinding, ...], bindings: Sequence[AclBinding]
+                  ) -> tuple[list[str | None], list[AclBinding]]:
+    """Per binding of a CreateAcls, None or its INVALID_REQUEST message; and the valid ones not
+    already present, once each."""
+    present = set(current)
+    added: list[AclBinding] = []
+    results: list[str | None] = []
+    for b in bindings:
+        try:
+            b.validate()
+        except InvalidAcl as e:
+            results.append(str(e))
+            continue
+        results.append(None)
+        if b not in present:
+            present.add(b)
+            added.append(b)
+    return results, added
+
+
+def _log_each(message: str, bindings: Sequence[AclBinding]) -> None:
+    for b in bindings:
+        log.info(message, b)
 
 
 def _select(current: tuple[AclBinding, ...], filters: Sequence[AclBindingFilter]
