@@ -97,3 +97,15 @@ def test_stalled_unauthenticated_frames_do_not_spend_the_request_memory_budget(t
         assert metadata(fresh)["brokers"]
         for s in stalled:
             s.close()
+
+
+def test_jaas_errors_do_not_quote_a_password_split_by_a_semicolon() -> None:
+    from kbroker.config import ConfigError
+    from kbroker.security.jaas import parse_jaas
+
+    # An unquoted password holding ';' ends the entry early; its rest reads as a second module.
+    with pytest.raises(ConfigError) as e:
+        parse_jaas('org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=Sup3r;SecretPW;')
+    assert "SecretPW" not in str(e.value) and "entry 2" in str(e.value)
+    with pytest.raises(ConfigError, match="invalid login module control flag for org.example.Module"):
+        parse_jaas("org.example.Module requird a=b;")
