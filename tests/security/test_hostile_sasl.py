@@ -109,3 +109,21 @@ def test_jaas_errors_do_not_quote_a_password_split_by_a_semicolon() -> None:
     assert "SecretPW" not in str(e.value) and "entry 2" in str(e.value)
     with pytest.raises(ConfigError, match="invalid login module control flag for org.example.Module"):
         parse_jaas("org.example.Module requird a=b;")
+
+
+def test_a_failed_login_writes_a_bounded_log_line_whatever_the_user_name(
+        broker: BrokerThread, caplog: pytest.LogCaptureFixture) -> None:
+    # Unauthenticated clients choose the user name (up to sasl.server.max.receive.size): each
+    # failed login must not write that much to the log.
+    caplog.set_level(logging.INFO, logger="kbroker.security.sasl.authenticator")
+    s = connect(broker.port)
+    call(s, 17, 1, {"mechanism": "PLAIN"})
+    assert call(s, 36, 2, {"auth_bytes": b"\0" + b"u" * 400_000 + b"\0pw"}, 2)["error_code"] == 58
+    assert closed(s)
+    s = connect(broker.port)
+    assert call(s, 17, 1, {"mechanism": "M" * 30_000})["error_code"] == 33
+    assert closed(s)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Failed authentication")]
+    assert len(lines) == 2
+    assert all(len(line) < 2000 for line in lines), [len(line) for line in lines]
+    assert "(400000 characters)" in lines[0]
