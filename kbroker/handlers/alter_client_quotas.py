@@ -19,7 +19,7 @@ import anyio
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import MANY, RequestContext, response
 from kbroker.handlers.authz import MESSAGES
 from kbroker.security.java_order import java_hash_order
 from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
@@ -58,17 +58,19 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
                for entry in body.entries]
     if not authorized:
         # Kafka's getErrorResponse: every entry in request order, its entity as sent.
-        return {"throttle_time_ms": 0, "entries": [
+        return response(len(entries), throttle_time_ms=0, entries=[
             {"error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
              "error_message": MESSAGES[ErrorCode.CLUSTER_AUTHORIZATION_FAILED],
              "entity": [{"entity_type": e.entity_type, "entity_name": e.entity_name} for e in entry.entity]}
-            for entry in body.entries]}
+            for entry in body.entries])
     # Host names of ip entities are looked up off the event loop, before validation.
     hosts = {name for parts, _ in entries if (name := parts.get(IP)) and not is_ip_literal(name)}
     resolved = {h: await anyio.to_thread.run_sync(_resolves, h) for h in hosts}
     outcome: dict[Key, tuple[int, str | None]] = {}
     valid: dict[Key, tuple[Entity, dict[str, float | None]]] = {}
-    for parts, ops in entries:
+    for i, (parts, ops) in enumerate(entries, 1):
+        if i % MANY == 0:
+            await anyio.sleep(0)  # a request may hold hundreds of thousands of entries: let others in
         key = _key(parts)
         alterations: dict[str, float | None] = {}
         for op in ops:
@@ -113,4 +115,4 @@ def _response(entries: list[tuple[dict[str, str | None], Any]],
         results.append({"error_code": code, "error_message": message,
                         "entity": [{"entity_type": t, "entity_name": parts[t]}
                                    for t in java_hash_order(parts, len(parts))]})
-    return {"throttle_time_ms": 0, "entries": results}
+    return response(len(results), throttle_time_ms=0, entries=results)

@@ -14,7 +14,7 @@ from kbroker.handlers.acl_common import (
     cluster_allowed,
     refuse_unknown,
 )
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import RequestContext, map_yielding, response
 from kbroker.security.acl import AclBinding
 from kbroker.security.model import (
     CLUSTER_NAME,
@@ -55,18 +55,16 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     admin = acl_admin(ctx)
 
     def every(code: int, message: str) -> dict[str, Any]:
-        return {"throttle_time_ms": 0,
-                "results": [{"error_code": code, "error_message": message} for _ in creations]}
+        return response(len(creations), throttle_time_ms=0,
+                        results=[{"error_code": code, "error_message": message} for _ in creations])
 
     if not cluster_allowed(ctx, AclOperation.ALTER):
         return every(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, CLUSTER_DENIED)
     if admin is None:
         return every(ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER)
     early = [_broker_check(c) for c in creations]
-    bindings = [AclBinding.of(c.resource_type, c.resource_name or "",
-                              c.get("resource_pattern_type", PatternType.LITERAL),  # v0: literal names only
-                              c.principal or "", c.host or "", c.operation, c.permission_type)
-                for c, e in zip(creations, early, strict=True) if e is None]
+    # A request may carry hundreds of thousands of bindings: other connections get in meanwhile.
+    bindings = await map_yielding(_binding, [c for c, e in zip(creations, early, strict=True) if e is None])
     try:
         outcomes = iter(await admin.create_acls(bindings))
     except OSError as err:
@@ -78,4 +76,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             # Kafka leaves a success's message at its default, "".
             found = (ErrorCode.NONE, "") if m is None else (ErrorCode.INVALID_REQUEST, m)
         results.append({"error_code": found[0], "error_message": found[1]})
-    return {"throttle_time_ms": 0, "results": results}
+    return response(len(results), throttle_time_ms=0, results=results)
+
+
+def _binding(c: Any) -> AclBinding:
+    return AclBinding.of(c.resource_type, c.resource_name or "",
+                         c.get("resource_pattern_type", PatternType.LITERAL),  # v0: literal names only
+                         c.principal or "", c.host or "", c.operation, c.permission_type)

@@ -8,7 +8,7 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.acl_common import CLUSTER_DENIED, NO_AUTHORIZER, acl_admin, cluster_allowed
-from kbroker.handlers.api import RequestContext, response
+from kbroker.handlers.api import RequestContext, map_yielding, response
 from kbroker.handlers.describe_acls import filter_of, refuse_unknown_filter
 from kbroker.security.acl import AclBinding
 from kbroker.security.model import AclOperation
@@ -29,8 +29,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         refuse_unknown_filter("DeleteAclsRequest", f)
 
     def every(code: int, message: str) -> dict[str, Any]:
-        return {"throttle_time_ms": 0, "filter_results": [
-            {"error_code": code, "error_message": message, "matching_acls": []} for _ in filters]}
+        return response(len(filters), throttle_time_ms=0, filter_results=[
+            {"error_code": code, "error_message": message, "matching_acls": []} for _ in filters])
 
     if not cluster_allowed(ctx, AclOperation.ALTER):
         return every(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, CLUSTER_DENIED)
@@ -38,7 +38,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     if admin is None:
         return every(ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER)
     try:
-        outcomes = await admin.delete_acls([filter_of(f) for f in filters])
+        outcomes = await admin.delete_acls(await map_yielding(filter_of, filters))
     except OSError as e:
         return every(ErrorCode.UNKNOWN_SERVER_ERROR, f"The ACLs could not be saved: {e}")
     results: list[dict[str, Any]] = []

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.acl_common import CLUSTER_DENIED, acl_admin, cluster_allowed, refuse_unknown
 from kbroker.handlers.api import RequestContext, response
 from kbroker.security.acl import AclBinding, AclBindingFilter
+from kbroker.security.authorizer import AclAdmin
 from kbroker.security.model import AclOperation, PatternType
 
 API_KEY = 29
@@ -54,6 +57,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         return error(ErrorCode.SECURITY_DISABLED, "No Authorizer is configured on the broker")
     # Kafka's broker does not validate a describe filter: codes it does not know (read as
     # UNKNOWN) select nothing. A success's message stays at its default, "".
-    found = admin.acls(filter_of(ctx.request.body))
+    # Selecting and grouping many thousands of ACLs is done in a worker thread (the ACLs
+    # are an immutable snapshot), so that other connections are served meanwhile.
+    found, grouped = await anyio.to_thread.run_sync(_describe, admin, filter_of(ctx.request.body))
     return response(len(found), throttle_time_ms=0, error_code=ErrorCode.NONE, error_message="",
-                    resources=resources(found))
+                    resources=grouped)
+
+
+def _describe(admin: AclAdmin, flt: AclBindingFilter) -> tuple[list[AclBinding], list[dict[str, Any]]]:
+    found = admin.acls(flt)
+    return found, resources(found)

@@ -7,9 +7,9 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import RequestContext, map_yielding, response
 from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
-from kbroker.security.quotas import FilterComponent, QuotaError, QuotaUnsupported
+from kbroker.security.quotas import Entity, FilterComponent, QuotaError, QuotaUnsupported
 
 API_KEY = 48
 VERSIONS = VersionRange(0, 1)
@@ -26,11 +26,16 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         return _error(ErrorCode.UNSUPPORTED_VERSION, str(e))
     except QuotaError as e:
         return _error(ErrorCode.INVALID_REQUEST, str(e))
-    entries = [{"entity": [{"entity_type": t, "entity_name": n} for t, n in entity],
-                "values": [{"key": k, "value": v} for k, v in sorted(values.items())]}
-               for entity, values in found]
+    # Thousands of entities take a while to write out: other connections are served meanwhile.
+    entries = await map_yielding(_entry, found)
     # Kafka leaves a success's message at its default, "".
-    return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "error_message": "", "entries": entries}
+    return response(len(entries), throttle_time_ms=0, error_code=ErrorCode.NONE, error_message="", entries=entries)
+
+
+def _entry(item: tuple[Entity, dict[str, float]]) -> dict[str, Any]:
+    entity, values = item
+    return {"entity": [{"entity_type": t, "entity_name": n} for t, n in entity],
+            "values": [{"key": k, "value": v} for k, v in sorted(values.items())]}
 
 
 def _error(code: int, message: str | None) -> dict[str, Any]:

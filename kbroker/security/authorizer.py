@@ -271,23 +271,11 @@ class StandardAuthorizer:
         Kafka's INVALID_REQUEST message. Raises OSError when the new set cannot be saved."""
         async with self._changes():
             current = self._index.bindings
-            present = set(current)
-            added: list[AclBinding] = []
-            results: list[str | None] = []
-            for b in bindings:
-                try:
-                    b.validate()
-                except InvalidAcl as e:
-                    results.append(str(e))
-                    continue
-                results.append(None)
-                if b not in present:
-                    present.add(b)
-                    added.append(b)
+            # A request may carry hundreds of thousands of bindings: checked in a worker thread.
+            results, added = await anyio.to_thread.run_sync(_new_bindings, current, bindings)
             if added:
                 await self._commit(current + tuple(added))
-                for b in added:
-                    log.info("ACL added: %s", b)
+                await anyio.to_thread.run_sync(_log_each, "ACL added: %s", added)
             return results
 
     async def delete_acls(self, filters: Sequence[AclBindingFilter]) -> list[list[AclBinding] | str]:
@@ -297,23 +285,56 @@ class StandardAuthorizer:
         Raises OSError when the new set cannot be saved."""
         async with self._changes():
             current = self._index.bindings
-            gone: set[AclBinding] = set()
-            results: list[list[AclBinding] | str] = []
-            for flt in filters:
-                try:
-                    flt.validate()
-                except InvalidAcl as e:
-                    results.append(str(e))
-                    continue
-                matched = [b for b in current if flt.matches(b)]
-                gone.update(matched)
-                results.append(matched)
+            # Every filter is matched against every binding: thousands of each take seconds,
+            # which is done in a worker thread so that other clients are served meanwhile.
+            results, gone = await anyio.to_thread.run_sync(_select, current, filters)
             if gone:
                 await self._commit(tuple(b for b in current if b not in gone))
-                for b in current:
-                    if b in gone:
-                        log.info("ACL removed: %s", b)
+                await anyio.to_thread.run_sync(_log_each, "ACL removed: %s", [b for b in current if b in gone])
             return results
+
+
+def _new_bindings(current: tuple[AclBinding, ...], bindings: Sequence[AclBinding]
+                  ) -> tuple[list[str | None], list[AclBinding]]:
+    """Per binding of a CreateAcls, None or its INVALID_REQUEST message; and the valid ones not
+    already present, once each."""
+    present = set(current)
+    added: list[AclBinding] = []
+    results: list[str | None] = []
+    for b in bindings:
+        try:
+            b.validate()
+        except InvalidAcl as e:
+            results.append(str(e))
+            continue
+        results.append(None)
+        if b not in present:
+            present.add(b)
+            added.append(b)
+    return results, added
+
+
+def _log_each(message: str, bindings: Sequence[AclBinding]) -> None:
+    for b in bindings:
+        log.info(message, b)
+
+
+def _select(current: tuple[AclBinding, ...], filters: Sequence[AclBindingFilter]
+            ) -> tuple[list[list[AclBinding] | str], set[AclBinding]]:
+    """What each filter of a DeleteAcls selects (or its INVALID_REQUEST message), and all of it;
+    as Kafka, every filter sees the ACLs as they were before the request."""
+    gone: set[AclBinding] = set()
+    results: list[list[AclBinding] | str] = []
+    for flt in filters:
+        try:
+            flt.validate()
+        except InvalidAcl as e:
+            results.append(str(e))
+            continue
+        matched = [b for b in current if flt.matches(b)]
+        gone.update(matched)
+        results.append(matched)
+    return results, gone
 
 
 def build_authorizer(config: BrokerConfig, store: StateStore) -> Authorizer | None:

@@ -119,14 +119,17 @@ def parse_jaas(text: str, key: str = "sasl.jaas.config") -> list[JaasEntry]:
         kind, module = tokens[pos]
         if kind != _WORD:
             raise fail(f"entry {number} does not start with a login module class name")
+        # Messages name the first entry's module only: a later "module" may be the rest of an
+        # unquoted password holding a semicolon, which must not end up in an error message.
+        name = module if number == 1 else f"entry {number}"
         pos += 1
         if pos >= len(tokens):
-            raise fail(f"login module control flag not specified for {module}")
+            raise fail(f"login module control flag not specified for {name}")
         kind, flag = tokens[pos]
         if kind != _WORD:
-            raise fail(f"login module control flag is not available for {module}")
+            raise fail(f"login module control flag is not available for {name}")
         if flag.lower() not in FLAGS:
-            raise fail(f"invalid login module control flag for {module} (expected one of {', '.join(FLAGS)})")
+            raise fail(f"invalid login module control flag for {name} (expected one of {', '.join(FLAGS)})")
         pos += 1
         options: dict[str, str] = {}
         last = None
@@ -134,17 +137,17 @@ def parse_jaas(text: str, key: str = "sasl.jaas.config") -> list[JaasEntry]:
             kind, opt = tokens[pos]
             if kind != _WORD:
                 after = f" after option '{last}'" if last else ""
-                raise fail(f"option name expected{after} in the entry of {module}")
+                raise fail(f"option name expected{after} in the entry of {name}")
             if (pos + 2 >= len(tokens) or tokens[pos + 1][0] != _EQ
                     or tokens[pos + 2][0] != _WORD):
                 # Not quoting ``opt``: a malformed value may have split a password into words.
                 after = f" after option '{last}'" if last else ""
-                raise fail(f"value not specified for an option{after} in the entry of {module}")
+                raise fail(f"value not specified for an option{after} in the entry of {name}")
             options[opt] = tokens[pos + 2][1]
             last = opt
             pos += 3
         if pos >= len(tokens):
-            raise fail(f"the entry of {module} is not terminated by a semicolon")
+            raise fail(f"the entry of {name} is not terminated by a semicolon")
         pos += 1
         entries.append(JaasEntry(module, flag.lower(), options))
     if not entries:

@@ -388,6 +388,8 @@ class QuotaManager:
         self._resolved: dict[tuple[str, str, str], _Resolved | None] = {}
         self._rates: dict[tuple[str, str, str], SampledRate] = {}
         self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
+        #: Measures kept before the idle ones are looked for (see _expire).
+        self._expire_at = _MAX_SENSORS
         self._lock = anyio.Lock()
         #: Whether any user/client-id quota is set.
         self.enabled = False
@@ -454,8 +456,8 @@ class QuotaManager:
                         values[key] = float(value)
                 if not values:
                     del configs[e]
-            doc = self._document(configs)
-            await anyio.to_thread.run_sync(self._store.save, STORE_KIND, doc)
+            # Sorting and writing thousands of entities is done off the event loop.
+            await anyio.to_thread.run_sync(lambda: self._store.save(STORE_KIND, self._document(configs)))
             self._install(configs)
 
     # -- resolution
@@ -503,7 +505,7 @@ class QuotaManager:
             return 0
         rate = self._rates.get(r.sensor)
         if rate is None:
-            if len(self._rates) >= _MAX_SENSORS:  # client ids come and go: drop the idle measures
+            if len(self._rates) >= self._expire_at:  # client ids come and go: drop the idle measures
                 self._expire(self._rates)
             rate = self._rates[r.sensor] = SampledRate(self.samples, self.window_ms)
         now = self._clock.time_ms()
@@ -518,6 +520,9 @@ class QuotaManager:
         now = self._clock.time_ms()
         for key in [k for k, rate in rates.items() if rate.measure(now) == 0]:
             del rates[key]
+        # Scanning every measure for each new client id would cost the event loop milliseconds
+        # per request once that many are active: look again only once there are twice as many.
+        self._expire_at = max(_MAX_SENSORS, 2 * len(rates))
 
     def unrecord(self, principal: str, client_id: str | None, key: str, value: float) -> None:
         """Take back a recorded value (a throttled fetch sends nothing)."""

@@ -246,7 +246,9 @@ class Connection:
         with anyio.CancelScope(deadline=anyio.current_time() + self._idle_seconds) as scope:
             self._idle_scope = scope
             size = reader.frame_size
-            if size >= 0:
+            if self._outside_budget():
+                pass  # bounded by sasl.server.max.receive.size instead (see _outside_budget)
+            elif size >= 0:
                 # As Kafka allocates a request's whole buffer: once admitted, a request can
                 # always be read to its end, so requests in progress cannot starve each other.
                 want = 4 + size
@@ -269,10 +271,22 @@ class Connection:
         self._account()
         return True
 
+    def _outside_budget(self) -> bool:
+        """Whether the connection is authenticating: as Kafka reads SASL frames outside its
+        memory pool, its bytes (at most one frame of sasl.server.max.receive.size) do not
+        count against queued.max.request.bytes, so unauthenticated clients that announce
+        large frames and stall cannot spend the budget and stop every other client."""
+        sasl = self.session.sasl
+        return sasl is not None and sasl.authenticating
+
     def _account(self) -> None:
         """Bring the bytes this connection holds of the budget in line with what it buffers
         (an admitted request in progress keeps its whole size)."""
         reader, memory = self.reader, self.memory
+        if self._outside_budget():
+            memory.give(self._held, admitted=self._admitted)
+            self._held, self._admitted = 0, False
+            return
         held = reader.buffered
         size = reader.frame_size
         if self._admitted and size >= 0:

@@ -27,6 +27,8 @@ from kbroker.security.quotas import SampledRate
 
 log = logging.getLogger(__name__)
 _INT_MAX = 2**31 - 1
+#: Connection-rate measures kept before idle ones are dropped.
+_MAX_RATES = 10_000
 
 
 def _resolve(host: str) -> set[str]:
@@ -76,6 +78,7 @@ class ConnectionQuotas:
         self._ip_rate = ip_rate
         #: Connection creation rates: broker-wide (key None), per listener and per address.
         self._rates: dict[tuple[str, str] | None, SampledRate] = {}
+        self._expire_at = _MAX_RATES
         self._slot: anyio.Event | None = None
         self._overrides_raw: str | None = None
         self._overrides: dict[str, int] = {}
@@ -115,8 +118,20 @@ class ConnectionQuotas:
     def _rate(self, key: tuple[str, str] | None) -> SampledRate:
         rate = self._rates.get(key)
         if rate is None:
+            if len(self._rates) >= self._expire_at:
+                self._expire()
             rate = self._rates[key] = SampledRate(self._samples, self._window_ms)
         return rate
+
+    def _expire(self) -> None:
+        """Drop the measures of addresses with no connection left in their window (as Kafka
+        expires idle connection-rate sensors): clients from ever new addresses (an IPv6
+        prefix holds billions) must not grow them without bound."""
+        now = self._clock.time_ms()
+        for key in [k for k, rate in self._rates.items() if k is not None and k[0] == "ip" and rate.measure(now) <= 0]:
+            del self._rates[key]
+        # With that many addresses active at once, look again only once there are twice as many.
+        self._expire_at = max(_MAX_RATES, 2 * len(self._rates))
 
     def _record(self, key: tuple[str, str] | None, limit: float, now: int) -> int:
         rate = self._rate(key)

@@ -40,6 +40,16 @@ SASL_AUTHENTICATE = 36
 DEFAULT_MAX_RECEIVE_SIZE = 524288
 #: A client may not start re-authenticating more often than this (Kafka's KafkaChannel).
 MIN_REAUTH_INTERVAL_S = 1.0
+_INT64_MAX = 2**63 - 1
+#: The longest user name and failure reason a failed-login log line holds: an unauthenticated
+#: client choosing a 500 KB user name must not get that much written to the log per attempt.
+_MAX_LOGGED_NAME = 256
+_MAX_LOGGED_REASON = 1024
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text``, cut to ``limit`` characters with a note of its full length."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class SaslState(enum.Enum):
@@ -289,6 +299,8 @@ class SaslAuthenticator:
                 lifetime = max(0, expires_ms - now_ms)
             else:
                 lifetime = max(0, min(expires_ms - now_ms, max_reauth))
+            # session_lifetime_ms is an int64 on the wire, whatever expiry a credential claims.
+            lifetime = min(lifetime, _INT64_MAX)
             self._expires_at = clock.monotonic() + lifetime / 1000
         self._session_lifetime_ms = lifetime
         reauth = self._previous_mechanism is not None
@@ -327,9 +339,9 @@ class SaslAuthenticator:
             self.metrics.failed_reauthentication += 1
         else:
             self.metrics.failed_authentication += 1
-        who = f"user {user!r}" if user is not None else "no user name"
+        who = f"user {_clip(user, _MAX_LOGGED_NAME)!r}" if user is not None else "no user name"
         log.info("Failed %sauthentication with %s:%d (%s, SASL mechanism %s): %s", "re-" if reauth else "",
-                 self.host, self.port, who, self.mechanism or "none", reason)
+                 self.host, self.port, who, self.mechanism or "none", _clip(reason, _MAX_LOGGED_REASON))
 
     def _maybe_begin_reauth(self) -> bool:
         """On a SaslHandshake after authentication: start re-authenticating, as Kafka's

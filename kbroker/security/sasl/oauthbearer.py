@@ -117,12 +117,17 @@ def _b64_json(part: str) -> dict[str, Any]:
     except (binascii.Error, ValueError):
         raise InvalidToken("malformed Base64 URL encoded value") from None
     try:
-        doc = json.loads(raw)
+        # NaN and Infinity are not JSON (Jackson refuses them); no claim may be one.
+        doc = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError):
         raise InvalidToken("malformed JSON") from None
     if not isinstance(doc, dict):
         raise InvalidToken("malformed JSON")
     return {k: _convert(v) for k, v in doc.items()}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"not a JSON value: {name}")
 
 
 def _as_text(v: Any) -> str:
@@ -204,12 +209,31 @@ class UnsecuredJws:
                    None if iat is None else _seconds_to_ms(iat))
 
 
+#: The range of a Java long: Math.round saturates to it (an ``exp`` of 1e300 is "never").
+_LONG_MIN, _LONG_MAX = -2**63, 2**63 - 1
+
+
+def _double(v: float) -> float:
+    """A JSON number as Java's doubleValue(): an integer too large for a double is infinite."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
 def _seconds_to_ms(seconds: float) -> int:
-    return int(_java_round(seconds * 1000))
+    return _java_round(_double(seconds) * 1000)
 
 
-def _java_round(x: float) -> float:
-    return math.floor(x + 0.5)  # Java's Math.round: half up
+def _java_round(x: float) -> int:
+    """Java's Math.round(double): half up, saturating at the long range (no overflow)."""
+    if math.isnan(x):
+        return 0
+    if x >= _LONG_MAX:
+        return _LONG_MAX
+    if x <= _LONG_MIN:
+        return _LONG_MIN
+    return math.floor(x + 0.5)
 
 
 def validate(token: str, options: ValidatorOptions, now_ms: int) -> UnsecuredJws:
@@ -219,16 +243,18 @@ def validate(token: str, options: ValidatorOptions, now_ms: int) -> UnsecuredJws
     claims = jws.claims
     skew = options.clock_skew_ms
     iat = claims.get("iat")
-    if iat is not None and 1000 * float(iat) > now_ms + skew:
-        raise InvalidToken(f"The Issued At value ({float(iat):f} seconds) was after the indicated time ({now_ms} ms) "
+    if iat is not None:
+        iat = _double(iat)
+    if iat is not None and 1000 * iat > now_ms + skew:
+        raise InvalidToken(f"The Issued At value ({iat:f} seconds) was after the indicated time ({now_ms} ms) "
                            f"plus allowable clock skew ({skew} ms)")
-    exp = float(claims["exp"])
+    exp = _double(claims["exp"])
     if now_ms - skew >= 1000 * exp:
         raise InvalidToken(f"The indicated time ({now_ms} ms) minus allowable clock skew ({skew} ms) was on or "
                            f"after the Expiration Time value ({exp:f} seconds)")
-    if iat is not None and exp <= float(iat):
+    if iat is not None and exp <= iat:
         raise InvalidToken(f"The Expiration Time time ({exp:f} seconds) was not after the Issued At time "
-                           f"({float(iat):f} seconds)")
+                           f"({iat:f} seconds)")
     for required in options.required_scope:
         if required not in jws.scope:
             listed = "[" + ", ".join(options.required_scope) + "]"

@@ -33,7 +33,9 @@ def parse_plain_token(token: bytes) -> tuple[str, str, str]:
     if not user:
         raise SaslFailure("Authentication failed: username not specified")
     if not password:
-        raise SaslFailure("Authentication failed: password not specified", user=user)
+        # No user name for the log: in "name NUL password" (a client that left out the leading
+        # NUL) the second field, taken for the user name, is the password.
+        raise SaslFailure("Authentication failed: password not specified")
     return authzid, user, password
 
 
