@@ -205,9 +205,9 @@ class SecureSetup:
 class SecureKbroker(Broker):
     """A kbroker subprocess with the five listeners and the SCRAM users created."""
 
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, overrides: Mapping[str, str] | None = None) -> None:
         self.pki_dir = make_certificates(Path(tempfile.mkdtemp(prefix="kbroker-compat-pki-")))
-        super().__init__(overrides=security_config(self.pki_dir), log_path=log_path)
+        super().__init__(overrides={**security_config(self.pki_dir), **(overrides or {})}, log_path=log_path)
         self.endpoints: dict[str, str] = {}
 
     def start(self, timeout: float = 30.0) -> SecureKbroker:
@@ -326,3 +326,30 @@ class SecureKafka:
 def _escape(value: str) -> str:
     """A value as a Java properties file needs it (backslashes doubled)."""
     return value.replace("\\", "\\\\")
+
+
+def client_keystores(pki_dir: Path) -> dict[str, Path]:
+    """The client certificate in the other encodings librdkafka's SSL tests load (0097_ssl_verify):
+    a PKCS12 store (key, certificate and CA, password tools.pki.PASSWORD) and DER files of the
+    certificate, the key (PKCS#8) and the CA. Written next to the PEM files; returns their paths."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    cert = x509.load_pem_x509_certificate((pki_dir / "client.pem").read_bytes())
+    key = serialization.load_pem_private_key((pki_dir / "client-key.pem").read_bytes(), password=None)
+    ca = x509.load_pem_x509_certificate((pki_dir / "ca.pem").read_bytes())
+    files = {
+        "client.p12": pkcs12.serialize_key_and_certificates(
+            b"client", key, cert, [ca],  # type: ignore[arg-type]
+            serialization.BestAvailableEncryption(_pki_password().encode())),
+        "client.der": cert.public_bytes(serialization.Encoding.DER),
+        "client-key.der": key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()),
+        "ca.der": ca.public_bytes(serialization.Encoding.DER),
+    }
+    out = {}
+    for name, data in files.items():
+        (pki_dir / name).write_bytes(data)
+        out[name] = pki_dir / name
+    return out
