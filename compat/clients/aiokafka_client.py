@@ -701,7 +701,7 @@ def _login_kw(lg: Login) -> dict[str, Any]:
 async def _sec_roundtrip(bootstrap: str, scenario: str, lg: Login) -> str:
     """Create a topic over PLAINTEXT; produce and read back over ``lg``'s listener."""
     topic = await new_topic(bootstrap, scenario, 2)
-    values = payloads(10, "sec")
+    values: list[bytes | None] = list(payloads(10, "sec"))
     metas = await produce(lg.bootstrap, topic, values, **_login_kw(lg))
     check(len(metas) == 10, f"{len(metas)} acknowledged")
     got = await read_all(lg.bootstrap, topic, 10, **_login_kw(lg))

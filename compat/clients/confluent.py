@@ -651,7 +651,7 @@ def _sec_roundtrip(bootstrap: str, scenario: str, lg: Login) -> str:
     """Create a topic over PLAINTEXT; produce and read back over ``lg``'s listener."""
     topic = new_topic(bootstrap, scenario, 2)
     conf = _login_conf(lg)
-    values = payloads(10, "sec")
+    values: list[bytes | None] = list(payloads(10, "sec"))
     reports = produce(lg.bootstrap, topic, values, conf=conf)
     check(len(reports) == 10, f"{len(reports)} acknowledged")
     got = read_all(lg.bootstrap, topic, 10, **conf)
@@ -693,6 +693,7 @@ def _sec_refused(bootstrap: str, scenario: str) -> str:
         hit = next((e for e in errors if e.code() in want), None)
         check(errors, f"{label}: no error reported")
         check(hit is not None, f"{label}: failed, but not as expected: {[str(e) for e in errors[:3]]}")
+        assert hit is not None
         notes.append(f"{label}: {hit.name()} {hit.str()[:80]}")
     return _sec_roundtrip(bootstrap, scenario, good) + "; refused: " + "; ".join(notes)
 

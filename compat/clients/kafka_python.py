@@ -703,7 +703,7 @@ def _sec_roundtrip(bootstrap: str, scenario: str, lg: Login) -> str:
     """Create a topic over PLAINTEXT; produce and read back over ``lg``'s listener."""
     topic = new_topic(bootstrap, scenario, 2)
     kw = _login_kw(lg)
-    values = payloads(10, "sec")
+    values: list[bytes | None] = list(payloads(10, "sec"))
     metas = produce(lg.bootstrap, topic, values, **kw)
     check(len(metas) == 10, f"{len(metas)} acknowledged")
     got = read_all(lg.bootstrap, topic, 10, **kw)
