@@ -20,17 +20,19 @@ from anyio.abc import SocketListener, SocketStream, TaskGroup
 from kbroker import heap
 from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.common import TopicPartition
-from kbroker.config import BrokerConfig, ConfigHolder
+from kbroker.config import BrokerConfig, ConfigError, ConfigHolder
 from kbroker.handlers import registry
 from kbroker.security.listener import ListenerSecurity
 from kbroker.security.model import Authorizer
+from kbroker.security.scram import CredentialStore
 from kbroker.security.store import FileStateStore
+from kbroker.security.tls import listener_tls
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
 log = logging.getLogger("kbroker")
 #: Security protocols the listeners can serve.
-SERVED_PROTOCOLS = frozenset({"PLAINTEXT"})
+SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SSL"})
 #: Pause after a failed accept() (EMFILE and the like), doubling up to the maximum.
 _ACCEPT_BACKOFF = (0.05, 1.0)
 
@@ -58,6 +60,10 @@ class Broker:
         #: Whether this broker is its process's only tenant (``kbroker serve``): it may then
         #: tune process-wide state such as the garbage collector (see :mod:`kbroker.heap`).
         self.owns_process = False
+        #: Each listener's protocol, TLS context and SASL set-up, by listener name (TLS
+        #: stores are read first: a bad one stops start-up before the data is loaded).
+        self.listener_security: dict[str, ListenerSecurity] = {
+            ls.name: listener_security(config, ls.name) for ls in config.listeners}
         self.log_dirs = [Path(d) for d in config.log_dirs]
         check_log_dirs(self.log_dirs)
         #: Advertised (host, port) per listener name, known once the listeners are bound.
@@ -91,14 +97,27 @@ class Broker:
             raise
         #: Where ACLs, SCRAM credentials and client quotas are kept.
         self.security_store = FileStateStore(self.log_dirs[0])
-        #: Each listener's protocol, TLS context and SASL set-up, by listener name.
-        self.listener_security: dict[str, ListenerSecurity] = {
-            ls.name: ListenerSecurity(ls.name, config.security_protocol(ls.name)) for ls in config.listeners}
         #: The ACL authorizer (None: ``authorizer.class.name`` is unset and everything is allowed).
-        self.authorizer: Authorizer | None = None
+        self.authorizer: Authorizer | None = self._build_authorizer(config)
+        try:
+            #: Users' SCRAM credentials: SASL/SCRAM logins and Describe/AlterUserScramCredentials.
+            self.credentials = CredentialStore(self.security_store)
+        except OSError as e:
+            self.log_manager.release_dir_locks()
+            raise StartupError(str(e)) from e
         self._connections: set[Connection] = set()
         self.quotas = ConnectionQuotas()
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
+
+    def _build_authorizer(self, config: BrokerConfig) -> Authorizer | None:
+        from kbroker.config import ConfigError
+        from kbroker.security.authorizer import build_authorizer
+
+        try:
+            return build_authorizer(config, self.security_store)
+        except (ConfigError, OSError) as e:
+            self.log_manager.release_dir_locks()  # a failed start leaves the dirs usable
+            raise StartupError(str(e)) from e
 
     @property
     def config(self) -> BrokerConfig:
@@ -277,6 +296,20 @@ class StartupError(Exception):
     """The broker cannot start (a port in use, an unusable data directory); the message says why."""
 
 
+def listener_security(config: BrokerConfig, name: str) -> ListenerSecurity:
+    """One listener's security set-up; a TLS store that cannot be used raises StartupError."""
+    protocol = config.security_protocol(name)
+    if protocol not in ("SSL", "SASL_SSL"):
+        return ListenerSecurity(name, protocol)
+    try:
+        tls = listener_tls(config, name)
+    except ConfigError as e:
+        raise StartupError(f"listener {name}: {e}") from None
+    # On SASL_SSL the SASL login names the principal, not the certificate.
+    return ListenerSecurity(name, protocol, ssl_context=tls.context,
+                            ssl_principal=tls.principal if protocol == "SSL" else None)
+
+
 async def _listen(host: str, port: int) -> list[SocketListener]:
     """Sockets listening on ``host:port``: every interface (IPv4 and IPv6) for an empty
     host, and both 127.0.0.1 and ::1 for ``localhost``, which clients may resolve to either."""
@@ -325,6 +358,13 @@ def raise_fd_limit() -> None:
             log.warning("cannot raise the open file limit from %d to %d: %s", soft, hard, e)
 
 
+def describe_endpoint(protocol: str, name: str, host: str, port: int) -> str:
+    """How ``kbroker serve`` shows a listener: ``SSL://127.0.0.1:9093``, with the listener's
+    name after it when that is not its protocol (``SSL://127.0.0.1:9093 (listener CLIENT)``)."""
+    text = f"{protocol}://{host}:{port}"
+    return text if name == protocol else f"{text} (listener {name})"
+
+
 def run(config: BrokerConfig) -> int:
     """Run a broker until SIGTERM or SIGINT; the ``kbroker serve`` entry point."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -339,7 +379,8 @@ def run(config: BrokerConfig) -> int:
         # Logs, indexes and metadata are loaded: keep them out of full collections.
         heap.settle("start-up", collect=True)
         async with broker.running():
-            listeners = ", ".join(f"{n}://{h}:{p}" for n, (h, p) in broker.endpoints.items())
+            listeners = ", ".join(describe_endpoint(broker.listener_security[n].protocol, n, h, p)
+                                  for n, (h, p) in broker.endpoints.items())
             print(f"kbroker {broker.node_id} listening on {listeners}, data in "
                   f"{', '.join(str(d) for d in broker.log_dirs)}", flush=True)
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -1,14 +1,19 @@
 """Topic administration: create, delete, add partitions, describe configs, delete records,
-describe log dirs."""
+describe log dirs; ACLs: create, describe, delete; users' SCRAM credentials."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kbroker.client.cluster import KafkaClient
 from kbroker.client.errors import LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION, KafkaError, check
 from kbroker.common import CleaningSummary, TopicPartition
+from kbroker.security import scram
+from kbroker.security.acl import ANY_BINDING, AclBinding, AclBindingFilter
+from kbroker.security.model import PatternType
 
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20
@@ -203,3 +208,109 @@ def describe_log_dirs(client: KafkaClient, node_id: int,
 
 
 _CLEANING_FIELDS = tuple(CleaningSummary.__dataclass_fields__)
+
+
+# -- ACLs ---------------------------------------------------------------------------------
+
+DESCRIBE_ACLS = 29
+CREATE_ACLS = 30
+DELETE_ACLS = 31
+
+
+def _filter_body(f: AclBindingFilter) -> dict[str, Any]:
+    return {"resource_type_filter": f.resource_type, "resource_name_filter": f.name,
+            "pattern_type_filter": f.pattern_type, "principal_filter": f.principal, "host_filter": f.host,
+            "operation": f.operation, "permission_type": f.permission}
+
+
+def _binding(rt: int, name: str, pt: int, acl: Any) -> AclBinding:
+    return AclBinding.of(rt, name, pt, acl.principal, acl.host, acl.operation, acl.permission_type)
+
+
+def create_acls(client: KafkaClient, bindings: Sequence[AclBinding]) -> list[KafkaError | None]:
+    """CreateAcls; per binding, None when created (or already present) or the broker's error."""
+    body = {"creations": [{"resource_type": b.resource_type, "resource_name": b.name,
+                           "resource_pattern_type": b.pattern_type, "principal": b.principal, "host": b.host,
+                           "operation": b.operation, "permission_type": b.permission} for b in bindings]}
+    resp = client.request(CREATE_ACLS, body)
+    return [KafkaError(r.error_code, r.get("error_message")) if r.error_code else None for r in resp.results]
+
+
+def describe_acls(client: KafkaClient, flt: AclBindingFilter = ANY_BINDING) -> list[AclBinding]:
+    """DescribeAcls: the bindings ``flt`` selects (raises KafkaError, e.g. SECURITY_DISABLED)."""
+    resp = client.request(DESCRIBE_ACLS, _filter_body(flt))
+    check(resp.error_code, resp.get("error_message"))
+    return [_binding(r.resource_type, r.resource_name, r.get("pattern_type", PatternType.LITERAL), a)
+            for r in resp.resources for a in r.acls]
+
+
+def delete_acls(client: KafkaClient, filters: Sequence[AclBindingFilter]) -> list[list[AclBinding] | KafkaError]:
+    """DeleteAcls; per filter, the bindings removed or the broker's error for that filter."""
+    resp = client.request(DELETE_ACLS, {"filters": [_filter_body(f) for f in filters]})
+    out: list[list[AclBinding] | KafkaError] = []
+    for r in resp.filter_results:
+        if r.error_code:
+            out.append(KafkaError(r.error_code, r.get("error_message")))
+        else:
+            out.append([_binding(m.resource_type, m.resource_name, m.get("pattern_type", PatternType.LITERAL), m)
+                        for m in r.matching_acls])
+    return out
+
+
+# -- SCRAM credentials ---------------------------------------------------------------------
+
+DESCRIBE_USER_SCRAM_CREDENTIALS = 50
+ALTER_USER_SCRAM_CREDENTIALS = 51
+#: The iterations kafka-configs.sh uses when none are given.
+DEFAULT_SCRAM_ITERATIONS = 4096
+
+
+@dataclass(frozen=True)
+class ScramUser:
+    """One user's SCRAM credentials as DescribeUserScramCredentials reports them: the
+    iterations per mechanism name, or the error the broker gave for this user."""
+
+    user: str
+    credentials: dict[str, int]
+    error_code: int = 0
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class ScramUpsertion:
+    """A user's new credential for one mechanism: the password is salted here, and only the
+    salt, the iteration count and the salted password are sent."""
+
+    user: str
+    mechanism: str
+    password: str
+    iterations: int = DEFAULT_SCRAM_ITERATIONS
+    salt: bytes | None = None
+
+    def body(self) -> dict[str, object]:
+        """The upsertion as AlterUserScramCredentials carries it."""
+        mech = scram.mechanism(self.mechanism)
+        salt = secrets.token_bytes(24) if self.salt is None else self.salt
+        return {"name": self.user, "mechanism": mech.type, "iterations": self.iterations, "salt": salt,
+                "salted_password": mech.salted_password(self.password, salt, self.iterations)}
+
+
+def describe_user_scram_credentials(client: KafkaClient, users: Iterable[str] | None = None) -> list[ScramUser]:
+    """The SCRAM credentials of ``users`` (None: every user that has one)."""
+    body = {"users": None if users is None else [{"name": u} for u in users]}
+    resp = client.request(DESCRIBE_USER_SCRAM_CREDENTIALS, body)
+    check(resp.error_code, resp.error_message)
+    by_type = {m.type: m.name for m in scram.MECHANISMS.values()}
+    return [ScramUser(r.user, {by_type.get(c.mechanism, f"UNKNOWN({c.mechanism})"): c.iterations
+                               for c in r.credential_infos}, r.error_code, r.error_message)
+            for r in resp.results]
+
+
+def alter_user_scram_credentials(client: KafkaClient, upsertions: Iterable[ScramUpsertion] = (),
+                                 deletions: Iterable[tuple[str, str]] = ()) -> dict[str, KafkaError | None]:
+    """Set and delete (user, mechanism name) credentials; each user's error, None on success.
+    A mechanism name other than SCRAM-SHA-256/512 raises ValueError before anything is sent."""
+    body = {"deletions": [{"name": user, "mechanism": scram.mechanism(mech).type} for user, mech in deletions],
+            "upsertions": [u.body() for u in upsertions]}
+    resp = client.request(ALTER_USER_SCRAM_CREDENTIALS, body, client.controller())
+    return {r.user: KafkaError(r.error_code, r.error_message) if r.error_code else None for r in resp.results}

@@ -56,6 +56,11 @@ MODULES = [
     "txn_offset_commit",
     "describe_transactions",
     "list_transactions",
+    "describe_acls",
+    "create_acls",
+    "delete_acls",
+    "describe_user_scram_credentials",
+    "alter_user_scram_credentials",
 ]
 
 

@@ -16,8 +16,10 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.topic_names import is_internal
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 24
 VERSIONS = VersionRange(0, 5)
@@ -45,11 +47,19 @@ async def _one(ctx: RequestContext, txn_id: str, pid: int, epoch: int, topics: A
     partitions: list[TopicPartition] = []
     unknown: list[TopicPartition] = []
     refused: list[TopicPartition] = []
+    # As Kafka: a client's request (before v4) needs WRITE on the transactional id and on each
+    # topic (never granted for an internal topic); a broker's (v4+) is authorized as a whole.
+    denied: frozenset[str] = frozenset()
+    if ctx.version < 4 and ctx.broker.authorizer is not None:
+        if not ctx.authorize(AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id):
+            return {TopicPartition(t.name, p): ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                    for t in topics for p in t.partitions}
+        denied = authz.denied(ctx, AclOperation.WRITE, ResourceType.TOPIC, (t.name for t in topics))
     for topic in topics:
         info = metadata.topic(topic.name)
         for p in topic.partitions:
             tp = TopicPartition(topic.name, p)
-            if ctx.version < 4 and is_internal(topic.name):
+            if ctx.version < 4 and (is_internal(topic.name) or topic.name in denied):
                 refused.append(tp)
             else:
                 (partitions if info is not None and p in info.partitions else unknown).append(tp)
@@ -72,6 +82,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         errors = await _one(ctx, body.v3_and_below_transactional_id, body.v3_and_below_producer_id,
                             body.v3_and_below_producer_epoch, body.v3_and_below_topics, False)
         return {"throttle_time_ms": 0, "results_by_topic_v3_and_below": _topic_results(errors)}
+    if not authz.cluster(ctx, AclOperation.CLUSTER_ACTION):
+        # As Kafka: v4+ comes from brokers only; refused as a whole.
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                "results_by_transaction": []}
     results = []
     for txn in body.transactions:
         errors = await _one(ctx, txn.transactional_id, txn.producer_id, txn.producer_epoch, txn.topics,

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kbroker.codec.versions import VersionRange
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.config_resources import SET, ConfigOp, alter_resource
 
@@ -18,8 +19,15 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     responses = []
     for res in body.resources:
         ops = [ConfigOp(c.name, SET, c.value) for c in res.configs]
-        code, message = alter_resource(ctx.config_scope, res.resource_type, res.resource_name, ops,
-                                       incremental=False, validate_only=bool(body.validate_only))
+        # As Kafka: ALTER_CONFIGS on the cluster for a broker or its loggers, on the topic for a topic.
+        refused = authz.alter_config_error(ctx, res.resource_type, res.resource_name, [o.name for o in ops])
+        code: int
+        message: str | None
+        if refused is not None:
+            code, message = refused, authz.MESSAGES[refused]
+        else:
+            code, message = alter_resource(ctx.config_scope, res.resource_type, res.resource_name, ops,
+                                           incremental=False, validate_only=bool(body.validate_only))
         responses.append({"error_code": code, "error_message": message, "resource_type": res.resource_type,
                           "resource_name": res.resource_name})
     return {"throttle_time_ms": 0, "responses": responses}

@@ -27,6 +27,7 @@ from kbroker.metadata.config_resources import ConfigScope
 from kbroker.metadata.manager import MetadataManager
 from kbroker.replica.manager import ReplicaManager
 from kbroker.security.model import ANONYMOUS, AclOperation, Authorizer, ResourceType
+from kbroker.security.scram import CredentialStore
 from kbroker.txn.coordinator import TransactionCoordinator
 from kbroker.txn.producer_ids import ProducerIdManager
 
@@ -96,6 +97,10 @@ class BrokerServices(Protocol):
     @property
     def authorizer(self) -> Authorizer | None:
         """The ACL authorizer; None when ``authorizer.class.name`` is unset (everything is allowed)."""
+        ...
+    @property
+    def credentials(self) -> CredentialStore:
+        """Users' SCRAM credentials."""
         ...
 
 

@@ -8,7 +8,9 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 37
 VERSIONS = VersionRange(0, 3)
@@ -18,12 +20,14 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     md = ctx.broker.metadata
     counts = Counter(t.name for t in body.topics)
+    # As Kafka: ALTER on each topic; a refused topic is left out of the request's bound too.
+    refused = authz.denied(ctx, AclOperation.ALTER, ResourceType.TOPIC, (n for n, c in counts.items() if c == 1))
     results: list[dict[str, Any]] = []
     reported: set[str] = set()
     # As for CreateTopics, the bound on new partitions covers the whole request.
     growth = 0
     for req in body.topics:
-        topic = md.topic(req.name) if counts[req.name] == 1 else None
+        topic = md.topic(req.name) if counts[req.name] == 1 and req.name not in refused else None
         if topic is not None:
             growth += max(req.count - len(topic.partitions), 0)
     too_large = growth > md.max_partitions_per_request
@@ -36,6 +40,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         message: str | None
         if counts[name] > 1:
             code, message = ErrorCode.INVALID_REQUEST, "Duplicate topic in request."
+        elif name in refused:
+            code, message = ErrorCode.TOPIC_AUTHORIZATION_FAILED, None
         elif too_large:
             code, message = ErrorCode.POLICY_VIOLATION, "Unable to perform excessively large batch operation."
         else:

@@ -10,8 +10,10 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.config import describe_topic_configs
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.manager import NewTopicRequest
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 19
 VERSIONS = VersionRange(0, 7)
@@ -28,6 +30,14 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     md = ctx.broker.metadata
     validate_only = bool(body.get("validate_only", False))
     counts = Counter(t.name for t in body.topics)
+    # As Kafka: CREATE on the cluster allows every topic, else CREATE on each; the created
+    # topic's configs are answered only with DESCRIBE_CONFIGS on it.
+    not_creatable: frozenset[str] = frozenset()
+    no_configs: frozenset[str] = frozenset()
+    if ctx.broker.authorizer is not None:
+        if not authz.cluster(ctx, AclOperation.CREATE):
+            not_creatable = authz.denied(ctx, AclOperation.CREATE, ResourceType.TOPIC, counts)
+        no_configs = authz.denied(ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, counts)
     results: dict[str, dict[str, Any]] = {}
     batch: list[tuple[Any, NewTopicRequest]] = []
     for req in body.topics:
@@ -36,6 +46,9 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             continue
         if counts[name] > 1:
             results[name] = _result(name, ErrorCode.INVALID_REQUEST, f"Found multiple entries for topic {name}.")
+            continue
+        if name in not_creatable:
+            results[name] = _result(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             continue
         assignments = {a.partition_index: list(a.broker_ids) for a in req.assignments}
         if len(assignments) != len(req.assignments):
@@ -48,7 +61,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     outcomes = await md.create_topics_async([new for _, new in batch], validate_only=validate_only)
     for (req, new), (code, message) in zip(batch, outcomes, strict=True):
         results[new.name] = (_result(new.name, code, message) if code != ErrorCode.NONE
-                             else _success(ctx, req, new, validate_only))
+                             else _success(ctx, req, new, validate_only, new.name not in no_configs))
     ordered = [results[name] for name in dict.fromkeys(t.name for t in body.topics)]
     if ctx.version < 1:
         for r in ordered:
@@ -56,10 +69,18 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     return {"throttle_time_ms": 0, "topics": ordered}
 
 
-def _success(ctx: RequestContext, req: Any, new: NewTopicRequest, validate_only: bool) -> dict[str, Any]:
+def _success(ctx: RequestContext, req: Any, new: NewTopicRequest, validate_only: bool,
+             describable: bool) -> dict[str, Any]:
     md = ctx.broker.metadata
     name = new.name
     result = _result(name, ErrorCode.NONE, None)
+    if not describable:
+        # As Kafka: the topic is created (or validated) with its id, but its shape and configs
+        # are withheld.
+        topic = None if validate_only else md.topic(name)
+        result["topic_id"] = topic.topic_id if topic is not None else uuid.uuid4()
+        result["topic_config_error_code"] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        return result
     if validate_only:
         n, rf = md.resolve_shape(req.num_partitions, req.replication_factor, new.assignments)
         overrides: Mapping[str, str | None] = new.configs

@@ -17,9 +17,12 @@ from typing import Any
 
 import anyio
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers import authz
 from kbroker.handlers.api import MANY, RequestContext, map_yielding, response
+from kbroker.security.model import AclOperation, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,17 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             seen += 1
             if seen % MANY == 0:
                 await anyio.sleep(0)  # a request may name hundreds of thousands: let others in
+    # As Kafka: DELETE on each topic; a refused partition answers TOPIC_AUTHORIZATION_FAILED
+    # (low watermark -1) whether it exists or not.
+    refused = authz.denied(ctx, AclOperation.DELETE, ResourceType.TOPIC, (t.name for t in ctx.request.body.topics))
     items = list(wanted.items())
-    outcomes = await map_yielding(lambda item: rm.delete_records(*item), items)
+
+    def delete(item: tuple[TopicPartition, int]) -> tuple[int, int, Callable[[], object] | None]:
+        if refused and item[0].topic in refused:
+            return ErrorCode.TOPIC_AUTHORIZATION_FAILED, -1, None
+        return rm.delete_records(*item)
+
+    outcomes = await map_yielding(delete, items)
     # The segments below the new starts are out of their logs; their files go in a worker thread
     # (one request may free thousands of segments), before the answer as nothing else waits on it.
     deletions = [delete_files for _, _, delete_files in outcomes if delete_files is not None]

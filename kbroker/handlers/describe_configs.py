@@ -13,9 +13,11 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.config import ConfigEntry, ConfigSource, ConfigType, describe_topic_configs
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.config_resources import BROKER, BROKER_LOGGER, TOPIC, check_broker_name
 from kbroker.metadata.topic_names import invalid_reason
+from kbroker.security.model import AclOperation
 
 API_KEY = 32
 VERSIONS = VersionRange(0, 4)
@@ -44,6 +46,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
 
 
 def _describe(ctx: RequestContext, rtype: int, name: str) -> tuple[int, str | None, Sequence[ConfigEntry]]:
+    # As Kafka: DESCRIBE_CONFIGS on the cluster for a broker or its loggers, on the topic for a topic.
+    refused = authz.config_resource_error(ctx, AclOperation.DESCRIBE_CONFIGS, rtype, name)
+    if refused is not None:
+        return refused, authz.MESSAGES[refused], []
     broker = ctx.config_scope
     if rtype == TOPIC:
         reason = invalid_reason(name)

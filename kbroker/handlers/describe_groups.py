@@ -8,14 +8,25 @@ from typing import Any
 from kbroker.codec.versions import VersionRange
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.handlers.api import RequestContext, map_yielding, response
+from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 15
 VERSIONS = VersionRange(0, 6)
 
 
+def _ops(ctx: RequestContext, group_id: str) -> int:
+    # As Kafka: reported (when asked) for the groups described without error.
+    if ctx.request.body.get("include_authorized_operations", False):
+        return ctx.authorized_operations(ResourceType.GROUP, group_id)
+    return AUTHORIZED_OPERATIONS_OMITTED
+
+
 def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
     empty: dict[str, Any] = {"group_id": group_id, "group_state": "", "protocol_type": "", "protocol_data": "",
                              "members": []}
+    if not ctx.authorize(AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        return {**empty, "error_code": Errors.GROUP_AUTHORIZATION_FAILED}
     try:
         summary = ctx.broker.groups.describe_group(group_id)
     except GroupError as e:
@@ -24,9 +35,10 @@ def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
         if ctx.version >= 6:  # KIP-1043: say so, and (as Kafka) still name the state Dead
             return {**empty, "error_code": Errors.GROUP_ID_NOT_FOUND, "group_state": "Dead",
                     "error_message": f"Group {group_id} not found."}
-        return {**empty, "error_code": 0, "group_state": "Dead"}
+        return {**empty, "error_code": 0, "group_state": "Dead", "authorized_operations": _ops(ctx, group_id)}
     return {
         "error_code": 0,
+        "authorized_operations": _ops(ctx, group_id),
         "group_id": summary.group_id,
         "group_state": summary.state,
         "protocol_type": summary.protocol_type,

@@ -30,8 +30,10 @@ import anyio
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers import authz
 from kbroker.handlers.api import MANY, HostedLogs, RequestContext, map_yielding, response
 from kbroker.log.partition_log import PartitionLog
+from kbroker.security.model import AclOperation
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,10 @@ def _space_of(dirs: Sequence[Path]) -> dict[Path, tuple[int, int] | OSError]:
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    # As Kafka: DESCRIBE on the cluster, else no directories and CLUSTER_AUTHORIZATION_FAILED
+    # (v3+ carries the code; older versions just see no directories).
+    if not authz.cluster(ctx, AclOperation.DESCRIBE):
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "results": []}
     topics = ctx.request.body.topics
     wanted: set[TopicPartition] | None = None
     if topics is not None:

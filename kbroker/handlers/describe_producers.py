@@ -16,8 +16,10 @@ import anyio
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers import authz
 from kbroker.handlers.api import MANY, RequestContext, response
 from kbroker.log.producer_state_entry import ProducerStateEntry
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 61
 VERSIONS = VersionRange(0, 0)
@@ -31,6 +33,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     # As Kafka, a partition named twice is answered twice; its producers are read once, so a
     # request repeating a busy partition does not copy its producer state again each time.
     answers: dict[TopicPartition, tuple[int, str | None, list[dict[str, int]]]] = {}
+    # As Kafka: READ on the topic, else every partition named answers TOPIC_AUTHORIZATION_FAILED.
+    refused = authz.denied(ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in ctx.request.body.topics))
 
     def describe(tp: TopicPartition) -> dict[str, Any]:
         found = answers.get(tp)
@@ -38,7 +42,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             code: int
             producers: list[ProducerStateEntry]
             message = None
-            if md.partition(tp.topic, tp.partition) is None:
+            if tp.topic in refused:
+                code, producers = ErrorCode.TOPIC_AUTHORIZATION_FAILED, []
+                message = authz.MESSAGES[ErrorCode.TOPIC_AUTHORIZATION_FAILED]
+            elif md.partition(tp.topic, tp.partition) is None:
                 code, producers = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, []
                 if md.topic(tp.topic) is None:
                     # Kafka explains an unknown topic (its partition check, by the log, does not).

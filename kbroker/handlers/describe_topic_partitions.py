@@ -16,9 +16,11 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
-from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, TOPIC_OPERATIONS, partition_entry
+from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, partition_entry
 from kbroker.metadata.topic_names import invalid_reason, is_internal
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 75
 VERSIONS = VersionRange(0, 0)
@@ -27,9 +29,9 @@ MAX_PARTITIONS = 2000
 _ZERO_UUID = uuid.UUID(int=0)
 
 
-def _error_topic(code: int, name: str) -> dict[str, Any]:
+def _error_topic(ctx: RequestContext, code: int, name: str) -> dict[str, Any]:
     return {"error_code": code, "name": name, "topic_id": _ZERO_UUID, "is_internal": is_internal(name),
-            "partitions": [], "topic_authorized_operations": TOPIC_OPERATIONS}
+            "partitions": [], "topic_authorized_operations": ctx.authorized_operations(ResourceType.TOPIC, name)}
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
@@ -43,15 +45,24 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         # Kafka throws InvalidRequestException: every requested topic answers INVALID_REQUEST
         # (its error response leaves the authorized operations unset).
         return {"throttle_time_ms": 0, "next_cursor": None,
-                "topics": [{**_error_topic(ErrorCode.INVALID_REQUEST, n), "is_internal": False,
+                "topics": [{**_error_topic(ctx, ErrorCode.INVALID_REQUEST, n), "is_internal": False,
                             "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED} for n in requested]}
     names = sorted(md.topics) if fetch_all else sorted(set(requested))
     remaining = max(min(MAX_PARTITIONS, int(body.response_partition_limit)), 1)
     topics: list[dict[str, Any]] = []
     next_cursor: dict[str, Any] | None = None
+    # As Kafka: topics the principal may not describe are left out of a listing of every
+    # topic; named ones answer TOPIC_AUTHORIZATION_FAILED (without their id), after the others.
+    refused = authz.denied(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (n for n in names if n >= start_topic))
+    unauthorized: list[dict[str, Any]] = []
     for name in names:
         if name < start_topic:
             continue  # before the cursor: answered by an earlier request
+        if name in refused:
+            if not fetch_all:
+                unauthorized.append({**_error_topic(ctx, ErrorCode.TOPIC_AUTHORIZATION_FAILED, name), "is_internal": False,
+                                     "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED})
+            continue
         if remaining == 0:
             next_cursor = {"topic_name": name, "partition_index": 0}
             break
@@ -59,7 +70,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         if topic is None:
             if not fetch_all:
                 code = ErrorCode.INVALID_TOPIC_EXCEPTION if invalid_reason(name) else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                topics.append(_error_topic(code, name))
+                topics.append(_error_topic(ctx, code, name))
             continue
         first = cursor.partition_index if cursor is not None and name == start_topic else 0
         count = len(topic.partitions)
@@ -74,11 +85,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         ]
         topics.append({"error_code": ErrorCode.NONE, "name": name, "topic_id": topic.topic_id,
                        "is_internal": topic.internal, "partitions": partitions,
-                       "topic_authorized_operations": TOPIC_OPERATIONS})
+                       "topic_authorized_operations": ctx.authorized_operations(ResourceType.TOPIC, name)})
         if upper < count:
             next_cursor = {"topic_name": name, "partition_index": upper}
             break
         remaining -= len(partitions)
+    topics.extend(unauthorized)
     # A full page, or many topics named (each unknown one answered), is encoded off the loop.
     items = len(topics) + sum(len(t["partitions"]) for t in topics)
     return response(items, throttle_time_ms=0, topics=topics, next_cursor=next_cursor)

@@ -14,9 +14,11 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.replica.fetch_session import PartitionKey
 from kbroker.replica.types import FetchParams, FetchResult, PartitionFetch
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 1
 VERSIONS = VersionRange(4, 18)
@@ -60,6 +62,16 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     metadata = broker.metadata
     to_read: list[tuple[TopicPartition, PartitionFetch]] = []
     tp_of: dict[PartitionKey, TopicPartition] = {}
+    # As Kafka: a follower needs CLUSTER_ACTION on the cluster, else every partition is
+    # refused; a consumer needs READ on each topic, refused per partition.
+    refuse_all = False
+    refused: frozenset[str] = frozenset()
+    if broker.authorizer is not None:
+        if replica_id >= 0:
+            refuse_all = not authz.cluster(ctx, AclOperation.CLUSTER_ACTION)
+        else:
+            refused = authz.denied(ctx, AclOperation.READ, ResourceType.TOPIC,
+                                   (_name_of(metadata, k) for (k, _), _ in context.partitions))
     for key, fetch in context.partitions:
         topic_key, index = key
         if isinstance(topic_key, uuid.UUID):
@@ -71,6 +83,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             name = topic_key
         tp = TopicPartition(name, index)
         tp_of[key] = tp
+        if refuse_all or name in refused:
+            continue
         to_read.append((tp, fetch))
 
     # As Kafka: the broker caps every response, whatever the client asks for.
@@ -87,7 +101,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     results: list[tuple[PartitionKey, FetchResult]] = []
     for key, _ in context.partitions:
         resolved = tp_of.get(key)
-        results.append((key, read[resolved] if resolved is not None and resolved in read else unknown_id))
+        if resolved is not None and resolved in read:
+            results.append((key, read[resolved]))
+        elif refuse_all or (resolved is not None and resolved.topic in refused):
+            results.append((key, _DENIED))
+        else:
+            results.append((key, unknown_id))
     out_session_id, selected = context.respond(results)
     return {
         "throttle_time_ms": 0,
@@ -97,8 +116,21 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     }
 
 
-#: Errors Kafka's fetch handler gives before it reads (unknown topic, partition or topic id).
-_UNKNOWN_PARTITION = frozenset({ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_TOPIC_ID})
+_DENIED = FetchResult(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+
+
+def _name_of(metadata: Any, topic_key: str | uuid.UUID) -> str | None:
+    """A fetched topic's name (None for a topic id this broker does not know)."""
+    if isinstance(topic_key, uuid.UUID):
+        info = metadata.topic_by_id(topic_key)
+        return info.name if info is not None else None
+    return topic_key
+
+
+#: Errors Kafka's fetch handler gives before it reads (unknown topic, partition or topic
+#: id, or a topic the principal may not read).
+_UNKNOWN_PARTITION = frozenset({ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_TOPIC_ID,
+                                ErrorCode.TOPIC_AUTHORIZATION_FAILED})
 
 
 def _group(selected: list[tuple[PartitionKey, FetchResult]], uses_ids: bool) -> list[dict[str, Any]]:

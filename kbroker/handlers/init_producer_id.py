@@ -15,7 +15,9 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
+from kbroker.security.model import AclOperation, ResourceType
 from kbroker.txn.producer_ids import ProducerIdError
 
 API_KEY = 22
@@ -33,6 +35,14 @@ def _answer(error: ErrorCode, producer_id: int = -1, producer_epoch: int = -1) -
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     transactional_id = body.transactional_id
+    # As Kafka: WRITE on the transactional id; an idempotent producer needs IDEMPOTENT_WRITE on
+    # the cluster or WRITE on some topic (KIP-679).
+    if transactional_id is not None:
+        if not ctx.authorize(AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id):
+            return _answer(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    elif not authz.cluster(ctx, AclOperation.IDEMPOTENT_WRITE) and not authz.authorize_by_resource_type(
+            ctx, AclOperation.WRITE, ResourceType.TOPIC):
+        return _answer(ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     if transactional_id is not None:
         try:
             error, pid, epoch = await ctx.broker.transactions.init_producer_id(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.groups import JoinRequest, client_host
 from kbroker.handlers.api import RequestContext
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 11
 VERSIONS = VersionRange(0, 9)
@@ -16,6 +18,11 @@ VERSIONS = VersionRange(0, 9)
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     v = ctx.version
+    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body.group_id):
+        # Kafka's JoinGroupRequest.getErrorResponse.
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "generation_id": -1,
+                "protocol_type": None, "protocol_name": None if v >= 7 else "", "leader": "",
+                "skip_assignment": False, "member_id": "", "members": []}
     rebalance_timeout = body.get("rebalance_timeout_ms")
     req = JoinRequest(
         group_id=body.group_id,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 13
 VERSIONS = VersionRange(0, 5)
@@ -14,6 +16,8 @@ VERSIONS = VersionRange(0, 5)
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
+    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body.group_id):
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "members": []}
     if ctx.version < 3:
         members: list[tuple[str, str | None]] = [(body.member_id, None)]
     else:

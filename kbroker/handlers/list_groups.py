@@ -7,7 +7,9 @@ from typing import Any
 
 from kbroker.codec.versions import VersionRange
 from kbroker.groups.errors import GroupError
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 16
 VERSIONS = VersionRange(0, 5)
@@ -25,6 +27,11 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     types = {t.lower() for t in body.get("types_filter") or ()}
     if types and GROUP_TYPE not in types:
         listings = []
+    # As Kafka: DESCRIBE on the cluster lists every group; otherwise only the groups the
+    # principal may describe are listed.
+    if ctx.broker.authorizer is not None and not authz.cluster(ctx, AclOperation.DESCRIBE):
+        hidden = authz.denied(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, (g.group_id for g in listings))
+        listings = [g for g in listings if g.group_id not in hidden]
     return {
         "throttle_time_ms": 0,
         "error_code": 0,

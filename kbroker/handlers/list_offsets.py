@@ -15,11 +15,14 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.replica.types import CONSUMER_REPLICA_ID, READ_UNCOMMITTED, OffsetResult
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 2
 VERSIONS = VersionRange(0, 11)
+_DENIED = OffsetResult(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
 #: The first version that may ask for each special (negative) timestamp; as Kafka, an older
 #: version asking for it, or any other negative timestamp, is answered UNSUPPORTED_VERSION.
 SPECIAL_TIMESTAMP_MIN_VERSION = {-1: 0, -2: 0, -3: 7, -4: 8, -5: 9, -6: 11}
@@ -43,12 +46,17 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     counts = Counter(TopicPartition(t.name, p.partition_index) for t in body.topics for p in t.partitions)
     duplicates = {tp for tp, n in counts.items() if n > 1}
     answered: set[TopicPartition] = set()
+    # As Kafka: a topic the principal may not describe answers TOPIC_AUTHORIZATION_FAILED for
+    # every partition named, before any other check.
+    refused = authz.denied(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (t.name for t in body.topics))
     topics = []
     for t in body.topics:
         partitions = []
         for p in t.partitions:
             tp = TopicPartition(t.name, p.partition_index)
-            if tp in duplicates:
+            if refused and t.name in refused:
+                r = _DENIED
+            elif tp in duplicates:
                 if tp in answered:
                     continue
                 answered.add(tp)

@@ -8,23 +8,19 @@ from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.errors import Result
 from kbroker.metadata.manager import NewTopicRequest
 from kbroker.metadata.model import PartitionInfo, TopicInfo
 from kbroker.metadata.topic_names import invalid_reason, is_internal
+from kbroker.security.model import CLUSTER_NAME, AclOperation, ResourceType
 
 API_KEY = 3
 VERSIONS = VersionRange(0, 13)
 
 #: "Not requested" marker for authorized-operations fields (Integer.MIN_VALUE).
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
-# AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
-# CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
-#: Everything a topic supports; with no authorizer every principal may do all of it.
-TOPIC_OPERATIONS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
-#: Everything the cluster resource supports.
-CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 _ZERO_UUID = uuid.UUID(int=0)
 
 
@@ -41,20 +37,26 @@ def partition_entry(p: PartitionInfo) -> dict[str, Any]:
     }
 
 
-def topic_entry(topic: TopicInfo, include_ops: bool) -> dict[str, Any]:
-    """A MetadataResponseTopic for an existing topic."""
+def topic_entry(topic: TopicInfo, ops: int) -> dict[str, Any]:
+    """A MetadataResponseTopic for an existing topic; ``ops`` its authorized operations (or the omitted marker)."""
     return {
         "error_code": ErrorCode.NONE,
         "name": topic.name,
         "topic_id": topic.topic_id,
         "is_internal": topic.internal,
         "partitions": [partition_entry(p) for p in sorted(topic.partitions.values(), key=lambda p: p.index)],
-        "topic_authorized_operations": TOPIC_OPERATIONS if include_ops else AUTHORIZED_OPERATIONS_OMITTED,
+        "topic_authorized_operations": ops,
     }
 
 
-def _error_entry(code: int, name: str | None, topic_id: uuid.UUID = _ZERO_UUID) -> dict[str, Any]:
-    return {"error_code": code, "name": name, "topic_id": topic_id, "is_internal": False, "partitions": []}
+def topic_operations(ctx: RequestContext, name: str, include_ops: bool) -> int:
+    """The topic's authorized operations for this principal when asked, else the omitted marker."""
+    return ctx.authorized_operations(ResourceType.TOPIC, name) if include_ops else AUTHORIZED_OPERATIONS_OMITTED
+
+
+def _error_entry(code: int, name: str | None, topic_id: uuid.UUID = _ZERO_UUID,
+                 internal: bool = False) -> dict[str, Any]:
+    return {"error_code": code, "name": name, "topic_id": topic_id, "is_internal": internal, "partitions": []}
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
@@ -68,27 +70,51 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
 
     topics: list[dict[str, Any]] = []
     if requested is None or (version == 0 and not requested):
-        topics = [topic_entry(t, include_ops) for _, t in sorted(md.topics.items())]
+        # As Kafka: a listing of every topic leaves out, silently, those the principal may not describe.
+        hidden = authz.denied(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, md.topics)
+        topics = [topic_entry(t, topic_operations(ctx, t.name, include_ops)) for name, t in sorted(md.topics.items()) if name not in hidden]
     else:
+        # As Kafka: a named topic the principal may not describe answers TOPIC_AUTHORIZATION_FAILED
+        # whether it exists or not (one named by id keeps its id: ids are not secret); one it
+        # may describe but that would be auto-created needs CREATE on the cluster or the topic.
+        by_id = {r.topic_id: md.topic_by_id(r.topic_id) for r in requested if r.name is None}
+        names = [r.name for r in requested if r.name is not None]
+        refused = authz.denied(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC,
+                               [*names, *(t.name for t in by_id.values() if t is not None)])
+        auto = allow_auto and ctx.broker.config.auto_create_topics_enable
+        not_creatable: frozenset[str] = frozenset()
+        if auto and ctx.broker.authorizer is not None:
+            missing = [n for n in names if n not in refused and md.topic(n) is None]
+            if missing and not authz.cluster(ctx, AclOperation.CREATE):
+                not_creatable = authz.denied(ctx, AclOperation.CREATE, ResourceType.TOPIC, missing)
         created: dict[str, Result] = {}
-        if allow_auto and ctx.broker.config.auto_create_topics_enable:
-            created = await _auto_create(ctx, [r.name for r in requested if r.name is not None])
+        if auto:
+            created = await _auto_create(
+                ctx, [n for n in names if n not in refused and n not in not_creatable])
         seen: set[str] = set()
         for req in requested:
             name = req.name
             topic_id = req.get("topic_id", _ZERO_UUID)
             if name is None:
-                topic = md.topic_by_id(topic_id)
+                topic = by_id[topic_id]
                 if topic is None:
                     # The response name only becomes nullable in v12.
                     topics.append(_error_entry(ErrorCode.UNKNOWN_TOPIC_ID, None if version >= 12 else "", topic_id))
+                elif topic.name in refused:
+                    topics.append(_error_entry(ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                                               None if version >= 12 else "", topic_id))
                 else:
-                    topics.append(topic_entry(topic, include_ops))
+                    topics.append(topic_entry(topic, topic_operations(ctx, topic.name, include_ops)))
                 continue
             if name in seen:
                 continue  # Kafka answers each requested name once
             seen.add(name)
-            topics.append(_by_name(ctx, name, created.get(name), include_ops))
+            if name in refused:
+                topics.append(_error_entry(ErrorCode.TOPIC_AUTHORIZATION_FAILED, name))
+            elif name in not_creatable:
+                topics.append(_error_entry(ErrorCode.TOPIC_AUTHORIZATION_FAILED, name, internal=is_internal(name)))
+            else:
+                topics.append(_by_name(ctx, name, created.get(name), include_ops))
 
     response: dict[str, Any] = {
         "throttle_time_ms": 0,
@@ -100,7 +126,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         "error_code": ErrorCode.NONE,
     }
     if body.get("include_cluster_authorized_operations", False):
-        response["cluster_authorized_operations"] = CLUSTER_OPERATIONS
+        response["cluster_authorized_operations"] = ctx.authorized_operations(ResourceType.CLUSTER, CLUSTER_NAME)
     return response
 
 
@@ -145,4 +171,4 @@ def _by_name(ctx: RequestContext, name: str, created: Result | None, include_ops
     if topic is None:
         code = ErrorCode.INVALID_TOPIC_EXCEPTION if invalid_reason(name) else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return _error_entry(code, name)
-    return topic_entry(topic, include_ops)
+    return topic_entry(topic, topic_operations(ctx, name, include_ops))

@@ -9,8 +9,10 @@ from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.groups.errors import Errors
 from kbroker.groups.records import OffsetAndMetadata
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.manager import MetadataManager
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 8
 #: v10 names topics by id (KIP-848 consumers only); classic clients stop at v9.
@@ -37,7 +39,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             expire_timestamp=min(now + retention, _MAX_INT64) if retention is not None and retention >= 0 else -1,
         )
 
-    offsets, errors = requested_offsets(ctx.broker.metadata, body.topics, offset)
+    # As Kafka: READ on the group, else every partition answers GROUP_AUTHORIZATION_FAILED;
+    # then READ on each topic.
+    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body.group_id):
+        return {"throttle_time_ms": 0, "topics": errors_for_all(body.topics, Errors.GROUP_AUTHORIZATION_FAILED)}
+    refused = authz.denied(ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in body.topics))
+    offsets, errors = requested_offsets(ctx.broker.metadata, body.topics, offset, refused)
     if offsets:
         errors.update(await ctx.broker.groups.commit_offsets(
             body.group_id, body.get("generation_id_or_member_epoch", -1), body.get("member_id", ""),
@@ -46,20 +53,31 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
 
 
 def requested_offsets(metadata: MetadataManager, topics: Sequence[Any], offset: Callable[[Any], OffsetAndMetadata],
+                      refused: frozenset[str] = frozenset(),
                       ) -> tuple[dict[TopicPartition, OffsetAndMetadata], dict[TopicPartition, Errors]]:
     """The offsets an OffsetCommit or TxnOffsetCommit asks for (``offset`` builds one from a
-    partition entry), and UNKNOWN_TOPIC_OR_PARTITION for partitions this broker does not have."""
+    partition entry), TOPIC_AUTHORIZATION_FAILED for the ``refused`` topics and
+    UNKNOWN_TOPIC_OR_PARTITION for partitions this broker does not have."""
     offsets: dict[TopicPartition, OffsetAndMetadata] = {}
     errors: dict[TopicPartition, Errors] = {}
     for t in topics:
         topic = metadata.topic(t.name)
         for p in t.partitions:
             tp = TopicPartition(t.name, p.partition_index)
-            if topic is None or p.partition_index not in topic.partitions:
+            if t.name in refused:
+                errors[tp] = Errors.TOPIC_AUTHORIZATION_FAILED
+            elif topic is None or p.partition_index not in topic.partitions:
                 errors[tp] = Errors.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 offsets[tp] = offset(p)
     return offsets, errors
+
+
+def errors_for_all(topics: Sequence[Any], error: Errors) -> list[dict[str, Any]]:
+    """The response's topics with every requested partition answering ``error`` (Kafka's
+    getErrorResponse of OffsetCommit and TxnOffsetCommit)."""
+    return errors_by_topic(topics, {TopicPartition(t.name, p.partition_index): error
+                                    for t in topics for p in t.partitions})
 
 
 def errors_by_topic(topics: Sequence[Any], errors: Mapping[TopicPartition, Errors]) -> list[dict[str, Any]]:

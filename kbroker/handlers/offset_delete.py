@@ -9,7 +9,9 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.groups.errors import GroupError
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 47
 VERSIONS = VersionRange(0, 0)
@@ -18,6 +20,10 @@ VERSIONS = VersionRange(0, 0)
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     metadata = ctx.broker.metadata
+    # As Kafka: DELETE on the group, then READ on each topic.
+    if not ctx.authorize(AclOperation.DELETE, ResourceType.GROUP, body.group_id):
+        return {"error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "throttle_time_ms": 0, "topics": []}
+    refused = authz.denied(ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in body.topics))
     partitions: list[TopicPartition] = []
     # As Kafka: partitions that do not exist are answered here, and never reach the coordinator.
     unknown: dict[TopicPartition, int] = {}
@@ -25,7 +31,9 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         topic = metadata.topic(t.name)
         for p in t.partitions:
             tp = TopicPartition(t.name, p.partition_index)
-            if topic is None or p.partition_index not in topic.partitions:
+            if t.name in refused:
+                unknown[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif topic is None or p.partition_index not in topic.partitions:
                 unknown[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 partitions.append(tp)

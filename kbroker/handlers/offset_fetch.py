@@ -9,7 +9,9 @@ from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.groups.records import OffsetAndMetadata
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, map_yielding, response
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 9
 #: v10 names topics by id (KIP-848 consumers only); classic clients stop at v9.
@@ -33,16 +35,36 @@ def _fetch(ctx: RequestContext, group_id: str, topics: Sequence[Any] | None,
     ``require_stable`` (v7+) answers UNSTABLE_OFFSET_COMMIT for each partition with a
     transactional offset pending, per partition in every version, as Kafka.
     """
-    requested = None if topics is None else [TopicPartition(t.name, p) for t in topics for p in t.partition_indexes]
+    # As Kafka: DESCRIBE on the group; then offsets only of topics the principal may describe
+    # (named ones it may not answer TOPIC_AUTHORIZATION_FAILED, unnamed ones are left out).
+    if not ctx.authorize(AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        return _group_error(Errors.GROUP_AUTHORIZATION_FAILED, topics)
+    refused = frozenset() if topics is None else authz.denied(
+        ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (t.name for t in topics))
+    requested = None if topics is None else [TopicPartition(t.name, p) for t in topics for p in t.partition_indexes
+                                             if t.name not in refused]
     try:
         offsets = ctx.broker.groups.fetch_offsets(group_id, requested, require_stable)
     except GroupError as e:
-        return e.code, [{"name": t.name, "partitions": [_partition(p, None, e.code) for p in t.partition_indexes]}
-                        for t in topics or ()]
+        return _group_error(e.code, topics)
+    if topics is None:
+        hidden = authz.denied(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (tp.topic for tp in offsets))
+        if hidden:
+            offsets = {tp: om for tp, om in offsets.items() if tp.topic not in hidden}
     by_topic: dict[str, list[dict[str, Any]]] = {}
     for (topic, p), om in offsets.items():
         by_topic.setdefault(topic, []).append(_partition(p, om))
-    return Errors.NONE, [{"name": name, "partitions": parts} for name, parts in by_topic.items()]
+    out = [{"name": name, "partitions": parts} for name, parts in by_topic.items()]
+    out.extend({"name": t.name,
+                "partitions": [_partition(p, None, Errors.TOPIC_AUTHORIZATION_FAILED) for p in t.partition_indexes]}
+               for t in topics or () if t.name in refused)
+    return Errors.NONE, out
+
+
+def _group_error(code: int, topics: Sequence[Any] | None) -> tuple[int, list[dict[str, Any]]]:
+    """A group-level error, also on each requested partition (v0/v1 have no group error field)."""
+    return code, [{"name": t.name, "partitions": [_partition(p, None, code) for p in t.partition_indexes]}
+                  for t in topics or ()]
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:

@@ -21,14 +21,17 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers import authz
 from kbroker.handlers.api import CloseConnection, RequestContext
 from kbroker.records.batch import BatchError, is_transactional, iter_headers
 from kbroker.replica.types import AppendResult
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 0
 VERSIONS = VersionRange(3, 13)
 ADVERTISED_MIN_VERSION = 0
 _NO_TXN_ID = AppendResult(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+_TOPIC_DENIED = AppendResult(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
 VERIFICATION_ENABLE = "transaction.partition.verification.enable"
 #: Verification errors older clients may not retry: answered as NOT_ENOUGH_REPLICAS, which
 #: every client retries without refreshing metadata (Kafka's choice).
@@ -113,17 +116,26 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
 
     unresolved = AppendResult(ErrorCode.UNKNOWN_TOPIC_ID)
     transactional = any(is_transactional(pd.records) for td in body.topic_data for pd in td.partition_data)
-    if transactional and body.transactional_id is None:
+    if transactional and (body.transactional_id is None or not ctx.authorize(
+            AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, body.transactional_id)):
         # As Kafka: the whole request is refused and nothing is written.
         results = {tp: _NO_TXN_ID for tp in entries}
         unresolved = _NO_TXN_ID
     else:
+        # As Kafka: a topic the principal may not write answers TOPIC_AUTHORIZATION_FAILED
+        # whether or not it exists, and is neither verified nor appended.
+        refused = authz.denied(ctx, AclOperation.WRITE, ResourceType.TOPIC, (tp.topic for tp in entries))
+        if refused:
+            entries = {tp: r for tp, r in entries.items() if tp.topic not in refused}
         unverified = _verify(ctx, body.transactional_id, entries) if transactional else {}
         # No await between the verification above and the append below.
         results = await ctx.broker.replica_manager.append_records(
             {tp: r for tp, r in entries.items() if tp not in unverified}, acks=body.acks,
             timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
         results.update(unverified)
+        if refused:
+            results.update({tp: _TOPIC_DENIED for _, parts in layout for _, tp in parts
+                            if tp is not None and tp.topic in refused})
 
     if body.acks == 0:
         failed = any(r.error_code for r in results.values()) or any(

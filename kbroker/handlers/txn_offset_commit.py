@@ -18,8 +18,10 @@ from kbroker.common import TopicPartition
 from kbroker.groups.errors import Errors
 from kbroker.groups.records import OffsetAndMetadata
 from kbroker.groups.storage import CONSUMER_OFFSETS
+from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
-from kbroker.handlers.offset_commit import errors_by_topic, requested_offsets
+from kbroker.handlers.offset_commit import errors_by_topic, errors_for_all, requested_offsets
+from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 28
 #: v3 adds member id, generation and group instance id (KIP-447); v4 lets a failed
@@ -83,10 +85,19 @@ async def _commit(ctx: RequestContext, body: Any,
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     now = ctx.broker.clock.time_ms()
+    # As Kafka: WRITE on the transactional id, then READ on the group, else every partition
+    # answers the refusal; then READ on each topic.
+    if not ctx.authorize(AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, body.transactional_id):
+        return {"throttle_time_ms": 0,
+                "topics": errors_for_all(body.topics, Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)}
+    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body.group_id):
+        return {"throttle_time_ms": 0, "topics": errors_for_all(body.topics, Errors.GROUP_AUTHORIZATION_FAILED)}
+    refused = authz.denied(ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in body.topics))
     offsets, errors = requested_offsets(
         ctx.broker.metadata, body.topics,
         lambda p: OffsetAndMetadata(offset=p.committed_offset, leader_epoch=p.get("committed_leader_epoch", -1),
-                                    metadata=p.committed_metadata or "", commit_timestamp=now))
+                                    metadata=p.committed_metadata or "", commit_timestamp=now),
+        refused)
     if offsets:
         errors.update(await _commit(ctx, body, offsets))
     if ctx.version < 2:

@@ -19,7 +19,9 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.handlers import authz
 from kbroker.handlers.api import BrokerServices, RequestContext, response
+from kbroker.security.model import AclOperation
 from kbroker.txn.coordinator import COORDINATOR_EPOCH
 from kbroker.txn.markers import MarkerResults, TxnMarker
 
@@ -55,10 +57,17 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     # This broker's coordinator writes every marker at one coordinator epoch, for good: a
     # marker claiming a newer one would fence it out of the partition and leave its producer's
     # transactions there prepared, holding the LSO, forever. Such a marker is refused.
-    valid = [m for m in markers if m.coordinator_epoch <= COORDINATOR_EPOCH]
-    written = iter(await write_markers(ctx.broker, valid))
-    results: MarkerResults = [next(written) if m.coordinator_epoch <= COORDINATOR_EPOCH
-                              else dict.fromkeys(m.partitions, ErrorCode.INVALID_REQUEST) for m in markers]
+    # As Kafka: ALTER or CLUSTER_ACTION on the cluster, else nothing is written and every
+    # partition answers CLUSTER_AUTHORIZATION_FAILED.
+    if ctx.broker.authorizer is not None and not (authz.cluster(ctx, AclOperation.ALTER)
+                                                  or authz.cluster(ctx, AclOperation.CLUSTER_ACTION)):
+        results: MarkerResults = [dict.fromkeys(m.partitions, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+                                  for m in markers]
+    else:
+        valid = [m for m in markers if m.coordinator_epoch <= COORDINATOR_EPOCH]
+        written = iter(await write_markers(ctx.broker, valid))
+        results = [next(written) if m.coordinator_epoch <= COORDINATOR_EPOCH
+                   else dict.fromkeys(m.partitions, ErrorCode.INVALID_REQUEST) for m in markers]
     # As Kafka, the answer is keyed by producer id: markers of one producer share an entry,
     # and a marker naming no partition has none.
     by_producer: dict[int, dict[TopicPartition, int]] = {}

@@ -74,6 +74,11 @@ class Authorizer(Protocol):
         """True when the operation is allowed (deny ACLs win over allow ACLs)."""
         ...
 
+    def authorize_by_resource_type(self, principal: str, host: str, operation: AclOperation,
+                                   resource_type: ResourceType) -> bool:
+        """True when the operation is allowed on at least one resource of the type (KIP-679)."""
+        ...
+
     def authorized_operations(self, principal: str, host: str, resource_type: ResourceType,
                               name: str) -> int:
         """The bit field of the operations allowed on the resource (bit n = AclOperation n),

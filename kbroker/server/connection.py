@@ -7,12 +7,15 @@ order also keeps a producer's pipelined batches in sequence.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import ssl
 import struct
 from collections.abc import Callable
 
 import anyio
-from anyio.abc import SocketStream
+from anyio.abc import ByteStream
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 from kbroker.codec import FrameReader, FrameTooLarge
 from kbroker.handlers.api import BrokerServices, Session
@@ -26,12 +29,20 @@ _ANYIO_ASYNCIO = "anyio._backends._asyncio"
 _API = struct.Struct(">hh")
 #: Exceptions that are not a fault of the connection: they stop the task, as they should.
 _PASS_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
+#: Seconds a client has to complete the TLS handshake (or connections.max.idle.ms if shorter).
+TLS_HANDSHAKE_TIMEOUT = 10.0
+#: Over TLS, a response goes out in writes of about this size (each one is encrypted into
+#: a buffer of its own: writing a large response whole would copy it twice at once).
+_TLS_WRITE = 256 * 1024
+#: OpenSSL's reasons for a handshake that met something other than TLS.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "UNKNOWN_PROTOCOL",
+            "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNEXPECTED_RECORD", "RECORD_LENGTH_MISMATCH")
 
 
 class Connection:
     """The loop serving one socket."""
 
-    def __init__(self, services: BrokerServices, stream: SocketStream, security: ListenerSecurity, *,
+    def __init__(self, services: BrokerServices, stream: ByteStream, security: ListenerSecurity, *,
                  memory: RequestMemory, stopping: Callable[[], bool]) -> None:
         """``security`` is the listener's; ``memory`` is the request budget shared by every
         connection; ``stopping`` says whether the broker is shutting down (the loop then
@@ -40,7 +51,8 @@ class Connection:
         self.security = security
         self.memory = memory
         self._stopping = stopping
-        self.stream = stream
+        #: The socket; the TLS stream over it once the handshake is done (TLS listeners).
+        self.stream: ByteStream = stream
         host, port = peer_address(stream)
         self.session = Session(listener=security.name, client_host=host, client_port=port,
                                security_protocol=security.protocol)
@@ -63,8 +75,10 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until the client closes it, it idles out, or the broker stops."""
         reader = self.reader
-        stream = self.stream
         try:
+            if self.security.ssl_context is not None and not await self._start_tls(self.security.ssl_context):
+                return
+            stream = self.stream
             while not self._stopping():
                 frame = reader.next_frame()
                 if frame is None:
@@ -91,6 +105,9 @@ class Connection:
                         self.session.client_port, e)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
             pass
+        except ssl.SSLError as e:  # a TLS record the client garbled, or its alert
+            log.info("closing connection from %s:%d: TLS error: %s", self.session.client_host,
+                     self.session.client_port, _handshake_failure(e))
         except BaseException as e:
             # A fault in serving one request closes this connection only; the broker serves on.
             if isinstance(e, (*_PASS_THROUGH, anyio.get_cancelled_exc_class())):
@@ -100,7 +117,52 @@ class Connection:
             self.memory.give(self._held, admitted=self._admitted)
             self._held, self._admitted = 0, False
             with anyio.CancelScope(shield=True):
-                await stream.aclose()
+                await self.stream.aclose()
+
+    async def _start_tls(self, context: ssl.SSLContext) -> bool:
+        """The TLS handshake, within TLS_HANDSHAKE_TIMEOUT; on success the connection reads and
+        writes through TLS and, on SSL listeners, has the principal of the client's certificate.
+        False when the handshake failed, timed out or the broker is stopping."""
+        session = self.session
+        where = f"{session.client_host}:{session.client_port}"
+        timeout = min(TLS_HANDSHAKE_TIMEOUT, self._idle_seconds)
+        failure: str | None = None
+        with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
+            self._idle_scope = scope  # shutdown ends a handshake in progress too
+            try:
+                tls = await tls_handshake(self.stream, context)
+            except ssl.SSLError as e:
+                failure = _handshake_failure(e)
+            except anyio.EndOfStream:
+                # A port probe or health check, most likely: worth a debug line only.
+                log.debug("connection from %s on listener %s closed during the TLS handshake", where,
+                          session.listener)
+                self._idle_scope = None
+                return False
+            except (anyio.BrokenResourceError, OSError) as e:
+                failure = f"{(e.__cause__ or e)}"
+        self._idle_scope = None
+        if scope.cancelled_caught:
+            if not self._stopping():
+                log.info("closing connection from %s on listener %s: TLS handshake not done within %g s",
+                         where, session.listener, timeout)
+            return False
+        if failure is not None:
+            # As Kafka's "Failed authentication with ... (SSL handshake failed)": one line, no trace.
+            log.info("closing connection from %s on listener %s: TLS handshake failed: %s", where,
+                     session.listener, failure)
+            return False
+        self.stream = tls
+        if self.security.ssl_principal is not None:
+            try:
+                session.principal = self.security.ssl_principal(tls.extra(TLSAttribute.peer_certificate_binary))
+            except (ValueError, IndexError) as e:  # no ssl.principal.mapping.rules rule applies
+                log.info("closing connection from %s on listener %s: no principal for the client "
+                         "certificate: %s", where, session.listener, e)
+                return False
+        log.debug("TLS connection from %s on listener %s: %s, %s, principal %s", where, session.listener,
+                  tls.extra(TLSAttribute.tls_version), tls.extra(TLSAttribute.cipher)[0], session.principal)
+        return True
 
     async def _receive(self) -> bool:
         """Read more request bytes within the memory budget; False when the connection
@@ -157,14 +219,56 @@ class Connection:
         log.error("closing connection: %s failed: %s: %s", what, type(e).__name__, e, exc_info=e)
 
 
-async def send_parts(stream: SocketStream, parts: ResponseParts) -> None:
+async def tls_handshake(stream: ByteStream, context: ssl.SSLContext) -> TLSStream:
+    """The server side of a TLS handshake on ``stream``, then the TLS stream over it.
+
+    As anyio's ``TLSStream.wrap`` (no closing handshake: ``standard_compatible=False``), except
+    that a failed handshake still sends the client OpenSSL's alert (unknown CA, certificate
+    required, protocol version), so that the client can say what went wrong. Raises
+    ``ssl.SSLError``, ``anyio.EndOfStream`` or ``anyio.BrokenResourceError``.
+    """
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_side=True)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                await stream.send(outgoing.read())
+            try:
+                incoming.write(await stream.receive())
+            except anyio.EndOfStream:
+                incoming.write_eof()  # do_handshake raises SSLEOFError next
+        except ssl.SSLEOFError:
+            raise anyio.EndOfStream from None
+        except ssl.SSLError:
+            if outgoing.pending:
+                with anyio.move_on_after(1), contextlib.suppress(anyio.BrokenResourceError, OSError):
+                    await stream.send(outgoing.read())  # the alert
+            raise
+    if outgoing.pending:
+        await stream.send(outgoing.read())
+    # TLSStream has no public constructor but wrap(), which would redo the handshake; its
+    # dataclass fields are what wrap() fills. Bytes the client sent after its Finished stay
+    # in ``incoming`` and are the stream's first to read.
+    return TLSStream(transport_stream=stream, standard_compatible=False, _ssl_object=tls, _read_bio=incoming,
+                     _write_bio=outgoing)
+
+
+async def send_parts(stream: ByteStream, parts: ResponseParts) -> None:
     """Write a response's buffers with one vectored write where the transport allows,
     then wait, as ``send`` does, while the peer is not reading (flow control)."""
     # anyio streams take one buffer per send; the asyncio transport beneath takes several
-    # at once (uvloop writes them with one writev). Elsewhere join them: one copy, correct.
+    # at once (uvloop writes them with one writev).
     transport = getattr(stream, "_transport", None) if type(stream).__module__ == _ANYIO_ASYNCIO else None
-    if len(parts) == 1 or transport is None:
-        await stream.send(parts[0] if len(parts) == 1 else b"".join(parts))  # type: ignore[arg-type]
+    if len(parts) == 1 and transport is not None:
+        await stream.send(parts[0])  # type: ignore[arg-type]
+        return
+    if transport is None:
+        # A TLS stream (or another backend's): small buffers joined, large ones in slices,
+        # so that no write copies much more than _TLS_WRITE bytes at once.
+        await _send_in_slices(stream, parts)
         return
     try:
         transport.writelines(parts)
@@ -175,7 +279,40 @@ async def send_parts(stream: SocketStream, parts: ResponseParts) -> None:
     await stream.send(b"")
 
 
-def peer_address(stream: SocketStream) -> tuple[str, int]:
+async def _send_in_slices(stream: ByteStream, parts: ResponseParts) -> None:
+    """Send ``parts`` in order, joining small ones and slicing large ones (no copy) to _TLS_WRITE."""
+    pending: list[bytes | bytearray | memoryview] = []
+    size = 0
+    for part in parts:
+        length = part.nbytes if isinstance(part, memoryview) else len(part)
+        if size + length <= _TLS_WRITE:
+            pending.append(part)
+            size += length
+            continue
+        if pending:
+            await stream.send(pending[0] if len(pending) == 1 else b"".join(pending))  # type: ignore[arg-type]
+            pending, size = [], 0
+        view = memoryview(part).cast("B")
+        while len(view) > _TLS_WRITE:
+            await stream.send(view[:_TLS_WRITE])  # type: ignore[arg-type]
+            view = view[_TLS_WRITE:]
+        pending, size = [view], len(view)
+    if pending:
+        await stream.send(pending[0] if len(pending) == 1 else b"".join(pending))  # type: ignore[arg-type]
+
+
+def _handshake_failure(e: ssl.SSLError) -> str:
+    """What went wrong in a handshake, in a few words."""
+    reason = str(getattr(e, "reason", None) or e)
+    verify = getattr(e, "verify_message", None)
+    if verify:
+        return f"the client certificate was refused: {verify}"
+    if reason in _NOT_TLS:
+        return f"not a TLS client ({reason.lower().replace('_', ' ')}; a plaintext client on the TLS port?)"
+    return reason.lower().replace("_", " ")
+
+
+def peer_address(stream: ByteStream) -> tuple[str, int]:
     """The client's (host, port), or ("unknown", -1) where the transport has none."""
     try:
         addr = stream.extra(anyio.abc.SocketAttribute.remote_address)

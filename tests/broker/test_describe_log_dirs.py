@@ -62,7 +62,7 @@ def _append(mgr: LogManager, topic: str, partition: int, value: bytes) -> None:
 def _call(mgr: Any, version: int, topics: list[dict[str, Any]] | None) -> Any:
     """The handler's answer as a client decodes it (encoded at ``version`` and read back)."""
     request = decode_request(encode_request(API, version, 1, {"topics": topics})[4:])
-    ctx = RequestContext(SimpleNamespace(log_manager=mgr), Session("PLAINTEXT", "127.0.0.1", 1), request)
+    ctx = RequestContext(SimpleNamespace(authorizer=None, log_manager=mgr), Session("PLAINTEXT", "127.0.0.1", 1), request)
     body = asyncio.run(describe_log_dirs.handle(ctx))
     _, resp = decode_response(API, version, encode_response(API, version, 1, body)[4:])
     return resp
@@ -122,7 +122,7 @@ def test_the_cleaning_field_is_a_skippable_tag_kafka_clients_ignore(logs: LogMan
     from kafka.protocol.admin import DescribeLogDirsResponse
 
     request = decode_request(encode_request(API, 4, 1, {"topics": None})[4:])
-    ctx = RequestContext(SimpleNamespace(log_manager=logs), Session("PLAINTEXT", "127.0.0.1", 1), request)
+    ctx = RequestContext(SimpleNamespace(authorizer=None, log_manager=logs), Session("PLAINTEXT", "127.0.0.1", 1), request)
     body = asyncio.run(describe_log_dirs.handle(ctx))
     frame = encode_response(API, 4, 9, body)
     data = io.BytesIO(frame[4 + 4 + 1:])  # size, correlation id, the empty header tag section

@@ -37,6 +37,7 @@ def _services(groups: GroupCoordinator, *, verify_error: Errors = Errors.NONE, o
               verification: bool = True) -> Any:
     topic = TopicInfo("t", uuid.uuid4(), {0: PartitionInfo("t", 0, 1, 0, [1], [1])})
     return SimpleNamespace(
+        authorizer=None,
         clock=ManualClock(), groups=groups, transactions=_Transactions(verify_error),
         config=SimpleNamespace(get=lambda key: verification if key == txn_offset_commit.VERIFICATION_ENABLE else None),
         metadata=SimpleNamespace(topic=lambda name: topic if name == "t" else None),

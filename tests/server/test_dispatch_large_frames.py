@@ -20,7 +20,7 @@ def _describe_producers_frame(count: int) -> bytes:
 
 
 def _broker() -> Any:
-    return SimpleNamespace(metadata=SimpleNamespace(partition=lambda t, i: None, topic=lambda t: None),
+    return SimpleNamespace(authorizer=None, metadata=SimpleNamespace(partition=lambda t, i: None, topic=lambda t: None),
                            replica_manager=SimpleNamespace())
 
 

@@ -37,6 +37,9 @@ ADVERTISED = {
     26: (0, 4),  # EndTxn (v5 is transaction version 2)
     27: (1, 2),  # WriteTxnMarkers
     28: (0, 5),  # TxnOffsetCommit (v5, for transactions v2 clients, is served as v4)
+    29: (0, 3),  # DescribeAcls
+    30: (0, 3),  # CreateAcls
+    31: (0, 3),  # DeleteAcls
     32: (0, 4),  # DescribeConfigs
     33: (0, 2),  # AlterConfigs
     35: (0, 5),  # DescribeLogDirs
@@ -44,6 +47,8 @@ ADVERTISED = {
     42: (0, 2),  # DeleteGroups
     44: (0, 1),  # IncrementalAlterConfigs
     47: (0, 0),  # OffsetDelete
+    50: (0, 0),  # DescribeUserScramCredentials
+    51: (0, 0),  # AlterUserScramCredentials
     60: (0, 2),  # DescribeCluster
     61: (0, 0),  # DescribeProducers
     65: (0, 0),  # DescribeTransactions

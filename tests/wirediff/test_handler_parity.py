@@ -27,7 +27,10 @@ from kbroker.replica.types import FetchResult, OffsetResult
 
 def _ctx(api_key: int, version: int, body: dict[str, Any], broker: Any = None) -> RequestContext:
     request = decode_request(encode_request(api_key, version, 1, body)[4:])
-    return RequestContext(broker or SimpleNamespace(), Session("PLAINTEXT", "127.0.0.1", 1), request)
+    broker = broker or SimpleNamespace()
+    if not hasattr(broker, "authorizer"):
+        broker.authorizer = None  # no ACLs: every request is allowed
+    return RequestContext(broker, Session("PLAINTEXT", "127.0.0.1", 1), request)
 
 
 def _run(module: Any, ctx: RequestContext) -> Any:
@@ -201,7 +204,7 @@ def test_describe_topic_partitions_page_deep_in_a_big_topic_reads_only_that_page
 
     parts = _NoWalk({i: PartitionInfo("big", i, 1, 0, [1], [1]) for i in range(50_000)})
     topic = TopicInfo("big", uuid.uuid4(), parts)
-    broker = SimpleNamespace(metadata=SimpleNamespace(topics={"big": topic}, topic={"big": topic}.get))
+    broker = SimpleNamespace(metadata=SimpleNamespace(topics={"big": topic}, topic={"big": topic}.get), authorizer=None)
     body = {"topics": [{"name": "big"}], "response_partition_limit": 2**31 - 1,
             "cursor": {"topic_name": "big", "partition_index": 40_000}}
     out = _run(describe_topic_partitions, _ctx(75, 0, body, broker))
