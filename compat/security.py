@@ -180,14 +180,15 @@ def _described_mechanisms(described: Any, user: str, timeout: float) -> list[str
     return [info.mechanism.name for info in desc.scram_credential_infos]
 
 
-_ENDPOINT = re.compile(r"([A-Z][A-Z0-9_]*)://([0-9.]+):(\d+)")
+_ENDPOINT = re.compile(r"([A-Z][A-Z0-9_]*)://([0-9.]+):(\d+)(?: \(listener ([A-Za-z0-9_.-]+)\))?")
 
 
 def parse_endpoints(line: str) -> dict[str, str]:
-    """``{listener: host:port}`` from kbroker's start-up line (``listening on A://h:p, B://h:p, ...``)."""
+    """``{listener: host:port}`` from kbroker's start-up line: ``listening on PROTOCOL://host:port,
+    ...``, a listener not named after its protocol followed by `` (listener NAME)``."""
     _, _, rest = line.partition("listening on ")
     rest = rest.split(", data in", 1)[0]
-    return {m.group(1): f"{m.group(2)}:{m.group(3)}" for m in _ENDPOINT.finditer(rest)}
+    return {(m.group(4) or m.group(1)): f"{m.group(2)}:{m.group(3)}" for m in _ENDPOINT.finditer(rest)}
 
 
 @dataclass

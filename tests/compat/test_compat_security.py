@@ -75,7 +75,7 @@ def test_security_config_ports_and_extra_listeners(tmp_path: Path) -> None:
 
 def test_parse_endpoints() -> None:
     line = ("kbroker 1 listening on PLAINTEXT://127.0.0.1:4001, SASL_PLAINTEXT://127.0.0.1:4002, "
-            "SSL://127.0.0.1:4003, MTLS://127.0.0.1:4004, SASL_SSL://127.0.0.1:4005, data in /tmp/x")
+            "SSL://127.0.0.1:4003, SSL://127.0.0.1:4004 (listener MTLS), SASL_SSL://127.0.0.1:4005, data in /tmp/x")
     assert security.parse_endpoints(line) == {
         "PLAINTEXT": "127.0.0.1:4001", "SASL_PLAINTEXT": "127.0.0.1:4002", "SSL": "127.0.0.1:4003",
         "MTLS": "127.0.0.1:4004", "SASL_SSL": "127.0.0.1:4005"}
