@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -24,6 +25,9 @@ from kbroker.config import BrokerConfig, ConfigError, ConfigHolder
 from kbroker.handlers import registry
 from kbroker.security.listener import ListenerSecurity
 from kbroker.security.model import Authorizer
+from kbroker.security.sasl.authenticator import SaslAuthenticator, SaslMetrics
+from kbroker.security.sasl.mechanisms import sasl_settings
+from kbroker.security.sasl.scram import scram_factories
 from kbroker.security.scram import CredentialStore
 from kbroker.security.store import FileStateStore
 from kbroker.security.tls import listener_tls
@@ -32,7 +36,7 @@ from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
 log = logging.getLogger("kbroker")
 #: Security protocols the listeners can serve.
-SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SSL"})
+SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
 #: Pause after a failed accept() (EMFILE and the like), doubling up to the maximum.
 _ACCEPT_BACKOFF = (0.05, 1.0)
 
@@ -105,6 +109,15 @@ class Broker:
         except OSError as e:
             self.log_manager.release_dir_locks()
             raise StartupError(str(e)) from e
+        #: Broker-wide SASL authentication counts (Kafka's (re)authentication metrics).
+        self.sasl_metrics = SaslMetrics()
+        try:
+            for name, security in self.listener_security.items():
+                if security.uses_sasl:
+                    self.listener_security[name] = self._with_sasl(config, security)
+        except BaseException:
+            self.log_manager.release_dir_locks()
+            raise
         self._connections: set[Connection] = set()
         self.quotas = ConnectionQuotas()
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
@@ -118,6 +131,15 @@ class Broker:
         except (ConfigError, OSError) as e:
             self.log_manager.release_dir_locks()  # a failed start leaves the dirs usable
             raise StartupError(str(e)) from e
+
+    def _with_sasl(self, config: BrokerConfig, security: ListenerSecurity) -> ListenerSecurity:
+        """A SASL listener's security with its authenticator; :class:`StartupError` naming the key at fault."""
+        try:
+            settings = sasl_settings(config, security.name, clock=self.clock, metrics=self.sasl_metrics,
+                                     extra=scram_factories(self.credentials))
+        except ConfigError as e:
+            raise StartupError(str(e)) from e  # the message names the listener or its key
+        return dataclasses.replace(security, new_authenticator=lambda host, port: SaslAuthenticator(settings, host, port))
 
     @property
     def config(self) -> BrokerConfig:

@@ -59,7 +59,7 @@ LISTENER_PREFIX = "listener.name."
 #: Keys that may be set per listener, besides every ``ssl.*`` and ``sasl.*`` key.
 _PER_LISTENER_KEYS = frozenset({"max.connections", "max.connection.creation.rate", "connections.max.reauth.ms",
                                 "connection.failed.authentication.delay.ms", "principal.builder.class"})
-_LISTENER_KEY = re.compile(r"^listener\.name\.(?P<listener>[a-z0-9_]+)\.(?:(?P<mech>[a-z0-9-]+)\.(?=sasl\.))?(?P<key>.+)$")
+_LISTENER_KEY = re.compile(r"^listener\.name\.(?P<listener>[a-z0-9_]+)\.(?:(?P<mech>[a-z0-9-]+)\.(?=sasl\.|connections\.max\.reauth\.ms$))?(?P<key>.+)$")
 
 
 def listener_key_def(key: str) -> ConfigDef:
@@ -72,8 +72,8 @@ def listener_key_def(key: str) -> ConfigDef:
             or not (base.startswith(("ssl.", "sasl.")) or base in _PER_LISTENER_KEYS)):
         raise ConfigError(
             f"Invalid configuration {key}: expected listener.name.<listener>.<key> with a lower-case listener "
-            "name and an ssl.*, sasl.* or connection key (listener.name.<listener>.<mechanism>.sasl.* for one "
-            "SASL mechanism)",
+            "name and an ssl.*, sasl.* or connection key (listener.name.<listener>.<mechanism>.sasl.* or "
+            "listener.name.<listener>.<mechanism>.connections.max.reauth.ms for one SASL mechanism)",
             key,
         )
     return definition

@@ -89,6 +89,7 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("sasl.server.callback.handler.class", CLASS, None, "Custom server callback handler (Java classes cannot be loaded; refused when set).", (), RO),
     ConfigDef("connections.max.reauth.ms", LONG, 0, "Longest a SASL session lasts before the client must re-authenticate (KIP-368); 0 never expires.", (at_least(0),), RO),
     ConfigDef("connection.failed.authentication.delay.ms", INT, 100, "Delay before a connection whose authentication failed is closed.", (at_least(0),), RO),
+    ConfigDef("sasl.server.max.receive.size", INT, 524288, "Largest frame, in bytes, a SASL listener reads from a client before it has authenticated; a larger one closes the connection.", (at_least(1),), RO),
     ConfigDef("principal.builder.class", CLASS, "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder", "Builds the principal of a connection; only Kafka's default builder is available.", (), RO),
     # --- authorization
     ConfigDef("authorizer.class.name", STR, "", "Authorizer class; org.apache.kafka.metadata.authorizer.StandardAuthorizer (or kafka.security.authorizer.AclAuthorizer) turns on ACLs.", (), RO),

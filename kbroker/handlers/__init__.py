@@ -61,6 +61,8 @@ MODULES = [
     "delete_acls",
     "describe_user_scram_credentials",
     "alter_user_scram_credentials",
+    "sasl_handshake",
+    "sasl_authenticate",
 ]
 
 

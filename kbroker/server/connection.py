@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 _READ_SIZE = 256 * 1024
 _ANYIO_ASYNCIO = "anyio._backends._asyncio"
 _API = struct.Struct(">hh")
+#: How long a connection whose login failed waits for the client to hang up after the answer.
+_FAILED_LOGIN_LINGER_S = 1.0
 #: Exceptions that are not a fault of the connection: they stop the task, as they should.
 _PASS_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
 #: Seconds a client has to complete the TLS handshake (or connections.max.idle.ms if shorter).
@@ -60,7 +62,14 @@ class Connection:
         #: (API key, version) of the request being served, for the log line if it fails.
         self.serving: tuple[int, int] | None = None
         self._idle_scope: anyio.CancelScope | None = None
-        self.reader = FrameReader(services.config.socket_request_max_bytes)
+        self._max_frame = services.config.socket_request_max_bytes
+        self.reader = FrameReader(self._max_frame)
+        if security.new_authenticator is not None:
+            # A SASL listener: nothing but the SASL exchange until the client authenticates,
+            # and no frame larger than sasl.server.max.receive.size meanwhile.
+            self.session.sasl = security.new_authenticator(host, port)
+            self.session.authenticated = False
+            self._bound_frames()
         #: Bytes of the broker's request memory budget this connection holds.
         self._held = 0
         #: Whether the request being read was admitted in full (see RequestMemory).
@@ -86,11 +95,24 @@ class Connection:
                         return
                     continue
                 self.busy = True
+                sasl = self.session.sasl
+                if sasl is not None and sasl.raw_tokens:
+                    try:
+                        if not await self._raw_token(frame):
+                            return
+                    finally:
+                        self.busy = False
+                    self._bound_frames()
+                    self._account()
+                    continue
                 self.serving = _API.unpack_from(frame) if len(frame) >= 4 else (-1, -1)
                 try:
                     response = await dispatch(self.services, self.session, frame)
                     # Drop the request before sending: nothing of it is needed any more.
                     frame = None
+                    if sasl is not None and sasl.failed:
+                        await self._fail_authentication(response)
+                        return
                     if response is not None:
                         await send_parts(stream, response)
                     # And the response (a fetch answer can be tens of MB) before waiting
@@ -99,6 +121,8 @@ class Connection:
                 finally:
                     self.busy = False
                 self.serving = None
+                if sasl is not None:
+                    self._bound_frames()
                 self._account()  # the served request's bytes go back to the budget
         except (FrameTooLarge, CloseConnection) as e:
             log.warning("closing connection from %s:%d: %s", self.session.client_host,
@@ -163,6 +187,46 @@ class Connection:
         log.debug("TLS connection from %s on listener %s: %s, %s, principal %s", where, session.listener,
                   tls.extra(TLSAttribute.tls_version), tls.extra(TLSAttribute.cipher)[0], session.principal)
         return True
+
+    def _bound_frames(self) -> None:
+        """While a SASL connection authenticates, frames are bounded by the SASL receive
+        size (as Kafka reads them), so an unauthenticated client cannot make the broker
+        buffer a 100 MB request."""
+        sasl = self.session.sasl
+        limit = self._max_frame
+        if sasl.authenticating:
+            limit = min(limit, sasl.max_receive_size)
+        self.reader.max_frame_size = limit
+
+    async def _raw_token(self, frame: bytes) -> bool:
+        """Serve a raw SASL token (after SaslHandshake v0): the challenge goes back
+        size-prefixed. False when authentication failed: the connection then closes after
+        the failure delay, answering nothing, as Kafka does."""
+        sasl = self.session.sasl
+        challenge = sasl.raw_token(bytes(frame))
+        if challenge is None:
+            await self._fail_authentication(None)
+            return False
+        if sasl.principal is not None and not sasl.authenticating:
+            self.session.principal = sasl.principal
+            self.session.authenticated = True
+        await send_parts(self.stream, [struct.pack(">i", len(challenge)), challenge])
+        return True
+
+    async def _fail_authentication(self, response: ResponseParts | None) -> None:
+        """After a failed login: wait connection.failed.authentication.delay.ms (this
+        connection only), send the failure response if any, and let the connection close.
+        The failure was logged when it happened."""
+        await anyio.sleep(self.session.sasl.failure_delay_s)
+        if response is None:
+            return
+        with anyio.move_on_after(_FAILED_LOGIN_LINGER_S):
+            await send_parts(self.stream, response)
+            # Let the client read the answer and hang up first: some clients (kafka-python)
+            # drop an answer that arrives together with the end of the stream. A client
+            # that does not hang up is closed after the linger time all the same.
+            while len(await self.stream.receive(_READ_SIZE)) > 0:
+                pass
 
     async def _receive(self) -> bool:
         """Read more request bytes within the memory budget; False when the connection

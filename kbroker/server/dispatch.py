@@ -12,8 +12,10 @@ from kbroker.codec import (
     UnsupportedVersion,
     decode_request,
     encode_response_parts,
+    peek_request_header,
 )
 from kbroker.codec.apis import API_VERSIONS_KEY, api_table
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.handlers import registry
 from kbroker.handlers.api import BrokerServices, CloseConnection, DetachedBody, RequestContext, Session
 from kbroker.handlers.api_versions import unsupported_version_response
@@ -22,6 +24,8 @@ from kbroker.handlers.produce import API_KEY as PRODUCE_KEY
 log = logging.getLogger(__name__)
 
 
+#: SaslHandshake, ApiVersions and SaslAuthenticate: what a client may send before authenticating.
+_SASL_EXCHANGE = frozenset({17, 18, 36})
 #: Frames from this size are decoded in a worker thread (see dispatch).
 LARGE_FRAME = 256 * 1024
 
@@ -37,6 +41,10 @@ ResponseParts = list[bytes | bytearray | memoryview]
 
 async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> ResponseParts | None:
     """Serve one request frame; returns the framed response, or None when none is due."""
+    if session.sasl is not None and session.sasl.authenticating:
+        early = _sasl_gate(session, frame)
+        if early is not None:
+            return early
     try:
         # A frame of many thousands of array items (a DeleteRecords or ListOffsets naming 100k
         # partitions) takes a good part of a second to decode: that is done off the event loop.
@@ -59,6 +67,11 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
         raise CloseConnection(f"{request.api.name} v{request.api_version} is not implemented")
 
     session.last_client_id = request.header.client_id
+    if session.sasl is not None:  # a SASL listener: what the connection's SASL state allows
+        refusal = session.sasl.refuse(request.api_key)
+        if refusal is not None:
+            return _refuse(request.api_key, request.api_version, request.correlation_id, refusal.reason,
+                           refusal.answer)
     ctx = RequestContext(broker, session, request)
     try:
         body = await handler.handle(ctx)
@@ -84,6 +97,33 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
         log.exception("cannot encode the response to %s; answered UNKNOWN_SERVER_ERROR",
                       describe_request(session, request.api_key, request.api_version))
         return encode_response_parts(request.api_key, request.api_version, request.correlation_id, fallback)
+
+
+def _sasl_gate(session: Session, frame: bytes) -> ResponseParts | None:
+    """While a SASL connection authenticates, refuse any API but the SASL exchange's from its
+    header alone, as Kafka does, so an unauthenticated client cannot make the broker decode
+    other requests. The exchange's own requests are checked once decoded (None here)."""
+    try:
+        key, version, correlation_id = peek_request_header(frame)
+    except CodecError as e:
+        raise CloseConnection(f"malformed request: {e}") from e
+    if key in _SASL_EXCHANGE:
+        return None
+    refusal = session.sasl.refuse(key)
+    if refusal is None:
+        return None
+    return _refuse(key, version, correlation_id, refusal.reason, refusal.answer)
+
+
+def _refuse(api_key: int, version: int, correlation_id: int, reason: str, answer: bool) -> ResponseParts:
+    """A request the SASL state does not allow: Kafka closes the connection, after answering
+    ILLEGAL_SASL_STATE when authentication was under way (and the API has an error code)."""
+    api = api_table().get(api_key)
+    body = _error_body(api_key, version) if answer and api is not None and version in api.versions else None
+    if body is None:
+        raise CloseConnection(reason)
+    body["error_code"] = ErrorCode.ILLEGAL_SASL_STATE
+    return encode_response_parts(api_key, version, correlation_id, body)
 
 
 def describe_request(session: Session, api_key: int, api_version: int) -> str:

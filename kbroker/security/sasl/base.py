@@ -7,7 +7,20 @@ from typing import Protocol
 
 class SaslFailure(Exception):
     """Authentication failed. The message goes to the client (in SaslAuthenticate's
-    error_message) and to the broker log: it never holds a secret."""
+    error_message) and to the broker log: it never holds a secret.
+
+    ``user`` is the user name the client tried, when known, for the broker log.
+    ``generic``: the client gets Kafka's standard "invalid credentials" message instead
+    of this one (as for a javax ``SaslException``), which then goes to the log only.
+    ``detail`` says more, for the broker log only (never a secret either).
+    """
+
+    def __init__(self, message: str, *, user: str | None = None, generic: bool = False,
+                 detail: str | None = None) -> None:
+        super().__init__(message)
+        self.user = user
+        self.generic = generic
+        self.detail = detail
 
 
 class SaslServer(Protocol):
