@@ -35,7 +35,7 @@ SECURITY = [s for s in SCENARIOS if s.security]
 
 #: (client, reason fragment) of the cells that may be n/a: the client cannot do this at all.
 EXPECTED_NA = [
-    ("kafka-streams", "Kafka Streams scenario"),
+    ("kafka-streams", "Kafka Streams is a stream-processing library"),
     # Debian's kcat 1.7.1 links librdkafka 2.0.2, whose SCRAM client-final nonce Kafka 4.x refuses.
     ("kcat", "wrong SCRAM nonce"),
 ]
