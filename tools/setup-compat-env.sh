@@ -91,14 +91,16 @@ if [ $WITH_LIBRDKAFKA -eq 1 ]; then
         mv "$tmp/package/deps/librdkafka" "$SRC"
         rm -rf "$tmp"
     fi
-    # 0103_transactions creates its topics with replication factor 3 (librdkafka's CI runs three
-    # brokers) but needs nothing else of a cluster: asked for factor 1 it runs against one broker.
-    TXN_TEST=$SRC/tests/0103-transactions.c
-    if grep -q 'test_create_topic_wait_exists(p1\?, [a-z_]*, [0-9a-z_]*, 3, 5000)' "$TXN_TEST"; then
-        sed -i 's/test_create_topic_wait_exists(\(p1\?\), \([a-z_]*\), \([0-9a-z_]*\), 3, 5000)/test_create_topic_wait_exists(\1, \2, \3, 1, 5000)/' \
-            "$TXN_TEST"
-        rm -f "$SRC/tests/test-runner"
-    fi
+    # 0103_transactions and 0142_reauthentication create topics with replication factor 3
+    # (librdkafka's CI runs three brokers) but need nothing else of a cluster: asked for factor 1
+    # they run against one broker.
+    for RF_TEST in "$SRC/tests/0103-transactions.c" "$SRC/tests/0142-reauthentication.c"; do
+        if grep -q 'test_create_topic_wait_exists(p1\?, [a-z_]*, [0-9a-z_]*, 3, 5000)' "$RF_TEST"; then
+            sed -i 's/test_create_topic_wait_exists(\(p1\?\), \([a-z_]*\), \([0-9a-z_]*\), 3, 5000)/test_create_topic_wait_exists(\1, \2, \3, 1, 5000)/' \
+                "$RF_TEST"
+            rm -f "$SRC/tests/test-runner"
+        fi
+    done
     # 0077_compaction creates its topic with segment.bytes=10000, which Kafka 4.x's kafka-topics.sh
     # refuses (at least 1048576) before asking the broker; its small segments only serve to roll
     # the written records out of the active segment so they can be compacted, which a 1 ms

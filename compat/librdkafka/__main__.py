@@ -79,6 +79,8 @@ SECURITY_RUNS = [
 #: Broker settings some tests need: 0142 reads connections.max.reauth.ms (DescribeConfigs) and
 #: skips when it is 0 (Kafka's default); each of its 5 parts lasts about one period.
 TEST_BROKER_OVERRIDES = {"0142_reauthentication": {"connections.max.reauth.ms": "10000"}}
+#: Tests run without test-runner's quick mode (-Q), which skips every sub-test they have.
+FULL_RUNS = {"0142_reauthentication"}
 
 
 def split_entry(entry: str) -> tuple[str, str]:
@@ -219,7 +221,8 @@ def make_kafka_path() -> tuple[Path | None, str]:
 
 def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Path,
               broker_overrides: dict[str, str],
-              kafka_path: Path | None = None, variant: str = "") -> tuple[dict[str, tuple[str, str]], str, float]:
+              kafka_path: Path | None = None, variant: str = "",
+              quick: bool = True) -> tuple[dict[str, tuple[str, str]], str, float]:
     """Run ``TESTS=num`` under ``scenario`` against a fresh broker: (rows, note, seconds).
 
     With a ``variant`` (``LISTENER[/MECHANISM]``) the broker has compat/security.py's listeners
@@ -258,7 +261,7 @@ def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Pat
         if kafka_path is not None:
             # test_kafka_topics() runs $KAFKA_PATH/bin/kafka-topics.sh --bootstrap-server $BROKERS.
             env.update({"KAFKA_PATH": str(kafka_path), "BROKERS": broker.bootstrap})
-        args = ["./test-runner", "-p1", "-Q", "-E", "-s", scenario]
+        args = ["./test-runner", "-p1", *(["-Q"] if quick else []), "-E", "-s", scenario]
         note = ""
         try:
             proc = subprocess.run(args, cwd=tests_dir, env=env, stdout=subprocess.PIPE,
@@ -338,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides = dict(BROKER_OVERRIDES)
         for entry in names:
             overrides.update(TEST_BROKER_OVERRIDES.get(split_entry(entry)[0], {}))
+        quick = not any(split_entry(entry)[0] in FULL_RUNS for entry in names)
         rows, note, secs = run_group(args.build_dir, num, scenario, args.timeout, args.logs, overrides,
-                                     kafka_path, variant)
+                                     kafka_path, variant, quick)
         for name in names:
             state, reason = rows.get(split_entry(name)[0], ("MISSING", ""))
             if state == "PASSED" and note:
