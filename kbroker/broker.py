@@ -25,6 +25,7 @@ from kbroker.config import BrokerConfig, ConfigError, ConfigHolder
 from kbroker.handlers import registry
 from kbroker.security.listener import ListenerSecurity
 from kbroker.security.model import Authorizer
+from kbroker.security.quotas import QuotaManager
 from kbroker.security.sasl.authenticator import SaslAuthenticator, SaslMetrics
 from kbroker.security.sasl.mechanisms import sasl_settings
 from kbroker.security.sasl.scram import scram_factories
@@ -106,6 +107,8 @@ class Broker:
         try:
             #: Users' SCRAM credentials: SASL/SCRAM logins and Describe/AlterUserScramCredentials.
             self.credentials = CredentialStore(self.security_store)
+            #: Client quota configs (durable) and the usage measured against them.
+            self.client_quotas = QuotaManager.from_config(self.security_store, clock, config)
         except OSError as e:
             self.log_manager.release_dir_locks()
             raise StartupError(str(e)) from e
@@ -119,7 +122,10 @@ class Broker:
             self.log_manager.release_dir_locks()
             raise
         self._connections: set[Connection] = set()
-        self.quotas = ConnectionQuotas()
+        self.quotas = ConnectionQuotas(clock, samples=int(config.get("quota.window.num")),
+                                       window_seconds=int(config.get("quota.window.size.seconds")),
+                                       ip_rate=self.client_quotas.ip_connection_rate)
+        self.configs.subscribe(lambda _: self.quotas.wake())  # raised connection limits take effect at once
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
 
     def _build_authorizer(self, config: BrokerConfig) -> Authorizer | None:
@@ -242,7 +248,7 @@ class Broker:
         failing = False
         async with listener:
             while True:
-                await self.quotas.wait_for_slot(self.config)
+                await self.quotas.wait_for_slot(self.config, name)
                 try:
                     stream = await listener.accept()
                 except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -261,8 +267,17 @@ class Broker:
                     log.info("accepting connections on listener %s again", name)
                     failing, delay = False, _ACCEPT_BACKOFF[0]
                 host = peer_address(stream)[0]
+                delay = self.quotas.creation_delay_ms(self.config, name)
+                if delay > 0:  # max.connection.creation.rate: as Kafka's acceptor, wait before taking it
+                    await anyio.sleep(delay / 1000)
+                throttled = self.quotas.ip_throttle_ms(host, name)
+                if throttled > 0:
+                    log.info("throttled connection from %s for %d ms: over its connection_creation_rate quota; "
+                             "closing it", host, throttled)
+                    tg.start_soon(_close_later, stream, throttled / 1000)
+                    continue
                 await self.quotas.refresh(self.config)
-                over = self.quotas.admit(self.config, host)
+                over = self.quotas.admit(self.config, host, name)
                 if over is not None:
                     log.info("rejected connection from %s: it already has the maximum of %d connections",
                              host, over)
@@ -283,7 +298,7 @@ class Broker:
         except Exception:  # Connection.run handles its own faults; this is the last guard
             log.exception("connection from %s failed", host)
         finally:
-            self.quotas.release(host)
+            self.quotas.release(host, name)
 
     async def shutdown(self, grace_seconds: float = 10.0) -> None:
         """Stop taking requests, let in-flight ones finish, then flush and close the logs."""
@@ -303,6 +318,15 @@ class Broker:
                     break
                 await anyio.sleep(0.01)
         self.log_manager.shutdown()
+
+
+async def _close_later(stream: SocketStream, seconds: float) -> None:
+    """Close a refused connection after its throttle time (as Kafka's DelayedCloseSocket)."""
+    try:
+        await anyio.sleep(seconds)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
 
 
 def host_name() -> str:

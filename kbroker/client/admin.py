@@ -314,3 +314,43 @@ def alter_user_scram_credentials(client: KafkaClient, upsertions: Iterable[Scram
             "upsertions": [u.body() for u in upsertions]}
     resp = client.request(ALTER_USER_SCRAM_CREDENTIALS, body, client.controller())
     return {r.user: KafkaError(r.error_code, r.error_message) if r.error_code else None for r in resp.results}
+
+
+# -- client quotas ---------------------------------------------------------------------
+
+DESCRIBE_CLIENT_QUOTAS = 48
+ALTER_CLIENT_QUOTAS = 49
+#: DescribeClientQuotas match types.
+MATCH_EXACT, MATCH_DEFAULT, MATCH_SPECIFIED = 0, 1, 2
+#: A client quota entity: (entity type, name) pairs; a None name is the type's default.
+QuotaEntity = tuple[tuple[str, str | None], ...]
+
+
+def describe_client_quotas(client: KafkaClient, components: Iterable[tuple[str, int, str | None]] = (),
+                           *, strict: bool = False) -> dict[QuotaEntity, dict[str, float]]:
+    """The quotas of the entities matching a filter of (entity type, match type, match)
+    components (none: every entity); raises :class:`KafkaError` on a refused filter."""
+    body = {"components": [{"entity_type": t, "match_type": m, "match": name} for t, m, name in components],
+            "strict": strict}
+    resp = client.request(DESCRIBE_CLIENT_QUOTAS, body)
+    check(resp.error_code, resp.get("error_message"))
+    out: dict[QuotaEntity, dict[str, float]] = {}
+    for entry in resp.entries or []:
+        entity = tuple(sorted((e.entity_type, e.entity_name) for e in entry.entity))
+        out[entity] = {v.key: v.value for v in entry["values"]}
+    return out
+
+
+def alter_client_quotas(client: KafkaClient, entity: Mapping[str, str | None],
+                        set_values: Mapping[str, float] | None = None, remove: Iterable[str] = (),
+                        *, validate_only: bool = False) -> None:
+    """Set and remove quotas of one entity (``{"user": "alice", "client-id": None}``: alice's
+    default client); raises :class:`KafkaError` when the broker refuses it."""
+    ops = [{"key": k, "value": float(v), "remove": False} for k, v in (set_values or {}).items()]
+    ops += [{"key": k, "value": 0.0, "remove": True} for k in remove]
+    body = {"entries": [{"entity": [{"entity_type": t, "entity_name": n} for t, n in entity.items()],
+                         "ops": ops}],
+            "validate_only": validate_only}
+    resp = client.request(ALTER_CLIENT_QUOTAS, body)
+    for r in resp.entries:
+        check(r.error_code, r.get("error_message"))

@@ -59,6 +59,8 @@ LISTENER_PREFIX = "listener.name."
 #: Keys that may be set per listener, besides every ``ssl.*`` and ``sasl.*`` key.
 _PER_LISTENER_KEYS = frozenset({"max.connections", "max.connection.creation.rate", "connections.max.reauth.ms",
                                 "connection.failed.authentication.delay.ms", "principal.builder.class"})
+#: Per-listener keys that can change at runtime.
+_DYNAMIC_PER_LISTENER_KEYS = frozenset({"max.connections", "max.connection.creation.rate"})
 _LISTENER_KEY = re.compile(r"^listener\.name\.(?P<listener>[a-z0-9_]+)\.(?:(?P<mech>[a-z0-9-]+)\.(?=sasl\.|connections\.max\.reauth\.ms$))?(?P<key>.+)$")
 
 
@@ -173,6 +175,7 @@ class BrokerConfig:
         self._dynamic: dict[str, _Setting] = {}
         self._unknown: dict[str, str] = {}
         self._per_listener: dict[str, _Setting] = {}
+        self._dynamic_listener: dict[str, _Setting] = {}
         if props:
             self._add_layer(props.items(), lambda key: "config")
         self._finish()
@@ -193,6 +196,7 @@ class BrokerConfig:
         """
         self = cls.__new__(cls)
         self._static, self._dynamic, self._unknown, self._per_listener = {}, {}, {}, {}
+        self._dynamic_listener = {}
         if config_file is not None:
             path = str(config_file)
             self._add_layer(load_properties(config_file).items(), lambda key: path)
@@ -233,7 +237,19 @@ class BrokerConfig:
         new = type(self).__new__(type(self))
         new._static, new._dynamic, new._unknown = dict(self._static), dict(self._dynamic), dict(self._unknown)
         new._per_listener = dict(self._per_listener)
+        new._dynamic_listener = dict(self._dynamic_listener)
         for key, raw in updates.items():
+            if key.startswith(LISTENER_PREFIX) and _LISTENER_KEY.match(key) is not None:
+                # A listener's connection limits change at runtime, as Kafka's ListenerReconfigurable.
+                listener_def = listener_key_def(key)
+                if listener_def.name not in _DYNAMIC_PER_LISTENER_KEYS:
+                    raise ConfigError(f"Cannot update these configs dynamically: {key}", key)
+                if raw is None:
+                    new._dynamic_listener.pop(key, None)
+                else:
+                    origin = "dynamic broker config"
+                    new._dynamic_listener[key] = _Setting(raw, listener_def.parse(raw, origin), origin)
+                continue
             definition = BROKER_CONFIGS.get(key)
             if definition is None:
                 raise ConfigError(f"Unknown broker config: {key}{did_you_mean(key)}", key)
@@ -249,7 +265,7 @@ class BrokerConfig:
 
     def dynamic_values(self) -> dict[str, str]:
         """The dynamic broker configs in force, as their raw strings (what is persisted)."""
-        return {key: s.raw for key, s in self._dynamic.items()}
+        return {key: s.raw for key, s in (self._dynamic | self._dynamic_listener).items()}
 
     def _add_layer(self, pairs: Iterable[tuple[str, str]], origin_of: Callable[[str], str]) -> None:
         for key, raw in pairs:
@@ -476,7 +492,7 @@ class BrokerConfig:
         base = f"{LISTENER_PREFIX}{listener.lower()}."
         candidates = ([f"{base}{mechanism.lower()}.{key}"] if mechanism else []) + [f"{base}{key}"]
         for name in candidates:
-            setting = self._per_listener.get(name)
+            setting = self._dynamic_listener.get(name) or self._per_listener.get(name)
             if setting is not None:
                 value = setting.value
                 return list(value) if isinstance(value, list) else value

@@ -63,6 +63,8 @@ MODULES = [
     "alter_user_scram_credentials",
     "sasl_handshake",
     "sasl_authenticate",
+    "describe_client_quotas",
+    "alter_client_quotas",
 ]
 
 

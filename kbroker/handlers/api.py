@@ -27,6 +27,7 @@ from kbroker.metadata.config_resources import ConfigScope
 from kbroker.metadata.manager import MetadataManager
 from kbroker.replica.manager import ReplicaManager
 from kbroker.security.model import ANONYMOUS, AclOperation, Authorizer, ResourceType
+from kbroker.security.quotas import QuotaManager
 from kbroker.security.scram import CredentialStore
 from kbroker.txn.coordinator import TransactionCoordinator
 from kbroker.txn.producer_ids import ProducerIdManager
@@ -95,6 +96,10 @@ class BrokerServices(Protocol):
     @property
     def transactions(self) -> TransactionCoordinator: ...
     @property
+    def client_quotas(self) -> QuotaManager:
+        """Client quota configs and the rates measured against them."""
+        ...
+    @property
     def authorizer(self) -> Authorizer | None:
         """The ACL authorizer; None when ``authorizer.class.name`` is unset (everything is allowed)."""
         ...
@@ -126,6 +131,8 @@ class Session:
     client_software_name: str | None = None
     client_software_version: str | None = None
     last_client_id: str | None = None
+    #: Client quotas: how long (ms) the connection reads no request after the response just served.
+    throttle_ms: int = 0
 
 
 class DetachedBody(dict[str, Any]):

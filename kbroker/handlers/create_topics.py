@@ -14,6 +14,7 @@ from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.manager import NewTopicRequest
 from kbroker.security.model import AclOperation, ResourceType
+from kbroker.security.quotas import THROTTLING_MESSAGE
 
 API_KEY = 19
 VERSIONS = VersionRange(0, 7)
@@ -40,6 +41,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         no_configs = authz.denied(ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, counts)
     results: dict[str, dict[str, Any]] = {}
     batch: list[tuple[Any, NewTopicRequest]] = []
+    quota = ctx.broker.client_quotas.mutation_quota(ctx.session.principal, ctx.client_id, strict=ctx.version >= 6)
     for req in body.topics:
         name = req.name
         if name in results or any(name == r.name for r, _ in batch):
@@ -55,8 +57,16 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             results[name] = _result(name, ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                                     "Duplicate partition index in the replica assignment.")
             continue
-        batch.append((req, NewTopicRequest(name, req.num_partitions, req.replication_factor,
-                                           {c.name: c.value for c in req.configs}, assignments or None)))
+        new = NewTopicRequest(name, req.num_partitions, req.replication_factor,
+                              {c.name: c.value for c in req.configs}, assignments or None)
+        # controller_mutation_rate: a topic that would be created takes its partitions from the quota.
+        if (quota is not None and md.check_create(name, new.num_partitions, new.replication_factor, new.configs,
+                                                  new.assignments)[0] == ErrorCode.NONE
+                and not quota.accept(md.resolve_shape(new.num_partitions, new.replication_factor,
+                                                      new.assignments)[0])):
+            results[name] = _result(name, ErrorCode.THROTTLING_QUOTA_EXCEEDED, THROTTLING_MESSAGE)
+            continue
+        batch.append((req, new))
     # One operation for the whole request: bounded in partitions, its file work off the event loop.
     outcomes = await md.create_topics_async([new for _, new in batch], validate_only=validate_only)
     for (req, new), (code, message) in zip(batch, outcomes, strict=True):
@@ -66,7 +76,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     if ctx.version < 1:
         for r in ordered:
             r["error_message"] = None  # v0 has no error messages
-    return {"throttle_time_ms": 0, "topics": ordered}
+    return {"throttle_time_ms": quota.throttle_time_ms if quota is not None else 0, "topics": ordered}
 
 
 def _success(ctx: RequestContext, req: Any, new: NewTopicRequest, validate_only: bool,

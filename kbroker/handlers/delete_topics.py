@@ -11,6 +11,7 @@ from kbroker.codec.versions import VersionRange
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.security.model import AclOperation, ResourceType
+from kbroker.security.quotas import THROTTLING_MESSAGE, MutationQuota
 
 API_KEY = 20
 VERSIONS = VersionRange(0, 6)
@@ -23,9 +24,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         wanted = [(t.name, t.topic_id) for t in body.topics]
     else:
         wanted = [(name, _ZERO_UUID) for name in body.topic_names]
-    results = [await _delete_one(ctx, name, topic_id) if _allowed(ctx, name, topic_id) else _refusal(ctx, name, topic_id)
-               for name, topic_id in wanted]
-    return {"throttle_time_ms": 0, "responses": results}
+    quota = ctx.broker.client_quotas.mutation_quota(ctx.session.principal, ctx.client_id, strict=ctx.version >= 5)
+    results = [await _delete_one(ctx, name, topic_id, quota) if _allowed(ctx, name, topic_id)
+               else _refusal(ctx, name, topic_id) for name, topic_id in wanted]
+    return {"throttle_time_ms": quota.throttle_time_ms if quota is not None else 0, "responses": results}
 
 
 def _allowed(ctx: RequestContext, name: str | None, topic_id: uuid.UUID) -> bool:
@@ -62,12 +64,18 @@ def _refusal(ctx: RequestContext, name: str | None, topic_id: uuid.UUID) -> dict
     return {"name": name, "topic_id": _ZERO_UUID, "error_code": code, "error_message": authz.MESSAGES[code]}
 
 
-async def _delete_one(ctx: RequestContext, name: str | None, topic_id: uuid.UUID) -> dict[str, Any]:
+async def _delete_one(ctx: RequestContext, name: str | None, topic_id: uuid.UUID,
+                      quota: MutationQuota | None) -> dict[str, Any]:
     md = ctx.broker.metadata
     code: int
     message: str | None
+    # controller_mutation_rate: an existing topic's partitions count against the quota.
+    existing = None if quota is None else (md.topic(name) if name is not None else md.topic_by_id(topic_id))
     if name is not None and topic_id != _ZERO_UUID:
         code, message = ErrorCode.INVALID_REQUEST, "You may not specify both topic name and topic id."
+    elif existing is not None and quota is not None and not quota.accept(len(existing.partitions)):
+        code, message = ErrorCode.THROTTLING_QUOTA_EXCEEDED, THROTTLING_MESSAGE
+        name = name if name is not None else existing.name
     elif name is None:
         # Its files are removed off the event loop.
         (code, message), name = await md.delete_topic(topic_id=topic_id)

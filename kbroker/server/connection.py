@@ -124,6 +124,8 @@ class Connection:
                 if sasl is not None:
                     self._bound_frames()
                 self._account()  # the served request's bytes go back to the budget
+                if self.session.throttle_ms > 0:
+                    await self._mute()
         except (FrameTooLarge, CloseConnection) as e:
             log.warning("closing connection from %s:%d: %s", self.session.client_host,
                         self.session.client_port, e)
@@ -227,6 +229,14 @@ class Connection:
             # that does not hang up is closed after the linger time all the same.
             while len(await self.stream.receive(_READ_SIZE)) > 0:
                 pass
+
+    async def _mute(self) -> None:
+        """A throttled client: read nothing for ``throttle_ms`` (KIP-219); shutdown ends it early."""
+        with anyio.CancelScope(deadline=anyio.current_time() + self.session.throttle_ms / 1000) as scope:
+            self._idle_scope = scope
+            await anyio.sleep_forever()
+        self._idle_scope = None
+        self.session.throttle_ms = 0
 
     async def _receive(self) -> bool:
         """Read more request bytes within the memory budget; False when the connection

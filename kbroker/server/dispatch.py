@@ -20,6 +20,7 @@ from kbroker.handlers import registry
 from kbroker.handlers.api import BrokerServices, CloseConnection, DetachedBody, RequestContext, Session
 from kbroker.handlers.api_versions import unsupported_version_response
 from kbroker.handlers.produce import API_KEY as PRODUCE_KEY
+from kbroker.server.throttling import Meter
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,11 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
             return _refuse(request.api_key, request.api_version, request.correlation_id, refusal.reason,
                            refusal.answer)
     ctx = RequestContext(broker, session, request)
+    # Client quotas: with none configured, this flag is all the request path pays.
+    meter = (Meter(broker.client_quotas, session, request.header.client_id, request.api_key, request.body,
+                   len(frame)) if broker.client_quotas.enabled else None)
     try:
-        body = await handler.handle(ctx)
+        body = await (handler.handle(ctx) if meter is None else meter.timed(handler.handle(ctx)))
     except CloseConnection:
         raise
     except Exception:
@@ -83,13 +87,20 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
             raise  # the connection closes, and logs it once
         log.exception("%s answered UNKNOWN_SERVER_ERROR", describe_request(session, request.api_key,
                                                                            request.api_version))
+    if meter is not None:
+        body = meter.after_handle(body)
     if body is None:
         return None
     try:
         if isinstance(body, DetachedBody):
-            return await anyio.to_thread.run_sync(encode_response_parts, request.api_key, request.api_version,
-                                                  request.correlation_id, body)
-        return encode_response_parts(request.api_key, request.api_version, request.correlation_id, body)
+            parts = await anyio.to_thread.run_sync(encode_response_parts, request.api_key, request.api_version,
+                                                   request.correlation_id, body)
+        else:
+            parts = encode_response_parts(request.api_key, request.api_version, request.correlation_id, body)
+        if meter is not None:
+            parts = meter.after_encode(body, parts, lambda b: encode_response_parts(
+                request.api_key, request.api_version, request.correlation_id, b))
+        return parts
     except EncodeError:
         fallback = _error_body(request.api_key, request.api_version)
         if fallback is None:

@@ -16,13 +16,17 @@ import ipaddress
 import logging
 import socket
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 
+from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.config.listeners import parse_ip_overrides
+from kbroker.security.quotas import SampledRate
 
 log = logging.getLogger(__name__)
+_INT_MAX = 2**31 - 1
 
 
 def _resolve(host: str) -> set[str]:
@@ -51,11 +55,27 @@ def _resolve_all(overrides: dict[str, int]) -> dict[str, int]:
 
 
 class ConnectionQuotas:
-    """Counts open connections, overall and per client address."""
+    """Counts open connections, overall, per listener and per client address, and
+    measures how fast they are created.
 
-    def __init__(self) -> None:
+    As Kafka's ConnectionQuotas: at ``listener.name.<l>.max.connections`` the listener
+    stops accepting until one of its connections closes; over ``max.connection.creation.rate``
+    (broker-wide, or the listener's own) the acceptor waits the throttle time before it
+    takes the connection; over an IP's ``connection_creation_rate`` quota the new
+    connection is not served and is closed after the throttle time.
+    """
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK, *, samples: int = 11, window_seconds: int = 1,
+                 ip_rate: Callable[[str], float | None] = lambda host: None) -> None:
         self.total = 0
         self.per_ip: Counter[str] = Counter()
+        self.per_listener: Counter[str] = Counter()
+        self._clock = clock
+        self._samples = samples
+        self._window_ms = window_seconds * 1000
+        self._ip_rate = ip_rate
+        #: Connection creation rates: broker-wide (key None), per listener and per address.
+        self._rates: dict[tuple[str, str] | None, SampledRate] = {}
         self._slot: anyio.Event | None = None
         self._overrides_raw: str | None = None
         self._overrides: dict[str, int] = {}
@@ -77,14 +97,63 @@ class ConnectionQuotas:
     def _limit_for(self, config: Any, host: str) -> int:
         return self._overrides.get(host, int(config.get("max.connections.per.ip")))
 
-    async def wait_for_slot(self, config: Any) -> None:
-        """Return once fewer than ``max.connections`` connections are open."""
-        while self.total >= int(config.get("max.connections")):
+    async def wait_for_slot(self, config: Any, listener: str | None = None) -> None:
+        """Return once fewer than ``max.connections`` connections are open (and fewer than
+        the listener's ``max.connections`` on ``listener``)."""
+        while (self.total >= int(config.get("max.connections"))
+               or (listener is not None
+                   and self.per_listener[listener] >= int(config.listener_get(listener, "max.connections")))):
             if self._slot is None or self._slot.is_set():
                 self._slot = anyio.Event()
             await self._slot.wait()
 
-    def admit(self, config: Any, host: str) -> int | None:
+    def wake(self) -> None:
+        """Limits may have changed (a dynamic config): waiting acceptors look again."""
+        if self._slot is not None:
+            self._slot.set()
+
+    def _rate(self, key: tuple[str, str] | None) -> SampledRate:
+        rate = self._rates.get(key)
+        if rate is None:
+            rate = self._rates[key] = SampledRate(self._samples, self._window_ms)
+        return rate
+
+    def _record(self, key: tuple[str, str] | None, limit: float, now: int) -> int:
+        rate = self._rate(key)
+        rate.record(1.0, now)
+        # Kafka bounds connection throttling by one quota window.
+        return min(rate.throttle_ms(limit, now), self._window_ms)
+
+    def creation_delay_ms(self, config: Any, listener: str) -> int:
+        """Record a new connection on ``listener``; how long (ms) the acceptor waits before
+        taking it, to keep within ``max.connection.creation.rate``."""
+        broker_limit = int(config.get("max.connection.creation.rate"))
+        listener_limit = int(config.listener_get(listener, "max.connection.creation.rate"))
+        if broker_limit >= _INT_MAX and listener_limit >= _INT_MAX and not self._rates:
+            return 0  # no rate limit configured, nor ever measured
+        now = self._clock.time_ms()
+        delay = self._record(None, broker_limit, now) if broker_limit < _INT_MAX else 0
+        if listener_limit < _INT_MAX:
+            delay = max(delay, self._record(("listener", listener), listener_limit, now))
+        return delay
+
+    def ip_throttle_ms(self, host: str, listener: str) -> int:
+        """Record a new connection from ``host`` against its ``connection_creation_rate``
+        quota; over it, the throttle time (ms) after which the refused connection is
+        closed (the connection is then not counted anywhere)."""
+        limit = self._ip_rate(host)
+        if limit is None:
+            return 0
+        now = self._clock.time_ms()
+        throttle = self._record(("ip", host), limit, now)
+        if throttle > 0:
+            for key in (("ip", host), None, ("listener", listener)):
+                rate = self._rates.get(key)
+                if rate is not None:
+                    rate.record(-1.0, now)
+        return throttle
+
+    def admit(self, config: Any, host: str, listener: str | None = None) -> int | None:
         """Count a new connection from ``host``; returns the limit instead when it is over it.
 
         Call :meth:`refresh` first so that the overrides in force are used."""
@@ -93,11 +162,15 @@ class ConnectionQuotas:
             return limit
         self.per_ip[host] += 1
         self.total += 1
+        if listener is not None:
+            self.per_listener[listener] += 1
         return None
 
-    def release(self, host: str) -> None:
+    def release(self, host: str, listener: str | None = None) -> None:
         """A connection admitted by :meth:`admit` closed."""
         self.total -= 1
+        if listener is not None:
+            self.per_listener[listener] -= 1
         self.per_ip[host] -= 1
         if self.per_ip[host] <= 0:
             del self.per_ip[host]

@@ -21,7 +21,7 @@ def _describe_producers_frame(count: int) -> bytes:
 
 def _broker() -> Any:
     return SimpleNamespace(authorizer=None, metadata=SimpleNamespace(partition=lambda t, i: None, topic=lambda t: None),
-                           replica_manager=SimpleNamespace())
+                           replica_manager=SimpleNamespace(), client_quotas=SimpleNamespace(enabled=False))
 
 
 @pytest.mark.parametrize("count,off_loop", [(10, False), (100_000, True)])
