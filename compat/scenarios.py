@@ -70,6 +70,8 @@ SCENARIOS: list[Scenario] = [
              security=True),
     Scenario("sec_sasl_scram_sha512", "SASL_PLAINTEXT, SCRAM-SHA-512: produce and consume", fast=True,
              security=True),
+    Scenario("sec_sasl_oauthbearer", "SASL_PLAINTEXT, OAUTHBEARER (unsecured JWS token): produce and consume",
+             fast=True, security=True),
     Scenario("sec_ssl", "SSL (client certificate requested, none given): produce and consume", fast=True,
              security=True),
     Scenario("sec_ssl_client_cert", "SSL requiring a client certificate, given: produce and consume", fast=True,

@@ -6,10 +6,10 @@ One broker serves every security cell of a run, with five listeners:
 listener       protocol       what it checks
 ============== ============== =====================================================
 PLAINTEXT      PLAINTEXT      administration (topics, SCRAM users) and the cells' set-up
-SASL_PLAINTEXT SASL_PLAINTEXT PLAIN (JAAS ``user_<name>``), SCRAM-SHA-256, SCRAM-SHA-512
+SASL_PLAINTEXT SASL_PLAINTEXT PLAIN (JAAS ``user_<name>``), SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER
 SSL            SSL            ``ssl.client.auth=requested``: a client without a certificate is served
 MTLS           SSL            ``ssl.client.auth=required``: only a certificate the CA signed gets in
-SASL_SSL       SASL_SSL       the three mechanisms over TLS
+SASL_SSL       SASL_SSL       the four mechanisms over TLS
 ============== ============== =====================================================
 
 Certificates come from :func:`tools.pki.make_pki` (a throw-away CA; the server certificate names
@@ -49,8 +49,9 @@ LISTENERS: dict[str, str] = {
     "MTLS": "SSL",
     "SASL_SSL": "SASL_SSL",
 }
-#: The SASL mechanisms both SASL listeners offer.
-MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: The SASL mechanisms both SASL listeners offer. OAUTHBEARER validates unsecured JWS tokens
+#: (Kafka's default server callback handler, kbroker's only one): its principal is the ``sub`` claim.
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 #: The one user every client logs in as (PLAIN via JAAS, SCRAM via AlterUserScramCredentials).
 USER = "alice"
 PASSWORD = "alice-secret"
@@ -64,13 +65,19 @@ ENV_PREFIX = "COMPAT_SEC_"
 
 _JAAS_PLAIN = 'org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}="{password}";'
 _JAAS_SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+# The broker's own (login) token, which Kafka's unsecured login handler needs; clients' tokens
+# are checked by the unsecured validator.
+_JAAS_OAUTHBEARER = ('org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required '
+                     'unsecuredLoginStringClaim_sub="admin";')
 
 
 def jaas_config(mechanism: str) -> str:
     """The broker's JAAS entry for one mechanism: PLAIN lists its users, SCRAM has none (they are
-    stored credentials)."""
+    stored credentials), OAUTHBEARER validates unsecured tokens."""
     if mechanism == "PLAIN":
         return _JAAS_PLAIN.format(user=USER, password=PASSWORD)
+    if mechanism == "OAUTHBEARER":
+        return _JAAS_OAUTHBEARER
     return _JAAS_SCRAM
 
 

@@ -27,6 +27,7 @@ from compat.clients.common import (
     payloads,
     sec_refusals,
     topic_name,
+    unsecured_jws,
 )
 
 CLIENT = "aiokafka"
@@ -691,7 +692,15 @@ def _login_kw(lg: Login) -> dict[str, Any]:
     """aiokafka's settings for a Login."""
     from aiokafka.helpers import create_ssl_context
     kw: dict[str, Any] = {"security_protocol": lg.protocol}
-    if lg.sasl:
+    if lg.mechanism == "OAUTHBEARER":
+        from aiokafka.abc import AbstractTokenProvider
+
+        class Token(AbstractTokenProvider):
+            async def token(self) -> str:
+                return unsecured_jws(lg.user or "")
+
+        kw.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Token())
+    elif lg.sasl:
         kw.update(sasl_mechanism=lg.mechanism, sasl_plain_username=lg.user, sasl_plain_password=lg.password)
     if lg.tls:
         kw["ssl_context"] = create_ssl_context(cafile=lg.ca, certfile=lg.cert, keyfile=lg.key)

@@ -114,6 +114,7 @@ SEC_ROUNDTRIPS: dict[str, tuple[str, str | None]] = {
     "sec_sasl_plain": ("SASL_PLAINTEXT", "PLAIN"),
     "sec_sasl_scram_sha256": ("SASL_PLAINTEXT", "SCRAM-SHA-256"),
     "sec_sasl_scram_sha512": ("SASL_PLAINTEXT", "SCRAM-SHA-512"),
+    "sec_sasl_oauthbearer": ("SASL_PLAINTEXT", "OAUTHBEARER"),
     "sec_ssl": ("SSL", None),
     "sec_ssl_client_cert": ("MTLS", None),
     "sec_sasl_ssl_plain": ("SASL_SSL", "PLAIN"),
@@ -168,3 +169,16 @@ class LogCapture(logging.Handler):
     def find(self, *words: str) -> str | None:
         """The first line that has one of ``words``."""
         return next((ln for ln in self.lines if any(w in ln for w in words)), None)
+
+
+def unsecured_jws(subject: str, lifetime_s: int = 3600) -> str:
+    """An unsecured JWS (``alg: none``, empty signature) naming ``subject``, valid for
+    ``lifetime_s``: the token Kafka's unsecured OAUTHBEARER validator accepts."""
+    import base64
+    import json
+
+    def part(doc: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    return f"{part({'alg': 'none'})}.{part({'sub': subject, 'iat': now, 'exp': now + lifetime_s})}."

@@ -638,7 +638,11 @@ def s_many_partitions(bootstrap: str) -> None:
 def _login_conf(lg: Login) -> dict[str, Any]:
     """librdkafka's settings for a Login."""
     conf: dict[str, Any] = {"security.protocol": lg.protocol}
-    if lg.sasl:
+    if lg.mechanism == "OAUTHBEARER":
+        # librdkafka's built-in unsecured JWS token (principal = the sub claim).
+        conf.update({"sasl.mechanisms": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": True,
+                     "sasl.oauthbearer.config": f"principal={lg.user}"})
+    elif lg.sasl:
         conf.update({"sasl.mechanisms": lg.mechanism, "sasl.username": lg.user, "sasl.password": lg.password})
     if lg.tls:
         conf["ssl.ca.location"] = lg.ca

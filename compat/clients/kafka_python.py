@@ -26,6 +26,7 @@ from compat.clients.common import (
     sec_check_refused,
     sec_refusals,
     topic_name,
+    unsecured_jws,
     wait_until,
 )
 
@@ -690,7 +691,15 @@ _ = NotSupported  # every kafka-python scenario is implemented
 def _login_kw(lg: Login) -> dict[str, Any]:
     """kafka-python's settings for a Login."""
     kw: dict[str, Any] = {"security_protocol": lg.protocol}
-    if lg.sasl:
+    if lg.mechanism == "OAUTHBEARER":
+        from kafka.net.sasl.oauth import AbstractTokenProvider
+
+        class Token(AbstractTokenProvider):  # type: ignore[misc]
+            def token(self) -> str:
+                return unsecured_jws(lg.user or "")
+
+        kw.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Token())
+    elif lg.sasl:
         kw.update(sasl_mechanism=lg.mechanism, sasl_plain_username=lg.user, sasl_plain_password=lg.password)
     if lg.tls:
         kw.update(ssl_cafile=lg.ca, ssl_check_hostname=True)

@@ -538,7 +538,10 @@ function secLogin(listener, mechanism, { user, password, cert = 'client' } = {})
   const fs = require('fs');
   const protocol = listener === 'MTLS' ? 'SSL' : listener;
   const lg = { listener, protocol, mechanism, bootstrap: sec(listener) };
-  if (protocol.startsWith('SASL_')) {
+  if (mechanism === 'OAUTHBEARER') {
+    const subject = user || sec('USER');
+    lg.sasl = { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: unsecuredJws(subject) }) };
+  } else if (protocol.startsWith('SASL_')) {
     lg.sasl = { mechanism: mechanism.toLowerCase(), username: user || sec('USER'), password: password || sec('PASSWORD') };
   }
   if (protocol === 'SSL' || protocol === 'SASL_SSL') {
@@ -551,6 +554,13 @@ function secLogin(listener, mechanism, { user, password, cert = 'client' } = {})
   return lg;
 }
 
+// An unsecured JWS (alg none, empty signature) for `subject`, as Kafka's unsecured validator accepts.
+function unsecuredJws(subject, lifetimeS = 3600) {
+  const part = (doc) => Buffer.from(JSON.stringify(doc)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  return `${part({ alg: 'none' })}.${part({ sub: subject, iat: now, exp: now + lifetimeS })}.`;
+}
+
 function secKafka(lg, retries = 3) {
   return new Kafka({ clientId: 'kbroker-compat', brokers: [lg.bootstrap], logLevel: logLevel.NOTHING, ssl: lg.ssl,
     sasl: lg.sasl, retry: { retries, initialRetryTime: 100 }, requestTimeout: 15000, connectionTimeout: 5000 });
@@ -560,6 +570,7 @@ const SEC_ROUNDTRIPS = {
   sec_sasl_plain: ['SASL_PLAINTEXT', 'PLAIN'],
   sec_sasl_scram_sha256: ['SASL_PLAINTEXT', 'SCRAM-SHA-256'],
   sec_sasl_scram_sha512: ['SASL_PLAINTEXT', 'SCRAM-SHA-512'],
+  sec_sasl_oauthbearer: ['SASL_PLAINTEXT', 'OAUTHBEARER'],
   sec_ssl: ['SSL', null],
   sec_ssl_client_cert: ['MTLS', null],
   sec_sasl_ssl_plain: ['SASL_SSL', 'PLAIN'],

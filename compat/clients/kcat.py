@@ -352,7 +352,11 @@ def s_many_partitions(bootstrap: str) -> None:
 def _login_args(lg: Login) -> list[str]:
     """kcat's ``-X`` options (librdkafka's settings) for a Login."""
     conf = {"security.protocol": lg.protocol}
-    if lg.sasl:
+    if lg.mechanism == "OAUTHBEARER":
+        # librdkafka's built-in unsecured JWS token (principal = the sub claim).
+        conf.update({"sasl.mechanisms": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": "true",
+                     "sasl.oauthbearer.config": f"principal={lg.user}"})
+    elif lg.sasl:
         conf.update({"sasl.mechanisms": lg.mechanism or "", "sasl.username": lg.user or "",
                      "sasl.password": lg.password or ""})
     if lg.tls:

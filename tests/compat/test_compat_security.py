@@ -38,6 +38,7 @@ EXPECTED_NA = [
     ("kafka-streams", "Kafka Streams is a stream-processing library"),
     # Debian's kcat 1.7.1 links librdkafka 2.0.2, whose SCRAM client-final nonce Kafka 4.x refuses.
     ("kcat", "wrong SCRAM nonce"),
+    ("kafka-go", "no OAUTHBEARER mechanism"),
 ]
 
 
@@ -59,6 +60,7 @@ def test_security_config_is_valid_kbroker_config(tmp_path: Path) -> None:
         assert f'user_{security.USER}="{security.PASSWORD}"' in str(plain)
         for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
             assert "ScramLoginModule" in str(config.listener_get(listener, "sasl.jaas.config", mechanism))
+        assert "OAuthBearerLoginModule" in str(config.listener_get(listener, "sasl.jaas.config", "OAUTHBEARER"))
     assert config.listener_get("SASL_PLAINTEXT", "sasl.enabled.mechanisms") == list(security.MECHANISMS)
 
 

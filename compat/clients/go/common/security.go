@@ -3,9 +3,12 @@ package common
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 // The security scenarios run against compat/security.py's broker: its listeners, certificates
@@ -64,6 +67,17 @@ func (l Login) TLSConfig() *tls.Config {
 	return cfg
 }
 
+// UnsecuredJWS is an unsecured JWS (alg none, empty signature) naming subject, valid for an hour:
+// the token Kafka's unsecured OAUTHBEARER validator accepts.
+func UnsecuredJWS(subject string) string {
+	part := func(doc map[string]any) string {
+		b, _ := json.Marshal(doc)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	now := time.Now().Unix()
+	return part(map[string]any{"alg": "none"}) + "." + part(map[string]any{"sub": subject, "iat": now, "exp": now + 3600}) + "."
+}
+
 // LoginOpt changes a Login from alice's defaults.
 type LoginOpt func(*Login)
 
@@ -101,6 +115,7 @@ var SecRoundtrips = map[string][2]string{
 	"sec_sasl_plain":        {"SASL_PLAINTEXT", "PLAIN"},
 	"sec_sasl_scram_sha256": {"SASL_PLAINTEXT", "SCRAM-SHA-256"},
 	"sec_sasl_scram_sha512": {"SASL_PLAINTEXT", "SCRAM-SHA-512"},
+	"sec_sasl_oauthbearer":  {"SASL_PLAINTEXT", "OAUTHBEARER"},
 	"sec_ssl":               {"SSL", ""},
 	"sec_ssl_client_cert":   {"MTLS", ""},
 	"sec_sasl_ssl_plain":    {"SASL_SSL", "PLAIN"},

@@ -872,7 +872,12 @@ public final class CompatCell {
         Map<String, Object> conf = new HashMap<>();
         conf.put("bootstrap.servers", sec(listener));
         conf.put("security.protocol", protocol);
-        if (protocol.startsWith("SASL_")) {
+        if ("OAUTHBEARER".equals(mechanism)) {
+            // kafka-clients' default login handler makes an unsecured JWS with this sub claim.
+            conf.put("sasl.mechanism", mechanism);
+            conf.put("sasl.jaas.config", "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                + "unsecuredLoginStringClaim_sub=\"" + (user != null ? user : sec("USER")) + "\";");
+        } else if (protocol.startsWith("SASL_")) {
             String module = mechanism.equals("PLAIN") ? "org.apache.kafka.common.security.plain.PlainLoginModule"
                 : "org.apache.kafka.common.security.scram.ScramLoginModule";
             conf.put("sasl.mechanism", mechanism);
@@ -914,6 +919,10 @@ public final class CompatCell {
 
     public String s_sec_sasl_scram_sha512() throws Exception {
         return secRoundtrip("sec_sasl_scram_sha512", login("SASL_PLAINTEXT", "SCRAM-SHA-512"));
+    }
+
+    public String s_sec_sasl_oauthbearer() throws Exception {
+        return secRoundtrip("sec_sasl_oauthbearer", login("SASL_PLAINTEXT", "OAUTHBEARER"));
     }
 
     public String s_sec_ssl() throws Exception { return secRoundtrip("sec_ssl", login("SSL", null)); }

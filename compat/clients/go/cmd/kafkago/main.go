@@ -775,6 +775,8 @@ func mechanism(l c.Login) sasl.Mechanism {
 		m, err := scram.Mechanism(algo, l.User, l.Password)
 		c.Must(err, "scram.Mechanism")
 		return m
+	case "OAUTHBEARER":
+		c.NA("kafka-go ships no OAUTHBEARER mechanism (only sasl/plain and sasl/scram)")
 	}
 	return nil
 }

@@ -1118,6 +1118,13 @@ func (x *xdgSCRAM) Begin(user, password, authzID string) error {
 	return nil
 }
 
+// tokenProvider hands sarama an unsecured JWS for subject.
+type tokenProvider string
+
+func (t tokenProvider) Token() (*sarama.AccessToken, error) {
+	return &sarama.AccessToken{Token: c.UnsecuredJWS(string(t))}, nil
+}
+
 // loginConfig sets sarama's TLS and SASL options for a login.
 func loginConfig(l c.Login) func(*sarama.Config) {
 	return func(cfg *sarama.Config) {
@@ -1138,6 +1145,9 @@ func loginConfig(l c.Login) func(*sarama.Config) {
 		case "SCRAM-SHA-512":
 			cfg.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
 			cfg.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &xdgSCRAM{hash: scram.SHA512} }
+		case "OAUTHBEARER":
+			cfg.Net.SASL.Mechanism = sarama.SASLTypeOAuth
+			cfg.Net.SASL.TokenProvider = tokenProvider(l.User)
 		}
 	}
 }
