@@ -74,6 +74,8 @@ class Login:
     ca: str | None = None
     cert: str | None = None
     key: str | None = None
+    #: OAUTHBEARER: seconds the token is valid from now (negative: it expired that long ago).
+    token_lifetime: int = 3600
 
     @property
     def tls(self) -> bool:
@@ -93,12 +95,12 @@ def sec(name: str) -> str:
 
 
 def login(listener: str, mechanism: str | None = None, *, password: str | None = None, user: str | None = None,
-          cert: str | None = "client") -> Login:
+          cert: str | None = "client", token_lifetime: int = 3600) -> Login:
     """The Login for ``listener`` (PLAINTEXT, SASL_PLAINTEXT, SSL, MTLS, SASL_SSL): SASL listeners as
     ``user``/``password`` (alice and her password by default) with ``mechanism``; the MTLS listener
     with the client certificate ``cert`` ("client", "untrusted" or None for none)."""
     protocol = {"MTLS": "SSL"}.get(listener, listener)
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {"token_lifetime": token_lifetime}
     if protocol.startswith("SASL_"):
         kw.update(mechanism=mechanism, user=user or sec("USER"), password=password or sec("PASSWORD"))
     if protocol in ("SSL", "SASL_SSL"):
@@ -135,6 +137,10 @@ def sec_refusals(scenario: str) -> tuple[list[tuple[str, Login]], Login]:
                ("SCRAM-SHA-512 as an unknown user",
                 login("SASL_PLAINTEXT", "SCRAM-SHA-512", user=sec("UNKNOWN_USER")))]
         return bad, login("SASL_PLAINTEXT", "SCRAM-SHA-512")
+    if scenario == "sec_oauthbearer_expired":
+        bad = [("an OAUTHBEARER token expired 10 minutes ago",
+                login("SASL_PLAINTEXT", "OAUTHBEARER", token_lifetime=-600))]
+        return bad, login("SASL_PLAINTEXT", "OAUTHBEARER")
     if scenario == "sec_untrusted_cert":
         bad = [("a certificate from an untrusted CA", login("MTLS", cert="untrusted")),
                ("no client certificate", login("MTLS", cert=None))]
@@ -181,4 +187,5 @@ def unsecured_jws(subject: str, lifetime_s: int = 3600) -> str:
         return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
 
     now = int(time.time())
-    return f"{part({'alg': 'none'})}.{part({'sub': subject, 'iat': now, 'exp': now + lifetime_s})}."
+    issued = min(now, now + lifetime_s - 60)
+    return f"{part({'alg': 'none'})}.{part({'sub': subject, 'iat': issued, 'exp': now + lifetime_s})}."

@@ -36,6 +36,7 @@ from compat.clients.common import (
     payloads,
     sec_refusals,
     topic_name,
+    unsecured_jws,
     wait_until,
 )
 
@@ -638,7 +639,12 @@ def s_many_partitions(bootstrap: str) -> None:
 def _login_conf(lg: Login) -> dict[str, Any]:
     """librdkafka's settings for a Login."""
     conf: dict[str, Any] = {"security.protocol": lg.protocol}
-    if lg.mechanism == "OAUTHBEARER":
+    if lg.mechanism == "OAUTHBEARER" and lg.token_lifetime < 0:
+        # A token of our own through oauth_cb: its exp claim is past, while librdkafka is told it
+        # lives on (it never reads the token), so the broker is the one to refuse it.
+        conf.update({"sasl.mechanisms": "OAUTHBEARER",
+                     "oauth_cb": lambda _config: (unsecured_jws(lg.user or "", lg.token_lifetime), time.time() + 3600)})
+    elif lg.mechanism == "OAUTHBEARER":
         # librdkafka's built-in unsecured JWS token (principal = the sub claim).
         conf.update({"sasl.mechanisms": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": True,
                      "sasl.oauthbearer.config": f"principal={lg.user}"})

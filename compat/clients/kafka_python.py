@@ -696,7 +696,7 @@ def _login_kw(lg: Login) -> dict[str, Any]:
 
         class Token(AbstractTokenProvider):  # type: ignore[misc]
             def token(self) -> str:
-                return unsecured_jws(lg.user or "")
+                return unsecured_jws(lg.user or "", lg.token_lifetime)
 
         kw.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Token())
     elif lg.sasl:

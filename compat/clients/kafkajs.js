@@ -534,13 +534,13 @@ function sec(name) {
 
 // How to connect to `listener` (SASL_PLAINTEXT, SSL, MTLS, SASL_SSL): SASL as user/password with
 // `mechanism`; MTLS with the client certificate `cert` ('client', 'untrusted' or null for none).
-function secLogin(listener, mechanism, { user, password, cert = 'client' } = {}) {
+function secLogin(listener, mechanism, { user, password, cert = 'client', tokenLifetime = 3600 } = {}) {
   const fs = require('fs');
   const protocol = listener === 'MTLS' ? 'SSL' : listener;
   const lg = { listener, protocol, mechanism, bootstrap: sec(listener) };
   if (mechanism === 'OAUTHBEARER') {
     const subject = user || sec('USER');
-    lg.sasl = { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: unsecuredJws(subject) }) };
+    lg.sasl = { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: unsecuredJws(subject, tokenLifetime) }) };
   } else if (protocol.startsWith('SASL_')) {
     lg.sasl = { mechanism: mechanism.toLowerCase(), username: user || sec('USER'), password: password || sec('PASSWORD') };
   }
@@ -558,7 +558,8 @@ function secLogin(listener, mechanism, { user, password, cert = 'client' } = {})
 function unsecuredJws(subject, lifetimeS = 3600) {
   const part = (doc) => Buffer.from(JSON.stringify(doc)).toString('base64url');
   const now = Math.floor(Date.now() / 1000);
-  return `${part({ alg: 'none' })}.${part({ sub: subject, iat: now, exp: now + lifetimeS })}.`;
+  const iat = Math.min(now, now + lifetimeS - 60);
+  return `${part({ alg: 'none' })}.${part({ sub: subject, iat, exp: now + lifetimeS })}.`;
 }
 
 function secKafka(lg, retries = 3) {
@@ -611,6 +612,10 @@ function secRefusals(scenario) {
       ['SCRAM-SHA-512 as an unknown user', secLogin('SASL_PLAINTEXT', 'SCRAM-SHA-512', { user: sec('UNKNOWN_USER') })]],
     secLogin('SASL_PLAINTEXT', 'SCRAM-SHA-512')];
   }
+  if (scenario === 'sec_oauthbearer_expired') {
+    return [[['an OAUTHBEARER token expired 10 minutes ago', secLogin('SASL_PLAINTEXT', 'OAUTHBEARER', { tokenLifetime: -600 })]],
+      secLogin('SASL_PLAINTEXT', 'OAUTHBEARER')];
+  }
   return [[['a certificate from an untrusted CA', secLogin('MTLS', null, { cert: 'untrusted' })],
     ['no client certificate', secLogin('MTLS', null, { cert: null })]],
   secLogin('MTLS', null)];
@@ -622,10 +627,22 @@ function secRefusals(scenario) {
 async function secRefused(scenario) {
   const [bad, good] = secRefusals(scenario);
   const notes = [];
+  const topic = scenario === 'sec_oauthbearer_expired' ? await newTopic(scenario) : null;
   for (const [label, lg] of bad) {
     const producer = secKafka(lg, 0).producer();
     let err = null;
     try { await producer.connect(); } catch (e) { err = e; }
+    if (!err && lg.sasl && lg.sasl.mechanism === 'oauthbearer') {
+      // kafkajs takes the broker's invalid_token challenge for a completed login, so connect()
+      // succeeds; the broker then ends the connection: the refusal shows when nothing gets in.
+      try { await producer.send({ topic, messages: [{ value: 'refused' }], acks: -1 }); } catch (e) { err = e; }
+      await producer.disconnect().catch(() => {});
+      check(err, `${label}: the broker accepted it`);
+      const offsets = await withAdmin((a) => a.fetchTopicOffsets(topic));
+      check(offsets.every((o) => o.high === '0'), `${label}: records written ${JSON.stringify(offsets)}`);
+      notes.push(`${label}: nothing written; kafkajs reports ${err.name}`);
+      continue;
+    }
     await producer.disconnect().catch(() => {});
     check(err, `${label}: the broker accepted it`);
     const text = `${err.name}: ${err.message}`;
@@ -640,7 +657,9 @@ async function secRefused(scenario) {
 for (const [id, [listener, mechanism]] of Object.entries(SEC_ROUNDTRIPS)) {
   scenarios[id] = () => secRoundtrip(id, secLogin(listener, mechanism));
 }
-for (const id of ['sec_wrong_password', 'sec_unknown_user', 'sec_untrusted_cert']) scenarios[id] = () => secRefused(id);
+for (const id of ['sec_wrong_password', 'sec_unknown_user', 'sec_oauthbearer_expired', 'sec_untrusted_cert']) {
+  scenarios[id] = () => secRefused(id);
+}
 
 // The streams_* scenarios exercise the Kafka Streams library (Java); they run in the kafka-streams column.
 const STREAMS_NA = 'a Kafka Streams scenario (Java library): it runs in the kafka-streams column';

@@ -39,6 +39,7 @@ EXPECTED_NA = [
     # Debian's kcat 1.7.1 links librdkafka 2.0.2, whose SCRAM client-final nonce Kafka 4.x refuses.
     ("kcat", "wrong SCRAM nonce"),
     ("kafka-go", "no OAUTHBEARER mechanism"),
+    ("kcat", "takes no token of one's own"),
 ]
 
 
@@ -107,6 +108,9 @@ def test_cell_env_drives_the_logins(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert {lg.password for _, lg in bad} == {security.WRONG_PASSWORD} and good.password == security.PASSWORD
     bad, good = common.sec_refusals("sec_unknown_user")
     assert {lg.user for _, lg in bad} == {security.UNKNOWN_USER} and good.user == security.USER
+    bad, good = common.sec_refusals("sec_oauthbearer_expired")
+    assert [lg.token_lifetime for _, lg in bad] == [-600] and good.token_lifetime > 0
+    assert good.mechanism == "OAUTHBEARER" and good.user == security.USER
     bad, good = common.sec_refusals("sec_untrusted_cert")
     assert [lg.cert for _, lg in bad] == [str(tmp_path / "untrusted.pem"), None] and good.cert
 
@@ -128,7 +132,8 @@ def test_refusal_check() -> None:
 
 def test_security_scenarios_cover_every_case() -> None:
     ids = {s.id for s in SECURITY}
-    assert ids == set(common.SEC_ROUNDTRIPS) | {"sec_wrong_password", "sec_unknown_user", "sec_untrusted_cert"}
+    refusals = {"sec_wrong_password", "sec_unknown_user", "sec_oauthbearer_expired", "sec_untrusted_cert"}
+    assert ids == set(common.SEC_ROUNDTRIPS) | refusals
     assert all(s.id.startswith("sec_") and s.fast for s in SECURITY)
     assert not [s for s in SCENARIOS if s.id.startswith("sec_") and not s.security]
     # Every client implements them: the Python ones through _security, the others by name.
@@ -223,3 +228,16 @@ def test_every_client_over_every_security_listener(tmp_path: Path) -> None:
         bad.append(f"{client} × {scenario}: {cell.status}: {cell.detail}")
     assert not bad, "security cells that did not pass:\n" + "\n".join(bad) + "\n" + tail
     assert proc.returncode == 0, tail
+
+
+def test_unsecured_jws() -> None:
+    import base64
+    import json
+    import time
+
+    token = common.unsecured_jws("alice", -600)
+    header, claims, signature = token.split(".")
+    decode = lambda part: json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))  # noqa: E731
+    assert decode(header) == {"alg": "none"} and signature == ""
+    doc = decode(claims)
+    assert doc["sub"] == "alice" and doc["exp"] < time.time() - 500 and doc["iat"] < doc["exp"]

@@ -30,7 +30,12 @@ type Login struct {
 	User      string
 	Password  string
 	Cert      string // "client", "untrusted" or "" (no client certificate; MTLS only)
+	// TokenLifetime is how long an OAUTHBEARER token is valid from now (negative: expired).
+	TokenLifetime time.Duration
 }
+
+// Token is the login's OAUTHBEARER token: an unsecured JWS for the user.
+func (l Login) Token() string { return UnsecuredJWS(l.User, l.TokenLifetime) }
 
 // SASL tells whether the login authenticates with SASL.
 func (l Login) SASL() bool { return strings.HasPrefix(l.Protocol, "SASL_") }
@@ -69,13 +74,14 @@ func (l Login) TLSConfig() *tls.Config {
 
 // UnsecuredJWS is an unsecured JWS (alg none, empty signature) naming subject, valid for an hour:
 // the token Kafka's unsecured OAUTHBEARER validator accepts.
-func UnsecuredJWS(subject string) string {
+func UnsecuredJWS(subject string, lifetime time.Duration) string {
 	part := func(doc map[string]any) string {
 		b, _ := json.Marshal(doc)
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
 	now := time.Now().Unix()
-	return part(map[string]any{"alg": "none"}) + "." + part(map[string]any{"sub": subject, "iat": now, "exp": now + 3600}) + "."
+	exp := now + int64(lifetime/time.Second)
+	return part(map[string]any{"alg": "none"}) + "." + part(map[string]any{"sub": subject, "iat": min(now, exp-60), "exp": exp}) + "."
 }
 
 // LoginOpt changes a Login from alice's defaults.
@@ -87,6 +93,9 @@ func WithPassword(p string) LoginOpt { return func(l *Login) { l.Password = p } 
 // WithUser logs in as another user.
 func WithUser(u string) LoginOpt { return func(l *Login) { l.User = u } }
 
+// WithTokenLifetime makes the OAUTHBEARER token expire d from now (negative: in the past).
+func WithTokenLifetime(d time.Duration) LoginOpt { return func(l *Login) { l.TokenLifetime = d } }
+
 // WithCert presents another client certificate ("untrusted", or "" for none).
 func WithCert(c string) LoginOpt { return func(l *Login) { l.Cert = c } }
 
@@ -96,7 +105,7 @@ func LoginFor(listener, mechanism string, opts ...LoginOpt) Login {
 	if listener == "MTLS" {
 		protocol = "SSL"
 	}
-	l := Login{Listener: listener, Protocol: protocol, Bootstrap: Sec(listener)}
+	l := Login{Listener: listener, Protocol: protocol, Bootstrap: Sec(listener), TokenLifetime: time.Hour}
 	if strings.HasPrefix(protocol, "SASL_") {
 		l.Mechanism, l.User, l.Password = mechanism, Sec("USER"), Sec("PASSWORD")
 	}
@@ -143,6 +152,11 @@ func SecRefusals(scenario string) ([]Refusal, Login) {
 			{"PLAIN as an unknown user", LoginFor("SASL_PLAINTEXT", "PLAIN", WithUser(Sec("UNKNOWN_USER")))},
 			{"SCRAM-SHA-512 as an unknown user", LoginFor("SASL_PLAINTEXT", "SCRAM-SHA-512", WithUser(Sec("UNKNOWN_USER")))},
 		}, LoginFor("SASL_PLAINTEXT", "SCRAM-SHA-512")
+	case "sec_oauthbearer_expired":
+		return []Refusal{
+			{"an OAUTHBEARER token expired 10 minutes ago",
+				LoginFor("SASL_PLAINTEXT", "OAUTHBEARER", WithTokenLifetime(-10*time.Minute))},
+		}, LoginFor("SASL_PLAINTEXT", "OAUTHBEARER")
 	case "sec_untrusted_cert":
 		return []Refusal{
 			{"a certificate from an untrusted CA", LoginFor("MTLS", "", WithCert("untrusted"))},
@@ -164,7 +178,7 @@ func SecScenarios(scenarios map[string]Scenario, roundtrip func(bootstrap, scena
 		id, lm := id, lm
 		scenarios[id] = func(b string) string { return roundtrip(b, id, LoginFor(lm[0], lm[1])) }
 	}
-	for _, id := range []string{"sec_wrong_password", "sec_unknown_user", "sec_untrusted_cert"} {
+	for _, id := range []string{"sec_wrong_password", "sec_unknown_user", "sec_oauthbearer_expired", "sec_untrusted_cert"} {
 		id := id
 		scenarios[id] = func(b string) string {
 			bad, good := SecRefusals(id)

@@ -867,6 +867,47 @@ public final class CompatCell {
      * (alice's by default) with {@code mechanism}; MTLS with the client certificate {@code cert}
      * ("client", "untrusted" or null for none), given inline as PEM.
      */
+    /** An unsecured JWS (alg none, empty signature) for {@code subject}, expiring {@code lifetimeS} from now. */
+    static String unsecuredJws(String subject, long lifetimeS) {
+        long now = System.currentTimeMillis() / 1000;
+        java.util.Base64.Encoder enc = java.util.Base64.getUrlEncoder().withoutPadding();
+        String header = enc.encodeToString(b("{\"alg\":\"none\"}"));
+        String claims = enc.encodeToString(b("{\"sub\":\"" + subject + "\",\"iat\":" + Math.min(now, now + lifetimeS - 60)
+            + ",\"exp\":" + (now + lifetimeS) + "}"));
+        return header + "." + claims + ".";
+    }
+
+    /**
+     * A client login handler handing out a token whose exp claim passed 10 minutes ago (while
+     * telling the client it lives on, so the broker is the one to refuse it).
+     */
+    public static final class ExpiredTokenLoginHandler implements org.apache.kafka.common.security.auth.AuthenticateCallbackHandler {
+        @Override
+        public void configure(Map<String, ?> configs, String mechanism,
+                              List<javax.security.auth.login.AppConfigurationEntry> entries) { }
+
+        @Override
+        public void close() { }
+
+        @Override
+        public void handle(javax.security.auth.callback.Callback[] callbacks) {
+            for (javax.security.auth.callback.Callback cb : callbacks) {
+                if (cb instanceof org.apache.kafka.common.security.oauthbearer.OAuthBearerTokenCallback t) {
+                    long now = System.currentTimeMillis();
+                    String user = sec("USER");
+                    String jws = unsecuredJws(user, -600);
+                    t.token(new org.apache.kafka.common.security.oauthbearer.OAuthBearerToken() {
+                        @Override public String value() { return jws; }
+                        @Override public Set<String> scope() { return Set.of(); }
+                        @Override public long lifetimeMs() { return now + 3_600_000L; }
+                        @Override public String principalName() { return user; }
+                        @Override public Long startTimeMs() { return now; }
+                    });
+                }
+            }
+        }
+    }
+
     static Login login(String listener, String mechanism, String user, String password, String cert) {
         String protocol = listener.equals("MTLS") ? "SSL" : listener;
         Map<String, Object> conf = new HashMap<>();
@@ -981,6 +1022,13 @@ public final class CompatCell {
             Map.entry("SCRAM-SHA-512 as an unknown user",
                       login("SASL_PLAINTEXT", "SCRAM-SHA-512", sec("UNKNOWN_USER"), null, null))),
             login("SASL_PLAINTEXT", "SCRAM-SHA-512"));
+    }
+
+    public String s_sec_oauthbearer_expired() throws Exception {
+        Login expired = login("SASL_PLAINTEXT", "OAUTHBEARER");
+        expired.conf().put("sasl.login.callback.handler.class", ExpiredTokenLoginHandler.class.getName());
+        return secRefused("sec_oauthbearer_expired",
+            List.of(Map.entry("an OAUTHBEARER token expired 10 minutes ago", expired)), login("SASL_PLAINTEXT", "OAUTHBEARER"));
     }
 
     public String s_sec_untrusted_cert() throws Exception {

@@ -924,7 +924,7 @@ func loginOpts(l c.Login) []kgo.Opt {
 	case "SCRAM-SHA-512":
 		opts = append(opts, kgo.SASL(scram.Auth{User: l.User, Pass: l.Password}.AsSha512Mechanism()))
 	case "OAUTHBEARER":
-		opts = append(opts, kgo.SASL(oauth.Auth{Token: c.UnsecuredJWS(l.User)}.AsMechanism()))
+		opts = append(opts, kgo.SASL(oauth.Auth{Token: l.Token()}.AsMechanism()))
 	}
 	return opts
 }

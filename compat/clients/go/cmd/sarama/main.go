@@ -1118,11 +1118,11 @@ func (x *xdgSCRAM) Begin(user, password, authzID string) error {
 	return nil
 }
 
-// tokenProvider hands sarama an unsecured JWS for subject.
+// tokenProvider hands sarama a token.
 type tokenProvider string
 
 func (t tokenProvider) Token() (*sarama.AccessToken, error) {
-	return &sarama.AccessToken{Token: c.UnsecuredJWS(string(t))}, nil
+	return &sarama.AccessToken{Token: string(t)}, nil
 }
 
 // loginConfig sets sarama's TLS and SASL options for a login.
@@ -1147,7 +1147,7 @@ func loginConfig(l c.Login) func(*sarama.Config) {
 			cfg.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &xdgSCRAM{hash: scram.SHA512} }
 		case "OAUTHBEARER":
 			cfg.Net.SASL.Mechanism = sarama.SASLTypeOAuth
-			cfg.Net.SASL.TokenProvider = tokenProvider(l.User)
+			cfg.Net.SASL.TokenProvider = tokenProvider(l.Token())
 		}
 	}
 }
