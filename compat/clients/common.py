@@ -79,10 +79,12 @@ class Login:
 
     @property
     def tls(self) -> bool:
+        """Whether the connection is TLS (SSL, SASL_SSL)."""
         return self.protocol in ("SSL", "SASL_SSL")
 
     @property
     def sasl(self) -> bool:
+        """Whether the client logs in with SASL (SASL_PLAINTEXT, SASL_SSL)."""
         return self.protocol.startswith("SASL_")
 
 

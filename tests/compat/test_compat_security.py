@@ -156,7 +156,12 @@ def test_secure_reference_needs_the_local_jars(tmp_path: Path) -> None:
     from compat.runner import _secure_reference
     with pytest.raises(BrokerError, match="local reference Kafka"):
         _secure_reference("docker", tmp_path)
-    assert isinstance(_secure_reference("local", tmp_path), security.SecureKafka)
+    kafka = _secure_reference("local", tmp_path)
+    try:
+        assert isinstance(kafka, security.SecureKafka) and (kafka.pki_dir / "server.p12").exists()
+    finally:
+        kafka.stop()  # never started: removes its work dir and certificates
+    assert not kafka.workdir.exists()
 
 
 def test_client_keystores(tmp_path: Path) -> None:
