@@ -8,8 +8,7 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers.api import RequestContext
-from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED
-from kbroker.security.model import CLUSTER_NAME, ResourceType
+from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, cluster_operations
 
 API_KEY = 60
 VERSIONS = VersionRange(0, 2)
@@ -44,6 +43,5 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         "controller_id": md.controller_id,
         "brokers": [{"broker_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack, "is_fenced": False}
                     for b in md.brokers(ctx.session.listener)],
-        "cluster_authorized_operations": (ctx.authorized_operations(ResourceType.CLUSTER, CLUSTER_NAME)
-                                          if include_ops else AUTHORIZED_OPERATIONS_OMITTED),
+        "cluster_authorized_operations": cluster_operations(ctx) if include_ops else AUTHORIZED_OPERATIONS_OMITTED,
     }

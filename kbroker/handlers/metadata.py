@@ -54,6 +54,14 @@ def topic_operations(ctx: RequestContext, name: str, include_ops: bool) -> int:
     return ctx.authorized_operations(ResourceType.TOPIC, name) if include_ops else AUTHORIZED_OPERATIONS_OMITTED
 
 
+def cluster_operations(ctx: RequestContext) -> int:
+    """The cluster's authorized operations for this principal, as Metadata and DescribeCluster
+    report them when asked: none at all (0) without DESCRIBE on the cluster, as Kafka."""
+    if not authz.cluster(ctx, AclOperation.DESCRIBE):
+        return 0
+    return ctx.authorized_operations(ResourceType.CLUSTER, CLUSTER_NAME)
+
+
 def _error_entry(code: int, name: str | None, topic_id: uuid.UUID = _ZERO_UUID,
                  internal: bool = False) -> dict[str, Any]:
     return {"error_code": code, "name": name, "topic_id": topic_id, "is_internal": internal, "partitions": []}
@@ -126,7 +134,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         "error_code": ErrorCode.NONE,
     }
     if body.get("include_cluster_authorized_operations", False):
-        response["cluster_authorized_operations"] = ctx.authorized_operations(ResourceType.CLUSTER, CLUSTER_NAME)
+        response["cluster_authorized_operations"] = cluster_operations(ctx)
     return response
 
 

@@ -10,7 +10,9 @@ the named resource (literal, wildcard and prefixed ones).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from kbroker.security.model import (
@@ -39,6 +41,24 @@ SUPPORTED_OPERATIONS: dict[ResourceType, tuple[AclOperation, ...]] = {
 WILDCARD_PRINCIPAL = "User:*"
 #: The host of an ACL applying from every host.
 WILDCARD_HOST = "*"
+
+
+@lru_cache(maxsize=4096)
+def canonical_host(host: str) -> str:
+    """``host`` as ACL checks compare it: an IP address in one spelling, anything else as given.
+
+    Kafka compares the ACL's host with Java's spelling of the client's address, where an
+    IPv4-mapped IPv6 address (an IPv4 client of a dual-stack socket) is the IPv4 address and
+    IPv6 is uncompressed (``0:0:0:0:0:0:0:1``). Comparing addresses, not strings, keeps
+    ``127.0.0.1`` matching ``::ffff:127.0.0.1`` and ``::1`` matching ``0:0:0:0:0:0:0:1``.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 class InvalidAcl(ValueError):

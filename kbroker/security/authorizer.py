@@ -33,6 +33,7 @@ from kbroker.security.acl import (
     AclBinding,
     AclBindingFilter,
     InvalidAcl,
+    canonical_host,
 )
 from kbroker.security.model import (
     WILDCARD,
@@ -138,6 +139,12 @@ class StandardAuthorizer:
         raw = config.get("super.users") or ""
         #: Principals allowed everything (``super.users``, semicolon separated).
         self.super_users = frozenset(p.strip() for p in str(raw).split(";") if p.strip())
+        for principal in self.super_users:
+            # As Kafka, which parses each one: a name without its type (``admin`` for
+            # ``User:admin``) would silently make no super user.
+            if ":" not in principal:
+                raise ConfigError(f"super.users: expected a string in format principalType:principalName "
+                                  f"but got {principal}", "super.users")
         #: What a check decides when no ACL names the resource.
         self.allow_if_no_acl = bool(config.get("allow.everyone.if.no.acl.found"))
         self._store = store
@@ -160,9 +167,10 @@ class StandardAuthorizer:
                   name: str) -> tuple[list[AclBinding], bool]:
         """The ACLs on the resource for this principal and host, and whether any ACL names the resource."""
         applying = self._index.applying(resource_type, name)
+        host = canonical_host(host)
         mine = [a for a in applying
                 if (a.principal == principal or a.principal == WILDCARD_PRINCIPAL)
-                and (a.host == WILDCARD_HOST or a.host == host)]
+                and (a.host == WILDCARD_HOST or canonical_host(a.host) == host)]
         return mine, bool(applying)
 
     def _decide(self, acls: Sequence[AclBinding], any_acl: bool, operation: AclOperation) -> bool:
@@ -193,9 +201,11 @@ class StandardAuthorizer:
             return True
         allow: dict[PatternType, set[str]] = {PatternType.LITERAL: set(), PatternType.PREFIXED: set()}
         deny: dict[PatternType, set[str]] = {PatternType.LITERAL: set(), PatternType.PREFIXED: set()}
+        host = canonical_host(host)
+        wildcard_allow = False
         for acl in self._index.bindings:
             if (acl.resource_type != resource_type
-                    or acl.host not in (WILDCARD_HOST, host)
+                    or (acl.host != WILDCARD_HOST and canonical_host(acl.host) != host)
                     or acl.principal not in (principal, WILDCARD_PRINCIPAL)
                     or acl.operation not in (operation, AclOperation.ALL)):
                 continue
@@ -205,8 +215,12 @@ class StandardAuthorizer:
                 deny[acl.pattern_type].add(acl.name)
             elif acl.permission == AclPermissionType.ALLOW:
                 if acl.pattern_type == PatternType.LITERAL and acl.name == WILDCARD:
-                    return True
+                    # Decided only once every DENY is seen: a wildcard DENY wins, in any order.
+                    wildcard_allow = True
+                    continue
                 allow[acl.pattern_type].add(acl.name)
+        if wildcard_allow:
+            return True
         for pattern_type, names in allow.items():
             for name in names:
                 if pattern_type == PatternType.LITERAL and name in deny[PatternType.LITERAL]:

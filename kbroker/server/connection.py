@@ -19,6 +19,7 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 
 from kbroker.codec import FrameReader, FrameTooLarge
 from kbroker.handlers.api import BrokerServices, Session
+from kbroker.security.acl import canonical_host
 from kbroker.security.listener import ListenerSecurity
 from kbroker.server.dispatch import CloseConnection, ResponseParts, describe_request, dispatch
 from kbroker.server.limits import RequestMemory
@@ -387,11 +388,15 @@ def _handshake_failure(e: ssl.SSLError) -> str:
 
 
 def peer_address(stream: ByteStream) -> tuple[str, int]:
-    """The client's (host, port), or ("unknown", -1) where the transport has none."""
+    """The client's (host, port), or ("unknown", -1) where the transport has none.
+
+    An IPv4 client of a dual-stack socket (a listener on every interface) is named by its
+    IPv4 address, not ``::ffff:a.b.c.d``, as Kafka names it: ACL hosts, logs and
+    DescribeGroups' client hosts then speak of the address the client has."""
     try:
         addr = stream.extra(anyio.abc.SocketAttribute.remote_address)
         if isinstance(addr, tuple):
-            return str(addr[0]), int(addr[1])
+            return canonical_host(str(addr[0])), int(addr[1])
     except Exception:  # pragma: no cover - unix sockets and exotic transports
         pass
     return "unknown", -1

@@ -6,6 +6,7 @@ A PLAINTEXT connection's principal is User:ANONYMOUS: the tests grant or deny it
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from kbroker.security.model import (
 )
 from kbroker.security.store import FileStateStore
 from kbroker.testing import BrokerThread
+from tests.broker.replica_wire import WireClient
 
 STANDARD = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 ADMIN = {"authorizer.class.name": STANDARD, "super.users": ANONYMOUS}
@@ -214,6 +216,31 @@ def test_cluster_permissions_are_checked(tmp_path: Path) -> None:
         b.stop()
 
 
+@pytest.mark.skipif(not socket.has_dualstack_ipv6(), reason="no dual-stack IPv6 sockets here")
+def test_host_acls_apply_to_ipv4_clients_of_a_dual_stack_listener(tmp_path: Path) -> None:
+    # A listener on every interface (PLAINTEXT://:9092) takes IPv4 clients on an IPv6 socket, as
+    # ::ffff:127.0.0.1; an ACL for host 127.0.0.1 must still apply to them, as in Kafka.
+    cluster_describe = AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", Op.DESCRIBE, T.ALLOW)
+    deny_local = AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, "User:*", "127.0.0.1", Op.DESCRIBE, T.DENY)
+    everywhere = {"authorizer.class.name": STANDARD, "listeners": "PLAINTEXT://:0",
+                  "advertised.listeners": "PLAINTEXT://127.0.0.1:0"}
+    b = start(tmp_path / "data", everywhere, [cluster_describe, deny_local])
+    try:
+        with KafkaClient(f"127.0.0.1:{b.port}") as c, pytest.raises(KafkaError, match="CLUSTER_AUTHORIZATION_FAILED"):
+            admin.describe_acls(c)
+        a = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{b.port}")
+        try:
+            with pytest.raises(kerrors.ClusterAuthorizationFailedError):
+                a.describe_acls(ACLFilter(principal=None, host="*", operation=ACLOperation.ANY,
+                                          permission_type=ACLPermissionType.ANY,
+                                          resource_pattern=ResourcePatternFilter(KType.ANY, None,
+                                                                                 ACLResourcePatternType.ANY)))
+        finally:
+            a.close()
+    finally:
+        b.stop()
+
+
 def test_acls_survive_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
     bindings = [AclBinding(R.TOPIC, "t", P.LITERAL, "User:a", "*", Op.READ, T.ALLOW),
@@ -246,6 +273,49 @@ def test_unknown_authorizer_class_refuses_to_start(tmp_path: Path) -> None:
 
 def _bits_of(ops: list[CKOp]) -> set[str]:
     return {op.name for op in ops}
+
+
+def test_cluster_operations_need_describe_on_the_cluster(tmp_path: Path) -> None:
+    # As Kafka: without DESCRIBE on the cluster, its authorized operations are reported as none,
+    # whatever else the principal may do there (Metadata v8-10 and DescribeCluster).
+    acls = [AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", Op.CREATE, T.ALLOW),
+            AclBinding(R.CLUSTER, CLUSTER_NAME, P.LITERAL, ANONYMOUS, "*", Op.IDEMPOTENT_WRITE, T.ALLOW)]
+    b = start(tmp_path / "data", {"authorizer.class.name": STANDARD}, acls)
+    try:
+        a = ck_admin(b.bootstrap)
+        cluster = a.describe_cluster(include_authorized_operations=True).result(15)
+        assert _bits_of(cluster.authorized_operations or []) == set()
+        wire = WireClient(b.bootstrap)
+        try:
+            for version in (8, 10):
+                resp = wire.call(3, version, {"topics": [], "allow_auto_topic_creation": False,
+                                              "include_cluster_authorized_operations": True,
+                                              "include_topic_authorized_operations": False})
+                assert resp["cluster_authorized_operations"] == 0
+            resp = wire.call(60, 0, {"include_cluster_authorized_operations": True})
+            assert resp["error_code"] == 0 and resp["cluster_authorized_operations"] == 0
+        finally:
+            wire.close()
+    finally:
+        b.stop()
+
+
+def test_idempotent_producer_id_refused_under_a_wildcard_deny(tmp_path: Path) -> None:
+    # KIP-679: without IDEMPOTENT_WRITE, an idempotent producer needs WRITE on some topic; a
+    # wildcard DENY takes back a wildcard ALLOW whichever is older, as in Kafka.
+    acls = [AclBinding(R.TOPIC, "*", P.LITERAL, ANONYMOUS, "*", Op.WRITE, T.ALLOW),
+            AclBinding(R.TOPIC, "*", P.LITERAL, "User:*", "*", Op.ALL, T.DENY)]
+    b = start(tmp_path / "data", {"authorizer.class.name": STANDARD}, acls)
+    try:
+        wire = WireClient(b.bootstrap)
+        try:
+            resp = wire.call(22, 4, {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                     "producer_id": -1, "producer_epoch": -1})
+            assert resp["error_code"] == CKError.CLUSTER_AUTHORIZATION_FAILED and resp["producer_id"] == -1
+        finally:
+            wire.close()
+    finally:
+        b.stop()
 
 
 def test_authorized_operations(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from kbroker.security.model import (
     ResourceType,
 )
 from kbroker.security.store import FileStateStore
-from kbroker.testing import make_config
+from kbroker.testing import BrokerThread, make_config
 
 Op, P, R, T = AclOperation, PatternType, ResourceType, AclPermissionType
 ALLOW, DENY = T.ALLOW, T.DENY
@@ -180,6 +180,25 @@ def test_host_match(tmp_path: Path) -> None:
     assert not check(auth, Op.READ, host="10.0.0.2")
 
 
+def test_host_match_is_by_address_not_spelling(tmp_path: Path) -> None:
+    # A client of a dual-stack listener (every interface) connects from ::ffff:10.0.0.2; Kafka
+    # (Java) sees 10.0.0.2 and spells IPv6 uncompressed (0:0:0:0:0:0:0:1): one address, one host.
+    auth = with_acls(tmp_path, acl(), acl(host="10.0.0.2", perm=DENY), acl(host="0:0:0:0:0:0:0:1", perm=DENY))
+    assert check(auth, Op.READ, host=HOST)
+    assert check(auth, Op.READ, host="::ffff:10.0.0.1")
+    assert not check(auth, Op.READ, host="::ffff:10.0.0.2")
+    assert not check(auth, Op.READ, host="::1")
+    assert auth.authorized_operations(ALICE, "::ffff:10.0.0.2", R.TOPIC, "t") == 1 << Op.DESCRIBE  # READ denied
+    auth = with_acls(tmp_path, acl(op=Op.WRITE, host="::1"))
+    assert check(auth, Op.WRITE, host="0:0:0:0:0:0:0:1")
+    assert auth.authorize_by_resource_type(ALICE, "0:0:0:0:0:0:0:1", Op.WRITE, R.TOPIC)
+    assert not auth.authorize_by_resource_type(ALICE, "::2", Op.WRITE, R.TOPIC)
+    # Host names are compared as given.
+    auth = with_acls(tmp_path, acl(host="gateway"))
+    assert check(auth, Op.READ, host="gateway")
+    assert not check(auth, Op.READ, host="Gateway")
+
+
 def test_super_users(tmp_path: Path) -> None:
     auth = with_acls(tmp_path, acl("*", principal="User:*", op=Op.ALL, perm=DENY), super_users="User:admin; User:ops")
     assert auth.super_users == {"User:admin", "User:ops"}
@@ -188,6 +207,16 @@ def test_super_users(tmp_path: Path) -> None:
     assert not check(auth, Op.READ, principal=ALICE)
     assert auth.authorized_operations("User:admin", HOST, R.GROUP, "g") == sum(
         1 << op for op in SUPPORTED_OPERATIONS[R.GROUP])
+
+
+def test_super_users_without_a_principal_type_refuse_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="super.users: expected a string in format principalType:principalName "
+                                          "but got admin"):
+        make(tmp_path, super_users="User:ops;admin")
+    b = BrokerThread(tmp_path / "data", {"authorizer.class.name": STANDARD, "super.users": "admin"})
+    with pytest.raises(RuntimeError) as exc:
+        b.start()
+    assert "super.users" in str(exc.value.__cause__)
 
 
 def test_authorized_operations_bits(tmp_path: Path) -> None:
@@ -419,6 +448,9 @@ def test_authorize_by_resource_type_as_kafka() -> None:
         assert not by_type(tmp, acl("orders", op=Op.WRITE), acl("orders", op=Op.WRITE, perm=DENY))
         assert not by_type(tmp, acl("orders", op=Op.WRITE), acl("or", op=Op.WRITE, perm=DENY, pattern=P.PREFIXED))
         assert not by_type(tmp, acl("orders", op=Op.WRITE), acl("*", op=Op.WRITE, perm=DENY))
+        # A wildcard DENY wins over a wildcard ALLOW, whichever was created first.
+        assert not by_type(tmp, acl("*", op=Op.WRITE), acl("*", principal="User:*", op=Op.ALL, perm=DENY))
+        assert not by_type(tmp, acl("*", principal="User:*", op=Op.ALL, perm=DENY), acl("*", op=Op.WRITE))
         # ... one that covers another name does not.
         assert by_type(tmp, acl("orders", op=Op.WRITE), acl("other", op=Op.WRITE, perm=DENY))
         assert by_type(tmp, acl("ord", op=Op.WRITE, pattern=P.PREFIXED), acl("orders", op=Op.WRITE, perm=DENY))
