@@ -80,7 +80,12 @@ SECURITY_RUNS = [
 ]
 #: Broker settings some tests need: 0142 reads connections.max.reauth.ms (DescribeConfigs) and
 #: skips when it is 0 (Kafka's default); each of its 5 parts lasts about one period.
-TEST_BROKER_OVERRIDES = {"0142_reauthentication": {"connections.max.reauth.ms": "10000"}}
+#: 0115/0119 add a deny-all ACL for one topic with kafka-acls.sh and expect authorization errors
+#: there only, so they need an authorizer that allows what no ACL covers.
+_ACL_BROKER = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+               "allow.everyone.if.no.acl.found": "true"}
+TEST_BROKER_OVERRIDES = {"0142_reauthentication": {"connections.max.reauth.ms": "10000"},
+                         "0115_producer_auth": _ACL_BROKER, "0119_consumer_auth": _ACL_BROKER}
 #: Tests run without test-runner's quick mode (-Q), which skips every sub-test they have.
 FULL_RUNS = {"0142_reauthentication"}
 
