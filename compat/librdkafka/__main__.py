@@ -85,7 +85,8 @@ SECURITY_RUNS = [
 _ACL_BROKER = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
                "allow.everyone.if.no.acl.found": "true"}
 TEST_BROKER_OVERRIDES = {"0142_reauthentication": {"connections.max.reauth.ms": "10000"},
-                         "0115_producer_auth": _ACL_BROKER, "0119_consumer_auth": _ACL_BROKER}
+                         "0115_producer_auth": _ACL_BROKER, "0119_consumer_auth": _ACL_BROKER,
+                         "0081_admin": _ACL_BROKER}
 #: Tests run without test-runner's quick mode (-Q), which skips every sub-test they have.
 FULL_RUNS = {"0142_reauthentication"}
 
