@@ -46,6 +46,8 @@ class Broker:
         self.keep_data = keep_data
         self.proc: subprocess.Popen[bytes] | None = None
         self.bootstrap = ""
+        #: The broker's start-up line naming every listener (``listening on NAME://host:port, ...``).
+        self.listening_line = ""
         self._log = None
         self._tail: list[str] = []
 
@@ -73,6 +75,7 @@ class Broker:
                     m = _LISTENING.search(line)
                     if m:
                         self.bootstrap = f"{m.group(1)}:{m.group(2)}"
+                        self.listening_line = line
                         found.set()
 
         threading.Thread(target=pump, name="kbroker-log", daemon=True).start()

@@ -46,6 +46,9 @@ def run(client: str, scenario: str, bootstrap: str) -> dict[str, str]:
 
         def fn(bootstrap: str) -> object:
             return mod._compression(bootstrap, codec)
+    if fn is None and scenario.startswith("sec_") and hasattr(mod, "_security"):
+        # One implementation per client covers the security scenarios: sec_<case> -> _security(case)(b).
+        fn = mod._security(scenario)
     if fn is None and scenario.startswith("streams_"):
         return {"status": "na", "detail": STREAMS_NA}
     if fn is None:

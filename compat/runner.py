@@ -49,6 +49,7 @@ from compat.reference import (
 )
 from compat.report import Cell, parse_cells, parse_report, write_html, write_markdown
 from compat.scenarios import BY_ID, SCENARIOS, Scenario
+from compat.security import SecureKafka, SecureKbroker
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
@@ -102,8 +103,10 @@ def client_versions() -> dict[str, str]:
     return out
 
 
-def run_cell(client: Client, scenario: Scenario, bootstrap: str) -> Cell:
+def run_cell(client: Client, scenario: Scenario, bootstrap: str, extra_env: dict[str, str] | None = None) -> Cell:
+    """Run one cell in its own process; ``extra_env`` adds the security scenarios' settings."""
     env = dict(os.environ)
+    env.update(extra_env or {})
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     if client.kind == "node":
         env["NODE_PATH"] = str(NODE_MODULES)
@@ -148,7 +151,7 @@ class BrokerSlot:
         self.broker: BrokerLike | None = None
 
     def get(self) -> BrokerLike:
-        """The running broker, started anew if it is not running; raises BrokerError."""
+        """The running broker, started (again) if it is not running; raises BrokerError."""
         with self.lock:
             b = self.broker
             if b is None or not b.alive():
@@ -166,6 +169,15 @@ class BrokerSlot:
             if self.broker is not None:
                 self.broker.stop()
                 self.broker = None
+
+
+def _secure_reference(kind: str | None, log_dir: Path) -> BrokerLike:
+    """The reference Kafka with the security listeners: local jars only (the Docker fallback's
+    container exposes one PLAINTEXT listener)."""
+    if kind != "local":
+        raise BrokerError("the security listeners need the local reference Kafka (java and mvn), "
+                          "not the Docker fallback")
+    return SecureKafka(log_dir)
 
 
 def _selected(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[Client], list[Scenario]]:
@@ -240,46 +252,64 @@ def main(argv: list[str] | None = None) -> int:
 
     log_dir = WORK / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    slots = [BrokerSlot("kbroker", "kbroker",
-                        lambda: Broker(log_path=log_dir / f"broker-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                                          f"{os.getpid()}.log"))]
-    if reference:
-        slots.append(BrokerSlot("kafka", f"Apache {KAFKA_LABEL} ({kind})", lambda: make_reference(log_dir)))
-    results: dict[str, dict[tuple[str, str], Cell]] = {slot.name: {} for slot in slots}
+    brokers = ["kbroker", "kafka"] if reference else ["kbroker"]
+    # One broker per kind and security: (name, security scenario?) -> slot. The security
+    # listeners' brokers (compat/security.py) start when their first cell runs, so a broker
+    # that cannot serve them fails those cells only.
+    slots: dict[tuple[str, bool], BrokerSlot] = {}
+    if any(not s.security for s in scenarios):
+        slots[("kbroker", False)] = BrokerSlot(
+            "kbroker", "kbroker", lambda: Broker(log_path=log_dir / f"broker-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                                                   f"{os.getpid()}.log"))
+        if reference:
+            slots[("kafka", False)] = BrokerSlot("kafka", f"Apache {KAFKA_LABEL} ({kind})",
+                                                 lambda: make_reference(log_dir))
+    if any(s.security for s in scenarios):
+        slots[("kbroker", True)] = BrokerSlot(
+            "kbroker", "kbroker with security listeners",
+            lambda: SecureKbroker(log_path=log_dir / f"broker-sec-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                                     f"{os.getpid()}.log"))
+        if reference:
+            slots[("kafka", True)] = BrokerSlot("kafka", f"Apache {KAFKA_LABEL} with security listeners",
+                                                lambda: _secure_reference(kind, log_dir))
+    results: dict[str, dict[tuple[str, str], Cell]] = {name: {} for name in brokers}
     lock = threading.Lock()
 
     started = time.monotonic()
     try:
-        for slot in slots:
-            slot.get()
+        for (_, secure), slot in slots.items():
+            if not secure:
+                slot.get()
     except BrokerError as e:
         print(f"compat: {e}", file=sys.stderr)
-        for slot in slots:
+        for slot in slots.values():
             slot.stop()
         return 2
 
     # Interleaved so that, with --jobs 2, each broker has a cell running most of the time.
-    todo: list[tuple[BrokerSlot, Client, Scenario]] = []
+    todo: list[tuple[str, Client, Scenario]] = []
     for s in scenarios:
         for c in clients:
-            for slot in slots:
+            for name in brokers:
                 if c.name in missing:
-                    results[slot.name][(c.name, s.id)] = Cell("missing", missing[c.name], 0.0)
+                    results[name][(c.name, s.id)] = Cell("missing", missing[c.name], 0.0)
                 else:
-                    todo.append((slot, c, s))
+                    todo.append((name, c, s))
 
-    def work(item: tuple[BrokerSlot, Client, Scenario]) -> None:
-        slot, c, s = item
+    def work(item: tuple[str, Client, Scenario]) -> None:
+        name, c, s = item
+        slot = slots[(name, s.security)]
         try:
             b = slot.get()
         except BrokerError as e:
-            cell = Cell("fail", f"broker could not be restarted: {e}", 0.0)
+            cell = Cell("fail", f"broker could not be started: {e}", 0.0)
         else:
-            cell = run_cell(c, s, b.bootstrap)
+            env = b.setup().env() if isinstance(b, (SecureKbroker, SecureKafka)) else None
+            cell = run_cell(c, s, b.bootstrap, env)
             if not b.alive():
                 cell = Cell("fail", "broker died: " + " | ".join(b.tail(2)), cell.seconds)
         with lock:
-            results[slot.name][(c.name, s.id)] = cell
+            results[name][(c.name, s.id)] = cell
         mark = {"pass": "ok  ", "fail": "FAIL", "na": "n/a "}.get(cell.status, cell.status)
         where = f"{slot.name:8}" if reference else ""
         print(f"{mark} {where}{c.name:16} {s.id:26} {cell.seconds:5.1f}s {cell.detail[:140]}", flush=True)
@@ -300,14 +330,14 @@ def main(argv: list[str] | None = None) -> int:
                              for c, s in again}
                     print(f"compat: rerun {attempt + 1}: {len(again)} unlisted differences run again on both brokers",
                           file=sys.stderr)
-                    list(pool.map(work, [(slot, c, s) for c, s in again for slot in slots]))
+                    list(pool.map(work, [(name, c, s) for c, s in again for name in brokers]))
                     for key, (k0, r0) in first.items():
                         if not differs(results["kbroker"][key], results["kafka"][key], key[1]):
                             print(f"compat: {key[0]} × {key[1]} differed only once (kbroker {k0.status}: "
                                   f"{k0.detail[:100]}; Kafka {r0.status}: {r0.detail[:100]}); the rerun agrees",
                                   file=sys.stderr)
     finally:
-        for slot in slots:
+        for slot in slots.values():
             slot.stop()
     elapsed = time.monotonic() - started
 
@@ -338,10 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     write_markdown(out_dir / "REPORT.md", names, scenarios, ours, theirs, marks, meta)
     write_html(out_dir / "report.html", names, scenarios, ours, theirs, marks, meta)
 
-    for slot in slots:
-        counts = {c.name: sum(1 for s in scenarios if results[slot.name][(c.name, s.id)].status == "pass")
+    labels = {"kbroker": "kbroker", "kafka": f"Apache {KAFKA_LABEL}"}
+    for name in brokers:
+        counts = {c.name: sum(1 for s in scenarios if results[name][(c.name, s.id)].status == "pass")
                   for c in clients}
-        print(f"compat: {slot.label}: passes per client: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+        print(f"compat: {labels[name]}: passes per client: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
               file=sys.stderr)
     print(f"compat: {elapsed:.0f}s; report in {out_dir / 'REPORT.md'}", file=sys.stderr)
 
@@ -377,10 +408,10 @@ def main(argv: list[str] | None = None) -> int:
             rc = 1
     if args.require_clients and missing:
         rc = 1
-    for slot in slots:
-        cells = [results[slot.name][(c.name, s.id)] for c in clients for s in scenarios]
+    for name in brokers:
+        cells = [results[name][(c.name, s.id)] for c in clients for s in scenarios]
         npass = sum(1 for r in cells if r.status == "pass")
         nfail = sum(1 for r in cells if r.status in ("fail", "missing"))
         nna = sum(1 for r in cells if r.status == "na")
-        print(f"compat: {slot.label}: {npass} passed, {nfail} failed, {nna} skipped")
+        print(f"compat: {labels[name]}: {npass} passed, {nfail} failed, {nna} skipped")
     return rc

@@ -1,4 +1,8 @@
-"""The scenarios of the matrix, in report order. ``fast`` ones make up ``--fast`` (CI)."""
+"""The scenarios of the matrix, in report order. ``fast`` ones make up ``--fast`` (CI).
+
+``security`` scenarios run against a broker with TLS and SASL listeners (compat/security.py);
+the others against a PLAINTEXT-only broker.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ class Scenario:
     title: str
     fast: bool = False
     timeout: float = 60.0
+    security: bool = False
 
 
 SCENARIOS: list[Scenario] = [
@@ -58,6 +63,33 @@ SCENARIOS: list[Scenario] = [
     Scenario("streams_wordcount_eos",
              "Kafka Streams word count (changelog store), exactly_once_v2: killed, restarted, counts exact",
              timeout=150),
+    # Security (compat/security.py): topics are created over the PLAINTEXT listener; records are
+    # produced and read back over the listener under test, as alice.
+    Scenario("sec_sasl_plain", "SASL_PLAINTEXT, PLAIN: produce and consume", fast=True, security=True),
+    Scenario("sec_sasl_scram_sha256", "SASL_PLAINTEXT, SCRAM-SHA-256: produce and consume", fast=True,
+             security=True),
+    Scenario("sec_sasl_scram_sha512", "SASL_PLAINTEXT, SCRAM-SHA-512: produce and consume", fast=True,
+             security=True),
+    Scenario("sec_sasl_oauthbearer", "SASL_PLAINTEXT, OAUTHBEARER (unsecured JWS token): produce and consume",
+             fast=True, security=True),
+    Scenario("sec_ssl", "SSL (client certificate requested, none given): produce and consume", fast=True,
+             security=True),
+    Scenario("sec_ssl_client_cert", "SSL requiring a client certificate, given: produce and consume", fast=True,
+             security=True),
+    Scenario("sec_sasl_ssl_plain", "SASL_SSL, PLAIN: produce and consume", fast=True, security=True),
+    Scenario("sec_sasl_ssl_scram", "SASL_SSL, SCRAM-SHA-512: produce and consume", fast=True, security=True),
+    Scenario("sec_wrong_password",
+             "wrong password (PLAIN, SCRAM-SHA-256) fails with an authentication error; the right one then works",
+             fast=True, security=True, timeout=120),
+    Scenario("sec_unknown_user",
+             "unknown user (PLAIN, SCRAM-SHA-512) fails with an authentication error; a known one then works",
+             fast=True, security=True, timeout=120),
+    Scenario("sec_oauthbearer_expired",
+             "an expired OAUTHBEARER token fails with an authentication error; a valid one then works",
+             fast=True, security=True, timeout=120),
+    Scenario("sec_untrusted_cert",
+             "client certificate from another CA, and none, refused where one is required; the trusted one works",
+             fast=True, security=True, timeout=120),
 ]
 
 BY_ID = {s.id: s for s in SCENARIOS}

@@ -43,10 +43,10 @@ apt_install() {
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# kcat, node/npm for kafkajs, and librdkafka's build dependencies.
+# kcat, node/npm for kafkajs, and librdkafka's build dependencies (OpenSSL for its SSL/SASL tests).
 apt_install kcat
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-apt_install build-essential pkg-config python3 zlib1g-dev liblz4-dev
+apt_install build-essential pkg-config python3 zlib1g-dev liblz4-dev libssl-dev
 
 mkdir -p "$WORK"
 want_kafkajs() {
@@ -91,14 +91,16 @@ if [ $WITH_LIBRDKAFKA -eq 1 ]; then
         mv "$tmp/package/deps/librdkafka" "$SRC"
         rm -rf "$tmp"
     fi
-    # 0103_transactions creates its topics with replication factor 3 (librdkafka's CI runs three
-    # brokers) but needs nothing else of a cluster: asked for factor 1 it runs against one broker.
-    TXN_TEST=$SRC/tests/0103-transactions.c
-    if grep -q 'test_create_topic_wait_exists(p1\?, [a-z_]*, [0-9a-z_]*, 3, 5000)' "$TXN_TEST"; then
-        sed -i 's/test_create_topic_wait_exists(\(p1\?\), \([a-z_]*\), \([0-9a-z_]*\), 3, 5000)/test_create_topic_wait_exists(\1, \2, \3, 1, 5000)/' \
-            "$TXN_TEST"
-        rm -f "$SRC/tests/test-runner"
-    fi
+    # 0103_transactions and 0142_reauthentication create topics with replication factor 3
+    # (librdkafka's CI runs three brokers) but need nothing else of a cluster: asked for factor 1
+    # they run against one broker.
+    for RF_TEST in "$SRC/tests/0103-transactions.c" "$SRC/tests/0142-reauthentication.c"; do
+        if grep -q 'test_create_topic_wait_exists(p1\?, [a-z_]*, [0-9a-z_]*, 3, 5000)' "$RF_TEST"; then
+            sed -i 's/test_create_topic_wait_exists(\(p1\?\), \([a-z_]*\), \([0-9a-z_]*\), 3, 5000)/test_create_topic_wait_exists(\1, \2, \3, 1, 5000)/' \
+                "$RF_TEST"
+            rm -f "$SRC/tests/test-runner"
+        fi
+    done
     # 0077_compaction creates its topic with segment.bytes=10000, which Kafka 4.x's kafka-topics.sh
     # refuses (at least 1048576) before asking the broker; its small segments only serve to roll
     # the written records out of the active segment so they can be compacted, which a 1 ms
@@ -110,9 +112,16 @@ if [ $WITH_LIBRDKAFKA -eq 1 ]; then
             "$COMPACTION_TEST"
         rm -f "$SRC/tests/test-runner"
     fi
+    # With OpenSSL: the SSL and SASL (PLAIN, SCRAM) tests run against kbroker's security
+    # listeners (python -m compat.librdkafka --security). A build configured without it is redone.
+    if [ -x "$SRC/tests/test-runner" ] && ! grep -q '^#define WITH_SSL 1' "$SRC/config.h" 2>/dev/null; then
+        echo "setup-compat-env: librdkafka was built without SSL: rebuilding" >&2
+        (cd "$SRC" && make clean >/dev/null 2>&1 || true)
+        rm -f "$SRC/tests/test-runner"
+    fi
     if [ ! -x "$SRC/tests/test-runner" ]; then
         echo "setup-compat-env: building librdkafka and tests/test-runner (log: compat/work/build.log)" >&2
-        (cd "$SRC" && ./configure --disable-ssl --disable-gssapi --disable-zstd --disable-curl \
+        (cd "$SRC" && ./configure --disable-gssapi --disable-zstd --disable-curl \
             && make -j"$(nproc)" libs && make -j"$(nproc)" -C tests test-runner) > "$WORK/build.log" 2>&1 || {
             tail -20 "$WORK/build.log" >&2; exit 1; }
     else

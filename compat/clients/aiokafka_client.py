@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,12 +16,18 @@ from aiokafka.errors import KafkaError
 from compat.clients.common import (
     LARGE_SIZE,
     OVERSIZE,
+    SEC_ROUNDTRIPS,
+    LogCapture,
+    Login,
     NotSupported,
     check,
     group_name,
     large_value,
+    login,
     payloads,
+    sec_refusals,
     topic_name,
+    unsecured_jws,
 )
 
 CLIENT = "aiokafka"
@@ -677,3 +684,96 @@ async def s_many_partitions(bootstrap: str) -> None:
     got = await read_all(bootstrap, topic, 64, partitions=list(range(64)), timeout=30)
     check(sorted((r.partition, r.value) for r in got) == [(i, f"p{i}".encode()) for i in range(64)],
           "records differ")
+
+
+# ---------------------------------------------------------------- security
+
+def _login_kw(lg: Login) -> dict[str, Any]:
+    """aiokafka's settings for a Login."""
+    from aiokafka.helpers import create_ssl_context
+    kw: dict[str, Any] = {"security_protocol": lg.protocol}
+    if lg.mechanism == "OAUTHBEARER":
+        from aiokafka.abc import AbstractTokenProvider
+
+        class Token(AbstractTokenProvider):
+            async def token(self) -> str:
+                return unsecured_jws(lg.user or "", lg.token_lifetime)
+
+        kw.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Token())
+    elif lg.sasl:
+        kw.update(sasl_mechanism=lg.mechanism, sasl_plain_username=lg.user, sasl_plain_password=lg.password)
+    if lg.tls:
+        kw["ssl_context"] = create_ssl_context(cafile=lg.ca, certfile=lg.cert, keyfile=lg.key)
+    return kw
+
+
+async def _sec_roundtrip(bootstrap: str, scenario: str, lg: Login) -> str:
+    """Create a topic over PLAINTEXT; produce and read back over ``lg``'s listener."""
+    topic = await new_topic(bootstrap, scenario, 2)
+    values: list[bytes | None] = list(payloads(10, "sec"))
+    metas = await produce(lg.bootstrap, topic, values, **_login_kw(lg))
+    check(len(metas) == 10, f"{len(metas)} acknowledged")
+    got = await read_all(lg.bootstrap, topic, 10, **_login_kw(lg))
+    check(sorted(r.value for r in got) == values, "records read back differ")
+    return f"10 records over {lg.protocol}" + (f"/{lg.mechanism}" if lg.mechanism else "")
+
+
+async def _refused_login(lg: Login, topic: str) -> tuple[BaseException | None, LogCapture]:
+    """Start a producer as ``lg`` and send one record; the error aiokafka raised (None if it worked)
+    and what it logged meanwhile."""
+    capture = LogCapture()
+    logging.getLogger("aiokafka").addHandler(capture)
+    p = AIOKafkaProducer(bootstrap_servers=lg.bootstrap, request_timeout_ms=8000, **_login_kw(lg))
+    try:
+        await asyncio.wait_for(p.start(), 20)
+        await asyncio.wait_for(p.send_and_wait(topic, b"refused"), 20)
+    except Exception as e:  # the error the client reports is what the check is about
+        return e, capture
+    finally:
+        await p.stop()
+        logging.getLogger("aiokafka").removeHandler(capture)
+    return None, capture
+
+
+async def _end_offset(bootstrap: str, topic: str) -> int:
+    """Partition 0's end offset, read over PLAINTEXT."""
+    c = consumer(bootstrap)
+    await c.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        return int((await c.end_offsets([tp]))[tp])
+    finally:
+        await c.stop()
+
+
+async def _sec_refused(bootstrap: str, scenario: str) -> str:
+    from aiokafka.errors import KafkaConnectionError
+    bad, good = sec_refusals(scenario)
+    topic = await new_topic(bootstrap, scenario)
+    notes = []
+    for label, lg in bad:
+        outcome, capture = await _refused_login(lg, topic)
+        if lg.mechanism == "OAUTHBEARER":
+            # aiokafka takes the broker's invalid_token challenge for a completed login and sends
+            # no answer to it, so it never names the refusal: what shows is that nothing gets in.
+            check(outcome is not None, f"{label}: the broker accepted it")
+            got = await _end_offset(bootstrap, topic)
+            check(got == 0, f"{label}: {got} records written")
+            notes.append(f"{label}: nothing written; aiokafka reports {type(outcome).__name__}")
+            continue
+        check(isinstance(outcome, KafkaConnectionError), f"{label}: not refused at bootstrap: {outcome!r}")
+        # aiokafka logs the reason and raises "Unable to bootstrap": SASL must be the broker's
+        # SaslAuthenticate error; TLS the handshake (or, TLS 1.3, the first read after it) failing.
+        reason = (capture.find("SaslAuthenticationFailed", "Authentication failed") if lg.sasl
+                  else capture.find("SSL", "Connection reset", "Unable connect"))
+        check(reason is not None, f"{label}: refused, but the log does not say why: {capture.lines[-3:]}")
+        assert reason is not None
+        notes.append(f"{label}: {reason[reason.find(': ') + 2:][:90]}")
+    return await _sec_roundtrip(bootstrap, scenario, good) + "; refused: " + "; ".join(notes)
+
+
+def _security(scenario: str) -> Any:
+    if scenario in SEC_ROUNDTRIPS:
+        listener, mechanism = SEC_ROUNDTRIPS[scenario]
+        return lambda bootstrap: asyncio.run(_sec_roundtrip(bootstrap, scenario, login(listener, mechanism)))
+    return lambda bootstrap: asyncio.run(_sec_refused(bootstrap, scenario))

@@ -26,12 +26,17 @@ from confluent_kafka.admin import (
 from compat.clients.common import (
     LARGE_SIZE,
     OVERSIZE,
+    SEC_ROUNDTRIPS,
+    Login,
     NotSupported,
     check,
     group_name,
     large_value,
+    login,
     payloads,
+    sec_refusals,
     topic_name,
+    unsecured_jws,
     wait_until,
 )
 
@@ -627,3 +632,84 @@ def s_many_partitions(bootstrap: str) -> None:
     got = read_all(bootstrap, topic, 64, partitions=list(range(64)), timeout=30)
     check(sorted((m.partition(), m.value()) for m in got) == [(i, f"p{i}".encode()) for i in range(64)],
           "records differ")
+
+
+# ---------------------------------------------------------------- security
+
+def _login_conf(lg: Login) -> dict[str, Any]:
+    """librdkafka's settings for a Login."""
+    conf: dict[str, Any] = {"security.protocol": lg.protocol}
+    if lg.mechanism == "OAUTHBEARER" and lg.token_lifetime < 0:
+        # A token of our own through oauth_cb: its exp claim is past, while librdkafka is told it
+        # lives on (it never reads the token), so the broker is the one to refuse it.
+        conf.update({"sasl.mechanisms": "OAUTHBEARER",
+                     "oauth_cb": lambda _config: (unsecured_jws(lg.user or "", lg.token_lifetime), time.time() + 3600)})
+    elif lg.mechanism == "OAUTHBEARER":
+        # librdkafka's built-in unsecured JWS token (principal = the sub claim).
+        conf.update({"sasl.mechanisms": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": True,
+                     "sasl.oauthbearer.config": f"principal={lg.user}"})
+    elif lg.sasl:
+        conf.update({"sasl.mechanisms": lg.mechanism, "sasl.username": lg.user, "sasl.password": lg.password})
+    if lg.tls:
+        conf["ssl.ca.location"] = lg.ca
+        if lg.cert:
+            conf.update({"ssl.certificate.location": lg.cert, "ssl.key.location": lg.key})
+    return conf
+
+
+def _sec_roundtrip(bootstrap: str, scenario: str, lg: Login) -> str:
+    """Create a topic over PLAINTEXT; produce and read back over ``lg``'s listener."""
+    topic = new_topic(bootstrap, scenario, 2)
+    conf = _login_conf(lg)
+    values: list[bytes | None] = list(payloads(10, "sec"))
+    reports = produce(lg.bootstrap, topic, values, conf=conf)
+    check(len(reports) == 10, f"{len(reports)} acknowledged")
+    got = read_all(lg.bootstrap, topic, 10, **conf)
+    check(sorted(m.value() for m in got) == values, "records read back differ")
+    return f"10 records over {lg.protocol}" + (f"/{lg.mechanism}" if lg.mechanism else "")
+
+
+def _refused_login(lg: Login, topic: str, want: tuple[int, ...], timeout: float = 15.0) -> list[Any]:
+    """Produce one record as ``lg``; the errors librdkafka reported (error_cb and delivery) until
+    one with a code in ``want``, or it gives up, or ``timeout``."""
+    errors: list[Any] = []
+    conf = {"bootstrap.servers": lg.bootstrap, "message.timeout.ms": int(timeout * 1000) - 2000,
+            "error_cb": errors.append, **_login_conf(lg)}
+    p = Producer(conf)
+    dr = Delivery()
+    p.produce(topic, value=b"refused", on_delivery=dr)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not dr.reports and not dr.errors:
+        p.poll(0.2)
+        if any(e.code() in want for e in errors):
+            break
+    check(not dr.reports, "the record was delivered")
+    p.purge()
+    p.flush(1)
+    return errors + dr.errors
+
+
+def _sec_refused(bootstrap: str, scenario: str) -> str:
+    bad, good = sec_refusals(scenario)
+    topic = new_topic(bootstrap, scenario)
+    notes = []
+    for label, lg in bad:
+        # SASL: librdkafka names the broker's answer (_AUTHENTICATION); TLS: the handshake fails
+        # (_SSL) or, when the broker's alert arrives after the handshake (TLS 1.3), the connection
+        # breaks (_TRANSPORT) until every broker is down.
+        want = ((KafkaError._AUTHENTICATION,) if lg.sasl
+                else (KafkaError._SSL, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN))
+        errors = _refused_login(lg, topic, want)
+        hit = next((e for e in errors if e.code() in want), None)
+        check(errors, f"{label}: no error reported")
+        check(hit is not None, f"{label}: failed, but not as expected: {[str(e) for e in errors[:3]]}")
+        assert hit is not None
+        notes.append(f"{label}: {hit.name()} {hit.str()[:80]}")
+    return _sec_roundtrip(bootstrap, scenario, good) + "; refused: " + "; ".join(notes)
+
+
+def _security(scenario: str) -> Any:
+    if scenario in SEC_ROUNDTRIPS:
+        listener, mechanism = SEC_ROUNDTRIPS[scenario]
+        return lambda bootstrap: _sec_roundtrip(bootstrap, scenario, login(listener, mechanism))
+    return lambda bootstrap: _sec_refused(bootstrap, scenario)

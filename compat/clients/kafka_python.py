@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -13,12 +14,19 @@ from kafka.errors import KafkaError
 from compat.clients.common import (
     LARGE_SIZE,
     OVERSIZE,
+    SEC_ROUNDTRIPS,
+    LogCapture,
+    Login,
     NotSupported,
     check,
     group_name,
     large_value,
+    login,
     payloads,
+    sec_check_refused,
+    sec_refusals,
     topic_name,
+    unsecured_jws,
     wait_until,
 )
 
@@ -676,3 +684,84 @@ def s_many_partitions(bootstrap: str) -> None:
 
 
 _ = NotSupported  # every kafka-python scenario is implemented
+
+
+# ---------------------------------------------------------------- security
+
+def _login_kw(lg: Login) -> dict[str, Any]:
+    """kafka-python's settings for a Login."""
+    kw: dict[str, Any] = {"security_protocol": lg.protocol}
+    if lg.mechanism == "OAUTHBEARER":
+        from kafka.net.sasl.oauth import AbstractTokenProvider
+
+        class Token(AbstractTokenProvider):  # type: ignore[misc]
+            def token(self) -> str:
+                return unsecured_jws(lg.user or "", lg.token_lifetime)
+
+        kw.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Token())
+    elif lg.sasl:
+        kw.update(sasl_mechanism=lg.mechanism, sasl_plain_username=lg.user, sasl_plain_password=lg.password)
+    if lg.tls:
+        kw.update(ssl_cafile=lg.ca, ssl_check_hostname=True)
+        if lg.cert:
+            kw.update(ssl_certfile=lg.cert, ssl_keyfile=lg.key)
+    return kw
+
+
+def _sec_roundtrip(bootstrap: str, scenario: str, lg: Login) -> str:
+    """Create a topic over PLAINTEXT; produce and read back over ``lg``'s listener."""
+    topic = new_topic(bootstrap, scenario, 2)
+    kw = _login_kw(lg)
+    values: list[bytes | None] = list(payloads(10, "sec"))
+    metas = produce(lg.bootstrap, topic, values, **kw)
+    check(len(metas) == 10, f"{len(metas)} acknowledged")
+    got = read_all(lg.bootstrap, topic, 10, **kw)
+    check(sorted(r.value for r in got) == values, "records read back differ")
+    return f"10 records over {lg.protocol}" + (f"/{lg.mechanism}" if lg.mechanism else "")
+
+
+def _refused_login(lg: Login, topic: str) -> tuple[BaseException | None, list[str]]:
+    """Try to produce as ``lg``; the error (None if it worked) and what kafka-python logged."""
+    capture = LogCapture()
+    logging.getLogger("kafka").addHandler(capture)
+    try:
+        produce(lg.bootstrap, topic, [b"refused"], bootstrap_timeout_ms=8000, max_block_ms=8000, **_login_kw(lg))
+    except Exception as e:  # the error the client reports is what the check is about
+        return e, capture.lines
+    finally:
+        logging.getLogger("kafka").removeHandler(capture)
+    return None, capture.lines
+
+
+def _sec_refused(bootstrap: str, scenario: str) -> str:
+    from kafka.errors import SaslAuthenticationFailedError
+    bad, good = sec_refusals(scenario)
+    topic = new_topic(bootstrap, scenario)
+    notes = []
+    for label, lg in bad:
+        # kafka-python sometimes sees the broker close the connection before it has read the
+        # SASL answer (with Kafka too): up to 3 logins, one of which must report the SASL failure.
+        for _ in range(3 if lg.sasl else 1):
+            outcome, lines = _refused_login(lg, topic)
+            reason = next((ln for ln in lines if "SaslAuthenticationFailedError" in ln
+                           or "Authentication failed" in ln), None)
+            if outcome is None or not lg.sasl or reason or isinstance(outcome, SaslAuthenticationFailedError):
+                break
+        if lg.sasl:
+            check(outcome is not None, f"{label}: the broker accepted it")
+            check(isinstance(outcome, SaslAuthenticationFailedError) or reason is not None,
+                  f"{label}: failed without an authentication error: {outcome}; log: {lines[-3:]}")
+            text = reason or str(outcome)
+            notes.append(f"{label}: {text[text.find('[Error'):][:80] if '[Error' in text else text[:80]}")
+        else:
+            reason = next((ln for ln in lines if "Bootstrap connection" in ln), None)
+            notes.append(sec_check_refused(label, outcome, words=("bootstrap",))
+                         + (f" ({reason[:100]})" if reason else ""))
+    return _sec_roundtrip(bootstrap, scenario, good) + "; refused: " + "; ".join(notes)
+
+
+def _security(scenario: str) -> Any:
+    if scenario in SEC_ROUNDTRIPS:
+        listener, mechanism = SEC_ROUNDTRIPS[scenario]
+        return lambda bootstrap: _sec_roundtrip(bootstrap, scenario, login(listener, mechanism))
+    return lambda bootstrap: _sec_refused(bootstrap, scenario)

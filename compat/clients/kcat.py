@@ -21,10 +21,14 @@ from typing import Any
 from compat.clients.common import (
     LARGE_SIZE,
     OVERSIZE,
+    SEC_ROUNDTRIPS,
+    Login,
     NotSupported,
     check,
     group_name,
+    login,
     payloads,
+    sec_refusals,
     topic_name,
     wait_until,
 )
@@ -341,3 +345,92 @@ def s_many_partitions(bootstrap: str) -> None:
     got = consume(bootstrap, topic, 64, timeout=60)
     check(sorted((m["partition"], m["payload"]) for m in got) == sorted((i, f"p{i}") for i in range(64)),
           "records differ")
+
+
+# ---------------------------------------------------------------- security
+
+def _login_args(lg: Login) -> list[str]:
+    """kcat's ``-X`` options (librdkafka's settings) for a Login."""
+    conf = {"security.protocol": lg.protocol}
+    if lg.mechanism == "OAUTHBEARER":
+        # librdkafka's built-in unsecured JWS token (principal = the sub claim).
+        conf.update({"sasl.mechanisms": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": "true",
+                     "sasl.oauthbearer.config": f"principal={lg.user}"})
+    elif lg.sasl:
+        conf.update({"sasl.mechanisms": lg.mechanism or "", "sasl.username": lg.user or "",
+                     "sasl.password": lg.password or ""})
+    if lg.tls:
+        conf["ssl.ca.location"] = lg.ca or ""
+        if lg.cert:
+            conf.update({"ssl.certificate.location": lg.cert, "ssl.key.location": lg.key or ""})
+    return [arg for k, v in conf.items() for arg in ("-X", f"{k}={v}")]
+
+
+#: librdkafka before 2.6.1 sends a wrong SCRAM client-final nonce (the client nonce appended twice,
+#: confluentinc/librdkafka#4895); Kafka 4.x compares it strictly (RFC 5802) and refuses every login.
+SCRAM_FIXED_IN = (2, 6, 1)
+
+
+def _librdkafka_version() -> tuple[int, ...]:
+    """The librdkafka version kcat runs on (``kcat -V``)."""
+    text = subprocess.run([KCAT, "-V"], capture_output=True, text=True, timeout=10).stdout
+    m = re.search(r"librdkafka (\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(g) for g in m.groups()) if m else (0,)
+
+
+def _scram_problem() -> str:
+    """Why this kcat cannot log in with SCRAM ('' when it can)."""
+    version = _librdkafka_version()
+    if version >= SCRAM_FIXED_IN:
+        return ""
+    return (f"kcat's librdkafka {'.'.join(map(str, version))} sends a wrong SCRAM nonce, which Kafka 4.x refuses "
+            "(RFC 5802's nonce check; fixed in librdkafka 2.6.1, confluentinc/librdkafka#4895)")
+
+
+def _sec_roundtrip(bootstrap: str, scenario: str, lg: Login) -> str:
+    """Create a topic over PLAINTEXT; produce and read back with kcat over ``lg``'s listener."""
+    if (lg.mechanism or "").startswith("SCRAM") and _scram_problem():
+        raise NotSupported(_scram_problem())
+    topic = new_topic(bootstrap, scenario, 2)
+    lines = payloads(10, "sec")
+    produce(lg.bootstrap, topic, lines, *_login_args(lg))
+    msgs = consume(lg.bootstrap, topic, 10, *_login_args(lg))
+    check(sorted(values(msgs)) == lines, "records read back differ")
+    return f"10 records over {lg.protocol}" + (f"/{lg.mechanism}" if lg.mechanism else "")
+
+
+def _sec_refused(bootstrap: str, scenario: str) -> str:
+    if scenario == "sec_oauthbearer_expired":
+        raise NotSupported("kcat takes no token of one's own: librdkafka's unsecured token builder always "
+                           "makes a fresh one")
+    bad, good = sec_refusals(scenario)
+    notes = []
+    if (good.mechanism or "").startswith("SCRAM") and _scram_problem():
+        # This kcat's SCRAM logins fail whatever the password, so they show nothing here: the
+        # refusals are checked with PLAIN and the broker's service after them with PLAIN.
+        bad = [(label, lg) for label, lg in bad if not (lg.mechanism or "").startswith("SCRAM")]
+        good = login("SASL_PLAINTEXT", "PLAIN")
+        notes.append("SCRAM not checked: " + _scram_problem())
+    for label, lg in bad:
+        if (lg.mechanism or "").startswith("SCRAM") and _scram_problem():
+            notes.append(f"{label}: not checked (SCRAM unusable with this kcat)")
+            continue
+        # kcat -L (metadata) exits non-zero once librdkafka gives up; its log on stderr says why:
+        # the broker's SASL error, or the TLS handshake (or the read after it, TLS 1.3) failing.
+        proc = subprocess.run([KCAT, "-b", lg.bootstrap, "-L", "-m", "8", *_login_args(lg)], capture_output=True,
+                              timeout=40)
+        err = proc.stderr.decode(errors="replace")
+        check(proc.returncode != 0, f"{label}: kcat -L succeeded")
+        words = ("SASL authentication error",) if lg.sasl else ("SSL", "ssl://")
+        reason = next((ln for ln in err.splitlines() if any(w in ln for w in words)), None)
+        check(reason is not None, f"{label}: kcat failed without saying why: {err.strip().splitlines()[-1:]}")
+        assert reason is not None
+        notes.append(f"{label}: {reason[reason.rfind(': ', 0, reason.find(words[0])) + 2:][:90]}")
+    return _sec_roundtrip(bootstrap, scenario, good) + "; refused: " + "; ".join(notes)
+
+
+def _security(scenario: str) -> Any:
+    if scenario in SEC_ROUNDTRIPS:
+        listener, mechanism = SEC_ROUNDTRIPS[scenario]
+        return lambda bootstrap: _sec_roundtrip(bootstrap, scenario, login(listener, mechanism))
+    return lambda bootstrap: _sec_refused(bootstrap, scenario)

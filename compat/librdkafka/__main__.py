@@ -8,6 +8,14 @@ SKIPPED (e.g. a broker-version gate) has not passed.
     python -m compat.librdkafka                 # the tests in tests.allow; fails if one fails
     python -m compat.librdkafka --all           # every broker test not in tests.exclude
     python -m compat.librdkafka --tests 0001_multiobj,0012_produce_consume
+    python -m compat.librdkafka --tests 0135_sasl_credentials@SASL_SSL/SCRAM-SHA-512
+
+A test name may carry a security listener, ``NAME@LISTENER[/MECHANISM]`` (LISTENER one of
+SASL_PLAINTEXT, SASL_SSL, SSL, MTLS of compat/security.py): that run gets a broker with the
+security listeners and a ``test.conf`` that connects through LISTENER (``security.protocol``,
+``sasl.mechanisms``, ``sasl.username``/``sasl.password``, ``ssl.ca.location``, the client
+certificate), plus the ``SSL_*`` variables librdkafka's SSL tests read (trivup's). The
+candidates are :data:`SECURITY_RUNS`; those that pass are in tests.allow.
 
 Build librdkafka first: ``bash tools/setup-compat-env.sh --librdkafka``.
 """
@@ -26,6 +34,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from compat import security
 from compat.broker import REPO, Broker, BrokerError
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +55,90 @@ BROKER_OVERRIDES = {"num.partitions": "4", "group.initial.rebalance.delay.ms": "
 KAFKA_PATH = WORK / "kafka-path"
 #: test.timeout.multiplier in test.conf.
 TIMEOUT_MULTIPLIER = 3
+
+#: librdkafka's SASL and SSL tests (and a few others) through a security listener: every one
+#: that needs only one broker and no external service (no Kerberos, no OIDC endpoint).
+SECURITY_RUNS = [
+    # SSL certificate verification: trusted and untrusted client keys in PEM, DER and PKCS#12,
+    # with client authentication required and requested.
+    "0097_ssl_verify@MTLS",
+    "0097_ssl_verify@SSL",
+    # Wrong credentials, an authentication error, then sasl_set_credentials() with the right ones.
+    "0135_sasl_credentials@SASL_PLAINTEXT/PLAIN",
+    "0135_sasl_credentials@SASL_PLAINTEXT/SCRAM-SHA-256",
+    "0135_sasl_credentials@SASL_SSL/SCRAM-SHA-512",
+    # KIP-368 re-authentication while producing, consuming and in transactions; a failing one.
+    "0142_reauthentication@SASL_PLAINTEXT/SCRAM-SHA-256",
+    "0142_reauthentication@SASL_SSL/PLAIN",
+    # ... and with OAUTHBEARER: tokens living shorter and longer than the re-authentication period.
+    "0142_reauthentication@SASL_PLAINTEXT/OAUTHBEARER",
+    # Plain producing, consuming and committing through the security listeners.
+    "0012_produce_consume@SASL_SSL/SCRAM-SHA-512",
+    "0012_produce_consume@MTLS",
+    "0030_offset_commit@SASL_PLAINTEXT/PLAIN",
+    "0103_transactions@SASL_PLAINTEXT/SCRAM-SHA-512",
+]
+#: Broker settings some tests need: 0142 reads connections.max.reauth.ms (DescribeConfigs) and
+#: skips when it is 0 (Kafka's default); each of its 5 parts lasts about one period.
+#: 0115/0119 add a deny-all ACL for one topic with kafka-acls.sh and expect authorization errors
+#: there only, so they need an authorizer that allows what no ACL covers.
+_ACL_BROKER = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+               "allow.everyone.if.no.acl.found": "true"}
+TEST_BROKER_OVERRIDES = {"0142_reauthentication": {"connections.max.reauth.ms": "10000"},
+                         "0115_producer_auth": _ACL_BROKER, "0119_consumer_auth": _ACL_BROKER,
+                         "0081_admin": _ACL_BROKER}
+#: Tests run without test-runner's quick mode (-Q), which skips every sub-test they have.
+FULL_RUNS = {"0142_reauthentication"}
+
+
+def split_entry(entry: str) -> tuple[str, str]:
+    """``NAME@LISTENER[/MECHANISM]`` -> (NAME, "LISTENER[/MECHANISM]"); a plain name -> (NAME, "")."""
+    name, _, variant = entry.partition("@")
+    return name, variant
+
+
+def check_variant(variant: str) -> str | None:
+    """Why ``LISTENER[/MECHANISM]`` is not a security run compat/security.py's broker offers (None if it is)."""
+    listener, _, mechanism = variant.partition("/")
+    if listener not in security.LISTENERS or listener == "PLAINTEXT":
+        return f"unknown security listener {listener!r}"
+    protocol = security.LISTENERS[listener]
+    if protocol.startswith("SASL_") and mechanism not in security.MECHANISMS:
+        return f"{listener} needs a mechanism, one of {', '.join(security.MECHANISMS)}"
+    if not protocol.startswith("SASL_") and mechanism:
+        return f"{listener} takes no SASL mechanism"
+    return None
+
+
+def security_test_conf(variant: str, endpoints: dict[str, str], pki_dir: Path) -> tuple[str, dict[str, str]]:
+    """test.conf lines and environment for a run through ``LISTENER[/MECHANISM]``."""
+    listener, _, mechanism = variant.partition("/")
+    protocol = security.LISTENERS[listener]
+    conf = {"metadata.broker.list": endpoints[listener], "security.protocol": protocol}
+    env: dict[str, str] = {}
+    if mechanism == "OAUTHBEARER":
+        # librdkafka's built-in unsecured JWS token; its principal is the sub claim.
+        conf.update({"sasl.mechanisms": mechanism, "enable.sasl.oauthbearer.unsecure.jwt": "true",
+                     "sasl.oauthbearer.config": f"principal={security.USER}"})
+    elif protocol.startswith("SASL_"):
+        conf.update({"sasl.mechanisms": mechanism, "sasl.username": security.USER,
+                     "sasl.password": security.PASSWORD})
+    if protocol.endswith("SSL"):
+        conf["ssl.ca.location"] = str(pki_dir / "ca.pem")
+    if protocol == "SSL":
+        from tools.pki import PASSWORD as KEY_PASSWORD
+        stores = security.client_keystores(pki_dir)
+        conf.update({"ssl.certificate.location": str(pki_dir / "client.pem"),
+                     "ssl.key.location": str(pki_dir / "client-key.pem"), "ssl.key.password": KEY_PASSWORD})
+        # What trivup exports for 0097_ssl_verify: the client certificate, key and CA in each encoding.
+        env.update({
+            "SSL_pkcs": str(stores["client.p12"]), "SSL_password": KEY_PASSWORD,
+            "SSL_pub_der": str(stores["client.der"]), "SSL_pub_pem": str(pki_dir / "client.pem"),
+            "SSL_priv_der": str(stores["client-key.der"]), "SSL_priv_pem": str(pki_dir / "client-key.pem"),
+            "SSL_ca_der": str(stores["ca.der"]), "SSL_all_cas_pem": str(pki_dir / "ca.pem"),
+            "SSL_client_auth": "required" if listener == "MTLS" else "requested",
+        })
+    return "".join(f"{k}={v}\n" for k, v in conf.items()), env
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ROW = re.compile(r"^\|\s*(\S+)\s*\|\s*([A-Z ]+?)\s*\|\s*([0-9.]+)s\s*\|\s*(.*)$")
@@ -140,14 +233,20 @@ def make_kafka_path() -> tuple[Path | None, str]:
 
 def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Path,
               broker_overrides: dict[str, str],
-              kafka_path: Path | None = None) -> tuple[dict[str, tuple[str, str]], str, float]:
-    """Run ``TESTS=num`` under ``scenario`` against a fresh broker: (rows, note, seconds)."""
+              kafka_path: Path | None = None, variant: str = "",
+              quick: bool = True) -> tuple[dict[str, tuple[str, str]], str, float]:
+    """Run ``TESTS=num`` under ``scenario`` against a fresh broker: (rows, note, seconds).
+
+    With a ``variant`` (``LISTENER[/MECHANISM]``) the broker has compat/security.py's listeners
+    and the test connects through that one."""
     tests_dir = build / "tests"
     overrides = dict(broker_overrides)
     if scenario == "noautocreate":
         overrides["auto.create.topics.enable"] = "false"
     log_dir.mkdir(parents=True, exist_ok=True)
-    broker = Broker(overrides, log_path=log_dir / f"{num}-{scenario}.broker.log")
+    tag = f"{num}-{scenario}" + ("-" + variant.replace("/", "-") if variant else "")
+    broker: Broker = (security.SecureKbroker(log_path=log_dir / f"{tag}.broker.log", overrides=overrides)
+                      if variant else Broker(overrides, log_path=log_dir / f"{tag}.broker.log"))
     t0 = time.monotonic()
     try:
         broker.start()
@@ -155,11 +254,16 @@ def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Pat
         return {}, f"broker did not start: {e}", 0.0
     try:
         conf = broker.data_dir / "test.conf"
+        extra_env: dict[str, str] = {}
+        if isinstance(broker, security.SecureKbroker):
+            lines, extra_env = security_test_conf(variant, broker.endpoints, broker.pki_dir)
+        else:
+            lines = f"metadata.broker.list={broker.bootstrap}\n"
         # A Python broker on 2 cores is slower than Kafka; upstream CI also raises the
         # multiplier (test.c adds 2 when CI is set).
-        conf.write_text(f"metadata.broker.list={broker.bootstrap}\n"
-                        f"test.timeout.multiplier={TIMEOUT_MULTIPLIER}\n")
+        conf.write_text(lines + f"test.timeout.multiplier={TIMEOUT_MULTIPLIER}\n")
         env = dict(os.environ)
+        env.update(extra_env)
         env.update({
             "TESTS": num,
             "TEST_KAFKA_VERSION": KAFKA_VERSION,
@@ -169,7 +273,7 @@ def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Pat
         if kafka_path is not None:
             # test_kafka_topics() runs $KAFKA_PATH/bin/kafka-topics.sh --bootstrap-server $BROKERS.
             env.update({"KAFKA_PATH": str(kafka_path), "BROKERS": broker.bootstrap})
-        args = ["./test-runner", "-p1", "-Q", "-E", "-s", scenario]
+        args = ["./test-runner", "-p1", *(["-Q"] if quick else []), "-E", "-s", scenario]
         note = ""
         try:
             proc = subprocess.run(args, cwd=tests_dir, env=env, stdout=subprocess.PIPE,
@@ -180,7 +284,7 @@ def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Pat
             note = f"timed out after {timeout:.0f}s"
         if not broker.alive():
             note = (note + "; " if note else "") + "broker died: " + " | ".join(broker.tail(3))
-        (log_dir / f"{num}-{scenario}.log").write_text(output)
+        (log_dir / f"{tag}.log").write_text(output)
         rows = parse_summary(output)
         if not rows or note:
             note = note or first_failure(output) or "no summary"
@@ -211,36 +315,49 @@ def main(argv: list[str] | None = None) -> int:
     defs = {t.name: t for t in parse_tests(args.build_dir / "tests" / "test.c")}
     allow = list(read_list(ALLOW))
     exclude = read_exclude(EXCLUDE)
-    for name in allow:
+    for entry in [*allow, *SECURITY_RUNS]:
+        name, variant = split_entry(entry)
         if name not in defs:
-            print(f"tests.allow names an unknown test: {name}", file=sys.stderr)
+            print(f"unknown test: {entry}", file=sys.stderr)
             return 2
-        if name in exclude:
-            print(f"{name} is both allowed and excluded", file=sys.stderr)
+        if variant and check_variant(variant):
+            print(f"{entry}: {check_variant(variant)}", file=sys.stderr)
+            return 2
+        if entry in exclude and entry in allow:
+            print(f"{entry} is both allowed and excluded", file=sys.stderr)
             return 2
     if args.all:
-        selected = [n for n in defs if n not in exclude]
+        selected = [n for n in defs if n not in exclude] + [e for e in SECURITY_RUNS if e not in exclude]
     elif args.tests:
         want = [w.strip() for w in args.tests.split(",") if w.strip()]
-        selected = [n for n in defs if n in want or (n not in exclude and any(
+        bad = [w for w in want if "@" in w and (split_entry(w)[0] not in defs or check_variant(split_entry(w)[1]))]
+        if bad:
+            print(f"unknown tests or security listeners: {bad}", file=sys.stderr)
+            return 2
+        selected = [w for w in want if "@" in w] + [n for n in defs if n in want or (n not in exclude and any(
             n.startswith(w + "_") or n[:4] == w for w in want))]
     else:
         selected = allow
     unlisted = [n for n in defs if n not in exclude and n not in allow]
 
-    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for name in selected:
-        groups[(defs[name].num, defs[name].scenario)].append(name)
+    groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for entry in selected:
+        name, variant = split_entry(entry)
+        groups[(defs[name].num, defs[name].scenario, variant)].append(entry)
 
     kafka_path, why = make_kafka_path()
     if kafka_path is None:
         print(f"KAFKA_PATH not set ({why}): tests that run Kafka's CLI tools will fail", file=sys.stderr)
     results: dict[str, dict[str, object]] = {}
-    for (num, scenario), names in sorted(groups.items()):
-        rows, note, secs = run_group(args.build_dir, num, scenario, args.timeout, args.logs, BROKER_OVERRIDES,
-                                     kafka_path)
+    for (num, scenario, variant), names in sorted(groups.items()):
+        overrides = dict(BROKER_OVERRIDES)
+        for entry in names:
+            overrides.update(TEST_BROKER_OVERRIDES.get(split_entry(entry)[0], {}))
+        quick = not any(split_entry(entry)[0] in FULL_RUNS for entry in names)
+        rows, note, secs = run_group(args.build_dir, num, scenario, args.timeout, args.logs, overrides,
+                                     kafka_path, variant, quick)
         for name in names:
-            state, reason = rows.get(name, ("MISSING", ""))
+            state, reason = rows.get(split_entry(name)[0], ("MISSING", ""))
             if state == "PASSED" and note:
                 state = "FAILED"
             detail = note if note else reason

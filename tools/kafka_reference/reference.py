@@ -30,7 +30,7 @@ TOOLS = {
     "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
     "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
     "configs": "kafka.admin.ConfigCommand",
-    "acls": "kafka.admin.AclCommand",
+    "acls": "org.apache.kafka.tools.AclCommand",
     "get-offsets": "org.apache.kafka.tools.GetOffsetShell",
     "transactions": "org.apache.kafka.tools.TransactionsCommand",
     "metadata-quorum": "org.apache.kafka.tools.MetadataQuorumCommand",

@@ -840,6 +840,204 @@ public final class CompatCell {
         return null;
     }
 
+    // ------------------------------------------------------------------ security
+    // compat/security.py's broker: listeners, certificates and credentials come from COMPAT_SEC_*.
+
+    static String sec(String name) {
+        String v = System.getenv("COMPAT_SEC_" + name);
+        if (v == null || v.isEmpty()) {
+            throw new CheckFailed("COMPAT_SEC_" + name + " not set: security scenarios run against compat/security.py's broker");
+        }
+        return v;
+    }
+
+    static String readFile(String path) {
+        try {
+            return java.nio.file.Files.readString(java.nio.file.Path.of(path));
+        } catch (java.io.IOException e) {
+            throw new CheckFailed("cannot read " + path + ": " + e);
+        }
+    }
+
+    /** How to connect to a listener: kafka-clients' settings, and a label for the cell's detail. */
+    record Login(String label, String protocol, Map<String, Object> conf) {}
+
+    /**
+     * The settings for {@code listener} (SASL_PLAINTEXT, SSL, MTLS, SASL_SSL): SASL as user/password
+     * (alice's by default) with {@code mechanism}; MTLS with the client certificate {@code cert}
+     * ("client", "untrusted" or null for none), given inline as PEM.
+     */
+    /** An unsecured JWS (alg none, empty signature) for {@code subject}, expiring {@code lifetimeS} from now. */
+    static String unsecuredJws(String subject, long lifetimeS) {
+        long now = System.currentTimeMillis() / 1000;
+        java.util.Base64.Encoder enc = java.util.Base64.getUrlEncoder().withoutPadding();
+        String header = enc.encodeToString(b("{\"alg\":\"none\"}"));
+        String claims = enc.encodeToString(b("{\"sub\":\"" + subject + "\",\"iat\":" + Math.min(now, now + lifetimeS - 60)
+            + ",\"exp\":" + (now + lifetimeS) + "}"));
+        return header + "." + claims + ".";
+    }
+
+    /**
+     * A client login handler handing out a token whose exp claim passed 10 minutes ago (while
+     * telling the client it lives on, so the broker is the one to refuse it).
+     */
+    public static final class ExpiredTokenLoginHandler implements org.apache.kafka.common.security.auth.AuthenticateCallbackHandler {
+        @Override
+        public void configure(Map<String, ?> configs, String mechanism,
+                              List<javax.security.auth.login.AppConfigurationEntry> entries) { }
+
+        @Override
+        public void close() { }
+
+        @Override
+        public void handle(javax.security.auth.callback.Callback[] callbacks) {
+            for (javax.security.auth.callback.Callback cb : callbacks) {
+                if (cb instanceof org.apache.kafka.common.security.oauthbearer.OAuthBearerTokenCallback t) {
+                    long now = System.currentTimeMillis();
+                    String user = sec("USER");
+                    String jws = unsecuredJws(user, -600);
+                    t.token(new org.apache.kafka.common.security.oauthbearer.OAuthBearerToken() {
+                        @Override public String value() { return jws; }
+                        @Override public Set<String> scope() { return Set.of(); }
+                        @Override public long lifetimeMs() { return now + 3_600_000L; }
+                        @Override public String principalName() { return user; }
+                        @Override public Long startTimeMs() { return now; }
+                    });
+                }
+            }
+        }
+    }
+
+    static Login login(String listener, String mechanism, String user, String password, String cert) {
+        String protocol = listener.equals("MTLS") ? "SSL" : listener;
+        Map<String, Object> conf = new HashMap<>();
+        conf.put("bootstrap.servers", sec(listener));
+        conf.put("security.protocol", protocol);
+        if ("OAUTHBEARER".equals(mechanism)) {
+            // kafka-clients' default login handler makes an unsecured JWS with this sub claim.
+            conf.put("sasl.mechanism", mechanism);
+            conf.put("sasl.jaas.config", "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                + "unsecuredLoginStringClaim_sub=\"" + (user != null ? user : sec("USER")) + "\";");
+        } else if (protocol.startsWith("SASL_")) {
+            String module = mechanism.equals("PLAIN") ? "org.apache.kafka.common.security.plain.PlainLoginModule"
+                : "org.apache.kafka.common.security.scram.ScramLoginModule";
+            conf.put("sasl.mechanism", mechanism);
+            conf.put("sasl.jaas.config", module + " required username=\"" + (user != null ? user : sec("USER"))
+                + "\" password=\"" + (password != null ? password : sec("PASSWORD")) + "\";");
+        }
+        if (protocol.endsWith("SSL")) {
+            conf.put("ssl.truststore.type", "PEM");
+            conf.put("ssl.truststore.location", sec("CA"));
+            if (listener.equals("MTLS") && cert != null) {
+                conf.put("ssl.keystore.type", "PEM");
+                conf.put("ssl.keystore.certificate.chain", readFile(sec(cert.toUpperCase() + "_CERT")));
+                conf.put("ssl.keystore.key", readFile(sec(cert.toUpperCase() + "_KEY")));
+            }
+        }
+        return new Login(protocol + (mechanism != null ? "/" + mechanism : ""), protocol, conf);
+    }
+
+    static Login login(String listener, String mechanism) {
+        return login(listener, mechanism, null, null, "client");
+    }
+
+    /** Create a topic over PLAINTEXT; produce and read back over the login's listener. */
+    String secRoundtrip(String scenario, Login lg) throws Exception {
+        String topic = newTopic(scenario, 2);
+        List<byte[]> vals = payloads(10);
+        List<RecordMetadata> metas = produceValues(topic, vals, lg.conf());
+        check(metas.size() == 10, metas.size() + " acknowledged");
+        List<ConsumerRecord<byte[], byte[]>> got = readAll(topic, 10, null, 20, lg.conf());
+        check(new TreeSet<>(values(got)).equals(new TreeSet<>(strs(vals))), "records read back differ");
+        return "10 records over " + lg.label();
+    }
+
+    public String s_sec_sasl_plain() throws Exception { return secRoundtrip("sec_sasl_plain", login("SASL_PLAINTEXT", "PLAIN")); }
+
+    public String s_sec_sasl_scram_sha256() throws Exception {
+        return secRoundtrip("sec_sasl_scram_sha256", login("SASL_PLAINTEXT", "SCRAM-SHA-256"));
+    }
+
+    public String s_sec_sasl_scram_sha512() throws Exception {
+        return secRoundtrip("sec_sasl_scram_sha512", login("SASL_PLAINTEXT", "SCRAM-SHA-512"));
+    }
+
+    public String s_sec_sasl_oauthbearer() throws Exception {
+        return secRoundtrip("sec_sasl_oauthbearer", login("SASL_PLAINTEXT", "OAUTHBEARER"));
+    }
+
+    public String s_sec_ssl() throws Exception { return secRoundtrip("sec_ssl", login("SSL", null)); }
+
+    public String s_sec_ssl_client_cert() throws Exception { return secRoundtrip("sec_ssl_client_cert", login("MTLS", null)); }
+
+    public String s_sec_sasl_ssl_plain() throws Exception { return secRoundtrip("sec_sasl_ssl_plain", login("SASL_SSL", "PLAIN")); }
+
+    public String s_sec_sasl_ssl_scram() throws Exception {
+        return secRoundtrip("sec_sasl_ssl_scram", login("SASL_SSL", "SCRAM-SHA-512"));
+    }
+
+    /**
+     * Each refused login must fail with kafka-clients' authentication error (SASL: the broker's
+     * SaslAuthenticate answer; TLS: the handshake, or under TLS 1.3 the broker's alert after it);
+     * then the right login works on the same listener.
+     */
+    String secRefused(String scenario, List<Map.Entry<String, Login>> bad, Login good) throws Exception {
+        String topic = newTopic(scenario, 1);
+        List<String> notes = new ArrayList<>();
+        for (Map.Entry<String, Login> e : bad) {
+            String label = e.getKey();
+            Map<String, Object> conf = new HashMap<>(e.getValue().conf());
+            conf.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 10000);
+            Throwable err = null;
+            try (KafkaProducer<byte[], byte[]> p = producer(conf)) {
+                get(p.send(new ProducerRecord<>(topic, b("refused"))));
+            } catch (Throwable t) {
+                err = t;
+            }
+            check(err != null, label + ": the broker accepted it");
+            Throwable cause = err;
+            while (!(cause instanceof org.apache.kafka.common.errors.AuthenticationException) && cause.getCause() != null) {
+                cause = cause.getCause();
+            }
+            boolean sasl = e.getValue().protocol().startsWith("SASL_");
+            boolean ok = sasl ? cause instanceof org.apache.kafka.common.errors.SaslAuthenticationException
+                : cause instanceof org.apache.kafka.common.errors.SslAuthenticationException;
+            check(ok, label + ": failed, but not with an authentication error: " + firstLine(err));
+            notes.add(label + ": " + firstLine(cause).substring(0, Math.min(90, firstLine(cause).length())));
+        }
+        return secRoundtrip(scenario, good) + "; refused: " + String.join("; ", notes);
+    }
+
+    public String s_sec_wrong_password() throws Exception {
+        return secRefused("sec_wrong_password", List.of(
+            Map.entry("PLAIN with a wrong password", login("SASL_PLAINTEXT", "PLAIN", null, sec("WRONG_PASSWORD"), null)),
+            Map.entry("SCRAM-SHA-256 with a wrong password",
+                      login("SASL_PLAINTEXT", "SCRAM-SHA-256", null, sec("WRONG_PASSWORD"), null))),
+            login("SASL_PLAINTEXT", "PLAIN"));
+    }
+
+    public String s_sec_unknown_user() throws Exception {
+        return secRefused("sec_unknown_user", List.of(
+            Map.entry("PLAIN as an unknown user", login("SASL_PLAINTEXT", "PLAIN", sec("UNKNOWN_USER"), null, null)),
+            Map.entry("SCRAM-SHA-512 as an unknown user",
+                      login("SASL_PLAINTEXT", "SCRAM-SHA-512", sec("UNKNOWN_USER"), null, null))),
+            login("SASL_PLAINTEXT", "SCRAM-SHA-512"));
+    }
+
+    public String s_sec_oauthbearer_expired() throws Exception {
+        Login expired = login("SASL_PLAINTEXT", "OAUTHBEARER");
+        expired.conf().put("sasl.login.callback.handler.class", ExpiredTokenLoginHandler.class.getName());
+        return secRefused("sec_oauthbearer_expired",
+            List.of(Map.entry("an OAUTHBEARER token expired 10 minutes ago", expired)), login("SASL_PLAINTEXT", "OAUTHBEARER"));
+    }
+
+    public String s_sec_untrusted_cert() throws Exception {
+        return secRefused("sec_untrusted_cert", List.of(
+            Map.entry("a certificate from an untrusted CA", login("MTLS", null, null, null, "untrusted")),
+            Map.entry("no client certificate", login("MTLS", null, null, null, null))),
+            login("MTLS", null));
+    }
+
     // ------------------------------------------------------------------ main
 
     static String firstLine(Throwable e) {

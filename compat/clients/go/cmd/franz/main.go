@@ -5,11 +5,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	c "kbroker.local/compat/goclients/common"
 )
@@ -902,6 +907,57 @@ func manyPartitions(b string) string {
 	return ""
 }
 
+// ---------------------------------------------------------------- security
+
+// loginOpts are kgo's options for a login: TLS with the test CA (and client certificate), SASL
+// with franz-go's own PLAIN and SCRAM mechanisms.
+func loginOpts(l c.Login) []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(l.Bootstrap)}
+	if cfg := l.TLSConfig(); cfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	switch l.Mechanism {
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: l.User, Pass: l.Password}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: l.User, Pass: l.Password}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: l.User, Pass: l.Password}.AsSha512Mechanism()))
+	case "OAUTHBEARER":
+		opts = append(opts, kgo.SASL(oauth.Auth{Token: l.Token()}.AsMechanism()))
+	}
+	return opts
+}
+
+// secRoundtrip creates a topic over PLAINTEXT, then produces and reads back over the login's listener.
+func secRoundtrip(b, scenario string, l c.Login) string {
+	topic := newTopic(b, scenario, 2, nil)
+	vals := c.Payloads(10, "sec")
+	produce(l.Bootstrap, values(vals, topic), loginOpts(l)...)
+	got := valuesOf(readAll(l.Bootstrap, topic, 10, []int32{0, 1}, 20*time.Second, loginOpts(l)...))
+	slices.SortFunc(got, bytes.Compare)
+	c.Check(c.SameValues(got, vals), "records read back differ")
+	return "10 records over " + l.Label()
+}
+
+// secRefused pings the broker as the login: kgo returns the broker's SASL error, or the TLS
+// failure (handshake, or the broker's alert right after it under TLS 1.3).
+func secRefused(_, _ string, l c.Login) (error, bool) {
+	cl := newClient(l.Bootstrap, loginOpts(l)...)
+	defer cl.Close()
+	ctx, cancel := c.Ctx(15 * time.Second)
+	defer cancel()
+	err := cl.Ping(ctx)
+	if err == nil {
+		return nil, false
+	}
+	if l.SASL() {
+		return err, errors.Is(err, kerr.SaslAuthenticationFailed)
+	}
+	var alert tls.AlertError
+	return err, errors.As(err, &alert) || strings.Contains(err.Error(), "tls:")
+}
+
 func main() {
 	s := map[string]c.Scenario{
 		"metadata":                 metadata,
@@ -934,5 +990,6 @@ func main() {
 	for _, codec := range c.Codecs {
 		s["compression_"+codec] = compression(codec)
 	}
+	c.SecScenarios(s, secRoundtrip, secRefused)
 	c.Main(client, s)
 }

@@ -5,16 +5,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 
 	c "kbroker.local/compat/goclients/common"
 )
@@ -755,6 +760,72 @@ func na(reason string) c.Scenario {
 	}
 }
 
+// ---------------------------------------------------------------- security
+
+// mechanism is kafka-go's own SASL mechanism for a login (sasl/plain, sasl/scram).
+func mechanism(l c.Login) sasl.Mechanism {
+	switch l.Mechanism {
+	case "PLAIN":
+		return plain.Mechanism{Username: l.User, Password: l.Password}
+	case "SCRAM-SHA-256", "SCRAM-SHA-512":
+		algo := scram.SHA256
+		if l.Mechanism == "SCRAM-SHA-512" {
+			algo = scram.SHA512
+		}
+		m, err := scram.Mechanism(algo, l.User, l.Password)
+		c.Must(err, "scram.Mechanism")
+		return m
+	case "OAUTHBEARER":
+		c.NA("kafka-go ships no OAUTHBEARER mechanism (only sasl/plain and sasl/scram)")
+	}
+	return nil
+}
+
+// secTransport is the writer's transport for a login (TLS and SASL).
+func secTransport(l c.Login) *kafka.Transport {
+	return &kafka.Transport{MetadataTTL: 200 * time.Millisecond, ClientID: "kbroker-compat-kafka-go",
+		TLS: l.TLSConfig(), SASL: mechanism(l)}
+}
+
+// secRoundtrip creates a topic over PLAINTEXT, then produces and reads back over the login's listener.
+func secRoundtrip(b, scenario string, l c.Login) string {
+	topic := newTopic(b, scenario, 2, nil)
+	vals := c.Payloads(10, "sec")
+	ms := make([]kafka.Message, len(vals))
+	for i, v := range vals {
+		ms[i] = kafka.Message{Value: v}
+	}
+	produce(l.Bootstrap, topic, ms, func(w *kafka.Writer) { w.Transport = secTransport(l) })
+	got := valuesOf(readAll(l.Bootstrap, topic, 10, []int{0, 1}, 20*time.Second, func(rc *kafka.ReaderConfig) {
+		rc.Dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: l.TLSConfig(), SASLMechanism: mechanism(l)}
+	}))
+	slices.SortFunc(got, bytes.Compare)
+	c.Check(c.SameValues(got, vals), "records read back differ")
+	return "10 records over " + l.Label()
+}
+
+// secRefused dials the broker as the login: kafka-go reports the broker's SASL error, or the
+// TLS failure (handshake, or the broker's alert right after it under TLS 1.3).
+func secRefused(_, _ string, l c.Login) (error, bool) {
+	ctx, cancel := c.Ctx(15 * time.Second)
+	defer cancel()
+	d := &kafka.Dialer{Timeout: 10 * time.Second, TLS: l.TLSConfig(), SASLMechanism: mechanism(l)}
+	conn, err := d.DialContext(ctx, "tcp", l.Bootstrap)
+	if err == nil {
+		// Under TLS 1.3 the broker's verdict on the certificate comes after the handshake.
+		_, err = conn.ReadPartitions()
+		conn.Close()
+		if err == nil {
+			return nil, false
+		}
+	}
+	if l.SASL() {
+		return err, errors.Is(err, kafka.SASLAuthenticationFailed)
+	}
+	var alert tls.AlertError
+	return err, errors.As(err, &alert) || strings.Contains(err.Error(), "tls:")
+}
+
 func main() {
 	s := map[string]c.Scenario{
 		"metadata":                 metadata,
@@ -787,5 +858,6 @@ func main() {
 	for _, codec := range c.Codecs {
 		s["compression_"+codec] = compression(codec)
 	}
+	c.SecScenarios(s, secRoundtrip, secRefused)
 	c.Main(client, s)
 }
