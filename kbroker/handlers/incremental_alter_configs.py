@@ -6,28 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from kbroker.codec.versions import VersionRange
-from kbroker.handlers import authz
+from kbroker.handlers.alter_configs import answer_alter
 from kbroker.handlers.api import RequestContext
-from kbroker.metadata.config_resources import ConfigOp, alter_resource
+from kbroker.metadata.config_resources import ConfigOp
 
 API_KEY = 44
 VERSIONS = VersionRange(0, 1)
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
-    body = ctx.request.body
-    responses = []
-    for res in body.resources:
-        ops = [ConfigOp(c.name, c.config_operation, c.value) for c in res.configs]
-        # As Kafka: ALTER_CONFIGS on the cluster for a broker or its loggers, on the topic for a topic.
-        refused = authz.alter_config_error(ctx, res.resource_type, res.resource_name, [o.name for o in ops])
-        code: int
-        message: str | None
-        if refused is not None:
-            code, message = refused, authz.MESSAGES[refused]
-        else:
-            code, message = alter_resource(ctx.config_scope, res.resource_type, res.resource_name, ops,
-                                           incremental=True, validate_only=bool(body.validate_only))
-        responses.append({"error_code": code, "error_message": message, "resource_type": res.resource_type,
-                          "resource_name": res.resource_name})
-    return {"throttle_time_ms": 0, "responses": responses}
+    return answer_alter(ctx, lambda c: ConfigOp(c.name, c.config_operation, c.value), incremental=True)
