@@ -16,6 +16,7 @@ client certificate, else ``User:`` and the certificate's subject in RFC 2253 for
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
@@ -106,7 +107,51 @@ def server_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
         # As Java without a trust store: the platform's certificate authorities.
         context.load_default_certs(ssl.Purpose.CLIENT_AUTH)
     _set_protocols_and_ciphers(context, keys)
+    if trusted is not None and client_auth != "none" and not name_trusted_authorities(context, trusted):
+        log.debug("listener %s: the TLS certificate request cannot name the trusted CAs here", listener)
     return context
+
+
+def name_trusted_authorities(context: ssl.SSLContext, trusted_pem: str) -> bool:
+    """Make the server's certificate request name the trusted CAs, as Kafka's (JSSE's) does:
+    a client holding a certificate from another CA then connects without sending it where
+    ``ssl.client.auth=requested``, instead of failing the handshake. Returns False when it
+    cannot be done on this Python.
+
+    Python's ``ssl`` has no call for OpenSSL's ``SSL_CTX_set_client_CA_list``; it is reached
+    through the libssl the ``_ssl`` module itself uses, on the ``SSL_CTX`` that follows the
+    context object's header, used only after that pointer answers with this context's verify
+    mode and options.
+    """
+    try:
+        lib = ctypes.CDLL(ssl._ssl.__file__)  # type: ignore[attr-defined]
+        ctx = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+        lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
+        lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_get_options.restype = ctypes.c_uint64
+        lib.SSL_load_client_CA_file.argtypes = [ctypes.c_char_p]
+        lib.SSL_load_client_CA_file.restype = ctypes.c_void_p
+        lib.SSL_CTX_set_client_CA_list.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.SSL_CTX_set_client_CA_list.restype = None
+    except (OSError, AttributeError, ValueError):
+        return False
+    expected_mode = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}[context.verify_mode]
+    if not ctx or lib.SSL_CTX_get_verify_mode(ctx) & 3 != expected_mode \
+            or lib.SSL_CTX_get_options(ctx) != int(context.options):
+        return False
+    # The certificates are public: a temporary file is how OpenSSL reads their names.
+    fd, path = tempfile.mkstemp(prefix="kbroker-ca-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(trusted_pem)
+        names = lib.SSL_load_client_CA_file(path.encode())
+    finally:
+        os.unlink(path)
+    if not names:
+        return False
+    lib.SSL_CTX_set_client_CA_list(ctx, names)  # the context owns the list from here
+    return True
 
 
 # --- key store -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 import struct
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -246,8 +247,9 @@ def test_untrusted_certificate_is_refused_while_others_are_served(
     producer.produce("denied", b"x", on_delivery=lambda err, _msg: delivered.append(err))
     assert producer.flush(15) == 0
     assert len(delivered) == 1 and delivered[0] is not None  # never delivered
-    # The broker's alert tells the client why.
-    assert any("alert unknown ca" in e.str() for e in errors), errors
+    # The broker's alert tells the client why: the certificate request names the trusted CAs (as
+    # Kafka's), so librdkafka withholds its certificate and hears that one is required.
+    assert any("alert certificate required" in e.str() or "alert unknown ca" in e.str() for e in errors), errors
     with pytest.raises((ConnectionError, ssl.SSLError)):
         _api_versions_over_tls(mtls_broker.port, pki, "untrusted")
     with pytest.raises((ConnectionError, ssl.SSLError)):
@@ -329,3 +331,21 @@ def test_shutdown_ends_pending_handshakes_and_idle_tls_connections(
         with contextlib.suppress(ssl.SSLError):
             _closed_within(established, 5)
     assert not _handshake_failures(tls_log)  # closing for shutdown is not a failure
+
+
+def test_a_certificate_from_another_ca_is_withheld_where_one_is_only_requested(
+        tmp_path: Path, pki: Pki, tls_log: pytest.LogCaptureFixture) -> None:
+    # As Kafka's, the certificate request names the trusted CAs: a client whose certificate no
+    # listed CA issued connects without sending it (User:ANONYMOUS) instead of failing.
+    with _broker(tmp_path, pki, **{"ssl.client.auth": "requested"}) as broker:
+        delivered: list[KafkaError | None] = []
+        producer = Producer({"bootstrap.servers": broker.bootstrap, **_confluent_ssl(pki, "untrusted"),
+                             "message.timeout.ms": 10000})
+        producer.produce("withheld", b"x", on_delivery=lambda err, _msg: delivered.append(err))
+        assert producer.flush(15) == 0
+        assert delivered == [None]
+        named = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{broker.port}", "-tls1_2"],
+                               input=b"", capture_output=True, timeout=20).stdout.decode(errors="replace")
+        assert "Acceptable client certificate CA names" in named and "kbroker test CA" in named, named
+    assert _principals(tls_log) == {"User:ANONYMOUS"}
+    _assert_no_traceback(tls_log)
