@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from compat.broker import Broker, BrokerError
+from compat.reference import LocalKafka
 
 #: Listener name → security protocol, in the order the listeners are configured.
 LISTENERS: dict[str, str] = {
@@ -245,27 +246,17 @@ class SecureKbroker(Broker):
         shutil.rmtree(self.pki_dir, ignore_errors=True)
 
 
-class SecureKafka:
+class SecureKafka(LocalKafka):
     """The reference Apache Kafka (tools/kafka_reference, local jars) with the same five listeners
     (plus its KRaft CONTROLLER listener), certificates and SCRAM users: the security cells' Kafka
-    column. compat.broker.Broker's interface, like compat.reference.LocalKafka."""
+    column. compat.broker.Broker's interface, as compat.reference.LocalKafka's (whose log keeping,
+    liveness and stop it shares)."""
 
     def __init__(self, log_dir: Path, heap: str = "512m") -> None:
-        self.log_dir = log_dir
-        self.heap = heap
-        self.workdir = Path(tempfile.mkdtemp(prefix="kafka-reference-compat-sec-"))
+        super().__init__(log_dir, heap)
         self.pki_dir = make_certificates(self.workdir / "pki")
         self.kept_log = log_dir / f"kafka-sec-{time.strftime('%Y%m%d-%H%M%S')}-{self.workdir.name[-8:]}.log"
-        self._kafka: Any = None
-        self.bootstrap = ""
         self.endpoints: dict[str, str] = {}
-
-    @property
-    def log_path(self) -> Path:
-        """The live log while the broker runs; its kept copy once stopped."""
-        if self._kafka is not None and self._kafka.proc is not None:
-            return Path(self._kafka.log_path)
-        return self.kept_log
 
     def start(self) -> SecureKafka:
         """Resolve the jars (once), start Kafka with the listeners, create the SCRAM users."""
@@ -306,29 +297,6 @@ class SecureKafka:
     def setup(self) -> SecureSetup:
         """Endpoints and certificates for the cells."""
         return SecureSetup(dict(self.endpoints), self.pki_dir)
-
-    def alive(self) -> bool:
-        """Whether the JVM is still running."""
-        return self._kafka is not None and self._kafka.proc is not None and self._kafka.proc.poll() is None
-
-    def tail(self, n: int = 5) -> list[str]:
-        """The last ``n`` lines of Kafka's log."""
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return []
-        return lines[-n:]
-
-    def stop(self) -> None:
-        """Stop the JVM, keep its log, remove the work dir and certificates."""
-        if self._kafka is not None:
-            live_log = Path(self._kafka.log_path)
-            self._kafka.stop()
-            if live_log.exists():
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(live_log, self.kept_log)
-            self._kafka = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _escape(value: str) -> str:
