@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from handler_calls import handler_context, run_counting_yields
 from socket_helpers import read_frame
 
 from kbroker.codec import decode_response, encode_request
@@ -52,30 +53,6 @@ def test_a_large_delete_acls_does_not_block_other_clients(tmp_path: Path) -> Non
         assert len(described["resources"]) == acls
 
 
-def _ctx(api_key: int, version: int, body: dict[str, Any], broker: Any) -> Any:
-    from kbroker.codec import decode_request
-    from kbroker.handlers.api import RequestContext, Session
-
-    request = decode_request(encode_request(api_key, version, 1, body)[4:])
-    return RequestContext(broker, Session("PLAINTEXT", "127.0.0.1", 1), request)
-
-
-def _run_counting_yields(coro: Any) -> tuple[Any, int]:
-    import asyncio
-
-    yields = 0
-
-    async def main() -> Any:
-        nonlocal yields
-        task = asyncio.ensure_future(coro)
-        while not task.done():
-            yields += 1
-            await asyncio.sleep(0)
-        return task.result()
-
-    return asyncio.run(main()), yields
-
-
 def test_acl_requests_with_many_bindings_let_other_connections_in(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
@@ -91,19 +68,19 @@ def test_acl_requests_with_many_bindings_let_other_connections_in(tmp_path: Path
     broker = SimpleNamespace(authorizer=authorizer)
     creations = [{"resource_type": 2, "resource_name": f"topic-{i}", "resource_pattern_type": 3,
                   "principal": f"User:u{i}", "host": "*", "operation": 3, "permission_type": 3} for i in range(count)]
-    out, yields = _run_counting_yields(create_acls.handle(_ctx(30, 3, {"creations": creations}, broker)))
+    out, yields = run_counting_yields(create_acls.handle(handler_context(30, 3, {"creations": creations}, broker)))
     assert isinstance(out, DetachedBody) and [r["error_code"] for r in out["results"]] == [0] * count
     assert yields >= 4 and len(authorizer) == count
     every = {"resource_type_filter": 1, "resource_name_filter": None, "pattern_type_filter": 1, "principal_filter": None,
              "host_filter": None, "operation": 1, "permission_type": 1}
-    out, yields = _run_counting_yields(describe_acls.handle(_ctx(29, 3, every, broker)))
+    out, yields = run_counting_yields(describe_acls.handle(handler_context(29, 3, every, broker)))
     assert isinstance(out, DetachedBody) and len(out["resources"]) == count
     assert yields >= 1  # selected in a worker thread
     # A principal without CLUSTER ALTER gets one error per binding, encoded off the loop too.
     denied = SimpleNamespace(authorizer=SimpleNamespace(authorize=lambda *a: False))
-    out, _ = _run_counting_yields(create_acls.handle(_ctx(30, 3, {"creations": creations}, denied)))
+    out, _ = run_counting_yields(create_acls.handle(handler_context(30, 3, {"creations": creations}, denied)))
     assert isinstance(out, DetachedBody) and {r["error_code"] for r in out["results"]} == {31}
     absent = [{**every, "resource_type_filter": 2, "resource_name_filter": f"absent-{i}", "pattern_type_filter": 3}
               for i in range(count)]
-    out, _ = _run_counting_yields(delete_acls.handle(_ctx(31, 3, {"filters": absent}, denied)))
+    out, _ = run_counting_yields(delete_acls.handle(handler_context(31, 3, {"filters": absent}, denied)))
     assert isinstance(out, DetachedBody) and {r["error_code"] for r in out["filter_results"]} == {31}

@@ -3,36 +3,16 @@ work through them letting other connections in, and their answers are encoded of
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from handler_calls import handler_context, run_counting_yields
 from test_quotas import MemoryStore
 
 from kbroker.clock import ManualClock
-from kbroker.codec import decode_request, encode_request
 from kbroker.handlers import alter_client_quotas, describe_client_quotas
-from kbroker.handlers.api import MANY, DetachedBody, RequestContext, Session
+from kbroker.handlers.api import MANY, DetachedBody
 from kbroker.security.quotas import QuotaManager
-
-
-def _ctx(api_key: int, version: int, body: dict[str, Any], broker: Any) -> RequestContext:
-    request = decode_request(encode_request(api_key, version, 1, body)[4:])
-    return RequestContext(broker, Session("PLAINTEXT", "127.0.0.1", 1), request)
-
-
-def _run_counting_yields(coro: Any) -> tuple[Any, int]:
-    yields = 0
-
-    async def main() -> Any:
-        nonlocal yields
-        task = asyncio.ensure_future(coro)
-        while not task.done():
-            yields += 1
-            await asyncio.sleep(0)
-        return task.result()
-
-    return asyncio.run(main()), yields
 
 
 def test_many_entities_are_altered_and_described_without_holding_the_loop() -> None:
@@ -40,13 +20,13 @@ def test_many_entities_are_altered_and_described_without_holding_the_loop() -> N
     broker = SimpleNamespace(authorizer=None, client_quotas=QuotaManager(MemoryStore(), ManualClock()))
     entries = [{"entity": [{"entity_type": "user", "entity_name": f"u{i}"}],
                 "ops": [{"key": "producer_byte_rate", "value": 1024.0, "remove": False}]} for i in range(count)]
-    out, yields = _run_counting_yields(alter_client_quotas.handle(
-        _ctx(49, 1, {"entries": entries, "validate_only": False}, broker)))
+    out, yields = run_counting_yields(alter_client_quotas.handle(
+        handler_context(49, 1, {"entries": entries, "validate_only": False}, broker)))
     assert isinstance(out, DetachedBody)
     assert [e["error_code"] for e in out["entries"]] == [0] * count
     assert yields >= 5
-    out, yields = _run_counting_yields(describe_client_quotas.handle(
-        _ctx(48, 1, {"components": [{"entity_type": "user", "match_type": 2, "match": None}], "strict": False},
+    out, yields = run_counting_yields(describe_client_quotas.handle(
+        handler_context(48, 1, {"components": [{"entity_type": "user", "match_type": 2, "match": None}], "strict": False},
              broker)))
     assert isinstance(out, DetachedBody)
     assert len(out["entries"]) == count
