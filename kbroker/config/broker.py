@@ -252,27 +252,25 @@ class BrokerConfig:
         new._per_listener = dict(self._per_listener)
         new._dynamic_listener = dict(self._dynamic_listener)
         for key, raw in updates.items():
+            layer = new._dynamic
             if key.startswith(LISTENER_PREFIX) and _LISTENER_KEY.match(key) is not None:
                 # A listener's connection limits change at runtime, as Kafka's ListenerReconfigurable.
-                listener_def = listener_key_def(key)
-                if listener_def.name not in _DYNAMIC_PER_LISTENER_KEYS:
+                definition = listener_key_def(key)
+                if definition.name not in _DYNAMIC_PER_LISTENER_KEYS:
                     raise ConfigError(f"Cannot update these configs dynamically: {key}", key)
-                if raw is None:
-                    new._dynamic_listener.pop(key, None)
-                else:
-                    origin = "dynamic broker config"
-                    new._dynamic_listener[key] = _Setting(raw, listener_def.parse(raw, origin), origin)
-                continue
-            definition = BROKER_CONFIGS.get(key)
-            if definition is None:
-                raise ConfigError(f"Unknown broker config: {key}{did_you_mean(key)}", key)
-            if definition.read_only:
-                raise ConfigError(f"Cannot update these configs dynamically: {key}", key)
+                layer = new._dynamic_listener
+            else:
+                found = BROKER_CONFIGS.get(key)
+                if found is None:
+                    raise ConfigError(f"Unknown broker config: {key}{did_you_mean(key)}", key)
+                if found.read_only:
+                    raise ConfigError(f"Cannot update these configs dynamically: {key}", key)
+                definition = found
             if raw is None:
-                new._dynamic.pop(key, None)
+                layer.pop(key, None)
             else:
                 origin = "dynamic broker config"
-                new._dynamic[key] = _Setting(raw, definition.parse(raw, origin), origin)
+                layer[key] = _Setting(raw, definition.parse(raw, origin), origin)
         new._finish()
         return new
 
