@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import anyio
 from anyio.abc import SocketListener, SocketStream, TaskGroup
@@ -26,12 +26,11 @@ from kbroker.handlers import registry
 from kbroker.security.listener import ListenerSecurity
 from kbroker.security.model import Authorizer
 from kbroker.security.quotas import QuotaManager
-from kbroker.security.sasl.authenticator import SaslAuthenticator, SaslMetrics
-from kbroker.security.sasl.mechanisms import sasl_settings
-from kbroker.security.sasl.scram import scram_factories
 from kbroker.security.scram import CredentialStore
 from kbroker.security.store import FileStateStore
-from kbroker.security.tls import listener_tls
+
+if TYPE_CHECKING:
+    from kbroker.security.sasl.authenticator import SaslMetrics
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
@@ -112,8 +111,9 @@ class Broker:
         except OSError as e:
             self.log_manager.release_dir_locks()
             raise StartupError(str(e)) from e
-        #: Broker-wide SASL authentication counts (Kafka's (re)authentication metrics).
-        self.sasl_metrics = SaslMetrics()
+        #: Broker-wide SASL authentication counts (Kafka's (re)authentication metrics); None
+        #: without a SASL listener (the SASL modules are then not even imported).
+        self.sasl_metrics: SaslMetrics | None = None
         try:
             for name, security in self.listener_security.items():
                 if security.uses_sasl:
@@ -140,6 +140,13 @@ class Broker:
 
     def _with_sasl(self, config: BrokerConfig, security: ListenerSecurity) -> ListenerSecurity:
         """A SASL listener's security with its authenticator; :class:`StartupError` naming the key at fault."""
+        # Imported here: a broker without SASL listeners (the default) does not pay for them at start-up.
+        from kbroker.security.sasl.authenticator import SaslAuthenticator, SaslMetrics
+        from kbroker.security.sasl.mechanisms import sasl_settings
+        from kbroker.security.sasl.scram import scram_factories
+
+        if self.sasl_metrics is None:
+            self.sasl_metrics = SaslMetrics()
         try:
             settings = sasl_settings(config, security.name, clock=self.clock, metrics=self.sasl_metrics,
                                      extra=scram_factories(self.credentials))
@@ -347,6 +354,9 @@ def listener_security(config: BrokerConfig, name: str) -> ListenerSecurity:
     protocol = config.security_protocol(name)
     if protocol not in ("SSL", "SASL_SSL"):
         return ListenerSecurity(name, protocol)
+    # Imported here: TLS (and the cryptography package) costs a plaintext broker nothing at start-up.
+    from kbroker.security.tls import listener_tls
+
     try:
         tls = listener_tls(config, name)
     except ConfigError as e:
