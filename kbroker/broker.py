@@ -425,6 +425,7 @@ def run(config: BrokerConfig) -> int:
     """Run a broker until SIGTERM or SIGINT; the ``kbroker serve`` entry point."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_fd_limit()
+    heap.share_interpreter()
 
     async def main() -> None:
         try:
