@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 
 import anyio
 
@@ -17,7 +18,7 @@ from kbroker.codec import (
 from kbroker.codec.apis import API_VERSIONS_KEY, api_table
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.handlers import registry
-from kbroker.handlers.api import BrokerServices, CloseConnection, DetachedBody, RequestContext, Session
+from kbroker.handlers.api import BrokerServices, CloseConnection, DetachedBody, EncodedBody, RequestContext, Session
 from kbroker.handlers.api_versions import unsupported_version_response
 from kbroker.handlers.produce import API_KEY as PRODUCE_KEY
 from kbroker.server.throttling import Meter
@@ -38,6 +39,16 @@ def _mostly_records(frame: bytes) -> bool:
 
 #: A framed response as buffers to write in order (record data among them uncopied).
 ResponseParts = list[bytes | bytearray | memoryview]
+_SIZE_AND_ID = struct.Struct(">ii")
+
+
+def _framed(api_key: int, api_version: int, correlation_id: int, body: EncodedBody) -> ResponseParts:
+    """The frame of an already encoded body: size prefix, response header, body."""
+    encoded = body.encoded
+    if api_table()[api_key].response_header_version(api_version) == 0:
+        return [_SIZE_AND_ID.pack(4 + len(encoded), correlation_id) + encoded]
+    # Header v1: the correlation id and an empty tagged-field section.
+    return [_SIZE_AND_ID.pack(5 + len(encoded), correlation_id) + b"\0" + encoded]
 
 
 async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> ResponseParts | None:
@@ -88,10 +99,14 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
         log.exception("%s answered UNKNOWN_SERVER_ERROR", describe_request(session, request.api_key,
                                                                            request.api_version))
     if meter is not None:
+        if isinstance(body, EncodedBody):
+            body = dict(body)  # quotas may put a throttle time in it: encoded as any other
         body = meter.after_handle(body)
     if body is None:
         return None
     try:
+        if isinstance(body, EncodedBody):
+            return _framed(request.api_key, request.api_version, request.correlation_id, body)
         if isinstance(body, DetachedBody):
             parts = await anyio.to_thread.run_sync(encode_response_parts, request.api_key, request.api_version,
                                                    request.correlation_id, body)
