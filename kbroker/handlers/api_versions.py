@@ -17,6 +17,7 @@ VERSIONS = VersionRange(0, 4)
 FINALIZED_FEATURES_EPOCH = -1
 #: What Kafka accepts as a client software name or version (v3+); anything else is INVALID_REQUEST.
 SOFTWARE_NAME_VERSION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
+_valid_software = SOFTWARE_NAME_VERSION.fullmatch
 
 
 def api_keys() -> list[dict[str, int]]:
@@ -74,10 +75,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     version = ctx.request.api_version
     if version >= 3:
         body = ctx.request.body
-        if not all(SOFTWARE_NAME_VERSION.fullmatch(x or "")
-                   for x in (body.client_software_name, body.client_software_version)):
+        name, software_version = body["client_software_name"], body["client_software_version"]
+        valid = _valid_software(name or "")
+        if not (valid and _valid_software(software_version or "")):
             # Kafka answers INVALID_REQUEST with no API list (ApiVersionsRequest.isValid).
             return {"error_code": ErrorCode.INVALID_REQUEST, "api_keys": [], "throttle_time_ms": 0}
-        ctx.session.client_software_name = body.client_software_name
-        ctx.session.client_software_version = body.client_software_version
+        session = ctx.session
+        session.client_software_name = name
+        session.client_software_version = software_version
     return template(version)
