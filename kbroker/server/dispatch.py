@@ -18,7 +18,14 @@ from kbroker.codec import (
 from kbroker.codec.apis import API_VERSIONS_KEY, api_table
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.handlers import registry
-from kbroker.handlers.api import BrokerServices, CloseConnection, DetachedBody, EncodedBody, RequestContext, Session
+from kbroker.handlers.api import (
+    BrokerServices,
+    CloseConnection,
+    DetachedBody,
+    EncodedBody,
+    RequestContext,
+    Session,
+)
 from kbroker.handlers.api_versions import unsupported_version_response
 from kbroker.handlers.produce import API_KEY as PRODUCE_KEY
 from kbroker.server.throttling import Meter
