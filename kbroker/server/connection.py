@@ -3,6 +3,10 @@
 Kafka serves one request per connection at a time and answers in request order;
 clients pipeline by sending ahead, which the frame reader buffers. Serving in
 order also keeps a producer's pipelined batches in sequence.
+
+On the asyncio backend a plaintext connection is served through its transport directly
+(:class:`_LeanProtocol`): bytes go into the frame reader as they arrive and the task wakes
+once per request; a TLS connection reads and writes through anyio's TLS stream.
 """
 
 from __future__ import annotations

@@ -123,9 +123,16 @@ def test_pipelined_requests_are_answered_in_order_however_they_are_split(tmp_pat
 
     def client(broker: Broker, port: int) -> None:
         with _connect(port) as s:
+            s.sendall(frames[0])
+            _read_frame(s)
+            (conn,) = _connections(broker)
+            assert conn._lean is not None
+            timer = conn._lean.idle_timer
+            assert timer is not None
             s.sendall(data)  # all at once
             got = [struct.unpack_from(">i", _read_frame(s))[0] for _ in frames]
             assert got == list(range(1, 61))
+            assert conn._lean.idle_timer is timer  # no timer armed per request
             # Byte by byte: a frame is served once whole, not before.
             for b in frames[0][:-1]:
                 s.send(bytes([b]))
