@@ -127,12 +127,13 @@ def test_pipelined_requests_are_answered_in_order_however_they_are_split(tmp_pat
             _read_frame(s)
             (conn,) = _connections(broker)
             assert conn._lean is not None
-            timer = conn._lean.idle_timer
-            assert timer is not None
+            lean = conn._lean
+            wait_until(lambda: lean.idle_timer is not None, 10)  # armed when it waits for a request
+            timer = lean.idle_timer
             s.sendall(data)  # all at once
             got = [struct.unpack_from(">i", _read_frame(s))[0] for _ in frames]
             assert got == list(range(1, 61))
-            assert conn._lean.idle_timer is timer  # no timer armed per request
+            assert lean.idle_timer is timer  # no timer armed per request
             # Byte by byte: a frame is served once whole, not before.
             for b in frames[0][:-1]:
                 s.send(bytes([b]))
@@ -374,7 +375,7 @@ def test_backpressure_waits_for_the_budget_then_serves(tmp_path: Path, loop: str
             assert waiting._lean is not None and not waiting._lean.reading
             first.close()  # its bytes go back: the second is admitted and reads on
             wait_until(lambda: memory.waiting == 0 and memory.admitted == 1 and waiting._admitted, 20)
-            assert waiting._lean.reading
+            wait_until(lambda: waiting._lean is not None and waiting._lean.reading, 5)
         wait_until(lambda: memory.used == 0 and memory.admitted == 0, 20)
 
     _serve(tmp_path, loop, client, {"queued.max.request.bytes": str(budget)})
