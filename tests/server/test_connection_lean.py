@@ -28,6 +28,9 @@ from kbroker.server import connection
 from kbroker.server.connection import Connection
 from kbroker.testing import make_config
 
+#: Each test runs a broker in this process (not through BrokerThread, which tiers it itself).
+pytestmark = pytest.mark.integration
+
 LOOPS = ["asyncio", "uvloop"]
 CONNECTION_LOG = "kbroker.server.connection"
 HEARTBEAT = 12
