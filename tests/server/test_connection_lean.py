@@ -435,3 +435,43 @@ def test_tls_connections_keep_the_stream_and_set_tcp_nodelay(tmp_path: Path) -> 
             assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
     _serve(tmp_path, "asyncio", client, overrides)
+
+
+SASL = {"listeners": "SASL_PLAINTEXT://127.0.0.1:0", "sasl.enabled.mechanisms": "PLAIN",
+        "connection.failed.authentication.delay.ms": "100",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+            'org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" '
+            'password="admin-secret" user_alice="alice-secret";'}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_failed_login_lingers_until_the_client_hangs_up_or_the_linger_ends(tmp_path: Path, loop: str) -> None:
+    def failed_login(port: int) -> socket.socket:
+        s = _connect(port)
+        s.sendall(encode_request(17, 1, 1, {"mechanism": "PLAIN"}))
+        assert decode_response(17, 1, _read_frame(s))[1].error_code == 0
+        s.sendall(encode_request(36, 1, 2, {"auth_bytes": b"\0alice\0wrong"}))
+        assert decode_response(36, 1, _read_frame(s))[1].error_code == 58
+        return s
+
+    def client(broker: Broker, port: int) -> None:
+        # A client that hangs up after the answer: its connection goes at once.
+        s = failed_login(port)
+        (conn,) = _connections(broker)
+        assert conn._lean is not None
+        s.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        assert _closed(s)
+        assert time.monotonic() - started < 0.8
+        s.close()
+        wait_until(lambda: not _connections(broker), 10)
+        # One that keeps sending (requests it will not get answers to) is closed after the linger.
+        s = failed_login(port)
+        started = time.monotonic()
+        s.sendall(_api_versions(3) * 1000)
+        assert _closed(s)  # no answer came: the first byte read is the end of the stream
+        assert 0.8 <= time.monotonic() - started < 5
+        s.close()
+        wait_until(lambda: not _connections(broker) and broker.request_memory.used == 0, 10)
+
+    _serve(tmp_path, loop, client, SASL)
