@@ -76,7 +76,7 @@ class _LeanProtocol(asyncio.Protocol):
         self.active = loop.time()
         self.idle_timer: asyncio.TimerHandle | None = None
 
-    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+    def data_received(self, data: bytes) -> None:
         """Feed the frame reader; wake the task once a whole frame may be there; pause
         reading when the budget or the unserved bytes say so."""
         if self.discard:
@@ -248,15 +248,16 @@ class Connection:
             return
         transport: Any = getattr(stream, "_transport", None)
         old: Any = getattr(stream, "_protocol", None)
-        if transport is None or old is None or not hasattr(transport, "set_protocol") or transport.is_closing():
-            return
+        received = getattr(old, "read_queue", None)
+        if transport is None or received is None or not hasattr(transport, "set_protocol") or transport.is_closing():
+            return  # not the transport and protocol this was written for: the stream serves
         lean = _LeanProtocol(self, transport, asyncio.get_running_loop())
         transport.set_protocol(lean)
         self._lean = lean
         # What anyio's protocol received before the take-over comes first.
-        for chunk in getattr(old, "read_queue", ()):
+        for chunk in received:
             self.reader.feed(chunk)
-        old.read_queue.clear()
+        received.clear()
         self._account()
         lean.eof = bool(getattr(old, "is_at_eof", False))
         if getattr(old, "exception", None) is not None:
@@ -301,14 +302,13 @@ class Connection:
                     if sasl is not None and sasl.failed:
                         await self._fail_authentication(response)
                         return
-                    if response is None:
-                        pass
-                    elif lean is not None:
-                        lean.write(response)
-                        if lean.write_paused:
-                            await lean.drained()
-                    else:
-                        await send_parts(stream, response)
+                    if response is not None:
+                        if lean is None:
+                            await send_parts(stream, response)
+                        else:  # as _send, without a coroutine per response
+                            lean.write(response)
+                            if lean.write_paused:
+                                await lean.drained()
                     # And the response (a fetch answer can be tens of MB) before waiting
                     # for the next request, so two never coexist.
                     response = None
@@ -497,7 +497,10 @@ class Connection:
         closed the connection with no whole request left to serve."""
         lean = self._lean
         assert lean is not None
+        reader = self.reader
         while True:
+            if reader.frame_size < 0 and reader.buffered >= 4:
+                return True  # bytes came in meanwhile: the frame may be whole
             if lean.lost:
                 if lean.error is not None:
                     raise anyio.BrokenResourceError from lean.error
@@ -511,10 +514,6 @@ class Connection:
                     return False
                 continue
             lean.resume()
-            reader = self.reader
-            size = reader.frame_size
-            if size < 0 and reader.buffered >= 4:
-                return True  # bytes came in meanwhile: the frame may be whole
             lean.active = lean.loop.time()
             lean.watch_idle(self._idle_seconds)
             waiter = lean.waiter = lean.loop.create_future()
