@@ -143,6 +143,20 @@ class DetachedBody(dict[str, Any]):
     """
 
 
+class EncodedBody(dict[str, Any]):
+    """A response body that comes with its encoding (the body alone, without the response
+    header): dispatch writes ``encoded`` behind the response header instead of encoding the
+    body again. For responses the same for every client (ApiVersions'), built once and
+    returned to every request: never modify one. Where the body must change (client quotas
+    add a throttle time), dispatch encodes the body as any other."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, body: Mapping[str, Any], encoded: bytes) -> None:
+        super().__init__(body)
+        self.encoded = encoded
+
+
 #: Items a handler works through between two yields to the event loop, and the count from
 #: which its response is a :class:`DetachedBody` encoded in a worker thread.
 MANY = 1000

@@ -6,15 +6,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kbroker.codec import encode_response_parts
+from kbroker.codec.apis import api_table
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.handlers.api import RequestContext
+from kbroker.handlers.api import EncodedBody, RequestContext
 
 API_KEY = 18
 VERSIONS = VersionRange(0, 4)
 FINALIZED_FEATURES_EPOCH = -1
 #: What Kafka accepts as a client software name or version (v3+); anything else is INVALID_REQUEST.
 SOFTWARE_NAME_VERSION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
+_valid_software = SOFTWARE_NAME_VERSION.fullmatch
 
 
 def api_keys() -> list[dict[str, int]]:
@@ -31,15 +34,7 @@ def unsupported_version_response() -> dict[str, Any]:
     return {"error_code": 35, "api_keys": [k for k in api_keys() if k["api_key"] == API_KEY]}
 
 
-async def handle(ctx: RequestContext) -> Mapping[str, Any]:
-    body = ctx.request.body
-    if ctx.version >= 3:
-        if not all(SOFTWARE_NAME_VERSION.fullmatch(x or "")
-                   for x in (body.client_software_name, body.client_software_version)):
-            # Kafka answers INVALID_REQUEST with no API list (ApiVersionsRequest.isValid).
-            return {"error_code": ErrorCode.INVALID_REQUEST, "api_keys": [], "throttle_time_ms": 0}
-        ctx.session.client_software_name = body.client_software_name
-        ctx.session.client_software_version = body.client_software_version
+def _answer() -> dict[str, Any]:
     return {
         "error_code": 0,
         "api_keys": api_keys(),
@@ -49,3 +44,43 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         "finalized_features": [],
         "zk_migration_ready": False,
     }
+
+
+#: The answer per version, encoded once: what it lists (the handlers registered at start-up,
+#: no features) does not change while the registry stays the same.
+_TEMPLATES: dict[int, EncodedBody] = {}
+_TEMPLATES_OF: list[object] = [None]
+
+
+def template(version: int) -> EncodedBody:
+    """The successful answer at ``version``, with its encoded body."""
+    from kbroker.handlers import registry
+
+    handlers = registry()
+    if _TEMPLATES_OF[0] is not handlers:  # a registry built anew (tests do): answers anew
+        _TEMPLATES.clear()
+        _TEMPLATES_OF[0] = handlers
+    answer = _TEMPLATES.get(version)
+    if answer is None:
+        body = _answer()
+        framed = b"".join(encode_response_parts(API_KEY, version, 0, body))
+        # The frame is the size prefix, the response header (the correlation id, and an empty
+        # tagged-field section from header v1 on), then the body.
+        header = 4 if api_table()[API_KEY].response_header_version(version) == 0 else 5
+        answer = _TEMPLATES[version] = EncodedBody(body, framed[4 + header:])
+    return answer
+
+
+async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    version = ctx.request.api_version
+    if version >= 3:
+        body = ctx.request.body
+        name, software_version = body["client_software_name"], body["client_software_version"]
+        valid = _valid_software(name or "")
+        if not (valid and _valid_software(software_version or "")):
+            # Kafka answers INVALID_REQUEST with no API list (ApiVersionsRequest.isValid).
+            return {"error_code": ErrorCode.INVALID_REQUEST, "api_keys": [], "throttle_time_ms": 0}
+        session = ctx.session
+        session.client_software_name = name
+        session.client_software_version = software_version
+    return template(version)

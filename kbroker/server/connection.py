@@ -3,15 +3,21 @@
 Kafka serves one request per connection at a time and answers in request order;
 clients pipeline by sending ahead, which the frame reader buffers. Serving in
 order also keeps a producer's pipelined batches in sequence.
+
+On the asyncio backend a plaintext connection is served through its transport directly
+(:class:`_LeanProtocol`): bytes go into the frame reader as they arrive and the task wakes
+once per request; a TLS connection reads and writes through anyio's TLS stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import ssl
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 from anyio.abc import ByteStream
@@ -40,6 +46,151 @@ _TLS_WRITE = 256 * 1024
 #: OpenSSL's reasons for a handshake that met something other than TLS.
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "UNKNOWN_PROTOCOL",
             "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNEXPECTED_RECORD", "RECORD_LENGTH_MISMATCH")
+
+
+class _LeanProtocol(asyncio.Protocol):
+    """The protocol of a plaintext connection's transport once :class:`Connection` takes it
+    over from anyio's stream: received bytes go straight into the frame reader, and the
+    connection's task is woken only when a whole frame may be buffered (or on end of
+    stream, an error, idleness or shutdown). Reading stays enabled between requests, so a
+    request costs no pause/resume of the socket; it pauses for backpressure only (the
+    request memory budget, unserved bytes piling up while requests are served, a mute).
+    Writes go to the transport at once; the task waits only while the transport is paused."""
+
+    def __init__(self, conn: Connection, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.conn = conn
+        self.transport = transport
+        self.loop = loop
+        #: Resolved when a whole frame may be buffered (True) or the connection is to close (False).
+        self.waiter: asyncio.Future[bool] | None = None
+        #: Resolved when the paused transport can take writes again, or the connection is lost.
+        self.drain: asyncio.Future[None] | None = None
+        self.write_paused = False
+        self.reading = True
+        self.eof = False
+        self.lost = False
+        self.error: BaseException | None = None
+        #: After a failed login: received bytes are dropped, only the end of stream matters.
+        self.discard = False
+        #: Loop time of the last bytes received or of the last wait for a request begun.
+        self.active = loop.time()
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the frame reader; wake the task once a whole frame may be there; pause
+        reading when the budget or the unserved bytes say so."""
+        if self.discard:
+            return
+        conn = self.conn
+        reader = conn.reader
+        reader.feed(data)
+        if conn.busy and not conn._outside_budget():
+            # The request being served still holds its bytes (given back once it is served):
+            # these come on top.
+            conn.memory.take(len(data))
+            conn._held += len(data)
+        else:
+            conn._account()
+        self.active = self.loop.time()
+        waiter = self.waiter
+        size = reader.frame_size
+        if waiter is not None and (size < 0 or reader.buffered >= 4 + size):
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(True)
+        if not conn._room() and self.reading:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        """Keep the transport open for the responses still due; the task closes it."""
+        self.eof = True
+        self.wake(True)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.error = exc
+        self.wake(True)
+        drain = self.drain
+        if drain is not None:
+            self.drain = None
+            if not drain.done():
+                drain.set_result(None)
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        drain = self.drain
+        if drain is not None:
+            self.drain = None
+            if not drain.done():
+                drain.set_result(None)
+
+    def wake(self, more: bool) -> None:
+        """Wake the task waiting for a request: ``more`` False tells it to close."""
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(more)
+
+    def pause(self) -> None:
+        if self.reading:
+            self.reading = False
+            if not self.lost:
+                self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if not self.reading:
+            self.reading = True
+            if not self.lost:
+                self.transport.resume_reading()
+
+    def write(self, parts: ResponseParts) -> None:
+        """Hand a response to the transport (it writes what the socket takes at once)."""
+        if self.lost:
+            raise anyio.BrokenResourceError from self.error
+        try:
+            if len(parts) == 1:
+                self.transport.write(parts[0])
+            else:
+                self.transport.writelines(parts)
+        except RuntimeError as e:  # the transport is closed: as anyio's send reports it
+            raise anyio.BrokenResourceError from e
+
+    async def drained(self) -> None:
+        """Wait while the transport is paused (the client does not read its responses)."""
+        while self.write_paused and not self.lost:
+            if self.drain is None:
+                self.drain = self.loop.create_future()
+            await self.drain
+        if self.lost:
+            raise anyio.BrokenResourceError from self.error
+
+    def watch_idle(self, idle_seconds: float) -> None:
+        """Arm the connection's one idle timer unless it is armed (it re-arms itself lazily)."""
+        if self.idle_timer is None and not self.lost:
+            self.idle_timer = self.loop.call_at(self.active + idle_seconds, self._idle_check, idle_seconds)
+
+    def _idle_check(self, idle_seconds: float) -> None:
+        """connections.max.idle.ms: close a connection that waited for a request that long."""
+        self.idle_timer = None
+        if self.lost:
+            return
+        now = self.loop.time()
+        if self.waiter is not None and now - self.active >= idle_seconds:
+            self.conn._idled = True
+            self.wake(False)
+            return
+        # Busy serving, or active since: look again when the idle time can have passed.
+        due = self.active + idle_seconds if self.waiter is not None else now + idle_seconds
+        self.idle_timer = self.loop.call_at(due, self._idle_check, idle_seconds)
 
 
 class Connection:
@@ -76,23 +227,60 @@ class Connection:
         #: Whether the request being read was admitted in full (see RequestMemory).
         self._admitted = False
         self._idle_seconds = int(services.config.get("connections.max.idle.ms")) / 1000
+        #: The protocol of a plaintext transport taken over from anyio's stream (see _take_over).
+        self._lean: _LeanProtocol | None = None
+        #: Whether the lean path found the connection idle for connections.max.idle.ms.
+        self._idled = False
 
     def close_when_idle(self) -> None:
         """Shutdown: end the loop now if idle, else after the request in flight."""
         if self._idle_scope is not None:
             self._idle_scope.cancel()
+        if self._lean is not None:
+            self._lean.wake(False)
+
+    def _take_over(self) -> None:
+        """On the asyncio backend, serve a plaintext socket through its transport directly
+        (see :class:`_LeanProtocol`) instead of through anyio's stream, whose every receive
+        pauses and resumes reading and arms a timer, and every send yields to the loop."""
+        stream = self.stream
+        if type(stream).__module__ != _ANYIO_ASYNCIO:
+            return
+        transport: Any = getattr(stream, "_transport", None)
+        old: Any = getattr(stream, "_protocol", None)
+        received = getattr(old, "read_queue", None)
+        if transport is None or received is None or not hasattr(transport, "set_protocol") or transport.is_closing():
+            return  # not the transport and protocol this was written for: the stream serves
+        lean = _LeanProtocol(self, transport, asyncio.get_running_loop())
+        transport.set_protocol(lean)
+        self._lean = lean
+        # What anyio's protocol received before the take-over comes first.
+        for chunk in received:
+            self.reader.feed(chunk)
+        received.clear()
+        self._account()
+        lean.eof = bool(getattr(old, "is_at_eof", False))
+        if getattr(old, "exception", None) is not None:
+            lean.lost, lean.error = True, old.exception
+        lean.reading = transport.is_reading()
+        lean.resume()
 
     async def run(self) -> None:
         """Serve the connection until the client closes it, it idles out, or the broker stops."""
         reader = self.reader
         try:
-            if self.security.ssl_context is not None and not await self._start_tls(self.security.ssl_context):
-                return
+            if self.security.ssl_context is not None:
+                if not await self._start_tls(self.security.ssl_context):
+                    return
+            else:
+                self._take_over()
             stream = self.stream
+            lean = self._lean
+            receive = self._receive if lean is None else self._fill
             while not self._stopping():
                 frame = reader.next_frame()
                 if frame is None:
-                    if not await self._receive():
+                    if not await receive():
                         return
                     continue
                 self.busy = True
@@ -115,7 +303,12 @@ class Connection:
                         await self._fail_authentication(response)
                         return
                     if response is not None:
-                        await send_parts(stream, response)
+                        if lean is None:
+                            await send_parts(stream, response)
+                        else:  # as _send, without a coroutine per response
+                            lean.write(response)
+                            if lean.write_paused:
+                                await lean.drained()
                     # And the response (a fetch answer can be tens of MB) before waiting
                     # for the next request, so two never coexist.
                     response = None
@@ -143,6 +336,9 @@ class Connection:
         finally:
             self.memory.give(self._held, admitted=self._admitted)
             self._held, self._admitted = 0, False
+            if self._lean is not None and self._lean.idle_timer is not None:
+                self._lean.idle_timer.cancel()
+                self._lean.idle_timer = None
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
@@ -213,8 +409,18 @@ class Connection:
         if sasl.principal is not None and not sasl.authenticating:
             self.session.principal = sasl.principal
             self.session.authenticated = True
-        await send_parts(self.stream, [struct.pack(">i", len(challenge)), challenge])
+        await self._send([struct.pack(">i", len(challenge)), challenge])
         return True
+
+    async def _send(self, parts: ResponseParts) -> None:
+        """Write a response, on whichever path the connection is served."""
+        lean = self._lean
+        if lean is None:
+            await send_parts(self.stream, parts)
+            return
+        lean.write(parts)
+        if lean.write_paused:
+            await lean.drained()
 
     async def _fail_authentication(self, response: ResponseParts | None) -> None:
         """After a failed login: wait connection.failed.authentication.delay.ms (this
@@ -224,15 +430,28 @@ class Connection:
         if response is None:
             return
         with anyio.move_on_after(_FAILED_LOGIN_LINGER_S):
-            await send_parts(self.stream, response)
+            await self._send(response)
             # Let the client read the answer and hang up first: some clients (kafka-python)
             # drop an answer that arrives together with the end of the stream. A client
             # that does not hang up is closed after the linger time all the same.
-            while len(await self.stream.receive(_READ_SIZE)) > 0:
-                pass
+            lean = self._lean
+            if lean is None:
+                while len(await self.stream.receive(_READ_SIZE)) > 0:
+                    pass
+                return
+            lean.discard = True
+            lean.resume()
+            while not (lean.eof or lean.lost):
+                lean.waiter = lean.loop.create_future()
+                try:
+                    await lean.waiter
+                finally:
+                    lean.waiter = None
 
     async def _mute(self) -> None:
         """A throttled client: read nothing for ``throttle_ms`` (KIP-219); shutdown ends it early."""
+        if self._lean is not None:
+            self._lean.pause()  # reading resumes when the connection next waits for a request
         with anyio.CancelScope(deadline=anyio.current_time() + self.session.throttle_ms / 1000) as scope:
             self._idle_scope = scope
             await anyio.sleep_forever()
@@ -269,6 +488,79 @@ class Connection:
             return False
         self.reader.feed(data)
         self._account()
+        return True
+
+    async def _fill(self) -> bool:
+        """The lean path's :meth:`_receive`: wait until a whole frame may be buffered, within
+        the memory budget; False when the connection was idle for ``connections.max.idle.ms``
+        or is closed for shutdown. Raises EndOfStream or BrokenResourceError when the client
+        closed the connection with no whole request left to serve."""
+        lean = self._lean
+        assert lean is not None
+        reader = self.reader
+        while True:
+            if reader.frame_size < 0 and reader.buffered >= 4:
+                return True  # bytes came in meanwhile: the frame may be whole
+            if lean.lost:
+                if lean.error is not None:
+                    raise anyio.BrokenResourceError from lean.error
+                raise anyio.EndOfStream
+            if lean.eof:
+                raise anyio.EndOfStream
+            if not self._room():
+                # Backpressure: leave further bytes in the socket until the budget has room.
+                lean.pause()
+                if not await self._wait_for_memory():
+                    return False
+                continue
+            lean.resume()
+            lean.active = lean.loop.time()
+            lean.watch_idle(self._idle_seconds)
+            waiter = lean.waiter = lean.loop.create_future()
+            try:
+                more = await waiter
+            finally:
+                lean.waiter = None
+            if more:
+                return True
+            if self._idled and not self._stopping():
+                log.debug("closing connection from %s:%d: idle for connections.max.idle.ms",
+                          self.session.client_host, self.session.client_port)
+            return False
+
+    def _room(self) -> bool:
+        """Whether the connection may read more bytes now, as :meth:`_receive` decides before
+        each read: the request being read is admitted in full once its size is known
+        (False while the budget has no room for it); otherwise reading waits while the
+        budget is spent, or while a socket read's worth of bytes waits to be served."""
+        reader = self.reader
+        size = reader.frame_size
+        if size >= 0 and reader.buffered < 4 + size:  # reading a request
+            if self._outside_budget():
+                return True
+            want = 4 + size
+            if not self._admitted and want > self._held:
+                if not self.memory.try_admit(want - self._held):
+                    return False
+                self._held = want
+                self._admitted = True
+            return True
+        if reader.buffered >= _READ_SIZE:
+            return False
+        return self._outside_budget() or not self.memory.exhausted
+
+    async def _wait_for_memory(self) -> bool:
+        """Wait until the budget has room again; False when the connection idled meanwhile
+        or is closed for shutdown."""
+        with anyio.CancelScope(deadline=anyio.current_time() + self._idle_seconds) as scope:
+            self._idle_scope = scope
+            await self.memory.wait()
+        self._idle_scope = None
+        if scope.cancelled_caught:
+            if not self._stopping():
+                log.debug("closing connection from %s:%d: idle for connections.max.idle.ms",
+                          self.session.client_host, self.session.client_port)
+            return False
         return True
 
     def _outside_budget(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 
 import anyio
 
@@ -17,7 +18,14 @@ from kbroker.codec import (
 from kbroker.codec.apis import API_VERSIONS_KEY, api_table
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.handlers import registry
-from kbroker.handlers.api import BrokerServices, CloseConnection, DetachedBody, RequestContext, Session
+from kbroker.handlers.api import (
+    BrokerServices,
+    CloseConnection,
+    DetachedBody,
+    EncodedBody,
+    RequestContext,
+    Session,
+)
 from kbroker.handlers.api_versions import unsupported_version_response
 from kbroker.handlers.produce import API_KEY as PRODUCE_KEY
 from kbroker.server.throttling import Meter
@@ -38,6 +46,16 @@ def _mostly_records(frame: bytes) -> bool:
 
 #: A framed response as buffers to write in order (record data among them uncopied).
 ResponseParts = list[bytes | bytearray | memoryview]
+_SIZE_AND_ID = struct.Struct(">ii")
+
+
+def _framed(api_key: int, api_version: int, correlation_id: int, body: EncodedBody) -> ResponseParts:
+    """The frame of an already encoded body: size prefix, response header, body."""
+    encoded = body.encoded
+    if api_table()[api_key].response_header_version(api_version) == 0:
+        return [_SIZE_AND_ID.pack(4 + len(encoded), correlation_id) + encoded]
+    # Header v1: the correlation id and an empty tagged-field section.
+    return [_SIZE_AND_ID.pack(5 + len(encoded), correlation_id) + b"\0" + encoded]
 
 
 async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> ResponseParts | None:
@@ -61,53 +79,56 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
     except CodecError as e:
         raise CloseConnection(f"malformed request: {e}") from e
 
-    handler = registry().get(request.api_key)
-    if handler is None or request.api_version not in handler.versions:
-        if request.api_key == API_VERSIONS_KEY:
-            return encode_response_parts(API_VERSIONS_KEY, 0, request.correlation_id, unsupported_version_response())
-        raise CloseConnection(f"{request.api.name} v{request.api_version} is not implemented")
+    header = request.header
+    key, version, correlation_id = header.api_key, header.api_version, header.correlation_id
+    handler = registry().get(key)
+    if handler is None or version not in handler.versions:
+        if key == API_VERSIONS_KEY:
+            return encode_response_parts(API_VERSIONS_KEY, 0, correlation_id, unsupported_version_response())
+        raise CloseConnection(f"{request.api.name} v{version} is not implemented")
 
-    session.last_client_id = request.header.client_id
-    if session.sasl is not None:  # a SASL listener: what the connection's SASL state allows
-        refusal = session.sasl.refuse(request.api_key)
+    session.last_client_id = header.client_id
+    sasl = session.sasl
+    if sasl is not None:  # a SASL listener: what the connection's SASL state allows
+        refusal = sasl.refuse(key)
         if refusal is not None:
-            return _refuse(request.api_key, request.api_version, request.correlation_id, refusal.reason,
-                           refusal.answer)
+            return _refuse(key, version, correlation_id, refusal.reason, refusal.answer)
     ctx = RequestContext(broker, session, request)
     # Client quotas: with none configured, this flag is all the request path pays.
-    meter = (Meter(broker.client_quotas, session, request.header.client_id, request.api_key, request.body,
-                   len(frame)) if broker.client_quotas.enabled else None)
+    quotas = broker.client_quotas
+    meter = Meter(quotas, session, header.client_id, key, request.body, len(frame)) if quotas.enabled else None
     try:
         body = await (handler.handle(ctx) if meter is None else meter.timed(handler.handle(ctx)))
     except CloseConnection:
         raise
     except Exception:
-        body = _error_body(request.api_key, request.api_version)
+        body = _error_body(key, version)
         if body is None:
             raise  # the connection closes, and logs it once
-        log.exception("%s answered UNKNOWN_SERVER_ERROR", describe_request(session, request.api_key,
-                                                                           request.api_version))
+        log.exception("%s answered UNKNOWN_SERVER_ERROR", describe_request(session, key, version))
     if meter is not None:
+        if isinstance(body, EncodedBody):
+            body = dict(body)  # quotas may put a throttle time in it: encoded as any other
         body = meter.after_handle(body)
     if body is None:
         return None
     try:
+        if isinstance(body, EncodedBody):
+            return _framed(key, version, correlation_id, body)
         if isinstance(body, DetachedBody):
-            parts = await anyio.to_thread.run_sync(encode_response_parts, request.api_key, request.api_version,
-                                                   request.correlation_id, body)
+            parts = await anyio.to_thread.run_sync(encode_response_parts, key, version, correlation_id, body)
         else:
-            parts = encode_response_parts(request.api_key, request.api_version, request.correlation_id, body)
+            parts = encode_response_parts(key, version, correlation_id, body)
         if meter is not None:
-            parts = meter.after_encode(body, parts, lambda b: encode_response_parts(
-                request.api_key, request.api_version, request.correlation_id, b))
+            parts = meter.after_encode(body, parts, lambda b: encode_response_parts(key, version, correlation_id, b))
         return parts
     except EncodeError:
-        fallback = _error_body(request.api_key, request.api_version)
+        fallback = _error_body(key, version)
         if fallback is None:
             raise  # the connection closes, and logs it once
         log.exception("cannot encode the response to %s; answered UNKNOWN_SERVER_ERROR",
-                      describe_request(session, request.api_key, request.api_version))
-        return encode_response_parts(request.api_key, request.api_version, request.correlation_id, fallback)
+                      describe_request(session, key, version))
+        return encode_response_parts(key, version, correlation_id, fallback)
 
 
 def _sasl_gate(session: Session, frame: bytes) -> ResponseParts | None:
