@@ -32,6 +32,7 @@ VERSIONS = VersionRange(3, 13)
 ADVERTISED_MIN_VERSION = 0
 _NO_TXN_ID = AppendResult(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
 _TOPIC_DENIED = AppendResult(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+_UNRESOLVED = AppendResult(ErrorCode.UNKNOWN_TOPIC_ID)
 VERIFICATION_ENABLE = "transaction.partition.verification.enable"
 #: Verification errors older clients may not retry: answered as NOT_ENOUGH_REPLICAS, which
 #: every client retries without refreshing metadata (Kafka's choice).
@@ -98,6 +99,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
     entries: dict[TopicPartition, Any] = {}
     # Response layout in request order: (name or id, [(partition, tp or None when unresolved)]).
     layout: list[tuple[str | uuid.UUID, list[tuple[int, TopicPartition | None]]]] = []
+    transactional = False
     for td in body.topic_data:
         name: str | None
         if version >= 13:
@@ -108,14 +110,17 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
             name = key = td.name
         parts: list[tuple[int, TopicPartition | None]] = []
         for pd in td.partition_data:
-            tp = TopicPartition(name, pd.index) if name is not None else None
+            index = pd.index
+            records = pd.records
+            if not transactional and is_transactional(records):
+                transactional = True
+            tp = TopicPartition(name, index) if name is not None else None
             if tp is not None:
-                entries[tp] = pd.records
-            parts.append((pd.index, tp))
+                entries[tp] = records
+            parts.append((index, tp))
         layout.append((key, parts))
 
-    unresolved = AppendResult(ErrorCode.UNKNOWN_TOPIC_ID)
-    transactional = any(is_transactional(pd.records) for td in body.topic_data for pd in td.partition_data)
+    unresolved = _UNRESOLVED
     if transactional and (body.transactional_id is None or not ctx.authorize(
             AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, body.transactional_id)):
         # As Kafka: the whole request is refused and nothing is written.
@@ -127,12 +132,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
         refused = authz.denied(ctx, AclOperation.WRITE, ResourceType.TOPIC, (tp.topic for tp in entries))
         if refused:
             entries = {tp: r for tp, r in entries.items() if tp.topic not in refused}
-        unverified = _verify(ctx, body.transactional_id, entries) if transactional else {}
+        unverified = _verify(ctx, body.transactional_id, entries) if transactional else None
         # No await between the verification above and the append below.
         results = await ctx.broker.replica_manager.append_records(
-            {tp: r for tp, r in entries.items() if tp not in unverified}, acks=body.acks,
-            timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
-        results.update(unverified)
+            {tp: r for tp, r in entries.items() if tp not in unverified} if unverified else entries,
+            acks=body.acks, timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
+        if unverified:
+            results.update(unverified)
         if refused:
             results.update({tp: _TOPIC_DENIED for _, parts in layout for _, tp in parts
                             if tp is not None and tp.topic in refused})
@@ -168,6 +174,7 @@ def _partition_response(index: int, r: AppendResult) -> dict[str, Any]:
         "base_offset": r.base_offset,
         "log_append_time_ms": r.log_append_time_ms,
         "log_start_offset": r.log_start_offset,
-        "record_errors": [{"batch_index": i, "batch_index_error_message": m} for i, m in r.record_errors],
+        "record_errors": [{"batch_index": i, "batch_index_error_message": m} for i, m in r.record_errors]
+        if r.record_errors else [],
         "error_message": r.error_message,
     }

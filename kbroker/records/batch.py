@@ -209,6 +209,17 @@ def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | 
     return headers
 
 
+def verify_uncompressed_crcs(buf: bytes | bytearray | memoryview, headers: Sequence[BatchHeader]) -> None:
+    """The CRC check ``validate_batches(check_crc=None)`` leaves out: raise CORRUPT_MESSAGE
+    if an uncompressed batch of ``buf`` (whose ``headers`` that call returned) fails its CRC."""
+    pos = 0
+    for h in headers:
+        size = LOG_OVERHEAD + h.batch_length
+        if not h.attributes & COMPRESSION_MASK and compute_crc(buf, pos, size) != h.crc:
+            raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
+        pos += size
+
+
 def set_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -> None:
     """Patch the base offset (not covered by the CRC)."""
     _BASE_OFFSET.pack_into(buf, pos, base_offset)
