@@ -96,6 +96,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
     body = ctx.request.body
     version = ctx.version
     metadata = ctx.broker.metadata
+    topic_data = body.topic_data
+    if len(topic_data) == 1 and ctx.broker.authorizer is None:
+        td = topic_data[0]
+        if len(td.partition_data) == 1:
+            one = await _handle_one(ctx, body, td, version)
+            if one is not _GENERAL:
+                return one
     entries: dict[TopicPartition, Any] = {}
     # Response layout in request order: (name or id, [(partition, tp or None when unresolved)]).
     layout: list[tuple[str | uuid.UUID, list[tuple[int, TopicPartition | None]]]] = []
@@ -165,6 +172,42 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
             entry["name"] = key
         responses.append(entry)
     return {"responses": responses, "throttle_time_ms": 0}
+
+
+#: What :func:`_handle_one` returns for a request it leaves to the general path.
+_GENERAL: Any = object()
+
+
+async def _handle_one(ctx: RequestContext, body: Any, td: Any, version: int) -> Mapping[str, Any] | None:
+    """:func:`handle` for the usual request: one partition of one known topic, no transaction,
+    no authorizer (nothing to refuse or verify). Answers exactly as the general path does;
+    returns ``_GENERAL`` for anything else."""
+    pd = td.partition_data[0]
+    records = pd.records
+    if is_transactional(records):
+        return _GENERAL
+    if version >= 13:
+        topic = ctx.broker.metadata.topic_by_id(td.topic_id)
+        if topic is None:
+            return _GENERAL
+        name = topic.name
+    else:
+        name = td.name
+    index = pd.index
+    tp = TopicPartition(name, index)
+    acks = body.acks
+    result = (await ctx.broker.replica_manager.append_records(
+        {tp: records}, acks=acks, timeout_ms=body.timeout_ms, transactional_id=body.transactional_id))[tp]
+    if acks == 0:
+        if result.error_code:
+            raise CloseConnection("acks=0 produce failed for at least one partition")
+        return None
+    entry: dict[str, Any] = {"partition_responses": [_partition_response(index, result)]}
+    if version >= 13:
+        entry["topic_id"] = td.topic_id
+    else:
+        entry["name"] = name
+    return {"responses": [entry], "throttle_time_ms": 0}
 
 
 def _partition_response(index: int, r: AppendResult) -> dict[str, Any]:

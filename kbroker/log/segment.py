@@ -396,7 +396,9 @@ class LogSegment:
                    pos: int) -> int:
         """Write ``data`` at ``pos`` completely; returns its length."""
         if isinstance(data, list):
-            total = sum(len(part) for part in data)
+            total = 0
+            for part in data:  # a loop, not sum() over a generator: usually two parts
+                total += len(part)
             written = os.pwritev(fd, data, pos)
             view = memoryview(b"".join(data))[written:] if written < total else memoryview(b"")
         else:

@@ -119,11 +119,15 @@ class BatchHeader(NamedTuple):
         return (self.base_sequence + self.last_offset_delta) & 0x7FFFFFFF
 
 
+#: ``BatchHeader._make`` without its Python frame: headers are built for every batch appended or read.
+_new_header = tuple.__new__
+
+
 def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
     """Decode the header of the batch starting at ``pos``; raises BatchError if short."""
     if len(buf) - pos < HEADER_SIZE:
         raise BatchError("record batch shorter than its 61-byte header", CORRUPT_MESSAGE)
-    return BatchHeader._make(_HEADER.unpack_from(buf, pos))
+    return _new_header(BatchHeader, _HEADER.unpack_from(buf, pos))
 
 
 def peek_size(buf: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
@@ -188,24 +192,26 @@ def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | 
             raise BatchError(f"unsupported record batch magic {magic}", code)
         if end - pos < HEADER_SIZE:
             raise BatchError("truncated record batch", CORRUPT_MESSAGE)
-        h = parse_header(mv, pos)
-        if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + h.size > end:
+        h = _new_header(BatchHeader, _HEADER.unpack_from(mv, pos))
+        size = LOG_OVERHEAD + h.batch_length  # h.size, without the property call
+        if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + size > end:
             raise BatchError("record batch length does not match the payload", CORRUPT_MESSAGE)
-        if max_batch_size is not None and h.size > max_batch_size:
+        if max_batch_size is not None and size > max_batch_size:
             raise BatchError(
-                f"record batch of {h.size} bytes exceeds the limit {max_batch_size}", MESSAGE_TOO_LARGE
+                f"record batch of {size} bytes exceeds the limit {max_batch_size}", MESSAGE_TOO_LARGE
             )
-        if (check_crc or (check_crc is None and h.compression)) and compute_crc(mv, pos, h.size) != h.crc:
+        compression = h.attributes & COMPRESSION_MASK
+        if (check_crc or (check_crc is None and compression)) and compute_crc(mv, pos, size) != h.crc:
             raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
         if h.record_count <= 0:  # control batches hold exactly one record too
             raise BatchError("record batch holds no records", INVALID_RECORD)
         if h.last_offset_delta != h.record_count - 1:
             # Compacted batches may have gaps, but a producer's batch never does.
             raise BatchError("record batch offsets are not contiguous", INVALID_RECORD)
-        if h.compression > COMPRESSION_ZSTD:
-            raise BatchError(f"unknown compression codec {h.compression}", CORRUPT_MESSAGE)
+        if compression > COMPRESSION_ZSTD:
+            raise BatchError(f"unknown compression codec {compression}", CORRUPT_MESSAGE)
         headers.append(h)
-        pos += h.size
+        pos += size
     return headers
 
 
