@@ -252,7 +252,8 @@ def pack_header(h: BatchHeader) -> bytes:
 def seal_batch(h: BatchHeader, payload: bytes | bytearray | memoryview = b"") -> bytes:
     """A whole batch: ``h`` with the batch length of ``payload`` (the records), then the
     payload, and the CRC-32C computed over both."""
-    out = bytearray(_HEADER.pack(*h._replace(batch_length=HEADER_SIZE - LOG_OVERHEAD + len(payload), crc=0)))
+    # h with its batch length and a zero CRC (fields 1 and 4), without _replace's frames.
+    out = bytearray(_HEADER.pack(h[0], HEADER_SIZE - LOG_OVERHEAD + len(payload), h[2], h[3], 0, *h[5:]))
     out += payload
     _CRC.pack_into(out, CRC_START - _CRC.size, crc32c(memoryview(out)[CRC_START:]))
     return bytes(out)
