@@ -336,9 +336,16 @@ class LogSegment:
             return b""
         rel = pos - scanned_start
         if rel + want <= len(scanned):
-            # The scan already read these bytes (the usual small fetch): no second read.
-            data: bytes | memoryview = scanned if rel == 0 and want == len(scanned) else \
-                memoryview(scanned)[rel : rel + want]
+            # The scan already read these bytes (the usual small fetch): no second read. A view
+            # when it holds most of the scan, else a copy, so a small answer does not keep a
+            # whole scan chunk alive until it is sent.
+            data: bytes | memoryview
+            if rel == 0 and want == len(scanned):
+                data = scanned
+            elif 2 * want >= len(scanned):
+                data = memoryview(scanned)[rel : rel + want]
+            else:
+                data = scanned[rel : rel + want]
         else:
             data = self._read_at(want, pos)
         cut = 0
