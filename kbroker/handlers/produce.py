@@ -96,10 +96,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
     body = ctx.request.body
     version = ctx.version
     metadata = ctx.broker.metadata
-    topic_data = body.topic_data
+    topic_data = body["topic_data"]
     if len(topic_data) == 1 and ctx.broker.authorizer is None:
         td = topic_data[0]
-        if len(td.partition_data) == 1:
+        if len(td["partition_data"]) == 1:
             one = await _handle_one(ctx, body, td, version)
             if one is not _GENERAL:
                 return one
@@ -107,18 +107,18 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
     # Response layout in request order: (name or id, [(partition, tp or None when unresolved)]).
     layout: list[tuple[str | uuid.UUID, list[tuple[int, TopicPartition | None]]]] = []
     transactional = False
-    for td in body.topic_data:
+    for td in body["topic_data"]:
         name: str | None
         if version >= 13:
-            topic = metadata.topic_by_id(td.topic_id)
+            topic = metadata.topic_by_id(td["topic_id"])
             name = topic.name if topic is not None else None
-            key: str | uuid.UUID = td.topic_id
+            key: str | uuid.UUID = td["topic_id"]
         else:
-            name = key = td.name
+            name = key = td["name"]
         parts: list[tuple[int, TopicPartition | None]] = []
-        for pd in td.partition_data:
-            index = pd.index
-            records = pd.records
+        for pd in td["partition_data"]:
+            index = pd["index"]
+            records = pd["records"]
             if not transactional and is_transactional(records):
                 transactional = True
             tp = TopicPartition(name, index) if name is not None else None
@@ -128,8 +128,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
         layout.append((key, parts))
 
     unresolved = _UNRESOLVED
-    if transactional and (body.transactional_id is None or not ctx.authorize(
-            AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, body.transactional_id)):
+    if transactional and (body["transactional_id"] is None or not ctx.authorize(
+            AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, body["transactional_id"])):
         # As Kafka: the whole request is refused and nothing is written.
         results = {tp: _NO_TXN_ID for tp in entries}
         unresolved = _NO_TXN_ID
@@ -139,18 +139,18 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
         refused = authz.denied(ctx, AclOperation.WRITE, ResourceType.TOPIC, (tp.topic for tp in entries))
         if refused:
             entries = {tp: r for tp, r in entries.items() if tp.topic not in refused}
-        unverified = _verify(ctx, body.transactional_id, entries) if transactional else None
+        unverified = _verify(ctx, body["transactional_id"], entries) if transactional else None
         # No await between the verification above and the append below.
         results = await ctx.broker.replica_manager.append_records(
             {tp: r for tp, r in entries.items() if tp not in unverified} if unverified else entries,
-            acks=body.acks, timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
+            acks=body["acks"], timeout_ms=body["timeout_ms"], transactional_id=body["transactional_id"])
         if unverified:
             results.update(unverified)
         if refused:
             results.update({tp: _TOPIC_DENIED for _, parts in layout for _, tp in parts
                             if tp is not None and tp.topic in refused})
 
-    if body.acks == 0:
+    if body["acks"] == 0:
         failed = any(r.error_code for r in results.values()) or any(
             tp is None for _, parts in layout for _, tp in parts)
         if failed:
@@ -182,29 +182,29 @@ async def _handle_one(ctx: RequestContext, body: Any, td: Any, version: int) -> 
     """:func:`handle` for the usual request: one partition of one known topic, no transaction,
     no authorizer (nothing to refuse or verify). Answers exactly as the general path does;
     returns ``_GENERAL`` for anything else."""
-    pd = td.partition_data[0]
-    records = pd.records
+    pd = td["partition_data"][0]
+    records = pd["records"]
     if is_transactional(records):
         return _GENERAL
     if version >= 13:
-        topic = ctx.broker.metadata.topic_by_id(td.topic_id)
+        topic = ctx.broker.metadata.topic_by_id(td["topic_id"])
         if topic is None:
             return _GENERAL
         name = topic.name
     else:
-        name = td.name
-    index = pd.index
+        name = td["name"]
+    index = pd["index"]
     tp = TopicPartition(name, index)
-    acks = body.acks
+    acks = body["acks"]
     result = (await ctx.broker.replica_manager.append_records(
-        {tp: records}, acks=acks, timeout_ms=body.timeout_ms, transactional_id=body.transactional_id))[tp]
+        {tp: records}, acks=acks, timeout_ms=body["timeout_ms"], transactional_id=body["transactional_id"]))[tp]
     if acks == 0:
         if result.error_code:
             raise CloseConnection("acks=0 produce failed for at least one partition")
         return None
     entry: dict[str, Any] = {"partition_responses": [_partition_response(index, result)]}
     if version >= 13:
-        entry["topic_id"] = td.topic_id
+        entry["topic_id"] = td["topic_id"]
     else:
         entry["name"] = name
     return {"responses": [entry], "throttle_time_ms": 0}
