@@ -300,11 +300,12 @@ class ReplicaManager:
         if not internal:
             now = self._clock.time_ms()
             before, after = config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms
+            compacted = config.compact
             headers = validate_client_batches(
-                tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes, compacted=config.compact,
+                tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes, compacted=compacted,
                 # Only a compacted topic's keyless records need them (to answer as Kafka does).
                 timestamp_errors=(lambda batch, h: timestamp_errors(batch, h, now, before, after, config.log_append_time))
-                if config.compact else None)
+                if compacted else None)
             check_timestamps(records, now, before, after, log_append_time=config.log_append_time)
         if config.compression_type != "producer":
             # The only step a topic's compression.type adds; "producer" (the default) skips it,
