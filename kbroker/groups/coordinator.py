@@ -443,12 +443,14 @@ class GroupCoordinator:
     # ------------------------------------------------------------------ sessions
 
     def _schedule_session(self, group: GroupMetadata, member: MemberMetadata, timeout_ms: int | None = None) -> None:
-        if member.session_timer is not None:
-            member.session_timer.cancel()
-        member.session_timer = self._call_later(
-            group,
-            member.session_timeout_ms if timeout_ms is None else timeout_ms,
-            lambda: self._expire_session(group, member))
+        delay = member.session_timeout_ms if timeout_ms is None else timeout_ms
+        timer = member.session_timer
+        if timer is not None:
+            # The usual heartbeat: the pending timer (same group, same member) moves later in place.
+            if self.timers.extend(timer, delay):
+                return
+            timer.cancel()
+        member.session_timer = self._call_later(group, delay, lambda: self._expire_session(group, member))
 
     def _expire_session(self, group: GroupMetadata, member: MemberMetadata) -> None:
         if group.members.get(member.member_id) is not member:

@@ -41,6 +41,8 @@ from kbroker.groups.state import GroupState
 from kbroker.groups.storage import Appended, KeyValue, OffsetsLog, StoredMarker, partition_for
 
 log = logging.getLogger(__name__)
+#: Most group ids whose offsets partition is remembered (see GroupMetadataManager.partition_for).
+_PARTITION_CACHE_SIZE = 10_000
 
 Offsets = dict[TopicPartition, OffsetAndMetadata]
 #: producer id -> group id -> the producer's pending transactional offsets in that group.
@@ -83,10 +85,19 @@ class GroupMetadataManager:
         #: group id -> producers with an open transaction holding offsets of the group.
         self.open_transactions: dict[str, set[int]] = {}
         self._txn_writes: dict[int, list[_TxnWrite]] = {}
+        #: group id -> (partition count, its partition): the Java string hash is costly in Python.
+        self._partition_of: dict[str, tuple[int, int]] = {}
 
     def partition_for(self, group_id: str) -> int:
         """The ``__consumer_offsets`` partition holding ``group_id``."""
-        return partition_for(group_id, self.log.num_partitions)
+        n = self.log.num_partitions
+        cached = self._partition_of.get(group_id)
+        if cached is not None and cached[0] == n:
+            return cached[1]
+        if len(self._partition_of) >= _PARTITION_CACHE_SIZE:
+            self._partition_of.clear()  # bounded: ids come from clients
+        p = self._partition_of[group_id] = n, partition_for(group_id, n)
+        return p[1]
 
     def get(self, group_id: str) -> GroupMetadata | None:
         return self.groups.get(group_id)
@@ -140,7 +151,9 @@ class GroupMetadataManager:
     @staticmethod
     def _stamped(offsets: Mapping[TopicPartition, OffsetAndMetadata], base_offset: int) -> Offsets:
         """``offsets`` with the log offsets their records got (one record each, in order)."""
-        return {tp: dataclasses.replace(om, record_offset=base_offset + i if base_offset >= 0 else -1)
+        # The constructor, not dataclasses.replace: this runs for every committed partition.
+        return {tp: OffsetAndMetadata(om.offset, om.leader_epoch, om.metadata, om.commit_timestamp,
+                                      om.expire_timestamp, base_offset + i if base_offset >= 0 else -1)
                 for i, (tp, om) in enumerate(offsets.items())}
 
     async def store_offsets(self, group: GroupMetadata, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> Errors:

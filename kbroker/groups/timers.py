@@ -52,6 +52,22 @@ class Scheduler:
             self._wake.set()
         return timer
 
+    def extend(self, timer: Timer, delay_ms: float) -> bool:
+        """Move a pending ``timer`` to ``delay_ms`` from now if that is no earlier than its
+        deadline; False (nothing changed) if it already ran, was cancelled, or would move earlier.
+
+        Nothing is pushed: the heap entry keeps the old deadline and, when it comes due, is
+        pushed again at the new one. A session timer restarted by every heartbeat thus costs
+        no allocation and no heap growth per heartbeat.
+        """
+        if timer.cancelled:
+            return False
+        deadline = self.clock.monotonic() + max(delay_ms, 0) / 1000.0
+        if deadline < timer.deadline:
+            return False
+        timer.deadline = deadline
+        return True
+
     def poke(self) -> None:
         """Wake the runner to re-check deadlines (after a ManualClock moved)."""
         self._wake.set()
@@ -65,6 +81,10 @@ class Scheduler:
                 break
             heapq.heappop(self._heap)
             if timer.cancelled:
+                continue
+            if timer.deadline > deadline and timer.deadline > self.clock.monotonic():
+                # Extended since it was pushed: wait for its new deadline.
+                heapq.heappush(self._heap, (timer.deadline, next(self._seq), timer))
                 continue
             timer.cancelled = True
             ran += 1

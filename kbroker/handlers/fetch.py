@@ -30,25 +30,25 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     broker = ctx.broker
     uses_ids = version >= 13
     # Fields a version lacks are absent from the decoded body, hence the .get defaults.
-    replica_id = body.replica_state.replica_id if version >= 15 else body.get("replica_id", -1)
+    replica_id = body["replica_state"]["replica_id"] if version >= 15 else body.get("replica_id", -1)
 
     # As Kafka: a partition named twice is fetched once, in its first place, with its last parameters.
     requested: dict[PartitionKey, PartitionFetch] = {}
-    for t in body.topics:
-        topic_key: str | uuid.UUID = t.topic_id if uses_ids else t.topic
-        for p in t.partitions:
-            requested[(topic_key, p.partition)] = PartitionFetch(
-                fetch_offset=p.fetch_offset,
-                max_bytes=p.partition_max_bytes,
+    for t in body["topics"]:
+        topic_key: str | uuid.UUID = t["topic_id"] if uses_ids else t["topic"]
+        for p in t["partitions"]:
+            requested[(topic_key, p["partition"])] = PartitionFetch(
+                fetch_offset=p["fetch_offset"],
+                max_bytes=p["partition_max_bytes"],
                 current_leader_epoch=p.get("current_leader_epoch", -1),
                 last_fetched_epoch=p.get("last_fetched_epoch", -1),
                 log_start_offset=p.get("log_start_offset", -1),
             )
     forgotten: list[PartitionKey] = []
     if version >= 7:
-        for f in body.forgotten_topics_data:
-            fkey: str | uuid.UUID = f.topic_id if uses_ids else f.topic
-            forgotten.extend((fkey, index) for index in f.partitions)
+        for f in body["forgotten_topics_data"]:
+            fkey: str | uuid.UUID = f["topic_id"] if uses_ids else f["topic"]
+            forgotten.extend((fkey, index) for index in f["partitions"])
 
     session_id = body.get("session_id", 0)
     # Before v7 there are no sessions: every fetch is a sessionless full fetch.
@@ -90,10 +90,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     # As Kafka: the broker caps every response, whatever the client asks for.
     cap_key = "replica.fetch.response.max.bytes" if replica_id >= 0 else "fetch.max.bytes"
     params = FetchParams(
-        max_wait_ms=body.max_wait_ms,
-        min_bytes=body.min_bytes,
-        max_bytes=min(body.max_bytes, int(broker.config.get(cap_key))),
-        isolation_level=body.isolation_level,
+        max_wait_ms=body["max_wait_ms"],
+        min_bytes=body["min_bytes"],
+        max_bytes=min(body["max_bytes"], int(broker.config.get(cap_key))),
+        isolation_level=body["isolation_level"],
         replica_id=replica_id,
     )
     read = dict(await broker.replica_manager.fetch(to_read, params)) if to_read else {}

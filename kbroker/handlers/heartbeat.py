@@ -16,8 +16,8 @@ VERSIONS = VersionRange(0, 4)
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
-    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body.group_id):
+    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body["group_id"]):
         return {"throttle_time_ms": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED}
-    error = ctx.broker.groups.heartbeat(body.group_id, body.member_id, body.get("group_instance_id"),
-                                        body.generation_id)
+    error = ctx.broker.groups.heartbeat(body["group_id"], body["member_id"], body.get("group_instance_id"),
+                                        body["generation_id"])
     return {"throttle_time_ms": 0, "error_code": error}

@@ -18,20 +18,20 @@ VERSIONS = VersionRange(0, 9)
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     v = ctx.version
-    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body.group_id):
+    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body["group_id"]):
         # Kafka's JoinGroupRequest.getErrorResponse.
         return {"throttle_time_ms": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "generation_id": -1,
                 "protocol_type": None, "protocol_name": None if v >= 7 else "", "leader": "",
                 "skip_assignment": False, "member_id": "", "members": []}
     rebalance_timeout = body.get("rebalance_timeout_ms")
     req = JoinRequest(
-        group_id=body.group_id,
-        member_id=body.member_id,
-        session_timeout_ms=body.session_timeout_ms,
+        group_id=body["group_id"],
+        member_id=body["member_id"],
+        session_timeout_ms=body["session_timeout_ms"],
         # v0 has no rebalance timeout; the session timeout stood in for it.
-        rebalance_timeout_ms=body.session_timeout_ms if rebalance_timeout is None else rebalance_timeout,
-        protocol_type=body.protocol_type,
-        protocols=[(p.name, bytes(p.metadata)) for p in body.protocols],
+        rebalance_timeout_ms=body["session_timeout_ms"] if rebalance_timeout is None else rebalance_timeout,
+        protocol_type=body["protocol_type"],
+        protocols=[(p["name"], bytes(p["metadata"])) for p in body["protocols"]],
         group_instance_id=body.get("group_instance_id"),
         client_id=ctx.client_id or "",
         client_host=client_host(ctx.session.client_host),

@@ -71,7 +71,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     version = ctx.version
     md = ctx.broker.metadata
-    requested = body.topics
+    requested = body["topics"]
     include_ops = bool(body.get("include_topic_authorized_operations", False))
     # allow_auto_topic_creation only exists from v4; older clients always implied true.
     allow_auto = bool(body.get("allow_auto_topic_creation", True))
@@ -85,8 +85,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         # As Kafka: a named topic the principal may not describe answers TOPIC_AUTHORIZATION_FAILED
         # whether it exists or not (one named by id keeps its id: ids are not secret); one it
         # may describe but that would be auto-created needs CREATE on the cluster or the topic.
-        by_id = {r.topic_id: md.topic_by_id(r.topic_id) for r in requested if r.name is None}
-        names = [r.name for r in requested if r.name is not None]
+        by_id = {r["topic_id"]: md.topic_by_id(r["topic_id"]) for r in requested if r["name"] is None}
+        names = [r["name"] for r in requested if r["name"] is not None]
         refused = authz.denied(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC,
                                [*names, *(t.name for t in by_id.values() if t is not None)])
         auto = allow_auto and ctx.broker.config.auto_create_topics_enable
@@ -101,7 +101,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
                 ctx, [n for n in names if n not in refused and n not in not_creatable])
         seen: set[str] = set()
         for req in requested:
-            name = req.name
+            name = req["name"]
             topic_id = req.get("topic_id", _ZERO_UUID)
             if name is None:
                 topic = by_id[topic_id]

@@ -31,9 +31,9 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         if v != 1 or commit_ts < 0:
             commit_ts = now
         return OffsetAndMetadata(
-            offset=p.committed_offset,
+            offset=p["committed_offset"],
             leader_epoch=p.get("committed_leader_epoch", -1),
-            metadata=p.committed_metadata or "",
+            metadata=p["committed_metadata"] or "",
             commit_timestamp=commit_ts,
             # v2-4 may ask for a retention of their own; the sum must still fit the stored int64.
             expire_timestamp=min(now + retention, _MAX_INT64) if retention is not None and retention >= 0 else -1,
@@ -41,15 +41,15 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
 
     # As Kafka: READ on the group, else every partition answers GROUP_AUTHORIZATION_FAILED;
     # then READ on each topic.
-    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body.group_id):
-        return {"throttle_time_ms": 0, "topics": errors_for_all(body.topics, Errors.GROUP_AUTHORIZATION_FAILED)}
-    refused = authz.denied(ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in body.topics))
-    offsets, errors = requested_offsets(ctx.broker.metadata, body.topics, offset, refused)
+    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body["group_id"]):
+        return {"throttle_time_ms": 0, "topics": errors_for_all(body["topics"], Errors.GROUP_AUTHORIZATION_FAILED)}
+    refused = authz.denied(ctx, AclOperation.READ, ResourceType.TOPIC, (t["name"] for t in body["topics"]))
+    offsets, errors = requested_offsets(ctx.broker.metadata, body["topics"], offset, refused)
     if offsets:
         errors.update(await ctx.broker.groups.commit_offsets(
-            body.group_id, body.get("generation_id_or_member_epoch", -1), body.get("member_id", ""),
+            body["group_id"], body.get("generation_id_or_member_epoch", -1), body.get("member_id", ""),
             body.get("group_instance_id"), offsets))
-    return {"throttle_time_ms": 0, "topics": errors_by_topic(body.topics, errors)}
+    return {"throttle_time_ms": 0, "topics": errors_by_topic(body["topics"], errors)}
 
 
 def requested_offsets(metadata: MetadataManager, topics: Sequence[Any], offset: Callable[[Any], OffsetAndMetadata],
@@ -61,12 +61,12 @@ def requested_offsets(metadata: MetadataManager, topics: Sequence[Any], offset: 
     offsets: dict[TopicPartition, OffsetAndMetadata] = {}
     errors: dict[TopicPartition, Errors] = {}
     for t in topics:
-        topic = metadata.topic(t.name)
-        for p in t.partitions:
-            tp = TopicPartition(t.name, p.partition_index)
-            if t.name in refused:
+        topic = metadata.topic(t["name"])
+        for p in t["partitions"]:
+            tp = TopicPartition(t["name"], p["partition_index"])
+            if t["name"] in refused:
                 errors[tp] = Errors.TOPIC_AUTHORIZATION_FAILED
-            elif topic is None or p.partition_index not in topic.partitions:
+            elif topic is None or p["partition_index"] not in topic.partitions:
                 errors[tp] = Errors.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 offsets[tp] = offset(p)
@@ -76,13 +76,13 @@ def requested_offsets(metadata: MetadataManager, topics: Sequence[Any], offset: 
 def errors_for_all(topics: Sequence[Any], error: Errors) -> list[dict[str, Any]]:
     """The response's topics with every requested partition answering ``error`` (Kafka's
     getErrorResponse of OffsetCommit and TxnOffsetCommit)."""
-    return errors_by_topic(topics, {TopicPartition(t.name, p.partition_index): error
-                                    for t in topics for p in t.partitions})
+    return errors_by_topic(topics, {TopicPartition(t["name"], p["partition_index"]): error
+                                    for t in topics for p in t["partitions"]})
 
 
 def errors_by_topic(topics: Sequence[Any], errors: Mapping[TopicPartition, Errors]) -> list[dict[str, Any]]:
     """The response's topics: every requested partition with its error, in request order."""
-    return [{"name": t.name,
-             "partitions": [{"partition_index": p.partition_index,
-                             "error_code": errors[TopicPartition(t.name, p.partition_index)]} for p in t.partitions]}
+    return [{"name": t["name"],
+             "partitions": [{"partition_index": p["partition_index"],
+                             "error_code": errors[TopicPartition(t["name"], p["partition_index"])]} for p in t["partitions"]]}
             for t in topics]

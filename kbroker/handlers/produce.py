@@ -32,6 +32,7 @@ VERSIONS = VersionRange(3, 13)
 ADVERTISED_MIN_VERSION = 0
 _NO_TXN_ID = AppendResult(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
 _TOPIC_DENIED = AppendResult(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+_UNRESOLVED = AppendResult(ErrorCode.UNKNOWN_TOPIC_ID)
 VERIFICATION_ENABLE = "transaction.partition.verification.enable"
 #: Verification errors older clients may not retry: answered as NOT_ENOUGH_REPLICAS, which
 #: every client retries without refreshing metadata (Kafka's choice).
@@ -95,29 +96,40 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
     body = ctx.request.body
     version = ctx.version
     metadata = ctx.broker.metadata
+    topic_data = body["topic_data"]
+    if len(topic_data) == 1 and ctx.broker.authorizer is None:
+        td = topic_data[0]
+        if len(td["partition_data"]) == 1:
+            one = await _handle_one(ctx, body, td, version)
+            if one is not _GENERAL:
+                return one
     entries: dict[TopicPartition, Any] = {}
     # Response layout in request order: (name or id, [(partition, tp or None when unresolved)]).
     layout: list[tuple[str | uuid.UUID, list[tuple[int, TopicPartition | None]]]] = []
-    for td in body.topic_data:
+    transactional = False
+    for td in body["topic_data"]:
         name: str | None
         if version >= 13:
-            topic = metadata.topic_by_id(td.topic_id)
+            topic = metadata.topic_by_id(td["topic_id"])
             name = topic.name if topic is not None else None
-            key: str | uuid.UUID = td.topic_id
+            key: str | uuid.UUID = td["topic_id"]
         else:
-            name = key = td.name
+            name = key = td["name"]
         parts: list[tuple[int, TopicPartition | None]] = []
-        for pd in td.partition_data:
-            tp = TopicPartition(name, pd.index) if name is not None else None
+        for pd in td["partition_data"]:
+            index = pd["index"]
+            records = pd["records"]
+            if not transactional and is_transactional(records):
+                transactional = True
+            tp = TopicPartition(name, index) if name is not None else None
             if tp is not None:
-                entries[tp] = pd.records
-            parts.append((pd.index, tp))
+                entries[tp] = records
+            parts.append((index, tp))
         layout.append((key, parts))
 
-    unresolved = AppendResult(ErrorCode.UNKNOWN_TOPIC_ID)
-    transactional = any(is_transactional(pd.records) for td in body.topic_data for pd in td.partition_data)
-    if transactional and (body.transactional_id is None or not ctx.authorize(
-            AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, body.transactional_id)):
+    unresolved = _UNRESOLVED
+    if transactional and (body["transactional_id"] is None or not ctx.authorize(
+            AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, body["transactional_id"])):
         # As Kafka: the whole request is refused and nothing is written.
         results = {tp: _NO_TXN_ID for tp in entries}
         unresolved = _NO_TXN_ID
@@ -127,17 +139,18 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
         refused = authz.denied(ctx, AclOperation.WRITE, ResourceType.TOPIC, (tp.topic for tp in entries))
         if refused:
             entries = {tp: r for tp, r in entries.items() if tp.topic not in refused}
-        unverified = _verify(ctx, body.transactional_id, entries) if transactional else {}
+        unverified = _verify(ctx, body["transactional_id"], entries) if transactional else None
         # No await between the verification above and the append below.
         results = await ctx.broker.replica_manager.append_records(
-            {tp: r for tp, r in entries.items() if tp not in unverified}, acks=body.acks,
-            timeout_ms=body.timeout_ms, transactional_id=body.transactional_id)
-        results.update(unverified)
+            {tp: r for tp, r in entries.items() if tp not in unverified} if unverified else entries,
+            acks=body["acks"], timeout_ms=body["timeout_ms"], transactional_id=body["transactional_id"])
+        if unverified:
+            results.update(unverified)
         if refused:
             results.update({tp: _TOPIC_DENIED for _, parts in layout for _, tp in parts
                             if tp is not None and tp.topic in refused})
 
-    if body.acks == 0:
+    if body["acks"] == 0:
         failed = any(r.error_code for r in results.values()) or any(
             tp is None for _, parts in layout for _, tp in parts)
         if failed:
@@ -161,6 +174,42 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
     return {"responses": responses, "throttle_time_ms": 0}
 
 
+#: What :func:`_handle_one` returns for a request it leaves to the general path.
+_GENERAL: Any = object()
+
+
+async def _handle_one(ctx: RequestContext, body: Any, td: Any, version: int) -> Mapping[str, Any] | None:
+    """:func:`handle` for the usual request: one partition of one known topic, no transaction,
+    no authorizer (nothing to refuse or verify). Answers exactly as the general path does;
+    returns ``_GENERAL`` for anything else."""
+    pd = td["partition_data"][0]
+    records = pd["records"]
+    if is_transactional(records):
+        return _GENERAL
+    if version >= 13:
+        topic = ctx.broker.metadata.topic_by_id(td["topic_id"])
+        if topic is None:
+            return _GENERAL
+        name = topic.name
+    else:
+        name = td["name"]
+    index = pd["index"]
+    tp = TopicPartition(name, index)
+    acks = body["acks"]
+    result = (await ctx.broker.replica_manager.append_records(
+        {tp: records}, acks=acks, timeout_ms=body["timeout_ms"], transactional_id=body["transactional_id"]))[tp]
+    if acks == 0:
+        if result.error_code:
+            raise CloseConnection("acks=0 produce failed for at least one partition")
+        return None
+    entry: dict[str, Any] = {"partition_responses": [_partition_response(index, result)]}
+    if version >= 13:
+        entry["topic_id"] = td["topic_id"]
+    else:
+        entry["name"] = name
+    return {"responses": [entry], "throttle_time_ms": 0}
+
+
 def _partition_response(index: int, r: AppendResult) -> dict[str, Any]:
     return {
         "index": index,
@@ -168,6 +217,7 @@ def _partition_response(index: int, r: AppendResult) -> dict[str, Any]:
         "base_offset": r.base_offset,
         "log_append_time_ms": r.log_append_time_ms,
         "log_start_offset": r.log_start_offset,
-        "record_errors": [{"batch_index": i, "batch_index_error_message": m} for i, m in r.record_errors],
+        "record_errors": [{"batch_index": i, "batch_index_error_message": m} for i, m in r.record_errors]
+        if r.record_errors else [],
         "error_message": r.error_message,
     }

@@ -16,13 +16,13 @@ VERSIONS = VersionRange(0, 5)
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
-    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body.group_id):
+    if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body["group_id"]):
         return {"throttle_time_ms": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "protocol_type": None,
                 "protocol_name": None, "assignment": b""}
     result = await ctx.broker.groups.sync_group(
-        body.group_id, body.generation_id, body.member_id, body.get("group_instance_id"),
+        body["group_id"], body["generation_id"], body["member_id"], body.get("group_instance_id"),
         body.get("protocol_type"), body.get("protocol_name"),
-        {a.member_id: bytes(a.assignment) for a in body.assignments})
+        {a["member_id"]: bytes(a["assignment"]) for a in body["assignments"]})
     return {
         "throttle_time_ms": 0,
         "error_code": result.error,

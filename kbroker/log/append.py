@@ -7,12 +7,15 @@ import struct
 from dataclasses import dataclass
 
 from kbroker.records.batch import (
+    LOG_OVERHEAD,
     BatchHeader,
     parse_header,
     set_base_offset,
     set_log_append_time,
     set_partition_leader_epoch,
 )
+
+_new_header = tuple.__new__
 
 #: Base offset, batch length and partition leader epoch: the batch bytes before the magic.
 _PREFIX = struct.Struct(">qii")
@@ -63,10 +66,12 @@ def assign_offsets(records: bytes | bytearray | memoryview, headers: list[BatchH
         view = memoryview(records)
         data = []
         for h in headers:
+            size = LOG_OVERHEAD + h.batch_length
             data.append(_PREFIX.pack(next_offset, h.batch_length, leader_epoch))
-            data.append(view[pos + _PREFIX.size : pos + h.size])
-            positioned.append((pos, h._replace(base_offset=next_offset, partition_leader_epoch=leader_epoch)))
+            data.append(view[pos + _PREFIX.size : pos + size])
+            # h._replace(base_offset=..., partition_leader_epoch=...) without its Python frames.
+            positioned.append((pos, _new_header(BatchHeader, (next_offset, h[1], leader_epoch, *h[3:]))))
             next_offset += h.last_offset_delta + 1
             record_count += h.record_count
-            pos += h.size
+            pos += size
     return AssignedBatches(data, positioned, next_offset, record_count)

@@ -125,7 +125,10 @@ class _Index:
 
     @property
     def is_full(self) -> bool:
-        return self.entries >= self.max_entries
+        # Checked on every append: the loaded entries are counted without the property.
+        if not self._loaded:
+            self._ensure_loaded()
+        return len(self._vals) >= self.max_entries
 
     @property
     def size_in_bytes(self) -> int:
@@ -321,7 +324,9 @@ class TimeIndex(_Index):
     @property
     def is_full(self) -> bool:
         # Kafka keeps one slot free for the final entry written when the segment closes.
-        return self.entries >= self.max_entries - 1
+        if not self._loaded:
+            self._ensure_loaded()
+        return len(self._vals) >= self.max_entries - 1
 
     def last_entry(self) -> TimestampOffset:
         """The last entry, or (-1, base_offset) if empty."""

@@ -39,7 +39,7 @@ from kbroker.log.segment import (
     LogSegment,
 )
 from kbroker.log.txn_index import AbortedTxn
-from kbroker.records.batch import BatchError, validate_batches
+from kbroker.records.batch import BatchError, BatchHeader, validate_batches, verify_uncompressed_crcs
 from kbroker.records.builder import build_control_batch
 from kbroker.records.record import ControlType
 
@@ -270,7 +270,7 @@ class PartitionLog:
 
     # -- appending -----------------------------------------------------------------------
     def append(self, records: bytes | bytearray | memoryview, *, leader_epoch: int, log_append_time: bool = False,
-               origin: AppendOrigin = AppendOrigin.CLIENT) -> AppendInfo:
+               origin: AppendOrigin = AppendOrigin.CLIENT, headers: list[BatchHeader] | None = None) -> AppendInfo:
         """Validate, assign offsets to and append a produce payload of whole batches.
 
         Raises BatchError (and writes nothing) if any batch is invalid; the error code
@@ -278,9 +278,16 @@ class PartitionLog:
         state error (ProducerStateError). A retried duplicate of a recent idempotent batch
         writes nothing and reports the original offsets. ``origin`` COORDINATOR (the
         broker's own coordinators) skips the sequence and duplicate checks.
+
+        ``headers``, when given, are those ``validate_batches(records, max_message_bytes,
+        check_crc=None)`` returned for exactly these bytes under this log's config: the
+        checks are not repeated, only the CRCs of uncompressed batches are verified here.
         """
         config = self.config
-        headers = validate_batches(records, config.max_message_bytes)
+        if headers is None:
+            headers = validate_batches(records, config.max_message_bytes)
+        else:
+            verify_uncompressed_crcs(records, headers)
         size = len(records)
         if size > config.segment_bytes:
             raise BatchError(f"record set of {size} bytes exceeds segment.bytes {config.segment_bytes}", RECORD_LIST_TOO_LARGE)

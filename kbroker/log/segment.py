@@ -266,11 +266,34 @@ class LogSegment:
 
     def translate_offset(self, offset: int, start_position: int = 0) -> tuple[int, BatchHeader] | None:
         """Position and header of the first batch whose last offset is >= ``offset``."""
+        found = self._locate(offset, start_position)
+        return None if found is None else (found[0], found[1])
+
+    def _locate(self, offset: int, start_position: int = 0) -> tuple[int, BatchHeader, bytes, int] | None:
+        """:meth:`translate_offset`, with the bytes last read while scanning and the position
+        they start at (they hold the batch found, and often what follows it)."""
         self._ensure_indexes()
         start = max(start_position, self.offset_index.lookup(offset).position)
-        for pos, h in self.iter_batches(start):
-            if h.last_offset >= offset:
-                return pos, h
+        # iter_batches inlined: the scan buffer is kept for the read that usually follows.
+        end = self._size
+        pos = start
+        buf = b""
+        buf_start = pos
+        big = False
+        while end - pos >= HEADER_SIZE:
+            off = pos - buf_start
+            if off < 0 or off + HEADER_SIZE > len(buf):
+                buf = self._read_at(HEADER_SIZE if big else min(_SCAN_CHUNK, end - pos), pos)
+                buf_start, off = pos, 0
+                if len(buf) < HEADER_SIZE:
+                    return None
+            h = parse_header(buf, off)
+            if h.batch_length < _MIN_BATCH_LENGTH or pos + h.size > end:
+                return None
+            if h.base_offset + h.last_offset_delta >= offset:
+                return pos, h, buf, buf_start
+            big = h.size >= _SCAN_CHUNK // 4
+            pos += h.size
         return None
 
     def position_bound(self, offset: int) -> int:
@@ -299,10 +322,10 @@ class LogSegment:
         ``min_one_message`` is False. With ``min_one_message`` the first batch is returned
         whole even when it is larger than ``max_bytes`` (so consumers always progress).
         """
-        found = self.translate_offset(start_offset)
+        found = self._locate(start_offset)
         if found is None:
             return None
-        pos, first = found
+        pos, first, scanned, scanned_start = found
         limit = self._size if max_position is None else min(max_position, self._size)
         if pos >= limit:
             return b""
@@ -311,7 +334,20 @@ class LogSegment:
             if min_one_message and pos + first.size <= limit:
                 return self._read_at(first.size, pos)
             return b""
-        data = self._read_at(want, pos)
+        rel = pos - scanned_start
+        if rel + want <= len(scanned):
+            # The scan already read these bytes (the usual small fetch): no second read. A view
+            # when it holds most of the scan, else a copy, so a small answer does not keep a
+            # whole scan chunk alive until it is sent.
+            data: bytes | memoryview
+            if rel == 0 and want == len(scanned):
+                data = scanned
+            elif 2 * want >= len(scanned):
+                data = memoryview(scanned)[rel : rel + want]
+            else:
+                data = scanned[rel : rel + want]
+        else:
+            data = self._read_at(want, pos)
         cut = 0
         while True:
             size = peek_size(data, cut)
@@ -367,7 +403,9 @@ class LogSegment:
                    pos: int) -> int:
         """Write ``data`` at ``pos`` completely; returns its length."""
         if isinstance(data, list):
-            total = sum(len(part) for part in data)
+            total = 0
+            for part in data:  # a loop, not sum() over a generator: usually two parts
+                total += len(part)
             written = os.pwritev(fd, data, pos)
             view = memoryview(b"".join(data))[written:] if written < total else memoryview(b"")
         else:

@@ -119,11 +119,15 @@ class BatchHeader(NamedTuple):
         return (self.base_sequence + self.last_offset_delta) & 0x7FFFFFFF
 
 
+#: ``BatchHeader._make`` without its Python frame: headers are built for every batch appended or read.
+_new_header = tuple.__new__
+
+
 def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
     """Decode the header of the batch starting at ``pos``; raises BatchError if short."""
     if len(buf) - pos < HEADER_SIZE:
         raise BatchError("record batch shorter than its 61-byte header", CORRUPT_MESSAGE)
-    return BatchHeader._make(_HEADER.unpack_from(buf, pos))
+    return _new_header(BatchHeader, _HEADER.unpack_from(buf, pos))
 
 
 def peek_size(buf: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
@@ -188,25 +192,38 @@ def validate_batches(buf: bytes | bytearray | memoryview, max_batch_size: int | 
             raise BatchError(f"unsupported record batch magic {magic}", code)
         if end - pos < HEADER_SIZE:
             raise BatchError("truncated record batch", CORRUPT_MESSAGE)
-        h = parse_header(mv, pos)
-        if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + h.size > end:
+        h = _new_header(BatchHeader, _HEADER.unpack_from(mv, pos))
+        size = LOG_OVERHEAD + h.batch_length  # h.size, without the property call
+        if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + size > end:
             raise BatchError("record batch length does not match the payload", CORRUPT_MESSAGE)
-        if max_batch_size is not None and h.size > max_batch_size:
+        if max_batch_size is not None and size > max_batch_size:
             raise BatchError(
-                f"record batch of {h.size} bytes exceeds the limit {max_batch_size}", MESSAGE_TOO_LARGE
+                f"record batch of {size} bytes exceeds the limit {max_batch_size}", MESSAGE_TOO_LARGE
             )
-        if (check_crc or (check_crc is None and h.compression)) and compute_crc(mv, pos, h.size) != h.crc:
+        compression = h.attributes & COMPRESSION_MASK
+        if (check_crc or (check_crc is None and compression)) and compute_crc(mv, pos, size) != h.crc:
             raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
         if h.record_count <= 0:  # control batches hold exactly one record too
             raise BatchError("record batch holds no records", INVALID_RECORD)
         if h.last_offset_delta != h.record_count - 1:
             # Compacted batches may have gaps, but a producer's batch never does.
             raise BatchError("record batch offsets are not contiguous", INVALID_RECORD)
-        if h.compression > COMPRESSION_ZSTD:
-            raise BatchError(f"unknown compression codec {h.compression}", CORRUPT_MESSAGE)
+        if compression > COMPRESSION_ZSTD:
+            raise BatchError(f"unknown compression codec {compression}", CORRUPT_MESSAGE)
         headers.append(h)
-        pos += h.size
+        pos += size
     return headers
+
+
+def verify_uncompressed_crcs(buf: bytes | bytearray | memoryview, headers: Sequence[BatchHeader]) -> None:
+    """The CRC check ``validate_batches(check_crc=None)`` leaves out: raise CORRUPT_MESSAGE
+    if an uncompressed batch of ``buf`` (whose ``headers`` that call returned) fails its CRC."""
+    pos = 0
+    for h in headers:
+        size = LOG_OVERHEAD + h.batch_length
+        if not h.attributes & COMPRESSION_MASK and compute_crc(buf, pos, size) != h.crc:
+            raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
+        pos += size
 
 
 def set_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -> None:
@@ -235,7 +252,8 @@ def pack_header(h: BatchHeader) -> bytes:
 def seal_batch(h: BatchHeader, payload: bytes | bytearray | memoryview = b"") -> bytes:
     """A whole batch: ``h`` with the batch length of ``payload`` (the records), then the
     payload, and the CRC-32C computed over both."""
-    out = bytearray(_HEADER.pack(*h._replace(batch_length=HEADER_SIZE - LOG_OVERHEAD + len(payload), crc=0)))
+    # h with its batch length and a zero CRC (fields 1 and 4), without _replace's frames.
+    out = bytearray(_HEADER.pack(h[0], HEADER_SIZE - LOG_OVERHEAD + len(payload), h[2], h[3], 0, *h[5:]))
     out += payload
     _CRC.pack_into(out, CRC_START - _CRC.size, crc32c(memoryview(out)[CRC_START:]))
     return bytes(out)

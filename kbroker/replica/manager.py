@@ -28,7 +28,7 @@ from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.log.errors import LogError
 from kbroker.log.producer_state import AppendOrigin
 from kbroker.metadata.topic_names import is_internal
-from kbroker.records.batch import HEADER_SIZE, BatchError, peek_size
+from kbroker.records.batch import HEADER_SIZE, BatchError, BatchHeader, peek_size
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
 from kbroker.replica.notifier import PartitionNotifier
@@ -295,24 +295,28 @@ class ReplicaManager:
                                  f"the min.isr requirement of {config.min_insync_replicas}")
         _check_single_batch(records)
         assert records is not None
+        # The headers a client's batches were validated with, so the log does not repeat the checks.
+        headers: list[BatchHeader] | None = None
         if not internal:
             now = self._clock.time_ms()
             before, after = config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms
-            validate_client_batches(
-                tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes, compacted=config.compact,
+            compacted = config.compact
+            headers = validate_client_batches(
+                tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes, compacted=compacted,
                 # Only a compacted topic's keyless records need them (to answer as Kafka does).
                 timestamp_errors=(lambda batch, h: timestamp_errors(batch, h, now, before, after, config.log_append_time))
-                if config.compact else None)
+                if compacted else None)
             check_timestamps(records, now, before, after, log_append_time=config.log_append_time)
         if config.compression_type != "producer":
             # The only step a topic's compression.type adds; "producer" (the default) skips it,
             # so the usual append path neither decompresses nor copies anything more.
             records = recompress_for_topic(records, config, self._clock.time_ms() if config.log_append_time else None)
+            headers = None  # new bytes: the log validates them
         # Idle producer ids expire lazily here rather than from a timer task.
         plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
-        result = plog.append(records, leader_epoch=info.leader_epoch, origin=_COORDINATOR if internal else _CLIENT)
-        return AppendResult(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
-                            log_start_offset=result.log_start_offset)
+        result = plog.append(records, leader_epoch=info.leader_epoch, origin=_COORDINATOR if internal else _CLIENT,
+                             headers=headers)
+        return AppendResult(ErrorCode.NONE, result.base_offset, result.log_append_time_ms, result.log_start_offset)
 
     # -- fetch -----------------------------------------------------------------------------
     async def fetch(self, partitions: Sequence[tuple[TopicPartition, PartitionFetch]],

@@ -44,8 +44,10 @@ TimestampErrors = Callable[[memoryview, BatchHeader], list[tuple[int, str]]]
 
 def validate_client_batches(topic: str, partition: int, records: bytes | bytearray | memoryview, *,
                             max_message_bytes: int, compacted: bool,
-                            timestamp_errors: TimestampErrors | None = None) -> None:
-    """Raise BatchError or PartitionError (with record errors) if ``records`` must be refused.
+                            timestamp_errors: TimestampErrors | None = None) -> list[BatchHeader]:
+    """Raise BatchError or PartitionError (with record errors) if ``records`` must be refused;
+    else return the batches' headers (all checked but the CRC of uncompressed batches, which
+    the log's append checks: see :meth:`kbroker.log.PartitionLog.append`'s ``headers``).
 
     The CRC of a compressed batch is checked before it is decompressed. An uncompressed
     batch's CRC is left to the log's append, which checks it anyway, unless its records
@@ -56,12 +58,14 @@ def validate_client_batches(topic: str, partition: int, records: bytes | bytearr
     """
     mv = memoryview(records)
     pos = 0
-    for h in validate_batches(mv, max_message_bytes, check_crc=None):
+    headers = validate_batches(mv, max_message_bytes, check_crc=None)
+    for h in headers:
+        size = LOG_OVERHEAD + h.batch_length  # h.size, without the property call
         keyless: list[int] | None = [] if compacted else None
         try:
             check_client_batch(h)
             # The payload itself when it is the one batch: bytes are walked faster than a view.
-            validate_records(records if h.size == len(records) else mv[pos : pos + h.size], h, keyless=keyless)
+            validate_records(records if size == len(records) else mv[pos : pos + size], h, keyless=keyless)
         except BatchError:
             if not h.compression and not verify_crc(mv, pos, h):
                 raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE) from None
@@ -70,8 +74,9 @@ def validate_client_batches(topic: str, partition: int, records: bytes | bytearr
             if not h.compression and not verify_crc(mv, pos, h):
                 raise BatchError("record batch CRC-32C mismatch", CORRUPT_MESSAGE)
             _refuse_keyless(topic, partition, keyless,
-                            timestamp_errors(mv[pos : pos + h.size], h) if timestamp_errors else [])
-        pos += h.size
+                            timestamp_errors(mv[pos : pos + size], h) if timestamp_errors else [])
+        pos += size
+    return headers
 
 
 def _refuse_keyless(topic: str, partition: int, missing: list[int], timestamp_errors: list[tuple[int, str]]) -> None:

@@ -91,3 +91,30 @@ def test_transition_table(src: GroupState, dst: GroupState, ok: bool) -> None:
     else:
         with pytest.raises(IllegalStateTransition):
             check_transition(src, dst)
+
+
+def test_offset_records_of_non_ascii_names_and_metadata() -> None:
+    # Lengths count UTF-8 bytes, as Kafka's writers do.
+    key = offset_key("grüppe", "tópico", 2)
+    assert key == b"\x00\x01\x00\x07gr\xc3\xbcppe\x00\x07t\xc3\xb3pico\x00\x00\x00\x02"
+    assert decode_key(key) == OffsetKey("grüppe", "tópico", 2)
+    om = OffsetAndMetadata(2**63 - 1, 2**31 - 1, "é" * 3, -1)
+    data = offset_value(om)
+    assert data == struct.pack(">hqih6sq", 3, 2**63 - 1, 2**31 - 1, 6, "ééé".encode(), -1)
+    assert decode_offset_value(data) == om
+    with pytest.raises(struct.error):
+        offset_value(OffsetAndMetadata(2**63, -1, "", 0))  # out of int64, as before
+
+
+def test_manager_partition_cache_follows_the_partition_count() -> None:
+    from kbroker.clock import ManualClock
+    from kbroker.groups.manager import GroupMetadataManager
+    from kbroker.groups.storage import MemoryOffsetsLog
+
+    log = MemoryOffsetsLog(num_partitions=50)
+    manager = GroupMetadataManager(log, ManualClock())
+    groups = [f"group-{i}" for i in range(200)] + ["hello", "polygenelubricants"]
+    assert [manager.partition_for(g) for g in groups] == [partition_for(g, 50) for g in groups]
+    assert [manager.partition_for(g) for g in groups] == [partition_for(g, 50) for g in groups]  # cached
+    log.num_partitions = 7  # e.g. the topic exists now with its own count
+    assert [manager.partition_for(g) for g in groups] == [partition_for(g, 7) for g in groups]

@@ -456,3 +456,36 @@ def test_a_renamed_segment_reopens_under_its_new_name(make_log):
     assert seg.log_path.name.endswith(".log") and seg.log_path.exists()
     with pytest.raises(ValueError):
         seg.change_file_suffixes(".swap", "")
+
+
+def test_append_with_prevalidated_headers_matches_a_plain_append(make_log):
+    # The replica manager hands over the headers its validation returned: the log must write
+    # and answer exactly as when it validates the bytes itself.
+    from kbroker.records.batch import validate_batches
+
+    plain, given = make_log(), make_log()
+    for payload in (build_batch([b"a", b"b"]), build_batch([b"c"]) + build_batch([b"d", b"e"]),
+                    build_batch([b"f"], base_offset=77)):
+        headers = validate_batches(payload, 1 << 20, check_crc=None)
+        a = plain.append(payload, leader_epoch=3)
+        b = given.append(payload, leader_epoch=3, headers=headers)
+        assert a == b
+    assert bytes(plain.read(0, 1 << 20)) == bytes(given.read(0, 1 << 20))
+    assert plain.active_segment.offset_index.entry_list() == given.active_segment.offset_index.entry_list()
+
+
+def test_append_with_prevalidated_headers_still_checks_uncompressed_crcs(make_log):
+    from kbroker.records.batch import validate_batches
+
+    plog = make_log()
+    good = build_batch([b"a"])
+    bad = bytearray(build_batch([b"b", b"c"]))
+    bad[-1] ^= 0xFF  # a record byte: covered by the CRC
+    for payload in (bytes(bad), good + bytes(bad)):
+        headers = validate_batches(payload, 1 << 20, check_crc=None)  # passes: uncompressed CRCs left out
+        with pytest.raises(BatchError) as e:
+            plog.append(payload, leader_epoch=0, headers=headers)
+        assert e.value.error_code == 2  # CORRUPT_MESSAGE
+        assert plog.log_end_offset == 0  # nothing written
+    plog.append(good, leader_epoch=0, headers=validate_batches(good, 1 << 20, check_crc=None))
+    assert plog.log_end_offset == 1

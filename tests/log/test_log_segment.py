@@ -70,3 +70,58 @@ def test_reopened_segment_knows_its_tail(tmp_path):
     assert not again.offset_index.loaded  # idle segments keep no index in memory
     assert again.first_batch_timestamp() == 1001
     again.close()
+
+
+def _reference_read(seg: LogSegment, data: bytes, start_offset: int, max_bytes: int, max_position: int | None,
+                    min_one_message: bool) -> bytes | None:
+    """What LogSegment.read must answer, computed from the segment's bytes by a plain walk."""
+    limit = len(data) if max_position is None else min(max_position, len(data))
+    for pos, h in iter_headers(data):
+        if h.last_offset < start_offset:
+            continue
+        if pos >= limit:
+            return b""
+        want = min(max_bytes, limit - pos)
+        if h.size > want:
+            return data[pos:pos + h.size] if min_one_message and pos + h.size <= limit else b""
+        end = pos
+        for p, h2 in iter_headers(data[pos:pos + want]):
+            end = pos + p + h2.size
+        return data[pos:end]
+    return None
+
+
+def test_segment_read_from_scan_buffer_matches_a_fresh_read(tmp_path):
+    # Small batches (read from the bytes the offset scan already holds), batches of a few KB, and
+    # batches above a quarter of the scan chunk (the scan then reads headers only): every read
+    # must return exactly the bytes of a plain walk over the file, whichever way it was served.
+    seg = LogSegment.create(tmp_path, 0, index_interval_bytes=4096, segment_index_bytes=1 << 20)
+    sizes = [1] * 40 + [3000] * 10 + [20_000] * 4 + [1] * 10 + [70_000] * 2 + [1] * 5
+    offset = 0
+    for i, n in enumerate(sizes):
+        b = bytearray(build_batch([bytes([i % 251]) * n], base_timestamp=1000 + i))
+        set_base_offset(b, 0, offset)
+        _append(seg, [bytes(b)])
+        offset += 1
+    data = seg.log_path.read_bytes()
+    for start in range(0, offset + 1, 3):
+        for max_bytes in (1, 100, 5000, 70_000, 1 << 20):
+            for max_position in (None, len(data) // 2, len(data) - 1):
+                for min_one in (True, False):
+                    got = seg.read(start, max_bytes, max_position, min_one)
+                    want = _reference_read(seg, data, start, max_bytes, max_position, min_one)
+                    assert (None if got is None else bytes(got)) == want, (start, max_bytes, max_position, min_one)
+    seg.close()
+
+
+def test_segment_read_sees_appends_after_a_read(tmp_path):
+    # The bytes a read reuses come from this read's own scan: data appended later is seen.
+    seg = LogSegment.create(tmp_path, 0, index_interval_bytes=4096, segment_index_bytes=4096)
+    first = _batches(0, 1)[0]
+    _append(seg, [first])
+    assert bytes(seg.read(0, 1 << 20)) == first
+    second = _batches(2, 1)[0]
+    _append(seg, [second])
+    assert bytes(seg.read(0, 1 << 20)) == first + second
+    assert bytes(seg.read(2, 1 << 20)) == second
+    seg.close()

@@ -1,0 +1,71 @@
+"""The coordinator's timer scheduler: deadlines, cancellation, and timers extended in place."""
+
+from __future__ import annotations
+
+from kbroker.clock import ManualClock
+from kbroker.groups.timers import Scheduler
+
+
+def test_timer_runs_once_at_its_deadline() -> None:
+    clock = ManualClock()
+    s = Scheduler(clock)
+    ran: list[str] = []
+    s.call_later(100, lambda: ran.append("a"))
+    clock.advance(99)
+    assert s.run_due() == 0
+    clock.advance(1)
+    assert s.run_due() == 1
+    clock.advance(1000)
+    assert s.run_due() == 0
+    assert ran == ["a"]
+
+
+def test_extended_timer_waits_for_its_new_deadline_without_new_entries() -> None:
+    clock = ManualClock()
+    s = Scheduler(clock)
+    ran: list[int] = []
+    timer = s.call_later(100, lambda: ran.append(clock.time_ms()))
+    start = clock.time_ms()
+    for _ in range(50):  # a heartbeat every 10 ms: the deadline keeps moving
+        clock.advance(10)
+        assert s.extend(timer, 100)
+        assert s.run_due() == 0
+    assert len(s._heap) == 1  # extended in place, never pushed again while its entry waits
+    assert s.pending() == 1
+    clock.advance(99)
+    assert s.run_due() == 0
+    clock.advance(1)
+    assert s.run_due() == 1
+    assert ran == [start + 600]
+    assert not s.extend(timer, 100)  # it ran: the caller needs a new timer
+    assert s.pending() == 0
+
+
+def test_extend_refuses_an_earlier_deadline_and_a_cancelled_timer() -> None:
+    clock = ManualClock()
+    s = Scheduler(clock)
+    ran: list[str] = []
+    timer = s.call_later(1000, lambda: ran.append("x"))
+    assert not s.extend(timer, 500)  # earlier: the caller cancels and schedules anew
+    assert timer.deadline == clock.monotonic() + 1.0
+    timer.cancel()
+    assert not s.extend(timer, 2000)
+    clock.advance(5000)
+    assert s.run_due() == 0
+    assert ran == []
+
+
+def test_extended_timer_keeps_order_with_others() -> None:
+    clock = ManualClock()
+    s = Scheduler(clock)
+    ran: list[str] = []
+    a = s.call_later(100, lambda: ran.append("a"))
+    s.call_later(150, lambda: ran.append("b"))
+    assert s.extend(a, 200)
+    clock.advance(100)
+    assert s.run_due() == 0  # a's old entry came due: pushed again at 200
+    clock.advance(50)
+    assert s.run_due() == 1
+    clock.advance(50)
+    assert s.run_due() == 1
+    assert ran == ["b", "a"]

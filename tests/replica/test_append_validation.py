@@ -1,0 +1,71 @@
+"""The replica manager's produce append validates a client batch once: what each malformed
+batch is answered must not depend on which step (its own validation or the log's) finds it."""
+
+from __future__ import annotations
+
+import pytest
+
+from kbroker.codec.error_codes import ErrorCode
+from kbroker.common import TopicPartition
+from kbroker.log import LogConfig
+from kbroker.records.batch import COMPRESSION_GZIP
+from kbroker.records.builder import NewRecord, build_batch
+
+NOW = 1_700_000_000_000  # ManualClock's start
+TP = TopicPartition("t", 0)
+
+pytestmark = pytest.mark.anyio
+
+
+def _corrupt(batch: bytes) -> bytes:
+    out = bytearray(batch)
+    out[-1] ^= 0xFF  # the last record byte: covered by the CRC, the framing stays whole
+    return bytes(out)
+
+
+async def _append(cluster, records: bytes):  # type: ignore[no-untyped-def]
+    return (await cluster.rm.append_records({TP: records}, acks=-1))[TP]
+
+
+async def test_uncompressed_crc_mismatch_is_corrupt_message_and_writes_nothing(cluster) -> None:  # type: ignore[no-untyped-def]
+    plog = cluster.add("t")
+    r = await _append(cluster, _corrupt(build_batch([NewRecord(None, b"value", (), NOW)])))
+    assert r.error_code == ErrorCode.CORRUPT_MESSAGE
+    assert r.log_start_offset == -1
+    assert plog.log_end_offset == 0
+    ok = await _append(cluster, build_batch([NewRecord(None, b"value", (), NOW)]))
+    assert (ok.error_code, ok.base_offset) == (ErrorCode.NONE, 0)
+
+
+async def test_compressed_crc_mismatch_is_corrupt_message(cluster) -> None:  # type: ignore[no-untyped-def]
+    plog = cluster.add("t")
+    batch = build_batch([NewRecord(None, b"v" * 200, (), NOW)], compression=COMPRESSION_GZIP)
+    r = await _append(cluster, _corrupt(batch))
+    assert r.error_code == ErrorCode.CORRUPT_MESSAGE
+    assert plog.log_end_offset == 0
+
+
+async def test_timestamp_refusal_comes_before_the_crc_check_of_an_uncompressed_batch(cluster) -> None:  # type: ignore[no-untyped-def]
+    # As before the single validation: the timestamp rules run before the log checks the CRC.
+    cluster.add("t")
+    late = NOW + 10 * 24 * 3_600_000  # past message.timestamp.after.max.ms (one hour)
+    r = await _append(cluster, _corrupt(build_batch([NewRecord(None, b"value", (), late)])))
+    assert r.error_code == ErrorCode.INVALID_TIMESTAMP
+
+
+async def test_topic_that_recompresses_still_validates_its_rewritten_batches(cluster) -> None:  # type: ignore[no-untyped-def]
+    # compression.type names a codec: the log validates the rewritten bytes itself (no headers handed over).
+    plog = cluster.add("t", config=LogConfig(compression_type="gzip"))
+    ok = await _append(cluster, build_batch([NewRecord(None, b"value", (), NOW)]))
+    assert ok.error_code == ErrorCode.NONE and plog.log_end_offset == 1
+    compressed = build_batch([NewRecord(None, b"v" * 200, (), NOW)], compression=COMPRESSION_GZIP)
+    assert (await _append(cluster, _corrupt(compressed))).error_code == ErrorCode.CORRUPT_MESSAGE
+    assert plog.log_end_offset == 1
+
+
+async def test_many_batches_rule_and_oversized_batch(cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster.add("t", config=LogConfig(max_message_bytes=200))
+    two = build_batch([NewRecord(None, b"a", (), NOW)]) + build_batch([NewRecord(None, b"b", (), NOW)])
+    assert (await _append(cluster, two)).error_code == ErrorCode.INVALID_RECORD
+    big = build_batch([NewRecord(None, b"x" * 500, (), NOW)])
+    assert (await _append(cluster, big)).error_code == ErrorCode.MESSAGE_TOO_LARGE
