@@ -28,7 +28,15 @@ from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.log.errors import LogError
 from kbroker.log.producer_state import AppendOrigin
 from kbroker.metadata.topic_names import is_internal
-from kbroker.records.batch import HEADER_SIZE, BatchError, BatchHeader, peek_size
+from kbroker.records.batch import (
+    COMPRESSION_MASK,
+    HEADER_SIZE,
+    BatchError,
+    BatchHeader,
+    parse_header,
+    peek_size,
+    verify_uncompressed_crcs,
+)
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
 from kbroker.replica.notifier import PartitionNotifier
@@ -68,12 +76,15 @@ DELETE_TO_HIGH_WATERMARK = -1
 
 if TYPE_CHECKING:
     from kbroker.log import PartitionLog
+    from kbroker.log.config import LogConfig
     from kbroker.log.partition_log import LogPosition
     from kbroker.log.producer_state_entry import ProducerStateEntry
     from kbroker.metadata.model import PartitionInfo, TopicInfo
 
 log = logging.getLogger(__name__)
 _VALID_ACKS = (0, 1, -1)
+#: No batch this small holds OFFLOAD_CHECK_RECORDS records (each record takes 7 bytes at least).
+_OFFLOAD_MIN_BYTES = 4096
 
 __all__ = [
     "CONSUMER_REPLICA_ID", "READ_COMMITTED", "READ_UNCOMMITTED", "AppendResult", "FetchParams", "FetchResult",
@@ -253,7 +264,14 @@ class ReplicaManager:
         out: dict[TopicPartition, AppendResult] = {}
         for tp, records in entries.items():
             try:
-                out[tp] = self._append_partition(tp, records, acks=acks, internal=internal)
+                checked: _Checked | None = None
+                if not internal and records is not None and len(records) >= _OFFLOAD_MIN_BYTES:
+                    config = self._leader_log(tp)[1].config
+                    if _check_off_loop(records, config):
+                        # Decompressing and walking a large batch's records takes milliseconds of
+                        # Python: done in a worker thread, the loop serves other connections meanwhile.
+                        checked = await anyio.to_thread.run_sync(self._check_client_records, tp, records, config)
+                out[tp] = self._append_partition(tp, records, acks=acks, internal=internal, checked=checked)
             except PartitionError as e:
                 out[tp] = AppendResult(e.error_code, log_start_offset=self._failed_append_log_start(tp, e.error_code),
                                        error_message=e.message, record_errors=tuple(e.record_errors))
@@ -284,7 +302,9 @@ class ReplicaManager:
         return plog.log_start_offset
 
     def _append_partition(self, tp: TopicPartition, records: bytes | bytearray | memoryview | None, *,
-                          acks: int, internal: bool) -> AppendResult:
+                          acks: int, internal: bool, checked: _Checked | None = None) -> AppendResult:
+        """Append one partition's payload; ``checked`` is what :meth:`_check_client_records`
+        made of it already (off the loop), under the config it had then."""
         info, plog = self._leader_log(tp)
         config = plog.config
         if not internal and is_internal(tp.topic):
@@ -293,30 +313,50 @@ class ReplicaManager:
             raise PartitionError(ErrorCode.NOT_ENOUGH_REPLICAS,
                                  f"The size of the current ISR {info.isr} is insufficient to satisfy "
                                  f"the min.isr requirement of {config.min_insync_replicas}")
-        _check_single_batch(records)
-        assert records is not None
         # The headers a client's batches were validated with, so the log does not repeat the checks.
         headers: list[BatchHeader] | None = None
-        if not internal:
-            now = self._clock.time_ms()
-            before, after = config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms
-            compacted = config.compact
-            headers = validate_client_batches(
-                tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes, compacted=compacted,
-                # Only a compacted topic's keyless records need them (to answer as Kafka does).
-                timestamp_errors=(lambda batch, h: timestamp_errors(batch, h, now, before, after, config.log_append_time))
-                if compacted else None)
-            check_timestamps(records, now, before, after, log_append_time=config.log_append_time)
-        if config.compression_type != "producer":
-            # The only step a topic's compression.type adds; "producer" (the default) skips it,
-            # so the usual append path neither decompresses nor copies anything more.
-            records = recompress_for_topic(records, config, self._clock.time_ms() if config.log_append_time else None)
-            headers = None  # new bytes: the log validates them
+        if checked is not None:
+            records, headers = checked
+        elif internal:
+            _check_single_batch(records)
+            if config.compression_type != "producer":
+                records = recompress_for_topic(records, config,  # type: ignore[arg-type]
+                                               self._clock.time_ms() if config.log_append_time else None)
+        else:
+            records, headers = self._check_client_records(tp, records, config)
+        assert records is not None
         # Idle producer ids expire lazily here rather than from a timer task.
         plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
         result = plog.append(records, leader_epoch=info.leader_epoch, origin=_COORDINATOR if internal else _CLIENT,
                              headers=headers)
         return AppendResult(ErrorCode.NONE, result.base_offset, result.log_append_time_ms, result.log_start_offset)
+
+    def _check_client_records(self, tp: TopicPartition, records: bytes | bytearray | memoryview | None,
+                              config: LogConfig) -> _Checked:
+        """A client's payload validated as Kafka's LogValidator does, and recompressed when the
+        topic's ``compression.type`` says so: the bytes to append and, unless they are new, the
+        batch headers they were validated with. Touches no log: it may run in a worker thread."""
+        _check_single_batch(records)
+        assert records is not None
+        now = self._clock.time_ms()
+        before, after = config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms
+        compacted = config.compact
+        headers: list[BatchHeader] | None = validate_client_batches(
+            tp.topic, tp.partition, records, max_message_bytes=config.max_message_bytes, compacted=compacted,
+            # Only a compacted topic's keyless records need them (to answer as Kafka does).
+            timestamp_errors=(lambda batch, h: timestamp_errors(batch, h, now, before, after, config.log_append_time))
+            if compacted else None)
+        check_timestamps(records, now, before, after, log_append_time=config.log_append_time)
+        if config.compression_type != "producer":
+            # The only step a topic's compression.type adds; "producer" (the default) skips it,
+            # so the usual append path neither decompresses nor copies anything more. The CRC of
+            # an uncompressed batch is checked first: recompressing would write a fresh one over
+            # a corrupt batch (Kafka answers CORRUPT_MESSAGE).
+            assert headers is not None
+            verify_uncompressed_crcs(records, headers)
+            records = recompress_for_topic(records, config, now if config.log_append_time else None)
+            headers = None  # new bytes: the log validates them
+        return records, headers
 
     # -- fetch -----------------------------------------------------------------------------
     async def fetch(self, partitions: Sequence[tuple[TopicPartition, PartitionFetch]],
@@ -557,3 +597,28 @@ def _check_single_batch(records: bytes | bytearray | memoryview | None) -> None:
     if second is not None and second >= HEADER_SIZE and first + second <= len(records):
         raise PartitionError(ErrorCode.INVALID_RECORD,
                              "Produce requests are only allowed to contain exactly one record batch per partition")
+
+
+#: What :meth:`ReplicaManager._check_client_records` returns: the bytes to append and the batch
+#: headers they were validated with (None when they are new bytes the log validates).
+_Checked = tuple["bytes | bytearray | memoryview", "list[BatchHeader] | None"]
+
+#: A client batch of at least this many records whose records must be walked (see
+#: :func:`_check_off_loop`) is validated in a worker thread: about a microsecond per record in
+#: Python, so a few milliseconds the event loop would otherwise serve no one else.
+OFFLOAD_CHECK_RECORDS = 2000
+
+
+def _check_off_loop(records: bytes | bytearray | memoryview, config: LogConfig) -> bool:
+    """Whether to validate ``records`` in a worker thread: a batch of many records whose
+    validation walks each of them (rather than the batch header only): a compressed batch, a
+    compacted topic (keys), a lower timestamp bound, a topic's own compression. The header's
+    record count is the client's word: the walk checks it, and a batch claiming few records
+    is bounded by max.message.bytes and the decompression caps all the same."""
+    if len(records) < HEADER_SIZE:
+        return False
+    header = parse_header(records)
+    if header.record_count < OFFLOAD_CHECK_RECORDS:
+        return False
+    return bool(config.compact or config.compression_type != "producer"
+                or config.message_timestamp_before_max_ms is not None or header.attributes & COMPRESSION_MASK)

@@ -69,3 +69,81 @@ async def test_many_batches_rule_and_oversized_batch(cluster) -> None:  # type: 
     assert (await _append(cluster, two)).error_code == ErrorCode.INVALID_RECORD
     big = build_batch([NewRecord(None, b"x" * 500, (), NOW)])
     assert (await _append(cluster, big)).error_code == ErrorCode.MESSAGE_TOO_LARGE
+
+
+async def test_corrupt_uncompressed_batch_is_refused_by_a_topic_that_recompresses(cluster) -> None:  # type: ignore[no-untyped-def]
+    # Recompressing would write a fresh CRC over the corrupt records; Kafka answers CORRUPT_MESSAGE.
+    plog = cluster.add("t", config=LogConfig(compression_type="gzip"))
+    r = await _append(cluster, _corrupt(build_batch([NewRecord(None, b"value", (), NOW)])))
+    assert r.error_code == ErrorCode.CORRUPT_MESSAGE
+    assert plog.log_end_offset == 0
+
+
+def _large(compression: int = 0, *, keyed: bool = True, corrupt_at: int | None = None) -> bytes:
+    """A batch of more records than OFFLOAD_CHECK_RECORDS: 3,000 of 100 bytes."""
+    from kbroker.replica.manager import OFFLOAD_CHECK_RECORDS
+
+    records = [NewRecord(str(i).encode() if keyed or i != corrupt_at else None, bytes(100), (), NOW)
+               for i in range(3000)]
+    assert len(records) > OFFLOAD_CHECK_RECORDS
+    return build_batch(records, compression=compression)
+
+
+@pytest.fixture
+def checks_in(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads client payloads are validated in."""
+    import threading
+
+    from kbroker.replica import manager
+
+    seen: list[str] = []
+    inner = manager.validate_client_batches
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(threading.current_thread().name)
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "validate_client_batches", recording)
+    return seen
+
+
+@pytest.mark.parametrize("config, compression", [
+    (LogConfig(), COMPRESSION_GZIP), (LogConfig(cleanup_policy="compact"), 0), (LogConfig(compression_type="gzip"), 0),
+])
+async def test_a_large_batch_whose_records_are_walked_is_checked_off_the_event_loop(
+        cluster, checks_in: list[str], config: LogConfig, compression: int) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    plog = cluster.add("t", config=config)
+    r = await _append(cluster, _large(compression))
+    assert (r.error_code, r.base_offset) == (ErrorCode.NONE, 0)
+    assert plog.log_end_offset == 3000
+    assert checks_in and checks_in[0] != threading.current_thread().name
+    # A batch of few records is checked on the loop: a thread would cost more than the walk.
+    checks_in.clear()
+    small = build_batch([NewRecord(b"k", b"v", (), NOW)], compression=compression)
+    assert (await _append(cluster, small)).error_code == ErrorCode.NONE
+    assert checks_in == [threading.current_thread().name]
+
+
+async def test_a_large_plain_batch_is_checked_on_the_loop(cluster, checks_in: list[str]) -> None:  # type: ignore[no-untyped-def]
+    # Its records are not walked: the headers are all there is to check, a thread would only cost.
+    import threading
+
+    cluster.add("t")
+    r = await _append(cluster, _large())
+    assert r.error_code == ErrorCode.NONE
+    assert checks_in == [threading.current_thread().name]
+
+
+async def test_a_large_batch_checked_off_the_loop_is_refused_as_inline(cluster, checks_in: list[str]) -> None:  # type: ignore[no-untyped-def]
+    # A keyless record on a compacted topic: INVALID_RECORD naming it, nothing written.
+    plog = cluster.add("t", config=LogConfig(cleanup_policy="compact"))
+    r = await _append(cluster, _large(keyed=False, corrupt_at=1234))
+    assert r.error_code == ErrorCode.INVALID_RECORD
+    assert [e[0] for e in r.record_errors] == [1234]
+    assert plog.log_end_offset == 0
+    # and a corrupt one: CORRUPT_MESSAGE
+    r = await _append(cluster, _corrupt(_large()))
+    assert r.error_code == ErrorCode.CORRUPT_MESSAGE
+    assert plog.log_end_offset == 0
