@@ -123,20 +123,25 @@ def array_count(n: int, nullable: bool, pos: int, end: int) -> int:
     return n
 
 
-def encode_string(value: Any, nullable: bool, compact: bool, truncate: bool, append: Callable[[Any], Any]) -> None:
-    """Append a string's length and data (the reference's KString)."""
-    if value is None:
-        if not nullable:
-            raise ValueError("null given for a non-nullable string")
-        append(b"\x00" if compact else b"\xff\xff")
-        return
-    data = value.encode("utf-8")
-    if len(data) > MAX_STRING:
-        if not truncate:
-            raise ValueError("string longer than 32767 bytes")
-        data = data[:MAX_STRING].decode("utf-8", "ignore").encode("utf-8")
-    append(uvarint(len(data) + 1) if compact else _I16.pack(len(data)))
-    append(data)
+def cut_string(data: bytes, truncate: bool) -> bytes:
+    """A string's UTF-8 over the limit: cut at a character boundary (``truncate``: messages
+    for people) or refused."""
+    if not truncate:
+        raise ValueError("string longer than 32767 bytes")
+    return data[:MAX_STRING].decode("utf-8", "ignore").encode("utf-8")
+
+
+def make_uuid(value: int) -> uuid.UUID:
+    """A :class:`uuid.UUID` of a 128-bit int, in the state ``UUID(bytes=...)`` leaves it,
+    without that constructor's argument checks (the int comes from 16 bytes)."""
+    u = _new_uuid(uuid.UUID)
+    _set(u, "int", value)
+    _set(u, "is_safe", uuid.SafeUUID.unknown)
+    return u
+
+
+_new_uuid = object.__new__
+_set = object.__setattr__
 
 
 def encode_uuid(value: Any) -> bytes:
@@ -170,7 +175,8 @@ class _Gen:
         self.ns: dict[str, Any] = {
             "Container": Container, "Truncated": Truncated, "Invalid": Invalid, "UUID": uuid.UUID,
             "read_uvarint": read_uvarint, "uvarint": uvarint, "read_string": read_string,
-            "read_bytes": read_bytes, "array_count": array_count, "encode_string": encode_string,
+            "read_bytes": read_bytes, "array_count": array_count, "cut_string": cut_string,
+            "make_uuid": make_uuid, "int_from_bytes": int.from_bytes,
             "encode_uuid": encode_uuid, "ONE": _ONE_BYTE, "I16": _I16, "I32": _I32,
             "unpack_from": struct.unpack_from, "pack": struct.pack,
         }
@@ -243,6 +249,7 @@ class _Gen:
         plain, tagged = self.split(fields)
         body: list[str] = []
         out: list[tuple[str, str]] = []  # (attr, local)
+        count: str | None = None
         i = 0
         while i < len(plain):
             # A run of fixed-width fields, with the length prefix of the next field if any.
@@ -261,6 +268,11 @@ class _Gen:
                 fmt += pre
                 n_local = self.tmp()
                 names.append(n_local)
+            elif j == len(plain) and self.flexible:
+                # The last run also reads the first byte of the tagged-field count.
+                fmt += "B"
+                count = self.tmp()
+                names.append(count)
             if fmt:
                 size = struct.calcsize(">" + fmt)
                 s = self.struct_const(fmt)
@@ -276,7 +288,7 @@ class _Gen:
                 j += 1
             i = j
         if self.flexible:
-            body.extend(self.decode_tagged(tagged, out))
+            body.extend(self.decode_tagged(tagged, out, count))
         items = ", ".join(f"{attr}={local}" for attr, local in out)
         lines = [f"def {name}(buf, pos, end):", *("    " + b for b in body),
                  f"    return Container({items}), pos", ""]
@@ -307,7 +319,7 @@ class _Gen:
         if f.is_array:
             n = self.tmp()
             lines = self.read_len(f, n, end, known)
-            lines.append(f"{n} = array_count({n}, {nullable}, pos, {end})")
+            lines.append(f"if {n} < 0 or {n} > {end} - pos: {n} = array_count({n}, {nullable}, pos, {end})")
             lines.append(f"if {n} < 0: {target} = None")
             lines.append("else:")
             if f.is_struct:
@@ -351,20 +363,31 @@ class _Gen:
         if t == "uuid":
             return ["nxt = pos + 16",
                     f"if nxt > {end}: raise Truncated('frame ended early')",
-                    f"{target} = UUID(bytes=buf[pos:nxt])",
+                    f"{target} = make_uuid(int_from_bytes(buf[pos:nxt], 'big'))",
                     "pos = nxt"]
         if t in ("string", "bytes", "records"):
             n = self.tmp()
             lines = self.read_len(f, n, end, known)
-            reader = "read_string" if t == "string" else "read_bytes"
-            lines.append(f"{target}, pos = {reader}(buf, pos, {end}, {n}, {nullable})")
+            if t == "string":
+                lines += [f"nxt = pos + {n}",
+                          f"if {n} < 0 or {n} > {MAX_STRING} or nxt > {end}:",
+                          f"    {target}, pos = read_string(buf, pos, {end}, {n}, {nullable})",
+                          "else:",
+                          f"    try: {target} = buf[pos:nxt].decode('utf-8')",
+                          "    except UnicodeDecodeError as err: raise Invalid(f'string is not UTF-8: {err}') from None",
+                          "    pos = nxt"]
+            else:
+                lines += [f"nxt = pos + {n}",
+                          f"if {n} < 0 or nxt > {end}: {target}, pos = read_bytes(buf, pos, {end}, {n}, {nullable})",
+                          f"else: {target} = buf[pos:nxt]; pos = nxt"]
             return lines
         raise ValueError(f"unknown field type {t!r}")
 
-    def decode_tagged(self, tagged: list[tuple[FieldSpec, Any]], out: list[tuple[str, str]]) -> list[str]:
+    def decode_tagged(self, tagged: list[tuple[FieldSpec, Any]], out: list[tuple[str, str]],
+                      count: str | None) -> list[str]:
         """Lines that read a tagged-field section: known tags into their locals (defaults
         when absent), unknown ones skipped; tags in increasing order, each field's data
-        used exactly."""
+        used exactly. ``count``: a local holding the section's first byte, already read."""
         lines: list[str] = []
         locals_: list[tuple[FieldSpec, str]] = []
         for f, d in tagged:
@@ -372,11 +395,15 @@ class _Gen:
             locals_.append((f, local))
             out.append((f.attr, local))
             lines.append(f"{local} = []" if f.is_array and d == [] else f"{local} = {self.const(d, 'D')}")
-        k = self.tmp()
-        lines += ["if pos >= end: raise Truncated('frame ended early')",
-                  f"{k} = buf[pos]",
-                  f"if {k} < 0x80: pos += 1",
-                  f"else: {k}, pos = read_uvarint(buf, pos, end)"]
+        if count is not None:
+            k = count
+            lines.append(f"if {k} >= 0x80: {k}, pos = read_uvarint(buf, pos - 1, end)")
+        else:
+            k = self.tmp()
+            lines += ["if pos >= end: raise Truncated('frame ended early')",
+                      f"{k} = buf[pos]",
+                      f"if {k} < 0x80: pos += 1",
+                      f"else: {k}, pos = read_uvarint(buf, pos, end)"]
         lines.append(f"if {k}:")
         body = ["last = -1",
                 f"for _ in range({k}):",
@@ -410,6 +437,7 @@ class _Gen:
         self.count += 1
         plain, tagged = self.split(fields)
         body: list[str] = ["g = o.get"]
+        padded = False
         i = 0
         while i < len(plain):
             fmt = ""
@@ -420,6 +448,9 @@ class _Gen:
                 fmt += c
                 vals.append(f"g({f.attr!r}, {self.default_expr(d)})")
                 j += 1
+            if fmt and j == len(plain) and self.flexible and not tagged:
+                fmt += "x"  # a zero byte: the empty tagged-field section
+                padded = True
             if fmt:
                 body.append(f"ap({self.struct_const(fmt)}.pack({', '.join(vals)}))")
             if j < len(plain):
@@ -429,7 +460,7 @@ class _Gen:
                 body.extend(self.encode_field(f, v, "ap"))
                 j += 1
             i = j
-        if self.flexible:
+        if self.flexible and not padded:
             body.extend(self.encode_tagged(tagged))
         self.lines.extend([f"def {name}(o, ap):", *("    " + b for b in body), ""])
         return name
@@ -464,7 +495,7 @@ class _Gen:
     def encode_present(self, f: FieldSpec, v: str, ap: str, compact: bool) -> list[str]:
         """Lines for a value known not to be None where a null is handled by the caller."""
         if f.is_array:
-            lines = [f"{ap}(uvarint(len({v}) + 1))" if compact else f"{ap}(I32.pack(len({v})))"]
+            lines = self.encode_len(v, ap, compact, "I32")
             if f.is_struct:
                 sub = self.encoder(f.fields or ())
                 x = self.tmp()
@@ -492,10 +523,27 @@ class _Gen:
             return [f"{ap}(encode_uuid({v}))"]
         if t == "string":
             truncate = f.attr.endswith("error_message")
-            return [f"encode_string({v}, {self.version in f.nullable}, {compact}, {truncate}, {ap})"]
+            if self.version in f.nullable:
+                null = "b'\\x00'" if compact else "b'\\xff\\xff'"
+                lines = [f"if {v} is None: {ap}({null})", "else:"]
+            else:
+                lines = [f"if {v} is None: raise ValueError('null given for a non-nullable string')", "else:"]
+            d = self.tmp()
+            inner = [f"{d} = {v}.encode('utf-8')",
+                     f"if len({d}) > {MAX_STRING}: {d} = cut_string({d}, {truncate})",
+                     *self.encode_len(d, ap, compact, "I16"),
+                     f"{ap}({d})"]
+            return lines + ["    " + ln for ln in inner]
         if t in ("bytes", "records"):
-            return [f"{ap}(uvarint(len({v}) + 1))" if compact else f"{ap}(I32.pack(len({v})))", f"{ap}({v})"]
+            return [*self.encode_len(v, ap, compact, "I32"), f"{ap}({v})"]
         raise ValueError(f"unknown field type {t!r}")
+
+    def encode_len(self, v: str, ap: str, compact: bool, fixed: str) -> list[str]:
+        """Lines that append the length of ``v``: a uvarint of length + 1, or int16/int32."""
+        if not compact:
+            return [f"{ap}({fixed}.pack(len({v})))"]
+        n = self.tmp()
+        return [f"{n} = len({v}) + 1", f"{ap}(ONE[{n}] if {n} < 128 else uvarint({n}))"]
 
     def encode_tagged(self, tagged: list[tuple[FieldSpec, Any]]) -> list[str]:
         """Lines that write the tagged-field section: only fields that differ from their
