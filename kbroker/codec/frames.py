@@ -182,11 +182,15 @@ def _framed(parts: list[Any]) -> bytes:
 def _framed_parts(parts: list[Any]) -> list[Any]:
     """The frame as a few buffers: runs of small pieces joined, pieces of ``LARGE_PART``
     bytes or more (record data) kept as they are, uncopied, for a vectored write."""
-    parts[0] = _SIZE.pack(sum(map(len, parts)))
+    sizes = list(map(len, parts))
+    parts[0] = _SIZE.pack(sum(sizes))
+    if max(sizes) < LARGE_PART:
+        return [b"".join(parts)]
     out: list[Any] = []
     start = 0
-    for i, part in enumerate(parts):
-        if len(part) >= LARGE_PART:
+    for i, size in enumerate(sizes):
+        if size >= LARGE_PART:
+            part = parts[i]
             if i > start:
                 out.append(b"".join(parts[start:i]))
             out.append(part)
