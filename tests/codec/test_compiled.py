@@ -411,3 +411,18 @@ def test_string_and_bytes_lengths_at_the_limits_alike() -> None:
         check_decode(sasl, 0, prefix + b"abc")
     for prefix in (b"\x00", b"\x01", b"\xff\xff\xff\xff\x0f", b"\x04"):
         check_decode(sasl, 2, prefix + b"abc\x00")
+
+
+def test_nullable_struct_markers_alike() -> None:
+    """A nullable struct's int8 marker: -1 is null, any other byte a present struct."""
+    spec = all_messages()["DescribeTopicPartitionsRequest"]  # ..., Cursor: nullable struct
+    stem = b"\x01" + (100).to_bytes(4, "big")
+    cursor = b"\x02a" + (3).to_bytes(4, "big") + b"\x00"
+    for marker in (b"\xff", b"\x00", b"\x01", b"\x7f", b"\x80", b"\xfe"):
+        for rest in (cursor, b"", cursor[:3]):
+            for tail in (b"\x00", b""):
+                check_decode(spec, 0, stem + marker + rest + tail)
+    assert check_decode(spec, 0, stem + b"\xff\x00")[1].cursor is None
+    assert check_decode(spec, 0, stem + b"\x00" + cursor + b"\x00")[1].cursor.partition_index == 3
+    for value in (None, {}, {"topic_name": "t", "partition_index": 2}, {"topic_name": None}, []):
+        check_encode(spec, 0, {"topics": [], "response_partition_limit": 5, "cursor": value})
