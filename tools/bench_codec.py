@@ -110,10 +110,10 @@ def small_cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
     batch = os.urandom(100 + 61)  # one record of 100 B in its batch
     cases: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = []
 
-    def request(name: str, version: int, body: dict[str, Any]) -> None:
+    def request(name: str, version: int, body: dict[str, Any], label: str = "") -> None:
         api = api_by_name(name)
         frame = encode_request(api.key, version, 7, body, client_id="bench-client")[4:]
-        cases.append((f"{name} v{version} request decode",
+        cases.append((f"{name} v{version} request decode{label}",
                       lambda: ref.decode_request(frame), lambda: decode_request(frame)))
 
     def response(name: str, version: int, body: dict[str, Any], label: str = "") -> None:
@@ -137,13 +137,14 @@ def small_cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
                      {"partition": i, "current_leader_epoch": 0, "fetch_offset": 100, "log_start_offset": -1,
                       "partition_max_bytes": 1048576} for i in range(n)]}],
                  "forgotten_topics_data": [], "rack_id": ""}
-        request("Fetch", 12, fetch)
+        plural = f" ({n} partition{'s' if n > 1 else ''})"
+        request("Fetch", 12, fetch, plural)
         fetched = {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": [
             {"topic": "bench-topic", "partitions": [
                 {"partition_index": i, "error_code": 0, "high_watermark": 1000, "last_stable_offset": 1000,
                  "log_start_offset": 0, "aborted_transactions": None, "preferred_read_replica": -1,
                  "records": batch} for i in range(n)]}]}
-        response("Fetch", 12, fetched, f" ({n} partition{'s' if n > 1 else ''})")
+        response("Fetch", 12, fetched, plural)
     request("Metadata", 12, {"topics": [{"name": "bench-topic", "topic_id": _topic_id(0)}],
                              "allow_auto_topic_creation": False, "include_topic_authorized_operations": False})
     metadata = {"throttle_time_ms": 0, "brokers": [{"node_id": 1, "host": "127.0.0.1", "port": 9092, "rack": None}],
