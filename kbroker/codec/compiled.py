@@ -56,8 +56,8 @@ class Invalid(Exception):
 
 
 def read_uvarint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    """An unsigned varint at ``pos`` (first byte known to be >= 0x80 or not yet read):
-    at most 5 bytes, as Kafka's readUnsignedVarint, wrapped to 32 bits."""
+    """The unsigned varint starting at ``pos``: at most 5 bytes, as Kafka's readUnsignedVarint,
+    wrapped to 32 bits (generated code reads one-byte varints inline and calls this for longer ones)."""
     result = 0
     shift = 0
     for _ in range(5):
@@ -159,7 +159,7 @@ class Codec:
     version: int
     decode: Decoder
     encode: Encoder
-    source: str
+    source: str  # the generated Python, for reading and debugging
 
 
 # ---------------------------------------------------------------- code generation
@@ -173,7 +173,7 @@ class _Gen:
         self.version = version
         self.flexible = flexible
         self.ns: dict[str, Any] = {
-            "Container": Container, "Truncated": Truncated, "Invalid": Invalid, "UUID": uuid.UUID,
+            "Container": Container, "Truncated": Truncated, "Invalid": Invalid,
             "read_uvarint": read_uvarint, "uvarint": uvarint, "read_string": read_string,
             "read_bytes": read_bytes, "array_count": array_count, "cut_string": cut_string,
             "make_uuid": make_uuid, "int_from_bytes": int.from_bytes,
@@ -191,6 +191,7 @@ class _Gen:
         return name
 
     def struct_const(self, fmt: str) -> str:
+        """The name of a precompiled big-endian ``struct.Struct`` of ``fmt``."""
         key = ("S", fmt)
         name = self.consts.get(key)
         if name is None:
@@ -199,6 +200,7 @@ class _Gen:
         return name
 
     def tmp(self) -> str:
+        """A fresh local variable name."""
         self.count += 1
         return f"t{self.count}"
 
@@ -222,6 +224,8 @@ class _Gen:
         return plain, [(f, d) for _, f, d in tagged]
 
     def compact(self, f: FieldSpec) -> bool:
+        """Whether ``f`` uses compact (uvarint) lengths: the message's flexibility, unless the
+        field says otherwise (a header's client id is never compact)."""
         return self.flexible if f.flexible is None else self.version in f.flexible
 
     def fixed(self, f: FieldSpec) -> str | None:
@@ -431,7 +435,7 @@ class _Gen:
 
     # -------------------------------------------------------- encoders
 
-    def encoder(self, fields: tuple[FieldSpec, ...], nullable: bool = False) -> str:
+    def encoder(self, fields: tuple[FieldSpec, ...]) -> str:
         """Emit the encode function of a struct; return its name."""
         name = f"e{self.count}"
         self.count += 1
