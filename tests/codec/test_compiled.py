@@ -426,3 +426,32 @@ def test_nullable_struct_markers_alike() -> None:
     assert check_decode(spec, 0, stem + b"\x00" + cursor + b"\x00")[1].cursor.partition_index == 3
     for value in (None, {}, {"topic_name": "t", "partition_index": 2}, {"topic_name": None}, []):
         check_encode(spec, 0, {"topics": [], "response_partition_limit": 5, "cursor": value})
+
+
+def _max_strings(x: Any, fields: tuple[FieldSpec, ...], version: int) -> Any:
+    """``x`` with every string at the longest length Kafka allows (multi-byte characters)."""
+    out = Container(x)
+    for f in fields:
+        if version not in f.versions or f.attr not in x or x[f.attr] is None:
+            continue
+        v = x[f.attr]
+        if f.is_struct:
+            out[f.attr] = [_max_strings(e, f.fields or (), version) for e in v] if f.is_array \
+                else _max_strings(v, f.fields or (), version)
+        elif f.element_type == "string":
+            longest = "é" * (0x7FFF // 2) + "x"
+            out[f.attr] = [longest for _ in v] if f.is_array else longest
+    return out
+
+
+@pytest.mark.parametrize(("name", "version"), MESSAGES, ids=_ids(MESSAGES))
+def test_longest_strings_alike(name: str, version: int) -> None:
+    spec = all_messages()[name]
+    rnd = random.Random(f"longest-{name}-{version}")
+    x = _max_strings(container(Gen("full", 0).message(spec, version)), spec.fields, version)
+    a = check_encode(spec, version, x)
+    assert a[0] == "ok"
+    data = a[1]
+    assert check_decode(spec, version, data)[2] == len(data)
+    for n in sorted(rnd.sample(range(len(data)), min(40, len(data)))):
+        assert check_decode(spec, version, data[:n])[0] != "ok"
