@@ -42,6 +42,9 @@ _ONE_BYTE = tuple(bytes((i,)) for i in range(128))
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _NONE = VersionRange(1, 0)
+#: Arrays of fixed-width elements shorter than this use a precompiled struct per length.
+_SMALL_ARRAY = 64
+_ARRAYS = {c: tuple(struct.Struct(f">{n}{c}") for n in range(_SMALL_ARRAY)) for c in _FMT.values()}
 
 Decoder = Callable[[bytes, int, int], tuple[Any, int]]
 Encoder = Callable[[Any, Callable[[Any], Any]], None]
@@ -178,7 +181,7 @@ class _Gen:
             "read_bytes": read_bytes, "array_count": array_count, "cut_string": cut_string,
             "make_uuid": make_uuid, "int_from_bytes": int.from_bytes,
             "encode_uuid": encode_uuid, "ONE": _ONE_BYTE, "I16": _I16, "I32": _I32,
-            "unpack_from": struct.unpack_from, "pack": struct.pack,
+            "Struct": struct.Struct,
         }
         self.lines: list[str] = []
         self.count = 0
@@ -196,6 +199,15 @@ class _Gen:
         name = self.consts.get(key)
         if name is None:
             name = self.const(struct.Struct(">" + fmt), "S")
+            self.consts[key] = name
+        return name
+
+    def array_structs(self, c: str) -> str:
+        """The name of a tuple of precompiled structs of 0, 1, 2... elements of format ``c``."""
+        key = ("A", c)
+        name = self.consts.get(key)
+        if name is None:
+            name = self.const(_ARRAYS[c], "A")
             self.consts[key] = name
         return name
 
@@ -339,7 +351,9 @@ class _Gen:
                 size = _SIZE[c]
                 lines.append(f"    nxt = pos + {size} * {n}")
                 lines.append(f"    if nxt > {end}: raise Truncated('frame ended early')")
-                lines.append(f"    {target} = list(unpack_from('>%d{c}' % {n}, buf, pos))")
+                arr = self.array_structs(c)
+                lines.append(f"    {target} = list(({arr}[{n}] if {n} < {_SMALL_ARRAY} else Struct('>%d{c}' % {n}))"
+                             ".unpack_from(buf, pos))")
                 lines.append("    pos = nxt")
                 return lines
             elem = _element(f)
@@ -507,7 +521,10 @@ class _Gen:
                 return lines
             c = _FMT.get(f.element_type)
             if c is not None:
-                lines.append(f"{ap}(pack('>%d{c}' % len({v}), *{v}))")
+                arr = self.array_structs(c)
+                n = self.tmp()
+                lines.append(f"{n} = len({v})")
+                lines.append(f"{ap}(({arr}[{n}] if {n} < {_SMALL_ARRAY} else Struct('>%d{c}' % {n})).pack(*{v}))")
                 return lines
             elem = _element(f)
             x = self.tmp()

@@ -455,3 +455,32 @@ def test_longest_strings_alike(name: str, version: int) -> None:
     assert check_decode(spec, version, data)[2] == len(data)
     for n in sorted(rnd.sample(range(len(data)), min(40, len(data)))):
         assert check_decode(spec, version, data[:n])[0] != "ok"
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 63, 64, 65, 1000])
+def test_scalar_arrays_of_any_length_alike(n: int) -> None:
+    """Arrays of fixed-width elements, short (a struct per length) and long, both ways."""
+    for name, version in (("MetadataResponse", 12), ("MetadataResponse", 1), ("AddPartitionsToTxnRequest", 3),
+                          ("ListOffsetsResponse", 0), ("GetTelemetrySubscriptionsResponse", 0)):
+        spec = all_messages()[name]
+        x = Gen("full", n).message(spec, version)
+
+        def fill(v: Any, fields: tuple[FieldSpec, ...]) -> Any:
+            for f in fields:
+                if f.attr not in v or v[f.attr] is None:
+                    continue
+                if f.is_struct:
+                    for e in (v[f.attr] if f.is_array else [v[f.attr]]):
+                        fill(e, f.fields or ())
+                elif f.is_array and f.element_type in ("int8", "int16", "int32", "int64"):
+                    v[f.attr] = [(i * 37) % 100 - 50 for i in range(n)]
+            return v
+
+        x = fill(x, spec.fields)
+        a = check_encode(spec, version, x)
+        assert a[0] == "ok"
+        data = a[1]
+        decoded = check_decode(spec, version, data)
+        assert decoded[2] == len(data) and plain(decoded[1]) == x
+        for cut in {0, len(data) // 3, len(data) // 2, len(data) - 1}:
+            assert check_decode(spec, version, data[:cut])[0] != "ok"
