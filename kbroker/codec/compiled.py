@@ -576,7 +576,12 @@ class _Gen:
             v = self.tmp()
             dn = self.const(d, "D")
             lines.append(f"{v} = g({f.attr!r}, {dn})")
-            lines.append(f"if not ({v} == {dn}):")
+            if d == d:
+                # ``is`` first: the default itself (a key left out) needs no comparison, and
+                # a default that equals itself is what the reference's ``value == default`` finds.
+                lines.append(f"if {v} is not {dn} and not ({v} == {dn}):")
+            else:
+                lines.append(f"if not ({v} == {dn}):")
             sub = self.tmp()
             inner = [f"{sub} = []"]
             inner.extend(self.encode_field(f, v, f"{sub}.append"))
