@@ -1,4 +1,7 @@
-"""The Kafka wire codec: schemas as data, built into ``construct`` structs; sans-I/O."""
+"""The Kafka wire codec, sans-I/O: schemas as data (:mod:`kbroker.codec.schema`), compiled into
+a decode and an encode function per message and version (:mod:`kbroker.codec.compiled`); the
+``construct`` structs built from the same schemas (:mod:`kbroker.codec.structs`,
+:mod:`kbroker.codec.reference`) are the reference those functions are tested against."""
 
 from kbroker.codec.apis import Api, api_by_name, api_table
 from kbroker.codec.errors import (

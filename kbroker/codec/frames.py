@@ -6,14 +6,14 @@ the message without its 4-byte size prefix unless a name says ``framed``.
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
-from construct import ConstructError, Container
+from construct import Container
 
 from kbroker.codec.apis import Api, api_table
+from kbroker.codec.compiled import Decoder, Encoder, Invalid, Truncated, codec_for
 from kbroker.codec.errors import (
     CodecError,
     EncodeError,
@@ -22,16 +22,13 @@ from kbroker.codec.errors import (
     UnknownApiKey,
     UnsupportedVersion,
 )
-from kbroker.codec.primitives import ValueError_
 from kbroker.codec.schema import load_message
-from kbroker.codec.structs import KStruct, build_struct, message_struct
 
 _PREFIX = struct.Struct(">hhi")
 #: Pieces of a response at least this large (record data) are sent as they are; smaller
 #: ones are joined: a copy is cheaper than another buffer in the write below this size.
 LARGE_PART = 16 * 1024
 _SIZE = struct.Struct(">i")
-_CTX = Container()
 
 
 @dataclass(frozen=True)
@@ -65,25 +62,53 @@ class Request:
         return self.header.correlation_id
 
 
-_header_structs: dict[tuple[str, int], KStruct] = {}
+def _decoders(api: Api, kind: str, version: int) -> tuple[Decoder, Decoder, str]:
+    """The compiled header and body decoders of one API's requests or responses at ``version``."""
+    key = (api.key, kind, version)
+    entry = _decoder_table.get(key)
+    if entry is None:
+        if kind == "request":
+            header = codec_for(load_message("RequestHeader"), api.request_header_version(version))
+            body = codec_for(api.request, version)
+            what = f"{api.name}Request v{version}"
+        else:
+            header = codec_for(load_message("ResponseHeader"), api.response_header_version(version))
+            body = codec_for(api.response, version)
+            what = f"{api.name}Response v{version}"
+        entry = _decoder_table[key] = (header.decode, body.decode, what)
+    return entry
 
 
-def _header_struct(kind: str, version: int) -> KStruct:
-    key = (kind, version)
-    s = _header_structs.get(key)
-    if s is None:
-        spec = load_message(kind)
-        s = build_struct(spec.fields, version, version in spec.flexible)
-        _header_structs[key] = s
-    return s
+def _encoders(api: Api, kind: str, version: int) -> tuple[Encoder, Encoder, str]:
+    """The compiled header and body encoders of one API's requests or responses at ``version``."""
+    key = (api.key, kind, version)
+    entry = _encoder_table.get(key)
+    if entry is None:
+        if kind == "request":
+            header = codec_for(load_message("RequestHeader"), api.request_header_version(version))
+            body = codec_for(api.request, version)
+            what = f"{api.name}Request v{version}"
+        else:
+            header = codec_for(load_message("ResponseHeader"), api.response_header_version(version))
+            body = codec_for(api.response, version)
+            what = f"{api.name}Response v{version}"
+        entry = _encoder_table[key] = (header.encode, body.encode, what)
+    return entry
 
 
-def _parse(con: KStruct, stream: io.BytesIO, what: str, **ids: Any) -> Any:
+_decoder_table: dict[tuple[int, str, int], tuple[Decoder, Decoder, str]] = {}
+_encoder_table: dict[tuple[int, str, int], tuple[Encoder, Encoder, str]] = {}
+#: Per request (API key, version): the API, its header and body decoders, the body's name.
+_request_table: dict[tuple[int, int], tuple[Api, Decoder, Decoder, str]] = {}
+
+
+def _parse(dec: Decoder, buf: bytes, pos: int, end: int, what: str, **ids: Any) -> tuple[Any, int]:
+    """Run a compiled decoder, its failures turned into the codec's errors."""
     try:
-        return con._parse(stream, _CTX, what)
-    except ValueError_ as e:
+        return dec(buf, pos, end)
+    except Invalid as e:
         raise InvalidFrame(f"{what}: {e}", **ids) from e
-    except ConstructError as e:
+    except Truncated as e:
         raise TruncatedFrame(f"{what}: frame ended early", **ids) from e
     except (ValueError, OverflowError, MemoryError) as e:
         raise InvalidFrame(f"{what}: {e}", **ids) from e
@@ -97,145 +122,167 @@ def peek_request_header(frame: bytes | bytearray | memoryview) -> tuple[int, int
     return key, version, correlation_id
 
 
-def decode_request(frame: bytes | bytearray | memoryview) -> Request:
-    """Decode a request frame (without its size prefix).
-
-    Raises a :class:`CodecError` subclass carrying whatever ids were readable.
-    """
-    key, version, correlation_id = peek_request_header(frame)
+def _request_entry(key: int, version: int, correlation_id: int) -> tuple[Api, Decoder, Decoder, str]:
     ids = {"api_key": key, "api_version": version, "correlation_id": correlation_id}
     api = api_table().get(key)
     if api is None:
         raise UnknownApiKey(f"unknown API key {key}", **ids)
     if version not in api.versions:
         raise UnsupportedVersion(f"{api.name} v{version} is not supported ({api.versions})", **ids)
-    stream = io.BytesIO(frame)
-    h = _parse(_header_struct("RequestHeader", api.request_header_version(version)), stream,
-               "request header", **ids)
-    body = _parse(message_struct(api.request, version), stream, f"{api.name}Request v{version}", **ids)
+    header, body, what = _decoders(api, "request", version)
+    entry = _request_table[(key, version)] = (api, header, body, what)
+    return entry
+
+
+def decode_request(frame: bytes | bytearray | memoryview) -> Request:
+    """Decode a request frame (without its size prefix).
+
+    Raises a :class:`CodecError` subclass carrying whatever ids were readable.
+    """
+    if len(frame) < 8:
+        raise TruncatedFrame("request frame shorter than its header")
+    key, version, correlation_id = _PREFIX.unpack_from(frame)
+    entry = _request_table.get((key, version))
+    if entry is None:
+        entry = _request_entry(key, version, correlation_id)
+    api, header, body, what = entry
+    if type(frame) is not bytes:
+        frame = bytes(frame)  # decoded bytes values are ``bytes``, as the reference reads them
+    end = len(frame)
+    try:
+        h, pos = header(frame, 0, end)
+    except Exception as e:
+        _raise_decode_error(e, "request header", key, version, correlation_id)
+    try:
+        obj, pos = body(frame, pos, end)
+    except Exception as e:
+        _raise_decode_error(e, what, key, version, correlation_id)
     # Bytes after the body are ignored, as Kafka does: some clients (librdkafka's
     # Metadata v13) send fields of other versions that Kafka never reads.
-    return Request(RequestHeader(key, version, correlation_id, h.get("client_id")), api, body)
+    return Request(RequestHeader(key, version, correlation_id, h.get("client_id")), api, obj)
 
 
-class _Chunks:
-    """A write-only stream that keeps the written pieces and joins them once at the end.
-
-    Growing a ``BytesIO`` by large writes (record batches) between small ones reallocates
-    and copies the buffer again and again; joining the pieces copies each byte once.
-    """
-
-    __slots__ = ("parts", "size")
-
-    def __init__(self) -> None:
-        self.parts: list[Any] = []
-        self.size = 0
-
-    def write(self, data: Any) -> int:
-        self.parts.append(data)
-        n = len(data)
-        self.size += n
-        return n
-
-    def tell(self) -> int:
-        return self.size
-
-    def _prefix(self) -> None:
-        self.parts[0] = _SIZE.pack(self.size - 4)  # the first piece is its placeholder
-
-    def framed(self) -> bytes:
-        """The pieces joined behind a 4-byte size prefix."""
-        self._prefix()
-        return b"".join(self.parts)
-
-    def framed_parts(self) -> list[Any]:
-        """The frame as a few buffers: runs of small pieces joined, pieces of ``LARGE_PART``
-        bytes or more (record data) kept as they are, uncopied, for a vectored write."""
-        self._prefix()
-        out: list[Any] = []
-        run: list[Any] = []
-        for part in self.parts:
-            if len(part) >= LARGE_PART:
-                if run:
-                    out.append(b"".join(run))
-                    run = []
-                out.append(part)
-            else:
-                run.append(part)
-        if run:
-            out.append(b"".join(run))
-        return out
+def _raise_decode_error(e: Exception, what: str, key: int, version: int, correlation_id: int) -> NoReturn:
+    ids = {"api_key": key, "api_version": version, "correlation_id": correlation_id}
+    if isinstance(e, Invalid):
+        raise InvalidFrame(f"{what}: {e}", **ids) from e
+    if isinstance(e, Truncated):
+        raise TruncatedFrame(f"{what}: frame ended early", **ids) from e
+    if isinstance(e, ValueError | OverflowError | MemoryError):
+        raise InvalidFrame(f"{what}: {e}", **ids) from e
+    raise e
 
 
-def _encode(con: KStruct, obj: Any, out: Any, what: str) -> None:
+def _framed(parts: list[Any]) -> bytes:
+    """The pieces joined behind a 4-byte size prefix (``parts[0]`` is its placeholder)."""
+    parts[0] = _SIZE.pack(sum(map(len, parts)))
+    return b"".join(parts)
+
+
+def _framed_parts(parts: list[Any]) -> list[Any]:
+    """The frame as a few buffers: runs of small pieces joined, pieces of ``LARGE_PART``
+    bytes or more (record data) kept as they are, uncopied, for a vectored write."""
+    sizes = list(map(len, parts))
+    parts[0] = _SIZE.pack(sum(sizes))
+    if max(sizes) < LARGE_PART:
+        return [b"".join(parts)]
+    out: list[Any] = []
+    start = 0
+    for i, size in enumerate(sizes):
+        if size >= LARGE_PART:
+            part = parts[i]
+            if i > start:
+                out.append(b"".join(parts[start:i]))
+            out.append(part)
+            start = i + 1
+    if start == 0:
+        return [b"".join(parts)]
+    if start < len(parts):
+        out.append(b"".join(parts[start:]))
+    return out
+
+
+def _encode(enc: Encoder, obj: Any, ap: Any, what: str) -> None:
     try:
-        con._build(obj, out, _CTX, what)
-    except (ConstructError, ValueError, TypeError, OverflowError, AttributeError) as e:
+        enc(obj, ap)
+    except Exception as e:
         raise EncodeError(f"{what}: {e}") from e
 
 
 def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
     """Encode a response (header and body) with its 4-byte size prefix."""
-    return _encode_response(api_key, api_version, correlation_id, body).framed()
+    return _framed(_encode_response(api_key, api_version, correlation_id, body))
 
 
-def _encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> _Chunks:
-    api = api_table()[api_key]
-    out = _Chunks()
-    out.write(b"\0\0\0\0")
-    hv = api.response_header_version(api_version)
-    _encode(_header_struct("ResponseHeader", hv), {"correlation_id": correlation_id}, out, "response header")
-    _encode(message_struct(api.response, api_version), body, out, f"{api.name}Response v{api_version}")
-    return out
+def _encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> list[Any]:
+    entry = _response_table.get((api_key, api_version))
+    if entry is None:
+        entry = _response_table[(api_key, api_version)] = _encoders(api_table()[api_key], "response", api_version)
+    header, enc, what = entry
+    parts: list[Any] = [b""]
+    ap = parts.append
+    try:
+        header({"correlation_id": correlation_id}, ap)
+    except Exception as e:
+        raise EncodeError(f"response header: {e}") from e
+    try:
+        enc(body, ap)
+    except Exception as e:
+        raise EncodeError(f"{what}: {e}") from e
+    return parts
+
+
+_response_table: dict[tuple[int, int], tuple[Encoder, Encoder, str]] = {}
 
 
 def encode_response_parts(api_key: int, api_version: int, correlation_id: int, body: Any) -> list[Any]:
     """Like :func:`encode_response`, as buffers for a vectored write: record data is not
     copied into one frame (a fetch response can be tens of MB)."""
-    return _encode_response(api_key, api_version, correlation_id, body).framed_parts()
+    return _framed_parts(_encode_response(api_key, api_version, correlation_id, body))
 
 
 def encode_request(api_key: int, api_version: int, correlation_id: int, body: Any,
                    client_id: str | None = "kbroker") -> bytes:
     """Encode a request with its size prefix (for the CLI client and tests)."""
-    api = api_table()[api_key]
-    out = _Chunks()
-    out.write(b"\0\0\0\0")
-    header = {"request_api_key": api_key, "request_api_version": api_version,
-              "correlation_id": correlation_id, "client_id": client_id}
-    _encode(_header_struct("RequestHeader", api.request_header_version(api_version)), header, out,
-            "request header")
-    _encode(message_struct(api.request, api_version), body, out, f"{api.name}Request v{api_version}")
-    return out.framed()
+    header, enc, what = _encoders(api_table()[api_key], "request", api_version)
+    parts: list[Any] = [b""]
+    ap = parts.append
+    _encode(header, {"request_api_key": api_key, "request_api_version": api_version,
+                     "correlation_id": correlation_id, "client_id": client_id}, ap, "request header")
+    _encode(enc, body, ap, what)
+    return _framed(parts)
 
 
 def decode_response(api_key: int, api_version: int, frame: bytes | bytearray | memoryview) -> tuple[int, Container]:
     """Decode a response frame (without size prefix) to ``(correlation_id, body)``."""
-    api = api_table()[api_key]
-    stream = io.BytesIO(frame)
-    h = _parse(_header_struct("ResponseHeader", api.response_header_version(api_version)), stream,
-               "response header")
-    body = _parse(message_struct(api.response, api_version), stream, f"{api.name}Response v{api_version}")
-    if stream.tell() != len(frame):
-        raise InvalidFrame(f"{api.name}Response v{api_version}: trailing bytes")
+    header, dec, what = _decoders(api_table()[api_key], "response", api_version)
+    if type(frame) is not bytes:
+        frame = bytes(frame)
+    end = len(frame)
+    h, pos = _parse(header, frame, 0, end, "response header")
+    body, pos = _parse(dec, frame, pos, end, what)
+    if pos != end:
+        raise InvalidFrame(f"{what}: trailing bytes")
     return h.correlation_id, body
 
 
 def encode_body(api: Api, kind: str, version: int, body: Any) -> bytes:
     """Encode just a request or response body (no header)."""
     spec = api.request if kind == "request" else api.response
-    out = _Chunks()
-    _encode(message_struct(spec, version), body, out, f"{spec.name} v{version}")
-    return b"".join(out.parts)
+    parts: list[Any] = []
+    _encode(codec_for(spec, version).encode, body, parts.append, f"{spec.name} v{version}")
+    return b"".join(parts)
 
 
 def decode_body(api: Api, kind: str, version: int, data: bytes | bytearray | memoryview) -> Container:
     """Decode just a request or response body (no header); the whole input must be used."""
     spec = api.request if kind == "request" else api.response
-    stream = io.BytesIO(data)
-    body = _parse(message_struct(spec, version), stream, f"{spec.name} v{version}")
-    if stream.tell() != len(data):
-        raise InvalidFrame(f"{spec.name} v{version}: trailing bytes")
+    if type(data) is not bytes:
+        data = bytes(data)
+    what = f"{spec.name} v{version}"
+    body, pos = _parse(codec_for(spec, version).decode, data, 0, len(data), what)
+    if pos != len(data):
+        raise InvalidFrame(f"{what}: trailing bytes")
     return body
 
 
