@@ -486,9 +486,9 @@ def bench_side_by_side(live: list[tuple[BrokerProcess, frozenset[str]]], p: Prof
         for rnd in range(p.side_rounds):
             layouts = {n: side_figures(p, clients, per_broker[n][1], f"{run_tag}r{rnd}{n[0]}", per_broker[n][0].pid)
                        for n in names}
-            ids = sorted({g[0].step["id"] for n in names for g in layouts[n]},
-                         key=lambda sid: min(i for n in names for i, g in enumerate(layouts[n])
-                                             if g[0].step["id"] == sid))
+            # The figures in their canonical order (as if every broker ran every phase).
+            union = frozenset().union(*(ph for _, ph in live))
+            ids = [g[0].step["id"] for g in side_figures(p, clients, union, run_tag, 0)]
             for i, sid in enumerate(ids):
                 for name in round_order(names, i, rnd):
                     group = next((g for g in layouts[name] if g[0].step["id"] == sid), None)

@@ -270,7 +270,7 @@ def stage_rows(buckets: dict[str, Bucket], where: dict[str, str | None]) -> list
     rest = ["unattributed (loop)"]
     for api in apis:
         b = buckets[api]
-        staged = sum(sum(b.cpu[s]) for s in STAGES if s not in NESTED)
+        staged = sum(sum(b.cpu[s]) for s in STAGES if s not in NESTED and where.get(s) is not None)
         sums.append(per_req(staged, b.requests))
         totals.append(per_req(b.process_cpu_ns, b.requests))
         rest.append(per_req(b.process_cpu_ns - staged, b.requests))
