@@ -53,6 +53,9 @@ SIDE_PHASES = ("latency", "cpu", "conns")
 CONN_MODES = ("none", "idle", "longpoll")
 #: Phases only kbroker runs (what they measure is kbroker's own: its scaling, its log cleaner).
 KBROKER_ONLY_PHASES = ("scale", "cleaning")
+#: What the measured kbroker runs with besides its defaults: as Kafka's reference node
+#: (tools/kafka_reference), no delay before a new group's first rebalance.
+KBROKER_OVERRIDES = ("group.initial.rebalance.delay.ms=0",)
 #: Key prefixes of the scale phase's paired figures: measured on a broker without the
 #: many-partition topic and on one with it, alternately, so drift hits both alike.
 FEW_KEY = "few+"
@@ -116,8 +119,9 @@ class Profile:
     conns_max_wait_ms: int = 500
     #: Rounds of the side-by-side phases; each broker's better round is reported.
     side_rounds: int = 2
-    #: Whether the end-to-end runs are in every side-by-side round (else only the first).
-    side_e2e_every_round: bool = True
+    #: Step kinds of the side-by-side phases run in the first round only (the quick run's
+    #: time budget: the end-to-end runs and the connection counts are the long ones).
+    side_once: tuple[str, ...] = ()
 
 
 QUICK = Profile(
@@ -126,7 +130,7 @@ QUICK = Profile(
     startup_gb=0.05, cleaning_gb=0.05, cleaning_base_s=2.0, scale_cells=("confluent.1024B.acks=1.p8",), scale_e2e=False, scale_rounds=1,
     kafka_cells=("1024B.acks=1.p8", "1024B.acks=all-idem.p8"),
     kafka_phases=("throughput", "latency", "cpu", "conns", "idle"),
-    poll_count=500, cpu_count=2000, cpu_seconds=3.0, conns_count=1000, side_e2e_every_round=False,
+    poll_count=500, cpu_count=2000, cpu_seconds=1.0, conns_count=1000, side_once=("e2e", "conns"),
 )
 FULL = Profile(
     produce_count=1_000_000, produce_seconds=10.0, consume_seconds=60, consume_repeat=3, e2e_rate=1000, e2e_seconds=20,
@@ -495,7 +499,7 @@ def bench_side_by_side(live: list[tuple[BrokerProcess, frozenset[str]]], p: Prof
                     if group is None:
                         continue
                     step = group[0].step
-                    if step["kind"] == "e2e" and rnd > 0 and not p.side_e2e_every_round:
+                    if rnd > 0 and step["kind"] in p.side_once:
                         continue
                     broker = per_broker[name][0]
                     r = run_worker(broker, [step], group[0].budget)[sid]
@@ -1190,7 +1194,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "kbroker" in wanted:
             log("kbroker: workloads")
-            kb = Kbroker(workdir / "kbroker")
+            # As Kafka's reference node: a new group's first JoinGroup is not held back.
+            kb = Kbroker(workdir / "kbroker", overrides=list(KBROKER_OVERRIDES))
             if bench_broker_first(kb, p, clients, results, log, profiler, phases):
                 live.append((kb, phases))
             brokers_run.append("kbroker")
