@@ -438,9 +438,11 @@ def side_figures(p: Profile, clients: tuple[str, ...], phases: frozenset[str], r
             step = {"id": "poll.confluent", "kind": "poll", "topic": f"bench-{run_tag}-poll", "partitions": 4,
                     "count": p.poll_count, "size": 100, "seconds": 30 + p.poll_count * 0.02}
             label = "poll loop: produce (4 partitions, none given), poll(0.0005) until delivered; {q} (confluent)"
-            groups.append([Figure("poll.confluent", "latency", step, (), "p99_ms",
-                                  [(f"poll.confluent.{q}", label.format(q=q), "ms", f"{q}_ms") for q in q3],
-                                  120 + step["seconds"])])
+            rows = [(f"poll.confluent.{q}", label.format(q=q), "ms", f"{q}_ms") for q in q3]
+            # poll(0.0005) is poll(0) (whole milliseconds, truncated): how hard the client spun.
+            rows.append(("poll.confluent.polls", "poll loop: poll() calls per round trip (the client spinning)",
+                         "calls", "polls_per_round_trip"))
+            groups.append([Figure("poll.confluent", "latency", step, (), "p99_ms", rows, 120 + step["seconds"])])
     if "cpu" in phases:
         seconds = p.cpu_seconds
         step = {"id": "cpu", "kind": "cpu", "pid": pid, "apis": list(HOT_APIS), "count": p.cpu_count,
@@ -906,7 +908,7 @@ class PySpy:
 def fmt(v: float | None, unit: str) -> str:
     if v is None:
         return "—"
-    if unit in ("msg/s", "conns"):
+    if unit in ("msg/s", "conns", "calls"):
         return f"{v:,.0f}"
     if unit == "MB/s" or unit == "MB":
         return f"{v:,.1f}"
