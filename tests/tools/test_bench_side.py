@@ -91,12 +91,13 @@ def test_side_by_side_alternates_keeps_both_rounds_and_reports_the_better(monkey
         return {step["id"]: {"id": step["id"], "p50_ms": 0.1, "p99_ms": p99[(broker.name, rnd)], "p999_ms": 9.0}}
 
     monkeypatch.setattr(cli, "run_worker", fake_worker)
-    profile = cli.Profile(**{**QUICK.__dict__, "side_rounds": 2})
+    profile = cli.Profile(**{**QUICK.__dict__, "side_rounds": 2, "side_once": ("e2e",)})
     r = Results()
     live = [(_Fake("kbroker", tmp_path), frozenset({"latency", "cpu"})), (_Fake("tansu", tmp_path), frozenset({"cpu"}))]
     cli.bench_side_by_side(live, profile, ("kafka-python",), r, lambda _m: None)
     # rtt.kafka-python is kbroker's alone (e2e too, first round only in the quick profile);
     # cpu, the third figure, alternates who goes first from round to round.
+    assert "cpu" in QUICK.side_once
     assert [s for b, s in order if b == "kbroker"] == ["e2e.kafka-python", "rtt.kafka-python", "cpu",
                                                       "rtt.kafka-python", "cpu"]
     cpu_order = [b for b, s in order if s == "cpu"]
