@@ -83,7 +83,8 @@ def test_side_by_side_alternates_keeps_both_rounds_and_reports_the_better(monkey
         if step["kind"] == "cpu":
             rnd = count[broker.name]
             count[broker.name] += 1
-            apis = {a: {"cpu_us_per_req": 100.0 + rnd, "p50_ms": 0.1, "p99_ms": 0.2} for a in step["apis"]}
+            apis: dict[str, dict[str, Any]] = {a: {"cpu_us_per_req": 100.0 + rnd, "p50_ms": 0.1, "p99_ms": 0.2}
+                                               for a in step["apis"]}
             if broker.name == "tansu":
                 apis["heartbeat"] = {"error": "JoinGroup/SyncGroup: BrokerError: SyncGroup: error_code 27"}
             return {"cpu": {"id": "cpu", "apis": apis}}
@@ -93,7 +94,8 @@ def test_side_by_side_alternates_keeps_both_rounds_and_reports_the_better(monkey
     monkeypatch.setattr(cli, "run_worker", fake_worker)
     profile = cli.Profile(**{**QUICK.__dict__, "side_rounds": 2, "side_once": ("e2e",)})
     r = Results()
-    live = [(_Fake("kbroker", tmp_path), frozenset({"latency", "cpu"})), (_Fake("tansu", tmp_path), frozenset({"cpu"}))]
+    live: list[tuple[BrokerProcess, frozenset[str]]] = [(_Fake("kbroker", tmp_path), frozenset({"latency", "cpu"})),
+                                                        (_Fake("tansu", tmp_path), frozenset({"cpu"}))]
     cli.bench_side_by_side(live, profile, ("kafka-python",), r, lambda _m: None)
     # rtt.kafka-python is kbroker's alone (e2e too, first round only in the quick profile);
     # cpu, the third figure, alternates who goes first from round to round.
