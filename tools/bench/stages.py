@@ -186,8 +186,8 @@ def _resolve(module: str, dotted: str) -> tuple[Any, str, Any] | None:
         if owner is None:
             return None
     value = inspect.getattr_static(owner, name, None) if isinstance(owner, type) else getattr(owner, name, None)
-    if value is None or not callable(value):
-        return None
+    if value is None or not callable(value) or isinstance(value, staticmethod | classmethod):
+        return None  # (a static or class method would need its own wrapping: reported as not found)
     return owner, name, value
 
 
