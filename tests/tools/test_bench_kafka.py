@@ -118,13 +118,14 @@ def test_header_says_why_a_broker_is_missing() -> None:
     assert "Kafka 4.1.1" not in text and "ratios" not in text
 
 
-def test_the_quick_run_gives_kafka_the_1024_byte_8_partition_cells_and_three_phases() -> None:
+def test_the_quick_run_gives_kafka_the_1024_byte_8_partition_cells_and_five_phases() -> None:
     steps = throughput_steps(QUICK, ("confluent", "kafka-python"), "t", QUICK.kafka_cells or ())
     assert [s["id"].split(".", 1)[1] for s in steps[::2]] == [
         "confluent.1024B.acks=1.p8", "confluent.1024B.acks=all-idem.p8",
         "kafka-python.1024B.acks=1.p8", "kafka-python.1024B.acks=all-idem.p8",
     ]
     kafka_phases = frozenset(PHASES) & set(QUICK.kafka_phases or ())
+    assert kafka_phases == {"throughput", "latency", "cpu", "conns", "idle"}
     assert subset_note(QUICK, frozenset(PHASES), kafka_phases) == \
         "throughput cells 1024B.acks=1.p8, 1024B.acks=all-idem.p8 only; no many, startup phases"
     assert subset_note(cli.FULL, frozenset(PHASES), frozenset(PHASES)) == ""

@@ -46,9 +46,16 @@ PEERS = ("tansu", "kafka")
 SIZES = (100, 1024)
 ACKS = ("1", "all-idem")
 PARTITIONS = (1, 8)
-PHASES = ("throughput", "latency", "idle", "many", "scale", "startup", "cleaning")
+PHASES = ("throughput", "latency", "cpu", "conns", "idle", "many", "scale", "startup", "cleaning")
+#: Phases run side by side: every broker alive at once, in rounds, alternating who goes first.
+SIDE_PHASES = ("latency", "cpu", "conns")
+#: The connection-count phase's modes: no other connection, idle ones, long-polling fetchers.
+CONN_MODES = ("none", "idle", "longpoll")
 #: Phases only kbroker runs (what they measure is kbroker's own: its scaling, its log cleaner).
 KBROKER_ONLY_PHASES = ("scale", "cleaning")
+#: What the measured kbroker runs with besides its defaults: as Kafka's reference node
+#: (tools/kafka_reference), no delay before a new group's first rebalance.
+KBROKER_OVERRIDES = ("group.initial.rebalance.delay.ms=0",)
 #: Key prefixes of the scale phase's paired figures: measured on a broker without the
 #: many-partition topic and on one with it, alternately, so drift hits both alike.
 FEW_KEY = "few+"
@@ -97,13 +104,34 @@ class Profile:
     #: Seconds of unrecorded end-to-end traffic every broker gets before it is measured
     #: (0: none). A JVM compiles its hot paths in the first tens of seconds of load.
     warmup_s: float = 0.0
+    #: Round trips of the poll loop (produce, then poll(0.0005) until delivered).
+    poll_count: int = 2000
+    #: Requests of each hot API in the CPU-per-request phase, after ``cpu_warmup``.
+    cpu_count: int = 20_000
+    cpu_warmup: int = 200
+    #: Seconds each API of the CPU-per-request phase may take at most (a slow API ends
+    #: early; the count done is in the JSON), and each mode of the connection-count phase.
+    cpu_seconds: float = 30.0
+    #: Produce round trips per mode of the connection-count phase (idle connections:
+    #: ``idle_count``), and its long-polling fetchers with their max_wait.
+    conns_count: int = 5000
+    conns_fetchers: int = 100
+    conns_max_wait_ms: int = 500
+    #: Rounds of the side-by-side phases; each broker's better round is reported.
+    side_rounds: int = 2
+    #: Step kinds of the side-by-side phases run in the first round only (the quick run's
+    #: time budget: the end-to-end runs, the CPU per request (a group join and 13,200
+    #: requests per broker) and the connection counts are the long ones).
+    side_once: tuple[str, ...] = ()
 
 
 QUICK = Profile(
     produce_count=100_000, produce_seconds=1.0, consume_seconds=10, consume_repeat=1, e2e_rate=500, e2e_seconds=2.5,
     rtt_count=200, idle_count=1000, idle_hold=1.0, many_partitions=2_000, many_timeout=60,
     startup_gb=0.05, cleaning_gb=0.05, cleaning_base_s=2.0, scale_cells=("confluent.1024B.acks=1.p8",), scale_e2e=False, scale_rounds=1,
-    kafka_cells=("1024B.acks=1.p8", "1024B.acks=all-idem.p8"), kafka_phases=("throughput", "latency", "idle"),
+    kafka_cells=("1024B.acks=1.p8", "1024B.acks=all-idem.p8"),
+    kafka_phases=("throughput", "latency", "cpu", "conns", "idle"),
+    poll_count=500, cpu_count=2000, cpu_seconds=1.0, conns_count=1000, side_once=("e2e", "cpu", "conns"),
 )
 FULL = Profile(
     produce_count=1_000_000, produce_seconds=10.0, consume_seconds=60, consume_repeat=3, e2e_rate=1000, e2e_seconds=20,
@@ -289,9 +317,20 @@ def run_latency(broker: BrokerProcess, steps: list[dict[str, Any]], p: Profile, 
                 results: Results, log: Any, key: str = "", label: str = "", best: bool = False) -> None:
     """Run the end-to-end latency and round-trip ``steps`` and record their percentiles."""
     name = broker.name
-    e2e_s = sum(s.get("seconds", 0) for s in steps)
-    res = run_worker(broker, steps, 60 + 4 * (e2e_s + p.rtt_count * 0.1 * len(clients)))
+    res = run_worker(broker, steps, latency_budget(steps, p, clients))
     results.raw.setdefault(name, {}).setdefault(key + "latency", {}).update(res)
+    record_latency(name, res, p, clients, results, log, key, label, best)
+
+
+def latency_budget(steps: list[dict[str, Any]], p: Profile, clients: tuple[str, ...]) -> float:
+    """Seconds a worker running latency ``steps`` gets before it is killed."""
+    e2e_s = sum(s.get("seconds", 0) for s in steps if s["kind"] == "e2e")
+    return 60 + 4 * (e2e_s + p.rtt_count * 0.1 * len(clients))
+
+
+def record_latency(name: str, res: dict[str, dict[str, Any]], p: Profile, clients: tuple[str, ...],
+                   results: Results, log: Any, key: str = "", label: str = "", best: bool = False) -> None:
+    """The end-to-end and round-trip rows of ``res`` (results by step id)."""
     for client in clients:
         r = res.get(f"e2e.{client}")
         if r is not None:
@@ -302,18 +341,221 @@ def run_latency(broker: BrokerProcess, steps: list[dict[str, Any]], p: Profile, 
                 results.put(name, f"{key}e2e.{client}.{q}",
                             f"end-to-end latency {q} at {p.e2e_rate} msg/s ({client}){label}", "ms",
                             False, r.get(f"{q}_ms"), note if q == "p50" else None, best)
-        r = res[f"rtt.{client}"]
+        r = res.get(f"rtt.{client}")
+        if r is None:
+            continue
         note = f"FAILED: {r['error']}" if r.get("error") else None
-        log(f"    {key}rtt.{client}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} ms"
+        log(f"    {key}rtt.{client}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} p999 {r.get('p999_ms')} ms"
             + (f"  ERROR {r['error']}" if r.get("error") else ""))
-        for q in ("p50", "p99"):
-            results.put(name, f"{key}rtt.{client}.{q}", f"single-message acks=all round trip {q} ({client}){label}",
-                        "ms", False, r.get(f"{q}_ms"), note if q == "p50" else None, best)
+        for q in ("p50", "p99", "p999"):
+            results.put(name, f"{key}rtt.{client}.{q}", f"flush loop: produce to partition 0, flush, repeat; {q} "
+                        f"({client}){label}", "ms", False, r.get(f"{q}_ms"), note if q == "p50" else None, best)
+
+
+# -- side by side: latency, CPU per request, connections -------------------------------------------
+
+
+def round_order(brokers: list[Any], figure: int, rnd: int) -> list[Any]:
+    """The order ``brokers`` run ``figure`` in round ``rnd``: rotated by one per figure and
+    per round, so over the figures of a round and over the rounds each goes first in turn
+    (with two brokers, alternately)."""
+    if not brokers:
+        return []
+    k = (figure + rnd) % len(brokers)
+    return brokers[k:] + brokers[:k]
+
+
+def better_round(rounds: list[dict[str, Any] | None], key: str, higher: bool = False) -> int | None:
+    """Index of the round whose ``key`` is best (lowest, or highest with ``higher``) among
+    the rounds that did not fail; None when every round failed or none has the figure."""
+    best: int | None = None
+    for i, r in enumerate(rounds):
+        if r is None or r.get("error") or r.get(key) is None:
+            continue
+        if best is None:
+            best = i
+            continue
+        b = rounds[best]
+        assert b is not None
+        if (r[key] > b[key]) if higher else (r[key] < b[key]):
+            best = i
+    return best
+
+
+def first_error(rounds: list[dict[str, Any] | None]) -> str:
+    for r in rounds:
+        if r is not None and r.get("error"):
+            return str(r["error"])
+    return "no result"
+
+
+@dataclass
+class Figure:
+    """One side-by-side figure: the step that measures it, where its result is in the
+    step's result, which field chooses the better round, and its rows."""
+
+    id: str
+    phase: str
+    step: dict[str, Any]
+    #: Path into the step's result to this figure's result (e.g. ("apis", "produce")).
+    path: tuple[str, ...]
+    choose_by: str
+    #: (metric key, label, unit, field) per row.
+    rows: list[tuple[str, str, str, str]]
+    #: Worker time budget.
+    budget: float = 120.0
+
+
+def pick(result: dict[str, Any] | None, path: tuple[str, ...]) -> dict[str, Any] | None:
+    """The figure's part of a step result; the step's error when it failed as a whole."""
+    if result is None:
+        return None
+    r: Any = result
+    for k in path:
+        if not isinstance(r, dict) or k not in r:
+            return {"error": result.get("error") or f"no {'.'.join(path)} in the result"}
+        r = r[k]
+    return r if isinstance(r, dict) else None
+
+
+def side_figures(p: Profile, clients: tuple[str, ...], phases: frozenset[str], run_tag: str,
+                 pid: int) -> list[list[Figure]]:
+    """The side-by-side figures, grouped by the worker step that measures them together."""
+    from tools.bench.rawapi import API_LABELS, HOT_APIS
+
+    groups: list[list[Figure]] = []
+    q3 = ("p50", "p99", "p999")
+    if "latency" in phases:
+        for client in clients:
+            for step in latency_steps(p, (client,), run_tag):
+                sid = step["id"]
+                kind = step["kind"]
+                label = (f"end-to-end latency {{q}} at {p.e2e_rate} msg/s ({client})" if kind == "e2e" else
+                         f"flush loop: produce to partition 0, flush, repeat; {{q}} ({client})")
+                budget = latency_budget([step], p, (client,))
+                groups.append([Figure(sid, "latency", step, (), "p99_ms",
+                                      [(f"{sid}.{q}", label.format(q=q), "ms", f"{q}_ms") for q in q3], budget)])
+        if "confluent" in clients:
+            step = {"id": "poll.confluent", "kind": "poll", "topic": f"bench-{run_tag}-poll", "partitions": 4,
+                    "count": p.poll_count, "size": 100, "seconds": 30 + p.poll_count * 0.02}
+            label = "poll loop: produce (4 partitions, none given), poll(0.0005) until delivered; {q} (confluent)"
+            rows = [(f"poll.confluent.{q}", label.format(q=q), "ms", f"{q}_ms") for q in q3]
+            # poll(0.0005) is poll(0) (whole milliseconds, truncated): how hard the client spun.
+            rows.append(("poll.confluent.polls", "poll loop: poll() calls per round trip (the client spinning)",
+                         "calls", "polls_per_round_trip"))
+            groups.append([Figure("poll.confluent", "latency", step, (), "p99_ms", rows, 120 + step["seconds"])])
+    if "cpu" in phases:
+        seconds = p.cpu_seconds
+        step = {"id": "cpu", "kind": "cpu", "pid": pid, "apis": list(HOT_APIS), "count": p.cpu_count,
+                "warmup": p.cpu_warmup, "seconds": seconds, "tag": run_tag}
+        groups.append([Figure(f"cpu.{api}", "cpu", step, ("apis", api), "cpu_us_per_req", [
+            (f"cpu.{api}.us", f"broker CPU per request: {API_LABELS[api]}", "µs", "cpu_us_per_req"),
+            (f"cpu.{api}.p50", f"round trip p50: {API_LABELS[api]}", "ms", "p50_ms"),
+            (f"cpu.{api}.p99", f"round trip p99: {API_LABELS[api]}", "ms", "p99_ms"),
+        ], 180 + len(HOT_APIS) * seconds) for api in HOT_APIS])
+    if "conns" in phases:
+        seconds = p.cpu_seconds
+        step = {"id": "conns", "kind": "conns", "pid": pid, "modes": list(CONN_MODES), "count": p.conns_count,
+                "warmup": 100, "seconds": seconds, "idle": p.idle_count, "fetchers": p.conns_fetchers,
+                "max_wait_ms": p.conns_max_wait_ms, "tag": run_tag}
+        what = {"none": "no other connection", "idle": f"{p.idle_count:,} idle connections",
+                "longpoll": f"{p.conns_fetchers} connections long-polling Fetch ({p.conns_max_wait_ms} ms)"}
+        groups.append([Figure(f"conns.{mode}", "conns", step, ("modes", mode), "p99_ms", [
+            (f"conns.{mode}.p50", f"raw Produce round trip p50, {what[mode]}", "ms", "p50_ms"),
+            (f"conns.{mode}.p99", f"raw Produce round trip p99, {what[mode]}", "ms", "p99_ms"),
+            (f"conns.{mode}.us", f"broker CPU per Produce, {what[mode]}", "µs", "cpu_us_per_req"),
+        ], 180 + len(CONN_MODES) * seconds) for mode in CONN_MODES])
+    return groups
+
+
+def bench_side_by_side(live: list[tuple[BrokerProcess, frozenset[str]]], p: Profile, clients: tuple[str, ...],
+                       results: Results, log: Any, profiler: Any = None) -> None:
+    """The latency, CPU-per-request and connection-count phases with every broker alive:
+    ``p.side_rounds`` rounds, each figure run on every broker in :func:`round_order`, so
+    neither the machine's drift nor going first favours one. Each broker's better round
+    of a figure is reported (the whole round: its p50 and p99 together); every round's
+    result is in the JSON (``raw[broker]["side"][round]``), and which was kept
+    (``raw[broker]["side_kept"]``)."""
+    live = [(b, ph & set(SIDE_PHASES)) for b, ph in live if ph & set(SIDE_PHASES)]
+    if not live:
+        return
+    run_tag = str(int(time.time()))
+    log("side by side: " + ", ".join(f"{b.name} ({','.join(sorted(ph))})" for b, ph in live)
+        + f"; {p.side_rounds} rounds")
+    names = [b.name for b, _ in live]
+    per_broker = {b.name: (b, ph) for b, ph in live}
+    # Group i's result per broker per round.
+    got: dict[str, list[dict[str, dict[str, Any]]]] = {n: [{} for _ in range(p.side_rounds)] for n in names}
+    spy = next((b for b, _ in live if b.name == "kbroker"), None)
+    if profiler is not None and profiler.phase == "latency" and spy is not None:
+        profiler.start(spy)
+    try:
+        for rnd in range(p.side_rounds):
+            layouts = {n: side_figures(p, clients, per_broker[n][1], f"{run_tag}r{rnd}{n[0]}", per_broker[n][0].pid)
+                       for n in names}
+            # The figures in their canonical order (as if every broker ran every phase).
+            union = frozenset().union(*(ph for _, ph in live))
+            ids = [g[0].step["id"] for g in side_figures(p, clients, union, run_tag, 0)]
+            for i, sid in enumerate(ids):
+                for name in round_order(names, i, rnd):
+                    group = next((g for g in layouts[name] if g[0].step["id"] == sid), None)
+                    if group is None:
+                        continue
+                    step = group[0].step
+                    if rnd > 0 and step["kind"] in p.side_once:
+                        continue
+                    broker = per_broker[name][0]
+                    r = run_worker(broker, [step], group[0].budget)[sid]
+                    got[name][rnd][sid] = r
+                    results.raw.setdefault(name, {}).setdefault("side", [{} for _ in range(p.side_rounds)])
+                    results.raw[name]["side"][rnd][sid] = r
+                    log(f"    r{rnd} {name:<8} {side_summary(r)}")
+    finally:
+        if profiler is not None and profiler.phase == "latency" and spy is not None:
+            profiler.stop()
+    for name in names:
+        kept = results.raw.setdefault(name, {}).setdefault("side_kept", {})
+        for group in side_figures(p, clients, per_broker[name][1], run_tag, 0):
+            for fig in group:
+                rounds = [pick(got[name][rnd].get(fig.step["id"]), fig.path) for rnd in range(p.side_rounds)]
+                rounds_present = [r for r in rounds if r is not None]
+                if not rounds_present:
+                    continue
+                k = better_round(rounds, fig.choose_by)
+                kept[fig.id] = k
+                chosen = rounds[k] if k is not None else None
+                note = None if chosen is not None else f"FAILED: {first_error(rounds)}"
+                for j, (key, label, unit, fld) in enumerate(fig.rows):
+                    results.put(name, key, label, unit, False, None if chosen is None else chosen.get(fld),
+                                note if j == 0 else None)
+
+
+def side_summary(r: dict[str, Any]) -> str:
+    """One log line for a side-by-side step's result."""
+    sid = r.get("id", "?")
+    if r.get("apis") or r.get("modes"):
+        parts = []
+        for k, v in (r.get("apis") or r.get("modes") or {}).items():
+            parts.append(f"{k} ERROR {v['error']}" if v.get("error") else
+                         f"{k} {v.get('cpu_us_per_req') or 0:.0f}us p50 {v.get('p50_ms') or 0:.3f} "
+                         f"p99 {v.get('p99_ms') or 0:.3f}")
+        return f"{sid}: " + "; ".join(parts) + (f"  ERROR {r['error']}" if r.get("error") else "")
+    return (f"{sid}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} p999 {r.get('p999_ms')} ms"
+            + (f"  ERROR {r['error']}" if r.get("error") else ""))
 
 
 def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], results: Results,
                  log: Any, profiler: Any = None, phases: frozenset[str] = frozenset(PHASES)) -> None:
-    """Every workload against one (fresh) broker."""
+    """Every workload against one (fresh) broker (the side-by-side phases with it alone)."""
+    if bench_broker_first(broker, p, clients, results, log, profiler, phases):
+        bench_side_by_side([(broker, phases)], p, clients, results, log, profiler)
+        bench_broker_rest(broker, p, clients, results, log, profiler, phases)
+
+
+def bench_broker_first(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], results: Results,
+                       log: Any, profiler: Any = None, phases: frozenset[str] = frozenset(PHASES)) -> bool:
+    """Start a fresh broker, warm it up and run the throughput phase; it is left running
+    (for the side-by-side phases and :func:`bench_broker_rest`). False if it did not start."""
     name = broker.name
     run_tag = str(int(time.time()))
     try:
@@ -321,7 +563,7 @@ def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], re
     except RuntimeError as e:
         log(f"  {name}: failed to start: {e}")
         results.put(name, "startup.empty", "start-up, empty data dir", "s", False, None, f"failed: {e}")
-        return
+        return False
     results.put(name, "startup.empty", "start-up, empty data dir", "s", False, startup)
     log(f"  {name}: up in {startup:.3f}s on {broker.bootstrap} (pid {broker.pid})")
     raw = results.raw.setdefault(name, {})
@@ -344,14 +586,15 @@ def bench_broker(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], re
         results.put(name, "cpu_per_gb", "broker CPU seconds per GB moved (produce+consume)", "s/GB", False,
                     moved["cpu"] / gb if gb else None)
         raw["moved"] = moved
+    return True
 
-    if "latency" in phases:
-        if profiler is not None and profiler.phase == "latency":
-            profiler.start(broker)
-        run_latency(broker, latency_steps(p, clients, run_tag), p, clients, results, log)
-        if profiler is not None and profiler.phase == "latency":
-            profiler.stop()
 
+def bench_broker_rest(broker: BrokerProcess, p: Profile, clients: tuple[str, ...], results: Results,
+                      log: Any, profiler: Any = None, phases: frozenset[str] = frozenset(PHASES)) -> None:
+    """The phases after the side-by-side ones (idle, many, scale), then stop the broker."""
+    name = broker.name
+    run_tag = str(int(time.time()))
+    raw = results.raw.setdefault(name, {})
     stats = broker.stats()
     results.put(name, "rss_peak_load", "broker peak RSS after throughput+latency (VmHWM)", "MB", False,
                 stats.hwm_kb / 1024 if stats else None)
@@ -666,12 +909,14 @@ class PySpy:
 def fmt(v: float | None, unit: str) -> str:
     if v is None:
         return "—"
-    if unit in ("msg/s", "conns"):
+    if unit in ("msg/s", "conns", "calls"):
         return f"{v:,.0f}"
     if unit == "MB/s" or unit == "MB":
         return f"{v:,.1f}"
     if unit == "ms":
         return f"{v:,.2f}"
+    if unit == "µs":
+        return f"{v:,.0f}"
     if unit == "s":
         return f"{v:,.3f}" if v < 10 else f"{v:,.1f}"
     return f"{v:,.2f}"
@@ -948,10 +1193,14 @@ def main(argv: list[str] | None = None) -> int:
     if not phases <= set(PHASES):
         print(f"unknown phases: {sorted(phases - set(PHASES))}", file=sys.stderr)
         return 2
+    live: list[tuple[BrokerProcess, frozenset[str]]] = []
     try:
         if "kbroker" in wanted:
             log("kbroker: workloads")
-            bench_broker(Kbroker(workdir / "kbroker"), p, clients, results, log, profiler, phases)
+            # As Kafka's reference node: a new group's first JoinGroup is not held back.
+            kb = Kbroker(workdir / "kbroker", overrides=list(KBROKER_OVERRIDES))
+            if bench_broker_first(kb, p, clients, results, log, profiler, phases):
+                live.append((kb, phases))
             brokers_run.append("kbroker")
         if "tansu" in wanted:
             binary, how = find_tansu(args.tansu, allow_download=not args.no_download)
@@ -961,7 +1210,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 meta["tansu"]["version"] = tansu_version(binary)
                 log(f"tansu {meta['tansu']['version']}: workloads ({how})")
-                bench_broker(Tansu(workdir / "tansu", binary), p, clients, results, log, None, phases)
+                tb = Tansu(workdir / "tansu", binary)
+                if bench_broker_first(tb, p, clients, results, log, None, phases):
+                    live.append((tb, phases))
                 brokers_run.append("tansu")
         kafka_ok = False
         kafka_phases = phases if p.kafka_phases is None else phases & set(p.kafka_phases)
@@ -975,9 +1226,16 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 log(f"kafka {KAFKA_VERSION}: workloads (-Xmx{args.kafka_heap}; {how})")
                 kafka = Kafka(workdir / "kafka", heap=args.kafka_heap)
-                bench_broker(kafka, p, clients, results, log, None, kafka_phases)
-                meta["kafka"].update(kafka_meta(kafka, results))
+                if bench_broker_first(kafka, p, clients, results, log, None, kafka_phases):
+                    live.append((kafka, kafka_phases))
                 brokers_run.append("kafka")
+        # Every broker that started is alive now: the side-by-side phases, then each one's rest.
+        bench_side_by_side(live, p, clients, results, log, profiler)
+        for broker, ph in live:
+            log(f"{broker.name}: remaining phases")
+            bench_broker_rest(broker, p, clients, results, log, profiler if broker.name == "kbroker" else None, ph)
+            if isinstance(broker, Kafka):
+                meta["kafka"].update(kafka_meta(broker, results))
         if p.startup_gb > 0 and "startup" in phases:
             durable: list[Kbroker | Kafka] = []
             if "kbroker" in wanted:

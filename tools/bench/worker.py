@@ -6,7 +6,8 @@ printed as one JSON line on stdout as soon as it is known (so a later hang or cr
 loses nothing already measured). A step that fails is reported with ``"error"``: a
 failure is a result, never replaced by a number.
 
-Step kinds: ``produce``, ``consume``, ``e2e``, ``rtt``, ``idle``, ``many``, ``delete``, ``fill``.
+Step kinds: ``produce``, ``consume``, ``e2e``, ``rtt``, ``poll``, ``cpu``, ``conns``, ``idle``, ``many``,
+``delete``, ``fill``.
 Each names a ``client`` (``confluent`` or ``kafka-python``) where it uses one.
 """
 
@@ -436,15 +437,79 @@ def rtt(bootstrap: str, client: str, topic: str, count: int, size: int) -> Resul
         kp.close(5)
     times.sort()
     return {"count": len(times), "p50_ms": percentile(times, 0.5), "p99_ms": percentile(times, 0.99),
-            "error": error}
+            "p999_ms": percentile(times, 0.999), "max_ms": times[-1] if times else None, "error": error}
+
+
+#: The poll loop's poll timeout. librdkafka takes whole milliseconds and confluent-kafka
+#: truncates, so this is poll(0): the loop spins a core while it waits, as the original did.
+POLL_TIMEOUT_S = 0.0005
+
+
+def poll_loop(bootstrap: str, topic: str, count: int, size: int, seconds: float) -> Result:
+    """``produce()`` one message (no partition given: librdkafka picks one) then
+    ``poll(0.0005)`` until its delivery callback ran; repeat ``count`` times or for
+    ``seconds``. acks=all, linger.ms=0, idempotence off. Round trip percentiles, and how
+    many polls a round trip took (the client's busy-spinning)."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, "enable.idempotence": False,
+                  "log_level": 0})
+    payload = os.urandom(size)
+    for _ in range(20):  # warm-up: connection, metadata, every partition's leader
+        p.produce(topic, payload)
+    if p.flush(30) != 0:
+        return {"count": 0, "error": "warm-up messages not delivered within 30s"}
+    settle()
+    delivered = [False]
+    failures: list[str] = []
+
+    def cb(err: Any, _m: Any) -> None:
+        delivered[0] = True
+        if err is not None:
+            failures.append(str(err))
+
+    times: list[float] = []
+    polls_total = 0
+    error: str | None = None
+    started = time.perf_counter()
+    deadline = started + seconds
+    for _ in range(count):
+        delivered[0] = False
+        t0 = time.perf_counter()
+        p.produce(topic, payload, on_delivery=cb)
+        polls = 0
+        give_up = t0 + 10.0
+        while not delivered[0]:
+            p.poll(POLL_TIMEOUT_S)
+            polls += 1
+            if (polls & 1023) == 0 and time.perf_counter() > give_up:
+                error = "no delivery report within 10s"
+                break
+        if error:
+            break
+        times.append((time.perf_counter() - t0) * 1000)
+        polls_total += polls
+        if failures:
+            error = failures[0]
+            break
+        if time.perf_counter() > deadline:
+            break
+    p.flush(10)
+    n = len(times)
+    times.sort()
+    return {"count": n, "requested": count, "seconds": time.perf_counter() - started,
+            "p50_ms": percentile(times, 0.5), "p99_ms": percentile(times, 0.99),
+            "p999_ms": percentile(times, 0.999), "max_ms": times[-1] if times else None,
+            "polls_per_round_trip": polls_total / n if n else None,
+            "error": error or (None if n >= count else f"{n} of {count} round trips within {seconds:.0f}s")}
 
 
 # -- idle connections -------------------------------------------------------------------------
 
 
-def idle_connections(host: str, port: int, count: int, hold: float) -> Result:
-    """Open ``count`` connections, each completing an ApiVersions exchange, hold them idle;
-    meanwhile time Metadata round trips on one more connection; then check all still answer."""
+def open_connections(host: str, port: int, count: int) -> tuple[list[socket.socket], str | None, float]:
+    """Open ``count`` connections, each completing an ApiVersions exchange (gives up after
+    50 failures); ``(sockets, first error, seconds taken)``. The caller closes them."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = count + 256
     if soft < want:
@@ -464,7 +529,13 @@ def idle_connections(host: str, port: int, count: int, hold: float) -> Result:
             first_error = first_error or short_error(e)
             if failures > 50:
                 break
-    open_s = time.perf_counter() - started
+    return socks, first_error, time.perf_counter() - started
+
+
+def idle_connections(host: str, port: int, count: int, hold: float) -> Result:
+    """Open ``count`` connections, each completing an ApiVersions exchange, hold them idle;
+    meanwhile time Metadata round trips on one more connection; then check all still answer."""
+    socks, first_error, open_s = open_connections(host, port, count)
     probe_times: list[float] = []
     try:
         with socket.create_connection((host, port), timeout=10) as probe:
@@ -497,6 +568,139 @@ def idle_connections(host: str, port: int, count: int, hold: float) -> Result:
         "metadata_p50_ms": percentile(probe_times, 0.5), "metadata_p99_ms": percentile(probe_times, 0.99),
         "error": first_error if alive < count else None,
     }
+
+
+# -- the produce round trip as connections grow -------------------------------------------------
+
+
+class LongPollers:
+    """``count`` connections each holding a Fetch with ``max_wait_ms`` on an empty
+    partition, re-sent as each returns (never sooner than ``max_wait_ms`` after it was
+    sent, so a broker that answers at once is polled at the same rate, not flooded;
+    ``early`` counts those answers). Served by one thread until :meth:`stop`."""
+
+    def __init__(self, host: str, port: int, topic: str, count: int, max_wait_ms: int) -> None:
+        from tools.bench.rawapi import RawClient, fetch_body
+
+        self.max_wait = max_wait_ms / 1000
+        self.clients = []
+        self.responses = self.early = 0
+        self.error: str | None = None
+        self._stop = threading.Event()
+        try:
+            for _ in range(count):
+                c = RawClient(host, port)
+                self.clients.append(c)
+        except OSError as e:
+            self.error = short_error(e)
+        body = fetch_body(topic, 0, max_wait_ms)
+        self.frames = {c.sock.fileno(): (c, c.frame(1, 12, body)) for c in self.clients}
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import heapq
+        import selectors
+
+        from kbroker.codec import decode_response
+        from tools.bench.rawapi import check
+
+        sel = selectors.DefaultSelector()
+        sent: dict[int, float] = {}
+        due: list[tuple[float, int]] = []
+        try:
+            for fd, (c, frame) in self.frames.items():
+                c.sock.sendall(frame)
+                sent[fd] = time.perf_counter()
+                sel.register(fd, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                now = time.perf_counter()
+                while due and due[0][0] <= now:
+                    _, fd = heapq.heappop(due)
+                    c, frame = self.frames[fd]
+                    c.sock.sendall(frame)
+                    sent[fd] = time.perf_counter()
+                wait = 0.05 if not due else max(0.0, min(0.05, due[0][0] - now))
+                for key, _ in sel.select(wait):
+                    fd = int(key.fd)
+                    c, frame = self.frames[fd]
+                    check("Fetch (long poll)", decode_response(1, 12, c.receive())[1])
+                    self.responses += 1
+                    back = time.perf_counter()
+                    if back - sent[fd] < self.max_wait * 0.9:
+                        self.early += 1
+                        heapq.heappush(due, (sent[fd] + self.max_wait, fd))
+                    else:
+                        c.sock.sendall(frame)
+                        sent[fd] = time.perf_counter()
+        except Exception as e:  # noqa: BLE001 - reported with the step
+            self.error = self.error or short_error(e)
+        finally:
+            sel.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.thread.is_alive():
+            self.thread.join(5)
+        for c in self.clients:
+            c.close()
+
+
+def produce_with_connections(host: str, port: int, pid: int | None, modes: list[str], count: int, warmup: int,
+                             seconds: float, idle: int, fetchers: int, max_wait_ms: int, tag: str) -> Result:
+    """Raw-socket Produce round trips (one 100 B record, acks=-1) with no other
+    connection (``none``), with ``idle`` idle connections (``idle``: each completed an
+    ApiVersions exchange) and with ``fetchers`` long-polling Fetch connections
+    (``longpoll``; measured for at least two long-poll periods, so fetches expire and are
+    re-sent during it); percentiles and the broker's CPU per request for each."""
+    from tools.bench.rawapi import RawClient, create_topic, prepare, request_for, timed_round_trips
+
+    out: Result = {"modes": {}}
+    with RawClient(host, port) as client:
+        topic = prepare(client, f"conns-{tag}")
+        empty = f"bench-conns-{tag}-empty"
+        if "longpoll" in modes:
+            create_topic(client, empty, 1)
+        key, version, body = request_for("produce", topic)
+        for mode in modes:
+            held: list[socket.socket] = []
+            pollers: LongPollers | None = None
+            r: Result = {}
+            try:
+                if mode == "idle":
+                    held, err, open_s = open_connections(host, port, idle)
+                    r.update(opened=len(held), open_s=open_s)
+                    if len(held) < idle:
+                        raise ConnectionError(f"opened {len(held)} of {idle}: {err}")
+                elif mode == "longpoll":
+                    pollers = LongPollers(host, port, empty, fetchers, max_wait_ms)
+                    if pollers.error:
+                        raise ConnectionError(f"opened {len(pollers.clients)} of {fetchers}: {pollers.error}")
+                    pollers.start()
+                    time.sleep(0.2)  # every fetch sent and parked
+                elif mode != "none":
+                    raise ValueError(f"unknown mode {mode!r}")
+                floor = 2 * max_wait_ms / 1000 if mode == "longpoll" else 0.0
+                r.update(timed_round_trips(client, "produce", key, version, body, count, warmup, seconds, pid,
+                                           min_seconds=floor))
+                if pollers is not None:
+                    r.update(fetch_responses=pollers.responses, fetch_early=pollers.early)
+                    if pollers.error:
+                        r["error"] = "long-poll fetchers: " + pollers.error
+            except Exception as e:  # noqa: BLE001 - a failed mode is a result
+                r["error"] = short_error(e)
+            finally:
+                if pollers is not None:
+                    pollers.stop()
+                for s in held:
+                    s.close()
+            out["modes"][mode] = r
+    failed = [m for m, r in out["modes"].items() if r.get("error")]
+    if failed:
+        out["failed"] = failed
+    return out
 
 
 # -- many partitions --------------------------------------------------------------------------
@@ -755,6 +959,21 @@ def run_step(bootstrap: str, step: dict[str, Any]) -> Result:
         create_topic(bootstrap, step["topic"], 1)
         wait_partitions(bootstrap, step["topic"], 1)
         return rtt(bootstrap, client, step["topic"], step["count"], step["size"])
+    if kind == "poll":
+        create_topic(bootstrap, step["topic"], step.get("partitions", 4))
+        wait_partitions(bootstrap, step["topic"], step.get("partitions", 4))
+        return poll_loop(bootstrap, step["topic"], step["count"], step["size"], step["seconds"])
+    if kind == "cpu":
+        from tools.bench.rawapi import cpu_per_request
+
+        host, _, port = bootstrap.rpartition(":")
+        return cpu_per_request(host or HOST_DEFAULT, int(port), step.get("pid"), step["apis"], step["count"],
+                               step["warmup"], step["seconds"], step["tag"])
+    if kind == "conns":
+        host, _, port = bootstrap.rpartition(":")
+        return produce_with_connections(host or HOST_DEFAULT, int(port), step.get("pid"), step["modes"],
+                                        step["count"], step["warmup"], step["seconds"], step["idle"],
+                                        step["fetchers"], step["max_wait_ms"], step["tag"])
     if kind == "idle":
         host, _, port = bootstrap.rpartition(":")
         return idle_connections(host or HOST_DEFAULT, int(port), step["count"], step["hold"])
