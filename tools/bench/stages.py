@@ -348,6 +348,7 @@ def serve_and_drive(apis: list[str], n: int, warmup: int, seconds: float, data_d
     where = install(rec)
     import anyio
 
+    from kbroker import heap
     from kbroker.broker import Broker
     from kbroker.testing import make_config
 
@@ -376,6 +377,13 @@ def serve_and_drive(apis: list[str], n: int, warmup: int, seconds: float, data_d
 
     async def main() -> None:
         broker = Broker(config)
+        # As ``kbroker serve`` runs it (kbroker.broker.run): its own process, long-lived state out
+        # of full collections, the short switch interval; else the GC figures are this tool's.
+        broker.owns_process = True
+        heap.settle("start-up", collect=True)
+        share = getattr(heap, "share_interpreter", None)  # kbroker before it had one: CPython's default
+        if share is not None:
+            share()
         async with broker.running():
             host, port = broker.bootstrap.rsplit(":", 1)
             env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]) + os.pathsep
