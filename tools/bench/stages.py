@@ -11,14 +11,15 @@ The stages, wrapped by name at start-up (a name that is not found is reported an
 stage left out; nothing else changes):
 
 =========  ===============================================================================
-read       the connection's receive (its CPU, not its wall time: that includes waiting for
-           the client); attributed to the request the bytes turn out to hold
+read       the bytes coming in: the plaintext transport's ``data_received`` (else the
+           connection's receive: its CPU, not its wall time, which includes waiting for the
+           client); attributed to the request the bytes turn out to hold
 frame      ``FrameReader.next_frame`` (called again when no whole frame is buffered)
 decode     ``decode_request``, as the dispatcher calls it
 handler    every handler module's ``handle``
 append     ``PartitionLog.append`` (else ``ReplicaManager.append_records``): inside handler
 encode     ``encode_response_parts``, as the dispatcher calls it
-write      ``send_parts`` (the connection's response write)
+write      the response write: the plaintext transport's (``_LeanProtocol.write``), else ``send_parts``
 =========  ===============================================================================
 
 Only the requests of the measured loops count (a warm-up and the set-up, topic creation and
@@ -47,11 +48,14 @@ from pathlib import Path
 from typing import Any
 
 STAGES = ("read", "frame", "decode", "handler", "append", "encode", "write")
+#: Plain-function stages timed with the thread CPU clock (see _timed).
+SYSCALL_STAGES = frozenset({"read", "write"})
 #: Stages inside another (not added to the sum of stages).
 NESTED = frozenset({"append"})
 #: Where each stage may live, first found wins: (module, dotted attribute).
 CANDIDATES: dict[str, list[tuple[str, str]]] = {
-    "read": [("kbroker.server.connection", "Connection._receive"), ("kbroker.server.connection", "Connection._read"),
+    "read": [("kbroker.server.connection", "_LeanProtocol.data_received"),
+             ("kbroker.server.connection", "Connection._receive"), ("kbroker.server.connection", "Connection._read"),
              ("kbroker.server.connection", "Connection.receive")],
     "frame": [("kbroker.codec.framing", "FrameReader.next_frame"), ("kbroker.codec", "FrameReader.next_frame")],
     "decode": [("kbroker.server.dispatch", "decode_request"), ("kbroker.codec.frames", "decode_request"),
@@ -60,7 +64,7 @@ CANDIDATES: dict[str, list[tuple[str, str]]] = {
                ("kbroker.replica.manager", "ReplicaManager.append_records")],
     "encode": [("kbroker.server.dispatch", "encode_response_parts"), ("kbroker.codec.frames", "encode_response_parts"),
                ("kbroker.codec", "encode_response_parts")],
-    "write": [("kbroker.server.connection", "send_parts"), ("kbroker.server.connection", "Connection._send"),
+    "write": [("kbroker.server.connection", "_LeanProtocol.write"), ("kbroker.server.connection", "send_parts"),
               ("kbroker.server.connection", "Connection._write")],
 }
 DEFAULT_APIS = ("apiversions", "metadata", "produce", "fetch", "heartbeat", "offsetcommit")
@@ -139,7 +143,9 @@ class Recorder:
 def _timed(fn: Callable[..., Any], stage: str, rec: Recorder) -> Callable[..., Any]:
     """``fn`` with its time recorded under ``stage``: a coroutine's thread CPU and wall
     time (its wall time includes what it awaits); a plain function's wall time, which is
-    its CPU time as it does not block (the cheap clock: a thread CPU clock is a syscall)."""
+    its CPU time as it does not block (the cheap clock: a thread CPU clock is a syscall),
+    except for the stages that make socket syscalls: a loopback write that wakes the client
+    can be preempted by it, and its wall time would count the client's turn."""
     cpu, wall = time.thread_time_ns, time.perf_counter_ns
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
@@ -162,6 +168,16 @@ def _timed(fn: Callable[..., Any], stage: str, rec: Recorder) -> Callable[..., A
                 rec.framed()
             return out
         return frame_wrapper
+
+    if stage in SYSCALL_STAGES:
+        @functools.wraps(fn)
+        def syscall_wrapper(*args: Any, **kwargs: Any) -> Any:
+            c0, w0 = cpu(), wall()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                rec.add(stage, cpu() - c0, wall() - w0)
+        return syscall_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
