@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 class Timer:
     """A scheduled callback; :meth:`cancel` makes it a no-op."""
 
-    __slots__ = ("deadline", "callback", "cancelled")
+    __slots__ = ("deadline", "callback", "cancelled", "seq")
 
-    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+    def __init__(self, deadline: float, callback: Callable[[], None], seq: int = 0) -> None:
         self.deadline = deadline
         self.callback = callback
         self.cancelled = False
+        #: Orders timers due at the same instant: when it was set (or last extended).
+        self.seq = seq
 
     def cancel(self) -> None:
         """Stop the callback from running (harmless if it already ran)."""
@@ -45,9 +47,9 @@ class Scheduler:
 
     def call_later(self, delay_ms: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` once ``delay_ms`` milliseconds have passed."""
-        timer = Timer(self.clock.monotonic() + max(delay_ms, 0) / 1000.0, callback)
+        timer = Timer(self.clock.monotonic() + max(delay_ms, 0) / 1000.0, callback, next(self._seq))
         earliest = self._heap[0][0] if self._heap else None
-        heapq.heappush(self._heap, (timer.deadline, next(self._seq), timer))
+        heapq.heappush(self._heap, (timer.deadline, timer.seq, timer))
         if earliest is None or timer.deadline < earliest:
             self._wake.set()
         return timer
@@ -58,7 +60,8 @@ class Scheduler:
 
         Nothing is pushed: the heap entry keeps the old deadline and, when it comes due, is
         pushed again at the new one. A session timer restarted by every heartbeat thus costs
-        no allocation and no heap growth per heartbeat.
+        no allocation and no heap growth per heartbeat. Timers still run in the order a cancel
+        and a new :meth:`call_later` would give: by deadline, then by when they were set.
         """
         if timer.cancelled:
             return False
@@ -66,6 +69,7 @@ class Scheduler:
         if deadline < timer.deadline:
             return False
         timer.deadline = deadline
+        timer.seq = next(self._seq)
         return True
 
     def poke(self) -> None:
@@ -76,15 +80,16 @@ class Scheduler:
         """Run every timer whose deadline has passed; returns how many ran."""
         ran = 0
         while self._heap:
-            deadline, _, timer = self._heap[0]
+            deadline, seq, timer = self._heap[0]
             if deadline > self.clock.monotonic():
                 break
             heapq.heappop(self._heap)
             if timer.cancelled:
                 continue
-            if timer.deadline > deadline and timer.deadline > self.clock.monotonic():
-                # Extended since it was pushed: wait for its new deadline.
-                heapq.heappush(self._heap, (timer.deadline, next(self._seq), timer))
+            if seq != timer.seq:
+                # Extended since it was pushed: queued again at its new deadline, even one already
+                # past, so that it runs after the timers due before it (or set before it).
+                heapq.heappush(self._heap, (timer.deadline, timer.seq, timer))
                 continue
             timer.cancelled = True
             ran += 1

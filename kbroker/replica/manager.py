@@ -33,6 +33,7 @@ from kbroker.records.batch import (
     HEADER_SIZE,
     BatchError,
     BatchHeader,
+    is_transactional,
     parse_header,
     peek_size,
     verify_uncompressed_crcs,
@@ -266,11 +267,17 @@ class ReplicaManager:
             try:
                 checked: _Checked | None = None
                 if not internal and records is not None and len(records) >= _OFFLOAD_MIN_BYTES:
-                    config = self._leader_log(tp)[1].config
-                    if _check_off_loop(records, config):
+                    info, plog = self._leader_log(tp)
+                    config = plog.config
+                    # The refusals that come before validation come before it here too (as inline).
+                    self._check_target(tp, info, config, acks, internal)
+                    # Never for a transactional request: produce verifies its partitions (KIP-890)
+                    # and appends them with no await in between, so that no marker slips in.
+                    if _check_off_loop(records, config) and not _any_transactional(entries):
                         # Decompressing and walking a large batch's records takes milliseconds of
                         # Python: done in a worker thread, the loop serves other connections meanwhile.
-                        checked = await anyio.to_thread.run_sync(self._check_client_records, tp, records, config)
+                        checked = (plog, config,
+                                   await anyio.to_thread.run_sync(self._check_client_records, tp, records, config))
                 out[tp] = self._append_partition(tp, records, acks=acks, internal=internal, checked=checked)
             except PartitionError as e:
                 out[tp] = AppendResult(e.error_code, log_start_offset=self._failed_append_log_start(tp, e.error_code),
@@ -304,19 +311,15 @@ class ReplicaManager:
     def _append_partition(self, tp: TopicPartition, records: bytes | bytearray | memoryview | None, *,
                           acks: int, internal: bool, checked: _Checked | None = None) -> AppendResult:
         """Append one partition's payload; ``checked`` is what :meth:`_check_client_records`
-        made of it already (off the loop), under the config it had then."""
+        made of it already (off the loop): used if the partition still has that log and config,
+        else the payload is checked again (as if the append had run at once)."""
         info, plog = self._leader_log(tp)
         config = plog.config
-        if not internal and is_internal(tp.topic):
-            raise PartitionError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {tp.topic}")
-        if acks == -1 and len(info.isr) < config.min_insync_replicas:
-            raise PartitionError(ErrorCode.NOT_ENOUGH_REPLICAS,
-                                 f"The size of the current ISR {info.isr} is insufficient to satisfy "
-                                 f"the min.isr requirement of {config.min_insync_replicas}")
+        self._check_target(tp, info, config, acks, internal)
         # The headers a client's batches were validated with, so the log does not repeat the checks.
         headers: list[BatchHeader] | None = None
-        if checked is not None:
-            records, headers = checked
+        if checked is not None and checked[0] is plog and checked[1] is config:
+            records, headers = checked[2]
         elif internal:
             _check_single_batch(records)
             if config.compression_type != "producer":
@@ -331,8 +334,20 @@ class ReplicaManager:
                              headers=headers)
         return AppendResult(ErrorCode.NONE, result.base_offset, result.log_append_time_ms, result.log_start_offset)
 
+    @staticmethod
+    def _check_target(tp: TopicPartition, info: PartitionInfo, config: LogConfig, acks: int, internal: bool) -> None:
+        """The refusals of an append that come before its records are looked at (as Kafka's
+        appendToLocalLog and appendRecordsToLeader): a client's write to an internal topic, then
+        acks=-1 with fewer in-sync replicas than ``min.insync.replicas``."""
+        if not internal and is_internal(tp.topic):
+            raise PartitionError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {tp.topic}")
+        if acks == -1 and len(info.isr) < config.min_insync_replicas:
+            raise PartitionError(ErrorCode.NOT_ENOUGH_REPLICAS,
+                                 f"The size of the current ISR {info.isr} is insufficient to satisfy "
+                                 f"the min.isr requirement of {config.min_insync_replicas}")
+
     def _check_client_records(self, tp: TopicPartition, records: bytes | bytearray | memoryview | None,
-                              config: LogConfig) -> _Checked:
+                              config: LogConfig) -> _Valid:
         """A client's payload validated as Kafka's LogValidator does, and recompressed when the
         topic's ``compression.type`` says so: the bytes to append and, unless they are new, the
         batch headers they were validated with. Touches no log: it may run in a worker thread."""
@@ -601,7 +616,14 @@ def _check_single_batch(records: bytes | bytearray | memoryview | None) -> None:
 
 #: What :meth:`ReplicaManager._check_client_records` returns: the bytes to append and the batch
 #: headers they were validated with (None when they are new bytes the log validates).
-_Checked = tuple["bytes | bytearray | memoryview", "list[BatchHeader] | None"]
+_Valid = tuple["bytes | bytearray | memoryview", "list[BatchHeader] | None"]
+#: A payload checked off the loop: the log and the config it was checked under, and the result.
+_Checked = tuple["PartitionLog", "LogConfig", _Valid]
+
+
+def _any_transactional(entries: Mapping[TopicPartition, bytes | bytearray | memoryview | None]) -> bool:
+    """Whether any payload of a produce request starts with a transactional batch."""
+    return any(is_transactional(r) for r in entries.values())
 
 #: A client batch of at least this many records whose records must be walked (see
 #: :func:`_check_off_loop`) is validated in a worker thread: about a microsecond per record in

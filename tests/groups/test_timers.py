@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kbroker.clock import ManualClock
 from kbroker.groups.timers import Scheduler
 
@@ -69,3 +71,38 @@ def test_extended_timer_keeps_order_with_others() -> None:
     clock.advance(50)
     assert s.run_due() == 1
     assert ran == ["b", "a"]
+
+
+def test_extended_timer_keeps_deadline_order_when_the_clock_jumps_past_both() -> None:
+    # One run_due after a long stall (or a ManualClock advanced far): timers still run in deadline
+    # order, as a timer cancelled and scheduled anew would; the extended one's old entry comes
+    # due first but must not run before a timer whose deadline is earlier than its new one.
+    clock = ManualClock()
+    s = Scheduler(clock)
+    ran: list[str] = []
+    a = s.call_later(100, lambda: ran.append("a"))
+    s.call_later(150, lambda: ran.append("b"))
+    assert s.extend(a, 200)
+    clock.advance(1000)
+    assert s.run_due() == 2
+    assert ran == ["b", "a"]
+
+
+@pytest.mark.parametrize("then_ms", [80, 500])  # to exactly the shared deadline, and past it
+def test_timers_due_at_the_same_instant_run_in_the_order_they_were_set_or_extended(then_ms: int) -> None:
+    # Equal deadlines (common on a ManualClock): the order is that of scheduling, an extension
+    # counting as scheduling anew (what cancel + call_later did).
+    clock = ManualClock()
+    s = Scheduler(clock)
+    ran: list[str] = []
+    a = s.call_later(50, lambda: ran.append("a"))
+    clock.advance(10)
+    s.call_later(100, lambda: ran.append("b"))  # due at 110
+    clock.advance(10)
+    assert s.extend(a, 90)  # due at 110 too, set after b
+    c = s.call_later(60, lambda: ran.append("c"))  # due at 80
+    clock.advance(10)
+    assert s.extend(c, 80)  # due at 110 too, set last
+    clock.advance(then_ms)
+    assert s.run_due() == 3
+    assert ran == ["b", "a", "c"]

@@ -147,3 +147,94 @@ async def test_a_large_batch_checked_off_the_loop_is_refused_as_inline(cluster, 
     r = await _append(cluster, _corrupt(_large()))
     assert r.error_code == ErrorCode.CORRUPT_MESSAGE
     assert plog.log_end_offset == 0
+
+
+async def test_a_large_batch_to_an_internal_topic_is_refused_as_internal_before_its_records_are_checked(
+        cluster, checks_in: list[str]) -> None:  # type: ignore[no-untyped-def]
+    # As Kafka (ReplicaManager.appendToLocalLog): a client's write to an internal topic is refused
+    # before the log validates anything, whatever its records (here keyless, to a compacted topic).
+    tp = TopicPartition("__consumer_offsets", 0)
+    plog = cluster.add(tp.topic, config=LogConfig(cleanup_policy="compact"))
+    for records in (_large(COMPRESSION_GZIP, keyed=False, corrupt_at=7), _corrupt(_large(COMPRESSION_GZIP))):
+        r = (await cluster.rm.append_records({tp: records}, acks=-1))[tp]
+        assert (r.error_code, r.log_start_offset) == (ErrorCode.INVALID_TOPIC_EXCEPTION, -1)
+        assert r.record_errors == ()
+    assert checks_in == [] and plog.log_end_offset == 0
+
+
+async def test_a_large_batch_without_enough_in_sync_replicas_is_refused_before_its_records_are_checked(
+        cluster, checks_in: list[str]) -> None:  # type: ignore[no-untyped-def]
+    # acks=-1 with an ISR smaller than min.insync.replicas: NOT_ENOUGH_REPLICAS (with the log's start
+    # offset) before validation, so a corrupt batch does not turn it into CORRUPT_MESSAGE.
+    plog = cluster.add("t", config=LogConfig(min_insync_replicas=2))
+    r = await _append(cluster, _corrupt(_large(COMPRESSION_GZIP)))
+    assert (r.error_code, r.log_start_offset) == (ErrorCode.NOT_ENOUGH_REPLICAS, 0)
+    assert checks_in == [] and plog.log_end_offset == 0
+
+
+async def test_a_large_transactional_batch_is_appended_without_yielding_to_the_loop(cluster) -> None:  # type: ignore[no-untyped-def]
+    # Produce verifies a transactional partition (KIP-890) and appends with no await in between,
+    # so no transaction marker can land between the two: a batch appended after the marker that
+    # ended its transaction would open a transaction nothing ends (a hanging transaction).
+    import anyio
+
+    from kbroker.replica.manager import OFFLOAD_CHECK_RECORDS
+    from kbroker.txn.markers import TxnMarker
+
+    plog = cluster.add("t")
+    batch = build_batch([NewRecord(b"k", bytes(100), (), NOW) for _ in range(OFFLOAD_CHECK_RECORDS + 1)],
+                        compression=COMPRESSION_GZIP, producer_id=7, producer_epoch=0, base_sequence=0,
+                        transactional=True)
+    order: list[str] = []
+
+    async def produce() -> None:
+        assert (await _append(cluster, batch)).error_code == ErrorCode.NONE
+        order.append("batch")
+
+    async def abort() -> None:
+        assert await cluster.rm.write_txn_markers([TxnMarker(7, 0, 0, False, (TP,))]) == [{TP: ErrorCode.NONE}]
+        order.append("marker")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(produce)
+        tg.start_soon(abort)
+    assert order == ["batch", "marker"]
+    assert not plog.has_ongoing_transaction(7)
+
+
+async def test_a_large_batch_is_checked_again_if_its_topic_changed_while_it_was_checked_off_the_loop(
+        cluster, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    # The topic is deleted and created again, compacted, while the worker thread validates the batch
+    # under the old topic's config: the append must answer as if it had run at once (keyless records
+    # refused), never write records the new topic's config refuses.
+    import threading
+
+    import anyio
+
+    from kbroker.replica import manager
+
+    entered, go = threading.Event(), threading.Event()
+    inner = manager.validate_client_batches
+
+    def held(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is not threading.main_thread():
+            entered.set()
+            assert go.wait(20)
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "validate_client_batches", held)
+    old = cluster.add("t")
+    result = []
+
+    async def produce() -> None:
+        result.append(await _append(cluster, _large(COMPRESSION_GZIP, keyed=False, corrupt_at=42)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(produce)
+        assert await anyio.to_thread.run_sync(entered.wait, 20)
+        old.close()
+        new = cluster.add("t", config=LogConfig(cleanup_policy="compact"))
+        go.set()
+    assert result[0].error_code == ErrorCode.INVALID_RECORD
+    assert [e[0] for e in result[0].record_errors] == [42]
+    assert new.log_end_offset == 0
