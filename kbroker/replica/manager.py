@@ -361,7 +361,14 @@ class ReplicaManager:
             # Only a compacted topic's keyless records need them (to answer as Kafka does).
             timestamp_errors=(lambda batch, h: timestamp_errors(batch, h, now, before, after, config.log_append_time))
             if compacted else None)
-        check_timestamps(records, now, before, after, log_append_time=config.log_append_time)
+        try:
+            check_timestamps(records, now, before, after, log_append_time=config.log_append_time)
+        except PartitionError:
+            # Kafka checks every batch's CRC (UnifiedLog.analyzeAndValidateRecords) before its
+            # timestamps (LogValidator): a corrupt batch is CORRUPT_MESSAGE whatever its timestamps.
+            assert headers is not None
+            verify_uncompressed_crcs(records, headers)
+            raise
         if config.compression_type != "producer":
             # The only step a topic's compression.type adds; "producer" (the default) skips it,
             # so the usual append path neither decompresses nor copies anything more. The CRC of

@@ -45,11 +45,16 @@ async def test_compressed_crc_mismatch_is_corrupt_message(cluster) -> None:  # t
     assert plog.log_end_offset == 0
 
 
-async def test_timestamp_refusal_comes_before_the_crc_check_of_an_uncompressed_batch(cluster) -> None:  # type: ignore[no-untyped-def]
-    # As before the single validation: the timestamp rules run before the log checks the CRC.
-    cluster.add("t")
+async def test_crc_check_of_an_uncompressed_batch_comes_before_its_timestamps(cluster) -> None:  # type: ignore[no-untyped-def]
+    # As Kafka: UnifiedLog.analyzeAndValidateRecords checks each batch's CRC before LogValidator
+    # looks at timestamps, so a corrupt batch is CORRUPT_MESSAGE even when its timestamps are refused too.
+    plog = cluster.add("t")
     late = NOW + 10 * 24 * 3_600_000  # past message.timestamp.after.max.ms (one hour)
     r = await _append(cluster, _corrupt(build_batch([NewRecord(None, b"value", (), late)])))
+    assert r.error_code == ErrorCode.CORRUPT_MESSAGE
+    assert plog.log_end_offset == 0
+    # An intact batch with that timestamp is refused for it.
+    r = await _append(cluster, build_batch([NewRecord(None, b"value", (), late)]))
     assert r.error_code == ErrorCode.INVALID_TIMESTAMP
 
 
