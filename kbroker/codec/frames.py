@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from construct import Container
 
 from kbroker.codec.apis import Api, api_table
-from kbroker.codec.compiled import Decoder, Encoder, Invalid, Truncated, codec_for
+from kbroker.codec.compiled import Codec, Decoder, Encoder, Invalid, Truncated, codec_for
 from kbroker.codec.errors import (
     CodecError,
     EncodeError,
@@ -62,19 +62,22 @@ class Request:
         return self.header.correlation_id
 
 
+def _compiled(api: Api, kind: str, version: int) -> tuple[Codec, Codec, str]:
+    """The compiled header and body codecs of one API's requests or responses at ``version``,
+    and the name errors give the body."""
+    if kind == "request":
+        header = codec_for(load_message("RequestHeader"), api.request_header_version(version))
+        return header, codec_for(api.request, version), f"{api.name}Request v{version}"
+    header = codec_for(load_message("ResponseHeader"), api.response_header_version(version))
+    return header, codec_for(api.response, version), f"{api.name}Response v{version}"
+
+
 def _decoders(api: Api, kind: str, version: int) -> tuple[Decoder, Decoder, str]:
     """The compiled header and body decoders of one API's requests or responses at ``version``."""
     key = (api.key, kind, version)
     entry = _decoder_table.get(key)
     if entry is None:
-        if kind == "request":
-            header = codec_for(load_message("RequestHeader"), api.request_header_version(version))
-            body = codec_for(api.request, version)
-            what = f"{api.name}Request v{version}"
-        else:
-            header = codec_for(load_message("ResponseHeader"), api.response_header_version(version))
-            body = codec_for(api.response, version)
-            what = f"{api.name}Response v{version}"
+        header, body, what = _compiled(api, kind, version)
         entry = _decoder_table[key] = (header.decode, body.decode, what)
     return entry
 
@@ -84,14 +87,7 @@ def _encoders(api: Api, kind: str, version: int) -> tuple[Encoder, Encoder, str]
     key = (api.key, kind, version)
     entry = _encoder_table.get(key)
     if entry is None:
-        if kind == "request":
-            header = codec_for(load_message("RequestHeader"), api.request_header_version(version))
-            body = codec_for(api.request, version)
-            what = f"{api.name}Request v{version}"
-        else:
-            header = codec_for(load_message("ResponseHeader"), api.response_header_version(version))
-            body = codec_for(api.response, version)
-            what = f"{api.name}Response v{version}"
+        header, body, what = _compiled(api, kind, version)
         entry = _encoder_table[key] = (header.encode, body.encode, what)
     return entry
 

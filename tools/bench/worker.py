@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any
 
+from tools.bench.rawapi import percentile, short_error
 from tools.bench.wire import HOST_DEFAULT, api_versions_frame, metadata_frame, read_response, round_trip
 
 logging.basicConfig(level=logging.CRITICAL)  # kafka-python is chatty on failures we report anyway
@@ -39,16 +40,6 @@ def emit(result: Result) -> None:
     sys.stdout.flush()
 
 
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
-    return sorted_values[k]
-
-
-def short_error(e: BaseException) -> str:
-    text = f"{type(e).__name__}: {e}"
-    return text if len(text) < 300 else text[:297] + "..."
 
 
 # -- topic administration (always through confluent-kafka's admin client) -------------------
