@@ -245,6 +245,12 @@ class LogSegment:
     # -- scanning ------------------------------------------------------------------------
     def iter_batches(self, start_position: int = 0, end_position: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
         """Yield ``(position, header)`` of each whole batch from ``start_position``, headers only."""
+        for pos, h, _buf, _buf_start in self._scan(start_position, end_position):
+            yield pos, h
+
+    def _scan(self, start_position: int, end_position: int | None = None) -> Iterator[tuple[int, BatchHeader, bytes, int]]:
+        """:meth:`iter_batches`, with the bytes last read and the position they start at (they
+        hold the batch yielded, and often what follows it)."""
         end = self._size if end_position is None else min(end_position, self._size)
         pos = start_position
         buf = b""
@@ -260,7 +266,7 @@ class LogSegment:
             h = parse_header(buf, off)
             if h.batch_length < _MIN_BATCH_LENGTH or pos + h.size > end:
                 return
-            yield pos, h
+            yield pos, h, buf, buf_start
             big = h.size >= _SCAN_CHUNK // 4
             pos += h.size
 
@@ -271,29 +277,14 @@ class LogSegment:
 
     def _locate(self, offset: int, start_position: int = 0) -> tuple[int, BatchHeader, bytes, int] | None:
         """:meth:`translate_offset`, with the bytes last read while scanning and the position
-        they start at (they hold the batch found, and often what follows it)."""
+        they start at (they hold the batch found, and often what follows it: the read that
+        usually follows takes them rather than reading again)."""
         self._ensure_indexes()
         start = max(start_position, self.offset_index.lookup(offset).position)
-        # iter_batches inlined: the scan buffer is kept for the read that usually follows.
-        end = self._size
-        pos = start
-        buf = b""
-        buf_start = pos
-        big = False
-        while end - pos >= HEADER_SIZE:
-            off = pos - buf_start
-            if off < 0 or off + HEADER_SIZE > len(buf):
-                buf = self._read_at(HEADER_SIZE if big else min(_SCAN_CHUNK, end - pos), pos)
-                buf_start, off = pos, 0
-                if len(buf) < HEADER_SIZE:
-                    return None
-            h = parse_header(buf, off)
-            if h.batch_length < _MIN_BATCH_LENGTH or pos + h.size > end:
-                return None
+        for found in self._scan(start):
+            h = found[1]
             if h.base_offset + h.last_offset_delta >= offset:
-                return pos, h, buf, buf_start
-            big = h.size >= _SCAN_CHUNK // 4
-            pos += h.size
+                return found
         return None
 
     def position_bound(self, offset: int) -> int:

@@ -482,9 +482,7 @@ class Connection:
             data = await self.stream.receive(_READ_SIZE)
         self._idle_scope = None
         if scope.cancelled_caught:
-            if not self._stopping():
-                log.debug("closing connection from %s:%d: idle for connections.max.idle.ms",
-                          self.session.client_host, self.session.client_port)
+            self._log_idle_close()
             return False
         self.reader.feed(data)
         self._account()
@@ -523,9 +521,8 @@ class Connection:
                 lean.waiter = None
             if more:
                 return True
-            if self._idled and not self._stopping():
-                log.debug("closing connection from %s:%d: idle for connections.max.idle.ms",
-                          self.session.client_host, self.session.client_port)
+            if self._idled:
+                self._log_idle_close()
             return False
 
     def _room(self) -> bool:
@@ -557,11 +554,15 @@ class Connection:
             await self.memory.wait()
         self._idle_scope = None
         if scope.cancelled_caught:
-            if not self._stopping():
-                log.debug("closing connection from %s:%d: idle for connections.max.idle.ms",
-                          self.session.client_host, self.session.client_port)
+            self._log_idle_close()
             return False
         return True
+
+    def _log_idle_close(self) -> None:
+        """The debug line of a connection closed for ``connections.max.idle.ms`` (not at shutdown)."""
+        if not self._stopping():
+            log.debug("closing connection from %s:%d: idle for connections.max.idle.ms",
+                      self.session.client_host, self.session.client_port)
 
     def _outside_budget(self) -> bool:
         """Whether the connection is authenticating: as Kafka reads SASL frames outside its
