@@ -174,9 +174,17 @@ class _LeanProtocol(asyncio.Protocol):
             raise anyio.BrokenResourceError from self.error
 
     def watch_idle(self, idle_seconds: float) -> None:
-        """Arm the connection's one idle timer unless it is armed (it re-arms itself lazily)."""
-        if self.idle_timer is None and not self.lost:
-            self.idle_timer = self.loop.call_at(self.active + idle_seconds, self._idle_check, idle_seconds)
+        """Arm the connection's one idle timer to fire when the connection can have idled out,
+        unless it is armed to fire by then (it re-arms itself lazily)."""
+        due = self.active + idle_seconds
+        timer = self.idle_timer
+        if timer is not None:
+            if timer.when() <= due:
+                return
+            timer.cancel()  # armed during a wait for the budget: later than this wait ends
+            self.idle_timer = None
+        if not self.lost:
+            self.idle_timer = self.loop.call_at(due, self._idle_check, idle_seconds)
 
     def _idle_check(self, idle_seconds: float) -> None:
         """connections.max.idle.ms: close a connection that waited for a request that long."""
@@ -496,6 +504,9 @@ class Connection:
         lean = self._lean
         assert lean is not None
         reader = self.reader
+        # The idle time counts from here (or from the last bytes received), a wait for the
+        # budget included: once admitted, a stalled request gets no idle period of its own.
+        lean.active = lean.loop.time()
         while True:
             if reader.frame_size < 0 and reader.buffered >= 4:
                 return True  # bytes came in meanwhile: the frame may be whole
@@ -508,11 +519,10 @@ class Connection:
             if not self._room():
                 # Backpressure: leave further bytes in the socket until the budget has room.
                 lean.pause()
-                if not await self._wait_for_memory():
+                if not await self._wait_for_memory(lean.active + self._idle_seconds):
                     return False
                 continue
             lean.resume()
-            lean.active = lean.loop.time()
             lean.watch_idle(self._idle_seconds)
             waiter = lean.waiter = lean.loop.create_future()
             try:
@@ -546,10 +556,10 @@ class Connection:
             return False
         return self._outside_budget() or not self.memory.exhausted
 
-    async def _wait_for_memory(self) -> bool:
+    async def _wait_for_memory(self, deadline: float) -> bool:
         """Wait until the budget has room again; False when the connection idled meanwhile
-        or is closed for shutdown."""
-        with anyio.CancelScope(deadline=anyio.current_time() + self._idle_seconds) as scope:
+        (``deadline``, in loop time, passed) or is closed for shutdown."""
+        with anyio.CancelScope(deadline=deadline) as scope:
             self._idle_scope = scope
             await self.memory.wait()
         self._idle_scope = None

@@ -385,6 +385,33 @@ def test_backpressure_waits_for_the_budget_then_serves(tmp_path: Path, loop: str
 
 
 @pytest.mark.parametrize("loop", LOOPS)
+def test_a_stalled_request_admitted_late_idles_out_on_time(tmp_path: Path, loop: str) -> None:
+    """connections.max.idle.ms counts from the connection's last bytes: a request that waited
+    for the memory budget and was then admitted gets no fresh idle period (slow clients would
+    otherwise hold the budget in turns, each for the time it waited plus the idle time)."""
+    budget = 1 << 20
+    big = 900 * 1024
+
+    def client(broker: Broker, port: int) -> None:
+        memory = broker.request_memory
+        with _connect(port) as first, _connect(port) as second:
+            # Both stall mid-request: the first holds the budget, the second waits for room.
+            first.sendall(struct.pack(">i", big) + b"\0" * 1000)
+            wait_until(lambda: memory.admitted == 1, 20)
+            second.sendall(struct.pack(">i", big) + b"\0" * 1000)
+            stalled = time.monotonic()
+            wait_until(lambda: memory.waiting == 1, 20)
+            # The first idles out; the second is admitted then, 0.8 s after its last bytes.
+            assert _closed(first)
+            assert _closed(second)
+            took = time.monotonic() - stalled
+            assert 0.7 <= took < 1.35, took
+        wait_until(lambda: memory.used == 0 and memory.admitted == 0 and memory.waiting == 0, 20)
+
+    _serve(tmp_path, loop, client, {"queued.max.request.bytes": str(budget), "connections.max.idle.ms": "800"})
+
+
+@pytest.mark.parametrize("loop", LOOPS)
 def test_bytes_received_before_the_take_over_are_served(tmp_path: Path, loop: str) -> None:
     """The connection takes the transport over from anyio's stream with what it buffered."""
 
