@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     with KafkaReference(workdir) as k:
-        print(f"{k.bootstrap}  (started in {k.startup_seconds:.1f}s, log {k.log_path})", flush=True)
         try:
+            # Inside the try: a SIGTERM sent as soon as the line is read must stop Kafka cleanly.
+            print(f"{k.bootstrap}  (started in {k.startup_seconds:.1f}s, log {k.log_path})", flush=True)
             while k.proc is not None and k.proc.poll() is None:
                 time.sleep(0.5)
         except KeyboardInterrupt:
