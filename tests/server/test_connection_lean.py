@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+from socket_helpers import read_frame as _read_frame
 from wait_helpers import wait_until
 
 from kbroker.broker import Broker
@@ -67,18 +68,6 @@ def _metadata(correlation_id: int) -> bytes:
                           client_id="lean")
 
 
-def _read_frame(s: socket.socket) -> bytes:
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = s.recv(n - len(data))
-            if not chunk:
-                raise EOFError("closed by the broker")
-            data += chunk
-        return data
-
-    (size,) = struct.unpack(">i", exactly(4))
-    return exactly(size)
 
 
 def _closed(s: socket.socket) -> bool:
