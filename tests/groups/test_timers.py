@@ -57,13 +57,19 @@ def test_extend_refuses_an_earlier_deadline_and_a_cancelled_timer() -> None:
     assert ran == []
 
 
-def test_extended_timer_keeps_order_with_others() -> None:
+def _a_extended_past_b() -> tuple[ManualClock, Scheduler, list[str]]:
+    """Timer a due at 100 ms, b at 150 ms, then a extended to 200 ms."""
     clock = ManualClock()
     s = Scheduler(clock)
     ran: list[str] = []
     a = s.call_later(100, lambda: ran.append("a"))
     s.call_later(150, lambda: ran.append("b"))
     assert s.extend(a, 200)
+    return clock, s, ran
+
+
+def test_extended_timer_keeps_order_with_others() -> None:
+    clock, s, ran = _a_extended_past_b()
     clock.advance(100)
     assert s.run_due() == 0  # a's old entry came due: pushed again at 200
     clock.advance(50)
@@ -77,12 +83,7 @@ def test_extended_timer_keeps_deadline_order_when_the_clock_jumps_past_both() ->
     # One run_due after a long stall (or a ManualClock advanced far): timers still run in deadline
     # order, as a timer cancelled and scheduled anew would; the extended one's old entry comes
     # due first but must not run before a timer whose deadline is earlier than its new one.
-    clock = ManualClock()
-    s = Scheduler(clock)
-    ran: list[str] = []
-    a = s.call_later(100, lambda: ran.append("a"))
-    s.call_later(150, lambda: ran.append("b"))
-    assert s.extend(a, 200)
+    clock, s, ran = _a_extended_past_b()
     clock.advance(1000)
     assert s.run_due() == 2
     assert ran == ["b", "a"]

@@ -350,19 +350,30 @@ def test_a_throttled_client_is_muted_and_others_are_not(tmp_path: Path, loop: st
     _serve(tmp_path, loop, client)
 
 
+#: queued.max.request.bytes for the two tests below, and a request size it admits one of at a time.
+_BUDGET = 1 << 20
+_BIG = 900 * 1024
+
+
+def _stall_two(broker: Broker, first: socket.socket, second: socket.socket) -> float:
+    """Both connections send the start of a ``_BIG`` request and stall: the first is admitted
+    whole, the second waits for room in the budget. Returns when the second's bytes went."""
+    memory = broker.request_memory
+    first.sendall(struct.pack(">i", _BIG) + b"\0" * 1000)
+    wait_until(lambda: memory.admitted == 1, 20)
+    second.sendall(struct.pack(">i", _BIG) + b"\0" * 1000)
+    stalled = time.monotonic()
+    wait_until(lambda: memory.waiting == 1, 20)
+    return stalled
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_backpressure_waits_for_the_budget_then_serves(tmp_path: Path, loop: str) -> None:
-    budget = 1 << 20
-    big = 900 * 1024
-
     def client(broker: Broker, port: int) -> None:
         memory = broker.request_memory
         with _connect(port) as first, _connect(port) as second:
             # The first connection's request is admitted whole; the second's waits for room.
-            first.sendall(struct.pack(">i", big) + b"\0" * 1000)
-            wait_until(lambda: memory.admitted == 1, 20)
-            second.sendall(struct.pack(">i", big) + b"\0" * 1000)
-            wait_until(lambda: memory.waiting == 1, 20)
+            _stall_two(broker, first, second)
             waiting = next(c for c in _connections(broker) if not c._admitted)
             assert waiting._lean is not None and not waiting._lean.reading
             first.close()  # its bytes go back: the second is admitted and reads on
@@ -370,7 +381,7 @@ def test_backpressure_waits_for_the_budget_then_serves(tmp_path: Path, loop: str
             wait_until(lambda: waiting._lean is not None and waiting._lean.reading, 5)
         wait_until(lambda: memory.used == 0 and memory.admitted == 0, 20)
 
-    _serve(tmp_path, loop, client, {"queued.max.request.bytes": str(budget)})
+    _serve(tmp_path, loop, client, {"queued.max.request.bytes": str(_BUDGET)})
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -378,18 +389,11 @@ def test_a_stalled_request_admitted_late_idles_out_on_time(tmp_path: Path, loop:
     """connections.max.idle.ms counts from the connection's last bytes: a request that waited
     for the memory budget and was then admitted gets no fresh idle period (slow clients would
     otherwise hold the budget in turns, each for the time it waited plus the idle time)."""
-    budget = 1 << 20
-    big = 900 * 1024
-
     def client(broker: Broker, port: int) -> None:
         memory = broker.request_memory
         with _connect(port) as first, _connect(port) as second:
             # Both stall mid-request: the first holds the budget, the second waits for room.
-            first.sendall(struct.pack(">i", big) + b"\0" * 1000)
-            wait_until(lambda: memory.admitted == 1, 20)
-            second.sendall(struct.pack(">i", big) + b"\0" * 1000)
-            stalled = time.monotonic()
-            wait_until(lambda: memory.waiting == 1, 20)
+            stalled = _stall_two(broker, first, second)
             # The first idles out; the second is admitted then, 0.8 s after its last bytes.
             assert _closed(first)
             assert _closed(second)
@@ -397,7 +401,7 @@ def test_a_stalled_request_admitted_late_idles_out_on_time(tmp_path: Path, loop:
             assert 0.7 <= took < 1.35, took
         wait_until(lambda: memory.used == 0 and memory.admitted == 0 and memory.waiting == 0, 20)
 
-    _serve(tmp_path, loop, client, {"queued.max.request.bytes": str(budget), "connections.max.idle.ms": "800"})
+    _serve(tmp_path, loop, client, {"queued.max.request.bytes": str(_BUDGET), "connections.max.idle.ms": "800"})
 
 
 @pytest.mark.parametrize("loop", LOOPS)
