@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kbroker.codec import encode_response_parts
+from kbroker.codec import encode_body
 from kbroker.codec.apis import api_table
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
@@ -63,11 +63,7 @@ def template(version: int) -> EncodedBody:
     answer = _TEMPLATES.get(version)
     if answer is None:
         body = _answer()
-        framed = b"".join(encode_response_parts(API_KEY, version, 0, body))
-        # The frame is the size prefix, the response header (the correlation id, and an empty
-        # tagged-field section from header v1 on), then the body.
-        header = 4 if api_table()[API_KEY].response_header_version(version) == 0 else 5
-        answer = _TEMPLATES[version] = EncodedBody(body, framed[4 + header:])
+        answer = _TEMPLATES[version] = EncodedBody(body, encode_body(api_table()[API_KEY], "response", version, body))
     return answer
 
 
