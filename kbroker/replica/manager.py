@@ -84,8 +84,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _VALID_ACKS = (0, 1, -1)
-#: No batch this small holds OFFLOAD_CHECK_RECORDS records (each record takes 7 bytes at least).
-_OFFLOAD_MIN_BYTES = 4096
 
 __all__ = [
     "CONSUMER_REPLICA_ID", "READ_COMMITTED", "READ_UNCOMMITTED", "AppendResult", "FetchParams", "FetchResult",
@@ -263,17 +261,20 @@ class ReplicaManager:
         if acks not in _VALID_ACKS:
             return {tp: AppendResult(ErrorCode.INVALID_REQUIRED_ACKS) for tp in entries}
         out: dict[TopicPartition, AppendResult] = {}
+        # Never off the loop for a transactional request: produce verifies its partitions (KIP-890)
+        # and appends them with no await in between, so that no marker slips in.
+        may_offload: bool | None = None if not internal else False
         for tp, records in entries.items():
             try:
                 checked: _Checked | None = None
-                if not internal and records is not None and len(records) >= _OFFLOAD_MIN_BYTES:
+                if may_offload is not False and _many_records(records):
+                    if may_offload is None:
+                        may_offload = not _any_transactional(entries)
                     info, plog = self._leader_log(tp)
                     config = plog.config
-                    # The refusals that come before validation come before it here too (as inline).
-                    self._check_target(tp, info, config, acks, internal)
-                    # Never for a transactional request: produce verifies its partitions (KIP-890)
-                    # and appends them with no await in between, so that no marker slips in.
-                    if _check_off_loop(records, config) and not _any_transactional(entries):
+                    if may_offload and _walks_records(records, config):  # type: ignore[arg-type]
+                        # The refusals that come before validation come before it here too (as inline).
+                        self._check_target(tp, info, config, acks, internal)
                         # Decompressing and walking a large batch's records takes milliseconds of
                         # Python: done in a worker thread, the loop serves other connections meanwhile.
                         checked = (plog, config,
@@ -633,21 +634,22 @@ def _any_transactional(entries: Mapping[TopicPartition, bytes | bytearray | memo
     return any(is_transactional(r) for r in entries.values())
 
 #: A client batch of at least this many records whose records must be walked (see
-#: :func:`_check_off_loop`) is validated in a worker thread: about a microsecond per record in
+#: :func:`_walks_records`) is validated in a worker thread: about a microsecond per record in
 #: Python, so a few milliseconds the event loop would otherwise serve no one else.
 OFFLOAD_CHECK_RECORDS = 2000
 
 
-def _check_off_loop(records: bytes | bytearray | memoryview, config: LogConfig) -> bool:
-    """Whether to validate ``records`` in a worker thread: a batch of many records whose
-    validation walks each of them (rather than the batch header only): a compressed batch, a
-    compacted topic (keys), a lower timestamp bound, a topic's own compression. The header's
-    record count is the client's word: the walk checks it, and a batch claiming few records
-    is bounded by max.message.bytes and the decompression caps all the same."""
-    if len(records) < HEADER_SIZE:
-        return False
-    header = parse_header(records)
-    if header.record_count < OFFLOAD_CHECK_RECORDS:
-        return False
+def _many_records(records: bytes | bytearray | memoryview | None) -> bool:
+    """Whether ``records`` starts with a batch whose header claims OFFLOAD_CHECK_RECORDS records
+    or more (the count is the header's last field). The client's word: the walk checks it, and a
+    batch claiming few records is bounded by max.message.bytes and the decompression caps all the same."""
+    return (records is not None and len(records) >= HEADER_SIZE
+            and int.from_bytes(records[HEADER_SIZE - 4:HEADER_SIZE], "big", signed=True) >= OFFLOAD_CHECK_RECORDS)
+
+
+def _walks_records(records: bytes | bytearray | memoryview, config: LogConfig) -> bool:
+    """Whether validating ``records`` walks each record rather than the batch header only: a
+    compressed batch, a compacted topic (keys), a lower timestamp bound, a topic's own compression."""
     return bool(config.compact or config.compression_type != "producer"
-                or config.message_timestamp_before_max_ms is not None or header.attributes & COMPRESSION_MASK)
+                or config.message_timestamp_before_max_ms is not None
+                or parse_header(records).attributes & COMPRESSION_MASK)
