@@ -92,15 +92,11 @@ class _LeanProtocol(asyncio.Protocol):
         else:
             conn._account()
         self.active = self.loop.time()
-        waiter = self.waiter
         size = reader.frame_size
-        if waiter is not None and (size < 0 or reader.buffered >= 4 + size):
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(True)
-        if not conn._room() and self.reading:
-            self.reading = False
-            self.transport.pause_reading()
+        if size < 0 or reader.buffered >= 4 + size:
+            self.wake(True)
+        if not conn._room():
+            self.pause()
 
     def eof_received(self) -> bool:
         """Keep the transport open for the responses still due; the task closes it."""
@@ -112,11 +108,7 @@ class _LeanProtocol(asyncio.Protocol):
         self.lost = True
         self.error = exc
         self.wake(True)
-        drain = self.drain
-        if drain is not None:
-            self.drain = None
-            if not drain.done():
-                drain.set_result(None)
+        self._release_drain()
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
@@ -126,6 +118,10 @@ class _LeanProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._release_drain()
+
+    def _release_drain(self) -> None:
+        """Wake the task waiting in :meth:`drained`, if one is."""
         drain = self.drain
         if drain is not None:
             self.drain = None
