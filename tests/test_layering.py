@@ -20,7 +20,7 @@ FLOORS: list[set[str]] = [
     {"kbroker.clock", "kbroker.common", "kbroker.config", "kbroker.fs", "kbroker.heap"},
     {"kbroker.records"},
     {"kbroker.codec"},
-    {"kbroker.log", "kbroker.client", "kbroker.security"},
+    {"kbroker.log", "kbroker.client", "kbroker.security", "kbroker.etcd"},
     {"kbroker.metadata", "kbroker.txn"},
     {"kbroker.replica", "kbroker.groups"},
     {"kbroker.handlers"},

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian/Ubuntu machine:
-# kcat (apt) and this package with its [test] extras (pip, editable).
+# kcat and etcd-server (apt) and this package with its [test] extras (pip, editable).
 # Idempotent, and quick when everything is already installed.
 set -euo pipefail
 
@@ -13,10 +13,18 @@ else
     SUDO=(sudo)
 fi
 
-if ! command -v kcat >/dev/null 2>&1; then
-    echo "setup: installing kcat" >&2
+# etcd: the cluster's coordination service, for the cluster tests.
+APT=()
+command -v kcat >/dev/null 2>&1 || APT+=(kcat)
+command -v etcd >/dev/null 2>&1 || APT+=(etcd-server)
+if [ "${#APT[@]}" -gt 0 ]; then
+    echo "setup: installing ${APT[*]}" >&2
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT[@]}" >/dev/null
+    # Debian starts the etcd service it installs: the tests run their own, on their own ports.
+    if [[ " ${APT[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+        "${SUDO[@]}" systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
 fi
 
 # Skip pip when kbroker is installed editable from this checkout and every

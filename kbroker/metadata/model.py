@@ -1,8 +1,7 @@
 """The cluster metadata records.
 
-They are plain data on purpose: today one broker leads every partition, but node
-ids, leader epochs and replica lists are real values so several brokers can share
-this model once replication arrives.
+Plain data: a single broker leads every partition of its own; in a cluster the same
+records come from etcd (:mod:`kbroker.metadata.cluster_state` encodes them there).
 """
 
 from __future__ import annotations
@@ -36,6 +35,12 @@ class PartitionInfo:
     replicas: list[int]
     isr: list[int]
     offline_replicas: list[int] = field(default_factory=list)
+    #: Bumped by every change of leader, ISR or replicas (Kafka's partition epoch): the
+    #: version a compare-and-swap of this partition's state is made against.
+    partition_epoch: int = 0
+    #: A reassignment in progress: replicas being added (catching up) and to be removed.
+    adding_replicas: list[int] = field(default_factory=list)
+    removing_replicas: list[int] = field(default_factory=list)
 
 
 @dataclass
