@@ -23,7 +23,7 @@ import httpx
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Compare", "Delete", "EtcdClient", "EtcdCompacted", "EtcdError", "EtcdUnavailable", "KeyValue", "Op",
+    "Compare", "Delete", "EtcdClient", "EtcdCompacted", "EtcdError", "EtcdSyncClient", "EtcdUnavailable", "KeyValue", "Op",
     "Put", "Range", "TxnResult", "WatchEvent", "prefix_end",
 ]
 
@@ -179,6 +179,17 @@ class WatchEvent:
     kv: KeyValue
 
 
+def _txn_body(compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> dict[str, Any]:
+    return {"compare": [c.to_json() for c in compare], "success": [op.to_json() for op in success],
+            "failure": [op.to_json() for op in failure]}
+
+
+def _txn_result(data: dict[str, Any]) -> TxnResult:
+    ranges = [[KeyValue.from_json(kv) for kv in r["response_range"].get("kvs") or []]
+              for r in data.get("responses") or [] if "response_range" in r]
+    return TxnResult(bool(data.get("succeeded", False)), int(data["header"]["revision"]), ranges)
+
+
 class EtcdClient:
     """A connection pool to one etcd cluster; use from one event loop."""
 
@@ -242,12 +253,7 @@ class EtcdClient:
     async def txn(self, compare: Sequence[Compare], success: Sequence[Op],
                   failure: Sequence[Op] = ()) -> TxnResult:
         """If every comparison holds, apply ``success``, else ``failure``: atomically."""
-        data = await self._post("/v3/kv/txn", {"compare": [c.to_json() for c in compare],
-                                               "success": [op.to_json() for op in success],
-                                               "failure": [op.to_json() for op in failure]})
-        ranges = [[KeyValue.from_json(kv) for kv in r["response_range"].get("kvs") or []]
-                  for r in data.get("responses") or [] if "response_range" in r]
-        return TxnResult(bool(data.get("succeeded", False)), int(data["header"]["revision"]), ranges)
+        return _txn_result(await self._post("/v3/kv/txn", _txn_body(compare, success, failure)))
 
     # -- leases -------------------------------------------------------------------------------
     async def grant_lease(self, ttl_seconds: int) -> int:
@@ -309,3 +315,46 @@ class EtcdClient:
                     raise EtcdUnavailable(f"etcd watch stream broke: {e}") from e
                 last = e
         raise EtcdUnavailable(f"no etcd endpoint answered a watch ({', '.join(self.endpoints)}): {last}")
+
+
+class EtcdSyncClient:
+    """The few blocking calls of the v3 API that code on a worker thread needs (state documents).
+
+    Same endpoints and failover as :class:`EtcdClient`; never call it on the event loop.
+    """
+
+    def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0) -> None:
+        if not endpoints:
+            raise ValueError("no etcd endpoints")
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)))
+        self._current = 0
+
+    def close(self) -> None:
+        """Close every connection."""
+        self._http.close()
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        last: Exception | None = None
+        for attempt in range(len(self.endpoints)):
+            index = (self._current + attempt) % len(self.endpoints)
+            try:
+                response = self._http.post(self.endpoints[index] + path, json=body)
+            except (httpx.TransportError, OSError) as e:
+                last = e
+                continue
+            self._current = index
+            data = response.json() if response.content else {}
+            if response.status_code != 200:
+                raise EtcdError(f"etcd {path}: {data.get('message') or data.get('error') or response.status_code}")
+            return data  # type: ignore[no-any-return]
+        raise EtcdUnavailable(f"no etcd endpoint answered ({', '.join(self.endpoints)}): {last}")
+
+    def get(self, key: str) -> KeyValue | None:
+        """The key, or None."""
+        kvs = self._post("/v3/kv/range", {"key": _b64(key)}).get("kvs") or []
+        return KeyValue.from_json(kvs[0]) if kvs else None
+
+    def txn(self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()) -> TxnResult:
+        """As :meth:`EtcdClient.txn`."""
+        return _txn_result(self._post("/v3/kv/txn", _txn_body(compare, success, failure)))

@@ -161,6 +161,10 @@ class StandardAuthorizer:
             # Starting without the ACLs would open (or close) the broker to everyone: refuse.
             raise OSError(f"cannot read the stored ACLs: {e!r}") from e
 
+    def reload(self) -> None:
+        """Take the stored ACLs again (another broker of the cluster changed them)."""
+        self._index = _Index.build(self._load())
+
     # -- checks ------------------------------------------------------------------------
 
     def _relevant(self, principal: str, host: str, resource_type: ResourceType,

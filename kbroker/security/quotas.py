@@ -413,6 +413,10 @@ class QuotaManager:
             configs[e] = {str(k): float(v) for k, v in item["values"].items()}
         self._install(configs)
 
+    def reload(self) -> None:
+        """Take the stored quota configs again (another broker of the cluster changed them)."""
+        self._load()
+
     @staticmethod
     def _document(configs: Mapping[Entity, Mapping[str, float]]) -> list[dict[str, Any]]:
         return [{"entity": [list(p) for p in e], "values": dict(v)} for e, v in sorted(

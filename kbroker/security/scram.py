@@ -162,6 +162,11 @@ class CredentialStore:
             raise OSError(f"cannot read the SCRAM credentials in {where}: malformed document ({e})") from e
         return users
 
+    def reload(self) -> None:
+        """Take the stored credentials again (another broker of the cluster changed them)."""
+        with self._lock:
+            self._users = self._load()
+
     def lookup(self, user: str, mech: str) -> ScramCredential | None:
         """The credential of ``user`` for mechanism ``mech`` (None when it has none)."""
         creds = self._users.get(user)
