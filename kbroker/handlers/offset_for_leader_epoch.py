@@ -32,6 +32,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     for t in body.topics:
         partitions = []
         for p in t.partitions:
+            error: int
             if t.topic in refused:
                 error, epoch, end_offset = ErrorCode.TOPIC_AUTHORIZATION_FAILED, -1, -1
             else:
