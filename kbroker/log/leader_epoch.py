@@ -179,10 +179,12 @@ class LeaderEpochCache:
         self._write()
         return True
 
-    def truncate_from_start(self, start_offset: int) -> bool:
+    def truncate_from_start(self, start_offset: int, *, write: bool = True) -> bool:
         """The log now starts at ``start_offset``: the entries starting at or below it are
         replaced by the last of them, moved to ``start_offset`` (an entry at exactly
-        ``start_offset`` stays as it is). Returns whether anything changed."""
+        ``start_offset`` stays as it is). Returns whether anything changed. ``write`` False
+        leaves the file to the next change: as Kafka's asynchronous flush, stale entries below
+        the log start are harmless, the next open cuts them again."""
         starts = self._starts
         if not starts or starts[0] > start_offset:
             return False
@@ -194,7 +196,8 @@ class LeaderEpochCache:
         del starts[:last]
         starts[0] = start_offset
         self._epochs[0] = epoch
-        self._write()
+        if write:
+            self._write()
         return True
 
     def clear(self) -> None:

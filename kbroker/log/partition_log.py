@@ -943,11 +943,9 @@ class PartitionLog:
 
     def _epochs_follow_log_start(self) -> None:
         """The log start moved up: so does the first leader epoch's start (Kafka's
-        ``truncateFromStart``). A failed write only leaves stale entries the next open cuts."""
-        try:
-            self.leader_epoch_cache.truncate_from_start(self._log_start_offset)
-        except OSError as e:
-            log.warning("cannot write the leader epochs of %s: %s", self.name, e)
+        ``truncateFromStart``). In memory only (DeleteRecords runs on the event loop): the file
+        follows at the next change, and the next open cuts what it still holds below the start."""
+        self.leader_epoch_cache.truncate_from_start(self._log_start_offset, write=False)
 
     def _after_truncation(self) -> None:
         leo = self._log_end_offset

@@ -146,6 +146,8 @@ def test_truncate_from_start(path: Path) -> None:
     assert cache.truncate_from_start(25)  # past the last entry
     assert pairs(cache) == [(6, 25)] and cache.latest_epoch == 6
     assert read_leader_epoch_checkpoint(path) == [EpochEntry(6, 25)]
+    assert cache.truncate_from_start(30, write=False)
+    assert pairs(cache) == [(6, 30)] and read_leader_epoch_checkpoint(path) == [EpochEntry(6, 25)]
 
 
 def test_clear(path: Path) -> None:

@@ -195,6 +195,10 @@ def test_delete_records_moves_the_first_epoch_start(make_log: MakeLog) -> None:
     assert epochs(plog) == [(0, 2), (1, 3)]
     plog.delete_records_before(5)
     assert epochs(plog) == [(1, 5)]
+    # The file is left to the next change (no write on the event loop); reopening cuts it the same.
+    assert epoch_file(plog) == "0\n2\n0 0\n1 3\n"
+    plog.close()
+    assert epochs(make_log(log_start_offset=5)) == [(1, 5)]
 
 
 # -- follower appends -----------------------------------------------------------------------
