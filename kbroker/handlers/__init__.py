@@ -24,6 +24,7 @@ MODULES = [
     "fetch",
     "list_offsets",
     "delete_records",
+    "offset_for_leader_epoch",
     "metadata",
     "api_versions",
     "create_topics",

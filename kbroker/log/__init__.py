@@ -9,6 +9,7 @@ from kbroker.log.checkpoint import (
 from kbroker.log.config import LogConfig
 from kbroker.log.errors import CorruptIndexError, KafkaStorageError, LogError, OffsetOutOfRange
 from kbroker.log.index import OffsetIndex, OffsetPosition, TimeIndex, TimestampOffset
+from kbroker.log.leader_epoch import EpochEntry, LeaderEpochCache
 from kbroker.log.manager import LogManager
 from kbroker.log.partition_log import (
     EARLIEST_TIMESTAMP,
@@ -29,7 +30,9 @@ __all__ = [
     "AppendInfo",
     "AppendOrigin",
     "CorruptIndexError",
+    "EpochEntry",
     "KafkaStorageError",
+    "LeaderEpochCache",
     "LogConfig",
     "LogError",
     "LogManager",

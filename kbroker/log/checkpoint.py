@@ -1,7 +1,8 @@
 """Kafka's checkpoint and marker files, written atomically (tmp + fsync + rename).
 
-* ``OffsetCheckpointFile``: ``recovery-point-offset-checkpoint`` and
-  ``log-start-offset-checkpoint`` at the log dir root, as text::
+* ``OffsetCheckpointFile``: ``recovery-point-offset-checkpoint``,
+  ``log-start-offset-checkpoint`` and (replicated logs only) the high watermarks'
+  ``replication-offset-checkpoint`` at the log dir root, as text::
 
       0                 <- version
       2                 <- entry count
@@ -25,6 +26,7 @@ from kbroker.fs import atomic_write
 
 RECOVERY_POINT_CHECKPOINT_FILE = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT_FILE = "log-start-offset-checkpoint"
+REPLICATION_OFFSET_CHECKPOINT_FILE = "replication-offset-checkpoint"
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 PARTITION_METADATA_FILE = "partition.metadata"
 
@@ -151,3 +153,14 @@ def read_log_dir_checkpoints(log_dir: Path) -> tuple[bool, dict[TopicPartition, 
         log.warning("ignoring unreadable log start offset checkpoint in %s: %s", log_dir, e)
         start_offsets = {}
     return clean, recovery_points, start_offsets
+
+
+def read_high_watermarks(log_dir: Path) -> dict[TopicPartition, int]:
+    """The high watermarks in a log dir's ``replication-offset-checkpoint`` (empty if absent;
+    an unreadable file is logged and ignored: the high watermarks start at the log start and
+    the leaders bring them up again)."""
+    try:
+        return OffsetCheckpointFile(log_dir / REPLICATION_OFFSET_CHECKPOINT_FILE).read()
+    except (CheckpointError, ValueError, UnicodeDecodeError) as e:
+        log.warning("ignoring unreadable high watermark checkpoint in %s: %s", log_dir, e)
+        return {}

@@ -35,9 +35,11 @@ from kbroker.log.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
     LOG_START_OFFSET_CHECKPOINT_FILE,
     RECOVERY_POINT_CHECKPOINT_FILE,
+    REPLICATION_OFFSET_CHECKPOINT_FILE,
     OffsetCheckpointFile,
     PartitionMetadataFile,
     TopicPartition,
+    read_high_watermarks,
     read_log_dir_checkpoints,
 )
 from kbroker.log.cleaner.manager import CleanerConfig, LogCleaner
@@ -60,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Kafka's ``log.flush.offset.checkpoint.interval.ms`` default.
 DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000
+#: Kafka's ``replica.high.watermark.checkpoint.interval.ms`` default.
+DEFAULT_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS = 5_000
 #: Kafka's ``log.retention.check.interval.ms`` default.
 DEFAULT_RETENTION_CHECK_INTERVAL_MS = 300_000
 #: Shutdown makes this many or more flushes durable with one file system sync per dir.
@@ -85,6 +89,12 @@ class LogManager:
     ``config_for(topic)`` (optional) gives a topic's effective config when its logs are
     loaded at startup; without it ``default_config`` is used until
     :meth:`get_or_create_log` passes one.
+
+    ``replicated`` (a broker in a cluster): the high watermark of every log is the
+    replication's to move (not the log end offset); it starts at the value of the log dir's
+    ``replication-offset-checkpoint`` (clamped to the log's offsets; the log start when
+    absent), which is rewritten every ``high_watermark_checkpoint_interval_ms``, with the
+    other checkpoints, and at shutdown.
     """
 
     def __init__(
@@ -98,6 +108,8 @@ class LogManager:
         retention_check_interval_ms: int = DEFAULT_RETENTION_CHECK_INTERVAL_MS,
         cleaner_config: CleanerConfig | None = None,
         cleaner_in_process: bool = True,
+        replicated: bool = False,
+        high_watermark_checkpoint_interval_ms: int = DEFAULT_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS,
     ) -> None:
         if not log_dirs:
             raise ValueError("at least one log dir is required")
@@ -111,6 +123,13 @@ class LogManager:
         #: Partitions per log dir (including ones being prepared), for placement.
         self._dir_counts: dict[Path, int] = dict.fromkeys(self.log_dirs, 0)
         self._closed = False
+        self.replicated = replicated
+        #: High watermarks read at start-up, taken by the logs as they are loaded.
+        self._loaded_high_watermarks: dict[TopicPartition, int] = {}
+        self._hw_checkpoints = (RetentionScheduler(self.checkpoint_high_watermarks, high_watermark_checkpoint_interval_ms,
+                                                   high_watermark_checkpoint_interval_ms,
+                                                   name="high watermark checkpoint")
+                                if replicated else None)
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self._checkpoint_lock = threading.Lock()
         #: Background flusher/checkpointer/deleter, started on first need.
@@ -150,6 +169,8 @@ class LogManager:
     # -- startup -------------------------------------------------------------------------
     def _load_dir(self, log_dir: Path, doomed: list[Path]) -> None:
         clean, recovery_points, start_offsets = read_log_dir_checkpoints(log_dir)
+        if self.replicated:
+            self._loaded_high_watermarks = read_high_watermarks(log_dir)
         for child in sorted(log_dir.iterdir()):
             if not child.is_dir():
                 continue
@@ -189,6 +210,7 @@ class LogManager:
                     log.error("cannot move %s aside: %s", child, e)
                 continue
             self._add(tp, plog, log_dir)
+        self._loaded_high_watermarks = {}
         # From here on a crash must trigger recovery again.
         (log_dir / CLEAN_SHUTDOWN_FILE).unlink(missing_ok=True)
 
@@ -248,6 +270,9 @@ class LogManager:
         plog.on_roll = self._background.log_rolled
         plog.on_recovery_point = self._background.recovery_point_moved
         plog.on_delete_segments = self._background.delete_segments_later
+        if self.replicated:
+            plog.high_watermark_follows_leo = False
+            plog.update_high_watermark(self._loaded_high_watermarks.pop(tp, 0))
 
     def _next_log_dir(self) -> Path:
         # Kafka places a new partition in the dir hosting the fewest partitions.
@@ -449,7 +474,8 @@ class LogManager:
         return sum(1 for plog in self.all_logs().values() if plog.flush_if_due())
 
     def checkpoint(self) -> None:
-        """Write the recovery point and log start offset checkpoints of every log dir."""
+        """Write the recovery point and log start offset checkpoints of every log dir (and
+        the high watermarks', when replicated)."""
         for d in self.log_dirs:
             self.checkpoint_dir(d)
 
@@ -465,6 +491,27 @@ class LogManager:
                 {tp: plog.log_start_offset for tp, plog in logs.items()
                  if plog.log_start_offset > plog.first_segment_base_offset}
             )
+            if self.replicated:
+                self._write_high_watermarks(log_dir, logs)
+
+    def checkpoint_high_watermarks(self) -> None:
+        """Rewrite every log dir's ``replication-offset-checkpoint`` (replicated only; the
+        periodic task's, and shutdown's). A dir that fails is logged; the others are written."""
+        if not self.replicated:
+            return
+        for log_dir in self.log_dirs:
+            with self._lock:
+                logs = {tp: plog for tp, plog in self._logs.items() if self._log_dir_of[tp] == log_dir}
+            try:
+                with self._checkpoint_lock:
+                    self._write_high_watermarks(log_dir, logs)
+            except OSError as e:
+                log.error("cannot write the high watermark checkpoint of %s: %s", log_dir, e)
+
+    @staticmethod
+    def _write_high_watermarks(log_dir: Path, logs: dict[TopicPartition, PartitionLog]) -> None:
+        OffsetCheckpointFile(log_dir / REPLICATION_OFFSET_CHECKPOINT_FILE).write(
+            {tp: plog.high_watermark for tp, plog in logs.items()})
 
     # -- retention -----------------------------------------------------------------------
     def run_retention(self) -> int:
@@ -532,10 +579,14 @@ class LogManager:
         every ``log.retention.check.interval.ms``, and the log cleaner runs."""
         self._background.start()
         self._retention.start()
+        if self._hw_checkpoints is not None:
+            self._hw_checkpoints.start()
         self.cleaner.start()
 
     def _stop_background(self) -> None:
         self._retention.stop()
+        if self._hw_checkpoints is not None:
+            self._hw_checkpoints.stop()
         self._background.stop()
 
     def shutdown(self) -> None:

@@ -17,16 +17,23 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kbroker.clock import Clock
+from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import CleaningSummary
 from kbroker.fs import fsync_dir
 from kbroker.log.append import assign_offsets
-from kbroker.log.checkpoint import PartitionMetadataFile
+from kbroker.log.checkpoint import CheckpointError, PartitionMetadataFile
 from kbroker.log.cleaner import swap
 from kbroker.log.cleaner.swap import SegmentsChangedError
 from kbroker.log.config import LogConfig
 from kbroker.log.dirs import parse_partition_dir_name, partition_dir_name
 from kbroker.log.errors import RECORD_LIST_TOO_LARGE, KafkaStorageError, LogError, OffsetOutOfRange
 from kbroker.log.handles import SEGMENT_FILES, fsync_files
+from kbroker.log.leader_epoch import (
+    LEADER_EPOCH_CHECKPOINT_FILE,
+    EpochEntry,
+    LeaderEpochCache,
+    read_leader_epoch_checkpoint,
+)
 from kbroker.log.loader import load_log, replay_producer_state, segment_kwargs
 from kbroker.log.producer_state import AppendOrigin
 from kbroker.log.producer_state_entry import ProducerStateEntry
@@ -154,9 +161,12 @@ class PartitionLog:
         self._log_end_offset = loaded.log_end_offset
         self._log_start_offset = loaded.log_start_offset
         self._recovery_point = loaded.recovery_point
-        #: Equal to the LEO on a single broker; replication will move it independently.
+        #: Equal to the LEO on a single broker; replication moves it independently
+        #: (``high_watermark_follows_leo`` False, :meth:`update_high_watermark`).
         self._high_watermark = self._log_end_offset
         self.high_watermark_follows_leo = True
+        #: Which leader epoch started at which offset (``leader-epoch-checkpoint``).
+        self.leader_epoch_cache = self._load_leader_epochs(prepared)
         self._last_flush_ms = clock.time_ms()
         #: Taken off segment.ms for the active segment (Kafka's per-segment rollJitterMs).
         self._roll_jitter_ms = config.random_segment_jitter()
@@ -165,6 +175,46 @@ class PartitionLog:
         #: of logs without aborted transactions any index lookup.
         self._txn_index_segments = 0
         self._count_txn_indexes()
+
+    def _load_leader_epochs(self, prepared: bool) -> LeaderEpochCache:
+        """The leader epoch cache at open: the checkpoint file cut to the log's offsets; for a
+        log with batches but no readable file, rebuilt from the batch headers."""
+        path = self.dir / LEADER_EPOCH_CHECKPOINT_FILE
+        if prepared:
+            return LeaderEpochCache(path)
+        cache: LeaderEpochCache | None = None
+        try:
+            entries = read_leader_epoch_checkpoint(path)
+            if entries is not None:
+                cache = LeaderEpochCache(path, entries)
+        except CheckpointError as e:
+            log.warning("rebuilding the leader epochs of %s from its batches: %s", self.name, e)
+            cache = None
+        except OSError as e:
+            raise KafkaStorageError(f"cannot read {path}: {e}") from e
+        try:
+            if cache is None:
+                if self._log_end_offset <= self._log_start_offset:
+                    return LeaderEpochCache(path)
+                cache = LeaderEpochCache(path, self._epochs_from_batches(), write=True)
+            # A crash may have lost data the file still describes (it is written before the data).
+            cache.truncate_from_end(self._log_end_offset)
+            cache.truncate_from_start(self._log_start_offset)
+        except OSError as e:
+            raise KafkaStorageError(f"cannot write {path}: {e}") from e
+        return cache
+
+    def _epochs_from_batches(self) -> list[EpochEntry]:
+        """The leader epoch entries the batch headers describe (each epoch's first batch)."""
+        entries: list[EpochEntry] = []
+        latest = -1
+        for seg in self._segments:
+            for _, h in seg.iter_batches():
+                epoch = h.partition_leader_epoch
+                if epoch > latest:
+                    entries.append(EpochEntry(epoch, h.base_offset))
+                    latest = epoch
+        return entries
 
     # -- topic id ------------------------------------------------------------------------
     def assign_topic_id(self, topic_id: uuid.UUID) -> None:
@@ -307,6 +357,8 @@ class PartitionLog:
             assigned = assign_offsets(records, headers, self._log_end_offset, leader_epoch, now if stamp else None)
             next_offset, record_count = assigned.next_offset, assigned.record_count
             base_offset = self._log_end_offset
+            if leader_epoch > self.leader_epoch_cache.latest_epoch:  # the only per-append cost
+                self._assign_epoch(leader_epoch, base_offset)
             try:
                 segment = self._maybe_roll(size, next_offset - 1, now)
                 segment.append(assigned.data, assigned.positioned, now)
@@ -339,6 +391,105 @@ class PartitionLog:
                 record_count=record_count,
                 batch_count=len(headers),
             )
+
+    def append_as_follower(self, records: bytes | bytearray | memoryview) -> AppendInfo:
+        """Append batches fetched from the leader as they are (Kafka's ``appendAsFollower``).
+
+        Whole batches only (the caller drops a partial trailing batch). Offsets, partition leader
+        epochs and timestamps are kept; the first batch must start at or after the log end
+        offset (after it only where the leader's log has a gap, e.g. compaction) and offsets
+        must increase, else LogError UNKNOWN_SERVER_ERROR ("out of order"); CRCs are checked
+        (BatchError CORRUPT_MESSAGE). The leader epoch cache takes each batch's epoch; producer
+        state is updated without sequence checks (REPLICATION), and aborted transactions are
+        indexed. The high watermark does not move: the leader tells it.
+        """
+        headers = validate_batches(records)  # no max.message.bytes: the leader accepted them
+        size = len(records)
+        if size > self.config.segment_bytes:
+            raise BatchError(f"record set of {size} bytes exceeds segment.bytes {self.config.segment_bytes}",
+                             RECORD_LIST_TOO_LARGE)
+        with self._lock:
+            self._check_open()
+            first = headers[0].base_offset
+            if first < self._log_end_offset:
+                raise LogError(f"out of order: batch at offset {first} appended to {self.name} "
+                               f"whose log end offset is {self._log_end_offset}", ErrorCode.UNKNOWN_SERVER_ERROR)
+            expected = first
+            positioned: list[tuple[int, BatchHeader]] = []
+            pos = record_count = 0
+            for h in headers:
+                if h.base_offset < expected:
+                    raise LogError(f"out of order offsets in an append to {self.name}: batch at {h.base_offset} "
+                                   f"after offset {expected - 1}", ErrorCode.UNKNOWN_SERVER_ERROR)
+                expected = h.base_offset + h.last_offset_delta + 1
+                positioned.append((pos, h))
+                pos += h.size
+                record_count += h.record_count
+            now = self._clock.time_ms()
+            plan = self.producer_state.prepare_append(headers, first, None, origin=AppendOrigin.REPLICATION,
+                                                      records=records, offsets_assigned=True)
+            cache = self.leader_epoch_cache
+            before = cache.entries if any(h.partition_leader_epoch != cache.latest_epoch for h in headers) else None
+            try:
+                if before is not None:
+                    for h in headers:
+                        if h.partition_leader_epoch >= 0:
+                            cache.assign(h.partition_leader_epoch, h.base_offset)
+                segment = self._maybe_roll(size, expected - 1, now)
+                segment.append(records, positioned, now)
+            except OSError as e:
+                log.error("follower append to %s failed: %s", self.name, e)
+                if before is not None:
+                    self._restore_epochs(before)
+                raise KafkaStorageError(f"append to {self.name} failed: {e}") from e
+            self._log_end_offset = expected
+            aborted = self.producer_state.commit(plan, expected)
+            self._unflushed_messages += record_count
+            if aborted:
+                self._index_aborted(segment, aborted)
+            try:
+                self._maybe_flush(now)
+            except OSError as e:
+                log.error("flush of %s failed: %s", self.name, e)
+                raise KafkaStorageError(f"flush of {self.name} failed: {e}") from e
+            return AppendInfo(base_offset=first, last_offset=expected - 1, log_append_time_ms=-1,
+                              log_start_offset=self._log_start_offset, record_count=record_count,
+                              batch_count=len(headers))
+
+    # -- leader epochs ---------------------------------------------------------------------
+    def _assign_epoch(self, epoch: int, start_offset: int) -> None:
+        try:
+            self.leader_epoch_cache.assign(epoch, start_offset)
+        except OSError as e:
+            raise KafkaStorageError(f"cannot write the leader epochs of {self.name}: {e}") from e
+
+    def _restore_epochs(self, entries: list[EpochEntry]) -> None:
+        """Put back the epoch entries of before a failed append (best effort: the file may
+        be as unwritable as the segment was)."""
+        try:
+            self.leader_epoch_cache = LeaderEpochCache(self.leader_epoch_cache.path, entries, write=True)
+        except OSError as e:
+            self.leader_epoch_cache = LeaderEpochCache(self.leader_epoch_cache.path, entries)
+            log.error("cannot restore the leader epochs of %s: %s", self.name, e)
+
+    def assign_leader_epoch(self, epoch: int) -> None:
+        """This broker became the leader at ``epoch``: the epoch starts at the log end offset
+        (Kafka's ``maybeAssignEpochStartOffset`` on becoming leader)."""
+        with self._lock:
+            self._check_open()
+            self._assign_epoch(epoch, self._log_end_offset)
+
+    @property
+    def latest_epoch(self) -> int:
+        """The latest leader epoch in the log's epoch cache (-1 when none)."""
+        return self.leader_epoch_cache.latest_epoch
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """``(epoch, end offset)`` for a requested leader epoch (Kafka's ``endOffsetForEpoch``,
+        see :meth:`LeaderEpochCache.end_offset_for`); ``(-1, -1)`` when undefined."""
+        with self._lock:
+            self._check_open()
+            return self.leader_epoch_cache.end_offset_for(epoch, self._log_end_offset)
 
     def _index_aborted(self, segment: LogSegment, aborted: Sequence[AbortedTxn]) -> None:
         """Add aborted transactions to the ``.txnindex`` of the segment holding their markers."""
@@ -662,6 +813,7 @@ class PartitionLog:
             if offset > self._log_start_offset:
                 self._log_start_offset = offset
                 self.producer_state.on_log_start_offset_incremented(offset)
+                self._epochs_follow_log_start()
             detached = self.detach_oldest_segments(
                 lambda seg, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset)
             return self._log_start_offset, detached
@@ -729,6 +881,7 @@ class PartitionLog:
             # As Kafka's deleteSegments: producer state follows the new start and the
             # producer snapshots of the removed segments go.
             self.producer_state.on_log_start_offset_incremented(self._log_start_offset)
+            self._epochs_follow_log_start()
             if self._may_have_snapshots:
                 try:
                     # Those of the removed segments only: DeleteRecords may have put the start
@@ -739,11 +892,13 @@ class PartitionLog:
             return doomed
 
     def truncate_to(self, offset: int) -> None:
-        """Remove every batch starting at or after ``offset`` (replica truncation)."""
+        """Remove every batch starting at or after ``offset`` (replica truncation); the leader
+        epochs starting there go too."""
         with self._lock:
             self._check_open()
             if offset >= self._log_end_offset:
                 return
+            self._truncate_epochs_from_end(offset)
             if offset <= self._segments.first.base_offset:
                 self.truncate_fully_and_start_at(offset)
                 return
@@ -760,9 +915,13 @@ class PartitionLog:
             replay_producer_state(self.producer_state, self._segments, self._log_end_offset)
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
-        """Drop all data and restart the log empty at ``offset``."""
+        """Drop all data and restart the log empty at ``offset``, with no leader epochs."""
         with self._lock:
             self._check_open()
+            try:
+                self.leader_epoch_cache.clear()
+            except OSError as e:
+                raise KafkaStorageError(f"cannot write the leader epochs of {self.name}: {e}") from e
             self._truncations += 1
             for seg in self._segments.to_list():
                 self._segments.remove(seg)
@@ -775,6 +934,18 @@ class PartitionLog:
             self._after_truncation()
             self._txn_index_segments = 0
             self.producer_state.truncate_fully(offset)
+
+    def _truncate_epochs_from_end(self, offset: int) -> None:
+        try:
+            self.leader_epoch_cache.truncate_from_end(offset)
+        except OSError as e:
+            raise KafkaStorageError(f"cannot write the leader epochs of {self.name}: {e}") from e
+
+    def _epochs_follow_log_start(self) -> None:
+        """The log start moved up: so does the first leader epoch's start (Kafka's
+        ``truncateFromStart``). In memory only (DeleteRecords runs on the event loop): the file
+        follows at the next change, and the next open cuts what it still holds below the start."""
+        self.leader_epoch_cache.truncate_from_start(self._log_start_offset, write=False)
 
     def _after_truncation(self) -> None:
         leo = self._log_end_offset

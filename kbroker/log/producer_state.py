@@ -59,6 +59,9 @@ class AppendOrigin(Enum):
     #: The broker's group or transaction coordinator (offset commits, markers): no sequence
     #: numbers (base sequence -1), so only producer and coordinator epochs are checked.
     COORDINATOR = "coordinator"
+    #: A follower copying the leader's batches: the leader checked them, so nothing is
+    #: refused (Kafka logs stale epochs and fenced coordinators instead of failing).
+    REPLICATION = "replication"
 
 
 class CompletedTxn(NamedTuple):
@@ -120,19 +123,22 @@ class ProducerStateManager:
     # -- validation and update -----------------------------------------------------------
     def prepare_append(self, headers: Sequence[BatchHeader], first_offset: int,
                        append_time_ms: int | None = None, *, origin: AppendOrigin = AppendOrigin.CLIENT,
-                       records: bytes | bytearray | memoryview | None = None) -> AppendPlan:
+                       records: bytes | bytearray | memoryview | None = None,
+                       offsets_assigned: bool = False) -> AppendPlan:
         """Validate batches about to be written from ``first_offset`` (nothing changes yet).
 
         Raises ProducerStateError; returns the plan to :meth:`commit` after the write.
         ``append_time_ms`` is the batches' timestamp when the log stamps LogAppendTime.
         ``records`` (the payload ``headers`` came from) is needed to read markers of
-        control batches; without it control batches are skipped.
+        control batches; without it control batches are skipped. ``offsets_assigned``: the
+        headers carry their final base offsets (a follower's append, where a compacted
+        leader log may leave gaps) rather than being laid out from ``first_offset``.
         """
         plan = AppendPlan()
         offset = first_offset
         for h in headers:
-            base = offset
-            offset += h.last_offset_delta + 1
+            base = h.base_offset if offsets_assigned else offset
+            offset = base + h.last_offset_delta + 1
             pid = h.producer_id
             if pid < 0:
                 continue
@@ -145,7 +151,7 @@ class ProducerStateManager:
                 if entry is None:
                     entry = plan.updated[pid] = current.copy() if current is not None else ProducerStateEntry(pid)
                 ts = h.max_timestamp if append_time_ms is None else append_time_ms
-                done = self._end_txn(entry, h.producer_epoch, marker, base, ts)
+                done = self._end_txn(entry, h.producer_epoch, marker, base, ts, origin)
                 if done is not None:
                     if plan.completed is None:
                         plan.completed = []
@@ -162,7 +168,7 @@ class ProducerStateManager:
             ts = h.max_timestamp if append_time_ms is None else append_time_ms
             entry.add_batch(h.producer_epoch, h.last_sequence, base + h.last_offset_delta, h.last_offset_delta, ts)
             if entry.current_txn_first_offset is not None:
-                if not h.is_transactional:
+                if not h.is_transactional and origin is not AppendOrigin.REPLICATION:
                     raise ProducerStateError(
                         f"Expected transactional write from producer {pid} at offset {base} "
                         f"in partition {self.partition_name}", ErrorCode.INVALID_TXN_STATE)
@@ -174,18 +180,23 @@ class ProducerStateManager:
         return plan
 
     def _end_txn(self, entry: ProducerStateEntry, epoch: int, marker: EndTxnMarker, offset: int,
-                 timestamp: int) -> CompletedTxn | None:
-        """Apply a COMMIT/ABORT marker to ``entry`` after Kafka's fencing checks; the
-        transaction it ends, or None if the producer had none open here."""
+                 timestamp: int, origin: AppendOrigin = AppendOrigin.CLIENT) -> CompletedTxn | None:
+        """Apply a COMMIT/ABORT marker to ``entry`` after Kafka's fencing checks (logged, not
+        raised, for REPLICATION); the transaction it ends, or None if the producer had none
+        open here."""
         where = f"producer {entry.producer_id} at offset {offset} in {self.partition_name}"
+        replicated = origin is AppendOrigin.REPLICATION
         if epoch < entry.producer_epoch:
-            raise ProducerStateError(
-                f"Epoch of {where} is {epoch}, which is smaller than the last seen epoch {entry.producer_epoch}",
-                ErrorCode.INVALID_PRODUCER_EPOCH)
+            message = f"Epoch of {where} is {epoch}, which is smaller than the last seen epoch {entry.producer_epoch}"
+            if not replicated:
+                raise ProducerStateError(message, ErrorCode.INVALID_PRODUCER_EPOCH)
+            log.warning("%s", message)
         if entry.coordinator_epoch > marker.coordinator_epoch:
-            raise ProducerStateError(
-                f"Invalid coordinator epoch for {where}: {marker.coordinator_epoch} (zombie), "
-                f"{entry.coordinator_epoch} (current)", ErrorCode.TRANSACTION_COORDINATOR_FENCED)
+            message = (f"Invalid coordinator epoch for {where}: {marker.coordinator_epoch} (zombie), "
+                       f"{entry.coordinator_epoch} (current)")
+            if not replicated:
+                raise ProducerStateError(message, ErrorCode.TRANSACTION_COORDINATOR_FENCED)
+            log.info("%s", message)
         first = entry.current_txn_first_offset
         done = None if first is None else CompletedTxn(entry.producer_id, first, offset,
                                                         marker.control_type == ControlType.ABORT)
@@ -196,6 +207,9 @@ class ProducerStateManager:
         epoch, first_seq, current = h.producer_epoch, h.base_sequence, entry.producer_epoch
         if epoch < current:
             where = f"producer {entry.producer_id} at offset {offset} in {self.partition_name}"
+            if origin is AppendOrigin.REPLICATION:
+                log.warning("Epoch of %s is %d, which is smaller than the last seen epoch %d", where, epoch, current)
+                return
             raise ProducerStateError(
                 f"Epoch of {where} is {epoch}, which is smaller than the last seen epoch {current}",
                 ErrorCode.INVALID_PRODUCER_EPOCH)

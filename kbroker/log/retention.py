@@ -166,8 +166,8 @@ class RetentionScheduler:
     broker's clock.
     """
 
-    def __init__(self, check: Callable[[], int], interval_ms: int,
-                 initial_delay_ms: int | None = None) -> None:
+    def __init__(self, check: Callable[[], object], interval_ms: int,
+                 initial_delay_ms: int | None = None, *, name: str = "log retention") -> None:
         if interval_ms < 1:
             raise ValueError("the retention check interval must be at least 1 ms")
         self._check = check
@@ -177,15 +177,17 @@ class RetentionScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._name = name
 
     def start(self) -> None:
         """Start the thread (once; a stopped scheduler stays stopped)."""
         with self._lock:
             if self._thread is not None or self._stop.is_set():
                 return
-            self._thread = threading.Thread(target=self._run, name="kbroker-log-retention", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="kbroker-" + self._name.replace(" ", "-"),
+                                            daemon=True)
             self._thread.start()
-        log.info("starting log retention checks with a period of %d ms", int(self._interval * 1000))
+        log.info("starting %s checks with a period of %d ms", self._name, int(self._interval * 1000))
 
     def stop(self) -> None:
         """Stop the thread and wait for a check in progress to end."""
@@ -201,6 +203,6 @@ class RetentionScheduler:
             try:
                 self._check()
             except Exception:
-                log.exception("log retention check failed")
+                log.exception("%s check failed", self._name)
             # Fixed rate as Kafka's scheduler, but never a burst of catch-up runs after a slow check.
             next_run = max(next_run + self._interval, time.monotonic())

@@ -590,6 +590,34 @@ class ReplicaManager:
         offset, ts = found
         return OffsetResult(timestamp=ts, offset=offset, leader_epoch=epoch)
 
+    # -- offsets for leader epoch ----------------------------------------------------------
+    def offsets_for_leader_epoch(self, tp: TopicPartition, current_leader_epoch: int,
+                                 leader_epoch: int) -> tuple[int, int, int]:
+        """OffsetForLeaderEpoch for one partition: ``(error code, epoch, end offset)``, as
+        Kafka's ``Partition.lastOffsetForLeaderEpoch`` (leader only): UNKNOWN_TOPIC_OR_PARTITION
+        for a partition the metadata does not know, NOT_LEADER_OR_FOLLOWER where this broker
+        holds no log or does not lead, FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH for a
+        ``current_leader_epoch`` (-1: unchecked) below / above ours; else the largest epoch
+        <= ``leader_epoch`` and its end offset, ``(-1, -1)`` when undefined."""
+        info = self._partitions.partition(tp.topic, tp.partition)
+        if info is None:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, -1
+        plog = self._get_log(tp.topic, tp.partition)
+        if plog is None or plog.closed:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, -1
+        try:
+            # As Kafka's getLocalLog: the epoch is checked before the leadership.
+            self._check_leader_epoch(current_leader_epoch, info.leader_epoch)
+        except PartitionError as e:
+            return e.error_code, -1, -1
+        if info.leader != self._node_id:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, -1
+        try:
+            epoch, end_offset = plog.end_offset_for_epoch(leader_epoch)
+        except LogError as e:
+            return e.error_code, -1, -1
+        return ErrorCode.NONE, epoch, end_offset
+
 
 def _answer_now(results: Sequence[tuple[TopicPartition, FetchResult]], min_bytes: int) -> bool:
     """Whether a first read ends a fetch: ``min_bytes`` read, a partition failed, or no

@@ -33,6 +33,7 @@ ADVERTISED = {
     20: (0, 6),  # DeleteTopics
     21: (0, 2),  # DeleteRecords
     22: (0, 5),  # InitProducerId
+    23: (0, 4),  # OffsetForLeaderEpoch
     24: (0, 5),  # AddPartitionsToTxn
     25: (0, 4),  # AddOffsetsToTxn
     26: (0, 4),  # EndTxn (v5 is transaction version 2)
