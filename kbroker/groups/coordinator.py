@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -69,6 +69,9 @@ class _OwnedPartition:
 
     epoch: int
     loaded: bool = False
+    #: Transaction markers that reached the partition while it was being read: the reader
+    #: may have passed them, so they are applied again once it is loaded (a no-op if seen).
+    completions: list[tuple[int, bool]] = field(default_factory=list)
 
 
 class GroupCoordinator:
@@ -178,10 +181,11 @@ class GroupCoordinator:
     def _elect(self, partition: int, epoch: int) -> None:
         owned = self._owned.get(partition)
         if owned is not None:
-            # Still the leader (an ISR change, or a new epoch with this broker leading
-            # throughout): the groups in memory are exactly what the log holds.
-            owned.epoch = max(owned.epoch, epoch)
-            return
+            if epoch <= owned.epoch:
+                return  # still the leader, e.g. only the ISR changed
+            # A new leader epoch: another broker may have led (and written) in between,
+            # unseen in one batch of changes, so what is in memory may be stale: reload.
+            self._resign(partition)
         log.info("elected group coordinator for %s-%d at epoch %d; loading", CONSUMER_OFFSETS, partition, epoch)
         owned = self._owned[partition] = _OwnedPartition(epoch)
         self._spawn(self._load_partition, partition, owned)
@@ -210,6 +214,9 @@ class GroupCoordinator:
         if self._owned.get(partition) is not owned or self._stopped:
             return  # resigned while reading
         groups = self.manager.install(contents)
+        for producer_id, commit in owned.completions:
+            self.manager.complete_transaction(producer_id, {partition}, commit)
+        owned.completions.clear()
         for group in groups:
             for member in group.members.values():
                 self._schedule_session(group, member)
@@ -783,7 +790,12 @@ class GroupCoordinator:
     def on_transaction_completed(self, producer_id: int, partitions: Iterable[int], commit: bool) -> None:
         """COMMIT or ABORT markers of ``producer_id`` were appended to these ``__consumer_offsets``
         partitions: materialise or drop its pending offsets of the groups there."""
-        self.manager.complete_transaction(producer_id, set(partitions), commit)
+        parts = set(partitions)
+        for p in parts:
+            owned = self._owned.get(p)
+            if owned is not None and not owned.loaded:
+                owned.completions.append((producer_id, commit))
+        self.manager.complete_transaction(producer_id, parts, commit)
 
     def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None, require_stable: bool = False,
                       ) -> dict[TopicPartition, OffsetAndMetadata | Errors | None]:

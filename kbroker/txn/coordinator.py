@@ -611,8 +611,8 @@ class TransactionCoordinator:
                      if txn.state == S.ONGOING and not txn.pending_transition_in_progress
                      and txn.start_timestamp + txn.timeout_ms < now]
         for txn in timed_out:
-            if txn.state != S.ONGOING or txn.pending_transition_in_progress:
-                continue  # changed while an earlier abort was written
+            if txn.state != S.ONGOING or txn.pending_transition_in_progress or not self._owns(txn):
+                continue  # changed (or unloaded) while an earlier abort was written
             try:
                 transit = txn.prepare_fence_producer_epoch()
             except IllegalTransition as e:  # one broken id must not keep the others from timing out
@@ -634,7 +634,7 @@ class TransactionCoordinator:
                    if txn.state.expiration_allowed and not txn.pending_transition_in_progress
                    and txn.last_update_timestamp <= cutoff]
         for txn in expired:
-            if not txn.state.expiration_allowed or txn.pending_transition_in_progress:
+            if not txn.state.expiration_allowed or txn.pending_transition_in_progress or not self._owns(txn):
                 continue
             try:
                 transit = txn.prepare_dead()

@@ -326,3 +326,47 @@ async def test_reelection_on_a_real_log_loads_the_old_leaders_state(tmp_path: Pa
             assert g2.members[join.member_id].assignment == b"asg"
             await new.shutdown()
             tg.cancel_scope.cancel()
+
+
+async def test_newer_leader_epoch_reloads_what_another_leader_wrote_meanwhile() -> None:
+    """Leadership lost and regained within one batch of changes (epoch 1 -> 3): the other
+    broker's writes at epoch 2 are read back, not hidden by the stale groups in memory."""
+    log = MemoryOffsetsLog(5)
+    async with clustered(log, ME) as h, clustered(log, OTHER) as other:
+        p = await elect(h, "g", epoch=1)
+        assert await h.coord.commit_offsets("g", -1, "", None, {TP: OffsetAndMetadata(1)}) == {TP: Errors.NONE}
+        other.coord.on_partitions_changed([(None, led(p, OTHER, 2))])
+        await wait_loaded(other, "g")
+        assert await other.coord.commit_offsets("g", -1, "", None, {TP: OffsetAndMetadata(2)}) == {
+            TP: Errors.NONE}
+        other.coord.on_partitions_changed([(led(p, OTHER, 2), led(p, ME, 3))])
+        h.coord.on_partitions_changed([(led(p, ME, 1), led(p, ME, 3))])
+        await wait_loaded(h, "g")
+        assert h.coord.fetch_offsets("g", [TP])[TP].offset == 2  # type: ignore[union-attr]
+
+
+async def test_marker_arriving_while_loading_is_applied() -> None:
+    log = BlockingLog(5)
+    log.release.set()
+    tp1 = TopicPartition("t", 1)
+    async with clustered(log) as writer:
+        p = await elect(writer, "g")
+        assert await writer.coord.txn_commit_offsets("tx", "g", 9, 0, -1, "", None,
+                                                     {tp1: OffsetAndMetadata(5)}) == {tp1: Errors.NONE}
+    log.release.clear()
+    log.reading.clear()
+    async with clustered(log) as h:
+        h.coord.on_partitions_changed([(None, led(p, epoch=2))])
+        with anyio.fail_after(5):
+            await anyio.to_thread.run_sync(log.reading.wait)
+        # The reader reads the partition as it was before the marker (it has passed the end),
+        # while WriteTxnMarkers appends the marker and tells the coordinator.
+        assert log.partitions is not None
+        snapshot = list(log.partitions[p])
+        assert log.append_marker(p, 9, 0, commit=True) == Errors.NONE
+        h.coord.on_transaction_completed(9, [p], commit=True)
+        log.partitions[p], later = snapshot, log.partitions[p]
+        log.release.set()
+        await wait_loaded(h, "g")
+        log.partitions[p] = later
+        assert h.coord.fetch_offsets("g", [tp1], require_stable=True)[tp1].offset == 5  # type: ignore[union-attr]
