@@ -100,7 +100,10 @@ class GroupCoordinator:
     async def start(self, tg: TaskGroup) -> None:
         """Load the groups from ``__consumer_offsets`` (single broker) and start the timers."""
         self._tg = tg
-        if not self.clustered:
+        if self.clustered:
+            for partition, owned in self._owned.items():  # elected before the start
+                self._spawn(self._load_partition, partition, owned)
+        else:
             count = self.manager.load()
             for group in self.manager.groups.values():
                 for member in group.members.values():
@@ -188,7 +191,8 @@ class GroupCoordinator:
             self._resign(partition)
         log.info("elected group coordinator for %s-%d at epoch %d; loading", CONSUMER_OFFSETS, partition, epoch)
         owned = self._owned[partition] = _OwnedPartition(epoch)
-        self._spawn(self._load_partition, partition, owned)
+        if self._tg is not None:  # else start() loads it (the metadata may speak first)
+            self._spawn(self._load_partition, partition, owned)
 
     def _resign(self, partition: int) -> None:
         owned = self._owned.pop(partition, None)

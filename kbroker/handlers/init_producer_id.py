@@ -48,6 +48,9 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             error, pid, epoch = await ctx.broker.transactions.init_producer_id(
                 transactional_id, body.transaction_timeout_ms, int(body.get("producer_id", -1)),
                 int(body.get("producer_epoch", -1)))
+        except ProducerIdsUnavailable as e:
+            log.warning("cannot allocate a producer id yet: %s", e)
+            return _answer(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
         except (OSError, ProducerIdError) as e:
             log.error("cannot allocate a producer id: %s", e)
             return _answer(ErrorCode.UNKNOWN_SERVER_ERROR)

@@ -185,9 +185,11 @@ class TransactionCoordinator:
         COORDINATOR_LOAD_IN_PROGRESS until loading is done."""
         self._tg = tg
         if self.clustered:
-            # Nothing is loaded until this broker is told it leads a partition.
+            # Only the partitions this broker is told it leads are loaded.
             self._loaded = True
             self._start_timers()
+            for partition, owned in self._owned.items():  # elected before the start
+                self._spawn(self._load_partition, partition, owned)
             return
         start_guarded(tg, log, "transaction coordinator", self._load_and_run)
 
@@ -261,7 +263,8 @@ class TransactionCoordinator:
         log.info("elected transaction coordinator for %s-%d at epoch %d; loading", TRANSACTION_STATE,
                  partition, epoch)
         owned = self._owned[partition] = _OwnedPartition(epoch)
-        self._spawn(self._load_partition, partition, owned)
+        if self._tg is not None:  # else start() loads it (the metadata may speak first)
+            self._spawn(self._load_partition, partition, owned)
 
     def _resign(self, partition: int) -> None:
         owned = self._owned.pop(partition, None)

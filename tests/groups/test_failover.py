@@ -370,3 +370,22 @@ async def test_marker_arriving_while_loading_is_applied() -> None:
         await wait_loaded(h, "g")
         log.partitions[p] = later
         assert h.coord.fetch_offsets("g", [tp1], require_stable=True)[tp1].offset == 5  # type: ignore[union-attr]
+
+
+async def test_election_before_start_loads_at_start() -> None:
+    log = MemoryOffsetsLog(5)
+    async with clustered(log) as writer:
+        p = await elect(writer, "g")
+        await stable_group(writer, "g")
+    coord = GroupCoordinator(CONFIG, ManualClock(), log, node_id=ME, clustered=True)
+    coord.on_partitions_changed([(None, led(p, epoch=2))])  # the metadata's first image, before start
+    with pytest.raises(GroupError) as e:
+        coord.check_active("g")
+    assert e.value.code == Errors.COORDINATOR_LOAD_IN_PROGRESS
+    async with anyio.create_task_group() as tg:
+        await coord.start(tg)
+        h = Harness(coord, ManualClock(), log, tg)
+        await wait_loaded(h, "g")
+        assert h.group("g").is_in(GroupState.STABLE)
+        await coord.shutdown()
+        tg.cancel_scope.cancel()

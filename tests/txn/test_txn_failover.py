@@ -315,3 +315,52 @@ async def test_producer_ids_from_a_block_source(tmp_path: Path) -> None:
             assert error == ErrorCode.NONE
             pids.append(pid)
         assert pids == [5000, 5001, 5002] and calls == [2, 2, 2]  # a failed fetch, then two blocks
+
+
+async def test_election_before_start_loads_at_start(tmp_path: Path) -> None:
+    log = MemoryTransactionLog(5)
+    async with node(tmp_path, log, ME) as writer:
+        p = writer.elect("tx", 1)
+        await writer.loaded("tx")
+        pid, epoch = await writer.begin()
+    coord = TransactionCoordinator(ConfigHolder(BrokerConfig({})), ManualClock(), ProducerIdManager(tmp_path), log,
+                                   RecordingMarkers(), offsets_partition=lambda g: 0,
+                                   partition_exists=lambda tp: True, node_id=OTHER, clustered=True)
+    coord.on_partitions_changed([(None, led(p, OTHER, 2))])  # the metadata's first image, before start
+    async with anyio.create_task_group() as tg:
+        await coord.start(tg)
+        await Node(coord, RecordingMarkers()).loaded("tx")
+        assert coord.coordinator_epoch("tx") == 2
+        assert coord.verify_partitions("tx", pid, epoch, [TP]) == {TP: ErrorCode.NONE}
+        await coord.shutdown()
+        tg.cancel_scope.cancel()
+
+
+async def test_init_producer_id_handler_without_a_block_is_retriable(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from kbroker.codec import decode_request, decode_response, encode_request, encode_response
+    from kbroker.handlers import init_producer_id
+    from kbroker.handlers.api import RequestContext, Session
+
+    up = False
+
+    async def source(size: int) -> int:
+        if not up:
+            raise ConnectionError("etcd down")
+        return 70_000
+
+    broker = SimpleNamespace(authorizer=None, producer_ids=ProducerIdManager(tmp_path, block_source=source))
+
+    async def call() -> tuple[int, int, int]:
+        body = {"transactional_id": None, "transaction_timeout_ms": -1, "producer_id": -1, "producer_epoch": -1}
+        request = decode_request(encode_request(22, 4, 1, body)[4:])
+        out = await init_producer_id.handle(RequestContext(broker, Session("PLAINTEXT", "127.0.0.1", 1),
+                                                           request))  # type: ignore[arg-type]
+        _, resp = decode_response(22, 4, encode_response(22, 4, 1, out)[4:])
+        return resp.error_code, resp.producer_id, resp.producer_epoch
+
+    assert await call() == (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, -1, -1)
+    up = True
+    assert await call() == (ErrorCode.NONE, 70_000, 0)
+    assert await call() == (ErrorCode.NONE, 70_001, 0)
