@@ -667,7 +667,8 @@ class GroupCoordinator:
         try:
             self.check_active(group_id)
         except GroupError as e:
-            return e.code
+            # As Kafka: while the group is being loaded the member is answered blindly.
+            return Errors.NONE if e.code == Errors.COORDINATOR_LOAD_IN_PROGRESS else e.code
         if not group_id:
             return Errors.INVALID_GROUP_ID
         group = self.manager.get(group_id)
