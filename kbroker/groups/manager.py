@@ -98,6 +98,8 @@ class GroupMetadataManager:
         self._txn_writes: dict[int, list[_TxnWrite]] = {}
         #: group id -> (partition count, its partition): the Java string hash is costly in Python.
         self._partition_of: dict[str, tuple[int, int]] = {}
+        #: partition -> how many times it was unloaded: a write under way across an unload is not applied.
+        self._unloads: dict[int, int] = {}
 
     def partition_for(self, group_id: str) -> int:
         """The ``__consumer_offsets`` partition holding ``group_id``."""
@@ -182,6 +184,7 @@ class GroupMetadataManager:
                                 offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> Errors:
         """Write offsets in ``producer_id``'s transaction; they stay pending until its marker."""
         write = _TxnWrite(self.partition_for(group.group_id))
+        unloads = self._unloads.get(write.partition, 0)
         writes = self._txn_writes.setdefault(producer_id, [])
         writes.append(write)
         try:
@@ -193,6 +196,9 @@ class GroupMetadataManager:
                 del self._txn_writes[producer_id]
         if appended.error != Errors.NONE:
             return appended.error
+        if self._unloads.get(write.partition, 0) != unloads:
+            # The partition moved to another coordinator meanwhile; it reads these records from the log.
+            return Errors.NOT_COORDINATOR
         stamped = self._stamped(offsets, appended.base_offset)
         if write.committed is None:
             self.pending.setdefault(producer_id, {}).setdefault(group.group_id, {}).update(stamped)
@@ -385,6 +391,7 @@ class GroupMetadataManager:
     def unload_partition(self, partition: int) -> list[GroupMetadata]:
         """Forget every group of ``partition`` with its pending transactional offsets
         (another broker coordinates them now); returns the groups dropped."""
+        self._unloads[partition] = self._unloads.get(partition, 0) + 1
         gone = [g for gid, g in self.groups.items() if self.partition_for(gid) == partition]
         for group in gone:
             del self.groups[group.group_id]

@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -389,3 +390,36 @@ async def test_election_before_start_loads_at_start() -> None:
         assert h.group("g").is_in(GroupState.STABLE)
         await coord.shutdown()
         tg.cancel_scope.cancel()
+
+
+class SlowLog(MemoryOffsetsLog):
+    """Appends wait for ``gate`` (a write acknowledged only after the resignation)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.gate = anyio.Event()
+
+    async def append(self, *args: Any, **kw: Any) -> Any:
+        await self.gate.wait()
+        return await super().append(*args, **kw)
+
+
+async def test_transactional_commit_across_resignation_leaves_nothing_pending() -> None:
+    log = SlowLog(5)
+    log.gate.set()
+    tp1 = TopicPartition("t", 1)
+    async with clustered(log) as h:
+        p = await elect(h, "g")
+        log.gate = anyio.Event()
+        box: dict[str, Any] = {}
+
+        async def commit() -> None:
+            box["r"] = await h.coord.txn_commit_offsets("tx", "g", 9, 0, -1, "", None, {tp1: OffsetAndMetadata(5)})
+
+        h.tg.start_soon(commit)
+        await h.settle()
+        h.coord.on_partitions_changed([(led(p), led(p, OTHER, 2))])
+        log.gate.set()
+        await h.settle()
+        assert box["r"] == {tp1: Errors.NOT_COORDINATOR}
+        assert h.coord.manager.pending == {} and h.coord.manager.open_transactions == {}
