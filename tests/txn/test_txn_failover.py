@@ -364,3 +364,32 @@ async def test_init_producer_id_handler_without_a_block_is_retriable(tmp_path: P
     up = True
     assert await call() == (ErrorCode.NONE, 70_000, 0)
     assert await call() == (ErrorCode.NONE, 70_001, 0)
+
+
+async def test_reelection_on_a_real_log_loads_the_old_leaders_state(tmp_path: Path) -> None:
+    """The old leader is a single broker writing ``__transaction_state`` on disk; a cluster-mode
+    coordinator elected for the id's partition reads it back from that log."""
+    from kbroker.broker import Broker
+    from kbroker.testing import make_config
+
+    async with Broker(make_config(tmp_path, {"transaction.state.log.num.partitions": "3"})).running() as b:
+        assert b.transactions.ensure_state_topic()
+        with anyio.fail_after(5):
+            while not b.transactions.loaded:
+                await anyio.sleep(0.002)
+        error, pid, epoch = await b.transactions.init_producer_id("tx", 60_000)
+        assert error == ErrorCode.NONE
+        assert await b.transactions.add_partitions("tx", pid, epoch, [TP]) == {TP: ErrorCode.NONE}
+        new = TransactionCoordinator(b.configs, ManualClock(), ProducerIdManager(tmp_path), b.transactions.log,
+                                     RecordingMarkers(), offsets_partition=lambda g: 0,
+                                     partition_exists=lambda tp: True, node_id=OTHER, clustered=True)
+        async with anyio.create_task_group() as tg:
+            await new.start(tg)
+            n = Node(new, RecordingMarkers())
+            n.elect("tx", 6)
+            await n.loaded("tx")
+            txn = new.transactions["tx"]
+            assert (txn.producer_id, txn.producer_epoch, txn.state, txn.partitions) == (pid, epoch, S.ONGOING, {TP})
+            assert new.coordinator_epoch("tx") == 6
+            await new.shutdown()
+            tg.cancel_scope.cancel()
