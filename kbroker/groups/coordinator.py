@@ -7,6 +7,14 @@ broker's event loop; waits are :class:`Waiter` events and :class:`Scheduler` tim
 and the only suspension points inside the protocol are writes to
 ``__consumer_offsets``, after which the group's state is checked again. Committed
 offsets are served by :class:`OffsetsCoordinator`, to which the offset calls delegate.
+
+A single broker coordinates every group and loads them all at start. In a cluster the
+coordinator serves the groups of the ``__consumer_offsets`` partitions this broker leads
+(Kafka's GroupMetadataManager onElection/onResignation): it is told of leadership changes
+(:meth:`GroupCoordinator.on_partitions_changed`), loads a partition it now leads in a
+worker thread (COORDINATOR_LOAD_IN_PROGRESS for its groups meanwhile) and unloads one it
+no longer leads (blocked JoinGroup/SyncGroup calls answered NOT_COORDINATOR, timers
+cancelled); any other group gets NOT_COORDINATOR.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -30,8 +39,9 @@ from kbroker.groups.model import GroupConfig, GroupListing, GroupSummary, JoinRe
 from kbroker.groups.offsets import OffsetsCoordinator
 from kbroker.groups.records import OffsetAndMetadata
 from kbroker.groups.state import CAN_REBALANCE, GroupState
-from kbroker.groups.storage import OffsetsLog
+from kbroker.groups.storage import CONSUMER_OFFSETS, OffsetsLog
 from kbroker.groups.timers import Scheduler, Timer
+from kbroker.metadata.model import PartitionInfo
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +63,29 @@ def new_member_id(prefix: str) -> str:
     return f"{cut}-{uuid.uuid4()}"
 
 
-class GroupCoordinator:
-    """Serves every group (this broker coordinates all of them)."""
+@dataclass(eq=False)
+class _OwnedPartition:
+    """A ``__consumer_offsets`` partition this broker leads (cluster mode)."""
 
-    def __init__(self, config: GroupConfig, clock: Clock, offsets_log: OffsetsLog) -> None:
+    epoch: int
+    loaded: bool = False
+    #: Transaction markers that reached the partition while it was being read: the reader
+    #: may have passed them, so they are applied again once it is loaded (a no-op if seen).
+    completions: list[tuple[int, bool]] = field(default_factory=list)
+
+
+class GroupCoordinator:
+    """Serves the groups this broker coordinates (all of them on a single broker)."""
+
+    def __init__(self, config: GroupConfig, clock: Clock, offsets_log: OffsetsLog, *, node_id: int = -1,
+                 clustered: bool = False) -> None:
+        """``clustered``: serve only the groups of the partitions :meth:`on_partitions_changed`
+        says broker ``node_id`` leads, instead of loading every partition at start."""
         self.config = config
+        self.node_id = node_id
+        self.clustered = clustered
+        #: Cluster mode: the offsets partitions this broker leads (loading or loaded).
+        self._owned: dict[int, _OwnedPartition] = {}
         self.clock = clock
         self.manager = GroupMetadataManager(offsets_log, clock)
         self.timers = Scheduler(clock)
@@ -70,14 +98,18 @@ class GroupCoordinator:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, tg: TaskGroup) -> None:
-        """Load the groups from ``__consumer_offsets`` and start the timers."""
+        """Load the groups from ``__consumer_offsets`` (single broker) and start the timers."""
         self._tg = tg
-        count = self.manager.load()
-        for group in self.manager.groups.values():
-            for member in group.members.values():
-                self._schedule_session(group, member)
-        if count:
-            log.info("loaded %d groups from __consumer_offsets", count)
+        if self.clustered:
+            for partition, owned in self._owned.items():  # elected before the start
+                self._spawn(self._load_partition, partition, owned)
+        else:
+            count = self.manager.load()
+            for group in self.manager.groups.values():
+                for member in group.members.values():
+                    self._schedule_session(group, member)
+            if count:
+                log.info("loaded %d groups from __consumer_offsets", count)
         tg.start_soon(self.timers.run)
         self.offsets.start()
         self._loaded = True
@@ -87,25 +119,113 @@ class GroupCoordinator:
         self._stopped = True
         self.offsets.stop()
         for group in self.manager.groups.values():
-            for member in group.members.values():
-                group.complete_join(member, JoinGroupResult(Errors.NOT_COORDINATOR, member.member_id))
-                member.complete_sync(SyncGroupResult(Errors.NOT_COORDINATOR))
-                if member.session_timer is not None:
-                    member.session_timer.cancel()
-            for timer in (group.join_timer, group.sync_timer):
-                if timer is not None:
-                    timer.cancel()
+            self._release_group(group)
+
+    @staticmethod
+    def _release_group(group: GroupMetadata) -> None:
+        """Answer the group's blocked JoinGroup/SyncGroup calls with NOT_COORDINATOR and
+        cancel its timers: this broker stops coordinating it."""
+        for member in group.members.values():
+            group.complete_join(member, JoinGroupResult(Errors.NOT_COORDINATOR, member.member_id))
+            member.complete_sync(SyncGroupResult(Errors.NOT_COORDINATOR))
+            if member.session_timer is not None:
+                member.session_timer.cancel()
+                member.session_timer = None
+        for timer in (group.join_timer, group.sync_timer):
+            if timer is not None:
+                timer.cancel()
+        group.join_timer = group.sync_timer = None
 
     @property
     def active(self) -> bool:
         return self._loaded and not self._stopped
 
-    def check_active(self) -> None:
-        """Raise the error a request gets while the coordinator is not serving."""
+    def check_active(self, group_id: str | None = None) -> None:
+        """Raise the error a request (for ``group_id``, when given) gets while it is not served here.
+
+        In a cluster a group whose partition this broker does not lead gets NOT_COORDINATOR,
+        one whose partition is being loaded COORDINATOR_LOAD_IN_PROGRESS.
+        """
         if self._stopped:
             raise GroupError(Errors.NOT_COORDINATOR)
         if not self._loaded:
             raise GroupError(Errors.COORDINATOR_LOAD_IN_PROGRESS)
+        if self.clustered and group_id is not None:
+            owned = self._owned.get(self.partition_for(group_id))
+            if owned is None:
+                raise GroupError(Errors.NOT_COORDINATOR)
+            if not owned.loaded:
+                raise GroupError(Errors.COORDINATOR_LOAD_IN_PROGRESS)
+
+    def owns(self, group_id: str) -> bool:
+        """Whether ``group_id`` is served here now (its partition led and loaded)."""
+        try:
+            self.check_active(group_id)
+        except GroupError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ partition leadership (cluster)
+
+    def on_partitions_changed(self, changes: Sequence[tuple[PartitionInfo | None, PartitionInfo | None]]) -> None:
+        """Leadership changes of this broker's replicas: load the ``__consumer_offsets``
+        partitions it now leads, unload those it no longer leads. Sync, on the event loop."""
+        if not self.clustered or self._stopped:
+            return
+        for old, new in changes:
+            info = new if new is not None else old
+            if info is None or info.topic != CONSUMER_OFFSETS:
+                continue
+            if new is not None and new.leader == self.node_id:
+                self._elect(new.index, new.leader_epoch)
+            else:
+                self._resign(info.index)
+
+    def _elect(self, partition: int, epoch: int) -> None:
+        owned = self._owned.get(partition)
+        if owned is not None:
+            if epoch <= owned.epoch:
+                return  # still the leader, e.g. only the ISR changed
+            # A new leader epoch: another broker may have led (and written) in between,
+            # unseen in one batch of changes, so what is in memory may be stale: reload.
+            self._resign(partition)
+        log.info("elected group coordinator for %s-%d at epoch %d; loading", CONSUMER_OFFSETS, partition, epoch)
+        owned = self._owned[partition] = _OwnedPartition(epoch)
+        if self._tg is not None:  # else start() loads it (the metadata may speak first)
+            self._spawn(self._load_partition, partition, owned)
+
+    def _resign(self, partition: int) -> None:
+        owned = self._owned.pop(partition, None)
+        if owned is None:
+            return
+        gone = self.manager.unload_partition(partition)
+        now = self._now()
+        for group in gone:
+            self._release_group(group)
+            group.transition_to(S.DEAD, now)  # anything still holding it (a write under way) lets go
+        log.info("resigned as group coordinator for %s-%d; unloaded %d groups", CONSUMER_OFFSETS, partition,
+                 len(gone))
+
+    async def _load_partition(self, partition: int, owned: _OwnedPartition) -> None:
+        try:
+            contents = await anyio.to_thread.run_sync(self.manager.read_partition, partition,
+                                                      abandon_on_cancel=True)
+        except Exception:
+            log.exception("loading %s-%d failed", CONSUMER_OFFSETS, partition)
+            if self._owned.get(partition) is owned:
+                del self._owned[partition]  # NOT_COORDINATOR: clients look for the coordinator again
+            return
+        if self._owned.get(partition) is not owned or self._stopped:
+            return  # resigned while reading
+        groups = self.manager.install(contents)
+        for producer_id, commit in owned.completions:
+            self.manager.complete_transaction(producer_id, {partition}, commit)
+        owned.completions.clear()
+        for group in groups:
+            for member in group.members.values():
+                self._schedule_session(group, member)
+        owned.loaded = True
+        log.info("loaded %d groups from %s-%d", len(groups), CONSUMER_OFFSETS, partition)
 
     def ensure_offsets_topic(self) -> bool:
         """Create ``__consumer_offsets`` if missing (FindCoordinator does, as Kafka's does)."""
@@ -154,7 +274,7 @@ class GroupCoordinator:
     async def join_group(self, req: JoinRequest) -> JoinGroupResult:
         """Join (or rejoin) a group; returns once the join barrier completes."""
         try:
-            self.check_active()
+            self.check_active(req.group_id)
         except GroupError as e:
             return JoinGroupResult(e.code, req.member_id)
         if not req.group_id:
@@ -478,7 +598,7 @@ class GroupCoordinator:
                          assignments: Mapping[str, bytes]) -> SyncGroupResult:
         """Deliver the leader's assignment (or fetch one's own); returns once it is known."""
         try:
-            self.check_active()
+            self.check_active(group_id)
         except GroupError as e:
             return SyncGroupResult(e.code)
         if not group_id:
@@ -545,9 +665,10 @@ class GroupCoordinator:
     def heartbeat(self, group_id: str, member_id: str, group_instance_id: str | None, generation_id: int) -> Errors:
         """Keep a member's session alive; tells it when to rejoin."""
         try:
-            self.check_active()
+            self.check_active(group_id)
         except GroupError as e:
-            return e.code
+            # As Kafka: while the group is being loaded the member is answered blindly.
+            return Errors.NONE if e.code == Errors.COORDINATOR_LOAD_IN_PROGRESS else e.code
         if not group_id:
             return Errors.INVALID_GROUP_ID
         group = self.manager.get(group_id)
@@ -572,7 +693,7 @@ class GroupCoordinator:
                     ) -> tuple[Errors, list[tuple[str, str | None, Errors]]]:
         """Remove members by member id or group instance id (batched, KIP-345)."""
         try:
-            self.check_active()
+            self.check_active(group_id)
         except GroupError as e:
             return e.code, []
         if not group_id:
@@ -610,7 +731,7 @@ class GroupCoordinator:
 
     def describe_group(self, group_id: str) -> GroupSummary | None:
         """The group's state and members; None when there is no such group."""
-        self.check_active()
+        self.check_active(group_id)
         group = self.manager.get(group_id)
         if group is None or group.is_in(S.DEAD):
             return None
@@ -626,8 +747,10 @@ class GroupCoordinator:
         return summary
 
     def list_groups(self) -> list[GroupListing]:
-        """Every live group."""
+        """Every live group this broker coordinates."""
         self.check_active()
+        if any(not owned.loaded for owned in self._owned.values()):
+            raise GroupError(Errors.COORDINATOR_LOAD_IN_PROGRESS)  # as Kafka: the list would be partial
         return [GroupListing(g.group_id, g.protocol_type or "", g.state.value)
                 for g in self.manager.groups.values() if not g.is_in(S.DEAD)]
 
@@ -638,6 +761,11 @@ class GroupCoordinator:
         for i, group_id in enumerate(group_ids):
             if i % 1000 == 999:
                 await anyio.sleep(0)  # a request naming many groups lets other connections in
+            try:
+                self.check_active(group_id)
+            except GroupError as e:
+                out[group_id] = e.code  # in a cluster: coordinated elsewhere, or loading
+                continue
             group = self.manager.get(group_id)
             if group is None or group.is_in(S.DEAD):
                 out[group_id] = Errors.GROUP_ID_NOT_FOUND
@@ -667,7 +795,12 @@ class GroupCoordinator:
     def on_transaction_completed(self, producer_id: int, partitions: Iterable[int], commit: bool) -> None:
         """COMMIT or ABORT markers of ``producer_id`` were appended to these ``__consumer_offsets``
         partitions: materialise or drop its pending offsets of the groups there."""
-        self.manager.complete_transaction(producer_id, set(partitions), commit)
+        parts = set(partitions)
+        for p in parts:
+            owned = self._owned.get(p)
+            if owned is not None and not owned.loaded:
+                owned.completions.append((producer_id, commit))
+        self.manager.complete_transaction(producer_id, parts, commit)
 
     def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None, require_stable: bool = False,
                       ) -> dict[TopicPartition, OffsetAndMetadata | Errors | None]:

@@ -65,6 +65,17 @@ def _materialize(committed: Offsets, pending: Mapping[TopicPartition, OffsetAndM
 
 
 @dataclass
+class PartitionContents:
+    """What replaying one ``__consumer_offsets`` partition found (built off the event loop)."""
+
+    partition: int
+    metas: dict[str, GroupRecord]
+    offsets: dict[str, Offsets]
+    #: Transactional offsets whose transaction had not ended where the log ends.
+    pending: PendingOffsets
+
+
+@dataclass
 class _TxnWrite:
     """A transactional offset write under way; a marker arriving meanwhile resolves it."""
 
@@ -87,6 +98,8 @@ class GroupMetadataManager:
         self._txn_writes: dict[int, list[_TxnWrite]] = {}
         #: group id -> (partition count, its partition): the Java string hash is costly in Python.
         self._partition_of: dict[str, tuple[int, int]] = {}
+        #: partition -> how many times it was unloaded: a write under way across an unload is not applied.
+        self._unloads: dict[int, int] = {}
 
     def partition_for(self, group_id: str) -> int:
         """The ``__consumer_offsets`` partition holding ``group_id``."""
@@ -171,6 +184,7 @@ class GroupMetadataManager:
                                 offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> Errors:
         """Write offsets in ``producer_id``'s transaction; they stay pending until its marker."""
         write = _TxnWrite(self.partition_for(group.group_id))
+        unloads = self._unloads.get(write.partition, 0)
         writes = self._txn_writes.setdefault(producer_id, [])
         writes.append(write)
         try:
@@ -182,6 +196,9 @@ class GroupMetadataManager:
                 del self._txn_writes[producer_id]
         if appended.error != Errors.NONE:
             return appended.error
+        if self._unloads.get(write.partition, 0) != unloads:
+            # The partition moved to another coordinator meanwhile; it reads these records from the log.
+            return Errors.NOT_COORDINATOR
         stamped = self._stamped(offsets, appended.base_offset)
         if write.committed is None:
             self.pending.setdefault(producer_id, {}).setdefault(group.group_id, {}).update(stamped)
@@ -311,52 +328,84 @@ class GroupMetadataManager:
         Transactional offsets are applied when their COMMIT marker is replayed, dropped at
         an ABORT, and left pending when the log ends inside their transaction.
         """
-        metas: dict[str, GroupRecord] = {}
-        offsets: dict[str, Offsets] = {}
         self.pending = {}
         self.open_transactions = {}
         if not self.log.exists():
             return 0
         for partition in range(self.log.num_partitions):
-            pending: PendingOffsets = {}
-            for stored in self.log.replay(partition):
-                if isinstance(stored, StoredMarker):
-                    by_group = pending.pop(stored.producer_id, {})
-                    if stored.commit:
-                        for group_id, txn_offsets in by_group.items():
-                            _materialize(offsets.setdefault(group_id, {}), txn_offsets)
-                    continue
-                try:
-                    key = decode_key(stored.key)
-                    if isinstance(key, OffsetKey):
-                        tp = TopicPartition(key.topic, key.partition)
-                        if stored.value is None:
-                            offsets.get(key.group, {}).pop(tp, None)
-                            for by_group in pending.values():
-                                by_group.get(key.group, {}).pop(tp, None)
-                        else:
-                            om = dataclasses.replace(decode_offset_value(stored.value), record_offset=stored.offset)
-                            if stored.transactional and stored.producer_id >= 0:
-                                pending.setdefault(stored.producer_id, {}).setdefault(key.group, {})[tp] = om
-                            else:
-                                offsets.setdefault(key.group, {})[tp] = om
-                    elif isinstance(key, GroupKey):
-                        if stored.value is None:
-                            metas.pop(key.group, None)
-                        else:
-                            metas[key.group] = decode_group_value(stored.value)
-                except RecordFormatError as e:
-                    log.warning("skipping unreadable record in __consumer_offsets-%d: %s", partition, e)
-            for producer_id, by_group in pending.items():
-                for group_id, txn_offsets in by_group.items():
-                    self.pending.setdefault(producer_id, {})[group_id] = txn_offsets
-                    self.open_transactions.setdefault(group_id, set()).add(producer_id)
-        pending_groups = {g for by_group in self.pending.values() for g, o in by_group.items() if o}
-        for group_id in metas.keys() | {g for g, o in offsets.items() if o} | pending_groups:
-            group = self._loaded_group(group_id, metas.get(group_id))
-            group.offsets = offsets.get(group_id, {})
-            self.groups[group_id] = group
+            self.install(self.read_partition(partition))
         return len(self.groups)
+
+    def read_partition(self, partition: int) -> PartitionContents:
+        """Replay one partition (touches no coordinator state: may run in a worker thread)."""
+        metas: dict[str, GroupRecord] = {}
+        offsets: dict[str, Offsets] = {}
+        pending: PendingOffsets = {}
+        if not self.log.exists():
+            return PartitionContents(partition, metas, offsets, pending)
+        for stored in self.log.replay(partition):
+            if isinstance(stored, StoredMarker):
+                by_group = pending.pop(stored.producer_id, {})
+                if stored.commit:
+                    for group_id, txn_offsets in by_group.items():
+                        _materialize(offsets.setdefault(group_id, {}), txn_offsets)
+                continue
+            try:
+                key = decode_key(stored.key)
+                if isinstance(key, OffsetKey):
+                    tp = TopicPartition(key.topic, key.partition)
+                    if stored.value is None:
+                        offsets.get(key.group, {}).pop(tp, None)
+                        for by_group in pending.values():
+                            by_group.get(key.group, {}).pop(tp, None)
+                    else:
+                        om = dataclasses.replace(decode_offset_value(stored.value), record_offset=stored.offset)
+                        if stored.transactional and stored.producer_id >= 0:
+                            pending.setdefault(stored.producer_id, {}).setdefault(key.group, {})[tp] = om
+                        else:
+                            offsets.setdefault(key.group, {})[tp] = om
+                elif isinstance(key, GroupKey):
+                    if stored.value is None:
+                        metas.pop(key.group, None)
+                    else:
+                        metas[key.group] = decode_group_value(stored.value)
+            except RecordFormatError as e:
+                log.warning("skipping unreadable record in __consumer_offsets-%d: %s", partition, e)
+        return PartitionContents(partition, metas, offsets, pending)
+
+    def install(self, contents: PartitionContents) -> list[GroupMetadata]:
+        """Make the groups read from one partition this coordinator's; returns them."""
+        for producer_id, by_group in contents.pending.items():
+            for group_id, txn_offsets in by_group.items():
+                self.pending.setdefault(producer_id, {})[group_id] = txn_offsets
+                self.open_transactions.setdefault(group_id, set()).add(producer_id)
+        pending_groups = {g for by_group in contents.pending.values() for g, o in by_group.items() if o}
+        loaded = []
+        for group_id in contents.metas.keys() | {g for g, o in contents.offsets.items() if o} | pending_groups:
+            group = self._loaded_group(group_id, contents.metas.get(group_id))
+            group.offsets = contents.offsets.get(group_id, {})
+            self.groups[group_id] = group
+            loaded.append(group)
+        return loaded
+
+    def unload_partition(self, partition: int) -> list[GroupMetadata]:
+        """Forget every group of ``partition`` with its pending transactional offsets
+        (another broker coordinates them now); returns the groups dropped."""
+        self._unloads[partition] = self._unloads.get(partition, 0) + 1
+        gone = [g for gid, g in self.groups.items() if self.partition_for(gid) == partition]
+        for group in gone:
+            del self.groups[group.group_id]
+        gone_ids = {g.group_id for g in gone}
+        for group_id in [g for g in self.open_transactions if self.partition_for(g) == partition]:
+            gone_ids.add(group_id)
+            del self.open_transactions[group_id]
+        for producer_id in list(self.pending):
+            by_group = self.pending[producer_id]
+            for group_id in [g for g in by_group if g in gone_ids or self.partition_for(g) == partition]:
+                del by_group[group_id]
+            if not by_group:
+                del self.pending[producer_id]
+        return gone
 
     def _loaded_group(self, group_id: str, rec: GroupRecord | None) -> GroupMetadata:
         if rec is None:

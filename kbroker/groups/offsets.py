@@ -60,10 +60,10 @@ class OffsetsCoordinator:
     """Commits, fetches, deletes and expires the committed offsets of every group."""
 
     def __init__(self, manager: GroupMetadataManager, config: GroupConfig, timers: Scheduler, *,
-                 check_active: Callable[[], None],
+                 check_active: Callable[[str], None],
                  touch_member: Callable[[GroupMetadata, MemberMetadata], None],
                  spawn: Callable[[Callable[[], Coroutine[Any, Any, Any]]], None]) -> None:
-        """``check_active`` raises the error a request gets while groups are not served;
+        """``check_active`` raises the error a request for a group gets while it is not served here;
         ``touch_member`` restarts a committing member's session timer (a commit counts as
         a heartbeat); ``spawn`` runs a background step whose failure is only logged."""
         self.manager = manager
@@ -89,7 +89,7 @@ class OffsetsCoordinator:
                              offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, Errors]:
         """Commit offsets for a member of the current generation, or for a group without members."""
         try:
-            self._check_active()
+            self._check_active(group_id)
             group = self.manager.get(group_id)
             if group is None:
                 if generation_id >= 0:
@@ -129,7 +129,7 @@ class OffsetsCoordinator:
         partition (:meth:`GroupMetadataManager.complete_transaction`).
         """
         try:
-            self._check_active()
+            self._check_active(group_id)
             if not group_id:
                 raise GroupError(Errors.INVALID_GROUP_ID)
             group = self.manager.get(group_id)
@@ -159,7 +159,7 @@ class OffsetsCoordinator:
         still pending gets UNSTABLE_OFFSET_COMMIT instead: the client retries until the
         transaction ends. Listing all partitions lists those with a committed offset only.
         """
-        self._check_active()
+        self._check_active(group_id)
         group = self.manager.get(group_id)
         committed = group.offsets if group is not None and not group.is_in(S.DEAD) else {}
         pending = self.manager.pending_partitions(group_id) if require_stable else set()
@@ -175,7 +175,7 @@ class OffsetsCoordinator:
     async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]
                              ) -> tuple[Errors, dict[TopicPartition, Errors]]:
         """OffsetDelete: drop committed offsets of topics the group no longer consumes."""
-        self._check_active()
+        self._check_active(group_id)
         group = self.manager.get(group_id)
         if group is None or group.is_in(S.DEAD):
             return Errors.GROUP_ID_NOT_FOUND, {}

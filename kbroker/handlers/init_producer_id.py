@@ -18,7 +18,7 @@ from kbroker.codec.versions import VersionRange
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.security.model import AclOperation, ResourceType
-from kbroker.txn.producer_ids import ProducerIdError
+from kbroker.txn.producer_ids import ProducerIdError, ProducerIdsUnavailable
 
 API_KEY = 22
 #: v6 adds two-phase commit (KIP-939), which this broker does not support.
@@ -48,6 +48,9 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             error, pid, epoch = await ctx.broker.transactions.init_producer_id(
                 transactional_id, body.transaction_timeout_ms, int(body.get("producer_id", -1)),
                 int(body.get("producer_epoch", -1)))
+        except ProducerIdsUnavailable as e:
+            log.warning("cannot allocate a producer id yet: %s", e)
+            return _answer(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
         except (OSError, ProducerIdError) as e:
             log.error("cannot allocate a producer id: %s", e)
             return _answer(ErrorCode.UNKNOWN_SERVER_ERROR)
@@ -56,8 +59,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         return _answer(error, pid, epoch)
     manager = ctx.broker.producer_ids
     try:
+        await manager.ready()  # in a cluster a new block may come from etcd; nothing awaits below
         pid, epoch = manager.init_idempotent_producer(int(body.get("producer_id", -1)),
                                                       int(body.get("producer_epoch", -1)))
+    except ProducerIdsUnavailable as e:
+        log.warning("cannot allocate a producer id yet: %s", e)
+        return _answer(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)  # as Kafka while it waits for a block
     except (OSError, ProducerIdError) as e:
         log.error("cannot allocate a producer id: %s", e)
         return _answer(ErrorCode.UNKNOWN_SERVER_ERROR)

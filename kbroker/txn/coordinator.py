@@ -1,8 +1,14 @@
 """The transaction coordinator (Kafka's TransactionCoordinator, TransactionStateManager and
 TransactionMarkerChannelManager, for transaction version 1 clients).
 
-This broker leads every ``__transaction_state`` partition, so it coordinates every
-transactional id. State changes are written to that topic before they take effect;
+A single broker leads every ``__transaction_state`` partition, so it coordinates every
+transactional id and loads them all at start. In a cluster the coordinator serves the
+ids of the partitions this broker leads: it is told of leadership changes
+(:meth:`TransactionCoordinator.on_partitions_changed`), loads a partition when it becomes
+its leader (COORDINATOR_LOAD_IN_PROGRESS for its ids meanwhile), drops its ids when it
+loses it (NOT_COORDINATOR from then on), and writes markers with the partition's leader
+epoch as coordinator epoch, so that the partitions' leaders refuse (TRANSACTION_COORDINATOR_FENCED)
+the markers of a coordinator that has been replaced. State changes are written to that topic before they take effect;
 ending a transaction writes PrepareCommit/PrepareAbort, answers the client, writes the
 markers to every partition of the transaction through the :data:`WriteMarkers` seam
 (retrying retriable failures) and then writes CompleteCommit/CompleteAbort.
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Collection, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +32,10 @@ from kbroker.clock import Clock
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition, partition_for, start_guarded
 from kbroker.config import ConfigHolder
-from kbroker.txn.log import KeyValue, TransactionLog
+from kbroker.metadata.model import PartitionInfo
+from kbroker.txn.log import TRANSACTION_STATE, KeyValue, TransactionLog
 from kbroker.txn.markers import TxnMarker, WriteMarkers
-from kbroker.txn.producer_ids import ProducerIdManager
+from kbroker.txn.producer_ids import ProducerIdManager, ProducerIdsUnavailable
 from kbroker.txn.records import TransactionRecordError, decode_key, decode_value, encode_key, encode_value
 from kbroker.txn.state import (
     NO_PRODUCER_EPOCH,
@@ -46,7 +53,7 @@ TRANSACTION_TIMEOUT_MS = "transaction.max.timeout.ms"
 ABORT_INTERVAL_MS = "transaction.abort.timed.out.transaction.cleanup.interval.ms"
 EXPIRATION_MS = "transactional.id.expiration.ms"
 EXPIRATION_INTERVAL_MS = "transaction.remove.expired.transaction.cleanup.interval.ms"
-#: This broker leads every state partition from its first start: one coordinator epoch.
+#: A single broker leads every state partition from its first start: one coordinator epoch.
 COORDINATOR_EPOCH = 0
 #: Pause before resending markers or the completion record after a retriable failure.
 RETRY_BACKOFF_S = 0.1
@@ -100,6 +107,15 @@ def _expanded_size(pattern: str) -> int:
     return size
 
 
+@dataclass(eq=False)
+class _OwnedPartition:
+    """A ``__transaction_state`` partition this broker leads (cluster mode)."""
+
+    #: The partition's leader epoch: the coordinator epoch its markers carry.
+    epoch: int
+    loaded: bool = False
+
+
 @dataclass(frozen=True)
 class TransactionDescription:
     """One DescribeTransactions entry (an entry with an error carries Kafka's zero defaults)."""
@@ -129,9 +145,12 @@ class TransactionCoordinator:
 
     def __init__(self, config: ConfigHolder, clock: Clock, producer_ids: ProducerIdManager, log: TransactionLog,
                  write_markers: WriteMarkers, *, offsets_partition: Callable[[str], int],
-                 partition_exists: Callable[[TopicPartition], bool]) -> None:
+                 partition_exists: Callable[[TopicPartition], bool], node_id: int = -1,
+                 clustered: bool = False) -> None:
         """``offsets_partition`` maps a group id to its ``__consumer_offsets`` partition;
-        ``partition_exists`` tells markers for deleted partitions from retriable failures."""
+        ``partition_exists`` tells markers for deleted partitions from retriable failures.
+        ``clustered``: serve only the partitions :meth:`on_partitions_changed` says broker
+        ``node_id`` leads, instead of loading every partition at start."""
         self._configs = config
         self.clock = clock
         self.producer_ids = producer_ids
@@ -143,6 +162,10 @@ class TransactionCoordinator:
         self._tg: TaskGroup | None = None
         self._loaded = False
         self._stopped = False
+        self.node_id = node_id
+        self.clustered = clustered
+        #: Cluster mode: the state partitions this broker leads (loading or loaded).
+        self._owned: dict[int, _OwnedPartition] = {}
 
     # ------------------------------------------------------------------ settings
     def _setting(self, key: str) -> int:
@@ -161,6 +184,13 @@ class TransactionCoordinator:
         """Load ``__transaction_state`` in a worker thread and start the timers; requests get
         COORDINATOR_LOAD_IN_PROGRESS until loading is done."""
         self._tg = tg
+        if self.clustered:
+            # Only the partitions this broker is told it leads are loaded.
+            self._loaded = True
+            self._start_timers()
+            for partition, owned in self._owned.items():  # elected before the start
+                self._spawn(self._load_partition, partition, owned)
+            return
         start_guarded(tg, log, "transaction coordinator", self._load_and_run)
 
     async def shutdown(self) -> None:
@@ -181,12 +211,86 @@ class TransactionCoordinator:
         """Create ``__transaction_state`` if missing (FindCoordinator does, as Kafka's does)."""
         return self.log.ensure()
 
-    def _not_ready(self) -> ErrorCode | None:
+    def _not_ready(self, transactional_id: str) -> ErrorCode | None:
+        """The error a request for ``transactional_id`` gets here, or None when it is served."""
         if self._stopped:
             return ErrorCode.NOT_COORDINATOR
         if not self._loaded:
             return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        if self.clustered:
+            owned = self._owned.get(self.partition_for(transactional_id))
+            if owned is None:
+                return ErrorCode.NOT_COORDINATOR
+            if not owned.loaded:
+                return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
         return None
+
+    def coordinator_epoch(self, transactional_id: str) -> int | None:
+        """The coordinator epoch of ``transactional_id``'s partition here; None when not served."""
+        if not self.clustered:
+            return COORDINATOR_EPOCH
+        owned = self._owned.get(self.partition_for(transactional_id))
+        return owned.epoch if owned is not None else None
+
+    def _owns(self, txn: TransactionMetadata) -> bool:
+        """Whether ``txn`` is still this coordinator's (not unloaded, reloaded or expired)."""
+        return not self._stopped and self.transactions.get(txn.transactional_id) is txn
+
+    # ------------------------------------------------------------------ partition leadership (cluster)
+    def on_partitions_changed(self, changes: Sequence[tuple[PartitionInfo | None, PartitionInfo | None]]) -> None:
+        """Leadership changes of this broker's replicas: load the ``__transaction_state``
+        partitions it now leads, unload those it no longer leads (Kafka's onElection /
+        onResignation). Sync, on the event loop; loading runs in a worker thread."""
+        if not self.clustered or self._stopped:
+            return
+        for old, new in changes:
+            info = new if new is not None else old
+            if info is None or info.topic != TRANSACTION_STATE:
+                continue
+            if new is not None and new.leader == self.node_id:
+                self._elect(new.index, new.leader_epoch)
+            else:
+                self._resign(info.index)
+
+    def _elect(self, partition: int, epoch: int) -> None:
+        owned = self._owned.get(partition)
+        if owned is not None:
+            if epoch <= owned.epoch:
+                return  # e.g. only the ISR changed
+            # A new leader epoch (leadership lost and regained in between, maybe unseen):
+            # what is in memory may be stale, so reload under the new epoch (as Kafka).
+            self._resign(partition)
+        log.info("elected transaction coordinator for %s-%d at epoch %d; loading", TRANSACTION_STATE,
+                 partition, epoch)
+        owned = self._owned[partition] = _OwnedPartition(epoch)
+        if self._tg is not None:  # else start() loads it (the metadata may speak first)
+            self._spawn(self._load_partition, partition, owned)
+
+    def _resign(self, partition: int) -> None:
+        owned = self._owned.pop(partition, None)
+        if owned is None:
+            return
+        gone = [t for t in self.transactions if self.partition_for(t) == partition]
+        for txn_id in gone:
+            # Writes under way answer NOT_COORDINATOR; marker senders and timers stop (see _owns).
+            del self.transactions[txn_id]
+        log.info("resigned as transaction coordinator for %s-%d (epoch %d); unloaded %d transactional ids",
+                 TRANSACTION_STATE, partition, owned.epoch, len(gone))
+
+    async def _load_partition(self, partition: int, owned: _OwnedPartition) -> None:
+        try:
+            records = await anyio.to_thread.run_sync(
+                lambda: _latest(self.log.replay(partition)) if self.log.exists() else [], abandon_on_cancel=True)
+        except Exception:
+            log.exception("loading %s-%d failed", TRANSACTION_STATE, partition)
+            if self._owned.get(partition) is owned:
+                del self._owned[partition]  # NOT_COORDINATOR: clients look for the coordinator again
+            return
+        if self._owned.get(partition) is not owned or self._stopped:
+            return  # resigned (or re-elected) while reading
+        self._install([records])
+        owned.loaded = True
+        log.info("loaded %s-%d at coordinator epoch %d", TRANSACTION_STATE, partition, owned.epoch)
 
     def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         assert self._tg is not None, "coordinator not started"
@@ -200,6 +304,9 @@ class TransactionCoordinator:
                 lambda: [_latest(self.log.replay(p)) for p in range(n)], abandon_on_cancel=True)
         self._install(records)
         self._loaded = True
+        self._start_timers()
+
+    def _start_timers(self) -> None:
         assert self._tg is not None
         self._tg.start_soon(self._every, ABORT_INTERVAL_MS, self.abort_timed_out_transactions)
         self._tg.start_soon(self._every, EXPIRATION_INTERVAL_MS, self.expire_transactional_ids)
@@ -266,7 +373,12 @@ class TransactionCoordinator:
             return fail(ErrorCode.INVALID_TRANSACTION_TIMEOUT)
         if (producer_id == NO_PRODUCER_ID) != (producer_epoch == NO_PRODUCER_EPOCH):
             return fail(ErrorCode.INVALID_REQUEST)
-        if (not_ready := self._not_ready()) is not None:
+        try:
+            await self.producer_ids.ready()  # may fetch a block (cluster); nothing below awaits before allocating
+        except ProducerIdsUnavailable as e:
+            log.warning("no producer id for %r yet: %s", transactional_id, e)
+            return fail(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
+        if (not_ready := self._not_ready(transactional_id)) is not None:
             return fail(not_ready)
         expected = None if producer_id == NO_PRODUCER_ID else (producer_id, producer_epoch)
         txn = self.transactions.get(transactional_id)
@@ -327,7 +439,7 @@ class TransactionCoordinator:
                               partitions: set[TopicPartition]) -> ErrorCode:
         if not transactional_id:
             return ErrorCode.INVALID_REQUEST
-        if (not_ready := self._not_ready()) is not None:
+        if (not_ready := self._not_ready(transactional_id)) is not None:
             return not_ready
         txn = self.transactions.get(transactional_id)
         if txn is None or txn.producer_id != producer_id:
@@ -353,7 +465,7 @@ class TransactionCoordinator:
 
         if not transactional_id:
             return every(ErrorCode.INVALID_REQUEST)
-        if (not_ready := self._not_ready()) is not None:
+        if (not_ready := self._not_ready(transactional_id)) is not None:
             return every(not_ready)
         txn = self.transactions.get(transactional_id)
         if txn is None or txn.producer_id != producer_id:
@@ -376,7 +488,7 @@ class TransactionCoordinator:
         """Commit or abort the producer's transaction (EndTxn)."""
         if not transactional_id:
             return ErrorCode.INVALID_REQUEST
-        if (not_ready := self._not_ready()) is not None:
+        if (not_ready := self._not_ready(transactional_id)) is not None:
             return not_ready
         txn = self.transactions.get(transactional_id)
         if txn is None:
@@ -449,14 +561,17 @@ class TransactionCoordinator:
     async def _send_markers(self, txn: TransactionMetadata, complete: TxnTransitMetadata, commit: bool) -> None:
         """Write the markers of ``txn``'s partitions, then its Complete* state."""
         result = "COMMIT" if commit else "ABORT"
-        while txn.partitions and not self._stopped:
+        while txn.partitions and self._owns(txn):
             for tp in [tp for tp in txn.partitions if not self._partition_exists(tp)]:
                 log.info("dropping %s marker of %r for %s: the partition no longer exists",
                          result, txn.transactional_id, tp)
                 txn.partitions.discard(tp)
             if not txn.partitions:
                 break
-            marker = TxnMarker(txn.producer_id, txn.producer_epoch, COORDINATOR_EPOCH, commit,
+            coordinator_epoch = self.coordinator_epoch(txn.transactional_id)
+            if coordinator_epoch is None:
+                return  # no longer this coordinator's partition
+            marker = TxnMarker(txn.producer_id, txn.producer_epoch, coordinator_epoch, commit,
                                tuple(sorted(txn.partitions)))
             try:
                 outcome = (await self._write_markers([marker]))[0]
@@ -476,7 +591,9 @@ class TransactionCoordinator:
                               result, txn.transactional_id, tp, code)
             if txn.partitions:
                 await anyio.sleep(RETRY_BACKOFF_S)
-        while not self._stopped:
+        if txn.partitions:
+            return  # stopped or unloaded: the next coordinator finishes from the prepared state
+        while self._owns(txn):
             error = await self._append(txn, complete)
             if error == ErrorCode.NONE:
                 log.debug("completed %s of %r", result, txn.transactional_id)
@@ -497,8 +614,8 @@ class TransactionCoordinator:
                      if txn.state == S.ONGOING and not txn.pending_transition_in_progress
                      and txn.start_timestamp + txn.timeout_ms < now]
         for txn in timed_out:
-            if txn.state != S.ONGOING or txn.pending_transition_in_progress:
-                continue  # changed while an earlier abort was written
+            if txn.state != S.ONGOING or txn.pending_transition_in_progress or not self._owns(txn):
+                continue  # changed (or unloaded) while an earlier abort was written
             try:
                 transit = txn.prepare_fence_producer_epoch()
             except IllegalTransition as e:  # one broken id must not keep the others from timing out
@@ -520,7 +637,7 @@ class TransactionCoordinator:
                    if txn.state.expiration_allowed and not txn.pending_transition_in_progress
                    and txn.last_update_timestamp <= cutoff]
         for txn in expired:
-            if not txn.state.expiration_allowed or txn.pending_transition_in_progress:
+            if not txn.state.expiration_allowed or txn.pending_transition_in_progress or not self._owns(txn):
                 continue
             try:
                 transit = txn.prepare_dead()
@@ -546,6 +663,9 @@ class TransactionCoordinator:
             if not txn_id:
                 out.append(TransactionDescription(txn_id, ErrorCode.INVALID_REQUEST))
                 continue
+            if (not_ready := self._not_ready(txn_id)) is not None:
+                out.append(TransactionDescription(txn_id, not_ready))  # another broker's, or loading
+                continue
             txn = self.transactions.get(txn_id)
             if txn is None or txn.state == S.DEAD:
                 out.append(TransactionDescription(txn_id, ErrorCode.TRANSACTIONAL_ID_NOT_FOUND))
@@ -562,7 +682,7 @@ class TransactionCoordinator:
         """ListTransactions: ``(error, unknown state filters, matching transactions)``."""
         if self._stopped:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, [], []
-        if not self._loaded:
+        if not self._loaded or any(not owned.loaded for owned in self._owned.values()):
             return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, [], []
         wanted: set[TransactionState] = set()
         unknown: list[str] = []

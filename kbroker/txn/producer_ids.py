@@ -4,20 +4,24 @@ Ids are handed out from blocks of :data:`BLOCK_SIZE`; reserving a block first
 persists its end in ``kbroker-producer-ids`` in the first log dir, so after a restart
 allocation resumes past every id that may have been handed out (the unused rest of a
 block is skipped, as in Kafka).
+
+In a cluster the blocks come from an asynchronous :data:`BlockSource` shared by every
+broker (Kafka's RPCProducerIdManager asking the controller): callers await
+:meth:`ProducerIdManager.ready` before allocating, so the allocation itself never
+blocks the event loop.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import anyio
 
 from kbroker.fs import atomic_write
 from kbroker.records.crc import crc32c
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +35,32 @@ _MAX_TRACKED = 100_000
 _INT64_MAX = 2**63 - 1
 
 
+#: Reserves ``block_size`` ids for this broker, cluster-wide; the first id of the block.
+BlockSource = Callable[[int], Awaitable[int]]
+
+
 class ProducerIdError(Exception):
     """The producer id file is unreadable or ids are exhausted."""
+
+
+class ProducerIdsUnavailable(ProducerIdError):
+    """No block of ids could be had from the cluster just now; the client retries (as Kafka's
+    COORDINATOR_LOAD_IN_PROGRESS while its broker waits for a block)."""
 
 
 class ProducerIdManager:
     """Allocates producer ids and bumps epochs of idempotent producers (KIP-360)."""
 
-    def __init__(self, directory: Path, block_size: int = BLOCK_SIZE) -> None:
+    def __init__(self, directory: Path, block_size: int = BLOCK_SIZE, *,
+                 block_source: BlockSource | None = None) -> None:
+        """``block_source`` given (a cluster): blocks come from it and the local file is not used."""
         self.path = Path(directory) / PRODUCER_IDS_FILE
         self.block_size = block_size
+        self._source = block_source
+        self._fetch_lock = anyio.Lock() if block_source is not None else None
         self._next = 0
         self._block_end = 0  # nothing reserved yet
-        self._persisted_end = self._read()
+        self._persisted_end = self._read() if block_source is None else 0
         #: producer id -> the latest epoch handed out for it.
         self._epochs: OrderedDict[int, int] = OrderedDict()
 
@@ -73,10 +90,39 @@ class ProducerIdManager:
         self._next, self._block_end = start, end
         log.info("reserved producer id block [%d, %d)", start, end)
 
+    async def ready(self) -> None:
+        """Make sure the next :meth:`generate_producer_id` has an id at hand.
+
+        Without a block source this does nothing (a local block is reserved synchronously,
+        a small file write). With one, an exhausted block is replaced by a block from the
+        source; concurrent callers share one fetch. Raises :class:`ProducerIdsUnavailable`
+        when the source fails.
+        """
+        if self._source is None or self._next < self._block_end:
+            return
+        assert self._fetch_lock is not None
+        async with self._fetch_lock:
+            if self._next < self._block_end:
+                return  # another caller fetched meanwhile
+            try:
+                start = await self._source(self.block_size)
+            except Exception as e:
+                raise ProducerIdsUnavailable(f"no producer id block: {e}") from e
+            if start < 0 or start + self.block_size > _INT64_MAX:
+                raise ProducerIdError(f"producer id block at {start} is out of range")
+            self._next, self._block_end = start, start + self.block_size
+            log.info("got producer id block [%d, %d)", start, self._block_end)
+
     # -- allocation ----------------------------------------------------------------------
     def generate_producer_id(self) -> int:
-        """A producer id never handed out before by this broker's data dir."""
+        """A producer id never handed out before (by this data dir; in a cluster, by any broker).
+
+        With a block source, :meth:`ready` must have been awaited since the block ran out
+        (:class:`ProducerIdsUnavailable` otherwise).
+        """
         if self._next >= self._block_end:
+            if self._source is not None:
+                raise ProducerIdsUnavailable("the producer id block is used up; await ready() first")
             self._reserve_block()
         pid = self._next
         self._next += 1
