@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 
@@ -39,7 +40,7 @@ from kbroker.metadata.model import PartitionInfo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CasOutcome", "Controller", "cas_partition"]
+__all__ = ["CasOutcome", "ClusterHandle", "Controller", "cas_partition", "read_brokers", "read_topic"]
 
 #: How many times one partition's change is re-decided after losing a compare-and-swap.
 CAS_ATTEMPTS = 20
@@ -67,6 +68,32 @@ class CasOutcome:
     mod_revision: int = 0
     #: False when the extra comparisons failed (for the controller: it is not the controller any more).
     fenced: bool = False
+
+
+class ClusterHandle(Protocol):
+    """What admin requests need of a clustered broker's metadata: the etcd client and key layout."""
+
+    @property
+    def client(self) -> EtcdClient: ...
+    @property
+    def keys(self) -> ClusterKeys: ...
+
+
+async def read_brokers(client: EtcdClient, keys: ClusterKeys) -> dict[int, BrokerRegistration]:
+    """Every registered (live) broker, by id."""
+    kvs, _ = await client.get_prefix(keys.brokers)
+    out: dict[int, BrokerRegistration] = {}
+    for kv in kvs:
+        broker = keys.parse_broker(kv.key)
+        if broker is not None:
+            out[broker] = BrokerRegistration.decode(kv.value)
+    return out
+
+
+async def read_topic(client: EtcdClient, keys: ClusterKeys, name: str) -> TopicRecord | None:
+    """The topic's record, or None when it does not exist."""
+    kv = await client.get(keys.topic(name))
+    return None if kv is None else TopicRecord.decode(name, kv.value)
 
 
 async def cas_partition(client: EtcdClient, keys: ClusterKeys, topic: str, index: int, decide: Decide, *,

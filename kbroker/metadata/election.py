@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.metadata.cluster_state import NO_LEADER
@@ -31,14 +31,18 @@ from kbroker.metadata.model import PartitionInfo
 __all__ = [
     "Election",
     "ElectionType",
+    "PartitionChangeError",
     "build_change",
     "cancel_reassignment",
     "elect_for_request",
     "is_imbalanced",
     "reassign",
+    "reassignment_in_progress",
     "reconcile",
     "remove_broker",
+    "replication_factor",
     "unclean_allowed",
+    "validate_assignment",
 ]
 
 #: Whether a broker may lead now (registered and not shutting down).
@@ -176,32 +180,73 @@ def elect_for_request(info: PartitionInfo, election_type: ElectionType,
     return ErrorCode.NONE, changed
 
 
-def _revert(info: PartitionInfo) -> tuple[list[int], list[int]]:
-    """``(replicas, isr)`` as they were before the ongoing reassignment (Kafka's ``PartitionReassignmentRevert``)."""
-    replicas = [r for r in info.replicas if r not in info.adding_replicas]
-    isr = [r for r in info.isr if r not in info.adding_replicas]
-    return replicas, isr or [r for r in info.isr if r in replicas] or list(info.isr)
+class PartitionChangeError(Exception):
+    """A requested change Kafka refuses: the error code and message to answer with."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def reassignment_in_progress(info: PartitionInfo) -> bool:
+    """Whether the partition has adding or removing replicas."""
+    return bool(info.adding_replicas or info.removing_replicas)
+
+
+def replication_factor(info: PartitionInfo) -> int:
+    """The replica count the partition is heading for (during a reassignment: its replicas
+    and adding replicas, without the removing ones; Kafka's ``validatePartitionReplicationFactorUnchanged``)."""
+    if not reassignment_in_progress(info):
+        return len(info.replicas)
+    heading = set(info.replicas) | set(info.adding_replicas)
+    return len(heading - set(info.removing_replicas))
+
+
+def validate_assignment(target: Sequence[int], registered: Collection[int]) -> None:
+    """Kafka's ``validateManualPartitionAssignment``: not empty, every broker registered, no duplicate."""
+    if not target:
+        raise PartitionChangeError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                   "The manual partition assignment includes an empty replica list.")
+    previous: int | None = None
+    for broker in sorted(target):
+        if broker not in registered:
+            raise PartitionChangeError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                       f"The manual partition assignment includes broker {broker}, "
+                                       "but no such broker is registered.")
+        if broker == previous:
+            raise PartitionChangeError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                       f"The manual partition assignment includes the broker {broker} more than once.")
+        previous = broker
 
 
 def reassign(info: PartitionInfo, target: Sequence[int], acceptable: Acceptable) -> PartitionInfo | None:
-    """Start a reassignment to ``target`` (any ongoing one is reverted first): replicas = the
-    target then the replicas leaving it, adding = target - current, removing = current - target.
-    A reassignment that adds nothing completes at once."""
-    current, isr = _revert(info)
-    adding = [r for r in target if r not in current]
+    """Start a reassignment to ``target`` (Kafka's ``changePartitionReassignment`` with
+    ``PartitionReassignmentReplicas``): replicas = the target then the current replicas leaving
+    it, adding = target - current, removing = current - target (an empty list keeps the ongoing
+    one's). A reassignment that adds nothing completes at once."""
+    current = list(info.replicas)
     removing = [r for r in current if r not in target]
+    adding = [r for r in target if r not in current]
     replicas = list(target) + removing
-    return build_change(info, acceptable, target_isr=isr, target_replicas=replicas, target_adding=adding,
-                        target_removing=removing)
+    return build_change(info, acceptable, target_replicas=None if replicas == current else replicas,
+                        target_adding=adding or None, target_removing=removing or None)
 
 
-def cancel_reassignment(info: PartitionInfo, acceptable: Acceptable) -> PartitionInfo | None:
-    """Back to the replicas before the ongoing reassignment (None when there is none)."""
-    if not info.adding_replicas and not info.removing_replicas:
-        return None
-    replicas, isr = _revert(info)
-    return build_change(info, acceptable, target_isr=isr, target_replicas=replicas, target_adding=[],
-                        target_removing=[])
+def cancel_reassignment(info: PartitionInfo, acceptable: Acceptable, *, unclean: bool) -> PartitionInfo | None:
+    """Back to the replicas before the ongoing reassignment (Kafka's ``cancelPartitionReassignment``
+    with ``PartitionReassignmentRevert``): the adding replicas leave the replicas and the ISR.
+    When that would empty the ISR the revert needs an unclean election (``unclean``)."""
+    if not reassignment_in_progress(info):
+        raise PartitionChangeError(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No partition reassignment is in progress.")
+    replicas = [r for r in info.replicas if r not in info.adding_replicas]
+    isr = [r for r in info.isr if r not in info.adding_replicas]
+    if not isr and not unclean:
+        raise PartitionChangeError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                   f"Unable to revert partition assignment for {info.topic}:{info.index} "
+                                   "because it would require an unclean leader election.")
+    return build_change(info, acceptable, election=Election.UNCLEAN if unclean else Election.ONLINE,
+                        target_isr=isr, target_replicas=replicas, target_adding=[], target_removing=[])
 
 
 def is_imbalanced(info: PartitionInfo) -> bool:
