@@ -68,11 +68,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         for p in t.partitions:
             replicas = None if p.replicas is None else [int(r) for r in p.replicas]
             if cluster is None:
-                code, message = _alter_single(ctx, t.name, p.partition_index, replicas, allow_rf_change)
+                answer = _alter_single(ctx, t.name, p.partition_index, replicas, allow_rf_change)
             else:
-                code, message = await _alter_cluster(ctx, cluster, t.name, p.partition_index, replicas,
-                                                     allow_rf_change)
-            answers.append({"partition_index": p.partition_index, "error_code": code, "error_message": message})
+                answer = await _alter_cluster(ctx, cluster, t.name, p.partition_index, replicas, allow_rf_change)
+            answers.append({"partition_index": p.partition_index, "error_code": answer[0], "error_message": answer[1]})
         count += len(answers)
         out.append({"name": t.name, "partitions": answers})
     return response(count, throttle_time_ms=0, allow_replication_factor_change=allow_rf_change,

@@ -33,9 +33,24 @@ import anyio
 
 from kbroker.clock import Clock
 from kbroker.config.holder import ConfigHolder
-from kbroker.etcd.client import Compare, EtcdClient, EtcdCompacted, EtcdError, KeyValue, Put, Range, WatchEvent
+from kbroker.etcd.client import (
+    Compare,
+    EtcdClient,
+    EtcdCompacted,
+    EtcdError,
+    KeyValue,
+    Put,
+    Range,
+    WatchEvent,
+)
 from kbroker.metadata import election
-from kbroker.metadata.cluster_state import BrokerRegistration, ClusterKeys, TopicRecord, decode_partition, encode_partition
+from kbroker.metadata.cluster_state import (
+    BrokerRegistration,
+    ClusterKeys,
+    TopicRecord,
+    decode_partition,
+    encode_partition,
+)
 from kbroker.metadata.model import PartitionInfo
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,14 @@ from kbroker.config.holder import ConfigHolder
 from kbroker.etcd import EtcdClient
 from kbroker.etcd.client import Compare, Put
 from kbroker.etcd.server import EtcdNotFound, EtcdServer
-from kbroker.metadata.cluster_state import NO_LEADER, BrokerRegistration, ClusterKeys, TopicRecord, decode_partition, encode_partition
+from kbroker.metadata.cluster_state import (
+    NO_LEADER,
+    BrokerRegistration,
+    ClusterKeys,
+    TopicRecord,
+    decode_partition,
+    encode_partition,
+)
 from kbroker.metadata.controller import Controller, cas_partition
 from kbroker.metadata.model import PartitionInfo
 
