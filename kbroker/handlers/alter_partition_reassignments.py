@@ -24,14 +24,15 @@ from kbroker.etcd.client import EtcdError
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
 from kbroker.metadata import election
-from kbroker.metadata.controller import ClusterHandle, cas_partition, read_brokers, read_topic
+from kbroker.metadata.controller import ClusterHandle, cas_partition, read_brokers, read_topic, wait_applied
 from kbroker.metadata.model import PartitionInfo
 from kbroker.security.model import AclOperation
 
 API_KEY = 45
 VERSIONS = VersionRange(0, 1)
 
-Answer = tuple[ErrorCode, str | None]
+#: The error code and message of one partition, and the revision of its write (0: none).
+Answer = tuple[ErrorCode, str | None, int]
 
 
 def decide_change(info: PartitionInfo, replicas: list[int] | None, *, registered: set[int], allow_rf_change: bool,
@@ -63,6 +64,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     cluster: ClusterHandle | None = getattr(ctx.broker.metadata, "cluster", None)
     out = []
     count = 0
+    written = 0
     for t in body.topics:
         answers = []
         for p in t.partitions:
@@ -71,17 +73,20 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
                 answer = _alter_single(ctx, t.name, p.partition_index, replicas, allow_rf_change)
             else:
                 answer = await _alter_cluster(ctx, cluster, t.name, p.partition_index, replicas, allow_rf_change)
+            written = max(written, answer[2])
             answers.append({"partition_index": p.partition_index, "error_code": answer[0], "error_message": answer[1]})
         count += len(answers)
         out.append({"name": t.name, "partitions": answers})
+    if cluster is not None:
+        await wait_applied(cluster, written, body.timeout_ms)
     return response(count, throttle_time_ms=0, allow_replication_factor_change=allow_rf_change,
                     error_code=ErrorCode.NONE, error_message=None, responses=out)
 
 
 def _unknown(topic: str, index: int, topic_exists: bool) -> Answer:
     if not topic_exists:
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find a topic named {topic}."
-    return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {topic}:{index}."
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find a topic named {topic}.", 0
+    return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {topic}:{index}.", 0
 
 
 def _alter_single(ctx: RequestContext, topic: str, index: int, replicas: list[int] | None,
@@ -95,12 +100,13 @@ def _alter_single(ctx: RequestContext, topic: str, index: int, replicas: list[in
         changed = decide_change(info, replicas, registered={node}, allow_rf_change=allow_rf_change, unclean=False,
                                 acceptable=lambda b: b == node)
     except election.PartitionChangeError as e:
-        return e.code, e.message
+        return e.code, e.message, 0
     if changed is not None:
         # Only a partition whose replicas name another node id (a log dir from another
         # broker) gets here: a single broker has no second broker to move replicas with.
-        return ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"Partition {topic}:{index} cannot be reassigned on a single broker."
-    return ErrorCode.NONE, None
+        return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Partition {topic}:{index} cannot be reassigned on a single broker.", 0)
+    return ErrorCode.NONE, None, 0
 
 
 async def _alter_cluster(ctx: RequestContext, cluster: ClusterHandle, topic: str, index: int,
@@ -124,9 +130,9 @@ async def _alter_cluster(ctx: RequestContext, cluster: ClusterHandle, topic: str
 
         outcome = await cas_partition(client, keys, topic, index, decide)
     except election.PartitionChangeError as e:
-        return e.code, e.message
+        return e.code, e.message, 0
     except EtcdError as e:
-        return ErrorCode.REQUEST_TIMED_OUT, str(e)
+        return ErrorCode.REQUEST_TIMED_OUT, str(e), 0
     if outcome.current is None:
         return _unknown(topic, index, True)
-    return ErrorCode.NONE, None
+    return ErrorCode.NONE, None, outcome.revision

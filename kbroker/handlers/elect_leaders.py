@@ -25,7 +25,7 @@ from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
 from kbroker.metadata import election
 from kbroker.metadata.cluster_state import decode_partition
-from kbroker.metadata.controller import ClusterHandle, cas_partition, read_brokers
+from kbroker.metadata.controller import ClusterHandle, cas_partition, read_brokers, wait_applied
 from kbroker.metadata.model import PartitionInfo
 from kbroker.security.model import AclOperation
 
@@ -64,7 +64,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     if cluster is None:
         by_topic = _elect_single(ctx, kind, requested)
     else:
-        by_topic = await _elect_cluster(cluster, kind, requested)
+        by_topic, revision = await _elect_cluster(cluster, kind, requested)
+        await wait_applied(cluster, revision, body.timeout_ms)
     count = 0
     results = []
     for topic, answers in by_topic:
@@ -107,13 +108,15 @@ def _elect_single(ctx: RequestContext, kind: election.ElectionType, requested: A
 
 
 async def _elect_cluster(cluster: ClusterHandle, kind: election.ElectionType,
-                         requested: Any) -> list[tuple[str, list[Result]]]:
+                         requested: Any) -> tuple[list[tuple[str, list[Result]]], int]:
+    """The answers, and the revision of the last write (0: none)."""
     client, keys = cluster.client, cluster.keys
+    written = 0
     try:
         brokers = await read_brokers(client, keys)
     except EtcdError as e:
         error = (ErrorCode.REQUEST_TIMED_OUT, str(e))
-        return [(t.topic, [(p, *error) for p in t.partitions]) for t in requested or []]
+        return [(t.topic, [(p, *error) for p in t.partitions]) for t in requested or []], 0
 
     def acceptable(broker: int) -> bool:
         registration = brokers.get(broker)
@@ -127,10 +130,12 @@ async def _elect_cluster(cluster: ClusterHandle, kind: election.ElectionType,
             code, changed = election.elect_for_request(info, kind, acceptable)
             return changed
 
+        nonlocal written
         try:
             outcome = await cas_partition(client, keys, topic, index, decide, known=known)
         except EtcdError as e:
             return index, ErrorCode.REQUEST_TIMED_OUT, str(e)
+        written = max(written, outcome.revision)
         if outcome.current is None:
             topic_kv = await client.get(keys.topic(topic))
             if topic_kv is None:
@@ -140,8 +145,11 @@ async def _elect_cluster(cluster: ClusterHandle, kind: election.ElectionType,
 
     out: list[tuple[str, list[Result]]] = []
     if requested is None:
-        topic_kvs, _ = await client.get_prefix(keys.topics)
-        part_kvs, _ = await client.get_prefix(keys.partitions)
+        try:
+            topic_kvs, _ = await client.get_prefix(keys.topics)
+            part_kvs, _ = await client.get_prefix(keys.partitions)
+        except EtcdError:
+            return [], 0
         parts: dict[str, dict[int, tuple[PartitionInfo, int]]] = {kv.key[len(keys.topics):]: {} for kv in topic_kvs}
         for kv in part_kvs:
             tp = keys.parse_partition(kv.key)
@@ -154,7 +162,7 @@ async def _elect_cluster(cluster: ClusterHandle, kind: election.ElectionType,
                 if result[1] != ErrorCode.ELECTION_NOT_NEEDED:
                     answers.append(result)
             out.append((name, answers))
-        return out
+        return out, written
     for t in requested:
         out.append((t.topic, [await elect(t.topic, index, None) for index in t.partitions]))
-    return out
+    return out, written

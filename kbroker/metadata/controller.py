@@ -24,7 +24,6 @@ whatever its view says. A lost race re-reads the key and decides again.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -55,7 +54,7 @@ from kbroker.metadata.model import PartitionInfo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CasOutcome", "ClusterHandle", "Controller", "cas_partition", "read_brokers", "read_topic"]
+__all__ = ["CasOutcome", "ClusterHandle", "Controller", "cas_partition", "read_brokers", "read_topic", "wait_applied"]
 
 #: How many times one partition's change is re-decided after losing a compare-and-swap.
 CAS_ATTEMPTS = 20
@@ -92,6 +91,14 @@ class ClusterHandle(Protocol):
     def client(self) -> EtcdClient: ...
     @property
     def keys(self) -> ClusterKeys: ...
+
+
+async def wait_applied(cluster: ClusterHandle, revision: int, timeout_ms: int) -> None:
+    """Wait (at most ``timeout_ms``) until this broker's own image has applied ``revision``, so
+    that a client asking it next sees the change; a no-op for a handle without an image."""
+    wait = getattr(cluster, "wait_applied", None)
+    if wait is not None and revision > 0:
+        await wait(revision, max(timeout_ms, 0) / 1000)
 
 
 async def read_brokers(client: EtcdClient, keys: ClusterKeys) -> dict[int, BrokerRegistration]:
@@ -420,7 +427,8 @@ class Controller:
             if info.leader != first:
                 not_led[first] = not_led.get(first, 0) + 1
         limit = int(self._config.current.get("leader.imbalance.per.broker.percentage"))
-        return {b for b, n in not_led.items() if math.floor(n * 100 / preferred[b]) > limit}
+        # Kafka's ratio test: not led / preferred > percentage / 100.
+        return {b for b, n in not_led.items() if n * 100 > limit * preferred[b]}
 
     async def rebalance(self) -> int:
         """Preferred-leader elections for the imbalanced brokers' partitions; how many moved."""

@@ -18,8 +18,9 @@ from kbroker.clock import SYSTEM_CLOCK
 from kbroker.config.broker import BrokerConfig
 from kbroker.config.holder import ConfigHolder
 from kbroker.etcd import EtcdClient
-from kbroker.etcd.client import Compare, Put
+from kbroker.etcd.client import Compare, EtcdError, Put
 from kbroker.etcd.server import EtcdNotFound, EtcdServer
+from kbroker.metadata import election
 from kbroker.metadata.cluster_state import (
     NO_LEADER,
     BrokerRegistration,
@@ -76,7 +77,12 @@ class FakeBroker:
         with anyio.CancelScope() as scope:
             self._beating = scope
             lease = self.lease
-            while await self.client.keepalive(lease) > 0:
+            while True:
+                try:
+                    if await self.client.keepalive(lease) <= 0:
+                        return
+                except EtcdError:
+                    pass  # etcd down for a moment: keep trying while the lease may live
                 await anyio.sleep(0.4)
 
     def stop_heartbeats(self) -> None:
@@ -441,3 +447,56 @@ async def test_controller_waits_for_a_lease(cluster: tuple[EtcdClient, ClusterKe
             while c.active:
                 await anyio.sleep(0.02)
         tg.cancel_scope.cancel()
+
+
+async def test_a_writer_that_lost_the_race_decides_again_on_the_fresh_state(
+        cluster: tuple[EtcdClient, ClusterKeys]) -> None:
+    client, keys = cluster
+    await create_topic(client, keys, "t", [part("t", 0, [1, 2, 3], 1, [1, 2, 3])])
+    kv = await client.get(keys.partition("t", 0))
+    assert kv is not None
+    stale = (decode_partition("t", 0, kv.value), kv.mod_revision)
+    # The leader shrank the ISR meanwhile (its AlterPartition).
+    shrunk = dataclasses.replace(stale[0], isr=[1, 2], partition_epoch=1)
+    assert (await client.txn([Compare.mod_revision(kv.key, kv.mod_revision)],
+                             [Put(kv.key, encode_partition(shrunk))])).succeeded
+    seen: list[list[int]] = []
+
+    def drop_1(info: PartitionInfo) -> PartitionInfo | None:
+        seen.append(list(info.isr))
+        return election.remove_broker(info, 1, lambda b: b != 1)
+
+    out = await cas_partition(client, keys, "t", 0, drop_1, known=stale)
+    assert seen == [[1, 2, 3], [1, 2]]  # decided on the stale view, lost, decided again
+    assert out.written is not None and (out.written.leader, out.written.isr, out.written.partition_epoch) == (2, [2], 2)
+    assert await state(client, keys, "t", 0) == out.written
+
+
+async def test_controller_resumes_after_etcd_restarts(tmp_path: Path) -> None:
+    try:
+        EtcdServer.executable()
+    except EtcdNotFound as e:
+        pytest.skip(str(e))
+    server = EtcdServer(tmp_path / "etcd")
+    await anyio.to_thread.run_sync(server.start)
+    client = EtcdClient([server.endpoint], timeout=1.0)
+    keys = ClusterKeys("/restart/")
+    try:
+        async with anyio.create_task_group() as tg:
+            b1, b2 = await brokers(tg, client, keys, [1, 2])
+            await create_topic(client, keys, "t", [part("t", 0, [1, 2], 1, [1, 2])])
+            [c2] = await start_controllers(tg, client, keys, [b2])
+            await wait_active(c2)
+            await anyio.to_thread.run_sync(server.stop)
+            with anyio.fail_after(5):
+                while c2.active:  # its watch broke: it stops acting until etcd answers again
+                    await anyio.sleep(0.05)
+            await anyio.to_thread.run_sync(server.start)
+            await wait_active(c2)
+            await b1.revoke()
+            p = await wait_partition(client, keys, "t", 0, lambda p: p.leader == 2)
+            assert p.isr == [2]
+            tg.cancel_scope.cancel()
+    finally:
+        await client.aclose()
+        await anyio.to_thread.run_sync(server.stop)

@@ -81,8 +81,15 @@ class Cluster:
     def __init__(self, client: EtcdClient) -> None:
         self.client = client
         self.keys = ClusterKeys(f"/test-{uuid.uuid4().hex[:8]}/")
+        #: The revisions a handler waited for its own image to apply, with the timeout.
+        self.waited: list[tuple[int, float]] = []
+        handle = SimpleNamespace(client=client, keys=self.keys, wait_applied=self._wait_applied)
         self.broker = SimpleNamespace(authorizer=None, node_id=1, configs=ConfigHolder(BrokerConfig({})),
-                                      metadata=SimpleNamespace(cluster=SimpleNamespace(client=client, keys=self.keys)))
+                                      metadata=SimpleNamespace(cluster=handle))
+
+    async def _wait_applied(self, revision: int, timeout: float) -> bool:
+        self.waited.append((revision, timeout))
+        return True
 
     async def register(self, *ids: int, shutting_down: bool = False) -> None:
         for i in ids:
@@ -139,6 +146,12 @@ async def test_elect_preferred_leaders(cluster: Cluster) -> None:
     p0 = await cluster.state("t", 0)
     assert (p0.leader, p0.leader_epoch, p0.partition_epoch, p0.isr) == (1, 1, 1, [1, 2])
     assert (await cluster.state("t", 2)).leader == 1
+    # Answered once this broker's image has the write (t-0's: the only one).
+    last = await cluster.client.get(cluster.keys.partition("t", 0))
+    assert last is not None and cluster.waited == [(last.mod_revision, 1.0)]
+    nothing = await cluster.call(elect_leaders, ELECT, 2, {"election_type": 0, "topic_partitions": [
+        {"topic": "t", "partitions": [0]}]})
+    assert results(nothing)[("t", 0)][0] == ErrorCode.ELECTION_NOT_NEEDED and len(cluster.waited) == 1
 
 
 async def test_elect_preferred_for_every_partition_leaves_out_those_not_needed(cluster: Cluster) -> None:
@@ -233,6 +246,8 @@ async def test_alter_reassignments_start_cancel_and_errors(cluster: Cluster) -> 
     p1 = await cluster.state("t", 1)
     assert (p1.replicas, p1.adding_replicas, p1.leader, p1.leader_epoch) == ([3, 2, 1], [], 1, 0)
     p2 = await cluster.state("t", 2)
+    last = await cluster.client.get(cluster.keys.partition("t", 2))
+    assert last is not None and cluster.waited == [(last.mod_revision, 60.0)]
     # Broker 1 removed at once: it led, so the next ISR member leads under a new epoch.
     assert (p2.replicas, p2.isr, p2.leader, p2.leader_epoch, p2.removing_replicas) == ([2, 3], [2, 3], 2, 1, [])
 
