@@ -51,15 +51,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     requested = body.topic_partitions
     if not authz.cluster(ctx, AclOperation.ALTER):
         code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
-        message = authz.MESSAGES[code]
-        results = [{"topic": t.topic, "partition_result": [
-            {"partition_id": p, "error_code": code, "error_message": message} for p in t.partitions]}
-            for t in requested or []]
-        return response(0, throttle_time_ms=0, error_code=code, replica_election_results=results)
+        return _refuse(requested, code, authz.MESSAGES[code])
+    election_type = getattr(body, "election_type", 0) or 0
     try:
-        kind = election.ElectionType(getattr(body, "election_type", 0) or 0)
+        kind = election.ElectionType(election_type)
     except ValueError:
-        return response(0, throttle_time_ms=0, error_code=ErrorCode.INVALID_REQUEST, replica_election_results=[])
+        return _refuse(requested, ErrorCode.INVALID_REQUEST, f"Unknown election type {election_type}")
     cluster: ClusterHandle | None = getattr(ctx.broker.metadata, "cluster", None)
     if cluster is None:
         by_topic = _elect_single(ctx, kind, requested)
@@ -74,6 +71,15 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             {"partition_id": index, "error_code": code, "error_message": message}
             for index, code, message in answers]})
     return response(count, throttle_time_ms=0, error_code=ErrorCode.NONE, replica_election_results=results)
+
+
+def _refuse(requested: Any, code: ErrorCode, message: str) -> Mapping[str, Any]:
+    """The whole request refused (Kafka's ``ElectLeadersRequest.getErrorResponse``): the error at
+    the top and on every partition named."""
+    results = [{"topic": t.topic, "partition_result": [
+        {"partition_id": p, "error_code": code, "error_message": message} for p in t.partitions]}
+        for t in requested or []]
+    return response(0, throttle_time_ms=0, error_code=code, replica_election_results=results)
 
 
 def _elect_single(ctx: RequestContext, kind: election.ElectionType, requested: Any) -> list[tuple[str, list[Result]]]:

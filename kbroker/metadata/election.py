@@ -183,8 +183,8 @@ def elect_for_request(info: PartitionInfo, election_type: ElectionType,
 class PartitionChangeError(Exception):
     """A requested change Kafka refuses: the error code and message to answer with."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, code: ErrorCode, message: str | None) -> None:
+        super().__init__(message or code.name)
         self.code = code
         self.message = message
 
@@ -238,7 +238,8 @@ def cancel_reassignment(info: PartitionInfo, acceptable: Acceptable, *, unclean:
     with ``PartitionReassignmentRevert``): the adding replicas leave the replicas and the ISR.
     When that would empty the ISR the revert needs an unclean election (``unclean``)."""
     if not reassignment_in_progress(info):
-        raise PartitionChangeError(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No partition reassignment is in progress.")
+        # Kafka answers its generic message as none (ApiError.fromThrowable).
+        raise PartitionChangeError(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, None)
     replicas = [r for r in info.replicas if r not in info.adding_replicas]
     isr = [r for r in info.isr if r not in info.adding_replicas]
     if not isr and not unclean:

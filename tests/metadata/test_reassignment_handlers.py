@@ -205,8 +205,13 @@ async def test_elect_leaders_needs_alter_on_the_cluster(cluster: Cluster) -> Non
 
 
 async def test_elect_leaders_invalid_election_type(cluster: Cluster) -> None:
-    out = await cluster.call(elect_leaders, ELECT, 2, {"election_type": 5, "topic_partitions": None})
+    # As Kafka 4.1: the error at the top and on every partition named.
+    out = await cluster.call(elect_leaders, ELECT, 2, {"election_type": 5, "topic_partitions": [
+        {"topic": "t", "partitions": [0]}]})
     assert out["error_code"] == ErrorCode.INVALID_REQUEST
+    assert results(out) == {("t", 0): (ErrorCode.INVALID_REQUEST, "Unknown election type 5")}
+    out = await cluster.call(elect_leaders, ELECT, 2, {"election_type": 5, "topic_partitions": None})
+    assert out["error_code"] == ErrorCode.INVALID_REQUEST and out["replica_election_results"] == []
 
 
 # ---------------------------------------------------------------------- AlterPartitionReassignments
@@ -235,7 +240,7 @@ async def test_alter_reassignments_start_cancel_and_errors(cluster: Cluster) -> 
     assert alter_results(out) == {
         ("t", 0): (0, None), ("t", 1): (0, None), ("t", 2): (0, None),
         ("t", 3): (bad, "The manual partition assignment includes broker 5, but no such broker is registered."),
-        ("t", 4): (ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No partition reassignment is in progress."),
+        ("t", 4): (ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, None),
         ("t", 5): (bad, "The manual partition assignment includes the broker 1 more than once."),
         ("t", 9): (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "Unable to find partition t:9."),
         ("nope", 0): (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "Unable to find a topic named nope."),
@@ -370,7 +375,7 @@ async def test_single_broker_answers() -> None:
         (0, None),
         (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
          "The manual partition assignment includes broker 1, but no such broker is registered."),
-        (ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No partition reassignment is in progress.")]
+        (ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, None)]
     listed = await list_partition_reassignments.handle(ctx(LIST, 0, {"topics": None}, broker))
     assert listed["error_code"] == 0 and listed["topics"] == []
 
