@@ -13,6 +13,7 @@ Kafka's ``ReplicationControlManager`` does:
 - a registration whose ``incarnation`` changed (a restart within the old lease): as a loss
   then an arrival, so the restarted broker leads under a new leader epoch;
 - a reassignment whose adding replicas all joined the ISR completes;
+- a topic's configs changed: its partitions are decided again (unclean election enabled);
 - every ``leader.imbalance.check.interval.seconds`` (``auto.leader.rebalance.enable``),
   partitions of brokers leading less than their share move back to their preferred replica.
 
@@ -313,6 +314,7 @@ class Controller:
         """Apply one batch of changes and react; False when this controller lost its key."""
         dirty: set[tuple[str, int]] = set()
         restarted: set[int] = set()
+        touched_topics: set[str] = set()
         brokers_changed = False
         for event in events:
             kv = event.kv
@@ -332,10 +334,14 @@ class Controller:
             tp = self.keys.parse_partition(kv.key)
             if tp is not None:
                 dirty.add(tp)
+            elif event.type == "PUT" and kv.key.startswith(self.keys.topics):
+                # Its configs may have changed (unclean.leader.election.enable): decide again.
+                touched_topics.add(kv.key[len(self.keys.topics):])
             if event.type == "DELETE":
                 self._delete(kv.key)
             else:
                 self._put(kv)
+        dirty.update(tp for tp in self.partitions if tp[0] in touched_topics)
         for broker in restarted:
             await self._restart(broker)
         if brokers_changed:

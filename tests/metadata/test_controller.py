@@ -500,3 +500,59 @@ async def test_controller_resumes_after_etcd_restarts(tmp_path: Path) -> None:
     finally:
         await client.aclose()
         await anyio.to_thread.run_sync(server.stop)
+
+
+async def test_enabling_unclean_election_on_a_topic_elects_at_once(cluster: tuple[EtcdClient, ClusterKeys]) -> None:
+    client, keys = cluster
+    async with anyio.create_task_group() as tg:
+        b1, b2 = await brokers(tg, client, keys, [1, 2])
+        await create_topic(client, keys, "t", [part("t", 0, [1, 2], 1, [1])])
+        [c2] = await start_controllers(tg, client, keys, [b2])
+        await wait_active(c2)
+        await b1.revoke()
+        await wait_partition(client, keys, "t", 0, lambda p: p.leader == NO_LEADER)
+        kv = await client.get(keys.topic("t"))
+        assert kv is not None
+        record = TopicRecord.decode("t", kv.value)
+        await client.put(kv.key, dataclasses.replace(record, configs={"unclean.leader.election.enable": "true"}).encode())
+        p = await wait_partition(client, keys, "t", 0, lambda p: p.leader == 2)
+        assert (p.isr, p.leader_epoch) == ([2], 2)
+        tg.cancel_scope.cancel()
+
+
+async def test_controller_wins_against_a_busy_leader(cluster: tuple[EtcdClient, ClusterKeys]) -> None:
+    """The leader keeps changing the ISR (shrink/expand of broker 2) while broker 3 dies: the
+    controller's removal of 3 lands, and none of the leader's changes is lost."""
+    client, keys = cluster
+    async with anyio.create_task_group() as tg:
+        b1, b2, b3 = await brokers(tg, client, keys, [1, 2, 3])
+        await create_topic(client, keys, "t", [part("t", 0, [1, 2, 3], 1, [1, 2, 3])])
+        [c1] = await start_controllers(tg, client, keys, [b1])
+        await wait_active(c1)
+        toggles = 0
+        stop, done = anyio.Event(), anyio.Event()
+
+        def toggle(info: PartitionInfo) -> PartitionInfo | None:
+            isr = [r for r in info.isr if r != 2] if 2 in info.isr else sorted([*info.isr, 2])
+            return dataclasses.replace(info, isr=isr, partition_epoch=info.partition_epoch + 1)
+
+        async def leader() -> None:
+            nonlocal toggles
+            while not stop.is_set():
+                out = await cas_partition(client, keys, "t", 0, toggle)
+                assert out.written is not None
+                toggles += 1
+            done.set()
+
+        tg.start_soon(leader)
+        await anyio.sleep(0.2)
+        await b3.revoke()
+        await wait_partition(client, keys, "t", 0, lambda p: 3 not in p.isr)
+        stop.set()
+        with anyio.fail_after(5):
+            await done.wait()
+        final = await state(client, keys, "t", 0)
+        assert 3 not in final.isr and final.leader == 1
+        # Every write bumped the partition epoch once: the leader's toggles and the controller's removal.
+        assert final.partition_epoch == toggles + 1 and toggles > 5
+        tg.cancel_scope.cancel()
