@@ -25,9 +25,9 @@ whatever its view says. A lost race re-reads the key and decides again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 
@@ -151,6 +151,14 @@ async def cas_partition(client: EtcdClient, keys: ClusterKeys, topic: str, index
     raise EtcdError(f"partition {topic}-{index}: {CAS_ATTEMPTS} compare-and-swap attempts lost")
 
 
+async def _close(watch: AsyncIterator[Any]) -> None:
+    """End a watch stream now (its HTTP connection), even from a cancelled scope."""
+    aclose = getattr(watch, "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True):
+            await aclose()
+
+
 class Controller:
     """Campaigns for the ``controller`` key and, while holding it, keeps partitions led."""
 
@@ -211,10 +219,14 @@ class Controller:
             self._held_lease, self._key_revision = lease, held.mod_revision
             return True
         start = (held.mod_revision + 1) if held is not None else result.revision + 1
-        with anyio.move_on_after(CAMPAIGN_RECHECK_S):
-            async for events in self.client.watch(self.keys.controller, start):
-                if any(e.type == "DELETE" and e.kv.key == self.keys.controller for e in events):
-                    break
+        watch = self.client.watch(self.keys.controller, start)
+        try:
+            with anyio.move_on_after(CAMPAIGN_RECHECK_S):
+                async for events in watch:
+                    if any(e.type == "DELETE" and e.kv.key == self.keys.controller for e in events):
+                        break
+        finally:
+            await _close(watch)
         return False
 
     def _guard(self) -> list[Compare]:
@@ -262,13 +274,16 @@ class Controller:
             if not self._holds_key(kvs):
                 return
             await self._reconcile_all()
+            watch = self.client.watch(self.keys.prefix, revision + 1)
             try:
-                async for events in self.client.watch(self.keys.prefix, revision + 1):
+                async for events in watch:
                     if not await self._apply(events):
                         return
             except (EtcdCompacted, EtcdError) as e:
                 log.info("controller %d: watch ended (%s); reading again", self.node_id, e)
                 await anyio.sleep(0.05)
+            finally:
+                await _close(watch)
 
     def _holds_key(self, kvs: Sequence[KeyValue]) -> bool:
         for kv in kvs:
