@@ -66,6 +66,9 @@ MODULES = [
     "sasl_authenticate",
     "describe_client_quotas",
     "alter_client_quotas",
+    "elect_leaders",
+    "alter_partition_reassignments",
+    "list_partition_reassignments",
 ]
 
 
