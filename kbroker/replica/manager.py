@@ -150,7 +150,8 @@ class ReplicaManager:
         self._rack_aware = current.get("replica.selector.class") == RACK_AWARE_SELECTOR
         self._isr_scope: anyio.CancelScope | None = None
         if replication is not None:
-            self._read_one = self._read_replicated
+            # Chosen once: a single broker's reads pay nothing for the replication checks.
+            self._read_one = self._read_replicated  # type: ignore[method-assign]
 
     def _on_config(self, config: BrokerConfig) -> None:
         # producer.id.expiration.ms is dynamic (cluster-wide) in Kafka.
@@ -759,9 +760,10 @@ class ReplicaManager:
         if params.is_follower or params.client_rack is None or tp in self._leaders:
             info, plog = self._leader_log(tp)
         else:
-            info = self._partitions.partition(tp.topic, tp.partition)
-            if info is None:
+            known = self._partitions.partition(tp.topic, tp.partition)
+            if known is None:
                 raise PartitionError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            info = known
             found = self._get_log(tp.topic, tp.partition) if self._node_id in info.replicas else None
             if found is None or found.closed:
                 raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)

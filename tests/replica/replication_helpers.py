@@ -36,16 +36,17 @@ class EpochLog(PartitionLog):
             self.epoch_entries.append((epoch, self.log_end_offset))
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
-        # Kafka's LeaderEpochFileCache.endOffsetFor, enough for these tests.
+        # Kafka's LeaderEpochFileCache.endOffsetFor.
         entries = self.epoch_entries
-        if not entries or epoch < entries[0][0]:
+        if not entries:
             return -1, -1
-        if epoch >= entries[-1][0]:
-            return entries[-1][0], self.log_end_offset
-        for i, (e, _) in enumerate(entries):
-            if e > epoch:
-                return entries[i - 1][0], entries[i][1]
-        return -1, -1
+        if epoch == entries[-1][0]:
+            return epoch, self.log_end_offset
+        higher = [(e, start) for e, start in entries if e > epoch]
+        if not higher:
+            return -1, -1  # newer than any epoch here
+        floor = [e for e, _ in entries if e <= epoch]
+        return (floor[-1] if floor else epoch), higher[0][1]
 
 
 #: The real log when it has the epoch methods, else the stand-in above.
