@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -81,6 +81,9 @@ from kbroker.txn.markers import MarkerResults, TxnMarker
 
 _CLIENT = AppendOrigin.CLIENT
 _COORDINATOR = AppendOrigin.COORDINATOR
+#: How long WriteTxnMarkers waits for the ISR to have its markers (Kafka: request.timeout.ms).
+MARKER_TIMEOUT_MS = 30_000
+_K = TypeVar("_K")
 #: DeleteRecords' offset meaning "up to the high watermark".
 DELETE_TO_HIGH_WATERMARK = -1
 
@@ -241,14 +244,24 @@ class ReplicaManager:
         """
         results: MarkerResults = []
         done = 0
-        for marker in markers:
+        # In a cluster, as Kafka (appended with acks=-1): answered once the ISR has the markers.
+        replicated: dict[tuple[int, TopicPartition], tuple[TopicPartition, int]] | None = (
+            None if self._replication is None else {})
+        for i, marker in enumerate(markers):
             codes: dict[TopicPartition, int] = {}
             for tp in marker.partitions:
-                codes[tp] = self._write_marker(tp, marker)
+                code = codes[tp] = self._write_marker(tp, marker)
+                if replicated is not None and code == ErrorCode.NONE:
+                    state = self._leaders.get(tp)
+                    # The marker is the last batch: no await since the append.
+                    replicated[(i, tp)] = (tp, state.plog.log_end_offset if state is not None else -1)
                 done += 1
                 if done % 1024 == 0:
                     await anyio.sleep(0)  # a marker may name thousands of partitions
             results.append(codes)
+        if replicated:
+            for (i, tp), error in (await self._await_replication(replicated, MARKER_TIMEOUT_MS)).items():
+                results[i][tp] = error
         return results
 
     def _write_marker(self, tp: TopicPartition, marker: TxnMarker) -> int:
@@ -819,7 +832,9 @@ class ReplicaManager:
             if expansion is not None:
                 log.info("expanding the ISR of %s-%d from %s to %s", tp.topic, tp.partition, state.isr, expansion)
                 self._propose_isr(state, expansion)
-            if moved and state.maybe_increment_hw(now, self._max_lag_ms):
+            # Also when nothing moved but the HW lags the log end: it may have been held while
+            # the lease was not known valid.
+            if (moved or plog.high_watermark < plog.log_end_offset) and state.maybe_increment_hw(now, self._max_lag_ms):
                 self._notifier.notify(tp)
         return result
 
@@ -858,30 +873,38 @@ class ReplicaManager:
     # -- replication: acks=all ----------------------------------------------------------------
     async def _await_acks(self, out: dict[TopicPartition, AppendResult], timeout_ms: int) -> None:
         """Wait until the high watermark of each appended partition passes its last offset
-        (Kafka's DelayedProduce), event-driven: REQUEST_TIMED_OUT after ``timeout_ms``,
-        NOT_LEADER_OR_FOLLOWER when the leadership ends, NOT_ENOUGH_REPLICAS_AFTER_APPEND when
-        reached with the ISR under ``min.insync.replicas``. Results are updated in ``out``."""
-        pending = {tp: r.last_offset + 1 for tp, r in out.items()
+        (Kafka's DelayedProduce); the errors found replace the results in ``out``."""
+        pending = {tp: (tp, r.last_offset + 1) for tp, r in out.items()
                    if r.error_code == ErrorCode.NONE and r.last_offset >= 0}
-        if not pending:
-            return
+        if pending:
+            for tp, error in (await self._await_replication(pending, timeout_ms)).items():
+                out[tp] = dataclasses.replace(out[tp], error_code=error)
+
+    async def _await_replication(self, pending: dict[_K, tuple[TopicPartition, int]],
+                                 timeout_ms: int) -> dict[_K, int]:
+        """Wait until each partition's high watermark reaches its offset in ``pending``,
+        event-driven. Returns the errors: REQUEST_TIMED_OUT after ``timeout_ms``,
+        NOT_LEADER_OR_FOLLOWER when the leadership ends, NOT_ENOUGH_REPLICAS_AFTER_APPEND when
+        reached with the ISR under ``min.insync.replicas``."""
+        errors: dict[_K, int] = {}
         clock = self._clock
         deadline = clock.monotonic() + max(timeout_ms, 0) / 1000.0
+        pending = dict(pending)
         while True:
             event = anyio.Event()
             registered: list[LeaderState] = []
-            for tp, required in list(pending.items()):
+            for key, (tp, required) in list(pending.items()):
                 state = self._leaders.get(tp)
                 done, error = (True, ErrorCode.NOT_LEADER_OR_FOLLOWER) if state is None else state.check_acks(required)
                 if done:
-                    del pending[tp]
+                    del pending[key]
                     if error != ErrorCode.NONE:
-                        out[tp] = dataclasses.replace(out[tp], error_code=error)
+                        errors[key] = error
                 elif state is not None:
                     state.add_waiter(required, event)
                     registered.append(state)
             if not pending:
-                return
+                return errors
             remaining = deadline - clock.monotonic()
             timed_out = True
             try:
@@ -893,9 +916,9 @@ class ReplicaManager:
                 for state in registered:
                     state.remove_waiter(event)
             if timed_out:
-                for tp in pending:
-                    out[tp] = dataclasses.replace(out[tp], error_code=ErrorCode.REQUEST_TIMED_OUT)
-                return
+                for key in pending:
+                    errors[key] = ErrorCode.REQUEST_TIMED_OUT
+                return errors
 
     # -- list offsets ----------------------------------------------------------------------
     def fetch_offset_for_timestamp(self, tp: TopicPartition, timestamp: int, *,

@@ -11,7 +11,9 @@ import pytest
 
 from kbroker.clock import ManualClock
 from kbroker.codec.error_codes import ErrorCode
+from kbroker.replica import manager as manager_module
 from kbroker.replica.types import AppendResult
+from kbroker.txn.markers import MarkerResults, TxnMarker
 
 from .replication_helpers import LAG_MS, ME, TP, Harness
 
@@ -105,12 +107,11 @@ async def test_an_invalid_lease_holds_the_high_watermark(h: Harness) -> None:
     h.seam.lease = False
     await h.follower_fetch(2, 2)
     assert plog.high_watermark == 0
-    h.seam.lease = True
-    await h.follower_fetch(2, 2)  # same offset: nothing moved, nothing recomputed
+    await h.follower_fetch(2, 2)
     assert plog.high_watermark == 0
-    await h.produce(1, acks=1)
-    await h.follower_fetch(2, 3)
-    assert plog.high_watermark == 3
+    h.seam.lease = True
+    await h.follower_fetch(2, 2)  # nothing moved, but the HW lagged: it moves now
+    assert plog.high_watermark == 2
 
 
 async def test_under_min_isr_the_high_watermark_does_not_move(h: Harness) -> None:
@@ -402,6 +403,37 @@ async def test_acks_1_does_not_wait(h: Harness) -> None:
     h.set_partition(replicas=[1, 2], isr=[1, 2])
     with anyio.fail_after(5):
         assert (await h.produce(1, acks=1, timeout_ms=60_000)).error_code == ErrorCode.NONE
+
+
+# -- transaction markers -----------------------------------------------------------------------
+
+def _marker(commit: bool = True) -> TxnMarker:
+    return TxnMarker(producer_id=7, producer_epoch=0, coordinator_epoch=0, commit=commit, partitions=(TP,))
+
+
+async def test_markers_are_answered_once_the_isr_has_them(h: Harness) -> None:
+    h.open_log()
+    h.set_partition(replicas=[1, 2], isr=[1, 2])
+    out: list[MarkerResults] = []
+    async with anyio.create_task_group() as tg:
+        async def write() -> None:
+            out.append(await h.rm.write_txn_markers([_marker()]))
+        tg.start_soon(write)
+        await _settle()
+        assert not out
+        await h.follower_fetch(2, 1)
+        with anyio.fail_after(5):
+            while not out:
+                await anyio.sleep(0.01)
+    assert out[0] == [{TP: ErrorCode.NONE}]
+
+
+async def test_markers_not_replicated_in_time_are_retried_by_the_coordinator(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager_module, "MARKER_TIMEOUT_MS", 50)
+    h.open_log()
+    h.set_partition(replicas=[1, 2], isr=[1, 2])
+    assert await h.rm.write_txn_markers([_marker()]) == [{TP: ErrorCode.REQUEST_TIMED_OUT}]
 
 
 # -- follower fetches ----------------------------------------------------------------------------
