@@ -7,9 +7,15 @@ enough data arrives or ``max_wait_ms`` passes.
 
 Transactions: :meth:`ReplicaManager.write_txn_markers` writes the coordinator's COMMIT/ABORT
 markers; read_committed fetches stop at the log's last stable offset and carry the aborted
-transactions of the range they return. The high watermark is the log's own attribute
-(replication will move it), and acks=-1 has nothing to wait for while the ISR is this
-broker alone.
+transactions of the range they return.
+
+Replication (a cluster: a :class:`ReplicationSeam`; None on a single broker, where the high
+watermark follows each append and acks=-1 has nothing to wait for): the metadata hands every
+change of a local replica to :meth:`ReplicaManager.apply_partitions`; a partition led here has a
+:class:`~kbroker.replica.partition_state.LeaderState` that follower fetches update and that
+moves the high watermark; acks=-1 appends and transaction markers wait for it; a follower's
+partitions are fetched by the seam's fetchers, and consumers with client metadata may read them
+(KIP-392).
 """
 
 from __future__ import annotations
@@ -304,8 +310,8 @@ class ReplicaManager:
         ``internal`` marks appends by the broker itself (group and transaction
         coordinators), which alone may write to internal topics; they are appended with
         COORDINATOR origin (producer epochs checked, no sequence numbers). A failed partition has
-        nothing written; the others are appended regardless. With replication, acks=-1
-        would wait here (up to ``timeout_ms``) for the ISR to catch up.
+        nothing written; the others are appended regardless. In a cluster, acks=-1 waits
+        here (up to ``timeout_ms``) for the ISR to have the records.
         """
         if acks not in _VALID_ACKS:
             return {tp: AppendResult(ErrorCode.INVALID_REQUIRED_ACKS) for tp in entries}
