@@ -156,7 +156,10 @@ class ReplicaManager:
         #: (leader, leader epoch) each followed partition was handed to the fetchers with.
         self._following: dict[TopicPartition, tuple[int, int]] = {}
         self._max_lag_ms = int(current.get("replica.lag.time.max.ms"))
-        self._rack_aware = current.get("replica.selector.class") == RACK_AWARE_SELECTOR
+        selector = current.get("replica.selector.class")
+        self._rack_aware = selector == RACK_AWARE_SELECTOR
+        if selector and not self._rack_aware:
+            log.warning("replica.selector.class %s is not supported: consumers read from leaders", selector)
         self._isr_scope: anyio.CancelScope | None = None
         if replication is not None:
             # Chosen once: a single broker's reads pay nothing for the replication checks.
