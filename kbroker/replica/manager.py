@@ -725,6 +725,18 @@ class ReplicaManager:
         if state is not None:
             state.maybe_increment_hw(self._now_ms(), self._max_lag_ms)
 
+    @property
+    def replicated(self) -> bool:
+        """Whether partitions are replicated (a cluster)."""
+        return self._replication is not None
+
+    def high_watermark_lagging(self, tp: TopicPartition) -> bool:
+        """Whether this leader's high watermark is still below the start of its leader epoch
+        (just elected, the ISR not caught up yet): Kafka then answers a client's ListOffsets for
+        the latest offset, or a lookup past the high watermark, OFFSET_NOT_AVAILABLE."""
+        state = self._leaders.get(tp)
+        return state is not None and state.epoch_start_offset > state.plog.high_watermark
+
     # -- replication: ISR changes -------------------------------------------------------------
     def maybe_shrink_isr(self) -> int:
         """Propose removing, from the ISR of every partition led here, the followers not caught

@@ -16,6 +16,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.frames import decode_request, decode_response, encode_request, encode_response
 from kbroker.config import BrokerConfig
 from kbroker.handlers import fetch as fetch_handler
+from kbroker.handlers import list_offsets as list_offsets_handler
 from kbroker.handlers.api import RequestContext
 from kbroker.replica.partition_state import NEVER_MS, FollowerState, ReplicaView, rack_aware_select
 
@@ -130,3 +131,35 @@ async def test_a_diverging_follower_gets_the_epoch_end_on_the_wire(h: Harness) -
     # An epoch newer than any here has no end offset: OFFSET_OUT_OF_RANGE, as Kafka.
     p = await _fetch(h, 12, replica_id=2, offset=0, epoch=1, last_fetched_epoch=7)
     assert p.error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+
+
+async def _list_offsets(h: Harness, version: int, timestamp: int, *, replica_id: int = -1) -> Any:
+    body = {"replica_id": replica_id, "isolation_level": 0, "timeout_ms": 1000,
+            "topics": [{"name": TOPIC, "partitions": [{"partition_index": 0, "current_leader_epoch": -1,
+                                                       "timestamp": timestamp, "max_num_offsets": 1}]}]}
+    request = decode_request(encode_request(2, version, 7, body)[4:])
+    broker = SimpleNamespace(replica_manager=h.rm, metadata=h, authorizer=None, config=BrokerConfig({}))
+    ctx = RequestContext(broker=broker, session=None, request=request)  # type: ignore[arg-type]
+    answer = await list_offsets_handler.handle(ctx)
+    _, decoded = decode_response(2, version, encode_response(2, version, 7, answer)[4:])
+    return decoded.topics[0].partitions[0]
+
+
+@pytest.mark.anyio
+async def test_a_new_leader_with_a_lagging_high_watermark_hides_the_latest_offset(h: Harness) -> None:
+    plog = h.open_log(records=5)
+    plog.update_high_watermark(2)  # the previous leader had committed up to 2
+    h.set_partition(replicas=[1, 2], isr=[1, 2], epoch=1)  # epoch 1 starts at 5
+    assert (await _list_offsets(h, 5, -1)).error_code == ErrorCode.OFFSET_NOT_AVAILABLE
+    assert (await _list_offsets(h, 4, -1)).error_code == ErrorCode.LEADER_NOT_AVAILABLE
+    # A timestamp no visible record reaches: nothing below the HW.
+    assert (await _list_offsets(h, 7, 1_700_000_000_001)).error_code == ErrorCode.OFFSET_NOT_AVAILABLE
+    assert (await _list_offsets(h, 5, 0)).offset == 0  # found below the HW
+    earliest = await _list_offsets(h, 5, -2)
+    assert earliest.error_code == ErrorCode.NONE and earliest.offset == 0
+    follower = await _list_offsets(h, 5, -1, replica_id=2)  # a replica reads to the log end
+    assert follower.error_code == ErrorCode.NONE and follower.offset == 5
+    await h.follower_fetch(2, 5, epoch=1)
+    assert plog.high_watermark == 5
+    latest = await _list_offsets(h, 5, -1)
+    assert latest.error_code == ErrorCode.NONE and latest.offset == 5
