@@ -105,14 +105,15 @@ class FakeSeam:
 class Harness:
     """Node 1's ReplicaManager in a cluster, its partitions' metadata and real logs."""
 
-    def __init__(self, root: Path, clock: ManualClock, **config: str) -> None:
+    def __init__(self, root: Path, clock: ManualClock, *, node_id: int = ME, **config: str) -> None:
         self.root = root
+        self.node_id = node_id
         self.clock = clock
         self.infos: dict[tuple[str, int], PartitionInfo] = {}
         self.logs: dict[tuple[str, int], PartitionLog] = {}
         self.seam = FakeSeam(self)
         settings = {"replica.lag.time.max.ms": str(LAG_MS), **config}
-        self.rm = ReplicaManager(node_id=ME, config=ConfigHolder(BrokerConfig(settings)), partitions=self,
+        self.rm = ReplicaManager(node_id=node_id, config=ConfigHolder(BrokerConfig(settings)), partitions=self,
                                  logs=lambda t, p: self.logs.get((t, p)), clock=clock, replication=self.seam)
 
     def partition(self, topic: str, index: int) -> PartitionInfo | None:
@@ -127,11 +128,11 @@ class Harness:
         self.logs[(topic, index)] = plog
         return plog
 
-    def set_partition(self, leader: int = ME, *, replicas: Sequence[int] = (1, 2, 3), isr: Sequence[int] | None = None,
+    def set_partition(self, leader: int | None = None, *, replicas: Sequence[int] = (1, 2, 3), isr: Sequence[int] | None = None,
                       epoch: int = 0, partition_epoch: int = 0, topic: str = TOPIC, index: int = 0) -> PartitionInfo:
         """Publish a partition state and tell the replica manager (as the metadata does)."""
         old = self.infos.get((topic, index))
-        new = PartitionInfo(topic, index, leader, epoch, list(replicas), list(replicas if isr is None else isr),
+        new = PartitionInfo(topic, index, self.node_id if leader is None else leader, epoch, list(replicas), list(replicas if isr is None else isr),
                             partition_epoch=partition_epoch)
         self.infos[(topic, index)] = new
         self.rm.apply_partitions([(old, new)])
