@@ -95,6 +95,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         max_bytes=min(body["max_bytes"], int(broker.config.get(cap_key))),
         isolation_level=body["isolation_level"],
         replica_id=replica_id,
+        # KIP-392: v11+ carries client metadata (the rack); such consumers may read from followers.
+        client_rack=body.get("rack_id", "") if version >= 11 else None,
     )
     read = dict(await broker.replica_manager.fetch(to_read, params)) if to_read else {}
     unknown_id = FetchResult(ErrorCode.UNKNOWN_TOPIC_ID)
@@ -143,7 +145,7 @@ def _group(selected: list[tuple[PartitionKey, FetchResult]], uses_ids: bool) -> 
             entry["topic_id" if uses_ids else "topic"] = topic_key
             out.append(entry)
             last = topic_key
-        out[-1]["partitions"].append({
+        partition: dict[str, Any] = {
             "partition_index": index,
             "error_code": r.error_code,
             "high_watermark": r.high_watermark,
@@ -153,9 +155,12 @@ def _group(selected: list[tuple[PartitionKey, FetchResult]], uses_ids: bool) -> 
             # default (an empty list); errors met while reading leave the field null.
             "aborted_transactions": [] if r.error_code in _UNKNOWN_PARTITION
             else r.aborted_transactions and _aborted(r.aborted_transactions),
-            "preferred_read_replica": -1,
+            "preferred_read_replica": r.preferred_read_replica,
             "records": r.records,
-        })
+        }
+        if r.diverging_epoch is not None:  # a tagged field (v12+): written only when set
+            partition["diverging_epoch"] = {"epoch": r.diverging_epoch[0], "end_offset": r.diverging_epoch[1]}
+        out[-1]["partitions"].append(partition)
     return out
 
 

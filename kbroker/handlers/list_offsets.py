@@ -49,6 +49,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     # As Kafka: a topic the principal may not describe answers TOPIC_AUTHORIZATION_FAILED for
     # every partition named, before any other check.
     refused = authz.denied(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (t.name for t in body.topics))
+    # In a cluster, a client's lookup on a leader whose high watermark lags its epoch start.
+    lagging = rm.high_watermark_lagging if isolation is not None and rm.replicated else None
     topics = []
     for t in body.topics:
         partitions = []
@@ -66,9 +68,22 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             else:
                 r = rm.fetch_offset_for_timestamp(tp, p.timestamp, isolation_level=isolation,
                                                   current_leader_epoch=p.get("current_leader_epoch", -1))
+                if lagging is not None and _not_available(p.timestamp, r) and lagging(tp):
+                    r = OffsetResult(ErrorCode.OFFSET_NOT_AVAILABLE if version >= 5 else ErrorCode.LEADER_NOT_AVAILABLE)
             partitions.append(_partition(version, p, r))
         topics.append({"name": t.name, "partitions": partitions})
     return {"throttle_time_ms": 0, "topics": topics}
+
+
+#: Lookups a lagging high watermark does not concern: the log start, and tiered offsets.
+_ALWAYS_AVAILABLE = frozenset({-2, -4, -5, -6})
+
+
+def _not_available(timestamp: int, r: OffsetResult) -> bool:
+    """Whether a successful lookup may be one a lagging high watermark hides (Kafka's
+    maybeOffsetsError): the latest offset, or a lookup that found nothing below the HW."""
+    return r.error_code == ErrorCode.NONE and timestamp not in _ALWAYS_AVAILABLE and (
+        timestamp == -1 or r.offset < 0)
 
 
 def _partition(version: int, p: Any, r: OffsetResult) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 Handlers (Produce, Fetch, ListOffsets, WriteTxnMarkers) talk to :class:`ReplicaManager`; it
 talks to the local :class:`~kbroker.log.PartitionLog` of each partition. Transaction markers,
-the last stable offset and aborted transactions come from the logs; replication plugs in
-here later (the high watermark is the log's own attribute).
+the last stable offset and aborted transactions come from the logs; in a cluster the leader
+side of replication lives here too (:mod:`kbroker.replica.partition_state`).
 """
 
 from kbroker.common import TopicPartition

@@ -7,16 +7,23 @@ enough data arrives or ``max_wait_ms`` passes.
 
 Transactions: :meth:`ReplicaManager.write_txn_markers` writes the coordinator's COMMIT/ABORT
 markers; read_committed fetches stop at the log's last stable offset and carry the aborted
-transactions of the range they return. The high watermark is the log's own attribute
-(replication will move it), and acks=-1 has nothing to wait for while the ISR is this
-broker alone.
+transactions of the range they return.
+
+Replication (a cluster: a :class:`ReplicationSeam`; None on a single broker, where the high
+watermark follows each append and acks=-1 has nothing to wait for): the metadata hands every
+change of a local replica to :meth:`ReplicaManager.apply_partitions`; a partition led here has a
+:class:`~kbroker.replica.partition_state.LeaderState` that follower fetches update and that
+moves the high watermark; acks=-1 appends and transaction markers wait for it; a follower's
+partitions are fetched by the seam's fetchers, and consumers with client metadata may read them
+(KIP-392).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -41,6 +48,14 @@ from kbroker.records.batch import (
 from kbroker.replica.errors import PartitionError
 from kbroker.replica.fetch_session import FetchSessionCache
 from kbroker.replica.notifier import PartitionNotifier
+from kbroker.replica.partition_state import (
+    NEVER_MS,
+    RACK_AWARE_SELECTOR,
+    LeaderState,
+    ReplicationSeam,
+    ReplicaView,
+    rack_aware_select,
+)
 from kbroker.replica.record_validation import (
     check_timestamps,
     recompress_for_topic,
@@ -72,6 +87,9 @@ from kbroker.txn.markers import MarkerResults, TxnMarker
 
 _CLIENT = AppendOrigin.CLIENT
 _COORDINATOR = AppendOrigin.COORDINATOR
+#: How long WriteTxnMarkers waits for the ISR to have its markers (Kafka: request.timeout.ms).
+MARKER_TIMEOUT_MS = 30_000
+_K = TypeVar("_K")
 #: DeleteRecords' offset meaning "up to the high watermark".
 DELETE_TO_HIGH_WATERMARK = -1
 
@@ -109,9 +127,13 @@ class ReplicaManager:
     """The data path of every partition this broker hosts."""
 
     def __init__(self, *, node_id: int, config: ConfigHolder, partitions: PartitionSource,
-                 logs: Callable[[str, int], PartitionLog | None], clock: Clock) -> None:
+                 logs: Callable[[str, int], PartitionLog | None], clock: Clock,
+                 replication: ReplicationSeam | None = None) -> None:
         """``partitions`` answers where partitions are and who leads them (the metadata);
-        ``logs`` finds the local log of a partition."""
+        ``logs`` finds the local log of a partition. ``replication`` (a cluster; None on a
+        single broker) is the cluster's side of replication: partitions are then led and
+        followed as :meth:`apply_partitions` says, high watermarks move by the ISR's progress,
+        and acks=all produces wait for it."""
         self._node_id = node_id
         self._config = config
         self._partitions = partitions
@@ -127,6 +149,21 @@ class ReplicaManager:
         self._producer_expiration_check_ms = int_setting(current, PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS)
         self._producer_expiration_ms = int_setting(current, PRODUCER_ID_EXPIRATION_MS)
         config.subscribe(self._on_config)
+        #: None on a single broker: every replication path below is behind this test.
+        self._replication = replication
+        #: The partitions this broker leads (replicated only).
+        self._leaders: dict[TopicPartition, LeaderState] = {}
+        #: (leader, leader epoch) each followed partition was handed to the fetchers with.
+        self._following: dict[TopicPartition, tuple[int, int]] = {}
+        self._max_lag_ms = int(current.get("replica.lag.time.max.ms"))
+        selector = current.get("replica.selector.class")
+        self._rack_aware = selector == RACK_AWARE_SELECTOR
+        if selector and not self._rack_aware:
+            log.warning("replica.selector.class %s is not supported: consumers read from leaders", selector)
+        self._isr_scope: anyio.CancelScope | None = None
+        if replication is not None:
+            # Chosen once: a single broker's reads pay nothing for the replication checks.
+            self._read_one = self._read_replicated  # type: ignore[method-assign]
 
     def _on_config(self, config: BrokerConfig) -> None:
         # producer.id.expiration.ms is dynamic (cluster-wide) in Kafka.
@@ -137,10 +174,19 @@ class ReplicaManager:
         """Hook into the broker's task group (for delayed operations) and metadata events."""
         self._task_group = task_group
         self._stopped = False
+        if self._replication is not None:
+            self._isr_scope = anyio.CancelScope()
+            task_group.start_soon(self._isr_expiration, self._isr_scope)
 
     async def stop(self) -> None:
-        """Release every waiting fetch so in-flight long polls answer now."""
+        """Release every waiting fetch so in-flight long polls answer now (and acks=all
+        produces, NOT_LEADER_OR_FOLLOWER); stop the ISR expiration task."""
         self._stopped = True
+        if self._isr_scope is not None:
+            self._isr_scope.cancel()
+        leaders, self._leaders = self._leaders, {}
+        for state in leaders.values():
+            state.close()
         self._notifier.notify_all()
 
     def on_topic_deleted(self, topic: TopicInfo) -> None:
@@ -207,14 +253,24 @@ class ReplicaManager:
         """
         results: MarkerResults = []
         done = 0
-        for marker in markers:
+        # In a cluster, as Kafka (appended with acks=-1): answered once the ISR has the markers.
+        replicated: dict[tuple[int, TopicPartition], tuple[TopicPartition, int]] | None = (
+            None if self._replication is None else {})
+        for i, marker in enumerate(markers):
             codes: dict[TopicPartition, int] = {}
             for tp in marker.partitions:
-                codes[tp] = self._write_marker(tp, marker)
+                code = codes[tp] = self._write_marker(tp, marker)
+                if replicated is not None and code == ErrorCode.NONE:
+                    state = self._leaders.get(tp)
+                    # The marker is the last batch: no await since the append.
+                    replicated[(i, tp)] = (tp, state.plog.log_end_offset if state is not None else -1)
                 done += 1
                 if done % 1024 == 0:
                     await anyio.sleep(0)  # a marker may name thousands of partitions
             results.append(codes)
+        if replicated:
+            for (i, tp), error in (await self._await_replication(replicated, MARKER_TIMEOUT_MS)).items():
+                results[i][tp] = error
         return results
 
     def _write_marker(self, tp: TopicPartition, marker: TxnMarker) -> int:
@@ -225,6 +281,8 @@ class ReplicaManager:
                 return ErrorCode.NOT_ENOUGH_REPLICAS
             plog.append_marker(marker.producer_id, marker.producer_epoch, marker.coordinator_epoch,
                                marker.commit, leader_epoch=info.leader_epoch)
+            if self._replication is not None:
+                self._after_leader_append(tp)
         except PartitionError as e:
             return e.error_code
         except BatchError as e:
@@ -255,8 +313,8 @@ class ReplicaManager:
         ``internal`` marks appends by the broker itself (group and transaction
         coordinators), which alone may write to internal topics; they are appended with
         COORDINATOR origin (producer epochs checked, no sequence numbers). A failed partition has
-        nothing written; the others are appended regardless. With replication, acks=-1
-        would wait here (up to ``timeout_ms``) for the ISR to catch up.
+        nothing written; the others are appended regardless. In a cluster, acks=-1 waits
+        here (up to ``timeout_ms``) for the ISR to have the records.
         """
         if acks not in _VALID_ACKS:
             return {tp: AppendResult(ErrorCode.INVALID_REQUIRED_ACKS) for tp in entries}
@@ -264,6 +322,7 @@ class ReplicaManager:
         # Never off the loop for a transactional request: produce verifies its partitions (KIP-890)
         # and appends them with no await in between, so that no marker slips in.
         may_offload: bool | None = None if not internal else False
+        replicated = self._replication is not None
         for tp, records in entries.items():
             try:
                 checked: _Checked | None = None
@@ -293,7 +352,11 @@ class ReplicaManager:
                 log.error("append to %s-%d failed: %s", tp.topic, tp.partition, e)
                 out[tp] = AppendResult(ErrorCode.KAFKA_STORAGE_ERROR, error_message=str(e))
             else:
+                if replicated:
+                    self._after_leader_append(tp)
                 self._notifier.notify(tp)
+        if acks == -1 and replicated:
+            await self._await_acks(out, timeout_ms)
         return out
 
     def _failed_append_log_start(self, tp: TopicPartition, error_code: int) -> int:
@@ -333,7 +396,8 @@ class ReplicaManager:
         plog.maybe_expire_producers(self._producer_expiration_ms, self._producer_expiration_check_ms)
         result = plog.append(records, leader_epoch=info.leader_epoch, origin=_COORDINATOR if internal else _CLIENT,
                              headers=headers)
-        return AppendResult(ErrorCode.NONE, result.base_offset, result.log_append_time_ms, result.log_start_offset)
+        return AppendResult(ErrorCode.NONE, result.base_offset, result.log_append_time_ms, result.log_start_offset,
+                            last_offset=result.last_offset)
 
     @staticmethod
     def _check_target(tp: TopicPartition, info: PartitionInfo, config: LogConfig, acks: int, internal: bool) -> None:
@@ -395,7 +459,8 @@ class ReplicaManager:
         # As Kafka: read first; a consumer that is behind is answered from this one read.
         results = self._read_all(partitions, params)
         if (params.max_wait_ms <= 0 or not partitions or self._stopped
-                or _answer_now(results, params.min_bytes)):
+                or _answer_now(results, params.min_bytes)
+                or (self._replication is not None and _redirected(results))):
             return results
         positions: dict[int, tuple[PartitionLog, LogPosition]] = {}
         clock = self._clock
@@ -425,10 +490,14 @@ class ReplicaManager:
         """
         available = 0
         known = 0
+        replicated = self._replication is not None
         for i, (tp, req) in enumerate(partitions):
             try:
-                info, plog = self._leader_log(tp)
-                self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
+                if replicated:
+                    plog = self._fetchable_log(tp, req, params)
+                else:
+                    info, plog = self._leader_log(tp)
+                    self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
                 if not plog.log_start_offset <= req.fetch_offset <= plog.log_end_offset:
                     return True  # out of range: the read reports it
                 known += 1
@@ -469,8 +538,9 @@ class ReplicaManager:
         results: list[tuple[TopicPartition, FetchResult]] = []
         limit = max(params.max_bytes, 0)
         min_one = True
+        read = self._read_one
         for tp, req in partitions:
-            result = self._read_partition(tp, req, params, min(req.max_bytes, limit), min_one)
+            result = read(tp, req, params, min(req.max_bytes, limit), min_one)
             results.append((tp, result))
             size = len(result.records)
             if size:
@@ -483,6 +553,17 @@ class ReplicaManager:
         try:
             info, plog = self._leader_log(tp)
             self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
+        except PartitionError as e:
+            return FetchResult(e.error_code)
+        return self._read_log(tp, req, params, plog, max_bytes, min_one_message)
+
+    #: How :meth:`_read_all` reads one partition: replaced by :meth:`_read_replicated` in a cluster.
+    _read_one = _read_partition
+
+    def _read_log(self, tp: TopicPartition, req: PartitionFetch, params: FetchParams, plog: PartitionLog,
+                  max_bytes: int, min_one_message: bool) -> FetchResult:
+        """Read ``plog`` for one partition of a fetch (its leadership and epoch checked)."""
+        try:
             hw = plog.high_watermark
             lso = self.last_stable_offset(tp, plog)
             if params.is_follower:
@@ -499,8 +580,6 @@ class ReplicaManager:
                     # next segment or the log end), not just the last batch returned.
                     aborted = self.aborted_transactions(tp, plog, req.fetch_offset,
                                                         plog.fetch_upper_bound_offset(req.fetch_offset, len(records)))
-        except PartitionError as e:
-            return FetchResult(e.error_code)
         except LogError as e:
             return FetchResult(e.error_code)
         return FetchResult(high_watermark=hw, last_stable_offset=lso, log_start_offset=plog.log_start_offset,
@@ -548,6 +627,319 @@ class ReplicaManager:
         except PartitionError as e:
             return e.error_code, []
         return ErrorCode.NONE, plog.active_producers()
+
+    # -- replication: leadership ------------------------------------------------------------
+    def _now_ms(self) -> int:
+        """Milliseconds on the monotonic scale (follower lag, caught-up times)."""
+        return int(self._clock.monotonic() * 1000)
+
+    def leader_state(self, tp: TopicPartition) -> LeaderState | None:
+        """The leader-side state of ``tp`` when this broker leads it in a cluster."""
+        return self._leaders.get(tp)
+
+    def apply_partitions(self, changes: Sequence[tuple[PartitionInfo | None, PartitionInfo | None]]) -> None:
+        """Follow the cluster's partition changes ``(old, new)`` whose replicas include this broker
+        before or after (called on the event loop after each batch the metadata applied).
+
+        Leader of a new leadership or epoch: the epoch starts at the log end offset, fetching
+        stops, followers start afresh (ISR members count as caught up now). Same epoch: the new
+        ISR and replicas are taken. Leader elsewhere: acks=all produces waiting here answer
+        NOT_LEADER_OR_FOLLOWER and the fetchers follow the new leader (or stop without one).
+        Not a replica any more: the same, and fetching stops. A no-op on a single broker.
+        """
+        seam = self._replication
+        if seam is None:
+            return
+        now = self._now_ms()
+        for old, new in changes:
+            ref = new if new is not None else old
+            if ref is None:
+                continue
+            tp = TopicPartition(ref.topic, ref.index)
+            if new is None or self._node_id not in new.replicas:
+                self._stop_leading(tp)
+                self._following.pop(tp, None)
+                seam.fetchers.remove(tp)
+            elif new.leader == self._node_id:
+                state = self._leaders.get(tp)
+                if state is None or new.leader_epoch > state.leader_epoch:
+                    self._become_leader(tp, new, state, now)
+                elif new.leader_epoch == state.leader_epoch and state.update_info(new, now):
+                    state.maybe_increment_hw(now, self._max_lag_ms)
+            else:
+                self._stop_leading(tp)
+                if new.leader >= 0:
+                    target = (new.leader, new.leader_epoch)
+                    if self._following.get(tp) != target:
+                        self._following[tp] = target
+                        seam.fetchers.add(tp, new.leader, new.leader_epoch)
+                else:
+                    self._following.pop(tp, None)
+                    seam.fetchers.remove(tp)
+            # Fetches waiting on the partition re-read: its leader, epoch or high watermark changed.
+            self._notifier.notify(tp)
+
+    def _become_leader(self, tp: TopicPartition, info: PartitionInfo, previous: LeaderState | None,
+                       now: int) -> None:
+        """Kafka's makeLeader for a new leadership or leader epoch."""
+        seam = self._replication
+        assert seam is not None
+        self._following.pop(tp, None)
+        seam.fetchers.remove(tp)
+        plog = self._get_log(tp.topic, tp.partition)
+        if plog is None or plog.closed:
+            log.warning("cannot lead %s-%d at epoch %d: no local log", tp.topic, tp.partition, info.leader_epoch)
+            self._stop_leading(tp)
+            return
+        # A replicated log's high watermark moves by the ISR's progress, never with its own appends.
+        plog.high_watermark_follows_leo = False
+        # Followers of earlier epochs truncate to where this epoch starts (OffsetForLeaderEpoch).
+        plog.assign_leader_epoch(info.leader_epoch)  # type: ignore[attr-defined]
+        state = LeaderState(tp, info, plog, self._node_id, now, seam.lease_valid)
+        if previous is not None:
+            # Re-elected at a newer epoch (Kafka's resetReplicaState, not a new leader): the
+            # followers' positions are still known; ISR members count as fetching now.
+            for r, follower in state.followers.items():
+                known = previous.followers.get(r)
+                if known is not None:
+                    follower.log_end_offset = known.log_end_offset
+                    follower.log_start_offset = known.log_start_offset
+                    follower.last_fetch_leader_leo = state.epoch_start_offset
+                    follower.last_fetch_ms = now if r in info.isr else NEVER_MS
+            # Waiting acks=all produces move to the new state (they look it up again when woken).
+            previous.close()
+        self._leaders[tp] = state
+        log.info("leading %s-%d at epoch %d from offset %d, ISR %s, high watermark %d", tp.topic, tp.partition,
+                 info.leader_epoch, state.epoch_start_offset, info.isr, plog.high_watermark)
+        # The ISR may be this broker alone.
+        state.maybe_increment_hw(now, self._max_lag_ms)
+
+    def _stop_leading(self, tp: TopicPartition) -> None:
+        state = self._leaders.pop(tp, None)
+        if state is not None:
+            state.close()
+
+    def _after_leader_append(self, tp: TopicPartition) -> None:
+        """A leader append: with the ISR this broker alone, the high watermark follows it."""
+        state = self._leaders.get(tp)
+        if state is not None:
+            state.maybe_increment_hw(self._now_ms(), self._max_lag_ms)
+
+    @property
+    def replicated(self) -> bool:
+        """Whether partitions are replicated (a cluster)."""
+        return self._replication is not None
+
+    def high_watermark_lagging(self, tp: TopicPartition) -> bool:
+        """Whether this leader's high watermark is still below the start of its leader epoch
+        (just elected, the ISR not caught up yet): Kafka then answers a client's ListOffsets for
+        the latest offset, or a lookup past the high watermark, OFFSET_NOT_AVAILABLE."""
+        state = self._leaders.get(tp)
+        return state is not None and state.epoch_start_offset > state.plog.high_watermark
+
+    # -- replication: ISR changes -------------------------------------------------------------
+    def maybe_shrink_isr(self) -> int:
+        """Propose removing, from the ISR of every partition led here, the followers not caught
+        up for ``replica.lag.time.max.ms`` (Kafka's maybeShrinkIsr); returns the proposals made."""
+        now = self._now_ms()
+        proposed = 0
+        for state in list(self._leaders.values()):
+            isr = state.isr_shrink(now, self._max_lag_ms)
+            if isr is not None:
+                log.info("shrinking the ISR of %s-%d from %s to %s (out of sync: %s)", state.tp.topic,
+                         state.tp.partition, state.isr, isr, [r for r in state.isr if r not in isr])
+                if self._propose_isr(state, isr):
+                    proposed += 1
+        return proposed
+
+    async def _isr_expiration(self, scope: anyio.CancelScope) -> None:
+        """Check every ``replica.lag.time.max.ms / 2`` for followers to drop from ISRs."""
+        with scope:
+            while not self._stopped:
+                await anyio.sleep(self._max_lag_ms / 2000.0)
+                self.maybe_shrink_isr()
+
+    def _propose_isr(self, state: LeaderState, isr: list[int]) -> bool:
+        """Start the compare-and-swap of ``state``'s ISR to ``isr`` (one in flight per partition)."""
+        if self._task_group is None or self._stopped:
+            log.debug("ISR change of %s-%d to %s not sent: not started", state.tp.topic, state.tp.partition, isr)
+            return False
+        state.pending_isr = isr
+        self._task_group.start_soon(self._alter_isr, state, isr)
+        return True
+
+    async def _alter_isr(self, state: LeaderState, isr: list[int]) -> None:
+        seam = self._replication
+        assert seam is not None
+        result: PartitionInfo | None = None
+        try:
+            result = await seam.alter_isr(state.info, isr)
+        except Exception as e:  # the etcd write failed: the next fetch or check proposes again
+            log.warning("ISR change of %s-%d to %s failed: %s", state.tp.topic, state.tp.partition, isr, e)
+        finally:
+            if state.pending_isr is isr:
+                state.pending_isr = None
+        if state.closed or self._leaders.get(state.tp) is not state:
+            return
+        now = self._now_ms()
+        if result is not None and result.leader == self._node_id and result.leader_epoch == state.leader_epoch:
+            state.update_info(result, now)
+        if state.maybe_increment_hw(now, self._max_lag_ms):
+            self._notifier.notify(state.tp)
+
+    # -- replication: follower fetches and KIP-392 ---------------------------------------------
+    def _fetchable_log(self, tp: TopicPartition, req: PartitionFetch, params: FetchParams) -> PartitionLog:
+        """The log a fetch may read in a cluster: the leader's (fenced by epoch), or for a consumer
+        with client metadata (Fetch v11+) this follower's own, up to its high watermark (KIP-392)."""
+        if params.is_follower or params.client_rack is None or tp in self._leaders:
+            info, plog = self._leader_log(tp)
+        else:
+            known = self._partitions.partition(tp.topic, tp.partition)
+            if known is None:
+                raise PartitionError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            info = known
+            found = self._get_log(tp.topic, tp.partition) if self._node_id in info.replicas else None
+            if found is None or found.closed:
+                raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            plog = found
+        self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
+        return plog
+
+    def _read_replicated(self, tp: TopicPartition, req: PartitionFetch, params: FetchParams,
+                         max_bytes: int, min_one_message: bool) -> FetchResult:
+        """One partition of a fetch in a cluster: a follower's fetch records its position (and may
+        find its log diverging); a consumer may be sent to a preferred read replica (KIP-392)."""
+        try:
+            plog = self._fetchable_log(tp, req, params)
+            state = self._leaders.get(tp)
+            if params.is_follower:
+                if state is None:
+                    raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                return self._read_for_follower(tp, req, params, state, max_bytes, min_one_message)
+            if state is not None and params.client_rack is not None and self._rack_aware:
+                preferred = self._preferred_read_replica(state, req.fetch_offset, params.client_rack)
+                if preferred >= 0:
+                    # As Kafka: no read, the offsets only; the consumer goes to the replica.
+                    return FetchResult(high_watermark=plog.high_watermark,
+                                       last_stable_offset=self.last_stable_offset(tp, plog),
+                                       log_start_offset=plog.log_start_offset, preferred_read_replica=preferred)
+        except PartitionError as e:
+            return FetchResult(e.error_code)
+        return self._read_log(tp, req, params, plog, max_bytes, min_one_message)
+
+    def _read_for_follower(self, tp: TopicPartition, req: PartitionFetch, params: FetchParams, state: LeaderState,
+                           max_bytes: int, min_one_message: bool) -> FetchResult:
+        """Kafka's Partition.fetchRecords for a follower: only an assigned replica; the last
+        fetched epoch checked for divergence; after the read, its fetch state updated (its LEO,
+        caught-up time), which may grow the ISR and move the high watermark."""
+        replica_id = params.replica_id
+        if replica_id not in state.followers:
+            # With an epoch the follower may just be ahead of our view (a reassignment): it retries.
+            raise PartitionError(ErrorCode.UNKNOWN_LEADER_EPOCH if req.current_leader_epoch >= 0
+                                 else ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        plog = state.plog
+        leader_leo = plog.log_end_offset  # before the read: later appends do not hold a follower back
+        if req.last_fetched_epoch >= 0:
+            diverging = self._diverging_epoch(plog, req)
+            if diverging is not None:
+                return FetchResult(high_watermark=plog.high_watermark,
+                                   last_stable_offset=self.last_stable_offset(tp, plog),
+                                   log_start_offset=plog.log_start_offset, diverging_epoch=diverging)
+        result = self._read_log(tp, req, params, plog, max_bytes, min_one_message)
+        if result.error_code == ErrorCode.NONE:
+            now = self._now_ms()
+            moved = state.update_follower(replica_id, req.fetch_offset, req.log_start_offset, now, leader_leo)
+            expansion = state.isr_expansion(replica_id)
+            if expansion is not None:
+                log.info("expanding the ISR of %s-%d from %s to %s", tp.topic, tp.partition, state.isr, expansion)
+                self._propose_isr(state, expansion)
+            # Also when nothing moved but the HW lags the log end: it may have been held while
+            # the lease was not known valid.
+            if (moved or plog.high_watermark < plog.log_end_offset) and state.maybe_increment_hw(now, self._max_lag_ms):
+                self._notifier.notify(tp)
+        return result
+
+    @staticmethod
+    def _diverging_epoch(plog: PartitionLog, req: PartitionFetch) -> tuple[int, int] | None:
+        """Where a follower's log leaves ours (Kafka's readRecords with a last fetched epoch):
+        ``(epoch, end offset)`` of its last epoch here when that epoch ended before its fetch
+        offset or is unknown here; OFFSET_OUT_OF_RANGE when no epoch answers or it fetches below
+        our log start."""
+        epoch, end = plog.end_offset_for_epoch(req.last_fetched_epoch)  # type: ignore[attr-defined]
+        if epoch < 0 or end < 0:
+            raise PartitionError(ErrorCode.OFFSET_OUT_OF_RANGE,
+                                 f"no end offset for the last fetched epoch {req.last_fetched_epoch}")
+        if req.fetch_offset < plog.log_start_offset:
+            raise PartitionError(ErrorCode.OFFSET_OUT_OF_RANGE)
+        if epoch < req.last_fetched_epoch or end < req.fetch_offset:
+            return int(epoch), int(end)
+        return None
+
+    def _preferred_read_replica(self, state: LeaderState, fetch_offset: int, client_rack: str) -> int:
+        """Kafka's findPreferredReadReplica with the RackAwareReplicaSelector: among the leader
+        and the ISR followers holding ``fetch_offset``, one in the consumer's rack; -1 for the leader."""
+        seam = self._replication
+        assert seam is not None
+        now = self._now_ms()
+        leader = ReplicaView(self._node_id, seam.rack_of(self._node_id), state.plog.log_end_offset, 0)
+        views = [leader]
+        isr = state.isr
+        for r, follower in state.followers.items():
+            # ISR members only: a lagging follower would keep a consumer behind.
+            if r in isr and follower.log_start_offset <= fetch_offset <= follower.log_end_offset:
+                views.append(ReplicaView(r, seam.rack_of(r), follower.log_end_offset, now - follower.last_caught_up_ms))
+        chosen = rack_aware_select(client_rack, leader, views)
+        return -1 if chosen.node_id == self._node_id else chosen.node_id
+
+    # -- replication: acks=all ----------------------------------------------------------------
+    async def _await_acks(self, out: dict[TopicPartition, AppendResult], timeout_ms: int) -> None:
+        """Wait until the high watermark of each appended partition passes its last offset
+        (Kafka's DelayedProduce); the errors found replace the results in ``out``."""
+        pending = {tp: (tp, r.last_offset + 1) for tp, r in out.items()
+                   if r.error_code == ErrorCode.NONE and r.last_offset >= 0}
+        if pending:
+            for tp, error in (await self._await_replication(pending, timeout_ms)).items():
+                out[tp] = dataclasses.replace(out[tp], error_code=error)
+
+    async def _await_replication(self, pending: dict[_K, tuple[TopicPartition, int]],
+                                 timeout_ms: int) -> dict[_K, int]:
+        """Wait until each partition's high watermark reaches its offset in ``pending``,
+        event-driven. Returns the errors: REQUEST_TIMED_OUT after ``timeout_ms``,
+        NOT_LEADER_OR_FOLLOWER when the leadership ends, NOT_ENOUGH_REPLICAS_AFTER_APPEND when
+        reached with the ISR under ``min.insync.replicas``."""
+        errors: dict[_K, int] = {}
+        clock = self._clock
+        deadline = clock.monotonic() + max(timeout_ms, 0) / 1000.0
+        pending = dict(pending)
+        while True:
+            event = anyio.Event()
+            registered: list[LeaderState] = []
+            for key, (tp, required) in list(pending.items()):
+                state = self._leaders.get(tp)
+                done, error = (True, ErrorCode.NOT_LEADER_OR_FOLLOWER) if state is None else state.check_acks(required)
+                if done:
+                    del pending[key]
+                    if error != ErrorCode.NONE:
+                        errors[key] = error
+                elif state is not None:
+                    state.add_waiter(required, event)
+                    registered.append(state)
+            if not pending:
+                return errors
+            remaining = deadline - clock.monotonic()
+            timed_out = True
+            try:
+                if remaining > 0 and not self._stopped:
+                    with anyio.move_on_after(remaining) as scope:
+                        await event.wait()
+                    timed_out = scope.cancelled_caught
+            finally:
+                for state in registered:
+                    state.remove_waiter(event)
+            if timed_out:
+                for key in pending:
+                    errors[key] = ErrorCode.REQUEST_TIMED_OUT
+                return errors
 
     # -- list offsets ----------------------------------------------------------------------
     def fetch_offset_for_timestamp(self, tp: TopicPartition, timestamp: int, *,
@@ -632,6 +1024,12 @@ def _answer_now(results: Sequence[tuple[TopicPartition, FetchResult]], min_bytes
         known += 1
         size += len(result.records)
     return not known or size >= min_bytes
+
+
+def _redirected(results: Sequence[tuple[TopicPartition, FetchResult]]) -> bool:
+    """Whether a fetch answers now in a cluster: a consumer sent to another replica (KIP-392),
+    or a follower whose log diverges."""
+    return any(r.preferred_read_replica >= 0 or r.diverging_epoch is not None for _, r in results)
 
 
 def _check_single_batch(records: bytes | bytearray | memoryview | None) -> None:

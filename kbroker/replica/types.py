@@ -28,6 +28,8 @@ class AppendResult:
     log_start_offset: int = -1
     error_message: str | None = None
     record_errors: tuple[tuple[int, str], ...] = ()
+    #: The last offset written (not in the response): what an acks=all produce waits for.
+    last_offset: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,11 @@ class FetchResult:
     records: bytes | memoryview = b""
     #: ``(producer_id, first_offset)`` pairs; None unless read_committed.
     aborted_transactions: list[tuple[int, int]] | None = None
+    #: KIP-392: the replica the consumer should fetch from instead (-1: this one).
+    preferred_read_replica: int = -1
+    #: A follower's fetch past the end of its last fetched epoch here: ``(epoch, end_offset)``
+    #: of that epoch on the leader, where the follower must truncate.
+    diverging_epoch: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,9 @@ class FetchParams:
     max_bytes: int = 0x7FFFFFFF
     isolation_level: int = READ_UNCOMMITTED
     replica_id: int = CONSUMER_REPLICA_ID
+    #: The consumer's rack (Fetch v11+, "" when it has none); None without client metadata
+    #: (older versions), and such a consumer reads from leaders only (KIP-392).
+    client_rack: str | None = None
 
     @property
     def is_follower(self) -> bool:
