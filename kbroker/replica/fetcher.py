@@ -37,7 +37,7 @@ from kbroker.common import TopicPartition
 from kbroker.config import ConfigHolder
 from kbroker.log.errors import LogError
 from kbroker.records.batch import BatchError, iter_headers
-from kbroker.replica.peer import Connector, PeerConnection, PeerError
+from kbroker.replica.peer import Connector, PeerConnection, PeerError, inter_broker_connector
 from kbroker.replica.types import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 
 log = logging.getLogger(__name__)
@@ -133,14 +133,16 @@ class ReplicaFetchers:
         """``endpoint``: a broker's inter-broker ``(host, port)`` (None: unknown or not alive);
         ``logs``: the local log of a partition; ``on_change``: called after appends,
         truncations and high watermark moves; ``connect``: opens a stream to a broker
-        (default: plain TCP)."""
+        (default: as the inter-broker listener's security protocol says, see
+        :func:`~kbroker.replica.peer.inter_broker_connector`; a ConfigError here when its
+        TLS or SASL settings cannot work)."""
         self.node_id = node_id
         self.config = config
         self.clock = clock
         self._endpoint = endpoint
         self._logs = logs
         self._on_change = on_change
-        self._connect = connect
+        self._connect = connect or inter_broker_connector(config.current)
         self.client_id = f"kbroker-replica-{node_id}"
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._sources: dict[int, _SourceFetcher] = {}

@@ -1,5 +1,10 @@
 """An async Kafka-protocol connection from this broker to another one (replica fetching).
 
+:func:`inter_broker_connector` opens the stream as the inter-broker listener's security
+protocol says: plain TCP, TLS (the listener's ``ssl.*`` keys), and for SASL_PLAINTEXT /
+SASL_SSL a SaslHandshake and SaslAuthenticate exchange (PLAIN or SCRAM-SHA-256/512, with
+``sasl.mechanism.inter.broker.protocol`` and the listener's JAAS ``username``/``password``).
+
 One request at a time: the follower's fetch loop is sequential, as Kafka's fetcher thread
 is. Every failure (refused connection, timeout, a closed socket, a frame that does not
 decode, a wrong correlation id) closes the connection and raises :class:`PeerError`; the
@@ -8,10 +13,14 @@ next request reconnects, once ``backoff_s`` has passed since the failure.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
+import secrets
+import ssl
 import struct
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -20,6 +29,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from construct import Container
 
 from kbroker.codec import CodecError, decode_response, encode_request
+from kbroker.config import BrokerConfig, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,141 @@ class PeerError(Exception):
 async def connect_plaintext(host: str, port: int) -> anyio.abc.ByteStream:
     """A plain TCP connection (the PLAINTEXT inter-broker listener)."""
     return await anyio.connect_tcp(host, port)
+
+
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class SaslLogin:
+    """What this broker authenticates to other brokers with."""
+
+    mechanism: str
+    username: str
+    password: str = field(repr=False)
+
+    def __repr__(self) -> str:  # never the password
+        return f"SaslLogin({self.mechanism!r}, {self.username!r})"
+
+
+def inter_broker_listener(config: BrokerConfig) -> str:
+    """The listener brokers reach each other on: ``inter.broker.listener.name``, else the one
+    named after ``security.inter.broker.protocol`` (as Kafka)."""
+    name = config.get("inter.broker.listener.name")
+    return str(name or config.get("security.inter.broker.protocol")).upper()
+
+
+def inter_broker_connector(config: BrokerConfig, listener: str | None = None) -> Connector:
+    """The function opening streams to other brokers' ``listener`` (default: the inter-broker
+    one) as its security protocol requires. Raises :class:`ConfigError` for a set-up that
+    cannot work (unknown listener, unusable TLS stores, a SASL mechanism or login missing)."""
+    listener = listener or inter_broker_listener(config)
+    try:
+        protocol = config.security_protocol(listener)
+    except KeyError:
+        raise ConfigError(f"inter-broker listener {listener} has no security protocol: add it to "
+                          "listener.security.protocol.map", "inter.broker.listener.name") from None
+    context: ssl.SSLContext | None = None
+    if protocol in ("SSL", "SASL_SSL"):
+        from kbroker.security.tls import client_context  # TLS code only when a listener needs it
+
+        context = client_context(config, listener)
+    login = sasl_login(config, listener) if protocol.startswith("SASL_") else None
+
+    async def connect(host: str, port: int) -> anyio.abc.ByteStream:
+        stream: anyio.abc.ByteStream
+        if context is not None:
+            stream = await anyio.connect_tcp(host, port, ssl_context=context, tls_hostname=host)
+        else:
+            stream = await anyio.connect_tcp(host, port)
+        if login is not None:
+            try:
+                await sasl_authenticate(stream, login)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+                raise
+        return stream
+
+    return connect
+
+
+def sasl_login(config: BrokerConfig, listener: str) -> SaslLogin:
+    """``sasl.mechanism.inter.broker.protocol`` and the ``username``/``password`` of the
+    listener's JAAS config for it (``listener.name.<l>.<mechanism>.sasl.jaas.config``)."""
+    from kbroker.security.jaas import single_entry
+
+    mechanism = str(config.get("sasl.mechanism.inter.broker.protocol")).upper()
+    key = f"listener.name.{listener.lower()}.{mechanism.lower()}.sasl.jaas.config"
+    if mechanism not in SASL_MECHANISMS:
+        raise ConfigError(f"sasl.mechanism.inter.broker.protocol: {mechanism} cannot be used between brokers; "
+                          f"use one of {', '.join(SASL_MECHANISMS)}", "sasl.mechanism.inter.broker.protocol")
+    text = config.listener_get(listener, "sasl.jaas.config", mechanism)
+    if not text:
+        raise ConfigError(f"the inter-broker listener {listener} needs {key} with username and password "
+                          f"for {mechanism}", key)
+    entry = single_entry(str(text), key)
+    username, password = entry.options.get("username"), entry.options.get("password")
+    if not username or password is None:
+        raise ConfigError(f"{key}: the inter-broker login needs username and password options", key)
+    return SaslLogin(mechanism, username, password)
+
+
+async def _exchange(stream: anyio.abc.ByteStream, reader: BufferedByteReceiveStream, api_key: int, version: int,
+                    correlation_id: int, body: Mapping[str, Any]) -> Container:
+    await stream.send(encode_request(api_key, version, correlation_id, body, client_id="kbroker-replica"))
+    (size,) = _SIZE.unpack(await reader.receive_exactly(4))
+    if size < 4 or size > 1 << 20:
+        raise PeerError(f"SASL answer of {size} bytes")
+    got, resp = decode_response(api_key, version, await reader.receive_exactly(size))
+    if got != correlation_id:
+        raise PeerError(f"SASL answer with correlation id {got}, expected {correlation_id}")
+    return resp
+
+
+async def sasl_authenticate(stream: anyio.abc.ByteStream, login: SaslLogin) -> None:
+    """Authenticate ``stream`` (SaslHandshake v1, then SaslAuthenticate v2 exchanges); PeerError on refusal."""
+    reader = BufferedByteReceiveStream(stream)
+    hello = await _exchange(stream, reader, SASL_HANDSHAKE, 1, 0, {"mechanism": login.mechanism})
+    if hello.error_code:
+        raise PeerError(f"SASL handshake for {login.mechanism} refused (error {hello.error_code}; "
+                        f"offered: {', '.join(hello.mechanisms)})")
+    cid = 1
+
+    async def step(data: bytes) -> bytes:
+        nonlocal cid
+        resp = await _exchange(stream, reader, SASL_AUTHENTICATE, 2, cid, {"auth_bytes": data})
+        cid += 1
+        if resp.error_code:
+            raise PeerError(f"SASL {login.mechanism} authentication as {login.username} failed: "
+                            f"{resp.error_message or resp.error_code}")
+        return bytes(resp.auth_bytes or b"")
+
+    if login.mechanism == "PLAIN":
+        await step(b"\0" + login.username.encode() + b"\0" + login.password.encode())
+        return
+    from kbroker.security.sasl.scram import saslname
+    from kbroker.security.scram import mechanism as scram_mechanism
+
+    mech = scram_mechanism(login.mechanism)
+    nonce = secrets.token_urlsafe(24)
+    first_bare = f"n={saslname(login.username)},r={nonce}"
+    server_first = (await step(f"n,,{first_bare}".encode())).decode()
+    fields = dict(part.split("=", 1) for part in server_first.split(",") if "=" in part)
+    server_nonce, salt, iterations = fields.get("r", ""), fields.get("s"), int(fields.get("i", "0"))
+    if not server_nonce.startswith(nonce) or salt is None or iterations < mech.min_iterations:
+        raise PeerError(f"SASL {login.mechanism}: unacceptable server-first message")
+    salted = mech.salted_password(login.password, base64.b64decode(salt), iterations)
+    client_key = mech.hmac(salted, b"Client Key")
+    without_proof = f"c={base64.b64encode(b'n,,').decode()},r={server_nonce}"
+    auth_message = f"{first_bare},{server_first},{without_proof}".encode()
+    signature = mech.hmac(mech.hash(client_key), auth_message)
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+    server_final = (await step(f"{without_proof},p={base64.b64encode(proof).decode()}".encode())).decode()
+    expected = mech.hmac(mech.hmac(salted, b"Server Key"), auth_message)
+    if server_final != f"v={base64.b64encode(expected).decode()}":
+        raise PeerError(f"SASL {login.mechanism}: the other broker's signature does not verify")
 
 
 class PeerConnection:
@@ -151,4 +296,7 @@ class PeerConnection:
         await self._drop()
 
 
-__all__ = ["MAX_RESPONSE_BYTES", "Connector", "PeerConnection", "PeerError", "connect_plaintext"]
+__all__ = [
+    "MAX_RESPONSE_BYTES", "Connector", "PeerConnection", "PeerError", "SaslLogin", "connect_plaintext",
+    "inter_broker_connector", "inter_broker_listener", "sasl_authenticate", "sasl_login",
+]
