@@ -474,13 +474,13 @@ class _SourceFetcher:
                 state.fetch_offset = plog.log_end_offset
                 state.truncating = not complete
                 return
-            self._append(state, plog, part)
+            await self._append(state, plog, part)
         elif error == ErrorCode.OFFSET_OUT_OF_RANGE:
             await self._out_of_range(peer, state, plog)
         else:
             self._partition_error(state, error, "fetch")
 
-    def _append(self, state: _Partition, plog: FollowerLog, part: Container) -> None:
+    async def _append(self, state: _Partition, plog: FollowerLog, part: Container) -> None:
         tp = state.tp
         records = part.records or b""
         changed = False
@@ -505,17 +505,19 @@ class _SourceFetcher:
             plog.update_high_watermark(hw)
             changed = True
         leader_start = part.log_start_offset
+        detached: list[Any] = []
         if plog.log_start_offset < leader_start <= plog.high_watermark:
             try:
                 _, detached = plog.detach_records_before(leader_start)
             except LogError as e:
                 log.warning("cannot move the log start of %s to %d: %s", tp, leader_start, e)
             else:
-                if detached:
-                    plog.delete_segments_async(detached)
                 changed = True
         if changed:
             self.owner._changed(tp)
+        if detached:
+            # Renaming many segments' files is disk work: off the event loop.
+            await anyio.to_thread.run_sync(plog.delete_segments_async, detached)
 
     async def _out_of_range(self, peer: PeerConnection, state: _Partition, plog: FollowerLog) -> None:
         """Kafka's ``fetchOffsetAndTruncate``: the leader's end below ours truncates to it; its

@@ -13,6 +13,7 @@ from kbroker.clock import SYSTEM_CLOCK
 from kbroker.codec import Request
 from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigHolder
+from kbroker.log import LogConfig
 from kbroker.records.batch import iter_headers
 from kbroker.replica.fetcher import ReplicaFetchers, truncation_offset, whole_batches
 
@@ -137,6 +138,16 @@ def test_truncation_offset_rules(tmp_path: Path) -> None:
         assert truncation_offset(plog, 1, 8, plog.high_watermark) == (5, False)
         assert truncation_offset(plog, -1, 6, plog.high_watermark) == (6, True)
         assert truncation_offset(plog, 2, -1, plog.high_watermark) == (3, True)
+    finally:
+        plog.close()
+
+
+def test_truncation_stops_at_our_own_end_of_the_common_epoch(tmp_path: Path) -> None:
+    # We led epoch 1 briefly from 5; the leader wrote epoch 0 up to 6: our epoch 0 ends at 5.
+    plog = open_follower_log(tmp_path / "t-0", SYSTEM_CLOCK)
+    try:
+        seed(plog, batch(0, 5, 0), batch(5, 3, 1), hw=5)
+        assert truncation_offset(plog, 0, 6, plog.high_watermark) == (5, True)
     finally:
         plog.close()
 
@@ -305,13 +316,20 @@ async def test_the_log_start_follows_the_leader(leader: FakeLeader, follower: Fo
     lp = leader.partition("t")
     for _ in range(4):
         lp.append(5)
+    # Small segments (a batch each) and no file delay: whole segments below the start go.
+    follower.logs[TP] = open_follower_log(follower.root / "t-0", SYSTEM_CLOCK,
+                                          LogConfig(segment_bytes=200, file_delete_delay_ms=0))
     plog = follower.log()
     follower.fetchers.add(TP, LEADER, 0)
     await follower.until(lambda: plog.high_watermark == 20)
+    assert len(plog.segments) >= 4
     lp.log_start_offset = 12
     lp.append(1)
     await follower.until(lambda: plog.log_start_offset == 12)
     assert plog.log_end_offset == 21
+    await follower.until(lambda: len(list((follower.root / "t-0").glob("*.log"))) == len(plog.segments))
+    assert plog.segments[0].base_offset == 10
+    assert not list((follower.root / "t-0").glob("00000000000000000000.log"))
 
 
 # -- errors ------------------------------------------------------------------------------------
