@@ -107,6 +107,24 @@ def truncation_offset(plog: FollowerLog, leader_epoch: int, leader_end_offset: i
     return min(follower_end, leader_end_offset, leo), True
 
 
+def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode`` (over UTF-16 code units, as a signed 32-bit int)."""
+    h = 0
+    data = text.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] << 8 | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def fetcher_id(tp: TopicPartition, num_fetchers: int) -> int:
+    """Which of a leader's ``num_fetchers`` connections fetches ``tp`` (Kafka's
+    ``AbstractFetcherManager.getFetcherId``: ``abs(31 * topic.hashCode + partition) % n``)."""
+    h = (31 * java_string_hash(tp.topic) + tp.partition) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    # Kafka's Utils.abs maps Integer.MIN_VALUE to 0.
+    return (0 if h == -(1 << 31) else abs(h)) % num_fetchers
+
+
 @dataclass(eq=False)
 class _Partition:
     """One followed partition's fetch state (Kafka's PartitionFetchState)."""
@@ -114,6 +132,8 @@ class _Partition:
     tp: TopicPartition
     leader: int
     leader_epoch: int
+    #: The task fetching it: (leader, fetcher id).
+    source: tuple[int, int]
     fetch_offset: int = -1
     truncating: bool = True
     #: Fenced by the leader: waits for :meth:`ReplicaFetchers.add` with a new state.
@@ -145,7 +165,8 @@ class ReplicaFetchers:
         self._connect = connect or inter_broker_connector(config.current)
         self.client_id = f"kbroker-replica-{node_id}"
         self._partitions: dict[TopicPartition, _Partition] = {}
-        self._sources: dict[int, _SourceFetcher] = {}
+        #: By (leader, fetcher id): ``num.replica.fetchers`` connections per leader.
+        self._sources: dict[tuple[int, int], _SourceFetcher] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._stopped = False
 
@@ -157,15 +178,16 @@ class ReplicaFetchers:
         current = self._partitions.get(tp)
         if current is not None and current.leader == leader and current.leader_epoch == leader_epoch:
             return
-        if current is not None and current.leader != leader:
+        if current is not None:
             self._detach(current)
-        state = _Partition(tp, leader, leader_epoch)
+        key = (leader, fetcher_id(tp, int(self._setting("num.replica.fetchers"))))
+        state = _Partition(tp, leader, leader_epoch, key)
         self._partitions[tp] = state
-        source = self._sources.get(leader)
+        source = self._sources.get(key)
         if source is None:
-            source = self._sources[leader] = _SourceFetcher(self, leader)
+            source = self._sources[key] = _SourceFetcher(self, *key)
             if self._tg is not None and not self._stopped:
-                self._tg.start_soon(source.run, name=f"replica fetcher from broker {leader}")
+                self._tg.start_soon(source.run, name=source.name)
         source.partitions[tp] = state
         source.wake()
 
@@ -190,8 +212,13 @@ class ReplicaFetchers:
         state = self._partitions.get(TopicPartition(*tp))
         return None if state is None or state.truncating else state.fetch_offset
 
+    @property
+    def sources(self) -> set[tuple[int, int]]:
+        """``(leader, fetcher id)`` of each fetching task (an idle task retires)."""
+        return set(self._sources)
+
     def _detach(self, state: _Partition) -> None:
-        source = self._sources.get(state.leader)
+        source = self._sources.get(state.source)
         if source is not None and source.partitions.get(state.tp) is state:
             del source.partitions[state.tp]
             source.wake()
@@ -200,8 +227,8 @@ class ReplicaFetchers:
     async def start(self, tg: anyio.abc.TaskGroup) -> None:
         """Start fetching in ``tg`` (partitions added before are fetched from now on)."""
         self._tg = tg
-        for leader, source in self._sources.items():
-            tg.start_soon(source.run, name=f"replica fetcher from broker {leader}")
+        for source in self._sources.values():
+            tg.start_soon(source.run, name=source.name)
 
     async def stop(self) -> None:
         """Stop every fetching task and close their connections; waits for them to end."""
@@ -237,9 +264,11 @@ def _by_topic(items: Iterable[tuple[TopicPartition, dict[str, Any]]], key: str) 
 class _SourceFetcher:
     """The task fetching every partition led by one broker (Kafka's ReplicaFetcherThread)."""
 
-    def __init__(self, owner: ReplicaFetchers, leader: int) -> None:
+    def __init__(self, owner: ReplicaFetchers, leader: int, fetcher: int) -> None:
         self.owner = owner
         self.leader = leader
+        self.key = (leader, fetcher)
+        self.name = f"replica fetcher {fetcher} from broker {leader}"
         self.partitions: dict[TopicPartition, _Partition] = {}
         self._wake = anyio.Event()
         self._scope: anyio.CancelScope | None = None
@@ -270,8 +299,8 @@ class _SourceFetcher:
                     scope.cancel()
                 await self._loop()
         finally:
-            if self.owner._sources.get(self.leader) is self:
-                del self.owner._sources[self.leader]
+            if self.owner._sources.get(self.key) is self:
+                del self.owner._sources[self.key]
             if self.peer is not None:
                 await self.peer.aclose()
             self._done.set()
@@ -316,8 +345,8 @@ class _SourceFetcher:
         while True:
             if not self.partitions:
                 # Idle: retire now (nothing awaited since the check), a later add starts a new task.
-                if self.owner._sources.get(self.leader) is self:
-                    del self.owner._sources[self.leader]
+                if self.owner._sources.get(self.key) is self:
+                    del self.owner._sources[self.key]
                 return
             peer = await self._peer()
             if peer is None:

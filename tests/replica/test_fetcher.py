@@ -15,7 +15,13 @@ from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.log import LogConfig
 from kbroker.records.batch import iter_headers
-from kbroker.replica.fetcher import ReplicaFetchers, truncation_offset, whole_batches
+from kbroker.replica.fetcher import (
+    ReplicaFetchers,
+    fetcher_id,
+    java_string_hash,
+    truncation_offset,
+    whole_batches,
+)
 
 from .fake_leader import FETCH, LIST_OFFSETS, OFFSET_FOR_LEADER_EPOCH, FakeLeader, batch, refused_endpoint
 from .follower_log import open_follower_log
@@ -498,7 +504,7 @@ async def test_leader_change_moves_the_partition(tmp_path: Path) -> None:
             await f.until(lambda: plog.log_end_offset == 5)
             assert f.fetchers.following(TP) == (3, 1)
             # The first leader's task retires once it has nothing to fetch.
-            await f.until(lambda: 1 not in f.fetchers._sources)
+            await f.until(lambda: f.fetchers.sources == {(3, 0)})
             with anyio.fail_after(5):
                 await f.fetchers.stop()
         f.close()
@@ -512,7 +518,7 @@ async def test_remove_stops_fetching(leader: FakeLeader, follower: Follower) -> 
     await follower.until(lambda: plog.log_end_offset == 2)
     follower.fetchers.remove(TP)
     assert follower.fetchers.following(TP) is None
-    await follower.until(lambda: LEADER not in follower.fetchers._sources)
+    await follower.until(lambda: follower.fetchers.sources == set())
     lp.append(3)
     with anyio.move_on_after(0.3):
         await follower.until(lambda: plog.log_end_offset > 2)
@@ -531,7 +537,42 @@ async def test_stop_during_a_long_poll(tmp_path: Path) -> None:
             await f.until(lambda: leader.requests_of(FETCH))
             with anyio.fail_after(2):
                 await f.fetchers.stop()
-            assert f.fetchers._sources == {}
+            assert f.fetchers.sources == set()
+        f.close()
+
+
+def test_fetcher_ids_follow_kafka() -> None:
+    assert java_string_hash("") == 0
+    assert java_string_hash("topic") == 110546223  # "topic".hashCode() in Java
+    assert java_string_hash("\u00e9") == 0xE9
+    assert java_string_hash("\U0001F600") == 0xD83D * 31 + 0xDE00  # a surrogate pair: two code units
+    long = "a-long-topic-name-that-overflows"
+    closed_form = sum(ord(c) * 31 ** (len(long) - 1 - i) for i, c in enumerate(long)) % (1 << 32)
+    assert java_string_hash(long) == (closed_form - (1 << 32) if closed_form >= 1 << 31 else closed_form)
+    assert {fetcher_id(TopicPartition("t", p), 1) for p in range(10)} == {0}
+    # abs(31 * hash("topic") + p) % 3 in Java ints: 31 * 110546223 wraps to -868034383.
+    assert [fetcher_id(TopicPartition("topic", p), 3) for p in range(4)] == [
+        (868034383 - p) % 3 for p in range(4)] == [1, 0, 2, 1]
+
+
+async def test_several_fetchers_per_leader_split_the_partitions(tmp_path: Path) -> None:
+    async with FakeLeader() as leader:
+        f = Follower(tmp_path, {LEADER: leader}, **{"num.replica.fetchers": "2"})
+        tps = [TopicPartition("t", p) for p in range(4)]
+        async with anyio.create_task_group() as tg:
+            await f.fetchers.start(tg)
+            for tp in tps:
+                leader.partition("t", tp.partition).append(tp.partition + 1)
+                f.log(tp)
+                f.fetchers.add(tp, LEADER, 0)
+            assert f.fetchers.sources == {(LEADER, 0), (LEADER, 1)}
+            await f.until(lambda: all(f.log(tp).log_end_offset == tp.partition + 1 for tp in tps))
+            assert leader.connections == 2
+            fetched = [{(t.topic, p.partition) for t in r.body.topics for p in t.partitions}
+                       for r in leader.requests_of(FETCH)]
+            assert all(len(parts) == 2 for parts in fetched)  # each connection fetches its own half
+            with anyio.fail_after(5):
+                await f.fetchers.stop()
         f.close()
 
 
