@@ -348,22 +348,31 @@ class _SourceFetcher:
                 if self.owner._sources.get(self.key) is self:
                     del self.owner._sources[self.key]
                 return
-            peer = await self._peer()
-            if peer is None:
-                log.debug("no endpoint for broker %d; %d partitions wait", self.leader, len(self.partitions))
-                await self._sleep(self._backoff_s())
-                continue
-            now = self.owner.clock.monotonic()
-            ready = [s for s in self.partitions.values() if not s.parked and s.delayed_until <= now]
-            truncating = [s for s in ready if s.truncating]
-            if truncating:
-                await self._truncate(peer, truncating)
-                continue
-            if not ready:
-                delays = [s.delayed_until - now for s in self.partitions.values() if not s.parked]
-                await self._sleep(max(0.0, min(delays)) if delays else None)
-                continue
+            try:
+                await self._step()
+            except Exception:
+                # As Kafka's fetcher thread: a fault (a log that cannot be written, a bug) costs
+                # this leader's partitions a back-off, never the broker.
+                log.exception("replica fetcher %s failed; retrying after the back-off", self.name)
+                self._delay(self.partitions.values())
+
+    async def _step(self) -> None:
+        """One round: truncate what needs it, else fetch what is ready, else wait."""
+        peer = await self._peer()
+        if peer is None:
+            log.debug("no endpoint for broker %d; %d partitions wait", self.leader, len(self.partitions))
+            await self._sleep(self._backoff_s())
+            return
+        now = self.owner.clock.monotonic()
+        ready = [s for s in self.partitions.values() if not s.parked and s.delayed_until <= now]
+        truncating = [s for s in ready if s.truncating]
+        if truncating:
+            await self._truncate(peer, truncating)
+        elif ready:
             await self._fetch(peer, ready)
+        else:
+            delays = [s.delayed_until - now for s in self.partitions.values() if not s.parked]
+            await self._sleep(max(0.0, min(delays)) if delays else None)
 
     # -- truncation (OffsetForLeaderEpoch) --------------------------------------------------------
     async def _truncate(self, peer: PeerConnection, states: list[_Partition]) -> None:

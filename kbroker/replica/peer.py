@@ -97,7 +97,7 @@ def inter_broker_connector(config: BrokerConfig, listener: str | None = None) ->
             stream = await anyio.connect_tcp(host, port)
         if login is not None:
             try:
-                await sasl_authenticate(stream, login)
+                await sasl_authenticate(stream, login, client_id=f"kbroker-replica-{config.node_id}")
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
@@ -129,8 +129,8 @@ def sasl_login(config: BrokerConfig, listener: str) -> SaslLogin:
 
 
 async def _exchange(stream: anyio.abc.ByteStream, reader: BufferedByteReceiveStream, api_key: int, version: int,
-                    correlation_id: int, body: Mapping[str, Any]) -> Container:
-    await stream.send(encode_request(api_key, version, correlation_id, body, client_id="kbroker-replica"))
+                    correlation_id: int, body: Mapping[str, Any], client_id: str) -> Container:
+    await stream.send(encode_request(api_key, version, correlation_id, body, client_id=client_id))
     (size,) = _SIZE.unpack(await reader.receive_exactly(4))
     if size < 4 or size > 1 << 20:
         raise PeerError(f"SASL answer of {size} bytes")
@@ -140,10 +140,12 @@ async def _exchange(stream: anyio.abc.ByteStream, reader: BufferedByteReceiveStr
     return resp
 
 
-async def sasl_authenticate(stream: anyio.abc.ByteStream, login: SaslLogin) -> None:
+async def sasl_authenticate(stream: anyio.abc.ByteStream, login: SaslLogin, *,
+                            client_id: str = "kbroker-replica") -> None:
     """Authenticate ``stream`` (SaslHandshake v1, then SaslAuthenticate v2 exchanges); PeerError on refusal."""
     reader = BufferedByteReceiveStream(stream)
-    hello = await _exchange(stream, reader, SASL_HANDSHAKE, 1, 0, {"mechanism": login.mechanism})
+    hello = await _exchange(stream, reader, SASL_HANDSHAKE, 1, 0, {"mechanism": login.mechanism},
+                            client_id)
     if hello.error_code:
         raise PeerError(f"SASL handshake for {login.mechanism} refused (error {hello.error_code}; "
                         f"offered: {', '.join(hello.mechanisms)})")
@@ -151,7 +153,7 @@ async def sasl_authenticate(stream: anyio.abc.ByteStream, login: SaslLogin) -> N
 
     async def step(data: bytes) -> bytes:
         nonlocal cid
-        resp = await _exchange(stream, reader, SASL_AUTHENTICATE, 2, cid, {"auth_bytes": data})
+        resp = await _exchange(stream, reader, SASL_AUTHENTICATE, 2, cid, {"auth_bytes": data}, client_id)
         cid += 1
         if resp.error_code:
             raise PeerError(f"SASL {login.mechanism} authentication as {login.username} failed: "
@@ -167,18 +169,24 @@ async def sasl_authenticate(stream: anyio.abc.ByteStream, login: SaslLogin) -> N
     mech = scram_mechanism(login.mechanism)
     nonce = secrets.token_urlsafe(24)
     first_bare = f"n={saslname(login.username)},r={nonce}"
-    server_first = (await step(f"n,,{first_bare}".encode())).decode()
-    fields = dict(part.split("=", 1) for part in server_first.split(",") if "=" in part)
-    server_nonce, salt, iterations = fields.get("r", ""), fields.get("s"), int(fields.get("i", "0"))
-    if not server_nonce.startswith(nonce) or salt is None or iterations < mech.min_iterations:
+    try:
+        server_first = (await step(f"n,,{first_bare}".encode())).decode()
+        fields = dict(part.split("=", 1) for part in server_first.split(",") if "=" in part)
+        server_nonce, iterations = fields.get("r", ""), int(fields.get("i", "0"))
+        salt = base64.b64decode(fields.get("s", ""), validate=True)
+    except ValueError:  # not UTF-8, an iteration count or base64
+        raise PeerError(f"SASL {login.mechanism}: malformed server-first message") from None
+    if (not server_nonce.startswith(nonce) or server_nonce == nonce or not salt
+            or not mech.min_iterations <= iterations <= mech.max_iterations):
         raise PeerError(f"SASL {login.mechanism}: unacceptable server-first message")
-    salted = mech.salted_password(login.password, base64.b64decode(salt), iterations)
+    salted = mech.salted_password(login.password, salt, iterations)
     client_key = mech.hmac(salted, b"Client Key")
     without_proof = f"c={base64.b64encode(b'n,,').decode()},r={server_nonce}"
     auth_message = f"{first_bare},{server_first},{without_proof}".encode()
     signature = mech.hmac(mech.hash(client_key), auth_message)
     proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-    server_final = (await step(f"{without_proof},p={base64.b64encode(proof).decode()}".encode())).decode()
+    server_final = (await step(f"{without_proof},p={base64.b64encode(proof).decode()}".encode())).decode(
+        errors="replace")
     expected = mech.hmac(mech.hmac(salted, b"Server Key"), auth_message)
     if server_final != f"v={base64.b64encode(expected).decode()}":
         raise PeerError(f"SASL {login.mechanism}: the other broker's signature does not verify")

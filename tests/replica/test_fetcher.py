@@ -588,3 +588,30 @@ async def test_partitions_added_before_start_are_fetched(tmp_path: Path) -> None
             with anyio.fail_after(5):
                 await f.fetchers.stop()
         f.close()
+
+
+class FaultyLog:
+    """A follower log whose next ``faults`` appends raise an unexpected error."""
+
+    def __init__(self, plog: Any, faults: int) -> None:
+        self.plog = plog
+        self.faults = faults
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.plog, name)
+
+    def append_as_follower(self, records: Any) -> Any:
+        if self.faults:
+            self.faults -= 1
+            raise RuntimeError("unexpected fault")
+        return self.plog.append_as_follower(records)
+
+
+async def test_an_unexpected_fault_costs_a_back_off_not_the_broker(leader: FakeLeader, follower: Follower) -> None:
+    leader.partition("t").append(3)
+    plog = follower.log()
+    follower.logs[TP] = FaultyLog(plog, faults=2)
+    follower.fetchers.add(TP, LEADER, 0)
+    await follower.until(lambda: plog.log_end_offset == 3)
+    assert len(leader.requests_of(FETCH)) >= 3
+    assert follower.fetchers.sources == {(LEADER, 0)}

@@ -3,19 +3,26 @@ kbroker listener: a replica's Fetch v12 round-trips; bad logins and untrusted se
 
 from __future__ import annotations
 
+import contextlib
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 
+from kbroker.codec import decode_request, encode_response
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.replica.fetcher import FETCH, FETCH_VERSION
 from kbroker.replica.peer import (
     PeerConnection,
     PeerError,
+    SaslLogin,
     inter_broker_connector,
     inter_broker_listener,
+    sasl_authenticate,
     sasl_login,
 )
 from kbroker.security.scram import ScramCredential
@@ -131,3 +138,45 @@ def test_inter_broker_listener_and_login_settings() -> None:
     with pytest.raises(ConfigError, match="username and password"):
         sasl_login(BrokerConfig({"sasl.mechanism.inter.broker.protocol": "PLAIN",
                                  "listener.name.x.plain.sasl.jaas.config": no_password}), "X")
+
+
+async def scripted_sasl_server(tg: anyio.abc.TaskGroup, server_first: bytes) -> int:
+    """A server accepting any SCRAM handshake and answering the client-first with ``server_first``."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        reader = BufferedByteReceiveStream(stream)
+        async with stream:
+            with contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
+                while True:
+                    (size,) = struct.unpack(">i", await reader.receive_exactly(4))
+                    request = decode_request(await reader.receive_exactly(size))
+                    if request.api_key == 17:
+                        body: dict[str, object] = {"error_code": 0, "mechanisms": ["SCRAM-SHA-256"]}
+                    else:
+                        body = {"error_code": 0, "auth_bytes": server_first}
+                    await stream.send(encode_response(request.api_key, request.api_version,
+                                                      request.correlation_id, body))
+
+    tg.start_soon(listener.serve, handle)
+    return listener.extra(anyio.abc.SocketAttribute.local_port)
+
+
+@pytest.mark.parametrize(("server_first", "error"), [
+    (b"\xff\xfe", "malformed"),
+    (b"r=NONCE,s=c2FsdA==,i=many", "malformed"),
+    (b"r=NONCE,s=not base64!,i=4096", "malformed"),
+    (b"r=someone-elses-nonce,s=c2FsdA==,i=4096", "unacceptable"),
+    (b"r=NONCE,s=c2FsdA==,i=1000000000", "unacceptable"),  # would hold the event loop for minutes
+    (b"r=NONCE,s=c2FsdA==,i=1024", "unacceptable"),
+])
+async def test_a_bad_scram_server_first_is_refused(server_first: bytes, error: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kbroker.replica.peer.secrets.token_urlsafe", lambda n: "fixed")
+    async with anyio.create_task_group() as tg:
+        port = await scripted_sasl_server(tg, server_first.replace(b"NONCE", b"fixed-and-server-part"))
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        async with stream:
+            with pytest.raises(PeerError, match=error), anyio.fail_after(5):
+                await sasl_authenticate(stream, SaslLogin("SCRAM-SHA-256", "broker", "pw"))
+        tg.cancel_scope.cancel()
