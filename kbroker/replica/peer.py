@@ -65,6 +65,31 @@ class SaslLogin:
         return f"SaslLogin({self.mechanism!r}, {self.username!r})"
 
 
+class SaslStream(anyio.abc.ByteStream):
+    """A stream authenticated with SASL, with the session lifetime the server granted (KIP-368:
+    0 = unlimited); :class:`PeerConnection` opens a new connection before it runs out."""
+
+    def __init__(self, inner: anyio.abc.ByteStream, session_lifetime_ms: int) -> None:
+        self.inner = inner
+        self.session_lifetime_ms = session_lifetime_ms
+
+    async def send(self, item: bytes) -> None:
+        await self.inner.send(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self.inner.receive(max_bytes)
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self.inner.extra_attributes
+
+
 def inter_broker_listener(config: BrokerConfig) -> str:
     """The listener brokers reach each other on: ``inter.broker.listener.name``, else the one
     named after ``security.inter.broker.protocol`` (as Kafka)."""
@@ -97,11 +122,12 @@ def inter_broker_connector(config: BrokerConfig, listener: str | None = None) ->
             stream = await anyio.connect_tcp(host, port)
         if login is not None:
             try:
-                await sasl_authenticate(stream, login, client_id=f"kbroker-replica-{config.node_id}")
+                lifetime = await sasl_authenticate(stream, login, client_id=f"kbroker-replica-{config.node_id}")
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
                 raise
+            return SaslStream(stream, lifetime)
         return stream
 
     return connect
@@ -141,8 +167,9 @@ async def _exchange(stream: anyio.abc.ByteStream, reader: BufferedByteReceiveStr
 
 
 async def sasl_authenticate(stream: anyio.abc.ByteStream, login: SaslLogin, *,
-                            client_id: str = "kbroker-replica") -> None:
-    """Authenticate ``stream`` (SaslHandshake v1, then SaslAuthenticate v2 exchanges); PeerError on refusal."""
+                            client_id: str = "kbroker-replica") -> int:
+    """Authenticate ``stream`` (SaslHandshake v1, then SaslAuthenticate v2 exchanges); PeerError on
+    refusal. Returns the session lifetime the server granted in ms (0: unlimited)."""
     reader = BufferedByteReceiveStream(stream)
     hello = await _exchange(stream, reader, SASL_HANDSHAKE, 1, 0, {"mechanism": login.mechanism},
                             client_id)
@@ -150,19 +177,21 @@ async def sasl_authenticate(stream: anyio.abc.ByteStream, login: SaslLogin, *,
         raise PeerError(f"SASL handshake for {login.mechanism} refused (error {hello.error_code}; "
                         f"offered: {', '.join(hello.mechanisms)})")
     cid = 1
+    lifetime_ms = 0
 
     async def step(data: bytes) -> bytes:
-        nonlocal cid
+        nonlocal cid, lifetime_ms
         resp = await _exchange(stream, reader, SASL_AUTHENTICATE, 2, cid, {"auth_bytes": data}, client_id)
         cid += 1
         if resp.error_code:
             raise PeerError(f"SASL {login.mechanism} authentication as {login.username} failed: "
                             f"{resp.error_message or resp.error_code}")
+        lifetime_ms = max(0, int(resp.session_lifetime_ms))
         return bytes(resp.auth_bytes or b"")
 
     if login.mechanism == "PLAIN":
         await step(b"\0" + login.username.encode() + b"\0" + login.password.encode())
-        return
+        return lifetime_ms
     from kbroker.security.sasl.scram import saslname
     from kbroker.security.scram import mechanism as scram_mechanism
 
@@ -190,6 +219,7 @@ async def sasl_authenticate(stream: anyio.abc.ByteStream, login: SaslLogin, *,
     expected = mech.hmac(mech.hmac(salted, b"Server Key"), auth_message)
     if server_final != f"v={base64.b64encode(expected).decode()}":
         raise PeerError(f"SASL {login.mechanism}: the other broker's signature does not verify")
+    return lifetime_ms
 
 
 class PeerConnection:
@@ -211,6 +241,8 @@ class PeerConnection:
         self._reader: BufferedByteReceiveStream | None = None
         self._correlation_id = 0
         self._failed_at: float | None = None
+        #: When a SASL session ends (KIP-368), the connection is replaced a little before.
+        self._expires_at: float | None = None
         self._lock = anyio.Lock()
         self._closed = False
 
@@ -262,9 +294,15 @@ class PeerConnection:
                 await anyio.sleep(delay)
 
     async def _roundtrip(self, api_key: int, version: int, body: Mapping[str, Any]) -> Container:
+        if self._expires_at is not None and self._monotonic() >= self._expires_at:
+            log.debug("SASL session with %s about to end: reconnecting", self.address)
+            await self._drop()
         if self._stream is None:
-            self._stream = await self._connect(self.host, self.port)
-            self._reader = BufferedByteReceiveStream(self._stream)
+            stream = self._stream = await self._connect(self.host, self.port)
+            self._reader = BufferedByteReceiveStream(stream)
+            lifetime_ms = stream.session_lifetime_ms if isinstance(stream, SaslStream) else 0
+            # As Kafka's clients, re-authenticate at 85% of the lifetime, before the server refuses.
+            self._expires_at = self._monotonic() + lifetime_ms * 0.85 / 1000.0 if lifetime_ms > 0 else None
             log.debug("connected to %s", self.address)
         stream, reader = self._stream, self._reader
         assert reader is not None
@@ -286,7 +324,7 @@ class PeerConnection:
         await self._drop()
 
     async def _drop(self) -> None:
-        stream, self._stream, self._reader = self._stream, None, None
+        stream, self._stream, self._reader, self._expires_at = self._stream, None, None, None
         if stream is not None:
             with (anyio.CancelScope(shield=True), anyio.move_on_after(1),
                   contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)):
@@ -305,6 +343,7 @@ class PeerConnection:
 
 
 __all__ = [
-    "MAX_RESPONSE_BYTES", "Connector", "PeerConnection", "PeerError", "SaslLogin", "connect_plaintext",
+    "MAX_RESPONSE_BYTES", "Connector", "PeerConnection", "PeerError", "SaslLogin", "SaslStream",
+    "connect_plaintext",
     "inter_broker_connector", "inter_broker_listener", "sasl_authenticate", "sasl_login",
 ]

@@ -20,6 +20,7 @@ from kbroker.replica.peer import (
     PeerConnection,
     PeerError,
     SaslLogin,
+    SaslStream,
     inter_broker_connector,
     inter_broker_listener,
     sasl_authenticate,
@@ -180,3 +181,41 @@ async def test_a_bad_scram_server_first_is_refused(server_first: bytes, error: s
             with pytest.raises(PeerError, match=error), anyio.fail_after(5):
                 await sasl_authenticate(stream, SaslLogin("SCRAM-SHA-256", "broker", "pw"))
         tg.cancel_scope.cancel()
+
+
+async def test_a_sasl_session_is_renewed_before_it_ends(tmp_path: Path) -> None:
+    settings = {"listeners": "SASL_PLAINTEXT://127.0.0.1:0", "security.inter.broker.protocol": "SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms": "PLAIN", "sasl.mechanism.inter.broker.protocol": "PLAIN",
+                "connections.max.reauth.ms": "1000",
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS.format(password="secret")}
+    with BrokerThread(tmp_path / "data", settings) as broker:
+        create_topic(broker, "rep")
+        host, port = broker.bootstrap.rsplit(":", 1)
+        connect = inter_broker_connector(follower_config(settings))
+        streams: list[SaslStream] = []
+
+        async def counting(h: str, p: int) -> anyio.abc.ByteStream:
+            stream = await connect(h, p)
+            assert isinstance(stream, SaslStream) and 0 < stream.session_lifetime_ms <= 1000
+            streams.append(stream)
+            return stream
+
+        async def unaware(h: str, p: int) -> anyio.abc.ByteStream:
+            stream = await connect(h, p)
+            assert isinstance(stream, SaslStream)
+            return stream.inner  # the session lifetime hidden: nothing renews it
+
+        renewing = PeerConnection(host, int(port), client_id="r", timeout_s=10, backoff_s=0, connect=counting)
+        plain = PeerConnection(host, int(port), client_id="r", timeout_s=10, backoff_s=0, connect=unaware)
+        try:
+            for peer in (renewing, plain):
+                assert (await peer.request(FETCH, FETCH_VERSION, FETCH_BODY)).error_code == 0
+            await anyio.sleep(1.2)  # the session lifetime is the behaviour under test
+            assert (await renewing.request(FETCH, FETCH_VERSION, FETCH_BODY)).error_code == 0
+            assert len(streams) == 2
+            # The same wait without renewal: the broker ends the expired session.
+            with pytest.raises(PeerError):
+                await plain.request(FETCH, FETCH_VERSION, FETCH_BODY)
+        finally:
+            await renewing.aclose()
+            await plain.aclose()
