@@ -1,7 +1,9 @@
 """The follower side of replication: Kafka's ReplicaFetcherManager and ReplicaFetcherThread.
 
 :class:`ReplicaFetchers` keeps the partitions this broker follows and runs one task per
-source broker (the partitions' leader). Each task, over one :class:`PeerConnection`:
+source broker (the partitions' leader; ``num.replica.fetchers`` tasks and connections per
+broker when above 1, partitions spread as Kafka does). Each task, over one
+:class:`PeerConnection`:
 
 - truncates partitions newly added (a new leader or epoch) with OffsetForLeaderEpoch,
   Kafka's pre-KIP-595 path: the log's latest epoch is sent, the follower truncates to the
