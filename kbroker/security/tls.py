@@ -112,6 +112,30 @@ def server_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
     return context
 
 
+def client_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
+    """The client-side ``SSLContext`` for connecting to other brokers' ``listener`` (replication).
+
+    As Kafka's inter-broker clients, it takes the listener's own ``ssl.*`` keys: the trust store
+    verifies the other broker (the platform's authorities without one), the key store, when set,
+    is this broker's client certificate, and ``ssl.endpoint.identification.algorithm=https``
+    (the default) checks the other broker's host name. Raises :class:`ConfigError`.
+    """
+    keys = _ListenerKeys(config, listener)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    algorithm = keys.get("ssl.endpoint.identification.algorithm")
+    context.check_hostname = str(algorithm or "").lower() == "https"
+    context.verify_mode = ssl.CERT_REQUIRED
+    trusted = _load_trust_store(keys)
+    if trusted is not None:
+        context.load_verify_locations(cadata=trusted)
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    if keys.get("ssl.keystore.location") is not None or keys.get("ssl.keystore.key") is not None:
+        _load_key_store(context, keys)
+    _set_protocols_and_ciphers(context, keys)
+    return context
+
+
 def name_trusted_authorities(context: ssl.SSLContext, trusted_pem: str) -> bool:
     """Make the server's certificate request name the trusted CAs, as Kafka's (JSSE's) does:
     a client holding a certificate from another CA then connects without sending it where
