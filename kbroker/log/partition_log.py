@@ -405,6 +405,10 @@ class PartitionLog:
         """
         headers = validate_batches(records)  # no max.message.bytes: the leader accepted them
         size = len(records)
+        if size > self.config.segment_bytes and len(headers) > 1:
+            # A fetch answer of many batches may be larger than a segment: appended in parts
+            # that each fit one (the segments roll between them, as the leader's did).
+            return self._append_as_follower_in_parts(records, headers)
         if size > self.config.segment_bytes:
             raise BatchError(f"record set of {size} bytes exceeds segment.bytes {self.config.segment_bytes}",
                              RECORD_LIST_TOO_LARGE)
@@ -455,6 +459,22 @@ class PartitionLog:
             return AppendInfo(base_offset=first, last_offset=expected - 1, log_append_time_ms=-1,
                               log_start_offset=self._log_start_offset, record_count=record_count,
                               batch_count=len(headers))
+
+    def _append_as_follower_in_parts(self, records: bytes | bytearray | memoryview,
+                                     headers: Sequence[BatchHeader]) -> AppendInfo:
+        view = memoryview(records)
+        limit = self.config.segment_bytes
+        parts: list[AppendInfo] = []
+        start = end = 0
+        for h in headers:
+            if end > start and end + h.size - start > limit:
+                parts.append(self.append_as_follower(view[start:end]))
+                start = end
+            end += h.size
+        parts.append(self.append_as_follower(view[start:end]))
+        return AppendInfo(base_offset=parts[0].base_offset, last_offset=parts[-1].last_offset, log_append_time_ms=-1,
+                          log_start_offset=parts[-1].log_start_offset,
+                          record_count=sum(p.record_count for p in parts), batch_count=sum(p.batch_count for p in parts))
 
     # -- leader epochs ---------------------------------------------------------------------
     def _assign_epoch(self, epoch: int, start_offset: int) -> None:

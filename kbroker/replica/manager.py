@@ -694,7 +694,7 @@ class ReplicaManager:
         # A replicated log's high watermark moves by the ISR's progress, never with its own appends.
         plog.high_watermark_follows_leo = False
         # Followers of earlier epochs truncate to where this epoch starts (OffsetForLeaderEpoch).
-        plog.assign_leader_epoch(info.leader_epoch)  # type: ignore[attr-defined]
+        plog.assign_leader_epoch(info.leader_epoch)
         state = LeaderState(tp, info, plog, self._node_id, now, seam.lease_valid)
         if previous is not None:
             # Re-elected at a newer epoch (Kafka's resetReplicaState, not a new leader): the
@@ -865,7 +865,7 @@ class ReplicaManager:
         ``(epoch, end offset)`` of its last epoch here when that epoch ended before its fetch
         offset or is unknown here; OFFSET_OUT_OF_RANGE when no epoch answers or it fetches below
         our log start."""
-        epoch, end = plog.end_offset_for_epoch(req.last_fetched_epoch)  # type: ignore[attr-defined]
+        epoch, end = plog.end_offset_for_epoch(req.last_fetched_epoch)
         if epoch < 0 or end < 0:
             raise PartitionError(ErrorCode.OFFSET_OUT_OF_RANGE,
                                  f"no end offset for the last fetched epoch {req.last_fetched_epoch}")

@@ -215,6 +215,25 @@ def test_follower_append_keeps_offsets_epochs_and_timestamps(make_log: MakeLog) 
     assert plog.offset_for_timestamp(800) == (3, 900)
 
 
+def test_follower_append_larger_than_a_segment_goes_in_parts(make_log: MakeLog) -> None:
+    # A fetch answer of many batches may exceed segment.bytes: each part fits a segment.
+    data = b"".join(batch(2, base=2 * i, epoch=1 + i // 3) for i in range(6))
+    one = len(batch(2, base=0, epoch=1))
+    plog = make_log(segment_bytes=2 * one + 10)
+    info = plog.append_as_follower(data)
+    assert (info.base_offset, info.last_offset, info.record_count, info.batch_count) == (0, 11, 12, 6)
+    assert plog.log_end_offset == 12 and len(plog.segments) == 3
+    assert epochs(plog) == [(1, 0), (2, 6)]
+    assert b"".join(bytes(plog.read(o, 1 << 20, upper_bound=12)) for o in (0, 4, 8)) == data
+
+
+def test_follower_append_of_one_batch_larger_than_a_segment_is_refused(make_log: MakeLog) -> None:
+    plog = make_log(segment_bytes=100)
+    with pytest.raises(BatchError):
+        plog.append_as_follower(batch(20, base=0, epoch=0))
+    assert plog.log_end_offset == 0
+
+
 def test_follower_append_continues_at_the_log_end(make_log: MakeLog) -> None:
     plog = make_log()
     plog.append_as_follower(batch(2, base=0, epoch=0))
