@@ -6,8 +6,9 @@ about every ``__consumer_offsets`` partition whose marker was written, so that t
 transaction's offsets become visible (commit) or are dropped (abort).
 
 From clients (an administrator aborting a hanging transaction, as Kafka's
-``kafka-transactions.sh abort``), a marker naming a coordinator epoch newer than this
-broker's coordinator ever had is refused with INVALID_REQUEST.
+``kafka-transactions.sh abort``), a single broker refuses a marker naming a coordinator epoch
+newer than its coordinator ever had, with INVALID_REQUEST. In a cluster the coordinators of
+other brokers send their markers here, at their partitions' leader epochs.
 """
 
 from __future__ import annotations
@@ -64,10 +65,13 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         results: MarkerResults = [dict.fromkeys(m.partitions, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
                                   for m in markers]
     else:
-        valid = [m for m in markers if m.coordinator_epoch <= COORDINATOR_EPOCH]
-        written = iter(await write_markers(ctx.broker, valid))
-        results = [next(written) if m.coordinator_epoch <= COORDINATOR_EPOCH
-                   else dict.fromkeys(m.partitions, ErrorCode.INVALID_REQUEST) for m in markers]
+        # In a cluster coordinator epochs are the leader epochs of __transaction_state's
+        # partitions, and each log fences markers of an older one itself.
+        clustered = ctx.broker.transactions.clustered
+        allowed = [clustered or m.coordinator_epoch <= COORDINATOR_EPOCH for m in markers]
+        written = iter(await write_markers(ctx.broker, [m for m, ok in zip(markers, allowed, strict=True) if ok]))
+        results = [next(written) if ok else dict.fromkeys(m.partitions, ErrorCode.INVALID_REQUEST)
+                   for m, ok in zip(markers, allowed, strict=True)]
     # As Kafka, the answer is keyed by producer id: markers of one producer share an entry,
     # and a marker naming no partition has none.
     by_producer: dict[int, dict[TopicPartition, int]] = {}
