@@ -318,6 +318,11 @@ class ReplicaManager:
         """
         if acks not in _VALID_ACKS:
             return {tp: AppendResult(ErrorCode.INVALID_REQUIRED_ACKS) for tp in entries}
+        if self._replication is not None and not self._replication.lease_valid():
+            # This broker's etcd lease may have lapsed (it was paused, or lost etcd): another broker
+            # may lead these partitions already, so it takes no write at all.
+            return {tp: AppendResult(ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message="This broker's cluster "
+                                     "membership lapsed; it cannot take writes.") for tp in entries}
         out: dict[TopicPartition, AppendResult] = {}
         # Never off the loop for a transactional request: produce verifies its partitions (KIP-890)
         # and appends them with no await in between, so that no marker slips in.

@@ -320,17 +320,25 @@ async def test_acks_all_times_out(h: Harness) -> None:
 async def test_acks_all_is_never_acknowledged_without_a_valid_lease(h: Harness) -> None:
     h.open_log()
     h.set_partition(replicas=[1, 2], isr=[1, 2])
-    h.seam.lease = False
     out: list[AppendResult] = []
     async with anyio.create_task_group() as tg:
         done = await _produce_in_background(h, tg, out, timeout_ms=100)
+        h.seam.lease = False  # appended, then the lease lapses (the broker was paused, say)
         await h.follower_fetch(2, 1)  # the ISR has it, but the lease is not known valid
         with anyio.fail_after(5):
             await done.wait()
     assert out[0].error_code == ErrorCode.REQUEST_TIMED_OUT
-    # And with the leader alone in the ISR.
+
+
+@pytest.mark.parametrize("acks", [-1, 1, 0])
+async def test_without_a_valid_lease_nothing_is_appended(h: Harness, acks: int) -> None:
+    # Another broker may lead the partition by now: this one takes no write at all.
+    plog = h.open_log()
     h.set_partition(replicas=[1, 2], isr=[1], partition_epoch=1)
-    assert (await h.produce(1, timeout_ms=50)).error_code == ErrorCode.REQUEST_TIMED_OUT
+    h.seam.lease = False
+    r = await h.produce(1, acks=acks, timeout_ms=50)
+    assert r.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert plog.log_end_offset == 0
 
 
 async def test_acks_all_reached_after_the_isr_fell_under_min_isr(h: Harness) -> None:
