@@ -15,8 +15,8 @@ import pytest
 from kbroker.etcd.server import EtcdNotFound, EtcdServer
 from kbroker.localcluster import ClusterError, LocalCluster, _cmdline, cluster_defaults
 from kbroker.testing import local_cluster
-from tests.cluster.marks import CLUSTER_FEATURES
 from tests.ci_helpers import need
+from tests.cluster.marks import CLUSTER_FEATURES
 
 ROOT = Path(__file__).resolve().parents[2]
 pytest_plugins = ["pytester"]
@@ -225,7 +225,7 @@ def test_kafka_cluster_fixture(pytester: pytest.Pytester) -> None:
 def test_cluster_features_flag_matches_the_code() -> None:
     # The etcd-backed metadata (kbroker/metadata/cluster.py) is what makes brokers a cluster.
     present = (ROOT / "kbroker" / "metadata" / "cluster.py").exists()
-    assert CLUSTER_FEATURES == present, (
+    assert present == CLUSTER_FEATURES, (
         "flip CLUSTER_FEATURES in tests/cluster/marks.py: the tests marked requires_cluster_features "
         "would be skipped" if present else "CLUSTER_FEATURES is set but the cluster code is absent")
 
