@@ -86,6 +86,7 @@ class LocalCluster:
     """
 
     def __init__(self, root: Path, brokers: int = 3, overrides: Mapping[str, str] | None = None, *,
+                 per_broker: Mapping[int, Mapping[str, str]] | None = None,
                  python: str = sys.executable, startup_timeout: float = 60.0,
                  stop_timeout: float = 45.0) -> None:
         if brokers < 1:
@@ -93,6 +94,8 @@ class LocalCluster:
         self.root = Path(root).resolve()
         self.brokers = brokers
         self.overrides = dict(overrides or {})
+        #: Settings of single brokers (``{0: {"broker.rack": "r0"}}``), over ``overrides``.
+        self.per_broker = {int(i): dict(v) for i, v in (per_broker or {}).items()}
         self.python = python
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
@@ -128,6 +131,7 @@ class LocalCluster:
             "cluster_id": self.cluster_id,
             "python": self.python,
             "overrides": self.overrides,
+            "per_broker": {str(i): v for i, v in self.per_broker.items()},
             "etcd": {"pid": self.etcd_pid, "client_port": self.etcd_client_port, "peer_port": self.etcd_peer_port},
             "brokers": [{"id": i, "port": self.ports[i], "pid": self.pids[i], "paused": i in self.paused}
                         for i in range(self.brokers)],
@@ -154,7 +158,8 @@ class LocalCluster:
             raise ClusterError(f"{path}: not a cluster state file of version {_STATE_VERSION}")
         try:
             brokers = state["brokers"]
-            cluster = cls(root, len(brokers), state["overrides"], python=state["python"], **kwargs)
+            cluster = cls(root, len(brokers), state["overrides"], python=state["python"],
+                          per_broker={int(i): v for i, v in state.get("per_broker", {}).items()}, **kwargs)
             cluster.cluster_id = state["cluster_id"]
             cluster.etcd_pid = state["etcd"]["pid"]
             cluster.etcd_client_port = state["etcd"]["client_port"]
@@ -274,9 +279,11 @@ class LocalCluster:
     # --- brokers
 
     def broker_config(self, i: int) -> dict[str, str]:
-        """The ``--override`` settings of broker ``i`` (cluster defaults < user overrides < identity)."""
+        """The ``--override`` settings of broker ``i`` (cluster defaults < user overrides < the
+        broker's own < identity)."""
         config = cluster_defaults(self.brokers)
         config.update(self.overrides)
+        config.update(self.per_broker.get(i, {}))
         config.update({
             "node.id": str(i),
             "listeners": f"PLAINTEXT://127.0.0.1:{self.ports[i]}",

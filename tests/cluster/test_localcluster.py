@@ -61,7 +61,8 @@ def _answers(bootstrap: str) -> bool:
 
 def test_start_every_broker_listens_with_cluster_settings_and_stop_leaves_nothing(tmp_path: Path) -> None:
     root = tmp_path / "c"
-    with LocalCluster(root, 3, {"num.partitions": "2", "default.replication.factor": "2"}) as c:
+    with LocalCluster(root, 3, {"num.partitions": "2", "default.replication.factor": "2"},
+                      per_broker={1: {"broker.rack": "r1", "num.partitions": "5"}}) as c:
         state = _state(root)
         pids = [b["pid"] for b in state["brokers"]] + [state["etcd"]["pid"]]
         assert all(isinstance(p, int) and not _gone(p) for p in pids)
@@ -77,6 +78,8 @@ def test_start_every_broker_listens_with_cluster_settings_and_stop_leaves_nothin
             assert f"cluster.id={c.cluster_id}" in cmd and "broker.session.timeout.ms=3000" in cmd
             assert "default.replication.factor=2" in cmd and "default.replication.factor=3" not in cmd
             assert (root / f"broker-{i}" / "data" / "meta.properties").exists()
+            assert ("broker.rack=r1" in cmd and "num.partitions=5" in cmd) == (i == 1)
+        assert LocalCluster.attach(root).per_broker == {1: {"broker.rack": "r1", "num.partitions": "5"}}
     assert all(_gone(p) for p in pids)
     assert all(b["pid"] is None for b in _state(root)["brokers"]) and _state(root)["etcd"]["pid"] is None
 
