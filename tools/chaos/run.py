@@ -226,9 +226,12 @@ class Traffic:
             msg = self.consumer.poll(0.2)
             if msg is None or msg.error() is not None:
                 continue
+            partition, offset, value = msg.partition(), msg.offset(), msg.value()
+            if partition is None or offset is None or value is None:
+                continue
             with self._lock:
-                self.read[(msg.partition(), msg.offset())] = int(msg.value())
-                self.positions[msg.partition()] = msg.offset() + 1
+                self.read[(partition, offset)] = int(value)
+                self.positions[partition] = offset + 1
 
     def finish(self, flush_timeout: float, drain_timeout: float) -> list[int]:
         """Stop producing, flush, read every partition to its end; the partitions not read to
