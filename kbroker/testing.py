@@ -22,12 +22,14 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from kbroker.clock import SYSTEM_CLOCK, Clock
-from kbroker.localcluster import LocalCluster
+
+if TYPE_CHECKING:  # imported when used: the plugin loads in every pytest session
+    from kbroker.localcluster import LocalCluster
 
 
 def make_config(data_dir: Path, overrides: Mapping[str, str] | None = None) -> Any:
@@ -142,6 +144,8 @@ def local_cluster(root: Path | None = None, brokers: int = 3,
                   overrides: Mapping[str, str] | None = None) -> Iterator[LocalCluster]:
     """A running :class:`LocalCluster` (etcd and ``brokers`` subprocesses), stopped on exit;
     its folder is ``root``, or a temporary directory removed afterwards."""
+    from kbroker.localcluster import LocalCluster
+
     if root is not None:
         with LocalCluster(root, brokers, overrides) as cluster:
             yield cluster
