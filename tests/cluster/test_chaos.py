@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from kbroker.localcluster import ClusterError
 from tests.cluster.marks import requires_cluster_features
-from tools.chaos.run import PartitionReport, Report, longest_gap, main, tally
+from tools.chaos.run import FAULTS, PartitionReport, Report, inject, longest_gap, main, tally
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,3 +88,48 @@ def test_three_brokers_survive_faults_without_loss(tmp_path: Path) -> None:
     # A partition is unavailable for about a session timeout (3 s) plus an election, and the
     # producer's request timeout (6 s) when its leader froze; 30 s leaves room for a slow machine.
     assert max(p["longest_unavailable_s"] for p in report["partitions"]) < 30
+
+
+class FakeCluster:
+    """Records the calls :func:`inject` makes; ``fail_restart`` makes restarts fail."""
+
+    brokers = 3
+
+    def __init__(self, fail_restart: bool = False) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.fail_restart = fail_restart
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        def call(i: int) -> None:
+            self.calls.append((name, i))
+            if name == "restart" and self.fail_restart:
+                raise ClusterError(f"broker {i} exited with 1")
+        return call
+
+
+def test_every_fault_is_healed_before_the_next_round() -> None:
+    import random
+    import time
+
+    c = FakeCluster()
+    done = inject(c, 8, 0.0, random.Random(3), time.monotonic() + 60, FAULTS, lambda _m: None)  # type: ignore[arg-type]
+    assert len(done) == 8
+    heal = {"kill": ["kill", "restart"], "pause": ["pause", "resume"], "terminate": ["terminate", "restart"],
+            "bounce": ["kill", "restart"]}
+    expected = [(op, r["broker"]) for r in done for op in heal[r["fault"]]]
+    assert c.calls == expected
+
+
+def test_rounds_stop_at_the_deadline_and_a_failed_restart_stops_them() -> None:
+    import random
+    import time
+
+    c = FakeCluster()
+    assert inject(c, 5, 10.0, random.Random(1), time.monotonic() + 1, FAULTS, lambda _m: None) == []  # type: ignore[arg-type]
+    assert c.calls == []
+    bad = FakeCluster(fail_restart=True)
+    done: list[dict] = []
+    with pytest.raises(ClusterError):
+        inject(bad, 5, 0.0, random.Random(1), time.monotonic() + 60, ("kill",), lambda _m: None, done)  # type: ignore[arg-type]
+    assert done == [] and bad.calls[-1][0] == "restart"
+    assert "fault injection stopped: broker 0" in _report(aborted="broker 0 exited with 1").render()

@@ -70,6 +70,8 @@ class Report:
     fatal_error: str | None
     unread_partitions: list[int]
     seconds: float
+    #: Why the fault rounds stopped before their end (a broker that would not start again).
+    aborted: str | None = None
 
     @property
     def acknowledged(self) -> int:
@@ -96,6 +98,8 @@ class Report:
             out.append(f"partitions not read to their end: {self.unread_partitions}")
         if not self.acknowledged:
             out.append("nothing was acknowledged")
+        if self.aborted:
+            out.append(f"fault injection stopped: {self.aborted}")
         return out
 
     @property
@@ -284,9 +288,10 @@ def create_topic(bootstrap: str, partitions: int, replication: int, min_isr: int
 
 
 def inject(cluster: LocalCluster, rounds: int, seconds: float, rng: random.Random, deadline: float,
-           faults: Sequence[str], log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Run the fault rounds; each heals before the next starts."""
-    done = []
+           faults: Sequence[str], log: Callable[[str], None], done: list[dict[str, Any]] | None = None,
+           ) -> list[dict[str, Any]]:
+    """Run the fault rounds (appending each to ``done``); each heals before the next starts."""
+    done = [] if done is None else done
     for n in range(rounds):
         if time.monotonic() + seconds > deadline:
             log(f"round {n}: stopping early, the run's time is up")
@@ -335,8 +340,14 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[int, Repo
         traffic.start()
         window_start = time.monotonic()
         time.sleep(min(2.0, args.seconds_per_round))  # traffic flows before the first fault
-        rounds = inject(cluster, args.rounds, args.seconds_per_round, rng,
-                        deadline - args.message_timeout - 30, args.faults, log)
+        rounds: list[dict[str, Any]] = []
+        aborted = None
+        try:
+            inject(cluster, args.rounds, args.seconds_per_round, rng,
+                   deadline - args.message_timeout - 30, args.faults, log, rounds)
+        except ClusterError as e:
+            aborted = str(e)
+            log(f"fault injection stopped: {e}")
         window_end = time.monotonic()
         log("rounds done: flushing the producer and reading every partition to its end")
         unread = traffic.finish(flush_timeout=args.message_timeout + 5, drain_timeout=30)
@@ -344,7 +355,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[int, Repo
             partitions=tally(traffic.acked, traffic.read, traffic.ack_times, args.partitions,
                              (window_start, window_end)),
             rounds=rounds, failed_deliveries=dict(traffic.failed), fatal_error=traffic.fatal,
-            unread_partitions=unread, seconds=round(time.monotonic() - t_start, 1))
+            unread_partitions=unread, seconds=round(time.monotonic() - t_start, 1), aborted=aborted)
         return (0 if report.ok else 1), report
     finally:
         cluster.stop()
