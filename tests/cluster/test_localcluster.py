@@ -232,3 +232,25 @@ def test_cluster_features_flag_matches_the_code() -> None:
         "flip CLUSTER_FEATURES in tests/cluster/marks.py: the tests marked requires_cluster_features "
         "would be skipped" if present else "CLUSTER_FEATURES is set but the cluster code is absent")
 
+
+
+def test_a_port_taken_meanwhile_is_replaced_at_first_start_not_at_restart(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        c = LocalCluster(tmp_path / "c", 1)
+        c.ports[0] = port  # as if another process took the port picked for broker 0
+        with c:
+            assert c.ports[0] != port and c.alive(0)
+            assert "cannot listen on" in c.log_path(0).read_text()
+            c.kill(0)
+            c.ports[0] = port  # a restart keeps its port: it fails rather than move
+            with pytest.raises(ClusterError, match="broker 0 exited"):
+                c.restart(0)
+            assert not c.alive(0)
+    c.ports[0] = 0
+    with pytest.raises(ClusterError, match="etcd is not running"):
+        c.restart(0)
