@@ -6,19 +6,30 @@ ones (aiokafka, on the test's own loop) can both talk to it over a real socket.
 
 The plugin provides the ``kafka_broker`` fixture (a fresh broker per test, data in
 the test's ``tmp_path``) and ``kafka_bootstrap`` (its ``host:port``).
+
+A cluster (etcd and several broker subprocesses, :class:`kbroker.localcluster.LocalCluster`):
+``with local_cluster(brokers=3) as c: ... c.bootstrap_servers`` without pytest, or the
+``kafka_cluster`` fixture (``@pytest.mark.kafka_cluster(brokers=..., overrides={...})`` to
+shape it). Without etcd installed the fixture skips, and fails when ``CI`` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from kbroker.clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:  # imported when used: the plugin loads in every pytest session
+    from kbroker.localcluster import LocalCluster
 
 
 def make_config(data_dir: Path, overrides: Mapping[str, str] | None = None) -> Any:
@@ -126,3 +137,43 @@ def kafka_broker(tmp_path: Path) -> Iterator[BrokerThread]:
 def kafka_bootstrap(kafka_broker: BrokerThread) -> str:
     """``host:port`` of the ``kafka_broker`` fixture."""
     return kafka_broker.bootstrap
+
+
+@contextmanager
+def local_cluster(root: Path | None = None, brokers: int = 3,
+                  overrides: Mapping[str, str] | None = None) -> Iterator[LocalCluster]:
+    """A running :class:`LocalCluster` (etcd and ``brokers`` subprocesses), stopped on exit;
+    its folder is ``root``, or a temporary directory removed afterwards."""
+    from kbroker.localcluster import LocalCluster
+
+    if root is not None:
+        with LocalCluster(root, brokers, overrides) as cluster:
+            yield cluster
+        return
+    with tempfile.TemporaryDirectory(prefix="kbroker-cluster-") as tmp, \
+            LocalCluster(Path(tmp), brokers, overrides) as cluster:
+        yield cluster
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``kafka_cluster`` marker."""
+    config.addinivalue_line(
+        "markers", "kafka_cluster(brokers=3, overrides=None): shape of the kafka_cluster fixture's cluster")
+
+
+@pytest.fixture
+def kafka_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalCluster]:
+    """A running local cluster (3 brokers unless the ``kafka_cluster`` marker says otherwise),
+    its folder under the test's tmp_path. Skips without etcd; in CI (``CI`` set) that fails."""
+    from kbroker.etcd.server import EtcdNotFound, EtcdServer
+
+    try:
+        EtcdServer.executable()
+    except EtcdNotFound as e:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            raise
+        pytest.skip(str(e))
+    marker = request.node.get_closest_marker("kafka_cluster")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    with local_cluster(tmp_path / "kbroker-cluster", options.get("brokers", 3), options.get("overrides")) as c:
+        yield c

@@ -26,7 +26,7 @@ FLOORS: list[set[str]] = [
     {"kbroker.handlers"},
     {"kbroker.server"},
     {"kbroker.broker"},
-    {"kbroker.cli", "kbroker.testing", "kbroker.__main__", "kbroker"},
+    {"kbroker.cli", "kbroker.testing", "kbroker.localcluster", "kbroker.__main__", "kbroker"},
 ]
 
 def unit_of(module: str) -> str:

@@ -9,6 +9,8 @@ SKIPPED (e.g. a broker-version gate) has not passed.
     python -m compat.librdkafka --all           # every broker test not in tests.exclude
     python -m compat.librdkafka --tests 0001_multiobj,0012_produce_consume
     python -m compat.librdkafka --tests 0135_sasl_credentials@SASL_SSL/SCRAM-SHA-512
+    python -m compat.librdkafka --cluster       # tests.cluster.allow against 3 brokers (compat/librdkafka/cluster.py)
+    python -m compat.librdkafka --cluster --all # tests.allow and the multi-broker tests against 3 brokers
 
 A test name may carry a security listener, ``NAME@LISTENER[/MECHANISM]`` (LISTENER one of
 SASL_PLAINTEXT, SASL_SSL, SSL, MTLS of compat/security.py): that run gets a broker with the
@@ -36,6 +38,7 @@ from pathlib import Path
 
 from compat import security
 from compat.broker import REPO, Broker, BrokerError
+from compat.librdkafka.cluster import CLUSTER_ALLOW, CLUSTER_CANDIDATES, ClusterBroker
 
 HERE = Path(__file__).resolve().parent
 WORK = REPO / "compat" / "work"
@@ -234,19 +237,25 @@ def make_kafka_path() -> tuple[Path | None, str]:
 def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Path,
               broker_overrides: dict[str, str],
               kafka_path: Path | None = None, variant: str = "",
-              quick: bool = True) -> tuple[dict[str, tuple[str, str]], str, float]:
+              quick: bool = True, cluster: bool = False) -> tuple[dict[str, tuple[str, str]], str, float]:
     """Run ``TESTS=num`` under ``scenario`` against a fresh broker: (rows, note, seconds).
 
     With a ``variant`` (``LISTENER[/MECHANISM]``) the broker has compat/security.py's listeners
-    and the test connects through that one."""
+    and the test connects through that one; with ``cluster``, a fresh 3-broker local cluster
+    stands in for the broker."""
     tests_dir = build / "tests"
     overrides = dict(broker_overrides)
     if scenario == "noautocreate":
         overrides["auto.create.topics.enable"] = "false"
     log_dir.mkdir(parents=True, exist_ok=True)
     tag = f"{num}-{scenario}" + ("-" + variant.replace("/", "-") if variant else "")
-    broker: Broker = (security.SecureKbroker(log_path=log_dir / f"{tag}.broker.log", overrides=overrides)
-                      if variant else Broker(overrides, log_path=log_dir / f"{tag}.broker.log"))
+    broker: Broker | ClusterBroker
+    if cluster:
+        broker = ClusterBroker(overrides, log_path=log_dir / f"{tag}.broker.log")
+    elif variant:
+        broker = security.SecureKbroker(log_path=log_dir / f"{tag}.broker.log", overrides=overrides)
+    else:
+        broker = Broker(overrides, log_path=log_dir / f"{tag}.broker.log")
     t0 = time.monotonic()
     try:
         broker.start()
@@ -303,9 +312,17 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--all", action="store_true", help="every broker test not in tests.exclude")
     g.add_argument("--tests", help="comma-separated test names (or 4-digit numbers)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per test-runner run")
-    ap.add_argument("--results", type=Path, default=WORK / "librdkafka-results.json")
-    ap.add_argument("--logs", type=Path, default=WORK / "librdkafka-logs")
+    ap.add_argument("--cluster", action="store_true",
+                    help="against a 3-broker local cluster: tests.cluster.allow; with --all, tests.allow and "
+                         "the multi-broker tests")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="results JSON (default: compat/work/librdkafka[-cluster]-results.json)")
+    ap.add_argument("--logs", type=Path, default=None,
+                    help="per-test logs (default: compat/work/librdkafka[-cluster]-logs)")
     args = ap.parse_args(argv)
+    suffix = "-cluster" if args.cluster else ""
+    args.results = args.results or WORK / f"librdkafka{suffix}-results.json"
+    args.logs = args.logs or WORK / f"librdkafka{suffix}-logs"
 
     runner = args.build_dir / "tests" / "test-runner"
     if not runner.exists():
@@ -313,9 +330,12 @@ def main(argv: list[str] | None = None) -> int:
               "--librdkafka", file=sys.stderr)
         return 2
     defs = {t.name: t for t in parse_tests(args.build_dir / "tests" / "test.c")}
-    allow = list(read_list(ALLOW))
+    allow = list(read_list(CLUSTER_ALLOW if args.cluster else ALLOW))
     exclude = read_exclude(EXCLUDE)
-    for entry in [*allow, *SECURITY_RUNS]:
+    if args.cluster and any("@" in e for e in [*allow, *(args.tests or "").split(",")]):
+        print("--cluster runs plaintext only: no security listeners", file=sys.stderr)
+        return 2
+    for entry in [*allow, *SECURITY_RUNS, *CLUSTER_CANDIDATES]:
         name, variant = split_entry(entry)
         if name not in defs:
             print(f"unknown test: {entry}", file=sys.stderr)
@@ -323,10 +343,12 @@ def main(argv: list[str] | None = None) -> int:
         if variant and check_variant(variant):
             print(f"{entry}: {check_variant(variant)}", file=sys.stderr)
             return 2
-        if entry in exclude and entry in allow:
+        if entry in exclude and entry in allow and not args.cluster:
             print(f"{entry} is both allowed and excluded", file=sys.stderr)
             return 2
-    if args.all:
+    if args.all and args.cluster:
+        selected = list(dict.fromkeys([*read_list(ALLOW), *CLUSTER_CANDIDATES]))
+    elif args.all:
         selected = [n for n in defs if n not in exclude] + [e for e in SECURITY_RUNS if e not in exclude]
     elif args.tests:
         want = [w.strip() for w in args.tests.split(",") if w.strip()]
@@ -334,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             print(f"unknown tests or security listeners: {bad}", file=sys.stderr)
             return 2
-        selected = [w for w in want if "@" in w] + [n for n in defs if n in want or (n not in exclude and any(
-            n.startswith(w + "_") or n[:4] == w for w in want))]
+        selected = [w for w in want if "@" in w] + [n for n in defs if n in want or (
+            (n not in exclude or args.cluster) and any(n.startswith(w + "_") or n[:4] == w for w in want))]
     else:
         selected = allow
     unlisted = [n for n in defs if n not in exclude and n not in allow]
@@ -355,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.update(TEST_BROKER_OVERRIDES.get(split_entry(entry)[0], {}))
         quick = not any(split_entry(entry)[0] in FULL_RUNS for entry in names)
         rows, note, secs = run_group(args.build_dir, num, scenario, args.timeout, args.logs, overrides,
-                                     kafka_path, variant, quick)
+                                     kafka_path, variant, quick, cluster=args.cluster)
         for name in names:
             state, reason = rows.get(split_entry(name)[0], ("MISSING", ""))
             if state == "PASSED" and note:
@@ -369,12 +391,13 @@ def main(argv: list[str] | None = None) -> int:
     args.results.write_text(json.dumps(results, indent=1, sort_keys=True))
     passed = sorted(n for n, r in results.items() if r["state"] == "PASSED")
     failed_allowed = sorted(n for n in allow if n in results and results[n]["state"] != "PASSED")
-    print(f"\nlibrdkafka {LIBRDKAFKA_VERSION} vs kbroker: {len(passed)}/{len(results)} passed; "
+    print(f"\nlibrdkafka {LIBRDKAFKA_VERSION} vs kbroker{' (3-broker cluster)' if args.cluster else ''}: "
+          f"{len(passed)}/{len(results)} passed; "
           f"allow list {len(allow)}, exclude list {len(exclude)}, unlisted {len(unlisted)}")
     if args.all or args.tests:
         newly = [n for n in passed if n not in allow]
         if newly:
-            print("passing but not in tests.allow: " + " ".join(newly))
+            print(f"passing but not in {(CLUSTER_ALLOW if args.cluster else ALLOW).name}: " + " ".join(newly))
     if failed_allowed:
         print("allowed tests that did not pass: " + " ".join(failed_allowed))
     print(f"{len(passed)} passed, {len(results) - len(passed)} failed")

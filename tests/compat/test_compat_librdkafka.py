@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.marks import CLUSTER_FEATURES
+
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / "compat" / "work" / "librdkafka-2.12.0" / "tests" / "test-runner"
 ALLOW = REPO / "compat" / "librdkafka" / "tests.allow"
@@ -49,3 +51,52 @@ def test_librdkafka_allowed_tests_pass(number: str, tmp_path: Path) -> None:
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
     assert proc.returncode == 0, tail
     assert f"{len(ALLOWED[number])} passed, 0 failed" in proc.stdout, tail
+
+
+CLUSTER_ALLOW = REPO / "compat" / "librdkafka" / "tests.cluster.allow"
+
+
+def _cluster_allowed() -> list[str]:
+    from compat.librdkafka.__main__ import read_list
+
+    return sorted(read_list(CLUSTER_ALLOW))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (os.environ.get("LIBRDKAFKA_CLUSTER_SUITE") == "1"
+                         or (CLUSTER_FEATURES and os.environ.get("LIBRDKAFKA_SUITE") == "1")),
+                    reason="opt-in: set LIBRDKAFKA_CLUSTER_SUITE=1 (librdkafka's tests against a 3-broker local "
+                           "cluster; with the cluster features, LIBRDKAFKA_SUITE=1 runs them too)")
+@pytest.mark.parametrize("name", _cluster_allowed())
+def test_librdkafka_cluster_allowed_tests_pass(name: str, tmp_path: Path) -> None:
+    if not RUNNER.exists():
+        pytest.fail(f"{RUNNER} not built: bash tools/setup-compat-env.sh --librdkafka")
+    proc = subprocess.run([sys.executable, "-m", "compat.librdkafka", "--cluster", "--tests", name,
+                           "--results", str(tmp_path / "results.json")],
+                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+    assert proc.returncode == 0, tail
+    assert "1 passed, 0 failed" in proc.stdout, tail
+
+
+def test_cluster_runs_name_known_tests_and_a_cluster_of_racks(tmp_path: Path) -> None:
+    from compat.librdkafka.__main__ import parse_tests
+    from compat.librdkafka.cluster import CLUSTER_CANDIDATES, ClusterBroker
+
+    test_c = RUNNER.parent / "test.c"
+    if test_c.exists():
+        known = {t.name for t in parse_tests(test_c)}
+        assert set(CLUSTER_CANDIDATES) <= known and set(_cluster_allowed()) <= known
+    broker = ClusterBroker({"group.initial.rebalance.delay.ms": "3000"}, tmp_path / "run.broker.log", brokers=2)
+    broker.start()
+    try:
+        assert len(broker.bootstrap.split(",")) == 2 and broker.alive()
+        cmd = " ".join(broker.cluster.command(1))
+        assert "broker.rack=RACK1" in cmd and "RackAwareReplicaSelector" in cmd and "num.partitions=4" in cmd
+        broker.cluster.kill(1)
+        assert not broker.alive() and broker.tail(1)[0].startswith("broker 1: ")
+    finally:
+        broker.stop()
+    log = (tmp_path / "run.broker.log").read_text()
+    assert "===== broker 1 =====" in log and "kbroker 1 listening on" in log
+    assert not broker.data_dir.exists()

@@ -46,13 +46,17 @@ PEERS = ("tansu", "kafka")
 SIZES = (100, 1024)
 ACKS = ("1", "all-idem")
 PARTITIONS = (1, 8)
-PHASES = ("throughput", "latency", "cpu", "conns", "idle", "many", "scale", "startup", "cleaning")
+PHASES = ("throughput", "latency", "cpu", "conns", "idle", "many", "scale", "startup", "cleaning", "replication")
 #: Phases run side by side: every broker alive at once, in rounds, alternating who goes first.
 SIDE_PHASES = ("latency", "cpu", "conns")
 #: The connection-count phase's modes: no other connection, idle ones, long-polling fetchers.
 CONN_MODES = ("none", "idle", "longpoll")
 #: Phases only kbroker runs (what they measure is kbroker's own: its scaling, its log cleaner).
-KBROKER_ONLY_PHASES = ("scale", "cleaning")
+KBROKER_ONLY_PHASES = ("scale", "cleaning", "replication")
+#: Brokers of the replication phase's local cluster, and the metric key prefixes of its two
+#: topics' figures: one replica per partition, and one on each broker.
+REPLICATION_BROKERS = 3
+RF_KEYS = {1: "rf1+", 3: "rf3+"}
 #: What the measured kbroker runs with besides its defaults: as Kafka's reference node
 #: (tools/kafka_reference), no delay before a new group's first rebalance.
 KBROKER_OVERRIDES = ("group.initial.rebalance.delay.ms=0",)
@@ -119,6 +123,8 @@ class Profile:
     conns_max_wait_ms: int = 500
     #: Rounds of the side-by-side phases; each broker's better round is reported.
     side_rounds: int = 2
+    #: The throughput cells of the replication phase (each run with RF 1 and RF 3).
+    replication_cells: tuple[str, ...] = ("confluent.1024B.acks=1.p8", "confluent.1024B.acks=all-idem.p8")
     #: Step kinds of the side-by-side phases run in the first round only (the quick run's
     #: time budget: the end-to-end runs, the CPU per request (a group join and 13,200
     #: requests per broker) and the connection counts are the long ones).
@@ -132,6 +138,7 @@ QUICK = Profile(
     kafka_cells=("1024B.acks=1.p8", "1024B.acks=all-idem.p8"),
     kafka_phases=("throughput", "latency", "cpu", "conns", "idle"),
     poll_count=500, cpu_count=2000, cpu_seconds=1.0, conns_count=1000, side_once=("e2e", "cpu", "conns"),
+    replication_cells=("confluent.1024B.acks=all-idem.p8",),
 )
 FULL = Profile(
     produce_count=1_000_000, produce_seconds=10.0, consume_seconds=60, consume_repeat=3, e2e_rate=1000, e2e_seconds=20,
@@ -727,6 +734,61 @@ def bench_scale(few: Kbroker, p: Profile, clients: tuple[str, ...], results: Res
         many.stop()
 
 
+class ClusterTarget:
+    """A :class:`kbroker.localcluster.LocalCluster` as the workers' target: its bootstrap
+    servers; no per-process CPU figure (the work is spread over the brokers)."""
+
+    name = "kbroker"
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    def stats(self) -> None:
+        return None
+
+
+def replication_steps(p: Profile, clients: tuple[str, ...], run_tag: str, rf: int) -> list[dict[str, Any]]:
+    """The replication phase's produce/consume steps for topics of ``rf`` replicas."""
+    steps = throughput_steps(p, clients, f"{run_tag}-rf{rf}", p.replication_cells)
+    for step in steps:
+        step["replication"] = rf
+    return steps
+
+
+def bench_replication(workdir: Path, p: Profile, clients: tuple[str, ...], results: Results, log: Any) -> None:
+    """Produce and consume throughput on a 3-broker local cluster, topics with 1 replica per
+    partition and with 3 (acks=all then waits for both followers); the ratio RF 3 / RF 1."""
+    from kbroker.localcluster import ClusterError, LocalCluster
+
+    run_tag = str(int(time.time()))
+    overrides = dict(kv.split("=", 1) for kv in KBROKER_OVERRIDES)
+    cluster = LocalCluster(workdir, REPLICATION_BROKERS, overrides)
+    try:
+        cluster.start()
+    except ClusterError as e:
+        log(f"  replication: the cluster did not start: {e}")
+        results.put("kbroker", "replication.cluster", f"{REPLICATION_BROKERS}-broker cluster start-up", "s", False,
+                    None, f"failed: {e}")
+        return
+    try:
+        log(f"  replication: {REPLICATION_BROKERS} brokers on {cluster.bootstrap_servers}")
+        target = ClusterTarget(cluster.bootstrap_servers)
+        for rf, key in RF_KEYS.items():
+            run_throughput(target, replication_steps(p, clients, run_tag, rf), p, results, log,  # type: ignore[arg-type]
+                           key, f", RF {rf} on {REPLICATION_BROKERS} brokers")
+        for kind in ("produce", "consume"):
+            for k in [k for k in results.metrics if k.startswith(RF_KEYS[3] + kind) and k.endswith(".mbs")]:
+                cell = k[len(RF_KEYS[3]):-len(".mbs")]
+                rf3 = results.metrics[k].values.get("kbroker")
+                rf1 = results.metrics.get(RF_KEYS[1] + cell + ".mbs")
+                base = rf1.values.get("kbroker") if rf1 else None
+                results.put("kbroker", f"replication.{cell}.ratio", f"{kind} throughput RF 3 / RF 1 "
+                            f"({cell.split('.', 1)[1]}), {REPLICATION_BROKERS} brokers", "×", True,
+                            rf3 / base if rf3 and base else None)
+    finally:
+        cluster.stop()
+
+
 STARTUP_LABELS = {"unclean": "recovery after SIGKILL", "clean": "after SIGTERM"}
 
 
@@ -1255,6 +1317,11 @@ def main(argv: list[str] | None = None) -> int:
             bench_cleaning(Kbroker(workdir / "kbroker-cleaning"), p, results, log)
             if not args.keep and not args.workdir:
                 shutil.rmtree(workdir / "kbroker-cleaning", ignore_errors=True)
+        if "replication" in phases and "kbroker" in wanted:
+            log(f"kbroker: replication on a {REPLICATION_BROKERS}-broker cluster")
+            bench_replication(workdir / "kbroker-cluster", p, clients, results, log)
+            if not args.keep and not args.workdir:
+                shutil.rmtree(workdir / "kbroker-cluster", ignore_errors=True)
     except KeyboardInterrupt:
         log("interrupted: stopping brokers")
         return 130

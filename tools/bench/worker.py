@@ -46,14 +46,15 @@ def emit(result: Result) -> None:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 120.0,
-                 config: dict[str, str] | None = None) -> float:
-    """Create ``topic``; return seconds until the broker confirmed it."""
+                 config: dict[str, str] | None = None, replication: int = 1) -> float:
+    """Create ``topic`` (``replication`` replicas per partition); return seconds until the broker confirmed it."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000)})
     started = time.perf_counter()
     futures = admin.create_topics(
-        [NewTopic(topic, partitions, 1, config=config or {})], operation_timeout=timeout, request_timeout=timeout
+        [NewTopic(topic, partitions, replication, config=config or {})], operation_timeout=timeout,
+        request_timeout=timeout
     )
     futures[topic].result(timeout)
     return time.perf_counter() - started
@@ -930,7 +931,7 @@ def run_step(bootstrap: str, step: dict[str, Any]) -> Result:
     client = step.get("client", "confluent")
     if kind == "produce":
         if step.get("create", True):
-            create_topic(bootstrap, step["topic"], step["partitions"])
+            create_topic(bootstrap, step["topic"], step["partitions"], replication=step.get("replication", 1))
             wait_partitions(bootstrap, step["topic"], step["partitions"])
         fn = produce_confluent if client == "confluent" else produce_kafka_python
         return fn(bootstrap, step["topic"], step["size"], step["acks"], step["count"], step["seconds"])
