@@ -80,7 +80,8 @@ class Broker:
         self.configs.subscribe(lambda c: self.log_manager.reconfigure_cleaner(CleanerConfig.from_broker_config(c)))
         try:
             self.metadata = MetadataManager(self.configs, self.log_manager, self.log_dirs, node_id=self.node_id,
-                                            endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap)
+                                            endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap,
+                                            clock=clock)
             self.replica_manager = ReplicaManager(node_id=self.node_id, config=self.configs, partitions=self.metadata,
                                                   logs=self.log_manager.get_log, clock=clock)
             self.metadata.on_topic_deleted.append(self.replica_manager.on_topic_deleted)
@@ -201,6 +202,15 @@ class Broker:
                 tg.start_soon(self._accept_loop, listener, name, tg)
             self.log_manager.on_log_start_moved = self._log_start_mover()
             self.log_manager.start()  # background flush (flush.ms), checkpoints, deletes, retention
+            try:
+                # A cluster member joins now that its endpoints are known: image, local replicas, lease.
+                await self.metadata.start(tg)
+            except BaseException as e:
+                tg.cancel_scope.cancel()  # the accept loops close their listeners
+                self.log_manager.shutdown()
+                if isinstance(e, Exception):  # etcd unreachable, log dirs of another cluster
+                    raise StartupError(f"cannot join the cluster: {e}") from e
+                raise
             await self.replica_manager.start(tg)
             await self.groups.start(tg)
             await self.transactions.start(tg)
@@ -312,6 +322,8 @@ class Broker:
         if self.stopping:
             return
         self.stopping = True
+        # Controlled shutdown first, while followers can still catch up and leaderships move.
+        await self.metadata.shutdown()
         await self.groups.shutdown()  # answer blocked JoinGroup/SyncGroup calls so connections drain
         await self.transactions.shutdown()
         # Release long-polling fetches so they answer now instead of at their max wait.
