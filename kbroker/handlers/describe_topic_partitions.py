@@ -18,7 +18,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
-from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, partition_entry
+from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, live_brokers, partition_entry
 from kbroker.metadata.topic_names import invalid_reason, is_internal
 from kbroker.security.model import AclOperation, ResourceType
 
@@ -37,6 +37,7 @@ def _error_topic(ctx: RequestContext, code: int, name: str) -> dict[str, Any]:
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     md = ctx.broker.metadata
+    live = live_brokers(md)
     requested = [t.name for t in body.topics]
     fetch_all = not requested
     cursor = body.cursor
@@ -77,7 +78,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         upper = min(count, first + remaining)
         # One replica per partition: no eligible leader replicas (KIP-966) to report.
         partitions = [
-            {**partition_entry(p), "eligible_leader_replicas": [], "last_known_elr": []}
+            {**partition_entry(p, live), "eligible_leader_replicas": [], "last_known_elr": []}
             # Only this page's partitions are looked at: a cursor deep into a topic of many
             # thousands of partitions costs no more than the first page.
             for p in (topic.partitions.get(i) for i in range(first, upper))

@@ -491,7 +491,7 @@ class MetadataManager:
             if result != E.OK or validate_only:
                 return result
             if self.cluster is not None:
-                return await self._grow_in_cluster(name, new_total, new_assign)
+                return await self._grow_in_cluster(name, new_total, assignments, new_assign)
             topic = self.topics[name]
             current = len(topic.partitions)
             if new_total - current < OFF_LOOP_PARTITIONS:
@@ -517,16 +517,11 @@ class MetadataManager:
         topic = self.topics.get(name)
         if topic is None:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-        merged: dict[str, str | None] = dict(topic.configs) if incremental else {}
-        for key, value in updates.items():
-            if value is None and incremental:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
+        merged = _merge_configs(topic.configs, updates, incremental)
         result = self.validation.check_configs(merged)
         if result != E.OK or validate_only:
             return result
-        if self.cluster is not None:
+        if self.clustered:
             # Written to etcd in the background; every broker applies it from its image.
             self._spawn(self._set_configs_in_cluster(name, {k: v for k, v in merged.items() if v is not None}))
             return E.OK
@@ -534,6 +529,31 @@ class MetadataManager:
         self._store.save(topic)
         self._logs.apply_config(topic)
         return E.OK
+
+    async def alter_topic_configs_async(self, name: str, updates: Mapping[str, str | None], *,
+                                        incremental: bool = True, validate_only: bool = False) -> E.Result:
+        """:meth:`alter_topic_configs` for request handlers: in a cluster, the change is a
+        compare-and-swap of the topic's record in etcd, answered once this broker applied it."""
+        if self.cluster is None:
+            return self.alter_topic_configs(name, updates, incremental=incremental, validate_only=validate_only)
+        for _attempt in range(5):
+            topic = self.topics.get(name)
+            if topic is None:
+                return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+            merged = _merge_configs(topic.configs, updates, incremental)
+            result = self.validation.check_configs(merged)
+            if result != E.OK or validate_only:
+                return result
+            try:
+                revision = await self.cluster.set_topic_configs(name, {k: v for k, v in merged.items() if v is not None})
+            except Exception as e:
+                return ErrorCode.UNKNOWN_SERVER_ERROR, f"Changing the topic's configs failed: {e}"
+            if revision is not None:
+                await self.cluster.wait_applied(revision)
+                return E.OK
+            # Another change of the topic won the race: merge into the fresh overrides once applied.
+            await self.cluster.wait_applied(self.cluster.image.revision + 1, timeout=1.0)
+        return ErrorCode.CONCURRENT_TRANSACTIONS, f"The topic '{name}' keeps changing; retry."
 
     def save_dynamic_config(self, config: BrokerConfig) -> None:
         """Persist ``config``'s dynamic broker configs (before they take effect)."""
@@ -721,27 +741,33 @@ class MetadataManager:
             self._pending.difference_update(names)
         return out
 
-    async def _grow_in_cluster(self, name: str, new_total: int,
+    async def _grow_in_cluster(self, name: str, new_total: int, assignments: Sequence[Sequence[int]] | None,
                                new_assign: Mapping[int, Sequence[int]] | None) -> E.Result:
+        """Add partitions in etcd (CAS on the topic's record); a lost race is re-decided on the fresh image."""
         from kbroker.metadata.assignment import AssignmentError
 
         cluster = self.cluster
         assert cluster is not None
-        topic = self.topics[name]
-        current = len(topic.partitions)
-        first = topic.partitions.get(0)
-        rf = len(first.replicas) if first is not None else 1
-        try:
-            assignment = self._assign(new_total - current, rf, new_assign, start_partition=current)
-            revision = await cluster.grow_topic(name, new_total, assignment)
-        except AssignmentError as e:
-            return e.code, str(e)
-        except Exception as e:
-            return ErrorCode.UNKNOWN_SERVER_ERROR, f"Adding partitions failed: {e}"
-        if revision is None:
-            return ErrorCode.CONCURRENT_TRANSACTIONS, f"The topic '{name}' changed meanwhile; retry."
-        await cluster.wait_applied(revision)
-        return E.OK
+        for _attempt in range(5):
+            topic = self.topics[name]
+            current = len(topic.partitions)
+            first = topic.partitions.get(0)
+            rf = len(first.replicas) if first is not None else 1
+            try:
+                assignment = self._assign(new_total - current, rf, new_assign, start_partition=current)
+                revision = await cluster.grow_topic(name, new_total, assignment)
+            except AssignmentError as e:
+                return e.code, str(e)
+            except Exception as e:
+                return ErrorCode.UNKNOWN_SERVER_ERROR, f"Adding partitions failed: {e}"
+            if revision is not None:
+                await cluster.wait_applied(revision)
+                return E.OK
+            await cluster.wait_applied(cluster.image.revision + 1, timeout=1.0)
+            result, new_assign = self.validation.check_grow(name, new_total, assignments)
+            if result != E.OK:
+                return result
+        return ErrorCode.CONCURRENT_TRANSACTIONS, f"The topic '{name}' keeps changing; retry."
 
     async def _delete_in_cluster(self, topic: TopicInfo) -> E.Result:
         cluster = self.cluster
@@ -906,3 +932,15 @@ async def _logged(awaitable: Any) -> None:
         await awaitable
     except Exception:
         log.exception("background cluster metadata task failed")
+
+
+def _merge_configs(current: Mapping[str, str], updates: Mapping[str, str | None],
+                   incremental: bool) -> dict[str, str | None]:
+    """``updates`` merged into ``current`` (None removes a key), or replacing it when not incremental."""
+    merged: dict[str, str | None] = dict(current) if incremental else {}
+    for key, value in updates.items():
+        if value is None and incremental:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged

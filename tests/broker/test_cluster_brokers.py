@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException
@@ -15,6 +16,7 @@ from wait_helpers import wait_until
 from kbroker.config import generate_cluster_id
 from kbroker.etcd.server import EtcdServer
 from kbroker.testing import BrokerThread
+from tests.broker.replica_wire import WireClient
 from tests.etcd.conftest import etcd_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -157,12 +159,30 @@ def test_restarted_broker_rejoins_with_its_logs(cluster: Cluster) -> None:
     assert set(cluster.admin(2).list_topics(timeout=10).topics["keep"].partitions) == {0, 1, 2}
 
 
+def _wire_metadata(cluster: Cluster, i: int) -> Any:
+    """One Metadata (v12) answer of broker ``i`` itself (an admin client may ask any broker)."""
+    wire = WireClient(cluster.brokers[i].bootstrap)
+    try:
+        return wire.call(3, 12, {"topics": None, "allow_auto_topic_creation": False,
+                                 "include_topic_authorized_operations": False})
+    finally:
+        wire.close()
+
+
 def test_expired_lease_removes_a_broker(cluster: Cluster) -> None:
     admin = cluster.admin(0)
     wait_until(lambda: _broker_ids(admin) == {0, 1, 2}, interval=0.05, what="all brokers")
+    _create(admin, NewTopic("led", 2, replica_assignment=[[1, 0], [0, 1]]))
     victim = cluster.brokers[1]
     # Its keepalives stop (as in a long pause) while the process keeps serving.
     victim.call(lambda: victim.broker.metadata.cluster.stop(revoke=False))
-    wait_until(lambda: _broker_ids(admin) == {0, 2}, timeout=10, interval=0.05, what="broker 1 expired")
+    for i in (0, 2):
+        wait_until(lambda i=i: {b.node_id for b in _wire_metadata(cluster, i).brokers} == {0, 2}, timeout=10,
+                   interval=0.05, what=f"broker 1 gone from broker {i}'s Metadata")
     assert not victim.broker.metadata.lease_valid()
-    assert _broker_ids(cluster.admin(1)) == {0, 2}  # its own image saw its registration go too
+    md = _wire_metadata(cluster, 2)
+    assert md.controller_id in (0, 2)
+    parts = {p.partition_index: p for t in md.topics if t.name == "led" for p in t.partitions}
+    # No controller moved the leadership yet: the partition led by the lost broker has no leader.
+    assert (parts[0].error_code, parts[0].leader_id, parts[0].offline_replicas) == (5, -1, [1])
+    assert (parts[1].error_code, parts[1].leader_id, parts[1].offline_replicas) == (0, 0, [1])
