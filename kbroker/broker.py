@@ -197,6 +197,7 @@ class Broker:
         except BaseException:
             self.log_manager.shutdown()  # flushes nothing new; releases the log dir locks
             raise
+        join_error: Exception | None = None
         async with anyio.create_task_group() as tg:
             for name, listener in bound:
                 tg.start_soon(self._accept_loop, listener, name, tg)
@@ -205,21 +206,22 @@ class Broker:
             try:
                 # A cluster member joins now that its endpoints are known: image, local replicas, lease.
                 await self.metadata.start(tg)
-            except BaseException as e:
+            except Exception as e:  # etcd unreachable, log dirs of another cluster
+                join_error = e
                 tg.cancel_scope.cancel()  # the accept loops close their listeners
-                self.log_manager.shutdown()
-                if isinstance(e, Exception):  # etcd unreachable, log dirs of another cluster
-                    raise StartupError(f"cannot join the cluster: {e}") from e
-                raise
-            await self.replica_manager.start(tg)
-            await self.groups.start(tg)
-            await self.transactions.start(tg)
-            try:
-                yield self
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self.shutdown()
-                tg.cancel_scope.cancel()
+            if join_error is None:
+                await self.replica_manager.start(tg)
+                await self.groups.start(tg)
+                await self.transactions.start(tg)
+                try:
+                    yield self
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.shutdown()
+                    tg.cancel_scope.cancel()
+        if join_error is not None:
+            self.log_manager.shutdown()
+            raise StartupError(f"cannot join the cluster: {join_error}") from join_error
 
     def _log_start_mover(self) -> Callable[[str, int], None]:
         """For the log manager's retention thread: wake the fetches parked on a partition whose

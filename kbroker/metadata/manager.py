@@ -677,10 +677,11 @@ class MetadataManager:
         self._pending.add(request.name)
 
         async def create() -> None:
-            try:
-                await self._create_in_cluster([request], [E.OK], None, internal=internal)
-            finally:
-                self._pending.discard(request.name)
+            # Validated again on the loop (no await in between), without its own reservation.
+            self._pending.discard(request.name)
+            (code, message), = await self._create_in_cluster([request], [E.OK], None, internal=internal)
+            if code not in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
+                log.warning("creating topic %s failed: %s", request.name, message)
 
         self._spawn(create())
 

@@ -186,3 +186,16 @@ def test_expired_lease_removes_a_broker(cluster: Cluster) -> None:
     # No controller moved the leadership yet: the partition led by the lost broker has no leader.
     assert (parts[0].error_code, parts[0].leader_id, parts[0].offline_replicas) == (5, -1, [1])
     assert (parts[1].error_code, parts[1].leader_id, parts[1].offline_replicas) == (0, 0, [1])
+
+
+def test_unreachable_etcd_stops_the_start(tmp_path: Path) -> None:
+    from kbroker.broker import StartupError
+    from kbroker.etcd.server import free_port
+
+    overrides = {"etcd.endpoints": f"http://127.0.0.1:{free_port()}"}
+    with pytest.raises(RuntimeError) as e:
+        BrokerThread(tmp_path / "b", overrides).start(timeout=30)
+    assert isinstance(e.value.__cause__, StartupError) and "cannot join the cluster" in str(e.value.__cause__)
+    # The data directory is free again: a single broker starts on it.
+    single = BrokerThread(tmp_path / "b").start()
+    single.stop()
