@@ -251,14 +251,20 @@ class ClusterMetadata:
         return self._clock.monotonic() < self._valid_until
 
     async def _keepalive_loop(self) -> None:
+        failing = False
         while True:
             await anyio.sleep(self._heartbeat_s)
             sent = self._clock.monotonic()
             try:
                 ttl = await self.client.keepalive(self.lease_id)
             except EtcdError as e:
-                log.warning("etcd lease keepalive failed: %s", e)
+                if not failing:  # once per outage, not at every heartbeat
+                    log.warning("etcd lease keepalive failed: %s; retrying every heartbeat", e)
+                    failing = True
                 continue
+            if failing:
+                log.info("etcd lease keepalive works again")
+                failing = False
             if ttl > 0:
                 self._valid_until = sent + ttl
                 continue
@@ -271,17 +277,24 @@ class ClusterMetadata:
                 log.warning("registering again failed: %s", e)
 
     async def _watch_loop(self) -> None:
+        reported = False
         while True:
             try:
                 async for events in self.client.watch(self.keys.prefix, self.image.revision + 1):
                     self._applied(self.image.apply(events))
             except (EtcdCompacted, EtcdUnavailable) as e:
                 log.warning("etcd watch interrupted (%s); reading the cluster metadata again", e)
-            await anyio.sleep(_RETRY_S)
-            try:
-                self._applied(await self.load())
-            except EtcdError as e:
-                log.warning("reading the cluster metadata failed: %s", e)
+            # Until etcd answers again: a read every _RETRY_S, logged once.
+            while True:
+                await anyio.sleep(_RETRY_S)
+                try:
+                    self._applied(await self.load())
+                    break
+                except EtcdError as e:
+                    if not reported:
+                        log.warning("reading the cluster metadata failed: %s; retrying", e)
+                        reported = True
+            reported = False
 
     def _applied(self, changes: ImageChanges) -> None:
         if self.on_change is not None:

@@ -577,6 +577,8 @@ class MetadataManager:
         from kbroker.metadata.cluster import ClusterMetadata
         from kbroker.metadata.cluster_state import ClusterKeys
 
+        # httpx logs every request at INFO: one per heartbeat.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         cfg = self._config.current
         client = EtcdClient(list(cfg.get("etcd.endpoints")))
         try:
@@ -641,11 +643,14 @@ class MetadataManager:
         cfg = self._config.current
         try:
             if cfg.get("controlled.shutdown.enable") and cluster.lease_valid():
-                with anyio.move_on_after(int(cfg.get("controlled.shutdown.max.wait.ms")) / 1000):
+                with anyio.move_on_after(int(cfg.get("controlled.shutdown.max.wait.ms")) / 1000) as waited:
                     await cluster.wait_applied(await cluster.mark_shutting_down())
                     while (left := self._movable_leaderships()) > 0:
                         log.info("controlled shutdown: waiting for %d leaderships to move", left)
                         await cluster.wait_applied(cluster.image.revision + 1)
+                if waited.cancelled_caught:
+                    log.warning("controlled shutdown: %d leaderships did not move within "
+                                "controlled.shutdown.max.wait.ms; stopping anyway", self._movable_leaderships())
         except Exception as e:  # etcd away: the lease expires by itself
             log.warning("controlled shutdown failed: %s", e)
         if self._controller_scope is not None:
@@ -813,6 +818,7 @@ class MetadataManager:
                 topic = TopicInfo(name, record.topic_id, {}, dict(record.configs), is_internal(name))
                 self._register(topic)
                 changed_topics.append(topic)
+                log.info("topic %s (%s) with %d partitions", name, record.topic_id, record.partitions)
             elif dict(record.configs) != topic.configs:
                 topic.configs = dict(record.configs)
                 self._logs.apply_config(topic)
