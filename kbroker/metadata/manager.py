@@ -808,7 +808,10 @@ class MetadataManager:
                 self._unregister(existing)
                 gone = [i for i, p in existing.partitions.items() if _hosts(p, self.node_id)]
                 local += [(existing.partitions[i], None) for i in gone]
-                removed.append((existing, gone))
+                if record is None:
+                    removed.append((existing, gone))
+                else:  # recreated under the same name: the old logs go before the new ones open
+                    self._remove_local_logs(existing, gone)
                 deleted_topics.append(existing)
                 existing = None
             if record is None:
@@ -854,20 +857,10 @@ class MetadataManager:
             self._notify(self.on_topic_changed, topic)
 
     def _remove_local_logs(self, topic: TopicInfo, indices: list[int]) -> None:
-        """Close the logs of replicas this node no longer hosts; remove their files off the loop."""
-        lm = self._logs.log_manager
-        for i in indices:
-            plog = lm.get_log(topic.name, i)
-            if plog is not None:
-                plog.close(snapshot=False)
-
-        def delete() -> None:
-            lm.delete_partitions(topic.name, indices)
-
-        if self._tg is None:
-            delete()
-        else:
-            self._tg.start_soon(_logged, anyio.to_thread.run_sync(delete))
+        """Delete the logs of replicas this node no longer hosts: closed and renamed now, their
+        files removed by the log manager's background thread (Kafka's asynchronous delete)."""
+        if indices:
+            self._logs.log_manager.delete_partitions(topic.name, indices)
 
     # ------------------------------------------------------------------ internals
 

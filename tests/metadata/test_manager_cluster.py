@@ -249,3 +249,34 @@ async def test_controlled_shutdown_gives_up_after_its_max_wait(etcd_server: Etcd
         await a.metadata.shutdown()  # nobody moves the leadership: 500 ms, then leave anyway
         assert 0.4 <= anyio.current_time() - start < 5
         await _until(lambda: b.metadata.live_broker_ids() == [2], timeout=3)
+
+
+async def test_topic_recreated_under_its_name_gets_fresh_logs(etcd_server: EtcdServer, tmp_path: Path) -> None:
+    from kbroker.etcd.client import Delete, Put
+    from kbroker.metadata.cluster_state import TopicRecord
+
+    async with _brokers(etcd_server, tmp_path, [1, 2]) as (a, b):
+        assert (await a.metadata.create_topics_async([NewTopicRequest("r", -1, -1, {}, {0: [1, 2]})]))[0] == E.OK
+        await _until(lambda: b.log_manager.get_log("r", 0) is not None)
+        old = b.log_manager.get_log("r", 0)
+        old_id = b.metadata.topic("r").topic_id  # type: ignore[union-attr]
+        cluster = a.metadata.cluster
+        assert cluster is not None and old is not None and old.topic_id == old_id
+        # Deleted and created again while b was not watching: b's re-read (as after a compacted
+        # watch) sees only that the topic's id changed.
+        await b.metadata.cluster.stop(revoke=False)  # type: ignore[union-attr]
+        new_id = uuid.uuid4()
+        p0 = cluster.image.partition("r", 0)
+        assert p0 is not None
+        deleted: list[uuid.UUID] = []
+        b.metadata.on_topic_deleted.append(lambda t: deleted.append(t.topic_id))
+        await cluster.client.txn([], [Delete(cluster.keys.topic_partitions("r"), prefix=True),
+                                      Delete(cluster.keys.topic("r"))])
+        await cluster.client.txn([], [Put(cluster.keys.topic("r"), TopicRecord("r", new_id, 1).encode()),
+                                      Put(cluster.keys.partition("r", 0), encode_partition(p0))])
+        b_cluster = b.metadata.cluster
+        assert b_cluster is not None
+        b_cluster._applied(await b_cluster.load())
+        assert deleted == [old_id] and b.metadata.topic("r").topic_id == new_id  # type: ignore[union-attr]
+        fresh = b.log_manager.get_log("r", 0)
+        assert fresh is not None and fresh is not old and fresh.topic_id == new_id
