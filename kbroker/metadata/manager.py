@@ -698,6 +698,9 @@ class MetadataManager:
         if explicit:
             return {i: list(explicit[i]) for i in range(start_partition, start_partition + num_partitions)}
         brokers = {b: self.rack_of(b) for b in self.live_broker_ids()}
+        if None in brokers.values():
+            # Kafka's RackAwareMode.Safe: racks count only when every broker has one.
+            brokers = dict.fromkeys(brokers)
         return assign_replicas(brokers, num_partitions, rf, start_partition=start_partition)
 
     async def _create_in_cluster(self, requests: Sequence[NewTopicRequest], results: list[E.Result],

@@ -199,3 +199,34 @@ def test_unreachable_etcd_stops_the_start(tmp_path: Path) -> None:
     # The data directory is free again: a single broker starts on it.
     single = BrokerThread(tmp_path / "b").start()
     single.stop()
+
+
+def test_clients_reach_each_partition_on_its_leader(cluster: Cluster) -> None:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    admin = cluster.admin(0)
+    wait_until(lambda: _broker_ids(admin) == {0, 1, 2}, interval=0.05, what="all brokers")
+    _create(admin, NewTopic("spread", 3, replica_assignment=[[0], [1], [2]]))
+    producer = Producer({"bootstrap.servers": cluster.brokers[0].bootstrap, "acks": "1"})
+    for i in range(30):
+        producer.produce("spread", value=str(i).encode(), partition=i % 3)
+    assert producer.flush(15) == 0
+    # Each partition's records are in its leader's own log, nowhere else.
+    for b in range(3):
+        assert cluster.brokers[b].broker.log_manager.get_log("spread", b).log_end_offset == 10
+    consumer = Consumer({"bootstrap.servers": cluster.brokers[2].bootstrap, "group.id": "g",
+                         "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition("spread", p, 0) for p in range(3)])
+        got: list[int] = []
+
+        def poll() -> bool:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                got.append(int(message.value()))
+            return len(got) >= 30
+
+        wait_until(poll, timeout=30, interval=0, what="30 records")
+        assert sorted(got) == list(range(30))
+    finally:
+        consumer.close()

@@ -280,3 +280,32 @@ async def test_topic_recreated_under_its_name_gets_fresh_logs(etcd_server: EtcdS
         assert deleted == [old_id] and b.metadata.topic("r").topic_id == new_id  # type: ignore[union-attr]
         fresh = b.log_manager.get_log("r", 0)
         assert fresh is not None and fresh is not old and fresh.topic_id == new_id
+
+
+async def test_placement_uses_racks_when_every_broker_has_one(etcd_server: EtcdServer, tmp_path: Path) -> None:
+    prefix = f"/t/{uuid.uuid4().hex}/"
+    racked = [_broker(etcd_server, tmp_path, n, prefix, **{"broker.rack": rack})
+              for n, rack in ((1, "a"), (2, "a"), (3, "b"), (4, "b"))]
+    try:
+        async with anyio.create_task_group() as tg:
+            for b in racked:
+                await b.metadata.start(tg)
+            md = racked[0].metadata
+            await _until(lambda: md.live_broker_ids() == [1, 2, 3, 4])
+            assert (await md.create_topics_async([NewTopicRequest("racks", 8, 2)]))[0] == E.OK
+            topic = md.topic("racks")
+            assert topic is not None
+            for p in topic.partitions.values():
+                assert {md.rack_of(r) for r in p.replicas} == {"a", "b"}
+            # A broker without a rack joins: placement ignores racks rather than failing.
+            plain = _broker(etcd_server, tmp_path, 5, prefix)
+            racked.append(plain)
+            await plain.metadata.start(tg)
+            await _until(lambda: 5 in md.live_broker_ids())
+            assert (await md.create_topics_async([NewTopicRequest("mixed", 5, 3)]))[0] == E.OK
+            for b in racked:
+                await b.metadata.shutdown()
+            tg.cancel_scope.cancel()
+    finally:
+        for b in racked:
+            b.log_manager.shutdown()
