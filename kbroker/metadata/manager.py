@@ -1,6 +1,14 @@
 """``MetadataManager``: the cluster's topics, partitions, leaders and identity.
 
-Single node today: this broker is the controller and leads every partition. Every
+Two modes. **Cluster** (``etcd.endpoints`` set): the topics, partitions and live brokers
+come from etcd through a :class:`~kbroker.metadata.cluster.ClusterMetadata` (the
+``cluster`` attribute), joined in :meth:`MetadataManager.start`. Every applied batch of
+etcd changes updates the registry, opens the logs of new local replicas, tells the
+``on_partitions_changed`` listeners and then deletes the logs of replicas that left this
+node. Creations, growths, deletions and config changes are etcd transactions, answered
+once this broker's image has applied them; the local topic store is not used.
+
+**Single broker** (the rest of this docstring): this broker is the controller and leads every partition. Every
 change is persisted through the log layer's topic store before it becomes visible,
 and every partition's log is opened when its topic is created or loaded. The
 operations are synchronous on purpose: they run on the event loop and touch only a
@@ -828,12 +836,25 @@ class MetadataManager:
             elif dict(record.configs) != topic.configs:
                 topic.configs = dict(record.configs)
                 self._logs.apply_config(topic)
-            old_parts = topic.partitions
-            new_parts = image.topic_partitions(name)
-            if len(new_parts) != len(old_parts) and topic not in changed_topics:
-                changed_topics.append(topic)
-            topic.partitions = new_parts
-            opened = [i for i, p in new_parts.items() if _hosts(p, self.node_id)]
+            if existing is None or name in changes.topics:
+                # New topic or a changed record (growth): the whole topic from the image.
+                old_parts = topic.partitions
+                new_parts = image.topic_partitions(name)
+                if len(new_parts) != len(old_parts) and topic not in changed_topics:
+                    changed_topics.append(topic)
+                topic.partitions = new_parts
+            else:
+                # Only some partitions' states changed (an ISR, a leader): only those are looked at.
+                touched = [i for (t, i) in changes.partitions if t == name and i < record.partitions]
+                old_parts = {i: p for i in touched if (p := topic.partitions.get(i)) is not None}
+                new_parts = {i: p for i in touched if (p := image.partition(name, i)) is not None}
+                for i in touched:
+                    if i in new_parts:
+                        topic.partitions[i] = new_parts[i]
+                    else:
+                        topic.partitions.pop(i, None)
+            lm = self._logs.log_manager
+            opened = [i for i, p in new_parts.items() if _hosts(p, self.node_id) and lm.get_log(name, i) is None]
             if opened:
                 self._logs.open(topic, opened)
             dropped = [i for i, p in old_parts.items() if _hosts(p, self.node_id)
