@@ -3,9 +3,10 @@
 Kafka's admin client (``describeTopics``, so ``kafka-topics --describe``) asks this before
 Metadata. As Kafka: the topics answer sorted by name, an empty list means every topic, at
 most ``min(response_partition_limit, 2000)`` partitions are described per response and
-``next_cursor`` names where the next request starts. kbroker has no eligible leader
-replicas (one replica per partition), so ELR and last-known ELR are empty lists, as Kafka
-reports them for such a partition.
+``next_cursor`` names where the next request starts. kbroker keeps no eligible leader
+replicas (KIP-966's ELR needs a controller that tracks them), so ELR and last-known ELR are
+empty lists, as Kafka reports them with ELR disabled. In a cluster, a partition whose
+leader is not live answers LEADER_NOT_AVAILABLE, as in Metadata.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         first = cursor.partition_index if cursor is not None and name == start_topic else 0
         count = len(topic.partitions)
         upper = min(count, first + remaining)
-        # One replica per partition: no eligible leader replicas (KIP-966) to report.
+        # No eligible leader replicas (KIP-966) to report.
         partitions = [
             {**partition_entry(p, live), "eligible_leader_replicas": [], "last_known_elr": []}
             # Only this page's partitions are looked at: a cursor deep into a topic of many
