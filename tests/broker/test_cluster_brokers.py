@@ -186,6 +186,14 @@ def test_expired_lease_removes_a_broker(cluster: Cluster) -> None:
     # No controller moved the leadership yet: the partition led by the lost broker has no leader.
     assert (parts[0].error_code, parts[0].leader_id, parts[0].offline_replicas) == (5, -1, [1])
     assert (parts[1].error_code, parts[1].leader_id, parts[1].offline_replicas) == (0, 0, [1])
+    wire = WireClient(cluster.brokers[0].bootstrap)
+    try:
+        described = wire.call(75, 0, {"topics": [{"name": "led"}], "response_partition_limit": 2000, "cursor": None})
+    finally:
+        wire.close()
+    rows = {p.partition_index: p for p in described.topics[0].partitions}
+    assert (rows[0].error_code, rows[0].leader_id, rows[0].replica_nodes) == (5, -1, [1, 0])
+    assert (rows[1].error_code, rows[1].leader_id) == (0, 0)
 
 
 def test_unreachable_etcd_stops_the_start(tmp_path: Path) -> None:
