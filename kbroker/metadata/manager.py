@@ -812,6 +812,7 @@ class MetadataManager:
         removed: list[tuple[TopicInfo, list[int]]] = []
         deleted_topics: list[TopicInfo] = []
         changed_topics: list[TopicInfo] = []
+        added = 0
         for name in sorted(changes.touched_topics):
             record = image.topics.get(name)
             existing = self.topics.get(name)
@@ -842,6 +843,7 @@ class MetadataManager:
                 new_parts = image.topic_partitions(name)
                 if len(new_parts) != len(old_parts) and topic not in changed_topics:
                     changed_topics.append(topic)
+                added += max(0, len(new_parts) - len(old_parts))
                 topic.partitions = new_parts
             else:
                 # Only some partitions' states changed (an ISR, a leader): only those are looked at.
@@ -866,6 +868,7 @@ class MetadataManager:
                 if before != after and ((before is not None and _hosts(before, self.node_id))
                                         or (after is not None and _hosts(after, self.node_id))):
                     local.append((before, after))
+        self._settle_heap(added)
         if local:
             for fn in self.on_partitions_changed:
                 try:

@@ -309,3 +309,24 @@ async def test_placement_uses_racks_when_every_broker_has_one(etcd_server: EtcdS
     finally:
         for b in racked:
             b.log_manager.shutdown()
+
+
+async def test_controller_id_follows_the_controller_key(etcd_server: EtcdServer, tmp_path: Path) -> None:
+    async with _brokers(etcd_server, tmp_path, [3, 1, 2]) as (a, b, c):
+        cluster = a.metadata.cluster
+        assert cluster is not None
+        # No controller elected: clients are pointed at a live broker (the lowest id), as KRaft
+        # brokers point them at a random live broker.
+        await _until(lambda: a.metadata.live_broker_ids() == [1, 2, 3])
+        assert a.metadata.controller_id == 1
+        revision = await cluster.client.put(cluster.keys.controller, b'{"id": 2}', lease=c.metadata.cluster.lease_id)  # type: ignore[union-attr]
+        assert await cluster.wait_applied(revision)
+        assert a.metadata.controller_id == 2 and cluster.image.controller_id == 2
+        # The controller's broker leaves (its lease ends): the key goes with it.
+        await c.metadata.shutdown()
+        await _until(lambda: cluster.image.controller_id == -1)
+        assert a.metadata.controller_id == 1
+        # A controller key naming a broker that is not live is not handed to clients.
+        revision = await cluster.client.put(cluster.keys.controller, b'{"id": 9}')
+        assert await cluster.wait_applied(revision)
+        assert a.metadata.controller_id == 1
