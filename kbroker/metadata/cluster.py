@@ -17,9 +17,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import anyio
@@ -191,8 +192,11 @@ class ClusterMetadata:
         self.lease_id = 0
         self._valid_until = 0.0
         self.registration: BrokerRegistration | None = None
-        #: Called on the loop after each applied batch.
-        self.on_change: Callable[[ImageChanges], None] | None = None
+        #: Called on the loop after each batch the image applied; the next batch waits for it
+        #: (a coroutine function may move work off the loop and stay in revision order).
+        self.on_change: Callable[[ImageChanges], Awaitable[None] | None] | None = None
+        #: The revision every ``on_change`` call has completed up to (what :meth:`wait_applied` waits for).
+        self.applied_revision = 0
         self._waiters: list[tuple[int, anyio.Event]] = []
         self._scope: anyio.CancelScope | None = None
         self._stopped = False
@@ -281,42 +285,48 @@ class ClusterMetadata:
         while True:
             try:
                 async for events in self.client.watch(self.keys.prefix, self.image.revision + 1):
-                    self._applied(self.image.apply(events))
+                    await self.applied(self.image.apply(events))
             except (EtcdCompacted, EtcdUnavailable) as e:
                 log.warning("etcd watch interrupted (%s); reading the cluster metadata again", e)
             # Until etcd answers again: a read every _RETRY_S, logged once.
             while True:
                 await anyio.sleep(_RETRY_S)
                 try:
-                    self._applied(await self.load())
-                    break
+                    changes = await self.load()
                 except EtcdError as e:
                     if not reported:
                         log.warning("reading the cluster metadata failed: %s; retrying", e)
                         reported = True
+                    continue
+                await self.applied(changes)
+                break
             reported = False
 
-    def _applied(self, changes: ImageChanges) -> None:
+    async def applied(self, changes: ImageChanges) -> None:
+        """Hand a batch the image applied (``load()``'s or the watch's) to ``on_change``, then
+        wake those waiting for its revision."""
         if self.on_change is not None:
             try:
-                self.on_change(changes)
+                result = self.on_change(changes)
+                if inspect.isawaitable(result):
+                    await result
             except Exception:  # the image is applied; a listener's fault must not stop the watch
                 log.exception("applying a cluster metadata change failed")
-        revision = self.image.revision
+        revision = self.applied_revision = self.image.revision
         ready = [e for r, e in self._waiters if r <= revision]
         self._waiters = [(r, e) for r, e in self._waiters if r > revision]
         for event in ready:
             event.set()
 
     async def wait_applied(self, revision: int, timeout: float = 30.0) -> bool:
-        """Wait until the image has applied ``revision``; False on timeout (or when stopped)."""
-        if self.image.revision >= revision:
+        """Wait until ``revision`` is applied (``on_change`` included); False on timeout (or when stopped)."""
+        if self.applied_revision >= revision:
             return True
         event = anyio.Event()
         self._waiters.append((revision, event))
         with anyio.move_on_after(timeout):
             await event.wait()
-        return self.image.revision >= revision
+        return self.applied_revision >= revision
 
     # ------------------------------------------------------------------ writes
 

@@ -597,10 +597,10 @@ class MetadataManager:
                                       listeners=self._endpoints, rack=cfg.get("broker.rack"))
             self.cluster = cluster
             self._tg = tg
-            self._apply_image(await cluster.load())
+            cluster.on_change = self._apply_image_async
+            await cluster.applied(await cluster.load())
             # Only now is it known which local logs are this node's replicas.
             self._logs.delete_strays(self._is_local_replica)
-            cluster.on_change = self._apply_image
             await cluster.join(tg)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -803,6 +803,28 @@ class MetadataManager:
         assert self.cluster is not None
         if await self.cluster.set_topic_configs(name, configs) is None:
             log.warning("config change of topic %s lost a race with another change; not applied", name)
+
+    async def _apply_image_async(self, changes: ImageChanges) -> None:
+        """:meth:`_apply_image`, the logs of many new local replicas prepared in a worker thread
+        first (a large creation must not stall the event loop). The next batch waits for it."""
+        assert self.cluster is not None
+        image = self.cluster.image
+        lm = self._logs.log_manager
+        for name in changes.topics:  # only a topic's record adds partitions
+            record = image.topics.get(name)
+            existing = self.topics.get(name)
+            if record is None or (existing is not None and existing.topic_id != record.topic_id):
+                continue  # gone, or recreated (its old logs go first, in _apply_image)
+            missing = [i for i, p in image.topic_partitions(name).items()
+                       if _hosts(p, self.node_id) and lm.get_log(name, i) is None]
+            if len(missing) < OFF_LOOP_PARTITIONS:
+                continue
+            topic = TopicInfo(name, record.topic_id, {}, dict(record.configs), is_internal(name))
+            # Shielded: prepared logs are registered, or removed, never left half-made.
+            with anyio.CancelScope(shield=True):
+                prepared = await anyio.to_thread.run_sync(self._logs.prepare, topic, missing)
+                self._logs.open_prepared(topic, prepared)
+        self._apply_image(changes)
 
     def _apply_image(self, changes: ImageChanges) -> None:
         """On the loop: bring the topic registry and local logs in line with an applied etcd batch."""

@@ -276,7 +276,7 @@ async def test_topic_recreated_under_its_name_gets_fresh_logs(etcd_server: EtcdS
                                       Put(cluster.keys.partition("r", 0), encode_partition(p0))])
         b_cluster = b.metadata.cluster
         assert b_cluster is not None
-        b_cluster._applied(await b_cluster.load())
+        await b_cluster.applied(await b_cluster.load())
         assert deleted == [old_id] and b.metadata.topic("r").topic_id == new_id  # type: ignore[union-attr]
         fresh = b.log_manager.get_log("r", 0)
         assert fresh is not None and fresh is not old and fresh.topic_id == new_id
@@ -330,3 +330,32 @@ async def test_controller_id_follows_the_controller_key(etcd_server: EtcdServer,
         revision = await cluster.client.put(cluster.keys.controller, b'{"id": 9}')
         assert await cluster.wait_applied(revision)
         assert a.metadata.controller_id == 1
+
+
+async def test_many_new_local_logs_are_prepared_off_the_loop(etcd_server: EtcdServer, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from kbroker.metadata.topic_logs import OFF_LOOP_PARTITIONS, TopicLogs
+
+    threads: list[str] = []
+    real_prepare = TopicLogs.prepare
+
+    def prepare(self: TopicLogs, topic: object, partitions: object) -> object:
+        threads.append(threading.current_thread().name)
+        return real_prepare(self, topic, partitions)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TopicLogs, "prepare", prepare)
+    n = 2 * OFF_LOOP_PARTITIONS
+    async with _brokers(etcd_server, tmp_path, [1, 2]) as (a, b):
+        await _until(lambda: a.metadata.live_broker_ids() == [1, 2])
+        assert (await a.metadata.create_topics_async([NewTopicRequest("bulk", n, 2)]))[0] == E.OK
+        await _until(lambda: b.metadata.topic("bulk") is not None)
+        for broker in (a, b):
+            assert all(broker.log_manager.get_log("bulk", i) is not None for i in range(n))
+        main = threading.main_thread().name
+        assert len(threads) == 2 and main not in threads
+        # A few more partitions: opened on the loop, as before.
+        assert await a.metadata.create_partitions_async("bulk", n + 2) == E.OK
+        await _until(lambda: b.log_manager.get_log("bulk", n + 1) is not None)
+        assert len(threads) == 2
