@@ -231,7 +231,7 @@ def test_clients_reach_each_partition_on_its_leader(cluster: Cluster) -> None:
         def poll() -> bool:
             message = consumer.poll(0.5)
             if message is not None and message.error() is None:
-                got.append(int(message.value()))
+                got.append(int(message.value() or b"-1"))
             return len(got) >= 30
 
         wait_until(poll, timeout=30, interval=0, what="30 records")

@@ -5,7 +5,7 @@ controlled shutdown."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -130,7 +130,7 @@ async def test_local_logs_follow_the_image(etcd_server: EtcdServer, tmp_path: Pa
         seen: list[list[PartitionChange]] = []
         logs_at_call: list[bool] = []
 
-        def listener(changes: list[PartitionChange]) -> None:
+        def listener(changes: Sequence[PartitionChange]) -> None:
             seen.append(list(changes))
             logs_at_call.append(all(b.log_manager.get_log(new.topic, new.index) is not None
                                     for _, new in changes if new is not None))
