@@ -80,7 +80,8 @@ class Broker:
         self.configs.subscribe(lambda c: self.log_manager.reconfigure_cleaner(CleanerConfig.from_broker_config(c)))
         try:
             self.metadata = MetadataManager(self.configs, self.log_manager, self.log_dirs, node_id=self.node_id,
-                                            endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap)
+                                            endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap,
+                                            clock=clock)
             self.replica_manager = ReplicaManager(node_id=self.node_id, config=self.configs, partitions=self.metadata,
                                                   logs=self.log_manager.get_log, clock=clock)
             self.metadata.on_topic_deleted.append(self.replica_manager.on_topic_deleted)
@@ -196,20 +197,31 @@ class Broker:
         except BaseException:
             self.log_manager.shutdown()  # flushes nothing new; releases the log dir locks
             raise
+        join_error: Exception | None = None
         async with anyio.create_task_group() as tg:
             for name, listener in bound:
                 tg.start_soon(self._accept_loop, listener, name, tg)
             self.log_manager.on_log_start_moved = self._log_start_mover()
             self.log_manager.start()  # background flush (flush.ms), checkpoints, deletes, retention
-            await self.replica_manager.start(tg)
-            await self.groups.start(tg)
-            await self.transactions.start(tg)
             try:
-                yield self
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self.shutdown()
-                tg.cancel_scope.cancel()
+                # A cluster member joins now that its endpoints are known: image, local replicas, lease.
+                await self.metadata.start(tg)
+            except Exception as e:  # etcd unreachable, log dirs of another cluster
+                join_error = e
+                tg.cancel_scope.cancel()  # the accept loops close their listeners
+            if join_error is None:
+                await self.replica_manager.start(tg)
+                await self.groups.start(tg)
+                await self.transactions.start(tg)
+                try:
+                    yield self
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.shutdown()
+                    tg.cancel_scope.cancel()
+        if join_error is not None:
+            self.log_manager.shutdown()
+            raise StartupError(f"cannot join the cluster: {join_error}") from join_error
 
     def _log_start_mover(self) -> Callable[[str, int], None]:
         """For the log manager's retention thread: wake the fetches parked on a partition whose
@@ -312,6 +324,8 @@ class Broker:
         if self.stopping:
             return
         self.stopping = True
+        # Controlled shutdown first, while followers can still catch up and leaderships move.
+        await self.metadata.shutdown()
         await self.groups.shutdown()  # answer blocked JoinGroup/SyncGroup calls so connections drain
         await self.transactions.shutdown()
         # Release long-polling fetches so they answer now instead of at their max wait.

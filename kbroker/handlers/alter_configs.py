@@ -15,10 +15,10 @@ VERSIONS = VersionRange(0, 2)
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
-    return answer_alter(ctx, lambda c: ConfigOp(c.name, SET, c.value), incremental=False)
+    return await answer_alter(ctx, lambda c: ConfigOp(c.name, SET, c.value), incremental=False)
 
 
-def answer_alter(ctx: RequestContext, op_of: Callable[[Any], ConfigOp], *, incremental: bool) -> dict[str, Any]:
+async def answer_alter(ctx: RequestContext, op_of: Callable[[Any], ConfigOp], *, incremental: bool) -> dict[str, Any]:
     """The response of AlterConfigs or IncrementalAlterConfigs: each resource's configs, made
     into operations by ``op_of``, authorized and then applied (or only validated)."""
     body = ctx.request.body
@@ -32,7 +32,7 @@ def answer_alter(ctx: RequestContext, op_of: Callable[[Any], ConfigOp], *, incre
         if refused is not None:
             code, message = refused, authz.MESSAGES[refused]
         else:
-            code, message = alter_resource(ctx.config_scope, res.resource_type, res.resource_name, ops,
+            code, message = await alter_resource(ctx.config_scope, res.resource_type, res.resource_name, ops,
                                            incremental=incremental, validate_only=bool(body.validate_only))
         responses.append({"error_code": code, "error_message": message, "resource_type": res.resource_type,
                           "resource_name": res.resource_name})

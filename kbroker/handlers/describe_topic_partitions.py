@@ -3,9 +3,10 @@
 Kafka's admin client (``describeTopics``, so ``kafka-topics --describe``) asks this before
 Metadata. As Kafka: the topics answer sorted by name, an empty list means every topic, at
 most ``min(response_partition_limit, 2000)`` partitions are described per response and
-``next_cursor`` names where the next request starts. kbroker has no eligible leader
-replicas (one replica per partition), so ELR and last-known ELR are empty lists, as Kafka
-reports them for such a partition.
+``next_cursor`` names where the next request starts. kbroker keeps no eligible leader
+replicas (KIP-966's ELR needs a controller that tracks them), so ELR and last-known ELR are
+empty lists, as Kafka reports them with ELR disabled. In a cluster, a partition whose
+leader is not live answers LEADER_NOT_AVAILABLE, as in Metadata.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
-from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, partition_entry
+from kbroker.handlers.metadata import AUTHORIZED_OPERATIONS_OMITTED, live_brokers, partition_entry
 from kbroker.metadata.topic_names import invalid_reason, is_internal
 from kbroker.security.model import AclOperation, ResourceType
 
@@ -37,6 +38,7 @@ def _error_topic(ctx: RequestContext, code: int, name: str) -> dict[str, Any]:
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     md = ctx.broker.metadata
+    live = live_brokers(md)
     requested = [t.name for t in body.topics]
     fetch_all = not requested
     cursor = body.cursor
@@ -75,9 +77,9 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         first = cursor.partition_index if cursor is not None and name == start_topic else 0
         count = len(topic.partitions)
         upper = min(count, first + remaining)
-        # One replica per partition: no eligible leader replicas (KIP-966) to report.
+        # No eligible leader replicas (KIP-966) to report.
         partitions = [
-            {**partition_entry(p), "eligible_leader_replicas": [], "last_known_elr": []}
+            {**partition_entry(p, live), "eligible_leader_replicas": [], "last_known_elr": []}
             # Only this page's partitions are looked at: a cursor deep into a topic of many
             # thousands of partitions costs no more than the first page.
             for p in (topic.partitions.get(i) for i in range(first, upper))

@@ -15,4 +15,4 @@ VERSIONS = VersionRange(0, 1)
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
-    return answer_alter(ctx, lambda c: ConfigOp(c.name, c.config_operation, c.value), incremental=True)
+    return await answer_alter(ctx, lambda c: ConfigOp(c.name, c.config_operation, c.value), incremental=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from kbroker.codec.error_codes import ErrorCode
@@ -24,8 +24,23 @@ AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 _ZERO_UUID = uuid.UUID(int=0)
 
 
-def partition_entry(p: PartitionInfo) -> dict[str, Any]:
-    """A partition's leader, epoch and replica sets as Metadata and DescribeTopicPartitions answer them."""
+def partition_entry(p: PartitionInfo, live: Container[int] | None = None) -> dict[str, Any]:
+    """A partition's leader, epoch and replica sets as Metadata and DescribeTopicPartitions answer them.
+
+    ``live``: in a cluster, the live brokers. As Kafka's metadata cache: a leader that is not
+    live answers LEADER_NOT_AVAILABLE with no leader, and replicas that are not live are offline.
+    """
+    if live is not None:
+        leader_alive = p.leader in live
+        return {
+            "error_code": ErrorCode.NONE if leader_alive else ErrorCode.LEADER_NOT_AVAILABLE,
+            "partition_index": p.index,
+            "leader_id": p.leader if leader_alive else -1,
+            "leader_epoch": p.leader_epoch,
+            "replica_nodes": list(p.replicas),
+            "isr_nodes": list(p.isr),
+            "offline_replicas": [b for b in p.replicas if b not in live],
+        }
     return {
         "error_code": ErrorCode.NONE,
         "partition_index": p.index,
@@ -37,14 +52,20 @@ def partition_entry(p: PartitionInfo) -> dict[str, Any]:
     }
 
 
-def topic_entry(topic: TopicInfo, ops: int) -> dict[str, Any]:
-    """A MetadataResponseTopic for an existing topic; ``ops`` its authorized operations (or the omitted marker)."""
+def live_brokers(md: Any) -> frozenset[int] | None:
+    """The live brokers of a cluster (None on a single broker, whose one broker is always live)."""
+    return frozenset(md.live_broker_ids()) if md.clustered else None
+
+
+def topic_entry(topic: TopicInfo, ops: int, live: Container[int] | None = None) -> dict[str, Any]:
+    """A MetadataResponseTopic for an existing topic; ``ops`` its authorized operations (or the omitted
+    marker); ``live`` as for :func:`partition_entry`."""
     return {
         "error_code": ErrorCode.NONE,
         "name": topic.name,
         "topic_id": topic.topic_id,
         "is_internal": topic.internal,
-        "partitions": [partition_entry(p) for p in sorted(topic.partitions.values(), key=lambda p: p.index)],
+        "partitions": [partition_entry(p, live) for p in sorted(topic.partitions.values(), key=lambda p: p.index)],
         "topic_authorized_operations": ops,
     }
 
@@ -75,12 +96,14 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     include_ops = bool(body.get("include_topic_authorized_operations", False))
     # allow_auto_topic_creation only exists from v4; older clients always implied true.
     allow_auto = bool(body.get("allow_auto_topic_creation", True))
+    live = live_brokers(md)
 
     topics: list[dict[str, Any]] = []
     if requested is None or (version == 0 and not requested):
         # As Kafka: a listing of every topic leaves out, silently, those the principal may not describe.
         hidden = authz.denied(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, md.topics)
-        topics = [topic_entry(t, topic_operations(ctx, t.name, include_ops)) for name, t in sorted(md.topics.items()) if name not in hidden]
+        topics = [topic_entry(t, topic_operations(ctx, t.name, include_ops), live)
+                  for name, t in sorted(md.topics.items()) if name not in hidden]
     else:
         # As Kafka: a named topic the principal may not describe answers TOPIC_AUTHORIZATION_FAILED
         # whether it exists or not (one named by id keeps its id: ids are not secret); one it
@@ -112,7 +135,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
                     topics.append(_error_entry(ErrorCode.TOPIC_AUTHORIZATION_FAILED,
                                                None if version >= 12 else "", topic_id))
                 else:
-                    topics.append(topic_entry(topic, topic_operations(ctx, topic.name, include_ops)))
+                    topics.append(topic_entry(topic, topic_operations(ctx, topic.name, include_ops), live))
                 continue
             if name in seen:
                 continue  # Kafka answers each requested name once
@@ -179,4 +202,4 @@ def _by_name(ctx: RequestContext, name: str, created: Result | None, include_ops
     if topic is None:
         code = ErrorCode.INVALID_TOPIC_EXCEPTION if invalid_reason(name) else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return _error_entry(code, name)
-    return topic_entry(topic, topic_operations(ctx, name, include_ops))
+    return topic_entry(topic, topic_operations(ctx, name, include_ops), live_brokers(md))

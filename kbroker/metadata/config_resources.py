@@ -73,14 +73,14 @@ def check_broker_name(broker: ConfigScope, name: str, *, allow_default: bool) ->
     return OK
 
 
-def alter_resource(broker: ConfigScope, rtype: int, name: str, ops: Sequence[ConfigOp], *, incremental: bool,
-                   validate_only: bool) -> Result:
+async def alter_resource(broker: ConfigScope, rtype: int, name: str, ops: Sequence[ConfigOp], *,
+                         incremental: bool, validate_only: bool) -> Result:
     """Apply config changes to one resource; nothing changes unless all of them are valid."""
     names = [o.name for o in ops]
     if len(names) != len(set(names)):
         return ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys"
     if rtype == TOPIC:
-        return _alter_topic(broker, name, ops, incremental, validate_only)
+        return await _alter_topic(broker, name, ops, incremental, validate_only)
     if rtype == BROKER:
         return _alter_broker(broker, name, ops, incremental, validate_only)
     if rtype == BROKER_LOGGER and incremental:
@@ -98,8 +98,8 @@ def _list_op(current: str | None, op: ConfigOp) -> str:
     return ",".join(items)
 
 
-def _alter_topic(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incremental: bool,
-                 validate_only: bool) -> Result:
+async def _alter_topic(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incremental: bool,
+                       validate_only: bool) -> Result:
     topic = broker.metadata.topic(name)
     if topic is None:
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist."
@@ -123,8 +123,8 @@ def _alter_topic(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], increm
             return ErrorCode.INVALID_REQUEST, f"Unknown config operation {o.op}"
     if not incremental:
         updates = {k: v for k, v in updates.items() if v is not None}
-    return broker.metadata.alter_topic_configs(name, updates, incremental=incremental,
-                                               validate_only=validate_only)
+    return await broker.metadata.alter_topic_configs_async(name, updates, incremental=incremental,
+                                                           validate_only=validate_only)
 
 
 def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incremental: bool,

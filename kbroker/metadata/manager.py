@@ -1,6 +1,14 @@
 """``MetadataManager``: the cluster's topics, partitions, leaders and identity.
 
-Single node today: this broker is the controller and leads every partition. Every
+Two modes. **Cluster** (``etcd.endpoints`` set): the topics, partitions and live brokers
+come from etcd through a :class:`~kbroker.metadata.cluster.ClusterMetadata` (the
+``cluster`` attribute), joined in :meth:`MetadataManager.start`. Every applied batch of
+etcd changes updates the registry, opens the logs of new local replicas, tells the
+``on_partitions_changed`` listeners and then deletes the logs of replicas that left this
+node. Creations, growths, deletions and config changes are etcd transactions, answered
+once this broker's image has applied them; the local topic store is not used.
+
+**Single broker** (the rest of this docstring): this broker is the controller and leads every partition. Every
 change is persisted through the log layer's topic store before it becomes visible,
 and every partition's log is opened when its topic is created or loaded. The
 operations are synchronous on purpose: they run on the event loop and touch only a
@@ -31,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.config import ConfigHolder
+from kbroker.config import ConfigHolder, generate_cluster_id
 from kbroker.metadata import errors as E
 from kbroker.metadata.cluster_id import load_or_create_cluster_id
 from kbroker.metadata.dynamic_config import DynamicConfigStore
@@ -49,15 +57,23 @@ from kbroker.metadata.topic_names import (
 from kbroker.metadata.validation import TOO_LARGE, TopicValidator, check_internal_topics, internal_topic_shape
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from kbroker.clock import Clock
     from kbroker.config import BrokerConfig
     from kbroker.log.config import LogConfig
     from kbroker.log.manager import LogManager, PreparedLogs
+    from kbroker.metadata.cluster import ClusterMetadata, ImageChanges
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BULK_PARTITIONS", "OFF_LOOP_PARTITIONS", "Assignments", "MetadataManager", "NewTopicRequest"]
+__all__ = ["BULK_PARTITIONS", "OFF_LOOP_PARTITIONS", "Assignments", "MetadataManager", "NewTopicRequest",
+           "PartitionChange"]
 
 TopicListener = Callable[[TopicInfo], None]
+#: One partition's state before and after a change (None: absent).
+PartitionChange = tuple[PartitionInfo | None, PartitionInfo | None]
+PartitionsListener = Callable[[Sequence[PartitionChange]], None]
 
 #: Created topics made visible between two yields to the event loop.
 _FINISH_CHUNK = 200
@@ -70,17 +86,35 @@ class MetadataManager:
 
     def __init__(self, config: ConfigHolder, log_manager: LogManager, log_dirs: Sequence[Path], *,
                  node_id: int, endpoints: Callable[[], Mapping[str, tuple[str, int]]],
-                 on_bulk_create: Callable[[int], None] | None = None) -> None:
+                 on_bulk_create: Callable[[int], None] | None = None, clock: Clock | None = None) -> None:
         """``endpoints`` gives the advertised ``(host, port)`` per listener once bound;
-        ``on_bulk_create`` is told how many partitions a large creation added."""
+        ``on_bulk_create`` is told how many partitions a large creation added.
+
+        With ``etcd.endpoints`` set the broker is one of a cluster: topics come from etcd
+        once :meth:`start` has joined it, and nothing is loaded from the local topic store.
+        """
         self._config = config
+        self._log_dirs = list(log_dirs)
+        self._clock = clock
+        #: Whether this broker is one of an etcd-coordinated cluster.
+        self.clustered: bool = bool(config.current.get("etcd.endpoints"))
+        #: The cluster's registration, image and etcd client (None on a single broker).
+        self.cluster: ClusterMetadata | None = None
+        #: Called on the loop after each applied cluster change, with every partition whose
+        #: replicas include this node before or after it (cluster mode only).
+        self.on_partitions_changed: list[PartitionsListener] = []
+        self._tg: TaskGroup | None = None
+        self._controller_scope: anyio.CancelScope | None = None
         self._logs = TopicLogs(config, log_manager)
         self.validation = TopicValidator(config, topic=self.topic, reserved=self._reserved,
                                          collides_with=self._collides_with, live_broker_ids=self.live_broker_ids)
         self._endpoints = endpoints
         self._on_bulk_create = on_bulk_create
         self.node_id = node_id
-        self.cluster_id: str = load_or_create_cluster_id(log_dirs, node_id, config.current.cluster_id)
+        configured_id = config.current.cluster_id
+        # A cluster without a configured id learns it from etcd at start.
+        self.cluster_id: str = (load_or_create_cluster_id(log_dirs, node_id, configured_id)
+                                if configured_id is not None or not self.clustered else "")
         self.topics: dict[str, TopicInfo] = {}
         self._by_id: dict[uuid.UUID, str] = {}
         self._by_collision_key: dict[str, str] = {}
@@ -96,26 +130,73 @@ class MetadataManager:
         # Dynamic broker configs from earlier runs apply before any log is opened.
         config.replace(self._dynamic_configs.apply(config.current))
         config.subscribe(lambda _: self.reapply_broker_config())
-        self._load()
+        if not self.clustered:
+            self._load()
 
     # ------------------------------------------------------------------ lookups
 
     @property
     def controller_id(self) -> int:
-        """The active controller: always this node."""
+        """The controller clients see: this node on a single broker; in a cluster, the holder
+        of the ``controller`` key while it is live, else the lowest live broker id.
+
+        As in KRaft, where brokers answer a random live broker: clients send admin requests
+        to it, and any broker of the cluster can serve them (they write etcd directly).
+        """
+        if self.cluster is not None:
+            image = self.cluster.image
+            if image.controller_id in image.brokers:
+                return image.controller_id
+            return min(image.brokers, default=self.node_id)
         return self.node_id
 
     def live_broker_ids(self) -> list[int]:
         """Ids of the brokers that can host replicas."""
-        return [self.node_id]
+        if self.cluster is not None:
+            return self.cluster.image.live_broker_ids()
+        return [] if self.clustered else [self.node_id]
 
     def brokers(self, listener: str | None = None) -> list[BrokerNode]:
-        """Every broker as reachable on ``listener`` (the one the client connected on)."""
+        """Every live broker as reachable on ``listener`` (the one the client connected on);
+        in a cluster, brokers without that listener are left out, as Kafka does."""
+        if self.cluster is not None:
+            out = []
+            for node_id, reg in sorted(self.cluster.image.brokers.items()):
+                endpoint = reg.listeners.get(listener) if listener else next(iter(reg.listeners.values()), None)
+                if endpoint is not None:
+                    out.append(BrokerNode(node_id, endpoint[0], endpoint[1], reg.rack))
+            return out
         endpoints = self._endpoints()
         if not endpoints:
             return []
         host, port = endpoints.get(listener or "", next(iter(endpoints.values())))
-        return [BrokerNode(self.node_id, host, port, None)]
+        return [BrokerNode(self.node_id, host, port, self.rack_of(self.node_id))]
+
+    def broker_endpoint(self, node_id: int, listener: str) -> tuple[str, int] | None:
+        """``(host, port)`` of live broker ``node_id`` on ``listener``; None when unknown."""
+        if self.cluster is not None:
+            reg = self.cluster.image.brokers.get(node_id)
+            return None if reg is None else reg.listeners.get(listener)
+        return self._endpoints().get(listener) if node_id == self.node_id else None
+
+    def rack_of(self, node_id: int) -> str | None:
+        """The rack of a live broker (``broker.rack``), None when it has none or is unknown."""
+        if self.cluster is not None:
+            reg = self.cluster.image.brokers.get(node_id)
+            return None if reg is None else reg.rack
+        return self._config.current.get("broker.rack") if node_id == self.node_id else None
+
+    def lease_valid(self) -> bool:
+        """Whether this broker may acknowledge replicated writes: its etcd lease is known alive
+        (always on a single broker)."""
+        return self.cluster.lease_valid() if self.cluster is not None else not self.clustered
+
+    async def alter_isr(self, expected: PartitionInfo, isr: list[int]) -> PartitionInfo | None:
+        """Change a partition's ISR as its leader (compare-and-swap against ``expected``); the new
+        state, or None when the race was lost or this node leads it no longer."""
+        if self.cluster is None:
+            return None
+        return await self.cluster.alter_isr(expected, isr)
 
     def topic(self, name: str) -> TopicInfo | None:
         """The topic called ``name``, if it exists."""
@@ -173,6 +254,11 @@ class MetadataManager:
         """
         request = NewTopicRequest(name, num_partitions, replication_factor, dict(configs or {}), assignments)
         results, topics = self._plan_create([request], internal=internal)
+        if topics and not validate_only and self.clustered:
+            # The etcd write runs in the background; meanwhile the topic is not ready, as Kafka's
+            # auto-created topics are not (callers retry on LEADER_NOT_AVAILABLE).
+            self._start_background_create(request, internal)
+            return ErrorCode.LEADER_NOT_AVAILABLE, f"Topic {name} is being created."
         if topics and not validate_only:
             self._finish_create(topics, self._prepare_and_save(topics))
         return results[0]
@@ -192,6 +278,8 @@ class MetadataManager:
         results, topics = self._plan_create(requests, internal=internal)
         if validate_only or not topics:
             return results
+        if self.clustered:
+            return await self._create_in_cluster(requests, results, topics)
         names = [t.name for t in topics]
         self._pending.update(names)
         try:
@@ -314,7 +402,18 @@ class MetadataManager:
             return E.OK
         n, defaults = internal_topic_shape(self._config.current, name)
         defaults.update(configs or {})
-        return self.create_topic(name, num_partitions or n, 1, defaults, internal=True)
+        rf = 1
+        if self.clustered:
+            key = "offsets.topic.replication.factor" if name == CONSUMER_OFFSETS else \
+                "transaction.state.log.replication.factor"
+            rf = int(self._config.current.get(key))
+            live = len(self.live_broker_ids())
+            if live < rf:
+                # As Kafka: not created with fewer replicas than configured (COORDINATOR_NOT_AVAILABLE).
+                return (ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                        f"Number of alive brokers '{live}' does not meet the required replication factor '{rf}' "
+                        f"for the internal topic {name} (configured via '{key}').")
+        return self.create_topic(name, num_partitions or n, rf, defaults, internal=True)
 
     # ------------------------------------------------------------------ delete
 
@@ -337,6 +436,8 @@ class MetadataManager:
             topic = self.topic_by_id(topic_id) if topic_id is not None else None
             if topic is None:
                 return (ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID."), None
+        if self.cluster is not None:
+            return await self._delete_in_cluster(topic), topic.name
         self._unregister(topic)
         self._pending.add(topic.name)
         # Closed here, so that no read on the loop can meet a descriptor the thread closes.
@@ -397,6 +498,8 @@ class MetadataManager:
             result, new_assign = self.validation.check_grow(name, new_total, assignments)
             if result != E.OK or validate_only:
                 return result
+            if self.cluster is not None:
+                return await self._grow_in_cluster(name, new_total, assignments, new_assign)
             topic = self.topics[name]
             current = len(topic.partitions)
             if new_total - current < OFF_LOOP_PARTITIONS:
@@ -422,19 +525,43 @@ class MetadataManager:
         topic = self.topics.get(name)
         if topic is None:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-        merged: dict[str, str | None] = dict(topic.configs) if incremental else {}
-        for key, value in updates.items():
-            if value is None and incremental:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
+        merged = _merge_configs(topic.configs, updates, incremental)
         result = self.validation.check_configs(merged)
         if result != E.OK or validate_only:
             return result
+        if self.clustered:
+            # Written to etcd in the background; every broker applies it from its image.
+            self._spawn(self._set_configs_in_cluster(name, {k: v for k, v in merged.items() if v is not None}))
+            return E.OK
         topic.configs = {k: v for k, v in merged.items() if v is not None}
         self._store.save(topic)
         self._logs.apply_config(topic)
         return E.OK
+
+    async def alter_topic_configs_async(self, name: str, updates: Mapping[str, str | None], *,
+                                        incremental: bool = True, validate_only: bool = False) -> E.Result:
+        """:meth:`alter_topic_configs` for request handlers: in a cluster, the change is a
+        compare-and-swap of the topic's record in etcd, answered once this broker applied it."""
+        if self.cluster is None:
+            return self.alter_topic_configs(name, updates, incremental=incremental, validate_only=validate_only)
+        for _attempt in range(5):
+            topic = self.topics.get(name)
+            if topic is None:
+                return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+            merged = _merge_configs(topic.configs, updates, incremental)
+            result = self.validation.check_configs(merged)
+            if result != E.OK or validate_only:
+                return result
+            try:
+                revision = await self.cluster.set_topic_configs(name, {k: v for k, v in merged.items() if v is not None})
+            except Exception as e:
+                return ErrorCode.UNKNOWN_SERVER_ERROR, f"Changing the topic's configs failed: {e}"
+            if revision is not None:
+                await self.cluster.wait_applied(revision)
+                return E.OK
+            # Another change of the topic won the race: merge into the fresh overrides once applied.
+            await self.cluster.wait_applied(self.cluster.image.revision + 1, timeout=1.0)
+        return ErrorCode.CONCURRENT_TRANSACTIONS, f"The topic '{name}' keeps changing; retry."
 
     def save_dynamic_config(self, config: BrokerConfig) -> None:
         """Persist ``config``'s dynamic broker configs (before they take effect)."""
@@ -444,6 +571,345 @@ class MetadataManager:
         """Push the current broker defaults into every open log (after a dynamic broker change)."""
         for topic in self.topics.values():
             self._logs.apply_config(topic)
+
+    # ------------------------------------------------------------------ cluster mode
+
+    async def start(self, tg: TaskGroup) -> None:
+        """Join the cluster (cluster mode): learn the cluster id, load the image and open the
+        local replicas' logs, delete strays, register under a lease, start the controller.
+        A no-op on a single broker."""
+        if not self.clustered:
+            return
+        # Imported here: a single broker never loads the etcd client (nor httpx).
+        from kbroker.etcd.client import EtcdClient
+        from kbroker.metadata.cluster import ClusterMetadata
+        from kbroker.metadata.cluster_state import ClusterKeys
+
+        # httpx logs every request at INFO: one per heartbeat.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
+        cfg = self._config.current
+        client = EtcdClient(list(cfg.get("etcd.endpoints")))
+        try:
+            prefix = cfg.get("etcd.prefix")
+            self.cluster_id = await self._cluster_id_from_etcd(client, prefix)
+            keys = ClusterKeys.for_cluster(self.cluster_id, prefix)
+            cluster = ClusterMetadata(client, keys, self.node_id, self._config, self._clock or _system_clock(),
+                                      listeners=self._endpoints, rack=cfg.get("broker.rack"))
+            self.cluster = cluster
+            self._tg = tg
+            cluster.on_change = self._apply_image_async
+            await cluster.applied(await cluster.load())
+            # Only now is it known which local logs are this node's replicas.
+            self._logs.delete_strays(self._is_local_replica)
+            await cluster.join(tg)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+            raise
+        log.info("joined cluster %s as broker %d (%d live brokers, %d topics)", self.cluster_id, self.node_id,
+                 len(self.live_broker_ids()), len(self.topics))
+        self._start_controller(tg)
+
+    async def _cluster_id_from_etcd(self, client: Any, prefix: str | None) -> str:
+        """``cluster.id`` when configured; else the id stored in etcd, created once (from the
+        local ``meta.properties`` when it has one). The log dirs must agree with it."""
+        from kbroker.etcd.client import Compare, Put, Range
+
+        configured = self._config.current.cluster_id
+        if configured is None:
+            key = (prefix.rstrip("/") + "/" if prefix else "/kbroker/default/") + "cluster-id"
+            candidate = _stored_cluster_id(self._log_dirs) or generate_cluster_id()
+            result = await client.txn([Compare.absent(key)], [Put(key, candidate.encode())], [Range(key)])
+            configured = candidate if result.succeeded else result.ranges[0][0].value.decode()
+        return load_or_create_cluster_id(self._log_dirs, self.node_id, configured)
+
+    def _start_controller(self, tg: TaskGroup) -> None:
+        cluster = self.cluster
+        assert cluster is not None
+        try:
+            from kbroker.metadata.controller import Controller  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            log.warning("no controller in this build: partition leaderships do not move on broker loss")
+            return
+        controller = Controller(cluster.client, cluster.keys, self.node_id, lease=lambda: cluster.lease_id,
+                                config=self._config, clock=self._clock or _system_clock())
+        self._controller_scope = anyio.CancelScope()
+
+        async def run(scope: anyio.CancelScope) -> None:
+            with scope:
+                await controller.run()
+
+        tg.start_soon(run, self._controller_scope)
+
+    async def shutdown(self) -> None:
+        """Leave the cluster (a no-op on a single broker): with ``controlled.shutdown.enable``,
+        announce the shutdown and wait (at most ``controlled.shutdown.max.wait.ms``) until the
+        partitions this node leads with another live ISR member have moved; then revoke the lease."""
+        cluster = self.cluster
+        if cluster is None:
+            return
+        cfg = self._config.current
+        try:
+            if cfg.get("controlled.shutdown.enable") and cluster.lease_valid():
+                with anyio.move_on_after(int(cfg.get("controlled.shutdown.max.wait.ms")) / 1000) as waited:
+                    await cluster.wait_applied(await cluster.mark_shutting_down())
+                    while (left := self._movable_leaderships()) > 0:
+                        log.info("controlled shutdown: waiting for %d leaderships to move", left)
+                        await cluster.wait_applied(cluster.image.revision + 1)
+                if waited.cancelled_caught:
+                    log.warning("controlled shutdown: %d leaderships did not move within "
+                                "controlled.shutdown.max.wait.ms; stopping anyway", self._movable_leaderships())
+        except Exception as e:  # etcd away: the lease expires by itself
+            log.warning("controlled shutdown failed: %s", e)
+        if self._controller_scope is not None:
+            self._controller_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await cluster.stop(revoke=True)
+            await cluster.client.aclose()
+
+    def _movable_leaderships(self) -> int:
+        """Partitions this node leads that another live ISR member could lead."""
+        assert self.cluster is not None
+        image = self.cluster.image
+        live = image.brokers
+        return sum(1 for p in image.partitions.values()
+                   if p.leader == self.node_id and any(b != self.node_id and b in live for b in p.isr))
+
+    def _is_local_replica(self, topic: str, index: int) -> bool:
+        info = self.partition(topic, index)
+        return info is not None and _hosts(info, self.node_id)
+
+    def _spawn(self, coro: Any) -> None:
+        """Run a cluster write in the background (its outcome reaches everyone through the image)."""
+        if self._tg is None:
+            coro.close()
+            return
+        self._tg.start_soon(_logged, coro)
+
+    def _start_background_create(self, request: NewTopicRequest, internal: bool) -> None:
+        self._pending.add(request.name)
+
+        async def create() -> None:
+            # Validated again on the loop (no await in between), without its own reservation.
+            self._pending.discard(request.name)
+            (code, message), = await self._create_in_cluster([request], [E.OK], None, internal=internal)
+            if code not in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
+                log.warning("creating topic %s failed: %s", request.name, message)
+
+        self._spawn(create())
+
+    def _assign(self, num_partitions: int, rf: int, explicit: Assignments | None,
+                start_partition: int = 0) -> dict[int, list[int]]:
+        """Explicit assignments as given, else Kafka's placement over the live brokers."""
+        from kbroker.metadata.assignment import assign_replicas
+
+        if explicit:
+            return {i: list(explicit[i]) for i in range(start_partition, start_partition + num_partitions)}
+        brokers = {b: self.rack_of(b) for b in self.live_broker_ids()}
+        if None in brokers.values():
+            # Kafka's RackAwareMode.Safe: racks count only when every broker has one.
+            brokers = dict.fromkeys(brokers)
+        return assign_replicas(brokers, num_partitions, rf, start_partition=start_partition)
+
+    async def _create_in_cluster(self, requests: Sequence[NewTopicRequest], results: list[E.Result],
+                                 topics: list[TopicInfo] | None, *, internal: bool = False) -> list[E.Result]:
+        """Write each accepted topic to etcd (one guarded txn each); answer once the image shows them."""
+        from kbroker.metadata.assignment import AssignmentError
+        from kbroker.metadata.cluster_state import TopicRecord
+
+        cluster = self.cluster
+        if cluster is None:
+            return [(ErrorCode.NOT_CONTROLLER, "The broker has not joined its cluster yet.") if r == E.OK else r
+                    for r in results]
+        if topics is None:  # the background path: validated just before
+            results, topics = self._plan_create(requests, internal=internal)
+            if not topics:
+                return results
+        by_name = {t.name: t for t in topics}
+        out = list(results)
+        names = [r.name for r, res in zip(requests, results, strict=True) if res == E.OK and r.name in by_name]
+        self._pending.update(names)
+        revision = 0
+        try:
+            for i, req in enumerate(requests):
+                topic = by_name.get(req.name)
+                if topic is None or out[i] != E.OK:
+                    continue
+                n, rf = self.resolve_shape(req.num_partitions, req.replication_factor, req.assignments)
+                try:
+                    assignment = self._assign(n, rf, req.assignments)
+                    record = TopicRecord(req.name, topic.topic_id, n, dict(topic.configs))
+                    written = await cluster.create_topic(record, assignment)
+                except AssignmentError as e:
+                    out[i] = e.code, str(e)
+                    continue
+                except Exception as e:
+                    log.warning("creating topic %s in etcd failed: %s", req.name, e)
+                    out[i] = ErrorCode.UNKNOWN_SERVER_ERROR, f"Creating the topic failed: {e}"
+                    continue
+                if written is None:
+                    out[i] = ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{req.name}' already exists."
+                else:
+                    revision = max(revision, written)
+            if revision and not await cluster.wait_applied(revision):
+                out = [(ErrorCode.REQUEST_TIMED_OUT, "The topic was created but is not visible yet.")
+                       if r == E.OK else r for r in out]
+        finally:
+            self._pending.difference_update(names)
+        return out
+
+    async def _grow_in_cluster(self, name: str, new_total: int, assignments: Sequence[Sequence[int]] | None,
+                               new_assign: Mapping[int, Sequence[int]] | None) -> E.Result:
+        """Add partitions in etcd (CAS on the topic's record); a lost race is re-decided on the fresh image."""
+        from kbroker.metadata.assignment import AssignmentError
+
+        cluster = self.cluster
+        assert cluster is not None
+        for _attempt in range(5):
+            topic = self.topics[name]
+            current = len(topic.partitions)
+            first = topic.partitions.get(0)
+            rf = len(first.replicas) if first is not None else 1
+            try:
+                assignment = self._assign(new_total - current, rf, new_assign, start_partition=current)
+                revision = await cluster.grow_topic(name, new_total, assignment)
+            except AssignmentError as e:
+                return e.code, str(e)
+            except Exception as e:
+                return ErrorCode.UNKNOWN_SERVER_ERROR, f"Adding partitions failed: {e}"
+            if revision is not None:
+                await cluster.wait_applied(revision)
+                return E.OK
+            await cluster.wait_applied(cluster.image.revision + 1, timeout=1.0)
+            result, new_assign = self.validation.check_grow(name, new_total, assignments)
+            if result != E.OK:
+                return result
+        return ErrorCode.CONCURRENT_TRANSACTIONS, f"The topic '{name}' keeps changing; retry."
+
+    async def _delete_in_cluster(self, topic: TopicInfo) -> E.Result:
+        cluster = self.cluster
+        assert cluster is not None
+        try:
+            revision = await cluster.delete_topic(topic.name)
+        except Exception as e:
+            return ErrorCode.UNKNOWN_SERVER_ERROR, f"Deleting the topic failed: {e}"
+        if revision is None:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."
+        if not await cluster.wait_applied(revision):
+            return ErrorCode.REQUEST_TIMED_OUT, "The topic was deleted but this broker has not seen it yet."
+        return E.OK
+
+    async def _set_configs_in_cluster(self, name: str, configs: Mapping[str, str]) -> None:
+        assert self.cluster is not None
+        if await self.cluster.set_topic_configs(name, configs) is None:
+            log.warning("config change of topic %s lost a race with another change; not applied", name)
+
+    async def _apply_image_async(self, changes: ImageChanges) -> None:
+        """:meth:`_apply_image`, the logs of many new local replicas prepared in a worker thread
+        first (a large creation must not stall the event loop). The next batch waits for it."""
+        assert self.cluster is not None
+        image = self.cluster.image
+        lm = self._logs.log_manager
+        for name in changes.topics:  # only a topic's record adds partitions
+            record = image.topics.get(name)
+            existing = self.topics.get(name)
+            if record is None or (existing is not None and existing.topic_id != record.topic_id):
+                continue  # gone, or recreated (its old logs go first, in _apply_image)
+            missing = [i for i, p in image.topic_partitions(name).items()
+                       if _hosts(p, self.node_id) and lm.get_log(name, i) is None]
+            if len(missing) < OFF_LOOP_PARTITIONS:
+                continue
+            topic = TopicInfo(name, record.topic_id, {}, dict(record.configs), is_internal(name))
+            # Shielded: prepared logs are registered, or removed, never left half-made.
+            with anyio.CancelScope(shield=True):
+                prepared = await anyio.to_thread.run_sync(self._logs.prepare, topic, missing)
+                self._logs.open_prepared(topic, prepared)
+        self._apply_image(changes)
+
+    def _apply_image(self, changes: ImageChanges) -> None:
+        """On the loop: bring the topic registry and local logs in line with an applied etcd batch."""
+        assert self.cluster is not None
+        image = self.cluster.image
+        local: list[PartitionChange] = []
+        removed: list[tuple[TopicInfo, list[int]]] = []
+        deleted_topics: list[TopicInfo] = []
+        changed_topics: list[TopicInfo] = []
+        added = 0
+        for name in sorted(changes.touched_topics):
+            record = image.topics.get(name)
+            existing = self.topics.get(name)
+            if existing is not None and (record is None or record.topic_id != existing.topic_id):
+                self._unregister(existing)
+                gone = [i for i, p in existing.partitions.items() if _hosts(p, self.node_id)]
+                local += [(existing.partitions[i], None) for i in gone]
+                if record is None:
+                    removed.append((existing, gone))
+                else:  # recreated under the same name: the old logs go before the new ones open
+                    self._remove_local_logs(existing, gone)
+                deleted_topics.append(existing)
+                existing = None
+            if record is None:
+                continue
+            topic = existing
+            if topic is None:
+                topic = TopicInfo(name, record.topic_id, {}, dict(record.configs), is_internal(name))
+                self._register(topic)
+                changed_topics.append(topic)
+                log.info("topic %s (%s) with %d partitions", name, record.topic_id, record.partitions)
+            elif dict(record.configs) != topic.configs:
+                topic.configs = dict(record.configs)
+                self._logs.apply_config(topic)
+            if existing is None or name in changes.topics:
+                # New topic or a changed record (growth): the whole topic from the image.
+                old_parts = topic.partitions
+                new_parts = image.topic_partitions(name)
+                if len(new_parts) != len(old_parts) and topic not in changed_topics:
+                    changed_topics.append(topic)
+                added += max(0, len(new_parts) - len(old_parts))
+                topic.partitions = new_parts
+            else:
+                # Only some partitions' states changed (an ISR, a leader): only those are looked at.
+                touched = [i for (t, i) in changes.partitions if t == name and i < record.partitions]
+                old_parts = {i: p for i in touched if (p := topic.partitions.get(i)) is not None}
+                new_parts = {i: p for i in touched if (p := image.partition(name, i)) is not None}
+                for i in touched:
+                    if i in new_parts:
+                        topic.partitions[i] = new_parts[i]
+                    else:
+                        topic.partitions.pop(i, None)
+            lm = self._logs.log_manager
+            opened = [i for i, p in new_parts.items() if _hosts(p, self.node_id) and lm.get_log(name, i) is None]
+            if opened:
+                self._logs.open(topic, opened)
+            dropped = [i for i, p in old_parts.items() if _hosts(p, self.node_id)
+                       and (i not in new_parts or not _hosts(new_parts[i], self.node_id))]
+            if dropped:
+                removed.append((topic, dropped))
+            for i in sorted(set(old_parts) | set(new_parts)):
+                before, after = old_parts.get(i), new_parts.get(i)
+                if before != after and ((before is not None and _hosts(before, self.node_id))
+                                        or (after is not None and _hosts(after, self.node_id))):
+                    local.append((before, after))
+        self._settle_heap(added)
+        if local:
+            for fn in self.on_partitions_changed:
+                try:
+                    fn(local)
+                except Exception:  # the image is applied; one listener's fault must not undo it
+                    log.exception("partition listener %r failed", fn)
+        for topic, indices in removed:
+            self._remove_local_logs(topic, indices)
+        for topic in deleted_topics:
+            log.info("deleted topic %s (%s)", topic.name, topic.topic_id)
+            self._notify(self.on_topic_deleted, topic)
+        for topic in changed_topics:
+            self._notify(self.on_topic_changed, topic)
+
+    def _remove_local_logs(self, topic: TopicInfo, indices: list[int]) -> None:
+        """Delete the logs of replicas this node no longer hosts: closed and renamed now, their
+        files removed by the log manager's background thread (Kafka's asynchronous delete)."""
+        if indices:
+            self._logs.log_manager.delete_partitions(topic.name, indices)
 
     # ------------------------------------------------------------------ internals
 
@@ -482,3 +948,48 @@ class MetadataManager:
         """A plain summary for logs and debugging."""
         return {"cluster_id": self.cluster_id, "controller": self.controller_id,
                 "topics": {n: len(t.partitions) for n, t in sorted(self.topics.items())}}
+
+
+def _hosts(info: PartitionInfo, node_id: int) -> bool:
+    """Whether ``node_id`` holds a replica of the partition (one being added included)."""
+    return node_id in info.replicas or node_id in info.adding_replicas
+
+
+def _stored_cluster_id(log_dirs: Sequence[Path]) -> str | None:
+    """The cluster id of the first log dir's ``meta.properties``, if any."""
+    from kbroker.config import load_properties
+    from kbroker.metadata.cluster_id import META_PROPERTIES
+
+    for d in log_dirs:
+        path = d / META_PROPERTIES
+        if path.exists():
+            stored = load_properties(path).get("cluster.id")
+            if stored:
+                return stored.strip()
+    return None
+
+
+def _system_clock() -> Clock:
+    from kbroker.clock import SYSTEM_CLOCK
+
+    return SYSTEM_CLOCK
+
+
+async def _logged(awaitable: Any) -> None:
+    """Await a background cluster task; its failure is logged, never raised into the task group."""
+    try:
+        await awaitable
+    except Exception:
+        log.exception("background cluster metadata task failed")
+
+
+def _merge_configs(current: Mapping[str, str], updates: Mapping[str, str | None],
+                   incremental: bool) -> dict[str, str | None]:
+    """``updates`` merged into ``current`` (None removes a key), or replacing it when not incremental."""
+    merged: dict[str, str | None] = dict(current) if incremental else {}
+    for key, value in updates.items():
+        if value is None and incremental:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged

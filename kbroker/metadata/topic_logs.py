@@ -33,6 +33,11 @@ class TopicLogs:
         self._config = config
         self._logs = log_manager
 
+    @property
+    def log_manager(self) -> LogManager:
+        """The log layer these logs live in."""
+        return self._logs
+
     def config_for(self, topic: TopicInfo) -> LogConfig:
         """The topic's effective LogConfig under the broker config in force."""
         return log_config_for(self._config.current, topic.configs)

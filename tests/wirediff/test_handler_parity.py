@@ -204,7 +204,7 @@ def test_describe_topic_partitions_page_deep_in_a_big_topic_reads_only_that_page
 
     parts = _NoWalk({i: PartitionInfo("big", i, 1, 0, [1], [1]) for i in range(50_000)})
     topic = TopicInfo("big", uuid.uuid4(), parts)
-    broker = SimpleNamespace(metadata=SimpleNamespace(topics={"big": topic}, topic={"big": topic}.get), authorizer=None)
+    broker = SimpleNamespace(metadata=SimpleNamespace(topics={"big": topic}, topic={"big": topic}.get, clustered=False), authorizer=None)
     body = {"topics": [{"name": "big"}], "response_partition_limit": 2**31 - 1,
             "cursor": {"topic_name": "big", "partition_index": 40_000}}
     out = _run(describe_topic_partitions, _ctx(75, 0, body, broker))
