@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -30,7 +30,17 @@ from kbroker.security.scram import CredentialStore
 from kbroker.security.store import FileStateStore
 
 if TYPE_CHECKING:
+    from kbroker.etcd.client import KeyValue
+    from kbroker.handlers.api import BrokerServices
+    from kbroker.metadata.cluster_state import ClusterKeys
+    from kbroker.metadata.manager import MetadataManager
+    from kbroker.metadata.model import PartitionInfo
+    from kbroker.replica.fetcher import ReplicaFetchers
+    from kbroker.replica.markers import ClusterMarkerWriter
+    from kbroker.replica.partition_state import ReplicationSeam
     from kbroker.security.sasl.authenticator import SaslMetrics
+    from kbroker.security.store import StateStore
+    from kbroker.txn.markers import MarkerResults, TxnMarker, WriteMarkers
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
@@ -72,36 +82,56 @@ class Broker:
         check_log_dirs(self.log_dirs)
         #: Advertised (host, port) per listener name, known once the listeners are bound.
         self.endpoints: dict[str, tuple[str, int]] = {}
+        #: Whether this broker is one of an etcd-coordinated cluster (``etcd.endpoints``).
+        self.clustered = bool(config.get("etcd.endpoints"))
+        if self.clustered:
+            check_inter_broker_listener(config)
         self.log_manager = LogManager(
             self.log_dirs, clock, self.default_log_config(),
             retention_check_interval_ms=int(config.get("log.retention.check.interval.ms")),
-            cleaner_config=CleanerConfig.from_broker_config(config))
+            cleaner_config=CleanerConfig.from_broker_config(config), replicated=self.clustered,
+            high_watermark_checkpoint_interval_ms=int(config.get("replica.high.watermark.checkpoint.interval.ms")))
         # Dynamic log.cleaner.* changes (and those stored by an earlier run) reach the cleaner.
         self.configs.subscribe(lambda c: self.log_manager.reconfigure_cleaner(CleanerConfig.from_broker_config(c)))
         try:
             self.metadata = MetadataManager(self.configs, self.log_manager, self.log_dirs, node_id=self.node_id,
                                             endpoints=lambda: self.endpoints, on_bulk_create=self._settle_heap,
                                             clock=clock)
+            #: The cluster's etcd keys (None on a single broker), resolved before anything is served.
+            self.cluster_keys = self._resolve_cluster() if self.clustered else None
+            #: Followers' fetching from leaders, and markers to other brokers (cluster mode only).
+            self.fetchers: ReplicaFetchers | None = None
+            self._marker_writer: ClusterMarkerWriter | None = None
             self.replica_manager = ReplicaManager(node_id=self.node_id, config=self.configs, partitions=self.metadata,
-                                                  logs=self.log_manager.get_log, clock=clock)
+                                                  logs=self.log_manager.get_log, clock=clock,
+                                                  replication=self._replication() if self.clustered else None)
             self.metadata.on_topic_deleted.append(self.replica_manager.on_topic_deleted)
             offsets_log = TopicOffsetsLog(
                 metadata=self.metadata, append_records=self.replica_manager.append_records, logs=self.log_manager.get_log,
                 clock=clock, default_partitions=lambda: self.config.offsets_topic_num_partitions)
-            self.groups = GroupCoordinator(GroupConfig.from_broker_config(self.config), clock, offsets_log)
-            self.producer_ids = ProducerIdManager(self.log_dirs[0])
+            self.groups = GroupCoordinator(GroupConfig.from_broker_config(self.config), clock, offsets_log,
+                                           node_id=self.node_id, clustered=self.clustered)
+            self.producer_ids = ProducerIdManager(self.log_dirs[0],
+                                                  block_source=self._producer_id_block if self.clustered else None)
             txn_log = TopicTransactionLog(
                 metadata=self.metadata, append_records=self.replica_manager.append_records,
                 logs=self.log_manager.get_log, clock=clock, topic_configs=self._transaction_topic_configs,
                 default_partitions=lambda: int(self.config.get("transaction.state.log.num.partitions")))
             self.transactions = TransactionCoordinator(
-                self.configs, clock, self.producer_ids, txn_log, lambda markers: write_markers(self, markers),
-                offsets_partition=self.groups.partition_for, partition_exists=self._partition_exists)
+                self.configs, clock, self.producer_ids, txn_log, self._markers_writer(write_markers),
+                offsets_partition=self.groups.partition_for, partition_exists=self._partition_exists,
+                node_id=self.node_id, clustered=self.clustered)
+            if self.clustered:
+                # Leaderships and replicas as the cluster's image changes: the data path first, then
+                # the coordinators of the internal topics' partitions.
+                self.metadata.on_partitions_changed += [self.replica_manager.apply_partitions,
+                                                        self.groups.on_partitions_changed,
+                                                        self.transactions.on_partitions_changed]
         except BaseException:
             self.log_manager.release_dir_locks()  # a failed start leaves the dirs usable
             raise
-        #: Where ACLs, SCRAM credentials and client quotas are kept.
-        self.security_store = FileStateStore(self.log_dirs[0])
+        #: Where ACLs, SCRAM credentials and client quotas are kept (etcd in a cluster).
+        self.security_store: StateStore = self._security_store()
         #: The ACL authorizer (None: ``authorizer.class.name`` is unset and everything is allowed).
         self.authorizer: Authorizer | None = self._build_authorizer(config)
         try:
@@ -112,6 +142,8 @@ class Broker:
         except OSError as e:
             self.log_manager.release_dir_locks()
             raise StartupError(str(e)) from e
+        if self.clustered:
+            self._follow_security_changes()
         #: Broker-wide SASL authentication counts (Kafka's (re)authentication metrics); None
         #: without a SASL listener (the SASL modules are then not even imported).
         self.sasl_metrics: SaslMetrics | None = None
@@ -128,6 +160,98 @@ class Broker:
                                        ip_rate=self.client_quotas.ip_connection_rate)
         self.configs.subscribe(lambda _: self.quotas.wake())  # raised connection limits take effect at once
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
+
+    # -- cluster mode ------------------------------------------------------------------------------
+    def _resolve_cluster(self) -> ClusterKeys:
+        """The cluster id and etcd keys; StartupError when etcd cannot be reached or the log dirs
+        belong to another cluster."""
+        from kbroker.etcd.client import EtcdError
+        from kbroker.metadata.cluster_id import MetaPropertiesError
+
+        try:
+            return self.metadata.resolve_identity()
+        except (EtcdError, MetaPropertiesError, OSError) as e:
+            raise StartupError(f"cannot join the cluster: {e}") from e
+
+    def _replication(self) -> ReplicationSeam:
+        """The replica manager's view of the cluster: the metadata's lease, ISR writes and racks,
+        and the fetchers that copy the partitions this broker follows."""
+        from kbroker.replica.fetcher import ReplicaFetchers
+        from kbroker.replica.peer import inter_broker_listener
+
+        listener = inter_broker_listener(self.config)
+        metadata = self.metadata
+        self.fetchers = ReplicaFetchers(
+            node_id=self.node_id, config=self.configs, clock=self.clock,
+            endpoint=lambda node: metadata.broker_endpoint(node, listener), logs=self.log_manager.get_log,
+            on_change=lambda tp: self.replica_manager.notify_partition_changed(tp))
+        return _Replication(metadata, self.fetchers)
+
+    async def _producer_id_block(self, block_size: int) -> int:
+        """A block of producer ids unique in the cluster (from etcd)."""
+        from kbroker.txn.producer_id_blocks import EtcdProducerIdBlocks
+
+        cluster = self.metadata.cluster
+        if cluster is None:
+            raise OSError("not joined to the cluster yet")
+        return await EtcdProducerIdBlocks(cluster.client, cluster.keys, self.node_id)(block_size)
+
+    def _markers_writer(self, local: Callable[[BrokerServices, Sequence[TxnMarker]], Awaitable[MarkerResults]],
+                        ) -> WriteMarkers:
+        """The transaction coordinator's way to its markers' partitions: this broker's log alone, or
+        in a cluster each partition's leader."""
+        def write_here(markers: Sequence[TxnMarker]) -> Awaitable[MarkerResults]:
+            return local(self, markers)
+
+        if not self.clustered:
+            return write_here
+        from kbroker.replica.markers import ClusterMarkerWriter
+        from kbroker.replica.peer import inter_broker_connector, inter_broker_listener
+
+        listener = inter_broker_listener(self.config)
+        metadata = self.metadata
+
+        def leader_of(tp: TopicPartition) -> int | None:
+            info = metadata.partition(tp.topic, tp.partition)
+            return None if info is None else info.leader
+
+        self._marker_writer = ClusterMarkerWriter(
+            node_id=self.node_id, leader_of=leader_of, endpoint=lambda node: metadata.broker_endpoint(node, listener),
+            local=write_here, connect=inter_broker_connector(self.config),
+            timeout_s=int(self.config.get("replica.socket.timeout.ms")) / 1000,
+            backoff_s=int(self.config.get("replica.fetch.backoff.ms")) / 1000, monotonic=self.clock.monotonic)
+        return self._marker_writer
+
+    def _security_store(self) -> StateStore:
+        if self.cluster_keys is None:
+            return FileStateStore(self.log_dirs[0])
+        from kbroker.etcd.client import EtcdSyncClient
+        from kbroker.security.etcd_store import EtcdStateStore
+
+        return EtcdStateStore(EtcdSyncClient(list(self.config.get("etcd.endpoints"))), self.cluster_keys.state)
+
+    def _follow_security_changes(self) -> None:
+        """ACLs, SCRAM credentials and quotas changed on another broker take effect here too."""
+        from kbroker.security.authorizer import STORE_KIND as ACLS
+        from kbroker.security.authorizer import StandardAuthorizer
+        from kbroker.security.etcd_store import EtcdStateStore
+        from kbroker.security.quotas import STORE_KIND as QUOTAS
+        from kbroker.security.scram import KIND as SCRAM
+
+        store = self.security_store
+        assert isinstance(store, EtcdStateStore)
+        authorizer = self.authorizer
+        if isinstance(authorizer, StandardAuthorizer):
+            store.on_reload(ACLS, lambda _: authorizer.reload())
+        store.on_reload(SCRAM, lambda _: self.credentials.reload())
+        store.on_reload(QUOTAS, lambda _: self.client_quotas.reload())
+        prefix = store.prefix
+
+        def changed(key: str, kv: KeyValue | None) -> None:
+            if key.startswith(prefix):
+                store.remember(key[len(prefix):], kv)
+
+        self.metadata.on_cluster_document.append(changed)
 
     def _build_authorizer(self, config: BrokerConfig) -> Authorizer | None:
         from kbroker.config import ConfigError
@@ -154,6 +278,18 @@ class Broker:
         except ConfigError as e:
             raise StartupError(str(e)) from e  # the message names the listener or its key
         return dataclasses.replace(security, new_authenticator=lambda host, port: SaslAuthenticator(settings, host, port))
+
+    async def _close_cluster_clients(self) -> None:
+        """Stop following leaders and close the connections to other brokers and to etcd."""
+        if self.fetchers is not None:
+            await self.fetchers.stop()
+        if self._marker_writer is not None:
+            await self._marker_writer.aclose()
+        if self.clustered:
+            from kbroker.security.etcd_store import EtcdStateStore
+
+            if isinstance(self.security_store, EtcdStateStore):
+                self.security_store.close()
 
     @property
     def config(self) -> BrokerConfig:
@@ -203,6 +339,10 @@ class Broker:
                 tg.start_soon(self._accept_loop, listener, name, tg)
             self.log_manager.on_log_start_moved = self._log_start_mover()
             self.log_manager.start()  # background flush (flush.ms), checkpoints, deletes, retention
+            # The data path first: joining applies the image, which makes this broker lead or follow.
+            await self.replica_manager.start(tg)
+            if self.fetchers is not None:
+                await self.fetchers.start(tg)
             try:
                 # A cluster member joins now that its endpoints are known: image, local replicas, lease.
                 await self.metadata.start(tg)
@@ -210,7 +350,6 @@ class Broker:
                 join_error = e
                 tg.cancel_scope.cancel()  # the accept loops close their listeners
             if join_error is None:
-                await self.replica_manager.start(tg)
                 await self.groups.start(tg)
                 await self.transactions.start(tg)
                 try:
@@ -220,6 +359,8 @@ class Broker:
                         await self.shutdown()
                     tg.cancel_scope.cancel()
         if join_error is not None:
+            with anyio.CancelScope(shield=True):
+                await self._close_cluster_clients()
             self.log_manager.shutdown()
             raise StartupError(f"cannot join the cluster: {join_error}") from join_error
 
@@ -330,6 +471,7 @@ class Broker:
         await self.transactions.shutdown()
         # Release long-polling fetches so they answer now instead of at their max wait.
         await self.replica_manager.stop()
+        await self._close_cluster_clients()
         with anyio.move_on_after(grace_seconds):
             while True:
                 for conn in list(self._connections):
@@ -339,6 +481,37 @@ class Broker:
                     break
                 await anyio.sleep(0.01)
         self.log_manager.shutdown()
+
+
+class _Replication:
+    """:class:`~kbroker.replica.partition_state.ReplicationSeam` over the cluster metadata."""
+
+    def __init__(self, metadata: MetadataManager, fetchers: ReplicaFetchers) -> None:
+        self._metadata = metadata
+        self.fetchers = fetchers
+
+    def lease_valid(self) -> bool:
+        return self._metadata.lease_valid()
+
+    def alter_isr(self, expected: PartitionInfo, isr: list[int]) -> Awaitable[PartitionInfo | None]:
+        return self._metadata.alter_isr(expected, isr)
+
+    def rack_of(self, node_id: int) -> str | None:
+        return self._metadata.rack_of(node_id)
+
+    def isr_eligible(self, node_id: int) -> bool:
+        return self._metadata.isr_eligible(node_id)
+
+
+def check_inter_broker_listener(config: BrokerConfig) -> None:
+    """A cluster member's inter-broker listener must be one of its listeners (as Kafka checks)."""
+    from kbroker.replica.peer import inter_broker_listener
+
+    name = inter_broker_listener(config)
+    names = [ls.name for ls in config.listeners]
+    if name not in names:
+        raise StartupError(f"the inter-broker listener {name} (inter.broker.listener.name, else "
+                           f"security.inter.broker.protocol) is not one of the listeners {', '.join(names)}")
 
 
 async def _close_later(stream: SocketStream, seconds: float) -> None:

@@ -70,6 +70,8 @@ class ImageChanges:
     topics: dict[str, tuple[TopicRecord | None, TopicRecord | None]] = field(default_factory=dict)
     partitions: dict[tuple[str, int], PartitionChange] = field(default_factory=dict)
     controller: bool = False
+    #: Other documents of the cluster (``state/``, ``configs/``), as etcd holds them now (None: deleted).
+    documents: dict[str, KeyValue | None] = field(default_factory=dict)
 
     @property
     def touched_topics(self) -> set[str]:
@@ -163,6 +165,8 @@ class ClusterImage:
                     if kv is not None:
                         self.partitions[tp] = decode_partition(tp[0], tp[1], kv.value)
                     changes.partitions[tp] = (old_p, self.partitions.get(tp))
+                elif key.startswith((keys.state, keys.configs)):
+                    changes.documents[key] = kv
                 elif key == keys.controller:
                     self.controller_id = int(kv.json()["id"]) if kv is not None else -1
                     changes.controller = True
@@ -191,6 +195,8 @@ class ClusterMetadata:
         self._heartbeat_s = int(cfg.get("broker.heartbeat.interval.ms")) / 1000
         self.lease_id = 0
         self._valid_until = 0.0
+        #: The revision of the latest registration under a new lease: the lease counts once applied.
+        self._valid_from_revision = 0
         self.registration: BrokerRegistration | None = None
         #: Called on the loop after each batch the image applied; the next batch waits for it
         #: (a coroutine function may move work off the loop and stay in revision order).
@@ -229,7 +235,14 @@ class ClusterMetadata:
         if self.registration is None or new_lease:
             self.registration = BrokerRegistration(self.node_id, dict(self._listeners()), self.rack)
         self.registration = replace(self.registration, shutting_down=shutting_down)
-        return await self.client.put(self.keys.broker(self.node_id), self.registration.encode(), lease=self.lease_id)
+        revision = await self.client.put(self.keys.broker(self.node_id), self.registration.encode(),
+                                         lease=self.lease_id)
+        if new_lease:
+            # A broker back from a long pause (its lease expired) is valid again only once its image
+            # holds every change made before it registered again: until then it may still believe
+            # it leads partitions that moved while it was away.
+            self._valid_from_revision = revision
+        return revision
 
     async def stop(self, *, revoke: bool = True) -> None:
         """Stop the background tasks; with ``revoke``, end the lease (the broker leaves at once)."""
@@ -251,8 +264,9 @@ class ClusterMetadata:
         return await self._register(shutting_down=True, new_lease=False)
 
     def lease_valid(self) -> bool:
-        """Whether this broker's lease is known alive now."""
-        return self._clock.monotonic() < self._valid_until
+        """Whether this broker's lease is known alive now (and its image caught up with its
+        latest registration)."""
+        return self._clock.monotonic() < self._valid_until and self.applied_revision >= self._valid_from_revision
 
     async def _keepalive_loop(self) -> None:
         failing = False

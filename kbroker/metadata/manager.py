@@ -61,9 +61,11 @@ if TYPE_CHECKING:
 
     from kbroker.clock import Clock
     from kbroker.config import BrokerConfig
+    from kbroker.etcd.client import KeyValue
     from kbroker.log.config import LogConfig
     from kbroker.log.manager import LogManager, PreparedLogs
     from kbroker.metadata.cluster import ClusterMetadata, ImageChanges
+    from kbroker.metadata.cluster_state import ClusterKeys
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +102,14 @@ class MetadataManager:
         self.clustered: bool = bool(config.current.get("etcd.endpoints"))
         #: The cluster's registration, image and etcd client (None on a single broker).
         self.cluster: ClusterMetadata | None = None
+        #: The cluster's etcd keys, known once :meth:`resolve_identity` ran (cluster mode).
+        self.cluster_keys: ClusterKeys | None = None
         #: Called on the loop after each applied cluster change, with every partition whose
         #: replicas include this node before or after it (cluster mode only).
         self.on_partitions_changed: list[PartitionsListener] = []
+        #: Called on the loop with ``(key, KeyValue or None)`` for each changed key under the
+        #: cluster's ``state/`` and ``configs/`` prefixes (cluster mode only).
+        self.on_cluster_document: list[Callable[[str, KeyValue | None], None]] = []
         self._tg: TaskGroup | None = None
         self._controller_scope: anyio.CancelScope | None = None
         self._logs = TopicLogs(config, log_manager)
@@ -185,6 +192,14 @@ class MetadataManager:
             reg = self.cluster.image.brokers.get(node_id)
             return None if reg is None else reg.rack
         return self._config.current.get("broker.rack") if node_id == self.node_id else None
+
+    def isr_eligible(self, node_id: int) -> bool:
+        """Whether ``node_id`` may join an ISR: a live broker that is not shutting down (as Kafka
+        keeps fenced and controlled-shutdown brokers out)."""
+        if self.cluster is None:
+            return node_id == self.node_id
+        reg = self.cluster.image.brokers.get(node_id)
+        return reg is not None and not reg.shutting_down
 
     def lease_valid(self) -> bool:
         """Whether this broker may acknowledge replicated writes: its etcd lease is known alive
@@ -583,16 +598,15 @@ class MetadataManager:
         # Imported here: a single broker never loads the etcd client (nor httpx).
         from kbroker.etcd.client import EtcdClient
         from kbroker.metadata.cluster import ClusterMetadata
-        from kbroker.metadata.cluster_state import ClusterKeys
 
         # httpx logs every request at INFO: one per heartbeat.
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         cfg = self._config.current
         client = EtcdClient(list(cfg.get("etcd.endpoints")))
         try:
-            prefix = cfg.get("etcd.prefix")
-            self.cluster_id = await self._cluster_id_from_etcd(client, prefix)
-            keys = ClusterKeys.for_cluster(self.cluster_id, prefix)
+            keys = self.cluster_keys
+            if keys is None:
+                keys = await anyio.to_thread.run_sync(self.resolve_identity)
             cluster = ClusterMetadata(client, keys, self.node_id, self._config, self._clock or _system_clock(),
                                       listeners=self._endpoints, rack=cfg.get("broker.rack"))
             self.cluster = cluster
@@ -610,18 +624,28 @@ class MetadataManager:
                  len(self.live_broker_ids()), len(self.topics))
         self._start_controller(tg)
 
-    async def _cluster_id_from_etcd(self, client: Any, prefix: str | None) -> str:
-        """``cluster.id`` when configured; else the id stored in etcd, created once (from the
-        local ``meta.properties`` when it has one). The log dirs must agree with it."""
-        from kbroker.etcd.client import Compare, Put, Range
+    def resolve_identity(self) -> ClusterKeys:
+        """Cluster mode: the cluster id (``cluster.id``, else the one kept in etcd, created once
+        from the local ``meta.properties`` or afresh) and the cluster's etcd keys. Blocking: the
+        Broker calls it at start-up, before anything is served. The log dirs must agree with the id."""
+        from kbroker.etcd.client import Compare, EtcdSyncClient, Put, Range
+        from kbroker.metadata.cluster_state import ClusterKeys
 
-        configured = self._config.current.cluster_id
+        cfg = self._config.current
+        prefix = cfg.get("etcd.prefix")
+        configured = cfg.cluster_id
         if configured is None:
             key = (prefix.rstrip("/") + "/" if prefix else "/kbroker/default/") + "cluster-id"
             candidate = _stored_cluster_id(self._log_dirs) or generate_cluster_id()
-            result = await client.txn([Compare.absent(key)], [Put(key, candidate.encode())], [Range(key)])
+            client = EtcdSyncClient(list(cfg.get("etcd.endpoints")))
+            try:
+                result = client.txn([Compare.absent(key)], [Put(key, candidate.encode())], [Range(key)])
+            finally:
+                client.close()
             configured = candidate if result.succeeded else result.ranges[0][0].value.decode()
-        return load_or_create_cluster_id(self._log_dirs, self.node_id, configured)
+        self.cluster_id = load_or_create_cluster_id(self._log_dirs, self.node_id, configured)
+        self.cluster_keys = ClusterKeys.for_cluster(self.cluster_id, prefix)
+        return self.cluster_keys
 
     def _start_controller(self, tg: TaskGroup) -> None:
         cluster = self.cluster
@@ -829,6 +853,12 @@ class MetadataManager:
     def _apply_image(self, changes: ImageChanges) -> None:
         """On the loop: bring the topic registry and local logs in line with an applied etcd batch."""
         assert self.cluster is not None
+        for key, kv in changes.documents.items():
+            for listener in self.on_cluster_document:
+                try:
+                    listener(key, kv)
+                except Exception:  # one bad listener must not stop the others, nor the image
+                    log.exception("cluster document listener %r failed for %s", listener, key)
         image = self.cluster.image
         local: list[PartitionChange] = []
         removed: list[tuple[TopicInfo, list[int]]] = []

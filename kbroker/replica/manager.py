@@ -700,7 +700,7 @@ class ReplicaManager:
         plog.high_watermark_follows_leo = False
         # Followers of earlier epochs truncate to where this epoch starts (OffsetForLeaderEpoch).
         plog.assign_leader_epoch(info.leader_epoch)
-        state = LeaderState(tp, info, plog, self._node_id, now, seam.lease_valid)
+        state = LeaderState(tp, info, plog, self._node_id, now, seam.lease_valid, seam.isr_eligible)
         if previous is not None:
             # Re-elected at a newer epoch (Kafka's resetReplicaState, not a new leader): the
             # followers' positions are still known; ISR members count as fetching now.

@@ -53,7 +53,10 @@ class FollowerFetchers(Protocol):
 class ReplicationSeam(Protocol):
     """What the replica manager needs from the cluster when partitions are replicated."""
 
-    fetchers: FollowerFetchers
+    @property
+    def fetchers(self) -> FollowerFetchers:
+        """The follower side of this broker."""
+        ...
 
     def lease_valid(self) -> bool:
         """Whether this broker's registration lease is known to be alive right now."""
@@ -66,6 +69,10 @@ class ReplicationSeam(Protocol):
 
     def rack_of(self, node_id: int) -> str | None:
         """The ``broker.rack`` of a live broker (None: unknown or no rack)."""
+        ...
+
+    def isr_eligible(self, node_id: int) -> bool:
+        """Whether ``node_id`` may join an ISR: registered and not shutting down."""
         ...
 
 
@@ -105,7 +112,8 @@ class LeaderState:
     """One partition led by this broker: its followers, ISR changes in flight, HW and acks waiters."""
 
     def __init__(self, tp: TopicPartition, info: PartitionInfo, plog: PartitionLog, node_id: int,
-                 now_ms: int, lease_valid: Callable[[], bool]) -> None:
+                 now_ms: int, lease_valid: Callable[[], bool],
+                 isr_eligible: Callable[[int], bool] = lambda _: True) -> None:
         self.tp = tp
         self.info = info
         self.plog = plog
@@ -114,6 +122,7 @@ class LeaderState:
         #: The log end offset when this leadership epoch began: a follower must reach it to join the ISR.
         self.epoch_start_offset = plog.log_end_offset
         self._lease_valid = lease_valid
+        self._isr_eligible = isr_eligible
         # As Kafka's resetReplicaState for a new leader: ISR members count as caught up now,
         # the others not at all (they must fetch before they hold the high watermark back).
         self.followers: dict[int, FollowerState] = {
@@ -174,6 +183,8 @@ class LeaderState:
         start of this leader epoch (so it holds every committed record of earlier epochs)."""
         if self.pending_isr is not None or replica_id in self.info.isr:
             return None
+        if not self._isr_eligible(replica_id):
+            return None  # as Kafka: a fenced or shutting-down broker does not join an ISR
         state = self.followers.get(replica_id)
         if state is None:
             return None
@@ -224,7 +235,8 @@ class LeaderState:
         for r, state in self.followers.items():
             # A follower caught up but not in the ISR yet is waited for too: else it could never
             # reach a high watermark that runs ahead of it (Kafka's shouldWaitForReplicaToJoinIsr).
-            if state.log_end_offset < new_hw and (r in maximal or state.is_caught_up(leo, now_ms, max_lag_ms)):
+            if state.log_end_offset < new_hw and (r in maximal or (state.is_caught_up(leo, now_ms, max_lag_ms)
+                                                                   and self._isr_eligible(r))):
                 new_hw = state.log_end_offset
         old = plog.high_watermark
         if new_hw <= old:

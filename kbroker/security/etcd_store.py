@@ -38,6 +38,10 @@ class EtcdStateStore:
         self._cache: dict[str, tuple[Any, int]] = {}
         self._listeners: dict[str, Reload] = {}
 
+    def close(self) -> None:
+        """Close the connection to etcd."""
+        self._client.close()
+
     def path(self, kind: str) -> str:
         """Where ``kind`` is kept (for messages)."""
         return f"etcd key {self.prefix}{kind}"

@@ -182,9 +182,15 @@ def test_expired_lease_removes_a_broker(cluster: Cluster) -> None:
     assert not victim.broker.metadata.lease_valid()
     md = _wire_metadata(cluster, 2)
     assert md.controller_id in (0, 2)
-    parts = {p.partition_index: p for t in md.topics if t.name == "led" for p in t.partitions}
-    # No controller moved the leadership yet: the partition led by the lost broker has no leader.
-    assert (parts[0].error_code, parts[0].leader_id, parts[0].offline_replicas) == (5, -1, [1])
+
+    def led() -> dict[int, Any]:
+        return {p.partition_index: p for t in _wire_metadata(cluster, 2).topics if t.name == "led"
+                for p in t.partitions}
+
+    # The controller moves the lost broker's leadership to the other ISR member, dropping it from the ISR.
+    wait_until(lambda: led()[0].leader_id == 0, timeout=10, interval=0.05, what="partition 0 led by broker 0")
+    parts = led()
+    assert (parts[0].error_code, parts[0].isr_nodes, parts[0].offline_replicas) == (0, [0], [1])
     assert (parts[1].error_code, parts[1].leader_id, parts[1].offline_replicas) == (0, 0, [1])
     wire = WireClient(cluster.brokers[0].bootstrap)
     try:
@@ -192,7 +198,7 @@ def test_expired_lease_removes_a_broker(cluster: Cluster) -> None:
     finally:
         wire.close()
     rows = {p.partition_index: p for p in described.topics[0].partitions}
-    assert (rows[0].error_code, rows[0].leader_id, rows[0].replica_nodes) == (5, -1, [1, 0])
+    assert (rows[0].error_code, rows[0].leader_id, rows[0].replica_nodes) == (0, 0, [1, 0])
     assert (rows[1].error_code, rows[1].leader_id) == (0, 0)
 
 

@@ -12,6 +12,6 @@ from __future__ import annotations
 import pytest
 
 #: Whether the brokers form a cluster (flip to True once they do).
-CLUSTER_FEATURES = False
+CLUSTER_FEATURES = True
 
 requires_cluster_features = pytest.mark.skipif(not CLUSTER_FEATURES, reason="requires the cluster features")

@@ -23,7 +23,8 @@ def _admin(c: LocalCluster):  # type: ignore[no-untyped-def]
 def _create(c: LocalCluster, topic: str, partitions: int, rf: int) -> None:
     from confluent_kafka.admin import NewTopic
 
-    _admin(c).create_topics([NewTopic(topic, partitions, rf, config={"min.insync.replicas": "2"})])[topic].result(30)
+    admin = _admin(c)  # kept alive until the result is in
+    admin.create_topics([NewTopic(topic, partitions, rf, config={"min.insync.replicas": "2"})])[topic].result(30)
 
 
 def _partition(c: LocalCluster, topic: str, p: int = 0, timeout: float = 30.0, want=lambda md: True):  # type: ignore[no-untyped-def]

@@ -102,6 +102,26 @@ async def test_expired_lease_drops_the_broker_then_it_registers_again(etcd_serve
         assert b.lease_valid()
 
 
+async def test_a_new_lease_counts_only_once_the_image_caught_up(etcd_server: EtcdServer) -> None:
+    # A broker back from a long pause registers again at once; until its image holds every change
+    # made before that (leaderships moved meanwhile) it must not act as a leader.
+    keys = _keys()
+    async with _member(etcd_server, keys, 1) as a:
+        gate = anyio.Event()
+        real_applied = a.applied
+
+        async def slow_applied(changes: ImageChanges) -> None:
+            await gate.wait()
+            await real_applied(changes)
+
+        a.applied = slow_applied  # type: ignore[method-assign]
+        revision = await a._register()  # what the keepalive loop does when it finds its lease expired
+        assert a.applied_revision < revision and not a.lease_valid()
+        gate.set()
+        await _until(lambda: a.applied_revision >= revision)
+        assert a.lease_valid()
+
+
 async def test_stopped_keepalive_expires_after_the_ttl(etcd_server: EtcdServer) -> None:
     keys = _keys()
     async with _member(etcd_server, keys, 1) as a:

@@ -12,14 +12,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from kbroker.broker import Broker
+from kbroker.broker import Broker, StartupError
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.etcd import EtcdClient
 from kbroker.etcd.server import EtcdServer
 from kbroker.metadata import errors as E
 from kbroker.metadata.cluster_id import MetaPropertiesError
 from kbroker.metadata.cluster_state import ClusterKeys, encode_partition
-from kbroker.metadata.manager import PartitionChange
+from kbroker.metadata.manager import MetadataManager, PartitionChange
 from kbroker.metadata.model import NewTopicRequest
 from kbroker.testing import make_config
 
@@ -29,6 +29,12 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def no_controller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brokers that elect no controller: the test plays the controller's part by hand."""
+    monkeypatch.setattr(MetadataManager, "_start_controller", lambda self, tg: None)
 
 
 async def _until(check: Callable[[], object], timeout: float = 10.0) -> None:
@@ -77,28 +83,28 @@ async def test_cluster_id_is_created_once_and_must_match(etcd_server: EtcdServer
     stranger = tmp_path / "b3"
     stranger.mkdir()
     (stranger / "meta.properties").write_text("node.id=3\nversion=1\ncluster.id=another-cluster-id-xx\n")
-    b3 = _broker(etcd_server, tmp_path, 3, prefix)
-    try:
-        async with anyio.create_task_group() as tg:
-            with pytest.raises(MetaPropertiesError, match="doesn't match"):
-                await b3.metadata.start(tg)
-    finally:
-        b3.log_manager.shutdown()
-    assert b3.metadata.cluster is None
+    with pytest.raises(StartupError, match="doesn't match") as refused:
+        _broker(etcd_server, tmp_path, 3, prefix)
+    assert isinstance(refused.value.__cause__, MetaPropertiesError)
+    # Its data dir is not held: a broker of that other cluster may still use it.
+    Broker(make_config(stranger, {"node.id": "3"})).log_manager.shutdown()
 
 
 async def test_unreachable_etcd_fails_the_start(tmp_path: Path) -> None:
     from kbroker.etcd import EtcdUnavailable
     from kbroker.etcd.server import free_port
 
-    b = Broker(make_config(tmp_path / "b", {"etcd.endpoints": f"http://127.0.0.1:{free_port()}"}))
-    try:
-        async with anyio.create_task_group() as tg:
-            with pytest.raises(EtcdUnavailable):
-                await b.metadata.start(tg)
-    finally:
-        b.log_manager.shutdown()
-    assert not b.metadata.lease_valid() and b.metadata.live_broker_ids() == []
+    # Without cluster.id the broker asks etcd for it before anything else.
+    with pytest.raises(StartupError, match="cannot join the cluster") as refused:
+        Broker(make_config(tmp_path / "b", {"etcd.endpoints": f"http://127.0.0.1:{free_port()}"}))
+    assert isinstance(refused.value.__cause__, EtcdUnavailable)
+    # With one, reading the cluster's security state (kept in etcd) fails the start the same way.
+    with pytest.raises(StartupError, match="cannot read etcd key"):
+        Broker(make_config(tmp_path / "c", {"etcd.endpoints": f"http://127.0.0.1:{free_port()}",
+                                           "cluster.id": "abcdefghijklmnopqrstuv"}))
+    # Neither start left its data dir locked.
+    for d in ("b", "c"):
+        Broker(make_config(tmp_path / d, {})).log_manager.shutdown()
 
 
 async def test_single_broker_answers_as_before(tmp_path: Path) -> None:
@@ -118,10 +124,11 @@ async def test_single_broker_answers_as_before(tmp_path: Path) -> None:
 
 async def test_local_logs_follow_the_image(etcd_server: EtcdServer, tmp_path: Path) -> None:
     # A stray from an earlier life of node 2: deleted once the image is known.
-    pre = _broker(etcd_server, tmp_path, 2, "/unused/")
+    prefix = f"/t/{uuid.uuid4().hex}/"
+    pre = _broker(etcd_server, tmp_path, 2, prefix)
     pre.log_manager.get_or_create_log("ghost", 0, pre.default_log_config())
     pre.log_manager.shutdown()
-    async with _brokers(etcd_server, tmp_path, [1, 2], **{"broker.rack": "r"}) as (a, b):
+    async with _brokers(etcd_server, tmp_path, [1, 2], **{"broker.rack": "r", "etcd.prefix": prefix}) as (a, b):
         assert not (tmp_path / "b2" / "ghost-0").exists()
         assert a.metadata.live_broker_ids() == [1, 2]
         assert [(n.node_id, n.port, n.rack) for n in b.metadata.brokers("PLAINTEXT")] == [(1, 9001, "r"), (2, 9002, "r")]
@@ -211,7 +218,7 @@ async def test_internal_topics_need_enough_brokers_and_auto_creation_is_retriabl
         await _until(lambda: a.metadata.topic("auto") is not None and b.metadata.topic("auto") is not None)
 
 
-async def test_controlled_shutdown_waits_for_leaderships_to_move(etcd_server: EtcdServer, tmp_path: Path) -> None:
+async def test_controlled_shutdown_waits_for_leaderships_to_move(etcd_server: EtcdServer, tmp_path: Path, no_controller: None) -> None:
     async with _brokers(etcd_server, tmp_path, [1, 2], **{"controlled.shutdown.max.wait.ms": "20000"}) as (a, b):
         assert (await a.metadata.create_topics_async(
             [NewTopicRequest("c", -1, -1, {}, {0: [1, 2]}), NewTopicRequest("c1", -1, -1, {}, {0: [1]})]))[0] == E.OK
@@ -242,7 +249,7 @@ async def test_controlled_shutdown_waits_for_leaderships_to_move(etcd_server: Et
         assert not a.metadata.lease_valid()
 
 
-async def test_controlled_shutdown_gives_up_after_its_max_wait(etcd_server: EtcdServer, tmp_path: Path) -> None:
+async def test_controlled_shutdown_gives_up_after_its_max_wait(etcd_server: EtcdServer, tmp_path: Path, no_controller: None) -> None:
     async with _brokers(etcd_server, tmp_path, [1, 2]) as (a, b):
         assert (await a.metadata.create_topics_async([NewTopicRequest("w", -1, -1, {}, {0: [1, 2]})]))[0] == E.OK
         start = anyio.current_time()
@@ -311,7 +318,7 @@ async def test_placement_uses_racks_when_every_broker_has_one(etcd_server: EtcdS
             b.log_manager.shutdown()
 
 
-async def test_controller_id_follows_the_controller_key(etcd_server: EtcdServer, tmp_path: Path) -> None:
+async def test_controller_id_follows_the_controller_key(etcd_server: EtcdServer, tmp_path: Path, no_controller: None) -> None:
     async with _brokers(etcd_server, tmp_path, [3, 1, 2]) as (a, b, c):
         cluster = a.metadata.cluster
         assert cluster is not None

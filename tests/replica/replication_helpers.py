@@ -74,6 +74,8 @@ class FakeSeam:
         self.lease = True
         self.fetchers = FakeFetchers()
         self.racks: dict[int, str] = {}
+        #: Brokers fenced or shutting down: they may not join an ISR.
+        self.ineligible: set[int] = set()
         self.alters: list[tuple[PartitionInfo, list[int]]] = []
         #: "commit" (CAS succeeds), "lose" (None), "fail" (raises).
         self.outcome = "commit"
@@ -100,6 +102,9 @@ class FakeSeam:
 
     def rack_of(self, node_id: int) -> str | None:
         return self.racks.get(node_id)
+
+    def isr_eligible(self, node_id: int) -> bool:
+        return node_id not in self.ineligible
 
 
 class Harness:

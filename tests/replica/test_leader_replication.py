@@ -157,6 +157,20 @@ async def test_a_follower_joins_the_isr_at_the_high_watermark_and_the_epoch_star
     assert state is not None and state.isr == [1, 2, 3] and state.pending_isr is None
 
 
+async def test_a_broker_shutting_down_does_not_join_the_isr_nor_hold_the_high_watermark(h: Harness) -> None:
+    plog = h.open_log(records=4)
+    h.set_partition(replicas=[1, 2], isr=[1])
+    h.seam.ineligible.add(2)
+    await h.follower_fetch(2, 0)
+    await h.follower_fetch(2, 4)  # caught up: it would join, but it is stopping
+    await _settle()
+    assert h.seam.alters == [] and plog.high_watermark == 4
+    h.seam.ineligible.clear()
+    await h.follower_fetch(2, 4)
+    await _settle()
+    assert [isr for _, isr in h.seam.alters] == [[1, 2]]
+
+
 async def test_one_isr_change_in_flight_at_a_time(h: Harness) -> None:
     h.open_log()
     h.set_partition(replicas=[1, 2, 3], isr=[1])

@@ -101,7 +101,7 @@ def test_list_offsets_special_timestamps_by_version(timestamp: int, version: int
         asked.append(ts)
         return OffsetResult(ErrorCode.NONE, timestamp=-1, offset=3, leader_epoch=0)
 
-    broker = SimpleNamespace(replica_manager=SimpleNamespace(fetch_offset_for_timestamp=lookup))
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(fetch_offset_for_timestamp=lookup, replicated=False))
     body = {"replica_id": -1, "topics": [{"name": "t", "partitions": [{"partition_index": 0, "timestamp": timestamp}]}]}
     out = _run(list_offsets, _ctx(2, version, body, broker))
     p = out["topics"][0]["partitions"][0]
@@ -115,7 +115,7 @@ def test_list_offsets_special_timestamps_by_version(timestamp: int, version: int
 
 def test_list_offsets_answers_a_repeated_partition_once() -> None:
     broker = SimpleNamespace(replica_manager=SimpleNamespace(
-        fetch_offset_for_timestamp=lambda tp, ts, **kw: OffsetResult(ErrorCode.NONE, offset=1)))
+        fetch_offset_for_timestamp=lambda tp, ts, **kw: OffsetResult(ErrorCode.NONE, offset=1), replicated=False))
     body = {"replica_id": -1, "topics": [
         {"name": "t", "partitions": [{"partition_index": 0, "timestamp": -1}, {"partition_index": 1, "timestamp": -1},
                                      {"partition_index": 0, "timestamp": -2}]}]}
