@@ -54,6 +54,7 @@ from kbroker.replica.partition_state import (
     LeaderState,
     ReplicationSeam,
     ReplicaView,
+    effective_min_isr,
     rack_aware_select,
 )
 from kbroker.replica.record_validation import (
@@ -277,7 +278,7 @@ class ReplicaManager:
         try:
             info, plog = self._leader_log(tp)
             # Kafka appends markers with acks=-1: the ISR must satisfy min.insync.replicas.
-            if len(info.isr) < plog.config.min_insync_replicas:
+            if len(info.isr) < effective_min_isr(plog.config, info):
                 return ErrorCode.NOT_ENOUGH_REPLICAS
             plog.append_marker(marker.producer_id, marker.producer_epoch, marker.coordinator_epoch,
                                marker.commit, leader_epoch=info.leader_epoch)
@@ -411,10 +412,11 @@ class ReplicaManager:
         acks=-1 with fewer in-sync replicas than ``min.insync.replicas``."""
         if not internal and is_internal(tp.topic):
             raise PartitionError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {tp.topic}")
-        if acks == -1 and len(info.isr) < config.min_insync_replicas:
+        min_isr = effective_min_isr(config, info)
+        if acks == -1 and len(info.isr) < min_isr:
             raise PartitionError(ErrorCode.NOT_ENOUGH_REPLICAS,
                                  f"The size of the current ISR {info.isr} is insufficient to satisfy "
-                                 f"the min.isr requirement of {config.min_insync_replicas}")
+                                 f"the min.isr requirement of {min_isr}")
 
     def _check_client_records(self, tp: TopicPartition, records: bytes | bytearray | memoryview | None,
                               config: LogConfig) -> _Valid:

@@ -29,13 +29,19 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition
 
 if TYPE_CHECKING:
-    from kbroker.log import PartitionLog
+    from kbroker.log import LogConfig, PartitionLog
     from kbroker.metadata.model import PartitionInfo
 
 #: ``replica.selector.class`` value that turns on rack-aware follower fetching (KIP-392).
 RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 #: A time long before any other on the monotonic scale: "never" for caught-up and fetch times.
 NEVER_MS = -(1 << 62)
+
+
+def effective_min_isr(config: LogConfig, info: PartitionInfo) -> int:
+    """``min.insync.replicas``, at most the number of replicas (Kafka's ``Partition.effectiveMinIsr``:
+    a setting above the replication factor does not make a partition unwritable with acks=all)."""
+    return min(config.min_insync_replicas, max(len(info.replicas), 1))
 
 
 class FollowerFetchers(Protocol):
@@ -164,7 +170,7 @@ class LeaderState:
 
     def effective_min_isr(self) -> int:
         """``min.insync.replicas``, at most the number of replicas (as Kafka)."""
-        return min(self.plog.config.min_insync_replicas, len(self.info.replicas))
+        return effective_min_isr(self.plog.config, self.info)
 
     # -- followers ---------------------------------------------------------------------------
     def update_follower(self, replica_id: int, fetch_offset: int, log_start_offset: int, now_ms: int,

@@ -371,6 +371,24 @@ async def test_acks_all_reached_after_the_isr_fell_under_min_isr(h: Harness) -> 
     assert r.error_code == ErrorCode.NOT_ENOUGH_REPLICAS and h.logs[("t", 0)].log_end_offset == 1
 
 
+async def test_min_isr_above_the_replication_factor_is_capped_by_it(h: Harness) -> None:
+    # As Kafka's Partition.effectiveMinIsr: min.insync.replicas=3 on two replicas asks for both,
+    # so acks=all is accepted and completes once the follower has the records.
+    plog = h.open_log(min_isr=3)
+    h.set_partition(replicas=[1, 2], isr=[1, 2])
+    out: list[AppendResult] = []
+    async with anyio.create_task_group() as tg:
+        done = await _produce_in_background(h, tg, out)
+        await h.follower_fetch(2, 1)
+        with anyio.fail_after(5):
+            await done.wait()
+    assert out[0].error_code == ErrorCode.NONE and plog.high_watermark == 1
+    # With the ISR under the two replicas, acks=all is refused before the append.
+    h.set_partition(replicas=[1, 2], isr=[1], partition_epoch=1)
+    r = await h.produce(1)
+    assert r.error_code == ErrorCode.NOT_ENOUGH_REPLICAS and plog.log_end_offset == 1
+
+
 async def test_acks_all_answers_not_leader_when_leadership_moves(h: Harness) -> None:
     h.open_log()
     h.set_partition(replicas=[1, 2], isr=[1, 2])
