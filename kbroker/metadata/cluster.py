@@ -403,17 +403,21 @@ class ClusterMetadata:
         """Kafka's AlterPartition: CAS of a partition's ISR by its leader.
 
         Refused (None) unless the image's state is ``expected``'s (same leader, leader epoch and
-        partition epoch) and etcd still holds that version; the new state bumps the partition
-        epoch. On success, returns the state once the image has applied it.
+        partition epoch), etcd still holds that version, and this broker's registration is still
+        held under its lease (as Kafka's controller refuses a fenced broker's AlterPartition with
+        STALE_BROKER_EPOCH: a broker whose lease lapsed is losing its leaderships, and its ISR
+        change could leave the partition leaderless behind its back); the new state bumps the
+        partition epoch. On success, returns the state once the image has applied it.
         """
         key = self.keys.partition(expected.topic, expected.index)
         current = self.image.partition(expected.topic, expected.index)
         if (current is None or current.leader != expected.leader or current.leader_epoch != expected.leader_epoch
-                or current.partition_epoch != expected.partition_epoch):
+                or current.partition_epoch != expected.partition_epoch or not self.lease_id):
             return None
         new = replace(current, isr=list(isr), partition_epoch=current.partition_epoch + 1)
+        registered = Compare(self.keys.broker(self.node_id), "LEASE", self.lease_id)
         try:
-            result = await self.client.txn([Compare.mod_revision(key, self.image.mod_revision(key))],
+            result = await self.client.txn([Compare.mod_revision(key, self.image.mod_revision(key)), registered],
                                            [Put(key, encode_partition(new))])
         except EtcdError as e:
             log.warning("ISR change of %s-%d failed: %s", expected.topic, expected.index, e)

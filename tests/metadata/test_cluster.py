@@ -232,6 +232,33 @@ async def test_alter_isr_compare_and_swap(etcd_server: EtcdServer) -> None:
         assert expanded is not None and expanded.isr == [2, 1] and expanded.partition_epoch == 3
 
 
+async def test_alter_isr_of_a_broker_whose_lease_expired_is_refused(etcd_server: EtcdServer) -> None:
+    # As Kafka's controller refusing an AlterPartition of a fenced broker (STALE_BROKER_EPOCH): a
+    # leader whose registration etcd dropped (the controller moves its leaderships now) writes no
+    # ISR, even while its image still shows it leading the partition at the same epochs.
+    keys = _keys()
+    client = EtcdClient([etcd_server.endpoint])
+    slow = ConfigHolder(BrokerConfig({"broker.session.timeout.ms": "2000", "broker.heartbeat.interval.ms": "5000"}))
+    a = ClusterMetadata(client, keys, 1, slow, SYSTEM_CLOCK, listeners=lambda: {"PLAINTEXT": ("h", 9001)})
+    try:
+        async with anyio.create_task_group() as tg, _member(etcd_server, keys, 2) as b:
+            await a.load()
+            await a.join(tg)
+            await _until(lambda: len(a.image.brokers) == 2)
+            rev = await a.create_topic(TopicRecord("i", uuid.uuid4(), 1), {0: [1, 2]})
+            assert rev is not None and await a.wait_applied(rev)
+            start = a.image.partition("i", 0)
+            assert start is not None and start.leader == 1 and start.isr == [1, 2]
+            await b.client.revoke_lease(a.lease_id)  # as etcd expiring it: a's registration goes
+            assert await a.alter_isr(start, [1]) is None
+            stored = await b.client.get(keys.partition("i", 0))
+            assert stored is not None and stored.mod_revision == a.image.mod_revision(keys.partition("i", 0))
+            await a.stop(revoke=False)
+            tg.cancel_scope.cancel()
+    finally:
+        await client.aclose()
+
+
 async def test_broken_watch_reads_again(etcd_server: EtcdServer, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = _keys()
     async with _member(etcd_server, keys, 1, join=False) as a:
