@@ -175,6 +175,8 @@ class Controller:
         self._held_lease = 0
         self._key_revision = 0
         self.brokers: dict[int, BrokerRegistration] = {}
+        #: The revision each broker's registration was last written at.
+        self._broker_revisions: dict[int, int] = {}
         self.topics: dict[str, TopicRecord] = {}
         self.partitions: dict[tuple[str, int], tuple[PartitionInfo, int]] = {}
         #: Set each time this controller becomes active (tests and callers can await it).
@@ -273,7 +275,10 @@ class Controller:
             self._load(kvs)
             if not self._holds_key(kvs):
                 return
+            stale = self._stale_incarnations()
             await self._reconcile_all()
+            for broker, tps in sorted(stale.items()):
+                await self._restart(broker, tps)
             watch = self.client.watch(self.keys.prefix, revision + 1)
             try:
                 async for events in watch:
@@ -291,8 +296,25 @@ class Controller:
                 return kv.mod_revision == self._key_revision
         return False
 
+    def _stale_incarnations(self) -> dict[int, set[tuple[str, int]]]:
+        """Partitions led by, or in the ISR of, a broker registered after their state was written:
+        a restart whose new registration an earlier controller did not handle (or that happened
+        while there was none). As Kafka fences a broker registering with a new incarnation, the
+        old incarnation's leaderships and ISR memberships end (and the broker's leader epochs
+        with them) rather than carry over to a process that may have lost the log's tail."""
+        stale: dict[int, set[tuple[str, int]]] = {}
+        for broker, registration in self.brokers.items():
+            registered = self._broker_revisions.get(broker, 0)
+            if registration.shutting_down:
+                continue  # reconciled as shutting down anyway
+            for tp, (info, revision) in self.partitions.items():
+                if revision < registered and (info.leader == broker or broker in info.isr):
+                    stale.setdefault(broker, set()).add(tp)
+        return stale
+
     def _load(self, kvs: Sequence[KeyValue]) -> None:
         self.brokers.clear()
+        self._broker_revisions.clear()
         self.topics.clear()
         self.partitions.clear()
         for kv in kvs:
@@ -303,6 +325,7 @@ class Controller:
         broker = self.keys.parse_broker(kv.key)
         if broker is not None:
             self.brokers[broker] = BrokerRegistration.decode(kv.value)
+            self._broker_revisions[broker] = kv.mod_revision
             return
         tp = self.keys.parse_partition(kv.key)
         if tp is not None:
@@ -318,6 +341,7 @@ class Controller:
         broker = self.keys.parse_broker(key)
         if broker is not None:
             self.brokers.pop(broker, None)
+            self._broker_revisions.pop(broker, None)
             return
         tp = self.keys.parse_partition(key)
         if tp is not None:
@@ -329,6 +353,7 @@ class Controller:
         """Apply one batch of changes and react; False when this controller lost its key."""
         dirty: set[tuple[str, int]] = set()
         restarted: set[int] = set()
+        returned: set[int] = set()
         touched_topics: set[str] = set()
         brokers_changed = False
         for event in events:
@@ -346,6 +371,8 @@ class Controller:
                     new = BrokerRegistration.decode(kv.value)
                     if old is not None and old.incarnation != new.incarnation:
                         restarted.add(broker)
+                    elif old is None:
+                        returned.add(broker)
             tp = self.keys.parse_partition(kv.key)
             if tp is not None:
                 dirty.add(tp)
@@ -359,6 +386,12 @@ class Controller:
         dirty.update(tp for tp in self.partitions if tp[0] in touched_topics)
         for broker in restarted:
             await self._restart(broker)
+        if returned - restarted:
+            # Registered again after its old registration went in this same batch (or unseen):
+            # what its old incarnation still leads is fenced as for a restart.
+            stale = self._stale_incarnations()
+            for broker in sorted((returned - restarted) & set(stale)):
+                await self._restart(broker, stale[broker])
         if brokers_changed:
             await self._reconcile_all()
         else:
@@ -404,9 +437,10 @@ class Controller:
         for tp in sorted(self.partitions):
             await self._reconcile(tp)
 
-    async def _restart(self, broker: int) -> None:
-        """A broker restarted within its old lease: fence it, then let it lead again."""
-        for tp in sorted(self.partitions):
+    async def _restart(self, broker: int, only: set[tuple[str, int]] | None = None) -> None:
+        """A broker restarted within its old lease: fence it, then let it lead again (in the
+        partitions ``only``, when given)."""
+        for tp in sorted(self.partitions if only is None else only & set(self.partitions)):
             info = self.partitions[tp][0]
             if broker not in info.isr and info.leader != broker:
                 continue

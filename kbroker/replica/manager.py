@@ -840,6 +840,11 @@ class ReplicaManager:
         fetched epoch checked for divergence; after the read, its fetch state updated (its LEO,
         caught-up time), which may grow the ISR and move the high watermark."""
         replica_id = params.replica_id
+        seam = self._replication
+        if seam is not None and not seam.lease_valid():
+            # Its leadership may be a previous incarnation's (or already another broker's): a
+            # diverging-epoch answer from it could make the follower truncate committed records.
+            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         if replica_id not in state.followers:
             # With an epoch the follower may just be ahead of our view (a reassignment): it retries.
             raise PartitionError(ErrorCode.UNKNOWN_LEADER_EPOCH if req.current_leader_epoch >= 0
@@ -1009,7 +1014,9 @@ class ReplicaManager:
             self._check_leader_epoch(current_leader_epoch, info.leader_epoch)
         except PartitionError as e:
             return e.error_code, -1, -1
-        if info.leader != self._node_id:
+        if info.leader != self._node_id or (self._replication is not None and not self._replication.lease_valid()):
+            # As for follower fetches: no end offset a follower would truncate to while this
+            # broker's leadership is not known to be current.
             return ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, -1
         try:
             epoch, end_offset = plog.end_offset_for_epoch(leader_epoch)

@@ -259,6 +259,28 @@ async def test_alter_isr_of_a_broker_whose_lease_expired_is_refused(etcd_server:
         await client.aclose()
 
 
+async def test_a_restarted_broker_does_not_lead_at_its_previous_incarnations_epochs(etcd_server: EtcdServer) -> None:
+    # Broker 1 restarts within its lease: the image still has it leading at epoch 0. As Kafka fences
+    # a new incarnation before it serves, its lease counts only once those leaderships were
+    # written again (by the controller, under new leader epochs); partitions written after its
+    # registration, and others' leaderships, do not hold it back.
+    keys = _keys()
+    async with _member(etcd_server, keys, 2) as b:
+        async with _member(etcd_server, keys, 1) as old:
+            rev = await old.create_topic(TopicRecord("r", uuid.uuid4(), 2), {0: [1, 2], 1: [2, 1]})
+            assert rev is not None and await old.wait_applied(rev)
+            assert old.lease_valid()
+            await _until(lambda: b.image.revision >= rev)
+        async with _member(etcd_server, keys, 1) as new:
+            assert not new.lease_valid()
+            led = new.image.partition("r", 0)
+            assert led is not None and led.leader == 1
+            fenced = PartitionInfo("r", 0, 1, 2, [1, 2], [1], partition_epoch=1)
+            put = await b.client.put(keys.partition("r", 0), encode_partition(fenced))
+            assert await new.wait_applied(put)
+            assert new.lease_valid()
+
+
 async def test_broken_watch_reads_again(etcd_server: EtcdServer, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = _keys()
     async with _member(etcd_server, keys, 1, join=False) as a:

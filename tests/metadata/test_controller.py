@@ -295,6 +295,29 @@ async def test_restart_within_the_lease_fences_the_old_incarnation(cluster: tupl
         tg.cancel_scope.cancel()
 
 
+async def test_a_restart_no_controller_saw_is_fenced_by_the_next_controller(
+        cluster: tuple[EtcdClient, ClusterKeys]) -> None:
+    # Broker 1 restarts (a new incarnation) while no controller runs (or before the one running
+    # handled it): the controller that loads the state later still ends the old incarnation's
+    # leaderships under new leader epochs, as for a restart it watched.
+    client, keys = cluster
+    async with anyio.create_task_group() as tg:
+        b1, b2 = await brokers(tg, client, keys, [1, 2])
+        await create_topic(client, keys, "t", [part("t", 0, [1, 2], 1, [1, 2]), part("t", 1, [1, 2], 1, [1]),
+                                               part("t", 2, [2, 1], 2, [2, 1])])
+        await b1.reregister(incarnation=uuid.uuid4().hex)
+        [c2] = await start_controllers(tg, client, keys, [b2])
+        await wait_active(c2)
+        p0 = await wait_partition(client, keys, "t", 0, lambda p: p.leader != 1)
+        assert (p0.leader, p0.isr, p0.leader_epoch) == (2, [2], 1)
+        p1 = await wait_partition(client, keys, "t", 1, lambda p: p.leader_epoch > 0)
+        assert (p1.leader, p1.isr, p1.leader_epoch) == (1, [1], 2)
+        # A follower of the old incarnation leaves the ISR too (it rejoins by fetching).
+        p2 = await wait_partition(client, keys, "t", 2, lambda p: p.isr == [2])
+        assert (p2.leader, p2.leader_epoch) == (2, 0)
+        tg.cancel_scope.cancel()
+
+
 async def test_controlled_shutdown_moves_leaderships_away(cluster: tuple[EtcdClient, ClusterKeys]) -> None:
     client, keys = cluster
     async with anyio.create_task_group() as tg:

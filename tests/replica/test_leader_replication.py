@@ -114,6 +114,22 @@ async def test_an_invalid_lease_holds_the_high_watermark(h: Harness) -> None:
     assert plog.high_watermark == 2
 
 
+async def test_without_a_valid_lease_followers_get_no_records_nor_epoch_end_offsets(h: Harness) -> None:
+    # A leadership not known to be current (a lapsed lease, or a previous incarnation's) answers
+    # followers nothing they could truncate to: NOT_LEADER_OR_FOLLOWER, and they retry.
+    plog = h.open_log(records=3)
+    h.set_partition(replicas=[1, 2], isr=[1, 2], epoch=2)
+    h.seam.lease = False
+    fetched = await h.follower_fetch(2, 5, epoch=2, last_fetched_epoch=2)
+    assert fetched.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER and fetched.diverging_epoch is None
+    assert h.rm.offsets_for_leader_epoch(TP, 2, 2) == (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, -1)
+    h.seam.lease = True
+    assert h.rm.offsets_for_leader_epoch(TP, 2, 2) == (ErrorCode.NONE, 2, 3)
+    fetched = await h.follower_fetch(2, 5, epoch=2, last_fetched_epoch=2)
+    assert fetched.error_code == ErrorCode.NONE and fetched.diverging_epoch == (2, 3)
+    assert plog.log_end_offset == 3
+
+
 async def test_under_min_isr_the_high_watermark_does_not_move(h: Harness) -> None:
     plog = h.open_log(min_isr=2)
     h.set_partition(replicas=[1, 2], isr=[1])
