@@ -202,16 +202,21 @@ class ReplicaManager:
         self._notifier.notify(tp)
 
     # -- lookup ----------------------------------------------------------------------------
-    def _leader_log(self, tp: TopicPartition) -> tuple[PartitionInfo, PartitionLog]:
-        """The partition and its local log, if this broker leads it; else PartitionError."""
+    def _leader_log(self, tp: TopicPartition, current_leader_epoch: int = -1) -> tuple[PartitionInfo, PartitionLog]:
+        """The partition and its local log, if this broker leads it; else PartitionError.
+
+        As Kafka's ``Partition.getLocalLog``, a replica held here checks ``current_leader_epoch``
+        (-1: unchecked) before the leadership: a client behind a leader change is told
+        FENCED_LEADER_EPOCH (or UNKNOWN_LEADER_EPOCH when ahead) by a follower too."""
         info = self._partitions.partition(tp.topic, tp.partition)
         if info is None:
             raise PartitionError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-        if info.leader != self._node_id:
-            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         plog = self._get_log(tp.topic, tp.partition)
         if plog is None or plog.closed:
-            # Metadata says we lead it but the log is gone (deleted under us or offline dir).
+            # Not a replica here, or the log is gone (deleted under us or offline dir).
+            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        self._check_leader_epoch(current_leader_epoch, info.leader_epoch)
+        if info.leader != self._node_id:
             raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return info, plog
 
@@ -503,8 +508,7 @@ class ReplicaManager:
                 if replicated:
                     plog = self._fetchable_log(tp, req, params)
                 else:
-                    info, plog = self._leader_log(tp)
-                    self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
+                    info, plog = self._leader_log(tp, req.current_leader_epoch)
                 if not plog.log_start_offset <= req.fetch_offset <= plog.log_end_offset:
                     return True  # out of range: the read reports it
                 known += 1
@@ -558,8 +562,7 @@ class ReplicaManager:
     def _read_partition(self, tp: TopicPartition, req: PartitionFetch, params: FetchParams,
                         max_bytes: int, min_one_message: bool) -> FetchResult:
         try:
-            info, plog = self._leader_log(tp)
-            self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
+            info, plog = self._leader_log(tp, req.current_leader_epoch)
         except PartitionError as e:
             return FetchResult(e.error_code)
         return self._read_log(tp, req, params, plog, max_bytes, min_one_message)
@@ -799,16 +802,13 @@ class ReplicaManager:
         """The log a fetch may read in a cluster: the leader's (fenced by epoch), or for a consumer
         with client metadata (Fetch v11+) this follower's own, up to its high watermark (KIP-392)."""
         if params.is_follower or params.client_rack is None or tp in self._leaders:
-            info, plog = self._leader_log(tp)
-        else:
-            known = self._partitions.partition(tp.topic, tp.partition)
-            if known is None:
-                raise PartitionError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-            info = known
-            found = self._get_log(tp.topic, tp.partition) if self._node_id in info.replicas else None
-            if found is None or found.closed:
-                raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-            plog = found
+            return self._leader_log(tp, req.current_leader_epoch)[1]
+        info = self._partitions.partition(tp.topic, tp.partition)
+        if info is None:
+            raise PartitionError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        plog = self._get_log(tp.topic, tp.partition) if self._node_id in info.replicas else None
+        if plog is None or plog.closed:
+            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
         return plog
 
@@ -962,8 +962,7 @@ class ReplicaManager:
         ``isolation_level`` None means a replica's request: bounded by the log end offset.
         """
         try:
-            info, plog = self._leader_log(tp)
-            self._check_leader_epoch(current_leader_epoch, info.leader_epoch)
+            info, plog = self._leader_log(tp, current_leader_epoch)
         except PartitionError as e:
             return OffsetResult(e.error_code)
         epoch = info.leader_epoch

@@ -130,6 +130,21 @@ async def test_without_a_valid_lease_followers_get_no_records_nor_epoch_end_offs
     assert plog.log_end_offset == 3
 
 
+async def test_a_follower_checks_a_clients_leader_epoch_before_its_leadership(h: Harness) -> None:
+    # As Kafka's Partition.getLocalLog: a replica held here answers a stale epoch FENCED_LEADER_EPOCH
+    # and a newer one UNKNOWN_LEADER_EPOCH; at the current epoch, NOT_LEADER_OR_FOLLOWER.
+    h.open_log(records=2)
+    h.set_partition(leader=2, epoch=3)
+    for epoch, code in ((2, ErrorCode.FENCED_LEADER_EPOCH), (4, ErrorCode.UNKNOWN_LEADER_EPOCH),
+                        (3, ErrorCode.NOT_LEADER_OR_FOLLOWER), (-1, ErrorCode.NOT_LEADER_OR_FOLLOWER)):
+        assert (await h.consumer_fetch(0, epoch=epoch)).error_code == code
+        assert h.rm.fetch_offset_for_timestamp(TP, -1, current_leader_epoch=epoch).error_code == code
+    # Not a replica here: NOT_LEADER_OR_FOLLOWER whatever the epoch.
+    h.set_partition(leader=2, epoch=3, replicas=[2, 3], partition_epoch=1)
+    h.logs.pop(("t", 0)).close()
+    assert (await h.consumer_fetch(0, epoch=2)).error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
 async def test_under_min_isr_the_high_watermark_does_not_move(h: Harness) -> None:
     plog = h.open_log(min_isr=2)
     h.set_partition(replicas=[1, 2], isr=[1])
