@@ -626,6 +626,51 @@ class ReplicaManager:
         self.notify_partition_changed(tp)
         return ErrorCode.NONE, low, (lambda: plog.delete_segments_async(detached)) if detached else None
 
+    async def await_low_watermarks(self, required: Mapping[TopicPartition, int],
+                                   timeout_ms: int) -> dict[TopicPartition, tuple[int, int]]:
+        """In a cluster, DeleteRecords answers once the replicas on live brokers moved their log
+        start too (Kafka's ``DelayedDeleteRecords``): per partition, ``(error, low watermark)``
+        once the low watermark reached the offset in ``required``; NOT_LEADER_OR_FOLLOWER (-1)
+        when the leadership ended, REQUEST_TIMED_OUT with the low watermark reached after
+        ``timeout_ms``. Without replication every offset is reached at once."""
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        clock = self._clock
+        deadline = clock.monotonic() + max(timeout_ms, 0) / 1000.0
+        pending = dict(required)
+        while True:
+            event = anyio.Event()
+            registered: list[LeaderState] = []
+            for tp, offset in list(pending.items()):
+                state = self._leaders.get(tp)
+                if state is None or state.closed:
+                    out[tp] = (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)
+                    del pending[tp]
+                    continue
+                low = state.low_watermark()
+                if low >= offset:
+                    out[tp] = (ErrorCode.NONE, low)
+                    del pending[tp]
+                else:
+                    state.add_low_waiter(offset, event)
+                    registered.append(state)
+            if not pending:
+                return out
+            remaining = deadline - clock.monotonic()
+            timed_out = True
+            try:
+                if remaining > 0 and not self._stopped:
+                    with anyio.move_on_after(remaining) as scope:
+                        await event.wait()
+                    timed_out = scope.cancelled_caught
+            finally:
+                for state in registered:
+                    state.remove_low_waiter(event)
+            if timed_out:
+                for tp in pending:
+                    state = self._leaders.get(tp)
+                    out[tp] = (ErrorCode.REQUEST_TIMED_OUT, state.low_watermark() if state is not None else -1)
+                return out
+
     # -- describe producers ----------------------------------------------------------------
     def active_producers(self, tp: TopicPartition) -> tuple[int, list[ProducerStateEntry]]:
         """DescribeProducers for one partition: ``(error code, the producers its log remembers)``.

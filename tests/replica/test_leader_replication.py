@@ -145,6 +145,35 @@ async def test_a_follower_checks_a_clients_leader_epoch_before_its_leadership(h:
     assert (await h.consumer_fetch(0, epoch=2)).error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
 
 
+async def test_delete_records_waits_for_the_followers_log_start(h: Harness) -> None:
+    # As Kafka's DelayedDeleteRecords: answered once every replica on a live broker moved its log
+    # start (a follower elected later would serve the deleted records again otherwise).
+    plog = h.open_log()
+    h.set_partition(replicas=[1, 2], isr=[1, 2])
+    await h.produce(5, acks=1)
+    await h.follower_fetch(2, 5)
+    assert plog.high_watermark == 5
+    code, low, _ = h.rm.delete_records(TP, 3)
+    assert (code, low) == (ErrorCode.NONE, 3)
+    assert await h.rm.await_low_watermarks({TP: 3}, 50) == {TP: (ErrorCode.REQUEST_TIMED_OUT, 0)}
+    out: list[dict] = []
+
+    async def wait() -> None:
+        out.append(await h.rm.await_low_watermarks({TP: 3}, 5_000))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        await _settle()
+        await h.follower_fetch(2, 5, log_start=0)
+        await _settle()
+        assert out == []
+        await h.follower_fetch(2, 5, log_start=3)
+    assert out == [{TP: (ErrorCode.NONE, 3)}]
+    # The leadership gone: NOT_LEADER_OR_FOLLOWER.
+    h.set_partition(leader=2, replicas=[1, 2], isr=[1, 2], epoch=1, partition_epoch=1)
+    assert await h.rm.await_low_watermarks({TP: 4}, 5_000) == {TP: (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)}
+
+
 async def test_under_min_isr_the_high_watermark_does_not_move(h: Harness) -> None:
     plog = h.open_log(min_isr=2)
     h.set_partition(replicas=[1, 2], isr=[1])
