@@ -341,3 +341,30 @@ def test_a_leader_back_within_its_session_with_its_log_lost_takes_nothing_from_i
     # The restarted broker copies the log back from the new leader and rejoins the ISR.
     _partition(c, "lost-log", timeout=60, want=lambda m: first.leader in m.isrs)
     assert sorted(int(v) for v in _read(c, "lost-log", 100)) == list(range(100))
+
+
+def test_records_deleted_stay_deleted_when_the_leader_dies(kafka_cluster: LocalCluster) -> None:
+    # DeleteRecords answers once every live replica moved its log start (Kafka's
+    # DelayedDeleteRecords): the next leader does not serve the deleted records again.
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+    c = kafka_cluster
+    _create(c, "purged")
+    first = _partition(c, "purged", want=lambda m: len(m.isrs) == 3)
+    producer = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all", **FAST, **QUIET})
+    for i in range(10):
+        producer.produce("purged", b"%d" % i, partition=0)
+    assert producer.flush(30) == 0
+    admin = _admin(c)  # kept alive until the result is in
+    [done] = admin.delete_records([KafkaTopicPartition("purged", 0, 6)]).values()
+    assert done.result(30).low_watermark == 6  # the low watermark: every replica starts at 6
+    c.kill(first.leader)
+    _partition(c, "purged", timeout=20, want=lambda m: m.leader not in (-1, first.leader))
+    con = Consumer({"bootstrap.servers": c.bootstrap_servers, "group.id": "purged", **QUIET})
+    try:
+        low, high = con.get_watermark_offsets(KafkaTopicPartition("purged", 0), timeout=10)
+    finally:
+        con.close()
+    assert (low, high) == (6, 10)
+    assert [int(v) for v in _read(c, "purged", 4, isolation="read_uncommitted")] == [6, 7, 8, 9]
