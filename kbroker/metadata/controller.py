@@ -15,7 +15,7 @@ Kafka's ``ReplicationControlManager`` does:
 - a reassignment whose adding replicas all joined the ISR completes;
 - a topic's configs changed: its partitions are decided again (unclean election enabled);
 - every ``leader.imbalance.check.interval.seconds`` (``auto.leader.rebalance.enable``),
-  partitions of brokers leading less than their share move back to their preferred replica.
+  partitions not led by their preferred (first) replica move back to it when it is in the ISR.
 
 Every write is a compare-and-swap on the partition key's ``mod_revision`` that also requires
 the controller key to be the one this controller created: a deposed controller cannot write,
@@ -470,38 +470,22 @@ class Controller:
                 except (EtcdError, OSError) as e:
                     log.warning("controller %d: preferred-leader rebalance: %s", self.node_id, e)
 
-    def imbalanced_brokers(self) -> set[int]:
-        """Brokers whose share of partitions led by others exceeds ``leader.imbalance.per.broker.percentage``."""
-        preferred: dict[int, int] = {}
-        not_led: dict[int, int] = {}
-        for info, _ in self.partitions.values():
-            if not info.replicas:
-                continue
-            first = info.replicas[0]
-            preferred[first] = preferred.get(first, 0) + 1
-            if info.leader != first:
-                not_led[first] = not_led.get(first, 0) + 1
-        limit = int(self._config.current.get("leader.imbalance.per.broker.percentage"))
-        # Kafka's ratio test: not led / preferred > percentage / 100.
-        return {b for b, n in not_led.items() if n * 100 > limit * preferred[b]}
-
     async def rebalance(self) -> int:
-        """Preferred-leader elections for the imbalanced brokers' partitions; how many moved."""
+        """Preferred-leader elections for every partition not led by its first replica (as the
+        KRaft controller's ``maybeBalancePartitionLeaders``: no per-broker threshold, Kafka 4
+        dropped ``leader.imbalance.per.broker.percentage``); how many moved."""
         moved = 0
-        for broker in sorted(self.imbalanced_brokers()):
-            if not self.acceptable(broker):
+        for tp in sorted(self.partitions):
+            info = self.partitions[tp][0]
+            if not election.is_imbalanced(info) or not self.acceptable(info.replicas[0]):
                 continue
-            for tp in sorted(self.partitions):
-                info = self.partitions[tp][0]
-                if not info.replicas or info.replicas[0] != broker or info.leader == broker:
-                    continue
 
-                def decide(current: PartitionInfo) -> PartitionInfo | None:
-                    if not election.is_imbalanced(current):
-                        return None
-                    return election.build_change(current, self.acceptable, election=election.Election.PREFERRED)
+            def decide(current: PartitionInfo) -> PartitionInfo | None:
+                if not election.is_imbalanced(current):
+                    return None
+                return election.build_change(current, self.acceptable, election=election.Election.PREFERRED)
 
-                written = await self._write(tp, decide)
-                if written is not None and written.leader == broker:
-                    moved += 1
+            written = await self._write(tp, decide)
+            if written is not None and written.leader == info.replicas[0]:
+                moved += 1
         return moved
