@@ -18,7 +18,7 @@ from kbroker.clock import SYSTEM_CLOCK
 from kbroker.config.broker import BrokerConfig
 from kbroker.config.holder import ConfigHolder
 from kbroker.etcd import EtcdClient
-from kbroker.etcd.client import Compare, EtcdError, Put
+from kbroker.etcd.client import Compare, EtcdError, KeyValue, Put, WatchEvent
 from kbroker.etcd.server import EtcdNotFound, EtcdServer
 from kbroker.metadata import election
 from kbroker.metadata.cluster_state import (
@@ -315,6 +315,32 @@ async def test_a_restart_no_controller_saw_is_fenced_by_the_next_controller(
         # A follower of the old incarnation leaves the ISR too (it rejoins by fetching).
         p2 = await wait_partition(client, keys, "t", 2, lambda p: p.isr == [2])
         assert (p2.leader, p2.leader_epoch) == (2, 0)
+        tg.cancel_scope.cancel()
+
+
+async def test_a_registration_gone_and_back_in_one_batch_is_fenced_as_a_restart(
+        cluster: tuple[EtcdClient, ClusterKeys]) -> None:
+    # Broker 1's lease expired and it registered again, both seen in one batch of changes: no
+    # incarnation change is visible (its old registration is gone first), yet what it led under
+    # the old one is fenced under a new leader epoch.
+    client, keys = cluster
+    async with anyio.create_task_group() as tg:
+        b1, b2 = await brokers(tg, client, keys, [1, 2])
+        await create_topic(client, keys, "t", [part("t", 0, [1, 2], 1, [1, 2])])
+        [c2] = await start_controllers(tg, client, keys, [b2])
+        await wait_active(c2)
+        with anyio.fail_after(5):
+            while ("t", 0) not in c2.partitions:
+                await anyio.sleep(0.05)
+        revision = c2.partitions[("t", 0)][1]
+        key = keys.broker(1)
+        back = BrokerRegistration(1, {"PLAINTEXT": ("127.0.0.1", 9001)}).encode()
+        assert await c2._apply([
+            WatchEvent("DELETE", KeyValue(key, b"", 0, revision + 1, 0)),
+            WatchEvent("PUT", KeyValue(key, back, revision + 2, revision + 2, 1)),
+        ])
+        p0 = await state(client, keys, "t", 0)
+        assert (p0.leader, p0.isr, p0.leader_epoch) == (2, [2], 1)
         tg.cancel_scope.cancel()
 
 
