@@ -5,8 +5,9 @@ Per partition, as Kafka's ReplicaManager.deleteRecordsOnLocalLog: an internal to
 INVALID_TOPIC_EXCEPTION, an unknown or not-led partition its partition error, a topic whose
 cleanup.policy lacks ``delete`` POLICY_VIOLATION, an offset below 0 (other than -1, the high
 watermark) or above the high watermark OFFSET_OUT_OF_RANGE; the answer's low watermark is
-the new log start offset (-1 on an error). With one replica nothing waits for followers, so
-``timeout_ms`` is not needed.
+the new log start offset (-1 on an error). In a cluster the answer waits (up to ``timeout_ms``)
+for the replicas on live brokers to move their log start offsets too, and its low watermark is
+the smallest of them (Kafka's DelayedDeleteRecords); with one replica nothing waits.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     deletions = [delete_files for _, _, delete_files in outcomes if delete_files is not None]
     if deletions:
         await anyio.to_thread.run_sync(_run_all, deletions)
+    if rm.replicated:
+        deleted = {tp: low for (tp, _), (code, low, _) in zip(items, outcomes, strict=True) if code == ErrorCode.NONE}
+        if deleted:
+            reached = await rm.await_low_watermarks(deleted, ctx.request.body.timeout_ms)
+            outcomes = [(*reached[tp], None) if tp in reached else outcome
+                        for (tp, _), outcome in zip(items, outcomes, strict=True)]
     by_topic: dict[str, list[dict[str, Any]]] = {}
     for i, ((tp, _), (code, low, _)) in enumerate(zip(items, outcomes, strict=True), 1):
         by_topic.setdefault(tp.topic, []).append(

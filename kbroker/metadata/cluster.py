@@ -197,6 +197,11 @@ class ClusterMetadata:
         self._valid_until = 0.0
         #: The revision of the latest registration under a new lease: the lease counts once applied.
         self._valid_from_revision = 0
+        #: Partition keys this broker leads in the image under a state written before its latest
+        #: registration (a previous incarnation's leaderships): the lease does not count while
+        #: any is left, until the controller has fenced them under new leader epochs.
+        self._inherited: set[str] = set()
+        self._inherited_pending = False
         self.registration: BrokerRegistration | None = None
         #: Called on the loop after each batch the image applied; the next batch waits for it
         #: (a coroutine function may move work off the loop and stay in revision order).
@@ -242,6 +247,7 @@ class ClusterMetadata:
             # holds every change made before it registered again: until then it may still believe
             # it leads partitions that moved while it was away.
             self._valid_from_revision = revision
+            self._inherited_pending = True
         return revision
 
     async def stop(self, *, revoke: bool = True) -> None:
@@ -266,7 +272,29 @@ class ClusterMetadata:
     def lease_valid(self) -> bool:
         """Whether this broker's lease is known alive now (and its image caught up with its
         latest registration)."""
-        return self._clock.monotonic() < self._valid_until and self.applied_revision >= self._valid_from_revision
+        return (self._clock.monotonic() < self._valid_until and self.applied_revision >= self._valid_from_revision
+                and not self._inherited)
+
+    def _track_inherited(self) -> None:
+        """Keep :attr:`_inherited` up to date once the image holds the latest registration: as
+        Kafka's controller fences a broker registering with a new incarnation before it serves,
+        a restarted broker must not lead at its old incarnation's leader epochs (a log that lost
+        its tail would write other records under the same epoch as its followers' and make
+        them truncate to it)."""
+        since = self._valid_from_revision
+        image = self.image
+        if self._inherited_pending:
+            if self.applied_revision < since:
+                return
+            self._inherited_pending = False
+            self._inherited = {self.keys.partition(t, i) for (t, i), p in image.partitions.items()
+                               if p.leader == self.node_id and image.mod_revision(self.keys.partition(t, i)) < since}
+            if self._inherited:
+                log.info("broker %d waits for the controller to fence %d leaderships of its previous incarnation",
+                         self.node_id, len(self._inherited))
+            return
+        if self._inherited:
+            self._inherited = {k for k in self._inherited if 0 < image.mod_revision(k) < since}
 
     async def _keepalive_loop(self) -> None:
         failing = False
@@ -327,6 +355,7 @@ class ClusterMetadata:
             except Exception:  # the image is applied; a listener's fault must not stop the watch
                 log.exception("applying a cluster metadata change failed")
         revision = self.applied_revision = self.image.revision
+        self._track_inherited()
         ready = [e for r, e in self._waiters if r <= revision]
         self._waiters = [(r, e) for r, e in self._waiters if r > revision]
         for event in ready:
@@ -403,17 +432,21 @@ class ClusterMetadata:
         """Kafka's AlterPartition: CAS of a partition's ISR by its leader.
 
         Refused (None) unless the image's state is ``expected``'s (same leader, leader epoch and
-        partition epoch) and etcd still holds that version; the new state bumps the partition
-        epoch. On success, returns the state once the image has applied it.
+        partition epoch), etcd still holds that version, and this broker's registration is still
+        held under its lease (as Kafka's controller refuses a fenced broker's AlterPartition with
+        STALE_BROKER_EPOCH: a broker whose lease lapsed is losing its leaderships, and its ISR
+        change could leave the partition leaderless behind its back); the new state bumps the
+        partition epoch. On success, returns the state once the image has applied it.
         """
         key = self.keys.partition(expected.topic, expected.index)
         current = self.image.partition(expected.topic, expected.index)
         if (current is None or current.leader != expected.leader or current.leader_epoch != expected.leader_epoch
-                or current.partition_epoch != expected.partition_epoch):
+                or current.partition_epoch != expected.partition_epoch or not self.lease_id):
             return None
         new = replace(current, isr=list(isr), partition_epoch=current.partition_epoch + 1)
+        registered = Compare(self.keys.broker(self.node_id), "LEASE", self.lease_id)
         try:
-            result = await self.client.txn([Compare.mod_revision(key, self.image.mod_revision(key))],
+            result = await self.client.txn([Compare.mod_revision(key, self.image.mod_revision(key)), registered],
                                            [Put(key, encode_partition(new))])
         except EtcdError as e:
             log.warning("ISR change of %s-%d failed: %s", expected.topic, expected.index, e)

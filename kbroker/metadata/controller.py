@@ -15,7 +15,7 @@ Kafka's ``ReplicationControlManager`` does:
 - a reassignment whose adding replicas all joined the ISR completes;
 - a topic's configs changed: its partitions are decided again (unclean election enabled);
 - every ``leader.imbalance.check.interval.seconds`` (``auto.leader.rebalance.enable``),
-  partitions of brokers leading less than their share move back to their preferred replica.
+  partitions not led by their preferred (first) replica move back to it when it is in the ISR.
 
 Every write is a compare-and-swap on the partition key's ``mod_revision`` that also requires
 the controller key to be the one this controller created: a deposed controller cannot write,
@@ -175,6 +175,8 @@ class Controller:
         self._held_lease = 0
         self._key_revision = 0
         self.brokers: dict[int, BrokerRegistration] = {}
+        #: The revision each broker's registration was last written at.
+        self._broker_revisions: dict[int, int] = {}
         self.topics: dict[str, TopicRecord] = {}
         self.partitions: dict[tuple[str, int], tuple[PartitionInfo, int]] = {}
         #: Set each time this controller becomes active (tests and callers can await it).
@@ -273,7 +275,10 @@ class Controller:
             self._load(kvs)
             if not self._holds_key(kvs):
                 return
+            stale = self._stale_incarnations()
             await self._reconcile_all()
+            for broker, tps in sorted(stale.items()):
+                await self._restart(broker, tps)
             watch = self.client.watch(self.keys.prefix, revision + 1)
             try:
                 async for events in watch:
@@ -291,8 +296,25 @@ class Controller:
                 return kv.mod_revision == self._key_revision
         return False
 
+    def _stale_incarnations(self) -> dict[int, set[tuple[str, int]]]:
+        """Partitions led by, or in the ISR of, a broker registered after their state was written:
+        a restart whose new registration an earlier controller did not handle (or that happened
+        while there was none). As Kafka fences a broker registering with a new incarnation, the
+        old incarnation's leaderships and ISR memberships end (and the broker's leader epochs
+        with them) rather than carry over to a process that may have lost the log's tail."""
+        stale: dict[int, set[tuple[str, int]]] = {}
+        for broker, registration in self.brokers.items():
+            registered = self._broker_revisions.get(broker, 0)
+            if registration.shutting_down:
+                continue  # reconciled as shutting down anyway
+            for tp, (info, revision) in self.partitions.items():
+                if revision < registered and (info.leader == broker or broker in info.isr):
+                    stale.setdefault(broker, set()).add(tp)
+        return stale
+
     def _load(self, kvs: Sequence[KeyValue]) -> None:
         self.brokers.clear()
+        self._broker_revisions.clear()
         self.topics.clear()
         self.partitions.clear()
         for kv in kvs:
@@ -303,6 +325,7 @@ class Controller:
         broker = self.keys.parse_broker(kv.key)
         if broker is not None:
             self.brokers[broker] = BrokerRegistration.decode(kv.value)
+            self._broker_revisions[broker] = kv.mod_revision
             return
         tp = self.keys.parse_partition(kv.key)
         if tp is not None:
@@ -318,6 +341,7 @@ class Controller:
         broker = self.keys.parse_broker(key)
         if broker is not None:
             self.brokers.pop(broker, None)
+            self._broker_revisions.pop(broker, None)
             return
         tp = self.keys.parse_partition(key)
         if tp is not None:
@@ -329,6 +353,7 @@ class Controller:
         """Apply one batch of changes and react; False when this controller lost its key."""
         dirty: set[tuple[str, int]] = set()
         restarted: set[int] = set()
+        returned: set[int] = set()
         touched_topics: set[str] = set()
         brokers_changed = False
         for event in events:
@@ -346,6 +371,8 @@ class Controller:
                     new = BrokerRegistration.decode(kv.value)
                     if old is not None and old.incarnation != new.incarnation:
                         restarted.add(broker)
+                    elif old is None:
+                        returned.add(broker)
             tp = self.keys.parse_partition(kv.key)
             if tp is not None:
                 dirty.add(tp)
@@ -359,6 +386,12 @@ class Controller:
         dirty.update(tp for tp in self.partitions if tp[0] in touched_topics)
         for broker in restarted:
             await self._restart(broker)
+        if returned - restarted:
+            # Registered again after its old registration went in this same batch (or unseen):
+            # what its old incarnation still leads is fenced as for a restart.
+            stale = self._stale_incarnations()
+            for broker in sorted((returned - restarted) & set(stale)):
+                await self._restart(broker, stale[broker])
         if brokers_changed:
             await self._reconcile_all()
         else:
@@ -404,9 +437,10 @@ class Controller:
         for tp in sorted(self.partitions):
             await self._reconcile(tp)
 
-    async def _restart(self, broker: int) -> None:
-        """A broker restarted within its old lease: fence it, then let it lead again."""
-        for tp in sorted(self.partitions):
+    async def _restart(self, broker: int, only: set[tuple[str, int]] | None = None) -> None:
+        """A broker restarted within its old lease: fence it, then let it lead again (in the
+        partitions ``only``, when given)."""
+        for tp in sorted(self.partitions if only is None else only & set(self.partitions)):
             info = self.partitions[tp][0]
             if broker not in info.isr and info.leader != broker:
                 continue
@@ -436,38 +470,22 @@ class Controller:
                 except (EtcdError, OSError) as e:
                     log.warning("controller %d: preferred-leader rebalance: %s", self.node_id, e)
 
-    def imbalanced_brokers(self) -> set[int]:
-        """Brokers whose share of partitions led by others exceeds ``leader.imbalance.per.broker.percentage``."""
-        preferred: dict[int, int] = {}
-        not_led: dict[int, int] = {}
-        for info, _ in self.partitions.values():
-            if not info.replicas:
-                continue
-            first = info.replicas[0]
-            preferred[first] = preferred.get(first, 0) + 1
-            if info.leader != first:
-                not_led[first] = not_led.get(first, 0) + 1
-        limit = int(self._config.current.get("leader.imbalance.per.broker.percentage"))
-        # Kafka's ratio test: not led / preferred > percentage / 100.
-        return {b for b, n in not_led.items() if n * 100 > limit * preferred[b]}
-
     async def rebalance(self) -> int:
-        """Preferred-leader elections for the imbalanced brokers' partitions; how many moved."""
+        """Preferred-leader elections for every partition not led by its first replica (as the
+        KRaft controller's ``maybeBalancePartitionLeaders``: no per-broker threshold, Kafka 4
+        dropped ``leader.imbalance.per.broker.percentage``); how many moved."""
         moved = 0
-        for broker in sorted(self.imbalanced_brokers()):
-            if not self.acceptable(broker):
+        for tp in sorted(self.partitions):
+            info = self.partitions[tp][0]
+            if not election.is_imbalanced(info) or not self.acceptable(info.replicas[0]):
                 continue
-            for tp in sorted(self.partitions):
-                info = self.partitions[tp][0]
-                if not info.replicas or info.replicas[0] != broker or info.leader == broker:
-                    continue
 
-                def decide(current: PartitionInfo) -> PartitionInfo | None:
-                    if not election.is_imbalanced(current):
-                        return None
-                    return election.build_change(current, self.acceptable, election=election.Election.PREFERRED)
+            def decide(current: PartitionInfo) -> PartitionInfo | None:
+                if not election.is_imbalanced(current):
+                    return None
+                return election.build_change(current, self.acceptable, election=election.Election.PREFERRED)
 
-                written = await self._write(tp, decide)
-                if written is not None and written.leader == broker:
-                    moved += 1
+            written = await self._write(tp, decide)
+            if written is not None and written.leader == info.replicas[0]:
+                moved += 1
         return moved

@@ -54,6 +54,7 @@ from kbroker.replica.partition_state import (
     LeaderState,
     ReplicationSeam,
     ReplicaView,
+    effective_min_isr,
     rack_aware_select,
 )
 from kbroker.replica.record_validation import (
@@ -201,16 +202,21 @@ class ReplicaManager:
         self._notifier.notify(tp)
 
     # -- lookup ----------------------------------------------------------------------------
-    def _leader_log(self, tp: TopicPartition) -> tuple[PartitionInfo, PartitionLog]:
-        """The partition and its local log, if this broker leads it; else PartitionError."""
+    def _leader_log(self, tp: TopicPartition, current_leader_epoch: int = -1) -> tuple[PartitionInfo, PartitionLog]:
+        """The partition and its local log, if this broker leads it; else PartitionError.
+
+        As Kafka's ``Partition.getLocalLog``, a replica held here checks ``current_leader_epoch``
+        (-1: unchecked) before the leadership: a client behind a leader change is told
+        FENCED_LEADER_EPOCH (or UNKNOWN_LEADER_EPOCH when ahead) by a follower too."""
         info = self._partitions.partition(tp.topic, tp.partition)
         if info is None:
             raise PartitionError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-        if info.leader != self._node_id:
-            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         plog = self._get_log(tp.topic, tp.partition)
         if plog is None or plog.closed:
-            # Metadata says we lead it but the log is gone (deleted under us or offline dir).
+            # Not a replica here, or the log is gone (deleted under us or offline dir).
+            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        self._check_leader_epoch(current_leader_epoch, info.leader_epoch)
+        if info.leader != self._node_id:
             raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return info, plog
 
@@ -277,7 +283,7 @@ class ReplicaManager:
         try:
             info, plog = self._leader_log(tp)
             # Kafka appends markers with acks=-1: the ISR must satisfy min.insync.replicas.
-            if len(info.isr) < plog.config.min_insync_replicas:
+            if len(info.isr) < effective_min_isr(plog.config, info):
                 return ErrorCode.NOT_ENOUGH_REPLICAS
             plog.append_marker(marker.producer_id, marker.producer_epoch, marker.coordinator_epoch,
                                marker.commit, leader_epoch=info.leader_epoch)
@@ -411,10 +417,11 @@ class ReplicaManager:
         acks=-1 with fewer in-sync replicas than ``min.insync.replicas``."""
         if not internal and is_internal(tp.topic):
             raise PartitionError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {tp.topic}")
-        if acks == -1 and len(info.isr) < config.min_insync_replicas:
+        min_isr = effective_min_isr(config, info)
+        if acks == -1 and len(info.isr) < min_isr:
             raise PartitionError(ErrorCode.NOT_ENOUGH_REPLICAS,
                                  f"The size of the current ISR {info.isr} is insufficient to satisfy "
-                                 f"the min.isr requirement of {config.min_insync_replicas}")
+                                 f"the min.isr requirement of {min_isr}")
 
     def _check_client_records(self, tp: TopicPartition, records: bytes | bytearray | memoryview | None,
                               config: LogConfig) -> _Valid:
@@ -501,8 +508,7 @@ class ReplicaManager:
                 if replicated:
                     plog = self._fetchable_log(tp, req, params)
                 else:
-                    info, plog = self._leader_log(tp)
-                    self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
+                    info, plog = self._leader_log(tp, req.current_leader_epoch)
                 if not plog.log_start_offset <= req.fetch_offset <= plog.log_end_offset:
                     return True  # out of range: the read reports it
                 known += 1
@@ -556,8 +562,7 @@ class ReplicaManager:
     def _read_partition(self, tp: TopicPartition, req: PartitionFetch, params: FetchParams,
                         max_bytes: int, min_one_message: bool) -> FetchResult:
         try:
-            info, plog = self._leader_log(tp)
-            self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
+            info, plog = self._leader_log(tp, req.current_leader_epoch)
         except PartitionError as e:
             return FetchResult(e.error_code)
         return self._read_log(tp, req, params, plog, max_bytes, min_one_message)
@@ -620,6 +625,51 @@ class ReplicaManager:
         # Fetches parked below the new start must answer OFFSET_OUT_OF_RANGE now.
         self.notify_partition_changed(tp)
         return ErrorCode.NONE, low, (lambda: plog.delete_segments_async(detached)) if detached else None
+
+    async def await_low_watermarks(self, required: Mapping[TopicPartition, int],
+                                   timeout_ms: int) -> dict[TopicPartition, tuple[int, int]]:
+        """In a cluster, DeleteRecords answers once the replicas on live brokers moved their log
+        start too (Kafka's ``DelayedDeleteRecords``): per partition, ``(error, low watermark)``
+        once the low watermark reached the offset in ``required``; NOT_LEADER_OR_FOLLOWER (-1)
+        when the leadership ended, REQUEST_TIMED_OUT with the low watermark reached after
+        ``timeout_ms``. Without replication every offset is reached at once."""
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        clock = self._clock
+        deadline = clock.monotonic() + max(timeout_ms, 0) / 1000.0
+        pending = dict(required)
+        while True:
+            event = anyio.Event()
+            registered: list[LeaderState] = []
+            for tp, offset in list(pending.items()):
+                state = self._leaders.get(tp)
+                if state is None or state.closed:
+                    out[tp] = (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)
+                    del pending[tp]
+                    continue
+                low = state.low_watermark()
+                if low >= offset:
+                    out[tp] = (ErrorCode.NONE, low)
+                    del pending[tp]
+                else:
+                    state.add_low_waiter(offset, event)
+                    registered.append(state)
+            if not pending:
+                return out
+            remaining = deadline - clock.monotonic()
+            timed_out = True
+            try:
+                if remaining > 0 and not self._stopped:
+                    with anyio.move_on_after(remaining) as scope:
+                        await event.wait()
+                    timed_out = scope.cancelled_caught
+            finally:
+                for state in registered:
+                    state.remove_low_waiter(event)
+            if timed_out:
+                for tp in pending:
+                    state = self._leaders.get(tp)
+                    out[tp] = (ErrorCode.REQUEST_TIMED_OUT, state.low_watermark() if state is not None else -1)
+                return out
 
     # -- describe producers ----------------------------------------------------------------
     def active_producers(self, tp: TopicPartition) -> tuple[int, list[ProducerStateEntry]]:
@@ -797,16 +847,13 @@ class ReplicaManager:
         """The log a fetch may read in a cluster: the leader's (fenced by epoch), or for a consumer
         with client metadata (Fetch v11+) this follower's own, up to its high watermark (KIP-392)."""
         if params.is_follower or params.client_rack is None or tp in self._leaders:
-            info, plog = self._leader_log(tp)
-        else:
-            known = self._partitions.partition(tp.topic, tp.partition)
-            if known is None:
-                raise PartitionError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-            info = known
-            found = self._get_log(tp.topic, tp.partition) if self._node_id in info.replicas else None
-            if found is None or found.closed:
-                raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-            plog = found
+            return self._leader_log(tp, req.current_leader_epoch)[1]
+        info = self._partitions.partition(tp.topic, tp.partition)
+        if info is None:
+            raise PartitionError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        plog = self._get_log(tp.topic, tp.partition) if self._node_id in info.replicas else None
+        if plog is None or plog.closed:
+            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         self._check_leader_epoch(req.current_leader_epoch, info.leader_epoch)
         return plog
 
@@ -838,6 +885,11 @@ class ReplicaManager:
         fetched epoch checked for divergence; after the read, its fetch state updated (its LEO,
         caught-up time), which may grow the ISR and move the high watermark."""
         replica_id = params.replica_id
+        seam = self._replication
+        if seam is not None and not seam.lease_valid():
+            # Its leadership may be a previous incarnation's (or already another broker's): a
+            # diverging-epoch answer from it could make the follower truncate committed records.
+            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         if replica_id not in state.followers:
             # With an epoch the follower may just be ahead of our view (a reassignment): it retries.
             raise PartitionError(ErrorCode.UNKNOWN_LEADER_EPOCH if req.current_leader_epoch >= 0
@@ -955,8 +1007,7 @@ class ReplicaManager:
         ``isolation_level`` None means a replica's request: bounded by the log end offset.
         """
         try:
-            info, plog = self._leader_log(tp)
-            self._check_leader_epoch(current_leader_epoch, info.leader_epoch)
+            info, plog = self._leader_log(tp, current_leader_epoch)
         except PartitionError as e:
             return OffsetResult(e.error_code)
         epoch = info.leader_epoch
@@ -1007,7 +1058,9 @@ class ReplicaManager:
             self._check_leader_epoch(current_leader_epoch, info.leader_epoch)
         except PartitionError as e:
             return e.error_code, -1, -1
-        if info.leader != self._node_id:
+        if info.leader != self._node_id or (self._replication is not None and not self._replication.lease_valid()):
+            # As for follower fetches: no end offset a follower would truncate to while this
+            # broker's leadership is not known to be current.
             return ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, -1
         try:
             epoch, end_offset = plog.end_offset_for_epoch(leader_epoch)

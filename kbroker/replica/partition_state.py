@@ -29,13 +29,19 @@ from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition
 
 if TYPE_CHECKING:
-    from kbroker.log import PartitionLog
+    from kbroker.log import LogConfig, PartitionLog
     from kbroker.metadata.model import PartitionInfo
 
 #: ``replica.selector.class`` value that turns on rack-aware follower fetching (KIP-392).
 RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 #: A time long before any other on the monotonic scale: "never" for caught-up and fetch times.
 NEVER_MS = -(1 << 62)
+
+
+def effective_min_isr(config: LogConfig, info: PartitionInfo) -> int:
+    """``min.insync.replicas``, at most the number of replicas (Kafka's ``Partition.effectiveMinIsr``:
+    a setting above the replication factor does not make a partition unwritable with acks=all)."""
+    return min(config.min_insync_replicas, max(len(info.replicas), 1))
 
 
 class FollowerFetchers(Protocol):
@@ -132,6 +138,8 @@ class LeaderState:
         self.pending_isr: list[int] | None = None
         #: acks=all waiters: (offset the high watermark must reach, event).
         self._waiters: list[tuple[int, anyio.Event]] = []
+        #: DeleteRecords waiters: (offset the low watermark must reach, event).
+        self._low_waiters: list[tuple[int, anyio.Event]] = []
         self.closed = False
 
     # -- partition state -------------------------------------------------------------------
@@ -164,7 +172,7 @@ class LeaderState:
 
     def effective_min_isr(self) -> int:
         """``min.insync.replicas``, at most the number of replicas (as Kafka)."""
-        return min(self.plog.config.min_insync_replicas, len(self.info.replicas))
+        return effective_min_isr(self.plog.config, self.info)
 
     # -- followers ---------------------------------------------------------------------------
     def update_follower(self, replica_id: int, fetch_offset: int, log_start_offset: int, now_ms: int,
@@ -174,7 +182,10 @@ class LeaderState:
         if state is None:
             return False
         before = state.log_end_offset
+        start_before = state.log_start_offset
         state.update(fetch_offset, log_start_offset, now_ms, leader_leo)
+        if self._low_waiters and state.log_start_offset != start_before:
+            self.wake_low_waiters()
         return state.log_end_offset != before
 
     def isr_expansion(self, replica_id: int) -> list[int] | None:
@@ -247,6 +258,36 @@ class LeaderState:
         self._wake(hw)
         return True
 
+    # -- DeleteRecords ---------------------------------------------------------------------------
+    def low_watermark(self) -> int:
+        """The smallest log start offset of this replica and the followers on live brokers
+        (Kafka's ``Partition.lowWatermarkIfLeader``; a follower that has not fetched yet: -1)."""
+        low = self.plog.log_start_offset
+        for r, state in self.followers.items():
+            if state.log_start_offset < low and self._isr_eligible(r):
+                low = state.log_start_offset
+        return low
+
+    def add_low_waiter(self, required_offset: int, event: anyio.Event) -> None:
+        """Set ``event`` once the low watermark reaches ``required_offset`` (or leadership ends)."""
+        self._low_waiters.append((required_offset, event))
+
+    def remove_low_waiter(self, event: anyio.Event) -> None:
+        """Forget ``event`` (its request answered or timed out)."""
+        if self._low_waiters:
+            self._low_waiters = [w for w in self._low_waiters if w[1] is not event]
+
+    def wake_low_waiters(self) -> None:
+        """Wake the DeleteRecords waiters the low watermark satisfies now."""
+        low = self.low_watermark()
+        keep = []
+        for offset, event in self._low_waiters:
+            if offset <= low:
+                event.set()
+            else:
+                keep.append((offset, event))
+        self._low_waiters = keep
+
     # -- acks=all ------------------------------------------------------------------------------
     def check_acks(self, required_offset: int) -> tuple[bool, int]:
         """Kafka's checkEnoughReplicasReachOffset: ``(done, error)``. Done once the high
@@ -283,7 +324,8 @@ class LeaderState:
     def close(self) -> None:
         """Leadership ended: every waiter wakes (and finds NOT_LEADER_OR_FOLLOWER, or a new state)."""
         self.closed = True
-        waiters, self._waiters = self._waiters, []
+        waiters, self._waiters = self._waiters + self._low_waiters, []
+        self._low_waiters = []
         for _, event in waiters:
             event.set()
 

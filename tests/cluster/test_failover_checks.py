@@ -311,3 +311,60 @@ def test_controlled_shutdown_moves_leadership_first(kafka_cluster: LocalCluster)
     assert not producing.errors, producing.errors[:5]
     values = [int(v) for v in _read(c, "graceful", len(producing.acked))]
     assert values == list(range(len(values))) and set(producing.acked) <= set(values)
+
+
+@pytest.mark.kafka_cluster(brokers=3, overrides={"broker.session.timeout.ms": "20000"})
+def test_a_leader_back_within_its_session_with_its_log_lost_takes_nothing_from_its_followers(
+        kafka_cluster: LocalCluster) -> None:
+    # The leader crashes, loses its log (a replaced disk) and is back before its lease expired: as
+    # Kafka fences a new incarnation, it must not lead at its old leader epoch (its followers would
+    # find their logs diverging at offset 0 and truncate every acknowledged record).
+    import shutil
+
+    from confluent_kafka import Producer
+
+    c = kafka_cluster
+    _create(c, "lost-log")
+    first = _partition(c, "lost-log", want=lambda m: len(m.isrs) == 3)
+    producer = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all", **FAST, **QUIET})
+    acked: list[int] = []
+    for i in range(100):
+        producer.produce("lost-log", b"%d" % i, partition=0,
+                         on_delivery=lambda err, m: acked.append(int(m.value())) if err is None else None)
+    producer.flush(30)
+    assert len(acked) == 100
+    c.kill(first.leader)
+    shutil.rmtree(c.broker_dir(first.leader) / "data" / "lost-log-0")
+    c.restart(first.leader)
+    _partition(c, "lost-log", timeout=30, want=lambda m: m.leader not in (-1, first.leader))
+    assert sorted(int(v) for v in _read(c, "lost-log", 100)) == list(range(100))
+    # The restarted broker copies the log back from the new leader and rejoins the ISR.
+    _partition(c, "lost-log", timeout=60, want=lambda m: first.leader in m.isrs)
+    assert sorted(int(v) for v in _read(c, "lost-log", 100)) == list(range(100))
+
+
+def test_records_deleted_stay_deleted_when_the_leader_dies(kafka_cluster: LocalCluster) -> None:
+    # DeleteRecords answers once every live replica moved its log start (Kafka's
+    # DelayedDeleteRecords): the next leader does not serve the deleted records again.
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+    c = kafka_cluster
+    _create(c, "purged")
+    first = _partition(c, "purged", want=lambda m: len(m.isrs) == 3)
+    producer = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all", **FAST, **QUIET})
+    for i in range(10):
+        producer.produce("purged", b"%d" % i, partition=0)
+    assert producer.flush(30) == 0
+    admin = _admin(c)  # kept alive until the result is in
+    [done] = admin.delete_records([KafkaTopicPartition("purged", 0, 6)]).values()
+    assert done.result(30).low_watermark == 6  # the low watermark: every replica starts at 6
+    c.kill(first.leader)
+    _partition(c, "purged", timeout=20, want=lambda m: m.leader not in (-1, first.leader))
+    con = Consumer({"bootstrap.servers": c.bootstrap_servers, "group.id": "purged", **QUIET})
+    try:
+        low, high = con.get_watermark_offsets(KafkaTopicPartition("purged", 0), timeout=10)
+    finally:
+        con.close()
+    assert (low, high) == (6, 10)
+    assert [int(v) for v in _read(c, "purged", 4, isolation="read_uncommitted")] == [6, 7, 8, 9]

@@ -232,6 +232,55 @@ async def test_alter_isr_compare_and_swap(etcd_server: EtcdServer) -> None:
         assert expanded is not None and expanded.isr == [2, 1] and expanded.partition_epoch == 3
 
 
+async def test_alter_isr_of_a_broker_whose_lease_expired_is_refused(etcd_server: EtcdServer) -> None:
+    # As Kafka's controller refusing an AlterPartition of a fenced broker (STALE_BROKER_EPOCH): a
+    # leader whose registration etcd dropped (the controller moves its leaderships now) writes no
+    # ISR, even while its image still shows it leading the partition at the same epochs.
+    keys = _keys()
+    client = EtcdClient([etcd_server.endpoint])
+    slow = ConfigHolder(BrokerConfig({"broker.session.timeout.ms": "2000", "broker.heartbeat.interval.ms": "5000"}))
+    a = ClusterMetadata(client, keys, 1, slow, SYSTEM_CLOCK, listeners=lambda: {"PLAINTEXT": ("h", 9001)})
+    try:
+        async with anyio.create_task_group() as tg, _member(etcd_server, keys, 2) as b:
+            await a.load()
+            await a.join(tg)
+            await _until(lambda: len(a.image.brokers) == 2)
+            rev = await a.create_topic(TopicRecord("i", uuid.uuid4(), 1), {0: [1, 2]})
+            assert rev is not None and await a.wait_applied(rev)
+            start = a.image.partition("i", 0)
+            assert start is not None and start.leader == 1 and start.isr == [1, 2]
+            await b.client.revoke_lease(a.lease_id)  # as etcd expiring it: a's registration goes
+            assert await a.alter_isr(start, [1]) is None
+            stored = await b.client.get(keys.partition("i", 0))
+            assert stored is not None and stored.mod_revision == a.image.mod_revision(keys.partition("i", 0))
+            await a.stop(revoke=False)
+            tg.cancel_scope.cancel()
+    finally:
+        await client.aclose()
+
+
+async def test_a_restarted_broker_does_not_lead_at_its_previous_incarnations_epochs(etcd_server: EtcdServer) -> None:
+    # Broker 1 restarts within its lease: the image still has it leading at epoch 0. As Kafka fences
+    # a new incarnation before it serves, its lease counts only once those leaderships were
+    # written again (by the controller, under new leader epochs); partitions written after its
+    # registration, and others' leaderships, do not hold it back.
+    keys = _keys()
+    async with _member(etcd_server, keys, 2) as b:
+        async with _member(etcd_server, keys, 1) as old:
+            rev = await old.create_topic(TopicRecord("r", uuid.uuid4(), 2), {0: [1, 2], 1: [2, 1]})
+            assert rev is not None and await old.wait_applied(rev)
+            assert old.lease_valid()
+            await _until(lambda: b.image.revision >= rev)
+        async with _member(etcd_server, keys, 1) as new:
+            assert not new.lease_valid()
+            led = new.image.partition("r", 0)
+            assert led is not None and led.leader == 1
+            fenced = PartitionInfo("r", 0, 1, 2, [1, 2], [1], partition_epoch=1)
+            put = await b.client.put(keys.partition("r", 0), encode_partition(fenced))
+            assert await new.wait_applied(put)
+            assert new.lease_valid()
+
+
 async def test_broken_watch_reads_again(etcd_server: EtcdServer, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = _keys()
     async with _member(etcd_server, keys, 1, join=False) as a:

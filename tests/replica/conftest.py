@@ -37,8 +37,9 @@ class Cluster:
         return self.infos.get((topic, index))
 
     def add(self, topic: str, index: int = 0, *, leader: int = NODE_ID, leader_epoch: int = 0,
-            config: LogConfig | None = None) -> PartitionLog:
-        self.infos[(topic, index)] = PartitionInfo(topic, index, leader, leader_epoch, [NODE_ID], [NODE_ID])
+            config: LogConfig | None = None, replicas: list[int] | None = None) -> PartitionLog:
+        self.infos[(topic, index)] = PartitionInfo(topic, index, leader, leader_epoch, replicas or [NODE_ID],
+                                                   [NODE_ID])
         plog = PartitionLog(self.root / f"{topic}-{index}", config or LogConfig(), self.clock)
         self.logs[(topic, index)] = plog
         return plog

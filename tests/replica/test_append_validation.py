@@ -171,7 +171,7 @@ async def test_a_large_batch_without_enough_in_sync_replicas_is_refused_before_i
         cluster, checks_in: list[str]) -> None:  # type: ignore[no-untyped-def]
     # acks=-1 with an ISR smaller than min.insync.replicas: NOT_ENOUGH_REPLICAS (with the log's start
     # offset) before validation, so a corrupt batch does not turn it into CORRUPT_MESSAGE.
-    plog = cluster.add("t", config=LogConfig(min_insync_replicas=2))
+    plog = cluster.add("t", config=LogConfig(min_insync_replicas=2), replicas=[1, 2])
     r = await _append(cluster, _corrupt(_large(COMPRESSION_GZIP)))
     assert (r.error_code, r.log_start_offset) == (ErrorCode.NOT_ENOUGH_REPLICAS, 0)
     assert checks_in == [] and plog.log_end_offset == 0

@@ -114,6 +114,66 @@ async def test_an_invalid_lease_holds_the_high_watermark(h: Harness) -> None:
     assert plog.high_watermark == 2
 
 
+async def test_without_a_valid_lease_followers_get_no_records_nor_epoch_end_offsets(h: Harness) -> None:
+    # A leadership not known to be current (a lapsed lease, or a previous incarnation's) answers
+    # followers nothing they could truncate to: NOT_LEADER_OR_FOLLOWER, and they retry.
+    plog = h.open_log(records=3)
+    h.set_partition(replicas=[1, 2], isr=[1, 2], epoch=2)
+    h.seam.lease = False
+    fetched = await h.follower_fetch(2, 5, epoch=2, last_fetched_epoch=2)
+    assert fetched.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER and fetched.diverging_epoch is None
+    assert h.rm.offsets_for_leader_epoch(TP, 2, 2) == (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, -1)
+    h.seam.lease = True
+    assert h.rm.offsets_for_leader_epoch(TP, 2, 2) == (ErrorCode.NONE, 2, 3)
+    fetched = await h.follower_fetch(2, 5, epoch=2, last_fetched_epoch=2)
+    assert fetched.error_code == ErrorCode.NONE and fetched.diverging_epoch == (2, 3)
+    assert plog.log_end_offset == 3
+
+
+async def test_a_follower_checks_a_clients_leader_epoch_before_its_leadership(h: Harness) -> None:
+    # As Kafka's Partition.getLocalLog: a replica held here answers a stale epoch FENCED_LEADER_EPOCH
+    # and a newer one UNKNOWN_LEADER_EPOCH; at the current epoch, NOT_LEADER_OR_FOLLOWER.
+    h.open_log(records=2)
+    h.set_partition(leader=2, epoch=3)
+    for epoch, code in ((2, ErrorCode.FENCED_LEADER_EPOCH), (4, ErrorCode.UNKNOWN_LEADER_EPOCH),
+                        (3, ErrorCode.NOT_LEADER_OR_FOLLOWER), (-1, ErrorCode.NOT_LEADER_OR_FOLLOWER)):
+        assert (await h.consumer_fetch(0, epoch=epoch)).error_code == code
+        assert h.rm.fetch_offset_for_timestamp(TP, -1, current_leader_epoch=epoch).error_code == code
+    # Not a replica here: NOT_LEADER_OR_FOLLOWER whatever the epoch.
+    h.set_partition(leader=2, epoch=3, replicas=[2, 3], partition_epoch=1)
+    h.logs.pop(("t", 0)).close()
+    assert (await h.consumer_fetch(0, epoch=2)).error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
+async def test_delete_records_waits_for_the_followers_log_start(h: Harness) -> None:
+    # As Kafka's DelayedDeleteRecords: answered once every replica on a live broker moved its log
+    # start (a follower elected later would serve the deleted records again otherwise).
+    plog = h.open_log()
+    h.set_partition(replicas=[1, 2], isr=[1, 2])
+    await h.produce(5, acks=1)
+    await h.follower_fetch(2, 5)
+    assert plog.high_watermark == 5
+    code, low, _ = h.rm.delete_records(TP, 3)
+    assert (code, low) == (ErrorCode.NONE, 3)
+    assert await h.rm.await_low_watermarks({TP: 3}, 50) == {TP: (ErrorCode.REQUEST_TIMED_OUT, 0)}
+    out: list[dict] = []
+
+    async def wait() -> None:
+        out.append(await h.rm.await_low_watermarks({TP: 3}, 5_000))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        await _settle()
+        await h.follower_fetch(2, 5, log_start=0)
+        await _settle()
+        assert out == []
+        await h.follower_fetch(2, 5, log_start=3)
+    assert out == [{TP: (ErrorCode.NONE, 3)}]
+    # The leadership gone: NOT_LEADER_OR_FOLLOWER.
+    h.set_partition(leader=2, replicas=[1, 2], isr=[1, 2], epoch=1, partition_epoch=1)
+    assert await h.rm.await_low_watermarks({TP: 4}, 5_000) == {TP: (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)}
+
+
 async def test_under_min_isr_the_high_watermark_does_not_move(h: Harness) -> None:
     plog = h.open_log(min_isr=2)
     h.set_partition(replicas=[1, 2], isr=[1])
@@ -369,6 +429,24 @@ async def test_acks_all_reached_after_the_isr_fell_under_min_isr(h: Harness) -> 
     # Before the append: NOT_ENOUGH_REPLICAS, nothing written.
     r = await h.produce(1)
     assert r.error_code == ErrorCode.NOT_ENOUGH_REPLICAS and h.logs[("t", 0)].log_end_offset == 1
+
+
+async def test_min_isr_above_the_replication_factor_is_capped_by_it(h: Harness) -> None:
+    # As Kafka's Partition.effectiveMinIsr: min.insync.replicas=3 on two replicas asks for both,
+    # so acks=all is accepted and completes once the follower has the records.
+    plog = h.open_log(min_isr=3)
+    h.set_partition(replicas=[1, 2], isr=[1, 2])
+    out: list[AppendResult] = []
+    async with anyio.create_task_group() as tg:
+        done = await _produce_in_background(h, tg, out)
+        await h.follower_fetch(2, 1)
+        with anyio.fail_after(5):
+            await done.wait()
+    assert out[0].error_code == ErrorCode.NONE and plog.high_watermark == 1
+    # With the ISR under the two replicas, acks=all is refused before the append.
+    h.set_partition(replicas=[1, 2], isr=[1], partition_epoch=1)
+    r = await h.produce(1)
+    assert r.error_code == ErrorCode.NOT_ENOUGH_REPLICAS and plog.log_end_offset == 1
 
 
 async def test_acks_all_answers_not_leader_when_leadership_moves(h: Harness) -> None:

@@ -244,7 +244,8 @@ async def test_write_txn_markers_wakes_a_waiting_read_committed_fetch(cluster: C
 async def test_write_txn_markers_needs_min_insync_replicas(cluster: Cluster) -> None:
     from kbroker.log import LogConfig
 
-    plog = cluster.add("t", 0, config=LogConfig(min_insync_replicas=2))
+    # Two replicas, one in sync: under min.insync.replicas=2 (with one replica it would be capped to 1).
+    plog = cluster.add("t", 0, config=LogConfig(min_insync_replicas=2), replicas=[1, 2])
     plog.append(txn_batch(7, 0), leader_epoch=0)
     assert await cluster.rm.write_txn_markers([marker(7, True, TP)]) == [{TP: ErrorCode.NOT_ENOUGH_REPLICAS}]
     assert cluster.rm.has_ongoing_transaction(TP, 7)

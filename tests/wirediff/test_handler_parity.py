@@ -132,7 +132,7 @@ def test_delete_records_answers_a_repeated_partition_once_with_its_last_offset()
         calls.append((tp.topic, tp.partition, offset))
         return ErrorCode.NONE, offset, None
 
-    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete))
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete, replicated=False))
     body = {"timeout_ms": 1000, "topics": [
         {"name": "t", "partitions": [{"partition_index": 0, "offset": 1}, {"partition_index": 0, "offset": 3}]},
         {"name": "t", "partitions": [{"partition_index": 1, "offset": 2}]}]}
@@ -158,7 +158,7 @@ def test_delete_records_of_many_partitions_deletes_files_off_the_event_loop() ->
             return ErrorCode.NONE, offset, lambda: deleted_in.append(threading.current_thread())
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, None
 
-    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete))
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete, replicated=False))
     count = MANY * 3
     body = {"timeout_ms": 1000, "topics": [
         {"name": "t", "partitions": [{"partition_index": i, "offset": 5} for i in range(count)]}]}
@@ -275,7 +275,7 @@ def test_delete_records_answers_when_one_partitions_file_deletion_fails() -> Non
     def delete(tp: Any, offset: int) -> tuple[int, int, Any]:
         return ErrorCode.NONE, offset, fail if tp.partition == 0 else (lambda: deleted.append(tp.partition))
 
-    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete))
+    broker = SimpleNamespace(replica_manager=SimpleNamespace(delete_records=delete, replicated=False))
     body = {"timeout_ms": 1000, "topics": [
         {"name": "t", "partitions": [{"partition_index": 0, "offset": 4}, {"partition_index": 1, "offset": 2}]}]}
     out = _run(delete_records, _ctx(21, 2, body, broker))
