@@ -57,15 +57,15 @@ def verification_error(error: Errors, version: int) -> Errors:
     return _OPERATION_ERRORS.get(error, error)
 
 
-def _verify(ctx: RequestContext, body: Any) -> Errors:
+async def _verify(ctx: RequestContext, body: Any) -> Errors:
     """Whether the group's offsets partition is in the producer's transaction (KIP-890)."""
     if not ctx.broker.config.get(VERIFICATION_ENABLE):
         return Errors.NONE
     tp = TopicPartition(CONSUMER_OFFSETS, ctx.broker.groups.partition_for(body.group_id))
     if ctx.broker.replica_manager.has_ongoing_transaction(tp, body.producer_id, body.producer_epoch):
         return Errors.NONE  # records of this transaction are already there: nothing to verify
-    result = ctx.broker.transactions.verify_partitions(body.transactional_id, body.producer_id, body.producer_epoch,
-                                                       [tp])
+    result = await ctx.broker.transactions.verify_partitions_anywhere(
+        body.transactional_id, body.producer_id, body.producer_epoch, [tp])
     return verification_error(Errors(result.get(tp, Errors.NONE)), ctx.version)
 
 
@@ -73,7 +73,7 @@ async def _commit(ctx: RequestContext, body: Any,
                   offsets: dict[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, Errors]:
     if not body.group_id:
         return dict.fromkeys(offsets, Errors.INVALID_GROUP_ID)
-    error = _verify(ctx, body)
+    error = await _verify(ctx, body)
     if error != Errors.NONE:
         return dict.fromkeys(offsets, error)
     # No await between the verification above and the write below: an EndTxn cannot slip in.
