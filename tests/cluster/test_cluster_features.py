@@ -309,6 +309,47 @@ def test_a_scram_user_created_through_one_broker_is_known_to_the_others(cluster:
             [(ScramMechanism.SCRAM_SHA_256, 4096)]
 
 
+BROKER_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" '
+               'password="secret" user_broker="secret";')
+
+
+def test_a_scram_user_created_through_one_broker_logs_in_on_another(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A cluster whose one listener speaks SASL (brokers log in to each other with PLAIN)."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        NewTopic,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    def login(servers: str, mechanism: str, user: str, password: str) -> AdminClient:
+        return AdminClient({"bootstrap.servers": servers, "security.protocol": "SASL_PLAINTEXT",
+                            "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password,
+                            **QUIET})
+
+    def can_log_in(password: str) -> bool:
+        try:
+            return "sasl" in login(c.bootstrap(2), "SCRAM-SHA-256", "carol", password).list_topics(timeout=3).topics
+        except Exception:  # refused: librdkafka reports the failed connection
+            return False
+
+    c = LocalCluster(tmp_path_factory.mktemp("sasl"), 3, {
+        "listener.security.protocol.map": "PLAINTEXT:SASL_PLAINTEXT", "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN", "listener.name.plaintext.plain.sasl.jaas.config": BROKER_JAAS})
+    with c:
+        admin = login(c.bootstrap(0), "PLAIN", "broker", "secret")
+        admin.create_topics([NewTopic("sasl", 1, 3)])["sasl"].result(30)
+        # Replication runs over the SASL listener too.
+        _wait("sasl replicated", lambda: sorted(admin.list_topics("sasl", timeout=5).topics["sasl"].partitions[0].isrs)
+              == [0, 1, 2])
+        assert not can_log_in("pw")
+        up = UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"pw")
+        admin.alter_user_scram_credentials([up])["carol"].result(15)
+        _wait("carol logs in on broker 2", lambda: can_log_in("pw"))
+        assert not can_log_in("wrong")
+
+
 def _broker_value(servers: str, node: int, key: str) -> tuple[str | None, int]:
     """(value, source) of ``key`` as broker ``node`` describes its config."""
     from confluent_kafka.admin import AdminClient, ConfigResource
