@@ -89,9 +89,16 @@ async def _verify(ctx: RequestContext, transactional_id: str, entries: dict[Topi
         if producer is not None and not replicas.has_ongoing_transaction(tp, *producer):
             by_producer.setdefault(producer, []).append(tp)
     failed: dict[TopicPartition, AppendResult] = {}
+    transactions = ctx.broker.transactions
+    # Asking another broker yields: a marker that comes in meanwhile may end the transaction the
+    # coordinator vouched for, so such a partition is retried (Kafka's VerificationGuard).
+    remote = bool(by_producer) and transactions.coordinates_elsewhere(transactional_id)
+    markers = {tp: replicas.markers_appended(tp) for tps in by_producer.values() for tp in tps} if remote else {}
     for (pid, epoch), tps in by_producer.items():
-        verified = await ctx.broker.transactions.verify_partitions_anywhere(transactional_id, pid, epoch, tps)
+        verified = await transactions.verify_partitions_anywhere(transactional_id, pid, epoch, tps)
         for tp, error in verified.items():
+            if error == ErrorCode.NONE and remote and replicas.markers_appended(tp) != markers[tp]:
+                error = ErrorCode.CONCURRENT_TRANSACTIONS
             if error != ErrorCode.NONE:
                 failed[tp] = verification_failure(ErrorCode(error), ctx.version)
     return failed

@@ -64,9 +64,17 @@ async def _verify(ctx: RequestContext, body: Any) -> Errors:
     tp = TopicPartition(CONSUMER_OFFSETS, ctx.broker.groups.partition_for(body.group_id))
     if ctx.broker.replica_manager.has_ongoing_transaction(tp, body.producer_id, body.producer_epoch):
         return Errors.NONE  # records of this transaction are already there: nothing to verify
-    result = await ctx.broker.transactions.verify_partitions_anywhere(
+    transactions, replicas = ctx.broker.transactions, ctx.broker.replica_manager
+    remote = transactions.coordinates_elsewhere(body.transactional_id)
+    markers = replicas.markers_appended(tp) if remote else 0
+    result = await transactions.verify_partitions_anywhere(
         body.transactional_id, body.producer_id, body.producer_epoch, [tp])
-    return verification_error(Errors(result.get(tp, Errors.NONE)), ctx.version)
+    error = Errors(result.get(tp, Errors.NONE))
+    if error == Errors.NONE and remote and replicas.markers_appended(tp) != markers:
+        # A marker came in while another broker's coordinator was asked: the transaction it
+        # vouched for may have ended (Kafka's VerificationGuard); the client retries.
+        error = Errors.CONCURRENT_TRANSACTIONS
+    return verification_error(error, ctx.version)
 
 
 async def _commit(ctx: RequestContext, body: Any,
