@@ -1,4 +1,4 @@
-"""Dynamic broker configs in a cluster: the cluster-wide defults ("" resource) and each broker's
+"""Dynamic broker configs in a cluster: the cluster-wide defaults ("" resource) and each broker's
 own live in etcd, every broker applies them (its own over the defaults), and they survive restarts."""
 
 from __future__ import annotations
