@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from kbroker.metadata.manager import MetadataManager
     from kbroker.metadata.model import PartitionInfo
     from kbroker.replica.fetcher import ReplicaFetchers
-    from kbroker.replica.markers import ClusterMarkerWriter
+    from kbroker.replica.markers import ClusterMarkerWriter, RemoteTxnVerifier
     from kbroker.replica.partition_state import ReplicationSeam
     from kbroker.security.sasl.authenticator import SaslMetrics
     from kbroker.security.store import StateStore
@@ -102,6 +102,7 @@ class Broker:
             #: Followers' fetching from leaders, and markers to other brokers (cluster mode only).
             self.fetchers: ReplicaFetchers | None = None
             self._marker_writer: ClusterMarkerWriter | None = None
+            self._txn_verifier: RemoteTxnVerifier | None = None
             self.replica_manager = ReplicaManager(node_id=self.node_id, config=self.configs, partitions=self.metadata,
                                                   logs=self.log_manager.get_log, clock=clock,
                                                   replication=self._replication() if self.clustered else None)
@@ -121,6 +122,7 @@ class Broker:
                 self.configs, clock, self.producer_ids, txn_log, self._markers_writer(write_markers),
                 offsets_partition=self.groups.partition_for, partition_exists=self._partition_exists,
                 node_id=self.node_id, clustered=self.clustered)
+            self.transactions.verify_elsewhere = self._txn_verifier
             if self.clustered:
                 # Leaderships and replicas as the cluster's image changes: the data path first, then
                 # the coordinators of the internal topics' partitions.
@@ -205,7 +207,7 @@ class Broker:
 
         if not self.clustered:
             return write_here
-        from kbroker.replica.markers import ClusterMarkerWriter
+        from kbroker.replica.markers import ClusterMarkerWriter, RemoteTxnVerifier
         from kbroker.replica.peer import inter_broker_connector, inter_broker_listener
 
         listener = inter_broker_listener(self.config)
@@ -218,6 +220,12 @@ class Broker:
         self._marker_writer = ClusterMarkerWriter(
             node_id=self.node_id, leader_of=leader_of, endpoint=lambda node: metadata.broker_endpoint(node, listener),
             local=write_here, connect=inter_broker_connector(self.config),
+            timeout_s=int(self.config.get("replica.socket.timeout.ms")) / 1000,
+            backoff_s=int(self.config.get("replica.fetch.backoff.ms")) / 1000, monotonic=self.clock.monotonic)
+        # KIP-890: partition leaders verify transactions with coordinators on other brokers.
+        self._txn_verifier = RemoteTxnVerifier(
+            node_id=self.node_id, leader_of=leader_of, endpoint=lambda node: metadata.broker_endpoint(node, listener),
+            connect=inter_broker_connector(self.config),
             timeout_s=int(self.config.get("replica.socket.timeout.ms")) / 1000,
             backoff_s=int(self.config.get("replica.fetch.backoff.ms")) / 1000, monotonic=self.clock.monotonic)
         return self._marker_writer
@@ -285,6 +293,8 @@ class Broker:
             await self.fetchers.stop()
         if self._marker_writer is not None:
             await self._marker_writer.aclose()
+        if self._txn_verifier is not None:
+            await self._txn_verifier.aclose()
         if self.clustered:
             from kbroker.security.etcd_store import EtcdStateStore
 

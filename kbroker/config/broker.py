@@ -186,6 +186,8 @@ class BrokerConfig:
     def __init__(self, props: Mapping[str, str] | None = None) -> None:
         self._static: dict[str, _Setting] = {}
         self._dynamic: dict[str, _Setting] = {}
+        #: Cluster-wide dynamic defaults (below this broker's own dynamic configs).
+        self._dynamic_default: dict[str, _Setting] = {}
         self._unknown: dict[str, str] = {}
         self._per_listener: dict[str, _Setting] = {}
         self._dynamic_listener: dict[str, _Setting] = {}
@@ -209,7 +211,7 @@ class BrokerConfig:
         """
         self = cls.__new__(cls)
         self._static, self._dynamic, self._unknown, self._per_listener = {}, {}, {}, {}
-        self._dynamic_listener = {}
+        self._dynamic_listener, self._dynamic_default = {}, {}
         if config_file is not None:
             path = str(config_file)
             self._add_layer(load_properties(config_file).items(), lambda key: path)
@@ -242,8 +244,9 @@ class BrokerConfig:
         """Same as :meth:`load`, with the environment passed as ``environ``."""
         return cls.load(config_file, env=environ, overrides=overrides)
 
-    def with_dynamic(self, updates: Mapping[str, str | None]) -> BrokerConfig:
-        """A copy with dynamic broker configs set (``None`` removes one).
+    def with_dynamic(self, updates: Mapping[str, str | None], *, default: bool = False) -> BrokerConfig:
+        """A copy with dynamic broker configs set (``None`` removes one); with ``default``, in the
+        layer of the cluster-wide dynamic defaults (which this broker's own dynamic configs override).
 
         Raises :class:`ConfigError` for unknown or read-only keys and bad values.
         """
@@ -251,8 +254,9 @@ class BrokerConfig:
         new._static, new._dynamic, new._unknown = dict(self._static), dict(self._dynamic), dict(self._unknown)
         new._per_listener = dict(self._per_listener)
         new._dynamic_listener = dict(self._dynamic_listener)
+        new._dynamic_default = dict(self._dynamic_default)
         for key, raw in updates.items():
-            layer = new._dynamic
+            layer = new._dynamic_default if default else new._dynamic
             if key.startswith(LISTENER_PREFIX) and _LISTENER_KEY.match(key) is not None:
                 # A listener's connection limits change at runtime, as Kafka's ListenerReconfigurable.
                 definition = listener_key_def(key)
@@ -269,13 +273,16 @@ class BrokerConfig:
             if raw is None:
                 layer.pop(key, None)
             else:
-                origin = "dynamic broker config"
+                origin = "dynamic default broker config" if default else "dynamic broker config"
                 layer[key] = _Setting(raw, definition.parse(raw, origin), origin)
         new._finish()
         return new
 
-    def dynamic_values(self) -> dict[str, str]:
-        """The dynamic broker configs in force, as their raw strings (what is persisted)."""
+    def dynamic_values(self, *, default: bool = False) -> dict[str, str]:
+        """The dynamic broker configs in force, as their raw strings (what is persisted); with
+        ``default``, the cluster-wide dynamic defaults."""
+        if default:
+            return {key: s.raw for key, s in self._dynamic_default.items()}
         return {key: s.raw for key, s in (self._dynamic | self._dynamic_listener).items()}
 
     def _add_layer(self, pairs: Iterable[tuple[str, str]], origin_of: Callable[[str], str]) -> None:
@@ -371,7 +378,7 @@ class BrokerConfig:
     # ----------------------------------------------------------------- generic access
 
     def _setting(self, key: str) -> _Setting | None:
-        return self._dynamic.get(key) or self._static.get(key)
+        return self._dynamic.get(key) or self._dynamic_default.get(key) or self._static.get(key)
 
     def get(self, key: str) -> Any:
         """The effective parsed value of a recognised key (its default when unset)."""
@@ -392,6 +399,8 @@ class BrokerConfig:
         """Where the effective value of ``key`` comes from."""
         if key in self._dynamic:
             return ConfigSource.DYNAMIC_BROKER_CONFIG
+        if key in self._dynamic_default:
+            return ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
         if key in self._static:
             return ConfigSource.STATIC_BROKER_CONFIG
         return ConfigSource.DEFAULT_CONFIG
@@ -399,6 +408,7 @@ class BrokerConfig:
     def originals(self) -> dict[str, str]:
         """The raw strings of every explicitly set recognised key, dynamic over static."""
         merged = {key: s.raw for key, s in self._static.items()}
+        merged.update((key, s.raw) for key, s in self._dynamic_default.items())
         merged.update((key, s.raw) for key, s in self._dynamic.items())
         return merged
 
@@ -422,6 +432,7 @@ class BrokerConfig:
         out: list[ConfigSynonym] = []
         for layer, source in (
             (self._dynamic, ConfigSource.DYNAMIC_BROKER_CONFIG),
+            (self._dynamic_default, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG),
             (self._static, ConfigSource.STATIC_BROKER_CONFIG),
         ):
             out += [ConfigSynonym(k, BROKER_CONFIGS[k].render(layer[k].value), source) for k in keys if k in layer]
@@ -443,6 +454,7 @@ class BrokerConfig:
         else:
             synonyms = [ConfigSynonym(key, definition.render(layer[shown].value), source)
                         for layer, source in ((self._dynamic, ConfigSource.DYNAMIC_BROKER_CONFIG),
+                                              (self._dynamic_default, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG),
                                               (self._static, ConfigSource.STATIC_BROKER_CONFIG))
                         if shown in layer]
         return ConfigEntry(

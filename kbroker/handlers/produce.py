@@ -68,9 +68,13 @@ def verification_failure(error: ErrorCode, version: int) -> AppendResult:
     return AppendResult(error)
 
 
-def _verify(ctx: RequestContext, transactional_id: str, entries: dict[TopicPartition, Any]
-            ) -> dict[TopicPartition, AppendResult]:
-    """Failed verifications by partition; those partitions are not appended."""
+async def _verify(ctx: RequestContext, transactional_id: str, entries: dict[TopicPartition, Any]
+                  ) -> dict[TopicPartition, AppendResult]:
+    """Failed verifications by partition; those partitions are not appended.
+
+    With the coordinator on this broker, nothing here yields (verification and append cannot
+    be separated by an EndTxn); in a cluster whose coordinator of ``transactional_id`` is
+    another broker, it is asked (AddPartitionsToTxn ``verify_only``, as Kafka)."""
     if not ctx.broker.config.get(VERIFICATION_ENABLE):
         return {}
     replicas = ctx.broker.replica_manager
@@ -85,8 +89,16 @@ def _verify(ctx: RequestContext, transactional_id: str, entries: dict[TopicParti
         if producer is not None and not replicas.has_ongoing_transaction(tp, *producer):
             by_producer.setdefault(producer, []).append(tp)
     failed: dict[TopicPartition, AppendResult] = {}
+    transactions = ctx.broker.transactions
+    # Asking another broker yields: a marker that comes in meanwhile may end the transaction the
+    # coordinator vouched for, so such a partition is retried (Kafka's VerificationGuard).
+    remote = bool(by_producer) and transactions.coordinates_elsewhere(transactional_id)
+    markers = {tp: replicas.markers_appended(tp) for tps in by_producer.values() for tp in tps} if remote else {}
     for (pid, epoch), tps in by_producer.items():
-        for tp, error in ctx.broker.transactions.verify_partitions(transactional_id, pid, epoch, tps).items():
+        verified = await transactions.verify_partitions_anywhere(transactional_id, pid, epoch, tps)
+        for tp, error in verified.items():
+            if error == ErrorCode.NONE and remote and replicas.markers_appended(tp) != markers[tp]:
+                error = ErrorCode.CONCURRENT_TRANSACTIONS
             if error != ErrorCode.NONE:
                 failed[tp] = verification_failure(ErrorCode(error), ctx.version)
     return failed
@@ -139,8 +151,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
         refused = authz.denied(ctx, AclOperation.WRITE, ResourceType.TOPIC, (tp.topic for tp in entries))
         if refused:
             entries = {tp: r for tp, r in entries.items() if tp.topic not in refused}
-        unverified = _verify(ctx, body["transactional_id"], entries) if transactional else None
-        # No await between the verification above and the append below.
+        unverified = await _verify(ctx, body["transactional_id"], entries) if transactional else None
+        # No suspension between a local verification above and the append below.
         results = await ctx.broker.replica_manager.append_records(
             {tp: r for tp, r in entries.items() if tp not in unverified} if unverified else entries,
             acks=body["acks"], timeout_ms=body["timeout_ms"], transactional_id=body["transactional_id"])

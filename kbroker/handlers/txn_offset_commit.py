@@ -57,23 +57,31 @@ def verification_error(error: Errors, version: int) -> Errors:
     return _OPERATION_ERRORS.get(error, error)
 
 
-def _verify(ctx: RequestContext, body: Any) -> Errors:
+async def _verify(ctx: RequestContext, body: Any) -> Errors:
     """Whether the group's offsets partition is in the producer's transaction (KIP-890)."""
     if not ctx.broker.config.get(VERIFICATION_ENABLE):
         return Errors.NONE
     tp = TopicPartition(CONSUMER_OFFSETS, ctx.broker.groups.partition_for(body.group_id))
     if ctx.broker.replica_manager.has_ongoing_transaction(tp, body.producer_id, body.producer_epoch):
         return Errors.NONE  # records of this transaction are already there: nothing to verify
-    result = ctx.broker.transactions.verify_partitions(body.transactional_id, body.producer_id, body.producer_epoch,
-                                                       [tp])
-    return verification_error(Errors(result.get(tp, Errors.NONE)), ctx.version)
+    transactions, replicas = ctx.broker.transactions, ctx.broker.replica_manager
+    remote = transactions.coordinates_elsewhere(body.transactional_id)
+    markers = replicas.markers_appended(tp) if remote else 0
+    result = await transactions.verify_partitions_anywhere(
+        body.transactional_id, body.producer_id, body.producer_epoch, [tp])
+    error = Errors(result.get(tp, Errors.NONE))
+    if error == Errors.NONE and remote and replicas.markers_appended(tp) != markers:
+        # A marker came in while another broker's coordinator was asked: the transaction it
+        # vouched for may have ended (Kafka's VerificationGuard); the client retries.
+        error = Errors.CONCURRENT_TRANSACTIONS
+    return verification_error(error, ctx.version)
 
 
 async def _commit(ctx: RequestContext, body: Any,
                   offsets: dict[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, Errors]:
     if not body.group_id:
         return dict.fromkeys(offsets, Errors.INVALID_GROUP_ID)
-    error = _verify(ctx, body)
+    error = await _verify(ctx, body)
     if error != Errors.NONE:
         return dict.fromkeys(offsets, error)
     # No await between the verification above and the write below: an EndTxn cannot slip in.

@@ -175,6 +175,9 @@ class PartitionLog:
         #: of logs without aborted transactions any index lookup.
         self._txn_index_segments = 0
         self._count_txn_indexes()
+        #: Transaction markers appended since the log was opened: a produce verified with a
+        #: coordinator on another broker checks that none came in meanwhile (Kafka's VerificationGuard).
+        self.markers_appended = 0
 
     def _load_leader_epochs(self, prepared: bool) -> LeaderEpochCache:
         """The leader epoch cache at open: the checkpoint file cut to the log's offsets; for a
@@ -541,7 +544,9 @@ class PartitionLog:
         batch = build_control_batch(ControlType.COMMIT if commit else ControlType.ABORT,
                                     producer_id=producer_id, producer_epoch=producer_epoch,
                                     coordinator_epoch=coordinator_epoch, timestamp=self._clock.time_ms())
-        return self.append(batch, leader_epoch=leader_epoch, origin=AppendOrigin.COORDINATOR)
+        info = self.append(batch, leader_epoch=leader_epoch, origin=AppendOrigin.COORDINATOR)
+        self.markers_appended += 1
+        return info
 
     # -- aborted transactions --------------------------------------------------------------
     @property

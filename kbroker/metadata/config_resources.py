@@ -82,7 +82,7 @@ async def alter_resource(broker: ConfigScope, rtype: int, name: str, ops: Sequen
     if rtype == TOPIC:
         return await _alter_topic(broker, name, ops, incremental, validate_only)
     if rtype == BROKER:
-        return _alter_broker(broker, name, ops, incremental, validate_only)
+        return await _alter_broker(broker, name, ops, incremental, validate_only)
     if rtype == BROKER_LOGGER and incremental:
         return _alter_loggers(broker, name, ops, validate_only)
     return ErrorCode.INVALID_REQUEST, f"Unsupported resource type {rtype}"
@@ -127,8 +127,11 @@ async def _alter_topic(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], 
                                                            validate_only=validate_only)
 
 
-def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incremental: bool,
-                  validate_only: bool) -> Result:
+async def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incremental: bool,
+                        validate_only: bool) -> Result:
+    """A broker resource's dynamic configs: this broker's own (its id) or the cluster-wide defaults
+    (""). On a single broker both are this broker's, kept in a local file; in a cluster they are
+    kept in etcd and every broker concerned applies them."""
     checked = check_broker_name(broker, name, allow_default=True)
     if checked != OK:
         return checked
@@ -139,10 +142,16 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
         # Kafka refuses the whole change (its ConfigException becomes INVALID_REQUEST).
         # Kafka's message names a Scala Set: "Set(a, b)".
         return ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: Set({', '.join(fixed)})"
+    clustered = broker.metadata.clustered
+    # In a cluster, "" names the cluster-wide defaults, a layer of their own.
+    target = None if name == "" else broker.node_id
     updates: dict[str, str | None] = {}
     if not incremental:
         # AlterConfigs replaces the whole dynamic set: what it does not name is removed.
-        updates = {e.name: None for e in config.describe() if e.source == ConfigSource.DYNAMIC_BROKER_CONFIG}
+        if clustered:
+            updates = dict.fromkeys(broker.metadata.dynamic_broker_configs(target))
+        else:
+            updates = {e.name: None for e in config.describe() if e.source == ConfigSource.DYNAMIC_BROKER_CONFIG}
     for o in ops:
         if o.op in (APPEND, SUBTRACT):
             definition = BROKER_CONFIGS.get(o.name)
@@ -155,7 +164,7 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
         else:
             updates[o.name] = o.value
     try:
-        new = config.with_dynamic(updates)
+        new = config.with_dynamic(updates, default=clustered and target is None)
         # The storage defaults every open log takes from it must hold too, before anything is saved.
         log_config_for(new, {})
     except (ConfigError, ValueError) as e:
@@ -163,12 +172,15 @@ def _alter_broker(broker: ConfigScope, name: str, ops: Sequence[ConfigOp], incre
     refused = _check_cleaner(config, new)
     if refused is not None:
         return ErrorCode.INVALID_REQUEST, refused  # Kafka's ConfigException from its reconfiguration check
-    if not validate_only:
-        try:
-            broker.metadata.save_dynamic_config(new)
-        except OSError as e:
-            return ErrorCode.KAFKA_STORAGE_ERROR, f"Cannot persist the broker configs: {e}"
-        broker.configs.replace(new)  # subscribers (open logs, the replica manager) apply it
+    if validate_only:
+        return OK
+    if clustered:
+        return await broker.metadata.alter_dynamic_broker_configs(target, updates)
+    try:
+        broker.metadata.save_dynamic_config(new)
+    except OSError as e:
+        return ErrorCode.KAFKA_STORAGE_ERROR, f"Cannot persist the broker configs: {e}"
+    broker.configs.replace(new)  # subscribers (open logs, the replica manager) apply it
     return OK
 
 

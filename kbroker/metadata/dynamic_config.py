@@ -1,8 +1,8 @@
 """Dynamic broker configs (AlterConfigs on the BROKER resource) kept across restarts.
 
-Kafka keeps them in the cluster metadata; here they live in one JSON file in the
-first log dir, replaced atomically on every change and applied at start-up over the
-static config.
+Kafka keeps them in the cluster metadata; on a single broker they live in one JSON file
+in the first log dir, replaced atomically on every change and applied at start-up over
+the static config. In a cluster they live in etcd instead (``MetadataManager``).
 """
 
 from __future__ import annotations

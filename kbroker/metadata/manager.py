@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from kbroker.codec.error_codes import ErrorCode
-from kbroker.config import ConfigHolder, generate_cluster_id
+from kbroker.config import ConfigError, ConfigHolder, generate_cluster_id
 from kbroker.metadata import errors as E
 from kbroker.metadata.cluster_id import load_or_create_cluster_id
 from kbroker.metadata.dynamic_config import DynamicConfigStore
@@ -134,8 +134,14 @@ class MetadataManager:
         self.on_topic_changed: list[TopicListener] = []
         self._store = TopicStoreAdapter(log_dirs)
         self._dynamic_configs = DynamicConfigStore(log_dirs[0])
-        # Dynamic broker configs from earlier runs apply before any log is opened.
-        config.replace(self._dynamic_configs.apply(config.current))
+        #: Cluster mode: the config without dynamic broker configs, and those kept in etcd
+        #: ("default": the cluster-wide defaults; "own": this broker's), applied on top in that order.
+        self._static_config = config.current
+        self._broker_config_layers: dict[str, dict[str, str]] = {"default": {}, "own": {}}
+        if not self.clustered:
+            # Dynamic broker configs from earlier runs apply before any log is opened (in a
+            # cluster they come from etcd, with the image).
+            config.replace(self._dynamic_configs.apply(config.current))
         config.subscribe(lambda _: self.reapply_broker_config())
         if not self.clustered:
             self._load()
@@ -582,6 +588,69 @@ class MetadataManager:
         """Persist ``config``'s dynamic broker configs (before they take effect)."""
         self._dynamic_configs.save(config.dynamic_values())
 
+    def dynamic_broker_configs(self, node: int | None) -> dict[str, str]:
+        """Cluster mode: the dynamic configs etcd holds for broker ``node`` (None: the cluster-wide defaults)."""
+        return dict(self._broker_config_layers["default" if node is None else "own"])
+
+    async def alter_dynamic_broker_configs(self, node: int | None, updates: Mapping[str, str | None]) -> E.Result:
+        """Cluster mode: change the dynamic configs of broker ``node`` (this node) or, for None,
+        the cluster-wide defaults in etcd (``None`` values remove keys); every broker concerned
+        applies them from its image. A compare-and-swap on the key, answered once applied here."""
+        import json
+
+        from kbroker.etcd.client import Compare, Put
+
+        cluster = self.cluster
+        if cluster is None:
+            return ErrorCode.UNKNOWN_SERVER_ERROR, "Not joined to the cluster yet."
+        key = cluster.keys.broker_config(node)
+        for _attempt in range(5):
+            values = {**self.dynamic_broker_configs(node), **updates}
+            doc = json.dumps({k: v for k, v in values.items() if v is not None}, sort_keys=True).encode()
+            try:
+                result = await cluster.client.txn([Compare.mod_revision(key, cluster.image.mod_revision(key))],
+                                                  [Put(key, doc)])
+            except Exception as e:  # etcd unreachable: nothing changed
+                return ErrorCode.UNKNOWN_SERVER_ERROR, f"Cannot persist the broker configs: {e}"
+            if result.succeeded:
+                await cluster.wait_applied(result.revision)
+                return E.OK
+            # Another broker changed them meanwhile: merge into theirs once applied.
+            await cluster.wait_applied(cluster.image.revision + 1, timeout=1.0)
+        return ErrorCode.CONCURRENT_TRANSACTIONS, "The broker configs keep changing; retry."
+
+    def _broker_config_document(self, key: str, kv: KeyValue | None) -> None:
+        """Apply the cluster-wide or this broker's dynamic configs when etcd's copy changed."""
+        import json
+
+        assert self.cluster is not None
+        keys = self.cluster.keys
+        layer = "default" if key == keys.broker_config(None) else "own" if key == keys.broker_config(self.node_id) \
+            else None
+        if layer is None:
+            return
+        values: dict[str, str] = {}
+        if kv is not None:
+            try:
+                doc = json.loads(kv.value)
+                if not isinstance(doc, dict):
+                    raise ValueError("not an object")
+                values = {str(k): str(v) for k, v in doc.items()}
+            except ValueError as e:
+                log.error("ignoring undecodable dynamic broker configs %s: %s", key, e)
+                return
+        if values == self._broker_config_layers[layer]:
+            return
+        self._broker_config_layers[layer] = values
+        config = self._static_config
+        for name, default in (("default", True), ("own", False)):
+            for k, v in sorted(self._broker_config_layers[name].items()):
+                try:
+                    config = config.with_dynamic({k: v}, default=default)
+                except ConfigError as e:  # saved by another version, or no longer valid here
+                    log.warning("ignoring dynamic broker config %s=%s: %s", k, v, e)
+        self._config.replace(config)  # subscribers (open logs, the replica manager) apply it
+
     def reapply_broker_config(self) -> None:
         """Push the current broker defaults into every open log (after a dynamic broker change)."""
         for topic in self.topics.values():
@@ -854,6 +923,7 @@ class MetadataManager:
         """On the loop: bring the topic registry and local logs in line with an applied etcd batch."""
         assert self.cluster is not None
         for key, kv in changes.documents.items():
+            self._broker_config_document(key, kv)
             for listener in self.on_cluster_document:
                 try:
                     listener(key, kv)

@@ -249,6 +249,15 @@ class ReplicaManager:
             return False
         return plog.has_ongoing_transaction(producer_id, producer_epoch)
 
+    def markers_appended(self, tp: TopicPartition) -> int:
+        """How many transaction markers this leader's log of ``tp`` has taken since it was opened
+        (-1 when this broker does not lead ``tp``)."""
+        try:
+            _, plog = self._leader_log(tp)
+        except PartitionError:
+            return -1
+        return plog.markers_appended
+
     async def write_txn_markers(self, markers: Sequence[TxnMarker]) -> MarkerResults:
         """Append each marker's COMMIT/ABORT control batch to every partition it names
         (internal topics included), as Kafka's WriteTxnMarkers handling on the leader.

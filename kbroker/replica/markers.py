@@ -125,3 +125,90 @@ class ClusterMarkerWriter:
                               monotonic=self._monotonic)
         self._peers[broker] = peer
         return peer
+
+
+ADD_PARTITIONS_TO_TXN = 24
+#: v4: the first version brokers send (KIP-890 verification); v5 adds TRANSACTION_ABORTABLE.
+_VERIFY_VERSION = 5
+#: The internal topic whose partition leaders coordinate transactions.
+TRANSACTION_STATE = "__transaction_state"
+
+
+class RemoteTxnVerifier:
+    """KIP-890 verification with a transaction coordinator on another broker (Kafka's
+    AddPartitionsToTxnManager): an AddPartitionsToTxn ``verify_only`` request to the leader of
+    the transactional id's ``__transaction_state`` partition, answering per partition.
+
+    Failures to reach the coordinator answer retriable errors (COORDINATOR_NOT_AVAILABLE when
+    the state partition has no leader, NETWORK_EXCEPTION when the request fails), which the
+    produce path returns as NOT_ENOUGH_REPLICAS, as Kafka does."""
+
+    def __init__(self, *, node_id: int, leader_of: Callable[[TopicPartition], int | None],
+                 endpoint: Callable[[int], tuple[str, int] | None], connect: Connector,
+                 timeout_s: float, backoff_s: float, monotonic: Callable[[], float] | None = None) -> None:
+        self._node_id = node_id
+        self._leader_of = leader_of
+        self._endpoint = endpoint
+        self._connect = connect
+        self._timeout_s = timeout_s
+        self._backoff_s = backoff_s
+        self._monotonic = monotonic
+        self._peers: dict[int, PeerConnection] = {}
+        self._stale: list[PeerConnection] = []
+
+    async def aclose(self) -> None:
+        """Close the connections to other brokers."""
+        peers, self._peers, self._stale = [*self._peers.values(), *self._stale], {}, []
+        for peer in peers:
+            await peer.aclose()
+
+    async def __call__(self, transactional_id: str, producer_id: int, producer_epoch: int, state_partition: int,
+                       partitions: Sequence[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
+        """Whether each partition is in the producer's ongoing transaction, as its coordinator says."""
+        coordinator = self._leader_of(TopicPartition(TRANSACTION_STATE, state_partition))
+        if coordinator is None or coordinator < 0:
+            return dict.fromkeys(partitions, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        if coordinator == self._node_id:
+            # This broker's image names it, but its coordinator has not taken the partition yet.
+            return dict.fromkeys(partitions, ErrorCode.NOT_COORDINATOR)
+        peer = self._peer(coordinator)
+        if peer is None:
+            return dict.fromkeys(partitions, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        topics = dict.fromkeys(tp.topic for tp in partitions)
+        body = {"transactions": [{
+            "transactional_id": transactional_id, "producer_id": producer_id, "producer_epoch": producer_epoch,
+            "verify_only": True,
+            "topics": [{"name": t, "partitions": [tp.partition for tp in partitions if tp.topic == t]}
+                       for t in topics]}]}
+        try:
+            answer = await peer.request(ADD_PARTITIONS_TO_TXN, _VERIFY_VERSION, body)
+        except PeerError as e:
+            log.info("cannot verify transaction %r with broker %d: %s", transactional_id, coordinator, e)
+            return dict.fromkeys(partitions, ErrorCode.NETWORK_EXCEPTION)
+        if answer.error_code:
+            return dict.fromkeys(partitions, ErrorCode(answer.error_code))
+        codes: dict[TopicPartition, ErrorCode] = {}
+        for txn in answer.results_by_transaction:
+            for topic in txn.topic_results:
+                for p in topic.results_by_partition:
+                    codes[TopicPartition(topic.name, p.partition_index)] = ErrorCode(p.partition_error_code)
+        # A partition the answer leaves out was not verified: retriable, as a lost answer.
+        return {tp: codes.get(tp, ErrorCode.NETWORK_EXCEPTION) for tp in partitions}
+
+    def _peer(self, broker: int) -> PeerConnection | None:
+        address = self._endpoint(broker)
+        if address is None:
+            return None
+        peer = self._peers.get(broker)
+        if peer is not None and (peer.host, peer.port) == address:
+            return peer
+        # New, or the broker moved (restarted on another port): the old connection is left to
+        # close on its own at shutdown (it may be in use by a request right now).
+        stale = self._peers.pop(broker, None)
+        peer = PeerConnection(address[0], address[1], client_id=f"kbroker-txn-verify-{self._node_id}",
+                              timeout_s=self._timeout_s, backoff_s=self._backoff_s, connect=self._connect,
+                              monotonic=self._monotonic)
+        self._peers[broker] = peer
+        if stale is not None:
+            self._stale.append(stale)
+        return peer

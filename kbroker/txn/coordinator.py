@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +139,11 @@ class TransactionListing:
     state: str
 
 
+#: Verification by another broker's coordinator: (transactional id, producer id, producer epoch,
+#: ``__transaction_state`` partition, partitions) -> each partition's error.
+RemoteVerify = Callable[[str, int, int, int, Sequence[TopicPartition]], Awaitable[dict[TopicPartition, ErrorCode]]]
+
+
 class TransactionCoordinator:
     """Serves InitProducerId (transactional), AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
     DescribeTransactions and ListTransactions, and verifies transactional produce."""
@@ -166,6 +171,9 @@ class TransactionCoordinator:
         self.clustered = clustered
         #: Cluster mode: the state partitions this broker leads (loading or loaded).
         self._owned: dict[int, _OwnedPartition] = {}
+        #: Cluster mode: KIP-890 verification with the coordinator on another broker
+        #: (transactional id, producer id, epoch, state partition, partitions -> errors).
+        self.verify_elsewhere: RemoteVerify | None = None
 
     # ------------------------------------------------------------------ settings
     def _setting(self, key: str) -> int:
@@ -178,6 +186,22 @@ class TransactionCoordinator:
     def partition_for(self, transactional_id: str) -> int:
         """The ``__transaction_state`` partition of ``transactional_id``."""
         return partition_for(transactional_id, self.log.num_partitions)
+
+    def coordinates_elsewhere(self, transactional_id: str) -> bool:
+        """Cluster mode: whether another broker coordinates ``transactional_id`` (this one does
+        not lead its ``__transaction_state`` partition), so only that broker can verify it."""
+        return self.clustered and self.partition_for(transactional_id) not in self._owned
+
+    async def verify_partitions_anywhere(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                                         partitions: Collection[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
+        """:meth:`verify_partitions` by whichever broker coordinates ``transactional_id``: this one
+        (synchronously), or another through :attr:`verify_elsewhere` (Kafka's AddPartitionsToTxnManager)."""
+        if not self.coordinates_elsewhere(transactional_id) or self.verify_elsewhere is None:
+            return self.verify_partitions(transactional_id, producer_id, producer_epoch, partitions)
+        if not transactional_id:
+            return dict.fromkeys(partitions, ErrorCode.INVALID_REQUEST)
+        return await self.verify_elsewhere(transactional_id, producer_id, producer_epoch,
+                                           self.partition_for(transactional_id), list(partitions))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, tg: TaskGroup) -> None:

@@ -27,8 +27,11 @@ class _Transactions:
         self.error = error
         self.calls: list[tuple[str, int, int, list[TopicPartition]]] = []
 
-    def verify_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
-                          partitions: list[TopicPartition]) -> dict[TopicPartition, Errors]:
+    def coordinates_elsewhere(self, transactional_id: str) -> bool:
+        return False
+
+    async def verify_partitions_anywhere(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                                         partitions: list[TopicPartition]) -> dict[TopicPartition, Errors]:
         self.calls.append((transactional_id, producer_id, producer_epoch, list(partitions)))
         return dict.fromkeys(partitions, self.error)
 

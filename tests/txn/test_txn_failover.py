@@ -393,3 +393,29 @@ async def test_reelection_on_a_real_log_loads_the_old_leaders_state(tmp_path: Pa
             assert new.coordinator_epoch("tx") == 6
             await new.shutdown()
             tg.cancel_scope.cancel()
+
+
+async def test_verification_goes_to_the_coordinator_on_another_broker(tmp_path: Path) -> None:
+    log = MemoryTransactionLog(5)
+    log.ensure()
+    asked: list[tuple[str, int, int, int, list[TopicPartition]]] = []
+
+    async def elsewhere(txn_id: str, pid: int, epoch: int, state: int,
+                        tps: Sequence[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
+        asked.append((txn_id, pid, epoch, state, list(tps)))
+        return dict.fromkeys(tps, ErrorCode.TRANSACTION_ABORTABLE)
+
+    async with node(tmp_path, log, ME) as n:
+        c = n.coord
+        c.verify_elsewhere = elsewhere
+        # Led by another broker: asked there, with the id's state partition.
+        assert c.coordinates_elsewhere("tx")
+        assert await c.verify_partitions_anywhere("tx", 7, 1, [TP]) == {TP: ErrorCode.TRANSACTION_ABORTABLE}
+        assert asked == [("tx", 7, 1, c.partition_for("tx"), [TP])]
+        # Led here: answered here, as a produce on this broker verifies.
+        n.elect("tx", 0)
+        await n.loaded("tx")
+        assert not c.coordinates_elsewhere("tx")
+        pid, epoch = await n.begin("tx")
+        assert await c.verify_partitions_anywhere("tx", pid, epoch, [TP]) == {TP: ErrorCode.NONE}
+        assert len(asked) == 1

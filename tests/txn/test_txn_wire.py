@@ -445,3 +445,42 @@ def test_prepared_commit_is_completed_after_a_restart(tmp_path: Any) -> None:
             assert (part.high_watermark, part.last_stable_offset) == (2, 2)  # the record and its COMMIT marker
         finally:
             wire.close()
+
+
+def test_a_marker_arriving_while_a_remote_coordinator_verifies_makes_the_produce_retry(
+        kafka_broker: BrokerThread, wire: WireClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a cluster the coordinator may be another broker: while it is asked, the transaction it
+    vouches for may end (its marker reaches this partition), and the produce must not append
+    (Kafka's VerificationGuard). Here this broker plays the partition's leader, and the
+    "other broker" answers through a stand-in."""
+    from kbroker.common import TopicPartition
+
+    create_topic(kafka_broker, "t", 1)
+    r = init(wire, "tx")
+    pid, epoch = r.producer_id, r.producer_epoch
+    add_partitions(wire, 3, "tx", pid, epoch, {"t": [0]})
+    txns = kafka_broker.broker.transactions
+    plog = kafka_broker.broker.log_manager.get_log("t", 0)
+    assert plog is not None
+    asked: list[list[TopicPartition]] = []
+
+    async def aborted_meanwhile(txn_id: str, p: int, e: int, state: int,
+                                tps: list[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
+        asked.append(list(tps))
+        plog.append_marker(pid, epoch, 0, False, leader_epoch=0)  # the coordinator's abort reaches us
+        return dict.fromkeys(tps, ErrorCode.NONE)  # its answer was sent before
+
+    async def vouches(txn_id: str, p: int, e: int, state: int,
+                      tps: list[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
+        asked.append(list(tps))
+        return dict.fromkeys(tps, ErrorCode.NONE)
+
+    monkeypatch.setattr(txns, "coordinates_elsewhere", lambda txn_id: True)
+    monkeypatch.setattr(txns, "verify_elsewhere", aborted_meanwhile)
+    retried = txn_produce(wire, "tx", txn_batch(pid, epoch, 0), 11)
+    assert retried.error_code == ErrorCode.NOT_ENOUGH_REPLICAS  # retriable: the next try asks again
+    assert plog.log_end_offset == 1  # the marker only
+    monkeypatch.setattr(txns, "verify_elsewhere", vouches)
+    ok = txn_produce(wire, "tx", txn_batch(pid, epoch, 0), 11)
+    assert (ok.error_code, ok.base_offset) == (0, 1)
+    assert asked == [[TopicPartition("t", 0)]] * 2
