@@ -511,8 +511,15 @@ class _SourceFetcher:
                 target, complete = truncation_offset(plog, diverging.epoch, diverging.end_offset,
                                                      plog.high_watermark)
                 self._truncate_log(tp, plog, target)
-                state.fetch_offset = plog.log_end_offset
                 state.truncating = not complete
+                if plog.log_end_offset == offset:
+                    # Nothing to cut (a leader's true divergence always is below our end): a leader
+                    # answering so again and again would be asked in a tight loop.
+                    log.warning("%s: broker %d answered a divergence at epoch %d offset %d, at or past our "
+                                "end %d; retrying after the back-off", tp, self.leader, diverging.epoch,
+                                diverging.end_offset, offset)
+                    self._delay([state])
+                state.fetch_offset = plog.log_end_offset
                 return
             await self._append(state, plog, part)
         elif error == ErrorCode.OFFSET_OUT_OF_RANGE:
