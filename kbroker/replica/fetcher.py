@@ -417,6 +417,12 @@ class _SourceFetcher:
                 if part.error_code != ErrorCode.NONE:
                     self._partition_error(state, part.error_code, "OffsetForLeaderEpoch")
                     continue
+                if part.end_offset < UNDEFINED_OFFSET:
+                    # A broken answer: truncating to it would wipe the log and restart it below 0.
+                    log.warning("%s: broker %d answered the end offset %d for epoch %d; retrying after the "
+                                "back-off", tp, self.leader, part.end_offset, part.leader_epoch)
+                    self._delay([state])
+                    continue
                 plog = self.owner._log(tp)
                 if plog is None:
                     self._delay([state])
@@ -607,6 +613,12 @@ class _SourceFetcher:
                     if part.error_code != ErrorCode.NONE:
                         if self._current(state):
                             self._partition_error(state, part.error_code, "ListOffsets")
+                        return None
+                    if part.offset < 0:
+                        # A broken answer: truncating or starting over at it would leave a log below 0.
+                        log.warning("%s: ListOffsets from broker %d answered the offset %d; retrying after the "
+                                    "back-off", state.tp, self.leader, part.offset)
+                        self._delay([state])
                         return None
                     return int(part.offset)
         self._delay([state])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from .fake_leader import FETCH, FakeLeader, batch
+from .fake_leader import FETCH, OFFSET_FOR_LEADER_EPOCH, FakeLeader, batch
 from .test_fetcher import LEADER, TP, Follower, follower, leader, seed  # noqa: F401
 
 pytestmark = pytest.mark.anyio
@@ -34,3 +34,59 @@ async def test_a_diverging_epoch_at_our_own_end_backs_off(leader: FakeLeader, fo
     # replica.fetch.backoff.ms is 50: a bounded follower asks about 10 times in half a second.
     assert asked <= 30, asked
 
+
+
+@pytest.mark.parametrize("answer", [(0, -5), (-1, -7)])
+async def test_a_negative_end_offset_for_our_epoch_truncates_nothing(
+        leader: FakeLeader, follower: Follower, answer: tuple[int, int]) -> None:  # noqa: F811
+    lp = leader.partition("t")
+    lp.batches = [batch(0, 5, 0)]
+    lp.high_watermark = 5
+    lp.epoch_answer = answer
+    plog = follower.log()
+    seed(plog, batch(0, 5, 0), hw=5)
+    follower.fetchers.add(TP, LEADER, 1)
+    await follower.until(lambda: len(leader.requests_of(OFFSET_FOR_LEADER_EPOCH)) >= 2)
+    # Refused as a broken answer (asked again after the back-off), the log kept whole.
+    assert (plog.log_start_offset, plog.log_end_offset) == (0, 5)
+    assert not leader.requests_of(FETCH)
+    lp.epoch_answer = None
+    await follower.until(lambda: len(leader.requests_of(FETCH)) >= 1)
+    assert (plog.log_start_offset, plog.log_end_offset) == (0, 5)
+
+
+async def test_a_negative_log_end_from_list_offsets_truncates_nothing(
+        leader: FakeLeader, follower: Follower) -> None:  # noqa: F811
+    lp = leader.partition("t")
+    lp.batches = [batch(0, 3, 0)]
+    lp.high_watermark = 3
+    plog = follower.log()
+    seed(plog, batch(0, 5, 0), hw=3)
+    original = leader._list_offsets
+
+    def negative(request):  # type: ignore[no-untyped-def]
+        out = original(request)
+        out["topics"][0]["partitions"][0]["offset"] = -9
+        return out
+
+    leader._list_offsets = negative  # type: ignore[method-assign]
+    lp.epoch_answer = (0, 5)  # the truncation keeps all: the fetch at 5 is out of range
+    follower.fetchers.add(TP, LEADER, 0)
+    await follower.until(lambda: len(leader.requests_of(2)) >= 2)
+    assert (plog.log_start_offset, plog.log_end_offset) == (0, 5)
+
+
+def test_a_log_refuses_truncation_to_a_negative_offset(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from kbroker.clock import SYSTEM_CLOCK
+    from kbroker.log.errors import LogError
+
+    from .follower_log import open_follower_log
+
+    plog = open_follower_log(tmp_path / "t-0", SYSTEM_CLOCK)
+    try:
+        seed(plog, batch(0, 5, 0))
+        with pytest.raises(LogError):
+            plog.truncate_to(-1)
+        assert (plog.log_start_offset, plog.log_end_offset) == (0, 5)
+    finally:
+        plog.close()
