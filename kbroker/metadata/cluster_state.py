@@ -26,7 +26,8 @@ from typing import Any
 
 from kbroker.metadata.model import PartitionInfo
 
-__all__ = ["NO_LEADER", "BrokerRegistration", "ClusterKeys", "TopicRecord", "decode_partition", "encode_partition"]
+__all__ = ["NO_LEADER", "BrokerRegistration", "ClusterKeys", "TopicRecord", "UndecodableDocument", "decode_partition",
+           "encode_partition"]
 
 #: A partition without a leader (Kafka's LeaderConstants.NO_LEADER).
 NO_LEADER = -1
@@ -82,6 +83,15 @@ class ClusterKeys:
         return int(rest) if rest.isdigit() else None
 
 
+class UndecodableDocument(ValueError):
+    """A document under the cluster's prefix that is not one kbroker wrote (bad JSON, a missing
+    field, a value of the wrong type): whoever reads it skips it rather than fail."""
+
+
+#: What decoding a foreign document may raise, whatever its shape.
+_DECODE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
 def _dumps(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -105,9 +115,13 @@ class BrokerRegistration:
 
     @classmethod
     def decode(cls, data: bytes) -> BrokerRegistration:
-        doc = json.loads(data)
-        return cls(int(doc["id"]), {k: (str(v[0]), int(v[1])) for k, v in doc["listeners"].items()},
-                   doc.get("rack"), str(doc.get("incarnation", "")), bool(doc.get("shutting_down", False)))
+        """Raises :class:`UndecodableDocument`."""
+        try:
+            doc = json.loads(data)
+            return cls(int(doc["id"]), {str(k): (str(v[0]), int(v[1])) for k, v in doc["listeners"].items()},
+                       doc.get("rack"), str(doc.get("incarnation", "")), bool(doc.get("shutting_down", False)))
+        except _DECODE_ERRORS as e:
+            raise UndecodableDocument(f"broker registration: {e!r}") from None
 
 
 @dataclass(frozen=True)
@@ -124,8 +138,13 @@ class TopicRecord:
 
     @classmethod
     def decode(cls, name: str, data: bytes) -> TopicRecord:
-        doc = json.loads(data)
-        return cls(name, uuid.UUID(doc["id"]), int(doc["partitions"]), {str(k): str(v) for k, v in doc["configs"].items()})
+        """Raises :class:`UndecodableDocument`."""
+        try:
+            doc = json.loads(data)
+            return cls(name, uuid.UUID(doc["id"]), int(doc["partitions"]),
+                       {str(k): str(v) for k, v in doc["configs"].items()})
+        except _DECODE_ERRORS as e:
+            raise UndecodableDocument(f"topic {name}: {e!r}") from None
 
 
 def encode_partition(info: PartitionInfo) -> bytes:
@@ -136,11 +155,15 @@ def encode_partition(info: PartitionInfo) -> bytes:
 
 
 def decode_partition(topic: str, index: int, data: bytes) -> PartitionInfo:
-    """The :class:`PartitionInfo` of a state document."""
-    doc = json.loads(data)
-    return PartitionInfo(topic, index, int(doc["leader"]), int(doc["leader_epoch"]), _ints(doc["replicas"]),
-                         _ints(doc["isr"]), partition_epoch=int(doc.get("partition_epoch", 0)),
-                         adding_replicas=_ints(doc.get("adding", [])), removing_replicas=_ints(doc.get("removing", [])))
+    """The :class:`PartitionInfo` of a state document; raises :class:`UndecodableDocument`."""
+    try:
+        doc = json.loads(data)
+        return PartitionInfo(topic, index, int(doc["leader"]), int(doc["leader_epoch"]), _ints(doc["replicas"]),
+                             _ints(doc["isr"]), partition_epoch=int(doc.get("partition_epoch", 0)),
+                             adding_replicas=_ints(doc.get("adding", [])),
+                             removing_replicas=_ints(doc.get("removing", [])))
+    except _DECODE_ERRORS as e:
+        raise UndecodableDocument(f"partition {topic}-{index}: {e!r}") from None
 
 
 def _ints(values: Sequence[Any]) -> list[int]:
