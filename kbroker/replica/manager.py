@@ -277,7 +277,7 @@ class ReplicaManager:
         try:
             info, plog = self._leader_log(tp)
             # Kafka appends markers with acks=-1: the ISR must satisfy min.insync.replicas.
-            if len(info.isr) < plog.config.min_insync_replicas:
+            if _in_sync_replicas(info) < plog.config.min_insync_replicas:
                 return ErrorCode.NOT_ENOUGH_REPLICAS
             plog.append_marker(marker.producer_id, marker.producer_epoch, marker.coordinator_epoch,
                                marker.commit, leader_epoch=info.leader_epoch)
@@ -411,7 +411,7 @@ class ReplicaManager:
         acks=-1 with fewer in-sync replicas than ``min.insync.replicas``."""
         if not internal and is_internal(tp.topic):
             raise PartitionError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {tp.topic}")
-        if acks == -1 and len(info.isr) < config.min_insync_replicas:
+        if acks == -1 and _in_sync_replicas(info) < config.min_insync_replicas:
             raise PartitionError(ErrorCode.NOT_ENOUGH_REPLICAS,
                                  f"The size of the current ISR {info.isr} is insufficient to satisfy "
                                  f"the min.isr requirement of {config.min_insync_replicas}")
@@ -1014,6 +1014,11 @@ class ReplicaManager:
         except LogError as e:
             return e.error_code, -1, -1
         return ErrorCode.NONE, epoch, end_offset
+
+
+def _in_sync_replicas(info: PartitionInfo) -> int:
+    """The ISR's size, counting only replicas (a broken or foreign state may name other brokers)."""
+    return sum(1 for r in info.isr if r in info.replicas)
 
 
 def _answer_now(results: Sequence[tuple[TopicPartition, FetchResult]], min_bytes: int) -> bool:
