@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kbroker.metadata.model import PartitionInfo
+from kbroker.metadata.topic_names import invalid_reason
 
 __all__ = ["NO_LEADER", "BrokerRegistration", "ClusterKeys", "TopicRecord", "UndecodableDocument", "decode_partition",
            "encode_partition"]
@@ -138,8 +139,9 @@ class TopicRecord:
 
     @classmethod
     def decode(cls, name: str, data: bytes) -> TopicRecord:
-        """Raises :class:`UndecodableDocument`."""
+        """Raises :class:`UndecodableDocument` (also for an illegal name: it becomes a directory)."""
         try:
+            _check_name(name)
             doc = json.loads(data)
             return cls(name, uuid.UUID(doc["id"]), int(doc["partitions"]),
                        {str(k): str(v) for k, v in doc["configs"].items()})
@@ -155,8 +157,10 @@ def encode_partition(info: PartitionInfo) -> bytes:
 
 
 def decode_partition(topic: str, index: int, data: bytes) -> PartitionInfo:
-    """The :class:`PartitionInfo` of a state document; raises :class:`UndecodableDocument`."""
+    """The :class:`PartitionInfo` of a state document; raises :class:`UndecodableDocument` (also
+    for an illegal topic name: the log directory is named after it)."""
     try:
+        _check_name(topic)
         doc = json.loads(data)
         return PartitionInfo(topic, index, int(doc["leader"]), int(doc["leader_epoch"]), _ints(doc["replicas"]),
                              _ints(doc["isr"]), partition_epoch=int(doc.get("partition_epoch", 0)),
@@ -164,6 +168,14 @@ def decode_partition(topic: str, index: int, data: bytes) -> PartitionInfo:
                              removing_replicas=_ints(doc.get("removing", [])))
     except _DECODE_ERRORS as e:
         raise UndecodableDocument(f"partition {topic}-{index}: {e!r}") from None
+
+
+def _check_name(name: str) -> None:
+    """ValueError for a topic name kbroker never creates (``../x`` would name a directory
+    outside ``log.dirs``)."""
+    reason = invalid_reason(name)
+    if reason is not None:
+        raise ValueError(reason)
 
 
 def _ints(values: Sequence[Any]) -> list[int]:
