@@ -492,16 +492,24 @@ class _SourceFetcher:
             log.warning("broker %d refused the fetch: error %d", self.leader, resp.error_code)
             self._delay(state for state, _ in requested.values())
             return
+        answered: set[TopicPartition] = set()
         for topic in resp.responses:
             for part in topic.partitions:
                 tp = TopicPartition(topic.topic, part.partition_index)
                 entry = requested.get(tp)
-                if entry is None:
+                if entry is None or tp in answered:
                     continue
+                answered.add(tp)
                 state, offset = entry
                 if not self._current(state) or state.truncating or state.fetch_offset != offset:
                     continue  # added again, removed or truncated while the fetch was out
                 await self._process(peer, state, offset, part)
+        missing = [state for tp, (state, _) in requested.items() if tp not in answered and self._current(state)]
+        if missing:
+            # A sessionless fetch is answered for every partition: a leader leaving some out at
+            # once would otherwise be asked again in a tight loop.
+            log.warning("broker %d did not answer the fetch for %s", self.leader, [s.tp for s in missing])
+            self._delay(missing)
 
     async def _process(self, peer: PeerConnection, state: _Partition, offset: int, part: Container) -> None:
         tp = state.tp

@@ -90,3 +90,22 @@ def test_a_log_refuses_truncation_to_a_negative_offset(tmp_path) -> None:  # typ
         assert (plog.log_start_offset, plog.log_end_offset) == (0, 5)
     finally:
         plog.close()
+
+
+async def test_a_fetch_answer_leaving_out_our_partitions_backs_off(
+        leader: FakeLeader, follower: Follower) -> None:  # noqa: F811
+    lp = leader.partition("t")
+    lp.batches = [batch(0, 5, 0)]
+    lp.high_watermark = 5
+    plog = follower.log()
+    follower.fetchers.add(TP, LEADER, 0)
+    await follower.until(lambda: plog.log_end_offset == 5)
+
+    async def nothing(request):  # type: ignore[no-untyped-def]
+        return {"responses": []}  # at once, without the long poll, naming no partition
+
+    leader._fetch = nothing  # type: ignore[method-assign]
+    before = len(leader.requests)
+    await anyio.sleep(0.5)
+    asked = len(leader.requests) - before
+    assert asked <= 30, asked
