@@ -482,6 +482,7 @@ class _SourceFetcher:
         }
         # The socket timeout bounds the answer, but never below the leader's own wait.
         timeout_s = max(float(owner._setting("replica.socket.timeout.ms")), wait_ms + 1000.0) / 1000.0
+        started = owner.clock.monotonic()
         try:
             resp = await peer.request(FETCH, FETCH_VERSION, body, timeout_s=timeout_s)
         except PeerError as e:
@@ -510,6 +511,12 @@ class _SourceFetcher:
             # once would otherwise be asked again in a tight loop.
             log.warning("broker %d did not answer the fetch for %s", self.leader, [s.tp for s in missing])
             self._delay(missing)
+        if not any(part.records for topic in resp.responses for part in topic.partitions):
+            # A leader holds a fetch with nothing to read for max_wait_ms: one answering empty at
+            # once (broken) is asked again only when that time has passed, or a partition is added.
+            rest = wait_ms / 1000.0 - (owner.clock.monotonic() - started)
+            if rest > 0:
+                await self._sleep(rest)
 
     async def _process(self, peer: PeerConnection, state: _Partition, offset: int, part: Container) -> None:
         tp = state.tp

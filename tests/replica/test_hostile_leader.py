@@ -109,3 +109,19 @@ async def test_a_fetch_answer_leaving_out_our_partitions_backs_off(
     await anyio.sleep(0.5)
     asked = len(leader.requests) - before
     assert asked <= 30, asked
+
+
+async def test_a_leader_answering_empty_fetches_at_once_is_asked_at_the_wait_pace(
+        leader: FakeLeader, follower: Follower) -> None:  # noqa: F811
+    lp = leader.partition("t")
+    lp.batches = [batch(0, 5, 0)]
+    lp.high_watermark = 5
+    plog = follower.log()
+    follower.fetchers.add(TP, LEADER, 0)
+    await follower.until(lambda: plog.log_end_offset == 5)
+    # The fake leader does not hold empty fetches: replica.fetch.wait.max.ms (50) paces them.
+    before = len(leader.requests_of(FETCH))
+    await anyio.sleep(0.5)
+    assert len(leader.requests_of(FETCH)) - before <= 15
+    lp.append(3)  # new records still come at that pace
+    await follower.until(lambda: plog.log_end_offset == 8, timeout=2)
