@@ -63,17 +63,33 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def _cmdline(pid: int) -> str | None:
-    """The command line of ``pid`` (NULs as spaces), or None when it is gone or a zombie."""
+def _argv(pid: int) -> list[str] | None:
+    """The arguments of ``pid``, or None when it is gone or a zombie."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             # The state follows the parenthesised command name, which may itself contain ")".
             if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
                 return None
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
+            data = f.read().decode(errors="replace")
+        return data.removesuffix("\0").split("\0") if data else []
     except (OSError, IndexError):
         return None
+
+
+def _cmdline(pid: int) -> str | None:
+    """The command line of ``pid`` (NULs as spaces), or None when it is gone or a zombie."""
+    argv = _argv(pid)
+    return None if argv is None else "".join(a + " " for a in argv)
+
+
+def _pid(value: Any) -> int | None:
+    """A pid of the state file: a positive integer or null (ValueError otherwise)."""
+    if value is None:
+        return None
+    if type(value) is not int or value <= 0:
+        raise ValueError(f"not a process id: {value!r}")
+    return value
 
 
 class LocalCluster:
@@ -161,12 +177,12 @@ class LocalCluster:
             cluster = cls(root, len(brokers), state["overrides"], python=state["python"],
                           per_broker={int(i): v for i, v in state.get("per_broker", {}).items()}, **kwargs)
             cluster.cluster_id = state["cluster_id"]
-            cluster.etcd_pid = state["etcd"]["pid"]
+            cluster.etcd_pid = _pid(state["etcd"]["pid"])
             cluster.etcd_client_port = state["etcd"]["client_port"]
             cluster.etcd_peer_port = state["etcd"]["peer_port"]
             for b in brokers:
                 i = int(b["id"])
-                cluster.ports[i], cluster.pids[i] = int(b["port"]), b["pid"]
+                cluster.ports[i], cluster.pids[i] = int(b["port"]), _pid(b["pid"])
                 if b.get("paused"):
                     cluster.paused.add(i)
         except (KeyError, TypeError, ValueError, IndexError) as e:
@@ -175,21 +191,23 @@ class LocalCluster:
 
     # --- processes
 
-    def _owned(self, pid: int | None, marker: str) -> bool:
-        """Whether ``pid`` runs and its command line names ``marker`` (a path of this cluster)."""
+    def _owned(self, pid: int | None, marker: tuple[str, str]) -> bool:
+        """Whether ``pid`` runs with ``marker``'s two arguments in a row (an option naming a path
+        of this cluster): another process merely mentioning the path, such as a ``tail`` of its
+        log, is not ours."""
         if pid is None:
             return False
         child = self._children.get(pid)
         if child is not None and child.poll() is not None:
             return False
-        cmd = _cmdline(pid)
-        return cmd is not None and marker in cmd
+        argv = _argv(pid)
+        return argv is not None and any(pair == marker for pair in zip(argv, argv[1:], strict=False))
 
-    def _broker_marker(self, i: int) -> str:
-        return f"log.dirs={self.broker_dir(i) / 'data'}"
+    def _broker_marker(self, i: int) -> tuple[str, str]:
+        return "--override", f"log.dirs={self.broker_dir(i) / 'data'}"
 
-    def _etcd_marker(self) -> str:
-        return str(self.root / "etcd")
+    def _etcd_marker(self) -> tuple[str, str]:
+        return "--data-dir", str(self.root / "etcd")
 
     def alive(self, i: int) -> bool:
         """Whether broker ``i``'s process runs (paused counts as running)."""
@@ -208,7 +226,7 @@ class LocalCluster:
         if not 0 <= i < self.brokers:
             raise ClusterError(f"no broker {i} (brokers are 0..{self.brokers - 1})")
 
-    def _signal(self, pid: int | None, marker: str, sig: signal.Signals) -> bool:
+    def _signal(self, pid: int | None, marker: tuple[str, str], sig: signal.Signals) -> bool:
         """Send ``sig`` to ``pid`` if it still is our process; whether it was sent."""
         if pid is None or not self._owned(pid, marker):
             return False
@@ -218,7 +236,7 @@ class LocalCluster:
             return False
         return True
 
-    def _wait_gone(self, pid: int, marker: str, timeout: float) -> bool:
+    def _wait_gone(self, pid: int, marker: tuple[str, str], timeout: float) -> bool:
         """Wait until ``pid`` has exited (reaping it when it is our child); whether it did."""
         child = self._children.get(pid)
         if child is not None:
@@ -235,7 +253,7 @@ class LocalCluster:
             time.sleep(0.02)
         return True
 
-    def _end(self, pid: int | None, marker: str, timeout: float) -> None:
+    def _end(self, pid: int | None, marker: tuple[str, str], timeout: float) -> None:
         """SIGTERM (and SIGCONT, should it be stopped), then SIGKILL after ``timeout``."""
         if pid is None or not self._signal(pid, marker, signal.SIGTERM):
             if pid is not None:

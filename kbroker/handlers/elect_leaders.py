@@ -24,7 +24,7 @@ from kbroker.etcd.client import EtcdError
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
 from kbroker.metadata import election
-from kbroker.metadata.cluster_state import decode_partition
+from kbroker.metadata.cluster_state import UndecodableDocument, decode_partition
 from kbroker.metadata.controller import ClusterHandle, cas_partition, read_brokers, wait_applied
 from kbroker.metadata.model import PartitionInfo
 from kbroker.security.model import AclOperation
@@ -160,7 +160,10 @@ async def _elect_cluster(cluster: ClusterHandle, kind: election.ElectionType,
         for kv in part_kvs:
             tp = keys.parse_partition(kv.key)
             if tp is not None and tp[0] in parts:
-                parts[tp[0]][tp[1]] = (decode_partition(tp[0], tp[1], kv.value), kv.mod_revision)
+                try:
+                    parts[tp[0]][tp[1]] = (decode_partition(tp[0], tp[1], kv.value), kv.mod_revision)
+                except UndecodableDocument:
+                    continue  # a foreign document: no partition state to elect from
         for name in sorted(parts):
             answers = []
             for index in sorted(parts[name]):

@@ -18,7 +18,7 @@ from kbroker.etcd.client import EtcdError
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
 from kbroker.metadata import election
-from kbroker.metadata.cluster_state import decode_partition
+from kbroker.metadata.cluster_state import UndecodableDocument, decode_partition
 from kbroker.metadata.controller import ClusterHandle
 from kbroker.metadata.model import PartitionInfo
 from kbroker.security.model import AclOperation
@@ -55,7 +55,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         for kv in kvs:
             tp = cluster.keys.parse_partition(kv.key)
             if tp is not None:
-                partitions.setdefault(tp[0], {})[tp[1]] = decode_partition(tp[0], tp[1], kv.value)
+                try:
+                    partitions.setdefault(tp[0], {})[tp[1]] = decode_partition(tp[0], tp[1], kv.value)
+                except UndecodableDocument:
+                    continue  # a foreign document: no reassignment to list
     topics = []
     count = 0
     if requested is None:

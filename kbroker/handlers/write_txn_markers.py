@@ -8,7 +8,9 @@ transaction's offsets become visible (commit) or are dropped (abort).
 From clients (an administrator aborting a hanging transaction, as Kafka's
 ``kafka-transactions.sh abort``), a single broker refuses a marker naming a coordinator epoch
 newer than its coordinator ever had, with INVALID_REQUEST. In a cluster the coordinators of
-other brokers send their markers here, at their partitions' leader epochs.
+other brokers send their markers here, at their partitions' leader epochs: a marker naming a
+coordinator epoch above every leader epoch of ``__transaction_state`` this broker knows is
+answered REQUEST_TIMED_OUT (a coordinator whose election this broker has not learned yet retries).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from kbroker.handlers import authz
 from kbroker.handlers.api import BrokerServices, RequestContext, response
 from kbroker.security.model import AclOperation
 from kbroker.txn.coordinator import COORDINATOR_EPOCH
+from kbroker.txn.log import TRANSACTION_STATE
 from kbroker.txn.markers import MarkerResults, TxnMarker
 
 API_KEY = 27
@@ -49,6 +52,15 @@ async def write_markers(services: BrokerServices, markers: Sequence[TxnMarker]) 
     return results
 
 
+def _newest_coordinator_epoch(metadata: Any) -> int:
+    """The largest leader epoch of a ``__transaction_state`` partition this broker knows (-1: none):
+    in a cluster a coordinator's epoch is its partition's leader epoch."""
+    topic = metadata.topic(TRANSACTION_STATE)
+    if topic is None:
+        return -1
+    return max((p.leader_epoch for p in topic.partitions.values()), default=-1)
+
+
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     body = ctx.request.body
     # A partition named twice in a marker gets one control batch, as Kafka keys them by partition.
@@ -67,10 +79,14 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     else:
         # In a cluster coordinator epochs are the leader epochs of __transaction_state's
         # partitions, and each log fences markers of an older one itself.
+        # A marker from a coordinator epoch no coordinator had would fence them all out of the
+        # partition the same way: in a cluster, no epoch above __transaction_state's leader epochs.
         clustered = ctx.broker.transactions.clustered
-        allowed = [clustered or m.coordinator_epoch <= COORDINATOR_EPOCH for m in markers]
+        newest = _newest_coordinator_epoch(ctx.broker.metadata) if clustered else COORDINATOR_EPOCH
+        refusal = ErrorCode.REQUEST_TIMED_OUT if clustered else ErrorCode.INVALID_REQUEST
+        allowed = [m.coordinator_epoch <= newest for m in markers]
         written = iter(await write_markers(ctx.broker, [m for m, ok in zip(markers, allowed, strict=True) if ok]))
-        results = [next(written) if ok else dict.fromkeys(m.partitions, ErrorCode.INVALID_REQUEST)
+        results = [next(written) if ok else dict.fromkeys(m.partitions, refusal)
                    for m, ok in zip(markers, allowed, strict=True)]
     # As Kafka, the answer is keyed by producer id: markers of one producer share an entry,
     # and a marker naming no partition has none.

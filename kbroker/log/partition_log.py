@@ -918,7 +918,11 @@ class PartitionLog:
 
     def truncate_to(self, offset: int) -> None:
         """Remove every batch starting at or after ``offset`` (replica truncation); the leader
-        epochs starting there go too."""
+        epochs starting there go too. A negative offset is refused (LogError), as Kafka's
+        ``truncateTo``: it would restart the log below offset 0."""
+        if offset < 0:
+            raise LogError(f"cannot truncate {self.name} to the negative offset {offset}",
+                           ErrorCode.UNKNOWN_SERVER_ERROR)
         with self._lock:
             self._check_open()
             if offset >= self._log_end_offset:

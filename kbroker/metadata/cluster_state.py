@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kbroker.metadata.model import PartitionInfo
+from kbroker.metadata.topic_names import invalid_reason
 
-__all__ = ["NO_LEADER", "BrokerRegistration", "ClusterKeys", "TopicRecord", "decode_partition", "encode_partition"]
+__all__ = ["NO_LEADER", "BrokerRegistration", "ClusterKeys", "TopicRecord", "UndecodableDocument", "decode_partition",
+           "encode_partition"]
 
 #: A partition without a leader (Kafka's LeaderConstants.NO_LEADER).
 NO_LEADER = -1
@@ -82,6 +84,15 @@ class ClusterKeys:
         return int(rest) if rest.isdigit() else None
 
 
+class UndecodableDocument(ValueError):
+    """A document under the cluster's prefix that is not one kbroker wrote (bad JSON, a missing
+    field, a value of the wrong type): whoever reads it skips it rather than fail."""
+
+
+#: What decoding a foreign document may raise, whatever its shape.
+_DECODE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
 def _dumps(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -105,9 +116,13 @@ class BrokerRegistration:
 
     @classmethod
     def decode(cls, data: bytes) -> BrokerRegistration:
-        doc = json.loads(data)
-        return cls(int(doc["id"]), {k: (str(v[0]), int(v[1])) for k, v in doc["listeners"].items()},
-                   doc.get("rack"), str(doc.get("incarnation", "")), bool(doc.get("shutting_down", False)))
+        """Raises :class:`UndecodableDocument`."""
+        try:
+            doc = json.loads(data)
+            return cls(int(doc["id"]), {str(k): (str(v[0]), int(v[1])) for k, v in doc["listeners"].items()},
+                       doc.get("rack"), str(doc.get("incarnation", "")), bool(doc.get("shutting_down", False)))
+        except _DECODE_ERRORS as e:
+            raise UndecodableDocument(f"broker registration: {e!r}") from None
 
 
 @dataclass(frozen=True)
@@ -124,8 +139,14 @@ class TopicRecord:
 
     @classmethod
     def decode(cls, name: str, data: bytes) -> TopicRecord:
-        doc = json.loads(data)
-        return cls(name, uuid.UUID(doc["id"]), int(doc["partitions"]), {str(k): str(v) for k, v in doc["configs"].items()})
+        """Raises :class:`UndecodableDocument` (also for an illegal name: it becomes a directory)."""
+        try:
+            _check_name(name)
+            doc = json.loads(data)
+            return cls(name, uuid.UUID(doc["id"]), int(doc["partitions"]),
+                       {str(k): str(v) for k, v in doc["configs"].items()})
+        except _DECODE_ERRORS as e:
+            raise UndecodableDocument(f"topic {name}: {e!r}") from None
 
 
 def encode_partition(info: PartitionInfo) -> bytes:
@@ -136,11 +157,25 @@ def encode_partition(info: PartitionInfo) -> bytes:
 
 
 def decode_partition(topic: str, index: int, data: bytes) -> PartitionInfo:
-    """The :class:`PartitionInfo` of a state document."""
-    doc = json.loads(data)
-    return PartitionInfo(topic, index, int(doc["leader"]), int(doc["leader_epoch"]), _ints(doc["replicas"]),
-                         _ints(doc["isr"]), partition_epoch=int(doc.get("partition_epoch", 0)),
-                         adding_replicas=_ints(doc.get("adding", [])), removing_replicas=_ints(doc.get("removing", [])))
+    """The :class:`PartitionInfo` of a state document; raises :class:`UndecodableDocument` (also
+    for an illegal topic name: the log directory is named after it)."""
+    try:
+        _check_name(topic)
+        doc = json.loads(data)
+        return PartitionInfo(topic, index, int(doc["leader"]), int(doc["leader_epoch"]), _ints(doc["replicas"]),
+                             _ints(doc["isr"]), partition_epoch=int(doc.get("partition_epoch", 0)),
+                             adding_replicas=_ints(doc.get("adding", [])),
+                             removing_replicas=_ints(doc.get("removing", [])))
+    except _DECODE_ERRORS as e:
+        raise UndecodableDocument(f"partition {topic}-{index}: {e!r}") from None
+
+
+def _check_name(name: str) -> None:
+    """ValueError for a topic name kbroker never creates (``../x`` would name a directory
+    outside ``log.dirs``)."""
+    reason = invalid_reason(name)
+    if reason is not None:
+        raise ValueError(reason)
 
 
 def _ints(values: Sequence[Any]) -> list[int]:

@@ -48,6 +48,7 @@ from kbroker.metadata.cluster_state import (
     BrokerRegistration,
     ClusterKeys,
     TopicRecord,
+    UndecodableDocument,
     decode_partition,
     encode_partition,
 )
@@ -109,7 +110,10 @@ async def read_brokers(client: EtcdClient, keys: ClusterKeys) -> dict[int, Broke
     for kv in kvs:
         broker = keys.parse_broker(kv.key)
         if broker is not None:
-            out[broker] = BrokerRegistration.decode(kv.value)
+            try:
+                out[broker] = BrokerRegistration.decode(kv.value)
+            except UndecodableDocument as e:  # not a broker anyone can reach
+                log.warning("ignoring undecodable etcd key %s: %s", kv.key, e)
     return out
 
 
@@ -131,7 +135,7 @@ async def cas_partition(client: EtcdClient, keys: ClusterKeys, topic: str, index
         kv = await client.get(key)
         if kv is None:
             return CasOutcome(None, None)
-        current, mod = decode_partition(topic, index, kv.value), kv.mod_revision
+        current, mod = _decode_partition(topic, index, kv.value), kv.mod_revision
     else:
         current, mod = known
     for _ in range(CAS_ATTEMPTS):
@@ -147,8 +151,16 @@ async def cas_partition(client: EtcdClient, keys: ClusterKeys, topic: str, index
             return CasOutcome(None, None)
         if fresh[0].mod_revision == mod:  # the partition did not move: a guard failed
             return CasOutcome(None, current, 0, mod, fenced=True)
-        current, mod = decode_partition(topic, index, fresh[0].value), fresh[0].mod_revision
+        current, mod = _decode_partition(topic, index, fresh[0].value), fresh[0].mod_revision
     raise EtcdError(f"partition {topic}-{index}: {CAS_ATTEMPTS} compare-and-swap attempts lost")
+
+
+def _decode_partition(topic: str, index: int, data: bytes) -> PartitionInfo:
+    """A partition's state for a compare-and-swap: an undecodable one cannot be changed (EtcdError)."""
+    try:
+        return decode_partition(topic, index, data)
+    except UndecodableDocument as e:
+        raise EtcdError(f"undecodable state of partition {topic}-{index}: {e}") from None
 
 
 async def _close(watch: AsyncIterator[Any]) -> None:
@@ -321,7 +333,15 @@ class Controller:
             self._put(kv)
 
     def _put(self, kv: KeyValue) -> None:
-        """Apply one key to the view (a partition only when newer than the view's)."""
+        """Apply one key to the view (a partition only when newer than the view's); an
+        undecodable one leaves it, as if deleted."""
+        try:
+            self._decode_put(kv)
+        except UndecodableDocument as e:
+            log.warning("controller %d: ignoring undecodable etcd key %s: %s", self.node_id, kv.key, e)
+            self._delete(kv.key)
+
+    def _decode_put(self, kv: KeyValue) -> None:
         broker = self.keys.parse_broker(kv.key)
         if broker is not None:
             self.brokers[broker] = BrokerRegistration.decode(kv.value)
@@ -368,11 +388,15 @@ class Controller:
                 brokers_changed = True
                 old = self.brokers.get(broker)
                 if event.type == "PUT":
-                    new = BrokerRegistration.decode(kv.value)
-                    if old is not None and old.incarnation != new.incarnation:
-                        restarted.add(broker)
-                    elif old is None:
-                        returned.add(broker)
+                    try:
+                        new = BrokerRegistration.decode(kv.value)
+                    except UndecodableDocument:
+                        pass  # _put below drops it from the view
+                    else:
+                        if old is not None and old.incarnation != new.incarnation:
+                            restarted.add(broker)
+                        elif old is None:
+                            returned.add(broker)
             tp = self.keys.parse_partition(kv.key)
             if tp is not None:
                 dirty.add(tp)

@@ -417,6 +417,12 @@ class _SourceFetcher:
                 if part.error_code != ErrorCode.NONE:
                     self._partition_error(state, part.error_code, "OffsetForLeaderEpoch")
                     continue
+                if part.end_offset < UNDEFINED_OFFSET:
+                    # A broken answer: truncating to it would wipe the log and restart it below 0.
+                    log.warning("%s: broker %d answered the end offset %d for epoch %d; retrying after the "
+                                "back-off", tp, self.leader, part.end_offset, part.leader_epoch)
+                    self._delay([state])
+                    continue
                 plog = self.owner._log(tp)
                 if plog is None:
                     self._delay([state])
@@ -476,6 +482,7 @@ class _SourceFetcher:
         }
         # The socket timeout bounds the answer, but never below the leader's own wait.
         timeout_s = max(float(owner._setting("replica.socket.timeout.ms")), wait_ms + 1000.0) / 1000.0
+        started = owner.clock.monotonic()
         try:
             resp = await peer.request(FETCH, FETCH_VERSION, body, timeout_s=timeout_s)
         except PeerError as e:
@@ -486,16 +493,30 @@ class _SourceFetcher:
             log.warning("broker %d refused the fetch: error %d", self.leader, resp.error_code)
             self._delay(state for state, _ in requested.values())
             return
+        answered: set[TopicPartition] = set()
         for topic in resp.responses:
             for part in topic.partitions:
                 tp = TopicPartition(topic.topic, part.partition_index)
                 entry = requested.get(tp)
-                if entry is None:
+                if entry is None or tp in answered:
                     continue
+                answered.add(tp)
                 state, offset = entry
                 if not self._current(state) or state.truncating or state.fetch_offset != offset:
                     continue  # added again, removed or truncated while the fetch was out
                 await self._process(peer, state, offset, part)
+        missing = [state for tp, (state, _) in requested.items() if tp not in answered and self._current(state)]
+        if missing:
+            # A sessionless fetch is answered for every partition: a leader leaving some out at
+            # once would otherwise be asked again in a tight loop.
+            log.warning("broker %d did not answer the fetch for %s", self.leader, [s.tp for s in missing])
+            self._delay(missing)
+        if not any(part.records for topic in resp.responses for part in topic.partitions):
+            # A leader holds a fetch with nothing to read for max_wait_ms: one answering empty at
+            # once (broken) is asked again only when that time has passed, or a partition is added.
+            rest = wait_ms / 1000.0 - (owner.clock.monotonic() - started)
+            if rest > 0:
+                await self._sleep(rest)
 
     async def _process(self, peer: PeerConnection, state: _Partition, offset: int, part: Container) -> None:
         tp = state.tp
@@ -511,8 +532,15 @@ class _SourceFetcher:
                 target, complete = truncation_offset(plog, diverging.epoch, diverging.end_offset,
                                                      plog.high_watermark)
                 self._truncate_log(tp, plog, target)
-                state.fetch_offset = plog.log_end_offset
                 state.truncating = not complete
+                if plog.log_end_offset == offset:
+                    # Nothing to cut (a leader's true divergence always is below our end): a leader
+                    # answering so again and again would be asked in a tight loop.
+                    log.warning("%s: broker %d answered a divergence at epoch %d offset %d, at or past our "
+                                "end %d; retrying after the back-off", tp, self.leader, diverging.epoch,
+                                diverging.end_offset, offset)
+                    self._delay([state])
+                state.fetch_offset = plog.log_end_offset
                 return
             await self._append(state, plog, part)
         elif error == ErrorCode.OFFSET_OUT_OF_RANGE:
@@ -600,6 +628,12 @@ class _SourceFetcher:
                     if part.error_code != ErrorCode.NONE:
                         if self._current(state):
                             self._partition_error(state, part.error_code, "ListOffsets")
+                        return None
+                    if part.offset < 0:
+                        # A broken answer: truncating or starting over at it would leave a log below 0.
+                        log.warning("%s: ListOffsets from broker %d answered the offset %d; retrying after the "
+                                    "back-off", state.tp, self.leader, part.offset)
+                        self._delay([state])
                         return None
                     return int(part.offset)
         self._delay([state])

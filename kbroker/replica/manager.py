@@ -292,7 +292,7 @@ class ReplicaManager:
         try:
             info, plog = self._leader_log(tp)
             # Kafka appends markers with acks=-1: the ISR must satisfy min.insync.replicas.
-            if len(info.isr) < effective_min_isr(plog.config, info):
+            if _in_sync_replicas(info) < effective_min_isr(plog.config, info):
                 return ErrorCode.NOT_ENOUGH_REPLICAS
             plog.append_marker(marker.producer_id, marker.producer_epoch, marker.coordinator_epoch,
                                marker.commit, leader_epoch=info.leader_epoch)
@@ -427,7 +427,7 @@ class ReplicaManager:
         if not internal and is_internal(tp.topic):
             raise PartitionError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {tp.topic}")
         min_isr = effective_min_isr(config, info)
-        if acks == -1 and len(info.isr) < min_isr:
+        if acks == -1 and _in_sync_replicas(info) < min_isr:
             raise PartitionError(ErrorCode.NOT_ENOUGH_REPLICAS,
                                  f"The size of the current ISR {info.isr} is insufficient to satisfy "
                                  f"the min.isr requirement of {min_isr}")
@@ -1076,6 +1076,11 @@ class ReplicaManager:
         except LogError as e:
             return e.error_code, -1, -1
         return ErrorCode.NONE, epoch, end_offset
+
+
+def _in_sync_replicas(info: PartitionInfo) -> int:
+    """The ISR's size, counting only replicas (a broken or foreign state may name other brokers)."""
+    return sum(1 for r in info.isr if r in info.replicas)
 
 
 def _answer_now(results: Sequence[tuple[TopicPartition, FetchResult]], min_bytes: int) -> bool:

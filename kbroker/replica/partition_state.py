@@ -170,6 +170,11 @@ class LeaderState:
             isr.update(self.pending_isr)
         return isr
 
+    def _replicas_in(self, members: list[int] | set[int]) -> int:
+        """How many of ``members`` are replicas (this leader or a follower it tracks): an ISR
+        member that is no replica (a broken or foreign partition state) holds no copy of the data."""
+        return sum(1 for r in members if r == self.node_id or r in self.followers)
+
     def effective_min_isr(self) -> int:
         """``min.insync.replicas``, at most the number of replicas (as Kafka)."""
         return effective_min_isr(self.plog.config, self.info)
@@ -237,7 +242,7 @@ class LeaderState:
         """Move the high watermark to the smallest log end offset of the maximal ISR and of the
         followers caught up enough to join it; returns whether it moved (and wakes the waiters
         it satisfies). Never while under the effective min ISR, nor while the lease is not valid."""
-        if self.closed or len(self.info.isr) < self.effective_min_isr() or not self._lease_valid():
+        if self.closed or self._replicas_in(self.info.isr) < self.effective_min_isr() or not self._lease_valid():
             return False
         plog = self.plog
         leo = plog.log_end_offset
@@ -297,7 +302,7 @@ class LeaderState:
             return True, ErrorCode.NOT_LEADER_OR_FOLLOWER
         if self.plog.high_watermark < required_offset or not self._lease_valid():
             return False, ErrorCode.NONE
-        if len(self.maximal_isr()) < self.effective_min_isr():
+        if self._replicas_in(self.maximal_isr()) < self.effective_min_isr():
             return True, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
         return True, ErrorCode.NONE
 

@@ -254,3 +254,42 @@ def test_a_port_taken_meanwhile_is_replaced_at_first_start_not_at_restart(tmp_pa
     c.ports[0] = 0
     with pytest.raises(ClusterError, match="etcd is not running"):
         c.restart(0)
+
+
+def test_processes_that_only_mention_the_cluster_paths_are_never_signalled(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "c"
+    c = LocalCluster(root, brokers=1)
+    # As ``tail -f c/etcd.log`` and ``grep log.dirs=c/broker-0/data``: the paths, not as options.
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(root / "etcd.log"),
+                                  str(root / "etcd"), f"log.dirs={c.broker_dir(0) / 'data'}"])
+    try:
+        c.etcd_pid = c.pids[0] = bystander.pid
+        c.save()
+        attached = LocalCluster.attach(root)
+        assert not attached.etcd_alive() and not attached.alive(0) and not attached.running()
+        with pytest.raises(ClusterError):
+            attached.kill(0)
+        attached.stop()
+        assert bystander.poll() is None  # still running: nothing was signalled
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+@pytest.mark.parametrize("pid", ["123", "self", -1, 0, True, 1.5, [1]])
+def test_a_state_file_with_a_pid_that_is_not_one_is_refused(tmp_path: Path, pid: object) -> None:
+    c = LocalCluster(tmp_path, brokers=1)
+    c.save()
+    state = json.loads(c.state_path.read_text())
+    state["brokers"][0]["pid"] = pid
+    c.state_path.write_text(json.dumps(state))
+    with pytest.raises(ClusterError, match="malformed"):
+        LocalCluster.attach(tmp_path)
+    state["brokers"][0]["pid"] = None
+    state["etcd"]["pid"] = pid
+    c.state_path.write_text(json.dumps(state))
+    with pytest.raises(ClusterError, match="malformed"):
+        LocalCluster.attach(tmp_path)

@@ -376,3 +376,26 @@ async def test_etcd_outage_ends_lease_validity_then_the_member_recovers(tmp_path
             assert kv is not None and kv.lease == a.lease_id
     finally:
         etcd.stop()
+
+
+def test_image_ignores_foreign_documents_and_illegal_topic_names() -> None:
+    from kbroker.etcd.client import KeyValue
+
+    keys = ClusterKeys("/p/")
+    image = ClusterImage(keys)
+    record = TopicRecord("t", uuid.uuid4(), 1).encode()
+    state = encode_partition(PartitionInfo("t", 0, 1, 0, [1], [1]))
+    changes = image.reset([
+        # A name that would be a log directory outside log.dirs, and one that is not a topic name.
+        KeyValue(keys.topic("../../escaped"), record, 2, 2, 1),
+        KeyValue(keys.partition("../../escaped", 0), state, 3, 3, 1),
+        KeyValue(keys.topic("a b"), record, 4, 4, 1),
+        KeyValue(keys.partition("a b", 0), state, 5, 5, 1),
+        # Valid JSON of the wrong shapes.
+        KeyValue(keys.broker(3), b'{"id": 3, "listeners": []}', 6, 6, 1),
+        KeyValue(keys.topic("u"), b'{"id": "x", "partitions": 1, "configs": []}', 7, 7, 1),
+        KeyValue(keys.partition("t", 0), b'{"leader": 1, "leader_epoch": 0, "replicas": 5, "isr": [1]}', 8, 8, 1),
+        KeyValue(keys.topic("t"), record, 9, 9, 1),
+    ], 9)
+    assert set(image.topics) == {"t"} and not image.partitions and not image.brokers
+    assert set(changes.topics) == {"t"} and not changes.partitions

@@ -608,3 +608,22 @@ async def test_controller_wins_against_a_busy_leader(cluster: tuple[EtcdClient, 
         # Every write bumped the partition epoch once: the leader's toggles and the controller's removal.
         assert final.partition_epoch == toggles + 1 and toggles > 5
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("where", ["partitions/t/1", "partitions/zz/0", "brokers/9", "topics/zz"])
+@pytest.mark.parametrize("document", [b"garbage", b'{"id": 9, "listeners": []}', b"[1]", b"null"])
+async def test_foreign_documents_under_the_prefix_are_skipped(
+        cluster: tuple[EtcdClient, ClusterKeys], where: str, document: bytes) -> None:
+    client, keys = cluster
+    async with anyio.create_task_group() as tg:
+        b1, b2 = await brokers(tg, client, keys, [1, 2])
+        await create_topic(client, keys, "t", [part("t", 0, [1, 2], 1, [1, 2])])
+        await client.put(keys.prefix + where, document)  # present when the controller reads everything
+        [c2] = await start_controllers(tg, client, keys, [b2])
+        await wait_active(c2)
+        await client.put(keys.prefix + where, document + b" ")  # and again through its watch
+        b1.stop_heartbeats()
+        # Still controlling: broker 1's loss moves the leadership of the partition it can decode.
+        p = await wait_partition(client, keys, "t", 0, lambda p: p.leader == 2, timeout=TTL + 4)
+        assert p.isr == [2] and c2.active
+        tg.cancel_scope.cancel()

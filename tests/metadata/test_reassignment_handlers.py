@@ -394,3 +394,18 @@ def test_single_broker_over_the_wire(kafka_broker: BrokerThread, wire: WireClien
     assert out.responses[0].partitions[0].error_code == ErrorCode.INVALID_REPLICA_ASSIGNMENT
     out = wire.call(LIST, 0, {"timeout_ms": 5000, "topics": None})
     assert out.error_code == 0 and out.topics == []
+
+
+async def test_foreign_partition_documents_are_skipped(cluster: Cluster) -> None:
+    await cluster.register(1, 2)
+    await cluster.topic("a", [part("a", 0, [1, 2], 2, [1, 2]), part("a", 1, [1, 2], 1, [1, 2])])
+    await cluster.client.put(cluster.keys.partition("a", 1), b'{"leader": "x"}')
+    out = await cluster.call(elect_leaders, ELECT, 1, {"election_type": 0, "topic_partitions": None})
+    assert out["replica_election_results"] == [
+        {"topic": "a", "partition_result": [{"partition_id": 0, "error_code": 0, "error_message": None}]}]
+    listed = await cluster.call(list_partition_reassignments, LIST, 0, {"timeout_ms": 1000, "topics": None})
+    assert listed["error_code"] == 0 and listed["topics"] == []
+    # A change of the undecodable partition itself fails as etcd trouble, the request is answered.
+    moved = await cluster.call(alter_partition_reassignments, ALTER, 0, {"timeout_ms": 1000, "topics": [
+        {"name": "a", "partitions": [{"partition_index": 1, "replicas": [2, 1]}]}]})
+    assert moved["responses"][0]["partitions"][0]["error_code"] == ErrorCode.REQUEST_TIMED_OUT

@@ -72,3 +72,39 @@ async def test_no_leader_unknown_partition_and_an_unreachable_leader_are_retriab
     assert outcome == {A0: ErrorCode.NOT_LEADER_OR_FOLLOWER, B0: ErrorCode.REQUEST_TIMED_OUT,
                        A1: ErrorCode.NOT_LEADER_OR_FOLLOWER, unknown: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
     assert local.calls == []
+
+
+async def test_a_marker_from_a_coordinator_epoch_no_coordinator_had_is_refused() -> None:
+    import uuid
+    from types import SimpleNamespace
+
+    from kbroker.codec.frames import decode_request, encode_request
+    from kbroker.handlers import write_txn_markers
+    from kbroker.handlers.api import RequestContext, Session
+    from kbroker.metadata.model import PartitionInfo, TopicInfo
+
+    state = TopicInfo("__transaction_state", uuid.uuid4(), {
+        0: PartitionInfo("__transaction_state", 0, 1, 4, [1, 2], [1, 2]),
+        1: PartitionInfo("__transaction_state", 1, 2, 9, [2, 1], [2, 1])}, internal=True)
+    written: list[TxnMarker] = []
+
+    async def write(markers: Sequence[TxnMarker]) -> MarkerResults:
+        written.extend(markers)
+        return [dict.fromkeys(m.partitions, ErrorCode.NONE) for m in markers]
+
+    broker = SimpleNamespace(authorizer=None, transactions=SimpleNamespace(clustered=True),
+                             metadata=SimpleNamespace(topic={"__transaction_state": state}.get),
+                             replica_manager=SimpleNamespace(write_txn_markers=write),
+                             groups=SimpleNamespace(on_transaction_completed=lambda *a: None))
+
+    def marker(producer_id: int, coordinator_epoch: int) -> dict[str, object]:
+        return {"producer_id": producer_id, "producer_epoch": 0, "transaction_result": True,
+                "coordinator_epoch": coordinator_epoch, "topics": [{"name": "a", "partition_indexes": [0]}]}
+
+    request = decode_request(encode_request(27, 1, 1, {"markers": [marker(5, 9), marker(6, 10),
+                                                                  marker(7, 2**31 - 1)]})[4:])
+    out = await write_txn_markers.handle(RequestContext(broker, Session("PLAINTEXT", "127.0.0.1", 1), request))
+    codes = {m["producer_id"]: m["topics"][0]["partitions"][0]["error_code"] for m in out["markers"]}
+    # Epoch 9 is __transaction_state-1's: written. Above every leader epoch known: refused, retriable.
+    assert codes == {5: ErrorCode.NONE, 6: ErrorCode.REQUEST_TIMED_OUT, 7: ErrorCode.REQUEST_TIMED_OUT}
+    assert [m.producer_id for m in written] == [5]

@@ -163,3 +163,49 @@ async def test_a_new_leader_with_a_lagging_high_watermark_hides_the_latest_offse
     assert plog.high_watermark == 5
     latest = await _list_offsets(h, 5, -1)
     assert latest.error_code == ErrorCode.NONE and latest.offset == 5
+
+
+# -- a partition state naming brokers that are not its replicas --------------------------------------
+
+class _Log:
+    """What LeaderState reads of a log."""
+
+    def __init__(self, leo: int, min_isr: int) -> None:
+        self.log_end_offset = leo
+        self.high_watermark = 0
+        self.config = SimpleNamespace(min_insync_replicas=min_isr)
+
+    def update_high_watermark(self, offset: int) -> int:
+        self.high_watermark = max(self.high_watermark, min(offset, self.log_end_offset))
+        return self.high_watermark
+
+
+def test_isr_members_that_are_not_replicas_do_not_count_for_min_insync_replicas() -> None:
+    from kbroker.common import TopicPartition
+    from kbroker.metadata.model import PartitionInfo
+    from kbroker.replica.partition_state import LeaderState
+
+    # A foreign or broken state: broker 7 is in the ISR without being a replica (no fetch of it is
+    # ever followed), broker 2 is a replica that never fetched.
+    info = PartitionInfo(TOPIC, 0, 1, 3, [1, 2], [1, 7])
+    plog = _Log(leo=10, min_isr=2)
+    state = LeaderState(TopicPartition(TOPIC, 0), info, plog, 1, 1_000, lambda: True)  # type: ignore[arg-type]
+    assert not state.maybe_increment_hw(1_000, 30_000)
+    assert plog.high_watermark == 0
+    assert state.check_acks(10) == (False, ErrorCode.NONE)
+    plog.high_watermark = 10  # reached (e.g. before the ISR changed): under min ISR after append
+    assert state.check_acks(10) == (True, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+
+
+def test_an_acks_all_produce_is_refused_when_the_isr_counts_brokers_that_are_not_replicas() -> None:
+    from kbroker.common import TopicPartition
+    from kbroker.metadata.model import PartitionInfo
+    from kbroker.replica.errors import PartitionError
+    from kbroker.replica.manager import ReplicaManager
+
+    info = PartitionInfo(TOPIC, 0, 1, 3, [1, 2], [1, 7])
+    config = SimpleNamespace(min_insync_replicas=2)
+    with pytest.raises(PartitionError) as e:
+        ReplicaManager._check_target(TopicPartition(TOPIC, 0), info, config, -1, False)  # type: ignore[arg-type]
+    assert e.value.error_code == ErrorCode.NOT_ENOUGH_REPLICAS
+    ReplicaManager._check_target(TopicPartition(TOPIC, 0), info, config, 1, False)  # type: ignore[arg-type]
