@@ -95,6 +95,8 @@ class LeaderEpochCache:
             self._starts.append(e.start_offset)
         #: The latest epoch, or -1 when empty (read on the append path: a plain attribute).
         self.latest_epoch = self._epochs[-1] if self._epochs else UNDEFINED_EPOCH
+        #: Whether entries are in memory only (``assign(..., write=False)``), not yet in the file.
+        self.unwritten = False
         if write:
             self._write()
 
@@ -141,7 +143,7 @@ class LeaderEpochCache:
         return epochs[higher - 1], self._starts[higher]
 
     # -- changing --------------------------------------------------------------------------
-    def assign(self, epoch: int, start_offset: int) -> bool:
+    def assign(self, epoch: int, start_offset: int, *, write: bool = True) -> bool:
         """Record that ``epoch`` starts at ``start_offset``, as Kafka's ``assign``: nothing
         changes when ``epoch`` is the latest and ``start_offset`` is not lower than its
         start; otherwise entries with an epoch >= ``epoch`` or a start >= ``start_offset``
@@ -163,7 +165,10 @@ class LeaderEpochCache:
         epochs.append(epoch)
         starts.append(start_offset)
         self.latest_epoch = epoch
-        self._write()
+        if write:
+            self._write()
+        else:
+            self.unwritten = True  # the caller writes it (write_file) before relying on it
         return True
 
     def truncate_from_end(self, end_offset: int) -> bool:
@@ -209,10 +214,16 @@ class LeaderEpochCache:
         self.latest_epoch = UNDEFINED_EPOCH
         self._write()
 
+    def write_file(self) -> None:
+        """Write entries an ``assign(..., write=False)`` left in memory only (a no-op otherwise)."""
+        if self.unwritten:
+            self._write()
+
     def _write(self) -> None:
         lines = ["0", str(len(self._epochs))]
         lines += [f"{e} {s}" for e, s in zip(self._epochs, self._starts, strict=True)]
         atomic_write(self.path, ("\n".join(lines) + "\n").encode())
+        self.unwritten = False
 
     def __repr__(self) -> str:
         return f"LeaderEpochCache({self.entries})"

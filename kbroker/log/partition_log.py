@@ -495,12 +495,26 @@ class PartitionLog:
             self.leader_epoch_cache = LeaderEpochCache(self.leader_epoch_cache.path, entries)
             log.error("cannot restore the leader epochs of %s: %s", self.name, e)
 
-    def assign_leader_epoch(self, epoch: int) -> None:
+    def assign_leader_epoch(self, epoch: int, *, write: bool = True) -> None:
         """This broker became the leader at ``epoch``: the epoch starts at the log end offset
-        (Kafka's ``maybeAssignEpochStartOffset`` on becoming leader)."""
+        (Kafka's ``maybeAssignEpochStartOffset`` on becoming leader). With ``write=False`` the
+        checkpoint file is left to :meth:`write_leader_epochs` (many leaderships at once write
+        theirs in a worker thread; nothing may be appended at the epoch until then)."""
         with self._lock:
             self._check_open()
-            self._assign_epoch(epoch, self._log_end_offset)
+            if write:
+                self._assign_epoch(epoch, self._log_end_offset)
+            else:
+                self.leader_epoch_cache.assign(epoch, self._log_end_offset, write=False)
+
+    def write_leader_epochs(self) -> None:
+        """Write the leader epochs :meth:`assign_leader_epoch` kept in memory (blocking: fsync)."""
+        with self._lock:
+            if not self.closed:
+                try:
+                    self.leader_epoch_cache.write_file()
+                except OSError as e:
+                    raise KafkaStorageError(f"cannot write the leader epochs of {self.name}: {e}") from e
 
     @property
     def latest_epoch(self) -> int:

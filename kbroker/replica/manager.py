@@ -91,6 +91,9 @@ _COORDINATOR = AppendOrigin.COORDINATOR
 #: How long WriteTxnMarkers waits for the ISR to have its markers (Kafka: request.timeout.ms).
 MARKER_TIMEOUT_MS = 30_000
 _K = TypeVar("_K")
+#: From this many new leaderships in one metadata change, their epoch checkpoints are written
+#: in a worker thread (an fsync each: thousands would stop the event loop for seconds).
+BULK_LEADERSHIPS = 32
 #: DeleteRecords' offset meaning "up to the high watermark".
 DELETE_TO_HIGH_WATERMARK = -1
 
@@ -154,6 +157,8 @@ class ReplicaManager:
         self._replication = replication
         #: The partitions this broker leads (replicated only).
         self._leaders: dict[TopicPartition, LeaderState] = {}
+        #: New leaderships whose epoch checkpoint is being written off the loop: no appends yet.
+        self._epochs_pending: set[TopicPartition] = set()
         #: (leader, leader epoch) each followed partition was handed to the fetchers with.
         self._following: dict[TopicPartition, tuple[int, int]] = {}
         self._max_lag_ms = int(current.get("replica.lag.time.max.ms"))
@@ -291,6 +296,8 @@ class ReplicaManager:
     def _write_marker(self, tp: TopicPartition, marker: TxnMarker) -> int:
         try:
             info, plog = self._leader_log(tp)
+            if self._epochs_pending and tp in self._epochs_pending:
+                return ErrorCode.NOT_LEADER_OR_FOLLOWER  # retried by the coordinator
             # Kafka appends markers with acks=-1: the ISR must satisfy min.insync.replicas.
             if _in_sync_replicas(info) < effective_min_isr(plog.config, info):
                 return ErrorCode.NOT_ENOUGH_REPLICAS
@@ -398,6 +405,8 @@ class ReplicaManager:
         made of it already (off the loop): used if the partition still has that log and config,
         else the payload is checked again (as if the append had run at once)."""
         info, plog = self._leader_log(tp)
+        if self._epochs_pending and tp in self._epochs_pending:
+            raise PartitionError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "The leader is still taking over the partition.")
         config = plog.config
         self._check_target(tp, info, config, acks, internal)
         # The headers a client's batches were validated with, so the log does not repeat the checks.
@@ -715,6 +724,10 @@ class ReplicaManager:
         if seam is None:
             return
         now = self._now_ms()
+        # Many new leaderships at once (a large topic created, a broker's partitions moving here):
+        # their epoch checkpoints (an fsync each) are written in a worker thread, not on the loop.
+        bulk = sum(1 for _, new in changes if new is not None and new.leader == self._node_id) >= BULK_LEADERSHIPS
+        deferred: list[tuple[TopicPartition, PartitionLog]] = []
         for old, new in changes:
             ref = new if new is not None else old
             if ref is None:
@@ -727,7 +740,9 @@ class ReplicaManager:
             elif new.leader == self._node_id:
                 state = self._leaders.get(tp)
                 if state is None or new.leader_epoch > state.leader_epoch:
-                    self._become_leader(tp, new, state, now)
+                    plog = self._become_leader(tp, new, state, now, write_epoch=not bulk)
+                    if plog is not None and bulk:
+                        deferred.append((tp, plog))
                 elif new.leader_epoch == state.leader_epoch and state.update_info(new, now):
                     state.maybe_increment_hw(now, self._max_lag_ms)
             else:
@@ -742,10 +757,41 @@ class ReplicaManager:
                     seam.fetchers.remove(tp)
             # Fetches waiting on the partition re-read: its leader, epoch or high watermark changed.
             self._notifier.notify(tp)
+        if deferred:
+            self._write_epochs_off_loop(deferred)
+
+    def _write_epochs_off_loop(self, deferred: list[tuple[TopicPartition, PartitionLog]]) -> None:
+        """Write the epoch checkpoints of new leaderships in a worker thread; until a partition's
+        is written, appends to it answer NOT_LEADER_OR_FOLLOWER (retriable), so that no record of
+        the new epoch is on disk before the epoch is."""
+        pending = self._epochs_pending
+        batch = {tp for tp, _ in deferred}
+        pending.update(batch)
+
+        def write_all() -> None:
+            for tp, plog in deferred:
+                try:
+                    plog.write_leader_epochs()
+                except LogError as e:
+                    log.error("%s; it stays unwritable until this broker leads it again", e)
+                    continue
+                pending.discard(tp)
+
+        async def run() -> None:
+            try:
+                await anyio.to_thread.run_sync(write_all)
+            finally:
+                for tp in batch:
+                    self._notifier.notify(tp)
+
+        if self._task_group is None:
+            write_all()
+        else:
+            self._task_group.start_soon(run)
 
     def _become_leader(self, tp: TopicPartition, info: PartitionInfo, previous: LeaderState | None,
-                       now: int) -> None:
-        """Kafka's makeLeader for a new leadership or leader epoch."""
+                       now: int, *, write_epoch: bool = True) -> PartitionLog | None:
+        """Kafka's makeLeader for a new leadership or leader epoch; the log led (None: no log)."""
         seam = self._replication
         assert seam is not None
         self._following.pop(tp, None)
@@ -754,11 +800,13 @@ class ReplicaManager:
         if plog is None or plog.closed:
             log.warning("cannot lead %s-%d at epoch %d: no local log", tp.topic, tp.partition, info.leader_epoch)
             self._stop_leading(tp)
-            return
+            return None
         # A replicated log's high watermark moves by the ISR's progress, never with its own appends.
         plog.high_watermark_follows_leo = False
         # Followers of earlier epochs truncate to where this epoch starts (OffsetForLeaderEpoch).
-        plog.assign_leader_epoch(info.leader_epoch)
+        plog.assign_leader_epoch(info.leader_epoch, write=write_epoch)
+        if write_epoch:
+            self._epochs_pending.discard(tp)  # an earlier deferred write of it may have failed
         state = LeaderState(tp, info, plog, self._node_id, now, seam.lease_valid, seam.isr_eligible)
         if previous is not None:
             # Re-elected at a newer epoch (Kafka's resetReplicaState, not a new leader): the
@@ -777,6 +825,7 @@ class ReplicaManager:
                  info.leader_epoch, state.epoch_start_offset, info.isr, plog.high_watermark)
         # The ISR may be this broker alone.
         state.maybe_increment_hw(now, self._max_lag_ms)
+        return plog
 
     def _stop_leading(self, tp: TopicPartition) -> None:
         state = self._leaders.pop(tp, None)

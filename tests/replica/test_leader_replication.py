@@ -11,11 +11,13 @@ import pytest
 
 from kbroker.clock import ManualClock
 from kbroker.codec.error_codes import ErrorCode
+from kbroker.log import PartitionLog
+from kbroker.metadata.model import PartitionInfo
 from kbroker.replica import manager as manager_module
 from kbroker.replica.types import AppendResult
 from kbroker.txn.markers import MarkerResults, TxnMarker
 
-from .replication_helpers import LAG_MS, ME, TP, Harness
+from .replication_helpers import LAG_MS, ME, TOPIC, TP, Harness
 
 pytestmark = pytest.mark.anyio
 
@@ -698,3 +700,54 @@ async def test_a_follower_serves_consumers_with_client_metadata_up_to_its_high_w
 async def test_a_consumer_on_a_broker_without_the_replica(h: Harness) -> None:
     h.set_partition(leader=2, replicas=[2, 3])
     assert (await h.consumer_fetch(0, rack="")).error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
+# -- many leaderships at once ------------------------------------------------------------------
+
+async def test_many_new_leaderships_write_their_epochs_off_the_loop_and_take_writes_after(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from kbroker.log.leader_epoch import LEADER_EPOCH_CHECKPOINT_FILE
+    from kbroker.replica.manager import BULK_LEADERSHIPS
+
+    n = BULK_LEADERSHIPS + 8
+    logs = [h.open_log(index=i) for i in range(n)]
+    writers: list[str] = []
+    gate = threading.Event()
+    real_write = PartitionLog.write_leader_epochs
+
+    def write(self: PartitionLog) -> None:
+        gate.wait(10)
+        writers.append(threading.current_thread().name)
+        real_write(self)
+
+    monkeypatch.setattr(PartitionLog, "write_leader_epochs", write)
+    changes = []
+    for i in range(n):
+        new = PartitionInfo(TOPIC, i, ME, 3, [1, 2], [1], partition_epoch=1)
+        h.infos[(TOPIC, i)] = new
+        changes.append((None, new))
+    h.rm.apply_partitions(changes)
+    # Led already (in memory), but nothing of epoch 3 may reach the disk before the epoch does.
+    assert all(plog.latest_epoch == 3 for plog in logs)
+    assert not (logs[0].dir / LEADER_EPOCH_CHECKPOINT_FILE).exists()
+    assert (await h.produce(1)).error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert logs[0].log_end_offset == 0
+    gate.set()
+    with anyio.fail_after(10):
+        while len(writers) < n:
+            await anyio.sleep(0.01)
+        await _settle()
+    assert threading.main_thread().name not in writers
+    assert (logs[0].dir / LEADER_EPOCH_CHECKPOINT_FILE).read_text().split() == ["0", "1", "3", "0"]
+    assert (await h.produce(1)).error_code == ErrorCode.NONE
+
+
+async def test_a_few_new_leaderships_write_their_epochs_at_once(h: Harness) -> None:
+    from kbroker.log.leader_epoch import LEADER_EPOCH_CHECKPOINT_FILE
+
+    plog = h.open_log()
+    h.set_partition(replicas=[1, 2], isr=[1], epoch=2)
+    assert (plog.dir / LEADER_EPOCH_CHECKPOINT_FILE).read_text().split() == ["0", "1", "2", "0"]
+    assert (await h.produce(1)).error_code == ErrorCode.NONE
