@@ -11,7 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SECURITY_ONLY = ("cryptography", "kbroker.security.tls", "kbroker.security.sasl.mechanisms",
                  "kbroker.security.sasl.authenticator", "kbroker.security.sasl.oauthbearer")
-CLUSTER_ONLY = ("httpx", "kbroker.etcd.client", "kbroker.metadata.cluster", "kbroker.metadata.assignment")
+CLUSTER_ONLY = ("httpx", "kbroker.etcd.client", "kbroker.metadata.cluster", "kbroker.metadata.assignment",
+                "kbroker.metadata.controller")
 
 
 def _imported_after(code: str, watched: tuple[str, ...] = SECURITY_ONLY) -> set[str]:
@@ -43,6 +44,7 @@ def test_a_tls_listener_imports_them(tmp_path: Path) -> None:
 def test_a_single_broker_imports_no_cluster_code(tmp_path: Path) -> None:
     built = _imported_after(
         "import anyio\nfrom kbroker.broker import Broker\nfrom kbroker.config import BrokerConfig\n"
+        "from kbroker.handlers import registry\nregistry()\n"  # every handler, as start-up loads them
         f"b = Broker(BrokerConfig({{'log.dirs': {str(tmp_path / 'data')!r}}}))\n"
         "async def main():\n"
         "    async with anyio.create_task_group() as tg:\n"

@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
-
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -42,6 +40,14 @@ class EtcdCompacted(EtcdError):
     def __init__(self, compact_revision: int) -> None:
         super().__init__(f"revision compacted up to {compact_revision}")
         self.compact_revision = compact_revision
+
+
+def _httpx() -> Any:
+    """httpx, imported when a client is made: the key and request types here are plain data, which
+    handlers and the controller import on every broker, clustered or not."""
+    import httpx
+
+    return httpx
 
 
 def _b64(data: bytes | str) -> str:
@@ -199,6 +205,9 @@ class EtcdClient:
             raise ValueError("no etcd endpoints")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self._timeout = timeout
+        httpx = _httpx()
+        self._transport_error = httpx.TransportError
+        self._stream_timeout = httpx.Timeout(None, connect=2.0)
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)))
         self._current = 0
 
@@ -212,7 +221,7 @@ class EtcdClient:
             index = (self._current + attempt) % len(self.endpoints)
             try:
                 response = await self._http.post(self.endpoints[index] + path, json=body)
-            except (httpx.TransportError, OSError) as e:
+            except (self._transport_error, OSError) as e:
                 last = e
                 continue
             self._current = index
@@ -292,7 +301,7 @@ class EtcdClient:
             url = self.endpoints[(self._current + attempt) % len(self.endpoints)] + "/v3/watch"
             try:
                 async with self._http.stream("POST", url, json=body,
-                                             timeout=httpx.Timeout(None, connect=2.0)) as response:
+                                             timeout=self._stream_timeout) as response:
                     async for line in response.aiter_lines():
                         if not line.strip():
                             continue
@@ -310,7 +319,7 @@ class EtcdClient:
                             yield [WatchEvent("DELETE" if e.get("type") == "DELETE" else "PUT",
                                               KeyValue.from_json(e["kv"])) for e in events]
                 raise EtcdUnavailable("etcd watch stream ended")
-            except (httpx.TransportError, OSError) as e:
+            except (self._transport_error, OSError) as e:
                 if yielded:  # the caller resumes after what it has seen, not from the start
                     raise EtcdUnavailable(f"etcd watch stream broke: {e}") from e
                 last = e
@@ -327,6 +336,8 @@ class EtcdSyncClient:
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self.endpoints = [e.rstrip("/") for e in endpoints]
+        httpx = _httpx()
+        self._transport_error = httpx.TransportError
         self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)))
         self._current = 0
 
@@ -340,7 +351,7 @@ class EtcdSyncClient:
             index = (self._current + attempt) % len(self.endpoints)
             try:
                 response = self._http.post(self.endpoints[index] + path, json=body)
-            except (httpx.TransportError, OSError) as e:
+            except (self._transport_error, OSError) as e:
                 last = e
                 continue
             self._current = index

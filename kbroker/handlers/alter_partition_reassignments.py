@@ -16,17 +16,18 @@ partition key); a single broker knows only itself as a registered broker.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.etcd.client import EtcdError
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
 from kbroker.metadata import election
-from kbroker.metadata.controller import ClusterHandle, cas_partition, read_brokers, read_topic, wait_applied
 from kbroker.metadata.model import PartitionInfo
 from kbroker.security.model import AclOperation
+
+if TYPE_CHECKING:
+    from kbroker.metadata.controller import ClusterHandle
 
 API_KEY = 45
 VERSIONS = VersionRange(0, 1)
@@ -51,6 +52,7 @@ def decide_change(info: PartitionInfo, replicas: list[int] | None, *, registered
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    from kbroker.metadata.controller import wait_applied
     body = ctx.request.body
     allow_rf_change = bool(getattr(body, "allow_replication_factor_change", True))
     if not authz.cluster(ctx, AclOperation.ALTER):
@@ -111,6 +113,8 @@ def _alter_single(ctx: RequestContext, topic: str, index: int, replicas: list[in
 
 async def _alter_cluster(ctx: RequestContext, cluster: ClusterHandle, topic: str, index: int,
                          replicas: list[int] | None, allow_rf_change: bool) -> Answer:
+    from kbroker.etcd.client import EtcdError
+    from kbroker.metadata.controller import cas_partition, read_brokers, read_topic
     client, keys = cluster.client, cluster.keys
     try:
         record = await read_topic(client, keys, topic)

@@ -16,18 +16,19 @@ elected.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.etcd.client import EtcdError
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
 from kbroker.metadata import election
 from kbroker.metadata.cluster_state import UndecodableDocument, decode_partition
-from kbroker.metadata.controller import ClusterHandle, cas_partition, read_brokers, wait_applied
 from kbroker.metadata.model import PartitionInfo
 from kbroker.security.model import AclOperation
+
+if TYPE_CHECKING:
+    from kbroker.metadata.controller import ClusterHandle
 
 API_KEY = 43
 VERSIONS = VersionRange(0, 2)
@@ -47,6 +48,7 @@ def _result(index: int, code: ErrorCode, message: str | None = None) -> Result:
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    from kbroker.metadata.controller import wait_applied
     body = ctx.request.body
     requested = body.topic_partitions
     if not authz.cluster(ctx, AclOperation.ALTER):
@@ -116,6 +118,8 @@ def _elect_single(ctx: RequestContext, kind: election.ElectionType, requested: A
 async def _elect_cluster(cluster: ClusterHandle, kind: election.ElectionType,
                          requested: Any) -> tuple[list[tuple[str, list[Result]]], int]:
     """The answers, and the revision of the last write (0: none)."""
+    from kbroker.etcd.client import EtcdError
+    from kbroker.metadata.controller import cas_partition, read_brokers
     client, keys = cluster.client, cluster.keys
     written = 0
     try:

@@ -10,18 +10,19 @@ is required. In a cluster the state is read from etcd; a single broker never rea
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
-from kbroker.etcd.client import EtcdError
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext, response
 from kbroker.metadata import election
 from kbroker.metadata.cluster_state import UndecodableDocument, decode_partition
-from kbroker.metadata.controller import ClusterHandle
 from kbroker.metadata.model import PartitionInfo
 from kbroker.security.model import AclOperation
+
+if TYPE_CHECKING:
+    from kbroker.metadata.controller import ClusterHandle
 
 API_KEY = 46
 VERSIONS = VersionRange(0, 0)
@@ -33,6 +34,7 @@ def _entry(info: PartitionInfo) -> dict[str, Any]:
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
+    from kbroker.etcd.client import EtcdError
     requested = ctx.request.body.topics
     if not authz.cluster(ctx, AclOperation.DESCRIBE):
         code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
