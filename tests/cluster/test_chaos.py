@@ -81,7 +81,7 @@ def test_single_broker_crashes_lose_nothing(tmp_path: Path) -> None:
 
 @requires_cluster_features
 def test_three_brokers_survive_faults_without_loss(tmp_path: Path) -> None:
-    proc, report = _chaos(tmp_path, "--brokers", "3", "--rounds", "4", "--seconds-per-round", "8",
+    proc, report = _chaos(tmp_path, "--brokers", "3", "--rounds", "4", "--seconds-per-round", "5",
                           "--partitions", "3", "--message-timeout", "40", timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert report["ok"] and report["acknowledged"] > 0
