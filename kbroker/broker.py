@@ -121,6 +121,8 @@ class Broker:
                 self.configs, clock, self.producer_ids, txn_log, self._markers_writer(write_markers),
                 offsets_partition=self.groups.partition_for, partition_exists=self._partition_exists,
                 node_id=self.node_id, clustered=self.clustered)
+            if self._marker_writer is not None:
+                self.transactions.remote_verify = self._marker_writer.verify_partitions
             if self.clustered:
                 # Leaderships and replicas as the cluster's image changes: the data path first, then
                 # the coordinators of the internal topics' partitions.

@@ -8,8 +8,10 @@ Transactional batches need the request's transactional id (else every partition 
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka). With
 ``transaction.partition.verification.enable`` (KIP-890), a partition where the producer
 has no transaction open yet at the batch's epoch is first checked with the transaction
-coordinator: it must have been added to the producer's transaction. Verification is
-synchronous and nothing awaits between it and the append, so an EndTxn cannot slip in between.
+coordinator: it must have been added to the producer's transaction. Verification with this
+broker's coordinator is synchronous and nothing awaits between it and the append, so an EndTxn
+cannot slip in between; in a cluster, verification with another broker's coordinator is guarded
+by the partition's count of written transaction markers instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
 from kbroker.handlers import authz
 from kbroker.handlers.api import CloseConnection, RequestContext
+from kbroker.metadata.topic_names import TRANSACTION_STATE
 from kbroker.records.batch import BatchError, is_transactional, iter_headers
 from kbroker.replica.types import AppendResult
 from kbroker.security.model import AclOperation, ResourceType
@@ -68,13 +71,20 @@ def verification_failure(error: ErrorCode, version: int) -> AppendResult:
     return AppendResult(error)
 
 
-def _verify(ctx: RequestContext, transactional_id: str, entries: dict[TopicPartition, Any]
-            ) -> dict[TopicPartition, AppendResult]:
-    """Failed verifications by partition; those partitions are not appended."""
+async def _verify(ctx: RequestContext, transactional_id: str, entries: dict[TopicPartition, Any]
+                  ) -> dict[TopicPartition, AppendResult]:
+    """Failed verifications by partition; those partitions are not appended.
+
+    When this broker coordinates ``transactional_id`` the check is local and synchronous. In a
+    cluster where another broker does, it is asked (AddPartitionsToTxn ``verify_only``, as Kafka's
+    AddPartitionsToTxnManager); a transaction marker written to a partition while the answer was
+    awaited makes that partition's verification stale (Kafka's VerificationGuard): it is retried.
+    """
     if not ctx.broker.config.get(VERIFICATION_ENABLE):
         return {}
     replicas = ctx.broker.replica_manager
     metadata = ctx.broker.metadata
+    transactions = ctx.broker.transactions
     by_producer: dict[tuple[int, int], list[TopicPartition]] = {}
     for tp, records in entries.items():
         producer = _producer_of(records)
@@ -85,10 +95,25 @@ def _verify(ctx: RequestContext, transactional_id: str, entries: dict[TopicParti
         if producer is not None and not replicas.has_ongoing_transaction(tp, *producer):
             by_producer.setdefault(producer, []).append(tp)
     failed: dict[TopicPartition, AppendResult] = {}
+    guards: dict[TopicPartition, int] = {}
     for (pid, epoch), tps in by_producer.items():
-        for tp, error in ctx.broker.transactions.verify_partitions(transactional_id, pid, epoch, tps).items():
+        codes: Mapping[TopicPartition, int] = transactions.verify_partitions(transactional_id, pid, epoch, tps)
+        remote = transactions.remote_verify
+        if remote is not None and any(code == ErrorCode.NOT_COORDINATOR for code in codes.values()):
+            state = metadata.partition(TRANSACTION_STATE, transactions.partition_for(transactional_id))
+            if state is None or state.leader < 0 or state.leader == ctx.broker.node_id:
+                codes = dict.fromkeys(tps, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+            else:
+                guards.update((tp, replicas.markers_written(tp)) for tp in tps)
+                codes = await remote(state.leader, transactional_id, pid, epoch, tps)
+        for tp, error in codes.items():
             if error != ErrorCode.NONE:
                 failed[tp] = verification_failure(ErrorCode(error), ctx.version)
+    # No await from here to the append: a marker written while a remote answer was awaited
+    # may have ended the transaction the answer speaks of.
+    for tp, written in guards.items():
+        if tp not in failed and replicas.markers_written(tp) != written:
+            failed[tp] = verification_failure(ErrorCode.CONCURRENT_TRANSACTIONS, ctx.version)
     return failed
 
 
@@ -139,8 +164,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any] | None:
         refused = authz.denied(ctx, AclOperation.WRITE, ResourceType.TOPIC, (tp.topic for tp in entries))
         if refused:
             entries = {tp: r for tp, r in entries.items() if tp.topic not in refused}
-        unverified = _verify(ctx, body["transactional_id"], entries) if transactional else None
-        # No await between the verification above and the append below.
+        unverified = await _verify(ctx, body["transactional_id"], entries) if transactional else None
+        # No await between the verification (or its guard check) above and the append below.
         results = await ctx.broker.replica_manager.append_records(
             {tp: r for tp, r in entries.items() if tp not in unverified} if unverified else entries,
             acks=body["acks"], timeout_ms=body["timeout_ms"], transactional_id=body["transactional_id"])

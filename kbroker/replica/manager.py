@@ -140,6 +140,9 @@ class ReplicaManager:
         self._get_log = logs
         self._clock = clock
         self._notifier = PartitionNotifier()
+        #: Transaction markers written here, by partition: a produce verified with another broker's
+        #: transaction coordinator checks that none came in while it waited (Kafka's VerificationGuard).
+        self._markers_written: dict[TopicPartition, int] = {}
         self._stopped = False
         self._task_group: TaskGroup | None = None
         current = config.current
@@ -243,6 +246,11 @@ class ReplicaManager:
             return False
         return plog.has_ongoing_transaction(producer_id, producer_epoch)
 
+    def markers_written(self, tp: TopicPartition) -> int:
+        """How many transaction markers this broker has written to ``tp`` (a verification guard:
+        a marker written while a produce's verification was under way makes it stale)."""
+        return self._markers_written.get(tp, 0)
+
     async def write_txn_markers(self, markers: Sequence[TxnMarker]) -> MarkerResults:
         """Append each marker's COMMIT/ABORT control batch to every partition it names
         (internal topics included), as Kafka's WriteTxnMarkers handling on the leader.
@@ -295,6 +303,7 @@ class ReplicaManager:
         except OSError as e:
             log.error("transaction marker to %s-%d failed: %s", tp.topic, tp.partition, e)
             return ErrorCode.KAFKA_STORAGE_ERROR
+        self._markers_written[tp] = self._markers_written.get(tp, 0) + 1
         self._notifier.notify(tp)
         return ErrorCode.NONE
 

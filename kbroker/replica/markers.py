@@ -7,6 +7,9 @@ partitions this broker leads are written locally, the others are sent to their l
 WriteTxnMarkers request per broker, concurrently. A leader that cannot be reached, or a
 partition with no leader, answers a retriable error, which the coordinator retries after its
 back-off (by then the metadata may name a new leader).
+
+The same connections carry a partition leader's KIP-890 verification of a transactional produce
+to the transaction coordinator when that is another broker (:meth:`ClusterMarkerWriter.verify_partitions`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ log = logging.getLogger(__name__)
 WRITE_TXN_MARKERS = 27
 #: v1: the first flexible version, which every broker of Kafka 4.x serves.
 _VERSION = 1
+ADD_PARTITIONS_TO_TXN = 24
+#: v4: the first inter-broker version (KIP-890: several transactions, ``verify_only``).
+_VERIFY_VERSION = 4
 
 
 class ClusterMarkerWriter:
@@ -108,6 +114,34 @@ class ClusterMarkerWriter:
                     codes[(entry.producer_id, TopicPartition(topic.name, p.partition_index))] = p.error_code
         return [{tp: codes.get((m.producer_id, tp), ErrorCode.REQUEST_TIMED_OUT) for tp in m.partitions}
                 for m in markers]
+
+    async def verify_partitions(self, broker: int, transactional_id: str, producer_id: int, producer_epoch: int,
+                                partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Ask ``broker``, the transaction coordinator of ``transactional_id``, whether each partition
+        is in the producer's ongoing transaction (AddPartitionsToTxn v4+ with ``verify_only``, Kafka's
+        AddPartitionsToTxnManager). A coordinator that cannot be reached or answers as a whole with an
+        error gives every partition a retriable error (NETWORK_EXCEPTION, or the answer's own)."""
+        peer = None if broker == self._node_id else await self._peer(broker)
+        if peer is None:
+            return dict.fromkeys(partitions, ErrorCode.NOT_COORDINATOR)
+        topics = [{"name": topic, "partitions": [tp.partition for tp in partitions if tp.topic == topic]}
+                  for topic in dict.fromkeys(tp.topic for tp in partitions)]
+        body = {"transactions": [{"transactional_id": transactional_id, "producer_id": producer_id,
+                                  "producer_epoch": producer_epoch, "verify_only": True, "topics": topics}]}
+        try:
+            answer = await peer.request(ADD_PARTITIONS_TO_TXN, _VERIFY_VERSION, body)
+        except PeerError as e:
+            log.info("cannot verify transaction %r with broker %d: %s", transactional_id, broker, e)
+            return dict.fromkeys(partitions, ErrorCode.NETWORK_EXCEPTION)
+        if answer.error_code:
+            return dict.fromkeys(partitions, answer.error_code)
+        codes: dict[TopicPartition, int] = {}
+        for txn in answer.results_by_transaction:
+            if txn.transactional_id == transactional_id:
+                for topic in txn.topic_results:
+                    for p in topic.results_by_partition:
+                        codes[TopicPartition(topic.name, p.partition_index)] = p.partition_error_code
+        return {tp: codes.get(tp, ErrorCode.NETWORK_EXCEPTION) for tp in partitions}
 
     async def _peer(self, broker: int) -> PeerConnection | None:
         address = self._endpoint(broker)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +139,11 @@ class TransactionListing:
     state: str
 
 
+#: ``(coordinator broker, transactional id, producer id, producer epoch, partitions)`` -> each
+#: partition's verification error code (0: in the producer's ongoing transaction).
+RemoteVerify = Callable[[int, str, int, int, Sequence[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
+
+
 class TransactionCoordinator:
     """Serves InitProducerId (transactional), AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
     DescribeTransactions and ListTransactions, and verifies transactional produce."""
@@ -166,6 +171,9 @@ class TransactionCoordinator:
         self.clustered = clustered
         #: Cluster mode: the state partitions this broker leads (loading or loaded).
         self._owned: dict[int, _OwnedPartition] = {}
+        #: Cluster mode: KIP-890 verification with the broker coordinating a transactional id
+        #: that another broker serves (the partition leader's AddPartitionsToTxn ``verify_only``).
+        self.remote_verify: RemoteVerify | None = None
 
     # ------------------------------------------------------------------ settings
     def _setting(self, key: str) -> int:
