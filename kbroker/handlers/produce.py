@@ -71,6 +71,30 @@ def verification_failure(error: ErrorCode, version: int) -> AppendResult:
     return AppendResult(error)
 
 
+async def verify_with_coordinator(ctx: RequestContext, transactional_id: str, producer_id: int, producer_epoch: int,
+                                  partitions: list[TopicPartition], guards: dict[TopicPartition, int]
+                                  ) -> Mapping[TopicPartition, int]:
+    """Each partition's KIP-890 verification error code (0: in the producer's ongoing transaction).
+
+    This broker's transaction coordinator answers synchronously when it serves ``transactional_id``;
+    in a cluster where another broker does, that broker is asked (AddPartitionsToTxn ``verify_only``)
+    and ``guards`` gets each partition's count of written transaction markers, which the caller
+    compares again, with no await in between, right before it writes.
+    """
+    transactions = ctx.broker.transactions
+    codes: Mapping[TopicPartition, int] = transactions.verify_partitions(
+        transactional_id, producer_id, producer_epoch, partitions)
+    remote = transactions.remote_verify
+    if remote is None or all(code != ErrorCode.NOT_COORDINATOR for code in codes.values()):
+        return codes
+    state = ctx.broker.metadata.partition(TRANSACTION_STATE, transactions.partition_for(transactional_id))
+    if state is None or state.leader < 0 or state.leader == ctx.broker.node_id:
+        return dict.fromkeys(partitions, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    replicas = ctx.broker.replica_manager
+    guards.update((tp, replicas.markers_written(tp)) for tp in partitions)
+    return await remote(state.leader, transactional_id, producer_id, producer_epoch, partitions)
+
+
 async def _verify(ctx: RequestContext, transactional_id: str, entries: dict[TopicPartition, Any]
                   ) -> dict[TopicPartition, AppendResult]:
     """Failed verifications by partition; those partitions are not appended.
@@ -84,7 +108,6 @@ async def _verify(ctx: RequestContext, transactional_id: str, entries: dict[Topi
         return {}
     replicas = ctx.broker.replica_manager
     metadata = ctx.broker.metadata
-    transactions = ctx.broker.transactions
     by_producer: dict[tuple[int, int], list[TopicPartition]] = {}
     for tp, records in entries.items():
         producer = _producer_of(records)
@@ -97,15 +120,7 @@ async def _verify(ctx: RequestContext, transactional_id: str, entries: dict[Topi
     failed: dict[TopicPartition, AppendResult] = {}
     guards: dict[TopicPartition, int] = {}
     for (pid, epoch), tps in by_producer.items():
-        codes: Mapping[TopicPartition, int] = transactions.verify_partitions(transactional_id, pid, epoch, tps)
-        remote = transactions.remote_verify
-        if remote is not None and any(code == ErrorCode.NOT_COORDINATOR for code in codes.values()):
-            state = metadata.partition(TRANSACTION_STATE, transactions.partition_for(transactional_id))
-            if state is None or state.leader < 0 or state.leader == ctx.broker.node_id:
-                codes = dict.fromkeys(tps, ErrorCode.COORDINATOR_NOT_AVAILABLE)
-            else:
-                guards.update((tp, replicas.markers_written(tp)) for tp in tps)
-                codes = await remote(state.leader, transactional_id, pid, epoch, tps)
+        codes = await verify_with_coordinator(ctx, transactional_id, pid, epoch, tps, guards)
         for tp, error in codes.items():
             if error != ErrorCode.NONE:
                 failed[tp] = verification_failure(ErrorCode(error), ctx.version)

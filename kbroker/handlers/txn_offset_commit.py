@@ -21,6 +21,7 @@ from kbroker.groups.storage import CONSUMER_OFFSETS
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.handlers.offset_commit import errors_by_topic, errors_for_all, requested_offsets
+from kbroker.handlers.produce import verify_with_coordinator
 from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 28
@@ -57,15 +58,16 @@ def verification_error(error: Errors, version: int) -> Errors:
     return _OPERATION_ERRORS.get(error, error)
 
 
-def _verify(ctx: RequestContext, body: Any) -> Errors:
-    """Whether the group's offsets partition is in the producer's transaction (KIP-890)."""
+async def _verify(ctx: RequestContext, body: Any, guards: dict[TopicPartition, int]) -> Errors:
+    """Whether the group's offsets partition is in the producer's transaction (KIP-890), asked of
+    the transactional id's coordinator, on this broker or (in a cluster) another one."""
     if not ctx.broker.config.get(VERIFICATION_ENABLE):
         return Errors.NONE
     tp = TopicPartition(CONSUMER_OFFSETS, ctx.broker.groups.partition_for(body.group_id))
     if ctx.broker.replica_manager.has_ongoing_transaction(tp, body.producer_id, body.producer_epoch):
         return Errors.NONE  # records of this transaction are already there: nothing to verify
-    result = ctx.broker.transactions.verify_partitions(body.transactional_id, body.producer_id, body.producer_epoch,
-                                                       [tp])
+    result = await verify_with_coordinator(ctx, body.transactional_id, body.producer_id, body.producer_epoch,
+                                           [tp], guards)
     return verification_error(Errors(result.get(tp, Errors.NONE)), ctx.version)
 
 
@@ -73,10 +75,15 @@ async def _commit(ctx: RequestContext, body: Any,
                   offsets: dict[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, Errors]:
     if not body.group_id:
         return dict.fromkeys(offsets, Errors.INVALID_GROUP_ID)
-    error = _verify(ctx, body)
+    guards: dict[TopicPartition, int] = {}
+    error = await _verify(ctx, body, guards)
+    # A transaction marker written to the offsets partition while another broker's coordinator
+    # was asked may have ended the transaction it vouched for: retried (Kafka's VerificationGuard).
+    if error == Errors.NONE and any(ctx.broker.replica_manager.markers_written(tp) != n for tp, n in guards.items()):
+        error = Errors.COORDINATOR_LOAD_IN_PROGRESS
     if error != Errors.NONE:
         return dict.fromkeys(offsets, error)
-    # No await between the verification above and the write below: an EndTxn cannot slip in.
+    # No await between the verification (or its guard check) above and the write below.
     return await ctx.broker.groups.txn_commit_offsets(
         body.transactional_id, body.group_id, body.producer_id, body.producer_epoch,
         body.get("generation_id", -1), body.get("member_id", ""), body.get("group_instance_id"), offsets)

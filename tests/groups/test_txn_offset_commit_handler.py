@@ -26,6 +26,7 @@ class _Transactions:
     def __init__(self, error: Errors) -> None:
         self.error = error
         self.calls: list[tuple[str, int, int, list[TopicPartition]]] = []
+        self.remote_verify = None  # a single broker: its own coordinator answers
 
     def verify_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
                           partitions: list[TopicPartition]) -> dict[TopicPartition, Errors]:
