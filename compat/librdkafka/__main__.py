@@ -25,6 +25,7 @@ Build librdkafka first: ``bash tools/setup-compat-env.sh --librdkafka``.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -234,6 +235,27 @@ def make_kafka_path() -> tuple[Path | None, str]:
         return None, f"the Kafka jars could not be resolved: {str(e)[:300]}"
 
 
+def make_java_tests(build: Path, kafka_path: Path) -> str:
+    """Compile the suite's Java helpers (tests/java: TransactionProducerCli for 0098_consumer_txn,
+    IncrementalRebalanceCli for 0113) against the reference Kafka's client jar unless already
+    compiled: "" or why they could not be."""
+    java_dir = build / "tests" / "java"
+    if not (java_dir / "Makefile").exists():
+        return f"no {java_dir}/Makefile"
+    sources = sorted(java_dir.glob("*.java"))
+    # Concurrent runs (pytest-xdist workers) check and compile one at a time, so that none
+    # sees a class file another is still writing.
+    with open(java_dir / ".compile.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if all(src.with_suffix(".class").exists() for src in sources):
+            return ""
+        if shutil.which("javac") is None:
+            return "javac is not on PATH"
+        proc = subprocess.run(["make", "-C", str(java_dir), f"KAFKA_PATH={kafka_path}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    return "" if proc.returncode == 0 else proc.stdout.decode("utf-8", "replace")[-300:]
+
+
 def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Path,
               broker_overrides: dict[str, str],
               kafka_path: Path | None = None, variant: str = "",
@@ -347,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{entry} is both allowed and excluded", file=sys.stderr)
             return 2
     if args.all and args.cluster:
-        selected = list(dict.fromkeys([*read_list(ALLOW), *CLUSTER_CANDIDATES]))
+        # Plaintext only: the security runs need compat/security.py's single broker.
+        selected = list(dict.fromkeys([*(e for e in read_list(ALLOW) if "@" not in e), *CLUSTER_CANDIDATES]))
     elif args.all:
         selected = [n for n in defs if n not in exclude] + [e for e in SECURITY_RUNS if e not in exclude]
     elif args.tests:
@@ -370,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     kafka_path, why = make_kafka_path()
     if kafka_path is None:
         print(f"KAFKA_PATH not set ({why}): tests that run Kafka's CLI tools will fail", file=sys.stderr)
+    elif why := make_java_tests(args.build_dir, kafka_path):
+        print(f"tests/java not compiled ({why}): tests that run its Java clients will fail", file=sys.stderr)
     results: dict[str, dict[str, object]] = {}
     for (num, scenario, variant), names in sorted(groups.items()):
         overrides = dict(BROKER_OVERRIDES)
