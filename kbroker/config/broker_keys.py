@@ -170,7 +170,6 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("replica.selector.class", STR, None, "Chooses the replica a consumer reads from (KIP-392): org.apache.kafka.common.replica.RackAwareReplicaSelector picks one in the consumer's client.rack; unset, consumers read from leaders.", (), RO),
     ConfigDef("auto.leader.rebalance.enable", BOOL, True, "Move leadership back to each partition's preferred replica when it is in sync.", (), RO),
     ConfigDef("leader.imbalance.check.interval.seconds", LONG, 300, "How often the controller checks for partitions not led by their preferred replica.", (at_least(1),), RO),
-    ConfigDef("leader.imbalance.per.broker.percentage", INT, 10, "Accepted and ignored, as Kafka 4 removed it: the controller moves every partition not led by its preferred replica back to it.", (at_least(0),), RO),
     # --- fetch
     ConfigDef("fetch.max.bytes", INT, 57671680, "Largest fetch response returned to a consumer, in bytes (the first batch is returned whole even when larger).", (at_least(1024),), RO),
     ConfigDef("replica.fetch.response.max.bytes", INT, 10485760, "Largest fetch response returned to a follower replica, in bytes.", (at_least(0),), RO),

@@ -438,6 +438,11 @@ class ClusterMetadata:
         change could leave the partition leaderless behind its back); the new state bumps the
         partition epoch. On success, returns the state once the image has applied it.
         """
+        if not self.lease_valid():
+            # Not known alive, or back from a restart its old leaderships are not yet fenced for:
+            # an ISR change now could make the leader it was look current again (its followers
+            # would truncate acknowledged records to its lost log).
+            return None
         key = self.keys.partition(expected.topic, expected.index)
         current = self.image.partition(expected.topic, expected.index)
         if (current is None or current.leader != expected.leader or current.leader_epoch != expected.leader_epoch

@@ -205,6 +205,23 @@ async def test_stale_grow_loses_the_cas(etcd_server: EtcdServer) -> None:
         assert await a.grow_topic("s", 2, {1: [1]}) is None
 
 
+async def test_alter_isr_needs_a_valid_lease(etcd_server: EtcdServer) -> None:
+    # A broker back from a crash within its session leads at its old epoch until the controller
+    # fences it: its ISR change must not make that leadership look current.
+    keys = _keys()
+    async with _member(etcd_server, keys, 1) as a, _member(etcd_server, keys, 2):
+        await _until(lambda: len(a.image.brokers) == 2)
+        rev = await a.create_topic(TopicRecord("v", uuid.uuid4(), 1), {0: [1, 2]})
+        assert rev is not None and await a.wait_applied(rev)
+        start = a.image.partition("v", 0)
+        assert start is not None
+        valid_until, a._valid_until = a._valid_until, 0.0
+        assert await a.alter_isr(start, [1]) is None
+        assert a.image.partition("v", 0) == start
+        a._valid_until = valid_until
+        assert await a.alter_isr(start, [1]) is not None
+
+
 async def test_alter_isr_compare_and_swap(etcd_server: EtcdServer) -> None:
     keys = _keys()
     async with _member(etcd_server, keys, 1) as a, _member(etcd_server, keys, 2) as b:
