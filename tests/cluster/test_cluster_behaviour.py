@@ -1,11 +1,9 @@
-"""A local cluster behaves as one Kafka cluster: every broker in Metadata, replicated topics,
-acknowledged records surviving the loss of their leader, a frozen leader replaced."""
+"""A local cluster behaves as one Kafka cluster: every broker in Metadata, replicated topics
+(failover: tests/cluster/test_failover_checks.py)."""
 
 from __future__ import annotations
 
 import time
-
-import pytest
 
 from kbroker.localcluster import LocalCluster
 from tests.cluster.marks import requires_cluster_features
@@ -71,29 +69,3 @@ def test_every_broker_is_in_metadata_and_topics_are_replicated(kafka_cluster: Lo
     for p in range(3):
         info = _partition(kafka_cluster, "replicated", p, want=lambda m: len(m.isrs) == 3)
         assert sorted(info.replicas) == [0, 1, 2]
-
-
-def test_acknowledged_records_survive_killing_their_leader(kafka_cluster: LocalCluster) -> None:
-    _create(kafka_cluster, "survive", 1, 3)
-    first = _partition(kafka_cluster, "survive", want=lambda m: len(m.isrs) == 3)
-    _produce(kafka_cluster, "survive", [b"a%d" % i for i in range(100)])
-    kafka_cluster.kill(first.leader)
-    after = _partition(kafka_cluster, "survive", want=lambda m: m.leader not in (-1, first.leader))
-    _produce(kafka_cluster, "survive", [b"b%d" % i for i in range(100)])  # min.insync 2 of the 2 left
-    assert _read_all(kafka_cluster, "survive", 200) == [b"a%d" % i for i in range(100)] + [b"b%d" % i for i in range(100)]
-    kafka_cluster.restart(first.leader)
-    _partition(kafka_cluster, "survive", want=lambda m: len(m.isrs) == 3)  # it catches up and rejoins
-    assert after.leader != first.leader
-
-
-@pytest.mark.kafka_cluster(brokers=3)
-def test_a_frozen_leader_is_replaced_and_rejoins(kafka_cluster: LocalCluster) -> None:
-    _create(kafka_cluster, "frozen", 1, 3)
-    first = _partition(kafka_cluster, "frozen", want=lambda m: len(m.isrs) == 3)
-    kafka_cluster.pause(first.leader)
-    # Its lease expires after broker.session.timeout.ms (3 s): another ISR member leads.
-    _partition(kafka_cluster, "frozen", timeout=20, want=lambda m: m.leader not in (-1, first.leader))
-    _produce(kafka_cluster, "frozen", [b"x"])
-    kafka_cluster.resume(first.leader)
-    _partition(kafka_cluster, "frozen", timeout=30, want=lambda m: len(m.isrs) == 3)
-    assert _read_all(kafka_cluster, "frozen", 1) == [b"x"]
