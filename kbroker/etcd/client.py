@@ -68,6 +68,14 @@ def prefix_end(prefix: str) -> bytes:
     return b"\0"  # every key
 
 
+def _key_range(key: str, prefix: bool) -> dict[str, Any]:
+    """The gateway's ``key`` (and ``range_end`` for every key under ``key``)."""
+    body: dict[str, Any] = {"key": _b64(key)}
+    if prefix:
+        body["range_end"] = _b64(prefix_end(key))
+    return body
+
+
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     """One key as etcd stores it."""
@@ -144,10 +152,7 @@ class Delete:
     prefix: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"key": _b64(self.key)}
-        if self.prefix:
-            body["range_end"] = _b64(prefix_end(self.key))
-        return {"request_delete_range": body}
+        return {"request_delete_range": _key_range(self.key, self.prefix)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +163,7 @@ class Range:
     prefix: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"key": _b64(self.key)}
-        if self.prefix:
-            body["range_end"] = _b64(prefix_end(self.key))
-        return {"request_range": body}
+        return {"request_range": _key_range(self.key, self.prefix)}
 
 
 Op = Put | Delete | Range
@@ -253,10 +255,7 @@ class EtcdClient:
 
     async def delete(self, key: str, *, prefix: bool = False) -> int:
         """Remove ``key`` (or every key under it); how many were removed."""
-        body: dict[str, Any] = {"key": _b64(key)}
-        if prefix:
-            body["range_end"] = _b64(prefix_end(key))
-        data = await self._post("/v3/kv/deleterange", body)
+        data = await self._post("/v3/kv/deleterange", _key_range(key, prefix))
         return int(data.get("deleted", 0))
 
     async def txn(self, compare: Sequence[Compare], success: Sequence[Op],

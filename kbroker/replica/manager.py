@@ -673,17 +673,7 @@ class ReplicaManager:
                     registered.append(state)
             if not pending:
                 return out
-            remaining = deadline - clock.monotonic()
-            timed_out = True
-            try:
-                if remaining > 0 and not self._stopped:
-                    with anyio.move_on_after(remaining) as scope:
-                        await event.wait()
-                    timed_out = scope.cancelled_caught
-            finally:
-                for state in registered:
-                    state.remove_low_waiter(event)
-            if timed_out:
+            if await self._wait_for(event, deadline, registered, LeaderState.remove_low_waiter):
                 for tp in pending:
                     state = self._leaders.get(tp)
                     out[tp] = (ErrorCode.REQUEST_TIMED_OUT, state.low_watermark() if state is not None else -1)
@@ -1016,6 +1006,22 @@ class ReplicaManager:
             for tp, error in (await self._await_replication(pending, timeout_ms)).items():
                 out[tp] = dataclasses.replace(out[tp], error_code=error)
 
+    async def _wait_for(self, event: anyio.Event, deadline: float, registered: list[LeaderState],
+                        unregister: Callable[[LeaderState, anyio.Event], None]) -> bool:
+        """Wait for ``event`` until ``deadline`` (or until the manager stops), then take it off the
+        leader states it was registered with; whether the deadline passed first."""
+        remaining = deadline - self._clock.monotonic()
+        timed_out = True
+        try:
+            if remaining > 0 and not self._stopped:
+                with anyio.move_on_after(remaining) as scope:
+                    await event.wait()
+                timed_out = scope.cancelled_caught
+        finally:
+            for state in registered:
+                unregister(state, event)
+        return timed_out
+
     async def _await_replication(self, pending: dict[_K, tuple[TopicPartition, int]],
                                  timeout_ms: int) -> dict[_K, int]:
         """Wait until each partition's high watermark reaches its offset in ``pending``,
@@ -1041,17 +1047,7 @@ class ReplicaManager:
                     registered.append(state)
             if not pending:
                 return errors
-            remaining = deadline - clock.monotonic()
-            timed_out = True
-            try:
-                if remaining > 0 and not self._stopped:
-                    with anyio.move_on_after(remaining) as scope:
-                        await event.wait()
-                    timed_out = scope.cancelled_caught
-            finally:
-                for state in registered:
-                    state.remove_waiter(event)
-            if timed_out:
+            if await self._wait_for(event, deadline, registered, LeaderState.remove_waiter):
                 for key in pending:
                     errors[key] = ErrorCode.REQUEST_TIMED_OUT
                 return errors

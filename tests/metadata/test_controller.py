@@ -6,9 +6,8 @@ Brokers are fake: a registration key under a lease the test keeps alive, lets ex
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -41,22 +40,6 @@ TTL = 2
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    try:
-        EtcdServer.executable()
-    except EtcdNotFound as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(e))
-    server = EtcdServer(Path(tmp_path_factory.mktemp("etcd")))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class FakeBroker:

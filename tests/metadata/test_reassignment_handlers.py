@@ -3,9 +3,8 @@ handler writes etcd; a real etcd with fake broker registrations) and on a single
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,22 +40,6 @@ ELECT, ALTER, LIST = 43, 45, 46
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    try:
-        EtcdServer.executable()
-    except EtcdNotFound as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(e))
-    server = EtcdServer(Path(tmp_path_factory.mktemp("etcd")))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class DenyAll:
