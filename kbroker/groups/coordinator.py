@@ -41,7 +41,7 @@ from kbroker.groups.records import OffsetAndMetadata
 from kbroker.groups.state import CAN_REBALANCE, GroupState
 from kbroker.groups.storage import CONSUMER_OFFSETS, OffsetsLog
 from kbroker.groups.timers import Scheduler, Timer
-from kbroker.metadata.model import PartitionInfo
+from kbroker.metadata.model import PartitionInfo, leadership_changes
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +172,11 @@ class GroupCoordinator:
         partitions it now leads, unload those it no longer leads. Sync, on the event loop."""
         if not self.clustered or self._stopped:
             return
-        for old, new in changes:
-            info = new if new is not None else old
-            if info is None or info.topic != CONSUMER_OFFSETS:
-                continue
-            if new is not None and new.leader == self.node_id:
-                self._elect(new.index, new.leader_epoch)
+        for partition, epoch in leadership_changes(changes, CONSUMER_OFFSETS, self.node_id):
+            if epoch is None:
+                self._resign(partition)
             else:
-                self._resign(info.index)
+                self._elect(partition, epoch)
 
     def _elect(self, partition: int, epoch: int) -> None:
         owned = self._owned.get(partition)

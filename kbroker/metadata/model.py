@@ -7,7 +7,7 @@ records come from etcd (:mod:`kbroker.metadata.cluster_state` encodes them there
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 #: Broker ids of each partition's replicas, by partition index.
@@ -63,3 +63,15 @@ class NewTopicRequest:
     replication_factor: int = -1
     configs: Mapping[str, str | None] = field(default_factory=dict)
     assignments: Assignments | None = None
+
+
+def leadership_changes(changes: Iterable[tuple[PartitionInfo | None, PartitionInfo | None]], topic: str,
+                       node_id: int) -> Iterator[tuple[int, int | None]]:
+    """For each changed partition of ``topic``: ``(index, leader epoch)`` when ``node_id`` leads it
+    now, ``(index, None)`` when it does not (any more) — what a coordinator of an internal topic's
+    partitions loads and unloads by."""
+    for old, new in changes:
+        info = new if new is not None else old
+        if info is None or info.topic != topic:
+            continue
+        yield info.index, (new.leader_epoch if new is not None and new.leader == node_id else None)

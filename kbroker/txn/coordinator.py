@@ -32,7 +32,7 @@ from kbroker.clock import Clock
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition, partition_for, start_guarded
 from kbroker.config import ConfigHolder
-from kbroker.metadata.model import PartitionInfo
+from kbroker.metadata.model import PartitionInfo, leadership_changes
 from kbroker.txn.log import TRANSACTION_STATE, KeyValue, TransactionLog
 from kbroker.txn.markers import TxnMarker, WriteMarkers
 from kbroker.txn.producer_ids import ProducerIdManager, ProducerIdsUnavailable
@@ -267,14 +267,11 @@ class TransactionCoordinator:
         onResignation). Sync, on the event loop; loading runs in a worker thread."""
         if not self.clustered or self._stopped:
             return
-        for old, new in changes:
-            info = new if new is not None else old
-            if info is None or info.topic != TRANSACTION_STATE:
-                continue
-            if new is not None and new.leader == self.node_id:
-                self._elect(new.index, new.leader_epoch)
+        for partition, epoch in leadership_changes(changes, TRANSACTION_STATE, self.node_id):
+            if epoch is None:
+                self._resign(partition)
             else:
-                self._resign(info.index)
+                self._elect(partition, epoch)
 
     def _elect(self, partition: int, epoch: int) -> None:
         owned = self._owned.get(partition)
