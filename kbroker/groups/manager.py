@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from kbroker.clock import Clock
 from kbroker.groups.errors import Errors
 from kbroker.groups.group import GroupMetadata, TopicPartition
 from kbroker.groups.member import MemberMetadata
 from kbroker.groups.records import (
+    GROUP_KEY_VERSION,
     GroupKey,
     GroupRecord,
     MemberRecord,
@@ -34,11 +36,12 @@ from kbroker.groups.records import (
     decode_offset_value,
     group_key,
     group_value,
+    key_version,
     offset_key,
     offset_value,
 )
 from kbroker.groups.state import GroupState
-from kbroker.groups.storage import Appended, KeyValue, OffsetsLog, StoredMarker, partition_for
+from kbroker.groups.storage import Appended, KeyValue, OffsetsLog, StoredMarker, StoredRecord, partition_for
 
 log = logging.getLogger(__name__)
 #: Most group ids whose offsets partition is remembered (see GroupMetadataManager.partition_for).
@@ -73,6 +76,21 @@ class PartitionContents:
     offsets: dict[str, Offsets]
     #: Transactional offsets whose transaction had not ended where the log ends.
     pending: PendingOffsets
+    #: Records of other group types (key version above 2), in log order, for their replayers.
+    extra: list[StoredRecord] = dataclasses.field(default_factory=list)
+
+
+class RecordReplayer(Protocol):
+    """Another group type keeping its records in ``__consumer_offsets`` (KIP-848 consumer
+    groups, share groups): it is handed its records when a partition is loaded, in log order,
+    and told when one is unloaded. Both run on the event loop."""
+
+    #: The record key versions it owns.
+    key_versions: frozenset[int]
+
+    def install(self, partition: int, records: Sequence[StoredRecord]) -> None: ...
+
+    def unload(self, partition: int) -> None: ...
 
 
 @dataclass
@@ -100,6 +118,12 @@ class GroupMetadataManager:
         self._partition_of: dict[str, tuple[int, int]] = {}
         #: partition -> how many times it was unloaded: a write under way across an unload is not applied.
         self._unloads: dict[int, int] = {}
+        #: Other group types' record owners (:meth:`add_replayer`).
+        self._replayers: list[RecordReplayer] = []
+
+    def add_replayer(self, replayer: RecordReplayer) -> None:
+        """Hand ``replayer`` its records at every partition load (register before the start)."""
+        self._replayers.append(replayer)
 
     def partition_for(self, group_id: str) -> int:
         """The ``__consumer_offsets`` partition holding ``group_id``."""
@@ -143,6 +167,10 @@ class GroupMetadataManager:
         except Exception:
             log.exception("writing records of group %s failed", group_id)
             return Appended(Errors.UNKNOWN_SERVER_ERROR)
+
+    async def append(self, group_id: str, records: list[KeyValue]) -> Errors:
+        """Write records of ``group_id`` (any group type) to its partition, as one batch."""
+        return (await self._append(group_id, records)).error
 
     async def store_group(self, group: GroupMetadata, assignment: Mapping[str, bytes]) -> Errors:
         """Persist the group's generation, members and their assignments."""
@@ -341,6 +369,7 @@ class GroupMetadataManager:
         metas: dict[str, GroupRecord] = {}
         offsets: dict[str, Offsets] = {}
         pending: PendingOffsets = {}
+        extra: list[StoredRecord] = []
         if not self.log.exists():
             return PartitionContents(partition, metas, offsets, pending)
         for stored in self.log.replay(partition):
@@ -351,6 +380,10 @@ class GroupMetadataManager:
                         _materialize(offsets.setdefault(group_id, {}), txn_offsets)
                 continue
             try:
+                if key_version(stored.key) > GROUP_KEY_VERSION:
+                    if not stored.transactional:
+                        extra.append(stored)
+                    continue
                 key = decode_key(stored.key)
                 if isinstance(key, OffsetKey):
                     tp = TopicPartition(key.topic, key.partition)
@@ -371,7 +404,7 @@ class GroupMetadataManager:
                         metas[key.group] = decode_group_value(stored.value)
             except RecordFormatError as e:
                 log.warning("skipping unreadable record in __consumer_offsets-%d: %s", partition, e)
-        return PartitionContents(partition, metas, offsets, pending)
+        return PartitionContents(partition, metas, offsets, pending, extra)
 
     def install(self, contents: PartitionContents) -> list[GroupMetadata]:
         """Make the groups read from one partition this coordinator's; returns them."""
@@ -386,12 +419,17 @@ class GroupMetadataManager:
             group.offsets = contents.offsets.get(group_id, {})
             self.groups[group_id] = group
             loaded.append(group)
+        for replayer in self._replayers:
+            replayer.install(contents.partition,
+                             [r for r in contents.extra if key_version(r.key) in replayer.key_versions])
         return loaded
 
     def unload_partition(self, partition: int) -> list[GroupMetadata]:
         """Forget every group of ``partition`` with its pending transactional offsets
         (another broker coordinates them now); returns the groups dropped."""
         self._unloads[partition] = self._unloads.get(partition, 0) + 1
+        for replayer in self._replayers:
+            replayer.unload(partition)
         gone = [g for gid, g in self.groups.items() if self.partition_for(gid) == partition]
         for group in gone:
             del self.groups[group.group_id]

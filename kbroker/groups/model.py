@@ -90,3 +90,5 @@ class GroupListing:
     group_id: str
     protocol_type: str
     state: str
+    #: ``classic``, ``consumer`` (KIP-848) or ``share`` (KIP-932), as ListGroups v5 reports it.
+    group_type: str = "classic"

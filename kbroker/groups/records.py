@@ -166,6 +166,14 @@ def group_key(group: str) -> bytes:
     return bytes(w.buf)
 
 
+def key_version(data: bytes | memoryview) -> int:
+    """The version of a record key: 0-2 are classic groups' and offsets', higher ones other
+    group types' (Kafka's ``CoordinatorRecordType``)."""
+    if len(data) < 2:
+        raise RecordFormatError("record key shorter than its version")
+    return int(_I16.unpack_from(data)[0])
+
+
 def decode_key(data: bytes | memoryview) -> OffsetKey | GroupKey | None:
     """Decode a key; None for key versions this broker does not use."""
     r = _Reader(data)

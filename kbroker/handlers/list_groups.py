@@ -13,8 +13,6 @@ from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 16
 VERSIONS = VersionRange(0, 5)
-#: Every group here speaks the classic (JoinGroup/SyncGroup) protocol.
-GROUP_TYPE = "classic"
 
 
 async def handle(ctx: RequestContext) -> Mapping[str, Any]:
@@ -25,8 +23,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         return {"throttle_time_ms": 0, "error_code": e.code, "groups": []}
     states = {s.lower() for s in body.get("states_filter") or ()}
     types = {t.lower() for t in body.get("types_filter") or ()}
-    if types and GROUP_TYPE not in types:
-        listings = []
+    if types:
+        listings = [g for g in listings if g.group_type.lower() in types]
     # As Kafka: DESCRIBE on the cluster lists every group; otherwise only the groups the
     # principal may describe are listed.
     if ctx.broker.authorizer is not None and not authz.cluster(ctx, AclOperation.DESCRIBE):
@@ -36,6 +34,6 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         "throttle_time_ms": 0,
         "error_code": 0,
         "groups": [{"group_id": g.group_id, "protocol_type": g.protocol_type, "group_state": g.state,
-                    "group_type": GROUP_TYPE}
+                    "group_type": g.group_type}
                    for g in listings if not states or g.state.lower() in states],
     }

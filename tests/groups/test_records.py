@@ -118,3 +118,44 @@ def test_manager_partition_cache_follows_the_partition_count() -> None:
     assert [manager.partition_for(g) for g in groups] == [partition_for(g, 50) for g in groups]  # cached
     log.num_partitions = 7  # e.g. the topic exists now with its own count
     assert [manager.partition_for(g) for g in groups] == [partition_for(g, 7) for g in groups]
+
+
+@pytest.mark.anyio
+async def test_other_group_types_records_reach_their_replayer_in_order() -> None:
+    """Records with key versions above 2 (KIP-848 and share groups) are not classic groups':
+    a partition's load hands them, in log order, to the replayer owning their versions, and
+    an unload tells it; classic records beside them load as before."""
+    from collections.abc import Sequence
+
+    from kbroker.clock import ManualClock
+    from kbroker.groups.errors import Errors
+    from kbroker.groups.manager import GroupMetadataManager
+    from kbroker.groups.storage import MemoryOffsetsLog, StoredRecord
+
+    class Replayer:
+        key_versions = frozenset({3, 5})
+
+        def __init__(self) -> None:
+            self.seen: list[tuple[int, list[bytes | None]]] = []
+            self.unloaded: list[int] = []
+
+        def install(self, partition: int, records: Sequence[StoredRecord]) -> None:
+            self.seen.append((partition, [r.value for r in records]))
+
+        def unload(self, partition: int) -> None:
+            self.unloaded.append(partition)
+
+    log = MemoryOffsetsLog(1)
+    log.ensure()
+    manager = GroupMetadataManager(log, ManualClock())
+    replayer = Replayer()
+    manager.add_replayer(replayer)
+    group = manager.get_or_create("g")
+    assert await manager.append("g", [(b"\x00\x03g", b"a"), (b"\x00\x09g", b"not mine"), (b"\x00\x05g", b"b"),
+                                      (b"\x00\x03g", None)]) == Errors.NONE
+    await manager.store_offsets(group, {("t", 0): OffsetAndMetadata(7)})
+    assert manager.load() == 1
+    assert replayer.seen == [(0, [b"a", b"b", None])]
+    assert manager.get("g") is not None and manager.get("g").offsets[("t", 0)].offset == 7  # type: ignore[union-attr]
+    manager.unload_partition(0)
+    assert replayer.unloaded == [0]

@@ -449,12 +449,12 @@ async def test_a_deposed_controller_cannot_write(cluster: tuple[EtcdClient, Clus
         held = await client.get(keys.controller)
         assert held is not None
         guard = [Compare.mod_revision(keys.controller, held.mod_revision)]
-        # Someone else takes the key (the old lease expired and another broker won).
-        await client.delete(keys.controller)
+        # Someone else holds the key now (the old lease expired and another broker won). One
+        # write, not a delete then a put: between those, c1 may rightly win the key back.
+        await client.put(keys.controller, b'{"id":2}', lease=b2.lease)
         with anyio.fail_after(5):
             while c1.active:
                 await anyio.sleep(0.02)
-        await client.put(keys.controller, b'{"id":2}', lease=b2.lease)
 
         def move(p: PartitionInfo) -> PartitionInfo:
             return dataclasses.replace(p, leader=2, leader_epoch=p.leader_epoch + 1, partition_epoch=p.partition_epoch + 1)
