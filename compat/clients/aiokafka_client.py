@@ -591,8 +591,12 @@ async def s_admin_partitions(bootstrap: str) -> None:
     a = await admin(bootstrap)
     try:
         await a.create_partitions({topic: NewPartitions(3)})
-        desc = await a.describe_topics([topic])
-        check(len(desc[0]["partitions"]) == 3, f"{len(desc[0]['partitions'])} partitions after create")
+        # Kafka answers once the controller committed the change; the broker answering the
+        # describe may learn of it a moment later, so the new partitions may take a moment.
+        deadline = time.monotonic() + 10
+        while len((desc := await a.describe_topics([topic]))[0]["partitions"]) != 3:
+            check(time.monotonic() < deadline, f"{len(desc[0]['partitions'])} partitions after create")
+            await asyncio.sleep(0.2)
     finally:
         await a.close()
     await produce(bootstrap, topic, [b"p2"], partition=2)

@@ -412,8 +412,9 @@ const scenarios = {
     const topic = await newTopic('admin-partitions', 1);
     await withAdmin(async (a) => {
       await a.createPartitions({ topicPartitions: [{ topic, count: 3 }] });
-      const md = await a.fetchTopicMetadata({ topics: [topic] });
-      check(md.topics[0].partitions.length === 3, `${md.topics[0].partitions.length} partitions after create`);
+      // Kafka's brokers may learn of the new partitions a moment after the controller answered.
+      await waitUntil(async () => (await a.fetchTopicMetadata({ topics: [topic] })).topics[0].partitions.length === 3,
+        10000, 'three partitions after create');
     });
     await produce(topic, [{ value: 'p2', partition: 2 }]);
   },
