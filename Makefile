@@ -37,9 +37,10 @@ typecheck:
 
 ## pytest exits 5 when it collected no tests: that is a failure here too.
 ## worksteal: an idle worker takes queued tests from a busy one (librdkafka's suite is one
-## test of many minutes). Tests share no state: ephemeral ports, data in tmp_path.
+## test of many minutes). Tests share no state: ephemeral ports, data in tmp_path. The slowest
+## tests are listed at the end, where the run's time budget is watched.
 pytest:
-	@$(PYTHON) -m pytest -q $(XDIST) $(if $(XDIST),--dist worksteal) $(PYTEST_ARGS); rc=$$?; \
+	@$(PYTHON) -m pytest -q $(XDIST) $(if $(XDIST),--dist worksteal) --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
