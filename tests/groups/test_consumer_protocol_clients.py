@@ -290,3 +290,40 @@ def test_hostile_heartbeats_get_kafkas_errors_and_the_broker_stays_up(broker: Br
         assert wire.call(HEARTBEAT, 1, _join("h2", "ok"))["error_code"] == 0
     finally:
         wire.close()
+
+
+def test_the_cli_shows_the_group_type(broker: BrokerThread, capsys: pytest.CaptureFixture[str]) -> None:
+    from kafka import KafkaConsumer
+
+    from kbroker.cli import main
+
+    create(broker.bootstrap, "cli")
+    produce(broker.bootstrap, "cli", 0, 12)
+    m = Member(broker.bootstrap, "g-cli", ["cli"])
+    m.start()
+    classic = KafkaConsumer("cli", bootstrap_servers=broker.bootstrap, group_id="g-old", auto_offset_reset="earliest",
+                            consumer_timeout_ms=200)
+    try:
+        wait_until(lambda: len(m.consumed) >= 12 and len(m.assignment) == 6, 20, "consumed")
+        assert len(list(classic)) > 0
+        classic.commit()
+
+        def run(*argv: str) -> list[list[str]]:
+            capsys.readouterr()
+            assert main([*argv, "--bootstrap-server", broker.bootstrap]) == 0
+            return [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()]
+
+        assert run("groups", "--list") == [["g-cli"], ["g-old"]]
+        assert run("groups", "--list", "--type") == [["GROUP", "TYPE", "PROTOCOL"], ["g-cli", "Consumer", "consumer"],
+                                                     ["g-old", "Classic", "consumer"]]
+        summary = run("groups", "--describe", "--type", "--group", "g-cli", "--group", "g-old")
+        assert summary[0] == ["GROUP", "TYPE", "STATE", "ASSIGNMENT-STRATEGY", "#MEMBERS"]
+        assert summary[1] == ["g-cli", "Consumer", "Stable", "uniform", "1"]
+        assert summary[2][:3] == ["g-old", "Classic", "Stable"]
+        header, *rows = run("groups", "--describe", "--group", "g-cli")
+        assert header[:3] == ["GROUP", "TOPIC", "PARTITION"]
+        assert sorted(int(r[2]) for r in rows) == list(range(6)) and all(r[3] == "2" for r in rows)
+        assert len({r[6] for r in rows}) == 1 and rows[0][6] != "-"  # one member owns them all
+    finally:
+        classic.close()
+        m.stop()
