@@ -185,6 +185,8 @@ class ConsumerGroup:
     regex_topics: frozenset[str] = frozenset()
     #: A group being written when it is deleted is not written again.
     deleted: bool = False
+    #: Every topic name some member subscribes to (by name or regex); None when to be computed again.
+    subscribed_names: frozenset[str] | None = None
 
     @property
     def state(self) -> str:
@@ -224,6 +226,7 @@ class ConsumerGroup:
                     self.owners[(t, p)] = member.member_id
 
     def add(self, member: ConsumerMember) -> None:
+        self.subscribed_names = None
         self.members[member.member_id] = member
         if member.instance_id is not None:
             self.static_members[member.instance_id] = member.member_id
@@ -233,6 +236,7 @@ class ConsumerGroup:
         member = self.members.pop(member_id, None)
         if member is None:
             return None
+        self.subscribed_names = None
         self.release(member)
         self.target.pop(member_id, None)
         if member.instance_id is not None and self.static_members.get(member.instance_id) == member_id:
@@ -585,6 +589,8 @@ class ConsumerGroupCoordinator:
         bump = new_member or (member.subscribed_topic_names != before_meta.subscribed_topic_names
                               or member.subscribed_topic_regex != before_meta.subscribed_topic_regex
                               or member.server_assignor != before_meta.server_assignor)
+        if bump:
+            group.subscribed_names = None
         if member.metadata_value() != before_meta or new_member:
             records.append((R.key(R.MEMBER_METADATA, gid, member.member_id),
                             R.member_metadata_value(member.metadata_value())))
@@ -701,6 +707,7 @@ class ConsumerGroupCoordinator:
         records: list[KeyValue] = []
         for gone in [rx for rx in group.resolved_regexes if rx not in wanted]:
             del group.resolved_regexes[gone]
+            group.subscribed_names = None
             records.append((R.key(R.REGULAR_EXPRESSION, group.group_id, gone), None))
         if not wanted:
             return records
@@ -719,6 +726,7 @@ class ConsumerGroupCoordinator:
             matched = self._match(rx, names)
             if group.resolved_regexes.get(rx) != matched:
                 group.resolved_regexes[rx] = matched
+                group.subscribed_names = None
                 records.append((R.key(R.REGULAR_EXPRESSION, group.group_id, rx),
                                 R.regex_value(R.RegexValue(tuple(sorted(matched)), 0, now))))
         return records
@@ -750,14 +758,20 @@ class ConsumerGroupCoordinator:
         return names
 
     def _subscription_metadata(self, group: ConsumerGroup) -> dict[str, tuple[uuid.UUID, int]]:
-        """Every subscribed topic that exists: name -> (id, partition count)."""
+        """Every subscribed topic that exists: name -> (id, partition count). Looked at on every
+        heartbeat (a topic created, deleted or grown moves the group epoch), so the names are
+        gathered from the members only when a subscription changed."""
+        if group.subscribed_names is None:
+            names: set[str] = set()
+            for m in group.members.values():
+                names |= self._subscribed_names(group, m)
+            group.subscribed_names = frozenset(names)
         topics = self.topics()
         out: dict[str, tuple[uuid.UUID, int]] = {}
-        for m in group.members.values():
-            for name in self._subscribed_names(group, m):
-                info = topics.get(name)
-                if info is not None and name not in out:
-                    out[name] = (info.topic_id, len(info.partitions))
+        for name in group.subscribed_names:
+            info = topics.get(name)
+            if info is not None:
+                out[name] = (info.topic_id, len(info.partitions))
         return out
 
     def _bump(self, group: ConsumerGroup, metadata: dict[str, tuple[uuid.UUID, int]]) -> list[KeyValue]:

@@ -129,7 +129,7 @@ class _Writer:
         self.uvarint(len(b) + 1)
         self.buf += b
 
-    def uuid(self, u: uuid.UUID) -> None:
+    def uid(self, u: uuid.UUID) -> None:
         self.buf += u.bytes
 
     def tags(self) -> None:
@@ -139,7 +139,7 @@ class _Writer:
         """A []TopicPartitions: (topic id, []int32) structs, each with its tagged fields."""
         self.uvarint(len(parts) + 1)
         for topic_id, ps in sorted(parts.items()):
-            self.uuid(topic_id)
+            self.uid(topic_id)
             self.uvarint(len(ps) + 1)
             for p in sorted(ps):
                 self.i32(p)
@@ -201,7 +201,7 @@ class _Reader:
         except UnicodeDecodeError as e:
             raise RecordFormatError(str(e)) from None
 
-    def uuid(self) -> uuid.UUID:
+    def uid(self) -> uuid.UUID:
         return uuid.UUID(bytes=self._take(16))
 
     def array_len(self) -> int:
@@ -218,7 +218,7 @@ class _Reader:
     def partitions(self) -> dict[uuid.UUID, frozenset[int]]:
         out: dict[uuid.UUID, frozenset[int]] = {}
         for _ in range(self.array_len()):
-            topic_id = self.uuid()
+            topic_id = self.uid()
             out[topic_id] = frozenset(self.i32() for _ in range(self.array_len()))
             self.tags()
         return out
@@ -301,7 +301,7 @@ def partition_metadata_value(topics: Mapping[str, tuple[uuid.UUID, int]]) -> byt
     w.i16(0)
     w.uvarint(len(topics) + 1)
     for name, (topic_id, n) in sorted(topics.items()):
-        w.uuid(topic_id)
+        w.uid(topic_id)
         w.string(name)
         w.i32(n)
         w.uvarint(1)  # PartitionMetadata (racks): not used since Kafka 4.0
@@ -315,7 +315,7 @@ def decode_partition_metadata(data: bytes | memoryview) -> dict[str, tuple[uuid.
     r.value_version()
     out: dict[str, tuple[uuid.UUID, int]] = {}
     for _ in range(r.array_len()):
-        topic_id = r.uuid()
+        topic_id = r.uid()
         name = r.required_string()
         n = r.i32()
         for _ in range(r.array_len()):  # partition racks, ignored
