@@ -370,3 +370,24 @@ async def test_classic_and_consumer_groups_side_by_side() -> None:
         assert (await c.hb("y", 0, group="h")).error == Errors.NONE
         kinds = {g.group_id: g.group_type for g in h.coord.list_groups()}
         assert kinds == {"g": "classic", "h": "consumer"}
+
+
+async def test_group_configs_override_the_session_timeout_and_heartbeat_interval() -> None:
+    overrides = {("slow", "consumer.session.timeout.ms"): "30000", ("slow", "consumer.heartbeat.interval.ms"): "900"}
+    clock = ManualClock()
+    coord = GroupCoordinator(CONFIG, clock, MemoryOffsetsLog(5), consumer_config=CG_CONFIG,
+                             topics=lambda: {"t1": topic("t1", T1, 6)},
+                             group_setting=lambda g, k: overrides.get((g, k)))
+    async with anyio.create_task_group() as tg:
+        await coord.start(tg)
+        h = Harness(coord, clock, MemoryOffsetsLog(5), tg)
+        c = CG(h, {})
+        assert (await c.hb("m", 0, group="slow")).heartbeat_interval_ms == 900
+        assert (await c.hb("m", 0, group="fast")).heartbeat_interval_ms == CG_CONFIG.heartbeat_interval_ms
+        await h.advance(CG_CONFIG.session_timeout_ms + 1)
+        assert coord.consumer.get("fast").members == {}  # type: ignore[union-attr]
+        assert list(coord.consumer.get("slow").members) == ["m"]  # type: ignore[union-attr]
+        await h.advance(30_000)
+        assert coord.consumer.get("slow").members == {}  # type: ignore[union-attr]
+        await coord.shutdown()
+        tg.cancel_scope.cancel()

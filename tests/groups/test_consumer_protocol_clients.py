@@ -327,3 +327,49 @@ def test_the_cli_shows_the_group_type(broker: BrokerThread, capsys: pytest.Captu
     finally:
         classic.close()
         m.stop()
+
+
+def test_offset_commit_and_fetch_v9_v10_check_member_epochs_and_name_topics_by_id(broker: BrokerThread) -> None:
+    create(broker.bootstrap, "ids", 2)
+    topic_id = broker.broker.metadata.topic("ids").topic_id
+    unknown = type(topic_id)(int=12345)
+    wire = WireClient(broker.bootstrap)
+    try:
+        joined = wire.call(HEARTBEAT, 1, _join("gi", "m1", subscribed_topic_names=["ids"]))
+        assert joined["member_epoch"] == 1
+
+        def commit(version: int, epoch: int, member: str = "m1") -> list[tuple[Any, int, int]]:
+            part = {"partition_index": 0, "committed_offset": 7, "committed_leader_epoch": -1,
+                    "committed_metadata": "x"}
+            topics = ([{"topic_id": topic_id, "partitions": [part]}, {"topic_id": unknown, "partitions": [part]}]
+                      if version >= 10 else [{"name": "ids", "partitions": [part]}])
+            body = {"group_id": "gi", "generation_id_or_member_epoch": epoch, "member_id": member,
+                    "group_instance_id": None, "topics": topics}
+            resp = wire.call(8, version, body)
+            return [(t.get("topic_id") if version >= 10 else t["name"], p["partition_index"], p["error_code"])
+                    for t in resp["topics"] for p in t["partitions"]]
+
+        assert commit(9, 1) == [("ids", 0, 0)]
+        assert commit(9, 2) == [("ids", 0, ErrorCode.STALE_MEMBER_EPOCH)]
+        assert commit(9, 1, "nobody") == [("ids", 0, ErrorCode.UNKNOWN_MEMBER_ID)]
+        assert commit(10, 1) == [(topic_id, 0, 0), (unknown, 0, ErrorCode.UNKNOWN_TOPIC_ID)]
+
+        def fetch(version: int, epoch: int, member: str | None = "m1") -> tuple[int, list[tuple[Any, int, int]]]:
+            topic = ({"topic_id": topic_id, "partition_indexes": [0, 1]} if version >= 10
+                     else {"name": "ids", "partition_indexes": [0, 1]})
+            body = {"groups": [{"group_id": "gi", "member_id": member, "member_epoch": epoch, "topics": [topic]}],
+                    "require_stable": True}
+            g = wire.call(9, version, body)["groups"][0]
+            return g["error_code"], [(t.get("topic_id") if version >= 10 else t["name"], p["partition_index"],
+                                      p["committed_offset"]) for t in g["topics"] for p in t["partitions"]]
+
+        assert fetch(9, 1) == (0, [("ids", 0, 7), ("ids", 1, -1)])
+        assert fetch(10, 1) == (0, [(topic_id, 0, 7), (topic_id, 1, -1)])
+        assert fetch(9, 3)[0] == ErrorCode.STALE_MEMBER_EPOCH
+        assert fetch(9, 1, "nobody")[0] == ErrorCode.UNKNOWN_MEMBER_ID
+        assert fetch(9, -1, None) == (0, [("ids", 0, 7), ("ids", 1, -1)])  # an admin client
+        listed = wire.call(16, 5, {"states_filter": ["Stable"], "types_filter": ["consumer"]})["groups"]
+        assert [(g["group_id"], g["group_type"], g["group_state"]) for g in listed] == [("gi", "consumer", "Stable")]
+        assert wire.call(16, 5, {"states_filter": [], "types_filter": ["classic"]})["groups"] == []
+    finally:
+        wire.close()
