@@ -45,8 +45,6 @@ LEAVE_GROUP_MEMBER_EPOCH = -1
 LEAVE_GROUP_STATIC_MEMBER_EPOCH = -2
 #: Member states as Kafka's MemberState stores them.
 STABLE, UNREVOKED_PARTITIONS, UNRELEASED_PARTITIONS = 0, 1, 2
-_STATE_NAMES = {STABLE: "stable", UNREVOKED_PARTITIONS: "unrevoked_partitions",
-                UNRELEASED_PARTITIONS: "unreleased_partitions"}
 #: Longest subscribed regular expression accepted: the pattern comes from a client.
 MAX_REGEX_LENGTH = 1000
 #: Matching time one regex may take over all topic names.
@@ -183,8 +181,6 @@ class ConsumerGroup:
     #: When the regexes were last evaluated, and against which topic names.
     regex_refreshed_ms: int = -1
     regex_topics: frozenset[str] = frozenset()
-    #: A group being written when it is deleted is not written again.
-    deleted: bool = False
     #: Every topic name some member subscribes to (by name or regex); None when to be computed again.
     subscribed_names: frozenset[str] | None = None
 
@@ -383,7 +379,6 @@ class ConsumerGroupCoordinator:
         return await self.manager.append(group_id, self._group_tombstones(group))
 
     def _drop(self, group: ConsumerGroup) -> None:
-        group.deleted = True
         for m in group.members.values():
             m.cancel_timers()
         if self.groups.get(group.group_id) is group:
@@ -993,18 +988,12 @@ class ConsumerGroupCoordinator:
         """Forget the groups of ``partition`` (another broker coordinates them now)."""
         for group in [g for gid, g in self.groups.items() if self.manager.partition_for(gid) == partition]:
             self._drop(group)
-            group.deleted = False
 
     def shutdown(self) -> None:
         """Cancel every member timer."""
         for group in self.groups.values():
             for m in group.members.values():
                 m.cancel_timers()
-
-
-def state_name(state: int) -> str:
-    """A member state's name, for logs."""
-    return _STATE_NAMES.get(state, str(state))
 
 
 __all__ = ["ConsumerGroup", "ConsumerGroupConfig", "ConsumerGroupCoordinator", "ConsumerMember", "GroupDescription",
