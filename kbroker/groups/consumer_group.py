@@ -361,6 +361,15 @@ class ConsumerGroupCoordinator:
         """Whether ``group_id`` is a consumer group here."""
         return group_id in self.groups
 
+    def subscribed_topics(self, group_id: str) -> frozenset[str]:
+        """The topics the members of consumer group ``group_id`` subscribe to (their offsets do not expire)."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return frozenset()
+        if group.subscribed_names is None:
+            self._subscription_metadata(group)
+        return group.subscribed_names or frozenset()
+
     def get(self, group_id: str) -> ConsumerGroup | None:
         return self.groups.get(group_id)
 

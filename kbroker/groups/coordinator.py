@@ -104,6 +104,7 @@ class GroupCoordinator:
             self.manager, self.timers, clock, consumer_config or ConsumerGroupConfig(), topics or dict,
             check_active=self.check_active, spawn=self._spawn, group_setting=group_setting)
         self.manager.add_replayer(self.consumer)
+        self.manager.subscribed_elsewhere = self.consumer.subscribed_topics
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -391,3 +391,15 @@ async def test_group_configs_override_the_session_timeout_and_heartbeat_interval
         assert coord.consumer.get("slow").members == {}  # type: ignore[union-attr]
         await coord.shutdown()
         tg.cancel_scope.cancel()
+
+
+async def test_offsets_of_subscribed_topics_do_not_expire() -> None:
+    topics = {"t1": topic("t1", T1, 6), "t2": topic("t2", T2, 1)}
+    async with consumer_groups(topics=topics) as c:
+        await c.hb("a", 0)
+        om = OffsetAndMetadata(3, commit_timestamp=c.h.clock.time_ms())
+        t1, t2 = TopicPartition("t1", 0), TopicPartition("t2", 0)
+        assert await c.h.coord.commit_offsets("g", 1, "a", None, {t1: om, t2: om}) == {t1: 0, t2: 0}
+        c.h.clock.advance(CONFIG.offsets_retention_ms + 1)  # no timer runs: a stays a member
+        assert await c.h.coord.expire_offsets() == 1
+        assert c.h.coord.fetch_offsets("g", None) == {t1: om}  # t1 is subscribed, t2 is not
