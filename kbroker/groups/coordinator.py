@@ -867,6 +867,18 @@ class GroupCoordinator:
     async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]
                              ) -> tuple[Errors, dict[TopicPartition, Errors]]:
         """OffsetDelete: drop committed offsets of topics the group no longer consumes."""
+        if self.consumer.has_group(group_id):
+            # As Kafka's ConsumerGroup: the offsets of a topic some member subscribes to stay.
+            self.check_active(group_id)
+            subscribed = self.consumer.subscribed_topics(group_id)
+            refused = {tp: Errors.GROUP_SUBSCRIBED_TO_TOPIC for tp in partitions if tp[0] in subscribed}
+            rest = [tp for tp in partitions if tp not in refused]
+            if not rest:
+                return Errors.NONE, refused
+            error, out = await self.offsets.delete_offsets(group_id, rest)
+            if error == Errors.GROUP_ID_NOT_FOUND:  # no offsets at all yet: nothing to delete
+                error, out = Errors.NONE, dict.fromkeys(rest, Errors.NONE)
+            return error, {**out, **refused}
         return await self.offsets.delete_offsets(group_id, partitions)
 
     async def expire_offsets(self) -> int:

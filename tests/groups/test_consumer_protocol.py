@@ -403,3 +403,14 @@ async def test_offsets_of_subscribed_topics_do_not_expire() -> None:
         c.h.clock.advance(CONFIG.offsets_retention_ms + 1)  # no timer runs: a stays a member
         assert await c.h.coord.expire_offsets() == 1
         assert c.h.coord.fetch_offsets("g", None) == {t1: om}  # t1 is subscribed, t2 is not
+
+
+async def test_offset_delete_keeps_the_offsets_of_subscribed_topics() -> None:
+    topics = {"t1": topic("t1", T1, 6), "t2": topic("t2", T2, 1)}
+    async with consumer_groups(topics=topics) as c:
+        await c.hb("a", 0)
+        t1, t2 = TopicPartition("t1", 0), TopicPartition("t2", 0)
+        await c.h.coord.commit_offsets("g", 1, "a", None, {t1: OffsetAndMetadata(1), t2: OffsetAndMetadata(2)})
+        error, out = await c.h.coord.delete_offsets("g", [t1, t2])
+        assert (error, out) == (Errors.NONE, {t1: Errors.GROUP_SUBSCRIBED_TO_TOPIC, t2: Errors.NONE})
+        assert c.h.coord.fetch_offsets("g", None) == {t1: OffsetAndMetadata(1)}
