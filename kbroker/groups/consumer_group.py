@@ -547,10 +547,13 @@ class ConsumerGroupCoordinator:
         member = group.members.get(req.member_id) if req.member_id else None
         joining = req.member_epoch == 0
         new_member = member is None
+        #: What the log holds for the member now: its record is written again when this differs.
+        stored = None if member is None else member.assignment_value()
         if joining:
             if member is None and req.instance_id is not None and req.instance_id in group.static_members:
                 member = self._replace_static_member(group, req, records)
                 new_member = False
+                stored = member.assignment_value()
             elif member is None:
                 if len(group.members) >= self.config.max_size:
                     raise GroupError(Errors.GROUP_MAX_SIZE_REACHED,
@@ -602,7 +605,10 @@ class ConsumerGroupCoordinator:
         metadata = self._subscription_metadata(group)
         if bump or metadata != group.subscription_metadata:
             records += self._bump(group, metadata)
-        records += self._reconcile(group, member, owned)
+        self._reconcile(group, member, owned)
+        if member.assignment_value() != stored:
+            records.append((R.key(R.CURRENT_ASSIGNMENT, gid, member.member_id),
+                            R.current_assignment_value(member.assignment_value())))
         self._schedule_session(group, member)
         full = req.rebalance_timeout_ms != -1 and (req.subscribed_topic_names is not None
                                                    or req.subscribed_topic_regex is not None) and owned is not None
@@ -804,11 +810,10 @@ class ConsumerGroupCoordinator:
 
     # ------------------------------------------------------------------ reconciliation
 
-    def _reconcile(self, group: ConsumerGroup, member: ConsumerMember, owned: Partitions | None) -> list[KeyValue]:
-        """Move ``member`` towards its target (Kafka's CurrentAssignmentBuilder); its record if it changed."""
+    def _reconcile(self, group: ConsumerGroup, member: ConsumerMember, owned: Partitions | None) -> None:
+        """Move ``member`` towards its target (Kafka's CurrentAssignmentBuilder)."""
         if member.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
-            return []
-        before = member.assignment_value()
+            return
         target_epoch = group.assignment_epoch
         if member.state == STABLE:
             if member.member_epoch != target_epoch:
@@ -824,10 +829,6 @@ class ConsumerGroupCoordinator:
         elif member.revocation_timer is not None:
             member.revocation_timer.cancel()
             member.revocation_timer = None
-        if member.assignment_value() == before:
-            return []
-        return [(R.key(R.CURRENT_ASSIGNMENT, group.group_id, member.member_id),
-                 R.current_assignment_value(member.assignment_value()))]
 
     @staticmethod
     def _owns_any(owned: Partitions | None, partitions: Partitions) -> bool:
