@@ -200,8 +200,10 @@ class ConsumerGroup:
         """The assignor most members ask for; the first configured one when none asks (as Kafka)."""
         counts: dict[str, int] = {}
         for m in self.members.values():
-            if m.server_assignor:
-                counts[m.server_assignor] = counts.get(m.server_assignor, 0) + 1
+            # (an assignor no longer configured, named before a restart, does not count)
+            name = m.server_assignor
+            if name is not None and name in config.assignors:
+                counts[name] = counts.get(name, 0) + 1
         if not counts:
             return config.assignors[0]
         return max(sorted(counts), key=lambda a: counts[a])
