@@ -333,6 +333,33 @@ class ConsumerGroupCoordinator:
         self.groups: dict[str, ConsumerGroup] = {}
         #: A compiled regex per pattern (bounded by the distinct patterns of live members).
         self._compiled: dict[str, Any] = {}
+        self._stopped = False
+        self._cleanup_interval_ms = 0
+
+    # ------------------------------------------------------------------ cleanup
+
+    def start(self, interval_ms: int) -> None:
+        """Every ``interval_ms`` (``offsets.retention.check.interval.ms``), delete the empty
+        consumer groups left without committed offsets, as Kafka does once their offsets expire."""
+        self._cleanup_interval_ms = interval_ms
+        self.timers.call_later(interval_ms, self._on_cleanup)
+
+    def _on_cleanup(self) -> None:
+        if self._stopped:
+            return
+        for group in [g for g in self.groups.values() if not g.members]:
+            try:
+                self._check_active(group.group_id)  # a partition being loaded or moved is left alone
+            except GroupError:
+                continue
+            offsets = self.manager.get(group.group_id)
+            if offsets is not None and (offsets.offsets or self.manager.has_open_transactions(group.group_id)):
+                continue
+            log.info("empty consumer group %s has no offsets left and is removed", group.group_id)
+            self._drop(group)
+            if self._spawn is not None:
+                self._spawn(self._write, group.group_id, self._group_tombstones(group))
+        self.timers.call_later(self._cleanup_interval_ms, self._on_cleanup)
 
     # ------------------------------------------------------------------ settings
 
@@ -1003,6 +1030,7 @@ class ConsumerGroupCoordinator:
 
     def shutdown(self) -> None:
         """Cancel every member timer."""
+        self._stopped = True
         for group in self.groups.values():
             for m in group.members.values():
                 m.cancel_timers()

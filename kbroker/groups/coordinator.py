@@ -123,6 +123,7 @@ class GroupCoordinator:
                 log.info("loaded %d groups from __consumer_offsets", count)
         tg.start_soon(self.timers.run)
         self.offsets.start()
+        self.consumer.start(self.config.retention_check_interval_ms)
         self._loaded = True
 
     async def shutdown(self) -> None:

@@ -414,3 +414,19 @@ async def test_offset_delete_keeps_the_offsets_of_subscribed_topics() -> None:
         error, out = await c.h.coord.delete_offsets("g", [t1, t2])
         assert (error, out) == (Errors.NONE, {t1: Errors.GROUP_SUBSCRIBED_TO_TOPIC, t2: Errors.NONE})
         assert c.h.coord.fetch_offsets("g", None) == {t1: OffsetAndMetadata(1)}
+
+
+async def test_an_empty_consumer_group_without_offsets_is_removed_at_the_retention_check() -> None:
+    log = MemoryOffsetsLog(5)
+    long_sessions = ConsumerGroupConfig(session_timeout_ms=CONFIG.retention_check_interval_ms * 2)
+    async with consumer_groups(log, long_sessions) as c:
+        for gid in ("kept", "gone"):
+            await c.hb("a", 0, group=gid)
+            await c.cg.heartbeat(HeartbeatRequest(gid, "a", -1))
+        await c.h.coord.commit_offsets("kept", -1, "", None, {TopicPartition("t1", 0): OffsetAndMetadata(1)})
+        await c.hb("b", 0, group="live")
+        await c.h.advance(CONFIG.retention_check_interval_ms)
+        assert sorted(c.cg.groups) == ["kept", "live"]
+        await c.hb("b", 1, group="live")
+    async with consumer_groups(log, long_sessions) as c2:
+        assert sorted(c2.cg.groups) == ["kept", "live"]  # the tombstones were written
