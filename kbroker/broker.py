@@ -56,6 +56,7 @@ class Broker:
 
     def __init__(self, config: BrokerConfig, clock: Clock = SYSTEM_CLOCK) -> None:
         from kbroker.groups import GroupConfig, GroupCoordinator
+        from kbroker.groups.consumer_group import ConsumerGroupConfig
         from kbroker.groups.storage import TopicOffsetsLog
         from kbroker.handlers.write_txn_markers import write_markers
         from kbroker.log import LogManager
@@ -111,7 +112,9 @@ class Broker:
                 metadata=self.metadata, append_records=self.replica_manager.append_records, logs=self.log_manager.get_log,
                 clock=clock, default_partitions=lambda: self.config.offsets_topic_num_partitions)
             self.groups = GroupCoordinator(GroupConfig.from_broker_config(self.config), clock, offsets_log,
-                                           node_id=self.node_id, clustered=self.clustered)
+                                           node_id=self.node_id, clustered=self.clustered,
+                                           consumer_config=ConsumerGroupConfig.from_broker_config(self.config),
+                                           topics=lambda: self.metadata.topics)
             self.producer_ids = ProducerIdManager(self.log_dirs[0],
                                                   block_source=self._producer_id_block if self.clustered else None)
             txn_log = TopicTransactionLog(

@@ -33,6 +33,9 @@ def register(subparsers: Any) -> None:
         actions.add_argument(f"--{action}", dest="action", action="store_const", const=action,
                              help=f"{action.replace('-', ' ')}")
     parser.add_argument("--group", action="append", default=[], help="the group to act on (repeatable)")
+    parser.add_argument("--type", action="store_true",
+                        help="with --list: each group's type (classic, consumer, share) and protocol; with "
+                             "--describe: each group's type, state, assignor and member count")
     parser.add_argument("--topic", action="append", default=[], metavar="TOPIC[:P,P...]",
                         help="with --reset-offsets: a topic, optionally with partitions (repeatable)")
     parser.add_argument("--all-topics", action="store_true",
@@ -67,7 +70,12 @@ def _one_group(args: argparse.Namespace) -> str:
 
 
 def _list(client: KafkaClient, args: argparse.Namespace) -> int:
-    for listing in g.list_groups(client):
+    listings = g.list_groups(client)
+    if args.type:  # as kafka-consumer-groups.sh --list --type
+        print(format_table(("GROUP", "TYPE", "PROTOCOL"),
+                           [(x.group_id, x.group_type.capitalize(), x.protocol_type) for x in listings]))
+        return 0
+    for listing in listings:
         print(listing.group_id)
     return 0
 
@@ -141,6 +149,15 @@ DESCRIBE_HEADERS = ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OF
 def _describe(client: KafkaClient, args: argparse.Namespace) -> int:
     if not args.group:
         raise KafkaError(INVALID_REQUEST, "--describe needs --group")
+    if args.type:
+        summary = []
+        for group_id in args.group:
+            d = g.describe_group(client, group_id)
+            if d.state == "Dead":
+                raise KafkaError(GROUP_ID_NOT_FOUND, f"Consumer group '{group_id}' does not exist.")
+            summary.append((group_id, d.group_type.capitalize(), d.state, d.protocol or "-", len(d.members)))
+        print(format_table(("GROUP", "TYPE", "STATE", "ASSIGNMENT-STRATEGY", "#MEMBERS"), summary))
+        return 0
     for group_id in args.group:
         desc, rows = describe_rows(client, group_id)
         print()

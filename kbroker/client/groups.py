@@ -20,6 +20,7 @@ FIND_COORDINATOR = 10
 DESCRIBE_GROUPS = 15
 LIST_GROUPS = 16
 DELETE_GROUPS = 42
+CONSUMER_GROUP_DESCRIBE = 69
 
 COORDINATOR_GROUP = 0
 COORDINATOR_TRANSACTION = 1
@@ -33,6 +34,8 @@ class GroupListing:
     group_id: str
     protocol_type: str
     state: str | None = None
+    #: ``classic``, ``consumer`` (KIP-848) or ``share`` (ListGroups v5+).
+    group_type: str = "classic"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class GroupDescription:
     protocol: str
     coordinator: int
     members: tuple[MemberDescription, ...] = field(default=())
+    #: ``classic`` or ``consumer`` (a KIP-848 group, described by ConsumerGroupDescribe).
+    group_type: str = "classic"
 
     @property
     def active(self) -> bool:
@@ -106,7 +111,8 @@ def list_groups(client: KafkaClient) -> list[GroupListing]:
         resp = client.request(LIST_GROUPS, {"states_filter": [], "types_filter": []}, node)
         check(resp.error_code)
         for g in resp.groups:
-            seen[g.group_id] = GroupListing(g.group_id, g.protocol_type, g.get("group_state"))
+            seen[g.group_id] = GroupListing(g.group_id, g.protocol_type, g.get("group_state"),
+                                            (g.get("group_type") or "classic").lower())
     return sorted(seen.values(), key=lambda g: g.group_id)
 
 
@@ -119,8 +125,10 @@ def describe_group(client: KafkaClient, group_id: str) -> GroupDescription:
         for g in resp.groups:
             if g.group_id != group_id:
                 continue
-            if g.error_code == GROUP_ID_NOT_FOUND:  # v6+; older versions answer state Dead
-                return GroupDescription(group_id, "Dead", "", "", node)
+            if g.error_code == GROUP_ID_NOT_FOUND or (g.group_state == "Dead" and not g.members):
+                # v6+ says "not found" or "not a classic group"; older versions answer state Dead.
+                consumer = _describe_consumer_group(client, group_id, node)
+                return consumer or GroupDescription(group_id, "Dead", "", "", node)
             check(g.error_code, g.get("error_message"))
             members = tuple(
                 MemberDescription(m.member_id, m.get("group_instance_id"), m.client_id, m.client_host,
@@ -132,6 +140,26 @@ def describe_group(client: KafkaClient, group_id: str) -> GroupDescription:
         raise KafkaError(-1, "DescribeGroups did not answer for the group.")
 
     return client.retry(attempt)
+
+
+def _describe_consumer_group(client: KafkaClient, group_id: str, node: int) -> GroupDescription | None:
+    """``group_id`` as a KIP-848 consumer group, or None when it is none (or the broker lacks the API)."""
+    try:
+        resp = client.request(CONSUMER_GROUP_DESCRIBE, {"group_ids": [group_id],
+                                                        "include_authorized_operations": False}, node)
+    except KafkaError:
+        return None
+    for g in resp.groups:
+        if g.group_id != group_id or g.error_code == GROUP_ID_NOT_FOUND:
+            continue
+        check(g.error_code, g.get("error_message"))
+        members = tuple(
+            MemberDescription(m.member_id, m.get("instance_id"), m.client_id, m.client_host,
+                              tuple(sorted(TopicPartition(t.topic_name, p) for t in m.assignment.topic_partitions
+                                           for p in t.partitions)))
+            for m in g.members)
+        return GroupDescription(group_id, g.group_state, "consumer", g.assignor_name, node, members, "consumer")
+    return None
 
 
 def delete_groups(client: KafkaClient, group_ids: Iterable[str]) -> dict[str, KafkaError | None]:

@@ -30,6 +30,7 @@ from anyio.abc import TaskGroup
 
 from kbroker.clock import Clock
 from kbroker.common import start_guarded
+from kbroker.groups.consumer_group import ConsumerGroupConfig, ConsumerGroupCoordinator
 from kbroker.groups.consumer_protocol import EMPTY_ASSIGNMENT
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.groups.group import GroupMetadata, TopicPartition
@@ -41,7 +42,7 @@ from kbroker.groups.records import OffsetAndMetadata
 from kbroker.groups.state import CAN_REBALANCE, GroupState
 from kbroker.groups.storage import CONSUMER_OFFSETS, OffsetsLog
 from kbroker.groups.timers import Scheduler, Timer
-from kbroker.metadata.model import PartitionInfo, leadership_changes
+from kbroker.metadata.model import PartitionInfo, TopicInfo, leadership_changes
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,13 @@ class GroupCoordinator:
     """Serves the groups this broker coordinates (all of them on a single broker)."""
 
     def __init__(self, config: GroupConfig, clock: Clock, offsets_log: OffsetsLog, *, node_id: int = -1,
-                 clustered: bool = False) -> None:
+                 clustered: bool = False, consumer_config: ConsumerGroupConfig | None = None,
+                 topics: Callable[[], Mapping[str, TopicInfo]] | None = None,
+                 group_setting: Callable[[str, str], str | None] = lambda g, k: None) -> None:
         """``clustered``: serve only the groups of the partitions :meth:`on_partitions_changed`
-        says broker ``node_id`` leads, instead of loading every partition at start."""
+        says broker ``node_id`` leads, instead of loading every partition at start.
+        ``consumer_config``, ``topics`` (the cluster's topics by name) and ``group_setting``
+        (a group's config override or None) serve the consumer groups of KIP-848."""
         self.config = config
         self.node_id = node_id
         self.clustered = clustered
@@ -94,6 +99,12 @@ class GroupCoordinator:
         self._stopped = False
         self.offsets = OffsetsCoordinator(self.manager, config, self.timers, check_active=self.check_active,
                                           touch_member=self._schedule_session, spawn=self._spawn)
+        #: KIP-848 consumer groups, beside the classic ones; their records replay through the manager.
+        self.consumer = ConsumerGroupCoordinator(
+            self.manager, self.timers, clock, consumer_config or ConsumerGroupConfig(), topics or dict,
+            check_active=self.check_active, spawn=self._spawn, group_setting=group_setting)
+        self.manager.add_replayer(self.consumer)
+        self.manager.subscribed_elsewhere = self.consumer.subscribed_topics
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -112,12 +123,14 @@ class GroupCoordinator:
                 log.info("loaded %d groups from __consumer_offsets", count)
         tg.start_soon(self.timers.run)
         self.offsets.start()
+        self.consumer.start(self.config.retention_check_interval_ms)
         self._loaded = True
 
     async def shutdown(self) -> None:
         """Answer every blocked JoinGroup/SyncGroup with NOT_COORDINATOR and stop serving."""
         self._stopped = True
         self.offsets.stop()
+        self.consumer.shutdown()
         for group in self.manager.groups.values():
             self._release_group(group)
 
@@ -280,6 +293,15 @@ class GroupCoordinator:
             return JoinGroupResult(Errors.INVALID_SESSION_TIMEOUT, req.member_id)
         req.protocols = unique_protocols(req.protocols)
         is_unknown = req.member_id == UNKNOWN_MEMBER_ID
+        if self.consumer.has_group(req.group_id):
+            # As Kafka: an empty consumer group becomes a classic one; joining a live one
+            # as a classic member (a mixed group) is not supported here.
+            error, tombstones = self.consumer.convert_empty_to_classic(req.group_id)
+            if error != Errors.NONE:
+                return JoinGroupResult(error, req.member_id)
+            error = await self.manager.append(req.group_id, tombstones)
+            if error != Errors.NONE:
+                return JoinGroupResult(error, req.member_id)
         group = self.manager.get(req.group_id)
         if group is None:
             if not is_unknown:
@@ -730,7 +752,7 @@ class GroupCoordinator:
         """The group's state and members; None when there is no such group."""
         self.check_active(group_id)
         group = self.manager.get(group_id)
-        if group is None or group.is_in(S.DEAD):
+        if group is None or group.is_in(S.DEAD) or self.consumer.has_group(group_id):
             return None
         summary = GroupSummary(group.group_id, group.state.value, group.protocol_type or "", "")
         stable = group.is_in(S.STABLE) and group.protocol_name is not None
@@ -748,8 +770,17 @@ class GroupCoordinator:
         self.check_active()
         if any(not owned.loaded for owned in self._owned.values()):
             raise GroupError(Errors.COORDINATOR_LOAD_IN_PROGRESS)  # as Kafka: the list would be partial
+        # A consumer group's committed offsets sit in a classic entry of the same id: listed once, by its kind.
         return [GroupListing(g.group_id, g.protocol_type or "", g.state.value)
-                for g in self.manager.groups.values() if not g.is_in(S.DEAD)]
+                for g in self.manager.groups.values()
+                if not g.is_in(S.DEAD) and not self.consumer.has_group(g.group_id)] + self.consumer.listings()
+
+    def group_type(self, group_id: str) -> str | None:
+        """``classic`` or ``consumer`` for a group served here, None when there is none."""
+        if self.consumer.has_group(group_id):
+            return "consumer"
+        group = self.manager.get(group_id)
+        return None if group is None or group.is_in(S.DEAD) else "classic"
 
     async def delete_groups(self, group_ids: Sequence[str]) -> dict[str, Errors]:
         """Delete Empty groups with their offsets."""
@@ -764,7 +795,13 @@ class GroupCoordinator:
                 out[group_id] = e.code  # in a cluster: coordinated elsewhere, or loading
                 continue
             group = self.manager.get(group_id)
-            if group is None or group.is_in(S.DEAD):
+            if self.consumer.has_group(group_id):
+                out[group_id] = error = await self.consumer.delete(group_id)
+                if error == Errors.NONE and group is not None:
+                    group.transition_to(S.DEAD, self._now())
+                    out[group_id] = await self.manager.delete_group(group)  # its offsets
+                log.info("deleted consumer group %s: %s", group_id, out[group_id].name)
+            elif group is None or group.is_in(S.DEAD):
                 out[group_id] = Errors.GROUP_ID_NOT_FOUND
             elif not group.is_in(S.EMPTY):
                 out[group_id] = Errors.NON_EMPTY_GROUP
@@ -778,14 +815,32 @@ class GroupCoordinator:
 
     async def commit_offsets(self, group_id: str, generation_id: int, member_id: str,
                              group_instance_id: str | None,
-                             offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, Errors]:
-        """Commit offsets for a member of the current generation, or for a group without members."""
+                             offsets: Mapping[TopicPartition, OffsetAndMetadata], *,
+                             api_version: int = 9) -> dict[TopicPartition, Errors]:
+        """Commit offsets for a member of the current generation (the member epoch of a
+        consumer group's member), or for a group without members."""
+        if self.consumer.has_group(group_id):
+            try:
+                self.check_active(group_id)
+                self.consumer.validate_offset_commit(group_id, member_id, group_instance_id, generation_id,
+                                                     api_version)
+            except GroupError as e:
+                return dict.fromkeys(offsets, e.code)
+            # Validated against the member epoch: stored as a commit from outside group management.
+            return await self.offsets.commit_offsets(group_id, -1, "", None, offsets)
         return await self.offsets.commit_offsets(group_id, generation_id, member_id, group_instance_id, offsets)
 
     async def txn_commit_offsets(self, transactional_id: str, group_id: str, producer_id: int, producer_epoch: int,
                                  generation_id: int, member_id: str, group_instance_id: str | None,
                                  offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, Errors]:
         """TxnOffsetCommit: offsets written in the producer's transaction, pending until its marker."""
+        if self.consumer.has_group(group_id):
+            try:
+                self.check_active(group_id)
+                self.consumer.validate_offset_commit(group_id, member_id, group_instance_id, generation_id, 9)
+            except GroupError as e:
+                return dict.fromkeys(offsets, e.code)
+            generation_id, member_id, group_instance_id = -1, "", None
         return await self.offsets.txn_commit_offsets(transactional_id, group_id, producer_id, producer_epoch,
                                                      generation_id, member_id, group_instance_id, offsets)
 
@@ -800,14 +855,31 @@ class GroupCoordinator:
         self.manager.complete_transaction(producer_id, parts, commit)
 
     def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None, require_stable: bool = False,
+                      *, member_id: str | None = None, member_epoch: int = -1,
                       ) -> dict[TopicPartition, OffsetAndMetadata | Errors | None]:
         """Committed offsets of ``partitions`` (all of the group's when None); None where unknown,
-        UNSTABLE_OFFSET_COMMIT where a transactional offset is pending and ``require_stable``."""
+        UNSTABLE_OFFSET_COMMIT where a transactional offset is pending and ``require_stable``.
+        A consumer group's member (OffsetFetch v9+) must give its current member epoch."""
+        if self.consumer.has_group(group_id):
+            self.check_active(group_id)
+            self.consumer.validate_offset_fetch(group_id, member_id, member_epoch)
         return self.offsets.fetch_offsets(group_id, partitions, require_stable)
 
     async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]
                              ) -> tuple[Errors, dict[TopicPartition, Errors]]:
         """OffsetDelete: drop committed offsets of topics the group no longer consumes."""
+        if self.consumer.has_group(group_id):
+            # As Kafka's ConsumerGroup: the offsets of a topic some member subscribes to stay.
+            self.check_active(group_id)
+            subscribed = self.consumer.subscribed_topics(group_id)
+            refused = {tp: Errors.GROUP_SUBSCRIBED_TO_TOPIC for tp in partitions if tp[0] in subscribed}
+            rest = [tp for tp in partitions if tp not in refused]
+            if not rest:
+                return Errors.NONE, refused
+            error, out = await self.offsets.delete_offsets(group_id, rest)
+            if error == Errors.GROUP_ID_NOT_FOUND:  # no offsets at all yet: nothing to delete
+                error, out = Errors.NONE, dict.fromkeys(rest, Errors.NONE)
+            return error, {**out, **refused}
         return await self.offsets.delete_offsets(group_id, partitions)
 
     async def expire_offsets(self) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -120,6 +120,8 @@ class GroupMetadataManager:
         self._unloads: dict[int, int] = {}
         #: Other group types' record owners (:meth:`add_replayer`).
         self._replayers: list[RecordReplayer] = []
+        #: group id -> topics whose offsets never expire: those a KIP-848 consumer group subscribes to.
+        self.subscribed_elsewhere: Callable[[str], Collection[str]] = lambda group_id: ()
 
     def add_replayer(self, replayer: RecordReplayer) -> None:
         """Hand ``replayer`` its records at every partition load (register before the start)."""
@@ -329,7 +331,8 @@ class GroupMetadataManager:
         if group.is_consumer_group and group.subscribed_topics is not None and group.is_in(GroupState.STABLE):
             return expired(None, group.subscribed_topics)
         if group.protocol_type is None:
-            return expired(None, set())
+            # As Kafka's ConsumerGroup, the topics a consumer group (whose offsets sit here) subscribes to are kept.
+            return expired(None, set(self.subscribed_elsewhere(group.group_id)))
         return []
 
     async def expire_offsets(self, retention_ms: int) -> int:

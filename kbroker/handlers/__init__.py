@@ -47,6 +47,7 @@ MODULES = [
     "offset_delete",
     "init_producer_id",
     "consumer_group_heartbeat",
+    "consumer_group_describe",
     "describe_topic_partitions",
     "describe_producers",
     "describe_log_dirs",

@@ -33,8 +33,9 @@ def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
         return {**empty, "error_code": e.code}
     if summary is None:
         if ctx.version >= 6:  # KIP-1043: say so, and (as Kafka) still name the state Dead
+            what = "is not a classic group" if ctx.broker.groups.group_type(group_id) else "not found"
             return {**empty, "error_code": Errors.GROUP_ID_NOT_FOUND, "group_state": "Dead",
-                    "error_message": f"Group {group_id} not found."}
+                    "error_message": f"Group {group_id} {what}."}
         return {**empty, "error_code": 0, "group_state": "Dead", "authorized_operations": _ops(ctx, group_id)}
     return {
         "error_code": 0,

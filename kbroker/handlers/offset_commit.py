@@ -15,8 +15,8 @@ from kbroker.metadata.manager import MetadataManager
 from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 8
-#: v10 names topics by id (KIP-848 consumers only); classic clients stop at v9.
-VERSIONS = VersionRange(0, 9)
+#: v9 carries a consumer group member's epoch (KIP-848), v10 names topics by id.
+VERSIONS = VersionRange(0, 10)
 _MAX_INT64 = 2**63 - 1
 
 
@@ -39,17 +39,37 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
             expire_timestamp=min(now + retention, _MAX_INT64) if retention is not None and retention >= 0 else -1,
         )
 
+    topics, unknown_ids = named_topics(ctx.broker.metadata, body["topics"]) if v >= 10 else (body["topics"], set())
     # As Kafka: READ on the group, else every partition answers GROUP_AUTHORIZATION_FAILED;
     # then READ on each topic.
     if not ctx.authorize(AclOperation.READ, ResourceType.GROUP, body["group_id"]):
-        return {"throttle_time_ms": 0, "topics": errors_for_all(body["topics"], Errors.GROUP_AUTHORIZATION_FAILED)}
-    refused = authz.denied(ctx, AclOperation.READ, ResourceType.TOPIC, (t["name"] for t in body["topics"]))
-    offsets, errors = requested_offsets(ctx.broker.metadata, body["topics"], offset, refused)
+        return {"throttle_time_ms": 0, "topics": errors_for_all(topics, Errors.GROUP_AUTHORIZATION_FAILED)}
+    known = [t for t in topics if t["name"] not in unknown_ids]
+    refused = authz.denied(ctx, AclOperation.READ, ResourceType.TOPIC, (t["name"] for t in known))
+    offsets, errors = requested_offsets(ctx.broker.metadata, known, offset, refused)
+    errors.update({TopicPartition(t["name"], p["partition_index"]): Errors.UNKNOWN_TOPIC_ID
+                   for t in topics if t["name"] in unknown_ids for p in t["partitions"]})
     if offsets:
         errors.update(await ctx.broker.groups.commit_offsets(
             body["group_id"], body.get("generation_id_or_member_epoch", -1), body.get("member_id", ""),
-            body.get("group_instance_id"), offsets))
-    return {"throttle_time_ms": 0, "topics": errors_by_topic(body["topics"], errors)}
+            body.get("group_instance_id"), offsets, api_version=v))
+    return {"throttle_time_ms": 0, "topics": errors_by_topic(topics, errors)}
+
+
+def named_topics(metadata: MetadataManager, topics: Sequence[Any]) -> tuple[list[dict[str, Any]], set[str]]:
+    """v10 names topics by id: the request's topics with their names, and the stand-in names
+    given to ids no topic has (those partitions answer UNKNOWN_TOPIC_ID)."""
+    out: list[dict[str, Any]] = []
+    unknown: set[str] = set()
+    for t in topics:
+        topic = metadata.topic_by_id(t["topic_id"])
+        if topic is None:
+            name = f"\0{t['topic_id']}"  # no topic can be called this
+            unknown.add(name)
+        else:
+            name = topic.name
+        out.append({"name": name, "topic_id": t["topic_id"], "partitions": t["partitions"]})
+    return out, unknown
 
 
 def requested_offsets(metadata: MetadataManager, topics: Sequence[Any], offset: Callable[[Any], OffsetAndMetadata],
@@ -82,7 +102,7 @@ def errors_for_all(topics: Sequence[Any], error: Errors) -> list[dict[str, Any]]
 
 def errors_by_topic(topics: Sequence[Any], errors: Mapping[TopicPartition, Errors]) -> list[dict[str, Any]]:
     """The response's topics: every requested partition with its error, in request order."""
-    return [{"name": t["name"],
+    return [{"name": t["name"], "topic_id": t.get("topic_id"),
              "partitions": [{"partition_index": p["partition_index"],
                              "error_code": errors[TopicPartition(t["name"], p["partition_index"])]} for p in t["partitions"]]}
             for t in topics]

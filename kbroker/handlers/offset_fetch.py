@@ -14,8 +14,8 @@ from kbroker.handlers.api import RequestContext, map_yielding, response
 from kbroker.security.model import AclOperation, ResourceType
 
 API_KEY = 9
-#: v10 names topics by id (KIP-848 consumers only); classic clients stop at v9.
-VERSIONS = VersionRange(0, 9)
+#: v9 carries a consumer group member's id and epoch (KIP-848), v10 names topics by id.
+VERSIONS = VersionRange(0, 10)
 
 
 def _partition(index: int, om: OffsetAndMetadata | Errors | None, error: int = 0) -> dict[str, Any]:
@@ -29,7 +29,8 @@ def _partition(index: int, om: OffsetAndMetadata | Errors | None, error: int = 0
 
 
 def _fetch(ctx: RequestContext, group_id: str, topics: Sequence[Any] | None,
-           require_stable: bool) -> tuple[int, list[dict[str, Any]]]:
+           require_stable: bool, member_id: str | None = None, member_epoch: int = -1,
+           ) -> tuple[int, list[dict[str, Any]]]:
     """``(group error, topics)``; with no coordinator, per-partition errors as v0/v1 need.
 
     ``require_stable`` (v7+) answers UNSTABLE_OFFSET_COMMIT for each partition with a
@@ -44,7 +45,8 @@ def _fetch(ctx: RequestContext, group_id: str, topics: Sequence[Any] | None,
     requested = None if topics is None else [TopicPartition(t.name, p) for t in topics for p in t.partition_indexes
                                              if t.name not in refused]
     try:
-        offsets = ctx.broker.groups.fetch_offsets(group_id, requested, require_stable)
+        offsets = ctx.broker.groups.fetch_offsets(group_id, requested, require_stable, member_id=member_id,
+                                                  member_epoch=member_epoch)
     except GroupError as e:
         return _group_error(e.code, topics)
     if topics is None:
@@ -72,7 +74,10 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     require_stable = bool(body.get("require_stable", False))
     if ctx.version >= 8:
         def one(g: Any) -> dict[str, Any]:
-            error, topics = _fetch(ctx, g.group_id, g.topics, require_stable)
+            if ctx.version >= 10:
+                return _fetch_by_id(ctx, g, require_stable)
+            error, topics = _fetch(ctx, g.group_id, g.topics, require_stable, g.get("member_id"),
+                                   g.get("member_epoch", -1))
             return {"group_id": g.group_id, "topics": topics if error == 0 else [], "error_code": error}
 
         groups = await map_yielding(one, body.groups)
@@ -81,3 +86,37 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     if ctx.version >= 2 and error != 0:
         topics = []
     return {"throttle_time_ms": 0, "topics": topics, "error_code": error}
+
+
+class _Named:
+    """A v10 topic entry with the name its id resolves to."""
+
+    def __init__(self, name: str, partition_indexes: Sequence[int]) -> None:
+        self.name = name
+        self.partition_indexes = partition_indexes
+
+
+def _fetch_by_id(ctx: RequestContext, g: Any, require_stable: bool) -> dict[str, Any]:
+    """v10: topics named by id in the request and the response; an unknown id answers UNKNOWN_TOPIC_ID."""
+    metadata = ctx.broker.metadata
+    named: list[_Named] | None = None
+    unknown: list[dict[str, Any]] = []
+    if g.topics is not None:
+        named = []
+        for t in g.topics:
+            topic = metadata.topic_by_id(t.topic_id)
+            if topic is None:
+                unknown.append({"topic_id": t.topic_id, "name": "",
+                                "partitions": [_partition(p, None, Errors.UNKNOWN_TOPIC_ID)
+                                               for p in t.partition_indexes]})
+            else:
+                named.append(_Named(topic.name, t.partition_indexes))
+    error, topics = _fetch(ctx, g.group_id, named, require_stable, g.get("member_id"), g.get("member_epoch", -1))
+    if error != 0:
+        return {"group_id": g.group_id, "topics": [], "error_code": error}
+    out = []
+    for t in topics:
+        topic = metadata.topic(t["name"])
+        if topic is not None:  # offsets of a deleted topic have no id to be named by
+            out.append({**t, "topic_id": topic.topic_id})
+    return {"group_id": g.group_id, "topics": out + unknown, "error_code": 0}

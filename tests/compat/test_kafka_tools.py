@@ -333,9 +333,6 @@ def test_consumer_groups_describe_active_group(sides: tuple[Side, Side]) -> None
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SLOW, reason="longer set: KAFKA_TOOLS_SLOW=1")
-@pytest.mark.xfail(strict=True, reason=(
-    "kbroker does not implement the consumer group protocol of KIP-848 yet (ConsumerGroupHeartbeat answers "
-    "UNSUPPORTED_VERSION, no ConsumerGroupDescribe): a group.protocol=consumer console consumer stops at once"))
 def test_consumer_groups_describe_active_consumer_protocol_group(sides: tuple[Side, Side]) -> None:
     """The same, with a console consumer on the consumer group protocol (KIP-848)."""
     compare(*sides, lambda s: _live_group(s, "consumer"))

@@ -18,8 +18,8 @@ ADVERTISED = {
     1: (4, 18),  # Fetch
     2: (0, 11),  # ListOffsets
     3: (0, 13),  # Metadata
-    8: (0, 9),  # OffsetCommit
-    9: (0, 9),  # OffsetFetch
+    8: (0, 10),  # OffsetCommit (v9 member epochs, v10 topic ids: KIP-848)
+    9: (0, 10),  # OffsetFetch
     10: (0, 6),  # FindCoordinator
     11: (0, 9),  # JoinGroup
     12: (0, 4),  # Heartbeat
@@ -61,7 +61,8 @@ ADVERTISED = {
     61: (0, 0),  # DescribeProducers
     65: (0, 0),  # DescribeTransactions
     66: (0, 2),  # ListTransactions
-    68: (0, 1),  # ConsumerGroupHeartbeat (answers UNSUPPORTED_VERSION until KIP-848 is built)
+    68: (0, 1),  # ConsumerGroupHeartbeat
+    69: (0, 1),  # ConsumerGroupDescribe
     75: (0, 0),  # DescribeTopicPartitions
 }
 

@@ -60,7 +60,7 @@ def test_api_versions_unsupported_version_lists_only_api_versions() -> None:
 
 
 def test_describe_groups_unknown_group_is_dead_at_v6() -> None:
-    broker = SimpleNamespace(groups=SimpleNamespace(describe_group=lambda group_id: None))
+    broker = SimpleNamespace(groups=SimpleNamespace(describe_group=lambda group_id: None, group_type=lambda group_id: None))
     out = _run(describe_groups, _ctx(15, 6, {"groups": ["nope"]}, broker))
     group = out["groups"][0]
     assert group["error_code"] == ErrorCode.GROUP_ID_NOT_FOUND and group["group_state"] == "Dead"
