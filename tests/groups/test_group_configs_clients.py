@@ -128,3 +128,47 @@ def test_kafka_python_group_resource(kafka_broker: BrokerThread) -> None:
         assert list(next(iter(next(iter(modified.values())).values()))) == ["share.heartbeat.interval.ms"]
     finally:
         admin.close()
+
+
+def test_list_config_resources(kafka_broker: BrokerThread) -> None:
+    from tests.broker.replica_wire import WireClient
+
+    admin = _admin(kafka_broker)
+    _alter(admin, "with-configs", _set("consumer.heartbeat.interval.ms", "6000"))
+    wire = WireClient(kafka_broker.bootstrap)
+    try:
+        resp = wire.call(74, 1, {"resource_types": [32]})
+        assert resp.error_code == 0
+        assert [(r.resource_name, r.resource_type) for r in resp.config_resources] == [("with-configs", 32)]
+        every = wire.call(74, 1, {"resource_types": []})
+        assert {(r.resource_name, r.resource_type) for r in every.config_resources} >= {
+            ("with-configs", 32), ("1", 4), ("1", 8)}
+        assert wire.call(74, 0, {}).config_resources == []  # v0: client-metrics subscriptions only
+        assert wire.call(74, 1, {"resource_types": [3]}).error_code == 35  # UNSUPPORTED_VERSION
+        # Removing a group's last config removes the group from the list.
+        _alter(admin, "with-configs", _set("consumer.heartbeat.interval.ms", None, AlterConfigOpType.DELETE))
+        assert wire.call(74, 1, {"resource_types": [32]}).config_resources == []
+    finally:
+        wire.close()
+
+
+def test_group_acls_guard_group_configs(tmp_path: Path) -> None:
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType
+
+    overrides = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                 "allow.everyone.if.no.acl.found": "true"}
+    with BrokerThread(tmp_path / "d", overrides) as b:
+        admin = _admin(b)
+        denies = [AclBinding(ResourceType.GROUP, "secret", ResourcePatternType.LITERAL, "User:ANONYMOUS", "*", op,
+                             AclPermissionType.DENY)
+                  for op in (AclOperation.ALTER_CONFIGS, AclOperation.DESCRIBE_CONFIGS)]
+        for f in admin.create_acls(denies).values():
+            f.result(10)
+        for action in (lambda: _alter(admin, "secret", _set("consumer.session.timeout.ms", "50000")),
+                       lambda: _describe(admin, "secret")):
+            with pytest.raises(KafkaException) as e:
+                action()
+            assert e.value.args[0].name() == "GROUP_AUTHORIZATION_FAILED"
+        assert b.broker.group_configs.overrides("secret") == {}
+        _alter(admin, "open", _set("consumer.session.timeout.ms", "50000"))  # other groups are not covered
+        assert _describe(admin, "open")["consumer.session.timeout.ms"].value == "50000"
