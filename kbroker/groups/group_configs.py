@@ -351,26 +351,36 @@ class GroupConfigs:
         if group_id == "":
             return ErrorCode.INVALID_REQUEST, "Group name must not be empty"
         async with self._lock:  # one change at a time: each is computed from the one before
-            current = {} if replace else dict(self._groups.get(group_id, {}))
-            for name, value in updates.items():
-                if value is None:
-                    current.pop(name, None)
-                else:
-                    current[name] = value
-            refused = validate(current, self._config())
-            if refused is not None:
-                return ErrorCode.INVALID_CONFIG, refused
-            if validate_only or current == self._groups.get(group_id, {}):
-                return OK
-            everything = {**self._groups, group_id: current}
-            if not current:
-                del everything[group_id]
-            result = await self._store.save(group_id, current, everything)
-            if result[0] != ErrorCode.NONE:
-                return result
-            if not isinstance(self._store, EtcdGroupConfigStore):
-                self._groups = everything
+            for _attempt in range(5):
+                result = await self._alter_once(group_id, updates, replace=replace, validate_only=validate_only)
+                # In a cluster another broker may have changed the group's configs meanwhile: the
+                # change is made again over theirs, once this broker has seen them.
+                if result[0] != ErrorCode.CONCURRENT_TRANSACTIONS:
+                    return result
+            return result
+
+    async def _alter_once(self, group_id: str, updates: Mapping[str, str | None], *, replace: bool,
+                          validate_only: bool) -> Result:
+        current = {} if replace else dict(self._groups.get(group_id, {}))
+        for name, value in updates.items():
+            if value is None:
+                current.pop(name, None)
+            else:
+                current[name] = value
+        refused = validate(current, self._config())
+        if refused is not None:
+            return ErrorCode.INVALID_CONFIG, refused
+        if validate_only or current == self._groups.get(group_id, {}):
             return OK
+        everything = {**self._groups, group_id: current}
+        if not current:
+            del everything[group_id]
+        result = await self._store.save(group_id, current, everything)
+        if result[0] != ErrorCode.NONE:
+            return result
+        if not isinstance(self._store, EtcdGroupConfigStore):  # etcd's copy arrives through the image
+            self._groups = everything
+        return OK
 
     def _changed(self, group_id: str, values: dict[str, str]) -> None:
         if values:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
@@ -135,3 +136,37 @@ def test_unreadable_file_is_ignored(tmp_path: Path, content: str, caplog: pytest
     (tmp_path / GROUP_CONFIG_FILE).write_text(content)
     assert _configs(tmp_path).group_ids() == []
     assert "group configs" in caplog.text
+
+
+class _RacingStore:
+    """A store that loses the first ``losses`` compare-and-swaps, as etcd does when another
+    broker changed the group meanwhile."""
+
+    def __init__(self, losses: int) -> None:
+        self.losses = losses
+        self.saved: list[dict[str, str]] = []
+
+    def load(self) -> dict[str, dict[str, str]]:
+        return {}
+
+    async def save(self, group_id: str, values: Mapping[str, str],
+                   everything: Mapping[str, dict[str, str]]) -> tuple[int, str | None]:
+        if self.losses:
+            self.losses -= 1
+            return ErrorCode.CONCURRENT_TRANSACTIONS, "changed meanwhile"
+        self.saved.append(dict(values))
+        return ErrorCode.NONE, None
+
+
+@pytest.mark.parametrize(("losses", "expected"), [(2, ErrorCode.NONE), (5, ErrorCode.CONCURRENT_TRANSACTIONS)])
+def test_a_lost_race_is_retried_a_few_times(losses: int, expected: int) -> None:
+    store = _RacingStore(losses)
+    gc = GroupConfigs(store, lambda: CONFIG)
+
+    async def go() -> int:
+        code, _ = await gc.alter("g", {"share.isolation.level": "read_committed"}, replace=False,
+                                 validate_only=False)
+        return code
+
+    assert anyio.run(go) == expected
+    assert store.saved == ([{"share.isolation.level": "read_committed"}] if expected == ErrorCode.NONE else [])
