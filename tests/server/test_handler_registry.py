@@ -62,6 +62,7 @@ ADVERTISED = {
     65: (0, 0),  # DescribeTransactions
     66: (0, 2),  # ListTransactions
     68: (0, 1),  # ConsumerGroupHeartbeat (answers UNSUPPORTED_VERSION until KIP-848 is built)
+    74: (0, 1),  # ListConfigResources
     75: (0, 0),  # DescribeTopicPartitions
 }
 
