@@ -58,12 +58,13 @@ def test_librdkafka_v215_allowed_tests_pass(number: str, tmp_path: Path) -> None
 
 
 def test_v215_lists_name_candidates() -> None:
-    """The allow and exclude lists name only the candidate tests, each in one list at most, and
-    the candidates are tests of the 2.15.1 suite (when it is built)."""
+    """Every candidate test is in exactly one of the allow and exclude lists, and the candidates
+    are tests of the 2.15.1 suite that need a broker (when it is built)."""
     allow, exclude = set(read_list(SUITE.allow)), set(read_list(SUITE.exclude))
     assert allow <= set(V215_CANDIDATES), allow - set(V215_CANDIDATES)
     assert exclude <= set(V215_CANDIDATES), exclude - set(V215_CANDIDATES)
     assert not allow & exclude, allow & exclude
+    assert allow | exclude == set(V215_CANDIDATES), set(V215_CANDIDATES) - allow - exclude  # each has a status
     test_c = SUITE.build / "tests" / "test.c"
     if test_c.exists():
         known = {t.name: t for t in parse_tests(test_c)}
