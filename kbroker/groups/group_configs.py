@@ -375,11 +375,13 @@ class GroupConfigs:
         everything = {**self._groups, group_id: current}
         if not current:
             del everything[group_id]
-        result = await self._store.save(group_id, current, everything)
-        if result[0] != ErrorCode.NONE:
-            return result
-        if not isinstance(self._store, EtcdGroupConfigStore):  # etcd's copy arrives through the image
-            self._groups = everything
+        # Shielded: a saved change is also the one in force here, even if the request is cancelled.
+        with anyio.CancelScope(shield=True):
+            result = await self._store.save(group_id, current, everything)
+            if result[0] != ErrorCode.NONE:
+                return result
+            if not isinstance(self._store, EtcdGroupConfigStore):  # etcd's copy arrives through the image
+                self._groups = everything
         return OK
 
     def _changed(self, group_id: str, values: dict[str, str]) -> None:
