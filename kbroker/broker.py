@@ -31,6 +31,7 @@ from kbroker.security.store import FileStateStore
 
 if TYPE_CHECKING:
     from kbroker.etcd.client import KeyValue
+    from kbroker.groups.group_configs import GroupConfigs
     from kbroker.handlers.api import BrokerServices
     from kbroker.metadata.cluster_state import ClusterKeys
     from kbroker.metadata.manager import MetadataManager
@@ -111,10 +112,14 @@ class Broker:
             offsets_log = TopicOffsetsLog(
                 metadata=self.metadata, append_records=self.replica_manager.append_records, logs=self.log_manager.get_log,
                 clock=clock, default_partitions=lambda: self.config.offsets_topic_num_partitions)
+            #: Per-group config overrides (the GROUP config resource); coordinators read them
+            #: through ``group_configs.get``.
+            self.group_configs = self._group_configs()
             self.groups = GroupCoordinator(GroupConfig.from_broker_config(self.config), clock, offsets_log,
                                            node_id=self.node_id, clustered=self.clustered,
                                            consumer_config=ConsumerGroupConfig.from_broker_config(self.config),
-                                           topics=lambda: self.metadata.topics)
+                                           topics=lambda: self.metadata.topics,
+                                           group_setting=self.group_configs.get)
             self.producer_ids = ProducerIdManager(self.log_dirs[0],
                                                   block_source=self._producer_id_block if self.clustered else None)
             txn_log = TopicTransactionLog(
@@ -232,6 +237,17 @@ class Broker:
             timeout_s=int(self.config.get("replica.socket.timeout.ms")) / 1000,
             backoff_s=int(self.config.get("replica.fetch.backoff.ms")) / 1000, monotonic=self.clock.monotonic)
         return self._marker_writer
+
+    def _group_configs(self) -> GroupConfigs:
+        """Group configs kept next to the dynamic broker configs: a local file on a single broker,
+        etcd documents in a cluster (followed from the cluster's image, loaded with it at start)."""
+        from kbroker.groups.group_configs import EtcdGroupConfigStore, FileGroupConfigStore, GroupConfigs
+
+        if not self.clustered:
+            return GroupConfigs(FileGroupConfigStore(self.log_dirs[0]), lambda: self.configs.current)
+        store = EtcdGroupConfigStore(self.metadata)
+        self.metadata.on_cluster_document.append(store.document_changed)
+        return GroupConfigs(store, lambda: self.configs.current)
 
     def _security_store(self) -> StateStore:
         if self.cluster_keys is None:

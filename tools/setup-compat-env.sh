@@ -7,7 +7,10 @@
 #   - the Java client and Kafka Streams app of the matrix (tools/setup-java-clients.sh)
 # With --librdkafka it also fetches librdkafka 2.12.0's source (the copy vendored in the
 # npm package node-rdkafka@3.6.1) into compat/work/ and builds librdkafka + tests/test-runner
-# (about 2 minutes on 2 cores) for python -m compat.librdkafka.
+# (about 2 minutes on 2 cores) for python -m compat.librdkafka, and librdkafka 2.15.1's (the
+# copy vendored in @confluentinc/kafka-javascript@1.10.1; without SSL; about 5 minutes) beside it
+# for python -m compat.librdkafka --suite 2.15 (its KIP-848 and share-consumer tests). Each build
+# is kept in compat/work and redone only when its test-runner is missing.
 # Python clients (kafka-python, confluent-kafka, aiokafka) come from tools/setup-test-env.sh.
 set -euo pipefail
 
@@ -16,13 +19,15 @@ ROOT=$PWD
 WORK=$ROOT/compat/work
 LIBRDKAFKA_VERSION=2.12.0
 NODE_RDKAFKA=node-rdkafka@3.6.1
+LIBRDKAFKA_NEXT_VERSION=2.15.1
+KAFKA_JAVASCRIPT=@confluentinc/kafka-javascript@1.10.1
 KAFKAJS_PKGS=(kafkajs@2.2.4 kafkajs-snappy@1.1.0 kafkajs-lz4@1.2.1)
 
 WITH_LIBRDKAFKA=0
 for arg in "$@"; do
     case $arg in
         --librdkafka) WITH_LIBRDKAFKA=1 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "setup-compat-env: unknown option $arg" >&2; exit 2 ;;
     esac
 done
@@ -126,6 +131,27 @@ if [ $WITH_LIBRDKAFKA -eq 1 ]; then
             tail -20 "$WORK/build.log" >&2; exit 1; }
     else
         echo "setup-compat-env: librdkafka test-runner already built" >&2
+    fi
+
+    NEXT=$WORK/librdkafka-$LIBRDKAFKA_NEXT_VERSION
+    if [ ! -f "$NEXT/configure" ]; then
+        echo "setup-compat-env: fetching librdkafka $LIBRDKAFKA_NEXT_VERSION source ($KAFKA_JAVASCRIPT from npm)" >&2
+        tmp=$(mktemp -d)
+        (cd "$tmp" && npm pack --silent "$KAFKA_JAVASCRIPT" >/dev/null && tar xzf confluentinc-kafka-javascript-*.tgz)
+        grep -q "RD_KAFKA_VERSION  *0x020f01ff" "$tmp/package/deps/librdkafka/src/rdkafka.h" || {
+            echo "setup-compat-env: $KAFKA_JAVASCRIPT does not vendor librdkafka $LIBRDKAFKA_NEXT_VERSION" >&2; exit 1; }
+        rm -rf "$NEXT"
+        mv "$tmp/package/deps/librdkafka" "$NEXT"
+        rm -rf "$tmp"
+    fi
+    if [ ! -x "$NEXT/tests/test-runner" ]; then
+        echo "setup-compat-env: building librdkafka $LIBRDKAFKA_NEXT_VERSION and its test-runner" \
+             "(log: compat/work/build-$LIBRDKAFKA_NEXT_VERSION.log)" >&2
+        (cd "$NEXT" && ./configure --disable-ssl --disable-gssapi --disable-zstd --disable-curl \
+            && make -j"$(nproc)" libs && make -j"$(nproc)" -C tests test-runner) > "$WORK/build-$LIBRDKAFKA_NEXT_VERSION.log" 2>&1 || {
+            tail -20 "$WORK/build-$LIBRDKAFKA_NEXT_VERSION.log" >&2; exit 1; }
+    else
+        echo "setup-compat-env: librdkafka $LIBRDKAFKA_NEXT_VERSION test-runner already built" >&2
     fi
 fi
 echo "setup-compat-env: done" >&2

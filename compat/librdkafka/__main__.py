@@ -11,6 +11,8 @@ SKIPPED (e.g. a broker-version gate) has not passed.
     python -m compat.librdkafka --tests 0135_sasl_credentials@SASL_SSL/SCRAM-SHA-512
     python -m compat.librdkafka --cluster       # tests.cluster.allow against 3 brokers (compat/librdkafka/cluster.py)
     python -m compat.librdkafka --cluster --all # tests.allow and the multi-broker tests against 3 brokers
+    python -m compat.librdkafka --suite 2.15    # librdkafka 2.15.1: the tests in tests.v2.15.allow
+    python -m compat.librdkafka --suite 2.15 --all  # its KIP-848 and share-consumer tests (v215.py)
 
 A test name may carry a security listener, ``NAME@LISTENER[/MECHANISM]`` (LISTENER one of
 SASL_PLAINTEXT, SASL_SSL, SSL, MTLS of compat/security.py): that run gets a broker with the
@@ -20,6 +22,11 @@ certificate), plus the ``SSL_*`` variables librdkafka's SSL tests read (trivup's
 candidates are :data:`SECURITY_RUNS`; those that pass are in tests.allow.
 
 Build librdkafka first: ``bash tools/setup-compat-env.sh --librdkafka``.
+
+``--suite 2.15`` runs librdkafka 2.15.1's suite instead (built beside 2.12.0 by the same script,
+without SSL), told the broker is Kafka 4.2.0 so that its share-consumer tests (0170 onwards) run,
+and with ``TEST_CONSUMER_GROUP_PROTOCOL=consumer`` so that its consumer-group tests use the KIP-848
+protocol; its candidates are listed in compat/librdkafka/v215.py, those that pass in tests.v2.15.allow.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from pathlib import Path
 from compat import security
 from compat.broker import REPO, Broker, BrokerError
 from compat.librdkafka.cluster import CLUSTER_ALLOW, CLUSTER_CANDIDATES, ClusterBroker
+from compat.librdkafka.v215 import V215_CANDIDATES
 
 HERE = Path(__file__).resolve().parent
 WORK = REPO / "compat" / "work"
@@ -49,6 +57,31 @@ ALLOW = HERE / "tests.allow"
 EXCLUDE = HERE / "tests.exclude"
 #: The Kafka version test-runner is told it talks to (else it assumes 2.4 and skips much).
 KAFKA_VERSION = "4.1.0"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One librdkafka release's test suite: where it is built, what it is told, its lists."""
+
+    version: str
+    kafka_version: str
+    allow: Path
+    exclude: Path
+    #: Environment for every test-runner run of this suite.
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def build(self) -> Path:
+        return WORK / f"librdkafka-{self.version}"
+
+
+SUITES = {
+    "2.12": Suite(LIBRDKAFKA_VERSION, KAFKA_VERSION, ALLOW, EXCLUDE),
+    # Kafka 4.2 opens the share-consumer tests (TEST_BRKVER(4, 2, 0, 0)); the consumer-group
+    # tests run with group.protocol=consumer, as librdkafka's own KIP-848 CI job runs them.
+    "2.15": Suite("2.15.1", "4.2.0", HERE / "tests.v2.15.allow", HERE / "tests.v2.15.exclude",
+                  (("TEST_CONSUMER_GROUP_PROTOCOL", "consumer"),)),
+}
 
 #: Broker settings for the suite: librdkafka's own test clusters (tests/scenarios/*.json)
 #: auto-create topics with 4 partitions, and many tests produce to partitions 1..3. They run
@@ -259,7 +292,8 @@ def make_java_tests(build: Path, kafka_path: Path) -> str:
 def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Path,
               broker_overrides: dict[str, str],
               kafka_path: Path | None = None, variant: str = "",
-              quick: bool = True, cluster: bool = False) -> tuple[dict[str, tuple[str, str]], str, float]:
+              quick: bool = True, cluster: bool = False,
+              suite: Suite = SUITES["2.12"]) -> tuple[dict[str, tuple[str, str]], str, float]:
     """Run ``TESTS=num`` under ``scenario`` against a fresh broker: (rows, note, seconds).
 
     With a ``variant`` (``LISTENER[/MECHANISM]``) the broker has compat/security.py's listeners
@@ -295,9 +329,10 @@ def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Pat
         conf.write_text(lines + f"test.timeout.multiplier={TIMEOUT_MULTIPLIER}\n")
         env = dict(os.environ)
         env.update(extra_env)
+        env.update(dict(suite.env))
         env.update({
             "TESTS": num,
-            "TEST_KAFKA_VERSION": KAFKA_VERSION,
+            "TEST_KAFKA_VERSION": suite.kafka_version,
             "RDKAFKA_TEST_CONF": str(conf),
             "LD_LIBRARY_PATH": f"{build / 'src'}:{build / 'src-cpp'}",
         })
@@ -329,7 +364,9 @@ def run_group(build: Path, num: str, scenario: str, timeout: float, log_dir: Pat
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m compat.librdkafka", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build-dir", type=Path, default=DEFAULT_BUILD)
+    ap.add_argument("--suite", choices=sorted(SUITES), default="2.12",
+                    help="which librdkafka release's suite (2.15: librdkafka 2.15.1, KIP-848 and share tests)")
+    ap.add_argument("--build-dir", type=Path, default=None, help="default: compat/work/librdkafka-<version>")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--all", action="store_true", help="every broker test not in tests.exclude")
     g.add_argument("--tests", help="comma-separated test names (or 4-digit numbers)")
@@ -342,7 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--logs", type=Path, default=None,
                     help="per-test logs (default: compat/work/librdkafka[-cluster]-logs)")
     args = ap.parse_args(argv)
-    suffix = "-cluster" if args.cluster else ""
+    suite = SUITES[args.suite]
+    v215 = args.suite == "2.15"
+    if v215 and args.cluster:
+        print("--suite 2.15 runs against a single broker only", file=sys.stderr)
+        return 2
+    args.build_dir = args.build_dir or suite.build
+    suffix = "-cluster" if args.cluster else "-2.15" if v215 else ""
     args.results = args.results or WORK / f"librdkafka{suffix}-results.json"
     args.logs = args.logs or WORK / f"librdkafka{suffix}-logs"
 
@@ -352,18 +395,19 @@ def main(argv: list[str] | None = None) -> int:
               "--librdkafka", file=sys.stderr)
         return 2
     defs = {t.name: t for t in parse_tests(args.build_dir / "tests" / "test.c")}
-    allow = list(read_list(CLUSTER_ALLOW if args.cluster else ALLOW))
-    exclude = read_exclude(EXCLUDE)
+    allow = list(read_list(CLUSTER_ALLOW if args.cluster else suite.allow))
+    exclude = read_exclude(suite.exclude)
     if args.cluster and any("@" in e for e in [*allow, *(args.tests or "").split(",")]):
         print("--cluster runs plaintext only: no security listeners", file=sys.stderr)
         return 2
-    for entry in [*allow, *SECURITY_RUNS, *CLUSTER_CANDIDATES]:
+    # The 2.15.1 build has no SSL and runs against one broker: no security or cluster runs.
+    for entry in [*allow, *(V215_CANDIDATES if v215 else [*SECURITY_RUNS, *CLUSTER_CANDIDATES])]:
         name, variant = split_entry(entry)
         if name not in defs:
             print(f"unknown test: {entry}", file=sys.stderr)
             return 2
-        if variant and check_variant(variant):
-            print(f"{entry}: {check_variant(variant)}", file=sys.stderr)
+        if variant and (v215 or check_variant(variant)):
+            print(f"{entry}: {check_variant(variant) or 'no security listeners in the 2.15 suite'}", file=sys.stderr)
             return 2
         if entry in exclude and entry in allow and not args.cluster:
             print(f"{entry} is both allowed and excluded", file=sys.stderr)
@@ -371,19 +415,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.all and args.cluster:
         # Plaintext only: the security runs need compat/security.py's single broker.
         selected = list(dict.fromkeys([*(e for e in read_list(ALLOW) if "@" not in e), *CLUSTER_CANDIDATES]))
+    elif args.all and v215:
+        selected = [n for n in V215_CANDIDATES if n not in exclude]
     elif args.all:
         selected = [n for n in defs if n not in exclude] + [e for e in SECURITY_RUNS if e not in exclude]
     elif args.tests:
         want = [w.strip() for w in args.tests.split(",") if w.strip()]
-        bad = [w for w in want if "@" in w and (split_entry(w)[0] not in defs or check_variant(split_entry(w)[1]))]
+        bad = [w for w in want if "@" in w and (v215 or split_entry(w)[0] not in defs
+                                                or check_variant(split_entry(w)[1]))]
         if bad:
             print(f"unknown tests or security listeners: {bad}", file=sys.stderr)
             return 2
         selected = [w for w in want if "@" in w] + [n for n in defs if n in want or (
             (n not in exclude or args.cluster) and any(n.startswith(w + "_") or n[:4] == w for w in want))]
+        if v215:  # its local (mock-cluster) variants never reach the broker
+            selected = [n for n in selected if n in V215_CANDIDATES or n in want]
     else:
         selected = allow
-    unlisted = [n for n in defs if n not in exclude and n not in allow]
+    unlisted = [n for n in (V215_CANDIDATES if v215 else defs) if n not in exclude and n not in allow]
 
     groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for entry in selected:
@@ -400,9 +449,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides = dict(BROKER_OVERRIDES)
         for entry in names:
             overrides.update(TEST_BROKER_OVERRIDES.get(split_entry(entry)[0], {}))
-        quick = not any(split_entry(entry)[0] in FULL_RUNS for entry in names)
+        # Quick mode (-Q) skips every SUB_TEST() that is not SUB_TEST_QUICK(): most of the 2.15.1
+        # consumer-group tests would then pass without running anything.
+        quick = not v215 and not any(split_entry(entry)[0] in FULL_RUNS for entry in names)
         rows, note, secs = run_group(args.build_dir, num, scenario, args.timeout, args.logs, overrides,
-                                     kafka_path, variant, quick, cluster=args.cluster)
+                                     kafka_path, variant, quick, cluster=args.cluster, suite=suite)
         for name in names:
             state, reason = rows.get(split_entry(name)[0], ("MISSING", ""))
             if state == "PASSED" and note:
@@ -416,13 +467,13 @@ def main(argv: list[str] | None = None) -> int:
     args.results.write_text(json.dumps(results, indent=1, sort_keys=True))
     passed = sorted(n for n, r in results.items() if r["state"] == "PASSED")
     failed_allowed = sorted(n for n in allow if n in results and results[n]["state"] != "PASSED")
-    print(f"\nlibrdkafka {LIBRDKAFKA_VERSION} vs kbroker{' (3-broker cluster)' if args.cluster else ''}: "
+    print(f"\nlibrdkafka {suite.version} vs kbroker{' (3-broker cluster)' if args.cluster else ''}: "
           f"{len(passed)}/{len(results)} passed; "
           f"allow list {len(allow)}, exclude list {len(exclude)}, unlisted {len(unlisted)}")
     if args.all or args.tests:
         newly = [n for n in passed if n not in allow]
         if newly:
-            print(f"passing but not in {(CLUSTER_ALLOW if args.cluster else ALLOW).name}: " + " ".join(newly))
+            print(f"passing but not in {(CLUSTER_ALLOW if args.cluster else suite.allow).name}: " + " ".join(newly))
     if failed_allowed:
         print("allowed tests that did not pass: " + " ".join(failed_allowed))
     print(f"{len(passed)} passed, {len(results) - len(passed)} failed")

@@ -89,6 +89,15 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("sasl.server.callback.handler.class", CLASS, None, "Custom server callback handler (Java classes cannot be loaded; refused when set).", (), RO),
     ConfigDef("connections.max.reauth.ms", LONG, 0, "Longest a SASL session lasts before the client must re-authenticate (KIP-368); 0 never expires.", (at_least(0),), RO),
     ConfigDef("connection.failed.authentication.delay.ms", INT, 100, "Delay before a connection whose authentication failed is closed.", (at_least(0),), RO),
+    # Kafka's Kerberos (GSSAPI) keys: kbroker has no Kerberos (GSSAPI is refused), so they have no
+    # effect, but they are Kafka's dynamic per-broker keys and admin tools set them (librdkafka's
+    # 0081_admin alters sasl.kerberos.min.time.before.relogin).
+    ConfigDef("sasl.kerberos.service.name", STR, None, "Kerberos principal name Kafka runs as (no effect: kbroker has no Kerberos).", (), PB),
+    ConfigDef("sasl.kerberos.kinit.cmd", STR, "/usr/bin/kinit", "Kerberos kinit command path (no effect: kbroker has no Kerberos).", (), PB),
+    ConfigDef("sasl.kerberos.ticket.renew.window.factor", DOUBLE, 0.8, "Share of a ticket's lifetime before it is renewed (no effect: kbroker has no Kerberos).", (), PB),
+    ConfigDef("sasl.kerberos.ticket.renew.jitter", DOUBLE, 0.05, "Random jitter added to the renewal time (no effect: kbroker has no Kerberos).", (), PB),
+    ConfigDef("sasl.kerberos.min.time.before.relogin", LONG, 60000, "Login thread sleep time between refresh attempts (no effect: kbroker has no Kerberos).", (), PB),
+    ConfigDef("sasl.kerberos.principal.to.local.rules", LIST, ["DEFAULT"], "Rules mapping principal names to short names (no effect: kbroker has no Kerberos).", (), PB),
     ConfigDef("sasl.server.max.receive.size", INT, 524288, "Largest frame, in bytes, a SASL listener reads from a client before it has authenticated; a larger one closes the connection.", (at_least(1),), RO),
     ConfigDef("principal.builder.class", CLASS, "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder", "Builds the principal of a connection; only Kafka's default builder is available.", (), RO),
     # --- authorization

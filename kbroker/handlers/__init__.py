@@ -34,6 +34,7 @@ MODULES = [
     "describe_configs",
     "alter_configs",
     "incremental_alter_configs",
+    "list_config_resources",
     "find_coordinator",
     "join_group",
     "sync_group",

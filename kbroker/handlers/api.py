@@ -22,6 +22,7 @@ from kbroker.codec import Request
 from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.groups import GroupCoordinator
+from kbroker.groups.group_configs import GroupConfigs
 from kbroker.log.partition_log import PartitionLog
 from kbroker.metadata.config_resources import ConfigScope
 from kbroker.metadata.manager import MetadataManager
@@ -91,6 +92,10 @@ class BrokerServices(Protocol):
     def log_manager(self) -> HostedLogs: ...
     @property
     def groups(self) -> GroupCoordinator: ...
+    @property
+    def group_configs(self) -> GroupConfigs:
+        """Per-group config overrides (the GROUP config resource)."""
+        ...
     @property
     def producer_ids(self) -> ProducerIdManager: ...
     @property

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from kbroker.codec.error_codes import ErrorCode
+from kbroker.groups.group_configs import GROUP
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.config_resources import BROKER, BROKER_LOGGER, TOPIC, check_broker_name
 from kbroker.metadata.errors import OK
@@ -82,7 +83,7 @@ def authorize_by_resource_type(ctx: RequestContext, operation: AclOperation,
 def config_resource_error(ctx: RequestContext, operation: AclOperation, config_type: int,
                           name: str) -> ErrorCode | None:
     """The error for a config resource (Describe/AlterConfigs) the principal may not
-    ``operation``: a broker or broker logger is the cluster's, a topic its own. None when
+    ``operation``: a broker or broker logger is the cluster's, a topic or group its own. None when
     allowed, or when the resource type is one the config code answers itself."""
     if ctx.broker.authorizer is None:
         return None
@@ -90,6 +91,8 @@ def config_resource_error(ctx: RequestContext, operation: AclOperation, config_t
         return None if cluster(ctx, operation) else ErrorCode.CLUSTER_AUTHORIZATION_FAILED
     if config_type == TOPIC:
         return None if ctx.authorize(operation, ResourceType.TOPIC, name) else ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    if config_type == GROUP:
+        return None if ctx.authorize(operation, ResourceType.GROUP, name) else ErrorCode.GROUP_AUTHORIZATION_FAILED
     return None
 
 

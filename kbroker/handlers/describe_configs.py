@@ -1,4 +1,4 @@
-"""DescribeConfigs (key 32): topic, broker and broker-logger configs with sources.
+"""DescribeConfigs (key 32): topic, broker, broker-logger and group configs with sources.
 
 Every config is reported, defaults included: clients (and tools like the Kafka UI)
 rely on seeing the full set, not just the overrides.
@@ -13,6 +13,7 @@ from typing import Any
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.config import ConfigEntry, ConfigSource, ConfigType, describe_topic_configs
+from kbroker.groups.group_configs import GROUP
 from kbroker.handlers import authz
 from kbroker.handlers.api import RequestContext
 from kbroker.metadata.config_resources import BROKER, BROKER_LOGGER, TOPIC, check_broker_name
@@ -69,6 +70,11 @@ def _describe(ctx: RequestContext, rtype: int, name: str) -> tuple[int, str | No
         if rtype == BROKER_LOGGER:
             return ErrorCode.NONE, None, _loggers()
         return ErrorCode.NONE, None, broker.config.describe()
+    if rtype == GROUP:
+        # As Kafka: any group name but the empty one, whether or not the group exists.
+        if name == "":
+            return ErrorCode.INVALID_REQUEST, "Group name must not be empty", []
+        return ErrorCode.NONE, None, ctx.broker.group_configs.describe(name)
     return ErrorCode.INVALID_REQUEST, f"Unsupported resource type {rtype}", []
 
 
