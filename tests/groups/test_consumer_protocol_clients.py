@@ -373,3 +373,38 @@ def test_offset_commit_and_fetch_v9_v10_check_member_epochs_and_name_topics_by_i
         assert wire.call(16, 5, {"states_filter": [], "types_filter": ["classic"]})["groups"] == []
     finally:
         wire.close()
+
+
+def test_a_group_config_set_by_an_admin_changes_the_heartbeat_interval(broker: BrokerThread) -> None:
+    """``consumer.heartbeat.interval.ms`` set on the GROUP resource reaches the group's members
+    at their next heartbeat; deleting it brings back the broker's value."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    def alter(value: str | None) -> None:
+        op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+        res = ConfigResource(ResourceType.GROUP, "hb", incremental_configs=[
+            ConfigEntry("consumer.heartbeat.interval.ms", value or "", incremental_operation=op)])
+        admin.incremental_alter_configs([res])[res].result(10)
+
+    wire = WireClient(broker.bootstrap)
+    try:
+        joined = wire.call(HEARTBEAT, 1, _join("hb", "m"))
+        assert joined["error_code"] == 0 and joined["heartbeat_interval_ms"] == 100  # the broker's
+        alter("1234")
+        again = wire.call(HEARTBEAT, 1, _join("hb", "m", member_epoch=joined["member_epoch"], topic_partitions=None,
+                                              subscribed_topic_names=None, rebalance_timeout_ms=-1))
+        assert again["error_code"] == 0 and again["heartbeat_interval_ms"] == 1234
+        alter(None)
+        back = wire.call(HEARTBEAT, 1, _join("hb", "m", member_epoch=again["member_epoch"], topic_partitions=None,
+                                             subscribed_topic_names=None, rebalance_timeout_ms=-1))
+        assert back["heartbeat_interval_ms"] == 100
+    finally:
+        wire.close()
