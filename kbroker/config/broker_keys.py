@@ -182,6 +182,16 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("group.initial.rebalance.delay.ms", INT, 3000, "Delay before the first rebalance of a new group.", (at_least(0),), RO),
     ConfigDef("group.min.session.timeout.ms", INT, 6000, "Smallest session timeout a consumer may ask for.", (), RO),
     ConfigDef("group.max.session.timeout.ms", INT, 1800000, "Largest session timeout a consumer may ask for.", (), RO),
+    # --- share groups (KIP-932)
+    ConfigDef("group.share.record.lock.duration.ms", INT, 30000, "How long a share consumer holds the records it fetched (the acquisition lock) before they are offered again.", (at_least(1000),), RO),
+    ConfigDef("group.share.delivery.count.limit", INT, 5, "Deliveries of a record to share consumers after which it is archived instead of offered again.", (at_least(2),), RO),
+    ConfigDef("group.share.session.timeout.ms", INT, 45000, "How long a share group member may go without heartbeating before it is removed.", (at_least(1),), RO),
+    ConfigDef("group.share.heartbeat.interval.ms", INT, 5000, "How often share group members are told to heartbeat.", (at_least(1),), RO),
+    ConfigDef("group.share.partition.max.record.locks", INT, 2000, "Most records in flight (acquired or awaiting the start offset) per share-partition.", (at_least(100),), RO),
+    ConfigDef("group.share.max.size", SHORT, 200, "Most members of one share group.", (at_least(1),), RO),
+    ConfigDef("share.coordinator.state.topic.num.partitions", INT, 50, "Partitions of __share_group_state.", (at_least(1),), RO),
+    ConfigDef("share.coordinator.state.topic.replication.factor", SHORT, 1, "Replication factor of __share_group_state (Kafka's default is 3).", (at_least(1),), RO),
+    ConfigDef("share.coordinator.state.topic.segment.bytes", INT, 104857600, "Segment size of __share_group_state, in bytes.", (at_least(1),), RO),
     # --- transactions
     ConfigDef("transaction.state.log.num.partitions", INT, 50, "Partitions of __transaction_state.", (at_least(1),), RO),
     ConfigDef("transaction.state.log.replication.factor", SHORT, 1, "Replication factor of __transaction_state (Kafka's default is 3).", (at_least(1),), RO),

@@ -23,7 +23,7 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -74,6 +74,16 @@ class _OwnedPartition:
     completions: list[tuple[int, bool]] = field(default_factory=list)
 
 
+class OtherGroupKind(Protocol):
+    """A group type served beside classic groups (share groups): what ListGroups and DeleteGroups ask of it."""
+
+    def listings(self) -> list[GroupListing]: ...
+
+    def has_group(self, group_id: str) -> bool: ...
+
+    async def delete(self, group_id: str) -> Errors: ...
+
+
 class GroupCoordinator:
     """Serves the groups this broker coordinates (all of them on a single broker)."""
 
@@ -94,6 +104,8 @@ class GroupCoordinator:
         self._stopped = False
         self.offsets = OffsetsCoordinator(self.manager, config, self.timers, check_active=self.check_active,
                                           touch_member=self._schedule_session, spawn=self._spawn)
+        #: Other group types (share groups, ...) that ListGroups and DeleteGroups include.
+        self.other_kinds: list[OtherGroupKind] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -749,7 +761,8 @@ class GroupCoordinator:
         if any(not owned.loaded for owned in self._owned.values()):
             raise GroupError(Errors.COORDINATOR_LOAD_IN_PROGRESS)  # as Kafka: the list would be partial
         return [GroupListing(g.group_id, g.protocol_type or "", g.state.value)
-                for g in self.manager.groups.values() if not g.is_in(S.DEAD)]
+                for g in self.manager.groups.values() if not g.is_in(S.DEAD)] + \
+            [listing for kind in self.other_kinds for listing in kind.listings()]
 
     async def delete_groups(self, group_ids: Sequence[str]) -> dict[str, Errors]:
         """Delete Empty groups with their offsets."""
@@ -764,7 +777,10 @@ class GroupCoordinator:
                 out[group_id] = e.code  # in a cluster: coordinated elsewhere, or loading
                 continue
             group = self.manager.get(group_id)
-            if group is None or group.is_in(S.DEAD):
+            other = next((k for k in self.other_kinds if k.has_group(group_id)), None)
+            if (group is None or group.is_in(S.DEAD)) and other is not None:
+                out[group_id] = await other.delete(group_id)
+            elif group is None or group.is_in(S.DEAD):
                 out[group_id] = Errors.GROUP_ID_NOT_FOUND
             elif not group.is_in(S.EMPTY):
                 out[group_id] = Errors.NON_EMPTY_GROUP
