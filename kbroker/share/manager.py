@@ -278,11 +278,10 @@ class SharePartitionManager:
         return changed
 
     def member_left(self, group_id: str, member_id: str) -> None:
-        """A member left the share group (or its session timed out): its session goes and its
-        acquired records are released."""
-        session = self.sessions.pop((group_id, member_id), None)
-        refs = list(session.partitions) if session is not None else []
-        refs += [(k[1], k[2]) for k in self.partitions if k[0] == group_id]
+        """A member left the share group (or its session timed out): its acquired records are
+        released. Its share session stays until closed (as Kafka, a leaving consumer may still
+        send its final acknowledgements)."""
+        refs = [(k[1], k[2]) for k in self.partitions if k[0] == group_id]
         for key in self._release(group_id, member_id, set(refs)):
             if self._tg is not None:
                 self._tg.start_soon(self._persist, key, self.partitions[key])
