@@ -255,11 +255,19 @@ class SharePartitionManager:
             old = self.sessions.pop(key, None)
             if old is not None:
                 self._release(group_id, member_id, old.partitions)
+            limit = max(int(self._config("group.share.max.share.sessions")), 1)
+            while len(self.sessions) >= limit:
+                # Full: the least recently used session goes (its client opens a new one when told
+                # SHARE_SESSION_NOT_FOUND); sessions of clients that vanished do not pile up.
+                (g, m), stale = next(iter(self.sessions.items()))
+                del self.sessions[(g, m)]
+                self._release(g, m, stale.partitions)
             session = self.sessions[key] = ShareSession(epoch=1)
             return session
-        session = self.sessions.get(key)
+        session = self.sessions.pop(key, None)
         if session is None:
             return ErrorCode.SHARE_SESSION_NOT_FOUND
+        self.sessions[key] = session  # most recently used last
         if epoch == FINAL_EPOCH:
             return session
         if epoch != session.epoch:
