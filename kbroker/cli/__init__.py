@@ -12,11 +12,23 @@ import sys
 from collections.abc import Sequence
 
 from kbroker import __version__
-from kbroker.cli import acls, cluster, consume, groups, produce, quotas, serve, topics, transactions, users
+from kbroker.cli import (
+    acls,
+    cluster,
+    consume,
+    groups,
+    produce,
+    quotas,
+    serve,
+    share_groups,
+    topics,
+    transactions,
+    users,
+)
 from kbroker.config import ConfigError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = (serve, topics, produce, consume, groups, transactions, acls, users, quotas, cluster)
+COMMANDS = (serve, topics, produce, consume, groups, share_groups, transactions, acls, users, quotas, cluster)
 
 #: Exit code for usage and configuration errors (as argparse uses).
 EXIT_USAGE = 2
