@@ -375,6 +375,9 @@ class SharePartitionManager:
             return ErrorCode.UNKNOWN_MEMBER_ID, None, {}
         if epoch == FINAL_EPOCH and fetch:
             return ErrorCode.INVALID_REQUEST, "a final ShareFetch must not fetch partitions", {}
+        if epoch == INITIAL_EPOCH and acks:
+            # As Kafka: nothing can be acquired before the session opens, so nothing to acknowledge.
+            return ErrorCode.INVALID_REQUEST, "acknowledgements in the ShareFetch opening a share session", {}
         session = self._session(group_id, member_id, epoch, acknowledge_only=False)
         if isinstance(session, ErrorCode):
             return session, None, {}

@@ -141,7 +141,9 @@ def test_share_sessions_and_acknowledgement_errors(broker: BrokerThread, wire: W
     assert bad.acknowledge_error_code == E.INVALID_RECORD_STATE
     bad = one_partition(share_fetch(wire, "g-s", "m1", 3, {key: [(0, 1, [1]), (1, 2, [1])]}))
     assert bad.acknowledge_error_code == E.INVALID_REQUEST
-    other = share_fetch(wire, "g-s", "m2", 0, {key: [(0, 0, [1])]})
+    assert share_fetch(wire, "g-s", "m2", 0, {key: [(0, 0, [1])]}).error_code == E.INVALID_REQUEST  # opening
+    assert share_fetch(wire, "g-s", "m2", 0, {}).error_code == 0
+    other = share_fetch(wire, "g-s", "m2", 1, {key: [(0, 0, [1])]})
     assert one_partition(other).acknowledge_error_code == E.INVALID_RECORD_STATE
     huge = [(i * 2, i * 2, [1]) for i in range(20_000)]
     resp = share_ack(wire, "g-s", "m1", 4, tid, 0, huge)
