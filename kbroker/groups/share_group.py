@@ -169,9 +169,9 @@ class ShareGroupCoordinator:
         self.on_member_removed: list[Callable[[str, str], None]] = []
         #: Told a deleted group's id (its share-partition states go).
         self.on_group_deleted: list[Callable[[str], Any]] = []
-        self._spawn: Callable[..., None] | None = None
+        self._spawn: Callable[..., Any] | None = None
 
-    def start(self, spawn: Callable[..., None]) -> None:
+    def start(self, spawn: Callable[..., Any]) -> None:
         """Run the timers through ``spawn`` (a task group's ``start_soon``)."""
         self._spawn = spawn
         spawn(self.timers.run)
@@ -265,8 +265,10 @@ class ShareGroupCoordinator:
             return await self._leave(group_id, member_id)
         group = self.groups.get(group_id)
         member = group.members.get(member_id) if group is not None else None
+        group_created = False
         if member_epoch == 0:
             if group is None:
+                group_created = True
                 group = self.groups[group_id] = ShareGroup(group_id)
             if member is None:
                 max_size = int(self._config("group.share.max.size"))
@@ -305,6 +307,8 @@ class ShareGroupCoordinator:
             if code != Errors.NONE:
                 if new_member:
                     group.members.pop(member_id, None)
+                if group_created:
+                    self.groups.pop(group_id, None)
                 raise ShareGroupError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         send = member_epoch == 0 or member.member_epoch != group.assignment_epoch
         member.member_epoch = group.assignment_epoch
@@ -404,7 +408,7 @@ class ShareGroupCoordinator:
         """Create an empty share group (AlterShareGroupOffsets of a group not seen yet)."""
         if group_id in self.groups:
             return Errors.NONE
-        group = self.groups[group_id] = ShareGroup(group_id)
+        self.groups[group_id] = ShareGroup(group_id)
         code: Errors = await self._append(group_id, [(rec.group_metadata_key(group_id), rec.group_metadata_value(0))])
         if code != Errors.NONE:
             self.groups.pop(group_id, None)

@@ -264,10 +264,10 @@ class SharePartitionManager:
                 self._release(g, m, stale.partitions)
             session = self.sessions[key] = ShareSession(epoch=1)
             return session
-        session = self.sessions.pop(key, None)
-        if session is None:
+        found = self.sessions.pop(key, None)
+        if found is None:
             return ErrorCode.SHARE_SESSION_NOT_FOUND
-        self.sessions[key] = session  # most recently used last
+        session = self.sessions[key] = found  # most recently used last
         if epoch == FINAL_EPOCH:
             return session
         if epoch != session.epoch:

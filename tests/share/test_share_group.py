@@ -88,3 +88,11 @@ def test_records_replay_after_restart_and_failed_writes() -> None:
     log.fail = True
     out = hb(c, "c", 0, ["t"])
     assert out["error_code"] == ErrorCode.COORDINATOR_NOT_AVAILABLE and "c" not in c.groups["g"].members
+
+
+def test_failed_write_of_a_new_group_leaves_no_group() -> None:
+    log = Log()
+    log.fail = True
+    c = make(log, ManualClock())
+    assert hb(c, "a", 0, ["t"])["error_code"] == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert c.groups == {} and c.listings() == []
