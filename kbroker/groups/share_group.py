@@ -160,7 +160,8 @@ class ShareGroupCoordinator:
         self._lookup = lookup
         self._topic_name = topic_name
         self._append = append
-        self._group_setting = group_setting
+        #: The group's config overrides (``share.*`` group configs); the broker's settings otherwise.
+        self.group_setting = group_setting
         self._partition_for = partition_for
         self._classic_exists = classic_group_exists
         self.timers = Scheduler(clock)
@@ -179,7 +180,7 @@ class ShareGroupCoordinator:
     # ------------------------------------------------------------------ settings
 
     def _ms(self, group_id: str, key: str) -> int:
-        override = self._group_setting(group_id, key)
+        override = self.group_setting(group_id, key)
         if override is not None:
             try:
                 return int(override)

@@ -26,9 +26,9 @@ from kbroker.clock import Clock
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition
 from kbroker.groups.timers import Scheduler
-from kbroker.records.batch import iter_headers
+from kbroker.records.batch import BatchHeader, iter_headers
 from kbroker.replica.notifier import PartitionNotifier
-from kbroker.replica.types import FetchParams, FetchResult, PartitionFetch
+from kbroker.replica.types import READ_COMMITTED, READ_UNCOMMITTED, FetchParams, FetchResult, PartitionFetch
 from kbroker.share.partition import (
     AcknowledgeError,
     AcquiredRange,
@@ -95,7 +95,8 @@ class SharePartitionManager:
         self._read = read
         self._log_offsets = log_offsets
         self._topic_name = topic_name
-        self._group_setting = group_setting
+        #: The group's config overrides (``share.*`` group configs); the broker's settings otherwise.
+        self.group_setting = group_setting
         self.partitions: dict[ShareKey, SharePartition] = {}
         self.sessions: dict[SessionKey, ShareSession] = {}
         self._stored: dict[ShareKey, StoredState] = {}
@@ -121,7 +122,7 @@ class SharePartitionManager:
 
     def _int(self, group_id: str, group_key: str | None, broker_key: str) -> int:
         if group_key is not None:
-            override = self._group_setting(group_id, group_key)
+            override = self.group_setting(group_id, group_key)
             if override is not None:
                 try:
                     return int(override)
@@ -157,7 +158,7 @@ class SharePartitionManager:
             return None
         log_start, high_watermark = offsets
         stored = self._stored.pop(key, None)
-        reset = (self._group_setting(group_id, "share.auto.offset.reset") or "latest").lower()
+        reset = (self.group_setting(group_id, "share.auto.offset.reset") or "latest").lower()
         start = log_start if reset == "earliest" else high_watermark
         sp = SharePartition(group_id, name, index, start, scheduler=self.timers,
                             settings=lambda: self.settings(group_id), on_change=self._lock_released)
@@ -430,7 +431,9 @@ class SharePartitionManager:
             parts.append((ref, sp))
         if not reads:
             return 0
-        results = await self._read(reads, FetchParams(max_wait_ms=0, min_bytes=0, max_bytes=max_bytes))
+        committed = (self.group_setting(group_id, "share.isolation.level") or "").lower() == "read_committed"
+        results = await self._read(reads, FetchParams(max_wait_ms=0, min_bytes=0, max_bytes=max_bytes,
+                                                      isolation_level=READ_COMMITTED if committed else READ_UNCOMMITTED))
         total = 0
         budget = max(max_records, 1)
         for (ref, sp), (_, result) in zip(parts, results, strict=True):
@@ -445,15 +448,17 @@ class SharePartitionManager:
             if not data or budget - total <= 0:
                 continue
             headers = [(pos, h) for pos, h in iter_headers(data)]
-            acquired = sp.acquire(member_id, [(h.base_offset, h.base_offset + h.last_offset_delta, h.is_control)
-                                              for _, h in headers], budget - total,
-                                  log_start_offset=result.log_start_offset)
+            skipped = _aborted_batches([h for _, h in headers], result.aborted_transactions or [])
+            acquired = sp.acquire(member_id, [(h.base_offset, h.base_offset + h.last_offset_delta,
+                                               h.is_control or i in skipped) for i, (_, h) in enumerate(headers)],
+                                  budget - total, log_start_offset=result.log_start_offset)
             if not acquired:
                 continue
             first, last = acquired[0].first_offset, acquired[-1].last_offset
             keep = bytearray()
-            for pos, h in headers:
-                if h.base_offset + h.last_offset_delta >= first and h.base_offset <= last and not h.is_control:
+            for i, (pos, h) in enumerate(headers):
+                if h.base_offset + h.last_offset_delta >= first and h.base_offset <= last and not h.is_control \
+                        and i not in skipped:
                     keep += data[pos:pos + h.size]
             answer.records += bytes(keep)
             answer.acquired += acquired
@@ -484,3 +489,22 @@ class SharePartitionManager:
                     if tails:
                         tg.start_soon(appended)
                     tg.start_soon(released)
+
+
+def _aborted_batches(headers: Sequence[BatchHeader], aborted: Sequence[tuple[int, int]]) -> set[int]:
+    """Indexes of the batches of aborted transactions (read_committed share groups archive them,
+    as Kafka does, instead of delivering them): a producer's transactional batches from an
+    aborted transaction's first offset up to that producer's next control marker."""
+    starts = sorted(aborted, key=lambda a: a[1])
+    open_aborted: set[int] = set()
+    out: set[int] = set()
+    k = 0
+    for i, h in enumerate(headers):
+        while k < len(starts) and starts[k][1] <= h.base_offset:
+            open_aborted.add(starts[k][0])
+            k += 1
+        if h.is_control:
+            open_aborted.discard(h.producer_id)
+        elif h.is_transactional and h.producer_id in open_aborted:
+            out.add(i)
+    return out

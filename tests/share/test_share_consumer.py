@@ -226,3 +226,31 @@ def test_restart_loses_no_acknowledgement_and_redelivers_in_flight(tmp_path: Pat
         assert _start_offset(b, "g-restart", "restart") == 6
     finally:
         b.stop()
+
+
+def test_read_committed_share_group_skips_aborted_transactions(broker: BrokerThread) -> None:
+    bs = broker.bootstrap
+    create_topic(broker, "txn-t", 1)
+    shares = broker.broker.shares
+    previous = shares.group_setting
+    shares.group_setting = lambda g, k: "read_committed" if (g, k) == ("g-rc", "share.isolation.level") \
+        else previous(g, k)
+    c = consumer(bs, "g-rc", "txn-t")
+    try:
+        initialized(broker, "g-rc", "txn-t", [c])
+        p = Producer({"bootstrap.servers": bs, "transactional.id": "share-txn"})
+        p.init_transactions(10)
+        p.begin_transaction()
+        p.produce("txn-t", value=b"aborted")
+        p.flush()
+        p.abort_transaction(10)
+        p.begin_transaction()
+        p.produce("txn-t", value=b"committed")
+        p.commit_transaction(10)
+        got = poll_until(c, lambda got: len(got) >= 1)
+        assert [m.value() for m in got] == [b"committed"]
+        assert poll_until(c, lambda got: False, timeout=1.0) == []
+    finally:
+        c.close()
+        shares.group_setting = previous
+    assert _start_offset(broker, "g-rc", "txn-t") == 4  # aborted record, two markers, committed record
