@@ -344,8 +344,12 @@ class Broker:
             metadata=self.metadata, append_records=self.replica_manager.append_records, logs=self.log_manager.get_log,
             clock=self.clock, default_partitions=lambda: int(self.config.get("share.coordinator.state.topic.num.partitions")),
             topic_configs=lambda: internal_topic_shape(self.config, SHARE_GROUP_STATE)[1])
+        def offset_for_time(tp: TopicPartition, timestamp: int) -> int:
+            return self.replica_manager.fetch_offset_for_timestamp(tp, timestamp).offset
+
         self.shares = SharePartitionManager(setting, self.clock, store, read=self.replica_manager.fetch,
-                                            log_offsets=log_offsets, topic_name=topic_name)
+                                            log_offsets=log_offsets, topic_name=topic_name,
+                                            offset_for_time=offset_for_time)
         self.share_groups.on_member_removed.append(self.shares.member_left)
         self.share_groups.on_group_deleted.append(self.shares.forget_group)
 

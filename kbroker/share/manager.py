@@ -15,6 +15,7 @@ that exists (SHARE_SESSION_NOT_FOUND).
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,18 @@ LogOffsets = Callable[[TopicPartition], tuple[int, int] | None]
 GroupSetting = Callable[[str, str], str | None]
 
 SessionKey = tuple[str, str]
+_DURATION = re.compile(r"p(?:(\d+)d)?(?:t(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d{1,9})?)s)?)?")
+
+
+def parse_duration_ms(text: str) -> int | None:
+    """An ISO-8601 duration as ``share.auto.offset.reset=by_duration:`` takes it (Java's
+    ``Duration.parse``: ``PnDTnHnMn.nS``), in milliseconds; None when it does not parse."""
+    m = _DURATION.fullmatch(text.strip().lower())
+    if m is None or text.strip().lower() in ("p", "pt") or text.strip().lower().endswith("t"):
+        return None
+    days, hours, minutes, seconds = (m.group(i) for i in range(1, 5))
+    total = (int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60) * 1000
+    return total + int(float(seconds or 0) * 1000)
 PartitionRef = tuple[uuid.UUID, int]
 
 
@@ -86,8 +99,11 @@ class SharePartitionManager:
 
     def __init__(self, config: Callable[[str], Any], clock: Clock, store: ShareStateStore, *,
                  read: ReadLogs, log_offsets: LogOffsets, topic_name: Callable[[uuid.UUID], str | None],
-                 group_setting: GroupSetting = lambda g, k: None) -> None:
-        """``config(key)`` reads a broker setting; ``topic_name`` resolves a topic id."""
+                 group_setting: GroupSetting = lambda g, k: None,
+                 offset_for_time: Callable[[TopicPartition, int], int] | None = None) -> None:
+        """``config(key)`` reads a broker setting; ``topic_name`` resolves a topic id;
+        ``offset_for_time`` finds a partition's first offset at or after a timestamp (-1: none)."""
+        self._offset_for_time = offset_for_time
         self._config = config
         self.clock = clock
         self.store = store
@@ -160,6 +176,11 @@ class SharePartitionManager:
         stored = self._stored.pop(key, None)
         reset = (self.group_setting(group_id, "share.auto.offset.reset") or "latest").lower()
         start = log_start if reset == "earliest" else high_watermark
+        if reset.startswith("by_duration:") and self._offset_for_time is not None:
+            duration = parse_duration_ms(reset[len("by_duration:"):])
+            if duration is not None:
+                found = self._offset_for_time(TopicPartition(name, index), self.clock.time_ms() - duration)
+                start = found if found >= 0 else high_watermark  # as Kafka: no record that recent: the end
         sp = SharePartition(group_id, name, index, start, scheduler=self.timers,
                             settings=lambda: self.settings(group_id), on_change=self._lock_released)
         if stored is not None:
