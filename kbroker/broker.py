@@ -350,7 +350,7 @@ class Broker:
         self.shares = SharePartitionManager(setting, self.clock, store, read=self.replica_manager.fetch,
                                             log_offsets=log_offsets, topic_name=topic_name,
                                             offset_for_time=offset_for_time)
-        self.share_groups.on_member_removed.append(self.shares.member_left)
+        self.share_groups.on_member_expired.append(self.shares.member_left)
         self.share_groups.on_group_deleted.append(self.shares.forget_group)
 
     def _transaction_topic_configs(self) -> dict[str, str]:

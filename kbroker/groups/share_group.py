@@ -166,8 +166,10 @@ class ShareGroupCoordinator:
         self._classic_exists = classic_group_exists
         self.timers = Scheduler(clock)
         self.groups: dict[str, ShareGroup] = {}
-        #: Told (group id, member id) when a member leaves or is expired (its records are released).
-        self.on_member_removed: list[Callable[[str, str], None]] = []
+        #: Told (group id, member id) when a member's session times out (its records are released).
+        #: A member leaving on its own closes its share session itself, with its last acknowledgements,
+        #: which may reach the broker after the leave: its records are not released on the leave.
+        self.on_member_expired: list[Callable[[str, str], None]] = []
         #: Told a deleted group's id (its share-partition states go).
         self.on_group_deleted: list[Callable[[str], Any]] = []
         self._spawn: Callable[..., Any] | None = None
@@ -357,8 +359,6 @@ class ShareGroupCoordinator:
             member.timer.cancel()
         records: list[KeyValue] = [(rec.member_metadata_key(group.group_id, member_id), None)]
         self._bump(group, self._topics_seen(group), records)
-        for cb in self.on_member_removed:
-            cb(group.group_id, member_id)
         return records
 
     def _schedule(self, group: ShareGroup, member: ShareMember) -> None:
@@ -375,6 +375,8 @@ class ShareGroupCoordinator:
             return
         log.info("share group %s: member %s timed out", group_id, member_id)
         records = self._remove(group, member_id)
+        for cb in self.on_member_expired:
+            cb(group_id, member_id)
         if self._spawn is not None:
             self._spawn(self._append, group_id, records)
 

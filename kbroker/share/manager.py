@@ -308,9 +308,9 @@ class SharePartitionManager:
         return changed
 
     def member_left(self, group_id: str, member_id: str) -> None:
-        """A member left the share group (or its session timed out): its acquired records are
-        released. Its share session stays until closed (as Kafka, a leaving consumer may still
-        send its final acknowledgements)."""
+        """A member's group session timed out: its acquired records are released now rather than
+        at their locks' expiry, and its share session goes."""
+        self.sessions.pop((group_id, member_id), None)
         refs = [(k[1], k[2]) for k in self.partitions if k[0] == group_id]
         for key in self._release(group_id, member_id, set(refs)):
             if self._tg is not None:

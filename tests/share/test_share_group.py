@@ -45,7 +45,7 @@ def test_session_timeout_removes_member_and_reassigns() -> None:
     clock, log = ManualClock(), Log()
     c = make(log, clock, {"share.session.timeout.ms": "10000"})
     removed: list[tuple[str, str]] = []
-    c.on_member_removed.append(lambda g, m: removed.append((g, m)))
+    c.on_member_expired.append(lambda g, m: removed.append((g, m)))
     a = hb(c, "a", 0, ["t"])
     assert a["error_code"] == 0 and a["heartbeat_interval_ms"] == 5000
     hb(c, "b", 0, ["t"])
