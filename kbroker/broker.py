@@ -351,6 +351,7 @@ class Broker:
                                             log_offsets=log_offsets, topic_name=topic_name,
                                             offset_for_time=offset_for_time)
         self.share_groups.on_member_expired.append(self.shares.member_left)
+        self.metadata.on_topic_deleted.append(lambda topic: self.shares.topic_deleted(topic.topic_id))
         self.share_groups.on_group_deleted.append(self.shares.forget_group)
 
     def _transaction_topic_configs(self) -> dict[str, str]:

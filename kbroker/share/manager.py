@@ -262,6 +262,20 @@ class SharePartitionManager:
                 code = written
         return code
 
+    def topic_deleted(self, topic_id: uuid.UUID) -> None:
+        """A topic was deleted: its share-partitions go, their states are tombstoned (in the background)."""
+        keys = [k for k in {*self.partitions, *self._stored} if k[1] == topic_id]
+        for key in keys:
+            sp = self.partitions.pop(key, None)
+            if sp is not None:
+                sp.reset(sp.start_offset)  # cancels its locks
+            self._stored.pop(key, None)
+            if self._tg is not None:
+                self._tg.start_soon(self.store.delete, key)
+        for session in self.sessions.values():
+            for ref in [r for r in session.partitions if r[0] == topic_id]:
+                del session.partitions[ref]
+
     async def forget_group(self, group_id: str) -> None:
         """The group was deleted: tombstone its share-partition states."""
         for key in self.group_deleted(group_id):

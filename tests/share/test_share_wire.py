@@ -234,3 +234,16 @@ def test_share_group_offsets_admin_and_delete_group(broker: BrokerThread, wire: 
     listed = wire.call(LIST_GROUPS, 5, {"states_filter": [], "types_filter": ["share"]})
     assert "g-adm" not in {g.group_id for g in listed.groups}
     assert wire.call(DELETE_OFFSETS, 0, {"group_id": "g-adm", "topics": []}).error_code == E.GROUP_ID_NOT_FOUND
+
+
+def test_deleting_a_topic_drops_its_share_partitions(broker: BrokerThread, wire: WireClient) -> None:
+    tid = create_topic(broker, "gone", 1)
+    share_fetch(wire, "g-gone", "m1", 0, {(tid, 0): []})
+    produce_one(wire, "gone", 0, batch([b"x"]))
+    assert one_partition(share_fetch(wire, "g-gone", "m1", 1, {}, max_wait_ms=1000)).acquired_records
+    md = broker.broker.metadata
+    (code, _), _ = broker.call(md.delete_topic, "gone")
+    assert code == 0
+    assert (("g-gone", tid, 0)) not in broker.broker.shares.partitions
+    resp = share_fetch(wire, "g-gone", "m1", 2, {(tid, 0): []})
+    assert one_partition(resp).error_code == E.UNKNOWN_TOPIC_ID
