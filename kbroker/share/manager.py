@@ -431,7 +431,8 @@ class SharePartitionManager:
             changed.update(self._release(group_id, member_id, session.partitions))
             await self._write(changed, answers)
             return ErrorCode.NONE, None, answers
-        refs = list(session.partitions)
+        # As Kafka: no bytes to fetch (MaxBytes 0) is an acknowledge-only request.
+        refs = list(session.partitions) if max_bytes > 0 else []
         for ref in refs:
             answers.setdefault(ref, PartitionAnswer())
         deadline = self.clock.monotonic() + max(max_wait_ms, 0) / 1000.0

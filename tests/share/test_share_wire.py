@@ -247,3 +247,14 @@ def test_deleting_a_topic_drops_its_share_partitions(broker: BrokerThread, wire:
     assert (("g-gone", tid, 0)) not in broker.broker.shares.partitions
     resp = share_fetch(wire, "g-gone", "m1", 2, {(tid, 0): []})
     assert one_partition(resp).error_code == E.UNKNOWN_TOPIC_ID
+
+
+def test_max_bytes_zero_acquires_nothing(broker: BrokerThread, wire: WireClient) -> None:
+    tid = create_topic(broker, "zero", 1)
+    share_fetch(wire, "g-zero", "m1", 0, {(tid, 0): []})
+    produce_one(wire, "zero", 0, batch([b"x"]))
+    resp = wire.call(FETCH, 1, {"group_id": "g-zero", "member_id": "m1", "share_session_epoch": 1,
+                                "max_wait_ms": 500, "min_bytes": 1, "max_bytes": 0, "max_records": 10,
+                                "batch_size": 10, "topics": [], "forgotten_topics_data": []})
+    assert resp.error_code == 0 and resp.responses == []
+    assert one_partition(share_fetch(wire, "g-zero", "m1", 2, {}, max_wait_ms=1000)).acquired_records
