@@ -97,7 +97,7 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
     code, message, answers = await broker.shares.fetch(
         group_id, body["member_id"] or "", body["share_session_epoch"], fetch=fetch, forget=forget, acks=acks,
         max_wait_ms=body["max_wait_ms"], min_bytes=body["min_bytes"], max_bytes=max_bytes,
-        max_records=body.get("max_records", 0) or 0x7FFFFFFF)
+        max_records=body["max_records"])
     if code != ErrorCode.NONE:
         return _top_error(code, message)
     answers.update(refused)

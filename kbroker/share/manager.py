@@ -431,8 +431,8 @@ class SharePartitionManager:
             changed.update(self._release(group_id, member_id, session.partitions))
             await self._write(changed, answers)
             return ErrorCode.NONE, None, answers
-        # As Kafka: no bytes to fetch (MaxBytes 0) is an acknowledge-only request.
-        refs = list(session.partitions) if max_bytes > 0 else []
+        # As Kafka: no bytes or records to fetch (MaxBytes or MaxRecords 0) is an acknowledge-only request.
+        refs = list(session.partitions) if max_bytes > 0 and max_records > 0 else []
         for ref in refs:
             answers.setdefault(ref, PartitionAnswer())
         deadline = self.clock.monotonic() + max(max_wait_ms, 0) / 1000.0

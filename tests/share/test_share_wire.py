@@ -257,4 +257,5 @@ def test_max_bytes_zero_acquires_nothing(broker: BrokerThread, wire: WireClient)
                                 "max_wait_ms": 500, "min_bytes": 1, "max_bytes": 0, "max_records": 10,
                                 "batch_size": 10, "topics": [], "forgotten_topics_data": []})
     assert resp.error_code == 0 and resp.responses == []
-    assert one_partition(share_fetch(wire, "g-zero", "m1", 2, {}, max_wait_ms=1000)).acquired_records
+    assert share_fetch(wire, "g-zero", "m1", 2, {}, max_records=0).responses == []
+    assert one_partition(share_fetch(wire, "g-zero", "m1", 3, {}, max_wait_ms=1000)).acquired_records
