@@ -10,10 +10,11 @@ import signal
 import socket
 import sys
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from anyio.abc import SocketListener, SocketStream, TaskGroup
@@ -120,6 +121,7 @@ class Broker:
                                            consumer_config=ConsumerGroupConfig.from_broker_config(self.config),
                                            topics=lambda: self.metadata.topics,
                                            group_setting=self.group_configs.get)
+            self._wire_share_groups()
             self.producer_ids = ProducerIdManager(self.log_dirs[0],
                                                   block_source=self._producer_id_block if self.clustered else None)
             txn_log = TopicTransactionLog(
@@ -325,6 +327,52 @@ class Broker:
         """The broker config in force now."""
         return self.configs.current
 
+    def _wire_share_groups(self) -> None:
+        """Share groups (KIP-932): membership in ``__consumer_offsets`` beside the other groups,
+        share-partition states in ``__share_group_state``."""
+        from kbroker.groups.share_group import ShareGroupCoordinator
+        from kbroker.metadata.validation import internal_topic_shape
+        from kbroker.share.manager import SharePartitionManager
+        from kbroker.share.state_store import SHARE_GROUP_STATE, TopicShareStateStore
+
+        def lookup(name: str) -> tuple[uuid.UUID, int] | None:
+            info = self.metadata.topic(name)
+            return None if info is None else (info.topic_id, len(info.partitions))
+
+        def topic_name(topic_id: uuid.UUID) -> str | None:
+            info = self.metadata.topic_by_id(topic_id)
+            return None if info is None else info.name
+
+        def log_offsets(tp: TopicPartition) -> tuple[int, int] | None:
+            info = self.metadata.partition(tp.topic, tp.partition)
+            plog = self.log_manager.get_log(tp.topic, tp.partition)
+            if info is None or info.leader != self.node_id or plog is None or plog.closed:
+                return None
+            return plog.log_start_offset, plog.high_watermark
+
+        def setting(key: str) -> Any:
+            return self.config.get(key)
+
+        self.share_groups = ShareGroupCoordinator(
+            self.clock, setting, lookup=lookup, topic_name=topic_name, append=self.groups.manager.append,
+            partition_for=self.groups.partition_for, group_setting=self.group_configs.get,
+            classic_group_exists=lambda g: self.groups.group_type(g) in ("classic", "consumer"))
+        self.groups.manager.add_replayer(self.share_groups)
+        self.groups.other_kinds.append(self.share_groups)
+        store = TopicShareStateStore(
+            metadata=self.metadata, append_records=self.replica_manager.append_records, logs=self.log_manager.get_log,
+            clock=self.clock, default_partitions=lambda: int(self.config.get("share.coordinator.state.topic.num.partitions")),
+            topic_configs=lambda: internal_topic_shape(self.config, SHARE_GROUP_STATE)[1])
+        def offset_for_time(tp: TopicPartition, timestamp: int) -> int:
+            return self.replica_manager.fetch_offset_for_timestamp(tp, timestamp).offset
+
+        self.shares = SharePartitionManager(setting, self.clock, store, read=self.replica_manager.fetch,
+                                            log_offsets=log_offsets, topic_name=topic_name,
+                                            offset_for_time=offset_for_time, group_setting=self.group_configs.get)
+        self.share_groups.on_member_expired.append(self.shares.member_left)
+        self.metadata.on_topic_deleted.append(lambda topic: self.shares.topic_deleted(topic.topic_id))
+        self.share_groups.on_group_deleted.append(self.shares.forget_group)
+
     def _transaction_topic_configs(self) -> dict[str, str]:
         from kbroker.metadata.validation import TRANSACTION_STATE, internal_topic_shape
 
@@ -381,6 +429,8 @@ class Broker:
             if join_error is None:
                 await self.groups.start(tg)
                 await self.transactions.start(tg)
+                self.share_groups.start(tg.start_soon)
+                await self.shares.start(tg)
                 try:
                     yield self
                 finally:

@@ -22,7 +22,7 @@ FLOORS: list[set[str]] = [
     {"kbroker.codec"},
     {"kbroker.log", "kbroker.client", "kbroker.security", "kbroker.etcd"},
     {"kbroker.metadata", "kbroker.txn"},
-    {"kbroker.replica", "kbroker.groups"},
+    {"kbroker.replica", "kbroker.groups", "kbroker.share"},
     {"kbroker.handlers"},
     {"kbroker.server"},
     {"kbroker.broker"},

@@ -21,6 +21,7 @@ from kbroker.cli import (
     produce,
     quotas,
     serve,
+    share_groups,
     topics,
     transactions,
     users,
@@ -28,7 +29,8 @@ from kbroker.cli import (
 from kbroker.config import ConfigError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = (serve, topics, produce, consume, groups, group_configs, transactions, acls, users, quotas, cluster)
+COMMANDS = (serve, topics, produce, consume, groups, group_configs, share_groups, transactions, acls, users, quotas,
+            cluster)
 
 #: Exit code for usage and configuration errors (as argparse uses).
 EXIT_USAGE = 2

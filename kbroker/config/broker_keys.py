@@ -200,6 +200,17 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("group.consumer.assignors", LIST, ["uniform", "range"], "Server-side assignors of consumer groups (uniform, range); the first is the default.", (non_empty, each_of("uniform", "range")), RO),
     ConfigDef("group.consumer.max.size", INT, 2147483647, "Most members a consumer group may have.", (at_least(1),), RO),
     ConfigDef("group.consumer.migration.policy", STR, "bidirectional", "Conversion between classic and consumer groups: bidirectional, upgrade, downgrade or disabled.", (one_of("bidirectional", "upgrade", "downgrade", "disabled"),), RO),
+    # --- share groups (KIP-932)
+    ConfigDef("group.share.record.lock.duration.ms", INT, 30000, "How long a share consumer holds the records it fetched (the acquisition lock) before they are offered again.", (at_least(1000),), RO),
+    ConfigDef("group.share.delivery.count.limit", INT, 5, "Deliveries of a record to share consumers after which it is archived instead of offered again.", (at_least(2),), RO),
+    ConfigDef("group.share.session.timeout.ms", INT, 45000, "How long a share group member may go without heartbeating before it is removed.", (at_least(1),), RO),
+    ConfigDef("group.share.heartbeat.interval.ms", INT, 5000, "How often share group members are told to heartbeat.", (at_least(1),), RO),
+    ConfigDef("group.share.partition.max.record.locks", INT, 2000, "Most records in flight (acquired or awaiting the start offset) per share-partition.", (at_least(100),), RO),
+    ConfigDef("group.share.max.share.sessions", INT, 2000, "Most share sessions kept at once; a new one then replaces the least recently used.", (at_least(1),), RO),
+    ConfigDef("group.share.max.size", SHORT, 200, "Most members of one share group.", (at_least(1),), RO),
+    ConfigDef("share.coordinator.state.topic.num.partitions", INT, 50, "Partitions of __share_group_state.", (at_least(1),), RO),
+    ConfigDef("share.coordinator.state.topic.replication.factor", SHORT, 1, "Replication factor of __share_group_state (Kafka's default is 3).", (at_least(1),), RO),
+    ConfigDef("share.coordinator.state.topic.segment.bytes", INT, 104857600, "Segment size of __share_group_state, in bytes.", (at_least(1),), RO),
     # --- transactions
     ConfigDef("transaction.state.log.num.partitions", INT, 50, "Partitions of __transaction_state.", (at_least(1),), RO),
     ConfigDef("transaction.state.log.replication.factor", SHORT, 1, "Replication factor of __transaction_state (Kafka's default is 3).", (at_least(1),), RO),

@@ -330,6 +330,8 @@ class ConsumerGroupCoordinator:
         self._check_active = check_active
         self._spawn = spawn
         self.group_setting = group_setting
+        #: Whether a group of another type (a share group) has this id: one namespace for all.
+        self.foreign_group: Callable[[str], bool] = lambda g: False
         self.groups: dict[str, ConsumerGroup] = {}
         #: A compiled regex per pattern (bounded by the distinct patterns of live members).
         self._compiled: dict[str, Any] = {}
@@ -551,6 +553,8 @@ class ConsumerGroupCoordinator:
         group = self.groups.get(req.group_id)
         if group is not None:
             return group, []
+        if self.foreign_group(req.group_id):
+            raise GroupError(Errors.GROUP_ID_NOT_FOUND, f"Group {req.group_id} is not a consumer group.")
         if req.member_epoch != 0:
             raise GroupError(Errors.GROUP_ID_NOT_FOUND, f"Group {req.group_id} not found.")
         records: list[KeyValue] = []

@@ -23,7 +23,7 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -75,6 +75,19 @@ class _OwnedPartition:
     completions: list[tuple[int, bool]] = field(default_factory=list)
 
 
+class OtherGroupKind(Protocol):
+    """A group type served beside classic groups (share groups): what ListGroups and DeleteGroups ask of it."""
+
+    #: Its ListGroups type, e.g. ``share``.
+    group_type: str
+
+    def listings(self) -> list[GroupListing]: ...
+
+    def has_group(self, group_id: str) -> bool: ...
+
+    async def delete(self, group_id: str) -> Errors: ...
+
+
 class GroupCoordinator:
     """Serves the groups this broker coordinates (all of them on a single broker)."""
 
@@ -105,6 +118,9 @@ class GroupCoordinator:
             check_active=self.check_active, spawn=self._spawn, group_setting=group_setting)
         self.manager.add_replayer(self.consumer)
         self.manager.subscribed_elsewhere = self.consumer.subscribed_topics
+        #: Other group types (share groups, ...) that ListGroups and DeleteGroups include.
+        self.other_kinds: list[OtherGroupKind] = []
+        self.consumer.foreign_group = self._foreign_group
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -293,6 +309,8 @@ class GroupCoordinator:
             return JoinGroupResult(Errors.INVALID_SESSION_TIMEOUT, req.member_id)
         req.protocols = unique_protocols(req.protocols)
         is_unknown = req.member_id == UNKNOWN_MEMBER_ID
+        if self._foreign_group(req.group_id):
+            return JoinGroupResult(Errors.INCONSISTENT_GROUP_PROTOCOL, req.member_id)  # a share group's id
         if self.consumer.has_group(req.group_id):
             # As Kafka: an empty consumer group becomes a classic one; joining a live one
             # as a classic member (a mixed group) is not supported here.
@@ -773,12 +791,21 @@ class GroupCoordinator:
         # A consumer group's committed offsets sit in a classic entry of the same id: listed once, by its kind.
         return [GroupListing(g.group_id, g.protocol_type or "", g.state.value)
                 for g in self.manager.groups.values()
-                if not g.is_in(S.DEAD) and not self.consumer.has_group(g.group_id)] + self.consumer.listings()
+                if not g.is_in(S.DEAD) and not self.consumer.has_group(g.group_id)] + self.consumer.listings() + \
+            [listing for kind in self.other_kinds for listing in kind.listings()]
+
+    def _foreign_group(self, group_id: str) -> bool:
+        """Whether ``group_id`` is a group of another kind (a share group)."""
+        return any(kind.has_group(group_id) for kind in self.other_kinds)
 
     def group_type(self, group_id: str) -> str | None:
-        """``classic`` or ``consumer`` for a group served here, None when there is none."""
+        """``classic``, ``consumer`` or another kind's type (``share``) for a group served here,
+        None when there is none: one namespace for every type, as in Kafka."""
         if self.consumer.has_group(group_id):
             return "consumer"
+        for kind in self.other_kinds:
+            if kind.has_group(group_id):
+                return kind.group_type
         group = self.manager.get(group_id)
         return None if group is None or group.is_in(S.DEAD) else "classic"
 
@@ -801,6 +828,9 @@ class GroupCoordinator:
                     group.transition_to(S.DEAD, self._now())
                     out[group_id] = await self.manager.delete_group(group)  # its offsets
                 log.info("deleted consumer group %s: %s", group_id, out[group_id].name)
+            elif (other := next((k for k in self.other_kinds if k.has_group(group_id)), None)) is not None \
+                    and (group is None or group.is_in(S.DEAD)):
+                out[group_id] = await other.delete(group_id)
             elif group is None or group.is_in(S.DEAD):
                 out[group_id] = Errors.GROUP_ID_NOT_FOUND
             elif not group.is_in(S.EMPTY):

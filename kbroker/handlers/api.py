@@ -23,6 +23,7 @@ from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigHolder
 from kbroker.groups import GroupCoordinator
 from kbroker.groups.group_configs import GroupConfigs
+from kbroker.groups.share_group import ShareGroupCoordinator
 from kbroker.log.partition_log import PartitionLog
 from kbroker.metadata.config_resources import ConfigScope
 from kbroker.metadata.manager import MetadataManager
@@ -30,6 +31,7 @@ from kbroker.replica.manager import ReplicaManager
 from kbroker.security.model import ANONYMOUS, AclOperation, Authorizer, ResourceType
 from kbroker.security.quotas import QuotaManager
 from kbroker.security.scram import CredentialStore
+from kbroker.share.manager import SharePartitionManager
 from kbroker.txn.coordinator import TransactionCoordinator
 from kbroker.txn.producer_ids import ProducerIdManager
 
@@ -95,6 +97,14 @@ class BrokerServices(Protocol):
     @property
     def group_configs(self) -> GroupConfigs:
         """Per-group config overrides (the GROUP config resource)."""
+        ...
+    @property
+    def share_groups(self) -> ShareGroupCoordinator:
+        """Share group membership (KIP-932)."""
+        ...
+    @property
+    def shares(self) -> SharePartitionManager:
+        """Share-partitions and share sessions (KIP-932)."""
         ...
     @property
     def producer_ids(self) -> ProducerIdManager: ...

@@ -49,6 +49,7 @@ from kbroker.metadata.store import TopicStoreAdapter
 from kbroker.metadata.topic_logs import OFF_LOOP_PARTITIONS, TopicLogs
 from kbroker.metadata.topic_names import (
     CONSUMER_OFFSETS,
+    SHARE_GROUP_STATE,
     TRANSACTION_STATE,
     collision_key,
     invalid_reason,
@@ -426,6 +427,7 @@ class MetadataManager:
         rf = 1
         if self.clustered:
             key = "offsets.topic.replication.factor" if name == CONSUMER_OFFSETS else \
+                "share.coordinator.state.topic.replication.factor" if name == SHARE_GROUP_STATE else \
                 "transaction.state.log.replication.factor"
             rf = int(self._config.current.get(key))
             live = len(self.live_broker_ids())

@@ -10,6 +10,7 @@ _LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
 #: Kafka's internal topics; clients hide these unless asked.
 CONSUMER_OFFSETS = "__consumer_offsets"
 TRANSACTION_STATE = "__transaction_state"
+SHARE_GROUP_STATE = "__share_group_state"
 
 
 def invalid_reason(name: str | None) -> str | None:
@@ -32,7 +33,7 @@ def collision_key(name: str) -> str:
     return name.replace(".", "_")
 
 
-INTERNAL_TOPICS = frozenset({CONSUMER_OFFSETS, TRANSACTION_STATE})
+INTERNAL_TOPICS = frozenset({CONSUMER_OFFSETS, TRANSACTION_STATE, SHARE_GROUP_STATE})
 
 
 def is_internal(name: str) -> bool:

@@ -15,7 +15,13 @@ from kbroker.config import BrokerConfig, ConfigError, ConfigHolder, validate_top
 from kbroker.metadata import errors as E
 from kbroker.metadata.log_config import log_config_for
 from kbroker.metadata.model import Assignments, TopicInfo
-from kbroker.metadata.topic_names import CONSUMER_OFFSETS, TRANSACTION_STATE, invalid_reason, is_internal
+from kbroker.metadata.topic_names import (
+    CONSUMER_OFFSETS,
+    SHARE_GROUP_STATE,
+    TRANSACTION_STATE,
+    invalid_reason,
+    is_internal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +174,10 @@ def internal_topic_shape(cfg: BrokerConfig, name: str) -> tuple[int, dict[str, s
             "segment.bytes": str(cfg.get("transaction.state.log.segment.bytes")),
             "unclean.leader.election.enable": "false",
             "min.insync.replicas": str(cfg.get("transaction.state.log.min.isr"))}
+    if name == SHARE_GROUP_STATE:  # as Kafka's ShareCoordinatorService
+        return int(cfg.get("share.coordinator.state.topic.num.partitions")), {
+            "cleanup.policy": "compact", "compression.type": "producer",
+            "segment.bytes": str(cfg.get("share.coordinator.state.topic.segment.bytes"))}
     return cfg.num_partitions, {}
 
 

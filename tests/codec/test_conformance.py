@@ -106,11 +106,17 @@ def test_schema_matches_official(path: Path) -> None:
     assert not mismatches, f"{name} disagrees with the official spec:\n  " + "\n  ".join(mismatches[:10])
 
 
+SHARE_APIS = ("ShareGroupHeartbeat", "ShareGroupDescribe", "ShareFetch", "ShareAcknowledge",
+              "DescribeShareGroupOffsets", "AlterShareGroupOffsets", "DeleteShareGroupOffsets")
+
+
 def test_every_schema_is_official_or_known_hand_written() -> None:
     official = {p.stem for p in OFFICIAL}
     hand_written = set(all_messages()) - official
     assert hand_written == {
-        f"{api}{kind}" for api in ("ConsumerGroupHeartbeat", "ConsumerGroupDescribe", "GetTelemetrySubscriptions")
+        f"{api}{kind}" for api in ("ConsumerGroupHeartbeat", "ConsumerGroupDescribe", "GetTelemetrySubscriptions",
+                                   # KIP-932, converted from Kafka 4.1's specs (kafka-python has none)
+                                   *SHARE_APIS)
         for kind in ("Request", "Response")
     }
 
