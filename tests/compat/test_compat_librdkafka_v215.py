@@ -39,7 +39,7 @@ NUMBERS = sorted(ALLOWED) or ["empty"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("LIBRDKAFKA_SUITE") != "1",
+@pytest.mark.skipif(os.environ.get("LIBRDKAFKA_SUITE") not in ("1", "all"),
                     reason="opt-in: set LIBRDKAFKA_SUITE=1 (runs librdkafka 2.15.1's listed tests)")
 @pytest.mark.parametrize("number", NUMBERS)
 def test_librdkafka_v215_allowed_tests_pass(number: str, tmp_path: Path) -> None:
