@@ -373,7 +373,10 @@ class SharePartitionManager:
     async def _write(self, changed: set[ShareKey], answers: dict[PartitionRef, PartitionAnswer]) -> None:
         """Persist the changed share-partitions before the answer goes out."""
         for key in sorted(changed, key=lambda k: (k[1].int, k[2])):
-            code = await self._persist(key, self.partitions[key])
+            sp = self.partitions.get(key)
+            if sp is None:
+                continue  # dropped while the request waited (topic or group deleted): its state is tombstoned
+            code = await self._persist(key, sp)
             answer = answers.get((key[1], key[2]))
             if code != ErrorCode.NONE and answer is not None and answer.ack_error_code == ErrorCode.NONE:
                 answer.ack_error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
@@ -467,9 +470,8 @@ class SharePartitionManager:
             parts.append((ref, sp))
         if not reads:
             return 0
-        committed = (self.group_setting(group_id, "share.isolation.level") or "").lower() == "read_committed"
         results = await self._read(reads, FetchParams(max_wait_ms=0, min_bytes=0, max_bytes=max_bytes,
-                                                      isolation_level=READ_COMMITTED if committed else READ_UNCOMMITTED))
+                                                      isolation_level=self._isolation(group_id)))
         total = 0
         budget = max(max_records, 1)
         for (ref, sp), (_, result) in zip(parts, results, strict=True):
@@ -503,6 +505,10 @@ class SharePartitionManager:
             changed.add((group_id, ref[0], ref[1]))
         return total
 
+    def _isolation(self, group_id: str) -> int:
+        committed = (self.group_setting(group_id, "share.isolation.level") or "").lower() == "read_committed"
+        return READ_COMMITTED if committed else READ_UNCOMMITTED
+
     async def _wait(self, group_id: str, refs: list[PartitionRef], remaining: float) -> None:
         """Sleep until an append to a watched partition, a lock released or ``remaining`` seconds pass."""
         keys = [(group_id, topic_id, index) for topic_id, index in refs]
@@ -515,7 +521,10 @@ class SharePartitionManager:
             with anyio.move_on_after(remaining):
                 async with anyio.create_task_group() as tg:
                     async def appended() -> None:
-                        await self._read(tails, FetchParams(max_wait_ms=int(remaining * 1000) + 1, min_bytes=1))
+                        # At the isolation level records are acquired at: a read_committed group
+                        # waits for the stable offset to move, not for an open transaction's records.
+                        await self._read(tails, FetchParams(max_wait_ms=int(remaining * 1000) + 1, min_bytes=1,
+                                                            isolation_level=self._isolation(group_id)))
                         tg.cancel_scope.cancel()
 
                     async def released() -> None:

@@ -1,0 +1,119 @@
+"""Share group APIs against hostile and racing clients on the raw wire: every request is
+answered (no exception reaches the listener), and the work per request stays bounded."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kbroker.codec.error_codes import ErrorCode as E
+from kbroker.testing import BrokerThread
+from tests.broker.replica_wire import WireClient, batch, create_topic, produce_one
+from tests.share.test_share_wire import FETCH, one_partition, share_ack, share_fetch
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerThread]:
+    b = BrokerThread(tmp_path_factory.mktemp("sharehostile"), {
+        "group.share.record.lock.duration.ms": "30000"}).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def wire(broker: BrokerThread) -> Iterator[WireClient]:
+    w = WireClient(broker.bootstrap)
+    yield w
+    w.close()
+
+
+def acquire(wire: WireClient, group: str, topic: str, tid: uuid.UUID, n: int = 3) -> Any:
+    assert share_fetch(wire, group, "m1", 0, {(tid, 0): []}).error_code == 0
+    produce_one(wire, topic, 0, batch([b"v%d" % i for i in range(n)]))
+    got = one_partition(share_fetch(wire, group, "m1", 1, {}, max_wait_ms=2000))
+    assert [(r.first_offset, r.last_offset) for r in got.acquired_records] == [(0, n - 1)]
+    return got
+
+
+def test_huge_and_malformed_acknowledgement_ranges_are_refused_cheaply(broker: BrokerThread, wire: WireClient) -> None:
+    tid = create_topic(broker, "h-range", 1)
+    acquire(wire, "g-range", "h-range", tid)
+    key = (tid, 0)
+    t0 = time.monotonic()
+    cases = [([(0, 2**62, [1])], E.INVALID_RECORD_STATE),
+             ([(2, 0, [1])], E.INVALID_REQUEST),
+             ([(0, 2, [1, 1])], E.INVALID_REQUEST),
+             ([(0, 2, [])], E.INVALID_REQUEST),
+             ([(0, 2, [9])], E.INVALID_REQUEST),
+             ([(0, 0, [1]), (0, 0, [1])], E.INVALID_REQUEST),
+             ([(-5, 1, [1])], E.INVALID_REQUEST)]
+    for epoch, (acks, code) in enumerate(cases, start=2):
+        part = one_partition(share_fetch(wire, "g-range", "m1", epoch, {key: acks}))
+        assert part.acknowledge_error_code == code, acks
+    assert time.monotonic() - t0 < 5
+    # Nothing was applied: the records are still acquired and can be accepted.
+    ok = share_ack(wire, "g-range", "m1", len(cases) + 2, tid, 0, [(0, 2, [1])])
+    assert one_partition(ok).error_code == 0
+    assert broker.broker.shares.start_offset("g-range", tid, 0) == 3
+
+
+def test_topic_deleted_while_an_acknowledging_fetch_waits(broker: BrokerThread, wire: WireClient) -> None:
+    tid = create_topic(broker, "h-gone", 1)
+    acquire(wire, "g-gone", "h-gone", tid)
+    cid = wire.send(FETCH, 1, {"group_id": "g-gone", "member_id": "m1", "share_session_epoch": 2,
+                               "max_wait_ms": 1500, "min_bytes": 1, "max_bytes": 1 << 20, "max_records": 10,
+                               "batch_size": 10, "forgotten_topics_data": [], "topics": [
+                                   {"topic_id": tid, "partitions": [{"partition_index": 0, "acknowledgement_batches": [
+                                       {"first_offset": 0, "last_offset": 2, "acknowledge_types": [1]}]}]}]})
+    time.sleep(0.4)
+    (code, _), _ = broker.call(broker.broker.metadata.delete_topic, "h-gone")
+    assert code == 0
+    resp = wire.receive(FETCH, 1, cid)
+    assert resp.error_code == 0, resp
+
+
+def test_read_committed_long_poll_over_an_open_transaction_does_not_spin(broker: BrokerThread,
+                                                                         wire: WireClient) -> None:
+    from confluent_kafka import Producer
+
+    tid = create_topic(broker, "h-txn", 1)
+    shares = broker.broker.shares
+    previous_setting, previous_read = shares.group_setting, shares._read
+    shares.group_setting = lambda g, k: "read_committed" if (g, k) == ("g-txn", "share.isolation.level") \
+        else previous_setting(g, k)
+    reads = 0
+
+    async def counting_read(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await previous_read(*args)
+
+    shares._read = counting_read
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "h-open-txn"})
+    try:
+        assert share_fetch(wire, "g-txn", "m1", 0, {(tid, 0): []}).error_code == 0
+        p.init_transactions(10)
+        p.begin_transaction()
+        p.produce("h-txn", value=b"pending")
+        p.flush(10)
+        reads = 0
+        resp = share_fetch(wire, "g-txn", "m1", 1, {}, max_wait_ms=1000)
+        assert resp.error_code == 0 and not any(pt.acquired_records for t in resp.responses for pt in t.partitions)
+        # One pass, one long poll, maybe one more pass at the deadline: not a read per event-loop turn.
+        assert reads <= 6, reads
+        # The commit wakes a waiting fetch.
+        t0 = time.monotonic()
+        cid = wire.send(FETCH, 1, {"group_id": "g-txn", "member_id": "m1", "share_session_epoch": 2,
+                                   "max_wait_ms": 8000, "min_bytes": 1, "max_bytes": 1 << 20, "max_records": 10,
+                                   "batch_size": 10, "topics": [], "forgotten_topics_data": []})
+        time.sleep(0.3)
+        p.commit_transaction(10)
+        got = one_partition(wire.receive(FETCH, 1, cid))
+        assert [(r.first_offset, r.last_offset) for r in got.acquired_records] == [(0, 0)]
+        assert time.monotonic() - t0 < 6
+    finally:
+        shares.group_setting, shares._read = previous_setting, previous_read
