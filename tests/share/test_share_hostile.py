@@ -117,3 +117,18 @@ def test_read_committed_long_poll_over_an_open_transaction_does_not_spin(broker:
         assert time.monotonic() - t0 < 6
     finally:
         shares.group_setting, shares._read = previous_setting, previous_read
+
+
+def test_a_partition_the_topic_does_not_have_is_unknown(broker: BrokerThread, wire: WireClient) -> None:
+    """As Kafka's ReplicaManager.getPartitionOrError: a partition missing from the metadata is
+    UNKNOWN_TOPIC_OR_PARTITION (NOT_LEADER_OR_FOLLOWER would send the client to refresh metadata
+    and retry forever), for the fetch and for acknowledgements."""
+    tid = create_topic(broker, "h-parts", 2)
+    for index in (2, 99, -1):
+        resp = share_fetch(wire, "g-parts", f"m{index}", 0, {(tid, index): []})
+        assert one_partition(resp).error_code == E.UNKNOWN_TOPIC_OR_PARTITION, (index, resp)
+        acked = share_fetch(wire, "g-parts", f"m{index}", 1, {(tid, index): [(0, 0, [1])]})
+        part = one_partition(acked)
+        assert (part.error_code, part.acknowledge_error_code) == (E.UNKNOWN_TOPIC_OR_PARTITION,) * 2
+        part = one_partition(share_ack(wire, "g-parts", f"m{index}", 2, tid, index, [(0, 0, [1])]))
+        assert part.error_code == E.UNKNOWN_TOPIC_OR_PARTITION
