@@ -13,7 +13,15 @@ import pytest
 from kbroker.codec.error_codes import ErrorCode as E
 from kbroker.testing import BrokerThread
 from tests.broker.replica_wire import WireClient, batch, create_topic, produce_one
-from tests.share.test_share_wire import FETCH, one_partition, share_ack, share_fetch
+from tests.share.test_share_wire import (
+    ALTER_OFFSETS,
+    DESCRIBE_OFFSETS,
+    FETCH,
+    LIST_GROUPS,
+    one_partition,
+    share_ack,
+    share_fetch,
+)
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +140,20 @@ def test_a_partition_the_topic_does_not_have_is_unknown(broker: BrokerThread, wi
         assert (part.error_code, part.acknowledge_error_code) == (E.UNKNOWN_TOPIC_OR_PARTITION,) * 2
         part = one_partition(share_ack(wire, "g-parts", f"m{index}", 2, tid, index, [(0, 0, [1])]))
         assert part.error_code == E.UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_share_offsets_admin_refuses_a_consumer_groups_id(broker: BrokerThread, wire: WireClient) -> None:
+    """One namespace: AlterShareGroupOffsets of a KIP-848 consumer group's id is GROUP_ID_NOT_FOUND
+    (as Kafka's "is not a share group"); it must not create a share group shadowing it."""
+    create_topic(broker, "h-ns", 1)
+    cgh = {"group_id": "h-cg", "member_id": "c1", "member_epoch": 0, "instance_id": None, "rack_id": None,
+           "rebalance_timeout_ms": 5000, "subscribed_topic_names": ["h-ns"], "subscribed_topic_regex": None,
+           "server_assignor": None, "topic_partitions": []}
+    assert wire.call(68, 1, cgh).error_code == 0
+    alter = wire.call(ALTER_OFFSETS, 0, {"group_id": "h-cg", "topics": [
+        {"topic_name": "h-ns", "partitions": [{"partition_index": 0, "start_offset": 0}]}]})
+    assert (alter.error_code, alter.error_message) == (E.GROUP_ID_NOT_FOUND, "Group h-cg is not a share group.")
+    listed = {g.group_id: g.group_type for g in wire.call(LIST_GROUPS, 5, {"states_filter": [], "types_filter": []}).groups}
+    assert listed["h-cg"] == "consumer"
+    assert wire.call(DESCRIBE_OFFSETS, 0, {"groups": [{"group_id": "h-cg", "topics": None}]}).groups[0].error_code \
+        == E.GROUP_ID_NOT_FOUND
