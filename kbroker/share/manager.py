@@ -118,21 +118,37 @@ class SharePartitionManager:
         self._stored: dict[ShareKey, StoredState] = {}
         self._changed = PartitionNotifier()
         self._tg: Any = None
+        #: Whether the stored states were read; requests before then wait (see :meth:`_until_loaded`).
+        self._loaded = False
+        self._loaded_event: anyio.Event | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def load(self) -> int:
         """Read the stored states back (at start); returns how many there are."""
         self._stored = self.store.load()
+        self._loaded = True
         return len(self._stored)
 
     async def start(self, tg: Any) -> None:
         """Load ``__share_group_state`` and run the lock timers."""
         self._tg = tg
         count = await anyio.to_thread.run_sync(self.load)
+        if self._loaded_event is not None:
+            self._loaded_event.set()
         if count:
             log.info("loaded the state of %d share-partitions from __share_group_state", count)
         tg.start_soon(self.timers.run)
+
+    async def _until_loaded(self) -> None:
+        """Wait until the stored states are read: the listeners answer before that, and a
+        share-partition created meanwhile would start at the reset offset (the records in flight
+        lost) and its first snapshot would replace the stored state."""
+        if self._loaded:
+            return
+        if self._loaded_event is None:
+            self._loaded_event = anyio.Event()
+        await self._loaded_event.wait()
 
     # ------------------------------------------------------------------ settings
 
@@ -239,6 +255,7 @@ class SharePartitionManager:
     async def alter_start(self, group_id: str, topic_id: uuid.UUID, index: int, offset: int) -> ErrorCode:
         """AlterShareGroupOffsets of one partition (the group has no members): start over at
         ``offset`` (clamped to the log), nothing in flight, a new state epoch."""
+        await self._until_loaded()
         sp = self.partition(group_id, topic_id, index)
         if sp is None:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -250,6 +267,7 @@ class SharePartitionManager:
 
     async def delete_topic(self, group_id: str, topic_id: uuid.UUID) -> ErrorCode:
         """DeleteShareGroupOffsets of one topic: its share-partitions' states go."""
+        await self._until_loaded()
         keys = [k for k in {*self.partitions, *self._stored} if k[0] == group_id and k[1] == topic_id]
         code = ErrorCode.NONE
         for key in keys:
@@ -386,6 +404,7 @@ class SharePartitionManager:
         """ShareAcknowledge: (request error, per-partition answers)."""
         if not member_id:
             return ErrorCode.UNKNOWN_MEMBER_ID, {}
+        await self._until_loaded()
         session = self._session(group_id, member_id, epoch, acknowledge_only=True)
         if isinstance(session, ErrorCode):
             return session, {}
@@ -417,6 +436,7 @@ class SharePartitionManager:
         if epoch == INITIAL_EPOCH and acks:
             # As Kafka: nothing can be acquired before the session opens, so nothing to acknowledge.
             return ErrorCode.INVALID_REQUEST, "acknowledgements in the ShareFetch opening a share session", {}
+        await self._until_loaded()
         session = self._session(group_id, member_id, epoch, acknowledge_only=False)
         if isinstance(session, ErrorCode):
             return session, None, {}

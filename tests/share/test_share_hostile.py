@@ -3,6 +3,7 @@ answered (no exception reaches the listener), and the work per request stays bou
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -157,3 +158,56 @@ def test_share_offsets_admin_refuses_a_consumer_groups_id(broker: BrokerThread, 
     assert listed["h-cg"] == "consumer"
     assert wire.call(DESCRIBE_OFFSETS, 0, {"groups": [{"group_id": "h-cg", "topics": None}]}).groups[0].error_code \
         == E.GROUP_ID_NOT_FOUND
+
+
+def test_a_fetch_during_the_state_load_does_not_start_the_partition_over(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a restart the listeners answer before ``__share_group_state`` is read: a ShareFetch
+    then must wait for the stored state, not create the share-partition at the reset offset
+    (losing the records in flight, and overwriting the stored state at its first write)."""
+    from kbroker.share.state_store import TopicShareStateStore
+
+    first = BrokerThread(tmp_path).start()
+    try:
+        tid = create_topic(first, "h-load", 1)
+        w = WireClient(first.bootstrap)
+        acquire(w, "g-load", "h-load", tid, n=4)
+        assert one_partition(share_ack(w, "g-load", "m1", 2, tid, 0, [(0, 1, [1])])).error_code == 0
+        w.close()
+        port = first.port
+    finally:
+        first.stop()
+    slow_load = TopicShareStateStore.load
+
+    def load(self: TopicShareStateStore) -> Any:
+        time.sleep(1.5)
+        return slow_load(self)
+
+    monkeypatch.setattr(TopicShareStateStore, "load", load)
+    second = BrokerThread(tmp_path, {"listeners": f"PLAINTEXT://127.0.0.1:{port}"})
+    starter = threading.Thread(target=second.start, kwargs={"timeout": 30})
+    starter.start()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                w = WireClient(f"127.0.0.1:{port}")
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        assert not second._started.is_set()  # asked while the state is loading
+        opened = share_fetch(w, "g-load", "m2", 0, {(tid, 0): []})
+        assert opened.error_code == 0
+        acquired = [(r.first_offset, r.last_offset, r.delivery_count)
+                    for t in opened.responses for p in t.partitions for r in p.acquired_records]
+        if not acquired:
+            again = share_fetch(w, "g-load", "m2", 1, {}, max_wait_ms=3000)
+            acquired = [(r.first_offset, r.last_offset, r.delivery_count)
+                        for t in again.responses for p in t.partitions for r in p.acquired_records]
+        # Only what was in flight comes back, delivered a second time; the accepted records do not.
+        assert acquired == [(2, 3, 2)]
+        w.close()
+    finally:
+        starter.join()
+        second.stop()
