@@ -29,7 +29,8 @@ async def handle(ctx: RequestContext) -> Mapping[str, Any]:
         broker.groups.check_active(group_id)
     except GroupError as e:
         return _error(e.code)
-    if broker.groups.manager.get(group_id) is not None:
+    if broker.groups.manager.get(group_id) is not None or broker.groups.group_type(group_id) == "consumer":
+        # One namespace: a classic or consumer group's id is not a share group's to create.
         return _error(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a share group.")
     share_groups = broker.share_groups
     group = share_groups.groups.get(group_id)

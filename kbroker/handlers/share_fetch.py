@@ -48,12 +48,25 @@ def leader_of(ctx: RequestContext, topic_id: uuid.UUID, index: int) -> dict[str,
     return {"leader_id": -1, "leader_epoch": -1}
 
 
+def _not_here(ctx: RequestContext, topic_id: uuid.UUID, index: int, code: int) -> int:
+    """A fetch error as Kafka's ``ReplicaManager.getPartitionOrError`` gives it: a partition the
+    metadata has but this broker does not lead is NOT_LEADER_OR_FOLLOWER, one the topic does not
+    have is UNKNOWN_TOPIC_OR_PARTITION (the client must not refresh metadata and retry it forever).
+    Acknowledgements of a share-partition not here stay UNKNOWN_TOPIC_OR_PARTITION, as Kafka's."""
+    if code not in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION):
+        return code
+    info = ctx.broker.metadata.topic_by_id(topic_id)
+    exists = info is not None and 0 <= index < len(info.partitions)
+    return ErrorCode.NOT_LEADER_OR_FOLLOWER if exists else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
 def grouped(ctx: RequestContext, answers: dict[PartitionRef, PartitionAnswer], fetch: bool) -> list[dict[str, Any]]:
     """Partition answers grouped by topic, in the order they came."""
     out: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for (topic_id, index), a in answers.items():
         if not a.listed:
             continue
+        a.error_code = _not_here(ctx, topic_id, index, a.error_code)
         entry: dict[str, Any] = {"partition_index": index, "error_code": a.error_code,
                                  "error_message": a.error_message, "current_leader": leader_of(ctx, topic_id, index)}
         if fetch:

@@ -118,21 +118,37 @@ class SharePartitionManager:
         self._stored: dict[ShareKey, StoredState] = {}
         self._changed = PartitionNotifier()
         self._tg: Any = None
+        #: Whether the stored states were read; requests before then wait (see :meth:`_until_loaded`).
+        self._loaded = False
+        self._loaded_event: anyio.Event | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def load(self) -> int:
         """Read the stored states back (at start); returns how many there are."""
         self._stored = self.store.load()
+        self._loaded = True
         return len(self._stored)
 
     async def start(self, tg: Any) -> None:
         """Load ``__share_group_state`` and run the lock timers."""
         self._tg = tg
         count = await anyio.to_thread.run_sync(self.load)
+        if self._loaded_event is not None:
+            self._loaded_event.set()
         if count:
             log.info("loaded the state of %d share-partitions from __share_group_state", count)
         tg.start_soon(self.timers.run)
+
+    async def _until_loaded(self) -> None:
+        """Wait until the stored states are read: the listeners answer before that, and a
+        share-partition created meanwhile would start at the reset offset (the records in flight
+        lost) and its first snapshot would replace the stored state."""
+        if self._loaded:
+            return
+        if self._loaded_event is None:
+            self._loaded_event = anyio.Event()
+        await self._loaded_event.wait()
 
     # ------------------------------------------------------------------ settings
 
@@ -239,6 +255,7 @@ class SharePartitionManager:
     async def alter_start(self, group_id: str, topic_id: uuid.UUID, index: int, offset: int) -> ErrorCode:
         """AlterShareGroupOffsets of one partition (the group has no members): start over at
         ``offset`` (clamped to the log), nothing in flight, a new state epoch."""
+        await self._until_loaded()
         sp = self.partition(group_id, topic_id, index)
         if sp is None:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -250,6 +267,7 @@ class SharePartitionManager:
 
     async def delete_topic(self, group_id: str, topic_id: uuid.UUID) -> ErrorCode:
         """DeleteShareGroupOffsets of one topic: its share-partitions' states go."""
+        await self._until_loaded()
         keys = [k for k in {*self.partitions, *self._stored} if k[0] == group_id and k[1] == topic_id]
         code = ErrorCode.NONE
         for key in keys:
@@ -373,7 +391,10 @@ class SharePartitionManager:
     async def _write(self, changed: set[ShareKey], answers: dict[PartitionRef, PartitionAnswer]) -> None:
         """Persist the changed share-partitions before the answer goes out."""
         for key in sorted(changed, key=lambda k: (k[1].int, k[2])):
-            code = await self._persist(key, self.partitions[key])
+            sp = self.partitions.get(key)
+            if sp is None:
+                continue  # dropped while the request waited (topic or group deleted): its state is tombstoned
+            code = await self._persist(key, sp)
             answer = answers.get((key[1], key[2]))
             if code != ErrorCode.NONE and answer is not None and answer.ack_error_code == ErrorCode.NONE:
                 answer.ack_error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
@@ -383,6 +404,7 @@ class SharePartitionManager:
         """ShareAcknowledge: (request error, per-partition answers)."""
         if not member_id:
             return ErrorCode.UNKNOWN_MEMBER_ID, {}
+        await self._until_loaded()
         session = self._session(group_id, member_id, epoch, acknowledge_only=True)
         if isinstance(session, ErrorCode):
             return session, {}
@@ -414,6 +436,7 @@ class SharePartitionManager:
         if epoch == INITIAL_EPOCH and acks:
             # As Kafka: nothing can be acquired before the session opens, so nothing to acknowledge.
             return ErrorCode.INVALID_REQUEST, "acknowledgements in the ShareFetch opening a share session", {}
+        await self._until_loaded()
         session = self._session(group_id, member_id, epoch, acknowledge_only=False)
         if isinstance(session, ErrorCode):
             return session, None, {}
@@ -467,9 +490,8 @@ class SharePartitionManager:
             parts.append((ref, sp))
         if not reads:
             return 0
-        committed = (self.group_setting(group_id, "share.isolation.level") or "").lower() == "read_committed"
         results = await self._read(reads, FetchParams(max_wait_ms=0, min_bytes=0, max_bytes=max_bytes,
-                                                      isolation_level=READ_COMMITTED if committed else READ_UNCOMMITTED))
+                                                      isolation_level=self._isolation(group_id)))
         total = 0
         budget = max(max_records, 1)
         for (ref, sp), (_, result) in zip(parts, results, strict=True):
@@ -503,6 +525,10 @@ class SharePartitionManager:
             changed.add((group_id, ref[0], ref[1]))
         return total
 
+    def _isolation(self, group_id: str) -> int:
+        committed = (self.group_setting(group_id, "share.isolation.level") or "").lower() == "read_committed"
+        return READ_COMMITTED if committed else READ_UNCOMMITTED
+
     async def _wait(self, group_id: str, refs: list[PartitionRef], remaining: float) -> None:
         """Sleep until an append to a watched partition, a lock released or ``remaining`` seconds pass."""
         keys = [(group_id, topic_id, index) for topic_id, index in refs]
@@ -515,7 +541,10 @@ class SharePartitionManager:
             with anyio.move_on_after(remaining):
                 async with anyio.create_task_group() as tg:
                     async def appended() -> None:
-                        await self._read(tails, FetchParams(max_wait_ms=int(remaining * 1000) + 1, min_bytes=1))
+                        # At the isolation level records are acquired at: a read_committed group
+                        # waits for the stable offset to move, not for an open transaction's records.
+                        await self._read(tails, FetchParams(max_wait_ms=int(remaining * 1000) + 1, min_bytes=1,
+                                                            isolation_level=self._isolation(group_id)))
                         tg.cancel_scope.cancel()
 
                     async def released() -> None:
