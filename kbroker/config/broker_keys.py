@@ -199,7 +199,7 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("group.consumer.max.heartbeat.interval.ms", INT, 15000, "Largest heartbeat interval a consumer group may be given.", (at_least(1),), RO),
     ConfigDef("group.consumer.assignors", LIST, ["uniform", "range"], "Server-side assignors of consumer groups (uniform, range); the first is the default.", (non_empty, each_of("uniform", "range")), RO),
     ConfigDef("group.consumer.max.size", INT, 2147483647, "Most members a consumer group may have.", (at_least(1),), RO),
-    ConfigDef("group.consumer.migration.policy", STR, "bidirectional", "Conversion between classic and consumer groups: bidirectional, upgrade, downgrade or disabled.", (one_of("bidirectional", "upgrade", "downgrade", "disabled"),), RO),
+    ConfigDef("group.consumer.migration.policy", STR, "disabled", "Online conversion of a group with members between the classic and consumer protocols. kbroker converts only empty groups (at their next join, as Kafka does whatever the policy), so only disabled is accepted; Kafka's default is bidirectional.", (one_of("disabled"),), RO),
     # --- share groups (KIP-932)
     ConfigDef("group.share.record.lock.duration.ms", INT, 30000, "How long a share consumer holds the records it fetched (the acquisition lock) before they are offered again.", (at_least(1000),), RO),
     ConfigDef("group.share.delivery.count.limit", INT, 5, "Deliveries of a record to share consumers after which it is archived instead of offered again.", (at_least(2),), RO),

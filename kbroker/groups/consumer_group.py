@@ -88,7 +88,7 @@ class ConsumerGroupConfig:
     heartbeat_interval_ms: int = 5000
     assignors: tuple[str, ...] = ("uniform", "range")
     max_size: int = 2**31 - 1
-    migration_policy: str = "bidirectional"
+    migration_policy: str = "disabled"
     min_session_timeout_ms: int = 45000
     max_session_timeout_ms: int = 60000
     min_heartbeat_interval_ms: int = 5000
@@ -112,7 +112,7 @@ class ConsumerGroupConfig:
             heartbeat_interval_ms=int(get("group.consumer.heartbeat.interval.ms", 5000)),
             assignors=tuple(a for a in assignors if a in ASSIGNORS) or ("uniform",),
             max_size=int(get("group.consumer.max.size", 2**31 - 1)),
-            migration_policy=str(get("group.consumer.migration.policy", "bidirectional")).lower(),
+            migration_policy=str(get("group.consumer.migration.policy", "disabled")).lower(),
             min_session_timeout_ms=int(get("group.consumer.min.session.timeout.ms", 45000)),
             max_session_timeout_ms=int(get("group.consumer.max.session.timeout.ms", 60000)),
             min_heartbeat_interval_ms=int(get("group.consumer.min.heartbeat.interval.ms", 5000)),

@@ -430,3 +430,14 @@ async def test_an_empty_consumer_group_without_offsets_is_removed_at_the_retenti
         await c.hb("b", 1, group="live")
     async with consumer_groups(log, long_sessions) as c2:
         assert sorted(c2.cg.groups) == ["kept", "live"]  # the tombstones were written
+
+
+@pytest.mark.parametrize("policy", ["bidirectional", "upgrade", "downgrade"])
+def test_a_migration_policy_the_broker_does_not_follow_is_refused(policy: str) -> None:
+    """Only empty groups change protocol here (as Kafka does whatever the policy); a policy
+    that would convert a group with members online is refused rather than accepted without effect."""
+    from kbroker.config import BrokerConfig, ConfigError
+
+    with pytest.raises(ConfigError, match="group.consumer.migration.policy"):
+        BrokerConfig({"group.consumer.migration.policy": policy})
+    assert BrokerConfig({}).get("group.consumer.migration.policy") == "disabled"
