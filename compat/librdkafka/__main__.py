@@ -82,6 +82,9 @@ SUITES = {
     "2.15": Suite("2.15.1", "4.2.0", HERE / "tests.v2.15.allow", HERE / "tests.v2.15.exclude",
                   (("TEST_CONSUMER_GROUP_PROTOCOL", "consumer"),)),
 }
+#: Broker settings librdkafka's own 4.2+ test clusters add (tests/cluster_testing.py): share
+#: tests set a group's share.record.lock.duration.ms to a few seconds.
+SUITE_BROKER_OVERRIDES = {"2.15": {"group.share.min.record.lock.duration.ms": "1000"}}
 
 #: Broker settings for the suite: librdkafka's own test clusters (tests/scenarios/*.json)
 #: auto-create topics with 4 partitions, and many tests produce to partitions 1..3. They run
@@ -446,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tests/java not compiled ({why}): tests that run its Java clients will fail", file=sys.stderr)
     results: dict[str, dict[str, object]] = {}
     for (num, scenario, variant), names in sorted(groups.items()):
-        overrides = dict(BROKER_OVERRIDES)
+        overrides = dict(BROKER_OVERRIDES) | SUITE_BROKER_OVERRIDES.get(args.suite, {})
         for entry in names:
             overrides.update(TEST_BROKER_OVERRIDES.get(split_entry(entry)[0], {}))
         # Quick mode (-Q) skips every SUB_TEST() that is not SUB_TEST_QUICK(): most of the 2.15.1

@@ -202,6 +202,8 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("group.consumer.migration.policy", STR, "disabled", "Online conversion of a group with members between the classic and consumer protocols. kbroker converts only empty groups (at their next join, as Kafka does whatever the policy), so only disabled is accepted; Kafka's default is bidirectional.", (one_of("disabled"),), RO),
     # --- share groups (KIP-932)
     ConfigDef("group.share.record.lock.duration.ms", INT, 30000, "How long a share consumer holds the records it fetched (the acquisition lock) before they are offered again.", (at_least(1000),), RO),
+    ConfigDef("group.share.min.record.lock.duration.ms", INT, 15000, "Smallest share.record.lock.duration.ms a share group may be given.", (at_least(1000),), RO),
+    ConfigDef("group.share.max.record.lock.duration.ms", INT, 60000, "Largest share.record.lock.duration.ms a share group may be given.", (at_least(1000),), RO),
     ConfigDef("group.share.delivery.count.limit", INT, 5, "Deliveries of a record to share consumers after which it is archived instead of offered again.", (at_least(2),), RO),
     ConfigDef("group.share.session.timeout.ms", INT, 45000, "How long a share group member may go without heartbeating before it is removed.", (at_least(1),), RO),
     ConfigDef("group.share.heartbeat.interval.ms", INT, 5000, "How often share group members are told to heartbeat.", (at_least(1),), RO),

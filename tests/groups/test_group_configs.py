@@ -170,3 +170,13 @@ def test_a_lost_race_is_retried_a_few_times(losses: int, expected: int) -> None:
 
     assert anyio.run(go) == expected
     assert store.saved == ([{"share.isolation.level": "read_committed"}] if expected == ErrorCode.NONE else [])
+
+
+def test_the_brokers_lock_duration_bounds_apply() -> None:
+    """group.share.min/max.record.lock.duration.ms are broker settings that bound the group config
+    (librdkafka's share tests run with a minimum of 1000 ms and set 3000)."""
+    low = BrokerConfig({"group.share.min.record.lock.duration.ms": "1000"})
+    assert validate({"share.record.lock.duration.ms": "3000"}, low) is None
+    assert validate({"share.record.lock.duration.ms": "3000"}, BrokerConfig({})) is not None
+    high = BrokerConfig({"group.share.max.record.lock.duration.ms": "90000"})
+    assert validate({"share.record.lock.duration.ms": "90000"}, high) is None
