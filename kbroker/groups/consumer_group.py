@@ -764,10 +764,19 @@ class ConsumerGroupCoordinator:
             group.regex_refreshed_ms = now
             return records
         group.regex_refreshed_ms = now
+        # A name matches a pattern or not once and for all: a regex already resolved is
+        # matched against the names new since then alone, and a new regex against all. Each
+        # match may take REGEX_BUDGET_S, so matching every member's regex again on each
+        # join or topic change would cost the event loop that much per member.
+        added = names - group.regex_topics
         group.regex_topics = names
         for rx in sorted(wanted):
-            matched = self._match(rx, names)
-            if group.resolved_regexes.get(rx) != matched:
+            before = group.resolved_regexes.get(rx)
+            if before is None:
+                matched = self._match(rx, names)
+            else:
+                matched = (before & names) | (self._match(rx, added) if added else frozenset())
+            if before != matched:
                 group.resolved_regexes[rx] = matched
                 group.subscribed_names = None
                 records.append((R.key(R.REGULAR_EXPRESSION, group.group_id, rx),

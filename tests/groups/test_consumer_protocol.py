@@ -430,3 +430,29 @@ async def test_an_empty_consumer_group_without_offsets_is_removed_at_the_retenti
         await c.hb("b", 1, group="live")
     async with consumer_groups(log, long_sessions) as c2:
         assert sorted(c2.cg.groups) == ["kept", "live"]  # the tombstones were written
+
+
+async def test_a_joining_regex_is_matched_alone_not_every_members_again() -> None:
+    # Each regex may take up to REGEX_BUDGET_S of the event loop (a slow pattern from a
+    # client); matching every member's regex again on each join made a join cost that many
+    # times over as the group grew.
+    async with consumer_groups(config=ConsumerGroupConfig(max_size=100)) as c:
+        evaluated: list[str] = []
+        match = c.cg._match
+
+        def counting(pattern: str, names: Any) -> frozenset[str]:
+            evaluated.append(pattern)
+            return match(pattern, names)
+
+        c.cg._match = counting  # type: ignore[method-assign]
+        for i in range(20):
+            assert (await c.hb(f"m{i}", 0, subscribed_topic_regex=f"t1|x{i}")).error == Errors.NONE
+        assert sorted(evaluated) == sorted(f"t1|x{i}" for i in range(20))
+        evaluated.clear()
+        # A topic created later: the existing regexes are matched against it alone.
+        c.topics["x3"] = topic("x3", T2, 1)
+        await c.h.advance(REGEX_REFRESH_MS)
+        r = await c.hb("m3", c.cg.groups["g"].members["m3"].member_epoch)
+        assert r.error == Errors.NONE and len(evaluated) == 20
+        assert c.cg.groups["g"].resolved_regexes["t1|x3"] == {"t1", "x3"}
+        assert c.cg.groups["g"].resolved_regexes["t1|x4"] == {"t1"}
