@@ -603,10 +603,18 @@ class ConsumerGroupCoordinator:
                 member.member_epoch = member.previous_member_epoch = 0
                 member.state = STABLE
         else:
+            if req.instance_id is not None:
+                # As Kafka: a static member is found by its instance id; one held by another
+                # member id now fences this one (a replaced instance must stop).
+                holder = group.static_members.get(req.instance_id)
+                if holder is None:
+                    raise GroupError(Errors.UNKNOWN_MEMBER_ID, f"Instance id {req.instance_id} is unknown.")
+                if holder != req.member_id:
+                    raise GroupError(Errors.FENCED_INSTANCE_ID,
+                                     f"Static member {req.member_id} with instance id {req.instance_id} was fenced "
+                                     f"by member {holder}.")
             if member is None:
                 raise GroupError(Errors.UNKNOWN_MEMBER_ID, f"Member {req.member_id} is not a member of group {gid}.")
-            if req.instance_id is not None and member.instance_id != req.instance_id:
-                raise GroupError(Errors.FENCED_INSTANCE_ID)
             self._check_epoch(member, req.member_epoch, owned)
         assert member is not None
         before_meta = member.metadata_value()

@@ -456,3 +456,20 @@ async def test_a_joining_regex_is_matched_alone_not_every_members_again() -> Non
         assert r.error == Errors.NONE and len(evaluated) == 20
         assert c.cg.groups["g"].resolved_regexes["t1|x3"] == {"t1", "x3"}
         assert c.cg.groups["g"].resolved_regexes["t1|x4"] == {"t1"}
+
+
+async def test_a_replaced_static_member_is_fenced_by_its_instance_id() -> None:
+    # As Kafka's getOrMaybeSubscribeStaticConsumerGroupMember: a heartbeat naming an instance
+    # id is looked up by it; the instance now held by another member id is FENCED_INSTANCE_ID
+    # (fatal for the old client, a duplicate of the instance), an instance no member holds
+    # UNKNOWN_MEMBER_ID.
+    async with consumer_groups() as c:
+        s1 = await c.hb("s1", 0, instance_id="inst")
+        await c.cg.heartbeat(HeartbeatRequest("g", "s1", -2, instance_id="inst"))
+        assert (await c.hb("s2", 0, instance_id="inst")).error == Errors.NONE
+        zombie = await c.hb("s1", s1.member_epoch, instance_id="inst", owned={T1: list(range(6))})
+        assert zombie.error == Errors.FENCED_INSTANCE_ID
+        d = await c.hb("d", 0)
+        stranger = await c.hb("d", d.member_epoch, instance_id="other", owned={})
+        assert stranger.error == Errors.UNKNOWN_MEMBER_ID
+        assert (await c.hb("s2", 1, instance_id="inst", owned={T1: list(range(6))})).error == Errors.NONE
