@@ -53,6 +53,9 @@ REGEX_BUDGET_S = 0.05
 REGEX_REFRESH_MS = 1000
 #: Longest member id accepted from a client (v1 clients generate theirs).
 MAX_MEMBER_ID_LENGTH = 256
+#: Most bytes of topic names one member may subscribe to: its metadata record must fit one
+#: ``__consumer_offsets`` batch (message.max.bytes, 1 MB by default) beside the group's others.
+MAX_SUBSCRIBED_NAMES_BYTES = 512 * 1024
 
 #: topic id -> partitions.
 Partitions = dict[uuid.UUID, frozenset[int]]
@@ -510,6 +513,13 @@ class ConsumerGroupCoordinator:
                              f"{', '.join(self.config.assignors)}.")
         if req.subscribed_topic_regex is not None:
             self._compile(req.subscribed_topic_regex)
+        if req.subscribed_topic_names is not None and \
+                sum(len(n.encode()) + 2 for n in set(req.subscribed_topic_names)) > MAX_SUBSCRIBED_NAMES_BYTES:
+            # Kafka's write would fail (UNKNOWN_SERVER_ERROR) and its state be reverted; the
+            # state here is changed before the write, so the request is refused beforehand.
+            raise GroupError(Errors.UNKNOWN_SERVER_ERROR,
+                             f"SubscribedTopicNames take over {MAX_SUBSCRIBED_NAMES_BYTES} bytes: the member's "
+                             f"record would be too large.")
 
     def _compile(self, pattern: str) -> Any:
         """The compiled ``pattern``; INVALID_REGULAR_EXPRESSION for a bad or oversized one."""

@@ -413,3 +413,21 @@ def test_a_group_config_set_by_an_admin_changes_the_heartbeat_interval(broker: B
         assert back["heartbeat_interval_ms"] == 100
     finally:
         wire.close()
+
+
+def test_a_subscription_too_large_to_store_changes_nothing(broker: BrokerThread) -> None:
+    # The member's record would not fit a __consumer_offsets batch (message.max.bytes): the
+    # write fails, and the group must be as before (as Kafka, which reverts its state),
+    # not hold a member its client was told did not join.
+    create(broker.bootstrap, "big", 2)
+    wire = WireClient(broker.bootstrap, timeout=30)
+    try:
+        names = ["big"] + [f"{i:0240d}" for i in range(6000)]
+        refused = wire.call(HEARTBEAT, 1, _join("gb", "a", subscribed_topic_names=names))
+        assert refused["error_code"] == ErrorCode.UNKNOWN_SERVER_ERROR
+        assert broker.broker.groups.consumer.get("gb") is None
+        ok = wire.call(HEARTBEAT, 1, _join("gb", "b", subscribed_topic_names=["big"]))
+        assert (ok["error_code"], ok["member_epoch"]) == (0, 1)
+        assert [t["partitions"] for t in ok["assignment"]["topic_partitions"]] == [[0, 1]]
+    finally:
+        wire.close()
