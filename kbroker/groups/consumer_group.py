@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from kbroker.clock import Clock
 from kbroker.groups import consumer_records as R
 from kbroker.groups.assignors import ASSIGNORS, MemberSpec
@@ -340,6 +342,32 @@ class ConsumerGroupCoordinator:
         self._compiled: dict[str, Any] = {}
         self._stopped = False
         self._cleanup_interval_ms = 0
+        #: ``__consumer_offsets`` partition -> the last write queued for it: the records reach
+        #: the log in the order they were made (the tombstones of a member fenced by a timer,
+        #: written by a spawned task, must not land after the records of its rejoin).
+        self._last_write: dict[int, anyio.Event] = {}
+
+    def _reserve(self, group_id: str) -> tuple[anyio.Event | None, anyio.Event]:
+        """Take the next turn to write to ``group_id``'s partition; call when the records are made."""
+        partition = self.manager.partition_for(group_id)
+        done = anyio.Event()
+        previous = self._last_write.get(partition)
+        self._last_write[partition] = done
+        return previous, done
+
+    async def _append(self, group_id: str, records: list[KeyValue],
+                      turn: tuple[anyio.Event | None, anyio.Event]) -> Errors:
+        """Append ``records`` once the writes queued before them (``turn``) are done."""
+        previous, done = turn
+        try:
+            if previous is not None:
+                await previous.wait()
+            return await self.manager.append(group_id, records)
+        finally:
+            done.set()
+            partition = self.manager.partition_for(group_id)
+            if self._last_write.get(partition) is done:
+                del self._last_write[partition]
 
     # ------------------------------------------------------------------ cleanup
 
@@ -363,7 +391,8 @@ class ConsumerGroupCoordinator:
             log.info("empty consumer group %s has no offsets left and is removed", group.group_id)
             self._drop(group)
             if self._spawn is not None:
-                self._spawn(self._write, group.group_id, self._group_tombstones(group))
+                self._spawn(self._write, group.group_id, self._group_tombstones(group),
+                            self._reserve(group.group_id))
         self.timers.call_later(self._cleanup_interval_ms, self._on_cleanup)
 
     # ------------------------------------------------------------------ settings
@@ -419,7 +448,7 @@ class ConsumerGroupCoordinator:
         if group.members:
             return Errors.NON_EMPTY_GROUP
         self._drop(group)
-        return await self.manager.append(group_id, self._group_tombstones(group))
+        return await self._append(group_id, self._group_tombstones(group), self._reserve(group_id))
 
     def _drop(self, group: ConsumerGroup) -> None:
         for m in group.members.values():
@@ -554,7 +583,7 @@ class ConsumerGroupCoordinator:
         except GroupError as e:
             return HeartbeatResult(e.code, str(e) if str(e) != e.code.name else None)
         if records:
-            error = await self.manager.append(req.group_id, records)
+            error = await self._append(req.group_id, records, self._reserve(req.group_id))
             if error != Errors.NONE:
                 return HeartbeatResult(error)
         return result
@@ -959,10 +988,11 @@ class ConsumerGroupCoordinator:
         log.info("member %s of consumer group %s is fenced: %s", member.member_id, group.group_id, reason)
         records = self._remove_member(group, member)
         if self._spawn is not None:
-            self._spawn(self._write, group.group_id, records)
+            self._spawn(self._write, group.group_id, records, self._reserve(group.group_id))
 
-    async def _write(self, group_id: str, records: list[KeyValue]) -> None:
-        error = await self.manager.append(group_id, records)
+    async def _write(self, group_id: str, records: list[KeyValue],
+                     turn: tuple[anyio.Event | None, anyio.Event]) -> None:
+        error = await self._append(group_id, records, turn)
         if error != Errors.NONE:
             log.warning("writing records of consumer group %s failed: %s", group_id, error.name)
 

@@ -490,3 +490,23 @@ def test_uniform_a_newcomer_to_a_large_homogeneous_group_costs_little() -> None:
     assert _all(out) == [(T1, p) for p in range(n_partitions)]
     assert len(out["new"][T1]) == 9 and sum(len(current[m][T1] - out[m][T1]) for m in current) == 9
     assert took < 0.5, took
+
+
+async def test_a_fenced_members_records_reach_the_log_before_its_rejoin() -> None:
+    # A session timeout fences the member and writes its tombstones from a spawned task; a
+    # rejoin served before that task runs wrote its records first, so the log ended with
+    # the member removed while the group in memory held it (and a lower group epoch).
+    async with consumer_groups() as c:
+        await c.hb("a", 0)
+        c.h.clock.advance(10_001)
+        assert c.cg.timers.run_due() == 1  # as the scheduler's task does; the write is spawned
+        again = await c.hb("a", 0)
+        await c.h.settle()
+        group = c.cg.groups["g"]
+        assert again.error == Errors.NONE and list(group.members) == ["a"]
+        replayed = ConsumerGroupCoordinator(c.cg.manager, c.cg.timers, c.cg.clock, c.cg.config, c.cg.topics)
+        partition = c.cg.manager.partition_for("g")
+        replayed.install(partition, c.cg.manager.read_partition(partition).extra)
+        again_group = replayed.groups["g"]
+        assert (list(again_group.members), again_group.group_epoch) == (["a"], group.group_epoch)
+        replayed.shutdown()
