@@ -69,7 +69,8 @@ class UniformAssignor:
         subscribers = {t: [m for m in order if t in members[m].subscribed] for t in topics}
         # 2. Homogeneous subscriptions: the loads are known in advance; members over their
         # share give back their highest partitions first.
-        if order and all(members[m].subscribed == members[order[0]].subscribed for m in order):
+        homogeneous = bool(order) and all(members[m].subscribed == members[order[0]].subscribed for m in order)
+        if homogeneous:
             total = sum(n for t, n in topics.items() if subscribers[t])
             base, extra = divmod(total, len(order))
             by_load = sorted(order, key=lambda m: (-len(owned[m]), m))
@@ -91,7 +92,9 @@ class UniformAssignor:
                     taken.add((t, p))
         # 4. Heterogeneous subscriptions: move partitions from a member to a subscriber of
         # theirs at least two lighter until none can move (bounded: each move lowers the spread).
-        for _ in range(sum(topics.values()) * max(len(order), 1)):
+        # Homogeneous ones are balanced already by 2 and 3 (loads within one of each other),
+        # and the pass costs partitions x members, for nothing, on every join or leave.
+        for _ in range(0 if homogeneous else sum(topics.values()) * max(len(order), 1)):
             moved = False
             for m in sorted(order, key=lambda s: (-len(owned[s]), s)):
                 for tp in sorted(owned[m], reverse=True):

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from kbroker.clock import Clock
 from kbroker.groups import consumer_records as R
 from kbroker.groups.assignors import ASSIGNORS, MemberSpec
@@ -53,6 +55,9 @@ REGEX_BUDGET_S = 0.05
 REGEX_REFRESH_MS = 1000
 #: Longest member id accepted from a client (v1 clients generate theirs).
 MAX_MEMBER_ID_LENGTH = 256
+#: Most bytes of topic names one member may subscribe to: its metadata record must fit one
+#: ``__consumer_offsets`` batch (message.max.bytes, 1 MB by default) beside the group's others.
+MAX_SUBSCRIBED_NAMES_BYTES = 512 * 1024
 
 #: topic id -> partitions.
 Partitions = dict[uuid.UUID, frozenset[int]]
@@ -337,6 +342,32 @@ class ConsumerGroupCoordinator:
         self._compiled: dict[str, Any] = {}
         self._stopped = False
         self._cleanup_interval_ms = 0
+        #: ``__consumer_offsets`` partition -> the last write queued for it: the records reach
+        #: the log in the order they were made (the tombstones of a member fenced by a timer,
+        #: written by a spawned task, must not land after the records of its rejoin).
+        self._last_write: dict[int, anyio.Event] = {}
+
+    def _reserve(self, group_id: str) -> tuple[anyio.Event | None, anyio.Event]:
+        """Take the next turn to write to ``group_id``'s partition; call when the records are made."""
+        partition = self.manager.partition_for(group_id)
+        done = anyio.Event()
+        previous = self._last_write.get(partition)
+        self._last_write[partition] = done
+        return previous, done
+
+    async def _append(self, group_id: str, records: list[KeyValue],
+                      turn: tuple[anyio.Event | None, anyio.Event]) -> Errors:
+        """Append ``records`` once the writes queued before them (``turn``) are done."""
+        previous, done = turn
+        try:
+            if previous is not None:
+                await previous.wait()
+            return await self.manager.append(group_id, records)
+        finally:
+            done.set()
+            partition = self.manager.partition_for(group_id)
+            if self._last_write.get(partition) is done:
+                del self._last_write[partition]
 
     # ------------------------------------------------------------------ cleanup
 
@@ -360,7 +391,8 @@ class ConsumerGroupCoordinator:
             log.info("empty consumer group %s has no offsets left and is removed", group.group_id)
             self._drop(group)
             if self._spawn is not None:
-                self._spawn(self._write, group.group_id, self._group_tombstones(group))
+                self._spawn(self._write, group.group_id, self._group_tombstones(group),
+                            self._reserve(group.group_id))
         self.timers.call_later(self._cleanup_interval_ms, self._on_cleanup)
 
     # ------------------------------------------------------------------ settings
@@ -416,7 +448,7 @@ class ConsumerGroupCoordinator:
         if group.members:
             return Errors.NON_EMPTY_GROUP
         self._drop(group)
-        return await self.manager.append(group_id, self._group_tombstones(group))
+        return await self._append(group_id, self._group_tombstones(group), self._reserve(group_id))
 
     def _drop(self, group: ConsumerGroup) -> None:
         for m in group.members.values():
@@ -510,6 +542,13 @@ class ConsumerGroupCoordinator:
                              f"{', '.join(self.config.assignors)}.")
         if req.subscribed_topic_regex is not None:
             self._compile(req.subscribed_topic_regex)
+        if req.subscribed_topic_names is not None and \
+                sum(len(n.encode()) + 2 for n in set(req.subscribed_topic_names)) > MAX_SUBSCRIBED_NAMES_BYTES:
+            # Kafka's write would fail (UNKNOWN_SERVER_ERROR) and its state be reverted; the
+            # state here is changed before the write, so the request is refused beforehand.
+            raise GroupError(Errors.UNKNOWN_SERVER_ERROR,
+                             f"SubscribedTopicNames take over {MAX_SUBSCRIBED_NAMES_BYTES} bytes: the member's "
+                             f"record would be too large.")
 
     def _compile(self, pattern: str) -> Any:
         """The compiled ``pattern``; INVALID_REGULAR_EXPRESSION for a bad or oversized one."""
@@ -544,7 +583,7 @@ class ConsumerGroupCoordinator:
         except GroupError as e:
             return HeartbeatResult(e.code, str(e) if str(e) != e.code.name else None)
         if records:
-            error = await self.manager.append(req.group_id, records)
+            error = await self._append(req.group_id, records, self._reserve(req.group_id))
             if error != Errors.NONE:
                 return HeartbeatResult(error)
         return result
@@ -603,10 +642,18 @@ class ConsumerGroupCoordinator:
                 member.member_epoch = member.previous_member_epoch = 0
                 member.state = STABLE
         else:
+            if req.instance_id is not None:
+                # As Kafka: a static member is found by its instance id; one held by another
+                # member id now fences this one (a replaced instance must stop).
+                holder = group.static_members.get(req.instance_id)
+                if holder is None:
+                    raise GroupError(Errors.UNKNOWN_MEMBER_ID, f"Instance id {req.instance_id} is unknown.")
+                if holder != req.member_id:
+                    raise GroupError(Errors.FENCED_INSTANCE_ID,
+                                     f"Static member {req.member_id} with instance id {req.instance_id} was fenced "
+                                     f"by member {holder}.")
             if member is None:
                 raise GroupError(Errors.UNKNOWN_MEMBER_ID, f"Member {req.member_id} is not a member of group {gid}.")
-            if req.instance_id is not None and member.instance_id != req.instance_id:
-                raise GroupError(Errors.FENCED_INSTANCE_ID)
             self._check_epoch(member, req.member_epoch, owned)
         assert member is not None
         before_meta = member.metadata_value()
@@ -764,10 +811,19 @@ class ConsumerGroupCoordinator:
             group.regex_refreshed_ms = now
             return records
         group.regex_refreshed_ms = now
+        # A name matches a pattern or not once and for all: a regex already resolved is
+        # matched against the names new since then alone, and a new regex against all. Each
+        # match may take REGEX_BUDGET_S, so matching every member's regex again on each
+        # join or topic change would cost the event loop that much per member.
+        added = names - group.regex_topics
         group.regex_topics = names
         for rx in sorted(wanted):
-            matched = self._match(rx, names)
-            if group.resolved_regexes.get(rx) != matched:
+            before = group.resolved_regexes.get(rx)
+            if before is None:
+                matched = self._match(rx, names)
+            else:
+                matched = (before & names) | (self._match(rx, added) if added else frozenset())
+            if before != matched:
                 group.resolved_regexes[rx] = matched
                 group.subscribed_names = None
                 records.append((R.key(R.REGULAR_EXPRESSION, group.group_id, rx),
@@ -932,10 +988,11 @@ class ConsumerGroupCoordinator:
         log.info("member %s of consumer group %s is fenced: %s", member.member_id, group.group_id, reason)
         records = self._remove_member(group, member)
         if self._spawn is not None:
-            self._spawn(self._write, group.group_id, records)
+            self._spawn(self._write, group.group_id, records, self._reserve(group.group_id))
 
-    async def _write(self, group_id: str, records: list[KeyValue]) -> None:
-        error = await self.manager.append(group_id, records)
+    async def _write(self, group_id: str, records: list[KeyValue],
+                     turn: tuple[anyio.Event | None, anyio.Event]) -> None:
+        error = await self._append(group_id, records, turn)
         if error != Errors.NONE:
             log.warning("writing records of consumer group %s failed: %s", group_id, error.name)
 

@@ -44,6 +44,7 @@ GROUP = 32
 GROUP_CONFIG_FILE = "kbroker-group-configs.json"
 _FORMAT_VERSION = 1
 _INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
+_LONG_MIN, _LONG_MAX = -(2 ** 63), 2 ** 63 - 1
 
 
 
@@ -128,7 +129,15 @@ def _duration_ms(text: str) -> int | None:
     if m is None or (m.group(2) is None and m.group(3) is None) or m.group(3) == "T" \
             or (m.group(3) is not None and not any(m.group(i) for i in (4, 5, 6))):
         return None
+    # As Java's: each number a long, and each product and sum in seconds too (a numeric
+    # overflow does not parse). Length first: int() refuses over 4300 digits with ValueError.
+    if any(len(m.group(i) or "") > 20 for i in (2, 4, 5, 6)):
+        return None
     days, hours, minutes, seconds = (int(m.group(i) or 0) for i in (2, 4, 5, 6))
+    parts = (days * 86400, hours * 3600, minutes * 60, seconds)
+    if any(not _LONG_MIN <= n <= _LONG_MAX for n in (days, hours, minutes, *parts)) \
+            or not _LONG_MIN <= sum(parts) <= _LONG_MAX:
+        return None
     fraction = int((m.group(7) or "").ljust(9, "0")[:9] or 0)
     frac_ns = -fraction if (m.group(6) or "").startswith("-") else fraction
     total_ns = (((days * 24 + hours) * 60 + minutes) * 60 + seconds) * 1_000_000_000 + frac_ns

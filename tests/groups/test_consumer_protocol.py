@@ -3,6 +3,7 @@ errors, timers, records and their replay."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -441,3 +442,82 @@ def test_a_migration_policy_the_broker_does_not_follow_is_refused(policy: str) -
     with pytest.raises(ConfigError, match="group.consumer.migration.policy"):
         BrokerConfig({"group.consumer.migration.policy": policy})
     assert BrokerConfig({}).get("group.consumer.migration.policy") == "disabled"
+
+
+async def test_a_joining_regex_is_matched_alone_not_every_members_again() -> None:
+    # Each regex may take up to REGEX_BUDGET_S of the event loop (a slow pattern from a
+    # client); matching every member's regex again on each join made a join cost that many
+    # times over as the group grew.
+    async with consumer_groups(config=ConsumerGroupConfig(max_size=100)) as c:
+        evaluated: list[str] = []
+        match = c.cg._match
+
+        def counting(pattern: str, names: Any) -> frozenset[str]:
+            evaluated.append(pattern)
+            return match(pattern, names)
+
+        c.cg._match = counting  # type: ignore[method-assign]
+        for i in range(20):
+            assert (await c.hb(f"m{i}", 0, subscribed_topic_regex=f"t1|x{i}")).error == Errors.NONE
+        assert sorted(evaluated) == sorted(f"t1|x{i}" for i in range(20))
+        evaluated.clear()
+        # A topic created later: the existing regexes are matched against it alone.
+        c.topics["x3"] = topic("x3", T2, 1)
+        await c.h.advance(REGEX_REFRESH_MS)
+        r = await c.hb("m3", c.cg.groups["g"].members["m3"].member_epoch)
+        assert r.error == Errors.NONE and len(evaluated) == 20
+        assert c.cg.groups["g"].resolved_regexes["t1|x3"] == {"t1", "x3"}
+        assert c.cg.groups["g"].resolved_regexes["t1|x4"] == {"t1"}
+
+
+async def test_a_replaced_static_member_is_fenced_by_its_instance_id() -> None:
+    # As Kafka's getOrMaybeSubscribeStaticConsumerGroupMember: a heartbeat naming an instance
+    # id is looked up by it; the instance now held by another member id is FENCED_INSTANCE_ID
+    # (fatal for the old client, a duplicate of the instance), an instance no member holds
+    # UNKNOWN_MEMBER_ID.
+    async with consumer_groups() as c:
+        s1 = await c.hb("s1", 0, instance_id="inst")
+        await c.cg.heartbeat(HeartbeatRequest("g", "s1", -2, instance_id="inst"))
+        assert (await c.hb("s2", 0, instance_id="inst")).error == Errors.NONE
+        zombie = await c.hb("s1", s1.member_epoch, instance_id="inst", owned={T1: list(range(6))})
+        assert zombie.error == Errors.FENCED_INSTANCE_ID
+        d = await c.hb("d", 0)
+        stranger = await c.hb("d", d.member_epoch, instance_id="other", owned={})
+        assert stranger.error == Errors.UNKNOWN_MEMBER_ID
+        assert (await c.hb("s2", 1, instance_id="inst", owned={T1: list(range(6))})).error == Errors.NONE
+
+
+def test_uniform_a_newcomer_to_a_large_homogeneous_group_costs_little() -> None:
+    # Every join or leave runs the assignor on the event loop; the heterogeneous balancing
+    # pass cost partitions x members even when every member subscribes alike (0.5 s at 1000
+    # members and 10000 partitions, 2 s here), for no move at all.
+    n_members, n_partitions = 2000, 20000
+    current = {f"m{i:05d}": {T1: frozenset(range(i, n_partitions, n_members))} for i in range(n_members)}
+    members = {m: MemberSpec(frozenset({T1}), parts) for m, parts in current.items()}
+    members["new"] = MemberSpec(frozenset({T1}))
+    started = time.monotonic()
+    out = UniformAssignor().assign(members, {T1: n_partitions})
+    took = time.monotonic() - started
+    assert _all(out) == [(T1, p) for p in range(n_partitions)]
+    assert len(out["new"][T1]) == 9 and sum(len(current[m][T1] - out[m][T1]) for m in current) == 9
+    assert took < 0.5, took
+
+
+async def test_a_fenced_members_records_reach_the_log_before_its_rejoin() -> None:
+    # A session timeout fences the member and writes its tombstones from a spawned task; a
+    # rejoin served before that task runs wrote its records first, so the log ended with
+    # the member removed while the group in memory held it (and a lower group epoch).
+    async with consumer_groups() as c:
+        await c.hb("a", 0)
+        c.h.clock.advance(10_001)
+        assert c.cg.timers.run_due() == 1  # as the scheduler's task does; the write is spawned
+        again = await c.hb("a", 0)
+        await c.h.settle()
+        group = c.cg.groups["g"]
+        assert again.error == Errors.NONE and list(group.members) == ["a"]
+        replayed = ConsumerGroupCoordinator(c.cg.manager, c.cg.timers, c.cg.clock, c.cg.config, c.cg.topics)
+        partition = c.cg.manager.partition_for("g")
+        replayed.install(partition, c.cg.manager.read_partition(partition).extra)
+        again_group = replayed.groups["g"]
+        assert (list(again_group.members), again_group.group_epoch) == (["a"], group.group_epoch)
+        replayed.shutdown()

@@ -26,6 +26,10 @@ CONFIG = BrokerConfig()
 @pytest.mark.parametrize(("text", "ms"), [
     ("PT1H", 3_600_000), ("P1D", 86_400_000), ("PT0.5S", 500), ("P1DT2H3M4.5S", 93_784_500), ("pt15m", 900_000),
     ("-PT1S", -1000), ("PT-1S", -1000), ("P", None), ("PT", None), ("1H", None), ("PT1X", None), ("", None),
+    # Java's Duration.parse refuses a numeric overflow of its long seconds.
+    ("PT9223372036854775807S", 9223372036854775807000), ("PT9223372036854775808S", None),
+    ("P106751991167300D", 106751991167300 * 86_400_000), ("P106751991167301D", None),
+    ("P" + "9" * 5000 + "D", None),
 ])
 def test_iso_durations(text: str, ms: int | None) -> None:
     assert _duration_ms(text) == ms
@@ -67,6 +71,9 @@ def test_defaults_are_kafkas() -> None:
      "read_committed, read_uncommitted"),
     ({"share.auto.offset.reset": "by_duration:PT-1H"},
      "Invalid value by_duration:PT-1H for configuration share.auto.offset.reset: Negative duration is not allowed."),
+    ({"share.auto.offset.reset": "by_duration:P" + "9" * 5000 + "D"},
+     "Invalid value by_duration:P" + "9" * 5000 + "D for configuration share.auto.offset.reset: Unable to parse "
+     "duration string"),
     ({"share.auto.offset.reset": "by_duration:soon"},
      "Invalid value by_duration:soon for configuration share.auto.offset.reset: Unable to parse duration string"),
 ])
