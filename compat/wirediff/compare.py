@@ -24,8 +24,8 @@ topics too. DescribeLogDirs answers keep only the topics of DescribeLogDirs' own
 (``wd-35-``): a request for every partition lists the topics of every other case too, whose
 sizes each follow their own API's accepted differences.
 
-Lists whose elements carry an identity field (a name, a partition index, an API key ...) are
-matched by that identity, so Kafka's order of topics, partitions, configs or groups is not
+Lists whose elements carry an identity field (a name, a partition index, an API key ...), or
+a resource type and name together, are matched by that identity, so Kafka's order of topics, partitions, configs or groups is not
 significant; other lists are compared by position.
 """
 
@@ -145,6 +145,14 @@ def identity_of(*sides: Sequence[Any]) -> str | None:
     return None
 
 
+def _unique_by(keys: tuple[str, ...], *sides: Sequence[Any]) -> bool:
+    """Whether every element of every list is a dict holding ``keys``, unique together per list."""
+    elements = [e for side in sides for e in side]
+    if not elements or not all(isinstance(e, dict) and all(k in e for k in keys) for e in elements):
+        return False
+    return all(len({tuple(_hashable(e[k]) for k in keys) for e in side}) == len(side) for side in sides)
+
+
 def _hashable(v: Any) -> Any:
     return repr(v) if isinstance(v, (dict, list)) else v
 
@@ -161,6 +169,16 @@ def diff(kafka: Any, kbroker: Any, path: str = "",
         return out
     if isinstance(kafka, list) and isinstance(kbroker, list):
         key = identity_of(kafka, kbroker)
+        pair = ("resource_type", "resource_name")
+        if key is None and _unique_by(pair, kafka, kbroker):
+            # Config resources (ListConfigResources): a broker and its logger share a name.
+            left = {(e[pair[0]], e[pair[1]]): e for e in kafka}
+            right = {(e[pair[0]], e[pair[1]]): e for e in kbroker}
+            out = []
+            for ident in list(left) + [i for i in right if i not in left]:
+                out.extend(diff(left.get(ident, ABSENT), right.get(ident, ABSENT),
+                                f"{path}[resource={ident[0]}:{ident[1]}]"))
+            return out
         if key is not None:
             left = {_hashable(e[key]): e for e in kafka}
             right = {_hashable(e[key]): e for e in kbroker}

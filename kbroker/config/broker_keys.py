@@ -209,7 +209,7 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("group.share.heartbeat.interval.ms", INT, 5000, "How often share group members are told to heartbeat.", (at_least(1),), RO),
     ConfigDef("group.share.partition.max.record.locks", INT, 2000, "Most records in flight (acquired or awaiting the start offset) per share-partition.", (at_least(100),), RO),
     ConfigDef("group.share.max.share.sessions", INT, 2000, "Most share sessions kept at once; a new one then replaces the least recently used.", (at_least(1),), RO),
-    ConfigDef("group.share.max.size", SHORT, 200, "Most members of one share group.", (at_least(1),), RO),
+    ConfigDef("group.share.max.size", INT, 200, "Most members of one share group.", (at_least(1),), RO),
     ConfigDef("share.coordinator.state.topic.num.partitions", INT, 50, "Partitions of __share_group_state.", (at_least(1),), RO),
     ConfigDef("share.coordinator.state.topic.replication.factor", SHORT, 1, "Replication factor of __share_group_state (Kafka's default is 3).", (at_least(1),), RO),
     ConfigDef("share.coordinator.state.topic.segment.bytes", INT, 104857600, "Segment size of __share_group_state, in bytes.", (at_least(1),), RO),
