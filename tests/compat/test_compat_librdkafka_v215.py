@@ -37,7 +37,7 @@ ALLOWED = _allowed_by_number()
 #: Listed tests that take over a minute each (the share-consumer tests wait out acquisition
 #: locks, sessions and max.poll.interval.ms): ``LIBRDKAFKA_SUITE=all`` runs them, CI (``=1``)
 #: every other listed test.
-LONG = {"0170", "0174", "0176", "0177", "0178", "0180", "0181", "0184", "0185"}
+LONG = {"0170", "0172", "0173", "0174", "0176", "0177", "0178", "0180", "0181", "0184", "0185"}
 SELECTED = sorted(n for n in ALLOWED if os.environ.get("LIBRDKAFKA_SUITE") == "all" or n not in LONG)
 #: One item per listed test number; a single "empty" item when the list is empty.
 NUMBERS = SELECTED or ["empty"]
