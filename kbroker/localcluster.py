@@ -77,6 +77,10 @@ def _argv(pid: int) -> list[str] | None:
         return None
 
 
+#: How long ``kill`` waits for a SIGKILLed broker to be gone.
+KILL_WAIT_S = 30.0
+
+
 def _cmdline(pid: int) -> str | None:
     """The command line of ``pid`` (NULs as spaces), or None when it is gone or a zombie."""
     argv = _argv(pid)
@@ -436,7 +440,10 @@ class LocalCluster:
         if not self._signal(pid, self._broker_marker(i), signal.SIGKILL):
             raise ClusterError(f"broker {i} is not running")
         assert pid is not None
-        self._wait_gone(pid, self._broker_marker(i), 10.0)
+        # A killed process can take a while to go on a loaded machine (its exit waits for the
+        # disk); the drill's next step must not see it still there.
+        if not self._wait_gone(pid, self._broker_marker(i), KILL_WAIT_S):
+            raise ClusterError(f"broker {i} (pid {pid}) was sent SIGKILL but is still there after {KILL_WAIT_S:.0f} s")
         self.pids[i] = None
         self.paused.discard(i)
         self.save()

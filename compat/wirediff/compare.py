@@ -17,7 +17,8 @@ here by field name (snake_case, as the codec names them):
 * masked the same way: a log dir's path and its volume's total and usable bytes (DescribeLogDirs:
   each broker has its own directory, on a volume whose free space changes all the time);
 
-ListGroups answers keep only groups this tool made (names starting ``wd-``), and
+ListGroups answers keep only groups this tool made (names starting ``wd-``), ListConfigResources
+answers only its topics and groups (and the internal topics and the brokers), and
 DescribeTopicPartitions answers only its topics, the internal ones (``__`` names) and topics
 answered with an error: a reference Kafka shared with other tests serves their groups and
 topics too. DescribeLogDirs answers keep only the topics of DescribeLogDirs' own cases
@@ -207,6 +208,8 @@ OWN_PREFIX = "wd-"
 LIST_GROUPS = 16
 DESCRIBE_LOG_DIRS = 35
 DESCRIBE_TOPIC_PARTITIONS = 75
+LIST_CONFIG_RESOURCES = 74
+TOPIC_RESOURCE, GROUP_RESOURCE = 2, 32
 
 
 def own_only(api_key: int, body: Any) -> Any:
@@ -216,6 +219,11 @@ def own_only(api_key: int, body: Any) -> Any:
     if api_key == DESCRIBE_TOPIC_PARTITIONS and isinstance(body, dict) and isinstance(body.get("topics"), list):
         body = dict(body, topics=[t for t in body["topics"] if t.get("error_code")
                                   or str(t.get("name", "")).startswith((OWN_PREFIX, "__"))])
+    if api_key == LIST_CONFIG_RESOURCES and isinstance(body, dict) and isinstance(body.get("config_resources"), list):
+        # Topics and groups other users made; brokers and internal topics are the broker's own.
+        body = dict(body, config_resources=[
+            r for r in body["config_resources"] if r.get("resource_type") not in (TOPIC_RESOURCE, GROUP_RESOURCE)
+            or str(r.get("resource_name", "")).startswith((OWN_PREFIX, "__"))])
     if api_key == DESCRIBE_LOG_DIRS and isinstance(body, dict) and isinstance(body.get("results"), list):
         body = dict(body, results=[
             dict(r, topics=[t for t in r.get("topics") or [] if str(t.get("name", "")).startswith(f"{OWN_PREFIX}35-")])

@@ -233,3 +233,18 @@ def test_describe_log_dirs_masks_dirs_and_space_and_keeps_own_topics() -> None:
         "results[error_code=0].topics[name=wd-35-4-t].partitions[partition_index=0].partition_size"]
     assert [d.path for d in compare_bodies(kafka, answer("/x", 2, []), api_key=35)] == [
         "results[error_code=0].topics[name=wd-35-4-t]"]
+
+
+def test_config_resources_match_by_type_and_name_and_others_topics_are_left_out() -> None:
+    """ListConfigResources: a broker and its logger share a name, so entries are matched by type
+    and name, in any order; topics and groups other users of a shared Kafka made are not compared."""
+    kafka = {"error_code": 0, "config_resources": [
+        {"resource_type": 4, "resource_name": "1"}, {"resource_type": 8, "resource_name": "1"},
+        {"resource_type": 2, "resource_name": "wd-74-t"}, {"resource_type": 2, "resource_name": "someone-else"},
+        {"resource_type": 32, "resource_name": "their-group"}, {"resource_type": 2, "resource_name": "__consumer_offsets"}]}
+    kbroker = {"error_code": 0, "config_resources": [
+        {"resource_type": 2, "resource_name": "__consumer_offsets"}, {"resource_type": 2, "resource_name": "wd-74-t"},
+        {"resource_type": 8, "resource_name": "1"}, {"resource_type": 4, "resource_name": "1"}]}
+    assert compare_bodies(kafka, kbroker, 74) == []
+    kbroker["config_resources"].pop()  # the broker itself missing is a difference
+    assert [d.path for d in compare_bodies(kafka, kbroker, 74)] == ["config_resources[resource=4:1]"]
