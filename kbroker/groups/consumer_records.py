@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kbroker.groups.records import RecordFormatError
+from kbroker.groups.records import FieldReader, RecordFormatError
 
 MEMBER_METADATA = 3
 GROUP_METADATA = 4
@@ -146,29 +146,11 @@ class _Writer:
             self.tags()
 
 
-class _Reader:
-    def __init__(self, data: bytes | memoryview) -> None:
-        self.data = bytes(data)
-        self.pos = 0
-
-    def _take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise RecordFormatError("truncated consumer group record")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
+class _Reader(FieldReader):
+    """Adds the flexible versions' fields: int8, unsigned varints, compact strings and arrays, tags."""
 
     def i8(self) -> int:
         return int(_I8.unpack(self._take(1))[0])
-
-    def i16(self) -> int:
-        return int(_I16.unpack(self._take(2))[0])
-
-    def i32(self) -> int:
-        return int(_I32.unpack(self._take(4))[0])
-
-    def i64(self) -> int:
-        return int(_I64.unpack(self._take(8))[0])
 
     def uvarint(self) -> int:
         shift = out = 0

@@ -114,7 +114,10 @@ class _Writer:
         self.buf += b
 
 
-class _Reader:
+class FieldReader:
+    """Big-endian fields of a ``__consumer_offsets`` key or value, read in order; a record that
+    ends early raises :class:`RecordFormatError`. Each record family adds its string types."""
+
     def __init__(self, data: bytes | memoryview) -> None:
         self.data = bytes(data)
         self.pos = 0
@@ -134,6 +137,9 @@ class _Reader:
 
     def i64(self) -> int:
         return int(_I64.unpack(self._take(8))[0])
+
+
+class _Reader(FieldReader):
 
     def nullable_string(self) -> str | None:
         n = self.i16()
