@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kbroker.groups.records import FieldReader, RecordFormatError
+from kbroker.groups.records import FieldReader, FieldWriter, RecordFormatError
 
 MEMBER_METADATA = 3
 GROUP_METADATA = 4
@@ -94,21 +94,11 @@ class RegexValue:
 # ---------------------------------------------------------------------------------------- encoding
 
 
-class _Writer:
-    def __init__(self) -> None:
-        self.buf = bytearray()
+class _Writer(FieldWriter):
+    """Adds the flexible versions' fields: int8, unsigned varints, compact strings and arrays, tags."""
 
     def i8(self, v: int) -> None:
         self.buf += _I8.pack(v)
-
-    def i16(self, v: int) -> None:
-        self.buf += _I16.pack(v)
-
-    def i32(self, v: int) -> None:
-        self.buf += _I32.pack(v)
-
-    def i64(self, v: int) -> None:
-        self.buf += _I64.pack(v)
 
     def uvarint(self, v: int) -> None:
         while v >= 0x80:

@@ -85,7 +85,10 @@ class GroupRecord:
     members: tuple[MemberRecord, ...]
 
 
-class _Writer:
+class FieldWriter:
+    """Big-endian fields of a ``__consumer_offsets`` key or value, appended to ``buf``; each
+    record family adds its string types."""
+
     def __init__(self) -> None:
         self.buf = bytearray()
 
@@ -97,6 +100,9 @@ class _Writer:
 
     def i64(self, v: int) -> None:
         self.buf += _I64.pack(v)
+
+
+class _Writer(FieldWriter):
 
     def string(self, s: str | None) -> None:
         if s is None:
