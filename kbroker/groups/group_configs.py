@@ -280,11 +280,10 @@ class EtcdGroupConfigStore:
             return
         values: dict[str, str] = {}
         if kv is not None:
+            from kbroker.metadata.cluster_state import config_document  # cluster mode only
+
             try:
-                doc = json.loads(kv.value)
-                if not isinstance(doc, dict):
-                    raise ValueError("not an object")
-                values = {str(k): str(v) for k, v in doc.items()}
+                values = config_document(kv.value)
             except ValueError as e:
                 log.error("ignoring undecodable group configs %s: %s", key, e)
                 return

@@ -27,8 +27,8 @@ from typing import Any
 from kbroker.metadata.model import PartitionInfo
 from kbroker.metadata.topic_names import invalid_reason
 
-__all__ = ["NO_LEADER", "BrokerRegistration", "ClusterKeys", "TopicRecord", "UndecodableDocument", "decode_partition",
-           "encode_partition"]
+__all__ = ["NO_LEADER", "BrokerRegistration", "ClusterKeys", "TopicRecord", "UndecodableDocument", "config_document",
+           "decode_partition", "encode_partition"]
 
 #: A partition without a leader (Kafka's LeaderConstants.NO_LEADER).
 NO_LEADER = -1
@@ -91,6 +91,15 @@ class UndecodableDocument(ValueError):
 
 #: What decoding a foreign document may raise, whatever its shape.
 _DECODE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
+def config_document(value: bytes) -> dict[str, str]:
+    """A configs document of etcd (dynamic broker configs, a group's configs): a JSON object of
+    names to values; ValueError when it is not one."""
+    doc = json.loads(value)
+    if not isinstance(doc, dict):
+        raise ValueError("not an object")
+    return {str(k): str(v) for k, v in doc.items()}
 
 
 def _dumps(doc: Mapping[str, Any]) -> bytes:

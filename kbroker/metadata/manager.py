@@ -623,7 +623,6 @@ class MetadataManager:
 
     def _broker_config_document(self, key: str, kv: KeyValue | None) -> None:
         """Apply the cluster-wide or this broker's dynamic configs when etcd's copy changed."""
-        import json
 
         assert self.cluster is not None
         keys = self.cluster.keys
@@ -633,11 +632,10 @@ class MetadataManager:
             return
         values: dict[str, str] = {}
         if kv is not None:
+            from kbroker.metadata.cluster_state import config_document  # cluster mode only
+
             try:
-                doc = json.loads(kv.value)
-                if not isinstance(doc, dict):
-                    raise ValueError("not an object")
-                values = {str(k): str(v) for k, v in doc.items()}
+                values = config_document(kv.value)
             except ValueError as e:
                 log.error("ignoring undecodable dynamic broker configs %s: %s", key, e)
                 return
