@@ -426,11 +426,18 @@ def _open_raw_transaction(client: KafkaClient, tp: TopicPartition, *, producer_e
                         producer_epoch=producer_epoch, base_sequence=base_sequence, transactional=True)
     body = {"transactional_id": "nobody-knows-me", "acks": -1, "timeout_ms": 30000,
             "topic_data": [{"name": tp.topic, "partition_data": [{"index": tp.partition, "records": batch}]}]}
-    leader = client.topic(tp.topic).partition(tp.partition).leader
-    version = min(PRODUCE_TV1, client.version_for(PRODUCE, leader))
-    _, resp = client.connection(leader).request(PRODUCE, body, version=version)
-    assert resp is not None
-    part = resp.responses[0].partition_responses[0]
+    deadline = time.monotonic() + 15
+    while True:
+        leader = client.topic(tp.topic).partition(tp.partition).leader
+        version = min(PRODUCE_TV1, client.version_for(PRODUCE, leader))
+        _, resp = client.connection(leader).request(PRODUCE, body, version=version)
+        assert resp is not None
+        part = resp.responses[0].partition_responses[0]
+        # A Kafka broker names itself leader in the metadata a moment before its replica
+        # manager has become leader of a new partition: NOT_LEADER_OR_FOLLOWER meanwhile.
+        if part.error_code != 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert part.error_code == 0, part
     return producer_id, int(part.base_offset)
 
