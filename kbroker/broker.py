@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from kbroker.security.store import StateStore
     from kbroker.txn.markers import MarkerResults, TxnMarker, WriteMarkers
 from kbroker.server.connection import Connection, peer_address
+from kbroker.server.intercept import Interceptors
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
 log = logging.getLogger("kbroker")
@@ -172,6 +173,8 @@ class Broker:
                                        ip_rate=self.client_quotas.ip_connection_rate)
         self.configs.subscribe(lambda _: self.quotas.wake())  # raised connection limits take effect at once
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
+        #: What wraps the serving of every request (fault rules, the flight recorder, metrics).
+        self.interceptors = Interceptors()
 
     # -- cluster mode ------------------------------------------------------------------------------
     def _resolve_cluster(self) -> ClusterKeys:
@@ -528,7 +531,7 @@ class Broker:
     async def _serve_connection(self, stream: SocketStream, name: str, host: str) -> None:
         try:
             conn = Connection(self, stream, self.listener_security[name], memory=self.request_memory,
-                              stopping=lambda: self.stopping)
+                              stopping=lambda: self.stopping, interceptors=self.interceptors)
             self._connections.add(conn)
             try:
                 await conn.run()

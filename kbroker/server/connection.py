@@ -28,6 +28,7 @@ from kbroker.handlers.api import BrokerServices, Session
 from kbroker.security.acl import canonical_host
 from kbroker.security.listener import ListenerSecurity
 from kbroker.server.dispatch import CloseConnection, ResponseParts, describe_request, dispatch
+from kbroker.server.intercept import Interceptors
 from kbroker.server.limits import RequestMemory
 
 log = logging.getLogger(__name__)
@@ -201,11 +202,13 @@ class Connection:
     """The loop serving one socket."""
 
     def __init__(self, services: BrokerServices, stream: ByteStream, security: ListenerSecurity, *,
-                 memory: RequestMemory, stopping: Callable[[], bool]) -> None:
+                 memory: RequestMemory, stopping: Callable[[], bool],
+                 interceptors: Interceptors | None = None) -> None:
         """``security`` is the listener's; ``memory`` is the request budget shared by every
         connection; ``stopping`` says whether the broker is shutting down (the loop then
-        takes no further request)."""
+        takes no further request); ``interceptors`` wrap the serving of every request."""
         self.services = services
+        self.interceptors = interceptors
         self.security = security
         self.memory = memory
         self._stopping = stopping
@@ -300,7 +303,7 @@ class Connection:
                     continue
                 self.serving = _API.unpack_from(frame) if len(frame) >= 4 else (-1, -1)
                 try:
-                    response = await dispatch(self.services, self.session, frame)
+                    response = await dispatch(self.services, self.session, frame, self.interceptors)
                     # Drop the request before sending: nothing of it is needed any more.
                     frame = None
                     if sasl is not None and sasl.failed:

@@ -28,6 +28,7 @@ from kbroker.handlers.api import (
 )
 from kbroker.handlers.api_versions import unsupported_version_response
 from kbroker.handlers.produce import API_KEY as PRODUCE_KEY
+from kbroker.server.intercept import Exchange, Interceptors
 from kbroker.server.throttling import Meter
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,10 @@ def _framed(api_key: int, api_version: int, correlation_id: int, body: EncodedBo
     return [_SIZE_AND_ID.pack(5 + len(encoded), correlation_id) + b"\0" + encoded]
 
 
-async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> ResponseParts | None:
-    """Serve one request frame; returns the framed response, or None when none is due."""
+async def dispatch(broker: BrokerServices, session: Session, frame: bytes,
+                   interceptors: Interceptors | None = None) -> ResponseParts | None:
+    """Serve one request frame; returns the framed response, or None when none is due.
+    ``interceptors`` (when any are installed) wrap the handler's serving of the request."""
     if session.sasl is not None and session.sasl.authenticating:
         early = _sasl_gate(session, frame)
         if early is not None:
@@ -98,7 +101,13 @@ async def dispatch(broker: BrokerServices, session: Session, frame: bytes) -> Re
     quotas = broker.client_quotas
     meter = Meter(quotas, session, header.client_id, key, request.body, len(frame)) if quotas.enabled else None
     try:
-        body = await (handler.handle(ctx) if meter is None else meter.timed(handler.handle(ctx)))
+        if interceptors:
+            exchange = Exchange(session, key, version, correlation_id, header.client_id, request.body,
+                                len(frame), broker.clock.monotonic())
+            body = await interceptors.serve(
+                exchange, lambda: handler.handle(ctx) if meter is None else meter.timed(handler.handle(ctx)))
+        else:
+            body = await (handler.handle(ctx) if meter is None else meter.timed(handler.handle(ctx)))
     except CloseConnection:
         raise
     except Exception:
