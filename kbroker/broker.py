@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from kbroker.replica.partition_state import ReplicationSeam
     from kbroker.security.sasl.authenticator import SaslMetrics
     from kbroker.security.store import StateStore
+    from kbroker.server.recorder import Recorder
     from kbroker.txn.markers import MarkerResults, TxnMarker, WriteMarkers
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.intercept import Interceptors
@@ -175,6 +176,33 @@ class Broker:
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
         #: What wraps the serving of every request (fault rules, the flight recorder, metrics).
         self.interceptors = Interceptors()
+        #: The flight recorder while one records (record.file, :meth:`start_recording`).
+        self.recorder: Recorder | None = None
+
+    # -- flight recorder ---------------------------------------------------------------------------
+    def start_recording(self, path: str | Path, payloads: bool = False) -> None:
+        """Record every request served from now on to ``path`` (JSON lines, appended; read them
+        with ``kbroker trace``), replacing a recording under way. OSError when ``path`` cannot be
+        opened."""
+        from kbroker.server.recorder import Recorder
+
+        metadata = self.metadata
+
+        def topic_name(topic_id: uuid.UUID) -> str | None:
+            info = metadata.topic_by_id(topic_id)
+            return info.name if info is not None else None
+
+        recorder = Recorder(path, payloads=payloads, clock=self.clock, topic_name=topic_name)
+        self.stop_recording()
+        self.recorder = recorder
+        self.interceptors.add(recorder, outermost=True)  # outermost: what clients get, faults included
+
+    def stop_recording(self) -> None:
+        """Stop the recording under way (if any): queued lines are written and the file closed."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            self.interceptors.remove(recorder)
+            recorder.close()
 
     # -- cluster mode ------------------------------------------------------------------------------
     def _resolve_cluster(self) -> ClusterKeys:
@@ -409,8 +437,15 @@ class Broker:
         """
         try:
             registry()  # import every handler now: a missing one fails start-up, not a request
+            record_file = self.config.get("record.file")
+            if record_file:
+                try:
+                    self.start_recording(record_file, payloads=bool(self.config.get("record.payloads")))
+                except OSError as e:
+                    raise StartupError(f"cannot open the record file {record_file}: {e}") from e
             bound = await self._bind()
         except BaseException:
+            self.stop_recording()
             self.log_manager.shutdown()  # flushes nothing new; releases the log dir locks
             raise
         join_error: Exception | None = None
@@ -443,6 +478,7 @@ class Broker:
         if join_error is not None:
             with anyio.CancelScope(shield=True):
                 await self._close_cluster_clients()
+            self.stop_recording()
             self.log_manager.shutdown()
             raise StartupError(f"cannot join the cluster: {join_error}") from join_error
 
@@ -562,6 +598,7 @@ class Broker:
                 if not any(c.busy for c in self._connections):
                     break
                 await anyio.sleep(0.01)
+        self.stop_recording()  # after the last request served
         self.log_manager.shutdown()
 
 

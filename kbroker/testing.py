@@ -105,6 +105,14 @@ class BrokerThread:
         fut = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
         return fut.result(30)
 
+    def start_recording(self, path: str | Path, payloads: bool = False) -> None:
+        """Record every request the broker serves to ``path`` (see ``Broker.start_recording``)."""
+        self.call(self.broker.start_recording, path, payloads)
+
+    def stop_recording(self) -> None:
+        """Stop recording; the file is complete when this returns."""
+        self.call(self.broker.stop_recording)
+
     def stop(self, timeout: float = 30.0) -> None:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)

@@ -23,6 +23,7 @@ from kbroker.cli import (
     serve,
     share_groups,
     topics,
+    trace,
     transactions,
     users,
 )
@@ -30,7 +31,7 @@ from kbroker.config import ConfigError
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = (serve, topics, produce, consume, groups, group_configs, share_groups, transactions, acls, users, quotas,
-            cluster)
+            cluster, trace)
 
 #: Exit code for usage and configuration errors (as argparse uses).
 EXIT_USAGE = 2

@@ -225,6 +225,9 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("transaction.partition.verification.enable", BOOL, True, "Check that a transactional produce's partition was added to the transaction before appending (KIP-890).", (), CW),
     ConfigDef("producer.id.expiration.ms", INT, 86400000, "How long a producer id's state is kept after its last write.", (at_least(1),), CW),
     ConfigDef("producer.id.expiration.check.interval.ms", INT, 600000, "How often expired producer ids are removed.", (at_least(1),), RO),
+    # --- flight recorder
+    ConfigDef("record.file", STR, None, "Flight recorder: append one JSON line per request served (client, API, version, latency, error codes, summarised bodies) to this file; `kbroker trace` reads it. Unset: nothing is recorded.", (non_empty,), RO),
+    ConfigDef("record.payloads", BOOL, False, "Flight recorder: write the records of produce and fetch requests (keys, values, headers) instead of their byte counts.", (), RO),
     # --- request limits
     ConfigDef("max.partitions.per.request", INT, 10000, "New partitions one CreateTopics, CreatePartitions or Metadata auto-creation may add in all; larger requests are refused with POLICY_VIOLATION (Kafka's controller bounds one operation at 10000 records), auto-creation beyond it answers LEADER_NOT_AVAILABLE and is left to a later request.", (at_least(1),), RO),
 )

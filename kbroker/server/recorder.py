@@ -1,0 +1,464 @@
+"""The flight recorder: one JSON line per request served (who asked, which API, how long it
+took, what went wrong where), for ``kbroker serve --record FILE`` and the embedded broker's
+``start_recording``; ``kbroker trace`` reads the file back.
+
+Recording must neither slow serving down much nor ever stop it. On the event loop the
+recorder only builds a bounded summary of the request and response (at most
+:data:`ARRAY_CAP` items of an array are shown, every walk stops after a fixed number of
+nodes, record data is counted, not copied); JSON encoding and file writes happen in a writer
+thread fed by a bounded queue. When that queue is full the line is dropped and counted, and
+the file says how many lines were lost; the request is served all the same.
+
+A line (``"event": "request"``)::
+
+    {"event": "request", "time": "2026-11-29T20:30:00.123Z", "time_ms": ..., "conn": 7,
+     "listener": "PLAINTEXT", "client": "127.0.0.1:50412", "client_id": "producer-1",
+     "principal": "User:ANONYMOUS", "api": "Produce", "api_key": 0, "version": 9,
+     "correlation_id": 4, "latency_ms": 0.81, "request_size": 120, "response_size": 52,
+     "outcome": "response", "topics": ["orders"],
+     "errors": [{"code": 6, "error": "NOT_LEADER_OR_FOLLOWER", "topic": "orders", "partition": 0}],
+     "request": {...}, "response": {...}}
+
+``outcome`` is ``response``, ``no_response`` (the request is answered with nothing),
+``closed`` (the connection was closed instead) or ``failed`` (the handler raised; the client
+gets UNKNOWN_SERVER_ERROR). Other lines have ``"event"`` ``start``, ``dropped`` and ``stop``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from kbroker import __version__
+from kbroker.clock import SYSTEM_CLOCK, Clock
+from kbroker.codec import encode_response_parts
+from kbroker.codec.apis import api_table
+from kbroker.codec.error_codes import ErrorCode
+from kbroker.handlers.api import CloseConnection, EncodedBody
+from kbroker.records.batch import iter_headers
+from kbroker.records.record import iter_records
+from kbroker.server.intercept import Body, Exchange, Handle
+
+log = logging.getLogger(__name__)
+
+#: Items of one array shown in a summary; the rest are counted.
+ARRAY_CAP = 10
+#: Characters of one string shown in a summary.
+STRING_CAP = 200
+#: Nodes (values) one summary shows; past it, values are left out and the summary says so.
+SUMMARY_BUDGET = 1000
+#: Nodes one scan for error codes and topic names visits (it reads every array item, unlike
+#: the summary: an error in the 500th partition must be found).
+SCAN_BUDGET = 20000
+#: Error entries and topic names kept per line.
+LIST_CAP = 50
+#: Record batches counted in one records field.
+BATCH_CAP = 1000
+#: With payloads: records shown per records field, and bytes shown of one key or value.
+PAYLOAD_RECORDS_CAP = 1000
+PAYLOAD_BYTES_CAP = 16 * 1024
+#: Lines waiting for the writer thread; past this, lines are dropped (and counted).
+QUEUE_SIZE = 10000
+#: The writer flushes the file at least this often while lines come in (``trace --follow``).
+FLUSH_SECONDS = 0.1
+
+#: Keys whose string values are never written (config values of these names: passwords).
+_SECRET_WORDS = ("password", "secret", "jaas")
+#: Array keys whose items' ``name`` is a topic name.
+_TOPIC_ARRAYS = frozenset({"topics", "responses", "topic_data", "results"})
+
+
+def _is_topic_array(key: str | None) -> bool:
+    return key is not None and (key in _TOPIC_ARRAYS or "topic" in key)
+
+
+class _Payload:
+    """Record data whose records the writer thread decodes (``record.payloads=true``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _Walk:
+    """One bounded walk over a decoded body: its summary, and (scanning every item) the
+    non-zero error codes with the topic/partition/group they belong to, and topic names."""
+
+    def __init__(self, payloads: bool, topic_name: Callable[[uuid.UUID], str | None] | None) -> None:
+        self.payloads = payloads
+        self.topic_name = topic_name
+        self.summary_left = SUMMARY_BUDGET
+        self.scan_left = SCAN_BUDGET
+        self.truncated = False
+        self.errors: list[dict[str, Any]] = []
+        self.error_count = 0
+        self.topics: dict[str, None] = {}  # an ordered set
+
+    def topic_of(self, value: Any) -> str | None:
+        """A topic id's name when the broker knows it, else the id's text."""
+        if isinstance(value, uuid.UUID):
+            name = self.topic_name(value) if self.topic_name is not None else None
+            return name if name is not None else str(value)
+        return value if isinstance(value, str) else None
+
+    def scan(self, value: Any, ctx: dict[str, Any], key: str | None, collect_topics: bool) -> None:
+        """Find error codes and topic names in ``value`` (all items, within the scan budget)."""
+        if self.scan_left <= 0:
+            self.truncated = True
+            return
+        self.scan_left -= 1
+        if isinstance(value, Mapping):
+            ctx = self._context(value, ctx, key)
+            if collect_topics and "topic" in ctx and len(self.topics) < LIST_CAP:
+                self.topics[ctx["topic"]] = None
+            code = value.get("error_code")
+            if isinstance(code, int) and code != 0:
+                self._error(code, value, ctx)
+            for k, v in value.items():
+                if isinstance(v, (Mapping, list, tuple)):
+                    self.scan(v, ctx, k, collect_topics)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, (Mapping, list, tuple)):
+                    self.scan(item, ctx, key, collect_topics)
+                    if self.scan_left <= 0:
+                        self.truncated = True
+                        return
+
+    def _context(self, value: Mapping[str, Any], ctx: dict[str, Any], key: str | None) -> dict[str, Any]:
+        """``ctx`` with what ``value`` says about where it is (topic, partition, group, resource)."""
+        found: dict[str, Any] = {}
+        topic = value.get("topic") or value.get("topic_name")
+        if topic is None and _is_topic_array(key):
+            topic = value.get("name")
+        if topic is None and value.get("topic_id"):
+            topic = value.get("topic_id")
+        if topic is not None:
+            name = self.topic_of(topic)
+            if name:
+                found["topic"] = name
+        for pkey in ("partition_index", "partition", "partition_id"):
+            p = value.get(pkey)
+            if isinstance(p, int):
+                found["partition"] = p
+                break
+        else:
+            p = value.get("index")
+            if isinstance(p, int) and key is not None and "partition" in key:
+                found["partition"] = p
+        group = value.get("group_id")
+        if isinstance(group, str):
+            found["group"] = group
+        resource = value.get("resource_name")
+        if isinstance(resource, str):
+            found["resource"] = resource
+        return {**ctx, **found} if found else ctx
+
+    def _error(self, code: int, value: Mapping[str, Any], ctx: dict[str, Any]) -> None:
+        self.error_count += 1
+        if len(self.errors) >= LIST_CAP:
+            return
+        try:
+            name = ErrorCode(code).name
+        except ValueError:
+            name = f"UNKNOWN({code})"
+        entry: dict[str, Any] = {"code": code, "error": name, **ctx}
+        message = value.get("error_message")
+        if isinstance(message, str) and message:
+            entry["message"] = message[:STRING_CAP]
+        self.errors.append(entry)
+
+    def summary(self, value: Any, key: str | None = None) -> Any:
+        """A JSON-ready copy of ``value``: arrays capped, strings cut, bytes counted."""
+        if self.summary_left <= 0:
+            self.truncated = True
+            return "…"
+        self.summary_left -= 1
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, str):
+            return value if len(value) <= STRING_CAP else value[:STRING_CAP] + "…"
+        if isinstance(value, Mapping):
+            secret = _is_secret(value)
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                if not isinstance(k, str) or k.startswith("_"):
+                    continue
+                if secret and k == "value" and v is not None:
+                    out[k] = "[redacted]"
+                else:
+                    out[k] = self.summary(v, k)
+            return out
+        if isinstance(value, (list, tuple)):
+            shown = [self.summary(v, key) for v in value[:ARRAY_CAP]]
+            if len(value) > ARRAY_CAP:
+                shown.append(f"+{len(value) - ARRAY_CAP} more")
+            return shown
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            if key == "records":
+                return self.records(value)
+            return {"bytes": len(value)}
+        if hasattr(value, "__len__"):  # a buffer of some other kind (record data read from a file)
+            try:
+                return {"bytes": len(value)}
+            except Exception:  # noqa: BLE001 - a summary never fails the request
+                pass
+        return type(value).__name__
+
+    def records(self, data: bytes | bytearray | memoryview) -> Any:
+        """Record data: bytes, batches, records and offsets (headers only), or with payloads
+        the data itself, decoded later in the writer thread."""
+        if self.payloads and len(data):
+            # Immutable for the writer thread (a memoryview may look into a buffer reused later).
+            return _Payload(data if isinstance(data, bytes) else bytes(data))
+        out: dict[str, Any] = {"bytes": len(data)}
+        batches = records = 0
+        first = last = None
+        try:
+            for _, h in iter_headers(data):
+                if batches == BATCH_CAP:
+                    out["batches_counted"] = BATCH_CAP
+                    break
+                batches += 1
+                records += h.record_count
+                if first is None:
+                    first = h.base_offset
+                last = h.last_offset
+        except Exception:  # noqa: BLE001 - malformed data is the handler's business
+            out["malformed"] = True
+        if batches:
+            out.update(batches=batches, records=records, base_offset=first, last_offset=last)
+        return out
+
+
+def _is_secret(value: Mapping[str, Any]) -> bool:
+    """A config entry (``name``/``value``) whose value is a password or other secret."""
+    name = value.get("name") or value.get("key")
+    return isinstance(name, str) and "value" in value and any(w in name.lower() for w in _SECRET_WORDS)
+
+
+def _text_or_base64(data: bytes | None) -> Any:
+    """A key or value as text when it is UTF-8, else as ``{"base64": ...}``; cut at
+    :data:`PAYLOAD_BYTES_CAP` bytes."""
+    if data is None:
+        return None
+    cut = len(data) > PAYLOAD_BYTES_CAP
+    data = bytes(data[:PAYLOAD_BYTES_CAP])
+    try:
+        out: Any = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode("ascii"), **({"truncated": True} if cut else {})}
+    return {"text": out, "truncated": True} if cut else out
+
+
+def decode_payload(data: bytes) -> dict[str, Any]:
+    """Record data with its records (offset, timestamp, key, value, headers), for
+    ``record.payloads=true``; runs in the writer thread."""
+    out: dict[str, Any] = {"bytes": len(data)}
+    shown: list[dict[str, Any]] = []
+    count = 0
+    try:
+        for pos, h in iter_headers(data):
+            if h.is_control:
+                continue
+            for r in iter_records(memoryview(data)[pos:pos + h.size]):
+                count += 1
+                if len(shown) < PAYLOAD_RECORDS_CAP:
+                    shown.append({"offset": r.offset, "timestamp": r.timestamp,
+                                  "key": _text_or_base64(r.key), "value": _text_or_base64(r.value),
+                                  "headers": [[k, _text_or_base64(v)] for k, v in r.headers]})
+    except Exception as e:  # noqa: BLE001 - shown in the line, never raised
+        out["malformed"] = str(e)[:STRING_CAP]
+    out["records"] = shown
+    if count > len(shown):
+        out["records_not_shown"] = count - len(shown)
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, _Payload):
+        return decode_payload(value.data)
+    return str(value)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Recorder:
+    """The flight recorder interceptor; install it outermost so it records what clients get
+    (after the fault injector's changes). :meth:`close` stops it and flushes the file."""
+
+    def __init__(self, path: str | Path, *, payloads: bool = False, clock: Clock = SYSTEM_CLOCK,
+                 topic_name: Callable[[uuid.UUID], str | None] | None = None,
+                 queue_size: int = QUEUE_SIZE) -> None:
+        """Open ``path`` for appending (OSError when it cannot be) and start the writer thread.
+        ``topic_name`` names the topic of a topic id (requests that name topics by id)."""
+        self.path = Path(path)
+        self.payloads = payloads
+        self.clock = clock
+        self.topic_name = topic_name
+        #: Lines dropped because the writer thread fell behind (the queue was full).
+        self.dropped = 0
+        #: Requests whose line could not be built (a bug in the recorder; serving went on).
+        self.failures = 0
+        self._file: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the writer
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(queue_size)
+        self._closing = threading.Event()
+        self._queue.put({"event": "start", "time": _iso(clock.time_ms()), "payloads": payloads,
+                         "kbroker": __version__})
+        self._thread = threading.Thread(target=self._write_loop, name="kbroker-recorder", daemon=True)
+        self._thread.start()
+
+    async def __call__(self, exchange: Exchange, handle: Handle) -> Body:
+        start, start_ms = time.perf_counter(), self.clock.time_ms()
+        try:
+            body = await handle()
+        except CloseConnection as e:
+            self._record(exchange, start, start_ms, None, "closed", str(e))
+            raise
+        except Exception as e:
+            self._record(exchange, start, start_ms, None, "failed", f"{type(e).__name__}: {e}")
+            raise
+        self._record(exchange, start, start_ms, body, "response" if body is not None else "no_response", None)
+        return body
+
+    def _record(self, ex: Exchange, start: float, start_ms: int, body: Any, outcome: str,
+                reason: str | None) -> None:
+        """Queue the line of one request; never raises, never waits."""
+        if self._closing.is_set():
+            return
+        try:
+            line = self._line(ex, start, start_ms, body, outcome, reason)
+        except Exception:  # noqa: BLE001 - the recorder never fails a request
+            self.failures += 1
+            if self.failures == 1:
+                log.exception("the flight recorder cannot record a request (further failures are counted)")
+            return
+        try:
+            self._queue.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+
+    def _line(self, ex: Exchange, start: float, start_ms: int, body: Any, outcome: str,
+              reason: str | None) -> dict[str, Any]:
+        """The line of one request (``time`` is when it reached the recorder)."""
+        latency = (time.perf_counter() - start) * 1000
+        api = api_table().get(ex.api_key)
+        s = ex.session
+        line: dict[str, Any] = {
+            "event": "request", "time": _iso(start_ms), "time_ms": start_ms, "conn": s.connection_id,
+            "listener": s.listener, "client": f"{s.client_host}:{s.client_port}", "client_id": ex.client_id,
+            "principal": s.principal, "api": api.name if api is not None else str(ex.api_key),
+            "api_key": ex.api_key, "version": ex.api_version, "correlation_id": ex.correlation_id,
+            "latency_ms": round(latency, 3), "request_size": ex.request_size,
+        }
+        walk = _Walk(self.payloads, self.topic_name)
+        walk.scan(ex.request, {}, None, True)
+        request = walk.summary(ex.request)
+        response = None
+        if body is not None:
+            walk.scan(body, {}, None, False)
+            response = walk.summary(body)
+            line["response_size"] = self._response_size(ex, body, walk)
+        line["outcome"] = outcome
+        if reason is not None:
+            line["reason"] = reason[:STRING_CAP]
+        line["topics"] = list(walk.topics)
+        if outcome == "failed":
+            walk.errors.insert(0, {"code": -1, "error": "UNKNOWN_SERVER_ERROR"})
+            walk.error_count += 1
+        line["errors"] = walk.errors
+        if walk.error_count > len(walk.errors):
+            line["errors_not_shown"] = walk.error_count - len(walk.errors)
+        throttle = body.get("throttle_time_ms") if isinstance(body, Mapping) else None
+        if throttle:
+            line["throttle_ms"] = throttle
+        if ex.notes:
+            line["notes"] = walk.summary(ex.notes)
+        if walk.truncated:
+            line["truncated"] = True
+        line["request"] = request
+        line["response"] = response
+        return line
+
+    @staticmethod
+    def _response_size(ex: Exchange, body: Any, walk: _Walk) -> int | None:
+        """Bytes of the response frame (without its size prefix), as ``request_size``; None
+        for a body too large to encode a second time within the recorder's budget."""
+        api = api_table()[ex.api_key]
+        if isinstance(body, EncodedBody):
+            return len(body.encoded) + (4 if api.response_header_version(ex.api_version) == 0 else 5)
+        if walk.truncated:
+            return None
+        try:
+            parts = encode_response_parts(ex.api_key, ex.api_version, ex.correlation_id, body)
+        except Exception:  # noqa: BLE001 - dispatch reports encoding errors, not the recorder
+            return None
+        return sum(len(p) for p in parts) - 4
+
+    # -- writer thread -----------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        f = self._file
+        reported = 0
+        last_flush = time.monotonic()
+        pending = False
+        try:
+            while True:
+                try:
+                    line = self._queue.get(timeout=FLUSH_SECONDS / 2)
+                except queue.Empty:
+                    noted = self._note_drops(f, reported)
+                    pending, reported = pending or noted != reported, noted
+                    if pending:
+                        f.flush()
+                        pending, last_flush = False, time.monotonic()
+                    if self._closing.is_set():
+                        break
+                    continue
+                try:
+                    text = json.dumps(line, default=_json_default, ensure_ascii=False)
+                except Exception as e:  # noqa: BLE001 - one bad line must not stop the file
+                    text = json.dumps({"event": "unwritable", "reason": str(e)[:STRING_CAP]})
+                f.write(text + "\n")
+                pending = True
+                reported = self._note_drops(f, reported)
+                if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    f.flush()
+                    pending, last_flush = False, time.monotonic()
+            self._note_drops(f, reported)
+            f.write(json.dumps({"event": "stop", "time": _iso(self.clock.time_ms()), "dropped": self.dropped,
+                                "failures": self.failures}) + "\n")
+        except OSError:
+            log.exception("the flight recorder cannot write to %s; recording stopped", self.path)
+            self._closing.set()
+        finally:
+            try:
+                f.close()
+            except OSError:
+                log.exception("the flight recorder cannot close %s", self.path)
+
+    def _note_drops(self, f: IO[str], reported: int) -> int:
+        """Write how many lines were dropped since ``reported`` were; returns the new total."""
+        dropped = self.dropped  # only the event loop adds to it
+        if dropped != reported:
+            f.write(json.dumps({"event": "dropped", "time": _iso(self.clock.time_ms()),
+                                "count": dropped - reported, "total": dropped}) + "\n")
+        return dropped
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop recording: the lines queued are written, then a ``stop`` line; the file is closed."""
+        self._closing.set()
+        self._thread.join(timeout)
