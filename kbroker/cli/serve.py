@@ -35,6 +35,9 @@ def register(subparsers: Any) -> None:
         default=[],
         help="set a config key, overriding file and environment (repeatable)",
     )
+    parser.add_argument("--record", metavar="FILE",
+                        help="flight recorder: append one JSON line per request to FILE (record.file); "
+                             "read it with `kbroker trace FILE`")
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -47,7 +50,10 @@ def register(subparsers: Any) -> None:
 
 def build_config(args: argparse.Namespace) -> BrokerConfig:
     """The :class:`BrokerConfig` that ``args`` describe (raises ``ConfigError``)."""
-    return BrokerConfig.load(args.config, overrides=args.override)
+    overrides = list(args.override)
+    if getattr(args, "record", None):
+        overrides.append(f"record.file={args.record}")
+    return BrokerConfig.load(args.config, overrides=overrides)
 
 
 def run(args: argparse.Namespace) -> int:
