@@ -27,13 +27,15 @@ gets UNKNOWN_SERVER_ERROR). Other lines have ``"event"`` ``start``, ``dropped`` 
 from __future__ import annotations
 
 import base64
+import collections
+import functools
 import json
 import logging
-import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -43,6 +45,7 @@ from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.codec import encode_response_parts
 from kbroker.codec.apis import api_table
 from kbroker.codec.error_codes import ErrorCode
+from kbroker.codec.schema import FieldSpec
 from kbroker.handlers.api import CloseConnection, EncodedBody
 from kbroker.records.batch import iter_headers
 from kbroker.records.record import iter_records
@@ -69,7 +72,7 @@ PAYLOAD_BYTES_CAP = 16 * 1024
 #: Lines waiting for the writer thread; past this, lines are dropped (and counted).
 QUEUE_SIZE = 10000
 #: The writer flushes the file at least this often while lines come in (``trace --follow``).
-FLUSH_SECONDS = 0.1
+FLUSH_SECONDS = 0.05
 
 #: Keys whose string values are never written (config values of these names: passwords).
 _SECRET_WORDS = ("password", "secret", "jaas")
@@ -81,6 +84,46 @@ def _is_topic_array(key: str | None) -> bool:
     return key is not None and (key in _TOPIC_ARRAYS or "topic" in key)
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Where, in one struct of a message, the scan looks: the error code fields here, the
+    fields naming a topic here, and the arrays and structs below that hold either."""
+
+    errors: tuple[str, ...]
+    topic_keys: tuple[str, ...]
+    children: tuple[tuple[str, _Plan], ...]
+
+
+_EMPTY_PLAN = _Plan((), (), ())
+
+
+def _plan_of(fields: tuple[FieldSpec, ...], in_topic_array: bool, want_topics: bool) -> _Plan:
+    errors = tuple(f.attr for f in fields if f.attr.endswith("error_code") and f.type == "int16")
+    topic_keys: tuple[str, ...] = ()
+    if want_topics:
+        names = ("topic", "topic_name", "topic_id", *(("name",) if in_topic_array else ()))
+        topic_keys = tuple(f.attr for f in fields if f.attr in names)
+    children = []
+    for f in fields:
+        if f.fields:
+            sub = _plan_of(f.fields, _is_topic_array(f.attr), want_topics)
+            if sub.errors or sub.topic_keys or sub.children:
+                children.append((f.attr, sub))
+    return _Plan(errors, topic_keys, tuple(children))
+
+
+@functools.cache
+def plan(api_key: int, kind: str) -> _Plan:
+    """The scan plan of an API's requests (topics named) or responses (error codes), from
+    its schema: the scan reads only the arrays that can hold what it looks for (not the API
+    list of an ApiVersions answer, nor the brokers of a Metadata answer)."""
+    api = api_table().get(api_key)
+    if api is None:
+        return _EMPTY_PLAN
+    spec = api.request if kind == "request" else api.response
+    return _plan_of(spec.fields, False, kind == "request")
+
+
 class _Payload:
     """Record data whose records the writer thread decodes (``record.payloads=true``)."""
 
@@ -90,9 +133,14 @@ class _Payload:
         self.data = data
 
 
+#: The structs from the top down to the one scanned: (array or field key, struct, outer chain).
+_Chain = tuple[str | None, dict[str, Any], Any] | None
+
+
 class _Walk:
-    """One bounded walk over a decoded body: its summary, and (scanning every item) the
-    non-zero error codes with the topic/partition/group they belong to, and topic names."""
+    """One bounded walk over a decoded body: its summary, and (scanning every item the schema
+    says may hold them) the non-zero error codes with the topic/partition/group they belong
+    to, and the topic names of a request."""
 
     def __init__(self, payloads: bool, topic_name: Callable[[uuid.UUID], str | None] | None) -> None:
         self.payloads = payloads
@@ -109,62 +157,71 @@ class _Walk:
         if isinstance(value, uuid.UUID):
             name = self.topic_name(value) if self.topic_name is not None else None
             return name if name is not None else str(value)
-        return value if isinstance(value, str) else None
+        return value if isinstance(value, str) and value else None
 
-    def scan(self, value: Any, ctx: dict[str, Any], key: str | None, collect_topics: bool) -> None:
-        """Find error codes and topic names in ``value`` (all items, within the scan budget)."""
+    def scan(self, value: Any, plan: _Plan, key: str | None = None, outer: _Chain = None) -> None:
+        """Find error codes and topic names in the struct ``value`` as ``plan`` says (every
+        item of the arrays it names, within the scan budget)."""
+        if not isinstance(value, dict):
+            return
         if self.scan_left <= 0:
             self.truncated = True
             return
         self.scan_left -= 1
-        if isinstance(value, Mapping):
-            ctx = self._context(value, ctx, key)
-            if collect_topics and "topic" in ctx and len(self.topics) < LIST_CAP:
-                self.topics[ctx["topic"]] = None
-            code = value.get("error_code")
-            if isinstance(code, int) and code != 0:
-                self._error(code, value, ctx)
-            for k, v in value.items():
-                if isinstance(v, (Mapping, list, tuple)):
-                    self.scan(v, ctx, k, collect_topics)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                if isinstance(item, (Mapping, list, tuple)):
-                    self.scan(item, ctx, key, collect_topics)
+        chain = (key, value, outer)
+        for attr in plan.errors:
+            code = value.get(attr)
+            if code and isinstance(code, int):
+                self._error(code, value, chain)
+        if plan.topic_keys and len(self.topics) < LIST_CAP:
+            for attr in plan.topic_keys:
+                name = self.topic_of(value.get(attr))
+                if name:
+                    self.topics[name] = None
+                    break
+        for attr, sub in plan.children:
+            child = value.get(attr)
+            if type(child) is list or type(child) is tuple:
+                for item in child:
+                    self.scan(item, sub, attr, chain)
                     if self.scan_left <= 0:
                         self.truncated = True
                         return
+            elif child is not None:
+                self.scan(child, sub, attr, chain)
 
-    def _context(self, value: Mapping[str, Any], ctx: dict[str, Any], key: str | None) -> dict[str, Any]:
-        """``ctx`` with what ``value`` says about where it is (topic, partition, group, resource)."""
+    def _where(self, chain: _Chain) -> dict[str, Any]:
+        """The topic, partition, group and resource an error is about, from the structs that hold it."""
+        links = []
+        while chain is not None:
+            links.append(chain)
+            chain = chain[2]
         found: dict[str, Any] = {}
-        topic = value.get("topic") or value.get("topic_name")
-        if topic is None and _is_topic_array(key):
-            topic = value.get("name")
-        if topic is None and value.get("topic_id"):
-            topic = value.get("topic_id")
-        if topic is not None:
+        for key, value, _ in reversed(links):
+            topic = value.get("topic") or value.get("topic_name")
+            if topic is None and _is_topic_array(key):
+                topic = value.get("name")
+            if topic is None:
+                topic = value.get("topic_id")
             name = self.topic_of(topic)
             if name:
                 found["topic"] = name
-        for pkey in ("partition_index", "partition", "partition_id"):
-            p = value.get(pkey)
-            if isinstance(p, int):
-                found["partition"] = p
-                break
-        else:
-            p = value.get("index")
-            if isinstance(p, int) and key is not None and "partition" in key:
-                found["partition"] = p
-        group = value.get("group_id")
-        if isinstance(group, str):
-            found["group"] = group
-        resource = value.get("resource_name")
-        if isinstance(resource, str):
-            found["resource"] = resource
-        return {**ctx, **found} if found else ctx
+            for pkey in ("partition_index", "partition", "partition_id"):
+                p = value.get(pkey)
+                if isinstance(p, int):
+                    found["partition"] = p
+                    break
+            else:
+                p = value.get("index")
+                if isinstance(p, int) and key is not None and "partition" in key:
+                    found["partition"] = p
+            for ckey, label in (("group_id", "group"), ("resource_name", "resource")):
+                v = value.get(ckey)
+                if isinstance(v, str) and v:
+                    found[label] = v
+        return found
 
-    def _error(self, code: int, value: Mapping[str, Any], ctx: dict[str, Any]) -> None:
+    def _error(self, code: int, value: dict[str, Any], chain: _Chain) -> None:
         self.error_count += 1
         if len(self.errors) >= LIST_CAP:
             return
@@ -172,7 +229,7 @@ class _Walk:
             name = ErrorCode(code).name
         except ValueError:
             name = f"UNKNOWN({code})"
-        entry: dict[str, Any] = {"code": code, "error": name, **ctx}
+        entry: dict[str, Any] = {"code": int(code), "error": name, **self._where(chain)}
         message = value.get("error_message")
         if isinstance(message, str) and message:
             entry["message"] = message[:STRING_CAP]
@@ -184,32 +241,32 @@ class _Walk:
             self.truncated = True
             return "…"
         self.summary_left -= 1
-        if value is None or isinstance(value, (bool, int, float)):
+        t = type(value)
+        if value is None or t is int or t is bool or t is float:
             return value
-        if isinstance(value, str):
+        if t is str:
             return value if len(value) <= STRING_CAP else value[:STRING_CAP] + "…"
-        if isinstance(value, Mapping):
-            secret = _is_secret(value)
+        if isinstance(value, dict) or isinstance(value, Mapping):  # noqa: SIM101 - the cheap check first
+            secret = "value" in value and _is_secret(value)
             out: dict[str, Any] = {}
             for k, v in value.items():
-                if not isinstance(k, str) or k.startswith("_"):
+                if type(k) is not str or k[:1] == "_":
                     continue
-                if secret and k == "value" and v is not None:
-                    out[k] = "[redacted]"
-                else:
-                    out[k] = self.summary(v, k)
+                out[k] = "[redacted]" if secret and k == "value" and v is not None else self.summary(v, k)
             return out
-        if isinstance(value, (list, tuple)):
+        if t is list or t is tuple:
             shown = [self.summary(v, key) for v in value[:ARRAY_CAP]]
             if len(value) > ARRAY_CAP:
                 shown.append(f"+{len(value) - ARRAY_CAP} more")
             return shown
-        if isinstance(value, uuid.UUID):
-            return str(value)
         if isinstance(value, (bytes, bytearray, memoryview)):
             if key == "records":
                 return self.records(value)
             return {"bytes": len(value)}
+        if isinstance(value, (int, float, str)):  # an IntEnum, a str subclass
+            return value
+        if isinstance(value, uuid.UUID):
+            return str(value)
         if hasattr(value, "__len__"):  # a buffer of some other kind (record data read from a file)
             try:
                 return {"bytes": len(value)}
@@ -315,10 +372,13 @@ class Recorder:
         #: Requests whose line could not be built (a bug in the recorder; serving went on).
         self.failures = 0
         self._file: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the writer
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(queue_size)
+        # A deque, not a queue.Queue: appending wakes no thread (the writer drains it every
+        # FLUSH_SECONDS), so a request pays an append, not a lock and a thread switch.
+        self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._queue_size = queue_size
         self._closing = threading.Event()
-        self._queue.put({"event": "start", "time": _iso(clock.time_ms()), "payloads": payloads,
-                         "kbroker": __version__})
+        self._queue.append({"event": "start", "time": _iso(clock.time_ms()), "payloads": payloads,
+                            "kbroker": __version__})
         self._thread = threading.Thread(target=self._write_loop, name="kbroker-recorder", daemon=True)
         self._thread.start()
 
@@ -347,10 +407,10 @@ class Recorder:
             if self.failures == 1:
                 log.exception("the flight recorder cannot record a request (further failures are counted)")
             return
-        try:
-            self._queue.put_nowait(line)
-        except queue.Full:
+        if len(self._queue) >= self._queue_size:
             self.dropped += 1
+        else:
+            self._queue.append(line)
 
     def _line(self, ex: Exchange, start: float, start_ms: int, body: Any, outcome: str,
               reason: str | None) -> dict[str, Any]:
@@ -366,11 +426,12 @@ class Recorder:
             "latency_ms": round(latency, 3), "request_size": ex.request_size,
         }
         walk = _Walk(self.payloads, self.topic_name)
-        walk.scan(ex.request, {}, None, True)
+        walk.scan(ex.request, plan(ex.api_key, "request"))
         request = walk.summary(ex.request)
         response = None
         if body is not None:
-            walk.scan(body, {}, None, False)
+            walk.scan_left = SCAN_BUDGET  # the response's own budget: a huge request must not hide its errors
+            walk.scan(body, plan(ex.api_key, "response"))
             response = walk.summary(body)
             line["response_size"] = self._response_size(ex, body, walk)
         line["outcome"] = outcome
@@ -412,33 +473,26 @@ class Recorder:
     # -- writer thread -----------------------------------------------------------------------------
     def _write_loop(self) -> None:
         f = self._file
+        lines = self._queue
         reported = 0
-        last_flush = time.monotonic()
-        pending = False
         try:
             while True:
-                try:
-                    line = self._queue.get(timeout=FLUSH_SECONDS / 2)
-                except queue.Empty:
-                    noted = self._note_drops(f, reported)
-                    pending, reported = pending or noted != reported, noted
-                    if pending:
-                        f.flush()
-                        pending, last_flush = False, time.monotonic()
-                    if self._closing.is_set():
-                        break
-                    continue
-                try:
-                    text = json.dumps(line, default=_json_default, ensure_ascii=False)
-                except Exception as e:  # noqa: BLE001 - one bad line must not stop the file
-                    text = json.dumps({"event": "unwritable", "reason": str(e)[:STRING_CAP]})
-                f.write(text + "\n")
-                pending = True
-                reported = self._note_drops(f, reported)
-                if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                closing = self._closing.wait(FLUSH_SECONDS)
+                written = False
+                while lines:
+                    line = lines.popleft()
+                    try:
+                        text = json.dumps(line, default=_json_default, ensure_ascii=False)
+                    except Exception as e:  # noqa: BLE001 - one bad line must not stop the file
+                        text = json.dumps({"event": "unwritable", "reason": str(e)[:STRING_CAP]})
+                    f.write(text + "\n")
+                    written = True
+                noted = self._note_drops(f, reported)
+                if written or noted != reported:
                     f.flush()
-                    pending, last_flush = False, time.monotonic()
-            self._note_drops(f, reported)
+                reported = noted
+                if closing:
+                    break
             f.write(json.dumps({"event": "stop", "time": _iso(self.clock.time_ms()), "dropped": self.dropped,
                                 "failures": self.failures}) + "\n")
         except OSError:

@@ -19,7 +19,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kbroker.handlers.api import CloseConnection, EncodedBody, Session
 from kbroker.server import recorder as recorder_module
 from kbroker.server.intercept import Exchange
-from kbroker.server.recorder import ARRAY_CAP, Recorder, _Walk
+from kbroker.server.recorder import ARRAY_CAP, SCAN_BUDGET, Recorder, _Walk, plan
 from kbroker.testing import BrokerThread
 
 
@@ -194,7 +194,9 @@ def test_a_full_queue_drops_lines_counts_them_and_never_waits(tmp_path: Path, mo
 
     monkeypatch.setattr(recorder_module, "json", SlowJson)
     rec = Recorder(tmp_path / "slow.jsonl", queue_size=2)
-    time.sleep(0.05)  # the writer takes the start line and waits in dumps
+    deadline = time.monotonic() + 5
+    while rec._queue and time.monotonic() < deadline:  # the writer takes the start line, waits in dumps
+        time.sleep(0.01)
 
     async def handle() -> Any:
         return {"responses": []}
@@ -203,7 +205,7 @@ def test_a_full_queue_drops_lines_counts_them_and_never_waits(tmp_path: Path, mo
     for _ in range(10):
         serve(rec, exchange(), handle)
     assert time.perf_counter() - t0 < 2  # nothing waited for the writer
-    assert rec.dropped in (7, 8)  # 2 (or 3, had the writer taken one more) queued
+    assert rec.dropped == 8  # 2 queued
     gate.set()
     rec.close()
     got = lines(rec.path)
@@ -214,27 +216,41 @@ def test_a_full_queue_drops_lines_counts_them_and_never_waits(tmp_path: Path, mo
 
 def test_summaries_are_capped_and_errors_found_in_every_item() -> None:
     topic_id = uuid.uuid4()
-    body = {"topics": [{"topic_id": topic_id, "name": None, "error_code": 0,
+    body = {"brokers": [{"node_id": 1, "host": "h", "port": 1, "rack": None}],
+            "topics": [{"topic_id": topic_id, "name": None, "error_code": 0,
                         "partitions": [{"partition_index": i, "error_code": 6 if i == 500 else 0}
                                        for i in range(1000)]}]}
     walk = _Walk(False, lambda tid: "named" if tid == topic_id else None)
-    walk.scan(body, {}, None, True)
+    walk.scan(body, plan(3, "response"))  # Metadata
     summary = walk.summary(body)
     partitions = summary["topics"][0]["partitions"]
     assert len(partitions) == ARRAY_CAP + 1 and partitions[-1] == f"+{1000 - ARRAY_CAP} more"
     assert summary["topics"][0]["topic_id"] == str(topic_id)
     assert walk.errors == [{"code": 6, "error": "NOT_LEADER_OR_FOLLOWER", "topic": "named", "partition": 500}]
-    assert list(walk.topics) == ["named"] and not walk.truncated
+    assert walk.scan_left == SCAN_BUDGET - 1002 and not walk.truncated  # the brokers were not read
+    walk.scan({"topics": [{"topic_id": topic_id, "name": None}]}, plan(3, "request"))
+    assert list(walk.topics) == ["named"]
 
     huge = {"topics": [{"name": f"t{i}", "partitions": [{"partition_index": 0, "error_code": 3}]}
                        for i in range(20000)]}
     walk = _Walk(False, None)
     t0 = time.perf_counter()
-    walk.scan(huge, {}, None, True)
+    walk.scan(huge, plan(3, "response"))
     walk.summary(huge)
+    request_walk = _Walk(False, None)
+    request_walk.scan(huge, plan(3, "request"))
     assert time.perf_counter() - t0 < 0.5
-    assert walk.truncated and len(walk.errors) == 50 and len(walk.topics) == 50
-    assert walk.error_count < 20000  # the scan stopped at its budget
+    assert walk.truncated and len(walk.errors) == 50 and walk.errors[0]["topic"] == "t0"
+    assert walk.error_count == SCAN_BUDGET // 2 - 1  # the root, then a topic and its partition each
+    assert len(request_walk.topics) == 50 and request_walk.truncated
+
+
+def test_scan_plans_follow_the_schema() -> None:
+    produce = plan(0, "response")
+    assert dict(produce.children)["responses"].children[0][0] == "partition_responses"
+    assert plan(18, "response").children == ()  # ApiVersions: only its top-level error code
+    assert plan(18, "response").errors == ("error_code",)
+    assert plan(0, "request").children[0][1].topic_keys == ("name", "topic_id")  # Produce: topic_data
 
 
 def test_secrets_and_bytes_are_not_written() -> None:
