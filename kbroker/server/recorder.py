@@ -357,6 +357,8 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+#: The loop's JSON encoder: compact, no cycle check (summaries are trees built afresh).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
 _iso_second: list[Any] = [None, ""]  # the last second formatted, and its text
 
 
@@ -430,7 +432,7 @@ class Recorder:
             # Encoded here: a few tens of µs on the loop cost less than the writer thread taking
             # the GIL for them (the loop would wait for it up to the 5 ms switch interval).
             try:
-                self._queue.append(json.dumps(line, ensure_ascii=False))
+                self._queue.append(_ENCODE(line))
             except Exception:  # noqa: BLE001 - the recorder never fails a request
                 self.failures += 1
             return
