@@ -47,7 +47,7 @@ from kbroker.codec import encode_response_parts
 from kbroker.codec.apis import api_table
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.schema import FieldSpec
-from kbroker.handlers.api import CloseConnection, EncodedBody
+from kbroker.handlers.api import CloseConnection, DetachedBody, EncodedBody
 from kbroker.records.batch import iter_headers
 from kbroker.records.record import iter_records
 from kbroker.server.intercept import Body, Exchange, Handle
@@ -63,6 +63,8 @@ SUMMARY_BUDGET = 1000
 #: Nodes one scan for error codes and topic names visits (it reads every array item, unlike
 #: the summary: an error in the 500th partition must be found).
 SCAN_BUDGET = 20000
+#: Structs of a response scanned past which its size is not measured (by encoding it again).
+ENCODE_BUDGET = 2000
 #: Error entries and topic names kept per line.
 LIST_CAP = 50
 #: Record batches counted in one records field.
@@ -489,7 +491,9 @@ class Recorder:
         api = api_table()[ex.api_key]
         if isinstance(body, EncodedBody):
             return len(body.encoded) + (4 if api.response_header_version(ex.api_version) == 0 else 5)
-        if walk.truncated:
+        # Encoding again costs what dispatch's encoding costs: only for bodies of few structs.
+        # Dispatch encodes a DetachedBody (many items) in a worker thread: not the loop's work.
+        if walk.truncated or SCAN_BUDGET - walk.scan_left > ENCODE_BUDGET or isinstance(body, DetachedBody):
             return None
         try:
             parts = encode_response_parts(ex.api_key, ex.api_version, ex.correlation_id, body)

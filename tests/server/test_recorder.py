@@ -276,3 +276,36 @@ def test_an_encoded_body_is_sized_without_encoding(recorder: Recorder) -> None:
     line = requests(recorder.path)[0]
     assert line["response_size"] == 44  # ApiVersions answers with header v0
     assert line["response"] == {"error_code": 0, "api_keys": {"items": 80}}
+
+
+def test_a_big_response_is_not_encoded_again_for_its_size(recorder: Recorder) -> None:
+    body = {"brokers": [], "topics": [{"name": f"t{i}", "error_code": 0, "partitions": [
+        {"partition_index": 0, "error_code": 0, "leader_id": 1, "leader_epoch": 0, "replica_nodes": [1],
+         "isr_nodes": [1], "offline_replicas": []}]} for i in range(1500)]}
+
+    async def handle() -> Any:
+        return body
+
+    ex = exchange(api_key=3, request={"topics": None})
+    ex.api_version = 12
+    serve(recorder, ex, handle)
+    recorder.close()
+    line = requests(recorder.path)[0]
+    assert line["response_size"] is None and not line.get("truncated") and line["errors"] == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to fail writes")
+def test_a_file_that_cannot_be_written_stops_recording_not_serving(caplog: pytest.LogCaptureFixture) -> None:
+    rec = Recorder("/dev/full")
+
+    async def handle() -> Any:
+        return {"responses": []}
+
+    serve(rec, exchange(), handle)
+    deadline = time.monotonic() + 5
+    while not rec._closing.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rec._closing.is_set() and "cannot write to /dev/full" in caplog.text
+    assert serve(rec, exchange(), handle) == {"responses": []}  # served; nothing queued
+    assert not rec._queue
+    rec.close()
