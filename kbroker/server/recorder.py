@@ -361,16 +361,16 @@ def _json_default(value: Any) -> Any:
 
 #: The loop's JSON encoder: compact, no cycle check (summaries are trees built afresh).
 _ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
-_iso_second: list[Any] = [None, ""]  # the last second formatted, and its text
+#: The last second formatted and its text, as one tuple (replaced whole: two threads format times).
+_iso_second: list[tuple[int, str]] = [(-1, "")]
 
 
 def _iso(ms: int) -> str:
     """``2026-11-29T20:30:00.123Z``; the second's text is formatted once per second."""
     second, milli = divmod(ms, 1000)
-    cached = _iso_second
+    cached = _iso_second[0]
     if cached[0] != second:
-        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        cached[0] = second
+        cached = _iso_second[0] = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
     return f"{cached[1]}.{milli:03d}Z"
 
 
