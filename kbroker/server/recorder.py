@@ -255,7 +255,14 @@ class _Walk:
             for k, v in value.items():
                 if type(k) is not str or k[:1] == "_":
                     continue
-                out[k] = "[redacted]" if secret and k == "value" and v is not None else self.summary(v, k)
+                tv = type(v)
+                if secret and k == "value" and v is not None:
+                    out[k] = "[redacted]"
+                elif v is None or tv is int or tv is bool or (tv is str and len(v) <= STRING_CAP):
+                    out[k] = v  # most fields: taken inline, without a call
+                    self.summary_left -= 1
+                else:
+                    out[k] = self.summary(v, k)
             return out
         if t is list or t is tuple:
             shown = [self.summary(v, key) for v in value[:ARRAY_CAP]]
