@@ -4,6 +4,7 @@ real entry point where it matters."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import signal
@@ -202,9 +203,18 @@ def test_kbroker_bootstrap_is_every_client_command_s_default(dev: Serve, tmp_pat
     assert dead in proc.stderr
 
 
-def test_kbroker_bootstrap_shows_in_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_kbroker_bootstrap_is_the_parsed_default(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("KBROKER_BOOTSTRAP", "example:1234")
     args = build_parser().parse_args(["topics", "--list"])
     assert args.bootstrap_server == "example:1234"
     monkeypatch.setenv("KBROKER_BOOTSTRAP", "  ")  # blank: as unset
     assert build_parser().parse_args(["topics", "--list"]).bootstrap_server == "127.0.0.1:9092"
+
+
+def test_the_client_bootstrap_variable_is_no_unknown_broker_config(caplog: pytest.LogCaptureFixture) -> None:
+    from kbroker.config import BrokerConfig
+
+    with caplog.at_level(logging.WARNING, logger="kbroker.config"):
+        BrokerConfig.load(env={"KBROKER_BOOTSTRAP": "127.0.0.1:9092", "KBROKER_BOGUS_THING": "x"})
+    assert "KBROKER_BOGUS_THING" in caplog.text  # still warned about: a misspelt key
+    assert "KBROKER_BOOTSTRAP" not in caplog.text
