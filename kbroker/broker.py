@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from kbroker.security.store import StateStore
     from kbroker.txn.markers import MarkerResults, TxnMarker, WriteMarkers
 from kbroker.server.connection import Connection, peer_address
+from kbroker.server.emulation import ApiVersionEmulation
 from kbroker.server.intercept import Interceptors
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
@@ -175,6 +176,9 @@ class Broker:
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
         #: What wraps the serving of every request (fault rules, the flight recorder, metrics).
         self.interceptors = Interceptors()
+        emulate = config.get("emulate.version")
+        if emulate is not None:  # first in: interceptors added later run inside it
+            self.interceptors.add(ApiVersionEmulation.for_release(str(emulate)))
 
     # -- cluster mode ------------------------------------------------------------------------------
     def _resolve_cluster(self) -> ClusterKeys:

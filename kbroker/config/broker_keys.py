@@ -43,6 +43,9 @@ TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SSL_CLIENT_AUTH = ("none", "requested", "required")
 KEYSTORE_TYPES = ("PEM", "PKCS12", "JKS")
+#: The Kafka releases whose API versions ``emulate.version`` can advertise (the releases of
+#: kbroker/server/data/kafka_api_versions.json).
+EMULATED_RELEASES = ("2.8", "3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9", "4.0", "4.1")
 #: Minimum segment size: the overhead of one v0 record, as in Kafka.
 MIN_SEGMENT_BYTES = 14
 
@@ -225,6 +228,8 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("transaction.partition.verification.enable", BOOL, True, "Check that a transactional produce's partition was added to the transaction before appending (KIP-890).", (), CW),
     ConfigDef("producer.id.expiration.ms", INT, 86400000, "How long a producer id's state is kept after its last write.", (at_least(1),), CW),
     ConfigDef("producer.id.expiration.check.interval.ms", INT, 600000, "How often expired producer ids are removed.", (at_least(1),), RO),
+    # --- development
+    ConfigDef("emulate.version", STR, None, "Advertise (and hold clients to) the API versions of this Apache Kafka release, within what kbroker serves; unset: kbroker's own.", (one_of(*EMULATED_RELEASES),), RO),
     # --- request limits
     ConfigDef("max.partitions.per.request", INT, 10000, "New partitions one CreateTopics, CreatePartitions or Metadata auto-creation may add in all; larger requests are refused with POLICY_VIOLATION (Kafka's controller bounds one operation at 10000 records), auto-creation beyond it answers LEADER_NOT_AVAILABLE and is left to a later request.", (at_least(1),), RO),
 )
@@ -237,6 +242,7 @@ __all__ = [
     "BROKER_CONFIGS",
     "CLEANUP_POLICIES",
     "COMPRESSION_TYPES",
+    "EMULATED_RELEASES",
     "INT_MAX",
     "KEYSTORE_TYPES",
     "LONG_MAX",
