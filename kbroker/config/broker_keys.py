@@ -225,6 +225,9 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("transaction.partition.verification.enable", BOOL, True, "Check that a transactional produce's partition was added to the transaction before appending (KIP-890).", (), CW),
     ConfigDef("producer.id.expiration.ms", INT, 86400000, "How long a producer id's state is kept after its last write.", (at_least(1),), CW),
     ConfigDef("producer.id.expiration.check.interval.ms", INT, 600000, "How often expired producer ids are removed.", (at_least(1),), RO),
+    # --- fault injection (kbroker only)
+    ConfigDef("faults.port", INT, None, "Port of the HTTP endpoint for fault rules (GET/POST/DELETE /faults), 0 for any free port; unset, there is none (rules can still be added from Python).", (between(0, 65535),), RO),
+    ConfigDef("faults.host", STR, "127.0.0.1", "Address the fault rules' HTTP endpoint binds (faults.port).", (non_empty,), RO),
     # --- request limits
     ConfigDef("max.partitions.per.request", INT, 10000, "New partitions one CreateTopics, CreatePartitions or Metadata auto-creation may add in all; larger requests are refused with POLICY_VIOLATION (Kafka's controller bounds one operation at 10000 records), auto-creation beyond it answers LEADER_NOT_AVAILABLE and is left to a later request.", (at_least(1),), RO),
 )
