@@ -5,6 +5,7 @@ a throttle mutes the connection, and the HTTP endpoint manages the rules."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -217,3 +218,19 @@ def test_a_taken_faults_port_stops_start_up(tmp_path: Path) -> None:
     # It let go of its data directory: another broker starts on it.
     with BrokerThread(tmp_path / "d"):
         pass
+
+
+def test_a_broker_without_faults_port_imports_no_http_server(tmp_path: Path) -> None:
+    probe = (
+        "import sys, anyio\nfrom pathlib import Path\nfrom kbroker.broker import Broker\n"
+        "from kbroker.testing import make_config\n"
+        f"b = Broker(make_config(Path({str(tmp_path / 'd')!r})))\n"
+        "async def main():\n"
+        "    async with b.running():\n"
+        "        b.faults.add('Metadata', 'latency', ms=1)\n"
+        "anyio.run(main)\n"
+        "print(' '.join(m for m in ('starlette', 'uvicorn') if m in sys.modules) or 'none')\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["none"]
