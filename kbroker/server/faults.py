@@ -7,6 +7,7 @@ A rule matches requests of one API (by name or key), optionally only those namin
 
 - ``error``: answer with a Kafka error code, as Kafka answers a request that failed as a
   whole (:func:`~kbroker.server.error_response.error_response`); the request is not applied.
+  An acks=0 produce, which gets no answer, has its connection closed instead, as Kafka does.
 - ``latency``: wait ``ms`` milliseconds, then serve the request.
 - ``close_before``: close the connection without applying the request.
 - ``close_after``: apply the request, then close the connection instead of answering.
@@ -21,7 +22,9 @@ thread), and over HTTP when ``faults.port`` is set: ``GET /faults`` lists the ru
 ``POST /faults`` adds one (its JSON as :meth:`FaultInjector.add` takes it) and answers its
 id, ``DELETE /faults/{id}`` removes one and ``DELETE /faults`` removes them all.
 
-The injector is in the request path only while it holds a rule or serves HTTP.
+The injector is in the request path only while it holds a rule or serves HTTP. The rule a
+request met is noted in ``exchange.notes["fault"]`` (its id) for the interceptors outside.
+Latency and throttle times are real time, whatever the broker's clock; ``ttl_ms`` runs on it.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ _RULE_KEYS = frozenset({"api", "action", "error", "ms", "topic", "partition", "c
 #: Names of a topic in a request struct, and of a partition index.
 _TOPIC_FIELDS = ("name", "topic", "topic_name")
 _PARTITION_FIELDS = ("partition_index", "partition", "index", "partition_id")
+_PRODUCE = 0
 
 
 class FaultRuleError(ValueError):
@@ -218,6 +222,9 @@ class FaultInjector:
         exchange.notes["fault"] = rule.id
         action = rule.action
         if action == "error":
+            if exchange.api_key == _PRODUCE and exchange.request.get("acks") == 0:
+                # As Kafka: a producer that wants no answer learns of an error by losing the connection.
+                raise CloseConnection(f"fault rule {rule.id}: an acks=0 produce failed")
             return error_response(exchange.api_key, exchange.api_version, exchange.request, rule.error_code)
         if action == "latency":
             await anyio.sleep(rule.ms / 1000)
@@ -288,6 +295,7 @@ class FaultInjector:
             await self._endpoint.stop()
         self._serving_http = False
         self._loop = None
+        self._apply_installed()
 
     def _sync_installed(self) -> None:
         """Put the injector in the request path while it has rules or an endpoint, and only then;

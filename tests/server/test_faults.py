@@ -234,3 +234,24 @@ def test_a_broker_without_faults_port_imports_no_http_server(tmp_path: Path) -> 
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["none"]
+
+
+def test_rules_change_from_another_thread_while_clients_are_served(broker: BrokerThread) -> None:
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, retries=5, retry_backoff_ms=10,
+                             enable_idempotence=True)
+    try:
+        sent = []
+        for i in range(40):
+            rule = broker.faults.add("Produce", error="NOT_LEADER_OR_FOLLOWER", topic="busy", count=1)
+            sent.append(producer.send("busy", f"m{i:04d}".encode()))
+            if i % 2:
+                broker.faults.remove(rule)  # sometimes before it fired, sometimes after
+            else:
+                broker.faults.clear()
+        offsets = [f.get(10).offset for f in sent]
+    finally:
+        producer.close(5)
+    assert sorted(offsets) == list(range(40))
+    assert broker.faults.rules() == []
+    assert list(broker.broker.interceptors) == [broker.faults]  # kept in place while it serves HTTP
+    assert consume_all(broker.bootstrap, "busy", 40) == expected(40)

@@ -160,6 +160,18 @@ def test_rules_match_api_client_topic_and_partition() -> None:
     assert run(faults, exchange(20, names, client_id="admin", version=5), served)["responses"][0]["error_code"] == 41
 
 
+def test_an_acks_0_produce_that_fails_closes_its_connection() -> None:
+    faults = FaultInjector(Interceptors(), ManualClock())
+    faults.add("Produce", error=NOT_LEADER, count=2)
+    request = {"acks": 0, "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": b""}]}]}
+    served = Served()
+    with pytest.raises(CloseConnection, match="acks=0"):
+        run(faults, exchange(0, request, version=9), served)
+    answer = run(faults, exchange(0, dict(request, acks=1), version=9), served)
+    assert answer["responses"][0]["partition_responses"][0]["error_code"] == NOT_LEADER
+    assert served.applied == 0
+
+
 def test_latency_waits_and_throttle_sets_the_throttle_time() -> None:
     faults = FaultInjector(Interceptors(), ManualClock())
     faults.add("Metadata", "latency", ms=150)
