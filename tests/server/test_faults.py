@@ -40,7 +40,7 @@ def produce_all(bootstrap: str, topic: str, n: int, **extra: Any) -> None:
     """Send ``n`` numbered messages with librdkafka's idempotent producer; every one delivered."""
     errors: list[Any] = []
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
-                  "retry.backoff.ms": 50, "message.timeout.ms": 30000, **extra})
+                  "retry.backoff.ms": 50, "reconnect.backoff.ms": 10, "message.timeout.ms": 30000, **extra})
     for i in range(n):
         p.produce(topic, f"m{i:04d}".encode(), on_delivery=lambda err, _msg: err and errors.append(err))
         p.poll(0)
@@ -49,7 +49,8 @@ def produce_all(bootstrap: str, topic: str, n: int, **extra: Any) -> None:
 
 def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 20) -> list[bytes]:
     """Every message of partition 0 from the start (at least ``expect`` of them, then what else comes)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "check", "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "check", "enable.auto.commit": False,
+                  "reconnect.backoff.ms": 10, "fetch.error.backoff.ms": 50})
     c.assign([TopicPartition(topic, 0, 0)])
     got: list[bytes] = []
     deadline = time.monotonic() + timeout

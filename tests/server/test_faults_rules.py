@@ -11,6 +11,7 @@ import pytest
 
 from kbroker.clock import ManualClock
 from kbroker.codec import decode_response, encode_response
+from kbroker.codec.apis import api_table
 from kbroker.handlers.api import CloseConnection, EncodedBody, Session
 from kbroker.server.error_response import error_response
 from kbroker.server.faults import FaultInjector, FaultRuleError
@@ -74,6 +75,14 @@ def test_group_and_topic_admin_errors() -> None:
     created = roundtrip(19, 7, {"topics": [{"name": "n", "num_partitions": 1, "replication_factor": 1,
                                             "assignments": [], "configs": []}]}, 41)
     assert [(t.name, t.error_code) for t in created.topics] == [("n", 41)]
+
+
+def test_every_api_version_has_an_error_response_that_encodes() -> None:
+    for key, api in api_table().items():
+        for version in range(api.versions.low, api.versions.high + 1):
+            body = roundtrip(key, version, {}, 55)
+            top = any(f.attr == "error_code" and version in f.versions for f in api.response.fields)
+            assert not top or body.error_code == 55, (api.name, version)
 
 
 class Served:
