@@ -4,7 +4,8 @@
 Kafka's rule, which each request class spells out by hand: the error goes in the top-level
 ``error_code`` when the version has one, and in every entry the response has for what the
 request named (each topic, partition, group, resource...), keyed as the request keyed it.
-Two APIs answer with the top level alone: Fetch from v13 and OffsetFetch v2 to v7.
+Some answer with the top level alone: Fetch from v13, OffsetFetch v2 to v7, AddPartitionsToTxn
+from v4, ShareFetch and ShareAcknowledge.
 Everything else takes the schema's default, except offsets and watermarks, which Kafka
 reports as -1 (unknown) in an error response.
 """
@@ -18,7 +19,9 @@ from kbroker.codec.apis import api_table
 from kbroker.codec.schema import FieldSpec
 
 #: (API key, lowest version, highest version) whose error response has only the top-level code.
-_TOP_LEVEL_ONLY = ((1, 13, 32767), (9, 2, 7))
+_TOP_LEVEL_ONLY = ((1, 13, 32767), (9, 2, 7), (24, 4, 32767), (78, 0, 32767), (79, 0, 32767))
+#: The fields that hold an entry's error (AddPartitionsToTxn names its partitions' so).
+_ERROR_FIELDS = frozenset({"error_code", "partition_error_code"})
 #: Names a key field takes in requests and responses; a response key is filled from any of its group.
 _KEY_GROUPS: tuple[frozenset[str], ...] = (
     frozenset({"name", "topic", "topic_name"}),
@@ -56,8 +59,8 @@ def _entry(fields: Sequence[FieldSpec], version: int, source: Any, code: int,
     out: dict[str, Any] = {}
     present = [f for f in fields if version in f.versions]
     for f in present:
-        if f.attr == "error_code":
-            out["error_code"] = code
+        if f.attr in _ERROR_FIELDS:
+            out[f.attr] = code
         elif f.is_array and f.is_struct:
             if _carries_error(f, version) and isinstance(source, Mapping):
                 out[f.attr] = [_entry(f.fields or (), version, item, code) for item in _answered(f.attr, source)]
@@ -100,7 +103,7 @@ def _carries_error(f: FieldSpec, version: int) -> bool:
     for g in f.fields or ():
         if version not in g.versions:
             continue
-        if g.attr == "error_code" or (g.is_array and g.is_struct and _carries_error(g, version)):
+        if g.attr in _ERROR_FIELDS or (g.is_array and g.is_struct and _carries_error(g, version)):
             return True
     return False
 

@@ -67,6 +67,15 @@ def test_metadata_offset_fetch_and_coordinator_errors_sit_where_kafka_puts_them(
     assert roundtrip(10, 3, {"key": "g", "key_type": 0}, 15).error_code == 15
 
 
+def test_transaction_partitions_errors() -> None:
+    old = roundtrip(24, 3, {"v3_and_below_transactional_id": "tx", "v3_and_below_topics": [
+        {"name": "a", "partitions": [0, 1]}]}, 51)
+    assert [(t.name, p.partition_index, p.partition_error_code)
+            for t in old.results_by_topic_v3_and_below for p in t.results_by_partition] == [("a", 0, 51), ("a", 1, 51)]
+    new = roundtrip(24, 4, {"transactions": [{"transactional_id": "tx", "topics": []}]}, 51)
+    assert (new.error_code, list(new.results_by_transaction)) == (51, [])
+
+
 def test_group_and_topic_admin_errors() -> None:
     join = roundtrip(11, 5, {"group_id": "g", "member_id": "m-1", "protocols": []}, 27)
     assert (join.error_code, join.member_id, join.generation_id) == (27, "", -1)
