@@ -16,7 +16,8 @@ A rule matches requests of one API (by name or key), optionally only those namin
   the connection for that long, as a client quota does (KIP-219).
 
 The first live rule that matches a request applies (rules are tried in the order they were
-added); a rule naming a topic applies to the whole request that names it. Rules change
+added). A rule naming a topic applies to the whole request that names it, except an ``error``
+on Produce: there only that topic's (or partition's) entries fail and the rest is applied. Rules change
 from any thread while the event loop serves (``BrokerThread.faults`` from a test's own
 thread), and over HTTP when ``faults.port`` is set: ``GET /faults`` lists the rules,
 ``POST /faults`` adds one (its JSON as :meth:`FaultInjector.add` takes it) and answers its
@@ -225,6 +226,8 @@ class FaultInjector:
             if exchange.api_key == _PRODUCE and exchange.request.get("acks") == 0:
                 # As Kafka: a producer that wants no answer learns of an error by losing the connection.
                 raise CloseConnection(f"fault rule {rule.id}: an acks=0 produce failed")
+            if exchange.api_key == _PRODUCE and rule.topic is not None:
+                return await self._fail_partitions(exchange, handle, rule)
             return error_response(exchange.api_key, exchange.api_version, exchange.request, rule.error_code)
         if action == "latency":
             await anyio.sleep(rule.ms / 1000)
@@ -242,6 +245,43 @@ class FaultInjector:
             body = dict(body) if isinstance(body, EncodedBody) else body
             body["throttle_time_ms"] = max(int(body["throttle_time_ms"]), rule.ms)
         return body
+
+    async def _fail_partitions(self, exchange: Exchange, handle: Handle, rule: FaultRule) -> Body:
+        """A Produce naming the rule's topic (or partition) among others: those partitions fail
+        and the others are applied, as partitions are in Kafka, each on its own."""
+        request, version = exchange.request, exchange.api_version
+        original = request["topic_data"]
+        kept: list[Any] = []
+        failed: list[Any] = []
+        for td in original:
+            name = td["name"] if version < 13 else self._topic_name(td["topic_id"])
+            if name != rule.topic:
+                kept.append(td)
+                continue
+            hit = [pd for pd in td["partition_data"] if rule.partition is None or pd["index"] == rule.partition]
+            rest = [pd for pd in td["partition_data"] if not (rule.partition is None or pd["index"] == rule.partition)]
+            failed.append(dict(td, partition_data=hit))
+            if rest:
+                kept.append(dict(td, partition_data=rest))
+        if not kept:
+            return error_response(_PRODUCE, version, request, rule.error_code)
+        request["topic_data"] = kept  # the handler reads the same body
+        try:
+            body = await handle()
+        finally:
+            request["topic_data"] = original
+        if body is None:
+            return None
+        refused = error_response(_PRODUCE, version, {"topic_data": failed}, rule.error_code)["responses"]
+        responses = [dict(r) for r in body["responses"]]
+        key = "name" if version < 13 else "topic_id"
+        for entry in refused:
+            same = next((r for r in responses if r.get(key) == entry.get(key)), None)
+            if same is None:
+                responses.append(entry)
+            else:
+                same["partition_responses"] = [*same["partition_responses"], *entry["partition_responses"]]
+        return dict(body, responses=responses)
 
     def _take(self, exchange: Exchange) -> FaultRule | None:
         """The first live rule matching the request, its count taken; None when none does."""

@@ -136,6 +136,17 @@ def test_a_rule_for_one_partition_and_client_spares_the_others(broker: BrokerThr
         victim.close(5)
         other.close(5)
     assert broker.faults.fired(rule) == 1
+    # kafka-python sends both partitions' batches in one request: partition 1 alone fails.
+    batched = KafkaProducer(bootstrap_servers=broker.bootstrap, client_id="victim", linger_ms=200, retries=0)
+    try:
+        sent = [batched.send("two", b"d", partition=p) for p in (0, 1, 0)]
+        batched.flush(10)
+        assert sent[0].get(10).offset == 1 and sent[2].get(10).offset == 2
+        with pytest.raises(TopicAuthorizationFailedError):
+            sent[1].get(10)
+    finally:
+        batched.close(5)
+    assert broker.faults.fired(rule) == 2
 
 
 def metadata_request(s: socket.socket, correlation_id: int) -> Any:

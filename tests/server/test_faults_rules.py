@@ -190,6 +190,49 @@ def test_an_acks_0_produce_that_fails_closes_its_connection() -> None:
     assert served.applied == 0
 
 
+def test_a_produce_error_for_one_partition_fails_it_alone() -> None:
+    topic_id = uuid.uuid4()
+    faults = FaultInjector(Interceptors(), ManualClock(), topic_name={topic_id: "t"}.get)
+    faults.add("Produce", error=NOT_LEADER, topic="t", partition=1, count=0)
+    seen: list[Any] = []
+
+    async def handler() -> Any:  # answers what it was asked, as the Produce handler does
+        td = ex.request["topic_data"]
+        seen.append([(t["name"], [p["index"] for p in t["partition_data"]]) for t in td])
+        return {"throttle_time_ms": 0, "responses": [
+            {"name": t["name"], "partition_responses": [{"index": p["index"], "error_code": 0, "base_offset": 7}
+                                                        for p in t["partition_data"]]} for t in td]}
+
+    original = [{"name": "t", "partition_data": [{"index": 0, "records": b""}, {"index": 1, "records": b""}]},
+                {"name": "u", "partition_data": [{"index": 1, "records": b""}]}]
+    ex = exchange(0, {"acks": -1, "topic_data": original}, version=9)
+    body = anyio.run(faults, ex, handler)
+    assert seen == [[("t", [0]), ("u", [1])]]  # partition t-1 was not applied
+    assert ex.request["topic_data"] is original  # and the request is as it came
+    assert [(t["name"], p["index"], p["error_code"], p["base_offset"])
+            for t in body["responses"] for p in t["partition_responses"]] == \
+        [("t", 0, 0, 7), ("t", 1, 6, -1), ("u", 1, 0, 7)]
+    alone = exchange(0, {"acks": -1, "topic_data": [original[0] | {"partition_data": original[0]["partition_data"][1:]}]},
+                     version=9)
+    body = anyio.run(faults, alone, handler)
+    assert len(seen) == 1 and body["responses"][0]["partition_responses"][0]["error_code"] == 6
+    # From v13 topics are named by id.
+    faults.clear()
+    faults.add("Produce", error=NOT_LEADER, topic="t")
+    by_id = exchange(0, {"acks": -1, "topic_data": [{"topic_id": topic_id, "partition_data": [{"index": 0, "records": b""}]},
+                                                   {"topic_id": uuid.uuid4(), "partition_data": [{"index": 0, "records": b""}]}]},
+                     version=13)
+
+    async def by_id_handler() -> Any:
+        td = by_id.request["topic_data"]
+        return {"responses": [{"topic_id": t["topic_id"], "partition_responses": [{"index": 0, "error_code": 0}]}
+                              for t in td]}
+
+    body = anyio.run(faults, by_id, by_id_handler)
+    assert [(t["topic_id"] == topic_id, t["partition_responses"][0]["error_code"]) for t in body["responses"]] == \
+        [(False, 0), (True, 6)]
+
+
 def test_latency_waits_and_throttle_sets_the_throttle_time() -> None:
     faults = FaultInjector(Interceptors(), ManualClock())
     faults.add("Metadata", "latency", ms=150)
