@@ -321,6 +321,7 @@ class FaultInjector:
 
         self._endpoint = HttpEndpoint(host, port, self.routes())
         await self._endpoint.start(tg)
+        log.info("fault rules served on http://%s:%d/faults", host, self._endpoint.port)
         self._serving_http = True
         self._sync_installed()
 
