@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from kbroker.txn.markers import MarkerResults, TxnMarker, WriteMarkers
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.emulation import ApiVersionEmulation
+from kbroker.server.faults import FaultInjector
 from kbroker.server.intercept import Interceptors
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
@@ -179,6 +180,8 @@ class Broker:
         emulate = config.get("emulate.version")
         if emulate is not None:  # first in: interceptors added later run inside it
             self.interceptors.add(ApiVersionEmulation.for_release(str(emulate)))
+        #: Fault rules (in the request path only while it holds one, or serves ``faults.port``).
+        self.faults = FaultInjector(self.interceptors, clock, topic_name=self._topic_name)
 
     # -- cluster mode ------------------------------------------------------------------------------
     def _resolve_cluster(self) -> ClusterKeys:
@@ -385,6 +388,10 @@ class Broker:
 
         return internal_topic_shape(self.config, TRANSACTION_STATE)[1]
 
+    def _topic_name(self, topic_id: uuid.UUID) -> str | None:
+        info = self.metadata.topic_by_id(topic_id)
+        return None if info is None else info.name
+
     def _partition_exists(self, tp: tuple[str, int]) -> bool:
         topic = self.metadata.topic(tp[0])
         return topic is not None and tp[1] in topic.partitions
@@ -418,6 +425,7 @@ class Broker:
             self.log_manager.shutdown()  # flushes nothing new; releases the log dir locks
             raise
         join_error: Exception | None = None
+        http_error: StartupError | None = None
         async with anyio.create_task_group() as tg:
             for name, listener in bound:
                 tg.start_soon(self._accept_loop, listener, name, tg)
@@ -434,6 +442,8 @@ class Broker:
                 join_error = e
                 tg.cancel_scope.cancel()  # the accept loops close their listeners
             if join_error is None:
+                http_error = await self._start_http(tg)
+            if join_error is None and http_error is None:
                 await self.groups.start(tg)
                 await self.transactions.start(tg)
                 self.share_groups.start(tg.start_soon)
@@ -444,11 +454,25 @@ class Broker:
                     with anyio.CancelScope(shield=True):
                         await self.shutdown()
                     tg.cancel_scope.cancel()
+        if http_error is not None:
+            raise http_error
         if join_error is not None:
             with anyio.CancelScope(shield=True):
                 await self._close_cluster_clients()
             self.log_manager.shutdown()
             raise StartupError(f"cannot join the cluster: {join_error}") from join_error
+
+    async def _start_http(self, tg: TaskGroup) -> StartupError | None:
+        """Serve the HTTP endpoints configured; on failure stop the broker and say why."""
+        port = self.config.get("faults.port")
+        try:
+            await self.faults.start(tg, str(self.config.get("faults.host")), None if port is None else int(port))
+        except OSError as e:
+            with anyio.CancelScope(shield=True):
+                await self.shutdown()
+            tg.cancel_scope.cancel()
+            return StartupError(f"cannot serve fault rules on port {port}: {e.strerror or e}")
+        return None
 
     def _log_start_mover(self) -> Callable[[str, int], None]:
         """For the log manager's retention thread: wake the fetches parked on a partition whose
@@ -558,6 +582,7 @@ class Broker:
         # Release long-polling fetches so they answer now instead of at their max wait.
         await self.replica_manager.stop()
         await self._close_cluster_clients()
+        await self.faults.stop()
         with anyio.move_on_after(grace_seconds):
             while True:
                 for conn in list(self._connections):

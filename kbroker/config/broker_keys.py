@@ -230,6 +230,9 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("producer.id.expiration.check.interval.ms", INT, 600000, "How often expired producer ids are removed.", (at_least(1),), RO),
     # --- development
     ConfigDef("emulate.version", STR, None, "Advertise (and hold clients to) the API versions of this Apache Kafka release, within what kbroker serves; unset: kbroker's own.", (one_of(*EMULATED_RELEASES),), RO),
+    # --- fault injection (kbroker only)
+    ConfigDef("faults.port", INT, None, "Port of the HTTP endpoint for fault rules (GET/POST/DELETE /faults), 0 for any free port; unset, there is none (rules can still be added from Python).", (between(0, 65535),), RO),
+    ConfigDef("faults.host", STR, "127.0.0.1", "Address the fault rules' HTTP endpoint binds (faults.port).", (non_empty,), RO),
     # --- request limits
     ConfigDef("max.partitions.per.request", INT, 10000, "New partitions one CreateTopics, CreatePartitions or Metadata auto-creation may add in all; larger requests are refused with POLICY_VIOLATION (Kafka's controller bounds one operation at 10000 records), auto-creation beyond it answers LEADER_NOT_AVAILABLE and is left to a later request.", (at_least(1),), RO),
 )
