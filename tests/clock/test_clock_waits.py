@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from kbroker.clock import SYSTEM_CLOCK, ManualClock
+from kbroker.common import TopicPartition
 from kbroker.groups.timers import Scheduler
+from kbroker.log import LogConfig, PartitionLog
+from kbroker.log.cleaner.manager import CleanerConfig, LogCleaner
 from kbroker.log.retention import RetentionScheduler
+from kbroker.records.builder import build_batch
 
 pytestmark = pytest.mark.anyio
 
@@ -203,3 +209,35 @@ def test_wait_idle_times_out_while_a_check_runs() -> None:
     finally:
         release.set()
         sched.stop()
+
+
+def test_the_cleaner_looks_for_due_logs_when_the_clock_moves(tmp_path: Path) -> None:
+    # A cleaner thread backing off for an hour between looks: a log made due by the clock
+    # (max.compaction.lag.ms) is cleaned as soon as the clock moves, not an hour later.
+    t0 = 1_700_000_000_000
+    clock = ManualClock(t0)
+    config = LogConfig(cleanup_policy="compact", segment_bytes=400, min_cleanable_dirty_ratio=0.99,
+                       max_compaction_lag_ms=60_000)
+    plog = PartitionLog(tmp_path / "lazy-0", config, clock)
+    for i in range(30):
+        plog.append(build_batch([(b"k%d" % (i % 5), b"v" * 40, (), t0 - 1000)]), leader_epoch=0)
+    cleaned = threading.Event()
+
+    def clean(plog: PartitionLog, **kw: Any) -> Any:
+        cleaned.set()
+        raise RuntimeError("recorded; nothing to swap")  # the pass fails: the log backs off
+
+    cleaner = LogCleaner([tmp_path], logs=lambda: {TopicPartition("lazy", 0): plog}, log_dir_of=lambda t, p: tmp_path,
+                         clock=clock, config=CleanerConfig(backoff_ms=3_600_000), clean=clean,
+                         run_in_process=False, job_fn=lambda job: job)
+    cleaner.update_checkpoints(tmp_path, (TopicPartition("lazy", 0), plog.segments[1].base_offset))
+    try:
+        cleaner.start()
+        time.sleep(0.05)  # the thread found nothing due and backs off
+        assert not cleaned.is_set()
+        clock.advance(60_000)
+        assert cleaned.wait(5)
+    finally:
+        cleaner.shutdown()
+        plog.close()
+    assert len(clock._listeners) == 0  # the cleaner stopped listening to the clock
