@@ -23,7 +23,8 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import ContextManager, Protocol
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 import anyio
 
@@ -39,7 +40,7 @@ class Clock(Protocol):
         """Seconds on a monotonic scale (timeouts, deadlines)."""
         ...
 
-    def move_on_after(self, seconds: float) -> ContextManager[anyio.CancelScope]:
+    def move_on_after(self, seconds: float) -> AbstractContextManager[anyio.CancelScope]:
         """A cancel scope ending the block once ``seconds`` have passed on this clock
         (``scope.cancelled_caught`` says whether it did), as :func:`anyio.move_on_after`."""
         ...

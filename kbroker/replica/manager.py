@@ -501,9 +501,8 @@ class ReplicaManager:
             if remaining <= 0 or self._stopped:
                 break
             # No await between the last check and registering: an append cannot slip between.
-            with self._notifier.watch(keys) as event:
-                with clock.move_on_after(remaining) as scope:
-                    await event.wait()
+            with self._notifier.watch(keys) as event, clock.move_on_after(remaining) as scope:
+                await event.wait()
             if scope.cancelled_caught:
                 break  # timed out (on the clock, or in real time on a manual one: it cannot spin)
             if self._stopped or self._fetch_ready(partitions, params, positions):

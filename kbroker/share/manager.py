@@ -540,23 +540,22 @@ class SharePartitionManager:
             sp = self.partitions.get(key)
             if sp is not None and sp.can_acquire():
                 tails.append((TopicPartition(sp.topic, sp.partition), PartitionFetch(sp.end_offset, 1)))
-        with self._changed.watch(keys) as event:
-            with self.clock.move_on_after(remaining) as scope:
-                async with anyio.create_task_group() as tg:
-                    async def appended() -> None:
-                        # At the isolation level records are acquired at: a read_committed group
-                        # waits for the stable offset to move, not for an open transaction's records.
-                        await self._read(tails, FetchParams(max_wait_ms=int(remaining * 1000) + 1, min_bytes=1,
-                                                            isolation_level=self._isolation(group_id)))
-                        tg.cancel_scope.cancel()
+        with self._changed.watch(keys) as event, self.clock.move_on_after(remaining) as scope:
+            async with anyio.create_task_group() as tg:
+                async def appended() -> None:
+                    # At the isolation level records are acquired at: a read_committed group
+                    # waits for the stable offset to move, not for an open transaction's records.
+                    await self._read(tails, FetchParams(max_wait_ms=int(remaining * 1000) + 1, min_bytes=1,
+                                                        isolation_level=self._isolation(group_id)))
+                    tg.cancel_scope.cancel()
 
-                    async def released() -> None:
-                        await event.wait()
-                        tg.cancel_scope.cancel()
+                async def released() -> None:
+                    await event.wait()
+                    tg.cancel_scope.cancel()
 
-                    if tails:
-                        tg.start_soon(appended)
-                    tg.start_soon(released)
+                if tails:
+                    tg.start_soon(appended)
+                tg.start_soon(released)
         return scope.cancelled_caught
 
 
