@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupState, KafkaException, Producer
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, Producer, ShareConsumer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError
 from wait_helpers import parked_fetches, wait_until
 
 from kbroker.clock import ManualClock
+from kbroker.share.partition import RecordState
 from kbroker.testing import BrokerThread
 from tests.broker.replica_wire import WireClient, fetch, partitions_of
 
@@ -37,6 +38,8 @@ def clock() -> ManualClock:
 def broker(tmp_path: Path, clock: ManualClock) -> Iterator[BrokerThread]:
     overrides = {
         "group.initial.rebalance.delay.ms": "0",
+        # Consumer-protocol members heartbeat every 15 s of real time: none while a test runs.
+        "group.consumer.heartbeat.interval.ms": "15000",
         # A minute apart (the first at 30 s): in real time no check runs during a test.
         "log.retention.check.interval.ms": "60000",
         "transaction.abort.timed.out.transaction.cleanup.interval.ms": "10000",
@@ -106,6 +109,23 @@ def test_a_group_member_is_expelled_when_the_clock_passes_its_session_timeout(br
         assert [m.member_id for m in rejoined.members] != [first_member]
     finally:
         consumer.close(autocommit=False)
+
+
+def test_a_consumer_protocol_member_is_expelled_at_its_session_timeout(broker: BrokerThread) -> None:
+    create(broker, "k")
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g848", "group.protocol": "consumer"})
+    try:
+        consumer.subscribe(["k"])
+        wait_until(lambda: consumer.poll(0.1) is None and consumer.assignment(), timeout=QUICK_S,
+                   what="the consumer's assignment")
+        joined = describe_group(broker, "g848")
+        assert len(joined.members) == 1
+        assert advance(broker, 44_999) < QUICK_S  # group.consumer.session.timeout.ms is 45 s
+        assert [m.member_id for m in describe_group(broker, "g848").members] == [joined.members[0].member_id]
+        assert advance(broker, 1) < QUICK_S
+        assert describe_group(broker, "g848").members == []
+    finally:
+        consumer.close()
 
 
 def earliest(broker: BrokerThread, topic: str) -> int:
@@ -190,3 +210,50 @@ def test_a_long_poll_answers_when_the_clock_reaches_its_max_wait(broker: BrokerT
     finally:
         wire.close()
         poller.join(QUICK_S)
+
+
+def share_state(broker: BrokerThread, group: str, topic: str, offset: int) -> Any:
+    def look() -> Any:
+        for (g, _, _), sp in list(broker.broker.shares.partitions.items()):
+            if g == group and sp.topic == topic:
+                return sp.state_of(offset)
+        return None
+
+    return broker.call(look)
+
+
+def test_a_share_lock_expires_when_the_clock_passes_its_duration(broker: BrokerThread) -> None:
+    create(broker, "s")
+    # Explicit acknowledgement, and no acknowledgement ever sent: only the lock's expiry frees the record.
+    holder = ShareConsumer({"bootstrap.servers": broker.bootstrap, "group.id": "sg",
+                            "share.acknowledgement.mode": "explicit"})
+    other = ShareConsumer({"bootstrap.servers": broker.bootstrap, "group.id": "sg"})
+    try:
+        holder.subscribe(["s"])
+        # Polled until the share-partition exists: its start offset (latest) is then fixed.
+        wait_until(lambda: holder.poll(0.1) is not None
+                   and broker.call(lambda: any(k[0] == "sg" for k in broker.broker.shares.partitions)),
+                   timeout=QUICK_S, what="the share-partition")
+        producer = Producer({"bootstrap.servers": broker.bootstrap})
+        producer.produce("s", b"locked")
+        assert producer.flush(QUICK_S) == 0
+        got: list[Any] = []
+        wait_until(lambda: got.extend(m for m in holder.poll(0.2) if m.error() is None) or got,
+                   timeout=QUICK_S, what="the holder's record")
+        assert [m.value() for m in got] == [b"locked"]
+        assert share_state(broker, "sg", "s", 0) == (RecordState.ACQUIRED, 1)
+
+        other.subscribe(["s"])
+        assert [m for m in other.poll(0.5) if m.error() is None] == []  # locked by the holder
+        advance(broker, 29_999)  # the default lock duration is 30 s
+        assert share_state(broker, "sg", "s", 0) == (RecordState.ACQUIRED, 1)
+        advance(broker, 1)
+        # Released; the other member's parked fetch may have taken it already.
+        assert share_state(broker, "sg", "s", 0) in ((RecordState.AVAILABLE, 1), (RecordState.ACQUIRED, 2))
+        again: list[Any] = []
+        wait_until(lambda: again.extend(m for m in other.poll(0.2) if m.error() is None) or again,
+                   timeout=QUICK_S, what="the record delivered again")
+        assert [(m.value(), m.delivery_count()) for m in again] == [(b"locked", 2)]
+    finally:
+        other.close()
+        holder.close()
