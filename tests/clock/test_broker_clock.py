@@ -23,6 +23,7 @@ from kbroker.share.partition import RecordState
 from kbroker.testing import BrokerThread
 from tests.broker.replica_wire import WireClient, fetch, partitions_of
 
+CONSUMER_GROUP_HEARTBEAT = 68
 #: As long as everything here may take in real time: far below every timeout advanced past.
 QUICK_S = 10.0
 
@@ -84,7 +85,7 @@ def test_a_group_member_is_expelled_when_the_clock_passes_its_session_timeout(br
     # Heartbeats 20 s apart in real time: none is sent while the test runs, so only the
     # clock can end the session.
     consumer = KafkaConsumer("t", bootstrap_servers=broker.bootstrap, group_id="g", session_timeout_ms=60_000,
-                             heartbeat_interval_ms=20_000, fetch_max_wait_ms=100)
+                             heartbeat_interval_ms=20_000, fetch_max_wait_ms=100, enable_auto_commit=False)
     try:
         wait_until(lambda: consumer.poll(timeout_ms=100) is not None and consumer.assignment(), timeout=QUICK_S,
                    what="the consumer's assignment")
@@ -111,19 +112,37 @@ def test_a_group_member_is_expelled_when_the_clock_passes_its_session_timeout(br
         consumer.close(autocommit=False)
 
 
+class HeartbeatCounter:
+    """Counts the ConsumerGroupHeartbeat requests served."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, exchange: Any, handle: Any) -> Any:
+        if exchange.api_key == CONSUMER_GROUP_HEARTBEAT:
+            self.count += 1
+        return await handle()
+
+
 def test_a_consumer_protocol_member_is_expelled_at_its_session_timeout(broker: BrokerThread) -> None:
     create(broker, "k")
+    heartbeats = HeartbeatCounter()
+    broker.call(broker.broker.interceptors.add, heartbeats)
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g848", "group.protocol": "consumer"})
     try:
         consumer.subscribe(["k"])
         wait_until(lambda: consumer.poll(0.1) is None and consumer.assignment(), timeout=QUICK_S,
                    what="the consumer's assignment")
+        # The join, then the acknowledgement of the assignment: the client is then quiet for 15 s.
+        wait_until(lambda: heartbeats.count >= 2, timeout=QUICK_S, what="the assignment's acknowledgement")
         joined = describe_group(broker, "g848")
         assert len(joined.members) == 1
+        quiet_since = heartbeats.count
         assert advance(broker, 44_999) < QUICK_S  # group.consumer.session.timeout.ms is 45 s
         assert [m.member_id for m in describe_group(broker, "g848").members] == [joined.members[0].member_id]
         assert advance(broker, 1) < QUICK_S
         assert describe_group(broker, "g848").members == []
+        assert heartbeats.count == quiet_since  # expelled by the clock alone, no heartbeat in between
     finally:
         consumer.close()
 
