@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import SocketListener, SocketStream, TaskGroup
 
 from kbroker import heap
-from kbroker.clock import SYSTEM_CLOCK, Clock
+from kbroker.clock import SYSTEM_CLOCK, Clock, ManualClock
 from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigError, ConfigHolder
 from kbroker.handlers import registry
@@ -405,6 +405,27 @@ class Broker:
         from kbroker.metadata.log_config import log_config_for
 
         return log_config_for(self.config, {})
+
+    async def advance_clock(self, ms: int, settle_timeout: float = 10.0) -> None:
+        """Move the broker's :class:`~kbroker.clock.ManualClock` forward by ``ms`` milliseconds
+        and let what came due happen: group and share session, rebalance and lock timeouts,
+        transaction timeouts, offsets expiry, long polls and acks waits ending, and the
+        retention check when its interval passed. Returns once the woken work settled (the
+        retention check done, the tasks woken on this loop blocked again), waiting at most
+        ``settle_timeout`` seconds of real time for that.
+
+        TypeError on a broker running on the system clock; ValueError for a negative ``ms``.
+        """
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise TypeError("advance_clock needs a broker started with a ManualClock")
+        clock.advance(ms)  # on this loop: the waits it ends are woken at once
+        with anyio.move_on_after(settle_timeout):
+            await anyio.to_thread.run_sync(self.log_manager.wait_periodic_checks, settle_timeout,
+                                           abandon_on_cancel=True)
+            # Timers and parked requests woken run now, and what they start (records written,
+            # answers sent) until every task waits again.
+            await anyio.wait_all_tasks_blocked()
 
     @property
     def bootstrap(self) -> str:
