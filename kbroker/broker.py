@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import SocketListener, SocketStream, TaskGroup
 
 from kbroker import heap
-from kbroker.clock import SYSTEM_CLOCK, Clock
+from kbroker.clock import SYSTEM_CLOCK, Clock, ManualClock
 from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigError, ConfigHolder
 from kbroker.handlers import registry
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from kbroker.server.recorder import Recorder
     from kbroker.txn.markers import MarkerResults, TxnMarker, WriteMarkers
 from kbroker.server.connection import Connection, peer_address
+from kbroker.server.emulation import ApiVersionEmulation
+from kbroker.server.faults import FaultInjector
 from kbroker.server.intercept import Interceptors
 from kbroker.server.limits import ConnectionQuotas, RequestMemory
 
@@ -176,6 +178,11 @@ class Broker:
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
         #: What wraps the serving of every request (fault rules, the flight recorder, metrics).
         self.interceptors = Interceptors()
+        emulate = config.get("emulate.version")
+        if emulate is not None:  # first in: interceptors added later run inside it
+            self.interceptors.add(ApiVersionEmulation.for_release(str(emulate)))
+        #: Fault rules (in the request path only while it holds one, or serves ``faults.port``).
+        self.faults = FaultInjector(self.interceptors, clock, topic_name=self._topic_name)
         #: The flight recorder while one records (record.file, :meth:`start_recording`).
         self.recorder: Recorder | None = None
 
@@ -186,13 +193,7 @@ class Broker:
         opened."""
         from kbroker.server.recorder import Recorder
 
-        metadata = self.metadata
-
-        def topic_name(topic_id: uuid.UUID) -> str | None:
-            info = metadata.topic_by_id(topic_id)
-            return info.name if info is not None else None
-
-        recorder = Recorder(path, payloads=payloads, clock=self.clock, topic_name=topic_name)
+        recorder = Recorder(path, payloads=payloads, clock=self.clock, topic_name=self._topic_name)
         self.stop_recording()
         self.recorder = recorder
         self.interceptors.add(recorder, outermost=True)  # outermost: what clients get, faults included
@@ -409,6 +410,10 @@ class Broker:
 
         return internal_topic_shape(self.config, TRANSACTION_STATE)[1]
 
+    def _topic_name(self, topic_id: uuid.UUID) -> str | None:
+        info = self.metadata.topic_by_id(topic_id)
+        return None if info is None else info.name
+
     def _partition_exists(self, tp: tuple[str, int]) -> bool:
         topic = self.metadata.topic(tp[0])
         return topic is not None and tp[1] in topic.partitions
@@ -422,6 +427,27 @@ class Broker:
         from kbroker.metadata.log_config import log_config_for
 
         return log_config_for(self.config, {})
+
+    async def advance_clock(self, ms: int, settle_timeout: float = 10.0) -> None:
+        """Move the broker's :class:`~kbroker.clock.ManualClock` forward by ``ms`` milliseconds
+        and let what came due happen: group and share session, rebalance and lock timeouts,
+        transaction timeouts, offsets expiry, long polls and acks waits ending, and the
+        retention check when its interval passed. Returns once the woken work settled (the
+        retention check done, the tasks woken on this loop blocked again), waiting at most
+        ``settle_timeout`` seconds of real time for that.
+
+        TypeError on a broker running on the system clock; ValueError for a negative ``ms``.
+        """
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise TypeError("advance_clock needs a broker started with a ManualClock")
+        clock.advance(ms)  # on this loop: the waits it ends are woken at once
+        with anyio.move_on_after(settle_timeout):
+            await anyio.to_thread.run_sync(self.log_manager.wait_periodic_checks, settle_timeout,
+                                           abandon_on_cancel=True)
+            # Timers and parked requests woken run now, and what they start (records written,
+            # answers sent) until every task waits again.
+            await anyio.wait_all_tasks_blocked()
 
     @property
     def bootstrap(self) -> str:
@@ -449,6 +475,7 @@ class Broker:
             self.log_manager.shutdown()  # flushes nothing new; releases the log dir locks
             raise
         join_error: Exception | None = None
+        http_error: StartupError | None = None
         async with anyio.create_task_group() as tg:
             for name, listener in bound:
                 tg.start_soon(self._accept_loop, listener, name, tg)
@@ -465,6 +492,8 @@ class Broker:
                 join_error = e
                 tg.cancel_scope.cancel()  # the accept loops close their listeners
             if join_error is None:
+                http_error = await self._start_http(tg)
+            if join_error is None and http_error is None:
                 await self.groups.start(tg)
                 await self.transactions.start(tg)
                 self.share_groups.start(tg.start_soon)
@@ -475,12 +504,26 @@ class Broker:
                     with anyio.CancelScope(shield=True):
                         await self.shutdown()
                     tg.cancel_scope.cancel()
+        if http_error is not None:
+            raise http_error
         if join_error is not None:
             with anyio.CancelScope(shield=True):
                 await self._close_cluster_clients()
             self.stop_recording()
             self.log_manager.shutdown()
             raise StartupError(f"cannot join the cluster: {join_error}") from join_error
+
+    async def _start_http(self, tg: TaskGroup) -> StartupError | None:
+        """Serve the HTTP endpoints configured; on failure stop the broker and say why."""
+        port = self.config.get("faults.port")
+        try:
+            await self.faults.start(tg, str(self.config.get("faults.host")), None if port is None else int(port))
+        except OSError as e:
+            with anyio.CancelScope(shield=True):
+                await self.shutdown()
+            tg.cancel_scope.cancel()
+            return StartupError(f"cannot serve fault rules on port {port}: {e.strerror or e}")
+        return None
 
     def _log_start_mover(self) -> Callable[[str, int], None]:
         """For the log manager's retention thread: wake the fetches parked on a partition whose
@@ -590,6 +633,7 @@ class Broker:
         # Release long-polling fetches so they answer now instead of at their max wait.
         await self.replica_manager.stop()
         await self._close_cluster_clients()
+        await self.faults.stop()
         with anyio.move_on_after(grace_seconds):
             while True:
                 for conn in list(self._connections):

@@ -75,6 +75,12 @@ class BrokerThread:
         return str(self.broker.bootstrap)
 
     @property
+    def faults(self) -> Any:
+        """The broker's fault rules (a :class:`kbroker.server.faults.FaultInjector`), changed
+        from the test's thread while the broker serves."""
+        return self.broker.faults
+
+    @property
     def port(self) -> int:
         return int(self.bootstrap.rsplit(":", 1)[1])
 

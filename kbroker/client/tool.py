@@ -16,10 +16,16 @@ EXIT_FAILURE = 1
 ToolBody = Callable[[KafkaClient, argparse.Namespace], int]
 
 
+#: The environment variable naming the default ``--bootstrap-server`` of every client command.
+BOOTSTRAP_ENV = "KBROKER_BOOTSTRAP"
+
+
 def add_bootstrap_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--bootstrap-server HOST:PORT[,HOST:PORT...]``."""
-    parser.add_argument("--bootstrap-server", default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT",
-                        help=f"broker(s) to connect to (default: {DEFAULT_BOOTSTRAP})")
+    """Add ``--bootstrap-server HOST:PORT[,HOST:PORT...]``, defaulting to ``$KBROKER_BOOTSTRAP``
+    when set (read when the parser is built), else to :data:`DEFAULT_BOOTSTRAP`."""
+    default = os.environ.get(BOOTSTRAP_ENV, "").strip() or DEFAULT_BOOTSTRAP
+    parser.add_argument("--bootstrap-server", default=default, metavar="HOST:PORT",
+                        help=f"broker(s) to connect to (default: ${BOOTSTRAP_ENV} if set, else {DEFAULT_BOOTSTRAP})")
     parser.add_argument("--command-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="socket timeout for each request (default: 30)")
 

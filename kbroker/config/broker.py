@@ -35,6 +35,9 @@ T = TypeVar("T")
 log = logging.getLogger("kbroker.config")
 
 ENV_PREFIX = "KBROKER_"
+#: Variables with the prefix that are not broker configs (the client commands' default
+#: bootstrap servers, the test kit's external Kafka): not warned about as unknown keys.
+NOT_CONFIG_ENV = frozenset({"KBROKER_BOOTSTRAP", "KBROKER_TEST_BOOTSTRAP"})
 _MS_PER_MINUTE = 60_000
 _MS_PER_HOUR = 3_600_000
 #: Wildcard addresses: a listener may bind them, clients cannot connect to them.
@@ -218,7 +221,7 @@ class BrokerConfig:
         environ = os.environ if env is None else env
         env_pairs: list[tuple[str, str]] = []
         for name in sorted(environ):
-            if not name.startswith(ENV_PREFIX):
+            if not name.startswith(ENV_PREFIX) or name in NOT_CONFIG_ENV:
                 continue
             key = _ENV_TO_KEY.get(name)
             if key is None:

@@ -43,6 +43,9 @@ TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SSL_CLIENT_AUTH = ("none", "requested", "required")
 KEYSTORE_TYPES = ("PEM", "PKCS12", "JKS")
+#: The Kafka releases whose API versions ``emulate.version`` can advertise (the releases of
+#: kbroker/server/data/kafka_api_versions.json).
+EMULATED_RELEASES = ("2.8", "3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9", "4.0", "4.1")
 #: Minimum segment size: the overhead of one v0 record, as in Kafka.
 MIN_SEGMENT_BYTES = 14
 
@@ -225,6 +228,11 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("transaction.partition.verification.enable", BOOL, True, "Check that a transactional produce's partition was added to the transaction before appending (KIP-890).", (), CW),
     ConfigDef("producer.id.expiration.ms", INT, 86400000, "How long a producer id's state is kept after its last write.", (at_least(1),), CW),
     ConfigDef("producer.id.expiration.check.interval.ms", INT, 600000, "How often expired producer ids are removed.", (at_least(1),), RO),
+    # --- development
+    ConfigDef("emulate.version", STR, None, "Advertise (and hold clients to) the API versions of this Apache Kafka release, within what kbroker serves; unset: kbroker's own.", (one_of(*EMULATED_RELEASES),), RO),
+    # --- fault injection (kbroker only)
+    ConfigDef("faults.port", INT, None, "Port of the HTTP endpoint for fault rules (GET/POST/DELETE /faults), 0 for any free port; unset, there is none (rules can still be added from Python).", (between(0, 65535),), RO),
+    ConfigDef("faults.host", STR, "127.0.0.1", "Address the fault rules' HTTP endpoint binds (faults.port).", (non_empty,), RO),
     # --- flight recorder
     ConfigDef("record.file", STR, None, "Flight recorder: append one JSON line per request served (client, API, version, latency, error codes, summarised bodies) to this file; `kbroker trace` reads it. Unset: nothing is recorded.", (non_empty,), RO),
     ConfigDef("record.payloads", BOOL, False, "Flight recorder: write the records of produce and fetch requests (keys, values, headers) instead of their byte counts.", (), RO),
@@ -240,6 +248,7 @@ __all__ = [
     "BROKER_CONFIGS",
     "CLEANUP_POLICIES",
     "COMPRESSION_TYPES",
+    "EMULATED_RELEASES",
     "INT_MAX",
     "KEYSTORE_TYPES",
     "LONG_MAX",

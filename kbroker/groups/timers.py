@@ -1,8 +1,9 @@
 """Deadline timers on the broker's clock, run by one task that sleeps until the next one.
 
 Timers are plain callbacks: the task wakes when the earliest deadline passes or an
-earlier timer is added, never on a polling tick. Tests on a ManualClock advance the
-clock and call :meth:`Scheduler.run_due` (or :meth:`Scheduler.poke`).
+earlier timer is added, never on a polling tick. The task sleeps on the clock: moving a
+ManualClock wakes it when a deadline comes due (tests driving a scheduler without its task
+call :meth:`Scheduler.run_due`).
 """
 
 from __future__ import annotations
@@ -115,5 +116,5 @@ class Scheduler:
                 continue
             delay = self._heap[0][0] - self.clock.monotonic()
             if delay > 0:
-                with anyio.move_on_after(delay):
+                with self.clock.move_on_after(delay):
                     await self._wake.wait()

@@ -128,7 +128,7 @@ class LogManager:
         self._loaded_high_watermarks: dict[TopicPartition, int] = {}
         self._hw_checkpoints = (RetentionScheduler(self.checkpoint_high_watermarks, high_watermark_checkpoint_interval_ms,
                                                    high_watermark_checkpoint_interval_ms,
-                                                   name="high watermark checkpoint")
+                                                   name="high watermark checkpoint", clock=clock)
                                 if replicated else None)
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self._checkpoint_lock = threading.Lock()
@@ -143,7 +143,7 @@ class LogManager:
         self.on_log_start_moved: Callable[[str, int], None] | None = None
         #: One retention check at a time (the thread's, or a caller's run_retention).
         self._retention_lock = threading.Lock()
-        self._retention = RetentionScheduler(self.run_retention, retention_check_interval_ms)
+        self._retention = RetentionScheduler(self.run_retention, retention_check_interval_ms, clock=clock)
         #: Renamed ``-delete`` directories found at start-up.
         doomed: list[Path] = []
         #: Descriptors holding each log dir's ``.lock`` until shutdown.
@@ -514,6 +514,14 @@ class LogManager:
             {tp: plog.high_watermark for tp, plog in logs.items()})
 
     # -- retention -----------------------------------------------------------------------
+    def wait_periodic_checks(self, timeout: float) -> bool:
+        """Wait until the retention (and high watermark checkpoint) checks due on the clock have
+        run: after a :class:`~kbroker.clock.ManualClock` moved; False if ``timeout`` seconds of
+        real time passed first."""
+        deadline = time.monotonic() + timeout
+        schedulers = [self._retention] + ([self._hw_checkpoints] if self._hw_checkpoints is not None else [])
+        return all(s.wait_idle(max(deadline - time.monotonic(), 0)) for s in schedulers)
+
     def run_retention(self) -> int:
         """One retention check now (Kafka's ``cleanupLogs``): :func:`delete_old_segments` for
         every open log at the clock's current time. While the cleaner threads run, compacted

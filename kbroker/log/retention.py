@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.log.segment import NO_TIMESTAMP, LogSegment
 
 if TYPE_CHECKING:
@@ -162,19 +163,27 @@ class RetentionScheduler:
     task), the first time after ``min(interval_ms, log.initial.task.delay.ms default)``.
 
     ``check`` must not raise (the manager's catches per log); anything that escapes is
-    logged and the next check still runs. The pace is real time; the rules read the
-    broker's clock.
+    logged and the next check still runs. The rules read the broker's clock. The pace is
+    real time, and the clock's too: a :class:`~kbroker.clock.ManualClock` moved past the next
+    check's time wakes the thread for it (the system clock's two paces are one).
     """
 
     def __init__(self, check: Callable[[], object], interval_ms: int,
-                 initial_delay_ms: int | None = None, *, name: str = "log retention") -> None:
+                 initial_delay_ms: int | None = None, *, name: str = "log retention",
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         if interval_ms < 1:
             raise ValueError("the retention check interval must be at least 1 ms")
         self._check = check
         self._interval = interval_ms / 1000
         delay = min(interval_ms, INITIAL_TASK_DELAY_MS) if initial_delay_ms is None else initial_delay_ms
         self._initial_delay = delay / 1000
-        self._stop = threading.Event()
+        self._clock = clock
+        #: Guards ``_stopped``; notified at stop and when a manual clock moves.
+        self._cond = threading.Condition()
+        self._stopped = False
+        #: Whether the thread is waiting for its next check, and when that is due on the clock.
+        self._waiting = False
+        self._next_on_clock = 0.0
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._name = name
@@ -182,7 +191,7 @@ class RetentionScheduler:
     def start(self) -> None:
         """Start the thread (once; a stopped scheduler stays stopped)."""
         with self._lock:
-            if self._thread is not None or self._stop.is_set():
+            if self._thread is not None or self._stopped:
                 return
             self._thread = threading.Thread(target=self._run, name="kbroker-" + self._name.replace(" ", "-"),
                                             daemon=True)
@@ -192,17 +201,56 @@ class RetentionScheduler:
     def stop(self) -> None:
         """Stop the thread and wait for a check in progress to end."""
         with self._lock:
-            self._stop.set()
+            with self._cond:
+                self._stopped = True
+                self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no check is due on the clock nor running (a manual clock just moved wakes
+        the thread for the check that came due: this waits for that check to end); False if
+        ``timeout`` seconds of real time passed first. At once when not started or stopped."""
+        def idle() -> bool:
+            return (self._stopped or self._thread is None
+                    or (self._waiting and self._clock.monotonic() < self._next_on_clock))
+
+        with self._cond:
+            return self._cond.wait_for(idle, timeout)
+
+    def _clock_moved(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
     def _run(self) -> None:
-        next_run = time.monotonic() + self._initial_delay
-        while not self._stop.wait(max(next_run - time.monotonic(), 0)):
-            try:
-                self._check()
-            except Exception:
-                log.exception("%s check failed", self._name)
-            # Fixed rate as Kafka's scheduler, but never a burst of catch-up runs after a slow check.
-            next_run = max(next_run + self._interval, time.monotonic())
+        clock = self._clock
+        unsubscribe = clock.on_advance(self._clock_moved)
+        try:
+            next_run = time.monotonic() + self._initial_delay
+            next_on_clock = clock.monotonic() + self._initial_delay
+            while True:
+                with self._cond:
+                    self._next_on_clock = next_on_clock
+                    self._waiting = True
+                    self._cond.notify_all()  # for wait_idle
+                    while not self._stopped and clock.monotonic() < next_on_clock:
+                        timeout = next_run - time.monotonic()
+                        if timeout <= 0:
+                            break
+                        self._cond.wait(timeout)
+                    self._waiting = False
+                    if self._stopped:
+                        return
+                try:
+                    self._check()
+                except Exception:
+                    log.exception("%s check failed", self._name)
+                # Fixed rate as Kafka's scheduler, but never a burst of catch-up runs after a slow
+                # check; a manual clock moved by hours gets one check, the next an interval later.
+                next_run = max(next_run + self._interval, time.monotonic())
+                next_on_clock += self._interval
+                if next_on_clock <= clock.monotonic():
+                    next_on_clock = clock.monotonic() + self._interval
+        finally:
+            unsubscribe()

@@ -501,11 +501,10 @@ class ReplicaManager:
             if remaining <= 0 or self._stopped:
                 break
             # No await between the last check and registering: an append cannot slip between.
-            with self._notifier.watch(keys) as event:
-                with anyio.move_on_after(remaining) as scope:
-                    await event.wait()
+            with self._notifier.watch(keys) as event, clock.move_on_after(remaining) as scope:
+                await event.wait()
             if scope.cancelled_caught:
-                break  # timed out (checked apart from the clock so a manual clock cannot spin)
+                break  # timed out (on the clock, or in real time on a manual one: it cannot spin)
             if self._stopped or self._fetch_ready(partitions, params, positions):
                 break
         return self._read_all(partitions, params)
@@ -859,7 +858,7 @@ class ReplicaManager:
         """Check every ``replica.lag.time.max.ms / 2`` for followers to drop from ISRs."""
         with scope:
             while not self._stopped:
-                await anyio.sleep(self._max_lag_ms / 2000.0)
+                await self._clock.sleep(self._max_lag_ms / 2000.0)
                 self.maybe_shrink_isr()
 
     def _propose_isr(self, state: LeaderState, isr: list[int]) -> bool:
@@ -1014,7 +1013,7 @@ class ReplicaManager:
         timed_out = True
         try:
             if remaining > 0 and not self._stopped:
-                with anyio.move_on_after(remaining) as scope:
+                with self._clock.move_on_after(remaining) as scope:
                     await event.wait()
                 timed_out = scope.cancelled_caught
         finally:

@@ -459,12 +459,14 @@ class SharePartitionManager:
         for ref in refs:
             answers.setdefault(ref, PartitionAnswer())
         deadline = self.clock.monotonic() + max(max_wait_ms, 0) / 1000.0
+        timed_out = False
         while True:
             got = await self._acquire_all(group_id, member_id, refs, answers, max_bytes, max_records, changed)
             remaining = deadline - self.clock.monotonic()
-            if got or remaining <= 0 or not refs:
+            # The time-out is checked apart from the clock too: a manual clock's wait may end in real time.
+            if got or remaining <= 0 or not refs or timed_out:
                 break
-            await self._wait(group_id, refs, remaining)
+            timed_out = await self._wait(group_id, refs, remaining)
         await self._write(changed, answers)
         return ErrorCode.NONE, None, answers
 
@@ -529,31 +531,32 @@ class SharePartitionManager:
         committed = (self.group_setting(group_id, "share.isolation.level") or "").lower() == "read_committed"
         return READ_COMMITTED if committed else READ_UNCOMMITTED
 
-    async def _wait(self, group_id: str, refs: list[PartitionRef], remaining: float) -> None:
-        """Sleep until an append to a watched partition, a lock released or ``remaining`` seconds pass."""
+    async def _wait(self, group_id: str, refs: list[PartitionRef], remaining: float) -> bool:
+        """Sleep until an append to a watched partition, a lock released or ``remaining`` seconds
+        pass; whether the time ran out."""
         keys = [(group_id, topic_id, index) for topic_id, index in refs]
         tails: list[tuple[TopicPartition, PartitionFetch]] = []
         for key in keys:
             sp = self.partitions.get(key)
             if sp is not None and sp.can_acquire():
                 tails.append((TopicPartition(sp.topic, sp.partition), PartitionFetch(sp.end_offset, 1)))
-        with self._changed.watch(keys) as event:
-            with anyio.move_on_after(remaining):
-                async with anyio.create_task_group() as tg:
-                    async def appended() -> None:
-                        # At the isolation level records are acquired at: a read_committed group
-                        # waits for the stable offset to move, not for an open transaction's records.
-                        await self._read(tails, FetchParams(max_wait_ms=int(remaining * 1000) + 1, min_bytes=1,
-                                                            isolation_level=self._isolation(group_id)))
-                        tg.cancel_scope.cancel()
+        with self._changed.watch(keys) as event, self.clock.move_on_after(remaining) as scope:
+            async with anyio.create_task_group() as tg:
+                async def appended() -> None:
+                    # At the isolation level records are acquired at: a read_committed group
+                    # waits for the stable offset to move, not for an open transaction's records.
+                    await self._read(tails, FetchParams(max_wait_ms=int(remaining * 1000) + 1, min_bytes=1,
+                                                        isolation_level=self._isolation(group_id)))
+                    tg.cancel_scope.cancel()
 
-                    async def released() -> None:
-                        await event.wait()
-                        tg.cancel_scope.cancel()
+                async def released() -> None:
+                    await event.wait()
+                    tg.cancel_scope.cancel()
 
-                    if tails:
-                        tg.start_soon(appended)
-                    tg.start_soon(released)
+                if tails:
+                    tg.start_soon(appended)
+                tg.start_soon(released)
+        return scope.cancelled_caught
 
 
 def _aborted_batches(headers: Sequence[BatchHeader], aborted: Sequence[tuple[int, int]]) -> set[int]:

@@ -357,7 +357,7 @@ class TransactionCoordinator:
 
     async def _every(self, key: str, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         while not self._stopped:
-            await anyio.sleep(self._setting(key) / 1000)
+            await self.clock.sleep(self._setting(key) / 1000)  # a manual clock's advance() wakes it
             if self._stopped:
                 return
             try:

@@ -309,3 +309,20 @@ def test_a_file_that_cannot_be_written_stops_recording_not_serving(caplog: pytes
     assert serve(rec, exchange(), handle) == {"responses": []}  # served; nothing queued
     assert not rec._queue
     rec.close()
+
+
+def test_injected_faults_are_recorded_as_clients_got_them(tmp_path: Path) -> None:
+    path = tmp_path / "rec.jsonl"
+    with BrokerThread(tmp_path / "d") as broker:
+        p = KafkaProducer(bootstrap_servers=broker.bootstrap, retries=5, retry_backoff_ms=10)
+        p.send("t", b"first").get(10)  # the topic exists
+        broker.start_recording(path)
+        rule = broker.faults.add("Produce", error="NOT_LEADER_OR_FOLLOWER", topic="t", count=2)
+        p.send("t", b"second").get(10)
+        p.close()
+        assert broker.faults.fired(rule) == 2
+        broker.stop_recording()
+    produced = requests(path, "Produce")
+    assert [r["errors"] for r in produced] == [
+        [{"code": 6, "error": "NOT_LEADER_OR_FOLLOWER", "topic": "t", "partition": 0}]] * 2 + [[]]
+    assert produced[0]["notes"]  # the injector's note of the rule it applied

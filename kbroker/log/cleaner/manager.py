@@ -292,6 +292,8 @@ class LogCleaner:
         #: aborted pass can end its worker without touching another thread's.
         self._workers: dict[int, WorkerProcess] = {}
         self._pool_lock = threading.Lock()
+        #: A ManualClock moved: look at once for logs its time made due (max.compaction.lag.ms).
+        self._unsubscribe_clock = clock.on_advance(self.wakeup)
 
     # -- checkpoints -------------------------------------------------------------------------
     @staticmethod
@@ -666,6 +668,7 @@ class LogCleaner:
     def shutdown(self) -> None:
         """Stop the threads: running passes are aborted (their results discarded) and waited
         for at most ``shutdown_wait_s``; the worker processes are ended."""
+        self._unsubscribe_clock()
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
