@@ -72,8 +72,21 @@ class KafkaAdmin:
         TOPIC_ALREADY_EXISTS, INVALID_CONFIG)."""
         topic_admin.create_topic(self.client, name, partitions, replication_factor,
                                  {k: str(v) for k, v in (configs or {}).items()})
-        self.client.topic(name)  # waits for the leaders
+        self._wait_ready(name, self.client.timeout)
         return name
+
+    def _wait_ready(self, name: str, timeout: float) -> None:
+        """Until the metadata shows ``name`` with a leader for every partition: Kafka answers
+        CreateTopics before every broker's metadata has the topic."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client.topic(name)  # retries while leaders are elected
+                return
+            except KafkaError as e:
+                if e.code != UNKNOWN_TOPIC_OR_PARTITION or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.05)
 
     def delete_topic(self, name: str, *, wait: bool = True, timeout: float = 30.0) -> None:
         """Delete topic ``name``; with ``wait``, until the metadata no longer lists it (Kafka
