@@ -19,7 +19,6 @@ from typing import Any
 from kbroker.config.broker import BROKER_CONFIGS, ENV_PREFIX, env_var_name
 from kbroker.testing.embedded import BrokerThread
 
-
 #: Variables the Confluent image reads that describe its container plumbing (listeners,
 #: ZooKeeper, the KRaft quorum): an embedded broker has none of it.
 _CONTAINER_ONLY = frozenset({

@@ -64,9 +64,8 @@ def test_broker_context_manager_removes_its_temporary_folder() -> None:
 
 
 def test_given_data_dir_is_kept(tmp_path: Path) -> None:
-    with BrokerThread(tmp_path / "d") as kafka:
-        with kafka.admin() as admin:
-            admin.create_topic("kept")
+    with BrokerThread(tmp_path / "d") as kafka, kafka.admin() as admin:
+        admin.create_topic("kept")
     assert any(p.name.startswith("kept-") for p in (tmp_path / "d").iterdir())
     with Broker(data_dir=tmp_path / "d") as again, again.admin() as admin:
         assert admin.topics() == ["kept"]
@@ -107,9 +106,8 @@ def test_call_runs_on_the_broker_loop() -> None:
 
 @pytest.mark.skipif(hasattr(ServingBroker, "advance_clock"), reason="the broker has a virtual clock")
 def test_advance_without_a_virtual_clock_is_a_clear_error() -> None:
-    with Broker(clock=ManualClock()) as kafka:
-        with pytest.raises(NotImplementedError, match="advance_clock"):
-            kafka.advance(1000)
+    with Broker(clock=ManualClock()) as kafka, pytest.raises(NotImplementedError, match="advance_clock"):
+        kafka.advance(1000)
 
 
 @pytest.mark.skipif(not hasattr(ServingBroker, "advance_clock"), reason="the broker has no virtual clock yet")
