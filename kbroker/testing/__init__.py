@@ -25,9 +25,30 @@ is then left out.
 
 from __future__ import annotations
 
-from kbroker.testing.admin import KafkaAdmin, ResetError, unique_topic_name
-from kbroker.testing.containers import KafkaContainer
+from typing import TYPE_CHECKING, Any
+
 from kbroker.testing.embedded import Broker, BrokerThread, ExternalKafka, local_cluster, make_config
+
+if TYPE_CHECKING:
+    from kbroker.testing.admin import KafkaAdmin, ResetError, unique_topic_name
+    from kbroker.testing.containers import KafkaContainer
+
+#: Imported on first use: this module loads in every pytest session (the plugin), and the
+#: client and config code behind these would slow each one's start.
+_LAZY = {"KafkaAdmin": "admin", "ResetError": "admin", "unique_topic_name": "admin",
+         "KafkaContainer": "containers"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Broker", "BrokerThread", "ExternalKafka", "KafkaAdmin", "KafkaContainer", "ResetError",

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from kbroker.testing.admin import KafkaAdmin, unique_topic_name
 from kbroker.testing.embedded import BrokerThread, ExternalKafka, local_cluster
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when used: the plugin loads in every pytest session
     from kbroker.localcluster import LocalCluster
+    from kbroker.testing.admin import KafkaAdmin
 
 #: The environment variable that does what ``--kafka-bootstrap`` does.
 BOOTSTRAP_ENV = "KBROKER_TEST_BOOTSTRAP"
@@ -140,6 +140,8 @@ def kafka_clean(kafka_session_broker: BrokerThread | ExternalKafka, kafka_admin:
 def kafka_topic_factory(request: pytest.FixtureRequest, kafka_admin: KafkaAdmin) -> Iterator[Callable[..., str]]:
     """``make(partitions=1, configs=None, name=None) -> name``: creates a topic on the session
     broker (a unique name from the test's when ``name`` is None); all are deleted after the test."""
+    from kbroker.testing.admin import unique_topic_name
+
     made: list[str] = []
 
     def make(partitions: int = 1, configs: Mapping[str, Any] | None = None, name: str | None = None, *,

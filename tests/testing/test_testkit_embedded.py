@@ -122,3 +122,13 @@ def test_advance_moves_the_virtual_clock() -> None:
 def test_advance_refuses_going_back() -> None:
     with Broker(clock=ManualClock()) as kafka, pytest.raises(ValueError, match="forward"):
         kafka.advance(-1)
+
+
+def test_the_plugin_loads_light() -> None:
+    """kbroker.testing loads in every pytest session: the client and config code wait until used."""
+    script = ("import sys, kbroker.testing as kt; heavy = sorted(m for m in ('kbroker.client', 'kbroker.config', "
+              "'kbroker.broker') if m in sys.modules); kt.KafkaAdmin; print(heavy, 'kbroker.client' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[] True"
