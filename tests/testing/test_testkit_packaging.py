@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -113,8 +114,13 @@ def test_pyz_names_a_missing_compiled_dependency(pyz: Path, tmp_path: Path) -> N
 @pytest.mark.skipif(os.environ.get("KBROKER_PACKAGING_TESTS") != "1",
                     reason="builds a wheel with pip (network, ~15 s): set KBROKER_PACKAGING_TESTS=1")
 def test_wheel_installs_and_serves(tmp_path: Path) -> None:
+    src = tmp_path / "src"  # a copy: setuptools leaves build/ and an egg-info in the tree it builds
+    for name in ("kbroker", "protocol"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
-                    str(ROOT)], check=True, timeout=300)
+                    str(src)], check=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("kbroker-*-py3-none-any.whl")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
