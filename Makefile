@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=
 ## Without pytest-xdist (an install older than the [test] extras) the suite runs in one process.
 XDIST = $(shell $(PYTHON) -c 'import xdist' 2>/dev/null && echo "-n $(PYTEST_WORKERS)")
 
-.PHONY: test test-fast setup lint typecheck pytest config-docs
+.PHONY: test test-fast setup lint typecheck pytest config-docs wheel zipapp
 
 ## Install test dependencies, then lint, type-check and run the whole suite
 ## (including the compatibility matrix and librdkafka's own test suite).
@@ -47,3 +47,16 @@ pytest:
 ## Regenerate the configuration tables in README.md from kbroker/config.
 config-docs:
 	$(PYTHON) -m kbroker.config.docs README.md
+
+## dist/kbroker-<version>-py3-none-any.whl: pure Python, the same wheel for Linux and macOS. pip
+## fetches the build requirements (setuptools, wheel) into an isolated environment; offline, with
+## them installed: make wheel WHEEL_FLAGS=--no-build-isolation
+wheel:
+	$(PYTHON) -m pip wheel --no-deps $(WHEEL_FLAGS) -w dist .
+
+## dist/kbroker.pyz: one file with kbroker and its pure-Python dependencies, copied from this
+## interpreter's installation; run it with `python3 kbroker.pyz serve`. The dependencies with
+## compiled code (crc32c, lz4, zstandard, cramjam, regex, cryptography) must be installed in the
+## Python that runs it (the build prints the pip command; the archive names any that is missing).
+zipapp:
+	$(PYTHON) tools/build_pyz.py --output dist/kbroker.pyz

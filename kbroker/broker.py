@@ -749,6 +749,10 @@ def check_log_dirs(dirs: list[Path]) -> None:
             raise StartupError(f"data directory {d} is not usable: {e.strerror or e}") from e
 
 
+#: macOS's OPEN_MAX: the most its setrlimit takes as the soft limit of open files.
+OPEN_MAX = 10240
+
+
 def raise_fd_limit() -> None:
     """Raise the soft limit of open files to the hard limit: every connection and
     segment holds a file descriptor, and the usual soft default (1024) is soon spent."""
@@ -757,11 +761,21 @@ def raise_fd_limit() -> None:
     except ImportError:  # pragma: no cover - not on POSIX
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != soft:
+    if hard == soft:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return
+    except (OSError, ValueError) as e:
+        error = e
+    # macOS refuses RLIM_INFINITY (its hard limit there) and asks for min(OPEN_MAX, hard).
+    if hard == resource.RLIM_INFINITY or hard > OPEN_MAX:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (OSError, ValueError) as e:  # macOS refuses RLIM_INFINITY: keep the soft limit
-            log.warning("cannot raise the open file limit from %d to %d: %s", soft, hard, e)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, OPEN_MAX), hard))
+            return
+        except (OSError, ValueError) as e:
+            error = e
+    log.warning("cannot raise the open file limit from %d to %d: %s", soft, hard, error)
 
 
 def describe_endpoint(protocol: str, name: str, host: str, port: int) -> str:

@@ -65,6 +65,8 @@ def new_cluster_id() -> str:
 
 def _argv(pid: int) -> list[str] | None:
     """The arguments of ``pid``, or None when it is gone or a zombie."""
+    if not os.path.isdir("/proc/self"):  # macOS, the BSDs: no /proc
+        return _argv_from_ps(pid)
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             # The state follows the parenthesised command name, which may itself contain ")".
@@ -75,6 +77,19 @@ def _argv(pid: int) -> list[str] | None:
         return data.removesuffix("\0").split("\0") if data else []
     except (OSError, IndexError):
         return None
+
+
+def _argv_from_ps(pid: int) -> list[str] | None:
+    """``_argv`` through ``ps`` where there is no /proc (arguments split at spaces)."""
+    try:
+        out = subprocess.run(["ps", "-ww", "-o", "stat=", "-o", "args=", "-p", str(pid)],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    fields = out.stdout.strip().split()
+    if out.returncode != 0 or not fields or fields[0].startswith("Z"):
+        return None
+    return fields[1:]
 
 
 #: How long ``kill`` waits for a SIGKILLed broker to be gone.

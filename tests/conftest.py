@@ -24,7 +24,8 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 #: Fixtures that start a broker; a test using one (even through another fixture) is integration.
-BROKER_FIXTURES = frozenset({"kafka_broker", "kafka_bootstrap", "kafka_cluster", "live_dose", "kafka_reference"})
+BROKER_FIXTURES = frozenset({"kafka_broker", "kafka_bootstrap", "kafka_cluster", "live_dose", "kafka_reference",
+                             "kafka_session_broker"})
 #: Directories whose every test runs brokers or real clients against them.
 INTEGRATION_DIRS = frozenset({"compat", "cluster"})
 #: Helper modules that start brokers (subprocesses) when a test module imports them.
