@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
 # every other path on disk through :data:`DISK` (the plain ``os`` calls). The segment
 # ``.log`` files' read/append paths pick their store once, when the segment is opened, so
 # the per-append and per-fetch code stays free of any lookup.
+
+_V = TypeVar("_V")
 
 #: The prefix of every memory root: no directory of this name is ever created.
 MEMORY_PREFIX = "/:memory:/"
@@ -267,6 +269,13 @@ class DiskStore:
         sync_filesystem(path)
 
 
+def _move_keys(table: dict[str, _V], src: str, dst: str) -> None:
+    """Re-key ``src`` and every key below it (``src/...``) to the same place under ``dst``."""
+    prefix = src + "/"
+    for key in [k for k in table if k == src or k.startswith(prefix)]:
+        table[dst + key[len(src):]] = table.pop(key)
+
+
 def _missing(path: Path) -> FileNotFoundError:
     return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
 
@@ -435,10 +444,9 @@ class MemoryFileStore:
                 if d in self._dirs or d in self._files:
                     raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), d)
                 self._parent_children(d, dst).add(os.path.basename(d))
-                prefix = s + "/"
-                for table in (self._files, self._mtimes, self._dirs):
-                    for key in [k for k in table if k == s or k.startswith(prefix)]:
-                        table[d + key[len(s):]] = table.pop(key)  # type: ignore[index]
+                _move_keys(self._files, s, d)
+                _move_keys(self._mtimes, s, d)
+                _move_keys(self._dirs, s, d)
             else:
                 raise _missing(src)
             self._dirs[os.path.dirname(s)].discard(os.path.basename(s))
