@@ -504,10 +504,6 @@ class LogSegment:
         finally:
             SEGMENT_FILES.release(self)
 
-    def _truncate_file(self, fd: int, size: int) -> None:
-        """Cut the ``.log`` file (open as ``fd``) to ``size`` bytes."""
-        os.ftruncate(fd, size)
-
     def _recover(self, fd: int | bytearray) -> int:
         """:meth:`recover` on the file open as ``fd`` (or held in memory as a ``bytearray``)."""
         self.offset_index.reset()
@@ -521,7 +517,7 @@ class LogSegment:
         truncated = end - pos
         if truncated:
             log.warning("truncating %s at position %d (%d bytes): %s", self.log_path, pos, truncated, reason)
-            self._truncate_file(fd, pos)  # type: ignore[arg-type]
+            self._cut(pos)
             self._size = pos
             self._dirty = True
             self.txn_index.truncate_to(next_offset)
@@ -711,7 +707,7 @@ class MemoryLogSegment(LogSegment):
             raise ValueError(f"offset {last.last_offset} does not fit segment {self.base_offset}")
         base_pos = self._size
         buf = self._buf
-        del buf[base_pos:]  # nothing lies past the size; keep it so whatever happened before
+        del buf[base_pos:]  # bytes of an append that failed part way (as the disk path cuts them)
         if isinstance(data, list):
             for part in data:
                 buf += part
@@ -728,9 +724,6 @@ class MemoryLogSegment(LogSegment):
 
     def recover(self) -> int:
         return self._recover(self._buf)
-
-    def _truncate_file(self, fd: int, size: int) -> None:
-        del self._buf[size:]
 
     def _cut(self, size: int) -> None:
         del self._buf[size:]
