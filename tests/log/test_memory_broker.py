@@ -232,6 +232,39 @@ def test_compaction_and_retention(start_broker: Callable[[dict[str, str]], Memor
     assert_nothing_written(memory_broker)
 
 
+def test_configs_and_credentials_are_kept_in_memory(memory_broker: MemoryBroker) -> None:
+    # Topic configs, dynamic broker configs and SCRAM credentials: each has a file on disk.
+    from confluent_kafka.admin import (
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    admin = AdminClient({"bootstrap.servers": memory_broker.bootstrap})
+    topic = _topic()
+    _create(memory_broker.bootstrap, topic)
+    for res in (ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+                    ConfigEntry("retention.ms", "9000", incremental_operation=AlterConfigOpType.SET)]),
+                ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
+                    ConfigEntry("log.retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])):
+        admin.incremental_alter_configs([res])[res].result(10)
+    for future in admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+            "alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"secret")]).values():
+        future.result(10)
+
+    topic_res, broker_res = ConfigResource(ResourceType.TOPIC, topic), ConfigResource(ResourceType.BROKER, "1")
+    assert admin.describe_configs([topic_res])[topic_res].result(10)["retention.ms"].value == "9000"
+    assert admin.describe_configs([broker_res])[broker_res].result(10)["log.retention.ms"].value == "7200000"
+    described = admin.describe_user_scram_credentials(["alice"])["alice"].result(10)
+    assert [(c.mechanism, c.iterations) for c in described.scram_credential_infos] == [
+        (ScramMechanism.SCRAM_SHA_256, 4096)]
+    assert_nothing_written(memory_broker)
+
+
 def test_memory_cannot_be_combined_with_directories(tmp_path: Path) -> None:
     from kbroker.broker import StartupError, resolve_log_dirs
 
