@@ -198,3 +198,9 @@ def test_a_deleted_log_leaves_nothing_in_memory(memory_root: Path) -> None:
     _fill(plog, 0, 30)
     plog.delete()
     assert MEMORY.listdir(memory_root) == []
+
+
+def test_a_memory_root_has_no_volume_to_report(memory_root: Path) -> None:
+    from kbroker.handlers.describe_log_dirs import volume_space
+
+    assert volume_space(memory_root) == (-1, -1)  # DescribeLogDirs' "unknown"
