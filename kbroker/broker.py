@@ -23,6 +23,7 @@ from kbroker import heap
 from kbroker.clock import SYSTEM_CLOCK, Clock, ManualClock
 from kbroker.common import TopicPartition
 from kbroker.config import BrokerConfig, ConfigError, ConfigHolder
+from kbroker.fs import MEMORY_LOG_DIRS, is_memory_path, new_memory_root
 from kbroker.handlers import registry
 from kbroker.security.listener import ListenerSecurity
 from kbroker.security.model import Authorizer
@@ -85,7 +86,7 @@ class Broker:
         #: stores are read first: a bad one stops start-up before the data is loaded).
         self.listener_security: dict[str, ListenerSecurity] = {
             ls.name: listener_security(config, ls.name) for ls in config.listeners}
-        self.log_dirs = [Path(d) for d in config.log_dirs]
+        self.log_dirs = resolve_log_dirs(config.log_dirs)
         check_log_dirs(self.log_dirs)
         #: Advertised (host, port) per listener name, known once the listeners are bound.
         self.endpoints: dict[str, tuple[str, int]] = {}
@@ -738,9 +739,21 @@ async def _listen(host: str, port: int) -> list[SocketListener]:
     return listeners
 
 
+def resolve_log_dirs(dirs: list[Path]) -> list[Path]:
+    """The data directories: those configured, or with ``log.dirs=:memory:`` one fresh
+    directory in memory (freed when the log manager shuts down; nothing touches the disk)."""
+    if any(str(d) == MEMORY_LOG_DIRS for d in dirs):
+        if len(dirs) != 1:
+            raise StartupError(f"log.dirs={MEMORY_LOG_DIRS} cannot be combined with other directories")
+        return [new_memory_root()]
+    return [Path(d) for d in dirs]
+
+
 def check_log_dirs(dirs: list[Path]) -> None:
     """Create the data directories and check that files can be written in them."""
     for d in dirs:
+        if is_memory_path(d):
+            continue
         try:
             d.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=d):

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from kbroker.config.errors import ConfigError
+from kbroker.fs import store_for
 
 _WHITESPACE = " \t\f"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -115,7 +116,7 @@ def parse_properties(text: str) -> dict[str, str]:
 def load_properties(path: str | Path) -> dict[str, str]:
     """Read and parse a ``.properties`` file (UTF-8, falling back to ISO-8859-1)."""
     try:
-        data = Path(path).read_bytes()
+        data = store_for(path).read_bytes(Path(path))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     try:

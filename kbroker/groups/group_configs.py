@@ -27,7 +27,7 @@ import anyio
 
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.config import BROKER_CONFIGS, BrokerConfig, ConfigEntry, ConfigSource, ConfigSynonym, ConfigType
-from kbroker.fs import atomic_write
+from kbroker.fs import read_text, save_file
 from kbroker.metadata.errors import OK, Result
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ class FileGroupConfigStore:
 
     def load(self) -> dict[str, dict[str, str]]:
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = json.loads(read_text(self.path))
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as e:
@@ -253,8 +253,7 @@ class FileGroupConfigStore:
         return OK
 
     def _write(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, data)
+        save_file(self.path, data)
 
 
 class EtcdGroupConfigStore:

@@ -30,6 +30,7 @@ import anyio
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.codec.versions import VersionRange
 from kbroker.common import TopicPartition
+from kbroker.fs import is_memory_path
 from kbroker.handlers import authz
 from kbroker.handlers.api import MANY, HostedLogs, RequestContext, map_yielding, response
 from kbroker.log.partition_log import PartitionLog
@@ -45,6 +46,8 @@ def volume_space(log_dir: Path) -> tuple[int, int]:
     """``(total, usable)`` bytes of the volume holding ``log_dir`` (Java's ``FileStore``
     ``getTotalSpace``/``getUsableSpace``: usable is what an unprivileged writer may fill);
     OSError if the directory cannot be read."""
+    if is_memory_path(log_dir):
+        return -1, -1  # no volume: Kafka's "unknown" (the fields' default)
     st = os.statvfs(log_dir)
     return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
 

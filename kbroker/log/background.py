@@ -18,13 +18,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
+from kbroker.fs import store_for
 from kbroker.log.config import LogConfig
 from kbroker.log.handles import SEGMENT_FILES
 from kbroker.log.segment import LogSegment
@@ -254,7 +254,7 @@ class LogBackground:
                         # A full disk fails checkpoints; the removals below still free space.
                         log.exception("cannot write the checkpoints of %s", d)
                 for path in doomed:  # Kafka's delayed delete of renamed log directories
-                    shutil.rmtree(path, ignore_errors=True)
+                    store_for(path).rmtree(path)
                 self._remove_due_segments()
             except Exception:
                 log.exception("background log flush/checkpoint failed")

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 from kbroker.common import TopicPartition
-from kbroker.fs import atomic_write
+from kbroker.fs import store_for
 
 RECOVERY_POINT_CHECKPOINT_FILE = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT_FILE = "log-start-offset-checkpoint"
@@ -49,12 +48,12 @@ class OffsetCheckpointFile:
     def write(self, offsets: Mapping[TopicPartition, int]) -> None:
         lines = [str(self.VERSION), str(len(offsets))]
         lines += [f"{topic} {partition} {offset}" for (topic, partition), offset in sorted(offsets.items())]
-        atomic_write(self.path, ("\n".join(lines) + "\n").encode())
+        store_for(self.path).write_atomic(self.path, ("\n".join(lines) + "\n").encode())
 
     def read(self) -> dict[TopicPartition, int]:
         """The checkpointed offsets; empty if the file does not exist."""
         try:
-            text = self.path.read_text()
+            text = store_for(self.path).read_bytes(self.path).decode()
         except FileNotFoundError:
             return {}
         lines = text.splitlines()
@@ -97,30 +96,26 @@ class PartitionMetadataFile:
         self.path = partition_dir / PARTITION_METADATA_FILE
 
     def exists(self) -> bool:
-        return self.path.exists()
+        return store_for(self.path).exists(self.path)
 
     @staticmethod
     def content(topic_id: uuid.UUID) -> bytes:
         return f"version: 0\ntopic_id: {encode_topic_id(topic_id)}\n".encode()
 
     def write(self, topic_id: uuid.UUID) -> None:
-        atomic_write(self.path, self.content(topic_id))
+        store_for(self.path).write_atomic(self.path, self.content(topic_id))
 
     def write_new(self, topic_id: uuid.UUID) -> None:
         """Create the file in a new partition directory without fsync (the caller makes
         many of them durable at once with :func:`sync_filesystem`). A crash before that
         leaves at worst an empty file, which :meth:`read` treats as absent."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.write(fd, self.content(topic_id))
-        finally:
-            os.close(fd)
+        store_for(self.path).create_new(self.path, self.content(topic_id))
 
     def read(self) -> uuid.UUID | None:
         """The stored topic id, or None if the file is absent (or empty: torn by a crash
         before it was ever synced)."""
         try:
-            text = self.path.read_text()
+            text = store_for(self.path).read_bytes(self.path).decode()
         except FileNotFoundError:
             return None
         if not text:
@@ -141,7 +136,7 @@ def read_log_dir_checkpoints(log_dir: Path) -> tuple[bool, dict[TopicPartition, 
     An unreadable checkpoint is ignored (logged); without recovery points the logs are
     recovered as after an unclean shutdown.
     """
-    clean = (log_dir / CLEAN_SHUTDOWN_FILE).exists()
+    clean = store_for(log_dir).exists(log_dir / CLEAN_SHUTDOWN_FILE)
     try:
         recovery_points = OffsetCheckpointFile(log_dir / RECOVERY_POINT_CHECKPOINT_FILE).read()
     except (CheckpointError, ValueError) as e:

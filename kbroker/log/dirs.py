@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from kbroker.common import TopicPartition
+from kbroker.fs import MEMORY
 from kbroker.log.checkpoint import PARTITION_METADATA_FILE
 from kbroker.log.errors import KafkaStorageError
 from kbroker.log.segment import LOG_FILE_SUFFIX, filename_prefix_from_offset
@@ -71,3 +72,9 @@ def write_new_partition_files(dir_fd: int, name: str, metadata: bytes) -> None:
     finally:
         os.close(fd)
     os.close(os.open(f"{name}/{_FIRST_SEGMENT_LOG}", flags, 0o644, dir_fd=dir_fd))
+
+
+def write_new_partition_files_in_memory(partition_dir: Path, metadata: bytes) -> None:
+    """:func:`write_new_partition_files` for a partition dir in memory (``log.dirs=:memory:``)."""
+    MEMORY.create_new(partition_dir / PARTITION_METADATA_FILE, metadata)
+    MEMORY.create_new(partition_dir / _FIRST_SEGMENT_LOG)

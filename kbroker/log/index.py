@@ -14,7 +14,6 @@ last offset reaches the target.
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
 from array import array
@@ -22,6 +21,7 @@ from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import NamedTuple
 
+from kbroker.fs import store_for
 from kbroker.log.errors import CorruptIndexError
 
 _INT32_MAX = 2**31 - 1
@@ -60,6 +60,7 @@ class _Index:
     def __init__(self, path: Path, base_offset: int, max_index_size: int, *, create: bool = False,
                  touch: bool = True) -> None:
         self.path = path
+        self._store = store_for(path)
         self.base_offset = base_offset
         # Kafka rounds maxIndexSize down to a whole number of entries.
         self.max_entries = max(1, max_index_size // self.ENTRY_SIZE)
@@ -74,7 +75,7 @@ class _Index:
             # ``touch=False``: a new empty index whose file is written when it first has
             # entries (a missing file reads as empty).
             if touch:
-                path.touch()
+                self._store.write_at(path, b"", 0)
             self._loaded = True
 
     # -- subclass hooks --------------------------------------------------------------
@@ -95,7 +96,7 @@ class _Index:
         if self._loaded:
             return
         try:
-            data = self.path.read_bytes()
+            data = self._store.read_bytes(self.path)
         except FileNotFoundError:
             data = b""
         if len(data) % self.ENTRY_SIZE:
@@ -156,22 +157,23 @@ class _Index:
         pending = self._loaded and (len(self._vals) != self._file_entries or self._file_dirty)
         if not pending and not (fsync and self._unsynced):
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            if pending:
-                n = len(self._vals)
-                if n > self._file_entries:
-                    os.pwrite(fd, self._pack(self._file_entries, n), self._file_entries * self.ENTRY_SIZE)
-                if self._file_dirty:  # entries were dropped; otherwise the file only grew
-                    os.ftruncate(fd, n * self.ENTRY_SIZE)
-                self._file_entries = n
-                self._file_dirty = False
-                self._unsynced = True
-            if fsync:
-                os.fsync(fd)
-                self._unsynced = False
-        finally:
-            os.close(fd)
+        data = b""
+        pos = 0
+        truncate = None
+        if pending:
+            n = len(self._vals)
+            if n > self._file_entries:
+                data = self._pack(self._file_entries, n)
+                pos = self._file_entries * self.ENTRY_SIZE
+            if self._file_dirty:  # entries were dropped; otherwise the file only grew
+                truncate = n * self.ENTRY_SIZE
+        self._store.write_at(self.path, data, pos, truncate=truncate, fsync=fsync)
+        if pending:
+            self._file_entries = len(self._vals)
+            self._file_dirty = False
+            self._unsynced = True
+        if fsync:
+            self._unsynced = False
 
     @property
     def needs_sync(self) -> bool:
@@ -197,7 +199,7 @@ class _Index:
         self._loaded = True
         self._file_entries = 0
         self._file_dirty = False
-        self.path.unlink(missing_ok=True)
+        self._store.unlink(self.path, missing_ok=True)
 
     def _relative(self, offset: int) -> int:
         rel = offset - self.base_offset

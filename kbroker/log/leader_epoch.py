@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from kbroker.fs import atomic_write
+from kbroker.fs import store_for
 from kbroker.log.checkpoint import CheckpointError
 
 LEADER_EPOCH_CHECKPOINT_FILE = "leader-epoch-checkpoint"
@@ -46,7 +46,7 @@ def read_leader_epoch_checkpoint(path: Path) -> list[EpochEntry] | None:
     Raises :class:`CheckpointError` for a malformed file (bad header, count, line, or
     entries not increasing)."""
     try:
-        text = path.read_text()
+        text = store_for(path).read_bytes(path).decode()
     except FileNotFoundError:
         return None
     except UnicodeDecodeError as e:
@@ -222,7 +222,7 @@ class LeaderEpochCache:
     def _write(self) -> None:
         lines = ["0", str(len(self._epochs))]
         lines += [f"{e} {s}" for e, s in zip(self._epochs, self._starts, strict=True)]
-        atomic_write(self.path, ("\n".join(lines) + "\n").encode())
+        store_for(self.path).write_atomic(self.path, ("\n".join(lines) + "\n").encode())
         self.unwritten = False
 
     def __repr__(self) -> str:

@@ -10,12 +10,12 @@ what :class:`~kbroker.log.partition_log.PartitionLog` runs on, as a :class:`Load
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from kbroker.clock import Clock
+from kbroker.fs import store_for
 from kbroker.log.cleaner import swap
 from kbroker.log.config import LogConfig
 from kbroker.log.producer_snapshot import SNAPSHOT_SUFFIX
@@ -117,17 +117,18 @@ def _load_segments(directory: Path, config: LogConfig, segments: LogSegments, cl
     of the first recovered segment)``: the producer state replay rebuilds the ``.txnindex``
     of the recovered segments (None after a clean shutdown)."""
     # Swaps of cleaned segments a crash interrupted are completed first (Kafka's LogLoader).
-    names = swap.recover_swaps(directory, set(os.listdir(directory)))
+    store = store_for(directory)
+    names = swap.recover_swaps(directory, set(store.listdir(directory)))
     may_have_snapshots = any(n.endswith(SNAPSHOT_SUFFIX) for n in names)
     for name in list(names):
         if name.endswith(_STALE_SUFFIXES):
-            (directory / name).unlink(missing_ok=True)
+            store.unlink(directory / name, missing_ok=True)
             names.discard(name)
     bases = sorted(offset_from_filename(n) for n in names if n.endswith(LOG_FILE_SUFFIX) and _SEGMENT_FILE_RE.match(n))
     base_set = set(bases)
     for name in names:  # indexes without a log file (Kafka deletes these too)
         if _SEGMENT_FILE_RE.match(name) and not name.endswith(LOG_FILE_SUFFIX) and offset_from_filename(name) not in base_set:
-            (directory / name).unlink(missing_ok=True)
+            store.unlink(directory / name, missing_ok=True)
     kw = segment_kwargs(config)
     missing_index: list[LogSegment] = []
     #: Base offset of the first segment whose .txnindex is torn (its size not whole entries).

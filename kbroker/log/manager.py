@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kbroker.clock import Clock
-from kbroker.fs import atomic_write, sync_filesystem
+from kbroker.fs import MEMORY, drop_memory_root, is_memory_path, store_for, sync_filesystem
 from kbroker.log.background import LogBackground
 from kbroker.log.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
@@ -53,6 +52,7 @@ from kbroker.log.dirs import (
     parse_partition_dir_name,
     partition_dir_name,
     write_new_partition_files,
+    write_new_partition_files_in_memory,
 )
 from kbroker.log.errors import KafkaStorageError
 from kbroker.log.partition_log import PartitionLog
@@ -151,6 +151,9 @@ class LogManager:
         started = time.monotonic()
         try:
             for d in self.log_dirs:
+                if is_memory_path(d):
+                    MEMORY.makedirs(d)  # a memory root is this broker's alone: no lock file
+                    continue
                 d.mkdir(parents=True, exist_ok=True)
                 self._dir_locks.append(lock_log_dir(d))
             for d in self.log_dirs:
@@ -171,8 +174,9 @@ class LogManager:
         clean, recovery_points, start_offsets = read_log_dir_checkpoints(log_dir)
         if self.replicated:
             self._loaded_high_watermarks = read_high_watermarks(log_dir)
-        for child in sorted(log_dir.iterdir()):
-            if not child.is_dir():
+        store = store_for(log_dir)
+        for child in sorted(log_dir / name for name in store.listdir(log_dir)):
+            if not store.is_dir(child):
                 continue
             name = child.name
             if name.endswith(DELETE_DIR_SUFFIX):
@@ -205,14 +209,14 @@ class LogManager:
                 aside = log_dir / log_dir_name_with_suffix_capped(tp[0], tp[1], STRAY_DIR_SUFFIX)
                 log.exception("cannot load log directory %s; moving it aside to %s", child, aside.name)
                 try:
-                    child.rename(aside)
+                    store.rename(child, aside)
                 except OSError as e:
                     log.error("cannot move %s aside: %s", child, e)
                 continue
             self._add(tp, plog, log_dir)
         self._loaded_high_watermarks = {}
         # From here on a crash must trigger recovery again.
-        (log_dir / CLEAN_SHUTDOWN_FILE).unlink(missing_ok=True)
+        store.unlink(log_dir / CLEAN_SHUTDOWN_FILE, missing_ok=True)
 
     # -- lookup and creation -------------------------------------------------------------
     def get_log(self, topic: str, partition: int) -> PartitionLog | None:
@@ -307,12 +311,18 @@ class LogManager:
         dir_fds: dict[Path, int] = {}
         try:
             for partition, log_dir in list(prepared.created.items()):
-                dfd = dir_fds.get(log_dir)
-                if dfd is None:
-                    dfd = dir_fds[log_dir] = os.open(log_dir, os.O_RDONLY | os.O_DIRECTORY)
                 name = partition_dir_name(topic, partition)
+                in_memory = is_memory_path(log_dir)
+                dfd = -1
+                if not in_memory:
+                    dfd = dir_fds.get(log_dir, -1)
+                    if dfd < 0:
+                        dfd = dir_fds[log_dir] = os.open(log_dir, os.O_RDONLY | os.O_DIRECTORY)
                 try:
-                    os.mkdir(name, dir_fd=dfd)
+                    if in_memory:
+                        MEMORY.create_dir(log_dir / name)
+                    else:
+                        os.mkdir(name, dir_fd=dfd)
                 except FileExistsError:
                     # A leftover directory: the usual path checks its topic id and contents.
                     del prepared.created[partition]
@@ -320,7 +330,10 @@ class LogManager:
                     prepared.others.append(partition)
                     continue
                 done.append(partition)
-                write_new_partition_files(dfd, name, content)
+                if in_memory:
+                    write_new_partition_files_in_memory(log_dir / name, content)
+                else:
+                    write_new_partition_files(dfd, name, content)
             for log_dir in dir_fds:
                 sync_filesystem(log_dir)
             config = config or self.default_config
@@ -329,7 +342,8 @@ class LogManager:
                                                         self.clock, topic_id=topic_id, prepared=True)
         except BaseException:
             for partition in done:
-                shutil.rmtree(prepared.created[partition] / partition_dir_name(topic, partition), ignore_errors=True)
+                path = prepared.created[partition] / partition_dir_name(topic, partition)
+                store_for(path).rmtree(path)
             for log_dir in prepared.created.values():
                 self._unreserve(log_dir)
             raise
@@ -359,7 +373,8 @@ class LogManager:
     def discard_prepared(self, prepared: PreparedLogs) -> None:
         """Remove the directories of :meth:`prepare_logs` that will not be registered."""
         for partition, log_dir in prepared.created.items():
-            shutil.rmtree(log_dir / partition_dir_name(prepared.topic, partition), ignore_errors=True)
+            path = log_dir / partition_dir_name(prepared.topic, partition)
+            store_for(path).rmtree(path)
             self._unreserve(log_dir)
         prepared.created.clear()
         prepared.logs.clear()
@@ -426,11 +441,12 @@ class LogManager:
             log.warning("closing %s before deletion failed: %s", plog.dir, e)
         # Rename first so a crash mid-delete never leaves a half log that would be loaded.
         doomed = log_dir / log_dir_name_with_suffix_capped(tp[0], tp[1], DELETE_DIR_SUFFIX)
+        store = store_for(plog.dir)
         try:
-            plog.dir.rename(doomed)
+            store.rename(plog.dir, doomed)
         except OSError as e:
             log.error("cannot rename %s for deletion (%s); removing it in place", plog.dir, e)
-            shutil.rmtree(plog.dir, ignore_errors=True)
+            store.rmtree(plog.dir)
             return log_dir, None
         return log_dir, doomed
 
@@ -623,18 +639,21 @@ class LogManager:
                 for plog in logs:
                     plog.close()  # persists indexes (and snapshots) without fsync
                 for d in self.log_dirs:
-                    sync_filesystem(d)
+                    store_for(d).sync_filesystem(d)
                 for plog, end in ends:
                     plog.mark_durable(end)
             self.checkpoint()
             for d in self.log_dirs:
-                atomic_write(d / CLEAN_SHUTDOWN_FILE, b"")
+                store_for(d).write_atomic(d / CLEAN_SHUTDOWN_FILE, b"")
             for path in self._background.take_doomed():
-                shutil.rmtree(path, ignore_errors=True)
+                store_for(path).rmtree(path)
         finally:
             # Even a failed shutdown (a full disk) leaves the dirs to the next broker; without
             # the clean shutdown marker that one recovers the logs.
             self.release_dir_locks()
+            for d in self.log_dirs:
+                if is_memory_path(d):  # nobody can open a memory root again: free it
+                    drop_memory_root(d)
 
     def release_dir_locks(self) -> None:
         """Release the log dirs' ``.lock`` files (done by :meth:`shutdown`; as a process

@@ -8,7 +8,6 @@ ever move forward except through :meth:`PartitionLog.truncate_to` (replication).
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from typing import NamedTuple
 from kbroker.clock import Clock
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import CleaningSummary
-from kbroker.fs import fsync_dir
+from kbroker.fs import store_for
 from kbroker.log.append import assign_offsets
 from kbroker.log.checkpoint import CheckpointError, PartitionMetadataFile
 from kbroker.log.cleaner import swap
@@ -127,6 +126,7 @@ class PartitionLog:
             raise KafkaStorageError(f"{directory} is not named <topic>-<partition>")
         self.topic, self.partition = parsed
         self.dir = directory
+        self._store = store_for(directory)
         self.config = config
         self._clock = clock
         self._lock = threading.RLock()
@@ -147,7 +147,7 @@ class PartitionLog:
         if prepared:
             self.topic_id = topic_id
         else:
-            directory.mkdir(parents=True, exist_ok=True)
+            self._store.makedirs(directory)
             self.topic_id = self._init_topic_id(topic_id)
         loaded = load_log(directory, config, clock, recovery_point=recovery_point,
                           log_start_offset=log_start_offset, had_clean_shutdown=had_clean_shutdown,
@@ -641,7 +641,7 @@ class PartitionLog:
                 self._may_have_snapshots = True
             for suffix in (LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, TXN_INDEX_FILE_SUFFIX):
                 # A leftover file from an earlier truncation must not block the new segment.
-                (self.dir / f"{new_base:020d}{suffix}").unlink(missing_ok=True)
+                self._store.unlink(self.dir / f"{new_base:020d}{suffix}", missing_ok=True)
             segment = LogSegment.create(self.dir, new_base, **segment_kwargs(self.config))
             self._segments.add(segment)
             self._roll_jitter_ms = self.config.random_segment_jitter()
@@ -679,7 +679,7 @@ class PartitionLog:
             for seg in self._segments.from_index(start):
                 seg.flush()
             if self._dir_dirty:
-                fsync_dir(self.dir)
+                self._store.fsync_dir(self.dir)
                 self._dir_dirty = False
             self._advance_recovery_point(self._log_end_offset)
             self._unflushed_messages = 0
@@ -729,7 +729,7 @@ class PartitionLog:
         fsync_files(paths)
         if sync_dir:
             try:
-                fsync_dir(self.dir)
+                self._store.fsync_dir(self.dir)
             except FileNotFoundError:  # renamed for deletion meanwhile
                 return False
         with self._lock:
@@ -1041,7 +1041,7 @@ class PartitionLog:
             try:
                 for base in reversed(bases):
                     swap.cleaned_to_swap(self.dir, base)
-                fsync_dir(self.dir)
+                self._store.fsync_dir(self.dir)
             except OSError as e:
                 for base in bases:
                     swap.swap_back_to_cleaned(self.dir, base)
@@ -1055,7 +1055,7 @@ class PartitionLog:
                 kw = segment_kwargs(self.config)
                 new = [LogSegment.open(self.dir, base, index_interval_bytes=kw["index_interval_bytes"],
                                        segment_index_bytes=kw["segment_index_bytes"]) for base in bases]
-                fsync_dir(self.dir)
+                self._store.fsync_dir(self.dir)
             except OSError as e:
                 # The files are mid-swap; the next load completes it (LogLoader's swap recovery).
                 log.error("swap of cleaned segments into %s failed: %s", self.name, e)
@@ -1096,7 +1096,7 @@ class PartitionLog:
         """Close the log and remove its directory."""
         with self._lock:
             self.close(snapshot=False)
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self._store.rmtree(self.dir)
 
     @property
     def closed(self) -> bool:

@@ -16,12 +16,12 @@ none is open; loading a snapshot reopens those transactions (the last stable off
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 from collections.abc import Iterable
 from pathlib import Path
 
+from kbroker.fs import store_for
 from kbroker.log.producer_state_entry import BatchMetadata, ProducerStateEntry
 from kbroker.records.crc import crc32c
 
@@ -46,7 +46,7 @@ def snapshot_path(directory: Path, offset: int) -> Path:
 def list_snapshots(directory: Path) -> list[int]:
     """Offsets of the snapshot files in ``directory``, ascending."""
     try:
-        names = os.listdir(directory)
+        names = store_for(directory).listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return []
     return sorted(int(m.group(1)) for n in names if (m := _NAME_RE.match(n)))
@@ -105,15 +105,15 @@ def write_snapshot(directory: Path, offset: int, entries: Iterable[ProducerState
     discarded on load and the state is rebuilt from an older snapshot and the log.
     """
     path = snapshot_path(directory, offset)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(encode(offset, entries))
-    os.replace(tmp, path)
+    store_for(path).replace(path, encode(offset, entries))
     return path
 
 
 def read_snapshot(directory: Path, offset: int) -> list[ProducerStateEntry]:
-    return decode(snapshot_path(directory, offset).read_bytes(), offset)
+    path = snapshot_path(directory, offset)
+    return decode(store_for(path).read_bytes(path), offset)
 
 
 def delete_snapshot(directory: Path, offset: int) -> None:
-    snapshot_path(directory, offset).unlink(missing_ok=True)
+    path = snapshot_path(directory, offset)
+    store_for(path).unlink(path, missing_ok=True)

@@ -25,8 +25,13 @@ class ScanResult(NamedTuple):
     reason: str
 
 
-def _pread_into(fd: int, mv: memoryview, n: int, pos: int) -> int:
-    """Fill ``mv[:n]`` from ``pos``; returns the bytes read (fewer only at end of file)."""
+def _pread_into(fd: int | bytearray, mv: memoryview, n: int, pos: int) -> int:
+    """Fill ``mv[:n]`` from ``pos``; returns the bytes read (fewer only at end of file).
+    ``fd`` is a descriptor, or the file itself as a ``bytearray`` (a segment in memory)."""
+    if not isinstance(fd, int):
+        chunk = fd[pos : pos + n]
+        mv[: len(chunk)] = chunk
+        return len(chunk)
     got = 0
     while got < n:
         k = os.preadv(fd, [mv[got:n]], pos + got)
@@ -36,7 +41,7 @@ def _pread_into(fd: int, mv: memoryview, n: int, pos: int) -> int:
     return got
 
 
-def scan_valid_batches(fd: int, end: int, base_offset: int, max_offset: int,
+def scan_valid_batches(fd: int | bytearray, end: int, base_offset: int, max_offset: int,
                        on_batch: Callable[[int, BatchHeader], None]) -> ScanResult:
     """Read the file ``fd`` from 0 to ``end`` and call ``on_batch(position, header)`` for
     each valid batch, stopping at the first torn, corrupt or out-of-order one (offsets

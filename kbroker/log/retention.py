@@ -53,7 +53,7 @@ def largest_timestamp(segment: LogSegment) -> int:
     if ts != NO_TIMESTAMP and ts >= 0:
         return ts
     try:
-        return segment.log_path.stat().st_mtime_ns // 1_000_000
+        return segment.store.mtime_ms(segment.log_path)
     except FileNotFoundError:  # renamed away under us: nothing left to keep
         return 0
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from kbroker.fs import DISK, MEMORY, FileStore, is_memory_path
 from kbroker.log.errors import CorruptIndexError
 from kbroker.log.handles import SEGMENT_FILES
 from kbroker.log.index import OffsetIndex, TimeIndex, TimestampOffset
@@ -98,20 +99,14 @@ class LogSegment:
                                     create=new, touch=create)
         txn_path = directory / (stem + TXN_INDEX_FILE_SUFFIX)
         if txn_index_exists is None:
-            txn_index_exists = not new and txn_path.exists()
+            txn_index_exists = not new and self.store.exists(txn_path)
         #: Aborted transactions whose ABORT marker is in this segment.
         self.txn_index = TransactionIndex(txn_path, exists=txn_index_exists)
         # Owned by SEGMENT_FILES: the open descriptor (None while closed) and its pin count.
         self._fd: int | None = None
         self._pins = 0
         self._open_flags = os.O_RDWR | os.O_CREAT if empty else os.O_RDWR
-        if create:
-            SEGMENT_FILES.adopt(self, os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
-            self._size = 0
-        elif empty:
-            self._size = 0  # opened (or created) on first use
-        else:
-            self._size = self.log_path.stat().st_size
+        self._size = self._open_log_file(create, empty)
         self._dirty = False  # written since the last fsync
         # Tail state (next offset, max timestamp, index cursor), computed lazily on open.
         self._tail_loaded = new
@@ -123,9 +118,23 @@ class LogSegment:
         #: Clock time of the first append (drives segment.ms rolls); None while empty.
         self.first_append_ms: int | None = None
 
+    #: The store of this segment's files (the disk; memory for :class:`MemoryLogSegment`).
+    store: FileStore = DISK
+
+    def _open_log_file(self, create: bool, empty: bool) -> int:
+        """Create or find the ``.log`` file; returns its size."""
+        if create:
+            SEGMENT_FILES.adopt(self, os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
+            return 0
+        if empty:
+            return 0  # opened (or created) on first use
+        return self.log_path.stat().st_size
+
     @classmethod
     def create(cls, directory: Path, base_offset: int, *, index_interval_bytes: int, segment_index_bytes: int) -> LogSegment:
         """Create the three (empty) files of a new segment."""
+        if is_memory_path(directory):
+            cls = MemoryLogSegment
         return cls(directory, base_offset, index_interval_bytes=index_interval_bytes,
                    segment_index_bytes=segment_index_bytes, create=True)
 
@@ -135,6 +144,8 @@ class LogSegment:
         """A new empty segment (bulk partition creation): nothing is read, the ``.log``
         file is opened on first use (and created then if missing), and the index files
         are only written once they have entries."""
+        if is_memory_path(directory):
+            cls = MemoryLogSegment
         return cls(directory, base_offset, index_interval_bytes=index_interval_bytes,
                    segment_index_bytes=segment_index_bytes, create=False, empty=True)
 
@@ -143,6 +154,8 @@ class LogSegment:
              txn_index_exists: bool | None = None) -> LogSegment:
         """Open an existing segment without reading it (indexes load lazily).
         ``txn_index_exists``: whether a ``.txnindex`` file is there, if the caller knows."""
+        if is_memory_path(directory):
+            cls = MemoryLogSegment
         return cls(directory, base_offset, index_interval_bytes=index_interval_bytes,
                    segment_index_bytes=segment_index_bytes, create=False, txn_index_exists=txn_index_exists)
 
@@ -483,7 +496,16 @@ class LogSegment:
         finally:
             SEGMENT_FILES.release(self)
 
-    def _recover(self, fd: int) -> int:
+    def _cut(self, size: int) -> None:
+        """Cut the ``.log`` file to ``size`` bytes."""
+        fd = SEGMENT_FILES.acquire(self)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            SEGMENT_FILES.release(self)
+
+    def _recover(self, fd: int | bytearray) -> int:
+        """:meth:`recover` on the file open as ``fd`` (or held in memory as a ``bytearray``)."""
         self.offset_index.reset()
         self.time_index.reset()
         self._max_timestamp = NO_TIMESTAMP
@@ -495,7 +517,7 @@ class LogSegment:
         truncated = end - pos
         if truncated:
             log.warning("truncating %s at position %d (%d bytes): %s", self.log_path, pos, truncated, reason)
-            os.ftruncate(fd, pos)
+            self._cut(pos)
             self._size = pos
             self._dirty = True
             self.txn_index.truncate_to(next_offset)
@@ -525,11 +547,7 @@ class LogSegment:
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
         self.txn_index.truncate_to(offset)
-        fd = SEGMENT_FILES.acquire(self)
-        try:
-            os.ftruncate(fd, bound)
-        finally:
-            SEGMENT_FILES.release(self)
+        self._cut(bound)
         self._size = bound
         self._dirty = True
         if bound == 0:
@@ -628,12 +646,12 @@ class LogSegment:
             return path.with_name((name[: -len(old)] if old else name) + new)
 
         new_log = renamed(self.log_path)
-        self.log_path.rename(new_log)
+        self.store.rename(self.log_path, new_log)
         self.log_path = new_log
         for holder in (self.offset_index, self.time_index, self.txn_index):
             target = renamed(holder.path)
             with contextlib.suppress(FileNotFoundError):
-                holder.path.rename(target)
+                self.store.rename(holder.path, target)
             holder.path = target
 
     def delete(self) -> None:
@@ -641,7 +659,7 @@ class LogSegment:
         SEGMENT_FILES.drop(self)
         self.offset_index.delete()
         self.time_index.delete()
-        self.log_path.unlink(missing_ok=True)
+        self.store.unlink(self.log_path, missing_ok=True)
         self.txn_index.delete()
 
     # -- aborted transactions ------------------------------------------------------------
@@ -655,3 +673,67 @@ class LogSegment:
 
     def time_index_entries(self) -> list[TimestampOffset]:
         return self.time_index.entry_list()
+
+
+class MemoryLogSegment(LogSegment):
+    """A segment whose ``.log`` file is a ``bytearray`` of the memory store (``log.dirs``
+    is ``:memory:``): the same batches, indexes and answers, no descriptor and no disk.
+
+    Reads return copies (``bytes``), never views of the buffer: an append may grow it
+    while a fetch response is still being sent.
+    """
+
+    store: FileStore = MEMORY
+    _buf: bytearray
+
+    def _open_log_file(self, create: bool, empty: bool) -> int:
+        self._buf = MEMORY.open_buffer(self.log_path, create=create or empty, exclusive=create)
+        return len(self._buf)
+
+    def _open_fd(self) -> int:
+        raise AssertionError(f"{self.log_path} is in memory: it has no descriptor")
+
+    def _read_at(self, n: int, pos: int) -> bytes:
+        return bytes(self._buf[pos : pos + n])
+
+    def append(self, data: bytes | bytearray | memoryview | list[bytes | memoryview],
+               batches: Sequence[tuple[int, BatchHeader]], now_ms: int) -> None:
+        """:meth:`LogSegment.append` into the buffer."""
+        self._load_tail()
+        if not batches:
+            return
+        last = batches[-1][1]
+        if last.last_offset - self.base_offset > _INT32_MAX:
+            raise ValueError(f"offset {last.last_offset} does not fit segment {self.base_offset}")
+        base_pos = self._size
+        buf = self._buf
+        del buf[base_pos:]  # bytes of an append that failed part way (as the disk path cuts them)
+        if isinstance(data, list):
+            for part in data:
+                buf += part
+        else:
+            buf += data
+        MEMORY.touch(self.log_path)
+        if self.first_append_ms is None:
+            self.first_append_ms = now_ms
+        for rel, h in batches:
+            self._index_batch(base_pos + rel, h)
+        self._size = len(buf)
+        self._next_offset = last.next_offset
+        self._final_entry_done = False
+
+    def recover(self) -> int:
+        return self._recover(self._buf)
+
+    def _cut(self, size: int) -> None:
+        del self._buf[size:]
+
+    def flush(self) -> None:
+        self._dirty = False  # nothing to fsync: only the indexes' pending entries are written
+        super().flush()
+
+    def sync_paths(self) -> list[Path]:
+        self.offset_index.flush()
+        self.time_index.flush()
+        self._dirty = False
+        return []

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbroker.fs import atomic_write
+from kbroker.fs import read_text, save_file
 
 TOPIC_STORE_FILE = "kbroker-topics.json"
 _FORMAT_VERSION = 1
@@ -55,7 +55,7 @@ class TopicStore:
 
     def _load(self) -> None:
         try:
-            raw = json.loads(self.path.read_text())
+            raw = json.loads(read_text(self.path))
         except FileNotFoundError:
             return
         if raw.get("version") != _FORMAT_VERSION:
@@ -68,8 +68,7 @@ class TopicStore:
         """Write ``topics`` to disk, then make them the current map: a failed write (a full
         disk) changes nothing, in memory or on disk."""
         doc = {"version": _FORMAT_VERSION, "topics": [r.to_json() for r in sorted(topics.values(), key=lambda r: r.name)]}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+        save_file(self.path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
         self._topics = topics
 
     def _with(self, record: TopicRecord) -> dict[str, TopicRecord]:

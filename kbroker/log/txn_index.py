@@ -13,11 +13,12 @@ so segments of logs without aborted transactions have none.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import struct
 from pathlib import Path
 from typing import NamedTuple
 
+from kbroker.fs import store_for
 from kbroker.log.errors import CorruptIndexError
 
 _ENTRY = struct.Struct(">hqqqq")
@@ -52,6 +53,7 @@ class TransactionIndex:
     def __init__(self, path: Path, *, exists: bool) -> None:
         """``exists``: whether the file may be there (False for a new segment: no I/O)."""
         self.path = path
+        self._store = store_for(path)
         self._exists = exists
         self._entries: list[AbortedTxn] | None = None if exists else []
         self._unsynced = False
@@ -69,7 +71,7 @@ class TransactionIndex:
         """Whether the file holds whole entries only (Kafka's ``sanityCheck``); a file torn
         by a crash is rebuilt from the log."""
         try:
-            return self.path.stat().st_size % ENTRY_SIZE == 0
+            return self._store.size(self.path) % ENTRY_SIZE == 0
         except FileNotFoundError:
             return True
 
@@ -81,7 +83,7 @@ class TransactionIndex:
 
     def _read(self) -> list[AbortedTxn]:
         try:
-            data = self.path.read_bytes()
+            data = self._store.read_bytes(self.path)
         except FileNotFoundError:
             self._exists = False
             return []
@@ -114,12 +116,7 @@ class TransactionIndex:
             if self._file_behind:
                 self._rewrite(entries)
                 return
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                if os.write(fd, _ENTRY.pack(_VERSION, *txn)) != ENTRY_SIZE:
-                    raise OSError(f"short write to {self.path}")
-            finally:
-                os.close(fd)
+            self._store.append(self.path, _ENTRY.pack(_VERSION, *txn))
         except OSError:
             self._file_behind = True
             raise
@@ -155,13 +152,11 @@ class TransactionIndex:
     def _rewrite(self, entries: list[AbortedTxn]) -> None:
         self._file_behind = True  # until the new file is in place
         if not entries:
-            self.path.unlink(missing_ok=True)
+            self._store.unlink(self.path, missing_ok=True)
             self._exists = False
             self._unsynced = False
         else:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_bytes(b"".join(_ENTRY.pack(_VERSION, *t) for t in entries))
-            os.replace(tmp, self.path)
+            self._store.replace(self.path, b"".join(_ENTRY.pack(_VERSION, *t) for t in entries))
             self._unsynced = True
         self._entries = entries
         self._file_behind = False
@@ -181,20 +176,13 @@ class TransactionIndex:
             return
         if self._file_behind:
             self._rewrite(self.entries())
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            self._unsynced = False
-            return
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):  # nothing written yet
+            self._store.fsync(self.path)
         self._unsynced = False
 
     def delete(self) -> None:
         """Remove the file (with its segment)."""
-        self.path.unlink(missing_ok=True)
+        self._store.unlink(self.path, missing_ok=True)
         self._exists = False
         self._entries = []
         self._unsynced = False

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kbroker.config import generate_cluster_id, load_properties
-from kbroker.fs import atomic_write
+from kbroker.fs import save_file, store_for
 
 META_PROPERTIES = "meta.properties"
 
@@ -30,7 +30,7 @@ def load_or_create_cluster_id(log_dirs: Sequence[Path], node_id: int, configured
     found: dict[Path, str] = {}
     for d in log_dirs:
         path = d / META_PROPERTIES
-        if not path.exists():
+        if not store_for(path).exists(path):
             continue
         props = load_properties(path)
         stored_node = props.get("node.id", props.get("broker.id"))
@@ -52,6 +52,5 @@ def load_or_create_cluster_id(log_dirs: Sequence[Path], node_id: int, configured
         cluster_id = configured or generate_cluster_id()
     for d in log_dirs:
         if d not in found:
-            d.mkdir(parents=True, exist_ok=True)
-            atomic_write(d / META_PROPERTIES, _render(node_id, cluster_id))
+            save_file(d / META_PROPERTIES, _render(node_id, cluster_id))
     return cluster_id

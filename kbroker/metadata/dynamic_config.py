@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kbroker.config import ConfigError
-from kbroker.log.checkpoint import atomic_write
+from kbroker.fs import read_text, save_file
 
 if TYPE_CHECKING:
     from kbroker.config import BrokerConfig
@@ -34,7 +34,7 @@ class DynamicConfigStore:
     def load(self) -> dict[str, str]:
         """The saved key/values; empty when none were saved (or the file is unreadable)."""
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = json.loads(read_text(self.path))
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as e:
@@ -49,8 +49,7 @@ class DynamicConfigStore:
     def save(self, configs: Mapping[str, str]) -> None:
         """Replace the saved configs (tmp file, fsync, rename)."""
         doc = {"version": _FORMAT_VERSION, "configs": dict(sorted(configs.items()))}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, (json.dumps(doc, indent=1) + "\n").encode())
+        save_file(self.path, (json.dumps(doc, indent=1) + "\n").encode())
 
     def apply(self, config: BrokerConfig) -> BrokerConfig:
         """``config`` with the saved dynamic configs on top; a key that is no longer

@@ -1058,11 +1058,12 @@ def _hosts(info: PartitionInfo, node_id: int) -> bool:
 def _stored_cluster_id(log_dirs: Sequence[Path]) -> str | None:
     """The cluster id of the first log dir's ``meta.properties``, if any."""
     from kbroker.config import load_properties
+    from kbroker.fs import store_for
     from kbroker.metadata.cluster_id import META_PROPERTIES
 
     for d in log_dirs:
         path = d / META_PROPERTIES
-        if path.exists():
+        if store_for(path).exists(path):
             stored = load_properties(path).get("cluster.id")
             if stored:
                 return stored.strip()

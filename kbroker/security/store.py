@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
-from kbroker.fs import atomic_write
+from kbroker.fs import read_text, save_file
 
 log = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
@@ -43,7 +43,7 @@ class FileStateStore:
     def load(self, kind: str) -> Any:
         path = self.path(kind)
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = json.loads(read_text(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as e:
@@ -54,7 +54,6 @@ class FileStateStore:
         return raw["data"]
 
     def save(self, kind: str, document: Any) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"version": _FORMAT_VERSION, "data": document}, indent=1, sort_keys=True)
         # Credentials and ACLs are for the broker's eyes only.
-        atomic_write(self.path(kind), (data + "\n").encode(), mode=0o600)
+        save_file(self.path(kind), (data + "\n").encode(), mode=0o600)

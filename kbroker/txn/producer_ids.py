@@ -20,7 +20,7 @@ from pathlib import Path
 
 import anyio
 
-from kbroker.fs import atomic_write
+from kbroker.fs import read_text, store_for
 from kbroker.records.crc import crc32c
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class ProducerIdManager:
     # -- persistence ---------------------------------------------------------------------
     def _read(self) -> int:
         try:
-            text = self.path.read_text()
+            text = read_text(self.path)
         except FileNotFoundError:
             return 0
         parts = text.split()
@@ -85,7 +85,7 @@ class ProducerIdManager:
         if end > _INT64_MAX:
             raise ProducerIdError("producer ids exhausted")
         body = f"{_VERSION} {end}"
-        atomic_write(self.path, f"{body} {crc32c(body.encode()):08x}\n".encode())
+        store_for(self.path).write_atomic(self.path, f"{body} {crc32c(body.encode()):08x}\n".encode())
         self._persisted_end = end
         self._next, self._block_end = start, end
         log.info("reserved producer id block [%d, %d)", start, end)

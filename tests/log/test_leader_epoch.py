@@ -207,7 +207,7 @@ def test_failed_write_leaves_the_old_file(path: Path, monkeypatch: pytest.Monkey
     def fail(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("kbroker.log.leader_epoch.atomic_write", fail)
+    monkeypatch.setattr("kbroker.fs.atomic_write", fail)
     with pytest.raises(OSError):
         cache.assign(2, 5)
     assert path.read_text() == "0\n1\n1 0\n"

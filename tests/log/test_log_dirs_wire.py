@@ -4,6 +4,7 @@ topics with the longest legal names, deletion off the event loop, periodic flush
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -16,7 +17,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from wait_helpers import wait_until
 
-from kbroker.log import background as log_background
 from kbroker.log import dirs as log_dirs
 from kbroker.testing import BrokerThread
 
@@ -161,14 +161,14 @@ def test_start_up_skips_an_unloadable_partition_dir(tmp_path: Path) -> None:
 # -- deletion off the event loop ----------------------------------------------------------
 
 def test_topic_deletion_removes_files_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_rmtree = log_background.shutil.rmtree
+    real_rmtree = shutil.rmtree
     threads: list[str] = []
 
     def rmtree(path, *args, **kwargs):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
         return real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(log_background.shutil, "rmtree", rmtree)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
     data = tmp_path / "data"
     with BrokerThread(data) as b:
         _create(b.bootstrap, "gone", partitions=8)

@@ -78,7 +78,7 @@ def test_failed_epoch_write_fails_the_append_before_any_data(make_log: MakeLog,
     def fail(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("kbroker.log.leader_epoch.atomic_write", fail)
+    monkeypatch.setattr("kbroker.fs.atomic_write", fail)
     with pytest.raises(KafkaStorageError):
         plog.append(batch(), leader_epoch=1)
     assert plog.log_end_offset == 1 and plog.active_segment.size == len(batch())

@@ -420,7 +420,6 @@ def test_log_manager_restart_keeps_the_lso_and_aborted_transactions(tmp_path: Pa
 def test_txnindex_write_failure_keeps_the_entry_and_rewrites_the_file_later(
         make_log: MakeLog, monkeypatch: pytest.MonkeyPatch) -> None:
     from kbroker.log import KafkaStorageError
-    from kbroker.log import txn_index as txn_index_module
 
     plog = make_log()
     plog.append(txn_batch(1, 0), leader_epoch=0)  # 0
@@ -431,10 +430,10 @@ def test_txnindex_write_failure_keeps_the_entry_and_rewrites_the_file_later(
             raise OSError(28, "No space left on device")
         return real_open(path, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(txn_index_module.os, "open", failing_open)
+    monkeypatch.setattr(os, "open", failing_open)
     with pytest.raises(KafkaStorageError):
         plog.append_marker(1, 0, 0, False, leader_epoch=0)  # 1
-    monkeypatch.setattr(txn_index_module.os, "open", real_open)
+    monkeypatch.setattr(os, "open", real_open)
     # The marker is in the log and the abort is known to fetches.
     assert plog.log_end_offset == 2 and not plog.has_ongoing_transaction(1)
     assert plog.collect_aborted_transactions(0, 2) == [(1, 0)]

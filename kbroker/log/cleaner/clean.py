@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kbroker.common import CleaningSummary
+from kbroker.fs import MEMORY, is_memory_path, store_for
 from kbroker.log.cleaner import swap
 from kbroker.log.cleaner.filter import (
     BatchFilter,
@@ -201,16 +202,31 @@ class _SourceFile:
 
     def __init__(self, ref: SegmentRef) -> None:
         self.ref = ref
+        #: The file itself when it is in memory (``log.dirs=:memory:``), else None.
+        self.buf: bytearray | None = None
+        self.fd = -1
         try:
-            self.fd = os.open(ref.log_path, os.O_RDONLY)
+            self._open(ref.log_path)
         except FileNotFoundError:
             try:
-                self.fd = os.open(ref.log_path + _DELETED_SUFFIX, os.O_RDONLY)
+                self._open(ref.log_path + _DELETED_SUFFIX)
             except FileNotFoundError:
                 raise SegmentGoneError(f"segment {ref.log_path} was deleted during cleaning") from None
 
+    def _open(self, path: str) -> None:
+        if is_memory_path(path):
+            self.buf = MEMORY.open_buffer(Path(path))
+        else:
+            self.fd = os.open(path, os.O_RDONLY)
+
+    def _pread(self, n: int, pos: int) -> bytes:
+        if self.buf is not None:
+            return bytes(self.buf[pos : pos + n])
+        return os.pread(self.fd, n, pos)
+
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
 
     def __enter__(self) -> _SourceFile:
         return self
@@ -231,7 +247,7 @@ class _SourceFile:
             # At least one batch header, whatever the buffer (log.cleaner.io.buffer.size may be 0):
             # the header says how much more to read.
             want = min(max(io_buffer, HEADER_SIZE), end - pos)
-            chunk = os.pread(self.fd, want, pos)
+            chunk = self._pread(want, pos)
             throttler.maybe_throttle(len(chunk))
             off = 0
             n = len(chunk)
@@ -251,7 +267,7 @@ class _SourceFile:
                 if pos + size > end:
                     raise BatchError(f"batch of {size} bytes at position {pos} of {self.ref.log_path} "
                                      "runs past the segment", 2)
-                big = os.pread(self.fd, size, pos)
+                big = self._pread(size, pos)
                 throttler.maybe_throttle(len(big))
                 yield big, 0, parse_header(big)
                 off = size
@@ -264,8 +280,7 @@ def _index_start_position(ref: SegmentRef, offset: int) -> int:
         return 0
     path = ref.log_path[: -len(LOG_FILE_SUFFIX)] + INDEX_FILE_SUFFIX
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = store_for(path).read_bytes(Path(path))
     except FileNotFoundError:
         return 0
     target = offset - ref.base_offset
@@ -290,8 +305,7 @@ def _read_txn_index(path: str) -> list[AbortedTxn]:
         return []
     for candidate in (path, path + _DELETED_SUFFIX):
         try:
-            with open(candidate, "rb") as f:
-                data = f.read()
+            data = store_for(candidate).read_bytes(Path(candidate))
         except FileNotFoundError:
             continue
         return [AbortedTxn(*_TXN_ENTRY.unpack_from(data, pos)[1:])
@@ -412,7 +426,14 @@ class CleanedSegmentWriter:
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
         self.log_path = swap.segment_file(directory, base_offset, LOG_FILE_SUFFIX, swap.CLEANED_FILE_SUFFIX)
-        self.fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        #: The file itself when it is in memory (``log.dirs=:memory:``), else None.
+        self.buf: bytearray | None = None
+        if is_memory_path(directory):
+            MEMORY.write_at(self.log_path, b"", 0, truncate=0)
+            self.buf = MEMORY.open_buffer(self.log_path)
+            self.fd = -1
+        else:
+            self.fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self.offset_index = OffsetIndex(
             swap.segment_file(directory, base_offset, INDEX_FILE_SUFFIX, swap.CLEANED_FILE_SUFFIX),
             base_offset, segment_index_bytes, create=True, touch=True)
@@ -451,6 +472,12 @@ class CleanedSegmentWriter:
     def _flush_pending(self) -> None:
         if not self._pending:
             return
+        if self.buf is not None:
+            for part in self._pending:
+                self.buf += part
+            self._pending = []
+            self._pending_bytes = 0
+            return
         view = memoryview(b"".join(self._pending))
         written = 0
         while written < len(view):
@@ -468,6 +495,11 @@ class CleanedSegmentWriter:
         self.offset_index.flush(fsync=True)
         self.time_index.flush(fsync=True)
         txn_path = swap.segment_file(self.dir, self.base_offset, TXN_INDEX_FILE_SUFFIX, swap.CLEANED_FILE_SUFFIX)
+        if self.buf is not None:
+            data = b"".join(_TXN_ENTRY.pack(0, *t) for t in self.txn_entries)
+            MEMORY.write_at(txn_path, data, 0, truncate=len(data))
+            MEMORY.set_mtime_ms(self.log_path, mtime_ns // 1_000_000)
+            return
         with open(txn_path, "wb") as f:
             f.write(b"".join(_TXN_ENTRY.pack(0, *t) for t in self.txn_entries))
             f.flush()
@@ -605,13 +637,15 @@ def make_clean_job(plog: PartitionLog, *, first_dirty_offset: int, first_unclean
 
 def _file_size(path: Path) -> int:
     try:
-        return path.stat().st_size
+        return store_for(path).size(path)
     except FileNotFoundError:
         return 0
 
 
 def _mtime_ns(path: Path) -> int:
     try:
+        if is_memory_path(path):
+            return MEMORY.mtime_ms(path) * 1_000_000
         return path.stat().st_mtime_ns
     except FileNotFoundError:
         return time.time_ns()

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from kbroker.clock import Clock
 from kbroker.common import CleaningSummary, TopicPartition
+from kbroker.fs import is_memory_path, store_for
 from kbroker.log.checkpoint import CheckpointError, OffsetCheckpointFile
 from kbroker.log.cleaner.clean import CleaningAborted, clean_log, run_clean_job
 from kbroker.log.cleaner.worker import WorkerDied, WorkerProcess
@@ -476,7 +477,8 @@ class LogCleaner:
         def run(job: Any) -> Any:
             if self.is_aborted(tp):
                 raise CleaningAborted(f"cleaning of {tp.topic}-{tp.partition} aborted")
-            if not self.run_in_process:
+            if not self.run_in_process or is_memory_path(directory):
+                # A log in memory is cleaned where its buffers are: in this process.
                 result = job_fn(job)
             else:
                 result = self._run_in_worker(tp, directory, job_fn, job)
@@ -690,9 +692,15 @@ class LogCleaner:
 def _remove_cleaned_files(directory: Path) -> None:
     """Remove the ``.cleaned`` files a worker ended mid-pass left in a log's directory (no
     other pass runs over that log: it is still marked in progress)."""
-    for path in directory.glob("*.cleaned"):
+    store = store_for(directory)
+    try:
+        names = store.listdir(directory)
+    except OSError as e:
+        log.warning("cannot list %s: %s", directory, e)
+        return
+    for path in (directory / n for n in names if n.endswith(".cleaned")):
         try:
-            path.unlink()
+            store.unlink(path)
         except OSError as e:
             log.warning("cannot remove %s: %s", path, e)
 

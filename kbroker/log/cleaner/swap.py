@@ -36,6 +36,7 @@ import os
 import re
 from pathlib import Path
 
+from kbroker.fs import store_for
 from kbroker.log.errors import LogError
 from kbroker.log.segment import (
     INDEX_FILE_SUFFIX,
@@ -62,7 +63,7 @@ class SegmentsChangedError(LogError):
 
 def rename(src: Path, dst: Path) -> None:
     """One rename of the swap protocol (a seam: tests stop here to simulate a crash)."""
-    os.rename(src, dst)
+    store_for(src).rename(src, dst)
 
 
 def segment_file(directory: Path, base_offset: int, suffix: str, extra: str = "") -> Path:
@@ -72,15 +73,16 @@ def segment_file(directory: Path, base_offset: int, suffix: str, extra: str = ""
 
 def remove_cleaned(directory: Path, base_offset: int) -> None:
     """Remove what a cleaning wrote for ``base_offset`` (an aborted or superseded pass)."""
+    store = store_for(directory)
     for suffix in SEGMENT_SUFFIXES:
-        segment_file(directory, base_offset, suffix, CLEANED_FILE_SUFFIX).unlink(missing_ok=True)
+        store.unlink(segment_file(directory, base_offset, suffix, CLEANED_FILE_SUFFIX), missing_ok=True)
 
 
 def cleaned_to_swap(directory: Path, base_offset: int) -> None:
     """Step 1: rename the ``.cleaned`` files to ``.swap``, the ``.log`` last."""
     for suffix in SEGMENT_SUFFIXES:
         src = segment_file(directory, base_offset, suffix, CLEANED_FILE_SUFFIX)
-        if suffix == LOG_FILE_SUFFIX or src.exists():
+        if suffix == LOG_FILE_SUFFIX or store_for(src).exists(src):
             rename(src, segment_file(directory, base_offset, suffix, SWAP_FILE_SUFFIX))
 
 
@@ -89,16 +91,17 @@ def swap_to_final(directory: Path, base_offset: int) -> None:
     an empty ``.txnindex``."""
     for suffix in SEGMENT_SUFFIXES:
         src = segment_file(directory, base_offset, suffix, SWAP_FILE_SUFFIX)
-        if suffix == LOG_FILE_SUFFIX or src.exists():
+        if suffix == LOG_FILE_SUFFIX or store_for(src).exists(src):
             rename(src, segment_file(directory, base_offset, suffix))
     _drop_empty_txn_index(directory, base_offset)
 
 
 def _drop_empty_txn_index(directory: Path, base_offset: int) -> None:
     path = segment_file(directory, base_offset, TXN_INDEX_FILE_SUFFIX)
+    store = store_for(path)
     with contextlib.suppress(FileNotFoundError):
-        if path.stat().st_size == 0:
-            path.unlink()
+        if store.size(path) == 0:
+            store.unlink(path)
 
 
 def swap_back_to_cleaned(directory: Path, base_offset: int) -> None:
@@ -106,7 +109,7 @@ def swap_back_to_cleaned(directory: Path, base_offset: int) -> None:
     for suffix in SEGMENT_SUFFIXES:
         src = segment_file(directory, base_offset, suffix, SWAP_FILE_SUFFIX)
         with contextlib.suppress(OSError):
-            os.rename(src, segment_file(directory, base_offset, suffix, CLEANED_FILE_SUFFIX))
+            store_for(src).rename(src, segment_file(directory, base_offset, suffix, CLEANED_FILE_SUFFIX))
 
 
 def next_offset_of_file(path: Path) -> int | None:
