@@ -42,6 +42,7 @@ CLIENT_VERSIONS: dict[int, VersionRange] = {
     35: VersionRange(0, 5),  # DescribeLogDirs (v2+ carry kbroker's last cleaning)
     37: VersionRange(0, 3),  # CreatePartitions
     42: VersionRange(0, 2),  # DeleteGroups
+    68: VersionRange(0, 1),  # ConsumerGroupHeartbeat
 }
 
 _SIZE = struct.Struct(">i")
