@@ -1,0 +1,155 @@
+"""``kbroker consume --group``: a consumer-group-protocol member that commits, beside real clients;
+``kbroker groups --describe --members/--state``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from kbroker.testing import BrokerThread
+
+Runner = Any  # the `cli` fixture from conftest.py
+ROOT = Path(__file__).resolve().parents[2]
+#: Quick heartbeats so that a local group settles in a fraction of a second.
+OVERRIDES = {"group.consumer.heartbeat.interval.ms": "100", "group.consumer.min.heartbeat.interval.ms": "100",
+             "group.consumer.session.timeout.ms": "6000", "group.consumer.min.session.timeout.ms": "1000",
+             "group.initial.rebalance.delay.ms": "0"}
+
+
+@pytest.fixture
+def kafka_broker(tmp_path: Path) -> Iterator[BrokerThread]:
+    """The conftest's ``cli`` runs against this broker (quick consumer-protocol heartbeats)."""
+    with BrokerThread(tmp_path / "data", OVERRIDES) as b:
+        yield b
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _table(out: str) -> list[list[str]]:
+    return [line.split() for line in out.splitlines() if line.strip()]
+
+
+def test_group_commits_and_the_next_run_resumes(cli: Runner) -> None:
+    assert cli("topics", "--create", "--topic", "gt", "--partitions", "2").code == 0
+    assert cli("produce", "--topic", "gt", "--partition", "0", stdin="a\nb\nc\n").code == 0
+    assert cli("produce", "--topic", "gt", "--partition", "1", stdin="d\ne\n").code == 0
+    r = cli("consume", "--topic", "gt", "--group", "g", "--from-beginning", "--partition", "0")
+    assert r.code == 1 and "--partition cannot be used with --group" in r.err
+    r = cli("consume", "--topic", "gt", "--group", "g", "--from-beginning", "--max-messages", "3",
+            "--format", r"%p:%s\n")
+    assert r.code == 0, r.err
+    first = r.out.splitlines()
+    assert len(first) == 3
+    r = cli("groups", "--describe", "--group", "g")
+    rows = {(row[1], row[2]): row[3] for row in _table(r.out) if row[0] == "g"}
+    committed = {("gt", "0"): 0, ("gt", "1"): 0}
+    for line in first:
+        committed[("gt", line.split(":")[0])] += 1
+    assert {k: int(v) for k, v in rows.items()} == committed
+    # The next member starts where the group stopped (not at the end: --from-beginning only resets).
+    r = cli("consume", "--topic", "gt", "--group", "g", "-e", "--format", r"%p:%s\n")
+    assert r.code == 0, r.err
+    assert sorted(first + r.out.splitlines()) == ["0:a", "0:b", "0:c", "1:d", "1:e"]
+    r = cli("groups", "--describe", "--group", "g", "--members")
+    assert r.out.strip() == "Consumer group 'g' has no active members."  # both runs left the group
+    # --commit none reads everything and leaves no offsets behind.
+    r = cli("consume", "--topic", "gt", "--group", "g-none", "--from-beginning", "-e", "--commit", "none")
+    assert (r.code, len(r.out.splitlines())) == (0, 5)
+    r = cli("groups", "--describe", "--group", "g-none")
+    assert r.code == 0 and not [row for row in _table(r.out) if row[0] == "g-none"], r.out
+
+
+def test_state_and_list_state_errors(cli: Runner) -> None:
+    r = cli("groups", "--describe", "--group", "absent", "--state")
+    assert r.code == 1 and "Consumer group 'absent' does not exist." in r.err
+    r = cli("groups", "--describe", "--group", "absent", "--members")
+    assert r.code == 1 and "does not exist" in r.err
+    assert cli("groups", "--describe", "--group", "x", "--state", "--members").code == 2
+    r = cli("groups", "--list", "--members")
+    assert r.code == 1 and "apply only to --describe" in r.err
+    r = cli("groups", "--describe", "--group", "x", "--state", "Stable")
+    assert r.code == 1 and "--describe --state takes no value" in r.err
+
+
+def _start_cli(bootstrap: str, *argv: str) -> tuple[subprocess.Popen[str], list[str]]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "kbroker", "consume", *argv, "--bootstrap-server", bootstrap],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return proc, lines
+
+
+def test_shares_a_topic_with_a_confluent_kafka_member(cli: Runner, kafka_broker: BrokerThread) -> None:
+    bootstrap = kafka_broker.bootstrap
+    assert cli("topics", "--create", "--topic", "shared", "--partitions", "4").code == 0
+    proc, printed = _start_cli(bootstrap, "--topic", "shared", "--group", "mix", "-f", "--commit", "after-print",
+                               "--format", r"%s\n")
+    try:
+        def members() -> dict[str, int]:
+            r = cli("groups", "--describe", "--group", "mix", "--members")
+            return {row[3]: int(row[4]) for row in _table(r.out) if row[0] == "mix"} if r.code == 0 else {}
+
+        wait_until(lambda: members().get("kbroker-cli") == 4, 20, "the CLI to own the four partitions")
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "mix", "group.protocol": "consumer",
+                             "client.id": "librdkafka-member", "auto.offset.reset": "earliest",
+                             "fetch.wait.max.ms": 50})
+        consumer.subscribe(["shared"])
+        got: list[str] = []
+        try:
+            def balanced() -> bool:
+                got.extend(m.value().decode() for m in consumer.consume(100, 0.05) if m.error() is None)
+                return members() == {"kbroker-cli": 2, "librdkafka-member": 2}
+
+            wait_until(balanced, 20, "the two members to split the partitions")
+            r = cli("groups", "--describe", "--group", "mix", "--members", "--verbose")
+            assert "shared(" in r.out and r.out.splitlines()[1].split()[:6] == [
+                "GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS", "ASSIGNMENT"]
+            state = _table(cli("groups", "--describe", "--group", "mix", "--state").out)
+            assert state[0] == ["GROUP", "COORDINATOR", "(ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"]
+            assert state[1][0] == "mix" and state[1][-2:] == ["Stable", "2"]
+            producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+            sent = [f"m{i}" for i in range(40)]
+            for i, value in enumerate(sent):
+                producer.produce("shared", value.encode(), partition=i % 4)
+            assert producer.flush(15) == 0
+
+            def all_seen() -> bool:
+                got.extend(m.value().decode() for m in consumer.consume(100, 0.05) if m.error() is None)
+                return len(got) + len(printed) >= len(sent)
+
+            wait_until(all_seen, 20, "the two members to read every record")
+            assert sorted(got + printed) == sorted(sent)  # each record once, by one member
+            assert got and printed
+        finally:
+            consumer.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and "Processed a total of" in err
+    # The CLI committed what it printed: the group's offsets cover every partition it read.
+    r = cli("groups", "--describe", "--group", "mix")
+    rows = [row for row in _table(r.out) if row[0] == "mix"]
+    assert r.code == 0 and len(rows) == 4 and all(row[5] == "0" for row in rows), r.out
