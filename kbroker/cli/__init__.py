@@ -15,6 +15,7 @@ from kbroker import __version__
 from kbroker.cli import (
     acls,
     cluster,
+    configs,
     consume,
     group_configs,
     groups,
@@ -29,7 +30,7 @@ from kbroker.cli import (
 from kbroker.config import ConfigError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = (serve, topics, produce, consume, groups, group_configs, share_groups, transactions, acls, users, quotas,
+COMMANDS = (serve, topics, produce, consume, groups, configs, group_configs, share_groups, transactions, acls, users, quotas,
             cluster)
 
 #: Exit code for usage and configuration errors (as argparse uses).
