@@ -370,10 +370,10 @@ class Consumption:
 
     def run(self) -> int:
         args = self.args
+        topic = self.client.topic(args.topic)  # a missing topic is an error, group or not
         if args.group is not None:
             self.member = GroupMember(self.client, args.group, [args.topic])
         else:
-            topic = self.client.topic(args.topic)
             partitions = [TopicPartition(args.topic, p.partition) for p in topic.partitions]
             if args.partition is not None:
                 topic.partition(args.partition)

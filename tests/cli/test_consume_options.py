@@ -155,3 +155,25 @@ def test_progress_line_only_on_a_terminal_and_after_a_second() -> None:
     q.finish()
     assert plain.getvalue() == ""
     assert Progress(_Tty(), "Produced", enabled=False).active is False
+
+
+def test_progress_lines_through_the_commands(cli: Runner, monkeypatch: Any) -> None:
+    import kbroker.cli.progress as progress
+
+    monkeypatch.setattr(progress, "FIRST_AFTER", 0.0)
+    monkeypatch.setattr(progress, "EVERY", 0.0)
+    _topic(cli, "prog")
+    tty = _Tty()
+    monkeypatch.setattr("sys.stderr", tty)  # records go to a pipe, stderr to a terminal
+    assert cli("produce", "--topic", "prog", stdin="".join(f"{i}\n" for i in range(2500))).code == 0
+    assert "\r\x1b[KProduced 1000 records (" in tty.getvalue() and "Produced 2000 records" in tty.getvalue()
+    assert tty.getvalue().endswith("\r\x1b[K")  # erased at the end
+    r = cli("consume", "--topic", "prog", "--from-beginning", "-e")
+    assert len(r.out.splitlines()) == 2500
+    assert "\r\x1b[KConsumed " in tty.getvalue()
+    assert tty.getvalue().endswith("\r\x1b[KProcessed a total of 2500 messages\n")
+
+
+def test_group_on_a_missing_topic(cli: Runner) -> None:
+    r = cli("consume", "--topic", "absent", "--group", "g", "--timeout-ms", "100")
+    assert r.code == 1 and r.err.startswith("kbroker: error: UNKNOWN_TOPIC_OR_PARTITION: ")
