@@ -164,7 +164,7 @@ def compile_format(fmt: str) -> Render:
 
     Null keys and values print as nothing, their lengths as -1 (as kcat).
     """
-    pieces: list[Callable[[str, int, FetchedRecord], str]] = []
+    pieces: list[str | Callable[[str, int, FetchedRecord], str]] = []  # literal text or a directive
     for m in _TOKEN.finditer(fmt):
         directive, escape = m.group(1), m.group(2)
         text = m.group(0)
@@ -176,14 +176,14 @@ def compile_format(fmt: str) -> Render:
         elif escape is not None:
             if escape not in _ESCAPES:
                 raise ValueError(f"unsupported escape \\{escape} in {fmt!r}")
-            pieces.append(lambda t, p, r, s=_ESCAPES[escape]: s)
+            pieces.append(_ESCAPES[escape])
         elif text in ("%", "\\"):
             raise ValueError(f"format {fmt!r} ends with a lone {text!r}")
         else:
-            pieces.append(lambda t, p, r, s=text: s)
+            pieces.append(text)
 
     def render(topic: str, partition: int, record: FetchedRecord, broker: int) -> str:
-        return "".join(piece(topic, partition, record) for piece in pieces)
+        return "".join(piece if isinstance(piece, str) else piece(topic, partition, record) for piece in pieces)
 
     return render
 
