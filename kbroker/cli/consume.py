@@ -137,7 +137,8 @@ class Formatter:
         """One record, with its line separator when the value is printed (as Kafka)."""
         columns = []
         if self.print_timestamp:
-            columns.append(f"{record.timestamp_type}:{record.timestamp}" if record.timestamp >= 0 else "NO_TIMESTAMP")
+            # Magic-2 batches always carry a type (Kafka's NO_TIMESTAMP is for older formats).
+            columns.append(f"{record.timestamp_type}:{record.timestamp}")
         if self.print_partition:
             columns.append(f"Partition:{partition}")
         if self.print_offset:

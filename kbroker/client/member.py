@@ -28,7 +28,6 @@ CONSUMER_GROUP_HEARTBEAT = 68
 UNKNOWN_MEMBER_ID = 25
 FENCED_MEMBER_EPOCH = 110
 STALE_MEMBER_EPOCH = 113
-UNRELEASED_INSTANCE_ID = 111
 #: Member epoch of a heartbeat that leaves the group.
 LEAVE_EPOCH = -1
 _COORDINATOR_MOVED = frozenset({COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR})
@@ -69,6 +68,8 @@ class GroupMember:
         self.next_heartbeat = 0.0
         self.owned: set[TopicPartition] = set()
         self.coordinator: int | None = None
+        #: Topic ids of the subscribed topics, from the last metadata read.
+        self.topic_ids: dict[str, object] = {}
 
     def _coordinator(self) -> int:
         if self.coordinator is None:
@@ -77,13 +78,13 @@ class GroupMember:
 
     def _topic_names(self) -> dict[object, str]:
         md = self.client.metadata(self.topics)
-        return {t.topic_id: name for name, t in md.topics.items() if t.topic_id is not None}
+        self.topic_ids = {name: t.topic_id for name, t in md.topics.items() if t.topic_id is not None}
+        return {topic_id: name for name, topic_id in self.topic_ids.items()}
 
     def _owned_by_id(self) -> list[dict[str, object]]:
-        ids = {name: self.client.topic(name).topic_id for name in {tp.topic for tp in self.owned}}
         by_topic: dict[object, list[int]] = {}
-        for tp in self.owned:
-            by_topic.setdefault(ids[tp.topic], []).append(tp.partition)
+        for tp in self.owned:  # owned partitions came from an assignment, so their ids are known
+            by_topic.setdefault(self.topic_ids[tp.topic], []).append(tp.partition)
         return [{"topic_id": t, "partitions": sorted(ps)} for t, ps in by_topic.items()]
 
     def poll(self, *, force: bool = False) -> AssignmentChange:

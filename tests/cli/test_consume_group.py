@@ -153,3 +153,36 @@ def test_shares_a_topic_with_a_confluent_kafka_member(cli: Runner, kafka_broker:
     r = cli("groups", "--describe", "--group", "mix")
     rows = [row for row in _table(r.out) if row[0] == "mix"]
     assert r.code == 0 and len(rows) == 4 and all(row[5] == "0" for row in rows), r.out
+
+
+def test_member_rejoins_after_being_fenced_and_ignores_a_stale_commit(cli: Runner, kafka_broker: BrokerThread) -> None:
+    from kbroker.client import KafkaClient
+    from kbroker.client import groups as g
+    from kbroker.client.errors import KafkaError
+    from kbroker.client.member import GroupMember
+    from kbroker.common import TopicPartition
+
+    assert cli("topics", "--create", "--topic", "fm", "--partitions", "2").code == 0
+    both = {TopicPartition("fm", 0), TopicPartition("fm", 1)}
+    with KafkaClient(kafka_broker.bootstrap) as client:
+        member = GroupMember(client, "fenced", ["fm"])
+        change = member.poll(force=True)
+        assert change.added == both and member.member_epoch > 0
+        epoch = member.member_epoch
+        member.member_epoch = epoch + 5  # an epoch the broker never gave: it fences the member
+        change = member.poll(force=True)
+        assert (change.fenced, change.revoked, member.owned, member.member_epoch) == (True, both, set(), 0)
+        change = member.poll(force=True)  # joins again from epoch 0 and gets the partitions back
+        assert change.added == both and member.member_epoch > 0
+        member.member_epoch -= 1  # a stale epoch: the commit is dropped, not an error
+        member.commit({TopicPartition("fm", 0): 1})
+        assert g.fetch_offsets(client, "fenced") == {}
+        member.member_epoch += 1
+        member.commit({TopicPartition("fm", 0): 0})
+        assert {tp: c.offset for tp, c in g.fetch_offsets(client, "fenced").items()} == {TopicPartition("fm", 0): 0}
+        member.leave()
+        assert g.describe_group(client, "fenced").members == ()
+        # A broker without the consumer group protocol: refused up front, with the reason.
+        client.connection().broker_versions.pop(68)
+        with pytest.raises(KafkaError, match="consumer group protocol"):
+            GroupMember(client, "old-broker", ["fm"])
