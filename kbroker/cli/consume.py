@@ -318,7 +318,8 @@ class Consumption:
 
     def _wait_ms(self, last_record: float) -> int | None:
         """How long the next fetch may wait; None when --timeout-ms has run out."""
-        wait_ms = MAX_WAIT_MS
+        # Exiting at the end means not waiting for records that are not there yet.
+        wait_ms = 0 if self.exit_at_end else MAX_WAIT_MS
         if self.args.timeout_ms is not None:
             left = self.args.timeout_ms - (time.monotonic() - last_record) * 1000
             if left <= 0:
@@ -391,8 +392,8 @@ class Consumption:
                 wait_ms = self._wait_ms(last_record)
                 if wait_ms is None:
                     break
-                if not self.positions:  # a group member waiting for partitions
-                    time.sleep(min(wait_ms, 100) / 1000)
+                if not self.positions:  # a group member waiting for partitions (heartbeats come due)
+                    time.sleep(0.05)
                     continue
                 if self._fetch_round(wait_ms):
                     sys.stdout.flush()
