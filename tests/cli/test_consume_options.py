@@ -177,3 +177,32 @@ def test_progress_lines_through_the_commands(cli: Runner, monkeypatch: Any) -> N
 def test_group_on_a_missing_topic(cli: Runner) -> None:
     r = cli("consume", "--topic", "absent", "--group", "g", "--timeout-ms", "100")
     assert r.code == 1 and r.err.startswith("kbroker: error: UNKNOWN_TOPIC_OR_PARTITION: ")
+
+
+def test_headers_tombstones_and_timestamp_types_cross_with_kafka_python(cli: Runner, kafka_bootstrap: str) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    _topic(cli, "kp-in", 1, "message.timestamp.type=LogAppendTime")
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer.send("kp-in", key=b"k", value=None, headers=[("trace", b"t1"), ("empty", b"")])
+    producer.send("kp-in", key=b"k2", value=b"v2", timestamp_ms=1_000)  # LogAppendTime replaces it
+    producer.flush(10)
+    producer.close(5)
+    r = cli("consume", "--topic", "kp-in", "--from-beginning", "-e", "--property", "print.headers=true",
+            "--property", "print.key=true", "--property", "print.timestamp=true")
+    lines = [line.split("\t") for line in r.out.splitlines()]
+    assert [line[1:] for line in lines] == [["trace:t1,empty:", "k", "null"], ["NO_HEADERS", "k2", "v2"]]
+    assert all(line[0].startswith("LogAppendTime:") and int(line[0].split(":")[1]) > 1_000 for line in lines)
+
+    _topic(cli, "kp-out")
+    r = cli("produce", "--topic", "kp-out", "-H", "a=1", "--property", "parse.key=true", "-Z", stdin="gone\t\nk\tv\n")
+    assert r.code == 0, r.err
+    consumer = KafkaConsumer("kp-out", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=10000)
+    got = []
+    for m in consumer:
+        got.append((m.key, m.value, m.headers, m.timestamp_type))
+        if len(got) == 2:
+            break
+    consumer.close()
+    assert got == [(b"gone", None, [("a", b"1")], 0), (b"k", b"v", [("a", b"1")], 0)]
