@@ -68,6 +68,9 @@ def test_group_commits_and_the_next_run_resumes(cli: Runner) -> None:
     assert sorted(first + r.out.splitlines()) == ["0:a", "0:b", "0:c", "1:d", "1:e"]
     r = cli("groups", "--describe", "--group", "g", "--members")
     assert r.out.strip() == "Consumer group 'g' has no active members."  # both runs left the group
+    assert ["g", "Empty"] in _table(cli("groups", "--list", "--state").out)
+    assert ["g", "Empty"] in _table(cli("groups", "--list", "--state", "stable,empty").out)
+    assert _table(cli("groups", "--list", "--state", "Stable").out) == [["GROUP", "STATE"]]
     # --commit none reads everything and leaves no offsets behind.
     r = cli("consume", "--topic", "gt", "--group", "g-none", "--from-beginning", "-e", "--commit", "none")
     assert (r.code, len(r.out.splitlines())) == (0, 5)
