@@ -41,7 +41,8 @@ def register(subparsers: Any) -> None:
     shown.add_argument("--state", nargs="?", const="", default=None, metavar="STATE[,STATE...]",
                        help="with --describe: the group's coordinator, assignor, state and member count; "
                             "with --list: each group's state, only those in the given states if any")
-    parser.add_argument("--verbose", action="store_true", help="with --describe --members: each member's partitions")
+    parser.add_argument("--verbose", action="store_true",
+                        help="with --describe --members: epochs and assignments; with --state: the group's epochs")
     parser.add_argument("--type", action="store_true",
                         help="with --list: each group's type (classic, consumer, share) and protocol; with "
                              "--describe: each group's type, state, assignor and member count")
@@ -169,38 +170,64 @@ def _existing_group(client: KafkaClient, group_id: str) -> g.GroupDescription:
 
 
 def _assignment_text(assignment: Sequence[TopicPartition]) -> str:
-    """Kafka's ``topic(0,1),other(2)``, or ``-`` for none."""
+    """Kafka's ``topic:0,1;other:2``, or ``-`` for none."""
     by_topic: dict[str, list[int]] = {}
     for topic, partition in sorted(assignment):
         by_topic.setdefault(topic, []).append(partition)
-    return ",".join(f"{t}({','.join(map(str, ps))})" for t, ps in by_topic.items()) or "-"
+    return ";".join(f"{t}:{','.join(map(str, ps))}" for t, ps in by_topic.items()) or "-"
+
+
+def _state_note(desc: g.GroupDescription) -> None:
+    """What kafka-consumer-groups.sh says on stderr of an empty or rebalancing group."""
+    if desc.state == "Empty":
+        print(f"\nConsumer group '{desc.group_id}' has no active members.", file=sys.stderr)
+    elif desc.state in ("PreparingRebalance", "CompletingRebalance", "Assigning", "Reconciling"):
+        print(f"\nWarning: Consumer group '{desc.group_id}' is rebalancing.", file=sys.stderr)
+
+
+def _or_missing(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 def _describe_members(client: KafkaClient, args: argparse.Namespace) -> int:
     """As ``kafka-consumer-groups.sh --describe --members [--verbose]``."""
-    headers = ["GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS"] + (["ASSIGNMENT"] if args.verbose else [])
     for group_id in args.group:
         desc = _existing_group(client, group_id)
+        _state_note(desc)
+        with_instance = any(m.group_instance_id for m in desc.members)
+        headers = ["GROUP", "CONSUMER-ID", *(["GROUP-INSTANCE-ID"] if with_instance else []), "HOST", "CLIENT-ID",
+                   "#PARTITIONS"]
+        if args.verbose:
+            headers += ["CURRENT-EPOCH", "CURRENT-ASSIGNMENT", "TARGET-EPOCH", "TARGET-ASSIGNMENT"]
+        rows = []
+        for m in desc.members:
+            row: list[object] = [group_id, m.member_id, *([m.group_instance_id or ""] if with_instance else []),
+                                 m.client_host, m.client_id, len(m.assignment)]
+            if args.verbose:
+                row += [_or_missing(m.member_epoch), _assignment_text(m.assignment),
+                        _or_missing(desc.assignment_epoch if m.member_epoch is not None else None),
+                        _assignment_text(m.target_assignment)]
+            rows.append(row)
         print()
-        if not desc.members:
-            print(f"Consumer group '{group_id}' has no active members.")
-            continue
-        rows = [[group_id, m.member_id, m.client_host, m.client_id, len(m.assignment)]
-                + ([_assignment_text(m.assignment)] if args.verbose else []) for m in desc.members]
         print(format_table(headers, rows))
     return 0
 
 
 def _describe_state(client: KafkaClient, args: argparse.Namespace) -> int:
-    """As ``kafka-consumer-groups.sh --describe --state``."""
+    """As ``kafka-consumer-groups.sh --describe --state [--verbose]``."""
     for group_id in args.group:
         desc = _existing_group(client, group_id)
+        _state_note(desc)
         md = client.cluster or client.metadata([])
         node = md.brokers.get(desc.coordinator)
         where = f"{node.host}:{node.port}  ({node.node_id})" if node else f"-  ({desc.coordinator})"
+        headers = ["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE"]
+        row: list[object] = [group_id, where, desc.protocol or "-", desc.state]
+        if args.verbose:
+            headers += ["GROUP-EPOCH", "TARGET-ASSIGNMENT-EPOCH"]
+            row += [_or_missing(desc.group_epoch), _or_missing(desc.assignment_epoch)]
         print()
-        print(format_table(("GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"),
-                           [(group_id, where, desc.protocol or "", desc.state, len(desc.members))]))
+        print(format_table([*headers, "#MEMBERS"], [[*row, len(desc.members)]]))
     return 0
 
 

@@ -66,8 +66,15 @@ def test_group_commits_and_the_next_run_resumes(cli: Runner) -> None:
     r = cli("consume", "--topic", "gt", "--group", "g", "-e", "--format", r"%p:%s\n")
     assert r.code == 0, r.err
     assert sorted(first + r.out.splitlines()) == ["0:a", "0:b", "0:c", "1:d", "1:e"]
-    r = cli("groups", "--describe", "--group", "g", "--members")
-    assert r.out.strip() == "Consumer group 'g' has no active members."  # both runs left the group
+    r = cli("groups", "--describe", "--group", "g", "--members")  # both runs left the group
+    assert (r.out, r.err) == ("\nGROUP CONSUMER-ID HOST CLIENT-ID #PARTITIONS\n",
+                              "\nConsumer group 'g' has no active members.\n")
+    r = cli("groups", "--describe", "--group", "g", "--state", "--verbose")
+    assert r.err == "\nConsumer group 'g' has no active members.\n"
+    header, row = _table(r.out)
+    assert header == ["GROUP", "COORDINATOR", "(ID)", "ASSIGNMENT-STRATEGY", "STATE", "GROUP-EPOCH",
+                      "TARGET-ASSIGNMENT-EPOCH", "#MEMBERS"]
+    assert row[0] == "g" and row[-4] == "Empty" and row[-3].isdigit() and row[-1] == "0"
     assert ["g", "Empty"] in _table(cli("groups", "--list", "--state").out)
     assert ["g", "Empty"] in _table(cli("groups", "--list", "--state", "stable,empty").out)
     assert _table(cli("groups", "--list", "--state", "Stable").out) == [["GROUP", "STATE"]]
@@ -128,8 +135,11 @@ def test_shares_a_topic_with_a_confluent_kafka_member(cli: Runner, kafka_broker:
 
             wait_until(balanced, 20, "the two members to split the partitions")
             r = cli("groups", "--describe", "--group", "mix", "--members", "--verbose")
-            assert "shared(" in r.out and r.out.splitlines()[1].split()[:6] == [
-                "GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS", "ASSIGNMENT"]
+            header, *rows = _table(r.out)
+            assert header == ["GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS", "CURRENT-EPOCH",
+                              "CURRENT-ASSIGNMENT", "TARGET-EPOCH", "TARGET-ASSIGNMENT"]
+            for row in rows:  # settled: each member's current assignment is its target
+                assert row[5].isdigit() and row[6] == row[8] and row[6].startswith("shared:"), row
             state = _table(cli("groups", "--describe", "--group", "mix", "--state").out)
             assert state[0] == ["GROUP", "COORDINATOR", "(ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"]
             assert state[1][0] == "mix" and state[1][-2:] == ["Stable", "2"]
