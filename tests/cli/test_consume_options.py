@@ -126,6 +126,11 @@ def test_usage_errors(cli: Runner) -> None:
     assert r.code == 1 and "--partition cannot be used with --group" in r.err
     r = cli("produce", "--topic", "u", "--property", "parse.headers=true", stdin="no-delimiter\n")
     assert r.code == 1 and "No headers delimiter found on line number 1" in r.err
+    r = cli("produce", "--topic", "u", "--property", "parse.headers=true", "--property", "null.marker=N",
+            stdin="N:v\tx\n")
+    assert r.code == 1 and "Header keys should not be equal to the null marker 'N'" in r.err
+    r = cli("produce", "--topic", "u", "--property", "null.marker=", stdin="x\n")
+    assert r.code == 1 and "null.marker must not be empty" in r.err
     r = cli("produce", "--topic", "u", "-H", "=v", stdin="x\n")
     assert r.code == 1 and "header '=v' is not KEY=VALUE" in r.err
 
