@@ -311,8 +311,8 @@ class Consumption:
         wanted = self.positions if partitions is None else {tp: self.positions[tp] for tp in partitions}
         moved = {tp: o for tp, o in wanted.items() if self.committed.get(tp) != o}
         if moved:
-            self.member.commit(moved)
-            self.committed.update(moved)
+            done = self.member.commit(moved)
+            self.committed.update({tp: moved[tp] for tp in done})
 
     # fetching
 

@@ -130,14 +130,15 @@ class GroupMember:
             self.next_heartbeat = now  # acknowledge the new assignment at once
         return change
 
-    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit ``offsets`` (the next offset to read per partition) as this member.
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> set[TopicPartition]:
+        """Commit ``offsets`` (the next offset to read per partition) as this member; the partitions committed.
 
-        A stale epoch (the assignment moved on meanwhile) is not an error: the next
-        commit carries the new epoch, as Kafka's auto-commit does.
+        A stale epoch (the assignment moved on meanwhile) or a moved coordinator is not an
+        error: those partitions are left out, and the next commit carries them again.
         """
+        done: set[TopicPartition] = set()
         if not offsets:
-            return
+            return done
         by_topic: dict[str, list[dict[str, object]]] = {}
         for (topic, partition), offset in sorted(offsets.items()):
             by_topic.setdefault(topic, []).append({
@@ -155,6 +156,8 @@ class GroupMember:
                     self.coordinator = None
                     continue
                 check(p.error_code)
+                done.add(TopicPartition(t.name, p.partition_index))
+        return done
 
     def leave(self) -> None:
         """Leave the group (epoch -1), so its partitions move to other members at once."""

@@ -188,10 +188,10 @@ def test_member_rejoins_after_being_fenced_and_ignores_a_stale_commit(cli: Runne
         change = member.poll(force=True)  # joins again from epoch 0 and gets the partitions back
         assert change.added == both and member.member_epoch > 0
         member.member_epoch -= 1  # a stale epoch: the commit is dropped, not an error
-        member.commit({TopicPartition("fm", 0): 1})
+        assert member.commit({TopicPartition("fm", 0): 1}) == set()
         assert g.fetch_offsets(client, "fenced") == {}
         member.member_epoch += 1
-        member.commit({TopicPartition("fm", 0): 0})
+        assert member.commit({TopicPartition("fm", 0): 0}) == {TopicPartition("fm", 0)}
         assert {tp: c.offset for tp, c in g.fetch_offsets(client, "fenced").items()} == {TopicPartition("fm", 0): 0}
         member.leave()
         assert g.describe_group(client, "fenced").members == ()
