@@ -176,6 +176,10 @@ class BrokerConnection:
                 raise
             reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
             raise BrokerConnectionError(f"Connection to {self.address} failed: {reason}") from None
+        except BaseException:
+            # Interrupted mid-exchange (Ctrl-C): the answer would meet the next request; start afresh.
+            self.close()
+            raise
         got, resp = decode_response(api_key, version, data)
         if got != cid:
             self.close()

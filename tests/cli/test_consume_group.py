@@ -156,12 +156,21 @@ def test_shares_a_topic_with_a_confluent_kafka_member(cli: Runner, kafka_broker:
             wait_until(all_seen, 20, "the two members to read every record")
             assert sorted(got + printed) == sorted(sent)  # each record once, by one member
             assert got and printed
+
+            def cli_committed_all() -> bool:  # --commit after-print: committed while it runs
+                rows = [row for row in _table(cli("groups", "--describe", "--group", "mix").out)
+                        if row[0] == "mix" and row[8] == "kbroker-cli"]
+                return len(rows) == 2 and all(row[5] == "0" for row in rows)
+
+            wait_until(cli_committed_all, 10, "the CLI's commits")
         finally:
             consumer.close()
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130 and "Processed a total of" in err
+    r = cli("groups", "--describe", "--group", "mix", "--members")  # it left the group on the way out
+    assert r.err == "\nConsumer group 'mix' has no active members.\n"
     # The CLI committed what it printed: the group's offsets cover every partition it read.
     r = cli("groups", "--describe", "--group", "mix")
     rows = [row for row in _table(r.out) if row[0] == "mix"]
@@ -199,3 +208,20 @@ def test_member_rejoins_after_being_fenced_and_ignores_a_stale_commit(cli: Runne
         client.connection().broker_versions.pop(68)
         with pytest.raises(KafkaError, match="consumer group protocol"):
             GroupMember(client, "old-broker", ["fm"])
+
+
+def test_interrupted_member_commits_and_leaves(cli: Runner, kafka_broker: BrokerThread) -> None:
+    assert cli("topics", "--create", "--topic", "intr", "--partitions", "1").code == 0
+    assert cli("produce", "--topic", "intr", stdin="a\nb\nc\n").code == 0
+    proc, printed = _start_cli(kafka_broker.bootstrap, "--topic", "intr", "--group", "gi", "--from-beginning")
+    try:
+        wait_until(lambda: len(printed) == 3, 20, "the CLI to print the three records")
+        time.sleep(0.2)  # into the next (long-polling) fetch
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and err.endswith("Processed a total of 3 messages\n"), err
+    # --commit auto commits at exit, Ctrl-C included, and leaves the group at once.
+    r = cli("groups", "--describe", "--group", "gi")
+    assert [row[:6] for row in _table(r.out) if row[0] == "gi"] == [["gi", "intr", "0", "3", "3", "0"]]
+    assert "Consumer group 'gi' has no active members." in r.out
