@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kbroker.cli.progress import Progress
 from kbroker.client.cluster import KafkaClient, TopicInfo
 from kbroker.client.data import COMPRESSION, partition_for_key, produce
-from kbroker.client.errors import ClientError
+from kbroker.client.errors import LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, ClientError, KafkaError
 from kbroker.client.tool import add_bootstrap_argument, fail, parse_properties, run_tool
 
 #: Lines buffered before they are sent when stdin is not a terminal.
@@ -23,6 +24,8 @@ BATCH_LINES = 1000
 #: Bytes of keys and values buffered before they are sent (below the default
 #: max.message.bytes of 1 MiB, so an uncompressed batch still fits).
 BATCH_BYTES = 512 * 1024
+#: Sends of one batch while its partition's leadership moves (a new topic's leader being elected).
+MOVED_LEADER_ATTEMPTS = 30
 
 Headers = list[tuple[str, bytes | None]]
 Record = tuple[bytes | None, bytes | None, Headers]
@@ -165,11 +168,23 @@ class Sender:
         self.pending_bytes += len(record[0] or b"") + len(record[1] or b"") + 16 + sum(
             len(k) + len(v or b"") for k, v in record[2])
 
+    def _send(self, partition: int, records: list[Record]) -> None:
+        """One batch to the partition's leader; after a leadership change, again to the new leader."""
+        for attempt in range(MOVED_LEADER_ATTEMPTS):
+            try:
+                produce(self.client, self.topic.name, partition, records, acks=self.acks,
+                        compression=self.compression, leader=self.topic.partition(partition).leader)
+                return
+            except KafkaError as e:
+                # Refused before any append (as Kafka's producer retries it): safe to send again.
+                if e.code not in (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE) or attempt == MOVED_LEADER_ATTEMPTS - 1:
+                    raise
+            time.sleep(0.1)
+            self.topic = self.client.topic(self.topic.name)
+
     def flush(self) -> None:
         for partition, records in sorted(self.pending.items()):
-            leader = self.topic.partition(partition).leader
-            produce(self.client, self.topic.name, partition, records, acks=self.acks,
-                    compression=self.compression, leader=leader)
+            self._send(partition, records)
             self.sent += len(records)
         self.pending.clear()
         self.pending_bytes = 0

@@ -211,3 +211,32 @@ def test_headers_tombstones_and_timestamp_types_cross_with_kafka_python(cli: Run
             break
     consumer.close()
     assert got == [(b"gone", None, [("a", b"1")], 0), (b"k", b"v", [("a", b"1")], 0)]
+
+
+def test_produce_follows_a_moved_leader_and_stops_on_other_errors(cli: Runner, monkeypatch: Any) -> None:
+    import kbroker.cli.produce as produce_cli
+    from kbroker.client.errors import INVALID_REQUEST, NOT_LEADER_OR_FOLLOWER, KafkaError
+
+    _topic(cli, "moved")
+    real = produce_cli.produce
+    calls: list[int] = []
+
+    def refuse_first(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # as a partition whose leadership just moved answers
+            raise KafkaError(NOT_LEADER_OR_FOLLOWER)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(produce_cli, "produce", refuse_first)
+    assert cli("produce", "--topic", "moved", stdin="once\n").code == 0
+    assert len(calls) == 2
+    assert cli("consume", "--topic", "moved", "--from-beginning", "-e").out == "once\n"  # sent exactly once
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise KafkaError(INVALID_REQUEST, "refused")
+
+    calls.clear()
+    monkeypatch.setattr(produce_cli, "produce", refuse)
+    r = cli("produce", "--topic", "moved", stdin="x\n")
+    assert (r.code, r.err, len(calls)) == (1, "kbroker: error: INVALID_REQUEST: refused\n", 1)
