@@ -15,6 +15,7 @@ from kbroker import __version__
 from kbroker.cli import (
     acls,
     cluster,
+    configs,
     consume,
     group_configs,
     groups,
@@ -30,8 +31,8 @@ from kbroker.cli import (
 from kbroker.config import ConfigError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = (serve, topics, produce, consume, groups, group_configs, share_groups, transactions, acls, users, quotas,
-            cluster, trace)
+COMMANDS = (serve, topics, produce, consume, groups, configs, group_configs, share_groups, transactions, acls, users,
+            quotas, cluster, trace)
 
 #: Exit code for usage and configuration errors (as argparse uses).
 EXIT_USAGE = 2

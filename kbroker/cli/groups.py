@@ -33,6 +33,16 @@ def register(subparsers: Any) -> None:
         actions.add_argument(f"--{action}", dest="action", action="store_const", const=action,
                              help=f"{action.replace('-', ' ')}")
     parser.add_argument("--group", action="append", default=[], help="the group to act on (repeatable)")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--offsets", dest="view", action="store_const", const="offsets",
+                       help="with --describe: offsets and lag per partition (the default)")
+    shown.add_argument("--members", dest="view", action="store_const", const="members",
+                       help="with --describe: one row per member (--verbose: with its partitions)")
+    shown.add_argument("--state", nargs="?", const="", default=None, metavar="STATE[,STATE...]",
+                       help="with --describe: the group's coordinator, assignor, state and member count; "
+                            "with --list: each group's state, only those in the given states if any")
+    parser.add_argument("--verbose", action="store_true",
+                        help="with --describe --members: epochs and assignments; with --state: the group's epochs")
     parser.add_argument("--type", action="store_true",
                         help="with --list: each group's type (classic, consumer, share) and protocol; with "
                              "--describe: each group's type, state, assignor and member count")
@@ -71,6 +81,12 @@ def _one_group(args: argparse.Namespace) -> str:
 
 def _list(client: KafkaClient, args: argparse.Namespace) -> int:
     listings = g.list_groups(client)
+    if args.state is not None:  # as kafka-consumer-groups.sh --list --state [STATES]
+        wanted = {s.strip().lower() for s in args.state.split(",") if s.strip()}
+        rows = [(x.group_id, x.state or "Unknown") for x in listings
+                if not wanted or (x.state or "").lower() in wanted]
+        print(format_table(("GROUP", "STATE"), rows))
+        return 0
     if args.type:  # as kafka-consumer-groups.sh --list --type
         print(format_table(("GROUP", "TYPE", "PROTOCOL"),
                            [(x.group_id, x.group_type.capitalize(), x.protocol_type) for x in listings]))
@@ -146,9 +162,84 @@ DESCRIBE_HEADERS = ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OF
                     "CONSUMER-ID", "HOST", "CLIENT-ID")
 
 
+def _existing_group(client: KafkaClient, group_id: str) -> g.GroupDescription:
+    desc = g.describe_group(client, group_id)
+    if desc.state == "Dead":
+        raise KafkaError(GROUP_ID_NOT_FOUND, f"Consumer group '{group_id}' does not exist.")
+    return desc
+
+
+def _assignment_text(assignment: Sequence[TopicPartition]) -> str:
+    """Kafka's ``topic:0,1;other:2``, or ``-`` for none."""
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in sorted(assignment):
+        by_topic.setdefault(topic, []).append(partition)
+    return ";".join(f"{t}:{','.join(map(str, ps))}" for t, ps in by_topic.items()) or "-"
+
+
+def _state_note(desc: g.GroupDescription) -> None:
+    """What kafka-consumer-groups.sh says on stderr of an empty or rebalancing group."""
+    if desc.state == "Empty":
+        print(f"\nConsumer group '{desc.group_id}' has no active members.", file=sys.stderr)
+    elif desc.state in ("PreparingRebalance", "CompletingRebalance", "Assigning", "Reconciling"):
+        print(f"\nWarning: Consumer group '{desc.group_id}' is rebalancing.", file=sys.stderr)
+
+
+def _or_missing(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _describe_members(client: KafkaClient, args: argparse.Namespace) -> int:
+    """As ``kafka-consumer-groups.sh --describe --members [--verbose]``."""
+    for group_id in args.group:
+        desc = _existing_group(client, group_id)
+        _state_note(desc)
+        with_instance = any(m.group_instance_id for m in desc.members)
+        headers = ["GROUP", "CONSUMER-ID", *(["GROUP-INSTANCE-ID"] if with_instance else []), "HOST", "CLIENT-ID",
+                   "#PARTITIONS"]
+        if args.verbose:
+            headers += ["CURRENT-EPOCH", "CURRENT-ASSIGNMENT", "TARGET-EPOCH", "TARGET-ASSIGNMENT"]
+        rows = []
+        for m in desc.members:
+            row: list[object] = [group_id, m.member_id, *([m.group_instance_id or ""] if with_instance else []),
+                                 m.client_host, m.client_id, len(m.assignment)]
+            if args.verbose:
+                row += [_or_missing(m.member_epoch), _assignment_text(m.assignment),
+                        _or_missing(desc.assignment_epoch if m.member_epoch is not None else None),
+                        _assignment_text(m.target_assignment)]
+            rows.append(row)
+        print()
+        print(format_table(headers, rows))
+    return 0
+
+
+def _describe_state(client: KafkaClient, args: argparse.Namespace) -> int:
+    """As ``kafka-consumer-groups.sh --describe --state [--verbose]``."""
+    for group_id in args.group:
+        desc = _existing_group(client, group_id)
+        _state_note(desc)
+        md = client.cluster or client.metadata([])
+        node = md.brokers.get(desc.coordinator)
+        where = f"{node.host}:{node.port}  ({node.node_id})" if node else f"-  ({desc.coordinator})"
+        headers = ["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE"]
+        row: list[object] = [group_id, where, desc.protocol or "-", desc.state]
+        if args.verbose:
+            headers += ["GROUP-EPOCH", "TARGET-ASSIGNMENT-EPOCH"]
+            row += [_or_missing(desc.group_epoch), _or_missing(desc.assignment_epoch)]
+        print()
+        print(format_table([*headers, "#MEMBERS"], [[*row, len(desc.members)]]))
+    return 0
+
+
 def _describe(client: KafkaClient, args: argparse.Namespace) -> int:
     if not args.group:
         raise KafkaError(INVALID_REQUEST, "--describe needs --group")
+    if args.state is not None:
+        if args.state:
+            raise KafkaError(INVALID_REQUEST, "--describe --state takes no value (states filter --list)")
+        return _describe_state(client, args)
+    if args.view == "members":
+        return _describe_members(client, args)
     if args.type:
         summary = []
         for group_id in args.group:
@@ -282,4 +373,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the chosen action against the group coordinator."""
     if args.action != "reset-offsets" and (_reset_spec(args) or args.execute or args.topic):
         return fail("INVALID_REQUEST: --to-*/--shift-by/--execute/--topic apply only to --reset-offsets")
+    if args.action != "describe" and (args.view or args.verbose):
+        return fail("INVALID_REQUEST: --offsets/--members/--verbose apply only to --describe")
+    if args.action not in ("describe", "list") and args.state is not None:
+        return fail("INVALID_REQUEST: --state applies only to --describe and --list")
     return run_tool(args, ACTION_FUNCS[args.action])

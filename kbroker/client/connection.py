@@ -42,6 +42,7 @@ CLIENT_VERSIONS: dict[int, VersionRange] = {
     35: VersionRange(0, 5),  # DescribeLogDirs (v2+ carry kbroker's last cleaning)
     37: VersionRange(0, 3),  # CreatePartitions
     42: VersionRange(0, 2),  # DeleteGroups
+    68: VersionRange(0, 1),  # ConsumerGroupHeartbeat
 }
 
 _SIZE = struct.Struct(">i")
@@ -175,6 +176,10 @@ class BrokerConnection:
                 raise
             reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
             raise BrokerConnectionError(f"Connection to {self.address} failed: {reason}") from None
+        except BaseException:
+            # Interrupted mid-exchange (Ctrl-C): the answer would meet the next request; start afresh.
+            self.close()
+            raise
         got, resp = decode_response(api_key, version, data)
         if got != cid:
             self.close()

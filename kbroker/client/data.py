@@ -9,7 +9,7 @@ from kbroker.client.cluster import KafkaClient
 from kbroker.client.errors import KafkaError, check
 from kbroker.common import TopicPartition
 from kbroker.records.batch import BatchError, iter_headers
-from kbroker.records.builder import build_batch
+from kbroker.records.builder import RecordInput, build_batch
 from kbroker.records.record import Record, iter_records
 
 PRODUCE = 0
@@ -22,6 +22,16 @@ LATEST = -1
 #: Compression codec ids by the names Kafka's tools accept.
 COMPRESSION = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
+#: A record's timestamp type, as Kafka's ``TimestampType`` names it.
+CREATE_TIME = "CreateTime"
+LOG_APPEND_TIME = "LogAppendTime"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedRecord(Record):
+    """A fetched record with the timestamp type of its batch (the batch attribute's bit)."""
+
+    timestamp_type: str = CREATE_TIME
 
 
 def murmur2(data: bytes) -> int:
@@ -60,9 +70,9 @@ def partition_for_key(key: bytes, num_partitions: int) -> int:
 
 
 def produce(client: KafkaClient, topic: str, partition: int,
-            records: Sequence[tuple[bytes | None, bytes | None]], *, acks: int = -1,
+            records: Sequence[RecordInput], *, acks: int = -1,
             compression: int = 0, timeout_ms: int = 30000, leader: int | None = None) -> int | None:
-    """Append ``records`` (key, value pairs) to one partition as one batch.
+    """Append ``records`` (``(key, value[, headers[, timestamp]])`` tuples) to one partition as one batch.
 
     Returns the base offset the broker assigned, or None with ``acks=0``.
     """
@@ -93,21 +103,23 @@ class FetchedPartition:
     error_code: int = 0
     high_watermark: int = -1
     log_start_offset: int = -1
-    records: list[Record] = field(default_factory=list)
+    records: list[FetchedRecord] = field(default_factory=list)
     #: Where the next fetch should start.
     next_offset: int = 0
     #: True if the response held bytes but not one whole batch (fetch more bytes).
     truncated: bool = False
+    #: The end of what a read_committed consumer may read (-1 if the broker did not say).
+    last_stable_offset: int = -1
 
 
 def decode_records(data: bytes | None, fetch_offset: int,
-                   aborted: Iterable[tuple[int, int]] = ()) -> tuple[list[Record], int, bool]:
+                   aborted: Iterable[tuple[int, int]] = ()) -> tuple[list[FetchedRecord], int, bool]:
     """Data records at or after ``fetch_offset`` in fetched bytes, the next offset, and truncation.
 
     ``aborted`` lists ``(producer_id, first_offset)`` of aborted transactions (a
     read_committed fetch); their records are dropped, as Kafka's consumer does.
     """
-    out: list[Record] = []
+    out: list[FetchedRecord] = []
     next_offset = fetch_offset
     if not data:
         return out, next_offset, False
@@ -126,7 +138,9 @@ def decode_records(data: bytes | None, fetch_offset: int,
             continue
         batch = memoryview(data)[pos:pos + h.size]
         try:
-            out.extend(r for r in iter_records(batch) if r.offset >= fetch_offset)
+            ts_type = LOG_APPEND_TIME if h.log_append_time else CREATE_TIME
+            out.extend(FetchedRecord(r.offset, r.timestamp, r.key, r.value, r.headers, ts_type)
+                       for r in iter_records(batch) if r.offset >= fetch_offset)
         except BatchError as e:
             raise KafkaError(e.error_code, f"Fetched a malformed batch at offset {h.base_offset}: {e}") from None
     return out, next_offset, not whole
@@ -158,6 +172,7 @@ def fetch(client: KafkaClient, node_id: int, positions: Mapping[TopicPartition, 
             if tp not in positions:
                 continue
             fp = FetchedPartition(p.error_code, p.high_watermark, p.get("log_start_offset", -1))
+            fp.last_stable_offset = p.get("last_stable_offset", -1)
             fp.next_offset = positions[tp]
             if not p.error_code:
                 aborted = [(a.producer_id, a.first_offset) for a in p.get("aborted_transactions") or ()]

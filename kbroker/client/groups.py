@@ -45,6 +45,9 @@ class MemberDescription:
     client_id: str
     client_host: str
     assignment: tuple[TopicPartition, ...]
+    #: A consumer-protocol member's epoch and target assignment (None and empty for classic members).
+    member_epoch: int | None = None
+    target_assignment: tuple[TopicPartition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class GroupDescription:
     members: tuple[MemberDescription, ...] = field(default=())
     #: ``classic`` or ``consumer`` (a KIP-848 group, described by ConsumerGroupDescribe).
     group_type: str = "classic"
+    #: A consumer-protocol group's epoch and target assignment epoch (None for classic groups).
+    group_epoch: int | None = None
+    assignment_epoch: int | None = None
 
     @property
     def active(self) -> bool:
@@ -153,12 +159,17 @@ def _describe_consumer_group(client: KafkaClient, group_id: str, node: int) -> G
         if g.group_id != group_id or g.error_code == GROUP_ID_NOT_FOUND:
             continue
         check(g.error_code, g.get("error_message"))
+        def partitions(assignment: Container | None) -> tuple[TopicPartition, ...]:
+            return tuple(sorted(TopicPartition(t.topic_name, p) for t in (assignment.topic_partitions
+                                                                            if assignment else ())
+                                for p in t.partitions))
+
         members = tuple(
             MemberDescription(m.member_id, m.get("instance_id"), m.client_id, m.client_host,
-                              tuple(sorted(TopicPartition(t.topic_name, p) for t in m.assignment.topic_partitions
-                                           for p in t.partitions)))
+                              partitions(m.assignment), m.member_epoch, partitions(m.get("target_assignment")))
             for m in g.members)
-        return GroupDescription(group_id, g.group_state, "consumer", g.assignor_name, node, members, "consumer")
+        return GroupDescription(group_id, g.group_state, "consumer", g.assignor_name, node, members, "consumer",
+                                g.group_epoch, g.assignment_epoch)
     return None
 
 

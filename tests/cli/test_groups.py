@@ -72,6 +72,13 @@ def test_describe_active_group_then_reset(cli: Runner, client: KafkaClient, kafk
                           "CONSUMER-ID", "HOST", "CLIENT-ID"]
         assert [row[:6] for row in rows] == [[GROUP, "t", "0", "5", "5", "0"], [GROUP, "t", "1", "5", "5", "0"]]
         assert all(row[6] != "-" and row[8] == "reader-1" for row in rows)
+        # A classic group's member: no epochs (Kafka prints "-"), its assignment as topic:p,p.
+        r = cli("groups", "--describe", "--group", GROUP, "--members", "--verbose")
+        header, row = _table(r.out)
+        assert header[-4:] == ["CURRENT-EPOCH", "CURRENT-ASSIGNMENT", "TARGET-EPOCH", "TARGET-ASSIGNMENT"]
+        assert row[3:] == ["reader-1", "2", "-", "t:0,1", "-", "-"] and r.err == ""
+        header, row = _table(cli("groups", "--describe", "--group", GROUP, "--state").out)
+        assert row[0] == GROUP and row[-3:] == ["range", "Stable", "1"]
 
         r = cli("groups", "--reset-offsets", "--group", GROUP, "--topic", "t", "--to-earliest", "--execute")
         assert r.code == 1
