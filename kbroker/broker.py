@@ -11,7 +11,7 @@ import socket
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from kbroker.replica.partition_state import ReplicationSeam
     from kbroker.security.sasl.authenticator import SaslMetrics
     from kbroker.security.store import StateStore
+    from kbroker.server.metrics import BrokerMetrics, MetricsSources
     from kbroker.txn.markers import MarkerResults, TxnMarker, WriteMarkers
 from kbroker.server.connection import Connection, peer_address
 from kbroker.server.intercept import Interceptors
@@ -175,6 +176,55 @@ class Broker:
         self.request_memory = RequestMemory(int(config.get("queued.max.request.bytes")))
         #: What wraps the serving of every request (fault rules, the flight recorder, metrics).
         self.interceptors = Interceptors()
+        #: Whether start-up is done and requests are served (the health check says so).
+        self.serving = False
+        #: Prometheus metrics and the health check (``metrics.port``; None, and nothing of them
+        #: imported, when it is unset).
+        self.metrics: BrokerMetrics | None = None
+        if config.get("metrics.port") is not None:
+            from kbroker.server.metrics import BrokerMetrics
+
+            self.metrics = BrokerMetrics(self._metrics_sources(), config.get("metrics.host"), config.get("metrics.port"))
+            # Outermost: it counts what the client gets, whatever the inner interceptors did.
+            self.interceptors.add(self.metrics, outermost=True)
+
+    def _metrics_sources(self) -> MetricsSources:
+        """What the metrics read from this broker when scraped."""
+        from kbroker.groups.state import GroupState
+        from kbroker.server.metrics import GroupOffset, MetricsSources
+
+        logs, metadata = self.log_manager, self.metadata
+
+        def partitions() -> Iterator[tuple[str, int, int, bool]]:
+            for tp, plog in logs.all_logs().items():
+                info = metadata.partition(tp.topic, tp.partition)
+                yield tp.topic, tp.partition, plog.size_in_bytes, info is not None and info.leader == self.node_id
+
+        def connections() -> dict[str, int]:
+            out = dict.fromkeys(self.listener_security, 0)
+            for conn in self._connections:
+                out[conn.security.name] = out.get(conn.security.name, 0) + 1
+            return out
+
+        def committed() -> Iterator[GroupOffset]:
+            for group in list(self.groups.manager.groups.values()):
+                if not group.is_in(GroupState.DEAD):
+                    for tp, o in list(group.offsets.items()):
+                        yield GroupOffset(group.group_id, tp.topic, tp.partition, o.offset)
+
+        def high_watermark(topic: str, partition: int) -> int | None:
+            plog = logs.get_log(topic, partition)
+            return None if plog is None or plog.closed else plog.high_watermark
+
+        def topic_name(topic_id: uuid.UUID) -> str | None:
+            info = metadata.topic_by_id(topic_id)
+            return None if info is None else info.name
+
+        def status() -> str:
+            return "stopping" if self.stopping else "serving" if self.serving else "starting"
+
+        return MetricsSources(node_id=self.node_id, status=status, partitions=partitions, connections=connections,
+                              committed_offsets=committed, high_watermark=high_watermark, topic_name=topic_name)
 
     # -- cluster mode ------------------------------------------------------------------------------
     def _resolve_cluster(self) -> ClusterKeys:
@@ -417,6 +467,14 @@ class Broker:
         async with anyio.create_task_group() as tg:
             for name, listener in bound:
                 tg.start_soon(self._accept_loop, listener, name, tg)
+            if self.metrics is not None:  # up while starting, so the health check can say so
+                try:
+                    await self.metrics.start(tg)
+                except OSError as e:
+                    tg.cancel_scope.cancel()
+                    self.log_manager.shutdown()
+                    raise StartupError(f"cannot serve metrics on {self.metrics.host}:{self.metrics.requested_port}: "
+                                       f"{e.strerror or e}") from e
             self.log_manager.on_log_start_moved = self._log_start_mover()
             self.log_manager.start()  # background flush (flush.ms), checkpoints, deletes, retention
             # The data path first: joining applies the image, which makes this broker lead or follow.
@@ -434,6 +492,7 @@ class Broker:
                 await self.transactions.start(tg)
                 self.share_groups.start(tg.start_soon)
                 await self.shares.start(tg)
+                self.serving = True
                 try:
                     yield self
                 finally:
@@ -562,6 +621,8 @@ class Broker:
                 if not any(c.busy for c in self._connections):
                     break
                 await anyio.sleep(0.01)
+        if self.metrics is not None:
+            await self.metrics.stop()  # last: the health check says "stopping" until here
         self.log_manager.shutdown()
 
 
