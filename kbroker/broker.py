@@ -467,14 +467,6 @@ class Broker:
         async with anyio.create_task_group() as tg:
             for name, listener in bound:
                 tg.start_soon(self._accept_loop, listener, name, tg)
-            if self.metrics is not None:  # up while starting, so the health check can say so
-                try:
-                    await self.metrics.start(tg)
-                except OSError as e:
-                    tg.cancel_scope.cancel()
-                    self.log_manager.shutdown()
-                    raise StartupError(f"cannot serve metrics on {self.metrics.host}:{self.metrics.requested_port}: "
-                                       f"{e.strerror or e}") from e
             self.log_manager.on_log_start_moved = self._log_start_mover()
             self.log_manager.start()  # background flush (flush.ms), checkpoints, deletes, retention
             # The data path first: joining applies the image, which makes this broker lead or follow.
@@ -482,9 +474,11 @@ class Broker:
             if self.fetchers is not None:
                 await self.fetchers.start(tg)
             try:
+                if self.metrics is not None:  # up while starting, so the health check can say so
+                    await self._start_metrics(tg)
                 # A cluster member joins now that its endpoints are known: image, local replicas, lease.
                 await self.metadata.start(tg)
-            except Exception as e:  # etcd unreachable, log dirs of another cluster
+            except Exception as e:  # metrics port taken; etcd unreachable, log dirs of another cluster
                 join_error = e
                 tg.cancel_scope.cancel()  # the accept loops close their listeners
             if join_error is None:
@@ -503,7 +497,17 @@ class Broker:
             with anyio.CancelScope(shield=True):
                 await self._close_cluster_clients()
             self.log_manager.shutdown()
+            if isinstance(join_error, StartupError):
+                raise join_error
             raise StartupError(f"cannot join the cluster: {join_error}") from join_error
+
+    async def _start_metrics(self, tg: TaskGroup) -> None:
+        assert self.metrics is not None
+        try:
+            await self.metrics.start(tg)
+        except OSError as e:
+            raise StartupError(f"cannot serve metrics on {self.metrics.host}:{self.metrics.requested_port}: "
+                               f"{e.strerror or e}") from e
 
     def _log_start_mover(self) -> Callable[[str, int], None]:
         """For the log manager's retention thread: wake the fetches parked on a partition whose
@@ -770,6 +774,8 @@ def run(config: BrokerConfig) -> int:
                                   for n, (h, p) in broker.endpoints.items())
             print(f"kbroker {broker.node_id} listening on {listeners}, data in "
                   f"{', '.join(str(d) for d in broker.log_dirs)}", flush=True)
+            if broker.metrics is not None:
+                print(f"metrics on http://{broker.metrics.host or host_name()}:{broker.metrics.port}/metrics", flush=True)
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for sig in signals:
                     log.info("received %s, shutting down", signal.Signals(sig).name)

@@ -101,7 +101,7 @@ class BrokerMetrics:
         self.registry = CollectorRegistry()
         reg = self.registry
         self.requests = Counter(
-            "kbroker_requests", "Requests served, by API and version (Kafka: kafka.network RequestMetrics "
+            "kbroker_requests", "Requests served (counted when answered), by API and version (Kafka: kafka.network RequestMetrics "
             "RequestsPerSec).", ["api", "version"], registry=reg)
         self.errors = Counter(
             "kbroker_request_errors", "Error codes other than NONE in responses, each occurrence counted (a "
@@ -144,18 +144,21 @@ class BrokerMetrics:
         if per_api is None:
             per_api = self._per_api[(key, version)] = self._api_children(key, version)
         requests, latency, _, _ = per_api
-        requests.inc()
+        # Counted once served, as Kafka does: the request count and the latency histogram's agree.
         try:
             body = await handle()
         except CloseConnection:
+            requests.inc()
             latency.observe(time.perf_counter() - started)
             raise
         except Exception:
             # Dispatch answers UNKNOWN_SERVER_ERROR (or closes the connection where the API has no
             # top-level error code): counted as the client sees it.
+            requests.inc()
             latency.observe(time.perf_counter() - started)
             self._error(key, version, ErrorCode.UNKNOWN_SERVER_ERROR, 1)
             raise
+        requests.inc()
         latency.observe(time.perf_counter() - started)
         try:
             if key == PRODUCE_KEY:
