@@ -184,9 +184,11 @@ class Broker:
         if config.get("metrics.port") is not None:
             from kbroker.server.metrics import BrokerMetrics
 
-            self.metrics = BrokerMetrics(self._metrics_sources(), config.get("metrics.host"), config.get("metrics.port"))
+            metrics = self.metrics = BrokerMetrics(self._metrics_sources(), config.get("metrics.host"),
+                                                   config.get("metrics.port"))
             # Outermost: it counts what the client gets, whatever the inner interceptors did.
-            self.interceptors.add(self.metrics, outermost=True)
+            self.interceptors.add(metrics, outermost=True)
+            self.metadata.on_topic_deleted.append(lambda topic: metrics.topic_deleted(topic.name))
 
     def _metrics_sources(self) -> MetricsSources:
         """What the metrics read from this broker when scraped."""

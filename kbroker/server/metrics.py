@@ -19,19 +19,22 @@ import logging
 import struct
 import time
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
+from itertools import accumulate
 from typing import Any
 
 from anyio.abc import TaskGroup
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -92,46 +95,35 @@ class MetricsSources:
 
 
 class BrokerMetrics:
-    """One broker's registry, its request interceptor and its HTTP endpoint."""
+    """One broker's registry, its request interceptor and its HTTP endpoint.
+
+    The request path adds to plain integers (all of it runs on the broker's event loop, as
+    the scrape does); :class:`_RequestCollector` turns them into Prometheus counters and
+    histograms when scraped. The library's Counter and Histogram take a lock and several
+    calls per update: a few microseconds on every request, for nothing a single loop needs.
+    """
 
     def __init__(self, sources: MetricsSources, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sources = sources
         self.host = host
         self.requested_port = port
+        #: Per API key: its name, served requests by version, latency bucket counts and sum.
+        self.apis: dict[int, _ApiStats] = {}
+        #: Error codes other than NONE found in responses, by (API key, version, code).
+        self.errors: dict[tuple[int, int, int], int] = {}
+        #: Record bytes and records appended by Produce, record bytes fetched by consumers, by topic.
+        self.bytes_in: dict[str, int] = {}
+        self.messages_in: dict[str, int] = {}
+        self.bytes_out: dict[str, int] = {}
+        #: Record bytes fetched by followers.
+        self.replication_bytes_out = 0
         self.registry = CollectorRegistry()
-        reg = self.registry
-        self.requests = Counter(
-            "kbroker_requests", "Requests served (counted when answered), by API and version (Kafka: kafka.network RequestMetrics "
-            "RequestsPerSec).", ["api", "version"], registry=reg)
-        self.errors = Counter(
-            "kbroker_request_errors", "Error codes other than NONE in responses, each occurrence counted (a "
-            "partition's error, a topic's, the top level's), by API, version and error (Kafka: kafka.network "
-            "RequestMetrics ErrorsPerSec).", ["api", "version", "error"], registry=reg)
-        self.latency = Histogram(
-            "kbroker_request_duration_seconds", "Time from a request's decoding to its response body, by API "
-            "(Kafka: kafka.network RequestMetrics TotalTimeMs, which also counts queueing and sending).",
-            ["api"], buckets=LATENCY_BUCKETS, registry=reg)
-        self.bytes_in = Counter(
-            "kbroker_topic_in_bytes", "Record bytes appended by Produce requests, by topic (Kafka: kafka.server "
-            "BrokerTopicMetrics BytesInPerSec).", ["topic"], registry=reg)
-        self.messages_in = Counter(
-            "kbroker_topic_in_messages", "Records appended by Produce requests, by topic (Kafka: kafka.server "
-            "BrokerTopicMetrics MessagesInPerSec).", ["topic"], registry=reg)
-        self.bytes_out = Counter(
-            "kbroker_topic_out_bytes", "Record bytes sent to consumers in Fetch responses, by topic (Kafka: "
-            "kafka.server BrokerTopicMetrics BytesOutPerSec).", ["topic"], registry=reg)
-        self.replication_bytes_out = Counter(
-            "kbroker_replication_out_bytes", "Record bytes sent to follower brokers in Fetch responses (Kafka: "
-            "kafka.server BrokerTopicMetrics ReplicationBytesOutPerSec).", registry=reg)
-        reg.register(_StateCollector(sources))
+        self.registry.register(_RequestCollector(self))
+        self.registry.register(_StateCollector(sources))
         # The process' CPU, memory and file descriptors, as the library's default registry has them.
-        ProcessCollector(registry=reg)
-        PlatformCollector(registry=reg)
-        GCCollector(registry=reg)
-        # Children by label values: looking them up in the library takes a lock each time.
-        self._per_api: dict[tuple[int, int], tuple[Any, Any, str, str]] = {}
-        self._per_error: dict[tuple[int, int, int], Any] = {}
-        self._per_topic: dict[tuple[Counter, str], Any] = {}
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self._failed: set[tuple[int, int]] = set()
         self.endpoint: HttpEndpoint | None = None
 
@@ -140,32 +132,27 @@ class BrokerMetrics:
         """The interceptor: count the request, its error codes, its latency and its record bytes."""
         started = time.perf_counter()
         key, version = exchange.api_key, exchange.api_version
-        per_api = self._per_api.get((key, version))
-        if per_api is None:
-            per_api = self._per_api[(key, version)] = self._api_children(key, version)
-        requests, latency, _, _ = per_api
         # Counted once served, as Kafka does: the request count and the latency histogram's agree.
         try:
             body = await handle()
         except CloseConnection:
-            requests.inc()
-            latency.observe(time.perf_counter() - started)
+            self._served(key, version, started)
             raise
         except Exception:
             # Dispatch answers UNKNOWN_SERVER_ERROR (or closes the connection where the API has no
             # top-level error code): counted as the client sees it.
-            requests.inc()
-            latency.observe(time.perf_counter() - started)
+            self._served(key, version, started)
             self._error(key, version, ErrorCode.UNKNOWN_SERVER_ERROR, 1)
             raise
-        requests.inc()
-        latency.observe(time.perf_counter() - started)
+        self._served(key, version, started)
         try:
+            # Produce and Fetch, the busiest, find their error codes as they count record bytes.
             if key == PRODUCE_KEY:
                 self._produced(exchange.request, body, version)
-            elif key == FETCH_KEY and body is not None:
-                self._fetched(exchange.request, body, version)
-            if body is not None:
+            elif key == FETCH_KEY:
+                if body is not None:
+                    self._fetched(exchange.request, body, version)
+            elif body is not None:
                 found: dict[int, int] = {}
                 _error_codes(body, _error_plan(key, version), found)
                 for code, n in found.items():
@@ -176,78 +163,79 @@ class BrokerMetrics:
                 log.exception("cannot count the response to API key %d v%d in the metrics", key, version)
         return body
 
-    def _api_children(self, key: int, version: int) -> tuple[Any, Any, str, str]:
-        api = api_table().get(key)
-        name = api.name if api is not None else str(key)
-        return (self.requests.labels(name, str(version)), self.latency.labels(name), name, str(version))
+    def _served(self, key: int, version: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        stats = self.apis.get(key)
+        if stats is None:
+            stats = self.apis[key] = _ApiStats(key)
+        stats.served[version] = stats.served.get(version, 0) + 1
+        stats.buckets[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+        stats.seconds += elapsed
 
     def _error(self, key: int, version: int, code: int, n: int) -> None:
-        child = self._per_error.get((key, version, code))
-        if child is None:
-            _, _, api, v = self._per_api.get((key, version)) or self._api_children(key, version)
-            try:
-                error = ErrorCode(code).name
-            except ValueError:
-                error = str(code)
-            child = self._per_error[(key, version, code)] = self.errors.labels(api, v, error)
-        child.inc(n)
+        self.errors[(key, version, code)] = self.errors.get((key, version, code), 0) + n
 
-    def _topic(self, counter: Counter, topic: str) -> Any:
-        child = self._per_topic.get((counter, topic))
-        if child is None:
-            child = self._per_topic[(counter, topic)] = counter.labels(topic)
-        return child
-
-    def _name(self, entry: Mapping[str, Any], by_id: bool, field: str) -> str | None:
-        if by_id:
-            return self.sources.topic_name(entry["topic_id"])
-        name: str | None = entry[field]
-        return name
+    def topic_deleted(self, topic: str) -> None:
+        """Drop a deleted topic's series, as Kafka removes its topic metrics (a test suite
+        making a topic per test would otherwise make them grow without end)."""
+        for counts in (self.bytes_in, self.messages_in, self.bytes_out):
+            counts.pop(topic, None)
 
     def _produced(self, request: Any, body: Body, version: int) -> None:
-        """Bytes and records of the partitions appended: those answered NONE (acks=0 has no
-        response: had any partition failed, the connection would have been closed instead)."""
+        """Error codes, and the bytes and records of the partitions appended: those answered
+        NONE (acks=0 has no response: had any partition failed, the connection would have been
+        closed instead)."""
         by_id = version >= 13
-        failed: set[tuple[Any, int]] = set()
+        failed: set[tuple[Any, int]] | None = None
         if body is not None:
             for t in body["responses"]:
-                key = t["topic_id"] if by_id else t["name"]
                 for p in t["partition_responses"]:
-                    if p["error_code"]:
-                        failed.add((key, p["index"]))
+                    code = p["error_code"]
+                    if code:
+                        self._error(PRODUCE_KEY, version, code, 1)
+                        if failed is None:
+                            failed = set()
+                        failed.add((t["topic_id"] if by_id else t["name"], p["index"]))
+        bytes_in, messages_in = self.bytes_in, self.messages_in
         for td in request["topic_data"]:
-            name = None
+            name: str | None = None
             key = td["topic_id"] if by_id else td["name"]
             for pd in td["partition_data"]:
                 records = pd["records"]
-                if not records or (key, pd["index"]) in failed:
+                if not records or (failed is not None and (key, pd["index"]) in failed):
                     continue
                 if name is None:
-                    name = self._name(td, by_id, "name")
+                    name = self.sources.topic_name(key) if by_id else key
                     if name is None:
                         break
-                self._topic(self.bytes_in, name).inc(len(records))
-                self._topic(self.messages_in, name).inc(record_count(records))
+                bytes_in[name] = bytes_in.get(name, 0) + len(records)
+                messages_in[name] = messages_in.get(name, 0) + record_count(records)
 
     def _fetched(self, request: Any, body: Body, version: int) -> None:
-        """Record bytes in the response: to consumers by topic, to followers in all."""
+        """Error codes, and record bytes in the response: to consumers by topic, to followers in all."""
         replica_id = request["replica_state"]["replica_id"] if version >= 15 else request.get("replica_id", -1)
         by_id = version >= 13
         follower = replica_id >= 0
+        code = body.get("error_code")
+        if code:
+            self._error(FETCH_KEY, version, code, 1)
         for t in body.get("responses", ()):
             size = 0
             for p in t["partitions"]:
+                code = p["error_code"]
+                if code:
+                    self._error(FETCH_KEY, version, code, 1)
                 records = p.get("records")
                 if records:
                     size += len(records)
             if not size:
                 continue
             if follower:
-                self.replication_bytes_out.inc(size)
+                self.replication_bytes_out += size
                 continue
-            name = self._name(t, by_id, "topic")
+            name = self.sources.topic_name(t["topic_id"]) if by_id else t["topic"]
             if name is not None:
-                self._topic(self.bytes_out, name).inc(size)
+                self.bytes_out[name] = self.bytes_out.get(name, 0) + size
 
     # -- HTTP ---------------------------------------------------------------------------------
     @property
@@ -279,6 +267,71 @@ class BrokerMetrics:
         status = self.sources.status()
         body = json.dumps({"status": status, "node_id": self.sources.node_id})
         return Response(body, status_code=200 if status == "serving" else 503, media_type="application/json")
+
+
+class _ApiStats:
+    """One API's served requests by version and latency histogram (bucket counts, not cumulative)."""
+
+    __slots__ = ("buckets", "name", "seconds", "served")
+
+    def __init__(self, key: int) -> None:
+        api = api_table().get(key)
+        self.name = api.name if api is not None else str(key)
+        self.served: dict[int, int] = {}
+        #: One count per bucket of LATENCY_BUCKETS, and the last for the ones above them all.
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.seconds = 0.0
+
+
+class _RequestCollector(Collector):
+    """What the request path counted, as Prometheus counters and histograms."""
+
+    def __init__(self, metrics: BrokerMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        requests = CounterMetricFamily(
+            "kbroker_requests", "Requests served (counted when answered), by API and version (Kafka: kafka.network "
+            "RequestMetrics RequestsPerSec).", labels=["api", "version"])
+        latency = HistogramMetricFamily(
+            "kbroker_request_duration_seconds", "Time from a request's decoding to its response body, by API "
+            "(Kafka: kafka.network RequestMetrics TotalTimeMs, which also counts queueing and sending).",
+            labels=["api"])
+        bounds = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
+        for stats in sorted(m.apis.values(), key=lambda a: a.name):
+            for version, n in sorted(stats.served.items()):
+                requests.add_metric([stats.name, str(version)], n)
+            latency.add_metric([stats.name], list(zip(bounds, accumulate(stats.buckets), strict=True)),
+                               stats.seconds)
+        yield requests
+        yield latency
+        errors = CounterMetricFamily(
+            "kbroker_request_errors", "Error codes other than NONE in responses, each occurrence counted (a "
+            "partition's error, a topic's, the top level's), by API, version and error (Kafka: kafka.network "
+            "RequestMetrics ErrorsPerSec).", labels=["api", "version", "error"])
+        for (key, version, code), n in sorted(m.errors.items()):
+            api = m.apis[key].name if key in m.apis else str(key)
+            try:
+                error = ErrorCode(code).name
+            except ValueError:
+                error = str(code)
+            errors.add_metric([api, str(version), error], n)
+        yield errors
+        for name, help_text, counts in (
+                ("kbroker_topic_in_bytes", "Record bytes appended by Produce requests, by topic (Kafka: "
+                 "kafka.server BrokerTopicMetrics BytesInPerSec).", m.bytes_in),
+                ("kbroker_topic_in_messages", "Records appended by Produce requests, by topic (Kafka: kafka.server "
+                 "BrokerTopicMetrics MessagesInPerSec).", m.messages_in),
+                ("kbroker_topic_out_bytes", "Record bytes sent to consumers in Fetch responses, by topic (Kafka: "
+                 "kafka.server BrokerTopicMetrics BytesOutPerSec).", m.bytes_out)):
+            family = CounterMetricFamily(name, help_text, labels=["topic"])
+            for topic, n in sorted(counts.items()):
+                family.add_metric([topic], n)
+            yield family
+        yield CounterMetricFamily(
+            "kbroker_replication_out_bytes", "Record bytes sent to follower brokers in Fetch responses (Kafka: "
+            "kafka.server BrokerTopicMetrics ReplicationBytesOutPerSec).", value=m.replication_bytes_out)
 
 
 class _StateCollector(Collector):

@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer as CKConsumer
 from confluent_kafka import Producer as CKProducer
 from confluent_kafka import TopicPartition as CKTopicPartition
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from prometheus_client.parser import text_string_to_metric_families
@@ -126,8 +126,11 @@ def test_a_scrape_matches_what_clients_produced_consumed_and_committed(
         assert {("Produce", v) for v in ("9",)} <= requests.keys() and any(
             api == "Produce" and v != "9" for api, v in requests)  # both clients' versions
         for api in {a for a, _ in requests}:
-            assert value(s, "kbroker_request_duration_seconds_count", api=api) == sum(
-                n for (a, _), n in requests.items() if a == api)
+            count = sum(n for (a, _), n in requests.items() if a == api)
+            assert value(s, "kbroker_request_duration_seconds_count", api=api) == count
+            assert value(s, "kbroker_request_duration_seconds_bucket", api=api, le="+Inf") == count
+            assert value(s, "kbroker_request_duration_seconds_bucket", api=api, le="0.0005") <= count
+            assert 0 < value(s, "kbroker_request_duration_seconds_sum", api=api) < 60
         assert value(s, "process_resident_memory_bytes") is not None or sys.platform != "linux"
 
         # Connections: none once the clients closed theirs (the broker sees the close soon
@@ -167,6 +170,18 @@ def test_errors_are_counted_by_api_version_and_code(tmp_path: Path) -> None:
         with pytest.raises(KafkaError):
             producer.send("small", b"x" * 1000).get(10)  # MESSAGE_TOO_LARGE: not appended
         producer.close()
+        # A fetch past the log end: OFFSET_OUT_OF_RANGE at the partition level, then the reset.
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+        tp = TopicPartition("small", 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 100)
+        got = []
+        for _ in range(50):
+            got += consumer.poll(200).get(tp, [])
+            if got:
+                break
+        consumer.close()
+        assert [r.value for r in got] == [b"ok"]
 
         s = scrape(port)
         errors = series(s, "kbroker_request_errors_total")
@@ -177,10 +192,19 @@ def test_errors_are_counted_by_api_version_and_code(tmp_path: Path) -> None:
         assert by_api[("Produce", "MESSAGE_TOO_LARGE")] == 1
         list_groups = sum(v for k, v in series(s, "kbroker_requests_total").items() if dict(k)["api"] == "ListGroups")
         assert list_groups >= 1 and by_api[("ListGroups", "UNKNOWN_SERVER_ERROR")] == list_groups
-        assert {api for api, _ in by_api} == {"CreateTopics", "Produce", "ListGroups"}
+        assert by_api[("Fetch", "OFFSET_OUT_OF_RANGE")] >= 1
+        assert {api for api, _ in by_api} == {"CreateTopics", "Produce", "ListGroups", "Fetch"}
         # Only the appended record counts as bytes in.
         assert value(s, "kbroker_topic_in_messages_total", topic="small") == 1
         assert value(s, "kbroker_topic_in_bytes_total", topic="small") == segment_bytes(tmp_path / "d", "small", 0)
+
+        # A deleted topic's series go with it, as Kafka removes its topic metrics.
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        admin.delete_topics(["small"])
+        admin.close()
+        s = scrape(port)
+        for name in ("kbroker_topic_in_bytes_total", "kbroker_topic_in_messages_total", "kbroker_log_size_bytes"):
+            assert value(s, name, topic="small") is None, name
 
 
 def test_health_answers_200_only_while_serving() -> None:
