@@ -11,7 +11,7 @@ import socket
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from kbroker.replica.partition_state import ReplicationSeam
     from kbroker.security.sasl.authenticator import SaslMetrics
     from kbroker.security.store import StateStore
+    from kbroker.server.metrics import BrokerMetrics, MetricsSources
     from kbroker.server.recorder import Recorder
     from kbroker.txn.markers import MarkerResults, TxnMarker, WriteMarkers
 from kbroker.server.connection import Connection, peer_address
@@ -186,6 +187,19 @@ class Broker:
         self.faults = FaultInjector(self.interceptors, clock, topic_name=self._topic_name)
         #: The flight recorder while one records (record.file, :meth:`start_recording`).
         self.recorder: Recorder | None = None
+        #: Whether start-up is done and requests are served (the health check says so).
+        self.serving = False
+        #: Prometheus metrics and the health check (``metrics.port``; None, and nothing of them
+        #: imported, when it is unset).
+        self.metrics: BrokerMetrics | None = None
+        if config.get("metrics.port") is not None:
+            from kbroker.server.metrics import BrokerMetrics
+
+            metrics = self.metrics = BrokerMetrics(self._metrics_sources(), config.get("metrics.host"),
+                                                   config.get("metrics.port"))
+            # Outermost: it counts what the client gets, whatever the inner interceptors did.
+            self.interceptors.add(metrics, outermost=True)
+            self.metadata.on_topic_deleted.append(lambda topic: metrics.topic_deleted(topic.name))
 
     # -- flight recorder ---------------------------------------------------------------------------
     def start_recording(self, path: str | Path, payloads: bool = False) -> None:
@@ -205,6 +219,44 @@ class Broker:
         if recorder is not None:
             self.interceptors.remove(recorder)
             recorder.close()
+
+    def _metrics_sources(self) -> MetricsSources:
+        """What the metrics read from this broker when scraped."""
+        from kbroker.groups.state import GroupState
+        from kbroker.server.metrics import GroupOffset, MetricsSources
+
+        logs, metadata = self.log_manager, self.metadata
+
+        def partitions() -> Iterator[tuple[str, int, int, bool]]:
+            for tp, plog in logs.all_logs().items():
+                info = metadata.partition(tp.topic, tp.partition)
+                yield tp.topic, tp.partition, plog.size_in_bytes, info is not None and info.leader == self.node_id
+
+        def connections() -> dict[str, int]:
+            out = dict.fromkeys(self.listener_security, 0)
+            for conn in self._connections:
+                out[conn.security.name] = out.get(conn.security.name, 0) + 1
+            return out
+
+        def committed() -> Iterator[GroupOffset]:
+            for group in list(self.groups.manager.groups.values()):
+                if not group.is_in(GroupState.DEAD):
+                    for tp, o in list(group.offsets.items()):
+                        yield GroupOffset(group.group_id, tp.topic, tp.partition, o.offset)
+
+        def high_watermark(topic: str, partition: int) -> int | None:
+            plog = logs.get_log(topic, partition)
+            return None if plog is None or plog.closed else plog.high_watermark
+
+        def topic_name(topic_id: uuid.UUID) -> str | None:
+            info = metadata.topic_by_id(topic_id)
+            return None if info is None else info.name
+
+        def status() -> str:
+            return "stopping" if self.stopping else "serving" if self.serving else "starting"
+
+        return MetricsSources(node_id=self.node_id, status=status, partitions=partitions, connections=connections,
+                              committed_offsets=committed, high_watermark=high_watermark, topic_name=topic_name)
 
     # -- cluster mode ------------------------------------------------------------------------------
     def _resolve_cluster(self) -> ClusterKeys:
@@ -487,9 +539,11 @@ class Broker:
             if self.fetchers is not None:
                 await self.fetchers.start(tg)
             try:
+                if self.metrics is not None:  # up while starting, so the health check can say so
+                    await self._start_metrics(tg)
                 # A cluster member joins now that its endpoints are known: image, local replicas, lease.
                 await self.metadata.start(tg)
-            except Exception as e:  # etcd unreachable, log dirs of another cluster
+            except Exception as e:  # metrics port taken; etcd unreachable, log dirs of another cluster
                 join_error = e
                 tg.cancel_scope.cancel()  # the accept loops close their listeners
             if join_error is None:
@@ -499,6 +553,7 @@ class Broker:
                 await self.transactions.start(tg)
                 self.share_groups.start(tg.start_soon)
                 await self.shares.start(tg)
+                self.serving = True
                 try:
                     yield self
                 finally:
@@ -512,6 +567,8 @@ class Broker:
                 await self._close_cluster_clients()
             self.stop_recording()
             self.log_manager.shutdown()
+            if isinstance(join_error, StartupError):
+                raise join_error
             raise StartupError(f"cannot join the cluster: {join_error}") from join_error
 
     async def _start_http(self, tg: TaskGroup) -> StartupError | None:
@@ -525,6 +582,15 @@ class Broker:
             tg.cancel_scope.cancel()
             return StartupError(f"cannot serve fault rules on port {port}: {e.strerror or e}")
         return None
+
+    async def _start_metrics(self, tg: TaskGroup) -> None:
+        """Serve the metrics and health endpoint (StartupError when its port is taken)."""
+        assert self.metrics is not None
+        try:
+            await self.metrics.start(tg)
+        except OSError as e:
+            raise StartupError(f"cannot serve metrics on {self.metrics.host}:{self.metrics.requested_port}: "
+                               f"{e.strerror or e}") from e
 
     def _log_start_mover(self) -> Callable[[str, int], None]:
         """For the log manager's retention thread: wake the fetches parked on a partition whose
@@ -644,6 +710,8 @@ class Broker:
                     break
                 await anyio.sleep(0.01)
         self.stop_recording()  # after the last request served
+        if self.metrics is not None:
+            await self.metrics.stop()  # last: the health check says "stopping" until here
         self.log_manager.shutdown()
 
 
@@ -817,6 +885,8 @@ def run(config: BrokerConfig) -> int:
                                   for n, (h, p) in broker.endpoints.items())
             print(f"kbroker {broker.node_id} listening on {listeners}, data in "
                   f"{', '.join(str(d) for d in broker.log_dirs)}", flush=True)
+            if broker.metrics is not None:
+                print(f"metrics on http://{broker.metrics.host or host_name()}:{broker.metrics.port}/metrics", flush=True)
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for sig in signals:
                     log.info("received %s, shutting down", signal.Signals(sig).name)

@@ -238,6 +238,9 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("record.payloads", BOOL, False, "Flight recorder: write the records of produce and fetch requests (keys, values, headers) instead of their byte counts.", (), RO),
     # --- request limits
     ConfigDef("max.partitions.per.request", INT, 10000, "New partitions one CreateTopics, CreatePartitions or Metadata auto-creation may add in all; larger requests are refused with POLICY_VIOLATION (Kafka's controller bounds one operation at 10000 records), auto-creation beyond it answers LEADER_NOT_AVAILABLE and is left to a later request.", (at_least(1),), RO),
+    # --- metrics (kbroker's own: Kafka reports through JMX)
+    ConfigDef("metrics.port", INT, None, "Port of the HTTP endpoint serving Prometheus metrics (/metrics) and a health check (/health); 0 picks a free port; unset, there is none.", (between(0, 65535),), RO),
+    ConfigDef("metrics.host", STR, "127.0.0.1", "Address the metrics endpoint binds (metrics.port); an empty host binds every interface.", (), RO),
 )
 # fmt: on
 
