@@ -217,8 +217,9 @@ class LocalCluster:
         if pid is None:
             return False
         child = self._children.get(pid)
-        if child is not None and child.poll() is not None:
-            return False
+        if child is not None:
+            # A child not yet reaped keeps its pid: nobody else can have it, whatever it runs.
+            return child.poll() is None
         argv = _argv(pid)
         return argv is not None and any(pair == marker for pair in zip(argv, argv[1:], strict=False))
 
