@@ -24,7 +24,7 @@ FLOORS: list[set[str]] = [
     {"kbroker.metadata", "kbroker.txn"},
     {"kbroker.replica", "kbroker.groups", "kbroker.share"},
     {"kbroker.handlers"},
-    {"kbroker.server"},
+    {"kbroker.server", "kbroker.console"},
     {"kbroker.broker"},
     {"kbroker.cli", "kbroker.testing", "kbroker.localcluster", "kbroker.__main__", "kbroker"},
 ]

@@ -20,10 +20,12 @@ log = logging.getLogger(__name__)
 class HttpEndpoint:
     """Serves ``routes`` (Starlette routes) on ``host:port`` (0: an ephemeral port) until stopped."""
 
-    def __init__(self, host: str, port: int, routes: Sequence[Any]) -> None:
+    def __init__(self, host: str, port: int, routes: Sequence[Any], middleware: Sequence[Any] = ()) -> None:
+        """``middleware``: Starlette ``Middleware`` entries wrapping every route (outermost first)."""
         self.host = host
         self.requested_port = port
         self.routes = list(routes)
+        self.middleware = list(middleware)
         #: The bound port, once :meth:`start` returned.
         self.port = 0
         self._server: Any = None
@@ -51,7 +53,7 @@ class HttpEndpoint:
             sock.close()
             raise
         self.port = sock.getsockname()[1]
-        app = Starlette(routes=self.routes)
+        app = Starlette(routes=self.routes, middleware=self.middleware)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = _Server(config)
 

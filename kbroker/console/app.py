@@ -1,0 +1,17 @@
+"""The console's routes: one module per group of pages, each exposing ``routes(console)``."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from kbroker.console import groups, messages, overview, topics
+from kbroker.console.context import HERE, Console
+
+
+def build_routes(console: Console) -> list[BaseRoute]:
+    """Every route of the console."""
+    routes: list[BaseRoute] = [Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
+    for module in (overview, topics, messages, groups):
+        routes += module.routes(console)
+    return routes
