@@ -46,15 +46,20 @@ def make_config(data_dir: Path, overrides: Mapping[str, str] | None = None) -> A
 
 class BrokerThread:
     """A broker serving from a daemon thread between :meth:`start` and :meth:`stop`
-    (or as a context manager). ``data_dir`` None means a temporary folder, removed on stop."""
+    (or as a context manager). ``data_dir`` None means a temporary folder, removed on stop
+    (none with ``log.dirs=:memory:`` in ``overrides``)."""
 
     #: Embedded: the broker's internals (``broker``, ``call``, ``advance``) are at hand.
     external = False
 
     def __init__(self, data_dir: Path | str | None = None, overrides: Mapping[str, str] | None = None,
                  clock: Clock = SYSTEM_CLOCK) -> None:
+        from kbroker.fs import MEMORY_LOG_DIRS  # imported when used: the kit loads fast
+
         self._tmp: str | None = None
-        if data_dir is None:
+        if data_dir is None and (overrides or {}).get("log.dirs") == MEMORY_LOG_DIRS:
+            data_dir = MEMORY_LOG_DIRS  # data in memory: no temporary folder on disk either
+        elif data_dir is None:
             self._tmp = tempfile.mkdtemp(prefix="kbroker-")
             data_dir = Path(self._tmp) / "data"
         self.data_dir = Path(data_dir)

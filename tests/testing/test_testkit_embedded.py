@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -129,3 +130,11 @@ def test_the_plugin_loads_light() -> None:
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[] True"
+
+
+def test_a_memory_broker_makes_no_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # log.dirs=:memory: keeps the data in memory: the kit must not create a folder on disk either.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with BrokerThread(overrides={"log.dirs": ":memory:"}) as broker:
+        assert broker.running
+        assert list(tmp_path.iterdir()) == []
