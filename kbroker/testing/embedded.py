@@ -17,6 +17,7 @@ import asyncio
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,11 +129,23 @@ class BrokerThread:
 
     def call(self, fn: Any, *args: Any, timeout: float = 30.0) -> Any:
         """Run ``fn(*args)`` on the broker's loop thread (awaiting it when it is a coroutine
-        function) and return its result."""
+        function) and return its result. TimeoutError after ``timeout`` seconds; RuntimeError
+        when the broker is not running or stops before the call completed."""
         if self._loop is None or not self.running:
             raise RuntimeError("the broker is not running")
         fut = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
-        return fut.result(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                # In short steps: a broker stopping meanwhile closes its loop without running the
+                # call, and nothing would ever complete the future.
+                return fut.result(max(min(deadline - time.monotonic(), 0.05), 0))
+            except TimeoutError:
+                if not self._thread.is_alive():
+                    fut.cancel()
+                    raise RuntimeError("the broker stopped before the call completed") from None
+                if time.monotonic() >= deadline:
+                    raise
 
     def advance(self, ms: int) -> None:
         """Move the broker's virtual clock ``ms`` milliseconds forward and let everything due

@@ -138,3 +138,27 @@ def test_a_memory_broker_makes_no_temporary_folder(tmp_path: Path, monkeypatch: 
     with BrokerThread(overrides={"log.dirs": ":memory:"}) as broker:
         assert broker.running
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_call_pending_when_the_broker_stops_fails_at_once() -> None:
+    # A call (or advance) racing stop(): the loop closes without running it; the caller must hear
+    # so at once, not wait out the call's timeout for a future nothing will complete.
+    import asyncio
+    import threading
+    import time
+
+    outcome: list[BaseException] = []
+    with BrokerThread(overrides={"log.dirs": ":memory:"}) as broker:
+        def call() -> None:
+            try:
+                broker.call(asyncio.sleep, 60, timeout=30)
+            except BaseException as e:  # noqa: BLE001 - the outcome is the test's subject
+                outcome.append(e)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(0.2)
+    started = time.monotonic()
+    caller.join(10)
+    assert not caller.is_alive() and time.monotonic() - started < 5
+    assert isinstance(outcome[0], RuntimeError) and "stopped" in str(outcome[0])
