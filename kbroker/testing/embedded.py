@@ -14,6 +14,7 @@ Nothing here imports pytest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -71,16 +72,22 @@ class BrokerThread:
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
+        #: The failure in ``_error`` was raised to the caller already.
+        self._reported = False
         self._thread = threading.Thread(target=self._run, name="kbroker", daemon=True)
 
     def start(self, timeout: float = 10.0) -> BrokerThread:
         """Start serving; returns once the listener is bound. Raises RuntimeError when the
-        broker cannot start (its cause attached) or does not start within ``timeout`` seconds."""
+        broker cannot start (its cause attached), does not start within ``timeout`` seconds,
+        or was started before (a BrokerThread serves once: make a new one to start again)."""
+        if self._thread.ident is not None:
+            raise RuntimeError("this broker was already started (a BrokerThread serves once)")
         self._thread.start()
         if not self._started.wait(timeout):
             raise RuntimeError("broker did not start in time")
         if self._error is not None:
             self._remove_tmp()
+            self._reported = True  # stop() need not raise it again
             raise RuntimeError("broker failed to start") from self._error
         return self
 
@@ -186,14 +193,18 @@ class BrokerThread:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop serving, wait for the thread, and remove a temporary data folder. Raises
-        RuntimeError when the broker failed while serving."""
+        RuntimeError (once) when the broker failed while serving; a failure :meth:`start`
+        raised is not raised again. Stopping again does nothing."""
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
+            # The loop may be closing on its own (a failed start, a crash): nothing to tell then.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread.ident is not None:
             self._thread.join(timeout)
         if not self._thread.is_alive():
             self._remove_tmp()
-        if self._error is not None and not isinstance(self._error, asyncio.CancelledError):
+        if self._error is not None and not self._reported and not isinstance(self._error, asyncio.CancelledError):
+            self._reported = True
             raise RuntimeError("broker failed") from self._error
 
     def _remove_tmp(self) -> None:

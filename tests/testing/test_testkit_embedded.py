@@ -162,3 +162,20 @@ def test_a_call_pending_when_the_broker_stops_fails_at_once() -> None:
     caller.join(10)
     assert not caller.is_alive() and time.monotonic() - started < 5
     assert isinstance(outcome[0], RuntimeError) and "stopped" in str(outcome[0])
+
+
+def test_start_twice_and_stop_after_a_failed_start_say_what_happened() -> None:
+    broker = BrokerThread(overrides={"log.dirs": ":memory:"})
+    with broker, pytest.raises(RuntimeError, match="already started"):
+        broker.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        broker.start()
+    broker.stop()  # again: nothing to do
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        failed = BrokerThread(overrides={"log.dirs": ":memory:",
+                                         "listeners": f"PLAINTEXT://127.0.0.1:{taken.getsockname()[1]}"})
+        with pytest.raises(RuntimeError, match="failed to start"):
+            failed.start()
+        failed.stop()  # start() reported the failure: the cleanup in a finally does not raise it again
