@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -124,7 +125,15 @@ class ManualClock:
         return self._mono
 
     def advance(self, ms: int) -> None:
-        """Move both scales forward by ``ms`` milliseconds and wake every wait now due."""
+        """Move both scales forward by ``ms`` milliseconds and wake every wait now due.
+
+        ``ms`` is a whole number (TypeError otherwise: a fractional millisecond would make the
+        wall clock, and every timestamp taken from it, a float)."""
+        if isinstance(ms, bool) or not isinstance(ms, int):
+            try:  # numpy integers and the like are whole numbers too
+                ms = operator.index(ms)
+            except TypeError:
+                raise TypeError(f"a clock moves by whole milliseconds, not {ms!r}") from None
         if ms < 0:
             raise ValueError(f"a clock cannot move backwards ({ms} ms)")
         due: list[_Waiter] = []

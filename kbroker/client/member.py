@@ -18,6 +18,7 @@ from kbroker.client.errors import (
     COORDINATOR_LOAD_IN_PROGRESS,
     COORDINATOR_NOT_AVAILABLE,
     NOT_COORDINATOR,
+    RETRIABLE,
     KafkaError,
     check,
 )
@@ -32,6 +33,10 @@ STALE_MEMBER_EPOCH = 113
 LEAVE_EPOCH = -1
 _COORDINATOR_MOVED = frozenset({COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR})
 _FENCED = frozenset({UNKNOWN_MEMBER_ID, FENCED_MEMBER_EPOCH})
+#: A commit retries retriable errors (a moved coordinator, a timeout) this long, as Kafka's
+#: commitSync does within its timeout: the last commit before leaving has no next one.
+COMMIT_RETRY_S = 5.0
+RETRY_BACKOFF_S = 0.1
 
 
 @dataclass
@@ -102,9 +107,10 @@ class GroupMember:
         }
         resp = self.client.request(CONSUMER_GROUP_HEARTBEAT, body, self._coordinator())
         code = resp.error_code
-        if code in _COORDINATOR_MOVED:
-            self.coordinator = None
-            self.next_heartbeat = now + 0.1
+        if code in RETRIABLE:  # Kafka's consumer heartbeats again after a backoff
+            if code in _COORDINATOR_MOVED:
+                self.coordinator = None
+            self.next_heartbeat = now + RETRY_BACKOFF_S
             return AssignmentChange()
         if code in _FENCED:
             # Kafka's consumer drops its partitions without committing and joins again at epoch 0.
@@ -133,12 +139,25 @@ class GroupMember:
     def commit(self, offsets: Mapping[TopicPartition, int]) -> set[TopicPartition]:
         """Commit ``offsets`` (the next offset to read per partition) as this member; the partitions committed.
 
-        A stale epoch (the assignment moved on meanwhile) or a moved coordinator is not an
-        error: those partitions are left out, and the next commit carries them again.
+        A stale epoch (the assignment moved on meanwhile) is not an error: those partitions are
+        left out, and the next commit carries them again. A retriable error (a moved coordinator,
+        a timeout) is retried for up to :data:`COMMIT_RETRY_S` seconds.
         """
         done: set[TopicPartition] = set()
-        if not offsets:
-            return done
+        pending = dict(offsets)
+        deadline = time.monotonic() + COMMIT_RETRY_S
+        while pending:
+            retry = self._commit_once(pending, done)
+            if not retry or time.monotonic() >= deadline:
+                break
+            pending = {tp: pending[tp] for tp in retry}
+            time.sleep(RETRY_BACKOFF_S)
+        return done
+
+    def _commit_once(self, offsets: Mapping[TopicPartition, int], done: set[TopicPartition]) -> set[TopicPartition]:
+        """One OffsetCommit of ``offsets``: adds the committed partitions to ``done`` and
+        returns those that failed with a retriable error."""
+        retry: set[TopicPartition] = set()
         by_topic: dict[str, list[dict[str, object]]] = {}
         for (topic, partition), offset in sorted(offsets.items()):
             by_topic.setdefault(topic, []).append({
@@ -150,14 +169,17 @@ class GroupMember:
         resp = self.client.request(OFFSET_COMMIT, body, self._coordinator())
         for t in resp.topics:
             for p in t.partitions:
+                tp = TopicPartition(t.name, p.partition_index)
                 if p.error_code in (STALE_MEMBER_EPOCH, *_FENCED):
                     continue
-                if p.error_code in _COORDINATOR_MOVED:
-                    self.coordinator = None
+                if p.error_code in RETRIABLE:
+                    if p.error_code in _COORDINATOR_MOVED:
+                        self.coordinator = None
+                    retry.add(tp)
                     continue
                 check(p.error_code)
-                done.add(TopicPartition(t.name, p.partition_index))
-        return done
+                done.add(tp)
+        return retry
 
     def leave(self) -> None:
         """Leave the group (epoch -1), so its partitions move to other members at once."""
@@ -167,7 +189,14 @@ class GroupMember:
                 "instance_id": None, "rack_id": None, "rebalance_timeout_ms": -1,
                 "subscribed_topic_names": None, "subscribed_topic_regex": None, "server_assignor": None,
                 "topic_partitions": None}
-        resp = self.client.request(CONSUMER_GROUP_HEARTBEAT, body, self._coordinator())
+        deadline = time.monotonic() + COMMIT_RETRY_S
+        while True:
+            resp = self.client.request(CONSUMER_GROUP_HEARTBEAT, body, self._coordinator())
+            if resp.error_code not in RETRIABLE or time.monotonic() >= deadline:
+                break
+            if resp.error_code in _COORDINATOR_MOVED:  # leave through the new coordinator
+                self.coordinator = None
+            time.sleep(RETRY_BACKOFF_S)
         if resp.error_code not in _FENCED:
             check(resp.error_code, resp.error_message)
         self.owned.clear()

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
+from kbroker.clock import SYSTEM_CLOCK, Clock
 from kbroker.fs import store_for
 from kbroker.log.config import LogConfig
 from kbroker.log.handles import SEGMENT_FILES
@@ -73,8 +74,14 @@ class LogBackground:
         log_dir_of: Callable[[str, int], Path | None],
         checkpoint_dir: Callable[[Path], None],
         closed: Callable[[], bool],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._log_dirs = log_dirs
+        #: file.delete.delay.ms runs on this clock (as Kafka's scheduler on its Time), so a
+        #: ManualClock's advance() frees deleted segments; the flush and checkpoint paces are
+        #: real time.
+        self._clock = clock
+        self._unsubscribe: Callable[[], None] | None = None
         self._checkpoint_interval_ms = checkpoint_interval_ms
         self._logs = logs
         self._log_dir_of = log_dir_of
@@ -88,7 +95,8 @@ class LogBackground:
         #: Renamed ``-delete`` directories to remove.
         self._doomed: list[Path] = []
         self._checkpoint_dirs: set[Path] = set()
-        #: Deleted segments waiting out file.delete.delay.ms: (due monotonic s, seq, log, segments).
+        #: Deleted segments waiting out file.delete.delay.ms: (due on the clock's monotonic s, seq, log,
+        #: segments).
         self._delayed: list[tuple[float, int, BackgroundLog, list[LogSegment]]] = []
         self._seq = itertools.count()
 
@@ -121,12 +129,17 @@ class LogBackground:
         ``delay_ms`` (Kafka's ``file.delete.delay.ms``). Dropped at shutdown: the next load
         removes ``.deleted`` files."""
         with self._cond:
-            heapq.heappush(self._delayed, (time.monotonic() + delay_ms / 1000, next(self._seq), plog, segments))
+            heapq.heappush(self._delayed, (self._clock.monotonic() + delay_ms / 1000, next(self._seq), plog, segments))
             self._ensure()
             self._cond.notify()
 
+    def _clock_moved(self) -> None:
+        # A ManualClock moved (on the moving thread): the thread looks at the delayed deletes again.
+        with self._cond:
+            self._cond.notify()
+
     def _remove_due_segments(self) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         while True:
             with self._cond:
                 if not self._delayed or self._delayed[0][0] > now:
@@ -165,6 +178,9 @@ class LogBackground:
             self._stop = True
             self._cond.notify_all()
             thread = self._thread
+            unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
         if thread is not None:
             thread.join()
         with self._cond:
@@ -177,6 +193,7 @@ class LogBackground:
         # The caller holds self._cond.
         if self._thread is None and not self._stop:
             self._thread = threading.Thread(target=self._run, name="kbroker-log-flusher", daemon=True)
+            self._unsubscribe = self._clock.on_advance(self._clock_moved)
             self._thread.start()
 
     def _flush_due_logs(self) -> float | None:
@@ -206,10 +223,9 @@ class LogBackground:
         while True:
             with self._cond:
                 while not (self._rolled or self._doomed or self._checkpoint_dirs) and not self._stop:
-                    deadline = min(next_checkpoint, next_flush)
+                    timeout = min(next_checkpoint, next_flush) - time.monotonic()
                     if self._delayed:
-                        deadline = min(deadline, self._delayed[0][0])
-                    timeout = deadline - time.monotonic()
+                        timeout = min(timeout, self._delayed[0][0] - self._clock.monotonic())
                     if timeout <= 0:
                         break
                     self._cond.wait(timeout)

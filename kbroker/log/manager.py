@@ -136,7 +136,7 @@ class LogManager:
         self._background = LogBackground(
             log_dirs=self.log_dirs, checkpoint_interval_ms=checkpoint_interval_ms,
             logs=lambda: self.all_logs().values(), log_dir_of=self.log_dir_of,
-            checkpoint_dir=self.checkpoint_dir, closed=lambda: self._closed)
+            checkpoint_dir=self.checkpoint_dir, closed=lambda: self._closed, clock=clock)
         #: Called (on the retention thread, outside any log lock) with ``(topic, partition)``
         #: when retention moved a log's start offset: the replica layer answers fetches
         #: parked below it (OFFSET_OUT_OF_RANGE).

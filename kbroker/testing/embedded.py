@@ -14,9 +14,11 @@ Nothing here imports pytest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,15 +48,20 @@ def make_config(data_dir: Path, overrides: Mapping[str, str] | None = None) -> A
 
 class BrokerThread:
     """A broker serving from a daemon thread between :meth:`start` and :meth:`stop`
-    (or as a context manager). ``data_dir`` None means a temporary folder, removed on stop."""
+    (or as a context manager). ``data_dir`` None means a temporary folder, removed on stop
+    (none with ``log.dirs=:memory:`` in ``overrides``)."""
 
     #: Embedded: the broker's internals (``broker``, ``call``, ``advance``) are at hand.
     external = False
 
     def __init__(self, data_dir: Path | str | None = None, overrides: Mapping[str, str] | None = None,
                  clock: Clock = SYSTEM_CLOCK) -> None:
+        from kbroker.fs import MEMORY_LOG_DIRS  # imported when used: the kit loads fast
+
         self._tmp: str | None = None
-        if data_dir is None:
+        if data_dir is None and (overrides or {}).get("log.dirs") == MEMORY_LOG_DIRS:
+            data_dir = MEMORY_LOG_DIRS  # data in memory: no temporary folder on disk either
+        elif data_dir is None:
             self._tmp = tempfile.mkdtemp(prefix="kbroker-")
             data_dir = Path(self._tmp) / "data"
         self.data_dir = Path(data_dir)
@@ -65,16 +72,22 @@ class BrokerThread:
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
+        #: The failure in ``_error`` was raised to the caller already.
+        self._reported = False
         self._thread = threading.Thread(target=self._run, name="kbroker", daemon=True)
 
     def start(self, timeout: float = 10.0) -> BrokerThread:
         """Start serving; returns once the listener is bound. Raises RuntimeError when the
-        broker cannot start (its cause attached) or does not start within ``timeout`` seconds."""
+        broker cannot start (its cause attached), does not start within ``timeout`` seconds,
+        or was started before (a BrokerThread serves once: make a new one to start again)."""
+        if self._thread.ident is not None:
+            raise RuntimeError("this broker was already started (a BrokerThread serves once)")
         self._thread.start()
         if not self._started.wait(timeout):
             raise RuntimeError("broker did not start in time")
         if self._error is not None:
             self._remove_tmp()
+            self._reported = True  # stop() need not raise it again
             raise RuntimeError("broker failed to start") from self._error
         return self
 
@@ -123,11 +136,23 @@ class BrokerThread:
 
     def call(self, fn: Any, *args: Any, timeout: float = 30.0) -> Any:
         """Run ``fn(*args)`` on the broker's loop thread (awaiting it when it is a coroutine
-        function) and return its result."""
+        function) and return its result. TimeoutError after ``timeout`` seconds; RuntimeError
+        when the broker is not running or stops before the call completed."""
         if self._loop is None or not self.running:
             raise RuntimeError("the broker is not running")
         fut = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
-        return fut.result(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                # In short steps: a broker stopping meanwhile closes its loop without running the
+                # call, and nothing would ever complete the future.
+                return fut.result(max(min(deadline - time.monotonic(), 0.05), 0))
+            except TimeoutError:
+                if not self._thread.is_alive():
+                    fut.cancel()
+                    raise RuntimeError("the broker stopped before the call completed") from None
+                if time.monotonic() >= deadline:
+                    raise
 
     def advance(self, ms: int) -> None:
         """Move the broker's virtual clock ``ms`` milliseconds forward and let everything due
@@ -168,14 +193,18 @@ class BrokerThread:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop serving, wait for the thread, and remove a temporary data folder. Raises
-        RuntimeError when the broker failed while serving."""
+        RuntimeError (once) when the broker failed while serving; a failure :meth:`start`
+        raised is not raised again. Stopping again does nothing."""
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
+            # The loop may be closing on its own (a failed start, a crash): nothing to tell then.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread.ident is not None:
             self._thread.join(timeout)
         if not self._thread.is_alive():
             self._remove_tmp()
-        if self._error is not None and not isinstance(self._error, asyncio.CancelledError):
+        if self._error is not None and not self._reported and not isinstance(self._error, asyncio.CancelledError):
+            self._reported = True
             raise RuntimeError("broker failed") from self._error
 
     def _remove_tmp(self) -> None:

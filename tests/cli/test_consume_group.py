@@ -225,3 +225,29 @@ def test_interrupted_member_commits_and_leaves(cli: Runner, kafka_broker: Broker
     r = cli("groups", "--describe", "--group", "gi")
     assert [row[:6] for row in _table(r.out) if row[0] == "gi"] == [["gi", "intr", "0", "3", "3", "0"]]
     assert "Consumer group 'gi' has no active members." in r.out
+
+
+def test_retriable_group_errors_are_retried_not_lost(cli: Runner, kafka_broker: BrokerThread) -> None:
+    # A heartbeat that times out, a final commit and a leave that meet a moved coordinator: Kafka's
+    # consumer retries them all; the offsets printed must be committed and the member gone.
+    from kbroker.client import KafkaClient
+    from kbroker.client import groups as g
+    from kbroker.client.member import GroupMember
+
+    assert cli("topics", "--create", "--topic", "rt", "--partitions", "2").code == 0
+    assert cli("produce", "--topic", "rt", "--partition", "0", stdin="a\nb\n").code == 0
+    assert cli("produce", "--topic", "rt", "--partition", "1", stdin="c\nd\n").code == 0
+    kafka_broker.faults.add("ConsumerGroupHeartbeat", error="REQUEST_TIMED_OUT")
+    kafka_broker.faults.add("OffsetCommit", error="NOT_COORDINATOR")
+    r = cli("consume", "--topic", "rt", "--group", "rg", "--from-beginning", "--max-messages", "4")
+    assert r.code == 0, r.err
+    assert sorted(r.out.split()) == ["a", "b", "c", "d"]
+    r = cli("groups", "--describe", "--group", "rg")
+    assert {(row[1], row[2], row[3]) for row in _table(r.out) if row[0] == "rg"} == {("rt", "0", "2"),
+                                                                                    ("rt", "1", "2")}
+    with KafkaClient(kafka_broker.bootstrap) as client:
+        member = GroupMember(client, "rg2", ["rt"])
+        assert member.poll(force=True).added
+        kafka_broker.faults.add("ConsumerGroupHeartbeat", error="NOT_COORDINATOR")
+        member.leave()
+        assert g.describe_group(client, "rg2").members == ()

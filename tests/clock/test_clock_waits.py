@@ -241,3 +241,14 @@ def test_the_cleaner_looks_for_due_logs_when_the_clock_moves(tmp_path: Path) -> 
         cleaner.shutdown()
         plog.close()
     assert len(clock._listeners) == 0  # the cleaner stopped listening to the clock
+
+
+def test_a_manual_clock_moves_by_whole_milliseconds_only() -> None:
+    # A fractional advance made time_ms() a float, and the broker crashed stamping LogAppendTime.
+    clock = ManualClock(start_ms=1_000)
+    for bad in (1.5, 2.0, "5", None):
+        with pytest.raises(TypeError, match="whole milliseconds"):
+            clock.advance(bad)  # type: ignore[arg-type]
+    assert (clock.time_ms(), clock.monotonic()) == (1_000, 0.0)
+    clock.advance(10**13)  # centuries: still whole numbers
+    assert type(clock.time_ms()) is int and clock.time_ms() == 1_000 + 10**13

@@ -165,8 +165,8 @@ def test_thousand_partitions_open_and_close(tmp_path, clock):
 
 
 def test_deleted_segment_files_go_after_file_delete_delay(tmp_path, clock):
-    # The manager's background thread removes .deleted files once file.delete.delay.ms passed;
-    # .deleted files left by a stop are removed by the next load.
+    # The manager's background thread removes .deleted files once file.delete.delay.ms passed
+    # on the clock; .deleted files left by a stop are removed by the next load.
     mgr = LogManager([tmp_path], clock, LogConfig(segment_bytes=300, file_delete_delay_ms=300))
     plog = mgr.get_or_create_log("orders", 0)
     for _ in range(6):
@@ -174,6 +174,7 @@ def test_deleted_segment_files_go_after_file_delete_delay(tmp_path, clock):
     mgr.start()
     plog.delete_records_before(4)
     assert list(plog.dir.glob("*.log.deleted"))
+    clock.advance(300)
     wait_until(lambda: not list(plog.dir.glob("*.deleted")), timeout=10)
     slow = mgr.get_or_create_log("slow", 0, LogConfig(segment_bytes=300, file_delete_delay_ms=600_000))
     for _ in range(4):
@@ -219,6 +220,7 @@ def test_deleting_a_partition_releases_the_descriptors_of_segments_waiting_for_d
         plog.delete_records_before(4)
         assert any(seg._fd is not None for seg in detached)  # the scenario: descriptors in the LRU
         mgr.delete_partition("gone", 0)
+        clock.advance(200)  # the delayed deletion comes due on the clock
         wait_until(lambda: not list(tmp_path.glob("gone-0*")), timeout=10)
         wait_until(lambda: all(seg._fd is None for seg in detached), timeout=10)
         assert not [p for p in _open_deleted_files() if "gone-0" in p]

@@ -204,3 +204,31 @@ def test_a_memory_root_has_no_volume_to_report(memory_root: Path) -> None:
     from kbroker.handlers.describe_log_dirs import volume_space
 
     assert volume_space(memory_root) == (-1, -1)  # DescribeLogDirs' "unknown"
+
+
+def test_deleted_segments_are_freed_when_a_manual_clock_passes_the_delete_delay(memory_root: Path) -> None:
+    # file.delete.delay.ms runs on the broker's clock, as Kafka's scheduler runs on its Time: a
+    # test advancing a ManualClock sees the .deleted segments (and, in memory, their bytes) go.
+    import time
+
+    from kbroker.log.manager import LogManager
+
+    clock = ManualClock()
+    mgr = LogManager([memory_root], clock, LogConfig(segment_bytes=200, file_delete_delay_ms=60_000))
+    try:
+        plog = mgr.get_or_create_log("t", 0)
+        for i in range(20):
+            plog.append(build_batch([b"v%03d" % i * 10], base_timestamp=clock.time_ms()), leader_epoch=0)
+        plog.delete_records_before(15)
+        deleted = [n for n in MEMORY.listdir(memory_root / "t-0") if n.endswith(".deleted")]
+        assert deleted
+        clock.advance(59_000)
+        time.sleep(0.2)
+        assert [n for n in MEMORY.listdir(memory_root / "t-0") if n.endswith(".deleted")] == deleted
+        clock.advance(1_000)
+        deadline = time.monotonic() + 5
+        while any(n.endswith(".deleted") for n in MEMORY.listdir(memory_root / "t-0")):
+            assert time.monotonic() < deadline, "the deleted segments outlived file.delete.delay.ms on the clock"
+            time.sleep(0.01)
+    finally:
+        mgr.shutdown()

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -129,3 +130,52 @@ def test_the_plugin_loads_light() -> None:
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[] True"
+
+
+def test_a_memory_broker_makes_no_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # log.dirs=:memory: keeps the data in memory: the kit must not create a folder on disk either.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with BrokerThread(overrides={"log.dirs": ":memory:"}) as broker:
+        assert broker.running
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_call_pending_when_the_broker_stops_fails_at_once() -> None:
+    # A call (or advance) racing stop(): the loop closes without running it; the caller must hear
+    # so at once, not wait out the call's timeout for a future nothing will complete.
+    import asyncio
+    import threading
+    import time
+
+    outcome: list[BaseException] = []
+    with BrokerThread(overrides={"log.dirs": ":memory:"}) as broker:
+        def call() -> None:
+            try:
+                broker.call(asyncio.sleep, 60, timeout=30)
+            except BaseException as e:  # noqa: BLE001 - the outcome is the test's subject
+                outcome.append(e)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(0.2)
+    started = time.monotonic()
+    caller.join(10)
+    assert not caller.is_alive() and time.monotonic() - started < 5
+    assert isinstance(outcome[0], RuntimeError) and "stopped" in str(outcome[0])
+
+
+def test_start_twice_and_stop_after_a_failed_start_say_what_happened() -> None:
+    broker = BrokerThread(overrides={"log.dirs": ":memory:"})
+    with broker, pytest.raises(RuntimeError, match="already started"):
+        broker.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        broker.start()
+    broker.stop()  # again: nothing to do
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        failed = BrokerThread(overrides={"log.dirs": ":memory:",
+                                         "listeners": f"PLAINTEXT://127.0.0.1:{taken.getsockname()[1]}"})
+        with pytest.raises(RuntimeError, match="failed to start"):
+            failed.start()
+        failed.stop()  # start() reported the failure: the cleanup in a finally does not raise it again
