@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kbroker.clock import SYSTEM_CLOCK, Clock
+from kbroker.clock import SYSTEM_CLOCK, Clock, ManualClock
 
 if TYPE_CHECKING:  # imported when used: starting a broker should not pay for the cluster tools
     from kbroker.localcluster import LocalCluster
@@ -65,6 +65,10 @@ class BrokerThread:
             self._tmp = tempfile.mkdtemp(prefix="kbroker-")
             data_dir = Path(self._tmp) / "data"
         self.data_dir = Path(data_dir)
+        if isinstance(clock, ManualClock) and "group.initial.rebalance.delay.ms" not in (overrides or {}):
+            # The delay is a timer on the clock: on a manual one, a classic group would wait for
+            # the test to advance it before its first member joins.
+            overrides = {**(overrides or {}), "group.initial.rebalance.delay.ms": "0"}
         self.config = make_config(self.data_dir, overrides)
         self.clock = clock
         self.broker: Any = None

@@ -179,3 +179,14 @@ def test_start_twice_and_stop_after_a_failed_start_say_what_happened() -> None:
         with pytest.raises(RuntimeError, match="failed to start"):
             failed.start()
         failed.stop()  # start() reported the failure: the cleanup in a finally does not raise it again
+
+
+def test_a_manual_clock_broker_has_no_initial_rebalance_delay() -> None:
+    # The delay is a timer on the broker's clock: on a manual clock a classic group's first
+    # member waited until the test advanced it.
+    with Broker(clock=ManualClock()) as kafka:
+        assert kafka.broker.config.get("group.initial.rebalance.delay.ms") == 0
+    with Broker(overrides={"group.initial.rebalance.delay.ms": "50"}, clock=ManualClock()) as kafka:
+        assert kafka.broker.config.get("group.initial.rebalance.delay.ms") == 50
+    with Broker() as kafka:
+        assert kafka.broker.config.get("group.initial.rebalance.delay.ms") == 200
