@@ -1,0 +1,103 @@
+"""Fault rules as a careless or hostile user sends them: values past what Kafka can carry,
+error codes that are no error, bodies too big or too deep for the HTTP endpoint, rules without
+end, and a broker that stops while a latency rule holds a request."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from kbroker.clock import ManualClock
+from kbroker.codec import encode_request
+from kbroker.server import faults as faults_module
+from kbroker.server.faults import FaultInjector, FaultRuleError
+from kbroker.server.intercept import Interceptors
+from kbroker.testing import BrokerThread
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from socket_helpers import read_frame  # noqa: E402
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ({"api": "Produce", "error": 0}, "other than NONE"),
+    ({"api": "Produce", "error": "NONE"}, "other than NONE"),
+    ({"api": "Produce", "action": "throttle", "ms": 2**31}, "ms must be at most"),
+    ({"api": "Produce", "action": "latency", "ms": 10**30}, "ms must be at most"),
+    ({"api": "Produce", "error": 6, "ttl_ms": 10**400}, "ttl_ms must be"),
+    ({"api": "Produce", "error": 6, "topic": "t", "partition": 2**40}, "partition must be"),
+])
+def test_values_no_kafka_field_can_carry_are_refused(spec: dict[str, Any], says: str) -> None:
+    interceptors = Interceptors()
+    faults = FaultInjector(interceptors, ManualClock())
+    with pytest.raises(FaultRuleError, match=says):
+        faults.add_json(spec)
+    assert faults.rules() == [] and not interceptors
+
+
+def test_rules_are_bounded_live_and_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faults_module, "MAX_RULES", 5)
+    monkeypatch.setattr(faults_module, "MAX_ENDED", 3)
+    clock = ManualClock()
+    faults = FaultInjector(Interceptors(), clock)
+    ids = [faults.add("Metadata", error=6, ttl_ms=10) for _ in range(5)]
+    with pytest.raises(FaultRuleError, match="too many rules"):
+        faults.add("Metadata", error=6)
+    clock.advance(20)  # all five expire: they no longer count against the live limit
+    faults.add("Metadata", error=6)
+    listed = faults.rules()
+    assert len(listed) == 4  # the three newest expired ones, and the live one
+    assert [r["id"] for r in listed[:3]] == ids[2:] and listed[3]["state"] == "active"
+
+
+def test_the_http_endpoint_refuses_huge_and_deep_bodies() -> None:
+    faults = FaultInjector(Interceptors(), ManualClock())
+    client = TestClient(Starlette(routes=faults.routes()), raise_server_exceptions=True)
+    deep = client.post("/faults", content=b"[" * 30000 + b"]" * 30000)
+    assert deep.status_code == 400 and "not JSON" in deep.json()["error"]
+    huge = client.post("/faults", content=b'{"api": "Produce", "error": 6, "topic": "' + b"x" * 10**6 + b'"}')
+    assert huge.status_code == 413
+    garbage = client.post("/faults", content=b"\xff\xfe{")
+    assert garbage.status_code == 400
+    assert faults.rules() == []
+    made = client.post("/faults", json={"api": "Produce", "error": 6})
+    assert made.status_code == 201
+
+
+def test_stopping_the_broker_ends_a_latency_rule_at_once(tmp_path: Path) -> None:
+    broker = BrokerThread(tmp_path / "d", {"num.partitions": "1"}).start()
+    try:
+        broker.faults.add("Metadata", "latency", ms=60000)
+        s = socket.create_connection(("127.0.0.1", broker.port), timeout=30)
+        s.sendall(encode_request(3, 12, 1, {"topics": None, "allow_auto_topic_creation": False,
+                                              "include_topic_authorized_operations": False}))
+        deadline = time.monotonic() + 10
+        while broker.faults.rules()[0]["fired"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert broker.faults.rules()[0]["fired"] == 1
+        got: list[Any] = []
+        reader = threading.Thread(target=lambda: got.append(_read_or_closed(s)))
+        reader.start()
+    finally:
+        started = time.monotonic()
+        broker.stop()
+    took = time.monotonic() - started
+    reader.join(10)
+    s.close()
+    assert took < 5, f"stopping took {took:.1f} s"
+    assert got == ["closed"]
+
+
+def _read_or_closed(s: socket.socket) -> str:
+    try:
+        read_frame(s)
+    except (ConnectionError, EOFError, OSError, ValueError):
+        return "closed"
+    return "answered"
