@@ -330,10 +330,23 @@ def _shallow(body: Mapping[str, Any]) -> dict[str, Any]:
             else type(v).__name__ for k, v in body.items()}
 
 
+@functools.cache
+def _sensitive_keys() -> tuple[str, ...]:
+    """The broker configs Kafka hides (type PASSWORD: a private key inline, a JAAS config...)."""
+    from kbroker.config.broker import BROKER_CONFIGS
+
+    return tuple(name for name, d in BROKER_CONFIGS.items() if d.sensitive)
+
+
 def _is_secret(value: Mapping[str, Any]) -> bool:
-    """A config entry (``name``/``value``) whose value is a password or other secret."""
+    """A config entry (``name``/``value``) whose value is a password or other secret: a
+    sensitive broker config (also per listener, ``listener.name.x.ssl.keystore.key``) or any
+    name with a word of :data:`_SECRET_WORDS` (a plugin's own password)."""
     name = value.get("name") or value.get("key")
-    return isinstance(name, str) and "value" in value and any(w in name.lower() for w in _SECRET_WORDS)
+    if not isinstance(name, str) or "value" not in value:
+        return False
+    lowered = name.lower()
+    return any(w in lowered for w in _SECRET_WORDS) or lowered.endswith(_sensitive_keys())
 
 
 def _text_or_base64(data: bytes | None) -> Any:

@@ -111,3 +111,15 @@ def _payloads(value: Any) -> list[bytes]:
     if isinstance(value, list):
         return [d for v in value for d in _payloads(v)]
     return []
+
+
+def test_every_config_kafka_hides_is_redacted() -> None:
+    walk = recorder_module._Walk(False, None)
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----"
+    summary = walk.summary({"resources": [{"resource_type": 4, "resource_name": "1", "configs": [
+        {"name": "ssl.keystore.key", "config_operation": 0, "value": pem},
+        {"name": "listener.name.ssl.ssl.keystore.key", "config_operation": 0, "value": pem},
+        {"name": "ssl.truststore.certificates", "config_operation": 0, "value": pem},
+        {"name": "log.retention.ms", "config_operation": 0, "value": "1000"}]}]})
+    values = [c["value"] for c in summary["resources"][0]["configs"]]
+    assert values == ["[redacted]", "[redacted]", "[redacted]", "1000"]
