@@ -128,6 +128,7 @@ class FaultInjector:
         self._clock = clock
         self._topic_name = topic_name
         self._lock = threading.Lock()
+        self._install_lock = threading.Lock()
         self._rules: list[FaultRule] = []
         self._ids = itertools.count(1)
         self._installed = False
@@ -393,13 +394,16 @@ class FaultInjector:
             raise RuntimeError("the broker's event loop did not install the fault rules in 10 s")
 
     def _apply_installed(self) -> None:
-        with self._lock:
-            wanted = bool(self._rules) or self._serving_http
-        if wanted and not self._installed:
-            self._interceptors.add(self)
-        elif not wanted and self._installed:
-            self._interceptors.remove(self)
-        self._installed = wanted
+        # One thread at a time: two that both saw it missing would install it twice (before
+        # the loop runs, threads apply this directly), and every request would pass it twice.
+        with self._install_lock:
+            with self._lock:
+                wanted = bool(self._rules) or self._serving_http
+            if wanted and not self._installed:
+                self._interceptors.add(self)
+            elif not wanted and self._installed:
+                self._interceptors.remove(self)
+            self._installed = wanted
 
     def routes(self) -> list[Any]:
         """The Starlette routes of ``/faults``."""

@@ -101,3 +101,23 @@ def _read_or_closed(s: socket.socket) -> str:
     except (ConnectionError, EOFError, OSError, ValueError):
         return "closed"
     return "answered"
+
+
+def test_rules_added_from_many_threads_install_the_injector_once() -> None:
+    class SlowInterceptors(Interceptors):
+        """Installing takes a while, so threads adding rules at once overlap in it."""
+
+        def add(self, interceptor: Any, *, outermost: bool = False) -> None:
+            time.sleep(0.02)
+            super().add(interceptor, outermost=outermost)
+
+    interceptors = SlowInterceptors()
+    faults = FaultInjector(interceptors, ManualClock())
+    threads = [threading.Thread(target=lambda: faults.add("Metadata", error=6, count=0)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [i for i in interceptors if i is faults] == [faults]
+    faults.clear()
+    assert not interceptors
