@@ -16,6 +16,9 @@ from anyio.abc import TaskGroup
 
 log = logging.getLogger(__name__)
 
+#: Seconds a stopping endpoint lets requests under way finish (they take milliseconds).
+GRACE_SECONDS = 1.0
+
 
 class HttpEndpoint:
     """Serves ``routes`` (Starlette routes) on ``host:port`` (0: an ephemeral port) until stopped."""
@@ -52,7 +55,10 @@ class HttpEndpoint:
             raise
         self.port = sock.getsockname()[1]
         app = Starlette(routes=self.routes)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        # A client that sent half a request must not hold the broker's shutdown: what is still
+        # being served after GRACE_SECONDS is cancelled (uvicorn would wait for it forever).
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                timeout_graceful_shutdown=GRACE_SECONDS)
         self._server = _Server(config)
 
         async def serve() -> None:

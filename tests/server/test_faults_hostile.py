@@ -121,3 +121,22 @@ def test_rules_added_from_many_threads_install_the_injector_once() -> None:
     assert [i for i in interceptors if i is faults] == [faults]
     faults.clear()
     assert not interceptors
+
+
+def test_a_half_sent_rule_does_not_hold_the_broker_s_shutdown(tmp_path: Path) -> None:
+    broker = BrokerThread(tmp_path / "d", {"faults.port": "0"}).start()
+    try:
+        s = socket.create_connection(("127.0.0.1", broker.faults.http_port), timeout=10)
+        s.sendall(b"POST /faults HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000\r\n\r\n{\"api\"")  # ... and the rest never comes
+        garbage = socket.create_connection(("127.0.0.1", broker.faults.http_port), timeout=10)
+        garbage.sendall(b"\x16\x03\x01 not HTTP\r\n\r\n")
+        assert garbage.recv(100).startswith(b"HTTP/1.1 400")
+        garbage.close()
+        time.sleep(0.2)  # the endpoint waits in the rule's body
+    finally:
+        started = time.monotonic()
+        broker.stop()
+    took = time.monotonic() - started
+    s.close()
+    assert took < 3, f"stopping took {took:.1f} s"
