@@ -469,6 +469,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _int(text: str) -> int:
+    """A number given as text; FaultRuleError when Python will not read it (thousands of digits)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise FaultRuleError(f"not a number: {text[:20]!r}...") from None
+
+
 def _api_key(api: str | int) -> int:
     if _is_int(api):
         assert isinstance(api, int)
@@ -477,7 +485,7 @@ def _api_key(api: str | int) -> int:
         return api
     if isinstance(api, str):
         if api.strip().isdigit():
-            return _api_key(int(api))
+            return _api_key(_int(api))
         try:
             return api_by_name(api).key
         except KeyError:
@@ -498,7 +506,7 @@ def _error_code(error: str | int) -> int:
     if isinstance(error, str):
         name = error.strip().upper()
         if name.lstrip("-").isdigit():
-            return _error_code(int(name))
+            return _error_code(_int(name))
         if name in ErrorCode.__members__:
             return int(ErrorCode[name])
     raise FaultRuleError(f"unknown Kafka error {error!r} (a name such as NOT_LEADER_OR_FOLLOWER, or a code)")

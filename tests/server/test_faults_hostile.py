@@ -33,6 +33,8 @@ from socket_helpers import read_frame  # noqa: E402
     ({"api": "Produce", "action": "latency", "ms": 10**30}, "ms must be at most"),
     ({"api": "Produce", "error": 6, "ttl_ms": 10**400}, "ttl_ms must be"),
     ({"api": "Produce", "error": 6, "topic": "t", "partition": 2**40}, "partition must be"),
+    ({"api": "1" * 5000, "error": 6}, "not a number"),
+    ({"api": "Produce", "error": "9" * 5000}, "not a number"),
 ])
 def test_values_no_kafka_field_can_carry_are_refused(spec: dict[str, Any], says: str) -> None:
     interceptors = Interceptors()
