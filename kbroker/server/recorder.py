@@ -408,6 +408,18 @@ def _iso(ms: int) -> str:
     return f"{cached[1]}.{milli:03d}Z"
 
 
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file at ``path`` has data whose last byte is not a newline."""
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, 2) == 0:
+                return False
+            f.seek(-1, 2)
+            return f.read(1) != b"\n"
+    except OSError:  # not seekable (a pipe, /dev/full): nothing to repair
+        return False
+
+
 class Recorder:
     """The flight recorder interceptor; install it outermost so it records what clients get
     (after the fault injector's changes). :meth:`close` stops it and flushes the file."""
@@ -426,6 +438,9 @@ class Recorder:
         #: Requests whose line could not be built (a bug in the recorder; serving went on).
         self.failures = 0
         self._file: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the writer
+        if _ends_mid_line(self.path):
+            # A recording cut short (the broker was killed mid-write): our first line starts a line of its own.
+            self._file.write("\n")
         # A deque, not a queue.Queue: appending wakes no thread (the writer drains it every
         # FLUSH_SECONDS), so a request pays an append, not a lock and a thread switch.
         self._queue: collections.deque[str | dict[str, Any]] = collections.deque()

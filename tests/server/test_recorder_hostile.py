@@ -123,3 +123,15 @@ def test_every_config_kafka_hides_is_redacted() -> None:
         {"name": "log.retention.ms", "config_operation": 0, "value": "1000"}]}]})
     values = [c["value"] for c in summary["resources"][0]["configs"]]
     assert values == ["[redacted]", "[redacted]", "[redacted]", "1000"]
+
+
+def test_a_recording_cut_short_does_not_swallow_the_next_one(tmp_path: Path) -> None:
+    path = tmp_path / "rec.jsonl"
+    path.write_text('{"event": "start"}\n{"event": "request", "api": "Prod')  # killed mid-write
+    rec = Recorder(path)
+    serve(rec, produce_exchange(b""))
+    rec.close()
+    texts = path.read_text().splitlines()
+    assert texts[1] == '{"event": "request", "api": "Prod'
+    parsed = [json.loads(t) for t in texts[2:]]
+    assert [p["event"] for p in parsed] == ["start", "request", "stop"]
