@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 log = logging.getLogger(__name__)
 
 #: Seconds a stopping endpoint lets requests under way finish (they take milliseconds).
-GRACE_SECONDS = 1.0
+GRACE_SECONDS = 1
 
 
 class HttpEndpoint:

@@ -570,7 +570,7 @@ class Recorder:
                 written = False
                 while lines:
                     line = lines.popleft()
-                    if type(line) is not str:
+                    if isinstance(line, dict):
                         held = line.pop(_PAYLOAD_BYTES, 0)
                         try:
                             line = json.dumps(line, default=_json_default, ensure_ascii=False)
