@@ -73,6 +73,8 @@ class HttpEndpoint:
         tg.start_soon(serve)
         while not self._server.started and not self._done.is_set():
             await anyio.sleep(0.005)
+        if not self._server.started:  # uvicorn failed before serving (logged above): nothing listens
+            raise OSError(f"the HTTP endpoint on {self.host}:{self.port} failed to start")
 
     async def stop(self) -> None:
         """Stop serving (open connections are closed)."""

@@ -142,3 +142,22 @@ def test_a_half_sent_rule_does_not_hold_the_broker_s_shutdown(tmp_path: Path) ->
     took = time.monotonic() - started
     s.close()
     assert took < 3, f"stopping took {took:.1f} s"
+
+
+def test_an_endpoint_that_fails_to_start_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyio
+    import uvicorn
+
+    from kbroker.server.http import HttpEndpoint
+
+    def broken_load(self: Any) -> None:
+        raise RuntimeError("no HTTP protocol implementation installed")
+
+    monkeypatch.setattr(uvicorn.Config, "load", broken_load)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            with pytest.raises(OSError, match="failed to start"):
+                await HttpEndpoint("127.0.0.1", 0, []).start(tg)
+
+    anyio.run(main)
