@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
 from kbroker.clock import ManualClock
 from kbroker.codec import encode_request
@@ -61,16 +62,22 @@ def test_rules_are_bounded_live_and_spent(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_the_http_endpoint_refuses_huge_and_deep_bodies() -> None:
     faults = FaultInjector(Interceptors(), ManualClock())
-    client = TestClient(Starlette(routes=faults.routes()), raise_server_exceptions=True)
-    deep = client.post("/faults", content=b"[" * 30000 + b"]" * 30000)
-    assert deep.status_code == 400 and "not JSON" in deep.json()["error"]
-    huge = client.post("/faults", content=b'{"api": "Produce", "error": 6, "topic": "' + b"x" * 10**6 + b'"}')
-    assert huge.status_code == 413
-    garbage = client.post("/faults", content=b"\xff\xfe{")
-    assert garbage.status_code == 400
-    assert faults.rules() == []
-    made = client.post("/faults", json={"api": "Produce", "error": 6})
-    assert made.status_code == 201
+    transport = httpx.ASGITransport(app=Starlette(routes=faults.routes()))
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=transport, base_url="http://faults") as client:
+            deep = await client.post("/faults", content=b"[" * 30000 + b"]" * 30000)
+            assert deep.status_code == 400 and "not JSON" in deep.json()["error"]
+            huge = await client.post("/faults", content=b'{"api": "Produce", "error": 6, "topic": "'
+                                     + b"x" * 10**6 + b'"}')
+            assert huge.status_code == 413
+            garbage = await client.post("/faults", content=b"\xff\xfe{")
+            assert garbage.status_code == 400
+            assert faults.rules() == []
+            made = await client.post("/faults", json={"api": "Produce", "error": 6})
+            assert made.status_code == 201
+
+    anyio.run(main)
 
 
 def test_stopping_the_broker_ends_a_latency_rule_at_once(tmp_path: Path) -> None:
@@ -145,7 +152,6 @@ def test_a_half_sent_rule_does_not_hold_the_broker_s_shutdown(tmp_path: Path) ->
 
 
 def test_an_endpoint_that_fails_to_start_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    import anyio
     import uvicorn
 
     from kbroker.server.http import HttpEndpoint
