@@ -159,7 +159,8 @@ def _open(path: Path, follow: bool) -> IO[str] | None:
     """The file, waiting for it to appear when following."""
     while True:
         try:
-            return open(path, encoding="utf-8")  # noqa: SIM115 - closed by run
+            # Bytes that are not UTF-8 (a file that is no recording) make that line unreadable, not the run.
+            return open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by run
         except FileNotFoundError:
             if not follow:
                 return None
@@ -188,12 +189,14 @@ def run(args: argparse.Namespace) -> int:
                     line = json.loads(text)
                     if not isinstance(line, dict):
                         raise ValueError("not an object")
-                except ValueError:
+                    shown = (json.dumps(line) if args.json else format_line(line)) if select(line) else None
+                except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
+                    # Not JSON, or JSON of another shape (a file that is no recording, a line cut short).
                     bad += 1
                     print(f"kbroker: warning: line {number} of {path} is not a recorded line", file=sys.stderr)
                     continue
-                if select(line):
-                    print(json.dumps(line) if args.json else format_line(line), flush=args.follow)
+                if shown is not None:
+                    print(shown, flush=args.follow)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `kbroker trace FILE | head`

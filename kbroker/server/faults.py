@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import threading
 import uuid
@@ -59,6 +60,16 @@ _RULE_KEYS = frozenset({"api", "action", "error", "ms", "topic", "partition", "c
 _TOPIC_FIELDS = ("name", "topic", "topic_name")
 _PARTITION_FIELDS = ("partition_index", "partition", "index", "partition_id")
 _PRODUCE = 0
+#: The largest ``ms``, ``ttl_ms`` and ``partition``: Kafka's ``throttle_time_ms`` and partition
+#: indexes are int32 (a larger throttle cannot be answered), ~24.8 days is longer than any test.
+_MAX_INT32 = 2**31 - 1
+#: Live rules one injector holds: each request is matched against them, and a client of the
+#: HTTP endpoint must not be able to grow the list without end.
+MAX_RULES = 10000
+#: Spent or expired rules kept for listing (their ``fired`` count); older ones are forgotten.
+MAX_ENDED = 1000
+#: The largest JSON body ``POST /faults`` reads (a rule is a few hundred bytes).
+MAX_HTTP_BODY = 64 * 1024
 
 
 class FaultRuleError(ValueError):
@@ -117,12 +128,15 @@ class FaultInjector:
         self._clock = clock
         self._topic_name = topic_name
         self._lock = threading.Lock()
+        self._install_lock = threading.Lock()
         self._rules: list[FaultRule] = []
         self._ids = itertools.count(1)
         self._installed = False
         self._serving_http = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._endpoint: Any = None
+        #: Set by :meth:`stop`: latency rules stop waiting, so a shutdown is not held up by them.
+        self._stopped: anyio.Event | None = None
 
     # -- rules -----------------------------------------------------------------------------------
     def add(self, api: str | int, action: str = "error", *, error: str | int | None = None, ms: int = 0,
@@ -135,6 +149,14 @@ class FaultInjector:
         Raises :class:`FaultRuleError` for a rule that makes no sense."""
         rule = self._build(api, action, error, ms, topic, partition, client_id, count, ttl_ms)
         with self._lock:
+            now = self._clock.monotonic()
+            live = [r for r in self._rules if r.ended is None and not _expire(r, now)]
+            if len(live) >= MAX_RULES:
+                raise FaultRuleError(f"too many rules ({MAX_RULES} live): remove some first")
+            ended = [r for r in self._rules if r.ended is not None]
+            if len(ended) > MAX_ENDED:  # forget the oldest spent rules, keep the order of the rest
+                forget = {id(r) for r in ended[:len(ended) - MAX_ENDED]}
+                self._rules = [r for r in self._rules if id(r) not in forget]
             self._rules.append(rule)
         self._sync_installed()
         return rule.id
@@ -197,16 +219,20 @@ class FaultInjector:
             if error is None:
                 raise FaultRuleError("an 'error' rule needs an error (its name, e.g. NOT_LEADER_OR_FOLLOWER, or code)")
             code = _error_code(error)
+            if code == 0:
+                raise FaultRuleError("an 'error' rule needs an error code other than NONE (0)")
         elif error is not None:
             raise FaultRuleError(f"'error' is for the error action, not {action!r}")
         for name, value in (("ms", ms), ("count", count)):
             if not _is_int(value) or value < 0:
                 raise FaultRuleError(f"{name} must be a whole number, at least 0 (got {value!r})")
+        if ms > _MAX_INT32:
+            raise FaultRuleError(f"ms must be at most {_MAX_INT32} (got {ms})")
         if action in ("latency", "throttle") and ms <= 0:
             raise FaultRuleError(f"a {action} rule needs ms > 0")
-        if ttl_ms is not None and (not _is_int(ttl_ms) or ttl_ms <= 0):
-            raise FaultRuleError(f"ttl_ms must be a whole number above 0 (got {ttl_ms!r})")
-        if partition is not None and (not _is_int(partition) or partition < 0 or topic is None):
+        if ttl_ms is not None and (not _is_int(ttl_ms) or not 0 < ttl_ms <= _MAX_INT32):
+            raise FaultRuleError(f"ttl_ms must be a whole number from 1 to {_MAX_INT32} (got {ttl_ms!r})")
+        if partition is not None and (not _is_int(partition) or not 0 <= partition <= _MAX_INT32 or topic is None):
             raise FaultRuleError("partition must be an index, at least 0, with a topic")
         for name, text in (("topic", topic), ("client_id", client_id)):
             if text is not None and not isinstance(text, str):
@@ -230,7 +256,14 @@ class FaultInjector:
                 return await self._fail_partitions(exchange, handle, rule)
             return error_response(exchange.api_key, exchange.api_version, exchange.request, rule.error_code)
         if action == "latency":
-            await anyio.sleep(rule.ms / 1000)
+            stopped = self._stopped
+            if stopped is None:
+                await anyio.sleep(rule.ms / 1000)
+            else:
+                with anyio.move_on_after(rule.ms / 1000):
+                    await stopped.wait()
+                if stopped.is_set():  # the broker stops: the request is not served, as any unserved one
+                    raise CloseConnection(f"fault rule {rule.id}: the broker stopped during the injected latency")
             return await handle()
         if action == "close_before":
             raise CloseConnection(f"fault rule {rule.id}: connection closed before serving the request")
@@ -315,6 +348,7 @@ class FaultInjector:
         on are installed through the loop; with ``port`` set, serve the HTTP endpoint
         (OSError when the port is taken)."""
         self._loop = asyncio.get_running_loop()
+        self._stopped = anyio.Event()
         if port is None:
             return
         from kbroker.server.http import HttpEndpoint
@@ -331,7 +365,9 @@ class FaultInjector:
         return None if self._endpoint is None else int(self._endpoint.port)
 
     async def stop(self) -> None:
-        """Stop the HTTP endpoint (rules stay)."""
+        """Stop the HTTP endpoint and end the waits of latency rules (rules stay)."""
+        if self._stopped is not None:
+            self._stopped.set()
         if self._endpoint is not None:
             await self._endpoint.stop()
         self._serving_http = False
@@ -358,13 +394,16 @@ class FaultInjector:
             raise RuntimeError("the broker's event loop did not install the fault rules in 10 s")
 
     def _apply_installed(self) -> None:
-        with self._lock:
-            wanted = bool(self._rules) or self._serving_http
-        if wanted and not self._installed:
-            self._interceptors.add(self)
-        elif not wanted and self._installed:
-            self._interceptors.remove(self)
-        self._installed = wanted
+        # One thread at a time: two that both saw it missing would install it twice (before
+        # the loop runs, threads apply this directly), and every request would pass it twice.
+        with self._install_lock:
+            with self._lock:
+                wanted = bool(self._rules) or self._serving_http
+            if wanted and not self._installed:
+                self._interceptors.add(self)
+            elif not wanted and self._installed:
+                self._interceptors.remove(self)
+            self._installed = wanted
 
     def routes(self) -> list[Any]:
         """The Starlette routes of ``/faults``."""
@@ -376,9 +415,14 @@ class FaultInjector:
             return JSONResponse({"rules": self.rules()})
 
         async def add(request: Request) -> Response:
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_HTTP_BODY:
+                    return JSONResponse({"error": f"a rule is at most {MAX_HTTP_BODY} bytes"}, status_code=413)
             try:
-                spec = await request.json()
-            except ValueError:
+                spec = json.loads(body)
+            except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
                 return JSONResponse({"error": "the body is not JSON"}, status_code=400)
             try:
                 rule_id = self.add_json(spec)
@@ -425,6 +469,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _int(text: str) -> int:
+    """A number given as text; FaultRuleError when Python will not read it (thousands of digits)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise FaultRuleError(f"not a number: {text[:20]!r}...") from None
+
+
 def _api_key(api: str | int) -> int:
     if _is_int(api):
         assert isinstance(api, int)
@@ -433,7 +485,7 @@ def _api_key(api: str | int) -> int:
         return api
     if isinstance(api, str):
         if api.strip().isdigit():
-            return _api_key(int(api))
+            return _api_key(_int(api))
         try:
             return api_by_name(api).key
         except KeyError:
@@ -454,7 +506,7 @@ def _error_code(error: str | int) -> int:
     if isinstance(error, str):
         name = error.strip().upper()
         if name.lstrip("-").isdigit():
-            return _error_code(int(name))
+            return _error_code(_int(name))
         if name in ErrorCode.__members__:
             return int(ErrorCode[name])
     raise FaultRuleError(f"unknown Kafka error {error!r} (a name such as NOT_LEADER_OR_FOLLOWER, or a code)")

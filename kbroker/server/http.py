@@ -16,6 +16,9 @@ from anyio.abc import TaskGroup
 
 log = logging.getLogger(__name__)
 
+#: Seconds a stopping endpoint lets requests under way finish (they take milliseconds).
+GRACE_SECONDS = 1
+
 
 class HttpEndpoint:
     """Serves ``routes`` (Starlette routes) on ``host:port`` (0: an ephemeral port) until stopped."""
@@ -54,7 +57,10 @@ class HttpEndpoint:
             raise
         self.port = sock.getsockname()[1]
         app = Starlette(routes=self.routes, middleware=self.middleware)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        # A client that sent half a request must not hold the broker's shutdown: what is still
+        # being served after GRACE_SECONDS is cancelled (uvicorn would wait for it forever).
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                timeout_graceful_shutdown=GRACE_SECONDS)
         self._server = _Server(config)
 
         async def serve() -> None:
@@ -69,6 +75,8 @@ class HttpEndpoint:
         tg.start_soon(serve)
         while not self._server.started and not self._done.is_set():
             await anyio.sleep(0.005)
+        if not self._server.started:  # uvicorn failed before serving (logged above): nothing listens
+            raise OSError(f"the HTTP endpoint on {self.host}:{self.port} failed to start")
 
     async def stop(self) -> None:
         """Stop serving (open connections are closed)."""

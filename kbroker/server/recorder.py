@@ -74,11 +74,17 @@ PAYLOAD_RECORDS_CAP = 1000
 PAYLOAD_BYTES_CAP = 16 * 1024
 #: Lines waiting for the writer thread; past this, lines are dropped (and counted).
 QUEUE_SIZE = 10000
+#: With payloads: bytes of record data the queued lines may hold for the writer thread; past
+#: it a line's record data is summarised (counted) instead, so a writer that falls behind a
+#: producer of large batches does not hold up to QUEUE_SIZE copies of them in memory.
+PAYLOAD_QUEUE_BYTES = 64 * 1024 * 1024
 #: The writer flushes the file at least this often while lines come in (``trace --follow``).
 FLUSH_SECONDS = 0.05
 
 #: Keys whose string values are never written (config values of these names: passwords).
 _SECRET_WORDS = ("password", "secret", "jaas")
+#: The key under which a queued line notes the record data bytes it holds (never written).
+_PAYLOAD_BYTES = "_payload_bytes"
 #: Array keys whose items' ``name`` is a topic name.
 _TOPIC_ARRAYS = frozenset({"topics", "responses", "topic_data", "results"})
 
@@ -145,8 +151,12 @@ class _Walk:
     says may hold them) the non-zero error codes with the topic/partition/group they belong
     to, and the topic names of a request."""
 
-    def __init__(self, payloads: bool, topic_name: Callable[[uuid.UUID], str | None] | None) -> None:
+    def __init__(self, payloads: bool, topic_name: Callable[[uuid.UUID], str | None] | None,
+                 payload_room: int = PAYLOAD_QUEUE_BYTES) -> None:
         self.payloads = payloads
+        #: Bytes of record data this walk may still keep for the writer; and those it kept.
+        self.payload_room = payload_room
+        self.payload_bytes = 0
         self.topic_name = topic_name
         self.summary_left = SUMMARY_BUDGET
         self.scan_left = SCAN_BUDGET
@@ -287,10 +297,14 @@ class _Walk:
     def records(self, data: bytes | bytearray | memoryview) -> Any:
         """Record data: bytes, batches, records and offsets (headers only), or with payloads
         the data itself, decoded later in the writer thread."""
-        if self.payloads and len(data):
-            # Immutable for the writer thread (a memoryview may look into a buffer reused later).
-            return _Payload(data if isinstance(data, bytes) else bytes(data))
         out: dict[str, Any] = {"bytes": len(data)}
+        if self.payloads and len(data):
+            if len(data) <= self.payload_room:
+                self.payload_room -= len(data)
+                self.payload_bytes += len(data)
+                # Immutable for the writer thread (a memoryview may look into a buffer reused later).
+                return _Payload(data if isinstance(data, bytes) else bytes(data))
+            out["payload_not_kept"] = True  # the writer is behind: counted below, as without payloads
         batches = records = 0
         first = last = None
         try:
@@ -316,10 +330,23 @@ def _shallow(body: Mapping[str, Any]) -> dict[str, Any]:
             else type(v).__name__ for k, v in body.items()}
 
 
+@functools.cache
+def _sensitive_keys() -> tuple[str, ...]:
+    """The broker configs Kafka hides (type PASSWORD: a private key inline, a JAAS config...)."""
+    from kbroker.config.broker import BROKER_CONFIGS
+
+    return tuple(name for name, d in BROKER_CONFIGS.items() if d.sensitive)
+
+
 def _is_secret(value: Mapping[str, Any]) -> bool:
-    """A config entry (``name``/``value``) whose value is a password or other secret."""
+    """A config entry (``name``/``value``) whose value is a password or other secret: a
+    sensitive broker config (also per listener, ``listener.name.x.ssl.keystore.key``) or any
+    name with a word of :data:`_SECRET_WORDS` (a plugin's own password)."""
     name = value.get("name") or value.get("key")
-    return isinstance(name, str) and "value" in value and any(w in name.lower() for w in _SECRET_WORDS)
+    if not isinstance(name, str) or "value" not in value:
+        return False
+    lowered = name.lower()
+    return any(w in lowered for w in _SECRET_WORDS) or lowered.endswith(_sensitive_keys())
 
 
 def _text_or_base64(data: bytes | None) -> Any:
@@ -381,6 +408,18 @@ def _iso(ms: int) -> str:
     return f"{cached[1]}.{milli:03d}Z"
 
 
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file at ``path`` has data whose last byte is not a newline."""
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, 2) == 0:
+                return False
+            f.seek(-1, 2)
+            return f.read(1) != b"\n"
+    except OSError:  # not seekable (a pipe, /dev/full): nothing to repair
+        return False
+
+
 class Recorder:
     """The flight recorder interceptor; install it outermost so it records what clients get
     (after the fault injector's changes). :meth:`close` stops it and flushes the file."""
@@ -399,10 +438,16 @@ class Recorder:
         #: Requests whose line could not be built (a bug in the recorder; serving went on).
         self.failures = 0
         self._file: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the writer
+        if _ends_mid_line(self.path):
+            # A recording cut short (the broker was killed mid-write): our first line starts a line of its own.
+            self._file.write("\n")
         # A deque, not a queue.Queue: appending wakes no thread (the writer drains it every
         # FLUSH_SECONDS), so a request pays an append, not a lock and a thread switch.
         self._queue: collections.deque[str | dict[str, Any]] = collections.deque()
         self._queue_size = queue_size
+        #: Bytes of record data the queued lines hold (added on the loop, taken off by the writer).
+        self._payload_bytes = 0
+        self._payload_lock = threading.Lock()
         self._closing = threading.Event()
         self._queue.append({"event": "start", "time": _iso(clock.time_ms()), "payloads": payloads,
                             "kbroker": __version__})
@@ -445,6 +490,10 @@ class Recorder:
             except Exception:  # noqa: BLE001 - the recorder never fails a request
                 self.failures += 1
             return
+        held = line.get(_PAYLOAD_BYTES, 0)
+        if held:
+            with self._payload_lock:
+                self._payload_bytes += held
         self._queue.append(line)  # records to decode: the writer thread encodes it
 
     def _line(self, ex: Exchange, start: float, start_ms: int, body: Any, outcome: str,
@@ -460,7 +509,7 @@ class Recorder:
             "api_key": ex.api_key, "version": ex.api_version, "correlation_id": ex.correlation_id,
             "latency_ms": round(latency, 3), "request_size": ex.request_size,
         }
-        walk = _Walk(self.payloads, self.topic_name)
+        walk = _Walk(self.payloads, self.topic_name, PAYLOAD_QUEUE_BYTES - self._payload_bytes)
         walk.scan(ex.request, plan(ex.api_key, "request"))
         request = walk.summary(ex.request)
         response = None
@@ -489,6 +538,8 @@ class Recorder:
             line["truncated"] = True
         line["request"] = request
         line["response"] = response
+        if walk.payload_bytes:
+            line[_PAYLOAD_BYTES] = walk.payload_bytes  # taken out by the writer, never written
         return line
 
     @staticmethod
@@ -519,11 +570,16 @@ class Recorder:
                 written = False
                 while lines:
                     line = lines.popleft()
-                    if type(line) is not str:
+                    if isinstance(line, dict):
+                        held = line.pop(_PAYLOAD_BYTES, 0)
                         try:
                             line = json.dumps(line, default=_json_default, ensure_ascii=False)
                         except Exception as e:  # noqa: BLE001 - one bad line must not stop the file
                             line = json.dumps({"event": "unwritable", "reason": str(e)[:STRING_CAP]})
+                        finally:
+                            if held:
+                                with self._payload_lock:
+                                    self._payload_bytes -= held
                     f.write(line + "\n")
                     written = True
                 noted = self._note_drops(f, reported)
@@ -534,9 +590,10 @@ class Recorder:
                     break
             f.write(json.dumps({"event": "stop", "time": _iso(self.clock.time_ms()), "dropped": self.dropped,
                                 "failures": self.failures}) + "\n")
-        except OSError:
+        except Exception:  # noqa: BLE001 - OSError mostly (a full disk); anything else stops it alike
             log.exception("the flight recorder cannot write to %s; recording stopped", self.path)
             self._closing.set()
+            lines.clear()  # never written: what they hold (record data with payloads) is let go
         finally:
             try:
                 f.close()
