@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -68,7 +68,7 @@ class Message:
     def time(self) -> str:
         """The timestamp as an ISO date (UTC)."""
         try:
-            return datetime.fromtimestamp(self.timestamp / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+            return datetime.fromtimestamp(self.timestamp / 1000, tz=UTC).isoformat(timespec="milliseconds")
         except (OverflowError, OSError, ValueError):
             return str(self.timestamp)
 
