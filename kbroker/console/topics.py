@@ -130,7 +130,7 @@ def topic_rows(backend: ConsoleBackend, request: Request, query: str) -> tuple[l
     """The topics whose name contains ``query`` (at most MAX_TOPICS) and how many matched in all."""
     services = backend.services
     names = sorted(n for n in services.metadata.topics if query.lower() in n.lower())
-    rows = []
+    rows: list[dict[str, Any]] = []
     matched = 0
     for name in names:
         if not may_describe(backend, request, ResourceType.TOPIC, name):
