@@ -19,6 +19,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from kbroker.console.backend import ConsoleBackend
 from kbroker.server.intercept import Body, Exchange, Handle
 
@@ -166,6 +168,22 @@ def live_for(console: object, backend: ConsoleBackend) -> Live:
     if live is None:
         live = _LIVE[console] = Live(backend)
     return live
+
+
+def stopping_of(backend: ConsoleBackend) -> Callable[[], bool]:
+    """Whether the broker is shutting down (open streams then end, so it need not wait for them)."""
+    return backend.extras.get("stopping") or (lambda: False)
+
+
+async def pause(seconds: float, stopping: Callable[[], bool]) -> bool:
+    """Sleep ``seconds``, looking every tenth of a second whether the broker stops; False if it does."""
+    end = time.monotonic() + seconds
+    while not stopping():
+        left = end - time.monotonic()
+        if left <= 0:
+            return True
+        await anyio.sleep(min(0.1, left))
+    return False
 
 
 def sse_event(name: str, data: str) -> str:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -21,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from kbroker.console.backend import ConsoleBackend
 from kbroker.console.context import Console
-from kbroker.console.live import sse_event
+from kbroker.console.live import pause, sse_event, stopping_of
 from kbroker.console.topics import int_param, may_describe
 from kbroker.log.errors import OffsetOutOfRange
 from kbroker.records.batch import BatchError, iter_headers
@@ -254,6 +253,7 @@ def routes(console: Console) -> list[BaseRoute]:
         if not positions:
             raise HTTPException(400, "from: which partitions and offsets to follow from?")
         needle = request.query_params.get("q", "")[:200].lower()
+        stopping = stopping_of(backend)
 
         async def events() -> AsyncIterator[str]:
             while True:
@@ -270,7 +270,8 @@ def routes(console: Console) -> list[BaseRoute]:
                     yield sse_event("message", row.render(messages=new[-MAX_MESSAGES:]))
                 else:
                     yield ": idle\n\n"  # a comment: finds a closed connection
-                await anyio.sleep(FOLLOW_SECONDS)
+                if not await pause(FOLLOW_SECONDS, stopping):
+                    return
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 

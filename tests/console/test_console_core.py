@@ -274,3 +274,31 @@ def test_small_formatters() -> None:
     assert [uptime_text(s) for s in (5, 65, 3700, 90000)] == ["5s", "1m 5s", "1h 1m", "1d 1h"]
     assert [human_bytes(n) for n in (10, 2048, 3 * 1024**3)] == ["10 B", "2.0 KiB", "3.0 GiB"]
     assert sse_event("e", "a\nb") == "event: e\ndata: a\ndata: b\n\n"
+
+
+def test_open_streams_do_not_hold_up_shutdown() -> None:
+    import threading
+
+    b = BrokerThread(overrides={"console.port": "0"}).start()
+    ended: list[str] = []
+    opened = threading.Event()
+
+    def watch(path: str) -> None:
+        with httpx.stream("GET", f"http://127.0.0.1:{b.broker.console.port}{path}", timeout=30) as r:
+            for _ in r.iter_lines():
+                opened.set()
+        ended.append(path)
+
+    b.call(lambda: b.broker.metadata.create_topic("s", 1, 1))
+    paths = ["/live/overview", "/live/topics/s", "/live/topics/s/messages?from=0:0"]
+    threads = [threading.Thread(target=watch, args=(p,), daemon=True) for p in paths]
+    for t in threads:
+        t.start()
+    assert opened.wait(10)
+    time.sleep(0.3)
+    started = time.monotonic()
+    b.stop()
+    assert time.monotonic() - started < 3  # the streams end with the broker instead of being waited out
+    for t in threads:
+        t.join(5)
+    assert sorted(ended) == sorted(paths)
