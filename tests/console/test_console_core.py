@@ -104,7 +104,9 @@ def test_the_live_stream_reports_throughput_only_while_watched(broker: BrokerThr
     with httpx.Client(timeout=10) as http, http.stream("GET", url(broker, "/live/overview")) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         deadline = time.monotonic() + 15
-        for event, data in read_events(stream, {"throughput-in", "throughput-out", "throughput-chart"}, deadline):
+        # Held in a name: a line iterator dropped closes its response (and the server sees the viewer leave).
+        events = read_events(stream, {"throughput-in", "throughput-out", "throughput-chart"}, deadline)
+        for event, data in events:
             assert len(counters(broker)) == 1  # installed while the stream is open
             if event == "throughput-in":
                 seen_in = seen_in or not data.startswith("0 B")
@@ -121,7 +123,8 @@ def test_the_live_stream_reports_throughput_only_while_watched(broker: BrokerThr
         assert seen_in and seen_out
         # A second viewer shares the one counter.
         with http.stream("GET", url(broker, "/live/overview")) as second:
-            next(read_events(second, {"throughput-in"}, time.monotonic() + 10))
+            second_events = read_events(second, {"throughput-in"}, time.monotonic() + 10)
+            next(second_events)
             assert len(counters(broker)) == 1
     producer.close()
     consumer.close()
