@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -232,7 +234,8 @@ def routes(console: Console) -> list[BaseRoute]:
             return console.render(request, "not_found.html", status_code=404, what=f"Topic {name}")
         name, count = topic_partitions(request)
         window = parse_window(request, count)
-        messages, positions, notes = browse(backend, name, window)
+        # Reading and decoding up to a window's bound is done off the event loop: clients' requests go on meanwhile.
+        messages, positions, notes = await anyio.to_thread.run_sync(browse, backend, name, window)
         follow_from = ",".join(f"{p}:{o}" for p, o in sorted(positions.items()))
         return console.render(request, "messages.html", name=name, partitions=count, window=window,
                               messages=messages, notes=notes, follow_from=follow_from, cap=MAX_MESSAGES,
@@ -262,7 +265,7 @@ def routes(console: Console) -> list[BaseRoute]:
                     log = backend.services.log_manager.get_log(name, p)  # type: ignore[attr-defined]
                     if log is None or log.high_watermark <= offset:
                         continue
-                    got, positions[p], _ = read_window(log, p, offset, MAX_MESSAGES)
+                    got, positions[p], _ = await anyio.to_thread.run_sync(read_window, log, p, offset, MAX_MESSAGES)
                     new += got
                 new = [m for m in new if not needle or m.matches(needle)]
                 if new:
