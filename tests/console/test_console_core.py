@@ -162,6 +162,8 @@ def test_the_fetch_counter_counts_consumers_not_followers() -> None:
 
 
 def test_sampling_is_bounded_to_once_a_second() -> None:
+    import uuid
+
     now = [100.0]
 
     class Logs:
@@ -174,12 +176,21 @@ def test_sampling_is_bounded_to_once_a_second() -> None:
             class Log:
                 size_in_bytes = self.size
                 log_end_offset = self.size // 10
-            return {TopicPartition("t", 0): Log()}
+            # Partition 1 is a follower's copy here: its growth is replication, not bytes in.
+            return {TopicPartition("t", 0): Log(), TopicPartition("t", 1): Log()}
 
     logs = Logs()
 
+    from kbroker.metadata.model import PartitionInfo, TopicInfo
+
+    class Metadata:
+        topics = {"t": TopicInfo("t", uuid.uuid4(), {0: PartitionInfo("t", 0, 1, 0, [1], [1]),
+                                                  1: PartitionInfo("t", 1, 2, 0, [2, 1], [2, 1])})}
+
     class Services:
         log_manager = logs
+        metadata = Metadata()
+        node_id = 1
 
     class Backend:
         services = Services()
