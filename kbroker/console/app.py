@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
@@ -15,3 +16,8 @@ def build_routes(console: Console) -> list[BaseRoute]:
     for module in (overview, topics, messages, groups):
         routes += module.routes(console)
     return routes
+
+
+def build_middleware(console: Console) -> list[Middleware]:
+    """The middleware wrapping every route (outermost first)."""
+    return []
