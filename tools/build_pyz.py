@@ -30,6 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: Suffixes of files a zip import cannot load.
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
+#: Distributions whose compiled part is an optional speed-up over pure Python (MarkupSafe's
+#: ``_speedups``): taken into the archive without it.
+OPTIONAL_NATIVE = frozenset({"markupsafe"})
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 #: The archive's entry point: extract once per build, then run kbroker's command line.
@@ -135,7 +138,7 @@ def resolve(requirements: list[str]) -> tuple[list[md.Distribution], list[md.Dis
             dist = md.distribution(name)
         except md.PackageNotFoundError:
             raise SystemExit(f"{name} is not installed: install kbroker's dependencies first") from None
-        if _is_native(dist):
+        if _is_native(dist) and key not in OPTIONAL_NATIVE:
             native[key] = dist
         else:
             pure[key] = dist
@@ -145,8 +148,8 @@ def resolve(requirements: list[str]) -> tuple[list[md.Distribution], list[md.Dis
 
 def _copy_dist(dist: md.Distribution, dest: Path) -> None:
     for f in dist.files or ():
-        if f.parts[0] == ".." or "__pycache__" in f.parts or f.suffix == ".pyc":
-            continue  # scripts outside site-packages, byte code
+        if f.parts[0] == ".." or "__pycache__" in f.parts or f.suffix == ".pyc" or str(f).endswith(NATIVE_SUFFIXES):
+            continue  # scripts outside site-packages, byte code, optional compiled speed-ups
         src = Path(str(dist.locate_file(f)))
         if src.is_file():
             target = dest / f
