@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from kbroker.client.groups import decode_assignment
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition
-from kbroker.console.auth import allowed, principal_of
+from kbroker.console.auth import FormError, allowed, form_fields, principal_of
 from kbroker.console.context import Console
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.handlers.api import BrokerServices
@@ -427,7 +427,10 @@ def routes(console: Console) -> list[BaseRoute]:
         group_id = request.path_params["group_id"]
         if console.settings.read_only:
             return HTMLResponse('<p class="error">The console is read-only.</p>', status_code=403)
-        form = await request.form()
+        try:
+            form = await form_fields(request)
+        except FormError as e:
+            return HTMLResponse(f'<p class="error">{escape(str(e))}</p>', status_code=e.status)
         topic = str(form.get("topic", "")).strip()
         topic = "" if topic in ("*", "all") else topic
         to = str(form.get("to", ""))
