@@ -293,8 +293,9 @@ async def reset_offsets(console: Console, principal: str, group_id: str, topic: 
     if kind == "share":
         raise ResetRefused("Share groups' offsets are not reset here: they are not committed offsets.", 400)
     if kind is not None and member_count(services, group_id, kind):
-        state = services.groups.consumer.get(group_id).state if kind == "consumer" else \
-            services.groups.manager.get(group_id).state.value  # type: ignore[union-attr]
+        consumer_group, classic_group = services.groups.consumer.get(group_id), services.groups.manager.get(group_id)
+        state = consumer_group.state if consumer_group is not None else \
+            classic_group.state.value if classic_group is not None else "unknown"
         raise ResetRefused(f"Assignments can only be reset if the group '{group_id}' is inactive, but the "
                            f"current state is {state}.")
     if topic:

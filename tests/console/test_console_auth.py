@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -122,7 +121,7 @@ def acl(resource_type: ResourceType, name: str, principal: str, operation: AclOp
 
 def commit_group(broker: BrokerThread, topic: str, group: str, produced: int, committed: int) -> None:
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, **ADMIN)
-    for i in range(produced):
+    for _i in range(produced):
         producer.send(topic, value=b"x", partition=0)
     producer.flush(10)
     producer.close()

@@ -17,7 +17,6 @@ import anyio
 import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.structs import TopicPartition as KTP
 
 from kbroker.console import groups as groups_mod
 from kbroker.console.app import build_middleware, build_routes
