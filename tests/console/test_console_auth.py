@@ -220,3 +220,20 @@ def test_pages_and_actions_are_authorised_as_the_user(broker: BrokerThread, cons
         assert f'data-group="{hidden}"' in http.get("/groups").text
         detail = http.get(f"/groups/{seen}").text
         assert re.search(r'class="committed num">0<', detail)
+
+
+def test_a_broker_with_a_sasl_listener_serves_its_console_behind_the_login(tmp_path: Any) -> None:
+    name = f"made-{uuid.uuid4().hex[:6]}"
+    with BrokerThread(tmp_path / "data", {**OVERRIDES, "console.port": "0"}) as b:
+        base = f"http://127.0.0.1:{b.broker.console.port}"
+        with httpx.Client(base_url=base, timeout=10) as http:
+            assert http.get("/topics").status_code == 303
+            assert http.post("/login", data={"username": "alice", "password": "alice-secret"}).status_code == 303
+            # Creating a topic needs CREATE on the cluster: alice has no ACL, Kafka's error comes back.
+            refused = http.post("/topics", data={"name": name, "partitions": "1"})
+            assert refused.status_code >= 400 and "AUTHORIZATION_FAILED" in refused.text, refused.text
+            http.get("/logout")
+            assert http.post("/login", data={"username": "admin", "password": "admin-secret"}).status_code == 303
+            made = http.post("/topics", data={"name": name, "partitions": "1"})
+            assert made.status_code == 200, made.text
+            assert f'data-topic="{name}"' in http.get("/topics").text
