@@ -409,7 +409,8 @@ def routes(console: Console) -> list[BaseRoute]:
                     lag_histories.sample(history, lag, time.monotonic())
                     svg = lag_sparkline([v for _, v in history.points])
                     yield f"event: lag\ndata: {lag}\n\n"
-                    yield "event: history\ndata: " + str(svg) + "\n\n"
+                    # One data line: an event's data ends at a newline.
+                    yield "event: history\ndata: " + str(svg).replace("\n", " ") + "\n\n"
                     await anyio.sleep(SAMPLE_INTERVAL_S)
             finally:
                 lag_histories.leave(history)
@@ -425,6 +426,9 @@ def routes(console: Console) -> list[BaseRoute]:
             form = await form_fields(request)
         except FormError as e:
             return HTMLResponse(f'<p class="error">{escape(str(e))}</p>', status_code=e.status)
+        if not allowed(console, request, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            # Not even the group's state is told to whom may not describe it.
+            return HTMLResponse(f'<p class="error">{ErrorCode.GROUP_AUTHORIZATION_FAILED.name}</p>', status_code=403)
         topic = str(form.get("topic", "")).strip()
         topic = "" if topic in ("*", "all") else topic
         to = str(form.get("to", ""))

@@ -201,6 +201,9 @@ def test_pages_and_actions_are_authorised_as_the_user(broker: BrokerThread, cons
         listed = http.get("/groups").text
         assert f'data-group="{seen}"' in listed and hidden not in listed
         assert http.get(f"/groups/{hidden}").status_code == 403
+        assert http.get(f"/groups/{hidden}/lag/stream").status_code == 403
+        hidden_reset = http.post(f"/groups/{hidden}/reset-offsets", data={"topic": topic, "to": "earliest"})
+        assert hidden_reset.status_code == 403 and "GROUP_AUTHORIZATION_FAILED" in hidden_reset.text
         detail = http.get(f"/groups/{seen}").text
         assert f'data-topic="{topic}" data-partition="0"' in detail
         # OffsetCommit needs READ on the group: Kafka's error comes back.

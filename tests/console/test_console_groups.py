@@ -329,3 +329,58 @@ def test_transactions_acls_and_share_groups_pages(broker: BrokerThread, console:
         share = http.get("/share-groups")
         assert share.status_code == 200 and 'id="share-groups"' in share.text and 'id="nav-share-groups"' in share.text
         assert http.get("/share-groups/none-such").status_code == 404
+
+
+def test_a_kip848_consumer_group_shows_its_members(broker: BrokerThread, console: Served) -> None:
+    from confluent_kafka import Consumer
+
+    topic, group = _name("t"), _name("g")
+    create_topic(broker, topic, 2)
+    produce(broker.bootstrap, topic, 3)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "group.protocol": "consumer",
+                         "client.id": "kip848-probe", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while len(consumer.assignment()) < 2 and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        assert len(consumer.assignment()) == 2
+        with console.client() as http:
+            listed = http.get("/groups").text
+            assert cell(listed, f'data-group="{group}"', "type") == "consumer"
+            assert cell(listed, f'data-group="{group}"', "members") == "1"
+            detail = http.get(f"/groups/{group}").text
+            assert 'id="group-type">consumer<' in detail and "kip848-probe" in detail
+            assert f'<span class="tp">{topic}-0</span>' in detail and f'<span class="tp">{topic}-1</span>' in detail
+            refused = http.post(f"/groups/{group}/reset-offsets", data={"topic": topic, "to": "earliest"})
+            assert refused.status_code == 400 and "is inactive, but the current state is" in refused.text
+    finally:
+        consumer.close()
+
+
+def test_a_share_group_shows_with_its_members(broker: BrokerThread, console: Served) -> None:
+    from confluent_kafka import ShareConsumer
+
+    topic, group = _name("t"), _name("sg")
+    create_topic(broker, topic)
+    consumer = ShareConsumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "client.id": "share-probe"})
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            consumer.poll(0.2)
+            members = broker.call(lambda: [m for g in broker.broker.share_groups.groups.values()
+                                           if g.group_id == group for m in g.members.values() if m.assignment])
+            if members:
+                break
+        with console.client() as http:
+            listed = http.get("/share-groups").text
+            assert cell(listed, f'data-group="{group}"', "members") == "1"
+            assert group not in http.get("/groups").text  # consumer groups only there
+            detail = http.get(f"/share-groups/{group}").text
+            assert "share-probe" in detail and f'<span class="tp">{topic}-0</span>' in detail
+            assert http.get(f"/groups/{group}", follow_redirects=False).headers["location"] == f"/share-groups/{group}"
+            refused = http.post(f"/groups/{group}/reset-offsets", data={"to": "earliest"})
+            assert refused.status_code == 400
+    finally:
+        consumer.close()
