@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -240,3 +241,26 @@ def test_a_broker_with_a_sasl_listener_serves_its_console_behind_the_login(tmp_p
             made = http.post("/topics", data={"name": name, "partitions": "1"})
             assert made.status_code == 200, made.text
             assert f'data-topic="{name}"' in http.get("/topics").text
+
+
+def test_a_failed_login_waits_like_a_failed_sasl_login(console: Served) -> None:
+    with console.client() as http:
+        started = time.monotonic()
+        assert http.post("/login", data={"username": "alice", "password": "nope"}).status_code == 401
+        assert time.monotonic() - started >= 0.1  # connection.failed.authentication.delay.ms (100 by default)
+
+
+def test_transactions_show_only_to_whom_may_describe_them(broker: BrokerThread, console: Served) -> None:
+    from confluent_kafka import Producer
+
+    txn_id = f"tx-{uuid.uuid4().hex[:6]}"
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": txn_id,
+                         "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+                         "sasl.username": "admin", "sasl.password": "admin-secret"})
+    producer.init_transactions(10)
+    with login(console, "alice", "alice-secret") as http:
+        assert txn_id not in http.get("/transactions").text
+        grant(broker, acl(ResourceType.TRANSACTIONAL_ID, txn_id, "User:alice", AclOperation.DESCRIBE))
+        assert f'data-transactional-id="{txn_id}"' in http.get("/transactions").text
+    with login(console, "admin", "admin-secret") as http:
+        assert f'data-transactional-id="{txn_id}"' in http.get("/transactions").text
