@@ -343,12 +343,12 @@ def routes(console: Console) -> list[BaseRoute]:
     services = console.backend.services
     lag_histories = histories(console)
 
-    def listing(request: Request, kinds: set[str]) -> tuple[list[dict[str, Any]], int]:
+    def listing(request: Request, kinds: set[str]) -> tuple[list[dict[str, Any]], int, str | None]:
         q = request.query_params.get("q", "").strip()
         try:
             groups = services.groups.list_groups()
-        except GroupError:
-            groups = []
+        except GroupError as e:  # loading, or not serving groups yet: told, as ListGroups would
+            return [], 0, e.code.name if str(e) == e.code.name else f"{e.code.name}: {e}"
         rows: list[dict[str, Any]] = []
         hidden = 0
         for g in sorted(groups, key=lambda g: g.group_id):
@@ -362,7 +362,7 @@ def routes(console: Console) -> list[BaseRoute]:
             rows.append({"group_id": g.group_id, "state": g.state, "type": g.group_type,
                          "protocol": g.protocol_type, "members": member_count(services, g.group_id, g.group_type),
                          "lag": total_lag(services, g.group_id) if g.group_type != "share" else None})
-        return rows, hidden
+        return rows, hidden, None
 
     def not_found(request: Request, what: str) -> Response:
         return console.render(request, "group_missing.html", status_code=404, what=what)
@@ -373,8 +373,8 @@ def routes(console: Console) -> list[BaseRoute]:
                                    f"({ErrorCode.GROUP_AUTHORIZATION_FAILED.name}).")
 
     async def groups_page(request: Request) -> Response:
-        rows, hidden = listing(request, {"classic", "consumer"})
-        return console.render(request, "groups.html", groups=rows, hidden=hidden,
+        rows, hidden, error = listing(request, {"classic", "consumer"})
+        return console.render(request, "groups.html", groups=rows, hidden=hidden, error=error,
                               q=request.query_params.get("q", ""))
 
     async def group_page(request: Request) -> Response:
@@ -453,8 +453,8 @@ def routes(console: Console) -> list[BaseRoute]:
         return HTMLResponse(f'<div class="ok" id="reset-done">Offsets reset.<ul>{items}</ul></div>')
 
     async def share_groups_page(request: Request) -> Response:
-        rows, hidden = listing(request, {"share"})
-        return console.render(request, "share_groups.html", groups=rows, hidden=hidden,
+        rows, hidden, error = listing(request, {"share"})
+        return console.render(request, "share_groups.html", groups=rows, hidden=hidden, error=error,
                               q=request.query_params.get("q", ""))
 
     async def share_group_page(request: Request) -> Response:
@@ -468,9 +468,10 @@ def routes(console: Console) -> list[BaseRoute]:
 
     return [
         Route("/groups", groups_page, methods=["GET"]),
-        Route("/groups/{group_id}", group_page, methods=["GET"]),
-        Route("/groups/{group_id}/lag/stream", lag_stream, methods=["GET"]),
-        Route("/groups/{group_id}/reset-offsets", reset, methods=["POST"]),
+        # Group ids may hold "/" (Kafka allows any string): the sub-pages are matched first.
+        Route("/groups/{group_id:path}/lag/stream", lag_stream, methods=["GET"]),
+        Route("/groups/{group_id:path}/reset-offsets", reset, methods=["POST"]),
+        Route("/groups/{group_id:path}", group_page, methods=["GET"]),
         Route("/share-groups", share_groups_page, methods=["GET"]),
-        Route("/share-groups/{group_id}", share_group_page, methods=["GET"]),
+        Route("/share-groups/{group_id:path}", share_group_page, methods=["GET"]),
     ]

@@ -384,3 +384,33 @@ def test_a_share_group_shows_with_its_members(broker: BrokerThread, console: Ser
             assert refused.status_code == 400
     finally:
         consumer.close()
+
+
+def test_group_ids_with_slashes_spaces_and_markup(broker: BrokerThread, console: Served) -> None:
+    topic, group = _name("t"), f"team/a b <i>{uuid.uuid4().hex[:4]}"
+    create_topic(broker, topic)
+    produce(broker.bootstrap, topic, 3)
+    consume_and_commit(broker.bootstrap, topic, group, 3)
+    with console.client() as http:
+        listed = http.get("/groups").text
+        escaped = group.replace("<", "&lt;").replace(">", "&gt;")
+        assert f'data-group="{escaped}"' in listed and "<i>" not in listed
+        href = re.search(r'<a href="(/groups/team/a[^"]*)"', listed)
+        assert href
+        detail = http.get(href.group(1))
+        assert detail.status_code == 200 and cell(detail.text, f'data-topic="{topic}" data-partition="0"', "lag") == "0"
+        done = http.post(href.group(1) + "/reset-offsets", data={"topic": topic, "to": "earliest"})
+        assert done.status_code == 200, done.text
+        assert cell(http.get(href.group(1)).text, f'data-topic="{topic}" data-partition="0"', "lag") == "3"
+
+
+def test_groups_loading_is_told(broker: BrokerThread, console: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kbroker.groups.errors import Errors, GroupError
+
+    def loading() -> list[Any]:
+        raise GroupError(Errors.COORDINATOR_LOAD_IN_PROGRESS)
+
+    monkeypatch.setattr(broker.broker.groups, "list_groups", loading)
+    with console.client() as http:
+        page = http.get("/groups")
+        assert page.status_code == 200 and 'id="groups-error">COORDINATOR_LOAD_IN_PROGRESS<' in page.text
