@@ -414,3 +414,32 @@ def test_groups_loading_is_told(broker: BrokerThread, console: Served, monkeypat
     with console.client() as http:
         page = http.get("/groups")
         assert page.status_code == 200 and 'id="groups-error">COORDINATOR_LOAD_IN_PROGRESS<' in page.text
+
+
+def test_stopping_the_console_ends_open_lag_streams(broker: BrokerThread) -> None:
+    served = Served(broker, ConsoleSettings()).__enter__()
+    lines: list[str] = []
+    opened = threading.Event()
+
+    def watch() -> None:
+        try:
+            with httpx.Client(base_url=served.url, timeout=30) as http, \
+                    http.stream("GET", "/groups/nobody/lag/stream") as stream:
+                for line in stream.iter_lines():
+                    lines.append(line)
+                    opened.set()
+        except httpx.HTTPError as e:
+            lines.append(repr(e))
+
+    viewer = threading.Thread(target=watch, daemon=True)
+    viewer.start()
+    assert opened.wait(10)
+    assert served.console is not None
+    histories = groups_mod.histories(served.console)
+    assert histories.watched == 1
+    started = time.monotonic()
+    served.__exit__(None, None, None)
+    assert time.monotonic() - started < 4  # not stuck behind a stream that never ends
+    viewer.join(5)
+    assert not viewer.is_alive()
+    assert histories.watched == 0  # its sampler stopped with it
