@@ -234,7 +234,7 @@ def member_count(services: BrokerServices, group_id: str, kind: str) -> int:
 
 def lag_sparkline(values: list[int]) -> Markup:
     """``#lag-history``: the sampled total lag as a server-side SVG sparkline."""
-    return sparkline([[float(v) for v in values]], width=320, height=60, labels=["total lag"],
+    return sparkline([[float(v) for v in values]], width=150, height=40, labels=["total lag"],
                      element_id="lag-history")
 
 
@@ -450,7 +450,12 @@ def routes(console: Console) -> list[BaseRoute]:
         except ResetRefused as e:
             return HTMLResponse(f'<p class="error" id="reset-error">{escape(e.message)}</p>', status_code=e.status)
         items = "".join(f"<li>{escape(tp.topic)}-{tp.partition}: {o}</li>" for tp, o in sorted(done.items()))
-        return HTMLResponse(f'<div class="ok" id="reset-done">Offsets reset.<ul>{items}</ul></div>')
+        # The offsets table comes along, swapped out of band: the page shows the new offsets at once.
+        kind = group_type(services, group_id)
+        members = members_of(services, group_id, kind)[2] if kind in ("classic", "consumer") else []
+        table = console.templates.get_template("group_offsets.html").render(
+            offsets=offset_rows(console, request, group_id, members), oob=True)
+        return HTMLResponse(f'<div class="ok" id="reset-done">Offsets reset.<ul>{items}</ul></div>{table}')
 
     async def share_groups_page(request: Request) -> Response:
         rows, hidden, error = listing(request, {"share"})

@@ -191,6 +191,9 @@ def test_reset_offsets_is_seen_by_the_next_consumer(broker: BrokerThread, consol
     with console.client() as http:
         done = http.post(f"/groups/{group}/reset-offsets", data={"topic": topic, "to": "offset", "value": "3"})
         assert done.status_code == 200 and 'id="reset-done"' in done.text, done.text
+        # The fresh offsets table comes along (swapped out of band by htmx).
+        assert '<table id="offsets" hx-swap-oob="true">' in done.text
+        assert cell(done.text, f'data-topic="{topic}" data-partition="0"', "committed") == "3"
         detail = http.get(f"/groups/{group}").text
         assert cell(detail, f'data-topic="{topic}" data-partition="0"', "committed") == "3"
         # The next consumer of the group starts at the reset offset.
