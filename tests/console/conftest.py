@@ -1,0 +1,119 @@
+"""Fixtures of the console's tests: brokers serving the console, and a headless chromium.
+
+The browser is Debian's ``chromium`` driven through ``chromium-driver`` by Selenium
+(tools/setup-test-env.sh installs them). One browser per test session: starting it costs
+about a second, every test opens its pages in the same one. Missing browser or driver: the
+test fails in CI (``CI=true``) and is skipped with the reason elsewhere.
+
+Screenshots of the pages the browser tests visit go to ``$CONSOLE_SCREENSHOTS`` (default: a
+folder under the session's pytest temporary directory, printed in the summary), one PNG per
+page, to look at after a CI run; ``CONSOLE_SCREENSHOTS=docs/console`` refreshes the README's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ci_helpers import need
+
+from kbroker.testing import BrokerThread
+
+WINDOW = (1280, 900)
+
+
+def find_browser() -> tuple[str, str] | str:
+    """``(browser, driver)`` paths, or why there are none. First found wins: ``$CHROMIUM_BIN``
+    with ``$CHROMEDRIVER`` (any Chrome build and its matching driver); Debian's ``chromium`` and
+    ``chromedriver``; a Google Chrome with the driver a CI runner image carries beside it
+    (``$CHROMEWEBDRIVER``: GitHub's); Ubuntu's ``chromium-browser``."""
+    which = shutil.which
+    web = os.environ.get("CHROMEWEBDRIVER")
+    web_driver = str(Path(web) / "chromedriver") if web and (Path(web) / "chromedriver").exists() else None
+    pairs = [
+        (os.environ.get("CHROMIUM_BIN"), os.environ.get("CHROMEDRIVER")),
+        (which("chromium"), which("chromedriver")),
+        (which("google-chrome") or which("google-chrome-stable"), web_driver or which("chromedriver")),
+        (which("chromium-browser"), which("chromedriver")),
+    ]
+    for browser, driver in pairs:
+        if browser and driver:
+            return browser, driver
+    if not any(b for b, _ in pairs):
+        return "no chromium on PATH (tools/setup-test-env.sh installs Debian's chromium and chromium-driver)"
+    return "no chromedriver for the chromium found (tools/setup-test-env.sh installs Debian's chromium-driver)"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """A headless chromium (a Selenium WebDriver), shared by the session's browser tests."""
+    found = find_browser()
+    if isinstance(found, str):
+        need(found)
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        need("selenium is not installed (pip install -e '.[test]')")
+    binary, driver_path = found  # type: ignore[misc]
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--disable-extensions", "--no-first-run", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+        options.add_argument(arg)
+    # The driver is given: Selenium Manager must not go to the network for one.
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder page screenshots are saved in (``$CONSOLE_SCREENSHOTS`` or a temporary one)."""
+    where = os.environ.get("CONSOLE_SCREENSHOTS")
+    path = Path(where) if where else tmp_path_factory.mktemp("console-screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, for the console of a broker about to start."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ConsoleBroker:
+    """A broker serving the console: ``kafka`` (the :class:`BrokerThread`) and ``url``."""
+
+    def __init__(self, kafka: BrokerThread, port: int) -> None:
+        self.kafka = kafka
+        self.bootstrap = kafka.bootstrap
+        self.url = f"http://127.0.0.1:{port}"
+
+
+def start_console_broker(data_dir: Path, overrides: dict[str, str] | None = None) -> ConsoleBroker:
+    """A started broker with its console on a free loopback port (stop ``.kafka``)."""
+    port = free_port()
+    values = {"console.port": str(port), "console.host": "127.0.0.1", "group.initial.rebalance.delay.ms": "0"}
+    values.update(overrides or {})
+    kafka = BrokerThread(data_dir, values).start()
+    return ConsoleBroker(kafka, port)
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroker]:
+    """A broker with its console (actions allowed, no login), for the module."""
+    cb = start_console_broker(tmp_path_factory.mktemp("console") / "data")
+    try:
+        yield cb
+    finally:
+        cb.kafka.stop()
