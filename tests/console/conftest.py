@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,29 +83,24 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 now, for the console of a broker about to start."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class ConsoleBroker:
-    """A broker serving the console: ``kafka`` (the :class:`BrokerThread`) and ``url``."""
+    """A broker serving the console: ``kafka`` (the :class:`BrokerThread`) and the console's ``url``."""
 
-    def __init__(self, kafka: BrokerThread, port: int) -> None:
+    def __init__(self, kafka: BrokerThread) -> None:
         self.kafka = kafka
         self.bootstrap = kafka.bootstrap
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{kafka.broker.console.port}"
 
 
 def start_console_broker(data_dir: Path, overrides: dict[str, str] | None = None) -> ConsoleBroker:
-    """A started broker with its console on a free loopback port (stop ``.kafka``)."""
-    port = free_port()
-    values = {"console.port": str(port), "console.host": "127.0.0.1", "group.initial.rebalance.delay.ms": "0"}
+    """A started broker with its console on an ephemeral loopback port (stop ``.kafka``)."""
+    values = {"console.port": "0", "group.initial.rebalance.delay.ms": "0"}
     values.update(overrides or {})
     kafka = BrokerThread(data_dir, values).start()
-    return ConsoleBroker(kafka, port)
+    if kafka.broker.console is None:
+        kafka.stop()
+        raise AssertionError("console.port is set but the broker serves no console")
+    return ConsoleBroker(kafka)
 
 
 @pytest.fixture(scope="module")
