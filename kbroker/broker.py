@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
 import signal
 import socket
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from kbroker.replica.partition_state import ReplicationSeam
     from kbroker.security.sasl.authenticator import SaslMetrics
     from kbroker.security.store import StateStore
+    from kbroker.server.http import HttpEndpoint
     from kbroker.server.metrics import BrokerMetrics, MetricsSources
     from kbroker.server.recorder import Recorder
     from kbroker.txn.markers import MarkerResults, TxnMarker, WriteMarkers
@@ -200,6 +203,11 @@ class Broker:
             # Outermost: it counts what the client gets, whatever the inner interceptors did.
             self.interceptors.add(metrics, outermost=True)
             self.metadata.on_topic_deleted.append(lambda topic: metrics.topic_deleted(topic.name))
+        #: The web console's HTTP endpoint while it serves (``console.port``; its code is imported
+        #: only then).
+        self.console: HttpEndpoint | None = None
+        #: ``time.time()`` when this broker object was made (the console's uptime).
+        self.started_at = time.time()
 
     # -- flight recorder ---------------------------------------------------------------------------
     def start_recording(self, path: str | Path, payloads: bool = False) -> None:
@@ -581,7 +589,62 @@ class Broker:
                 await self.shutdown()
             tg.cancel_scope.cancel()
             return StartupError(f"cannot serve fault rules on port {port}: {e.strerror or e}")
+        if self.config.get("console.port") is not None:
+            try:
+                await self._start_console(tg)
+            except OSError as e:
+                with anyio.CancelScope(shield=True):
+                    await self.shutdown()
+                tg.cancel_scope.cancel()
+                return StartupError(f"cannot serve the console on {self.config.get('console.host')}:"
+                                    f"{self.config.get('console.port')}: {e.strerror or e}")
         return None
+
+    async def _start_console(self, tg: TaskGroup) -> None:
+        """Serve the web console (``console.port``): its pages read this broker in-process."""
+        from kbroker.console.app import build_middleware, build_routes
+        from kbroker.console.backend import ConsoleBackend, ConsoleSettings
+        from kbroker.console.context import Console
+        from kbroker.server.http import HttpEndpoint
+        from kbroker import __version__
+
+        settings = ConsoleSettings(
+            host=str(self.config.get("console.host")), port=int(self.config.get("console.port")),
+            read_only=bool(self.config.get("console.read.only")),
+            login_required=any(s.uses_sasl for s in self.listener_security.values()))
+        backend = ConsoleBackend(cast("BrokerServices", self), self.interceptors, version=__version__,
+                                 started_at=self.started_at, extras=self._console_extras())
+        console = Console(backend, settings)
+        endpoint = HttpEndpoint(settings.host, settings.port, build_routes(console), build_middleware(console))
+        await endpoint.start(tg)
+        self.console = endpoint
+
+    def _console_extras(self) -> dict[str, Callable[[], Any]]:
+        """What the console shows that BrokerServices does not give."""
+
+        def brokers() -> list[dict[str, Any]]:
+            listener = next(iter(self.endpoints), None)
+            return [{"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack,
+                     "controller": b.node_id == self.metadata.controller_id, "local": b.node_id == self.node_id}
+                    for b in self.metadata.brokers(listener)]
+
+        def listeners() -> list[str]:
+            return [describe_endpoint(self.listener_security[n].protocol, n, h, p)
+                    for n, (h, p) in self.endpoints.items()]
+
+        def disk_use() -> dict[str, int]:
+            logs = sum(log.size_in_bytes for log in self.log_manager.all_logs().values())
+            out = {"logs": logs, "free": 0, "total": 0}
+            for d in self.log_dirs:
+                if is_memory_path(d):
+                    continue
+                with contextlib.suppress(OSError):
+                    usage = shutil.disk_usage(d)
+                    out["free"] += usage.free
+                    out["total"] += usage.total
+            return out
+
+        return {"brokers": brokers, "listeners": listeners, "disk_use": disk_use}
 
     async def _start_metrics(self, tg: TaskGroup) -> None:
         """Serve the metrics and health endpoint (StartupError when its port is taken)."""
@@ -710,6 +773,8 @@ class Broker:
                     break
                 await anyio.sleep(0.01)
         self.stop_recording()  # after the last request served
+        if self.console is not None:
+            await self.console.stop()
         if self.metrics is not None:
             await self.metrics.stop()  # last: the health check says "stopping" until here
         self.log_manager.shutdown()
@@ -887,6 +952,8 @@ def run(config: BrokerConfig) -> int:
                   f"{', '.join(str(d) for d in broker.log_dirs)}", flush=True)
             if broker.metrics is not None:
                 print(f"metrics on http://{broker.metrics.host or host_name()}:{broker.metrics.port}/metrics", flush=True)
+            if broker.console is not None:
+                print(f"console on http://{broker.console.host or host_name()}:{broker.console.port}/", flush=True)
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for sig in signals:
                     log.info("received %s, shutting down", signal.Signals(sig).name)

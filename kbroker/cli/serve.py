@@ -21,6 +21,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_STARTUP_FAILED = 1
 #: What ``--dev`` sets unless the config file, the environment or ``--override`` sets it: a
 #: local consumer group starts at once, and producing to a new topic creates it.
+#: The web console's port for ``--console`` given without one, when ``console.port`` is unset.
+CONSOLE_PORT = 9021
 DEV_DEFAULTS = {"group.initial.rebalance.delay.ms": "0", "auto.create.topics.enable": "true"}
 
 
@@ -61,6 +63,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--emulate", metavar="X.Y", choices=EMULATED_RELEASES,
                         help="advertise the API versions of Apache Kafka X.Y and refuse others "
                              f"(emulate.version; one of {', '.join(EMULATED_RELEASES)})")
+    parser.add_argument("--console", nargs="?", const=CONSOLE_PORT, type=_port, metavar="PORT",
+                        help="serve the web console on 127.0.0.1:PORT (console.port; without PORT: "
+                             f"console.port if set, else {CONSOLE_PORT}; 0 picks a free port); the URL is printed "
+                             "at start")
     parser.set_defaults(handler=run)
 
 
@@ -95,6 +101,10 @@ def build_config(args: argparse.Namespace, dev_data_dir: str | None = None) -> B
             extra.append(f"log.dirs={dev_data_dir}")
     port = getattr(args, "port", None)
     late: list[str] = []
+    console = getattr(args, "console", None)
+    if console is not None and not (console == CONSOLE_PORT and config.is_set("console.port")):
+        # --console PORT wins over every layer; a bare --console keeps a configured console.port.
+        late.append(f"console.port={console}")
     if port is not None:
         late.append(f"listeners={_with_port(config.get('listeners'), port)}")
     if extra or late:

@@ -241,6 +241,10 @@ _DEFS: tuple[ConfigDef, ...] = (
     # --- metrics (kbroker's own: Kafka reports through JMX)
     ConfigDef("metrics.port", INT, None, "Port of the HTTP endpoint serving Prometheus metrics (/metrics) and a health check (/health); 0 picks a free port; unset, there is none.", (between(0, 65535),), RO),
     ConfigDef("metrics.host", STR, "127.0.0.1", "Address the metrics endpoint binds (metrics.port); an empty host binds every interface.", (), RO),
+    # --- web console (kbroker only)
+    ConfigDef("console.port", INT, None, "Port of the web console (topics, messages, consumer groups, live throughput and lag); 0 picks a free port; unset, there is none and none of its code is loaded.", (between(0, 65535),), RO),
+    ConfigDef("console.host", STR, "127.0.0.1", "Address the web console binds (console.port); an empty host binds every interface.", (), RO),
+    ConfigDef("console.read.only", BOOL, False, "Web console without actions: no topic creation or deletion, config change, offset reset or test message (they are refused with HTTP 403).", (), RO),
 )
 # fmt: on
 
