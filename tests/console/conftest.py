@@ -49,7 +49,7 @@ def find_browser() -> tuple[str, str] | str:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def chromium() -> Iterator[Any]:
     """A headless chromium (a Selenium WebDriver), shared by the session's browser tests."""
     found = find_browser()
     if isinstance(found, str):
@@ -111,3 +111,27 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroker]
         yield cb
     finally:
         cb.kafka.stop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item: the browser fixture saves what a failed test saw."""
+    report = yield
+    setattr(item, "report_" + report.when, report)
+    return report
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest, chromium: Any, screenshots: Path) -> Iterator[Any]:
+    """The session's chromium for one test; when the test fails, the page it was on is saved beside the
+    screenshots (``FAILED-<test>.png`` and ``.html``), to see what it saw."""
+    browser = chromium
+    yield browser
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        stem = screenshots / ("FAILED-" + request.node.name.replace("/", "_")[:100])
+        try:
+            browser.save_screenshot(str(stem.with_suffix(".png")))
+            stem.with_suffix(".html").write_text(f"<!-- {browser.current_url} -->\n" + browser.page_source)
+        except Exception as e:  # the browser may be what failed
+            stem.with_suffix(".txt").write_text(f"no page saved: {e!r}\n")
