@@ -135,3 +135,5 @@ def browser(request: pytest.FixtureRequest, chromium: Any, screenshots: Path) ->
             stem.with_suffix(".html").write_text(f"<!-- {browser.current_url} -->\n" + browser.page_source)
         except Exception as e:  # the browser may be what failed
             stem.with_suffix(".txt").write_text(f"no page saved: {e!r}\n")
+    # Leave the page: its live streams close now, not when a broker stops under them.
+    browser.get("about:blank")
