@@ -602,11 +602,11 @@ class Broker:
 
     async def _start_console(self, tg: TaskGroup) -> None:
         """Serve the web console (``console.port``): its pages read this broker in-process."""
+        from kbroker import __version__
         from kbroker.console.app import build_middleware, build_routes
         from kbroker.console.backend import ConsoleBackend, ConsoleSettings
         from kbroker.console.context import Console
         from kbroker.server.http import HttpEndpoint
-        from kbroker import __version__
 
         settings = ConsoleSettings(
             host=str(self.config.get("console.host")), port=int(self.config.get("console.port")),

@@ -19,5 +19,6 @@ def build_routes(console: Console) -> list[BaseRoute]:
 
 
 def build_middleware(console: Console) -> list[Middleware]:
-    """The console's middleware: the principal of each request (and the login when required)."""
+    """The middleware wrapping every route (outermost first): the principal of each request,
+    and the login when one is required."""
     return auth.middleware(console)

@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -42,6 +42,33 @@ _OPEN = ("/login", "/static/")
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Any]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+#: Largest form body read (console forms are small: a produced test message is the biggest).
+MAX_FORM_BYTES = 1 << 20
+
+
+class FormError(Exception):
+    """A form body that cannot be read: ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The fields of an ``application/x-www-form-urlencoded`` body (what HTML forms and htmx
+    send), the last value of a repeated field winning; :class:`FormError` for another type or
+    a body over :data:`MAX_FORM_BYTES`. Parsed here, without python-multipart."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise FormError(f"expected a form (application/x-www-form-urlencoded), not {ctype or 'no content type'}", 415)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FormError(f"form body over {MAX_FORM_BYTES} bytes", 413)
+    return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True).items()}
 
 
 def principal_of(request: Request) -> str:
@@ -198,7 +225,10 @@ def routes(console: Console) -> list[BaseRoute]:
                               failed=False)
 
     async def login(request: Request) -> Response:
-        form = await request.form()
+        try:
+            form = await form_fields(request)
+        except FormError as e:
+            return Response(str(e), status_code=e.status, media_type="text/plain")
         user, password = str(form.get("username", "")), str(form.get("password", ""))
         target = _safe_next(str(form.get("next", "")))
         services = console.backend.services

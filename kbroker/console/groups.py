@@ -23,8 +23,9 @@ from starlette.routing import BaseRoute, Route
 from kbroker.client.groups import decode_assignment
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition
-from kbroker.console.auth import allowed, principal_of
+from kbroker.console.auth import FormError, allowed, form_fields, principal_of
 from kbroker.console.context import Console
+from kbroker.console.svg import sparkline
 from kbroker.groups.errors import Errors, GroupError
 from kbroker.handlers.api import BrokerServices
 from kbroker.security.model import AclOperation, ResourceType
@@ -231,19 +232,10 @@ def member_count(services: BrokerServices, group_id: str, kind: str) -> int:
     return 0 if c is None else len(c.members)
 
 
-def sparkline(values: list[int], *, element_id: str, width: int = 320, height: int = 60) -> Markup:
-    """An SVG polyline of ``values`` (scaled to fit), with the last value as its title."""
-    if not values:
-        return Markup(f'<svg id="{element_id}" class="spark" width="{width}" height="{height}" '
-                      f'viewBox="0 0 {width} {height}"><text x="4" y="{height // 2}" fill="#6a7380" '
-                      'font-size="11">no samples yet</text></svg>')
-    top = max(max(values), 1)
-    step = width / max(len(values) - 1, 1)
-    points = " ".join(f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in enumerate(values))
-    return Markup(f'<svg id="{element_id}" class="spark" width="{width}" height="{height}" '
-                  f'viewBox="0 0 {width} {height}" data-points="{len(values)}" data-last="{values[-1]}">'
-                  f'<title>lag {values[-1]} (max {max(values)})</title>'
-                  f'<polyline fill="none" stroke="#2e6bd3" stroke-width="1.5" points="{points}"/></svg>')
+def lag_sparkline(values: list[int]) -> Markup:
+    """``#lag-history``: the sampled total lag as a server-side SVG sparkline."""
+    return sparkline([[float(v) for v in values]], width=320, height=60, labels=["total lag"],
+                     element_id="lag-history")
 
 
 def _error_name(code: int) -> str:
@@ -257,9 +249,10 @@ def _error_name(code: int) -> str:
 
 
 class ResetRefused(Exception):
-    """The reset cannot be done; ``message`` says why (Kafka's words where Kafka refuses)."""
+    """The reset cannot be done; ``message`` says why (Kafka's words where Kafka refuses).
+    Answered 400 like the console's other refused actions (the page swaps the error in)."""
 
-    def __init__(self, message: str, status: int = 200) -> None:
+    def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -291,10 +284,11 @@ async def reset_offsets(console: Console, principal: str, group_id: str, topic: 
     services = console.backend.services
     kind = group_type(services, group_id)
     if kind == "share":
-        raise ResetRefused("Share groups' offsets are not reset here: they are not committed offsets.", 400)
+        raise ResetRefused("Share groups' offsets are not reset here: they are not committed offsets.")
     if kind is not None and member_count(services, group_id, kind):
-        state = services.groups.consumer.get(group_id).state if kind == "consumer" else \
-            services.groups.manager.get(group_id).state.value  # type: ignore[union-attr]
+        consumer_group, classic_group = services.groups.consumer.get(group_id), services.groups.manager.get(group_id)
+        state = consumer_group.state if consumer_group is not None else \
+            classic_group.state.value if classic_group is not None else "unknown"
         raise ResetRefused(f"Assignments can only be reset if the group '{group_id}' is inactive, but the "
                            f"current state is {state}.")
     if topic:
@@ -399,7 +393,7 @@ def routes(console: Console) -> list[BaseRoute]:
         return console.render(request, "group.html", group_id=group_id, kind=kind or "classic", state=state,
                               protocol=protocol, members=members, offsets=rows,
                               total_lag=sum(r.lag or 0 for r in rows),
-                              history=sparkline(values, element_id="lag-history"),
+                              history=lag_sparkline(values),
                               topics=sorted({r.topic for r in rows}), targets=RESET_TARGETS)
 
     async def lag_stream(request: Request) -> Response:
@@ -413,7 +407,7 @@ def routes(console: Console) -> list[BaseRoute]:
                 while True:
                     lag = total_lag(services, group_id)
                     lag_histories.sample(history, lag, time.monotonic())
-                    svg = sparkline([v for _, v in history.points], element_id="lag-history")
+                    svg = lag_sparkline([v for _, v in history.points])
                     yield f"event: lag\ndata: {lag}\n\n"
                     yield "event: history\ndata: " + str(svg) + "\n\n"
                     await anyio.sleep(SAMPLE_INTERVAL_S)
@@ -427,7 +421,10 @@ def routes(console: Console) -> list[BaseRoute]:
         group_id = request.path_params["group_id"]
         if console.settings.read_only:
             return HTMLResponse('<p class="error">The console is read-only.</p>', status_code=403)
-        form = await request.form()
+        try:
+            form = await form_fields(request)
+        except FormError as e:
+            return HTMLResponse(f'<p class="error">{escape(str(e))}</p>', status_code=e.status)
         topic = str(form.get("topic", "")).strip()
         topic = "" if topic in ("*", "all") else topic
         to = str(form.get("to", ""))

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import anyio
 from markupsafe import Markup, escape
@@ -91,11 +91,12 @@ def refuse_if_read_only(console: Console) -> None:
         raise HTTPException(403, "the console is read-only (console.read.only=true)")
 
 
-def outcome(ok: bool, message: str, *, status: int | None = None) -> HTMLResponse:
+def outcome(ok: bool, message: str, *, status: int | None = None, link: tuple[str, str] | None = None) -> HTMLResponse:
     """An action's result as the fragment the page swaps in: 200 on success; on failure
-    Kafka's error (400 by default)."""
+    Kafka's error (400 by default). ``link``: (href, text) of where to go next."""
     css = "ok" if ok else "error"
-    return HTMLResponse(f'<p class="{css} outcome">{escape(message)}</p>',
+    after = f' <a href="{escape(link[0])}">{escape(link[1])}</a>' if link else ""
+    return HTMLResponse(f'<p class="{css} outcome">{escape(message)}{after}</p>',
                         status_code=200 if ok else (status or 400))
 
 
@@ -130,7 +131,7 @@ def topic_rows(backend: ConsoleBackend, request: Request, query: str) -> tuple[l
     """The topics whose name contains ``query`` (at most MAX_TOPICS) and how many matched in all."""
     services = backend.services
     names = sorted(n for n in services.metadata.topics if query.lower() in n.lower())
-    rows = []
+    rows: list[dict[str, Any]] = []
     matched = 0
     for name in names:
         if not may_describe(backend, request, ResourceType.TOPIC, name):
@@ -228,7 +229,8 @@ def routes(console: Console) -> list[BaseRoute]:
         result = response["topics"][0]
         if result["error_code"]:
             return outcome(False, kafka_error(result["error_code"], result.get("error_message")))
-        return outcome(True, f"Created topic {name} ({result.get('num_partitions', partitions)} partitions).")
+        return outcome(True, f"Created topic {name} ({result.get('num_partitions', partitions)} partitions).",
+                       link=(f"/topics/{quote(name, safe='')}", "Open it"))
 
     async def detail(request: Request) -> Response:
         name = request.path_params["name"]
@@ -248,7 +250,7 @@ def routes(console: Console) -> list[BaseRoute]:
         result = response["responses"][0]
         if result["error_code"]:
             return outcome(False, kafka_error(result["error_code"], result.get("error_message")))
-        return outcome(True, f"Deleted topic {name}.")
+        return outcome(True, f"Deleted topic {name}.", link=("/topics", "Back to the topics"))
 
     async def alter_config(request: Request) -> Response:
         refuse_if_read_only(console)

@@ -83,7 +83,7 @@ def test_topics_created_and_filled_by_clients_are_listed(broker: BrokerThread) -
 def test_topic_detail_shows_offsets_leaders_and_configs_with_their_source(broker: BrokerThread) -> None:
     create(broker, "detail-a", 2, **{"retention.ms": "60000"})
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
-    for i in range(5):
+    for _ in range(5):
         producer.send("detail-a", b"x", partition=1)
     producer.flush(10)
     producer.close()
