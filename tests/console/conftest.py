@@ -1,12 +1,12 @@
 """Fixtures of the console's tests: brokers serving the console, and a headless chromium.
 
 The browser is Debian's ``chromium`` driven through ``chromium-driver`` by Selenium
-(tools/setup-test-env.sh installs them). One browser per test session: starting it costs
-about a second, every test opens its pages in the same one. Missing browser or driver: the
+(tools/setup-test-env.sh installs them). One browser per test session (restarted after a broker fixture ends):
+starting it costs about a second, every test opens its pages in the same one. Missing browser or driver: the
 test fails in CI (``CI=true``) and is skipped with the reason elsewhere.
 
 Screenshots of the pages the browser tests visit go to ``$CONSOLE_SCREENSHOTS`` (default: a
-folder under the session's pytest temporary directory, printed in the summary), one PNG per
+folder under the session's pytest temporary directory), one PNG per
 page, to look at after a CI run; ``CONSOLE_SCREENSHOTS=docs/console`` refreshes the README's.
 """
 
@@ -48,30 +48,64 @@ def find_browser() -> tuple[str, str] | str:
     return "no chromedriver for the chromium found (tools/setup-test-env.sh installs Debian's chromium-driver)"
 
 
+class Chromium:
+    """A headless chromium (a Selenium WebDriver), started on first use and quit by :meth:`close`.
+
+    Chromium keeps reading a live page's event stream after the page is left (its connection is
+    drained for reuse), so a broker stopped under it waits for the stream's end: a broker
+    fixture closes the browser first, and the next test starts a new one (under a second)."""
+
+    def __init__(self, binary: str, driver_path: str) -> None:
+        self.binary = binary
+        self.driver_path = driver_path
+        self._driver: Any = None
+
+    @property
+    def driver(self) -> Any:
+        """The running WebDriver (started now if needed)."""
+        if self._driver is None:
+            from selenium import webdriver
+            from selenium.webdriver.chrome.service import Service
+
+            options = webdriver.ChromeOptions()
+            options.binary_location = self.binary
+            for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                        "--disable-extensions", "--no-first-run", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+                options.add_argument(arg)
+            # The driver is given: Selenium Manager must not go to the network for one.
+            self._driver = webdriver.Chrome(options=options, service=Service(self.driver_path))
+            self._driver.set_page_load_timeout(20)
+        return self._driver
+
+    def close(self) -> None:
+        """Quit the browser (and so every connection it holds), if it runs."""
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            driver.quit()
+
+
+#: The browsers of the session, closed before a console broker stops.
+_BROWSERS: list[Chromium] = []
+
+
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    """A headless chromium (a Selenium WebDriver), shared by the session's browser tests."""
+def chromium() -> Iterator[Chromium]:
+    """The session's headless chromium; a test gets its driver through ``browser``."""
     found = find_browser()
     if isinstance(found, str):
         need(found)
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError:
         need("selenium is not installed (pip install -e '.[test]')")
     binary, driver_path = found  # type: ignore[misc]
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--disable-extensions", "--no-first-run", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
-        options.add_argument(arg)
-    # The driver is given: Selenium Manager must not go to the network for one.
-    driver = webdriver.Chrome(options=options, service=Service(driver_path))
-    driver.set_page_load_timeout(20)
+    holder = Chromium(binary, driver_path)
+    _BROWSERS.append(holder)
     try:
-        yield driver
+        yield holder
     finally:
-        driver.quit()
+        _BROWSERS.remove(holder)
+        holder.close()
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +137,13 @@ def start_console_broker(data_dir: Path, overrides: dict[str, str] | None = None
     return ConsoleBroker(kafka)
 
 
+def stop_console_broker(cb: ConsoleBroker) -> None:
+    """Stop the broker, after closing the browsers (they may hold its live streams open)."""
+    for holder in _BROWSERS:
+        holder.close()
+    cb.kafka.stop()
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroker]:
     """A broker with its console (actions allowed, no login), for the module."""
@@ -110,7 +151,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroker]
     try:
         yield cb
     finally:
-        cb.kafka.stop()
+        stop_console_broker(cb)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -122,10 +163,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def browser(request: pytest.FixtureRequest, chromium: Any, screenshots: Path) -> Iterator[Any]:
+def browser(request: pytest.FixtureRequest, chromium: Chromium, screenshots: Path) -> Iterator[Any]:
     """The session's chromium for one test; when the test fails, the page it was on is saved beside the
     screenshots (``FAILED-<test>.png`` and ``.html``), to see what it saw."""
-    browser = chromium
+    browser = chromium.driver
     yield browser
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
@@ -135,5 +176,4 @@ def browser(request: pytest.FixtureRequest, chromium: Any, screenshots: Path) ->
             stem.with_suffix(".html").write_text(f"<!-- {browser.current_url} -->\n" + browser.page_source)
         except Exception as e:  # the browser may be what failed
             stem.with_suffix(".txt").write_text(f"no page saved: {e!r}\n")
-    # Leave the page: its live streams close now, not when a broker stops under them.
-    browser.get("about:blank")
+    browser.get("about:blank")  # the next test starts from an empty page

@@ -31,7 +31,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 import kbroker
-from tests.console.conftest import ConsoleBroker, start_console_broker
+from tests.console.conftest import ConsoleBroker, start_console_broker, stop_console_broker
 
 #: Seconds a live value (SSE) or an action's effect may take to show.
 LIVE_S = 15.0
@@ -368,7 +368,7 @@ def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroke
     try:
         yield cb
     finally:
-        cb.kafka.stop()
+        stop_console_broker(cb)
 
 
 def action_url(element: Any, base: str) -> tuple[str, str]:
@@ -420,13 +420,13 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroker]
     try:
         yield cb
     finally:
-        cb.kafka.stop()
+        stop_console_broker(cb)
 
 
 def test_login_with_the_brokers_sasl_users(browser: Any, secured: ConsoleBroker, screenshots: Path) -> None:
     browser.delete_all_cookies()
     open_page(browser, secured.url + "/topics")
-    wait_for(browser, lambda d: "/login" in d.current_url and css(d, "form#login"), "the login form", timeout=5)
+    wait_for(browser, lambda d: "/login" in d.current_url and css(d, "form#login"), "the login form")
     assert all_css(browser, "#topics") == []
     browser.save_screenshot(str(screenshots / "login.png"))
 
@@ -436,7 +436,7 @@ def test_login_with_the_brokers_sasl_users(browser: Any, secured: ConsoleBroker,
     submit(form)
     wait_for(browser, lambda d: css(d, "form#login") and re.search(r"(?i)invalid|failed|wrong|incorrect",
                                                                     d.find_element(By.TAG_NAME, "main").text),
-             "a failed login's message", timeout=5)
+             "a failed login's message")
     assert not any(c["value"] for c in browser.get_cookies() if "session" in c["name"].lower())
 
     form = css(browser, "form#login")
@@ -448,6 +448,6 @@ def test_login_with_the_brokers_sasl_users(browser: Any, secured: ConsoleBroker,
     assert "User:alice" in browser.find_element(By.TAG_NAME, "header").text
     open_page(browser, secured.url + "/logout")
     open_page(browser, secured.url + "/")
-    wait_for(browser, lambda d: css(d, "form#login"), "the login form after logout", timeout=5)
+    wait_for(browser, lambda d: css(d, "form#login"), "the login form after logout")
     browser.delete_all_cookies()
 
