@@ -177,3 +177,30 @@ def browser(request: pytest.FixtureRequest, chromium: Chromium, screenshots: Pat
         except Exception as e:  # the browser may be what failed
             stem.with_suffix(".txt").write_text(f"no page saved: {e!r}\n")
     browser.get("about:blank")  # the next test starts from an empty page
+
+
+#: The SASL users of the ``secured`` broker's PLAIN listener.
+PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" '
+              'password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";')
+
+
+@pytest.fixture(scope="module")
+def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroker]:
+    """A broker with its console in read-only mode (``console.read.only``)."""
+    cb = start_console_broker(tmp_path_factory.mktemp("read-only") / "data", {"console.read.only": "true"})
+    try:
+        yield cb
+    finally:
+        stop_console_broker(cb)
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroker]:
+    """A broker whose only listener is SASL_PLAINTEXT (PLAIN): its console asks for a login."""
+    cb = start_console_broker(tmp_path_factory.mktemp("secured") / "data", {
+        "listeners": "SASL_PLAINTEXT://127.0.0.1:0", "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS})
+    try:
+        yield cb
+    finally:
+        stop_console_broker(cb)

@@ -16,9 +16,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from confluent_kafka import Producer as CkProducer
@@ -31,16 +31,15 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 import kbroker
-from tests.console.conftest import ConsoleBroker, start_console_broker, stop_console_broker
+
+if TYPE_CHECKING:  # the fixtures are conftest's; importing it again would make a second copy
+    from tests.console.conftest import ConsoleBroker
 
 #: Seconds a live value (SSE) or an action's effect may take to show.
 LIVE_S = 15.0
 
 #: Brokers and real clients: the integration tier (tests/conftest.py cannot see it in the fixtures' names).
 pytestmark = pytest.mark.integration
-
-PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" '
-              'password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";')
 
 
 def name(prefix: str) -> str:
@@ -95,6 +94,7 @@ def fill(form: Any, field: str, value: str) -> None:
     else:
         el.clear()
         el.send_keys(value)
+        assert el.get_attribute("value") == value, f"{field}: typed {value!r}, the field holds {el.get_attribute('value')!r}"
 
 
 def submit(form: Any) -> None:
@@ -268,7 +268,8 @@ def test_group_lag_goes_to_zero_then_reset_from_the_ui_is_seen_by_the_next_consu
         assert got == 13
         consumer.commit()
         wait_for(browser, lambda d: number(css(d, "#total-lag").text) == 0, "#total-lag at 0 without a reload")
-        browser.save_screenshot(str(screenshots / "group.png"))
+        open_page(browser, f"{console.url}/groups/{group}", screenshots / "group.png")
+        assert [number(e.text) for e in all_css(browser, "#offsets tr[data-partition] .lag")] == [0, 0]
     finally:
         consumer.close()
 
@@ -362,15 +363,6 @@ def test_admin_pages_are_linked_and_render(browser: Any, console: ConsoleBroker,
 
 # --- read-only and login -------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroker]:
-    cb = start_console_broker(tmp_path_factory.mktemp("read-only") / "data", {"console.read.only": "true"})
-    try:
-        yield cb
-    finally:
-        stop_console_broker(cb)
-
-
 def action_url(element: Any, base: str) -> tuple[str, str]:
     """(method, absolute URL) a form or button posts to (htmx attributes or plain HTML)."""
     for method in ("post", "delete", "put", "patch"):
@@ -412,17 +404,6 @@ def test_read_only_hides_every_action_and_refuses_them(browser: Any, console: Co
     assert topic in topic_names(read_only.bootstrap)
 
 
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroker]:
-    cb = start_console_broker(tmp_path_factory.mktemp("secured") / "data", {
-        "listeners": "SASL_PLAINTEXT://127.0.0.1:0", "sasl.enabled.mechanisms": "PLAIN",
-        "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS})
-    try:
-        yield cb
-    finally:
-        stop_console_broker(cb)
-
-
 def test_login_with_the_brokers_sasl_users(browser: Any, secured: ConsoleBroker, screenshots: Path) -> None:
     browser.delete_all_cookies()
     open_page(browser, secured.url + "/topics")
@@ -439,12 +420,12 @@ def test_login_with_the_brokers_sasl_users(browser: Any, secured: ConsoleBroker,
              "a failed login's message")
     assert not any(c["value"] for c in browser.get_cookies() if "session" in c["name"].lower())
 
+    open_page(browser, secured.url + "/login?next=/topics")
     form = css(browser, "form#login")
     fill(form, "username", "alice")
     fill(form, "password", "alice-secret")
     submit(form)
-    wait_for(browser, lambda d: all_css(d, "#broker-version") or all_css(d, "#topics"), "a page after login",
-             timeout=5)
+    wait_for(browser, lambda d: all_css(d, "#broker-version") or all_css(d, "#topics"), "a page after login")
     assert "User:alice" in browser.find_element(By.TAG_NAME, "header").text
     open_page(browser, secured.url + "/logout")
     open_page(browser, secured.url + "/")
