@@ -644,7 +644,7 @@ class Broker:
                     out["total"] += usage.total
             return out
 
-        return {"brokers": brokers, "listeners": listeners, "disk_use": disk_use}
+        return {"brokers": brokers, "listeners": listeners, "disk_use": disk_use, "stopping": lambda: self.stopping}
 
     async def _start_metrics(self, tg: TaskGroup) -> None:
         """Serve the metrics and health endpoint (StartupError when its port is taken)."""

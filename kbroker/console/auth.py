@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+import anyio
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -234,6 +235,9 @@ def routes(console: Console) -> list[BaseRoute]:
         services = console.backend.services
         if not check_password(services.config, services.credentials, user, password):
             log.info("console login refused for %r", user)
+            # As a failed SASL login: answered only after connection.failed.authentication.delay.ms,
+            # which slows down guessing.
+            await anyio.sleep(int(services.config.get("connection.failed.authentication.delay.ms") or 0) / 1000)
             return console.render(request, "login.html", status_code=401, next=target, failed=True)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(COOKIE, sessions_of(console).issue(user), max_age=SESSION_S, httponly=True,

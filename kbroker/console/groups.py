@@ -234,7 +234,7 @@ def member_count(services: BrokerServices, group_id: str, kind: str) -> int:
 
 def lag_sparkline(values: list[int]) -> Markup:
     """``#lag-history``: the sampled total lag as a server-side SVG sparkline."""
-    return sparkline([[float(v) for v in values]], width=320, height=60, labels=["total lag"],
+    return sparkline([[float(v) for v in values]], width=150, height=40, labels=["total lag"],
                      element_id="lag-history")
 
 
@@ -343,12 +343,12 @@ def routes(console: Console) -> list[BaseRoute]:
     services = console.backend.services
     lag_histories = histories(console)
 
-    def listing(request: Request, kinds: set[str]) -> tuple[list[dict[str, Any]], int]:
+    def listing(request: Request, kinds: set[str]) -> tuple[list[dict[str, Any]], int, str | None]:
         q = request.query_params.get("q", "").strip()
         try:
             groups = services.groups.list_groups()
-        except GroupError:
-            groups = []
+        except GroupError as e:  # loading, or not serving groups yet: told, as ListGroups would
+            return [], 0, e.code.name if str(e) == e.code.name else f"{e.code.name}: {e}"
         rows: list[dict[str, Any]] = []
         hidden = 0
         for g in sorted(groups, key=lambda g: g.group_id):
@@ -362,7 +362,7 @@ def routes(console: Console) -> list[BaseRoute]:
             rows.append({"group_id": g.group_id, "state": g.state, "type": g.group_type,
                          "protocol": g.protocol_type, "members": member_count(services, g.group_id, g.group_type),
                          "lag": total_lag(services, g.group_id) if g.group_type != "share" else None})
-        return rows, hidden
+        return rows, hidden, None
 
     def not_found(request: Request, what: str) -> Response:
         return console.render(request, "group_missing.html", status_code=404, what=what)
@@ -373,8 +373,8 @@ def routes(console: Console) -> list[BaseRoute]:
                                    f"({ErrorCode.GROUP_AUTHORIZATION_FAILED.name}).")
 
     async def groups_page(request: Request) -> Response:
-        rows, hidden = listing(request, {"classic", "consumer"})
-        return console.render(request, "groups.html", groups=rows, hidden=hidden,
+        rows, hidden, error = listing(request, {"classic", "consumer"})
+        return console.render(request, "groups.html", groups=rows, hidden=hidden, error=error,
                               q=request.query_params.get("q", ""))
 
     async def group_page(request: Request) -> Response:
@@ -409,7 +409,8 @@ def routes(console: Console) -> list[BaseRoute]:
                     lag_histories.sample(history, lag, time.monotonic())
                     svg = lag_sparkline([v for _, v in history.points])
                     yield f"event: lag\ndata: {lag}\n\n"
-                    yield "event: history\ndata: " + str(svg) + "\n\n"
+                    # One data line: an event's data ends at a newline.
+                    yield "event: history\ndata: " + str(svg).replace("\n", " ") + "\n\n"
                     await anyio.sleep(SAMPLE_INTERVAL_S)
             finally:
                 lag_histories.leave(history)
@@ -425,6 +426,9 @@ def routes(console: Console) -> list[BaseRoute]:
             form = await form_fields(request)
         except FormError as e:
             return HTMLResponse(f'<p class="error">{escape(str(e))}</p>', status_code=e.status)
+        if not allowed(console, request, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            # Not even the group's state is told to whom may not describe it.
+            return HTMLResponse(f'<p class="error">{ErrorCode.GROUP_AUTHORIZATION_FAILED.name}</p>', status_code=403)
         topic = str(form.get("topic", "")).strip()
         topic = "" if topic in ("*", "all") else topic
         to = str(form.get("to", ""))
@@ -446,11 +450,16 @@ def routes(console: Console) -> list[BaseRoute]:
         except ResetRefused as e:
             return HTMLResponse(f'<p class="error" id="reset-error">{escape(e.message)}</p>', status_code=e.status)
         items = "".join(f"<li>{escape(tp.topic)}-{tp.partition}: {o}</li>" for tp, o in sorted(done.items()))
-        return HTMLResponse(f'<div class="ok" id="reset-done">Offsets reset.<ul>{items}</ul></div>')
+        # The offsets table comes along, swapped out of band: the page shows the new offsets at once.
+        kind = group_type(services, group_id)
+        members = members_of(services, group_id, kind)[2] if kind in ("classic", "consumer") else []
+        table = console.templates.get_template("group_offsets.html").render(
+            offsets=offset_rows(console, request, group_id, members), oob=True)
+        return HTMLResponse(f'<div class="ok" id="reset-done">Offsets reset.<ul>{items}</ul></div>{table}')
 
     async def share_groups_page(request: Request) -> Response:
-        rows, hidden = listing(request, {"share"})
-        return console.render(request, "share_groups.html", groups=rows, hidden=hidden,
+        rows, hidden, error = listing(request, {"share"})
+        return console.render(request, "share_groups.html", groups=rows, hidden=hidden, error=error,
                               q=request.query_params.get("q", ""))
 
     async def share_group_page(request: Request) -> Response:
@@ -464,9 +473,10 @@ def routes(console: Console) -> list[BaseRoute]:
 
     return [
         Route("/groups", groups_page, methods=["GET"]),
-        Route("/groups/{group_id}", group_page, methods=["GET"]),
-        Route("/groups/{group_id}/lag/stream", lag_stream, methods=["GET"]),
-        Route("/groups/{group_id}/reset-offsets", reset, methods=["POST"]),
+        # Group ids may hold "/" (Kafka allows any string): the sub-pages are matched first.
+        Route("/groups/{group_id:path}/lag/stream", lag_stream, methods=["GET"]),
+        Route("/groups/{group_id:path}/reset-offsets", reset, methods=["POST"]),
+        Route("/groups/{group_id:path}", group_page, methods=["GET"]),
         Route("/share-groups", share_groups_page, methods=["GET"]),
-        Route("/share-groups/{group_id}", share_group_page, methods=["GET"]),
+        Route("/share-groups/{group_id:path}", share_group_page, methods=["GET"]),
     ]

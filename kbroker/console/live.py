@@ -5,7 +5,7 @@ Nothing here runs while nobody looks: a page's server-sent-events stream enters
 interceptors (bytes out) and the last one to leave removes it and forgets the history. There is
 no background task: each stream ticks on its own and asks :meth:`Live.sample` for the figures,
 which measures at most once per :data:`SAMPLE_SECONDS` however many streams ask. Bytes in are
-read from the logs (their sizes and end offsets), so the produce path is never wrapped.
+read from the logs this broker leads (their sizes and end offsets), so the produce path is never wrapped.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import anyio
 
 from kbroker.console.backend import ConsoleBackend
 from kbroker.server.intercept import Body, Exchange, Handle
@@ -135,7 +137,13 @@ class Live:
         watched = set(self._topics)
         log_bytes = 0
         offsets: dict[str, int] = dict.fromkeys(watched, 0)
-        for tp, log in self.backend.services.log_manager.all_logs().items():
+        services = self.backend.services
+        topics, node_id = services.metadata.topics, services.node_id
+        for tp, log in services.log_manager.all_logs().items():
+            info = topics.get(tp.topic)
+            partition = info.partitions.get(tp.partition) if info is not None else None
+            if partition is None or partition.leader != node_id:
+                continue  # a follower's copy grows by replication: not bytes in (as Kafka's BytesInPerSec)
             log_bytes += log.size_in_bytes
             if tp.topic in offsets:
                 offsets[tp.topic] += log.log_end_offset
@@ -166,6 +174,22 @@ def live_for(console: object, backend: ConsoleBackend) -> Live:
     if live is None:
         live = _LIVE[console] = Live(backend)
     return live
+
+
+def stopping_of(backend: ConsoleBackend) -> Callable[[], bool]:
+    """Whether the broker is shutting down (open streams then end, so it need not wait for them)."""
+    return backend.extras.get("stopping") or (lambda: False)
+
+
+async def pause(seconds: float, stopping: Callable[[], bool]) -> bool:
+    """Sleep ``seconds``, looking every tenth of a second whether the broker stops; False if it does."""
+    end = time.monotonic() + seconds
+    while not stopping():
+        left = end - time.monotonic()
+        if left <= 0:
+            return True
+        await anyio.sleep(min(0.1, left))
+    return False
 
 
 def sse_event(name: str, data: str) -> str:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -21,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from kbroker.console.backend import ConsoleBackend
 from kbroker.console.context import Console
-from kbroker.console.live import sse_event
+from kbroker.console.live import pause, sse_event, stopping_of
 from kbroker.console.topics import int_param, may_describe
 from kbroker.log.errors import OffsetOutOfRange
 from kbroker.records.batch import BatchError, iter_headers
@@ -233,7 +234,8 @@ def routes(console: Console) -> list[BaseRoute]:
             return console.render(request, "not_found.html", status_code=404, what=f"Topic {name}")
         name, count = topic_partitions(request)
         window = parse_window(request, count)
-        messages, positions, notes = browse(backend, name, window)
+        # Reading and decoding up to a window's bound is done off the event loop: clients' requests go on meanwhile.
+        messages, positions, notes = await anyio.to_thread.run_sync(browse, backend, name, window)
         follow_from = ",".join(f"{p}:{o}" for p, o in sorted(positions.items()))
         return console.render(request, "messages.html", name=name, partitions=count, window=window,
                               messages=messages, notes=notes, follow_from=follow_from, cap=MAX_MESSAGES,
@@ -254,6 +256,7 @@ def routes(console: Console) -> list[BaseRoute]:
         if not positions:
             raise HTTPException(400, "from: which partitions and offsets to follow from?")
         needle = request.query_params.get("q", "")[:200].lower()
+        stopping = stopping_of(backend)
 
         async def events() -> AsyncIterator[str]:
             while True:
@@ -262,7 +265,7 @@ def routes(console: Console) -> list[BaseRoute]:
                     log = backend.services.log_manager.get_log(name, p)  # type: ignore[attr-defined]
                     if log is None or log.high_watermark <= offset:
                         continue
-                    got, positions[p], _ = read_window(log, p, offset, MAX_MESSAGES)
+                    got, positions[p], _ = await anyio.to_thread.run_sync(read_window, log, p, offset, MAX_MESSAGES)
                     new += got
                 new = [m for m in new if not needle or m.matches(needle)]
                 if new:
@@ -270,7 +273,8 @@ def routes(console: Console) -> list[BaseRoute]:
                     yield sse_event("message", row.render(messages=new[-MAX_MESSAGES:]))
                 else:
                     yield ": idle\n\n"  # a comment: finds a closed connection
-                await anyio.sleep(FOLLOW_SECONDS)
+                if not await pause(FOLLOW_SECONDS, stopping):
+                    return
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 

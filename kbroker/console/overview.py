@@ -4,15 +4,14 @@ use) with live throughput in and out."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from kbroker.console.context import Console
-from kbroker.console.live import SAMPLE_SECONDS, Live, human_bytes, live_for, sse_event
+from kbroker.console.live import SAMPLE_SECONDS, Live, human_bytes, live_for, pause, sse_event, stopping_of
 from kbroker.console.svg import sparkline
 
 
@@ -53,7 +52,7 @@ def routes(console: Console) -> list[BaseRoute]:
             chart=_chart(live))
 
     async def stream(request: Request) -> Response:
-        return StreamingResponse(_overview_events(live, backend.started_at), media_type="text/event-stream",
+        return StreamingResponse(_overview_events(live, backend.started_at, stopping_of(backend)), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
     return [Route("/", overview, name="overview"), Route("/live/overview", stream, name="live-overview")]
@@ -65,7 +64,7 @@ def _chart(live: Live) -> str:
                      element_id="throughput-chart")
 
 
-async def _overview_events(live: Live, started_at: float) -> AsyncIterator[str]:
+async def _overview_events(live: Live, started_at: float, stopping: Callable[[], bool]) -> AsyncIterator[str]:
     async with live.watching():
         while True:
             sample = live.sample()
@@ -73,4 +72,5 @@ async def _overview_events(live: Live, started_at: float) -> AsyncIterator[str]:
             yield sse_event("throughput-out", human_bytes(sample.bytes_out_rate) + "/s")
             yield sse_event("throughput-chart", _chart(live))
             yield sse_event("uptime", uptime_text(time.time() - started_at))
-            await anyio.sleep(SAMPLE_SECONDS)
+            if not await pause(SAMPLE_SECONDS, stopping):
+                return

@@ -8,11 +8,10 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-import anyio
 from markupsafe import Markup, escape
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,7 +22,7 @@ from kbroker.client.data import partition_for_key
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.console.backend import ConsoleBackend
 from kbroker.console.context import Console
-from kbroker.console.live import SAMPLE_SECONDS, Live, human_bytes, live_for, sse_event
+from kbroker.console.live import SAMPLE_SECONDS, Live, human_bytes, live_for, pause, sse_event, stopping_of
 from kbroker.console.svg import sparkline
 from kbroker.records.builder import NewRecord, build_batch
 from kbroker.security.model import ANONYMOUS, AclOperation, ResourceType
@@ -298,7 +297,7 @@ def routes(console: Console) -> list[BaseRoute]:
         if name not in backend.services.metadata.topics or not may_describe(backend, request, ResourceType.TOPIC,
                                                                              name):
             raise HTTPException(404, f"no topic {name}")
-        return StreamingResponse(_topic_events(live, name), media_type="text/event-stream",
+        return StreamingResponse(_topic_events(live, name, stopping_of(backend)), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
     return [
@@ -315,11 +314,12 @@ def routes(console: Console) -> list[BaseRoute]:
 _NO_ID = uuid.UUID(int=0)
 
 
-async def _topic_events(live: Live, name: str) -> AsyncIterator[str]:
+async def _topic_events(live: Live, name: str, stopping: Callable[[], bool]) -> AsyncIterator[str]:
     async with live.watching(name):
         while True:
             sample = live.sample()
             produced, consumed = sample.topic_rates.get(name, (0.0, 0.0))
             yield sse_event("rate", str(rate_chart(live, name)))
             yield sse_event("rate-text", f"{produced:.1f} messages/s in, {human_bytes(consumed)}/s out")
-            await anyio.sleep(SAMPLE_SECONDS)
+            if not await pause(SAMPLE_SECONDS, stopping):
+                return

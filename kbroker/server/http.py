@@ -75,5 +75,14 @@ class HttpEndpoint:
         if self._server is None:
             return
         self._server.should_exit = True
+        with anyio.move_on_after(1):
+            await self._done.wait()
+        if not self._done.is_set():
+            # A response still streaming (server-sent events) never ends by itself, and uvicorn
+            # waits for it: closing its connection tells the app the client left, which ends it.
+            for conn in list(self._server.server_state.connections):
+                transport = getattr(conn, "transport", None)
+                if transport is not None:
+                    transport.close()
         with anyio.move_on_after(5):
             await self._done.wait()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -201,6 +202,9 @@ def test_pages_and_actions_are_authorised_as_the_user(broker: BrokerThread, cons
         listed = http.get("/groups").text
         assert f'data-group="{seen}"' in listed and hidden not in listed
         assert http.get(f"/groups/{hidden}").status_code == 403
+        assert http.get(f"/groups/{hidden}/lag/stream").status_code == 403
+        hidden_reset = http.post(f"/groups/{hidden}/reset-offsets", data={"topic": topic, "to": "earliest"})
+        assert hidden_reset.status_code == 403 and "GROUP_AUTHORIZATION_FAILED" in hidden_reset.text
         detail = http.get(f"/groups/{seen}").text
         assert f'data-topic="{topic}" data-partition="0"' in detail
         # OffsetCommit needs READ on the group: Kafka's error comes back.
@@ -237,3 +241,26 @@ def test_a_broker_with_a_sasl_listener_serves_its_console_behind_the_login(tmp_p
             made = http.post("/topics", data={"name": name, "partitions": "1"})
             assert made.status_code == 200, made.text
             assert f'data-topic="{name}"' in http.get("/topics").text
+
+
+def test_a_failed_login_waits_like_a_failed_sasl_login(console: Served) -> None:
+    with console.client() as http:
+        started = time.monotonic()
+        assert http.post("/login", data={"username": "alice", "password": "nope"}).status_code == 401
+        assert time.monotonic() - started >= 0.1  # connection.failed.authentication.delay.ms (100 by default)
+
+
+def test_transactions_show_only_to_whom_may_describe_them(broker: BrokerThread, console: Served) -> None:
+    from confluent_kafka import Producer
+
+    txn_id = f"tx-{uuid.uuid4().hex[:6]}"
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": txn_id,
+                         "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+                         "sasl.username": "admin", "sasl.password": "admin-secret"})
+    producer.init_transactions(10)
+    with login(console, "alice", "alice-secret") as http:
+        assert txn_id not in http.get("/transactions").text
+        grant(broker, acl(ResourceType.TRANSACTIONAL_ID, txn_id, "User:alice", AclOperation.DESCRIBE))
+        assert f'data-transactional-id="{txn_id}"' in http.get("/transactions").text
+    with login(console, "admin", "admin-secret") as http:
+        assert f'data-transactional-id="{txn_id}"' in http.get("/transactions").text

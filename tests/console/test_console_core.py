@@ -104,7 +104,9 @@ def test_the_live_stream_reports_throughput_only_while_watched(broker: BrokerThr
     with httpx.Client(timeout=10) as http, http.stream("GET", url(broker, "/live/overview")) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         deadline = time.monotonic() + 15
-        for event, data in read_events(stream, {"throughput-in", "throughput-out", "throughput-chart"}, deadline):
+        # Held in a name: a line iterator dropped closes its response (and the server sees the viewer leave).
+        events = read_events(stream, {"throughput-in", "throughput-out", "throughput-chart"}, deadline)
+        for event, data in events:
             assert len(counters(broker)) == 1  # installed while the stream is open
             if event == "throughput-in":
                 seen_in = seen_in or not data.startswith("0 B")
@@ -121,7 +123,8 @@ def test_the_live_stream_reports_throughput_only_while_watched(broker: BrokerThr
         assert seen_in and seen_out
         # A second viewer shares the one counter.
         with http.stream("GET", url(broker, "/live/overview")) as second:
-            next(read_events(second, {"throughput-in"}, time.monotonic() + 10))
+            second_events = read_events(second, {"throughput-in"}, time.monotonic() + 10)
+            next(second_events)
             assert len(counters(broker)) == 1
     producer.close()
     consumer.close()
@@ -159,6 +162,8 @@ def test_the_fetch_counter_counts_consumers_not_followers() -> None:
 
 
 def test_sampling_is_bounded_to_once_a_second() -> None:
+    import uuid
+
     now = [100.0]
 
     class Logs:
@@ -171,12 +176,21 @@ def test_sampling_is_bounded_to_once_a_second() -> None:
             class Log:
                 size_in_bytes = self.size
                 log_end_offset = self.size // 10
-            return {TopicPartition("t", 0): Log()}
+            # Partition 1 is a follower's copy here: its growth is replication, not bytes in.
+            return {TopicPartition("t", 0): Log(), TopicPartition("t", 1): Log()}
 
     logs = Logs()
 
+    from kbroker.metadata.model import PartitionInfo, TopicInfo
+
+    class Metadata:
+        topics = {"t": TopicInfo("t", uuid.uuid4(), {0: PartitionInfo("t", 0, 1, 0, [1], [1]),
+                                                  1: PartitionInfo("t", 1, 2, 0, [2, 1], [2, 1])})}
+
     class Services:
         log_manager = logs
+        metadata = Metadata()
+        node_id = 1
 
     class Backend:
         services = Services()
@@ -274,3 +288,31 @@ def test_small_formatters() -> None:
     assert [uptime_text(s) for s in (5, 65, 3700, 90000)] == ["5s", "1m 5s", "1h 1m", "1d 1h"]
     assert [human_bytes(n) for n in (10, 2048, 3 * 1024**3)] == ["10 B", "2.0 KiB", "3.0 GiB"]
     assert sse_event("e", "a\nb") == "event: e\ndata: a\ndata: b\n\n"
+
+
+def test_open_streams_do_not_hold_up_shutdown() -> None:
+    import threading
+
+    b = BrokerThread(overrides={"console.port": "0"}).start()
+    ended: list[str] = []
+    opened = threading.Event()
+
+    def watch(path: str) -> None:
+        with httpx.stream("GET", f"http://127.0.0.1:{b.broker.console.port}{path}", timeout=30) as r:
+            for _ in r.iter_lines():
+                opened.set()
+        ended.append(path)
+
+    b.call(lambda: b.broker.metadata.create_topic("s", 1, 1))
+    paths = ["/live/overview", "/live/topics/s", "/live/topics/s/messages?from=0:0"]
+    threads = [threading.Thread(target=watch, args=(p,), daemon=True) for p in paths]
+    for t in threads:
+        t.start()
+    assert opened.wait(10)
+    time.sleep(0.3)
+    started = time.monotonic()
+    b.stop()
+    assert time.monotonic() - started < 3  # the streams end with the broker instead of being waited out
+    for t in threads:
+        t.join(5)
+    assert sorted(ended) == sorted(paths)

@@ -191,6 +191,9 @@ def test_reset_offsets_is_seen_by_the_next_consumer(broker: BrokerThread, consol
     with console.client() as http:
         done = http.post(f"/groups/{group}/reset-offsets", data={"topic": topic, "to": "offset", "value": "3"})
         assert done.status_code == 200 and 'id="reset-done"' in done.text, done.text
+        # The fresh offsets table comes along (swapped out of band by htmx).
+        assert '<table id="offsets" hx-swap-oob="true">' in done.text
+        assert cell(done.text, f'data-topic="{topic}" data-partition="0"', "committed") == "3"
         detail = http.get(f"/groups/{group}").text
         assert cell(detail, f'data-topic="{topic}" data-partition="0"', "committed") == "3"
         # The next consumer of the group starts at the reset offset.
@@ -329,3 +332,117 @@ def test_transactions_acls_and_share_groups_pages(broker: BrokerThread, console:
         share = http.get("/share-groups")
         assert share.status_code == 200 and 'id="share-groups"' in share.text and 'id="nav-share-groups"' in share.text
         assert http.get("/share-groups/none-such").status_code == 404
+
+
+def test_a_kip848_consumer_group_shows_its_members(broker: BrokerThread, console: Served) -> None:
+    from confluent_kafka import Consumer
+
+    topic, group = _name("t"), _name("g")
+    create_topic(broker, topic, 2)
+    produce(broker.bootstrap, topic, 3)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "group.protocol": "consumer",
+                         "client.id": "kip848-probe", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while len(consumer.assignment()) < 2 and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        assert len(consumer.assignment()) == 2
+        with console.client() as http:
+            listed = http.get("/groups").text
+            assert cell(listed, f'data-group="{group}"', "type") == "consumer"
+            assert cell(listed, f'data-group="{group}"', "members") == "1"
+            detail = http.get(f"/groups/{group}").text
+            assert 'id="group-type">consumer<' in detail and "kip848-probe" in detail
+            assert f'<span class="tp">{topic}-0</span>' in detail and f'<span class="tp">{topic}-1</span>' in detail
+            refused = http.post(f"/groups/{group}/reset-offsets", data={"topic": topic, "to": "earliest"})
+            assert refused.status_code == 400 and "is inactive, but the current state is" in refused.text
+    finally:
+        consumer.close()
+
+
+def test_a_share_group_shows_with_its_members(broker: BrokerThread, console: Served) -> None:
+    from confluent_kafka import ShareConsumer
+
+    topic, group = _name("t"), _name("sg")
+    create_topic(broker, topic)
+    consumer = ShareConsumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "client.id": "share-probe"})
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            consumer.poll(0.2)
+            members = broker.call(lambda: [m for g in broker.broker.share_groups.groups.values()
+                                           if g.group_id == group for m in g.members.values() if m.assignment])
+            if members:
+                break
+        with console.client() as http:
+            listed = http.get("/share-groups").text
+            assert cell(listed, f'data-group="{group}"', "members") == "1"
+            assert group not in http.get("/groups").text  # consumer groups only there
+            detail = http.get(f"/share-groups/{group}").text
+            assert "share-probe" in detail and f'<span class="tp">{topic}-0</span>' in detail
+            assert http.get(f"/groups/{group}", follow_redirects=False).headers["location"] == f"/share-groups/{group}"
+            refused = http.post(f"/groups/{group}/reset-offsets", data={"to": "earliest"})
+            assert refused.status_code == 400
+    finally:
+        consumer.close()
+
+
+def test_group_ids_with_slashes_spaces_and_markup(broker: BrokerThread, console: Served) -> None:
+    topic, group = _name("t"), f"team/a b <i>{uuid.uuid4().hex[:4]}"
+    create_topic(broker, topic)
+    produce(broker.bootstrap, topic, 3)
+    consume_and_commit(broker.bootstrap, topic, group, 3)
+    with console.client() as http:
+        listed = http.get("/groups").text
+        escaped = group.replace("<", "&lt;").replace(">", "&gt;")
+        assert f'data-group="{escaped}"' in listed and "<i>" not in listed
+        href = re.search(r'<a href="(/groups/team/a[^"]*)"', listed)
+        assert href
+        detail = http.get(href.group(1))
+        assert detail.status_code == 200 and cell(detail.text, f'data-topic="{topic}" data-partition="0"', "lag") == "0"
+        done = http.post(href.group(1) + "/reset-offsets", data={"topic": topic, "to": "earliest"})
+        assert done.status_code == 200, done.text
+        assert cell(http.get(href.group(1)).text, f'data-topic="{topic}" data-partition="0"', "lag") == "3"
+
+
+def test_groups_loading_is_told(broker: BrokerThread, console: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kbroker.groups.errors import Errors, GroupError
+
+    def loading() -> list[Any]:
+        raise GroupError(Errors.COORDINATOR_LOAD_IN_PROGRESS)
+
+    monkeypatch.setattr(broker.broker.groups, "list_groups", loading)
+    with console.client() as http:
+        page = http.get("/groups")
+        assert page.status_code == 200 and 'id="groups-error">COORDINATOR_LOAD_IN_PROGRESS<' in page.text
+
+
+def test_stopping_the_console_ends_open_lag_streams(broker: BrokerThread) -> None:
+    served = Served(broker, ConsoleSettings()).__enter__()
+    lines: list[str] = []
+    opened = threading.Event()
+
+    def watch() -> None:
+        try:
+            with httpx.Client(base_url=served.url, timeout=30) as http, \
+                    http.stream("GET", "/groups/nobody/lag/stream") as stream:
+                for line in stream.iter_lines():
+                    lines.append(line)
+                    opened.set()
+        except httpx.HTTPError as e:
+            lines.append(repr(e))
+
+    viewer = threading.Thread(target=watch, daemon=True)
+    viewer.start()
+    assert opened.wait(10)
+    assert served.console is not None
+    histories = groups_mod.histories(served.console)
+    assert histories.watched == 1
+    started = time.monotonic()
+    served.__exit__(None, None, None)
+    assert time.monotonic() - started < 4  # not stuck behind a stream that never ends
+    viewer.join(5)
+    assert not viewer.is_alive()
+    assert histories.watched == 0  # its sampler stopped with it

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -243,3 +244,37 @@ def test_the_topic_stream_sends_its_rates(broker: BrokerThread) -> None:
     while any(isinstance(i, FetchCounter) for i in broker.broker.interceptors):
         assert time.monotonic() < deadline, "the counter stayed after the viewer left"
         time.sleep(0.05)
+
+
+def test_the_console_user_gets_the_brokers_acls(tmp_path: Path) -> None:
+    """Without a login the console user is User:ANONYMOUS: it sees and changes only what its ACLs allow."""
+    from kbroker.security.acl import AclBinding
+    from kbroker.security.model import AclOperation, AclPermissionType, PatternType, ResourceType
+    from kbroker.security.store import FileStateStore
+
+    data = tmp_path / "data"
+    allowed = [AclBinding(ResourceType.TOPIC, "open-", PatternType.PREFIXED, "User:ANONYMOUS", "*", op,
+                          AclPermissionType.ALLOW)
+               for op in (AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS, AclOperation.WRITE)]
+    FileStateStore(data).save("acls", [a.to_json() for a in allowed])
+    with BrokerThread(data, {"console.port": "0",
+                             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer"}) as b:
+        for name in ("open-a", "closed-a"):
+            b.call(lambda n=name: b.broker.metadata.create_topic(n, 1, 1))
+        html = httpx.get(url(b, "/topics")).text
+        assert 'data-topic="open-a"' in html and 'data-topic="closed-a"' not in html
+        assert httpx.get(url(b, "/topics/closed-a")).status_code == 404
+        assert httpx.get(url(b, "/topics/closed-a/messages")).status_code == 404
+        assert httpx.get(url(b, "/topics/open-a")).status_code == 200
+        produced = httpx.post(url(b, "/topics/open-a/produce"), data={"value": "v"})
+        assert produced.status_code == 200 and "at offset 0" in produced.text
+        # No ALTER_CONFIGS, DELETE or CREATE: Kafka's authorization errors.
+        alter = httpx.post(url(b, "/topics/open-a/config"), data={"key": "retention.ms", "value": "1"})
+        assert alter.status_code == 400 and "TOPIC_AUTHORIZATION_FAILED" in alter.text
+        delete = httpx.post(url(b, "/topics/open-a/delete"))
+        assert delete.status_code == 400 and "TOPIC_AUTHORIZATION_FAILED" in delete.text
+        create = httpx.post(url(b, "/topics"), data={"name": "open-b"})
+        assert create.status_code == 400 and "TOPIC_AUTHORIZATION_FAILED" in create.text
+        denied = httpx.post(url(b, "/topics/closed-a/produce"), data={"value": "v"})
+        assert denied.status_code == 400 and "TOPIC_AUTHORIZATION_FAILED" in denied.text
+        assert set(b.broker.metadata.topics) >= {"open-a", "closed-a"} and "open-b" not in b.broker.metadata.topics
