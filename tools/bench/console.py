@@ -7,7 +7,8 @@ overview's live stream and a consumer group's. Viewers find the streams the way 
 and consume cells as ``python -m tools.bench`` (its throughput rows) then run on both brokers,
 alternating who goes first from cell to cell and from round to round, each side keeping its
 best round, so the machine's drift falls on both sides alike. Printed: each cell's msg/s
-without and with the console, and the change.
+without and with the console, the change, and the broker CPU per GB moved. ``--one-broker``
+compares one broker serving the console, watched during every other run and not between.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Viewer(threading.Thread):
         self.events = 0
         self.streams: list[str] = []
         self.error: str | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         import httpx
@@ -55,7 +56,7 @@ class Viewer(threading.Thread):
                 threads = [threading.Thread(target=self._read, args=(client, s), daemon=True) for s in self.streams]
                 for t in threads:
                     t.start()
-                self._stop.wait()
+                self._halt.wait()
         except Exception as e:  # reported by the run, not raised in a thread
             self.error = f"{self.page}: {e!r}"
 
@@ -63,16 +64,16 @@ class Viewer(threading.Thread):
         try:
             with client.stream("GET", stream.replace("&amp;", "&")) as response:
                 for line in response.iter_lines():
-                    if self._stop.is_set():
+                    if self._halt.is_set():
                         return
                     if line.startswith("data:"):
                         self.events += 1
         except Exception as e:
-            if not self._stop.is_set():
+            if not self._halt.is_set():
                 self.error = f"{stream}: {e!r}"
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 def seed_group(bootstrap: str, group: str) -> None:
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="rounds; each side keeps its best (default 3)")
     ap.add_argument("--produce-count", type=int, default=QUICK.produce_count, help="messages per produce cell")
     ap.add_argument("--produce-seconds", type=float, default=2.0, help="time bound of each produce cell")
+    ap.add_argument("--one-broker", action="store_true", help="one broker serving the console, its pages watched "
+                    "for every other run (default: a second broker without the console)")
     args = ap.parse_args(argv)
     p = QUICK
     p.produce_count, p.produce_seconds = args.produce_count, args.produce_seconds
@@ -115,48 +118,64 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="kbroker-bench-console-"))
     port = free_port()
-    plain = Kbroker(workdir / "plain", overrides=list(KBROKER_OVERRIDES))
     watched = Kbroker(workdir / "console", overrides=[*KBROKER_OVERRIDES, f"console.port={port}"])
+    plain = watched if args.one_broker else Kbroker(workdir / "plain", overrides=list(KBROKER_OVERRIDES))
+    base = f"http://127.0.0.1:{port}"
+    pages = ("/", "/groups/bench-console-group")
     viewers: list[Viewer] = []
+    events = dict.fromkeys(pages, 0)
     results = Results()
-    try:
-        plain.start()
-        watched.start()
-        base = f"http://127.0.0.1:{port}"
-        seed_group(watched.bootstrap, "bench-console-group")
-        viewers = [Viewer(base, "/"), Viewer(base, "/groups/bench-console-group")]
+
+    def watch() -> bool:
+        viewers[:] = [Viewer(base, page) for page in pages]
         for v in viewers:
             v.start()
-        time.sleep(1.0)
+        time.sleep(1.0)  # connected, the samplers running
+        failed = [v.error for v in viewers if v.error]
+        for e in failed:
+            log(f"viewer failed: {e}")
+        return not failed
+
+    def unwatch() -> None:
         for v in viewers:
+            v.stop()
+            events[v.page] += v.events
             if v.error:
-                log(f"viewer failed: {v.error}")
-                return 1
-            log(f"viewer {v.page}: streams {v.streams}")
+                log(f"viewer failed during the run: {v.error}")
+        viewers.clear()
+
+    try:
+        for b in {id(plain): plain, id(watched): watched}.values():
+            b.start()
+        seed_group(watched.bootstrap, "bench-console-group")
+        if not args.one_broker and not watch():
+            return 1
         sides = [(plain, OFF), (watched, ON)]
         # The broker's CPU seconds per GB moved over all the cells: steadier than any one rate.
         moved = {OFF: [0.0, 0.0], ON: [0.0, 0.0]}
         for rnd in range(args.rounds):
-            steps = throughput_steps(p, clients, f"c{rnd}", cells)
-            for i, cell in enumerate(steps[j:j + 2] for j in range(0, len(steps), 2)):  # produce + consume
-                for broker, key in sides[::-1] if (i + rnd) % 2 else sides:
-                    m = run_throughput(broker, cell, p, results, log, key, "", best=True)
+            # Topics of their own per side (one broker may serve both sides).
+            steps = {key: throughput_steps(p, clients, f"c{rnd}{key[:-1]}", cells) for _, key in sides}
+            for i in range(0, len(steps[OFF]), 2):  # produce + consume
+                for broker, key in sides[::-1] if (i // 2 + rnd) % 2 else sides:
+                    if args.one_broker and key == ON and not watch():
+                        return 1
+                    m = run_throughput(broker, steps[key][i:i + 2], p, results, log, key, "", best=True)
+                    if args.one_broker and key == ON:
+                        unwatch()
                     moved[key][0] += m["bytes"]
                     moved[key][1] += m["cpu"]
-        for v in viewers:
-            if v.error:
-                log(f"viewer failed during the run: {v.error}")
-        events = {v.page: v.events for v in viewers}
-        if not all(events.values()):
-            log(f"a viewer got no event: {events}")
-            return 1
     finally:
-        for v in viewers:
-            v.stop()
+        unwatch()
         for b in list(LIVE):
             b.stop()
-    print(f"\nkbroker without a console and with one watched (overview + group page streams; events received: "
-          f"{events}), {args.rounds} rounds alternated, best of each side\n")
+    if not all(events.values()):
+        log(f"a viewer got no event: {events}")
+        return 1
+    what = ("one broker serving the console, unwatched and watched" if args.one_broker else
+            "kbroker without a console and with one watched")
+    print(f"\n{what} (overview + group page streams; events received: {events}), {args.rounds} rounds "
+          "alternated, best of each side\n")
     print("| cell | no console msg/s | console open msg/s | change |\n|---|---:|---:|---:|")
     changes = []
     for key, metric in sorted(results.metrics.items()):
