@@ -25,7 +25,11 @@ from confluent_kafka import Producer as CkProducer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-from selenium.common.exceptions import NoSuchElementException, TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -55,9 +59,11 @@ def open_page(browser: Any, url: str, shot: Path | None = None) -> None:
 
 
 def wait_for(browser: Any, check: Callable[[Any], Any], what: str, timeout: float = LIVE_S) -> Any:
-    """``check(browser)``'s first truthy value within ``timeout`` (it may raise NoSuchElement meanwhile)."""
+    """``check(browser)``'s first truthy value within ``timeout``. Meanwhile it may find no element
+    or an element of the page being replaced (a form's answer loading)."""
+    ignored = (NoSuchElementException, StaleElementReferenceException)
     try:
-        return WebDriverWait(browser, timeout, ignored_exceptions=(NoSuchElementException,)).until(check)
+        return WebDriverWait(browser, timeout, ignored_exceptions=ignored).until(check)
     except TimeoutException:
         raise AssertionError(f"not seen within {timeout:.0f}s: {what}") from None
 
