@@ -51,9 +51,9 @@ def find_browser() -> tuple[str, str] | str:
 class Chromium:
     """A headless chromium (a Selenium WebDriver), started on first use and quit by :meth:`close`.
 
-    Chromium keeps reading a live page's event stream after the page is left (its connection is
-    drained for reuse), so a broker stopped under it waits for the stream's end: a broker
-    fixture closes the browser first, and the next test starts a new one (under a second)."""
+    Chromium keeps a left page's event stream open (it reads on, to reuse the connection), so
+    a broker stopped under it waits on that stream: a broker fixture closes the browser first,
+    and the next test starts a new one (under a second)."""
 
     def __init__(self, binary: str, driver_path: str) -> None:
         self.binary = binary
