@@ -27,6 +27,26 @@ if [ "${#APT[@]}" -gt 0 ]; then
     fi
 fi
 
+# The web console's browser tests: Debian's chromium and chromium-driver. Where apt has no
+# chromium-driver (Ubuntu ships chromium as a snap), a Chrome and chromedriver already on the
+# machine serve (GitHub's runner images carry both; $CHROMIUM_BIN/$CHROMEDRIVER point at
+# others); the tests fail in CI when they find neither.
+have_browser() {
+    { command -v chromium || command -v chromium-browser || command -v google-chrome || [ -n "${CHROMIUM_BIN:-}" ]; } \
+        >/dev/null 2>&1 &&
+        { command -v chromedriver || [ -n "${CHROMEDRIVER:-}" ] || [ -x "${CHROMEWEBDRIVER:-/nonexistent}/chromedriver" ]; } \
+        >/dev/null 2>&1
+}
+if ! have_browser && command -v apt-get >/dev/null 2>&1; then
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    if apt-cache policy chromium-driver 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        echo "setup: installing chromium chromium-driver" >&2
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "setup: apt has no chromium-driver here; the console's browser tests need chromium and chromedriver" >&2
+    fi
+fi
+
 # Skip pip when kbroker is installed editable from this checkout and every
 # requirement (base + [test]) in pyproject.toml is already satisfied.
 if "$PYTHON" - <<'PY'
