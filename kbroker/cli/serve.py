@@ -19,10 +19,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Exit code when the broker cannot start (port in use, unusable data directory).
 EXIT_STARTUP_FAILED = 1
-#: What ``--dev`` sets unless the config file, the environment or ``--override`` sets it: a
-#: local consumer group starts at once, and producing to a new topic creates it.
 #: The web console's port for ``--console`` given without one, when ``console.port`` is unset.
 CONSOLE_PORT = 9021
+#: What ``--dev`` sets unless the config file, the environment or ``--override`` sets it: a
+#: local consumer group starts at once, and producing to a new topic creates it.
 DEV_DEFAULTS = {"group.initial.rebalance.delay.ms": "0", "auto.create.topics.enable": "true"}
 
 
