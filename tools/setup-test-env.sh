@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian/Ubuntu machine:
-# kcat and etcd-server (apt) and this package with its [test] extras (pip, editable).
+# kcat, etcd-server, chromium and chromium-driver (apt) and this package with its [test] extras (pip, editable).
 # Idempotent, and quick when everything is already installed.
 set -euo pipefail
 
@@ -13,20 +13,6 @@ else
     SUDO=(sudo)
 fi
 
-# etcd: the cluster's coordination service, for the cluster tests.
-APT=()
-command -v kcat >/dev/null 2>&1 || APT+=(kcat)
-command -v etcd >/dev/null 2>&1 || APT+=(etcd-server)
-if [ "${#APT[@]}" -gt 0 ]; then
-    echo "setup: installing ${APT[*]}" >&2
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT[@]}" >/dev/null
-    # Debian starts the etcd service it installs: the tests run their own, on their own ports.
-    if [[ " ${APT[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
-        "${SUDO[@]}" systemctl disable --now etcd >/dev/null 2>&1 || true
-    fi
-fi
-
 # The web console's browser tests: Debian's chromium and chromium-driver. Where apt has no
 # chromium-driver (Ubuntu ships chromium as a snap), a Chrome and chromedriver already on the
 # machine serve (GitHub's runner images carry both; $CHROMIUM_BIN/$CHROMEDRIVER point at
@@ -37,13 +23,30 @@ have_browser() {
         { command -v chromedriver || [ -n "${CHROMEDRIVER:-}" ] || [ -x "${CHROMEWEBDRIVER:-/nonexistent}/chromedriver" ]; } \
         >/dev/null 2>&1
 }
-if ! have_browser && command -v apt-get >/dev/null 2>&1; then
+
+# kcat, and etcd (the cluster's coordination service, for the cluster tests): from Debian, with
+# the browser, after one apt-get update.
+APT=()
+command -v kcat >/dev/null 2>&1 || APT+=(kcat)
+command -v etcd >/dev/null 2>&1 || APT+=(etcd-server)
+BROWSER=0
+have_browser || BROWSER=1
+if { [ "${#APT[@]}" -gt 0 ] || [ "$BROWSER" -eq 1 ]; } && command -v apt-get >/dev/null 2>&1; then
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    if apt-cache policy chromium-driver 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-        echo "setup: installing chromium chromium-driver" >&2
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
-    else
-        echo "setup: apt has no chromium-driver here; the console's browser tests need chromium and chromedriver" >&2
+    if [ "$BROWSER" -eq 1 ]; then
+        if apt-cache policy chromium-driver 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+            APT+=(chromium chromium-driver)
+        else
+            echo "setup: apt has no chromium-driver here; the console's browser tests need chromium and chromedriver" >&2
+        fi
+    fi
+    if [ "${#APT[@]}" -gt 0 ]; then
+        echo "setup: installing ${APT[*]}" >&2
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT[@]}" >/dev/null
+    fi
+    # Debian starts the etcd service it installs: the tests run their own, on their own ports.
+    if [[ " ${APT[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+        "${SUDO[@]}" systemctl disable --now etcd >/dev/null 2>&1 || true
     fi
 fi
 
