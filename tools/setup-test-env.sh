@@ -34,7 +34,10 @@ have_browser || BROWSER=1
 if { [ "${#APT[@]}" -gt 0 ] || [ "$BROWSER" -eq 1 ]; } && command -v apt-get >/dev/null 2>&1; then
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     if [ "$BROWSER" -eq 1 ]; then
-        if apt-cache policy chromium-driver 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        # Read whole, then matched: `grep -q` in a pipe may end it early, and pipefail would count
+        # apt-cache's broken pipe as "no candidate".
+        policy="$(apt-cache policy chromium-driver 2>/dev/null || true)"
+        if [[ "$policy" =~ Candidate:\ [0-9] ]]; then
             APT+=(chromium chromium-driver)
         else
             echo "setup: apt has no chromium-driver here; the console's browser tests need chromium and chromedriver" >&2
