@@ -366,6 +366,17 @@ class LogSegment:
         return self._read_at(header.size, position)
 
     # -- appending -----------------------------------------------------------------------
+    def _last_of(self, batches: Sequence[tuple[int, BatchHeader]]) -> BatchHeader | None:
+        """The last of the batches an append brings (None: nothing to append), once the tail is
+        loaded and its offset is known to fit this segment's 32-bit relative offsets."""
+        self._load_tail()
+        if not batches:
+            return None
+        last = batches[-1][1]
+        if last.last_offset - self.base_offset > _INT32_MAX:
+            raise ValueError(f"offset {last.last_offset} does not fit segment {self.base_offset}")
+        return last
+
     def append(self, data: bytes | bytearray | memoryview | list[bytes | memoryview],
                batches: Sequence[tuple[int, BatchHeader]], now_ms: int) -> None:
         """Append ``data`` (whole batches, offsets already assigned) in one write.
@@ -374,12 +385,9 @@ class LogSegment:
         joining copy). ``batches`` gives each batch's position within ``data`` and its
         final header.
         """
-        self._load_tail()
-        if not batches:
+        last = self._last_of(batches)
+        if last is None:
             return
-        last = batches[-1][1]
-        if last.last_offset - self.base_offset > _INT32_MAX:
-            raise ValueError(f"offset {last.last_offset} does not fit segment {self.base_offset}")
         base_pos = self._size
         fd = SEGMENT_FILES.acquire(self)
         try:
@@ -699,12 +707,9 @@ class MemoryLogSegment(LogSegment):
     def append(self, data: bytes | bytearray | memoryview | list[bytes | memoryview],
                batches: Sequence[tuple[int, BatchHeader]], now_ms: int) -> None:
         """:meth:`LogSegment.append` into the buffer."""
-        self._load_tail()
-        if not batches:
+        last = self._last_of(batches)
+        if last is None:
             return
-        last = batches[-1][1]
-        if last.last_offset - self.base_offset > _INT32_MAX:
-            raise ValueError(f"offset {last.last_offset} does not fit segment {self.base_offset}")
         base_pos = self._size
         buf = self._buf
         del buf[base_pos:]  # bytes of an append that failed part way (as the disk path cuts them)

@@ -4,7 +4,6 @@ authorised as the logged-in principal with the broker's ACLs."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import time
@@ -12,19 +11,16 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import anyio
 import httpx
 import pytest
+from console_helpers import Served
 from kafka import KafkaConsumer, KafkaProducer
 
 from kbroker.console import auth
-from kbroker.console.app import build_middleware, build_routes
-from kbroker.console.backend import ConsoleBackend, ConsoleSettings
-from kbroker.console.context import Console
+from kbroker.console.backend import ConsoleSettings
 from kbroker.security.acl import AclBinding
 from kbroker.security.model import AclOperation, AclPermissionType, PatternType, ResourceType
 from kbroker.security.scram import ScramCredential
-from kbroker.server.http import HttpEndpoint
 from kbroker.testing import BrokerThread
 
 PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" '
@@ -36,53 +32,6 @@ OVERRIDES = {"listeners": "SASL_PLAINTEXT://127.0.0.1:0", "sasl.enabled.mechanis
              "super.users": "User:admin"}
 ADMIN = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_plain_username": "admin",
          "sasl_plain_password": "admin-secret"}
-
-
-class Served:
-    """A console served on an ephemeral port from the broker's own event loop."""
-
-    def __init__(self, thread: BrokerThread, settings: ConsoleSettings) -> None:
-        self.thread = thread
-        self.settings = settings
-        self.console: Console | None = None
-        self.endpoint: HttpEndpoint | None = None
-        self._task: Any = None
-
-    def __enter__(self) -> Served:
-        async def boot() -> None:
-            broker = self.thread.broker
-            self.console = Console(ConsoleBackend(broker, broker.interceptors, version="test"), self.settings)
-            self.endpoint = HttpEndpoint("127.0.0.1", 0, build_routes(self.console), build_middleware(self.console))
-            ready = anyio.Event()
-
-            async def run() -> None:
-                async with anyio.create_task_group() as tg:
-                    assert self.endpoint is not None
-                    await self.endpoint.start(tg)
-                    ready.set()
-
-            self._task = asyncio.ensure_future(run())
-            await ready.wait()
-
-        self.thread.call(boot)
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self.endpoint is not None
-        return f"http://127.0.0.1:{self.endpoint.port}"
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            assert self.endpoint is not None
-            await self.endpoint.stop()
-            await self._task
-
-        self.thread.call(stop)
-
 
 
 @pytest.fixture(scope="module")
