@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kbroker.client.cluster import KafkaClient
 from kbroker.client.errors import KafkaError, check
@@ -214,19 +215,24 @@ def offsets_for(client: KafkaClient, topic: str, partitions: Iterable[int], time
     return list_offsets(client, topic, {p: timestamp for p in partitions})
 
 
+def list_offsets_body(partitions: Iterable[TopicPartition], timestamp: int) -> dict[str, Any]:
+    """A consumer's ListOffsets request body: every partition at ``timestamp`` (EARLIEST,
+    LATEST or ms), read uncommitted."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return {"replica_id": -1, "isolation_level": 0, "timeout_ms": 30000, "topics": [
+        {"name": t, "partitions": [{"partition_index": p, "current_leader_epoch": -1, "timestamp": timestamp}
+                                   for p in ps]} for t, ps in by_topic.items()]}
+
+
 def offsets_at(client: KafkaClient, by_leader: Mapping[int, Iterable[TopicPartition]],
                timestamp: int) -> dict[TopicPartition, int | KafkaError]:
     """One ListOffsets per leader for the partitions it leads (``by_leader``), every partition
     at ``timestamp`` (EARLIEST, LATEST or ms); each partition's offset, or its error."""
     out: dict[TopicPartition, int | KafkaError] = {}
     for leader, tps in by_leader.items():
-        by_topic: dict[str, list[int]] = {}
-        for tp in tps:
-            by_topic.setdefault(tp.topic, []).append(tp.partition)
-        body = {"replica_id": -1, "isolation_level": 0, "timeout_ms": 30000, "topics": [
-            {"name": t, "partitions": [{"partition_index": p, "current_leader_epoch": -1, "timestamp": timestamp}
-                                       for p in ps]} for t, ps in by_topic.items()]}
-        resp = client.request(LIST_OFFSETS, body, leader)
+        resp = client.request(LIST_OFFSETS, list_offsets_body(tps, timestamp), leader)
         for t in resp.topics:
             for p in t.partitions:
                 out[TopicPartition(t.name, p.partition_index)] = (

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from kbroker.client.data import list_offsets_body
 from kbroker.client.groups import decode_assignment
 from kbroker.codec.error_codes import ErrorCode
 from kbroker.common import TopicPartition
@@ -260,13 +261,8 @@ class ResetRefused(Exception):
 
 async def _list_offsets(console: Console, principal: str, partitions: list[TopicPartition],
                         timestamp: int) -> dict[TopicPartition, int]:
-    topics: dict[str, list[int]] = {}
-    for tp in partitions:
-        topics.setdefault(tp.topic, []).append(tp.partition)
-    body = {"replica_id": -1, "isolation_level": 0, "timeout_ms": 30000, "topics": [
-        {"name": t, "partitions": [{"partition_index": p, "current_leader_epoch": -1, "timestamp": timestamp}
-                                   for p in ps]} for t, ps in topics.items()]}
-    response = await console.backend.request(LIST_OFFSETS, body, principal=principal)
+    response = await console.backend.request(LIST_OFFSETS, list_offsets_body(partitions, timestamp),
+                                             principal=principal)
     out: dict[TopicPartition, int] = {}
     for t in response.topics:
         for p in t.partitions:
