@@ -92,6 +92,11 @@ def _argv_from_ps(pid: int) -> list[str] | None:
     return fields[1:]
 
 
+def _has_marker(argv: list[str], marker: tuple[str, str]) -> bool:
+    """Whether ``marker``'s two arguments stand in a row in ``argv``."""
+    return any(pair == marker for pair in zip(argv, argv[1:], strict=False))
+
+
 #: How long ``kill`` waits for a SIGKILLed broker to be gone.
 KILL_WAIT_S = 30.0
 
@@ -221,7 +226,7 @@ class LocalCluster:
             # A child not yet reaped keeps its pid: nobody else can have it, whatever it runs.
             return child.poll() is None
         argv = _argv(pid)
-        return argv is not None and any(pair == marker for pair in zip(argv, argv[1:], strict=False))
+        return argv is not None and _has_marker(argv, marker)
 
     def _broker_marker(self, i: int) -> tuple[str, str]:
         return "--override", f"log.dirs={self.broker_dir(i) / 'data'}"
@@ -267,11 +272,16 @@ class LocalCluster:
             self._children.pop(pid, None)
             return True
         deadline = time.monotonic() + timeout
-        while self._owned(pid, marker):  # not our child: its parent (init) reaps it
+        while True:  # not our child: its parent (init) reaps it
+            argv = _argv(pid)
+            if argv is None:
+                return True  # gone, or a zombie
+            # An exiting process reads an empty command line before it is a zombie: still ours.
+            if argv and not _has_marker(argv, marker):
+                return True  # the pid now runs something else
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.02)
-        return True
 
     def _end(self, pid: int | None, marker: tuple[str, str], timeout: float) -> None:
         """SIGTERM (and SIGCONT, should it be stopped), then SIGKILL after ``timeout``."""

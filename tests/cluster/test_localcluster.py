@@ -297,3 +297,25 @@ def test_a_state_file_with_a_pid_that_is_not_one_is_refused(tmp_path: Path, pid:
     c.state_path.write_text(json.dumps(state))
     with pytest.raises(ClusterError, match="malformed"):
         LocalCluster.attach(tmp_path)
+
+
+def test_a_killed_process_is_waited_for_while_it_exits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Between SIGKILL and becoming a zombie, a process's command line reads empty: kill() took
+    # that for "gone" and returned while /proc still showed the process (a CI failure).
+    import kbroker.localcluster as lc
+
+    c = LocalCluster(tmp_path / "c", 1)
+    marker = ("--override", "log.dirs=/x")
+    seen = iter([["python", "--override", "log.dirs=/x"], [], [], None])
+    calls: list[int] = []
+
+    def argv(pid: int) -> list[str] | None:
+        calls.append(pid)
+        return next(seen)
+
+    monkeypatch.setattr(lc, "_argv", argv)
+    assert c._wait_gone(4242, marker, 5.0)
+    assert len(calls) == 4  # through the empty command lines to the end
+    # A pid that runs something else now is not waited for.
+    seen = iter([["sleep", "60"]])
+    assert c._wait_gone(4242, marker, 5.0)
